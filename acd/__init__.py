@@ -1,0 +1,1 @@
+"""Skill-based routing (issue 3): skills, agents, queues, the pure routing core."""

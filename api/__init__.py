@@ -1,0 +1,1 @@
+"""aiohttp application: REST, WebSocket hub, dialplan hooks (issue 6)."""

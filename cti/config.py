@@ -1,0 +1,119 @@
+"""Configuration: ``CTI_*`` environment variables over an optional TOML file.
+
+Precedence, highest first: keyword arguments, environment (``CTI_AMI_HOST``...),
+the TOML file named by ``CTI_CONFIG`` (or ``--config``), the defaults below.
+Secrets are ``SecretStr``: they print as ``**********`` and never reach a log.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cti.errors import ConfigError
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cti"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CTI_", extra="forbid", frozen=True)
+
+    # AMI
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    ami_user: str = "cti"
+    ami_secret: SecretStr = SecretStr("cti-secret")
+    ami_action_timeout: float = Field(5.0, gt=0, le=300)
+    ami_ping_interval: float = Field(10.0, gt=0, le=3600)
+    ami_reconnect_max: float = Field(15.0, gt=0, le=600)
+
+    # PostgreSQL: a URL, or none for the embedded server in state_dir/pg
+    database_url: SecretStr | None = None
+    db_buffer_max: int = Field(100_000, ge=100)
+    db_batch_max: int = Field(500, ge=1)
+
+    # HTTP (API, dialplan hooks) and FastAGI
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8765, ge=0, le=65535)
+    agi_host: str = "127.0.0.1"
+    agi_port: int = Field(4573, ge=0, le=65535)
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("ami_host", "ami_user", "http_host", "agi_host")
+    @classmethod
+    def _no_control_chars(cls, v: str) -> str:
+        if not v or any(c in v for c in "\r\n\0"):
+            raise ValueError("must be non-empty and hold no CR, LF or NUL")
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql:// (or be unset for the embedded server)")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = os.environ.get("CTI_CONFIG")
+        if path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read the settings.
+
+    Returns: the validated ``Settings``.
+    Raises: ``ConfigError`` naming the first bad field and why, or an unreadable file.
+    """
+    previous = os.environ.get("CTI_CONFIG")
+    if config_file is not None:
+        os.environ["CTI_CONFIG"] = str(config_file)
+    try:
+        path = os.environ.get("CTI_CONFIG")
+        if path and not Path(path).is_file():
+            raise ConfigError(f"config file {path!r} does not exist")
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # a TOML syntax error
+        raise ConfigError(f"config file {os.environ.get('CTI_CONFIG')!r}: {exc}") from None
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop("CTI_CONFIG", None)
+            else:
+                os.environ["CTI_CONFIG"] = previous
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        env = f"CTI_{field.upper()}" if err["loc"] else ""
+        where = f"{field} ({env})" if env else field
+        lines.append(f"invalid setting {where}: {err['msg']}")
+    return "; ".join(lines)

@@ -1,0 +1,1 @@
+"""IVR menus over FastAGI (issue 4)."""

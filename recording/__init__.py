@@ -1,0 +1,1 @@
+"""Recording policy and MixMonitor control (issue 5)."""
