@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Capture real AMI transcripts from the sandbox as test fixtures.
+
+Listens as the daemon's AMI user (same permissions and filters as production)
+and records the raw byte stream while a second connection drives a scenario
+of simulated calls. The files under tests/fixtures/ami/ come from here:
+
+    scripts/asterisk-sandbox up
+    .venv/bin/python scripts/capture-ami.py basic tests/fixtures/ami/basic.ami
+
+Scenarios: basic, abandon, burst, resync, noanswer (see SCENARIOS).
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+
+
+async def login(user: str, secret: str, events: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", 5038)
+    writer.write(
+        f"Action: Login\r\nActionID: login\r\nUsername: {user}\r\nSecret: {secret}\r\nEvents: {events}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def action(writer: asyncio.StreamWriter, name: str, **headers: str) -> None:
+    lines = [f"Action: {name}"] + [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+
+
+def originate(w, n: int, did: str, cid: str, patience: int):
+    return action(
+        w, "Originate", ActionID=f"orig-{n}", Channel=f"Local/p{patience}@cti-demo-caller/n",
+        Context="cti-inbound", Exten=did, Priority="1", CallerID=cid, Async="true", Timeout="30000",
+    )
+
+
+async def basic(w, cw):
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="2")
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="2")
+    await originate(w, 1, "5000", '"J\\"ürgen Müller" <+4930123456>', 60)
+    await asyncio.sleep(7)
+
+
+async def abandon(w, cw):
+    # Agents take 10 s to answer; the caller gives up after 2 s.
+    await action(w, "Setvar", Variable="DEMO_RING_MIN", Value="10")
+    await action(w, "Setvar", Variable="DEMO_RING_MAX", Value="10")
+    await originate(w, 1, "5000", '"Impatient" <5551234>', 2)
+    await asyncio.sleep(5)
+    await action(w, "Setvar", Variable="DEMO_RING_MIN", Value="1")
+    await action(w, "Setvar", Variable="DEMO_RING_MAX", Value="2")
+
+
+async def burst(w, cw):
+    for n in range(8):
+        await originate(w, n, "5000", f'"Caller {n}" <+3312345{n:03d}>', 30)
+    await asyncio.sleep(16)
+
+
+async def resync(w, cw):
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="5")
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="5")
+    for n in range(7):  # more callers than the five agents: two wait in the queue
+        await originate(w, n, "5000", f'"Resync {n}" <+4470000{n:03d}>', 30)
+    await asyncio.sleep(3)
+    # What the daemon asks for on (re)connect, on the listening connection.
+    await action(cw, "CoreShowChannels", ActionID="resync-channels")
+    await action(cw, "BridgeList", ActionID="resync-bridges")
+    await action(cw, "QueueStatus", ActionID="resync-queues")
+    await asyncio.sleep(14)
+
+
+SCENARIOS = {"basic": basic, "abandon": abandon, "burst": burst, "resync": resync}
+
+
+async def main(scenario: str, out: str) -> None:
+    creader, cwriter = await login("cti", "cti-secret", "on")
+    _, dwriter = await login("cti-demo", "cti-demo-secret", "off")
+    chunks: list[bytes] = []
+    stop = asyncio.Event()
+
+    async def pump() -> None:
+        while not stop.is_set():
+            try:
+                data = await asyncio.wait_for(creader.read(65536), 0.2)
+            except asyncio.TimeoutError:
+                continue
+            if not data:
+                return
+            chunks.append(data)
+
+    task = asyncio.create_task(pump())
+    await asyncio.sleep(0.5)
+    t0 = time.monotonic()
+    await SCENARIOS[scenario](dwriter, cwriter)
+    await asyncio.sleep(1)
+    stop.set()
+    await task
+    with open(out, "wb") as fh:
+        fh.write(b"".join(chunks))
+    print(f"{scenario}: {sum(map(len, chunks))} bytes in {time.monotonic() - t0:.1f}s -> {out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
