@@ -1,0 +1,608 @@
+"""The call model: AMI events in, calls and domain events out. Pure: no I/O, no clock.
+
+Why it is shaped like this:
+
+- A *leg* is one Asterisk channel, keyed by ``Uniqueid``. A *call* is the group
+  of legs sharing a ``Linkedid``; its id is that Linkedid. Asterisk changes a
+  channel's Linkedid when it enters a bridge (every participant takes the
+  oldest one present), so every event that names a known leg with another
+  Linkedid moves the leg to that call. A call left with no legs by such a move
+  ends as *merged* into the other.
+- The call's *origin* is the leg whose Uniqueid is the Linkedid (the channel
+  that started it). Caller ID, answer time and hangup cause are the origin's.
+- The state is derived, not stored: ``derive_state`` looks at the facts
+  (hung up, held in a bridge, bridged, transferred, ringing an agent, queued,
+  answered) in a fixed order of precedence. Events change facts; after each,
+  the state is derived again and ``call.state`` is emitted when it changed.
+- Time comes from the event's ``Timestamp`` header (``timestampevents=yes`` in
+  manager.conf), so durations are Asterisk's own; ``now`` is the fallback.
+- ``resync`` reconciles the model with a fresh ``CoreShowChannels`` (and
+  ``QueueStatus``) listing after a reconnect: legs that vanished meanwhile are
+  ended with an estimated time, legs we never saw are adopted.
+
+Values from AMI are caller-controlled (names, numbers): they are kept as
+text, never interpreted, and must be sanitised by whoever sends them back to
+Asterisk (``cti.amiproto.encode_action`` refuses CR/LF).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from cti.events import CallEvent, CallView
+
+Headers = Mapping[str, str]
+
+RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
+    "ringing", "ivr", "queued", "offered", "talking", "held", "transferred", "ended",
+)
+
+# Asterisk's pseudo-channel that runs the "failed" extension of an Originate
+# that could not be placed: it is not a caller.
+_PSEUDO_CHANNELS = ("OutgoingSpoolFailed",)
+
+
+def unescape_cid(value: str) -> str:
+    """Undo AMI's C escaping of CallerIDName/ConnectedLineName (``\\"`` and friends)."""
+    if "\\" not in value:
+        return value
+    out: list[str] = []
+    it = iter(value)
+    for ch in it:
+        if ch != "\\":
+            out.append(ch)
+            continue
+        nxt = next(it, "")
+        out.append(_C_ESCAPES.get(nxt, nxt))
+    return "".join(out)
+
+
+_C_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
+              "\\": "\\", '"': '"', "'": "'", "?": "?"}
+
+
+def _cid(value: str | None) -> str | None:
+    if not value or value == "<unknown>":
+        return None
+    return value
+
+
+@dataclass(slots=True)
+class Leg:
+    uniqueid: str
+    linkedid: str
+    channel: str
+    created_at: float
+    up: bool = False
+    bridge: str | None = None
+    moh: bool = False
+    on_hold: bool = False
+    cause: int | None = None
+    cause_txt: str | None = None
+
+
+@dataclass(slots=True)
+class Call:
+    call_id: str
+    started_at: float
+    legs: dict[str, Leg] = field(default_factory=dict)
+    direction: str = "internal"
+    caller_num: str | None = None
+    caller_name: str | None = None
+    exten: str | None = None
+    answered_at: float | None = None
+    queue: str | None = None
+    queue_joined_at: float | None = None
+    queue_left_at: float | None = None
+    in_queue: bool = False
+    agent: str | None = None
+    agent_answered_at: float | None = None
+    ended_at: float | None = None
+    hangup_cause: int | None = None
+    hangup_cause_txt: str | None = None
+    end_estimated: bool = False
+    abandoned: bool = False
+    transferred: bool = False
+    # agent leg Uniqueid -> (agent name, device) while it rings
+    offers: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # the leg of the agent who answered, while it lives
+    agent_leg: str | None = None
+    legs_seen: int = 0
+    seq: int = 0
+    state: str = RINGING
+
+    def view(self) -> CallView:
+        return CallView(
+            self.call_id, self.state, self.direction, self.caller_num, self.caller_name,
+            self.exten, self.started_at, self.answered_at, self.queue, self.queue_joined_at,
+            self.queue_left_at, self.agent, self.agent_answered_at, self.ended_at,
+            self.hangup_cause, self.hangup_cause_txt, self.end_estimated, self.abandoned,
+            self.legs_seen,
+        )
+
+
+def derive_state(call: Call, bridges: Mapping[str, set[str]]) -> str:
+    """The state a call is in, from its facts, in order of precedence."""
+    if call.ended_at is not None:
+        return ENDED
+    talking = False
+    for leg in call.legs.values():
+        if leg.bridge is not None and len(bridges.get(leg.bridge, ())) >= 2:
+            if leg.on_hold or leg.moh:
+                return HELD
+            talking = True
+    # An agent who answered is talking from that moment until their leg ends,
+    # whatever the bridge is doing meanwhile.
+    if talking or (call.agent_leg is not None and call.agent_leg in call.legs):
+        return TALKING
+    if call.transferred:
+        return TRANSFERRED
+    if call.offers:
+        return OFFERED
+    if call.in_queue:
+        return QUEUED
+    origin = call.legs.get(call.call_id)
+    if call.answered_at is not None or (origin is not None and origin.up):
+        return IVR
+    return RINGING
+
+
+def _parse_duration(text: str | None) -> float:
+    """CoreShowChannel's Duration, ``HH:MM:SS``, in seconds (0 if unreadable)."""
+    if not text:
+        return 0.0
+    try:
+        h, m, s = text.split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+    except ValueError:
+        return 0.0
+
+
+class CallModel:
+    """Mirror of Asterisk's calls. ``feed`` one event at a time; read ``calls``.
+
+    Returns from ``feed``/``resync``: the domain events the input caused, in order.
+    Never raises on odd input: an event about an unknown channel is ignored
+    (counted in ``ignored``), a malformed number is treated as absent.
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Call] = {}
+        self.legs: dict[str, Call] = {}      # Uniqueid -> the call it belongs to
+        self.bridges: dict[str, set[str]] = {}
+        self.ignored = 0
+        self.events_in = 0
+        self._handlers: dict[str, Callable[[Headers, float, list[CallEvent]], None]] = {
+            "Newchannel": self._newchannel,
+            "Newstate": self._newstate,
+            "NewCallerid": self._newcallerid,
+            "Hangup": self._hangup,
+            "BridgeEnter": self._bridge_enter,
+            "BridgeLeave": self._bridge_leave,
+            "BridgeDestroy": self._bridge_destroy,
+            "DialBegin": self._dial_begin,
+            "DialEnd": self._dial_end,
+            "QueueCallerJoin": self._queue_join,
+            "QueueCallerLeave": self._queue_leave,
+            "QueueCallerAbandon": self._queue_abandon,
+            "AgentCalled": self._agent_called,
+            "AgentConnect": self._agent_connect,
+            "MusicOnHoldStart": self._moh_start,
+            "MusicOnHoldStop": self._moh_stop,
+            "Hold": self._hold,
+            "Unhold": self._unhold,
+            "BlindTransfer": self._blind_transfer,
+            "AttendedTransfer": self._attended_transfer,
+            "UserEvent": self._user_event,
+        }
+
+    # -- input ---------------------------------------------------------------
+
+    def feed(self, headers: Headers, now: float) -> list[CallEvent]:
+        """Apply one AMI event (its headers). ``now`` is used when it has no Timestamp."""
+        self.events_in += 1
+        handler = self._handlers.get(headers.get("Event", ""))
+        if handler is None:
+            return []
+        ts = headers.get("Timestamp")
+        if ts is not None:
+            try:
+                now = float(ts)
+            except ValueError:
+                pass
+        out: list[CallEvent] = []
+        handler(headers, now, out)
+        return out
+
+    def resync(self, channels: Iterable[Headers], queue_entries: Iterable[Headers], now: float) -> list[CallEvent]:
+        """Reconcile with a fresh listing of live channels (``CoreShowChannel`` items)
+        and queue entries (``QueueEntry`` items) taken at ``now``."""
+        out: list[CallEvent] = []
+        live = {c["Uniqueid"]: c for c in channels
+                if c.get("Uniqueid") and c.get("Channel", "") not in _PSEUDO_CHANNELS}
+        # Legs that ended while we were away.
+        for uid in [u for u in self.legs if u not in live]:
+            call = self.legs[uid]
+            leg = call.legs[uid]
+            self._drop_leg(call, leg, now, out, estimated=True)
+        # Legs we have never seen, and the bridges everyone is in now.
+        self.bridges = {}
+        for uid, item in live.items():
+            call = self.legs.get(uid)
+            linkedid = item.get("Linkedid") or uid
+            if call is None:
+                created = now - _parse_duration(item.get("Duration"))
+                call = self._add_leg(uid, linkedid, item.get("Channel", ""), created, out)
+                leg = call.legs[uid]
+                if uid == call.call_id:
+                    self._set_caller(call, item.get("CallerIDNum"), item.get("CallerIDName"))
+            else:
+                leg = call.legs[uid]
+                if linkedid != call.call_id:
+                    call = self._move_leg(call, leg, linkedid, now, out)
+            leg.up = item.get("ChannelStateDesc") == "Up"
+            leg.bridge = item.get("BridgeId") or None
+            if leg.bridge:
+                self.bridges.setdefault(leg.bridge, set()).add(uid)
+        for entry in queue_entries:
+            call = self.legs.get(entry.get("Uniqueid", ""))
+            if call is None:
+                continue
+            call.in_queue = True
+            call.queue = entry.get("Queue") or call.queue
+            if call.queue_joined_at is None:
+                call.queue_joined_at = now - _to_float(entry.get("Wait"), 0.0)
+        for call in list(self.calls.values()):
+            origin = call.legs.get(call.call_id)
+            if origin is not None and origin.up and call.answered_at is None:
+                call.answered_at = origin.created_at  # best estimate: unknown while away
+            self._update_state(call, now, out)
+        return out
+
+    # -- channels ------------------------------------------------------------
+
+    def _add_leg(self, uid: str, linkedid: str, channel: str, at: float, out: list[CallEvent]) -> Call:
+        call = self.calls.get(linkedid)
+        if call is None:
+            call = Call(call_id=linkedid, started_at=at)
+            self.calls[linkedid] = call
+            call.legs[uid] = leg = Leg(uid, linkedid, channel, at)
+            call.legs_seen += 1
+            self.legs[uid] = call
+            self._emit(call, "call.started", at, out, channel=channel)
+            return call
+        call.legs[uid] = Leg(uid, linkedid, channel, at)
+        call.legs_seen += 1
+        self.legs[uid] = call
+        return call
+
+    def _newchannel(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        uid = h.get("Uniqueid")
+        channel = h.get("Channel", "")
+        if not uid or uid in self.legs or channel.startswith(_PSEUDO_CHANNELS):
+            return
+        call = self._add_leg(uid, h.get("Linkedid") or uid, channel, now, out)
+        if uid == call.call_id:
+            self._set_caller(call, h.get("CallerIDNum"), h.get("CallerIDName"))
+
+    def _leg(self, h: Headers, now: float, out: list[CallEvent], prefix: str = "") -> tuple[Call, Leg] | None:
+        """The call and leg an event is about, moving the leg if its Linkedid changed."""
+        call = self.legs.get(h.get(prefix + "Uniqueid", ""))
+        if call is None:
+            self.ignored += 1
+            return None
+        leg = call.legs[h[prefix + "Uniqueid"]]
+        linkedid = h.get(prefix + "Linkedid")
+        if linkedid and linkedid != call.call_id:
+            call = self._move_leg(call, leg, linkedid, now, out)
+        return call, leg
+
+    def _move_leg(self, old: Call, leg: Leg, linkedid: str, now: float, out: list[CallEvent]) -> Call:
+        new = self.calls.get(linkedid)
+        if new is None:
+            # Regrouped under a Linkedid we have no call for (its origin is gone):
+            # the call keeps living under its new id.
+            new = Call(call_id=linkedid, started_at=old.started_at)
+            self.calls[linkedid] = new
+            self._emit(new, "call.started", now, out, channel=leg.channel)
+        del old.legs[leg.uniqueid]
+        new.legs[leg.uniqueid] = leg
+        new.legs_seen += 1
+        leg.linkedid = linkedid
+        self.legs[leg.uniqueid] = new
+        offer = old.offers.pop(leg.uniqueid, None)
+        if offer is not None:
+            new.offers[leg.uniqueid] = offer
+        if not old.legs:
+            self._end(old, now, out, merged_into=linkedid)
+        else:
+            self._update_state(old, now, out)
+        return new
+
+    def _newstate(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, leg = found
+        if h.get("ChannelStateDesc") == "Up" and not leg.up:
+            leg.up = True
+            if leg.uniqueid == call.call_id and call.answered_at is None:
+                call.answered_at = now
+                self._emit(call, "call.answered", now, out)
+            self._update_state(call, now, out)
+
+    def _newcallerid(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is not None and found[1].uniqueid == found[0].call_id:
+            self._set_caller(found[0], h.get("CallerIDNum"), h.get("CallerIDName"))
+
+    def _set_caller(self, call: Call, num: str | None, name: str | None) -> None:
+        call.caller_num = _cid(num)
+        name = _cid(name)
+        call.caller_name = unescape_cid(name) if name else None
+
+    def _hangup(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, leg = found
+        leg.cause = _to_int(h.get("Cause"))
+        leg.cause_txt = h.get("Cause-txt")
+        self._drop_leg(call, leg, now, out, estimated=False)
+
+    def _drop_leg(self, call: Call, leg: Leg, now: float, out: list[CallEvent], *, estimated: bool) -> None:
+        del call.legs[leg.uniqueid]
+        del self.legs[leg.uniqueid]
+        if leg.bridge is not None:
+            members = self.bridges.get(leg.bridge)
+            if members is not None:
+                members.discard(leg.uniqueid)
+        if leg.uniqueid == call.call_id or call.hangup_cause is None:
+            call.hangup_cause, call.hangup_cause_txt = leg.cause, leg.cause_txt
+        offer = call.offers.pop(leg.uniqueid, None)
+        if offer is not None:
+            self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1],
+                       status="HANGUP")
+        if not call.legs:
+            call.end_estimated = estimated
+            if estimated:
+                call.hangup_cause_txt = "ended while the daemon was disconnected"
+            self._end(call, now, out)
+        else:
+            self._update_state(call, now, out)
+
+    def _end(self, call: Call, now: float, out: list[CallEvent], merged_into: str | None = None) -> None:
+        if call.in_queue:
+            call.in_queue = False
+            call.queue_left_at = call.queue_left_at or now
+        call.offers.clear()
+        call.ended_at = now
+        if merged_into is not None:
+            self._emit(call, "call.merged", now, out, into=merged_into)
+        self._update_state(call, now, out)
+        self._emit(call, "call.ended", now, out, cause=call.hangup_cause,
+                   cause_txt=call.hangup_cause_txt, estimated=call.end_estimated)
+        del self.calls[call.call_id]
+
+    # -- bridges -------------------------------------------------------------
+
+    def _bridge_enter(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, leg = found
+        bridge = h.get("BridgeUniqueid")
+        if not bridge:
+            return
+        leg.bridge = bridge
+        self.bridges.setdefault(bridge, set()).add(leg.uniqueid)
+        if call.transferred:
+            call.transferred = False
+        # The other parties' calls may change state too (they now have company).
+        for uid in self.bridges[bridge]:
+            other = self.legs.get(uid)
+            if other is not None:
+                self._update_state(other, now, out)
+
+    def _bridge_leave(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, leg = found
+        bridge = leg.bridge
+        leg.bridge = None
+        if bridge is None:
+            return
+        members = self.bridges.get(bridge)
+        if members is not None:
+            members.discard(leg.uniqueid)
+            for uid in members:
+                other = self.legs.get(uid)
+                if other is not None:
+                    self._update_state(other, now, out)
+        self._update_state(call, now, out)
+
+    def _bridge_destroy(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self.bridges.pop(h.get("BridgeUniqueid", ""), None)
+
+    # -- dialling and queues -------------------------------------------------
+
+    def _dial_begin(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        if "Uniqueid" not in h:  # an Originate dialling out: nobody is offered anything
+            return
+        found = self._leg(h, now, out)
+        dest = h.get("DestUniqueid")
+        if found is None or not dest:
+            return
+        call, _ = found
+        if dest not in call.offers:
+            device = h.get("DestChannel", "")
+            call.offers[dest] = (device, device)
+            self._emit(call, "call.offered", now, out, agent=device, device=device, uniqueid=dest)
+            self._update_state(call, now, out)
+
+    def _dial_end(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        if "Uniqueid" not in h:
+            return
+        found = self._leg(h, now, out)
+        dest = h.get("DestUniqueid", "")
+        if found is None:
+            return
+        call, _ = found
+        offer = call.offers.pop(dest, None)
+        if offer is None:
+            return
+        status = h.get("DialStatus", "")
+        if status == "ANSWER":
+            call.agent_leg = dest
+            if call.agent_answered_at is None or call.agent != offer[0]:
+                call.agent = offer[0]
+                call.agent_answered_at = now
+                self._emit(call, "call.connected", now, out, agent=offer[0], device=offer[1])
+        else:
+            self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1], status=status)
+        self._update_state(call, now, out)
+
+    def _agent_called(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        dest = h.get("DestUniqueid")
+        if found is None or not dest:
+            return
+        call, _ = found
+        agent = h.get("MemberName") or h.get("Interface") or h.get("DestChannel", "")
+        device = h.get("Interface") or h.get("DestChannel", "")
+        call.offers[dest] = (agent, device)
+        self._emit(call, "call.offered", now, out, agent=agent, device=device, uniqueid=dest,
+                   queue=h.get("Queue"))
+        self._update_state(call, now, out)
+
+    def _agent_connect(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, _ = found
+        agent = h.get("MemberName") or h.get("Interface")
+        if call.agent != agent or call.agent_answered_at is None:
+            call.agent = agent
+            call.agent_answered_at = call.agent_answered_at or now
+            self._emit(call, "call.connected", now, out, agent=agent, device=h.get("Interface"))
+
+    def _queue_join(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, _ = found
+        call.queue = h.get("Queue")
+        call.in_queue = True
+        call.queue_joined_at = now
+        call.queue_left_at = None
+        self._emit(call, "call.queued", now, out, queue=call.queue, position=_to_int(h.get("Position")))
+        self._update_state(call, now, out)
+
+    def _queue_leave(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, _ = found
+        if call.in_queue:
+            call.in_queue = False
+            call.queue_left_at = now
+            self._emit(call, "call.dequeued", now, out, queue=h.get("Queue"))
+            self._update_state(call, now, out)
+
+    def _queue_abandon(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, _ = found
+        call.abandoned = True
+        wait = now - call.queue_joined_at if call.queue_joined_at is not None else _to_float(h.get("HoldTime"), 0.0)
+        self._emit(call, "call.abandoned", now, out, queue=h.get("Queue"), wait_s=round(wait, 3),
+                   position=_to_int(h.get("Position")))
+
+    # -- hold and transfer ---------------------------------------------------
+
+    def _set_hold(self, h: Headers, now: float, out: list[CallEvent], attr: str, value: bool) -> None:
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, leg = found
+        before = derive_state(call, self.bridges)
+        setattr(leg, attr, value)
+        after = derive_state(call, self.bridges)
+        if before != after and HELD in (before, after):
+            self._emit(call, "call.held" if after == HELD else "call.resumed", now, out, uniqueid=leg.uniqueid)
+        self._update_state(call, now, out)
+
+    def _moh_start(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self._set_hold(h, now, out, "moh", True)
+
+    def _moh_stop(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self._set_hold(h, now, out, "moh", False)
+
+    def _hold(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self._set_hold(h, now, out, "on_hold", True)
+
+    def _unhold(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self._set_hold(h, now, out, "on_hold", False)
+
+    def _transfer(self, h: Headers, now: float, out: list[CallEvent], prefix: str, kind: str, target: str | None) -> None:
+        found = self._leg(h, now, out, prefix)
+        if found is None:
+            return
+        call, _ = found
+        call.transferred = True
+        self._emit(call, "call.transferred", now, out, type=kind, target=target,
+                   result=h.get("Result"))
+        self._update_state(call, now, out)
+
+    def _blind_transfer(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self._transfer(h, now, out, "Transferer", "blind", h.get("Extension"))
+
+    def _attended_transfer(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        self._transfer(h, now, out, "OrigTransferer", "attended", h.get("SecondTransfererChannel"))
+
+    # -- dialplan marks ------------------------------------------------------
+
+    def _user_event(self, h: Headers, now: float, out: list[CallEvent]) -> None:
+        if h.get("UserEvent") != "CtiInbound":
+            return
+        found = self._leg(h, now, out)
+        if found is None:
+            return
+        call, _ = found
+        call.direction = "inbound"
+        call.exten = h.get("DID") or h.get("Exten")
+        self._emit(call, "call.inbound", now, out, did=call.exten)
+
+    # -- output --------------------------------------------------------------
+
+    def _update_state(self, call: Call, now: float, out: list[CallEvent]) -> None:
+        new = derive_state(call, self.bridges)
+        if new != call.state:
+            old, call.state = call.state, new
+            self._append(call, "call.state", now, out, {"old": old, "new": new})
+
+    def _emit(self, call: Call, kind: str, at: float, out: list[CallEvent], **data: Any) -> None:
+        # Facts are reported with the state they lead to (a call.offered event
+        # already says "offered"), so the state change is emitted first.
+        self._update_state(call, at, out)
+        self._append(call, kind, at, out, data)
+
+    def _append(self, call: Call, kind: str, at: float, out: list[CallEvent], data: dict[str, Any]) -> None:
+        call.seq += 1
+        out.append(CallEvent(kind, call.call_id, at, call.seq, call.view(), data))
+
+
+def _to_int(text: str | None) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _to_float(text: str | None, default: float) -> float:
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return default
