@@ -75,7 +75,29 @@ async def resync(w, cw):
     await asyncio.sleep(14)
 
 
-SCENARIOS = {"basic": basic, "abandon": abandon, "burst": burst, "resync": resync}
+async def bridge(w, cw, chunks):
+    # Two separate calls (own Linkedids), each answered and on hold, then joined
+    # with the Bridge action: Asterisk gives both the older Linkedid.
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="6")
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="6")
+    for cid, chan, name in (("capA", "Local/p12@cti-demo-caller/n", '"Bridged Caller" <+4940111222>'),
+                            ("capB", "Local/agent1@cti-demo-agents/n", '"Agent One" <1001>')):
+        await action(w, "Originate", ActionID=f"orig-{cid}", Channel=chan, Context="cti-demo-hold",
+                     Exten="s", Priority="1", CallerID=name, ChannelId=cid, OtherChannelId=cid + "-2",
+                     Async="true")
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(3)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    names = {}
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        h = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        if h.get("Event") == "Newchannel" and h.get("Uniqueid") in ("capA", "capB"):
+            names[h["Uniqueid"]] = h["Channel"]
+    await action(w, "Bridge", ActionID="bridge-1", Channel1=names["capA"], Channel2=names["capB"], Tone="no")
+    await asyncio.sleep(9)
+
+
+SCENARIOS = {"basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge}
 
 
 async def main(scenario: str, out: str) -> None:
@@ -97,7 +119,10 @@ async def main(scenario: str, out: str) -> None:
     task = asyncio.create_task(pump())
     await asyncio.sleep(0.5)
     t0 = time.monotonic()
-    await SCENARIOS[scenario](dwriter, cwriter)
+    if scenario == "bridge":
+        await bridge(dwriter, cwriter, chunks)
+    else:
+        await SCENARIOS[scenario](dwriter, cwriter)
     await asyncio.sleep(1)
     stop.set()
     await task
