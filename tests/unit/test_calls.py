@@ -1,0 +1,212 @@
+"""The call model against AMI transcripts captured from the sandbox Asterisk."""
+from __future__ import annotations
+
+import pytest
+
+from cti.calls import CallModel, derive_state
+from cti.events import CallEvent
+from tests.transcripts import events, frames
+
+
+def run(name: str, chunk: int | None = None) -> tuple[CallModel, list[CallEvent]]:
+    model = CallModel()
+    out: list[CallEvent] = []
+    for f in frames(name, chunk):
+        if f.name is not None:
+            out.extend(model.feed(f.headers, 0.0))
+    return model, out
+
+
+def of_kind(evs: list[CallEvent], kind: str) -> list[CallEvent]:
+    return [e for e in evs if e.kind == kind]
+
+
+def states(evs: list[CallEvent], call_id: str) -> list[str]:
+    return [e.data["new"] for e in evs if e.kind == "call.state" and e.call_id == call_id]
+
+
+def test_answered_queue_call_goes_through_every_state_in_order():
+    model, evs = run("basic")
+    (started,) = of_kind(evs, "call.started")
+    cid = started.call_id
+    assert states(evs, cid) == ["ivr", "queued", "offered", "talking", "ivr", "ended"]
+    assert model.calls == {} and model.legs == {} and model.bridges == {}
+
+
+def test_caller_id_is_the_origin_legs_and_its_name_is_unescaped():
+    _, evs = run("basic")
+    end = of_kind(evs, "call.ended")[0].call
+    assert end.caller_num == "+4930123456"
+    assert end.caller_name == 'J"ürgen Müller'
+    assert end.direction == "inbound" and end.exten == "5000"
+
+
+def test_timestamps_come_from_asterisk_and_are_ordered():
+    _, evs = run("basic")
+    c = of_kind(evs, "call.ended")[0].call
+    assert c.started_at > 1.7e9  # Asterisk's Timestamp header, not the fallback 0.0
+    assert c.started_at <= c.answered_at <= c.queue_joined_at <= c.agent_answered_at
+    assert c.agent_answered_at <= c.queue_left_at <= c.ended_at
+    # The demo agent talks 2 s and rings 1-2 s: the call lasts between 3 and 6 s.
+    assert 3.0 < c.ended_at - c.started_at < 6.0
+    assert c.hangup_cause == 16 and c.hangup_cause_txt == "Normal Clearing"
+    assert c.agent == "Agent 1" and not c.abandoned and not c.end_estimated
+
+
+def test_sequence_numbers_count_up_per_call_without_gaps():
+    _, evs = run("burst")
+    by_call: dict[str, list[int]] = {}
+    for e in evs:
+        by_call.setdefault(e.call_id, []).append(e.seq)
+    assert len(by_call) == 8
+    for seqs in by_call.values():
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_burst_of_eight_callers_all_answered_by_an_agent_and_closed():
+    model, evs = run("burst")
+    ended = {e.call_id: e.call for e in of_kind(evs, "call.ended")}
+    assert len(ended) == 8
+    assert sorted(c.caller_name for c in ended.values()) == [f"Caller {n}" for n in range(8)]
+    assert all(c.agent and c.agent.startswith("Agent ") for c in ended.values())
+    assert all(c.legs == 4 for c in ended.values())  # two Local halves for caller and agent
+    assert model.calls == {}
+
+
+def test_caller_who_hangs_up_in_queue_is_recorded_as_abandoned_with_wait():
+    _, evs = run("abandon")
+    (ab,) = of_kind(evs, "call.abandoned")
+    assert ab.data["queue"] == "cti-fallback"
+    assert 1.9 < ab.data["wait_s"] < 2.5  # patience was 2 s
+    (offer_end,) = of_kind(evs, "call.offer_ended")
+    assert offer_end.data["status"] == "CANCEL" and offer_end.data["agent"] == "Agent 1"
+    end = of_kind(evs, "call.ended")[0].call
+    assert end.abandoned and end.agent is None and end.agent_answered_at is None
+
+
+def test_failed_originate_pseudo_channel_is_not_a_call():
+    model, evs = run("originate_failed")
+    started = of_kind(evs, "call.started")
+    assert all("OutgoingSpoolFailed" not in e.data["channel"] for e in started)
+    # The Local pair that failed is one call, never answered, ended.
+    (end,) = of_kind(evs, "call.ended")
+    assert end.call.answered_at is None and end.call.state == "ended"
+    assert model.calls == {}
+
+
+def test_bridge_moves_a_leg_to_the_call_of_the_older_linkedid():
+    model, evs = run("bridge")
+    ended = {e.call_id: e.call for e in of_kind(evs, "call.ended")}
+    assert set(ended) == {"capA", "capB"}
+    # capB's ;1 half entered capA's bridge and took capA's Linkedid.
+    assert ended["capA"].legs == 3
+    assert "talking" in states(evs, "capA")
+    assert "talking" not in states(evs, "capB")  # its remaining half never bridged
+    assert model.legs == {}
+
+
+def test_one_byte_chunks_give_the_same_events_as_whole_transcript():
+    _, whole = run("basic")
+    _, split = run("basic", chunk=1)
+    assert [(e.kind, e.call_id, e.seq, e.data) for e in split] == [(e.kind, e.call_id, e.seq, e.data) for e in whole]
+
+
+def _resync_point() -> tuple[list, list, list, list]:
+    """Live events before the CoreShowChannels reply, the listing, the queue entries, the rest."""
+    evs = events("resync")
+    first = next(i for i, f in enumerate(evs) if f.headers.get("ActionID") == "resync-channels")
+    before = [f for f in evs[:first] if "ActionID" not in f.headers]
+    listing = [f.headers for f in evs if f.name == "CoreShowChannel"]
+    queue = [f.headers for f in evs if f.name == "QueueEntry"]
+    last_reply = max(i for i, f in enumerate(evs) if f.headers.get("ActionID", "").startswith("resync-"))
+    after = [f for f in evs[last_reply + 1:] if "ActionID" not in f.headers]
+    return before, listing, queue, after
+
+
+def test_resync_from_listing_rebuilds_the_same_calls_as_following_live():
+    before, listing, queue, after = _resync_point()
+    live = CallModel()
+    for f in before:
+        live.feed(f.headers, 0.0)
+    at = float(before[-1].headers["Timestamp"])
+    fresh = CallModel()
+    fresh.resync(listing, queue, at)
+    assert set(fresh.calls) == set(live.calls)
+    assert len(fresh.calls) == 7
+    for cid, call in live.calls.items():
+        if call.state == "talking":
+            assert fresh.calls[cid].state == "talking"
+    # Two callers more than agents: they are waiting in the queue.
+    assert sum(1 for c in fresh.calls.values() if c.state == "queued") >= 1
+    assert all(c.queue == "cti-fallback" for c in fresh.calls.values() if c.state == "queued")
+
+
+def test_after_resync_live_events_close_every_adopted_call_normally():
+    before, listing, queue, after = _resync_point()
+    fresh = CallModel()
+    fresh.resync(listing, queue, float(before[-1].headers["Timestamp"]))
+    out: list[CallEvent] = []
+    for f in after:
+        out.extend(fresh.feed(f.headers, 0.0))
+    ended = of_kind(out, "call.ended")
+    assert len(ended) == 7 and not any(e.data["estimated"] for e in ended)
+    assert fresh.calls == {}
+
+
+def test_calls_that_vanished_while_disconnected_end_estimated():
+    before, *_ = _resync_point()
+    model = CallModel()
+    for f in before:
+        model.feed(f.headers, 0.0)
+    assert model.calls
+    out = model.resync([], [], 1234.5)
+    ended = of_kind(out, "call.ended")
+    assert len(ended) == 7
+    assert all(e.data["estimated"] and e.call.ended_at == 1234.5 for e in ended)
+    assert all(e.call.end_estimated for e in ended)
+    assert model.calls == {} and model.legs == {}
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda h: h.pop("Uniqueid", None),
+    lambda h: h.update(Linkedid=""),
+    lambda h: h.update(Timestamp="not-a-number"),
+    lambda h: h.update(Cause="sixteen"),
+    lambda h: h.update(Uniqueid="never-seen"),
+    lambda h: h.update(CallerIDName="Evil\r\nAction: Originate\r\n\r\n"),
+])
+def test_odd_values_in_real_events_never_raise(mutate):
+    model = CallModel()
+    for f in events("basic"):
+        h = dict(f.headers)
+        mutate(h)
+        model.feed(h, 0.0)
+    # Whatever the mutation, the transcript's own hangups still end
+    # everything the model adopted: nothing leaks.
+    assert model.calls == {} and model.legs == {}
+
+
+def test_hostile_caller_name_is_kept_as_text():
+    model = CallModel()
+    out = []
+    for f in events("basic"):
+        h = dict(f.headers)
+        if h.get("CallerIDName", "").startswith("J"):
+            h["CallerIDName"] = 'Robert\\"); DROP TABLE calls;--\\r\\nAction: Hangup'
+        out.extend(model.feed(h, 0.0))
+    name = of_kind(out, "call.ended")[0].call.caller_name
+    assert name == 'Robert"); DROP TABLE calls;--\r\nAction: Hangup'
+
+
+def test_state_precedence_hold_beats_talking_beats_queue():
+    model = CallModel()
+    for f in events("basic"):
+        model.feed(f.headers, 0.0)
+        if any(len(members) >= 2 for members in model.bridges.values()):
+            break
+    (call,) = model.calls.values()
+    call.in_queue = True
+    assert derive_state(call, model.bridges) == "talking"
+    leg = next(l for l in call.legs.values() if l.bridge)
+    leg.on_hold = True
+    assert derive_state(call, model.bridges) == "held"
