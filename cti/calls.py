@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from cti.amiproto import unescape_cid
 from cti.events import CallEvent, CallView
 
 Headers = Mapping[str, str]
@@ -40,25 +41,6 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 # Asterisk's pseudo-channel that runs the "failed" extension of an Originate
 # that could not be placed: it is not a caller.
 _PSEUDO_CHANNELS = ("OutgoingSpoolFailed",)
-
-
-def unescape_cid(value: str) -> str:
-    """Undo AMI's C escaping of CallerIDName/ConnectedLineName (``\\"`` and friends)."""
-    if "\\" not in value:
-        return value
-    out: list[str] = []
-    it = iter(value)
-    for ch in it:
-        if ch != "\\":
-            out.append(ch)
-            continue
-        nxt = next(it, "")
-        out.append(_C_ESCAPES.get(nxt, nxt))
-    return "".join(out)
-
-
-_C_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b", "f": "\f", "v": "\v",
-              "\\": "\\", '"': '"', "'": "'", "?": "?"}
 
 
 def _cid(value: str | None) -> str | None:

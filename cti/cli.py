@@ -1,0 +1,155 @@
+"""The ``cti`` command.
+
+    cti serve          run the daemon (migrates the database first)
+    cti migrate        apply database migrations and exit
+    cti check          validate the configuration and reach Asterisk and PostgreSQL
+    cti demo-traffic   place simulated calls in the sandbox (demo only)
+
+Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import Sequence
+
+import structlog
+
+from cti import logs
+from cti.config import Settings, load_settings
+from cti.errors import ConfigError, CtiError
+
+log = structlog.get_logger("cti")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cti", description="CTI server for Asterisk")
+    p.add_argument("--config", help="TOML configuration file (or set CTI_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the daemon")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("check", help="validate configuration and connectivity")
+    t = sub.add_parser("demo-traffic", help="place simulated calls in the sandbox")
+    t.add_argument("--rate", type=float, default=0.5, help="calls per second (default 0.5)")
+    t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    t.add_argument("--talk", type=int, nargs=2, default=(5, 20), metavar=("MIN", "MAX"),
+                   help="agents' talk time in seconds")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"cti: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format, settings.log_level)
+    try:
+        if args.command == "serve":
+            return asyncio.run(_serve(settings))
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if args.command == "check":
+            return asyncio.run(_check(settings))
+        if args.command == "demo-traffic":
+            return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
+    except KeyboardInterrupt:
+        return 0
+    except CtiError as exc:
+        log.error("failed", error=str(exc))
+        return 1
+    return 2
+
+
+async def _serve(settings: Settings) -> int:
+    from cti.daemon import serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(settings, stop)
+    return 0
+
+
+async def _dsn(settings: Settings):
+    """The database DSN and, for the embedded server, the handle to stop it."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value(), None
+    from cti import embedded_pg
+
+    server = await embedded_pg.start(settings.state_dir / "pg")
+    return server.dsn, server
+
+
+async def _migrate(settings: Settings) -> int:
+    from cti import store
+
+    dsn, server = await _dsn(settings)
+    try:
+        applied = await store.migrate(dsn)
+        print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
+        return 0
+    finally:
+        if server is not None:
+            await server.stop()
+
+
+async def _check(settings: Settings) -> int:
+    """Say clearly what works and what does not."""
+    from cti import store
+    from cti.ami import AmiClient
+
+    ok = True
+    print("configuration: ok")
+    ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user,
+                    settings.ami_secret.get_secret_value(), action_timeout=settings.ami_action_timeout)
+    await ami.start()
+    try:
+        await ami.wait_connected(timeout=10)
+        reply = await ami.send("CoreShowChannels", shape="list")
+        print(f"asterisk: ok ({settings.ami_host}:{settings.ami_port}, version "
+              f"{ami.health.asterisk_version}, {len(reply.events) - 1} channels up)")
+    except Exception as exc:
+        ok = False
+        print(f"asterisk: FAILED at {settings.ami_host}:{settings.ami_port} as {settings.ami_user!r}: "
+              f"{exc or type(exc).__name__}")
+    finally:
+        await ami.stop()
+    try:
+        dsn, server = await _dsn(settings)
+        try:
+            pending = await store.pending_migrations(dsn)
+            where = "embedded" if server is not None else "configured URL"
+            print(f"database: ok ({where}; {len(pending)} migrations pending)")
+        finally:
+            if server is not None:
+                await server.stop()
+    except Exception as exc:
+        ok = False
+        print(f"database: FAILED: {type(exc).__name__}: {store.redact(str(exc))}")
+    return 0 if ok else 1
+
+
+async def _traffic(settings: Settings, rate: float, duration: float | None, talk: tuple[int, int]) -> int:
+    from cti import demo
+    from cti.ami import AmiClient
+
+    ami = AmiClient(settings.ami_host, settings.ami_port, demo.DEMO_USER, demo.DEMO_SECRET)
+    await ami.start()
+    try:
+        await ami.wait_connected(timeout=15)
+        await demo.set_demo_times(ami, ring=(1, 3), talk=talk)
+        print(f"placing simulated calls at {rate}/s (Ctrl-C to stop)")
+        placed = await demo.run_traffic(ami, rate=rate, duration=duration)
+        print(f"placed {placed} calls")
+    finally:
+        await ami.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The daemon: one process, one event loop; the aiohttp app owns every long-lived task.
+
+Start order (``cleanup_ctx``, stopped in reverse): database (embedded server
+when no URL is set; migrations), the batching writer, the call model and its
+bus, the AMI client (its connect hook resyncs the model and closes in the
+database the calls that ended while we were away).
+
+The thin loop is: AMI frame -> ``CallModel.feed`` -> domain events -> bus ->
+subscribers (store, log; API and ACD later).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from cti import store
+from cti.ami import AmiClient
+from cti.calls import CallModel
+from cti.config import Settings
+from cti.events import Bus, CallEvent
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Core:
+    """What the daemon's parts share; one per process (``app[CORE]``)."""
+
+    settings: Settings
+    model: CallModel = field(default_factory=CallModel)
+    bus: Bus = field(default_factory=Bus)
+    dsn: str | None = None
+    writer: store.Writer | None = None
+    ami: AmiClient | None = None
+    embedded: Any = None
+    reconcile_task: asyncio.Task[None] | None = None
+    frames_in: int = 0
+    model_errors: int = 0
+    db_reconciled: int = 0
+    disconnected_at: float | None = None
+
+
+CORE = web.AppKey("core", Core)
+
+
+# -- wiring: frames in, events out ---------------------------------------------
+
+def on_frame(core: Core, frame: Any) -> None:
+    """AMI listener: feed the model, publish what it says. Never raises."""
+    core.frames_in += 1
+    try:
+        events = core.model.feed(frame.headers, time.time())
+    except Exception:
+        core.model_errors += 1
+        log.exception("call model rejected an event", event=frame.headers.get("Event"))
+        return
+    for ev in events:
+        core.bus.publish(ev)
+
+
+def store_subscriber(writer: store.Writer):
+    def write(ev: CallEvent) -> None:
+        writer.submit(store.call_row(ev.call))
+        writer.submit(store.CallEventRow(call_id=ev.call_id, seq=ev.seq, at=store.ts(ev.at),
+                                         kind=ev.kind, data=dict(ev.data)))
+    return write
+
+
+def log_subscriber(ev: CallEvent) -> None:
+    if ev.kind == "call.state":
+        return
+    log.info(ev.kind, call_id=ev.call_id, state=ev.call.state, **{k: v for k, v in ev.data.items() if v is not None})
+
+
+# -- resync --------------------------------------------------------------------
+
+async def resync(core: Core) -> None:
+    """On every (re)connect: rebuild the model from Asterisk, then the database."""
+    assert core.ami is not None
+    now = time.time()
+    channels = await core.ami.send("CoreShowChannels", shape="list", timeout=30)
+    queues = await core.ami.send("QueueStatus", shape="list", timeout=30)
+    items = [f.headers for f in channels.events if f.headers.get("Event") == "CoreShowChannel"]
+    entries = [f.headers for f in queues.events if f.headers.get("Event") == "QueueEntry"]
+    # Calls that vanished while we were away ended at the latest when we lost
+    # Asterisk (a restart kills them then); the model marks them estimated.
+    ended_at = core.disconnected_at or now
+    events = core.model.resync(items, entries, ended_at)
+    core.disconnected_at = None
+    for ev in events:
+        core.bus.publish(ev)
+    log.info("resynced", channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
+             changes=len(events))
+    if core.reconcile_task is not None:
+        core.reconcile_task.cancel()
+    live = set(core.model.calls)
+    core.reconcile_task = asyncio.create_task(reconcile_db(core, live, ended_at))
+
+
+async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
+    """Close in the database the calls it holds open that Asterisk no longer has.
+
+    Covers a daemon restart (the model starts empty) as well as a reconnect.
+    Retries while the database is away; every wait bounded.
+    """
+    assert core.writer is not None
+    delay = 0.5
+    while True:
+        try:
+            # Rows still waiting in the writer must land first, or we would
+            # read a call as open that the writer is about to close.
+            await core.writer.flushed(timeout=10)
+            closed = await store.close_stale_calls(core.writer, live, store.ts(ended_at),
+                                                   "ended while the daemon was disconnected")
+            core.db_reconciled += len(closed)
+            if closed:
+                log.warning("closed calls that ended while away", count=len(closed))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("database reconcile postponed", error=str(exc), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+
+# -- lifecycle -----------------------------------------------------------------
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE]
+    s = core.settings
+    if s.database_url is None:
+        from cti import embedded_pg
+        core.embedded = await embedded_pg.start(s.state_dir / "pg")
+        core.dsn = core.embedded.dsn
+        log.info("embedded PostgreSQL started", data_dir=str(s.state_dir / "pg"))
+    else:
+        core.dsn = s.database_url.get_secret_value()
+    applied = await store.migrate(core.dsn)
+    if applied:
+        log.info("migrations applied", versions=applied)
+    core.writer = store.Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
+    await core.writer.start()
+    core.bus.subscribe(store_subscriber(core.writer))
+    core.bus.subscribe(log_subscriber)
+    try:
+        yield
+    finally:
+        await core.writer.stop(flush_timeout=10)
+        if core.embedded is not None:
+            await core.embedded.stop()
+
+
+async def ami_ctx(app: web.Application) -> AsyncIterator[None]:
+    core = app[CORE]
+    s = core.settings
+    core.ami = AmiClient(s.ami_host, s.ami_port, s.ami_user, s.ami_secret.get_secret_value(),
+                         action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval,
+                         reconnect_max=s.ami_reconnect_max)
+    core.ami.add_listener(lambda frame: on_frame(core, frame))
+    core.ami.set_on_connected(lambda: resync(core))
+    core.ami.set_on_disconnected(lambda: _mark_disconnected(core))
+    await core.ami.start()
+    try:
+        yield
+    finally:
+        await core.ami.stop()
+        if core.reconcile_task is not None:
+            core.reconcile_task.cancel()
+            await asyncio.gather(core.reconcile_task, return_exceptions=True)
+
+
+def _mark_disconnected(core: Core) -> None:
+    if core.disconnected_at is None:
+        core.disconnected_at = time.time()
+
+
+def health(core: Core) -> dict[str, Any]:
+    ami = core.ami.health if core.ami is not None else None
+    writer = core.writer.stats if core.writer is not None else None
+    return {
+        "ok": bool(ami and ami.logged_in and writer and writer.connected),
+        "ami": _plain(ami),
+        "database": _plain(writer),
+        "model": {"calls": len(core.model.calls), "legs": len(core.model.legs),
+                  "frames_in": core.frames_in, "errors": core.model_errors,
+                  "ignored": core.model.ignored, "reconciled": core.db_reconciled},
+        "bus": {"published": core.bus.published, "errors": core.bus.errors},
+    }
+
+
+def _plain(record: Any) -> Any:
+    if record is None:
+        return None
+    fields = getattr(record, "__dataclass_fields__", None)
+    if fields is None:
+        return str(record)
+    return {name: getattr(record, name) for name in fields}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    body = health(request.app[CORE])
+    return web.json_response(body, status=200 if body["ok"] else 503)
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application()
+    app[CORE] = Core(settings)
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(ami_ctx)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run the daemon until ``stop`` is set (or the task is cancelled)."""
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.http_host, settings.http_port)
+    await site.start()
+    log.info("serving", http=f"http://{settings.http_host}:{settings.http_port}",
+             ami=f"{settings.ami_host}:{settings.ami_port}")
+    try:
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        await runner.cleanup()
