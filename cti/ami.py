@@ -93,6 +93,8 @@ class Reply:
 class AmiHealth:
     """A snapshot of the connection, for health endpoints and logs.
 
+    ``lost_at``: wall-clock time the last logged-in connection was lost (the
+    moment calls that vanish meanwhile ended at the latest), None if never.
     ``since``, ``last_event_at``: wall-clock times (``time.time()``) of the last
     connect/disconnect and of the last chunk that held an event.
     ``reconnects``: successful logins after the first one. ``resyncs``: times
@@ -112,6 +114,7 @@ class AmiHealth:
     frames_rejected: int
     last_error: str | None
     asterisk_version: str | None
+    lost_at: float | None = None
 
 
 class _LoginRefused(AmiError):
@@ -267,6 +270,7 @@ class AmiClient:
         self._connected = False
         self._since: float | None = None
         self._last_event_at: float | None = None
+        self._lost_at: float | None = None
         self._events_received = 0
         self._logins = 0
         self._resyncs = 0
@@ -374,6 +378,7 @@ class AmiClient:
             frames_rejected=self._frames_rejected,
             last_error=self._last_error,
             asterisk_version=self._version,
+            lost_at=self._lost_at,
         )
 
     async def send(
@@ -482,6 +487,8 @@ class AmiClient:
     def _on_lost(self, conn: _Connection) -> None:
         # Not ready from this instant: callers woken by AmiDisconnected must
         # not see the dead connection as live while the supervisor catches up.
+        if conn.logged_in:
+            self._lost_at = time.time()
         conn.logged_in = False
         if self._conn is conn and self._ready:
             self._ready = False
