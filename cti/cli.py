@@ -3,6 +3,7 @@
     cti serve          run the daemon (migrates the database first)
     cti migrate        apply database migrations and exit
     cti check          validate the configuration and reach Asterisk and PostgreSQL
+    cti calls          the latest calls in the database
     cti demo-traffic   place simulated calls in the sandbox (demo only)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
@@ -14,7 +15,9 @@ import asyncio
 import signal
 import sys
 from typing import Sequence
+from urllib.parse import urlsplit
 
+import asyncpg
 import structlog
 
 from cti import logs
@@ -31,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the daemon")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("check", help="validate configuration and connectivity")
+    c = sub.add_parser("calls", help="the latest calls in the database")
+    c.add_argument("--last", type=int, default=20, help="how many (default 20)")
     t = sub.add_parser("demo-traffic", help="place simulated calls in the sandbox")
     t.add_argument("--rate", type=float, default=0.5, help="calls per second (default 0.5)")
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
@@ -54,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(settings))
         if args.command == "check":
             return asyncio.run(_check(settings))
+        if args.command == "calls":
+            return asyncio.run(_calls(settings, args.last))
         if args.command == "demo-traffic":
             return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
     except KeyboardInterrupt:
@@ -81,7 +88,7 @@ async def _dsn(settings: Settings):
         return settings.database_url.get_secret_value(), None
     from cti import embedded_pg
 
-    server = await embedded_pg.start(settings.state_dir / "pg")
+    server = await embedded_pg.start_embedded(settings)
     return server.dsn, server
 
 
@@ -122,16 +129,62 @@ async def _check(settings: Settings) -> int:
     try:
         dsn, server = await _dsn(settings)
         try:
-            pending = await store.pending_migrations(dsn)
+            conn = await asyncpg.connect(dsn, timeout=10)
+            try:
+                applied = set()
+                if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+                    applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+                pending = [v for v, _ in store.migrations() if v not in applied]
+                version = await conn.fetchval("SHOW server_version")
+            finally:
+                await conn.close()
             where = "embedded" if server is not None else "configured URL"
-            print(f"database: ok ({where}; {len(pending)} migrations pending)")
+            print(f"database: ok ({where}, PostgreSQL {version}; "
+                  f"{len(pending)} migrations pending{': run cti migrate' if pending else ''})")
         finally:
             if server is not None:
                 await server.stop()
     except Exception as exc:
         ok = False
-        print(f"database: FAILED: {type(exc).__name__}: {store.redact(str(exc))}")
+        print(f"database: FAILED: {type(exc).__name__}: {_without_secrets(str(exc), settings)}")
     return 0 if ok else 1
+
+
+def _without_secrets(text: str, settings: Settings) -> str:
+    secrets = [settings.ami_secret.get_secret_value()]
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        secrets.append(url)
+        password = urlsplit(url).password
+        if password:
+            secrets.append(password)
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "**********")
+    return text
+
+
+async def _calls(settings: Settings, last: int) -> int:
+    dsn, server = await _dsn(settings)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            rows = await conn.fetch(
+                "SELECT call_id, state, started_at, caller_num, caller_name, queue, agent,"
+                " round(duration_s, 1) AS dur, hangup_cause_txt FROM calls ORDER BY started_at DESC LIMIT $1", last)
+            total = await conn.fetchval("SELECT count(*) FROM calls")
+        finally:
+            await conn.close()
+    finally:
+        if server is not None:
+            await server.stop()
+    print(f"{'started (UTC)':19}  {'state':8}  {'caller':32}  {'agent':10}  {'secs':>6}  end")
+    for r in reversed(rows):
+        caller = f"{r['caller_name'] or ''} <{r['caller_num'] or '?'}>"
+        print(f"{r['started_at']:%Y-%m-%d %H:%M:%S}  {r['state']:8}  {caller[:32]!s:32}  "
+              f"{(r['agent'] or '-')[:10]:10}  {r['dur'] if r['dur'] is not None else '':>6}  "
+              f"{r['hangup_cause_txt'] or ''}")
+    print(f"{total} calls in the database")
+    return 0
 
 
 async def _traffic(settings: Settings, rate: float, duration: float | None, talk: tuple[int, int]) -> int:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+import asyncpg
 import structlog
 from aiohttp import web
 
@@ -42,7 +44,6 @@ class Core:
     frames_in: int = 0
     model_errors: int = 0
     db_reconciled: int = 0
-    disconnected_at: float | None = None
 
 
 CORE = web.AppKey("core", Core)
@@ -63,14 +64,6 @@ def on_frame(core: Core, frame: Any) -> None:
         core.bus.publish(ev)
 
 
-def store_subscriber(writer: store.Writer):
-    def write(ev: CallEvent) -> None:
-        writer.submit(store.call_row(ev.call))
-        writer.submit(store.CallEventRow(call_id=ev.call_id, seq=ev.seq, at=store.ts(ev.at),
-                                         kind=ev.kind, data=dict(ev.data)))
-    return write
-
-
 def log_subscriber(ev: CallEvent) -> None:
     if ev.kind == "call.state":
         return
@@ -89,9 +82,9 @@ async def resync(core: Core) -> None:
     entries = [f.headers for f in queues.events if f.headers.get("Event") == "QueueEntry"]
     # Calls that vanished while we were away ended at the latest when we lost
     # Asterisk (a restart kills them then); the model marks them estimated.
-    ended_at = core.disconnected_at or now
+    lost_at = core.ami.health.lost_at
+    ended_at = lost_at if lost_at is not None and lost_at <= now else now
     events = core.model.resync(items, entries, ended_at)
-    core.disconnected_at = None
     for ev in events:
         core.bus.publish(ev)
     log.info("resynced", channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
@@ -108,15 +101,22 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
     Covers a daemon restart (the model starts empty) as well as a reconnect.
     Retries while the database is away; every wait bounded.
     """
-    assert core.writer is not None
+    assert core.writer is not None and core.dsn is not None
     delay = 0.5
+    when = datetime.fromtimestamp(ended_at, timezone.utc)
     while True:
         try:
             # Rows still waiting in the writer must land first, or we would
             # read a call as open that the writer is about to close.
-            await core.writer.flushed(timeout=10)
-            closed = await store.close_stale_calls(core.writer, live, store.ts(ended_at),
-                                                   "ended while the daemon was disconnected")
+            if not await core.writer.drain(timeout=10):
+                raise TimeoutError("the writer has not caught up")
+            conn = await asyncpg.connect(core.dsn, timeout=10)
+            try:
+                async with asyncio.timeout(30):
+                    stale = [c for c in await store.open_calls(conn) if c not in live]
+                    closed = await store.close_calls(conn, stale, when, "ended while the daemon was disconnected")
+            finally:
+                await conn.close()
             core.db_reconciled += len(closed)
             if closed:
                 log.warning("closed calls that ended while away", count=len(closed))
@@ -136,7 +136,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     s = core.settings
     if s.database_url is None:
         from cti import embedded_pg
-        core.embedded = await embedded_pg.start(s.state_dir / "pg")
+        core.embedded = await embedded_pg.start_embedded(s)
         core.dsn = core.embedded.dsn
         log.info("embedded PostgreSQL started", data_dir=str(s.state_dir / "pg"))
     else:
@@ -146,7 +146,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("migrations applied", versions=applied)
     core.writer = store.Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
     await core.writer.start()
-    core.bus.subscribe(store_subscriber(core.writer))
+    core.bus.subscribe(core.writer.on_call_event)
     core.bus.subscribe(log_subscriber)
     try:
         yield
@@ -163,8 +163,10 @@ async def ami_ctx(app: web.Application) -> AsyncIterator[None]:
                          action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval,
                          reconnect_max=s.ami_reconnect_max)
     core.ami.add_listener(lambda frame: on_frame(core, frame))
-    core.ami.set_on_connected(lambda: resync(core))
-    core.ami.set_on_disconnected(lambda: _mark_disconnected(core))
+    async def on_connected() -> None:
+        await resync(core)
+
+    core.ami.set_on_connected(on_connected)
     await core.ami.start()
     try:
         yield
@@ -173,11 +175,6 @@ async def ami_ctx(app: web.Application) -> AsyncIterator[None]:
         if core.reconcile_task is not None:
             core.reconcile_task.cancel()
             await asyncio.gather(core.reconcile_task, return_exceptions=True)
-
-
-def _mark_disconnected(core: Core) -> None:
-    if core.disconnected_at is None:
-        core.disconnected_at = time.time()
 
 
 def health(core: Core) -> dict[str, Any]:

@@ -10,7 +10,9 @@
     │   ├── AmiTimeout         no (complete) reply within the action's timeout
     │   ├── AmiLoginFailed     Asterisk refused our credentials
     │   └── AmiActionFailed    Asterisk answered "Response: Error"
-    └── StoreError             the database refused something it will keep refusing
+    ├── StoreError             the database refused something it will keep refusing
+    ├── DatabaseUnavailable    PostgreSQL unreachable (refused, lost, timed out): retry later
+    └── EmbeddedPgError        the embedded PostgreSQL could not be set up or started
 """
 from __future__ import annotations
 
@@ -65,3 +67,17 @@ class AmiActionFailed(AmiError):
 
 class StoreError(CtiError):
     """The database refused a write for a reason retrying will not fix."""
+
+
+class DatabaseUnavailable(CtiError):
+    """PostgreSQL could not be reached, or the connection was lost or timed out.
+
+    Retrying later may work; the message never holds the DSN.
+    """
+
+
+class EmbeddedPgError(CtiError):
+    """The embedded PostgreSQL (no database URL configured) could not be set up or started.
+
+    The message says what failed and, where there is one, what to change.
+    """

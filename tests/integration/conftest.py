@@ -1,0 +1,170 @@
+"""Integration fixtures: the real Asterisk sandbox, a real PostgreSQL, the daemon in-process.
+
+The sandbox is started by ``scripts/test`` (``scripts/asterisk-sandbox up``);
+these fixtures make sure it is up (a fault test may have killed it) and never
+leave it down. Each test gets its own database on the PostgreSQL at
+127.0.0.1:5432 when it answers, else on an embedded server.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from cti.ami import AmiClient
+from cti.config import Settings, load_settings
+from cti.daemon import CORE, Core, build_app
+from cti.demo import DEMO_SECRET, DEMO_USER
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def sandbox(*args: str) -> None:
+    subprocess.run([str(SANDBOX), *args], check=True, timeout=300)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def asterisk() -> Iterator[None]:
+    sandbox("up")
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _asterisk_stays_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "asterisk" in request.fixturenames:
+        sandbox("up")
+
+
+async def _admin_reachable() -> bool:
+    try:
+        conn = await asyncpg.connect(PG_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DSN with the right to create databases."""
+    if asyncio.run(_admin_reachable()):
+        yield PG_ADMIN
+        return
+    from cti.embedded_pg import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    dsn = asyncio.run(server.start())
+    try:
+        yield dsn
+    finally:
+        asyncio.run(server.stop())
+
+
+@pytest.fixture
+async def database(pg_admin: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"cti_it_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_admin)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    base, _, _ = pg_admin.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(pg_admin)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def daemon_settings(dsn: str, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = dict(database_url=dsn, http_port=free_port(), state_dir=tmp_path,
+                                  ami_reconnect_max=1.0, ami_ping_interval=2.0, log_format="json")
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@dataclass
+class Daemon:
+    core: Core
+    runner: web.AppRunner
+    settings: Settings
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_daemon(settings: Settings) -> Daemon:
+    app = build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    core = app[CORE]
+    assert core.ami is not None
+    await core.ami.wait_connected(timeout=20)
+    await eventually(lambda: core.ami.health.resyncs >= 1, timeout=20)
+    return Daemon(core, runner, settings)
+
+
+@pytest.fixture
+async def daemon(asterisk: None, database: str, tmp_path: Path) -> AsyncIterator[Daemon]:
+    d = await start_daemon(daemon_settings(database, tmp_path))
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+
+@pytest.fixture
+async def demo_ami(asterisk: None) -> AsyncIterator[AmiClient]:
+    """An AMI connection as the demo user: places simulated calls, reads CDRs."""
+    client = AmiClient("127.0.0.1", 5038, DEMO_USER, DEMO_SECRET, reconnect_max=1.0)
+    await client.start()
+    await client.wait_connected(timeout=20)
+    try:
+        yield client
+    finally:
+        await client.stop()
+
+
+async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], timeout: float,
+                     interval: float = 0.1, what: str = "") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        with contextlib.suppress(Exception):
+            last = check()
+            if asyncio.iscoroutine(last):
+                last = await last
+            if last:
+                return last
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true within {timeout}s: {what or getattr(check, '__name__', check)} (last: {last!r})")
+        await asyncio.sleep(interval)
