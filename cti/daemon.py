@@ -67,7 +67,7 @@ def on_frame(core: Core, frame: Any) -> None:
 def log_subscriber(ev: CallEvent) -> None:
     if ev.kind == "call.state":
         return
-    log.info(ev.kind, call_id=ev.call_id, state=ev.call.state, **{k: v for k, v in ev.data.items() if v is not None})
+    log.info(ev.kind, state=ev.call.state, **{k: v for k, v in ev.data.items() if v is not None})
 
 
 # -- resync --------------------------------------------------------------------

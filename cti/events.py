@@ -95,10 +95,12 @@ class Bus:
 
     def publish(self, event: CallEvent) -> None:
         self.published += 1
-        for fn in self._subscribers:
-            try:
-                fn(event)
-            except Exception:
-                self.errors += 1
-                log.exception("subscriber failed", subscriber=getattr(fn, "__qualname__", repr(fn)),
-                              kind=event.kind, call_id=event.call_id)
+        # Every line a subscriber logs about this event carries its call id.
+        with structlog.contextvars.bound_contextvars(call_id=event.call_id):
+            for fn in self._subscribers:
+                try:
+                    fn(event)
+                except Exception:
+                    self.errors += 1
+                    log.exception("subscriber failed", subscriber=getattr(fn, "__qualname__", repr(fn)),
+                                  kind=event.kind)
