@@ -92,6 +92,12 @@ async def _dsn(settings: Settings):
     return server.dsn, server
 
 
+async def _release(server) -> None:
+    """Stop the embedded server we started; leave one a running daemon owns."""
+    if server is not None and not server.adopted:
+        await server.stop()
+
+
 async def _migrate(settings: Settings) -> int:
     from cti import store
 
@@ -101,8 +107,7 @@ async def _migrate(settings: Settings) -> int:
         print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
         return 0
     finally:
-        if server is not None:
-            await server.stop()
+        await _release(server)
 
 
 async def _check(settings: Settings) -> int:
@@ -142,8 +147,7 @@ async def _check(settings: Settings) -> int:
             print(f"database: ok ({where}, PostgreSQL {version}; "
                   f"{len(pending)} migrations pending{': run cti migrate' if pending else ''})")
         finally:
-            if server is not None:
-                await server.stop()
+            await _release(server)
     except Exception as exc:
         ok = False
         print(f"database: FAILED: {type(exc).__name__}: {_without_secrets(str(exc), settings)}")
@@ -175,8 +179,7 @@ async def _calls(settings: Settings, last: int) -> int:
         finally:
             await conn.close()
     finally:
-        if server is not None:
-            await server.stop()
+        await _release(server)
     print(f"{'started (UTC)':19}  {'state':8}  {'caller':32}  {'agent':10}  {'secs':>6}  end")
     for r in reversed(rows):
         caller = f"{r['caller_name'] or ''} <{r['caller_num'] or '?'}>"

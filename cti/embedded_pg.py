@@ -109,6 +109,9 @@ class EmbeddedPostgres:
         self._run_as: _RunAs | None = None
         self._dsn: str | None = None
         self._bin: Path | None = None
+        # True when start() found the server already running (another process
+        # of ours, or one left by a crash) instead of starting it.
+        self.adopted = False
 
     def __repr__(self) -> str:
         return f"EmbeddedPostgres(pgdata={str(self.pgdata)!r}, running={self._dsn is not None})"
@@ -142,6 +145,7 @@ class EmbeddedPostgres:
             await self._initdb()
         socket_dir = self._socket_dir()
         if await self._status() == 0:
+            self.adopted = True
             log.info("embedded_pg.adopted", pgdata=str(self.pgdata))
         else:
             self._write_conf(socket_dir)
@@ -302,6 +306,7 @@ class EmbeddedPostgres:
         if rc == 0:
             return
         if await self._status() == 0:  # another process started it meanwhile
+            self.adopted = True
             log.info("embedded_pg.adopted", pgdata=str(self.pgdata))
             return
         raise EmbeddedPgError(
