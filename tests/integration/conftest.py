@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
 import subprocess
 import time
@@ -29,6 +30,7 @@ from cti.demo import DEMO_SECRET, DEMO_USER
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCK = Path("/var/cache/cti/sandbox.lock")
 
 
 
@@ -51,8 +53,22 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def asterisk() -> Iterator[None]:
-    sandbox("up")
-    yield
+    """The sandbox, held for the whole session: one Asterisk serves one test
+    session at a time (tests change its globals and kill it), so concurrent
+    sessions on the same machine queue up on a lock."""
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "w") as fh:
+        deadline = time.monotonic() + 1800
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the sandbox stayed locked by another test session ({LOCK})")
+                time.sleep(1)
+        sandbox("up")
+        yield
 
 
 @pytest.fixture(autouse=True)
