@@ -128,7 +128,20 @@ class AgentRow:
     updated_at: datetime
 
 
-Row = Union[CallRow, CallEventRow, AgentRow]
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStateRow:
+    """One change of an agent's state (the agent state log, for reports); written once."""
+
+    agent_id: str
+    at: datetime
+    state: str                       # logged_out, available, reserved, on_call, wrapup, not_ready
+    previous: str | None = None
+    reason: str | None = None        # not-ready reason code, or why the router changed it
+
+
+Row = Union[CallRow, CallEventRow, AgentRow, AgentStateRow]
+# Rows written once, in order (never coalesced).
+_APPEND_ONLY = (CallEventRow, AgentStateRow)
 
 
 def _utc(ts: float) -> datetime:
@@ -181,7 +194,13 @@ ON CONFLICT (agent_id) DO UPDATE SET
 WHERE a.updated_at <= EXCLUDED.updated_at
 """
 
-_STATEMENTS = {CallRow: _UPSERT_CALL, CallEventRow: _INSERT_EVENT, AgentRow: _UPSERT_AGENT}
+_INSERT_AGENT_STATE = """
+INSERT INTO agent_states (agent_id, at, state, previous, reason) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (agent_id, at, state) DO NOTHING
+"""
+
+_STATEMENTS = {CallRow: _UPSERT_CALL, CallEventRow: _INSERT_EVENT, AgentRow: _UPSERT_AGENT,
+               AgentStateRow: _INSERT_AGENT_STATE}
 
 
 def _encode(row: Row) -> tuple[Any, ...]:
@@ -193,6 +212,8 @@ def _encode(row: Row) -> tuple[Any, ...]:
         # default=str: a datetime or a Path in event data is kept, not refused.
         data = json.dumps(row.data, default=str, allow_nan=False)
         return (row.call_id, row.seq, row.at, row.kind, data)
+    if isinstance(row, AgentStateRow):
+        return (row.agent_id, row.at, row.state, row.previous, row.reason)
     return (row.agent_id, row.name, row.device, row.updated_at)
 
 
@@ -365,7 +386,7 @@ class Writer:
         # position kept), events in submission order.
         self._calls: OrderedDict[str, CallRow] = OrderedDict()
         self._agents: OrderedDict[str, AgentRow] = OrderedDict()
-        self._events: deque[CallEventRow] = deque()
+        self._events: deque[CallEventRow | AgentStateRow] = deque()
         self._inflight: deque[tuple[Row, tuple[Any, ...]]] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -409,7 +430,7 @@ class Writer:
         """Queue ``row`` for writing. Never blocks, never raises for a full buffer
         (the row, or an older event, is dropped and counted). Raises ``TypeError``
         for something that is not a row."""
-        if isinstance(row, CallEventRow):
+        if isinstance(row, _APPEND_ONLY):
             if self._size() >= self.buffer_max:
                 self._drop(event=True)       # the newest event is this one
                 return
@@ -568,7 +589,7 @@ class Writer:
         snapshot of the same call submitted meanwhile wins."""
         while self._inflight:
             row, _ = self._inflight.pop()
-            if isinstance(row, CallEventRow):
+            if isinstance(row, _APPEND_ONLY):
                 self._events.appendleft(row)
                 continue
             pending: OrderedDict[str, Any]
@@ -683,7 +704,7 @@ class Writer:
         self._rejects_unlogged = 0
 
 
-_TABLES = {CallRow: "calls", CallEventRow: "call_events", AgentRow: "agents"}
+_TABLES = {CallRow: "calls", CallEventRow: "call_events", AgentRow: "agents", AgentStateRow: "agent_states"}
 
 
 # -- helpers -------------------------------------------------------------------------

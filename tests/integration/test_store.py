@@ -30,12 +30,14 @@ from cti.embedded_pg import EmbeddedPostgres, start_embedded
 from cti.errors import DatabaseUnavailable, EmbeddedPgError
 from cti.store import (
     AgentRow,
+    AgentStateRow,
     CallEventRow,
     CallRow,
     Writer,
     close_calls,
     fetch_call,
     migrate,
+    migrations,
     open_calls,
 )
 
@@ -192,18 +194,23 @@ class FakeClock:
 # -- migrations -------------------------------------------------------------------
 
 
+ALL_VERSIONS = [version for version, _ in migrations()]
+
+
 async def test_migrate_twice_is_a_noop_the_second_time(db: str) -> None:
-    assert await migrate(db) == ["0001"]
+    assert await migrate(db) == ALL_VERSIONS
+    assert ALL_VERSIONS[:2] == ["0001", "0002"]
     assert await migrate(db) == []
-    versions = await rows(db, "SELECT version FROM schema_migrations")
-    assert [r["version"] for r in versions] == ["0001"]
+    versions = await rows(db, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [r["version"] for r in versions] == ALL_VERSIONS
     tables = await rows(db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-    assert [r["tablename"] for r in tables] == ["agents", "call_events", "calls", "schema_migrations"]
+    assert {"agent_states", "agents", "call_events", "calls", "schema_migrations"} <= {
+        r["tablename"] for r in tables}
 
 
 async def test_two_processes_migrating_at_once_apply_each_migration_once(db: str) -> None:
     results = await asyncio.gather(migrate(db), migrate(db))
-    assert sorted(results) == [[], ["0001"]]
+    assert sorted(results) == [[], ALL_VERSIONS]
 
 
 # -- what the upsert keeps -------------------------------------------------------------
@@ -535,3 +542,20 @@ async def test_the_embedded_server_starts_gives_a_working_dsn_and_keeps_its_data
             await conn.close()
     finally:
         await pg.stop()
+
+
+async def test_agent_state_log_rows_are_written_once_in_order(db: str) -> None:
+    await migrate(db)
+    writer = Writer(db)
+    await writer.start()
+    states = [("available", None, "login"), ("reserved", "available", "offer c1"),
+              ("not_ready", "reserved", "missed")]
+    for n, (state, previous, reason) in enumerate(states):
+        row = AgentStateRow(agent_id="agent1", at=T0.replace(second=n), state=state, previous=previous,
+                            reason=reason)
+        writer.submit(row)
+        writer.submit(row)  # a repeat is written once
+    assert await writer.drain(10)
+    await writer.stop()
+    got = await rows(db, "SELECT state, previous, reason FROM agent_states ORDER BY at")
+    assert [tuple(r) for r in got] == states
