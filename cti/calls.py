@@ -89,6 +89,8 @@ class Call:
     offers: dict[str, tuple[str, str]] = field(default_factory=dict)
     # the leg of the agent who answered, while it lives
     agent_leg: str | None = None
+    # (agent id, channel-name prefix) the router has just offered the call to
+    expected: tuple[str, str] | None = None
     legs_seen: int = 0
     seq: int = 0
     state: str = RINGING
@@ -345,6 +347,14 @@ class CallModel:
         if offer is not None:
             self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1],
                        status="HANGUP")
+        if leg.uniqueid == call.agent_leg:
+            self._emit(call, "call.agent_left", now, out, agent=call.agent, uniqueid=leg.uniqueid)
+        if leg.uniqueid == call.call_id and call.in_queue and not call.abandoned and not estimated:
+            # The caller hung up while waiting (our ACD: app_queue says so itself).
+            call.abandoned = True
+            wait = now - call.queue_joined_at if call.queue_joined_at is not None else 0.0
+            self._emit(call, "call.abandoned", now, out, queue=call.queue, wait_s=round(wait, 3),
+                       position=None)
         if not call.legs:
             call.end_estimated = estimated
             if estimated:
@@ -419,8 +429,11 @@ class CallModel:
         call, _ = found
         if dest not in call.offers:
             device = h.get("DestChannel", "")
-            call.offers[dest] = (device, device)
-            self._emit(call, "call.offered", now, out, agent=device, device=device, uniqueid=dest)
+            agent = device
+            if call.expected is not None and device.startswith(call.expected[1]):
+                agent, call.expected = call.expected[0], None
+            call.offers[dest] = (agent, device)
+            self._emit(call, "call.offered", now, out, agent=agent, device=device, uniqueid=dest)
             self._update_state(call, now, out)
 
     def _dial_end(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -440,7 +453,11 @@ class CallModel:
             if call.agent_answered_at is None or call.agent != offer[0]:
                 call.agent = offer[0]
                 call.agent_answered_at = now
-                self._emit(call, "call.connected", now, out, agent=offer[0], device=offer[1])
+                self._emit(call, "call.connected", now, out, agent=offer[0], device=offer[1], uniqueid=dest)
+            if call.in_queue:
+                call.in_queue = False
+                call.queue_left_at = now
+                self._emit(call, "call.dequeued", now, out, queue=call.queue)
         else:
             self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1], status=status)
         self._update_state(call, now, out)
@@ -547,15 +564,43 @@ class CallModel:
     # -- dialplan marks ------------------------------------------------------
 
     def _user_event(self, h: Headers, now: float, out: list[CallEvent]) -> None:
-        if h.get("UserEvent") != "CtiInbound":
+        kind = h.get("UserEvent")
+        if kind not in ("CtiInbound", "CtiAcdWait"):
             return
         found = self._leg(h, now, out)
         if found is None:
             return
-        call, _ = found
-        call.direction = "inbound"
-        call.exten = h.get("DID") or h.get("Exten")
-        self._emit(call, "call.inbound", now, out, did=call.exten)
+        call, leg = found
+        if kind == "CtiInbound":
+            call.direction = "inbound"
+            call.exten = h.get("DID") or h.get("Exten")
+            self._emit(call, "call.inbound", now, out, did=call.exten)
+            return
+        # The caller waits for the daemon's ACD (dialplan context cti-acd-wait).
+        call.queue = h.get("Queue") or None
+        call.in_queue = True
+        call.queue_joined_at = now
+        call.queue_left_at = None
+        self._emit(call, "call.queued", now, out, queue=call.queue, acd=True, channel=leg.channel,
+                   uniqueid=leg.uniqueid, skills=_unquote(h.get("Skills")) or None,
+                   priority=_to_int(h.get("CtiPriority")), customer=h.get("Customer") or None)
+
+    def expect_agent(self, call_id: str, agent: str, device: str) -> None:
+        """The next Dial from this call to ``device`` rings agent ``agent``: name the
+        offer (and the answering agent) by the agent's id, not the channel name."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            call.expected = (agent, channel_prefix(device))
+
+    def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
+        """An event about a live call from elsewhere in the daemon (e.g. the ACD's
+        escalation), numbered in the call's sequence. None if the call is gone."""
+        call = self.calls.get(call_id)
+        if call is None:
+            return None
+        out: list[CallEvent] = []
+        self._append(call, kind, at, out, data)
+        return out[0]
 
     # -- output --------------------------------------------------------------
 
@@ -574,6 +619,22 @@ class CallModel:
     def _append(self, call: Call, kind: str, at: float, out: list[CallEvent], data: dict[str, Any]) -> None:
         call.seq += 1
         out.append(CallEvent(kind, call.call_id, at, call.seq, call.view(), data))
+
+
+def channel_prefix(device: str) -> str:
+    """How the channels a dial string creates are named: ``PJSIP/1001`` makes
+    ``PJSIP/1001-0000002a``, ``Local/agent1@ctx/n`` makes ``Local/agent1@ctx-0000001b;1``."""
+    if device.startswith("Local/"):
+        device = device.split("/", 2)
+        device = "/".join(device[:2])
+    return device + "-"
+
+
+def _unquote(text: str | None) -> str | None:
+    """Undo the dialplan's QUOTE() (which keeps commas in a UserEvent value)."""
+    if text and len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    return text
 
 
 def _to_int(text: str | None) -> int | None:

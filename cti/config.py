@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    # ACD: the routing configuration (agents, skills, queues); unset = no ACD
+    # (the dialplan then sends every caller to the app_queue fallback).
+    acd_config: Path | None = None
+    acd_default_queue: str = "support"
+
+    # Dialplan hooks (api.hooks): a shared secret the dialplan sends in the
+    # X-CTI-Hook-Secret header; unset means loopback clients only.
+    hook_secret: SecretStr | None = None
+    # IVR menu file (TOML, see docs/ivr.md); unset runs ivr/examples/demo.toml.
+    ivr_menus: Path | None = None
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:

@@ -14,7 +14,7 @@ import asyncio
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import asyncpg
 import structlog
@@ -44,6 +44,7 @@ class Core:
     frames_in: int = 0
     model_errors: int = 0
     db_reconciled: int = 0
+    acd: Any = None                  # acd.service.AcdService when the ACD runs
 
 
 CORE = web.AppKey("core", Core)
@@ -189,6 +190,7 @@ def health(core: Core) -> dict[str, Any]:
                   "frames_in": core.frames_in, "errors": core.model_errors,
                   "ignored": core.model.ignored, "reconciled": core.db_reconciled},
         "bus": {"published": core.bus.published, "errors": core.bus.errors},
+        "acd": core.acd.health() if core.acd is not None else None,
     }
 
 
@@ -215,9 +217,10 @@ def build_app(settings: Settings) -> web.Application:
     return app
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run the daemon until ``stop`` is set (or the task is cancelled)."""
-    app = build_app(settings)
+async def serve(settings: Settings, stop: asyncio.Event | None = None,
+                build: Callable[[Settings], web.Application] = build_app) -> None:
+    """Run the daemon built by ``build`` until ``stop`` is set (or the task is cancelled)."""
+    app = build(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.http_host, settings.http_port)

@@ -15,6 +15,7 @@ import asyncio
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -42,17 +43,24 @@ async def set_demo_times(ami: AmiClient, *, ring: tuple[int, int] = (1, 2), talk
 
 
 async def place_call(ami: AmiClient, *, caller_num: str, caller_name: str, did: str = "5000",
-                     patience: int = 120) -> PlacedCall:
+                     patience: int = 120, context: str = "cti-inbound",
+                     variables: dict[str, str] | None = None) -> PlacedCall:
     """Originate one simulated inbound call; returns once Asterisk queued it.
 
     The caller's channel gets a Uniqueid we choose, so the caller knows the
-    call id before any event arrives.
+    call id before any event arrives. ``context="cti-demo-direct"`` (exten
+    ``s``) skips the IVR; ``variables`` are set on the caller's channel
+    (e.g. ``CTI_QUEUE``, ``CTI_SKILLS``, ``CTI_PRIORITY`` for the ACD).
     """
     channel_id = f"demo-{uuid.uuid4().hex[:16]}"
+    extra: dict[str, Any] = {}
+    if variables:
+        extra["Variable"] = [f"{k}={v}" for k, v in variables.items()]
     await ami.send("Originate", {
+        **extra,
         "Channel": f"Local/p{int(patience)}@cti-demo-caller/n",
-        "Context": "cti-inbound",
-        "Exten": did,
+        "Context": context,
+        "Exten": did if context == "cti-inbound" else "s",
         "Priority": "1",
         "CallerID": '"{}" <{}>'.format(caller_name.replace("\\", "\\\\").replace('"', '\\"'), caller_num),
         "ChannelId": channel_id,

@@ -11,10 +11,12 @@ Kinds (``CallEvent.kind``):
 call.started        the first leg of a new call appeared (``data``: channel)
 call.answered       the caller's leg was answered (by the dialplan or a person)
 call.inbound        the dialplan marked it inbound (``data``: did)
-call.queued         the caller joined a queue (``data``: queue, position)
+call.queued         the caller joined a queue (``data``: queue, position; from the daemon's
+                    ACD also acd, channel, uniqueid, skills, priority, customer)
 call.offered        an agent's device started ringing (``data``: agent, device, uniqueid)
 call.offer_ended    that ringing ended without an answer (``data``: agent, status)
-call.connected      an agent answered (``data``: agent)
+call.connected      an agent answered (``data``: agent, device, uniqueid)
+call.agent_left     the answering agent's leg ended (``data``: agent, uniqueid)
 call.dequeued       the caller left the queue (``data``: queue)
 call.abandoned      the caller hung up while queued (``data``: queue, wait_s, position)
 call.held           a party was put on hold (``data``: uniqueid)
@@ -23,6 +25,8 @@ call.transferred    a blind or attended transfer (``data``: type, target)
 call.state          the derived state changed (``data``: old, new)
 call.merged         a bridge moved every leg of this call into another (``data``: into)
 call.ended          the last leg hung up (``data``: cause, cause_txt, estimated)
+acd.*               the ACD's decisions about the call (see acd/service.py), numbered
+                    in the call's sequence through ``CallModel.annotate``
 =================== ============================================================
 """
 from __future__ import annotations

@@ -24,7 +24,8 @@ from aiohttp import web
 
 from cti.ami import AmiClient
 from cti.config import Settings, load_settings
-from cti.daemon import CORE, Core, build_app
+from api.app import build as build_app
+from cti.daemon import CORE, Core
 from cti.demo import DEMO_SECRET, DEMO_USER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def sandbox(*args: str) -> None:
     subprocess.run([str(SANDBOX), *args], check=True, timeout=300)
+
+
+def hangup_all() -> None:
+    """End every channel left in the sandbox (by a failed test), so the next test starts clean."""
+    subprocess.run([str(SANDBOX), "cli", "channel request hangup all"], capture_output=True, timeout=30)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        out = subprocess.run([str(SANDBOX), "cli", "core show channels count"], capture_output=True,
+                             text=True, timeout=30).stdout
+        if out.startswith("0 active channels"):
+            return
+        time.sleep(0.2)
 
 
 def free_port() -> int:
@@ -76,6 +89,7 @@ def _asterisk_stays_up(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "asterisk" in request.fixturenames:
         sandbox("up")
+        hangup_all()
 
 
 async def _admin_reachable() -> bool:

@@ -1,0 +1,963 @@
+"""The routing core: agent and call inputs in, decisions out. Pure: no I/O, no clock.
+
+Why it is shaped like this (docs/acd.md has the whole model):
+
+- Every input carries ``now`` (epoch seconds) and returns ``list[Decision]``
+  (``acd.decisions``). Timers (escalation steps, max wait, wrap-up, delays,
+  the preferred-agent window, the ring guard) live in one heap;
+  ``next_deadline()`` says when to call ``tick(now)``. A ``now`` earlier than
+  the last one seen is taken as the last one.
+- Decisions are taken the moment something changes: a call that starts
+  waiting is offered at once if an agent can take it; an agent who becomes
+  available takes the best call it can serve at once. So after every input no
+  available agent is eligible for a waiting call (the *stable* invariant the
+  property tests check); ``tick`` only handles what time changes.
+- Eligibility: the agent is available, meets the call's current requirements
+  (its queue's step, plus the caller's extra skills), and is a member of the
+  call's queue, or of a queue it borrows from while that queue lends; the
+  call has waited at least the membership's ``delay_s``.
+- Order: an agent serves its own queues before borrowed ones, then higher call
+  priority, then its better membership (lower ``priority``), then the longest
+  effective wait (waited x the queue's ``aging_weight``). A call goes to its
+  queue's own members before borrowed agents, then the better membership,
+  then the queue's selection policy. A returning caller is held for the agent
+  who last served them for ``preferred_agent_s``.
+- Agent states are a table (``_AGENT_REQUESTS``) of what an agent's own
+  request does in each state; the rest follows calls.
+- Indexes (``acd.index``) make each decision cost a few heap tops per pool an
+  agent or call belongs to: never a scan of all agents or all calls.
+
+Errors (``AcdInputError`` for unknown ids and bad values, ``AgentStateError``
+for a request the agent's state forbids) are programming or user errors; calls
+that simply no longer apply (a late answer, an unknown call) give ``Ignored``.
+
+    CtiError
+    └── AcdInputError          unknown agent/queue/skill, bad value
+        └── AgentStateError    e.g. set_ready while logged out
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
+from itertools import count
+from typing import Any
+
+from acd.config import AcdConfig, Overflow
+from acd.config import Queue as QueueConfig
+from acd.decisions import (
+    AVAILABLE, HELD, LOGGED_OUT, NOT_READY, ON_CALL, RESERVED, RINGING, WAITING, WRAPUP,
+    AgentState, AgentView, Decision, Dequeued, Escalated, Ignored, MaxWait, Offer, QueueStats,
+    WaitingCall, Withdrawn,
+)
+from acd.index import Pool, ReqSet, Tier, describe, merge_requirements, qualifies
+from cti.errors import CtiError
+
+__all__ = [
+    "Router", "AcdInputError", "AgentStateError", "Decision", "Offer", "AgentState", "Escalated",
+    "MaxWait", "Withdrawn", "Dequeued", "Ignored", "AgentView", "WaitingCall", "QueueStats",
+    "OFFER_GRACE_S", "FAILURE_STATES",
+]
+
+# An offer nobody reports on is treated as unanswered this long after its ring timeout.
+OFFER_GRACE_S = 5.0
+# offer_failed reason -> the not-ready reason the agent gets (busy devices and
+# refusals would fail again at once: the agent is taken out until ready again).
+FAILURE_STATES = {"noanswer": "missed", "busy": "busy", "rejected": "rejected", "failed": "unreachable"}
+# Handle-time moving average: weight of the newest call.
+HANDLE_ALPHA = 0.2
+# Customers remembered for the preferred-agent rule (oldest forgotten first).
+MAX_CUSTOMERS = 100_000
+
+_GONE = "gone"
+_CALL, _RING, _WRAPUP = 0, 1, 2
+
+
+class AcdInputError(CtiError, ValueError):
+    """An input the router cannot accept: unknown agent, queue or skill, or a bad value."""
+
+
+class AgentStateError(AcdInputError):
+    """An agent's request that its current state forbids."""
+
+
+# What an agent's own request does, by state. Targets are states; the others:
+#   NOOP    already so: nothing happens, no decision
+#   PENDING remembered, applied when the current call ends (logout, not ready, ready clears)
+#   IDLE    available, unless a not-ready or logout is pending
+#   ERROR   refused with AgentStateError
+NOOP, PENDING, IDLE, ERROR = "noop", "pending", "idle", "error"
+_AGENT_REQUESTS: dict[str, dict[str, str]] = {
+    "login": {LOGGED_OUT: AVAILABLE, AVAILABLE: NOOP, NOT_READY: NOOP, RESERVED: NOOP,
+              ON_CALL: NOOP, WRAPUP: NOOP},
+    "logout": {LOGGED_OUT: NOOP, AVAILABLE: LOGGED_OUT, NOT_READY: LOGGED_OUT, RESERVED: PENDING,
+               ON_CALL: PENDING, WRAPUP: LOGGED_OUT},
+    "set_ready": {LOGGED_OUT: ERROR, AVAILABLE: NOOP, NOT_READY: AVAILABLE, RESERVED: PENDING,
+                  ON_CALL: PENDING, WRAPUP: AVAILABLE},
+    "set_not_ready": {LOGGED_OUT: ERROR, AVAILABLE: NOT_READY, NOT_READY: NOT_READY, RESERVED: PENDING,
+                      ON_CALL: PENDING, WRAPUP: NOT_READY},
+    "end_wrapup": {LOGGED_OUT: NOOP, AVAILABLE: NOOP, NOT_READY: NOOP, RESERVED: NOOP, ON_CALL: NOOP,
+                   WRAPUP: IDLE},
+}
+
+# Every state change the router can make (a check on itself, not on inputs).
+_TRANSITIONS: dict[str, frozenset[str]] = {
+    LOGGED_OUT: frozenset({AVAILABLE}),
+    AVAILABLE: frozenset({LOGGED_OUT, NOT_READY, RESERVED}),
+    NOT_READY: frozenset({LOGGED_OUT, AVAILABLE, NOT_READY}),
+    RESERVED: frozenset({ON_CALL, AVAILABLE, NOT_READY, LOGGED_OUT}),
+    ON_CALL: frozenset({WRAPUP, AVAILABLE, NOT_READY, LOGGED_OUT}),
+    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT}),
+}
+
+
+@dataclass(slots=True, eq=False)
+class _Agent:
+    id: str
+    ord: int
+    device: str
+    skills: dict[str, int]
+    state: str = LOGGED_OUT
+    reason: str = ""
+    since: float = 0.0
+    avail_ver: int = 0
+    idle_since: float = 0.0
+    calls_today: int = 0
+    rr: dict[str, int] = field(default_factory=dict)      # queue id -> turn of its last offer
+    pending_not_ready: str | None = None
+    pending_logout: bool = False
+    offer: "_Call | None" = None
+    call_id: str | None = None                            # the call being handled
+    call_queue: "_Queue | None" = None
+    answered_at: float = 0.0
+    timer_ver: int = 0
+    pools: list[tuple[Pool, tuple[Tier, ...]]] = field(default_factory=list)
+    held: dict[str, "_Call"] = field(default_factory=dict)  # calls waiting for this agent
+
+
+@dataclass(slots=True, eq=False)
+class _Call:
+    id: str
+    queue: "_Queue"
+    prio: int
+    prio_override: int | None
+    extras: ReqSet
+    customer_id: str | None
+    arrived_at: float
+    entered_at: float
+    seq: int
+    step: int = 0
+    pool: Pool | None = None
+    status: str = WAITING
+    ver: int = 0
+    timer_ver: int = 0
+    preferred: _Agent | None = None
+    preferred_why: str = ""
+    hold_until: float = 0.0
+    window_over: bool = False
+    agent: _Agent | None = None
+    offer_ver: int = 0
+
+
+class _Queue:
+    __slots__ = ("cfg", "id", "prio", "weight", "step_reqs", "members", "calls", "lenders", "borrowers",
+                 "offered", "answered", "within", "abandoned", "timed_out", "talk_avg", "lending",
+                 "lend_threshold", "base_pool", "has_skips", "direct")
+
+    def __init__(self, cfg: QueueConfig) -> None:
+        self.cfg = cfg
+        self.id = cfg.id
+        self.prio = cfg.priority
+        self.weight = cfg.aging_weight
+        self.step_reqs: list[ReqSet] = [merge_requirements((r.skill, r.min_level) for r in cfg.requirements)]
+        for step in cfg.steps:
+            self.step_reqs.append(merge_requirements((r.skill, r.min_level) for r in step.requirements))
+        # (agent, lending queue or None, membership priority, delay)
+        self.members: list[tuple[_Agent, _Queue | None, int, float]] = []
+        self.calls: dict[str, _Call] = {}
+        self.lenders: list[_Queue] = []
+        self.borrowers: list[_Queue] = []
+        self.offered = self.answered = self.within = self.abandoned = self.timed_out = 0
+        self.talk_avg = cfg.expected_handle_s
+        self.lending = True
+        self.lend_threshold = cfg.lend_while_sl_above if cfg.lend_while_sl_above is not None else cfg.sl_percent
+        self.base_pool: Pool | None = None
+        self.has_skips = any(s.skip_if_nobody for s in cfg.steps)
+        self.direct: set[str] = set()           # ids of the queue's own members
+
+    def service_level(self) -> float | None:
+        return 100.0 * self.within / self.offered if self.offered else None
+
+
+class Router:
+    """Skill-based routing of waiting calls to agents. See the module docstring.
+
+    Inputs return ``list[Decision]``; queries return views. Raises
+    ``AcdInputError`` for unknown ids and ``AgentStateError`` for forbidden
+    agent requests; nothing else.
+    """
+
+    def __init__(self, config: AcdConfig) -> None:
+        self.config = config
+        self.ignored = 0
+        self._now = -math.inf
+        self._skills = set(config.skills)
+        self._agents: dict[str, _Agent] = {}
+        for i, a in enumerate(config.agents):
+            self._agents[a.id] = _Agent(a.id, i, a.device, dict(a.skills))
+        self._queues: dict[str, _Queue] = {q.id: _Queue(q) for q in config.queues}
+        for q in self._queues.values():
+            for lid in q.cfg.borrow_from:
+                lender = self._queues[lid]
+                q.lenders.append(lender)
+                if q not in lender.borrowers:
+                    lender.borrowers.append(q)
+        for a in config.agents:
+            for qid, m in a.queues.items():
+                self._queues[qid].members.append((self._agents[a.id], None, m.priority, m.delay_s))
+                self._queues[qid].direct.add(a.id)
+        for q in self._queues.values():
+            for lender in q.lenders:
+                for a in config.agents:
+                    m = a.queues.get(lender.id)
+                    if m is not None and a.id not in q.direct:
+                        q.members.append((self._agents[a.id], lender, m.priority, m.delay_s))
+        self._pools: dict[tuple[str, ReqSet], Pool] = {}
+        for q in self._queues.values():
+            for step in range(len(q.step_reqs)):
+                pool = self._pool_for(q, step, ())
+                if step == 0:
+                    q.base_pool = pool
+        self._calls: dict[str, _Call] = {}
+        self._timers: list[tuple[float, int, int, Any, int]] = []
+        self._tseq = count()
+        self._cseq = count()
+        self._turns = count()
+        self._last_agent: OrderedDict[str, str] = OrderedDict()
+        # Work left for the end of the current input (see _settle).
+        self._logged_out: list[_Agent] = []
+        self._emptied: list[Pool] = []
+        self._recovered: list[_Queue] = []
+
+    # -- agent inputs ----------------------------------------------------------
+
+    def auto_login(self, now: float) -> list[Decision]:
+        """Log in every agent whose config says ``auto_login``."""
+        now = self._clock(now)
+        out: list[Decision] = []
+        for a in self.config.agents:
+            if a.auto_login:
+                out += self.login(a.id, now)
+        return out
+
+    def login(self, agent_id: str, now: float) -> list[Decision]:
+        """The agent logs in and is available (a no-op when already logged in)."""
+        return self._agent_request("login", agent_id, now, "login")
+
+    def logout(self, agent_id: str, now: float) -> list[Decision]:
+        """The agent logs out; while ringing or on a call, when that call ends."""
+        return self._agent_request("logout", agent_id, now, "logout")
+
+    def set_ready(self, agent_id: str, now: float) -> list[Decision]:
+        """The agent is ready for calls (ends wrap-up; cancels a pending not-ready or logout)."""
+        return self._agent_request("set_ready", agent_id, now, "ready")
+
+    def set_not_ready(self, agent_id: str, reason: str, now: float) -> list[Decision]:
+        """The agent takes a break; while ringing or on a call, when that call ends."""
+        return self._agent_request("set_not_ready", agent_id, now, reason or "not ready")
+
+    def end_wrapup(self, agent_id: str, now: float) -> list[Decision]:
+        """The agent ends wrap-up early (a no-op outside wrap-up)."""
+        return self._agent_request("end_wrapup", agent_id, now, "wrap-up ended by agent")
+
+    def _agent_request(self, what: str, agent_id: str, now: float, reason: str) -> list[Decision]:
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        action = _AGENT_REQUESTS[what][agent.state]
+        out: list[Decision] = []
+        if action == NOOP:
+            return out
+        if action == ERROR:
+            raise AgentStateError(f"agent {agent_id!r} is {agent.state}: cannot {what}")
+        if action == PENDING:
+            if what == "logout":
+                agent.pending_logout = True
+            elif what == "set_not_ready":
+                agent.pending_not_ready = reason
+            else:  # set_ready: the agent wants calls after all
+                agent.pending_logout = False
+                agent.pending_not_ready = None
+            return out
+        if action == IDLE:
+            self._go_idle(agent, reason, now, out)
+        else:
+            if action == NOT_READY and agent.state == NOT_READY and agent.reason == reason:
+                return out
+            agent.pending_not_ready = None
+            agent.pending_logout = False
+            self._set_state(agent, action, reason, now, out)
+            if action == AVAILABLE:
+                self._match_agent(agent, now, out)
+        self._settle(now, out)
+        return out
+
+    # -- call inputs -------------------------------------------------------------
+
+    def call_waiting(self, call_id: str, queue_id: str, now: float, *, priority: int | None = None,
+                     skills: dict[str, int] | None = None, customer_id: str | None = None,
+                     preferred_agent: str | None = None) -> list[Decision]:
+        """A caller starts waiting in ``queue_id``.
+
+        ``priority`` overrides the queue's; ``skills`` are extra requirements
+        (kept at every step); the preferred agent is ``preferred_agent`` or the
+        agent who last answered ``customer_id``.
+        Raises: ``AcdInputError`` for an unknown queue, skill or agent, or a level outside 1..10.
+        """
+        now = self._clock(now)
+        q = self._queues.get(queue_id)
+        if q is None:
+            raise AcdInputError(f"unknown queue {queue_id!r}")
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise AcdInputError(f"call {call_id!r}: priority must be an integer, not {priority!r}")
+        extras: ReqSet = ()
+        if skills:
+            for s, lvl in skills.items():
+                if s not in self._skills:
+                    raise AcdInputError(f"call {call_id!r}: unknown skill {s!r}")
+                if isinstance(lvl, bool) or not isinstance(lvl, int) or not 1 <= lvl <= 10:
+                    raise AcdInputError(f"call {call_id!r}: skill {s!r} level must be 1..10, not {lvl!r}")
+            extras = merge_requirements(skills.items())
+        pref: _Agent | None = None
+        why = ""
+        if preferred_agent is not None:
+            pref, why = self._agent(preferred_agent), "requested"
+        elif customer_id is not None and customer_id in self._last_agent:
+            pref, why = self._agents[self._last_agent[customer_id]], f"last served customer {customer_id}"
+        if call_id in self._calls:
+            return self._ignore("call_waiting", call_id, None, "call already waiting")
+
+        call = _Call(call_id, q, q.prio if priority is None else priority, priority, extras, customer_id,
+                     now, now, next(self._cseq))
+        call.pool = self._pool_for(q, 0, extras)
+        self._calls[call_id] = call
+        q.calls[call_id] = call
+        out: list[Decision] = []
+        call.pool.push_call(call)
+        self._apply_skips(call, now, out)
+        if (pref is not None and q.cfg.preferred_agent_s > 0 and pref.state != LOGGED_OUT
+                and pref.id in q.direct and qualifies(pref.skills, call.pool.reqs)):
+            call.pool.drop_call(call)
+            call.preferred, call.preferred_why = pref, why
+            call.hold_until = now + q.cfg.preferred_agent_s
+            call.status = HELD
+            pref.held[call_id] = call
+        self._try_call(call, now, out)
+        self._settle(now, out)
+        return out
+
+    def call_abandoned(self, call_id: str, now: float) -> list[Decision]:
+        """The caller hung up while waiting, held or ringing an agent."""
+        now = self._clock(now)
+        call = self._calls.get(call_id)
+        if call is None:
+            return self._ignore("call_abandoned", call_id, None, "call not waiting")
+        out: list[Decision] = []
+        freed: _Agent | None = None
+        if call.status == RINGING:
+            freed = call.agent
+            assert freed is not None
+            out.append(Withdrawn(call_id, freed.id, "caller abandoned", now))
+            freed.offer = None
+            call.agent = None
+            self._go_idle(freed, f"offer of {call_id} withdrawn: caller abandoned", now, out, match=False)
+        else:
+            self._unplace(call)
+        self._outcome(call.queue, "abandoned")
+        self._remove(call, "abandoned", now, out)
+        if freed is not None and freed.state == AVAILABLE:
+            self._match_agent(freed, now, out)
+        self._settle(now, out)
+        return out
+
+    def offer_answered(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
+        """The agent answered: on call; the call leaves the router (``Dequeued`` answered)."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        call = self._calls.get(call_id)
+        if call is None or call.status != RINGING or call.agent is not agent:
+            return self._ignore("offer_answered", call_id, agent_id, "no such offer standing")
+        q = call.queue
+        out: list[Decision] = []
+        agent.offer = None
+        agent.call_id = call_id
+        agent.call_queue = q
+        agent.answered_at = now
+        agent.calls_today += 1
+        self._set_state(agent, ON_CALL, f"answered call {call_id}", now, out)
+        self._outcome(q, "answered", within=now - call.entered_at <= q.cfg.sl_seconds)
+        if call.customer_id is not None:
+            self._last_agent[call.customer_id] = agent.id
+            self._last_agent.move_to_end(call.customer_id)
+            if len(self._last_agent) > MAX_CUSTOMERS:
+                self._last_agent.popitem(last=False)
+        self._remove(call, "answered", now, out)
+        self._settle(now, out)
+        return out
+
+    def offer_failed(self, call_id: str, agent_id: str, reason: str, now: float) -> list[Decision]:
+        """The offer ended unanswered (``noanswer``, ``busy``, ``rejected``, ``failed``).
+
+        The agent becomes not ready (reasons in ``FAILURE_STATES``, e.g. noanswer
+        -> "missed"); the call waits again in its place (arrival time kept).
+        """
+        now = self._clock(now)
+        if reason not in FAILURE_STATES:
+            raise AcdInputError(f"offer_failed reason must be one of {sorted(FAILURE_STATES)}, not {reason!r}")
+        agent = self._agent(agent_id)
+        call = self._calls.get(call_id)
+        if call is None or call.status != RINGING or call.agent is not agent:
+            return self._ignore("offer_failed", call_id, agent_id, "no such offer standing")
+        out: list[Decision] = []
+        self._fail_offer(call, agent, FAILURE_STATES[reason], now, out)
+        self._settle(now, out)
+        return out
+
+    def call_finished(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
+        """The agent's leg of an answered call ended: wrap-up for the queue's ``wrapup_s``."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        if agent.state != ON_CALL or agent.call_id != call_id:
+            return self._ignore("call_finished", call_id, agent_id, "agent not on this call")
+        q = agent.call_queue
+        assert q is not None
+        q.talk_avg += HANDLE_ALPHA * (max(0.0, now - agent.answered_at) - q.talk_avg)
+        agent.call_id = None
+        agent.call_queue = None
+        out: list[Decision] = []
+        if agent.pending_logout or q.cfg.wrapup_s <= 0:
+            self._go_idle(agent, f"call {call_id} ended", now, out)
+        else:
+            self._set_state(agent, WRAPUP, f"wrap-up after call {call_id}", now, out)
+            agent.timer_ver += 1
+            self._push_timer(now + q.cfg.wrapup_s, _WRAPUP, agent, agent.timer_ver)
+        self._settle(now, out)
+        return out
+
+    def tick(self, now: float) -> list[Decision]:
+        """Run every timer due at ``now``."""
+        now = self._clock(now)
+        out: list[Decision] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, _, kind, obj, ver = heappop(timers)
+            if kind == _CALL:
+                if obj.timer_ver == ver and obj.status != _GONE:
+                    self._call_timer(obj, now, out)
+            elif kind == _RING:
+                if obj.status == RINGING and obj.offer_ver == ver:
+                    agent = obj.agent
+                    out.append(Withdrawn(obj.id, agent.id, "no answer reported within ring timeout", now))
+                    self._fail_offer(obj, agent, FAILURE_STATES["noanswer"], now, out)
+            elif obj.state == WRAPUP and obj.timer_ver == ver:
+                self._go_idle(obj, "wrap-up over", now, out)
+            self._settle(now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next be called (None: no timer pending)."""
+        timers = self._timers
+        while timers and not self._timer_live(timers[0]):
+            heappop(timers)
+        return timers[0][0] if timers else None
+
+    def new_day(self, now: float) -> list[Decision]:
+        """Reset the per-day call counts ``fewest_calls`` ranks by (call it at midnight)."""
+        self._clock(now)
+        for a in self._agents.values():
+            a.calls_today = 0
+        for pool in self._pools.values():
+            if pool.queue.cfg.selection == "fewest_calls":
+                for tier in pool.tiers:
+                    tier.rekey(lambda a, p=pool: self._key(p, a))
+        return []
+
+    # -- queries ------------------------------------------------------------------
+
+    def agent_state(self, agent_id: str) -> AgentView:
+        a = self._agent(agent_id)
+        pending = "logout" if a.pending_logout else a.pending_not_ready
+        call = a.offer.id if a.offer is not None else a.call_id
+        return AgentView(a.id, a.state, a.reason, a.since, call, pending)
+
+    def waiting_calls(self) -> list[WaitingCall]:
+        """Every call the router holds, in service order (priority, then arrival)."""
+        calls = sorted(self._calls.values(), key=lambda c: (-c.prio, c.arrived_at, c.seq))
+        return [self._view(c) for c in calls]
+
+    def position(self, call_id: str) -> int | None:
+        """1 for the next call of its queue to be served, 0 while ringing an agent, None if unknown.
+
+        Counts the queue's waiting and held calls ahead of it: higher priority,
+        or same priority and earlier arrival.
+        """
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        if call.status == RINGING:
+            return 0
+        mine = (-call.prio, call.arrived_at, call.seq)
+        return 1 + sum(1 for c in call.queue.calls.values()
+                       if c.status != RINGING and (-c.prio, c.arrived_at, c.seq) < mine)
+
+    def estimated_wait(self, call_id: str, now: float) -> float | None:
+        """Expected seconds until the call is offered: ``position x handle time / staffed``.
+
+        handle time: the queue's moving average of talk time plus its wrapup_s;
+        staffed: logged-in agents, not on a break, who may take the call under
+        its current requirements. 0 while ringing; None when unknown or when
+        nobody who could take it is staffed (escalation or max wait decides).
+        """
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        if call.status == RINGING:
+            return 0.0
+        staffed = call.pool.staffed
+        if staffed == 0:
+            return None
+        pos = self.position(call_id) or 1
+        q = call.queue
+        return pos * (q.talk_avg + q.cfg.wrapup_s) / staffed
+
+    def queue_stats(self, queue_id: str, now: float) -> QueueStats:
+        """Live figures of one queue (service level: answered within sl_seconds / offered)."""
+        q = self._queues.get(queue_id)
+        if q is None:
+            raise AcdInputError(f"unknown queue {queue_id!r}")
+        waiting = ringing = 0
+        oldest = now
+        for c in q.calls.values():
+            if c.status == RINGING:
+                ringing += 1
+            else:
+                waiting += 1
+            oldest = min(oldest, c.arrived_at)
+        own = [t for t in q.base_pool.tiers if not t.borrowed]  # one tier per member
+        eligible = sum(t.logged_in for t in own)
+        available = sum(t.live for t in own)
+        sl = q.service_level()
+        return QueueStats(q.id, waiting, ringing, max(0.0, now - oldest), q.offered, q.answered, q.within,
+                          q.abandoned, q.timed_out, sl, q.cfg.sl_percent, q.lending, eligible, available,
+                          q.talk_avg + q.cfg.wrapup_s)
+
+    # -- internals: agents ------------------------------------------------------------
+
+    def _agent(self, agent_id: str) -> _Agent:
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise AcdInputError(f"unknown agent {agent_id!r}")
+        return agent
+
+    def _set_state(self, agent: _Agent, new: str, reason: str, now: float, out: list[Decision]) -> None:
+        old = agent.state
+        if new not in _TRANSITIONS[old]:
+            raise AssertionError(f"agent {agent.id}: {old} -> {new} is not a transition")
+        if old == AVAILABLE and new != AVAILABLE:
+            agent.avail_ver += 1
+            for _, tiers in agent.pools:
+                for t in tiers:
+                    t.live -= 1
+        was_in, now_in = old != LOGGED_OUT, new != LOGGED_OUT
+        was_staffed, now_staffed = old not in (LOGGED_OUT, NOT_READY), new not in (LOGGED_OUT, NOT_READY)
+        if was_in != now_in or was_staffed != now_staffed:
+            d_in = now_in - was_in
+            d_st = now_staffed - was_staffed
+            for pool, tiers in agent.pools:
+                if d_in:
+                    pool.logged_in += d_in
+                    for t in tiers:
+                        t.logged_in += d_in
+                    if pool.logged_in == 0 and pool.n_calls and pool.queue.has_skips:
+                        self._emptied.append(pool)
+                pool.staffed += d_st
+        agent.state = new
+        agent.reason = reason
+        agent.since = now
+        if new == AVAILABLE and old != AVAILABLE:
+            agent.idle_since = now
+            for pool, tiers in agent.pools:
+                key = self._key(pool, agent)
+                for t in tiers:
+                    t.push(key, agent)
+        if new == LOGGED_OUT:
+            agent.timer_ver += 1
+            if agent.held:
+                self._logged_out.append(agent)
+        out.append(AgentState(agent.id, old, new, reason, now))
+
+    def _go_idle(self, agent: _Agent, reason: str, now: float, out: list[Decision], *,
+                 match: bool = True) -> None:
+        """The agent's work is over: available, or what it asked for meanwhile."""
+        if agent.pending_logout:
+            target, reason = LOGGED_OUT, "logout (deferred until the call ended)"
+        elif agent.pending_not_ready is not None:
+            target, reason = NOT_READY, agent.pending_not_ready
+        else:
+            target = AVAILABLE
+        agent.pending_logout = False
+        agent.pending_not_ready = None
+        self._set_state(agent, target, reason, now, out)
+        if target == AVAILABLE and match:
+            self._match_agent(agent, now, out)
+
+    def _key(self, pool: Pool, agent: _Agent) -> tuple:
+        """The queue's selection policy as a sort key (smallest first)."""
+        sel = pool.queue.cfg.selection
+        if sel == "longest_idle":
+            return (agent.idle_since, agent.ord)
+        if sel == "best_proficiency":
+            prof = sum(agent.skills.get(s, 0) for s, _ in pool.reqs)
+            return (-prof, agent.idle_since, agent.ord)
+        if sel == "fewest_calls":
+            return (agent.calls_today, agent.idle_since, agent.ord)
+        return (agent.rr.get(pool.queue.id, -1), agent.ord)
+
+    def _policy_words(self, pool: Pool, agent: _Agent, now: float) -> str:
+        sel = pool.queue.cfg.selection
+        idle = now - agent.idle_since
+        if sel == "longest_idle":
+            return f"longest idle {idle:.1f}s"
+        if sel == "best_proficiency":
+            prof = sum(agent.skills.get(s, 0) for s, _ in pool.reqs)
+            return f"best proficiency {prof} (idle {idle:.1f}s)"
+        if sel == "fewest_calls":
+            return f"fewest calls today {agent.calls_today} (idle {idle:.1f}s)"
+        return "round robin turn"
+
+    def _fail_offer(self, call: _Call, agent: _Agent, state_reason: str, now: float, out: list[Decision]) -> None:
+        agent.offer = None
+        call.agent = None
+        agent.pending_not_ready = None
+        if agent.pending_logout:
+            agent.pending_logout = False
+            self._set_state(agent, LOGGED_OUT, f"{state_reason}; logout (deferred)", now, out)
+        else:
+            self._set_state(agent, NOT_READY, state_reason, now, out)
+        call.status = WAITING
+        call.pool.push_call(call)
+        q = call.queue
+        if q.cfg.max_wait_s is not None and call.entered_at + q.cfg.max_wait_s <= now:
+            self._max_wait(call, now, out)
+        else:
+            self._try_call(call, now, out)
+
+    # -- internals: matching ----------------------------------------------------------
+
+    def _match_agent(self, agent: _Agent, now: float, out: list[Decision]) -> None:
+        """An agent just became available: offer it the best call it may take, if any."""
+        if agent.held:
+            best = None
+            for c in agent.held.values():
+                if qualifies(agent.skills, c.pool.reqs):
+                    k = (-c.prio, -(now - c.arrived_at) * c.queue.weight, c.seq)
+                    if best is None or k < best[0]:
+                        best = (k, c)
+            if best is not None:
+                c = best[1]
+                self._offer(c, agent, now, out,
+                            f"step {c.step} ({c.pool.label}); preferred agent ({c.preferred_why})")
+                return
+        best_key = None
+        best: tuple[_Call, Tier] | None = None
+        for pool, tiers in agent.pools:
+            if not pool.n_calls:
+                continue
+            weight = pool.queue.weight
+            for tier in tiers:
+                if tier.borrowed and not tier.lender.lending:
+                    continue
+                for prio, heap in pool.calls.items():
+                    call = pool.head(heap)
+                    if call is None or call.arrived_at + tier.delay > now:
+                        continue
+                    k = (tier.borrowed, -prio, tier.mprio, (call.arrived_at - now) * weight, call.seq)
+                    if best_key is None or k < best_key:
+                        best_key, best = k, (call, tier)
+        if best is None:
+            return
+        call, tier = best
+        waited = now - call.arrived_at
+        words = [f"step {call.step} ({call.pool.label})",
+                 f"agent free: priority {call.prio}, waited {waited:.1f}s"
+                 + (f" (effective {waited * call.queue.weight:.1f}s)" if call.queue.weight != 1 else "")]
+        self._offer(call, agent, now, out, self._explain(words, call, tier))
+
+    def _best_agent(self, call: _Call, now: float) -> tuple[Tier, _Agent] | None:
+        best_key = None
+        best = None
+        for tier in call.pool.tiers:
+            if not tier.live or call.arrived_at + tier.delay > now:
+                continue
+            if tier.borrowed and not tier.lender.lending:
+                continue
+            top = tier.top()
+            if top is None:
+                continue
+            k = (tier.borrowed, tier.mprio, top[0])
+            if best_key is None or k < best_key:
+                best_key, best = k, (tier, top[1])
+        return best
+
+    def _try_call(self, call: _Call, now: float, out: list[Decision]) -> None:
+        """A waiting or held call: offer it now if it can be, else set its next timer."""
+        self._apply_skips(call, now, out)
+        if call.status == HELD:
+            agent = call.preferred
+            if agent.state == AVAILABLE and qualifies(agent.skills, call.pool.reqs):
+                self._offer(call, agent, now, out,
+                            f"step {call.step} ({call.pool.label}); preferred agent ({call.preferred_why})")
+                return
+        else:
+            found = self._best_agent(call, now)
+            if found is not None:
+                tier, agent = found
+                words = [f"step {call.step} ({call.pool.label})", self._policy_words(call.pool, agent, now)]
+                self._offer(call, agent, now, out, self._explain(words, call, tier))
+                return
+        self._schedule(call, now)
+
+    def _explain(self, words: list[str], call: _Call, tier: Tier) -> str:
+        if tier.borrowed:
+            words.append(f"borrowed from {tier.lender.id}")
+        if tier.mprio:
+            words.append(f"membership priority {tier.mprio}")
+        if tier.delay:
+            words.append(f"delay {tier.delay:g}s passed")
+        if call.window_over:
+            words.append("preferred agent window over")
+        return "; ".join(words)
+
+    def _offer(self, call: _Call, agent: _Agent, now: float, out: list[Decision], reason: str) -> None:
+        self._unplace(call)
+        call.status = RINGING
+        call.agent = agent
+        call.preferred = None
+        call.offer_ver += 1
+        q = call.queue
+        self._set_state(agent, RESERVED, f"offered call {call.id}", now, out)
+        agent.offer = call
+        agent.rr[q.id] = next(self._turns)
+        ring = q.cfg.ring_timeout_s
+        self._push_timer(now + ring + OFFER_GRACE_S, _RING, call, call.offer_ver)
+        self._schedule(call, now)
+        out.append(Offer(call.id, agent.id, agent.device, q.id, ring, call.step, reason))
+
+    # -- internals: calls ------------------------------------------------------------------
+
+    def _pool_for(self, q: _Queue, step: int, extras: ReqSet) -> Pool:
+        reqs = merge_requirements(q.step_reqs[step], extras) if extras else q.step_reqs[step]
+        pool = self._pools.get((q.id, reqs))
+        if pool is None:
+            pool = self._pools[(q.id, reqs)] = self._make_pool(q, reqs)
+        return pool
+
+    def _make_pool(self, q: _Queue, reqs: ReqSet) -> Pool:
+        pool = Pool(q, reqs)
+        tiers: dict[tuple[str | None, int, float], Tier] = {}
+        per_agent: dict[int, tuple[_Agent, list[Tier]]] = {}
+        for agent, lender, mprio, delay in q.members:
+            if not qualifies(agent.skills, reqs):
+                continue
+            tkey = (lender.id if lender else None, mprio, delay)
+            tier = tiers.get(tkey)
+            if tier is None:
+                tier = tiers[tkey] = Tier(lender, mprio, delay)
+            per_agent.setdefault(id(agent), (agent, []))[1].append(tier)
+        for agent, agent_tiers in per_agent.values():
+            agent.pools.append((pool, tuple(agent_tiers)))
+            if agent.state != LOGGED_OUT:
+                pool.logged_in += 1
+                for t in agent_tiers:
+                    t.logged_in += 1
+            if agent.state not in (LOGGED_OUT, NOT_READY):
+                pool.staffed += 1
+            if agent.state == AVAILABLE:
+                key = self._key(pool, agent)
+                for t in agent_tiers:
+                    t.push(key, agent)
+        pool.tiers = sorted(tiers.values(), key=lambda t: (t.borrowed, t.mprio, t.delay))
+        pool.delays = sorted({t.delay for t in pool.tiers if t.delay > 0})
+        return pool
+
+    def _unplace(self, call: _Call) -> None:
+        """Take a waiting or held call out of its pool or hold."""
+        if call.status == WAITING:
+            call.pool.drop_call(call)
+        elif call.status == HELD:
+            del call.preferred.held[call.id]
+
+    def _apply_skips(self, call: _Call, now: float, out: list[Decision]) -> None:
+        steps = call.queue.cfg.steps
+        while call.step < len(steps) and steps[call.step].skip_if_nobody and call.pool.logged_in == 0:
+            self._escalate(call, now, out, f"nobody logged in meets {call.pool.label}")
+
+    def _escalate(self, call: _Call, now: float, out: list[Decision], why: str) -> None:
+        call.step += 1
+        pool = self._pool_for(call.queue, call.step, call.extras)
+        if call.status == WAITING:
+            call.pool.drop_call(call)
+            call.pool = pool
+            pool.push_call(call)
+        else:
+            call.pool = pool
+        out.append(Escalated(call.id, call.queue.id, call.step, now, f"{why}; now {pool.label}"))
+
+    def _call_timer(self, call: _Call, now: float, out: list[Decision]) -> None:
+        q = call.queue
+        steps = q.cfg.steps
+        while call.step < len(steps) and call.entered_at + steps[call.step].after_s <= now:
+            self._escalate(call, now, out, f"waited {steps[call.step].after_s:g}s in {q.id}")
+        if call.status == RINGING:  # max wait and delays wait for the ring to end
+            self._schedule(call, now)
+            return
+        if q.cfg.max_wait_s is not None and call.entered_at + q.cfg.max_wait_s <= now:
+            self._max_wait(call, now, out)
+            return
+        if False:
+            self._release(call)
+        self._try_call(call, now, out)
+
+    def _release(self, call: _Call) -> None:
+        """A held call stops waiting for its preferred agent."""
+        del call.preferred.held[call.id]
+        call.preferred = None
+        call.window_over = True
+        call.status = WAITING
+        call.pool.push_call(call)
+
+    def _max_wait(self, call: _Call, now: float, out: list[Decision]) -> None:
+        q = call.queue
+        action = q.cfg.on_max_wait
+        self._unplace(call)
+        if call.status == HELD:
+            call.preferred = None
+        self._outcome(q, "timed_out")
+        if isinstance(action, Overflow):
+            target = self._queues[action.overflow]
+            out.append(MaxWait(call.id, q.id, "overflow", target.id, now))
+            del q.calls[call.id]
+            target.calls[call.id] = call
+            call.queue = target
+            call.entered_at = now
+            call.step = 0
+            if call.prio_override is None:
+                call.prio = target.prio
+            call.pool = self._pool_for(target, 0, call.extras)
+            call.status = WAITING
+            call.pool.push_call(call)
+            self._try_call(call, now, out)
+        else:
+            out.append(MaxWait(call.id, q.id, str(action), None, now))
+            self._remove(call, "max_wait", now, out)
+
+    def _remove(self, call: _Call, reason: str, now: float, out: list[Decision]) -> None:
+        del self._calls[call.id]
+        del call.queue.calls[call.id]
+        call.status = _GONE
+        out.append(Dequeued(call.id, call.queue.id, reason, max(0.0, now - call.arrived_at), now))
+
+    def _outcome(self, q: _Queue, kind: str, within: bool = False) -> None:
+        q.offered += 1
+        if kind == "answered":
+            q.answered += 1
+            q.within += within
+        elif kind == "abandoned":
+            q.abandoned += 1
+        else:
+            q.timed_out += 1
+        lending = 100.0 * q.within / q.offered >= q.lend_threshold
+        if lending != q.lending:
+            q.lending = lending
+            if lending and q.borrowers:
+                self._recovered.append(q)
+
+    def _settle(self, now: float, out: list[Decision]) -> None:
+        """Work an input leaves behind, done once its own decisions are out:
+        calls held for an agent who logged out, pools nobody logged in can serve
+        (``skip_if_nobody``), borrowers of a queue that lends again."""
+        while self._logged_out or self._emptied or self._recovered:
+            if self._logged_out:
+                agent = self._logged_out.pop()
+                for call in sorted(agent.held.values(), key=lambda c: (-c.prio, c.arrived_at, c.seq)):
+                    if call.status == HELD and call.preferred is agent:
+                        self._release(call)
+                        self._try_call(call, now, out)
+            elif self._emptied:
+                pool = self._emptied.pop()
+                if pool.logged_in == 0:
+                    steps = pool.queue.cfg.steps
+                    for call in sorted(pool.live_calls(), key=lambda c: c.seq):
+                        if call.step < len(steps) and steps[call.step].skip_if_nobody:
+                            self._try_call(call, now, out)
+            else:
+                lender = self._recovered.pop()
+                if lender.lending:
+                    for q in lender.borrowers:
+                        for call in sorted(q.calls.values(), key=lambda c: (-c.prio, c.arrived_at, c.seq)):
+                            if call.status == WAITING:
+                                self._try_call(call, now, out)
+
+    # -- internals: timers -------------------------------------------------------------
+
+    def _schedule(self, call: _Call, now: float) -> None:
+        """Arm the call's next timer: a step, max wait, the hold's end, or a delay threshold."""
+        q = call.queue
+        cfg = q.cfg
+        t = math.inf
+        if call.step < len(cfg.steps):
+            t = call.entered_at + cfg.steps[call.step].after_s
+        if call.status != RINGING:
+            if cfg.max_wait_s is not None:
+                t = min(t, call.entered_at + cfg.max_wait_s)
+            if call.status == HELD:
+                t = min(t, call.hold_until)
+            else:
+                for d in call.pool.delays:
+                    if call.arrived_at + d > now:
+                        t = min(t, call.arrived_at + d)
+                        break
+        call.timer_ver += 1
+        if t < math.inf:
+            self._push_timer(t, _CALL, call, call.timer_ver)
+
+    def _push_timer(self, at: float, kind: int, obj: Any, ver: int) -> None:
+        heappush(self._timers, (at, next(self._tseq), kind, obj, ver))
+        if len(self._timers) > 4 * (len(self._calls) + len(self._agents)) + 1024:
+            self._timers = [e for e in self._timers if self._timer_live(e)]
+            heapify(self._timers)
+
+    @staticmethod
+    def _timer_live(entry: tuple[float, int, int, Any, int]) -> bool:
+        _, _, kind, obj, ver = entry
+        if kind == _CALL:
+            return obj.timer_ver == ver and obj.status != _GONE
+        if kind == _RING:
+            return obj.status == RINGING and obj.offer_ver == ver
+        return obj.state == WRAPUP and obj.timer_ver == ver
+
+    # -- small helpers -------------------------------------------------------------
+
+    def _clock(self, now: float) -> float:
+        if now > self._now:
+            self._now = now
+        return self._now
+
+    def _ignore(self, what: str, call_id: str | None, agent_id: str | None, reason: str) -> list[Decision]:
+        self.ignored += 1
+        return [Ignored(what, call_id, agent_id, reason)]
+
+    def _view(self, c: _Call) -> WaitingCall:
+        return WaitingCall(c.id, c.queue.id, c.status, c.prio, c.arrived_at, c.entered_at, c.step,
+                           c.pool.reqs, c.agent.id if c.agent else None,
+                           c.preferred.id if c.status == HELD else None)

@@ -1,0 +1,157 @@
+"""What the router says: decisions (its outputs) and views (answers to queries).
+
+Every record is a small frozen dataclass. Times are epoch seconds, as given to
+the router. A state change is emitted before the decision it leads to (an
+agent's ``available -> reserved`` comes just before the ``Offer``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Agent states.
+LOGGED_OUT, AVAILABLE, RESERVED, ON_CALL, WRAPUP, NOT_READY = (
+    "logged_out", "available", "reserved", "on_call", "wrapup", "not_ready",
+)
+AGENT_STATES = (LOGGED_OUT, AVAILABLE, RESERVED, ON_CALL, WRAPUP, NOT_READY)
+
+# Where a call the router holds is.
+WAITING, HELD, RINGING = "waiting", "held", "ringing"
+
+
+# -- decisions ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """Ring ``device`` (agent ``agent_id``) for ``call_id`` for at most ``ring_timeout_s``.
+
+    The router considers the agent reserved until ``offer_answered`` or
+    ``offer_failed``. ``step`` is the escalation step the call was at (0: the
+    queue's own requirements). ``reason`` says why this pair, in words.
+    """
+
+    call_id: str
+    agent_id: str
+    device: str
+    queue_id: str
+    ring_timeout_s: float
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class AgentState:
+    """Agent ``agent_id`` went from ``old`` to ``new`` at ``at`` (``old == new``
+    when only the not-ready reason changed)."""
+
+    agent_id: str
+    old: str
+    new: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Escalated:
+    """The call's requirements are now those of step ``step`` of its queue."""
+
+    call_id: str
+    queue_id: str
+    step: int
+    at: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MaxWait:
+    """The call waited ``max_wait_s`` in ``queue_id``. ``action`` is ``overflow``
+    (the call now waits in ``target``, keeping its place by arrival time),
+    ``voicemail`` or ``callback`` (the call leaves the router; a ``Dequeued``
+    follows; ``target`` is None)."""
+
+    call_id: str
+    queue_id: str
+    action: str
+    target: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawn:
+    """Stop ringing ``agent_id`` for ``call_id``: the offer no longer stands
+    (the caller left, or no answer was reported in time)."""
+
+    call_id: str
+    agent_id: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Dequeued:
+    """The call left the router: ``reason`` is ``answered``, ``abandoned`` or
+    ``max_wait``. Every call that ``call_waiting`` accepted ends with exactly one."""
+
+    call_id: str
+    queue_id: str
+    reason: str
+    waited_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """An input that no longer applies (a late answer, an unknown call): nothing
+    changed. ``input`` is the method's name."""
+
+    input: str
+    call_id: str | None
+    agent_id: str | None
+    reason: str
+
+
+Decision = Offer | AgentState | Escalated | MaxWait | Withdrawn | Dequeued | Ignored
+
+
+# -- views ---------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    agent_id: str
+    state: str
+    reason: str
+    since: float
+    call_id: str | None             # the call offered to or handled by the agent
+    pending: str | None             # "logout" or a not-ready reason, applied when the call ends
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingCall:
+    call_id: str
+    queue_id: str
+    status: str                     # waiting, held (for a preferred agent), ringing
+    priority: int
+    arrived_at: float               # first arrival: order and aging
+    entered_at: float               # entry in this queue: steps, max wait, service level
+    step: int
+    requirements: tuple[tuple[str, int], ...]
+    offered_to: str | None
+    held_for: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queue_id: str
+    waiting: int                    # waiting or held
+    ringing: int
+    longest_wait_s: float
+    offered: int                    # calls that left the queue: answered, abandoned, timed out
+    answered: int
+    answered_within_sl: int
+    abandoned: int
+    timed_out: int
+    service_level: float | None     # answered within sl_seconds / offered, percent
+    sl_target: float
+    lending: bool                   # its agents may serve borrowing queues now
+    agents_eligible: int            # logged in, meeting the base requirements, members
+    agents_available: int
+    handle_time_s: float            # moving average of talk time, plus wrapup_s

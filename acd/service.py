@@ -1,0 +1,306 @@
+"""The ACD's asyncio shell: call events in, router decisions out to Asterisk.
+
+The mechanism (docs/acd.md, "Why Redirect into Dial"): a caller waits with
+music in the dialplan context ``cti-acd-wait`` and announces itself with
+``UserEvent(CtiAcdWait)`` (the call model turns it into ``call.queued`` with
+``acd=True``). When the router picks an agent, we set ``CTI_OFFER`` on the
+caller's channel and ``Redirect`` it to ``cti-acd-offer``, which runs
+``Dial(device, ring timeout, m)``. The caller keeps hearing music while the
+agent rings; an unanswered Dial returns the caller to the wait, and the
+router decides again. Asterisk does the ringing, cancelling and bridging; we
+never hold a channel of our own, so there is nothing to clean up if we die.
+
+Liveness: we set the global ``CTI_ACD_HEARTBEAT`` every 2 s. New callers see
+a stale heartbeat and go to the app_queue fallback; waiting callers check it
+every 20 s and go there too.
+
+The thin loop: bus event -> ``Router`` input (pure) -> decisions -> an ordered
+queue of AMI actions run by one task; timers by ``Router.next_deadline``.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from acd import config as acd_config
+from acd import core as acd_core
+from cti.errors import AmiError, CtiError
+from cti.events import CallEvent
+from cti.store import AgentRow, AgentStateRow
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_EVERY = 2.0
+# DialStatus of an unanswered offer -> the router's reason.
+_FAILED = {"NOANSWER": "noanswer", "BUSY": "busy", "CHANUNAVAIL": "failed", "CONGESTION": "failed"}
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+def parse_skills(text: str | None) -> dict[str, int]:
+    """``"support:5,french:3"`` -> ``{"support": 5, "french": 3}``; a bare name means level 1.
+    Malformed pieces are ignored (the value comes from the dialplan)."""
+    out: dict[str, int] = {}
+    for piece in (text or "").split(","):
+        name, _, level = piece.strip().partition(":")
+        if not name:
+            continue
+        try:
+            out[name] = int(level) if level else 1
+        except ValueError:
+            continue
+    return out
+
+
+@dataclass(slots=True)
+class Waiting:
+    """What the shell knows of a call the router holds."""
+
+    channel: str
+    agent: str | None = None         # the agent currently offered or talking
+    answered: bool = False
+
+
+@dataclass
+class AcdService:
+    core: Any                                   # cti.daemon.Core
+    config: acd_config.AcdConfig
+    router: acd_core.Router = field(init=False)
+    calls: dict[str, Waiting] = field(default_factory=dict)
+    offers_sent: int = 0
+    offers_failed: int = 0
+    heartbeats: int = 0
+    _actions: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.router = acd_core.Router(self.config)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        now = time.time()
+        writer = self.core.writer
+        for agent in self.config.agents:
+            if writer is not None:
+                writer.submit(AgentRow(agent_id=agent.id, name=agent.name, device=agent.device,
+                                       updated_at=_utc(now)))
+        self._apply(self.router.auto_login(now))
+        self.core.bus.subscribe(self.on_call_event)
+        self._tasks = [asyncio.create_task(self._run_actions(), name="acd-actions"),
+                       asyncio.create_task(self._run_timers(), name="acd-timers"),
+                       asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
+
+    async def stop(self) -> None:
+        """Hand over to the fallback path: new callers go to app_queue at once
+        (heartbeat 0), and the callers still waiting for us are sent there."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        ami = self.core.ami
+        if ami is None or not ami.connected:
+            return
+        sends = [ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")]
+        sends += [ami.send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
+                                        "Priority": "1"}, shape="single")
+                  for w in self.calls.values() if not w.answered]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, Exception)]
+        log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1, failed=len(failed))
+
+    # -- inputs --------------------------------------------------------------
+
+    def on_call_event(self, ev: CallEvent) -> None:
+        """Bus subscriber: the call events that matter to routing."""
+        kind, cid, data = ev.kind, ev.call_id, ev.data
+        if kind == "call.queued":
+            if not data.get("acd"):
+                return
+            queue = data.get("queue") or self.core.settings.acd_default_queue
+            self.calls[cid] = Waiting(channel=data["channel"])
+            self._call_input(cid, lambda: self.router.call_waiting(
+                cid, queue, ev.at, priority=data.get("priority"), skills=parse_skills(data.get("skills")),
+                customer_id=data.get("customer")))
+            return
+        waiting = self.calls.get(cid)
+        if waiting is None:
+            return
+        if kind == "call.connected" and waiting.agent is not None:
+            waiting.answered = True
+            self._apply(self.router.offer_answered(cid, waiting.agent, ev.at))
+        elif kind == "call.offer_ended" and waiting.agent is not None:
+            reason = _FAILED.get(str(data.get("status")))
+            if reason is not None:  # CANCEL / HANGUP: the caller left, call.abandoned follows
+                agent, waiting.agent = waiting.agent, None
+                self._apply(self.router.offer_failed(cid, agent, reason, ev.at))
+        elif kind == "call.agent_left" and waiting.agent is not None:
+            agent, waiting.agent = waiting.agent, None
+            self._apply(self.router.call_finished(cid, agent, ev.at))
+        elif kind in ("call.abandoned", "call.ended"):
+            del self.calls[cid]
+            if not waiting.answered:
+                self._apply(self.router.call_abandoned(cid, ev.at))
+            elif waiting.agent is not None:  # the agent's leg vanished unseen (resync)
+                self._apply(self.router.call_finished(cid, waiting.agent, ev.at))
+
+    def agent_request(self, agent_id: str, what: str, reason: str = "") -> None:
+        """An agent's own request (``login``, ``logout``, ``set_ready``,
+        ``set_not_ready``, ``end_wrapup``), carried out at once.
+        Raises: ``AcdInputError`` (unknown agent) or ``AgentStateError``."""
+        now = time.time()
+        method = getattr(self.router, what)
+        self._apply(method(agent_id, reason, now) if what == "set_not_ready" else method(agent_id, now))
+
+    def _call_input(self, call_id: str, fn) -> None:
+        try:
+            self._apply(fn())
+        except CtiError as exc:  # e.g. an unknown queue named by the dialplan
+            log.error("acd refused the call", call_id=call_id, error=str(exc))
+            self.calls.pop(call_id, None)
+
+    # -- decisions -----------------------------------------------------------
+
+    def _apply(self, decisions: list[Any]) -> None:
+        """Carry decisions out: offers become AMI actions (in order, on one task),
+        agent states are logged and stored, call decisions join the call's timeline."""
+        for d in decisions:
+            if isinstance(d, acd_core.Offer):
+                waiting = self.calls.get(d.call_id)
+                if waiting is None:  # the router holds a call we lost: give it back
+                    self._apply(self.router.call_abandoned(d.call_id, time.time()))
+                    continue
+                waiting.agent = d.agent_id
+                self.core.model.expect_agent(d.call_id, d.agent_id, d.device)
+                self._actions.put_nowait(("offer", (d, waiting.channel)))
+                self._annotate(d.call_id, "acd.offer", agent=d.agent_id, device=d.device, queue=d.queue_id,
+                               step=d.step, reason=d.reason)
+            elif isinstance(d, acd_core.Ignored):
+                log.debug("acd ignored an input", input=d.input, call_id=d.call_id, agent=d.agent_id,
+                          reason=d.reason)
+            elif isinstance(d, acd_core.Withdrawn):
+                waiting = self.calls.get(d.call_id)
+                if waiting is not None and waiting.agent == d.agent_id:
+                    # Nobody reported on the ringing in time: take the caller back to the wait.
+                    waiting.agent = None
+                    self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-wait", "back")))
+                self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
+            elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
+                waiting = self.calls.get(d.call_id)
+                if waiting is not None:
+                    self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-maxwait", d.action)))
+                self._annotate(d.call_id, "acd.maxwait", queue=d.queue_id, action=d.action)
+            elif isinstance(d, acd_core.AgentState):
+                log.info("agent state", agent=d.agent_id, old=d.old, new=d.new, reason=d.reason)
+                if self.core.writer is not None:
+                    self.core.writer.submit(AgentStateRow(agent_id=d.agent_id, at=_utc(d.at), state=d.new,
+                                                          previous=d.old, reason=d.reason))
+            else:
+                name = type(d).__name__.lower()
+                fields = {k: getattr(d, k) for k in getattr(d, "__dataclass_fields__", {})
+                          if k not in ("call_id", "at")}
+                call_id = getattr(d, "call_id", None)
+                if call_id is not None:
+                    self._annotate(call_id, f"acd.{name}", **fields)
+                log.info(f"acd {name}", call_id=call_id, **fields)
+        self._wake.set()
+
+    def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
+        ev = self.core.model.annotate(call_id, kind, time.time(), **data)
+        if ev is not None:
+            self.core.bus.publish(ev)
+
+    async def _run_actions(self) -> None:
+        while True:
+            what, payload = await self._actions.get()
+            if what == "offer":
+                await self._offer(*payload)
+            elif what == "redirect":
+                channel, context, exten = payload
+                try:
+                    await self.core.ami.send("Redirect", {"Channel": channel, "Context": context, "Exten": exten,
+                                                          "Priority": "1"}, shape="single")
+                except AmiError as exc:
+                    log.warning("redirect failed", channel=channel, context=context, error=str(exc))
+
+    async def _offer(self, d: Any, channel: str) -> None:
+        ami = self.core.ami
+        value = f"{d.agent_id},{int(d.ring_timeout_s)},{d.device}"
+        try:
+            # Both actions go out at once; Asterisk runs a session's actions in order.
+            await asyncio.gather(
+                ami.send("Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}, shape="single"),
+                ami.send("Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s",
+                                      "Priority": "1"}, shape="single"))
+            self.offers_sent += 1
+        except AmiError as exc:
+            self.offers_failed += 1
+            log.warning("offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
+            waiting = self.calls.get(d.call_id)
+            if waiting is not None and waiting.agent == d.agent_id:
+                waiting.agent = None
+                self._apply(self.router.offer_failed(d.call_id, d.agent_id, "failed", time.time()))
+
+    async def _run_timers(self) -> None:
+        while True:
+            self._wake.clear()
+            deadline = self.router.next_deadline()
+            delay = 5.0 if deadline is None else max(0.0, min(5.0, deadline - time.time()))
+            try:
+                await asyncio.wait_for(self._wake.wait(), delay)
+                continue  # something changed: look at the deadline again
+            except asyncio.TimeoutError:
+                pass
+            self._apply(self.router.tick(time.time()))
+
+    async def _run_heartbeat(self) -> None:
+        while True:
+            try:
+                if self.core.ami is not None and self.core.ami.connected:
+                    await self.core.ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT",
+                                                        "Value": str(int(time.time()))}, shape="single")
+                    self.heartbeats += 1
+            except AmiError as exc:
+                log.warning("acd heartbeat not sent", error=str(exc))
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    # -- introspection ---------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {"waiting": len(self.calls), "offers_sent": self.offers_sent, "offers_failed": self.offers_failed,
+                "heartbeats": self.heartbeats}
+
+
+ACD = web.AppKey("acd", AcdService)
+
+
+def setup_acd(app: web.Application) -> None:
+    """Run the ACD in the daemon when ``acd_config`` is set (after the AMI client)."""
+    from cti.daemon import CORE
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        core = app[CORE]
+        path = core.settings.acd_config
+        if path is None:
+            log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
+            yield
+            return
+        service = AcdService(core, acd_config.load_config(path))
+        app[ACD] = core.acd = service
+        await service.start()
+        log.info("acd started", agents=len(service.config.agents), queues=len(service.config.queues))
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(ctx)

@@ -1,0 +1,192 @@
+"""HTTP hooks for the dialplan's ``CURL()``: caller lookup and a routing hint.
+
+Answers are one line of comma-separated fields, so the dialplan reads them
+with ``CUT`` (``CURL()`` returns the body whatever the HTTP status, and ""
+when the request failed), and the first field says whether it worked::
+
+    GET /hooks/lookup?number=+4930123456
+        ok,<customer id>,<vip 0|1>,<language>      (found)
+        ok,,0,                                     (not found)
+    GET /hooks/route?number=+4930123456[&queue=support]
+        ok,<queue>,<priority>,<customer id>,<language>
+        (VIP customers go to the "vip" queue with priority 10; otherwise the
+        given queue, default "support", with priority 0)
+    any error (4xx, 5xx):
+        error,<error id>,<message>
+
+``?format=json`` (or ``Accept: application/json``) gives the same as JSON,
+with the customer's name and, for errors, ``{"error_id", "message"}``.
+
+Authentication: with the ``hook_secret`` setting, every request must carry it
+in ``X-CTI-Hook-Secret`` (``Set(CURLOPT(httpheader)=X-CTI-Hook-Secret: ...)``);
+without it, only loopback clients are served. Bounded: the number is at most
+32 characters and must be a phone number; the database gets ``QUERY_TIMEOUT``
+seconds, after which the answer is ``error,db_timeout`` (503).
+
+Error ids: ``unauthorized`` (401), ``forbidden`` (403), ``missing_number``,
+``invalid_number``, ``invalid_queue`` (400), ``db_unavailable``, ``db_timeout`` (503).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import re
+from typing import Any, AsyncIterator
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from cti.customers import CustomerRecord, find_by_phone, normalise_e164
+
+log = structlog.get_logger(__name__)
+
+QUERY_TIMEOUT = 1.0
+NUMBER_MAX = 32
+SECRET_HEADER = "X-CTI-Hook-Secret"
+VIP_QUEUE = "vip"
+VIP_PRIORITY = 10
+_QUEUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+POOL = web.AppKey("hooks_pool", dict)     # {"pool": asyncpg.Pool | None}
+
+
+class HookError(Exception):
+    def __init__(self, status: int, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id
+        self.message = message
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.query.get("format") == "json" or "application/json" in request.headers.get("Accept", "")
+
+
+def _line(*fields: Any) -> str:
+    # Fields never hold commas or line breaks: ids, digits, codes; strip to be sure.
+    return ",".join(re.sub(r"[,\r\n]", " ", "" if f is None else str(f)) for f in fields) + "\n"
+
+
+def _error(request: web.Request, exc: HookError) -> web.Response:
+    if _wants_json(request):
+        return web.json_response({"error_id": exc.error_id, "message": exc.message}, status=exc.status)
+    return web.Response(text=_line("error", exc.error_id, exc.message), status=exc.status,
+                        content_type="text/plain")
+
+
+def _authorise(request: web.Request) -> None:
+    from cti.daemon import CORE
+
+    secret = request.app[CORE].settings.hook_secret
+    if secret is not None:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+            raise HookError(401, "unauthorized", f"missing or wrong {SECRET_HEADER} header")
+        return
+    try:
+        loopback = ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise HookError(403, "forbidden", "hooks answer loopback clients only (set hook_secret to open them)")
+
+
+def _number(request: web.Request) -> str:
+    raw = request.query.get("number")
+    if raw is None or raw == "":
+        raise HookError(400, "missing_number", "give ?number=")
+    if len(raw) > NUMBER_MAX:
+        raise HookError(400, "invalid_number", f"number longer than {NUMBER_MAX} characters")
+    phone = normalise_e164(raw)
+    if phone is None:
+        raise HookError(400, "invalid_number", "not a phone number (E.164, +CC... or 00CC...)")
+    return phone
+
+
+async def _find(request: web.Request, phone: str) -> CustomerRecord | None:
+    pool = request.app[POOL].get("pool")
+    if pool is None:
+        raise HookError(503, "db_unavailable", "no database")
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT):
+            return await find_by_phone(pool, phone)
+    except TimeoutError:
+        raise HookError(503, "db_timeout", f"the database did not answer within {QUERY_TIMEOUT:g}s") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("hooks.db_error", error=f"{type(exc).__name__}: {exc}")
+        raise HookError(503, "db_unavailable", "the database is unavailable") from None
+
+
+async def lookup(request: web.Request) -> web.Response:
+    """``GET /hooks/lookup?number=``: who is calling."""
+    try:
+        _authorise(request)
+        phone = _number(request)
+        c = await _find(request, phone)
+    except HookError as exc:
+        return _error(request, exc)
+    if _wants_json(request):
+        return web.json_response({"number": phone, "found": c is not None,
+                                  "customer_id": c and c.customer_id, "name": c and c.name,
+                                  "vip": bool(c and c.vip), "language": c and c.language})
+    if c is None:
+        return web.Response(text=_line("ok", "", 0, ""), content_type="text/plain")
+    return web.Response(text=_line("ok", c.customer_id, int(c.vip), c.language), content_type="text/plain")
+
+
+async def route(request: web.Request) -> web.Response:
+    """``GET /hooks/route?number=[&queue=]``: where this caller should go."""
+    try:
+        _authorise(request)
+        phone = _number(request)
+        queue = request.query.get("queue", "support")
+        if not _QUEUE.match(queue):
+            raise HookError(400, "invalid_queue", "queue: letters, digits, _ . - (at most 64)")
+        c = await _find(request, phone)
+    except HookError as exc:
+        return _error(request, exc)
+    priority = 0
+    if c is not None and c.vip:
+        queue, priority = VIP_QUEUE, VIP_PRIORITY
+    language = c.language if c is not None else None
+    if _wants_json(request):
+        return web.json_response({"queue": queue, "priority": priority,
+                                  "customer_id": c and c.customer_id, "language": language})
+    return web.Response(text=_line("ok", queue, priority, c and c.customer_id, language),
+                        content_type="text/plain")
+
+
+def setup_hooks(app: web.Application) -> None:
+    """Register ``/hooks/lookup`` and ``/hooks/route`` and their database pool
+    (a ``cleanup_ctx`` after the core's database)."""
+    from cti.daemon import CORE
+
+    holder: dict[str, Any] = {"pool": None}
+    app[POOL] = holder
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        # min_size=1 keeps a connection ready (a hook is on a caller's time);
+        # creation does not fail when the database is away: queries then answer 503.
+        try:
+            holder["pool"] = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=8, timeout=5,
+                                                       command_timeout=QUERY_TIMEOUT,
+                                                       server_settings={"application_name": "cti-hooks"})
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.error("hooks.no_database", error=f"{type(exc).__name__}: {exc}")
+            holder["pool"] = None
+        try:
+            yield
+        finally:
+            pool, holder["pool"] = holder["pool"], None
+            if pool is not None:
+                try:
+                    async with asyncio.timeout(5):
+                        await pool.close()
+                except TimeoutError:
+                    pool.terminate()
+
+    app.cleanup_ctx.append(ctx)
+    app.router.add_get("/hooks/lookup", lookup)
+    app.router.add_get("/hooks/route", route)

@@ -1,0 +1,85 @@
+"""Customers for caller lookups: phone normalisation (pure) and a few queries.
+
+Numbers are stored in E.164 (``+`` then 2 to 15 digits, no leading 0 after
+the +) in ``customer_phones``, one row per number, primary key = the number:
+a lookup is one exact index probe. A caller ID is normalised the same way
+before it is looked up, so ``0049 30 1234``, ``+49-30-1234`` and (with the
+national prefix known) ``030 1234`` all match ``+49301234``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+import asyncpg
+
+Db = Union[asyncpg.Pool, asyncpg.Connection]
+
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+def normalise_e164(raw: str | None, country_code: str | None = None) -> str | None:
+    """The E.164 form of a dialled or presented number, or None when it has none.
+
+    ``+`` or ``00`` starts an international number; with ``country_code`` (e.g.
+    "49") a number starting with a single ``0`` is national. Spaces, dashes,
+    dots and brackets are ignored; any other character means "not a number".
+    """
+    if not raw:
+        return None
+    text = re.sub(r"[\s\-.()/]", "", raw)
+    if text.startswith("+"):
+        digits = text[1:]
+    elif text.startswith("00"):
+        digits = text[2:]
+    elif text.startswith("0") and country_code:
+        digits = country_code + text[1:]
+    else:
+        digits = text
+    candidate = "+" + digits
+    return candidate if digits.isdigit() and _E164.match(candidate) else None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    customer_id: str
+    name: str
+    language: str | None
+    vip: bool
+
+
+async def find_by_phone(db: Db, phone: str) -> CustomerRecord | None:
+    """The customer owning ``phone`` (already E.164), or None."""
+    row = await db.fetchrow(
+        """SELECT c.customer_id, c.name, c.language, c.vip
+             FROM customer_phones p JOIN customers c USING (customer_id)
+            WHERE p.phone = $1""", phone)
+    return None if row is None else CustomerRecord(row["customer_id"], row["name"], row["language"], row["vip"])
+
+
+async def save_customer(db: Db, customer_id: str, name: str, phones: Iterable[str], *,
+                        language: str | None = None, vip: bool = False) -> None:
+    """Create or replace a customer and its numbers (each must be E.164).
+    Raises ``ValueError`` for a number that is not."""
+    numbers = list(phones)
+    for n in numbers:
+        if normalise_e164(n) != n:
+            raise ValueError(f"{n!r} is not an E.164 number")
+    conn_ctx = db.acquire() if isinstance(db, asyncpg.Pool) else None
+    conn = await conn_ctx.__aenter__() if conn_ctx is not None else db
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                """INSERT INTO customers (customer_id, name, language, vip) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (customer_id) DO UPDATE SET name = EXCLUDED.name,
+                       language = EXCLUDED.language, vip = EXCLUDED.vip, updated_at = now()""",
+                customer_id, name, language, vip)
+            await conn.execute("DELETE FROM customer_phones WHERE customer_id = $1", customer_id)
+            await conn.executemany(
+                """INSERT INTO customer_phones (phone, customer_id) VALUES ($1, $2)
+                   ON CONFLICT (phone) DO UPDATE SET customer_id = EXCLUDED.customer_id""",
+                [(n, customer_id) for n in numbers])
+    finally:
+        if conn_ctx is not None:
+            await conn_ctx.__aexit__(None, None, None)

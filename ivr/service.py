@@ -1,0 +1,311 @@
+"""The IVR in the daemon: menus (reloadable), the FastAGI server, lookups, the IVR path.
+
+Wiring: ``setup_ivr(app)`` adds a ``cleanup_ctx`` that starts the FastAGI
+server on ``agi_host:agi_port`` (after the core's database and AMI) and stops
+it first at shutdown, cancelling every channel's session.
+
+The dialplan runs ``AGI(agi://127.0.0.1:4573/ivr,${CHANNEL(linkedid)},${CTI_DID})``;
+``IvrService.handle`` walks the caller through the menus with the pure
+``ivr.interpreter.Walker`` and relays its requests: AGI commands to Asterisk,
+customer lookups to PostgreSQL (bounded: a slow database means "not found").
+
+Each step of the walk is written to ``call_ivr_steps`` (its own small batching
+writer: rows wait in a bounded buffer while PostgreSQL is away) and published
+on the bus as a ``call.ivr`` event of the call (``data``: menu, action, input,
+value, duration), which the store also keeps in ``call_events``.
+
+Menus: loaded at start (an invalid file stops the start, with the message);
+before each call the file's modification time is checked and a changed file
+reloaded. A reload that fails is logged with the message and the last good
+menus stay in use.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from cti.customers import find_by_phone, normalise_e164
+from ivr.agi import AgiHangup, AgiServer, AgiSession
+from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
+from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
+
+log = structlog.get_logger(__name__)
+
+Lookup = Callable[[str], Awaitable[Customer | None]]
+LOOKUP_TIMEOUT = 2.0
+
+
+class IvrService:
+    """Menus, sessions and the IVR path. ``handle`` is the FastAGI route ``ivr``."""
+
+    def __init__(self, menus_path: str | Path, *, clock: Callable[[], float] = time.time,
+                 lookup: Lookup | None = None, on_steps: Callable[[str, list[Step]], None] | None = None) -> None:
+        """Raises ``MenuError`` when the menu file is invalid."""
+        self.path = Path(menus_path)
+        self.clock = clock
+        self.lookup = lookup
+        self.on_steps = on_steps
+        self._mtime = self._stat()
+        self.menus: MenuSet = load_menus(self.path)
+        self.last_error: str | None = None
+        self.calls = 0
+        self.outcomes: dict[str, int] = {}
+
+    # -- menus -----------------------------------------------------------------
+
+    def _stat(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def reload(self) -> str | None:
+        """Load the menu file again. Returns None when it is in use now, else the
+        error message (and the previous menus stay in use)."""
+        self._mtime = self._stat()
+        try:
+            menus = load_menus(self.path)
+        except MenuError as exc:
+            self.last_error = str(exc)
+            log.error("ivr.menus_rejected", error=self.last_error, keeping="the last good menus")
+            return self.last_error
+        self.menus, self.last_error = menus, None
+        log.info("ivr.menus_loaded", path=str(self.path), menus=len(menus.menus))
+        return None
+
+    def reload_if_changed(self) -> None:
+        if self._stat() != self._mtime:
+            self.reload()
+
+    # -- one channel ---------------------------------------------------------------
+
+    async def handle(self, session: AgiSession) -> None:
+        """Walk one caller through the menus; returns when the dialplan may go on."""
+        self.reload_if_changed()
+        env = session.env
+        call_id = session.arg(1) or env.get("agi_uniqueid") or "unknown"
+        caller = env.get("agi_callerid", "")
+        info = CallInfo(did=session.arg(2) or env.get("agi_dnid") or None,
+                        caller_id=None if caller in ("", "unknown") else caller, call_id=call_id)
+        walker = Walker(self.menus, info, self.clock())
+        self.calls += 1
+        with structlog.contextvars.bound_contextvars(call_id=call_id):
+            log.info("ivr.start", menu=walker.entry, calendar=walker.calendar_state, did=info.did)
+            request = walker.start()
+            try:
+                while not isinstance(request, Finished):
+                    result: Any
+                    if isinstance(request, Command):
+                        result = await session.command(request.line, request.timeout)
+                    else:
+                        assert isinstance(request, LookupCustomer)
+                        result = await self._lookup(request.number)
+                    request = walker.send(result, self.clock())
+                    self._flush(call_id, walker)
+            except AgiHangup:
+                request = walker.gone(self.clock())
+            except TimeoutError:
+                # Asterisk did not answer a command in time: give the call back to
+                # the dialplan, which routes it by default (no CTI_QUEUE set).
+                log.error("ivr.agi_timeout")
+                request = walker.gone(self.clock())
+            finally:
+                self._flush(call_id, walker)
+            self.outcomes[request.outcome] = self.outcomes.get(request.outcome, 0) + 1
+            log.info("ivr.done", outcome=request.outcome, **{k.lower(): v for k, v in request.variables.items()})
+
+    async def _lookup(self, number: str) -> Customer | None:
+        if self.lookup is None:
+            return None
+        try:
+            async with asyncio.timeout(LOOKUP_TIMEOUT):
+                return await self.lookup(number)
+        except Exception as exc:      # a slow or absent database: "not found", and say so
+            log.warning("ivr.lookup_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _flush(self, call_id: str, walker: Walker) -> None:
+        steps = walker.take_steps()
+        if steps and self.on_steps is not None:
+            self.on_steps(call_id, steps)
+
+    def health(self) -> dict[str, Any]:
+        return {"menus": str(self.path), "calls": self.calls, "outcomes": dict(self.outcomes),
+                "last_error": self.last_error}
+
+
+# -- the IVR path in PostgreSQL ----------------------------------------------------
+
+_INSERT_STEP = """
+INSERT INTO call_ivr_steps (call_id, seq, at, menu, action, input, value, duration)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (call_id, seq) DO NOTHING
+"""
+
+
+class StepWriter:
+    """A bounded buffer of IVR steps written in batches by one task; rows wait
+    (up to ``buffer_max``, then the newest are dropped and counted) while
+    PostgreSQL is away. Writes are idempotent (``ON CONFLICT DO NOTHING``)."""
+
+    def __init__(self, pool: asyncpg.Pool, *, buffer_max: int = 10_000, batch_max: int = 500,
+                 timeout: float = 5.0) -> None:
+        self.pool = pool
+        self.buffer_max = buffer_max
+        self.batch_max = batch_max
+        self.timeout = timeout
+        self._rows: deque[tuple[Any, ...]] = deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.written = 0
+        self.dropped = 0
+
+    def submit(self, call_id: str, steps: list[Step]) -> None:
+        for s in steps:
+            if len(self._rows) >= self.buffer_max:
+                self.dropped += 1
+                continue
+            self._rows.append((call_id, s.seq, datetime.fromtimestamp(s.at, timezone.utc), s.menu,
+                               s.action, s.input, s.value, s.duration))
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ivr.step_writer")
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is None:
+            return
+        deadline = time.monotonic() + flush_timeout
+        while self._rows and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        if self._rows:
+            log.error("ivr.steps_unflushed", rows=len(self._rows))
+
+    async def _run(self) -> None:
+        delay = 0.1
+        while True:
+            if not self._rows:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._rows[i] for i in range(min(self.batch_max, len(self._rows)))]
+            try:
+                async with asyncio.timeout(self.timeout):
+                    async with self.pool.acquire() as conn:
+                        await conn.executemany(_INSERT_STEP, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("ivr.steps_write_failed", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            for _ in batch:
+                self._rows.popleft()
+            self.written += len(batch)
+            delay = 0.1
+
+
+# -- wiring --------------------------------------------------------------------------
+
+
+class IvrHolder:
+    """What ``setup_ivr`` leaves in the app (``app[IVR]``), filled once started."""
+
+    service: IvrService | None = None
+    server: AgiServer | None = None
+    steps: StepWriter | None = None
+
+
+IVR = web.AppKey("ivr", IvrHolder)
+
+
+def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
+              clock: Callable[[], float] = time.time) -> None:
+    """Run the IVR in the daemon: FastAGI server, menus, lookups, the IVR path.
+
+    Menus come from ``menus_path``, else the ``ivr_menus`` setting, else
+    ``ivr/examples/demo.toml``. ``clock`` (epoch seconds) chooses the calendar
+    state; tests pass a fixed one.
+    """
+    from cti.daemon import CORE
+
+    holder = IvrHolder()
+    app[IVR] = holder
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        core = app[CORE]
+        s = core.settings
+        path = Path(menus_path or s.ivr_menus or EXAMPLE)
+        # min_size=0: no connection until the first lookup, so a database that is
+        # away at start does not stop the IVR.
+        pool = await asyncpg.create_pool(core.dsn, min_size=0, max_size=4, timeout=LOOKUP_TIMEOUT,
+                                         server_settings={"application_name": "cti-ivr"})
+        steps = StepWriter(pool)
+
+        async def lookup(number: str) -> Customer | None:
+            phone = normalise_e164(number)
+            if phone is None:
+                return None
+            found = await find_by_phone(pool, phone)
+            return None if found is None else Customer(found.customer_id, found.name, found.language, found.vip)
+
+        def on_steps(call_id: str, new: list[Step]) -> None:
+            steps.submit(call_id, new)
+            for step in new:
+                _publish(core, call_id, step)
+
+        service = IvrService(path, clock=clock, lookup=lookup, on_steps=on_steps)
+        server = AgiServer(s.agi_host, s.agi_port, {"ivr": service.handle})
+        steps.start()
+        try:
+            await server.start()
+        except BaseException:
+            await steps.stop(0)
+            await pool.close()
+            raise
+        holder.service, holder.server, holder.steps = service, server, steps
+        try:
+            yield
+        finally:
+            await server.stop()
+            await steps.stop()
+            try:
+                async with asyncio.timeout(5):
+                    await pool.close()
+            except TimeoutError:
+                pool.terminate()
+
+    app.cleanup_ctx.append(ctx)
+
+
+def _publish(core: Any, call_id: str, step: Step) -> None:
+    """A ``call.ivr`` event for the screen-pop, numbered in the call's sequence.
+    Calls the model does not know (yet) are recorded in the database only."""
+    data = {"menu": step.menu, "action": step.action, "input": step.input, "value": step.value,
+            "duration": step.duration, "step": step.seq}
+    annotate = getattr(core.model, "annotate", None)
+    if annotate is not None:
+        ev = annotate(call_id, "call.ivr", step.at, **data)
+    else:
+        from cti.events import CallEvent
+
+        call = core.model.calls.get(call_id)
+        if call is None:
+            return
+        # The model numbers a call's events; one more number keeps call_events unique.
+        call.seq += 1
+        ev = CallEvent("call.ivr", call_id, step.at, call.seq, call.view(), data)
+    if ev is not None:
+        core.bus.publish(ev)

@@ -1,0 +1,147 @@
+"""The daemon's ACD routing real calls in the sandbox (tests/integration/acd-test.toml)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from acd.config import load_config
+from cti.demo import place_call, set_demo_times
+from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
+
+ACD_TEST = Path(__file__).with_name("acd-test.toml")
+CONFIG = load_config(ACD_TEST)
+SKILLS = {a.id: a.skills for a in CONFIG.agents}
+# The loosest requirement each queue reaches (its last escalation step).
+LOOSEST = {q.id: (q.steps[-1].requirements if q.steps else q.requirements) for q in CONFIG.queues}
+
+
+@pytest.fixture
+async def acd(asterisk, database, tmp_path, demo_ami):
+    hangup_all()
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST))
+    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10,
+                     what="the ACD announced itself to the dialplan")
+    await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
+    try:
+        yield d
+    finally:
+        await d.stop()
+        await set_demo_times(demo_ami)
+
+
+def not_ready(d, *agents: str) -> None:
+    for a in agents:
+        d.core.acd.agent_request(a, "set_not_ready", "test")
+
+
+async def call(demo_ami, queue: str, n: int, *, priority: int | None = None, patience: int = 120):
+    variables = {"CTI_QUEUE": queue}
+    if priority is not None:
+        variables["CTI_PRIORITY"] = str(priority)
+    return await place_call(demo_ami, caller_num=f"+4420{n:07d}", caller_name=f"{queue} {n}",
+                            patience=patience, context="cti-demo-direct", variables=variables)
+
+
+async def fetch(dsn: str, sql: str, *args):
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def ended_rows(dsn: str, ids: list[str], timeout: float) -> dict[str, asyncpg.Record]:
+    async def done():
+        rows = await fetch(dsn, "SELECT * FROM calls WHERE call_id = ANY($1) AND ended_at IS NOT NULL", ids)
+        return {r["call_id"]: r for r in rows} if len(rows) == len(ids) else None
+
+    return await eventually(done, timeout=timeout, interval=0.3, what=f"{len(ids)} calls ended in the database")
+
+
+def qualified(agent: str, queue: str) -> bool:
+    return all(SKILLS[agent].get(r.skill, 0) >= r.min_level for r in LOOSEST[queue])
+
+
+async def test_fifty_mixed_calls_each_answered_by_a_qualified_agent(acd, demo_ami, database):
+    rng = random.Random(7)
+    placed = []
+    for n in range(50):
+        queue = rng.choice(["sales", "sales", "support", "billing", "vip"])
+        placed.append((queue, await call(demo_ami, queue, n, priority=rng.choice([None, None, 5]))))
+    ids = [p.channel_id for _, p in placed]
+    rows = await ended_rows(database, ids, timeout=180)
+    for queue, p in placed:
+        r = rows[p.channel_id]
+        assert r["agent"] in SKILLS, (p.channel_id, r["agent"])
+        assert qualified(r["agent"], queue), (queue, r["agent"])
+        assert r["queue"] == queue and not r["abandoned"]
+        assert r["queue_joined_at"] <= r["agent_answered_at"] <= r["ended_at"]
+    states = await fetch(database, "SELECT DISTINCT state FROM agent_states")
+    assert {"available", "reserved", "on_call", "wrapup"} <= {s["state"] for s in states}
+    assert acd.core.acd.offers_failed == 0
+
+
+async def test_higher_priority_caller_is_served_first(acd, demo_ami, database):
+    not_ready(acd, "a1", "a2", "a3", "a4", "a5")
+    low = [await call(demo_ami, "sales", n) for n in range(3)]
+    high = await call(demo_ami, "vip", 9)
+    await eventually(lambda: len(acd.core.acd.calls) == 4, timeout=10, what="four callers waiting")
+    acd.core.acd.agent_request("a1", "set_ready")
+    rows = await ended_rows(database, [p.channel_id for p in low] + [high.channel_id], timeout=60)
+    first = min(rows.values(), key=lambda r: r["agent_answered_at"])
+    assert first["call_id"] == high.channel_id
+    # The rest by arrival: the oldest sales caller next.
+    order = sorted((r for r in rows.values() if r["call_id"] != high.channel_id), key=lambda r: r["agent_answered_at"])
+    assert [r["call_id"] for r in order] == [p.channel_id for p in low]
+
+
+async def test_agent_who_does_not_answer_goes_not_ready_and_call_is_offered_again(acd, demo_ami, database):
+    not_ready(acd, "a2", "a3", "a4", "a5")
+    acd.core.acd.agent_request("lazy", "login")  # sales 10: the best proficiency, offered first
+    p = await call(demo_ami, "sales", 1)
+    rows = await ended_rows(database, [p.channel_id], timeout=40)
+    assert rows[p.channel_id]["agent"] == "a1"
+    events = await fetch(database, "SELECT kind, data FROM call_events WHERE call_id = $1 ORDER BY seq", p.channel_id)
+    offers = [e for e in events if e["kind"] == "acd.offer"]
+    assert [__import__("json").loads(e["data"])["agent"] for e in offers] == ["lazy", "a1"]
+    missed = await fetch(database, "SELECT state, reason FROM agent_states WHERE agent_id = 'lazy' ORDER BY at")
+    assert ("not_ready", "missed") in [(m["state"], m["reason"]) for m in missed]
+    assert acd.core.acd.router.agent_state("lazy").state == "not_ready"
+
+
+async def test_caller_who_hangs_up_while_waiting_is_recorded_as_abandoned(acd, demo_ami, database):
+    not_ready(acd, "a1", "a2", "a3", "a4", "a5")
+    p = await call(demo_ami, "billing", 1, patience=2)
+    rows = await ended_rows(database, [p.channel_id], timeout=20)
+    r = rows[p.channel_id]
+    assert r["abandoned"] and r["agent"] is None
+    (ab,) = await fetch(database, "SELECT data FROM call_events WHERE call_id = $1 AND kind = 'call.abandoned'",
+                        p.channel_id)
+    assert 1.5 < __import__("json").loads(ab["data"])["wait_s"] < 3.5
+    assert acd.core.acd.calls == {}
+
+
+async def test_escalation_lets_a_long_waiting_call_reach_a_less_proficient_agent(acd, demo_ami, database):
+    not_ready(acd, "a1", "a2", "a4", "a5")  # only Cleo (support 4) is left; the queue needs 5
+    p = await call(demo_ami, "support", 1)
+    rows = await ended_rows(database, [p.channel_id], timeout=40)
+    r = rows[p.channel_id]
+    assert r["agent"] == "a3"
+    waited = (r["agent_answered_at"] - r["queue_joined_at"]).total_seconds()
+    assert waited >= 6.0  # not before the step
+    kinds = [e["kind"] for e in await fetch(database, "SELECT kind FROM call_events WHERE call_id = $1 ORDER BY seq",
+                                            p.channel_id)]
+    assert "acd.escalated" in kinds and kinds.index("acd.escalated") < kinds.index("acd.offer")
+
+
+async def test_daemon_stopping_hands_waiting_callers_to_the_fallback_queue(acd, demo_ami, database):
+    not_ready(acd, "a1", "a2", "a3", "a4", "a5")
+    p = await call(demo_ami, "sales", 1)
+    await eventually(lambda: p.channel_id in acd.core.acd.calls, timeout=10)
+    model = acd.core.model
+    await acd.core.acd.stop()  # as at shutdown
+    await eventually(lambda: model.calls.get(p.channel_id) and model.calls[p.channel_id].queue == "cti-fallback",
+                     timeout=10, what="the caller joined app_queue")

@@ -1,0 +1,284 @@
+"""Random sequences of agent and call inputs; the router's invariants after every step.
+
+After each input the test replays the decisions into a shadow (agent states,
+standing offers, calls in and out) and checks:
+
+- every offer goes to an agent who was available just before and who meets the
+  call's requirements at the offered step, is a member of the queue (or of a
+  lender) and whose delay the call has waited out (a preferred agent skips delays);
+- no call is offered to two agents at once; no agent holds two offers;
+- agent state changes chain (each ``old`` is the previous ``new``) and match
+  ``agent_state``; every ringing call is the offer of exactly one reserved agent;
+- every accepted call leaves exactly once (``Dequeued``), and only accepted ones;
+- *stable*: no waiting call has an available agent who may take it now
+  (decisions are taken when things change, not on a later tick);
+- *no starvation*: ``drain`` ticks at every deadline until none is left; then
+  nothing rings or is held, and no waiting call has an available agent who
+  meets its requirements and is a member, whatever the delays were. Together
+  with *stable*, a call some qualified member stays available for is offered
+  at the latest when the member's delay (or the preferred window) has passed.
+"""
+from __future__ import annotations
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from acd.config import parse_config
+from acd.core import AcdInputError, AgentState, AgentStateError, Dequeued, Ignored, Offer, Router, Withdrawn
+from acd.index import merge_requirements, qualifies
+
+T0 = 1_700_000_000.0
+
+CONFIG = parse_config({
+    "skills": ["s", "t", "fr"],
+    "agents": [
+        {"id": "a1", "name": "A1", "device": "PJSIP/a1", "skills": {"s": 7, "fr": 4},
+         "queues": {"q1": {}, "q4": {"priority": 1}}},
+        {"id": "a2", "name": "A2", "device": "PJSIP/a2", "skills": {"s": 3, "t": 5},
+         "queues": {"q1": {"priority": 1, "delay_s": 10}, "q2": {}}},
+        {"id": "a3", "name": "A3", "device": "PJSIP/a3", "skills": {"s": 2},
+         "queues": {"q3": {}}},
+        {"id": "a4", "name": "A4", "device": "PJSIP/a4", "skills": {"t": 9, "fr": 1},
+         "queues": {"q2": {"delay_s": 5}, "q4": {}}},
+        {"id": "a5", "name": "A5", "device": "PJSIP/a5", "skills": {"s": 9, "t": 1, "fr": 8},
+         "queues": {"q3": {"delay_s": 15}, "q4": {"delay_s": 30}}},
+        {"id": "a6", "name": "A6", "device": "PJSIP/a6", "skills": {"fr": 2},
+         "queues": {"q4": {}}},
+    ],
+    "queues": [
+        {"id": "q1", "requirements": [{"skill": "s", "min_level": 5}], "borrow_from": ["q3"],
+         "steps": [{"after_s": 20, "requirements": [{"skill": "s", "min_level": 2}], "skip_if_nobody": True}],
+         "max_wait_s": 120, "on_max_wait": {"overflow": "q2"}, "wrapup_s": 3, "ring_timeout_s": 10},
+        {"id": "q2", "requirements": [{"skill": "t", "min_level": 1}], "priority": 2, "aging_weight": 2.0,
+         "selection": "best_proficiency", "max_wait_s": 200, "on_max_wait": "voicemail", "wrapup_s": 0},
+        {"id": "q3", "requirements": [{"skill": "s", "min_level": 1}], "selection": "round_robin",
+         "lend_while_sl_above": 60, "wrapup_s": 5, "preferred_agent_s": 8},
+        {"id": "q4", "requirements": [{"skill": "fr", "min_level": 3}], "selection": "fewest_calls",
+         "steps": [{"after_s": 15, "requirements": [{"skill": "fr", "min_level": 1}]},
+                   {"after_s": 40, "requirements": []}]},
+    ],
+})
+AGENTS = {a.id: a for a in CONFIG.agents}
+QUEUES = {q.id: q for q in CONFIG.queues}
+STEP_REQS = {q.id: [merge_requirements((r.skill, r.min_level) for r in q.requirements)]
+             + [merge_requirements((r.skill, r.min_level) for r in s.requirements) for s in q.steps]
+             for q in CONFIG.queues}
+
+agent_ids = st.sampled_from(sorted(AGENTS))
+extras = st.one_of(st.none(), st.fixed_dictionaries({"fr": st.integers(1, 6)}),
+                   st.fixed_dictionaries({"t": st.integers(1, 3)}))
+
+
+def memberships(agent_id: str, queue_id: str) -> list[tuple[str, float]]:
+    """(source queue, delay) for each way the agent may serve the queue."""
+    a = AGENTS[agent_id]
+    if queue_id in a.queues:
+        return [(queue_id, a.queues[queue_id].delay_s)]
+    return [(lender, a.queues[lender].delay_s) for lender in QUEUES[queue_id].borrow_from if lender in a.queues]
+
+
+class RouterMachine(RuleBasedStateMachine):
+    @initialize(logged_in=st.sets(agent_ids))
+    def start(self, logged_in: set[str]) -> None:
+        self.r = Router(CONFIG)
+        self.now = T0
+        self.state = {a: "logged_out" for a in AGENTS}
+        self.ringing: dict[str, str] = {}        # call -> agent, from the decisions
+        self.accepted: dict[str, dict] = {}      # call -> what it arrived with
+        self.gone: set[str] = set()
+        self.n = 0
+        for a in sorted(logged_in):
+            self.go("login", a, self.now)
+
+    # -- inputs ---------------------------------------------------------------
+
+    def apply(self, ds: list) -> None:
+        for d in ds:
+            if isinstance(d, AgentState):
+                assert d.old == self.state[d.agent_id], d
+                assert d.at == self.now
+                self.state[d.agent_id] = d.new
+            elif isinstance(d, Offer):
+                self.check_offer(d)
+                self.ringing[d.call_id] = d.agent_id
+            elif isinstance(d, Withdrawn):
+                assert self.ringing.pop(d.call_id) == d.agent_id
+            elif isinstance(d, Dequeued):
+                assert d.call_id in self.accepted and d.call_id not in self.gone, d
+                assert d.call_id not in self.ringing
+                self.gone.add(d.call_id)
+        self.check_views()
+
+    def check_offer(self, d: Offer) -> None:
+        assert d.call_id in self.accepted and d.call_id not in self.gone
+        assert d.call_id not in self.ringing, f"{d.call_id} offered twice"
+        assert d.agent_id not in self.ringing.values(), f"{d.agent_id} holds two offers"
+        assert self.state[d.agent_id] == "reserved"   # its available -> reserved came just before
+        call = self.accepted[d.call_id]
+        reqs = merge_requirements(STEP_REQS[d.queue_id][d.step], (call["skills"] or {}).items())
+        assert qualifies(AGENTS[d.agent_id].skills, reqs), (d, reqs)
+        ways = memberships(d.agent_id, d.queue_id)
+        assert ways, f"{d.agent_id} is no member of {d.queue_id}"
+        if "preferred agent (" not in d.reason:
+            waited = self.now - call["at"]
+            assert any(waited >= delay for _, delay in ways), (d, waited)
+
+    def go(self, what: str, *args, **kw) -> list:
+        ds = getattr(self.r, what)(*args, **kw)
+        self.apply(ds)
+        return ds
+
+    @rule(a=agent_ids)
+    def login(self, a: str) -> None:
+        self.go("login", a, self.now)
+
+    @rule(a=agent_ids)
+    def logout(self, a: str) -> None:
+        self.go("logout", a, self.now)
+
+    @rule(a=agent_ids)
+    def ready(self, a: str) -> None:
+        try:
+            self.go("set_ready", a, self.now)
+        except AgentStateError:
+            assert self.state[a] == "logged_out"
+
+    @rule(a=agent_ids, reason=st.sampled_from(["lunch", "training"]))
+    def not_ready(self, a: str, reason: str) -> None:
+        try:
+            self.go("set_not_ready", a, reason, self.now)
+        except AgentStateError:
+            assert self.state[a] == "logged_out"
+
+    @rule(a=agent_ids)
+    def end_wrapup(self, a: str) -> None:
+        self.go("end_wrapup", a, self.now)
+
+    @rule(q=st.sampled_from(sorted(QUEUES)), prio=st.one_of(st.none(), st.integers(0, 3)), skills=extras,
+          customer=st.one_of(st.none(), st.sampled_from(["c-x", "c-y"])),
+          preferred=st.one_of(st.none(), agent_ids))
+    def arrive(self, q, prio, skills, customer, preferred) -> None:
+        self.n += 1
+        cid = f"call{self.n}"
+        self.accepted[cid] = {"at": self.now, "skills": skills}
+        self.go("call_waiting", cid, q, self.now, priority=prio, skills=skills, customer_id=customer,
+                preferred_agent=preferred)
+
+    @rule(data=st.data())
+    def abandon(self, data) -> None:
+        live = sorted(set(self.accepted) - self.gone)
+        if not live:
+            return
+        # now and then a call that already left: ignored
+        cid = data.draw(st.sampled_from(live) | st.sampled_from(sorted(self.accepted)))
+        ds = self.r.call_abandoned(cid, self.now)
+        if cid in self.gone:
+            assert isinstance(ds[0], Ignored)
+        self.apply(ds)
+
+    @rule(data=st.data())
+    def answer(self, data) -> None:
+        if not self.ringing:
+            return
+        cid = data.draw(st.sampled_from(sorted(self.ringing)))
+        a = data.draw(st.one_of(st.just(self.ringing[cid]), agent_ids))
+        ds = self.r.offer_answered(cid, a, self.now)
+        if a == self.ringing[cid]:
+            del self.ringing[cid]
+        else:
+            assert ds == [Ignored("offer_answered", cid, a, "no such offer standing")]
+        self.apply(ds)
+
+    @rule(data=st.data(), reason=st.sampled_from(["noanswer", "busy", "rejected", "failed"]))
+    def fail(self, data, reason) -> None:
+        if not self.ringing:
+            return
+        cid = data.draw(st.sampled_from(sorted(self.ringing)))
+        a = self.ringing.pop(cid)
+        self.apply(self.r.offer_failed(cid, a, reason, self.now))
+
+    @rule(data=st.data())
+    def finish(self, data) -> None:
+        talking = sorted(a for a, s in self.state.items() if s == "on_call")
+        if not talking:
+            return
+        a = data.draw(st.sampled_from(talking))
+        view = self.r.agent_state(a)
+        ds = self.r.call_finished(view.call_id or "none", a, self.now)
+        if view.state != "on_call":
+            assert isinstance(ds[0], Ignored)
+        self.apply(ds)
+
+    @rule(dt=st.sampled_from([0.0, 0.5, 1.0, 3.0, 7.0, 12.0, 25.0, 60.0]))
+    def advance(self, dt: float) -> None:
+        self.now += dt
+        self.apply(self.r.tick(self.now))
+
+    @rule()
+    def tick_at_deadline(self) -> None:
+        t = self.r.next_deadline()
+        if t is not None:
+            self.now = max(self.now, t)
+            self.apply(self.r.tick(self.now))
+
+    @rule()
+    def drain(self) -> None:
+        for _ in range(1000):
+            t = self.r.next_deadline()
+            if t is None:
+                break
+            self.now = max(self.now, t)
+            self.apply(self.r.tick(self.now))
+        assert self.r.next_deadline() is None, "timers never run out"
+        calls = self.r.waiting_calls()
+        assert all(c.status == "waiting" for c in calls), calls
+        self.check_no_match(ignore_delays=True)
+
+    @rule()
+    def bad_inputs_are_refused(self) -> None:
+        try:
+            self.r.call_waiting("x", "nope", self.now)
+            raise AssertionError("unknown queue accepted")
+        except AcdInputError:
+            pass
+
+    # -- checks ---------------------------------------------------------------
+
+    def check_views(self) -> None:
+        calls = self.r.waiting_calls()
+        ids = {c.call_id for c in calls}
+        assert ids == set(self.accepted) - self.gone
+        ringing = {c.call_id: c.offered_to for c in calls if c.status == "ringing"}
+        assert ringing == self.ringing
+        for a, s in self.state.items():
+            view = self.r.agent_state(a)
+            assert view.state == s
+            if s == "reserved":
+                assert ringing.get(view.call_id) == a
+        assert sorted(ringing.values()) == sorted(a for a, s in self.state.items() if s == "reserved")
+
+    def check_no_match(self, ignore_delays: bool) -> None:
+        lending = {q: self.r.queue_stats(q, self.now).lending for q in QUEUES}
+        free = [a for a, s in self.state.items() if s == "available"]
+        for c in self.r.waiting_calls():
+            if c.status != "waiting":
+                continue
+            for a in free:
+                if not qualifies(AGENTS[a].skills, c.requirements):
+                    continue
+                for source, delay in memberships(a, c.queue_id):
+                    if source != c.queue_id and not lending[source]:
+                        continue
+                    assert not (ignore_delays or self.now - c.arrived_at >= delay), (
+                        f"{c.call_id} waits while {a} is available for it")
+
+    @invariant()
+    def stable(self) -> None:
+        if hasattr(self, "r"):
+            self.check_no_match(ignore_delays=False)
+
+
+RouterMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None,
+                                           suppress_health_check=[HealthCheck.too_slow])
+TestRouterInvariants = RouterMachine.TestCase
