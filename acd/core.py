@@ -824,7 +824,7 @@ class Router:
         if q.cfg.max_wait_s is not None and call.entered_at + q.cfg.max_wait_s <= now:
             self._max_wait(call, now, out)
             return
-        if False:
+        if call.status == HELD and call.hold_until <= now:
             self._release(call)
         self._try_call(call, now, out)
 

@@ -84,8 +84,15 @@ async def run_traffic(ami: AmiClient, *, rate: float, duration: float | None = N
     while end is None or loop.time() < end:
         n = rng.randrange(100_000, 999_999)
         try:
-            await place_call(ami, caller_num=f"+4930{n}", caller_name=rng.choice(_NAMES),
-                             patience=rng.randint(*patience))
+            # Half the callers meet the IVR (DID 5000 routes them to support);
+            # the other half arrive with a queue already chosen.
+            if rng.random() < 0.5:
+                await place_call(ami, caller_num=f"+4930{n}", caller_name=rng.choice(_NAMES),
+                                 patience=rng.randint(*patience))
+            else:
+                await place_call(ami, caller_num=f"+4930{n}", caller_name=rng.choice(_NAMES),
+                                 patience=rng.randint(*patience), context="cti-demo-direct",
+                                 variables={"CTI_QUEUE": rng.choice(["sales", "sales", "billing", "vip"])})
             placed += 1
         except Exception as exc:  # keep generating; the daemon's job is to cope
             log.warning("demo call not placed", error=str(exc))

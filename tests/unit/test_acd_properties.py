@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from acd.config import parse_config
-from acd.core import AcdInputError, AgentState, AgentStateError, Dequeued, Ignored, Offer, Router, Withdrawn
+from acd.core import AgentState, AgentStateError, Dequeued, Ignored, MaxWait, Offer, Router, Withdrawn
 from acd.index import merge_requirements, qualifies
 
 T0 = 1_700_000_000.0
@@ -88,6 +88,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.accepted: dict[str, dict] = {}      # call -> what it arrived with
         self.gone: set[str] = set()
         self.n = 0
+        self.sl = {q: [0, 0] for q in QUEUES}    # offered, answered within sl_seconds
         for a in sorted(logged_in):
             self.go("login", a, self.now)
 
@@ -104,9 +105,22 @@ class RouterMachine(RuleBasedStateMachine):
                 self.ringing[d.call_id] = d.agent_id
             elif isinstance(d, Withdrawn):
                 assert self.ringing.pop(d.call_id) == d.agent_id
+            elif isinstance(d, MaxWait):
+                call = self.accepted[d.call_id]
+                assert call["queue"] == d.queue_id and self.now >= call["entered"] + QUEUES[d.queue_id].max_wait_s
+                self.sl[d.queue_id][0] += 1
+                if d.action == "overflow":
+                    assert d.target == QUEUES[d.queue_id].on_max_wait.overflow
+                    call["queue"], call["entered"] = d.target, self.now
             elif isinstance(d, Dequeued):
                 assert d.call_id in self.accepted and d.call_id not in self.gone, d
                 assert d.call_id not in self.ringing
+                call = self.accepted[d.call_id]
+                assert d.queue_id == call["queue"]
+                if d.reason != "max_wait":
+                    self.sl[d.queue_id][0] += 1
+                    if d.reason == "answered":
+                        self.sl[d.queue_id][1] += self.now - call["entered"] <= QUEUES[d.queue_id].sl_seconds
                 self.gone.add(d.call_id)
         self.check_views()
 
@@ -120,9 +134,10 @@ class RouterMachine(RuleBasedStateMachine):
         assert qualifies(AGENTS[d.agent_id].skills, reqs), (d, reqs)
         ways = memberships(d.agent_id, d.queue_id)
         assert ways, f"{d.agent_id} is no member of {d.queue_id}"
-        if "preferred agent (" not in d.reason:
-            waited = self.now - call["at"]
-            assert any(waited >= delay for _, delay in ways), (d, waited)
+        waited = self.now - call["at"]
+        preferred = "preferred agent (" in d.reason
+        assert any((preferred or waited >= delay) and (source == d.queue_id or self.lending(source))
+                   for source, delay in ways), (d, waited)
 
     def go(self, what: str, *args, **kw) -> list:
         ds = getattr(self.r, what)(*args, **kw)
@@ -155,21 +170,22 @@ class RouterMachine(RuleBasedStateMachine):
     def end_wrapup(self, a: str) -> None:
         self.go("end_wrapup", a, self.now)
 
-    @rule(q=st.sampled_from(sorted(QUEUES)), prio=st.one_of(st.none(), st.integers(0, 3)), skills=extras,
-          customer=st.one_of(st.none(), st.sampled_from(["c-x", "c-y"])),
-          preferred=st.one_of(st.none(), agent_ids))
-    def arrive(self, q, prio, skills, customer, preferred) -> None:
-        self.n += 1
-        cid = f"call{self.n}"
-        self.accepted[cid] = {"at": self.now, "skills": skills}
-        self.go("call_waiting", cid, q, self.now, priority=prio, skills=skills, customer_id=customer,
-                preferred_agent=preferred)
+    @rule(calls=st.lists(st.tuples(
+        st.sampled_from(sorted(QUEUES)), st.one_of(st.none(), st.integers(0, 3)), extras,
+        st.one_of(st.none(), st.sampled_from(["c-x", "c-y"])), st.one_of(st.none(), agent_ids)),
+        min_size=1, max_size=3))
+    def arrive(self, calls) -> None:
+        for q, prio, skills, customer, preferred in calls:
+            self.n += 1
+            cid = f"call{self.n}"
+            self.accepted[cid] = {"at": self.now, "skills": skills, "queue": q, "entered": self.now}
+            self.go("call_waiting", cid, q, self.now, priority=prio, skills=skills, customer_id=customer,
+                    preferred_agent=preferred)
 
+    @precondition(lambda self: len(self.accepted) > len(self.gone))
     @rule(data=st.data())
     def abandon(self, data) -> None:
         live = sorted(set(self.accepted) - self.gone)
-        if not live:
-            return
         # now and then a call that already left: ignored
         cid = data.draw(st.sampled_from(live) | st.sampled_from(sorted(self.accepted)))
         ds = self.r.call_abandoned(cid, self.now)
@@ -177,10 +193,9 @@ class RouterMachine(RuleBasedStateMachine):
             assert isinstance(ds[0], Ignored)
         self.apply(ds)
 
+    @precondition(lambda self: self.ringing)
     @rule(data=st.data())
     def answer(self, data) -> None:
-        if not self.ringing:
-            return
         cid = data.draw(st.sampled_from(sorted(self.ringing)))
         a = data.draw(st.one_of(st.just(self.ringing[cid]), agent_ids))
         ds = self.r.offer_answered(cid, a, self.now)
@@ -190,19 +205,17 @@ class RouterMachine(RuleBasedStateMachine):
             assert ds == [Ignored("offer_answered", cid, a, "no such offer standing")]
         self.apply(ds)
 
+    @precondition(lambda self: self.ringing)
     @rule(data=st.data(), reason=st.sampled_from(["noanswer", "busy", "rejected", "failed"]))
     def fail(self, data, reason) -> None:
-        if not self.ringing:
-            return
         cid = data.draw(st.sampled_from(sorted(self.ringing)))
         a = self.ringing.pop(cid)
         self.apply(self.r.offer_failed(cid, a, reason, self.now))
 
+    @precondition(lambda self: "on_call" in self.state.values())
     @rule(data=st.data())
     def finish(self, data) -> None:
         talking = sorted(a for a, s in self.state.items() if s == "on_call")
-        if not talking:
-            return
         a = data.draw(st.sampled_from(talking))
         view = self.r.agent_state(a)
         ds = self.r.call_finished(view.call_id or "none", a, self.now)
@@ -235,17 +248,19 @@ class RouterMachine(RuleBasedStateMachine):
         assert all(c.status == "waiting" for c in calls), calls
         self.check_no_match(ignore_delays=True)
 
-    @rule()
-    def bad_inputs_are_refused(self) -> None:
-        try:
-            self.r.call_waiting("x", "nope", self.now)
-            raise AssertionError("unknown queue accepted")
-        except AcdInputError:
-            pass
-
     # -- checks ---------------------------------------------------------------
 
+    def lending(self, q: str) -> bool:
+        offered, within = self.sl[q]
+        cfg = QUEUES[q]
+        threshold = cfg.sl_percent if cfg.lend_while_sl_above is None else cfg.lend_while_sl_above
+        return offered == 0 or 100.0 * within / offered >= threshold
+
     def check_views(self) -> None:
+        for q in QUEUES:
+            stats = self.r.queue_stats(q, self.now)
+            assert (stats.offered, stats.answered_within_sl) == tuple(self.sl[q])
+            assert stats.lending == self.lending(q)
         calls = self.r.waiting_calls()
         ids = {c.call_id for c in calls}
         assert ids == set(self.accepted) - self.gone
@@ -259,7 +274,7 @@ class RouterMachine(RuleBasedStateMachine):
         assert sorted(ringing.values()) == sorted(a for a, s in self.state.items() if s == "reserved")
 
     def check_no_match(self, ignore_delays: bool) -> None:
-        lending = {q: self.r.queue_stats(q, self.now).lending for q in QUEUES}
+        lending = {q: self.lending(q) for q in QUEUES}
         free = [a for a, s in self.state.items() if s == "available"]
         for c in self.r.waiting_calls():
             if c.status != "waiting":
