@@ -15,7 +15,9 @@ def cti(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_check_says_ok_for_a_working_setup_and_migrate_brings_the_schema(asterisk, database):
     before = cti("check", CTI_DATABASE_URL=database)
     assert before.returncode == 0, before.stdout + before.stderr
-    assert "asterisk: ok" in before.stdout and "1 migrations pending" in before.stdout
+    from cti.store import migrations
+
+    assert "asterisk: ok" in before.stdout and f"{len(migrations())} migrations pending" in before.stdout
     migrated = cti("migrate", CTI_DATABASE_URL=database)
     assert migrated.returncode == 0 and "0001" in migrated.stdout
     after = cti("check", CTI_DATABASE_URL=database)
