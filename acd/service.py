@@ -67,6 +67,7 @@ class Waiting:
     channel: str
     agent: str | None = None         # the agent currently offered or talking
     answered: bool = False
+    announced_at: float = 0.0        # when the caller last heard position and wait
 
 
 @dataclass
@@ -127,7 +128,7 @@ class AcdService:
             if not data.get("acd"):
                 return
             queue = data.get("queue") or self.core.settings.acd_default_queue
-            self.calls[cid] = Waiting(channel=data["channel"])
+            self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             self._call_input(cid, lambda: self.router.call_waiting(
                 cid, queue, ev.at, priority=data.get("priority"), skills=parse_skills(data.get("skills")),
                 customer_id=data.get("customer")))
@@ -224,6 +225,8 @@ class AcdService:
             what, payload = await self._actions.get()
             if what == "offer":
                 await self._offer(*payload)
+            elif what == "announce":
+                await self._announce(payload)
             elif what == "redirect":
                 channel, context, exten = payload
                 try:
@@ -250,17 +253,63 @@ class AcdService:
                 waiting.agent = None
                 self._apply(self.router.offer_failed(d.call_id, d.agent_id, "failed", time.time()))
 
+    def _announcements(self, now: float) -> None:
+        """Queue a position/wait announcement for callers due one."""
+        every = self.core.settings.acd_announce_every
+        if every <= 0:
+            return
+        for w in self.router.waiting_calls():
+            waiting = self.calls.get(w.call_id)
+            if w.status != "waiting" or waiting is None or waiting.agent is not None:
+                continue
+            if now - waiting.announced_at >= every:
+                waiting.announced_at = now
+                self._actions.put_nowait(("announce", w.call_id))
+
+    async def _announce(self, call_id: str) -> None:
+        # Checked again here, in order after any offer already queued: an
+        # announcement must never pull a caller out of an agent's ringing.
+        waiting = self.calls.get(call_id)
+        if waiting is None or waiting.agent is not None:
+            return
+        now = time.time()
+        position = self.router.position(call_id)
+        if not position:
+            return
+        ewt = self.router.estimated_wait(call_id, now)
+        minutes = -1 if ewt is None else max(1, round(ewt / 60))
+        channel = waiting.channel
+        try:
+            await asyncio.gather(
+                self.core.ami.send("Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE",
+                                              "Value": f"{position},{minutes}"}, shape="single"),
+                self.core.ami.send("Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s",
+                                                "Priority": "1"}, shape="single"))
+            self._annotate(call_id, "acd.announced", position=position, minutes=minutes)
+        except AmiError as exc:
+            log.warning("announcement not played", call_id=call_id, error=str(exc))
+
     async def _run_timers(self) -> None:
+        """Fire the router's timers when due, and announcements once a second.
+        Woken early whenever an input changed the next deadline; a busy stream
+        of inputs never starves a due timer (it is checked on every turn)."""
+        checked = 0.0
         while True:
             self._wake.clear()
+            now = time.time()
             deadline = self.router.next_deadline()
-            delay = 5.0 if deadline is None else max(0.0, min(5.0, deadline - time.time()))
+            if deadline is not None and deadline <= now:
+                self._apply(self.router.tick(now))
+                self._wake.clear()
+                deadline = self.router.next_deadline()
+            if now - checked >= 1.0:
+                checked = now
+                self._announcements(now)
+            delay = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
-                continue  # something changed: look at the deadline again
             except asyncio.TimeoutError:
                 pass
-            self._apply(self.router.tick(time.time()))
 
     async def _run_heartbeat(self) -> None:
         while True:

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # (the dialplan then sends every caller to the app_queue fallback).
     acd_config: Path | None = None
     acd_default_queue: str = "support"
+    # Tell waiting callers their position and estimated wait this often (0: never).
+    acd_announce_every: float = Field(30.0, ge=0, le=3600)
 
     # Dialplan hooks (api.hooks): a shared secret the dialplan sends in the
     # X-CTI-Hook-Secret header; unset means loopback clients only.

@@ -145,3 +145,28 @@ async def test_daemon_stopping_hands_waiting_callers_to_the_fallback_queue(acd, 
     await acd.core.acd.stop()  # as at shutdown
     await eventually(lambda: model.calls.get(p.channel_id) and model.calls[p.channel_id].queue == "cti-fallback",
                      timeout=10, what="the caller joined app_queue")
+
+
+async def test_waiting_caller_hears_position_and_wait_then_is_served(asterisk, database, tmp_path, demo_ami):
+    hangup_all()
+    announced: list[dict[str, str]] = []
+    demo_ami.add_listener(lambda f: f.name == "UserEvent" and f.headers.get("UserEvent") == "CtiAcdAnnounce"
+                          and announced.append(dict(f.headers)))
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=3))
+    try:
+        await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+        await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
+        not_ready(d, "a1", "a2", "a3", "a4", "a5")
+        first = await call(demo_ami, "billing", 1)
+        second = await call(demo_ami, "billing", 2)
+        await eventually(lambda: {a["Uniqueid"] for a in announced} >= {first.channel_id, second.channel_id},
+                         timeout=15, what="both callers heard an announcement")
+        positions = {a["Uniqueid"]: a["Position"] for a in announced}
+        assert positions[first.channel_id] == "1" and positions[second.channel_id] == "2"
+        d.core.acd.agent_request("a4", "set_ready")  # billing 8: takes both, in order
+        rows = await ended_rows(database, [first.channel_id, second.channel_id], timeout=40)
+        assert all(r["agent"] == "a4" and not r["abandoned"] for r in rows.values())
+        assert rows[first.channel_id]["agent_answered_at"] < rows[second.channel_id]["agent_answered_at"]
+    finally:
+        await d.stop()
+        await set_demo_times(demo_ami)
