@@ -247,17 +247,14 @@ class CallModel:
 
     def _add_leg(self, uid: str, linkedid: str, channel: str, at: float, out: list[CallEvent]) -> Call:
         call = self.calls.get(linkedid)
+        started = call is None
         if call is None:
-            call = Call(call_id=linkedid, started_at=at)
-            self.calls[linkedid] = call
-            call.legs[uid] = leg = Leg(uid, linkedid, channel, at)
-            call.legs_seen += 1
-            self.legs[uid] = call
-            self._emit(call, "call.started", at, out, channel=channel)
-            return call
+            call = self.calls[linkedid] = Call(call_id=linkedid, started_at=at)
         call.legs[uid] = Leg(uid, linkedid, channel, at)
         call.legs_seen += 1
         self.legs[uid] = call
+        if started:
+            self._emit(call, "call.started", at, out, channel=channel)
         return call
 
     def _newchannel(self, h: Headers, now: float, out: list[CallEvent]) -> None:

@@ -44,21 +44,23 @@ async def set_demo_times(ami: AmiClient, *, ring: tuple[int, int] = (1, 2), talk
 
 async def place_call(ami: AmiClient, *, caller_num: str, caller_name: str, did: str = "5000",
                      patience: int = 120, context: str = "cti-inbound",
-                     variables: dict[str, str] | None = None) -> PlacedCall:
+                     variables: dict[str, str] | None = None, caller_context: str = "cti-demo-caller",
+                     id_prefix: str = "demo") -> PlacedCall:
     """Originate one simulated inbound call; returns once Asterisk queued it.
 
     The caller's channel gets a Uniqueid we choose, so the caller knows the
     call id before any event arrives. ``context="cti-demo-direct"`` (exten
     ``s``) skips the IVR; ``variables`` are set on the caller's channel
-    (e.g. ``CTI_QUEUE``, ``CTI_SKILLS``, ``CTI_PRIORITY`` for the ACD).
+    (e.g. ``CTI_QUEUE``, ``CTI_SKILLS``, ``CTI_PRIORITY`` for the ACD);
+    ``caller_context`` runs the caller's side (``cti-demo-dtmf`` presses keys).
     """
-    channel_id = f"demo-{uuid.uuid4().hex[:16]}"
+    channel_id = f"{id_prefix}-{uuid.uuid4().hex[:16]}"
     extra: dict[str, Any] = {}
     if variables:
         extra["Variable"] = [f"{k}={v}" for k, v in variables.items()]
     await ami.send("Originate", {
         **extra,
-        "Channel": f"Local/p{int(patience)}@cti-demo-caller/n",
+        "Channel": f"Local/p{int(patience)}@{caller_context}/n",
         "Context": context,
         "Exten": did if context == "cti-inbound" else "s",
         "Priority": "1",

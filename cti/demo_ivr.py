@@ -10,10 +10,9 @@ the ``cti-demo-dtmf`` context from ``asterisk-config/demo``.
 from __future__ import annotations
 
 import re
-import uuid
 
 from cti.ami import AmiClient
-from cti.demo import PlacedCall
+from cti.demo import PlacedCall, place_call
 
 _KEYS = re.compile(r"^[0-9*#ABCDwW]*$")
 
@@ -28,17 +27,5 @@ async def place_dtmf_call(ami: AmiClient, *, digits: str, caller_num: str, calle
     """
     if not _KEYS.match(digits):
         raise ValueError(f"digits {digits!r}: only 0-9 * # A-D and the pauses w, W")
-    channel_id = f"ivr-{uuid.uuid4().hex[:16]}"
-    await ami.send("Originate", {
-        "Channel": f"Local/p{int(patience)}@cti-demo-dtmf/n",
-        "Context": "cti-inbound",
-        "Exten": did,
-        "Priority": "1",
-        "CallerID": '"{}" <{}>'.format(caller_name.replace("\\", "\\\\").replace('"', '\\"'), caller_num),
-        "Variable": f"__DIGITS={digits}",
-        "ChannelId": channel_id,
-        "OtherChannelId": channel_id + "-2",
-        "Timeout": "30000",
-        "Async": "true",
-    }, shape="single")
-    return PlacedCall(channel_id, caller_num, caller_name, did)
+    return await place_call(ami, caller_num=caller_num, caller_name=caller_name, did=did, patience=patience,
+                            variables={"__DIGITS": digits}, caller_context="cti-demo-dtmf", id_prefix="ivr")

@@ -150,8 +150,9 @@ class Daemon:
         await self.runner.cleanup()
 
 
-async def start_daemon(settings: Settings) -> Daemon:
-    app = build_app(settings)
+async def start_daemon(settings: Settings, app: web.Application | None = None) -> Daemon:
+    """Serve ``app`` (default: the whole daemon for ``settings``) and wait until it follows Asterisk."""
+    app = build_app(settings) if app is None else app
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.http_host, settings.http_port).start()

@@ -66,7 +66,7 @@ async def test_garbage_and_crlf_caller_name_neither_crash_nor_leak(fake_asterisk
         # Garbage first, then the real call split mid-frame with more garbage in between
         # (garbage only lands between whole frames: that is all a peer can do to us).
         peer.send(*GARBAGE)
-        first, rest = stream[:cut], stream[cut:]
+        first = stream[:cut]
         boundary = first.rindex(b"\r\n\r\n") + 4
         peer.send(first[:boundary])
         await asyncio.sleep(0.05)

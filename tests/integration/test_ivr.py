@@ -3,7 +3,6 @@ walks them through menus over FastAGI, the dialplan routes them with what the
 menus decided (read from the ``CtiRoute`` UserEvent at the routing step)."""
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -17,10 +16,10 @@ from aiohttp import web
 from api.hooks import setup_hooks
 from cti.ami import AmiClient
 from cti.customers import save_customer
-from cti.daemon import CORE, Core, build_app
+from cti.daemon import Core, build_app
 from cti.demo_ivr import place_dtmf_call
 from ivr.service import IVR, IvrHolder, setup_ivr
-from tests.integration.conftest import daemon_settings, eventually
+from tests.integration.conftest import daemon_settings, eventually, start_daemon
 
 MENUS = """
 [ivr]
@@ -123,18 +122,12 @@ async def ivr(asterisk: None, database: str, tmp_path: Path) -> AsyncIterator[Iv
     box: list[Ivr] = []
     setup_ivr(app, clock=lambda: box[0].now if box else OPEN)
     setup_hooks(app)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
-    core = app[CORE]
-    assert core.ami is not None
-    await core.ami.wait_connected(timeout=20)
-    await eventually(lambda: core.ami.health.resyncs >= 1, timeout=20)
-    box.append(Ivr(core, app[IVR], runner, menus, database))
+    d = await start_daemon(settings, app)
+    box.append(Ivr(d.core, app[IVR], d.runner, menus, database))
     try:
         yield box[0]
     finally:
-        await runner.cleanup()
+        await d.stop()
 
 
 async def test_keys_walk_the_menus_to_the_queue_with_its_skills(ivr: Ivr, demo_ami: AmiClient):

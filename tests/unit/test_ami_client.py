@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import pytest
 from structlog.testing import capture_logs
 
 from cti.ami import AmiClient, Reply
 from cti.amiproto import Frame
-from tests.fakeami import GREETING, SECRET, FakeAmi, Peer, event, frame  # noqa: F401
+from tests.fakeami import SECRET, FakeAmi, event, frame
 from cti.errors import (
     AmiActionFailed,
     AmiDisconnected,
