@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("demo-traffic", help="place simulated calls in the sandbox")
     t.add_argument("--rate", type=float, default=0.5, help="calls per second (default 0.5)")
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
-    t.add_argument("--talk", type=int, nargs=2, default=(5, 20), metavar=("MIN", "MAX"),
+    t.add_argument("--talk", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"),
                    help="agents' talk time in seconds")
     return p
 
