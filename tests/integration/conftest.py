@@ -81,6 +81,7 @@ def asterisk() -> Iterator[None]:
                     pytest.fail(f"the sandbox stayed locked by another test session ({LOCK})")
                 time.sleep(1)
         sandbox("up")
+        hangup_all()  # nothing left over from a demo or an earlier run
         yield
 
 
