@@ -51,7 +51,7 @@ from acd.decisions import (
     AgentState, AgentView, Decision, Dequeued, Escalated, Ignored, MaxWait, Offer, QueueStats,
     WaitingCall, Withdrawn,
 )
-from acd.index import Pool, ReqSet, Tier, describe, merge_requirements, qualifies
+from acd.index import Pool, ReqSet, Tier, merge_requirements, qualifies
 from cti.errors import CtiError
 
 __all__ = [
