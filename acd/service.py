@@ -79,6 +79,9 @@ class AcdService:
     offers_sent: int = 0
     offers_failed: int = 0
     heartbeats: int = 0
+    adopted: int = 0
+    # Hand waiting callers to app_queue on stop (False only to simulate a crash in tests).
+    handover: bool = True
     _actions: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -97,7 +100,10 @@ class AcdService:
                                        updated_at=_utc(now)))
         self._apply(self.router.auto_login(now))
         self.core.bus.subscribe(self.on_call_event)
-        self._tasks = [asyncio.create_task(self._run_actions(), name="acd-actions"),
+        self.core.resync_hooks.append(self.adopt)
+        # The AMI client may have connected (and resynced) before we were here.
+        self._tasks.append(asyncio.create_task(self._adopt_now(), name="acd-adopt"))
+        self._tasks += [asyncio.create_task(self._run_actions(), name="acd-actions"),
                        asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 
@@ -108,8 +114,10 @@ class AcdService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.adopt in self.core.resync_hooks:
+            self.core.resync_hooks.remove(self.adopt)
         ami = self.core.ami
-        if ami is None or not ami.connected:
+        if ami is None or not ami.connected or not self.handover:
             return
         sends = [ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")]
         sends += [ami.send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
@@ -153,6 +161,50 @@ class AcdService:
                 self._apply(self.router.call_abandoned(cid, ev.at))
             elif waiting.agent is not None:  # the agent's leg vanished unseen (resync)
                 self._apply(self.router.call_finished(cid, waiting.agent, ev.at))
+
+    async def _adopt_now(self) -> None:
+        try:
+            await self.core.ami.wait_connected(timeout=60)
+            listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=30)
+            await self.adopt([f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"])
+        except CtiError as exc:
+            log.warning("acd could not look for waiting callers at start", error=str(exc))
+
+    async def adopt(self, channels: list[Any]) -> None:
+        """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
+        (a daemon restart, or events missed while away), with what the dialplan
+        set on their channel. Their original wait start is kept where the router
+        allows (it never goes back in time)."""
+        ami = self.core.ami
+        for item in channels:
+            if item.get("Context") not in ("cti-acd-wait", "cti-acd-announce"):
+                continue
+            call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
+            if not call_id or not channel or call_id in self.calls:
+                continue
+            waiting = self.calls[call_id] = Waiting(channel=channel)  # claimed before we wait
+            names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER", "CTI_WAIT_START")
+            replies = await asyncio.gather(*(ami.send("Getvar", {"Channel": channel, "Variable": n}, shape="single")
+                                             for n in names), return_exceptions=True)
+            values = {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
+                      for n, r in zip(names, replies)}
+            try:
+                since = float(values["CTI_WAIT_START"])
+            except ValueError:
+                since = time.time()
+            try:
+                priority = int(values["CTI_PRIORITY"]) if values["CTI_PRIORITY"] else None
+            except ValueError:
+                priority = None
+            if self.calls.get(call_id) is not waiting:  # it left while we asked
+                continue
+            waiting.announced_at = since
+            self.adopted += 1
+            log.info("acd adopted a waiting caller", call_id=call_id, queue=values["CTI_QUEUE"])
+            queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
+            self._call_input(call_id, lambda: self.router.call_waiting(
+                call_id, queue, since, priority=priority, skills=parse_skills(values["CTI_SKILLS"]),
+                customer_id=values["CTI_CUSTOMER"] or None))
 
     def agent_request(self, agent_id: str, what: str, reason: str = "") -> None:
         """An agent's own request (``login``, ``logout``, ``set_ready``,

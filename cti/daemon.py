@@ -14,7 +14,7 @@ import asyncio
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import structlog
@@ -45,6 +45,8 @@ class Core:
     model_errors: int = 0
     db_reconciled: int = 0
     acd: Any = None                  # acd.service.AcdService when the ACD runs
+    # async fn(CoreShowChannel items) run after every resync, in the connect hook
+    resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
 
 
 CORE = web.AppKey("core", Core)
@@ -90,6 +92,13 @@ async def resync(core: Core) -> None:
         core.bus.publish(ev)
     log.info("resynced", channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
              changes=len(events))
+    # Features rebuild what they hold from the same listing (the ACD adopts waiting callers).
+    for hook in list(core.resync_hooks):
+        try:
+            async with asyncio.timeout(30):
+                await hook(items)
+        except Exception:
+            log.exception("resync hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
     if core.reconcile_task is not None:
         core.reconcile_task.cancel()
     live = set(core.model.calls)

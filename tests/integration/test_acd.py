@@ -175,3 +175,27 @@ async def test_waiting_caller_hears_position_and_wait_then_is_served(asterisk, d
     finally:
         await d.stop()
         await set_demo_times(demo_ami)
+
+
+async def test_restarted_daemon_adopts_callers_already_waiting(asterisk, database, tmp_path, demo_ami):
+    hangup_all()
+    settings = daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0)
+    first = await start_daemon(settings)
+    await eventually(lambda: first.core.acd is not None and first.core.acd.heartbeats > 0, timeout=10)
+    await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
+    not_ready(first, "a1", "a2", "a3", "a4", "a5")
+    callers = [await call(demo_ami, "billing", n, priority=3) for n in range(2)]
+    await eventually(lambda: len(first.core.acd.calls) == 2, timeout=10)
+    first.core.acd.handover = False  # as if it died: the callers stay in cti-acd-wait
+    await first.stop()
+    second = await start_daemon(settings)  # agents log in afresh (auto_login)
+    try:
+        await eventually(lambda: second.core.acd is not None and second.core.acd.adopted == 2, timeout=15,
+                         what="the waiting callers adopted")
+        rows = await ended_rows(database, [c.channel_id for c in callers], timeout=40)
+        assert all(r["agent"] in ("a3", "a4") and not r["abandoned"] for r in rows.values())
+        queued = [w for w in second.core.acd.router.waiting_calls()]
+        assert queued == []
+    finally:
+        await second.stop()
+        await set_demo_times(demo_ami)
