@@ -163,7 +163,7 @@ class _Call:
 class _Queue:
     __slots__ = ("cfg", "id", "prio", "weight", "step_reqs", "members", "calls", "lenders", "borrowers",
                  "offered", "answered", "within", "abandoned", "timed_out", "talk_avg", "lending",
-                 "lend_threshold", "base_pool", "has_skips", "direct")
+                 "lend_threshold", "base_pool", "has_skips", "direct", "by_skill")
 
     def __init__(self, cfg: QueueConfig) -> None:
         self.cfg = cfg
@@ -185,6 +185,7 @@ class _Queue:
         self.base_pool: Pool | None = None
         self.has_skips = any(s.skip_if_nobody for s in cfg.steps)
         self.direct: set[str] = set()           # ids of the queue's own members
+        self.by_skill: dict[str, list[tuple[_Agent, _Queue | None, int, float]]] = {}  # members having it
 
     def service_level(self) -> float | None:
         return 100.0 * self.within / self.offered if self.offered else None
@@ -223,6 +224,10 @@ class Router:
                     m = a.queues.get(lender.id)
                     if m is not None and a.id not in q.direct:
                         q.members.append((self._agents[a.id], lender, m.priority, m.delay_s))
+        for q in self._queues.values():
+            for m in q.members:
+                for skill in m[0].skills:
+                    q.by_skill.setdefault(skill, []).append(m)
         self._pools: dict[tuple[str, ReqSet], Pool] = {}
         for q in self._queues.values():
             for step in range(len(q.step_reqs)):
@@ -336,7 +341,6 @@ class Router:
             pref, why = self._agents[self._last_agent[customer_id]], f"last served customer {customer_id}"
         if call_id in self._calls:
             return self._ignore("call_waiting", call_id, None, "call already waiting")
-
         call = _Call(call_id, q, q.prio if priority is None else priority, priority, extras, customer_id,
                      now, now, next(self._cseq))
         call.pool = self._pool_for(q, 0, extras)
@@ -759,14 +763,21 @@ class Router:
         reqs = merge_requirements(q.step_reqs[step], extras) if extras else q.step_reqs[step]
         pool = self._pools.get((q.id, reqs))
         if pool is None:
-            pool = self._pools[(q.id, reqs)] = self._make_pool(q, reqs)
+            # Only members having every required skill can qualify: start from the
+            # fewest members having one of them (an IVR language narrows a lot).
+            candidates = q.members
+            for skill, _ in reqs:
+                having = q.by_skill.get(skill, ())
+                if len(having) < len(candidates):
+                    candidates = having
+            pool = self._pools[(q.id, reqs)] = self._make_pool(q, reqs, candidates)
         return pool
 
-    def _make_pool(self, q: _Queue, reqs: ReqSet) -> Pool:
+    def _make_pool(self, q: _Queue, reqs: ReqSet, candidates: Any) -> Pool:
         pool = Pool(q, reqs)
         tiers: dict[tuple[str | None, int, float], Tier] = {}
         per_agent: dict[int, tuple[_Agent, list[Tier]]] = {}
-        for agent, lender, mprio, delay in q.members:
+        for agent, lender, mprio, delay in candidates:
             if not qualifies(agent.skills, reqs):
                 continue
             tkey = (lender.id if lender else None, mprio, delay)
@@ -775,16 +786,17 @@ class Router:
                 tier = tiers[tkey] = Tier(lender, mprio, delay)
             per_agent.setdefault(id(agent), (agent, []))[1].append(tier)
         for agent, agent_tiers in per_agent.values():
-            agent.pools.append((pool, tuple(agent_tiers)))
+            mine = tuple(agent_tiers)
+            agent.pools.append((pool, mine))
             if agent.state != LOGGED_OUT:
                 pool.logged_in += 1
-                for t in agent_tiers:
+                for t in mine:
                     t.logged_in += 1
             if agent.state not in (LOGGED_OUT, NOT_READY):
                 pool.staffed += 1
             if agent.state == AVAILABLE:
                 key = self._key(pool, agent)
-                for t in agent_tiers:
+                for t in mine:
                     t.push(key, agent)
         pool.tiers = sorted(tiers.values(), key=lambda t: (t.borrowed, t.mprio, t.delay))
         pool.delays = sorted({t.delay for t in pool.tiers if t.delay > 0})

@@ -654,3 +654,33 @@ def test_time_going_backwards_is_taken_as_the_last_time_seen():
     r.set_not_ready("a", "x", T0 + 10)
     ds = r.set_ready("a", T0 + 5)
     assert ds[0].at == T0 + 10
+
+
+def test_overflowed_call_takes_the_target_queues_priority_unless_it_has_its_own():
+    r = router([agent("b", queues={"b": {}})],
+               [queue("a", max_wait_s=10, on_max_wait={"overflow": "b"}), queue("b", priority=7)], login=False)
+    r.call_waiting("plain", "a", T0)
+    r.call_waiting("own", "a", T0, priority=2)
+    r.tick(T0 + 10)
+    assert {c.call_id: c.priority for c in r.waiting_calls()} == {"plain": 7, "own": 2}
+
+
+def test_auto_login_logs_in_the_agents_the_config_marks():
+    r = router([agent("a", auto_login=True), agent("b")], login=False)
+    assert [(d.agent_id, d.new) for d in r.auto_login(T0)] == [("a", "available")]
+    assert r.agent_state("b").state == "logged_out"
+
+
+def test_nothing_to_wake_for_when_nothing_waits():
+    r = router([agent("a")])
+    assert r.next_deadline() is None and r.tick(T0 + 100) == []
+
+
+def test_held_call_counts_in_positions_and_says_for_whom():
+    r = returning_customer()
+    r.call_waiting("c2", "q", T0 + 5, customer_id="cust")
+    r.set_not_ready("b", "x", T0 + 5)
+    r.call_waiting("c3", "q", T0 + 6)
+    (held, waiting) = r.waiting_calls()
+    assert (held.call_id, held.status, held.held_for) == ("c2", "held", "a")
+    assert (waiting.status, r.position("c3")) == ("waiting", 2)

@@ -10,6 +10,8 @@ standing offers, calls in and out) and checks:
 - agent state changes chain (each ``old`` is the previous ``new``) and match
   ``agent_state``; every ringing call is the offer of exactly one reserved agent;
 - every accepted call leaves exactly once (``Dequeued``), and only accepted ones;
+- a call waits for a ``skip_if_nobody`` step only while someone logged in
+  could take it under its current requirements;
 - *stable*: no waiting call has an available agent who may take it now
   (decisions are taken when things change, not on a later tick);
 - *no starvation*: ``drain`` ticks at every deadline until none is left; then
@@ -272,6 +274,12 @@ class RouterMachine(RuleBasedStateMachine):
             if s == "reserved":
                 assert ringing.get(view.call_id) == a
         assert sorted(ringing.values()) == sorted(a for a, s in self.state.items() if s == "reserved")
+        # skip_if_nobody: a call only waits for such a step while someone logged in could take it
+        for c in calls:
+            steps = QUEUES[c.queue_id].steps
+            if c.step < len(steps) and steps[c.step].skip_if_nobody:
+                assert any(s != "logged_out" and qualifies(AGENTS[a].skills, c.requirements)
+                           and memberships(a, c.queue_id) for a, s in self.state.items()), c
 
     def check_no_match(self, ignore_delays: bool) -> None:
         lending = {q: self.lending(q) for q in QUEUES}
@@ -297,3 +305,129 @@ class RouterMachine(RuleBasedStateMachine):
 RouterMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None,
                                            suppress_health_check=[HealthCheck.too_slow])
 TestRouterInvariants = RouterMachine.TestCase
+
+
+# -- the same decisions as the naive reference ---------------------------------------
+# bench/routing.py's NaiveRouter scans every agent or call for each decision. On
+# small random contact centres (borrowing with service-level thresholds, delays,
+# membership priorities, the four policies; callers with priorities and an IVR
+# language) and random inputs without timers, both routers must make the very
+# same offers.
+
+from bench.routing import NaiveRouter  # noqa: E402
+
+N_QUEUES = 4
+
+
+@st.composite
+def centres(draw) -> dict:
+    skills = ["s0", "s1", "s2", "fr"]
+    queues = []
+    for i in range(N_QUEUES):
+        others = [f"q{j}" for j in range(N_QUEUES) if j != i]
+        queues.append({
+            "id": f"q{i}", "requirements": [{"skill": f"s{i % 3}", "min_level": draw(st.integers(1, 4))}],
+            "priority": draw(st.sampled_from([0, 0, 5])), "aging_weight": draw(st.sampled_from([1.0, 2.0])),
+            "selection": draw(st.sampled_from(["longest_idle", "best_proficiency", "fewest_calls", "round_robin"])),
+            "borrow_from": draw(st.lists(st.sampled_from(others), max_size=2, unique=True)),
+            "lend_while_sl_above": draw(st.sampled_from([None, 0.0, 50.0, 90.0])),
+            "sl_seconds": draw(st.sampled_from([3.0, 20.0])), "wrapup_s": 0})
+    agents = []
+    for i in range(draw(st.integers(3, 9))):
+        levels = draw(st.lists(st.integers(0, 10), min_size=4, max_size=4))
+        member = draw(st.dictionaries(st.sampled_from([q["id"] for q in queues]), st.fixed_dictionaries(
+            {"priority": st.integers(0, 2), "delay_s": st.sampled_from([0.0, 0.0, 5.0, 20.0])}), max_size=3))
+        agents.append({"id": f"a{i}", "name": f"A{i}", "device": f"PJSIP/a{i}",
+                       "skills": {s: lvl for s, lvl in zip(skills, levels) if lvl}, "queues": member})
+    return {"skills": skills, "agents": agents, "queues": queues}
+
+
+class SameAsNaive(RuleBasedStateMachine):
+    @initialize(centre=centres(), logged_in=st.floats(0.3, 1.0))
+    def start(self, centre: dict, logged_in: float) -> None:
+        cfg = parse_config(centre)
+        self.fast, self.naive = Router(cfg), NaiveRouter(cfg)
+        self.queues = [q.id for q in cfg.queues]
+        self.now = T0
+        self.n = 0
+        self.ringing: dict[str, str] = {}
+        self.live: set[str] = set()
+        for a in cfg.agents[: max(1, int(len(cfg.agents) * logged_in))]:
+            self.same(self.fast.login(a.id, self.now), self.naive.login(a.id, self.now))
+
+    def same(self, ds: list, naive: list[tuple[str, str]]) -> None:
+        got = [(d.call_id, d.agent_id) for d in ds if isinstance(d, Offer)]
+        assert got == naive
+        for call_id, agent_id in got:
+            self.ringing[call_id] = agent_id
+
+    def agents_in(self, state: str) -> list[str]:
+        return sorted(a.id for a in self.naive.agents if a.state == state)
+
+    @rule(calls=st.lists(st.tuples(st.integers(0, N_QUEUES - 1), st.one_of(st.none(), st.integers(0, 3)),
+                                   st.one_of(st.none(), st.integers(1, 3))), min_size=1, max_size=4))
+    def arrive(self, calls) -> None:
+        for q, prio, lang in calls:
+            self.n += 1
+            cid = f"c{self.n}"
+            extra = None if lang is None else {"fr": lang}
+            self.live.add(cid)
+            self.same(self.fast.call_waiting(cid, self.queues[q], self.now, priority=prio, skills=extra),
+                      self.naive.call_waiting(cid, self.queues[q], self.now, priority=prio, skills=extra))
+
+    @precondition(lambda self: self.ringing)
+    @rule(data=st.data())
+    def answer(self, data) -> None:
+        cid = data.draw(st.sampled_from(sorted(self.ringing)))
+        a = self.ringing.pop(cid)
+        self.live.discard(cid)
+        self.same(self.fast.offer_answered(cid, a, self.now), self.naive.offer_answered(cid, a, self.now))
+
+    @precondition(lambda self: self.ringing)
+    @rule(data=st.data())
+    def fail(self, data) -> None:
+        cid = data.draw(st.sampled_from(sorted(self.ringing)))
+        a = self.ringing.pop(cid)
+        self.same(self.fast.offer_failed(cid, a, "noanswer", self.now), self.naive.offer_failed(cid, a, self.now))
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def abandon(self, data) -> None:
+        cid = data.draw(st.sampled_from(sorted(self.live)))
+        self.live.discard(cid)
+        self.ringing.pop(cid, None)
+        self.same(self.fast.call_abandoned(cid, self.now), self.naive.call_abandoned(cid, self.now))
+
+    @rule(data=st.data())
+    def finish(self, data) -> None:
+        talking = self.agents_in("on_call")
+        if talking:
+            a = data.draw(st.sampled_from(talking))
+            cid = self.fast.agent_state(a).call_id
+            self.same(self.fast.call_finished(cid, a, self.now), self.naive.call_finished(a, self.now))
+
+    @rule(data=st.data())
+    def break_or_back(self, data) -> None:
+        idle, away = self.agents_in("available"), self.agents_in("not_ready")
+        if idle and data.draw(st.booleans()):
+            a = data.draw(st.sampled_from(idle))
+            self.same(self.fast.set_not_ready(a, "x", self.now), self.naive.set_not_ready(a, self.now))
+        elif away:
+            a = data.draw(st.sampled_from(away))
+            self.same(self.fast.set_ready(a, self.now), self.naive.set_ready(a, self.now))
+
+    @rule(data=st.data())
+    def login(self, data) -> None:
+        out = self.agents_in("logged_out")
+        if out:
+            a = data.draw(st.sampled_from(out))
+            self.same(self.fast.login(a, self.now), self.naive.login(a, self.now))
+
+    @rule(dt=st.sampled_from([0.5, 2.0, 6.0, 21.0]))
+    def advance(self, dt: float) -> None:
+        self.now += dt   # no tick: the naive router has no timers
+
+
+SameAsNaive.TestCase.settings = settings(max_examples=80, stateful_step_count=50, deadline=None,
+                                         suppress_health_check=[HealthCheck.too_slow])
+TestSameDecisionsAsNaiveReference = SameAsNaive.TestCase
