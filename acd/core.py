@@ -158,6 +158,7 @@ class _Call:
     window_over: bool = False
     agent: _Agent | None = None
     offer_ver: int = 0
+    callback: bool = False          # the caller hung up to be called back: no max wait
 
 
 class _Queue:
@@ -311,15 +312,21 @@ class Router:
 
     def call_waiting(self, call_id: str, queue_id: str, now: float, *, priority: int | None = None,
                      skills: dict[str, int] | None = None, customer_id: str | None = None,
-                     preferred_agent: str | None = None) -> list[Decision]:
+                     preferred_agent: str | None = None, since: float | None = None,
+                     callback: bool = False) -> list[Decision]:
         """A caller starts waiting in ``queue_id``.
 
         ``priority`` overrides the queue's; ``skills`` are extra requirements
         (kept at every step); the preferred agent is ``preferred_agent`` or the
-        agent who last answered ``customer_id``.
+        agent who last answered ``customer_id``. ``since`` (at most ``now``) is
+        when the wait began, for a caller the daemon takes over after a restart
+        or a callback that keeps its place: it counts for order, escalation
+        steps, delays and max wait. ``callback``: nobody is on the line (a
+        callback request): max wait does not apply.
         Raises: ``AcdInputError`` for an unknown queue, skill or agent, or a level outside 1..10.
         """
         now = self._clock(now)
+        began = now if since is None or since != since else min(since, now)
         q = self._queues.get(queue_id)
         if q is None:
             raise AcdInputError(f"unknown queue {queue_id!r}")
@@ -342,12 +349,20 @@ class Router:
         if call_id in self._calls:
             return self._ignore("call_waiting", call_id, None, "call already waiting")
         call = _Call(call_id, q, q.prio if priority is None else priority, priority, extras, customer_id,
-                     now, now, next(self._cseq))
+                     began, began, next(self._cseq), callback=callback)
         call.pool = self._pool_for(q, 0, extras)
         self._calls[call_id] = call
         q.calls[call_id] = call
         out: list[Decision] = []
         call.pool.push_call(call)
+        if began < now:  # the steps it has already waited through
+            steps = q.cfg.steps
+            while call.step < len(steps) and began + steps[call.step].after_s <= now:
+                self._escalate(call, now, out, f"waited {steps[call.step].after_s:g}s in {q.id} before")
+            if self._past_max_wait(call, now):
+                self._max_wait(call, now, out)
+                self._settle(now, out)
+                return out
         self._apply_skips(call, now, out)
         if (pref is not None and q.cfg.preferred_agent_s > 0 and pref.state != LOGGED_OUT
                 and pref.id in q.direct and qualifies(pref.skills, call.pool.reqs)):
@@ -383,6 +398,20 @@ class Router:
             self._match_agent(freed, now, out)
         self._settle(now, out)
         return out
+
+    def to_callback(self, call_id: str, now: float) -> list[Decision]:
+        """The waiting caller hangs up to be called back, keeping their place:
+        the call stays where it is (arrival, step, priority) but max wait no
+        longer applies. Ignored unless the call is waiting or held (while an
+        agent rings, the caller is about to be connected instead)."""
+        now = self._clock(now)
+        call = self._calls.get(call_id)
+        if call is None or call.status == RINGING:
+            return self._ignore("to_callback", call_id, None,
+                                "call not waiting" if call is None else "an agent is ringing for it")
+        call.callback = True
+        self._schedule(call, now)
+        return []
 
     def offer_answered(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent answered: on call; the call leaves the router (``Dequeued`` answered)."""
@@ -650,8 +679,7 @@ class Router:
             self._set_state(agent, NOT_READY, state_reason, now, out)
         call.status = WAITING
         call.pool.push_call(call)
-        q = call.queue
-        if q.cfg.max_wait_s is not None and call.entered_at + q.cfg.max_wait_s <= now:
+        if self._past_max_wait(call, now):
             self._max_wait(call, now, out)
         else:
             self._try_call(call, now, out)
@@ -833,12 +861,17 @@ class Router:
         if call.status == RINGING:  # max wait and delays wait for the ring to end
             self._schedule(call, now)
             return
-        if q.cfg.max_wait_s is not None and call.entered_at + q.cfg.max_wait_s <= now:
+        if self._past_max_wait(call, now):
             self._max_wait(call, now, out)
             return
         if call.status == HELD and call.hold_until <= now:
             self._release(call)
         self._try_call(call, now, out)
+
+    @staticmethod
+    def _past_max_wait(call: _Call, now: float) -> bool:
+        limit = call.queue.cfg.max_wait_s
+        return limit is not None and not call.callback and call.entered_at + limit <= now
 
     def _release(self, call: _Call) -> None:
         """A held call stops waiting for its preferred agent."""
@@ -930,7 +963,7 @@ class Router:
         if call.step < len(cfg.steps):
             t = call.entered_at + cfg.steps[call.step].after_s
         if call.status != RINGING:
-            if cfg.max_wait_s is not None:
+            if cfg.max_wait_s is not None and not call.callback:
                 t = min(t, call.entered_at + cfg.max_wait_s)
             if call.status == HELD:
                 t = min(t, call.hold_until)
@@ -972,4 +1005,4 @@ class Router:
     def _view(self, c: _Call) -> WaitingCall:
         return WaitingCall(c.id, c.queue.id, c.status, c.prio, c.arrived_at, c.entered_at, c.step,
                            c.pool.reqs, c.agent.id if c.agent else None,
-                           c.preferred.id if c.status == HELD else None)
+                           c.preferred.id if c.status == HELD else None, c.callback)

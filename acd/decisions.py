@@ -136,6 +136,7 @@ class WaitingCall:
     requirements: tuple[tuple[str, int], ...]
     offered_to: str | None
     held_for: str | None
+    callback: bool = False          # a callback request keeping its place (nobody on the line)
 
 
 @dataclass(frozen=True, slots=True)

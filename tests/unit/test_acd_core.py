@@ -684,3 +684,71 @@ def test_held_call_counts_in_positions_and_says_for_whom():
     (held, waiting) = r.waiting_calls()
     assert (held.call_id, held.status, held.held_for) == ("c2", "held", "a")
     assert (waiting.status, r.position("c3")) == ("waiting", 2)
+
+
+# -- taking over a wait that began earlier; callbacks keeping their place -------------
+
+def test_a_wait_that_began_earlier_keeps_its_place_ahead_of_later_callers():
+    r = router([agent("a")], login=False)
+    r.call_waiting("late", "q", T0 + 50)
+    r.call_waiting("early", "q", T0 + 60, since=T0 + 10)
+    assert [c.call_id for c in r.waiting_calls()] == ["early", "late"]
+    assert offers(r.login("a", T0 + 61)) == [("early", "a")]
+
+
+def test_a_wait_that_began_earlier_has_passed_the_steps_it_waited_through():
+    r = router([agent("a", skills={"s": 2})],
+               [queue(reqs={"s": 5}, steps=[{"after_s": 30, "requirements": [{"skill": "s", "min_level": 1}]}])])
+    ds = r.call_waiting("c1", "q", T0 + 40, since=T0)
+    assert only(ds, Escalated).step == 1
+    assert offers(ds) == [("c1", "a")]
+
+
+def test_a_wait_that_began_in_the_future_begins_now():
+    r = router([agent("a")], login=False)
+    r.call_waiting("c1", "q", T0, since=T0 + 100)
+    assert r.waiting_calls()[0].arrived_at == T0
+
+
+def test_a_taken_over_call_past_its_max_wait_goes_at_once():
+    r = router([agent("a")], [queue(max_wait_s=60, on_max_wait="voicemail")], login=False)
+    ds = r.call_waiting("c1", "q", T0 + 100, since=T0)
+    assert only(ds, MaxWait).action == "voicemail"
+    assert r.waiting_calls() == []
+
+
+def test_a_callback_keeps_its_place_and_never_times_out():
+    r = router([agent("a")], [queue(max_wait_s=60, on_max_wait="voicemail")], login=False)
+    r.call_waiting("c1", "q", T0)
+    r.call_waiting("c2", "q", T0 + 5)
+    assert r.to_callback("c1", T0 + 20) == []
+    ds = r.tick(T0 + 66)
+    assert [d.call_id for d in ds if isinstance(d, MaxWait)] == ["c2"]
+    (cb,) = r.waiting_calls()
+    assert (cb.call_id, cb.callback, cb.arrived_at) == ("c1", True, T0)
+    assert r.next_deadline() is None
+    assert offers(r.login("a", T0 + 500)) == [("c1", "a")]
+
+
+def test_a_callback_request_entered_as_such_has_no_max_wait():
+    r = router([agent("a")], [queue(max_wait_s=60, on_max_wait="voicemail")], login=False)
+    r.call_waiting("cb", "q", T0 + 100, since=T0, callback=True)
+    assert [c.call_id for c in r.waiting_calls()] == ["cb"]
+
+
+def test_a_callback_offer_nobody_answers_keeps_its_place():
+    r = router([agent("a"), agent("b")], login=False)
+    r.call_waiting("cb", "q", T0, callback=True)
+    r.call_waiting("c2", "q", T0 + 1)
+    r.login("a", T0 + 2)
+    ds = r.offer_failed("cb", "a", "noanswer", T0 + 20)
+    assert r.agent_state("a").state == "not_ready"
+    assert offers(r.login("b", T0 + 21)) == [("cb", "b")]
+    assert ds == [d for d in ds if not isinstance(d, Offer)]
+
+
+def test_a_call_already_ringing_an_agent_does_not_become_a_callback():
+    r = router([agent("a")])
+    r.call_waiting("c1", "q", T0)
+    assert only(r.to_callback("c1", T0 + 1), Ignored).reason == "an agent is ringing for it"
+    assert only(r.to_callback("nope", T0 + 1), Ignored).reason == "call not waiting"
