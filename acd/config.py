@@ -114,6 +114,8 @@ class Queue(_Model):
     # percentage (None: its own target, sl_percent).
     lend_while_sl_above: float | None = Field(None, ge=0, le=100)
     preferred_agent_s: float = Field(5.0, ge=0, le=3600)
+    # Waiting callers may press 1 to be called back, keeping their place.
+    callback: bool = False
     # Seed of the handle-time moving average used by estimated waits.
     expected_handle_s: float = Field(180.0, gt=0)
 

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import structlog
 from aiohttp import web
 
+from acd import callbacks as cbs
 from acd import config as acd_config
 from acd import core as acd_core
+from acd import store as acd_store
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
 from cti.store import AgentRow, AgentStateRow
@@ -39,6 +41,8 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_EVERY = 2.0
 # DialStatus of an unanswered offer -> the router's reason.
 _FAILED = {"NOANSWER": "noanswer", "BUSY": "busy", "CHANUNAVAIL": "failed", "CONGESTION": "failed"}
+# OriginateResponse Reason of an agent leg that did not answer -> the router's reason.
+_ORIGINATE_FAILED = {"3": "noanswer", "5": "busy", "8": "failed", "1": "rejected", "0": "failed"}
 
 
 def _utc(ts: float) -> datetime:
@@ -64,10 +68,12 @@ def parse_skills(text: str | None) -> dict[str, int]:
 class Waiting:
     """What the shell knows of a call the router holds."""
 
-    channel: str
+    channel: str | None              # None: nobody on the line (a callback request)
     agent: str | None = None         # the agent currently offered or talking
     answered: bool = False
     announced_at: float = 0.0        # when the caller last heard position and wait
+    callback: cbs.Callback | None = None  # the caller asked to be called back
+    leg: str | None = None           # the agent leg of the current callback attempt
 
 
 @dataclass
@@ -80,14 +86,22 @@ class AcdService:
     offers_failed: int = 0
     heartbeats: int = 0
     adopted: int = 0
+    callbacks_requested: int = 0
+    callbacks_restored: int = 0
     # Hand waiting callers to app_queue on stop (False only to simulate a crash in tests).
     handover: bool = True
     _actions: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    legs: dict[str, str] = field(default_factory=dict)           # callback agent leg -> call id
+    retries: dict[str, cbs.Callback] = field(default_factory=dict)  # callbacks waiting to try again
+    _pool: Any = None
+    _cb_writer: acd_store.CallbackWriter | None = None
+    _leg_seq: int = 0
 
     def __post_init__(self) -> None:
         self.router = acd_core.Router(self.config)
+        self._queues = {q.id: q for q in self.config.queues}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -100,7 +114,15 @@ class AcdService:
                                        updated_at=_utc(now)))
         self._apply(self.router.auto_login(now))
         self.core.bus.subscribe(self.on_call_event)
+        self.core.ami.add_listener(self.on_ami_event)
         self.core.resync_hooks.append(self.adopt)
+        if self.core.dsn is not None:
+            import asyncpg
+            self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
+                                                   command_timeout=10)
+            self._cb_writer = acd_store.CallbackWriter(self._pool)
+            self._cb_writer.start()
+            self._tasks.append(asyncio.create_task(self._restore_callbacks(), name="acd-callbacks"))
         # The AMI client may have connected (and resynced) before we were here.
         self._tasks.append(asyncio.create_task(self._adopt_now(), name="acd-adopt"))
         self._tasks += [asyncio.create_task(self._run_actions(), name="acd-actions"),
@@ -116,13 +138,21 @@ class AcdService:
         self._tasks = []
         if self.adopt in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.adopt)
+        self.core.ami.remove_listener(self.on_ami_event)
+        if self._cb_writer is not None:
+            await self._cb_writer.stop()
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 5)
+            except asyncio.TimeoutError:
+                self._pool.terminate()
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
         sends = [ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")]
         sends += [ami.send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
                                         "Priority": "1"}, shape="single")
-                  for w in self.calls.values() if not w.answered]
+                  for w in self.calls.values() if not w.answered and w.channel is not None and w.callback is None]
         results = await asyncio.gather(*sends, return_exceptions=True)
         failed = [r for r in results if isinstance(r, Exception)]
         log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1, failed=len(failed))
@@ -136,13 +166,22 @@ class AcdService:
             if not data.get("acd"):
                 return
             queue = data.get("queue") or self.core.settings.acd_default_queue
+            if cid in self.calls:  # e.g. a callback request for this call already holds its place
+                return
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
+            qcfg = self._queues.get(queue)
+            if qcfg is not None and qcfg.callback:
+                self._actions.put_nowait(("setvar", (data["channel"], "CTI_CALLBACK_OK", "1")))
             self._call_input(cid, lambda: self.router.call_waiting(
                 cid, queue, ev.at, priority=data.get("priority"), skills=parse_skills(data.get("skills")),
                 customer_id=data.get("customer")))
             return
         waiting = self.calls.get(cid)
         if waiting is None:
+            return
+        if waiting.callback is not None:  # the caller hung up to be called back: the request lives on
+            if kind in ("call.abandoned", "call.ended"):
+                waiting.channel = None
             return
         if kind == "call.connected" and waiting.agent is not None:
             waiting.answered = True
@@ -233,6 +272,10 @@ class AcdService:
                     self._apply(self.router.call_abandoned(d.call_id, time.time()))
                     continue
                 waiting.agent = d.agent_id
+                if waiting.callback is not None:
+                    self._actions.put_nowait(("callback", d))
+                    log.info("acd callback offered", call_id=d.call_id, agent=d.agent_id, reason=d.reason)
+                    continue
                 self.core.model.expect_agent(d.call_id, d.agent_id, d.device)
                 self._actions.put_nowait(("offer", (d, waiting.channel)))
                 self._annotate(d.call_id, "acd.offer", agent=d.agent_id, device=d.device, queue=d.queue_id,
@@ -245,11 +288,14 @@ class AcdService:
                 if waiting is not None and waiting.agent == d.agent_id:
                     # Nobody reported on the ringing in time: take the caller back to the wait.
                     waiting.agent = None
-                    self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-wait", "back")))
+                    if waiting.callback is not None:
+                        self._callback_missed(d.call_id, waiting)
+                    elif waiting.channel is not None:
+                        self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-wait", "back")))
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
-                if waiting is not None:
+                if waiting is not None and waiting.channel is not None:
                     self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-maxwait", d.action)))
                 self._annotate(d.call_id, "acd.maxwait", queue=d.queue_id, action=d.action)
             elif isinstance(d, acd_core.AgentState):
@@ -279,6 +325,15 @@ class AcdService:
                 await self._offer(*payload)
             elif what == "announce":
                 await self._announce(payload)
+            elif what == "callback":
+                await self._originate_callback(payload)
+            elif what == "setvar":
+                channel, name, value = payload
+                try:
+                    await self.core.ami.send("Setvar", {"Channel": channel, "Variable": name, "Value": value},
+                                             shape="single")
+                except AmiError as exc:
+                    log.warning("setvar failed", channel=channel, variable=name, error=str(exc))
             elif what == "redirect":
                 channel, context, exten = payload
                 try:
@@ -312,7 +367,8 @@ class AcdService:
             return
         for w in self.router.waiting_calls():
             waiting = self.calls.get(w.call_id)
-            if w.status != "waiting" or waiting is None or waiting.agent is not None:
+            if (w.status != "waiting" or waiting is None or waiting.agent is not None
+                    or waiting.channel is None or waiting.callback is not None):
                 continue
             if now - waiting.announced_at >= every:
                 waiting.announced_at = now
@@ -322,7 +378,7 @@ class AcdService:
         # Checked again here, in order after any offer already queued: an
         # announcement must never pull a caller out of an agent's ringing.
         waiting = self.calls.get(call_id)
-        if waiting is None or waiting.agent is not None:
+        if waiting is None or waiting.agent is not None or waiting.channel is None or waiting.callback is not None:
             return
         now = time.time()
         position = self.router.position(call_id)
@@ -357,6 +413,7 @@ class AcdService:
             if now - checked >= 1.0:
                 checked = now
                 self._announcements(now)
+                self._retry_callbacks(now)
             delay = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
@@ -374,11 +431,213 @@ class AcdService:
                 log.warning("acd heartbeat not sent", error=str(exc))
             await asyncio.sleep(HEARTBEAT_EVERY)
 
+    # -- callbacks -------------------------------------------------------------
+
+    def on_ami_event(self, frame: Any) -> None:
+        """AMI listener: callback requests and results from the dialplan, and
+        what becomes of the agent legs we originate for callbacks."""
+        h = frame.headers
+        event = h.get("Event")
+        if event == "UserEvent":
+            name = h.get("UserEvent")
+            if name == "CtiCallbackRequest":
+                self._callback_requested(h)
+            elif name == "CtiCallbackResult":
+                self._callback_result(h)
+        elif event == "OriginateResponse":
+            leg = h.get("Uniqueid")
+            if leg in self.legs:
+                self._leg_originated(leg, h.get("Response") == "Success", h.get("Reason") or "0")
+        elif event == "Hangup":
+            leg = h.get("Uniqueid")
+            if leg in self.legs:
+                self._leg_ended(leg)
+
+    def _save(self, cb: cbs.Callback) -> None:
+        if self._cb_writer is not None:
+            self._cb_writer.save(cb)
+
+    def _callback_requested(self, h: Any) -> None:
+        now = time.time()
+        try:
+            cb = cbs.parse_request(h, now, self.core.settings.acd_default_queue)
+        except cbs.CallbackError as exc:
+            log.error("callback request refused", error=str(exc))
+            return
+        if cb.queue not in self._queues:
+            log.warning("callback request for an unknown queue: default queue used", call_id=cb.callback_id,
+                        queue=cb.queue)
+            cb = replace(cb, queue=self.core.settings.acd_default_queue)
+        call_id = cb.callback_id
+        waiting = self.calls.get(call_id)
+        if waiting is not None and waiting.callback is not None:
+            log.info("callback already requested", call_id=call_id)
+            return
+        if waiting is not None and waiting.agent is not None:
+            log.info("callback request dropped: an agent is ringing for the caller", call_id=call_id)
+            return
+        self.callbacks_requested += 1
+        view = next((w for w in self.router.waiting_calls() if w.call_id == call_id), None)
+        if waiting is not None and view is not None:
+            # Waiting in the router: the request takes over the caller's place.
+            cb = replace(cb, since=view.arrived_at, queue=view.queue_id)
+            waiting.callback = cb
+            self._apply(self.router.to_callback(call_id, now))
+        else:
+            if waiting is None:
+                waiting = self.calls[call_id] = Waiting(channel=h.get("Channel"))
+            waiting.callback = cb
+            self._enter_callback(cb, now)
+        self._save(cb)
+        self._annotate(call_id, "acd.callback_requested", number=cb.number, queue=cb.queue,
+                       waited=round(now - cb.since, 3))
+        log.info("callback requested", call_id=call_id, queue=cb.queue, since=cb.since)
+
+    def _enter_callback(self, cb: cbs.Callback, now: float) -> None:
+        self._call_input(cb.callback_id, lambda: self.router.call_waiting(
+            cb.callback_id, cb.queue, now, priority=cb.priority, skills=parse_skills(cb.skills),
+            customer_id=cb.customer_id, since=cb.since, callback=True))
+
+    async def _originate_callback(self, d: Any) -> None:
+        waiting = self.calls.get(d.call_id)
+        if waiting is None or waiting.callback is None or waiting.agent != d.agent_id:
+            return
+        settings = self.core.settings
+        cb = waiting.callback
+        self._leg_seq += 1
+        leg = f"{d.call_id}-cb{self._leg_seq}"
+        cb = waiting.callback = replace(cb, status=cbs.DIALING, agent_id=d.agent_id, last_leg=leg)
+        waiting.leg, waiting.answered = leg, False
+        self.legs[leg] = d.call_id
+        self._save(cb)
+        variables = {
+            "CTI_CALLBACK": d.call_id, "CTI_AGENT": d.agent_id,
+            "CTI_CALLBACK_DIAL": cbs.dial_string(settings.acd_callback_dial, cb.number),
+            "CTI_CALLBACK_RING": str(settings.acd_callback_ring_s),
+            "CTI_CALLBACK_CID": settings.acd_callback_caller_id,
+        }
+        try:
+            await self.core.ami.send("Originate", {
+                "Channel": d.device, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1",
+                "Timeout": str(int(d.ring_timeout_s * 1000)), "Async": "true",
+                "CallerID": f'"Callback" <{cb.number}>', "ChannelId": leg, "OtherChannelId": f"{leg}-2",
+                "Variable": [f"{k}={v}" for k, v in variables.items()],
+            }, shape="single")
+            self.offers_sent += 1
+        except AmiError as exc:
+            self.offers_failed += 1
+            log.warning("callback offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
+            self.legs.pop(leg, None)
+            if waiting.agent == d.agent_id:
+                waiting.agent = None
+                self._callback_missed(d.call_id, waiting)
+                self._apply(self.router.offer_failed(d.call_id, d.agent_id, "failed", time.time()))
+
+    def _callback_missed(self, call_id: str, waiting: Waiting) -> None:
+        """The agent did not take the callback: it waits again, no attempt spent."""
+        if waiting.leg is not None:
+            self.legs.pop(waiting.leg, None)
+            waiting.leg = None
+        if waiting.callback is not None:
+            waiting.callback = cbs.agent_missed(waiting.callback)
+            self._save(waiting.callback)
+
+    def _leg_originated(self, leg: str, answered: bool, reason: str) -> None:
+        call_id = self.legs[leg]
+        waiting = self.calls.get(call_id)
+        if waiting is None or waiting.agent is None or waiting.leg != leg:
+            return
+        now = time.time()
+        if answered:
+            waiting.answered = True
+            self._apply(self.router.offer_answered(call_id, waiting.agent, now))
+            return
+        agent, waiting.agent = waiting.agent, None
+        self._callback_missed(call_id, waiting)
+        self._apply(self.router.offer_failed(call_id, agent, _ORIGINATE_FAILED.get(reason, "failed"), now))
+
+    def _callback_result(self, h: Any) -> None:
+        call_id = h.get("Callback") or ""
+        waiting = self.calls.get(call_id)
+        if waiting is None or waiting.callback is None:
+            return
+        s = self.core.settings
+        cb = waiting.callback = cbs.after_attempt(waiting.callback, (h.get("Status") or "").strip(), time.time(),
+                                                  max_attempts=s.acd_callback_attempts,
+                                                  retry_s=s.acd_callback_retry_s)
+        self._save(cb)
+        self._annotate(call_id, "acd.callback_attempt", agent=cb.agent_id, result=cb.last_result,
+                       status=cb.status, attempts=cb.attempts)
+        log.info("callback attempt", call_id=call_id, agent=cb.agent_id, result=cb.last_result, status=cb.status,
+                 attempts=cb.attempts)
+
+    def _leg_ended(self, leg: str) -> None:
+        call_id = self.legs.pop(leg)
+        waiting = self.calls.get(call_id)
+        if waiting is None or waiting.leg != leg:
+            return
+        waiting.leg = None
+        now = time.time()
+        agent, waiting.agent = waiting.agent, None
+        if agent is not None and not waiting.answered:  # ended before any OriginateResponse
+            self._callback_missed(call_id, waiting)
+            self._apply(self.router.offer_failed(call_id, agent, "noanswer", now))
+            return
+        cb = waiting.callback
+        if cb is not None and cb.status == cbs.DIALING:  # the result never came: count a failed try
+            cb = waiting.callback = cbs.after_attempt(cb, "UNKNOWN", now, max_attempts=self.core.settings.
+                                                      acd_callback_attempts,
+                                                      retry_s=self.core.settings.acd_callback_retry_s)
+            self._save(cb)
+        if agent is not None:
+            self._apply(self.router.call_finished(call_id, agent, now))
+        waiting.answered = False
+        if cb is not None and cb.status == cbs.PENDING:
+            self.retries[call_id] = cb
+        else:
+            del self.calls[call_id]
+
+    def _retry_callbacks(self, now: float) -> None:
+        due = [cb for cb in self.retries.values() if (cb.not_before or 0) <= now]
+        for cb in due:
+            del self.retries[cb.callback_id]
+            waiting = self.calls.get(cb.callback_id)
+            if waiting is None or waiting.callback is None:
+                continue
+            self._enter_callback(waiting.callback, now)
+
+    async def _restore_callbacks(self) -> None:
+        """At start: callback requests left open by the last run wait again in their place."""
+        delay = 1.0
+        while True:
+            try:
+                found = await acd_store.load_open(self._pool)
+                break
+            except Exception as exc:  # the database may come later: keep trying
+                log.warning("callback requests not loaded yet", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+        now = time.time()
+        for cb in found:
+            if cb.callback_id in self.calls:
+                continue
+            if cb.queue not in self._queues:
+                cb = replace(cb, queue=self.core.settings.acd_default_queue)
+            cb = replace(cb, status=cbs.PENDING, agent_id=None)
+            self.calls[cb.callback_id] = Waiting(channel=None, callback=cb)
+            self.callbacks_restored += 1
+            if cb.not_before is not None and cb.not_before > now:
+                self.retries[cb.callback_id] = cb
+            else:
+                self._enter_callback(cb, now)
+        if found:
+            log.info("callback requests restored", count=len(found))
+
     # -- introspection ---------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         return {"waiting": len(self.calls), "offers_sent": self.offers_sent, "offers_failed": self.offers_failed,
-                "heartbeats": self.heartbeats}
+                "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback)}
 
 
 ACD = web.AppKey("acd", AcdService)

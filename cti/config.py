@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     acd_default_queue: str = "support"
     # Tell waiting callers their position and estimated wait this often (0: never).
     acd_announce_every: float = Field(30.0, ge=0, le=3600)
+    # Callbacks (docs/acd.md, "Callbacks"): how the customer is dialled
+    # ({number} is the number, digits and an optional +), the caller ID they
+    # see (empty: leave it to the trunk), how long their phone rings, how many
+    # times they are tried and how long between tries.
+    acd_callback_dial: str = "Local/{number}@cti-outbound"
+    acd_callback_caller_id: str = ""
+    acd_callback_ring_s: int = Field(30, ge=5, le=300)
+    acd_callback_attempts: int = Field(3, ge=1, le=20)
+    acd_callback_retry_s: float = Field(120.0, ge=0, le=86_400)
 
     # Dialplan hooks (api.hooks): a shared secret the dialplan sends in the
     # X-CTI-Hook-Secret header; unset means loopback clients only.
@@ -71,6 +80,16 @@ class Settings(BaseSettings):
     def _no_control_chars(cls, v: str) -> str:
         if not v or any(c in v for c in "\r\n\0"):
             raise ValueError("must be non-empty and hold no CR, LF or NUL")
+        return v
+
+    @field_validator("acd_callback_dial", "acd_callback_caller_id")
+    @classmethod
+    def _dialplan_value(cls, v: str, info: Any) -> str:
+        # Travels in an Originate's Variable header: a comma would split it.
+        if any(c in v for c in "\r\n\0,"):
+            raise ValueError("must hold no CR, LF, NUL or comma")
+        if info.field_name == "acd_callback_dial" and v.count("{number}") != 1:
+            raise ValueError("must contain {number} once")
         return v
 
     @field_validator("database_url")
