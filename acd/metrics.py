@@ -331,12 +331,14 @@ class QueueFigures:
     longest_waiting_s: float | None      # of the calls still waiting, at now
 
 
-def queue_figures(calls: Iterable[QueueCall], policy: SlPolicy = SlPolicy(), *, now: float) -> QueueFigures:
+def queue_figures(calls: Iterable[QueueCall], policy: SlPolicy | None = None, *, now: float) -> QueueFigures:
     """The figures of ``calls`` (any set: a queue, an interval, an agent's) under ``policy``.
 
     ``now`` measures the calls still waiting (they count as offered and in the
     longest waits, never in service level or ASA: their outcome is unknown).
+    ``policy`` defaults to ``SlPolicy()`` (80% in 20 s, abandons counted against).
     """
+    policy = policy if policy is not None else SlPolicy()
     t, short = policy.threshold_s, policy.short_abandon_s
     arrived = short_ab = answered = abandoned = timed_out = waiting = 0
     ans_within = ab_within = handled = 0
@@ -463,35 +465,91 @@ def bucket_start(t: float, granularity: str, tz: tzinfo) -> float:
     being aligned on the local wall clock of ``tz``: 15-minute intervals start at :00,
     :15, ...; days at local midnight; weeks on Monday at local midnight.
 
-    Across DST changes: a repeated wall-clock hour gives two intervals (its first and
-    second pass); a skipped one gives none; a wall-clock start that does not exist
-    (a day starting in a gap) is taken at the instant of the change.
+    Precisely: the latest interval start at or before ``t``, where the interval starts
+    are the instants of those wall-clock times. Across offset changes: a repeated
+    wall-clock time starts an interval on each pass (two 02:00-03:00 hours), except a
+    repeated midnight, which starts its day once (on its first pass); a wall-clock
+    start that does not exist (skipped by the clocks) starts its interval at the
+    instant of the change.
     """
     size = _granularity(granularity)
     _check_time("bucket", "t", t)
     local = datetime.fromtimestamp(t, tz)
-    start = _floor_wall(local, size).timestamp()
-    # A floor that lands in a gap maps to the change's instant or after; never after t.
-    return min(start, t) if start > t else start
+    floor = _floor_wall(local, size)
+    fast = floor.timestamp()
+    # The common case: no offset change between the interval's start and t.
+    if fast <= t and floor.utcoffset() == local.utcoffset() and _wall(fast, tz) == floor.replace(tzinfo=None):
+        return fast
+    step = _step(size)
+    w = floor.replace(tzinfo=None, fold=0) - step
+    last = local.replace(tzinfo=None) + _MAX_SHIFT
+    best: float | None = None
+    while w <= last:
+        for inst in _instants(w, tz, both_passes=isinstance(size, int)):
+            if inst <= t and (best is None or inst > best):
+                best = inst
+        w += step
+    assert best is not None                  # the start a step before is always at or before t
+    return best
+
+
+# Offset changes move a wall-clock time by at most this much.
+_MAX_SHIFT = timedelta(hours=3)
+
+
+def _step(size: int | str) -> timedelta:
+    return timedelta(days=1) if size == "day" else timedelta(weeks=1) if size == "week" \
+        else timedelta(minutes=size)  # type: ignore[arg-type]
+
+
+def _wall(ts: float, tz: tzinfo) -> datetime:
+    return datetime.fromtimestamp(ts, tz).replace(tzinfo=None, fold=0)
+
+
+def _instants(wall: datetime, tz: tzinfo, *, both_passes: bool) -> list[float]:
+    """The instants a naive wall-clock time names in ``tz``: one, two (a repeated time:
+    both passes, or the first only), or for a skipped time the instant of the change."""
+    ts0 = wall.replace(tzinfo=tz, fold=0).timestamp()
+    ts1 = wall.replace(tzinfo=tz, fold=1).timestamp()
+    found = [ts for ts in ((ts0, ts1) if both_passes else (ts0,)) if _wall(ts, tz) == wall]
+    if found or _wall(ts1, tz) == wall:
+        return sorted(set(found))
+    # Skipped: ts1 (the offset after the change) lies before the change, ts0 after it.
+    lo, hi = math.floor(min(ts0, ts1)), math.ceil(max(ts0, ts1))
+    after = datetime.fromtimestamp(hi, tz).utcoffset()
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if datetime.fromtimestamp(mid, tz).utcoffset() == after:
+            hi = mid
+        else:
+            lo = mid
+    return [float(hi)]
 
 
 def next_bucket(start: float, granularity: str, tz: tzinfo) -> float:
     """The start of the interval after the one starting at ``start`` (a bucket start)."""
     size = _granularity(granularity)
-    local = datetime.fromtimestamp(start, tz)
-    wall = local.replace(tzinfo=None)
-    step = timedelta(days=1) if size == "day" else timedelta(weeks=1) if size == "week" \
-        else timedelta(minutes=size)
-    candidates = []
-    # The same wall time's second pass (a repeated hour), or the next wall start, either pass.
-    for w, folds in ((wall, (1,)), (wall + step, (0, 1))):
-        for fold in folds:
-            ts = w.replace(tzinfo=tz, fold=fold).timestamp()
-            if ts > start and bucket_start(ts, granularity, tz) == ts:
-                candidates.append(ts)
-    if not candidates:                       # cannot happen for real zones; never loop forever
-        raise MetricsError(f"no interval after {start} in {tz}")
-    return min(candidates)
+    step = _step(size)
+    # Usually the next wall-clock start; it is the answer when the interval changes
+    # exactly there (a repeated or skipped hour in between moves the boundary).
+    wall = datetime.fromtimestamp(start, tz).replace(tzinfo=None) + step
+    guess = wall.replace(tzinfo=tz, fold=0).timestamp()
+    if guess > start and bucket_start(guess, granularity, tz) == guess \
+            and bucket_start(guess - 1, granularity, tz) == start:
+        return guess
+    # Otherwise: the first whole second whose interval is a later one (starts never go back
+    # in time, and every offset change is a whole number of seconds), found by bisection.
+    lo = math.floor(start)
+    hi = lo + int(step.total_seconds()) + 4 * 3600
+    while bucket_start(hi, granularity, tz) <= start:
+        hi += int(step.total_seconds())
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if bucket_start(mid, granularity, tz) > start:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
 
 
 def buckets(start: float, end: float, granularity: str, tz: tzinfo) -> list[tuple[float, float]]:
