@@ -3,7 +3,7 @@
 docs/metrics.md defines every figure in words; this module is those definitions.
 
 Inputs, both small frozen records with epoch-second times, filled from what the
-store keeps (``cti.reports`` reads them from PostgreSQL; the live board from
+store keeps (``acd.reports`` reads them from PostgreSQL; the live board from
 the call model and the router):
 
 - ``QueueCall``: one call's stay in one queue: when it entered, how it left
