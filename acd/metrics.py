@@ -565,12 +565,20 @@ def buckets(start: float, end: float, granularity: str, tz: tzinfo) -> list[tupl
 
 
 def by_bucket(calls: Iterable[QueueCall], granularity: str, tz: tzinfo) -> dict[float, list[QueueCall]]:
-    """Calls by the interval they **arrived** in (entered the queue), intervals in order.
-    A call answered or abandoned in a later interval still belongs to its arrival's."""
-    out: dict[float, list[QueueCall]] = defaultdict(list)
-    for c in calls:
-        out[bucket_start(c.arrived_at, granularity, tz)].append(c)
-    return dict(sorted(out.items()))
+    """Calls by the interval they **arrived** in (entered the queue), intervals in order,
+    each interval's calls by arrival. A call answered or abandoned in a later interval
+    still belongs to its arrival's."""
+    out: dict[float, list[QueueCall]] = {}
+    lo = hi = -math.inf
+    part: list[QueueCall] = []
+    # In arrival order, one interval's bounds serve every call inside it.
+    for c in sorted(calls, key=lambda c: c.arrived_at):
+        if not lo <= c.arrived_at < hi:
+            lo = bucket_start(c.arrived_at, granularity, tz)
+            hi = next_bucket(lo, granularity, tz)
+            part = out.setdefault(lo, [])
+        part.append(c)
+    return out
 
 
 def split_spans(spans: Iterable[AgentSpan], bounds: Sequence[tuple[float, float]]) -> dict[float, list[AgentSpan]]:
