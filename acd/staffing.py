@@ -40,7 +40,7 @@ from cti.errors import CtiError
 __all__ = [
     "StaffingError", "ErlangC", "ErlangA", "Staffing", "SlotCounts", "SlotForecast", "IntervalPlan",
     "traffic", "erlang_b", "erlang_c", "erlang_c_figures", "erlang_a_figures", "required_agents",
-    "required_agents_a", "scheduled", "forecast_slot", "same_slot_history", "plan_interval",
+    "required_agents_a", "scheduled", "default_weights", "forecast_slot", "same_slot_history", "plan_interval",
 ]
 
 # Agents searched at most (a target that needs more is refused, not looped on).
