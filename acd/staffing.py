@@ -139,7 +139,10 @@ def erlang_c_figures(n: int, a: float, aht_s: float, sl_seconds: float) -> Erlan
     on average, for a service-level threshold of ``sl_seconds``."""
     _check_pos("aht_s", aht_s)
     _check_nonneg("sl_seconds", sl_seconds)
-    return _figures_c(n, a, erlang_c(n, a), aht_s, sl_seconds)
+    c = erlang_c(n, a)
+    if a == 0:                               # nobody calls: nobody waits
+        return ErlangC(n, 0.0, 0.0, 1.0, 0.0, 0.0)
+    return _figures_c(n, a, c, aht_s, sl_seconds)
 
 
 @dataclass(frozen=True, slots=True)

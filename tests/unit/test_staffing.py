@@ -69,6 +69,7 @@ def test_an_overloaded_queue_never_meets_its_target():
 def test_no_calls_need_no_agents():
     s = required_agents(0, 180, 1800, sl_target=0.8, sl_seconds=20, shrinkage=0.3)
     assert (s.agents, s.scheduled) == (0, 0)
+    assert erlang_c_figures(0, 0.0, 180, 20).service_level == 1.0
 
 
 def test_asa_and_occupancy_goals_can_ask_for_more_agents():
