@@ -103,12 +103,13 @@ _AGENT_REQUESTS: dict[str, dict[str, str]] = {
 
 # Every state change the router can make (a check on itself, not on inputs).
 _TRANSITIONS: dict[str, frozenset[str]] = {
-    LOGGED_OUT: frozenset({AVAILABLE}),
-    AVAILABLE: frozenset({LOGGED_OUT, NOT_READY, RESERVED}),
-    NOT_READY: frozenset({LOGGED_OUT, AVAILABLE, NOT_READY}),
+    # -> ON_CALL without an offer: a call found in progress (``agent_on_call``).
+    LOGGED_OUT: frozenset({AVAILABLE, ON_CALL}),
+    AVAILABLE: frozenset({LOGGED_OUT, NOT_READY, RESERVED, ON_CALL}),
+    NOT_READY: frozenset({LOGGED_OUT, AVAILABLE, NOT_READY, ON_CALL}),
     RESERVED: frozenset({ON_CALL, AVAILABLE, NOT_READY, LOGGED_OUT}),
     ON_CALL: frozenset({WRAPUP, AVAILABLE, NOT_READY, LOGGED_OUT}),
-    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT}),
+    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT, ON_CALL}),
 }
 
 
@@ -477,6 +478,26 @@ class Router:
         self._settle(now, out)
         return out
 
+    def agent_on_call(self, agent_id: str, call_id: str, queue_id: str, now: float) -> list[Decision]:
+        """The agent is found talking on a call the router did not offer (a
+        daemon taking over after a restart): on call, as if it had answered
+        ``call_id`` of ``queue_id``; ``call_finished`` ends it as usual. An
+        agent being offered a call or already on one is left alone."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        q = self._queues.get(queue_id)
+        if q is None:
+            raise AcdInputError(f"unknown queue {queue_id!r}")
+        if agent.state in (RESERVED, ON_CALL):
+            return self._ignore("agent_on_call", call_id, agent_id, f"agent is {agent.state}")
+        out: list[Decision] = []
+        agent.call_id = call_id
+        agent.call_queue = q
+        agent.answered_at = now
+        self._set_state(agent, ON_CALL, f"found on call {call_id}", now, out)
+        self._settle(now, out)
+        return out
+
     def tick(self, now: float) -> list[Decision]:
         """Run every timer due at ``now``."""
         now = self._clock(now)
@@ -521,7 +542,8 @@ class Router:
         a = self._agent(agent_id)
         pending = "logout" if a.pending_logout else a.pending_not_ready
         call = a.offer.id if a.offer is not None else a.call_id
-        return AgentView(a.id, a.state, a.reason, a.since, call, pending)
+        queue = a.offer.queue if a.offer is not None else a.call_queue
+        return AgentView(a.id, a.state, a.reason, a.since, call, pending, queue.id if queue else None)
 
     def waiting_calls(self) -> list[WaitingCall]:
         """Every call the router holds, in service order (priority, then arrival)."""

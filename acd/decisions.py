@@ -122,6 +122,7 @@ class AgentView:
     since: float
     call_id: str | None             # the call offered to or handled by the agent
     pending: str | None             # "logout" or a not-ready reason, applied when the call ends
+    queue_id: str | None = None     # the queue of that call
 
 
 @dataclass(frozen=True, slots=True)

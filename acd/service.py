@@ -74,6 +74,20 @@ class Waiting:
     announced_at: float = 0.0        # when the caller last heard position and wait
     callback: cbs.Callback | None = None  # the caller asked to be called back
     leg: str | None = None           # the agent leg of the current callback attempt
+    entry: "Entry | None" = None     # what the call entered the router with
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A call's routing inputs, kept to enter it again (a new configuration,
+    a carried offer that failed, a callback's next try)."""
+
+    queue: str
+    since: float
+    priority: int | None = None
+    skills: dict[str, int] = field(default_factory=dict)
+    customer_id: str | None = None
+    callback: bool = False
 
 
 @dataclass
@@ -94,6 +108,8 @@ class AcdService:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     legs: dict[str, str] = field(default_factory=dict)           # callback agent leg -> call id
+    carried: dict[str, str] = field(default_factory=dict)        # offers ringing at a reconfigure: call -> agent
+    config_version: int | None = None
     retries: dict[str, cbs.Callback] = field(default_factory=dict)  # callbacks waiting to try again
     _pool: Any = None
     _cb_writer: acd_store.CallbackWriter | None = None
@@ -122,9 +138,10 @@ class AcdService:
                                                    command_timeout=10)
             self._cb_writer = acd_store.CallbackWriter(self._pool)
             self._cb_writer.start()
-            self._tasks.append(asyncio.create_task(self._restore_callbacks(), name="acd-callbacks"))
         # The AMI client may have connected (and resynced) before we were here.
-        self._tasks.append(asyncio.create_task(self._adopt_now(), name="acd-adopt"))
+        # Callbacks are restored after: a callback whose agent is still on the
+        # line is adopted, not tried again.
+        self._tasks.append(asyncio.create_task(self._adopt_now(restore=self._pool is not None), name="acd-adopt"))
         self._tasks += [asyncio.create_task(self._run_actions(), name="acd-actions"),
                        asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
@@ -172,9 +189,8 @@ class AcdService:
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback:
                 self._actions.put_nowait(("setvar", (data["channel"], "CTI_CALLBACK_OK", "1")))
-            self._call_input(cid, lambda: self.router.call_waiting(
-                cid, queue, ev.at, priority=data.get("priority"), skills=parse_skills(data.get("skills")),
-                customer_id=data.get("customer")))
+            self._enter(cid, Entry(queue, ev.at, data.get("priority"), parse_skills(data.get("skills")),
+                                   data.get("customer")), ev.at)
             return
         waiting = self.calls.get(cid)
         if waiting is None:
@@ -185,29 +201,35 @@ class AcdService:
             return
         if kind == "call.connected" and waiting.agent is not None:
             waiting.answered = True
+            self.carried.pop(cid, None)
             self._apply(self.router.offer_answered(cid, waiting.agent, ev.at))
         elif kind == "call.offer_ended" and waiting.agent is not None:
             reason = _FAILED.get(str(data.get("status")))
             if reason is not None:  # CANCEL / HANGUP: the caller left, call.abandoned follows
                 agent, waiting.agent = waiting.agent, None
-                self._apply(self.router.offer_failed(cid, agent, reason, ev.at))
+                self._offer_failed(cid, agent, reason, ev.at)
         elif kind == "call.agent_left" and waiting.agent is not None:
             agent, waiting.agent = waiting.agent, None
             self._apply(self.router.call_finished(cid, agent, ev.at))
         elif kind in ("call.abandoned", "call.ended"):
             del self.calls[cid]
-            if not waiting.answered:
+            carried = self.carried.pop(cid, None)
+            if carried is not None and not waiting.answered:
+                self._apply(self.router.call_finished(cid, carried, ev.at))
+            elif not waiting.answered:
                 self._apply(self.router.call_abandoned(cid, ev.at))
             elif waiting.agent is not None:  # the agent's leg vanished unseen (resync)
                 self._apply(self.router.call_finished(cid, waiting.agent, ev.at))
 
-    async def _adopt_now(self) -> None:
+    async def _adopt_now(self, restore: bool = False) -> None:
         try:
             await self.core.ami.wait_connected(timeout=60)
             listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=30)
             await self.adopt([f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"])
         except CtiError as exc:
             log.warning("acd could not look for waiting callers at start", error=str(exc))
+        if restore:
+            await self._restore_callbacks()
 
     async def adopt(self, channels: list[Any]) -> None:
         """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
@@ -216,17 +238,19 @@ class AcdService:
         allows (it never goes back in time)."""
         ami = self.core.ami
         for item in channels:
-            if item.get("Context") not in ("cti-acd-wait", "cti-acd-announce"):
+            context = item.get("Context")
+            # An agent leg in cti-acd-callback has answered (the customer may still ring).
+            if (context == "cti-acd-offer" and item.get("BridgeId")) or context == "cti-acd-callback":
+                await self._adopt_talking(item)
+                continue
+            if context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
                 continue
             call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
             if not call_id or not channel or call_id in self.calls:
                 continue
             waiting = self.calls[call_id] = Waiting(channel=channel)  # claimed before we wait
-            names = ("CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER", "CTI_WAIT_START")
-            replies = await asyncio.gather(*(ami.send("Getvar", {"Channel": channel, "Variable": n}, shape="single")
-                                             for n in names), return_exceptions=True)
-            values = {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
-                      for n, r in zip(names, replies)}
+            values = await self._getvars(channel, "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER",
+                                         "CTI_WAIT_START")
             try:
                 since = float(values["CTI_WAIT_START"])
             except ValueError:
@@ -241,9 +265,104 @@ class AcdService:
             self.adopted += 1
             log.info("acd adopted a waiting caller", call_id=call_id, queue=values["CTI_QUEUE"])
             queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
-            self._call_input(call_id, lambda: self.router.call_waiting(
-                call_id, queue, since, priority=priority, skills=parse_skills(values["CTI_SKILLS"]),
-                customer_id=values["CTI_CUSTOMER"] or None))
+            self._enter(call_id, Entry(queue, since, priority, parse_skills(values["CTI_SKILLS"]),
+                                       values["CTI_CUSTOMER"] or None), time.time())
+
+    async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
+        replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},
+                                                            shape="single") for n in names),
+                                       return_exceptions=True)
+        return {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
+                for n, r in zip(names, replies)}
+
+    async def _adopt_talking(self, item: Any) -> None:
+        """An agent talking on a call we connected before a restart: the agent
+        is on call until it ends, then wraps up (a caller connected to an agent
+        in ``cti-acd-offer``, or an agent's callback leg in ``cti-acd-callback``)."""
+        channel, uniqueid = item.get("Channel"), item.get("Uniqueid")
+        if not channel or not uniqueid:
+            return
+        callback = item.get("Context") == "cti-acd-callback"
+        values = await self._getvars(channel, "CTI_AGENT", "CTI_QUEUE", "CTI_CALLBACK")
+        agent = values["CTI_AGENT"]
+        call_id = values["CTI_CALLBACK"] if callback else (item.get("Linkedid") or uniqueid)
+        if not call_id or call_id in self.calls or agent not in {a.id for a in self.config.agents}:
+            return
+        queue = values["CTI_QUEUE"]
+        if queue not in self._queues:  # a callback leg does not carry it: any queue of the agent's
+            memberships = self.config.agent(agent).queues
+            queue = next(iter(memberships), self.core.settings.acd_default_queue)
+        waiting = self.calls[call_id] = Waiting(channel=None if callback else channel, agent=agent, answered=True)
+        if callback:
+            waiting.leg = uniqueid
+            self.legs[uniqueid] = call_id
+        else:
+            self.core.model.expect_agent(call_id, agent, self.config.agent(agent).device)
+        self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
+        self.adopted += 1
+        log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
+
+    def reconfigure(self, config: acd_config.AcdConfig, version: int | None = None) -> dict[str, int]:
+        """Put a new routing configuration in force without dropping anyone.
+
+        A fresh router is built and given what the old one held: agents keep
+        their state (talking agents stay on their call, wrap-up starts again),
+        waiting calls and callbacks keep their place (arrival time), offers
+        ringing now are carried as the agent's call until they end. Agents no
+        longer configured leave routing (their current call goes on in
+        Asterisk); calls of a queue that is gone wait in the default queue.
+        The service-level counters of the live board start again.
+        """
+        now = time.time()
+        old, new = self.router, acd_core.Router(config)
+        queues = {q.id for q in config.queues}
+        agents = {a.id: a for a in config.agents}
+        default = self.core.settings.acd_default_queue
+        out: list[Any] = []
+        moved = dropped = 0
+        for a in self.config.agents:
+            view = old.agent_state(a.id)
+            if a.id not in agents:
+                for w in self.calls.values():
+                    if w.agent == a.id:
+                        w.agent = None
+                continue
+            if view.state == acd_core.LOGGED_OUT:
+                continue
+            if view.state in (acd_core.AVAILABLE, acd_core.NOT_READY):
+                out += new.login(a.id, now)
+                if view.state == acd_core.NOT_READY:
+                    out += new.set_not_ready(a.id, view.reason, now)
+                continue
+            memberships = list(agents[a.id].queues)
+            queue = view.queue_id if view.queue_id in queues else (memberships[0] if memberships else default)
+            call = view.call_id or f"wrapup-{a.id}"
+            out += new.agent_on_call(a.id, call, queue, now)
+            if view.state == acd_core.WRAPUP:
+                out += new.call_finished(call, a.id, now)
+            elif view.state == acd_core.RESERVED:
+                self.carried[call] = a.id
+            if view.pending == "logout":
+                out += new.logout(a.id, now)
+            elif view.pending:
+                out += new.set_not_ready(a.id, view.pending, now)
+        self.router, self.config = new, config
+        self._queues = {q.id: q for q in config.queues}
+        self.config_version = version
+        self._apply(out)
+        for w in old.waiting_calls():
+            waiting = self.calls.get(w.call_id)
+            if w.status == acd_core.RINGING or waiting is None or waiting.entry is None:
+                continue
+            entry = replace(waiting.entry, since=w.arrived_at, callback=w.callback)
+            if entry.queue not in queues:
+                entry = replace(entry, queue=default)
+                dropped += 1
+            self._enter(w.call_id, entry, now)
+            moved += 1
+        log.info("acd configuration in force", version=version, agents=len(config.agents),
+                 queues=len(config.queues), calls_kept=moved, queue_gone=dropped, offers_carried=len(self.carried))
+        return {"calls_kept": moved, "queue_gone": dropped, "offers_carried": len(self.carried)}
 
     def agent_request(self, agent_id: str, what: str, reason: str = "") -> None:
         """An agent's own request (``login``, ``logout``, ``set_ready``,
@@ -252,6 +371,32 @@ class AcdService:
         now = time.time()
         method = getattr(self.router, what)
         self._apply(method(agent_id, reason, now) if what == "set_not_ready" else method(agent_id, now))
+
+    def _enter(self, call_id: str, entry: Entry, now: float) -> None:
+        """The call (already in ``self.calls``) waits in the router with ``entry``."""
+        waiting = self.calls.get(call_id)
+        if waiting is not None:
+            waiting.entry = entry
+        self._call_input(call_id, lambda: self.router.call_waiting(
+            call_id, entry.queue, now, priority=entry.priority, skills=entry.skills or None,
+            customer_id=entry.customer_id, since=entry.since, callback=entry.callback))
+
+    def _offer_failed(self, call_id: str, agent: str, reason: str, now: float) -> None:
+        """An offer ended unanswered. One carried over a reconfiguration is not
+        known to the router as an offer: the agent's hold ends as a miss and
+        the call waits again in its place."""
+        if self.carried.pop(call_id, None) != agent:
+            self._apply(self.router.offer_failed(call_id, agent, reason, now))
+            return
+        out = self.router.call_finished(call_id, agent, now)
+        try:
+            out += self.router.set_not_ready(agent, acd_core.FAILURE_STATES[reason], now)
+        except acd_core.AgentStateError:
+            pass  # logged out meanwhile
+        self._apply(out)
+        waiting = self.calls.get(call_id)
+        if waiting is not None and waiting.entry is not None:
+            self._enter(call_id, waiting.entry, now)
 
     def _call_input(self, call_id: str, fn) -> None:
         try:
@@ -358,7 +503,7 @@ class AcdService:
             waiting = self.calls.get(d.call_id)
             if waiting is not None and waiting.agent == d.agent_id:
                 waiting.agent = None
-                self._apply(self.router.offer_failed(d.call_id, d.agent_id, "failed", time.time()))
+                self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
 
     def _announcements(self, now: float) -> None:
         """Queue a position/wait announcement for callers due one."""
@@ -482,6 +627,8 @@ class AcdService:
             # Waiting in the router: the request takes over the caller's place.
             cb = replace(cb, since=view.arrived_at, queue=view.queue_id)
             waiting.callback = cb
+            if waiting.entry is not None:
+                waiting.entry = replace(waiting.entry, since=view.arrived_at, callback=True)
             self._apply(self.router.to_callback(call_id, now))
         else:
             if waiting is None:
@@ -494,9 +641,8 @@ class AcdService:
         log.info("callback requested", call_id=call_id, queue=cb.queue, since=cb.since)
 
     def _enter_callback(self, cb: cbs.Callback, now: float) -> None:
-        self._call_input(cb.callback_id, lambda: self.router.call_waiting(
-            cb.callback_id, cb.queue, now, priority=cb.priority, skills=parse_skills(cb.skills),
-            customer_id=cb.customer_id, since=cb.since, callback=True))
+        self._enter(cb.callback_id, Entry(cb.queue, cb.since, cb.priority, parse_skills(cb.skills),
+                                          cb.customer_id, callback=True), now)
 
     async def _originate_callback(self, d: Any) -> None:
         waiting = self.calls.get(d.call_id)
@@ -531,7 +677,7 @@ class AcdService:
             if waiting.agent == d.agent_id:
                 waiting.agent = None
                 self._callback_missed(d.call_id, waiting)
-                self._apply(self.router.offer_failed(d.call_id, d.agent_id, "failed", time.time()))
+                self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
 
     def _callback_missed(self, call_id: str, waiting: Waiting) -> None:
         """The agent did not take the callback: it waits again, no attempt spent."""
@@ -550,11 +696,12 @@ class AcdService:
         now = time.time()
         if answered:
             waiting.answered = True
+            self.carried.pop(call_id, None)
             self._apply(self.router.offer_answered(call_id, waiting.agent, now))
             return
         agent, waiting.agent = waiting.agent, None
         self._callback_missed(call_id, waiting)
-        self._apply(self.router.offer_failed(call_id, agent, _ORIGINATE_FAILED.get(reason, "failed"), now))
+        self._offer_failed(call_id, agent, _ORIGINATE_FAILED.get(reason, "failed"), now)
 
     def _callback_result(self, h: Any) -> None:
         call_id = h.get("Callback") or ""
@@ -581,7 +728,7 @@ class AcdService:
         agent, waiting.agent = waiting.agent, None
         if agent is not None and not waiting.answered:  # ended before any OriginateResponse
             self._callback_missed(call_id, waiting)
-            self._apply(self.router.offer_failed(call_id, agent, "noanswer", now))
+            self._offer_failed(call_id, agent, "noanswer", now)
             return
         cb = waiting.callback
         if cb is not None and cb.status == cbs.DIALING:  # the result never came: count a failed try
@@ -619,7 +766,10 @@ class AcdService:
                 delay = min(30.0, delay * 2)
         now = time.time()
         for cb in found:
-            if cb.callback_id in self.calls:
+            waiting = self.calls.get(cb.callback_id)
+            if waiting is not None:
+                if waiting.callback is None and waiting.leg is not None:  # its agent is still on the line
+                    waiting.callback = cb
                 continue
             if cb.queue not in self._queues:
                 cb = replace(cb, queue=self.core.settings.acd_default_queue)
@@ -643,6 +793,44 @@ class AcdService:
 ACD = web.AppKey("acd", AcdService)
 
 
+async def config_in_force(core: Any, path: Any) -> tuple[acd_config.AcdConfig, int | None]:
+    """The routing configuration to start with, and its stored version.
+
+    The file is read (and must be valid: a bad file stops the start, as
+    before). With a database, versions are kept in ``acd_config_versions``:
+    see ``acd.store.choose_config`` for which one starts. A stored version
+    that no longer validates is skipped with an error in the log.
+    """
+    config = acd_config.load_config(path)
+    if core.dsn is None:
+        return config, None
+    import asyncpg
+    document = config.model_dump(mode="json")
+    source = f"file:{path}"
+    pool = await asyncpg.create_pool(core.dsn, min_size=0, max_size=1, timeout=10)
+    try:
+        newest = await acd_store.config_versions(pool, limit=1)
+        from_file = await acd_store.latest_from(pool, "file:")
+        choice = acd_store.choose_config(document, newest[0] if newest else None, from_file)
+        if choice == "stored":
+            try:
+                stored = acd_config.parse_config(newest[0].document, f"stored version {newest[0].version}")
+                log.info("acd configuration: stored version in force", version=newest[0].version,
+                         source=newest[0].source)
+                return stored, newest[0].version
+            except CtiError as exc:
+                log.error("acd configuration: stored version invalid, file used", error=str(exc))
+                choice = "file"
+        if choice == "file":
+            version = await acd_store.save_config_version(pool, document, source)
+            log.info("acd configuration: file recorded as a new version", version=version, path=str(path))
+            return config, version
+        assert from_file is not None
+        return config, from_file.version
+    finally:
+        await pool.close()
+
+
 def setup_acd(app: web.Application) -> None:
     """Run the ACD in the daemon when ``acd_config`` is set (after the AMI client)."""
     from cti.daemon import CORE
@@ -654,7 +842,9 @@ def setup_acd(app: web.Application) -> None:
             log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
             yield
             return
-        service = AcdService(core, acd_config.load_config(path))
+        config, version = await config_in_force(core, path)
+        service = AcdService(core, config)
+        service.config_version = version
         app[ACD] = core.acd = service
         await service.start()
         log.info("acd started", agents=len(service.config.agents), queues=len(service.config.queues))

@@ -8,7 +8,7 @@ of simulated calls. The files under tests/fixtures/ami/ come from here:
     scripts/asterisk-sandbox up
     .venv/bin/python scripts/capture-ami.py basic tests/fixtures/ami/basic.ami
 
-Scenarios: basic, abandon, burst, resync, noanswer (see SCENARIOS).
+Scenarios: basic, abandon, burst, resync, bridge, callback (see SCENARIOS).
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ async def login(user: str, secret: str, events: str) -> tuple[asyncio.StreamRead
 
 
 async def action(writer: asyncio.StreamWriter, name: str, **headers: str) -> None:
-    lines = [f"Action: {name}"] + [f"{k}: {v}" for k, v in headers.items()]
+    # Keys padded with spaces repeat a header (e.g. several Variable lines).
+    lines = [f"Action: {name}"] + [f"{k.strip()}: {v}" for k, v in headers.items()]
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     await writer.drain()
 
@@ -97,7 +98,35 @@ async def bridge(w, cw, chunks):
     await asyncio.sleep(9)
 
 
-SCENARIOS = {"basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge}
+async def callback(w, cw):
+    # The dialplan's side of callbacks, without the daemon: a caller asks to be
+    # called back (context cti-callback, its wait begun 30 s earlier), then
+    # three agent legs as the daemon originates them: one answered and the
+    # customer answers, one the agent never answers, one whose customer never
+    # answers.
+    now = int(time.time())
+    await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT", Value=str(now))
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="2")
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="2")
+    await action(w, "Originate", ActionID="orig-req", Channel="Local/p10@cti-demo-caller/n", Context="cti-callback",
+                 Exten="s", Priority="1", CallerID='"Callback Caller" <+442071000001>', ChannelId="capreq",
+                 OtherChannelId="capreq-2", Async="true", Variable="CTI_QUEUE=care",
+                 **{"Variable ": f"CTI_WAIT_START={now - 30}"})
+    await asyncio.sleep(4)
+    legs = (("capreq-cb1", "Local/agent1@cti-demo-agents/n", "+442071000001", "20000"),
+            ("capreq-cb2", "Local/noanswer1@cti-demo-agents/n", "+442071000001", "2000"),
+            ("capreq-cb3", "Local/agent2@cti-demo-agents/n", "+9990001234", "20000"))
+    for leg, device, number, timeout in legs:
+        await action(w, "Originate", ActionID=f"orig-{leg}", Channel=device, Context="cti-acd-callback", Exten="s",
+                     Priority="1", Timeout=timeout, Async="true", CallerID=f'"Callback" <{number}>', ChannelId=leg,
+                     OtherChannelId=leg + "-2", Variable="CTI_CALLBACK=capreq",
+                     **{"Variable ": "CTI_AGENT=c1", "Variable  ": f"CTI_CALLBACK_DIAL=Local/{number}@cti-demo-callee/n",
+                        "Variable   ": "CTI_CALLBACK_RING=3"})
+    await asyncio.sleep(12)
+    await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT", Value="0")
+
+
+SCENARIOS = {"callback": callback, "basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge}
 
 
 async def main(scenario: str, out: str) -> None:

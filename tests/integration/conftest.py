@@ -147,8 +147,16 @@ class Daemon:
     runner: web.AppRunner
     settings: Settings
 
-    async def stop(self) -> None:
-        await self.runner.cleanup()
+    async def stop(self, timeout: float = 60.0) -> None:
+        """Stop the daemon; one that does not stop in time fails the test with every task's stack."""
+        try:
+            await asyncio.wait_for(self.runner.cleanup(), timeout)
+        except asyncio.TimeoutError:
+            import io
+            out = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(file=out)
+            pytest.fail(f"the daemon did not stop within {timeout}s; tasks:\n{out.getvalue()}")
 
 
 async def start_daemon(settings: Settings, app: web.Application | None = None) -> Daemon:

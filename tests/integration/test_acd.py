@@ -199,3 +199,39 @@ async def test_restarted_daemon_adopts_callers_already_waiting(asterisk, databas
     finally:
         await second.stop()
         await set_demo_times(demo_ami)
+
+
+async def test_restarted_daemon_finds_agents_talking_and_wraps_them_up(asterisk, database, tmp_path, demo_ami):
+    hangup_all()
+    settings = daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0)
+    first = await start_daemon(settings)
+    await eventually(lambda: first.core.acd is not None and first.core.acd.heartbeats > 0, timeout=10)
+    await set_demo_times(demo_ami, ring=(0, 0), talk=(8, 8))
+    not_ready(first, "a1", "a2", "a3", "a5")  # billing: only a4 (Dev) left
+    talking = await call(demo_ami, "billing", 1)
+    await eventually(lambda: first.core.acd.router.agent_state("a4").state == "on_call", timeout=10,
+                     what="a4 talking")
+    first.core.acd.handover = False  # as if it died mid-call
+    await first.stop()
+    second = await start_daemon(settings)  # a4 logs in afresh (auto_login) and is found talking
+    try:
+        acd = second.core.acd
+        await eventually(lambda: acd is not None and acd.router.agent_state("a4").state == "on_call", timeout=15,
+                         what="the talking agent adopted")
+        assert acd.router.agent_state("a4").call_id == talking.channel_id
+        # Not offered another call while talking: a new billing caller waits for a3.
+        not_ready(second, "a1", "a2", "a3", "a5")
+        waiting = await call(demo_ami, "billing", 2)
+        await eventually(lambda: waiting.channel_id in acd.calls, timeout=10, what="the next caller waiting")
+        assert acd.router.agent_state("a4").state == "on_call"
+        # The call ends (the agent hangs up after 8 s): wrap-up, then the waiting caller.
+        rows = await ended_rows(database, [talking.channel_id, waiting.channel_id], timeout=40)
+        assert rows[waiting.channel_id]["agent"] == "a4"
+        states = await fetch(database, "SELECT state, reason FROM agent_states WHERE agent_id = 'a4' ORDER BY at")
+        reasons = [(r["state"], r["reason"]) for r in states]
+        assert ("on_call", f"found on call {talking.channel_id}") in reasons
+        assert reasons.index(("on_call", f"found on call {talking.channel_id}")) < \
+            max(i for i, (st, _) in enumerate(reasons) if st == "wrapup")
+    finally:
+        await second.stop()
+        await set_demo_times(demo_ami)

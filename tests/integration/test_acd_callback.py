@@ -29,11 +29,6 @@ async def started(database: str, tmp_path: Path, **kw):
     return d
 
 
-def not_ready(d, *agents: str) -> None:
-    for a in agents:
-        d.core.acd.agent_request(a, "set_not_ready", "test")
-
-
 async def caller(demo_ami, number: str, *, press_1_after: int | None = None, patience: int = 60):
     """A caller routed straight to the queue 'care'; presses 1 after some seconds if asked."""
     variables = {"CTI_QUEUE": "care"}
@@ -64,9 +59,8 @@ async def demo_times(demo_ami):
 
 async def test_a_callback_keeps_its_place_across_a_restart_and_is_called_back_first(
         asterisk, database, tmp_path, demo_ami, demo_times):
-    d = await started(database, tmp_path)
+    d = await started(database, tmp_path)  # nobody logged in: callers wait
     try:
-        not_ready(d, "c1", "c2")
         first = await caller(demo_ami, "+442071000001", press_1_after=3)
         await eventually(lambda: first.channel_id in d.core.acd.calls, timeout=10, what="first caller waiting")
         second = await caller(demo_ami, "+442071000002", patience=90)
@@ -76,9 +70,8 @@ async def test_a_callback_keeps_its_place_across_a_restart_and_is_called_back_fi
         # The first caller hung up after the confirmation; the place is still theirs.
         await eventually(lambda: d.core.acd.calls[first.channel_id].channel is None, timeout=15,
                          what="the first caller hung up")
-        waiting = [w.call_id for w in d.core.acd.router.waiting_calls()]
-        assert waiting == [first.channel_id, second.channel_id]
-        assert d.core.acd.router.waiting_calls()[0].callback
+        waiting = d.core.acd.router.waiting_calls()
+        assert [(w.call_id, w.callback) for w in waiting] == [(first.channel_id, True), (second.channel_id, False)]
     finally:
         await d.stop()  # the second caller goes to the fallback queue; the callback is in the database
 
@@ -87,24 +80,30 @@ async def test_a_callback_keeps_its_place_across_a_restart_and_is_called_back_fi
         await eventually(lambda: d.core.acd.callbacks_restored == 1, timeout=10, what="the callback restored")
         later = await caller(demo_ami, "+442071000003", patience=90)
         await eventually(lambda: later.channel_id in d.core.acd.calls, timeout=10, what="a later caller waiting")
-        # c2 stays away: c1 alone shows who is served first.
-        not_ready(d, "c2")
-        view = d.core.acd.router.waiting_calls()
-        assert [w.call_id for w in view][:2] == [first.channel_id, later.channel_id]
-        d.core.acd.agent_request("c1", "set_ready")
+        waiting = d.core.acd.router.waiting_calls()
+        assert [(w.call_id, w.callback) for w in waiting] == [(first.channel_id, True), (later.channel_id, False)]
+        assert waiting[0].arrived_at == pytest.approx(cb.since)
+        d.core.acd.agent_request("c1", "login")
         done = await eventually(lambda: _status(database, first.channel_id, "connected"), timeout=30,
                                 what="the customer called back and connected")
         assert (done.agent_id, done.attempts, done.last_result) == ("c1", 1, "ANSWER")
         assert done.last_leg.startswith(first.channel_id + "-cb")
-        # The callback went first: the later caller is still waiting (or only now offered to c1).
-        await eventually(lambda: later.channel_id not in [w.call_id for w in d.core.acd.router.waiting_calls()]
-                         or d.core.acd.router.agent_state("c1").state == "reserved", timeout=30,
-                         what="c1 moves on to the later caller")
+        # Then c1 takes the later caller.
+        rows = await eventually(lambda: _ended(database, later.channel_id), timeout=40, what="the later caller served")
+        assert rows["agent"] == "c1" and not rows["abandoned"]
         states = await agent_states(database, "c1")
         on_calls = [reason for state, reason in states if state == "on_call"]
-        assert on_calls and on_calls[0] == f"answered call {first.channel_id}"
+        assert on_calls == [f"answered call {first.channel_id}", f"answered call {later.channel_id}"]
     finally:
         await d.stop()
+
+
+async def _ended(dsn: str, call_id: str):
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await conn.fetchrow("SELECT * FROM calls WHERE call_id = $1 AND ended_at IS NOT NULL", call_id)
+    finally:
+        await conn.close()
 
 
 async def _status(dsn: str, callback_id: str, status: str):
@@ -116,11 +115,9 @@ async def test_a_customer_who_never_answers_is_tried_again_then_given_up(
         asterisk, database, tmp_path, demo_ami, demo_times):
     d = await started(database, tmp_path, acd_callback_ring_s=5)
     try:
-        not_ready(d, "c2")
-        d.core.acd.agent_request("c1", "set_not_ready", "test")
         gone = await caller(demo_ami, "+9990001234", press_1_after=2)
         await eventually(lambda: fetch_callback(database, gone.channel_id), timeout=20, what="request stored")
-        d.core.acd.agent_request("c1", "set_ready")
+        d.core.acd.agent_request("c1", "login")
         failed = await eventually(lambda: _status(database, gone.channel_id, "failed"), timeout=60,
                                   what="two tries, then given up")
         assert (failed.attempts, failed.last_result) == (2, "NOANSWER")

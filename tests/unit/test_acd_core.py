@@ -752,3 +752,28 @@ def test_a_call_already_ringing_an_agent_does_not_become_a_callback():
     r.call_waiting("c1", "q", T0)
     assert only(r.to_callback("c1", T0 + 1), Ignored).reason == "an agent is ringing for it"
     assert only(r.to_callback("nope", T0 + 1), Ignored).reason == "call not waiting"
+
+
+# -- calls found in progress (a daemon taking over) ------------------------------------
+
+@pytest.mark.parametrize("before", ["logged_out", "available", "not_ready", "wrapup"])
+def test_an_agent_found_talking_is_on_call_and_wraps_up_when_it_ends(before):
+    r = router([agent("a")], [queue(wrapup_s=5)], login=before != "logged_out")
+    if before == "not_ready":
+        r.set_not_ready("a", "break", T0)
+    elif before == "wrapup":
+        r.call_waiting("c0", "q", T0)
+        serve(r, "c0", "a", T0)
+    ds = r.agent_on_call("a", "c1", "q", T0 + 1)
+    assert only(ds, AgentState).new == "on_call" and r.agent_state("a").call_id == "c1"
+    r.call_waiting("c2", "q", T0 + 2)
+    assert r.waiting_calls()[0].status == "waiting"  # not offered to a talking agent
+    assert only(r.call_finished("c1", "a", T0 + 30), AgentState).new == "wrapup"
+
+
+def test_an_agent_already_ringing_is_not_taken_for_talking_elsewhere():
+    r = router([agent("a")])
+    r.call_waiting("c1", "q", T0)
+    assert only(r.agent_on_call("a", "other", "q", T0 + 1), Ignored).reason == "agent is reserved"
+    with pytest.raises(AcdInputError, match="unknown queue 'nope'"):
+        r.agent_on_call("a", "other", "nope", T0 + 1)
