@@ -114,6 +114,7 @@ async def _status(dsn: str, callback_id: str, status: str):
 async def test_a_customer_who_never_answers_is_tried_again_then_given_up(
         asterisk, database, tmp_path, demo_ami, demo_times):
     d = await started(database, tmp_path, acd_callback_ring_s=5)
+    await set_demo_times(demo_ami, ring=(0, 1), talk=(9, 9))  # the agent waits out the customer's ringing
     try:
         gone = await caller(demo_ami, "+9990001234", press_1_after=2)
         await eventually(lambda: fetch_callback(database, gone.channel_id), timeout=20, what="request stored")
