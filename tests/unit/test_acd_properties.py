@@ -109,6 +109,7 @@ class RouterMachine(RuleBasedStateMachine):
                 assert self.ringing.pop(d.call_id) == d.agent_id
             elif isinstance(d, MaxWait):
                 call = self.accepted[d.call_id]
+                assert not call.get("callback"), f"{d.call_id}: a callback timed out"
                 assert call["queue"] == d.queue_id and self.now >= call["entered"] + QUEUES[d.queue_id].max_wait_s
                 self.sl[d.queue_id][0] += 1
                 if d.action == "overflow":
@@ -183,6 +184,40 @@ class RouterMachine(RuleBasedStateMachine):
             self.accepted[cid] = {"at": self.now, "skills": skills, "queue": q, "entered": self.now}
             self.go("call_waiting", cid, q, self.now, priority=prio, skills=skills, customer_id=customer,
                     preferred_agent=preferred)
+
+    @rule(queue=st.sampled_from(sorted(QUEUES)), ago=st.sampled_from([0.0, 5.0, 40.0, 400.0]),
+          callback=st.booleans())
+    def arrive_taken_over(self, queue: str, ago: float, callback: bool) -> None:
+        """A caller whose wait began earlier (a restart), or a callback request keeping its place."""
+        self.n += 1
+        cid = f"call{self.n}"
+        since = self.now - ago
+        self.accepted[cid] = {"at": since, "skills": None, "queue": queue, "entered": since, "callback": callback}
+        self.go("call_waiting", cid, queue, self.now, since=since, callback=callback)
+
+    @precondition(lambda self: len(self.accepted) > len(self.gone))
+    @rule(data=st.data())
+    def to_callback(self, data) -> None:
+        cid = data.draw(st.sampled_from(sorted(set(self.accepted) - self.gone)))
+        ds = self.r.to_callback(cid, self.now)
+        if cid in self.ringing:
+            assert isinstance(ds[0], Ignored)
+        else:
+            assert ds == []
+            self.accepted[cid]["callback"] = True
+        self.apply(ds)
+
+    @rule(a=agent_ids, data=st.data())
+    def found_talking(self, a: str, data) -> None:
+        """After a restart the agent is found on a call nobody offered."""
+        queue = data.draw(st.sampled_from(sorted(AGENTS[a].queues) or sorted(QUEUES)))
+        self.n += 1
+        ds = self.r.agent_on_call(a, f"ext{self.n}", queue, self.now)
+        if self.state[a] in ("reserved", "on_call"):
+            assert isinstance(ds[0], Ignored)
+        else:
+            assert self.r.agent_state(a).state == "on_call"
+        self.apply(ds)
 
     @precondition(lambda self: len(self.accepted) > len(self.gone))
     @rule(data=st.data())
