@@ -22,7 +22,7 @@ from typing import Annotated, Any, AsyncIterator, Literal
 import asyncpg
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints
 
 from api import accounts
 from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_from_headers, digest, new_session_token
@@ -35,8 +35,9 @@ log = structlog.get_logger(__name__)
 QUERY_TIMEOUT = 2.0
 HASH_CONCURRENCY = 2
 
-Username = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=64,
-                                            pattern=r"^[a-z0-9][a-z0-9_.@-]*$")]
+# Trimmed and lower-cased before the pattern is checked: usernames are case-insensitive.
+Username = Annotated[str, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+                     StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.@-]*$")]
 
 
 class _Body(BaseModel):

@@ -282,11 +282,14 @@ class CallAudience:
     """Which agents a call's events concern: those it is offered to or connected
     with, from ``call.offered``/``call.connected`` until their offer ends
     (``call.offer_ended``, ``acd.withdrawn``) or they leave (``call.agent_left``);
-    the leaving event itself still reaches them. ``acd.offer`` reaches the agent
-    it names. Forgets a call at ``call.ended``."""
+    the leaving event itself still reaches them, and an agent who left after
+    being connected also gets the call's ``call.ended`` (their screen-pop
+    closes) but nothing in between (a transfer's later life is not theirs).
+    ``acd.offer`` reaches the agent it names. Forgets a call at ``call.ended``."""
 
     def __init__(self) -> None:
         self.calls: dict[str, set[str]] = {}
+        self.left: dict[str, set[str]] = {}      # call -> agents who left it, told of its end
 
     def feed(self, kind: str, call_id: str, data: Mapping[str, Any]) -> frozenset[str]:
         agent = data.get("agent")
@@ -295,12 +298,20 @@ class CallAudience:
         if kind in _JOIN and agent is not None:
             members = self.calls.setdefault(call_id, set())
             members.add(agent)
+            left = self.left.get(call_id)
+            if left is not None:
+                left.discard(agent)
         audience = frozenset(members or ())
         if kind in _NAMED and agent is not None:
             audience |= {agent}
-        if kind in _LEAVE and agent is not None and members is not None:
+        if kind in _LEAVE and agent is not None and members is not None and agent in members:
             members.discard(agent)
-        if kind == "call.ended" or (members is not None and not members and kind in _LEAVE):
+            if kind == "call.agent_left":
+                self.left.setdefault(call_id, set()).add(agent)
+            if not members:
+                del self.calls[call_id]
+        if kind == "call.ended":
+            audience |= self.left.pop(call_id, set())
             self.calls.pop(call_id, None)
         return audience
 

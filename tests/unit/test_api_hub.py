@@ -216,8 +216,16 @@ def test_call_audience_follows_offer_answer_and_leave():
     assert a.calls_of("a2") == ["c"] and a.calls_of("a1") == []
     assert a.feed("call.held", "c", {}) == {"a2"}
     assert a.feed("call.agent_left", "c", {"agent": "a2"}) == {"a2"}
+    assert a.feed("call.transferred", "c", {}) == frozenset()   # not a2's any more...
+    assert a.feed("call.ended", "c", {}) == {"a2"}               # ...but its end closes a2's screen-pop
+    assert a.calls == {} and a.left == {}
+
+
+def test_an_agent_whose_offer_ended_is_not_told_of_the_end():
+    a = CallAudience()
+    a.feed("call.offered", "c", {"agent": "a1"})
+    a.feed("call.offer_ended", "c", {"agent": "a1"})
     assert a.feed("call.ended", "c", {}) == frozenset()
-    assert a.calls == {}
 
 
 def test_call_audience_forgets_ended_calls():
