@@ -22,7 +22,6 @@ authorisation matrix is what the registry says, and ``docs/api.md`` shows it.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -171,7 +170,3 @@ class Passwords:
             self._hasher.verify(self._dummy, password)
         except argon2.exceptions.VerificationError:
             pass
-
-
-def same_secret(a: bytes, b: bytes) -> bool:
-    return hmac.compare_digest(a, b)

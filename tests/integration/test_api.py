@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+import structlog
 from openapi_spec_validator import validate
 
 from api import accounts
@@ -77,8 +78,13 @@ async def api_daemon(asterisk, database, tmp_path):
 
 async def test_login_me_logout(api_daemon, http):
     d = api_daemon
-    async with http.post(url(d, "/api/login"), json={"username": " ADA ", "password": PASSWORD}) as r:
-        body = await r.json()
+    with structlog.testing.capture_logs() as logs:
+        async with http.post(url(d, "/api/login"), json={"username": " ADA ", "password": PASSWORD}) as r:
+            body = await r.json()
+        async with http.post(url(d, "/api/login"), json={"username": "ada", "password": "wrong " + PASSWORD}) as bad:
+            assert bad.status == 401
+    assert any(e["event"] == "logged in" for e in logs)
+    assert PASSWORD not in repr(logs) and body["token"] not in repr(logs)
     assert r.status == 200 and body["user"]["agent_id"] == "a1" and body["token"].startswith("cts_")
     token = body["token"]
     async with http.get(url(d, "/api/me"), headers=bearer(token)) as r:
