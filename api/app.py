@@ -10,7 +10,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from acd.service import setup_acd
+from api.desk import setup_auth
 from api.hooks import setup_hooks
+from api.observe import setup_metrics
+from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
 from ivr.service import setup_ivr
@@ -21,4 +24,9 @@ def build(settings: Settings) -> web.Application:
     setup_ivr(app)
     setup_hooks(app)
     setup_acd(app)
+    # The API: registry (/openapi.json, /docs), auth and its pool, then what uses them.
+    # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
+    setup_auth(app)
+    setup_metrics(app)
+    setup_ws(app)
     return app

@@ -5,6 +5,7 @@
     cti check          validate the configuration and reach Asterisk and PostgreSQL
     cti calls          the latest calls in the database
     cti demo-traffic   place simulated calls in the sandbox (demo only)
+    cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -41,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     t.add_argument("--talk", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"),
                    help="agents' talk time in seconds")
+    # The API's accounts live in api/ (the command is a composition root, like serve).
+    from api.users_cli import add_parser as add_users_parser
+
+    add_users_parser(sub)
     return p
 
 
@@ -61,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(settings))
         if args.command == "calls":
             return asyncio.run(_calls(settings, args.last))
+        if args.command == "users":
+            return asyncio.run(_users(settings, args))
         if args.command == "demo-traffic":
             return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
     except KeyboardInterrupt:
@@ -167,6 +174,18 @@ def _without_secrets(text: str, settings: Settings) -> str:
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "**********")
     return text
+
+
+async def _users(settings: Settings, args: argparse.Namespace) -> int:
+    from api import users_cli
+    from cti import store
+
+    dsn, server = await _dsn(settings)
+    try:
+        await store.migrate(dsn)  # the first admin can be made on a fresh database
+        return await users_cli.run(args, dsn)
+    finally:
+        await _release(server)
 
 
 async def _calls(settings: Settings, last: int) -> int:

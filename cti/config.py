@@ -75,6 +75,16 @@ class Settings(BaseSettings):
     # IVR menu file (TOML, see docs/ivr.md); unset runs ivr/examples/demo.toml.
     ivr_menus: Path | None = None
 
+    # API (docs/api.md): how long a login session lasts (seconds, from login);
+    # who may read /metrics: loopback clients only, authenticated supervisors
+    # and admins (a session or an API key), or anyone.
+    session_ttl: float = Field(12 * 3600, ge=60, le=30 * 24 * 3600)
+    metrics_access: Literal["loopback", "auth", "open"] = "loopback"
+    # WebSocket hub: events kept per user for a reconnecting client to catch up,
+    # and events queued per connection before a slow client is dropped.
+    ws_replay_max: int = Field(1000, ge=10, le=100_000)
+    ws_queue_max: int = Field(500, ge=10, le=100_000)
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:

@@ -1,0 +1,220 @@
+"""Authentication routes and the API's database pool: ``setup_auth``.
+
+    POST /api/login    username + password -> a session token (public)
+    POST /api/logout   end the session of the token given (any role)
+    GET  /api/me       who the credential stands for (any role)
+
+Login answers the same ``invalid_credentials`` whether the user is unknown,
+disabled, has no password or gave a wrong one, and checks a password (a dummy
+one for unknown users) in every case, so neither the answer nor its timing
+tells which usernames exist. argon2 runs in a thread, at most
+``HASH_CONCURRENCY`` at a time (64 MiB each), off the event loop.
+
+Later routes use the same pool (``db(app)``) and the same registry
+(``app[API]``); see docs/api.md.
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Annotated, Any, AsyncIterator, Literal
+
+import asyncpg
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints
+
+from api import accounts
+from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_from_headers, digest, new_session_token
+from api.errors import ApiError, unauthenticated
+from api.registry import ApiRequest, setup_registry
+from cti.daemon import CORE
+
+log = structlog.get_logger(__name__)
+
+QUERY_TIMEOUT = 2.0
+HASH_CONCURRENCY = 2
+
+# Trimmed and lower-cased before the pattern is checked: usernames are case-insensitive.
+Username = Annotated[str, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
+                     StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.@-]*$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginBody(_Body):
+    username: Username = Field(description="case-insensitive; letters, digits, _ . @ -")
+    password: SecretStr = Field(min_length=1, max_length=1024)
+
+
+class UserView(BaseModel):
+    """A user as the API shows it (never the password hash)."""
+
+    user_id: int
+    username: str
+    display_name: str
+    role: Literal["agent", "supervisor", "qa", "admin"]
+    agent_id: str | None = Field(None, description="the ACD agent this user is")
+    team: str | None = None
+
+
+class LoginReply(BaseModel):
+    token: str = Field(description="send as 'Authorization: Bearer <token>'; shown once")
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    user: UserView
+
+
+class MeReply(BaseModel):
+    kind: Literal["session", "api_key"]
+    id: int
+    name: str = Field(description="the username, or the API key's name")
+    display_name: str
+    role: Literal["agent", "supervisor", "qa", "admin"]
+    agent_id: str | None = None
+    team: str | None = None
+    expires_at: datetime | None = Field(None, description="when the session ends; null for API keys")
+
+
+class _Holder:
+    """The API's pool and password hasher, made in ``cleanup_ctx``."""
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+        self.passwords: Passwords | None = None
+        self.hashing = asyncio.Semaphore(HASH_CONCURRENCY)
+
+
+AUTH = web.AppKey("api_auth", _Holder)
+
+
+def db(app: web.Application) -> asyncpg.Pool:
+    """The API's connection pool. Raises ``ApiError`` 503 when there is none."""
+    pool = app[AUTH].pool
+    if pool is None:
+        raise ApiError(503, "unavailable", "the database is unavailable")
+    return pool
+
+
+async def query(coro: Any) -> Any:
+    """Await a database call with the API's bound; 503 when it fails or is late."""
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT):
+            return await coro
+    except TimeoutError:
+        raise ApiError(503, "unavailable", f"the database did not answer within {QUERY_TIMEOUT:g}s") from None
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        log.warning("api.db_error", error=type(exc).__name__)
+        raise ApiError(503, "unavailable", "the database is unavailable") from None
+
+
+async def principal_of(app: web.Application, headers: Any) -> Principal | None:
+    """The principal of the credential in ``headers``; None without one.
+    Raises ``ApiError`` 401 for a bad, unknown, expired or revoked one, 503."""
+    try:
+        cred = credential_from_headers(headers)
+    except BadCredential as exc:
+        raise unauthenticated(str(exc)) from None
+    if cred is None:
+        return None
+    principal = await query(accounts.principal_for(db(app), cred))
+    if principal is None:
+        raise unauthenticated("the session expired or ended, or the API key is revoked or unknown")
+    return principal
+
+
+async def _hash_work(app: web.Application, fn: Any, *args: Any) -> Any:
+    holder = app[AUTH]
+    async with holder.hashing:
+        return await asyncio.to_thread(fn, *args)
+
+
+def _user_view(u: accounts.User) -> UserView:
+    return UserView(user_id=u.user_id, username=u.username, display_name=u.display_name, role=u.role,
+                    agent_id=u.agent_id, team=u.team)
+
+
+async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
+    app = req.app
+    holder = app[AUTH]
+    assert holder.passwords is not None
+    password = req.body.password.get_secret_value()
+    candidate = await query(accounts.login_candidate(db(app), req.body.username))
+    stored = candidate.password_hash if candidate is not None else None
+    ok = await _hash_work(app, holder.passwords.verify, stored, password)
+    if not ok or candidate is None or candidate.user.disabled:
+        log.info("login refused", username=req.body.username)
+        raise ApiError(401, "invalid_credentials", "invalid username or password")
+    user = candidate.user
+    assert stored is not None
+    if holder.passwords.needs_rehash(stored):
+        new = await _hash_work(app, holder.passwords.hash, password)
+        await query(accounts.set_password_hash_if_unchanged(db(app), user.user_id, stored, new))
+    token = new_session_token()
+    expires = await query(accounts.create_session(db(app), user.user_id, digest(token),
+                                                  app[CORE].settings.session_ttl))
+    log.info("logged in", username=user.username, role=user.role)
+    return LoginReply(token=token, expires_at=expires, user=_user_view(user))
+
+
+async def logout(req: ApiRequest[None, None]) -> None:
+    p = req.principal
+    assert p is not None
+    if p.kind != "session":
+        raise ApiError(400, "not_a_session", "an API key does not log out; revoke it with `cti users revoke-key`")
+    await query(accounts.end_session(db(req.app), p.credential))
+    log.info("logged out", username=p.name)
+
+
+async def me(req: ApiRequest[None, None]) -> MeReply:
+    p = req.principal
+    assert p is not None
+    expires = datetime.fromtimestamp(p.expires_at, timezone.utc) if p.expires_at is not None else None
+    return MeReply(kind=p.kind, id=p.id, name=p.name, display_name=p.display_name, role=p.role,  # type: ignore[arg-type]
+                   agent_id=p.agent_id, team=p.team, expires_at=expires)
+
+
+def setup_auth(app: web.Application) -> None:
+    """The registry (``/openapi.json``, ``/docs``), the API's pool, authentication,
+    and the login routes. Call after ``build_app`` (the core's database first)."""
+    api = setup_registry(app)
+    holder = _Holder()
+    app[AUTH] = holder
+
+    async def authenticate(request: web.Request) -> Principal | None:
+        return await principal_of(request.app, request.headers)
+
+    api.authenticate = authenticate
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        holder.passwords = await asyncio.to_thread(Passwords)
+        try:
+            holder.pool = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=10, timeout=5,
+                                                    command_timeout=QUERY_TIMEOUT,
+                                                    server_settings={"application_name": "cti-api"})
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.error("api.no_database", error=type(exc).__name__)
+            holder.pool = None
+        try:
+            yield
+        finally:
+            pool, holder.pool = holder.pool, None
+            if pool is not None:
+                try:
+                    async with asyncio.timeout(5):
+                        await pool.close()
+                except TimeoutError:
+                    pool.terminate()
+
+    app.cleanup_ctx.append(ctx)
+    api.add("POST", "/api/login", login, summary="Log in: a session token for a username and password",
+            roles=None, body=LoginBody, response=LoginReply, tags=("auth",),
+            description="Wrong username and wrong password give the same 401 invalid_credentials.")
+    api.add("POST", "/api/logout", logout, summary="Log out: end this session", roles=EVERYONE,
+            status=204, tags=("auth",))
+    api.add("GET", "/api/me", me, summary="Who the credential stands for", roles=EVERYONE,
+            response=MeReply, tags=("auth",))
+    api.document("GET", "/healthz", summary="AMI, database, model and bus health (503 when unhealthy)",
+                 roles=None, operation_id="healthz", tags=("meta",))

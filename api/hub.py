@@ -1,0 +1,361 @@
+"""The WebSocket hub's core: streams, sequence numbers, replay buffers, topics. Pure.
+
+No sockets, no clock, no asyncio: the shell (``api.ws``) feeds it and drains it.
+
+Why it is shaped like this:
+
+- A **stream** belongs to one principal (a user, or an API key): every
+  message for them is numbered there (``seq``, from 1, one more per event)
+  and kept in a bounded ring (``replay_max``). Each stream has an ``epoch``
+  (a random id) that changes when the stream is made anew (first connect,
+  after it expired, after a daemon restart), so a ``seq`` is only meaningful
+  with its epoch.
+- A **connection** reads one stream through its own bounded queue of encoded
+  messages. Publishing never waits: it appends to every matching stream and
+  to each of its connections' queues. A connection whose queue is full is
+  marked ``drop = "slow"`` and skipped from then on; the shell closes it, and
+  the client reconnects with its last ``seq``: what it missed comes from the
+  stream's ring, so a slow client loses nothing and slows nobody.
+- **Resume**: a client attaches with ``(epoch, last_seq)``. Same epoch and
+  ``last_seq`` still in the ring (or nothing missed): the events after it are
+  queued, in order, then live ones; no gap, no repeat. Otherwise a ``resync``
+  message says events were lost: reload state (the ``hello`` carries a fresh
+  snapshot).
+- **Topics**: a stream's ``Scope`` is either everything (supervisors,
+  admins) or one ACD agent's events (an agent user). An event is published
+  with the set of agents it concerns; ``CallAudience`` decides that set for
+  call events: the agents a call is offered to or connected with, until their
+  offer ends or they leave the call.
+- Control messages (``hello``, ``resync``, ``pong``) carry the connection's
+  latest event ``seq`` but do not take a number of their own.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from itertools import count
+from typing import Any, Callable, Iterable, Mapping
+
+# Kinds that tie an agent to a call (data["agent"] is the agent id), and kinds
+# after which the agent named is no longer part of it.
+_JOIN = frozenset({"call.offered", "call.connected"})
+_LEAVE = frozenset({"call.offer_ended", "call.agent_left", "acd.withdrawn"})
+# Decisions about one agent that the agent should see (without joining the call).
+_NAMED = frozenset({"acd.offer"})
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What a stream receives: everything, or the events of one ACD agent."""
+
+    everything: bool = False
+    agent_id: str | None = None
+
+    def wants(self, agents: frozenset[str]) -> bool:
+        return self.everything or (self.agent_id is not None and self.agent_id in agents)
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """What a reconnecting client says it has: the stream epoch and the last seq it processed."""
+
+    epoch: str
+    last_seq: int
+
+
+@dataclass(eq=False, slots=True)
+class Stream:
+    key: str
+    scope: Scope
+    epoch: str
+    ring: deque[tuple[int, str]]
+    seq: int = 0
+    conns: set["Connection"] = field(default_factory=set)
+    idle_since: float | None = None
+
+    @property
+    def oldest(self) -> int:
+        """The lowest seq still in the ring (seq + 1 when it is empty)."""
+        return self.ring[0][0] if self.ring else self.seq + 1
+
+
+@dataclass(eq=False, slots=True)
+class Connection:
+    id: int
+    stream: Stream
+    limit: int
+    queue: deque[str] = field(default_factory=deque)
+    last_seq: int = 0               # the seq of the last event queued to it
+    drop: str | None = None         # set: the shell must close it ("slow", "replaced")
+
+    def __repr__(self) -> str:
+        return f"Connection({self.id}, {self.stream.key!r}, queued={len(self.queue)}, drop={self.drop})"
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    conn: Connection
+    resumed: bool          # a resume was asked and the missed events were queued
+    replayed: int          # how many events were queued from the ring
+    resync: str | None     # why the client must reload state, or None
+
+
+def encode(seq: int, body: Mapping[str, Any]) -> str:
+    return _splice(seq, _body_json(body))
+
+
+def _body_json(body: Mapping[str, Any]) -> str:
+    text = json.dumps(body, separators=(",", ":"), default=str, allow_nan=False)
+    if not text.startswith("{") or text == "{}":
+        raise ValueError("a message is a non-empty JSON object")
+    return text
+
+
+def _splice(seq: int, body_json: str) -> str:
+    # The body is encoded once per publish; each stream only prefixes its seq.
+    return f'{{"seq":{seq},{body_json[1:]}'
+
+
+class Hub:
+    """Streams and connections (see the module doc). Methods never block or raise on
+    a slow client; ``now`` is epoch seconds, given by the shell."""
+
+    def __init__(self, *, replay_max: int = 1000, queue_max: int = 500, stream_ttl: float = 900.0,
+                 new_epoch: Callable[[], str] = lambda: secrets.token_hex(8)) -> None:
+        self.replay_max = replay_max
+        self.queue_max = queue_max
+        self.stream_ttl = stream_ttl
+        self._new_epoch = new_epoch
+        self._ids = count(1)
+        self.streams: dict[str, Stream] = {}
+        self._everything: set[Stream] = set()
+        self._by_agent: dict[str, set[Stream]] = {}
+        self.published = 0            # events published
+        self.delivered = 0            # event copies queued to connections
+        self.dropped_slow = 0         # connections dropped for a full queue
+        self.resyncs = 0
+
+    # -- streams -------------------------------------------------------------
+
+    def _index(self, s: Stream) -> None:
+        if s.scope.everything:
+            self._everything.add(s)
+        elif s.scope.agent_id is not None:
+            self._by_agent.setdefault(s.scope.agent_id, set()).add(s)
+
+    def _unindex(self, s: Stream) -> None:
+        self._everything.discard(s)
+        if s.scope.agent_id is not None:
+            group = self._by_agent.get(s.scope.agent_id)
+            if group is not None:
+                group.discard(s)
+                if not group:
+                    del self._by_agent[s.scope.agent_id]
+
+    def _stream(self, key: str, scope: Scope) -> Stream:
+        s = self.streams.get(key)
+        if s is not None and s.scope != scope:
+            # The principal's role or agent changed: a new stream, the old one's readers go.
+            self._remove(s, "replaced")
+            s = None
+        if s is None:
+            s = Stream(key, scope, self._new_epoch(), deque(maxlen=self.replay_max))
+            self.streams[key] = s
+            self._index(s)
+        return s
+
+    def _remove(self, s: Stream, reason: str) -> None:
+        for c in s.conns:
+            c.drop = c.drop or reason
+            c.queue.clear()
+        s.conns.clear()
+        self._unindex(s)
+        self.streams.pop(s.key, None)
+
+    # -- connections ---------------------------------------------------------
+
+    def attach(self, key: str, scope: Scope, resume: Resume | None, hello: Mapping[str, Any],
+               now: float) -> Attached:
+        """A new connection on ``key``'s stream. Queues ``hello`` (with ``stream``
+        and ``resumed`` added), then the missed events or a ``resync``."""
+        s = self._stream(key, scope)
+        conn = Connection(next(self._ids), s, self.queue_max, last_seq=s.seq)
+        s.conns.add(conn)
+        s.idle_since = None
+        replay: list[str] = []
+        why: str | None = None
+        if resume is not None:
+            if resume.epoch != s.epoch:
+                why = "unknown stream (new session, expired, or daemon restarted)"
+            elif resume.last_seq > s.seq or resume.last_seq < 0:
+                why = "last_seq is ahead of the stream"
+            elif resume.last_seq < s.oldest - 1:
+                why = f"missed {s.oldest - 1 - resume.last_seq} more events than are kept"
+            else:
+                replay = [text for seq, text in s.ring if seq > resume.last_seq]
+        resumed = resume is not None and why is None
+        self._control(conn, {**hello, "type": "hello", "stream": s.epoch, "resumed": resumed}, seq=s.seq)
+        if why is not None:
+            self.resyncs += 1
+            self._control(conn, {"type": "resync", "reason": why}, seq=s.seq)
+        conn.queue.extend(replay)
+        # The replay may be longer than the live bound; it is memory the ring holds anyway.
+        conn.limit = self.queue_max + len(replay) + 2
+        return Attached(conn, resumed, len(replay), why)
+
+    def detach(self, conn: Connection, now: float) -> None:
+        s = conn.stream
+        s.conns.discard(conn)
+        conn.queue.clear()
+        if not s.conns and self.streams.get(s.key) is s:
+            s.idle_since = now
+
+    def take(self, conn: Connection) -> list[str]:
+        """Everything queued for ``conn``, in order (the queue is emptied)."""
+        out = list(conn.queue)
+        conn.queue.clear()
+        return out
+
+    def control(self, conn: Connection, body: Mapping[str, Any]) -> None:
+        """Queue a control message (``pong``, ``error``...): no seq of its own."""
+        self._control(conn, body, seq=conn.last_seq)
+
+    def _control(self, conn: Connection, body: Mapping[str, Any], seq: int) -> None:
+        if conn.drop is None:
+            conn.queue.append(encode(seq, body))
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(self, body: Mapping[str, Any], agents: frozenset[str] = frozenset()) -> list[Connection]:
+        """Number ``body`` (it must have a ``type``) in every stream that wants it,
+        keep it in their rings and queue it to their connections. Returns the
+        connections that got something (to wake) or were just dropped (to close)."""
+        if "type" not in body:
+            raise ValueError("a message needs a type")
+        targets = set(self._everything)
+        for a in agents:
+            targets |= self._by_agent.get(a, set())
+        if not targets:
+            return []
+        self.published += 1
+        text_body = _body_json(body)
+        touched: list[Connection] = []
+        for s in targets:
+            s.seq += 1
+            text = _splice(s.seq, text_body)
+            s.ring.append((s.seq, text))
+            for c in s.conns:
+                if c.drop is not None:
+                    continue
+                if len(c.queue) >= c.limit:
+                    c.drop = "slow"
+                    c.queue.clear()
+                    self.dropped_slow += 1
+                else:
+                    c.queue.append(text)
+                    c.last_seq = s.seq
+                    self.delivered += 1
+                touched.append(c)
+        return touched
+
+    def expire(self, now: float) -> int:
+        """Forget streams nobody has read for ``stream_ttl`` seconds; returns how many."""
+        old = [s for s in self.streams.values()
+               if not s.conns and s.idle_since is not None and now - s.idle_since >= self.stream_ttl]
+        for s in old:
+            self._remove(s, "expired")
+        return len(old)
+
+    def streams_of(self, scope_agent: str) -> set[Stream]:
+        return set(self._by_agent.get(scope_agent, ()))
+
+    @property
+    def connections(self) -> int:
+        return sum(len(s.conns) for s in self.streams.values())
+
+
+# -- topics ------------------------------------------------------------------------
+
+class CallAudience:
+    """Which agents a call's events concern: those it is offered to or connected
+    with, from ``call.offered``/``call.connected`` until their offer ends
+    (``call.offer_ended``, ``acd.withdrawn``) or they leave (``call.agent_left``);
+    the leaving event itself still reaches them, and an agent who left after
+    being connected also gets the call's ``call.ended`` (their screen-pop
+    closes) but nothing in between (a transfer's later life is not theirs).
+    ``acd.offer`` reaches the agent it names. Forgets a call at ``call.ended``."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, set[str]] = {}
+        self.left: dict[str, set[str]] = {}      # call -> agents who left it, told of its end
+
+    def feed(self, kind: str, call_id: str, data: Mapping[str, Any]) -> frozenset[str]:
+        agent = data.get("agent")
+        agent = agent if isinstance(agent, str) and agent else None
+        members = self.calls.get(call_id)
+        if kind in _JOIN and agent is not None:
+            members = self.calls.setdefault(call_id, set())
+            members.add(agent)
+            left = self.left.get(call_id)
+            if left is not None:
+                left.discard(agent)
+        audience = frozenset(members or ())
+        if kind in _NAMED and agent is not None:
+            audience |= {agent}
+        if kind in _LEAVE and agent is not None and members is not None and agent in members:
+            members.discard(agent)
+            if kind == "call.agent_left":
+                self.left.setdefault(call_id, set()).add(agent)
+            if not members:
+                del self.calls[call_id]
+        if kind == "call.ended":
+            audience |= self.left.pop(call_id, set())
+            self.calls.pop(call_id, None)
+        return audience
+
+    def calls_of(self, agent_id: str) -> list[str]:
+        return [cid for cid, members in self.calls.items() if agent_id in members]
+
+
+def call_message(kind: str, call_id: str, call_seq: int, at: float, view: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The WebSocket body of a call event (``view``: a ``cti.events.CallView``)."""
+    return {"type": kind, "call_id": call_id, "call_seq": call_seq, "at": at,
+            "call": asdict(view), "data": dict(data)}
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSnapshot:
+    agent_id: str
+    state: str
+    reason: str
+    since: float
+    call_id: str | None
+    pending: str | None
+
+
+class AgentStates:
+    """Agent states seen last; ``update`` says which changed (the ACD is polled:
+    it does not publish its state decisions on the bus)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, AgentSnapshot] = {}
+
+    def update(self, views: Iterable[AgentSnapshot]) -> list[tuple[AgentSnapshot, str | None]]:
+        """``(new, previous state)`` for each agent whose state, reason, call or
+        pending change differs from the last time (all of them the first time)."""
+        out = []
+        for v in views:
+            before = self.last.get(v.agent_id)
+            if before != v:
+                self.last[v.agent_id] = v
+                if before is None or (before.state, before.reason, before.call_id, before.pending) != (
+                        v.state, v.reason, v.call_id, v.pending):
+                    out.append((v, before.state if before is not None else None))
+        return out
+
+
+def agent_message(v: AgentSnapshot, previous: str | None) -> dict[str, Any]:
+    return {"type": "agent.state", "agent_id": v.agent_id, "state": v.state, "previous": previous,
+            "reason": v.reason, "since": v.since, "call_id": v.call_id, "pending": v.pending}

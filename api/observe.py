@@ -1,0 +1,142 @@
+"""``/metrics``: the daemon's figures in Prometheus text format.
+
+Read-only: the call model (calls by state), the ACD when it runs (waiting and
+ringing calls per queue, agents by state), the AMI client (connected, age of
+the last event, and a histogram of call-event lag), the store writer (buffer
+depth, rows written, dropped, rejected) and the WebSocket hub.
+
+Who may read it (``metrics_access``): ``loopback`` (default: clients on
+127.0.0.0/8 or ::1 only; note that behind a reverse proxy on the same host
+every client looks local), ``auth`` (a supervisor or admin session, or an API
+key with one of those roles: Prometheus sends it with ``authorization`` in
+its scrape config), or ``open``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api import metrics as m
+from api.auth import STAFF, admits
+from api.desk import principal_of
+from api.errors import ApiError, forbidden, unauthenticated
+from api.registry import API
+from cti.calls import ENDED, HELD, IVR, OFFERED, QUEUED, RINGING, TALKING, TRANSFERRED
+from cti.daemon import CORE
+from cti.events import CallEvent
+
+CALL_STATES = (RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED)
+AGENT_STATES = ("logged_out", "available", "reserved", "on_call", "wrapup", "not_ready")
+
+LAG = web.AppKey("metrics_lag", m.LagHistogram)
+
+
+def collect(app: web.Application, now: float) -> list[m.Family]:
+    core = app[CORE]
+    fams: list[m.Family] = []
+    by_state = dict.fromkeys(CALL_STATES, 0)
+    for call in core.model.calls.values():
+        by_state[call.state] = by_state.get(call.state, 0) + 1
+    fams.append(m.gauge("cti_calls", "Live calls by state", {(("state", s),): n for s, n in by_state.items()}))
+    fams.append(m.counter("cti_ami_frames_total", "AMI frames fed to the call model", core.frames_in))
+    fams.append(m.counter("cti_bus_events_total", "Call events published on the bus", core.bus.published))
+    fams.append(m.counter("cti_bus_subscriber_errors_total", "Bus subscribers that raised", core.bus.errors))
+    ami = core.ami.health if core.ami is not None else None
+    fams.append(m.gauge("cti_ami_connected", "1 when logged in to Asterisk", int(bool(ami and ami.logged_in))))
+    if ami is not None and ami.last_event_at is not None:
+        fams.append(m.gauge("cti_ami_last_event_age_seconds", "Seconds since the last AMI event arrived",
+                            max(0.0, now - ami.last_event_at)))
+    if ami is not None:
+        fams.append(m.counter("cti_ami_reconnects_total", "AMI reconnections", ami.reconnects))
+    fams.append(app[LAG].family("cti_event_lag_seconds",
+                                "Call event delay from Asterisk's event timestamp to the bus"))
+    w = core.writer.stats if core.writer is not None else None
+    if w is not None:
+        fams.append(m.gauge("cti_store_buffered_rows", "Rows waiting in the store writer's buffer", w.buffered))
+        fams.append(m.gauge("cti_store_connected", "1 when the writer's last attempt reached PostgreSQL",
+                            int(w.connected)))
+        fams.append(m.counter("cti_store_rows_written_total", "Rows written", w.written))
+        fams.append(m.counter("cti_store_rows_dropped_total", "Rows dropped: buffer full", w.dropped))
+        fams.append(m.counter("cti_store_rows_rejected_total", "Rows PostgreSQL refused for good", w.rejected))
+        fams.append(m.counter("cti_store_write_failures_total", "Write attempts that failed", w.failures))
+    acd = core.acd
+    if acd is not None:
+        waiting: dict[tuple[tuple[str, str], ...], float] = {}
+        ringing: dict[tuple[tuple[str, str], ...], float] = {}
+        longest: dict[tuple[tuple[str, str], ...], float] = {}
+        for q in acd.config.queues:
+            st = acd.router.queue_stats(q.id, now)
+            key = (("queue", q.id),)
+            waiting[key], ringing[key], longest[key] = st.waiting, st.ringing, st.longest_wait_s
+        fams.append(m.gauge("cti_queue_waiting_calls", "Calls waiting in an ACD queue", waiting))
+        fams.append(m.gauge("cti_queue_ringing_calls", "Calls of an ACD queue ringing an agent", ringing))
+        fams.append(m.gauge("cti_queue_longest_wait_seconds", "Longest wait among a queue's calls", longest))
+        agents = dict.fromkeys(AGENT_STATES, 0)
+        for a in acd.config.agents:
+            s = acd.router.agent_state(a.id).state
+            agents[s] = agents.get(s, 0) + 1
+        fams.append(m.gauge("cti_agents", "ACD agents by state", {(("state", s),): n for s, n in agents.items()}))
+    from api.ws import WS  # optional: the hub may not be mounted
+
+    if WS in app:
+        hub = app[WS].hub
+        fams.append(m.gauge("cti_ws_connections", "Open WebSocket connections", hub.connections))
+        fams.append(m.gauge("cti_ws_streams", "WebSocket streams (one per user, kept for resume)", len(hub.streams)))
+        fams.append(m.counter("cti_ws_events_total", "Events published to WebSocket streams", hub.published))
+        fams.append(m.counter("cti_ws_deliveries_total", "Event copies queued to connections", hub.delivered))
+        fams.append(m.counter("cti_ws_slow_drops_total", "Connections dropped for a full send queue",
+                              hub.dropped_slow))
+        fams.append(m.counter("cti_ws_resyncs_total", "Reconnections told to resync", hub.resyncs))
+    return fams
+
+
+def _loopback(request: web.Request) -> bool:
+    try:
+        return ipaddress.ip_address(request.remote or "").is_loopback
+    except ValueError:
+        return False
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    app = request.app
+    access = app[CORE].settings.metrics_access
+    try:
+        if access == "loopback" and not _loopback(request):
+            raise ApiError(403, "forbidden", "metrics answer loopback clients only (metrics_access=loopback)")
+        if access == "auth":
+            decision = admits(await principal_of(app, request.headers), STAFF)
+            if decision == "unauthenticated":
+                raise unauthenticated()
+            if decision == "forbidden":
+                raise forbidden(STAFF)
+    except ApiError as exc:
+        return exc.response()
+    body = m.render(collect(app, time.time()))
+    return web.Response(body=body.encode(), headers={"Content-Type": m.CONTENT_TYPE})
+
+
+def setup_metrics(app: web.Application) -> None:
+    """``/metrics`` and the event-lag histogram (a bus subscriber). After ``setup_auth``."""
+    lag = app[LAG] = m.LagHistogram()
+
+    def observe(ev: CallEvent) -> None:
+        # acd.* annotations are stamped by the daemon, not by Asterisk: not AMI lag.
+        if ev.kind.startswith("call."):
+            lag.observe(time.time() - ev.at)
+
+    async def ctx(app: web.Application) -> Any:
+        unsubscribe = app[CORE].bus.subscribe(observe)
+        try:
+            yield
+        finally:
+            unsubscribe()
+
+    app.cleanup_ctx.append(ctx)
+    app.router.add_get("/metrics", metrics_view)
+    app[API].document("GET", "/metrics", summary="Prometheus metrics (access: metrics_access setting)",
+                      roles=None, operation_id="metrics", content_type=m.CONTENT_TYPE, tags=("meta",),
+                      description="loopback clients only by default; 'auth' needs a supervisor or admin "
+                                  "credential; 'open' serves anyone.")

@@ -1,0 +1,307 @@
+"""``/ws``: the WebSocket hub's asyncio shell (the core is ``api.hub``).
+
+One bus subscriber turns call events into messages for the agents concerned
+(``CallAudience``); one task polls the ACD's agent states and publishes their
+changes. Each connection has a reader (the client's ``ping``) and a writer
+task that drains its queue with a bounded send; a connection the core marks
+``drop`` is closed, and every open one is re-checked against the database
+every ``REVALIDATE_S`` (logout, expiry, revocation, a disabled user end it).
+
+The protocol is in docs/api.md ("WebSocket"). Close codes: 4401 not
+authenticated (or no longer), 4400 bad first message, 4408 too slow (reconnect
+with your last seq), 4409 replaced (your role or agent changed), 1001 shutdown.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from typing import Any, AsyncIterator, Literal
+
+import structlog
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from api import accounts
+from api.auth import STAFF, BadCredential, Credential, Principal, credential_from_text
+from api.desk import db, principal_of, query
+from api.errors import ApiError
+from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, Resume, Scope, agent_message, call_message
+from api.registry import API
+from cti.daemon import CORE
+from cti.events import CallEvent
+
+log = structlog.get_logger(__name__)
+
+AUTH_TIMEOUT = 5.0          # the first message must come within this
+HEARTBEAT_S = 20.0          # protocol ping every 20 s; no pong within 10 s closes
+SEND_TIMEOUT = 5.0          # one send may take this long before the client is dropped
+REVALIDATE_S = 30.0         # credentials re-checked this often on an open socket
+AGENT_POLL_S = 0.2          # agent states read from the ACD this often
+MAX_CLIENT_MESSAGE = 4096
+
+CLOSE_UNAUTHENTICATED, CLOSE_BAD_REQUEST, CLOSE_SLOW, CLOSE_REPLACED = 4401, 4400, 4408, 4409
+
+
+class AuthMessage(BaseModel):
+    """The client's first message."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["auth"]
+    token: SecretStr | None = Field(None, description="session token or API key; omit when sent as a header")
+    stream: str | None = Field(None, max_length=64, description="the stream id of the hello you had")
+    last_seq: int | None = Field(None, ge=0, description="the last seq you processed on that stream")
+
+
+class ClientMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["ping"]
+
+
+def scope_of(p: Principal) -> Scope:
+    """Supervisors and admins see everything; an agent user their agent's events;
+    anyone else (qa, keys with other roles, agents without an agent id) nothing yet."""
+    if p.role in STAFF:
+        return Scope(everything=True)
+    if p.role == "agent" and p.agent_id:
+        return Scope(agent_id=p.agent_id)
+    return Scope()
+
+
+class HubService:
+    def __init__(self, app: web.Application, hub: Hub) -> None:
+        self.app = app
+        self.core = app[CORE]
+        self.hub = hub
+        self.audience = CallAudience()
+        self.agents = AgentStates()
+        self.wake: dict[Connection, asyncio.Event] = {}
+        self.sockets: set[web.WebSocketResponse] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._unsubscribe: Any = None
+
+    async def start(self) -> None:
+        self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
+        self._tasks.append(asyncio.create_task(self._run_poll(), name="ws-agent-poll"))
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(ws.close(code=1001, message=b"server shutting down") for ws in list(self.sockets)),
+                             return_exceptions=True)
+
+    # -- inputs --------------------------------------------------------------
+
+    def on_call_event(self, ev: CallEvent) -> None:
+        agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
+        self._deliver(self.hub.publish(call_message(ev.kind, ev.call_id, ev.seq, ev.at, ev.call, ev.data), agents))
+
+    def poll_agents(self) -> None:
+        """Publish the agent states that changed since the last look."""
+        acd = self.core.acd
+        if acd is None:
+            return
+        views = []
+        for a in acd.config.agents:
+            v = acd.router.agent_state(a.id)
+            views.append(AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending))
+        for snap, previous in self.agents.update(views):
+            self._deliver(self.hub.publish(agent_message(snap, previous), frozenset({snap.agent_id})))
+
+    def _deliver(self, conns: list[Connection]) -> None:
+        for c in conns:
+            ev = self.wake.get(c)
+            if ev is not None:
+                ev.set()
+
+    async def _run_poll(self) -> None:
+        last_expire = 0.0
+        while True:
+            try:
+                self.poll_agents()
+                now = time.time()
+                if now - last_expire > 60:
+                    last_expire = now
+                    self.hub.expire(now)
+            except Exception:
+                log.exception("ws agent poll failed")
+            await asyncio.sleep(AGENT_POLL_S)
+
+    # -- one connection --------------------------------------------------------
+
+    def _snapshot(self, p: Principal, scope: Scope) -> dict[str, Any]:
+        snap: dict[str, Any] = {"agent_state": None, "calls": []}
+        if scope.agent_id is None:
+            return snap
+        acd = self.core.acd
+        if acd is not None:
+            try:
+                v = acd.router.agent_state(scope.agent_id)
+                snap["agent_state"] = {"state": v.state, "reason": v.reason, "since": v.since,
+                                       "call_id": v.call_id, "pending": v.pending}
+            except Exception:   # not an agent of the ACD configuration
+                snap["agent_state"] = None
+        model = self.core.model
+        snap["calls"] = [asdict(model.calls[cid].view()) for cid in self.audience.calls_of(scope.agent_id)
+                         if cid in model.calls]
+        return snap
+
+    async def serve(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+        await ws.prepare(request)
+        self.sockets.add(ws)
+        try:
+            first = await self._first_message(ws)
+            if first is None:
+                return ws
+            principal = await self._authenticate(ws, request, first)
+            if principal is None:
+                return ws
+            await self._run(ws, principal, first)
+        finally:
+            self.sockets.discard(ws)
+        return ws
+
+    async def _first_message(self, ws: web.WebSocketResponse) -> AuthMessage | None:
+        try:
+            msg = await ws.receive(timeout=AUTH_TIMEOUT)
+        except asyncio.TimeoutError:
+            await _refuse(ws, CLOSE_UNAUTHENTICATED, "unauthenticated", f"send an auth message within {AUTH_TIMEOUT:g}s")
+            return None
+        if msg.type != WSMsgType.TEXT:
+            await _refuse(ws, CLOSE_BAD_REQUEST, "invalid_message", "the first message is a JSON auth message")
+            return None
+        try:
+            return AuthMessage.model_validate_json(msg.data)
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) or "message" for e in exc.errors())
+            await _refuse(ws, CLOSE_BAD_REQUEST, "invalid_message", f"invalid auth message: {fields}")
+            return None
+
+    async def _authenticate(self, ws: web.WebSocketResponse, request: web.Request,
+                            first: AuthMessage) -> Principal | None:
+        try:
+            if first.token is not None:
+                cred = credential_from_text(first.token.get_secret_value())
+                principal = await query(accounts.principal_for(db(self.app), cred))
+            else:
+                principal = await principal_of(self.app, request.headers)
+        except BadCredential:
+            principal = None
+        except ApiError as exc:
+            await _refuse(ws, CLOSE_UNAUTHENTICATED if exc.status == 401 else 1011, exc.error_id, exc.message)
+            return None
+        if principal is None:
+            await _refuse(ws, CLOSE_UNAUTHENTICATED, "unauthenticated",
+                          "a valid session token or API key is required (auth.token or a header)")
+        return principal
+
+    async def _run(self, ws: web.WebSocketResponse, p: Principal, first: AuthMessage) -> None:
+        scope = scope_of(p)
+        resume = Resume(first.stream, first.last_seq) if first.stream and first.last_seq is not None else None
+        hello = {"user": {"kind": p.kind, "id": p.id, "name": p.name, "role": p.role, "agent_id": p.agent_id},
+                 "scope": {"everything": scope.everything, "agent_id": scope.agent_id},
+                 "snapshot": self._snapshot(p, scope)}
+        attached = self.hub.attach(f"{p.kind}:{p.id}", scope, resume, hello, time.time())
+        conn = attached.conn
+        wake = self.wake[conn] = asyncio.Event()
+        wake.set()
+        log.info("ws attached", user=p.name, resumed=attached.resumed, replayed=attached.replayed,
+                 resync=attached.resync)
+        writer = asyncio.create_task(self._write(ws, conn, wake, p), name=f"ws-writer-{conn.id}")
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    break
+                try:
+                    ClientMessage.model_validate_json(msg.data)
+                    self.hub.control(conn, {"type": "pong"})
+                except ValidationError:
+                    self.hub.control(conn, {"type": "error", "error_id": "invalid_message",
+                                            "message": "clients send {\"type\": \"ping\"} only"})
+                wake.set()
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            self.wake.pop(conn, None)
+            self.hub.detach(conn, time.time())
+            if not ws.closed:
+                await ws.close()
+
+    async def _write(self, ws: web.WebSocketResponse, conn: Connection, wake: asyncio.Event, p: Principal) -> None:
+        checked = time.monotonic()
+        while True:
+            try:
+                await asyncio.wait_for(wake.wait(), REVALIDATE_S)
+            except asyncio.TimeoutError:
+                pass
+            wake.clear()
+            if conn.drop is not None:
+                code = CLOSE_SLOW if conn.drop == "slow" else CLOSE_REPLACED
+                log.info("ws dropped", user=p.name, why=conn.drop)
+                await ws.close(code=code, message=f"{conn.drop}: reconnect with your last seq".encode())
+                return
+            try:
+                for text in self.hub.take(conn):
+                    await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT)
+            except (asyncio.TimeoutError, ConnectionError):
+                log.info("ws send failed or too slow", user=p.name)
+                await ws.close(code=CLOSE_SLOW, message=b"send timed out: reconnect with your last seq")
+                return
+            if time.monotonic() - checked >= REVALIDATE_S:
+                checked = time.monotonic()
+                if not await self._still_valid(p):
+                    await _refuse(ws, CLOSE_UNAUTHENTICATED, "unauthenticated",
+                                  "the session ended or expired, or the API key was revoked")
+                    return
+
+    async def _still_valid(self, p: Principal) -> bool:
+        if p.expires_at is not None and p.expires_at <= time.time():
+            return False
+        try:
+            now = await query(accounts.principal_for(db(self.app), Credential(p.kind, p.credential)))
+        except ApiError:
+            return True   # the database is away: keep the socket, check again later
+        return now is not None and now.role == p.role and now.agent_id == p.agent_id
+
+
+async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: str) -> None:
+    try:
+        await asyncio.wait_for(ws.send_json({"type": "error", "seq": 0, "error_id": error_id, "message": message}),
+                               SEND_TIMEOUT)
+    except (asyncio.TimeoutError, ConnectionError):
+        pass
+    await ws.close(code=code, message=message[:120].encode())
+
+
+WS = web.AppKey("ws_hub", HubService)
+
+
+def setup_ws(app: web.Application) -> None:
+    """``/ws`` and its hub. After ``setup_auth`` (it uses the API's pool) and
+    after ``setup_acd`` (its bus subscriber then sees the ACD's view of an event)."""
+    settings = app[CORE].settings
+    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max))
+    app[WS] = service
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    async def on_shutdown(app: web.Application) -> None:
+        await asyncio.gather(*(ws.close(code=1001, message=b"server shutting down") for ws in list(service.sockets)),
+                             return_exceptions=True)
+
+    app.cleanup_ctx.append(ctx)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/ws", service.serve)
+    app[API].document("GET", "/ws", summary="WebSocket: live events (screen-pops, agent states); see docs/api.md",
+                      roles=None, operation_id="websocket", status=101, content_type=None, tags=("events",),
+                      description="Authenticated by the first message {\"type\": \"auth\", \"token\": ...}; "
+                                  "agents get their own calls and state, supervisors and admins everything.")

@@ -1,0 +1,260 @@
+"""The API's pure parts: credentials and roles, passwords, metrics text, the OpenAPI
+document; and the registry's wrapper served on a real socket with a plain
+authenticator function (no database)."""
+from __future__ import annotations
+
+import argon2
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import metrics as m
+from api.auth import (
+    ADMIN, EVERYONE, STAFF, BadCredential, Passwords, Principal, admits, credential_from_headers, digest,
+    new_api_key, new_session_token,
+)
+from api.errors import ApiError
+from api.openapi import openapi_path, render_docs
+from api.registry import API, setup_registry
+
+# -- credentials -------------------------------------------------------------------
+
+
+def test_tokens_and_keys_are_told_apart_by_prefix_and_stored_as_digests():
+    token, key = new_session_token(), new_api_key()
+    assert credential_from_headers({"Authorization": f"Bearer {token}"}).kind == "session"
+    assert credential_from_headers({"Authorization": f"bearer {key}"}).kind == "api_key"
+    cred = credential_from_headers({"X-API-Key": key})
+    assert cred.kind == "api_key" and cred.digest == digest(key) and len(cred.digest) == 32
+    assert key not in repr(cred)
+
+
+def test_no_credential_is_none_and_a_malformed_one_is_refused():
+    assert credential_from_headers({}) is None
+    for headers in ({"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": "Bearer "},
+                    {"Authorization": "Bearer cts_short"}, {"X-API-Key": new_session_token()},
+                    {"Authorization": "Bearer " + new_api_key() + "\r\nX: y"}):
+        with pytest.raises(BadCredential):
+            credential_from_headers(headers)
+
+
+def test_roles_decide_401_versus_403():
+    agent = Principal("session", 1, "ada", "Ada", "agent", "a1")
+    assert admits(None, None) == "ok"
+    assert admits(None, EVERYONE) == "unauthenticated"
+    assert admits(agent, STAFF) == "forbidden"
+    assert admits(agent, EVERYONE) == "ok"
+    assert admits(Principal("api_key", 1, "crm", "crm", "admin"), ADMIN) == "ok"
+
+
+def test_principal_repr_shows_no_credential():
+    p = Principal("session", 1, "ada", "Ada", "agent", credential=b"\x01" * 32)
+    assert "\\x01" not in repr(p) and "ada" in repr(p)
+
+
+FAST = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def test_passwords_verify_only_the_right_one_and_never_a_missing_hash():
+    pw = Passwords(FAST)
+    stored = pw.hash("correct horse")
+    assert stored.startswith("$argon2id$") and "correct horse" not in stored
+    assert pw.verify(stored, "correct horse")
+    assert not pw.verify(stored, "wrong")
+    assert not pw.verify(None, "correct horse")
+    assert not pw.verify("not a hash", "correct horse")
+
+
+def test_rehash_is_needed_when_the_parameters_change():
+    old = Passwords(FAST).hash("pw")
+    assert Passwords(argon2.PasswordHasher(time_cost=2, memory_cost=8, parallelism=1)).needs_rehash(old)
+    assert not Passwords(FAST).needs_rehash(old)
+
+
+# -- metrics ----------------------------------------------------------------------
+
+
+def test_metrics_text_escapes_labels_and_counts_histogram_buckets():
+    h = m.LagHistogram(buckets=(0.01, 0.1))
+    for v in (0.005, 0.05, 0.05, 3.0, -1.0):
+        h.observe(v)
+    text = m.render([
+        m.gauge("cti_calls", "Live calls\nby state", {(("state", 'q"\\\n'),): 2}),
+        m.counter("cti_x_total", "x", 5),
+        h.family("cti_lag_seconds", "lag"),
+    ])
+    assert '# HELP cti_calls Live calls\\nby state' in text
+    assert 'cti_calls{state="q\\"\\\\\\n"} 2' in text
+    assert "# TYPE cti_x_total counter\ncti_x_total 5" in text
+    assert 'cti_lag_seconds_bucket{le="0.01"} 2' in text       # 0.005 and the negative one (as 0)
+    assert 'cti_lag_seconds_bucket{le="0.1"} 4' in text
+    assert 'cti_lag_seconds_bucket{le="+Inf"} 5' in text
+    assert "cti_lag_seconds_count 5" in text and text.endswith("\n")
+
+
+def test_a_counter_must_end_in_total():
+    with pytest.raises(ValueError):
+        m.counter("cti_x", "x", 1)
+
+
+# -- the registry on a real socket ----------------------------------------------------
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=10)
+    count: int = Field(ge=0)
+
+
+class Reply(BaseModel):
+    echoed: str
+
+
+class Query(BaseModel):
+    limit: int = Field(10, ge=1, le=100, description="how many")
+
+
+USERS = {"agent-token": Principal("session", 1, "ada", "Ada", "agent", "a1"),
+         "admin-token": Principal("session", 2, "root", "Root", "admin")}
+
+
+async def authenticate(request: web.Request) -> Principal | None:
+    auth = request.headers.get("Authorization")
+    if auth is None:
+        return None
+    p = USERS.get(auth.removeprefix("Bearer "))
+    if p is None:
+        raise ApiError(401, "unauthenticated", "unknown token")
+    return p
+
+
+def build() -> web.Application:
+    app = web.Application()
+    api = setup_registry(app)
+    api.authenticate = authenticate
+
+    async def echo(req):
+        return Reply(echoed=f"{req.body.name}x{req.body.count} by {req.principal.name}")
+
+    async def items(req):
+        return Reply(echoed=f"{req.match_info['item_id']} limit {req.query.limit}")
+
+    async def boom(req):
+        raise RuntimeError("secret detail")
+
+    api.add("POST", "/api/echo", echo, summary="Echo", roles=STAFF, body=Body, response=Reply, tags=("t",))
+    api.add("GET", "/api/items/{item_id}", items, summary="Item", roles=EVERYONE, query=Query, response=Reply)
+    api.add("GET", "/api/boom", boom, summary="Boom", roles=None)
+    return app
+
+
+@pytest.fixture
+async def client():
+    async with TestClient(TestServer(build())) as c:
+        yield c
+
+
+async def test_unauthenticated_is_401_and_wrong_role_is_403(client):
+    r = await client.post("/api/echo", json={"name": "a", "count": 1})
+    assert r.status == 401 and (await r.json())["error_id"] == "unauthenticated"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    r = await client.post("/api/echo", json={"name": "a", "count": 1}, headers={"Authorization": "Bearer nope"})
+    assert r.status == 401
+    r = await client.post("/api/echo", json={"name": "a", "count": 1},
+                          headers={"Authorization": "Bearer agent-token"})
+    body = await r.json()
+    assert r.status == 403 and body["error_id"] == "forbidden" and "admin or supervisor" in body["message"]
+
+
+async def test_valid_body_reaches_the_handler(client):
+    r = await client.post("/api/echo", json={"name": "a", "count": 2}, headers={"Authorization": "Bearer admin-token"})
+    assert r.status == 200 and await r.json() == {"echoed": "ax2 by root"}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"count": 1}, "body.name"),
+    ({"name": "a", "count": -1}, "body.count"),
+    ({"name": "a" * 11, "count": 1}, "body.name"),
+    ({"name": "a", "count": 1, "extra": "\r\n'; DROP TABLE users;--"}, "body.extra"),
+    ({"name": "a", "count": "many"}, "body.count"),
+])
+async def test_invalid_body_is_422_naming_the_field(client, body, field):
+    r = await client.post("/api/echo", json=body, headers={"Authorization": "Bearer admin-token"})
+    reply = await r.json()
+    assert r.status == 422 and reply["error_id"] == "invalid_body"
+    assert [d["field"] for d in reply["details"]] == [field]
+
+
+async def test_not_json_is_400_and_empty_is_422(client):
+    auth = {"Authorization": "Bearer admin-token", "Content-Type": "application/json"}
+    r = await client.post("/api/echo", data=b"{not json", headers=auth)
+    assert r.status == 400 and (await r.json())["error_id"] == "invalid_json"
+    r = await client.post("/api/echo", data=b"", headers=auth)
+    assert r.status == 422 and (await r.json())["details"][0]["field"] == "body"
+
+
+async def test_too_large_body_is_413(client):
+    r = await client.post("/api/echo", data=b"x" * (65 * 1024), headers={"Authorization": "Bearer admin-token"})
+    assert r.status == 413 and (await r.json())["error_id"] == "payload_too_large"
+
+
+async def test_query_and_path_parameters(client):
+    auth = {"Authorization": "Bearer agent-token"}
+    r = await client.get("/api/items/42?limit=5", headers=auth)
+    assert (await r.json()) == {"echoed": "42 limit 5"}
+    r = await client.get("/api/items/42?limit=500", headers=auth)
+    assert r.status == 422 and (await r.json())["details"][0]["field"] == "query.limit"
+
+
+async def test_a_failing_handler_is_a_500_without_details(client):
+    r = await client.get("/api/boom")
+    body = await r.json()
+    assert r.status == 500 and body["error_id"] == "internal" and "secret" not in str(body)
+
+
+async def test_unknown_api_paths_and_methods_answer_json(client):
+    r = await client.get("/api/nothing")
+    assert r.status == 404 and (await r.json())["error_id"] == "not_found"
+    r = await client.delete("/api/echo")
+    assert r.status == 405 and (await r.json())["error_id"] == "method_not_allowed"
+
+
+async def test_openapi_document_is_valid_and_lists_every_route_with_its_models(client):
+    doc = await (await client.get("/openapi.json")).json()
+    validate(doc)
+    app_routes = client.server.app[API].routes
+    for route in app_routes:
+        assert route.method.lower() in doc["paths"][openapi_path(route.path)]
+    echo = doc["paths"]["/api/echo"]["post"]
+    assert echo["x-roles"] == ["admin", "supervisor"]
+    assert echo["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Body"}
+    assert set(echo["responses"]) == {"200", "400", "401", "403", "422"}
+    schemas = doc["components"]["schemas"]
+    assert schemas["Body"]["required"] == ["name", "count"] and "Reply" in schemas and "ErrorReply" in schemas
+    item = doc["paths"]["/api/items/{item_id}"]["get"]
+    assert {(p["name"], p["in"]) for p in item["parameters"]} == {("item_id", "path"), ("limit", "query")}
+    assert doc["paths"]["/api/boom"]["get"]["security"] == []
+
+
+async def test_docs_page_shows_every_operation_and_escapes(client):
+    r = await client.get("/docs")
+    page = await r.text()
+    assert r.status == 200 and "<script" not in page and "https://" not in page
+    for path in ("/api/echo", "/api/items/{item_id}", "/openapi.json"):
+        assert f"<code>{path}</code>" in page
+    assert "roles: <b>admin</b>, <b>supervisor</b>" in page
+    hostile = render_docs({"info": {"title": "<script>x</script>"}, "paths": {
+        "/a": {"get": {"summary": "<img onerror=1>", "responses": {}}}}})
+    assert "<script>x" not in hostile and "<img" not in hostile
+
+
+def test_duplicate_routes_are_refused():
+    app = build()
+    async def h(req):
+        return None
+    with pytest.raises(ValueError):
+        app[API].add("POST", "/api/echo", h, summary="again", roles=None)
+    with pytest.raises(ValueError):
+        app[API].add("GET", "/api/other", h, summary="x", roles=None, operation_id="echo")
