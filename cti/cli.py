@@ -5,6 +5,8 @@
     cti check          validate the configuration and reach Asterisk and PostgreSQL
     cti calls          the latest calls in the database
     cti demo-traffic   place simulated calls in the sandbox (demo only)
+    cti customers import FILE.csv
+                       import customers from CSV, reporting the rows it rejects
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -41,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     t.add_argument("--talk", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"),
                    help="agents' talk time in seconds")
+    cu = sub.add_parser("customers", help="customer records").add_subparsers(dest="customers_command",
+                                                                                required=True)
+    ci = cu.add_parser("import", help="import customers from a CSV file (docs/customers.md)")
+    ci.add_argument("file", help="CSV file with a header line (name,phones,... )")
+    ci.add_argument("--country", metavar="CODE", help="country calling code for national numbers (e.g. 49)")
+    ci.add_argument("--regions", metavar="A,B", help="the only regions allowed (default: any)")
+    ci.add_argument("--report", metavar="FILE", help="also write the rejected rows as CSV (line,reason)")
+    ci.add_argument("--dry-run", action="store_true", help="check and count, change nothing")
     return p
 
 
@@ -63,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_calls(settings, args.last))
         if args.command == "demo-traffic":
             return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
+        if args.command == "customers":
+            return asyncio.run(_customers_import(settings, args))
     except KeyboardInterrupt:
         return 0
     except CtiError as exc:
@@ -207,6 +219,53 @@ async def _traffic(settings: Settings, rate: float, duration: float | None, talk
     finally:
         await ami.stop()
     return 0
+
+
+async def _customers_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when every row was imported, 1 when some were rejected (the others are
+    imported), 2 when the file cannot be read at all (nothing is imported)."""
+    import csv
+
+    from cti import store
+    from cti.customer_model import CustomerError, read_csv
+    from cti.customer_store import import_customers
+
+    country = args.country.lstrip("+") if args.country else None
+    if country is not None and not (country.isdigit() and 1 <= len(country) <= 3):
+        print(f"cti: --country {args.country!r} is not a country calling code (1 to 3 digits)", file=sys.stderr)
+        return 2
+    regions = frozenset(r.strip() for r in args.regions.split(",") if r.strip()) if args.regions else None
+    try:
+        with open(args.file, encoding="utf-8-sig", newline="") as fh:
+            rows = read_csv(fh.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cti: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    except CustomerError as exc:
+        print(f"cti: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    dsn, server = await _dsn(settings)
+    try:
+        await store.migrate(dsn)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            report = await import_customers(conn, rows, actor="cti customers import", country_code=country,
+                                            regions=regions, dry_run=args.dry_run)
+        finally:
+            await conn.close()
+    finally:
+        await _release(server)
+    for r in report.rejected:
+        print(f"rejected {r}")
+    verb = "would import" if args.dry_run else "imported"
+    print(f"{verb} {report.imported} customers ({report.created} new, {report.updated} updated),"
+          f" rejected {len(report.rejected)} rows of {len(rows)}")
+    if args.report:
+        with open(args.report, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["line", "reason"])
+            w.writerows([r.line, r.reason] for r in report.rejected)
+    return 1 if report.rejected else 0
 
 
 if __name__ == "__main__":

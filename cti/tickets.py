@@ -43,6 +43,7 @@ Exceptions (all ``cti.errors.CtiError``)::
     ├── InvalidCommand      a command or ticket field is missing or malformed (names the field)
     ├── UnknownTicketType   a type the configuration does not define
     ├── TransitionRefused   the command is not allowed in the ticket's state
+    ├── TicketNotFound      (raised by the store) no ticket has that id
     └── TicketConflict      (raised by the store) the ticket changed under the caller, or stayed locked
 """
 from __future__ import annotations
@@ -84,6 +85,10 @@ class TransitionRefused(TicketError):
         self.ticket_id = ticket_id
         self.state = state
         self.command = command
+
+
+class TicketNotFound(TicketError, LookupError):
+    """No ticket has that id."""
 
 
 class TicketConflict(TicketError):
