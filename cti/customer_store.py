@@ -203,8 +203,10 @@ async def import_customers(db: Db, rows: Iterable[tuple[int, dict[str, str | Non
                            dry_run: bool = False) -> ImportReport:
     """Validate ``rows`` (see ``cti.customer_model``), then create or update the valid
     ones in one transaction: name, language and VIP replaced; phones, tags added;
-    the address becomes the primary one; the note appended. A row whose number
-    belongs to another customer is rejected (numbers never change owner by import).
+    the address becomes the primary one; the note appended. A row without a
+    customer id updates the customer owning its numbers, or creates one (``new_id``).
+    A row whose number belongs to another customer is rejected (numbers never
+    change owner by import).
 
     Returns: the counts and the rejected rows, by line, in file order.
     """
@@ -214,12 +216,17 @@ async def import_customers(db: Db, rows: Iterable[tuple[int, dict[str, str | Non
         tx = conn.transaction()
         await tx.start()
         try:
-            rows_by_id = [(r.customer_id or new_id(), r) for r in valid]
             owners = {r["phone"]: r["customer_id"] for r in await conn.fetch(
                 "SELECT phone, customer_id FROM customer_phones WHERE phone = ANY($1::text[])",
-                [p for _, r in rows_by_id for p in r.phones])}
+                [p for r in valid for p in r.phones])}
             accepted: list[tuple[str, CustomerRow]] = []
-            for cid, r in rows_by_id:
+            for r in valid:
+                # A row without an id is the customer already owning its numbers, if one does.
+                found = sorted({owners[p] for p in r.phones if p in owners})
+                if r.customer_id is None and len(found) > 1:
+                    report.rejected.append(Rejected(r.line, f"phones: belong to customers {', '.join(map(repr, found))}"))
+                    continue
+                cid = r.customer_id or (found[0] if found else new_id())
                 taken = next((p for p in r.phones if owners.get(p, cid) != cid), None)
                 if taken is not None:
                     report.rejected.append(Rejected(r.line, f"phones: {taken} belongs to customer {owners[taken]!r}"))
