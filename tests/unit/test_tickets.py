@@ -306,3 +306,14 @@ def test_new_ticket_checks_its_fields():
         new_ticket(type="repair", customer_id="C1", source="call", actor="a", now=datetime(2026, 1, 1))
     with pytest.raises(InvalidCommand, match="region"):
         new_ticket(type="repair", customer_id="C1", source="call", actor="a", now=T0, region="north\r\n")
+
+
+def test_the_documented_table_is_the_table():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "tickets.md").read_text(encoding="utf-8")
+    section = doc.split("## Transitions", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip().strip("`") for c in line.strip("|").split("|")]
+            for line in section.splitlines() if line.startswith("| `")]
+    assert {(State(s), k): State(t) for s, k, t in rows} == dict(TRANSITIONS)
+    assert len(rows) == len(TRANSITIONS)
