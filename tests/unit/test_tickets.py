@@ -317,3 +317,19 @@ def test_the_documented_table_is_the_table():
             for line in section.splitlines() if line.startswith("| `")]
     assert {(State(s), k): State(t) for s, k, t in rows} == dict(TRANSITIONS)
     assert len(rows) == len(TRANSITIONS)
+
+
+def test_ticket_types_load_from_a_toml_file_and_errors_name_the_file(tmp_path):
+    from cti.errors import ConfigError
+    from cti.ticket_store import load_ticket_types
+
+    good = tmp_path / "types.toml"
+    good.write_text('callback_due_hours = 6\n[types.fibre_install]\nlabel = "Fibre"\ndue_hours = 240\n')
+    types = load_ticket_types(good)
+    assert types.get("fibre_install").due == timedelta(days=10) and types.callback_due == timedelta(hours=6)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[types.repair]\ndue_hours = "soon"\n')
+    with pytest.raises(ConfigError, match=r"bad.toml.*types.repair.due_hours"):
+        load_ticket_types(bad)
+    with pytest.raises(ConfigError, match="missing.toml"):
+        load_ticket_types(tmp_path / "missing.toml")
