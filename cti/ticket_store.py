@@ -281,16 +281,27 @@ async def import_list(db: Db, customer_ids: Iterable[str], *, type: str, actor: 
         live = {r["customer_id"] for r in await conn.fetch(
             f"SELECT customer_id FROM tickets WHERE customer_id = ANY($1::text[]) AND type = $2 AND {_LIVE}",
             wanted, type)}
+        made: list[tuple[Ticket, AuditEntry]] = []
         for cid in wanted:
             if cid not in known:
                 result.unknown.append(cid)
-                continue
-            if cid in live:
+            elif cid in live:
                 result.skipped_open.append(cid)
-                continue
-            ticket, entry = new_ticket(type=type, customer_id=cid, source=Source.IMPORT, actor=actor, now=at,
-                                       title=title, region=known[cid], note=note, types=types)
-            ticket_id = await _insert(conn, ticket)
-            await conn.execute(_INSERT_AUDIT, *_audit_args(ticket_id, entry))
-            result.created[cid] = ticket_id
+            else:
+                made.append(new_ticket(type=type, customer_id=cid, source=Source.IMPORT, actor=actor, now=at,
+                                       title=title, region=known[cid], note=note, types=types))
+        if not made:
+            return result
+        # One statement for all the tickets (a list may hold many thousand customers).
+        rows = await conn.fetch(
+            """INSERT INTO tickets (type, customer_id, source, state, title, region, created_at, due_at, revision)
+               SELECT $1, cid, $2, $3, $4, region, $5, $6, $7
+                 FROM unnest($8::text[], $9::text[]) WITH ORDINALITY AS u(cid, region, n)
+                ORDER BY n
+               RETURNING ticket_id, customer_id""",
+            made[0][0].type, Source.IMPORT.value, State.OPEN.value, made[0][0].title, at, made[0][0].due_at,
+            made[0][0].revision, [t.customer_id for t, _ in made], [t.region for t, _ in made])
+        ids = {r["customer_id"]: r["ticket_id"] for r in rows}
+        await conn.executemany(_INSERT_AUDIT, [_audit_args(ids[t.customer_id], e) for t, e in made])
+        result.created = {t.customer_id: ids[t.customer_id] for t, _ in made}
     return result

@@ -214,3 +214,18 @@ async def test_hostile_text_is_stored_verbatim_and_reopen_works(pool):
     assert [e.note for e in trail[:2]] == [hostile, hostile] and trail[2].data == {"reason": hostile[:200]}
     assert (await ts.get_ticket(pool, t.ticket_id)).title == "O'Brien \"box\"" and t.state is State.OPEN
     assert await pool.fetchval("SELECT count(*) FROM tickets") == 1
+
+
+async def test_a_long_list_gets_one_ticket_and_one_audit_row_per_customer(pool):
+    await pool.executemany("INSERT INTO customers (customer_id, name) VALUES ($1, $2)",
+                           [(f"M{i:04d}", f"Missed {i}") for i in range(1500)])
+    listed = [f"M{i:04d}" for i in range(1500)]
+    result = await ts.import_list(pool, listed, type="missed_upload", actor="upload-check", now=T0)
+    assert sorted(result.created) == listed and len(set(result.created.values())) == 1500
+    counts = await pool.fetchrow(
+        """SELECT count(*) AS tickets, count(DISTINCT customer_id) AS customers,
+                  (SELECT count(*) FROM ticket_audit a WHERE a.seq = 1 AND a.command = 'create') AS created
+             FROM tickets WHERE source = 'import'""")
+    assert dict(counts) == {"tickets": 1500, "customers": 1500, "created": 1500}
+    t = await ts.get_ticket(pool, result.created["M0042"])
+    assert t.customer_id == "M0042" and (await ts.audit_trail(pool, t.ticket_id))[0].actor == "upload-check"
