@@ -147,3 +147,21 @@ def test_the_cli_imports_a_file_and_prints_the_report(database: str, tmp_path: P
     clean.write_text("name,phone\nZed,+49309999\n", encoding="utf-8")
     wrong = cti("customers", "import", str(clean), CTI_DATABASE_URL=database)
     assert wrong.returncode == 2 and "unknown column 'phone'" in wrong.stderr
+
+
+def test_the_cli_imports_a_ticket_list_skipping_open_ones(database: str, tmp_path: Path):
+    path = tmp_path / "missed.txt"
+    path.write_text("# missed the upload of 2026-11-29\nZ1\nZ2\n\nghost\nZ1\n", encoding="utf-8")
+    customers = tmp_path / "c.csv"
+    customers.write_text("customer_id,name,phones\nZ1,Zed One,+49301\nZ2,Zed Two,+49302\n", encoding="utf-8")
+    assert cti("customers", "import", str(customers), CTI_DATABASE_URL=database).returncode == 0
+    first = cti("tickets", "import-list", str(path), "--type", "missed_upload", "--note", "no upload 11-29",
+                CTI_DATABASE_URL=database)
+    assert first.returncode == 1, first.stdout + first.stderr      # 'ghost' is unknown
+    assert "unknown customer 'ghost'" in first.stdout
+    assert "created 2 missed_upload tickets, skipped 0 already open, 1 unknown, 1 repeated" in first.stdout
+    path.write_text("Z1\nZ2\n", encoding="utf-8")
+    again = cti("tickets", "import-list", str(path), "--type", "missed_upload", CTI_DATABASE_URL=database)
+    assert again.returncode == 0 and "created 0 missed_upload tickets, skipped 2 already open" in again.stdout
+    wrong = cti("tickets", "import-list", str(path), "--type", "teleport", CTI_DATABASE_URL=database)
+    assert wrong.returncode == 2 and "unknown ticket type 'teleport'" in wrong.stderr
