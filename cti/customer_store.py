@@ -16,7 +16,7 @@ import asyncpg
 
 from cti.customer_model import (
     Address, BadImportFile, CustomerRow, CustomerSnapshot, InvalidCustomer, MergePlan, MergeRefused, Rejected,
-    ID, check_header, normalise_tag, plan_merge, read_csv, validate_rows,
+    ID, normalise_tag, plan_merge, read_csv, validate_rows,
 )
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
