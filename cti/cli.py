@@ -6,6 +6,10 @@
     cti calls          the latest calls in the database
     cti demo-traffic   place simulated calls in the sandbox (demo only)
     cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
+    cti customers import FILE.csv
+                       import customers from CSV, reporting the rows it rejects
+    cti tickets import-list FILE --type TYPE
+                       one ticket per listed customer, skipping those with one open
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -46,6 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     from api.users_cli import add_parser as add_users_parser
 
     add_users_parser(sub)
+    cu = sub.add_parser("customers", help="customer records").add_subparsers(dest="customers_command",
+                                                                                required=True)
+    ci = cu.add_parser("import", help="import customers from a CSV file (docs/customers.md)")
+    ci.add_argument("file", help="CSV file with a header line (name,phones,... )")
+    ci.add_argument("--country", metavar="CODE", help="country calling code for national numbers (e.g. 49)")
+    ci.add_argument("--regions", metavar="A,B", help="the only regions allowed (default: any)")
+    ci.add_argument("--report", metavar="FILE", help="also write the rejected rows as CSV (line,reason)")
+    ci.add_argument("--dry-run", action="store_true", help="check and count, change nothing")
+    tk = sub.add_parser("tickets", help="tickets (work orders)").add_subparsers(dest="tickets_command",
+                                                                              required=True)
+    tl = tk.add_parser("import-list", help="one ticket per listed customer id, skipping those with one open")
+    tl.add_argument("file", help="customer ids, one per line ('-' for standard input; # starts a comment)")
+    tl.add_argument("--type", required=True, help="ticket type (e.g. missed_upload)")
+    tl.add_argument("--note", help="note on each new ticket (e.g. which upload was missed)")
+    tl.add_argument("--types", metavar="FILE", help="ticket types file (TOML; default: the built-in types)")
     return p
 
 
@@ -70,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_users(settings, args))
         if args.command == "demo-traffic":
             return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
+        if args.command == "customers":
+            return asyncio.run(_customers_import(settings, args))
+        if args.command == "tickets":
+            return asyncio.run(_tickets_import_list(settings, args))
     except KeyboardInterrupt:
         return 0
     except CtiError as exc:
@@ -226,6 +249,94 @@ async def _traffic(settings: Settings, rate: float, duration: float | None, talk
     finally:
         await ami.stop()
     return 0
+
+
+async def _customers_import(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when every row was imported, 1 when some were rejected (the others are
+    imported), 2 when the file cannot be read at all (nothing is imported)."""
+    import csv
+
+    from cti import store
+    from cti.customer_model import CustomerError, read_csv
+    from cti.customer_store import import_customers
+
+    country = args.country.lstrip("+") if args.country else None
+    if country is not None and not (country.isdigit() and 1 <= len(country) <= 3):
+        print(f"cti: --country {args.country!r} is not a country calling code (1 to 3 digits)", file=sys.stderr)
+        return 2
+    regions = frozenset(r.strip() for r in args.regions.split(",") if r.strip()) if args.regions else None
+    try:
+        with open(args.file, encoding="utf-8-sig", newline="") as fh:
+            rows = read_csv(fh.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"cti: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    except CustomerError as exc:
+        print(f"cti: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    dsn, server = await _dsn(settings)
+    try:
+        await store.migrate(dsn)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            report = await import_customers(conn, rows, actor="cti customers import", country_code=country,
+                                            regions=regions, dry_run=args.dry_run)
+        finally:
+            await conn.close()
+    finally:
+        await _release(server)
+    for r in report.rejected:
+        print(f"rejected {r}")
+    verb = "would import" if args.dry_run else "imported"
+    print(f"{verb} {report.imported} customers ({report.created} new, {report.updated} updated),"
+          f" rejected {len(report.rejected)} rows of {len(rows)}")
+    if args.report:
+        with open(args.report, "w", encoding="utf-8", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["line", "reason"])
+            w.writerows([r.line, r.reason] for r in report.rejected)
+    return 1 if report.rejected else 0
+
+
+async def _tickets_import_list(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when every listed customer was found (created or skipped as already
+    open), 1 when some were unknown, 2 for a bad file, type or note (nothing created)."""
+    from cti import store
+    from cti.ticket_store import import_list, load_ticket_types
+    from cti.tickets import DEFAULT_TYPES, TicketError
+
+    try:
+        types = load_ticket_types(args.types) if args.types else DEFAULT_TYPES
+        types.get(args.type)
+        if args.file == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.file, encoding="utf-8-sig") as fh:
+                text = fh.read()
+    except (OSError, UnicodeDecodeError, TicketError) as exc:
+        print(f"cti: {exc}", file=sys.stderr)
+        return 2
+    ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    ids = [i for i in ids if i]
+    dsn, server = await _dsn(settings)
+    try:
+        await store.migrate(dsn)
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            result = await import_list(conn, ids, type=args.type, actor="cti tickets import-list",
+                                       note=args.note, types=types)
+        except TicketError as exc:
+            print(f"cti: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await conn.close()
+    finally:
+        await _release(server)
+    for cid in result.unknown:
+        print(f"unknown customer {cid!r}")
+    print(f"created {len(result.created)} {args.type} tickets, skipped {len(result.skipped_open)} already open,"
+          f" {len(result.unknown)} unknown, {len(result.repeated)} repeated")
+    return 1 if result.unknown else 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Customers for caller lookups: phone normalisation (pure) and a few queries.
+"""Customers for caller lookups: phone normalisation (``cti.phones``, re-exported) and a few queries.
 
 Numbers are stored in E.164 (``+`` then 2 to 15 digits, no leading 0 after
 the +) in ``customer_phones``, one row per number, primary key = the number:
@@ -8,37 +8,16 @@ national prefix known) ``030 1234`` all match ``+49301234``.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterable, Union
 
 import asyncpg
 
+from cti.phones import normalise_e164
+
+__all__ = ["CustomerRecord", "find_by_phone", "normalise_e164", "save_customer"]
+
 Db = Union[asyncpg.Pool, asyncpg.Connection]
-
-_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
-
-
-def normalise_e164(raw: str | None, country_code: str | None = None) -> str | None:
-    """The E.164 form of a dialled or presented number, or None when it has none.
-
-    ``+`` or ``00`` starts an international number; with ``country_code`` (e.g.
-    "49") a number starting with a single ``0`` is national. Spaces, dashes,
-    dots and brackets are ignored; any other character means "not a number".
-    """
-    if not raw:
-        return None
-    text = re.sub(r"[\s\-.()/]", "", raw)
-    if text.startswith("+"):
-        digits = text[1:]
-    elif text.startswith("00"):
-        digits = text[2:]
-    elif text.startswith("0") and country_code:
-        digits = country_code + text[1:]
-    else:
-        digits = text
-    candidate = "+" + digits
-    return candidate if digits.isdigit() and _E164.match(candidate) else None
 
 
 @dataclass(frozen=True, slots=True)
