@@ -112,6 +112,8 @@ class AcdService:
     config_version: int | None = None
     retries: dict[str, cbs.Callback] = field(default_factory=dict)  # callbacks waiting to try again
     _pool: Any = None
+    # Called with each agent's id after its state changed (e.g. the WebSocket hub).
+    agent_listeners: list[Any] = field(default_factory=list)
     _cb_writer: acd_store.CallbackWriter | None = None
     _leg_seq: int = 0
 
@@ -448,6 +450,11 @@ class AcdService:
                 if self.core.writer is not None:
                     self.core.writer.submit(AgentStateRow(agent_id=d.agent_id, at=_utc(d.at), state=d.new,
                                                           previous=d.old, reason=d.reason))
+                for fn in self.agent_listeners:
+                    try:
+                        fn(d.agent_id)
+                    except Exception:
+                        log.exception("agent state listener failed", agent=d.agent_id)
             else:
                 name = type(d).__name__.lower()
                 fields = {k: getattr(d, k) for k in getattr(d, "__dataclass_fields__", {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from acd.service import setup_acd
+from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.hooks import setup_hooks
 from api.observe import setup_metrics
@@ -27,6 +28,7 @@ def build(settings: Settings) -> web.Application:
     # The API: registry (/openapi.json, /docs), auth and its pool, then what uses them.
     # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
     setup_auth(app)
+    setup_acd_routes(app)
     setup_metrics(app)
     setup_ws(app)
     return app

@@ -336,8 +336,8 @@ class AgentSnapshot:
 
 
 class AgentStates:
-    """Agent states seen last; ``update`` says which changed (the ACD is polled:
-    it does not publish its state decisions on the bus)."""
+    """Agent states seen last; ``update`` says which changed (the ACD pushes
+    each change, and a periodic look catches anything missed)."""
 
     def __init__(self) -> None:
         self.last: dict[str, AgentSnapshot] = {}

@@ -1,8 +1,8 @@
 """``/ws``: the WebSocket hub's asyncio shell (the core is ``api.hub``).
 
 One bus subscriber turns call events into messages for the agents concerned
-(``CallAudience``); one task polls the ACD's agent states and publishes their
-changes. Each connection has a reader (the client's ``ping``) and a writer
+(``CallAudience``); the ACD pushes agent state changes (``agent_listeners``),
+and one task also reads them once a second as a safety net. Each connection has a reader (the client's ``ping``) and a writer
 task that drains its queue with a bounded send; a connection the core marks
 ``drop`` is closed, and every open one is re-checked against the database
 every ``REVALIDATE_S`` (logout, expiry, revocation, a disabled user end it).
@@ -37,7 +37,7 @@ AUTH_TIMEOUT = 5.0          # the first message must come within this
 HEARTBEAT_S = 20.0          # protocol ping every 20 s; no pong within 10 s closes
 SEND_TIMEOUT = 5.0          # one send may take this long before the client is dropped
 REVALIDATE_S = 30.0         # credentials re-checked this often on an open socket
-AGENT_POLL_S = 0.2          # agent states read from the ACD this often
+AGENT_POLL_S = 1.0          # agent states also read from the ACD this often (a safety net)
 MAX_CLIENT_MESSAGE = 4096
 
 CLOSE_UNAUTHENTICATED, CLOSE_BAD_REQUEST, CLOSE_SLOW, CLOSE_REPLACED = 4401, 4400, 4408, 4409
@@ -82,6 +82,9 @@ class HubService:
 
     async def start(self) -> None:
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
+        acd = self.core.acd
+        if acd is not None:  # pushed as they change; the periodic look is a safety net
+            acd.agent_listeners.append(self.agent_changed)
         self._tasks.append(asyncio.create_task(self._run_poll(), name="ws-agent-poll"))
 
     async def stop(self) -> None:
@@ -98,6 +101,16 @@ class HubService:
     def on_call_event(self, ev: CallEvent) -> None:
         agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
         self._deliver(self.hub.publish(call_message(ev.kind, ev.call_id, ev.seq, ev.at, ev.call, ev.data), agents))
+
+    def agent_changed(self, agent_id: str) -> None:
+        """The ACD changed this agent's state: publish it now."""
+        acd = self.core.acd
+        if acd is None:
+            return
+        v = acd.router.agent_state(agent_id)
+        snap = AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending)
+        for new, previous in self.agents.update([snap]):
+            self._deliver(self.hub.publish(agent_message(new, previous), frozenset({new.agent_id})))
 
     def poll_agents(self) -> None:
         """Publish the agent states that changed since the last look."""

@@ -208,3 +208,22 @@ async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], ti
         if time.monotonic() > deadline:
             pytest.fail(f"not true within {timeout}s: {what or getattr(check, '__name__', check)} (last: {last!r})")
         await asyncio.sleep(interval)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (async API). Fake
+    camera and microphone, and media permission granted, for WebRTC pages."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+        try:
+            yield b
+        finally:
+            await b.close()
