@@ -34,7 +34,7 @@ from acd import core as acd_core
 from acd import store as acd_store
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
-from cti.store import AgentRow, AgentStateRow
+from cti.store import AgentRow, AgentStateRow, close_pool
 
 log = structlog.get_logger(__name__)
 
@@ -160,11 +160,7 @@ class AcdService:
         self.core.ami.remove_listener(self.on_ami_event)
         if self._cb_writer is not None:
             await self._cb_writer.stop()
-        if self._pool is not None:
-            try:
-                await asyncio.wait_for(self._pool.close(), 5)
-            except asyncio.TimeoutError:
-                self._pool.terminate()
+        await close_pool(self._pool)
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
@@ -236,9 +232,8 @@ class AcdService:
     async def adopt(self, channels: list[Any]) -> None:
         """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
         (a daemon restart, or events missed while away), with what the dialplan
-        set on their channel. Their original wait start is kept where the router
-        allows (it never goes back in time)."""
-        ami = self.core.ami
+        set on their channel: their place, steps and max wait count from the wait
+        start it stored. Agents found talking are on call (``_adopt_talking``)."""
         for item in channels:
             context = item.get("Context")
             # An agent leg in cti-acd-callback has answered (the customer may still ring).

@@ -29,6 +29,7 @@ from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_f
 from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE
+from cti.store import close_pool
 
 log = structlog.get_logger(__name__)
 
@@ -201,12 +202,7 @@ def setup_auth(app: web.Application) -> None:
             yield
         finally:
             pool, holder.pool = holder.pool, None
-            if pool is not None:
-                try:
-                    async with asyncio.timeout(5):
-                        await pool.close()
-                except TimeoutError:
-                    pool.terminate()
+            await close_pool(pool)
 
     app.cleanup_ctx.append(ctx)
     api.add("POST", "/api/login", login, summary="Log in: a session token for a username and password",

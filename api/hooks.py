@@ -39,6 +39,7 @@ import structlog
 from aiohttp import web
 
 from cti.customers import CustomerRecord, find_by_phone, normalise_e164
+from cti.store import close_pool
 
 log = structlog.get_logger(__name__)
 
@@ -180,12 +181,7 @@ def setup_hooks(app: web.Application) -> None:
             yield
         finally:
             pool, holder["pool"] = holder["pool"], None
-            if pool is not None:
-                try:
-                    async with asyncio.timeout(5):
-                        await pool.close()
-                except TimeoutError:
-                    pool.terminate()
+            await close_pool(pool)
 
     app.cleanup_ctx.append(ctx)
     app.router.add_get("/hooks/lookup", lookup)

@@ -754,3 +754,14 @@ async def _close(conn: asyncpg.Connection) -> None:
         await conn.close(timeout=2.0)
     except Exception:
         conn.terminate()
+
+
+async def close_pool(pool: "asyncpg.Pool | None", timeout: float = 5.0) -> None:
+    """Close a connection pool, waiting at most ``timeout`` for its queries; then cut it."""
+    if pool is None:
+        return
+    try:
+        async with asyncio.timeout(timeout):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()

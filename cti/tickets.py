@@ -273,45 +273,34 @@ class Confirm(_Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Unsatisfied(_Command):
+class _WithReason(_Command):
+    """A command that must say why (kept in the audit entry)."""
+    reason: str
+
+    def __post_init__(self) -> None:
+        _Command.__post_init__(self)
+        _text("reason", self.reason, required=True, limit=500)
+
+    def data(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsatisfied(_WithReason):
     """The customer is not satisfied on the callback: the ticket goes back to dispatch."""
     name = "unsatisfied"
-    reason: str
-
-    def __post_init__(self) -> None:
-        _Command.__post_init__(self)
-        _text("reason", self.reason, required=True, limit=500)
-
-    def data(self) -> dict[str, Any]:
-        return {"reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Cancel(_Command):
+class Cancel(_WithReason):
     """Drop the ticket (duplicate, created by mistake, customer withdrew)."""
     name = "cancel"
-    reason: str
-
-    def __post_init__(self) -> None:
-        _Command.__post_init__(self)
-        _text("reason", self.reason, required=True, limit=500)
-
-    def data(self) -> dict[str, Any]:
-        return {"reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reopen(_Command):
+class Reopen(_WithReason):
     """A closed ticket comes back (the problem returned); it starts over as open."""
     name = "reopen"
-    reason: str
-
-    def __post_init__(self) -> None:
-        _Command.__post_init__(self)
-        _text("reason", self.reason, required=True, limit=500)
-
-    def data(self) -> dict[str, Any]:
-        return {"reason": self.reason}
 
 
 Command = Union[ResolveByPhone, SendToLead, Dispatch, VisitSucceeded, VisitFailed, CallbackNoAnswer,

@@ -33,6 +33,7 @@ import structlog
 from aiohttp import web
 
 from cti.customers import find_by_phone, normalise_e164
+from cti.store import close_pool
 from ivr.agi import AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
@@ -281,11 +282,7 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
         finally:
             await server.stop()
             await steps.stop()
-            try:
-                async with asyncio.timeout(5):
-                    await pool.close()
-            except TimeoutError:
-                pool.terminate()
+            await close_pool(pool)
 
     app.cleanup_ctx.append(ctx)
 
