@@ -19,7 +19,7 @@ from acd.core import AcdInputError, AgentStateError
 from acd.service import ACD, AcdService
 from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError
-from api.registry import API, ApiRequest, setup_registry
+from api.registry import ApiRequest, setup_registry
 
 
 class ConfigReply(BaseModel):
