@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,10 @@ from cti.demo import DEMO_SECRET, DEMO_USER
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-LOCK = Path("/var/cache/cti/sandbox.lock")
+# One lock per sandbox root (CTI_SANDBOX_ROOT selects another root, e.g. a second
+# sandbox in its own network namespace: docs/development.md).
+_ROOT_DIR = os.environ.get("CTI_SANDBOX_ROOT")
+LOCK = Path(f"{_ROOT_DIR}.lock" if _ROOT_DIR else "/var/cache/cti/sandbox.lock")
 
 
 
@@ -125,9 +130,10 @@ async def database(pg_admin: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(pg_admin)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    base, _, _ = pg_admin.rpartition("/")
+    # Swap the database name, keeping any query (the embedded server's socket dir and port).
+    parts = urllib.parse.urlsplit(pg_admin)
     try:
-        yield f"{base}/{name}"
+        yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         admin = await asyncpg.connect(pg_admin)
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -31,7 +31,7 @@ async def test_config_replaced_live_keeps_the_waiting_caller_and_outlives_a_rest
     await add_user(database, "sam", "supervisor")
     await add_user(database, "ada", "agent", "a1")
     try:
-        admin, sup, ada = (bearer(await login(http, d, u)) for u in ("root", "sam", "ada"))
+        admin, sup, ada = [bearer(await login(http, d, u)) for u in ("root", "sam", "ada")]
         for agent in ("a1", "a2", "a3", "a4", "a5"):
             d.core.acd.agent_request(agent, "set_not_ready", "test")
         async with http.get(url(d, "/api/acd/config"), headers=sup) as r:
