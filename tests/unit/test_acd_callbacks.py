@@ -10,17 +10,20 @@ from hypothesis import strategies as st
 from acd.callbacks import CallbackError, after_attempt, agent_missed, dial_string, parse_request
 from acd.store import ConfigVersion, choose_config
 
-NOW = 1_800_000_000.0
-# The headers of a CtiCallbackRequest user event as the cti-callback context sends it.
-REQUEST = {"Event": "UserEvent", "UserEvent": "CtiCallbackRequest", "Channel": "Local/p10@cti-demo-caller-00000001;1",
-           "Uniqueid": "capreq", "Linkedid": "capreq", "Number": "+442071000001", "Queue": "care",
-           "Skills": '""', "CtiPriority": "", "Customer": "", "Since": str(int(NOW - 30))}
+from tests.transcripts import events
+
+# The dialplan's side of callbacks, captured from the sandbox (scripts/capture-ami.py callback):
+# a request from context cti-callback whose wait began 30 s before, and three agent legs.
+CAPTURED = events("callback")
+REQUEST = next(dict(f.headers) for f in CAPTURED if f.headers.get("UserEvent") == "CtiCallbackRequest")
+NOW = float(REQUEST["Since"]) + 30
 
 
 def test_a_request_keeps_the_time_its_wait_began():
     cb = parse_request(REQUEST, NOW, "support")
     assert (cb.callback_id, cb.number, cb.queue, cb.skills, cb.priority, cb.customer_id) == \
         ("capreq", "+442071000001", "care", "", None, None)
+    assert REQUEST["Skills"] == ""  # QUOTE() of an unset variable is empty
     assert (cb.since, cb.requested_at, cb.status, cb.attempts) == (NOW - 30, NOW, "pending", 0)
 
 
@@ -107,3 +110,16 @@ def test_changes_made_through_the_api_outlive_a_restart_while_the_file_is_unchan
 def test_an_unchanged_file_that_is_also_the_newest_version_is_not_recorded_again():
     v = version(1, {"a": 1}, "file:x.toml")
     assert choose_config({"a": 1}, v, v) == "file-recorded"
+
+
+def test_agent_legs_report_as_the_service_expects():
+    """What acd.service matches on: OriginateResponse by our ChannelId with Reason 3 for
+    an agent who never answered; CtiCallbackResult naming the request with the Dial status."""
+    responses = {f.headers["Uniqueid"]: (f.headers["Response"], f.headers["Reason"])
+                 for f in CAPTURED if f.headers.get("Event") == "OriginateResponse"}
+    assert responses["capreq-cb1"] == ("Success", "4")
+    assert responses["capreq-cb2"] == ("Failure", "3")
+    results = [(f.headers["Callback"], f.headers["Status"], f.headers["Uniqueid"]) for f in CAPTURED
+               if f.headers.get("UserEvent") == "CtiCallbackResult"]
+    assert ("capreq", "ANSWER", "capreq-cb1") in results
+    assert all(leg != "capreq-cb2" for _, _, leg in results)  # never answered: never in the dialplan
