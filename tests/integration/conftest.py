@@ -108,19 +108,29 @@ async def _admin_reachable() -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A DSN with the right to create databases."""
+def pg_admin() -> Iterator[str]:
+    """A DSN with the right to create databases: the PostgreSQL on 127.0.0.1:5432,
+    else an embedded one. Its data lives outside pytest's temporary directory:
+    pytest resets that to mode 0700 whenever another session starts, and the
+    embedded server (run as an unprivileged user when we are root) would lose it."""
     if asyncio.run(_admin_reachable()):
         yield PG_ADMIN
         return
+    import shutil
+    import tempfile
+
     from cti.embedded_pg import EmbeddedPostgres
 
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    Path("/var/tmp").mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="cti-test-pg-", dir="/var/tmp"))
+    base.chmod(0o755)
+    server = EmbeddedPostgres(base / "data")
     dsn = asyncio.run(server.start())
     try:
         yield dsn
     finally:
         asyncio.run(server.stop())
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
