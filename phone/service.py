@@ -112,15 +112,24 @@ class PhoneService:
             await self._reload()
             for a in self.agents.values():
                 await self._put_options(a)
-            listing = await self.core.ami.send("PJSIPShowContacts", shape="list", timeout=10)
+            frames = await self._contacts()
         except AmiError as exc:
             log.warning("phones not synchronised with Asterisk", error=str(exc))
             return
-        changes = [c for c in (parse_contact(f.headers) for f in listing.events) if c is not None]
+        changes = [c for c in (parse_contact(f.headers) for f in frames) if c is not None]
         self.reach.replace(changes)
         self.listed = True
         log.info("phone contacts listed", devices_up=sorted(self.reach.devices_up()))
         self._tell_acd()
+
+    async def _contacts(self) -> list[Any]:
+        try:
+            listing = await self.core.ami.send("PJSIPShowContacts", shape="list", timeout=10)
+        except AmiActionFailed as exc:
+            if "No Contacts found" in str(exc):  # Asterisk answers an empty list with an error
+                return []
+            raise
+        return list(listing.events)
 
     def _write_conf(self) -> None:
         path = self.core.settings.phone_pjsip_conf
