@@ -24,6 +24,12 @@ Why it is shaped like this (docs/acd.md has the whole model):
   who last served them for ``preferred_agent_s``.
 - Agent states are a table (``_AGENT_REQUESTS``) of what an agent's own
   request does in each state; the rest follows calls.
+- Devices: an agent's device (the dial string offers ring) can change at any
+  time (``set_device``: hot-desking). A device reported unreachable
+  (``device_reachable``) takes its agent out of routing: not ready with the
+  reason ``unreachable`` (at once, or when the current call ends); login and
+  the end of a call lead there too, and ``set_ready`` is refused. When the
+  device is back the agent is available again, unless it chose a break meanwhile.
 - Indexes (``acd.index``) make each decision cost a few heap tops per pool an
   agent or call belongs to: never a scan of all agents or all calls.
 
@@ -57,7 +63,7 @@ from cti.errors import CtiError
 __all__ = [
     "Router", "AcdInputError", "AgentStateError", "Decision", "Offer", "AgentState", "Escalated",
     "MaxWait", "Withdrawn", "Dequeued", "Ignored", "AgentView", "WaitingCall", "QueueStats",
-    "OFFER_GRACE_S", "FAILURE_STATES",
+    "OFFER_GRACE_S", "FAILURE_STATES", "UNREACHABLE",
 ]
 
 # An offer nobody reports on is treated as unanswered this long after its ring timeout.
@@ -69,6 +75,9 @@ FAILURE_STATES = {"noanswer": "missed", "busy": "busy", "rejected": "rejected", 
 HANDLE_ALPHA = 0.2
 # Customers remembered for the preferred-agent rule (oldest forgotten first).
 MAX_CUSTOMERS = 100_000
+
+# The not-ready reason of an agent whose device cannot ring.
+UNREACHABLE = "unreachable"
 
 _GONE = "gone"
 _CALL, _RING, _WRAPUP = 0, 1, 2
@@ -104,7 +113,7 @@ _AGENT_REQUESTS: dict[str, dict[str, str]] = {
 # Every state change the router can make (a check on itself, not on inputs).
 _TRANSITIONS: dict[str, frozenset[str]] = {
     # -> ON_CALL without an offer: a call found in progress (``agent_on_call``).
-    LOGGED_OUT: frozenset({AVAILABLE, ON_CALL}),
+    LOGGED_OUT: frozenset({AVAILABLE, NOT_READY, ON_CALL}),
     AVAILABLE: frozenset({LOGGED_OUT, NOT_READY, RESERVED, ON_CALL}),
     NOT_READY: frozenset({LOGGED_OUT, AVAILABLE, NOT_READY, ON_CALL}),
     RESERVED: frozenset({ON_CALL, AVAILABLE, NOT_READY, LOGGED_OUT}),
@@ -135,6 +144,7 @@ class _Agent:
     timer_ver: int = 0
     pools: list[tuple[Pool, tuple[Tier, ...]]] = field(default_factory=list)
     held: dict[str, "_Call"] = field(default_factory=dict)  # calls waiting for this agent
+    unreachable: bool = False                             # its device cannot ring (device_reachable)
 
 
 @dataclass(slots=True, eq=False)
@@ -287,6 +297,8 @@ class Router:
             return out
         if action == ERROR:
             raise AgentStateError(f"agent {agent_id!r} is {agent.state}: cannot {what}")
+        if agent.unreachable and what == "set_ready":
+            raise AgentStateError(f"agent {agent_id!r}: the device {agent.device} is unreachable")
         if action == PENDING:
             if what == "logout":
                 agent.pending_logout = True
@@ -303,9 +315,38 @@ class Router:
                 return out
             agent.pending_not_ready = None
             agent.pending_logout = False
+            if action == AVAILABLE and agent.unreachable:  # a login at a phone that cannot ring
+                action, reason = NOT_READY, UNREACHABLE
             self._set_state(agent, action, reason, now, out)
             if action == AVAILABLE:
                 self._match_agent(agent, now, out)
+        self._settle(now, out)
+        return out
+
+    def set_device(self, agent_id: str, device: str) -> None:
+        """The agent's offers ring ``device`` from now on (an offer ringing now
+        goes on at the old one). Raises ``AcdInputError`` for an unknown agent."""
+        self._agent(agent_id).device = device
+
+    def device_reachable(self, agent_id: str, reachable: bool, now: float) -> list[Decision]:
+        """The agent's device can ring (again), or cannot: see the module docstring."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        out: list[Decision] = []
+        if agent.unreachable == (not reachable):
+            return out
+        agent.unreachable = not reachable
+        if not reachable:
+            if agent.state in (AVAILABLE, WRAPUP):
+                agent.pending_not_ready = None
+                self._set_state(agent, NOT_READY, UNREACHABLE, now, out)
+            elif agent.state in (RESERVED, ON_CALL) and not agent.pending_logout:
+                agent.pending_not_ready = UNREACHABLE
+        elif agent.state == NOT_READY and agent.reason == UNREACHABLE:
+            self._set_state(agent, AVAILABLE, "device reachable", now, out)
+            self._match_agent(agent, now, out)
+        elif agent.pending_not_ready == UNREACHABLE:
+            agent.pending_not_ready = None
         self._settle(now, out)
         return out
 
@@ -543,7 +584,8 @@ class Router:
         pending = "logout" if a.pending_logout else a.pending_not_ready
         call = a.offer.id if a.offer is not None else a.call_id
         queue = a.offer.queue if a.offer is not None else a.call_queue
-        return AgentView(a.id, a.state, a.reason, a.since, call, pending, queue.id if queue else None)
+        return AgentView(a.id, a.state, a.reason, a.since, call, pending, queue.id if queue else None,
+                         a.device, not a.unreachable)
 
     def waiting_calls(self) -> list[WaitingCall]:
         """Every call the router holds, in service order (priority, then arrival)."""
@@ -658,6 +700,8 @@ class Router:
             target, reason = LOGGED_OUT, "logout (deferred until the call ended)"
         elif agent.pending_not_ready is not None:
             target, reason = NOT_READY, agent.pending_not_ready
+        elif agent.unreachable:
+            target, reason = NOT_READY, UNREACHABLE
         else:
             target = AVAILABLE
         agent.pending_logout = False

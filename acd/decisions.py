@@ -123,6 +123,8 @@ class AgentView:
     call_id: str | None             # the call offered to or handled by the agent
     pending: str | None             # "logout" or a not-ready reason, applied when the call ends
     queue_id: str | None = None     # the queue of that call
+    device: str = ""                # the dial string its offers ring (set_device)
+    reachable: bool = True          # False: its device cannot ring (not offered calls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,11 @@ class AcdService:
     agent_listeners: list[Any] = field(default_factory=list)
     _cb_writer: acd_store.CallbackWriter | None = None
     _leg_seq: int = 0
+    # Set by the phone gateway (docs/softphone.md): the device each agent sits
+    # at, and the agents whose device cannot ring. Kept here so that a new
+    # configuration's router gets them too.
+    devices: dict[str, str] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.router = acd_core.Router(self.config)
@@ -294,7 +299,7 @@ class AcdService:
             waiting.leg = uniqueid
             self.legs[uniqueid] = call_id
         else:
-            self.core.model.expect_agent(call_id, agent, self.config.agent(agent).device)
+            self.core.model.expect_agent(call_id, agent, self.devices.get(agent, self.config.agent(agent).device))
         self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
         self.adopted += 1
         log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
@@ -314,6 +319,11 @@ class AcdService:
         old, new = self.router, acd_core.Router(config)
         queues = {q.id for q in config.queues}
         agents = {a.id: a for a in config.agents}
+        for agent_id in agents:  # before anyone logs in: they log in at the device they sit at
+            if agent_id in self.devices:
+                new.set_device(agent_id, self.devices[agent_id])
+            if agent_id in self.unreachable:
+                new.device_reachable(agent_id, False, now)
         default = self.core.settings.acd_default_queue
         out: list[Any] = []
         moved = dropped = 0
@@ -368,6 +378,30 @@ class AcdService:
         now = time.time()
         method = getattr(self.router, what)
         self._apply(method(agent_id, reason, now) if what == "set_not_ready" else method(agent_id, now))
+
+    def bind_device(self, agent_id: str, device: str | None) -> None:
+        """The agent's offers and callbacks ring ``device`` (a dial string) from
+        now on; None: the device of the configuration. Unknown agents are
+        remembered for a configuration that has them."""
+        if device is None:
+            self.devices.pop(agent_id, None)
+        else:
+            self.devices[agent_id] = device
+        if agent_id in {a.id for a in self.config.agents}:
+            self.router.set_device(agent_id, device or self.config.agent(agent_id).device)
+
+    def device_reachable(self, agent_id: str, reachable: bool) -> None:
+        """The agent's device can ring, or cannot (the agent leaves routing until it can)."""
+        if reachable:
+            self.unreachable.discard(agent_id)
+        else:
+            self.unreachable.add(agent_id)
+        if agent_id in {a.id for a in self.config.agents}:
+            self._apply(self.router.device_reachable(agent_id, reachable, time.time()))
+
+    def device_of(self, agent_id: str) -> str:
+        """The dial string the agent's calls ring now. Raises ``AcdInputError`` for an unknown agent."""
+        return self.router.agent_state(agent_id).device
 
     def _enter(self, call_id: str, entry: Entry, now: float) -> None:
         """The call (already in ``self.calls``) waits in the router with ``entry``."""

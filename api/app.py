@@ -14,10 +14,12 @@ from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.hooks import setup_hooks
 from api.observe import setup_metrics
+from api.phone_routes import setup_phone_routes
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
 from ivr.service import setup_ivr
+from phone.service import setup_phones
 
 
 def build(settings: Settings) -> web.Application:
@@ -25,10 +27,12 @@ def build(settings: Settings) -> web.Application:
     setup_ivr(app)
     setup_hooks(app)
     setup_acd(app)
+    setup_phones(app)  # after the ACD: it seats agents at their devices
     # The API: registry (/openapi.json, /docs), auth and its pool, then what uses them.
     # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
     setup_auth(app)
     setup_acd_routes(app)
+    setup_phone_routes(app)
     setup_metrics(app)
     setup_ws(app)
     return app

@@ -10,6 +10,10 @@
                        import customers from CSV, reporting the rows it rejects
     cti tickets import-list FILE --type TYPE
                        one ticket per listed customer, skipping those with one open
+    cti pjsip [--write FILE]
+                       the PJSIP sections of the agents' phones (docs/softphone.md)
+    cti phones list|add|remove ...
+                       agents' phones: devices and their secrets
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -50,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     from api.users_cli import add_parser as add_users_parser
 
     add_users_parser(sub)
+    from phone.cli import add_parsers as add_phone_parsers
+
+    add_phone_parsers(sub)
     cu = sub.add_parser("customers", help="customer records").add_subparsers(dest="customers_command",
                                                                                 required=True)
     ci = cu.add_parser("import", help="import customers from a CSV file (docs/customers.md)")
@@ -93,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_customers_import(settings, args))
         if args.command == "tickets":
             return asyncio.run(_tickets_import_list(settings, args))
+        if args.command in ("pjsip", "phones"):
+            return asyncio.run(_phones(settings, args))
     except KeyboardInterrupt:
         return 0
     except CtiError as exc:
@@ -207,6 +216,25 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await store.migrate(dsn)  # the first admin can be made on a fresh database
         return await users_cli.run(args, dsn)
+    finally:
+        await _release(server)
+
+
+async def _phones(settings: Settings, args: argparse.Namespace) -> int:
+    from cti import store
+    from phone import cli as phone_cli
+
+    dsn, server = await _dsn(settings)
+    try:
+        await store.migrate(dsn)
+        if args.command == "phones":
+            return await phone_cli.run_phones(args, dsn, settings.phone_realm)
+        agents: list[tuple[str, str]] = []
+        if settings.acd_config is not None:
+            from acd.config import load_config
+
+            agents = [(a.id, a.device) for a in load_config(settings.acd_config).agents]
+        return await phone_cli.run_pjsip(args, dsn, settings.phone_realm, agents)
     finally:
         await _release(server)
 

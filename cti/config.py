@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     ws_replay_max: int = Field(1000, ge=10, le=100_000)
     ws_queue_max: int = Field(500, ge=10, le=100_000)
 
+    # Agents' phones (docs/softphone.md): the file the daemon writes its
+    # devices' PJSIP sections to and has Asterisk reload (unset: none written;
+    # `cti pjsip` prints them), the digest realm of their secrets, the
+    # WebSocket browser phones register through, and the SIP domain they use.
+    phone_pjsip_conf: Path | None = None
+    phone_realm: str = Field("cti", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    phone_ws_url: str = Field("ws://127.0.0.1:8088/ws", pattern=r"^wss?://[^\s\x00-\x1f\"'<>]+$")
+    phone_sip_domain: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:\[\]-]{1,253}$")
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:

@@ -1,0 +1,296 @@
+"""The phone gateway's asyncio shell: devices to Asterisk, bindings and reachability to the ACD.
+
+What it does (docs/softphone.md has the why):
+
+- Provisioning: the devices in PostgreSQL (``phone.store``) are rendered by
+  ``phone.model.render_pjsip`` into ``phone_pjsip_conf`` (written whole,
+  atomically, mode 0600), then Asterisk reloads ``res_pjsip.so`` over AMI (the
+  ``Reload`` action: the daemon's ``system`` write permission; it never gets
+  ``command`` or ``config``). Done at start, after every change and after every
+  AMI (re)connect (Asterisk may have restarted).
+- Hot-desking: an agent's seat (``phone_agents.device_id``) is given to the
+  ACD with ``AcdService.bind_device``; offers and callbacks ring it.
+- Options: auto-answer and zip tone go to AstDB (``DBPut`` family
+  ``cti-phone``), where the offer dialplan reads them.
+- Reachability: ``ContactStatus`` events, and a ``PJSIPShowContacts`` listing
+  after every (re)connect, feed ``phone.model.Reachability``; every agent whose
+  device is ``PJSIP/<id>`` is told to the ACD as reachable or not
+  (``AcdService.device_reachable``): an agent whose phone cannot ring is not
+  ready with the reason ``unreachable`` and is offered nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from cti.errors import AmiActionFailed, AmiError, CtiError
+from cti.store import close_pool
+from phone import store
+from phone.model import (
+    Device, Reachability, check_device_id, device_of_dial, dial_string, ha1, options_value, parse_contact,
+    render_pjsip, webrtc_device_id,
+)
+from phone.store import AgentPhone
+
+log = structlog.get_logger(__name__)
+
+ASTDB_FAMILY = "cti-phone"
+
+
+class PhoneError(CtiError):
+    """A phone request that cannot be carried out (unknown device, no database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a browser phone needs to register (given once, to its own agent)."""
+
+    device_id: str
+    uri: str
+    password: str
+    realm: str
+    ws_url: str
+
+
+@dataclass
+class PhoneService:
+    core: Any                                   # cti.daemon.Core
+    pool: Any = None
+    devices: dict[str, Device] = field(default_factory=dict)
+    agents: dict[str, AgentPhone] = field(default_factory=dict)
+    reach: Reachability = field(default_factory=Reachability)
+    listed: bool = False                        # a contact listing came in (before it, nobody is unreachable)
+    reloads: int = 0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.core.dsn is not None:
+            import asyncpg
+            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
+                                                  command_timeout=10)
+            self.devices = {d.device_id: d for d in await store.devices(self.pool)}
+            self.agents = {a.agent_id: a for a in await store.agents(self.pool)}
+        acd = self.core.acd
+        for a in self.agents.values():
+            if acd is not None and a.device_id is not None:
+                acd.bind_device(a.agent_id, dial_string(a.device_id))
+        await asyncio.to_thread(self._write_conf)
+        self.core.ami.add_listener(self.on_ami_event)
+        self.core.resync_hooks.append(self.on_resync)
+        if self.core.ami.connected:  # the first resync ran before we were here
+            await self.on_resync([])
+
+    async def stop(self) -> None:
+        if self.on_resync in self.core.resync_hooks:
+            self.core.resync_hooks.remove(self.on_resync)
+        self.core.ami.remove_listener(self.on_ami_event)
+        await close_pool(self.pool)
+
+    # -- Asterisk side ---------------------------------------------------------
+
+    def on_ami_event(self, frame: Any) -> None:
+        change = parse_contact(frame.headers)
+        if change is None or frame.headers.get("Event") != "ContactStatus":
+            return
+        now_up = self.reach.feed(change)
+        if now_up is not None:
+            log.info("phone reachability", device=change.aor, reachable=now_up, uri=change.uri)
+            self._tell_acd()
+
+    async def on_resync(self, _items: list[Any]) -> None:
+        """After every AMI (re)connect: configuration, options and contacts again."""
+        try:
+            await self._reload()
+            for a in self.agents.values():
+                await self._put_options(a)
+            frames = await self._contacts()
+        except AmiError as exc:
+            log.warning("phones not synchronised with Asterisk", error=str(exc))
+            return
+        changes = [c for c in (parse_contact(f.headers) for f in frames) if c is not None]
+        self.reach.replace(changes)
+        self.listed = True
+        log.info("phone contacts listed", devices_up=sorted(self.reach.devices_up()))
+        self._tell_acd()
+
+    async def _contacts(self) -> list[Any]:
+        try:
+            listing = await self.core.ami.send("PJSIPShowContacts", shape="list", timeout=10)
+        except AmiActionFailed as exc:
+            if "No Contacts found" in str(exc):  # Asterisk answers an empty list with an error
+                return []
+            raise
+        return list(listing.events)
+
+    def _write_conf(self) -> None:
+        path = self.core.settings.phone_pjsip_conf
+        if path is None:
+            return
+        text = render_pjsip(self.devices.values(), self.core.settings.phone_realm)
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        # The digests let a phone register: readable by the owner only.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+
+    async def _reload(self) -> None:
+        if self.core.settings.phone_pjsip_conf is None or not self.core.ami.connected:
+            return
+        await self.core.ami.send("Reload", {"Module": "res_pjsip.so"}, shape="single", timeout=15)
+        self.reloads += 1
+
+    async def _provision(self) -> None:
+        """Write the devices' sections and have Asterisk read them, one change at a time."""
+        async with self._lock:
+            await asyncio.to_thread(self._write_conf)
+            try:
+                await self._reload()
+            except AmiError as exc:  # the next (re)connect reloads again
+                log.warning("pjsip reload failed", error=str(exc))
+
+    async def _put_options(self, a: AgentPhone) -> None:
+        value = options_value(a.auto_answer, a.zip_tone)
+        if value:
+            await self.core.ami.send("DBPut", {"Family": ASTDB_FAMILY, "Key": a.agent_id, "Val": value},
+                                     shape="single")
+            return
+        try:
+            await self.core.ami.send("DBDel", {"Family": ASTDB_FAMILY, "Key": a.agent_id}, shape="single")
+        except AmiActionFailed:
+            pass  # nothing stored: nothing to delete
+
+    def _tell_acd(self) -> None:
+        """Give the ACD every agent's reachability (a no-op where it did not change)."""
+        acd = self.core.acd
+        if acd is None or not self.listed:
+            return
+        for agent in acd.config.agents:
+            device = device_of_dial(acd.device_of(agent.id))
+            acd.device_reachable(agent.id, True if device is None else self.reach.up(device))
+
+    # -- requests --------------------------------------------------------------
+
+    def _need_db(self) -> Any:
+        if self.pool is None:
+            raise PhoneError("phones need the database")
+        return self.pool
+
+    async def add_device(self, device_id: str, kind: str = "sip", password: str | None = None,
+                         label: str = "") -> str:
+        """Create (or give a new secret to) a device. Returns its password: the
+        one given, or a new random one. Only its digest is kept."""
+        pool = self._need_db()
+        password = password or secrets.token_urlsafe(18)
+        device = Device(check_device_id(device_id), kind, ha1(device_id, self.core.settings.phone_realm, password),
+                        label)
+        await store.save_device(pool, device, self.core.settings.phone_realm)
+        self.devices[device_id] = device
+        await self._provision()
+        log.info("phone device saved", device=device_id, kind=kind)
+        return password
+
+    async def remove_device(self, device_id: str) -> None:
+        if not await store.delete_device(self._need_db(), device_id):
+            raise PhoneError(f"no device {device_id!r}")
+        self.devices.pop(device_id, None)
+        for a in list(self.agents.values()):
+            if a.device_id == device_id:
+                await self.bind(a.agent_id, None)
+        await self._provision()
+
+    async def bind(self, agent_id: str, device_id: str | None) -> None:
+        """Seat the agent at ``device_id`` (None: back to its configured device).
+        Whoever sat there goes back to their configured device."""
+        if device_id is not None and device_id not in self.devices:
+            raise PhoneError(f"no device {device_id!r}")
+        previous = await store.bind(self._need_db(), agent_id, device_id)
+        acd = self.core.acd
+        if previous is not None:
+            self.agents[previous] = _with(self.agents.get(previous), previous, device_id=None)
+            if acd is not None:
+                acd.bind_device(previous, None)
+        self.agents[agent_id] = _with(self.agents.get(agent_id), agent_id, device_id=device_id)
+        if acd is not None:
+            acd.bind_device(agent_id, None if device_id is None else dial_string(device_id))
+        log.info("phone binding", agent=agent_id, device=device_id, unseated=previous)
+        self._tell_acd()
+
+    async def set_options(self, agent_id: str, auto_answer: bool, zip_tone: bool) -> AgentPhone:
+        await store.set_options(self._need_db(), agent_id, auto_answer, zip_tone)
+        a = self.agents[agent_id] = _with(self.agents.get(agent_id), agent_id, auto_answer=auto_answer,
+                                          zip_tone=zip_tone)
+        try:
+            await self._put_options(a)
+        except AmiError as exc:  # stored: the next (re)connect puts it
+            log.warning("phone options not given to Asterisk yet", agent=agent_id, error=str(exc))
+        return a
+
+    async def webrtc_credentials(self, agent_id: str) -> Credentials:
+        """A fresh secret for the agent's browser phone, which becomes the agent's seat.
+        Every call replaces the secret: a browser phone elsewhere stops at its next registration."""
+        device_id = webrtc_device_id(agent_id)
+        password = await self.add_device(device_id, "webrtc", label=f"browser phone of {agent_id}")
+        await self.bind(agent_id, device_id)
+        s = self.core.settings
+        return Credentials(device_id, f"sip:{device_id}@{s.phone_sip_domain}", password, s.phone_realm,
+                           s.phone_ws_url)
+
+    # -- queries ---------------------------------------------------------------
+
+    def device_of(self, agent_id: str) -> str | None:
+        """The dial string the agent's phone rings at now (what click-to-dial
+        originates to), or None without the ACD or for an unknown agent."""
+        acd = self.core.acd
+        try:
+            return acd.device_of(agent_id) if acd is not None else None
+        except CtiError:
+            return None
+
+    def agent_view(self, agent_id: str) -> dict[str, Any]:
+        a = self.agents.get(agent_id) or AgentPhone(agent_id)
+        dial = self.device_of(agent_id)
+        device = device_of_dial(dial) if dial else None
+        return {"agent_id": agent_id, "device": dial, "seat": a.device_id,
+                "reachable": True if device is None or not self.listed else self.reach.up(device),
+                "auto_answer": a.auto_answer, "zip_tone": a.zip_tone}
+
+    def device_views(self) -> list[dict[str, Any]]:
+        seated = {a.device_id: a.agent_id for a in self.agents.values() if a.device_id}
+        return [{"device_id": d.device_id, "kind": d.kind, "label": d.label, "provisioned": d.ha1 is not None,
+                 "reachable": self.reach.up(d.device_id), "agent_id": seated.get(d.device_id)}
+                for d in sorted(self.devices.values(), key=lambda d: d.device_id)]
+
+
+def _with(a: AgentPhone | None, agent_id: str, **changes: Any) -> AgentPhone:
+    from dataclasses import replace
+    return replace(a or AgentPhone(agent_id), **changes)
+
+
+PHONES = web.AppKey("phones", PhoneService)
+
+
+def setup_phones(app: web.Application) -> None:
+    """Run the phone gateway in the daemon (after the ACD, so it can bind agents)."""
+    from cti.daemon import CORE
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        service = PhoneService(app[CORE])
+        app[PHONES] = service
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(ctx)
