@@ -4,10 +4,10 @@ Answers are one line of comma-separated fields, so the dialplan reads them
 with ``CUT`` (``CURL()`` returns the body whatever the HTTP status, and ""
 when the request failed), and the first field says whether it worked::
 
-    GET /hooks/lookup?number=+4930123456
+    GET /hooks/lookup?number=+4930123456      (or ?account=<account number>)
         ok,<customer id>,<vip 0|1>,<language>      (found)
         ok,,0,                                     (not found)
-    GET /hooks/route?number=+4930123456[&queue=support]
+    GET /hooks/route?number=+4930123456[&queue=support]   (or ?account=)
         ok,<queue>,<priority>,<customer id>,<language>
         (VIP customers go to the "vip" queue with priority 10; otherwise the
         given queue, default "support", with priority 0)
@@ -20,11 +20,13 @@ with the customer's name and, for errors, ``{"error_id", "message"}``.
 Authentication: with the ``hook_secret`` setting, every request must carry it
 in ``X-CTI-Hook-Secret`` (``Set(CURLOPT(httpheader)=X-CTI-Hook-Secret: ...)``);
 without it, only loopback clients are served. Bounded: the number is at most
-32 characters and must be a phone number; the database gets ``QUERY_TIMEOUT``
-seconds, after which the answer is ``error,db_timeout`` (503).
+32 characters and must be a phone number; an account number is letters, digits,
+``_ . -`` (at most 64); the database gets ``QUERY_TIMEOUT`` seconds, after which
+the answer is ``error,db_timeout`` (503).
 
 Error ids: ``unauthorized`` (401), ``forbidden`` (403), ``missing_number``,
-``invalid_number``, ``invalid_queue`` (400), ``db_unavailable``, ``db_timeout`` (503).
+``invalid_number``, ``invalid_account``, ``invalid_queue`` (400), ``db_unavailable``,
+``db_timeout`` (503).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from cti.customers import CustomerRecord, find_by_phone, normalise_e164
+from cti.customers import ACCOUNT, CustomerRecord, find_by_account, find_by_phone, normalise_e164
 from cti.store import close_pool
 
 log = structlog.get_logger(__name__)
@@ -94,10 +96,20 @@ def _authorise(request: web.Request) -> None:
         raise HookError(403, "forbidden", "hooks answer loopback clients only (set hook_secret to open them)")
 
 
+def _who(request: web.Request) -> tuple[str, str]:
+    """``("account", <account number>)`` for ``?account=``, else ``("number", <E.164>)``."""
+    account = request.query.get("account")
+    if account is None or account == "":
+        return "number", _number(request)
+    if not ACCOUNT.match(account):
+        raise HookError(400, "invalid_account", "account: letters, digits, _ . - (at most 64)")
+    return "account", account
+
+
 def _number(request: web.Request) -> str:
     raw = request.query.get("number")
     if raw is None or raw == "":
-        raise HookError(400, "missing_number", "give ?number=")
+        raise HookError(400, "missing_number", "give ?number= (or ?account=)")
     if len(raw) > NUMBER_MAX:
         raise HookError(400, "invalid_number", f"number longer than {NUMBER_MAX} characters")
     phone = normalise_e164(raw)
@@ -106,13 +118,15 @@ def _number(request: web.Request) -> str:
     return phone
 
 
-async def _find(request: web.Request, phone: str) -> CustomerRecord | None:
+async def _find(request: web.Request, by: str, key: str) -> CustomerRecord | None:
     pool = request.app[POOL].get("pool")
     if pool is None:
         raise HookError(503, "db_unavailable", "no database")
     try:
         async with asyncio.timeout(QUERY_TIMEOUT):
-            return await find_by_phone(pool, phone)
+            if by == "account":
+                return await find_by_account(pool, key)
+            return await find_by_phone(pool, key)
     except TimeoutError:
         raise HookError(503, "db_timeout", f"the database did not answer within {QUERY_TIMEOUT:g}s") from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -121,15 +135,15 @@ async def _find(request: web.Request, phone: str) -> CustomerRecord | None:
 
 
 async def lookup(request: web.Request) -> web.Response:
-    """``GET /hooks/lookup?number=``: who is calling."""
+    """``GET /hooks/lookup?number=`` (or ``?account=``): who is calling."""
     try:
         _authorise(request)
-        phone = _number(request)
-        c = await _find(request, phone)
+        by, key = _who(request)
+        c = await _find(request, by, key)
     except HookError as exc:
         return _error(request, exc)
     if _wants_json(request):
-        return web.json_response({"number": phone, "found": c is not None,
+        return web.json_response({by: key, "found": c is not None,
                                   "customer_id": c and c.customer_id, "name": c and c.name,
                                   "vip": bool(c and c.vip), "language": c and c.language})
     if c is None:
@@ -138,14 +152,14 @@ async def lookup(request: web.Request) -> web.Response:
 
 
 async def route(request: web.Request) -> web.Response:
-    """``GET /hooks/route?number=[&queue=]``: where this caller should go."""
+    """``GET /hooks/route?number=[&queue=]`` (or ``?account=``): where this caller should go."""
     try:
         _authorise(request)
-        phone = _number(request)
+        by, key = _who(request)
         queue = request.query.get("queue", "support")
         if not _QUEUE.match(queue):
             raise HookError(400, "invalid_queue", "queue: letters, digits, _ . - (at most 64)")
-        c = await _find(request, phone)
+        c = await _find(request, by, key)
     except HookError as exc:
         return _error(request, exc)
     priority = 0

@@ -49,8 +49,9 @@ async def place_call(ami: AmiClient, *, caller_num: str, caller_name: str, did: 
     """Originate one simulated inbound call; returns once Asterisk queued it.
 
     The caller's channel gets a Uniqueid we choose, so the caller knows the
-    call id before any event arrives. ``context="cti-demo-direct"`` (exten
-    ``s``) skips the IVR; ``variables`` are set on the caller's channel
+    call id before any event arrives. An inbound entry (``cti-inbound``,
+    ``cti-inbound-curl``) is entered at the DID; ``context="cti-demo-direct"``
+    (exten ``s``) skips the IVR; ``variables`` are set on the caller's channel
     (e.g. ``CTI_QUEUE``, ``CTI_SKILLS``, ``CTI_PRIORITY`` for the ACD);
     ``caller_context`` runs the caller's side (``cti-demo-dtmf`` presses keys).
     """
@@ -62,7 +63,7 @@ async def place_call(ami: AmiClient, *, caller_num: str, caller_name: str, did: 
         **extra,
         "Channel": f"Local/p{int(patience)}@{caller_context}/n",
         "Context": context,
-        "Exten": did if context == "cti-inbound" else "s",
+        "Exten": did if context.startswith("cti-inbound") else "s",
         "Priority": "1",
         "CallerID": '"{}" <{}>'.format(caller_name.replace("\\", "\\\\").replace('"', '\\"'), caller_num),
         "ChannelId": channel_id,

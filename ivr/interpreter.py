@@ -9,7 +9,8 @@ No sockets, no clock, no database. The shell (``ivr.agi``) drives it::
         request = walker.send(result, now)
 
 Requests are ``Command`` (an AGI command line: send it, feed back its parsed
-``AgiReply``), ``LookupCustomer`` (feed back a ``Customer`` or None) and, last,
+``AgiReply``), ``LookupCustomer`` (by phone or account number: feed back a
+``Customer`` or None) and, last,
 ``Finished`` (the outcome). The walker sets the dialplan's variables itself,
 with ``SET VARIABLE`` commands, before it finishes, so the shell only relays.
 
@@ -29,6 +30,7 @@ from typing import Any, Generator, Mapping
 
 from ivr.menus import (
     DIGITS,
+    Callback,
     Collect,
     Hangup,
     Lookup,
@@ -38,10 +40,12 @@ from ivr.menus import (
     Say,
     Submenu,
     Transfer,
+    Voicemail,
 )
 
 ESCAPE = DIGITS                      # every key interrupts a prompt
 MAX_ACTIONS = 100                    # a menu loop (a -> b -> a ...) ends the walk here
+CALLBACK_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 
 
 # -- what goes in and out --------------------------------------------------------
@@ -92,12 +96,17 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class LookupCustomer:
+    """Find the customer by ``number``: a phone number (``match="phone"``) or an
+    account number (``match="account"``)."""
+
     number: str
+    match: str = "phone"
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The walk is over. ``outcome`` is queue, transfer, hangup or gone (the caller left)."""
+    """The walk is over. ``outcome`` is queue, transfer, voicemail, callback,
+    hangup or gone (the caller left)."""
 
     outcome: str
     variables: Mapping[str, str]
@@ -111,8 +120,9 @@ class Step:
     """One thing the caller did or met in the IVR.
 
     ``action``: enter, option, invalid, timeout, failed, collected, rejected,
-    lookup, say, queue, transfer, hangup, gone. ``duration`` is the seconds since
-    the menu (or collection) began.
+    lookup, say, queue, transfer, voicemail, callback, hangup, gone. ``duration``
+    is the seconds since the menu (or collection) began. ``seq`` 0 means "the
+    next in the call" (a step reported later by the dialplan; the store numbers it).
     """
 
     seq: int
@@ -253,6 +263,11 @@ class Walker:
             return (yield from self._lookup(action))
         if isinstance(action, Say):
             return (yield from self._say(action))
+        if isinstance(action, Callback):
+            number = self._source(action.number)
+            if not CALLBACK_NUMBER.match(number):
+                self._step("failed", input="callback", value=number or None)
+                return action.on_failure or self._default_queue()
         yield from self._finish(action)
         return None
 
@@ -312,7 +327,7 @@ class Walker:
         number = self._source(action.by)
         customer = None
         if number:
-            customer = yield LookupCustomer(number)
+            customer = yield LookupCustomer(number, action.match)
         self.customer = customer if isinstance(customer, Customer) else None
         c = self.customer
         self._step("lookup", input=number or None,
@@ -345,17 +360,20 @@ class Walker:
     def _finish(self, action: Any) -> Generator[Request, Any, None]:
         variables: dict[str, str] = {}
         if isinstance(action, Queue):
-            language = action.language or (self.customer.language if self.customer else None)
-            variables = {
-                "CTI_QUEUE": action.queue,
-                "CTI_SKILLS": ",".join(f"{k}:{v}" for k, v in action.skills.items()),
-                "CTI_PRIORITY": str(action.priority),
-                "CTI_LANGUAGE": language or "",
-            }
+            variables = self._routing(action)
             outcome, value = "queue", action.queue
         elif isinstance(action, Transfer):
             variables = {"CTI_TRANSFER": action.number}
             outcome, value = "transfer", action.number
+        elif isinstance(action, Voicemail):
+            variables = {"CTI_MAILBOX": action.mailbox}
+            outcome, value = "voicemail", action.mailbox
+        elif isinstance(action, Callback):
+            number = self._source(action.number)       # checked in _do
+            variables = {"CTI_CALLBACK_NUMBER": number, **self._routing(action)}
+            if action.prompt:
+                yield from self._play(action.prompt)
+            outcome, value = "callback", number
         else:
             assert isinstance(action, Hangup)
             if action.prompt:
@@ -371,6 +389,15 @@ class Walker:
         for name, text in variables.items():
             yield set_variable(name, text)
         yield Finished(outcome, variables)
+
+    def _routing(self, action: Queue | Callback) -> dict[str, str]:
+        language = action.language or (self.customer.language if self.customer else None)
+        return {
+            "CTI_QUEUE": action.queue,
+            "CTI_SKILLS": ",".join(f"{k}:{v}" for k, v in action.skills.items()),
+            "CTI_PRIORITY": str(action.priority),
+            "CTI_LANGUAGE": language or "",
+        }
 
     # -- prompts and keys ---------------------------------------------------------
 

@@ -123,10 +123,12 @@ _SOURCE = re.compile(r"^(caller_id|input:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})$")
 
 class Lookup(_Strict):
     """Find the customer by the caller's number (``by = "caller_id"``) or by a
-    number the caller typed (``by = "input:NAME"``)."""
+    number the caller typed (``by = "input:NAME"``): a phone number
+    (``match = "phone"``, the default) or an account number (``match = "account"``)."""
 
     action: Literal["lookup"]
     by: str = "caller_id"
+    match: Literal["phone", "account"] = "phone"
     found: Action
     not_found: Action
     vip: Action | None = None               # instead of ``found`` when the customer is VIP
@@ -137,6 +139,12 @@ class Lookup(_Strict):
         if not _SOURCE.match(v):
             raise ValueError("must be 'caller_id' or 'input:NAME'")
         return v
+
+    @model_validator(mode="after")
+    def _account_is_typed(self) -> Lookup:
+        if self.match == "account" and self.by == "caller_id":
+            raise ValueError("match = 'account' needs by = 'input:NAME' (a caller ID is no account number)")
+        return self
 
 
 class Say(_Strict):
@@ -172,12 +180,56 @@ class Transfer(_Strict):
     number: Annotated[str, Field(pattern=r"^\+?[0-9]{2,20}$")]
 
 
+VOICEMAIL_CONTEXT = "cti"       # voicemail.conf's context for boxes named without "@context"
+_MAILBOX = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(@[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$")
+
+
+class Voicemail(_Strict):
+    """Leave the IVR to leave a message in ``mailbox`` ("box" or "box@context";
+    a box alone is in context ``cti``): the dialplan gets CTI_MAILBOX and goes
+    to ``cti-voicemail``."""
+
+    action: Literal["voicemail"]
+    mailbox: str
+
+    @field_validator("mailbox")
+    @classmethod
+    def _mailbox(cls, v: str) -> str:
+        if not _MAILBOX.match(v):
+            raise ValueError(f"{v!r} is not a mailbox ('box' or 'box@context': letters, digits, _ . -)")
+        return v if "@" in v else f"{v}@{VOICEMAIL_CONTEXT}"
+
+
+class Callback(_Strict):
+    """Ask to be called back by ``queue``: the dialplan gets CTI_CALLBACK_NUMBER,
+    CTI_QUEUE, CTI_SKILLS, CTI_PRIORITY (and CTI_CUSTOMER) and goes to
+    ``cti-callback``. The number is the caller ID (``number = "caller_id"``) or
+    digits typed earlier (``number = "input:NAME"``); one that is not 3 to 20
+    digits (an optional leading +) takes ``on_failure`` instead."""
+
+    action: Literal["callback"]
+    queue: Name
+    skills: dict[Name, Annotated[int, Field(ge=0, le=100)]] = Field(default_factory=dict)
+    priority: int = Field(0, ge=0, le=100)
+    language: Language | None = None
+    number: str = "caller_id"
+    prompt: Prompt | None = None            # played once the request is taken
+    on_failure: Action | None = None        # default: the menu file's default queue
+
+    @field_validator("number")
+    @classmethod
+    def _number(cls, v: str) -> str:
+        if not _SOURCE.match(v):
+            raise ValueError("must be 'caller_id' or 'input:NAME'")
+        return v
+
+
 Action = Annotated[
-    Union[Submenu, Queue, Collect, Lookup, Say, Hangup, Transfer],
+    Union[Submenu, Queue, Collect, Lookup, Say, Hangup, Transfer, Voicemail, Callback],
     Field(discriminator="action"),
 ]
 
-for _model in (Collect, Lookup, Say):  # their fields refer to Action, defined after them
+for _model in (Collect, Lookup, Say, Callback):  # their fields refer to Action, defined after them
     _model.model_rebuild()
 
 
@@ -408,7 +460,7 @@ _HOLDS_ACTION = frozenset(DIGITS) | {"then", "found", "not_found", "vip", "on_fa
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic puts the discriminator's value ("queue", "submenu"...) in the location.
-    return part in ("submenu", "queue", "collect", "lookup", "say", "hangup", "transfer")
+    return part in ("submenu", "queue", "collect", "lookup", "say", "hangup", "transfer", "voicemail", "callback")
 
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")

@@ -14,6 +14,11 @@ writer: rows wait in a bounded buffer while PostgreSQL is away) and published
 on the bus as a ``call.ivr`` event of the call (``data``: menu, action, input,
 value, duration), which the store also keeps in ``call_events``.
 
+Steps the dialplan reports after the walk are recorded the same way: the
+``UserEvent(CtiVoicemail, Mailbox: ...)`` of ``[cti-voicemail]`` (reached from
+the IVR or from the ACD's maximum wait) becomes a step ``voicemail`` of menu
+``cti-voicemail``, numbered after the call's last step by the database.
+
 Menus: loaded at start (an invalid file stops the start, with the message);
 before each call the file's modification time is checked and a changed file
 reloaded. A reload that fails is logged with the message and the last good
@@ -22,17 +27,18 @@ menus stay in use.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
 
 import asyncpg
 import structlog
 from aiohttp import web
 
-from cti.customers import find_by_phone, normalise_e164
+from cti.customers import find_by_account, find_by_phone, normalise_e164
 from cti.store import close_pool
 from ivr.agi import AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
@@ -40,8 +46,24 @@ from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
 
 log = structlog.get_logger(__name__)
 
-Lookup = Callable[[str], Awaitable[Customer | None]]
+Lookup = Callable[[LookupCustomer], Awaitable[Customer | None]]
 LOOKUP_TIMEOUT = 2.0
+VOICEMAIL_MENU = "cti-voicemail"       # the dialplan context that reports a voicemail
+_MAILBOX_CHARS = re.compile(r"[^A-Za-z0-9_.@-]")
+
+
+def dialplan_step(headers: Mapping[str, str], at: float) -> tuple[str, Step] | None:
+    """A step the dialplan reports with a UserEvent, as ``(call id, step)``, or
+    None for any other event. ``UserEvent(CtiVoicemail, Mailbox: box@context)``
+    -> a ``voicemail`` step of menu ``cti-voicemail`` (``seq`` 0: the next in
+    the call). Values are cut to what a mailbox may hold."""
+    if headers.get("Event") != "UserEvent" or headers.get("UserEvent") != "CtiVoicemail":
+        return None
+    call_id = headers.get("Linkedid") or headers.get("Uniqueid")
+    if not call_id:
+        return None
+    mailbox = _MAILBOX_CHARS.sub("", headers.get("Mailbox", ""))[:130] or None
+    return call_id, Step(0, at, VOICEMAIL_MENU, "voicemail", None, mailbox)
 
 
 class IvrService:
@@ -108,7 +130,7 @@ class IvrService:
                         result = await session.command(request.line, request.timeout)
                     else:
                         assert isinstance(request, LookupCustomer)
-                        result = await self._lookup(request.number)
+                        result = await self._lookup(request)
                     request = walker.send(result, self.clock())
                     self._flush(call_id, walker)
             except AgiHangup:
@@ -123,12 +145,12 @@ class IvrService:
             self.outcomes[request.outcome] = self.outcomes.get(request.outcome, 0) + 1
             log.info("ivr.done", outcome=request.outcome, **{k.lower(): v for k, v in request.variables.items()})
 
-    async def _lookup(self, number: str) -> Customer | None:
+    async def _lookup(self, request: LookupCustomer) -> Customer | None:
         if self.lookup is None:
             return None
         try:
             async with asyncio.timeout(LOOKUP_TIMEOUT):
-                return await self.lookup(number)
+                return await self.lookup(request)
         except Exception as exc:      # a slow or absent database: "not found", and say so
             log.warning("ivr.lookup_failed", error=f"{type(exc).__name__}: {exc}")
             return None
@@ -145,9 +167,13 @@ class IvrService:
 
 # -- the IVR path in PostgreSQL ----------------------------------------------------
 
+# seq NULL (a step reported later by the dialplan): one after the call's last step.
+# The one writer task inserts in order, so the walker's steps are already there.
 _INSERT_STEP = """
 INSERT INTO call_ivr_steps (call_id, seq, at, menu, action, input, value, duration)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT $1, COALESCE($2::integer,
+                    (SELECT COALESCE(max(seq), 0) + 1 FROM call_ivr_steps WHERE call_id = $1)),
+       $3, $4, $5, $6, $7, $8
 ON CONFLICT (call_id, seq) DO NOTHING
 """
 
@@ -174,7 +200,7 @@ class StepWriter:
             if len(self._rows) >= self.buffer_max:
                 self.dropped += 1
                 continue
-            self._rows.append((call_id, s.seq, datetime.fromtimestamp(s.at, timezone.utc), s.menu,
+            self._rows.append((call_id, s.seq or None, datetime.fromtimestamp(s.at, timezone.utc), s.menu,
                                s.action, s.input, s.value, s.duration))
         self._wake.set()
 
@@ -255,17 +281,26 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
                                          server_settings={"application_name": "cti-ivr"})
         steps = StepWriter(pool)
 
-        async def lookup(number: str) -> Customer | None:
-            phone = normalise_e164(number)
-            if phone is None:
-                return None
-            found = await find_by_phone(pool, phone)
+        async def lookup(request: LookupCustomer) -> Customer | None:
+            if request.match == "account":
+                found = await find_by_account(pool, request.number)
+            else:
+                phone = normalise_e164(request.number)
+                if phone is None:
+                    return None
+                found = await find_by_phone(pool, phone)
             return None if found is None else Customer(found.customer_id, found.name, found.language, found.vip)
 
         def on_steps(call_id: str, new: list[Step]) -> None:
             steps.submit(call_id, new)
             for step in new:
                 _publish(core, call_id, step)
+
+        def on_frame(frame: Any) -> None:
+            found = dialplan_step(frame.headers, clock())
+            if found is not None:
+                log.info("ivr.voicemail", call_id=found[0], mailbox=found[1].value)
+                on_steps(found[0], [found[1]])
 
         service = IvrService(path, clock=clock, lookup=lookup, on_steps=on_steps)
         server = AgiServer(s.agi_host, s.agi_port, {"ivr": service.handle})
@@ -277,9 +312,13 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
             await pool.close()
             raise
         holder.service, holder.server, holder.steps = service, server, steps
+        if core.ami is not None:
+            core.ami.add_listener(on_frame)
         try:
             yield
         finally:
+            if core.ami is not None:
+                core.ami.remove_listener(on_frame)
             await server.stop()
             await steps.stop()
             await close_pool(pool)
@@ -291,7 +330,7 @@ def _publish(core: Any, call_id: str, step: Step) -> None:
     """A ``call.ivr`` event for the screen-pop, numbered in the call's sequence.
     Calls the model does not know (yet) are recorded in the database only."""
     data = {"menu": step.menu, "action": step.action, "input": step.input, "value": step.value,
-            "duration": step.duration, "step": step.seq}
+            "duration": step.duration, "step": step.seq or None}
     annotate = getattr(core.model, "annotate", None)
     if annotate is not None:
         ev = annotate(call_id, "call.ivr", step.at, **data)

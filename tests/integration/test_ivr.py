@@ -1,8 +1,11 @@
 """The IVR against the real sandbox: simulated callers press keys, the daemon
 walks them through menus over FastAGI, the dialplan routes them with what the
-menus decided (read from the ``CtiRoute`` UserEvent at the routing step)."""
+menus decided (read from the ``CtiRoute`` UserEvent at the routing step).
+Also: voicemail, callback requests, and the dialplan's own CURL() hooks path."""
 from __future__ import annotations
 
+import json
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -19,7 +22,10 @@ from cti.customers import save_customer
 from cti.daemon import Core, build_app
 from cti.demo_ivr import place_dtmf_call
 from ivr.service import IVR, IvrHolder, setup_ivr
-from tests.integration.conftest import daemon_settings, eventually, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, free_port, start_daemon
+
+SANDBOX_ROOT = Path(os.environ.get("CTI_SANDBOX_ROOT", "/var/cache/cti/asterisk-root"))
+VOICEMAIL = SANDBOX_ROOT / "var/spool/asterisk/voicemail"
 
 MENUS = """
 [ivr]
@@ -50,6 +56,10 @@ invalid_prompt = "beep"
 "2" = { action = "submenu", menu = "support" }
 "3" = { action = "collect", name = "account", prompt = "beep", min_length = 6, max_length = 6, timeout = 3, pattern = "^[1-9][0-9]{5}$", invalid_prompt = "beep", then = { action = "queue", queue = "billing", skills = { billing = 5 } } }
 "9" = { action = "lookup", by = "caller_id", vip = { action = "queue", queue = "vip", skills = { vip = 5 }, priority = 10 }, found = { action = "queue", queue = "support", priority = 2 }, not_found = { action = "queue", queue = "support" } }
+"4" = { action = "voicemail", mailbox = "billing" }
+"5" = { action = "callback", queue = "billing", skills = { billing = 5 }, priority = 4 }
+"6" = { action = "collect", name = "acct", prompt = "beep", min_length = 6, max_length = 6, timeout = 3, then = { action = "lookup", by = "input:acct", match = "account", found = { action = "queue", queue = "billing", priority = 3 }, not_found = { action = "queue", queue = "support" } } }
+"8" = { action = "collect", name = "phone", prompt = "beep", min_length = 3, max_length = 20, timeout = 3, then = { action = "callback", queue = "support", number = "input:phone" } }
 
 [menus.support]
 prompts = ["beep"]
@@ -91,17 +101,26 @@ class Ivr:
         self.runner = runner
         self.menus = menus
         self.dsn = dsn
-        self.routes: dict[str, dict[str, str]] = {}
+        self.user_events: dict[tuple[str, str], dict[str, str]] = {}
         self.now = OPEN
         core.ami.add_listener(self._on_frame)
 
     def _on_frame(self, frame: Any) -> None:
         h = frame.headers
-        if h.get("Event") == "UserEvent" and h.get("UserEvent") == "CtiRoute":
-            self.routes[h.get("Linkedid", "")] = dict(h)
+        if h.get("Event") == "UserEvent":
+            self.user_events[(h.get("UserEvent", ""), h.get("Linkedid", ""))] = dict(h)
+
+    async def user_event(self, name: str, call_id: str, timeout: float = 30) -> dict[str, str]:
+        """The UserEvent ``name`` of the call, as the daemon's AMI connection saw it."""
+        return await eventually(lambda: self.user_events.get((name, call_id)), timeout,
+                                what=f"{name} for {call_id}")
 
     async def route_of(self, call_id: str, timeout: float = 30) -> dict[str, str]:
-        return await eventually(lambda: self.routes.get(call_id), timeout, what=f"CtiRoute for {call_id}")
+        return await self.user_event("CtiRoute", call_id, timeout)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.core.settings.http_port}"
 
     async def steps(self, call_id: str) -> list[tuple[str, str, str | None, str | None]]:
         conn = await asyncpg.connect(self.dsn)
@@ -247,3 +266,143 @@ async def test_the_lookup_hook_answers_the_dialplan(ivr: Ivr):
             assert await r.text() == "ok,vip,10,C-7,fr\n"
         async with http.get(f"{base}/hooks/lookup", params={"number": "12;DROP"}) as r:
             assert r.status == 400 and (await r.text()).startswith("error,invalid_number,")
+
+
+async def _ivr_events(dsn: str, call_id: str) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT data FROM call_events WHERE call_id = $1 AND kind = 'call.ivr'"
+                                " ORDER BY seq", call_id)
+    finally:
+        await conn.close()
+    return [json.loads(r["data"]) if isinstance(r["data"], str) else dict(r["data"]) for r in rows]
+
+
+async def test_a_caller_leaves_a_voicemail_that_is_kept_and_recorded_with_the_call(ivr: Ivr, demo_ami: AmiClient):
+    inbox = VOICEMAIL / "cti" / "billing" / "INBOX"
+    before = set(inbox.glob("msg*")) if inbox.exists() else set()
+    # Option 4 is the billing box; the caller then "talks" (monkeys, 16 s) and hangs up.
+    call = await place_dtmf_call(demo_ami, digits="WW4", caller_num="+4930100020", did="6001",
+                                 speak=["tt-monkeys"])
+    created: list[Path] = []
+    try:
+        def message() -> Path | None:
+            created[:] = [p for p in inbox.glob("msg*") if p not in before]
+            for txt in (p for p in created if p.suffix == ".txt"):
+                wav = txt.with_suffix(".wav")
+                if wav.exists() and "+4930100020" in txt.read_text(errors="replace"):
+                    return wav
+            return None
+
+        wav = await eventually(message, 60, what="a new message in the billing box")
+        assert wav.stat().st_size > 0
+        # The dialplan told the daemon, which recorded it with the call (path and events).
+        event = await ivr.user_event("CtiVoicemail", call.channel_id)
+        assert event["Mailbox"] == "billing@cti"
+        steps = await eventually(
+            lambda: _last_is(ivr.steps(call.channel_id), ("cti-voicemail", "voicemail")), 20)
+        assert steps[-2:] == [("main", "voicemail", None, "billing@cti"),
+                              ("cti-voicemail", "voicemail", None, "billing@cti")]
+        events = await eventually(lambda: _ivr_events(ivr.dsn, call.channel_id), 20)
+        assert {"menu": "cti-voicemail", "action": "voicemail", "value": "billing@cti"}.items() <= \
+            events[-1].items()
+    finally:
+        for p in created:
+            p.unlink(missing_ok=True)
+
+
+async def _last_is(steps_coro: Any, menu_action: tuple[str, str]) -> Any:
+    steps = await steps_coro
+    return steps if steps and steps[-1][:2] == menu_action else None
+
+
+async def test_a_callback_request_reaches_the_daemon_with_the_number_and_queue(ivr: Ivr, demo_ami: AmiClient):
+    by_caller_id = await place_dtmf_call(demo_ami, digits="WW5", caller_num="+4930100021", did="6001")
+    typed = await place_dtmf_call(demo_ami, digits="WW8W0W3W0W5W5W5W1W2#", caller_num="+4930100022",
+                                  did="6001")
+    ev = await ivr.user_event("CtiCallbackRequest", by_caller_id.channel_id)
+    assert (ev["Number"], ev["Queue"], ev["Skills"].strip('"'), ev["CtiPriority"]) == \
+        ("+4930100021", "billing", "billing:5", "4")
+    ev = await ivr.user_event("CtiCallbackRequest", typed.channel_id, timeout=40)
+    assert (ev["Number"], ev["Queue"]) == ("03055512", "support")
+    steps = await eventually(lambda: ivr.steps(by_caller_id.channel_id), 10)
+    assert steps[-1] == ("main", "callback", None, "+4930100021")
+
+
+async def test_a_typed_account_number_finds_the_customer(ivr: Ivr, demo_ami: AmiClient):
+    conn = await asyncpg.connect(ivr.dsn)
+    await save_customer(conn, "C-77", "Ada Account", ["+4930555077"], language="en", account_number="654321")
+    await conn.close()
+    known = await place_dtmf_call(demo_ami, digits="WW6W6W5W4W3W2W1", caller_num="+4930100023", did="6001")
+    unknown = await place_dtmf_call(demo_ami, digits="WW6W1W1W1W1W1W1", caller_num="+4930100024", did="6001")
+    r = await ivr.route_of(known.channel_id, timeout=40)
+    assert (r["Queue"], r["CtiPriority"], r["Customer"]) == ("billing", "3", "C-77")
+    r = await ivr.route_of(unknown.channel_id, timeout=40)
+    assert (r["Queue"], r["Customer"]) == ("support", "")
+    steps = await eventually(lambda: ivr.steps(known.channel_id), 10)
+    assert ("main", "lookup", "654321", "C-77") in steps
+
+
+async def test_the_dialplan_asks_the_hooks_and_routes_with_the_customer(ivr: Ivr, demo_ami: AmiClient):
+    conn = await asyncpg.connect(ivr.dsn)
+    await save_customer(conn, "C-88", "Vera VIP", ["+4930555088"], language="fr", vip=True)
+    await save_customer(conn, "C-89", "Karl Known", ["+4930555089"], language="de")
+    await conn.close()
+    hooks = {"CTI_HTTP": ivr.http}
+    vip = await place_dtmf_call(demo_ami, digits="", caller_num="+4930555088", did="7001",
+                                context="cti-inbound-curl", variables=hooks)
+    known = await place_dtmf_call(demo_ami, digits="", caller_num="0049 30 555089", did="7001",
+                                  context="cti-inbound-curl", variables=hooks)
+    unknown = await place_dtmf_call(demo_ami, digits="", caller_num="+4930555000", did="7001",
+                                    context="cti-inbound-curl", variables=hooks)
+    d = await ivr.user_event("CtiHookRoute", vip.channel_id)
+    assert (d["Source"], d["Customer"], d["Vip"], d["CtiLanguage"]) == ("hooks", "C-88", "1", "fr")
+    r = await ivr.route_of(vip.channel_id)
+    assert (r["Queue"], r["CtiPriority"], r["Customer"]) == ("vip", "10", "C-88")
+    d = await ivr.user_event("CtiHookRoute", known.channel_id)
+    assert (d["Source"], d["Customer"], d["Vip"], d["CtiLanguage"]) == ("hooks", "C-89", "0", "de")
+    r = await ivr.route_of(known.channel_id)
+    assert (r["Queue"], r["CtiPriority"], r["Customer"]) == ("support", "0", "C-89")
+    d = await ivr.user_event("CtiHookRoute", unknown.channel_id)
+    assert (d["Source"], d["Customer"], d["CtiLanguage"]) == ("hooks", "", "")
+    assert (await ivr.route_of(unknown.channel_id))["Queue"] == "support"
+
+
+async def test_with_the_hooks_unreachable_the_dialplan_takes_the_default_route(ivr: Ivr, demo_ami: AmiClient):
+    conn = await asyncpg.connect(ivr.dsn)
+    await save_customer(conn, "C-90", "Vera VIP", ["+4930555090"], language="fr", vip=True)
+    await conn.close()
+    nobody = f"http://127.0.0.1:{free_port()}"           # nothing listens there
+    call = await place_dtmf_call(demo_ami, digits="", caller_num="+4930555090", did="7001",
+                                 context="cti-inbound-curl", variables={"CTI_HTTP": nobody})
+    d = await ivr.user_event("CtiHookRoute", call.channel_id)
+    assert (d["Source"], d["Queue"], d["Customer"]) == ("default", "support", "")
+    r = await ivr.route_of(call.channel_id)
+    assert (r["Queue"], r["Customer"]) == ("support", "")      # a VIP, but nobody could say so
+    # ... and the caller is routed: queued with the daemon's ACD or the app_queue fallback.
+    await eventually(lambda: (c := ivr.core.model.calls.get(call.channel_id)) and c.queue, 20)
+
+
+async def test_the_dialplan_sends_the_hook_secret(asterisk: None, database: str, tmp_path: Path,
+                                                  demo_ami: AmiClient):
+    d = await start_daemon(daemon_settings(database, tmp_path, hook_secret="s3cret-for-hooks"))
+    try:
+        conn = await asyncpg.connect(database)
+        await save_customer(conn, "C-91", "Sam Secret", ["+4930555091"], language="en")
+        await conn.close()
+        seen: dict[str, dict[str, str]] = {}
+        d.core.ami.add_listener(lambda f: seen.__setitem__(f.headers.get("Linkedid", ""), dict(f.headers))
+                                if f.headers.get("UserEvent") == "CtiHookRoute" else None)
+        http = f"http://127.0.0.1:{d.settings.http_port}"
+        right = await place_dtmf_call(demo_ami, digits="", caller_num="+4930555091", did="7001",
+                                      context="cti-inbound-curl",
+                                      variables={"CTI_HTTP": http, "CTI_HOOK_SECRET": "s3cret-for-hooks"})
+        wrong = await place_dtmf_call(demo_ami, digits="", caller_num="+4930555091", did="7001",
+                                      context="cti-inbound-curl",
+                                      variables={"CTI_HTTP": http, "CTI_HOOK_SECRET": "guess"})
+        r = await eventually(lambda: seen.get(right.channel_id), 30)
+        assert (r["Source"], r["Customer"]) == ("hooks", "C-91")
+        r = await eventually(lambda: seen.get(wrong.channel_id), 30)
+        assert (r["Source"], r["Customer"]) == ("default", "")      # 401: the default route
+    finally:
+        await d.stop()

@@ -54,3 +54,17 @@ def test_numbers_are_normalised_to_e164():
     assert normalise_e164("030 1234", country_code="49") == "+49301234"
     assert normalise_e164("030 1234") is None          # national, and no country code given
     assert normalise_e164("+0123") is None and normalise_e164("12;DROP") is None and normalise_e164("") is None
+
+
+async def test_an_account_number_is_checked_before_any_lookup(tmp_path: Path):
+    c = await client(tmp_path)
+    try:
+        for bad in ("12 34", "a,b", "x" * 65, "-12", "1\r\n2"):
+            r = await c.get("/hooks/lookup", params={"account": bad})
+            assert r.status == 400 and (await r.text()).startswith("error,invalid_account,"), bad
+        r = await c.get("/hooks/lookup", params={"account": "123456"})     # valid: it reaches the database
+        assert r.status == 503 and (await r.text()).startswith("error,db_unavailable,")
+        r = await c.get("/hooks/route", params={"account": "A-1.2_3", "format": "json"})
+        assert r.status == 503 and (await r.json())["error_id"] == "db_unavailable"
+    finally:
+        await c.close()

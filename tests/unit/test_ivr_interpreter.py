@@ -53,7 +53,7 @@ class Caller:
     def answer(self, request: object) -> object:
         self.now += 1.0
         if isinstance(request, LookupCustomer):
-            self.lines.append(f"LOOKUP {request.number}")
+            self.lines.append(f"LOOKUP {request.match} {request.number}")
             return self.customer
         assert isinstance(request, Command)
         self.lines.append(request.line)
@@ -67,9 +67,10 @@ class Caller:
         return AgiReply(200, "1" if request.line.startswith("SET") else "0")
 
 
-def walk(keys: str, did: str | None = None, caller_id: str | None = "+4930111", customer: Customer | None = None):
+def walk(keys: str, did: str | None = None, caller_id: str | None = "+4930111", customer: Customer | None = None,
+         menus=MENUS):
     caller = Caller(keys, customer)
-    walker = Walker(MENUS, CallInfo(did=did, caller_id=caller_id), 100.0)
+    walker = Walker(menus, CallInfo(did=did, caller_id=caller_id), 100.0)
     request = walker.start()
     while not isinstance(request, Finished):
         request = walker.send(caller.answer(request), caller.now)
@@ -133,7 +134,7 @@ def test_collection_that_keeps_failing_goes_to_the_default_queue():
 
 def test_a_vip_customer_found_by_caller_id_goes_to_the_vip_queue():
     done, walker, caller = walk("9", customer=Customer("C1", "Ada", "fr", vip=True))
-    assert "LOOKUP +4930111" in caller.lines
+    assert "LOOKUP phone +4930111" in caller.lines
     assert (done.variables["CTI_QUEUE"], done.variables["CTI_PRIORITY"]) == ("vip", "9")
     assert (done.variables["CTI_CUSTOMER"], done.variables["CTI_LANGUAGE"]) == ("C1", "fr")
 
@@ -191,3 +192,72 @@ def test_agi_arguments_are_quoted_and_line_breaks_refused():
         pass
     else:
         raise AssertionError("a newline was accepted")
+
+
+LEAVE = parse_menus("""
+[ivr]
+default_queue = "general"
+
+[entries.default]
+menu = "main"
+
+[menus.main]
+prompts = ["welcome"]
+
+[menus.main.options]
+"1" = { action = "voicemail", mailbox = "sales" }
+"2" = { action = "voicemail", mailbox = "billing@other" }
+"3" = { action = "callback", queue = "support", skills = { support = 4 }, priority = 2, prompt = "thanks" }
+"4" = { action = "collect", name = "phone", prompt = "enter", min_length = 3, max_length = 20, then = { action = "callback", queue = "sales", number = "input:phone" } }
+"5" = { action = "lookup", found = { action = "callback", queue = "known", language = "de" }, not_found = { action = "hangup" } }
+"6" = { action = "callback", queue = "support", on_failure = { action = "voicemail", mailbox = "support" } }
+"8" = { action = "collect", name = "account", prompt = "enter", min_length = 4, max_length = 8, then = { action = "lookup", by = "input:account", match = "account", found = { action = "queue", queue = "billing" }, not_found = { action = "queue", queue = "support" } } }
+""")
+
+
+def test_voicemail_names_the_box_in_the_cti_context_unless_given():
+    done, walker, _ = walk("1", menus=LEAVE)
+    assert done.outcome == "voicemail"
+    assert done.variables == {"CTI_MAILBOX": "sales@cti", "CTI_ACTION": "voicemail"}
+    assert (walker.steps[-1].action, walker.steps[-1].value) == ("voicemail", "sales@cti")
+    assert walk("2", menus=LEAVE)[0].variables["CTI_MAILBOX"] == "billing@other"
+
+
+def test_a_callback_request_carries_the_caller_id_queue_and_skills():
+    done, walker, caller = walk("3", caller_id="+4930555123", menus=LEAVE)
+    assert done.outcome == "callback"
+    assert done.variables == {"CTI_CALLBACK_NUMBER": "+4930555123", "CTI_QUEUE": "support",
+                              "CTI_SKILLS": "support:4", "CTI_PRIORITY": "2", "CTI_LANGUAGE": "",
+                              "CTI_ACTION": "callback"}
+    assert 'STREAM FILE thanks 0123456789*#' in caller.lines       # the prompt, before the variables
+    assert caller.lines.index('STREAM FILE thanks 0123456789*#') < caller.lines.index(
+        "SET VARIABLE CTI_ACTION callback")
+    assert (walker.steps[-1].action, walker.steps[-1].value) == ("callback", "+4930555123")
+
+
+def test_a_callback_can_take_the_number_the_caller_typed():
+    done, _, _ = walk("4" + "0301234567#", caller_id=None, menus=LEAVE)
+    assert (done.variables["CTI_CALLBACK_NUMBER"], done.variables["CTI_QUEUE"]) == ("0301234567", "sales")
+    assert done.variables["CTI_INPUT_PHONE"] == "0301234567"
+
+
+def test_a_callback_names_the_customer_found_before():
+    done, _, _ = walk("5", customer=Customer("C9", "Ada", "fr"), menus=LEAVE)
+    assert (done.outcome, done.variables["CTI_CUSTOMER"], done.variables["CTI_LANGUAGE"]) == ("callback", "C9", "de")
+
+
+def test_a_callback_without_a_usable_number_takes_its_failure_branch():
+    for caller_id in (None, "12", "+49301234567890123456789", "*31#4930"):
+        done, walker, _ = walk("6", caller_id=caller_id, menus=LEAVE)
+        assert done.outcome == "voicemail" and done.variables["CTI_MAILBOX"] == "support@cti", caller_id
+        assert [(s.action, s.input) for s in walker.steps][-2] == ("failed", "callback")
+    done, _, _ = walk("3", caller_id="anonymous", menus=LEAVE)         # no on_failure: the default queue
+    assert (done.outcome, done.variables["CTI_QUEUE"]) == ("queue", "general")
+
+
+def test_a_typed_account_number_is_looked_up_as_an_account():
+    done, walker, caller = walk("8" + "123456#", customer=Customer("C-ACC", vip=False), menus=LEAVE)
+    assert "LOOKUP account 123456" in caller.lines
+    assert (done.variables["CTI_QUEUE"], done.variables["CTI_CUSTOMER"]) == ("billing", "C-ACC")
+    assert [(s.action, s.input, s.value) for s in walker.steps if s.action == "lookup"] == [
+        ("lookup", "123456", "C-ACC")]

@@ -118,3 +118,30 @@ def test_the_calendar_picks_open_closed_and_holiday_in_its_time_zone():
     assert menus.entry_for("5001", at(2026, 11, 29, 11, 0)) == ("main", "always")
     # 08:30 UTC is 09:30 in Paris (winter): open.
     assert menus.entry_for(None, datetime(2026, 11, 23, 8, 30, tzinfo=ZoneInfo("UTC")).timestamp())[1] == "open"
+
+
+def _with_option(option: str) -> str:
+    return BASE.replace('"2" = {', option + '\n"2" = {')
+
+
+@pytest.mark.parametrize("mailbox", ["sales\\nx", "a b", "../x", "box@ctx@y", ""])
+def test_a_voicemail_box_that_voicemail_cannot_name_is_refused(mailbox: str):
+    msg = error_of(_with_option(f'"3" = {{ action = "voicemail", mailbox = "{mailbox}" }}'))
+    assert "menus.main.options.3.mailbox" in msg and "is not a mailbox" in msg
+
+
+def test_a_callback_number_comes_from_the_caller_id_or_a_typed_value():
+    menus = parse_menus(_with_option('"3" = { action = "callback", queue = "sales", number = "input:phone" }'))
+    assert menus.menus["main"].options["3"].number == "input:phone"
+    msg = error_of(_with_option('"3" = { action = "callback", queue = "sales", number = "+4930123" }'))
+    assert "menus.main.options.3.number" in msg and "'caller_id' or 'input:NAME'" in msg
+    msg = error_of(_with_option('"3" = { action = "callback", queue = "sa les" }'))
+    assert "menus.main.options.3.queue" in msg
+
+
+def test_an_account_lookup_needs_a_typed_value():
+    option = ('"3" = { action = "lookup", match = "account", found = { action = "hangup" }, '
+              'not_found = { action = "hangup" } }')
+    assert "match = 'account' needs by = 'input:NAME'" in error_of(_with_option(option))
+    typed = option.replace('match = "account"', 'by = "input:acct", match = "account"')
+    assert parse_menus(_with_option(typed)).menus["main"].options["3"].match == "account"

@@ -1,0 +1,63 @@
+"""What the IVR service takes from the dialplan's events (pure parts)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ivr.menus import MenuError
+from ivr.service import IvrService, dialplan_step
+
+
+def test_a_voicemail_user_event_becomes_a_step_of_the_call():
+    found = dialplan_step({"Event": "UserEvent", "UserEvent": "CtiVoicemail", "Linkedid": "call-1",
+                           "Uniqueid": "leg-2", "Mailbox": "support@cti"}, 50.0)
+    assert found is not None
+    call_id, step = found
+    assert call_id == "call-1"
+    assert (step.seq, step.at, step.menu, step.action, step.value) == (0, 50.0, "cti-voicemail", "voicemail",
+                                                                      "support@cti")
+
+
+def test_other_events_and_hostile_mailboxes_are_handled():
+    assert dialplan_step({"Event": "UserEvent", "UserEvent": "CtiRoute", "Linkedid": "c"}, 1.0) is None
+    assert dialplan_step({"Event": "Hangup", "Linkedid": "c"}, 1.0) is None
+    assert dialplan_step({"Event": "UserEvent", "UserEvent": "CtiVoicemail"}, 1.0) is None     # no call
+    _, step = dialplan_step({"Event": "UserEvent", "UserEvent": "CtiVoicemail", "Linkedid": "c",
+                             "Mailbox": "x'; DROP TABLE customers;--\r\n@cti"}, 1.0)
+    assert step.value == "xDROPTABLEcustomers--@cti"
+    _, step = dialplan_step({"Event": "UserEvent", "UserEvent": "CtiVoicemail", "Linkedid": "c", "Mailbox": ""}, 1.0)
+    assert step.value is None
+
+
+GOOD = """
+[entries.default]
+menu = "main"
+
+[menus.main]
+prompts = ["welcome"]
+
+[menus.main.options]
+"1" = { action = "queue", queue = "sales" }
+"""
+
+
+def test_an_invalid_menu_file_stops_the_start_with_the_problem(tmp_path: Path):
+    path = tmp_path / "menus.toml"
+    path.write_text(GOOD.replace('queue = "sales"', 'queue = "sa les"'))
+    with pytest.raises(MenuError) as info:
+        IvrService(path)
+    assert str(path) in str(info.value) and "menus.main.options.1.queue" in str(info.value)
+
+
+def test_a_failed_reload_keeps_the_last_good_menus_until_the_file_is_fixed(tmp_path: Path):
+    path = tmp_path / "menus.toml"
+    path.write_text(GOOD)
+    service = IvrService(path)
+    path.write_text(GOOD.replace('"1" = {', '"1" = { nonsense = 1,'))
+    error = service.reload()
+    assert error is not None and "nonsense" in error and service.last_error == error
+    assert service.menus.menus["main"].options["1"].queue == "sales"        # still the good ones
+    path.write_text(GOOD.replace('queue = "sales"', 'queue = "support"'))
+    assert service.reload() is None and service.last_error is None
+    assert service.menus.menus["main"].options["1"].queue == "support"
