@@ -14,6 +14,7 @@ from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.hooks import setup_hooks
 from api.observe import setup_metrics
+from api.wallboard import setup_wallboard
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
@@ -29,6 +30,7 @@ def build(settings: Settings) -> web.Application:
     # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
     setup_auth(app)
     setup_acd_routes(app)
+    setup_wallboard(app)
     setup_metrics(app)
     setup_ws(app)
     return app
