@@ -28,6 +28,7 @@ from acd.metrics import ANSWERED, QueueCall, QueueCounts, bucket_start, count_ca
 from acd.wallboard import BoardConfig, split_agent_seconds
 
 QUARTER = 900.0
+ALL, TOTAL = "", "*"         # interval_counts(agents=...): every agent, the sum over agents
 SETTLE_S = 2 * 3600.0        # an interval is rolled up this long after it ended
 _UTC = timezone.utc
 
@@ -86,9 +87,11 @@ def _ranges(quarters: list[float]) -> list[tuple[float, float]]:
     return out
 
 
-async def _raw(db: Any, lo: float, hi: float, config: BoardConfig, now: float
+async def _raw(db: Any, lo: float, hi: float, config: BoardConfig, now: float, *, agents: bool = True
                ) -> tuple[dict[tuple[str, float], QueueCounts], dict, dict]:
     calls = await reports.queue_calls(db, _dt(lo), _dt(hi), now=_dt(now))
+    if not agents:
+        return _by_quarter(calls, config, now), {}, {}
     spans = await reports.agent_spans(db, _dt(lo), _dt(hi), now=_dt(now))
     bounds = [(q, q + QUARTER) for q in _quarters(lo, hi)]
     return _by_quarter(calls, config, now), split_agent_seconds(spans, bounds), _handled_by_quarter(calls)
@@ -103,12 +106,17 @@ def _quarters(lo: float, hi: float) -> list[float]:
 
 
 async def interval_counts(db: Any, start: float, end: float, config: BoardConfig, queues: Iterable[str], *,
-                          now: float) -> tuple[dict[tuple[str, float], QueueCounts], dict, dict, dict[str, int]]:
+                          now: float, agents: str | None = None
+                          ) -> tuple[dict[tuple[str, float], QueueCounts], dict, dict, dict[str, int]]:
     """Per 15-minute interval of [start, end) (``start``/``end`` on quarter
     boundaries): queue counts by ``(queue, start)``, agent seconds by
     ``(agent, start)`` and agent handled calls by ``(agent, start)``, from the
     rollups where done, else from the calls. Also says how many intervals came
-    each way (``{"rollup": n, "raw": m}``)."""
+    each way (``{"rollup": n, "raw": m}``).
+
+    ``agents`` says which agent figures to read: None none, ``ALL`` every
+    agent's, ``TOTAL`` the sum over agents (keyed ``TOTAL``), else that agent's.
+    A year of every agent is 200 x 35,040 rows: ask for one agent or the total."""
     queues = list(queues)
     key = policy_key(config, queues)
     done = await _done(db, start, end, key)
@@ -116,14 +124,21 @@ async def interval_counts(db: Any, start: float, end: float, config: BoardConfig
     aseconds: dict = {}
     ahandled: dict = {}
     if done:
-        rows = await db.fetch(f"SELECT queue, start_at, {', '.join(_Q_COLS)} FROM report_queue_15min "
+        rows = await db.fetch(f"SELECT queue, start_at, threshold_s, short_abandon_s, {', '.join(_Q_COLS)} FROM report_queue_15min "
                               "WHERE start_at >= $1 AND start_at < $2", _dt(start), _dt(end))
         for r in rows:
             t = r["start_at"].timestamp()
             if t in done and r["queue"] in queues and _matches(config, r):
                 qcounts[(r["queue"], t)] = QueueCounts(*(r[c] for c in _Q_COLS))
-        rows = await db.fetch("SELECT agent_id, start_at, seconds, not_ready, handled, handle_s FROM report_agent_15min "
-                              "WHERE start_at >= $1 AND start_at < $2", _dt(start), _dt(end))
+        rows = []
+        if agents == ALL:
+            rows = await db.fetch("SELECT agent_id, start_at, seconds, not_ready, handled, handle_s "
+                                  "FROM report_agent_15min WHERE start_at >= $1 AND start_at < $2 AND agent_id <> $3",
+                                  _dt(start), _dt(end), TOTAL)
+        elif agents is not None:
+            rows = await db.fetch("SELECT agent_id, start_at, seconds, not_ready, handled, handle_s "
+                                  "FROM report_agent_15min WHERE agent_id = $3 AND start_at >= $1 AND start_at < $2",
+                                  _dt(start), _dt(end), agents)
         for r in rows:
             t = r["start_at"].timestamp()
             if t in done:
@@ -132,11 +147,31 @@ async def interval_counts(db: Any, start: float, end: float, config: BoardConfig
                     ahandled[(r["agent_id"], t)] = (r["handled"], r["handle_s"])
     missing = [q for q in _quarters(start, end) if q not in done]
     for lo, hi in _ranges(missing):
-        q, a, h = await _raw(db, lo, hi, config, now)
+        q, a, h = await _raw(db, lo, hi, config, now, agents=agents is not None)
         qcounts.update({k: v for k, v in q.items() if k[0] in queues})
+        if agents == TOTAL:
+            a = _totals(a)
+            h = {}
+        elif agents is None:
+            a, h = {}, {}
+        elif agents != ALL:
+            a = {k: v for k, v in a.items() if k[0] == agents}
+            h = {k: v for k, v in h.items() if k[0] == agents}
         aseconds.update(a)
         ahandled.update(h)
     return qcounts, aseconds, ahandled, {"rollup": len(done), "raw": len(missing)}
+
+
+def _totals(seconds: Mapping[tuple[str, float], tuple[Mapping[str, float], Mapping[str, float]]]) -> dict:
+    """Agent seconds summed over agents, keyed ``(TOTAL, start)``."""
+    out: dict[tuple[str, float], tuple[dict[str, float], dict[str, float]]] = {}
+    for (agent, t), (secs, reasons) in seconds.items():
+        tot = out.setdefault((TOTAL, t), ({}, {}))
+        for k, v in secs.items():
+            tot[0][k] = tot[0].get(k, 0.0) + v
+        for k, v in reasons.items():
+            tot[1][k] = tot[1].get(k, 0.0) + v
+    return out
 
 
 def _matches(config: BoardConfig, r: Mapping[str, Any]) -> bool:
@@ -170,7 +205,7 @@ async def _store(db: Any, lo: float, hi: float, key: str, config: BoardConfig, q
     qrows = [(queue, _dt(t), config.of(queue).policy.threshold_s, config.of(queue).policy.short_abandon_s,
               *(getattr(k, c) for c in _Q_COLS)) for (queue, t), k in qc.items()]
     arows = []
-    for (agent, t), (secs, reasons) in asec.items():
+    for (agent, t), (secs, reasons) in {**asec, **_totals(asec)}.items():
         n, s = ahand.get((agent, t), (0, 0.0))
         arows.append((agent, _dt(t), json.dumps(secs), json.dumps(reasons), n, s))
     for (agent, t), (n, s) in ahand.items():

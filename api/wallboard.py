@@ -565,11 +565,12 @@ def _day_range(wb: WallboardService, first: date, last: date) -> tuple[float, fl
     return bucket_start(lo, "day", wb.tz), bucket_start(hi, "day", wb.tz)
 
 
-async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[str]):
+async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[str], agents: str | None = None):
     wb = _wb(req)
     try:
         async with asyncio.timeout(REPORT_TIMEOUT):
-            return await rollups.interval_counts(db(req.app), lo, hi, wb.config, queues, now=time.time())
+            return await rollups.interval_counts(db(req.app), lo, hi, wb.config, queues, now=time.time(),
+                                                 agents=agents)
     except TimeoutError:
         raise ApiError(503, "unavailable", f"the report took longer than {REPORT_TIMEOUT:g}s; ask for fewer days") from None
 
@@ -604,10 +605,11 @@ async def agent_report(req: ApiRequest[None, ReportQuery]) -> Any:
     wb = _wb(req)
     q = req.query
     lo, hi = _day_range(wb, q.start, q.end)
-    _, seconds, handled, sources = await _counts(req, lo, hi, wb.queues())
-    if q.agent:
-        seconds = {k: v for k, v in seconds.items() if k[0] == q.agent}
-        handled = {k: v for k, v in handled.items() if k[0] == q.agent}
+    if not q.agent and (q.end - q.start).days > 62:
+        raise ApiError(422, "invalid_body", "every agent's report covers at most 62 days; name one agent for more")
+    if q.agent == rollups.TOTAL:
+        raise ApiError(422, "invalid_body", "agent '*' is not an agent")
+    _, seconds, handled, sources = await _counts(req, lo, hi, wb.queues(), q.agent or rollups.ALL)
     rows = agent_report_rows(seconds, handled, q.granularity, wb.tz)
     return _answer(req, rows, AGENT_COLUMNS, sources, "agents")
 
@@ -635,7 +637,7 @@ async def staffing(req: ApiRequest[None, StaffingQuery]) -> StaffingReply:
     policy = wb.config.of(q.queue).policy
     lo, hi = _day_range(wb, q.day, q.day)
     hist_lo = bucket_start(lo - q.weeks * 7 * 86_400 - 7200, "day", wb.tz)
-    counts, seconds, _, _ = await _counts(req, hist_lo, hi, [q.queue])
+    counts, seconds, _, _ = await _counts(req, hist_lo, hi, [q.queue], rollups.TOTAL)
     by_slot: dict[float, list[Any]] = {}
     for (queue, start), k in counts.items():
         by_slot.setdefault(bucket_start(start, q.granularity, wb.tz), []).append(k)
@@ -647,7 +649,7 @@ async def staffing(req: ApiRequest[None, StaffingQuery]) -> StaffingReply:
         slot_counts[start] = SlotCounts(total.arrived - total.short_abandoned, total.handled,
                                         total.talk_s + total.hold_s + total.wrapup_s)
     logged: dict[float, float] = {}
-    for (agent, start), (by_state, _) in seconds.items():
+    for (_, start), (by_state, _) in seconds.items():
         b = bucket_start(start, q.granularity, wb.tz)
         logged[b] = logged.get(b, 0.0) + sum(v for s, v in by_state.items() if s != "logged_out")
     rows = []

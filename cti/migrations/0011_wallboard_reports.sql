@@ -60,7 +60,8 @@ CREATE TABLE report_intervals_done (
 );
 
 -- Agent time per 15-minute interval: seconds per state and not-ready seconds per reason,
--- and the answered calls whose talk ended in it with their handle time.
+-- and the answered calls that arrived in it with their handle time. agent_id '*' holds
+-- the sum over agents (staffing's agents logged in).
 CREATE TABLE report_agent_15min (
     agent_id    text NOT NULL,
     start_at    timestamptz NOT NULL,
@@ -70,3 +71,4 @@ CREATE TABLE report_agent_15min (
     handle_s    double precision NOT NULL DEFAULT 0,
     PRIMARY KEY (start_at, agent_id)
 );
+CREATE INDEX report_agent_15min_agent_idx ON report_agent_15min (agent_id, start_at);
