@@ -270,7 +270,9 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
         "queues": out_queues,
         "abandoned": abandoned[:config.abandoned_listed],
         "agents": [{"agent_id": a.agent_id, "name": a.name, "state": a.state, "reason": a.reason,
-                    "since": a.since, "in_state_s": _r(max(0.0, now - a.since), 1), "call_id": a.call_id,
+                    "since": a.since,
+                    # None: never changed state since the daemon started (no "since")
+                    "in_state_s": _r(max(0.0, now - a.since), 1) if a.since > 0 else None, "call_id": a.call_id,
                     "queue": a.queue_id, "pending": a.pending} for a in agent_list],
         "agent_counts": counts,
         "occupancy_today": _r(af.occupancy, 4), "utilization_today": _r(af.utilization, 4),

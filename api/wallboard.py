@@ -147,12 +147,14 @@ class WallboardService:
             "OR (queue_joined_at IS NOT NULL AND ended_at IS NULL))", start)
         ids = [r["call_id"] for r in rows]
         events = await self._pool.fetch(reports._EVENTS, ids, reports._EVENT_KINDS) if ids else []
+        from_db = set()
         for r in rows:
-            if r["call_id"] not in self.rows:     # a live event may have come first
+            if r["call_id"] not in self.rows:     # a live event may have come first: it is newer
                 self.rows[r["call_id"]] = dict(r)
                 self.stale.add(r["call_id"])
+                from_db.add(r["call_id"])
         for e in events:
-            if e["call_id"] in self.stale:
+            if e["call_id"] in from_db:
                 self.events.setdefault(e["call_id"], []).append(dict(e))
         self.changes = await reports.state_changes(self._pool, start, datetime.fromtimestamp(now + 1, self.tz)) \
             + self.changes

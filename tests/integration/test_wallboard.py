@@ -257,6 +257,7 @@ async def test_the_wallboard_page_updates_live_in_a_real_browser(centre, demo_am
     await page.fill("input[name=password]", PASSWORD)
     await page.click("#login button")
     await page.wait_for_selector("#status.live", timeout=10_000)
+    assert await page.is_hidden("#login")
     waiting = page.locator("[data-queue=billing][data-fig=waiting]")
     assert await waiting.get_attribute("data-value") == "0"
     p = await call(demo_ami, "billing", 21)
@@ -267,3 +268,8 @@ async def test_the_wallboard_page_updates_live_in_a_real_browser(centre, demo_am
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "wallboard.png"), full_page=True)
     assert (ARTIFACTS / "wallboard.png").stat().st_size > 0
+    # The reports page (same tab: same session) draws its charts in SVG from today's calls.
+    await page.goto(url(d, "/wallboard/reports.html"))
+    await page.wait_for_selector("svg.chart rect", timeout=10_000)
+    assert "billing: offered" in await page.inner_text("#charts")
+    await page.screenshot(path=str(ARTIFACTS / "reports.png"), full_page=True)

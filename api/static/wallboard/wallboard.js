@@ -73,7 +73,7 @@
     document.querySelector("#agents tbody").replaceChildren(...snap.agents.map((a) => el("tr", { "data-agent": a.agent_id },
       el("td", {}, a.name), el("td", {}, el("span", { class: `state ${a.state}` }, a.state.replace("_", " ")), a.reason && a.state === "not_ready" ? ` ${a.reason}` : "",
         a.pending ? ` → ${a.pending}` : ""),
-      el("td", {}, secs(t - a.since)), el("td", {}, a.call_id ? `${a.call_id} / ${a.queue}` : ""),
+      el("td", {}, a.since > 0 ? secs(t - a.since) : "–"), el("td", {}, a.call_id ? `${a.call_id} / ${a.queue}` : ""),
       el("td", {}, ...(a.state === "on_call" ? ["listen", "whisper", "barge"].map((m) => el("button", { onclick: () => spy(a.agent_id, m) }, m)) : []),
         ...(a.state !== "logged_out" ? [
           el("button", { onclick: () => act("POST", `/api/supervisor/agents/${encodeURIComponent(a.agent_id)}/state`, { action: "not_ready", reason: "supervisor" }) }, "not ready"),
