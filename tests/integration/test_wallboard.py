@@ -3,6 +3,7 @@ the sandbox: every figure equals the one computed here by hand from the stored r
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,6 +12,8 @@ import aiohttp
 import asyncpg
 import pytest
 
+from acd import rollups
+from api.wallboard import WALLBOARD
 from cti.demo import place_call, set_demo_times
 from tests.integration.conftest import ROOT, daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.test_api import ACD_TEST, PASSWORD, add_user, bearer, login, url
@@ -174,6 +177,29 @@ async def test_board_and_interval_report_equal_the_figures_computed_by_hand(cent
             assert len(rows) == len(groups)
             for row, key in zip(rows, sorted(groups)):
                 same(row, expected(groups[key]))
+    # Rolled up (as the daemon does once intervals settle), the same report reads the rollups: same rows.
+    async with http.get(url(d, f"/api/reports/queues?start={day}&end={day}&granularity=15min"), headers=sup) as r:
+        raw = await r.json()
+    pool = d.runner.app[WALLBOARD]._pool
+    wb = d.runner.app[WALLBOARD]
+    now = time.time()
+    lo = rollups.quarter(min(c["joined"] for cs in hand.values() for c in cs))
+    assert await rollups.roll_up(pool, lo, rollups.quarter(now) + 900, wb.config, wb.queues(), now=now,
+                                 settle_s=-900) > 0
+    async with http.get(url(d, f"/api/reports/queues?start={day}&end={day}&granularity=15min"), headers=sup) as r:
+        rolled = await r.json()
+    assert rolled["intervals"]["rollup"] > 0 and rolled["rows"] == raw["rows"]
+    # Staffing: a plan for every half hour of today, beside the agents logged in.
+    async with http.get(url(d, f"/api/reports/staffing?queue=billing&day={day}&granularity=30min"), headers=sup) as r:
+        assert r.status == 200, await r.text()
+        plan = await r.json()
+    assert len(plan["rows"]) == 48 and plan["policy"].startswith("80% in 20 s")
+    assert any((row["agents_logged_in"] or 0) > 0 for row in plan["rows"])
+    assert sum(row["actual_calls"] or 0 for row in plan["rows"]) == 3
+    async with http.get(url(d, f"/api/reports/staffing?queue=nowhere&day={day}"), headers=sup) as r:
+        assert r.status == 404
+    async with http.get(url(d, f"/api/reports/queues?start={day}&end=2000-01-01"), headers=sup) as r:
+        assert r.status == 422 and "end is before start" in await r.text()
     async with http.get(url(d, f"/api/reports/queues?start={day}&end={day}&granularity=day&format=csv"),
                         headers=sup) as r:
         assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
