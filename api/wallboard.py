@@ -39,18 +39,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from acd import callbacks as cbs
 from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
-from acd.metrics import ANSWERED, MetricsError, StateChange, attach_wrapup, bucket_start, next_bucket, \
-    spans_from_changes
+from acd.metrics import StateChange, attach_wrapup, bucket_start, next_bucket, spans_from_changes
 from acd.service import ACD, AcdService
 from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval, same_slot_history
 from acd.wallboard import (
-    ROLLUP_GRANULARITIES, AgentLive, BoardConfig, agent_report_rows, alerts, board, colours_of, csv_text,
+    AgentLive, BoardConfig, agent_report_rows, alerts, board, colours_of, csv_text,
     load_board_config, report_rows,
 )
 from api.auth import STAFF
 from api.desk import db, query
 from api.errors import ApiError
-from api.registry import API, ApiRequest, setup_registry
+from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE
 from cti.errors import AmiError
 from cti.events import CallEvent

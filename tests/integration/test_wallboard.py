@@ -6,7 +6,6 @@ import json
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
-from pathlib import Path
 
 import aiohttp
 import asyncpg

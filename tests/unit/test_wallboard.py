@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 
 from acd.metrics import (
-    ABANDONED, ANSWERED, TIMED_OUT, WAITING, AgentSpan, MetricsError, QueueCall, QueueCounts, SlPolicy,
+    ABANDONED, ANSWERED, TIMED_OUT, WAITING, AgentSpan, MetricsError, QueueCall, QueueCounts,
     by_bucket, count_calls, figures_from_counts, queue_figures,
 )
 from acd.wallboard import (
