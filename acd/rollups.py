@@ -13,7 +13,9 @@ yet (recent ones, or all of them after a threshold change) from the call
 tables, through the very same functions (``acd.reports`` and
 ``acd.metrics.count_calls``). So a figure is the same whichever way it came:
 tested by reading a range both ways. Intervals are rolled up by the daemon
-(``roll_up``, every few minutes) or by the first report that reads them raw.
+(``roll_up``: at start the last 400 days not done yet, then the last two days
+every few minutes); a report never writes, it reads the calls of what is not
+rolled up yet.
 
 ``db`` is an asyncpg pool or connection.
 """

@@ -277,11 +277,13 @@ class WallboardService:
 
     async def _run_rollups(self) -> None:
         await asyncio.sleep(30)
+        back = 400 * 86_400.0            # first: whatever is not rolled up yet (history, a threshold change)
         while True:
             try:
                 if self._pool is not None:
                     now = time.time()
-                    n = await rollups.roll_up(self._pool, now - 2 * 86_400, now, self.config, self.queues(), now=now)
+                    n = await rollups.roll_up(self._pool, now - back, now, self.config, self.queues(), now=now)
+                    back = 2 * 86_400.0
                     if n:
                         log.info("report intervals rolled up", intervals=n)
             except Exception:
