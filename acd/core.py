@@ -54,7 +54,7 @@ from acd.config import AcdConfig, Overflow
 from acd.config import Queue as QueueConfig
 from acd.decisions import (
     AVAILABLE, HELD, LOGGED_OUT, NOT_READY, ON_CALL, RESERVED, RINGING, WAITING, WRAPUP,
-    AgentState, AgentView, Decision, Dequeued, Escalated, Ignored, MaxWait, Offer, QueueStats,
+    AgentState, AgentView, Decision, Dequeued, Escalated, Ignored, MaxWait, Moved, Offer, QueueStats,
     WaitingCall, Withdrawn,
 )
 from acd.index import Pool, ReqSet, Tier, merge_requirements, qualifies
@@ -62,7 +62,7 @@ from cti.errors import CtiError
 
 __all__ = [
     "Router", "AcdInputError", "AgentStateError", "Decision", "Offer", "AgentState", "Escalated",
-    "MaxWait", "Withdrawn", "Dequeued", "Ignored", "AgentView", "WaitingCall", "QueueStats",
+    "MaxWait", "Moved", "Withdrawn", "Dequeued", "Ignored", "AgentView", "WaitingCall", "QueueStats",
     "OFFER_GRACE_S", "FAILURE_STATES", "UNREACHABLE",
 ]
 
@@ -454,6 +454,54 @@ class Router:
         call.callback = True
         self._schedule(call, now)
         return []
+
+    def move_call(self, call_id: str, now: float, *, queue_id: str | None = None,
+                  priority: int | None = None) -> list[Decision]:
+        """A supervisor moves a waiting (or held) call to ``queue_id`` and/or gives it
+        ``priority`` (it then keeps that priority in any queue, like a caller's own).
+
+        A move to another queue is an overflow done by hand: the call leaves its
+        queue counted as timed out there, enters the target at step 0 (steps, max
+        wait and service level count from now) and keeps its arrival time for
+        order. Returns ``Moved`` (and any offer it allows at once). Ignored while
+        an agent rings for it or when the call is unknown.
+        Raises: ``AcdInputError`` for an unknown queue or a priority that is not an integer.
+        """
+        now = self._clock(now)
+        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+            raise AcdInputError(f"call {call_id!r}: priority must be an integer, not {priority!r}")
+        target = None
+        if queue_id is not None:
+            target = self._queues.get(queue_id)
+            if target is None:
+                raise AcdInputError(f"unknown queue {queue_id!r}")
+        call = self._calls.get(call_id)
+        if call is None or call.status == RINGING:
+            return self._ignore("move_call", call_id, None,
+                                "call not waiting" if call is None else "an agent is ringing for it")
+        out: list[Decision] = []
+        source = call.queue
+        self._unplace(call)
+        if call.status == HELD:
+            call.preferred = None
+            call.status = WAITING
+        if priority is not None:
+            call.prio = call.prio_override = priority
+        if target is not None and target is not source:
+            self._outcome(source, "timed_out")
+            del source.calls[call.id]
+            target.calls[call.id] = call
+            call.queue = target
+            call.entered_at = now
+            call.step = 0
+            if call.prio_override is None:
+                call.prio = target.prio
+        call.pool = self._pool_for(call.queue, call.step, call.extras)
+        call.pool.push_call(call)
+        out.append(Moved(call.id, source.id, call.queue.id, call.prio, now))
+        self._try_call(call, now, out)
+        self._settle(now, out)
+        return out
 
     def offer_answered(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent answered: on call; the call leaves the router (``Dequeued`` answered)."""

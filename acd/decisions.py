@@ -76,6 +76,20 @@ class MaxWait:
 
 
 @dataclass(frozen=True, slots=True)
+class Moved:
+    """A supervisor moved the waiting call from ``queue_id`` to ``target`` (the same
+    queue when only its priority changed) and/or gave it ``priority`` (None: the
+    priority it had). A move to another queue is counted there like an overflow:
+    timed out in ``queue_id``, a new stay in ``target`` from ``at`` (arrival order kept)."""
+
+    call_id: str
+    queue_id: str
+    target: str
+    priority: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Withdrawn:
     """Stop ringing ``agent_id`` for ``call_id``: the offer no longer stands
     (the caller left, or no answer was reported in time)."""
@@ -109,7 +123,7 @@ class Ignored:
     reason: str
 
 
-Decision = Offer | AgentState | Escalated | MaxWait | Withdrawn | Dequeued | Ignored
+Decision = Offer | AgentState | Escalated | MaxWait | Moved | Withdrawn | Dequeued | Ignored
 
 
 # -- views ---------------------------------------------------------------------

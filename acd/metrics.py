@@ -39,7 +39,7 @@ from cti.errors import CtiError
 
 __all__ = [
     "MetricsError", "QueueCall", "StateChange", "AgentSpan", "SlPolicy", "QueueFigures",
-    "AgentFigures", "Rag", "queue_figures", "agent_figures", "spans_from_changes",
+    "AgentFigures", "Rag", "QueueCounts", "count_calls", "figures_from_counts", "queue_figures", "agent_figures", "spans_from_changes",
     "attach_wrapup", "bucket_start", "next_bucket", "buckets", "by_bucket", "split_spans",
     "rolling", "group_by", "ANSWERED", "ABANDONED", "TIMED_OUT", "WAITING", "OUTCOMES",
     "ABANDONS_IGNORED", "ABANDONS_AGAINST", "ABANDONS_IN_FAVOUR", "SL_VARIANTS", "GRANULARITIES",
@@ -331,13 +331,47 @@ class QueueFigures:
     longest_waiting_s: float | None      # of the calls still waiting, at now
 
 
-def queue_figures(calls: Iterable[QueueCall], policy: SlPolicy | None = None, *, now: float) -> QueueFigures:
-    """The figures of ``calls`` (any set: a queue, an interval, an agent's) under ``policy``.
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """The additive part of ``QueueFigures``: counts and sums of a set of calls under
+    one policy's thresholds. Counts of disjoint sets add up (``+``; the longest
+    waits take the larger), so an interval's counts can be stored (a rollup) and a
+    day's or a week's figures made from its intervals' (``figures_from_counts``)
+    without reading the calls again; ``queue_figures`` is exactly that on one set."""
 
-    ``now`` measures the calls still waiting (they count as offered and in the
-    longest waits, never in service level or ASA: their outcome is unknown).
-    ``policy`` defaults to ``SlPolicy()`` (80% in 20 s, abandons counted against).
-    """
+    arrived: int = 0
+    short_abandoned: int = 0
+    answered: int = 0
+    abandoned: int = 0
+    timed_out: int = 0
+    waiting: int = 0
+    answered_within: int = 0
+    abandoned_within: int = 0
+    answered_wait_s: float = 0.0
+    abandon_wait_s: float = 0.0
+    handled: int = 0
+    talk_s: float = 0.0
+    hold_s: float = 0.0
+    wrapup_s: float = 0.0
+    longest_wait_s: float | None = None
+    longest_waiting_s: float | None = None
+
+    def __add__(self, other: "QueueCounts") -> "QueueCounts":
+        if not isinstance(other, QueueCounts):
+            return NotImplemented
+        values = {}
+        for name in QueueCounts.__slots__:
+            a, b = getattr(self, name), getattr(other, name)
+            if name.startswith("longest"):
+                values[name] = a if b is None else b if a is None else max(a, b)
+            else:
+                values[name] = a + b
+        return QueueCounts(**values)
+
+
+def count_calls(calls: Iterable[QueueCall], policy: SlPolicy | None = None, *, now: float) -> QueueCounts:
+    """The counts and sums of ``calls`` under ``policy``'s threshold and short-abandon
+    limit (docs/metrics.md); ``now`` measures the calls still waiting."""
     policy = policy if policy is not None else SlPolicy()
     t, short = policy.threshold_s, policy.short_abandon_s
     arrived = short_ab = answered = abandoned = timed_out = waiting = 0
@@ -370,26 +404,45 @@ def queue_figures(calls: Iterable[QueueCall], policy: SlPolicy | None = None, *,
             ab_within += wait <= t
         else:
             timed_out += 1
-    offered = arrived - short_ab
-    settled = answered + abandoned + timed_out
+    return QueueCounts(arrived, short_ab, answered, abandoned, timed_out, waiting, ans_within, ab_within,
+                       answered_wait, abandon_wait, handled, talk, hold, wrap, longest, longest_waiting)
+
+
+def figures_from_counts(k: QueueCounts, policy: SlPolicy | None = None) -> QueueFigures:
+    """``QueueFigures`` from counts made under the same ``policy`` (its variant picks
+    ``service_level``)."""
+    policy = policy if policy is not None else SlPolicy()
+    offered = k.arrived - k.short_abandoned
+    settled = k.answered + k.abandoned + k.timed_out
     sl = {
-        ABANDONS_IGNORED: _share(ans_within, answered + timed_out),
-        ABANDONS_AGAINST: _share(ans_within, settled),
-        ABANDONS_IN_FAVOUR: _share(ans_within + ab_within, settled),
+        ABANDONS_IGNORED: _share(k.answered_within, k.answered + k.timed_out),
+        ABANDONS_AGAINST: _share(k.answered_within, settled),
+        ABANDONS_IN_FAVOUR: _share(k.answered_within + k.abandoned_within, settled),
     }
     return QueueFigures(
-        policy=policy, arrived=arrived, offered=offered, short_abandoned=short_ab, answered=answered,
-        abandoned=abandoned, timed_out=timed_out, waiting=waiting, answered_within=ans_within,
-        abandoned_within=ab_within, service_level=sl[policy.variant],
-        sl_abandons_ignored=sl[ABANDONS_IGNORED], sl_abandons_against=sl[ABANDONS_AGAINST],
-        sl_abandons_in_favour=sl[ABANDONS_IN_FAVOUR],
-        asa_s=_mean(answered_wait, answered), handled=handled,
-        aht_s=_mean(talk + hold + wrap, handled), avg_talk_s=_mean(talk, handled),
-        avg_hold_s=_mean(hold, handled), avg_wrapup_s=_mean(wrap, handled),
-        abandon_rate=_share(abandoned, offered), abandon_rate_all=_share(abandoned + short_ab, arrived),
-        avg_abandon_wait_s=_mean(abandon_wait, abandoned),
-        longest_wait_s=longest, longest_waiting_s=longest_waiting,
+        policy=policy, arrived=k.arrived, offered=offered, short_abandoned=k.short_abandoned,
+        answered=k.answered, abandoned=k.abandoned, timed_out=k.timed_out, waiting=k.waiting,
+        answered_within=k.answered_within, abandoned_within=k.abandoned_within,
+        service_level=sl[policy.variant], sl_abandons_ignored=sl[ABANDONS_IGNORED],
+        sl_abandons_against=sl[ABANDONS_AGAINST], sl_abandons_in_favour=sl[ABANDONS_IN_FAVOUR],
+        asa_s=_mean(k.answered_wait_s, k.answered), handled=k.handled,
+        aht_s=_mean(k.talk_s + k.hold_s + k.wrapup_s, k.handled), avg_talk_s=_mean(k.talk_s, k.handled),
+        avg_hold_s=_mean(k.hold_s, k.handled), avg_wrapup_s=_mean(k.wrapup_s, k.handled),
+        abandon_rate=_share(k.abandoned, offered),
+        abandon_rate_all=_share(k.abandoned + k.short_abandoned, k.arrived),
+        avg_abandon_wait_s=_mean(k.abandon_wait_s, k.abandoned),
+        longest_wait_s=k.longest_wait_s, longest_waiting_s=k.longest_waiting_s,
     )
+
+
+def queue_figures(calls: Iterable[QueueCall], policy: SlPolicy | None = None, *, now: float) -> QueueFigures:
+    """The figures of ``calls`` (any set: a queue, an interval, an agent's) under ``policy``.
+
+    ``now`` measures the calls still waiting (they count as offered and in the
+    longest waits, never in service level or ASA: their outcome is unknown).
+    ``policy`` defaults to ``SlPolicy()`` (80% in 20 s, abandons counted against).
+    """
+    return figures_from_counts(count_calls(calls, policy, now=now), policy)
 
 
 # -- agent figures -------------------------------------------------------------------

@@ -13,8 +13,9 @@ uses nothing outside itself.
 How a stored call becomes queue calls (docs/metrics.md, "The records"):
 
 - arrival: ``queue_joined_at``; each ``acd.maxwait`` event with ``action``
-  ``overflow`` ends the stay in its ``queue_id`` (timed out) and starts one in
-  its ``target`` at the event's time;
+  ``overflow``, and each ``acd.moved`` event (a supervisor's move) naming
+  another queue, ends the stay in its ``queue_id`` (timed out) and starts one
+  in its ``target`` at the event's time;
 - the last stay ends: answered at ``agent_answered_at``; timed out at an
   ``acd.dequeued`` event with reason ``max_wait`` (voicemail or call-back: the
   caller hanging up there is not an abandon); abandoned at ``queue_left_at``
@@ -35,9 +36,10 @@ from acd.metrics import (
     spans_from_changes,
 )
 
-_EVENT_KINDS = ["call.agent_left", "call.held", "call.resumed", "acd.maxwait", "acd.dequeued"]
+_EVENT_KINDS = ["call.agent_left", "call.held", "call.resumed", "acd.maxwait", "acd.dequeued", "acd.moved"]
 
-# Calls whose queue stay starts in [$1, $2): by queue entry, or by an overflow into a queue.
+# Calls whose queue stay starts in [$1, $2): by queue entry, or by an overflow or a
+# supervisor's move into a queue (indexes: migration 0011).
 _CALLS = """
 SELECT call_id, queue, queue_joined_at, queue_left_at, agent, agent_answered_at, ended_at, abandoned
 FROM calls
@@ -46,7 +48,8 @@ WHERE call_id IN (
     WHERE queue IS NOT NULL AND queue_joined_at >= $1 AND queue_joined_at < $2
     UNION
     SELECT call_id FROM call_events
-    WHERE kind = 'acd.maxwait' AND data->>'action' = 'overflow' AND at >= $1 AND at < $2
+    WHERE kind IN ('acd.maxwait', 'acd.moved') AND at >= $1 AND at < $2
+      AND (kind = 'acd.moved' OR data->>'action' = 'overflow')
 )
 """
 
@@ -133,7 +136,9 @@ def _visits(row: Mapping[str, Any], joined: float, events: Sequence[Mapping[str,
     for e in events:
         data = _data(e)
         at = _ts(e["at"])
-        if e["kind"] == "acd.maxwait" and data.get("action") == "overflow" and data.get("target"):
+        moved = (e["kind"] == "acd.maxwait" and data.get("action") == "overflow") or (
+            e["kind"] == "acd.moved" and data.get("target") != data.get("queue_id"))
+        if moved and data.get("target"):
             left = max(arrived, at)
             visits.append(QueueCall(call_id=call_id, queue=data.get("queue_id") or queue, arrived_at=arrived,
                                     outcome=TIMED_OUT, left_at=left))

@@ -403,6 +403,49 @@ class AcdService:
         """The dial string the agent's calls ring now. Raises ``AcdInputError`` for an unknown agent."""
         return self.router.agent_state(agent_id).device
 
+    def move_call(self, call_id: str, queue_id: str | None = None, priority: int | None = None) -> bool:
+        """A supervisor moves a waiting call to ``queue_id`` and/or gives it ``priority``
+        (``Router.move_call``); the caller hears nothing of it. The channel's
+        ``CTI_QUEUE``/``CTI_PRIORITY`` follow, so a restart adopts it where it is now.
+        Returns False when the call is not waiting here (gone, or an agent is ringing).
+        Raises: ``AcdInputError`` (unknown queue, bad priority)."""
+        now = time.time()
+        out = self.router.move_call(call_id, now, queue_id=queue_id, priority=priority)
+        moved = next((d for d in out if isinstance(d, acd_core.Moved)), None)
+        waiting = self.calls.get(call_id)
+        if moved is not None and waiting is not None:
+            if waiting.entry is not None:
+                waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
+            if waiting.channel is not None and waiting.callback is None:
+                self._actions.put_nowait(("setvar", (waiting.channel, "CTI_QUEUE", moved.target)))
+                self._actions.put_nowait(("setvar", (waiting.channel, "CTI_PRIORITY", str(moved.priority))))
+            elif waiting.callback is not None:
+                waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
+                self._save(waiting.callback)
+        self._apply(out)
+        return moved is not None
+
+    def request_callback(self, call_id: str, number: str, queue: str, since: float | None = None) -> cbs.Callback:
+        """File a callback for a caller no longer on the line (a supervisor's call-back
+        button for an abandoned caller): it is stored and waits in ``queue`` like
+        any callback request, keeping the place ``since`` (the caller's first
+        arrival; now when None or older than a day). Its id is ``call_id``.
+        Raises: ``CallbackError`` (bad number or queue) or ``AcdInputError`` (a
+        request for this call is already open, or the queue is unknown)."""
+        now = time.time()
+        if queue not in self._queues:
+            raise acd_core.AcdInputError(f"unknown queue {queue!r}")
+        if call_id in self.calls:
+            raise acd_core.AcdInputError(f"call {call_id!r} is still waiting or already has a callback")
+        cb = cbs.parse_request({"Linkedid": call_id, "Number": number, "Queue": queue,
+                                "Since": "" if since is None else repr(float(since))}, now, queue)
+        self.calls[call_id] = Waiting(channel=None, callback=cb)
+        self.callbacks_requested += 1
+        self._enter_callback(cb, now)
+        self._save(cb)
+        log.info("callback filed by a supervisor", call_id=call_id, queue=queue)
+        return cb
+
     def _enter(self, call_id: str, entry: Entry, now: float) -> None:
         """The call (already in ``self.calls``) waits in the router with ``entry``."""
         waiting = self.calls.get(call_id)

@@ -15,6 +15,7 @@ from api.desk import setup_auth
 from api.hooks import setup_hooks
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
+from api.wallboard import setup_wallboard
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
@@ -33,6 +34,7 @@ def build(settings: Settings) -> web.Application:
     setup_auth(app)
     setup_acd_routes(app)
     setup_phone_routes(app)
+    setup_wallboard(app)
     setup_metrics(app)
     setup_ws(app)
     return app

@@ -260,6 +260,26 @@ class Hub:
                 touched.append(c)
         return touched
 
+    def broadcast(self, body: Mapping[str, Any]) -> list[Connection]:
+        """Queue a snapshot message (e.g. the wallboard) to every connection that sees
+        everything (supervisors, admins). Like a control message it takes no seq
+        and is not kept for resume: a newer snapshot replaces it, and a client
+        that missed one reloads it. A full queue drops the connection as slow."""
+        text = _body_json(body)
+        touched: list[Connection] = []
+        for s in self._everything:
+            for c in s.conns:
+                if c.drop is not None:
+                    continue
+                if len(c.queue) >= c.limit:
+                    c.drop = "slow"
+                    c.queue.clear()
+                    self.dropped_slow += 1
+                else:
+                    c.queue.append(_splice(c.last_seq, text))
+                touched.append(c)
+        return touched
+
     def expire(self, now: float) -> int:
         """Forget streams nobody has read for ``stream_ttl`` seconds; returns how many."""
         old = [s for s in self.streams.values()

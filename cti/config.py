@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     # and events queued per connection before a slow client is dropped.
     ws_replay_max: int = Field(1000, ge=10, le=100_000)
     ws_queue_max: int = Field(500, ge=10, le=100_000)
+    # Wallboard and reports (docs/wallboard.md): the centre's time zone (local
+    # intervals, "today"), the board's thresholds file (TOML; unset: defaults
+    # from the routing configuration), and the least time between two pushes.
+    timezone: str = "UTC"
+    wallboard_config: Path | None = None
+    wallboard_push_s: float = Field(0.5, ge=0.05, le=60)
 
     # Agents' phones (docs/softphone.md): the file the daemon writes its
     # devices' PJSIP sections to and has Asterisk reload (unset: none written;
@@ -109,6 +115,16 @@ class Settings(BaseSettings):
             raise ValueError("must hold no CR, LF, NUL or comma")
         if info.field_name == "acd_callback_dial" and v.count("{number}") != 1:
             raise ValueError("must contain {number} once")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+        try:
+            ZoneInfo(v)
+        except (ValueError, KeyError, OSError):
+            raise ValueError("must be an IANA time zone name, e.g. Europe/London") from None
         return v
 
     @field_validator("database_url")

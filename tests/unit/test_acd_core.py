@@ -5,8 +5,8 @@ import pytest
 
 from acd.config import parse_config
 from acd.core import (
-    OFFER_GRACE_S, AcdInputError, AgentState, AgentStateError, Dequeued, Escalated, Ignored, MaxWait, Offer,
-    Router, Withdrawn,
+    OFFER_GRACE_S, AcdInputError, AgentState, AgentStateError, Dequeued, Escalated, Ignored, MaxWait, Moved,
+    Offer, Router, Withdrawn,
 )
 
 T0 = 1_700_000_000.0
@@ -777,3 +777,44 @@ def test_an_agent_already_ringing_is_not_taken_for_talking_elsewhere():
     assert only(r.agent_on_call("a", "other", "q", T0 + 1), Ignored).reason == "agent is reserved"
     with pytest.raises(AcdInputError, match="unknown queue 'nope'"):
         r.agent_on_call("a", "other", "nope", T0 + 1)
+
+
+# -- supervisor moves ---------------------------------------------------------------
+
+def test_raising_a_calls_priority_puts_it_ahead_and_keeps_its_arrival():
+    r = router([agent("a")])
+    r.set_not_ready("a", "break", T0)
+    r.call_waiting("c1", "q", T0 + 1)
+    r.call_waiting("c2", "q", T0 + 2)
+    assert r.move_call("c2", T0 + 3, priority=7) == [Moved("c2", "q", "q", 7, T0 + 3)]
+    assert r.position("c2") == 1 and r.position("c1") == 2
+    assert [c.arrived_at for c in r.waiting_calls() if c.call_id == "c2"] == [T0 + 2]
+    assert offers(r.set_ready("a", T0 + 4)) == [("c2", "a")]
+
+
+def test_moving_a_call_to_another_queue_offers_it_there_and_counts_a_time_out_in_the_first():
+    r = router([agent("a", queues={"other": {}})], [queue("q"), queue("other")])
+    ds = r.call_waiting("c1", "q", T0)
+    assert offers(ds) == []                         # "a" is no member of q
+    ds = r.move_call("c1", T0 + 5, queue_id="other")
+    assert only(ds, Moved) == Moved("c1", "q", "other", 0, T0 + 5)
+    assert offers(ds) == [("c1", "a")]
+    assert r.queue_stats("q", T0 + 5).timed_out == 1
+    assert r.queue_stats("other", T0 + 5).ringing == 1
+
+
+def test_a_call_ringing_an_agent_is_not_moved():
+    r = router([agent("a")], [queue("q"), queue("other")])
+    r.call_waiting("c1", "q", T0)
+    assert isinstance(r.move_call("c1", T0 + 1, queue_id="other")[0], Ignored)
+    assert isinstance(r.move_call("nope", T0 + 1, priority=3)[0], Ignored)
+
+
+def test_moving_to_an_unknown_queue_or_with_a_bad_priority_is_refused():
+    r = router([agent("a")])
+    r.set_not_ready("a", "break", T0)
+    r.call_waiting("c1", "q", T0)
+    with pytest.raises(AcdInputError, match="unknown queue"):
+        r.move_call("c1", T0, queue_id="nowhere")
+    with pytest.raises(AcdInputError, match="priority"):
+        r.move_call("c1", T0, priority="9")  # type: ignore[arg-type]

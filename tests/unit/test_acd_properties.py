@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from acd.config import parse_config
-from acd.core import AgentState, AgentStateError, Dequeued, Ignored, MaxWait, Offer, Router, Withdrawn
+from acd.core import AgentState, AgentStateError, Dequeued, Ignored, MaxWait, Moved, Offer, Router, Withdrawn
 from acd.index import merge_requirements, qualifies
 
 T0 = 1_700_000_000.0
@@ -107,6 +107,13 @@ class RouterMachine(RuleBasedStateMachine):
                 self.ringing[d.call_id] = d.agent_id
             elif isinstance(d, Withdrawn):
                 assert self.ringing.pop(d.call_id) == d.agent_id
+            elif isinstance(d, Moved):
+                call = self.accepted[d.call_id]
+                assert d.call_id not in self.ringing and d.call_id not in self.gone
+                assert call["queue"] == d.queue_id
+                if d.target != d.queue_id:  # counted as timed out where it was
+                    self.sl[d.queue_id][0] += 1
+                    call["queue"], call["entered"] = d.target, self.now
             elif isinstance(d, MaxWait):
                 call = self.accepted[d.call_id]
                 assert not call.get("callback"), f"{d.call_id}: a callback timed out"
@@ -181,7 +188,7 @@ class RouterMachine(RuleBasedStateMachine):
         for q, prio, skills, customer, preferred in calls:
             self.n += 1
             cid = f"call{self.n}"
-            self.accepted[cid] = {"at": self.now, "skills": skills, "queue": q, "entered": self.now}
+            self.accepted[cid] = {"at": self.now, "skills": skills, "queue": q, "entered": self.now, "prio": prio}
             self.go("call_waiting", cid, q, self.now, priority=prio, skills=skills, customer_id=customer,
                     preferred_agent=preferred)
 
@@ -206,6 +213,35 @@ class RouterMachine(RuleBasedStateMachine):
             assert ds == []
             self.accepted[cid]["callback"] = True
         self.apply(ds)
+
+    @precondition(lambda self: len(self.accepted) > len(self.gone))
+    @rule(data=st.data(), queue=st.one_of(st.none(), st.sampled_from(sorted(QUEUES))),
+          prio=st.one_of(st.none(), st.integers(0, 12)))
+    def move(self, data, queue, prio) -> None:
+        """A supervisor moves a call or raises its priority: it keeps its arrival and its
+        place is by the new priority; a ringing call is left alone."""
+        cid = data.draw(st.sampled_from(sorted(set(self.accepted) - self.gone)))
+        before = next(c for c in self.r.waiting_calls() if c.call_id == cid)
+        ds = self.r.move_call(cid, self.now, queue_id=queue, priority=prio)
+        if cid in self.ringing:
+            assert isinstance(ds[0], Ignored)
+        else:
+            moved = ds[0]
+            assert isinstance(moved, Moved) and moved.target == (queue or before.queue_id)
+            own = self.accepted[cid].get("prio")
+            if prio is not None:
+                expected = prio
+            elif queue in (None, before.queue_id) or own is not None:
+                expected = before.priority
+            else:
+                expected = QUEUES[queue].priority
+            assert moved.priority == expected
+            if prio is not None:
+                self.accepted[cid]["prio"] = prio
+        self.apply(ds)
+        view = next((c for c in self.r.waiting_calls() if c.call_id == cid), None)
+        if view is not None:
+            assert view.arrived_at == before.arrived_at
 
     @rule(a=agent_ids, data=st.data())
     def found_talking(self, a: str, data) -> None:

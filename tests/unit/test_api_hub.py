@@ -243,3 +243,25 @@ def test_agent_states_report_changes_only():
     v2 = AgentSnapshot("a1", "reserved", "", 2.0, "c", None)
     assert s.update([v2]) == [(v2, "available")]
     assert agent_message(v2, "available")["type"] == "agent.state"
+
+
+def test_broadcast_reaches_staff_only_without_a_seq_and_is_not_replayed():
+    h = hub()
+    boss = h.attach("user:3", ALL, None, {}, 0).conn
+    agent = h.attach("user:1", AGENT, None, {}, 0).conn
+    h.take(boss), h.take(agent)
+    h.publish({"type": "x"})
+    h.broadcast({"type": "wallboard", "n": 1})
+    assert [(m["type"], m["seq"]) for m in messages(h, boss)] == [("x", 1), ("wallboard", 1)]
+    assert messages(h, agent) == []
+    h.detach(boss, 1)
+    again = h.attach("user:3", ALL, Resume("e1", 0), {}, 2).conn
+    assert [m["type"] for m in messages(h, again)] == ["hello", "x"]
+
+
+def test_broadcast_to_a_full_queue_drops_that_client_as_slow():
+    h = hub(queue_max=10)
+    boss = h.attach("user:3", ALL, None, {}, 0).conn
+    for i in range(20):
+        h.broadcast({"type": "wallboard", "n": i})
+    assert boss.drop == "slow" and h.dropped_slow == 1
