@@ -130,13 +130,15 @@ def expired(config: RecordingConfig, items: Iterable[tuple[int, str | None, date
 
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,150}\.wav$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_DOTS = re.compile(r"\.{2,}")
 
 
 def file_name(call_id: str, segment: int = 1) -> str:
     """The file of a call's recording: ``<call id>.wav`` (``<call id>.<n>.wav`` for
     the n-th recording of the same call). Characters other than letters, digits,
-    ``.``, ``_`` and ``-`` become ``_``; the name never starts with a dot."""
-    safe = _UNSAFE.sub("_", call_id)[:120].lstrip(".") or "call"
+    ``.``, ``_`` and ``-`` become ``_``, and so do runs of dots; the name starts
+    with a letter or digit and never holds ``..``."""
+    safe = _DOTS.sub("_", _UNSAFE.sub("_", call_id))[:120].strip("._-") or "call"
     name = f"{safe}.wav" if segment == 1 else f"{safe}.{segment}.wav"
     assert is_safe_file_name(name), name
     return name
