@@ -67,6 +67,8 @@ class RecordingItem(BaseModel):
     started_at: datetime
     stopped_at: datetime | None
     duration_s: float | None
+    audio_lead_s: float | None = Field(description="from the start to the first audio in the file; pause "
+                                                   "offsets are in file time")
     size_bytes: int | None
     sha256: str | None
     error: str | None
@@ -206,6 +208,7 @@ def _item(service: RecordingService, row: Any, pauses: list[Any]) -> RecordingIt
                                "sha256", "error", "deleted_at")},
         agents=list(row["agents"]),
         duration_s=float(row["duration_s"]) if row["duration_s"] is not None else None,
+        audio_lead_s=float(row["audio_lead_s"]) if row["audio_lead_s"] is not None else None,
         expires_at=expires_at(service.config, row["queue"], row["started_at"]),
         pauses=[PauseItem(paused_at=p["paused_at"], resumed_at=p["resumed_at"], start_s=float(p["start_s"]),
                           end_s=float(p["end_s"]) if p["end_s"] is not None else None, paused_by=p["paused_by"],

@@ -42,6 +42,7 @@ from aiohttp import web
 
 from cti.errors import AmiError
 from cti.events import CallEvent
+from cti.store import close_pool
 from recording import jobs
 from recording import store as rec_store
 from recording.config import load_config
@@ -149,11 +150,7 @@ class RecordingService:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), 5)
-            except asyncio.TimeoutError:
-                self.pool.terminate()
+        await close_pool(self.pool)
 
     def health(self) -> dict[str, Any]:
         return {"live": sum(1 for c in self.calls.values() if c.active is not None), "started": self.started,
@@ -337,6 +334,7 @@ class RecordingService:
             await self._safe_db(rec_store.set_state, rid, STOPPED, _utc(rec.stopped_at or at))
         path = resolve(self.read_dir, rec.file_name)
         found = await self._wait_closed(path)
+        lead = None
         if found is None:
             state, duration, size, digest = "failed", None, None, None
             error = "no audio file: Asterisk wrote nothing (no media on the channel?)"
@@ -345,12 +343,16 @@ class RecordingService:
             digest = await asyncio.to_thread(sha256, path)
             duration = round(info.duration(info.data_bytes if final else max(0, size - info.data_offset)), 3)
             state, error = "saved", None if final else "the WAV header was never finalised"
+            # MixMonitor writes only while frames flow: the file ends at the stop,
+            # and begins at the first audio, which may come later than the start.
+            lead = round(max(0.0, (rec.stopped_at or at) - rec.started_at - duration), 3)
         self.finished += 1
         log.info("recording finished", file=rec.file_name, state=state, duration_s=duration, size=size,
-                 recording_id=rid)
+                 audio_lead_s=lead, recording_id=rid)
         if rid is not None:
             await self._safe_db(rec_store.finish, rid, state=state, stopped_at=_utc(rec.stopped_at or at),
-                                duration_s=duration, size_bytes=size, sha256=digest, error=error)
+                                duration_s=duration, size_bytes=size, sha256=digest, error=error,
+                                audio_lead_s=lead)
 
     async def _wait_closed(self, path: Path) -> tuple[WavInfo, int, bool] | None:
         """Wait (bounded) until Asterisk has closed ``path``: its WAV header holds the

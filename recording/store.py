@@ -81,12 +81,50 @@ async def end_pause(db: Db, recording_id: int, n: int, resumed_at: datetime, end
 
 
 async def finish(db: Db, recording_id: int, *, state: str, stopped_at: datetime, duration_s: float | None,
-                 size_bytes: int | None, sha256: str | None, error: str | None) -> None:
-    await db.execute(
-        """UPDATE recordings SET state = $2, stopped_at = coalesce(stopped_at, $3), duration_s = $4,
-                                 size_bytes = $5, sha256 = $6, error = $7
-           WHERE recording_id = $1 AND deleted_at IS NULL""",
-        recording_id, state, stopped_at, duration_s, size_bytes, sha256, error)
+                 size_bytes: int | None, sha256: str | None, error: str | None, audio_lead_s: float | None) -> None:
+    """The recording's final facts; its pauses' offsets move ``audio_lead_s`` earlier
+    (from recording time to file time)."""
+    async with _transaction(db) as conn:
+        await conn.execute(
+            """UPDATE recordings SET state = $2, stopped_at = coalesce(stopped_at, $3), duration_s = $4,
+                                     size_bytes = $5, sha256 = $6, error = $7, audio_lead_s = $8
+               WHERE recording_id = $1 AND deleted_at IS NULL""",
+            recording_id, state, stopped_at, duration_s, size_bytes, sha256, error, audio_lead_s)
+        if audio_lead_s:
+            await conn.execute(
+                """UPDATE recording_pauses SET start_s = greatest(0, round(start_s - $2, 3)),
+                                               end_s = greatest(0, round(end_s - $2, 3))
+                   WHERE recording_id = $1""", recording_id, audio_lead_s)
+
+
+class _transaction:
+    """A transaction on a pool's connection, or on the connection given."""
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+        self.conn: Any = None
+        self.tx: Any = None
+        self.acquired = False
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        if isinstance(self.db, asyncpg.Pool):
+            self.conn = await self.db.acquire()
+            self.acquired = True
+        else:
+            self.conn = self.db
+        self.tx = self.conn.transaction()
+        await self.tx.start()
+        return self.conn
+
+    async def __aexit__(self, exc_type: Any, *exc: Any) -> None:
+        try:
+            if exc_type is None:
+                await self.tx.commit()
+            else:
+                await self.tx.rollback()
+        finally:
+            if self.acquired:
+                await self.db.release(self.conn)
 
 
 async def audit(db: Db, recording_id: int, *, principal: str, role: str, action: str, byte_range: str | None,
@@ -99,7 +137,7 @@ async def audit(db: Db, recording_id: int, *, principal: str, role: str, action:
 # -- reading ---------------------------------------------------------------------
 
 _COLUMNS = """r.recording_id, r.call_id, r.segment, r.agent, r.agents, r.queue, r.caller_num, r.sides, r.reason,
-              r.started_by, r.file_name, r.state, r.started_at, r.stopped_at, r.duration_s, r.size_bytes,
+              r.started_by, r.file_name, r.state, r.started_at, r.stopped_at, r.duration_s, r.audio_lead_s, r.size_bytes,
               r.sha256, r.error, r.deleted_at"""
 
 

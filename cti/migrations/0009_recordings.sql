@@ -22,6 +22,10 @@ CREATE TABLE recordings (
     started_at    timestamptz NOT NULL,
     stopped_at    timestamptz,
     duration_s    numeric,                                -- from the WAV header
+    -- From the start of the recording to its first audio: MixMonitor writes only
+    -- when frames flow (a phone that answers may wait for media first). Taken as
+    -- stop - start - duration; pause offsets are in file time, after it.
+    audio_lead_s  numeric,
     size_bytes    bigint,
     sha256        text CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     error         text,                                   -- why it failed, or what the sweep found
