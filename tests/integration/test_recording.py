@@ -208,6 +208,12 @@ async def test_pause_and_resume_store_the_interval_and_leave_silence_there(rec, 
     await asyncio.sleep(1.5)
     async with http.post(url(rec, f"/api/calls/{p.channel_id}/recording"), headers=ben, json={"action": "pause"}) as r:
         assert r.status == 403          # not B's call
+    async with http.post(url(rec, f"/api/calls/{p.channel_id}/recording"), headers=ada,
+                         json={"action": "pause\r\nAction: Hangup"}) as r:
+        body = await r.json()
+        assert r.status == 422 and body["details"][0]["field"] == "body.action"
+    async with http.post(url(rec, "/api/calls/no-such-call/recording"), headers=ada, json={"action": "pause"}) as r:
+        assert r.status == 404 and (await r.json())["error_id"] == "no_live_call"
     async with http.post(url(rec, f"/api/calls/{p.channel_id}/recording"), headers=ada, json={"action": "pause"}) as r:
         assert r.status == 200, await r.text()
         assert (await r.json())["state"] == "paused"

@@ -246,3 +246,24 @@ def test_wav_header_gives_length_and_duration():
 def test_wav_header_refuses_what_is_not_pcm_wav(head):
     with pytest.raises(WavError):
         parse_wav_header(head)
+
+
+# -- who sees what ------------------------------------------------------------------------------
+
+def test_scope_by_role_and_its_sql_condition():
+    from api.auth import Principal
+    from api.recording_routes import scope_of
+    from recording.store import Scope
+
+    def p(role, agent_id=None, team=None):
+        return Principal("session", 1, "u", "U", role, agent_id=agent_id, team=team)
+
+    assert scope_of(p("admin")) == scope_of(p("qa")) == Scope(everything=True)
+    assert scope_of(p("supervisor", team="red")) == Scope(team="red")
+    assert scope_of(p("supervisor")) == Scope()                    # no team: nothing
+    assert scope_of(p("agent", agent_id="t1", team="red")) == Scope(agent_id="t1")
+    assert scope_of(p("agent")) == Scope() and scope_of(None) == Scope()
+    args: list = ["x"]
+    assert Scope(agent_id="t1").condition(args) == "r.agent = $2" and args == ["x", "t1"]
+    assert "u.team = $1" in Scope(team="red").condition([])
+    assert Scope().condition([]) == "false" and Scope(everything=True).condition([]) == "true"
