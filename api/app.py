@@ -16,11 +16,13 @@ from api.hooks import setup_hooks
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.wallboard import setup_wallboard
+from api.recording_routes import setup_recording_routes
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
 from ivr.service import setup_ivr
 from phone.service import setup_phones
+from recording.service import setup_recording
 
 
 def build(settings: Settings) -> web.Application:
@@ -29,12 +31,14 @@ def build(settings: Settings) -> web.Application:
     setup_hooks(app)
     setup_acd(app)
     setup_phones(app)  # after the ACD: it seats agents at their devices
+    setup_recording(app)
     # The API: registry (/openapi.json, /docs), auth and its pool, then what uses them.
     # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
     setup_auth(app)
     setup_acd_routes(app)
     setup_phone_routes(app)
     setup_wallboard(app)
+    setup_recording_routes(app)
     setup_metrics(app)
     setup_ws(app)
     return app

@@ -14,6 +14,8 @@
                        the PJSIP sections of the agents' phones (docs/softphone.md)
     cti phones list|add|remove ...
                        agents' phones: devices and their secrets
+    cti recordings sweep|sample
+                       retention sweep, QA sampling (docs/recording.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -72,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     tl.add_argument("--type", required=True, help="ticket type (e.g. missed_upload)")
     tl.add_argument("--note", help="note on each new ticket (e.g. which upload was missed)")
     tl.add_argument("--types", metavar="FILE", help="ticket types file (TOML; default: the built-in types)")
+    from recording.cli import add_parser as add_recordings_parser
+
+    add_recordings_parser(sub)
     return p
 
 
@@ -102,6 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_tickets_import_list(settings, args))
         if args.command in ("pjsip", "phones"):
             return asyncio.run(_phones(settings, args))
+        if args.command == "recordings":
+            return asyncio.run(_recordings(settings, args))
     except KeyboardInterrupt:
         return 0
     except CtiError as exc:
@@ -235,6 +242,18 @@ async def _phones(settings: Settings, args: argparse.Namespace) -> int:
 
             agents = [(a.id, a.device) for a in load_config(settings.acd_config).agents]
         return await phone_cli.run_pjsip(args, dsn, settings.phone_realm, agents)
+    finally:
+        await _release(server)
+
+
+async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
+    from cti import store
+    from recording import cli as recordings_cli
+
+    dsn, server = await _dsn(settings)
+    try:
+        await store.migrate(dsn)
+        return await recordings_cli.run(args, settings, dsn)
     finally:
         await _release(server)
 

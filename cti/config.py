@@ -7,6 +7,7 @@ Secrets are ``SecretStr``: they print as ``**********`` and never reach a log.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +101,17 @@ class Settings(BaseSettings):
     phone_ws_url: str = Field("ws://127.0.0.1:8088/ws", pattern=r"^wss?://[^\s\x00-\x1f\"'<>]+$")
     phone_sip_domain: str = Field("127.0.0.1", pattern=r"^[A-Za-z0-9.:\[\]-]{1,253}$")
 
+    # Recording (docs/recording.md): the policy, retention and QA form file
+    # (TOML; unset: record on demand only, keep 90 days); the directory Asterisk
+    # writes the files to, as Asterisk sees it, and the same directory as the
+    # daemon sees it (unset: the same path; they differ when Asterisk runs in a
+    # chroot or container); how often the retention sweep and QA sampling run
+    # (seconds; 0: only by `cti recordings sweep|sample`).
+    recording_config: Path | None = None
+    recording_dir: str = "/var/spool/asterisk/monitor/cti"
+    recording_read_dir: Path | None = None
+    recording_sweep_every: float = Field(3600.0, ge=0, le=7 * 86_400)
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:
@@ -126,6 +138,14 @@ class Settings(BaseSettings):
         except (ValueError, KeyError, OSError):
             raise ValueError("must be an IANA time zone name, e.g. Europe/London") from None
         return v
+
+    @field_validator("recording_dir")
+    @classmethod
+    def _recording_dir(cls, v: str) -> str:
+        # Travels in MixMonitor's File header and its r()/t() options.
+        if not re.fullmatch(r"/[A-Za-z0-9/._-]*", v) or "/../" in v + "/" or "/./" in v + "/":
+            raise ValueError("must be an absolute path of letters, digits, / . _ - (no '..')")
+        return v.rstrip("/") or "/"
 
     @field_validator("database_url")
     @classmethod

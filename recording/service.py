@@ -1,0 +1,454 @@
+"""Recording's asyncio shell: call events in, MixMonitor actions out, metadata to PostgreSQL.
+
+The thin loop: a bus event (``call.connected``, ``call.answered``) -> the
+policy (``recording.policy.decide``, pure) -> ``MixMonitor`` on the call's
+origin channel (the caller's, for inbound calls) -> a row in ``recordings``.
+Agents and supervisors send ``start``/``stop``/``pause``/``resume`` through
+the API (``control``); each change is also put on the call's timeline as a
+``recording.*`` event, so WebSocket clients and ``call_events`` see it.
+
+Pausing is ``MixMonitorMute`` (both directions), not stop-and-start: Asterisk
+keeps writing the file but with silence instead of the audio, so the file
+stays one piece whose timeline is the call's (a pause at 0:42 is at 0:42 in
+the file, and the stored offsets can be checked against it), and resuming
+cannot fail to reopen a file. A stored pause runs from the moment Asterisk
+confirmed the mute to the moment we asked it to unmute, so the stretch stored
+is always inside the silent one. A pause that Asterisk refuses is reported to
+the caller as an error and the recording stays in the state it was in.
+
+When the call ends (or the recording is stopped), the file is finished:
+Asterisk closes it when the channel goes; we wait (bounded) until the WAV
+header holds its final length, then store size, duration and SHA-256.
+
+The files are named by call id (``recording.policy.file_name``) inside
+``recording_dir`` as Asterisk sees it; the daemon reads them from
+``recording_read_dir`` (the same directory seen from the host). Paths are
+never taken from a request: ``resolve`` turns a stored bare name into a path
+inside the read directory or refuses.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from cti.errors import AmiError
+from cti.events import CallEvent
+from cti.store import close_pool
+from recording import jobs
+from recording import store as rec_store
+from recording.config import load_config
+from recording.files import resolve, sha256
+from recording.policy import (
+    STOPPED,
+    Command,
+    Recording,
+    RecordingConfig,
+    RecordingStateError,
+    Sides,
+    WavError,
+    WavInfo,
+    decide,
+    file_name,
+    mixmonitor_headers,
+    parse_wav_header,
+    sides_for,
+)
+
+log = structlog.get_logger(__name__)
+
+FINISH_TIMEOUT = 15.0       # how long we wait for Asterisk to close a file after the call
+DB_TIMEOUT = 5.0
+ACTION_TIMEOUT = 5.0
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, timezone.utc)
+
+
+class ControlError(Exception):
+    """A control command that cannot be carried out: ``status`` and ``error_id`` for the API."""
+
+    def __init__(self, status: int, error_id: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_id = error_id
+        self.message = message
+
+
+@dataclass(slots=True)
+class Active:
+    """A recording running on a live call."""
+
+    rec: Recording
+    recording_id: int | None
+
+
+@dataclass(slots=True)
+class Live:
+    """What we know of a live call that has (or may get) a recording."""
+
+    call_id: str
+    channel: str | None
+    agent: str | None = None
+    queue: str | None = None
+    caller_num: str | None = None
+    active: Active | None = None
+    segments: int = 0
+    ended: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class RecordingService:
+    core: Any                                    # cti.daemon.Core
+    config: RecordingConfig
+    write_dir: str                               # as Asterisk sees it
+    read_dir: Path                               # as we see it
+    sweep_every: float = 0.0
+    calls: dict[str, Live] = field(default_factory=dict)
+    started: int = 0
+    finished: int = 0
+    failures: int = 0
+    pool: asyncpg.Pool | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _jobs: asyncio.Task[None] | None = None
+    _unsubscribe: Any = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            self.read_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("recording directory not usable", read_dir=str(self.read_dir), error=str(exc))
+        if self.core.dsn is not None:
+            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
+                                                  command_timeout=DB_TIMEOUT,
+                                                  server_settings={"application_name": "cti-recording"})
+        self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
+        if self.sweep_every > 0 and self.pool is not None:
+            self._jobs = asyncio.create_task(self._run_jobs(), name="recording-jobs")
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._jobs is not None:
+            self._jobs.cancel()
+            await asyncio.gather(self._jobs, return_exceptions=True)
+        # Files being finished get a moment to land in the database.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await close_pool(self.pool)
+
+    def health(self) -> dict[str, Any]:
+        return {"live": sum(1 for c in self.calls.values() if c.active is not None), "started": self.started,
+                "finished": self.finished, "failures": self.failures}
+
+    # -- inputs --------------------------------------------------------------
+
+    def on_call_event(self, ev: CallEvent) -> None:
+        """Bus subscriber: start recordings by policy, finish them when calls end."""
+        kind = ev.kind
+        if kind == "call.connected":
+            live = self._live(ev)
+            agent = ev.data.get("agent")
+            if isinstance(agent, str) and agent:
+                live.agent = agent
+                if live.active is not None and live.active.recording_id is not None:
+                    self._spawn(self._db(rec_store.add_agent, live.active.recording_id, agent))
+            self._policy(live, "agent_answer")
+        elif kind == "call.answered":
+            self._policy(self._live(ev), "call_answer")
+        elif kind == "call.ended":
+            live = self.calls.pop(ev.call_id, None)
+            if live is not None:
+                live.ended = True
+                self._spawn(self._end_call(live, ev.at))
+
+    def _live(self, ev: CallEvent) -> Live:
+        live = self.calls.get(ev.call_id)
+        if live is None:
+            live = self.calls[ev.call_id] = Live(ev.call_id, self._origin_channel(ev.call_id))
+        live.queue = ev.call.queue or live.queue
+        live.caller_num = ev.call.caller_num or live.caller_num
+        return live
+
+    def _origin_channel(self, call_id: str) -> str | None:
+        # The call model is updated before its events are published: read it now.
+        call = self.core.model.calls.get(call_id)
+        if call is None:
+            return None
+        leg = call.legs.get(call_id)
+        return leg.channel if leg is not None else None
+
+    def _policy(self, live: Live, trigger: str) -> None:
+        if live.active is not None or live.segments:
+            return
+        sides = decide(self.config, live.queue, trigger)  # type: ignore[arg-type]
+        if sides is not None:
+            self._spawn(self._policy_start(live, sides))
+
+    async def _policy_start(self, live: Live, sides: Sides) -> None:
+        async with live.lock:
+            if live.active is not None or live.ended:
+                return
+            try:
+                await self._start(live, sides, "policy", "policy")
+            except ControlError as exc:
+                log.warning("recording not started", call_id=live.call_id, reason=exc.message)
+
+    # -- control (the API) ---------------------------------------------------------
+
+    async def control(self, call_id: str, command: str, by: str) -> Live:
+        """Carry out ``start``, ``stop``, ``pause`` or ``resume`` on a live call.
+        Returns the call's ``Live`` afterwards. Raises ``ControlError``."""
+        live = self.calls.get(call_id)
+        if live is None:
+            live = self._adopt(call_id)
+        async with live.lock:
+            if live.ended:
+                raise ControlError(404, "no_live_call", f"call {call_id!r} has ended")
+            if command == "start":
+                if live.active is not None:
+                    raise ControlError(409, "recording_state", "the call is already being recorded")
+                await self._start(live, sides_for(self.config, live.queue), "on_demand", by)
+                return live
+            if live.active is None:
+                raise ControlError(409, "recording_state", f"cannot {command}: the call is not being recorded")
+            await self._change(live, command, by)  # type: ignore[arg-type]
+            return live
+
+    def _adopt(self, call_id: str) -> Live:
+        """A live call we hold nothing for yet (recorded on demand only)."""
+        call = self.core.model.calls.get(call_id)
+        if call is None:
+            raise ControlError(404, "no_live_call", f"no live call {call_id!r}")
+        live = self.calls[call_id] = Live(call_id, self._origin_channel(call_id), agent=call.agent,
+                                          queue=call.queue, caller_num=call.caller_num)
+        return live
+
+    async def _start(self, live: Live, sides: Sides, reason: str, by: str) -> None:
+        if live.channel is None:
+            raise ControlError(409, "no_channel", "the call's channel is unknown (adopted after a restart?)")
+        segment = live.segments + 1
+        if self.pool is not None:
+            try:
+                segment = max(segment, await self._db(rec_store.next_segment, live.call_id))
+            except Exception as exc:
+                log.warning("recording segment not read", error=str(exc))
+        name = file_name(live.call_id, segment)
+        path = f"{self.write_dir}/{name}"
+        try:
+            await self._ami("MixMonitor", mixmonitor_headers(live.channel, path, sides))
+        except AmiError as exc:
+            self.failures += 1
+            raise ControlError(502, "asterisk_refused", f"MixMonitor failed: {exc}") from None
+        now = time.time()
+        live.segments = segment
+        rid = None
+        if self.pool is not None:
+            try:
+                rid = await self._db(rec_store.insert_recording, call_id=live.call_id, segment=segment,
+                                     agent=live.agent, queue=live.queue, caller_num=live.caller_num, sides=sides,
+                                     reason=reason, started_by=by, file_name=name, started_at=_utc(now))
+            except Exception as exc:
+                log.error("recording row not written", file=name, error=str(exc))
+        live.active = Active(Recording(live.call_id, name, sides, now), rid)
+        self.started += 1
+        log.info("recording started", file=name, sides=sides, reason=reason, by=by, recording_id=rid)
+        self._annotate(live.call_id, "recording.started", recording_id=rid, sides=sides, reason=reason, by=by)
+
+    async def _change(self, live: Live, command: Command, by: str) -> None:
+        active = live.active
+        assert active is not None and live.channel is not None
+        rec = active.rec
+        try:
+            rec.apply(command, time.time())     # refused before anything is sent
+        except RecordingStateError as exc:
+            raise ControlError(409, "recording_state", str(exc)) from None
+        if command == "pause":
+            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "1"})
+            at = time.time()                    # muted by now
+        elif command == "resume":
+            at = time.time()                    # still muted until this is carried out
+            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "0"})
+        else:
+            await self._send_or_fail("StopMixMonitor", {"Channel": live.channel})
+            at = time.time()
+        active.rec = new = rec.apply(command, at)
+        rid = active.recording_id
+        log.info(f"recording {command}", file=rec.file_name, by=by, recording_id=rid)
+        if rid is not None:
+            n = len(new.pauses)
+            try:
+                if command == "pause":
+                    await self._db(rec_store.add_pause, rid, n, _utc(at), round(at - rec.started_at, 3), by)
+                    await self._db(rec_store.set_state, rid, "paused")
+                elif command == "resume":
+                    await self._db(rec_store.end_pause, rid, n, _utc(at), round(at - rec.started_at, 3), by)
+                    await self._db(rec_store.set_state, rid, "recording")
+            except Exception as exc:
+                log.error("recording pause not stored", recording_id=rid, error=str(exc))
+        self._annotate(live.call_id, f"recording.{'stopped' if command == 'stop' else command + 'd'}",
+                       recording_id=rid, by=by)
+        if command == "stop":
+            live.active = None
+            self._spawn(self._finish(active, at))
+
+    async def _send_or_fail(self, action: str, headers: dict[str, str]) -> None:
+        try:
+            await self._ami(action, headers)
+        except AmiError as exc:
+            self.failures += 1
+            raise ControlError(502, "asterisk_refused", f"{action} failed: {exc}") from None
+
+    # -- the end of a recording ---------------------------------------------------
+
+    async def _end_call(self, live: Live, at: float) -> None:
+        async with live.lock:
+            active, live.active = live.active, None
+        if active is not None:
+            if active.rec.pauses and active.rec.pauses[-1].end is None and active.recording_id is not None:
+                # Paused until the end: the pause ends with the call.
+                n = len(active.rec.pauses)
+                await self._safe_db(rec_store.end_pause, active.recording_id, n, _utc(at),
+                                     round(at - active.rec.started_at, 3), "call ended")
+            active.rec = active.rec.ended(at)
+            await self._finish(active, at)
+
+    async def _finish(self, active: Active, at: float) -> None:
+        rec, rid = active.rec, active.recording_id
+        if rid is not None:
+            await self._safe_db(rec_store.set_state, rid, STOPPED, _utc(rec.stopped_at or at))
+        path = resolve(self.read_dir, rec.file_name)
+        found = await self._wait_closed(path)
+        lead = None
+        if found is None:
+            state, duration, size, digest = "failed", None, None, None
+            error = "no audio file: Asterisk wrote nothing (no media on the channel?)"
+        else:
+            info, size, final = found
+            digest = await asyncio.to_thread(sha256, path)
+            duration = round(info.duration(info.data_bytes if final else max(0, size - info.data_offset)), 3)
+            state, error = "saved", None if final else "the WAV header was never finalised"
+            # MixMonitor writes only while frames flow: the file ends at the stop,
+            # and begins at the first audio, which may come later than the start.
+            lead = round(max(0.0, (rec.stopped_at or at) - rec.started_at - duration), 3)
+        self.finished += 1
+        log.info("recording finished", file=rec.file_name, state=state, duration_s=duration, size=size,
+                 audio_lead_s=lead, recording_id=rid)
+        if rid is not None:
+            await self._safe_db(rec_store.finish, rid, state=state, stopped_at=_utc(rec.stopped_at or at),
+                                duration_s=duration, size_bytes=size, sha256=digest, error=error,
+                                audio_lead_s=lead)
+
+    async def _wait_closed(self, path: Path) -> tuple[WavInfo, int, bool] | None:
+        """Wait (bounded) until Asterisk has closed ``path``: its WAV header holds the
+        final data length. Returns (header, size, final) or None when no file came."""
+        deadline = time.monotonic() + FINISH_TIMEOUT
+        seen: tuple[WavInfo, int] | None = None
+        while True:
+            try:
+                size = path.stat().st_size
+                with path.open("rb") as fh:
+                    info = parse_wav_header(fh.read(512))
+                if info.data_bytes and info.data_offset + info.data_bytes == size:
+                    return info, size, True
+                seen = (info, size)
+            except (FileNotFoundError, WavError):
+                pass
+            if time.monotonic() > deadline:
+                return (seen[0], seen[1], False) if seen is not None else None
+            await asyncio.sleep(0.2)
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def _run_jobs(self) -> None:
+        assert self.pool is not None
+        rng = random.SystemRandom()
+        while True:
+            await asyncio.sleep(self.sweep_every)
+            try:
+                async with asyncio.timeout(300):
+                    sampled = await jobs.sample(self.pool, self.config, rng)
+                    report = await jobs.sweep(self.pool, self.config, self.read_dir, datetime.now(timezone.utc))
+                log.info("recording jobs", sampled=sampled.picked, considered=sampled.considered,
+                         **report.summary())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recording jobs failed")
+
+    # -- helpers -------------------------------------------------------------------
+
+    async def _ami(self, action: str, headers: dict[str, str]) -> None:
+        ami = self.core.ami
+        if ami is None:
+            raise ControlError(503, "asterisk_unavailable", "no AMI connection")
+        await ami.send(action, headers, shape="single", timeout=ACTION_TIMEOUT)
+
+    async def _db(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        assert self.pool is not None
+        async with asyncio.timeout(DB_TIMEOUT):
+            return await fn(self.pool, *args, **kw)
+
+    async def _safe_db(self, fn: Any, *args: Any, **kw: Any) -> None:
+        if self.pool is None:
+            return
+        try:
+            await self._db(fn, *args, **kw)
+        except Exception as exc:
+            log.error("recording row not updated", op=fn.__name__, error=str(exc))
+
+    def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
+        ev = self.core.model.annotate(call_id, kind, time.time(), **data)
+        if ev is not None:
+            self.core.bus.publish(ev)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("recording task failed", error=repr(t.exception()))
+
+        task.add_done_callback(done)
+
+
+RECORDING = web.AppKey("recording", RecordingService)
+
+
+def setup_recording(app: web.Application) -> None:
+    """Recording in the daemon (after the AMI client; before the API routes that use it)."""
+    from cti.daemon import CORE
+
+    core = app[CORE]
+    s = core.settings
+    config = load_config(s.recording_config)
+    service = RecordingService(core, config, s.recording_dir, Path(s.recording_read_dir or s.recording_dir),
+                               s.recording_sweep_every)
+    app[RECORDING] = service
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        log.info("recording ready", mode=config.mode, write_dir=service.write_dir, read_dir=str(service.read_dir))
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(ctx)
