@@ -127,6 +127,8 @@ async def test_the_browser_phone_registers_receives_an_acd_call_and_answers_it_f
         phones, demo_ami, database, browser):
     d = phones
     s = service(d)
+    # Options live in Asterisk's AstDB and outlive a test: the page must ring, not answer by itself.
+    await s.set_options("p1", auto_answer=False, zip_tone=False)
     await add_agent_user(database, "pia", "p1", "correct horse battery")
     dtmf: list[str] = []
     d.core.ami.add_listener(lambda f: dtmf.append(f.headers.get("Digit", ""))
