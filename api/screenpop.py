@@ -5,7 +5,7 @@ card needs that the call view does not carry: the IVR path (``call.ivr``
 steps), the routing entry (queue, skills, priority, customer id from the
 IVR's lookup), when each agent was offered it. It answers each event with the
 pops to send: ``Pop(call_id, agent, phase)`` for the agents concerned, phases
-``offered``, ``answered``, ``held``, ``resumed``, ``transferred``, ``ended``.
+``offered``, ``answered``, ``held``, ``resumed`` (from ``call.state``), ``transferred``, ``ended``.
 
 ``card`` assembles the message from the tracked context, the call view and
 what the shell looked up (the customer record, open tickets), and ``ivr_summary``
@@ -22,8 +22,18 @@ from typing import Any, Iterable, Mapping
 MAX_STEPS = 100          # IVR steps kept per call
 MAX_CALLS = 5000         # live calls tracked (the oldest is forgotten beyond)
 
-_PHASES = {"call.connected": "answered", "call.held": "held", "call.resumed": "resumed",
-           "call.transferred": "transferred", "call.ended": "ended"}
+# Held and resumed are read from the call's state changes: a hold ended by the
+# legs leaving the holding bridge changes the state before any MusicOnHoldStop.
+_PHASES = {"call.connected": "answered", "call.transferred": "transferred", "call.ended": "ended"}
+
+
+def _hold_phase(data: Mapping[str, Any]) -> str | None:
+    old, new = data.get("old"), data.get("new")
+    if new == "held" and old != "held":
+        return "held"
+    if old == "held" and new not in ("held", "ended"):
+        return "resumed"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +94,7 @@ class Tracker:
             if agent not in ctx.agents:
                 ctx.agents.append(agent)
             return [Pop(call_id, agent, "offered")]
-        phase = _PHASES.get(kind)
+        phase = _hold_phase(data) if kind == "call.state" else _PHASES.get(kind)
         if phase is None:
             return []
         ctx = self.calls.get(call_id)

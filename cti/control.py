@@ -26,9 +26,12 @@ How each command works in the dialplan (``asterisk-config/extensions.conf``):
 - **Blind transfer**: ``BlindTransfer`` of the agent's leg sends the caller to
   ``cti-transfer``: ``queue`` (routing again, with ``CTI_QUEUE`` set first),
   ``agent`` (rings ``CTI_XFER_DIAL``) or a number (``cti-outbound``).
-- **Attended transfer**: ``Atxfer`` on the agent's leg: the agent's side dials
-  ``cti-atxfer`` while the caller hears music; hanging the agent's leg up
-  completes it, ``CancelAtxfer`` returns to the caller.
+- **Attended transfer**: ``Atxfer`` on the agent's leg. Asterisk carries it
+  out as the ``atxfer`` feature (``features.conf``; the agents' ``Dial`` has
+  option ``t``), keying the target into ``cti-atxfer`` as DTMF digits: ``8``
+  (the agent in ``CTI_XFER_DIAL``), ``9``/``7`` and the number. The caller
+  hears music; hanging the agent's leg up completes it, ``CancelAtxfer``
+  returns to the caller.
 - **Click-to-dial**: ``Originate`` of the agent's device into
   ``cti-click-to-dial`` (the agent sees the customer's number); once the agent
   answers, the customer is dialled with the company's caller ID.
@@ -244,11 +247,14 @@ def actions(cmd: Command) -> list[Action]:
         t = _target_checked(cmd.target)
         if t.kind == "queue":
             raise ControlError("target.kind", "an attended transfer goes to an agent or a number")
+        # Asterisk dials the target as DTMF digits: 8 is the agent in CTI_XFER_DIAL
+        # (inherited, hence "__"), 9 a number with a leading +, 7 one without.
         if t.kind == "agent":
-            return [("Setvar", {"Channel": agent, "Variable": "CTI_XFER_DIAL", "Value": t.device}),
-                    ("Setvar", {"Channel": agent, "Variable": "CTI_XFER_RING", "Value": str(t.ring_s)}),
-                    ("Atxfer", {"Channel": agent, "Context": "cti-atxfer", "Exten": f"agent-{t.value}"})]
-        return [("Atxfer", {"Channel": agent, "Context": "cti-atxfer", "Exten": t.value})]
+            return [("Setvar", {"Channel": agent, "Variable": "__CTI_XFER_DIAL", "Value": t.device}),
+                    ("Setvar", {"Channel": agent, "Variable": "__CTI_XFER_RING", "Value": str(t.ring_s)}),
+                    ("Atxfer", {"Channel": agent, "Context": "cti-atxfer", "Exten": "8"})]
+        exten = "9" + t.value[1:] if t.value.startswith("+") else "7" + t.value
+        return [("Atxfer", {"Channel": agent, "Context": "cti-atxfer", "Exten": exten})]
     if isinstance(cmd, CancelTransfer):
         return [("CancelAtxfer", {"Channel": channel(cmd.agent_leg, "agent_leg")})]
     if isinstance(cmd, Dtmf):

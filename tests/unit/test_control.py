@@ -34,8 +34,14 @@ def test_blind_transfer_to_a_queue_sets_the_queue_on_the_caller_first():
 def test_attended_transfer_to_an_agent_dials_their_device_from_the_agent_leg():
     t = control.Target("agent", "a2", "Local/agent2@cti-demo-agents/n")
     acts = control.actions(control.AttendedTransfer(AGENT, t))
-    assert acts[0][1] == {"Channel": AGENT, "Variable": "CTI_XFER_DIAL", "Value": "Local/agent2@cti-demo-agents/n"}
-    assert acts[-1] == ("Atxfer", {"Channel": AGENT, "Context": "cti-atxfer", "Exten": "agent-a2"})
+    assert acts[0][1] == {"Channel": AGENT, "Variable": "__CTI_XFER_DIAL", "Value": "Local/agent2@cti-demo-agents/n"}
+    assert acts[-1] == ("Atxfer", {"Channel": AGENT, "Context": "cti-atxfer", "Exten": "8"})
+
+
+def test_attended_transfer_to_a_number_keys_it_as_digits_with_a_prefix_for_the_plus():
+    num = control.actions(control.AttendedTransfer(AGENT, control.Target("number", "+4930123")))
+    assert num[-1][1]["Exten"] == "94930123"
+    assert control.actions(control.AttendedTransfer(AGENT, control.Target("number", "030123")))[-1][1]["Exten"] == "7030123"
 
 
 def test_attended_transfer_to_a_queue_is_refused():

@@ -22,7 +22,11 @@ def test_an_offer_pops_the_offered_agent_and_later_phases_reach_every_agent_popp
     assert t.feed("call.offer_ended", "c1", 118.0, {"agent": "a1"}) == []
     assert t.feed("call.offered", "c1", 120.0, {"agent": "a2"}) == [Pop("c1", "a2", "offered")]
     assert t.feed("call.connected", "c1", 121.0, {"agent": "a2"}) == [Pop("c1", "a2", "answered")]
-    assert t.feed("call.held", "c1", 130.0, {}) == [Pop("c1", "a1", "held"), Pop("c1", "a2", "held")]
+    assert t.feed("call.state", "c1", 130.0, {"old": "talking", "new": "held"}) == [
+        Pop("c1", "a1", "held"), Pop("c1", "a2", "held")]
+    assert t.feed("call.state", "c1", 131.0, {"old": "held", "new": "talking"}) == [
+        Pop("c1", "a1", "resumed"), Pop("c1", "a2", "resumed")]
+    assert t.feed("call.state", "c1", 132.0, {"old": "talking", "new": "talking"}) == []
     assert t.feed("call.ended", "c1", 140.0, {}) == [Pop("c1", "a1", "ended"), Pop("c1", "a2", "ended")]
     assert "c1" not in t.calls
 
