@@ -99,6 +99,8 @@ class Desktop:
         self._chains: dict[str, asyncio.Task[None]] = {}
         self.recent: dict[str, deque[str]] = {}          # agent -> call ids popped to them
         self.outbound: dict[str, str] = {}               # click-to-dial call -> agent (agent's leg first)
+        # attended transfers under way: call -> (the transferring agent, their leg's channel)
+        self.consults: dict[str, tuple[str | None, str]] = {}
         self.pops_sent = 0
         self.pops_dropped = 0
         self.lookups_late = 0
@@ -123,6 +125,7 @@ class Desktop:
         ctx = ctx or self.tracker.calls.get(ev.call_id)
         if ev.kind == "call.ended":
             self.outbound.pop(ev.call_id, None)
+            self.consults.pop(ev.call_id, None)
         for pop in pops:
             self._remember(pop.agent, pop.call_id)
             if ctx is None:
@@ -200,8 +203,10 @@ def _desktop(req: ApiRequest[Any, Any]) -> Desktop:
     return req.app[DESKTOP]
 
 
-async def _run(req: ApiRequest[Any, Any], cmd: control.Command) -> int:
-    """Send ``cmd``'s actions in order; 503 without Asterisk, 409 when it refuses."""
+async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = False) -> int:
+    """Send ``cmd``'s actions in order; 503 without Asterisk, 409 when it refuses.
+    ``each``: the actions stand alone (hang-ups of several legs): one refused
+    (a leg that just went) does not stop the others; 409 only if all are."""
     try:
         acts = control.actions(cmd)
     except control.ControlError as exc:
@@ -209,13 +214,17 @@ async def _run(req: ApiRequest[Any, Any], cmd: control.Command) -> int:
     ami = req.app[CORE].ami
     if ami is None:
         raise ApiError(503, "ami_unavailable", "not connected to Asterisk")
+    refused = 0
     for name, headers in acts:
         try:
             await ami.send(name, headers, shape="single")
         except AmiNotConnected:
             raise ApiError(503, "ami_unavailable", "not connected to Asterisk") from None
         except AmiActionFailed as exc:
-            raise ApiError(409, "asterisk_refused", f"Asterisk refused {name}: {exc}") from None
+            refused += 1
+            if not each or refused == len(acts):
+                raise ApiError(409, "asterisk_refused", f"Asterisk refused {name}: {exc}") from None
+            log.info("call control: one action refused", action=name, error=str(exc))
         except AmiError as exc:
             raise ApiError(503, "ami_unavailable", f"{name}: {type(exc).__name__}") from None
     log.info("call control", action=type(cmd).__name__, by=req.principal.name if req.principal else None)
@@ -297,7 +306,7 @@ class History(BaseModel):
 
 async def hangup(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "hangup")
-    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs), each=True))
 
 
 async def hold(req: ApiRequest[None, None]) -> Done:
@@ -329,15 +338,39 @@ async def transfer(req: ApiRequest[TransferBody, None]) -> Done:
     target = _target(req, req.body.target)
     if target.kind == "agent" and target.device:
         req.app[CORE].model.expect_agent(p.call_id, target.value, target.device)
-    cmd: control.Command = (control.BlindTransfer(p.caller, p.agent_leg, target) if req.body.mode == "blind"
-                            else control.AttendedTransfer(p.agent_leg, target))
-    return Done(call_id=p.call_id, actions=await _run(req, cmd))
+    if req.body.mode == "blind":
+        return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target)))
+    n = await _run(req, control.AttendedTransfer(p.agent_leg, target))
+    # Once the target answers the model names them the call's agent: the transfer stays the asker's.
+    _desktop(req).consults[p.call_id] = (p.agent, p.agent_leg)
+    return Done(call_id=p.call_id, actions=n)
+
+
+def _consult(req: ApiRequest[Any, Any]) -> tuple[str, str]:
+    """The attended transfer under way on this call, if the asker started it (or is staff)."""
+    call_id = req.match_info["call_id"]
+    found = _desktop(req).consults.get(call_id)
+    who = req.principal
+    if found is None or call_id not in req.app[CORE].model.calls:
+        raise ApiError(409, "no_transfer", "no attended transfer under way on this call")
+    staff = who is not None and who.role in ("supervisor", "admin")
+    if not staff and (who is None or who.agent_id != found[0]):
+        raise ApiError(403, "not_your_call", "an agent may control only their own calls")
+    return call_id, found[1]
+
+
+async def complete_transfer(req: ApiRequest[None, None]) -> Done:
+    call_id, leg = _consult(req)
+    n = await _run(req, control.Hangup((leg,)))   # the transferer leaving completes it
+    _desktop(req).consults.pop(call_id, None)
+    return Done(call_id=call_id, actions=n)
 
 
 async def cancel_transfer(req: ApiRequest[None, None]) -> Done:
-    p = _allowed(req, "cancel_transfer")
-    assert p.agent_leg
-    return Done(call_id=p.call_id, actions=await _run(req, control.CancelTransfer(p.agent_leg)))
+    call_id, leg = _consult(req)
+    n = await _run(req, control.CancelTransfer(leg))
+    _desktop(req).consults.pop(call_id, None)
+    return Done(call_id=call_id, actions=n)
 
 
 async def dtmf(req: ApiRequest[DtmfBody, None]) -> Done:
@@ -450,13 +483,14 @@ def setup_desktop(app: web.Application) -> None:
             ("hangup", hangup, "Hang up the call (every leg)"),
             ("hold", hold, "Put the caller on hold (music) and the agent in silence"),
             ("resume", resume, "Take the caller off hold"),
+            ("transfer/complete", complete_transfer, "Complete an attended transfer (my leg leaves)"),
             ("transfer/cancel", cancel_transfer, "Cancel an attended transfer: back to the caller")):
         api.add("POST", f"/api/calls/{{call_id}}/{path}", handler, summary=summary, roles=roles, response=Done,
                 tags=tags, description="Agents act on their own calls; supervisors and admins on any.")
     api.add("POST", "/api/calls/{call_id}/transfer", transfer, summary="Transfer the caller (blind or attended)",
             description="blind: the caller goes to the agent, queue or number at once. attended: the agent's "
-                        "line calls the agent or number while the caller hears music; hang up to complete, "
-                        "or POST .../transfer/cancel to return to the caller.",
+                        "line calls the agent or number while the caller hears music; POST .../transfer/complete "
+                        "(or hang up the phone) to complete, .../transfer/cancel to return to the caller.",
             roles=roles, body=TransferBody, response=Done, tags=tags)
     api.add("POST", "/api/calls/{call_id}/dtmf", dtmf, summary="Send DTMF digits to the caller's side",
             roles=roles, body=DtmfBody, response=Done, tags=tags)

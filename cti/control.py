@@ -278,7 +278,7 @@ def actions(cmd: Command) -> list[Action]:
 
 # -- who may do what ---------------------------------------------------------------
 
-Verb = Literal["hangup", "hold", "resume", "transfer", "cancel_transfer", "dtmf"]
+Verb = Literal["hangup", "hold", "resume", "transfer", "dtmf"]
 
 
 def refuse(verb: Verb, p: Parties, *, agent_id: str | None, any_call: bool) -> tuple[int, str, str] | None:

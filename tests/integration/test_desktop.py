@@ -14,7 +14,7 @@ from aiohttp import web
 
 from api import webhooks
 from api.webhook_service import WEBHOOKS
-from cti import ticket_store
+from cti import control, ticket_store
 from cti.customers import save_customer
 from cti.demo import place_call
 from cti.demo_ivr import place_dtmf_call
@@ -175,3 +175,65 @@ async def test_webhooks_reach_a_real_receiver_signed_retried_and_logged(asterisk
     finally:
         await d.stop()
         await runner.cleanup()
+
+
+async def _connected(d, demo_ami, name: str):
+    """A caller through the ACD's sales queue, connected to Ada (a1)."""
+    call = await place_call(demo_ami, caller_num="+4930555099", caller_name=name, patience=120,
+                            context="cti-demo-direct", variables={"CTI_QUEUE": "sales"})
+    await eventually(lambda: d.core.model.calls[call.channel_id].agent == "a1"
+                     and d.core.model.calls[call.channel_id].state == "talking", 20, what="Ada talking")
+    return call
+
+
+async def test_attended_transfer_to_another_agent_completed_and_blind_transfer_back_to_a_queue(
+        asterisk, database, tmp_path, demo_ami):
+    hangup_all()
+    d = await started(database, tmp_path)
+    await add_user(database, "ada", "agent", "a1")
+    await add_user(database, "ben", "agent", "a2")
+    try:
+        async with aiohttp.ClientSession() as http:
+            ada, ben = bearer(await login(http, d, "ada")), bearer(await login(http, d, "ben"))
+            call = await _connected(d, demo_ami, "Attended")
+            cid = call.channel_id
+            ada_leg = control.parties(d.core.model.calls[cid]).agent_leg
+            body = {"mode": "attended", "target": {"kind": "queue", "value": "sales"}}
+            async with http.post(url(d, f"/api/calls/{cid}/transfer"), json=body, headers=ada) as r:
+                assert r.status == 422 and "attended" in (await r.json())["message"]
+            body = {"mode": "attended", "target": {"kind": "agent", "value": "a2"}}
+            async with http.post(url(d, f"/api/calls/{cid}/transfer"), json=body, headers=ben) as r:
+                assert r.status == 403
+            async with http.post(url(d, f"/api/calls/{cid}/transfer"), json=body, headers=ada) as r:
+                assert r.status == 200, await r.text()
+            # Ben's phone rings and answers (stay2) while the caller hears music.
+            await eventually(lambda: d.core.model.calls[cid].agent == "a2", 20, what="Ben on the consult line")
+            async with http.post(url(d, f"/api/calls/{cid}/transfer/complete"), headers=ben) as r:
+                assert r.status == 403   # the transfer is Ada's to complete
+            async with http.post(url(d, f"/api/calls/{cid}/transfer/complete"), headers=ada) as r:
+                assert r.status == 200, await r.text()
+            await eventually(lambda: ada_leg not in control.parties(d.core.model.calls[cid]).legs, 10,
+                             what="Ada's leg gone")
+            await eventually(lambda: d.core.model.calls[cid].state == "talking", 10, what="caller with Ben")
+            assert d.core.model.calls[cid].agent == "a2"
+            async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ada) as r:
+                assert r.status == 403   # Ben's call now
+            async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ben) as r:
+                assert r.status == 200
+            await eventually(lambda: cid not in d.core.model.calls, 10, what="ended")
+
+            # Blind, back to the sales queue: the ACD routes the caller again (Ben, logged in now).
+            d.core.acd.agent_request("a1", "end_wrapup")
+            await eventually(lambda: d.core.acd.router.agent_state("a1").state == "available", 10)
+            call = await _connected(d, demo_ami, "Blind")
+            cid = call.channel_id
+            d.core.acd.agent_request("a2", "login")
+            body = {"mode": "blind", "target": {"kind": "queue", "value": "sales"}}
+            async with http.post(url(d, f"/api/calls/{cid}/transfer"), json=body, headers=ada) as r:
+                assert r.status == 200, await r.text()
+            await eventually(lambda: d.core.model.calls[cid].agent == "a2"
+                             and d.core.model.calls[cid].state == "talking", 20, what="routed again to Ben")
+            async with http.post(url(d, f"/api/calls/{cid}/dtmf"), json={"digits": "12#"}, headers=ben) as r:
+                assert r.status == 200 and (await r.json())["actions"] == 3
+    finally:
+        await d.stop()

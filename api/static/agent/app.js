@@ -141,12 +141,13 @@
     $("btn-hangup").disabled = !live || !answeredAt;
     $("btn-transfer").disabled = !live || !answeredAt;
     $("btn-xfer-cancel").disabled = !live || !answeredAt;
+    $("btn-xfer-complete").disabled = !live || !answeredAt;
     $("btn-dtmf").disabled = !live;
     if (msg.phase === "ended") callEnded(msg.call_id);
   }
 
   function callEnded(id) {
-    ["btn-hold", "btn-resume", "btn-hangup", "btn-transfer", "btn-xfer-cancel", "btn-dtmf"].forEach((b) => { $(b).disabled = true; });
+    ["btn-hold", "btn-resume", "btn-hangup", "btn-transfer", "btn-xfer-complete", "btn-xfer-cancel", "btn-dtmf"].forEach((b) => { $(b).disabled = true; });
     setText("phase", "ended");
     if (answeredAt && $("wrapup-call").value !== id) {
       $("wrapup-call").value = id;
@@ -168,6 +169,7 @@
   $("btn-resume").addEventListener("click", () => control("resume"));
   $("btn-hangup").addEventListener("click", () => control("hangup"));
   $("btn-xfer-cancel").addEventListener("click", () => control("transfer/cancel"));
+  $("btn-xfer-complete").addEventListener("click", () => control("transfer/complete"));
   $("transfer-form").addEventListener("submit", (e) => {
     e.preventDefault();
     control("transfer", { mode: $("xfer-mode").value, target: { kind: $("xfer-kind").value, value: $("xfer-value").value.trim() } });
