@@ -33,7 +33,7 @@ from api import screenpop
 from api.auth import Principal
 from api.desk import db, query
 from api.errors import ApiError
-from api.registry import API, ApiRequest, setup_registry
+from api.registry import ApiRequest, setup_registry
 from api.ws import WS
 from cti import control
 from cti import ticket_store
@@ -121,7 +121,12 @@ class Desktop:
 
     def on_call_event(self, ev: CallEvent) -> None:
         ctx = self.tracker.calls.get(ev.call_id)
-        pops = self.tracker.feed(ev.kind, ev.call_id, ev.at, ev.data)
+        data = ev.data
+        owner = self.outbound.get(ev.call_id)
+        if owner is not None and ev.kind in ("call.offered", "call.connected"):
+            # Click-to-dial: the party "offered" is the customer; the card is the agent's.
+            data = {**data, "agent": owner}
+        pops = self.tracker.feed(ev.kind, ev.call_id, ev.at, data)
         ctx = ctx or self.tracker.calls.get(ev.call_id)
         if ev.kind == "call.ended":
             self.outbound.pop(ev.call_id, None)

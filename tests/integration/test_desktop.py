@@ -3,20 +3,18 @@ the web client in headless Chromium (log in, ready, screen-pop, hold, resume,
 hang up, wrap-up), who may control a call, and webhooks to a real receiver."""
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import aiohttp
 import asyncpg
-import pytest
 from aiohttp import web
 
 from api import webhooks
 from api.webhook_service import WEBHOOKS
 from cti import control, ticket_store
 from cti.customers import save_customer
-from cti.demo import place_call
+from cti.demo import place_call, set_demo_times
 from cti.demo_ivr import place_dtmf_call
 from tests.integration.conftest import daemon_settings, eventually, free_port, hangup_all, start_daemon
 from tests.integration.test_api import PASSWORD, add_user, bearer, login, url
@@ -236,4 +234,39 @@ async def test_attended_transfer_to_another_agent_completed_and_blind_transfer_b
             async with http.post(url(d, f"/api/calls/{cid}/dtmf"), json={"digits": "12#"}, headers=ben) as r:
                 assert r.status == 200 and (await r.json())["actions"] == 3
     finally:
+        await d.stop()
+
+
+async def test_click_to_dial_rings_the_agent_then_the_customer_and_only_that_agent_controls_it(
+        asterisk, database, tmp_path, demo_ami):
+    hangup_all()
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0,
+                                           acd_callback_dial="Local/{number}@cti-demo-callee/n",
+                                           acd_callback_caller_id='"Shop" <+4930999000>'))
+    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await add_user(database, "ada", "agent", "a1")
+    await add_user(database, "ben", "agent", "a2")
+    await set_demo_times(demo_ami, talk=(30, 30))
+    try:
+        async with aiohttp.ClientSession() as http:
+            ada, ben = bearer(await login(http, d, "ada")), bearer(await login(http, d, "ben"))
+            async with http.post(url(d, "/api/calls/dial"), json={"number": "+4930555111"}, headers=ada) as r:
+                assert r.status == 409 and (await r.json())["error_id"] == "agent_state"   # Ada is available
+            d.core.acd.agent_request("a1", "set_not_ready", "outbound")
+            async with http.post(url(d, "/api/calls/dial"), json={"number": "+4930555111\r\n"}, headers=ada) as r:
+                assert r.status == 422
+            async with http.post(url(d, "/api/calls/dial"), json={"number": "+4930555111"}, headers=ada) as r:
+                assert r.status == 201, await r.text()
+                cid = (await r.json())["call_id"]
+            # Ada's device (stay1) answers, then the customer (cti-demo-callee) does: two legs talking.
+            await eventually(lambda: d.core.model.calls[cid].state == "talking", 20, what="Ada talks to the customer")
+            legs = [leg.channel for leg in d.core.model.calls[cid].legs.values()]
+            assert any(c.startswith("Local/+4930555111@cti-demo-callee") for c in legs)
+            async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ben) as r:
+                assert r.status == 403
+            async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ada) as r:
+                assert r.status == 200
+            await eventually(lambda: cid not in d.core.model.calls, 10, what="ended")
+    finally:
+        await set_demo_times(demo_ami)
         await d.stop()
