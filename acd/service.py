@@ -186,8 +186,11 @@ class AcdService:
             if not data.get("acd"):
                 return
             queue = data.get("queue") or self.core.settings.acd_default_queue
-            if cid in self.calls:  # e.g. a callback request for this call already holds its place
-                return
+            held = self.calls.get(cid)
+            if held is not None:
+                if not (held.answered and held.agent is None and held.callback is None):
+                    return  # e.g. a callback request for this call already holds its place
+                del self.calls[cid]  # an agent transferred the caller back to a queue: a new entry
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback:

@@ -12,11 +12,13 @@ from aiohttp import web
 from acd.service import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
+from api.desktop import setup_desktop
 from api.hooks import setup_hooks
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.wallboard import setup_wallboard
 from api.recording_routes import setup_recording_routes
+from api.webhook_service import setup_webhooks
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
@@ -41,4 +43,6 @@ def build(settings: Settings) -> web.Application:
     setup_recording_routes(app)
     setup_metrics(app)
     setup_ws(app)
+    setup_desktop(app)      # screen-pops go out on the hub, after the event they follow
+    setup_webhooks(app)
     return app

@@ -124,6 +124,11 @@ class HubService:
         for snap, previous in self.agents.update(views):
             self._deliver(self.hub.publish(agent_message(snap, previous), frozenset({snap.agent_id})))
 
+    def push(self, body: dict[str, Any], agents: frozenset[str]) -> None:
+        """Publish a message of another feature (e.g. a screen-pop) to the streams of
+        ``agents`` (and to supervisors and admins), numbered like every event."""
+        self._deliver(self.hub.publish(body, agents))
+
     def _deliver(self, conns: list[Connection]) -> None:
         for c in conns:
             ev = self.wake.get(c)

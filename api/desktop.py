@@ -1,0 +1,515 @@
+"""The agent desktop's shell: screen-pops, call control, wrap-up, call history, the web client.
+
+- **Screen-pops**: a bus subscriber feeds ``api.screenpop.Tracker``; each pop
+  it returns is published on the WebSocket hub (``screenpop`` messages) to the
+  agent concerned (and supervisors), in order per call. The customer look-up
+  (profile, recent calls, open tickets) and the IVR steps read back from the
+  database run once per call, bounded by ``LOOKUP_TIMEOUT``: a slow database
+  gives a card with ``customer_lookup: "timeout"``, never a late one.
+- **Call control** (``/api/calls/{call_id}/...``): ``cti.control`` finds the
+  parties, refuses what the asker may not do (an agent controls only their own
+  calls) and lists the AMI actions; they go out in order on the daemon's AMI
+  connection.
+- **Wrap-up**: ``PUT /api/calls/{call_id}/disposition``; **history**:
+  ``GET /api/agent/calls``.
+- **The web client**: ``/agent/`` (plain files in ``api/static/agent``).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal
+
+import asyncpg
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from api import screenpop
+from api.auth import Principal
+from api.desk import db, query
+from api.errors import ApiError
+from api.registry import ApiRequest, setup_registry
+from api.ws import WS
+from cti import control
+from cti import ticket_store
+from cti.customer_store import customer_view
+from cti.customers import find_by_phone, normalise_e164
+from cti.daemon import CORE
+from cti.errors import AmiActionFailed, AmiError, AmiNotConnected
+from cti.events import CallEvent
+
+log = structlog.get_logger(__name__)
+
+LOOKUP_TIMEOUT = 1.5           # the customer look-up for one card, at most
+MAX_PENDING = 10_000           # screen-pops waiting for their look-up, beyond: dropped (counted)
+RECENT_PER_AGENT = 200         # calls remembered per agent (who may wrap up what)
+CONTROL_ROLES = frozenset({"agent", "supervisor", "admin"})
+STATIC = Path(__file__).parent / "static" / "agent"
+_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+_CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+# -- screen-pops -----------------------------------------------------------------
+
+async def lookup_card_data(pool: asyncpg.Pool, call_id: str, caller_num: str | None,
+                           customer_id: str | None, want_ivr: bool) -> dict[str, Any]:
+    """The customer record, their recent calls and open tickets, and (when
+    ``want_ivr``) the call's IVR steps from the database. Unbounded: the caller bounds it."""
+    out: dict[str, Any] = {"status": "not_found"}
+    if want_ivr:
+        rows = await pool.fetch("SELECT seq AS step, menu, action, input, value FROM call_ivr_steps"
+                                " WHERE call_id = $1 ORDER BY seq LIMIT $2", call_id, screenpop.MAX_STEPS)
+        out["ivr_steps"] = [dict(r) for r in rows]
+    if customer_id is None:
+        phone = normalise_e164(caller_num or "")
+        if phone is None:
+            out["status"] = "no_number"
+            return out
+        rec = await find_by_phone(pool, phone)
+        if rec is None:
+            return out
+        customer_id = rec.customer_id
+    full = await customer_view(pool, customer_id, last=6)
+    if full is None:
+        return out
+    tickets = await ticket_store.by_customer(pool, customer_id, live_only=True, limit=10)
+    out.update(status="found",
+               customer={k: full[k] for k in ("customer_id", "name", "language", "vip", "phones", "addresses",
+                                              "tags", "notes")},
+               recent_calls=[c for c in full["calls"] if c["call_id"] != call_id][:5],
+               open_tickets=[{"ticket_id": t.ticket_id, "type": t.type, "state": t.state, "title": t.title,
+                              "created_at": t.created_at, "due_at": t.due_at} for t in tickets])
+    return out
+
+
+class Desktop:
+    """Screen-pops and what the desktop's routes share (``app[DESKTOP]``)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.core = app[CORE]
+        self.tracker = screenpop.Tracker()
+        self._lookups: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        self._chains: dict[str, asyncio.Task[None]] = {}
+        self.recent: dict[str, deque[str]] = {}          # agent -> call ids popped to them
+        self.outbound: dict[str, str] = {}               # click-to-dial call -> agent (agent's leg first)
+        # attended transfers under way: call -> (the transferring agent, their leg's channel)
+        self.consults: dict[str, tuple[str | None, str]] = {}
+        self.pops_sent = 0
+        self.pops_dropped = 0
+        self.lookups_late = 0
+        self._unsubscribe: Any = None
+
+    async def start(self) -> None:
+        self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
+
+    async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        tasks = [*self._chains.values(), *self._lookups.values()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- bus --
+
+    def on_call_event(self, ev: CallEvent) -> None:
+        ctx = self.tracker.calls.get(ev.call_id)
+        data = ev.data
+        owner = self.outbound.get(ev.call_id)
+        if owner is not None and ev.kind in ("call.offered", "call.connected"):
+            # Click-to-dial: the party "offered" is the customer; the card is the agent's.
+            data = {**data, "agent": owner}
+        pops = self.tracker.feed(ev.kind, ev.call_id, ev.at, data)
+        ctx = ctx or self.tracker.calls.get(ev.call_id)
+        if ev.kind == "call.ended":
+            self.outbound.pop(ev.call_id, None)
+            self.consults.pop(ev.call_id, None)
+        for pop in pops:
+            self._remember(pop.agent, pop.call_id)
+            if ctx is None:
+                continue
+            if len(self._chains) >= MAX_PENDING and pop.call_id not in self._chains:
+                self.pops_dropped += 1
+                continue
+            if ctx.lookup is None and pop.call_id not in self._lookups:
+                self._lookups[pop.call_id] = asyncio.create_task(self._lookup(ctx, ev), name="screenpop-lookup")
+            prev = self._chains.get(pop.call_id)
+            task = asyncio.create_task(self._send(prev, pop, ctx, ev.call), name="screenpop")
+            self._chains[pop.call_id] = task
+            task.add_done_callback(lambda t, cid=pop.call_id: self._chains.get(cid) is t and self._chains.pop(cid))
+
+    def _remember(self, agent: str, call_id: str) -> None:
+        calls = self.recent.setdefault(agent, deque(maxlen=RECENT_PER_AGENT))
+        if call_id not in calls:
+            calls.append(call_id)
+
+    async def _lookup(self, ctx: screenpop.Context, ev: CallEvent) -> dict[str, Any]:
+        try:
+            pool = db(self.app)
+            async with asyncio.timeout(LOOKUP_TIMEOUT):
+                found = await lookup_card_data(pool, ctx.call_id, ev.call.caller_num, ctx.customer_id,
+                                               want_ivr=not ctx.ivr and ev.call.direction == "inbound")
+        except TimeoutError:
+            self.lookups_late += 1
+            found = {"status": "timeout"}
+        except Exception as exc:
+            log.warning("screen-pop look-up failed", call_id=ctx.call_id, error=type(exc).__name__)
+            found = {"status": "error"}
+        ctx.lookup = found
+        self._lookups.pop(ctx.call_id, None)
+        return found
+
+    async def _send(self, prev: asyncio.Task[None] | None, pop: screenpop.Pop, ctx: screenpop.Context,
+                    view: Any) -> None:
+        if prev is not None:
+            await asyncio.gather(prev, return_exceptions=True)   # in order per call
+        found = ctx.lookup
+        task = self._lookups.get(pop.call_id)
+        if found is None and task is not None:
+            found = await asyncio.gather(task, return_exceptions=True)
+            found = found[0] if isinstance(found[0], dict) else {"status": "error"}
+        found = found or {"status": "error"}
+        ivr = found.get("ivr_steps") if not ctx.ivr else None
+        message = screenpop.card(pop, ctx, view, time.time(), lookup=found, ivr_steps=ivr or None)
+        hub = self.app.get(WS)
+        if hub is not None:
+            hub.push(message, frozenset({pop.agent}))
+            self.pops_sent += 1
+
+    # -- calls --
+
+    def parties(self, call_id: str) -> control.Parties:
+        call = self.core.model.calls.get(call_id)
+        if call is None:
+            raise ApiError(404, "unknown_call", f"no live call {call_id!r}")
+        p = control.parties(call)
+        owner = self.outbound.get(call_id)
+        if owner is not None:
+            # Click-to-dial: the call began with the agent's leg; the customer is the other one.
+            p = control.Parties(p.call_id, p.agent_leg, p.caller, owner,
+                                "talking" if p.state == "talking" else p.state, p.legs)
+        return p
+
+    def handled_by(self, agent_id: str, call_id: str) -> bool:
+        return call_id in self.recent.get(agent_id, ()) or self.outbound.get(call_id) == agent_id
+
+
+DESKTOP = web.AppKey("desktop", Desktop)
+
+
+def _desktop(req: ApiRequest[Any, Any]) -> Desktop:
+    return req.app[DESKTOP]
+
+
+async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = False) -> int:
+    """Send ``cmd``'s actions in order; 503 without Asterisk, 409 when it refuses.
+    ``each``: the actions stand alone (hang-ups of several legs): one refused
+    (a leg that just went) does not stop the others; 409 only if all are."""
+    try:
+        acts = control.actions(cmd)
+    except control.ControlError as exc:
+        raise ApiError(422, "invalid_body", str(exc)) from None
+    ami = req.app[CORE].ami
+    if ami is None:
+        raise ApiError(503, "ami_unavailable", "not connected to Asterisk")
+    refused = 0
+    for name, headers in acts:
+        try:
+            await ami.send(name, headers, shape="single")
+        except AmiNotConnected:
+            raise ApiError(503, "ami_unavailable", "not connected to Asterisk") from None
+        except AmiActionFailed as exc:
+            refused += 1
+            if not each or refused == len(acts):
+                raise ApiError(409, "asterisk_refused", f"Asterisk refused {name}: {exc}") from None
+            log.info("call control: one action refused", action=name, error=str(exc))
+        except AmiError as exc:
+            raise ApiError(503, "ami_unavailable", f"{name}: {type(exc).__name__}") from None
+    log.info("call control", action=type(cmd).__name__, by=req.principal.name if req.principal else None)
+    return len(acts)
+
+
+def _allowed(req: ApiRequest[Any, Any], verb: control.Verb) -> control.Parties:
+    p = _desktop(req).parties(req.match_info["call_id"])
+    who: Principal | None = req.principal
+    refused = control.refuse(verb, p, agent_id=who.agent_id if who else None,
+                             any_call=who is not None and who.role in ("supervisor", "admin"))
+    if refused is not None:
+        raise ApiError(*refused)
+    return p
+
+
+class Done(BaseModel):
+    call_id: str
+    actions: int = Field(description="AMI actions sent")
+
+
+class TargetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["agent", "queue", "number"]
+    value: str = Field(min_length=1, max_length=64, description="agent id, queue id, or phone number")
+
+
+class TransferBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["blind", "attended"] = "blind"
+    target: TargetBody
+
+
+class DtmfBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digits: str = Field(pattern=r"^[0-9*#A-D]{1,32}$")
+
+
+class DialBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(pattern=r"^\+?[0-9]{2,20}$", description="the customer's number")
+
+
+class DispositionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disposition: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", description="e.g. resolved, callback, sale")
+    notes: str = Field("", max_length=4000)
+
+
+class DispositionReply(BaseModel):
+    call_id: str
+    disposition: str
+    notes: str
+    agent_id: str | None
+    updated_at: datetime
+
+
+class HistoryQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: int = Field(20, ge=1, le=200)
+
+
+class HistoryItem(BaseModel):
+    call_id: str
+    started_at: datetime
+    ended_at: datetime | None
+    caller_num: str | None
+    caller_name: str | None
+    queue: str | None
+    state: str
+    duration_s: float | None
+    disposition: str | None
+    notes: str | None
+
+
+class History(BaseModel):
+    calls: list[HistoryItem]
+
+
+async def hangup(req: ApiRequest[None, None]) -> Done:
+    p = _allowed(req, "hangup")
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs), each=True))
+
+
+async def hold(req: ApiRequest[None, None]) -> Done:
+    p = _allowed(req, "hold")
+    assert p.caller and p.agent_leg
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hold(p.call_id, p.caller, p.agent_leg)))
+
+
+async def resume(req: ApiRequest[None, None]) -> Done:
+    p = _allowed(req, "resume")
+    assert p.caller and p.agent_leg
+    return Done(call_id=p.call_id, actions=await _run(req, control.Resume(p.caller, p.agent_leg)))
+
+
+def _target(req: ApiRequest[Any, Any], body: TargetBody) -> control.Target:
+    acd = req.app[CORE].acd
+    if body.kind == "agent":
+        if acd is None or body.value not in {a.id for a in acd.config.agents}:
+            raise ApiError(404, "unknown_agent", f"no agent {body.value!r}")
+        return control.Target("agent", body.value, acd.config.agent(body.value).device)
+    if body.kind == "queue" and (acd is None or body.value not in {q.id for q in acd.config.queues}):
+        raise ApiError(404, "unknown_queue", f"no queue {body.value!r}")
+    return control.Target(body.kind, body.value)
+
+
+async def transfer(req: ApiRequest[TransferBody, None]) -> Done:
+    p = _allowed(req, "transfer")
+    assert p.caller and p.agent_leg
+    target = _target(req, req.body.target)
+    if target.kind == "agent" and target.device:
+        req.app[CORE].model.expect_agent(p.call_id, target.value, target.device)
+    if req.body.mode == "blind":
+        return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target)))
+    n = await _run(req, control.AttendedTransfer(p.agent_leg, target))
+    # Once the target answers the model names them the call's agent: the transfer stays the asker's.
+    _desktop(req).consults[p.call_id] = (p.agent, p.agent_leg)
+    return Done(call_id=p.call_id, actions=n)
+
+
+def _consult(req: ApiRequest[Any, Any]) -> tuple[str, str]:
+    """The attended transfer under way on this call, if the asker started it (or is staff)."""
+    call_id = req.match_info["call_id"]
+    found = _desktop(req).consults.get(call_id)
+    who = req.principal
+    if found is None or call_id not in req.app[CORE].model.calls:
+        raise ApiError(409, "no_transfer", "no attended transfer under way on this call")
+    staff = who is not None and who.role in ("supervisor", "admin")
+    if not staff and (who is None or who.agent_id != found[0]):
+        raise ApiError(403, "not_your_call", "an agent may control only their own calls")
+    return call_id, found[1]
+
+
+async def complete_transfer(req: ApiRequest[None, None]) -> Done:
+    call_id, leg = _consult(req)
+    n = await _run(req, control.Hangup((leg,)))   # the transferer leaving completes it
+    _desktop(req).consults.pop(call_id, None)
+    return Done(call_id=call_id, actions=n)
+
+
+async def cancel_transfer(req: ApiRequest[None, None]) -> Done:
+    call_id, leg = _consult(req)
+    n = await _run(req, control.CancelTransfer(leg))
+    _desktop(req).consults.pop(call_id, None)
+    return Done(call_id=call_id, actions=n)
+
+
+async def dtmf(req: ApiRequest[DtmfBody, None]) -> Done:
+    p = _allowed(req, "dtmf")
+    assert p.caller
+    return Done(call_id=p.call_id, actions=await _run(req, control.Dtmf(p.caller, req.body.digits)))
+
+
+async def dial(req: ApiRequest[DialBody, None]) -> Done:
+    who = req.principal
+    acd = req.app[CORE].acd
+    if who is None or not who.agent_id:
+        raise ApiError(403, "not_an_agent", "click-to-dial rings your own device: only agents with an agent id")
+    if acd is None or who.agent_id not in {a.id for a in acd.config.agents}:
+        raise ApiError(404, "unknown_agent", f"no agent {who.agent_id!r} in the ACD configuration")
+    state = acd.router.agent_state(who.agent_id).state
+    if state not in ("not_ready", "logged_out"):
+        raise ApiError(409, "agent_state", f"go not ready first (you are {state}): the ACD could offer you a call")
+    s = req.app[CORE].settings
+    call_id = f"dial-{uuid.uuid4().hex[:16]}"
+    try:
+        dial_to = control.dial_string(s.acd_callback_dial, req.body.number)
+    except control.ControlError as exc:
+        raise ApiError(422, "invalid_body", str(exc)) from None
+    desk = _desktop(req)
+    desk.outbound[call_id] = who.agent_id
+    desk._remember(who.agent_id, call_id)
+    cmd = control.ClickToDial(who.agent_id, acd.config.agent(who.agent_id).device, req.body.number, dial_to,
+                              s.acd_callback_caller_id, s.acd_callback_ring_s, call_id)
+    try:
+        n = await _run(req, cmd)
+    except ApiError:
+        desk.outbound.pop(call_id, None)
+        raise
+    return Done(call_id=call_id, actions=n)
+
+
+async def save_disposition(req: ApiRequest[DispositionBody, None]) -> DispositionReply:
+    who = req.principal
+    assert who is not None
+    call_id = req.match_info["call_id"]
+    if len(call_id) > 128:
+        raise ApiError(404, "unknown_call", "no such call")
+    pool = db(req.app)
+    if who.kind != "session":
+        raise ApiError(403, "forbidden", "a wrap-up is stored by a user, not an API key")
+    if who.role == "agent":
+        mine = who.agent_id is not None and _desktop(req).handled_by(who.agent_id, call_id)
+        if not mine and who.agent_id is not None:
+            mine = await query(pool.fetchval("SELECT agent = $2 FROM calls WHERE call_id = $1", call_id,
+                                             who.agent_id)) is True
+        if not mine:
+            raise ApiError(403, "not_your_call", "an agent wraps up only their own calls")
+    row = await query(pool.fetchrow(
+        """INSERT INTO call_dispositions (call_id, user_id, agent_id, disposition, notes)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (call_id, user_id) DO UPDATE SET disposition = EXCLUDED.disposition,
+               notes = EXCLUDED.notes, updated_at = now()
+           RETURNING call_id, disposition, notes, agent_id, updated_at""",
+        call_id, who.id, who.agent_id, req.body.disposition, req.body.notes))
+    return DispositionReply(**dict(row))
+
+
+async def history(req: ApiRequest[None, HistoryQuery]) -> History:
+    who = req.principal
+    assert who is not None
+    if not who.agent_id:
+        return History(calls=[])
+    rows = await query(db(req.app).fetch(
+        """SELECT c.call_id, c.started_at, c.ended_at, c.caller_num, c.caller_name, c.queue, c.state,
+                  c.duration_s::float8 AS duration_s, d.disposition, d.notes
+             FROM calls c LEFT JOIN call_dispositions d ON d.call_id = c.call_id AND d.user_id = $2
+            WHERE c.agent = $1 ORDER BY c.started_at DESC LIMIT $3""", who.agent_id, who.id, req.query.limit))
+    return History(calls=[HistoryItem(**dict(r)) for r in rows])
+
+
+# -- the web client ----------------------------------------------------------------
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info.get("name") or "index.html"
+    ctype = _FILES.get(name)
+    if ctype is None:
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC / name, headers={
+        "Content-Type": f"{ctype}; charset=utf-8", "Content-Security-Policy": _CSP,
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+
+
+async def agent_root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/agent/")
+
+
+def setup_desktop(app: web.Application) -> None:
+    """Screen-pops, call control, wrap-up and history routes, and the web client.
+    After ``setup_ws`` (screen-pops go out on its hub, after the event they follow)."""
+    api = setup_registry(app)
+    desk = app[DESKTOP] = Desktop(app)
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await desk.start()
+        try:
+            yield
+        finally:
+            await desk.stop()
+
+    app.cleanup_ctx.append(ctx)
+    tags = ("calls",)
+    roles = CONTROL_ROLES
+    for path, handler, summary in (
+            ("hangup", hangup, "Hang up the call (every leg)"),
+            ("hold", hold, "Put the caller on hold (music) and the agent in silence"),
+            ("resume", resume, "Take the caller off hold"),
+            ("transfer/complete", complete_transfer, "Complete an attended transfer (my leg leaves)"),
+            ("transfer/cancel", cancel_transfer, "Cancel an attended transfer: back to the caller")):
+        api.add("POST", f"/api/calls/{{call_id}}/{path}", handler, summary=summary, roles=roles, response=Done,
+                tags=tags, description="Agents act on their own calls; supervisors and admins on any.")
+    api.add("POST", "/api/calls/{call_id}/transfer", transfer, summary="Transfer the caller (blind or attended)",
+            description="blind: the caller goes to the agent, queue or number at once. attended: the agent's "
+                        "line calls the agent or number while the caller hears music; POST .../transfer/complete "
+                        "(or hang up the phone) to complete, .../transfer/cancel to return to the caller.",
+            roles=roles, body=TransferBody, response=Done, tags=tags)
+    api.add("POST", "/api/calls/{call_id}/dtmf", dtmf, summary="Send DTMF digits to the caller's side",
+            roles=roles, body=DtmfBody, response=Done, tags=tags)
+    api.add("POST", "/api/calls/dial", dial, summary="Click-to-dial: ring my device, then the customer",
+            description="The agent must be not ready (the ACD must not offer a call meanwhile). The answer's "
+                        "call_id names the new call.",
+            roles=frozenset({"agent"}), body=DialBody, response=Done, status=201, tags=tags)
+    api.add("PUT", "/api/calls/{call_id}/disposition", save_disposition, summary="Store the wrap-up of a call",
+            description="One disposition and notes per call and user; a second PUT replaces it.",
+            roles=roles, body=DispositionBody, response=DispositionReply, tags=tags)
+    api.add("GET", "/api/agent/calls", history, summary="My recent calls with their wrap-up",
+            roles=frozenset({"agent"}), query=HistoryQuery, response=History, tags=tags)
+    app.router.add_get("/agent", agent_root)
+    app.router.add_get("/agent/", static_file)
+    app.router.add_get("/agent/{name}", static_file)
+    api.document("GET", "/agent/", summary="The agent desktop (web client)", roles=None, operation_id="agent_client",
+                 content_type="text/html", tags=("web",))
