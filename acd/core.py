@@ -489,13 +489,7 @@ class Router:
             call.prio = call.prio_override = priority
         if target is not None and target is not source:
             self._outcome(source, "timed_out")
-            del source.calls[call.id]
-            target.calls[call.id] = call
-            call.queue = target
-            call.entered_at = now
-            call.step = 0
-            if call.prio_override is None:
-                call.prio = target.prio
+            self._enter_queue(call, target, now)
         call.pool = self._pool_for(call.queue, call.step, call.extras)
         call.pool.push_call(call)
         out.append(Moved(call.id, source.id, call.queue.id, call.prio, now))
@@ -1005,13 +999,7 @@ class Router:
         if isinstance(action, Overflow):
             target = self._queues[action.overflow]
             out.append(MaxWait(call.id, q.id, "overflow", target.id, now))
-            del q.calls[call.id]
-            target.calls[call.id] = call
-            call.queue = target
-            call.entered_at = now
-            call.step = 0
-            if call.prio_override is None:
-                call.prio = target.prio
+            self._enter_queue(call, target, now)
             call.pool = self._pool_for(target, 0, call.extras)
             call.status = WAITING
             call.pool.push_call(call)
@@ -1019,6 +1007,19 @@ class Router:
         else:
             out.append(MaxWait(call.id, q.id, str(action), None, now))
             self._remove(call, "max_wait", now, out)
+
+    @staticmethod
+    def _enter_queue(call: _Call, target: _Queue, now: float) -> None:
+        """The call leaves its queue for ``target`` (overflow, a supervisor's move):
+        arrival kept, the target's clock (steps, max wait) starting now, the
+        target's priority unless the caller has one of their own."""
+        del call.queue.calls[call.id]
+        target.calls[call.id] = call
+        call.queue = target
+        call.entered_at = now
+        call.step = 0
+        if call.prio_override is None:
+            call.prio = target.prio
 
     def _remove(self, call: _Call, reason: str, now: float, out: list[Decision]) -> None:
         del self._calls[call.id]

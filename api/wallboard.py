@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -50,7 +50,7 @@ from api.auth import STAFF
 from api.desk import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
-from cti.daemon import CORE
+from cti.daemon import CORE, run_with_app
 from cti.errors import AmiError
 from cti.events import CallEvent
 
@@ -696,14 +696,7 @@ def setup_wallboard(app: web.Application) -> None:
     service = WallboardService(app)
     app[WALLBOARD] = service
 
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app.cleanup_ctx.append(ctx)
+    run_with_app(app, service)
     api = setup_registry(app)
     tags = ("wallboard",)
     api.add("GET", "/api/wallboard", get_wallboard, summary="The wallboard now (also pushed on /ws as 'wallboard')",

@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import structlog
@@ -31,7 +31,7 @@ from api.auth import ADMIN
 from api.desk import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
-from cti.daemon import CORE
+from cti.daemon import CORE, run_with_app
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -275,14 +275,7 @@ def setup_webhooks(app: web.Application, **options: Any) -> None:
     api = setup_registry(app)
     service = app[WEBHOOKS] = WebhookService(app, **options)
 
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app.cleanup_ctx.append(ctx)
+    run_with_app(app, service)
     tags = ("webhooks",)
     api.add("POST", "/api/webhooks", create_subscription, summary="Subscribe a URL to call events",
             description="Payloads are signed: X-Cti-Signature: t=<epoch>,v1=<HMAC-SHA256(secret, t + '.' + body)>. "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -28,7 +28,7 @@ from api.desk import db, principal_of, query
 from api.errors import ApiError
 from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, Resume, Scope, agent_message, call_message
 from api.registry import API
-from cti.daemon import CORE
+from cti.daemon import CORE, run_with_app
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -305,18 +305,11 @@ def setup_ws(app: web.Application) -> None:
     service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max))
     app[WS] = service
 
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
     async def on_shutdown(app: web.Application) -> None:
         await asyncio.gather(*(ws.close(code=1001, message=b"server shutting down") for ws in list(service.sockets)),
                              return_exceptions=True)
 
-    app.cleanup_ctx.append(ctx)
+    run_with_app(app, service)
     app.on_shutdown.append(on_shutdown)
     app.router.add_get("/ws", service.serve)
     app[API].document("GET", "/ws", summary="WebSocket: live events (screen-pops, agent states); see docs/api.md",

@@ -217,6 +217,19 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if body["ok"] else 503)
 
 
+def run_with_app(app: web.Application, service: Any) -> None:
+    """Start ``service`` (``await start()``) with the app and stop it (``await stop()``)
+    when the app stops, as one of its cleanup contexts."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(ctx)
+
+
 def build_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[CORE] = Core(settings)
