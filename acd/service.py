@@ -188,9 +188,13 @@ class AcdService:
             queue = data.get("queue") or self.core.settings.acd_default_queue
             held = self.calls.get(cid)
             if held is not None:
-                if not (held.answered and held.agent is None and held.callback is None):
+                if not held.answered or held.callback is not None:
                     return  # e.g. a callback request for this call already holds its place
-                del self.calls[cid]  # an agent transferred the caller back to a queue: a new entry
+                # An agent transferred the caller back to a queue: a new entry. The
+                # agent's leg may not be reported gone yet: their call is over now.
+                if held.agent is not None:
+                    self._apply(self.router.call_finished(cid, held.agent, ev.at))
+                del self.calls[cid]
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback:
@@ -214,7 +218,7 @@ class AcdService:
             if reason is not None:  # CANCEL / HANGUP: the caller left, call.abandoned follows
                 agent, waiting.agent = waiting.agent, None
                 self._offer_failed(cid, agent, reason, ev.at)
-        elif kind == "call.agent_left" and waiting.agent is not None:
+        elif kind == "call.agent_left" and waiting.agent is not None and data.get("agent") in (None, waiting.agent):
             agent, waiting.agent = waiting.agent, None
             self._apply(self.router.call_finished(cid, agent, ev.at))
         elif kind in ("call.abandoned", "call.ended"):
