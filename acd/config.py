@@ -31,12 +31,12 @@ The shape, in TOML (docs/acd.md explains each field)::
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from cti.config import read_toml
 from cti.errors import ConfigError
 
 # Ids travel into logs, the database and (devices) Asterisk: keep them plain.
@@ -235,16 +235,7 @@ def load_config(path: str | os.PathLike[str]) -> AcdConfig:
     Returns: the ``AcdConfig``.
     Raises: ``ConfigError`` naming the file and the entry at fault (or the TOML syntax error).
     """
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"routing config {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"routing config {str(p)!r}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"routing config {str(p)!r}: {exc}") from None
-    return parse_config(data, source=str(p))
+    return parse_config(read_toml(path, "routing config"), source=str(Path(path)))
 
 
 def _describe(exc: ValidationError, data: Any) -> str:

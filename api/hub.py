@@ -249,16 +249,21 @@ class Hub:
             for c in s.conns:
                 if c.drop is not None:
                     continue
-                if len(c.queue) >= c.limit:
-                    c.drop = "slow"
-                    c.queue.clear()
-                    self.dropped_slow += 1
-                else:
-                    c.queue.append(text)
+                if self._enqueue(c, text):
                     c.last_seq = s.seq
                     self.delivered += 1
                 touched.append(c)
         return touched
+
+    def _enqueue(self, c: Connection, text: str) -> bool:
+        """Queue ``text`` to ``c``, or mark it slow (dropped, queue cleared) when full."""
+        if len(c.queue) >= c.limit:
+            c.drop = "slow"
+            c.queue.clear()
+            self.dropped_slow += 1
+            return False
+        c.queue.append(text)
+        return True
 
     def broadcast(self, body: Mapping[str, Any]) -> list[Connection]:
         """Queue a snapshot message (e.g. the wallboard) to every connection that sees
@@ -271,12 +276,7 @@ class Hub:
             for c in s.conns:
                 if c.drop is not None:
                     continue
-                if len(c.queue) >= c.limit:
-                    c.drop = "slow"
-                    c.queue.clear()
-                    self.dropped_slow += 1
-                else:
-                    c.queue.append(_splice(c.last_seq, text))
+                self._enqueue(c, _splice(c.last_seq, text))
                 touched.append(c)
         return touched
 

@@ -23,12 +23,12 @@ The shape (docs/recording.md explains each field)::
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from cti.config import read_toml
 from cti.errors import ConfigError
 from recording.policy import RecordingConfig
 
@@ -50,13 +50,5 @@ def load_config(path: str | os.PathLike[str] | None) -> RecordingConfig:
     Raises ``ConfigError`` for a missing, unreadable or invalid file."""
     if path is None:
         return RecordingConfig()
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"recording config {str(p)!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"recording config {str(p)!r}: cannot read: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"recording config {str(p)!r}: {exc}") from None
-    return parse_config(data, source=f"recording config {str(p)!r}")
+    data = read_toml(path, "recording config")
+    return parse_config(data, source=f"recording config {str(Path(path))!r}")
