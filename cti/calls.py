@@ -523,11 +523,7 @@ class CallModel:
         if found is None:
             return
         call, leg = found
-        before = derive_state(call, self.bridges)
         setattr(leg, attr, value)
-        after = derive_state(call, self.bridges)
-        if before != after and HELD in (before, after):
-            self._emit(call, "call.held" if after == HELD else "call.resumed", now, out, uniqueid=leg.uniqueid)
         self._update_state(call, now, out)
 
     def _moh_start(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -606,6 +602,13 @@ class CallModel:
         if new != call.state:
             old, call.state = call.state, new
             self._append(call, "call.state", now, out, {"old": old, "new": new})
+            # Hold is a state, however it came about: music starting in a bridge
+            # of two, or the second leg joining a holding bridge whose music
+            # already plays (the desktop's hold). Reports time it between these.
+            if new == HELD:
+                self._append(call, "call.held", now, out, {})
+            elif old == HELD and new != ENDED:
+                self._append(call, "call.resumed", now, out, {})
 
     def _emit(self, call: Call, kind: str, at: float, out: list[CallEvent], **data: Any) -> None:
         # Facts are reported with the state they lead to (a call.offered event

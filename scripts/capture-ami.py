@@ -8,7 +8,7 @@ of simulated calls. The files under tests/fixtures/ami/ come from here:
     scripts/asterisk-sandbox up
     .venv/bin/python scripts/capture-ami.py basic tests/fixtures/ami/basic.ami
 
-Scenarios: basic, abandon, burst, resync, bridge, callback (see SCENARIOS).
+Scenarios: basic, abandon, burst, resync, bridge, callback, hold (see SCENARIOS).
 """
 from __future__ import annotations
 
@@ -88,12 +88,7 @@ async def bridge(w, cw, chunks):
                      Async="true")
         await asyncio.sleep(0.3)
     await asyncio.sleep(3)
-    text = b"".join(chunks).decode("utf-8", "replace")
-    names = {}
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        h = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
-        if h.get("Event") == "Newchannel" and h.get("Uniqueid") in ("capA", "capB"):
-            names[h["Uniqueid"]] = h["Channel"]
+    names = _channel_names(chunks, ("capA", "capB"))
     await action(w, "Bridge", ActionID="bridge-1", Channel1=names["capA"], Channel2=names["capB"], Tone="no")
     await asyncio.sleep(9)
 
@@ -126,7 +121,43 @@ async def callback(w, cw):
     await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT", Value="0")
 
 
-SCENARIOS = {"callback": callback, "basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge}
+async def hold(w, cw, chunks):
+    # The daemon's hold and resume (cti/control.py) on a bridged pair: both legs
+    # are redirected into cti-hold's holding bridge (music for the caller), then
+    # joined again with the Bridge action.
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="12")
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="12")
+    for cid, chan, name in (("holdA", "Local/p16@cti-demo-caller/n", '"Held Caller" <+4940333444>'),
+                            ("holdB", "Local/agent1@cti-demo-agents/n", '"Agent One" <1001>')):
+        await action(w, "Originate", ActionID=f"orig-{cid}", Channel=chan, Context="cti-demo-hold",
+                     Exten="s", Priority="1", CallerID=name, ChannelId=cid, OtherChannelId=cid + "-2",
+                     Async="true")
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(3)
+    names = _channel_names(chunks, ("holdA", "holdB"))
+    caller, agent = names["holdA"], names["holdB"]
+    await action(w, "Bridge", ActionID="bridge-1", Channel1=caller, Channel2=agent, Tone="no")
+    await asyncio.sleep(2)
+    for chan in (caller, agent):
+        await action(w, "Setvar", Channel=chan, Variable="CTI_HOLD", Value="holdA")
+    await action(w, "Redirect", ActionID="hold-1", Channel=caller, Context="cti-hold", Exten="caller", Priority="1",
+                 ExtraChannel=agent, ExtraContext="cti-hold", ExtraExten="agent", ExtraPriority="1")
+    await asyncio.sleep(3)
+    await action(w, "Bridge", ActionID="resume-1", Channel1=caller, Channel2=agent, Tone="no")
+    await asyncio.sleep(9)
+
+
+def _channel_names(chunks, ids) -> dict[str, str]:
+    text = b"".join(chunks).decode("utf-8", "replace")
+    names = {}
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        h = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        if h.get("Event") == "Newchannel" and h.get("Uniqueid") in ids:
+            names[h["Uniqueid"]] = h["Channel"]
+    return names
+
+
+SCENARIOS = {"callback": callback, "basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge, "hold": hold}
 
 
 async def main(scenario: str, out: str) -> None:
@@ -148,8 +179,8 @@ async def main(scenario: str, out: str) -> None:
     task = asyncio.create_task(pump())
     await asyncio.sleep(0.5)
     t0 = time.monotonic()
-    if scenario == "bridge":
-        await bridge(dwriter, cwriter, chunks)
+    if scenario in ("bridge", "hold"):
+        await SCENARIOS[scenario](dwriter, cwriter, chunks)
     else:
         await SCENARIOS[scenario](dwriter, cwriter)
     await asyncio.sleep(1)

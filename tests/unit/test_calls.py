@@ -210,3 +210,18 @@ def test_state_precedence_hold_beats_talking_beats_queue():
     leg = next(l for l in call.legs.values() if l.bridge)
     leg.on_hold = True
     assert derive_state(call, model.bridges) == "held"
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_desktop_hold_in_a_holding_bridge_is_held_then_resumed(chunk):
+    # hold.ami: the daemon's hold (both legs redirected into cti-hold's holding
+    # bridge; the caller's music starts before the agent's leg joins) and resume
+    # (the Bridge action). The held state is reached when the second leg joins,
+    # not when the music starts, and it is reported as call.held all the same.
+    _, evs = run("hold", chunk)
+    kinds = [e.kind for e in evs if e.call_id == "holdA" and e.kind in ("call.held", "call.resumed", "call.ended")]
+    assert kinds == ["call.held", "call.resumed", "call.ended"]
+    held = next(e for e in evs if e.kind == "call.held")
+    resumed = next(e for e in evs if e.kind == "call.resumed")
+    assert held.call.state == "held" and resumed.call.state == "talking"
+    assert 2.5 < resumed.at - held.at < 3.5  # Asterisk's own clock: the capture held for 3 s
