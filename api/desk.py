@@ -7,7 +7,9 @@
 Login answers the same ``invalid_credentials`` whether the user is unknown,
 disabled, has no password or gave a wrong one, and checks a password (a dummy
 one for unknown users) in every case, so neither the answer nor its timing
-tells which usernames exist. argon2 runs in a thread, at most
+tells which usernames exist. Failed logins slow further attempts for that
+username and that client address (``api/throttle.py``: 429 with Retry-After,
+answered before any hashing). argon2 runs in a thread, at most
 ``HASH_CONCURRENCY`` at a time (64 MiB each), off the event loop.
 
 Later routes use the same pool (``db(app)``) and the same registry
@@ -16,6 +18,8 @@ Later routes use the same pool (``db(app)``) and the same registry
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Any, AsyncIterator, Literal
 
@@ -28,6 +32,7 @@ from api import accounts
 from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_from_headers, digest, new_session_token
 from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
+from api.throttle import LoginThrottle
 from cti.daemon import CORE
 from cti.store import close_pool
 
@@ -86,6 +91,7 @@ class _Holder:
         self.pool: asyncpg.Pool | None = None
         self.passwords: Passwords | None = None
         self.hashing = asyncio.Semaphore(HASH_CONCURRENCY)
+        self.throttle = LoginThrottle()
 
 
 AUTH = web.AppKey("api_auth", _Holder)
@@ -142,12 +148,20 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
     holder = app[AUTH]
     assert holder.passwords is not None
     password = req.body.password.get_secret_value()
+    address = req.request.remote or "-"
+    wait = holder.throttle.check(req.body.username, address, time.monotonic())
+    if wait > 0:
+        log.info("login throttled", username=req.body.username, wait_s=round(wait, 1))
+        raise ApiError(429, "too_many_attempts", "too many failed logins; try again later",
+                       headers={"Retry-After": str(math.ceil(wait))})
     candidate = await query(accounts.login_candidate(db(app), req.body.username))
     stored = candidate.password_hash if candidate is not None else None
     ok = await _hash_work(app, holder.passwords.verify, stored, password)
     if not ok or candidate is None or candidate.user.disabled:
+        holder.throttle.failed(req.body.username, address, time.monotonic())
         log.info("login refused", username=req.body.username)
         raise ApiError(401, "invalid_credentials", "invalid username or password")
+    holder.throttle.succeeded(req.body.username, time.monotonic())
     user = candidate.user
     assert stored is not None
     if holder.passwords.needs_rehash(stored):
@@ -207,7 +221,9 @@ def setup_auth(app: web.Application) -> None:
     app.cleanup_ctx.append(ctx)
     api.add("POST", "/api/login", login, summary="Log in: a session token for a username and password",
             roles=None, body=LoginBody, response=LoginReply, tags=("auth",),
-            description="Wrong username and wrong password give the same 401 invalid_credentials.")
+            description="Wrong username and wrong password give the same 401 invalid_credentials. "
+                        "After repeated failures for a username or from an address, 429 too_many_attempts "
+                        "with Retry-After until the wait is over.")
     api.add("POST", "/api/logout", logout, summary="Log out: end this session", roles=EVERYONE,
             status=204, tags=("auth",))
     api.add("GET", "/api/me", me, summary="Who the credential stands for", roles=EVERYONE,

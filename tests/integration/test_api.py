@@ -109,6 +109,23 @@ async def test_wrong_password_unknown_and_disabled_users_get_the_same_answer(api
     assert answers[0][0] == 401 and answers[0][1]["error_id"] == "invalid_credentials"
 
 
+async def test_repeated_failed_logins_are_throttled_and_a_good_password_waits_too(api_daemon, http):
+    d = api_daemon
+    statuses = []
+    for _ in range(6):   # five free failures, the sixth starts a wait
+        async with http.post(url(d, "/api/login"), json={"username": "ada", "password": "guess"}) as r:
+            statuses.append(r.status)
+    assert statuses == [401] * 6
+    async with http.post(url(d, "/api/login"), json={"username": "ADA", "password": PASSWORD}) as r:
+        body = await r.json()
+        assert r.status == 429 and body["error_id"] == "too_many_attempts"
+        assert 1 <= int(r.headers["Retry-After"]) <= 300
+    # Another user from the same address is not held up by ada's guesses.
+    assert (await login(http, d, "sam")).startswith("cts_")
+    await asyncio.sleep(int(r.headers["Retry-After"]) + 0.1)
+    assert (await login(http, d, "ada")).startswith("cts_")
+
+
 async def test_expired_session_is_refused(api_daemon, http, database):
     d = api_daemon
     token = await login(http, d, "ada")
