@@ -26,6 +26,7 @@ Asterisk (``cti.amiproto.encode_action`` refuses CR/LF).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -41,6 +42,9 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 # Asterisk's pseudo-channel that runs the "failed" extension of an Originate
 # that could not be placed: it is not a caller.
 _PSEUDO_CHANNELS = ("OutgoingSpoolFailed",)
+# An agent id as the ACD configuration allows it (acd/config.py).
+_IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NUMBER = re.compile(r"\+?[0-9]{2,20}")
 
 
 def _cid(value: str | None) -> str | None:
@@ -91,6 +95,8 @@ class Call:
     agent_leg: str | None = None
     # (agent id, channel-name prefix) the router has just offered the call to
     expected: tuple[str, str] | None = None
+    # click-to-dial: the agent whose device placed the call (the party dialled is the customer)
+    dialler: str | None = None
     legs_seen: int = 0
     seq: int = 0
     state: str = RINGING
@@ -429,6 +435,8 @@ class CallModel:
             agent = device
             if call.expected is not None and device.startswith(call.expected[1]):
                 agent, call.expected = call.expected[0], None
+            elif call.dialler is not None:
+                agent = call.dialler   # the customer rings; the call is the dialling agent's
             call.offers[dest] = (agent, device)
             self._emit(call, "call.offered", now, out, agent=agent, device=device, uniqueid=dest)
             self._update_state(call, now, out)
@@ -558,12 +566,22 @@ class CallModel:
 
     def _user_event(self, h: Headers, now: float, out: list[CallEvent]) -> None:
         kind = h.get("UserEvent")
-        if kind not in ("CtiInbound", "CtiAcdWait"):
+        if kind not in ("CtiInbound", "CtiAcdWait", "CtiOutbound"):
             return
         found = self._leg(h, now, out)
         if found is None:
             return
         call, leg = found
+        if kind == "CtiOutbound":
+            # cti-click-to-dial: the agent's device answered and the customer is dialled next.
+            agent = h.get("CtiAgent") or None
+            if leg.uniqueid == call.call_id and agent is not None and _IDENT.fullmatch(agent):
+                call.direction = "outbound"
+                call.dialler = agent
+                number = h.get("CtiNumber") or ""
+                call.exten = number if _NUMBER.fullmatch(number) else None
+                self._emit(call, "call.outbound", now, out, agent=agent, number=call.exten)
+            return
         if kind == "CtiInbound":
             call.direction = "inbound"
             call.exten = h.get("DID") or h.get("Exten")

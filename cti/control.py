@@ -267,7 +267,7 @@ def actions(cmd: Command) -> list[Action]:
         if not 5 <= cmd.ring_s <= 300:
             raise ControlError("ring_s", "between 5 and 300 seconds")
         variables = {"CTI_AGENT": ident(cmd.agent_id, "agent_id"), "CTI_DIAL": _device(cmd.dial, "dial"),
-                     "CTI_DIAL_RING": str(cmd.ring_s), "CTI_DIAL_CID": cmd.caller_id}
+                     "CTI_DIAL_RING": str(cmd.ring_s), "CTI_DIAL_CID": cmd.caller_id, "CTI_DIAL_NUM": num}
         return [("Originate", {
             "Channel": _device(cmd.device, "device"), "Context": "cti-click-to-dial", "Exten": "s", "Priority": "1",
             "Timeout": str(cmd.ring_s * 1000), "Async": "true", "CallerID": f'"{num}" <{num}>',

@@ -13,6 +13,8 @@ call.answered       the caller's leg was answered (by the dialplan or a person)
 call.inbound        the dialplan marked it inbound (``data``: did)
 call.queued         the caller joined a queue (``data``: queue, position; from the daemon's
                     ACD also acd, channel, uniqueid, skills, priority, customer)
+call.outbound       click-to-dial: the agent's device answered, the customer is dialled next
+                    (``data``: agent, number)
 call.offered        an agent's device started ringing (``data``: agent, device, uniqueid)
 call.offer_ended    that ringing ended without an answer (``data``: agent, status)
 call.connected      an agent answered (``data``: agent, device, uniqueid)

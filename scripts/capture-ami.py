@@ -8,7 +8,7 @@ of simulated calls. The files under tests/fixtures/ami/ come from here:
     scripts/asterisk-sandbox up
     .venv/bin/python scripts/capture-ami.py basic tests/fixtures/ami/basic.ami
 
-Scenarios: basic, abandon, burst, resync, bridge, callback, hold (see SCENARIOS).
+Scenarios: basic, abandon, burst, resync, bridge, callback, hold, click (see SCENARIOS).
 """
 from __future__ import annotations
 
@@ -147,6 +147,21 @@ async def hold(w, cw, chunks):
     await asyncio.sleep(9)
 
 
+async def click(w, cw):
+    # Click-to-dial as cti/control.py sends it: the agent's device first, into
+    # cti-click-to-dial, which dials the customer (a demo callee that answers).
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="3")
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="3")
+    await action(w, "Originate", ActionID="orig-click", Channel="Local/agent1@cti-demo-agents/n",
+                 Context="cti-click-to-dial", Exten="s", Priority="1", Timeout="20000", Async="true",
+                 CallerID='"+4930555666" <+4930555666>', ChannelId="click1", OtherChannelId="click1-2",
+                 Variable="CTI_AGENT=a1", **{"Variable ": "CTI_DIAL=Local/+4930555666@cti-demo-callee/n",
+                                             "Variable  ": "CTI_DIAL_RING=20",
+                                             "Variable   ": "CTI_DIAL_CID=Support <+4930000000>",
+                                             "Variable    ": "CTI_DIAL_NUM=+4930555666"})
+    await asyncio.sleep(10)
+
+
 def _channel_names(chunks, ids) -> dict[str, str]:
     text = b"".join(chunks).decode("utf-8", "replace")
     names = {}
@@ -157,7 +172,7 @@ def _channel_names(chunks, ids) -> dict[str, str]:
     return names
 
 
-SCENARIOS = {"callback": callback, "basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge, "hold": hold}
+SCENARIOS = {"callback": callback, "basic": basic, "abandon": abandon, "burst": burst, "resync": resync, "bridge": bridge, "hold": hold, "click": click}
 
 
 async def main(scenario: str, out: str) -> None:

@@ -267,6 +267,16 @@ async def test_click_to_dial_rings_the_agent_then_the_customer_and_only_that_age
             async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ada) as r:
                 assert r.status == 200
             await eventually(lambda: cid not in d.core.model.calls, 10, what="ended")
+        # Stored as Ada's outbound call to the number dialled, with the caller ID the customer saw.
+        await eventually(lambda: d.core.writer.stats.buffered == 0, 10)
+        conn = await asyncpg.connect(database)
+        try:
+            row = await conn.fetchrow("SELECT * FROM calls WHERE call_id = $1", cid)
+        finally:
+            await conn.close()
+        assert row["direction"] == "outbound" and row["agent"] == "a1" and row["exten"] == "+4930555111"
+        assert row["caller_num"] == "+4930999000" and row["agent_answered_at"] is not None
+        assert row["ended_at"] is not None
     finally:
         await set_demo_times(demo_ami)
         await d.stop()

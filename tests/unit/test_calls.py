@@ -225,3 +225,39 @@ def test_desktop_hold_in_a_holding_bridge_is_held_then_resumed(chunk):
     resumed = next(e for e in evs if e.kind == "call.resumed")
     assert held.call.state == "held" and resumed.call.state == "talking"
     assert 2.5 < resumed.at - held.at < 3.5  # Asterisk's own clock: the capture held for 3 s
+
+
+@pytest.mark.parametrize("chunk", [None, 11])
+def test_click_to_dial_is_outbound_and_the_dialling_agents_call(chunk):
+    # click.ami: the agent's device (Local/agent1) answers the Originate into
+    # cti-click-to-dial (UserEvent CtiOutbound, CtiAgent: a1), which dials the
+    # customer. The customer's answer connects the call to a1, not to the
+    # customer's channel.
+    model, evs = run("click", chunk)
+    ended = next(e for e in evs if e.kind == "call.ended" and e.call_id == "click1")
+    view = ended.call
+    assert view.direction == "outbound" and view.agent == "a1"
+    # The caller ID is the one the customer sees; the number dialled is the call's exten.
+    assert view.caller_num == "+4930000000" and view.exten == "+4930555666"
+    assert view.agent_answered_at is not None
+    offered = [e.data["agent"] for e in evs if e.kind == "call.offered" and e.call_id == "click1"]
+    connected = [e.data["agent"] for e in evs if e.kind == "call.connected" and e.call_id == "click1"]
+    assert offered == ["a1"] and connected == ["a1"]
+    kinds = [e.kind for e in evs if e.call_id == "click1"]
+    assert kinds.index("call.outbound") < kinds.index("call.offered") < kinds.index("call.connected")
+    assert model.calls == {}
+
+
+def test_an_outbound_mark_on_another_leg_or_with_a_bad_agent_id_is_ignored():
+    from tests.transcripts import frames as load
+    model = CallModel()
+    evs: list[CallEvent] = []
+    for f in load("click"):
+        if f.name is None:
+            continue
+        h = dict(f.headers)
+        if h.get("UserEvent") == "CtiOutbound":
+            h["CtiAgent"] = "a1\r\nAction: Hangup"
+        evs.extend(model.feed(h, 0.0))
+    view = next(e for e in evs if e.kind == "call.ended" and e.call_id == "click1").call
+    assert view.direction != "outbound" and not any(e.kind == "call.outbound" for e in evs)
