@@ -95,6 +95,7 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
 
         # The ticket, from the screen-pop: customer and call filled in.
         await page.get_by_role("button", name="New ticket").click()
+        await page.wait_for_selector("#ticket-create-panel:not([hidden])")
         assert await page.get_by_label("Customer", exact=True).input_value() == "C-9"
         assert await page.get_by_label("From call").input_value() == call.channel_id
         await page.get_by_label("Type").select_option("repair")
@@ -213,3 +214,113 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
         await set_demo_times(demo_ami)
         await d.stop()
         await hook_runner.cleanup()
+
+
+async def test_the_ticket_api_roles_edits_search_and_a_failed_notification_that_keeps_the_dispatch(
+        asterisk, database, tmp_path):
+    from structlog.testing import capture_logs
+
+    from api.ticket_routes import NOTIFIER
+    from cti.ticket_notify import NotifyError
+
+    d = await start_daemon(daemon_settings(database, tmp_path, ticket_notify="webhook"))
+    conn = await asyncpg.connect(database)
+    await save_customer(conn, "C-1", "Ada Lovelace", ["+4930111111"])
+    await save_customer(conn, "C-2", "Charles Babbage", ["+4930222222"])
+    await add_address(conn, "C-1", Address(city="Hamburg", region="north"), primary=True)
+    await conn.close()
+    for name, role in (("ada", "agent"), ("sam", "supervisor"), ("quinn", "qa"), ("root", "admin")):
+        await add_user(database, name, role, "a1" if role == "agent" else None)
+    http = aiohttp.ClientSession()
+    try:
+        h = {n: bearer(await login(http, d, n)) for n in ("ada", "sam", "quinn", "root")}
+
+        async def call(method: str, path: str, who: str, body=None, status: int = 200):
+            async with http.request(method, url(d, path), json=body, headers=h[who]) as r:
+                assert r.status == status, f"{method} {path} as {who}: {r.status} {await r.text()}"
+                return await r.json() if r.status != 204 else None
+
+        await call("PUT", "/api/engineers/eng-1", "root", {"name": "Nora", "region": "north"})
+        t1 = (await call("POST", "/api/tickets", "ada", {"type": "repair", "customer_id": "C-1",
+                                                         "title": "Modem dead"}, 201))["ticket"]
+        assert (t1["source"], t1["region"], t1["priority"]) == ("manual", "north", "normal")
+        await call("POST", "/api/tickets", "ada", {"type": "install", "customer_id": "C-2"}, 422)
+        await call("POST", "/api/tickets", "ada", {"type": "repair", "customer_id": "C-404"}, 404)
+        await call("POST", "/api/tickets", "ada", {"type": "repair", "customer_id": "C-2", "source": "call"}, 422)
+        await call("GET", f"/api/tickets/{t1['ticket_id']}", "quinn", status=403)
+        t2 = (await call("POST", "/api/tickets", "ada", {"type": "site_visit", "customer_id": "C-2",
+                                                         "notes": "fibre to the garden"}, 201))["ticket"]
+
+        # Edits: agents keep their hands off the due time and the state.
+        tid = t1["ticket_id"]
+        later = "2027-01-01T00:00:00+00:00"
+        err = await call("PATCH", f"/api/tickets/{tid}", "ada", {"expected_revision": 1, "due_at": later}, 403)
+        assert err["error_id"] == "forbidden_field"
+        await call("PATCH", f"/api/tickets/{tid}", "ada", {"expected_revision": 1, "state": "closed"}, 422)
+        detail = await call("PATCH", f"/api/tickets/{tid}", "sam", {"expected_revision": 1, "due_at": later,
+                                                                    "priority": "urgent"})
+        assert detail["ticket"]["priority"] == "urgent" and detail["ticket"]["revision"] == 2
+        assert detail["audit"][-1]["command"] == "edit" and detail["audit"][-1]["data"]["priority"] == [
+            "normal", "urgent"]
+        assert (await call("PATCH", f"/api/tickets/{tid}", "ada", {"expected_revision": 1, "notes": "x"},
+                           409))["error_id"] == "ticket_conflict"
+
+        # Cancel is for supervisors; agents do not even see it offered.
+        assert "cancel" in detail["allowed_commands"]
+        assert "cancel" not in (await call("GET", f"/api/tickets/{tid}", "ada"))["allowed_commands"]
+        assert (await call("POST", f"/api/tickets/{t2['ticket_id']}/transitions", "ada",
+                           {"command": "cancel", "reason": "dup", "expected_revision": 1}, 403))["error_id"] == \
+            "forbidden_command"
+        await call("POST", f"/api/tickets/{t2['ticket_id']}/transitions", "sam",
+                   {"command": "cancel", "reason": "duplicate", "expected_revision": 1})
+
+        # A sender that fails: the dispatch stays, the failure is logged and recorded.
+        class Broken:
+            name = "broken"
+
+            async def send(self, n):
+                raise NotifyError("gateway said no")
+
+        d.runner.app[NOTIFIER].sender = Broken()
+        with capture_logs() as logs:
+            detail = await call("POST", f"/api/tickets/{tid}/transitions", "sam",
+                                {"command": "dispatch", "engineer": "eng-1", "expected_revision": 2})
+            assert detail["ticket"]["state"] == "dispatched"
+            notes = await eventually(lambda: rows(database, "SELECT sender, outcome, error FROM"
+                                                            " ticket_notifications WHERE ticket_id = $1", tid), 10)
+        assert [tuple(r) for r in notes] == [("broken", "failed", "gateway said no")]
+        failed = [e for e in logs if e["event"] == "ticket notification failed"]
+        assert failed and failed[0]["engineer_id"] == "eng-1" and "Ada" not in repr(failed)
+        # The webhook sender with no subscription wanting ticket.dispatched fails the same way.
+        from api.ticket_routes import WebhookSender
+        d.runner.app[NOTIFIER].sender = WebhookSender(d.runner.app)
+        await call("POST", f"/api/tickets/{tid}/transitions", "sam",
+                   {"command": "visit_failed", "cause": "engineer", "reason": "no ladder", "expected_revision": 3})
+        notes = await eventually(lambda: rows(database, "SELECT seq, sender, outcome, error FROM ticket_notifications"
+                                                        " WHERE ticket_id = $1 AND seq = 4", tid), 10)
+        assert tuple(notes[0]) == (4, "webhook", "failed", "no active webhook subscription wants ticket.dispatched")
+        assert (await call("GET", f"/api/tickets/{tid}", "ada"))["notifications"][-1]["outcome"] == "failed"
+
+        # Search and lists.
+        found = await call("GET", "/api/tickets?q=lovelace", "ada")
+        assert [t["ticket_id"] for t in found["tickets"]] == [tid]
+        found = await call("GET", "/api/tickets?state=cancelled", "ada")
+        assert [t["ticket_id"] for t in found["tickets"]] == [t2["ticket_id"]]
+        found = await call("GET", f"/api/tickets?q=%23{t2['ticket_id']}", "ada")
+        assert [t["ticket_id"] for t in found["tickets"]] == [t2["ticket_id"]]
+        assert (await call("GET", "/api/tickets?region=north&state=dispatched&overdue=false", "ada"))["tickets"][0][
+            "engineer"] == "eng-1"
+        await call("GET", "/api/tickets?state=nonsense", "ada", status=422)
+        assert (await call("GET", "/api/tickets/overdue", "ada"))["tickets"] == []
+        assert [c["customer_id"] for c in (await call("GET", "/api/customers?q=%2B49%2030%20222222", "ada"))[
+            "customers"]] == ["C-2"]
+        assert [c["customer_id"] for c in (await call("GET", "/api/customers?q=babb", "ada"))["customers"]] == ["C-2"]
+        never = await call("GET", "/api/customers/not-visited?region=north", "ada")
+        assert [c["customer_id"] for c in never["customers"]] == ["C-1"]
+        await call("POST", "/api/customers/C-2/notes", "ada", {"body": "prefers mornings"}, 201)
+        page = await call("GET", "/api/customers/C-2", "ada")
+        assert page["notes"][0]["author"] == "ada" and page["tickets"][0]["state"] == "cancelled"
+        assert (await call("GET", "/api/engineers?region=south", "ada"))["engineers"] == []
+    finally:
+        await http.close()
+        await d.stop()
