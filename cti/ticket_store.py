@@ -386,7 +386,8 @@ async def search(db: Db, *, states: Iterable[str] = (), type: str | None = None,
         where.append(f"{'' if overdue else 'NOT '}coalesce({due_by} < $1, false)")
     if text:
         like = arg(_like(text.strip()))
-        ident = f" OR t.ticket_id = {arg(int(text.strip().lstrip('#')))}" if text.strip().lstrip("#").isdigit() else ""
+        digits = text.strip().lstrip("#")
+        ident = f" OR t.ticket_id = {arg(int(digits))}" if digits.isdigit() and len(digits) <= 18 else ""
         where.append(f"(t.title ILIKE {like} OR t.notes ILIKE {like} OR c.name ILIKE {like}{ident})")
     rows = await db.fetch(
         f"""SELECT {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}, c.name AS customer_name,

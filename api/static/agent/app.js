@@ -132,7 +132,8 @@
     setText("ivr-choices", (c.ivr.choices || []).join(" → "));
     setText("ivr-entered", Object.entries(c.ivr.entered || {}).map(([k, v]) => `${k}: ${v}`).join(", "));
     $("tickets").replaceChildren(); $("recent").replaceChildren();
-    (c.open_tickets || []).forEach((t) => li($("tickets"), `#${t.ticket_id} ${t.type} · ${t.state} · ${t.title || ""}`));
+    (c.open_tickets || []).forEach((t) => item($("tickets"), `#${t.ticket_id} ${t.type} · ${t.state} · ${t.title || ""}`,
+      button(`Open #${t.ticket_id}`, () => openTicket(t.ticket_id))));
     setText("ticket-count", (c.open_tickets || []).length);
     (c.recent_calls || []).forEach((r) => li($("recent"), `${r.started_at || r.linked_at} · ${r.state || ""} · ${r.agent || ""}`));
     if (c.answered_at) answeredAt = c.answered_at;
