@@ -18,6 +18,7 @@ from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.wallboard import setup_wallboard
 from api.recording_routes import setup_recording_routes
+from api.ticket_routes import setup_ticket_routes
 from api.webhook_service import setup_webhooks
 from api.ws import setup_ws
 from cti.config import Settings
@@ -45,4 +46,5 @@ def build(settings: Settings) -> web.Application:
     setup_ws(app)
     setup_desktop(app)      # screen-pops go out on the hub, after the event they follow
     setup_webhooks(app)
+    setup_ticket_routes(app)   # dispatch notifications may go out as webhooks
     return app

@@ -271,6 +271,7 @@ class DtmfBody(BaseModel):
 class DialBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     number: str = Field(pattern=r"^\+?[0-9]{2,20}$", description="the customer's number")
+    ticket_id: int | None = Field(None, ge=1, description="the ticket the call is about (a callback): linked to it")
 
 
 class DispositionBody(BaseModel):
@@ -395,6 +396,9 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     if state not in ("not_ready", "logged_out"):
         raise ApiError(409, "agent_state", f"go not ready first (you are {state}): the ACD could offer you a call")
     s = req.app[CORE].settings
+    ticket_id = req.body.ticket_id
+    if ticket_id is not None and await query(ticket_store.get_ticket(db(req.app), ticket_id)) is None:
+        raise ApiError(404, "unknown_ticket", f"no ticket {ticket_id}")
     call_id = f"dial-{uuid.uuid4().hex[:16]}"
     try:
         dial_to = control.dial_string(s.acd_callback_dial, req.body.number)
@@ -410,6 +414,11 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     except ApiError:
         desk.outbound.pop(call_id, None)
         raise
+    if ticket_id is not None:
+        try:
+            await query(ticket_store.link_call(db(req.app), ticket_id, call_id))
+        except ApiError:   # the call is under way: the link is the lesser loss
+            log.warning("click-to-dial not linked to its ticket", call_id=call_id, ticket_id=ticket_id)
     return Done(call_id=call_id, actions=n)
 
 
@@ -501,7 +510,7 @@ def setup_desktop(app: web.Application) -> None:
             roles=roles, body=DtmfBody, response=Done, tags=tags)
     api.add("POST", "/api/calls/dial", dial, summary="Click-to-dial: ring my device, then the customer",
             description="The agent must be not ready (the ACD must not offer a call meanwhile). The answer's "
-                        "call_id names the new call.",
+                        "call_id names the new call; with ticket_id (a callback) the call is linked to the ticket.",
             roles=frozenset({"agent"}), body=DialBody, response=Done, status=201, tags=tags)
     api.add("PUT", "/api/calls/{call_id}/disposition", save_disposition, summary="Store the wrap-up of a call",
             description="One disposition and notes per call and user; a second PUT replaces it.",

@@ -117,6 +117,23 @@ class WebhookService:
                 asyncio.get_running_loop().create_task(
                     self._log(s.id, body, 0 + 1, "dropped", None, "the subscription's queue is full", None))
 
+    def publish(self, kind: str, body: dict[str, Any]) -> int:
+        """Queue an event that is not a call event (``ticket.dispatched``) for every
+        active subscription that wants ``kind``. ``body`` needs ``id`` and ``type``.
+        Returns how many subscriptions took it (a full queue counts as dropped and is logged)."""
+        taken = 0
+        for s in self.subs.values():
+            if not core.wants(s.events, kind):
+                continue
+            try:
+                s.queue.put_nowait(body)
+                taken += 1
+            except asyncio.QueueFull:
+                self.dropped += 1
+                asyncio.get_running_loop().create_task(
+                    self._log(s.id, body, 1, "dropped", None, "the subscription's queue is full", None))
+        return taken
+
     async def _worker(self, s: Subscription) -> None:
         while True:
             body = await s.queue.get()
@@ -176,7 +193,8 @@ WEBHOOKS = web.AppKey("webhooks", WebhookService)
 class SubscriptionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(max_length=2000, pattern=r"^https?://[^\s]+$")
-    events: list[str] = Field(min_length=1, max_length=50, description="kinds (call.ended), families (call.*) or *")
+    events: list[str] = Field(min_length=1, max_length=50,
+                              description="kinds (call.ended, ticket.dispatched), families (call.*) or *")
     description: str = Field("", max_length=200)
 
     @field_validator("events")

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     recording_read_dir: Path | None = None
     recording_sweep_every: float = Field(3600.0, ge=0, le=7 * 86_400)
 
+    # Tickets (docs/tickets.md): the ticket types file (TOML; unset: the built-in
+    # types), and how a dispatch notifies the engineer: `log` (a log line with
+    # ids only) or `webhook` (a `ticket.dispatched` event to the webhook
+    # subscriptions that want it).
+    ticket_types: Path | None = None
+    ticket_notify: Literal["log", "webhook"] = "log"
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:

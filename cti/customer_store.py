@@ -285,3 +285,42 @@ async def import_customers(db: Db, rows: Iterable[tuple[int, dict[str, str | Non
 
 __all__ = ["BadImportFile", "ImportReport", "InvalidCustomer", "MergeRefused", "add_address", "add_note",
            "connection", "customer_view", "import_customers", "link_call", "merge_customers", "read_csv", "tag"]
+
+
+# -- the agent's look-ups -------------------------------------------------------------
+
+
+async def search_customers(db: Db, text: str, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Customers whose id or number is ``text`` (a number normalised to E.164 first),
+    or whose name holds it (case-insensitive): exact matches first, then by name.
+    Each: customer_id, name, vip, phones."""
+    from cti.phones import normalise_e164
+
+    text = text.strip()
+    phone = normalise_e164(text)
+    like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = await db.fetch(
+        """SELECT c.customer_id, c.name, c.vip,
+                  coalesce((SELECT array_agg(phone ORDER BY phone) FROM customer_phones p
+                             WHERE p.customer_id = c.customer_id), '{}') AS phones,
+                  (c.customer_id = $1 OR EXISTS (SELECT 1 FROM customer_phones p
+                                                  WHERE p.customer_id = c.customer_id AND p.phone = $2)) AS exact
+             FROM customers c
+            WHERE c.customer_id = $1 OR c.name ILIKE $3
+               OR EXISTS (SELECT 1 FROM customer_phones p WHERE p.customer_id = c.customer_id AND p.phone = $2)
+            ORDER BY exact DESC, c.name, c.customer_id LIMIT $4""", text, phone, like, limit)
+    return [{"customer_id": r["customer_id"], "name": r["name"], "vip": r["vip"], "phones": list(r["phones"])}
+            for r in rows]
+
+
+async def customer_recordings(db: Db, customer_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
+    """Recordings of the customer's calls and of their tickets (not deleted), newest first."""
+    rows = await db.fetch(
+        """SELECT r.recording_id, r.call_id, r.started_at, r.duration_s::float8 AS duration_s, r.agent, r.state
+             FROM recordings r
+            WHERE r.state <> 'deleted'
+              AND (r.call_id IN (SELECT call_id FROM customer_calls WHERE customer_id = $1)
+                   OR r.recording_id::text IN (SELECT tr.recording_id FROM ticket_recordings tr
+                                                 JOIN tickets t USING (ticket_id) WHERE t.customer_id = $1))
+            ORDER BY r.started_at DESC, r.recording_id DESC LIMIT $2""", customer_id, limit)
+    return [dict(r) for r in rows]

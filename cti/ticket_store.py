@@ -28,13 +28,13 @@ from cti.customer_store import connection
 from cti.errors import ConfigError
 from cti.tickets import (
     DEFAULT_TYPES, AuditEntry, Command, InvalidCommand, Source, State, Ticket, TicketConflict, TicketNotFound,
-    TicketTypes, apply, new_ticket, parse_ticket_types,
+    TicketTypes, apply, edit, new_ticket, parse_ticket_types,
 )
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 
 _COLUMNS = ("ticket_id, type, customer_id, source, state, title, region, engineer, lead, visits, callback_attempts,"
-            " resolution, created_at, due_at, callback_due_at, closed_at, revision")
+            " resolution, created_at, due_at, callback_due_at, closed_at, revision, priority, notes")
 _LIVE = "state NOT IN ('closed', 'cancelled')"
 
 
@@ -57,7 +57,8 @@ def _ticket(r: asyncpg.Record) -> Ticket:
                   state=State(r["state"]), title=r["title"], region=r["region"], engineer=r["engineer"],
                   lead=r["lead"], visits=r["visits"], callback_attempts=r["callback_attempts"],
                   resolution=r["resolution"], created_at=r["created_at"], due_at=r["due_at"],
-                  callback_due_at=r["callback_due_at"], closed_at=r["closed_at"], revision=r["revision"])
+                  callback_due_at=r["callback_due_at"], closed_at=r["closed_at"], revision=r["revision"],
+                  priority=r["priority"], notes=r["notes"])
 
 
 def _entry(r: asyncpg.Record) -> AuditEntry:
@@ -77,9 +78,11 @@ def _audit_args(ticket_id: int, e: AuditEntry) -> tuple[Any, ...]:
 
 async def _insert(conn: asyncpg.Connection, t: Ticket) -> int:
     return await conn.fetchval(
-        """INSERT INTO tickets (type, customer_id, source, state, title, region, created_at, due_at, revision)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ticket_id""",
-        t.type, t.customer_id, t.source.value, t.state.value, t.title, t.region, t.created_at, t.due_at, t.revision)
+        """INSERT INTO tickets (type, customer_id, source, state, title, region, created_at, due_at, revision,
+                              priority, notes)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ticket_id""",
+        t.type, t.customer_id, t.source.value, t.state.value, t.title, t.region, t.created_at, t.due_at, t.revision,
+        t.priority, t.notes)
 
 
 async def _primary_region(conn: asyncpg.Connection, customer_id: str) -> str | None:
@@ -90,8 +93,8 @@ async def _primary_region(conn: asyncpg.Connection, customer_id: str) -> str | N
 
 async def create_ticket(db: Db, *, type: str, customer_id: str, source: Source | str, actor: str,
                         title: str | None = None, note: str | None = None, region: str | None = None,
-                        call_id: str | None = None, now: datetime | None = None,
-                        types: TicketTypes = DEFAULT_TYPES) -> tuple[Ticket, AuditEntry]:
+                        call_id: str | None = None, now: datetime | None = None, priority: str = "normal",
+                        notes: str = "", types: TicketTypes = DEFAULT_TYPES) -> tuple[Ticket, AuditEntry]:
     """Create an open ticket (its region defaults to the customer's primary address's),
     with its creation audit row and, given ``call_id``, its link to the call.
 
@@ -103,7 +106,8 @@ async def create_ticket(db: Db, *, type: str, customer_id: str, source: Source |
         if region is None:
             region = await _primary_region(conn, customer_id)
         ticket, entry = new_ticket(type=type, customer_id=customer_id, source=source, actor=actor, now=_now(now),
-                                   title=title, region=region, note=note, types=types)
+                                   title=title, region=region, note=note, priority=priority, notes=notes,
+                                   types=types)
         ticket_id = await _insert(conn, ticket)
         await conn.execute(_INSERT_AUDIT, *_audit_args(ticket_id, entry))
         if call_id is not None:
@@ -114,6 +118,36 @@ async def create_ticket(db: Db, *, type: str, customer_id: str, source: Source |
 
 def _fields(obj: Any) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in obj.__dataclass_fields__}
+
+
+async def _locked(conn: asyncpg.Connection, ticket_id: int, expected_revision: int | None,
+                  lock_timeout: float) -> Ticket:
+    """The ticket's row, locked for this transaction. Raises ``TicketNotFound``, ``TicketConflict``."""
+    await conn.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
+    try:
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tickets WHERE ticket_id = $1 FOR UPDATE", ticket_id)
+    except asyncpg.LockNotAvailableError:
+        raise TicketConflict(f"ticket {ticket_id} stayed locked by another change for {lock_timeout:g}s;"
+                             " re-read it and retry") from None
+    if row is None:
+        raise TicketNotFound(f"no ticket {ticket_id}")
+    ticket = _ticket(row)
+    if expected_revision is not None and ticket.revision != expected_revision:
+        raise TicketConflict(f"ticket {ticket_id} changed since revision {expected_revision}: it is at revision"
+                             f" {ticket.revision}, state {ticket.state.value!r}; re-read it and retry")
+    return ticket
+
+
+async def _write(conn: asyncpg.Connection, ticket_id: int, after: Ticket, entry: AuditEntry) -> None:
+    await conn.execute(
+        """UPDATE tickets SET state = $2, engineer = $3, lead = $4, visits = $5, callback_attempts = $6,
+                  resolution = $7, due_at = $8, callback_due_at = $9, closed_at = $10, revision = $11,
+                  title = $12, priority = $13, notes = $14, updated_at = now()
+            WHERE ticket_id = $1""",
+        ticket_id, after.state.value, after.engineer, after.lead, after.visits, after.callback_attempts,
+        after.resolution, after.due_at, after.callback_due_at, after.closed_at, after.revision,
+        after.title, after.priority, after.notes)
+    await conn.execute(_INSERT_AUDIT, *_audit_args(ticket_id, entry))
 
 
 async def transition(db: Db, ticket_id: int, command: Command, *, now: datetime | None = None,
@@ -127,27 +161,22 @@ async def transition(db: Db, ticket_id: int, command: Command, *, now: datetime 
     revision, or its row stayed locked longer than ``lock_timeout`` seconds).
     """
     async with connection(db) as conn, conn.transaction():
-        await conn.execute(f"SET LOCAL lock_timeout = {max(1, int(lock_timeout * 1000))}")
-        try:
-            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tickets WHERE ticket_id = $1 FOR UPDATE", ticket_id)
-        except asyncpg.LockNotAvailableError:
-            raise TicketConflict(f"ticket {ticket_id} stayed locked by another change for {lock_timeout:g}s;"
-                                 " re-read it and retry") from None
-        if row is None:
-            raise TicketNotFound(f"no ticket {ticket_id}")
-        ticket = _ticket(row)
-        if expected_revision is not None and ticket.revision != expected_revision:
-            raise TicketConflict(f"ticket {ticket_id} changed since revision {expected_revision}: it is at revision"
-                                 f" {ticket.revision}, state {ticket.state.value!r}; re-read it and retry")
+        ticket = await _locked(conn, ticket_id, expected_revision, lock_timeout)
         after, entry = apply(ticket, command, _now(now), types)
-        await conn.execute(
-            """UPDATE tickets SET state = $2, engineer = $3, lead = $4, visits = $5, callback_attempts = $6,
-                      resolution = $7, due_at = $8, callback_due_at = $9, closed_at = $10, revision = $11,
-                      updated_at = now()
-                WHERE ticket_id = $1""",
-            ticket_id, after.state.value, after.engineer, after.lead, after.visits, after.callback_attempts,
-            after.resolution, after.due_at, after.callback_due_at, after.closed_at, after.revision)
-        await conn.execute(_INSERT_AUDIT, *_audit_args(ticket_id, entry))
+        await _write(conn, ticket_id, after, entry)
+    return after, entry
+
+
+async def edit_ticket(db: Db, ticket_id: int, changes: dict[str, Any], *, actor: str, note: str | None = None,
+                      now: datetime | None = None, expected_revision: int | None = None,
+                      lock_timeout: float = 5.0) -> tuple[Ticket, AuditEntry]:
+    """Change title, notes, priority or due time (``cti.tickets.edit``), atomically and
+    audited like a transition. Raises ``TicketNotFound``, ``TicketConflict``,
+    ``InvalidCommand`` (nothing written)."""
+    async with connection(db) as conn, conn.transaction():
+        ticket = await _locked(conn, ticket_id, expected_revision, lock_timeout)
+        after, entry = edit(ticket, changes, actor=actor, now=_now(now), note=note)
+        await _write(conn, ticket_id, after, entry)
     return after, entry
 
 
@@ -305,3 +334,80 @@ async def import_list(db: Db, customer_ids: Iterable[str], *, type: str, actor: 
         await conn.executemany(_INSERT_AUDIT, [_audit_args(ids[t.customer_id], e) for t, e in made])
         result.created = {t.customer_id: ids[t.customer_id] for t, _ in made}
     return result
+
+
+# -- links, search, notifications (the API's reads) ------------------------------------
+
+
+async def ticket_links(db: Db, ticket_id: int) -> dict[str, list[dict[str, Any]]]:
+    """The ticket's linked calls (with what ``calls`` holds of them, when it does) and
+    recordings (with the recordings of its calls), oldest first."""
+    calls = await db.fetch(
+        """SELECT l.call_id, l.linked_at, c.started_at, c.ended_at, c.direction, c.caller_num, c.agent, c.state
+             FROM ticket_calls l LEFT JOIN calls c USING (call_id)
+            WHERE l.ticket_id = $1 ORDER BY l.linked_at, l.call_id""", ticket_id)
+    recs = await db.fetch(
+        """SELECT recording_id::text AS recording_id, linked_at FROM ticket_recordings WHERE ticket_id = $1
+           UNION
+           SELECT r.recording_id::text, r.started_at FROM recordings r
+             JOIN ticket_calls l ON l.call_id = r.call_id AND l.ticket_id = $1 AND r.state <> 'deleted'
+            ORDER BY 2, 1""", ticket_id)
+    return {"calls": [dict(r) for r in calls], "recordings": [dict(r) for r in recs]}
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def search(db: Db, *, states: Iterable[str] = (), type: str | None = None, customer_id: str | None = None,
+                 region: str | None = None, engineer: str | None = None, overdue: bool | None = None,
+                 text: str | None = None, now: datetime | None = None, limit: int = 50,
+                 offset: int = 0) -> list[dict[str, Any]]:
+    """Tickets matching every filter given, the most recently changed first, each
+    ``{"ticket": Ticket, "customer_name": ..., "overdue": bool}``. ``text`` matches
+    the title, the notes or the customer's name (case-insensitive), or the ticket id.
+    ``overdue`` is ``cti.tickets.is_overdue`` (True: only overdue; False: only not)."""
+    at = _now(now)
+    due_by = ("CASE WHEN t.state IN ('closed', 'cancelled') THEN NULL"
+              " WHEN t.state = 'awaiting_callback' AND t.callback_due_at IS NOT NULL"
+              " THEN t.callback_due_at ELSE t.due_at END")
+    where = ["true"]
+    args: list[Any] = [at]
+    def arg(v: Any) -> str:
+        args.append(v)
+        return f"${len(args)}"
+    wanted = list(states)
+    if wanted:
+        where.append(f"t.state = ANY({arg(wanted)}::text[])")
+    for col, value in (("type", type), ("customer_id", customer_id), ("region", region), ("engineer", engineer)):
+        if value is not None:
+            where.append(f"t.{col} = {arg(value)}")
+    if overdue is not None:
+        where.append(f"{'' if overdue else 'NOT '}coalesce({due_by} < $1, false)")
+    if text:
+        like = arg(_like(text.strip()))
+        digits = text.strip().lstrip("#")
+        ident = f" OR t.ticket_id = {arg(int(digits))}" if digits.isdigit() and len(digits) <= 18 else ""
+        where.append(f"(t.title ILIKE {like} OR t.notes ILIKE {like} OR c.name ILIKE {like}{ident})")
+    rows = await db.fetch(
+        f"""SELECT {', '.join('t.' + c.strip() for c in _COLUMNS.split(','))}, c.name AS customer_name,
+                   coalesce({due_by} < $1, false) AS is_overdue
+              FROM tickets t JOIN customers c USING (customer_id)
+             WHERE {' AND '.join(where)}
+             ORDER BY t.updated_at DESC, t.ticket_id DESC LIMIT {arg(limit)} OFFSET {arg(offset)}""", *args)
+    return [{"ticket": _ticket(r), "customer_name": r["customer_name"], "overdue": r["is_overdue"]} for r in rows]
+
+
+async def record_notification(db: Db, *, ticket_id: int, seq: int, event: str, engineer_id: str, sender: str,
+                              outcome: str, error: str | None = None) -> None:
+    """Keep what became of one notification (``sent`` or ``failed`` and why)."""
+    await db.execute(
+        """INSERT INTO ticket_notifications (ticket_id, seq, event, engineer_id, sender, outcome, error)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""", ticket_id, seq, event, engineer_id, sender, outcome, error)
+
+
+async def notifications(db: Db, ticket_id: int) -> list[dict[str, Any]]:
+    """The ticket's notifications, oldest first."""
+    rows = await db.fetch("""SELECT seq, event, engineer_id, sender, outcome, error, at FROM ticket_notifications
+                              WHERE ticket_id = $1 ORDER BY notification_id""", ticket_id)
+    return [dict(r) for r in rows]

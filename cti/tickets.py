@@ -33,6 +33,9 @@ Why it is shaped like this:
 - Every change, creation included, yields exactly one ``AuditEntry`` (who,
   when, from, to, note, data); ``revision`` counts them, so audit ``seq`` runs
   1, 2, 3... with no gap, and the store can detect a concurrent change.
+- Title, notes, priority and the due time are edited outside the cycle
+  (``edit``); an edit is audited like a transition (command ``edit``, the state
+  unchanged) and counts as a revision.
 - A ticket is due by ``due_at`` (creation + its type's ``due``); while it waits
   for the confirmation callback it is due by ``callback_due_at`` instead.
   ``is_overdue(ticket, now)`` is the one definition (the SQL list mirrors it).
@@ -424,6 +427,8 @@ class Ticket:
     resolution: str | None = None             # how it closed: 'phone', 'confirmed'
     closed_at: datetime | None = None
     revision: int = 1                         # the number of audit entries
+    priority: str = "normal"                  # PRIORITIES; edited outside the cycle (``edit``)
+    notes: str = ""                           # free text about the work; edited outside the cycle
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -448,6 +453,7 @@ def _aware(now: datetime) -> None:
 
 def new_ticket(*, type: str, customer_id: str, source: Source | str, actor: str, now: datetime,
                title: str | None = None, region: str | None = None, note: str | None = None,
+               priority: str = "normal", notes: str = "",
                types: TicketTypes = DEFAULT_TYPES) -> tuple[Ticket, AuditEntry]:
     """A new open ticket and its creation entry.
 
@@ -465,9 +471,12 @@ def new_ticket(*, type: str, customer_id: str, source: Source | str, actor: str,
     _text("note", note, required=False)
     if region is not None:
         _person("region", region)
+    if priority not in PRIORITIES:
+        raise InvalidCommand("priority", f"must be one of {', '.join(PRIORITIES)}")
+    _text("notes", notes or None, required=False)
     ticket = Ticket(ticket_id=None, type=ttype.name, customer_id=customer_id, source=src, state=State.OPEN,
                     title=(title or "").strip() or ttype.label, region=region, created_at=now,
-                    due_at=now + ttype.due)
+                    due_at=now + ttype.due, priority=priority, notes=notes or "")
     entry = AuditEntry(ticket_id=None, seq=1, at=now, actor=actor, command="create", from_state=None,
                        to_state=State.OPEN, note=note, data={"type": ttype.name, "source": src.value})
     return ticket, entry
@@ -517,6 +526,65 @@ def apply(ticket: Ticket, command: Command, now: datetime,
                        command=command.kind, from_state=ticket.state, to_state=target, note=command.note,
                        data=command.data())
     return after, entry
+
+
+#: A ticket's priority, lowest first.
+PRIORITIES = ("low", "normal", "high", "urgent")
+#: The fields ``edit`` changes; the state and what the cycle records change only by ``apply``.
+EDITABLE = ("title", "notes", "priority", "due_at")
+
+
+def edit(ticket: Ticket, changes: Mapping[str, Any], *, actor: str, now: datetime,
+         note: str | None = None) -> tuple[Ticket, AuditEntry]:
+    """The ticket with ``changes`` (a subset of ``EDITABLE``) applied, and the audit
+    entry for it (command ``edit``, the state unchanged, ``data`` holding each
+    changed field as ``[before, after]``). A field given its current value is not a change.
+
+    Raises: ``InvalidCommand`` naming a field that is not editable or a bad value,
+    ``due_at`` on a closed or cancelled ticket, any edit of a cancelled one, or
+    nothing changed (field ``body``).
+    """
+    _aware(now)
+    _actor(actor)
+    _text("note", note, required=False)
+    for name in changes:
+        if name not in EDITABLE:
+            raise InvalidCommand(name, f"is not editable (editable: {', '.join(EDITABLE)}); the state changes"
+                                       " only by a transition")
+    if ticket.state is State.CANCELLED:
+        raise InvalidCommand("state", f"ticket {ticket.ticket_id} is cancelled: it is no longer edited")
+    after: dict[str, Any] = {}
+    if "title" in changes:
+        _text("title", changes["title"], required=True, limit=200)
+        after["title"] = changes["title"].strip()
+    if "notes" in changes:
+        _text("notes", changes["notes"] if changes["notes"] else None, required=False)
+        after["notes"] = changes["notes"] or ""
+    if "priority" in changes:
+        if changes["priority"] not in PRIORITIES:
+            raise InvalidCommand("priority", f"must be one of {', '.join(PRIORITIES)}")
+        after["priority"] = changes["priority"]
+    if "due_at" in changes:
+        due = changes["due_at"]
+        if not isinstance(due, datetime) or due.tzinfo is None:
+            raise InvalidCommand("due_at", "must be a timezone-aware time")
+        if ticket.state in DONE:
+            raise InvalidCommand("due_at", f"ticket {ticket.ticket_id} is {ticket.state.value}: nothing is due")
+        if due <= ticket.created_at:
+            raise InvalidCommand("due_at", "must be after the ticket's creation")
+        after["due_at"] = due
+    diff = {k: v for k, v in after.items() if getattr(ticket, k) != v}
+    if not diff:
+        raise InvalidCommand("body", "nothing to change")
+    new = replace(ticket, **diff, revision=ticket.revision + 1)
+    data = {k: [_plain(getattr(ticket, k)), _plain(v)] for k, v in diff.items()}
+    entry = AuditEntry(ticket_id=ticket.ticket_id, seq=new.revision, at=now, actor=actor, command="edit",
+                       from_state=ticket.state, to_state=ticket.state, note=note, data=data)
+    return new, entry
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def due_by(ticket: Ticket) -> datetime | None:

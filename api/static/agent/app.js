@@ -53,6 +53,7 @@
     $("who").textContent = `${me.display_name} (${me.agent_id || "no agent id"})`;
     connect();
     loadHistory();
+    if (me.role !== "qa") loadCallbacks();
     $("btn-ready").focus();
   }
 
@@ -131,7 +132,8 @@
     setText("ivr-choices", (c.ivr.choices || []).join(" → "));
     setText("ivr-entered", Object.entries(c.ivr.entered || {}).map(([k, v]) => `${k}: ${v}`).join(", "));
     $("tickets").replaceChildren(); $("recent").replaceChildren();
-    (c.open_tickets || []).forEach((t) => li($("tickets"), `#${t.ticket_id} ${t.type} · ${t.state} · ${t.title || ""}`));
+    (c.open_tickets || []).forEach((t) => item($("tickets"), `#${t.ticket_id} ${t.type} · ${t.state} · ${t.title || ""}`,
+      button(`Open #${t.ticket_id}`, () => openTicket(t.ticket_id))));
     setText("ticket-count", (c.open_tickets || []).length);
     (c.recent_calls || []).forEach((r) => li($("recent"), `${r.started_at || r.linked_at} · ${r.state || ""} · ${r.agent || ""}`));
     if (c.answered_at) answeredAt = c.answered_at;
@@ -180,6 +182,254 @@
     $("call-error").textContent = "";
     try { const r = await api("POST", "/api/calls/dial", { number: $("dial-number").value.trim() }); callId = r.call_id; }
     catch (err) { $("call-error").textContent = err.message; }
+  });
+
+  // -- tickets ---------------------------------------------------------------------------
+  // Routes: /api/tickets..., /api/customers..., /api/engineers (docs/tickets.md, "API").
+  const LABELS = {
+    resolve_by_phone: "Resolved by phone", send_to_lead: "Send to regional lead", dispatch: "Dispatch",
+    visit_succeeded: "Visit succeeded", "visit_failed:engineer": "Visit failed (engineer's cause)",
+    "visit_failed:customer": "Visit failed (customer's cause)", "visit_failed:other": "Visit failed (other cause)",
+    callback_no_answer: "Callback: no answer", confirm: "Confirm (customer satisfied)",
+    unsatisfied: "Customer unsatisfied", cancel: "Cancel ticket", reopen: "Reopen",
+  };
+  const NEEDS_REASON = new Set(["visit_failed", "unsatisfied", "cancel", "reopen"]);
+  let ticket = null, pendingCommand = null, customerId = null, typesLoaded = false;
+
+  function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+  function button(text, onClick) {
+    const b = document.createElement("button"); b.type = "button"; b.textContent = text;
+    b.addEventListener("click", onClick); return b;
+  }
+  function item(list, text, ...buttons) {
+    const el = document.createElement("li"); el.textContent = text;
+    buttons.forEach((b) => el.appendChild(b)); list.appendChild(el); return el;
+  }
+
+  async function loadTypes() {
+    if (typesLoaded) return;
+    const t = await api("GET", "/api/tickets/types");
+    $("tc-type").replaceChildren(...t.types.map((x) => {
+      const o = document.createElement("option"); o.value = x.name; o.textContent = x.label; return o;
+    }));
+    typesLoaded = true;
+  }
+
+  async function newTicket(cust, fromCall) {
+    $("tc-error").textContent = "";
+    try { await loadTypes(); } catch (err) { $("tc-error").textContent = err.message; }
+    $("tc-customer").value = cust || "";
+    $("tc-call").value = fromCall || "";
+    $("tc-title").value = ""; $("tc-notes").value = ""; $("tc-priority").value = "normal";
+    $("ticket-create-panel").hidden = false;
+    $("tc-type").focus();
+  }
+  $("btn-new-ticket").addEventListener("click", () => {
+    if (!call || !call.customer) { $("call-error").textContent = "no known customer on this call: find one first"; return; }
+    newTicket(call.customer.customer_id, callId);
+  });
+  $("btn-card-customer").addEventListener("click", () => { if (call && call.customer) openCustomer(call.customer.customer_id); });
+  $("tc-cancel").addEventListener("click", () => { $("ticket-create-panel").hidden = true; });
+  $("ticket-create-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("tc-error").textContent = "";
+    const body = { type: $("tc-type").value, customer_id: $("tc-customer").value, priority: $("tc-priority").value,
+                   notes: $("tc-notes").value };
+    if ($("tc-title").value.trim()) body.title = $("tc-title").value.trim();
+    if ($("tc-call").value) body.call_id = $("tc-call").value;
+    try {
+      const d = await api("POST", "/api/tickets", body);
+      $("ticket-create-panel").hidden = true;
+      showTicket(d);
+    } catch (err) { $("tc-error").textContent = err.message; }
+  });
+
+  async function openTicket(id) {
+    $("tk-error").textContent = "";
+    try { showTicket(await api("GET", `/api/tickets/${id}`)); }
+    catch (err) { $("wl-error").textContent = err.message; }
+  }
+
+  function showTicket(d) {
+    const t = d.ticket;
+    ticket = t;
+    $("ticket-panel").hidden = false;
+    $("ticket-title").textContent = `Ticket #${t.ticket_id}: ${t.title}`;
+    setText("tk-state", t.state.replace("_", " ") + (t.overdue ? " (overdue)" : ""));
+    setText("tk-type", t.type);
+    $("tk-customer").textContent = t.customer_name ? `${t.customer_name} (${t.customer_id})` : t.customer_id;
+    setText("tk-region", t.region);
+    setText("tk-engineer", t.engineer);
+    setText("tk-due", when(t.due_by));
+    setText("tk-visits", t.visits);
+    $("tk-title").value = t.title; $("tk-priority").value = t.priority; $("tk-notes").value = t.notes;
+    $("cmd-form").hidden = true; pendingCommand = null;
+    $("tk-commands").replaceChildren(...d.allowed_commands.map((k) => button(LABELS[k] || k, () => askCommand(k))));
+    if (!d.allowed_commands.length) $("tk-commands").textContent = "Nothing to do: the ticket is " + t.state + ".";
+    $("tk-audit").replaceChildren(...d.audit.map((a) => {
+      const tr = document.createElement("tr");
+      [when(a.at), a.actor, a.command, `${a.from_state || "—"} → ${a.to_state}`,
+       [a.note, a.data && a.data.reason, a.data && a.data.engineer].filter(Boolean).join(" · ")].forEach((x) => {
+        const td = document.createElement("td"); td.textContent = x; tr.appendChild(td);
+      });
+      return tr;
+    }));
+    $("tk-calls").replaceChildren();
+    d.calls.forEach((c) => item($("tk-calls"), `${c.call_id} · ${when(c.started_at || c.linked_at)} · ${c.direction || ""}`));
+    $("ticket-title").focus();
+  }
+  $("tk-customer").addEventListener("click", () => { if (ticket) openCustomer(ticket.customer_id); });
+
+  $("ticket-edit-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("tk-error").textContent = "";
+    const body = { expected_revision: ticket.revision };
+    if ($("tk-title").value !== ticket.title) body.title = $("tk-title").value;
+    if ($("tk-priority").value !== ticket.priority) body.priority = $("tk-priority").value;
+    if ($("tk-notes").value !== ticket.notes) body.notes = $("tk-notes").value;
+    try { showTicket(await api("PATCH", `/api/tickets/${ticket.ticket_id}`, body)); $("tk-status").textContent = "Saved."; }
+    catch (err) { $("tk-error").textContent = err.message; }
+  });
+
+  async function askCommand(kind) {
+    pendingCommand = kind;
+    const base = kind.split(":")[0];
+    $("tk-error").textContent = "";
+    $("cmd-legend").textContent = LABELS[kind] || kind;
+    $("cmd-submit").textContent = `Confirm: ${LABELS[kind] || kind}`;
+    $("cmd-engineer-row").hidden = base !== "dispatch";
+    $("cmd-lead-row").hidden = base !== "send_to_lead";
+    $("cmd-reason-row").hidden = !NEEDS_REASON.has(base);
+    $("cmd-reason").required = NEEDS_REASON.has(base);
+    $("cmd-engineer").required = base === "dispatch";
+    $("cmd-lead").required = base === "send_to_lead";
+    $("cmd-reason").value = ""; $("cmd-note").value = ""; $("cmd-lead").value = "";
+    $("cmd-form").hidden = false;
+    if (base === "dispatch") {
+      const q = ticket.region ? `?active=true&region=${encodeURIComponent(ticket.region)}` : "?active=true";
+      try {
+        const r = await api("GET", `/api/engineers${q}`);
+        $("cmd-engineer").replaceChildren(...r.engineers.map((x) => {
+          const o = document.createElement("option"); o.value = x.engineer_id; o.textContent = `${x.name} (${x.engineer_id}, ${x.region})`; return o;
+        }));
+        if (!r.engineers.length) $("tk-error").textContent = "no active engineer in this region";
+      } catch (err) { $("tk-error").textContent = err.message; }
+      $("cmd-engineer").focus();
+    } else if (base === "send_to_lead") $("cmd-lead").focus();
+    else if (NEEDS_REASON.has(base)) $("cmd-reason").focus();
+    else $("cmd-note").focus();
+  }
+  $("cmd-cancel").addEventListener("click", () => { $("cmd-form").hidden = true; pendingCommand = null; });
+  $("cmd-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    if (!pendingCommand || !ticket) return;
+    const [base, cause] = pendingCommand.split(":");
+    const body = { command: base, expected_revision: ticket.revision };
+    if (cause) body.cause = cause;
+    if (base === "dispatch") body.engineer = $("cmd-engineer").value;
+    if (base === "send_to_lead") body.lead = $("cmd-lead").value.trim();
+    if (NEEDS_REASON.has(base)) body.reason = $("cmd-reason").value.trim();
+    if ($("cmd-note").value.trim()) body.note = $("cmd-note").value.trim();
+    try {
+      showTicket(await api("POST", `/api/tickets/${ticket.ticket_id}/transitions`, body));
+      $("tk-status").textContent = `Done: ${LABELS[pendingCommand] || pendingCommand}.`;
+    } catch (err) { $("tk-error").textContent = err.message; }
+  });
+
+  $("ticket-search-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("wl-error").textContent = "";
+    const q = new URLSearchParams();
+    if ($("ts-q").value.trim()) q.set("q", $("ts-q").value.trim());
+    q.set("state", $("ts-state").value || "open,with_lead,dispatched,to_redispatch,awaiting_callback");
+    if ($("ts-overdue").checked) q.set("overdue", "true");
+    try {
+      const r = await api("GET", `/api/tickets?${q}`);
+      $("ticket-results").replaceChildren();
+      r.tickets.forEach((t) => {
+        const el = item($("ticket-results"), `#${t.ticket_id} ${t.title} · ${t.customer_name || t.customer_id} · ${t.state}`,
+          button(`Open #${t.ticket_id}`, () => openTicket(t.ticket_id)));
+        if (t.overdue) el.classList.add("overdue");
+      });
+      if (!r.tickets.length) item($("ticket-results"), "No ticket found.");
+    } catch (err) { $("wl-error").textContent = err.message; }
+  });
+
+  async function loadCallbacks() {
+    $("wl-error").textContent = "";
+    try {
+      const r = await api("GET", "/api/tickets/callbacks");
+      $("callbacks").replaceChildren(...r.callbacks.map((c) => {
+        const tr = document.createElement("tr");
+        const cells = [`#${c.ticket.ticket_id} ${c.ticket.title}`, c.customer_name,
+                       when(c.ticket.callback_due_at) + (c.overdue ? " (overdue)" : "")];
+        cells.forEach((x) => { const td = document.createElement("td"); td.textContent = x; tr.appendChild(td); });
+        const td = document.createElement("td");
+        c.phones.forEach((n) => td.appendChild(button(`Call ${n}`, () => callBack(c.ticket.ticket_id, n))));
+        td.appendChild(button(`Open #${c.ticket.ticket_id}`, () => openTicket(c.ticket.ticket_id)));
+        tr.appendChild(td);
+        if (c.overdue) tr.classList.add("overdue");
+        return tr;
+      }));
+    } catch (err) { $("wl-error").textContent = err.message; }
+  }
+  $("btn-callbacks").addEventListener("click", loadCallbacks);
+
+  async function callBack(ticketId, number) {
+    $("wl-error").textContent = "";
+    try {
+      const r = await api("POST", "/api/calls/dial", { number, ticket_id: ticketId });
+      callId = r.call_id;
+      $("wl-error").textContent = "";
+      await openTicket(ticketId);
+      $("tk-status").textContent = `Calling ${number}…`;
+    } catch (err) { $("wl-error").textContent = err.message; }
+  }
+
+  // -- the customer page ------------------------------------------------------------------
+  $("customer-search-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const r = await api("GET", `/api/customers?q=${encodeURIComponent($("cs-q").value.trim())}`);
+      $("customer-results").replaceChildren();
+      r.customers.forEach((c) => item($("customer-results"), `${c.name} · ${c.phones.join(", ")}`,
+        button(`Open ${c.customer_id}`, () => openCustomer(c.customer_id))));
+      if (!r.customers.length) item($("customer-results"), "No customer found.");
+    } catch (err) { $("cp-error").textContent = err.message; }
+  });
+
+  async function openCustomer(id) {
+    $("cp-error").textContent = "";
+    let c;
+    try { c = await api("GET", `/api/customers/${encodeURIComponent(id)}`); }
+    catch (err) { $("cp-error").textContent = err.message; return; }
+    customerId = c.customer_id;
+    $("customer-page").hidden = false;
+    setText("cp-name", c.name); $("cp-vip").hidden = !c.vip;
+    setText("cp-id", c.customer_id); setText("cp-language", c.language);
+    setText("cp-phones", c.phones.map((p) => p.phone).join(", "));
+    setText("cp-tags", c.tags.join(", "));
+    ["cp-addresses", "cp-tickets", "cp-calls", "cp-recordings", "cp-notes"].forEach((x) => $(x).replaceChildren());
+    c.addresses.forEach((a) => item($("cp-addresses"), [a.line1, a.line2, a.postcode, a.city, a.country].filter(Boolean).join(", ")
+      + (a.region ? ` · region ${a.region}` : "") + (a.is_primary ? " · primary" : "")));
+    c.tickets.forEach((t) => item($("cp-tickets"), `#${t.ticket_id} ${t.title} · ${t.state}`,
+      button(`Open #${t.ticket_id}`, () => openTicket(t.ticket_id))));
+    c.calls.forEach((x) => item($("cp-calls"), `${when(x.started_at || x.linked_at)} · ${x.direction || ""} · ${x.agent || ""} · ${x.state || ""}`));
+    c.recordings.forEach((r) => item($("cp-recordings"), `#${r.recording_id} · ${when(r.started_at)} · ${r.duration_s == null ? "" : clock(r.duration_s)}`));
+    c.notes.forEach((n) => item($("cp-notes"), `${when(n.at)} · ${n.author}: ${n.body}`));
+    if (!document.getElementById("cp-new-ticket")) {
+      const b = button("New ticket for this customer", () => newTicket(customerId, null)); b.id = "cp-new-ticket";
+      $("cp-tickets").after(b);
+    }
+    $("customer-title").focus();
+  }
+  $("cp-note-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("POST", `/api/customers/${encodeURIComponent(customerId)}/notes`, { body: $("cp-note").value });
+      $("cp-note").value = "";
+      openCustomer(customerId);
+    } catch (err) { $("cp-error").textContent = err.message; }
   });
 
   // -- wrap-up and history ---------------------------------------------------------------
