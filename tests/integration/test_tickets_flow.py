@@ -180,10 +180,12 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
         async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ada) as r:
             assert r.status == 200
         await eventually(lambda: cid not in d.core.model.calls, 10, what="the callback ended")
-        # The call is stored answered, with both legs.
-        stored = await eventually(lambda: rows(database, "SELECT answered_at, legs FROM calls WHERE call_id = $1"
-                                                         " AND ended_at IS NOT NULL", cid), 10, what="stored")
+        # The call is stored as Ada's outbound call to the customer, answered, with both legs.
+        stored = await eventually(lambda: rows(database, "SELECT answered_at, legs, agent, direction FROM calls"
+                                                         " WHERE call_id = $1 AND ended_at IS NOT NULL", cid),
+                                  10, what="stored")
         assert stored[0]["answered_at"] is not None and stored[0]["legs"] >= 2
+        assert stored[0]["agent"] == "a1" and stored[0]["direction"] == "outbound"
 
         # The audit trail: every step, who, from, to.
         trail = await rows(database, "SELECT seq, actor, command, from_state, to_state FROM ticket_audit"
