@@ -561,11 +561,16 @@ class Router:
         self._settle(now, out)
         return out
 
-    def agent_on_call(self, agent_id: str, call_id: str, queue_id: str, now: float) -> list[Decision]:
+    def agent_on_call(self, agent_id: str, call_id: str, queue_id: str, now: float, *,
+                      back_to_previous: bool = False) -> list[Decision]:
         """The agent is found talking on a call the router did not offer (a
-        daemon taking over after a restart): on call, as if it had answered
-        ``call_id`` of ``queue_id``; ``call_finished`` ends it as usual. An
-        agent being offered a call or already on one is left alone."""
+        daemon taking over after a restart, a transfer from another agent): on
+        call, as if it had answered ``call_id`` of ``queue_id``; ``call_finished``
+        ends it as usual. With ``back_to_previous`` (a transfer: the router knows
+        the agent's state) an agent who was logged out or not ready returns to
+        that afterwards; without it (a restart: the state is not known) they wrap
+        up and become available. An agent being offered a call or already on one
+        is left alone."""
         now = self._clock(now)
         agent = self._agent(agent_id)
         q = self._queues.get(queue_id)
@@ -574,6 +579,11 @@ class Router:
         if agent.state in (RESERVED, ON_CALL):
             return self._ignore("agent_on_call", call_id, agent_id, f"agent is {agent.state}")
         out: list[Decision] = []
+        # An agent not taking calls whom a transfer reached goes back to that.
+        if back_to_previous and agent.state == LOGGED_OUT:
+            agent.pending_logout = True
+        elif back_to_previous and agent.state == NOT_READY:
+            agent.pending_not_ready = agent.reason or "not ready"
         agent.call_id = call_id
         agent.call_queue = q
         agent.answered_at = now

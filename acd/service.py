@@ -75,6 +75,9 @@ class Waiting:
     callback: cbs.Callback | None = None  # the caller asked to be called back
     leg: str | None = None           # the agent leg of the current callback attempt
     entry: "Entry | None" = None     # what the call entered the router with
+    # agents on the call besides ``agent``: a transferer still on the line while
+    # the target talks (attended transfer); each is finished when their leg ends
+    others: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +212,9 @@ class AcdService:
             if kind in ("call.abandoned", "call.ended"):
                 waiting.channel = None
             return
-        if kind == "call.connected" and waiting.agent is not None:
+        if kind == "call.connected" and waiting.answered and data.get("agent") not in (None, waiting.agent):
+            self._transferred_to(cid, waiting, str(data["agent"]), ev.at)
+        elif kind == "call.connected" and waiting.agent is not None:
             waiting.answered = True
             self.carried.pop(cid, None)
             self._apply(self.router.offer_answered(cid, waiting.agent, ev.at))
@@ -221,6 +226,9 @@ class AcdService:
         elif kind == "call.agent_left" and waiting.agent is not None and data.get("agent") in (None, waiting.agent):
             agent, waiting.agent = waiting.agent, None
             self._apply(self.router.call_finished(cid, agent, ev.at))
+        elif kind == "call.agent_left" and data.get("agent") in waiting.others:
+            waiting.others.discard(data["agent"])
+            self._apply(self.router.call_finished(cid, data["agent"], ev.at))
         elif kind in ("call.abandoned", "call.ended"):
             del self.calls[cid]
             carried = self.carried.pop(cid, None)
@@ -230,6 +238,26 @@ class AcdService:
                 self._apply(self.router.call_abandoned(cid, ev.at))
             elif waiting.agent is not None:  # the agent's leg vanished unseen (resync)
                 self._apply(self.router.call_finished(cid, waiting.agent, ev.at))
+            for other in sorted(waiting.others):
+                self._apply(self.router.call_finished(cid, other, ev.at))
+
+    def _transferred_to(self, cid: str, waiting: Waiting, agent: str, at: float) -> None:
+        """An answered call connected to another agent of ours (a transfer from the
+        desktop names the target): that agent is on this call until their leg ends.
+        The transferer, if still on the line (attended), stays on it until theirs does."""
+        if agent not in {a.id for a in self.config.agents}:
+            return
+        if waiting.agent is not None:
+            waiting.others.add(waiting.agent)
+        waiting.others.discard(agent)
+        waiting.agent = agent
+        queue = waiting.entry.queue if waiting.entry is not None else None
+        if queue not in self._queues:
+            queue = next(iter(self.config.agent(agent).queues), self.core.settings.acd_default_queue)
+        try:
+            self._apply(self.router.agent_on_call(agent, cid, queue, at, back_to_previous=True))
+        except CtiError as exc:   # no queue to count the call in: the call goes on regardless
+            log.warning("acd could not count a transfer target busy", call_id=cid, agent=agent, error=str(exc))
 
     async def _adopt_now(self, restore: bool = False) -> None:
         try:

@@ -93,6 +93,9 @@ class Call:
     offers: dict[str, tuple[str, str]] = field(default_factory=dict)
     # the leg of the agent who answered, while it lives
     agent_leg: str | None = None
+    # every answered agent leg still up -> its agent (a transfer adds the target's
+    # while the transferer's may live on): each reports call.agent_left as it ends
+    agent_legs: dict[str, str] = field(default_factory=dict)
     # (agent id, channel-name prefix) the router has just offered the call to
     expected: tuple[str, str] | None = None
     # click-to-dial: the agent whose device placed the call (the party dialled is the customer)
@@ -300,6 +303,9 @@ class CallModel:
         offer = old.offers.pop(leg.uniqueid, None)
         if offer is not None:
             new.offers[leg.uniqueid] = offer
+        agent = old.agent_legs.pop(leg.uniqueid, None)
+        if agent is not None:
+            new.agent_legs[leg.uniqueid] = agent
         if not old.legs:
             self._end(old, now, out, merged_into=linkedid)
         else:
@@ -350,8 +356,9 @@ class CallModel:
         if offer is not None:
             self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1],
                        status="HANGUP")
-        if leg.uniqueid == call.agent_leg:
-            self._emit(call, "call.agent_left", now, out, agent=call.agent, uniqueid=leg.uniqueid)
+        left = call.agent_legs.pop(leg.uniqueid, None)
+        if left is not None:
+            self._emit(call, "call.agent_left", now, out, agent=left, uniqueid=leg.uniqueid)
         if leg.uniqueid == call.call_id and call.in_queue and not call.abandoned and not estimated:
             # The caller hung up while waiting (our ACD: app_queue says so itself).
             call.abandoned = True
@@ -455,6 +462,7 @@ class CallModel:
         status = h.get("DialStatus", "")
         if status == "ANSWER":
             call.agent_leg = dest
+            call.agent_legs[dest] = offer[0]
             if call.agent_answered_at is None or call.agent != offer[0]:
                 call.agent = offer[0]
                 call.agent_answered_at = now

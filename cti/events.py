@@ -18,7 +18,7 @@ call.outbound       click-to-dial: the agent's device answered, the customer is 
 call.offered        an agent's device started ringing (``data``: agent, device, uniqueid)
 call.offer_ended    that ringing ended without an answer (``data``: agent, status)
 call.connected      an agent answered (``data``: agent, device, uniqueid)
-call.agent_left     the answering agent's leg ended (``data``: agent, uniqueid)
+call.agent_left     an answering agent's leg ended, each one of a transfer too (``data``: agent, uniqueid)
 call.dequeued       the caller left the queue (``data``: queue)
 call.abandoned      the caller hung up while queued (``data``: queue, wait_s, position)
 call.held           the call entered the held state (music in a bridge of two)

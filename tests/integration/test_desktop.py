@@ -206,6 +206,10 @@ async def test_attended_transfer_to_another_agent_completed_and_blind_transfer_b
                 assert r.status == 200, await r.text()
             # Ben's phone rings and answers (stay2) while the caller hears music.
             await eventually(lambda: d.core.model.calls[cid].agent == "a2", 20, what="Ben on the consult line")
+            # The ACD counts both busy: Ben (logged out, found on the call) and Ada (still on the line).
+            acd = d.core.acd
+            await eventually(lambda: acd.router.agent_state("a2").state == "on_call", 5, what="Ben counted busy")
+            assert acd.router.agent_state("a1").state == "on_call"
             async with http.post(url(d, f"/api/calls/{cid}/transfer/complete"), headers=ben) as r:
                 assert r.status == 403   # the transfer is Ada's to complete
             async with http.post(url(d, f"/api/calls/{cid}/transfer/complete"), headers=ada) as r:
@@ -214,11 +218,16 @@ async def test_attended_transfer_to_another_agent_completed_and_blind_transfer_b
                              what="Ada's leg gone")
             await eventually(lambda: d.core.model.calls[cid].state == "talking", 10, what="caller with Ben")
             assert d.core.model.calls[cid].agent == "a2"
+            # Ada's part ended with her leg: wrap-up now, not when the caller leaves Ben.
+            await eventually(lambda: acd.router.agent_state("a1").state == "wrapup", 5, what="Ada in wrap-up")
+            assert acd.router.agent_state("a2").state == "on_call"
             async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ada) as r:
                 assert r.status == 403   # Ben's call now
             async with http.post(url(d, f"/api/calls/{cid}/hangup"), headers=ben) as r:
                 assert r.status == 200
             await eventually(lambda: cid not in d.core.model.calls, 10, what="ended")
+            # Ben was logged out when the transfer reached him: logged out again, no wrap-up.
+            await eventually(lambda: acd.router.agent_state("a2").state == "logged_out", 5, what="Ben off the call")
 
             # Blind, back to the sales queue: the ACD routes the caller again (Ben, logged in now).
             d.core.acd.agent_request("a1", "end_wrapup")

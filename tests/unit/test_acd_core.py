@@ -771,6 +771,22 @@ def test_an_agent_found_talking_is_on_call_and_wraps_up_when_it_ends(before):
     assert only(r.call_finished("c1", "a", T0 + 30), AgentState).new == "wrapup"
 
 
+@pytest.mark.parametrize("before,after", [("logged_out", "logged_out"), ("not_ready", "wrapup"),
+                                          ("available", "wrapup")])
+def test_a_transfer_target_goes_back_to_what_it_was_doing(before, after):
+    r = router([agent("a")], [queue(wrapup_s=5)], login=before != "logged_out")
+    if before == "not_ready":
+        r.set_not_ready("a", "lunch", T0)
+    ds = r.agent_on_call("a", "c1", "q", T0 + 1, back_to_previous=True)
+    assert only(ds, AgentState).new == "on_call"
+    assert only(r.call_finished("c1", "a", T0 + 30), AgentState).new == after
+    r.tick(T0 + 40)
+    state = r.agent_state("a")
+    assert state.state == {"logged_out": "logged_out", "not_ready": "not_ready", "available": "available"}[before]
+    if before == "not_ready":
+        assert state.reason == "lunch"
+
+
 def test_an_agent_already_ringing_is_not_taken_for_talking_elsewhere():
     r = router([agent("a")])
     r.call_waiting("c1", "q", T0)
