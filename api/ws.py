@@ -236,18 +236,23 @@ class HubService:
                     break
                 try:
                     ClientMessage.model_validate_json(msg.data)
-                    self.hub.control(conn, {"type": "pong"})
+                    reply = {"type": "pong"}
                 except ValidationError:
-                    self.hub.control(conn, {"type": "error", "error_id": "invalid_message",
-                                            "message": "clients send {\"type\": \"ping\"} only"})
+                    reply = {"type": "error", "error_id": "invalid_message",
+                             "message": "clients send {\"type\": \"ping\"} only"}
                 wake.set()
+                if self.hub.control(conn, reply):
+                    break   # a flood of pings whose answers are not read: the writer closes it (4408)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             self.wake.pop(conn, None)
             self.hub.detach(conn, time.time())
             if not ws.closed:
-                await ws.close()
+                if conn.drop == "slow":
+                    await ws.close(code=CLOSE_SLOW, message=b"slow: reconnect with your last seq")
+                else:
+                    await ws.close()
 
     async def _write(self, ws: web.WebSocketResponse, conn: Connection, wake: asyncio.Event, p: Principal) -> None:
         checked = time.monotonic()
