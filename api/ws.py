@@ -167,8 +167,12 @@ class HubService:
                          if cid in model.calls]
         return snap
 
-    async def serve(self, request: web.Request) -> web.WebSocketResponse:
+    async def serve(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+        if not ws.can_prepare(request).ok:
+            # A plain HTTP request: say so in the API's error shape, not aiohttp's text.
+            return ApiError(426, "upgrade_required", "/ws speaks WebSocket only: send an Upgrade request",
+                            headers={"Upgrade": "websocket", "Connection": "Upgrade"}).response()
         await ws.prepare(request)
         self.sockets.add(ws)
         try:

@@ -230,7 +230,7 @@ async def test_openapi_document_is_valid_and_lists_every_route_with_its_models(c
     echo = doc["paths"]["/api/echo"]["post"]
     assert echo["x-roles"] == ["admin", "supervisor"]
     assert echo["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Body"}
-    assert set(echo["responses"]) == {"200", "400", "401", "403", "422"}
+    assert set(echo["responses"]) == {"200", "400", "401", "403", "413", "422", "default"}
     schemas = doc["components"]["schemas"]
     assert schemas["Body"]["required"] == ["name", "count"] and "Reply" in schemas and "ErrorReply" in schemas
     item = doc["paths"]["/api/items/{item_id}"]["get"]
