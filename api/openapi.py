@@ -43,6 +43,7 @@ class RouteLike(Protocol):
     tags: tuple[str, ...]
     content_type: str | None
     operation_id: str
+    also: tuple[str, ...]
 
 
 def openapi_path(path: str) -> str:
@@ -88,8 +89,10 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
                 "schema": refs[(r.body, "validation")]}}}
         responses: dict[str, Any] = {}
         if r.response is not None:
-            responses[str(r.status)] = {"description": "success", "content": {
-                "application/json": {"schema": refs[(r.response, "serialization")]}}}
+            content = {"application/json": {"schema": refs[(r.response, "serialization")]}}
+            for media in r.also:
+                content[media] = {"schema": {"type": "string"}}
+            responses[str(r.status)] = {"description": "success", "content": content}
         elif r.content_type is not None:
             kind = "object" if r.content_type == "application/json" else "string"
             responses[str(r.status)] = {"description": "success", "content": {r.content_type: {"schema": {"type": kind}}}}

@@ -88,7 +88,7 @@ class ListQuery(_Body):
     queue: Name | None = None
     caller: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{2,20}$")] | None = Field(
         None, description="a part of the caller's number (digits, optional +)")
-    ticket: int | None = Field(None, ge=1, description="recordings of the calls linked to this ticket")
+    ticket: int | None = Field(None, ge=1, le=2**63 - 1, description="recordings of the calls linked to this ticket")
     call_id: CallId | None = None
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=1_000_000)

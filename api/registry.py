@@ -77,6 +77,7 @@ class Route:
     tags: tuple[str, ...] = ()
     content_type: str | None = None      # a non-JSON answer (documented routes)
     body_max: int = BODY_MAX
+    also: tuple[str, ...] = ()           # other media types the success answer may have (text/csv)
 
 
 async def _no_authenticator(request: web.Request) -> Principal | None:
@@ -99,12 +100,13 @@ class Api:
     def add(self, method: str, path: str, handler: Handler, *, summary: str, roles: frozenset[str] | None,
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             response: type[BaseModel] | None = None, status: int = 200, tags: tuple[str, ...] = (),
-            description: str = "", operation_id: str | None = None, body_max: int = BODY_MAX) -> Route:
+            description: str = "", operation_id: str | None = None, body_max: int = BODY_MAX,
+            also: tuple[str, ...] = ()) -> Route:
         """Declare a route and serve it. Returns its record. Raises ``ValueError``
         when the method and path are taken or the operation id repeats."""
         route = self._record(method, path, summary=summary, roles=roles, body=body, query=query,
                              response=response, status=status, tags=tags, description=description,
-                             operation_id=operation_id or handler.__name__, body_max=body_max)
+                             operation_id=operation_id or handler.__name__, body_max=body_max, also=also)
         assert self.app is not None, "Api.app is set by setup_registry"
         self.app.router.add_route(route.method, path, self._wrap(route, handler))
         return route

@@ -717,9 +717,9 @@ def setup_wallboard(app: web.Application) -> None:
             roles=STAFF, query=ActionsQuery, response=ActionList, tags=tags)
     rtags = ("reports",)
     api.add("GET", "/api/reports/queues", queue_report, summary="Queue figures per interval (JSON or CSV)",
-            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags)
+            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags, also=("text/csv",))
     api.add("GET", "/api/reports/agents", agent_report, summary="Agent figures per interval (JSON or CSV)",
-            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags)
+            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags, also=("text/csv",))
     api.add("GET", "/api/reports/agents/{agent_id}/timeline", agent_timeline, summary="An agent's states over a day",
             roles=STAFF, query=TimelineQuery, response=TimelineReply, tags=rtags)
     api.add("GET", "/api/reports/staffing", staffing, summary="Forecast and required agents per interval",
