@@ -238,3 +238,17 @@ async def test_a_websocket_client_cannot_widen_its_scope_or_take_another_stream(
     assert qa_hello["scope"] == {"everything": False, "agent_id": None}
     for ws in (boss, mine, qa):
         await ws.close()
+
+
+async def test_ids_beyond_bigint_or_impossible_are_refused_with_4xx(daemon_with_users, http):
+    """Found by the fuzzer: each of these answered 500."""
+    d = daemon_with_users
+    admin = bearer(await login(http, d, "h-admin"))
+    for method, path, status in (("GET", "/api/recordings?ticket=9811508001220470452556660736", 422),
+                                 ("GET", "/api/webhooks/" + "9" * 30 + "/deliveries", 404),
+                                 ("DELETE", "/api/webhooks/" + "9" * 30, 404),
+                                 ("DELETE", "/api/webhooks/\u0663", 404),
+                                 ("DELETE", "/api/phone/devices/%C3%97%C2%9D4%C2%A3", 404)):
+        async with http.request(method, url(d, path), headers=admin) as r:
+            assert r.status == status, (method, path, r.status, await r.text())
+            assert (await r.json())["error_id"]
