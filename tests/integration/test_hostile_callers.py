@@ -149,3 +149,44 @@ async def test_a_caller_value_with_a_line_break_never_reaches_asterisk(hostile_d
         pong = await ami.send("Ping", {}, shape="single")
         assert pong.response.response == "Success"
     assert all(c.caller_num != "+4930111008" for c in d.core.model.calls.values())
+
+
+async def test_caller_data_never_becomes_an_originate_callback_or_dial(hostile_daemon, demo_ami, database):
+    """A caller whose number is not a number (the demo entry does not filter it)
+    abandons; a supervisor's call-back to it is refused with 409 and audited with
+    the number exactly as stored. Click-to-dial to SQL is a 422. Nothing reaches
+    Asterisk: no callback is filed."""
+    d = hostile_daemon
+    number = "+49'30;--111009"
+    placed = await place_call(demo_ami, caller_num=number, caller_name="'; DROP TABLE calls;--", patience=2,
+                              context="cti-demo-direct", variables={"CTI_QUEUE": "billing"})   # nobody ready
+    row = await eventually(lambda: calls_row(database, placed.channel_id), 30, what="the call stored")
+    row = await eventually(lambda: _ended(database, placed.channel_id), 30, what="the call abandoned")
+    stored = row["caller_num"]
+    assert stored and not stored.lstrip("+").isdigit()
+    async with aiohttp.ClientSession() as http:
+        sam = {"Authorization": f"Bearer {await login(http, d, 'sam')}"}
+        async with http.post(url(d, "/api/supervisor/callbacks"), json={"call_id": placed.channel_id},
+                             headers=sam) as r:
+            body = await r.json()
+            assert r.status == 409 and body["error_id"] == "callback_refused", body
+        async with http.post(url(d, "/api/supervisor/callbacks"),
+                             json={"call_id": placed.channel_id, "number": "1; DROP TABLE calls"}, headers=sam) as r:
+            assert r.status == 422 and (await r.json())["details"][0]["field"] == "body.number"
+        ada = {"Authorization": f"Bearer {await login(http, d, 'ada')}"}
+        async with http.post(url(d, "/api/calls/dial"), json={"number": "'; DROP TABLE calls;--"}, headers=ada) as r:
+            assert r.status == 422 and (await r.json())["details"][0]["field"] == "body.number"
+    assert d.core.acd.callbacks_requested == 0
+    conn = await asyncpg.connect(database)
+    try:
+        audit = await conn.fetchrow("SELECT result, details FROM supervisor_actions WHERE call_id = $1",
+                                    placed.channel_id)
+        assert json.loads(audit["details"])["number"] == stored and audit["result"] != "done"
+        assert await conn.fetchval("SELECT count(*) FROM callbacks") == 0
+    finally:
+        await conn.close()
+
+
+async def _ended(dsn: str, call_id: str):
+    row = await calls_row(dsn, call_id)
+    return row if row is not None and row["ended_at"] is not None else None
