@@ -17,6 +17,7 @@ method_not_allowed  405    the route exists with other methods
 invalid_json        400    the body is not JSON
 invalid_body        422    the body (or query) does not match the model: see details
 payload_too_large   413    the body is larger than the route allows
+upgrade_required    426    /ws asked without a WebSocket Upgrade
 unavailable         503    the database did not answer in time
 internal            500    a bug; the log has the traceback, the answer nothing more
 =================== ====== ====================================================

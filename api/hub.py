@@ -218,9 +218,14 @@ class Hub:
         conn.queue.clear()
         return out
 
-    def control(self, conn: Connection, body: Mapping[str, Any]) -> None:
-        """Queue a control message (``pong``, ``error``...): no seq of its own."""
-        self._control(conn, body, seq=conn.last_seq)
+    def control(self, conn: Connection, body: Mapping[str, Any]) -> bool:
+        """Queue a control message (``pong``, ``error``...): no seq of its own.
+
+        Like an event it counts against the queue: a client that floods pings
+        without reading the pongs is marked slow (returns True: close it)."""
+        if conn.drop is None:
+            self._enqueue(conn, encode(conn.last_seq, body))
+        return conn.drop is not None
 
     def _control(self, conn: Connection, body: Mapping[str, Any], seq: int) -> None:
         if conn.drop is None:

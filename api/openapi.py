@@ -4,7 +4,8 @@
 document: each route's body, query and response models become JSON Schemas
 (pydantic's, under ``components.schemas``), its roles become a ``security``
 requirement and an ``x-roles`` list, and every protected route documents its
-401/403 answers, every route with a body or query its 422. ``render_docs``
+401/403 answers, every route with a body its 400/413, with a body or query its
+422, and every route a ``default`` answer: any other error, in the same shape. ``render_docs``
 turns the document into one self-contained HTML page (no script, no CDN).
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ class RouteLike(Protocol):
     tags: tuple[str, ...]
     content_type: str | None
     operation_id: str
+    also: tuple[str, ...]
 
 
 def openapi_path(path: str) -> str:
@@ -87,8 +89,10 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
                 "schema": refs[(r.body, "validation")]}}}
         responses: dict[str, Any] = {}
         if r.response is not None:
-            responses[str(r.status)] = {"description": "success", "content": {
-                "application/json": {"schema": refs[(r.response, "serialization")]}}}
+            content = {"application/json": {"schema": refs[(r.response, "serialization")]}}
+            for media in r.also:
+                content[media] = {"schema": {"type": "string"}}
+            responses[str(r.status)] = {"description": "success", "content": content}
         elif r.content_type is not None:
             kind = "object" if r.content_type == "application/json" else "string"
             responses[str(r.status)] = {"description": "success", "content": {r.content_type: {"schema": {"type": kind}}}}
@@ -96,6 +100,7 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
             responses[str(r.status)] = {"description": "success, no body" if r.status == 204 else "success"}
         if r.body is not None:
             responses["400"] = _error("the body is not JSON (invalid_json)")
+            responses["413"] = _error("the body is larger than the route allows (payload_too_large)")
         if r.body is not None or r.query is not None:
             responses["422"] = _error("a field is missing or invalid (invalid_body): details name it")
         if r.roles is None:
@@ -105,6 +110,9 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
             op["x-roles"] = sorted(r.roles)
             responses["401"] = _error("no valid credentials (unauthenticated)")
             responses["403"] = _error(f"the caller's role is not {' or '.join(sorted(r.roles))} (forbidden)")
+        # Route-specific refusals (not_found, conflict, invalid_credentials, unavailable ...)
+        # all share the one error shape: error_id says which (docs/api.md).
+        responses["default"] = _error("any other error: error_id says which (api.errors)")
         op["responses"] = responses
         paths.setdefault(openapi_path(r.path), {})[r.method.lower()] = op
     return {

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
-from phone.model import DEVICE_ID
+from phone.model import DEVICE_ID, DeviceError
 from phone.service import PHONES, PhoneError, PhoneService
 
 _ID = DEVICE_ID.pattern
@@ -106,7 +106,7 @@ async def add_device(req: ApiRequest[NewDevice, None]) -> DeviceCreated:
 async def remove_device(req: ApiRequest[None, None]) -> None:
     try:
         await _service(req).remove_device(req.match_info["device_id"])
-    except PhoneError as exc:
+    except (PhoneError, DeviceError) as exc:   # an id no device can have names none either
         raise ApiError(404, "unknown_device", str(exc)) from None
 
 
@@ -154,7 +154,7 @@ def setup_phone_routes(app: web.Application) -> None:
             description="The answer holds the password once; only its digest is kept.", roles=ADMIN,
             body=NewDevice, response=DeviceCreated, status=201, tags=tags)
     api.add("DELETE", "/api/phone/devices/{device_id}", remove_device, summary="Remove a device", roles=ADMIN,
-            tags=tags)
+            status=204, tags=tags)
     api.add("GET", "/api/phone/agents/{agent_id}", get_agent, summary="An agent's phone: device, reachability, "
             "options", roles=EVERYONE, response=AgentPhoneView, tags=tags)
     api.add("PUT", "/api/phone/agents/{agent_id}/seat", put_seat, summary="Hot-desking: sit the agent at a device",

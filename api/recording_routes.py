@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from api.auth import EVERYONE, Principal
 from api.desk import db, query
 from api.errors import ApiError
-from api.registry import ApiRequest, setup_registry
+from api.registry import ApiRequest, Instant, setup_registry
 from recording import jobs
 from recording import store as rec_store
 from recording.files import resolve
@@ -82,13 +82,13 @@ class RecordingList(BaseModel):
 
 
 class ListQuery(_Body):
-    since: datetime | None = Field(None, description="started at or after (ISO 8601)")
-    until: datetime | None = Field(None, description="started before")
+    since: Instant | None = Field(None, description="started at or after (ISO 8601)")
+    until: Instant | None = Field(None, description="started before")
     agent: Name | None = None
     queue: Name | None = None
     caller: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{2,20}$")] | None = Field(
         None, description="a part of the caller's number (digits, optional +)")
-    ticket: int | None = Field(None, ge=1, description="recordings of the calls linked to this ticket")
+    ticket: int | None = Field(None, ge=1, le=2**63 - 1, description="recordings of the calls linked to this ticket")
     call_id: CallId | None = None
     limit: int = Field(100, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=1_000_000)

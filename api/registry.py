@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from datetime import date, datetime
+from typing import Annotated, Any, Awaitable, Callable, Generic, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from api import openapi
 from api.auth import Principal, admits
@@ -39,6 +40,19 @@ Q = TypeVar("Q")
 BODY_MAX = 64 * 1024
 
 Authenticator = Callable[[web.Request], Awaitable[Principal | None]]
+
+
+def _iso_not_number(value: Any) -> Any:
+    # pydantic reads "0" as 1970-01-01 (seconds since the epoch); the document says ISO 8601.
+    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9.]+\s*", value)):
+        raise ValueError("an ISO 8601 date or time (2026-05-01, 2026-05-01T08:00:00Z), not a number")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_iso_not_number)]
+"""A day in a query or body: ``2026-05-01`` only."""
+Instant = Annotated[datetime, BeforeValidator(_iso_not_number)]
+"""A time in a query or body: ISO 8601 only."""
 
 
 @dataclass(slots=True)
@@ -77,6 +91,7 @@ class Route:
     tags: tuple[str, ...] = ()
     content_type: str | None = None      # a non-JSON answer (documented routes)
     body_max: int = BODY_MAX
+    also: tuple[str, ...] = ()           # other media types the success answer may have (text/csv)
 
 
 async def _no_authenticator(request: web.Request) -> Principal | None:
@@ -99,12 +114,13 @@ class Api:
     def add(self, method: str, path: str, handler: Handler, *, summary: str, roles: frozenset[str] | None,
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             response: type[BaseModel] | None = None, status: int = 200, tags: tuple[str, ...] = (),
-            description: str = "", operation_id: str | None = None, body_max: int = BODY_MAX) -> Route:
+            description: str = "", operation_id: str | None = None, body_max: int = BODY_MAX,
+            also: tuple[str, ...] = ()) -> Route:
         """Declare a route and serve it. Returns its record. Raises ``ValueError``
         when the method and path are taken or the operation id repeats."""
         route = self._record(method, path, summary=summary, roles=roles, body=body, query=query,
                              response=response, status=status, tags=tags, description=description,
-                             operation_id=operation_id or handler.__name__, body_max=body_max)
+                             operation_id=operation_id or handler.__name__, body_max=body_max, also=also)
         assert self.app is not None, "Api.app is set by setup_registry"
         self.app.router.add_route(route.method, path, self._wrap(route, handler))
         return route
@@ -166,6 +182,11 @@ class Api:
 
 
 def _parse_query(model: type[BaseModel], request: web.Request) -> Any:
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        # No query field is a list: a second value would be silently dropped.
+        raise ApiError(422, "invalid_body", "the query string is invalid", [
+            ErrorDetail(field=f"query.{k}", message="given more than once", type="repeated") for k in repeated])
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:

@@ -49,7 +49,7 @@ from acd.wallboard import (
 from api.auth import STAFF
 from api.desk import db, query
 from api.errors import ApiError
-from api.registry import ApiRequest, setup_registry
+from api.registry import ApiRequest, Day, setup_registry
 from cti.daemon import CORE, run_with_app
 from cti.errors import AmiError
 from cti.events import CallEvent
@@ -362,8 +362,8 @@ class Snapshot(BaseModel):
 
 
 class ReportQuery(Strict):
-    start: date = Field(description="first local day")
-    end: date = Field(description="last local day (included)")
+    start: Day = Field(description="first local day")
+    end: Day = Field(description="last local day (included)")
     granularity: Literal["15min", "30min", "60min", "day", "week"] = "60min"
     queue: str | None = Field(None, max_length=64)
     agent: str | None = Field(None, max_length=64)
@@ -386,7 +386,7 @@ class ReportReply(BaseModel):
 
 
 class TimelineQuery(Strict):
-    day: date
+    day: Day
 
 
 class TimelineReply(BaseModel):
@@ -396,7 +396,7 @@ class TimelineReply(BaseModel):
 
 
 class StaffingQuery(Strict):
-    day: date
+    day: Day
     queue: str = Field(max_length=64)
     granularity: Literal["15min", "30min", "60min"] = "30min"
     weeks: int = Field(4, ge=1, le=12)
@@ -717,9 +717,9 @@ def setup_wallboard(app: web.Application) -> None:
             roles=STAFF, query=ActionsQuery, response=ActionList, tags=tags)
     rtags = ("reports",)
     api.add("GET", "/api/reports/queues", queue_report, summary="Queue figures per interval (JSON or CSV)",
-            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags)
+            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags, also=("text/csv",))
     api.add("GET", "/api/reports/agents", agent_report, summary="Agent figures per interval (JSON or CSV)",
-            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags)
+            roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags, also=("text/csv",))
     api.add("GET", "/api/reports/agents/{agent_id}/timeline", agent_timeline, summary="An agent's states over a day",
             roles=STAFF, query=TimelineQuery, response=TimelineReply, tags=rtags)
     api.add("GET", "/api/reports/staffing", staffing, summary="Forecast and required agents per interval",

@@ -250,10 +250,11 @@ _COLS = "subscription_id, url, events, description, active, created_by, created_
 
 
 def _sid(req: ApiRequest[Any, Any]) -> int:
-    try:
-        return int(req.match_info["subscription_id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such subscription") from None
+    text = req.match_info["subscription_id"]
+    # ASCII digits that fit PostgreSQL's bigint (int() would take "٣" or 30 digits).
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise ApiError(404, "not_found", "no such subscription")
+    return int(text)
 
 
 async def create_subscription(req: ApiRequest[SubscriptionBody, None]) -> SubscriptionCreated:

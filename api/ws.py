@@ -167,8 +167,12 @@ class HubService:
                          if cid in model.calls]
         return snap
 
-    async def serve(self, request: web.Request) -> web.WebSocketResponse:
+    async def serve(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+        if not ws.can_prepare(request).ok:
+            # A plain HTTP request: say so in the API's error shape, not aiohttp's text.
+            return ApiError(426, "upgrade_required", "/ws speaks WebSocket only: send an Upgrade request",
+                            headers={"Upgrade": "websocket", "Connection": "Upgrade"}).response()
         await ws.prepare(request)
         self.sockets.add(ws)
         try:
@@ -236,18 +240,23 @@ class HubService:
                     break
                 try:
                     ClientMessage.model_validate_json(msg.data)
-                    self.hub.control(conn, {"type": "pong"})
+                    reply = {"type": "pong"}
                 except ValidationError:
-                    self.hub.control(conn, {"type": "error", "error_id": "invalid_message",
-                                            "message": "clients send {\"type\": \"ping\"} only"})
+                    reply = {"type": "error", "error_id": "invalid_message",
+                             "message": "clients send {\"type\": \"ping\"} only"}
                 wake.set()
+                if self.hub.control(conn, reply):
+                    break   # a flood of pings whose answers are not read: the writer closes it (4408)
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             self.wake.pop(conn, None)
             self.hub.detach(conn, time.time())
             if not ws.closed:
-                await ws.close()
+                if conn.drop == "slow":
+                    await ws.close(code=CLOSE_SLOW, message=b"slow: reconnect with your last seq")
+                else:
+                    await ws.close()
 
     async def _write(self, ws: web.WebSocketResponse, conn: Connection, wake: asyncio.Event, p: Principal) -> None:
         checked = time.monotonic()

@@ -63,6 +63,16 @@ _FRAME_SEP = re.compile("\r?\n\r?\n")
 _FRAME_END_B = re.compile(b"\n\r?\n")
 
 
+_LEADING_BLANK = re.compile(b"(?:\r?\n)*")
+
+
+def _wire_size(raw: bytes | bytearray) -> int:
+    """A frame's size as the limit counts it: its bytes on the wire, CRs included,
+    without the blank lines before it and the empty line that ends it."""
+    m = _LEADING_BLANK.match(raw)
+    return len(raw) - (m.end() if m else 0)
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One AMI frame (a response or an event).
@@ -123,8 +133,9 @@ class AmiParser:
       (``"Asterisk Call Manager/11.0.0"`` / ``"11.0.0"``), None until seen.
     - A line without ``": "`` is kept as an empty value when it is ``Key:``
       alone; any other such line is skipped and counted in ``garbage_lines``.
-    - A frame larger than ``max_frame_size`` bytes, or one with no header at
-      all, is discarded: ``frames_rejected`` is incremented and ``on_error``
+    - A frame larger than ``max_frame_size`` bytes (counted as sent: CRs
+      included, blank lines before it and its ending empty line not), or one
+      with no header at all, is discarded: ``frames_rejected`` is incremented and ``on_error``
       (if given) is called with an ``AmiProtocolError`` saying why. A frame
       that outgrows the limit before it ends is dropped on the spot and the
       parser skips to the next empty line (it resyncs, memory stays bounded).
@@ -179,7 +190,11 @@ class AmiParser:
         crlf = buf.rfind(b"\n\r\n", scan)
         end = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
         frames: list[Frame] = []
-        if end:
+        if end > self.max_frame_size:
+            # A frame in here may be too large: measure each on the wire.
+            self._parse_chunk(bytes(buf[:end]), frames)
+            del buf[:end]
+        elif end:
             text = buf[:end].decode("utf-8", "replace")
             del buf[:end]
             if "\r" in text:
@@ -190,7 +205,8 @@ class AmiParser:
                     frame = parse(block)
                     if frame is not None:
                         frames.append(frame)
-        if len(buf) > self.max_frame_size:
+        # The tail may already hold up to 2 bytes of its frame's end ("\n\r").
+        if len(buf) > self.max_frame_size + 2 and _wire_size(buf) > self.max_frame_size + 2:
             self._reject(f"frame exceeds {self.max_frame_size} bytes; skipped to the next empty line")
             self._skipping = True
             del buf[:-2]
@@ -228,11 +244,25 @@ class AmiParser:
             del buf[:nl + 1]
         return True
 
+    def _parse_chunk(self, chunk: bytes, frames: list[Frame]) -> None:
+        """Whole frames, each checked against the size limit as it was on the wire,
+        so a frame is judged the same however the reads cut the stream."""
+        start = 0
+        for m in _FRAME_END_B.finditer(chunk):
+            raw = chunk[start:m.start()]
+            start = m.end()
+            if _wire_size(raw) > self.max_frame_size:
+                self._reject(f"frame exceeds {self.max_frame_size} bytes")
+                continue
+            # The end matched from the last line's LF: its CR (if any) is still here.
+            block = raw.decode("utf-8", "replace").replace("\r\n", "\n").removesuffix("\r")
+            if block.strip("\n"):
+                frame = self._parse_block(block)
+                if frame is not None:
+                    frames.append(frame)
+
     def _parse_block(self, block: str) -> Frame | None:
         """Parse one frame's text (line ends already made "\\n")."""
-        if len(block) > self.max_frame_size >> 2 and len(block.encode("utf-8")) > self.max_frame_size:
-            self._reject(f"frame exceeds {self.max_frame_size} bytes")
-            return None
         lines = block.split("\n")
         # Fast path, nearly every frame: each line is "Key: value", no key twice.
         try:

@@ -12,7 +12,10 @@ Bounds, because FastAGI has no auth and a stuck server leaves stuck channels:
 the header is limited in size and lines and must arrive within
 ``header_timeout``; every reply within the command's own timeout; every
 command line is checked (no CR, LF or NUL: a newline would run a second
-command; at most 8192 bytes, Asterisk's buffer). Loopback by default.
+command; at most 8192 bytes, Asterisk's buffer); a line longer than the
+reader's limit, or a header key sent twice (Asterisk writes the caller name
+raw, so a newline in it forges header lines) is an ``AgiProtocolError``.
+Loopback by default.
 
 Errors (``AgiError``)::
 
@@ -111,6 +114,14 @@ def check_command(line: str) -> bytes:
 # -- the shell -------------------------------------------------------------------
 
 
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    """One line; a line over the reader's limit is the peer's fault, not ours."""
+    try:
+        return await reader.readline()
+    except ValueError:  # asyncio's LimitOverrunError, re-raised by readline
+        raise AgiProtocolError("a line longer than the reader accepts") from None
+
+
 class AgiSession:
     """One channel's connection. ``env`` holds the ``agi_*`` headers."""
 
@@ -152,7 +163,7 @@ class AgiSession:
     async def _read_reply(self) -> AgiReply:
         first: AgiReply | None = None
         for _ in range(REPLY_MAX_LINES):
-            raw = await self.reader.readline()
+            raw = await _readline(self.reader)
             if not raw:
                 self.hung_up = True
                 raise AgiHangup("connection closed")
@@ -242,8 +253,7 @@ class AgiServer:
         try:
             try:
                 env = await asyncio.wait_for(self._read_header(reader), self.header_timeout)
-            except (TimeoutError, AgiProtocolError, ValueError, asyncio.IncompleteReadError) as exc:
-                # ValueError: a line over the reader's limit.
+            except (TimeoutError, AgiProtocolError, asyncio.IncompleteReadError) as exc:
                 self.stats.refused += 1
                 log.warning("ivr.agi_refused", reason=str(exc) or type(exc).__name__,
                             peer=str(writer.get_extra_info("peername")))
@@ -280,7 +290,7 @@ class AgiServer:
         env: dict[str, str] = {}
         size = 0
         for _ in range(HEADER_MAX_LINES):
-            raw = await reader.readline()
+            raw = await _readline(reader)
             if not raw:
                 raise AgiProtocolError("connection closed during the header")
             size += len(raw)
@@ -292,5 +302,10 @@ class AgiServer:
                     raise AgiProtocolError("empty header")
                 return env
             key, value = parse_header_line(line)
-            env.setdefault(key, value)
+            if key in env:
+                # Asterisk sends each key once and writes agi_calleridname (and
+                # the rdnis, dnid ...) raw: a newline in a caller name forges
+                # header lines, and a forged one would come before the real one.
+                raise AgiProtocolError(f"header key {key} sent twice (a forged header line?)")
+            env[key] = value
         raise AgiProtocolError(f"header over {HEADER_MAX_LINES} lines")

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api import metrics as m
 from api.auth import (
@@ -17,7 +17,7 @@ from api.auth import (
 )
 from api.errors import ApiError
 from api.openapi import openapi_path, render_docs
-from api.registry import API, setup_registry
+from api.registry import API, Day, Instant, setup_registry
 
 # -- credentials -------------------------------------------------------------------
 
@@ -208,6 +208,26 @@ async def test_query_and_path_parameters(client):
     assert r.status == 422 and (await r.json())["details"][0]["field"] == "query.limit"
 
 
+async def test_a_query_parameter_given_twice_is_refused_not_half_read(client):
+    r = await client.get("/api/items/42?limit=5&limit=50", headers={"Authorization": "Bearer agent-token"})
+    body = await r.json()
+    assert r.status == 422 and body["details"] == [
+        {"field": "query.limit", "message": "given more than once", "type": "repeated"}]
+
+
+@pytest.mark.parametrize("value", ["0", "86400", " 1.5 ", "-0"])
+def test_a_day_or_time_is_iso_8601_never_seconds_since_1970(value):
+    """pydantic alone reads "0" as 1970-01-01; the document says format: date."""
+    class Q(BaseModel):
+        day: Day | None = None
+        at: Instant | None = None
+
+    for field in ("day", "at"):
+        with pytest.raises(ValidationError, match="ISO 8601"):
+            Q.model_validate({field: value})
+    assert Q.model_validate({"day": "2026-05-01", "at": "2026-05-01T08:00:00Z"}).day.year == 2026
+
+
 async def test_a_failing_handler_is_a_500_without_details(client):
     r = await client.get("/api/boom")
     body = await r.json()
@@ -230,7 +250,7 @@ async def test_openapi_document_is_valid_and_lists_every_route_with_its_models(c
     echo = doc["paths"]["/api/echo"]["post"]
     assert echo["x-roles"] == ["admin", "supervisor"]
     assert echo["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Body"}
-    assert set(echo["responses"]) == {"200", "400", "401", "403", "422"}
+    assert set(echo["responses"]) == {"200", "400", "401", "403", "413", "422", "default"}
     schemas = doc["components"]["schemas"]
     assert schemas["Body"]["required"] == ["name", "count"] and "Reply" in schemas and "ErrorReply" in schemas
     item = doc["paths"]["/api/items/{item_id}"]["get"]

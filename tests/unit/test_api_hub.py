@@ -265,3 +265,13 @@ def test_broadcast_to_a_full_queue_drops_that_client_as_slow():
     for i in range(20):
         h.broadcast({"type": "wallboard", "n": i})
     assert boss.drop == "slow" and h.dropped_slow == 1
+
+
+def test_a_ping_flood_whose_pongs_are_not_read_marks_the_connection_slow():
+    """Control answers count against the queue like events: memory stays bounded."""
+    h = hub(queue_max=10)
+    c = h.attach("user:1", AGENT, None, {}, 0).conn
+    h.take(c)
+    answers = [h.control(c, {"type": "pong"}) for _ in range(1000)]
+    assert answers.index(True) == c.limit and c.drop == "slow"
+    assert len(c.queue) == 0 and h.dropped_slow == 1
