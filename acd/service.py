@@ -209,7 +209,7 @@ class AcdService:
             if kind in ("call.abandoned", "call.ended"):
                 waiting.channel = None
             return
-        if kind == "call.connected" and waiting.agent is not None:
+        if kind == "call.connected" and waiting.agent is not None and not waiting.answered:
             waiting.answered = True
             self.carried.pop(cid, None)
             self._apply(self.router.offer_answered(cid, waiting.agent, ev.at))
@@ -305,9 +305,15 @@ class AcdService:
         if callback:
             waiting.leg = uniqueid
             self.legs[uniqueid] = call_id
-        else:
-            self.core.model.expect_agent(call_id, agent, self.devices.get(agent, self.config.agent(agent).device))
+        device = self.devices.get(agent, self.config.agent(agent).device)
+        if not callback:
+            self.core.model.expect_agent(call_id, agent, device)
         self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
+        if not callback:
+            # The call's record learns its agent too (one who answered while we were away
+            # is otherwise never named on it).
+            for ev in self.core.model.agent_found(call_id, agent, device, time.time()):
+                self.core.bus.publish(ev)
         self.adopted += 1
         log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
 

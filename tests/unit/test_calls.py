@@ -210,3 +210,31 @@ def test_state_precedence_hold_beats_talking_beats_queue():
     leg = next(l for l in call.legs.values() if l.bridge)
     leg.on_hold = True
     assert derive_state(call, model.bridges) == "held"
+
+
+def _listing_caller_bridged_with_agent() -> list[dict[str, str]]:
+    """CoreShowChannels after a restart: a caller in cti-acd-offer bridged with an agent's leg."""
+    common = {"ChannelStateDesc": "Up", "Linkedid": "c1"}
+    return [
+        {**common, "Channel": "Local/p120@cti-demo-caller-00000001;1", "Uniqueid": "c1", "Duration": "00:00:09",
+         "Context": "cti-acd-offer", "BridgeId": "b1", "CallerIDNum": "+4930123", "CallerIDName": "Ann"},
+        {**common, "Channel": "Local/p120@cti-demo-caller-00000001;2", "Uniqueid": "c1-2", "Duration": "00:00:09"},
+        {**common, "Channel": "Local/agent4@cti-demo-agents-00000002;1", "Uniqueid": "c1-a",
+         "Duration": "00:00:04", "BridgeId": "b1"},
+    ]
+
+
+def test_an_agent_found_talking_after_a_restart_is_named_on_the_call():
+    model = CallModel()
+    model.resync(_listing_caller_bridged_with_agent(), [], 1000.0)
+    assert model.calls["c1"].state == "talking" and model.calls["c1"].agent is None
+    out = model.agent_found("c1", "a4", "Local/agent4@cti-demo-agents/n", 1000.5)
+    (connected,) = of_kind(out, "call.connected")
+    assert connected.data["agent"] == "a4" and connected.data["estimated"]
+    assert connected.data["uniqueid"] == "c1-a"
+    c = connected.call
+    assert (c.agent, c.agent_answered_at, c.state) == ("a4", 1000.5, "talking")
+    assert c.answered_at <= c.agent_answered_at
+    # Found again (another resync): nothing new; the agent's leg ending leaves the call as usual.
+    assert model.agent_found("c1", "a4", "Local/agent4@cti-demo-agents/n", 1001.0) == []
+    assert model.agent_found("gone", "a4", "x", 1001.0) == []
