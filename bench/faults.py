@@ -193,6 +193,11 @@ class Run:
             await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
 
 
+# Facts about a call a restart must not lose or change once stored.
+_KNOWN = ("started_at", "caller_num", "caller_name", "answered_at", "queue", "queue_joined_at", "agent",
+          "agent_answered_at")
+
+
 async def _rows(run: Run, ids: list[str]) -> dict[str, Any]:
     return {r["call_id"]: r for r in await run.db.fetch("SELECT * FROM calls WHERE call_id = ANY($1)", ids)}
 
@@ -255,8 +260,9 @@ async def daemon_killed(run: Run) -> None:
     await asyncio.sleep(8)
     held_ids = [p.id for p in held]
     states = {c: r["state"] for c, r in (await _rows(run, held_ids)).items()}
-    talking = [r["call_id"] for r in await run.db.fetch(
-        "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'talking'", run.traffic.prefix + "%")]
+    before = {r["call_id"]: r for r in await run.db.fetch(
+        "SELECT * FROM calls WHERE call_id LIKE $1", run.traffic.prefix + "%")}
+    talking = [c for c, r in before.items() if r["state"] == "talking"]
     run.outcome.check("the held callers were waiting in the queue when the daemon died",
                       all(states.get(c) == "queued" for c in held_ids), states)
     killed_at = time.time()
@@ -275,15 +281,21 @@ async def daemon_killed(run: Run) -> None:
     adopted = await run.db.fetch(
         "SELECT agent_id, reason FROM agent_states WHERE reason LIKE 'found on call %' AND at > to_timestamp($1)",
         killed_at)
-    talk_rows = await _rows(run, talking)
-    still_up = [c for c, r in talk_rows.items() if r["ended_at"] is not None and r["ended_at"].timestamp() > restart]
+    after = await _rows(run, run.traffic.real_ids())
+    # Seen ending live by the new process: they were still up when it came back.
+    still_up = [c for c in talking if c in after and not after[c]["end_estimated"]]
+    forgotten = {c: f for c, r in before.items() if c in after for f in _KNOWN
+                 if r[f] is not None and after[c][f] != r[f]}
+    run.outcome.check("nothing the database knew before the crash was lost or changed", not forgotten,
+                      f"{len(forgotten)} calls, e.g. {list(forgotten.items())[:3]}")
+    unnamed = [c for c, r in after.items() if r["agent_answered_at"] is not None and not r["agent"]]
+    run.outcome.check("every call answered by an agent names the agent", not unnamed, unnamed[:3])
     run.outcome.figures.update({"calls talking when the daemon died": len(talking),
                                 "of them still talking at its return": len(still_up),
                                 "agents found on call": len(adopted)})
-    run.outcome.check("talking agents adopted", len(adopted) >= len(still_up) > 0 or not still_up,
-                      f"{len(adopted)} found on call, {len(still_up)} calls outlived the outage")
-    ended_away = [c for c, r in (await _rows(run, run.traffic.real_ids())).items()
-                  if r["end_estimated"]]
+    run.outcome.check("talking agents adopted", len(adopted) >= len(still_up) > 0,
+                      f"{len(adopted)} found on call; {len(still_up)} calls talking at the crash outlived it")
+    ended_away = [c for c, r in after.items() if r["end_estimated"]]
     run.outcome.figures["calls that ended while it was down (closed by estimate)"] = len(ended_away)
 
 
@@ -316,16 +328,25 @@ async def postgres_stopped(run: Run) -> None:
         status, connected = await sample()
         return status == 200 and bool(connected)
 
+    back = time.time()
     await run.until(up, 60, "/healthz says the database is back")
+    back_s = time.time() - back
     run.outcome.figures["outage"] = f"{run.plan.outage_s:.0f}s, rows buffered at its end: {buffered}"
     down = [s for s in during if s[1] == 503 and s[2] is False]
     unanswered = [s for s in during if s[1] is None]
     run.outcome.check("/healthz reported the database down during the outage", down,
                       f"{len(down)} of {len(during)} samples said down, {len(unanswered)} unanswered")
     run.outcome.check("/healthz answered throughout the outage", not unanswered, f"{len(unanswered)} unanswered")
-    run.outcome.check("/healthz reports the database up after", True)
+    run.outcome.check("/healthz reports the database up after", True, f"{back_s:.1f}s after it returned")
     await asyncio.sleep(run.plan.after_s)
     await run.finish()
+    timelines = await run.db.fetch(
+        "SELECT call_id, count(*) AS n, max(seq) AS last FROM call_events WHERE call_id = ANY($1) GROUP BY call_id",
+        run.traffic.real_ids())
+    broken = [t["call_id"] for t in timelines if t["n"] != t["last"]]
+    run.outcome.check("every call's event timeline complete (each event once, no gap)",
+                      len(timelines) == len(run.traffic.real_ids()) and not broken,
+                      f"{len(timelines)} timelines, {len(broken)} with gaps")
 
 
 # -- 4. WebSocket storm ------------------------------------------------------------------
@@ -340,6 +361,8 @@ class Probe:
         self.ended: set[str] = set()
         self.closed_with: int | None = None
         self.pongs = 0
+        self.rtt_max = 0.0          # the slowest ping -> pong round trip
+        self._pinged: float | None = None
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
@@ -359,6 +382,9 @@ class Probe:
                             continue
                         if kind == "pong":
                             self.pongs += 1
+                            if self._pinged is not None:
+                                self.rtt_max = max(self.rtt_max, time.monotonic() - self._pinged)
+                                self._pinged = None
                         if kind in ("hello", "resync", "pong", "error", "wallboard"):
                             continue
                         seq = body["seq"]
@@ -374,6 +400,10 @@ class Probe:
     async def _ping(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
             await asyncio.sleep(1)
+            if self._pinged is not None:  # no pong for the last ping yet: count it as still waiting
+                self.rtt_max = max(self.rtt_max, time.monotonic() - self._pinged)
+                continue
+            self._pinged = time.monotonic()
             await ws.send_json({"type": "ping"})
 
     async def start(self) -> None:
@@ -470,21 +500,29 @@ async def websocket_storm(run: Run) -> None:
     probe = Probe(url, key)
     await probe.start()
     await run.load(min(run.plan.before_s, 15))
-    fds_before, rss_before = run.daemon.fd_count(), run.daemon.rss_kb()
-    m_before = await _metrics(url)
     rng = random.Random(7)
+    # One wave of good clients first: the API's database pool grows to its working size
+    # (up to 10 connections), which is not a leak.
+    await asyncio.gather(*(_storm_client("good", url, port, key, rng) for _ in range(run.plan.storm_wave)))
+    await asyncio.sleep(1)
+    fds_before, kinds_before, rss_before = run.daemon.fd_count(), run.daemon.fd_kinds(), run.daemon.rss_kb()
+    m_before = await _metrics(url)
     kinds = ["good"] * 4 + ["forged"] * 2 + ["garbage", "silent", "mute", "cut"]
     tally: dict[str, int] = {}
     health_slowest = 0.0
+
+    async def timed_health() -> Any:
+        nonlocal health_slowest
+        t = time.monotonic()
+        got = await run.daemon.health()
+        health_slowest = max(health_slowest, time.monotonic() - t)
+        return got
     started = time.time()
     done = 0
     while done < run.plan.storm_clients:
         n = min(run.plan.storm_wave, run.plan.storm_clients - done)
-        t = time.monotonic()
         results = await asyncio.gather(
-            *(_storm_client(rng.choice(kinds), url, port, key, rng) for _ in range(n)),
-            run.daemon.health())
-        health_slowest = max(health_slowest, time.monotonic() - t)
+            *(_storm_client(rng.choice(kinds), url, port, key, rng) for _ in range(n)), timed_health())
         for r in results[:-1]:
             tally[r] = tally.get(r, 0) + 1
         if results[-1] is None:
@@ -494,7 +532,7 @@ async def websocket_storm(run: Run) -> None:
     await asyncio.sleep(min(run.plan.after_s, 10))   # traffic flows on; unauthenticated sockets time out (5 s)
     await run.finish()
     await asyncio.sleep(2)
-    fds_after, rss_after = run.daemon.fd_count(), run.daemon.rss_kb()
+    fds_after, kinds_after, rss_after = run.daemon.fd_count(), run.daemon.fd_kinds(), run.daemon.rss_kb()
     m_after = await _metrics(url)
     await probe.stop()
     ended_rows = [r["call_id"] for r in await run.db.fetch(
@@ -504,11 +542,12 @@ async def websocket_storm(run: Run) -> None:
         "storm": f"{done} clients in {storm_s:.1f}s ({run.plan.storm_wave} at once): {dict(sorted(tally.items()))}",
         "probe": f"{len(probe.seqs)} events, seq {probe.seqs[0] if probe.seqs else '-'}..{probe.seqs[-1] if probe.seqs else '-'}, "
                  f"{probe.pongs} pongs, call.ended for {len(probe.ended)} calls",
-        "daemon fds": f"{fds_before} before, {fds_after} after",
+        "daemon fds": f"{fds_before} {kinds_before} before, {fds_after} {kinds_after} after",
         "daemon RSS": f"{rss_before // 1024} MB before, {rss_after // 1024} MB after",
         "tasks": f"{m_before.get('cti_tasks')} before, {m_after.get('cti_tasks')} after",
         "WebSocket connections": f"{m_before.get('cti_ws_connections')} before, {m_after.get('cti_ws_connections')} after",
         "slowest /healthz during a wave": f"{health_slowest:.2f}s",
+        "slowest probe ping -> pong": f"{probe.rtt_max:.2f}s",
     })
     run.outcome.check("the probe's events arrived in order, none missing", probe.seqs and not probe.gaps,
                       probe.gaps[:3])

@@ -182,6 +182,37 @@ class DaemonProcess:
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def fd_kinds(self) -> dict[str, int]:
+        """The daemon's open fds by kind: ``unix`` (its PostgreSQL connections: the embedded
+        server has only a socket), ``http`` (connections to its HTTP port), ``tcp`` (other
+        sockets: AMI, listeners), ``pipe``, ``file``, ``other``."""
+        inodes: dict[str, str] = {}
+        for table in ("tcp", "tcp6"):
+            try:
+                lines = Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                f = line.split()
+                local_port = int(f[1].rsplit(":", 1)[1], 16)
+                inodes[f[9]] = "http" if local_port == self.port and f[3] != "0A" else "tcp"
+        kinds: dict[str, int] = {}
+        for fd in os.listdir(f"/proc/{self.pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{self.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                kind = inodes.get(target[8:-1], "unix")
+            elif target.startswith("pipe:"):
+                kind = "pipe"
+            elif target.startswith("/"):
+                kind = "file"
+            else:
+                kind = "other"
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return dict(sorted(kinds.items()))
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
