@@ -245,14 +245,20 @@ class AcdService:
         """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
         (a daemon restart, or events missed while away), with what the dialplan
         set on their channel: their place, steps and max wait count from the wait
-        start it stored. Agents found talking are on call (``_adopt_talking``)."""
-        for item in channels:
+        start it stored. Agents found talking are on call (``_adopt_talking``), and
+        they are taken first: a waiting caller adopted before them would be offered
+        to an agent who only looks free (Asterisk lists channels in no order)."""
+        def talking(item: Any) -> bool:
             context = item.get("Context")
             # An agent leg in cti-acd-callback has answered (the customer may still ring).
-            if (context == "cti-acd-offer" and item.get("BridgeId")) or context == "cti-acd-callback":
+            return (context == "cti-acd-offer" and bool(item.get("BridgeId"))) or context == "cti-acd-callback"
+
+        for item in channels:
+            if talking(item):
                 await self._adopt_talking(item)
-                continue
-            if context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
+        for item in channels:
+            context = item.get("Context")
+            if talking(item) or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
                 continue
             call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
             if not call_id or not channel or call_id in self.calls:
