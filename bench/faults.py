@@ -177,11 +177,27 @@ class Run:
             "acknowledged but never created (Asterisk died first)": len(ghosts),
             "refused while Asterisk was away": self.traffic.refused,
         })
+        double = await self.double_booked()
+        self.outcome.check("no agent on two calls at once", not double, double[:3])
         if self.daemon is not None and (h := await self.health()) is not None:
             self.outcome.figures["writer"] = {k: h["database"][k] for k in ("written", "dropped", "rejected",
                                                                             "failures")}
             self.outcome.check("no row dropped by the writer", h["database"]["dropped"] == 0,
                                h["database"]["dropped"])
+
+    async def double_booked(self) -> list[str]:
+        """Calls an agent answered while still on an earlier one (the router offered a
+        busy agent: simulated agents answer any number of calls, real ones would not)."""
+        rows = await self.db.fetch(
+            "SELECT call_id, agent, agent_answered_at, ended_at FROM calls WHERE call_id LIKE $1"
+            " AND agent IS NOT NULL AND agent_answered_at IS NOT NULL ORDER BY agent, agent_answered_at",
+            self.traffic.prefix + "%")
+        out = []
+        for prev, nxt in zip(rows, rows[1:]):
+            if prev["agent"] == nxt["agent"] and prev["ended_at"] is not None \
+                    and nxt["agent_answered_at"] < prev["ended_at"]:
+                out.append(f"{nxt['agent']}: {nxt['call_id']} during {prev['call_id']}")
+        return out
 
     async def close(self) -> None:
         await self.traffic.close()
