@@ -250,6 +250,9 @@ class CallModel:
         started = call is None
         if call is None:
             call = self.calls[linkedid] = Call(call_id=linkedid, started_at=at)
+        elif at < call.started_at:
+            # A resync lists legs in no order: the call began with its oldest leg.
+            call.started_at = at
         call.legs[uid] = Leg(uid, linkedid, channel, at)
         call.legs_seen += 1
         self.legs[uid] = call

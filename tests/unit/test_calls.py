@@ -238,3 +238,12 @@ def test_an_agent_found_talking_after_a_restart_is_named_on_the_call():
     # Found again (another resync): nothing new; the agent's leg ending leaves the call as usual.
     assert model.agent_found("c1", "a4", "Local/agent4@cti-demo-agents/n", 1001.0) == []
     assert model.agent_found("gone", "a4", "x", 1001.0) == []
+
+
+def test_a_call_first_seen_in_a_resync_starts_with_its_oldest_leg_whatever_the_listing_order():
+    listing = list(reversed(_listing_caller_bridged_with_agent()))  # the agent's leg (4 s old) first
+    model = CallModel()
+    model.resync(listing, [{"Uniqueid": "c1", "Queue": "billing", "Wait": "7"}], 1000.0)
+    c = model.calls["c1"]
+    assert c.started_at == 1000.0 - 9        # the caller's leg, 9 s old
+    assert c.started_at <= c.answered_at and c.started_at <= c.queue_joined_at
