@@ -47,6 +47,7 @@ import aiohttp
 
 from bench.harness import (Database, DaemonProcess, HarnessError, Traffic, daemon_env, demo_times, integrity,
                            sandbox, wait_quiet)
+from acd.config import load_config
 from bench.integrity import IntegrityReport
 
 ACD_CONFIG = Path(__file__).with_name("faults-acd.toml")
@@ -188,10 +189,13 @@ class Run:
     async def double_booked(self) -> list[str]:
         """Calls an agent answered while still on an earlier one (the router offered a
         busy agent: simulated agents answer any number of calls, real ones would not)."""
+        # The ACD's agents only: app_queue's fallback members (callers sent there while the
+        # ACD's heartbeat was stale) ring whoever Asterisk likes.
+        agents = [a.id for a in load_config(ACD_CONFIG).agents]
         rows = await self.db.fetch(
             "SELECT call_id, agent, agent_answered_at, ended_at FROM calls WHERE call_id LIKE $1"
-            " AND agent IS NOT NULL AND agent_answered_at IS NOT NULL ORDER BY agent, agent_answered_at",
-            self.traffic.prefix + "%")
+            " AND agent = ANY($2) AND agent_answered_at IS NOT NULL ORDER BY agent, agent_answered_at",
+            self.traffic.prefix + "%", agents)
         out = []
         for prev, nxt in zip(rows, rows[1:]):
             if prev["agent"] == nxt["agent"] and prev["ended_at"] is not None \
