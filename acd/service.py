@@ -214,7 +214,7 @@ class AcdService:
             return
         if kind == "call.connected" and waiting.answered and data.get("agent") not in (None, waiting.agent):
             self._transferred_to(cid, waiting, str(data["agent"]), ev.at)
-        elif kind == "call.connected" and waiting.agent is not None:
+        elif kind == "call.connected" and waiting.agent is not None and not waiting.answered:
             waiting.answered = True
             self.carried.pop(cid, None)
             self._apply(self.router.offer_answered(cid, waiting.agent, ev.at))
@@ -273,14 +273,20 @@ class AcdService:
         """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
         (a daemon restart, or events missed while away), with what the dialplan
         set on their channel: their place, steps and max wait count from the wait
-        start it stored. Agents found talking are on call (``_adopt_talking``)."""
-        for item in channels:
+        start it stored. Agents found talking are on call (``_adopt_talking``), and
+        they are taken first: a waiting caller adopted before them would be offered
+        to an agent who only looks free (Asterisk lists channels in no order)."""
+        def talking(item: Any) -> bool:
             context = item.get("Context")
             # An agent leg in cti-acd-callback has answered (the customer may still ring).
-            if (context == "cti-acd-offer" and item.get("BridgeId")) or context == "cti-acd-callback":
+            return (context == "cti-acd-offer" and bool(item.get("BridgeId"))) or context == "cti-acd-callback"
+
+        for item in channels:
+            if talking(item):
                 await self._adopt_talking(item)
-                continue
-            if context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
+        for item in channels:
+            context = item.get("Context")
+            if talking(item) or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
                 continue
             call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
             if not call_id or not channel or call_id in self.calls:
@@ -333,9 +339,15 @@ class AcdService:
         if callback:
             waiting.leg = uniqueid
             self.legs[uniqueid] = call_id
-        else:
-            self.core.model.expect_agent(call_id, agent, self.devices.get(agent, self.config.agent(agent).device))
+        device = self.devices.get(agent, self.config.agent(agent).device)
+        if not callback:
+            self.core.model.expect_agent(call_id, agent, device)
         self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
+        if not callback:
+            # The call's record learns its agent too (one who answered while we were away
+            # is otherwise never named on it).
+            for ev in self.core.model.agent_found(call_id, agent, device, time.time()):
+                self.core.bus.publish(ev)
         self.adopted += 1
         log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
 

@@ -13,6 +13,8 @@ its scrape config), or ``open``.
 """
 from __future__ import annotations
 
+import asyncio
+
 import ipaddress
 import time
 from typing import Any
@@ -44,6 +46,7 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
     fams.append(m.counter("cti_ami_frames_total", "AMI frames fed to the call model", core.frames_in))
     fams.append(m.counter("cti_bus_events_total", "Call events published on the bus", core.bus.published))
     fams.append(m.counter("cti_bus_subscriber_errors_total", "Bus subscribers that raised", core.bus.errors))
+    fams.append(m.gauge("cti_tasks", "asyncio tasks alive in the daemon", len(asyncio.all_tasks())))
     ami = core.ami.health if core.ami is not None else None
     fams.append(m.gauge("cti_ami_connected", "1 when logged in to Asterisk", int(bool(ami and ami.logged_in))))
     if ami is not None and ami.last_event_at is not None:

@@ -259,6 +259,9 @@ class CallModel:
         started = call is None
         if call is None:
             call = self.calls[linkedid] = Call(call_id=linkedid, started_at=at)
+        elif at < call.started_at:
+            # A resync lists legs in no order: the call began with its oldest leg.
+            call.started_at = at
         call.legs[uid] = Leg(uid, linkedid, channel, at)
         call.legs_seen += 1
         self.legs[uid] = call
@@ -610,6 +613,33 @@ class CallModel:
         call = self.calls.get(call_id)
         if call is not None:
             call.expected = (agent, channel_prefix(device))
+
+    def agent_found(self, call_id: str, agent: str, device: str, now: float) -> list[CallEvent]:
+        """After a resync: ``agent`` was found talking with this call's caller (read
+        from the caller's channel: an agent who answered while we were away, or
+        before a restart). A call that did not know it gets it: the agent answered
+        at ``now`` at the latest (``call.connected`` with ``estimated``; the store
+        keeps an earlier answer it already holds), and the agent's leg is the
+        one bridged with the caller. Nothing if the call already has this agent
+        or is gone."""
+        call = self.calls.get(call_id)
+        out: list[CallEvent] = []
+        if call is None or (call.agent == agent and call.agent_answered_at is not None):
+            return out
+        origin = call.legs.get(call_id)
+        if origin is not None and origin.bridge is not None:
+            peers = sorted(u for u in self.bridges.get(origin.bridge, ()) if u != call_id and u in call.legs)
+            if peers:
+                call.agent_leg = peers[0]
+                call.agent_legs[peers[0]] = agent
+        call.agent, call.agent_answered_at = agent, now
+        if call.in_queue:
+            call.in_queue = False
+            call.queue_left_at = now
+            self._emit(call, "call.dequeued", now, out, queue=call.queue)
+        self._emit(call, "call.connected", now, out, agent=agent, device=device, uniqueid=call.agent_leg,
+                   estimated=True)
+        return out
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
         """An event about a live call from elsewhere in the daemon (e.g. the ACD's

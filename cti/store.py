@@ -159,13 +159,14 @@ _CALL_COLUMNS = (
     "answered_at", "queue", "queue_joined_at", "queue_left_at", "agent", "agent_answered_at",
     "ended_at", "hangup_cause", "hangup_cause_txt", "abandoned", "end_estimated", "legs",
 )
-_KEEP_KNOWN = ("caller_num", "caller_name", "exten", "answered_at", "queue", "queue_joined_at",
-               "queue_left_at", "agent", "agent_answered_at", "ended_at", "hangup_cause",
-               "hangup_cause_txt")
+_KEEP_KNOWN = ("caller_num", "caller_name", "exten", "queue", "queue_joined_at",
+               "queue_left_at", "agent", "ended_at", "hangup_cause", "hangup_cause_txt")
 
 _SEP = ",\n    "
 # The WHERE clause keeps an ended call ended: a later non-ended snapshot (or an
-# estimated end over a real one) leaves the stored row as it is.
+# estimated end over a real one) leaves the stored row as it is. A call is answered
+# once: the stored answer stays. So does the stored agent's answer while the agent
+# is the same (a restarted daemon only estimates both; a new agent is a new answer).
 _UPSERT_CALL = f"""
 INSERT INTO calls AS c ({", ".join(_CALL_COLUMNS)})
 VALUES ({", ".join(f"${i}" for i in range(1, len(_CALL_COLUMNS) + 1))})
@@ -174,6 +175,10 @@ ON CONFLICT (call_id) DO UPDATE SET
     direction = EXCLUDED.direction,
     started_at = LEAST(c.started_at, EXCLUDED.started_at),
     {_SEP.join(f"{col} = COALESCE(EXCLUDED.{col}, c.{col})" for col in _KEEP_KNOWN)},
+    answered_at = COALESCE(c.answered_at, EXCLUDED.answered_at),
+    agent_answered_at = CASE WHEN EXCLUDED.agent IS NOT NULL AND EXCLUDED.agent IS DISTINCT FROM c.agent
+                             THEN EXCLUDED.agent_answered_at
+                             ELSE COALESCE(c.agent_answered_at, EXCLUDED.agent_answered_at) END,
     abandoned = EXCLUDED.abandoned OR c.abandoned,
     end_estimated = EXCLUDED.end_estimated,
     legs = GREATEST(EXCLUDED.legs, c.legs),

@@ -168,7 +168,10 @@ class RecordingService:
                 live.agent = agent
                 if live.active is not None and live.active.recording_id is not None:
                     self._spawn(self._db(rec_store.add_agent, live.active.recording_id, agent))
-            self._policy(live, "agent_answer")
+            # An agent found talking after a restart answered earlier: a recording the
+            # policy wanted then is already running in Asterisk (MixMonitor outlives us).
+            if not ev.data.get("estimated"):
+                self._policy(live, "agent_answer")
         elif kind == "call.answered":
             self._policy(self._live(ev), "call_answer")
         elif kind == "call.ended":

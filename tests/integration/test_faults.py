@@ -134,3 +134,52 @@ async def test_postgres_away_during_calls_loses_no_record(asterisk, demo_ami, tm
     finally:
         await d.stop()
         await pg.stop()
+
+
+async def test_an_agent_who_answers_while_the_daemon_is_down_is_named_on_the_call_record(
+        asterisk, demo_ami, database, tmp_path):
+    from tests.integration.conftest import hangup_all
+    from tests.integration.test_acd import call, ended_rows
+
+    hangup_all()
+    acd = tmp_path / "acd.toml"
+    acd.write_text('skills = ["billing"]\n[[agents]]\nid = "a4"\nname = "Dev"\n'
+                   'device = "Local/agent4@cti-demo-agents/n"\nskills = { billing = 5 }\n'
+                   'queues = { billing = {} }\nauto_login = true\n'
+                   '[[queues]]\nid = "billing"\nring_timeout_s = 15\nwrapup_s = 1\n')
+    settings = daemon_settings(database, tmp_path, acd_config=acd, acd_announce_every=0)
+    first = await start_daemon(settings)
+    try:
+        await eventually(lambda: first.core.acd is not None and first.core.acd.heartbeats > 0, timeout=10)
+        await set_demo_times(demo_ami, ring=(5, 5), talk=(8, 8))  # a4 answers after 5 s of ringing
+        caller = await call(demo_ami, "billing", 7)
+        await eventually(lambda: caller.channel_id in first.core.model.calls
+                         and first.core.model.calls[caller.channel_id].state == "offered", timeout=15,
+                         what="a4 ringing")
+        first.core.acd.handover = False  # as if it died while the agent's phone rang
+    finally:
+        await first.stop()
+    await eventually(lambda: _bridged(), timeout=15, what="a4 answered while the daemon was down")
+    second = await start_daemon(settings)
+    try:
+        (row,) = (await ended_rows(database, [caller.channel_id], timeout=40)).values()
+        assert row["agent"] == "a4" and row["agent_answered_at"] is not None and not row["abandoned"]
+        assert row["answered_at"] <= row["agent_answered_at"] <= row["ended_at"]
+    finally:
+        await second.stop()
+        await set_demo_times(demo_ami)
+
+
+def _bridged() -> bool:
+    """The demo agent a4 (Local/agent4) is up and in a bridge."""
+    import subprocess
+
+    from tests.integration.conftest import SANDBOX
+
+    out = subprocess.run([str(SANDBOX), "cli", "core show channels concise"], capture_output=True, text=True,
+                         timeout=10).stdout
+    for line in out.splitlines():
+        f = line.split("!")
+        if len(f) > 12 and f[0].startswith("Local/agent4@") and f[4] == "Up" and f[12]:
+            return True
+    return False

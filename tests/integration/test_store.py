@@ -254,6 +254,32 @@ async def test_a_later_snapshot_never_unends_a_call_nor_forgets_a_timestamp(sche
     assert stored["hangup_cause"] == 16
 
 
+async def test_a_restarted_daemons_estimates_never_replace_the_answers_already_stored(schema: str) -> None:
+    w = Writer(schema)
+    await w.start()
+    for cid in ("c1", "c2"):
+        w.submit(call(cid, "talking", answered_at=T0 + timedelta(seconds=1), agent="a-1",
+                      agent_answered_at=T0 + timedelta(seconds=3)))
+    assert await w.drain(10)
+    # After a restart the model estimates: answered when the leg was first listed,
+    # the agent found talking at the resync.
+    w.submit(call("c1", "talking", answered_at=T0 + timedelta(seconds=2), agent="a-1",
+                  agent_answered_at=T0 + timedelta(seconds=60)))
+    # A new agent is a new answer (a transfer): it replaces the first.
+    w.submit(call("c2", "talking", answered_at=T0 + timedelta(seconds=1), agent="a-2",
+                  agent_answered_at=T0 + timedelta(seconds=30)))
+    w.submit(call("c3", "talking", answered_at=T0 + timedelta(seconds=2), agent="a-3",
+                  agent_answered_at=T0 + timedelta(seconds=60)))   # nothing stored yet: taken as is
+    assert await w.drain(10)
+    await w.stop()
+    got = {r["call_id"]: r for r in await rows(schema, "SELECT * FROM calls")}
+    assert (got["c1"]["answered_at"], got["c1"]["agent"], got["c1"]["agent_answered_at"]) == (
+        T0 + timedelta(seconds=1), "a-1", T0 + timedelta(seconds=3))
+    assert (got["c2"]["agent"], got["c2"]["agent_answered_at"]) == ("a-2", T0 + timedelta(seconds=30))
+    assert (got["c3"]["answered_at"], got["c3"]["agent_answered_at"]) == (
+        T0 + timedelta(seconds=2), T0 + timedelta(seconds=60))
+
+
 async def test_open_calls_are_closed_as_estimated_and_a_real_end_replaces_the_estimate(schema: str) -> None:
     w = Writer(schema)
     await w.start()

@@ -261,3 +261,43 @@ def test_an_outbound_mark_on_another_leg_or_with_a_bad_agent_id_is_ignored():
         evs.extend(model.feed(h, 0.0))
     view = next(e for e in evs if e.kind == "call.ended" and e.call_id == "click1").call
     assert view.direction != "outbound" and not any(e.kind == "call.outbound" for e in evs)
+
+
+def _listing_caller_bridged_with_agent() -> list[dict[str, str]]:
+    """CoreShowChannels after a restart: a caller in cti-acd-offer bridged with an agent's leg."""
+    common = {"ChannelStateDesc": "Up", "Linkedid": "c1"}
+    return [
+        {**common, "Channel": "Local/p120@cti-demo-caller-00000001;1", "Uniqueid": "c1", "Duration": "00:00:09",
+         "Context": "cti-acd-offer", "BridgeId": "b1", "CallerIDNum": "+4930123", "CallerIDName": "Ann"},
+        {**common, "Channel": "Local/p120@cti-demo-caller-00000001;2", "Uniqueid": "c1-2", "Duration": "00:00:09"},
+        {**common, "Channel": "Local/agent4@cti-demo-agents-00000002;1", "Uniqueid": "c1-a",
+         "Duration": "00:00:04", "BridgeId": "b1"},
+    ]
+
+
+def test_an_agent_found_talking_after_a_restart_is_named_on_the_call():
+    model = CallModel()
+    model.resync(_listing_caller_bridged_with_agent(), [], 1000.0)
+    assert model.calls["c1"].state == "talking" and model.calls["c1"].agent is None
+    out = model.agent_found("c1", "a4", "Local/agent4@cti-demo-agents/n", 1000.5)
+    (connected,) = of_kind(out, "call.connected")
+    assert connected.data["agent"] == "a4" and connected.data["estimated"]
+    assert connected.data["uniqueid"] == "c1-a"
+    c = connected.call
+    assert (c.agent, c.agent_answered_at, c.state) == ("a4", 1000.5, "talking")
+    assert c.answered_at <= c.agent_answered_at
+    # Found again (another resync): nothing new; the agent's leg ending leaves the call as usual.
+    assert model.agent_found("c1", "a4", "Local/agent4@cti-demo-agents/n", 1001.0) == []
+    assert model.agent_found("gone", "a4", "x", 1001.0) == []
+    left = model.feed({"Event": "Hangup", "Uniqueid": "c1-a", "Linkedid": "c1", "Cause": "16",
+                       "Channel": "Local/agent4@cti-demo-agents-00000002;1"}, 1002.0)
+    assert [e.data["agent"] for e in of_kind(left, "call.agent_left")] == ["a4"]
+
+
+def test_a_call_first_seen_in_a_resync_starts_with_its_oldest_leg_whatever_the_listing_order():
+    listing = list(reversed(_listing_caller_bridged_with_agent()))  # the agent's leg (4 s old) first
+    model = CallModel()
+    model.resync(listing, [{"Uniqueid": "c1", "Queue": "billing", "Wait": "7"}], 1000.0)
+    c = model.calls["c1"]
+    assert c.started_at == 1000.0 - 9        # the caller's leg, 9 s old
+    assert c.started_at <= c.answered_at and c.started_at <= c.queue_joined_at

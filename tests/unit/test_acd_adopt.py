@@ -1,0 +1,69 @@
+"""The ACD taking over after a restart (AcdService.adopt) on a channel listing, with a
+fake AMI that answers Getvar from a table: no Asterisk, no database."""
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from acd.config import AcdConfig
+from acd.service import AcdService
+from cti.calls import CallModel
+from cti.events import Bus
+
+CONFIG = AcdConfig.model_validate({
+    "skills": ["billing"],
+    "agents": [{"id": "a4", "name": "Dev", "device": "Local/agent4@cti-demo-agents/n",
+                "skills": {"billing": 5}, "queues": {"billing": {}}, "auto_login": True}],
+    "queues": [{"id": "billing", "ring_timeout_s": 15, "wrapup_s": 1}],
+})
+
+
+class FakeAmi:
+    """Getvar answered from ``values`` (channel -> variable -> value); every other action is recorded."""
+
+    def __init__(self, values: dict[str, dict[str, str]]) -> None:
+        self.values = values
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def send(self, action: str, headers: dict[str, Any] | None = None, *, shape: str,
+                   timeout: float | None = None) -> Any:
+        headers = headers or {}
+        self.sent.append((action, headers))
+        value = self.values.get(headers.get("Channel", ""), {}).get(headers.get("Variable", ""), "")
+        return SimpleNamespace(response=SimpleNamespace(headers={"Value": value}))
+
+
+def _service(values: dict[str, dict[str, str]]) -> AcdService:
+    core = SimpleNamespace(model=CallModel(), bus=Bus(), ami=FakeAmi(values), writer=None, dsn=None,
+                           settings=SimpleNamespace(acd_default_queue="billing"))
+    service = AcdService(core, CONFIG)
+    service._apply(service.router.auto_login(time.time()))
+    return service
+
+
+WAITING = {"Channel": "Local/p90@cti-demo-caller-00000001;1", "Uniqueid": "w1", "Linkedid": "w1",
+           "Context": "cti-acd-wait", "ChannelStateDesc": "Up", "Duration": "00:00:05"}
+TALKING = {"Channel": "Local/p90@cti-demo-caller-00000002;1", "Uniqueid": "t1", "Linkedid": "t1",
+           "Context": "cti-acd-offer", "BridgeId": "b1", "ChannelStateDesc": "Up", "Duration": "00:00:20"}
+AGENT_LEG = {"Channel": "Local/agent4@cti-demo-agents-00000003;1", "Uniqueid": "t1-a", "Linkedid": "t1",
+             "Context": "cti-phone-answered", "BridgeId": "b1", "ChannelStateDesc": "Up", "Duration": "00:00:12"}
+VALUES = {WAITING["Channel"]: {"CTI_QUEUE": "billing", "CTI_WAIT_START": str(int(time.time()) - 5)},
+          TALKING["Channel"]: {"CTI_AGENT": "a4", "CTI_QUEUE": "billing"}}
+
+
+async def test_an_agent_found_talking_is_not_offered_a_caller_listed_before_its_call():
+    service = _service(VALUES)
+    listing = [WAITING, TALKING, AGENT_LEG]   # Asterisk lists channels in no particular order
+    service.core.model.resync(listing, [], time.time())
+    await service.adopt(listing)
+    state = service.router.agent_state("a4")
+    assert (state.state, state.call_id) == ("on_call", "t1")
+    offers = []
+    while not service._actions.empty():
+        what, payload = service._actions.get_nowait()
+        if what == "offer":
+            offers.append(payload[0].call_id)
+    assert offers == []          # the only agent is talking: the caller waits for them
+    assert "w1" in service.calls and service.calls["w1"].agent is None
+    assert service.core.model.calls["t1"].agent == "a4"
