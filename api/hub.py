@@ -295,6 +295,16 @@ class Hub:
     def connections(self) -> int:
         return sum(len(s.conns) for s in self.streams.values())
 
+    def queue_depths(self) -> tuple[int, int]:
+        """Messages waiting in connections' send queues: ``(total, deepest)``."""
+        total = deepest = 0
+        for s in self.streams.values():
+            for c in s.conns:
+                n = len(c.queue)
+                total += n
+                deepest = max(deepest, n)
+        return total, deepest
+
 
 # -- topics ------------------------------------------------------------------------
 
