@@ -123,6 +123,9 @@ class IvrService:
         with structlog.contextvars.bound_contextvars(call_id=call_id):
             log.info("ivr.start", menu=walker.entry, calendar=walker.calendar_state, did=info.did)
             request = walker.start()
+            # The entry step goes out now, not after the first prompt's answer (the
+            # caller may take seconds to press a key): supervisors see the caller in the IVR.
+            self._flush(call_id, walker)
             try:
                 while not isinstance(request, Finished):
                     result: Any
