@@ -338,7 +338,8 @@ async def scratch_database(url: str | None) -> AsyncIterator[tuple[str, int | No
 class DaemonProcess:
     """``cti serve`` as a child process, configured by environment variables."""
 
-    def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500) -> None:
+    def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500,
+                 profile: Path | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         (workdir / "acd.toml").write_text(acd_toml(agents))
@@ -351,7 +352,8 @@ class DaemonProcess:
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
+        prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -606,6 +608,11 @@ class Options:
     database_url: str | None = None
     sample_every: float = 10.0
     soak_csv: Path | None = None
+    profile: Path | None = None       # run the daemon under cProfile, stats written here at exit
+    idle_s: float = 10.0              # CPU measured with clients connected and no calls, first
+    # The daemon rolls up report history 30 s after it starts (a one-off catch-up: 400 days on a
+    # fresh database); measuring starts after it, so a run does not pay the start-up.
+    settle_s: float = 45.0
 
     def agent_count(self, rate: float | None = None) -> int:
         if self.agents:
@@ -626,7 +633,8 @@ class Bed:
         self.dsn, postmaster = await self._stack.enter_async_context(scratch_database(self.opts.database_url))
         self.workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="cti-load-")))
         self.http = await self._stack.enter_async_context(aiohttp.ClientSession())
-        self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents)
+        self.started = time.monotonic()
+        self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile)
         self._stack.callback(self.daemon.stop)
         await self.daemon.wait_ready(self.http, self.agents)
         self.cpu = Cpu(self.daemon.pid, asterisk_pid(), postmaster)
@@ -806,6 +814,10 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
         agents, sups = await bed.connect_clients()
         sampler = Sampler(bed, opts.sample_every if soak else 1.0)
         sampling = asyncio.create_task(sampler.run())
+        await asyncio.sleep(max(0.0, bed.started + opts.settle_s - time.monotonic()))
+        idle0 = bed.cpu.read()
+        await asyncio.sleep(opts.idle_s)
+        idle = {k: round(v / opts.idle_s, 3) for k, v in diff(idle0, bed.cpu.read()).items()}
         rng = random.Random(opts.seed)
         counter = [0]
         steps = []
@@ -821,7 +833,8 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
             await asyncio.gather(sampling, return_exceptions=True)
         await sampler.sample()
     out: dict[str, Any] = {"mode": "ramp" if ramp else ("soak" if soak else "load"), "conditions": conditions(opts),
-                           "agents": agents_n, "supervisors": opts.supervisors, "steps": steps}
+                           "agents": agents_n, "supervisors": opts.supervisors,
+                           "idle_cpu_s_per_s": idle, "steps": steps}
     if soak:
         out["soak"] = soak_verdict(sampler.rows)
         if opts.soak_csv is not None:
@@ -949,6 +962,7 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
     agents_n = opts.agent_count()
     async with Bed(opts, agents_n) as bed:
         tokens = await make_sessions(bed.dsn, clients)
+        await asyncio.sleep(max(0.0, bed.started + opts.settle_s - time.monotonic()))
         rss_before = rss_kb(bed.daemon.pid)[0]
         url = bed.daemon.base.replace("http", "ws") + "/ws"
         ctx = multiprocessing.get_context("spawn")
@@ -1049,6 +1063,9 @@ def load_table(out: dict[str, Any]) -> str:
             f"| {ms(r['agent_free_p50_s'])} / {ms(r['agent_free_p99_s'])} | <= {ms(lag['p50_le_s'])} / "
             f"<= {ms(lag['p99_le_s'])} | {cpu['daemon']:.1f} s | {cpu['asterisk']:.1f} s | {cpu['postgres']:.1f} s "
             f"| {per['daemon']:.1f} / {per['asterisk']:.1f} ms | {s['daemon_rss_peak_mb']:.0f} MB | {integ} |")
+    idle = out["idle_cpu_s_per_s"]
+    lines.append(f"\nIdle (clients connected, no calls), CPU seconds per second: daemon {idle['daemon']}, "
+                 f"Asterisk {idle['asterisk']}, PostgreSQL {idle['postgres']}")
     if "highest_sustained_rate" in out:
         lines.append(f"\nHighest rate sustained: {out['highest_sustained_rate']}/s")
     if "soak" in out:
@@ -1106,13 +1123,14 @@ def main() -> int:
     ap.add_argument("--fanout", type=int, help="connect this many supervisor clients and measure delivery")
     ap.add_argument("--fanout-processes", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the JSON here")
+    ap.add_argument("--profile", type=Path, help="run the daemon under cProfile; its stats are written here")
     a = ap.parse_args()
     if not (0 <= a.ivr_share <= 1 and 0 <= a.abandon_share <= 1) or a.rate <= 0 or a.duration <= 0:
         ap.error("shares are between 0 and 1; rate and duration are positive")
     opts = Options(rate=a.rate, duration=a.duration, agents=a.agents, supervisors=a.supervisors, ring=a.ring,
                    talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share), seed=a.seed,
                    database_url=a.database_url, sample_every=a.sample_every,
-                   soak_csv=a.csv if a.soak else None)
+                   soak_csv=a.csv if a.soak else None, profile=a.profile)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)
