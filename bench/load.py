@@ -632,7 +632,9 @@ class Bed:
         await self._stack.__aenter__()
         self.dsn, postmaster = await self._stack.enter_async_context(scratch_database(self.opts.database_url))
         self.workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="cti-load-")))
-        self.http = await self._stack.enter_async_context(aiohttp.ClientSession())
+        # No pool limit: every WebSocket client holds a connection for the whole run.
+        self.http = await self._stack.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         self.started = time.monotonic()
         self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile)
         self._stack.callback(self.daemon.stop)
