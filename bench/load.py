@@ -70,7 +70,7 @@ import tempfile
 import time
 from array import array
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterable
 
@@ -80,7 +80,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
-from bench.integrity import fetch_and_check  # noqa: E402
+from bench.integrity import check, fetch_and_check  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
 from cti.demo import DEMO_SECRET, DEMO_USER, place_call, set_demo_times  # noqa: E402
 
@@ -743,7 +743,14 @@ async def measure_step(bed: Bed, agents: list[WsClient], sups: list[WsClient], r
     ids = bed.watch.accepted[first:]
     conn = await asyncpg.connect(bed.dsn)
     try:
-        integrity = await fetch_and_check(conn, ids, since=since, until=until)
+        if first == 0:
+            integrity = await fetch_and_check(conn, ids, since=since, until=until)
+        else:
+            # A later step of a ramp: the same window check, less the earlier steps' calls.
+            earlier = set(bed.watch.accepted[:first])
+            rows = await conn.fetch("SELECT * FROM calls WHERE started_at BETWEEN $1 AND $2 OR call_id = ANY($3)",
+                                    since - timedelta(minutes=1), until + timedelta(minutes=1), ids)
+            integrity = check(ids, [dict(r) for r in rows if r["call_id"] not in earlier])
     finally:
         await conn.close()
     await asyncio.sleep(1)   # late screen-pops (ended phase) land
