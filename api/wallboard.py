@@ -26,7 +26,6 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -167,7 +166,7 @@ class WallboardService:
             self.agent_legs[ev.data["agent"]] = str(ev.data["uniqueid"])
         if view.queue_joined_at is None and cid not in self.rows:
             return
-        self.rows[cid] = asdict(view)
+        self.rows[cid] = view.as_dict()
         if ev.kind in _KINDS:
             self.events.setdefault(cid, []).append({"call_id": cid, "seq": ev.seq, "at": ev.at, "kind": ev.kind,
                                                     "data": dict(ev.data)})
