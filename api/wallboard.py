@@ -52,6 +52,7 @@ from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE, run_with_app
 from cti.errors import AmiError
 from cti.events import CallEvent
+from cti.store import keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +115,7 @@ class WallboardService:
         if self.core.dsn is not None:
             import asyncpg
             self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
-                                                   command_timeout=REPORT_TIMEOUT)
+                                                   command_timeout=REPORT_TIMEOUT, reset=keep_session)
         self._tasks = [asyncio.create_task(self._run_push(), name="wallboard-push"),
                        asyncio.create_task(self._run_rollups(), name="wallboard-rollups")]
 
