@@ -570,6 +570,15 @@ async def place_one(ami: AmiClient, rng: random.Random, mix: Mix, n: int) -> Non
                          variables={"CTI_QUEUE": rng.choice(QUEUES)}, id_prefix="ld")
 
 
+async def _placed(ami: AmiClient, rng: random.Random, mix: Mix, counter: list[int]) -> None:
+    """Place one call; an Originate Asterisk refuses or does not answer in time is counted
+    (``counter[1]``): a sign the sandbox is saturated, never a reason to stop."""
+    try:
+        await place_one(ami, rng, mix, counter[0])
+    except Exception:
+        counter[1] += 1
+
+
 async def traffic(ami: AmiClient, rng: random.Random, mix: Mix, rate: float, duration: float,
                   counter: list[int]) -> int:
     """Poisson arrivals at ``rate`` for ``duration`` seconds (scheduled on the clock,
@@ -585,7 +594,7 @@ async def traffic(ami: AmiClient, rng: random.Random, mix: Mix, rate: float, dur
             break
         await asyncio.sleep(max(0.0, due - loop.time()))
         counter[0] += 1
-        t = asyncio.create_task(place_one(ami, rng, mix, counter[0]))
+        t = asyncio.create_task(_placed(ami, rng, mix, counter))
         pending.add(t)
         t.add_done_callback(pending.discard)
         placed += 1
@@ -647,11 +656,17 @@ class Bed:
         self._stack.push_async_callback(self.ami.stop)
         await self.ami.wait_connected(15)
         await set_demo_times(self.ami, ring=self.opts.ring, talk=self.opts.talk)
-        self._stack.push_async_callback(set_demo_times, self.ami)
+        self._stack.push_async_callback(self._restore_demo_times)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self._stack.__aexit__(*exc)
+
+    async def _restore_demo_times(self) -> None:
+        try:
+            await set_demo_times(self.ami)
+        except Exception as e:   # a saturated Asterisk: the next run sets its own times anyway
+            print(f"# demo times not restored: {e}", file=sys.stderr)
 
     async def connect_clients(self) -> tuple[list[WsClient], list[WsClient]]:
         await make_users(self.dsn, self.agents, self.opts.supervisors)
@@ -727,7 +742,7 @@ async def measure_step(bed: Bed, agents: list[WsClient], sups: list[WsClient], r
     """Traffic at ``rate`` for ``duration``, drained; every figure of the step."""
     opts = bed.opts
     first = len(bed.watch.accepted)
-    failed0 = bed.watch.originate_failed
+    failed0 = bed.watch.originate_failed - counter[1]
     pops0 = {c.name: len(c.pops) for c in [*agents, *sups]}
     lags0 = len(sups[0].lags) if sups else 0
     m0 = await bed.daemon.metrics(bed.http)
@@ -781,7 +796,8 @@ async def measure_step(bed: Bed, agents: list[WsClient], sups: list[WsClient], r
     answered = sum(1 for cid in ids if cid in bed.watch.ring)
     return {
         "rate_asked": rate, "agents": bed.agents, "placing_s": round(placing_s, 1), "window_s": round(window, 1),
-        "placed": placed, "accepted": len(ids), "originate_failed": bed.watch.originate_failed - failed0,
+        "placed": placed, "accepted": len(ids),
+        "originate_failed": bed.watch.originate_failed + counter[1] - failed0,
         "calls_per_s": round(len(ids) / placing_s, 2), "peak_concurrent_calls": bed.watch.peak,
         "offered_to_agents": answered,
         "screenpop": {"offers": len(offers), "popped": len(offers) - len(missing), "missing": len(missing),
@@ -815,7 +831,8 @@ def step_ok(s: dict[str, Any]) -> bool:
             and s["calls_per_s"] >= 0.9 * s["rate_asked"])
 
 
-async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool = False) -> dict[str, Any]:
+async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool = False,
+                   partial: Path | None = None) -> dict[str, Any]:
     rates = ramp or [opts.rate]
     agents_n = opts.agent_count(max(rates))
     raise_fd_limit()
@@ -828,12 +845,15 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
         await asyncio.sleep(opts.idle_s)
         idle = {k: round(v / opts.idle_s, 3) for k, v in diff(idle0, bed.cpu.read()).items()} if opts.idle_s else {}
         rng = random.Random(opts.seed)
-        counter = [0]
+        counter = [0, 0]
         steps = []
         try:
             for rate in rates:
                 s = await measure_step(bed, agents, sups, rate, opts.duration, rng, counter, sampler)
                 steps.append(s)
+                if partial is not None:   # what was measured survives a run that ends badly
+                    partial.write_text(json.dumps({"conditions": conditions(opts), "agents": agents_n,
+                                                   "steps": steps}, indent=1, default=str))
                 print(f"# step {rate}/s: {json.dumps(_short(s))}", file=sys.stderr, flush=True)
                 if ramp and not step_ok(s):
                     break
@@ -995,7 +1015,7 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
         m0 = await bed.daemon.metrics(bed.http)
         cpu0, t0 = bed.cpu.read(), time.monotonic()
         rng = random.Random(opts.seed)
-        placed = await traffic(bed.ami, rng, opts.mix, opts.rate, opts.duration, [0])
+        placed = await traffic(bed.ami, rng, opts.mix, opts.rate, opts.duration, [0, 0])
         await bed.drain(0, timeout=max(opts.mix.patience) + 60)
         await asyncio.sleep(2)
         cpu1, window = bed.cpu.read(), time.monotonic() - t0
@@ -1148,7 +1168,8 @@ def main() -> int:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)
     else:
-        out = asyncio.run(run_load(opts, ramp=a.ramp, soak=a.soak))
+        out = asyncio.run(run_load(opts, ramp=a.ramp, soak=a.soak,
+                                   partial=a.json.with_suffix(".partial.json") if a.json else None))
         table = load_table(out)
     text = json.dumps(out, indent=1, default=str)
     if a.json:
