@@ -339,7 +339,7 @@ class DaemonProcess:
     """``cti serve`` as a child process, configured by environment variables."""
 
     def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500,
-                 profile: Path | None = None) -> None:
+                 ws_replay_max: int = 1000, profile: Path | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         (workdir / "acd.toml").write_text(acd_toml(agents))
@@ -349,7 +349,8 @@ class DaemonProcess:
             "CTI_DATABASE_URL": dsn, "CTI_HTTP_PORT": str(self.port), "CTI_STATE_DIR": str(workdir / "state"),
             "CTI_ACD_CONFIG": str(workdir / "acd.toml"), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": "warning", "CTI_LOG_FORMAT": "json",
-            "CTI_WS_QUEUE_MAX": str(ws_queue_max), "PYTHONPATH": str(ROOT),
+            "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
+            "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")
         prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
@@ -622,6 +623,7 @@ class Options:
     # The daemon rolls up report history 30 s after it starts (a one-off catch-up: 400 days on a
     # fresh database); measuring starts after it, so a run does not pay the start-up.
     settle_s: float = 45.0
+    ws_replay_max: int = 1000         # the daemon's ws_replay_max (events kept per stream for resume)
 
     def agent_count(self, rate: float | None = None) -> int:
         if self.agents:
@@ -645,7 +647,8 @@ class Bed:
         self.http = await self._stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         self.started = time.monotonic()
-        self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile)
+        self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile,
+                                    ws_replay_max=self.opts.ws_replay_max)
         self._stack.callback(self.daemon.stop)
         await self.daemon.wait_ready(self.http, self.agents)
         self.cpu = Cpu(self.daemon.pid, asterisk_pid(), postmaster)
@@ -1154,6 +1157,8 @@ def main() -> int:
     ap.add_argument("--fanout", type=int, help="connect this many supervisor clients and measure delivery")
     ap.add_argument("--fanout-processes", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write the JSON here")
+    ap.add_argument("--ws-replay-max", type=int, default=1000,
+                    help="the daemon's ws_replay_max: a soak with a small one tells the replay rings' growth apart")
     ap.add_argument("--profile", type=Path, help="run the daemon under cProfile; its stats are written here")
     a = ap.parse_args()
     if a.rate is None:
@@ -1163,7 +1168,7 @@ def main() -> int:
     opts = Options(rate=a.rate, duration=a.duration, agents=a.agents, supervisors=a.supervisors, ring=a.ring,
                    talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share), seed=a.seed,
                    database_url=a.database_url, sample_every=a.sample_every,
-                   soak_csv=a.csv if a.soak else None, profile=a.profile)
+                   soak_csv=a.csv if a.soak else None, profile=a.profile, ws_replay_max=a.ws_replay_max)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)
