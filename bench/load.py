@@ -3,7 +3,7 @@
 One command drives Poisson arrivals of simulated callers (``cti.demo``: Originate
 of Local channels) into the sandbox, a share of them through the IVR pressing
 keys (``cti-demo-dtmf``), a share with a short patience (they abandon), onto N
-simulated agents of a generated ACD configuration. Every agent has a WebSocket
+simulated agents of an ACD configuration written for the run. Every agent has a WebSocket
 client logged in through the API as that agent, beside a few supervisors. The
 daemon runs as its own process (``cti serve``), so its CPU and memory are read
 from /proc apart from this generator's, next to Asterisk's (the sandbox's pid).
@@ -112,7 +112,7 @@ invalid_prompt = "beep"
 """
 
 
-# -- pure helpers ------------------------------------------------------------------
+# -- pure functions ------------------------------------------------------------------
 
 def acd_toml(agents: int, ring_timeout_s: int = 15) -> str:
     """N agents (``agent1``..), each in the three queues with every skill, no wrap-up."""
