@@ -188,6 +188,34 @@ def spans_from_changes(changes: Iterable[StateChange], until: float | None = Non
     return out
 
 
+class SpanCache:
+    """``spans_from_changes(changes)`` for a log that grows by appending (the live
+    board's: it is rebuilt at every push), rebuilding only the agents whose changes
+    grew since the last call. ``clear()`` when the log is replaced or edited."""
+
+    def __init__(self) -> None:
+        self._by_agent: dict[str, tuple[tuple[int, StateChange], list[AgentSpan]]] = {}
+
+    def clear(self) -> None:
+        self._by_agent.clear()
+
+    def spans(self, changes: Iterable[StateChange]) -> list[AgentSpan]:
+        groups: dict[str, list[StateChange]] = defaultdict(list)
+        for ch in changes:
+            groups[ch.agent_id].append(ch)
+        out: list[AgentSpan] = []
+        for agent_id in sorted(groups):
+            rows = groups[agent_id]
+            key = (len(rows), rows[-1])
+            hit = self._by_agent.get(agent_id)
+            if hit is None or hit[0] != key:
+                hit = self._by_agent[agent_id] = (key, spans_from_changes(rows))
+            out.extend(hit[1])
+        for gone in self._by_agent.keys() - groups.keys():
+            del self._by_agent[gone]
+        return out
+
+
 def attach_wrapup(calls: Iterable[QueueCall], spans: Sequence[AgentSpan], *,
                   tolerance_s: float = 1.0) -> list[QueueCall]:
     """Answered calls with ``wrapup_s`` taken from their agent's state log.

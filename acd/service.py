@@ -34,7 +34,7 @@ from acd import core as acd_core
 from acd import store as acd_store
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
-from cti.store import AgentRow, AgentStateRow, close_pool
+from cti.store import AgentRow, AgentStateRow, close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -145,7 +145,7 @@ class AcdService:
         if self.core.dsn is not None:
             import asyncpg
             self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
-                                                   command_timeout=10)
+                                                   command_timeout=10, reset=keep_session)
             self._cb_writer = acd_store.CallbackWriter(self._pool)
             self._cb_writer.start()
         # The AMI client may have connected (and resynced) before we were here.

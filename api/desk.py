@@ -34,7 +34,7 @@ from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
 from api.throttle import LoginThrottle
 from cti.daemon import CORE
-from cti.store import close_pool
+from cti.store import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -208,7 +208,8 @@ def setup_auth(app: web.Application) -> None:
         try:
             holder.pool = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=10, timeout=5,
                                                     command_timeout=QUERY_TIMEOUT,
-                                                    server_settings={"application_name": "cti-api"})
+                                                    server_settings={"application_name": "cti-api"},
+                                                    reset=keep_session)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.error("api.no_database", error=type(exc).__name__)
             holder.pool = None

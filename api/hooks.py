@@ -41,7 +41,7 @@ import structlog
 from aiohttp import web
 
 from cti.customers import ACCOUNT, CustomerRecord, find_by_account, find_by_phone, normalise_e164
-from cti.store import close_pool
+from cti.store import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -187,7 +187,8 @@ def setup_hooks(app: web.Application) -> None:
         try:
             holder["pool"] = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=8, timeout=5,
                                                        command_timeout=QUERY_TIMEOUT,
-                                                       server_settings={"application_name": "cti-hooks"})
+                                                       server_settings={"application_name": "cti-hooks"},
+                                                       reset=keep_session)
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             log.error("hooks.no_database", error=f"{type(exc).__name__}: {exc}")
             holder["pool"] = None

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 from itertools import count
 from typing import Any, Callable, Iterable, Mapping
 
+from cti.events import CallView
+
 # Kinds that tie an agent to a call (data["agent"] is the agent id), and kinds
 # after which the agent named is no longer part of it.
 _JOIN = frozenset({"call.offered", "call.connected"})
@@ -300,6 +302,16 @@ class Hub:
     def connections(self) -> int:
         return sum(len(s.conns) for s in self.streams.values())
 
+    def queue_depths(self) -> tuple[int, int]:
+        """Messages waiting in connections' send queues: ``(total, deepest)``."""
+        total = deepest = 0
+        for s in self.streams.values():
+            for c in s.conns:
+                n = len(c.queue)
+                total += n
+                deepest = max(deepest, n)
+        return total, deepest
+
 
 # -- topics ------------------------------------------------------------------------
 
@@ -347,7 +359,7 @@ class CallAudience:
 def call_message(kind: str, call_id: str, call_seq: int, at: float, view: Any, data: Mapping[str, Any]) -> dict[str, Any]:
     """The WebSocket body of a call event (``view``: a ``cti.events.CallView``)."""
     return {"type": kind, "call_id": call_id, "call_seq": call_seq, "at": at,
-            "call": asdict(view), "data": dict(data)}
+            "call": view.as_dict() if isinstance(view, CallView) else asdict(view), "data": dict(data)}
 
 
 @dataclass(frozen=True, slots=True)

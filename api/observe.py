@@ -14,7 +14,6 @@ its scrape config), or ``open``.
 from __future__ import annotations
 
 import asyncio
-
 import ipaddress
 import time
 from typing import Any
@@ -46,7 +45,6 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
     fams.append(m.counter("cti_ami_frames_total", "AMI frames fed to the call model", core.frames_in))
     fams.append(m.counter("cti_bus_events_total", "Call events published on the bus", core.bus.published))
     fams.append(m.counter("cti_bus_subscriber_errors_total", "Bus subscribers that raised", core.bus.errors))
-    fams.append(m.gauge("cti_tasks", "asyncio tasks alive in the daemon", len(asyncio.all_tasks())))
     ami = core.ami.health if core.ami is not None else None
     fams.append(m.gauge("cti_ami_connected", "1 when logged in to Asterisk", int(bool(ami and ami.logged_in))))
     if ami is not None and ami.last_event_at is not None:
@@ -93,6 +91,20 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
         fams.append(m.counter("cti_ws_slow_drops_total", "Connections dropped for a full send queue",
                               hub.dropped_slow))
         fams.append(m.counter("cti_ws_resyncs_total", "Reconnections told to resync", hub.resyncs))
+        queued, deepest = hub.queue_depths()
+        fams.append(m.gauge("cti_ws_queued_messages", "Messages waiting in WebSocket send queues", queued))
+        fams.append(m.gauge("cti_ws_queue_depth_max", "The deepest WebSocket send queue", deepest))
+    from api.desktop import DESKTOP  # optional: the desktop may not be mounted
+
+    if DESKTOP in app:
+        desk = app[DESKTOP]
+        fams.append(m.counter("cti_screenpops_sent_total", "Screen-pop messages published", desk.pops_sent))
+        fams.append(m.counter("cti_screenpops_dropped_total", "Screen-pops dropped: too many waiting for "
+                              "their look-up", desk.pops_dropped))
+        fams.append(m.counter("cti_screenpop_lookups_late_total", "Customer look-ups that timed out",
+                              desk.lookups_late))
+    # Leaks show here first (the soak run samples it: docs/architecture.md, "Load and soak").
+    fams.append(m.gauge("cti_asyncio_tasks", "asyncio tasks alive in the daemon's loop", len(asyncio.all_tasks())))
     return fams
 
 

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
+from cti.events import CallView
+
 MAX_STEPS = 100          # IVR steps kept per call
 MAX_CALLS = 5000         # live calls tracked (the oldest is forgotten beyond)
 
@@ -135,7 +137,7 @@ def card(pop: Pop, ctx: Context | None, view: Any, now: float, *, lookup: Mappin
     ``{"status": "found" | "not_found" | "no_number" | "timeout" | "error",
     "customer": ..., "recent_calls": [...], "open_tickets": [...]}``;
     ``ivr_steps`` replaces the tracked steps (read back from the database)."""
-    v = view if isinstance(view, Mapping) else asdict(view)
+    v = view if isinstance(view, Mapping) else (view.as_dict() if isinstance(view, CallView) else asdict(view))
     steps = list(ivr_steps) if ivr_steps is not None else (ctx.ivr if ctx is not None else [])
     offered_at = ctx.offered_at.get(pop.agent) if ctx is not None else None
     joined = v.get("queue_joined_at")

@@ -26,7 +26,6 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from acd import callbacks as cbs
 from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
-from acd.metrics import StateChange, attach_wrapup, bucket_start, next_bucket, spans_from_changes
+from acd.metrics import SpanCache, StateChange, attach_wrapup, bucket_start, next_bucket
 from acd.service import ACD, AcdService
 from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval, same_slot_history
 from acd.wallboard import (
@@ -53,6 +52,7 @@ from api.registry import ApiRequest, Day, setup_registry
 from cti.daemon import CORE, run_with_app
 from cti.errors import AmiError
 from cti.events import CallEvent
+from cti.store import keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +80,7 @@ class WallboardService:
         self.built: dict[str, list[Any]] = {}              # call id -> its QueueCalls
         self.stale: set[str] = set()
         self.changes: list[StateChange] = []               # agents' state changes today
+        self._spans = SpanCache()                          # their spans, rebuilt per agent as they grow
         self.agent_legs: dict[str, str] = {}               # agent id -> Uniqueid of the leg answering
         self.filed: dict[str, str] = {}                    # call id -> status of a call-back filed for it
         self.day_start = 0.0
@@ -115,7 +116,7 @@ class WallboardService:
         if self.core.dsn is not None:
             import asyncpg
             self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
-                                                   command_timeout=REPORT_TIMEOUT)
+                                                   command_timeout=REPORT_TIMEOUT, reset=keep_session)
         self._tasks = [asyncio.create_task(self._run_push(), name="wallboard-push"),
                        asyncio.create_task(self._run_rollups(), name="wallboard-rollups")]
 
@@ -138,6 +139,7 @@ class WallboardService:
         self.day_start = bucket_start(now, "day", self.tz)
         self.rows, self.events, self.built, self.stale = {}, {}, {}, set()
         self.changes = []
+        self._spans.clear()
         if self._pool is None:
             return
         start = datetime.fromtimestamp(self.day_start, self.tz)
@@ -167,7 +169,7 @@ class WallboardService:
             self.agent_legs[ev.data["agent"]] = str(ev.data["uniqueid"])
         if view.queue_joined_at is None and cid not in self.rows:
             return
-        self.rows[cid] = asdict(view)
+        self.rows[cid] = view.as_dict()
         if ev.kind in _KINDS:
             self.events.setdefault(cid, []).append({"call_id": cid, "seq": ev.seq, "at": ev.at, "kind": ev.kind,
                                                     "data": dict(ev.data)})
@@ -193,7 +195,7 @@ class WallboardService:
             row = self.rows.get(cid)
             self.built[cid] = reports.build_queue_calls([row], self.events.get(cid, []), now=now) if row else []
         self.stale = set()
-        spans = spans_from_changes(self.changes)
+        spans = self._spans.spans(self.changes)
         calls = attach_wrapup([c for cs in self.built.values() for c in cs], spans)
         acd = self.acd
         agents = []
@@ -258,6 +260,7 @@ class WallboardService:
         for c in self.changes:
             last[c.agent_id] = c
         self.changes = list(last.values())
+        self._spans.clear()
 
     def push(self, snap: dict[str, Any]) -> None:
         fired = alerts(self.colours, snap)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
 from typing import Any, Literal
 
 import structlog
@@ -163,7 +162,7 @@ class HubService:
             except Exception:   # not an agent of the ACD configuration
                 snap["agent_state"] = None
         model = self.core.model
-        snap["calls"] = [asdict(model.calls[cid].view()) for cid in self.audience.calls_of(scope.agent_id)
+        snap["calls"] = [model.calls[cid].view().as_dict() for cid in self.audience.calls_of(scope.agent_id)
                          if cid in model.calls]
         return snap
 

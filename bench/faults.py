@@ -569,7 +569,7 @@ async def websocket_storm(run: Run) -> None:
                  f"{probe.pongs} pongs, call.ended for {len(probe.ended)} calls",
         "daemon fds": f"{fds_before} {kinds_before} before, {fds_after} {kinds_after} after",
         "daemon RSS": f"{rss_before // 1024} MB before, {rss_after // 1024} MB after",
-        "tasks": f"{m_before.get('cti_tasks')} before, {m_after.get('cti_tasks')} after",
+        "tasks": f"{m_before.get('cti_asyncio_tasks')} before, {m_after.get('cti_asyncio_tasks')} after",
         "WebSocket connections": f"{m_before.get('cti_ws_connections')} before, {m_after.get('cti_ws_connections')} after",
         "slowest /healthz during a wave": f"{health_slowest:.2f}s",
         "slowest probe ping -> pong": f"{probe.rtt_max:.2f}s",
@@ -580,8 +580,8 @@ async def websocket_storm(run: Run) -> None:
     run.outcome.check("the probe saw every call end", not missed, f"{len(missed)} missed of {len(ended_rows)}")
     run.outcome.check("/healthz answered during the storm", "healthz unanswered" not in tally)
     run.outcome.check("no fd leak", fds_after <= fds_before + 3, f"{fds_before} -> {fds_after}")
-    run.outcome.check("no task leak", m_after.get("cti_tasks", 1e9) <= m_before.get("cti_tasks", 0) + 3,
-                      f"{m_before.get('cti_tasks')} -> {m_after.get('cti_tasks')}")
+    run.outcome.check("no task leak", m_after.get("cti_asyncio_tasks", 1e9) <= m_before.get("cti_asyncio_tasks", 0) + 3,
+                      f"{m_before.get('cti_asyncio_tasks')} -> {m_after.get('cti_asyncio_tasks')}")
     run.outcome.check("only the probe connected afterwards", m_after.get("cti_ws_connections") == 1.0,
                       m_after.get("cti_ws_connections"))
     run.outcome.check("memory near its baseline", rss_after <= rss_before * 1.25 + 30 * 1024,

@@ -761,6 +761,19 @@ async def _close(conn: asyncpg.Connection) -> None:
         conn.terminate()
 
 
+async def keep_session(conn: "asyncpg.Connection") -> None:
+    """A pool's ``reset`` (``create_pool(reset=keep_session)``): nothing beyond what asyncpg
+    always does on release (an open transaction is rolled back, listeners dropped).
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` at every release: one more round trip and statement per query on a
+    pool, the largest single cost of the daemon's database traffic under load
+    (bench/load.py). Our pooled connections keep no session state to undo: no
+    ``SET`` (only ``SET LOCAL``), no ``LISTEN``, no session advisory lock (the
+    migration lock is taken on a connection of its own), no cursor outside a
+    transaction. Code that needs session state takes a connection of its own."""
+
+
 async def close_pool(pool: "asyncpg.Pool | None", timeout: float = 5.0) -> None:
     """Close a connection pool, waiting at most ``timeout`` for its queries; then cut it."""
     if pool is None:

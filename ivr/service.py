@@ -39,7 +39,7 @@ import structlog
 from aiohttp import web
 
 from cti.customers import find_by_account, find_by_phone, normalise_e164
-from cti.store import close_pool
+from cti.store import close_pool, keep_session
 from ivr.agi import AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
@@ -123,6 +123,9 @@ class IvrService:
         with structlog.contextvars.bound_contextvars(call_id=call_id):
             log.info("ivr.start", menu=walker.entry, calendar=walker.calendar_state, did=info.did)
             request = walker.start()
+            # The entry step goes out now, not after the first prompt's answer (the
+            # caller may take seconds to press a key): supervisors see the caller in the IVR.
+            self._flush(call_id, walker)
             try:
                 while not isinstance(request, Finished):
                     result: Any
@@ -278,7 +281,7 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
         # min_size=0: no connection until the first lookup, so a database that is
         # away at start does not stop the IVR.
         pool = await asyncpg.create_pool(core.dsn, min_size=0, max_size=4, timeout=LOOKUP_TIMEOUT,
-                                         server_settings={"application_name": "cti-ivr"})
+                                         server_settings={"application_name": "cti-ivr"}, reset=keep_session)
         steps = StepWriter(pool)
 
         async def lookup(request: LookupCustomer) -> Customer | None:

@@ -36,6 +36,7 @@ from cti.store import (
     Writer,
     close_calls,
     fetch_call,
+    keep_session,
     migrate,
     migrations,
     open_calls,
@@ -585,3 +586,22 @@ async def test_agent_state_log_rows_are_written_once_in_order(db: str) -> None:
     await writer.stop()
     got = await rows(db, "SELECT state, previous, reason FROM agent_states ORDER BY at")
     assert [tuple(r) for r in got] == states
+
+
+async def test_a_pool_with_keep_session_still_rolls_back_what_a_borrower_left_open(db: str) -> None:
+    pool = await asyncpg.create_pool(db, min_size=1, max_size=1, reset=keep_session)
+    try:
+        async with pool.acquire() as conn:
+            first = conn.get_server_pid()
+            await conn.execute("CREATE TABLE t (x int)")
+            tr = conn.transaction()
+            await tr.start()
+            await conn.execute("INSERT INTO t VALUES (1)")
+            with pytest.raises(asyncpg.DivisionByZeroError):
+                await conn.execute("SELECT 1 / 0")
+            # released inside a failed transaction, never rolled back by its borrower
+        async with pool.acquire() as conn:
+            assert conn.get_server_pid() == first and not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM t") == 0
+    finally:
+        await pool.close()

@@ -113,6 +113,22 @@ def test_full_queue_drops_the_slow_client_and_spares_the_others():
     assert [m["i"] for m in messages(h, att.conn)[1:]] == list(range(30))
 
 
+def test_queue_depths_sum_and_max_over_open_connections():
+    h = hub()
+    a = h.attach("user:1", ALL, None, {}, 0).conn
+    b = h.attach("user:2", AGENT, None, {}, 0).conn
+    h.take(a), h.take(b)
+    assert h.queue_depths() == (0, 0)
+    for i in range(3):
+        h.publish({"type": "e", "i": i}, frozenset({"a1"}))
+    h.publish({"type": "e", "i": 9})
+    assert h.queue_depths() == (4 + 3, 4)
+    h.take(a)
+    assert h.queue_depths() == (3, 3)
+    h.detach(b, 1)
+    assert h.queue_depths() == (0, 0)
+
+
 def test_role_change_makes_a_new_stream_and_drops_the_old_readers():
     h = hub()
     old = h.attach("user:1", AGENT, None, {}, 0).conn

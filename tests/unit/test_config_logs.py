@@ -115,3 +115,14 @@ def test_a_failing_subscriber_is_logged_and_the_next_still_runs():
         bus.publish(_event())
     assert len(seen) == 1 and bus.errors == 1
     assert any(line["event"] == "subscriber failed" for line in captured)
+
+
+def test_call_view_as_dict_is_asdict_without_the_copy():
+    from dataclasses import asdict
+
+    from cti.events import CallView
+
+    view = CallView("call-1", "talking", "inbound", "+100", "A", "5000", 1.0, 2.0, "sales", 1.5, 2.0, "a1",
+                    2.0, None, None, None, False, False, 2)
+    assert view.as_dict() == asdict(view)
+    assert list(view.as_dict()) == list(asdict(view))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from ivr.agi import AgiHangup
 from ivr.menus import MenuError
 from ivr.service import IvrService, dialplan_step
 
@@ -61,3 +62,32 @@ def test_a_failed_reload_keeps_the_last_good_menus_until_the_file_is_fixed(tmp_p
     path.write_text(GOOD.replace('queue = "sales"', 'queue = "support"'))
     assert service.reload() is None and service.last_error is None
     assert service.menus.menus["main"].options["1"].queue == "support"
+
+
+class _Caller:
+    """An AGI session whose caller hangs up at the first prompt; notes the steps reported by then."""
+
+    env = {"agi_callerid": "+493012345"}
+
+    def __init__(self, reported: list) -> None:
+        self.reported = reported
+        self.at_first_prompt: list | None = None
+
+    def arg(self, n: int) -> str | None:
+        return {1: "call-1", 2: "7001"}.get(n)
+
+    async def command(self, line: str, timeout: float):
+        self.at_first_prompt = list(self.reported)
+        raise AgiHangup("gone")
+
+
+async def test_the_entry_step_is_reported_before_the_first_prompt_is_answered(tmp_path: Path):
+    path = tmp_path / "menus.toml"
+    path.write_text(GOOD)
+    reported: list = []
+    service = IvrService(path, clock=lambda: 100.0,
+                         on_steps=lambda call_id, steps: reported.extend((call_id, s.action) for s in steps))
+    session = _Caller(reported)
+    await service.handle(session)  # type: ignore[arg-type]
+    assert session.at_first_prompt == [("call-1", "enter")]
+    assert reported == [("call-1", "enter"), ("call-1", "gone")]
