@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from acd import callbacks as cbs
 from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
-from acd.metrics import SpanCache, StateChange, attach_wrapup, bucket_start, next_bucket
+from acd.metrics import SpanCache, StateChange, attach_wrapup, bucket_start, next_bucket, spans_from_changes
 from acd.service import ACD, AcdService
 from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval, same_slot_history
 from acd.wallboard import (
