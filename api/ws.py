@@ -167,7 +167,9 @@ class HubService:
         return snap
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE)
+        # No permessage-deflate: the messages are small JSON, and a compressor per
+        # connection costs CPU on every send and memory on every socket.
+        ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_CLIENT_MESSAGE, compress=False)
         if not ws.can_prepare(request).ok:
             # A plain HTTP request: say so in the API's error shape, not aiohttp's text.
             return ApiError(426, "upgrade_required", "/ws speaks WebSocket only: send an Upgrade request",
@@ -271,8 +273,13 @@ class HubService:
                 await ws.close(code=code, message=f"{conn.drop}: reconnect with your last seq".encode())
                 return
             try:
-                for text in self.hub.take(conn):
-                    await asyncio.wait_for(ws.send_str(text), SEND_TIMEOUT)
+                # A deadline moved on before each send (no task per message, as
+                # wait_for would make one).
+                loop = asyncio.get_running_loop()
+                async with asyncio.timeout(None) as deadline:
+                    for text in self.hub.take(conn):
+                        deadline.reschedule(loop.time() + SEND_TIMEOUT)
+                        await ws.send_str(text)
             except (asyncio.TimeoutError, ConnectionError):
                 log.info("ws send failed or too slow", user=p.name)
                 await ws.close(code=CLOSE_SLOW, message=b"send timed out: reconnect with your last seq")
