@@ -76,20 +76,29 @@ async def resync(w, cw):
     await asyncio.sleep(14)
 
 
-async def bridge(w, cw, chunks):
-    # Two separate calls (own Linkedids), each answered and on hold, then joined
-    # with the Bridge action: Asterisk gives both the older Linkedid.
-    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="6")
-    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="6")
-    for cid, chan, name in (("capA", "Local/p12@cti-demo-caller/n", '"Bridged Caller" <+4940111222>'),
-                            ("capB", "Local/agent1@cti-demo-agents/n", '"Agent One" <1001>')):
+async def _bridged_pair(w, chunks, prefix: str, talk: int, caller: str, caller_id: str) -> tuple[str, str]:
+    """Two separate calls (ids ``<prefix>A`` and ``<prefix>B``: a caller and demo
+    agent 1 talking ``talk`` seconds), each answered with music, then joined with
+    the Bridge action. Returns their channel names."""
+    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value=str(talk))
+    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value=str(talk))
+    ids = (prefix + "A", prefix + "B")
+    for cid, chan, name in ((ids[0], caller, caller_id), (ids[1], "Local/agent1@cti-demo-agents/n", '"Agent One" <1001>')):
         await action(w, "Originate", ActionID=f"orig-{cid}", Channel=chan, Context="cti-demo-hold",
                      Exten="s", Priority="1", CallerID=name, ChannelId=cid, OtherChannelId=cid + "-2",
                      Async="true")
         await asyncio.sleep(0.3)
     await asyncio.sleep(3)
-    names = _channel_names(chunks, ("capA", "capB"))
-    await action(w, "Bridge", ActionID="bridge-1", Channel1=names["capA"], Channel2=names["capB"], Tone="no")
+    names = _channel_names(chunks, ids)
+    await action(w, "Bridge", ActionID="bridge-1", Channel1=names[ids[0]], Channel2=names[ids[1]], Tone="no")
+    return names[ids[0]], names[ids[1]]
+
+
+async def bridge(w, cw, chunks):
+    # Two separate calls (own Linkedids), each answered and on hold, then joined
+    # with the Bridge action: Asterisk gives both the older Linkedid.
+    await _bridged_pair(w, chunks, "cap", 6, "Local/p12@cti-demo-caller/n",
+                        '"Bridged Caller" <+4940111222>')
     await asyncio.sleep(9)
 
 
@@ -125,18 +134,8 @@ async def hold(w, cw, chunks):
     # The daemon's hold and resume (cti/control.py) on a bridged pair: both legs
     # are redirected into cti-hold's holding bridge (music for the caller), then
     # joined again with the Bridge action.
-    await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="12")
-    await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="12")
-    for cid, chan, name in (("holdA", "Local/p16@cti-demo-caller/n", '"Held Caller" <+4940333444>'),
-                            ("holdB", "Local/agent1@cti-demo-agents/n", '"Agent One" <1001>')):
-        await action(w, "Originate", ActionID=f"orig-{cid}", Channel=chan, Context="cti-demo-hold",
-                     Exten="s", Priority="1", CallerID=name, ChannelId=cid, OtherChannelId=cid + "-2",
-                     Async="true")
-        await asyncio.sleep(0.3)
-    await asyncio.sleep(3)
-    names = _channel_names(chunks, ("holdA", "holdB"))
-    caller, agent = names["holdA"], names["holdB"]
-    await action(w, "Bridge", ActionID="bridge-1", Channel1=caller, Channel2=agent, Tone="no")
+    caller, agent = await _bridged_pair(w, chunks, "hold", 12, "Local/p16@cti-demo-caller/n",
+                                        '"Held Caller" <+4940333444>')
     await asyncio.sleep(2)
     for chan in (caller, agent):
         await action(w, "Setvar", Channel=chan, Variable="CTI_HOLD", Value="holdA")
