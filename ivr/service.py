@@ -294,10 +294,12 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
                 found = await find_by_phone(pool, phone)
             return None if found is None else Customer(found.customer_id, found.name, found.language, found.vip)
 
+        events = _StepEvents(core)
+
         def on_steps(call_id: str, new: list[Step]) -> None:
             steps.submit(call_id, new)
             for step in new:
-                _publish(core, call_id, step)
+                events.publish(call_id, step)
 
         def on_frame(frame: Any) -> None:
             found = dialplan_step(frame.headers, clock())
@@ -329,22 +331,52 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
     app.cleanup_ctx.append(ctx)
 
 
-def _publish(core: Any, call_id: str, step: Step) -> None:
-    """A ``call.ivr`` event for the screen-pop, numbered in the call's sequence.
-    Calls the model does not know (yet) are recorded in the database only."""
-    data = {"menu": step.menu, "action": step.action, "input": step.input, "value": step.value,
-            "duration": step.duration, "step": step.seq or None}
-    annotate = getattr(core.model, "annotate", None)
-    if annotate is not None:
-        ev = annotate(call_id, "call.ivr", step.at, **data)
-    else:
-        from cti.events import CallEvent
+class _StepEvents:
+    """``call.ivr`` events for the screen-pop, numbered in the call's sequence.
 
-        call = core.model.calls.get(call_id)
-        if call is None:
+    The FastAGI session and the AMI events of its channel come on separate
+    sockets: the walk's first step can arrive before the call model has seen the
+    call. Such steps wait (in order, per call) and are retried every
+    ``RETRY_S`` for up to ``RETRIES`` times; a call still unknown after that
+    (gone, or never seen) keeps its steps in the database only."""
+
+    RETRY_S = 0.05
+    RETRIES = 60
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.waiting: dict[str, list[Step]] = {}
+        self.given_up = 0
+
+    def publish(self, call_id: str, step: Step) -> None:
+        pending = self.waiting.get(call_id)
+        if pending is not None:
+            pending.append(step)
             return
-        # The model numbers a call's events; one more number keeps call_events unique.
-        call.seq += 1
-        ev = CallEvent("call.ivr", call_id, step.at, call.seq, call.view(), data)
-    if ev is not None:
-        core.bus.publish(ev)
+        if not self._annotate(call_id, step):
+            self.waiting[call_id] = [step]
+            asyncio.get_running_loop().call_later(self.RETRY_S, self._retry, call_id, self.RETRIES)
+
+    def _retry(self, call_id: str, left: int) -> None:
+        pending = self.waiting.get(call_id)
+        if not pending:
+            self.waiting.pop(call_id, None)
+            return
+        while pending and self._annotate(call_id, pending[0]):
+            pending.pop(0)
+        if not pending:
+            del self.waiting[call_id]
+        elif left > 0:
+            asyncio.get_running_loop().call_later(self.RETRY_S, self._retry, call_id, left - 1)
+        else:
+            del self.waiting[call_id]
+            self.given_up += len(pending)
+
+    def _annotate(self, call_id: str, step: Step) -> bool:
+        data = {"menu": step.menu, "action": step.action, "input": step.input, "value": step.value,
+                "duration": step.duration, "step": step.seq or None}
+        ev = self.core.model.annotate(call_id, "call.ivr", step.at, **data)
+        if ev is None:
+            return False
+        self.core.bus.publish(ev)
+        return True

@@ -91,3 +91,54 @@ async def test_the_entry_step_is_reported_before_the_first_prompt_is_answered(tm
     await service.handle(session)  # type: ignore[arg-type]
     assert session.at_first_prompt == [("call-1", "enter")]
     assert reported == [("call-1", "enter"), ("call-1", "gone")]
+
+
+# -- call.ivr events for a call the model has not seen yet ---------------------------
+
+class _Core:
+    def __init__(self) -> None:
+        from cti.calls import CallModel
+        from cti.events import Bus
+
+        self.model = CallModel()
+        self.bus = Bus()
+
+
+async def test_steps_of_a_call_not_yet_seen_wait_for_it_and_go_out_in_order():
+    # FastAGI and AMI are separate sockets: the walk's first step may come before
+    # the channel's Newchannel. The steps wait and go out once the call is known.
+    import asyncio
+
+    from ivr.interpreter import Step
+    from ivr.service import _StepEvents
+    from tests.transcripts import frames
+
+    core = _Core()
+    seen: list[tuple[str, str]] = []
+    core.bus.subscribe(lambda ev: seen.append((ev.kind, ev.data.get("action"))) if ev.kind == "call.ivr" else None)
+    events = _StepEvents(core)
+    all_frames = [f for f in frames("basic") if f.name is not None]
+    call_id = next(f.headers["Linkedid"] for f in all_frames if f.headers.get("Event") == "Newchannel")
+    events.publish(call_id, Step(1, 1.0, "main", "enter"))
+    events.publish(call_id, Step(2, 2.0, "main", "option", input="1"))
+    assert seen == [] and len(events.waiting[call_id]) == 2
+    for f in all_frames[:5]:   # the channel appears
+        core.model.feed(f.headers, 0.0)
+    await asyncio.sleep(_StepEvents.RETRY_S * 3)
+    assert seen == [("call.ivr", "enter"), ("call.ivr", "option")]
+    assert events.waiting == {}
+    events.publish(call_id, Step(3, 3.0, "main", "queue"))   # known now: straight out
+    assert seen[-1] == ("call.ivr", "queue")
+
+
+async def test_steps_of_a_call_never_seen_are_given_up_after_the_retries():
+    import asyncio
+
+    from ivr.interpreter import Step
+    from ivr.service import _StepEvents
+
+    events = _StepEvents(_Core())
+    events.RETRIES = 2
+    events.publish("nobody", Step(1, 1.0, "main", "enter"))
+    await asyncio.sleep(_StepEvents.RETRY_S * 5)
+    assert events.waiting == {} and events.given_up == 1
