@@ -245,6 +245,10 @@ class CallModel:
             call.queue = entry.get("Queue") or call.queue
             if call.queue_joined_at is None:
                 call.queue_joined_at = now - _to_float(entry.get("Wait"), 0.0)
+                # Duration and Wait are both whole seconds, rounded down: the two
+                # estimates can put the join a second before the start. The call
+                # began no later than it joined the queue.
+                call.started_at = min(call.started_at, call.queue_joined_at)
         for call in list(self.calls.values()):
             origin = call.legs.get(call.call_id)
             if origin is not None and origin.up and call.answered_at is None:

@@ -301,3 +301,17 @@ def test_a_call_first_seen_in_a_resync_starts_with_its_oldest_leg_whatever_the_l
     c = model.calls["c1"]
     assert c.started_at == 1000.0 - 9        # the caller's leg, 9 s old
     assert c.started_at <= c.answered_at and c.started_at <= c.queue_joined_at
+
+
+def test_a_queue_wait_longer_than_the_channels_age_moves_the_start_back():
+    # CoreShowChannel's Duration and QueueStatus's Wait are whole seconds, rounded down
+    # separately: a caller 1.9 s old who queued at 0.1 s shows Duration 1 and Wait 2
+    # (a fault-suite run met it). The call must not start after it joined the queue.
+    model = CallModel()
+    listing = [{"Channel": "Local/p60@cti-demo-caller-00000009;1", "Uniqueid": "q1", "Linkedid": "q1",
+                "Duration": "00:00:01", "ChannelStateDesc": "Up", "Context": "cti-fallback"}]
+    entries = [{"Event": "QueueEntry", "Queue": "cti-fallback", "Uniqueid": "q1", "Wait": "2", "Position": "1"}]
+    model.resync(listing, entries, 1000.0)
+    call = model.calls["q1"]
+    assert call.queue_joined_at == 998.0 and call.started_at == 998.0
+    assert call.started_at <= call.queue_joined_at
