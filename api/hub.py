@@ -278,12 +278,16 @@ class Hub:
         and is not kept for resume: a newer snapshot replaces it, and a client
         that missed one reloads it. A full queue drops the connection as slow."""
         text = _body_json(body)
+        spliced: dict[int, str] = {}    # connections at the same seq share one string
         touched: list[Connection] = []
         for s in self._everything:
             for c in s.conns:
                 if c.drop is not None:
                     continue
-                self._enqueue(c, _splice(c.last_seq, text))
+                t = spliced.get(c.last_seq)
+                if t is None:
+                    t = spliced[c.last_seq] = _splice(c.last_seq, text)
+                self._enqueue(c, t)
                 touched.append(c)
         return touched
 

@@ -83,9 +83,15 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
     from api.ws import WS  # optional: the hub may not be mounted
 
     if WS in app:
-        hub = app[WS].hub
+        service = app[WS]
+        hub = service.hub
         fams.append(m.gauge("cti_ws_connections", "Open WebSocket connections", hub.connections))
-        fams.append(m.gauge("cti_ws_streams", "WebSocket streams (one per user, kept for resume)", len(hub.streams)))
+        fams.append(m.gauge("cti_ws_streams", "WebSocket streams (one per agent user, one shared by staff; kept for "
+                                              "resume)", len(hub.streams)))
+        fams.append(m.counter("cti_ws_direct_writes_total", "Socket writes by the flush (a burst of messages each)",
+                              service.direct_writes))
+        fams.append(m.counter("cti_ws_writer_wakes_total", "Connections handed to their writer task (socket backed "
+                                                          "up, closing or dropped)", service.writer_wakes))
         fams.append(m.counter("cti_ws_events_total", "Events published to WebSocket streams", hub.published))
         fams.append(m.counter("cti_ws_deliveries_total", "Event copies queued to connections", hub.delivered))
         fams.append(m.counter("cti_ws_slow_drops_total", "Connections dropped for a full send queue",

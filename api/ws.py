@@ -2,10 +2,26 @@
 
 One bus subscriber turns call events into messages for the agents concerned
 (``CallAudience``); the ACD pushes agent state changes (``agent_listeners``),
-and one task also reads them once a second as a safety net. Each connection has a reader (the client's ``ping``) and a writer
-task that drains its queue with a bounded send; a connection the core marks
-``drop`` is closed, and every open one is re-checked against the database
-every ``REVALIDATE_S`` (logout, expiry, revocation, a disabled user end it).
+and one task also reads them once a second as a safety net.
+
+Sending is built for fan-out (thousands of supervisors): publishing only
+queues (``api.hub``) and marks the connections touched; once per loop turn
+``_flush`` writes each touched connection's queued messages as ready-made
+WebSocket frames in one ``transport.write`` (a burst of events, such as an
+offer and the agent state change it causes, is one system call), with no
+task woken. A frame is built once per message and shared by every
+connection of a stream. Only a connection whose socket buffer is backed up
+(``DIRECT_MAX``) or closing is handed to its writer task, which sends
+through aiohttp with a bounded wait (``SEND_TIMEOUT``) and drops the client
+as slow when it does not drain. While the writer is sending, the flush
+leaves that connection to it, so messages never overtake each other.
+Supervisors and admins share one stream (they see the same events), so
+each event is numbered, spliced and kept once, not once per user.
+
+Each connection has a reader (the client's ``ping``) and that writer task; a
+connection the core marks ``drop`` is closed, and every open one is
+re-checked against the database every ``REVALIDATE_S`` (logout, expiry,
+revocation, a disabled user end it).
 
 The protocol is in docs/api.md ("WebSocket"). Close codes: 4401 not
 authenticated (or no longer), 4400 bad first message, 4408 too slow (reconnect
@@ -14,7 +30,9 @@ with your last seq), 4409 replaced (your role or agent changed), 1001 shutdown.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import structlog
@@ -38,6 +56,8 @@ SEND_TIMEOUT = 5.0          # one send may take this long before the client is d
 REVALIDATE_S = 30.0         # credentials re-checked this often on an open socket
 AGENT_POLL_S = 1.0          # agent states also read from the ACD this often (a safety net)
 MAX_CLIENT_MESSAGE = 4096
+DIRECT_MAX = 64 * 1024      # a socket with more than this unsent goes through its writer task
+EVERYTHING_STREAM = "staff:everything"   # the one stream of all who see everything
 
 CLOSE_UNAUTHENTICATED, CLOSE_BAD_REQUEST, CLOSE_SLOW, CLOSE_REPLACED = 4401, 4400, 4408, 4409
 
@@ -57,6 +77,40 @@ class ClientMessage(BaseModel):
     type: Literal["ping"]
 
 
+def text_frame(text: str) -> bytes:
+    """``text`` as one unmasked, final WebSocket text frame (RFC 6455 5.2), as a
+    server sends it (no extension: the hub's sockets are made without compression)."""
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        head = struct.pack("!BB", 0x81, n)
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, n)
+    return head + data
+
+
+@dataclass(eq=False, slots=True)
+class Link:
+    """The shell's side of a hub connection: its socket, transport and writer's wake-up."""
+
+    ws: web.WebSocketResponse
+    transport: asyncio.Transport | None
+    wake: asyncio.Event
+    busy: bool = False          # the writer task is sending: the flush must not write around it
+
+    def writable(self) -> bool:
+        t = self.transport
+        return (not self.busy and t is not None and not t.is_closing() and not self.ws.closed
+                and t.get_write_buffer_size() <= DIRECT_MAX)
+
+
+def stream_key(p: Principal, scope: Scope) -> str:
+    """Whose stream a principal reads: the shared one when it sees everything."""
+    return EVERYTHING_STREAM if scope.everything else f"{p.kind}:{p.id}"
+
+
 def scope_of(p: Principal) -> Scope:
     """Supervisors and admins see everything; an agent user their agent's events;
     anyone else (qa, keys with other roles, agents without an agent id) nothing yet."""
@@ -74,7 +128,11 @@ class HubService:
         self.hub = hub
         self.audience = CallAudience()
         self.agents = AgentStates()
-        self.wake: dict[Connection, asyncio.Event] = {}
+        self.links: dict[Connection, Link] = {}
+        self._pending: dict[Connection, None] = {}
+        self._flush_handle: asyncio.Handle | None = None
+        self.direct_writes = 0      # writes made by the flush (each may carry several messages)
+        self.writer_wakes = 0       # connections handed to their writer task
         self.sockets: set[web.WebSocketResponse] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Any = None
@@ -129,10 +187,38 @@ class HubService:
         self._deliver(self.hub.publish(body, agents))
 
     def _deliver(self, conns: list[Connection]) -> None:
-        for c in conns:
-            ev = self.wake.get(c)
-            if ev is not None:
-                ev.set()
+        """Mark ``conns`` for the next flush (once per loop turn)."""
+        if not conns:
+            return
+        self._pending.update(dict.fromkeys(conns))
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what is queued for each marked connection, or hand it to its writer."""
+        self._flush_handle = None
+        pending, self._pending = self._pending, {}
+        frames: dict[str, bytes] = {}
+        for c in pending:
+            link = self.links.get(c)
+            if link is None:
+                continue
+            if c.drop is not None or not link.writable():
+                self.writer_wakes += 1
+                link.wake.set()
+                continue
+            texts = self.hub.take(c)
+            if not texts:
+                continue
+            out = []
+            for t in texts:
+                f = frames.get(t)
+                if f is None:
+                    f = frames[t] = text_frame(t)
+                out.append(f)
+            assert link.transport is not None
+            link.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.direct_writes += 1
 
     async def _run_poll(self) -> None:
         last_expire = 0.0
@@ -183,7 +269,9 @@ class HubService:
             principal = await self._authenticate(ws, request, first)
             if principal is None:
                 return ws
-            await self._run(ws, principal, first)
+            # The socket under the WebSocket, for the flush (None: left to the writer).
+            transport = request.transport if isinstance(request.transport, asyncio.Transport) else None
+            await self._run(ws, transport, principal, first)
         finally:
             self.sockets.discard(ws)
         return ws
@@ -222,19 +310,21 @@ class HubService:
                           "a valid session token or API key is required (auth.token or a header)")
         return principal
 
-    async def _run(self, ws: web.WebSocketResponse, p: Principal, first: AuthMessage) -> None:
+    async def _run(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, p: Principal,
+                   first: AuthMessage) -> None:
         scope = scope_of(p)
         resume = Resume(first.stream, first.last_seq) if first.stream and first.last_seq is not None else None
         hello = {"user": {"kind": p.kind, "id": p.id, "name": p.name, "role": p.role, "agent_id": p.agent_id},
                  "scope": {"everything": scope.everything, "agent_id": scope.agent_id},
                  "snapshot": self._snapshot(p, scope)}
-        attached = self.hub.attach(f"{p.kind}:{p.id}", scope, resume, hello, time.time())
+        attached = self.hub.attach(stream_key(p, scope), scope, resume, hello, time.time())
         conn = attached.conn
-        wake = self.wake[conn] = asyncio.Event()
-        wake.set()
+        wake = asyncio.Event()
+        link = self.links[conn] = Link(ws, transport, wake)
+        self._deliver([conn])
         log.info("ws attached", user=p.name, resumed=attached.resumed, replayed=attached.replayed,
                  resync=attached.resync)
-        writer = asyncio.create_task(self._write(ws, conn, wake, p), name=f"ws-writer-{conn.id}")
+        writer = asyncio.create_task(self._write(link, conn, p), name=f"ws-writer-{conn.id}")
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -245,13 +335,13 @@ class HubService:
                 except ValidationError:
                     reply = {"type": "error", "error_id": "invalid_message",
                              "message": "clients send {\"type\": \"ping\"} only"}
-                wake.set()
                 if self.hub.control(conn, reply):
                     break   # a flood of pings whose answers are not read: the writer closes it (4408)
+                self._deliver([conn])
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-            self.wake.pop(conn, None)
+            self.links.pop(conn, None)
             self.hub.detach(conn, time.time())
             if not ws.closed:
                 if conn.drop == "slow":
@@ -259,7 +349,10 @@ class HubService:
                 else:
                     await ws.close()
 
-    async def _write(self, ws: web.WebSocketResponse, conn: Connection, wake: asyncio.Event, p: Principal) -> None:
+    async def _write(self, link: Link, conn: Connection, p: Principal) -> None:
+        """The slow path (the flush writes while the socket keeps up) and the periodic
+        credential check."""
+        ws, wake = link.ws, link.wake
         checked = time.monotonic()
         while True:
             try:
@@ -272,18 +365,22 @@ class HubService:
                 log.info("ws dropped", user=p.name, why=conn.drop)
                 await ws.close(code=code, message=f"{conn.drop}: reconnect with your last seq".encode())
                 return
+            link.busy = True
             try:
                 # A deadline moved on before each send (no task per message, as
-                # wait_for would make one).
+                # wait_for would make one). aiohttp waits for the socket to drain.
                 loop = asyncio.get_running_loop()
                 async with asyncio.timeout(None) as deadline:
-                    for text in self.hub.take(conn):
-                        deadline.reschedule(loop.time() + SEND_TIMEOUT)
-                        await ws.send_str(text)
+                    while texts := self.hub.take(conn):
+                        for text in texts:
+                            deadline.reschedule(loop.time() + SEND_TIMEOUT)
+                            await ws.send_str(text)
             except (asyncio.TimeoutError, ConnectionError):
                 log.info("ws send failed or too slow", user=p.name)
                 await ws.close(code=CLOSE_SLOW, message=b"send timed out: reconnect with your last seq")
                 return
+            finally:
+                link.busy = False
             if time.monotonic() - checked >= REVALIDATE_S:
                 checked = time.monotonic()
                 if not await self._still_valid(p):

@@ -906,66 +906,59 @@ def conditions(opts: Options) -> dict[str, Any]:
 
 # -- fan-out -------------------------------------------------------------------------
 
+_CALL_HEAD = re.compile(rb'"type":"(call\.[a-z_]+)","call_id":"((?:[^"\\]|\\.)*)","call_seq":(\d+),"at":([0-9.eE+-]+)')
+
+
 def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
-    """A process holding ``tokens`` WebSocket clients; records each call event's arrivals."""
+    """A process holding ``tokens`` WebSocket clients (``bench.wsclient``: lean, so the
+    receiving side costs little next to what is measured); each text message's
+    arrival is recorded raw and parsed after the run."""
+    from urllib.parse import urlsplit
+
+    from bench.wsclient import connect
+
     raise_fd_limit()
+    u = urlsplit(url)
 
     async def main() -> None:
+        arrivals: list[tuple[float, bytes]] = []
+        recording = [False]
+        sem = asyncio.Semaphore(50)
+
+        async def client(token: str) -> Any:
+            async with sem:
+                return await connect(u.hostname or "127.0.0.1", u.port or 80, token, arrivals, lambda: recording[0])
+
+        clients = await asyncio.wait_for(asyncio.gather(*(client(t) for t in tokens)), 300)
+        pipe.send(("ready", len(clients)))
+        done = asyncio.Event()
+        asyncio.get_running_loop().add_reader(pipe.fileno(), done.set)
+        recording[0] = True
+        await done.wait()
+        recording[0] = False
+        pipe.recv()
+        me = resource.getrusage(resource.RUSAGE_SELF)
         first: dict[tuple[str, int], float] = {}
         last: dict[tuple[str, int], float] = {}
         count: dict[tuple[str, int], int] = {}
         at: dict[tuple[str, int], float] = {}
         lat = array("d")
-        connected = 0
-        done = asyncio.Event()
-        recording = [False]
-        conn = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=conn) as http:
-            sem = asyncio.Semaphore(50)
-            ready = asyncio.Event()
-
-            async def client(token: str) -> None:
-                nonlocal connected
-                async with sem:
-                    ws = await http.ws_connect(url, heartbeat=None, max_msg_size=0)
-                    await ws.send_json({"type": "auth", "token": token})
-                    msg = await ws.receive()
-                    if json.loads(msg.data).get("type") != "hello":
-                        raise RuntimeError(f"not accepted: {msg.data[:200]}")
-                connected += 1
-                if connected == len(tokens):
-                    ready.set()
-                async for msg in ws:
-                    now = time.time()
-                    if msg.type != aiohttp.WSMsgType.TEXT:
-                        break
-                    if not recording[0]:
-                        continue
-                    d = json.loads(msg.data)
-                    if not d.get("type", "").startswith("call.") or "at" not in d:
-                        continue
-                    key = (d["call_id"], d["call_seq"])
-                    if key not in at:
-                        at[key], first[key], last[key], count[key] = d["at"], now, now, 0
-                    last[key] = max(last[key], now)
-                    count[key] += 1
-                    lat.append(now - d["at"])
-
-            tasks = [asyncio.create_task(client(t)) for t in tokens]
-            await asyncio.wait_for(ready.wait(), 300)
-            pipe.send(("ready", connected))
-            loop = asyncio.get_running_loop()
-            loop.add_reader(pipe.fileno(), done.set)
-            recording[0] = True
-            await done.wait()
-            recording[0] = False
-            pipe.recv()
-            me = resource.getrusage(resource.RUSAGE_SELF)
-            pipe.send(("result", {"at": at, "first": first, "last": last, "count": count, "lat": lat.tobytes(),
-                                  "cpu": me.ru_utime + me.ru_stime}))
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        for now, head in arrivals:
+            m = _CALL_HEAD.search(head)
+            if m is None:
+                continue
+            key = (json.loads(b'"' + m.group(2) + b'"'), int(m.group(3)))
+            sent = float(m.group(4))
+            if key not in at:
+                at[key], first[key], last[key], count[key] = sent, now, now, 0
+            last[key] = max(last[key], now)
+            count[key] += 1
+            lat.append(now - sent)
+        pipe.send(("result", {"at": at, "first": first, "last": last, "count": count, "lat": lat.tobytes(),
+                              "cpu": me.ru_utime + me.ru_stime}))
+        for c in clients:
+            if c.transport is not None:
+                c.transport.close()
 
     asyncio.run(main())
 
