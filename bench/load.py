@@ -921,7 +921,7 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
     u = urlsplit(url)
 
     async def main() -> None:
-        arrivals: list[tuple[float, bytes]] = []
+        arrivals: list[tuple[float, bytes, int]] = []
         recording = [False]
         sem = asyncio.Semaphore(50)
 
@@ -943,10 +943,12 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
         count: dict[tuple[str, int], int] = {}
         at: dict[tuple[str, int], float] = {}
         lat = array("d")
-        for now, head in arrivals:
+        sizes = 0
+        for now, head, size in arrivals:
             m = _CALL_HEAD.search(head)
             if m is None:
                 continue
+            sizes += size
             key = (json.loads(b'"' + m.group(2) + b'"'), int(m.group(3)))
             sent = float(m.group(4))
             if key not in at:
@@ -955,7 +957,7 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
             count[key] += 1
             lat.append(now - sent)
         pipe.send(("result", {"at": at, "first": first, "last": last, "count": count, "lat": lat.tobytes(),
-                              "cpu": me.ru_utime + me.ru_stime}))
+                              "cpu": me.ru_utime + me.ru_stime, "call_bytes": sizes}))
         for c in clients:
             if c.transport is not None:
                 c.transport.close()
@@ -1032,8 +1034,10 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
     count: dict[Any, int] = {}
     lat = array("d")
     client_cpu = 0.0
+    call_bytes = 0
     for r in results:
         client_cpu += r["cpu"]
+        call_bytes += r["call_bytes"]
         for k, v in r["at"].items():
             at[k] = v
             last[k] = max(last.get(k, 0.0), r["last"][k])
@@ -1046,8 +1050,13 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
     events = m1.get("cti_ws_events_total", 0) - m0.get("cti_ws_events_total", 0)
     deliveries = m1.get("cti_ws_deliveries_total", 0) - m0.get("cti_ws_deliveries_total", 0)
     cpu = diff(cpu0, cpu1)
+    # The baseline: one ready-made frame of the same mean size written to as many
+    # sockets, read by the same client code in as many processes (bench/fanout_floor.py).
+    from bench.fanout_floor import run_floor
+    mean_size = int(call_bytes / max(1, len(lat)))
+    floor = await asyncio.to_thread(run_floor, connected, max(100, mean_size), 40, workers)
     return {
-        "mode": "fanout", "conditions": conditions(opts), "rate_asked": opts.rate, "clients": clients,
+        "mode": "fanout", "floor": floor, "call_event_mean_bytes": mean_size, "conditions": conditions(opts), "rate_asked": opts.rate, "clients": clients,
         "connected": connected,
         "client_processes": workers, "connect_s": round(connect_s, 1), "calls_placed": placed,
         "call_events_seen": len(at), "events_reaching_every_client": len(complete),
@@ -1108,7 +1117,7 @@ def fanout_table(o: dict[str, Any]) -> str:
     head = (f"{c['date']}, {c['cpus']} CPUs, load average at start {c['loadavg_at_start'][0]}; {o['connected']} "
             f"supervisor clients in {o['client_processes']} processes (connected in {o['connect_s']} s), "
             f"{o['calls_placed']} calls in {c['duration_s']:g} s (asked: {o['rate_asked']:g}/s), "
-            f"each call event published to every client (their own stream each)\n")
+            f"each call event published to every client (supervisors and admins share one stream)\n")
     cpu, rss = o["cpu_s"], o["daemon_rss_mb"]
     return "\n".join([
         head,
@@ -1122,7 +1131,21 @@ def fanout_table(o: dict[str, Any]) -> str:
         f"| {cpu['daemon']:.1f} s | {o['daemon_cpu_us_per_event']:.0f} µs / {o['daemon_cpu_us_per_delivery']:.1f} µs "
         f"| {o['client_processes_cpu_s']:.1f} s | {rss['before_clients']:.0f} / {rss['connected']:.0f} / "
         f"{rss['peak']:.0f} MB | {o['daemon_kb_per_connection']:.0f} KB | {int(o['slow_drops'])} |",
+        "",
+        fanout_floor_line(o),
     ])
+
+
+def fanout_floor_line(o: dict[str, Any]) -> str:
+    f = o.get("floor")
+    if not f:
+        return ""
+    return (f"Baseline in the same run (bench/fanout_floor.py): one ready-made {f['size']}-byte frame (the mean call "
+            f"event here) written to {f['clients']} sockets in a tight loop, read by the same client code in "
+            f"{f['processes']} processes, {f['rounds_complete']} of {f['rounds']} rounds complete: to the last client "
+            f"p50 {ms(f['to_last_client_p50_s'])} / p99 {ms(f['to_last_client_p99_s'])} (the send loop "
+            f"{ms(f['send_loop_p50_s'])}, {f['sender_cpu_us_per_send']} µs of CPU per send; the readers "
+            f"{f['readers_cpu_us_per_message']} µs per message).")
 
 
 def pair(text: str) -> tuple[int, int]:

@@ -5,8 +5,8 @@ machine as the daemon. With a full client library each arrival costs tens
 of microseconds of Python on the receiving side, enough to dominate what is
 measured (the time for an event to reach the last client). This client is
 an ``asyncio.Protocol``: the handshake, client frames masked (RFC 6455 5.3),
-pings answered, and each text frame's arrival recorded as ``(time, head)``,
-the first ``HEAD`` bytes of the message, parsed only after the run.
+pings answered, and each text frame's arrival recorded as ``(time, head,
+size)``, the first ``HEAD`` bytes of the message, parsed only after the run.
 
 ``FrameReader`` is the pure part: bytes in, ``(opcode, payload)`` out.
 """
@@ -83,7 +83,7 @@ class FanClient(asyncio.Protocol):
     message, then every text frame is appended to ``arrivals`` while
     ``recording()`` says so."""
 
-    def __init__(self, host: str, port: int, token: str, arrivals: list[tuple[float, bytes]],
+    def __init__(self, host: str, port: int, token: str, arrivals: list[tuple[float, bytes, int]],
                  recording: Callable[[], bool]) -> None:
         self.host, self.port, self.token = host, port, token
         self.arrivals, self.recording = arrivals, recording
@@ -125,7 +125,7 @@ class FanClient(asyncio.Protocol):
                     else:
                         self._fail(f"not accepted: {payload[:200]!r}")
                 elif self.recording():
-                    self.arrivals.append((now, payload[:HEAD]))
+                    self.arrivals.append((now, payload[:HEAD], len(payload)))
             elif op == 0x9:                     # ping: the server's heartbeat wants a pong
                 self._send(0xA, payload)
             elif op == 0x8:
@@ -153,7 +153,7 @@ class FanClient(asyncio.Protocol):
             self.closed.set_result(None)
 
 
-async def connect(host: str, port: int, token: str, arrivals: list[tuple[float, bytes]],
+async def connect(host: str, port: int, token: str, arrivals: list[tuple[float, bytes, int]],
                   recording: Callable[[], bool]) -> FanClient:
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(lambda: FanClient(host, port, token, arrivals, recording), host, port)
