@@ -16,7 +16,10 @@ refresh and trails the store writer's batching.
 Pushing is thin: any call event or agent state change marks the board dirty; a
 task builds and broadcasts it at most every ``wallboard_push_s`` (and every
 ``REFRESH_S`` anyway, for the rolling windows), as a ``wallboard`` message to
-supervisors and admins (``Hub.broadcast``: no seq, not replayed).
+supervisors and admins (``Hub.broadcast``: no seq, not replayed). When the
+board is due as the hub flushes a burst of events, it is built then and goes
+out in the same socket writes (``join_flush``): with thousands of supervisors
+connected, a board sent on its own costs as many system calls as an event.
 
 Live actions (STAFF routes) are audited in ``supervisor_actions``, done or not.
 """
@@ -88,6 +91,7 @@ class WallboardService:
         self.colours: dict[str, dict[str, str | None]] = {}
         self.recent_alerts: list[dict[str, Any]] = []
         self.pushes = 0
+        self.last_push = 0.0                               # monotonic time of the last push
         self.build_s = 0.0
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,6 +121,9 @@ class WallboardService:
             import asyncpg
             self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
                                                    command_timeout=REPORT_TIMEOUT, reset=keep_session)
+        from api.ws import WS
+        if WS in self.app:
+            self.app[WS].before_flush.append(self.join_flush)
         self._tasks = [asyncio.create_task(self._run_push(), name="wallboard-push"),
                        asyncio.create_task(self._run_rollups(), name="wallboard-rollups")]
 
@@ -125,6 +132,9 @@ class WallboardService:
             self._unsubscribe()
         if self.acd is not None and self.agent_changed in self.acd.agent_listeners:
             self.acd.agent_listeners.remove(self.agent_changed)
+        from api.ws import WS
+        if WS in self.app and self.join_flush in self.app[WS].before_flush:
+            self.app[WS].before_flush.remove(self.join_flush)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -231,22 +241,32 @@ class WallboardService:
         except Exception:
             log.exception("wallboard: today's calls not read; the board starts empty")
             self.day_start = bucket_start(time.time(), "day", self.tz)
-        last = 0.0
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), REFRESH_S)
             except asyncio.TimeoutError:
                 pass
-            await asyncio.sleep(max(0.0, self.push_s - (time.monotonic() - last)))
-            self._dirty.clear()
-            last = time.monotonic()
-            try:
-                now = time.time()
-                if now >= next_bucket(self.day_start, "day", self.tz):
-                    self._new_day(now)
-                self.push(self.build(now))
-            except Exception:
-                log.exception("wallboard push failed")
+            await asyncio.sleep(max(0.0, self.push_s - (time.monotonic() - self.last_push)))
+            if not self._dirty.is_set() and time.monotonic() - self.last_push < REFRESH_S:
+                continue    # a flush of events took it along meanwhile
+            self._push_now()
+
+    def _push_now(self) -> None:
+        self._dirty.clear()
+        self.last_push = time.monotonic()
+        try:
+            now = time.time()
+            if now >= next_bucket(self.day_start, "day", self.tz):
+                self._new_day(now)
+            self.push(self.build(now))
+        except Exception:
+            log.exception("wallboard push failed")
+
+    def join_flush(self) -> None:
+        """The hub is about to write a burst of events: when the board is due, build
+        it now so it goes out in the same writes (one send per client, not two)."""
+        if self._dirty.is_set() and time.monotonic() - self.last_push >= self.push_s:
+            self._push_now()
 
     def _new_day(self, now: float) -> None:
         """At local midnight: forget yesterday's settled calls (those waiting stay)."""

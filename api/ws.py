@@ -33,7 +33,7 @@ import asyncio
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -131,6 +131,9 @@ class HubService:
         self.links: dict[Connection, Link] = {}
         self._pending: dict[Connection, None] = {}
         self._flush_handle: asyncio.Handle | None = None
+        # Called at each flush before writing: a feature may queue a message to go in the
+        # same writes (the wallboard joins its snapshot to a burst of events).
+        self.before_flush: list[Callable[[], None]] = []
         self.direct_writes = 0      # writes made by the flush (each may carry several messages)
         self.writer_wakes = 0       # connections handed to their writer task
         self.sockets: set[web.WebSocketResponse] = set()
@@ -196,6 +199,11 @@ class HubService:
 
     def _flush(self) -> None:
         """Write what is queued for each marked connection, or hand it to its writer."""
+        for hook in self.before_flush:
+            try:
+                hook()      # may queue more (this flush is still the scheduled one: no second)
+            except Exception:
+                log.exception("ws before-flush hook failed")
         self._flush_handle = None
         pending, self._pending = self._pending, {}
         frames: dict[str, bytes] = {}
