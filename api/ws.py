@@ -5,11 +5,12 @@ One bus subscriber turns call events into messages for the agents concerned
 and one task also reads them once a second as a safety net.
 
 Sending is built for fan-out (thousands of supervisors): publishing only
-queues (``api.hub``) and marks the connections touched; once per loop turn
-``_flush`` writes each touched connection's queued messages as ready-made
-WebSocket frames in one ``transport.write`` (a burst of events, such as an
-offer and the agent state change it causes, is one system call), with no
-task woken. A frame is built once per message and shared by every
+queues (``api.hub``) and marks the connections touched; on the next loop
+turn ``_flush`` writes each touched connection's queued messages as
+ready-made WebSocket frames in one ``transport.write`` (a burst of events,
+such as an offer and the agent state change it causes, is one system call),
+with no task woken, ``FLUSH_CHUNK`` connections per turn so that the rest of
+the daemon runs in between. A frame is built once per message and shared by every
 connection of a stream. Only a connection whose socket buffer is backed up
 (``DIRECT_MAX``) or closing is handed to its writer task, which sends
 through aiohttp with a bounded wait (``SEND_TIMEOUT``) and drops the client
@@ -57,6 +58,7 @@ REVALIDATE_S = 30.0         # credentials re-checked this often on an open socke
 AGENT_POLL_S = 1.0          # agent states also read from the ACD this often (a safety net)
 MAX_CLIENT_MESSAGE = 4096
 DIRECT_MAX = 64 * 1024      # a socket with more than this unsent goes through its writer task
+FLUSH_CHUNK = 250           # connections written per loop turn
 EVERYTHING_STREAM = "staff:everything"   # the one stream of all who see everything
 
 CLOSE_UNAUTHENTICATED, CLOSE_BAD_REQUEST, CLOSE_SLOW, CLOSE_REPLACED = 4401, 4400, 4408, 4409
@@ -100,10 +102,6 @@ class Link:
     wake: asyncio.Event
     busy: bool = False          # the writer task is sending: the flush must not write around it
 
-    def writable(self) -> bool:
-        t = self.transport
-        return (not self.busy and t is not None and not t.is_closing() and not self.ws.closed
-                and t.get_write_buffer_size() <= DIRECT_MAX)
 
 
 def stream_key(p: Principal, scope: Scope) -> str:
@@ -131,6 +129,9 @@ class HubService:
         self.links: dict[Connection, Link] = {}
         self._pending: dict[Connection, None] = {}
         self._flush_handle: asyncio.Handle | None = None
+        self._round: list[Connection] | None = None     # the connections being flushed, in chunks
+        self._round_at = 0
+        self._frames: dict[str, bytes] = {}             # one frame per message, shared by every connection
         # Called at each flush before writing: a feature may queue a message to go in the
         # same writes (the wallboard joins its snapshot to a burst of events).
         self.before_flush: list[Callable[[], None]] = []
@@ -198,35 +199,62 @@ class HubService:
             self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Write what is queued for each marked connection, or hand it to its writer."""
-        for hook in self.before_flush:
-            try:
-                hook()      # may queue more (this flush is still the scheduled one: no second)
-            except Exception:
-                log.exception("ws before-flush hook failed")
-        self._flush_handle = None
-        pending, self._pending = self._pending, {}
-        frames: dict[str, bytes] = {}
-        for c in pending:
-            link = self.links.get(c)
+        """Write what is queued for each marked connection, or hand it to its writer;
+        ``FLUSH_CHUNK`` connections per loop turn, so that routing and AMI events are
+        not held up behind thousands of writes."""
+        loop = asyncio.get_running_loop()
+        if self._round is None:
+            for hook in self.before_flush:
+                try:
+                    hook()      # may queue more (this flush is still the scheduled one: no second)
+                except Exception:
+                    log.exception("ws before-flush hook failed")
+            self._round, self._pending, self._round_at = list(self._pending), {}, 0
+        chunk = self._round[self._round_at:self._round_at + FLUSH_CHUNK]
+        self._round_at += len(chunk)
+        if self._round_at < len(self._round):
+            self._flush_handle = loop.call_soon(self._flush)
+        else:
+            self._round = None
+            self._flush_handle = loop.call_soon(self._flush) if self._pending else None
+        frames = self._frames if self._round is not None else self._frames_done()
+        links = self.links
+        writes = 0
+        for c in chunk:
+            link = links.get(c)
             if link is None:
                 continue
-            if c.drop is not None or not link.writable():
+            t = link.transport
+            if (c.drop is not None or link.busy or t is None or t.is_closing() or link.ws.closed
+                    or t.get_write_buffer_size() > DIRECT_MAX):
                 self.writer_wakes += 1
                 link.wake.set()
                 continue
-            texts = self.hub.take(c)
-            if not texts:
+            q = c.queue
+            if not q:
                 continue
-            out = []
-            for t in texts:
-                f = frames.get(t)
-                if f is None:
-                    f = frames[t] = text_frame(t)
-                out.append(f)
-            assert link.transport is not None
-            link.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            self.direct_writes += 1
+            if len(q) == 1:
+                text = q.popleft()
+                frame = frames.get(text)
+                if frame is None:
+                    frame = frames[text] = text_frame(text)
+            else:
+                parts = []
+                for text in q:
+                    f = frames.get(text)
+                    if f is None:
+                        f = frames[text] = text_frame(text)
+                    parts.append(f)
+                q.clear()
+                frame = b"".join(parts)
+            t.write(frame)
+            writes += 1
+        self.direct_writes += writes
+
+    def _frames_done(self) -> dict[str, bytes]:
+        """The frame cache for the last chunk of a round, emptied for the next round."""
+        frames, self._frames = self._frames, {}
+        return frames
 
     async def _run_poll(self) -> None:
         last_expire = 0.0
