@@ -90,6 +90,8 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
                                               "resume)", len(hub.streams)))
         fams.append(m.counter("cti_ws_direct_writes_total", "Socket writes by the flush (a burst of messages each)",
                               service.direct_writes))
+        fams.append(service.flush_seconds.family("cti_ws_flush_seconds", "A WebSocket flush round, from its first "
+                                                 "socket write to its last (what the last client waits)"))
         fams.append(m.counter("cti_ws_writer_wakes_total", "Connections handed to their writer task (socket backed "
                                                           "up, closing or dropped)", service.writer_wakes))
         fams.append(m.counter("cti_ws_events_total", "Events published to WebSocket streams", hub.published))

@@ -45,6 +45,7 @@ from api.auth import STAFF, BadCredential, Credential, Principal, credential_fro
 from api.desk import db, principal_of, query
 from api.errors import ApiError
 from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, Resume, Scope, agent_message, call_message
+from api.metrics import LagHistogram
 from api.registry import API
 from cti.daemon import CORE, run_with_app
 from cti.events import CallEvent
@@ -131,6 +132,8 @@ class HubService:
         self._flush_handle: asyncio.Handle | None = None
         self._round: list[Connection] | None = None     # the connections being flushed, in chunks
         self._round_at = 0
+        self._round_started = 0.0
+        self.flush_seconds = LagHistogram()   # a round, from its first write to its last
         self._frames: dict[str, bytes] = {}             # one frame per message, shared by every connection
         # Called at each flush before writing: a feature may queue a message to go in the
         # same writes (the wallboard joins its snapshot to a burst of events).
@@ -210,6 +213,7 @@ class HubService:
                 except Exception:
                     log.exception("ws before-flush hook failed")
             self._round, self._pending, self._round_at = list(self._pending), {}, 0
+            self._round_started = loop.time()
         chunk = self._round[self._round_at:self._round_at + FLUSH_CHUNK]
         self._round_at += len(chunk)
         if self._round_at < len(self._round):
@@ -250,6 +254,8 @@ class HubService:
             t.write(frame)
             writes += 1
         self.direct_writes += writes
+        if self._round is None:
+            self.flush_seconds.observe(loop.time() - self._round_started)
 
     def _frames_done(self) -> dict[str, bytes]:
         """The frame cache for the last chunk of a round, emptied for the next round."""

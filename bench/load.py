@@ -148,11 +148,11 @@ def parse_metrics(text: str) -> dict[str, float]:
     return out
 
 
-def lag_buckets(metrics: dict[str, float]) -> list[tuple[float, float]]:
-    """The event-lag histogram's ``(upper bound, cumulative count)``, in order."""
+def lag_buckets(metrics: dict[str, float], name: str = "cti_event_lag_seconds") -> list[tuple[float, float]]:
+    """A histogram's (by default the event lag's) ``(upper bound, cumulative count)``, in order."""
     rows = []
     for k, v in metrics.items():
-        m = re.fullmatch(r'cti_event_lag_seconds_bucket\{le="([^"]+)"\}', k)
+        m = re.fullmatch(name + r'_bucket\{le="([^"]+)"\}', k)
         if m:
             rows.append((math.inf if m.group(1) == "+Inf" else float(m.group(1)), v))
     return sorted(rows)
@@ -942,6 +942,7 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
         last: dict[tuple[str, int], float] = {}
         count: dict[tuple[str, int], int] = {}
         at: dict[tuple[str, int], float] = {}
+        kinds: dict[tuple[str, int], str] = {}
         lat = array("d")
         sizes = 0
         for now, head, size in arrivals:
@@ -953,11 +954,13 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
             sent = float(m.group(4))
             if key not in at:
                 at[key], first[key], last[key], count[key] = sent, now, now, 0
+                kinds[key] = m.group(1).decode()
             last[key] = max(last[key], now)
             count[key] += 1
             lat.append(now - sent)
         pipe.send(("result", {"at": at, "first": first, "last": last, "count": count, "lat": lat.tobytes(),
-                              "cpu": me.ru_utime + me.ru_stime, "call_bytes": sizes}))
+                              "cpu": me.ru_utime + me.ru_stime, "call_bytes": sizes,
+                              "kinds": kinds}))
         for c in clients:
             if c.transport is not None:
                 c.transport.close()
@@ -1035,18 +1038,29 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
     lat = array("d")
     client_cpu = 0.0
     call_bytes = 0
+    first: dict[Any, float] = {}
+    kinds: dict[Any, str] = {}
     for r in results:
         client_cpu += r["cpu"]
         call_bytes += r["call_bytes"]
+        kinds.update(r["kinds"])
         for k, v in r["at"].items():
             at[k] = v
             last[k] = max(last.get(k, 0.0), r["last"][k])
+            first[k] = min(first.get(k, math.inf), r["first"][k])
             count[k] = count.get(k, 0) + r["count"][k]
         part = array("d")
         part.frombytes(r["lat"])
         lat.extend(part)
     complete = [k for k in at if count[k] == connected]
     to_last = [last[k] - at[k] for k in complete]
+    to_first = [first[k] - at[k] for k in complete]
+    by_kind: dict[str, list[tuple[float, float]]] = {}
+    for k in complete:
+        by_kind.setdefault(kinds[k], []).append((first[k] - at[k], last[k] - at[k]))
+    kind_figures = {kind: {"events": len(v), "to_first_p50_s": pct([a for a, _ in v], 0.5),
+                           "to_last_p50_s": pct([b for _, b in v], 0.5), "to_last_max_s": max(b for _, b in v)}
+                    for kind, v in sorted(by_kind.items())}
     events = m1.get("cti_ws_events_total", 0) - m0.get("cti_ws_events_total", 0)
     deliveries = m1.get("cti_ws_deliveries_total", 0) - m0.get("cti_ws_deliveries_total", 0)
     cpu = diff(cpu0, cpu1)
@@ -1064,6 +1078,14 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
         "delivery_p50_s": pct(lat, 0.5), "delivery_p99_s": pct(lat, 0.99),
         "to_last_client_p50_s": pct(to_last, 0.5), "to_last_client_p99_s": pct(to_last, 0.99),
         "to_last_client_max_s": max(to_last) if to_last else None,
+        "to_first_client_p50_s": pct(to_first, 0.5), "to_first_client_p99_s": pct(to_first, 0.99),
+        "by_kind": kind_figures,
+        "flush_rounds": m1.get("cti_ws_flush_seconds_count", 0) - m0.get("cti_ws_flush_seconds_count", 0),
+        "flush_p50_le_s": hist_quantile(lag_buckets(m0, "cti_ws_flush_seconds"),
+                                        lag_buckets(m1, "cti_ws_flush_seconds"), 0.5),
+        "flush_p99_le_s": hist_quantile(lag_buckets(m0, "cti_ws_flush_seconds"),
+                                        lag_buckets(m1, "cti_ws_flush_seconds"), 0.99),
+        "direct_writes": m1.get("cti_ws_direct_writes_total", 0) - m0.get("cti_ws_direct_writes_total", 0),
         "cpu_s": cpu, "client_processes_cpu_s": round(client_cpu, 2),
         "daemon_cpu_us_per_event": round(cpu["daemon"] / max(1, events) * 1e6, 1),
         "daemon_cpu_us_per_delivery": round(cpu["daemon"] / max(1, deliveries) * 1e6, 2),
@@ -1121,12 +1143,14 @@ def fanout_table(o: dict[str, Any]) -> str:
     cpu, rss = o["cpu_s"], o["daemon_rss_mb"]
     return "\n".join([
         head,
-        "| call events | reached all clients | deliveries | delivery p50 / p99 | to the last client p50 / p99 / max "
+        "| call events | reached all clients | deliveries | delivery p50 / p99 | to the first client p50 / p99 "
+        "| to the last client p50 / p99 / max "
         "| daemon CPU | per event / per delivery | client processes CPU | daemon RSS before / connected / peak "
         "| per connection | slow drops |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {int(o['events_published'])} | {o['events_reaching_every_client']} of {o['call_events_seen']} "
         f"| {int(o['deliveries']):,} | {ms(o['delivery_p50_s'])} / {ms(o['delivery_p99_s'])} "
+        f"| {ms(o['to_first_client_p50_s'])} / {ms(o['to_first_client_p99_s'])} "
         f"| {ms(o['to_last_client_p50_s'])} / {ms(o['to_last_client_p99_s'])} / {ms(o['to_last_client_max_s'])} "
         f"| {cpu['daemon']:.1f} s | {o['daemon_cpu_us_per_event']:.0f} µs / {o['daemon_cpu_us_per_delivery']:.1f} µs "
         f"| {o['client_processes_cpu_s']:.1f} s | {rss['before_clients']:.0f} / {rss['connected']:.0f} / "
