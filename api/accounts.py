@@ -227,6 +227,31 @@ async def principal_for(db: Db, cred: Credential) -> Principal | None:
     return Principal("api_key", row["key_id"], row["name"], row["name"], row["role"], None, None, cred.digest)
 
 
+async def still_valid(db: Db, creds: list[Credential]) -> dict[tuple[str, bytes], tuple[str, str | None]]:
+    """Which of ``creds`` still stand for someone, in two queries whatever their
+    number: ``(kind, digest) -> (role, agent_id)`` for each session not expired
+    (its user not disabled) and each key not revoked. Marks them seen, as
+    ``principal_for`` does (at most every ``TOUCH_EVERY_S``)."""
+    out: dict[tuple[str, bytes], tuple[str, str | None]] = {}
+    sessions = [c.digest for c in creds if c.kind == "session"]
+    keys = [c.digest for c in creds if c.kind == "api_key"]
+    if sessions:
+        for r in await db.fetch(
+                """SELECT s.token_hash, u.role, u.agent_id FROM sessions s JOIN users u USING (user_id)
+                    WHERE s.token_hash = ANY($1::bytea[]) AND s.expires_at > now() AND NOT u.disabled""", sessions):
+            out[("session", r["token_hash"])] = (r["role"], r["agent_id"])
+        await db.execute("""UPDATE sessions SET last_seen_at = now() WHERE token_hash = ANY($1::bytea[])
+                              AND last_seen_at < now() - make_interval(secs => $2)""", sessions, TOUCH_EVERY_S)
+    if keys:
+        for r in await db.fetch("SELECT key_hash, role FROM api_keys WHERE key_hash = ANY($1::bytea[]) "
+                                "AND revoked_at IS NULL", keys):
+            out[("api_key", r["key_hash"])] = (r["role"], None)
+        await db.execute("""UPDATE api_keys SET last_used_at = now() WHERE key_hash = ANY($1::bytea[]) AND revoked_at
+                              IS NULL AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))""",
+                         keys, TOUCH_EVERY_S)
+    return out
+
+
 class _conn:
     """``async with _conn(db) as conn``: a connection from a pool, or the connection given."""
 

@@ -20,9 +20,10 @@ Supervisors and admins share one stream (they see the same events), so
 each event is numbered, spliced and kept once, not once per user.
 
 Each connection has a reader (the client's ``ping``) and that writer task; a
-connection the core marks ``drop`` is closed, and every open one is
-re-checked against the database every ``REVALIDATE_S`` (logout, expiry,
-revocation, a disabled user end it).
+connection the core marks ``drop`` is closed. Every ``REVALIDATE_S`` one task
+re-checks the credentials of all open sockets in two queries (logout,
+expiry, revocation, a disabled user, a changed role end them), not a query
+per socket.
 
 The protocol is in docs/api.md ("WebSocket"). Close codes: 4401 not
 authenticated (or no longer), 4400 bad first message, 4408 too slow (reconnect
@@ -101,7 +102,9 @@ class Link:
     ws: web.WebSocketResponse
     transport: asyncio.Transport | None
     wake: asyncio.Event
+    principal: Principal
     busy: bool = False          # the writer task is sending: the flush must not write around it
+    revoked: bool = False       # the credential ended: the writer closes it (4401)
 
 
 
@@ -138,6 +141,7 @@ class HubService:
         # Called at each flush before writing: a feature may queue a message to go in the
         # same writes (the wallboard joins its snapshot to a burst of events).
         self.before_flush: list[Callable[[], None]] = []
+        self.revalidate_s = REVALIDATE_S
         self.direct_writes = 0      # writes made by the flush (each may carry several messages)
         self.writer_wakes = 0       # connections handed to their writer task
         self.sockets: set[web.WebSocketResponse] = set()
@@ -150,6 +154,7 @@ class HubService:
         if acd is not None:  # pushed as they change; the periodic look is a safety net
             acd.agent_listeners.append(self.agent_changed)
         self._tasks.append(asyncio.create_task(self._run_poll(), name="ws-agent-poll"))
+        self._tasks.append(asyncio.create_task(self._run_revalidate(), name="ws-revalidate"))
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -362,7 +367,7 @@ class HubService:
         attached = self.hub.attach(stream_key(p, scope), scope, resume, hello, time.time())
         conn = attached.conn
         wake = asyncio.Event()
-        link = self.links[conn] = Link(ws, transport, wake)
+        link = self.links[conn] = Link(ws, transport, wake, p)
         self._deliver([conn])
         log.info("ws attached", user=p.name, resumed=attached.resumed, replayed=attached.replayed,
                  resync=attached.resync)
@@ -392,16 +397,16 @@ class HubService:
                     await ws.close()
 
     async def _write(self, link: Link, conn: Connection, p: Principal) -> None:
-        """The slow path (the flush writes while the socket keeps up) and the periodic
-        credential check."""
+        """The slow path (the flush writes while the socket keeps up) and the closes:
+        slow, replaced, or the credential ended (``revalidate``)."""
         ws, wake = link.ws, link.wake
-        checked = time.monotonic()
         while True:
-            try:
-                await asyncio.wait_for(wake.wait(), REVALIDATE_S)
-            except asyncio.TimeoutError:
-                pass
+            await wake.wait()
             wake.clear()
+            if link.revoked:
+                await _refuse(ws, CLOSE_UNAUTHENTICATED, "unauthenticated",
+                              "the session ended or expired, or the API key was revoked")
+                return
             if conn.drop is not None:
                 code = CLOSE_SLOW if conn.drop == "slow" else CLOSE_REPLACED
                 log.info("ws dropped", user=p.name, why=conn.drop)
@@ -423,21 +428,43 @@ class HubService:
                 return
             finally:
                 link.busy = False
-            if time.monotonic() - checked >= REVALIDATE_S:
-                checked = time.monotonic()
-                if not await self._still_valid(p):
-                    await _refuse(ws, CLOSE_UNAUTHENTICATED, "unauthenticated",
-                                  "the session ended or expired, or the API key was revoked")
-                    return
 
-    async def _still_valid(self, p: Principal) -> bool:
-        if p.expires_at is not None and p.expires_at <= time.time():
-            return False
+    async def revalidate(self) -> int:
+        """Check every open socket's credential (two queries for all of them): a
+        logout, an expiry, a revoked key, a disabled user or a changed role or
+        agent closes it (4401). Returns how many were closed. The database away:
+        only expiries are checked, the rest waits for the next round."""
+        links = [link for link in self.links.values() if not link.revoked]
+        if not links:
+            return 0
+        now = time.time()
+        creds = {(link.principal.kind, link.principal.credential) for link in links}
+        valid: dict[tuple[str, bytes], tuple[str, str | None]] | None
         try:
-            now = await query(accounts.principal_for(db(self.app), Credential(p.kind, p.credential)))
+            valid = await query(accounts.still_valid(db(self.app), [Credential(k, d) for k, d in creds]))
         except ApiError:
-            return True   # the database is away: keep the socket, check again later
-        return now is not None and now.role == p.role and now.agent_id == p.agent_id
+            valid = None
+        closed = 0
+        for link in links:
+            p = link.principal
+            gone = p.expires_at is not None and p.expires_at <= now
+            if valid is not None and valid.get((p.kind, p.credential)) != (p.role, p.agent_id):
+                gone = True
+            if gone:
+                link.revoked = True
+                link.wake.set()
+                closed += 1
+        if closed:
+            log.info("ws credentials ended", sockets=closed)
+        return closed
+
+    async def _run_revalidate(self) -> None:
+        while True:
+            await asyncio.sleep(self.revalidate_s)
+            try:
+                await self.revalidate()
+            except Exception:
+                log.exception("ws revalidation failed")
 
 
 async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: str) -> None:

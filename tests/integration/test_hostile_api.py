@@ -221,6 +221,49 @@ async def test_replayed_and_forged_credentials_are_refused_and_nothing_leaks(dae
         assert r.status == 200   # the real one still works
 
 
+async def test_open_sockets_close_when_their_credential_ends_and_only_those(daemon_with_users, http, database):
+    """One revalidation round checks every open socket (two queries in all): a logout, a
+    disabled user, a changed role, an expired session and a revoked key each close theirs
+    with 4401; the others stay and are marked seen."""
+    d = daemon_with_users
+    for name in ("r-out", "r-off", "r-role", "r-late", "r-keep"):
+        await add_user(database, name, "supervisor")
+    tokens = {n: await login(http, d, n) for n in ("r-out", "r-off", "r-role", "r-late", "r-keep")}
+    made = cli(database, "api-key", "r-key", "--role", "supervisor")
+    key = made.stdout.strip().splitlines()[-1]
+    made = cli(database, "api-key", "r-key2", "--role", "admin")
+    key2 = made.stdout.strip().splitlines()[-1]
+    socks = {n: (await ws_auth(http, d, t))[0] for n, t in tokens.items()}
+    socks["r-key"] = (await ws_auth(http, d, key))[0]
+    socks["r-key2"] = (await ws_auth(http, d, key2))[0]
+    service = d.runner.app[WS]
+    assert await service.revalidate() == 0      # nothing ended yet
+    async with http.post(url(d, "/api/logout"), headers=bearer(tokens["r-out"])) as r:
+        assert r.status == 204
+    assert cli(database, "revoke-key", "r-key").returncode == 0
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("UPDATE users SET disabled = true WHERE username = 'r-off'")
+        await conn.execute("UPDATE users SET role = 'qa' WHERE username = 'r-role'")
+        await conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = "
+                           "(SELECT user_id FROM users WHERE username = 'r-late')")
+        await conn.execute("UPDATE sessions SET last_seen_at = now() - interval '1 hour' WHERE user_id = "
+                           "(SELECT user_id FROM users WHERE username = 'r-keep')")
+        assert await service.revalidate() == 5
+        for name in ("r-out", "r-off", "r-role", "r-late", "r-key"):
+            assert await closed_with(socks[name]) == CLOSE_UNAUTHENTICATED, name
+        for name in ("r-keep", "r-key2"):
+            await still_answers(socks[name])
+        seen = await conn.fetchval("SELECT last_seen_at > now() - interval '1 minute' FROM sessions WHERE user_id = "
+                                   "(SELECT user_id FROM users WHERE username = 'r-keep')")
+        assert seen is True
+    finally:
+        await conn.close()
+    assert await service.revalidate() == 0
+    for name in ("r-keep", "r-key2"):
+        await socks[name].close()
+
+
 async def test_a_websocket_client_cannot_widen_its_scope_or_take_another_stream(daemon_with_users, http, database):
     d = daemon_with_users
     await add_user(database, "h-qa", "qa")
