@@ -624,6 +624,10 @@ class Options:
     # fresh database); measuring starts after it, so a run does not pay the start-up.
     settle_s: float = 45.0
     ws_replay_max: int = 1000         # the daemon's ws_replay_max (events kept per stream for resume)
+    # More WebSocket clients beside the agents' desktops, held by lean clients in worker processes:
+    # ``extra_supervisors`` of them see everything, the rest are idle agent desktops.
+    extra_clients: int = 0
+    extra_supervisors: int = 0
 
     def agent_count(self, rate: float | None = None) -> int:
         if self.agents:
@@ -841,6 +845,7 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
     raise_fd_limit()
     async with Bed(opts, agents_n) as bed:
         agents, sups = await bed.connect_clients()
+        extra = await ExtraClients.start(bed, opts) if opts.extra_clients else None
         sampler = Sampler(bed, opts.sample_every if soak else 1.0)
         sampling = asyncio.create_task(sampler.run())
         await asyncio.sleep(max(0.0, bed.started + opts.settle_s - time.monotonic()))
@@ -864,9 +869,12 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
             sampling.cancel()
             await asyncio.gather(sampling, return_exceptions=True)
         await sampler.sample()
+        extra_out = await extra.stop() if extra is not None else None
     out: dict[str, Any] = {"mode": "ramp" if ramp else ("soak" if soak else "load"), "conditions": conditions(opts),
                            "agents": agents_n, "supervisors": opts.supervisors,
                            "idle_cpu_s_per_s": idle, "steps": steps}
+    if extra_out is not None:
+        out["extra_clients"] = extra_out
     if soak:
         out["soak"] = soak_verdict(sampler.rows)
         if opts.soak_csv is not None:
@@ -968,8 +976,11 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
     asyncio.run(main())
 
 
-async def make_sessions(dsn: str, n: int) -> list[str]:
-    """N supervisor users, each with a session made in the store (no password round trips)."""
+async def make_sessions(dsn: str, n: int, *, prefix: str = "fan", role: str = "supervisor",
+                        agents: bool = False) -> list[str]:
+    """N users (supervisors by default), each with a session made in the store (no
+    password round trips). ``agents``: each an agent user of an agent id of its own
+    that takes no calls (an idle desktop: it receives its hello and nothing else)."""
     from api import accounts
     from api.auth import digest, new_session_token
 
@@ -977,14 +988,75 @@ async def make_sessions(dsn: str, n: int) -> list[str]:
     tokens = []
     try:
         for i in range(n):
-            user = await accounts.create_user(conn, username=f"fan-{i}", display_name=f"Fan {i}", role="supervisor",
-                                              password_hash=None)
+            user = await accounts.create_user(conn, username=f"{prefix}-{i}", display_name=f"{prefix} {i}", role=role,
+                                              password_hash=None, agent_id=f"{prefix}-{i}" if agents else None)
             token = new_session_token()
             await accounts.create_session(conn, user.user_id, digest(token), 3600 * 4)
             tokens.append(token)
     finally:
         await conn.close()
     return tokens
+
+
+class ExtraClients:
+    """``opts.extra_clients`` more sockets held by ``_fanout_worker`` processes: supervisors
+    (everything) and idle agent desktops, so a load run has thousands of clients connected."""
+
+    def __init__(self, procs: list[Any], pipes: list[Any], connected: int, supervisors: int) -> None:
+        self.procs, self.pipes, self.connected, self.supervisors = procs, pipes, connected, supervisors
+
+    @classmethod
+    async def start(cls, bed: "Bed", opts: Options, workers: int = 2) -> "ExtraClients":
+        raise_fd_limit(opts.extra_clients + 2000)
+        sups = min(opts.extra_supervisors, opts.extra_clients)
+        tokens = await make_sessions(bed.dsn, sups, prefix="xsup")
+        tokens += await make_sessions(bed.dsn, opts.extra_clients - sups, prefix="xdesk", role="agent", agents=True)
+        url = bed.daemon.base.replace("http", "ws") + "/ws"
+        ctx = multiprocessing.get_context("spawn")
+        procs, pipes = [], []
+        for w in range(workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_fanout_worker, args=(url, tokens[w::workers], child), daemon=True)
+            p.start()
+            procs.append(p)
+            pipes.append(parent)
+        connected = 0
+        for p in pipes:
+            _, n = await asyncio.to_thread(p.recv)
+            connected += n
+        print(f"# {connected} extra clients connected ({sups} supervisors)", file=sys.stderr, flush=True)
+        return cls(procs, pipes, connected, sups)
+
+    async def stop(self) -> dict[str, Any]:
+        """Delivery of call events to the extra supervisors over the whole run."""
+        results = []
+        for p in self.pipes:
+            p.send("stop")
+        for p in self.pipes:
+            _, r = await asyncio.to_thread(p.recv)
+            results.append(r)
+        for p in self.procs:
+            p.join(10)
+        at: dict[Any, float] = {}
+        last: dict[Any, float] = {}
+        count: dict[Any, int] = {}
+        lat = array("d")
+        for r in results:
+            for k, v in r["at"].items():
+                at[k] = v
+                last[k] = max(last.get(k, 0.0), r["last"][k])
+                count[k] = count.get(k, 0) + r["count"][k]
+            part = array("d")
+            part.frombytes(r["lat"])
+            lat.extend(part)
+        complete = [k for k in at if count[k] == self.supervisors]
+        to_last = [last[k] - at[k] for k in complete]
+        return {"connected": self.connected, "supervisors": self.supervisors,
+                "idle_desktops": self.connected - self.supervisors,
+                "call_events": len(at), "reached_every_supervisor": len(complete),
+                "delivery_p50_s": pct(lat, 0.5), "delivery_p99_s": pct(lat, 0.99),
+                "to_last_supervisor_p50_s": pct(to_last, 0.5), "to_last_supervisor_p99_s": pct(to_last, 0.99),
+                "client_processes_cpu_s": round(sum(r["cpu"] for r in results), 2)}
 
 
 async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any]:
@@ -1126,6 +1198,13 @@ def load_table(out: dict[str, Any]) -> str:
                      f"Asterisk {idle['asterisk']}, PostgreSQL {idle['postgres']}")
     if "highest_sustained_rate" in out:
         lines.append(f"\nHighest rate sustained: {out['highest_sustained_rate']}/s")
+    if "extra_clients" in out:
+        x = out["extra_clients"]
+        lines.append(f"\nAlso connected through the run: {x['connected']} more clients in 2 processes, "
+                     f"{x['supervisors']} supervisors and {x['idle_desktops']} idle agent desktops; call events "
+                     f"reaching every one of those supervisors: {x['reached_every_supervisor']} of {x['call_events']}, "
+                     f"delivery p50 {ms(x['delivery_p50_s'])} / p99 {ms(x['delivery_p99_s'])}, to the last of them "
+                     f"p50 {ms(x['to_last_supervisor_p50_s'])} / p99 {ms(x['to_last_supervisor_p99_s'])}")
     if "soak" in out:
         v = out["soak"]
         lines.append(f"\nSoak: {v['samples']} samples; growth over the second half: RSS "
@@ -1196,6 +1275,10 @@ def main() -> int:
     ap.add_argument("--csv", type=Path, default=Path("soak.csv"))
     ap.add_argument("--fanout", type=int, help="connect this many supervisor clients and measure delivery")
     ap.add_argument("--fanout-processes", type=int, default=2)
+    ap.add_argument("--extra-clients", type=int, default=0,
+                    help="load runs: connect this many more WebSocket clients (lean, in 2 processes)")
+    ap.add_argument("--extra-supervisors", type=int, default=0,
+                    help="of the extra clients, how many are supervisors (the rest: idle agent desktops)")
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--ws-replay-max", type=int, default=1000,
                     help="the daemon's ws_replay_max: a soak with a small one tells the replay rings' growth apart")
@@ -1208,7 +1291,8 @@ def main() -> int:
     opts = Options(rate=a.rate, duration=a.duration, agents=a.agents, supervisors=a.supervisors, ring=a.ring,
                    talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share), seed=a.seed,
                    database_url=a.database_url, sample_every=a.sample_every,
-                   soak_csv=a.csv if a.soak else None, profile=a.profile, ws_replay_max=a.ws_replay_max)
+                   soak_csv=a.csv if a.soak else None, profile=a.profile, ws_replay_max=a.ws_replay_max,
+                   extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)
