@@ -20,6 +20,8 @@ supervisors and admins (``Hub.broadcast``: no seq, not replayed). When the
 board is due as the hub flushes a burst of events, it is built then and goes
 out in the same socket writes (``join_flush``): with thousands of supervisors
 connected, a board sent on its own costs as many system calls as an event.
+A board that takes long to build is pushed less often (``interval``): the
+board never takes more than ``BUILD_SHARE`` of the daemon's time.
 
 Live actions (STAFF routes) are audited in ``supervisor_actions``, done or not.
 """
@@ -60,6 +62,7 @@ from cti.store import keep_session
 log = structlog.get_logger(__name__)
 
 REFRESH_S = 5.0              # a board is pushed at least this often (rolling windows move)
+BUILD_SHARE = 0.05           # at most this share of the daemon's time goes to building boards
 ROLLUP_EVERY_S = 300.0       # settled intervals are rolled up this often
 STATIC = Path(__file__).with_name("static") / "wallboard"
 REPORT_TIMEOUT = 60.0        # a report may read the calls of intervals not rolled up yet
@@ -246,7 +249,7 @@ class WallboardService:
                 await asyncio.wait_for(self._dirty.wait(), REFRESH_S)
             except asyncio.TimeoutError:
                 pass
-            await asyncio.sleep(max(0.0, self.push_s - (time.monotonic() - self.last_push)))
+            await asyncio.sleep(max(0.0, self.interval() - (time.monotonic() - self.last_push)))
             if not self._dirty.is_set() and time.monotonic() - self.last_push < REFRESH_S:
                 continue    # a flush of events took it along meanwhile
             self._push_now()
@@ -265,8 +268,13 @@ class WallboardService:
     def join_flush(self) -> None:
         """The hub is about to write a burst of events: when the board is due, build
         it now so it goes out in the same writes (one send per client, not two)."""
-        if self._dirty.is_set() and time.monotonic() - self.last_push >= self.push_s:
+        if self._dirty.is_set() and time.monotonic() - self.last_push >= self.interval():
             self._push_now()
+
+    def interval(self) -> float:
+        """Seconds between pushes: ``push_s``, or longer when a build is slow, so that
+        the board never takes more than ``BUILD_SHARE`` of the daemon's time."""
+        return max(self.push_s, self.build_s / BUILD_SHARE)
 
     def _new_day(self, now: float) -> None:
         """At local midnight: forget yesterday's settled calls (those waiting stay)."""

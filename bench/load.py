@@ -353,7 +353,7 @@ class DaemonProcess:
             "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")
-        prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+        prof = [str(ROOT / "bench" / "cpuprofile.py"), str(profile)] if profile is not None else []
         self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -1282,7 +1282,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--ws-replay-max", type=int, default=1000,
                     help="the daemon's ws_replay_max: a soak with a small one tells the replay rings' growth apart")
-    ap.add_argument("--profile", type=Path, help="run the daemon under cProfile; its stats are written here")
+    ap.add_argument("--profile", type=Path, help="run the daemon under cProfile timed by CPU (bench/cpuprofile.py); its stats are written here")
     a = ap.parse_args()
     if a.rate is None:
         a.rate = 0.2 if a.fanout else 1.0

@@ -209,6 +209,11 @@ async def test_board_and_interval_report_equal_the_figures_computed_by_hand(cent
         agents = {row["agent"]: row for row in (await r.json())["rows"]}
     assert (agents["a4"]["answered"], agents["a3"]["answered"]) == (2, 1)
     assert agents["a1"]["not_ready_by_reason"]["test"] > 0
+    # The push interval: wallboard_push_s while boards build fast; stretched when a build is slow.
+    wb = d.runner.app[WALLBOARD]
+    assert wb.pushes > 0 and wb.build_s < 0.005 and wb.interval() == 0.1
+    wb.build_s = 0.2
+    assert wb.interval() == pytest.approx(4.0)
 
 
 async def test_supervisor_actions_are_carried_out_and_audited(centre, demo_ami, database, http):
