@@ -6,10 +6,14 @@ hundreds of microseconds long. With ``time.process_time`` as the timer, the
 figures add up to the process's CPU, which is what the load run compares.
 
     python bench/cpuprofile.py OUT.prof -m cti.cli serve
+
+With ``CTI_PROFILE_WINDOW=1`` profiling starts at the first SIGUSR1 and stops at
+the next (``bench/load.py --profile`` sends them around each measured step).
 """
 from __future__ import annotations
 
 import cProfile
+import os
 import runpy
 import signal
 import sys
@@ -24,7 +28,17 @@ def main() -> None:
     prof = cProfile.Profile(time.process_time)
     # SIGTERM ends the daemon through its own handler; if it is not installed yet, exit cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    prof.enable()
+    if os.environ.get("CTI_PROFILE_WINDOW"):
+        # Profile only between two SIGUSR1s (the load run's measuring window).
+        on = [False]
+
+        def toggle(*_: object) -> None:
+            on[0] = not on[0]
+            prof.enable() if on[0] else prof.disable()
+
+        signal.signal(signal.SIGUSR1, toggle)
+    else:
+        prof.enable()
     try:
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:

@@ -353,6 +353,9 @@ class DaemonProcess:
             "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")
+        self.profile = profile
+        if profile is not None:
+            env["CTI_PROFILE_WINDOW"] = "1"
         prof = [str(ROOT / "bench" / "cpuprofile.py"), str(profile)] if profile is not None else []
         self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -361,6 +364,11 @@ class DaemonProcess:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    def profile_window(self) -> None:
+        """Start or stop the daemon's profile (``--profile``: only the measured steps count)."""
+        if self.profile is not None:
+            self.proc.send_signal(signal.SIGUSR1)
 
     async def metrics(self, http: aiohttp.ClientSession) -> dict[str, float]:
         async with http.get(self.base + "/metrics") as r:
@@ -755,11 +763,13 @@ async def measure_step(bed: Bed, agents: list[WsClient], sups: list[WsClient], r
     m0 = await bed.daemon.metrics(bed.http)
     since = datetime.now(timezone.utc)
     cpu0, t0 = bed.cpu.read(), time.monotonic()
+    bed.daemon.profile_window()
     bed.watch.peak = len(bed.watch.live)
     placed = await traffic(bed.ami, rng, opts.mix, rate, duration, counter)
     placing_s = time.monotonic() - t0
     await bed.drain(first, timeout=max(opts.mix.patience) + 60)
     cpu1, window = bed.cpu.read(), time.monotonic() - t0
+    bed.daemon.profile_window()
     m1 = await bed.daemon.metrics(bed.http)
     until = datetime.now(timezone.utc)
     ids = bed.watch.accepted[first:]
@@ -1087,11 +1097,13 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
         sampling = asyncio.create_task(sampler.run())
         m0 = await bed.daemon.metrics(bed.http)
         cpu0, t0 = bed.cpu.read(), time.monotonic()
+        bed.daemon.profile_window()
         rng = random.Random(opts.seed)
         placed = await traffic(bed.ami, rng, opts.mix, opts.rate, opts.duration, [0, 0])
         await bed.drain(0, timeout=max(opts.mix.patience) + 60)
         await asyncio.sleep(2)
         cpu1, window = bed.cpu.read(), time.monotonic() - t0
+        bed.daemon.profile_window()
         m1 = await bed.daemon.metrics(bed.http)
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)

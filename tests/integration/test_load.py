@@ -26,3 +26,21 @@ async def test_a_minute_of_load_loses_no_call_and_no_screen_pop(asterisk, pg_adm
     assert pops["missing"] == 0, pops["missing_sample"]     # each offer popped at that agent's client
     assert pops["wrong_agent"] == 0 and pops["supervisor_missing"] == 0
     assert step["ws"]["screenpops_dropped"] == 0
+
+
+async def test_every_call_event_reaches_every_connected_supervisor(asterisk, pg_admin):
+    """The fan-out run's short version: 60 supervisors on lean clients in two processes,
+    a few calls; every call event must reach all of them, nobody dropped as slow, and
+    the baseline (one frame to as many sockets) must complete too."""
+    from bench.load import run_fanout
+
+    opts = Options(rate=0.5, duration=15, agents=4, supervisors=0, ring=(0, 1), talk=(2, 4),
+                   mix=Mix(ivr_share=0.3, abandon_share=0.0), database_url=pg_admin, settle_s=0, idle_s=0, seed=5)
+    out = await run_fanout(opts, 60, 2)
+    print(json.dumps({k: v for k, v in out.items() if k != "by_kind"}, indent=1, default=str))
+    assert out["connected"] == 60 and out["calls_placed"] >= 3
+    assert out["call_events_seen"] >= 10
+    assert out["events_reaching_every_client"] == out["call_events_seen"]
+    assert out["slow_drops"] == 0
+    assert out["direct_writes"] > 0           # the flush wrote, not only the writer tasks
+    assert out["floor"]["rounds_complete"] == out["floor"]["rounds"]
