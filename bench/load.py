@@ -77,12 +77,14 @@ from typing import Any, AsyncIterator, Iterable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+LOAD_USER, LOAD_SECRET = "cti-load", "cti-load-secret"
+
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
 from bench.integrity import check, fetch_and_check  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
-from cti.demo import DEMO_SECRET, DEMO_USER, place_call, set_demo_times  # noqa: E402
+from cti.demo import place_call, set_demo_times  # noqa: E402
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "load-bench-password"
@@ -665,7 +667,8 @@ class Bed:
         await self.daemon.wait_ready(self.http, self.agents)
         self.cpu = Cpu(self.daemon.pid, asterisk_pid(), postmaster)
         self.watch = Watch(self.agents)
-        self.ami = AmiClient("127.0.0.1", 5038, DEMO_USER, DEMO_SECRET)
+        # The generator's own AMI user reads only what Watch counts (asterisk-config/demo/manager-demo.conf).
+        self.ami = AmiClient("127.0.0.1", 5038, LOAD_USER, LOAD_SECRET)
         self.ami.add_listener(self.watch)
         await self.ami.start()
         self._stack.push_async_callback(self.ami.stop)

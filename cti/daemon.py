@@ -157,7 +157,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     core.writer = store.Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
     await core.writer.start()
     core.bus.subscribe(core.writer.on_call_event)
-    core.bus.subscribe(log_subscriber)
+    if s.log_level in ("debug", "info"):   # one line per call event: not even built when not written
+        core.bus.subscribe(log_subscriber)
     try:
         yield
     finally:
