@@ -39,7 +39,8 @@ from cti.errors import CtiError
 
 __all__ = [
     "MetricsError", "QueueCall", "StateChange", "AgentSpan", "SlPolicy", "QueueFigures",
-    "AgentFigures", "Rag", "QueueCounts", "count_calls", "figures_from_counts", "queue_figures", "agent_figures", "spans_from_changes",
+    "AgentFigures", "Rag", "QueueCounts", "count_calls", "figures_from_counts", "queue_figures", "agent_figures",
+    "agent_figures_from_seconds", "spans_from_changes", "WRAPUP_TOLERANCE_S",
     "attach_wrapup", "bucket_start", "next_bucket", "buckets", "by_bucket", "split_spans",
     "rolling", "group_by", "ANSWERED", "ABANDONED", "TIMED_OUT", "WAITING", "OUTCOMES",
     "ABANDONS_IGNORED", "ABANDONS_AGAINST", "ABANDONS_IN_FAVOUR", "SL_VARIANTS", "GRANULARITIES",
@@ -188,36 +189,12 @@ def spans_from_changes(changes: Iterable[StateChange], until: float | None = Non
     return out
 
 
-class SpanCache:
-    """``spans_from_changes(changes)`` for a log that grows by appending (the live
-    board's: it is rebuilt at every push), rebuilding only the agents whose changes
-    grew since the last call. ``clear()`` when the log is replaced or edited."""
-
-    def __init__(self) -> None:
-        self._by_agent: dict[str, tuple[tuple[int, StateChange], list[AgentSpan]]] = {}
-
-    def clear(self) -> None:
-        self._by_agent.clear()
-
-    def spans(self, changes: Iterable[StateChange]) -> list[AgentSpan]:
-        groups: dict[str, list[StateChange]] = defaultdict(list)
-        for ch in changes:
-            groups[ch.agent_id].append(ch)
-        out: list[AgentSpan] = []
-        for agent_id in sorted(groups):
-            rows = groups[agent_id]
-            key = (len(rows), rows[-1])
-            hit = self._by_agent.get(agent_id)
-            if hit is None or hit[0] != key:
-                hit = self._by_agent[agent_id] = (key, spans_from_changes(rows))
-            out.extend(hit[1])
-        for gone in self._by_agent.keys() - groups.keys():
-            del self._by_agent[gone]
-        return out
+# How far from a call's talk end its agent's wrap-up may start (``attach_wrapup``).
+WRAPUP_TOLERANCE_S = 1.0
 
 
 def attach_wrapup(calls: Iterable[QueueCall], spans: Sequence[AgentSpan], *,
-                  tolerance_s: float = 1.0) -> list[QueueCall]:
+                  tolerance_s: float = WRAPUP_TOLERANCE_S) -> list[QueueCall]:
     """Answered calls with ``wrapup_s`` taken from their agent's state log.
 
     The agent's wrap-up after a call starts when the agent's leg ends (the
@@ -508,10 +485,19 @@ def agent_figures(spans: Iterable[AgentSpan], start: float, end: float) -> Agent
         seconds[s.state] += secs
         if s.state == NOT_READY:
             by_reason[s.reason or ""] += secs
+    return agent_figures_from_seconds(seconds, by_reason)
+
+
+def agent_figures_from_seconds(seconds: Mapping[str, float],
+                               not_ready_by_reason: Mapping[str, float] | None = None) -> AgentFigures:
+    """``AgentFigures`` from seconds per state (``AGENT_STATES``; a missing state is 0)
+    and not-ready seconds per reason, e.g. the sum of two ``agent_figures`` of
+    disjoint spans (seconds add up; the shares are made from the sums)."""
+    seconds = {k: seconds.get(k, 0.0) for k in AGENT_STATES}
     logged_in = sum(v for k, v in seconds.items() if k != LOGGED_OUT)
     busy = sum(seconds[k] for k in BUSY_STATES)
     ready = busy + seconds[AVAILABLE]
-    return AgentFigures(seconds=seconds, not_ready_by_reason=dict(sorted(by_reason.items())),
+    return AgentFigures(seconds=seconds, not_ready_by_reason=dict(sorted((not_ready_by_reason or {}).items())),
                         logged_in_s=logged_in, ready_s=ready, busy_s=busy,
                         occupancy=_share(busy, ready), utilization=_share(busy, logged_in))
 

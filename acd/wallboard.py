@@ -10,7 +10,9 @@ around them:
   configuration's ``sl_seconds``/``sl_percent``);
 - ``board``: one snapshot: per queue calls waiting, longest wait, today's and
   the last 15/30 minutes' figures with their colours, the abandoned callers of
-  today (for the call-back button), agents by state with time in state;
+  today (for the call-back button), agents by state with time in state; the
+  calls of the day may come partly as ``DayTotals`` (``acd.ledger`` folds the
+  settled ones: the day figures add up);
 - ``alerts``: the figures whose colour got worse since the last snapshot;
 - ``report_rows``: per interval per queue (and per agent) rows, from counts
   (``QueueCounts``: raw calls or stored 15-minute rollups, which add up);
@@ -32,13 +34,14 @@ from typing import Any, Iterable, Mapping, Sequence
 from acd.decisions import AGENT_STATES
 from acd.metrics import (
     ABANDONED, SL_VARIANTS, WAITING, AgentFigures, AgentSpan, MetricsError, QueueCall, QueueCounts, Rag,
-    SlPolicy, agent_figures, bucket_start, count_calls, figures_from_counts, next_bucket, split_spans,
+    SlPolicy, agent_figures, agent_figures_from_seconds, bucket_start, count_calls, figures_from_counts, next_bucket,
+    split_spans,
 )
 
 __all__ = [
-    "FIGURES", "QueueBoardConfig", "BoardConfig", "AgentLive", "parse_board_config", "load_board_config",
-    "board", "alerts", "colours_of", "report_rows", "agent_report_rows", "split_agent_seconds", "csv_text",
-    "ROLLUP_GRANULARITIES",
+    "FIGURES", "QueueBoardConfig", "BoardConfig", "AgentLive", "DayTotals", "parse_board_config",
+    "load_board_config", "board", "abandoned_line", "abandoned_order", "alerts", "colours_of", "report_rows",
+    "agent_report_rows", "split_agent_seconds", "csv_text", "ROLLUP_GRANULARITIES",
 ]
 
 # Figures that may carry thresholds: name -> higher is better.
@@ -199,8 +202,10 @@ def _r(v: float | None, digits: int = 3) -> float | None:
     return None if v is None else round(v, digits)
 
 
-def _figures(calls: Sequence[QueueCall], policy: SlPolicy, now: float) -> dict[str, Any]:
-    f = figures_from_counts(count_calls(calls, policy, now=now), policy)
+def _figures(calls: Sequence[QueueCall], policy: SlPolicy, now: float, more: QueueCounts | None = None
+             ) -> dict[str, Any]:
+    counts = count_calls(calls, policy, now=now)
+    f = figures_from_counts(counts + more if more is not None else counts, policy)
     return {"arrived": f.arrived, "offered": f.offered, "answered": f.answered, "abandoned": f.abandoned,
             "timed_out": f.timed_out, "short_abandoned": f.short_abandoned, "waiting": f.waiting,
             "answered_within": f.answered_within, "service_level": _r(f.service_level, 4),
@@ -208,9 +213,43 @@ def _figures(calls: Sequence[QueueCall], policy: SlPolicy, now: float) -> dict[s
             "handled": f.handled, "longest_wait_s": _r(f.longest_wait_s)}
 
 
+@dataclass(frozen=True, slots=True)
+class DayTotals:
+    """What calls and agent spans folded out of the live board's per-call data leave
+    of today (``acd.ledger``): the day figures are sums, counts and maxima, so these
+    plus the calls still held give the figures of all of them.
+
+    - ``queues``: per queue, the counts (``QueueCounts``, under the queue's policy
+      in the board's configuration) of the folded calls' stays that arrived today;
+    - ``abandoned``: the newest abandoned callers among them, as the board lists
+      them (without ``callback``), at most ``abandoned_listed``;
+    - ``agent_seconds``: seconds per agent state today of the folded spans.
+    """
+
+    queues: Mapping[str, QueueCounts]
+    abandoned: Sequence[Mapping[str, Any]] = ()
+    agent_seconds: Mapping[str, float] | None = None
+
+
+def abandoned_line(c: QueueCall, policy: SlPolicy, caller: tuple[str | None, str | None]) -> dict[str, Any] | None:
+    """``c`` as a line of the board's abandoned callers (``caller``: its number and
+    name), or None when it is not listed there: not abandoned, or a short abandon."""
+    if c.outcome != ABANDONED or c.wait_s is None or c.wait_s < policy.short_abandon_s:
+        return None
+    number, name = caller
+    return {"call_id": c.call_id, "queue": c.queue, "arrived_at": c.arrived_at, "left_at": c.left_at,
+            "waited_s": _r(c.wait_s), "number": number, "name": name}
+
+
+def abandoned_order(line: Mapping[str, Any]) -> tuple[float, str]:
+    """The order of the abandoned callers: the last to leave first."""
+    return -(line["left_at"] or 0), line["call_id"]
+
+
 def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: BoardConfig, *, now: float,
           day_start: float, queues: Sequence[str] = (), callers: Mapping[str, tuple[str | None, str | None]] | None = None,
-          callbacks: Mapping[str, str] | None = None, agent_spans: Iterable[AgentSpan] = ()) -> dict[str, Any]:
+          callbacks: Mapping[str, str] | None = None, agent_spans: Iterable[AgentSpan] = (),
+          totals: DayTotals | None = None) -> dict[str, Any]:
     """One wallboard snapshot (a JSON-ready dict).
 
     ``calls``: the queue calls known (today's, and any still waiting); figures
@@ -220,11 +259,16 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
     ``queues``: listed even without calls. ``callers``: call id -> (number,
     name) for the abandoned list; ``callbacks``: call id -> status of a
     call-back filed for it. ``agent_spans``: today's agent state spans, for
-    occupancy and utilization today.
+    occupancy and utilization today. ``totals``: today's calls and spans that
+    are not in ``calls`` and ``agent_spans`` any more (settled, out of every
+    rolling window: ``acd.ledger``), added to the day figures.
     """
     callers = callers or {}
     callbacks = callbacks or {}
+    folded = totals.queues if totals is not None else {}
     by_queue: dict[str, list[QueueCall]] = {q: [] for q in queues}
+    for q in folded:
+        by_queue.setdefault(q, [])
     for c in calls:
         by_queue.setdefault(c.queue, []).append(c)
     out_queues = []
@@ -240,7 +284,7 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
             "threshold_s": cfg.policy.threshold_s,
             "waiting": len(waiting),
             "longest_waiting_s": _r(max((now - c.arrived_at for c in waiting), default=None)),
-            "today": _figures(today, cfg.policy, now),
+            "today": _figures(today, cfg.policy, now, folded.get(qid)),
         }
         for name, window in WINDOWS.items():
             entry[name] = _figures([c for c in qcalls if now - window < c.arrived_at <= now], cfg.policy, now)
@@ -252,23 +296,25 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
                   "abandon_rate": entry["today"]["abandon_rate"]}
         entry["colours"] = {k: cfg.rag[k].colour(v) for k, v in values.items() if k in cfg.rag}
         out_queues.append(entry)
-        short = cfg.policy.short_abandon_s
         for c in today:
-            if c.outcome == ABANDONED and c.wait_s is not None and c.wait_s >= short:
-                number, name = callers.get(c.call_id, (None, None))
-                abandoned.append({"call_id": c.call_id, "queue": qid, "arrived_at": c.arrived_at,
-                                  "left_at": c.left_at, "waited_s": _r(c.wait_s), "number": number,
-                                  "name": name, "callback": callbacks.get(c.call_id)})
-    abandoned.sort(key=lambda a: (-(a["left_at"] or 0), a["call_id"]))
+            line = abandoned_line(c, cfg.policy, callers.get(c.call_id, (None, None)))
+            if line is not None:
+                abandoned.append(line)
+    if totals is not None:
+        abandoned += totals.abandoned
+    abandoned.sort(key=abandoned_order)
+    abandoned = [{**a, "callback": callbacks.get(a["call_id"])} for a in abandoned[:config.abandoned_listed]]
     agent_list = sorted(agents, key=lambda a: (_STATE_ORDER.get(a.state, 9), a.since, a.agent_id))
     counts = dict.fromkeys(AGENT_STATES, 0)
     for a in agent_list:
         counts[a.state] = counts.get(a.state, 0) + 1
     af: AgentFigures = agent_figures(agent_spans, day_start, max(day_start, now))
+    if totals is not None and totals.agent_seconds:
+        af = agent_figures_from_seconds({k: v + totals.agent_seconds.get(k, 0.0) for k, v in af.seconds.items()})
     return {
         "type": "wallboard", "at": now, "day_start": day_start,
         "queues": out_queues,
-        "abandoned": abandoned[:config.abandoned_listed],
+        "abandoned": abandoned,
         "agents": [{"agent_id": a.agent_id, "name": a.name, "state": a.state, "reason": a.reason,
                     "since": a.since,
                     # None: never changed state since the daemon started (no "since")

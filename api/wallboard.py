@@ -1,17 +1,25 @@
 """The supervisors' wallboard (live, over the WebSocket), their live actions, and
 the interval reports and staffing plan (docs/wallboard.md).
 
-How the live figures are fed: **incrementally from the bus**. The service keeps
-a ledger of today's queued calls: for each, the call as the model last showed
-it (a ``CallView``: the same fields as its ``calls`` row) and its events of the
-kinds the reports read. A board is ``acd.reports.build_queue_calls`` over that
-ledger (only the calls that changed are rebuilt), ``attach_wrapup`` with the
-agents' state changes of today, and ``acd.wallboard.board``: the functions the
-interval reports use on rows read from PostgreSQL, so the board and the report
-of the same calls agree by construction. At start (and at local midnight) the
-ledger is seeded from PostgreSQL. Reading the database on a short interval
-instead was measured (BENCHMARKS.md, "Wallboard"): it costs a day's calls per
-refresh and trails the store writer's batching.
+How the live figures are fed: **incrementally from the bus**, into a ledger of
+today's queued calls (``acd.ledger.BoardLedger``, pure): for each call, the call
+as the model last showed it (a ``CallView``: the same fields as its ``calls``
+row) and its events of the kinds the reports read, and the agents' state
+changes of today. A board is ``acd.reports.build_queue_calls`` over that ledger
+(only the calls that changed are rebuilt), ``attach_wrapup`` with the agents'
+state changes, and ``acd.wallboard.board``: the functions the interval reports
+use on rows read from PostgreSQL, so the board and the report of the same calls
+agree by construction. At start (and at local midnight) the ledger is seeded
+from PostgreSQL. Reading the database on a short interval instead was measured
+(BENCHMARKS.md, "Wallboard"): it costs a day's calls per refresh and trails the
+store writer's batching.
+
+The ledger stays small all day: a call settled (ended, out of the 30-minute
+rolling windows, its wrap-up final) is folded into today's per-queue counts and
+its row and events dropped; agent state changes no call held needs are folded
+into today's seconds per state. Memory and the work per push follow the calls
+of the last half hour, not the hour of the day (``acd.ledger``; BENCHMARKS.md,
+"Wallboard over a long day").
 
 Pushing is thin: any call event or agent state change marks the board dirty; a
 task builds and broadcasts it at most every ``wallboard_push_s`` (and every
@@ -43,12 +51,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from acd import callbacks as cbs
 from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
-from acd.metrics import SpanCache, StateChange, attach_wrapup, bucket_start, next_bucket, spans_from_changes
+from acd.ledger import EVENT_KINDS, BoardLedger
+from acd.metrics import StateChange, bucket_start, next_bucket, spans_from_changes
 from acd.service import ACD, AcdService
 from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval, same_slot_history
 from acd.wallboard import (
-    AgentLive, BoardConfig, agent_report_rows, alerts, board, colours_of, csv_text,
-    load_board_config, report_rows,
+    AgentLive, BoardConfig, agent_report_rows, alerts, colours_of, csv_text, load_board_config, report_rows,
 )
 from api.auth import STAFF
 from api.desk import db, query
@@ -66,7 +74,6 @@ BUILD_SHARE = 0.05           # at most this share of the daemon's time goes to b
 ROLLUP_EVERY_S = 300.0       # settled intervals are rolled up this often
 STATIC = Path(__file__).with_name("static") / "wallboard"
 REPORT_TIMEOUT = 60.0        # a report may read the calls of intervals not rolled up yet
-_KINDS = frozenset(reports._EVENT_KINDS)
 _DEVICE = re.compile(r"^(PJSIP|SIP|IAX2|Local|DAHDI)/[A-Za-z0-9_.@+-]{1,80}(/n)?$")
 SPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
 
@@ -81,15 +88,9 @@ class WallboardService:
         self.tz = ZoneInfo(settings.timezone)
         self.push_s = settings.wallboard_push_s
         self.config: BoardConfig = load_board_config(settings.wallboard_config)
-        self.rows: dict[str, dict[str, Any]] = {}          # call id -> the call as the model shows it
-        self.events: dict[str, list[dict[str, Any]]] = {}  # call id -> its events the figures read
-        self.built: dict[str, list[Any]] = {}              # call id -> its QueueCalls
-        self.stale: set[str] = set()
-        self.changes: list[StateChange] = []               # agents' state changes today
-        self._spans = SpanCache()                          # their spans, rebuilt per agent as they grow
+        self.ledger = BoardLedger(self.config)             # today's calls and agent state changes
         self.agent_legs: dict[str, str] = {}               # agent id -> Uniqueid of the leg answering
         self.filed: dict[str, str] = {}                    # call id -> status of a call-back filed for it
-        self.day_start = 0.0
         self.snapshot: dict[str, Any] | None = None
         self.colours: dict[str, dict[str, str | None]] = {}
         self.recent_alerts: list[dict[str, Any]] = []
@@ -100,6 +101,14 @@ class WallboardService:
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: Any = None
         self._pool: Any = None
+
+    @property
+    def day_start(self) -> float:
+        return self.ledger.day_start
+
+    @day_start.setter
+    def day_start(self, value: float) -> None:
+        self.ledger.day_start = value
 
     @property
     def acd(self) -> AcdService | None:
@@ -117,6 +126,7 @@ class WallboardService:
 
     async def start(self) -> None:
         self.config = load_board_config(self.core.settings.wallboard_config, self.routing_defaults())
+        self.ledger = BoardLedger(self.config)             # counted under this configuration from now on
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         if self.acd is not None:
             self.acd.agent_listeners.append(self.agent_changed)
@@ -149,10 +159,7 @@ class WallboardService:
 
     async def seed(self, now: float) -> None:
         """Today's queued calls and agent states from PostgreSQL (and calls still waiting)."""
-        self.day_start = bucket_start(now, "day", self.tz)
-        self.rows, self.events, self.built, self.stale = {}, {}, {}, set()
-        self.changes = []
-        self._spans.clear()
+        self.ledger.reset(bucket_start(now, "day", self.tz))
         if self._pool is None:
             return
         start = datetime.fromtimestamp(self.day_start, self.tz)
@@ -161,17 +168,9 @@ class WallboardService:
             "OR (queue_joined_at IS NOT NULL AND ended_at IS NULL))", start)
         ids = [r["call_id"] for r in rows]
         events = await self._pool.fetch(reports._EVENTS, ids, reports._EVENT_KINDS) if ids else []
-        from_db = set()
-        for r in rows:
-            if r["call_id"] not in self.rows:     # a live event may have come first: it is newer
-                self.rows[r["call_id"]] = dict(r)
-                self.stale.add(r["call_id"])
-                from_db.add(r["call_id"])
-        for e in events:
-            if e["call_id"] in from_db:
-                self.events.setdefault(e["call_id"], []).append(dict(e))
-        self.changes = await reports.state_changes(self._pool, start, datetime.fromtimestamp(now + 1, self.tz)) \
-            + self.changes
+        changes = await reports.state_changes(self._pool, start, datetime.fromtimestamp(now + 1, self.tz))
+        # Live events may have come meanwhile: they are newer (the ledger keeps them).
+        self.ledger.seed(rows, events, changes)
 
     # -- inputs --------------------------------------------------------------------
 
@@ -180,36 +179,27 @@ class WallboardService:
         view = ev.call
         if ev.kind == "call.connected" and isinstance(ev.data.get("agent"), str) and ev.data.get("uniqueid"):
             self.agent_legs[ev.data["agent"]] = str(ev.data["uniqueid"])
-        if view.queue_joined_at is None and cid not in self.rows:
+        if view.queue_joined_at is None and cid not in self.ledger.rows:
             return
-        self.rows[cid] = view.as_dict()
-        if ev.kind in _KINDS:
-            self.events.setdefault(cid, []).append({"call_id": cid, "seq": ev.seq, "at": ev.at, "kind": ev.kind,
-                                                    "data": dict(ev.data)})
-        self.stale.add(cid)
-        self._dirty.set()
+        event = {"call_id": cid, "seq": ev.seq, "at": ev.at, "kind": ev.kind, "data": dict(ev.data)} \
+            if ev.kind in EVENT_KINDS else None
+        if self.ledger.call(cid, view.as_dict(), event):
+            self._dirty.set()
 
     def agent_changed(self, agent_id: str) -> None:
         acd = self.acd
         if acd is None:
             return
         v = acd.router.agent_state(agent_id)
-        last = next((c for c in reversed(self.changes) if c.agent_id == agent_id), None)
-        if last is None or (last.at, last.state, last.reason) != (v.since, v.state, v.reason):
-            self.changes.append(StateChange(agent_id, v.since, v.state, v.reason))
+        self.ledger.agent_change(StateChange(agent_id, v.since, v.state, v.reason))
         self._dirty.set()
 
     # -- the board -------------------------------------------------------------------
 
     def build(self, now: float) -> dict[str, Any]:
-        """The board at ``now`` from the ledger (rebuilding the calls that changed)."""
+        """The board at ``now`` from the ledger (rebuilding the calls that changed,
+        folding those settled)."""
         t0 = time.perf_counter()
-        for cid in self.stale:
-            row = self.rows.get(cid)
-            self.built[cid] = reports.build_queue_calls([row], self.events.get(cid, []), now=now) if row else []
-        self.stale = set()
-        spans = self._spans.spans(self.changes)
-        calls = attach_wrapup([c for cs in self.built.values() for c in cs], spans)
         acd = self.acd
         agents = []
         callbacks: dict[str, str] = {}
@@ -226,14 +216,13 @@ class WallboardService:
                 elif self.filed[cid] in cbs.OPEN:
                     self.filed[cid] = "done"
             callbacks = dict(self.filed)
-        callers = {cid: (r.get("caller_num"), r.get("caller_name")) for cid, r in self.rows.items()}
-        snap = board(calls, agents, self.config, now=now, day_start=self.day_start, queues=self.queues(),
-                     callers=callers, callbacks=callbacks, agent_spans=spans)
+        snap = self.ledger.board(now, agents, queues=self.queues(), callbacks=callbacks)
         # The router's own list, for the move and priority buttons (callbacks included).
         snap["waiting_calls"] = [] if acd is None else [
             {"call_id": w.call_id, "queue": w.queue_id, "status": w.status, "priority": w.priority,
              "arrived_at": w.arrived_at, "callback": w.callback,
-             "number": (self.rows.get(w.call_id) or {}).get("caller_num")} for w in acd.router.waiting_calls()]
+             "number": (self.ledger.rows.get(w.call_id) or {}).get("caller_num")}
+            for w in acd.router.waiting_calls()]
         snap["timezone"] = str(self.tz)
         self.build_s = time.perf_counter() - t0
         return snap
@@ -243,7 +232,7 @@ class WallboardService:
             await self.seed(time.time())
         except Exception:
             log.exception("wallboard: today's calls not read; the board starts empty")
-            self.day_start = bucket_start(time.time(), "day", self.tz)
+            self.ledger.day_start = bucket_start(time.time(), "day", self.tz)
         while True:
             try:
                 await asyncio.wait_for(self._dirty.wait(), REFRESH_S)
@@ -278,17 +267,7 @@ class WallboardService:
 
     def _new_day(self, now: float) -> None:
         """At local midnight: forget yesterday's settled calls (those waiting stay)."""
-        self.day_start = bucket_start(now, "day", self.tz)
-        keep = {cid for cid, cs in self.built.items() if any(c.outcome == "waiting" for c in cs)}
-        keep |= {cid for cid in self.rows if cid in self.stale}
-        self.rows = {k: v for k, v in self.rows.items() if k in keep}
-        self.events = {k: v for k, v in self.events.items() if k in keep}
-        self.built = {k: v for k, v in self.built.items() if k in keep}
-        last: dict[str, StateChange] = {}
-        for c in self.changes:
-            last[c.agent_id] = c
-        self.changes = list(last.values())
-        self._spans.clear()
+        self.ledger.new_day(bucket_start(now, "day", self.tz))
 
     def push(self, snap: dict[str, Any]) -> None:
         fired = alerts(self.colours, snap)
@@ -561,8 +540,8 @@ async def file_callback(req: ApiRequest[CallbackBody, None]) -> ActionReply:
     acd = _acd(req)
     wb = _wb(req)
     body = req.body
-    row = wb.rows.get(body.call_id)
-    if row is None:
+    row = wb.ledger.rows.get(body.call_id)
+    if row is None:                       # settled a while ago: folded out of the ledger
         found = await query(db(req.app).fetchrow("SELECT * FROM calls WHERE call_id = $1", body.call_id))
         row = dict(found) if found is not None else None
     if row is None or not row.get("abandoned"):

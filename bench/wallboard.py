@@ -203,7 +203,8 @@ def synthetic_day(calls: int, *, start: float, seconds: float, agents: int | Non
 
     def ready(t: float, a: str) -> None:
         if a in leaving:
-            agent(t, a, "logged_out")
+            if state[a] != "logged_out":
+                agent(t, a, "logged_out")
             return
         agent(t, a, "available")
         free.append(a)

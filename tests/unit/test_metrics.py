@@ -12,7 +12,7 @@ from acd.metrics import (
     ABANDONED, ABANDONS_AGAINST, ABANDONS_IGNORED, ABANDONS_IN_FAVOUR, ANSWERED, GRANULARITIES, TIMED_OUT,
     WAITING, AgentSpan, MetricsError, QueueCall, Rag, SlPolicy, StateChange, agent_figures, attach_wrapup,
     bucket_start, buckets, by_bucket, group_by, next_bucket, queue_figures, rolling, spans_from_changes,
-    split_spans, SpanCache,
+    split_spans,
 )
 
 T0 = 1_700_000_000.0
@@ -399,16 +399,3 @@ def test_intervals_tile_time_around_every_offset_change(tz):
                 assert bucket_start(start, g, tz) == start and bucket_start(end - 1, g, tz) == start
 
 
-@given(st.lists(st.tuples(st.sampled_from(["a1", "a2", "a3"]), st.integers(0, 50),
-                          st.sampled_from(["available", "reserved", "on_call", "wrapup", "not_ready"])),
-                max_size=40),
-       st.integers(1, 5))
-def test_span_cache_gives_what_spans_from_changes_gives_as_the_log_grows(appends, every):
-    cache, changes = SpanCache(), []
-    for i, (agent, dt, state) in enumerate(appends):
-        changes.append(StateChange(agent, T0 + dt, state, "break" if state == "not_ready" else None))
-        if i % every == 0:
-            assert cache.spans(changes) == spans_from_changes(changes)
-    assert cache.spans(changes) == spans_from_changes(changes)
-    cache.clear()
-    assert cache.spans(changes[:3]) == spans_from_changes(changes[:3])
