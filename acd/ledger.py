@@ -42,23 +42,28 @@ entry of a call held that is neither answered nor ended bounds every agent's
 (anyone may answer it). A call not seen yet is answered later still. Spans
 before that change no attachment (the first span from the talk end on stays the
 first), and a span's seconds are final once it ended before now, so nothing
-else holds a change back.
+else holds a change back. A call held whose wrap-up is final already keeps its
+stays as attached and bounds no cut.
 
-So memory and work per board follow the calls of the last half hour (and those
-still waiting or talking), not the hour of the day: BENCHMARKS.md, "Wallboard
-over a long day". Figures are those of the unfolded calls, up to the order of
-float additions (the last bits, under the board's rounding). Limits: a state
-change stamped before what was folded of its agent is placed after it (the
-router stamps changes as they happen); an event for a call the ledger no longer
-holds that ended before the horizon is refused (``call`` returns False), as the
-call was folded or belongs to a past day.
+Work per board: the calls changed since the last one are rebuilt, and a call's
+wrap-up is attached again only when its agent's spans changed and it is not
+final; the board itself runs over the calls held. So memory and work per board
+follow the calls of the last half hour (and those still waiting or talking), not
+the hour of the day: BENCHMARKS.md, "Wallboard over a long day". Figures are
+those of the unfolded calls, up to the order of float additions (the last bits,
+under the board's rounding).
+
+Limits: a state change stamped before its agent's latest one (the router stamps
+changes as they happen) changes no wrap-up already final, nor what was folded;
+an event for a call the ledger no longer holds that ended before the horizon is
+refused (``call`` returns False): the call was folded, or belongs to a past day.
 """
 from __future__ import annotations
 
 import math
 from bisect import bisect_left, insort
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from acd.decisions import AGENT_STATES
 from acd.metrics import (
@@ -171,10 +176,6 @@ class BoardLedger:
         self._spans.pop(agent, None)
         self._version[agent] += 1
 
-    def latest(self, agent_id: str) -> StateChange | None:
-        held = self._changes.get(agent_id)
-        return held[-1] if held else None
-
     # -- the board -----------------------------------------------------------------------
 
     def board(self, now: float, agents: Iterable[AgentLive] = (), *, queues: Sequence[str] = (),
@@ -182,13 +183,12 @@ class BoardLedger:
         """The board at ``now`` (``acd.wallboard.board``), after folding what has
         settled. ``agents`` and ``callbacks`` are passed on as they are."""
         calls = self.calls(now)
-        folded = self.fold(now, calls)
+        folded = self._fold(now, calls)
         if folded:
             calls = [c for c in calls if c.call_id not in folded]
         spans = self.spans()                              # less what was folded of them
-        callers = {cid: (r.get("caller_num"), r.get("caller_name")) for cid, r in self.rows.items()}
         return board(calls, agents, self.config, now=now, day_start=self.day_start, queues=queues,
-                     callers=callers, callbacks=callbacks, agent_spans=spans, totals=self.totals())
+                     callers=_Callers(self.rows), callbacks=callbacks, agent_spans=spans, totals=self.totals())
 
     def calls(self, now: float) -> list[QueueCall]:
         """The stays of the calls held, their wrap-ups attached. Only the calls changed
@@ -201,6 +201,10 @@ class BoardLedger:
         self._stale = set()
         out: list[QueueCall] = []
         for cid, stays in self._built.items():
+            hit = self._wrapped.get(cid)
+            if hit is not None and hit[2]:
+                out.extend(hit[1])
+                continue
             # attach_wrapup reads only the spans of the agent of an answered stay whose talk is known.
             agents = sorted({c.agent for c in stays if c.outcome == ANSWERED and c.agent is not None
                              and c.talk_s is not None})
@@ -208,8 +212,7 @@ class BoardLedger:
                 out.extend(stays)
                 continue
             key = tuple((a, self._version[a]) for a in agents)
-            hit = self._wrapped.get(cid)
-            if hit is None or (hit[0] != key and not hit[2]):
+            if hit is None or hit[0] != key:
                 wrapped = attach_wrapup(stays, [s for a in agents for s in self._agent_spans(a)])
                 hit = self._wrapped[cid] = (key, wrapped, all(self._final(c) for c in wrapped))
             out.extend(hit[1])
@@ -245,25 +248,22 @@ class BoardLedger:
 
     # -- folding ---------------------------------------------------------------------------
 
-    def fold(self, now: float, calls: Sequence[QueueCall]) -> set[str]:
+    def _fold(self, now: float, calls: Sequence[QueueCall]) -> set[str]:
         """Fold the calls settled at ``now`` and the agents' spans no call held needs
-        (module doc). ``calls``: ``calls(now)``. Returns the call ids folded."""
+        (module doc). ``calls``: ``calls(now)``, just made. Returns the call ids folded."""
         horizon = now - FOLD_AFTER_S
         self.horizon = max(self.horizon, horizon)
-        by_call: dict[str, list[QueueCall]] = defaultdict(list)
-        for c in calls:
-            by_call[c.call_id].append(c)
         folded: list[str] = []
         cut_all = now - CHANGES_KEPT_S
         cut: dict[str, float] = {}
         for cid, row in self.rows.items():
-            stays = by_call.get(cid, ())
+            stays = self._built.get(cid, ())               # as attached, but for the wrap-up
             ended = _ts(row.get("ended_at"))
             hit = self._wrapped.get(cid)
             final = hit is None or hit[2]                 # no wrap-up to attach, or attached for good
-            if ended is not None and ended <= horizon and final \
-                    and all(c.outcome != WAITING and c.arrived_at <= horizon for c in stays):
-                folded.append(cid)
+            if ended is not None and final:               # its talk is known: it reads no span any more
+                if ended <= horizon and all(c.outcome != WAITING and c.arrived_at <= horizon for c in stays):
+                    folded.append(cid)
                 continue
             # What of its agents' spans it may still read.
             answered = False
@@ -278,23 +278,23 @@ class BoardLedger:
                 if joined is not None:
                     cut_all = min(cut_all, joined)
         if folded:
-            self._fold_calls(folded, by_call, now)
+            self._fold_calls(folded, now)
         for agent, held in self._changes.items():
             before = min(cut_all, cut.get(agent, math.inf)) - WRAPUP_TOLERANCE_S
             if self._fold_changes(held, bisect_left(held, before, key=_at) - 1):
                 self._touch(agent)
         return set(folded)
 
-    def _fold_calls(self, folded: list[str], by_call: Mapping[str, list[QueueCall]], now: float) -> None:
+    def _fold_calls(self, folded: list[str], now: float) -> None:
         per_queue: dict[str, list[QueueCall]] = defaultdict(list)
         lines = []
         for cid in folded:
             row = self.rows.pop(cid)
             self.events.pop(cid, None)
-            self._built.pop(cid, None)
-            self._wrapped.pop(cid, None)
+            built = self._built.pop(cid, [])
+            hit = self._wrapped.pop(cid, None)
             self._stale.discard(cid)
-            for c in by_call.get(cid, ()):
+            for c in hit[1] if hit is not None else built:
                 per_queue[c.queue].append(c)
                 if c.arrived_at >= self.day_start:
                     line = abandoned_line(c, self.config.of(c.queue).policy,
@@ -349,3 +349,20 @@ class BoardLedger:
                 "changes": sum(len(v) for v in self._changes.values()),
                 "folded_calls": self.folded_calls, "folded_changes": self.folded_changes}
 
+
+class _Callers(Mapping[str, tuple[Any, Any]]):
+    """Call id -> (number, name) of the calls held, read when asked (the board asks
+    for its abandoned callers only)."""
+
+    def __init__(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        self._rows = rows
+
+    def __getitem__(self, call_id: str) -> tuple[Any, Any]:
+        row = self._rows[call_id]
+        return row.get("caller_num"), row.get("caller_name")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)

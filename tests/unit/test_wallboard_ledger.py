@@ -216,7 +216,7 @@ def test_an_answered_call_waits_for_its_agents_next_change_before_folding():
     assert "c1" not in ledger.rows
     assert (sales["today"]["handled"], sales["today"]["aht_s"]) == (1, 100 + late - (DAY + 200))
     # Folded: the spans before the horizon, but the agent's state now stays.
-    assert [c.state for c in ledger._changes["a"]] == ["wrapup", "available"]
+    assert [s.state for s in ledger.spans()] == ["wrapup", "available"]
     assert snap["utilization_today"] == round((late - (DAY + 100)) / (late + 1 - DAY), 4)
 
 
