@@ -1011,12 +1011,46 @@ async def make_sessions(dsn: str, n: int, *, prefix: str = "fan", role: str = "s
     return tokens
 
 
+class ClientProcesses:
+    """``_fanout_worker`` processes holding lean clients for ``tokens``, split between them."""
+
+    def __init__(self, url: str, tokens: list[str], workers: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.procs, self.pipes = [], []
+        for w in range(workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_fanout_worker, args=(url, tokens[w::workers], child), daemon=True)
+            p.start()
+            self.procs.append(p)
+            self.pipes.append(parent)
+
+    async def connected(self) -> int:
+        """Once every client is past its hello: how many there are."""
+        n = 0
+        for p in self.pipes:
+            _, k = await asyncio.to_thread(p.recv)
+            n += k
+        return n
+
+    async def results(self) -> list[dict[str, Any]]:
+        """Stop recording; each process's arrivals, parsed."""
+        for p in self.pipes:
+            p.send("stop")
+        results = []
+        for p in self.pipes:
+            _, r = await asyncio.to_thread(p.recv)
+            results.append(r)
+        for p in self.procs:
+            p.join(10)
+        return results
+
+
 class ExtraClients:
     """``opts.extra_clients`` more sockets held by ``_fanout_worker`` processes: supervisors
     (everything) and idle agent desktops, so a load run has thousands of clients connected."""
 
-    def __init__(self, procs: list[Any], pipes: list[Any], connected: int, supervisors: int) -> None:
-        self.procs, self.pipes, self.connected, self.supervisors = procs, pipes, connected, supervisors
+    def __init__(self, procs: ClientProcesses, connected: int, supervisors: int) -> None:
+        self.procs, self.connected, self.supervisors = procs, connected, supervisors
 
     @classmethod
     async def start(cls, bed: "Bed", opts: Options, workers: int = 2) -> "ExtraClients":
@@ -1024,32 +1058,14 @@ class ExtraClients:
         sups = min(opts.extra_supervisors, opts.extra_clients)
         tokens = await make_sessions(bed.dsn, sups, prefix="xsup")
         tokens += await make_sessions(bed.dsn, opts.extra_clients - sups, prefix="xdesk", role="agent", agents=True)
-        url = bed.daemon.base.replace("http", "ws") + "/ws"
-        ctx = multiprocessing.get_context("spawn")
-        procs, pipes = [], []
-        for w in range(workers):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_fanout_worker, args=(url, tokens[w::workers], child), daemon=True)
-            p.start()
-            procs.append(p)
-            pipes.append(parent)
-        connected = 0
-        for p in pipes:
-            _, n = await asyncio.to_thread(p.recv)
-            connected += n
+        procs = ClientProcesses(bed.daemon.base.replace("http", "ws") + "/ws", tokens, workers)
+        connected = await procs.connected()
         print(f"# {connected} extra clients connected ({sups} supervisors)", file=sys.stderr, flush=True)
-        return cls(procs, pipes, connected, sups)
+        return cls(procs, connected, sups)
 
     async def stop(self) -> dict[str, Any]:
         """Delivery of call events to the extra supervisors over the whole run."""
-        results = []
-        for p in self.pipes:
-            p.send("stop")
-        for p in self.pipes:
-            _, r = await asyncio.to_thread(p.recv)
-            results.append(r)
-        for p in self.procs:
-            p.join(10)
+        results = await self.procs.results()
         at: dict[Any, float] = {}
         last: dict[Any, float] = {}
         count: dict[Any, int] = {}
@@ -1079,20 +1095,9 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
         tokens = await make_sessions(bed.dsn, clients)
         await asyncio.sleep(max(0.0, bed.started + opts.settle_s - time.monotonic()))
         rss_before = rss_kb(bed.daemon.pid)[0]
-        url = bed.daemon.base.replace("http", "ws") + "/ws"
-        ctx = multiprocessing.get_context("spawn")
-        procs, pipes = [], []
-        for w in range(workers):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_fanout_worker, args=(url, tokens[w::workers], child), daemon=True)
-            p.start()
-            procs.append(p)
-            pipes.append(parent)
+        procs = ClientProcesses(bed.daemon.base.replace("http", "ws") + "/ws", tokens, workers)
         t_conn = time.monotonic()
-        connected = 0
-        for p in pipes:
-            tag, n = await asyncio.to_thread(p.recv)
-            connected += n
+        connected = await procs.connected()
         connect_s = time.monotonic() - t_conn
         await asyncio.sleep(2)
         rss_connected = rss_kb(bed.daemon.pid)[0]
@@ -1110,14 +1115,7 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
         m1 = await bed.daemon.metrics(bed.http)
         sampling.cancel()
         await asyncio.gather(sampling, return_exceptions=True)
-        results = []
-        for p in pipes:
-            p.send("stop")
-        for p in pipes:
-            tag, r = await asyncio.to_thread(p.recv)
-            results.append(r)
-        for p in procs:
-            p.join(10)
+        results = await procs.results()
     # Merge: for each call event, its arrival at the last client of all.
     at: dict[Any, float] = {}
     last: dict[Any, float] = {}
