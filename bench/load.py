@@ -43,7 +43,9 @@ after the first step the sandbox does not sustain (Originates refused, calls
 lost, event lag p99 over 1 s, or arrivals below 90% of the rate asked).
 ``--soak`` samples the daemon's RSS, asyncio tasks, open fds and WebSocket
 send-queue depths every ``--sample-every`` seconds into a CSV and gives a
-verdict from the growth slopes. ``--fanout N`` connects N supervisor clients
+verdict from the growth slopes; with ``--memtrace DIR`` the daemon runs under
+``tracemalloc`` (``bench/memtrace.py``) and the JSON also says where its heap grew over
+the second half. ``--fanout N`` connects N supervisor clients
 (sessions made in the store) and measures delivery of the call events to all.
 
 Each mode prints JSON (``--json FILE`` writes it) and a markdown table.
@@ -82,6 +84,7 @@ LOAD_USER, LOAD_SECRET = "cti-load", "cti-load-secret"
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
+from bench import memtrace  # noqa: E402
 from bench.integrity import check, fetch_and_check  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
 from cti.demo import place_call, set_demo_times  # noqa: E402
@@ -341,7 +344,8 @@ class DaemonProcess:
     """``cti serve`` as a child process, configured by environment variables."""
 
     def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500,
-                 ws_replay_max: int = 1000, profile: Path | None = None) -> None:
+                 ws_replay_max: int = 1000, profile: Path | None = None,
+                 memtrace: Path | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         (workdir / "acd.toml").write_text(acd_toml(agents))
@@ -359,6 +363,8 @@ class DaemonProcess:
         if profile is not None:
             env["CTI_PROFILE_WINDOW"] = "1"
         prof = [str(ROOT / "bench" / "cpuprofile.py"), str(profile)] if profile is not None else []
+        if memtrace is not None:   # heap snapshots every 5 minutes, 8 frames deep (bench/memtrace.py)
+            prof = [str(ROOT / "bench" / "memtrace.py"), str(memtrace), "300", "8"]
         self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -629,6 +635,7 @@ class Options:
     sample_every: float = 10.0
     soak_csv: Path | None = None
     profile: Path | None = None       # run the daemon under cProfile, stats written here at exit
+    memtrace: Path | None = None      # run the daemon under tracemalloc, heap snapshots written here
     idle_s: float = 10.0              # CPU measured with clients connected and no calls, first
     # The daemon rolls up report history 30 s after it starts (a one-off catch-up: 400 days on a
     # fresh database); measuring starts after it, so a run does not pay the start-up.
@@ -662,7 +669,7 @@ class Bed:
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         self.started = time.monotonic()
         self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile,
-                                    ws_replay_max=self.opts.ws_replay_max)
+                                    ws_replay_max=self.opts.ws_replay_max, memtrace=self.opts.memtrace)
         self._stack.callback(self.daemon.stop)
         await self.daemon.wait_ready(self.http, self.agents)
         self.cpu = Cpu(self.daemon.pid, asterisk_pid(), postmaster)
@@ -893,10 +900,26 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
         if opts.soak_csv is not None:
             write_csv(opts.soak_csv, sampler.rows)
             out["soak"]["csv"] = str(opts.soak_csv)
+    if opts.memtrace is not None:
+        out["memtrace"] = memtrace_summary(opts.memtrace)
     if ramp:
         ok = [s for s in steps if step_ok(s)]
         out["highest_sustained_rate"] = ok[-1]["rate_asked"] if ok else None
     return out
+
+
+def memtrace_summary(folder: Path) -> dict[str, Any]:
+    """The traced Python heap's slope over the second half, and where it grew (bench/memtrace.py)."""
+    rows = []
+    with contextlib.suppress(OSError):
+        for line in (folder / "traced.csv").read_text().splitlines()[1:]:
+            t, traced, _ = line.split(",")
+            rows.append((float(t), int(traced) / 2**20))
+    half = rows[len(rows) // 2:]
+    t0 = half[0][0] if half else 0.0
+    return {"traced_mb": [round(v, 1) for _, v in rows],
+            "traced_mb_per_h": round(slope_per_hour([(t - t0, v) for t, v in half]), 2),
+            **memtrace.compare(folder)}
 
 
 def _short(s: dict[str, Any]) -> dict[str, Any]:
@@ -1295,6 +1318,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--ws-replay-max", type=int, default=1000,
                     help="the daemon's ws_replay_max: a soak with a small one tells the replay rings' growth apart")
+    ap.add_argument("--memtrace", type=Path, help="run the daemon under tracemalloc (bench/memtrace.py), "
+                                              "snapshots in this folder; the JSON says where the heap grew")
     ap.add_argument("--profile", type=Path, help="run the daemon under cProfile timed by CPU (bench/cpuprofile.py); its stats are written here")
     a = ap.parse_args()
     if a.rate is None:
@@ -1304,7 +1329,7 @@ def main() -> int:
     opts = Options(rate=a.rate, duration=a.duration, agents=a.agents, supervisors=a.supervisors, ring=a.ring,
                    talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share), seed=a.seed,
                    database_url=a.database_url, sample_every=a.sample_every,
-                   soak_csv=a.csv if a.soak else None, profile=a.profile, ws_replay_max=a.ws_replay_max,
+                   soak_csv=a.csv if a.soak else None, profile=a.profile, memtrace=a.memtrace, ws_replay_max=a.ws_replay_max,
                    extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
