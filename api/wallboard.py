@@ -41,7 +41,7 @@ import re
 import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -76,6 +76,23 @@ STATIC = Path(__file__).with_name("static") / "wallboard"
 REPORT_TIMEOUT = 60.0        # a report may read the calls of intervals not rolled up yet
 _DEVICE = re.compile(r"^(PJSIP|SIP|IAX2|Local|DAHDI)/[A-Za-z0-9_.@+-]{1,80}(/n)?$")
 SPY_OPTIONS = {"listen": "qE", "whisper": "qEw", "barge": "qEB"}
+
+
+def settle_filed(filed: dict[str, str], waiting: Mapping[str, Any], rows: Mapping[str, Any]) -> dict[str, str]:
+    """The call-backs supervisors filed, as the board shows them: the router's status
+    while it holds the call-back, "done" once it no longer does; a settled one is
+    forgotten when its call has left the ledger (folded: no longer on the board),
+    so a long day's call-backs do not pile up in every push."""
+    out = {}
+    for cid, status in filed.items():
+        w = waiting.get(cid)
+        if w is not None and w.callback is not None:
+            out[cid] = w.callback.status
+        elif status in cbs.OPEN:
+            out[cid] = "done"
+        elif cid in rows:
+            out[cid] = status
+    return out
 
 
 class WallboardService:
@@ -209,12 +226,7 @@ class WallboardService:
                 v = acd.router.agent_state(a.id)
                 agents.append(AgentLive(a.id, names[a.id], v.state, v.reason, v.since, v.call_id, v.queue_id,
                                         v.pending))
-            for cid in list(self.filed):
-                w = acd.calls.get(cid)
-                if w is not None and w.callback is not None:
-                    self.filed[cid] = w.callback.status
-                elif self.filed[cid] in cbs.OPEN:
-                    self.filed[cid] = "done"
+            self.filed = settle_filed(self.filed, acd.calls, self.ledger.rows)
             callbacks = dict(self.filed)
         snap = self.ledger.board(now, agents, queues=self.queues(), callbacks=callbacks)
         # The router's own list, for the move and priority buttons (callbacks included).

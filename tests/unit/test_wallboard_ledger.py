@@ -258,3 +258,22 @@ def test_the_service_feeds_its_ledger_from_the_bus_and_the_router():
     assert not checks
     check(DAY + 7200 + 2400)
     assert service.ledger.folded_calls > 600 and service.ledger.sizes()["calls"] < 600
+
+
+def test_filed_callbacks_follow_the_router_then_leave_with_their_call() -> None:
+    """The call-backs a supervisor filed: the router's status while it holds them,
+    "done" when it lets go, forgotten once their call is folded off the board."""
+    from acd import callbacks as cbs
+    from acd.service import Waiting
+    from api.wallboard import settle_filed
+
+    dialing = Waiting(channel=None, callback=cbs.Callback("c1", "+4420", "sales", status=cbs.DIALING))
+    filed = {"c1": cbs.PENDING, "c2": cbs.PENDING, "c3": "done", "c4": cbs.FAILED}
+    rows = {"c1": {}, "c2": {}, "c3": {}}            # c4's call has been folded out of the ledger
+    out = settle_filed(filed, {"c1": dialing}, rows)
+    assert out == {"c1": cbs.DIALING, "c2": "done", "c3": "done"}
+    # Once the router lets c1 go it is done; when c1 and c2 fold away, nothing is left.
+    assert settle_filed(out, {}, rows) == {"c1": "done", "c2": "done", "c3": "done"}
+    assert settle_filed(out, {}, {}) == {"c1": "done"}      # c1 just settled: shown once more
+    assert settle_filed(settle_filed(out, {}, {}), {}, {}) == {}
+    assert filed == {"c1": cbs.PENDING, "c2": cbs.PENDING, "c3": "done", "c4": cbs.FAILED}   # not changed in place
