@@ -345,7 +345,7 @@ class DaemonProcess:
 
     def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500,
                  ws_replay_max: int = 1000, profile: Path | None = None,
-                 memtrace: Path | None = None) -> None:
+                 memtrace: Path | None = None, log_level: str = "info") -> None:
         self.workdir = workdir
         self.port = free_port()
         (workdir / "acd.toml").write_text(acd_toml(agents))
@@ -354,7 +354,7 @@ class DaemonProcess:
         env.update({
             "CTI_DATABASE_URL": dsn, "CTI_HTTP_PORT": str(self.port), "CTI_STATE_DIR": str(workdir / "state"),
             "CTI_ACD_CONFIG": str(workdir / "acd.toml"), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
-            "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": "warning", "CTI_LOG_FORMAT": "json",
+            "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
             "PYTHONPATH": str(ROOT),
         })
@@ -636,6 +636,7 @@ class Options:
     soak_csv: Path | None = None
     profile: Path | None = None       # run the daemon under cProfile, stats written here at exit
     memtrace: Path | None = None      # run the daemon under tracemalloc, heap snapshots written here
+    log_level: str = "info"           # the daemon's (its default: what an installation runs)
     idle_s: float = 10.0              # CPU measured with clients connected and no calls, first
     # The daemon rolls up report history 30 s after it starts (a one-off catch-up: 400 days on a
     # fresh database); measuring starts after it, so a run does not pay the start-up.
@@ -669,7 +670,8 @@ class Bed:
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         self.started = time.monotonic()
         self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile,
-                                    ws_replay_max=self.opts.ws_replay_max, memtrace=self.opts.memtrace)
+                                    ws_replay_max=self.opts.ws_replay_max, memtrace=self.opts.memtrace,
+                                    log_level=self.opts.log_level)
         self._stack.callback(self.daemon.stop)
         await self.daemon.wait_ready(self.http, self.agents)
         self.cpu = Cpu(self.daemon.pid, asterisk_pid(), postmaster)
@@ -945,7 +947,7 @@ def conditions(opts: Options) -> dict[str, Any]:
             "duration_s": opts.duration, "ring_s": list(opts.ring), "talk_s": list(opts.talk),
             "ivr_share": opts.mix.ivr_share, "abandon_share": opts.mix.abandon_share,
             "patience_s": list(opts.mix.patience), "abandon_patience_s": list(opts.mix.abandon_patience),
-            "seed": opts.seed}
+            "seed": opts.seed, "daemon_log_level": opts.log_level}
 
 
 # -- fan-out -------------------------------------------------------------------------
@@ -1213,7 +1215,8 @@ def load_table(out: dict[str, Any]) -> str:
             f"{out['agents']} agents (ring {c['ring_s'][0]}-{c['ring_s'][1]} s, talk {c['talk_s'][0]}-"
             f"{c['talk_s'][1]} s, no wrap-up), {out['supervisors']} supervisors; {int(c['ivr_share'] * 100)}% "
             f"through the IVR, {int(c['abandon_share'] * 100)}% abandoning after {c['abandon_patience_s'][0]}-"
-            f"{c['abandon_patience_s'][1]} s; {c['duration_s']:g} s per rate\n")
+            f"{c['abandon_patience_s'][1]} s; {c['duration_s']:g} s per rate; the daemon logging at "
+            f"{c.get('daemon_log_level', 'warning')}\n")
     lines = [head,
              "| rate asked | calls/s placed | calls | peak concurrent | Originates refused | screen-pop p50 / p99 "
              "| pops missing | routing, agent free: p50 / p99 | event lag p50 / p99 (bucket) | daemon CPU | "
@@ -1318,6 +1321,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--ws-replay-max", type=int, default=1000,
                     help="the daemon's ws_replay_max: a soak with a small one tells the replay rings' growth apart")
+    ap.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                    help="the daemon's log level (default: info, the daemon's own default)")
     ap.add_argument("--memtrace", type=Path, help="run the daemon under tracemalloc (bench/memtrace.py), "
                                               "snapshots in this folder; the JSON says where the heap grew")
     ap.add_argument("--profile", type=Path, help="run the daemon under cProfile timed by CPU (bench/cpuprofile.py); its stats are written here")
@@ -1329,7 +1334,8 @@ def main() -> int:
     opts = Options(rate=a.rate, duration=a.duration, agents=a.agents, supervisors=a.supervisors, ring=a.ring,
                    talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share), seed=a.seed,
                    database_url=a.database_url, sample_every=a.sample_every,
-                   soak_csv=a.csv if a.soak else None, profile=a.profile, memtrace=a.memtrace, ws_replay_max=a.ws_replay_max,
+                   soak_csv=a.csv if a.soak else None, profile=a.profile, memtrace=a.memtrace,
+                   log_level=a.log_level, ws_replay_max=a.ws_replay_max,
                    extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
