@@ -94,8 +94,13 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
                 content[media] = {"schema": {"type": "string"}}
             responses[str(r.status)] = {"description": "success", "content": content}
         elif r.content_type is not None:
-            kind = "object" if r.content_type == "application/json" else "string"
-            responses[str(r.status)] = {"description": "success", "content": {r.content_type: {"schema": {"type": kind}}}}
+            if r.content_type == "application/json":
+                answer = {"type": "object"}
+            elif r.content_type.startswith(("text/", "application/javascript")):
+                answer = {"type": "string"}
+            else:
+                answer = {"type": "string", "format": "binary"}
+            responses[str(r.status)] = {"description": "success", "content": {r.content_type: {"schema": answer}}}
         else:
             responses[str(r.status)] = {"description": "success, no body" if r.status == 204 else "success"}
         if r.body is not None:

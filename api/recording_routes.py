@@ -407,7 +407,7 @@ def setup_recording_routes(app: web.Application) -> None:
     api.add("GET", f"/api/recordings/{rid}/audio", get_audio, summary="A recording's audio (WAV; Range requests; audited)",
             description="Answers 206 with the bytes asked for in a Range header; ?download=true as an attachment. "
                         "404 for a recording you may not see, 410 once the retention sweep deleted it.",
-            roles=EVERYONE, query=AudioQuery, tags=tags)
+            roles=EVERYONE, query=AudioQuery, tags=tags, content_type="audio/wav")
     api.add("GET", "/api/calls/{call_id}/recording", get_control, summary="The recording of a live call",
             roles=CONTROL, response=LiveRecording, tags=tags)
     api.add("POST", "/api/calls/{call_id}/recording", post_control,

@@ -115,12 +115,14 @@ class Api:
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             response: type[BaseModel] | None = None, status: int = 200, tags: tuple[str, ...] = (),
             description: str = "", operation_id: str | None = None, body_max: int = BODY_MAX,
-            also: tuple[str, ...] = ()) -> Route:
+            also: tuple[str, ...] = (), content_type: str | None = None) -> Route:
         """Declare a route and serve it. Returns its record. Raises ``ValueError``
-        when the method and path are taken or the operation id repeats."""
+        when the method and path are taken or the operation id repeats. ``content_type``
+        documents a route that answers with something else than a JSON model (audio)."""
         route = self._record(method, path, summary=summary, roles=roles, body=body, query=query,
                              response=response, status=status, tags=tags, description=description,
-                             operation_id=operation_id or handler.__name__, body_max=body_max, also=also)
+                             operation_id=operation_id or handler.__name__, body_max=body_max, also=also,
+                             content_type=None if response else content_type)
         assert self.app is not None, "Api.app is set by setup_registry"
         self.app.router.add_route(route.method, path, self._wrap(route, handler))
         return route

@@ -144,9 +144,13 @@ def build() -> web.Application:
     async def boom(req):
         raise RuntimeError("secret detail")
 
+    async def sound(req):
+        return web.Response(body=b"RIFF", content_type="audio/wav")
+
     api.add("POST", "/api/echo", echo, summary="Echo", roles=STAFF, body=Body, response=Reply, tags=("t",))
     api.add("GET", "/api/items/{item_id}", items, summary="Item", roles=EVERYONE, query=Query, response=Reply)
     api.add("GET", "/api/boom", boom, summary="Boom", roles=None)
+    api.add("GET", "/api/sound", sound, summary="Sound", roles=None, content_type="audio/wav")
     return app
 
 
@@ -256,6 +260,11 @@ async def test_openapi_document_is_valid_and_lists_every_route_with_its_models(c
     item = doc["paths"]["/api/items/{item_id}"]["get"]
     assert {(p["name"], p["in"]) for p in item["parameters"]} == {("item_id", "path"), ("limit", "query")}
     assert doc["paths"]["/api/boom"]["get"]["security"] == []
+    # A route that answers with bytes says which, and that they are bytes.
+    assert doc["paths"]["/api/sound"]["get"]["responses"]["200"]["content"] == {
+        "audio/wav": {"schema": {"type": "string", "format": "binary"}}}
+    assert "content" not in doc["paths"]["/api/boom"]["get"]["responses"]["200"]
+    assert (await client.get("/api/sound")).headers["Content-Type"] == "audio/wav"
 
 
 async def test_docs_page_shows_every_operation_and_escapes(client):
