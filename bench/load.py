@@ -952,6 +952,7 @@ def conditions(opts: Options) -> dict[str, Any]:
 
 # -- fan-out -------------------------------------------------------------------------
 
+_TYPE = re.compile(rb'"type":"([a-z_.]+)"')
 _CALL_HEAD = re.compile(rb'"type":"(call\.[a-z_]+)","call_id":"((?:[^"\\]|\\.)*)","call_seq":(\d+),"at":([0-9.eE+-]+)')
 
 
@@ -991,9 +992,14 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
         kinds: dict[tuple[str, int], str] = {}
         lat = array("d")
         sizes = 0
+        others: dict[str, list[int]] = {}     # other messages (the wallboard...): type -> [count, bytes]
         for now, head, size in arrivals:
             m = _CALL_HEAD.search(head)
             if m is None:
+                t = _TYPE.search(head)
+                tally = others.setdefault(t.group(1).decode() if t else "?", [0, 0])
+                tally[0] += 1
+                tally[1] += size
                 continue
             sizes += size
             key = (json.loads(b'"' + m.group(2) + b'"'), int(m.group(3)))
@@ -1006,7 +1012,7 @@ def _fanout_worker(url: str, tokens: list[str], pipe: Any) -> None:
             lat.append(now - sent)
         pipe.send(("result", {"at": at, "first": first, "last": last, "count": count, "lat": lat.tobytes(),
                               "cpu": me.ru_utime + me.ru_stime, "call_bytes": sizes,
-                              "kinds": kinds}))
+                              "kinds": kinds, "others": others}))
         for c in clients:
             if c.transport is not None:
                 c.transport.close()
@@ -1150,10 +1156,15 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
     call_bytes = 0
     first: dict[Any, float] = {}
     kinds: dict[Any, str] = {}
+    others: dict[str, list[int]] = {}
     for r in results:
         client_cpu += r["cpu"]
         call_bytes += r["call_bytes"]
         kinds.update(r["kinds"])
+        for t, (n, size) in r["others"].items():
+            tally = others.setdefault(t, [0, 0])
+            tally[0] += n
+            tally[1] += size
         for k, v in r["at"].items():
             at[k] = v
             last[k] = max(last.get(k, 0.0), r["last"][k])
@@ -1190,6 +1201,11 @@ async def run_fanout(opts: Options, clients: int, workers: int) -> dict[str, Any
         "to_last_client_max_s": max(to_last) if to_last else None,
         "to_first_client_p50_s": pct(to_first, 0.5), "to_first_client_p99_s": pct(to_first, 0.99),
         "by_kind": kind_figures,
+        # What else each client received, per client: the wallboard snapshots above all.
+        "call_event_bytes_per_client": int(call_bytes / max(1, connected)),
+        "other_messages_per_client": {t: {"messages": round(n / max(1, connected), 1),
+                                          "bytes": int(size / max(1, connected))}
+                                      for t, (n, size) in sorted(others.items())},
         "flush_rounds": m1.get("cti_ws_flush_seconds_count", 0) - m0.get("cti_ws_flush_seconds_count", 0),
         "flush_p50_le_s": hist_quantile(lag_buckets(m0, "cti_ws_flush_seconds"),
                                         lag_buckets(m1, "cti_ws_flush_seconds"), 0.5),
@@ -1274,8 +1290,17 @@ def fanout_table(o: dict[str, Any]) -> str:
         f"| {o['client_processes_cpu_s']:.1f} s | {rss['before_clients']:.0f} / {rss['connected']:.0f} / "
         f"{rss['peak']:.0f} MB | {o['daemon_kb_per_connection']:.0f} KB | {int(o['slow_drops'])} |",
         "",
+        fanout_bytes_line(o),
+        "",
         fanout_floor_line(o),
     ])
+
+
+def fanout_bytes_line(o: dict[str, Any]) -> str:
+    others = o.get("other_messages_per_client") or {}
+    parts = [f"{t}: {v['messages']:g} messages, {v['bytes']:,} bytes" for t, v in others.items()]
+    return (f"Each client received {o.get('call_event_bytes_per_client', 0):,} bytes of call events"
+            + (f"; besides them, {'; '.join(parts)}." if parts else "."))
 
 
 def fanout_floor_line(o: dict[str, Any]) -> str:
