@@ -345,7 +345,7 @@ class DaemonProcess:
 
     def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500,
                  ws_replay_max: int = 1000, profile: Path | None = None,
-                 memtrace: Path | None = None, log_level: str = "info") -> None:
+                 heap_dir: Path | None = None, log_level: str = "info") -> None:
         self.workdir = workdir
         self.port = free_port()
         (workdir / "acd.toml").write_text(acd_toml(agents))
@@ -363,8 +363,10 @@ class DaemonProcess:
         if profile is not None:
             env["CTI_PROFILE_WINDOW"] = "1"
         prof = [str(ROOT / "bench" / "cpuprofile.py"), str(profile)] if profile is not None else []
-        if memtrace is not None:   # heap snapshots every 5 minutes, 8 frames deep (bench/memtrace.py)
-            prof = [str(ROOT / "bench" / "memtrace.py"), str(memtrace), "300", "8"]
+        if heap_dir is not None:   # heap snapshots every 5 minutes, 8 frames deep (bench/memtrace.py)
+            if profile is not None:
+                raise ValueError("--profile and --memtrace are one run each")
+            prof = [str(ROOT / "bench" / "memtrace.py"), str(heap_dir), "300", "8"]
         self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -670,7 +672,7 @@ class Bed:
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         self.started = time.monotonic()
         self.daemon = DaemonProcess(self.workdir, self.dsn, agents=self.agents, profile=self.opts.profile,
-                                    ws_replay_max=self.opts.ws_replay_max, memtrace=self.opts.memtrace,
+                                    ws_replay_max=self.opts.ws_replay_max, heap_dir=self.opts.memtrace,
                                     log_level=self.opts.log_level)
         self._stack.callback(self.daemon.stop)
         await self.daemon.wait_ready(self.http, self.agents)
