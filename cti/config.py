@@ -10,11 +10,12 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -134,6 +135,11 @@ class Settings(BaseSettings):
     ticket_types: Path | None = None
     ticket_notify: Literal["log", "webhook"] = "log"
 
+    # Webhooks (docs/security.md, "Webhooks"): networks a delivery may connect to
+    # although they are loopback, link-local, private or reserved (comma-separated
+    # CIDRs or addresses, e.g. "10.20.0.0/16, 127.0.0.1"); empty: public addresses only.
+    webhook_allow: Annotated[tuple[str, ...], NoDecode] = ()
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:
@@ -168,6 +174,20 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"/[A-Za-z0-9/._-]*", v) or "/../" in v + "/" or "/./" in v + "/":
             raise ValueError("must be an absolute path of letters, digits, / . _ - (no '..')")
         return v.rstrip("/") or "/"
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _networks(cls, v: Any) -> tuple[str, ...]:
+        import ipaddress
+        items = v.split(",") if isinstance(v, str) else list(v)
+        out = []
+        for item in (str(i).strip() for i in items):
+            if item:
+                try:
+                    out.append(str(ipaddress.ip_network(item, strict=False)))
+                except ValueError:
+                    raise ValueError(f"not a network or address: {item[:60]!r} (e.g. 127.0.0.0/8, 10.1.2.3)") from None
+        return tuple(out)
 
     @field_validator("database_url")
     @classmethod
