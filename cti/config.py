@@ -63,6 +63,17 @@ class Settings(BaseSettings):
     # HTTP (API, dialplan hooks) and FastAGI
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
+    # Slow and greedy clients on the HTTP port (docs/api.md, "Connections"): the
+    # whole request head must arrive within http_head_timeout seconds of the
+    # connection opening (or of a later head's first byte); an idle keep-alive
+    # connection is closed http_idle_timeout seconds after its last answer; one
+    # client address holds at most http_client_max connections (0: no cap), and
+    # all together at most http_max_connections (0: what fits under the open-files
+    # limit beside the daemon's own needs). Excess connections get 503 at once.
+    http_head_timeout: float = Field(10.0, ge=0.5, le=300)
+    http_idle_timeout: float = Field(30.0, ge=0.5, le=3600)
+    http_client_max: int = Field(128, ge=0, le=1_000_000)
+    http_max_connections: int = Field(0, ge=0, le=10_000_000)
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(4573, ge=0, le=65535)
 
