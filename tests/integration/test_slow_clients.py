@@ -26,10 +26,10 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
             while await reader.read(65536):
                 pass
         return True
+    except TimeoutError:       # before OSError: TimeoutError is one
+        return False
     except (ConnectionError, OSError):
         return True
-    except TimeoutError:
-        return False
 
 
 async def test_a_request_head_trickled_line_by_line_is_cut_at_the_head_deadline(asterisk, database, tmp_path):
