@@ -134,7 +134,7 @@ class GuardedSite(web.TCPSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: GuardedProtocol(self.limits, server), self._host,
-                                                self._port, backlog=self._backlog,
+                                                self._port, ssl=self._ssl_context, backlog=self._backlog,
                                                 reuse_address=self._reuse_address, reuse_port=self._reuse_port)
 
 
