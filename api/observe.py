@@ -111,6 +111,13 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
                               "their look-up", desk.pops_dropped))
         fams.append(m.counter("cti_screenpop_lookups_late_total", "Customer look-ups that timed out",
                               desk.lookups_late))
+    limits = core.http_limits
+    if limits is not None:
+        fams.append(m.gauge("cti_http_connections", "Open HTTP connections (WebSockets included)", limits.cap.count))
+        fams.append(m.counter("cti_http_connections_refused_total", "Connections answered 503 at once: over the "
+                              "per-address or the total cap", sum(limits.cap.refused.values())))
+        fams.append(m.counter("cti_http_heads_timed_out_total", "Connections closed because a request head did not "
+                              "arrive within the head deadline", limits.heads_timed_out))
     # Leaks show here first (the soak run samples it: docs/architecture.md, "Load and soak").
     fams.append(m.gauge("cti_asyncio_tasks", "asyncio tasks alive in the daemon's loop", len(asyncio.all_tasks())))
     return fams

@@ -6,7 +6,14 @@ logged as ``dropped`` rather than growing without end or slowing the bus). The
 worker posts events in order, signed (``api.webhooks``), each attempt bounded
 by ``POST_TIMEOUT``; a failure is retried after the backoff, up to
 ``MAX_ATTEMPTS``, then logged as ``gave_up`` and the next event goes. Every
-attempt lands in ``webhook_deliveries``.
+attempt lands in ``webhook_deliveries`` with a short code for a failure
+(``api.webhooks.failure_code``), never an exception's text.
+
+The delivery client (``make_session``) checks every address it is about to
+connect to with ``api.webhooks.address_allowed`` (its socket factory sees the
+address after DNS, on every new connection, literal addresses included), asks
+for ``Accept-Encoding: identity``, never decompresses, and reads at most
+``RESPONSE_MAX`` bytes of an answer before it drops the connection.
 
 Routes (admins): ``POST /api/webhooks`` (the secret is in the answer, once),
 ``GET /api/webhooks``, ``DELETE /api/webhooks/{id}``,
@@ -15,8 +22,11 @@ Routes (admins): ``POST /api/webhooks`` (the secret is in the answer, once),
 from __future__ import annotations
 
 import asyncio
+import errno
 import secrets
+import socket
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from api import webhooks as core
 from api.auth import ADMIN
 from api.desk import db, query
-from api.errors import ApiError
+from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE, run_with_app
 from cti.events import CallEvent
@@ -39,6 +49,7 @@ log = structlog.get_logger(__name__)
 QUEUE_MAX = 1000
 POST_TIMEOUT = 5.0
 LOG_TIMEOUT = 2.0
+RESPONSE_MAX = 4096        # bytes of an answer read at most (the status is what counts)
 
 
 @dataclass(eq=False)
@@ -64,8 +75,7 @@ class WebhookService:
         self._unsubscribe: Any = None
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT),
-                                             headers={"User-Agent": "open-cti-webhooks"})
+        self.session = make_session(core.parse_allow(self.app[CORE].settings.webhook_allow))
         self._unsubscribe = self.app[CORE].bus.subscribe(self.on_call_event)
         try:
             await self.reload()
@@ -114,8 +124,7 @@ class WebhookService:
                 s.queue.put_nowait(body)
             except asyncio.QueueFull:
                 self.dropped += 1
-                asyncio.get_running_loop().create_task(
-                    self._log(s.id, body, 0 + 1, "dropped", None, "the subscription's queue is full", None))
+                asyncio.get_running_loop().create_task(self._log(s.id, body, 1, "dropped", None, "queue_full", None))
 
     def publish(self, kind: str, body: dict[str, Any]) -> int:
         """Queue an event that is not a call event (``ticket.dispatched``) for every
@@ -130,8 +139,7 @@ class WebhookService:
                 taken += 1
             except asyncio.QueueFull:
                 self.dropped += 1
-                asyncio.get_running_loop().create_task(
-                    self._log(s.id, body, 1, "dropped", None, "the subscription's queue is full", None))
+                asyncio.get_running_loop().create_task(self._log(s.id, body, 1, "dropped", None, "queue_full", None))
         return taken
 
     async def _worker(self, s: Subscription) -> None:
@@ -156,17 +164,9 @@ class WebhookService:
 
     async def _post(self, s: Subscription, body: dict[str, Any], raw: bytes) -> tuple[int | None, str | None, int]:
         assert self.session is not None
-        started = time.monotonic()
         headers = {"Content-Type": "application/json", "X-Cti-Event": body["type"], "X-Cti-Delivery": body["id"],
                    core.SIGNATURE_HEADER: core.sign(s.secret, int(self.clock()), raw)}
-        try:
-            async with self.session.post(s.url, data=raw, headers=headers, allow_redirects=False) as r:
-                await r.read()
-                return r.status, None if r.status < 300 else f"HTTP {r.status}", _ms(started)
-        except asyncio.TimeoutError:
-            return None, f"no answer within {POST_TIMEOUT:g}s", _ms(started)
-        except aiohttp.ClientError as exc:
-            return None, type(exc).__name__, _ms(started)
+        return await deliver(self.session, s.url, raw, headers)
 
     async def _log(self, sid: int, body: dict[str, Any], attempt: int, outcome: str, status: int | None,
                    error: str | None, ms: int | None) -> None:
@@ -185,6 +185,84 @@ def _ms(started: float) -> int:
     return int((time.monotonic() - started) * 1000)
 
 
+# -- the delivery client ---------------------------------------------------------------
+
+# The addresses the socket factory refused during the current delivery attempt: set
+# by ``deliver`` in its task; connection attempts (happy eyeballs runs them in tasks
+# of their own) inherit the same list.
+_refused: ContextVar[list[str] | None] = ContextVar("webhook_refused", default=None)
+
+
+class AddressRefused(OSError):
+    """The delivery's policy refuses this address (``api.webhooks.address_allowed``)."""
+
+
+def guarded_socket_factory(allow: Any) -> Any:
+    """A socket factory for ``aiohttp.TCPConnector`` that refuses to create a socket
+    for an address ``api.webhooks.address_allowed`` refuses. It is called with the
+    address about to be connected to, after any DNS answer, for every connection."""
+    def factory(addr_info: Any) -> socket.socket:
+        family, type_, proto, _, sockaddr = addr_info
+        if not core.address_allowed(str(sockaddr[0]), allow):
+            seen = _refused.get()
+            if seen is not None:
+                seen.append(str(sockaddr[0]))
+            raise AddressRefused(errno.EACCES, "refused_address")
+        return socket.socket(family, type_, proto)
+    return factory
+
+
+def make_session(allow: Any = (), *, resolver: Any = None) -> aiohttp.ClientSession:
+    """The webhook client: every connection's address checked against ``allow``
+    (``api.webhooks.address_allowed``), no decompression, ``Accept-Encoding: identity``,
+    a short read buffer, no proxy from the environment. ``resolver``: an aiohttp
+    resolver (tests give one that answers what they want)."""
+    connector = aiohttp.TCPConnector(socket_factory=guarded_socket_factory(allow), resolver=resolver,
+                                     limit=100, limit_per_host=10)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT),
+                                 auto_decompress=False, read_bufsize=RESPONSE_MAX, trust_env=False,
+                                 headers={"User-Agent": "open-cti-webhooks", "Accept-Encoding": "identity"})
+
+
+async def deliver(session: aiohttp.ClientSession, url: str, raw: bytes,
+                  headers: dict[str, str]) -> tuple[int | None, str | None, int]:
+    """POST ``raw`` to ``url``. Returns (HTTP status or None, the failure code for the
+    log or None, milliseconds). Reads at most ``RESPONSE_MAX`` bytes of the answer;
+    never raises for anything the network or the receiver does."""
+    started = time.monotonic()
+    refused: list[str] = []
+    token = _refused.set(refused)
+    failure: core.Failure
+    try:
+        async with session.post(url, data=raw, headers=headers, allow_redirects=False) as r:
+            status = r.status
+            try:
+                await _read_some(r)
+            except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+                pass            # the status line came: that is the answer
+            return status, core.failure_code(status, None), _ms(started)
+    except asyncio.TimeoutError:
+        failure = "timeout"
+    except (aiohttp.ClientError, OSError, ValueError):
+        failure = "refused_address" if refused else "connect_failed"
+    finally:
+        _refused.reset(token)
+    return None, core.failure_code(None, failure), _ms(started)
+
+
+async def _read_some(r: aiohttp.ClientResponse) -> None:
+    """Read at most ``RESPONSE_MAX`` bytes of the body; if there is more, drop the
+    connection rather than read on."""
+    got = 0
+    while got < RESPONSE_MAX:
+        chunk = await r.content.read(RESPONSE_MAX - got)
+        if not chunk:
+            return
+        got += len(chunk)
+    if not r.content.at_eof():
+        r.close()
+
+
 WEBHOOKS = web.AppKey("webhooks", WebhookService)
 
 
@@ -192,9 +270,12 @@ WEBHOOKS = web.AppKey("webhooks", WebhookService)
 
 class SubscriptionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(max_length=2000, pattern=r"^https?://[^\s]+$")
+    url: str = Field(max_length=2000, pattern=r"^https?://[^\s]+$",
+                     description="http(s) URL; loopback, link-local, private and reserved addresses are refused "
+                                 "(here when literal, at each connection after DNS) unless CTI_WEBHOOK_ALLOW holds them")
     events: list[str] = Field(min_length=1, max_length=50,
-                              description="kinds (call.ended, ticket.dispatched), families (call.*) or *")
+                              description="kinds (call.ended, ticket.dispatched), families (call.*) or *; "
+                                          "a kind the daemon does not deliver is refused")
     description: str = Field("", max_length=200)
 
     @field_validator("events")
@@ -260,6 +341,10 @@ def _sid(req: ApiRequest[Any, Any]) -> int:
 async def create_subscription(req: ApiRequest[SubscriptionBody, None]) -> SubscriptionCreated:
     secret = "whsec_" + secrets.token_urlsafe(32)
     b = req.body
+    problem = core.target_problem(b.url, core.parse_allow(req.app[CORE].settings.webhook_allow))
+    if problem is not None:
+        raise ApiError(422, "invalid_body", f"url {problem}",
+                       [ErrorDetail(field="body.url", message=f"url {problem}", type="value_error")])
     row = await query(db(req.app).fetchrow(
         f"""INSERT INTO webhook_subscriptions (url, secret, events, description, created_by)
             VALUES ($1, $2, $3, $4, $5) RETURNING {_COLS}""",

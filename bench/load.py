@@ -356,6 +356,8 @@ class DaemonProcess:
             "CTI_ACD_CONFIG": str(workdir / "acd.toml"), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
+            # Every simulated client connects from loopback: no per-address cap.
+            "CTI_HTTP_CLIENT_MAX": "0",
             "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")

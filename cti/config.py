@@ -10,11 +10,12 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -62,6 +63,17 @@ class Settings(BaseSettings):
     # HTTP (API, dialplan hooks) and FastAGI
     http_host: str = "127.0.0.1"
     http_port: int = Field(8765, ge=0, le=65535)
+    # Slow and greedy clients on the HTTP port (docs/api.md, "Connections"): the
+    # whole request head must arrive within http_head_timeout seconds of the
+    # connection opening (or of a later head's first byte); an idle keep-alive
+    # connection is closed http_idle_timeout seconds after its last answer; one
+    # client address holds at most http_client_max connections (0: no cap), and
+    # all together at most http_max_connections (0: what fits under the open-files
+    # limit beside the daemon's own needs). Excess connections get 503 at once.
+    http_head_timeout: float = Field(10.0, ge=0.5, le=300)
+    http_idle_timeout: float = Field(30.0, ge=0.5, le=3600)
+    http_client_max: int = Field(128, ge=0, le=1_000_000)
+    http_max_connections: int = Field(0, ge=0, le=10_000_000)
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(4573, ge=0, le=65535)
 
@@ -134,6 +146,11 @@ class Settings(BaseSettings):
     ticket_types: Path | None = None
     ticket_notify: Literal["log", "webhook"] = "log"
 
+    # Webhooks (docs/security.md, "Webhooks"): networks a delivery may connect to
+    # although they are loopback, link-local, private or reserved (comma-separated
+    # CIDRs or addresses, e.g. "10.20.0.0/16, 127.0.0.1"); empty: public addresses only.
+    webhook_allow: Annotated[tuple[str, ...], NoDecode] = ()
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:
@@ -168,6 +185,20 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"/[A-Za-z0-9/._-]*", v) or "/../" in v + "/" or "/./" in v + "/":
             raise ValueError("must be an absolute path of letters, digits, / . _ - (no '..')")
         return v.rstrip("/") or "/"
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _networks(cls, v: Any) -> tuple[str, ...]:
+        import ipaddress
+        items = v.split(",") if isinstance(v, str) else list(v)
+        out = []
+        for item in (str(i).strip() for i in items):
+            if item:
+                try:
+                    out.append(str(ipaddress.ip_network(item, strict=False)))
+                except ValueError:
+                    raise ValueError(f"not a network or address: {item[:60]!r} (e.g. 127.0.0.0/8, 10.1.2.3)") from None
+        return tuple(out)
 
     @field_validator("database_url")
     @classmethod

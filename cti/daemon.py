@@ -45,6 +45,7 @@ class Core:
     model_errors: int = 0
     db_reconciled: int = 0
     acd: Any = None                  # acd.service.AcdService when the ACD runs
+    http_limits: Any = None          # cti.httpserver.Limits of the HTTP listener (its counters)
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
 
@@ -243,11 +244,9 @@ def build_app(settings: Settings) -> web.Application:
 async def serve(settings: Settings, stop: asyncio.Event | None = None,
                 build: Callable[[Settings], web.Application] = build_app) -> None:
     """Run the daemon built by ``build`` until ``stop`` is set (or the task is cancelled)."""
+    from cti.httpserver import start_http
     app = build(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.http_host, settings.http_port)
-    await site.start()
+    runner, _ = await start_http(app, settings)
     log.info("serving", http=f"http://{settings.http_host}:{settings.http_port}",
              ami=f"{settings.ami_host}:{settings.ami_port}")
     try:

@@ -29,6 +29,7 @@ from cti.config import Settings, load_settings
 from api.app import build as build_app
 from cti.daemon import CORE, Core
 from cti.demo import DEMO_SECRET, DEMO_USER
+from cti.httpserver import start_http
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
@@ -178,9 +179,7 @@ class Daemon:
 async def start_daemon(settings: Settings, app: web.Application | None = None) -> Daemon:
     """Serve ``app`` (default: the whole daemon for ``settings``) and wait until it follows Asterisk."""
     app = build_app(settings) if app is None else app
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.http_host, settings.http_port).start()
+    runner, _ = await start_http(app, settings)    # the daemon's listener: its deadlines and caps
     core = app[CORE]
     assert core.ami is not None
     await core.ami.wait_connected(timeout=20)

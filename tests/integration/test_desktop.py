@@ -23,7 +23,9 @@ DESKTOP_ACD = Path(__file__).with_name("desktop-acd.toml")
 
 
 async def started(database, tmp_path):
-    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0))
+    # webhook_allow: the test's webhook receiver listens on loopback.
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0,
+                                           webhook_allow="127.0.0.0/8"))
     await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
     return d
 

@@ -51,7 +51,8 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
     await web.TCPSite(hook_runner, "127.0.0.1", port).start()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0,
                                            acd_callback_dial="Local/{number}@cti-demo-callee/n",
-                                           acd_callback_caller_id='"Shop" <+4930999000>', ticket_notify="webhook"))
+                                           acd_callback_caller_id='"Shop" <+4930999000>', ticket_notify="webhook",
+                                           webhook_allow="127.0.0.0/8"))
     await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
     conn = await asyncpg.connect(database)
     await save_customer(conn, "C-9", "Grace Hopper", [NUMBER], language="en")
