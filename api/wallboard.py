@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from acd import callbacks as cbs
 from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
+from acd.decisions import AgentView
 from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.metrics import StateChange, bucket_start, next_bucket, spans_from_changes
 from acd.service import ACD, AcdService
@@ -203,12 +204,9 @@ class WallboardService:
         if self.ledger.call(cid, view.as_dict(), event):
             self._dirty.set()
 
-    def agent_changed(self, agent_id: str) -> None:
-        acd = self.acd
-        if acd is None:
-            return
-        v = acd.router.agent_state(agent_id)
-        self.ledger.agent_change(StateChange(agent_id, v.since, v.state, v.reason))
+    def agent_changed(self, v: AgentView) -> None:
+        """The ACD changed an agent's state (``v``, the state it changed to)."""
+        self.ledger.agent_change(StateChange(v.agent_id, v.since, v.state, v.reason))
         self._dirty.set()
 
     # -- the board -------------------------------------------------------------------

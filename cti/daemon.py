@@ -63,8 +63,8 @@ def on_frame(core: Core, frame: Any) -> None:
         core.model_errors += 1
         log.exception("call model rejected an event", event=frame.headers.get("Event"))
         return
-    for ev in events:
-        core.bus.publish(ev)
+    # All at once: a subscriber's reaction to the first queues behind the last (seq order).
+    core.bus.publish(*events)
 
 
 def log_subscriber(ev: CallEvent) -> None:
@@ -88,8 +88,7 @@ async def resync(core: Core) -> None:
     lost_at = core.ami.health.lost_at
     ended_at = lost_at if lost_at is not None and lost_at <= now else now
     events = core.model.resync(items, entries, ended_at)
-    for ev in events:
-        core.bus.publish(ev)
+    core.bus.publish(*events)
     log.info("resynced", channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
              changes=len(events))
     # Features rebuild what they hold from the same listing (the ACD adopts waiting callers).
