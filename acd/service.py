@@ -592,9 +592,7 @@ class AcdService:
                 log.exception("agent state listener failed", agent=view.agent_id)
 
     def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
-        ev = self.core.model.annotate(call_id, kind, time.time(), **data)
-        if ev is not None:
-            self.core.bus.publish(ev)
+        self.core.annotate(call_id, kind, time.time(), **data)
 
     async def _run_actions(self) -> None:
         while True:

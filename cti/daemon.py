@@ -49,6 +49,18 @@ class Core:
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
 
 
+    def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
+        """The one way a feature puts an event on a live call's timeline (the ACD's
+        decisions, a recording started, an IVR step): numbered in the call's sequence
+        by the model and published on the bus together, so no other event of the call
+        can come between (delivered in turn after the current one when the bus is
+        delivering). Returns the event, or None (nothing published) if the call is gone."""
+        ev = self.model.annotate(call_id, kind, at, **data)
+        if ev is not None:
+            self.bus.publish(ev)
+        return ev
+
+
 CORE = web.AppKey("core", Core)
 
 

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from acd.config import AcdConfig
 from acd.service import AcdService
 from cti.calls import CallModel
+from cti.daemon import Core
 from cti.events import Bus, CallEvent
 
 CONFIG = AcdConfig.model_validate({
@@ -34,8 +35,7 @@ ARRIVAL = [
 
 
 def _acd(bus: Bus, model: CallModel) -> AcdService:
-    core = SimpleNamespace(model=model, bus=bus, ami=None, writer=None, dsn=None,
-                           settings=SimpleNamespace(acd_default_queue="billing"))
+    core = Core(SimpleNamespace(acd_default_queue="billing"), model=model, bus=bus)  # type: ignore[arg-type]
     service = AcdService(core, CONFIG)
     service._apply(service.router.auto_login(time.time()))
     return service
@@ -133,6 +133,15 @@ def test_a_deferred_call_runs_in_turn_and_at_once_when_idle():
     bus.publish(model.annotate("c1", "x", 0.0))
     bus.defer(seen.append, "idle")
     assert seen == ["x", "effect", "deferred", "idle"]
+
+
+def test_core_annotate_numbers_and_publishes_in_one_step_and_not_for_a_gone_call():
+    core = Core(SimpleNamespace(), model=_model("c1"))  # type: ignore[arg-type]
+    seen: list[tuple[str, int]] = []
+    core.bus.subscribe(lambda ev: seen.append((ev.kind, ev.seq)))
+    first = core.annotate("c1", "acd.offer", 5.0, agent="a1")
+    assert first is not None and seen == [("acd.offer", first.seq)] and first.data == {"agent": "a1"}
+    assert core.annotate("gone", "acd.offer", 5.0) is None and len(seen) == 1
 
 
 # -- the property ----------------------------------------------------------------
