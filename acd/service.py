@@ -691,9 +691,12 @@ class AcdService:
                 self._announcements(now)
                 self._retry_callbacks(now)
             delay = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # comes just after the wake-up is set, and stop() then waits for us forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def _run_heartbeat(self) -> None:

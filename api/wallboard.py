@@ -244,9 +244,10 @@ class WallboardService:
             log.exception("wallboard: today's calls not read; the board starts empty")
             self.ledger.day_start = bucket_start(time.time(), "day", self.tz)
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), REFRESH_S)
-            except asyncio.TimeoutError:
+            try:   # not wait_for: on Python 3.11 it may swallow stop()'s cancel (acd/service.py)
+                async with asyncio.timeout(REFRESH_S):
+                    await self._dirty.wait()
+            except TimeoutError:
                 pass
             await asyncio.sleep(max(0.0, self.interval() - (time.monotonic() - self.last_push)))
             if not self._dirty.is_set() and time.monotonic() - self.last_push < REFRESH_S:
