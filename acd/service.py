@@ -572,7 +572,8 @@ class AcdService:
                                                           previous=d.old, reason=d.reason))
                 if self.agent_listeners:
                     # The state as it is now, told in turn with the call events: after the
-                    # offer already on the bus that reserved the agent, never before it.
+                    # event that changed it (the call.queued that reserved the agent), never
+                    # before it, and in the router's order beside the acd.offer.
                     self.core.bus.defer(self._agent_changed, self.router.agent_state(d.agent_id))
             else:
                 name = type(d).__name__.lower()

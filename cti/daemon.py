@@ -48,7 +48,6 @@ class Core:
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
 
-
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
         """The one way a feature puts an event on a live call's timeline (the ACD's
         decisions, a recording started, an IVR step): numbered in the call's sequence

@@ -139,7 +139,7 @@ class Bus:
     def defer(self, fn: Callable[..., None], *args: Any) -> None:
         """Call ``fn(*args)`` in turn with the events: now when the bus is idle,
         else after the events already queued (e.g. an agent's new state, pushed after
-        the offer that caused it). Raising is logged and counted like a subscriber's."""
+        the call event that caused it). Raising is logged and counted like a subscriber's."""
         self._queue.append((fn, args))
         if not self._delivering:
             self._drain()
