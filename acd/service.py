@@ -23,7 +23,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -32,6 +32,7 @@ from acd import callbacks as cbs
 from acd import config as acd_config
 from acd import core as acd_core
 from acd import store as acd_store
+from acd.decisions import AgentView
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
 from cti.store import AgentRow, AgentStateRow, close_pool, keep_session
@@ -115,8 +116,9 @@ class AcdService:
     config_version: int | None = None
     retries: dict[str, cbs.Callback] = field(default_factory=dict)  # callbacks waiting to try again
     _pool: Any = None
-    # Called with each agent's id after its state changed (e.g. the WebSocket hub).
-    agent_listeners: list[Any] = field(default_factory=list)
+    # Called with an agent's new state (``AgentView``) after it changed (e.g. the
+    # WebSocket hub), in turn with the call events on the bus (``Bus.defer``).
+    agent_listeners: list[Callable[[AgentView], None]] = field(default_factory=list)
     _cb_writer: acd_store.CallbackWriter | None = None
     _leg_seq: int = 0
     # Set by the phone gateway (docs/softphone.md): the device each agent sits
@@ -346,8 +348,7 @@ class AcdService:
         if not callback:
             # The call's record learns its agent too (one who answered while we were away
             # is otherwise never named on it).
-            for ev in self.core.model.agent_found(call_id, agent, device, time.time()):
-                self.core.bus.publish(ev)
+            self.core.bus.publish(*self.core.model.agent_found(call_id, agent, device, time.time()))
         self.adopted += 1
         log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
 
@@ -569,11 +570,11 @@ class AcdService:
                 if self.core.writer is not None:
                     self.core.writer.submit(AgentStateRow(agent_id=d.agent_id, at=_utc(d.at), state=d.new,
                                                           previous=d.old, reason=d.reason))
-                for fn in self.agent_listeners:
-                    try:
-                        fn(d.agent_id)
-                    except Exception:
-                        log.exception("agent state listener failed", agent=d.agent_id)
+                if self.agent_listeners:
+                    # The state as it is now, told in turn with the call events: after the
+                    # event that changed it (the call.queued that reserved the agent), never
+                    # before it, and in the router's order beside the acd.offer.
+                    self.core.bus.defer(self._agent_changed, self.router.agent_state(d.agent_id))
             else:
                 name = type(d).__name__.lower()
                 fields = {k: getattr(d, k) for k in getattr(d, "__dataclass_fields__", {})
@@ -584,10 +585,15 @@ class AcdService:
                 log.info(f"acd {name}", call_id=call_id, **fields)
         self._wake.set()
 
+    def _agent_changed(self, view: AgentView) -> None:
+        for fn in self.agent_listeners:
+            try:
+                fn(view)
+            except Exception:
+                log.exception("agent state listener failed", agent=view.agent_id)
+
     def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
-        ev = self.core.model.annotate(call_id, kind, time.time(), **data)
-        if ev is not None:
-            self.core.bus.publish(ev)
+        self.core.annotate(call_id, kind, time.time(), **data)
 
     async def _run_actions(self) -> None:
         while True:
@@ -686,9 +692,12 @@ class AcdService:
                 self._announcements(now)
                 self._retry_callbacks(now)
             delay = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # comes just after the wake-up is set, and stop() then waits for us forever.
             try:
-                await asyncio.wait_for(self._wake.wait(), delay)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
 
     async def _run_heartbeat(self) -> None:

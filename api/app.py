@@ -36,7 +36,8 @@ def build(settings: Settings) -> web.Application:
     setup_phones(app)  # after the ACD: it seats agents at their devices
     setup_recording(app)
     # The API: registry (/openapi.json, /docs), auth and its pool, then what uses them.
-    # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
+    # Each starts after the ACD, so the hub and the wallboard find it (agent states).
+    # The bus order of subscribers does not change what or in which order each one sees.
     setup_auth(app)
     setup_acd_routes(app)
     setup_phone_routes(app)

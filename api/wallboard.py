@@ -51,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from acd import callbacks as cbs
 from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
+from acd.decisions import AgentView
 from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.metrics import StateChange, bucket_start, next_bucket, spans_from_changes
 from acd.service import ACD, AcdService
@@ -203,12 +204,9 @@ class WallboardService:
         if self.ledger.call(cid, view.as_dict(), event):
             self._dirty.set()
 
-    def agent_changed(self, agent_id: str) -> None:
-        acd = self.acd
-        if acd is None:
-            return
-        v = acd.router.agent_state(agent_id)
-        self.ledger.agent_change(StateChange(agent_id, v.since, v.state, v.reason))
+    def agent_changed(self, v: AgentView) -> None:
+        """The ACD changed an agent's state (``v``, the state it changed to)."""
+        self.ledger.agent_change(StateChange(v.agent_id, v.since, v.state, v.reason))
         self._dirty.set()
 
     # -- the board -------------------------------------------------------------------
@@ -246,9 +244,10 @@ class WallboardService:
             log.exception("wallboard: today's calls not read; the board starts empty")
             self.ledger.day_start = bucket_start(time.time(), "day", self.tz)
         while True:
-            try:
-                await asyncio.wait_for(self._dirty.wait(), REFRESH_S)
-            except asyncio.TimeoutError:
+            try:   # not wait_for: on Python 3.11 it may swallow stop()'s cancel (acd/service.py)
+                async with asyncio.timeout(REFRESH_S):
+                    await self._dirty.wait()
+            except TimeoutError:
                 pass
             await asyncio.sleep(max(0.0, self.interval() - (time.monotonic() - self.last_push)))
             if not self._dirty.is_set() and time.monotonic() - self.last_push < REFRESH_S:

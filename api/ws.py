@@ -41,6 +41,7 @@ import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from acd.decisions import AgentView
 from api import accounts
 from api.auth import STAFF, BadCredential, Credential, Principal, credential_from_text
 from api.desk import db, principal_of, query
@@ -171,12 +172,8 @@ class HubService:
         agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
         self._deliver(self.hub.publish(call_message(ev.kind, ev.call_id, ev.seq, ev.at, ev.call, ev.data), agents))
 
-    def agent_changed(self, agent_id: str) -> None:
-        """The ACD changed this agent's state: publish it now."""
-        acd = self.core.acd
-        if acd is None:
-            return
-        v = acd.router.agent_state(agent_id)
+    def agent_changed(self, v: AgentView) -> None:
+        """The ACD changed this agent's state (``v``, the state it changed to): publish it."""
         snap = AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending)
         for new, previous in self.agents.update([snap]):
             self._deliver(self.hub.publish(agent_message(new, previous), frozenset({new.agent_id})))
@@ -481,7 +478,9 @@ WS = web.AppKey("ws_hub", HubService)
 
 def setup_ws(app: web.Application) -> None:
     """``/ws`` and its hub. After ``setup_auth`` (it uses the API's pool) and
-    after ``setup_acd`` (its bus subscriber then sees the ACD's view of an event)."""
+    after ``setup_acd`` (the hub starts after the ACD, so it finds it and listens
+    for agent states). Where it subscribes to the bus does not matter: every
+    subscriber gets the same events in the same order (``cti.events.Bus``)."""
     settings = app[CORE].settings
     service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max))
     app[WS] = service

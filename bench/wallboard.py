@@ -274,8 +274,9 @@ def feed(service: Any, item: CallInput | AgentInput) -> None:
 
     if isinstance(item, AgentInput):
         c = item.change
-        service.acd.router.views[c.agent_id] = AgentView(c.agent_id, c.state, c.reason or "", c.at, None, None)
-        service.agent_changed(c.agent_id)
+        view = AgentView(c.agent_id, c.state, c.reason or "", c.at, None, None)
+        service.acd.router.views[c.agent_id] = view
+        service.agent_changed(view)
     else:
         service.on_call_event(CallEvent(item.kind, item.call_id, item.at, item.seq, CallView(**item.row),
                                         item.data))

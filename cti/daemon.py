@@ -49,6 +49,17 @@ class Core:
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
 
+    def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
+        """The one way a feature puts an event on a live call's timeline (the ACD's
+        decisions, a recording started, an IVR step): numbered in the call's sequence
+        by the model and published on the bus together, so no other event of the call
+        can come between (delivered in turn after the current one when the bus is
+        delivering). Returns the event, or None (nothing published) if the call is gone."""
+        ev = self.model.annotate(call_id, kind, at, **data)
+        if ev is not None:
+            self.bus.publish(ev)
+        return ev
+
 
 CORE = web.AppKey("core", Core)
 
@@ -64,8 +75,8 @@ def on_frame(core: Core, frame: Any) -> None:
         core.model_errors += 1
         log.exception("call model rejected an event", event=frame.headers.get("Event"))
         return
-    for ev in events:
-        core.bus.publish(ev)
+    # All at once: a subscriber's reaction to the first queues behind the last (seq order).
+    core.bus.publish(*events)
 
 
 def log_subscriber(ev: CallEvent) -> None:
@@ -89,8 +100,7 @@ async def resync(core: Core) -> None:
     lost_at = core.ami.health.lost_at
     ended_at = lost_at if lost_at is not None and lost_at <= now else now
     events = core.model.resync(items, entries, ended_at)
-    for ev in events:
-        core.bus.publish(ev)
+    core.bus.publish(*events)
     log.info("resynced", channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
              changes=len(events))
     # Features rebuild what they hold from the same listing (the ACD adopts waiting callers).

@@ -27,12 +27,14 @@ call.transferred    a blind or attended transfer (``data``: type, target)
 call.state          the derived state changed (``data``: old, new)
 call.merged         a bridge moved every leg of this call into another (``data``: into)
 call.ended          the last leg hung up (``data``: cause, cause_txt, estimated)
-acd.*               the ACD's decisions about the call (see acd/service.py), numbered
-                    in the call's sequence through ``CallModel.annotate``
+acd.*               the ACD's decisions about the call (see acd/service.py); these and the
+                    other features' events (``recording.*``, ``call.ivr``) are numbered in the
+                    call's sequence and published through ``cti.daemon.Core.annotate``
 =================== ============================================================
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
@@ -95,30 +97,83 @@ class Bus:
     Subscribers run synchronously on the event loop and must not block: one
     that needs I/O hands the event to its own queue or task. A subscriber
     that raises is logged and counted; the others still get the event.
+
+    Ordering: every subscriber sees every event, and all see them in the same
+    order, the order they were published in. An event published while the bus
+    is delivering another (a subscriber's reaction, such as the ACD's offer for
+    a call just queued) joins the back of the queue and is delivered to every
+    subscriber after the current one, never inside it: causes reach everyone
+    before their effects. Since a call's events are numbered when made and
+    published at once, each subscriber sees each call's ``seq`` rising. The
+    events of one model step go in one ``publish(*events)``, so a reaction to
+    the first queues behind the last.
     """
 
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: tuple[Subscriber, ...] = ()
+        # Events (and deferred calls, see ``defer``) waiting while one is delivered.
+        self._queue: deque[CallEvent | tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._delivering = False
         self.errors = 0
         self.published = 0
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Add ``fn``; returns a function that removes it again."""
-        self._subscribers.append(fn)
-        return lambda: self._subscribers.remove(fn)
+        """Add ``fn`` (after those already there); returns a function that removes it again."""
+        self._subscribers = (*self._subscribers, fn)
 
-    def publish(self, event: CallEvent) -> None:
-        self.published += 1
-        # Every line a subscriber logs about this event carries its call id (bound and
-        # reset directly: the context manager's generator costs more than the binding).
-        tokens = structlog.contextvars.bind_contextvars(call_id=event.call_id)
+        def unsubscribe() -> None:
+            subs = list(self._subscribers)
+            subs.remove(fn)
+            self._subscribers = tuple(subs)
+        return unsubscribe
+
+    def publish(self, *events: CallEvent) -> None:
+        """Deliver ``events`` in order to every subscriber; from inside a subscriber,
+        queue them behind the events already waiting (delivered before this returns
+        to the outermost publisher)."""
+        self.published += len(events)
+        self._queue.extend(events)
+        if not self._delivering:
+            self._drain()
+
+    def defer(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn(*args)`` in turn with the events: now when the bus is idle,
+        else after the events already queued (e.g. an agent's new state, pushed after
+        the call event that caused it). Raising is logged and counted like a subscriber's."""
+        self._queue.append((fn, args))
+        if not self._delivering:
+            self._drain()
+
+    def _drain(self) -> None:
+        self._delivering = True
+        queue = self._queue
         try:
-            for fn in self._subscribers:
+            while queue:
+                item = queue.popleft()
+                if type(item) is tuple:
+                    fn, args = item
+                    try:
+                        fn(*args)
+                    except Exception:
+                        self._failed(fn, None)
+                    continue
+                event: CallEvent = item  # type: ignore[assignment]
+                # Every line a subscriber logs about this event carries its call id (bound and
+                # reset directly: the context manager's generator costs more than the binding).
+                tokens = structlog.contextvars.bind_contextvars(call_id=event.call_id)
                 try:
-                    fn(event)
-                except Exception:
-                    self.errors += 1
-                    log.exception("subscriber failed", subscriber=getattr(fn, "__qualname__", repr(fn)),
-                                  kind=event.kind)
+                    for fn in self._subscribers:
+                        try:
+                            fn(event)
+                        except Exception:
+                            self._failed(fn, event.kind)
+                finally:
+                    structlog.contextvars.reset_contextvars(**tokens)
         finally:
-            structlog.contextvars.reset_contextvars(**tokens)
+            # Only a BaseException (not caught above) leaves events queued: the next
+            # publish delivers them first, still in order.
+            self._delivering = False
+
+    def _failed(self, fn: Callable[..., None], kind: str | None) -> None:
+        self.errors += 1
+        log.exception("subscriber failed", subscriber=getattr(fn, "__qualname__", repr(fn)), kind=kind)

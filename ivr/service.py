@@ -375,8 +375,4 @@ class _StepEvents:
     def _annotate(self, call_id: str, step: Step) -> bool:
         data = {"menu": step.menu, "action": step.action, "input": step.input, "value": step.value,
                 "duration": step.duration, "step": step.seq or None}
-        ev = self.core.model.annotate(call_id, "call.ivr", step.at, **data)
-        if ev is None:
-            return False
-        self.core.bus.publish(ev)
-        return True
+        return self.core.annotate(call_id, "call.ivr", step.at, **data) is not None

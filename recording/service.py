@@ -416,9 +416,7 @@ class RecordingService:
             log.error("recording row not updated", op=fn.__name__, error=str(exc))
 
     def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
-        ev = self.core.model.annotate(call_id, kind, time.time(), **data)
-        if ev is not None:
-            self.core.bus.publish(ev)
+        self.core.annotate(call_id, kind, time.time(), **data)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)

@@ -8,8 +8,7 @@ from typing import Any
 
 from acd.config import AcdConfig
 from acd.service import AcdService
-from cti.calls import CallModel
-from cti.events import Bus
+from cti.daemon import Core
 
 CONFIG = AcdConfig.model_validate({
     "skills": ["billing"],
@@ -35,8 +34,7 @@ class FakeAmi:
 
 
 def _service(values: dict[str, dict[str, str]]) -> AcdService:
-    core = SimpleNamespace(model=CallModel(), bus=Bus(), ami=FakeAmi(values), writer=None, dsn=None,
-                           settings=SimpleNamespace(acd_default_queue="billing"))
+    core = Core(SimpleNamespace(acd_default_queue="billing"), ami=FakeAmi(values))  # type: ignore[arg-type]
     service = AcdService(core, CONFIG)
     service._apply(service.router.auto_login(time.time()))
     return service

@@ -95,13 +95,12 @@ async def test_the_entry_step_is_reported_before_the_first_prompt_is_answered(tm
 
 # -- call.ivr events for a call the model has not seen yet ---------------------------
 
-class _Core:
-    def __init__(self) -> None:
-        from cti.calls import CallModel
-        from cti.events import Bus
+def _Core():
+    from types import SimpleNamespace
 
-        self.model = CallModel()
-        self.bus = Bus()
+    from cti.daemon import Core
+
+    return Core(SimpleNamespace())  # type: ignore[arg-type]
 
 
 async def test_steps_of_a_call_not_yet_seen_wait_for_it_and_go_out_in_order():
