@@ -190,6 +190,7 @@ class AcdService:
         if kind == "call.queued":
             if not data.get("acd"):
                 return
+            log.debug("acd call entered", call_id=cid, entered_at=time.time())  # bench/acd_latency.py --timeline
             queue = data.get("queue") or self.core.settings.acd_default_queue
             held = self.calls.get(cid)
             if held is not None:
