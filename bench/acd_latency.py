@@ -268,13 +268,18 @@ def timeline_table(steps: list[dict[str, float]]) -> str:
 
 def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """p50/p99 in ms per router and measure (the JSON that bench-quick reads)."""
+    def figures(ms: list[float]) -> dict[str, Any]:
+        return ({"n": len(ms), "p50": round(statistics.median(ms), 2), "p99": round(pct(ms, 0.99), 2),
+                 "max": round(max(ms), 2)} if ms else {"n": 0})
+
     out: dict[str, Any] = {}
     for router, res in results.items():
         for key in ("free", "free_all", "busy_entry", "busy_free"):
             ms = [v * 1000 for v in res[key]]
-            out[f"{router}.{key}"] = ({"n": len(ms), "p50": round(statistics.median(ms), 2),
-                                       "p99": round(pct(ms, 0.99), 2), "max": round(max(ms), 2)}
-                                      if ms else {"n": 0})
+            out[f"{router}.{key}"] = figures(ms)
+            # The same figures over every other caller, twice: their spread is this run's noise.
+            if len(ms) >= 4:
+                out[f"{router}.{key}.halves"] = [figures(ms[0::2]), figures(ms[1::2])]
     return out
 
 
