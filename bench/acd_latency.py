@@ -69,6 +69,7 @@ class Recorder:
         self.entry_free: dict[str, bool] = {}         # an agent leg was down at entry
         self.received: dict[str, float] = {}          # our clock when the entry event reached us
         self.ring: dict[str, float] = {}
+        self.redirected: dict[str, float] = {}        # the caller's music stopped: our Redirect taken
         self.rings: list[tuple[float, str, str]] = []     # (t, agent, caller)
         self.freed: list[tuple[float, str]] = []          # (t, agent)
         self.busy: dict[str, int] = {}                    # agent -> legs up
@@ -91,6 +92,8 @@ class Recorder:
             self.busy[agent] = self.busy.get(agent, 0) + 1
             self.ring.setdefault(caller, t)
             self.rings.append((t, agent, caller))
+        elif name == "MusicOnHoldStop" and h.get("Uniqueid") in self.entry and h["Uniqueid"] not in self.ring:
+            self.redirected.setdefault(h["Uniqueid"], t)
         elif name == "Hangup" and h.get("Channel", "").startswith("Local/agent") and h["Channel"].endswith(";1"):
             agent = _agent(h["Channel"])
             self.busy[agent] = max(0, self.busy.get(agent, 0) - 1)
@@ -99,6 +102,12 @@ class Recorder:
     def entry_to_ring(self, ids: list[str], *, free_only: bool = False) -> list[float]:
         return [self.ring[i] - self.entry[i] for i in ids if i in self.ring and i in self.entry
                 and (not free_only or self.entry_free.get(i))]
+
+    def entry_to_redirect(self, ids: list[str]) -> list[float]:
+        """Callers who found an agent free: entry to the moment Asterisk took our Redirect
+        (the wait's music stopped: ``MusicOnHoldStop``), on Asterisk's clock."""
+        return [self.redirected[i] - self.entry[i] for i in ids
+                if i in self.redirected and i in self.entry and self.entry_free.get(i)]
 
     def free_to_ring(self, ids: set[str]) -> list[float]:
         """For each agent freed while callers of ``ids`` waited: time to its next ring."""
@@ -198,6 +207,7 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
                 steps = offer_steps(rec, free_ids, log_file.read_text()) if timeline and log_file else []
         out: dict[str, Any] = {
             "free": rec.entry_to_ring(free_ids, free_only=True),
+            "redirect": rec.entry_to_redirect(free_ids) if router != "app_queue" else [],
             "free_all": rec.entry_to_ring(free_ids),
             "busy_entry": rec.entry_to_ring(busy_ids), "busy_free": rec.free_to_ring(set(busy_ids))}
         if router != "app_queue" and timeline:
@@ -209,7 +219,7 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
         await ami.stop()
 
 
-STEPS = ("delivered", "acd", "written", "replied", "dialbegin")
+STEPS = ("delivered", "acd", "written", "replied", "redirected", "dialbegin")
 
 
 def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, float]]:
@@ -240,6 +250,8 @@ def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, 
         if t0 is None or cid not in rec.ring or not rec.entry_free.get(cid) or "written" not in mine:
             continue
         row = {"delivered": rec.received[cid], **mine, "dialbegin": rec.ring[cid]}
+        if cid in rec.redirected:
+            row["redirected"] = rec.redirected[cid]
         out.append({k: round((row[k] - t0) * 1000, 3) for k in STEPS if k in row})
     return out
 
@@ -257,7 +269,8 @@ def timeline_table(steps: list[dict[str, float]]) -> str:
              "", "| step | p50 | p90 | p99 | max |", "|---|---:|---:|---:|---:|"]
     names = {"delivered": "UserEvent read by a second AMI session (delivery)",
              "acd": "ACD receives call.queued", "written": "Setvar + Redirect written",
-             "replied": "Redirect's reply read", "dialbegin": "DialBegin to the agent (Asterisk)"}
+             "replied": "Redirect's reply read", "redirected": "the wait's music stops: Redirect taken (Asterisk)",
+             "dialbegin": "DialBegin to the agent (Asterisk)"}
     for k in STEPS:
         v = sorted(s[k] for s in steps if k in s)
         if v:
@@ -274,7 +287,7 @@ def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for router, res in results.items():
-        for key in ("free", "free_all", "busy_entry", "busy_free"):
+        for key in ("free", "redirect", "free_all", "busy_entry", "busy_free"):
             ms = [v * 1000 for v in res[key]]
             out[f"{router}.{key}"] = figures(ms)
             # The same figures over every other caller, twice: their spread is this run's noise.
@@ -301,27 +314,33 @@ async def main() -> None:
     if "baseline" in routers and args.baseline_source is None:
         ap.error("router 'baseline' needs --baseline-source")
     results: dict[str, dict[str, Any]] = {}
-    for router in routers:
+    labels = []
+    for n, router in enumerate(routers):
+        label = router if router not in routers[:n] else f"{router} ({routers[:n + 1].count(router)})"
+        labels.append(label)
         if router == "app_queue":
-            results[router] = await run_router("app_queue", args.calls, args.burst, args.gap)
+            results[label] = await run_router("app_queue", args.calls, args.burst, args.gap)
         elif router == "ours":
-            results[router] = await run_router("ours", args.calls, args.burst, args.gap, timeline=args.timeline)
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap, timeline=args.timeline)
         elif router == "baseline":
-            results[router] = await run_router("ours", args.calls, args.burst, args.gap,
-                                               source=args.baseline_source.resolve())
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap,
+                                              source=args.baseline_source.resolve())
         elif router == "in-process":
-            results[router] = await run_router("ours", args.calls, args.burst, args.gap, in_process=True)
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap, in_process=True)
         else:
             ap.error(f"unknown router {router!r}")
     print(f"{args.calls} callers {args.gap:g} s apart, then a burst of {args.burst}; 5 agents, ring 0 s, "
           f"talk 1 s; run order: {', '.join(routers)}\n")
     print("| measure | n | p50 | p99 | max |")
     print("|---|---:|---:|---:|---:|")
-    for label, key in (("queue entry -> agent ringing, an agent free at entry", "free"),
+    for label, key in (("queue entry -> Redirect taken by Asterisk, an agent free at entry", "redirect"),
+                       ("queue entry -> agent ringing, an agent free at entry", "free"),
                        ("queue entry -> agent ringing, every caller of the free scenario", "free_all"),
                        ("queue entry -> agent ringing, burst (includes waiting)", "busy_entry"),
                        ("agent free -> next caller ringing, callers waiting", "busy_free")):
-        for router in routers:
+        for router in labels:
+            if router.startswith("app_queue") and key == "redirect":
+                continue
             print(row(f"{label}: {router}", results[router][key]))
     if args.timeline and results.get("ours", {}).get("timeline"):
         print()

@@ -13,6 +13,8 @@ Figures (``recorded.json`` names them; "lower" or "higher" is better):
   panoramisk's bare parsing (``bench/ami_throughput.py``), median of rounds.
 - ``routing.free_p99_us`` / ``routing.arrival_idle_p99_us``: the routing core's p99 per
   decision at 2,000 agents (``bench/routing.py``), beside the naive scan's.
+- ``acd.redirect_p99_ms``: queue entry to our Redirect taken by Asterisk (the wait's music
+  stops), callers who found an agent free: the daemon's part of the arrival path.
 - ``acd.arrival_p50_ms`` / ``acd.arrival_p99_ms``: queue entry to agent ringing for callers
   who found an agent free, our daemon in its own process (``bench/acd_latency.py``),
   beside app_queue's; ``acd.freed_p50_ms``: agent free to the next caller ringing.
@@ -148,9 +150,9 @@ def run_acd(calls: int, workdir: Path) -> list[Figure]:
                     "--json", str(out_json)], check=True, stdout=subprocess.DEVNULL)
     s = json.loads(out_json.read_text())
     figs = []
-    for name, key, q in (("acd.arrival_p50_ms", "free", "p50"), ("acd.arrival_p99_ms", "free", "p99"),
-                         ("acd.freed_p50_ms", "busy_free", "p50")):
-        ours, base = s[f"ours.{key}"], s[f"app_queue.{key}"]
+    for name, key, q in (("acd.redirect_p99_ms", "redirect", "p99"), ("acd.arrival_p50_ms", "free", "p50"),
+                         ("acd.arrival_p99_ms", "free", "p99"), ("acd.freed_p50_ms", "busy_free", "p50")):
+        ours, base = s[f"ours.{key}"], s.get(f"app_queue.{key}", {})
         halves_ms = s.get(f"ours.{key}.halves") or []
         noise = spread(*(h[q] for h in halves_ms)) if len(halves_ms) == 2 else 0.0
         figs.append(Figure(name, ours.get(q, float("nan")), base.get(q), noise))
