@@ -14,8 +14,10 @@ Liveness: we set the global ``CTI_ACD_HEARTBEAT`` every 2 s. New callers see
 a stale heartbeat and go to the app_queue fallback; waiting callers check it
 every 20 s and go there too.
 
-The thin loop: bus event -> ``Router`` input (pure) -> decisions -> an ordered
-queue of AMI actions run by one task; timers by ``Router.next_deadline``.
+The thin loop: bus event -> ``Router`` input (pure) -> decisions -> AMI
+actions written at once, in the order decided (``AmiClient.submit``: Asterisk
+runs one session's actions in order, so none waits for an earlier one's
+reply); replies are seen to by callbacks. Timers by ``Router.next_deadline``.
 """
 from __future__ import annotations
 
@@ -108,8 +110,8 @@ class AcdService:
     callbacks_restored: int = 0
     # Hand waiting callers to app_queue on stop (False only to simulate a crash in tests).
     handover: bool = True
-    _actions: asyncio.Queue[tuple[str, Any]] = field(default_factory=asyncio.Queue)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopped: bool = False           # replies that come after stop() change nothing
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     legs: dict[str, str] = field(default_factory=dict)           # callback agent leg -> call id
     carried: dict[str, str] = field(default_factory=dict)        # offers ringing at a reconfigure: call -> agent
@@ -154,13 +156,13 @@ class AcdService:
         # Callbacks are restored after: a callback whose agent is still on the
         # line is adopted, not tried again.
         self._tasks.append(asyncio.create_task(self._adopt_now(restore=self._pool is not None), name="acd-adopt"))
-        self._tasks += [asyncio.create_task(self._run_actions(), name="acd-actions"),
-                       asyncio.create_task(self._run_timers(), name="acd-timers"),
+        self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 
     async def stop(self) -> None:
         """Hand over to the fallback path: new callers go to app_queue at once
         (heartbeat 0), and the callers still waiting for us are sent there."""
+        self._stopped = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -190,6 +192,7 @@ class AcdService:
         if kind == "call.queued":
             if not data.get("acd"):
                 return
+            log.debug("acd call entered", call_id=cid, entered_at=time.time())  # bench/acd_latency.py --timeline
             queue = data.get("queue") or self.core.settings.acd_default_queue
             held = self.calls.get(cid)
             if held is not None:
@@ -203,7 +206,7 @@ class AcdService:
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback:
-                self._actions.put_nowait(("setvar", (data["channel"], "CTI_CALLBACK_OK", "1")))
+                self._setvar(data["channel"], "CTI_CALLBACK_OK", "1")
             self._enter(cid, Entry(queue, ev.at, data.get("priority"), parse_skills(data.get("skills")),
                                    data.get("customer")), ev.at)
             return
@@ -465,8 +468,8 @@ class AcdService:
             if waiting.entry is not None:
                 waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
             if waiting.channel is not None and waiting.callback is None:
-                self._actions.put_nowait(("setvar", (waiting.channel, "CTI_QUEUE", moved.target)))
-                self._actions.put_nowait(("setvar", (waiting.channel, "CTI_PRIORITY", str(moved.priority))))
+                self._setvar(waiting.channel, "CTI_QUEUE", moved.target)
+                self._setvar(waiting.channel, "CTI_PRIORITY", str(moved.priority))
             elif waiting.callback is not None:
                 waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
                 self._save(waiting.callback)
@@ -540,11 +543,11 @@ class AcdService:
                     continue
                 waiting.agent = d.agent_id
                 if waiting.callback is not None:
-                    self._actions.put_nowait(("callback", d))
+                    self._originate_callback(d)
                     log.info("acd callback offered", call_id=d.call_id, agent=d.agent_id, reason=d.reason)
                     continue
+                self._send_offer(d, waiting.channel)
                 self.core.model.expect_agent(d.call_id, d.agent_id, d.device)
-                self._actions.put_nowait(("offer", (d, waiting.channel)))
                 self._annotate(d.call_id, "acd.offer", agent=d.agent_id, device=d.device, queue=d.queue_id,
                                step=d.step, reason=d.reason)
             elif isinstance(d, acd_core.Ignored):
@@ -558,12 +561,12 @@ class AcdService:
                     if waiting.callback is not None:
                         self._callback_missed(d.call_id, waiting)
                     elif waiting.channel is not None:
-                        self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-wait", "back")))
+                        self._redirect(waiting.channel, "cti-acd-wait", "back")
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
                 if waiting is not None and waiting.channel is not None:
-                    self._actions.put_nowait(("redirect", (waiting.channel, "cti-acd-maxwait", d.action)))
+                    self._redirect(waiting.channel, "cti-acd-maxwait", d.action)
                 self._annotate(d.call_id, "acd.maxwait", queue=d.queue_id, action=d.action)
             elif isinstance(d, acd_core.AgentState):
                 log.info("agent state", agent=d.agent_id, old=d.old, new=d.new, reason=d.reason)
@@ -595,47 +598,72 @@ class AcdService:
     def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
         self.core.annotate(call_id, kind, time.time(), **data)
 
-    async def _run_actions(self) -> None:
-        while True:
-            what, payload = await self._actions.get()
-            if what == "offer":
-                await self._offer(*payload)
-            elif what == "announce":
-                await self._announce(payload)
-            elif what == "callback":
-                await self._originate_callback(payload)
-            elif what == "setvar":
-                channel, name, value = payload
-                try:
-                    await self.core.ami.send("Setvar", {"Channel": channel, "Variable": name, "Value": value},
-                                             shape="single")
-                except AmiError as exc:
-                    log.warning("setvar failed", channel=channel, variable=name, error=str(exc))
-            elif what == "redirect":
-                channel, context, exten = payload
-                try:
-                    await self.core.ami.send("Redirect", {"Channel": channel, "Context": context, "Exten": exten,
-                                                          "Priority": "1"}, shape="single")
-                except AmiError as exc:
-                    log.warning("redirect failed", channel=channel, context=context, error=str(exc))
+    # -- AMI actions: written when decided, replies seen to by callbacks -------
 
-    async def _offer(self, d: Any, channel: str) -> None:
-        ami = self.core.ami
-        value = f"{d.agent_id},{int(d.ring_timeout_s)},{d.device}"
+    def _submit(self, action: str, headers: dict[str, Any]) -> asyncio.Future[Any]:
+        """Write ``action`` now (``AmiClient.submit``) and return its reply's future.
+        One that cannot be written (no connection) comes back already failed, so
+        a failure is always handled after the decision that caused it, never
+        inside it."""
         try:
-            # Both actions go out at once; Asterisk runs a session's actions in order.
-            await asyncio.gather(
-                ami.send("Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}, shape="single"),
-                ami.send("Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s",
-                                      "Priority": "1"}, shape="single"))
-            self.offers_sent += 1
+            return self.core.ami.submit(action, headers, shape="single")
         except AmiError as exc:
-            self.offers_failed += 1
-            log.warning("offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
-            waiting = self.calls.get(d.call_id)
-            if waiting is not None and waiting.agent == d.agent_id:
-                waiting.agent = None
-                self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut.set_exception(exc)
+            return fut
+
+    @staticmethod
+    def _failure(fut: asyncio.Future[Any]) -> BaseException | None:
+        """The future's error (None: it succeeded; cancelled counts as an error)."""
+        if fut.cancelled():
+            return asyncio.CancelledError()
+        return fut.exception()
+
+    def _setvar(self, channel: str, name: str, value: str) -> None:
+        fut = self._submit("Setvar", {"Channel": channel, "Variable": name, "Value": value})
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = self._failure(f)
+            if exc is not None:
+                log.warning("setvar failed", channel=channel, variable=name, error=str(exc))
+
+        fut.add_done_callback(done)
+
+    def _redirect(self, channel: str, context: str, exten: str) -> None:
+        fut = self._submit("Redirect", {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"})
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = self._failure(f)
+            if exc is not None:
+                log.warning("redirect failed", channel=channel, context=context, error=str(exc))
+
+        fut.add_done_callback(done)
+
+    def _send_offer(self, d: Any, channel: str) -> None:
+        """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
+        before this returns: the caller's arrival costs one AMI round trip."""
+        value = f"{d.agent_id},{int(d.ring_timeout_s)},{d.device}"
+        both = asyncio.gather(
+            self._submit("Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
+            self._submit("Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s",
+                                      "Priority": "1"}))
+        log.debug("acd offer written", call_id=d.call_id, agent=d.agent_id, written_at=time.time())
+        both.add_done_callback(lambda f: self._offer_done(d, f))
+
+    def _offer_done(self, d: Any, fut: asyncio.Future[Any]) -> None:
+        exc = self._failure(fut)
+        if self._stopped:
+            return
+        if exc is None:
+            self.offers_sent += 1
+            log.debug("acd offer replied", call_id=d.call_id, agent=d.agent_id, replied_at=time.time())
+            return
+        self.offers_failed += 1
+        log.warning("offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
+        waiting = self.calls.get(d.call_id)
+        if waiting is not None and waiting.agent == d.agent_id:
+            waiting.agent = None
+            self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
 
     def _announcements(self, now: float) -> None:
         """Queue a position/wait announcement for callers due one."""
@@ -649,11 +677,12 @@ class AcdService:
                 continue
             if now - waiting.announced_at >= every:
                 waiting.announced_at = now
-                self._actions.put_nowait(("announce", w.call_id))
+                self._announce(w.call_id)
 
-    async def _announce(self, call_id: str) -> None:
-        # Checked again here, in order after any offer already queued: an
-        # announcement must never pull a caller out of an agent's ringing.
+    def _announce(self, call_id: str) -> None:
+        # Written now, so in wire order after any offer already decided: an
+        # announcement never pulls a caller out of an agent's ringing, and an
+        # offer decided after it redirects the caller out of the announcement.
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.agent is not None or waiting.channel is None or waiting.callback is not None:
             return
@@ -664,15 +693,19 @@ class AcdService:
         ewt = self.router.estimated_wait(call_id, now)
         minutes = -1 if ewt is None else max(1, round(ewt / 60))
         channel = waiting.channel
-        try:
-            await asyncio.gather(
-                self.core.ami.send("Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE",
-                                              "Value": f"{position},{minutes}"}, shape="single"),
-                self.core.ami.send("Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s",
-                                                "Priority": "1"}, shape="single"))
-            self._annotate(call_id, "acd.announced", position=position, minutes=minutes)
-        except AmiError as exc:
-            log.warning("announcement not played", call_id=call_id, error=str(exc))
+        both = asyncio.gather(
+            self._submit("Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE", "Value": f"{position},{minutes}"}),
+            self._submit("Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s",
+                                      "Priority": "1"}))
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = self._failure(f)
+            if exc is None:
+                self._annotate(call_id, "acd.announced", position=position, minutes=minutes)
+            else:
+                log.warning("announcement not played", call_id=call_id, error=str(exc))
+
+        both.add_done_callback(done)
 
     async def _run_timers(self) -> None:
         """Fire the router's timers when due, and announcements once a second.
@@ -779,7 +812,7 @@ class AcdService:
         self._enter(cb.callback_id, Entry(cb.queue, cb.since, cb.priority, parse_skills(cb.skills),
                                           cb.customer_id, callback=True), now)
 
-    async def _originate_callback(self, d: Any) -> None:
+    def _originate_callback(self, d: Any) -> None:
         waiting = self.calls.get(d.call_id)
         if waiting is None or waiting.callback is None or waiting.agent != d.agent_id:
             return
@@ -797,15 +830,20 @@ class AcdService:
             "CTI_CALLBACK_RING": str(settings.acd_callback_ring_s),
             "CTI_CALLBACK_CID": settings.acd_callback_caller_id,
         }
-        try:
-            await self.core.ami.send("Originate", {
-                "Channel": d.device, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1",
-                "Timeout": str(int(d.ring_timeout_s * 1000)), "Async": "true",
-                "CallerID": f'"Callback" <{cb.number}>', "ChannelId": leg, "OtherChannelId": f"{leg}-2",
-                "Variable": [f"{k}={v}" for k, v in variables.items()],
-            }, shape="single")
-            self.offers_sent += 1
-        except AmiError as exc:
+        fut = self._submit("Originate", {
+            "Channel": d.device, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1",
+            "Timeout": str(int(d.ring_timeout_s * 1000)), "Async": "true",
+            "CallerID": f'"Callback" <{cb.number}>', "ChannelId": leg, "OtherChannelId": f"{leg}-2",
+            "Variable": [f"{k}={v}" for k, v in variables.items()],
+        })
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = self._failure(f)
+            if self._stopped:
+                return
+            if exc is None:
+                self.offers_sent += 1
+                return
             self.offers_failed += 1
             log.warning("callback offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
             self.legs.pop(leg, None)
@@ -813,6 +851,8 @@ class AcdService:
                 waiting.agent = None
                 self._callback_missed(d.call_id, waiting)
                 self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
+
+        fut.add_done_callback(done)
 
     def _callback_missed(self, call_id: str, waiting: Waiting) -> None:
         """The agent did not take the callback: it waits again, no attempt spent."""

@@ -5,41 +5,60 @@ Same sandbox, same five simulated agents, same callers, one run:
 1. **app_queue**: no ACD heartbeat, so the dialplan sends callers to the
    ``cti-fallback`` queue (strategy rrmemory, autofill=yes, the agents as
    static members).
-2. **our ACD**: the daemon runs in this process with ``bench/acd-bench.toml``
-   (one queue, the five agents, no wrap-up: the same work as app_queue does).
+2. **our ACD**: the daemon as it runs in production, ``cti serve`` in its own
+   process (``bench.load.DaemonProcess``, an embedded or scratch PostgreSQL),
+   with ``bench/acd-bench.toml`` (one queue, the five agents, no wrap-up: the
+   same work as app_queue does). ``--baseline-source DIR`` runs a second daemon
+   from another checkout (e.g. ``git archive <commit>``) right after, on the
+   same callers and sandbox: a before/after in one run. ``--in-process`` runs
+   the daemon inside this process instead, sharing its event loop and its
+   console logging (how this bench ran until the figures of issue 26: kept to
+   show what that cost).
 
 Every time is taken from Asterisk's own event timestamps (``timestampevents``):
 queue entry is ``QueueCallerJoin`` (app_queue) or ``UserEvent CtiAcdWait``
 (ours); ringing is the caller's ``DialBegin`` towards the agent; an agent is
-free when its Local leg's ``Hangup`` arrives.
+free when its Local leg's ``Hangup`` arrives. A caller counts as finding an
+agent free when, at its entry, fewer than five agent legs were up (Asterisk's
+view): with talk 1 s and callers 0.3 s apart some find all five busy and wait
+for one, which is another measure (the burst's).
 
 Scenarios per router:
-- *agents free*: N callers arriving 0.3 s apart, talk 1 s: someone is always free.
+- *agents free*: N callers arriving ``--gap`` s apart, talk 1 s.
 - *agents busy*: a burst of 40 callers at once onto 5 agents talking 1 s.
 
-    scripts/asterisk-sandbox up
-    .venv/bin/python bench/acd_latency.py [--calls 200]
+``--timeline``: the daemon logs at debug; for each offer made at a caller's
+arrival it gives the steps (ms after the ``CtiAcdWait`` timestamp): this
+process's own AMI session receiving the UserEvent (the delivery), the ACD
+receiving ``call.queued``, Setvar + Redirect written, the Redirect's reply,
+``DialBegin``.
+
+    scripts/run-isolated lat .venv/bin/python bench/acd_latency.py [--calls 200] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import web  # noqa: E402
+import aiohttp  # noqa: E402
 
-from api.app import build  # noqa: E402
+from bench.load import DaemonProcess, scratch_database  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
-from cti.config import load_settings  # noqa: E402
 from cti.demo import DEMO_SECRET, DEMO_USER, place_call, set_demo_times  # noqa: E402
 
 BENCH_ACD = ROOT / "bench" / "acd-bench.toml"
+AGENTS = 5
 
 
 class Recorder:
@@ -47,9 +66,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.entry: dict[str, float] = {}
+        self.entry_free: dict[str, bool] = {}         # an agent leg was down at entry
+        self.received: dict[str, float] = {}          # our clock when the entry event reached us
         self.ring: dict[str, float] = {}
+        self.redirected: dict[str, float] = {}        # the caller's music stopped: our Redirect taken
         self.rings: list[tuple[float, str, str]] = []     # (t, agent, caller)
         self.freed: list[tuple[float, str]] = []          # (t, agent)
+        self.busy: dict[str, int] = {}                    # agent -> legs up
 
     def __call__(self, frame) -> None:
         h = frame.headers
@@ -59,16 +82,32 @@ class Recorder:
             return
         t = float(ts)
         if name == "QueueCallerJoin" or (name == "UserEvent" and h.get("UserEvent") == "CtiAcdWait"):
-            self.entry.setdefault(h["Uniqueid"], t)
+            uid = h["Uniqueid"]
+            if uid not in self.entry:
+                self.entry[uid] = t
+                self.received[uid] = time.time()
+                self.entry_free[uid] = sum(1 for n in self.busy.values() if n) < AGENTS
         elif name == "DialBegin" and "Uniqueid" in h and h.get("DestChannel", "").startswith("Local/agent"):
-            caller = h["Uniqueid"]
+            caller, agent = h["Uniqueid"], _agent(h["DestChannel"])
+            self.busy[agent] = self.busy.get(agent, 0) + 1
             self.ring.setdefault(caller, t)
-            self.rings.append((t, _agent(h["DestChannel"]), caller))
+            self.rings.append((t, agent, caller))
+        elif name == "MusicOnHoldStop" and h.get("Uniqueid") in self.entry and h["Uniqueid"] not in self.ring:
+            self.redirected.setdefault(h["Uniqueid"], t)
         elif name == "Hangup" and h.get("Channel", "").startswith("Local/agent") and h["Channel"].endswith(";1"):
-            self.freed.append((t, _agent(h["Channel"])))
+            agent = _agent(h["Channel"])
+            self.busy[agent] = max(0, self.busy.get(agent, 0) - 1)
+            self.freed.append((t, agent))
 
-    def entry_to_ring(self, ids: list[str]) -> list[float]:
-        return [self.ring[i] - self.entry[i] for i in ids if i in self.ring and i in self.entry]
+    def entry_to_ring(self, ids: list[str], *, free_only: bool = False) -> list[float]:
+        return [self.ring[i] - self.entry[i] for i in ids if i in self.ring and i in self.entry
+                and (not free_only or self.entry_free.get(i))]
+
+    def entry_to_redirect(self, ids: list[str]) -> list[float]:
+        """Callers who found an agent free: entry to the moment Asterisk took our Redirect
+        (the wait's music stopped: ``MusicOnHoldStop``), on Asterisk's clock."""
+        return [self.redirected[i] - self.entry[i] for i in ids
+                if i in self.redirected and i in self.entry and self.entry_free.get(i)]
 
     def free_to_ring(self, ids: set[str]) -> list[float]:
         """For each agent freed while callers of ``ids`` waited: time to its next ring."""
@@ -110,37 +149,111 @@ async def scenario(ami: AmiClient, rec: Recorder, *, calls: int, gap: float, tag
     return ids
 
 
-async def run_router(router: str, calls: int, burst: int) -> dict[str, list[float]]:
+@contextlib.asynccontextmanager
+async def daemon_process(source: Path, log_level: str):
+    """``cti serve`` from ``source`` on a scratch database; yields its log file once ready."""
+    async with scratch_database(None) as (dsn, _):
+        with tempfile.TemporaryDirectory(prefix="cti-acd-latency-") as tmp:
+            daemon = DaemonProcess(Path(tmp), dsn, agents=AGENTS, acd_config=BENCH_ACD, source=source,
+                                   log_level=log_level)
+            try:
+                async with aiohttp.ClientSession() as http:
+                    await daemon.wait_ready(http, AGENTS)
+                yield Path(tmp) / "daemon.log"
+            finally:
+                daemon.stop()
+
+
+@contextlib.asynccontextmanager
+async def daemon_in_process():
+    """The daemon in this process and loop, logging as this bench always did (structlog's
+    default console output, every level): the way the first figures were taken."""
+    from aiohttp import web
+
+    from api.app import build
+    from cti.config import load_settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp),
+                                 log_level="warning", log_format="json")
+        runner = web.AppRunner(build(settings), handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await asyncio.sleep(3)  # heartbeat set, agents logged in
+            yield None
+        finally:
+            await runner.cleanup()
+
+
+async def run_router(router: str, calls: int, burst: int, gap: float, *, source: Path = ROOT,
+                     in_process: bool = False, timeline: bool = False) -> dict[str, Any]:
     ami = AmiClient("127.0.0.1", 5038, DEMO_USER, DEMO_SECRET)
     rec = Recorder()
     ami.add_listener(rec)
     await ami.start()
     await ami.wait_connected(15)
+    log_file = None
     try:
         await set_demo_times(ami, ring=(0, 0), talk=(1, 1))
-        if router == "ours":
-            with tempfile.TemporaryDirectory() as tmp:
-                # No database URL: the embedded PostgreSQL in a throwaway directory.
-                settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp),
-                                         log_level="warning", log_format="json")
-                runner = web.AppRunner(build(settings), handle_signals=False, access_log=None)
-                await runner.setup()
-                try:
-                    await asyncio.sleep(3)  # heartbeat set, agents logged in
-                    free_ids = await scenario(ami, rec, calls=calls, gap=0.3, tag="free")
-                    busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
-                finally:
-                    await runner.cleanup()
-        else:
+        if router == "app_queue":
             await ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
-            free_ids = await scenario(ami, rec, calls=calls, gap=0.3, tag="free")
+            free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
             busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
-        return {"free": rec.entry_to_ring(free_ids), "busy_entry": rec.entry_to_ring(busy_ids),
-                "busy_free": rec.free_to_ring(set(busy_ids))}
+        else:
+            daemon = daemon_in_process() if in_process else daemon_process(source, "debug" if timeline else "info")
+            async with daemon as log_file:
+                free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
+                busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
+                steps = offer_steps(rec, free_ids, log_file.read_text()) if timeline and log_file else []
+        out: dict[str, Any] = {
+            "free": rec.entry_to_ring(free_ids, free_only=True),
+            "redirect": rec.entry_to_redirect(free_ids) if router != "app_queue" else [],
+            "free_all": rec.entry_to_ring(free_ids),
+            "busy_entry": rec.entry_to_ring(busy_ids), "busy_free": rec.free_to_ring(set(busy_ids))}
+        if router != "app_queue" and timeline:
+            out["timeline"] = steps
+        return out
     finally:
         await ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
         await set_demo_times(ami)
         await ami.stop()
+
+
+STEPS = ("delivered", "acd", "written", "replied", "redirected", "dialbegin")
+
+
+def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, float]]:
+    """Per caller who found an agent free: each step in ms after the CtiAcdWait timestamp,
+    from the daemon's debug lines (``acd call entered``, ``acd offer written``, ``acd offer
+    replied``: epoch times on this host's clock) and Asterisk's timestamps."""
+    seen: dict[str, dict[str, float]] = {}
+    for line in log_text.splitlines():
+        if '"acd ' not in line:
+            continue
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        cid, event = d.get("call_id"), d.get("event")
+        if cid is None:
+            continue
+        mine = seen.setdefault(cid, {})
+        if event == "acd call entered":
+            mine.setdefault("acd", d["entered_at"])
+        elif event == "acd offer written":
+            mine.setdefault("written", d["written_at"])
+        elif event == "acd offer replied":
+            mine.setdefault("replied", d["replied_at"])
+    out = []
+    for cid in ids:
+        mine, t0 = seen.get(cid, {}), rec.entry.get(cid)
+        if t0 is None or cid not in rec.ring or not rec.entry_free.get(cid) or "written" not in mine:
+            continue
+        row = {"delivered": rec.received[cid], **mine, "dialbegin": rec.ring[cid]}
+        if cid in rec.redirected:
+            row["redirected"] = rec.redirected[cid]
+        out.append({k: round((row[k] - t0) * 1000, 3) for k in STEPS if k in row})
+    return out
 
 
 def row(name: str, values: list[float]) -> str:
@@ -151,22 +264,94 @@ def row(name: str, values: list[float]) -> str:
             f"| {max(ms):.1f} ms |")
 
 
+def timeline_table(steps: list[dict[str, float]]) -> str:
+    lines = [f"Arrival path, {len(steps)} offers to a free agent: ms after the caller's CtiAcdWait timestamp",
+             "", "| step | p50 | p90 | p99 | max |", "|---|---:|---:|---:|---:|"]
+    names = {"delivered": "UserEvent read by a second AMI session (delivery)",
+             "acd": "ACD receives call.queued", "written": "Setvar + Redirect written",
+             "replied": "Redirect's reply read", "redirected": "the wait's music stops: Redirect taken (Asterisk)",
+             "dialbegin": "DialBegin to the agent (Asterisk)"}
+    for k in STEPS:
+        v = sorted(s[k] for s in steps if k in s)
+        if v:
+            lines.append(f"| {names[k]} | {statistics.median(v):.2f} | {pct(v, 0.9):.2f} | {pct(v, 0.99):.2f} "
+                         f"| {v[-1]:.2f} |")
+    return "\n".join(lines)
+
+
+def summary(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """p50/p99 in ms per router and measure (the JSON that bench-quick reads)."""
+    def figures(ms: list[float]) -> dict[str, Any]:
+        return ({"n": len(ms), "p50": round(statistics.median(ms), 2), "p99": round(pct(ms, 0.99), 2),
+                 "max": round(max(ms), 2)} if ms else {"n": 0})
+
+    out: dict[str, Any] = {}
+    for router, res in results.items():
+        for key in ("free", "redirect", "free_all", "busy_entry", "busy_free"):
+            ms = [v * 1000 for v in res[key]]
+            out[f"{router}.{key}"] = figures(ms)
+            # The same figures over every other caller, twice: their spread is this run's noise.
+            if len(ms) >= 4:
+                out[f"{router}.{key}.halves"] = [figures(ms[0::2]), figures(ms[1::2])]
+    return out
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--burst", type=int, default=40)
+    ap.add_argument("--gap", type=float, default=0.3, help="seconds between callers of the free scenario")
+    ap.add_argument("--routers", default="app_queue,ours",
+                    help="which to run, in order: app_queue, ours, baseline (--baseline-source), in-process")
+    ap.add_argument("--baseline-source", type=Path, help="a checkout whose daemon is the baseline ('baseline')")
+    ap.add_argument("--in-process", action="store_true", help="shorthand: also run 'in-process' after 'ours'")
+    ap.add_argument("--timeline", action="store_true", help="the steps of each offer (our daemon at debug)")
+    ap.add_argument("--json", type=Path, help="write the summary (ms) here")
     args = ap.parse_args()
-    results = {}
-    for router in ("app_queue", "ours"):
-        results[router] = await run_router(router, args.calls, args.burst)
-    print(f"{args.calls} callers 0.3 s apart, then a burst of {args.burst}; 5 agents, ring 0 s, talk 1 s\n")
+    routers = [r.strip() for r in args.routers.split(",") if r.strip()]
+    if args.in_process and "in-process" not in routers:
+        routers.append("in-process")
+    if "baseline" in routers and args.baseline_source is None:
+        ap.error("router 'baseline' needs --baseline-source")
+    results: dict[str, dict[str, Any]] = {}
+    labels = []
+    for n, router in enumerate(routers):
+        label = router if router not in routers[:n] else f"{router} ({routers[:n + 1].count(router)})"
+        labels.append(label)
+        if router == "app_queue":
+            results[label] = await run_router("app_queue", args.calls, args.burst, args.gap)
+        elif router == "ours":
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap, timeline=args.timeline)
+        elif router == "baseline":
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap,
+                                              source=args.baseline_source.resolve())
+        elif router == "in-process":
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap, in_process=True)
+        else:
+            ap.error(f"unknown router {router!r}")
+    print(f"{args.calls} callers {args.gap:g} s apart, then a burst of {args.burst}; 5 agents, ring 0 s, "
+          f"talk 1 s; run order: {', '.join(routers)}\n")
     print("| measure | n | p50 | p99 | max |")
     print("|---|---:|---:|---:|---:|")
-    for label, key in (("queue entry -> agent ringing, agents free", "free"),
+    for label, key in (("queue entry -> Redirect taken by Asterisk, an agent free at entry", "redirect"),
+                       ("queue entry -> agent ringing, an agent free at entry", "free"),
+                       ("queue entry -> agent ringing, every caller of the free scenario", "free_all"),
                        ("queue entry -> agent ringing, burst (includes waiting)", "busy_entry"),
                        ("agent free -> next caller ringing, callers waiting", "busy_free")):
-        for router in ("app_queue", "ours"):
+        for router in labels:
+            if router.startswith("app_queue") and key == "redirect":
+                continue
             print(row(f"{label}: {router}", results[router][key]))
+    if args.timeline and results.get("ours", {}).get("timeline"):
+        print()
+        print(timeline_table(results["ours"]["timeline"]))
+    if args.json:
+        out = summary(results)
+        out["conditions"] = {"calls": args.calls, "burst": args.burst, "gap": args.gap, "routers": routers,
+                             "loadavg": list(map(float, Path("/proc/loadavg").read_text().split()[:3]))}
+        if args.timeline and results.get("ours", {}).get("timeline"):
+            out["timeline"] = results["ours"]["timeline"]
+        args.json.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

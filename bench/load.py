@@ -341,24 +341,31 @@ async def scratch_database(url: str | None) -> AsyncIterator[tuple[str, int | No
 
 
 class DaemonProcess:
-    """``cti serve`` as a child process, configured by environment variables."""
+    """``cti serve`` as a child process, configured by environment variables.
+
+    ``acd_config``: a routing file of its own (default: ``acd_toml(agents)``);
+    ``source``: the checkout whose code runs (default: this one; another commit's,
+    for a before/after in one run: ``bench/acd_latency.py --baseline-source``)."""
 
     def __init__(self, workdir: Path, dsn: str, *, agents: int, ws_queue_max: int = 500,
                  ws_replay_max: int = 1000, profile: Path | None = None,
-                 heap_dir: Path | None = None, log_level: str = "info") -> None:
+                 heap_dir: Path | None = None, log_level: str = "info", acd_config: Path | None = None,
+                 source: Path = ROOT) -> None:
         self.workdir = workdir
         self.port = free_port()
-        (workdir / "acd.toml").write_text(acd_toml(agents))
+        if acd_config is None:
+            acd_config = workdir / "acd.toml"
+            acd_config.write_text(acd_toml(agents))
         (workdir / "ivr.toml").write_text(IVR_TOML)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_") or k == "CTI_SANDBOX_ROOT"}
         env.update({
             "CTI_DATABASE_URL": dsn, "CTI_HTTP_PORT": str(self.port), "CTI_STATE_DIR": str(workdir / "state"),
-            "CTI_ACD_CONFIG": str(workdir / "acd.toml"), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
+            "CTI_ACD_CONFIG": str(acd_config), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
             # Every simulated client connects from loopback: no per-address cap.
             "CTI_HTTP_CLIENT_MAX": "0",
-            "PYTHONPATH": str(ROOT),
+            "PYTHONPATH": str(source),
         })
         self.log = open(workdir / "daemon.log", "wb")
         self.profile = profile
@@ -369,7 +376,7 @@ class DaemonProcess:
             if profile is not None:
                 raise ValueError("--profile and --memtrace are one run each")
             prof = [str(ROOT / "bench" / "memtrace.py"), str(heap_dir), "300", "8"]
-        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=ROOT, env=env,
+        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=source, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
 

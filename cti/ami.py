@@ -398,12 +398,34 @@ class AmiClient:
         ``action_timeout``); ``AmiDisconnected`` if the connection drops first.
         The action is never re-sent.
         """
+        return await self.submit(action, headers, shape=shape, timeout=timeout)
+
+    def submit(
+        self,
+        action: str,
+        headers: HeaderValues | None = None,
+        *,
+        shape: Shape,
+        timeout: float | None = None,
+    ) -> asyncio.Future[Reply]:
+        """Write one action now, before returning, and return a future of its reply.
+
+        ``send`` without the wait: actions submitted one after another leave in
+        that order within the same turn of the event loop, and Asterisk runs a
+        session's actions in the order they arrive. So a caller can put
+        ``Setvar`` then ``Redirect`` on the wire at the moment it decides,
+        without a task switch, and see to the replies later. The future fails
+        as ``send`` raises (``AmiActionFailed``, ``AmiTimeout``,
+        ``AmiDisconnected``); cancelling it forgets the action (it may still
+        run). Raises at once, nothing written: ``UnsafeValue``,
+        ``AmiNotConnected``, ``ValueError`` for a bad ``shape``.
+        """
         if shape != "single" and shape != "list":
             raise ValueError(f"shape must be 'single' or 'list', not {shape!r}")
         conn = self._conn
         if conn is None or not conn.logged_in:
             raise AmiNotConnected(f"{action}: no logged-in AMI connection")
-        return await self._send_on(conn, action, headers, shape == "list", timeout)
+        return self._submit_on(conn, action, headers, shape == "list", timeout)
 
     # ------------------------------------------------------------ internals
 
@@ -419,23 +441,42 @@ class AmiClient:
         is_list: bool,
         timeout: float | None,
     ) -> Reply:
+        return await self._submit_on(conn, action, headers, is_list, timeout)
+
+    def _submit_on(
+        self,
+        conn: _Connection,
+        action: str,
+        headers: HeaderValues | None,
+        is_list: bool,
+        timeout: float | None,
+    ) -> asyncio.Future[Reply]:
+        """Write the action and return the future of its reply. The pending entry
+        and the timer go however the future ends (reply, error, timeout, cancel)."""
         if timeout is None:
             timeout = self.action_timeout
         action_id = self._next_id()
         data = encode_action(action, headers, action_id)  # refuses before any I/O
         if conn.closing:
             raise AmiNotConnected(f"{action}: the AMI connection is closing")
-        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Reply] = loop.create_future()
         conn.pending[action_id] = _Pending(action, is_list, fut)
-        try:
-            assert conn.transport is not None
-            conn.transport.write(data)
-            async with asyncio.timeout(timeout):
-                return await fut
-        except TimeoutError:
-            raise AmiTimeout(f"{action}: no complete reply within {timeout}s") from None
-        finally:
+
+        def expire() -> None:
+            if not fut.done():
+                fut.set_exception(AmiTimeout(f"{action}: no complete reply within {timeout}s"))
+
+        timer = loop.call_later(timeout, expire)
+
+        def settled(_: asyncio.Future[Reply]) -> None:
+            timer.cancel()
             conn.pending.pop(action_id, None)
+
+        fut.add_done_callback(settled)
+        assert conn.transport is not None
+        conn.transport.write(data)
+        return fut
 
     def _on_protocol_error(self, exc: AmiProtocolError) -> None:
         self._frames_rejected += 1

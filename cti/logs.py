@@ -45,6 +45,8 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # One write per line (PrintLogger writes the line and its newline apart: two system
+        # calls per call event on stderr, at info level).
+        logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )

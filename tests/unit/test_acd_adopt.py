@@ -2,6 +2,7 @@
 fake AMI that answers Getvar from a table: no Asterisk, no database."""
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +33,13 @@ class FakeAmi:
         value = self.values.get(headers.get("Channel", ""), {}).get(headers.get("Variable", ""), "")
         return SimpleNamespace(response=SimpleNamespace(headers={"Value": value}))
 
+    def submit(self, action: str, headers: dict[str, Any] | None = None, *, shape: str,
+               timeout: float | None = None) -> Any:
+        self.sent.append((action, headers or {}))
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(SimpleNamespace(response=SimpleNamespace(headers={})))
+        return fut
+
 
 def _service(values: dict[str, dict[str, str]]) -> AcdService:
     core = Core(SimpleNamespace(acd_default_queue="billing"), ami=FakeAmi(values))  # type: ignore[arg-type]
@@ -57,11 +65,7 @@ async def test_an_agent_found_talking_is_not_offered_a_caller_listed_before_its_
     await service.adopt(listing)
     state = service.router.agent_state("a4")
     assert (state.state, state.call_id) == ("on_call", "t1")
-    offers = []
-    while not service._actions.empty():
-        what, payload = service._actions.get_nowait()
-        if what == "offer":
-            offers.append(payload[0].call_id)
+    offers = [h["Channel"] for a, h in service.core.ami.sent if a == "Redirect" and h["Context"] == "cti-acd-offer"]
     assert offers == []          # the only agent is talking: the caller waits for them
     assert "w1" in service.calls and service.calls["w1"].agent is None
     assert service.core.model.calls["t1"].agent == "a4"

@@ -225,6 +225,34 @@ async def test_cancelled_send_removes_the_pending_entry(ami, make_client):
     assert client.pending_actions == 0
 
 
+async def test_submit_writes_before_returning_in_the_order_submitted(ami, make_client):
+    client = await started(make_client())
+    transport = client._conn.transport
+    written: list[bytes] = []
+    real_write = transport.write
+    transport.write = lambda data: (written.append(data), real_write(data))[1]
+    setvar = client.submit("Setvar", {"Channel": "Local/x;1", "Variable": "CTI_OFFER", "Value": "a1"},
+                           shape="single")
+    redirect = client.submit("Redirect", {"Channel": "Local/x;1", "Context": "cti-acd-offer", "Exten": "s",
+                                          "Priority": "1"}, shape="single")
+    # Both are on the wire before the caller has given the loop a single turn.
+    assert [w.split(b"\r\n", 1)[0] for w in written] == [b"Action: Setvar", b"Action: Redirect"]
+    await asyncio.gather(setvar, redirect)
+    assert [a["Action"] for _, a in ami.received if a["Action"] in ("Setvar", "Redirect")] == ["Setvar", "Redirect"]
+    assert client.pending_actions == 0
+
+
+async def test_a_submitted_action_times_out_as_its_future_and_leaves_no_entry(ami, make_client):
+    async def never(peer, action):
+        pass
+    ami.handlers["Slow"] = never
+    client = await started(make_client())
+    fut = client.submit("Slow", shape="single", timeout=0.1)
+    with pytest.raises(AmiTimeout):
+        await fut
+    assert client.pending_actions == 0
+
+
 async def test_late_response_after_timeout_is_dropped_quietly(ami, make_client):
     async def late(peer, action):
         await asyncio.sleep(0.15)

@@ -17,6 +17,7 @@ from acd.service import AcdService
 from cti.calls import CallModel
 from cti.daemon import Core
 from cti.events import Bus, CallEvent
+from tests.wireami import WireAmi
 
 CONFIG = AcdConfig.model_validate({
     "skills": ["billing"],
@@ -35,7 +36,8 @@ ARRIVAL = [
 
 
 def _acd(bus: Bus, model: CallModel) -> AcdService:
-    core = Core(SimpleNamespace(acd_default_queue="billing"), model=model, bus=bus)  # type: ignore[arg-type]
+    core = Core(SimpleNamespace(acd_default_queue="billing"), model=model, bus=bus,  # type: ignore[arg-type]
+                ami=WireAmi())
     service = AcdService(core, CONFIG)
     service._apply(service.router.auto_login(time.time()))
     return service

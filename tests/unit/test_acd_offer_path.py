@@ -1,0 +1,77 @@
+"""The arrival path of the ACD shell (AcdService): a caller arriving while an agent
+is free is offered with AMI actions written during the event's delivery, in the
+order decided; a write that fails is handled after. A fake AMI records what is
+written: no Asterisk, no database."""
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+from acd.config import AcdConfig
+from acd.service import AcdService
+from cti.daemon import Core
+from cti.events import CallEvent, CallView
+from tests.wireami import WireAmi
+
+CONFIG = AcdConfig.model_validate({
+    "skills": ["any"],
+    "agents": [{"id": "a1", "name": "Ada", "device": "Local/agent1@cti-demo-agents/n",
+                "queues": {"bench": {}}, "auto_login": True}],
+    "queues": [{"id": "bench", "ring_timeout_s": 15, "wrapup_s": 0}],
+})
+CHANNEL = "Local/p300@cti-demo-caller-00000001;1"
+
+
+def _service() -> AcdService:
+    core = Core(SimpleNamespace(acd_default_queue="bench", acd_announce_every=0), ami=WireAmi())  # type: ignore[arg-type]
+    service = AcdService(core, CONFIG)
+    service._apply(service.router.auto_login(time.time()))
+    return service
+
+
+def _queued(call_id: str, at: float) -> CallEvent:
+    view = CallView(call_id=call_id, state="queued", direction="inbound", caller_num="+100", caller_name="x",
+                    exten="s", started_at=at, answered_at=at, queue="bench", queue_joined_at=at, queue_left_at=None,
+                    agent=None, agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
+                    end_estimated=False, abandoned=False, legs=1)
+    return CallEvent("call.queued", call_id, at, 3, view,
+                     {"queue": "bench", "acd": True, "channel": CHANNEL, "uniqueid": call_id})
+
+
+async def test_an_arrival_with_an_agent_free_is_on_the_wire_when_its_event_has_been_delivered():
+    service = _service()
+    service.on_call_event(_queued("c1", time.time()))
+    # No turn of the loop yet: Setvar and Redirect were written while the event was delivered.
+    written = [(a, h.get("Variable") or h.get("Context")) for a, h in service.core.ami.written]
+    assert written == [("Setvar", "CTI_OFFER"), ("Redirect", "cti-acd-offer")]
+    assert service.core.ami.written[0][1]["Value"] == "a1,15,Local/agent1@cti-demo-agents/n"
+    for fut in service.core.ami.replies:
+        fut.set_result(SimpleNamespace(response=SimpleNamespace(headers={})))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert (service.offers_sent, service.offers_failed) == (1, 0)
+
+
+async def test_an_offer_that_cannot_be_written_fails_after_the_decision_and_the_caller_waits_again():
+    service = _service()
+    service.core.ami.down = True
+    service.on_call_event(_queued("c1", time.time()))
+    assert service.calls["c1"].agent == "a1"       # decided; the failure is handled on the next turn
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert service.offers_failed == 1
+    assert service.calls["c1"].agent is None
+    state = service.router.agent_state("a1")
+    assert (state.state, state.reason) == ("not_ready", "unreachable")
+    assert [w.call_id for w in service.router.waiting_calls()] == ["c1"]
+
+
+async def test_an_announcement_decided_before_an_offer_is_written_before_it():
+    service = _service()
+    service.agent_request("a1", "set_not_ready", "break")
+    service.on_call_event(_queued("c1", time.time()))
+    service._announce("c1")
+    service.agent_request("a1", "set_ready")
+    contexts = [h.get("Context") for a, h in service.core.ami.written if a == "Redirect"]
+    assert contexts == ["cti-acd-announce", "cti-acd-offer"]
