@@ -4,8 +4,8 @@
 document: each route's body, query and response models become JSON Schemas
 (pydantic's, under ``components.schemas``), its roles become a ``security``
 requirement and an ``x-roles`` list, and every protected route documents its
-401/403 answers, every route with a body its 400/413, with a body or query its
-422, and every route a ``default`` answer: any other error, in the same shape. ``render_docs``
+401/403 answers, every route with a body its 400/413 (a public one also its
+415), with a body or query its 422, and every route a ``default`` answer: any other error, in the same shape. ``render_docs``
 turns the document into one self-contained HTML page (no script, no CDN).
 """
 from __future__ import annotations
@@ -106,6 +106,8 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
         if r.body is not None:
             responses["400"] = _error("the body is not JSON (invalid_json)")
             responses["413"] = _error("the body is larger than the route allows (payload_too_large)")
+        if r.body is not None and r.roles is None:
+            responses["415"] = _error("the body was not sent as application/json (unsupported_media_type)")
         if r.body is not None or r.query is not None:
             responses["422"] = _error("a field is missing or invalid (invalid_body): details name it")
         if r.roles is None:

@@ -8,7 +8,8 @@
 authenticates (``roles=None`` is public; otherwise a credential is required
 and the principal's role must be one of ``roles``: 401 / 403), parses the
 query into the ``query`` model and the JSON body into the ``body`` model
-(400 ``invalid_json``, 413, 422 ``invalid_body`` naming each bad field), calls
+(400 ``invalid_json``, 413, 422 ``invalid_body`` naming each bad field; a
+public route's body only as ``application/json``, else 415), calls
 the handler with an ``ApiRequest``, and serialises what it returns (a pydantic
 model as JSON with ``status``; None as 204; a ``web.StreamResponse`` as it is).
 Any ``ApiError`` becomes its JSON answer; any other exception a logged 500.
@@ -198,6 +199,12 @@ def _parse_query(model: type[BaseModel], request: web.Request) -> Any:
 
 async def _parse_body(route: Route, request: web.Request) -> Any:
     assert route.body is not None
+    if route.roles is None and request.content_type != "application/json":
+        # A public route is the one another site's page can reach with the visitor's
+        # browser: a form or a "simple" fetch sends text/plain or form data without a
+        # preflight; application/json needs a CORS preflight, which is never granted.
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json",
+                       headers={"Accept": "application/json"})
     if request.content_length is not None and request.content_length > route.body_max:
         raise ApiError(413, "payload_too_large", f"the body may hold at most {route.body_max} bytes")
     # aiohttp bounds any body by the app's client_max_size (1 MiB) before this.
