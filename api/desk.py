@@ -228,6 +228,11 @@ def setup_auth(app: web.Application) -> None:
 
     api.authenticate = authenticate
 
+    async def team_of(app: web.Application, agent_id: str) -> str | None:
+        return await query(db(app).fetchval("SELECT team FROM users WHERE agent_id = $1", agent_id))
+
+    api.team_of = team_of
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         holder.passwords = await asyncio.to_thread(Passwords)
         try:

@@ -18,7 +18,6 @@ from openapi_spec_validator import validate
 
 from api import accounts
 from api.auth import Passwords
-from api.desk import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
 from api.openapi import openapi_path
 from api.registry import API
 from cti.demo import place_call, set_demo_times
@@ -28,11 +27,11 @@ ACD_TEST = Path(__file__).with_name("acd-test.toml")
 PASSWORD = "correct horse battery"
 
 
-async def add_user(dsn: str, username: str, role: str, agent_id: str | None = None) -> None:
+async def add_user(dsn: str, username: str, role: str, agent_id: str | None = None, team: str | None = None) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await accounts.create_user(conn, username=username, display_name=username.title(), role=role,
-                                   password_hash=Passwords().hash(PASSWORD), agent_id=agent_id)
+                                   password_hash=Passwords().hash(PASSWORD), agent_id=agent_id, team=team)
     finally:
         await conn.close()
 
@@ -142,8 +141,8 @@ async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_
         api_daemon):
     """40 wrong passwords for ada and 100 for an unknown user, all at once, each burst from
     its own address; sam logs in from a third meanwhile."""
+    from api.desk import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
     d = api_daemon
-    queue = d.runner.app[AUTH].queue
     async with from_address("127.0.0.2") as a, from_address("127.0.0.3") as b, from_address("127.0.0.4") as c:
         with structlog.testing.capture_logs() as logs:
             bursts = [login_status(a, d, "ada", f"guess {n}") for n in range(40)]
@@ -164,6 +163,7 @@ async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_
     (mine,) = [e for e in logs if e["event"] == "logged in"]
     # Behind at most each burst's share of the hash queue (2 per address), never behind the bursts.
     assert mine["hashes_ahead"] <= 2 * HASH_QUEUE_PER_ADDRESS
+    queue = d.runner.app[AUTH].queue
     assert queue.peak <= HASH_QUEUE and queue.inside == 0
 
 
