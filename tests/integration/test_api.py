@@ -141,7 +141,6 @@ async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_
         api_daemon):
     """40 wrong passwords for ada and 100 for an unknown user, all at once, each burst from
     its own address; sam logs in from a third meanwhile."""
-    from api.desk import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
     d = api_daemon
     async with from_address("127.0.0.2") as a, from_address("127.0.0.3") as b, from_address("127.0.0.4") as c:
         with structlog.testing.capture_logs() as logs:
@@ -158,6 +157,7 @@ async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_
         assert statuses.count(401) <= 6, statuses
         assert set(statuses) <= {401, 429, 503}
         assert all(retry is not None and int(retry) >= 1 for s, retry in burst if s != 401)
+    from api.desk import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
     hashed = [e for e in logs if e["event"] in ("login refused", "logged in")]
     assert len(hashed) <= 6 + 6 + 1
     (mine,) = [e for e in logs if e["event"] == "logged in"]
