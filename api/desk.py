@@ -44,8 +44,8 @@ log = structlog.get_logger(__name__)
 
 QUERY_TIMEOUT = 2.0
 HASH_CONCURRENCY = 2
-HASH_QUEUE = 8                 # attempts hashing or waiting to, in all
-HASH_QUEUE_PER_ADDRESS = 2     # ... from one client address
+HASH_QUEUE = 16                # attempts hashing or waiting to, in all
+HASH_QUEUE_PER_ADDRESS = 4     # ... from one client address (a call centre's NAT logs in a few at once)
 
 # Trimmed and lower-cased before the pattern is checked: usernames are case-insensitive.
 Username = Annotated[str, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),

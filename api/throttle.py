@@ -204,7 +204,7 @@ class HashQueue:
     """Admission to the password hash: at most ``size`` attempts hashing or waiting
     to, at most ``per_address`` of them from one client address."""
 
-    def __init__(self, size: int = 8, per_address: int = 2) -> None:
+    def __init__(self, size: int = 16, per_address: int = 4) -> None:
         self.size = size
         self.per_address = per_address
         self._by_address: dict[str, int] = {}

@@ -161,7 +161,7 @@ async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_
     hashed = [e for e in logs if e["event"] in ("login refused", "logged in")]
     assert len(hashed) <= 6 + 6 + 1
     (mine,) = [e for e in logs if e["event"] == "logged in"]
-    # Behind at most each burst's share of the hash queue (2 per address), never behind the bursts.
+    # Behind at most each burst's share of the hash queue (per address), never behind the bursts.
     assert mine["hashes_ahead"] <= 2 * HASH_QUEUE_PER_ADDRESS
     queue = d.runner.app[AUTH].queue
     assert queue.peak <= HASH_QUEUE and queue.inside == 0
