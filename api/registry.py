@@ -129,12 +129,12 @@ class Api:
             agent_scope: AgentScope | None = None) -> Route:
         """Declare a route and serve it. Returns its record. Raises ``ValueError``
         when the method and path are taken or the operation id repeats, or when
-        ``agent_scope`` is given to a path without ``{agent_id}``. ``content_type``
+        ``agent_scope`` is given to a public route or a path without ``{agent_id}``. ``content_type``
         documents a route that answers with something else than a JSON model (audio).
         ``agent_scope``: the route acts on the agent its path names; who may is
         decided before its body is read (403 ``not_your_agent``)."""
-        if agent_scope is not None and "{agent_id}" not in path:
-            raise ValueError(f"{method} {path}: an agent scope needs {{agent_id}} in the path")
+        if agent_scope is not None and ("{agent_id}" not in path or roles is None):
+            raise ValueError(f"{method} {path}: an agent scope needs {{agent_id}} in the path and roles")
         route = self._record(method, path, summary=summary, roles=roles, body=body, query=query,
                              response=response, status=status, tags=tags, description=description,
                              operation_id=operation_id or handler.__name__, body_max=body_max, also=also,

@@ -284,6 +284,8 @@ def test_an_agent_scope_needs_an_agent_in_the_path():
     api = setup_registry(web.Application())
     with pytest.raises(ValueError, match="agent_id"):
         api.add("POST", "/api/x", lambda req: None, summary="x", roles=EVERYONE, agent_scope="team")
+    with pytest.raises(ValueError, match="roles"):   # who would the agent be compared with?
+        api.add("POST", "/api/{agent_id}/y", lambda req: None, summary="y", roles=None, agent_scope="team")
 
 
 async def test_too_large_body_is_413(client):
