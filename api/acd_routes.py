@@ -2,7 +2,8 @@
 live picture (agents, waiting calls, queues) and agents' own state requests.
 
 Roles: reading is for supervisors and admins; replacing the configuration
-for admins; an agent changes their own state (supervisors and admins anyone's).
+for admins; an agent changes their own state, a supervisor their team's
+agents' and an admin anyone's (audited in ``supervisor_actions``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from acd import store as acd_store
 from acd.config import AcdConfig
 from acd.core import AcdInputError, AgentStateError
 from acd.service import ACD, AcdService
+from api import audit
 from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
@@ -151,24 +153,42 @@ async def get_state(req: ApiRequest[None, None]) -> AcdState:
     return AcdState(config_version=s.config_version, agents=agents, waiting=waiting, queues=queues)
 
 
+def _label(v: Any) -> str:
+    return v.state + (f" ({v.reason})" if v.reason else "") + (f" (pending: {v.pending})" if v.pending else "")
+
+
 async def set_agent_state(req: ApiRequest[AgentStateBody, None]) -> AgentItem:
+    """Who may: the route's agent scope (the agent; a supervisor of their team or an
+    admin, audited with the state before and after)."""
     s = _service(req)
     agent_id = req.match_info["agent_id"]
-    principal = req.principal
-    if principal is not None and principal.role == "agent" and principal.agent_id != agent_id:
-        raise ApiError(403, "forbidden", "an agent may change only their own state")
     if agent_id not in {a.id for a in s.config.agents}:
         raise ApiError(404, "unknown_agent", f"no agent {agent_id!r}")
     body = req.body
+    other = req.principal is not None and req.over_agent == "other"
+    details: dict[str, Any] = {"request": body.action, "reason": body.reason,
+                               "from": _label(s.router.agent_state(agent_id))}
+
+    async def refuse(status: int, error_id: str, message: str) -> ApiError:
+        if other:
+            assert req.principal is not None
+            await audit.record(req.app, req.principal, "agent_state", agent_id=agent_id, details=details,
+                               result="refused", error=message)
+        return ApiError(status, error_id, message)
+
     if body.action == "not_ready" and not body.reason:
-        raise ApiError(422, "invalid_body", "not_ready needs a reason (e.g. break, lunch, training)")
+        raise await refuse(422, "invalid_body", "not_ready needs a reason (e.g. break, lunch, training)")
     try:
         s.agent_request(agent_id, _ACTIONS[body.action], body.reason)
     except AgentStateError as exc:
-        raise ApiError(409, "agent_state", str(exc)) from None
+        raise await refuse(409, "agent_state", str(exc)) from None
     except AcdInputError as exc:
-        raise ApiError(422, "invalid_body", str(exc)) from None
+        raise await refuse(422, "invalid_body", str(exc)) from None
     v = s.router.agent_state(agent_id)
+    if other:
+        assert req.principal is not None
+        await audit.record(req.app, req.principal, "agent_state", agent_id=agent_id,
+                           details={**details, "to": _label(v)})
     name = s.config.agent(agent_id).name
     return AgentItem(agent_id=agent_id, name=name, state=v.state, reason=v.reason, since=v.since,
                      call_id=v.call_id, queue_id=v.queue_id, pending=v.pending)
@@ -188,5 +208,6 @@ def setup_acd_routes(app: web.Application) -> None:
     api.add("GET", "/api/acd/state", get_state, summary="Agents, waiting calls and queues, live", roles=STAFF,
             response=AcdState, tags=tags)
     api.add("POST", "/api/acd/agents/{agent_id}/state", set_agent_state, summary="An agent's state request",
-            description="Agents change their own state; supervisors and admins anyone's.",
-            roles=EVERYONE, body=AgentStateBody, response=AgentItem, tags=tags)
+            description="Agents change their own state; supervisors their team's agents' and admins anyone's, "
+                        "each such change audited (GET /api/supervisor/actions).",
+            roles=EVERYONE, body=AgentStateBody, response=AgentItem, tags=tags, agent_scope="team")

@@ -18,6 +18,8 @@ low-entropy secrets; these are not). Passwords are argon2id hashes
 Roles: ``agent``, ``supervisor``, ``qa``, ``admin``. A route names the roles it
 admits; nothing is implied (an admin route lists ``admin``), so the
 authorisation matrix is what the registry says, and ``docs/api.md`` shows it.
+A route that acts on one agent also names its ``AgentScope`` (``over_agent``):
+whom among those roles it lets act on which agent.
 """
 from __future__ import annotations
 
@@ -133,6 +135,36 @@ def admits(principal: Principal | None, roles: frozenset[str] | None) -> Literal
     if principal is None:
         return "unauthenticated"
     return "ok" if principal.role in roles else "forbidden"
+
+
+AgentScope = Literal["self", "team"]
+"""Who may call a route that acts on one agent (its path names ``{agent_id}``):
+``self``: the agent alone; ``team``: the agent, a supervisor of the agent's team
+(the team of the user whose ``agent_id`` it is) and admins. The same team rule
+decides which recordings a supervisor sees (``api.recording_routes.scope_of``)."""
+
+
+def needs_agent_team(principal: Principal, agent_id: str, scope: AgentScope) -> bool:
+    """Whether ``over_agent`` needs the agent's team to decide (only for a
+    supervisor acting on someone else), so the caller looks it up only then."""
+    return scope == "team" and principal.role == "supervisor" and principal.agent_id != agent_id
+
+
+def over_agent(principal: Principal, agent_id: str, scope: AgentScope,
+               agent_team: str | None) -> Literal["self", "other"] | None:
+    """May ``principal`` act on agent ``agent_id`` under ``scope``? ``self`` (it is
+    their own agent), ``other`` (an admin, or a supervisor of the agent's team:
+    the action is audited), or None: refused. ``agent_team`` is the agent's
+    team (None: the agent has no user or no team, so no supervisor's)."""
+    if principal.agent_id is not None and principal.agent_id == agent_id:
+        return "self"
+    if scope != "team":
+        return None
+    if principal.role == "admin":
+        return "other"
+    if principal.role == "supervisor" and principal.team is not None and principal.team == agent_team:
+        return "other"
+    return None
 
 
 class Passwords:

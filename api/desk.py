@@ -7,10 +7,14 @@
 Login answers the same ``invalid_credentials`` whether the user is unknown,
 disabled, has no password or gave a wrong one, and checks a password (a dummy
 one for unknown users) in every case, so neither the answer nor its timing
-tells which usernames exist. Failed logins slow further attempts for that
-username and that client address (``api/throttle.py``: 429 with Retry-After,
-answered before any hashing). argon2 runs in a thread, at most
-``HASH_CONCURRENCY`` at a time (64 MiB each), off the event loop.
+tells which usernames exist. Every attempt is counted before its password is
+hashed, and failed ones slow further attempts for that username from that
+address, from that address, and for that username from addresses that failed
+for it (``api/throttle.py``: 429 with Retry-After, answered before any
+hashing). argon2 runs in a thread, at most ``HASH_CONCURRENCY`` at a time
+(64 MiB each), off the event loop; at most ``HASH_QUEUE`` attempts hash or wait
+to, ``HASH_QUEUE_PER_ADDRESS`` of them from one address, and the others are
+answered 503 ``busy`` with Retry-After at once.
 
 Later routes use the same pool (``db(app)``) and the same registry
 (``app[API]``); see docs/api.md.
@@ -32,7 +36,7 @@ from api import accounts
 from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_from_headers, digest, new_session_token
 from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
-from api.throttle import LoginThrottle
+from api.throttle import HashQueue, LoginThrottle
 from cti.daemon import CORE
 from cti.store import close_pool, keep_session
 
@@ -40,6 +44,8 @@ log = structlog.get_logger(__name__)
 
 QUERY_TIMEOUT = 2.0
 HASH_CONCURRENCY = 2
+HASH_QUEUE = 16                # attempts hashing or waiting to, in all
+HASH_QUEUE_PER_ADDRESS = 4     # ... from one client address (a call centre's NAT logs in a few at once)
 
 # Trimmed and lower-cased before the pattern is checked: usernames are case-insensitive.
 Username = Annotated[str, BeforeValidator(lambda v: v.strip().lower() if isinstance(v, str) else v),
@@ -92,6 +98,7 @@ class _Holder:
         self.passwords: Passwords | None = None
         self.hashing = asyncio.Semaphore(HASH_CONCURRENCY)
         self.throttle = LoginThrottle()
+        self.queue = HashQueue(HASH_QUEUE, HASH_QUEUE_PER_ADDRESS)
 
 
 AUTH = web.AppKey("api_auth", _Holder)
@@ -148,29 +155,47 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
     holder = app[AUTH]
     assert holder.passwords is not None
     password = req.body.password.get_secret_value()
+    username = req.body.username
     address = req.request.remote or "-"
-    wait = holder.throttle.check(req.body.username, address, time.monotonic())
+    wait = holder.throttle.attempt(username, address, time.monotonic())
     if wait > 0:
-        log.info("login throttled", username=req.body.username, wait_s=round(wait, 1))
+        log.info("login throttled", username=username, address=address, wait_s=round(wait, 1))
         raise ApiError(429, "too_many_attempts", "too many failed logins; try again later",
                        headers={"Retry-After": str(math.ceil(wait))})
-    candidate = await query(accounts.login_candidate(db(app), req.body.username))
-    stored = candidate.password_hash if candidate is not None else None
-    ok = await _hash_work(app, holder.passwords.verify, stored, password)
-    if not ok or candidate is None or candidate.user.disabled:
-        holder.throttle.failed(req.body.username, address, time.monotonic())
-        log.info("login refused", username=req.body.username)
-        raise ApiError(401, "invalid_credentials", "invalid username or password")
-    holder.throttle.succeeded(req.body.username, time.monotonic())
-    user = candidate.user
-    assert stored is not None
-    if holder.passwords.needs_rehash(stored):
-        new = await _hash_work(app, holder.passwords.hash, password)
-        await query(accounts.set_password_hash_if_unchanged(db(app), user.user_id, stored, new))
+    # Counted: from here every way out says what became of the attempt.
+    ahead = holder.queue.enter(address)
+    if ahead is None:
+        holder.throttle.abandoned(username, address)
+        log.info("login refused: hash queue full", username=username, address=address)
+        raise ApiError(503, "busy", "too many logins at once; try again in a moment",
+                       headers={"Retry-After": "1"})
+    outcome = "abandoned"
+    try:
+        candidate = await query(accounts.login_candidate(db(app), username))
+        stored = candidate.password_hash if candidate is not None else None
+        ok = await _hash_work(app, holder.passwords.verify, stored, password)
+        if not ok or candidate is None or candidate.user.disabled:
+            outcome = "failed"
+            log.info("login refused", username=username, address=address, hashes_ahead=ahead)
+            raise ApiError(401, "invalid_credentials", "invalid username or password")
+        outcome = "succeeded"
+        user = candidate.user
+        assert stored is not None
+        if holder.passwords.needs_rehash(stored):
+            new = await _hash_work(app, holder.passwords.hash, password)
+            await query(accounts.set_password_hash_if_unchanged(db(app), user.user_id, stored, new))
+    finally:
+        holder.queue.leave(address)
+        if outcome == "failed":
+            holder.throttle.failed(username, address, time.monotonic())
+        elif outcome == "succeeded":
+            holder.throttle.succeeded(username, address, time.monotonic())
+        else:
+            holder.throttle.abandoned(username, address)
     token = new_session_token()
     expires = await query(accounts.create_session(db(app), user.user_id, digest(token),
                                                   app[CORE].settings.session_ttl))
-    log.info("logged in", username=user.username, role=user.role)
+    log.info("logged in", username=user.username, role=user.role, hashes_ahead=ahead)
     return LoginReply(token=token, expires_at=expires, user=_user_view(user))
 
 
@@ -203,6 +228,11 @@ def setup_auth(app: web.Application) -> None:
 
     api.authenticate = authenticate
 
+    async def team_of(app: web.Application, agent_id: str) -> str | None:
+        return await query(db(app).fetchval("SELECT team FROM users WHERE agent_id = $1", agent_id))
+
+    api.team_of = team_of
+
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         holder.passwords = await asyncio.to_thread(Passwords)
         try:
@@ -224,7 +254,9 @@ def setup_auth(app: web.Application) -> None:
             roles=None, body=LoginBody, response=LoginReply, tags=("auth",),
             description="Wrong username and wrong password give the same 401 invalid_credentials. "
                         "After repeated failures for a username or from an address, 429 too_many_attempts "
-                        "with Retry-After until the wait is over.")
+                        "with Retry-After until the wait is over; 503 busy with Retry-After when too many "
+                        "logins are being checked at once. The body must be sent as application/json "
+                        "(415 otherwise). docs/api.md, 'Authentication'.")
     api.add("POST", "/api/logout", logout, summary="Log out: end this session", roles=EVERYONE,
             status=204, tags=("auth",))
     api.add("GET", "/api/me", me, summary="Who the credential stands for", roles=EVERYONE,

@@ -8,19 +8,20 @@ one entry per bad field, ``{"field": "username", "message": ..., "type": ...}``)
 
 Error ids used by the API core (routes add their own):
 
-=================== ====== ====================================================
-unauthenticated     401    no credentials, or unknown, expired or revoked ones
-invalid_credentials 401    login: wrong username or password (never says which)
-forbidden           403    authenticated, but the route needs another role
-not_found           404    no such route (or resource)
-method_not_allowed  405    the route exists with other methods
-invalid_json        400    the body is not JSON
-invalid_body        422    the body (or query) does not match the model: see details
-payload_too_large   413    the body is larger than the route allows
-upgrade_required    426    /ws asked without a WebSocket Upgrade
-unavailable         503    the database did not answer in time
-internal            500    a bug; the log has the traceback, the answer nothing more
-=================== ====== ====================================================
+====================== ====== ====================================================
+unauthenticated        401    no credentials, or unknown, expired or revoked ones
+invalid_credentials    401    login: wrong username or password (never says which)
+forbidden              403    authenticated, but the route needs another role
+not_found              404    no such route (or resource)
+method_not_allowed     405    the route exists with other methods
+invalid_json           400    the body is not JSON
+invalid_body           422    the body (or query) does not match the model: see details
+payload_too_large      413    the body is larger than the route allows
+unsupported_media_type 415    a public route's body not sent as application/json
+upgrade_required       426    /ws asked without a WebSocket Upgrade
+unavailable            503    the database did not answer in time
+internal               500    a bug; the log has the traceback, the answer nothing more
+====================== ====== ====================================================
 """
 from __future__ import annotations
 

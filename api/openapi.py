@@ -3,9 +3,10 @@
 ``document(routes, ...)`` turns ``api.registry.Route`` records into the
 document: each route's body, query and response models become JSON Schemas
 (pydantic's, under ``components.schemas``), its roles become a ``security``
-requirement and an ``x-roles`` list, and every protected route documents its
-401/403 answers, every route with a body its 400/413, with a body or query its
-422, and every route a ``default`` answer: any other error, in the same shape. ``render_docs``
+requirement and an ``x-roles`` list (a route acting on one agent also an
+``x-agent-scope``), and every protected route documents its
+401/403 answers, every route with a body its 400/413 (a public one also its
+415), with a body or query its 422, and every route a ``default`` answer: any other error, in the same shape. ``render_docs``
 turns the document into one self-contained HTML page (no script, no CDN).
 """
 from __future__ import annotations
@@ -106,6 +107,8 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
         if r.body is not None:
             responses["400"] = _error("the body is not JSON (invalid_json)")
             responses["413"] = _error("the body is larger than the route allows (payload_too_large)")
+        if r.body is not None and r.roles is None:
+            responses["415"] = _error("the body was not sent as application/json (unsupported_media_type)")
         if r.body is not None or r.query is not None:
             responses["422"] = _error("a field is missing or invalid (invalid_body): details name it")
         if r.roles is None:
@@ -115,6 +118,12 @@ def document(routes: Iterable[RouteLike], *, title: str, version: str, descripti
             op["x-roles"] = sorted(r.roles)
             responses["401"] = _error("no valid credentials (unauthenticated)")
             responses["403"] = _error(f"the caller's role is not {' or '.join(sorted(r.roles))} (forbidden)")
+            scope = getattr(r, "agent_scope", None)
+            if scope is not None:
+                op["x-agent-scope"] = scope
+                who = "the agent" if scope == "self" else "the agent, a supervisor of their team or an admin"
+                responses["403"] = _error(f"the caller's role is not {' or '.join(sorted(r.roles))} (forbidden), "
+                                          f"or the caller is not {who} (not_your_agent)")
         # Route-specific refusals (not_found, conflict, invalid_credentials, unavailable ...)
         # all share the one error shape: error_id says which (docs/api.md).
         responses["default"] = _error("any other error: error_id says which (api.errors)")
@@ -174,6 +183,10 @@ def render_docs(doc: dict[str, Any]) -> str:
         for path, method, op in by_tag[tag]:
             roles = op.get("x-roles")
             who = ("roles: " + ", ".join(f"<b>{html.escape(r)}</b>" for r in roles)) if roles else "public"
+            if op.get("x-agent-scope") == "team":
+                who += "; on another agent: a supervisor of their team or an admin"
+            elif op.get("x-agent-scope") == "self":
+                who += "; the agent themselves only"
             out.append(f'<section class=op id="op-{html.escape(op.get("operationId", ""))}">'
                        f'<div><span class="m {html.escape(method)}">{html.escape(method.upper())}</span>'
                        f"<code>{html.escape(path)}</code> — {html.escape(op.get('summary', ''))}</div>"

@@ -2,9 +2,10 @@
 
 Roles: supervisors and admins see every device; admins create and remove
 devices. An agent reads and changes their own seat and options and gets
-their own browser phone's credentials; supervisors and admins may do the
-first two for anyone. No answer ever carries a stored digest; a password
-appears once, in the answer that made it.
+their own browser phone's credentials; a supervisor of the agent's team and
+an admin may change the first two (audited, ``api.audit``), QA may not. No
+answer ever carries a stored digest; a password appears once, in the answer
+that made it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from api import audit
 from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
@@ -82,10 +84,12 @@ def _service(req: ApiRequest[Any, Any]) -> PhoneService:
     return service
 
 
-def _agent(req: ApiRequest[Any, Any], own_only: bool = False) -> str:
+def _agent(req: ApiRequest[Any, Any]) -> str:
+    """The agent of the path, known to the ACD. Who may change it is the route's
+    agent scope; reading: the agent, or anyone but another agent."""
     agent_id = req.match_info["agent_id"]
     p = req.principal
-    if p is not None and (p.role == "agent" or own_only) and p.agent_id != agent_id:
+    if req.over_agent is None and p is not None and p.role == "agent" and p.agent_id != agent_id:
         raise ApiError(403, "forbidden", "only the agent themselves may do this")
     acd = req.app[PHONES].core.acd
     if acd is None or agent_id not in {a.id for a in acd.config.agents}:
@@ -115,26 +119,50 @@ async def get_agent(req: ApiRequest[None, None]) -> AgentPhoneView:
     return AgentPhoneView(**s.agent_view(_agent(req)))
 
 
+async def _audit_other(req: ApiRequest[Any, Any], action: str, agent_id: str, before: dict[str, Any],
+                       after: dict[str, Any], **kw: Any) -> None:
+    """Someone else changed the agent's phone: one audit row with from and to."""
+    if req.over_agent == "other" and req.principal is not None:
+        await audit.record(req.app, req.principal, action, agent_id=agent_id,
+                           details={"from": before, "to": after}, **kw)
+
+
+def _seat(view: dict[str, Any]) -> dict[str, Any]:
+    return {"seat": view["seat"], "device": view["device"]}
+
+
+def _options(view: dict[str, Any]) -> dict[str, Any]:
+    return {"auto_answer": view["auto_answer"], "zip_tone": view["zip_tone"]}
+
+
 async def put_seat(req: ApiRequest[SeatBody, None]) -> AgentPhoneView:
     s = _service(req)
     agent_id = _agent(req)
+    before = _seat(s.agent_view(agent_id))
     try:
         await s.bind(agent_id, req.body.device_id)
     except PhoneError as exc:
+        await _audit_other(req, "seat", agent_id, before, {"seat": req.body.device_id}, result="refused",
+                           error=str(exc))
         raise ApiError(404, "unknown_device", str(exc)) from None
-    return AgentPhoneView(**s.agent_view(agent_id))
+    view = s.agent_view(agent_id)
+    await _audit_other(req, "seat", agent_id, before, _seat(view))
+    return AgentPhoneView(**view)
 
 
 async def put_options(req: ApiRequest[OptionsBody, None]) -> AgentPhoneView:
     s = _service(req)
     agent_id = _agent(req)
+    before = _options(s.agent_view(agent_id))
     await s.set_options(agent_id, req.body.auto_answer, req.body.zip_tone)
-    return AgentPhoneView(**s.agent_view(agent_id))
+    view = s.agent_view(agent_id)
+    await _audit_other(req, "phone_options", agent_id, before, _options(view))
+    return AgentPhoneView(**view)
 
 
 async def webrtc(req: ApiRequest[None, None]) -> WebrtcReply:
     s = _service(req)
-    c = await s.webrtc_credentials(_agent(req, own_only=True))
+    c = await s.webrtc_credentials(_agent(req))
     return WebrtcReply(device_id=c.device_id, uri=c.uri, password=c.password, realm=c.realm, ws_url=c.ws_url)
 
 
@@ -157,12 +185,15 @@ def setup_phone_routes(app: web.Application) -> None:
             status=204, tags=tags)
     api.add("GET", "/api/phone/agents/{agent_id}", get_agent, summary="An agent's phone: device, reachability, "
             "options", roles=EVERYONE, response=AgentPhoneView, tags=tags)
+    mine = "The agent themselves; a supervisor of their team or an admin, audited (GET /api/supervisor/actions)."
     api.add("PUT", "/api/phone/agents/{agent_id}/seat", put_seat, summary="Hot-desking: sit the agent at a device",
-            roles=EVERYONE, body=SeatBody, response=AgentPhoneView, tags=tags)
+            description=mine, roles=EVERYONE, body=SeatBody, response=AgentPhoneView, tags=tags,
+            agent_scope="team")
     api.add("PUT", "/api/phone/agents/{agent_id}/options", put_options, summary="Auto-answer and zip tone",
-            roles=EVERYONE, body=OptionsBody, response=AgentPhoneView, tags=tags)
+            description=mine, roles=EVERYONE, body=OptionsBody, response=AgentPhoneView, tags=tags,
+            agent_scope="team")
     api.add("POST", "/api/phone/agents/{agent_id}/webrtc", webrtc, summary="Credentials for the agent's browser "
-            "phone", description="A new secret each time; the browser phone becomes the agent's seat.",
-            roles=EVERYONE, response=WebrtcReply, tags=tags)
+            "phone", description="The agent themselves only. A new secret each time; the browser phone becomes "
+            "the agent's seat.", roles=EVERYONE, response=WebrtcReply, tags=tags, agent_scope="self")
     app.router.add_get("/phone/", _phone_index)
     app.router.add_static("/phone/", STATIC, show_index=False)

@@ -20,10 +20,10 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from api.auth import EVERYONE, Principal
+from api.auth import EVERYONE, Principal, needs_agent_team, over_agent
 from api.desk import db, query
 from api.errors import ApiError
-from api.registry import ApiRequest, Instant, setup_registry
+from api.registry import API, ApiRequest, Instant, setup_registry
 from recording import jobs
 from recording import store as rec_store
 from recording.files import resolve
@@ -298,19 +298,18 @@ def _live_view(call_id: str, live: Live | None) -> LiveRecording:
 
 
 async def _may_control(req: ApiRequest[Any, Any], agent: str | None) -> None:
+    """The agents' rule (``api.auth.over_agent``, as for their state and listening in):
+    the agent, a supervisor of their team, an admin (also on calls without an agent)."""
     p = req.principal
     assert p is not None
     if p.role == "admin":
         return
-    if p.role == "agent":
-        if p.agent_id is None or p.agent_id != agent:
-            raise ApiError(403, "forbidden", "an agent controls the recording of their own calls only")
-        return
-    # A supervisor: calls of their team's agents.
     team = None
-    if agent is not None:
-        team = await query(db(req.app).fetchval("SELECT team FROM users WHERE agent_id = $1", agent))
-    if p.team is None or team != p.team:
+    if agent is not None and needs_agent_team(p, agent, "team"):
+        team = await req.app[API].team_of(req.app, agent)
+    if agent is None or over_agent(p, agent, "team", team) is None:
+        if p.role == "agent":
+            raise ApiError(403, "forbidden", "an agent controls the recording of their own calls only")
         raise ApiError(403, "forbidden", "a supervisor controls the recordings of their team's calls only")
 
 

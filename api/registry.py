@@ -8,7 +8,8 @@
 authenticates (``roles=None`` is public; otherwise a credential is required
 and the principal's role must be one of ``roles``: 401 / 403), parses the
 query into the ``query`` model and the JSON body into the ``body`` model
-(400 ``invalid_json``, 413, 422 ``invalid_body`` naming each bad field), calls
+(400 ``invalid_json``, 413, 422 ``invalid_body`` naming each bad field; a
+public route's body only as ``application/json``, else 415), calls
 the handler with an ``ApiRequest``, and serialises what it returns (a pydantic
 model as JSON with ``status``; None as 204; a ``web.StreamResponse`` as it is).
 Any ``ApiError`` becomes its JSON answer; any other exception a logged 500.
@@ -30,7 +31,7 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from api import openapi
-from api.auth import Principal, admits
+from api.auth import AgentScope, Principal, admits, needs_agent_team, over_agent
 from api.errors import ApiError, ErrorDetail, forbidden, unauthenticated, validation_details
 
 log = structlog.get_logger(__name__)
@@ -40,6 +41,7 @@ Q = TypeVar("Q")
 BODY_MAX = 64 * 1024
 
 Authenticator = Callable[[web.Request], Awaitable[Principal | None]]
+TeamOf = Callable[[web.Application, str], Awaitable[str | None]]
 
 
 def _iso_not_number(value: Any) -> Any:
@@ -63,6 +65,7 @@ class ApiRequest(Generic[B, Q]):
     principal: Principal | None
     body: B
     query: Q
+    over_agent: str | None = None     # a route with an agent scope: "self" or "other" (audit it)
 
     @property
     def app(self) -> web.Application:
@@ -92,9 +95,14 @@ class Route:
     content_type: str | None = None      # a non-JSON answer (documented routes)
     body_max: int = BODY_MAX
     also: tuple[str, ...] = ()           # other media types the success answer may have (text/csv)
+    agent_scope: AgentScope | None = None   # acts on the agent of its {agent_id} (api.auth.over_agent)
 
 
 async def _no_authenticator(request: web.Request) -> Principal | None:
+    raise ApiError(503, "unavailable", "authentication is not set up")
+
+
+async def _no_teams(app: web.Application, agent_id: str) -> str | None:
     raise ApiError(503, "unavailable", "authentication is not set up")
 
 
@@ -102,12 +110,14 @@ async def _no_authenticator(request: web.Request) -> Principal | None:
 class Api:
     """The registry (``app[API]``). ``authenticate`` is set by ``api.desk.setup_auth``:
     it returns the principal of the request's credential, None when there is
-    none, and raises ``ApiError`` (401) for a bad one."""
+    none, and raises ``ApiError`` (401) for a bad one. ``team_of`` (set there too)
+    returns an agent's team, for routes with an ``agent_scope``."""
 
     title: str = "open-cti API"
     version: str = "0.1.0"
     description: str = ""
     authenticate: Authenticator = _no_authenticator
+    team_of: TeamOf = _no_teams
     routes: list[Route] = field(default_factory=list)
     app: web.Application | None = None
 
@@ -115,14 +125,20 @@ class Api:
             body: type[BaseModel] | None = None, query: type[BaseModel] | None = None,
             response: type[BaseModel] | None = None, status: int = 200, tags: tuple[str, ...] = (),
             description: str = "", operation_id: str | None = None, body_max: int = BODY_MAX,
-            also: tuple[str, ...] = (), content_type: str | None = None) -> Route:
+            also: tuple[str, ...] = (), content_type: str | None = None,
+            agent_scope: AgentScope | None = None) -> Route:
         """Declare a route and serve it. Returns its record. Raises ``ValueError``
-        when the method and path are taken or the operation id repeats. ``content_type``
-        documents a route that answers with something else than a JSON model (audio)."""
+        when the method and path are taken or the operation id repeats, or when
+        ``agent_scope`` is given to a public route or a path without ``{agent_id}``. ``content_type``
+        documents a route that answers with something else than a JSON model (audio).
+        ``agent_scope``: the route acts on the agent its path names; who may is
+        decided before its body is read (403 ``not_your_agent``)."""
+        if agent_scope is not None and ("{agent_id}" not in path or roles is None):
+            raise ValueError(f"{method} {path}: an agent scope needs {{agent_id}} in the path and roles")
         route = self._record(method, path, summary=summary, roles=roles, body=body, query=query,
                              response=response, status=status, tags=tags, description=description,
                              operation_id=operation_id or handler.__name__, body_max=body_max, also=also,
-                             content_type=None if response else content_type)
+                             content_type=None if response else content_type, agent_scope=agent_scope)
         assert self.app is not None, "Api.app is set by setup_registry"
         self.app.router.add_route(route.method, path, self._wrap(route, handler))
         return route
@@ -163,9 +179,10 @@ class Api:
                         raise unauthenticated()
                     if decision == "forbidden":
                         raise forbidden(route.roles)
+                over = await self._over_agent(route, request, principal) if route.agent_scope else None
                 query = _parse_query(route.query, request) if route.query is not None else None
                 body = await _parse_body(route, request) if route.body is not None else None
-                result = await handler(ApiRequest(request, principal, body, query))
+                result = await handler(ApiRequest(request, principal, body, query, over))
             except ApiError as exc:
                 return exc.response()
             except (web.HTTPException, asyncio.CancelledError):
@@ -181,6 +198,21 @@ class Api:
 
         serve.__name__ = handler.__name__
         return serve
+
+    async def _over_agent(self, route: Route, request: web.Request, principal: Principal | None) -> str:
+        assert route.agent_scope is not None and principal is not None
+        agent_id = request.match_info["agent_id"]
+        team = None
+        if needs_agent_team(principal, agent_id, route.agent_scope):
+            team = await self.team_of(request.app, agent_id)
+        over = over_agent(principal, agent_id, route.agent_scope, team)
+        if over is None:
+            log.warning("agent action refused", route=f"{route.method} {route.path}", actor=principal.name,
+                        role=principal.role, agent=agent_id)
+            who = ("the agent themselves" if route.agent_scope == "self"
+                   else "the agent themselves, a supervisor of their team or an admin")
+            raise ApiError(403, "not_your_agent", f"only {who} may do this")
+        return over
 
 
 def _parse_query(model: type[BaseModel], request: web.Request) -> Any:
@@ -198,6 +230,12 @@ def _parse_query(model: type[BaseModel], request: web.Request) -> Any:
 
 async def _parse_body(route: Route, request: web.Request) -> Any:
     assert route.body is not None
+    if route.roles is None and request.content_type != "application/json":
+        # A public route is the one another site's page can reach with the visitor's
+        # browser: a form or a "simple" fetch sends text/plain or form data without a
+        # preflight; application/json needs a CORS preflight, which is never granted.
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json",
+                       headers={"Accept": "application/json"})
     if request.content_length is not None and request.content_length > route.body_max:
         raise ApiError(413, "payload_too_large", f"the body may hold at most {route.body_max} bytes")
     # aiohttp bounds any body by the app's client_max_size (1 MiB) before this.

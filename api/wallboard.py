@@ -59,6 +59,7 @@ from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval
 from acd.wallboard import (
     AgentLive, BoardConfig, agent_report_rows, alerts, colours_of, csv_text, load_board_config, report_rows,
 )
+from api import audit
 from api.auth import STAFF
 from api.desk import db, query
 from api.errors import ApiError
@@ -324,8 +325,6 @@ class Strict(BaseModel):
 
 class SpyBody(Strict):
     mode: Literal["listen", "whisper", "barge"]
-    device: str = Field(min_length=3, max_length=90, description="the supervisor's phone, e.g. PJSIP/sup1",
-                        pattern=_DEVICE.pattern)
 
 
 class AgentActionBody(Strict):
@@ -448,17 +447,9 @@ def _acd(req: ApiRequest[Any, Any]) -> AcdService:
 
 async def _audit(req: ApiRequest[Any, Any], action: str, *, agent_id: str | None = None, call_id: str | None = None,
                  details: dict[str, Any] | None = None, result: str = "done", error: str | None = None) -> int | None:
-    p = req.principal
-    assert p is not None
-    try:
-        return await query(db(req.app).fetchval(
-            "INSERT INTO supervisor_actions (actor_kind, actor_id, actor_name, action, agent_id, call_id, details, "
-            "result, error) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9) RETURNING id",
-            p.kind, p.id, p.name, action, agent_id, call_id, json.dumps(details or {}), result, error))
-    except ApiError:
-        log.error("supervisor action not audited: database away", action=action, actor=p.name, agent=agent_id,
-                  call_id=call_id, result=result)
-        return None
+    assert req.principal is not None
+    return await audit.record(req.app, req.principal, action, agent_id=agent_id, call_id=call_id, details=details,
+                              result=result, error=error)
 
 
 async def _refuse(req: ApiRequest[Any, Any], status: int, error_id: str, message: str, action: str,
@@ -473,18 +464,40 @@ async def get_wallboard(req: ApiRequest[None, None]) -> Snapshot:
     return Snapshot(**snap)
 
 
+def _own_device(req: ApiRequest[Any, Any], acd: AcdService) -> str | None:
+    """The device the asking supervisor's own phone rings at: the seat, else the
+    configured device, of the agent id on their user. None when they have none."""
+    p = req.principal
+    assert p is not None
+    if p.agent_id is None or p.agent_id not in {a.id for a in acd.config.agents}:
+        return None
+    device = acd.device_of(p.agent_id)
+    return device if _DEVICE.match(device) else None
+
+
+def _state_label(acd: AcdService, agent_id: str) -> str:
+    v = acd.router.agent_state(agent_id)
+    return v.state + (f" ({v.reason})" if v.reason else "") + (f" (pending: {v.pending})" if v.pending else "")
+
+
 async def spy(req: ApiRequest[SpyBody, None]) -> ActionReply:
-    """Originate the supervisor's device into ``cti-supervise``, which runs ChanSpy
+    """Originate the supervisor's own device into ``cti-supervise``, which runs ChanSpy
     on the agent's channel with q (quiet), E (end with the agent's call) and w
-    (whisper) or B (barge)."""
+    (whisper) or B (barge). Who may: the route's agent scope (a supervisor of the
+    agent's team, an admin: the recordings' rule). What rings: only the phone of the
+    supervisor's own agent id (``_own_device``), never a device named in the request."""
     acd = _acd(req)
     wb = _wb(req)
     agent_id = req.match_info["agent_id"]
     body = req.body
-    details = {"device": body.device}
+    device = _own_device(req, acd)
+    details: dict[str, Any] = {"device": device}
     if agent_id not in {a.id for a in acd.config.agents}:
         raise await _refuse(req, 404, "unknown_agent", f"no agent {agent_id!r}", body.mode, agent_id=agent_id,
                             details=details)
+    if device is None:
+        raise await _refuse(req, 409, "no_device", "you have no phone to ring: your user needs an agent id whose "
+                            "seat or configured device is your phone", body.mode, agent_id=agent_id, details=details)
     v = acd.router.agent_state(agent_id)
     leg = wb.agent_legs.get(agent_id)
     call = wb.core.model.legs.get(leg) if leg else None
@@ -500,7 +513,7 @@ async def spy(req: ApiRequest[SpyBody, None]) -> ActionReply:
     details.update(channel=target, call_id=v.call_id)
     try:
         await wb.core.ami.send("Originate", {
-            "Channel": body.device, "Context": "cti-supervise", "Exten": "s", "Priority": "1",
+            "Channel": device, "Context": "cti-supervise", "Exten": "s", "Priority": "1",
             "Timeout": "30000", "Async": "true", "CallerID": f'"{body.mode.title()} {agent_id}" <{agent_id}>',
             "Variable": [f"CTI_SPY_CHANNEL={target}", f"CTI_SPY_OPTIONS={SPY_OPTIONS[body.mode]}"],
         }, shape="single")
@@ -509,7 +522,7 @@ async def spy(req: ApiRequest[SpyBody, None]) -> ActionReply:
                      error=str(exc))
         raise ApiError(502, "asterisk_refused", f"Asterisk did not place the call: {exc}") from None
     audit_id = await _audit(req, body.mode, agent_id=agent_id, call_id=v.call_id, details=details)
-    return ActionReply(id=audit_id, action=body.mode, result="done", detail=f"ringing {body.device}")
+    return ActionReply(id=audit_id, action=body.mode, result="done", detail=f"ringing {device}")
 
 
 async def agent_action(req: ApiRequest[AgentActionBody, None]) -> ActionReply:
@@ -519,12 +532,14 @@ async def agent_action(req: ApiRequest[AgentActionBody, None]) -> ActionReply:
     details = {"reason": body.reason}
     if agent_id not in {a.id for a in acd.config.agents}:
         raise await _refuse(req, 404, "unknown_agent", f"no agent {agent_id!r}", body.action, agent_id=agent_id)
+    details["from"] = _state_label(acd, agent_id)
     try:
         acd.agent_request(agent_id, "set_not_ready" if body.action == "not_ready" else "logout", body.reason)
     except AgentStateError as exc:
         raise await _refuse(req, 409, "agent_state", str(exc), body.action, agent_id=agent_id, details=details)
     v = acd.router.agent_state(agent_id)
     detail = f"{v.state}" + (f" (pending: {v.pending})" if v.pending else "")
+    details["to"] = _state_label(acd, agent_id)
     audit_id = await _audit(req, body.action, agent_id=agent_id, details={**details, "now": detail})
     return ActionReply(id=audit_id, action=body.action, result="done", detail=detail)
 
@@ -723,11 +738,14 @@ def setup_wallboard(app: web.Application) -> None:
     api.add("GET", "/api/wallboard", get_wallboard, summary="The wallboard now (also pushed on /ws as 'wallboard')",
             roles=STAFF, response=Snapshot, tags=tags)
     api.add("POST", "/api/supervisor/agents/{agent_id}/spy", spy, summary="Listen, whisper or barge on an agent's call",
-            description="Rings the supervisor's device; answered, it runs ChanSpy on the agent's channel. Audited.",
-            roles=STAFF, body=SpyBody, response=ActionReply, tags=tags)
+            description="Rings the supervisor's own phone (the seat or configured device of the agent id on their "
+                        "user; 409 no_device without one); answered, it runs ChanSpy on the agent's channel. "
+                        "Supervisors of the agent's team and admins. Audited.",
+            roles=STAFF, body=SpyBody, response=ActionReply, tags=tags, agent_scope="team")
     api.add("POST", "/api/supervisor/agents/{agent_id}/state", agent_action,
-            summary="Force an agent not ready or logged out (after their call, when on one)", roles=STAFF,
-            body=AgentActionBody, response=ActionReply, tags=tags)
+            summary="Force an agent not ready or logged out (after their call, when on one)",
+            description="Supervisors of the agent's team and admins. Audited with the state before and after.",
+            roles=STAFF, body=AgentActionBody, response=ActionReply, tags=tags, agent_scope="team")
     api.add("POST", "/api/supervisor/calls/{call_id}/move", move_call,
             summary="Move a waiting call to another queue and/or set its priority", roles=STAFF, body=MoveBody,
             response=ActionReply, tags=tags)

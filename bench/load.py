@@ -435,11 +435,18 @@ async def make_users(dsn: str, agents: int, supervisors: int) -> None:
         await conn.close()
 
 
-async def login(http: aiohttp.ClientSession, base: str, username: str) -> str:
-    async with http.post(base + "/api/login", json={"username": username, "password": PASSWORD}) as r:
-        if r.status != 200:
-            raise RuntimeError(f"login {username}: {r.status} {await r.text()}")
-        return (await r.json())["token"]
+async def login(http: aiohttp.ClientSession, base: str, username: str, tries: int = 10) -> str:
+    """A session token; a login told to come back (429, 503 busy) waits its Retry-After."""
+    for _ in range(tries):
+        async with http.post(base + "/api/login", json={"username": username, "password": PASSWORD}) as r:
+            if r.status in (429, 503) and "Retry-After" in r.headers:
+                wait = float(r.headers["Retry-After"])
+            elif r.status != 200:
+                raise RuntimeError(f"login {username}: {r.status} {await r.text()}")
+            else:
+                return (await r.json())["token"]
+        await asyncio.sleep(wait)
+    raise RuntimeError(f"login {username}: still refused after {tries} tries")
 
 
 # -- WebSocket clients ---------------------------------------------------------------

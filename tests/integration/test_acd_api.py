@@ -28,8 +28,10 @@ async def test_config_replaced_live_keeps_the_waiting_caller_and_outlives_a_rest
     hangup_all()
     d = await started(database, tmp_path)
     await add_user(database, "root", "admin")
-    await add_user(database, "sam", "supervisor")
-    await add_user(database, "ada", "agent", "a1")
+    await add_user(database, "sam", "supervisor", team="floor")
+    await add_user(database, "ada", "agent", "a1", team="floor")
+    await add_user(database, "cleo", "agent", "a3", team="floor")
+    await add_user(database, "dev", "agent", "a4", team="floor")
     try:
         admin, sup, ada = [bearer(await login(http, d, u)) for u in ("root", "sam", "ada")]
         for agent in ("a1", "a2", "a3", "a4", "a5"):

@@ -27,11 +27,11 @@ ACD_TEST = Path(__file__).with_name("acd-test.toml")
 PASSWORD = "correct horse battery"
 
 
-async def add_user(dsn: str, username: str, role: str, agent_id: str | None = None) -> None:
+async def add_user(dsn: str, username: str, role: str, agent_id: str | None = None, team: str | None = None) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await accounts.create_user(conn, username=username, display_name=username.title(), role=role,
-                                   password_hash=Passwords().hash(PASSWORD), agent_id=agent_id)
+                                   password_hash=Passwords().hash(PASSWORD), agent_id=agent_id, team=team)
     finally:
         await conn.close()
 
@@ -124,6 +124,67 @@ async def test_repeated_failed_logins_are_throttled_and_a_good_password_waits_to
     assert (await login(http, d, "sam")).startswith("cts_")
     await asyncio.sleep(int(r.headers["Retry-After"]) + 0.1)
     assert (await login(http, d, "ada")).startswith("cts_")
+
+
+def from_address(address: str) -> aiohttp.ClientSession:
+    """A client whose requests come from ``address`` (any of 127.0.0.0/8 is this host)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0))
+
+
+async def login_status(http, d, username: str, password: str) -> tuple[int, str | None]:
+    async with http.post(url(d, "/api/login"), json={"username": username, "password": password}) as r:
+        await r.read()
+        return r.status, r.headers.get("Retry-After")
+
+
+async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_does_not_queue_behind_it(
+        api_daemon):
+    """40 wrong passwords for ada and 100 for an unknown user, all at once, each burst from
+    its own address; sam logs in from a third meanwhile."""
+    d = api_daemon
+    async with from_address("127.0.0.2") as a, from_address("127.0.0.3") as b, from_address("127.0.0.4") as c:
+        with structlog.testing.capture_logs() as logs:
+            bursts = [login_status(a, d, "ada", f"guess {n}") for n in range(40)]
+            bursts += [login_status(b, d, "nobody", f"guess {n}") for n in range(100)]
+            honest = login_status(c, d, "sam", PASSWORD)
+            answers = await asyncio.gather(*bursts[:70], honest, *bursts[70:])
+    sam = answers[70]
+    ada, nobody = answers[:40], answers[40:70] + answers[71:]
+    assert sam[0] == 200
+    for burst in (ada, nobody):
+        statuses = [s for s, _ in burst]
+        # At most the free failures (5) and one more reach the hash; the rest are refused unhashed.
+        assert statuses.count(401) <= 6, statuses
+        assert set(statuses) <= {401, 429, 503}
+        assert all(retry is not None and int(retry) >= 1 for s, retry in burst if s != 401)
+    from api.desk import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
+    hashed = [e for e in logs if e["event"] in ("login refused", "logged in")]
+    assert len(hashed) <= 6 + 6 + 1
+    (mine,) = [e for e in logs if e["event"] == "logged in"]
+    # Behind at most each burst's share of the hash queue (per address), never behind the bursts.
+    assert mine["hashes_ahead"] <= 2 * HASH_QUEUE_PER_ADDRESS
+    queue = d.runner.app[AUTH].queue
+    assert queue.peak <= HASH_QUEUE and queue.inside == 0
+
+
+async def test_a_stranger_failing_from_another_address_cannot_lock_the_owner_out(api_daemon):
+    d = api_daemon
+    async with from_address("127.0.0.2") as stranger, from_address("127.0.0.4") as owner:
+        statuses = [(await login_status(stranger, d, "ada", f"guess {n}"))[0] for n in range(12)]
+        assert statuses[:6] == [401] * 6 and set(statuses[6:]) == {429}
+        assert (await login_status(stranger, d, "ada", PASSWORD))[0] == 429   # the stranger's address waits
+        assert (await login_status(owner, d, "ada", PASSWORD))[0] == 200      # ada's does not
+
+
+async def test_login_takes_only_a_json_body(api_daemon, http):
+    """A form or a text/plain fetch from any web page would need no preflight."""
+    body = json.dumps({"username": "ada", "password": PASSWORD})
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        async with http.post(url(api_daemon, "/api/login"), data=body, headers={"Content-Type": ctype}) as r:
+            assert r.status == 415 and (await r.json())["error_id"] == "unsupported_media_type"
+    async with http.post(url(api_daemon, "/api/login"), data=body,
+                         headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 200
 
 
 async def test_expired_session_is_refused(api_daemon, http, database):

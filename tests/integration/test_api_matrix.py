@@ -4,6 +4,7 @@ does not admit (401 without a valid credential, 403 for a role it does not
 name) and lets the roles it names through to its own checks."""
 from __future__ import annotations
 
+import json
 import re
 
 import aiohttp
@@ -74,5 +75,88 @@ async def test_every_route_admits_exactly_the_roles_it_names(asterisk, database,
                     assert status == 403 and ROLE_REFUSAL in text, f"{where} let {role} through: {status}"
                 checked += 1
         assert checked >= 4 * 20
+    finally:
+        await d.stop()
+
+
+# -- acting on one agent -------------------------------------------------------------------------
+
+# Every route whose path names an agent and that changes something (not GET) must declare an
+# agent scope, and be listed here with a body it accepts: then the test below asks it as every
+# kind of stranger (refused) and as those it admits (each answer audited), so no such route can
+# skip either.
+AGENT_ROUTE_BODIES: dict[tuple[str, str], dict | None] = {
+    ("POST", "/api/acd/agents/{agent_id}/state"): {"action": "not_ready", "reason": "matrix"},
+    ("PUT", "/api/phone/agents/{agent_id}/seat"): {"device_id": None},
+    ("PUT", "/api/phone/agents/{agent_id}/options"): {"auto_answer": True, "zip_tone": False},
+    ("POST", "/api/phone/agents/{agent_id}/webrtc"): None,
+    ("POST", "/api/supervisor/agents/{agent_id}/spy"): {"mode": "listen"},
+    ("POST", "/api/supervisor/agents/{agent_id}/state"): {"action": "not_ready", "reason": "matrix"},
+}
+
+
+async def audit_rows(dsn: str, actor: str, agent_id: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM supervisor_actions WHERE actor_name = $1 AND agent_id = $2",
+                                   actor, agent_id)
+    finally:
+        await conn.close()
+
+
+async def test_every_route_acting_on_another_agent_admits_only_their_team_supervisors_and_admins(
+        asterisk, database, tmp_path, http):
+    """Ben (a2, team red) is acted on by: Ada (a1, red, an agent), QA (red), a supervisor of
+    team blue (all refused), a supervisor of team red and an admin (each action audited: who,
+    whom, what, from, to, when); Ben himself (not audited)."""
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
+    try:
+        await add_user(database, "s-ada", "agent", "a1", team="red")
+        await add_user(database, "s-ben", "agent", "a2", team="red")
+        await add_user(database, "s-qa", "qa", team="red")
+        await add_user(database, "s-blue", "supervisor", team="blue")
+        await add_user(database, "s-red", "supervisor", team="red")
+        await add_user(database, "s-root", "admin")
+        tokens = {u: bearer(await login(http, d, u)) for u in ("s-ada", "s-ben", "s-qa", "s-blue", "s-red", "s-root")}
+        routes = [r for r in d.runner.app[API].routes if "{agent_id}" in r.path and r.method != "GET"]
+        assert len(routes) >= len(AGENT_ROUTE_BODIES)
+        for route in routes:
+            where = (route.method, route.path)
+            assert route.agent_scope is not None, f"{where} acts on an agent without an agent scope"
+            assert where in AGENT_ROUTE_BODIES, f"{where}: add a body it accepts to AGENT_ROUTE_BODIES"
+        for route in routes:
+            where = f"{route.method} {route.path}"
+            path = concrete(route.path, "a2")
+            body = AGENT_ROUTE_BODIES[(route.method, route.path)]
+
+            async def ask_as(user: str) -> tuple[int, str]:
+                async with http.request(route.method, url(d, path), json=body, headers=tokens[user]) as r:
+                    return r.status, await r.text()
+
+            for stranger in ("s-ada", "s-qa", "s-blue"):
+                status, text = await ask_as(stranger)
+                assert status == 403, f"{where} let {stranger} act on Ben: {status} {text[:200]}"
+            for admitted in ("s-red", "s-root"):
+                before = await audit_rows(database, admitted, "a2")
+                status, text = await ask_as(admitted)
+                if route.agent_scope == "self":
+                    assert status == 403 and "not_your_agent" in text, f"{where} as {admitted}: {status}"
+                    continue
+                assert status not in (401, 403) and status < 500, f"{where} as {admitted}: {status} {text[:200]}"
+                assert await audit_rows(database, admitted, "a2") == before + 1, f"{where} as {admitted}: not audited"
+        # Ben's own changes are his to make, and not someone else's action to audit.
+        async with http.put(url(d, "/api/phone/agents/a2/options"), json={"auto_answer": False, "zip_tone": True},
+                            headers=tokens["s-ben"]) as r:
+            assert r.status == 200
+        assert await audit_rows(database, "s-ben", "a2") == 0
+        conn = await asyncpg.connect(database)
+        try:
+            row = await conn.fetchrow("SELECT * FROM supervisor_actions WHERE actor_name = 's-red' "
+                                      "AND action = 'phone_options'")
+        finally:
+            await conn.close()
+        assert row["actor_kind"] == "session" and row["agent_id"] == "a2" and row["at"] is not None
+        assert json.loads(row["details"]) == {"from": {"auto_answer": False, "zip_tone": False},
+                                              "to": {"auto_answer": True, "zip_tone": False}}
     finally:
         await d.stop()

@@ -35,8 +35,14 @@ async def centre(asterisk, database, tmp_path, demo_ami):
                                            wallboard_push_s=0.1, timezone="UTC"))
     await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
     await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
-    await add_user(database, "sam", "supervisor")
-    await add_user(database, "ada", "agent", "a1")
+    # Sam supervises the floor; his own phone is the device of the agent id on his user ("lazy",
+    # never logged in), sat at a line that answers.
+    await add_user(database, "sam", "supervisor", "lazy", team="floor")
+    d.core.acd.bind_device("lazy", "Local/s@cti-demo-hold/n")
+    await add_user(database, "sue", "supervisor", team="elsewhere")
+    await add_user(database, "ada", "agent", "a1", team="floor")
+    for n, a in enumerate(AGENTS[1:]):
+        await add_user(database, f"agent{n}", "agent", a, team="floor")
     for a in AGENTS:
         d.core.acd.agent_request(a, "set_not_ready", "test")
     try:
@@ -242,17 +248,16 @@ async def test_supervisor_actions_are_carried_out_and_audited(centre, demo_ami, 
     await eventually(lambda: acd.router.agent_state("a1").state == "on_call", timeout=10)
     spied: list[dict] = []
     demo_ami.add_listener(lambda f: f.name == "ChanSpyStart" and spied.append(dict(f.headers)))
-    async with http.post(url(d, "/api/supervisor/agents/a1/spy"), headers=sup,
-                         json={"mode": "whisper", "device": "Local/s@cti-demo-hold/n"}) as r:
+    async with http.post(url(d, "/api/supervisor/agents/a1/spy"), headers=sup, json={"mode": "whisper"}) as r:
         assert r.status == 200, await r.text()
+        assert (await r.json())["detail"] == "ringing Local/s@cti-demo-hold/n"      # Sam's own phone
     await eventually(lambda: spied, timeout=10, what="ChanSpy started on the agent's channel")
     assert spied[0]["SpyeeChannel"].startswith("Local/agent1@cti-demo-agents")
-    async with http.post(url(d, "/api/supervisor/agents/a5/spy"), headers=sup,
-                         json={"mode": "listen", "device": "Local/s@cti-demo-hold/n"}) as r:
+    async with http.post(url(d, "/api/supervisor/agents/a5/spy"), headers=sup, json={"mode": "listen"}) as r:
         assert r.status == 409                                   # Eve is not on a call
     async with http.post(url(d, "/api/supervisor/agents/a5/spy"), headers=sup,
-                         json={"mode": "listen", "device": "Local/x\r\nAction: Logoff"}) as r:
-        assert r.status == 422                                   # no CR/LF reaches AMI
+                         json={"mode": "listen", "device": "Local/+15550100@cti-outbound"}) as r:
+        assert r.status == 422                                   # no device but one's own rings
     async with http.post(url(d, "/api/supervisor/agents/a1/state"), headers=sup,
                          json={"action": "not_ready", "reason": "coaching"}) as r:
         assert (await r.json())["detail"] == "on_call (pending: coaching)"
@@ -269,6 +274,13 @@ async def test_supervisor_actions_are_carried_out_and_audited(centre, demo_ami, 
     async with http.post(url(d, "/api/supervisor/callbacks"), json={"call_id": "nope'; DROP TABLE calls;--"},
                          headers=sup) as r:
         assert r.status == 422
+
+    # A supervisor of another team may neither listen to the floor's agents nor change their state.
+    sue = bearer(await login(http, d, "sue"))
+    for path, body in (("spy", {"mode": "listen"}), ("state", {"action": "logout"})):
+        async with http.post(url(d, f"/api/supervisor/agents/a1/{path}"), json=body, headers=sue) as r:
+            assert r.status == 403 and (await r.json())["error_id"] == "not_your_agent"
+    assert acd.router.agent_state("a1").state != "logged_out"
 
     async with http.get(url(d, "/api/supervisor/actions"), headers=sup) as r:
         actions = (await r.json())["actions"]

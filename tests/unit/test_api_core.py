@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api import metrics as m
 from api.auth import (
     ADMIN, EVERYONE, STAFF, BadCredential, Passwords, Principal, admits, credential_from_headers, digest,
-    new_api_key, new_session_token,
+    new_api_key, new_session_token, needs_agent_team, over_agent,
 )
 from api.errors import ApiError
 from api.openapi import openapi_path, render_docs
@@ -47,6 +47,33 @@ def test_roles_decide_401_versus_403():
     assert admits(agent, STAFF) == "forbidden"
     assert admits(agent, EVERYONE) == "ok"
     assert admits(Principal("api_key", 1, "crm", "crm", "admin"), ADMIN) == "ok"
+
+
+RED_SUP = Principal("session", 3, "sam", "Sam", "supervisor", team="red")
+
+
+@pytest.mark.parametrize("who, agent, team, scope, expected", [
+    (Principal("session", 1, "ada", "Ada", "agent", "a1", team="red"), "a1", None, "team", "self"),
+    (Principal("session", 1, "ada", "Ada", "agent", "a1", team="red"), "a2", "red", "team", None),
+    (Principal("session", 4, "quinn", "Quinn", "qa", team="red"), "a2", "red", "team", None),
+    (RED_SUP, "a2", "red", "team", "other"),
+    (RED_SUP, "a3", "blue", "team", None),
+    (RED_SUP, "a4", None, "team", None),                  # an agent without a user (or team): no supervisor's
+    (Principal("session", 5, "nat", "Nat", "supervisor"), "a4", None, "team", None),   # no team: none, not all
+    (RED_SUP, "a2", "red", "self", None),
+    (Principal("session", 2, "root", "Root", "admin"), "a3", "blue", "team", "other"),
+    (Principal("session", 2, "root", "Root", "admin"), "a3", "blue", "self", None),
+    (Principal("api_key", 9, "crm", "crm", "supervisor"), "a2", "red", "team", None),
+])
+def test_who_may_act_on_an_agent(who, agent, team, scope, expected):
+    assert over_agent(who, agent, scope, team) == expected
+
+
+def test_the_agents_team_is_looked_up_only_for_a_supervisor_acting_on_someone_else():
+    assert needs_agent_team(RED_SUP, "a2", "team")
+    assert not needs_agent_team(RED_SUP, "a2", "self")
+    assert not needs_agent_team(Principal("session", 2, "root", "Root", "admin"), "a2", "team")
+    assert not needs_agent_team(Principal("session", 1, "ada", "Ada", "agent", "a1"), "a2", "team")
 
 
 def test_principal_repr_shows_no_credential():
@@ -117,7 +144,9 @@ class Query(BaseModel):
 
 
 USERS = {"agent-token": Principal("session", 1, "ada", "Ada", "agent", "a1"),
-         "admin-token": Principal("session", 2, "root", "Root", "admin")}
+         "admin-token": Principal("session", 2, "root", "Root", "admin"),
+         "red-token": RED_SUP}
+TEAMS = {"a1": "red", "a2": "blue"}
 
 
 async def authenticate(request: web.Request) -> Principal | None:
@@ -135,6 +164,11 @@ def build() -> web.Application:
     api = setup_registry(app)
     api.authenticate = authenticate
 
+    async def team_of(app: web.Application, agent_id: str) -> str | None:
+        return TEAMS.get(agent_id)
+
+    api.team_of = team_of
+
     async def echo(req):
         return Reply(echoed=f"{req.body.name}x{req.body.count} by {req.principal.name}")
 
@@ -151,7 +185,18 @@ def build() -> web.Application:
     api.add("GET", "/api/items/{item_id}", items, summary="Item", roles=EVERYONE, query=Query, response=Reply)
     api.add("GET", "/api/boom", boom, summary="Boom", roles=None)
     api.add("GET", "/api/sound", sound, summary="Sound", roles=None, content_type="audio/wav")
+    api.add("POST", "/api/public", echo_public, summary="Public", roles=None, body=Body, response=Reply)
+
+    async def act(req):
+        return Reply(echoed=f"{req.over_agent} {req.body.name}")
+
+    api.add("POST", "/api/agents/{agent_id}/act", act, summary="Act", roles=EVERYONE, body=Body, response=Reply,
+            agent_scope="team")
     return app
+
+
+async def echo_public(req):
+    return Reply(echoed=req.body.name)
 
 
 @pytest.fixture
@@ -197,6 +242,50 @@ async def test_not_json_is_400_and_empty_is_422(client):
     assert r.status == 400 and (await r.json())["error_id"] == "invalid_json"
     r = await client.post("/api/echo", data=b"", headers=auth)
     assert r.status == 422 and (await r.json())["details"][0]["field"] == "body"
+
+
+async def test_a_public_route_takes_its_body_only_as_application_json(client):
+    """Another site's page can send text/plain or a form without a preflight: refused unread."""
+    for data, ctype in ((b'{"name": "a", "count": 1}', "text/plain"),
+                        (b"name=a&count=1", "application/x-www-form-urlencoded"),
+                        (b'{"name": "a", "count": 1}', None)):
+        r = await client.post("/api/public", data=data, headers={"Content-Type": ctype} if ctype else {})
+        assert r.status == 415 and (await r.json())["error_id"] == "unsupported_media_type", ctype
+    r = await client.post("/api/public", json={"name": "a", "count": 1})
+    assert r.status == 200 and await r.json() == {"echoed": "a"}
+    r = await client.post("/api/public", data=b'{"name": "a", "count": 1}',
+                          headers={"Content-Type": "application/json; charset=utf-8"})
+    assert r.status == 200
+    # Routes that need a credential are out of a foreign page's reach anyway (the header needs a preflight).
+    r = await client.post("/api/echo", data=b'{"name": "a", "count": 2}',
+                          headers={"Authorization": "Bearer admin-token", "Content-Type": "text/plain"})
+    assert r.status == 200
+
+
+async def test_an_agent_scope_is_decided_before_the_body_is_read(client):
+    def ask(token, agent, body):
+        return client.post(f"/api/agents/{agent}/act", json=body, headers={"Authorization": f"Bearer {token}"})
+
+    r = await ask("agent-token", "a2", {})           # refused before the (invalid) body
+    assert r.status == 403 and (await r.json())["error_id"] == "not_your_agent"
+    r = await ask("red-token", "a2", {})             # a2 is on team blue
+    assert r.status == 403 and (await r.json())["error_id"] == "not_your_agent"
+    r = await ask("red-token", "a1", {"name": "x", "count": 1})
+    assert await r.json() == {"echoed": "other x"}
+    r = await ask("agent-token", "a1", {"name": "x", "count": 1})
+    assert await r.json() == {"echoed": "self x"}
+    r = await ask("admin-token", "a2", {"name": "x", "count": 1})
+    assert await r.json() == {"echoed": "other x"}
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["paths"]["/api/agents/{agent_id}/act"]["post"]["x-agent-scope"] == "team"
+
+
+def test_an_agent_scope_needs_an_agent_in_the_path():
+    api = setup_registry(web.Application())
+    with pytest.raises(ValueError, match="agent_id"):
+        api.add("POST", "/api/x", lambda req: None, summary="x", roles=EVERYONE, agent_scope="team")
+    with pytest.raises(ValueError, match="roles"):   # who would the agent be compared with?
+        api.add("POST", "/api/{agent_id}/y", lambda req: None, summary="y", roles=None, agent_scope="team")
 
 
 async def test_too_large_body_is_413(client):

@@ -4,9 +4,6 @@
 (() => {
   const { api, el, pct, secs, time } = Cti;
   let snap = null, skew = 0, ws = null, retry = 1;
-  const device = document.getElementById("device");
-  device.value = localStorage.getItem("cti.device") || "";
-  device.addEventListener("change", () => localStorage.setItem("cti.device", device.value.trim()));
   const now = () => Date.now() / 1000 + skew;
 
   function take(s) {
@@ -83,9 +80,8 @@
   async function act(method, path, body) {
     try { await api(method, path, body); } catch (e) { alert_({ queue: "action", figure: e.message, to: "red", value: "" }); }
   }
-  function spy(agent, mode) {
-    if (!device.value.trim()) { device.focus(); return; }
-    act("POST", `/api/supervisor/agents/${encodeURIComponent(agent)}/spy`, { mode, device: device.value.trim() });
+  function spy(agent, mode) {   // rings the supervisor's own phone (their user's agent id)
+    act("POST", `/api/supervisor/agents/${encodeURIComponent(agent)}/spy`, { mode });
   }
 
   function connect() {
