@@ -121,7 +121,7 @@ async def run_router(router: str, calls: int, burst: int) -> dict[str, list[floa
         if router == "ours":
             with tempfile.TemporaryDirectory() as tmp:
                 # No database URL: the embedded PostgreSQL in a throwaway directory.
-                settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp),
+                settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp), hooks=False,
                                          log_level="warning", log_format="json")
                 runner = web.AppRunner(build(settings), handle_signals=False, access_log=None)
                 await runner.setup()

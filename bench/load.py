@@ -59,6 +59,7 @@ import json
 import math
 import multiprocessing
 import os
+import secrets
 import random
 import re
 import resource
@@ -356,6 +357,7 @@ class DaemonProcess:
             "CTI_ACD_CONFIG": str(workdir / "acd.toml"), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
+            "CTI_HOOK_SECRET": secrets.token_hex(16),    # the hooks need one; the load does not call them
             "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")

@@ -6,32 +6,87 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from api.hooks import POOL, lookup, route
+import pytest
+
+from api.hooks import POOL, host_name, lookup, route, setup_hooks
 from cti.config import load_settings
 from cti.customers import normalise_e164
 from cti.daemon import CORE, Core
+from cti.errors import ConfigError
+
+
+SECRET = "s3cret-for-the-hooks"
+OK = {"X-CTI-Hook-Secret": SECRET}
 
 
 async def client(tmp_path: Path, **settings: object) -> TestClient:
+    settings.setdefault("hook_secret", SECRET)
     app = web.Application()
     app[CORE] = Core(load_settings(state_dir=tmp_path, **settings))
     app[POOL] = {"pool": None}
     app.router.add_get("/hooks/lookup", lookup)
     app.router.add_get("/hooks/route", route)
-    c = TestClient(TestServer(app, host="127.0.0.1"))
+    c = TestClient(TestServer(app, host="127.0.0.1"), headers=OK)
     await c.start_server()
     return c
 
 
-async def test_a_secret_is_required_when_configured(tmp_path: Path):
-    c = await client(tmp_path, hook_secret="s3cret")
+async def test_no_secret_or_a_wrong_one_is_403(tmp_path: Path):
+    c = await client(tmp_path)
     try:
+        for headers in ({"X-CTI-Hook-Secret": ""}, {"X-CTI-Hook-Secret": "guess"},
+                        {"X-CTI-Hook-Secret": SECRET + "x"}):
+            r = await c.get("/hooks/lookup", params={"number": "+49301"}, headers=headers)
+            assert r.status == 403 and (await r.text()).startswith("error,forbidden,"), headers
         r = await c.get("/hooks/lookup", params={"number": "+49301"})
-        assert r.status == 401 and (await r.text()).startswith("error,unauthorized,")
-        r = await c.get("/hooks/lookup", params={"number": "+49301"}, headers={"X-CTI-Hook-Secret": "s3cret"})
         assert r.status == 503 and (await r.text()).startswith("error,db_unavailable,")
     finally:
         await c.close()
+
+
+async def test_a_loopback_client_without_the_secret_is_refused_too(tmp_path: Path):
+    """Loopback is no credential: any local process, and any browser page, is local."""
+    c = await client(tmp_path)
+    try:
+        r = await c.get("/hooks/route", params={"number": "+49301"}, headers={"X-CTI-Hook-Secret": ""})
+        assert r.status == 403
+    finally:
+        await c.close()
+
+
+async def test_a_host_header_not_naming_this_server_is_refused(tmp_path: Path):
+    """DNS rebinding: the page's own name arrives in Host, with the right secret or not."""
+    c = await client(tmp_path, hook_hosts=["pbx-hooks.example"])
+    port = c.server.port
+    try:
+        for host in ("attacker.example", f"attacker.example:{port}", "127.0.0.1.attacker.example",
+                     "localhost@evil", ""):
+            r = await c.get("/hooks/lookup", params={"number": "+49301"}, headers={"Host": host})
+            assert r.status == 403 and (await r.text()).startswith("error,wrong_host,"), host
+        for host in (f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}", f"[::1]:{port}",
+                     "pbx-hooks.example:8765"):
+            r = await c.get("/hooks/lookup", params={"number": "+49301"}, headers={"Host": host})
+            assert r.status == 503, host       # past both checks: no database here
+    finally:
+        await c.close()
+
+
+def test_host_names_are_read_without_port_or_brackets():
+    assert host_name("LocalHost:8765") == "localhost"
+    assert host_name("[::1]:8765") == "::1"
+    assert host_name("pbx.example.") == "pbx.example"
+    assert host_name("a b") is None and host_name("x:y") is None and host_name(None) is None
+
+
+def test_the_hooks_do_not_start_without_a_secret(tmp_path: Path):
+    app = web.Application()
+    app[CORE] = Core(load_settings(state_dir=tmp_path))
+    with pytest.raises(ConfigError, match="hook_secret"):
+        setup_hooks(app)
+    app = web.Application()
+    app[CORE] = Core(load_settings(state_dir=tmp_path, hooks=False))
+    setup_hooks(app)                    # off: nothing served, nothing required
+    assert not any(r.resource and r.resource.canonical.startswith("/hooks") for r in app.router.routes())
 
 
 async def test_bad_numbers_and_queues_are_400_with_an_error_id(tmp_path: Path):
@@ -39,7 +94,8 @@ async def test_bad_numbers_and_queues_are_400_with_an_error_id(tmp_path: Path):
     try:
         for params, error_id in (({}, "missing_number"), ({"number": "abc"}, "invalid_number"),
                                  ({"number": "+49" + "1" * 40}, "invalid_number"),
-                                 ({"number": "+4930", "queue": "a,b"}, "invalid_queue")):
+                                 ({"number": "+4930", "queue": "a,b"}, "invalid_queue"),
+                                 ({"number": "+4930", "queue": "support\n"}, "invalid_queue")):
             r = await c.get("/hooks/route", params=params)
             assert r.status == 400 and (await r.text()).startswith(f"error,{error_id},")
         r = await c.get("/hooks/lookup", params={"number": "x", "format": "json"})
@@ -59,7 +115,7 @@ def test_numbers_are_normalised_to_e164():
 async def test_an_account_number_is_checked_before_any_lookup(tmp_path: Path):
     c = await client(tmp_path)
     try:
-        for bad in ("12 34", "a,b", "x" * 65, "-12", "1\r\n2"):
+        for bad in ("12 34", "a,b", "x" * 65, "-12", "1\r\n2", "123456\n"):
             r = await c.get("/hooks/lookup", params={"account": bad})
             assert r.status == 400 and (await r.text()).startswith("error,invalid_account,"), bad
         r = await c.get("/hooks/lookup", params={"account": "123456"})     # valid: it reaches the database
