@@ -14,6 +14,7 @@ from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.desktop import setup_desktop
 from api.hooks import setup_hooks
+from api.hygiene import setup_hygiene
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.wallboard import setup_wallboard
@@ -38,6 +39,7 @@ def build(settings: Settings) -> web.Application:
     # The API: registry (/openapi.json, /docs), auth and its pool, then what uses them.
     # The hub subscribes to the bus after the ACD, so it sees each event after routing did.
     setup_auth(app)
+    setup_hygiene(app)      # headers on every answer; /healthz's versions for staff only
     setup_acd_routes(app)
     setup_phone_routes(app)
     setup_wallboard(app)
