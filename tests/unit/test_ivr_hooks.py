@@ -7,6 +7,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.hooks import POOL, host_name, lookup, route, setup_hooks
 from cti.config import load_settings
@@ -124,3 +126,17 @@ async def test_an_account_number_is_checked_before_any_lookup(tmp_path: Path):
         assert r.status == 503 and (await r.json())["error_id"] == "db_unavailable"
     finally:
         await c.close()
+
+
+@given(st.text(max_size=80))
+def test_any_host_header_is_read_without_raising_and_never_smuggles_a_name(header: str):
+    """Fuzzed Host headers: a name comes out only from a plain name[:port] or [v6][:port]."""
+    name = host_name(header)
+    assert name is None or (name and all(c not in name for c in "@/ \t\r\n[]"))
+    if name in ("localhost", "127.0.0.1", "::1"):
+        assert header.strip().lower().lstrip("[").startswith(name)
+
+
+@given(st.sampled_from(["localhost", "127.0.0.1", "[::1]"]), st.integers(1, 65535))
+def test_the_local_names_with_any_port_are_read(name: str, port: int):
+    assert host_name(f"{name}:{port}") == name.strip("[]")
