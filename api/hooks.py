@@ -45,8 +45,8 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from cti.errors import ConfigError
 from cti.customers import ACCOUNT, CustomerRecord, find_by_account, find_by_phone, normalise_e164
+from cti.errors import ConfigError
 from cti.store import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
@@ -112,7 +112,9 @@ def _authorise(request: web.Request) -> None:
         raise HookError(403, "wrong_host", "the Host header does not name this server")
     secret = settings.hook_secret
     given = request.headers.get(SECRET_HEADER, "")
-    if secret is None or not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+    # Header bytes that are not UTF-8 arrive as surrogates: compared as the bytes they were.
+    if secret is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                 secret.get_secret_value().encode()):
         raise HookError(403, "forbidden", f"missing or wrong {SECRET_HEADER} header")
 
 

@@ -140,3 +140,18 @@ def test_any_host_header_is_read_without_raising_and_never_smuggles_a_name(heade
 @given(st.sampled_from(["localhost", "127.0.0.1", "[::1]"]), st.integers(1, 65535))
 def test_the_local_names_with_any_port_are_read(name: str, port: int):
     assert host_name(f"{name}:{port}") == name.strip("[]")
+
+
+async def test_a_secret_header_that_is_not_utf8_is_a_403_not_a_crash(tmp_path: Path):
+    import asyncio
+
+    c = await client(tmp_path)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", c.server.port)
+        writer.write(b"GET /hooks/lookup?number=%2B49301 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"X-CTI-Hook-Secret: \xff\xfe\r\nConnection: close\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.split(b" ")[1] == b"403" and b"error,forbidden," in answer
+    finally:
+        await c.close()
