@@ -165,3 +165,18 @@ async def test_a_malformed_request_leaves_one_json_object_per_line_in_the_log():
     errors = [p for p in parsed if p.get("logger") == "aiohttp.server"]
     assert len(errors) == 2 and all("exception" in p and p["level"] == "error" for p in errors)
     assert "Traceback" in errors[0]["exception"] and len(lines) == len(parsed)
+
+
+def test_serve_without_a_hook_secret_exits_2_naming_it(monkeypatch, capsys, tmp_path):
+    """The hooks do not run open: no secret, no daemon (unless the hooks are turned off)."""
+    monkeypatch.delenv("CTI_HOOK_SECRET", raising=False)
+    monkeypatch.delenv("CTI_CONFIG", raising=False)
+    monkeypatch.setenv("CTI_STATE_DIR", str(tmp_path))
+    import logging
+    try:
+        assert main(["serve"]) == 2
+    finally:    # main configured logging onto this test's captured stderr
+        for h in [h for h in logging.getLogger().handlers if isinstance(h, logs._StdlibHandler)]:
+            logging.getLogger().removeHandler(h)
+    err = capsys.readouterr().err
+    assert "hook_secret (CTI_HOOK_SECRET)" in err and "CTI_HOOKS=false" in err
