@@ -353,11 +353,11 @@ class DaemonProcess:
         (workdir / "ivr.toml").write_text(IVR_TOML)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_") or k == "CTI_SANDBOX_ROOT"}
         env.update({
+            "CTI_HOOK_SECRET": secrets.token_hex(16),    # the hooks need one; the load does not call them
             "CTI_DATABASE_URL": dsn, "CTI_HTTP_PORT": str(self.port), "CTI_STATE_DIR": str(workdir / "state"),
             "CTI_ACD_CONFIG": str(workdir / "acd.toml"), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
-            "CTI_HOOK_SECRET": secrets.token_hex(16),    # the hooks need one; the load does not call them
             "PYTHONPATH": str(ROOT),
         })
         self.log = open(workdir / "daemon.log", "wb")
