@@ -14,6 +14,7 @@ from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.desktop import setup_desktop
 from api.hooks import setup_hooks
+from api.hygiene import setup_hygiene
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.wallboard import setup_wallboard
@@ -39,6 +40,7 @@ def build(settings: Settings) -> web.Application:
     # Each starts after the ACD, so the hub and the wallboard find it (agent states).
     # The bus order of subscribers does not change what or in which order each one sees.
     setup_auth(app)
+    setup_hygiene(app)      # headers on every answer; /healthz's versions for staff only
     setup_acd_routes(app)
     setup_phone_routes(app)
     setup_wallboard(app)

@@ -17,14 +17,20 @@ when the request failed), and the first field says whether it worked::
 ``?format=json`` (or ``Accept: application/json``) gives the same as JSON,
 with the customer's name and, for errors, ``{"error_id", "message"}``.
 
-Authentication: with the ``hook_secret`` setting, every request must carry it
-in ``X-CTI-Hook-Secret`` (``Set(CURLOPT(httpheader)=X-CTI-Hook-Secret: ...)``);
-without it, only loopback clients are served. Bounded: the number is at most
+Who may ask (docs/security.md, "FastAGI and dialplan hooks"): the hooks answer
+who is calling (name, VIP flag, language), so they are an oracle for anyone
+who reaches the port. Every request must carry the ``hook_secret`` setting in
+``X-CTI-Hook-Secret`` (``Set(CURLOPT(httpheader)=X-CTI-Hook-Secret: ...)``); the
+daemon does not start the hooks without one (``hooks = false`` turns them
+off). The ``Host`` header must name this server as the dialplan knows it
+(127.0.0.1, ::1, localhost, ``http_host``, or one of ``hook_hosts``): a web page
+that rebinds its own name to 127.0.0.1 sends its own name and is refused.
+Bounded: the number is at most
 32 characters and must be a phone number; an account number is letters, digits,
 ``_ . -`` (at most 64); the database gets ``QUERY_TIMEOUT`` seconds, after which
 the answer is ``error,db_timeout`` (503).
 
-Error ids: ``unauthorized`` (401), ``forbidden`` (403), ``missing_number``,
+Error ids: ``forbidden`` (403: no secret or a wrong one), ``wrong_host`` (403), ``missing_number``,
 ``invalid_number``, ``invalid_account``, ``invalid_queue`` (400), ``db_unavailable``,
 ``db_timeout`` (503).
 """
@@ -32,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import re
 from typing import Any, AsyncIterator
 
@@ -41,6 +46,7 @@ import structlog
 from aiohttp import web
 
 from cti.customers import ACCOUNT, CustomerRecord, find_by_account, find_by_phone, normalise_e164
+from cti.errors import ConfigError
 from cti.store import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
@@ -50,7 +56,8 @@ NUMBER_MAX = 32
 SECRET_HEADER = "X-CTI-Hook-Secret"
 VIP_QUEUE = "vip"
 VIP_PRIORITY = 10
-_QUEUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+LOCAL_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
 
 POOL = web.AppKey("hooks_pool", dict)     # {"pool": asyncpg.Pool | None}
 
@@ -79,21 +86,36 @@ def _error(request: web.Request, exc: HookError) -> web.Response:
                         content_type="text/plain")
 
 
+def host_name(header: str | None) -> str | None:
+    """The name in a ``Host`` header, lower case, without port or brackets:
+    ``"LocalHost:8765"`` -> ``"localhost"``, ``"[::1]:8765"`` -> ``"::1"``;
+    None when there is no header or it is not ``name[:port]``."""
+    if not header:
+        return None
+    m = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::[0-9]{1,5})?", header.strip())
+    if m is None:
+        return None
+    return (m.group(1) or m.group(2)).lower().rstrip(".")
+
+
+def allowed_hosts(settings: Any) -> frozenset[str]:
+    """The names the dialplan may reach the hooks by."""
+    return LOCAL_NAMES | {settings.http_host.lower().strip("[]")} | set(settings.hook_hosts)
+
+
 def _authorise(request: web.Request) -> None:
     from cti.daemon import CORE
 
-    secret = request.app[CORE].settings.hook_secret
-    if secret is not None:
-        given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
-            raise HookError(401, "unauthorized", f"missing or wrong {SECRET_HEADER} header")
-        return
-    try:
-        loopback = ipaddress.ip_address(request.remote or "").is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise HookError(403, "forbidden", "hooks answer loopback clients only (set hook_secret to open them)")
+    settings = request.app[CORE].settings
+    if host_name(request.headers.get("Host")) not in allowed_hosts(settings):
+        # Not the dialplan: a browser whose page rebound its own name to us.
+        raise HookError(403, "wrong_host", "the Host header does not name this server")
+    secret = settings.hook_secret
+    given = request.headers.get(SECRET_HEADER, "")
+    # Header bytes that are not UTF-8 arrive as surrogates: compared as the bytes they were.
+    if secret is None or not hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                                                 secret.get_secret_value().encode()):
+        raise HookError(403, "forbidden", f"missing or wrong {SECRET_HEADER} header")
 
 
 def _who(request: web.Request) -> tuple[str, str]:
@@ -101,7 +123,7 @@ def _who(request: web.Request) -> tuple[str, str]:
     account = request.query.get("account")
     if account is None or account == "":
         return "number", _number(request)
-    if not ACCOUNT.match(account):
+    if not ACCOUNT.fullmatch(account):
         raise HookError(400, "invalid_account", "account: letters, digits, _ . - (at most 64)")
     return "account", account
 
@@ -157,7 +179,7 @@ async def route(request: web.Request) -> web.Response:
         _authorise(request)
         by, key = _who(request)
         queue = request.query.get("queue", "support")
-        if not _QUEUE.match(queue):
+        if not _QUEUE.fullmatch(queue):
             raise HookError(400, "invalid_queue", "queue: letters, digits, _ . - (at most 64)")
         c = await _find(request, by, key)
     except HookError as exc:
@@ -175,9 +197,18 @@ async def route(request: web.Request) -> web.Response:
 
 def setup_hooks(app: web.Application) -> None:
     """Register ``/hooks/lookup`` and ``/hooks/route`` and their database pool
-    (a ``cleanup_ctx`` after the core's database)."""
+    (a ``cleanup_ctx`` after the core's database). Nothing when the ``hooks``
+    setting is false. Raises ``ConfigError`` when ``hook_secret`` is unset."""
     from cti.daemon import CORE
 
+    settings = app[CORE].settings
+    if not settings.hooks:
+        log.info("hooks.disabled")
+        return
+    if settings.hook_secret is None or not settings.hook_secret.get_secret_value():
+        raise ConfigError("hook_secret (CTI_HOOK_SECRET) is unset: the dialplan hooks do not run without it "
+                          "(give the dialplan the same value in its CTI_HOOK_SECRET global), "
+                          "or set hooks = false (CTI_HOOKS=false)")
     holder: dict[str, Any] = {"pool": None}
     app[POOL] = holder
 

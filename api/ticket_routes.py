@@ -33,6 +33,7 @@ the sender is ``cti.ticket_notify.LogSender`` or ``WebhookSender`` by the
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import MISSING
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -44,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import ADMIN, STAFF
 from api.desk import db, query
 from api.errors import ApiError, ErrorDetail
+from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry
 from cti import engineers as engineer_store
 from cti import ticket_store
@@ -56,6 +58,7 @@ from cti.tickets import (
     TicketNotFound, TicketTypes, TransitionRefused, UnknownTicketType, allowed_commands, command_from, due_by,
     is_overdue,
 )
+from recording import store as rec_store
 
 log = structlog.get_logger(__name__)
 
@@ -429,6 +432,9 @@ async def _detail(req: ApiRequest[Any, Any], ticket_id: int) -> TicketDetail:
     links = await query(ticket_store.ticket_links(pool, ticket_id))
     sent = await query(ticket_store.notifications(pool, ticket_id))
     name = await query(pool.fetchval("SELECT name FROM customers WHERE customer_id = $1", ticket.customer_id))
+    seen = await query(rec_store.visible(pool, {_rid(r["recording_id"]) for r in links["recordings"]} - {None},
+                                         scope_of(req.principal)))   # as on the customer page
+    links["recordings"] = [r for r in links["recordings"] if _rid(r["recording_id"]) in seen]
     role = req.principal.role if req.principal else ""
     return TicketDetail(ticket=_view(ticket, datetime.now(timezone.utc), name),
                         allowed_commands=commands_for(role, ticket.state), audit=[_audit(e) for e in trail],
@@ -681,6 +687,12 @@ async def find_customers(req: ApiRequest[None, CustomerQuery]) -> CustomerList:
     return CustomerList(customers=[CustomerItem(**r) for r in rows])
 
 
+def _rid(value: Any) -> int | None:
+    """A linked recording's id as the recordings table has it (links keep text)."""
+    text = str(value)
+    return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else None
+
+
 async def customer_page(req: ApiRequest[None, None]) -> CustomerPage:
     cid = req.match_info["customer_id"]
     pool = db(req.app)
@@ -688,7 +700,12 @@ async def customer_page(req: ApiRequest[None, None]) -> CustomerPage:
     if view is None:
         raise ApiError(404, "unknown_customer", f"no customer {cid!r}")
     recs = await query(customer_recordings(pool, cid))
-    return CustomerPage(**{**view, "recordings": recs})
+    # Recordings follow their own scope (an agent's own calls', a supervisor's
+    # team's), whoever may read the customer: the rest are not even named.
+    ids = {r["recording_id"] for r in recs} | {_rid(i) for t in view["tickets"] for i in t["recording_ids"]}
+    seen = await query(rec_store.visible(pool, ids - {None}, scope_of(req.principal)))
+    tickets = [{**t, "recording_ids": [i for i in t["recording_ids"] if _rid(i) in seen]} for t in view["tickets"]]
+    return CustomerPage(**{**view, "tickets": tickets, "recordings": [r for r in recs if r["recording_id"] in seen]})
 
 
 async def customer_note(req: ApiRequest[NoteBody, None]) -> NoteAdded:

@@ -174,7 +174,7 @@ async def daemon_in_process():
     from cti.config import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp),
+        settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp), hooks=False,
                                  log_level="warning", log_format="json")
         runner = web.AppRunner(build(settings), handle_signals=False, access_log=None)
         await runner.setup()

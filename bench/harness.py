@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import secrets
 import signal
 import socket
 import subprocess
@@ -232,7 +233,9 @@ def daemon_env(dsn: str, state_dir: Path, **settings: Any) -> dict[str, str]:
     crash of Asterisk closes the socket at once, and a 2 s keepalive would drop the connection
     whenever the machine is briefly overloaded (a fault of its own)."""
     values: dict[str, Any] = {"database_url": dsn, "http_port": free_port(), "state_dir": state_dir,
-                              "ami_reconnect_max": 1.0, "log_format": "json"}
+                              "ami_reconnect_max": 1.0, "log_format": "json",
+                              # the hooks do not start without one; nothing here calls them
+                              "hook_secret": secrets.token_hex(16)}
     values.update(settings)
     return {f"CTI_{k.upper()}": str(v) for k, v in values.items() if v is not None}
 

@@ -37,6 +37,7 @@ from cti.config import load_settings  # noqa: E402
 from cti.daemon import CORE, Core  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+SECRET = "bench-hook-secret"   # the hooks need one; the client sends it as the dialplan does
 
 
 async def database(tmp: str) -> tuple[str, object]:
@@ -70,7 +71,7 @@ async def load(url: str, seconds: float, concurrency: int, customers: int) -> tu
     deadline = time.perf_counter() + seconds
     rng = random.Random(1)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as http:
+    async with aiohttp.ClientSession(connector=connector, headers={"X-CTI-Hook-Secret": SECRET}) as http:
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < deadline:
@@ -100,7 +101,7 @@ async def main() -> None:
         try:
             await store.migrate(dsn)
             await seed(dsn, args.customers)
-            settings = load_settings(database_url=dsn, state_dir=tmp, log_level="warning")
+            settings = load_settings(database_url=dsn, state_dir=tmp, log_level="warning", hook_secret=SECRET)
             app = web.Application()
             app[CORE] = Core(settings, dsn=dsn)
             setup_hooks(app)

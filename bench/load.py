@@ -59,6 +59,7 @@ import json
 import math
 import multiprocessing
 import os
+import secrets
 import random
 import re
 import resource
@@ -359,6 +360,7 @@ class DaemonProcess:
         (workdir / "ivr.toml").write_text(IVR_TOML)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_") or k == "CTI_SANDBOX_ROOT"}
         env.update({
+            "CTI_HOOK_SECRET": secrets.token_hex(16),    # the hooks need one; the load does not call them
             "CTI_DATABASE_URL": dsn, "CTI_HTTP_PORT": str(self.port), "CTI_STATE_DIR": str(workdir / "state"),
             "CTI_ACD_CONFIG": str(acd_config), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",

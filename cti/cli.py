@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_recordings(settings, args))
     except KeyboardInterrupt:
         return 0
+    except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)
+        print(f"cti: {exc}", file=sys.stderr)
+        return 2
     except CtiError as exc:
         log.error("failed", error=str(exc))
         return 1

@@ -97,9 +97,13 @@ class Settings(BaseSettings):
     acd_callback_attempts: int = Field(3, ge=1, le=20)
     acd_callback_retry_s: float = Field(120.0, ge=0, le=86_400)
 
-    # Dialplan hooks (api.hooks): a shared secret the dialplan sends in the
-    # X-CTI-Hook-Secret header; unset means loopback clients only.
+    # Dialplan hooks (api.hooks): on unless `hooks` is false; then the shared
+    # secret the dialplan sends in the X-CTI-Hook-Secret header is required
+    # (the daemon does not start the hooks without it), and the Host names the
+    # dialplan may reach them by, besides 127.0.0.1, ::1, localhost and http_host.
+    hooks: bool = True
     hook_secret: SecretStr | None = None
+    hook_hosts: list[str] = Field(default_factory=list)
     # IVR menu file (TOML, see docs/ivr.md); unset runs ivr/examples/demo.toml.
     ivr_menus: Path | None = None
 
@@ -157,6 +161,14 @@ class Settings(BaseSettings):
         if not v or any(c in v for c in "\r\n\0"):
             raise ValueError("must be non-empty and hold no CR, LF or NUL")
         return v
+
+    @field_validator("hook_hosts")
+    @classmethod
+    def _host_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z0-9.:\[\]-]{1,253}", name):
+                raise ValueError(f"{name!r} is not a host name or address")
+        return [name.lower().rstrip(".") for name in v]
 
     @field_validator("acd_callback_dial", "acd_callback_caller_id")
     @classmethod

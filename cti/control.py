@@ -47,12 +47,14 @@ from cti.errors import CtiError
 
 Action = tuple[str, dict[str, Any]]
 
-_CHANNEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/@._;:+#~-]{0,199}$")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_NUMBER = re.compile(r"^\+?[0-9]{2,20}$")
-_DIGITS = re.compile(r"^[0-9*#A-D]{1,32}$")
-_DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/@._;:+#{}~-]{0,199}$")
-_CID = re.compile(r'^[^\r\n\x00]{0,120}$')
+# Whole values only (``fullmatch``): with ``match``, ``$`` also matches before a
+# trailing newline, which would carry "1234\n" through to Asterisk.
+_CHANNEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9/@._;:+#~-]{0,199}")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NUMBER = re.compile(r"\+?[0-9]{2,20}")
+_DIGITS = re.compile(r"[0-9*#A-D]{1,32}")
+_DEVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9/@._;:+#{}~-]{0,199}")
+_CID = re.compile(r'[^\r\n\x00]{0,120}')
 
 DTMF_MS = 250
 
@@ -67,7 +69,7 @@ class ControlError(CtiError, ValueError):
 
 
 def _check(field: str, value: str | None, pattern: re.Pattern[str], what: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ControlError(field, f"not {what}")
     return value
 

@@ -199,13 +199,23 @@ async def ami_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.gather(core.reconcile_task, return_exceptions=True)
 
 
-def health(core: Core) -> dict[str, Any]:
+# async fn(request) -> whether the caller may see versions in /healthz (set by
+# the API, which knows credentials); unset: nobody.
+HEALTH_DETAIL = web.AppKey("health_detail", object)
+
+
+def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
+    """The health document. ``versions``: include Asterisk's version (for staff
+    only: a version tells an attacker which flaws to try)."""
     ami = core.ami.health if core.ami is not None else None
     writer = core.writer.stats if core.writer is not None else None
+    ami_view = _plain(ami)
+    if isinstance(ami_view, dict) and not versions:
+        ami_view.pop("asterisk_version", None)
     return {
         # The writer connects lazily: it is healthy unless its last attempt failed.
         "ok": bool(ami and ami.logged_in and writer and (writer.connected or writer.last_error is None)),
-        "ami": _plain(ami),
+        "ami": ami_view,
         "database": _plain(writer),
         "model": {"calls": len(core.model.calls), "legs": len(core.model.legs),
                   "frames_in": core.frames_in, "errors": core.model_errors,
@@ -225,7 +235,8 @@ def _plain(record: Any) -> Any:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    body = health(request.app[CORE])
+    detail = request.app.get(HEALTH_DETAIL)
+    body = health(request.app[CORE], versions=detail is not None and await detail(request))  # type: ignore[operator]
     return web.json_response(body, status=200 if body["ok"] else 503)
 
 

@@ -3,6 +3,11 @@
 Every line logged while handling a call carries ``call_id`` (bound with
 ``structlog.contextvars.bound_contextvars``). ``redact_secrets`` is the last
 guard: any key that names a secret is masked whatever its value.
+
+One line is one event, always: the standard library's loggers (aiohttp's
+server and access loggers, asyncio, asyncpg) go through the same processors
+and renderer, so a malformed request's traceback becomes the ``exception``
+field of one JSON object instead of lines of text in the log.
 """
 from __future__ import annotations
 
@@ -35,18 +40,37 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    chain: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+        structlog.processors.format_exc_info,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact_secrets,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*chain, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         # One write per line (PrintLogger writes the line and its newline apart: two system
         # calls per call event on stderr, at info level).
         logger_factory=structlog.WriteLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    _route_stdlib(stream, level, chain, renderer)
+
+
+class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Ours on the root logger (replaced, not added, when configured again)."""
+
+
+def _route_stdlib(stream: Any, level: str, chain: list[Any], renderer: Any) -> None:
+    """Send the standard library's records (aiohttp, asyncio, asyncpg) through
+    ``chain`` and ``renderer``: one line per record, in the same format."""
+    handler = _StdlibHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.stdlib.ExtraAdder(), *chain],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _StdlibHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))

@@ -19,6 +19,15 @@ Steps the dialplan reports after the walk are recorded the same way: the
 the IVR or from the ACD's maximum wait) becomes a step ``voicemail`` of menu
 ``cti-voicemail``, numbered after the call's last step by the database.
 
+Who may speak for a call (docs/security.md): FastAGI has no authentication,
+and the steps of a walk reach the agent's screen-pop. A session is served only
+for a channel the call model knows: its ``agi_uniqueid`` must be a live leg,
+named ``agi_channel``, of the call its first argument names (waiting up to
+``LEG_WAIT_S`` for the AMI events that lag behind), and no other session may
+be running for that leg. Anything else is refused before a step is written
+(``CTI_IVR_ERROR``; the dialplan routes the caller by default) and logged at
+warning without the claimed values.
+
 Menus: loaded at start (an invalid file stops the start, with the message);
 before each call the file's modification time is checked and a changed file
 reloaded. A reload that fails is logged with the message and the last good
@@ -40,14 +49,17 @@ from aiohttp import web
 
 from cti.customers import find_by_account, find_by_phone, normalise_e164
 from cti.store import close_pool, keep_session
-from ivr.agi import AgiHangup, AgiServer, AgiSession
+from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
 
 log = structlog.get_logger(__name__)
 
 Lookup = Callable[[LookupCustomer], Awaitable[Customer | None]]
+# (call id, uniqueid, channel) -> whether that channel is a live leg of that call
+Verify = Callable[[str, str, str], Awaitable[bool]]
 LOOKUP_TIMEOUT = 2.0
+LEG_WAIT_S = 3.0
 VOICEMAIL_MENU = "cti-voicemail"       # the dialplan context that reports a voicemail
 _MAILBOX_CHARS = re.compile(r"[^A-Za-z0-9_.@-]")
 
@@ -66,16 +78,45 @@ def dialplan_step(headers: Mapping[str, str], at: float) -> tuple[str, Step] | N
     return call_id, Step(0, at, VOICEMAIL_MENU, "voicemail", None, mailbox)
 
 
+def leg_is_live(model: Any, call_id: str, uniqueid: str, channel: str) -> bool:
+    """Whether ``uniqueid`` is a live leg of call ``call_id`` in the call model
+    (``cti.calls.CallModel``), with channel name ``channel``. Pure."""
+    call = model.legs.get(uniqueid) if uniqueid else None
+    if call is None or call.call_id != call_id or call.ended_at is not None:
+        return False
+    leg = call.legs.get(uniqueid)
+    return leg is not None and bool(channel) and leg.channel == channel
+
+
+async def wait_for_leg(model: Any, call_id: str, uniqueid: str, channel: str, *,
+                       timeout: float = LEG_WAIT_S, interval: float = 0.05) -> bool:
+    """``leg_is_live``, polled for up to ``timeout`` seconds: the FastAGI session
+    and the channel's AMI events come on separate sockets, and AMI may lag."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not leg_is_live(model, call_id, uniqueid, channel):
+        if not uniqueid or not channel or loop.time() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True
+
+
 class IvrService:
     """Menus, sessions and the IVR path. ``handle`` is the FastAGI route ``ivr``."""
 
     def __init__(self, menus_path: str | Path, *, clock: Callable[[], float] = time.time,
-                 lookup: Lookup | None = None, on_steps: Callable[[str, list[Step]], None] | None = None) -> None:
-        """Raises ``MenuError`` when the menu file is invalid."""
+                 lookup: Lookup | None = None, on_steps: Callable[[str, list[Step]], None] | None = None,
+                 verify: Verify | None = None) -> None:
+        """``verify(call id, uniqueid, channel)``: whether a session speaks for a
+        live leg of that call (None: every session is believed; tests only).
+        Raises ``MenuError`` when the menu file is invalid."""
         self.path = Path(menus_path)
         self.clock = clock
         self.lookup = lookup
         self.on_steps = on_steps
+        self.verify = verify
+        self.refused = 0
+        self._legs: set[str] = set()        # uniqueids with a session running
         self._mtime = self._stat()
         self.menus: MenuSet = load_menus(self.path)
         self.last_error: str | None = None
@@ -114,7 +155,29 @@ class IvrService:
         """Walk one caller through the menus; returns when the dialplan may go on."""
         self.reload_if_changed()
         env = session.env
-        call_id = session.arg(1) or env.get("agi_uniqueid") or "unknown"
+        uniqueid = env.get("agi_uniqueid", "")
+        call_id = session.arg(1) or uniqueid or "unknown"
+        busy = bool(uniqueid) and uniqueid in self._legs
+        if busy or (self.verify is not None
+                    and not await self.verify(call_id, uniqueid, env.get("agi_channel", ""))):
+            # Not a channel of a call we follow (or one already walking): nothing is
+            # written or shown. The claimed ids and the caller's data stay out of the log.
+            self.refused += 1
+            log.warning("ivr.agi_unknown_channel",
+                        reason="a session already runs for this channel" if busy
+                        else "not a live leg of the call it names")
+            try:
+                await session.command('SET VARIABLE CTI_IVR_ERROR "unknown channel"', timeout=5)
+            except (AgiError, TimeoutError):
+                pass
+            return
+        self._legs.add(uniqueid)
+        try:
+            await self._walk(session, env, call_id)
+        finally:
+            self._legs.discard(uniqueid)
+
+    async def _walk(self, session: AgiSession, env: Mapping[str, str], call_id: str) -> None:
         caller = env.get("agi_callerid", "")
         info = CallInfo(did=session.arg(2) or env.get("agi_dnid") or None,
                         caller_id=None if caller in ("", "unknown") else caller, call_id=call_id)
@@ -165,7 +228,7 @@ class IvrService:
 
     def health(self) -> dict[str, Any]:
         return {"menus": str(self.path), "calls": self.calls, "outcomes": dict(self.outcomes),
-                "last_error": self.last_error}
+                "refused": self.refused, "last_error": self.last_error}
 
 
 # -- the IVR path in PostgreSQL ----------------------------------------------------
@@ -307,7 +370,10 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
                 log.info("ivr.voicemail", call_id=found[0], mailbox=found[1].value)
                 on_steps(found[0], [found[1]])
 
-        service = IvrService(path, clock=clock, lookup=lookup, on_steps=on_steps)
+        async def verify(call_id: str, uniqueid: str, channel: str) -> bool:
+            return await wait_for_leg(core.model, call_id, uniqueid, channel)
+
+        service = IvrService(path, clock=clock, lookup=lookup, on_steps=on_steps, verify=verify)
         server = AgiServer(s.agi_host, s.agi_port, {"ivr": service.handle})
         steps.start()
         try:

@@ -183,6 +183,17 @@ async def get_recording(db: Db, recording_id: int, scope: Scope) -> asyncpg.Reco
     return await db.fetchrow(f"SELECT {_COLUMNS} FROM recordings r WHERE r.recording_id = $1 AND {cond}", *args)
 
 
+async def visible(db: Db, recording_ids: Iterable[int], scope: Scope) -> set[int]:
+    """Those of ``recording_ids`` that ``scope`` may see (the same rule as the
+    recording routes: pages that list recordings show only these)."""
+    args: list[Any] = [list(recording_ids)]
+    if not args[0]:
+        return set()
+    cond = scope.condition(args)
+    rows = await db.fetch(f"SELECT r.recording_id FROM recordings r WHERE r.recording_id = ANY($1) AND {cond}", *args)
+    return {r["recording_id"] for r in rows}
+
+
 async def pauses(db: Db, recording_ids: Iterable[int]) -> dict[int, list[asyncpg.Record]]:
     rows = await db.fetch("SELECT * FROM recording_pauses WHERE recording_id = ANY($1) ORDER BY recording_id, n",
                           list(recording_ids))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import os
 import socket
 import subprocess
@@ -151,9 +152,17 @@ async def database(pg_admin: str) -> AsyncIterator[str]:
         await admin.close()
 
 
+@functools.cache
+def sandbox_hook_secret() -> str:
+    """The hook secret the sandbox's dialplan sends (``CTI_HOOK_SECRET`` global)."""
+    out = subprocess.run([str(SANDBOX), "hook-secret"], check=True, capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
+
+
 def daemon_settings(dsn: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(database_url=dsn, http_port=free_port(), state_dir=tmp_path,
-                                  ami_reconnect_max=1.0, ami_ping_interval=2.0, log_format="json")
+                                  ami_reconnect_max=1.0, ami_ping_interval=2.0, log_format="json",
+                                  hook_secret=sandbox_hook_secret())
     values.update(overrides)
     return load_settings(**values)
 

@@ -4,6 +4,7 @@ menus decided (read from the ``CtiRoute`` UserEvent at the routing step).
 Also: voicemail, callback requests, and the dialplan's own CURL() hooks path."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -23,7 +24,7 @@ from cti.customers import save_customer
 from cti.daemon import Core, build_app
 from cti.demo_ivr import place_dtmf_call
 from ivr.service import IVR, IvrHolder, setup_ivr
-from tests.integration.conftest import daemon_settings, eventually, free_port, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, free_port, sandbox_hook_secret, start_daemon
 
 SANDBOX_ROOT = Path(os.environ.get("CTI_SANDBOX_ROOT", "/var/cache/cti/asterisk-root"))
 VOICEMAIL = SANDBOX_ROOT / "var/spool/asterisk/voicemail"
@@ -258,7 +259,7 @@ async def test_the_lookup_hook_answers_the_dialplan(ivr: Ivr):
     await save_customer(conn, "C-7", "Grace Hopper", ["+4930555007"], language="fr", vip=True)
     await conn.close()
     base = f"http://127.0.0.1:{ivr.core.settings.http_port}"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"X-CTI-Hook-Secret": sandbox_hook_secret()}) as http:
         async with http.get(f"{base}/hooks/lookup", params={"number": "+4930555007"}) as r:
             assert r.status == 200 and await r.text() == "ok,C-7,1,fr\n"
         async with http.get(f"{base}/hooks/lookup", params={"number": "+4930555000"}) as r:
@@ -267,6 +268,65 @@ async def test_the_lookup_hook_answers_the_dialplan(ivr: Ivr):
             assert await r.text() == "ok,vip,10,C-7,fr\n"
         async with http.get(f"{base}/hooks/lookup", params={"number": "12;DROP"}) as r:
             assert r.status == 400 and (await r.text()).startswith("error,invalid_number,")
+
+
+async def test_the_hooks_answer_no_one_without_the_secret_or_with_a_foreign_host(ivr: Ivr):
+    """The oracle is closed: a local client without the secret, and a browser page that
+    rebound its own name to 127.0.0.1 (its name in Host), learn nothing about a customer."""
+    conn = await asyncpg.connect(ivr.dsn)
+    await save_customer(conn, "C-8", "Ada Oracle", ["+4930555008"], language="de", vip=True)
+    await conn.close()
+    port = ivr.core.settings.http_port
+    url = f"http://127.0.0.1:{port}/hooks/lookup"
+    secret = {"X-CTI-Hook-Secret": sandbox_hook_secret()}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, params={"number": "+4930555008", "format": "json"}) as r:
+            assert r.status == 403 and (await r.json())["error_id"] == "forbidden"
+            assert "Ada" not in await r.text()
+        async with http.get(url, params={"number": "+4930555008"},
+                            headers={**secret, "Host": f"rebind.attacker.example:{port}"}) as r:
+            assert r.status == 403 and (await r.text()).startswith("error,wrong_host,")
+        async with http.get(url, params={"number": "+4930555008"}, headers=secret) as r:
+            assert await r.text() == "ok,C-8,1,de\n"
+
+
+async def _forge_agi(port: int, env: dict[str, str]) -> list[str]:
+    """Speak FastAGI to the daemon as a local process would: the header, then
+    "200 result=0" to every command until it hangs up. Returns the commands."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+    commands: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(commands) < 30 and (line := await reader.readline()):
+                commands.append(line.decode().rstrip("\n"))
+                writer.write(b"200 result=0\n")
+                await writer.drain()
+    finally:
+        writer.close()
+    return commands
+
+
+async def test_fastagi_for_a_call_the_model_does_not_know_writes_and_shows_nothing(ivr: Ivr, demo_ami: AmiClient):
+    """A local process cannot make up a call (or a leg of a real one) and put IVR steps,
+    which reach the agent's screen-pop, on it."""
+    seen: list[Any] = []
+    ivr.core.bus.subscribe(lambda ev: seen.append(ev) if ev.kind == "call.ivr" else None)
+    real = await place_dtmf_call(demo_ami, digits="", caller_num="+4930100031", did="6001", patience=30)
+    await eventually(lambda: real.channel_id in ivr.core.model.calls, 10)
+    base = {"agi_network": "yes", "agi_network_script": "ivr", "agi_request": "agi://127.0.0.1/ivr",
+            "agi_callerid": "+4930999888", "agi_calleridname": "Forged Name", "agi_arg_2": "6001"}
+    invented = await _forge_agi(4573, {**base, "agi_channel": "PJSIP/trunk-0000beef", "agi_uniqueid": "1733000000.999",
+                                       "agi_arg_1": "forged-call-1"})
+    a_real_call = await _forge_agi(4573, {**base, "agi_channel": "PJSIP/trunk-0000beef",
+                                          "agi_uniqueid": "1733000000.998", "agi_arg_1": real.channel_id})
+    for commands in (invented, a_real_call):
+        assert commands == ['SET VARIABLE CTI_IVR_ERROR "unknown channel"']
+    assert await ivr.steps("forged-call-1") == []
+    assert not [ev for ev in seen if ev.call_id == "forged-call-1" or ev.data.get("input") == "+4930999888"]
+    steps = await eventually(lambda: ivr.steps(real.channel_id), 10)   # the real caller's own walk
+    assert steps[0][:2] == ("main", "enter") and all("+4930999888" not in str(s) for s in steps)
+    assert ivr.holder.service is not None and ivr.holder.service.refused == 2
 
 
 async def _ivr_events(dsn: str, call_id: str) -> list[dict[str, Any]]:

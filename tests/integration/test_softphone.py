@@ -2,6 +2,7 @@
 provisioned by the daemon, offered ACD calls, carrying audio; unreachable phones leave routing."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,7 +15,8 @@ from tests.integration.conftest import SANDBOX, daemon_settings, eventually, han
 from tests.integration.sipphones import Baresip
 
 ACD_PHONES = Path(__file__).with_name("acd-phones.toml")
-PJSIP_D = Path("/var/cache/cti/asterisk-root/etc/asterisk/pjsip.d")
+# The sandbox this session runs against (scripts/test-isolated picks a private root).
+PJSIP_D = Path(os.environ.get("CTI_SANDBOX_ROOT", "/var/cache/cti/asterisk-root")) / "etc/asterisk/pjsip.d"
 
 
 def cli(command: str) -> str:
@@ -142,8 +144,7 @@ async def test_the_browser_phone_registers_receives_an_acd_call_and_answers_it_f
     await page.fill("input[name=username]", "pia")
     await page.fill("input[name=password]", "correct horse battery")
     await page.click("button[type=submit]")
-    await page.wait_for_function("document.getElementById('registration').textContent === 'registered'",
-                                 timeout=20_000)
+    await page.wait_for_selector("#registration:text-is('registered')", timeout=20_000)
     assert await page.inner_text("#error") == "", errors
     # The browser phone is now the agent's seat, and it can ring.
     assert agent(d).device == "PJSIP/web-p1"
@@ -153,10 +154,10 @@ async def test_the_browser_phone_registers_receives_an_acd_call_and_answers_it_f
     placed = await place_call(demo_ami, caller_num="+442000000003", caller_name="Web test", patience=60,
                               context="cti-demo-direct", caller_context="cti-demo-talker",
                               variables={"CTI_QUEUE": "phones"})
-    await page.wait_for_function("document.getElementById('call').textContent === 'ringing'", timeout=20_000)
+    await page.wait_for_selector("#call:text-is('ringing')", timeout=20_000)
     assert not await page.is_disabled("#answer")
     await page.click("#answer")
-    await page.wait_for_function("document.getElementById('call').textContent === 'talking'", timeout=20_000)
+    await page.wait_for_selector("#call:text-is('talking')", timeout=20_000)
     await eventually(lambda: agent(d).state == "on_call", timeout=10, what="p1 on the call")
 
     # Asterisk bridged the caller with the browser phone's channel.
@@ -183,14 +184,12 @@ async def test_the_browser_phone_registers_receives_an_acd_call_and_answers_it_f
     await page.click("#mute")
     assert await page.get_attribute("#mute", "aria-pressed") == "true"
     await page.click("#hold")
-    await page.wait_for_function("document.getElementById('hold').getAttribute('aria-pressed') === 'true'",
-                                 timeout=10_000)
+    await page.wait_for_selector("#hold[aria-pressed=true]", timeout=10_000)
     await page.click("#hold")
-    await page.wait_for_function("document.getElementById('hold').getAttribute('aria-pressed') === 'false'",
-                                 timeout=10_000)
+    await page.wait_for_selector("#hold[aria-pressed=false]", timeout=10_000)
 
     await page.click("#hangup")
-    await page.wait_for_function("document.getElementById('call').textContent === 'ended'", timeout=10_000)
+    await page.wait_for_selector("#call:text-is('ended')", timeout=10_000)
     await eventually(lambda: agent(d).state == "available", timeout=15, what="p1 free after hanging up")
     assert errors == []
 
@@ -212,7 +211,7 @@ async def test_a_refused_microphone_is_explained_on_the_page(phones, database):
             await page.fill("input[name=username]", "pia")
             await page.fill("input[name=password]", "correct horse battery")
             await page.click("button[type=submit]")
-            await page.wait_for_function("document.getElementById('error').textContent !== ''", timeout=20_000)
+            await page.wait_for_selector("#error:not(:empty)", timeout=20_000)
             assert "Microphone access was refused" in await page.inner_text("#error")
             assert await page.inner_text("#registration") == "off"
         finally:

@@ -327,3 +327,47 @@ async def test_the_ticket_api_roles_edits_search_and_a_failed_notification_that_
     finally:
         await http.close()
         await d.stop()
+
+
+async def test_customer_and_ticket_pages_name_only_the_recordings_the_reader_may_hear(asterisk, database, tmp_path):
+    """An agent reads any customer's page, but recordings follow their own scope (the agent's
+    own calls'): the others are not even named, on the page or on its tickets."""
+    from datetime import datetime, timezone
+
+    from recording import store as rec_store
+
+    d = await start_daemon(daemon_settings(database, tmp_path))
+    http = aiohttp.ClientSession()
+    try:
+        await add_user(database, "ada", "agent", "a1")
+        await add_user(database, "root", "admin")
+        conn = await asyncpg.connect(database)
+        try:
+            await save_customer(conn, "C-5", "Lin Scope", ["+4930555055"], language="en")
+            ids = {}
+            for call_id, agent in (("call-a1", "a1"), ("call-a2", "a2")):
+                await conn.execute("INSERT INTO customer_calls (customer_id, call_id) VALUES ('C-5', $1)", call_id)
+                ids[agent] = await rec_store.insert_recording(
+                    conn, call_id=call_id, segment=1, agent=agent, queue="support", caller_num="+4930555055",
+                    sides="mixed", reason="policy", started_by="policy", file_name=f"scope-{agent}.wav",
+                    started_at=datetime.now(timezone.utc))
+        finally:
+            await conn.close()
+        ada = bearer(await login(http, d, "ada"))
+        root = bearer(await login(http, d, "root"))
+        async with http.post(url(d, "/api/tickets"), json={"type": "repair", "customer_id": "C-5"}, headers=ada) as r:
+            assert r.status == 201, await r.text()
+            tid = (await r.json())["ticket"]["ticket_id"]
+        await rows(database, "INSERT INTO ticket_recordings (ticket_id, recording_id) VALUES ($1, $2), ($1, $3)",
+                   tid, str(ids["a1"]), str(ids["a2"]))
+        for who, expected in ((ada, [ids["a1"]]), (root, sorted(ids.values()))):
+            async with http.get(url(d, "/api/customers/C-5"), headers=who) as r:
+                page = await r.json()
+            assert sorted(x["recording_id"] for x in page["recordings"]) == expected
+            assert sorted(int(x) for x in page["tickets"][0]["recording_ids"]) == expected
+            async with http.get(url(d, f"/api/tickets/{tid}"), headers=who) as r:
+                detail = await r.json()
+            assert sorted(int(x["recording_id"]) for x in detail["recordings"]) == expected
+    finally:
+        await http.close()
+        await d.stop()

@@ -126,3 +126,57 @@ def test_call_view_as_dict_is_asdict_without_the_copy():
                     2.0, None, None, None, False, False, 2)
     assert view.as_dict() == asdict(view)
     assert list(view.as_dict()) == list(asdict(view))
+
+
+async def test_a_malformed_request_leaves_one_json_object_per_line_in_the_log():
+    """aiohttp logs a malformed request with its traceback through the standard library:
+    that record, too, is one JSON line (the traceback a field of it)."""
+    import asyncio
+    import logging
+
+    from aiohttp import web
+
+    buf = io.StringIO()
+    logs.configure("json", "info", stream=buf)
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        for raw in (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(raw)
+            await writer.drain()
+            assert (await asyncio.wait_for(reader.read(), 5)).split(b" ")[1] == b"400"
+            writer.close()
+    finally:
+        await runner.cleanup()
+        for h in [h for h in logging.getLogger().handlers if isinstance(h, getattr(logs, "_StdlibHandler", ()))]:
+            logging.getLogger().removeHandler(h)
+    lines = buf.getvalue().splitlines()
+    parsed = [json.loads(line) for line in lines]      # every line, or this raises
+    errors = [p for p in parsed if p.get("logger") == "aiohttp.server"]
+    assert len(errors) == 2 and all("exception" in p and p["level"] == "error" for p in errors)
+    assert "Traceback" in errors[0]["exception"] and len(lines) == len(parsed)
+
+
+def test_serve_without_a_hook_secret_exits_2_naming_it(monkeypatch, capsys, tmp_path):
+    """The hooks do not run open: no secret, no daemon (unless the hooks are turned off)."""
+    monkeypatch.delenv("CTI_HOOK_SECRET", raising=False)
+    monkeypatch.delenv("CTI_CONFIG", raising=False)
+    monkeypatch.setenv("CTI_STATE_DIR", str(tmp_path))
+    import logging
+    try:
+        assert main(["serve"]) == 2
+    finally:    # main configured logging onto this test's captured stderr
+        for h in [h for h in logging.getLogger().handlers if isinstance(h, logs._StdlibHandler)]:
+            logging.getLogger().removeHandler(h)
+    err = capsys.readouterr().err
+    assert "hook_secret (CTI_HOOK_SECRET)" in err and "CTI_HOOKS=false" in err

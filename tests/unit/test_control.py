@@ -71,6 +71,32 @@ def test_hostile_values_are_refused_naming_the_field(cmd, field):
     assert e.value.field == field
 
 
+@pytest.mark.parametrize("cmd,field", [
+    (control.Dtmf(CALLER, "12\n"), "digits"),
+    (control.Dtmf(CALLER + "\n", "1"), "channel"),
+    (control.Hangup(("Local/x;1\n",)), "channel"),
+    (control.Hold("call-1\n", CALLER, AGENT), "call_id"),
+    (control.BlindTransfer(CALLER, AGENT, control.Target("number", "+4930555\n")), "target.value"),
+    (control.BlindTransfer(CALLER, AGENT, control.Target("queue", "sales\n")), "target.value"),
+    (control.AttendedTransfer(AGENT, control.Target("agent", "a1", "Local/agent1@x/n\n")), "target.device"),
+    (control.ClickToDial("a1\n", "Local/agent1@x/n", "+4930123", "Local/+4930@x/n", "", 30, "dial-1"), "agent_id"),
+])
+def test_a_trailing_newline_is_refused_too(cmd, field):
+    """``$`` matches before a final newline: every check is a full match."""
+    with pytest.raises(control.ControlError) as e:
+        control.actions(cmd)
+    assert e.value.field == field
+
+
+async def test_a_refused_value_is_a_422_before_asterisk_is_asked():
+    from api.desktop import _run
+    from api.errors import ApiError
+
+    with pytest.raises(ApiError) as e:
+        await _run(None, control.BlindTransfer(CALLER, AGENT, control.Target("number", "+4930555\n")))  # type: ignore[arg-type]
+    assert (e.value.status, e.value.error_id) == (422, "invalid_body") and "target.value" in e.value.message
+
+
 def test_click_to_dial_rings_the_agent_first_showing_the_customer_number():
     (name, h), = control.actions(control.ClickToDial("a1", "Local/agent1@cti-demo-agents/n", "+4930123456",
                                                      control.dial_string("Local/{number}@cti-demo-callee/n", "+4930123456"),

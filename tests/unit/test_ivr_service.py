@@ -141,3 +141,115 @@ async def test_steps_of_a_call_never_seen_are_given_up_after_the_retries():
     events.publish("nobody", Step(1, 1.0, "main", "enter"))
     await asyncio.sleep(_StepEvents.RETRY_S * 5)
     assert events.waiting == {} and events.given_up == 1
+
+
+# -- who may speak for a call over FastAGI ----------------------------------------------
+
+def _model_with_leg(uniqueid: str = "1733.1", channel: str = "PJSIP/trunk-00000001"):
+    from cti.calls import CallModel
+
+    model = CallModel()
+    model.feed({"Event": "Newchannel", "Uniqueid": uniqueid, "Linkedid": uniqueid, "Channel": channel,
+                "CallerIDNum": "+493012345", "ChannelState": "4"}, 1.0)
+    return model
+
+
+def test_only_a_live_leg_of_the_named_call_with_its_own_channel_name_counts():
+    from ivr.service import leg_is_live
+
+    model = _model_with_leg()
+    assert leg_is_live(model, "1733.1", "1733.1", "PJSIP/trunk-00000001")
+    assert not leg_is_live(model, "invented", "1733.1", "PJSIP/trunk-00000001")     # another call's leg
+    assert not leg_is_live(model, "1733.1", "1733.99", "PJSIP/trunk-00000001")      # no such leg
+    assert not leg_is_live(model, "1733.1", "1733.1", "PJSIP/forged-00000001")      # not its name
+    assert not leg_is_live(model, "1733.1", "", "") and not leg_is_live(model, "", "", "")
+    model.feed({"Event": "Hangup", "Uniqueid": "1733.1", "Linkedid": "1733.1",
+                "Channel": "PJSIP/trunk-00000001", "Cause": "16"}, 2.0)
+    assert not leg_is_live(model, "1733.1", "1733.1", "PJSIP/trunk-00000001")      # gone
+
+
+async def test_a_leg_the_model_learns_a_moment_later_is_waited_for():
+    import asyncio
+
+    from cti.calls import CallModel
+    from ivr.service import wait_for_leg
+
+    model = CallModel()
+    asyncio.get_running_loop().call_later(0.1, model.feed, {
+        "Event": "Newchannel", "Uniqueid": "u1", "Linkedid": "u1", "Channel": "PJSIP/t-1"}, 1.0)
+    assert await wait_for_leg(model, "u1", "u1", "PJSIP/t-1", timeout=2, interval=0.01)
+    assert not await wait_for_leg(model, "u2", "u2", "PJSIP/t-2", timeout=0.05, interval=0.01)
+
+
+class _Forger:
+    """A local process speaking FastAGI for a call id it made up."""
+
+    def __init__(self, uniqueid: str = "1733.7", channel: str = "PJSIP/x-1", call_id: str = "forged-call") -> None:
+        self.env = {"agi_uniqueid": uniqueid, "agi_channel": channel, "agi_callerid": "+4930999888",
+                    "agi_calleridname": "Forged Name"}
+        self.call_id = call_id
+        self.lines: list[str] = []
+
+    def arg(self, n: int) -> str | None:
+        return {1: self.call_id, 2: "7001"}.get(n)
+
+    async def command(self, line: str, timeout: float):
+        from ivr.interpreter import AgiReply
+
+        self.lines.append(line)
+        return AgiReply(200, "0", None, {})
+
+
+async def test_a_session_for_a_channel_the_model_does_not_know_writes_no_step(tmp_path: Path):
+    from structlog.testing import capture_logs
+
+    path = tmp_path / "menus.toml"
+    path.write_text(GOOD)
+    reported: list = []
+    model = _model_with_leg("1733.1", "PJSIP/trunk-00000001")
+
+    async def verify(call_id: str, uniqueid: str, channel: str) -> bool:
+        from ivr.service import leg_is_live
+        return leg_is_live(model, call_id, uniqueid, channel)
+
+    service = IvrService(path, clock=lambda: 100.0, verify=verify,
+                         on_steps=lambda call_id, steps: reported.extend((call_id, s.action) for s in steps))
+    for forger in (_Forger(), _Forger(uniqueid="1733.99", call_id="1733.1"),   # a real call, an invented leg
+                   _Forger(uniqueid="1733.1", channel="PJSIP/x-1", call_id="1733.1")):  # the wrong name
+        with capture_logs() as logs:
+            await service.handle(forger)  # type: ignore[arg-type]
+        assert reported == [] and forger.lines == ['SET VARIABLE CTI_IVR_ERROR "unknown channel"']
+        warning = [e for e in logs if e["event"] == "ivr.agi_unknown_channel"]
+        assert warning and warning[0]["log_level"] == "warning"
+        assert not any(v in str(logs) for v in ("+4930999888", "Forged Name", forger.call_id, "1733.99"))
+    assert service.refused == 3
+    real = _Forger(uniqueid="1733.1", channel="PJSIP/trunk-00000001", call_id="1733.1")
+    await service.handle(real)  # type: ignore[arg-type]
+    assert reported[0] == ("1733.1", "enter")
+
+
+async def test_a_second_session_for_a_channel_already_walking_is_refused(tmp_path: Path):
+    import asyncio
+
+    path = tmp_path / "menus.toml"
+    path.write_text(GOOD)
+    reported: list = []
+    service = IvrService(path, clock=lambda: 100.0,
+                         on_steps=lambda call_id, steps: reported.extend((call_id, s.action) for s in steps))
+    gate = asyncio.Event()
+
+    class _Slow(_Forger):
+        async def command(self, line: str, timeout: float):
+            self.lines.append(line)
+            await gate.wait()
+            raise AgiHangup("gone")
+
+    first = _Slow(uniqueid="u1", call_id="c1")
+    task = asyncio.create_task(service.handle(first))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    second = _Forger(uniqueid="u1", call_id="c1")
+    await service.handle(second)  # type: ignore[arg-type]
+    assert second.lines == ['SET VARIABLE CTI_IVR_ERROR "unknown channel"'] and service.refused == 1
+    gate.set()
+    await task
+    assert all(call_id == "c1" for call_id, _ in reported) and ("c1", "enter") in reported
