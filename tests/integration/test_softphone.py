@@ -2,6 +2,7 @@
 provisioned by the daemon, offered ACD calls, carrying audio; unreachable phones leave routing."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,7 +15,8 @@ from tests.integration.conftest import SANDBOX, daemon_settings, eventually, han
 from tests.integration.sipphones import Baresip
 
 ACD_PHONES = Path(__file__).with_name("acd-phones.toml")
-PJSIP_D = Path("/var/cache/cti/asterisk-root/etc/asterisk/pjsip.d")
+# The sandbox root in use (a private one under scripts/test-isolated).
+PJSIP_D = Path(os.environ.get("CTI_SANDBOX_ROOT") or "/var/cache/cti/asterisk-root") / "etc/asterisk/pjsip.d"
 
 
 def cli(command: str) -> str:
