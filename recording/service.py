@@ -164,6 +164,13 @@ class RecordingService:
         self.core.ami.remove_listener(self.on_ami_event)
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
+        if decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
+            # Nobody would keep the rows of recordings started at answer from now on.
+            try:
+                await self.core.ami.send("Setvar", {"Variable": "CTI_REC_AT_ANSWER", "Value": ""}, shape="single",
+                                         timeout=ACTION_TIMEOUT)
+            except AmiError as exc:
+                log.warning("recording at answer not switched off", error=str(exc))
         if self._jobs is not None:
             self._jobs.cancel()
             await asyncio.gather(self._jobs, return_exceptions=True)
