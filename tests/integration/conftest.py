@@ -60,7 +60,9 @@ def hangup_all() -> None:
     while time.monotonic() < deadline:
         out = subprocess.run([str(SANDBOX), "cli", "core show channels count"], capture_output=True,
                              text=True, timeout=30).stdout
-        if out.startswith("0 active channels"):
+        # Not startswith: asterisk -rx may print a warning first (no ethernet interface for
+        # its EID in a private network namespace), and the wait would run to its end.
+        if "\n0 active channels" in "\n" + out:
             return
         time.sleep(0.2)
 
