@@ -55,7 +55,7 @@ import aiohttp  # noqa: E402
 
 from bench.load import DaemonProcess, scratch_database  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
-from cti.demo import DEMO_SECRET, DEMO_USER, place_call, set_demo_times  # noqa: E402
+from cti.demo import DEMO_USER, demo_secret, place_call, set_demo_times  # noqa: E402
 
 BENCH_ACD = ROOT / "bench" / "acd-bench.toml"
 AGENTS = 5
@@ -174,7 +174,10 @@ async def daemon_in_process():
     from cti.config import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:
+        from cti import sandbox
+
         settings = load_settings(acd_config=BENCH_ACD, http_port=0, state_dir=Path(tmp), hooks=False,
+                                 ami_secret=sandbox.secret(sandbox.DAEMON),
                                  log_level="warning", log_format="json")
         runner = web.AppRunner(build(settings), handle_signals=False, access_log=None)
         await runner.setup()
@@ -187,7 +190,7 @@ async def daemon_in_process():
 
 async def run_router(router: str, calls: int, burst: int, gap: float, *, source: Path = ROOT,
                      in_process: bool = False, timeline: bool = False) -> dict[str, Any]:
-    ami = AmiClient("127.0.0.1", 5038, DEMO_USER, DEMO_SECRET)
+    ami = AmiClient("127.0.0.1", 5038, DEMO_USER, demo_secret())
     rec = Recorder()
     ami.add_listener(rec)
     await ami.start()

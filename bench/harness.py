@@ -35,7 +35,7 @@ import asyncpg
 
 from bench.integrity import IntegrityReport, fetch_and_check
 from cti.ami import AmiClient
-from cti.demo import DEMO_SECRET, DEMO_USER, PlacedCall, place_call, set_demo_times
+from cti.demo import DEMO_USER, demo_secret, PlacedCall, place_call, set_demo_times
 
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
@@ -232,10 +232,13 @@ def daemon_env(dsn: str, state_dir: Path, **settings: Any) -> dict[str, str]:
     port and fast AMI reconnects unless given. The keepalive keeps its production interval: a
     crash of Asterisk closes the socket at once, and a 2 s keepalive would drop the connection
     whenever the machine is briefly overloaded (a fault of its own)."""
+    from cti import sandbox as sandbox_secrets
+
     values: dict[str, Any] = {"database_url": dsn, "http_port": free_port(), "state_dir": state_dir,
                               "ami_reconnect_max": 1.0, "log_format": "json",
                               # the hooks do not start without one; nothing here calls them
-                              "hook_secret": secrets.token_hex(16)}
+                              "hook_secret": secrets.token_hex(16),
+                              "ami_secret": sandbox_secrets.secret(sandbox_secrets.DAEMON)}
     values.update(settings)
     return {f"CTI_{k.upper()}": str(v) for k, v in values.items() if v is not None}
 
@@ -275,7 +278,7 @@ class Traffic:
 
     async def connect(self) -> AmiClient:
         if self.ami is None:
-            self.ami = AmiClient("127.0.0.1", 5038, DEMO_USER, DEMO_SECRET, reconnect_max=1.0)
+            self.ami = AmiClient("127.0.0.1", 5038, DEMO_USER, demo_secret(), reconnect_max=1.0)
             self.ami.add_listener(self._on_frame)
             await self.ami.start()
         await self.ami.wait_connected(timeout=60)

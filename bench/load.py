@@ -80,13 +80,14 @@ from typing import Any, AsyncIterator, Iterable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LOAD_USER, LOAD_SECRET = "cti-load", "cti-load-secret"
+LOAD_USER = "cti-load"
 
 import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 
 from bench import memtrace  # noqa: E402
 from bench.integrity import check, fetch_and_check  # noqa: E402
+from cti import sandbox  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
 from cti.demo import place_call, set_demo_times  # noqa: E402
 
@@ -365,6 +366,7 @@ class DaemonProcess:
             "CTI_ACD_CONFIG": str(acd_config), "CTI_IVR_MENUS": str(workdir / "ivr.toml"),
             "CTI_ACD_ANNOUNCE_EVERY": "0", "CTI_LOG_LEVEL": log_level, "CTI_LOG_FORMAT": "json",
             "CTI_WS_QUEUE_MAX": str(ws_queue_max), "CTI_WS_REPLAY_MAX": str(ws_replay_max),
+            "CTI_AMI_SECRET": sandbox.secret(sandbox.DAEMON),
             # Every simulated client connects from loopback: no per-address cap.
             "CTI_HTTP_CLIENT_MAX": "0",
             "PYTHONPATH": str(source),
@@ -697,7 +699,7 @@ class Bed:
         self.cpu = Cpu(self.daemon.pid, asterisk_pid(), postmaster)
         self.watch = Watch(self.agents)
         # The generator's own AMI user reads only what Watch counts (asterisk-config/demo/manager-demo.conf).
-        self.ami = AmiClient("127.0.0.1", 5038, LOAD_USER, LOAD_SECRET)
+        self.ami = AmiClient("127.0.0.1", 5038, LOAD_USER, sandbox.secret(sandbox.LOAD))
         self.ami.add_listener(self.watch)
         await self.ami.start()
         self._stack.push_async_callback(self.ami.stop)

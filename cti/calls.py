@@ -41,7 +41,10 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 
 # Asterisk's pseudo-channel that runs the "failed" extension of an Originate
 # that could not be placed: it is not a caller.
-_PSEUDO_CHANNELS = ("OutgoingSpoolFailed",)
+# Not calls: Asterisk's stand-in for a failed originate, and the Local channel
+# the phone service originates to have the dialplan reload res_pjsip
+# (phone/service.py, [cti-phone-reload]).
+_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-")
 # An agent id as the ACD configuration allows it (acd/config.py).
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
@@ -212,7 +215,7 @@ class CallModel:
         and queue entries (``QueueEntry`` items) taken at ``now``."""
         out: list[CallEvent] = []
         live = {c["Uniqueid"]: c for c in channels
-                if c.get("Uniqueid") and c.get("Channel", "") not in _PSEUDO_CHANNELS}
+                if c.get("Uniqueid") and not c.get("Channel", "").startswith(_PSEUDO_CHANNELS)}
         # Legs that ended while we were away.
         for uid in [u for u in self.legs if u not in live]:
             call = self.legs[uid]

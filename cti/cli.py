@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Sequence
 from urllib.parse import urlsplit
 
@@ -88,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cti: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
+    if args.command in ("serve", "check"):
+        problems = _refused_secrets(settings, args.config or os.environ.get("CTI_CONFIG"))
+        if problems:
+            for problem in problems:
+                print(f"cti: {problem}", file=sys.stderr)
+            return 2
     try:
         if args.command == "serve":
             return asyncio.run(_serve(settings))
@@ -118,6 +126,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("failed", error=str(exc))
         return 1
     return 2
+
+
+def _refused_secrets(settings: Settings, config_file: str | None) -> list[str]:
+    """What keeps ``serve`` and ``check`` from starting: a known default or empty
+    secret, a world-readable config file holding one (docs/security.md)."""
+    from cti.config import config_file_problem, default_secret_problems
+
+    problems = default_secret_problems(settings)
+    if config_file:
+        try:
+            mode = os.stat(config_file).st_mode
+            problem = config_file_problem(config_file, mode, Path(config_file).read_text(encoding="utf-8"))
+        except OSError:
+            problem = None       # load_settings already read it; a race is not ours to judge
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 async def _serve(settings: Settings) -> int:
@@ -288,7 +313,7 @@ async def _traffic(settings: Settings, rate: float, duration: float | None, talk
     from cti import demo
     from cti.ami import AmiClient
 
-    ami = AmiClient(settings.ami_host, settings.ami_port, demo.DEMO_USER, demo.DEMO_SECRET)
+    ami = AmiClient(settings.ami_host, settings.ami_port, demo.DEMO_USER, demo.demo_secret())
     await ami.start()
     try:
         await ami.wait_connected(timeout=15)

@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     ami_host: str = "127.0.0.1"
     ami_port: int = Field(5038, ge=1, le=65535)
     ami_user: str = "cti"
-    ami_secret: SecretStr = SecretStr("cti-secret")
+    # No default that works: `cti serve` and `cti check` refuse an empty or known one.
+    ami_secret: SecretStr = SecretStr("")
     ami_action_timeout: float = Field(5.0, gt=0, le=300)
     ami_ping_interval: float = Field(10.0, gt=0, le=3600)
     ami_reconnect_max: float = Field(15.0, gt=0, le=600)
@@ -233,6 +234,54 @@ class Settings(BaseSettings):
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+
+# Secrets that ship in examples, old versions of this repository or common
+# tutorials: whoever knows the project knows them. Compared in lower case.
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "", "cti-secret", "cti-demo-secret", "cti-load-secret", "change-me", "changeme", "change_me",
+    "secret", "password", "postgres", "cti", "admin", "amp111",
+})
+
+
+def default_secret_problems(settings: Settings) -> list[str]:
+    """The settings whose secret is empty or a known default, each named with its
+    variable, as messages; empty when there are none. Pure."""
+    problems = []
+    if settings.ami_secret.get_secret_value().strip().lower() in KNOWN_DEFAULT_SECRETS:
+        what = "is not set" if not settings.ami_secret.get_secret_value() else "is a known default"
+        problems.append(f"ami_secret (CTI_AMI_SECRET) {what}: set the AMI user's own random secret "
+                        "(asterisk-config/manager.conf, docs/security.md)")
+    if settings.database_url is not None:
+        from urllib.parse import urlsplit
+
+        try:
+            password = urlsplit(settings.database_url.get_secret_value()).password
+        except ValueError:
+            password = None
+        if password is not None and password.strip().lower() in KNOWN_DEFAULT_SECRETS:
+            problems.append("database_url (CTI_DATABASE_URL) has a known default password: "
+                            "give the database user its own random one")
+    if settings.hook_secret is not None:
+        hook = settings.hook_secret.get_secret_value().strip().lower()
+        if hook and hook in KNOWN_DEFAULT_SECRETS:
+            problems.append("hook_secret (CTI_HOOK_SECRET) is a known default: use a random one")
+    return problems
+
+
+_SECRET_KEYS = ("ami_secret", "database_url", "hook_secret")
+
+
+def config_file_problem(path: str, mode: int, text: str) -> str | None:
+    """Why the config file at ``path`` (permission bits ``mode``, contents ``text``)
+    must not be used: it holds a secret and others may read it. None when fine. Pure."""
+    if not mode & 0o004:
+        return None
+    keys = [k for k in _SECRET_KEYS if re.search(rf"(?m)^\s*{k}\s*=", text)]
+    if not keys:
+        return None
+    return (f"config file {path!r} holds {', '.join(keys)} and is readable by every user: "
+            f"chmod 600 it (or 640 with the daemon's group)")
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

@@ -142,6 +142,18 @@ def parse_contact(h: Mapping[str, str]) -> ContactChange | None:
     return ContactChange(aor, uri, status not in _DOWN)
 
 
+def contacts_of(aor: str, contacts: str) -> list[str]:
+    """The contact ids in ``PJSIP_AOR(<aor>,contact)`` (comma-separated), or none."""
+    return [c for c in (x.strip() for x in contacts.split(",")) if c]
+
+
+def contact_state(aor: str, uri: str, status: str) -> ContactChange | None:
+    """A contact read with ``PJSIP_CONTACT(<id>,uri)`` and ``...,status)``, or None without a URI."""
+    if not aor or not uri:
+        return None
+    return ContactChange(aor, uri, status not in _DOWN)
+
+
 @dataclass
 class Reachability:
     """Which devices can ring: a device is up while one of its contacts is."""
@@ -182,5 +194,6 @@ class Reachability:
 # -- per-agent options ------------------------------------------------------------
 
 def options_value(auto_answer: bool, zip_tone: bool) -> str:
-    """The AstDB value the dialplan reads (``cti-phone-ring``, ``cti-phone-answered``)."""
+    """The value the dialplan reads (``cti-phone-ring``, ``cti-phone-answered``) from the
+    global ``CTI_PHONE_OPTS_<agent id>``."""
     return ",".join(flag for flag, on in (("aa", auto_answer), ("zip", zip_tone)) if on)

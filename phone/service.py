@@ -4,16 +4,21 @@ What it does (docs/softphone.md has the why):
 
 - Provisioning: the devices in PostgreSQL (``phone.store``) are rendered by
   ``phone.model.render_pjsip`` into ``phone_pjsip_conf`` (written whole,
-  atomically, mode 0600), then Asterisk reloads ``res_pjsip.so`` over AMI (the
-  ``Reload`` action: the daemon's ``system`` write permission; it never gets
-  ``command`` or ``config``). Done at start, after every change and after every
-  AMI (re)connect (Asterisk may have restarted).
+  atomically, mode 0600), then the dialplan reloads ``res_pjsip``: the daemon
+  originates ``Local/pjsip@cti-phone-reload/n``, whose extension runs
+  ``Reload(res_pjsip)`` and answers only once it went through. The daemon's AMI
+  user has no ``system`` or ``config`` right, so no ``Reload`` action of its
+  own. Done at start, after every change and after every AMI (re)connect
+  (Asterisk may have restarted); changes that come while a reload runs share
+  the next one.
 - Hot-desking: an agent's seat (``phone_agents.device_id``) is given to the
   ACD with ``AcdService.bind_device``; offers and callbacks ring it.
-- Options: auto-answer and zip tone go to AstDB (``DBPut`` family
-  ``cti-phone``), where the offer dialplan reads them.
-- Reachability: ``ContactStatus`` events, and a ``PJSIPShowContacts`` listing
-  after every (re)connect, feed ``phone.model.Reachability``; every agent whose
+- Options: auto-answer and zip tone go to the global ``CTI_PHONE_OPTS_<agent>``
+  (Setvar without a channel; AstDB's ``DBPut`` needs ``system``), where the offer
+  dialplan reads them; set again after every (re)connect.
+- Reachability: ``ContactStatus`` events, and after every (re)connect each
+  device's contacts read with ``Getvar`` of ``PJSIP_AOR``/``PJSIP_CONTACT``
+  (``PJSIPShowContacts`` needs ``system``), feed ``phone.model.Reachability``; every agent whose
   device is ``PJSIP/<id>`` is told to the ACD as reachable or not
   (``AcdService.device_reachable``): an agent whose phone cannot ring is not
   ready with the reason ``unreachable`` and is offered nothing.
@@ -30,18 +35,19 @@ from typing import Any, AsyncIterator
 import structlog
 from aiohttp import web
 
-from cti.errors import AmiActionFailed, AmiError, CtiError
+from cti.errors import AmiError, CtiError
 from cti.store import close_pool
 from phone import store
 from phone.model import (
-    Device, Reachability, check_device_id, device_of_dial, dial_string, ha1, options_value, parse_contact,
-    render_pjsip, webrtc_device_id,
+    ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
+    ha1, options_value, parse_contact, render_pjsip, webrtc_device_id,
 )
 from phone.store import AgentPhone
 
 log = structlog.get_logger(__name__)
 
-ASTDB_FAMILY = "cti-phone"
+OPTIONS_VAR = "CTI_PHONE_OPTS_"           # + agent id: a global the offer dialplan reads
+RELOAD_CHANNEL = "Local/pjsip@cti-phone-reload/n"
 
 
 class PhoneError(CtiError):
@@ -69,6 +75,8 @@ class PhoneService:
     listed: bool = False                        # a contact listing came in (before it, nobody is unreachable)
     reloads: int = 0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _generation: int = 0                        # changes asked for
+    _reloaded: int = 0                          # changes Asterisk has read
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -112,24 +120,34 @@ class PhoneService:
             await self._reload()
             for a in self.agents.values():
                 await self._put_options(a)
-            frames = await self._contacts()
+            changes = await self._contacts()
         except AmiError as exc:
             log.warning("phones not synchronised with Asterisk", error=str(exc))
             return
-        changes = [c for c in (parse_contact(f.headers) for f in frames) if c is not None]
         self.reach.replace(changes)
         self.listed = True
         log.info("phone contacts listed", devices_up=sorted(self.reach.devices_up()))
         self._tell_acd()
 
-    async def _contacts(self) -> list[Any]:
-        try:
-            listing = await self.core.ami.send("PJSIPShowContacts", shape="list", timeout=10)
-        except AmiActionFailed as exc:
-            if "No Contacts found" in str(exc):  # Asterisk answers an empty list with an error
-                return []
-            raise
-        return list(listing.events)
+    async def _getvar(self, name: str) -> str:
+        reply = await self.core.ami.send("Getvar", {"Variable": name}, shape="single", timeout=10)
+        return reply.response.headers.get("Value", "") or ""
+
+    async def _contacts(self) -> list[ContactChange]:
+        """Every contact of our devices and of the ACD's PJSIP devices, read one by one."""
+        ids = set(self.devices)
+        acd = self.core.acd
+        if acd is not None:
+            ids |= {d for d in (device_of_dial(acd.device_of(a.id)) for a in acd.config.agents) if d}
+        out: list[ContactChange] = []
+        for aor in sorted(ids):
+            for contact in contacts_of(aor, await self._getvar(f"PJSIP_AOR({aor},contact)")):
+                uri = await self._getvar(f"PJSIP_CONTACT({contact},uri)")
+                status = await self._getvar(f"PJSIP_CONTACT({contact},status)")
+                change = contact_state(aor, uri, status)
+                if change is not None:
+                    out.append(change)
+        return out
 
     def _write_conf(self) -> None:
         path = self.core.settings.phone_pjsip_conf
@@ -147,28 +165,32 @@ class PhoneService:
     async def _reload(self) -> None:
         if self.core.settings.phone_pjsip_conf is None or not self.core.ami.connected:
             return
-        await self.core.ami.send("Reload", {"Module": "res_pjsip.so"}, shape="single", timeout=15)
+        # The dialplan reloads res_pjsip and answers once it is done (a failed reload
+        # hangs up unanswered: the Originate fails).
+        await self.core.ami.send("Originate", {"Channel": RELOAD_CHANNEL, "Application": "Hangup",
+                                               "Timeout": "15000"}, shape="single", timeout=20)
         self.reloads += 1
 
     async def _provision(self) -> None:
-        """Write the devices' sections and have Asterisk read them, one change at a time."""
+        """Write the devices' sections and have Asterisk read them. Changes that come
+        while a reload runs are written and read by the next one, not one each."""
+        self._generation += 1
+        wanted = self._generation
         async with self._lock:
+            if self._reloaded >= wanted:
+                return                          # a reload that began after this change read it
+            current = self._generation
             await asyncio.to_thread(self._write_conf)
             try:
                 await self._reload()
+                self._reloaded = current
             except AmiError as exc:  # the next (re)connect reloads again
                 log.warning("pjsip reload failed", error=str(exc))
 
     async def _put_options(self, a: AgentPhone) -> None:
-        value = options_value(a.auto_answer, a.zip_tone)
-        if value:
-            await self.core.ami.send("DBPut", {"Family": ASTDB_FAMILY, "Key": a.agent_id, "Val": value},
-                                     shape="single")
-            return
-        try:
-            await self.core.ami.send("DBDel", {"Family": ASTDB_FAMILY, "Key": a.agent_id}, shape="single")
-        except AmiActionFailed:
-            pass  # nothing stored: nothing to delete
+        # A global (Setvar without a channel): an empty value clears it.
+        await self.core.ami.send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id,
+                                            "Value": options_value(a.auto_answer, a.zip_tone)}, shape="single")
 
     def _tell_acd(self) -> None:
         """Give the ACD every agent's reachability (a no-op where it did not change)."""

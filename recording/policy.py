@@ -216,18 +216,27 @@ class Recording:
                 for p in self.pauses]
 
 
-def mixmonitor_headers(channel: str, path: str, sides: Sides, channel_is_caller: bool = True) -> dict[str, str]:
-    """The AMI ``MixMonitor`` headers recording ``sides`` of ``channel`` into ``path``.
+# The feature code that has the bridge run [cti-record] on the caller's channel
+# (asterisk-config/features.conf, applicationmap ``ctirecord``); the daemon plays
+# it into the channel as if received (AMI PlayDTMF with Receive).
+RECORD_CODE = "A"
 
-    On the caller's channel, what it *reads* is the caller's voice (option
-    ``r``) and what it is *sent* is the agent's (option ``t``); on the agent's
-    channel the other way round. Mixed goes to ``File``.
+
+def record_variables(path: str, sides: Sides, channel_is_caller: bool = True) -> dict[str, str]:
+    """The channel variables that have the dialplan ([cti-record]) record ``sides``
+    of the channel into ``path``: ``CTI_REC_FILE`` and ``CTI_REC_SIDE``.
+
+    The side is said from the channel's point of view: ``rx`` is what it
+    receives (MixMonitor's ``r()``), ``tx`` what it is sent (``t()``). On the
+    caller's channel the caller is what it receives and the agent what it is
+    sent; on the agent's channel the other way round. ``mixed`` is both.
     """
     if sides == "mixed":
-        return {"Channel": channel, "File": path}
-    caller_opt, agent_opt = ("r", "t") if channel_is_caller else ("t", "r")
-    opt = caller_opt if sides == "caller" else agent_opt
-    return {"Channel": channel, "Options": f"{opt}({path})"}
+        side = "mixed"
+    else:
+        caller_side, agent_side = ("rx", "tx") if channel_is_caller else ("tx", "rx")
+        side = caller_side if sides == "caller" else agent_side
+    return {"CTI_REC_FILE": path, "CTI_REC_SIDE": side}
 
 
 # -- QA sampling and scoring -----------------------------------------------------------

@@ -1,8 +1,19 @@
-"""Recording's asyncio shell: call events in, MixMonitor actions out, metadata to PostgreSQL.
+"""Recording's asyncio shell: call events in, recording requests out, metadata to PostgreSQL.
 
-The thin loop: a bus event (``call.connected``, ``call.answered``) -> the
-policy (``recording.policy.decide``, pure) -> ``MixMonitor`` on the call's
-origin channel (the caller's, for inbound calls) -> a row in ``recordings``.
+The thin loop: a bus event (``call.connected``) -> the policy
+(``recording.policy.decide``, pure) -> the dialplan starts ``MixMonitor`` on the
+call's origin channel (the caller's, for inbound calls) -> a row in ``recordings``.
+
+The daemon's AMI user has no right to send the AMI action ``MixMonitor`` (it
+needs ``system``, which also runs shell commands): it sets ``CTI_REC_FILE`` and
+``CTI_REC_SIDE`` on the bridged channel (Setvar) and plays the ``ctirecord``
+feature code into it as if received (PlayDTMF with Receive); the bridge runs
+``[cti-record]``, which filters the two values, starts MixMonitor and answers
+with the UserEvent ``CtiRecording`` (``Status: started`` or ``refused``), which
+the start waits for (bounded). Recordings at the caller's answer
+(``start_at = "call_answer"``) are started by the dialplan itself, told what to
+do by two globals the daemon sets after every AMI connect (``CTI_REC_AT_ANSWER``,
+``CTI_REC_DIR``); their ``CtiRecording`` event makes the row.
 Agents and supervisors send ``start``/``stop``/``pause``/``resume`` through
 the API (``control``); each change is also put on the call's timeline as a
 ``recording.*`` event, so WebSocket clients and ``call_events`` see it.
@@ -57,9 +68,10 @@ from recording.policy import (
     WavError,
     WavInfo,
     decide,
+    RECORD_CODE,
     file_name,
-    mixmonitor_headers,
     parse_wav_header,
+    record_variables,
     sides_for,
 )
 
@@ -68,6 +80,9 @@ log = structlog.get_logger(__name__)
 FINISH_TIMEOUT = 15.0       # how long we wait for Asterisk to close a file after the call
 DB_TIMEOUT = 5.0
 ACTION_TIMEOUT = 5.0
+START_TIMEOUT = 5.0         # how long the dialplan may take to say it started a recording
+BRIDGE_SETTLE = 0.1         # after a channel joins its bridge, before the feature code is played
+PRESS_AGAIN = 0.5           # the feature code again when the dialplan has not answered by then
 
 
 def _utc(ts: float) -> datetime:
@@ -122,6 +137,7 @@ class RecordingService:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _jobs: asyncio.Task[None] | None = None
     _unsubscribe: Any = None
+    _starting: dict[str, asyncio.Future[str]] = field(default_factory=dict)   # path -> the dialplan's answer
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -135,12 +151,26 @@ class RecordingService:
                                                   command_timeout=DB_TIMEOUT,
                                                   server_settings={"application_name": "cti-recording"})
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
+        self.core.ami.add_listener(self.on_ami_event)
+        self.core.resync_hooks.append(self.on_resync)
+        if self.core.ami.connected:  # the first resync ran before we were here
+            await self.on_resync([])
         if self.sweep_every > 0 and self.pool is not None:
             self._jobs = asyncio.create_task(self._run_jobs(), name="recording-jobs")
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self.core.ami.remove_listener(self.on_ami_event)
+        if self.on_resync in self.core.resync_hooks:
+            self.core.resync_hooks.remove(self.on_resync)
+        if decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
+            # Nobody would keep the rows of recordings started at answer from now on.
+            try:
+                await self.core.ami.send("Setvar", {"Variable": "CTI_REC_AT_ANSWER", "Value": ""}, shape="single",
+                                         timeout=ACTION_TIMEOUT)
+            except AmiError as exc:
+                log.warning("recording at answer not switched off", error=str(exc))
         if self._jobs is not None:
             self._jobs.cancel()
             await asyncio.gather(self._jobs, return_exceptions=True)
@@ -173,12 +203,55 @@ class RecordingService:
             if not ev.data.get("estimated"):
                 self._policy(live, "agent_answer")
         elif kind == "call.answered":
-            self._policy(self._live(ev), "call_answer")
+            self._live(ev)       # the dialplan starts a call_answer recording itself (on_ami_event)
         elif kind == "call.ended":
             live = self.calls.pop(ev.call_id, None)
             if live is not None:
                 live.ended = True
                 self._spawn(self._end_call(live, ev.at))
+
+    def on_ami_event(self, frame: Any) -> None:
+        """AMI listener: the dialplan's ``CtiRecording`` answers."""
+        h = frame.headers
+        if h.get("Event") != "UserEvent" or h.get("UserEvent") != "CtiRecording":
+            return
+        path, status = h.get("File", ""), h.get("Status", "")
+        waiting = self._starting.get(path)
+        if waiting is not None:
+            if not waiting.done():
+                waiting.set_result(status)
+            return
+        if status == "started" and h.get("Reason") == "answer":
+            self._spawn(self._adopt_answer_recording(h.get("Linkedid", ""), h.get("Channel", ""), path))
+
+    async def on_resync(self, _items: list[Any]) -> None:
+        """After every AMI (re)connect: tell the dialplan whether to record at the caller's answer."""
+        sides = decide(self.config, None, "call_answer")
+        side = record_variables("", sides)["CTI_REC_SIDE"] if sides is not None else ""
+        try:
+            for name, value in (("CTI_REC_DIR", self.write_dir), ("CTI_REC_AT_ANSWER", side)):
+                await self.core.ami.send("Setvar", {"Variable": name, "Value": value}, shape="single",
+                                         timeout=ACTION_TIMEOUT)
+        except AmiError as exc:
+            log.warning("recording at answer not told to the dialplan", error=str(exc))
+
+    async def _adopt_answer_recording(self, call_id: str, channel: str, path: str) -> None:
+        """A recording the dialplan started at the caller's answer: its row and state."""
+        name = path.rsplit("/", 1)[-1]
+        if not call_id or name != file_name(call_id):
+            log.warning("recording at answer not adopted", call_id=call_id, file=name)
+            return
+        live = self.calls.get(call_id)
+        if live is None:
+            call = self.core.model.calls.get(call_id)
+            live = self.calls[call_id] = Live(call_id, self._origin_channel(call_id) or channel,
+                                              queue=call.queue if call else None,
+                                              caller_num=call.caller_num if call else None)
+        async with live.lock:
+            if live.active is not None or live.ended:
+                return
+            sides = decide(self.config, None, "call_answer") or sides_for(self.config, None)
+            await self._started(live, 1, name, sides, "policy", "policy")
 
     def _live(self, ev: CallEvent) -> Live:
         live = self.calls.get(ev.call_id)
@@ -245,6 +318,11 @@ class RecordingService:
     async def _start(self, live: Live, sides: Sides, reason: str, by: str) -> None:
         if live.channel is None:
             raise ControlError(409, "no_channel", "the call's channel is unknown (adopted after a restart?)")
+        # The dialplan starts a recording through a bridge feature: the caller must be
+        # in the bridge with the agent (a key played into the IVR would be taken as a
+        # choice, and one played before the bridge is lost in the Dial).
+        if not await self._bridged(live.call_id):
+            raise ControlError(409, "not_connected", "a recording starts once the caller is connected to an agent")
         segment = live.segments + 1
         if self.pool is not None:
             try:
@@ -252,12 +330,77 @@ class RecordingService:
             except Exception as exc:
                 log.warning("recording segment not read", error=str(exc))
         name = file_name(live.call_id, segment)
-        path = f"{self.write_dir}/{name}"
+        await self._dialplan_start(live.channel, f"{self.write_dir}/{name}", sides)
+        await self._started(live, segment, name, sides, reason, by)
+
+    async def _bridged(self, call_id: str) -> bool:
+        """Whether the call's origin leg is (or, within ``START_TIMEOUT``, comes to be)
+        bridged with another leg: right after an answer the bridge follows in milliseconds."""
+        deadline = time.monotonic() + START_TIMEOUT
+        waited = False
+        while True:
+            model = self.core.model
+            call = model.calls.get(call_id)
+            if call is None or call.agent is None:
+                return False
+            leg = call.legs.get(call_id)
+            if leg is not None and leg.bridge is not None and len(model.bridges.get(leg.bridge, ())) >= 2:
+                if waited:
+                    # A key that reaches the channel in the instant it joins is not yet
+                    # seen by the bridge's features (measured in the sandbox): let it settle.
+                    await asyncio.sleep(BRIDGE_SETTLE)
+                return True
+            if time.monotonic() > deadline:
+                return False
+            waited = True
+            await asyncio.sleep(0.05)
+
+    async def _dialplan_start(self, channel: str, path: str, sides: Sides) -> None:
+        """Have the dialplan start MixMonitor on ``channel`` into ``path``; wait for its answer.
+        Raises ``ControlError`` (502) when Asterisk refuses or the dialplan does not answer."""
+        waiting: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._starting[path] = waiting
         try:
-            await self._ami("MixMonitor", mixmonitor_headers(live.channel, path, sides))
-        except AmiError as exc:
+            try:
+                for name, value in record_variables(path, sides).items():
+                    await self._ami("Setvar", {"Channel": channel, "Variable": name, "Value": value})
+            except AmiError as exc:
+                self.failures += 1
+                raise ControlError(502, "asterisk_refused", f"recording start failed: {exc}") from None
+            try:
+                async with asyncio.timeout(START_TIMEOUT):
+                    # A code the bridge did not take (it passed to the other party) is played
+                    # again; a second one that comes through finds the variables cleared.
+                    while True:
+                        try:
+                            for digit in RECORD_CODE:
+                                await self._ami("PlayDTMF", {"Channel": channel, "Digit": digit,
+                                                             "Receive": "true", "Duration": "80"})
+                        except AmiError as exc:
+                            self.failures += 1
+                            raise ControlError(502, "asterisk_refused", f"recording start failed: {exc}") from None
+                        done, _ = await asyncio.wait([waiting], timeout=PRESS_AGAIN)
+                        if done:
+                            status = waiting.result()
+                            break
+            except TimeoutError:
+                self.failures += 1
+                # A start that comes later must find nothing to start.
+                try:
+                    await self._ami("Setvar", {"Channel": channel, "Variable": "CTI_REC_FILE", "Value": ""})
+                except (AmiError, ControlError):
+                    pass
+                raise ControlError(502, "asterisk_refused",
+                                   "the dialplan did not start the recording (is the channel bridged, with "
+                                   "DYNAMIC_FEATURES=ctirecord?)") from None
+        finally:
+            self._starting.pop(path, None)
+        if status != "started":
             self.failures += 1
-            raise ControlError(502, "asterisk_refused", f"MixMonitor failed: {exc}") from None
+            raise ControlError(502, "asterisk_refused", f"the dialplan refused the recording ({status or 'no status'})")
+
+    async def _started(self, live: Live, segment: int, name: str, sides: Sides, reason: str, by: str) -> None:
+        """A recording is running in Asterisk: its row, its state, the call's timeline."""
         now = time.time()
         live.segments = segment
         rid = None

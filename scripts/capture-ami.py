@@ -175,8 +175,11 @@ SCENARIOS = {"callback": callback, "basic": basic, "abandon": abandon, "burst": 
 
 
 async def main(scenario: str, out: str) -> None:
-    creader, cwriter = await login("cti", "cti-secret", "on")
-    _, dwriter = await login("cti-demo", "cti-demo-secret", "off")
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+    from cti import sandbox  # the secrets scripts/asterisk-sandbox made
+
+    creader, cwriter = await login("cti", sandbox.secret(sandbox.DAEMON), "on")
+    _, dwriter = await login("cti-demo", sandbox.secret(sandbox.DEMO), "off")
     chunks: list[bytes] = []
     stop = asyncio.Event()
 

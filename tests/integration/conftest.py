@@ -25,11 +25,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from cti import sandbox as sandbox_secrets
 from cti.ami import AmiClient
 from cti.config import Settings, load_settings
 from api.app import build as build_app
 from cti.daemon import CORE, Core
-from cti.demo import DEMO_SECRET, DEMO_USER
+from cti.demo import DEMO_USER, demo_secret
 from cti.httpserver import start_http
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +61,9 @@ def hangup_all() -> None:
     while time.monotonic() < deadline:
         out = subprocess.run([str(SANDBOX), "cli", "core show channels count"], capture_output=True,
                              text=True, timeout=30).stdout
-        if out.startswith("0 active channels"):
+        # Not startswith: asterisk -rx may print a warning first (no ethernet interface for
+        # its EID in a private network namespace), and the wait would run to its end.
+        if "\n0 active channels" in "\n" + out:
             return
         time.sleep(0.2)
 
@@ -155,14 +158,14 @@ async def database(pg_admin: str) -> AsyncIterator[str]:
 @functools.cache
 def sandbox_hook_secret() -> str:
     """The hook secret the sandbox's dialplan sends (``CTI_HOOK_SECRET`` global)."""
-    out = subprocess.run([str(SANDBOX), "hook-secret"], check=True, capture_output=True, text=True, timeout=30)
-    return out.stdout.strip()
+    return sandbox_secrets.secret(sandbox_secrets.HOOKS)
 
 
 def daemon_settings(dsn: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(database_url=dsn, http_port=free_port(), state_dir=tmp_path,
                                   ami_reconnect_max=1.0, ami_ping_interval=2.0, log_format="json",
-                                  hook_secret=sandbox_hook_secret())
+                                  hook_secret=sandbox_hook_secret(),
+                                  ami_secret=sandbox_secrets.secret(sandbox_secrets.DAEMON))
     values.update(overrides)
     return load_settings(**values)
 
@@ -208,7 +211,7 @@ async def daemon(asterisk: None, database: str, tmp_path: Path) -> AsyncIterator
 @pytest.fixture
 async def demo_ami(asterisk: None) -> AsyncIterator[AmiClient]:
     """An AMI connection as the demo user: places simulated calls, reads CDRs."""
-    client = AmiClient("127.0.0.1", 5038, DEMO_USER, DEMO_SECRET, reconnect_max=1.0)
+    client = AmiClient("127.0.0.1", 5038, DEMO_USER, demo_secret(), reconnect_max=1.0)
     await client.start()
     await client.wait_connected(timeout=20)
     try:

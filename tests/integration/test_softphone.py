@@ -15,8 +15,8 @@ from tests.integration.conftest import SANDBOX, daemon_settings, eventually, han
 from tests.integration.sipphones import Baresip
 
 ACD_PHONES = Path(__file__).with_name("acd-phones.toml")
-# The sandbox this session runs against (scripts/test-isolated picks a private root).
-PJSIP_D = Path(os.environ.get("CTI_SANDBOX_ROOT", "/var/cache/cti/asterisk-root")) / "etc/asterisk/pjsip.d"
+# The sandbox root in use (a private one under scripts/test-isolated).
+PJSIP_D = Path(os.environ.get("CTI_SANDBOX_ROOT") or "/var/cache/cti/asterisk-root") / "etc/asterisk/pjsip.d"
 
 
 def cli(command: str) -> str:

@@ -315,3 +315,17 @@ def test_a_queue_wait_longer_than_the_channels_age_moves_the_start_back():
     call = model.calls["q1"]
     assert call.queue_joined_at == 998.0 and call.started_at == 998.0
     assert call.started_at <= call.queue_joined_at
+
+
+def test_the_phone_reload_local_channel_is_not_a_call():
+    """The phone service originates Local/pjsip@cti-phone-reload/n to have the dialplan reload
+    res_pjsip (phone/service.py): neither half is a call, live or in a resync."""
+    model = CallModel()
+    out = []
+    for half, uid in ((";1", "r-1"), (";2", "r-2")):
+        out += model.feed({"Event": "Newchannel", "Channel": f"Local/pjsip@cti-phone-reload-0000002a{half}",
+                           "Uniqueid": uid, "Linkedid": "r-1", "ChannelStateDesc": "Down"}, 100.0)
+    assert out == [] and model.calls == {}
+    assert model.resync([{"Channel": "Local/pjsip@cti-phone-reload-0000002a;1", "Uniqueid": "r-1",
+                          "Linkedid": "r-1", "ChannelStateDesc": "Up"}], [], 101.0) == []
+    assert model.calls == {}

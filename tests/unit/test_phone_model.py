@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from phone.model import (
-    ContactChange, Device, DeviceError, Reachability, device_of_dial, dial_string, ha1, options_value,
-    parse_contact, render_pjsip, webrtc_device_id,
+    ContactChange, Device, DeviceError, Reachability, contact_state, contacts_of, device_of_dial, dial_string, ha1,
+    options_value, parse_contact, render_pjsip, webrtc_device_id,
 )
 
 DIGEST = "e7a6244db92b2888ba59a4492fa5b346"
@@ -109,3 +109,13 @@ def test_options_become_the_value_the_dialplan_matches():
     assert options_value(True, True) == "aa,zip"
     assert options_value(False, True) == "zip"
     assert options_value(False, False) == ""
+
+
+def test_contacts_read_with_getvar_become_changes():
+    """After a (re)connect contacts are read with PJSIP_AOR/PJSIP_CONTACT (PJSIPShowContacts needs
+    the AMI right "system", which the daemon does not have)."""
+    assert contacts_of("d1", "d1;@a1b2,d1;@c3d4") == ["d1;@a1b2", "d1;@c3d4"]
+    assert contacts_of("d1", "") == []
+    assert contact_state("d1", "sip:d1@10.0.0.5:5060", "Reachable") == ContactChange("d1", "sip:d1@10.0.0.5:5060", True)
+    assert contact_state("d1", "sip:d1@10.0.0.5:5060", "Unreachable").up is False
+    assert contact_state("d1", "", "Reachable") is None

@@ -25,7 +25,7 @@ from recording.policy import (
     expired,
     file_name,
     is_safe_file_name,
-    mixmonitor_headers,
+    record_variables,
     parse_wav_header,
     retention_days,
     sample,
@@ -68,12 +68,13 @@ def test_recording_starts_at_the_configured_moment_only():
     assert decide(cfg, "sales", "agent_answer") is None     # already started at the answer
 
 
-def test_mixmonitor_headers_per_side():
-    assert mixmonitor_headers("SIP/x-1", "/r/a.wav", "mixed") == {"Channel": "SIP/x-1", "File": "/r/a.wav"}
-    # On the caller's channel the caller is what it reads (r), the agent what it is sent (t).
-    assert mixmonitor_headers("SIP/x-1", "/r/a.wav", "caller") == {"Channel": "SIP/x-1", "Options": "r(/r/a.wav)"}
-    assert mixmonitor_headers("SIP/x-1", "/r/a.wav", "agent") == {"Channel": "SIP/x-1", "Options": "t(/r/a.wav)"}
-    assert mixmonitor_headers("SIP/x-1", "/r/a.wav", "agent", channel_is_caller=False)["Options"] == "r(/r/a.wav)"
+def test_record_variables_per_side():
+    assert record_variables("/r/a.wav", "mixed") == {"CTI_REC_FILE": "/r/a.wav", "CTI_REC_SIDE": "mixed"}
+    # On the caller's channel the caller is what it receives (rx: MixMonitor's r()), the
+    # agent what it is sent (tx: t()); the dialplan ([cti-record]) turns these into options.
+    assert record_variables("/r/a.wav", "caller") == {"CTI_REC_FILE": "/r/a.wav", "CTI_REC_SIDE": "rx"}
+    assert record_variables("/r/a.wav", "agent") == {"CTI_REC_FILE": "/r/a.wav", "CTI_REC_SIDE": "tx"}
+    assert record_variables("/r/a.wav", "agent", channel_is_caller=False)["CTI_REC_SIDE"] == "rx"
 
 
 def test_invalid_configuration_names_every_bad_field(tmp_path):
