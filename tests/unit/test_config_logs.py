@@ -172,6 +172,7 @@ def test_serve_without_a_hook_secret_exits_2_naming_it(monkeypatch, capsys, tmp_
     monkeypatch.delenv("CTI_HOOK_SECRET", raising=False)
     monkeypatch.delenv("CTI_CONFIG", raising=False)
     monkeypatch.setenv("CTI_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("CTI_AMI_SECRET", "a-random-secret-of-this-machine")  # past the AMI secret's own check
     import logging
     try:
         assert main(["serve"]) == 2
