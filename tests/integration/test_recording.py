@@ -146,7 +146,10 @@ async def test_answered_call_is_recorded_for_its_talk_time_and_served_with_range
     # writes only what flows, so the file is the 4 s of talk and starts that much later.
     assert abs(duration - 4.0) < 0.25, duration
     assert 0 <= talk - duration < 0.7, (talk, duration)
-    assert abs(float(row["audio_lead_s"]) - (talk - duration)) < 0.1
+    # The dialplan starts MixMonitor once the caller is bridged (a bridge feature, not the AMI
+    # action): the recording's own start lies between the answer and the first audio, so its
+    # lead (start to first audio) is at most the answer's.
+    assert 0 <= float(row["audio_lead_s"]) <= talk - duration + 0.1, (row["audio_lead_s"], talk, duration)
     assert abs(float(row["duration_s"]) - duration) < 0.01
     body = path.read_bytes()
     assert row["size_bytes"] == len(body) > 44 and row["sha256"] == hashlib.sha256(body).hexdigest()
