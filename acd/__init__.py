@@ -1,1 +1,1 @@
-"""Skill-based routing (issue 3): skills, agents, queues, the pure routing core."""
+"""Skill-based routing: skills, agents, queues, the pure routing core."""

@@ -1,11 +1,31 @@
-"""The Asterisk side and the heart of the daemon.
+"""The core of the daemon: the Asterisk side, the call model and its bus, the database and
+the shell; and the records calls refer to (customers, tickets, engineers).
 
-Modules:
+Asterisk and calls:
 - ``cti.amiproto``: AMI wire protocol, sans I/O (bytes in, frames out; actions to bytes).
 - ``cti.ami``: the asyncio AMI client: login, actions with a shape and a timeout,
   reconnect with backoff, keepalive, resync hook.
 - ``cti.calls``: the call model, pure: AMI frames in, calls and domain events out.
 - ``cti.events``: domain events and the in-process bus.
-- ``cti.store``: PostgreSQL: migrations, the batching writer, the embedded server.
-- ``cti.config``, ``cti.logs``, ``cti.cli``, ``cti.daemon``: the shell.
+- ``cti.control``: call control, pure: typed commands in, AMI actions out.
+
+Storage:
+- ``cti.store``: PostgreSQL: the rows the daemon writes, migrations (``cti/migrations``),
+  the batching writer, a few queries.
+- ``cti.embedded_pg``: the embedded server, used when no database URL is set.
+
+The shell:
+- ``cti.daemon``: the core's part of the aiohttp app (database, writer, call model, AMI);
+  ``api.app`` mounts every feature on it.
+- ``cti.httpserver``, ``cti.connlimits``: the HTTP listener, its deadlines and connection cap.
+- ``cti.config``, ``cti.logs``, ``cti.errors``, ``cti.cli``.
+
+Customers and tickets:
+- ``cti.phones``: E.164 numbers, pure; ``cti.customers``: caller lookups;
+  ``cti.customer_model`` (pure) and ``cti.customer_store``: the full record, merges, imports.
+- ``cti.tickets``: the ticket machine, pure; ``cti.ticket_store``, ``cti.ticket_notify``,
+  ``cti.engineers``.
+
+Demo and tests: ``cti.demo`` and ``cti.demo_ivr`` (simulated callers), ``cti.sandbox`` (the
+sandbox's generated secrets).
 """

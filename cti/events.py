@@ -1,9 +1,9 @@
 """Domain events and the in-process bus.
 
 A ``CallEvent`` is what the rest of the daemon sees of a call: the store turns
-it into rows, the API (issue 6) into screen-pops, the ACD (issue 3) into
-routing input. Each carries an immutable ``CallView``, the whole call as it is
-right after the event, so a subscriber never has to ask the model anything.
+it into rows, the API into screen-pops, the ACD into routing input. Each
+carries an immutable ``CallView``, the whole call as it is right after the
+event, so a subscriber never has to ask the model anything.
 
 Kinds (``CallEvent.kind``):
 

@@ -1,1 +1,1 @@
-"""IVR menus over FastAGI (issue 4)."""
+"""IVR menus over FastAGI: the menu files, their interpreter, the FastAGI server."""

@@ -1,1 +1,2 @@
-"""Recording policy and MixMonitor control (issue 5)."""
+"""Recordings: the policy (what is recorded, when), starting them through the dialplan,
+retention, QA review."""

@@ -36,8 +36,8 @@ from cti.httpserver import start_http
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-# One lock per sandbox root (CTI_SANDBOX_ROOT selects another root, e.g. a second
-# sandbox in its own network namespace: docs/development.md).
+# One lock per sandbox root (CTI_SANDBOX_ROOT selects another root, e.g. a private
+# sandbox in its own network namespace: scripts/run-isolated, scripts/test-isolated).
 _ROOT_DIR = os.environ.get("CTI_SANDBOX_ROOT")
 LOCK = Path(f"{_ROOT_DIR}.lock" if _ROOT_DIR else "/var/cache/cti/sandbox.lock")
 
