@@ -8,7 +8,8 @@
 authenticates (``roles=None`` is public; otherwise a credential is required
 and the principal's role must be one of ``roles``: 401 / 403), parses the
 query into the ``query`` model and the JSON body into the ``body`` model
-(400 ``invalid_json``, 413, 422 ``invalid_body`` naming each bad field; a
+(400 ``invalid_json``, 413, 422 ``invalid_body`` naming each bad field, text
+with NUL included, which PostgreSQL cannot store; a
 public route's body only as ``application/json``, else 415), calls
 the handler with an ``ApiRequest``, and serialises what it returns (a pydantic
 model as JSON with ``status``; None as 204; a ``web.StreamResponse`` as it is).
@@ -44,9 +45,18 @@ Authenticator = Callable[[web.Request], Awaitable[Principal | None]]
 TeamOf = Callable[[web.Application, str], Awaitable[str | None]]
 
 
+def _is_number(text: str) -> bool:
+    # Whatever Python reads as a number ("1.4e-47", " 12 ", "inf" too), pydantic reads as one.
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _iso_not_number(value: Any) -> Any:
     # pydantic reads "0" as 1970-01-01 (seconds since the epoch); the document says ISO 8601.
-    if isinstance(value, (int, float)) or (isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9.]+\s*", value)):
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _is_number(value)):
         raise ValueError("an ISO 8601 date or time (2026-05-01, 2026-05-01T08:00:00Z), not a number")
     return value
 
@@ -180,8 +190,11 @@ class Api:
                     if decision == "forbidden":
                         raise forbidden(route.roles)
                 over = await self._over_agent(route, request, principal) if route.agent_scope else None
+                _refuse_unstorable(dict(request.match_info), "path")
                 query = _parse_query(route.query, request) if route.query is not None else None
                 body = await _parse_body(route, request) if route.body is not None else None
+                if body is not None:
+                    _refuse_unstorable(body.model_dump(), "body")
                 result = await handler(ApiRequest(request, principal, body, query, over))
             except ApiError as exc:
                 return exc.response()
@@ -215,12 +228,41 @@ class Api:
         return over
 
 
+# PostgreSQL's text cannot hold NUL (a JSON body may spell it "\u0000", a query or
+# path "%00"): such text is refused at the door, naming its field, not left to fail
+# in the database as a 500. (Unpaired surrogates never get this far: the JSON parser
+# refuses them, 400.)
+_UNSTORABLE = re.compile("\x00")
+
+
+def unstorable_text(value: Any, where: str) -> list[ErrorDetail]:
+    """One detail per string inside ``value`` (nested dicts and lists too) that holds
+    NUL; ``where`` names ``value`` (``body``, ``query``, ``path``)."""
+    if isinstance(value, str):
+        if _UNSTORABLE.search(value) is None:
+            return []
+        return [ErrorDetail(field=where, message="text may not hold NUL characters",
+                            type="unstorable_text")]
+    if isinstance(value, dict):
+        return [d for k, v in value.items() for d in unstorable_text(k, where) + unstorable_text(v, f"{where}.{k}")]
+    if isinstance(value, (list, tuple)):
+        return [d for i, v in enumerate(value) for d in unstorable_text(v, f"{where}.{i}")]
+    return []
+
+
+def _refuse_unstorable(value: Any, where: str) -> None:
+    details = unstorable_text(value, where)
+    if details:
+        raise ApiError(422, "invalid_body", f"{details[0].field}: {details[0].message}", details)
+
+
 def _parse_query(model: type[BaseModel], request: web.Request) -> Any:
     repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
     if repeated:
         # No query field is a list: a second value would be silently dropped.
         raise ApiError(422, "invalid_body", "the query string is invalid", [
             ErrorDetail(field=f"query.{k}", message="given more than once", type="repeated") for k in repeated])
+    _refuse_unstorable(dict(request.query), "query")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:
