@@ -433,16 +433,6 @@ class AmiClient:
         self._ids += 1
         return f"{self._id_prefix}{self._ids}"
 
-    async def _send_on(
-        self,
-        conn: _Connection,
-        action: str,
-        headers: HeaderValues | None,
-        is_list: bool,
-        timeout: float | None,
-    ) -> Reply:
-        return await self._submit_on(conn, action, headers, is_list, timeout)
-
     def _submit_on(
         self,
         conn: _Connection,
@@ -616,7 +606,7 @@ class AmiClient:
     async def _login(self, conn: _Connection) -> None:
         headers = {"Username": self.username, "Secret": self._secret, "Events": "on"}
         try:
-            await self._send_on(conn, "Login", headers, False, self.action_timeout)
+            await self._submit_on(conn, "Login", headers, False, self.action_timeout)
         except AmiActionFailed as exc:
             raise _LoginRefused(exc.message) from None
         conn.logged_in = True
@@ -669,7 +659,7 @@ class AmiClient:
         while True:
             await asyncio.sleep(self.ping_interval)
             try:
-                await self._send_on(conn, "Ping", None, False, timeout)
+                await self._submit_on(conn, "Ping", None, False, timeout)
             except AmiTimeout:
                 log.warning("ami ping unanswered; dropping the connection", host=self.host, timeout=timeout)
                 conn.abort("keepalive timeout")
