@@ -74,6 +74,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def http_receiver(path: str, handler: Any) -> tuple[web.AppRunner, int]:
+    """A plain HTTP server on 127.0.0.1 answering POST ``path`` with ``handler`` (webhook
+    receivers): its runner, which the test cleans up, and its port."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
 @pytest.fixture(scope="session")
 def asterisk() -> Iterator[None]:
     """The sandbox, held for the whole session: one Asterisk serves one test

@@ -16,7 +16,7 @@ from cti import control, ticket_store
 from cti.customers import save_customer
 from cti.demo import place_call, set_demo_times
 from cti.demo_ivr import place_dtmf_call
-from tests.integration.conftest import daemon_settings, eventually, free_port, hangup_all, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, http_receiver, hangup_all, start_daemon
 from tests.integration.test_api import PASSWORD, add_user, bearer, login, url
 
 DESKTOP_ACD = Path(__file__).with_name("desktop-acd.toml")
@@ -126,12 +126,7 @@ async def test_webhooks_reach_a_real_receiver_signed_retried_and_logged(asterisk
         got.append((json.loads(raw), request.headers["X-Cti-Signature"], raw))
         return web.Response(status=next(answers, 204))
 
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await http_receiver("/hook", receive)
     d = await started(database, tmp_path)
     d.runner.app[WEBHOOKS].backoff = lambda attempt: 0.1
     d.core.acd.agent_request("a1", "set_not_ready", "test")

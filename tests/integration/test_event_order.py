@@ -10,7 +10,7 @@ from aiohttp import web
 
 from api.webhook_service import WEBHOOKS
 from cti.demo import set_demo_times
-from tests.integration.conftest import daemon_settings, eventually, free_port, hangup_all, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, http_receiver, hangup_all, start_daemon
 from tests.integration.test_api import ACD_TEST, add_user, bearer, login, read_until, sales_call, url, ws_open
 
 
@@ -23,12 +23,7 @@ async def test_a_websocket_client_and_a_webhook_get_one_calls_events_in_seq_orde
         hooked.append(json.loads(await request.read()))
         return web.Response(status=204)
 
-    receiver = web.Application()
-    receiver.router.add_post("/hook", receive)
-    runner = web.AppRunner(receiver)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await http_receiver("/hook", receive)
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
                                            # the webhook receiver listens on loopback
                                            webhook_allow="127.0.0.0/8"))

@@ -18,7 +18,7 @@ from cti.customer_model import Address
 from cti.customer_store import add_address
 from cti.customers import save_customer
 from cti.demo import place_call, set_demo_times
-from tests.integration.conftest import daemon_settings, eventually, free_port, hangup_all, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, http_receiver, hangup_all, start_daemon
 from tests.integration.test_api import PASSWORD, add_user, bearer, login, url
 
 DESKTOP_ACD = Path(__file__).with_name("desktop-acd.toml")
@@ -43,12 +43,7 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
         got.append((json.loads(raw), request.headers["X-Cti-Signature"], raw))
         return web.Response(status=204)
 
-    hook = web.Application()
-    hook.router.add_post("/engineers", receive)
-    hook_runner = web.AppRunner(hook)
-    await hook_runner.setup()
-    port = free_port()
-    await web.TCPSite(hook_runner, "127.0.0.1", port).start()
+    hook_runner, port = await http_receiver("/engineers", receive)
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0,
                                            acd_callback_dial="Local/{number}@cti-demo-callee/n",
                                            acd_callback_caller_id='"Shop" <+4930999000>', ticket_notify="webhook",

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver
 
 from api.webhook_service import RESPONSE_MAX, WEBHOOKS, deliver, make_session
 from api.webhooks import parse_allow
-from tests.integration.conftest import daemon_settings, eventually, free_port, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, free_port, http_receiver, start_daemon
 from tests.integration.test_api import add_user, bearer, login, url
 
 LOOPBACK = parse_allow("127.0.0.0/8")
@@ -170,12 +170,7 @@ async def test_the_daemon_refuses_private_targets_and_unknown_kinds_and_logs_cod
         hits += 1
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await http_receiver("/hook", receive)
     try:
         async with aiohttp.ClientSession() as http:
             root = bearer(await login(http, d, "root"))
@@ -218,12 +213,7 @@ async def test_an_allowlisted_loopback_receiver_gets_deliveries(asterisk, databa
         got.append(request.headers.get("Accept-Encoding", ""))
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, port = await http_receiver("/hook", receive)
     try:
         async with aiohttp.ClientSession() as http:
             root = bearer(await login(http, d, "root"))
