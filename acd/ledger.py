@@ -65,18 +65,19 @@ from bisect import bisect_left, insort
 from collections import defaultdict
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from acd import reports
 from acd.decisions import AGENT_STATES
 from acd.metrics import (
     ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange, attach_wrapup,
     count_calls, spans_from_changes,
 )
-from acd.reports import _EVENT_KINDS, _ts, build_queue_calls
+from acd.reports import build_queue_calls, epoch_seconds
 from acd.wallboard import WINDOWS, AgentLive, BoardConfig, DayTotals, abandoned_line, abandoned_order, board
 
 __all__ = ["BoardLedger", "EVENT_KINDS", "FOLD_AFTER_S", "CHANGES_KEPT_S"]
 
 # The call events the figures read (the others only update the call's row).
-EVENT_KINDS = frozenset(_EVENT_KINDS)
+EVENT_KINDS = frozenset(reports.EVENT_KINDS)
 # A settled call is folded this long after its end and its last queue entry.
 FOLD_AFTER_S = max(WINDOWS.values()) + 60.0
 # Agent state changes are kept at least this long (before that, only while a call held needs them).
@@ -149,7 +150,7 @@ class BoardLedger:
         ``EVENT_KINDS`` (``call_id``, ``seq``, ``at``, ``kind``, ``data``). False
         (nothing kept) for a call not held that ended before the horizon."""
         if call_id not in self.rows:
-            ended = _ts(row.get("ended_at"))
+            ended = epoch_seconds(row.get("ended_at"))
             if ended is not None and ended <= self.horizon:
                 return False
         self.rows[call_id] = row
@@ -258,7 +259,7 @@ class BoardLedger:
         cut: dict[str, float] = {}
         for cid, row in self.rows.items():
             stays = self._built.get(cid, ())               # as attached, but for the wrap-up
-            ended = _ts(row.get("ended_at"))
+            ended = epoch_seconds(row.get("ended_at"))
             hit = self._wrapped.get(cid)
             final = hit is None or hit[2]                 # no wrap-up to attach, or attached for good
             if ended is not None and final:               # its talk is known: it reads no span any more
@@ -274,7 +275,7 @@ class BoardLedger:
                         talk_end = c.left_at if c.talk_s is None else c.left_at + c.talk_s + c.hold_s
                         cut[c.agent] = min(cut.get(c.agent, math.inf), talk_end)
             if not answered and ended is None:
-                joined = _ts(row.get("queue_joined_at"))
+                joined = epoch_seconds(row.get("queue_joined_at"))
                 if joined is not None:
                     cut_all = min(cut_all, joined)
         if folded:

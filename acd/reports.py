@@ -36,7 +36,8 @@ from acd.metrics import (
     spans_from_changes,
 )
 
-_EVENT_KINDS = ["call.agent_left", "call.held", "call.resumed", "acd.maxwait", "acd.dequeued", "acd.moved"]
+# The call events the figures read (``call_events`` fetches them).
+EVENT_KINDS = ("call.agent_left", "call.held", "call.resumed", "acd.maxwait", "acd.dequeued", "acd.moved")
 
 # Calls whose queue stay starts in [$1, $2): by queue entry, or by an overflow or a
 # supervisor's move into a queue (indexes: migration 0011).
@@ -79,7 +80,7 @@ async def queue_calls(db: Any, start: datetime, end: datetime, *, now: datetime,
     """The queue calls arriving in [start, end), their wrap-up attached from the agent
     state log (looked at up to ``wrapup_margin`` past the last talk end, and ``now``)."""
     rows = await db.fetch(_CALLS, start, end)
-    events = await db.fetch(_EVENTS, [r["call_id"] for r in rows], _EVENT_KINDS) if rows else []
+    events = await call_events(db, [r["call_id"] for r in rows])
     calls = [c for c in build_queue_calls(rows, events, now=now.timestamp())
              if start.timestamp() <= c.arrived_at < end.timestamp()]
     talk_ends = [c.left_at + c.talk_s + c.hold_s for c in calls
@@ -90,6 +91,13 @@ async def queue_calls(db: Any, start: datetime, end: datetime, *, now: datetime,
     hi = min(now, datetime.fromtimestamp(max(talk_ends), start.tzinfo) + wrapup_margin)
     spans = await agent_spans(db, lo, max(lo, hi), now=now)
     return attach_wrapup(calls, spans)
+
+
+async def call_events(db: Any, call_ids: Sequence[str]) -> list[Any]:
+    """The events of ``EVENT_KINDS`` of these calls, by call then ``seq`` (none for no calls)."""
+    if not call_ids:
+        return []
+    return list(await db.fetch(_EVENTS, list(call_ids), list(EVENT_KINDS)))
 
 
 async def state_changes(db: Any, start: datetime, end: datetime) -> list[StateChange]:
@@ -112,14 +120,14 @@ async def agent_spans(db: Any, start: datetime, end: datetime, *, now: datetime)
 def build_queue_calls(calls: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]], *,
                       now: float) -> list[QueueCall]:
     """Queue calls from ``calls`` rows and their ``call_events`` rows (any order; the
-    kinds in ``_EVENT_KINDS`` matter), as the module doc says. Rows with no queue or
+    kinds in ``EVENT_KINDS`` matter), as the module doc says. Rows with no queue or
     no queue entry are skipped. Times may be datetimes or epoch seconds."""
     by_call: dict[str, list[Mapping[str, Any]]] = {}
     for e in events:
         by_call.setdefault(e["call_id"], []).append(e)
     out: list[QueueCall] = []
     for row in calls:
-        joined = _ts(row["queue_joined_at"])
+        joined = epoch_seconds(row["queue_joined_at"])
         if row["queue"] is None or joined is None:
             continue
         evs = sorted(by_call.get(row["call_id"], []), key=lambda e: e["seq"])
@@ -135,7 +143,7 @@ def _visits(row: Mapping[str, Any], joined: float, events: Sequence[Mapping[str,
     max_wait_at: float | None = None
     for e in events:
         data = _data(e)
-        at = _ts(e["at"])
+        at = epoch_seconds(e["at"])
         moved = (e["kind"] == "acd.maxwait" and data.get("action") == "overflow") or (
             e["kind"] == "acd.moved" and data.get("target") != data.get("queue_id"))
         if moved and data.get("target"):
@@ -145,8 +153,8 @@ def _visits(row: Mapping[str, Any], joined: float, events: Sequence[Mapping[str,
             queue, arrived = str(data["target"]), left
         elif e["kind"] == "acd.dequeued" and data.get("reason") == "max_wait":
             max_wait_at = at
-    answered_at, ended_at = _ts(row["agent_answered_at"]), _ts(row["ended_at"])
-    left_queue = _ts(row["queue_left_at"])
+    answered_at, ended_at = epoch_seconds(row["agent_answered_at"]), epoch_seconds(row["ended_at"])
+    left_queue = epoch_seconds(row["queue_left_at"])
     if answered_at is not None and answered_at >= arrived - 1.0:
         talk, hold = _talk_and_hold(answered_at, ended_at, events, now)
         visits.append(QueueCall(call_id=call_id, queue=queue, arrived_at=arrived, outcome=ANSWERED,
@@ -171,13 +179,13 @@ def _talk_and_hold(answered: float, ended: float | None, events: Sequence[Mappin
                    now: float) -> tuple[float | None, float]:
     """Talk (connected minus hold) and hold seconds of the agent's part of the call;
     talk None while the agent is still connected."""
-    talk_end = next((_ts(e["at"]) for e in events if e["kind"] == "call.agent_left" and _ts(e["at"]) >= answered),
+    talk_end = next((epoch_seconds(e["at"]) for e in events if e["kind"] == "call.agent_left" and epoch_seconds(e["at"]) >= answered),
                     ended)
     until = talk_end if talk_end is not None else now
     hold = 0.0
     held_since: float | None = None
     for e in events:
-        at = min(max(_ts(e["at"]), answered), until)
+        at = min(max(epoch_seconds(e["at"]), answered), until)
         if e["kind"] == "call.held" and held_since is None:
             held_since = at
         elif e["kind"] == "call.resumed" and held_since is not None:
@@ -190,7 +198,8 @@ def _talk_and_hold(answered: float, ended: float | None, events: Sequence[Mappin
     return max(0.0, talk_end - answered - hold), hold
 
 
-def _ts(value: Any) -> float | None:
+def epoch_seconds(value: Any) -> float | None:
+    """A row's time (a datetime or epoch seconds) in epoch seconds; None stays None."""
     if value is None:
         return None
     if isinstance(value, datetime):

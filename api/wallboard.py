@@ -186,7 +186,7 @@ class WallboardService:
             "SELECT * FROM calls WHERE queue IS NOT NULL AND (queue_joined_at >= $1 "
             "OR (queue_joined_at IS NOT NULL AND ended_at IS NULL))", start)
         ids = [r["call_id"] for r in rows]
-        events = await self._pool.fetch(reports._EVENTS, ids, reports._EVENT_KINDS) if ids else []
+        events = await reports.call_events(self._pool, ids)
         changes = await reports.state_changes(self._pool, start, datetime.fromtimestamp(now + 1, self.tz))
         # Live events may have come meanwhile: they are newer (the ledger keeps them).
         self.ledger.seed(rows, events, changes)

@@ -218,8 +218,7 @@ async def main() -> None:
         b_hi = datetime.fromtimestamp(day + 86_400, UTC)
         rows = [dict(r) for r in await conn.fetch("SELECT * FROM calls WHERE queue_joined_at >= $1 AND "
                                                   "queue_joined_at < $2", b_lo, b_hi)]
-        events = [dict(e) for e in await conn.fetch(reports._EVENTS, [r["call_id"] for r in rows],
-                                                    reports._EVENT_KINDS)]
+        events = [dict(e) for e in await reports.call_events(conn, [r["call_id"] for r in rows])]
         changes = await reports.state_changes(conn, b_lo, b_hi)
         bnow = day + 86_400 - 1
         times = [ledger_board(rows, events, changes, cfg, bnow, day, 10)["_s"] for _ in range(args.repeat)]
