@@ -5,7 +5,7 @@ The ledger is fed what the daemon sees: each queued call as the call model shows
 it (a row with the fields of ``calls``), with its events of the kinds the figures
 read (``EVENT_KINDS``), and each agent state change. ``BoardLedger.board`` builds
 the board with the functions the interval reports run on rows read from
-PostgreSQL (``acd.reports.build_queue_calls``, ``acd.metrics.attach_wrapup``,
+PostgreSQL (``acd.reports.build_queue_calls``, ``acd.figures.attach_wrapup``,
 ``acd.wallboard.board``), so the board and the reports agree by construction;
 only the calls that changed since the last board are rebuilt.
 
@@ -67,7 +67,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from acd import reports
 from acd.decisions import AGENT_STATES
-from acd.metrics import (
+from acd.figures import (
     ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange, attach_wrapup,
     count_calls, spans_from_changes,
 )

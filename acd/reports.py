@@ -1,5 +1,5 @@
 """Report inputs from PostgreSQL: the calls and agent states of a time range, as the
-records ``acd.metrics`` computes figures from.
+records ``acd.figures`` computes figures from.
 
 The queries are plain and few (calls by queue entry, their events of a few kinds,
 the agent state log); turning rows into records is ``build_queue_calls``, a pure
@@ -7,7 +7,7 @@ function of the rows (unit-tested without a database). ``db`` is anything with
 asyncpg's ``fetch`` (a pool or a connection). Times in are timezone-aware
 datetimes; records carry epoch seconds.
 
-It lives in ``acd`` (not ``cti``) because it speaks ``acd.metrics``: ``cti``
+It lives in ``acd`` (not ``cti``) because it speaks ``acd.figures``: ``cti``
 uses nothing outside itself.
 
 How a stored call becomes queue calls (docs/metrics.md, "The records"):
@@ -23,7 +23,7 @@ How a stored call becomes queue calls (docs/metrics.md, "The records"):
   ended otherwise (a transfer out, an end guessed after an outage); else waiting;
 - talk: from the answer to the first ``call.agent_left`` after it (or the call's
   end), minus hold (``call.held`` to ``call.resumed`` inside that span);
-  wrap-up: ``acd.metrics.attach_wrapup`` over the agent's state log.
+  wrap-up: ``acd.figures.attach_wrapup`` over the agent's state log.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from acd.metrics import (
+from acd.figures import (
     ABANDONED, ANSWERED, TIMED_OUT, WAITING, AgentSpan, QueueCall, StateChange, attach_wrapup,
     spans_from_changes,
 )

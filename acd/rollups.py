@@ -11,7 +11,7 @@ rows of done intervals into 30/60-minute, day and week intervals
 (``acd.wallboard.report_rows``), and reads the calls of the intervals not done
 yet (recent ones, or all of them after a threshold change) from the call
 tables, through the very same functions (``acd.reports`` and
-``acd.metrics.count_calls``). So a figure is the same whichever way it came:
+``acd.figures.count_calls``). So a figure is the same whichever way it came:
 tested by reading a range both ways. Intervals are rolled up by the daemon
 (``roll_up``: at start the last 400 days not done yet, then the last two days
 every few minutes); a report never writes, it reads the calls of what is not
@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
 from acd import reports
-from acd.metrics import ANSWERED, QueueCall, QueueCounts, bucket_start, count_calls
+from acd.figures import ANSWERED, QueueCall, QueueCounts, bucket_start, count_calls
 from acd.wallboard import BoardConfig, split_agent_seconds
 
 QUARTER = 900.0
@@ -247,7 +247,7 @@ def day_bounds(day_start_local: datetime) -> tuple[float, float]:
 
 def aligned(start: float, end: float, granularity: str, tz: Any) -> tuple[float, float]:
     """[start, end) widened to whole intervals of ``granularity``."""
-    from acd.metrics import next_bucket
+    from acd.figures import next_bucket
     lo = bucket_start(start, granularity, tz)
     last = bucket_start(max(start, end - 1e-6), granularity, tz)
     return lo, next_bucket(last, granularity, tz)

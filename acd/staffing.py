@@ -433,7 +433,7 @@ def same_slot_history(counts: Mapping[float, SlotCounts], slot_start: float, wee
     """The counts of the interval starting at ``slot_start`` (epoch seconds) one, two,
     ... ``weeks`` weeks earlier: the same local weekday and wall-clock time in ``tz``
     (so a week across a DST change still lines 9:00 up with 9:00). ``counts`` is
-    keyed by interval start, as ``acd.metrics.bucket_start`` gives it."""
+    keyed by interval start, as ``acd.figures.bucket_start`` gives it."""
     local = datetime.fromtimestamp(slot_start, tz).replace(tzinfo=None)
     out: list[SlotCounts | None] = []
     for k in range(1, weeks + 1):

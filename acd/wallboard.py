@@ -1,6 +1,6 @@
 """The live wallboard and the interval reports, as data. Pure: no I/O, no clock.
 
-Figures come from ``acd.metrics`` and nothing else, so the board, the reports
+Figures come from ``acd.figures`` and nothing else, so the board, the reports
 and docs/metrics.md say the same thing. This module adds what a board needs
 around them:
 
@@ -32,7 +32,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
 from acd.decisions import AGENT_STATES
-from acd.metrics import (
+from acd.figures import (
     ABANDONED, SL_VARIANTS, WAITING, AgentFigures, AgentSpan, MetricsError, QueueCall, QueueCounts, Rag,
     SlPolicy, agent_figures, agent_figures_from_seconds, bucket_start, count_calls, figures_from_counts, next_bucket,
     split_spans,

@@ -53,7 +53,7 @@ from acd import reports, rollups
 from acd.core import AcdInputError, AgentStateError
 from acd.decisions import AgentView
 from acd.ledger import EVENT_KINDS, BoardLedger
-from acd.metrics import StateChange, bucket_start, next_bucket, spans_from_changes
+from acd.figures import StateChange, bucket_start, next_bucket, spans_from_changes
 from acd.service import ACD, AcdService
 from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval, same_slot_history
 from acd.wallboard import (

@@ -2,7 +2,7 @@
 
 ``--calls`` queue calls spread over 2026 (seeded; answered, abandoned, timed out),
 grouped into 15-minute intervals of Europe/Paris and summed per interval
-(``acd.metrics.by_bucket`` + ``queue_figures``). The baseline groups by
+(``acd.figures.by_bucket`` + ``queue_figures``). The baseline groups by
 ``t - t % 900`` (right only for zones whose offset is a whole number of quarter
 hours, and blind to what a day is): the difference is what local-clock intervals
 cost. Both must give the same offered total.
@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from acd.metrics import ABANDONED, ANSWERED, TIMED_OUT, QueueCall, SlPolicy, by_bucket, queue_figures  # noqa: E402
+from acd.figures import ABANDONED, ANSWERED, TIMED_OUT, QueueCall, SlPolicy, by_bucket, queue_figures  # noqa: E402
 
 
 def year_of_calls(n: int, seed: int) -> list[QueueCall]:

@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 import asyncpg  # noqa: E402
 
 from acd import reports, rollups  # noqa: E402
-from acd.metrics import StateChange, attach_wrapup, spans_from_changes  # noqa: E402
+from acd.figures import StateChange, attach_wrapup, spans_from_changes  # noqa: E402
 from acd.wallboard import AgentLive, board, parse_board_config  # noqa: E402
 from cti import store  # noqa: E402
 

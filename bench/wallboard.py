@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from acd.decisions import AgentView  # noqa: E402
-from acd.metrics import StateChange  # noqa: E402
+from acd.figures import StateChange  # noqa: E402
 
 QUEUES = ("sales", "support", "billing")
 _WEIGHTS = (0.5, 0.3, 0.2)

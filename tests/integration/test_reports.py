@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from acd.metrics import ANSWERED, TIMED_OUT, SlPolicy, agent_figures, group_by, queue_figures
+from acd.figures import ANSWERED, TIMED_OUT, SlPolicy, agent_figures, group_by, queue_figures
 from acd.reports import agent_spans, queue_calls, state_changes
 from cti.store import AgentRow, AgentStateRow, CallEventRow, CallRow, Writer, migrate
 

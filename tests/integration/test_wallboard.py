@@ -78,7 +78,7 @@ async def ended(dsn: str, ids: list[str]) -> None:
 
 async def by_hand(dsn: str) -> dict[str, list[dict]]:
     """Each queued call's wait, outcome and handle time, from calls, call_events and
-    agent_states, without acd.metrics: per queue, a list of calls."""
+    agent_states, without acd.figures: per queue, a list of calls."""
     calls = await fetch(dsn, "SELECT * FROM calls WHERE queue IS NOT NULL")
     left = {r["call_id"]: r["at"] for r in await fetch(
         dsn, "SELECT call_id, min(at) AS at FROM call_events WHERE kind = 'call.agent_left' GROUP BY call_id")}

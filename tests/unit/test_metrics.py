@@ -1,4 +1,4 @@
-"""Queue and agent figures (acd.metrics): hand-computed sets, intervals on the local clock, properties."""
+"""Queue and agent figures (acd.figures): hand-computed sets, intervals on the local clock, properties."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -8,7 +8,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from acd.metrics import (
+from acd.figures import (
     ABANDONED, ABANDONS_AGAINST, ABANDONS_IGNORED, ABANDONS_IN_FAVOUR, ANSWERED, GRANULARITIES, TIMED_OUT,
     WAITING, AgentSpan, MetricsError, QueueCall, Rag, SlPolicy, StateChange, agent_figures, attach_wrapup,
     bucket_start, buckets, by_bucket, group_by, next_bucket, queue_figures, rolling, spans_from_changes,

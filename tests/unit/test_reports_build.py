@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from acd.metrics import ABANDONED, ANSWERED, TIMED_OUT, WAITING
+from acd.figures import ABANDONED, ANSWERED, TIMED_OUT, WAITING
 from acd.reports import build_queue_calls
 
 T0 = 1_767_603_600.0

@@ -9,7 +9,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given, settings
 
-from acd.metrics import (
+from acd.figures import (
     ABANDONED, ANSWERED, TIMED_OUT, WAITING, AgentSpan, MetricsError, QueueCall, QueueCounts,
     by_bucket, count_calls, figures_from_counts, queue_figures,
 )

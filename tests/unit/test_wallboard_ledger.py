@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from acd.ledger import EVENT_KINDS, FOLD_AFTER_S, BoardLedger
-from acd.metrics import WAITING, StateChange, attach_wrapup, spans_from_changes
+from acd.figures import WAITING, StateChange, attach_wrapup, spans_from_changes
 from acd.reports import build_queue_calls
 from acd.wallboard import board, parse_board_config
 from bench.wallboard import AgentInput, CallInput, agent_names, make_service, synthetic_day
