@@ -32,8 +32,9 @@ from aiohttp import web
 
 from acd import callbacks as cbs
 from acd import config as acd_config
+from acd.config_versions import config_in_force
 from acd import core as acd_core
-from acd import store as acd_store
+from acd import callback_db
 from acd.decisions import AgentView
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
@@ -121,7 +122,7 @@ class AcdService:
     # Called with an agent's new state (``AgentView``) after it changed (e.g. the
     # WebSocket hub), in turn with the call events on the bus (``Bus.defer``).
     agent_listeners: list[Callable[[AgentView], None]] = field(default_factory=list)
-    _cb_writer: acd_store.CallbackWriter | None = None
+    _cb_writer: callback_db.CallbackWriter | None = None
     _leg_seq: int = 0
     # Set by the phone gateway (docs/softphone.md): the device each agent sits
     # at, and the agents whose device cannot ring. Kept here so that a new
@@ -150,7 +151,7 @@ class AcdService:
             import asyncpg
             self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
                                                    command_timeout=10, reset=keep_session)
-            self._cb_writer = acd_store.CallbackWriter(self._pool)
+            self._cb_writer = callback_db.CallbackWriter(self._pool)
             self._cb_writer.start()
         # The AMI client may have connected (and resynced) before we were here.
         # Callbacks are restored after: a callback whose agent is still on the
@@ -933,7 +934,7 @@ class AcdService:
         delay = 1.0
         while True:
             try:
-                found = await acd_store.load_open(self._pool)
+                found = await callback_db.load_open(self._pool)
                 break
             except Exception as exc:  # the database may come later: keep trying
                 log.warning("callback requests not loaded yet", error=str(exc))
@@ -966,44 +967,6 @@ class AcdService:
 
 
 ACD = web.AppKey("acd", AcdService)
-
-
-async def config_in_force(core: Any, path: Any) -> tuple[acd_config.AcdConfig, int | None]:
-    """The routing configuration to start with, and its stored version.
-
-    The file is read (and must be valid: a bad file stops the start, as
-    before). With a database, versions are kept in ``acd_config_versions``:
-    see ``acd.store.choose_config`` for which one starts. A stored version
-    that no longer validates is skipped with an error in the log.
-    """
-    config = acd_config.load_config(path)
-    if core.dsn is None:
-        return config, None
-    import asyncpg
-    document = config.model_dump(mode="json")
-    source = f"file:{path}"
-    pool = await asyncpg.create_pool(core.dsn, min_size=0, max_size=1, timeout=10)
-    try:
-        newest = await acd_store.config_versions(pool, limit=1)
-        from_file = await acd_store.latest_from(pool, "file:")
-        choice = acd_store.choose_config(document, newest[0] if newest else None, from_file)
-        if choice == "stored":
-            try:
-                stored = acd_config.parse_config(newest[0].document, f"stored version {newest[0].version}")
-                log.info("acd configuration: stored version in force", version=newest[0].version,
-                         source=newest[0].source)
-                return stored, newest[0].version
-            except CtiError as exc:
-                log.error("acd configuration: stored version invalid, file used", error=str(exc))
-                choice = "file"
-        if choice == "file":
-            version = await acd_store.save_config_version(pool, document, source)
-            log.info("acd configuration: file recorded as a new version", version=version, path=str(path))
-            return config, version
-        assert from_file is not None
-        return config, from_file.version
-    finally:
-        await pool.close()
 
 
 def setup_acd(app: web.Application) -> None:

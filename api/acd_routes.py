@@ -14,7 +14,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from acd import store as acd_store
+from acd import config_versions
 from acd.config import AcdConfig
 from acd.core import AcdInputError, AgentStateError
 from acd.service import ACD, AcdService
@@ -115,8 +115,8 @@ async def put_config(req: ApiRequest[AcdConfig, None]) -> ConfigSaved:
     if s._pool is None:
         raise ApiError(409, "no_database", "configuration versions need the database")
     principal = req.principal
-    version = await acd_store.save_config_version(s._pool, req.body.model_dump(mode="json"),
-                                                  f"api:{principal.name if principal else '?'}")
+    version = await config_versions.save_version(s._pool, req.body.model_dump(mode="json"),
+                                                 f"api:{principal.name if principal else '?'}")
     result = s.reconfigure(req.body, version)
     return ConfigSaved(version=version, **result)
 
@@ -125,7 +125,7 @@ async def list_versions(req: ApiRequest[None, None]) -> VersionList:
     s = _service(req)
     if s._pool is None:
         return VersionList(versions=[])
-    found = await acd_store.config_versions(s._pool)
+    found = await config_versions.newest_versions(s._pool)
     return VersionList(versions=[VersionItem(version=v.version, source=v.source, created_at=v.created_at)
                                  for v in found])
 

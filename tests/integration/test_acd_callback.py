@@ -7,7 +7,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from acd.store import fetch_callback
+from acd.callback_db import fetch_callback
 from cti.demo import place_call, set_demo_times
 from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
 

@@ -1,4 +1,4 @@
-"""Callback requests (acd.callbacks) and which routing configuration starts (acd.store.choose_config)."""
+"""Callback requests (acd.callbacks) and which routing configuration starts (acd.config_versions.choose_config)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from acd.callbacks import CallbackError, after_attempt, agent_missed, dial_string, parse_request
-from acd.store import ConfigVersion, choose_config
+from acd.config_versions import ConfigVersion, choose_config
 
 from tests.transcripts import events
 

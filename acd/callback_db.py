@@ -1,4 +1,4 @@
-"""The ACD's own tables in PostgreSQL: callback requests and configuration versions.
+"""The ``callbacks`` table in PostgreSQL: callback requests and their states.
 
 Writes run on one task, in order, each bounded by a timeout; a database that
 is away delays them (they wait in a bounded queue, oldest dropped with a
@@ -7,9 +7,7 @@ warning past ``max_pending``), it never blocks routing.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -121,50 +119,3 @@ class CallbackWriter:
             failures = 0
             self._pending.popleft()
             self.written += 1
-
-
-async def save_config_version(pool: asyncpg.Pool, document: dict[str, Any], source: str) -> int:
-    async with pool.acquire(timeout=10) as conn:
-        return await conn.fetchval("INSERT INTO acd_config_versions (document, source) VALUES ($1::jsonb, $2) "
-                                   "RETURNING version", json.dumps(document), source, timeout=10)
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigVersion:
-    version: int
-    document: dict[str, Any]
-    source: str
-    created_at: datetime
-
-
-async def config_versions(pool: asyncpg.Pool, limit: int = 50) -> list[ConfigVersion]:
-    """The newest versions first."""
-    async with pool.acquire(timeout=10) as conn:
-        rows = await conn.fetch("SELECT version, document::text AS doc, source, created_at FROM acd_config_versions "
-                                "ORDER BY version DESC LIMIT $1", limit, timeout=10)
-    return [ConfigVersion(r["version"], json.loads(r["doc"]), r["source"], r["created_at"]) for r in rows]
-
-
-async def latest_from(pool: asyncpg.Pool, source_prefix: str) -> ConfigVersion | None:
-    async with pool.acquire(timeout=10) as conn:
-        r = await conn.fetchrow("SELECT version, document::text AS doc, source, created_at FROM acd_config_versions "
-                                "WHERE starts_with(source, $1) ORDER BY version DESC LIMIT 1", source_prefix,
-                                timeout=10)
-    return None if r is None else ConfigVersion(r["version"], json.loads(r["doc"]), r["source"], r["created_at"])
-
-
-def choose_config(file_doc: dict[str, Any], newest: ConfigVersion | None,
-                  newest_from_file: ConfigVersion | None) -> str:
-    """Which configuration starts: ``"file"`` (record it as a new version),
-    ``"file-recorded"`` (the file, already the newest version) or ``"stored"``
-    (the newest version, saved through the API after the file last changed).
-
-    The file wins whenever it differs from the last version read from it: an
-    admin who edits the file means it. Otherwise edits made through the API
-    since stay in force across restarts.
-    """
-    if newest_from_file is None or newest_from_file.document != file_doc:
-        return "file"
-    if newest is not None and newest.version != newest_from_file.version:
-        return "stored"
-    return "file-recorded"
