@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from acd import config_versions
 from acd.config import AcdConfig
 from acd.core import AcdInputError, AgentStateError
-from acd.service import ACD, AcdService
+from acd.routing_shell import ACD, AcdService
 from api import audit
 from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError

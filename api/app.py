@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from acd.service import setup_acd
+from acd.routing_shell import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.desktop import setup_desktop

@@ -54,7 +54,7 @@ from acd.core import AcdInputError, AgentStateError
 from acd.decisions import AgentView
 from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.figures import StateChange, bucket_start, next_bucket, spans_from_changes
-from acd.service import ACD, AcdService
+from acd.routing_shell import ACD, AcdService
 from acd.staffing import SlotCounts, StaffingError, forecast_slot, plan_interval, same_slot_history
 from acd.wallboard import (
     AgentLive, BoardConfig, agent_report_rows, alerts, colours_of, csv_text, load_board_config, report_rows,
@@ -245,7 +245,7 @@ class WallboardService:
             log.exception("wallboard: today's calls not read; the board starts empty")
             self.ledger.day_start = bucket_start(time.time(), "day", self.tz)
         while True:
-            try:   # not wait_for: on Python 3.11 it may swallow stop()'s cancel (acd/service.py)
+            try:   # not wait_for: on Python 3.11 it may swallow stop()'s cancel (acd/routing_shell.py)
                 async with asyncio.timeout(REFRESH_S):
                     await self._dirty.wait()
             except TimeoutError:

@@ -44,7 +44,7 @@ TOLERANCE_S = 300
 SIGNATURE_HEADER = "X-Cti-Signature"
 
 # What a subscription may name: the kinds the daemon delivers (cti/events.py's table
-# without call.state, which is never delivered; the ACD's decisions, acd/service.py;
+# without call.state, which is never delivered; the ACD's decisions, acd/routing_shell.py;
 # recording/service.py; api/ticket_routes.py), their families, or everything.
 KINDS = frozenset({
     "call.started", "call.answered", "call.inbound", "call.queued", "call.outbound", "call.offered",

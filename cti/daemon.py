@@ -46,7 +46,7 @@ class Core:
     frames_in: int = 0
     model_errors: int = 0
     db_reconciled: int = 0
-    acd: Any = None                  # acd.service.AcdService when the ACD runs
+    acd: Any = None                  # acd.routing_shell.AcdService when the ACD runs
     http_limits: Any = None          # cti.httpserver.Limits of the HTTP listener (its counters)
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)

@@ -27,7 +27,7 @@ call.transferred    a blind or attended transfer (``data``: type, target)
 call.state          the derived state changed (``data``: old, new)
 call.merged         a bridge moved every leg of this call into another (``data``: into)
 call.ended          the last leg hung up (``data``: cause, cause_txt, estimated)
-acd.*               the ACD's decisions about the call (see acd/service.py); these and the
+acd.*               the ACD's decisions about the call (see acd/routing_shell.py); these and the
                     other features' events (``recording.*``, ``call.ivr``) are numbered in the
                     call's sequence and published through ``cti.daemon.Core.annotate``
 =================== ============================================================

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from acd.config import AcdConfig
-from acd.service import AcdService
+from acd.routing_shell import AcdService
 from cti.daemon import Core
 
 CONFIG = AcdConfig.model_validate({

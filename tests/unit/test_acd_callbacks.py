@@ -113,7 +113,7 @@ def test_an_unchanged_file_that_is_also_the_newest_version_is_not_recorded_again
 
 
 def test_agent_legs_report_as_the_service_expects():
-    """What acd.service matches on: OriginateResponse by our ChannelId with Reason 3 for
+    """What acd.callback_shell matches on: OriginateResponse by our ChannelId with Reason 3 for
     an agent who never answered; CtiCallbackResult naming the request with the Dial status."""
     responses = {f.headers["Uniqueid"]: (f.headers["Response"], f.headers["Reason"])
                  for f in CAPTURED if f.headers.get("Event") == "OriginateResponse"}

@@ -9,7 +9,7 @@ import time
 from types import SimpleNamespace
 
 from acd.config import AcdConfig
-from acd.service import AcdService
+from acd.routing_shell import AcdService
 from cti.daemon import Core
 from cti.events import CallEvent, CallView
 from tests.wireami import WireAmi

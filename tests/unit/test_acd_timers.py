@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 from types import SimpleNamespace
 
-from acd.service import AcdService
+from acd.routing_shell import AcdService
 from cti.daemon import Core
 from tests.unit.test_bus_order import CONFIG
 

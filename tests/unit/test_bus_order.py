@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from structlog.testing import capture_logs
 
 from acd.config import AcdConfig
-from acd.service import AcdService
+from acd.routing_shell import AcdService
 from cti.calls import CallModel
 from cti.daemon import Core
 from cti.events import Bus, CallEvent

@@ -264,7 +264,7 @@ def test_filed_callbacks_follow_the_router_then_leave_with_their_call() -> None:
     """The call-backs a supervisor filed: the router's status while it holds them,
     "done" when it lets go, forgotten once their call is folded off the board."""
     from acd import callbacks as cbs
-    from acd.service import Waiting
+    from acd.routing_shell import Waiting
     from api.wallboard import settle_filed
 
     dialing = Waiting(channel=None, callback=cbs.Callback("c1", "+4420", "sales", status=cbs.DIALING))
