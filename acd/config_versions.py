@@ -9,14 +9,17 @@ file's, recorded when it changes, and each one saved through the API
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import asyncpg
 import structlog
 
 from acd import config as acd_config
+from acd import core as acd_core
+from acd.held_calls import Entry, Waiting
 from cti.errors import CtiError
 
 log = structlog.get_logger(__name__)
@@ -107,3 +110,102 @@ async def config_in_force(core: Any, path: Any) -> tuple[acd_config.AcdConfig, i
         return config, from_file.version
     finally:
         await pool.close()
+
+
+class Reconfiguring:
+    """Mixed into ``AcdService`` (acd/routing_shell.py): the API's configuration
+    versions, and a new configuration put in force on the running router."""
+
+    if TYPE_CHECKING:  # what AcdService provides
+        core: Any
+        config: acd_config.AcdConfig
+        config_version: int | None
+        router: acd_core.Router
+        calls: dict[str, Waiting]
+        carried: dict[str, str]
+        devices: dict[str, str]
+        unreachable: set[str]
+        _pool: asyncpg.Pool | None
+        _queues: dict[str, Any]
+        _apply: Callable[[list[Any]], None]
+        _enter: Callable[[str, Entry, float], None]
+
+    async def save_config_version(self, document: dict[str, Any], source: str) -> int | None:
+        """Store ``document`` as the newest configuration version; returns its number,
+        None without a database (versions need it)."""
+        if self._pool is None:
+            return None
+        return await save_version(self._pool, document, source)
+
+    async def config_versions(self, limit: int = 50) -> list[ConfigVersion]:
+        """The stored versions, newest first (none without a database)."""
+        if self._pool is None:
+            return []
+        return await newest_versions(self._pool, limit)
+
+    def reconfigure(self, config: acd_config.AcdConfig, version: int | None = None) -> dict[str, int]:
+        """Put a new routing configuration in force without dropping anyone.
+
+        A fresh router is built and given what the old one held: agents keep
+        their state (talking agents stay on their call, wrap-up starts again),
+        waiting calls and callbacks keep their place (arrival time), offers
+        ringing now are carried as the agent's call until they end. Agents no
+        longer configured leave routing (their current call goes on in
+        Asterisk); calls of a queue that is gone wait in the default queue.
+        The service-level counters of the live board start again.
+        """
+        now = time.time()
+        old, new = self.router, acd_core.Router(config)
+        queues = {q.id for q in config.queues}
+        agents = {a.id: a for a in config.agents}
+        for agent_id in agents:  # before anyone logs in: they log in at the device they sit at
+            if agent_id in self.devices:
+                new.set_device(agent_id, self.devices[agent_id])
+            if agent_id in self.unreachable:
+                new.device_reachable(agent_id, False, now)
+        default = self.core.settings.acd_default_queue
+        out: list[Any] = []
+        moved = dropped = 0
+        for a in self.config.agents:
+            view = old.agent_state(a.id)
+            if a.id not in agents:
+                for w in self.calls.values():
+                    if w.agent == a.id:
+                        w.agent = None
+                continue
+            if view.state == acd_core.LOGGED_OUT:
+                continue
+            if view.state in (acd_core.AVAILABLE, acd_core.NOT_READY):
+                out += new.login(a.id, now)
+                if view.state == acd_core.NOT_READY:
+                    out += new.set_not_ready(a.id, view.reason, now)
+                continue
+            memberships = list(agents[a.id].queues)
+            queue = view.queue_id if view.queue_id in queues else (memberships[0] if memberships else default)
+            call = view.call_id or f"wrapup-{a.id}"
+            out += new.agent_on_call(a.id, call, queue, now)
+            if view.state == acd_core.WRAPUP:
+                out += new.call_finished(call, a.id, now)
+            elif view.state == acd_core.RESERVED:
+                self.carried[call] = a.id
+            if view.pending == "logout":
+                out += new.logout(a.id, now)
+            elif view.pending:
+                out += new.set_not_ready(a.id, view.pending, now)
+        self.router, self.config = new, config
+        self._queues = {q.id: q for q in config.queues}
+        self.config_version = version
+        self._apply(out)
+        for w in old.waiting_calls():
+            waiting = self.calls.get(w.call_id)
+            if w.status == acd_core.RINGING or waiting is None or waiting.entry is None:
+                continue
+            entry = replace(waiting.entry, since=w.arrived_at, callback=w.callback)
+            if entry.queue not in queues:
+                entry = replace(entry, queue=default)
+                dropped += 1
+            self._enter(w.call_id, entry, now)
+            moved += 1
+        log.info("acd configuration in force", version=version, agents=len(config.agents),
+                 queues=len(config.queues), calls_kept=moved, queue_gone=dropped, offers_carried=len(self.carried))
+        return {"calls_kept": moved, "queue_gone": dropped, "offers_carried": len(self.carried)}

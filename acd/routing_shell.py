@@ -30,12 +30,13 @@ from typing import Any, AsyncIterator, Callable
 import structlog
 from aiohttp import web
 
-from acd import callbacks as cbs
 from acd import config as acd_config
-from acd.config_versions import config_in_force
 from acd import core as acd_core
-from acd import callback_db
+from acd.ami_actions import failure, redirect, setvar, submit
+from acd.callback_shell import CallbackShell
+from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AgentView
+from acd.held_calls import Entry, Waiting, parse_skills
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
 from cti.store import AgentRow, AgentStateRow, close_pool, keep_session
@@ -45,60 +46,19 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_EVERY = 2.0
 # DialStatus of an unanswered offer -> the router's reason.
 _FAILED = {"NOANSWER": "noanswer", "BUSY": "busy", "CHANUNAVAIL": "failed", "CONGESTION": "failed"}
-# OriginateResponse Reason of an agent leg that did not answer -> the router's reason.
-_ORIGINATE_FAILED = {"3": "noanswer", "5": "busy", "8": "failed", "1": "rejected", "0": "failed"}
 
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, timezone.utc)
 
 
-def parse_skills(text: str | None) -> dict[str, int]:
-    """``"support:5,french:3"`` -> ``{"support": 5, "french": 3}``; a bare name means level 1.
-    Malformed pieces are ignored (the value comes from the dialplan)."""
-    out: dict[str, int] = {}
-    for piece in (text or "").split(","):
-        name, _, level = piece.strip().partition(":")
-        if not name:
-            continue
-        try:
-            out[name] = int(level) if level else 1
-        except ValueError:
-            continue
-    return out
-
-
-@dataclass(slots=True)
-class Waiting:
-    """What the shell knows of a call the router holds."""
-
-    channel: str | None              # None: nobody on the line (a callback request)
-    agent: str | None = None         # the agent currently offered or talking
-    answered: bool = False
-    announced_at: float = 0.0        # when the caller last heard position and wait
-    callback: cbs.Callback | None = None  # the caller asked to be called back
-    leg: str | None = None           # the agent leg of the current callback attempt
-    entry: "Entry | None" = None     # what the call entered the router with
-    # agents on the call besides ``agent``: a transferer still on the line while
-    # the target talks (attended transfer); each is finished when their leg ends
-    others: set[str] = field(default_factory=set)
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A call's routing inputs, kept to enter it again (a new configuration,
-    a carried offer that failed, a callback's next try)."""
-
-    queue: str
-    since: float
-    priority: int | None = None
-    skills: dict[str, int] = field(default_factory=dict)
-    customer_id: str | None = None
-    callback: bool = False
-
-
 @dataclass
-class AcdService:
+class AcdService(CallbackShell, Reconfiguring):
+    """The ACD in the daemon: the router fed from the bus, its decisions carried out
+    on Asterisk. Callbacks (``CallbackShell``, acd/callback_shell.py) and putting a
+    new configuration in force (``Reconfiguring``, acd/config_versions.py) are its
+    other two jobs, each in its own module; they share this object's state."""
+
     core: Any                                   # cti.daemon.Core
     config: acd_config.AcdConfig
     router: acd_core.Router = field(init=False)
@@ -107,23 +67,17 @@ class AcdService:
     offers_failed: int = 0
     heartbeats: int = 0
     adopted: int = 0
-    callbacks_requested: int = 0
-    callbacks_restored: int = 0
     # Hand waiting callers to app_queue on stop (False only to simulate a crash in tests).
     handover: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False           # replies that come after stop() change nothing
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    legs: dict[str, str] = field(default_factory=dict)           # callback agent leg -> call id
     carried: dict[str, str] = field(default_factory=dict)        # offers ringing at a reconfigure: call -> agent
     config_version: int | None = None
-    retries: dict[str, cbs.Callback] = field(default_factory=dict)  # callbacks waiting to try again
     _pool: Any = None
     # Called with an agent's new state (``AgentView``) after it changed (e.g. the
     # WebSocket hub), in turn with the call events on the bus (``Bus.defer``).
     agent_listeners: list[Callable[[AgentView], None]] = field(default_factory=list)
-    _cb_writer: callback_db.CallbackWriter | None = None
-    _leg_seq: int = 0
     # Set by the phone gateway (docs/softphone.md): the device each agent sits
     # at, and the agents whose device cannot ring. Kept here so that a new
     # configuration's router gets them too.
@@ -151,8 +105,7 @@ class AcdService:
             import asyncpg
             self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
                                                    command_timeout=10, reset=keep_session)
-            self._cb_writer = callback_db.CallbackWriter(self._pool)
-            self._cb_writer.start()
+            self._start_saving()
         # The AMI client may have connected (and resynced) before we were here.
         # Callbacks are restored after: a callback whose agent is still on the
         # line is adopted, not tried again.
@@ -171,8 +124,7 @@ class AcdService:
         if self.adopt in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.adopt)
         self.core.ami.remove_listener(self.on_ami_event)
-        if self._cb_writer is not None:
-            await self._cb_writer.stop()
+        await self._stop_saving()
         await close_pool(self._pool)
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
@@ -207,7 +159,7 @@ class AcdService:
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback:
-                self._setvar(data["channel"], "CTI_CALLBACK_OK", "1")
+                setvar(self.core.ami, data["channel"], "CTI_CALLBACK_OK", "1")
             self._enter(cid, Entry(queue, ev.at, data.get("priority"), parse_skills(data.get("skills")),
                                    data.get("customer")), ev.at)
             return
@@ -356,73 +308,6 @@ class AcdService:
         self.adopted += 1
         log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
 
-    def reconfigure(self, config: acd_config.AcdConfig, version: int | None = None) -> dict[str, int]:
-        """Put a new routing configuration in force without dropping anyone.
-
-        A fresh router is built and given what the old one held: agents keep
-        their state (talking agents stay on their call, wrap-up starts again),
-        waiting calls and callbacks keep their place (arrival time), offers
-        ringing now are carried as the agent's call until they end. Agents no
-        longer configured leave routing (their current call goes on in
-        Asterisk); calls of a queue that is gone wait in the default queue.
-        The service-level counters of the live board start again.
-        """
-        now = time.time()
-        old, new = self.router, acd_core.Router(config)
-        queues = {q.id for q in config.queues}
-        agents = {a.id: a for a in config.agents}
-        for agent_id in agents:  # before anyone logs in: they log in at the device they sit at
-            if agent_id in self.devices:
-                new.set_device(agent_id, self.devices[agent_id])
-            if agent_id in self.unreachable:
-                new.device_reachable(agent_id, False, now)
-        default = self.core.settings.acd_default_queue
-        out: list[Any] = []
-        moved = dropped = 0
-        for a in self.config.agents:
-            view = old.agent_state(a.id)
-            if a.id not in agents:
-                for w in self.calls.values():
-                    if w.agent == a.id:
-                        w.agent = None
-                continue
-            if view.state == acd_core.LOGGED_OUT:
-                continue
-            if view.state in (acd_core.AVAILABLE, acd_core.NOT_READY):
-                out += new.login(a.id, now)
-                if view.state == acd_core.NOT_READY:
-                    out += new.set_not_ready(a.id, view.reason, now)
-                continue
-            memberships = list(agents[a.id].queues)
-            queue = view.queue_id if view.queue_id in queues else (memberships[0] if memberships else default)
-            call = view.call_id or f"wrapup-{a.id}"
-            out += new.agent_on_call(a.id, call, queue, now)
-            if view.state == acd_core.WRAPUP:
-                out += new.call_finished(call, a.id, now)
-            elif view.state == acd_core.RESERVED:
-                self.carried[call] = a.id
-            if view.pending == "logout":
-                out += new.logout(a.id, now)
-            elif view.pending:
-                out += new.set_not_ready(a.id, view.pending, now)
-        self.router, self.config = new, config
-        self._queues = {q.id: q for q in config.queues}
-        self.config_version = version
-        self._apply(out)
-        for w in old.waiting_calls():
-            waiting = self.calls.get(w.call_id)
-            if w.status == acd_core.RINGING or waiting is None or waiting.entry is None:
-                continue
-            entry = replace(waiting.entry, since=w.arrived_at, callback=w.callback)
-            if entry.queue not in queues:
-                entry = replace(entry, queue=default)
-                dropped += 1
-            self._enter(w.call_id, entry, now)
-            moved += 1
-        log.info("acd configuration in force", version=version, agents=len(config.agents),
-                 queues=len(config.queues), calls_kept=moved, queue_gone=dropped, offers_carried=len(self.carried))
-        return {"calls_kept": moved, "queue_gone": dropped, "offers_carried": len(self.carried)}
-
     def agent_request(self, agent_id: str, what: str, reason: str = "") -> None:
         """An agent's own request (``login``, ``logout``, ``set_ready``,
         ``set_not_ready``, ``end_wrapup``), carried out at once.
@@ -469,34 +354,13 @@ class AcdService:
             if waiting.entry is not None:
                 waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
             if waiting.channel is not None and waiting.callback is None:
-                self._setvar(waiting.channel, "CTI_QUEUE", moved.target)
-                self._setvar(waiting.channel, "CTI_PRIORITY", str(moved.priority))
+                setvar(self.core.ami, waiting.channel, "CTI_QUEUE", moved.target)
+                setvar(self.core.ami, waiting.channel, "CTI_PRIORITY", str(moved.priority))
             elif waiting.callback is not None:
                 waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
                 self._save(waiting.callback)
         self._apply(out)
         return moved is not None
-
-    def request_callback(self, call_id: str, number: str, queue: str, since: float | None = None) -> cbs.Callback:
-        """File a callback for a caller no longer on the line (a supervisor's call-back
-        button for an abandoned caller): it is stored and waits in ``queue`` like
-        any callback request, keeping the place ``since`` (the caller's first
-        arrival; now when None or older than a day). Its id is ``call_id``.
-        Raises: ``CallbackError`` (bad number or queue) or ``AcdInputError`` (a
-        request for this call is already open, or the queue is unknown)."""
-        now = time.time()
-        if queue not in self._queues:
-            raise acd_core.AcdInputError(f"unknown queue {queue!r}")
-        if call_id in self.calls:
-            raise acd_core.AcdInputError(f"call {call_id!r} is still waiting or already has a callback")
-        cb = cbs.parse_request({"Linkedid": call_id, "Number": number, "Queue": queue,
-                                "Since": "" if since is None else repr(float(since))}, now, queue)
-        self.calls[call_id] = Waiting(channel=None, callback=cb)
-        self.callbacks_requested += 1
-        self._enter_callback(cb, now)
-        self._save(cb)
-        log.info("callback filed by a supervisor", call_id=call_id, queue=queue)
-        return cb
 
     def _enter(self, call_id: str, entry: Entry, now: float) -> None:
         """The call (already in ``self.calls``) waits in the router with ``entry``."""
@@ -562,12 +426,12 @@ class AcdService:
                     if waiting.callback is not None:
                         self._callback_missed(d.call_id, waiting)
                     elif waiting.channel is not None:
-                        self._redirect(waiting.channel, "cti-acd-wait", "back")
+                        redirect(self.core.ami, waiting.channel, "cti-acd-wait", "back")
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
                 if waiting is not None and waiting.channel is not None:
-                    self._redirect(waiting.channel, "cti-acd-maxwait", d.action)
+                    redirect(self.core.ami, waiting.channel, "cti-acd-maxwait", d.action)
                 self._annotate(d.call_id, "acd.maxwait", queue=d.queue_id, action=d.action)
             elif isinstance(d, acd_core.AgentState):
                 log.info("agent state", agent=d.agent_id, old=d.old, new=d.new, reason=d.reason)
@@ -601,58 +465,19 @@ class AcdService:
 
     # -- AMI actions: written when decided, replies seen to by callbacks -------
 
-    def _submit(self, action: str, headers: dict[str, Any]) -> asyncio.Future[Any]:
-        """Write ``action`` now (``AmiClient.submit``) and return its reply's future.
-        One that cannot be written (no connection) comes back already failed, so
-        a failure is always handled after the decision that caused it, never
-        inside it."""
-        try:
-            return self.core.ami.submit(action, headers, shape="single")
-        except AmiError as exc:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            fut.set_exception(exc)
-            return fut
-
-    @staticmethod
-    def _failure(fut: asyncio.Future[Any]) -> BaseException | None:
-        """The future's error (None: it succeeded; cancelled counts as an error)."""
-        if fut.cancelled():
-            return asyncio.CancelledError()
-        return fut.exception()
-
-    def _setvar(self, channel: str, name: str, value: str) -> None:
-        fut = self._submit("Setvar", {"Channel": channel, "Variable": name, "Value": value})
-
-        def done(f: asyncio.Future[Any]) -> None:
-            exc = self._failure(f)
-            if exc is not None:
-                log.warning("setvar failed", channel=channel, variable=name, error=str(exc))
-
-        fut.add_done_callback(done)
-
-    def _redirect(self, channel: str, context: str, exten: str) -> None:
-        fut = self._submit("Redirect", {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"})
-
-        def done(f: asyncio.Future[Any]) -> None:
-            exc = self._failure(f)
-            if exc is not None:
-                log.warning("redirect failed", channel=channel, context=context, error=str(exc))
-
-        fut.add_done_callback(done)
-
     def _send_offer(self, d: Any, channel: str) -> None:
         """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
         before this returns: the caller's arrival costs one AMI round trip."""
         value = f"{d.agent_id},{int(d.ring_timeout_s)},{d.device}"
+        ami = self.core.ami
         both = asyncio.gather(
-            self._submit("Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
-            self._submit("Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s",
-                                      "Priority": "1"}))
+            submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
+            submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s", "Priority": "1"}))
         log.debug("acd offer written", call_id=d.call_id, agent=d.agent_id, written_at=time.time())
         both.add_done_callback(lambda f: self._offer_done(d, f))
 
     def _offer_done(self, d: Any, fut: asyncio.Future[Any]) -> None:
-        exc = self._failure(fut)
+        exc = failure(fut)
         if self._stopped:
             return
         if exc is None:
@@ -694,13 +519,14 @@ class AcdService:
         ewt = self.router.estimated_wait(call_id, now)
         minutes = -1 if ewt is None else max(1, round(ewt / 60))
         channel = waiting.channel
+        ami = self.core.ami
         both = asyncio.gather(
-            self._submit("Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE", "Value": f"{position},{minutes}"}),
-            self._submit("Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s",
-                                      "Priority": "1"}))
+            submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE", "Value": f"{position},{minutes}"}),
+            submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s",
+                                     "Priority": "1"}))
 
         def done(f: asyncio.Future[Any]) -> None:
-            exc = self._failure(f)
+            exc = failure(f)
             if exc is None:
                 self._annotate(call_id, "acd.announced", position=position, minutes=minutes)
             else:
@@ -744,220 +570,6 @@ class AcdService:
             except AmiError as exc:
                 log.warning("acd heartbeat not sent", error=str(exc))
             await asyncio.sleep(HEARTBEAT_EVERY)
-
-    # -- callbacks -------------------------------------------------------------
-
-    def on_ami_event(self, frame: Any) -> None:
-        """AMI listener: callback requests and results from the dialplan, and
-        what becomes of the agent legs we originate for callbacks."""
-        h = frame.headers
-        event = h.get("Event")
-        if event == "UserEvent":
-            name = h.get("UserEvent")
-            if name == "CtiCallbackRequest":
-                self._callback_requested(h)
-            elif name == "CtiCallbackResult":
-                self._callback_result(h)
-        elif event == "OriginateResponse":
-            leg = h.get("Uniqueid")
-            if leg in self.legs:
-                self._leg_originated(leg, h.get("Response") == "Success", h.get("Reason") or "0")
-        elif event == "Hangup":
-            leg = h.get("Uniqueid")
-            if leg in self.legs:
-                self._leg_ended(leg)
-
-    def _save(self, cb: cbs.Callback) -> None:
-        if self._cb_writer is not None:
-            self._cb_writer.save(cb)
-
-    def _callback_requested(self, h: Any) -> None:
-        now = time.time()
-        try:
-            cb = cbs.parse_request(h, now, self.core.settings.acd_default_queue)
-        except cbs.CallbackError as exc:
-            log.error("callback request refused", error=str(exc))
-            return
-        if cb.queue not in self._queues:
-            log.warning("callback request for an unknown queue: default queue used", call_id=cb.callback_id,
-                        queue=cb.queue)
-            cb = replace(cb, queue=self.core.settings.acd_default_queue)
-        call_id = cb.callback_id
-        waiting = self.calls.get(call_id)
-        if waiting is not None and waiting.callback is not None:
-            log.info("callback already requested", call_id=call_id)
-            return
-        if waiting is not None and waiting.agent is not None:
-            log.info("callback request dropped: an agent is ringing for the caller", call_id=call_id)
-            return
-        self.callbacks_requested += 1
-        view = next((w for w in self.router.waiting_calls() if w.call_id == call_id), None)
-        if waiting is not None and view is not None:
-            # Waiting in the router: the request takes over the caller's place.
-            cb = replace(cb, since=view.arrived_at, queue=view.queue_id)
-            waiting.callback = cb
-            if waiting.entry is not None:
-                waiting.entry = replace(waiting.entry, since=view.arrived_at, callback=True)
-            self._apply(self.router.to_callback(call_id, now))
-        else:
-            if waiting is None:
-                waiting = self.calls[call_id] = Waiting(channel=h.get("Channel"))
-            waiting.callback = cb
-            self._enter_callback(cb, now)
-        self._save(cb)
-        self._annotate(call_id, "acd.callback_requested", number=cb.number, queue=cb.queue,
-                       waited=round(now - cb.since, 3))
-        log.info("callback requested", call_id=call_id, queue=cb.queue, since=cb.since)
-
-    def _enter_callback(self, cb: cbs.Callback, now: float) -> None:
-        self._enter(cb.callback_id, Entry(cb.queue, cb.since, cb.priority, parse_skills(cb.skills),
-                                          cb.customer_id, callback=True), now)
-
-    def _originate_callback(self, d: Any) -> None:
-        waiting = self.calls.get(d.call_id)
-        if waiting is None or waiting.callback is None or waiting.agent != d.agent_id:
-            return
-        settings = self.core.settings
-        cb = waiting.callback
-        self._leg_seq += 1
-        leg = f"{d.call_id}-cb{self._leg_seq}"
-        cb = waiting.callback = replace(cb, status=cbs.DIALING, agent_id=d.agent_id, last_leg=leg)
-        waiting.leg, waiting.answered = leg, False
-        self.legs[leg] = d.call_id
-        self._save(cb)
-        variables = {
-            "CTI_CALLBACK": d.call_id, "CTI_AGENT": d.agent_id,
-            "CTI_CALLBACK_DIAL": cbs.dial_string(settings.acd_callback_dial, cb.number),
-            "CTI_CALLBACK_RING": str(settings.acd_callback_ring_s),
-            "CTI_CALLBACK_CID": settings.acd_callback_caller_id,
-        }
-        fut = self._submit("Originate", {
-            "Channel": d.device, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1",
-            "Timeout": str(int(d.ring_timeout_s * 1000)), "Async": "true",
-            "CallerID": f'"Callback" <{cb.number}>', "ChannelId": leg, "OtherChannelId": f"{leg}-2",
-            "Variable": [f"{k}={v}" for k, v in variables.items()],
-        })
-
-        def done(f: asyncio.Future[Any]) -> None:
-            exc = self._failure(f)
-            if self._stopped:
-                return
-            if exc is None:
-                self.offers_sent += 1
-                return
-            self.offers_failed += 1
-            log.warning("callback offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
-            self.legs.pop(leg, None)
-            if waiting.agent == d.agent_id:
-                waiting.agent = None
-                self._callback_missed(d.call_id, waiting)
-                self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
-
-        fut.add_done_callback(done)
-
-    def _callback_missed(self, call_id: str, waiting: Waiting) -> None:
-        """The agent did not take the callback: it waits again, no attempt spent."""
-        if waiting.leg is not None:
-            self.legs.pop(waiting.leg, None)
-            waiting.leg = None
-        if waiting.callback is not None:
-            waiting.callback = cbs.agent_missed(waiting.callback)
-            self._save(waiting.callback)
-
-    def _leg_originated(self, leg: str, answered: bool, reason: str) -> None:
-        call_id = self.legs[leg]
-        waiting = self.calls.get(call_id)
-        if waiting is None or waiting.agent is None or waiting.leg != leg:
-            return
-        now = time.time()
-        if answered:
-            waiting.answered = True
-            self.carried.pop(call_id, None)
-            self._apply(self.router.offer_answered(call_id, waiting.agent, now))
-            return
-        agent, waiting.agent = waiting.agent, None
-        self._callback_missed(call_id, waiting)
-        self._offer_failed(call_id, agent, _ORIGINATE_FAILED.get(reason, "failed"), now)
-
-    def _callback_result(self, h: Any) -> None:
-        call_id = h.get("Callback") or ""
-        waiting = self.calls.get(call_id)
-        if waiting is None or waiting.callback is None:
-            return
-        s = self.core.settings
-        cb = waiting.callback = cbs.after_attempt(waiting.callback, (h.get("Status") or "").strip(), time.time(),
-                                                  max_attempts=s.acd_callback_attempts,
-                                                  retry_s=s.acd_callback_retry_s)
-        self._save(cb)
-        self._annotate(call_id, "acd.callback_attempt", agent=cb.agent_id, result=cb.last_result,
-                       status=cb.status, attempts=cb.attempts)
-        log.info("callback attempt", call_id=call_id, agent=cb.agent_id, result=cb.last_result, status=cb.status,
-                 attempts=cb.attempts)
-
-    def _leg_ended(self, leg: str) -> None:
-        call_id = self.legs.pop(leg)
-        waiting = self.calls.get(call_id)
-        if waiting is None or waiting.leg != leg:
-            return
-        waiting.leg = None
-        now = time.time()
-        agent, waiting.agent = waiting.agent, None
-        if agent is not None and not waiting.answered:  # ended before any OriginateResponse
-            self._callback_missed(call_id, waiting)
-            self._offer_failed(call_id, agent, "noanswer", now)
-            return
-        cb = waiting.callback
-        if cb is not None and cb.status == cbs.DIALING:  # the result never came: count a failed try
-            cb = waiting.callback = cbs.after_attempt(cb, "UNKNOWN", now, max_attempts=self.core.settings.
-                                                      acd_callback_attempts,
-                                                      retry_s=self.core.settings.acd_callback_retry_s)
-            self._save(cb)
-        if agent is not None:
-            self._apply(self.router.call_finished(call_id, agent, now))
-        waiting.answered = False
-        if cb is not None and cb.status == cbs.PENDING:
-            self.retries[call_id] = cb
-        else:
-            del self.calls[call_id]
-
-    def _retry_callbacks(self, now: float) -> None:
-        due = [cb for cb in self.retries.values() if (cb.not_before or 0) <= now]
-        for cb in due:
-            del self.retries[cb.callback_id]
-            waiting = self.calls.get(cb.callback_id)
-            if waiting is None or waiting.callback is None:
-                continue
-            self._enter_callback(waiting.callback, now)
-
-    async def _restore_callbacks(self) -> None:
-        """At start: callback requests left open by the last run wait again in their place."""
-        delay = 1.0
-        while True:
-            try:
-                found = await callback_db.load_open(self._pool)
-                break
-            except Exception as exc:  # the database may come later: keep trying
-                log.warning("callback requests not loaded yet", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(30.0, delay * 2)
-        now = time.time()
-        for cb in found:
-            waiting = self.calls.get(cb.callback_id)
-            if waiting is not None:
-                if waiting.callback is None and waiting.leg is not None:  # its agent is still on the line
-                    waiting.callback = cb
-                continue
-            if cb.queue not in self._queues:
-                cb = replace(cb, queue=self.core.settings.acd_default_queue)
-            cb = replace(cb, status=cbs.PENDING, agent_id=None)
-            self.calls[cb.callback_id] = Waiting(channel=None, callback=cb)
-            self.callbacks_restored += 1
-            if cb.not_before is not None and cb.not_before > now:
-                self.retries[cb.callback_id] = cb
-            else:
-                self._enter_callback(cb, now)
-        if found:
-            log.info("callback requests restored", count=len(found))
 
     # -- introspection ---------------------------------------------------------
 

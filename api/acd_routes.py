@@ -14,7 +14,6 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from acd import config_versions
 from acd.config import AcdConfig
 from acd.core import AcdInputError, AgentStateError
 from acd.routing_shell import ACD, AcdService
@@ -112,20 +111,17 @@ async def get_config(req: ApiRequest[None, None]) -> ConfigReply:
 
 async def put_config(req: ApiRequest[AcdConfig, None]) -> ConfigSaved:
     s = _service(req)
-    if s._pool is None:
-        raise ApiError(409, "no_database", "configuration versions need the database")
     principal = req.principal
-    version = await config_versions.save_version(s._pool, req.body.model_dump(mode="json"),
-                                                 f"api:{principal.name if principal else '?'}")
+    version = await s.save_config_version(req.body.model_dump(mode="json"),
+                                          f"api:{principal.name if principal else '?'}")
+    if version is None:
+        raise ApiError(409, "no_database", "configuration versions need the database")
     result = s.reconfigure(req.body, version)
     return ConfigSaved(version=version, **result)
 
 
 async def list_versions(req: ApiRequest[None, None]) -> VersionList:
-    s = _service(req)
-    if s._pool is None:
-        return VersionList(versions=[])
-    found = await config_versions.newest_versions(s._pool)
+    found = await _service(req).config_versions()
     return VersionList(versions=[VersionItem(version=v.version, source=v.source, created_at=v.created_at)
                                  for v in found])
 

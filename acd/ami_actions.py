@@ -1,0 +1,57 @@
+"""The ACD's AMI actions, written the moment they are decided (``AmiClient.submit``:
+Asterisk runs one session's actions in order, so none waits for an earlier
+one's reply); each reply is seen to by a callback on its future."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from cti.errors import AmiError
+
+log = structlog.get_logger(__name__)
+
+
+def submit(ami: Any, action: str, headers: dict[str, Any]) -> asyncio.Future[Any]:
+    """Write ``action`` now and return its reply's future.
+    One that cannot be written (no connection) comes back already failed, so
+    a failure is always handled after the decision that caused it, never
+    inside it."""
+    try:
+        return ami.submit(action, headers, shape="single")
+    except AmiError as exc:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.set_exception(exc)
+        return fut
+
+
+def failure(fut: asyncio.Future[Any]) -> BaseException | None:
+    """The future's error (None: it succeeded; cancelled counts as an error)."""
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception()
+
+
+def setvar(ami: Any, channel: str, name: str, value: str) -> None:
+    """Set a channel variable; a failure is logged."""
+    fut = submit(ami, "Setvar", {"Channel": channel, "Variable": name, "Value": value})
+
+    def done(f: asyncio.Future[Any]) -> None:
+        exc = failure(f)
+        if exc is not None:
+            log.warning("setvar failed", channel=channel, variable=name, error=str(exc))
+
+    fut.add_done_callback(done)
+
+
+def redirect(ami: Any, channel: str, context: str, exten: str) -> None:
+    """Send the channel to ``context,exten,1``; a failure is logged."""
+    fut = submit(ami, "Redirect", {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"})
+
+    def done(f: asyncio.Future[Any]) -> None:
+        exc = failure(f)
+        if exc is not None:
+            log.warning("redirect failed", channel=channel, context=context, error=str(exc))
+
+    fut.add_done_callback(done)
