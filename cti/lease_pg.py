@@ -1,0 +1,192 @@
+"""The leadership lease on PostgreSQL: the thin shell around ``cti.leadership``.
+
+One dedicated connection (never from the pool: the advisory lock lives and dies
+with this session) runs the core's requests one at a time:
+
+- ``TryLock``: ``pg_try_advisory_lock(LOCK_CLASS, crc32(cluster))``;
+- ``ReadLease``: the cluster's row in ``leadership`` (migration 0014);
+- ``TakeOver``: one ``UPDATE ... WHERE`` the row is still the one read ``RETURNING``
+  the new epoch (``INSERT ... ON CONFLICT DO NOTHING`` when there was no row);
+- ``Renew``: ``heartbeat_at`` refreshed where holder and epoch are still ours, with
+  a timeout no longer than what is left of the lease;
+- ``Evict``: ``pg_terminate_backend`` of the session holding the lock (it needs the
+  same role as that session, or ``pg_signal_backend``).
+
+Any failure on the session (closed socket, timeout, error) is the core's "connection
+lost": the session is closed, which releases the lock. Times are the event loop's
+monotonic clock; ``heartbeat_at`` is the database's ``now()``, never compared with it.
+Not wired into the daemon yet (docs/ha.md).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import zlib
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import structlog
+
+from cti.leadership import (
+    Connect,
+    Decision,
+    Evict,
+    Lease,
+    LeaseConfig,
+    LeaseRow,
+    ReadLease,
+    Renew,
+    Request,
+    StartLeading,
+    StepDown,
+    TakeOver,
+    TryLock,
+)
+
+log = structlog.get_logger("cti.lease")
+
+LOCK_CLASS = 0x6374_6C65    # "ctle": the first key of the two-key advisory lock
+
+
+def lock_keys(cluster: str) -> tuple[int, int]:
+    """The advisory lock's two int4 keys for ``cluster`` (both positive)."""
+    return LOCK_CLASS, zlib.crc32(cluster.encode()) & 0x7FFF_FFFF
+
+
+_READ = "SELECT holder, epoch, heartbeat_at FROM leadership WHERE cluster = $1"
+_INSERT = ("INSERT INTO leadership (cluster, holder, epoch) VALUES ($1, $2, $3 + 1)"
+           " ON CONFLICT (cluster) DO NOTHING RETURNING holder, epoch, heartbeat_at")
+_TAKE = ("UPDATE leadership SET holder = $2, epoch = greatest(epoch, $3) + 1,"
+         " heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond'), taken_at = now()"
+         " WHERE cluster = $1 AND holder = $4 AND epoch = $5 AND heartbeat_at = $6"
+         " RETURNING holder, epoch, heartbeat_at")
+# A renewal always changes the value (a standby compares values, not times).
+_RENEW = ("UPDATE leadership SET heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond')"
+          " WHERE cluster = $1 AND holder = $2 AND epoch = $3 RETURNING heartbeat_at")
+_EVICT = ("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+          " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2 AND granted"
+          " AND pid <> pg_backend_pid()")
+
+
+class PgLeadership:
+    """One contender. ``step()`` does what is due now; ``run()`` steps until cancelled.
+
+    ``on_decision`` (optional) is called with every ``StartLeading``/``StepDown``.
+    """
+
+    def __init__(self, dsn: str, cluster: str, node_id: str, config: LeaseConfig | None = None, *,
+                 on_decision: Callable[[Decision], Awaitable[None] | None] | None = None,
+                 connect_timeout: float = 5.0, clock: Callable[[], float] | None = None) -> None:
+        self.dsn = dsn
+        self.cluster = cluster
+        self.node_id = node_id
+        self.config = config or LeaseConfig()
+        self.connect_timeout = connect_timeout
+        self._clock = clock or asyncio.get_running_loop().time
+        self.lease = Lease(node_id, self.config, self._clock())
+        self._on_decision = on_decision
+        self._conn: Any = None
+
+    # -- what the daemon asks ---------------------------------------------------
+
+    def leading(self) -> bool:
+        """Whether this node may act as leader now: check it before every routing action."""
+        return self.lease.leading(self._clock())
+
+    @property
+    def epoch(self) -> int:
+        return self.lease.epoch
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the dedicated session (for tests and diagnostics)."""
+        return None if self._conn is None else self._conn.get_server_pid()
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Step forever, sleeping until the core's next deadline (at most ``poll_every``)."""
+        while True:
+            await self.step()
+            delay = min(self.lease.next_deadline() - self._clock(), self.config.poll_every)
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def step(self) -> list[Decision]:
+        """Run the requests due now, feeding each result to the core; the decisions taken."""
+        out = self.lease.tick(self._clock())
+        while (req := self.lease.next_request(self._clock())) is not None:
+            out += await self._run(req)
+        for d in out:
+            if isinstance(d, StepDown):
+                log.warning("lease.step_down", node=self.node_id, epoch=d.epoch, reason=d.reason)
+            elif isinstance(d, StartLeading):
+                log.info("lease.leading", node=self.node_id, epoch=d.epoch)
+            if self._on_decision is not None:
+                res = self._on_decision(d)
+                if asyncio.iscoroutine(res):
+                    await res
+        return out
+
+    async def close(self) -> None:
+        """Close the session (releasing the lock). Does not announce a step-down."""
+        await self._drop()
+
+    # -- requests -----------------------------------------------------------------
+
+    async def _run(self, req: Request) -> list[Decision]:
+        lease, timeout = self.lease, self.config.renew_within
+        try:
+            if isinstance(req, Connect):
+                await self._drop()
+                self._conn = await asyncpg.connect(
+                    self.dsn, timeout=self.connect_timeout,
+                    server_settings={"application_name": f"cti-lease {self.node_id}"[:63]})
+                return lease.on_connected(self._clock())
+            conn = self._conn
+            if conn is None:
+                return lease.on_connection_lost(self._clock())
+            if isinstance(req, TryLock):
+                got = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *lock_keys(self.cluster),
+                                          timeout=timeout)
+                return lease.on_lock(self._clock(), bool(got))
+            if isinstance(req, ReadLease):
+                r = await conn.fetchrow(_READ, self.cluster, timeout=timeout)
+                return lease.on_lease_read(self._clock(), _row(r))
+            if isinstance(req, TakeOver):
+                if req.expected is None:
+                    r = await conn.fetchrow(_INSERT, self.cluster, self.node_id, req.min_epoch, timeout=timeout)
+                else:
+                    e = req.expected
+                    r = await conn.fetchrow(_TAKE, self.cluster, self.node_id, req.min_epoch,
+                                            e.holder, e.epoch, e.heartbeat_at, timeout=timeout)
+                row = _row(r)
+                if row is None:
+                    return lease.on_takeover_refused(self._clock())
+                return lease.on_took_over(self._clock(), row)
+            if isinstance(req, Renew):
+                hb = await conn.fetchval(_RENEW, self.cluster, self.node_id, req.epoch,
+                                         timeout=max(req.timeout, 0.001))
+                if hb is None:
+                    return lease.on_renew_refused(self._clock())
+                return lease.on_renewed(self._clock(), hb)
+            if isinstance(req, Evict):
+                n = await conn.fetchval(_EVICT, *lock_keys(self.cluster), timeout=timeout)
+                log.warning("lease.evicted", node=self.node_id, sessions=n)
+                return lease.on_evicted(self._clock())
+            raise AssertionError(f"unknown lease request {req!r}")
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("lease.session_lost", node=self.node_id, request=type(req).__name__, error=repr(exc))
+            await self._drop()
+            return lease.on_connection_lost(self._clock())
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # terminate(): no goodbye round trip to a server that may not answer.
+            with contextlib.suppress(Exception):
+                conn.terminate()
+
+
+def _row(r: Any) -> LeaseRow | None:
+    return None if r is None else LeaseRow(r["holder"], r["epoch"], r["heartbeat_at"])
