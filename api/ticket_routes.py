@@ -27,7 +27,7 @@ with the machine's message.
 
 A change that sends an engineer out (``dispatch``; a failed visit of the
 engineer's own cause) notifies them once it has committed (``TicketNotifier``):
-the sender is ``cti.ticket_notify.LogSender`` or ``WebhookSender`` by the
+the sender is ``crm.ticket_notify.LogSender`` or ``WebhookSender`` by the
 ``ticket_notify`` setting; a failure is logged and recorded, the change stays.
 """
 from __future__ import annotations
@@ -47,17 +47,17 @@ from api.desk import db, query
 from api.errors import ApiError, ErrorDetail
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry
-from cti import engineers as engineer_store
-from cti import ticket_store
-from cti.customer_store import add_note, customer_recordings, customer_view, search_customers
-from cti.daemon import CORE, run_with_app
-from cti.ticket_notify import EVENT, REASONS, LogSender, Notification, NotifyError, Sender, dispatch_notification, \
+from crm import engineers as engineer_store
+from crm import ticket_store
+from crm.customer_store import add_note, customer_recordings, customer_view, search_customers
+from crm.ticket_notify import EVENT, REASONS, LogSender, Notification, NotifyError, Sender, dispatch_notification, \
     log_fields
-from cti.tickets import (
+from crm.tickets import (
     COMMANDS, DEFAULT_TYPES, EDITABLE, PRIORITIES, AuditEntry, InvalidCommand, State, Ticket, TicketConflict,
     TicketNotFound, TicketTypes, TransitionRefused, UnknownTicketType, allowed_commands, command_from, due_by,
     is_overdue,
 )
+from cti.daemon import CORE, run_with_app
 from recording import store as rec_store
 
 log = structlog.get_logger(__name__)

@@ -18,9 +18,9 @@ from typing import Any, Mapping, Protocol
 
 import structlog
 
-from cti.engineers import Engineer
+from crm.engineers import Engineer
+from crm.tickets import AuditEntry, Ticket
 from cti.errors import CtiError
-from cti.tickets import AuditEntry, Ticket
 
 log = structlog.get_logger(__name__)
 
