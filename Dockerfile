@@ -4,6 +4,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY cti ./cti
+COPY crm ./crm
 COPY acd ./acd
 COPY ivr ./ivr
 COPY recording ./recording

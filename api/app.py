@@ -11,8 +11,10 @@ from aiohttp import web
 
 from acd.routing_shell import setup_acd
 from api.acd_routes import setup_acd_routes
+from api.customer_routes import setup_customer_routes
 from api.desk import setup_auth
 from api.desktop import setup_desktop
+from api.engineer_routes import setup_engineer_routes
 from api.hooks import setup_hooks
 from api.hygiene import setup_hygiene
 from api.observe import setup_metrics
@@ -50,4 +52,6 @@ def build(settings: Settings) -> web.Application:
     setup_desktop(app)      # screen-pops go out on the hub, after the event they follow
     setup_webhooks(app)
     setup_ticket_routes(app)   # dispatch notifications may go out as webhooks
+    setup_customer_routes(app)
+    setup_engineer_routes(app)
     return app

@@ -35,10 +35,11 @@ from api.desk import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
 from api.ws import WS
+from crm import ticket_store
+from crm.customer_lookup import find_by_phone
+from crm.customer_store import customer_view
+from crm.phones import normalise_e164
 from cti import control
-from cti import ticket_store
-from cti.customer_store import customer_view
-from cti.customers import find_by_phone, normalise_e164
 from cti.daemon import CORE
 from cti.errors import AmiActionFailed, AmiError, AmiNotConnected
 from cti.events import CallEvent

@@ -45,7 +45,8 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from cti.customers import ACCOUNT, CustomerRecord, find_by_account, find_by_phone, normalise_e164
+from crm.customer_lookup import ACCOUNT, CustomerRecord, find_by_account, find_by_phone
+from crm.phones import normalise_e164
 from cti.errors import ConfigError
 from cti.store import close_pool, keep_session
 

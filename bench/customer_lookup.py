@@ -1,4 +1,4 @@
-"""Caller-ID lookup on a million customers: p50/p99 through ``cti.customers``, beside baselines.
+"""Caller-ID lookup on a million customers: p50/p99 through ``crm.customer_lookup``, beside baselines.
 
 Loads ``--customers`` customers (default 1,000,000; seeded; 30% have a second
 number, so about 1.3 M numbers) into a scratch PostgreSQL database with COPY,
@@ -47,8 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
+from crm.customer_lookup import find_by_phone  # noqa: E402
+from crm.phones import normalise_e164  # noqa: E402
 from cti import store  # noqa: E402
-from cti.customers import find_by_phone, normalise_e164  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MOD = 10 ** 8            # 8 subscriber digits after the prefix
@@ -173,7 +174,7 @@ async def main() -> None:
 
                 await measure(ours, callers(args.customers, 2000, rng))                     # warm-up
                 sample = callers(args.customers, args.lookups, rng)
-                results.append(("cti.customers: normalise_e164 + find_by_phone (primary-key index)",
+                results.append(("crm.customer_lookup: normalise_e164 + find_by_phone (primary-key index)",
                                 await measure(ours, sample)))
                 small = callers(args.customers, args.baseline_lookups, rng)
                 # A connection of its own: a plan cached on ours would keep using the index.

@@ -1,5 +1,5 @@
 """The core of the daemon: the Asterisk side, the call model and its bus, the database and
-the shell; and the records calls refer to (customers, tickets, engineers).
+the shell. The records calls refer to (customers, tickets, engineers) are in ``crm``.
 
 Asterisk and calls:
 - ``cti.amiproto``: AMI wire protocol, sans I/O (bytes in, frames out; actions to bytes).
@@ -19,12 +19,6 @@ The shell:
   ``api.app`` mounts every feature on it.
 - ``cti.httpserver``, ``cti.connlimits``: the HTTP listener, its deadlines and connection cap.
 - ``cti.config``, ``cti.logs``, ``cti.errors``, ``cti.cli``.
-
-Customers and tickets:
-- ``cti.phones``: E.164 numbers, pure; ``cti.customers``: caller lookups;
-  ``cti.customer_model`` (pure) and ``cti.customer_store``: the full record, merges, imports.
-- ``cti.tickets``: the ticket machine, pure; ``cti.ticket_store``, ``cti.ticket_notify``,
-  ``cti.engineers``.
 
 Demo and tests: ``cti.demo`` and ``cti.demo_ivr`` (simulated callers), ``cti.sandbox`` (the
 sandbox's generated secrets).

@@ -332,8 +332,8 @@ async def _customers_import(settings: Settings, args: argparse.Namespace) -> int
     import csv
 
     from cti import store
-    from cti.customer_model import CustomerError, read_csv
-    from cti.customer_store import import_customers
+    from crm.customer_model import CustomerError, read_csv
+    from crm.customer_store import import_customers
 
     country = args.country.lstrip("+") if args.country else None
     if country is not None and not (country.isdigit() and 1 <= len(country) <= 3):
@@ -377,8 +377,8 @@ async def _tickets_import_list(settings: Settings, args: argparse.Namespace) -> 
     """Exit 0 when every listed customer was found (created or skipped as already
     open), 1 when some were unknown, 2 for a bad file, type or note (nothing created)."""
     from cti import store
-    from cti.ticket_store import import_list, load_ticket_types
-    from cti.tickets import DEFAULT_TYPES, TicketError
+    from crm.ticket_store import import_list, load_ticket_types
+    from crm.tickets import DEFAULT_TYPES, TicketError
 
     try:
         types = load_ticket_types(args.types) if args.types else DEFAULT_TYPES

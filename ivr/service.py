@@ -47,7 +47,8 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from cti.customers import find_by_account, find_by_phone, normalise_e164
+from crm.customer_lookup import find_by_account, find_by_phone
+from crm.phones import normalise_e164
 from cti.store import close_pool, keep_session
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker

@@ -1,6 +1,6 @@
 -- Customers grown to the full record (addresses with region, tags, notes, merges, links to
 -- calls), and tickets (work orders) with their audit trail and links.
--- The allowed ticket transitions live in cti/tickets.py (TRANSITIONS), not here: the
+-- The allowed ticket transitions live in crm/tickets.py (TRANSITIONS), not here: the
 -- database only refuses states and sources that do not exist.
 
 CREATE TABLE customer_addresses (
@@ -53,7 +53,7 @@ CREATE TABLE customer_calls (
 CREATE INDEX customer_calls_call_idx ON customer_calls (call_id);
 
 -- One row per merge: the duplicate's id is gone from customers, the row says where it went
--- and what moved (the plan, as cti.customer_model.MergePlan.as_dict gives it).
+-- and what moved (the plan, as crm.customer_model.MergePlan.as_dict gives it).
 CREATE TABLE customer_merges (
     merge_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     into_customer_id text NOT NULL,

@@ -8,12 +8,13 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from cti import store, ticket_store as ts
-from cti.customer_model import Address, InvalidCustomer, MergeRefused, Rejected, read_csv
-from cti.customer_store import (
+from crm import ticket_store as ts
+from crm.customer_lookup import find_by_phone, save_customer
+from crm.customer_model import Address, InvalidCustomer, MergeRefused, Rejected, read_csv
+from crm.customer_store import (
     add_address, add_note, customer_view, import_customers, link_call, merge_customers, tag,
 )
-from cti.customers import find_by_phone, save_customer
+from cti import store
 from tests.integration.test_cli import cti
 
 CSV = """customer_id,name,phones,language,vip,tags,address,postcode,city,country,region,note

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from api import webhooks
 from api.webhook_service import WEBHOOKS
-from cti import control, ticket_store
-from cti.customers import save_customer
+from crm import ticket_store
+from crm.customer_lookup import save_customer
+from cti import control
 from cti.demo import place_call, set_demo_times
 from cti.demo_ivr import place_dtmf_call
 from tests.integration.conftest import daemon_settings, eventually, http_receiver, hangup_all, start_daemon

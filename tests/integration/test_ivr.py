@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 
 from api.hooks import setup_hooks
+from crm.customer_lookup import save_customer
 from cti.ami import AmiClient
-from cti.customers import save_customer
 from cti.daemon import Core, build_app
 from cti.demo_ivr import place_dtmf_call
 from ivr.service import IVR, IvrHolder, setup_ivr

@@ -14,9 +14,9 @@ import asyncpg
 from aiohttp import web
 
 from api import webhooks
-from cti.customer_model import Address
-from cti.customer_store import add_address
-from cti.customers import save_customer
+from crm.customer_lookup import save_customer
+from crm.customer_model import Address
+from crm.customer_store import add_address
 from cti.demo import place_call, set_demo_times
 from tests.integration.conftest import daemon_settings, eventually, http_receiver, hangup_all, start_daemon
 from tests.integration.test_api import PASSWORD, add_user, bearer, login, url
@@ -219,7 +219,7 @@ async def test_the_ticket_api_roles_edits_search_and_a_failed_notification_that_
     from structlog.testing import capture_logs
 
     from api.ticket_routes import NOTIFIER
-    from cti.ticket_notify import NotifyError
+    from crm.ticket_notify import NotifyError
 
     d = await start_daemon(daemon_settings(database, tmp_path, ticket_notify="webhook"))
     conn = await asyncpg.connect(database)

@@ -9,14 +9,15 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from cti import store, ticket_store as ts
-from cti.customer_model import Address
-from cti.customer_store import add_address, customer_view
-from cti.customers import save_customer
-from cti.tickets import (
+from crm import ticket_store as ts
+from crm.customer_lookup import save_customer
+from crm.customer_model import Address
+from crm.customer_store import add_address, customer_view
+from crm.tickets import (
     DEFAULT_TYPES, CallbackNoAnswer, Cancel, Confirm, Dispatch, InvalidCommand, Reopen, ResolveByPhone, SendToLead,
     State, TicketConflict, TicketNotFound, TransitionRefused, VisitFailed, VisitSucceeded, is_overdue,
 )
+from cti import store
 from tests.integration.conftest import eventually
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)

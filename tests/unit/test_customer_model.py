@@ -5,11 +5,11 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
-from cti.customer_model import (
+from crm.customer_model import (
     Address, BadImportFile, CustomerSnapshot, InvalidCustomer, MergeRefused, Rejected, check_header,
     normalise_tag, plan_merge, read_csv, validate_row, validate_rows,
 )
-from cti.phones import normalise_e164
+from crm.phones import normalise_e164
 
 
 def row(**kw):

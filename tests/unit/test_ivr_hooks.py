@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from api.hooks import POOL, host_name, lookup, route, setup_hooks
+from crm.phones import normalise_e164
 from cti.config import load_settings
-from cti.customers import normalise_e164
 from cti.daemon import CORE, Core
 from cti.errors import ConfigError
 

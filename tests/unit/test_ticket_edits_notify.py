@@ -8,9 +8,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from api.ticket_routes import commands_for, may_command, may_edit
-from cti.engineers import Engineer, check_dispatch, validate
-from cti.ticket_notify import LogSender, dispatch_notification, log_fields
-from cti.tickets import (
+from crm.engineers import Engineer, check_dispatch, validate
+from crm.ticket_notify import LogSender, dispatch_notification, log_fields
+from crm.tickets import (
     TRANSITIONS, Dispatch, FailureCause, InvalidCommand, State, VisitFailed, VisitSucceeded, apply, edit,
     new_ticket,
 )
@@ -49,7 +49,7 @@ def test_a_bad_or_empty_edit_is_refused_naming_the_field(changes, field):
 
 
 def test_a_closed_ticket_keeps_its_due_time_but_takes_notes():
-    from cti.tickets import ResolveByPhone
+    from crm.tickets import ResolveByPhone
     closed, _ = apply(fresh(), ResolveByPhone(actor="ada"), T0)
     with pytest.raises(InvalidCommand, match="closed"):
         edit(closed, {"due_at": T0 + timedelta(days=9)}, actor="sam", now=T0)

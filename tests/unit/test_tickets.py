@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from cti import tickets as tk
-from cti.tickets import (
+from crm import tickets as tk
+from crm.tickets import (
     DEFAULT_TYPES, DONE, TRANSITIONS, AuditEntry, Cancel, CallbackNoAnswer, Confirm, Dispatch,
     FailureCause, InvalidCommand, Reopen, ResolveByPhone, SendToLead, State, Ticket, TransitionRefused,
     Unsatisfied, UnknownTicketType, VisitFailed, VisitSucceeded, apply, command_from, is_overdue,
@@ -321,7 +321,7 @@ def test_the_documented_table_is_the_table():
 
 def test_ticket_types_load_from_a_toml_file_and_errors_name_the_file(tmp_path):
     from cti.errors import ConfigError
-    from cti.ticket_store import load_ticket_types
+    from crm.ticket_store import load_ticket_types
 
     good = tmp_path / "types.toml"
     good.write_text('callback_due_hours = 6\n[types.fibre_install]\nlabel = "Fibre"\ndue_hours = 240\n')

@@ -1,7 +1,7 @@
 """Tickets (work orders): types, states, and the one table of allowed transitions. Pure.
 
 No I/O and no clock: every function that needs the time takes ``now``. The
-shell (``cti.ticket_store``) locks a ticket's row, calls ``apply`` and writes
+shell (``crm.ticket_store``) locks a ticket's row, calls ``apply`` and writes
 what it returns (the new ticket and one audit entry) in the same transaction.
 
 The cycle, as the desk runs it::

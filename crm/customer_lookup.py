@@ -1,4 +1,4 @@
-"""Customers for caller lookups: phone normalisation (``cti.phones``, re-exported) and a few queries.
+"""Customers for caller lookups: a few queries on numbers already normalised (``crm.phones``).
 
 Numbers are stored in E.164 (``+`` then 2 to 15 digits, no leading 0 after
 the +) in ``customer_phones``, one row per number, primary key = the number:
@@ -18,9 +18,9 @@ from typing import Iterable, Union
 
 import asyncpg
 
-from cti.phones import normalise_e164
+from crm.phones import normalise_e164
 
-__all__ = ["ACCOUNT", "CustomerRecord", "find_by_account", "find_by_phone", "normalise_e164", "save_customer"]
+__all__ = ["ACCOUNT", "CustomerRecord", "find_by_account", "find_by_phone", "save_customer"]
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 

@@ -13,7 +13,7 @@ from typing import Any, Union
 
 import asyncpg
 
-from cti.tickets import InvalidCommand, Ticket
+from crm.tickets import InvalidCommand, Ticket
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 

@@ -1,8 +1,8 @@
 """The full customer record in PostgreSQL: addresses, tags, notes, call links, the
-360-degree view, merges and CSV imports. The decisions are pure (``cti.customer_model``);
+360-degree view, merges and CSV imports. The decisions are pure (``crm.customer_model``);
 this module reads, locks and writes.
 
-Lookups by caller ID stay in ``cti.customers`` (``find_by_phone``).
+Lookups by caller ID stay in ``crm.customer_lookup`` (``find_by_phone``).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Union
 
 import asyncpg
 
-from cti.customer_model import (
+from crm.customer_model import (
     Address, BadImportFile, CustomerRow, CustomerSnapshot, InvalidCustomer, MergePlan, MergeRefused, Rejected,
     ID, normalise_tag, plan_merge, read_csv, validate_rows,
 )
@@ -201,7 +201,7 @@ async def import_customers(db: Db, rows: Iterable[tuple[int, dict[str, str | Non
                            country_code: str | None = None, regions: frozenset[str] | None = None,
                            new_id: Callable[[], str] = lambda: f"C{uuid.uuid4().hex[:12]}",
                            dry_run: bool = False) -> ImportReport:
-    """Validate ``rows`` (see ``cti.customer_model``), then create or update the valid
+    """Validate ``rows`` (see ``crm.customer_model``), then create or update the valid
     ones in one transaction: name, language and VIP replaced; phones, tags added;
     the address becomes the primary one; the note appended. A row without a
     customer id updates the customer owning its numbers, or creates one (``new_id``).
@@ -294,7 +294,7 @@ async def search_customers(db: Db, text: str, *, limit: int = 20) -> list[dict[s
     """Customers whose id or number is ``text`` (a number normalised to E.164 first),
     or whose name holds it (case-insensitive): exact matches first, then by name.
     Each: customer_id, name, vip, phones."""
-    from cti.phones import normalise_e164
+    from crm.phones import normalise_e164
 
     text = text.strip()
     phone = normalise_e164(text)

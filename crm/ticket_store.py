@@ -2,14 +2,14 @@
 
 A transition is one transaction: the ticket's row is locked (``SELECT ... FOR
 UPDATE``, waiting at most ``lock_timeout``), the pure machine
-(``cti.tickets.apply``) decides on what the row holds now, and the new state and
+(``crm.tickets.apply``) decides on what the row holds now, and the new state and
 its audit row are written together. Two agents acting on one ticket at once are
 serialised by the lock; the second then sees the first one's result, so it gets
 ``TransitionRefused`` when its command no longer fits the state, or
 ``TicketConflict`` when it said which revision it acted on
 (``expected_revision``) and the ticket has moved since. Nothing is half-written.
 
-The lists mirror the pure definitions: ``overdue`` is ``cti.tickets.is_overdue``
+The lists mirror the pure definitions: ``overdue`` is ``crm.tickets.is_overdue``
 in SQL, ``callback_list`` is the tickets in ``awaiting_callback``.
 """
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Any, Iterable, Union
 
 import asyncpg
 
-from cti.customer_store import connection
-from cti.errors import ConfigError
-from cti.tickets import (
+from crm.customer_store import connection
+from crm.tickets import (
     DEFAULT_TYPES, AuditEntry, Command, InvalidCommand, Source, State, Ticket, TicketConflict, TicketNotFound,
     TicketTypes, apply, edit, new_ticket, parse_ticket_types,
 )
+from cti.errors import ConfigError
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 
@@ -39,7 +39,7 @@ _LIVE = "state NOT IN ('closed', 'cancelled')"
 
 
 def load_ticket_types(path: str | os.PathLike[str]) -> TicketTypes:
-    """Ticket types from a TOML file (shape: ``cti.tickets.parse_ticket_types``).
+    """Ticket types from a TOML file (shape: ``crm.tickets.parse_ticket_types``).
     Raises ``ConfigError`` naming the file and the bad entry."""
     try:
         doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -170,7 +170,7 @@ async def transition(db: Db, ticket_id: int, command: Command, *, now: datetime 
 async def edit_ticket(db: Db, ticket_id: int, changes: dict[str, Any], *, actor: str, note: str | None = None,
                       now: datetime | None = None, expected_revision: int | None = None,
                       lock_timeout: float = 5.0) -> tuple[Ticket, AuditEntry]:
-    """Change title, notes, priority or due time (``cti.tickets.edit``), atomically and
+    """Change title, notes, priority or due time (``crm.tickets.edit``), atomically and
     audited like a transition. Raises ``TicketNotFound``, ``TicketConflict``,
     ``InvalidCommand`` (nothing written)."""
     async with connection(db) as conn, conn.transaction():
@@ -235,7 +235,7 @@ async def callback_list(db: Db, *, now: datetime | None = None, limit: int = 200
 
 
 async def overdue(db: Db, *, now: datetime | None = None, limit: int = 500) -> list[Ticket]:
-    """Live tickets past their due time (``cti.tickets.is_overdue``), the longest overdue first."""
+    """Live tickets past their due time (``crm.tickets.is_overdue``), the longest overdue first."""
     rows = await db.fetch(
         f"""SELECT {_COLUMNS} FROM (
                 SELECT *, CASE WHEN state = 'awaiting_callback' AND callback_due_at IS NOT NULL
@@ -366,7 +366,7 @@ async def search(db: Db, *, states: Iterable[str] = (), type: str | None = None,
     """Tickets matching every filter given, the most recently changed first, each
     ``{"ticket": Ticket, "customer_name": ..., "overdue": bool}``. ``text`` matches
     the title, the notes or the customer's name (case-insensitive), or the ticket id.
-    ``overdue`` is ``cti.tickets.is_overdue`` (True: only overdue; False: only not)."""
+    ``overdue`` is ``crm.tickets.is_overdue`` (True: only overdue; False: only not)."""
     at = _now(now)
     due_by = ("CASE WHEN t.state IN ('closed', 'cancelled') THEN NULL"
               " WHEN t.state = 'awaiting_callback' AND t.callback_due_at IS NOT NULL"

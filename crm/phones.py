@@ -3,7 +3,7 @@
 E.164 here is ``+`` then 2 to 15 digits, no leading 0 after the +. A caller ID
 is normalised the same way before it is looked up, so ``0049 30 1234``,
 ``+49-30-1234`` and (with the national prefix known) ``030 1234`` all give
-``+49301234``. ``cti.customers`` re-exports ``normalise_e164``.
+``+49301234``.
 """
 from __future__ import annotations
 

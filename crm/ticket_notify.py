@@ -7,7 +7,7 @@ a plain function in a test all fit. ``LogSender`` (the default) writes one log
 line holding ids only (``log_fields``): the customer's name, numbers and
 address and the engineer's contact go to a real sender, never to the log.
 
-The shell (``api.ticket_routes``) calls for a notification once a change has
+The shell (``crm.ticket_notifier``) sends a notification once a change has
 committed: a failed send never undoes the change; it is logged and recorded
 (``ticket_notifications``).
 """
@@ -18,9 +18,9 @@ from typing import Any, Mapping, Protocol
 
 import structlog
 
-from cti.engineers import Engineer
+from crm.engineers import Engineer
+from crm.tickets import AuditEntry, Ticket
 from cti.errors import CtiError
-from cti.tickets import AuditEntry, Ticket
 
 log = structlog.get_logger(__name__)
 

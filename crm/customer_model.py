@@ -1,7 +1,7 @@
 """The customer record, pure: CSV row validation for imports and the planning of merges.
 
 No I/O: ``validate_rows`` takes rows already read (line number and a dict per
-row), ``plan_merge`` takes two snapshots already loaded. ``cti.customers``
+row), ``plan_merge`` takes two snapshots already loaded. ``crm.customer_store``
 reads and writes them; ``cti customers import FILE.csv`` is the command.
 
 CSV columns (header names are case-insensitive; only ``name`` and ``phones`` are
@@ -10,7 +10,7 @@ required; docs/customers.md has the details)::
     customer_id, name, phones, language, vip, tags, address, postcode, city, country, region, note
 
 - ``phones``: one or more numbers separated by ``;`` or ``,``; each is
-  normalised to E.164 with ``cti.customers.normalise_e164`` (a national number
+  normalised to E.164 with ``crm.phones.normalise_e164`` (a national number
   needs ``country_code``). A row with no valid number, or with any invalid one,
   is rejected: a half-imported row is worse than a rejected one.
 - ``tags``: separated by ``;`` or ``,``, kept in lower case (``VIP`` -> ``vip``).
@@ -32,9 +32,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
+from crm.phones import normalise_e164
 from cti.errors import CtiError
-
-from cti.phones import normalise_e164
 
 
 class CustomerError(CtiError):
