@@ -13,7 +13,7 @@ from acd.service import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.desk import setup_auth
 from api.desktop import setup_desktop
-from api.hooks import setup_hooks
+from api.dialplan_hooks import setup_hooks
 from api.hygiene import setup_hygiene
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from api.hooks import setup_hooks
+from api.dialplan_hooks import setup_hooks
 from cti.ami import AmiClient
 from cti.customers import save_customer
 from cti.daemon import Core, build_app
