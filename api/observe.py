@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api import metrics as m
+from api import prometheus as m
 from api.auth import STAFF, admits
 from api.desk import principal_of
 from api.errors import ApiError, forbidden, unauthenticated

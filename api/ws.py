@@ -47,7 +47,7 @@ from api.auth import STAFF, BadCredential, Credential, Principal, credential_fro
 from api.desk import db, principal_of, query
 from api.errors import ApiError
 from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, Resume, Scope, agent_message, call_message
-from api.metrics import LagHistogram
+from api.prometheus import LagHistogram
 from api.registry import API
 from cti.daemon import CORE, run_with_app
 from cti.events import CallEvent
