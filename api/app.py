@@ -11,7 +11,6 @@ from aiohttp import web
 
 from acd.service import setup_acd
 from api.acd_routes import setup_acd_routes
-from api.desk import setup_auth
 from api.desktop import setup_desktop
 from api.dialplan_hooks import setup_hooks
 from api.hygiene import setup_hygiene
@@ -19,6 +18,7 @@ from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.wallboard import setup_wallboard
 from api.recording_routes import setup_recording_routes
+from api.session_routes import setup_auth
 from api.ticket_routes import setup_ticket_routes
 from api.webhook_service import setup_webhooks
 from api.ws import setup_ws

@@ -43,7 +43,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.auth import ADMIN, STAFF
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError, ErrorDetail
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry

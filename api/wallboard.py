@@ -61,7 +61,7 @@ from acd.wallboard import (
 )
 from api import audit
 from api.auth import STAFF
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, Day, setup_registry
 from cti.daemon import CORE, run_with_app
