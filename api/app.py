@@ -16,7 +16,7 @@ from api.dialplan_hooks import setup_hooks
 from api.hygiene import setup_hygiene
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
-from api.wallboard import setup_wallboard
+from api.wallboard_routes import setup_wallboard
 from api.recording_routes import setup_recording_routes
 from api.session_routes import setup_auth
 from api.ticket_routes import setup_ticket_routes
