@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import EVERYONE, Principal, needs_agent_team, over_agent
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 from api.registry import API, ApiRequest, Instant, setup_registry
 from recording import jobs

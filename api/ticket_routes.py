@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import STAFF
 from api.crm_common import CRM_ROLES, Id, StrictBody, actor_of, invalid_field, recording_id
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError, ErrorDetail
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry

@@ -1,6 +1,6 @@
 """The dialplan's lookup hook under load: requests/s and latency percentiles.
 
-A real aiohttp server with ``api.hooks`` (and its asyncpg pool) on loopback, a
+A real aiohttp server with ``api.dialplan_hooks`` (and its asyncpg pool) on loopback, a
 real PostgreSQL with ``--customers`` customers (one number each), and an
 aiohttp client keeping ``--concurrency`` requests in flight for ``--seconds``;
 numbers are drawn at random, half of them known.
@@ -31,7 +31,7 @@ import aiohttp  # noqa: E402
 import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from api.hooks import setup_hooks  # noqa: E402
+from api.dialplan_hooks import setup_hooks  # noqa: E402
 from cti import store  # noqa: E402
 from cti.config import load_settings  # noqa: E402
 from cti.daemon import CORE, Core  # noqa: E402

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from api.hooks import setup_hooks
+from api.dialplan_hooks import setup_hooks
 from crm.customer_lookup import save_customer
 from cti.ami import AmiClient
 from cti.daemon import Core, build_app
