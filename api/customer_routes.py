@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api.crm_common import CRM_ROLES, StrictBody, actor_of, recording_id
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry
