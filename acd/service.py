@@ -37,7 +37,8 @@ from acd import store as acd_store
 from acd.decisions import AgentView
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
-from cti.store import AgentRow, AgentStateRow, close_pool, keep_session
+from acd.rows import AgentRow, AgentStateRow
+from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 

@@ -38,7 +38,7 @@ from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
 from api.throttle import HashQueue, LoginThrottle
 from cti.daemon import CORE
-from cti.store import close_pool, keep_session
+from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 

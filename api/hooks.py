@@ -47,7 +47,7 @@ from aiohttp import web
 
 from cti.customers import ACCOUNT, CustomerRecord, find_by_account, find_by_phone, normalise_e164
 from cti.errors import ConfigError
-from cti.store import close_pool, keep_session
+from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 

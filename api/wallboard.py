@@ -67,7 +67,7 @@ from api.registry import ApiRequest, Day, setup_registry
 from cti.daemon import CORE, run_with_app
 from cti.errors import AmiError
 from cti.events import CallEvent
-from cti.store import keep_session
+from cti.pg import keep_session
 
 log = structlog.get_logger(__name__)
 

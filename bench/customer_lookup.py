@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
-from cti import store  # noqa: E402
+from cti.migrate import migrate  # noqa: E402
 from cti.customers import find_by_phone, normalise_e164  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -148,7 +148,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dsn, owner = await scratch_database(tmp)
         try:
-            await store.migrate(dsn)
+            await migrate(dsn)
             conn = await asyncpg.connect(dsn)
             try:
                 t0 = time.perf_counter()

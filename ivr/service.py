@@ -48,7 +48,7 @@ import structlog
 from aiohttp import web
 
 from cti.customers import find_by_account, find_by_phone, normalise_e164
-from cti.store import close_pool, keep_session
+from cti.pg import close_pool, keep_session
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus

@@ -36,7 +36,7 @@ import structlog
 from aiohttp import web
 
 from cti.errors import AmiError, CtiError
-from cti.store import close_pool
+from cti.pg import close_pool
 from phone import store
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,

@@ -53,7 +53,7 @@ from aiohttp import web
 
 from cti.errors import AmiError
 from cti.events import CallEvent
-from cti.store import close_pool
+from cti.pg import close_pool
 from recording import jobs
 from recording import store as rec_store
 from recording.config import load_config

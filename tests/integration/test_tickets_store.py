@@ -9,10 +9,11 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from cti import store, ticket_store as ts
+from cti import ticket_store as ts
 from cti.customer_model import Address
 from cti.customer_store import add_address, customer_view
 from cti.customers import save_customer
+from cti.migrate import migrate
 from cti.tickets import (
     DEFAULT_TYPES, CallbackNoAnswer, Cancel, Confirm, Dispatch, InvalidCommand, Reopen, ResolveByPhone, SendToLead,
     State, TicketConflict, TicketNotFound, TransitionRefused, VisitFailed, VisitSucceeded, is_overdue,
@@ -24,7 +25,7 @@ T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    await store.migrate(database)
+    await migrate(database)
     p = await asyncpg.create_pool(database, min_size=1, max_size=10)
     try:
         for cid, name, phone in [("C1", "Chloé Dubois", "+33123456789"), ("C2", "Ben Ode", "+49301234"),
