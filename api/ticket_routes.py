@@ -58,7 +58,7 @@ from cti.tickets import (
     TicketNotFound, TicketTypes, TransitionRefused, UnknownTicketType, allowed_commands, command_from, due_by,
     is_overdue,
 )
-from recording import store as rec_store
+from recording import recording_db as rec_store
 
 log = structlog.get_logger(__name__)
 
