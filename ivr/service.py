@@ -12,7 +12,7 @@ customer lookups to PostgreSQL (bounded: a slow database means "not found").
 Each step of the walk is written to ``call_ivr_steps`` (its own small batching
 writer: rows wait in a bounded buffer while PostgreSQL is away) and published
 on the bus as a ``call.ivr`` event of the call (``data``: menu, action, input,
-value, duration), which the store also keeps in ``call_events``.
+value, duration), which the writer also keeps in ``call_events``.
 
 Steps the dialplan reports after the walk are recorded the same way: the
 ``UserEvent(CtiVoicemail, Mailbox: ...)`` of ``[cti-voicemail]`` (reached from

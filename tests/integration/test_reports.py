@@ -1,4 +1,4 @@
-"""Report inputs read back from a real PostgreSQL, rows written by the store's own writer:
+"""Report inputs read back from a real PostgreSQL, rows written by the daemon's own writer (cti.writer):
 the figures equal the ones computed by hand from the same timeline."""
 from __future__ import annotations
 
