@@ -27,8 +27,8 @@ from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
 from ivr.service import setup_ivr
-from phone.service import setup_phones
-from recording.service import setup_recording
+from phone.gateway import setup_phones
+from recording.recorder import setup_recording
 
 
 def build(settings: Settings) -> web.Application:

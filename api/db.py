@@ -16,7 +16,7 @@ from aiohttp import web
 
 from api.errors import ApiError
 from cti.daemon import CORE
-from cti.store import close_pool, keep_session
+from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 

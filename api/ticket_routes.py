@@ -52,7 +52,7 @@ from crm.tickets import (
     is_overdue,
 )
 from cti.daemon import CORE, run_with_app
-from recording import store as rec_store
+from recording import recording_db as rec_store
 
 log = structlog.get_logger(__name__)
 

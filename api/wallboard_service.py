@@ -54,7 +54,7 @@ from acd.routing_shell import AcdService
 from acd.wallboard import AgentLive, BoardConfig, alerts, colours_of, load_board_config
 from cti.daemon import CORE
 from cti.events import CallEvent
-from cti.store import keep_session
+from cti.pg import keep_session
 
 log = structlog.get_logger(__name__)
 

@@ -49,7 +49,7 @@ import asyncpg  # noqa: E402
 
 from crm.customer_lookup import find_by_phone  # noqa: E402
 from crm.phones import normalise_e164  # noqa: E402
-from cti import store  # noqa: E402
+from cti.migrate import migrate  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MOD = 10 ** 8            # 8 subscriber digits after the prefix
@@ -149,7 +149,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dsn, owner = await scratch_database(tmp)
         try:
-            await store.migrate(dsn)
+            await migrate(dsn)
             conn = await asyncpg.connect(dsn)
             try:
                 t0 = time.perf_counter()

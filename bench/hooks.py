@@ -32,7 +32,7 @@ import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from api.dialplan_hooks import setup_hooks  # noqa: E402
-from cti import store  # noqa: E402
+from cti.migrate import migrate  # noqa: E402
 from cti.config import load_settings  # noqa: E402
 from cti.daemon import CORE, Core  # noqa: E402
 
@@ -99,7 +99,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         dsn, owner = await database(tmp)
         try:
-            await store.migrate(dsn)
+            await migrate(dsn)
             await seed(dsn, args.customers)
             settings = load_settings(database_url=dsn, state_dir=tmp, log_level="warning", hook_secret=SECRET)
             app = web.Application()

@@ -44,7 +44,7 @@ import asyncpg  # noqa: E402
 from acd import reports, rollups  # noqa: E402
 from acd.figures import StateChange, attach_wrapup, spans_from_changes  # noqa: E402
 from acd.wallboard import AgentLive, board, parse_board_config  # noqa: E402
-from cti import store  # noqa: E402
+from cti.migrate import migrate  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 AGENTS, QUEUES = 200, 10
@@ -165,7 +165,7 @@ async def main() -> None:
     start = end - timedelta(days=365)
     now = end.timestamp()
     try:
-        await store.migrate(dsn)
+        await migrate(dsn)
         conn = await asyncpg.connect(dsn, command_timeout=3600)
         seed_s = await seed(conn, args.calls, start)
         counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in ("calls", "call_events", "agent_states")}

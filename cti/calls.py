@@ -43,7 +43,7 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 # that could not be placed: it is not a caller.
 # Not calls: Asterisk's stand-in for a failed originate, and the Local channel
 # the phone service originates to have the dialplan reload res_pjsip
-# (phone/service.py, [cti-phone-reload]).
+# (phone/gateway.py, [cti-phone-reload]).
 _PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-")
 # An agent id as the ACD configuration allows it (acd/config.py).
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
