@@ -244,3 +244,17 @@ def test_every_kind_the_events_table_lists_is_pinned():
     listed = set(re.findall(r"^(call\.[a-z_]+)\s", events_module.__doc__, re.MULTILINE))
     pinned = {kind for rows in PINNED.values() for kind, _, _ in rows}
     assert listed and listed <= pinned
+
+
+def test_every_kind_the_events_table_lists_has_its_type():
+    listed = set(re.findall(r"^(call\.[a-z_]+)\s", events_module.__doc__, re.MULTILINE))
+    assert set(events_module.KINDS) == listed
+    assert all(cls.kind == kind for kind, cls in events_module.KINDS.items())
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_a_stored_kind_and_data_give_back_the_same_typed_event(name):
+    for ev in scenario(name):
+        again = CallEvent.from_record(ev.kind, ev.call_id, ev.at, ev.seq, ev.call, ev.data)
+        assert again == ev and type(again) is type(ev)
+        assert list(again.data.items()) == list(ev.data.items())
