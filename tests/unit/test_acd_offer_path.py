@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from acd.config import AcdConfig
 from acd.routing_shell import AcdService
 from cti.daemon import Core
-from cti.events import CallEvent, CallView
+from cti.events import CallEvent, CallQueued, CallView
 from tests.wireami import WireAmi
 
 CONFIG = AcdConfig.model_validate({
@@ -35,8 +35,7 @@ def _queued(call_id: str, at: float) -> CallEvent:
                     exten="s", started_at=at, answered_at=at, queue="bench", queue_joined_at=at, queue_left_at=None,
                     agent=None, agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
                     end_estimated=False, abandoned=False, legs=1)
-    return CallEvent("call.queued", call_id, at, 3, view,
-                     {"queue": "bench", "acd": True, "channel": CHANNEL, "uniqueid": call_id})
+    return CallQueued(call_id, at, 3, view, queue="bench", acd=True, channel=CHANNEL, uniqueid=call_id)
 
 
 async def test_an_arrival_with_an_agent_free_is_on_the_wire_when_its_event_has_been_delivered():
