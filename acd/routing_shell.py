@@ -616,7 +616,7 @@ class AcdService(CallbackShell, Reconfiguring):
         heartbeat_variable(epoch)
         if epoch != self.epoch:
             log.info("acd epoch changed", old=self.epoch, new=epoch)
-        self.epoch, self.epoch_in_force = epoch, None
+        self.epoch, self.epoch_in_force, self.fenced = epoch, None, False
         self._beat.set()
 
     async def raise_epoch(self) -> bool:
