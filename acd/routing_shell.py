@@ -45,7 +45,8 @@ from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, EPOCH_VARIABLE, heartbeat_var
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
-from cti.store import AgentRow, AgentStateRow, close_pool, keep_session
+from acd.rows import AgentRow, AgentStateRow
+from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 

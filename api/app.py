@@ -12,23 +12,23 @@ from aiohttp import web
 from acd.routing_shell import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.customer_routes import setup_customer_routes
-from api.desk import setup_auth
 from api.desktop import setup_desktop
+from api.dialplan_hooks import setup_hooks
 from api.engineer_routes import setup_engineer_routes
-from api.hooks import setup_hooks
 from api.hygiene import setup_hygiene
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
-from api.wallboard import setup_wallboard
+from api.wallboard_routes import setup_wallboard
 from api.recording_routes import setup_recording_routes
+from api.session_routes import setup_auth
 from api.ticket_routes import setup_ticket_routes
 from api.webhook_service import setup_webhooks
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import build_app
 from ivr.service import setup_ivr
-from phone.service import setup_phones
-from recording.service import setup_recording
+from phone.gateway import setup_phones
+from recording.recorder import setup_recording
 
 
 def build(settings: Settings) -> web.Application:

@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from api.auth import Principal
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 
 log = structlog.get_logger(__name__)

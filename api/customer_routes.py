@@ -8,7 +8,7 @@ Routes (docs/customers.md, docs/tickets.md "API")::
     POST  /api/customers/{id}/notes             add a note
 
 Agents, supervisors and admins (``CRM_ROLES``); QA reviewers see none of it. The
-page names only the recordings the asking user may hear (``recording.store.visible``).
+page names only the recordings the asking user may hear (``recording.recording_db.visible``).
 """
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from api.crm_common import CRM_ROLES, StrictBody, actor_of, recording_id
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry
 from crm import ticket_store
 from crm.customer_store import add_note, customer_recordings, customer_view, search_customers
-from recording import store as rec_store
+from recording import recording_db as rec_store
 
 # -- models ------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api import screenpop
 from api.auth import Principal
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
 from api.ws import WS

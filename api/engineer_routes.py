@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
 from api.crm_common import CRM_ROLES, Id, StrictBody, actor_of, invalid_field
-from api.desk import db, query
+from api.db import db, query
 from api.registry import ApiRequest, setup_registry
 from crm import engineers as engineer_store
 from crm.tickets import InvalidCommand

@@ -20,11 +20,11 @@ from typing import Any
 
 from aiohttp import web
 
-from api import metrics as m
+from api import prometheus as m
 from api.auth import STAFF, admits
-from api.desk import principal_of
 from api.errors import ApiError, forbidden, unauthenticated
 from api.registry import API
+from api.session_routes import principal_of
 from cti.calls import ENDED, HELD, IVR, OFFERED, QUEUED, RINGING, TALKING, TRANSFERRED
 from cti.daemon import CORE
 from cti.events import CallEvent

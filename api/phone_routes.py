@@ -20,7 +20,7 @@ from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
 from phone.model import DEVICE_ID, DeviceError
-from phone.service import PHONES, PhoneError, PhoneService
+from phone.gateway import PHONES, PhoneError, PhoneService
 
 _ID = DEVICE_ID.pattern
 

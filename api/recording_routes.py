@@ -21,14 +21,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import EVERYONE, Principal, needs_agent_team, over_agent
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError
 from api.registry import API, ApiRequest, Instant, setup_registry
 from recording import jobs
-from recording import store as rec_store
+from recording import recording_db as rec_store
 from recording.files import resolve
 from recording.policy import ScoreError, expires_at, score
-from recording.service import RECORDING, ControlError, Live, RecordingService
+from recording.recorder import RECORDING, ControlError, Live, RecordingService
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]*$", max_length=64)]
 CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]*$", max_length=128)]

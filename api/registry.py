@@ -118,7 +118,7 @@ async def _no_teams(app: web.Application, agent_id: str) -> str | None:
 
 @dataclass
 class Api:
-    """The registry (``app[API]``). ``authenticate`` is set by ``api.desk.setup_auth``:
+    """The registry (``app[API]``). ``authenticate`` is set by ``api.session_routes.setup_auth``:
     it returns the principal of the request's credential, None when there is
     none, and raises ``ApiError`` (401) for a bad one. ``team_of`` (set there too)
     returns an agent's team, for routes with an ``agent_scope``."""

@@ -1,7 +1,7 @@
 """Login throttling and the password hash's waiting room. Pure: the clock is an
 argument, no I/O.
 
-``api/desk.py``'s login asks ``LoginThrottle.attempt`` before anything else. An
+``api/session_routes.py``'s login asks ``LoginThrottle.attempt`` before anything else. An
 attempt let through is counted at once, as *pending*, before its password is
 hashed, so a burst of concurrent guesses is counted like the same guesses one
 after the other; the login then reports the outcome with ``failed``,

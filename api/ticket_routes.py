@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import STAFF
 from api.crm_common import CRM_ROLES, Id, StrictBody, actor_of, invalid_field, recording_id
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError, ErrorDetail
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry
@@ -52,7 +52,7 @@ from crm.tickets import (
     is_overdue,
 )
 from cti.daemon import CORE, run_with_app
-from recording import store as rec_store
+from recording import recording_db as rec_store
 
 log = structlog.get_logger(__name__)
 

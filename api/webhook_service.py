@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api import webhooks as core
 from api.auth import ADMIN
-from api.desk import db, query
+from api.db import db, query
 from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE, run_with_app

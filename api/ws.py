@@ -44,11 +44,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from acd.decisions import AgentView
 from api import accounts
 from api.auth import STAFF, BadCredential, Credential, Principal, credential_from_text
-from api.desk import db, principal_of, query
+from api.db import db, query
 from api.errors import ApiError
 from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, Resume, Scope, agent_message, call_message
-from api.metrics import LagHistogram
+from api.prometheus import LagHistogram
 from api.registry import API
+from api.session_routes import principal_of
 from cti.daemon import CORE, run_with_app
 from cti.events import CallEvent
 

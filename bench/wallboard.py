@@ -10,7 +10,7 @@ breaks, logins and logouts, and callers abandoning after an exponential patience
 It is a stream of what the daemon sees: each call event with the call as the
 model shows it (every ``CallView`` field) and each agent state change.
 
-The stream drives the real ``api.wallboard.WallboardService`` (a fake core: the
+The stream drives the real ``api.wallboard_service.WallboardService`` (a fake core: the
 ACD's router answers the agent states, no database, no WebSocket), building the
 board every ``--push-every`` simulated seconds as the push task would. At the end
 of the traffic (the rolling windows full at the day's rate) it times builds with
@@ -254,7 +254,7 @@ def make_service(agents: list[str]) -> Any:
     router answers the agent states the stream sets."""
     from aiohttp import web
 
-    from api.wallboard import WallboardService
+    from api.wallboard_service import WallboardService
     from cti.daemon import CORE
 
     acd = SimpleNamespace(

@@ -10,8 +10,11 @@ Asterisk and calls:
 - ``cti.control``: call control, pure: typed commands in, AMI actions out.
 
 Storage:
-- ``cti.store``: PostgreSQL: the rows the daemon writes, migrations (``cti/migrations``),
-  the batching writer, a few queries.
+- ``cti.migrate``: the schema migrations (the SQL files of ``cti/migrations``).
+- ``cti.writer``: the batching writer; ``cti.rows``: what it takes (a row names its table
+  and statement).
+- ``cti.call_db``: the calls' rows and the queries on them.
+- ``cti.pg``: what every pool shares, and DSN scrubbing.
 - ``cti.embedded_pg``: the embedded server, used when no database URL is set.
 
 The shell:

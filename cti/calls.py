@@ -43,7 +43,7 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 # that could not be placed: it is not a caller.
 # Not calls: Asterisk's stand-in for a failed originate, the Local channel the
 # phone service originates to have the dialplan reload res_pjsip
-# (phone/service.py, [cti-phone-reload]), and the one the ACD originates to
+# (phone/gateway.py, [cti-phone-reload]), and the one the ACD originates to
 # raise its epoch (acd/epoch.py, [cti-acd-epoch]).
 _PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-", "Local/raise@cti-acd-epoch-")
 # An agent id as the ACD configuration allows it (acd/config.py).

@@ -175,11 +175,11 @@ async def _release(server) -> None:
 
 
 async def _migrate(settings: Settings) -> int:
-    from cti import store
+    from cti.migrate import migrate
 
     dsn, server = await _dsn(settings)
     try:
-        applied = await store.migrate(dsn)
+        applied = await migrate(dsn)
         print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
         return 0
     finally:
@@ -188,7 +188,7 @@ async def _migrate(settings: Settings) -> int:
 
 async def _check(settings: Settings) -> int:
     """Say clearly what works and what does not."""
-    from cti import store
+    from cti.migrate import migrations
     from cti.ami import AmiClient
 
     ok = True
@@ -215,7 +215,7 @@ async def _check(settings: Settings) -> int:
                 applied = set()
                 if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
                     applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                pending = [v for v, _ in store.migrations() if v not in applied]
+                pending = [v for v, _ in migrations() if v not in applied]
                 version = await conn.fetchval("SHOW server_version")
             finally:
                 await conn.close()
@@ -245,23 +245,23 @@ def _without_secrets(text: str, settings: Settings) -> str:
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
     from api import users_cli
-    from cti import store
+    from cti.migrate import migrate
 
     dsn, server = await _dsn(settings)
     try:
-        await store.migrate(dsn)  # the first admin can be made on a fresh database
+        await migrate(dsn)  # the first admin can be made on a fresh database
         return await users_cli.run(args, dsn)
     finally:
         await _release(server)
 
 
 async def _phones(settings: Settings, args: argparse.Namespace) -> int:
-    from cti import store
+    from cti.migrate import migrate
     from phone import cli as phone_cli
 
     dsn, server = await _dsn(settings)
     try:
-        await store.migrate(dsn)
+        await migrate(dsn)
         if args.command == "phones":
             return await phone_cli.run_phones(args, dsn, settings.phone_realm)
         agents: list[tuple[str, str]] = []
@@ -275,12 +275,12 @@ async def _phones(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
-    from cti import store
+    from cti.migrate import migrate
     from recording import cli as recordings_cli
 
     dsn, server = await _dsn(settings)
     try:
-        await store.migrate(dsn)
+        await migrate(dsn)
         return await recordings_cli.run(args, settings, dsn)
     finally:
         await _release(server)
@@ -331,7 +331,7 @@ async def _customers_import(settings: Settings, args: argparse.Namespace) -> int
     imported), 2 when the file cannot be read at all (nothing is imported)."""
     import csv
 
-    from cti import store
+    from cti.migrate import migrate
     from crm.customer_model import CustomerError, read_csv
     from crm.customer_store import import_customers
 
@@ -351,7 +351,7 @@ async def _customers_import(settings: Settings, args: argparse.Namespace) -> int
         return 2
     dsn, server = await _dsn(settings)
     try:
-        await store.migrate(dsn)
+        await migrate(dsn)
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
             report = await import_customers(conn, rows, actor="cti customers import", country_code=country,
@@ -376,7 +376,7 @@ async def _customers_import(settings: Settings, args: argparse.Namespace) -> int
 async def _tickets_import_list(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when every listed customer was found (created or skipped as already
     open), 1 when some were unknown, 2 for a bad file, type or note (nothing created)."""
-    from cti import store
+    from cti.migrate import migrate
     from crm.ticket_store import import_list, load_ticket_types
     from crm.tickets import DEFAULT_TYPES, TicketError
 
@@ -395,7 +395,7 @@ async def _tickets_import_list(settings: Settings, args: argparse.Namespace) -> 
     ids = [i for i in ids if i]
     dsn, server = await _dsn(settings)
     try:
-        await store.migrate(dsn)
+        await migrate(dsn)
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
             result = await import_list(conn, ids, type=args.type, actor="cti tickets import-list",

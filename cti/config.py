@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     acd_callback_attempts: int = Field(3, ge=1, le=20)
     acd_callback_retry_s: float = Field(120.0, ge=0, le=86_400)
 
-    # Dialplan hooks (api.hooks): on unless `hooks` is false; then the shared
+    # Dialplan hooks (api.dialplan_hooks): on unless `hooks` is false; then the shared
     # secret the dialplan sends in the X-CTI-Hook-Secret header is required
     # (the daemon does not start the hooks without it), and the Host names the
     # dialplan may reach them by, besides 127.0.0.1, ::1, localhost and http_host.

@@ -6,7 +6,7 @@ bus, the AMI client (its connect hook resyncs the model and closes in the
 database the calls that ended while we were away).
 
 The thin loop is: AMI frame -> ``CallModel.feed`` -> domain events -> bus ->
-subscribers: the store and the log here, then those of the features ``api.app``
+subscribers: the writer and the log here, then those of the features ``api.app``
 mounts on this app (the ACD, recording, the wallboard, the event-lag metric, the
 WebSocket hub, the desktop, webhooks; docs/architecture.md lists them in order).
 """
@@ -22,11 +22,13 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from cti import store
 from cti.ami import AmiClient
+from cti.call_db import close_calls, open_calls
 from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent
+from cti.migrate import migrate
+from cti.writer import Writer
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +41,7 @@ class Core:
     model: CallModel = field(default_factory=CallModel)
     bus: Bus = field(default_factory=Bus)
     dsn: str | None = None
-    writer: store.Writer | None = None
+    writer: Writer | None = None
     ami: AmiClient | None = None
     embedded: Any = None
     reconcile_task: asyncio.Task[None] | None = None
@@ -136,8 +138,8 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
             conn = await asyncpg.connect(core.dsn, timeout=10)
             try:
                 async with asyncio.timeout(30):
-                    stale = [c for c in await store.open_calls(conn) if c not in live]
-                    closed = await store.close_calls(conn, stale, when, "ended while the daemon was disconnected")
+                    stale = [c for c in await open_calls(conn) if c not in live]
+                    closed = await close_calls(conn, stale, when, "ended while the daemon was disconnected")
             finally:
                 await conn.close()
             core.db_reconciled += len(closed)
@@ -164,10 +166,10 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("embedded PostgreSQL started", data_dir=str(s.state_dir / "pg"))
     else:
         core.dsn = s.database_url.get_secret_value()
-    applied = await store.migrate(core.dsn)
+    applied = await migrate(core.dsn)
     if applied:
         log.info("migrations applied", versions=applied)
-    core.writer = store.Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
+    core.writer = Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
     await core.writer.start()
     core.bus.subscribe(core.writer.on_call_event)
     if s.log_level in ("debug", "info"):   # one line per call event: not even built when not written

@@ -12,7 +12,7 @@ customer lookups to PostgreSQL (bounded: a slow database means "not found").
 Each step of the walk is written to ``call_ivr_steps`` (its own small batching
 writer: rows wait in a bounded buffer while PostgreSQL is away) and published
 on the bus as a ``call.ivr`` event of the call (``data``: menu, action, input,
-value, duration), which the store also keeps in ``call_events``.
+value, duration), which the writer also keeps in ``call_events``.
 
 Steps the dialplan reports after the walk are recorded the same way: the
 ``UserEvent(CtiVoicemail, Mailbox: ...)`` of ``[cti-voicemail]`` (reached from
@@ -49,7 +49,7 @@ from aiohttp import web
 
 from crm.customer_lookup import find_by_account, find_by_phone
 from crm.phones import normalise_e164
-from cti.store import close_pool, keep_session
+from cti.pg import close_pool, keep_session
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from phone import store
+from phone import phone_db
 from phone.model import Device, DeviceError, check_device_id, device_of_dial, ha1, render_pjsip
 
 
@@ -45,7 +45,7 @@ async def run_pjsip(args: argparse.Namespace, dsn: str, realm: str, agent_device
     about agents whose PJSIP device is not provisioned."""
     pool = await asyncpg.create_pool(dsn, min_size=0, max_size=1, timeout=10)
     try:
-        devices = await store.devices(pool)
+        devices = await phone_db.devices(pool)
     finally:
         await pool.close()
     text = render_pjsip(devices, realm)
@@ -72,8 +72,8 @@ async def run_phones(args: argparse.Namespace, dsn: str, realm: str) -> int:
     pool = await asyncpg.create_pool(dsn, min_size=0, max_size=1, timeout=10)
     try:
         if args.phones_command == "list":
-            seated = {a.device_id: a.agent_id for a in await store.agents(pool) if a.device_id}
-            for d in await store.devices(pool):
+            seated = {a.device_id: a.agent_id for a in await phone_db.agents(pool) if a.device_id}
+            for d in await phone_db.devices(pool):
                 cred = "" if d.ha1 else " (no credential)"
                 print(f"{d.device_id}\t{d.kind}\t{seated.get(d.device_id) or '-'}\t{d.label}{cred}")
             return 0
@@ -83,7 +83,7 @@ async def run_phones(args: argparse.Namespace, dsn: str, realm: str) -> int:
             print(f"cti phones: {exc}", file=sys.stderr)
             return 2
         if args.phones_command == "remove":
-            if not await store.delete_device(pool, device_id):
+            if not await phone_db.delete_device(pool, device_id):
                 print(f"cti phones: no device {device_id!r}", file=sys.stderr)
                 return 1
             return 0
@@ -93,7 +93,7 @@ async def run_phones(args: argparse.Namespace, dsn: str, realm: str) -> int:
             return 2
         password = password or secrets.token_urlsafe(18)
         kind = "webrtc" if args.webrtc else "sip"
-        await store.save_device(pool, Device(device_id, kind, ha1(device_id, realm, password), args.label), realm)
+        await phone_db.save_device(pool, Device(device_id, kind, ha1(device_id, realm, password), args.label), realm)
         print(f"device {device_id} ({kind}), realm {realm}, password: {password}")
         return 0
     finally:

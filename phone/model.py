@@ -1,6 +1,6 @@
 """Agents' phones, pure: devices, the PJSIP sections they become, and their reachability.
 
-No I/O here (``phone.service`` is the shell). Three things:
+No I/O here (``phone.gateway`` is the shell). Three things:
 
 - ``Device`` and ``render_pjsip``: each device is an endpoint, an auth and an
   AOR in the generated ``pjsip.d/cti-phones.conf``, built on the templates of

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from recording import store as rec_store
+from recording import recording_db as rec_db
 from recording.files import resolve
 from recording.policy import RecordingConfig, expired, retention_days, sample as pick_sample
 
@@ -52,7 +52,7 @@ async def sweep(pool: Any, config: RecordingConfig, read_dir: Path, now: datetim
                 dry_run: bool = False) -> SweepReport:
     """Delete the recordings whose retention is over at ``now``; report each one."""
     shortest = min([retention_days(config, None)] + [retention_days(config, q) for q in config.queues])
-    candidates = await rec_store.kept_before(pool, now - timedelta(days=shortest))
+    candidates = await rec_db.kept_before(pool, now - timedelta(days=shortest))
     report = SweepReport(checked=len(candidates))
     by_id = {r["recording_id"]: r for r in candidates}
     for rid in expired(config, ((r["recording_id"], r["queue"], r["started_at"]) for r in candidates), now):
@@ -77,16 +77,16 @@ async def sweep(pool: Any, config: RecordingConfig, read_dir: Path, now: datetim
             report.failed.append((rid, name, str(exc)))
             log.error("recording file not deleted", recording_id=rid, file=name, error=str(exc))
             continue
-        await rec_store.mark_deleted(pool, rid, now, note)
+        await rec_db.mark_deleted(pool, rid, now, note)
     return report
 
 
 async def sample(pool: asyncpg.Pool, config: RecordingConfig, rng: random.Random) -> SampleReport:
     """Put a share of each agent's new saved recordings on the review list."""
-    rows = await rec_store.unsampled(pool)
+    rows = await rec_db.unsampled(pool)
     if not rows:
         return SampleReport(0, 0)
     picked = pick_sample(((r["agent"], r["recording_id"]) for r in rows), config.qa.share, rng)
     async with pool.acquire() as conn:
-        added = await rec_store.record_sample(conn, [r["recording_id"] for r in rows], picked)
+        added = await rec_db.record_sample(conn, [r["recording_id"] for r in rows], picked)
     return SampleReport(len(rows), added)

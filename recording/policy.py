@@ -1,7 +1,7 @@
 """Recording policy, the recording state machine, retention, QA sampling and scoring. Pure.
 
 No I/O, no clock, no randomness of its own: times are arguments, the random
-source is passed in. The shell (``recording.service``, ``recording.jobs``)
+source is passed in. The shell (``recording.recorder``, ``recording.jobs``)
 feeds it and carries out what it says.
 
 Why it is shaped like this:

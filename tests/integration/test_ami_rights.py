@@ -16,8 +16,8 @@ from cti import sandbox as sandbox_secrets
 from cti.ami import AmiClient
 from cti.demo import place_call, set_demo_times
 from cti.errors import AmiActionFailed, AmiError
-from phone.service import PHONES
-from recording.service import RECORDING
+from phone.gateway import PHONES
+from recording.recorder import RECORDING
 from tests.integration.conftest import ROOT, daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.test_softphone import PJSIP_D, cli
 

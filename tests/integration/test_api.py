@@ -157,7 +157,7 @@ async def test_a_concurrent_burst_is_counted_before_hashing_and_an_honest_login_
         assert statuses.count(401) <= 6, statuses
         assert set(statuses) <= {401, 429, 503}
         assert all(retry is not None and int(retry) >= 1 for s, retry in burst if s != 401)
-    from api.desk import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
+    from api.session_routes import AUTH, HASH_QUEUE, HASH_QUEUE_PER_ADDRESS
     hashed = [e for e in logs if e["event"] in ("login refused", "logged in")]
     assert len(hashed) <= 6 + 6 + 1
     (mine,) = [e for e in logs if e["event"] == "logged in"]

@@ -20,7 +20,7 @@ def cti(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def test_check_says_ok_for_a_working_setup_and_migrate_brings_the_schema(asterisk, database):
     before = cti("check", CTI_DATABASE_URL=database, **AMI)
     assert before.returncode == 0, before.stdout + before.stderr
-    from cti.store import migrations
+    from cti.migrate import migrations
 
     assert "asterisk: ok" in before.stdout and f"{len(migrations())} migrations pending" in before.stdout
     migrated = cti("migrate", CTI_DATABASE_URL=database)
@@ -44,15 +44,16 @@ def test_check_names_what_fails_and_never_prints_secrets(asterisk):
 async def test_calls_lists_recorded_calls(asterisk, database):
     from datetime import datetime, timezone
 
-    from cti import store
+    from cti.call_db import CallRow
+    from cti.writer import Writer
 
     assert cti("migrate", CTI_DATABASE_URL=database).returncode == 0
-    writer = store.Writer(database)
+    writer = Writer(database)
     await writer.start()
     t0 = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
-    writer.submit(store.CallRow(call_id="c1", state="ended", direction="inbound", caller_num="+331234",
-                                caller_name="Chloé Dubois", started_at=t0, ended_at=t0.replace(second=42),
-                                agent="Agent 3", hangup_cause_txt="Normal Clearing"))
+    writer.submit(CallRow(call_id="c1", state="ended", direction="inbound", caller_num="+331234",
+                          caller_name="Chloé Dubois", started_at=t0, ended_at=t0.replace(second=42),
+                          agent="Agent 3", hangup_cause_txt="Normal Clearing"))
     assert await writer.drain(10)
     await writer.stop()
     out = cti("calls", "--last", "5", CTI_DATABASE_URL=database)

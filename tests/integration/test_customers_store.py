@@ -14,7 +14,7 @@ from crm.customer_model import Address, InvalidCustomer, MergeRefused, Rejected,
 from crm.customer_store import (
     add_address, add_note, customer_view, import_customers, link_call, merge_customers, tag,
 )
-from cti import store
+from cti.migrate import migrate
 from tests.integration.test_cli import cti
 
 CSV = """customer_id,name,phones,language,vip,tags,address,postcode,city,country,region,note
@@ -31,7 +31,7 @@ A8,Gil Eta,+49308888888,,,,,,,,,
 
 @pytest.fixture
 async def conn(database: str) -> AsyncIterator[asyncpg.Connection]:
-    await store.migrate(database)
+    await migrate(database)
     c = await asyncpg.connect(database)
     try:
         yield c

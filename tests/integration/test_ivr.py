@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from acd.ami_actions import heartbeat_in_force
-from api.hooks import setup_hooks
+from api.dialplan_hooks import setup_hooks
 from crm.customer_lookup import save_customer
 from cti.ami import AmiClient
 from cti.daemon import Core, build_app

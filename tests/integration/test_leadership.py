@@ -14,7 +14,7 @@ import pytest
 
 from cti.lease_pg import PgLeadership
 from cti.leadership import Decision, LeaseConfig, StartLeading, StepDown
-from cti.store import migrate
+from cti.migrate import migrate
 
 CONFIG = LeaseConfig(ttl=1.5, renew_within=1.0, renew_every=0.25, poll_every=0.25)
 

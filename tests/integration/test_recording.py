@@ -24,8 +24,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from cti import store
 from cti.demo import place_call, set_demo_times
+from cti.migrate import migrate
 from tests.integration.conftest import ROOT, daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.test_api import add_user, bearer, login, url
 
@@ -272,7 +272,7 @@ def sweep_cli(dsn: str, read_dir: Path, *args: str) -> subprocess.CompletedProce
 
 async def test_retention_sweep_deletes_back_dated_recordings_per_queue_and_reports_missing_files(
         database, tmp_path):
-    await store.migrate(database)
+    await migrate(database)
     read_dir = tmp_path / "rec"
     read_dir.mkdir()
     conn = await asyncpg.connect(database)

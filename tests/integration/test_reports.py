@@ -1,4 +1,4 @@
-"""Report inputs read back from a real PostgreSQL, rows written by the store's own writer:
+"""Report inputs read back from a real PostgreSQL, rows written by the daemon's own writer (cti.writer):
 the figures equal the ones computed by hand from the same timeline."""
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pytest
 
 from acd.figures import ANSWERED, TIMED_OUT, SlPolicy, agent_figures, group_by, queue_figures
 from acd.reports import agent_spans, queue_calls, state_changes
-from cti.store import AgentRow, AgentStateRow, CallEventRow, CallRow, Writer, migrate
+from acd.rows import AgentRow, AgentStateRow
+from cti.call_db import CallEventRow, CallRow
+from cti.migrate import migrate
+from cti.writer import Writer
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 NOW = T0 + timedelta(seconds=600)

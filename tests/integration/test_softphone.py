@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cti.demo import place_call
-from phone.service import PHONES
+from phone.gateway import PHONES
 from tests.integration.conftest import SANDBOX, daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.sipphones import Baresip
 

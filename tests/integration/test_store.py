@@ -25,22 +25,14 @@ import pytest
 import pytest_asyncio
 import structlog
 
+from acd.rows import AgentRow, AgentStateRow
+from cti.call_db import CallEventRow, CallRow, close_calls, fetch_call, open_calls
 from cti.config import Settings
 from cti.embedded_pg import EmbeddedPostgres, start_embedded
 from cti.errors import DatabaseUnavailable, EmbeddedPgError
-from cti.store import (
-    AgentRow,
-    AgentStateRow,
-    CallEventRow,
-    CallRow,
-    Writer,
-    close_calls,
-    fetch_call,
-    keep_session,
-    migrate,
-    migrations,
-    open_calls,
-)
+from cti.migrate import migrate, migrations
+from cti.pg import keep_session
+from cti.writer import Writer
 
 ADMIN_DSN = os.environ.get("CTI_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)

@@ -329,7 +329,7 @@ async def test_customer_and_ticket_pages_name_only_the_recordings_the_reader_may
     own calls'): the others are not even named, on the page or on its tickets."""
     from datetime import datetime, timezone
 
-    from recording import store as rec_store
+    from recording import recording_db as rec_db
 
     d = await start_daemon(daemon_settings(database, tmp_path))
     http = aiohttp.ClientSession()
@@ -342,7 +342,7 @@ async def test_customer_and_ticket_pages_name_only_the_recordings_the_reader_may
             ids = {}
             for call_id, agent in (("call-a1", "a1"), ("call-a2", "a2")):
                 await conn.execute("INSERT INTO customer_calls (customer_id, call_id) VALUES ('C-5', $1)", call_id)
-                ids[agent] = await rec_store.insert_recording(
+                ids[agent] = await rec_db.insert_recording(
                     conn, call_id=call_id, segment=1, agent=agent, queue="support", caller_num="+4930555055",
                     sides="mixed", reason="policy", started_by="policy", file_name=f"scope-{agent}.wav",
                     started_at=datetime.now(timezone.utc))

@@ -13,11 +13,11 @@ from crm import ticket_store as ts
 from crm.customer_lookup import save_customer
 from crm.customer_model import Address
 from crm.customer_store import add_address, customer_view
+from cti.migrate import migrate
 from crm.tickets import (
     DEFAULT_TYPES, CallbackNoAnswer, Cancel, Confirm, Dispatch, InvalidCommand, Reopen, ResolveByPhone, SendToLead,
     State, TicketConflict, TicketNotFound, TransitionRefused, VisitFailed, VisitSucceeded, is_overdue,
 )
-from cti import store
 from tests.integration.conftest import eventually
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
@@ -25,7 +25,7 @@ T0 = datetime(2026, 11, 30, 9, 0, tzinfo=timezone.utc)
 
 @pytest.fixture
 async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    await store.migrate(database)
+    await migrate(database)
     p = await asyncpg.create_pool(database, min_size=1, max_size=10)
     try:
         for cid, name, phone in [("C1", "Chloé Dubois", "+33123456789"), ("C2", "Ben Ode", "+49301234"),

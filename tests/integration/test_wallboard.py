@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from acd import rollups
-from api.wallboard import WALLBOARD
+from api.wallboard_service import WALLBOARD
 from cti.demo import place_call, set_demo_times
 from tests.integration.conftest import ROOT, daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.test_api import ACD_TEST, PASSWORD, add_user, bearer, login, url
@@ -185,7 +185,7 @@ async def test_board_and_interval_report_equal_the_figures_computed_by_hand(cent
     # Rolled up (as the daemon does once intervals settle), the same report reads the rollups: same rows.
     async with http.get(url(d, f"/api/reports/queues?start={day}&end={day}&granularity=15min"), headers=sup) as r:
         raw = await r.json()
-    pool = d.runner.app[WALLBOARD]._pool
+    pool = d.runner.app[WALLBOARD].pool
     wb = d.runner.app[WALLBOARD]
     now = time.time()
     lo = rollups.quarter(min(c["joined"] for cs in hand.values() for c in cs))

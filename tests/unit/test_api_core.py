@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api import metrics as m
+from api import prometheus as m
 from api.auth import (
     ADMIN, EVERYONE, STAFF, BadCredential, Passwords, Principal, admits, credential_from_headers, digest,
     new_api_key, new_session_token, needs_agent_team, over_agent,

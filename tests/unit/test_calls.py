@@ -319,7 +319,7 @@ def test_a_queue_wait_longer_than_the_channels_age_moves_the_start_back():
 
 def test_the_phone_reload_local_channel_is_not_a_call():
     """The phone service originates Local/pjsip@cti-phone-reload/n to have the dialplan reload
-    res_pjsip (phone/service.py): neither half is a call, live or in a resync."""
+    res_pjsip (phone/gateway.py): neither half is a call, live or in a resync."""
     model = CallModel()
     out = []
     for half, uid in ((";1", "r-1"), (";2", "r-2")):

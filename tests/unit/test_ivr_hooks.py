@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.hooks import POOL, host_name, lookup, route, setup_hooks
+from api.dialplan_hooks import POOL, host_name, lookup, route, setup_hooks
 from crm.phones import normalise_e164
 from cti.config import load_settings
 from cti.daemon import CORE, Core

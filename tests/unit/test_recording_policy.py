@@ -254,7 +254,7 @@ def test_wav_header_refuses_what_is_not_pcm_wav(head):
 def test_scope_by_role_and_its_sql_condition():
     from api.auth import Principal
     from api.recording_routes import scope_of
-    from recording.store import Scope
+    from recording.recording_db import Scope
 
     def p(role, agent_id=None, team=None):
         return Principal("session", 1, "u", "U", role, agent_id=agent_id, team=team)

@@ -265,7 +265,7 @@ def test_filed_callbacks_follow_the_router_then_leave_with_their_call() -> None:
     "done" when it lets go, forgotten once their call is folded off the board."""
     from acd import callbacks as cbs
     from acd.routing_shell import Waiting
-    from api.wallboard import settle_filed
+    from api.wallboard_service import settle_filed
 
     dialing = Waiting(channel=None, callback=cbs.Callback("c1", "+4420", "sales", status=cbs.DIALING))
     filed = {"c1": cbs.PENDING, "c2": cbs.PENDING, "c3": "done", "c4": cbs.FAILED}

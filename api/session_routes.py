@@ -1,4 +1,4 @@
-"""Authentication routes and the API's database pool: ``setup_auth``.
+"""Authentication and the session routes: ``setup_auth``.
 
     POST /api/login    username + password -> a session token (public)
     POST /api/logout   end the session of the token given (any role)
@@ -16,8 +16,8 @@ hashing). argon2 runs in a thread, at most ``HASH_CONCURRENCY`` at a time
 to, ``HASH_QUEUE_PER_ADDRESS`` of them from one address, and the others are
 answered 503 ``busy`` with Retry-After at once.
 
-Later routes use the same pool (``db(app)``) and the same registry
-(``app[API]``); see docs/api.md.
+``setup_auth`` also sets up the API's pool (``api.db``) and the registry
+(``app[API]``) the later routes use; see docs/api.md.
 """
 from __future__ import annotations
 
@@ -27,22 +27,20 @@ import time
 from datetime import datetime, timezone
 from typing import Annotated, Any, AsyncIterator, Literal
 
-import asyncpg
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints
 
 from api import accounts
 from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_from_headers, digest, new_session_token
+from api.db import db, query, setup_db
 from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
 from api.throttle import HashQueue, LoginThrottle
 from cti.daemon import CORE
-from cti.store import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
-QUERY_TIMEOUT = 2.0
 HASH_CONCURRENCY = 2
 HASH_QUEUE = 16                # attempts hashing or waiting to, in all
 HASH_QUEUE_PER_ADDRESS = 4     # ... from one client address (a call centre's NAT logs in a few at once)
@@ -91,10 +89,9 @@ class MeReply(BaseModel):
 
 
 class _Holder:
-    """The API's pool and password hasher, made in ``cleanup_ctx``."""
+    """The password hasher (made in ``cleanup_ctx``) and the login throttle."""
 
     def __init__(self) -> None:
-        self.pool: asyncpg.Pool | None = None
         self.passwords: Passwords | None = None
         self.hashing = asyncio.Semaphore(HASH_CONCURRENCY)
         self.throttle = LoginThrottle()
@@ -102,26 +99,6 @@ class _Holder:
 
 
 AUTH = web.AppKey("api_auth", _Holder)
-
-
-def db(app: web.Application) -> asyncpg.Pool:
-    """The API's connection pool. Raises ``ApiError`` 503 when there is none."""
-    pool = app[AUTH].pool
-    if pool is None:
-        raise ApiError(503, "unavailable", "the database is unavailable")
-    return pool
-
-
-async def query(coro: Any) -> Any:
-    """Await a database call with the API's bound; 503 when it fails or is late."""
-    try:
-        async with asyncio.timeout(QUERY_TIMEOUT):
-            return await coro
-    except TimeoutError:
-        raise ApiError(503, "unavailable", f"the database did not answer within {QUERY_TIMEOUT:g}s") from None
-    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-        log.warning("api.db_error", error=type(exc).__name__)
-        raise ApiError(503, "unavailable", "the database is unavailable") from None
 
 
 async def principal_of(app: web.Application, headers: Any) -> Principal | None:
@@ -220,6 +197,7 @@ def setup_auth(app: web.Application) -> None:
     """The registry (``/openapi.json``, ``/docs``), the API's pool, authentication,
     and the login routes. Call after ``build_app`` (the core's database first)."""
     api = setup_registry(app)
+    setup_db(app)
     holder = _Holder()
     app[AUTH] = holder
 
@@ -235,19 +213,7 @@ def setup_auth(app: web.Application) -> None:
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         holder.passwords = await asyncio.to_thread(Passwords)
-        try:
-            holder.pool = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=10, timeout=5,
-                                                    command_timeout=QUERY_TIMEOUT,
-                                                    server_settings={"application_name": "cti-api"},
-                                                    reset=keep_session)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.error("api.no_database", error=type(exc).__name__)
-            holder.pool = None
-        try:
-            yield
-        finally:
-            pool, holder.pool = holder.pool, None
-            await close_pool(pool)
+        yield
 
     app.cleanup_ctx.append(ctx)
     api.add("POST", "/api/login", login, summary="Log in: a session token for a username and password",

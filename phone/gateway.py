@@ -2,7 +2,7 @@
 
 What it does (docs/softphone.md has the why):
 
-- Provisioning: the devices in PostgreSQL (``phone.store``) are rendered by
+- Provisioning: the devices in PostgreSQL (``phone.phone_db``) are rendered by
   ``phone.model.render_pjsip`` into ``phone_pjsip_conf`` (written whole,
   atomically, mode 0600), then the dialplan reloads ``res_pjsip``: the daemon
   originates ``Local/pjsip@cti-phone-reload/n``, whose extension runs
@@ -36,13 +36,13 @@ import structlog
 from aiohttp import web
 
 from cti.errors import AmiError, CtiError
-from cti.store import close_pool
-from phone import store
+from cti.pg import close_pool
+from phone import phone_db
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
     ha1, options_value, parse_contact, render_pjsip, webrtc_device_id,
 )
-from phone.store import AgentPhone
+from phone.phone_db import AgentPhone
 
 log = structlog.get_logger(__name__)
 
@@ -85,8 +85,8 @@ class PhoneService:
             import asyncpg
             self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
                                                   command_timeout=10)
-            self.devices = {d.device_id: d for d in await store.devices(self.pool)}
-            self.agents = {a.agent_id: a for a in await store.agents(self.pool)}
+            self.devices = {d.device_id: d for d in await phone_db.devices(self.pool)}
+            self.agents = {a.agent_id: a for a in await phone_db.agents(self.pool)}
         acd = self.core.acd
         for a in self.agents.values():
             if acd is not None and a.device_id is not None:
@@ -216,14 +216,14 @@ class PhoneService:
         password = password or secrets.token_urlsafe(18)
         device = Device(check_device_id(device_id), kind, ha1(device_id, self.core.settings.phone_realm, password),
                         label)
-        await store.save_device(pool, device, self.core.settings.phone_realm)
+        await phone_db.save_device(pool, device, self.core.settings.phone_realm)
         self.devices[device_id] = device
         await self._provision()
         log.info("phone device saved", device=device_id, kind=kind)
         return password
 
     async def remove_device(self, device_id: str) -> None:
-        if not await store.delete_device(self._need_db(), device_id):
+        if not await phone_db.delete_device(self._need_db(), device_id):
             raise PhoneError(f"no device {device_id!r}")
         self.devices.pop(device_id, None)
         for a in list(self.agents.values()):
@@ -236,7 +236,7 @@ class PhoneService:
         Whoever sat there goes back to their configured device."""
         if device_id is not None and device_id not in self.devices:
             raise PhoneError(f"no device {device_id!r}")
-        previous = await store.bind(self._need_db(), agent_id, device_id)
+        previous = await phone_db.bind(self._need_db(), agent_id, device_id)
         acd = self.core.acd
         if previous is not None:
             self.agents[previous] = _with(self.agents.get(previous), previous, device_id=None)
@@ -249,7 +249,7 @@ class PhoneService:
         self._tell_acd()
 
     async def set_options(self, agent_id: str, auto_answer: bool, zip_tone: bool) -> AgentPhone:
-        await store.set_options(self._need_db(), agent_id, auto_answer, zip_tone)
+        await phone_db.set_options(self._need_db(), agent_id, auto_answer, zip_tone)
         a = self.agents[agent_id] = _with(self.agents.get(agent_id), agent_id, auto_answer=auto_answer,
                                           zip_tone=zip_tone)
         try:

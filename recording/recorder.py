@@ -53,9 +53,9 @@ from aiohttp import web
 
 from cti.errors import AmiError
 from cti.events import CallEvent
-from cti.store import close_pool
+from cti.pg import close_pool
 from recording import jobs
-from recording import store as rec_store
+from recording import recording_db as rec_db
 from recording.config import load_config
 from recording.files import resolve, sha256
 from recording.policy import (
@@ -197,7 +197,7 @@ class RecordingService:
             if isinstance(agent, str) and agent:
                 live.agent = agent
                 if live.active is not None and live.active.recording_id is not None:
-                    self._spawn(self._db(rec_store.add_agent, live.active.recording_id, agent))
+                    self._spawn(self._db(rec_db.add_agent, live.active.recording_id, agent))
             # An agent found talking after a restart answered earlier: a recording the
             # policy wanted then is already running in Asterisk (MixMonitor outlives us).
             if not ev.data.get("estimated"):
@@ -326,7 +326,7 @@ class RecordingService:
         segment = live.segments + 1
         if self.pool is not None:
             try:
-                segment = max(segment, await self._db(rec_store.next_segment, live.call_id))
+                segment = max(segment, await self._db(rec_db.next_segment, live.call_id))
             except Exception as exc:
                 log.warning("recording segment not read", error=str(exc))
         name = file_name(live.call_id, segment)
@@ -406,7 +406,7 @@ class RecordingService:
         rid = None
         if self.pool is not None:
             try:
-                rid = await self._db(rec_store.insert_recording, call_id=live.call_id, segment=segment,
+                rid = await self._db(rec_db.insert_recording, call_id=live.call_id, segment=segment,
                                      agent=live.agent, queue=live.queue, caller_num=live.caller_num, sides=sides,
                                      reason=reason, started_by=by, file_name=name, started_at=_utc(now))
             except Exception as exc:
@@ -440,11 +440,11 @@ class RecordingService:
             n = len(new.pauses)
             try:
                 if command == "pause":
-                    await self._db(rec_store.add_pause, rid, n, _utc(at), round(at - rec.started_at, 3), by)
-                    await self._db(rec_store.set_state, rid, "paused")
+                    await self._db(rec_db.add_pause, rid, n, _utc(at), round(at - rec.started_at, 3), by)
+                    await self._db(rec_db.set_state, rid, "paused")
                 elif command == "resume":
-                    await self._db(rec_store.end_pause, rid, n, _utc(at), round(at - rec.started_at, 3), by)
-                    await self._db(rec_store.set_state, rid, "recording")
+                    await self._db(rec_db.end_pause, rid, n, _utc(at), round(at - rec.started_at, 3), by)
+                    await self._db(rec_db.set_state, rid, "recording")
             except Exception as exc:
                 log.error("recording pause not stored", recording_id=rid, error=str(exc))
         self._annotate(live.call_id, f"recording.{'stopped' if command == 'stop' else command + 'd'}",
@@ -469,7 +469,7 @@ class RecordingService:
             if active.rec.pauses and active.rec.pauses[-1].end is None and active.recording_id is not None:
                 # Paused until the end: the pause ends with the call.
                 n = len(active.rec.pauses)
-                await self._safe_db(rec_store.end_pause, active.recording_id, n, _utc(at),
+                await self._safe_db(rec_db.end_pause, active.recording_id, n, _utc(at),
                                      round(at - active.rec.started_at, 3), "call ended")
             active.rec = active.rec.ended(at)
             await self._finish(active, at)
@@ -477,7 +477,7 @@ class RecordingService:
     async def _finish(self, active: Active, at: float) -> None:
         rec, rid = active.rec, active.recording_id
         if rid is not None:
-            await self._safe_db(rec_store.set_state, rid, STOPPED, _utc(rec.stopped_at or at))
+            await self._safe_db(rec_db.set_state, rid, STOPPED, _utc(rec.stopped_at or at))
         path = resolve(self.read_dir, rec.file_name)
         found = await self._wait_closed(path)
         lead = None
@@ -496,7 +496,7 @@ class RecordingService:
         log.info("recording finished", file=rec.file_name, state=state, duration_s=duration, size=size,
                  audio_lead_s=lead, recording_id=rid)
         if rid is not None:
-            await self._safe_db(rec_store.finish, rid, state=state, stopped_at=_utc(rec.stopped_at or at),
+            await self._safe_db(rec_db.finish, rid, state=state, stopped_at=_utc(rec.stopped_at or at),
                                 duration_s=duration, size_bytes=size, sha256=digest, error=error,
                                 audio_lead_s=lead)
 

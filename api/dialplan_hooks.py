@@ -48,7 +48,7 @@ from aiohttp import web
 from crm.customer_lookup import ACCOUNT, CustomerRecord, find_by_account, find_by_phone
 from crm.phones import normalise_e164
 from cti.errors import ConfigError
-from cti.store import close_pool, keep_session
+from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 

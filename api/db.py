@@ -1,0 +1,80 @@
+"""The API's database pool: ``db(app)`` and ``query(coro)``, made by ``setup_db``.
+
+One pool for the API's routes (``application_name`` ``cti-api``), opened and
+closed with the app (``cleanup_ctx``). Every call a route makes through it is
+bounded by ``QUERY_TIMEOUT``; a database that is away or late is a 503
+``unavailable``, never a hung request.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from api.errors import ApiError
+from cti.daemon import CORE
+from cti.pg import close_pool, keep_session
+
+log = structlog.get_logger(__name__)
+
+QUERY_TIMEOUT = 2.0
+
+
+class ApiDb:
+    """The API's pool (None until the app starts, or when the database was away then)."""
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+
+
+API_DB = web.AppKey("api_db", ApiDb)
+
+
+def db(app: web.Application) -> asyncpg.Pool:
+    """The API's connection pool. Raises ``ApiError`` 503 when there is none."""
+    pool = app[API_DB].pool
+    if pool is None:
+        raise ApiError(503, "unavailable", "the database is unavailable")
+    return pool
+
+
+async def query(coro: Any) -> Any:
+    """Await a database call with the API's bound; 503 when it fails or is late."""
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT):
+            return await coro
+    except TimeoutError:
+        raise ApiError(503, "unavailable", f"the database did not answer within {QUERY_TIMEOUT:g}s") from None
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+        log.warning("api.db_error", error=type(exc).__name__)
+        raise ApiError(503, "unavailable", "the database is unavailable") from None
+
+
+def setup_db(app: web.Application) -> ApiDb:
+    """The API's pool, opened with the app (after the core's database) and closed
+    with it. Idempotent: returns the one already set up."""
+    if API_DB in app:
+        return app[API_DB]
+    holder = ApiDb()
+    app[API_DB] = holder
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        try:
+            holder.pool = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=10, timeout=5,
+                                                    command_timeout=QUERY_TIMEOUT,
+                                                    server_settings={"application_name": "cti-api"},
+                                                    reset=keep_session)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.error("api.no_database", error=type(exc).__name__)
+            holder.pool = None
+        try:
+            yield
+        finally:
+            pool, holder.pool = holder.pool, None
+            await close_pool(pool)
+
+    app.cleanup_ctx.append(ctx)
+    return holder
