@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
+from acd.ami_actions import heartbeat_in_force  # noqa: E402
 from bench.harness import DaemonProcess, scratch_database  # noqa: E402
 from bench.load_daemon import load_daemon_env, wait_agents  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
@@ -201,7 +202,7 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
     try:
         await set_demo_times(ami, ring=(0, 0), talk=(1, 1))
         if router == "app_queue":
-            await ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
+            await ami.send("Setvar", {"Variable": await heartbeat_in_force(ami), "Value": "0"}, shape="single")
             free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
             busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
         else:
@@ -219,7 +220,7 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
             out["timeline"] = steps
         return out
     finally:
-        await ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
+        await ami.send("Setvar", {"Variable": await heartbeat_in_force(ami), "Value": "0"}, shape="single")
         await set_demo_times(ami)
         await ami.stop()
 

@@ -45,10 +45,11 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 
 # Asterisk's pseudo-channel that runs the "failed" extension of an Originate
 # that could not be placed: it is not a caller.
-# Not calls: Asterisk's stand-in for a failed originate, and the Local channel
-# the phone service originates to have the dialplan reload res_pjsip
-# (phone/gateway.py, [cti-phone-reload]).
-_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-")
+# Not calls: Asterisk's stand-in for a failed originate, the Local channel the
+# phone service originates to have the dialplan reload res_pjsip
+# (phone/gateway.py, [cti-phone-reload]), and the one the ACD originates to
+# raise its epoch (acd/epoch.py, [cti-acd-epoch]).
+_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-", "Local/raise@cti-acd-epoch-")
 # An agent id as the ACD configuration allows it (acd/config.py).
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")

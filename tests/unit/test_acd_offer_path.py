@@ -44,7 +44,7 @@ async def test_an_arrival_with_an_agent_free_is_on_the_wire_when_its_event_has_b
     # No turn of the loop yet: Setvar and Redirect were written while the event was delivered.
     written = [(a, h.get("Variable") or h.get("Context")) for a, h in service.core.ami.written]
     assert written == [("Setvar", "CTI_OFFER"), ("Redirect", "cti-acd-offer")]
-    assert service.core.ami.written[0][1]["Value"] == "a1,15,Local/agent1@cti-demo-agents/n"
+    assert service.core.ami.written[0][1]["Value"] == "1,a1,15,Local/agent1@cti-demo-agents/n"
     for fut in service.core.ami.replies:
         fut.set_result(SimpleNamespace(response=SimpleNamespace(headers={})))
     await asyncio.sleep(0)
