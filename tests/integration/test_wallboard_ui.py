@@ -121,13 +121,80 @@ async def test_the_board_names_callers_and_says_alerts_and_action_results_in_wor
     assert errors == []
 
 
-async def test_the_wallboard_has_no_serious_accessibility_violations(centre, demo_ami, browser):
-    page, errors = await open_board(browser, centre, "sam", bypass_csp=True)   # axe is injected inline
-    await page.wait_for_selector("#status.live", timeout=10_000)
-    p = await call(demo_ami, "billing", 51)
-    await page.wait_for_selector(f"#waiting tr[data-call='{p.channel_id}']", timeout=5_000)
+PIXELS_OF = """([fig, rgb]) => {
+  const c = fig.querySelector("canvas"), d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4)
+    if (Math.abs(d[i] - rgb[0]) < 8 && Math.abs(d[i + 1] - rgb[1]) < 8 && Math.abs(d[i + 2] - rgb[2]) < 8) n++;
+  return n;
+}"""
+
+
+async def test_report_charts_have_a_time_axis_legends_in_colour_and_show_a_single_interval(centre, demo_ami,
+                                                                                           browser, database):
+    d, acd = centre, centre.core.acd
+    acd.agent_request("a3", "set_ready")
+    answered = await call(demo_ami, "billing", 61)
+    await ended(database, [answered.channel_id])
+    page, errors = await open_board(browser, d, "sam", "/wallboard/reports.html")
+    fig = page.locator("figure.chart", has_text="billing: offered")
+    await fig.locator(".uplot canvas").wait_for(timeout=10_000)
+    assert await fig.evaluate("f => f.uplot.scales.x.time && f.uplot.series.map(s => s.label)") == \
+        ["time", "offered", "answered"]
+    # The legend's marker is in the series' colour (answered: #2a7d3b).
+    marker = fig.locator(".u-legend .u-series", has_text="answered").locator(".u-marker")
+    assert await marker.evaluate("m => getComputedStyle(m).borderTopColor") == "rgb(42, 125, 59)"
+    # Today's calls are in one interval: the answered series is still drawn (a point).
+    handle = await fig.element_handle()
+    assert await page.evaluate(PIXELS_OF, [handle, [42, 125, 59]]) > 10
+
+    # The agent's timeline: a time axis and a legend that shows each state's colour.
+    await page.fill("#timeline input[name=agent]", "a3")
+    await page.click("#timeline button")
+    tl = page.locator("#timeline-chart figure.chart")
+    await tl.locator(".uplot canvas").wait_for(timeout=10_000)
+    assert await tl.evaluate("f => f.uplot.scales.x.time")
+    swatch = tl.locator(".legend li", has_text="not ready").locator(".swatch")
+    assert await swatch.evaluate("s => getComputedStyle(s).backgroundColor") == "rgb(239, 143, 143)"
+    tl_handle = await tl.element_handle()
+    assert await page.evaluate(PIXELS_OF, [tl_handle, [239, 143, 143]]) > 10
+    assert errors == []
+
+
+async def test_staffing_picks_a_queue_from_a_list_and_says_when_there_is_no_history(centre, browser):
+    page, errors = await open_board(browser, centre, "sam", "/wallboard/staffing.html")
+    await page.wait_for_selector("select[name=queue] option[value=billing]", state="attached", timeout=10_000)
+    assert "sales" in await page.eval_on_selector_all("select[name=queue] option", "os => os.map(o => o.value)")
+    await page.select_option("select[name=queue]", "billing")
+    await page.click("#ask button")
+    await page.wait_for_selector("#empty:not([hidden])", timeout=10_000)
+    assert (await page.text_content("#empty")).startswith("No history yet for billing")
+    assert await page.is_hidden("#rows")
+    assert errors == []
+
+
+async def axe_violations(page) -> list:
     await page.add_script_tag(path=str(AXE))
     result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
-           if v["impact"] in ("serious", "critical")]
-    assert bad == []
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]
+            if v["impact"] in ("serious", "critical")]
+
+
+async def test_the_wallboard_pages_have_no_serious_accessibility_violations(centre, demo_ami, browser, database):
+    centre.core.acd.agent_request("a3", "set_ready")
+    answered = await call(demo_ami, "billing", 52)
+    await ended(database, [answered.channel_id])
+    page, errors = await open_board(browser, centre, "sam", bypass_csp=True)   # axe is injected inline
+    await page.wait_for_selector("#status.live", timeout=10_000)
+    p = await call(demo_ami, "sales", 51)
+    await page.wait_for_selector(f"#waiting tr[data-call='{p.channel_id}']", timeout=5_000)
+    assert await axe_violations(page) == []
+    await page.goto(url(centre, "/wallboard/reports.html"))              # same tab: same session
+    await page.wait_for_selector("figure.chart .uplot canvas", timeout=10_000)
+    assert await axe_violations(page) == []
+    await page.goto(url(centre, "/wallboard/staffing.html"))
+    await page.wait_for_selector("select[name=queue] option", state="attached", timeout=10_000)
+    await page.click("#ask button")
+    await page.wait_for_selector("#rows tbody tr", timeout=10_000)          # today's calls: a plan
+    assert await axe_violations(page) == []
+    assert errors == []
