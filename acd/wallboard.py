@@ -295,6 +295,8 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
                   "asa_s": entry["today"]["asa_s"], "aht_s": entry["today"]["aht_s"],
                   "abandon_rate": entry["today"]["abandon_rate"]}
         entry["colours"] = {k: cfg.rag[k].colour(v) for k, v in values.items() if k in cfg.rag}
+        entry["thresholds"] = {k: {"amber": r.amber, "red": r.red, "higher_is_better": r.higher_is_better}
+                               for k, r in cfg.rag.items()}
         out_queues.append(entry)
         for c in today:
             line = abandoned_line(c, cfg.policy, callers.get(c.call_id, (None, None)))
@@ -331,15 +333,56 @@ _RANK = {None: 0, "green": 0, "amber": 1, "red": 2}
 def alerts(previous: Mapping[str, Mapping[str, str | None]], snapshot: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The figures whose colour got worse (green -> amber -> red; no value counts as
     green) since ``previous`` (queue -> figure -> colour, as in an earlier snapshot's
-    ``colours``). Each alert names the queue, the figure, both colours and the value."""
+    ``colours``). Each alert names the queue, the figure, both colours and the value,
+    and says it in words (``text``: ``alert_text``)."""
     out = []
+    names = snapshot.get("queue_names") or {}
     for q in snapshot["queues"]:
         before = previous.get(q["queue"], {})
         for name, colour in q["colours"].items():
             if _RANK[colour] > _RANK[before.get(name)]:
+                value = _board_value(q, name)
                 out.append({"queue": q["queue"], "figure": name, "from": before.get(name), "to": colour,
-                            "value": _board_value(q, name)})
+                            "value": value,
+                            "text": alert_text(q, name, colour, value, names.get(q["queue"]))})
     return out
+
+
+FIGURE_WORDS = {
+    "service_level": "service level today", "service_level_15": "service level over the last 15 min",
+    "service_level_30": "service level over the last 30 min", "longest_waiting_s": "longest wait",
+    "waiting": "calls waiting", "asa_s": "average speed of answer today", "aht_s": "average handle time today",
+    "abandon_rate": "abandon rate today",
+}
+
+
+def _shown(name: str, v: float | None) -> str:
+    if v is None:
+        return "–"
+    if name.startswith("service_level") or name == "abandon_rate":
+        return f"{round(v * 100, 1):g}%"
+    if name.endswith("_s"):
+        return f"{round(v):d} s"
+    return f"{v:g}"
+
+
+def alert_text(q: Mapping[str, Any], name: str, colour: str | None, value: Any, queue_name: str | None = None) -> str:
+    """An alert in words, with the limit crossed: ``Sales: service level over the last
+    30 min 70% < 80% target`` (the amber limit of a service level is its target by
+    default), ``billing: abandon rate today 100% > 10% red threshold``. ``q``: the
+    board's queue entry; ``queue_name``: its name (default: its id)."""
+    who = queue_name or q["queue"]
+    words = FIGURE_WORDS.get(name, name.replace("_", " "))
+    limits = (q.get("thresholds") or {}).get(name)
+    if limits is None or colour not in ("amber", "red"):
+        return f"{who}: {words} {_shown(name, value)} ({colour})"
+    limit = limits[colour]
+    op = "<" if limits["higher_is_better"] else ">"
+    sl = name.startswith("service_level")
+    kind = "target" if sl and limit == q.get("target") else f"{colour} threshold"
+    if sl and kind != "target" and q.get("target") is not None:
+        kind += f" (target {_shown(name, q['target'])})"
+    return f"{who}: {words} {_shown(name, value)} {op} {_shown(name, limit)} {kind}"
 
 
 def colours_of(snapshot: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:

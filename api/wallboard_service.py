@@ -220,12 +220,21 @@ class WallboardService:
         # The router's own list, for the move and priority buttons (callbacks included).
         snap["waiting_calls"] = [] if acd is None else [
             {"call_id": w.call_id, "queue": w.queue_id, "status": w.status, "priority": w.priority,
-             "arrived_at": w.arrived_at, "callback": w.callback,
-             "number": (self.ledger.rows.get(w.call_id) or {}).get("caller_num")}
+             "arrived_at": w.arrived_at, "callback": w.callback, **self.caller(w.call_id)}
             for w in acd.router.waiting_calls()]
+        # Names for the page: the queues' (their id when unnamed), the caller of each agent's call.
+        names = {} if acd is None else {q.id: q.name for q in acd.config.queues}
+        snap["queue_names"] = {q["queue"]: names.get(q["queue"]) or q["queue"] for q in snap["queues"]}
+        for a in snap["agents"]:
+            a.update(self.caller(a["call_id"]) if a["call_id"] else {"number": None, "caller_name": None})
         snap["timezone"] = str(self.tz)
         self.build_s = time.perf_counter() - t0
         return snap
+
+    def caller(self, call_id: str) -> dict[str, str | None]:
+        """The caller's number and name of a call of the ledger (None when unknown)."""
+        row = self.ledger.rows.get(call_id) or {}
+        return {"number": row.get("caller_num"), "caller_name": row.get("caller_name")}
 
     async def _run_push(self) -> None:
         try:

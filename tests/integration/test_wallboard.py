@@ -310,8 +310,8 @@ async def test_the_wallboard_page_updates_live_in_a_real_browser(centre, demo_am
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "wallboard.png"), full_page=True)
     assert (ARTIFACTS / "wallboard.png").stat().st_size > 0
-    # The reports page (same tab: same session) draws its charts in SVG from today's calls.
+    # The reports page (same tab: same session) draws its charts (uPlot) from today's calls.
     await page.goto(url(d, "/wallboard/reports.html"))
-    await page.wait_for_selector("svg.chart rect", timeout=10_000)
+    await page.wait_for_selector("figure.chart .uplot canvas", timeout=10_000)
     assert "billing: offered" in (await page.text_content("#charts") or "")
     await page.screenshot(path=str(ARTIFACTS / "reports.png"), full_page=True)

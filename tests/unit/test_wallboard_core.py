@@ -14,7 +14,7 @@ from acd.figures import (
     by_bucket, count_calls, figures_from_counts, queue_figures,
 )
 from acd.wallboard import (
-    AgentLive, alerts, board, colours_of, csv_text, parse_board_config, report_rows,
+    AgentLive, alert_text, alerts, board, colours_of, csv_text, parse_board_config, report_rows,
 )
 from tests.unit.test_metrics import NOW_ST, POLICIES, calls_st
 
@@ -88,12 +88,23 @@ def test_an_alert_fires_when_a_colour_gets_worse_only():
     calls = [qc("w1", WAITING, NOW - 70)]
     first = board(calls, [], config(), now=NOW, day_start=DAY)
     assert alerts({}, first) == [{"queue": "sales", "figure": "longest_waiting_s", "from": None, "to": "amber",
-                                  "value": 70}]
+                                  "value": 70, "text": "sales: longest wait 70 s > 60 s amber threshold"}]
     later = board(calls, [], config(), now=NOW + 60, day_start=DAY)
     assert [(a["from"], a["to"]) for a in alerts(colours_of(first), later)] == [("amber", "red")]
     assert alerts(colours_of(later), later) == []
     calmer = board([], [], config(), now=NOW + 61, day_start=DAY)
     assert alerts(colours_of(later), calmer) == []
+
+
+def test_an_alert_says_the_figure_its_value_and_the_limit_crossed_in_words():
+    q = {"queue": "sales", "target": 0.8, "thresholds": {
+        "service_level_30": {"amber": 0.8, "red": 0.7, "higher_is_better": True},
+        "abandon_rate": {"amber": 0.05, "red": 0.1, "higher_is_better": False}}}
+    assert alert_text(q, "service_level_30", "amber", 0.7, "Sales") == \
+        "Sales: service level over the last 30 min 70% < 80% target"
+    assert alert_text(q, "service_level_30", "red", 0.655, "Sales") == \
+        "Sales: service level over the last 30 min 65.5% < 70% red threshold (target 80%)"
+    assert alert_text(q, "abandon_rate", "red", 1.0, "") == "sales: abandon rate today 100% > 10% red threshold"
 
 
 def test_thresholds_and_policy_come_from_the_configuration():

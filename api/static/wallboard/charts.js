@@ -1,58 +1,79 @@
-// Small SVG charts drawn here (no library, no external service).
+// The reports' and staffing plan's charts, drawn by uPlot (vendor/, MIT licence):
+// time on the x axis (in the reports' time zone), a legend with each series'
+// colour and its value under the cursor, and points on the lines so that a
+// series of a single interval shows.
 "use strict";
 const Charts = (() => {
-  const NS = "http://www.w3.org/2000/svg";
-  const s = (tag, attrs = {}, text) => {
-    const e = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-    if (text !== undefined) e.textContent = text;
-    return e;
-  };
-  // series: [{label, values: [number|null], colour}], labels: [string]; bars for the first, lines for the rest.
-  function chart(title, labels, series, { width = 900, height = 220, max } = {}) {
-    const pad = { l: 44, r: 10, t: 22, b: 34 };
-    const w = width - pad.l - pad.r, h = height - pad.t - pad.b;
-    const all = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined);
-    const top = max ?? Math.max(1, ...all);
-    const svg = s("svg", { class: "chart", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title });
-    svg.append(s("text", { x: pad.l, y: 14 }, title));
-    for (let i = 0; i <= 4; i++) {
-      const y = pad.t + h - (h * i) / 4;
-      svg.append(s("line", { x1: pad.l, x2: pad.l + w, y1: y, y2: y, stroke: "#e3e5e9" }));
-      const v = (top * i) / 4;
-      svg.append(s("text", { x: 2, y: y + 4 }, max === 1 ? `${Math.round(v * 100)}%` : v >= 10 ? v.toFixed(0) : v.toFixed(1)));
-    }
-    const n = Math.max(1, labels.length), step = w / n;
-    const [bars, ...lines] = series;
-    bars.values.forEach((v, i) => {
-      if (v === null || v === undefined) return;
-      const bh = (h * v) / top;
-      svg.append(s("rect", { x: pad.l + i * step + step * 0.15, y: pad.t + h - bh, width: Math.max(1, step * 0.7), height: bh,
-        fill: bars.colour || "#7aa2e3" }, undefined));
-    });
-    for (const line of lines) {
-      const pts = line.values.map((v, i) => v === null || v === undefined ? null :
-        `${pad.l + i * step + step / 2},${pad.t + h - (h * v) / top}`).filter(Boolean);
-      if (pts.length) svg.append(s("polyline", { points: pts.join(" "), fill: "none", stroke: line.colour || "#c0392b", "stroke-width": 2 }));
-    }
-    const every = Math.ceil(n / 12);
-    labels.forEach((l, i) => { if (i % every === 0) svg.append(s("text", { x: pad.l + i * step, y: height - 18 }, l)); });
-    series.forEach((x, i) => svg.append(s("text", { x: pad.l + 10 + i * 160, y: height - 4, fill: x.colour || "#334" }, `■ ${x.label}`)));
-    return svg;
+  const { el } = Cti;
+  const num = (v) => v === null || v === undefined ? "–" : String(Math.round(v * 10) / 10);
+  const pct = (v) => v === null || v === undefined ? "–" : `${Math.round(v * 1000) / 10}%`;
+  const zoned = (tz) => tz ? { tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz) } : {};
+
+  function frame(title) {
+    return el("figure", { class: "chart" }, el("figcaption", {}, title));
   }
-  const COLOURS = { available: "#8fd19e", on_call: "#7aa2e3", reserved: "#b9a3f0", wrapup: "#f2d16b", not_ready: "#ef8f8f", logged_out: "#cccccc" };
-  function timeline(title, spans, start, end, { width = 900 } = {}) {
-    const svg = s("svg", { class: "chart", width, height: 70, role: "img", "aria-label": title });
-    svg.append(s("text", { x: 4, y: 14 }, title));
-    const scale = (t) => 4 + ((width - 8) * (t - start)) / (end - start);
-    for (const sp of spans) {
-      const x1 = scale(Math.max(start, sp.start)), x2 = scale(Math.min(end, sp.end ?? Date.now() / 1000));
-      const r = s("rect", { x: x1, y: 22, width: Math.max(0.5, x2 - x1), height: 26, fill: COLOURS[sp.state] || "#999" });
-      r.append(s("title", {}, `${sp.state}${sp.reason ? " " + sp.reason : ""}: ${Math.round(sp.seconds)} s`));
-      svg.append(r);
-    }
-    Object.entries(COLOURS).forEach(([k, c], i) => svg.append(s("text", { x: 4 + i * 110, y: 64, fill: c === "#cccccc" ? "#666" : c }, `■ ${k}`)));
-    return svg;
+
+  // xs: interval starts (Unix seconds); series: [{label, values, colour, bars}].
+  function chart(title, xs, series, { width = 900, height = 240, percent = false, tz, step = 3600 } = {}) {
+    const fig = frame(title);
+    const f = percent ? pct : num;
+    const opts = {
+      width, height, ...zoned(tz),
+      scales: {
+        // One interval alone still gets a span of time around it.
+        x: { time: true, range: (u, lo, hi) => [lo - step / 2, hi + step / 2] },
+        y: { range: percent ? [0, 1] : (u, lo, hi) => [0, Math.max(1, hi ?? 1) * 1.1] },
+      },
+      axes: [{}, { values: (u, ticks) => ticks.map(f), size: 56 }],
+      series: [{ label: "time" }, ...series.map((s) => ({
+        label: s.label, stroke: s.colour, width: 2, value: (u, v) => f(v),
+        ...(s.bars ? { fill: `${s.colour}99`, paths: uPlot.paths.bars({ size: [0.6, 80] }), points: { show: false } }
+                   : { points: { show: true, size: 7, fill: s.colour } }),
+      }))],
+    };
+    fig.uplot = new uPlot(opts, [xs, ...series.map((s) => s.values)], fig);
+    return fig;
+  }
+
+  const STATES = [["available", "available"], ["on_call", "on call"], ["reserved", "reserved"], ["wrapup", "wrap-up"],
+    ["not_ready", "not ready"], ["logged_out", "logged out"]];
+  const COLOURS = { available: "#8fd19e", on_call: "#7aa2e3", reserved: "#b9a3f0", wrapup: "#f2d16b",
+    not_ready: "#ef8f8f", logged_out: "#cccccc" };
+  const clock = (t, tz) => new Date(t * 1000).toLocaleTimeString([], { timeZone: tz, hour: "2-digit", minute: "2-digit" });
+
+  // An agent's state spans from ``start`` to ``end`` (Unix seconds), on a time axis;
+  // the legend names each state's colour, the line under it the span at the cursor.
+  function timeline(title, spans, start, end, { width = 900, tz } = {}) {
+    const fig = frame(title);
+    const at = el("p", { class: "muted timeline-at" }, "Point at the timeline for a state and its times.");
+    const words = Object.fromEntries(STATES);
+    const opts = {
+      width, height: 110, ...zoned(tz), legend: { show: false },
+      scales: { x: { time: true, range: [start, end] }, y: { range: [0, 1] } },
+      axes: [{}, { show: false }],
+      series: [{}, { stroke: "transparent", points: { show: false } }],
+      hooks: {
+        draw: [(u) => {
+          const ctx = u.ctx, top = u.bbox.top + u.bbox.height * 0.15, h = u.bbox.height * 0.7;
+          for (const sp of spans) {
+            const x1 = u.valToPos(Math.max(start, sp.start), "x", true);
+            const x2 = u.valToPos(Math.min(end, sp.end ?? Date.now() / 1000), "x", true);
+            ctx.fillStyle = COLOURS[sp.state] || "#999";
+            ctx.fillRect(x1, top, Math.max(1, x2 - x1), h);
+          }
+        }],
+        setCursor: [(u) => {
+          if (u.cursor.left === undefined || u.cursor.left < 0) return;
+          const t = u.posToVal(u.cursor.left, "x");
+          const sp = spans.find((s) => s.start <= t && t < (s.end ?? Date.now() / 1000));
+          at.textContent = sp ? `${words[sp.state] || sp.state}${sp.reason ? ` (${sp.reason})` : ""}: ` +
+            `${clock(sp.start, tz)}–${sp.end ? clock(sp.end, tz) : "now"}, ${Math.round(sp.seconds / 60)} min` : "";
+        }],
+      },
+    };
+    fig.uplot = new uPlot(opts, [[start, end], [null, null]], fig);
+    fig.append(el("ul", { class: "legend" }, ...STATES.map(([k, w]) => el("li", {}, el("span", { class: `swatch ${k}` }), w))), at);
+    return fig;
   }
   return { chart, timeline };
 })();

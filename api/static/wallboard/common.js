@@ -3,14 +3,17 @@
 const Cti = (() => {
   const KEY = "cti.token";
   const token = () => sessionStorage.getItem(KEY);
+  class ApiFailure extends Error {
+    constructor(status, errorId, message) { super(message); this.status = status; this.errorId = errorId; }
+  }
   async function api(method, path, body) {
     const headers = { "Authorization": `Bearer ${token()}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    if (r.status === 401) { sessionStorage.removeItem(KEY); showLogin(); throw new Error("log in again"); }
+    if (r.status === 401) { sessionStorage.removeItem(KEY); showLogin(); throw new ApiFailure(401, "unauthenticated", "log in again"); }
     const text = await r.text();
     const data = text && r.headers.get("Content-Type")?.includes("json") ? JSON.parse(text) : text;
-    if (!r.ok) throw new Error((data && data.message) || r.statusText);
+    if (!r.ok) throw new ApiFailure(r.status, data && data.error_id, (data && data.message) || r.statusText);
     return data;
   }
   let onReady = () => {};
@@ -18,6 +21,16 @@ const Cti = (() => {
     document.getElementById("login").hidden = false;
     const main = document.querySelector("main, .page");
     if (main) main.hidden = true;
+  }
+  // A notice under the header: the page cannot be used by this login (its role), or failed to load.
+  function notice(text, link) {
+    let box = document.getElementById("notice");
+    if (!box) {
+      box = el("div", { id: "notice", class: "notice", role: "alert" });
+      document.querySelector("header").after(box);
+    }
+    box.replaceChildren(text, ...(link ? [" ", el("a", { href: link[0] }, link[1])] : []));
+    box.hidden = false;
   }
   function start(ready) {
     onReady = ready;
@@ -40,11 +53,23 @@ const Cti = (() => {
     });
     if (token()) go(); else showLogin();
   }
-  function go() {
+  async function go() {
     document.getElementById("logout").hidden = false;
     const main = document.querySelector("main, .page");
-    if (main) main.hidden = false;
-    onReady();
+    try {
+      // The pages are for supervisors and admins: ask before showing an empty board.
+      await api("GET", "/api/wallboard");
+      if (main) main.hidden = false;
+      await onReady();
+    } catch (e) {
+      if (main) main.hidden = true;
+      if (e.status === 403) {
+        notice("The wallboard, reports and staffing pages are for supervisors and admins; this login cannot see them.",
+          ["/agent/", "Agents: go to the agent desktop."]);
+      } else if (e.status !== 401) {
+        notice(`The page could not load: ${e.message}`);
+      }
+    }
   }
   const el = (tag, attrs = {}, ...kids) => {
     const e = document.createElement(tag);
@@ -62,5 +87,7 @@ const Cti = (() => {
       `${Math.floor(v / 3600)}h${String(Math.floor(v % 3600 / 60)).padStart(2, "0")}`;
   };
   const time = (t) => new Date(t * 1000).toLocaleTimeString();
-  return { api, start, token, el, pct, secs, time };
+  // The words for an agent state ("on_call" -> "on call", "wrapup" -> "wrap-up").
+  const stateWords = (s) => ({ wrapup: "wrap-up", on_call: "on call", not_ready: "not ready", logged_out: "logged out" })[s] || s;
+  return { api, start, token, el, pct, secs, time, notice, stateWords };
 })();

@@ -15,11 +15,14 @@
     return [f.get("kind"), p];
   }
 
+  let zone;                    // the reports' time zone (CTI_TIMEZONE), for the timeline's axis
+
   async function show() {
     const [kind, p] = params();
     document.getElementById("error").textContent = "";
     let data;
     try { data = await api("GET", `/api/reports/${kind}?${p}`); } catch (e) { document.getElementById("error").textContent = e.message; return; }
+    zone = data.timezone;
     document.getElementById("sources").textContent =
       `${data.timezone}; 15-minute intervals from rollups: ${data.intervals.rollup}, read from the calls: ${data.intervals.raw}`;
     const rows = data.rows;
@@ -38,17 +41,22 @@
     charts.replaceChildren();
     const groups = {};
     for (const r of rows) (groups[r.queue ?? r.agent] ??= []).push(r);
+    const step = { "15min": 900, "30min": 1800, "60min": 3600, day: 86400, week: 604800 }[p.get("granularity")] || 3600;
+    const opt = { tz: data.timezone, step };
     for (const [name, rs] of Object.entries(groups).slice(0, 8)) {
-      const labels = rs.map((r) => r.local_start.slice(5, 16).replace("T", " "));
+      const xs = rs.map((r) => r.start);
       if (kind === "queues") {
-        charts.append(Charts.chart(`${name}: offered (bars), answered (line)`, labels,
-          [{ label: "offered", values: rs.map((r) => r.offered) }, { label: "answered", values: rs.map((r) => r.answered), colour: "#2a7d3b" }]));
-        charts.append(Charts.chart(`${name}: service level`, labels,
-          [{ label: "service level", values: rs.map((r) => r.service_level), colour: "#7aa2e3" }], { max: 1, height: 160 }));
+        charts.append(Charts.chart(`${name}: offered and answered calls`, xs,
+          [{ label: "offered", values: rs.map((r) => r.offered), colour: "#7aa2e3", bars: true },
+           { label: "answered", values: rs.map((r) => r.answered), colour: "#2a7d3b" }], opt));
+        charts.append(Charts.chart(`${name}: service level`, xs,
+          [{ label: "service level", values: rs.map((r) => r.service_level), colour: "#1f5fbf" }],
+          { ...opt, percent: true, height: 180 }));
       } else {
-        charts.append(Charts.chart(`${name}: occupancy`, labels,
-          [{ label: "occupancy", values: rs.map((r) => r.occupancy) }, { label: "utilization", values: rs.map((r) => r.utilization), colour: "#c0392b" }],
-          { max: 1, height: 160 }));
+        charts.append(Charts.chart(`${name}: occupancy and utilization`, xs,
+          [{ label: "occupancy", values: rs.map((r) => r.occupancy), colour: "#1f5fbf" },
+           { label: "utilization", values: rs.map((r) => r.utilization), colour: "#c0392b" }],
+          { ...opt, percent: true, height: 180 }));
       }
     }
     const csv = document.getElementById("csv");
@@ -73,7 +81,9 @@
     const data = await api("GET", `/api/reports/agents/${encodeURIComponent(tl.agent.value)}/timeline?day=${tl.day.value}`);
     const start = data.spans.length ? Math.min(...data.spans.map((s) => s.start)) : 0;
     const end = data.spans.length ? Math.max(...data.spans.map((s) => s.end ?? Date.now() / 1000)) : 1;
-    document.getElementById("timeline-chart").replaceChildren(Charts.timeline(`${data.agent_id} on ${data.day}`, data.spans, start, end));
+    document.getElementById("timeline-chart").replaceChildren(data.spans.length
+      ? Charts.timeline(`${data.agent_id} on ${data.day}`, data.spans, start, end, { tz: zone })
+      : el("p", {}, `No state changes of ${data.agent_id} on ${data.day}.`));
   });
   Cti.start(show);
 })();
