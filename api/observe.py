@@ -1,9 +1,11 @@
 """``/metrics``: the daemon's figures in Prometheus text format.
 
-Read-only: the call model (calls by state), the ACD when it runs (waiting and
-ringing calls per queue, agents by state), the AMI client (connected, age of
-the last event, and a histogram of call-event lag), the store writer (buffer
-depth, rows written, dropped, rejected) and the WebSocket hub.
+Read-only, at each scrape (a ``prometheus_client`` collector on the app's own
+registry, ``REGISTRY``): the call model (calls by state), the ACD when it runs
+(waiting and ringing calls per queue, the router's per-queue counts, agents by
+state), the AMI client (connected, age of the last event, and a histogram of
+call-event lag), the store writer (buffer depth and capacity, rows written,
+dropped, rejected) and the WebSocket hub.
 
 Who may read it (``metrics_access``): ``loopback`` (default: clients on
 127.0.0.0/8 or ::1 only; note that behind a reverse proxy on the same host
@@ -19,6 +21,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from prometheus_client.core import Metric
 
 from api import prometheus as m
 from api.auth import STAFF, admits
@@ -33,11 +36,12 @@ CALL_STATES = (RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED)
 AGENT_STATES = ("logged_out", "available", "reserved", "on_call", "wrapup", "not_ready")
 
 LAG = web.AppKey("metrics_lag", m.LagHistogram)
+REGISTRY = web.AppKey("metrics_registry", m.CollectorRegistry)
 
 
-def collect(app: web.Application, now: float) -> list[m.Family]:
+def collect(app: web.Application, now: float) -> list[Metric]:
     core = app[CORE]
-    fams: list[m.Family] = []
+    fams: list[Metric] = []
     by_state = dict.fromkeys(CALL_STATES, 0)
     for call in core.model.calls.values():
         by_state[call.state] = by_state.get(call.state, 0) + 1
@@ -57,6 +61,8 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
     w = core.writer.stats if core.writer is not None else None
     if w is not None:
         fams.append(m.gauge("cti_store_buffered_rows", "Rows waiting in the store writer's buffer", w.buffered))
+        fams.append(m.gauge("cti_store_buffer_capacity_rows", "Rows the store writer's buffer holds before it drops "
+                            "(db_buffer_max)", core.writer.buffer_max))
         fams.append(m.gauge("cti_store_connected", "1 when the writer's last attempt reached PostgreSQL",
                             int(w.connected)))
         fams.append(m.counter("cti_store_rows_written_total", "Rows written", w.written))
@@ -65,16 +71,31 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
         fams.append(m.counter("cti_store_write_failures_total", "Write attempts that failed", w.failures))
     acd = core.acd
     if acd is not None:
-        waiting: dict[tuple[tuple[str, str], ...], float] = {}
-        ringing: dict[tuple[tuple[str, str], ...], float] = {}
-        longest: dict[tuple[tuple[str, str], ...], float] = {}
-        for q in acd.config.queues:
-            st = acd.router.queue_stats(q.id, now)
-            key = (("queue", q.id),)
-            waiting[key], ringing[key], longest[key] = st.waiting, st.ringing, st.longest_wait_s
-        fams.append(m.gauge("cti_queue_waiting_calls", "Calls waiting in an ACD queue", waiting))
-        fams.append(m.gauge("cti_queue_ringing_calls", "Calls of an ACD queue ringing an agent", ringing))
-        fams.append(m.gauge("cti_queue_longest_wait_seconds", "Longest wait among a queue's calls", longest))
+        stats = [acd.router.queue_stats(q.id, now) for q in acd.config.queues]
+
+        def per_queue(field: str) -> dict[m.Labels, float]:
+            return {(("queue", st.queue_id),): getattr(st, field) for st in stats}
+
+        q = ("queue",)
+        fams.append(m.gauge("cti_queue_waiting_calls", "Calls waiting in an ACD queue", per_queue("waiting"), q))
+        fams.append(m.gauge("cti_queue_ringing_calls", "Calls of an ACD queue ringing an agent",
+                            per_queue("ringing"), q))
+        fams.append(m.gauge("cti_queue_longest_wait_seconds", "Longest wait among a queue's calls",
+                            per_queue("longest_wait_s"), q))
+        # The router's counts since the daemon started; a service level over any window is
+        # increase(answered_within) / increase(left) (docs/api.md, "Metrics").
+        fams.append(m.counter("cti_queue_calls_left_total", "Calls that left an ACD queue: answered, abandoned "
+                              "or timed out", per_queue("offered"), q))
+        fams.append(m.counter("cti_queue_calls_answered_total", "Calls of an ACD queue answered by an agent",
+                              per_queue("answered"), q))
+        fams.append(m.counter("cti_queue_calls_answered_within_sl_total", "Calls of an ACD queue answered "
+                              "within the queue's sl_seconds", per_queue("answered_within_sl"), q))
+        fams.append(m.counter("cti_queue_calls_abandoned_total", "Callers who hung up waiting in an ACD queue",
+                              per_queue("abandoned"), q))
+        fams.append(m.counter("cti_queue_calls_timed_out_total", "Calls that left an ACD queue at its max wait",
+                              per_queue("timed_out"), q))
+        fams.append(m.gauge("cti_queue_service_level_target_percent", "A queue's service-level target (sl_percent)",
+                            per_queue("sl_target"), q))
         agents = dict.fromkeys(AGENT_STATES, 0)
         for a in acd.config.agents:
             s = acd.router.agent_state(a.id).state
@@ -144,13 +165,13 @@ async def metrics_view(request: web.Request) -> web.Response:
                 raise forbidden(STAFF)
     except ApiError as exc:
         return exc.response()
-    body = m.render(collect(app, time.time()))
-    return web.Response(body=body.encode(), headers={"Content-Type": m.CONTENT_TYPE})
+    return web.Response(body=m.render(app[REGISTRY]), headers={"Content-Type": m.CONTENT_TYPE})
 
 
 def setup_metrics(app: web.Application) -> None:
     """``/metrics`` and the event-lag histogram (a bus subscriber). After ``setup_auth``."""
     lag = app[LAG] = m.LagHistogram()
+    app[REGISTRY] = m.registry(m.FamiliesCollector(lambda: collect(app, time.time())))
 
     def observe(ev: CallEvent) -> None:
         # acd.* annotations are stamped by the daemon, not by Asterisk: not AMI lag.

@@ -104,21 +104,36 @@ def test_rehash_is_needed_when_the_parameters_change():
 
 
 def test_metrics_text_escapes_labels_and_counts_histogram_buckets():
-    h = m.LagHistogram(buckets=(0.01, 0.1))
+    h = m.LagHistogram(buckets=(0.01, 0.1, 1.0))
     for v in (0.005, 0.05, 0.05, 3.0, -1.0):
         h.observe(v)
-    text = m.render([
+    reg = m.registry(m.FamiliesCollector(lambda: [
         m.gauge("cti_calls", "Live calls\nby state", {(("state", 'q"\\\n'),): 2}),
         m.counter("cti_x_total", "x", 5),
+        m.counter("cti_y_total", "y", {}, ("queue",)),
         h.family("cti_lag_seconds", "lag"),
-    ])
+    ]))
+    text = m.render(reg).decode()
     assert '# HELP cti_calls Live calls\\nby state' in text
-    assert 'cti_calls{state="q\\"\\\\\\n"} 2' in text
-    assert "# TYPE cti_x_total counter\ncti_x_total 5" in text
-    assert 'cti_lag_seconds_bucket{le="0.01"} 2' in text       # 0.005 and the negative one (as 0)
-    assert 'cti_lag_seconds_bucket{le="0.1"} 4' in text
-    assert 'cti_lag_seconds_bucket{le="+Inf"} 5' in text
-    assert "cti_lag_seconds_count 5" in text and text.endswith("\n")
+    assert 'cti_calls{state="q\\"\\\\\\n"} 2.0' in text
+    # The exposed name keeps its _total (in HELP and TYPE too), and no _created sample appears.
+    assert "# TYPE cti_x_total counter\ncti_x_total 5.0" in text and "_created" not in text
+    assert "# TYPE cti_y_total counter\n" in text             # no queue yet: the family, no sample
+    assert 'cti_lag_seconds_bucket{le="0.01"} 2.0' in text     # 0.005 and the negative one (as 0)
+    assert 'cti_lag_seconds_bucket{le="0.1"} 4.0' in text
+    assert 'cti_lag_seconds_bucket{le="1"} 4.0' in text        # as first exposed, not "1.0"
+    assert 'cti_lag_seconds_bucket{le="+Inf"} 5.0' in text
+    assert "cti_lag_seconds_count 5.0" in text and text.endswith("\n")
+
+
+def test_metrics_registries_are_per_app_and_read_at_each_scrape():
+    seen = {"n": 1}
+    a = m.registry(m.FamiliesCollector(lambda: [m.gauge("cti_n", "n", seen["n"])]))
+    b = m.registry(m.FamiliesCollector(lambda: [m.gauge("cti_n", "n", 7)]))   # same name, no collision
+    assert "cti_n 1.0" in m.render(a).decode()
+    seen["n"] = 3
+    assert "cti_n 3.0" in m.render(a).decode() and "cti_n 7.0" in m.render(b).decode()
+    assert m.CONTENT_TYPE.startswith("text/plain; version=0.0.4")
 
 
 def test_a_counter_must_end_in_total():
