@@ -25,7 +25,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -79,6 +79,7 @@ class AcdService(CallbackShell, Reconfiguring):
     _pool: Any = None
     # What was last told on the bus of each agent (``AgentStateChanged``, ``_tell``).
     told: dict[str, AgentView] = field(default_factory=dict)
+    _inputs: list[Callable[[], None]] = field(default_factory=list)    # unsubscribes of the typed AMI inputs
     # Set by the phone gateway (docs/softphone.md): the device each agent sits
     # at, and the agents whose device cannot ring. Kept here so that a new
     # configuration's router gets them too.
@@ -100,7 +101,7 @@ class AcdService(CallbackShell, Reconfiguring):
                                        updated_at=_utc(now)))
         self._apply(self.router.auto_login(now))
         self.core.bus.subscribe(self.on_call_event)
-        self.core.ami.add_listener(self.on_ami_event)
+        self._inputs = self.subscribe_inputs()
         self.core.resync_hooks.append(self.adopt)
         if self.core.dsn is not None:
             import asyncpg
@@ -124,7 +125,9 @@ class AcdService(CallbackShell, Reconfiguring):
         self._tasks = []
         if self.adopt in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.adopt)
-        self.core.ami.remove_listener(self.on_ami_event)
+        for unsubscribe in self._inputs:
+            unsubscribe()
+        self._inputs = []
         await self._stop_saving()
         await close_pool(self._pool)
         ami = self.core.ami
