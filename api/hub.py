@@ -36,7 +36,7 @@ import secrets
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from itertools import count
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from cti.events import CallView
 
