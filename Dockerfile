@@ -8,6 +8,7 @@ COPY crm ./crm
 COPY acd ./acd
 COPY ivr ./ivr
 COPY recording ./recording
+COPY phone ./phone
 COPY api ./api
 RUN pip install . && useradd --system --home /var/lib/cti cti && mkdir -p /var/lib/cti && chown cti /var/lib/cti
 USER cti

@@ -11,7 +11,7 @@
   calls) and lists the AMI actions; they go out in order on the daemon's AMI
   connection.
 - **Wrap-up**: ``PUT /api/calls/{call_id}/disposition``; **history**:
-  ``GET /api/agent/calls``.
+  ``GET /api/agent/calls``; **what a reloaded page rebuilds**: ``GET /api/agent/current``.
 - **The web client**: ``/agent/`` (plain files in ``api/static/agent``).
 """
 from __future__ import annotations
@@ -47,10 +47,12 @@ from cti.events import CallEvent
 log = structlog.get_logger(__name__)
 
 LOOKUP_TIMEOUT = 1.5           # the customer look-up for one card, at most
+RECENT_TIMEOUT = 0.5           # of which the customer's calls by number (no index on caller_num): else linked ones
 MAX_PENDING = 10_000           # screen-pops waiting for their look-up, beyond: dropped (counted)
 RECENT_PER_AGENT = 200         # calls remembered per agent (who may wrap up what)
 CONTROL_ROLES = frozenset({"agent", "supervisor", "admin"})
 STATIC = Path(__file__).parent / "static" / "agent"
+FAVICON = Path(__file__).parent / "static" / "favicon.ico"
 _FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
 _CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
@@ -80,10 +82,24 @@ async def lookup_card_data(pool: asyncpg.Pool, call_id: str, caller_num: str | N
     if full is None:
         return out
     tickets = await ticket_store.by_customer(pool, customer_id, live_only=True, limit=10)
+    recent = [c for c in full["calls"] if c["call_id"] != call_id][:5]
+    try:   # every call from or to the customer's numbers, not only those linked to them
+        async with asyncio.timeout(RECENT_TIMEOUT):
+            rows = await pool.fetch(
+                """SELECT call_id, started_at, state, direction, caller_num, agent, duration_s::float8 AS duration_s
+                     FROM calls
+                    WHERE call_id <> $1 AND started_at > now() - interval '1 year'
+                      AND (caller_num = ANY($2::text[]) OR (direction = 'outbound' AND exten = ANY($2::text[]))
+                           OR call_id IN (SELECT call_id FROM customer_calls WHERE customer_id = $3))
+                    ORDER BY started_at DESC LIMIT 5""",
+                call_id, [p["phone"] for p in full["phones"]], customer_id)
+        recent = [dict(r) for r in rows]
+    except TimeoutError:
+        log.info("recent calls by number: too slow, the linked calls only", customer_id=customer_id)
     out.update(status="found",
                customer={k: full[k] for k in ("customer_id", "name", "language", "vip", "phones", "addresses",
                                               "tags", "notes")},
-               recent_calls=[c for c in full["calls"] if c["call_id"] != call_id][:5],
+               recent_calls=recent,
                open_tickets=[{"ticket_id": t.ticket_id, "type": t.type, "state": t.state, "title": t.title,
                               "created_at": t.created_at, "due_at": t.due_at} for t in tickets])
     return out
@@ -102,6 +118,8 @@ class Desktop:
         self.outbound: dict[str, str] = {}               # click-to-dial call -> agent (agent's leg first)
         # attended transfers under way: call -> (the transferring agent, their leg's channel)
         self.consults: dict[str, tuple[str | None, str]] = {}
+        # the last call each agent answered (call id, queue, caller): the wrap-up a reloaded page rebuilds
+        self.answered: dict[str, tuple[str, str | None, str | None, str | None]] = {}
         self.pops_sent = 0
         self.pops_dropped = 0
         self.lookups_late = 0
@@ -129,6 +147,10 @@ class Desktop:
             data = {**data, "agent": owner}
         pops = self.tracker.feed(ev.kind, ev.call_id, ev.at, data)
         ctx = ctx or self.tracker.calls.get(ev.call_id)
+        agent = data.get("agent")
+        if ev.kind == "call.connected" and isinstance(agent, str) and agent:
+            queue = (ctx.queue if ctx is not None else None) or ev.call.queue
+            self.answered[agent] = (ev.call_id, queue, ev.call.caller_num, ev.call.caller_name)
         if ev.kind == "call.ended":
             self.outbound.pop(ev.call_id, None)
             self.consults.pop(ev.call_id, None)
@@ -152,20 +174,24 @@ class Desktop:
             calls.append(call_id)
 
     async def _lookup(self, ctx: screenpop.Context, ev: CallEvent) -> dict[str, Any]:
-        try:
-            pool = db(self.app)
-            async with asyncio.timeout(LOOKUP_TIMEOUT):
-                found = await lookup_card_data(pool, ctx.call_id, ev.call.caller_num, ctx.customer_id,
-                                               want_ivr=not ctx.ivr and ev.call.direction == "inbound")
-        except TimeoutError:
-            self.lookups_late += 1
-            found = {"status": "timeout"}
-        except Exception as exc:
-            log.warning("screen-pop look-up failed", call_id=ctx.call_id, error=type(exc).__name__)
-            found = {"status": "error"}
+        found = await self.bounded_lookup(ctx, ev.call)
         ctx.lookup = found
         self._lookups.pop(ctx.call_id, None)
         return found
+
+    async def bounded_lookup(self, ctx: screenpop.Context, call: Any) -> dict[str, Any]:
+        """``lookup_card_data`` for ``call`` (a ``CallView``), bounded by ``LOOKUP_TIMEOUT``."""
+        try:
+            pool = db(self.app)
+            async with asyncio.timeout(LOOKUP_TIMEOUT):
+                return await lookup_card_data(pool, ctx.call_id, call.caller_num, ctx.customer_id,
+                                              want_ivr=not ctx.ivr and call.direction == "inbound")
+        except TimeoutError:
+            self.lookups_late += 1
+            return {"status": "timeout"}
+        except Exception as exc:
+            log.warning("screen-pop look-up failed", call_id=ctx.call_id, error=type(exc).__name__)
+            return {"status": "error"}
 
     async def _send(self, prev: asyncio.Task[None] | None, pop: screenpop.Pop, ctx: screenpop.Context,
                     view: Any) -> None:
@@ -309,6 +335,29 @@ class HistoryItem(BaseModel):
 
 class History(BaseModel):
     calls: list[HistoryItem]
+
+
+class AgentNow(BaseModel):
+    state: str
+    reason: str
+    since: float
+    call_id: str | None
+    pending: str | None = Field(description="a state asked for during a call: not ready's reason, or logout")
+    wrapup_ends_at: float | None = Field(description="in wrap-up: when the ACD ends it (epoch seconds)")
+
+
+class WrapupNow(BaseModel):
+    call_id: str
+    queue: str | None
+    caller_num: str | None
+    caller_name: str | None
+
+
+class DeskNow(BaseModel):
+    agent_state: AgentNow | None = None
+    call: dict[str, Any] | None = Field(None, description="the current call's screen-pop message")
+    transfer_pending: bool = Field(False, description="my attended transfer of the current call is under way")
+    wrapup: WrapupNow | None = Field(None, description="the last call I answered, while it has no wrap-up of mine")
 
 
 async def hangup(req: ApiRequest[None, None]) -> Done:
@@ -462,6 +511,50 @@ async def history(req: ApiRequest[None, HistoryQuery]) -> History:
     return History(calls=[HistoryItem(**dict(r)) for r in rows])
 
 
+async def current(req: ApiRequest[None, None]) -> DeskNow:
+    """What a reloaded page rebuilds: my state (with what is pending and when wrap-up
+    ends), the call I am on or offered (its screen-pop), and the wrap-up still to do."""
+    who = req.principal
+    assert who is not None
+    agent = who.agent_id
+    if not agent:
+        return DeskNow()
+    desk, core = _desktop(req), req.app[CORE]
+    acd = core.acd
+    last = desk.answered.get(agent)
+    state = None
+    if acd is not None and agent in {a.id for a in acd.config.agents}:
+        v = acd.router.agent_state(agent)
+        ends = None
+        if v.state == "wrapup" and last is not None and last[1] in {q.id for q in acd.config.queues}:
+            ends = v.since + acd.config.queue(last[1]).wrapup_s
+        state = AgentNow(state=v.state, reason=v.reason, since=v.since, call_id=v.call_id, pending=v.pending,
+                         wrapup_ends_at=ends)
+    calls = core.model.calls
+    ids = [state.call_id] if state is not None and state.call_id else []
+    ids += [c for c, a in desk.outbound.items() if a == agent]
+    ids += [c for c, live in calls.items() if live.agent == agent]
+    cid = next((c for c in ids if c in calls), None)
+    reply = DeskNow(agent_state=state)
+    if cid is not None:
+        view = calls[cid].view()
+        ctx = desk.tracker.calls.get(cid) or screenpop.Context(cid)
+        found = ctx.lookup or await desk.bounded_lookup(ctx, view)
+        consult = desk.consults.get(cid)
+        reply.transfer_pending = consult is not None and consult[0] == agent
+        answered = (view.agent == agent and view.agent_answered_at is not None) or reply.transfer_pending
+        phase = ("held" if view.state == "held" else "answered") if answered else "offered"
+        ivr = found.get("ivr_steps") if not ctx.ivr else None
+        reply.call = screenpop.card(screenpop.Pop(cid, agent, phase), ctx, view, time.time(), lookup=found,
+                                    ivr_steps=ivr or None)
+    if last is not None and last[0] != cid:
+        saved = await query(db(req.app).fetchval(
+            "SELECT 1 FROM call_dispositions WHERE call_id = $1 AND user_id = $2", last[0], who.id))
+        if saved is None:
+            reply.wrapup = WrapupNow(call_id=last[0], queue=last[1], caller_num=last[2], caller_name=last[3])
+    return reply
+
+
 # -- the web client ----------------------------------------------------------------
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -472,6 +565,11 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / name, headers={
         "Content-Type": f"{ctype}; charset=utf-8", "Content-Security-Policy": _CSP,
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+
+
+async def favicon(request: web.Request) -> web.StreamResponse:
+    """One icon for every page (the desktop, the wallboard, the phone, the docs)."""
+    return web.FileResponse(FAVICON, headers={"Content-Type": "image/x-icon", "Cache-Control": "max-age=86400"})
 
 
 async def agent_root(request: web.Request) -> web.StreamResponse:
@@ -518,6 +616,12 @@ def setup_desktop(app: web.Application) -> None:
             roles=roles, body=DispositionBody, response=DispositionReply, tags=tags)
     api.add("GET", "/api/agent/calls", history, summary="My recent calls with their wrap-up",
             roles=frozenset({"agent"}), query=HistoryQuery, response=History, tags=tags)
+    api.add("GET", "/api/agent/current", current, summary="My current call, wrap-up and pending state",
+            description="What the desktop rebuilds after a reload: the agent's state (with a pending not ready "
+                        "or logout, and when wrap-up ends), the call they are on or offered (its screen-pop "
+                        "message), and the last call they answered while it has no wrap-up of theirs.",
+            roles=frozenset({"agent"}), response=DeskNow, tags=tags)
+    app.router.add_get("/favicon.ico", favicon)
     app.router.add_get("/agent", agent_root)
     app.router.add_get("/agent/", static_file)
     app.router.add_get("/agent/{name}", static_file)

@@ -11,6 +11,7 @@ Pure: headers in, a record or None out.
 Families (one parser each):
 
 =================================== ============================================
+``UserEvent(CtiOfferRefused)``       ``OfferRefused``: the dialplan refused an offer of a lower epoch (acd)
 ``UserEvent(CtiCallbackRequest)``    ``CallbackRequest``: a caller asks to be called back (acd)
 ``UserEvent(CtiCallbackResult)``     ``CallbackResult``: how a callback's dial ended (acd)
 ``OriginateResponse``                ``OriginateResult``: an originated leg's outcome (acd callbacks)
@@ -24,6 +25,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable, Mapping, Union
+
+
+@dataclass(frozen=True, slots=True)
+class OfferRefused:
+    """An offer for call ``call_id`` to ``agent`` reached ``channel`` with epoch ``epoch``
+    while Asterisk held ``current`` (both as the dialplan wrote them: ``acd.epoch``
+    reads the digits)."""
+
+    call_id: str
+    channel: str
+    agent: str
+    epoch: str
+    current: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +106,17 @@ class ContactStatus:
     status: str
 
 
-AmiInput = Union[CallbackRequest, CallbackResult, OriginateResult, LegHungUp, RecordingReport, VoicemailLeft,
+AmiInput = Union[OfferRefused, CallbackRequest, CallbackResult, OriginateResult, LegHungUp, RecordingReport, VoicemailLeft,
                  ContactStatus]
 
 
 def _call_id(h: Mapping[str, str]) -> str:
     return h.get("Linkedid") or h.get("Uniqueid") or ""
+
+
+def _offer_refused(h: Mapping[str, str]) -> OfferRefused:
+    return OfferRefused(_call_id(h), h.get("Channel") or "", h.get("Agent") or "", h.get("Epoch") or "",
+                        h.get("Current") or "")
 
 
 def callback_request(h: Mapping[str, str]) -> CallbackRequest:
@@ -136,7 +155,7 @@ def _contact(h: Mapping[str, str]) -> ContactStatus | None:
 
 
 _USER_EVENTS: dict[str, Callable[[Mapping[str, str]], AmiInput | None]] = {
-    "CtiCallbackRequest": callback_request, "CtiCallbackResult": _callback_result,
+    "CtiOfferRefused": _offer_refused, "CtiCallbackRequest": callback_request, "CtiCallbackResult": _callback_result,
     "CtiRecording": _recording, "CtiVoicemail": _voicemail,
 }
 _EVENTS: dict[str, Callable[[Mapping[str, str]], AmiInput | None]] = {

@@ -5,6 +5,15 @@
   const $ = (id) => document.getElementById(id);
   const S = sessionStorage;   // per tab: token, stream, last seq
   let me = null, ws = null, backoff = 500, stateSince = null, callId = null, call = null, answeredAt = null;
+  let agentState = null, wrapupEndsAt = null, callLive = false, transferPending = false;
+  const answered = new Set();   // calls this page saw me answer (their end asks for a wrap-up)
+  const wrapups = [];           // wrap-ups to do, oldest first: {call_id, label}
+  const wrapped = new Set();    // wrap-ups saved from this page
+  const STATE_WORDS = { available: "Available", not_ready: "Not ready", reserved: "Ringing", on_call: "On call",
+                        wrapup: "Wrap-up", logged_out: "Logged out" };
+  const PHASE_WORDS = { offered: "Ringing", answered: "Talking", held: "Held", resumed: "Resumed",
+                        transferred: "Transferred", ended: "Ended" };
+  const stateWords = (s) => STATE_WORDS[s] || String(s || "").replace(/_/g, " ");
 
   function setText(id, text) { $(id).textContent = text == null || text === "" ? "—" : String(text); }
   function clock(seconds) {
@@ -52,9 +61,21 @@
     $("login-view").hidden = true; $("main").hidden = false; $("logout").hidden = false;
     $("who").textContent = `${me.display_name} (${me.agent_id || "no agent id"})`;
     connect();
+    await restore();
     loadHistory();
     if (me.role !== "qa") loadCallbacks();
     $("btn-ready").focus();
+  }
+
+  // What the API knows now: my state, my call, my wrap-up (after a reload, or on entering wrap-up).
+  async function restore() {
+    if (!me || me.role !== "agent") return;
+    let now;
+    try { now = await api("GET", "/api/agent/current"); } catch (err) { $("state-error").textContent = err.message; return; }
+    if (now.agent_state) showState(now.agent_state);
+    if (now.call && (now.call.call_id !== callId || !callLive)) showCard(now.call, true);
+    if (now.call && now.call.call_id === callId) { transferPending = now.transfer_pending; controls(); }
+    if (now.wrapup) addWrapup(now.wrapup.call_id, callLabel(now.wrapup.caller_name, now.wrapup.caller_num, null));
   }
 
   // -- WebSocket with resume ---------------------------------------------------
@@ -96,9 +117,21 @@
 
   // -- agent state -------------------------------------------------------------
   function showState(s) {
-    setText("state", (s.state || "").replace("_", " "));
-    setText("state-reason", s.reason ? `(${s.reason})` : "");
+    const entering = s.state === "wrapup" && (!agentState || agentState.state !== "wrapup");
+    agentState = s;
+    setText("state", stateWords(s.state));
+    setText("state-reason", s.reason && s.state !== "wrapup" ? `(${s.reason})` : "");
+    const pending = s.pending === "logout" ? "Log out" : (s.pending ? `Not ready (${s.pending})` : "");
+    $("state-pending").hidden = !pending;
+    $("state-pending").textContent = pending ? `Pending: ${pending}, once this call is over.` : "";
     stateSince = s.since || Date.now() / 1000;
+    if (s.state !== "wrapup") wrapupEndsAt = null;
+    else if (s.wrapup_ends_at !== undefined) wrapupEndsAt = s.wrapup_ends_at;
+    else if (entering) restore();   // the ACD's end of wrap-up, and the call to wrap up
+    $("btn-ready").disabled = s.state === "available" && !s.pending;
+    $("btn-end-wrapup").disabled = s.state !== "wrapup";
+    $("btn-dial").disabled = !(s.state === "not_ready" || s.state === "logged_out");
+    tick();
   }
   async function stateAction(action) {
     $("state-error").textContent = "";
@@ -115,66 +148,108 @@
   // -- the screen-pop ---------------------------------------------------------------
   function li(list, text) { const el = document.createElement("li"); el.textContent = text; list.appendChild(el); }
 
-  function showCard(msg) {
+  function callLabel(name, number, at) {
+    const who = [name, number].filter(Boolean).join(" · ") || "unknown caller";
+    return at ? `${who}, ${when(at)}` : who;
+  }
+
+  function showCard(msg, restored) {
     const c = msg.card;
-    if (msg.phase === "offered" || msg.call_id !== callId) { callId = msg.call_id; answeredAt = null; }
+    if (msg.call_id !== callId) {
+      // Another call: only a new offer (or any call when none is live) takes the card; a late
+      // event of a call I passed on (transferred, ended) never replaces the one I am on.
+      if (msg.phase !== "offered" && !restored && (callLive || ["ended", "transferred"].includes(msg.phase))) {
+        if (msg.phase === "ended") otherCallEnded(msg);
+        return;
+      }
+      callId = msg.call_id; answeredAt = null; transferPending = false;
+      ["call-error", "tc-error"].forEach((x) => { $(x).textContent = ""; });
+    }
     call = c;
+    callLive = msg.phase !== "ended";
     $("no-call").hidden = true; $("card").hidden = false;
     const cust = c.customer;
     setText("cust-name", cust ? cust.name : (c.caller.name || "Unknown caller"));
     $("vip").hidden = !(cust && cust.vip);
     setText("caller-num", c.caller.number);
     setText("caller-name", c.caller.name);
-    setText("phase", msg.phase);
+    setText("phase", PHASE_WORDS[msg.phase] || msg.phase);
     setText("queue", c.queue);
     setText("priority", c.priority);
     setText("wait", c.wait_s == null ? null : `${Math.round(c.wait_s)} s`);
     setText("ivr-choices", (c.ivr.choices || []).join(" → "));
     setText("ivr-entered", Object.entries(c.ivr.entered || {}).map(([k, v]) => `${k}: ${v}`).join(", "));
-    $("tickets").replaceChildren(); $("recent").replaceChildren();
-    (c.open_tickets || []).forEach((t) => item($("tickets"), `#${t.ticket_id} ${t.type} · ${t.state} · ${t.title || ""}`,
-      button(`Open #${t.ticket_id}`, () => openTicket(t.ticket_id))));
-    setText("ticket-count", (c.open_tickets || []).length);
-    (c.recent_calls || []).forEach((r) => li($("recent"), `${r.started_at || r.linked_at} · ${r.state || ""} · ${r.agent || ""}`));
-    if (c.answered_at) answeredAt = c.answered_at;
-    const live = msg.phase !== "ended";
-    $("btn-hold").disabled = !live || msg.phase === "held" || !answeredAt;
-    $("btn-resume").disabled = !live || msg.phase !== "held";
-    $("btn-hangup").disabled = !live || !answeredAt;
-    $("btn-transfer").disabled = !live || !answeredAt;
-    $("btn-xfer-cancel").disabled = !live || !answeredAt;
-    $("btn-xfer-complete").disabled = !live || !answeredAt;
-    $("btn-dtmf").disabled = !live;
+    renderTickets();
+    $("recent").replaceChildren();
+    (c.recent_calls || []).forEach((r) => li($("recent"),
+      [when(r.started_at || r.linked_at), r.direction, r.state, r.agent].filter(Boolean).join(" · ")));
+    if (c.answered_at) { answeredAt = c.answered_at; answered.add(msg.call_id); }
+    call.phase = msg.phase;
+    $("btn-new-ticket").disabled = !c.customer;
+    $("btn-card-customer").disabled = !c.customer;
+    controls();
     if (msg.phase === "ended") callEnded(msg.call_id);
   }
 
+  function renderTickets() {
+    $("tickets").replaceChildren();
+    (call.open_tickets || []).forEach((t) => item($("tickets"), `#${t.ticket_id} ${t.type} · ${t.state} · ${t.title || ""}`,
+      button(`Open #${t.ticket_id}`, () => openTicket(t.ticket_id))));
+    setText("ticket-count", (call.open_tickets || []).length);
+  }
+
+  // Each control is enabled only when it can act on the call as it is now.
+  function controls() {
+    const phase = call ? call.phase : null, talking = callLive && !!answeredAt;
+    $("btn-hold").disabled = !talking || phase === "held";
+    $("btn-resume").disabled = !callLive || phase !== "held";
+    $("btn-hangup").disabled = !talking;
+    $("btn-transfer").disabled = !talking || transferPending;
+    $("btn-xfer-cancel").disabled = !callLive || !transferPending;
+    $("btn-xfer-complete").disabled = !callLive || !transferPending;
+    $("btn-dtmf").disabled = !callLive;
+  }
+
   function callEnded(id) {
-    ["btn-hold", "btn-resume", "btn-hangup", "btn-transfer", "btn-xfer-complete", "btn-xfer-cancel", "btn-dtmf"].forEach((b) => { $(b).disabled = true; });
-    setText("phase", "ended");
-    if (answeredAt && $("wrapup-call").value !== id) {
-      $("wrapup-call").value = id;
-      $("wrapup-status").textContent = "";
-      $("wrapup-panel").hidden = false;
-      $("disposition").focus();
-    }
+    if (id !== callId) return;
+    callLive = false; transferPending = false;
+    if (call) call.phase = "ended";
+    controls();
+    setText("phase", PHASE_WORDS.ended);
+    if (answered.has(id)) addWrapup(id, callLabel(call && call.customer ? call.customer.name : call && call.caller.name,
+                                                   call && call.caller.number, call && call.started_at));
     answeredAt = null;
     setTimeout(loadHistory, 1500);
   }
 
+  // A call that is not on the card ended (e.g. one I transferred): its wrap-up waits its turn.
+  function otherCallEnded(msg) {
+    const c = msg.card;
+    if (c.answered_at || answered.has(msg.call_id)) {
+      addWrapup(msg.call_id, callLabel(c.customer ? c.customer.name : c.caller.name, c.caller.number, c.started_at));
+    }
+  }
+
   async function control(path, body) {
     $("call-error").textContent = "";
-    if (!callId) return;
-    try { await api("POST", `/api/calls/${encodeURIComponent(callId)}/${path}`, body); }
-    catch (err) { $("call-error").textContent = err.message; }
+    if (!callId) return false;
+    const id = callId;
+    try { await api("POST", `/api/calls/${encodeURIComponent(id)}/${path}`, body); return true; }
+    catch (err) { if (id === callId) $("call-error").textContent = err.message; return false; }
   }
   $("btn-hold").addEventListener("click", () => control("hold"));
   $("btn-resume").addEventListener("click", () => control("resume"));
   $("btn-hangup").addEventListener("click", () => control("hangup"));
-  $("btn-xfer-cancel").addEventListener("click", () => control("transfer/cancel"));
-  $("btn-xfer-complete").addEventListener("click", () => control("transfer/complete"));
-  $("transfer-form").addEventListener("submit", (e) => {
+  async function endTransfer(path) {
+    if (await control(path)) { transferPending = false; controls(); }
+  }
+  $("btn-xfer-cancel").addEventListener("click", () => endTransfer("transfer/cancel"));
+  $("btn-xfer-complete").addEventListener("click", () => endTransfer("transfer/complete"));
+  $("transfer-form").addEventListener("submit", async (e) => {
     e.preventDefault();
-    control("transfer", { mode: $("xfer-mode").value, target: { kind: $("xfer-kind").value, value: $("xfer-value").value.trim() } });
+    const mode = $("xfer-mode").value;
+    const done = await control("transfer", { mode, target: { kind: $("xfer-kind").value, value: $("xfer-value").value.trim() } });
+    if (done && mode === "attended") { transferPending = true; controls(); }
   });
   $("dtmf-form").addEventListener("submit", (e) => { e.preventDefault(); control("dtmf", { digits: $("dtmf").value }); });
   $("dial-form").addEventListener("submit", async (e) => {
@@ -196,7 +271,13 @@
   const NEEDS_REASON = new Set(["visit_failed", "unsatisfied", "cancel", "reopen"]);
   let ticket = null, pendingCommand = null, customerId = null, typesLoaded = false;
 
-  function when(t) { return t ? new Date(t).toLocaleString() : "—"; }
+  // Times in the agent's locale and time zone (the browser's); epoch seconds or ISO strings.
+  const TIME = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  function when(t) {
+    if (t == null || t === "") return "—";
+    const d = new Date(typeof t === "number" ? t * 1000 : t);
+    return isNaN(d) ? String(t) : TIME.format(d);
+  }
   function button(text, onClick) {
     const b = document.createElement("button"); b.type = "button"; b.textContent = text;
     b.addEventListener("click", onClick); return b;
@@ -240,6 +321,12 @@
     try {
       const d = await api("POST", "/api/tickets", body);
       $("ticket-create-panel").hidden = true;
+      const t = d.ticket;
+      if (call && call.customer && call.customer.customer_id === t.customer_id) {
+        call.open_tickets = [{ ticket_id: t.ticket_id, type: t.type, state: t.state, title: t.title },
+                             ...(call.open_tickets || []).filter((x) => x.ticket_id !== t.ticket_id)];
+        renderTickets();
+      }
       showTicket(d);
     } catch (err) { $("tc-error").textContent = err.message; }
   });
@@ -433,16 +520,39 @@
   });
 
   // -- wrap-up and history ---------------------------------------------------------------
+  // Wrap-ups wait in turn: the form names its call, and a call ending meanwhile never
+  // replaces what the agent is typing (it is listed as the next one).
+  function addWrapup(id, label) {
+    if (wrapped.has(id) || wrapups.some((w) => w.call_id === id)) return;
+    wrapups.push({ call_id: id, label });
+    showWrapup(wrapups.length === 1);
+  }
+  function showWrapup(fresh) {
+    const w = wrapups[0];
+    $("wrapup-panel").hidden = !w;
+    if (!w) return;
+    if (fresh) {
+      $("wrapup-call").value = w.call_id;
+      $("notes").value = ""; $("disposition").value = ""; $("wrapup-status").textContent = "";
+      $("disposition").focus();
+    }
+    $("wrapup-call-label").textContent = `Call with ${w.label} (${w.call_id})`;
+    const more = wrapups.length - 1;
+    $("wrapup-more").hidden = !more;
+    $("wrapup-more").textContent = more ? `${more} more call${more > 1 ? "s" : ""} to wrap up after this one.` : "";
+  }
   $("wrapup-form").addEventListener("submit", async (e) => {
     e.preventDefault();
     const id = $("wrapup-call").value;
     try {
       await api("PUT", `/api/calls/${encodeURIComponent(id)}/disposition`, { disposition: $("disposition").value, notes: $("notes").value });
-      $("wrapup-status").textContent = "Saved.";
-      $("notes").value = ""; $("disposition").value = "";
-      $("wrapup-panel").hidden = true;
+      wrapped.add(id);
+      const at = wrapups.findIndex((w) => w.call_id === id);
+      if (at >= 0) wrapups.splice(at, 1);
+      showWrapup(true);
+      $("wrapup-status").textContent = wrapups.length ? "" : "Saved.";
       loadHistory();
-    } catch (err) { $("wrapup-status").textContent = err.message; }
+    } catch (err) { if ($("wrapup-call").value === id) $("wrapup-status").textContent = err.message; }
   });
 
   async function loadHistory() {
@@ -451,7 +561,7 @@
       const h = await api("GET", "/api/agent/calls?limit=20");
       const rows = h.calls.map((c) => {
         const tr = document.createElement("tr");
-        [new Date(c.started_at).toLocaleString(), c.caller_name || c.caller_num || "", c.queue || "",
+        [when(c.started_at), c.caller_name || c.caller_num || "", c.queue || "",
          c.duration_s == null ? "" : clock(c.duration_s), c.disposition || ""].forEach((t) => {
           const td = document.createElement("td"); td.textContent = t; tr.appendChild(td);
         });
@@ -461,10 +571,17 @@
     } catch (err) { /* shown on the next try */ }
   }
 
-  setInterval(() => {
-    if (stateSince) $("state-timer").textContent = clock(Date.now() / 1000 - stateSince);
-    if (answeredAt) $("call-timer").textContent = clock(Date.now() / 1000 - answeredAt);
-  }, 1000);
+  // Timers: time in state, or the ACD's countdown to the end of wrap-up; talk time.
+  function tick() {
+    const now = Date.now() / 1000, countdown = wrapupEndsAt != null;
+    $("state-timer-label").textContent = countdown ? "ends in" : "for";
+    if (countdown) $("state-timer").textContent = clock(wrapupEndsAt - now);
+    else if (stateSince) $("state-timer").textContent = clock(now - stateSince);
+    $("wrapup-countdown").hidden = !countdown;
+    if (countdown) $("wrapup-countdown").textContent = `Wrap-up time left: ${clock(wrapupEndsAt - now)}`;
+    if (answeredAt) $("call-timer").textContent = clock(now - answeredAt);
+  }
+  setInterval(tick, 1000);
 
   if (S.getItem("token")) start().catch(() => logout(false));
 })();
