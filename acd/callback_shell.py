@@ -5,7 +5,7 @@ The states and their rules are pure (``acd.callbacks``: ``parse_request``,
 ``after_attempt``, ``agent_missed``). This shell feeds them and carries them
 out: the dialplan's ``CtiCallbackRequest``/``CtiCallbackResult`` UserEvents
 and what becomes of the agent legs we originate (``OriginateResponse``,
-``Hangup``) come in on the AMI listener (``on_ami_event``); a request waits in
+``Hangup``) come in typed on the bus (``cti.ami_inputs``, ``subscribe_inputs``); a request waits in
 the router like a caller, keeping its place; an offer to an agent becomes an
 ``Originate`` of the agent's device into ``cti-acd-callback``, which then dials
 the customer; every state is saved (``acd.callback_db``) and open requests wait
@@ -28,6 +28,7 @@ from acd import callbacks as cbs
 from acd import core as acd_core
 from acd.ami_actions import failure, submit
 from acd.held_calls import Entry, Waiting, parse_skills
+from cti.ami_inputs import CallbackRequest, CallbackResult, LegHungUp, OriginateResult
 
 log = structlog.get_logger(__name__)
 
@@ -72,34 +73,31 @@ class CallbackShell:
         if self._cb_writer is not None:
             await self._cb_writer.stop()
 
-    def on_ami_event(self, frame: Any) -> None:
-        """AMI listener: callback requests and results from the dialplan, and
-        what becomes of the agent legs we originate for callbacks."""
-        h = frame.headers
-        event = h.get("Event")
-        if event == "UserEvent":
-            name = h.get("UserEvent")
-            if name == "CtiCallbackRequest":
-                self._callback_requested(h)
-            elif name == "CtiCallbackResult":
-                self._callback_result(h)
-        elif event == "OriginateResponse":
-            leg = h.get("Uniqueid")
-            if leg in self.legs:
-                self._leg_originated(leg, h.get("Response") == "Success", h.get("Reason") or "0")
-        elif event == "Hangup":
-            leg = h.get("Uniqueid")
-            if leg in self.legs:
-                self._leg_ended(leg)
+    def subscribe_inputs(self) -> list[Callable[[], None]]:
+        """Take the callback requests and results from the dialplan, and what becomes
+        of the agent legs we originate, from the bus; returns the unsubscribes."""
+        bus = self.core.bus
+        return [bus.subscribe_to(CallbackRequest, self._callback_requested),
+                bus.subscribe_to(CallbackResult, self._callback_result),
+                bus.subscribe_to(OriginateResult, self._originated),
+                bus.subscribe_to(LegHungUp, self._hung_up)]
+
+    def _originated(self, ev: OriginateResult) -> None:
+        if ev.uniqueid in self.legs:
+            self._leg_originated(ev.uniqueid, ev.success, ev.reason)
+
+    def _hung_up(self, ev: LegHungUp) -> None:
+        if ev.uniqueid in self.legs:
+            self._leg_ended(ev.uniqueid)
 
     def _save(self, cb: cbs.Callback) -> None:
         if self._cb_writer is not None:
             self._cb_writer.save(cb)
 
-    def _callback_requested(self, h: Any) -> None:
+    def _callback_requested(self, req: CallbackRequest) -> None:
         now = time.time()
         try:
-            cb = cbs.parse_request(h, now, self.core.settings.acd_default_queue)
+            cb = cbs.parse_request(req, now, self.core.settings.acd_default_queue)
         except cbs.CallbackError as exc:
             log.error("callback request refused", error=str(exc))
             return
@@ -126,7 +124,7 @@ class CallbackShell:
             self._apply(self.router.to_callback(call_id, now))
         else:
             if waiting is None:
-                waiting = self.calls[call_id] = Waiting(channel=h.get("Channel"))
+                waiting = self.calls[call_id] = Waiting(channel=req.channel or None)
             waiting.callback = cb
             self._enter_callback(cb, now)
         self._save(cb)
@@ -204,13 +202,13 @@ class CallbackShell:
         self._callback_missed(call_id, waiting)
         self._offer_failed(call_id, agent, _ORIGINATE_FAILED.get(reason, "failed"), now)
 
-    def _callback_result(self, h: Any) -> None:
-        call_id = h.get("Callback") or ""
+    def _callback_result(self, res: CallbackResult) -> None:
+        call_id = res.callback_id
         waiting = self.calls.get(call_id)
         if waiting is None or waiting.callback is None:
             return
         s = self.core.settings
-        cb = waiting.callback = cbs.after_attempt(waiting.callback, (h.get("Status") or "").strip(), time.time(),
+        cb = waiting.callback = cbs.after_attempt(waiting.callback, res.status, time.time(),
                                                   max_attempts=s.acd_callback_attempts,
                                                   retry_s=s.acd_callback_retry_s)
         self._save(cb)
@@ -296,8 +294,8 @@ class CallbackShell:
             raise acd_core.AcdInputError(f"unknown queue {queue!r}")
         if call_id in self.calls:
             raise acd_core.AcdInputError(f"call {call_id!r} is still waiting or already has a callback")
-        cb = cbs.parse_request({"Linkedid": call_id, "Number": number, "Queue": queue,
-                                "Since": "" if since is None else repr(float(since))}, now, queue)
+        cb = cbs.parse_request(CallbackRequest(call_id, "", number, queue, "", "", "",
+                                               "" if since is None else repr(float(since))), now, queue)
         self.calls[call_id] = Waiting(channel=None, callback=cb)
         self.callbacks_requested += 1
         self._enter_callback(cb, now)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Mapping
 
+from cti.ami_inputs import CallbackRequest
 from cti.errors import CtiError
 
 NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
@@ -47,35 +47,36 @@ class Callback:
     last_result: str | None = None
 
 
-def parse_request(headers: Mapping[str, str], now: float, default_queue: str) -> Callback:
-    """A ``CtiCallbackRequest`` user event -> a ``Callback``, or ``CallbackError``.
+def parse_request(req: CallbackRequest, now: float, default_queue: str) -> Callback:
+    """A ``CtiCallbackRequest`` user event (``cti.ami_inputs.CallbackRequest``) -> a
+    ``Callback``, or ``CallbackError``.
 
     The call id is the channel's Linkedid. ``Since`` (epoch seconds) may be
     empty (a request from the IVR: the wait begins now); one in the future or
     more than a day old is taken as now.
     """
-    call_id = headers.get("Linkedid") or headers.get("Uniqueid") or ""
+    call_id = req.call_id
     if not call_id or len(call_id) > 100 or any(c in call_id for c in "\r\n\0,"):
         raise CallbackError(f"callback request without a usable call id: {call_id[:40]!r}")
-    number = (headers.get("Number") or "").strip()
+    number = req.number.strip()
     if not NUMBER.match(number):
         raise CallbackError(f"call {call_id}: callback number must be 3 to 20 digits, not {number[:40]!r}")
-    queue = (headers.get("Queue") or "").strip() or default_queue
+    queue = req.queue.strip() or default_queue
     if not _NAME.match(queue):
         raise CallbackError(f"call {call_id}: bad queue name {queue[:40]!r}")
-    skills = (headers.get("Skills") or "").strip().strip('"')
+    skills = req.skills.strip().strip('"')
     if not _SKILLS.match(skills):
         raise CallbackError(f"call {call_id}: bad skills {skills[:40]!r}")
-    prio_text = (headers.get("CtiPriority") or "").strip()
+    prio_text = req.priority.strip()
     try:
         priority = int(prio_text) if prio_text else None
     except ValueError:
         raise CallbackError(f"call {call_id}: priority must be an integer, not {prio_text[:20]!r}") from None
-    customer = (headers.get("Customer") or "").strip() or None
+    customer = req.customer.strip() or None
     if customer is not None and not _NAME.match(customer):
         raise CallbackError(f"call {call_id}: bad customer id {customer[:40]!r}")
     try:
-        since = float((headers.get("Since") or "").strip() or now)
+        since = float(req.since.strip() or now)
     except ValueError:
         since = now
     if not (now - 86_400 <= since <= now):

@@ -127,7 +127,9 @@ class Reconfiguring:
         unreachable: set[str]
         _pool: asyncpg.Pool | None
         _queues: dict[str, Any]
+        told: dict[str, Any]
         _apply: Callable[[list[Any]], None]
+        _tell: Callable[[str, float], None]
         _enter: Callable[[str, Entry, float], None]
 
     async def save_config_version(self, document: dict[str, Any], source: str) -> int | None:
@@ -196,6 +198,12 @@ class Reconfiguring:
         self._queues = {q.id: q for q in config.queues}
         self.config_version = version
         self._apply(out)
+        # Every agent as the new router has it, told where it changed: also those whose
+        # state did not (a pending break carried over) and those the configuration adds.
+        for agent_id in set(self.told) - set(agents):
+            del self.told[agent_id]
+        for agent_id in agents:
+            self._tell(agent_id, now)
         for w in old.waiting_calls():
             waiting = self.calls.get(w.call_id)
             if w.status == acd_core.RINGING or waiting is None or waiting.entry is None:

@@ -17,7 +17,8 @@ highest epoch it was given in the global ``CTI_ACD_EPOCH``:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+
+from cti.ami_inputs import OfferRefused
 
 EPOCH_GLOBAL = "CTI_ACD_EPOCH"
 EPOCH_VARIABLE = "CTI_NEW_EPOCH"
@@ -76,10 +77,10 @@ class Refusal:
     current: int | None
 
 
-def parse_refusal(headers: Mapping[str, str]) -> Refusal:
-    return Refusal(channel=headers.get("Channel", ""), call_id=headers.get("Linkedid") or headers.get("Uniqueid", ""),
-                   agent=headers.get("Agent", ""), epoch=epoch_digits(headers.get("Epoch")),
-                   current=epoch_digits(headers.get("Current")))
+def parse_refusal(ev: OfferRefused) -> Refusal:
+    """The dialplan's refusal (typed at the edge, ``cti.ami_inputs``) with its epochs read."""
+    return Refusal(channel=ev.channel, call_id=ev.call_id, agent=ev.agent, epoch=epoch_digits(ev.epoch),
+                   current=epoch_digits(ev.current))
 
 
 def _checked(epoch: int) -> int:

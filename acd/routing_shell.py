@@ -42,7 +42,9 @@ from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AgentView
 from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, EPOCH_VARIABLE, heartbeat_variable, offer_value, parse_refusal
+from acd.events import AgentStateChanged
 from acd.held_calls import Entry, Waiting, parse_skills
+from cti.ami_inputs import OfferRefused
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
@@ -91,9 +93,9 @@ class AcdService(CallbackShell, Reconfiguring):
     carried: dict[str, str] = field(default_factory=dict)        # offers ringing at a reconfigure: call -> agent
     config_version: int | None = None
     _pool: Any = None
-    # Called with an agent's new state (``AgentView``) after it changed (e.g. the
-    # WebSocket hub), in turn with the call events on the bus (``Bus.defer``).
-    agent_listeners: list[Callable[[AgentView], None]] = field(default_factory=list)
+    # What was last told on the bus of each agent (``AgentStateChanged``, ``_tell``).
+    told: dict[str, AgentView] = field(default_factory=dict)
+    _inputs: list[Callable[[], None]] = field(default_factory=list)    # unsubscribes of the typed AMI inputs
     # Set by the phone gateway (docs/softphone.md): the device each agent sits
     # at, and the agents whose device cannot ring. Kept here so that a new
     # configuration's router gets them too.
@@ -116,7 +118,7 @@ class AcdService(CallbackShell, Reconfiguring):
                                        updated_at=_utc(now)))
         self._apply(self.router.auto_login(now))
         self.core.bus.subscribe(self.on_call_event)
-        self.core.ami.add_listener(self.on_ami_event)
+        self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
         if self.core.dsn is not None:
             import asyncpg
@@ -140,7 +142,9 @@ class AcdService(CallbackShell, Reconfiguring):
         self._tasks = []
         if self.adopt in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.adopt)
-        self.core.ami.remove_listener(self.on_ami_event)
+        for unsubscribe in self._inputs:
+            unsubscribe()
+        self._inputs = []
         await self._stop_saving()
         await close_pool(self._pool)
         ami = self.core.ami
@@ -216,21 +220,12 @@ class AcdService(CallbackShell, Reconfiguring):
             for other in sorted(waiting.others):
                 self._apply(self.router.call_finished(cid, other, ev.at))
 
-    def on_ami_event(self, frame: Any) -> None:
-        """AMI listener: offers the dialplan refused (``CtiOfferRefused``), then
-        the callbacks' events (``CallbackShell``)."""
-        h = frame.headers
-        if h.get("Event") == "UserEvent" and h.get("UserEvent") == "CtiOfferRefused":
-            self._offer_refused(h)
-            return
-        super().on_ami_event(frame)
-
-    def _offer_refused(self, h: Any) -> None:
-        """An offer of ours arrived below the epoch in force: the caller is back
-        in the wait, nothing rang. Whoever leads now decides for the caller; here
-        the offer ends as failed (the agent's hold ends, not ready "unreachable",
-        so a fenced daemon does not offer in a loop)."""
-        refusal = parse_refusal(h)
+    def on_offer_refused(self, ev: OfferRefused) -> None:
+        """Bus subscriber (``cti.ami_inputs``): an offer of ours arrived below the epoch
+        in force: the caller is back in the wait, nothing rang. Whoever leads now
+        decides for the caller; here the offer ends as failed (the agent's hold ends,
+        not ready "unreachable", so a fenced daemon does not offer in a loop)."""
+        refusal = parse_refusal(ev)
         waiting = self.calls.get(refusal.call_id)
         if waiting is None or waiting.agent is None or waiting.agent != refusal.agent:
             return
@@ -362,6 +357,7 @@ class AcdService(CallbackShell, Reconfiguring):
         now = time.time()
         method = getattr(self.router, what)
         self._apply(method(agent_id, reason, now) if what == "set_not_ready" else method(agent_id, now))
+        self._tell(agent_id, now)   # a request during a call changes no state, only what is pending
 
     def bind_device(self, agent_id: str, device: str | None) -> None:
         """The agent's offers and callbacks ring ``device`` (a dial string) from
@@ -373,6 +369,7 @@ class AcdService(CallbackShell, Reconfiguring):
             self.devices[agent_id] = device
         if agent_id in {a.id for a in self.config.agents}:
             self.router.set_device(agent_id, device or self.config.agent(agent_id).device)
+            self._tell(agent_id, time.time())
 
     def device_reachable(self, agent_id: str, reachable: bool) -> None:
         """The agent's device can ring, or cannot (the agent leaves routing until it can)."""
@@ -381,7 +378,9 @@ class AcdService(CallbackShell, Reconfiguring):
         else:
             self.unreachable.add(agent_id)
         if agent_id in {a.id for a in self.config.agents}:
-            self._apply(self.router.device_reachable(agent_id, reachable, time.time()))
+            now = time.time()
+            self._apply(self.router.device_reachable(agent_id, reachable, now))
+            self._tell(agent_id, now)   # on a call: only what is pending changes
 
     def device_of(self, agent_id: str) -> str:
         """The dial string the agent's calls ring now. Raises ``AcdInputError`` for an unknown agent."""
@@ -485,11 +484,7 @@ class AcdService(CallbackShell, Reconfiguring):
                 if self.core.writer is not None:
                     self.core.writer.submit(AgentStateRow(agent_id=d.agent_id, at=_utc(d.at), state=d.new,
                                                           previous=d.old, reason=d.reason))
-                if self.agent_listeners:
-                    # The state as it is now, told in turn with the call events: after the
-                    # event that changed it (the call.queued that reserved the agent), never
-                    # before it, and in the router's order beside the acd.offer.
-                    self.core.bus.defer(self._agent_changed, self.router.agent_state(d.agent_id))
+                self._tell(d.agent_id, d.at)
             else:
                 name = type(d).__name__.lower()
                 fields = {k: getattr(d, k) for k in getattr(d, "__dataclass_fields__", {})
@@ -500,12 +495,17 @@ class AcdService(CallbackShell, Reconfiguring):
                 log.info(f"acd {name}", call_id=call_id, **fields)
         self._wake.set()
 
-    def _agent_changed(self, view: AgentView) -> None:
-        for fn in self.agent_listeners:
-            try:
-                fn(view)
-            except Exception:
-                log.exception("agent state listener failed", agent=view.agent_id)
+    def _tell(self, agent_id: str, at: float) -> None:
+        """Publish the agent as the router has it now (``AgentStateChanged``) if that
+        differs from what was told last. On the bus, so in turn with the call events:
+        after the event that changed it (the call.queued that reserved the agent),
+        never before it, and in the router's order beside the acd.offer."""
+        view = self.router.agent_state(agent_id)
+        previous = self.told.get(agent_id)
+        if view == previous:
+            return
+        self.told[agent_id] = view
+        self.core.bus.publish(AgentStateChanged(agent_id, at, view, previous))
 
     def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
         self.core.annotate(call_id, kind, time.time(), **data)

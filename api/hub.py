@@ -36,7 +36,7 @@ import secrets
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from itertools import count
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from cti.events import CallView
 
@@ -376,25 +376,14 @@ class AgentSnapshot:
     pending: str | None
 
 
-class AgentStates:
-    """Agent states seen last; ``update`` says which changed (the ACD pushes
-    each change, and a periodic look catches anything missed)."""
-
-    def __init__(self) -> None:
-        self.last: dict[str, AgentSnapshot] = {}
-
-    def update(self, views: Iterable[AgentSnapshot]) -> list[tuple[AgentSnapshot, str | None]]:
-        """``(new, previous state)`` for each agent whose state, reason, call or
-        pending change differs from the last time (all of them the first time)."""
-        out = []
-        for v in views:
-            before = self.last.get(v.agent_id)
-            if before != v:
-                self.last[v.agent_id] = v
-                if before is None or (before.state, before.reason, before.call_id, before.pending) != (
-                        v.state, v.reason, v.call_id, v.pending):
-                    out.append((v, before.state if before is not None else None))
-        return out
+def agent_update(v: AgentSnapshot, before: AgentSnapshot | None) -> dict[str, Any] | None:
+    """The ``agent.state`` message for an agent now ``v`` that was ``before`` (None:
+    not told yet), or None when neither its state, reason, call nor pending change
+    differs (only its ``since``)."""
+    if before is not None and (before.state, before.reason, before.call_id, before.pending) == (
+            v.state, v.reason, v.call_id, v.pending):
+        return None
+    return agent_message(v, before.state if before is not None else None)
 
 
 def agent_message(v: AgentSnapshot, previous: str | None) -> dict[str, Any]:

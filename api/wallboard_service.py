@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -47,7 +47,7 @@ from aiohttp import web
 
 from acd import callbacks as cbs
 from acd import reports, rollups
-from acd.decisions import AgentView
+from acd.events import AgentStateChanged
 from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.figures import StateChange, bucket_start, next_bucket
 from acd.routing_shell import AcdService
@@ -102,7 +102,7 @@ class WallboardService:
         self.build_s = 0.0
         self._dirty = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribe: Any = None
+        self._unsubscribe: list[Callable[[], None]] = []
         self.pool: Any = None                              # for seeding and rollups (None without a database)
 
     @property
@@ -130,9 +130,8 @@ class WallboardService:
     async def start(self) -> None:
         self.config = load_board_config(self.core.settings.wallboard_config, self.routing_defaults())
         self.ledger = BoardLedger(self.config)             # counted under this configuration from now on
-        self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
-        if self.acd is not None:
-            self.acd.agent_listeners.append(self.agent_changed)
+        bus = self.core.bus
+        self._unsubscribe = [bus.subscribe(self.on_call_event), bus.subscribe_to(AgentStateChanged, self.agent_changed)]
         if self.core.dsn is not None:
             import asyncpg
             self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
@@ -144,10 +143,9 @@ class WallboardService:
                        asyncio.create_task(self._run_rollups(), name="wallboard-rollups")]
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        if self.acd is not None and self.agent_changed in self.acd.agent_listeners:
-            self.acd.agent_listeners.remove(self.agent_changed)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         from api.ws import WS
         if WS in self.app and self.join_flush in self.app[WS].before_flush:
             self.app[WS].before_flush.remove(self.join_flush)
@@ -194,8 +192,10 @@ class WallboardService:
         self.filed[call_id] = status
         self._dirty.set()
 
-    def agent_changed(self, v: AgentView) -> None:
-        """The ACD changed an agent's state (``v``, the state it changed to)."""
+    def agent_changed(self, ev: AgentStateChanged) -> None:
+        """The ACD's new view of an agent (a state change, or only what is pending:
+        the ledger keeps a change once, the board shows both)."""
+        v = ev.view
         self.ledger.agent_change(StateChange(v.agent_id, v.since, v.state, v.reason))
         self._dirty.set()
 

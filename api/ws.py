@@ -1,8 +1,9 @@
 """``/ws``: the WebSocket hub's asyncio shell (the core is ``api.hub``).
 
 One bus subscriber turns call events into messages for the agents concerned
-(``CallAudience``); the ACD pushes agent state changes (``agent_listeners``),
-and one task also reads them once a second as a safety net.
+(``CallAudience``); another turns the ACD's agent state changes
+(``acd.events.AgentStateChanged``, which carry the new state and the one told
+before) into ``agent.state`` messages. Both come in the bus's one order.
 
 Sending is built for fan-out (thousands of supervisors): publishing only
 queues (``api.hub``) and marks the connections touched; on the next loop
@@ -42,11 +43,12 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from acd.decisions import AgentView
+from acd.events import AgentStateChanged
 from api import accounts
 from api.auth import STAFF, BadCredential, Credential, Principal, credential_from_text
 from api.db import db, query
 from api.errors import ApiError
-from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, Resume, Scope, agent_message, call_message
+from api.hub import AgentSnapshot, CallAudience, Connection, Hub, Resume, Scope, agent_update, call_message
 from api.prometheus import LagHistogram
 from api.registry import API
 from api.session_routes import principal_of
@@ -59,7 +61,7 @@ AUTH_TIMEOUT = 5.0          # the first message must come within this
 HEARTBEAT_S = 20.0          # protocol ping every 20 s; no pong within 10 s closes
 SEND_TIMEOUT = 5.0          # one send may take this long before the client is dropped
 REVALIDATE_S = 30.0         # credentials re-checked this often on an open socket
-AGENT_POLL_S = 1.0          # agent states also read from the ACD this often (a safety net)
+EXPIRE_S = 60.0             # replay rings of streams nobody reads are dropped this often
 MAX_CLIENT_MESSAGE = 4096
 DIRECT_MAX = 64 * 1024      # a socket with more than this unsent goes through its writer task
 FLUSH_CHUNK = 250           # connections written per loop turn
@@ -110,6 +112,10 @@ class Link:
 
 
 
+def _snapshot(v: AgentView) -> AgentSnapshot:
+    return AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending)
+
+
 def stream_key(p: Principal, scope: Scope) -> str:
     """Whose stream a principal reads: the shared one when it sees everything."""
     return EVERYTHING_STREAM if scope.everything else f"{p.kind}:{p.id}"
@@ -131,7 +137,6 @@ class HubService:
         self.core = app[CORE]
         self.hub = hub
         self.audience = CallAudience()
-        self.agents = AgentStates()
         self.links: dict[Connection, Link] = {}
         self._pending: dict[Connection, None] = {}
         self._flush_handle: asyncio.Handle | None = None
@@ -148,19 +153,18 @@ class HubService:
         self.writer_wakes = 0       # connections handed to their writer task
         self.sockets: set[web.WebSocketResponse] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._unsubscribe: Any = None
+        self._unsubscribe: list[Callable[[], None]] = []
 
     async def start(self) -> None:
-        self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
-        acd = self.core.acd
-        if acd is not None:  # pushed as they change; the periodic look is a safety net
-            acd.agent_listeners.append(self.agent_changed)
-        self._tasks.append(asyncio.create_task(self._run_poll(), name="ws-agent-poll"))
+        bus = self.core.bus
+        self._unsubscribe = [bus.subscribe(self.on_call_event), bus.subscribe_to(AgentStateChanged, self.agent_changed)]
+        self._tasks.append(asyncio.create_task(self._run_expire(), name="ws-expire"))
         self._tasks.append(asyncio.create_task(self._run_revalidate(), name="ws-revalidate"))
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -173,23 +177,12 @@ class HubService:
         agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
         self._deliver(self.hub.publish(call_message(ev.kind, ev.call_id, ev.seq, ev.at, ev.call, ev.data), agents))
 
-    def agent_changed(self, v: AgentView) -> None:
-        """The ACD changed this agent's state (``v``, the state it changed to): publish it."""
-        snap = AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending)
-        for new, previous in self.agents.update([snap]):
-            self._deliver(self.hub.publish(agent_message(new, previous), frozenset({new.agent_id})))
-
-    def poll_agents(self) -> None:
-        """Publish the agent states that changed since the last look."""
-        acd = self.core.acd
-        if acd is None:
-            return
-        views = []
-        for a in acd.config.agents:
-            v = acd.router.agent_state(a.id)
-            views.append(AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending))
-        for snap, previous in self.agents.update(views):
-            self._deliver(self.hub.publish(agent_message(snap, previous), frozenset({snap.agent_id})))
+    def agent_changed(self, ev: AgentStateChanged) -> None:
+        """The ACD's new view of an agent (the event carries it and the one told
+        before): an ``agent.state`` message when a client would see a change."""
+        message = agent_update(_snapshot(ev.view), None if ev.previous is None else _snapshot(ev.previous))
+        if message is not None:
+            self._deliver(self.hub.publish(message, frozenset({ev.agent_id})))
 
     def push(self, body: dict[str, Any], agents: frozenset[str]) -> None:
         """Publish a message of another feature (e.g. a screen-pop) to the streams of
@@ -265,18 +258,13 @@ class HubService:
         frames, self._frames = self._frames, {}
         return frames
 
-    async def _run_poll(self) -> None:
-        last_expire = 0.0
+    async def _run_expire(self) -> None:
         while True:
             try:
-                self.poll_agents()
-                now = time.time()
-                if now - last_expire > 60:
-                    last_expire = now
-                    self.hub.expire(now)
+                self.hub.expire(time.time())
             except Exception:
-                log.exception("ws agent poll failed")
-            await asyncio.sleep(AGENT_POLL_S)
+                log.exception("ws replay expiry failed")
+            await asyncio.sleep(EXPIRE_S)
 
     # -- one connection --------------------------------------------------------
 
@@ -479,9 +467,9 @@ WS = web.AppKey("ws_hub", HubService)
 
 def setup_ws(app: web.Application) -> None:
     """``/ws`` and its hub. After ``setup_auth`` (it uses the API's pool) and
-    after ``setup_acd`` (the hub starts after the ACD, so it finds it and listens
-    for agent states). Where it subscribes to the bus does not matter: every
-    subscriber gets the same events in the same order (``cti.events.Bus``)."""
+    after ``setup_acd`` (the hello's snapshot reads the ACD's agent state). Where
+    it subscribes to the bus does not matter: every subscriber gets the same
+    events in the same order (``cti.events.Bus``)."""
     settings = app[CORE].settings
     service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max))
     app[WS] = service

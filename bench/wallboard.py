@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from acd.decisions import AgentView  # noqa: E402
+from acd.events import AgentStateChanged  # noqa: E402
 from acd.figures import StateChange  # noqa: E402
 
 QUEUES = ("sales", "support", "billing")
@@ -260,7 +261,7 @@ def make_service(agents: list[str]) -> Any:
     acd = SimpleNamespace(
         config=SimpleNamespace(agents=[SimpleNamespace(id=a, name=a.upper()) for a in agents],
                                queues=[SimpleNamespace(id=q, name=q, sl_seconds=20.0, sl_percent=80.0) for q in QUEUES]),
-        router=_Router(agents), calls={}, agent_listeners=[])
+        router=_Router(agents), calls={})
     core = SimpleNamespace(settings=SimpleNamespace(timezone="UTC", wallboard_push_s=0.5, wallboard_config=None),
                            acd=acd, bus=None, dsn=None, model=None)
     app = web.Application()
@@ -269,14 +270,15 @@ def make_service(agents: list[str]) -> Any:
 
 
 def feed(service: Any, item: CallInput | AgentInput) -> None:
-    """One input into the service, as the bus and the ACD's listener hand it over."""
+    """One input into the service, as the bus hands it over."""
     from cti.events import CallEvent, CallView
 
     if isinstance(item, AgentInput):
         c = item.change
         view = AgentView(c.agent_id, c.state, c.reason or "", c.at, None, None)
+        previous = service.acd.router.views.get(c.agent_id)
         service.acd.router.views[c.agent_id] = view
-        service.agent_changed(view)
+        service.agent_changed(AgentStateChanged(c.agent_id, c.at, view, previous))
     else:
         service.on_call_event(CallEvent.from_record(item.kind, item.call_id, item.at, item.seq, CallView(**item.row),
                                                     item.data))

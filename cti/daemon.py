@@ -9,6 +9,8 @@ The thin loop is: AMI frame -> ``CallModel.feed`` -> domain events -> bus ->
 subscribers: the writer and the log here, then those of the features ``api.app``
 mounts on this app (the ACD, recording, the wallboard, the event-lag metric, the
 WebSocket hub, the desktop, webhooks; docs/architecture.md lists them in order).
+The few other AMI events features act on follow on the same bus, typed
+(``cti.ami_inputs``): no feature listens to AMI frames itself.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from cti import ami_inputs
 from cti.ami import AmiClient
 from cti.call_db import close_calls, open_calls
 from cti.calls import CallModel
@@ -71,16 +74,27 @@ CORE = web.AppKey("core", Core)
 # -- wiring: frames in, events out ---------------------------------------------
 
 def on_frame(core: Core, frame: Any) -> None:
-    """AMI listener: feed the model, publish what it says. Never raises."""
+    """AMI listener: feed the model, publish what it says, then the frame's typed
+    input for features if it is one (``cti.ami_inputs``). Never raises."""
     core.frames_in += 1
+    headers = frame.headers
     try:
-        events = core.model.feed(frame.headers, time.time())
+        events = core.model.feed(headers, time.time())
     except Exception:
         core.model_errors += 1
-        log.exception("call model rejected an event", event=frame.headers.get("Event"))
+        log.exception("call model rejected an event", event=headers.get("Event"))
+    else:
+        # All at once: a subscriber's reaction to the first queues behind the last (seq order).
+        core.bus.publish(*events)
+    # After the call events and their effects: a feature acting on it finds the call as
+    # this frame left it (e.g. a callback leg's Hangup, after the call's agent_left).
+    try:
+        typed = ami_inputs.parse(headers)
+    except Exception:
+        log.exception("AMI input not understood", event=headers.get("Event"))
         return
-    # All at once: a subscriber's reaction to the first queues behind the last (seq order).
-    core.bus.publish(*events)
+    if typed is not None:
+        core.bus.publish(typed)
 
 
 def log_subscriber(ev: CallEvent) -> None:

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from typing import Any, Callable, ClassVar, Literal, Mapping, TypeVar
 
 import structlog
 
@@ -374,19 +374,27 @@ _OWN_FIELDS = {cls: tuple((f.name, None if f.default is MISSING else f.default) 
 
 
 Subscriber = Callable[[CallEvent], None]
+E = TypeVar("E")
 
 
 class Bus:
     """In-process fan-out of domain events, in order, to plain functions.
 
+    The bus carries call events (``subscribe``) and other typed events, each
+    subscribed to by its class (``subscribe_to``: an agent's new state from the
+    ACD, ``acd.events``; the dialplan's reports and other AMI inputs features
+    need, ``cti.ami_inputs``). A subscriber gets the events of its class and
+    of its subclasses.
+
     Subscribers run synchronously on the event loop and must not block: one
     that needs I/O hands the event to its own queue or task. A subscriber
     that raises is logged and counted; the others still get the event.
 
-    Ordering: every subscriber sees every event, and all see them in the same
-    order, the order they were published in. An event published while the bus
-    is delivering another (a subscriber's reaction, such as the ACD's offer for
-    a call just queued) joins the back of the queue and is delivered to every
+    Ordering: every subscriber sees every event it subscribed to, and all see
+    them in the same order, the order they were published in. An event
+    published while the bus is delivering another (a subscriber's reaction,
+    such as the ACD's offer for a call just queued, or the agent's reservation
+    it decided) joins the back of the queue and is delivered to every
     subscriber after the current one, never inside it: causes reach everyone
     before their effects. Since a call's events are numbered when made and
     published at once, each subscriber sees each call's ``seq`` rising. The
@@ -395,25 +403,36 @@ class Bus:
     """
 
     def __init__(self) -> None:
-        self._subscribers: tuple[Subscriber, ...] = ()
-        # Events (and deferred calls, see ``defer``) waiting while one is delivered.
-        self._queue: deque[CallEvent | tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        # (class, fn) in the order subscribed; per concrete event class, its subscribers
+        # in that order (worked out on first use, forgotten when the list changes).
+        self._subscriptions: tuple[tuple[type, Callable[[Any], None]], ...] = ()
+        self._resolved: dict[type, tuple[Callable[[Any], None], ...]] = {}
+        self._queue: deque[Any] = deque()      # events waiting while one is delivered
         self._delivering = False
         self.errors = 0
         self.published = 0
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Add ``fn`` (after those already there); returns a function that removes it again."""
-        self._subscribers = (*self._subscribers, fn)
+        """Add ``fn`` for call events (after those already there); returns a function
+        that removes it again."""
+        return self.subscribe_to(CallEvent, fn)
+
+    def subscribe_to(self, event_type: type[E], fn: Callable[[E], None]) -> Callable[[], None]:
+        """Add ``fn`` for events of ``event_type`` (after every subscriber already
+        there); returns a function that removes it again."""
+        entry = (event_type, fn)
+        self._subscriptions = (*self._subscriptions, entry)
+        self._resolved = {}
 
         def unsubscribe() -> None:
-            subs = list(self._subscribers)
-            subs.remove(fn)
-            self._subscribers = tuple(subs)
+            subs = list(self._subscriptions)
+            subs.remove(entry)
+            self._subscriptions = tuple(subs)
+            self._resolved = {}
         return unsubscribe
 
-    def publish(self, *events: CallEvent) -> None:
-        """Deliver ``events`` in order to every subscriber; from inside a subscriber,
+    def publish(self, *events: Any) -> None:
+        """Deliver ``events`` in order to their subscribers; from inside a subscriber,
         queue them behind the events already waiting (delivered before this returns
         to the outermost publisher)."""
         self.published += len(events)
@@ -421,44 +440,38 @@ class Bus:
         if not self._delivering:
             self._drain()
 
-    def defer(self, fn: Callable[..., None], *args: Any) -> None:
-        """Call ``fn(*args)`` in turn with the events: now when the bus is idle,
-        else after the events already queued (e.g. an agent's new state, pushed after
-        the call event that caused it). Raising is logged and counted like a subscriber's."""
-        self._queue.append((fn, args))
-        if not self._delivering:
-            self._drain()
+    def _subscribers_of(self, cls: type) -> tuple[Callable[[Any], None], ...]:
+        subs = self._resolved.get(cls)
+        if subs is None:
+            subs = self._resolved[cls] = tuple(fn for t, fn in self._subscriptions if issubclass(cls, t))
+        return subs
 
     def _drain(self) -> None:
         self._delivering = True
         queue = self._queue
         try:
             while queue:
-                item = queue.popleft()
-                if type(item) is tuple:
-                    fn, args = item
-                    try:
-                        fn(*args)
-                    except Exception:
-                        self._failed(fn, None)
-                    continue
-                event: CallEvent = item  # type: ignore[assignment]
-                # Every line a subscriber logs about this event carries its call id (bound and
-                # reset directly: the context manager's generator costs more than the binding).
-                tokens = structlog.contextvars.bind_contextvars(call_id=event.call_id)
+                event = queue.popleft()
+                subs = self._resolved.get(type(event)) or self._subscribers_of(type(event))
+                # Every line a subscriber logs about a call's event carries its call id (bound
+                # and reset directly: the context manager's generator costs more than the binding).
+                call_id = getattr(event, "call_id", None)
+                tokens = structlog.contextvars.bind_contextvars(call_id=call_id) if call_id is not None else None
                 try:
-                    for fn in self._subscribers:
+                    for fn in subs:
                         try:
                             fn(event)
                         except Exception:
-                            self._failed(fn, event.kind)
+                            self._failed(fn, event)
                 finally:
-                    structlog.contextvars.reset_contextvars(**tokens)
+                    if tokens is not None:
+                        structlog.contextvars.reset_contextvars(**tokens)
         finally:
             # Only a BaseException (not caught above) leaves events queued: the next
             # publish delivers them first, still in order.
             self._delivering = False
 
-    def _failed(self, fn: Callable[..., None], kind: str | None) -> None:
+    def _failed(self, fn: Callable[..., None], event: Any) -> None:
         self.errors += 1
-        log.exception("subscriber failed", subscriber=getattr(fn, "__qualname__", repr(fn)), kind=kind)
+        log.exception("subscriber failed", subscriber=getattr(fn, "__qualname__", repr(fn)),
+                      kind=getattr(event, "kind", type(event).__name__))

@@ -49,6 +49,7 @@ from aiohttp import web
 
 from crm.customer_lookup import find_by_account, find_by_phone
 from crm.phones import normalise_e164
+from cti.ami_inputs import VoicemailLeft
 from cti.pg import close_pool, keep_session
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
@@ -65,18 +66,12 @@ VOICEMAIL_MENU = "cti-voicemail"       # the dialplan context that reports a voi
 _MAILBOX_CHARS = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
-def dialplan_step(headers: Mapping[str, str], at: float) -> tuple[str, Step] | None:
-    """A step the dialplan reports with a UserEvent, as ``(call id, step)``, or
-    None for any other event. ``UserEvent(CtiVoicemail, Mailbox: box@context)``
-    -> a ``voicemail`` step of menu ``cti-voicemail`` (``seq`` 0: the next in
-    the call). Values are cut to what a mailbox may hold."""
-    if headers.get("Event") != "UserEvent" or headers.get("UserEvent") != "CtiVoicemail":
-        return None
-    call_id = headers.get("Linkedid") or headers.get("Uniqueid")
-    if not call_id:
-        return None
-    mailbox = _MAILBOX_CHARS.sub("", headers.get("Mailbox", ""))[:130] or None
-    return call_id, Step(0, at, VOICEMAIL_MENU, "voicemail", None, mailbox)
+def voicemail_step(ev: VoicemailLeft, at: float) -> tuple[str, Step]:
+    """The dialplan's ``UserEvent(CtiVoicemail, Mailbox: box@context)`` as
+    ``(call id, step)``: a ``voicemail`` step of menu ``cti-voicemail`` (``seq`` 0:
+    the next in the call). The mailbox is cut to what a mailbox may hold."""
+    mailbox = _MAILBOX_CHARS.sub("", ev.mailbox)[:130] or None
+    return ev.call_id, Step(0, at, VOICEMAIL_MENU, "voicemail", None, mailbox)
 
 
 def leg_is_live(model: Any, call_id: str, uniqueid: str, channel: str) -> bool:
@@ -365,11 +360,10 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
             for step in new:
                 events.publish(call_id, step)
 
-        def on_frame(frame: Any) -> None:
-            found = dialplan_step(frame.headers, clock())
-            if found is not None:
-                log.info("ivr.voicemail", call_id=found[0], mailbox=found[1].value)
-                on_steps(found[0], [found[1]])
+        def on_voicemail(ev: VoicemailLeft) -> None:
+            call_id, step = voicemail_step(ev, clock())
+            log.info("ivr.voicemail", call_id=call_id, mailbox=step.value)
+            on_steps(call_id, [step])
 
         async def verify(call_id: str, uniqueid: str, channel: str) -> bool:
             return await wait_for_leg(core.model, call_id, uniqueid, channel)
@@ -384,13 +378,11 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
             await pool.close()
             raise
         holder.service, holder.server, holder.steps = service, server, steps
-        if core.ami is not None:
-            core.ami.add_listener(on_frame)
+        unsubscribe = core.bus.subscribe_to(VoicemailLeft, on_voicemail)
         try:
             yield
         finally:
-            if core.ami is not None:
-                core.ami.remove_listener(on_frame)
+            unsubscribe()
             await server.stop()
             await steps.stop()
             await close_pool(pool)

@@ -35,12 +35,13 @@ from typing import Any, AsyncIterator
 import structlog
 from aiohttp import web
 
+from cti.ami_inputs import ContactStatus
 from cti.errors import AmiError, CtiError
 from cti.pg import close_pool
 from phone import phone_db
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
-    ha1, options_value, parse_contact, render_pjsip, webrtc_device_id,
+    ha1, options_value, render_pjsip, webrtc_device_id,
 )
 from phone.phone_db import AgentPhone
 
@@ -77,6 +78,7 @@ class PhoneService:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _generation: int = 0                        # changes asked for
     _reloaded: int = 0                          # changes Asterisk has read
+    _unsubscribe: Any = None                    # from the contacts on the bus
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -92,7 +94,7 @@ class PhoneService:
             if acd is not None and a.device_id is not None:
                 acd.bind_device(a.agent_id, dial_string(a.device_id))
         await asyncio.to_thread(self._write_conf)
-        self.core.ami.add_listener(self.on_ami_event)
+        self._unsubscribe = self.core.bus.subscribe_to(ContactStatus, self.on_contact)
         self.core.resync_hooks.append(self.on_resync)
         if self.core.ami.connected:  # the first resync ran before we were here
             await self.on_resync([])
@@ -100,14 +102,17 @@ class PhoneService:
     async def stop(self) -> None:
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
-        self.core.ami.remove_listener(self.on_ami_event)
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         await close_pool(self.pool)
 
     # -- Asterisk side ---------------------------------------------------------
 
-    def on_ami_event(self, frame: Any) -> None:
-        change = parse_contact(frame.headers)
-        if change is None or frame.headers.get("Event") != "ContactStatus":
+    def on_contact(self, ev: ContactStatus) -> None:
+        """Bus subscriber: a contact's reachability changed (``cti.ami_inputs``)."""
+        change = contact_state(ev.aor, ev.uri, ev.status)
+        if change is None:
             return
         now_up = self.reach.feed(change)
         if now_up is not None:

@@ -10,8 +10,8 @@ No I/O here (``phone.gateway`` is the shell). Three things:
   digest login. It lets a phone register in that realm, so the file and the
   column are guarded like a password, but the password itself is not
   recoverable and is reused nowhere.
-- ``ContactChange`` and ``parse_contact``: AMI ``ContactStatus`` events and
-  ``PJSIPShowContacts`` items as typed values.
+- ``ContactChange`` and ``contact_state``: a contact's reachability (from an AMI
+  ``ContactStatus``, ``cti.ami_inputs``, or read with ``PJSIP_CONTACT``).
 - ``Reachability``: which devices have a contact that can ring, fed contact
   changes, answering with the devices whose reachability changed.
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from cti.errors import CtiError
 
@@ -125,21 +125,6 @@ class ContactChange:
     aor: str
     uri: str
     up: bool
-
-
-def parse_contact(h: Mapping[str, str]) -> ContactChange | None:
-    """A ``ContactStatus`` event or a ``ContactList`` item (PJSIPShowContacts),
-    or None for anything else or one without an AOR or URI."""
-    event = h.get("Event")
-    if event == "ContactStatus":
-        aor, uri, status = h.get("AOR"), h.get("URI"), h.get("ContactStatus")
-    elif event == "ContactList":
-        aor, uri, status = h.get("Aor"), h.get("Uri"), h.get("Status")
-    else:
-        return None
-    if not aor or not uri or not status:
-        return None
-    return ContactChange(aor, uri, status not in _DOWN)
 
 
 def contacts_of(aor: str, contacts: str) -> list[str]:

@@ -51,6 +51,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
+from cti.ami_inputs import RecordingReport
 from cti.errors import AmiError
 from cti.events import CallEvent
 from cti.pg import close_pool
@@ -137,6 +138,7 @@ class RecordingService:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _jobs: asyncio.Task[None] | None = None
     _unsubscribe: Any = None
+    _unsubscribe_reports: Any = None
     _starting: dict[str, asyncio.Future[str]] = field(default_factory=dict)   # path -> the dialplan's answer
 
     # -- lifecycle -----------------------------------------------------------
@@ -151,7 +153,7 @@ class RecordingService:
                                                   command_timeout=DB_TIMEOUT,
                                                   server_settings={"application_name": "cti-recording"})
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
-        self.core.ami.add_listener(self.on_ami_event)
+        self._unsubscribe_reports = self.core.bus.subscribe_to(RecordingReport, self.on_report)
         self.core.resync_hooks.append(self.on_resync)
         if self.core.ami.connected:  # the first resync ran before we were here
             await self.on_resync([])
@@ -159,9 +161,10 @@ class RecordingService:
             self._jobs = asyncio.create_task(self._run_jobs(), name="recording-jobs")
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self.core.ami.remove_listener(self.on_ami_event)
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_reports):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_reports = None
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
         if decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
@@ -203,26 +206,22 @@ class RecordingService:
             if not ev.data.get("estimated"):
                 self._policy(live, "agent_answer")
         elif kind == "call.answered":
-            self._live(ev)       # the dialplan starts a call_answer recording itself (on_ami_event)
+            self._live(ev)       # the dialplan starts a call_answer recording itself (on_report)
         elif kind == "call.ended":
             live = self.calls.pop(ev.call_id, None)
             if live is not None:
                 live.ended = True
                 self._spawn(self._end_call(live, ev.at))
 
-    def on_ami_event(self, frame: Any) -> None:
-        """AMI listener: the dialplan's ``CtiRecording`` answers."""
-        h = frame.headers
-        if h.get("Event") != "UserEvent" or h.get("UserEvent") != "CtiRecording":
-            return
-        path, status = h.get("File", ""), h.get("Status", "")
-        waiting = self._starting.get(path)
+    def on_report(self, r: RecordingReport) -> None:
+        """Bus subscriber: the dialplan's ``CtiRecording`` answers (``cti.ami_inputs``)."""
+        waiting = self._starting.get(r.file)
         if waiting is not None:
             if not waiting.done():
-                waiting.set_result(status)
+                waiting.set_result(r.status)
             return
-        if status == "started" and h.get("Reason") == "answer":
-            self._spawn(self._adopt_answer_recording(h.get("Linkedid", ""), h.get("Channel", ""), path))
+        if r.status == "started" and r.reason == "answer":
+            self._spawn(self._adopt_answer_recording(r.call_id, r.channel, r.file))
 
     async def on_resync(self, _items: list[Any]) -> None:
         """After every AMI (re)connect: tell the dialplan whether to record at the caller's answer."""

@@ -7,8 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from acd.callbacks import CallbackError, after_attempt, agent_missed, dial_string, parse_request
+from acd import callbacks
+from acd.callbacks import CallbackError, after_attempt, agent_missed, dial_string
 from acd.config_versions import ConfigVersion, choose_config
+from cti import ami_inputs
 
 from tests.transcripts import events
 
@@ -17,6 +19,13 @@ from tests.transcripts import events
 CAPTURED = events("callback")
 REQUEST = next(dict(f.headers) for f in CAPTURED if f.headers.get("UserEvent") == "CtiCallbackRequest")
 NOW = float(REQUEST["Since"]) + 30
+
+
+def parse_request(headers: dict[str, str], now: float, default_queue: str) -> callbacks.Callback:
+    """The request's headers through the typed edge (``cti.ami_inputs``), then the rules."""
+    typed = ami_inputs.parse(headers)
+    assert isinstance(typed, ami_inputs.CallbackRequest)
+    return callbacks.parse_request(typed, now, default_queue)
 
 
 def test_a_request_keeps_the_time_its_wait_began():

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from acd.epoch import (OfferValue, epoch_digits, heartbeat_variable, offer_value, parse_offer,
                        parse_refusal)
+from cti import ami_inputs
 from tests.unit.test_acd_offer_path import CHANNEL, _queued, _service
 
 
@@ -62,8 +63,9 @@ def test_each_epoch_has_its_own_heartbeat():
 
 
 def test_a_refusal_names_the_call_the_agent_and_both_epochs():
-    r = parse_refusal({"Channel": CHANNEL, "Uniqueid": "u2", "Linkedid": "c1", "Agent": "a1",
-                       "Epoch": "4", "Current": "5"})
+    r = parse_refusal(ami_inputs.parse({"Event": "UserEvent", "UserEvent": "CtiOfferRefused", "Channel": CHANNEL,
+                                        "Uniqueid": "u2", "Linkedid": "c1", "Agent": "a1", "Epoch": "4",
+                                        "Current": "5"}))
     assert (r.call_id, r.agent, r.epoch, r.current) == ("c1", "a1", 4, 5)
 
 
@@ -76,9 +78,11 @@ async def test_offers_carry_the_epoch_set_last():
     assert redirect["Context"] == "cti-acd-offer"
 
 
-def _refused(call_id: str, agent: str, epoch: str, current: str) -> SimpleNamespace:
-    return SimpleNamespace(headers={"Event": "UserEvent", "UserEvent": "CtiOfferRefused", "Channel": CHANNEL,
-                                    "Linkedid": call_id, "Agent": agent, "Epoch": epoch, "Current": current})
+def _refused(call_id: str, agent: str, epoch: str, current: str) -> ami_inputs.OfferRefused:
+    typed = ami_inputs.parse({"Event": "UserEvent", "UserEvent": "CtiOfferRefused", "Channel": CHANNEL,
+                              "Linkedid": call_id, "Agent": agent, "Epoch": epoch, "Current": current})
+    assert isinstance(typed, ami_inputs.OfferRefused)
+    return typed
 
 
 async def test_a_refused_offer_ends_as_failed_and_the_daemon_knows_it_is_fenced():
@@ -88,13 +92,13 @@ async def test_a_refused_offer_ends_as_failed_and_the_daemon_knows_it_is_fenced(
     for fut in service.core.ami.replies:
         fut.set_result(SimpleNamespace(response=SimpleNamespace(headers={})))
     await asyncio.sleep(0)
-    service.on_ami_event(_refused("c1", "a1", "4", "5"))
+    service.on_offer_refused(_refused("c1", "a1", "4", "5"))
     assert (service.offers_refused, service.fenced) == (1, True)
     assert service.calls["c1"].agent is None
     state = service.router.agent_state("a1")
     assert (state.state, state.reason) == ("not_ready", "unreachable")   # no offer loop while fenced
     assert [w.call_id for w in service.router.waiting_calls()] == ["c1"]
     # A refusal that is not about our standing offer changes nothing.
-    service.on_ami_event(_refused("c1", "a1", "4", "5"))
-    service.on_ami_event(_refused("c9", "a1", "4", "5"))
+    service.on_offer_refused(_refused("c1", "a1", "4", "5"))
+    service.on_offer_refused(_refused("c9", "a1", "4", "5"))
     assert service.offers_refused == 1

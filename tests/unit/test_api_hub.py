@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.hub import (
-    AgentSnapshot, AgentStates, CallAudience, Hub, Resume, Scope, agent_message, encode,
+    AgentSnapshot, CallAudience, Hub, Resume, Scope, agent_update, encode,
 )
 
 AGENT = Scope(agent_id="a1")
@@ -251,14 +251,15 @@ def test_call_audience_forgets_ended_calls():
     assert a.calls == {}
 
 
-def test_agent_states_report_changes_only():
-    s = AgentStates()
+def test_an_agent_update_is_a_message_when_a_client_would_see_a_change():
     v1 = AgentSnapshot("a1", "available", "", 1.0, None, None)
-    assert s.update([v1]) == [(v1, None)]
-    assert s.update([v1]) == []
+    assert agent_update(v1, None) == {"type": "agent.state", "agent_id": "a1", "state": "available",
+                                      "previous": None, "reason": "", "since": 1.0, "call_id": None, "pending": None}
+    assert agent_update(AgentSnapshot("a1", "available", "", 5.0, None, None), v1) is None    # only since
     v2 = AgentSnapshot("a1", "reserved", "", 2.0, "c", None)
-    assert s.update([v2]) == [(v2, "available")]
-    assert agent_message(v2, "available")["type"] == "agent.state"
+    assert agent_update(v2, v1)["previous"] == "available"
+    on_break = AgentSnapshot("a1", "reserved", "", 2.0, "c", "lunch")
+    assert agent_update(on_break, v2)["previous"] == "reserved"                               # only pending
 
 
 def test_broadcast_reaches_staff_only_without_a_seq_and_is_not_replayed():

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from structlog.testing import capture_logs
 
 from acd.config import AcdConfig
+from acd.events import AgentStateChanged
 from acd.routing_shell import AcdService
 from cti.calls import CallModel
 from cti.daemon import Core
@@ -66,7 +67,7 @@ async def test_an_agent_state_the_acd_changes_is_told_in_turn_with_the_call_even
     bus.subscribe(acd.on_call_event)
     told: list[tuple[str, str | None]] = []
     bus.subscribe(lambda ev: told.append((ev.kind, ev.call_id)))
-    acd.agent_listeners.append(lambda view: told.append((f"agent {view.state}", view.call_id)))
+    bus.subscribe_to(AgentStateChanged, lambda ev: told.append((f"agent {ev.view.state}", ev.view.call_id)))
     for headers in ARRIVAL:
         bus.publish(*model.feed(headers, time.time()))
     assert told[-3:] == [("call.queued", "c1"), ("agent reserved", "c1"), ("acd.offer", "c1")]
@@ -121,20 +122,34 @@ def test_a_subscriber_that_raises_does_not_stop_the_queue():
     assert seen == ["x", "first", "second", "later"] and bus.errors == 4
 
 
-def test_a_deferred_call_runs_in_turn_and_at_once_when_idle():
+def test_typed_events_share_the_one_order_and_reach_only_their_subscribers():
+    """A subscriber to a class gets its events and its subclasses', in the bus's order
+    among the call events; a call event subscriber gets no other kind."""
+    class Told:
+        pass
+
+    class ToldAgain(Told):
+        pass
+
     bus, model = Bus(), _model("c1")
     seen: list[str] = []
+    calls_only: list[str] = []
 
     def react(ev: CallEvent) -> None:
         if ev.kind == "x":
+            bus.publish(Told())
             bus.publish(model.annotate("c1", "effect", 0.0))
-            bus.defer(seen.append, "deferred")
+            bus.publish(ToldAgain())
 
     bus.subscribe(react)
     bus.subscribe(lambda ev: seen.append(ev.kind))
+    bus.subscribe(lambda ev: calls_only.append(ev.kind))
+    unsubscribe = bus.subscribe_to(Told, lambda ev: seen.append(type(ev).__name__))
     bus.publish(model.annotate("c1", "x", 0.0))
-    bus.defer(seen.append, "idle")
-    assert seen == ["x", "effect", "deferred", "idle"]
+    assert seen == ["x", "Told", "effect", "ToldAgain"] and calls_only == ["x", "effect"]
+    unsubscribe()
+    bus.publish(Told())
+    assert seen[-1] == "ToldAgain"
 
 
 def test_core_annotate_numbers_and_publishes_in_one_step_and_not_for_a_gone_call():

@@ -7,7 +7,14 @@ import pytest
 
 from ivr.agi import AgiHangup
 from ivr.menus import MenuError
-from ivr.service import IvrService, dialplan_step
+from cti import ami_inputs
+from ivr.service import IvrService, voicemail_step
+
+
+def dialplan_step(headers: dict[str, str], at: float):
+    """The event through the typed edge (``cti.ami_inputs``), then the IVR's step."""
+    typed = ami_inputs.parse(headers)
+    return voicemail_step(typed, at) if isinstance(typed, ami_inputs.VoicemailLeft) else None
 
 
 def test_a_voicemail_user_event_becomes_a_step_of_the_call():

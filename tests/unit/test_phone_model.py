@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from cti import ami_inputs
 from phone.model import (
     ContactChange, Device, DeviceError, Reachability, contact_state, contacts_of, device_of_dial, dial_string, ha1,
-    options_value, parse_contact, render_pjsip, webrtc_device_id,
+    options_value, render_pjsip, webrtc_device_id,
 )
 
 DIGEST = "e7a6244db92b2888ba59a4492fa5b346"
@@ -62,13 +63,18 @@ def test_browser_phone_ids_follow_the_agent_or_a_digest_of_it():
     assert odd.startswith("web-") and odd != webrtc_device_id("anna@support") and "@" not in odd
 
 
-def test_contact_status_events_and_listing_items_parse():
+def test_contact_status_events_parse():
+    def parse_contact(h: dict[str, str]) -> ContactChange | None:
+        typed = ami_inputs.parse(h)
+        return contact_state(typed.aor, typed.uri, typed.status) if isinstance(typed, ami_inputs.ContactStatus) \
+            else None
+
     assert parse_contact({"Event": "ContactStatus", "AOR": "d1", "URI": "sip:d1@127.0.0.1:5070",
                           "ContactStatus": "Created"}) == ContactChange("d1", "sip:d1@127.0.0.1:5070", True)
     assert parse_contact({"Event": "ContactStatus", "AOR": "d1", "URI": "sip:x",
                           "ContactStatus": "Removed"}).up is False
-    assert parse_contact({"Event": "ContactList", "Aor": "d1", "Uri": "sip:x", "Status": "Unavailable"}).up is False
-    assert parse_contact({"Event": "ContactList", "Aor": "d1", "Uri": "sip:x", "Status": "NonQualified"}).up
+    assert contact_state("d1", "sip:x", "Unavailable").up is False
+    assert contact_state("d1", "sip:x", "NonQualified").up
     assert parse_contact({"Event": "Hangup"}) is None
     assert parse_contact({"Event": "ContactStatus", "AOR": "d1", "ContactStatus": "Created"}) is None
 
