@@ -130,7 +130,7 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cti.cli", "serve", cwd=str(ROOT), env=env,
+                sys.executable, "-m", "server.cli", "serve", cwd=str(ROOT), env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True)
         finally:

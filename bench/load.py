@@ -380,7 +380,7 @@ class DaemonProcess:
             if profile is not None:
                 raise ValueError("--profile and --memtrace are one run each")
             prof = [str(ROOT / "bench" / "memtrace.py"), str(heap_dir), "300", "8"]
-        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "cti.cli", "serve"], cwd=source, env=env,
+        self.proc = subprocess.Popen([sys.executable, *prof, "-m", "server.cli", "serve"], cwd=source, env=env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{self.port}"
 

@@ -6,7 +6,7 @@ bus, the AMI client (its connect hook resyncs the model and closes in the
 database the calls that ended while we were away).
 
 The thin loop is: AMI frame -> ``CallModel.feed`` -> domain events -> bus ->
-subscribers: the writer and the log here, then those of the features ``api.app``
+subscribers: the writer and the log here, then those of the features ``server.root``
 mounts on this app (the ACD, recording, the wallboard, the event-lag metric, the
 WebSocket hub, the desktop, webhooks; docs/architecture.md lists them in order).
 """

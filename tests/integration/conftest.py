@@ -28,7 +28,7 @@ from aiohttp import web
 from cti import sandbox as sandbox_secrets
 from cti.ami import AmiClient
 from cti.config import Settings, load_settings
-from api.app import build as build_app
+from server.root import build as build_app
 from cti.daemon import CORE, Core
 from cti.demo import DEMO_USER, demo_secret
 from cti.httpserver import start_http

@@ -52,7 +52,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def cli(dsn: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CTI_DATABASE_URL": dsn, "CTI_LOG_FORMAT": "json"}
-    return subprocess.run([sys.executable, "-m", "cti.cli", "users", *args], input=stdin, text=True,
+    return subprocess.run([sys.executable, "-m", "server.cli", "users", *args], input=stdin, text=True,
                           capture_output=True, timeout=60, cwd=ROOT, env=env)
 
 

@@ -266,7 +266,7 @@ async def add_recording(conn, *, call_id: str, agent: str | None, queue: str | N
 def sweep_cli(dsn: str, read_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CTI_DATABASE_URL": dsn, "CTI_LOG_FORMAT": "json", "CTI_RECORDING_CONFIG": str(POLICY),
            "CTI_RECORDING_READ_DIR": str(read_dir)}
-    return subprocess.run([sys.executable, "-m", "cti.cli", "recordings", "sweep", *args], text=True,
+    return subprocess.run([sys.executable, "-m", "server.cli", "recordings", "sweep", *args], text=True,
                           capture_output=True, timeout=60, cwd=ROOT, env=env)
 
 

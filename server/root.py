@@ -1,9 +1,10 @@
-"""The whole daemon: the core (cti.daemon) with every feature mounted on it.
+"""The composition root: the whole daemon, the core (``cti.daemon``) with every feature on it.
 
 ``cti.daemon.build_app`` is the core (database, writer, call model, AMI); the
 features add their routes and long-lived tasks to the same aiohttp app, each
-with its own ``cleanup_ctx`` (started after the core's, stopped before it).
-Dependencies point inward: features use ``cti``; ``cti`` knows none of them.
+with its own ``cleanup_ctx`` (started after the core's, stopped before it, in
+the order ``build`` sets them up). Dependencies point inward: features use
+``cti``; ``cti`` knows none of them, nor this module (tests/unit/test_layers.py).
 """
 from __future__ import annotations
 
