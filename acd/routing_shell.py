@@ -40,7 +40,6 @@ from acd.held_calls import Entry, Waiting, parse_skills
 from cti.errors import AmiError, CtiError
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
-from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -102,10 +101,8 @@ class AcdService(CallbackShell, Reconfiguring):
         self.core.bus.subscribe(self.on_call_event)
         self.core.ami.add_listener(self.on_ami_event)
         self.core.resync_hooks.append(self.adopt)
-        if self.core.dsn is not None:
-            import asyncpg
-            self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
-                                                   command_timeout=10, reset=keep_session)
+        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
+            self._pool = self.core.pool
             self._start_saving()
         # The AMI client may have connected (and resynced) before we were here.
         # Callbacks are restored after: a callback whose agent is still on the
@@ -126,7 +123,6 @@ class AcdService(CallbackShell, Reconfiguring):
             self.core.resync_hooks.remove(self.adopt)
         self.core.ami.remove_listener(self.on_ami_event)
         await self._stop_saving()
-        await close_pool(self._pool)
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
@@ -593,7 +589,7 @@ def setup_acd(app: web.Application) -> None:
             log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
             yield
             return
-        config, version = await config_in_force(core, path)
+        config, version = await config_in_force(core.pool, path)
         service = AcdService(core, config)
         service.config_version = version
         app[ACD] = core.acd = service

@@ -54,7 +54,6 @@ from acd.routing_shell import AcdService
 from acd.wallboard import AgentLive, BoardConfig, alerts, colours_of, load_board_config
 from cti.daemon import CORE
 from cti.events import CallEvent
-from cti.pg import keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -133,10 +132,7 @@ class WallboardService:
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         if self.acd is not None:
             self.acd.agent_listeners.append(self.agent_changed)
-        if self.core.dsn is not None:
-            import asyncpg
-            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
-                                                   command_timeout=REPORT_TIMEOUT, reset=keep_session)
+        self.pool = self.core.pool   # the daemon's shared pool (none in unit tests)
         from api.ws import WS
         if WS in self.app:
             self.app[WS].before_flush.append(self.join_flush)
@@ -154,11 +150,6 @@ class WallboardService:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), 5)
-            except asyncio.TimeoutError:
-                self.pool.terminate()
 
     async def seed(self, now: float) -> None:
         """Today's queued calls and agent states from PostgreSQL (and calls still waiting)."""

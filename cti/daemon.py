@@ -1,7 +1,7 @@
 """The daemon: one process, one event loop; the aiohttp app owns every long-lived task.
 
 Start order (``cleanup_ctx``, stopped in reverse): database (embedded server
-when no URL is set; migrations), the batching writer, the call model and its
+when no URL is set; migrations; the pool every feature shares), the batching writer, the call model and its
 bus, the AMI client (its connect hook resyncs the model and closes in the
 database the calls that ended while we were away).
 
@@ -28,6 +28,7 @@ from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent
 from cti.migrate import migrate
+from cti.pg import close_pool, open_pool
 from cti.writer import Writer
 
 log = structlog.get_logger(__name__)
@@ -42,6 +43,9 @@ class Core:
     bus: Bus = field(default_factory=Bus)
     dsn: str | None = None
     writer: Writer | None = None
+    # The one pool every feature queries through (cti.pg.open_pool); the writer and
+    # the leadership lease keep connections of their own (docs/architecture.md).
+    pool: asyncpg.Pool | None = None
     ami: AmiClient | None = None
     embedded: Any = None
     reconcile_task: asyncio.Task[None] | None = None
@@ -126,7 +130,7 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
     Covers a daemon restart (the model starts empty) as well as a reconnect.
     Retries while the database is away; every wait bounded.
     """
-    assert core.writer is not None and core.dsn is not None
+    assert core.writer is not None and core.pool is not None
     delay = 0.5
     when = datetime.fromtimestamp(ended_at, timezone.utc)
     while True:
@@ -135,13 +139,9 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
             # read a call as open that the writer is about to close.
             if not await core.writer.drain(timeout=10):
                 raise TimeoutError("the writer has not caught up")
-            conn = await asyncpg.connect(core.dsn, timeout=10)
-            try:
-                async with asyncio.timeout(30):
-                    stale = [c for c in await open_calls(conn) if c not in live]
-                    closed = await close_calls(conn, stale, when, "ended while the daemon was disconnected")
-            finally:
-                await conn.close()
+            async with asyncio.timeout(30), core.pool.acquire(timeout=10) as conn:
+                stale = [c for c in await open_calls(conn) if c not in live]
+                closed = await close_calls(conn, stale, when, "ended while the daemon was disconnected")
             core.db_reconciled += len(closed)
             if closed:
                 log.warning("closed calls that ended while away", count=len(closed))
@@ -169,6 +169,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     applied = await migrate(core.dsn)
     if applied:
         log.info("migrations applied", versions=applied)
+    core.pool = await open_pool(core.dsn)
     core.writer = Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
     await core.writer.start()
     core.bus.subscribe(core.writer.on_call_event)
@@ -178,6 +179,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await core.writer.stop(flush_timeout=10)
+        pool, core.pool = core.pool, None
+        await close_pool(pool)
         if core.embedded is not None:
             await core.embedded.stop()
 

@@ -36,7 +36,6 @@ import structlog
 from aiohttp import web
 
 from cti.errors import AmiError, CtiError
-from cti.pg import close_pool
 from phone import phone_db
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
@@ -81,12 +80,11 @@ class PhoneService:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        if self.core.dsn is not None:
-            import asyncpg
-            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
-                                                  command_timeout=10)
-            self.devices = {d.device_id: d for d in await phone_db.devices(self.pool)}
-            self.agents = {a.agent_id: a for a in await phone_db.agents(self.pool)}
+        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
+            self.pool = self.core.pool
+            async with asyncio.timeout(10):
+                self.devices = {d.device_id: d for d in await phone_db.devices(self.pool)}
+                self.agents = {a.agent_id: a for a in await phone_db.agents(self.pool)}
         acd = self.core.acd
         for a in self.agents.values():
             if acd is not None and a.device_id is not None:
@@ -101,7 +99,6 @@ class PhoneService:
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
         self.core.ami.remove_listener(self.on_ami_event)
-        await close_pool(self.pool)
 
     # -- Asterisk side ---------------------------------------------------------
 

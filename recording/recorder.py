@@ -53,7 +53,6 @@ from aiohttp import web
 
 from cti.errors import AmiError
 from cti.events import CallEvent
-from cti.pg import close_pool
 from recording import jobs
 from recording import recording_db as rec_db
 from recording.config import load_config
@@ -146,10 +145,7 @@ class RecordingService:
             self.read_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             log.warning("recording directory not usable", read_dir=str(self.read_dir), error=str(exc))
-        if self.core.dsn is not None:
-            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
-                                                  command_timeout=DB_TIMEOUT,
-                                                  server_settings={"application_name": "cti-recording"})
+        self.pool = self.core.pool   # the daemon's shared pool (none in unit tests)
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         self.core.ami.add_listener(self.on_ami_event)
         self.core.resync_hooks.append(self.on_resync)
@@ -180,7 +176,6 @@ class RecordingService:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await close_pool(self.pool)
 
     def health(self) -> dict[str, Any]:
         return {"live": sum(1 for c in self.calls.values() if c.active is not None), "started": self.started,
