@@ -22,6 +22,9 @@ from acd import core as acd_core
 from acd.held_calls import Entry, Waiting
 from cti.errors import CtiError
 
+if TYPE_CHECKING:
+    from cti.daemon import CoreServices
+
 log = structlog.get_logger(__name__)
 
 
@@ -113,7 +116,7 @@ class Reconfiguring:
     versions, and a new configuration put in force on the running router."""
 
     if TYPE_CHECKING:  # what AcdService provides
-        core: Any
+        core: CoreServices
         config: acd_config.AcdConfig
         config_version: int | None
         router: acd_core.Router

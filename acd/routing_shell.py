@@ -38,6 +38,7 @@ from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AgentView
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.errors import AmiError, CtiError
+from cti.daemon import CoreServices
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
 
@@ -59,7 +60,7 @@ class AcdService(CallbackShell, Reconfiguring):
     new configuration in force (``Reconfiguring``, acd/config_versions.py) are its
     other two jobs, each in its own module; they share this object's state."""
 
-    core: Any                                   # cti.daemon.Core
+    core: CoreServices
     config: acd_config.AcdConfig
     router: acd_core.Router = field(init=False)
     calls: dict[str, Waiting] = field(default_factory=dict)
@@ -89,6 +90,12 @@ class AcdService(CallbackShell, Reconfiguring):
         self._queues = {q.id: q for q in self.config.queues}
 
     # -- lifecycle -----------------------------------------------------------
+
+    def use_config(self, config: acd_config.AcdConfig, version: int | None) -> None:
+        """Before ``start``: the configuration in force (a stored version may be newer
+        than the file the service was built with)."""
+        self.config, self.config_version = config, version
+        self.__post_init__()
 
     async def start(self) -> None:
         now = time.time()
@@ -578,21 +585,21 @@ class AcdService(CallbackShell, Reconfiguring):
 ACD = web.AppKey("acd", AcdService)
 
 
-def setup_acd(app: web.Application) -> None:
-    """Run the ACD in the daemon when ``acd_config`` is set (after the AMI client)."""
-    from cti.daemon import CORE
+def setup_acd(app: web.Application, core: CoreServices) -> AcdService | None:
+    """The ACD when ``acd_config`` is set (None otherwise: the dialplan routes every
+    call to app_queue). Built now from the file (a bad file stops the start); when
+    the app starts (after the core: it needs the pool and the AMI client), the
+    configuration in force is chosen (``config_in_force``) and the ACD starts."""
+    path = core.settings.acd_config
+    if path is None:
+        log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
+        return None
+    service = AcdService(core, acd_config.load_config(path))
+    app[ACD] = service
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        core = app[CORE]
-        path = core.settings.acd_config
-        if path is None:
-            log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
-            yield
-            return
         config, version = await config_in_force(core.pool, path)
-        service = AcdService(core, config)
-        service.config_version = version
-        app[ACD] = core.acd = service
+        service.use_config(config, version)
         await service.start()
         log.info("acd started", agents=len(service.config.agents), queues=len(service.config.queues))
         try:
@@ -601,3 +608,4 @@ def setup_acd(app: web.Application) -> None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from acd.routing_shell import ACD
 from api import prometheus as m
 from api.auth import STAFF, admits
 from api.errors import ApiError, forbidden, unauthenticated
@@ -63,7 +64,7 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
         fams.append(m.counter("cti_store_rows_dropped_total", "Rows dropped: buffer full", w.dropped))
         fams.append(m.counter("cti_store_rows_rejected_total", "Rows PostgreSQL refused for good", w.rejected))
         fams.append(m.counter("cti_store_write_failures_total", "Write attempts that failed", w.failures))
-    acd = core.acd
+    acd = app.get(ACD)
     if acd is not None:
         waiting: dict[tuple[tuple[str, str], ...], float] = {}
         ringing: dict[tuple[tuple[str, str], ...], float] = {}

@@ -52,7 +52,7 @@ from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.figures import StateChange, bucket_start, next_bucket
 from acd.routing_shell import AcdService
 from acd.wallboard import AgentLive, BoardConfig, alerts, colours_of, load_board_config
-from cti.daemon import CORE
+from cti.daemon import CoreServices
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -83,9 +83,10 @@ def settle_filed(filed: dict[str, str], waiting: Mapping[str, Any], rows: Mappin
 class WallboardService:
     """The ledger, the push task and the rollup task (see the module doc)."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, core: CoreServices, acd: AcdService | None) -> None:
         self.app = app
-        self.core = app[CORE]
+        self.core = core
+        self.acd = acd          # routing figures, agent states (None when the ACD does not run)
         settings = self.core.settings
         self.tz = ZoneInfo(settings.timezone)
         self.push_s = settings.wallboard_push_s
@@ -111,10 +112,6 @@ class WallboardService:
     @day_start.setter
     def day_start(self, value: float) -> None:
         self.ledger.day_start = value
-
-    @property
-    def acd(self) -> AcdService | None:
-        return self.core.acd
 
     def routing_defaults(self) -> dict[str, tuple[float, float]]:
         acd = self.acd

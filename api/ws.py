@@ -42,6 +42,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from acd.decisions import AgentView
+from acd.routing_shell import AcdService
 from api import accounts
 from api.auth import STAFF, BadCredential, Credential, Principal, credential_from_text
 from api.db import db, query
@@ -50,7 +51,7 @@ from api.hub import AgentSnapshot, AgentStates, CallAudience, Connection, Hub, R
 from api.prometheus import LagHistogram
 from api.registry import API
 from api.session_routes import principal_of
-from cti.daemon import CORE, run_with_app
+from cti.daemon import CoreServices, run_with_app
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -126,9 +127,10 @@ def scope_of(p: Principal) -> Scope:
 
 
 class HubService:
-    def __init__(self, app: web.Application, hub: Hub) -> None:
+    def __init__(self, app: web.Application, hub: Hub, core: CoreServices, acd: AcdService | None) -> None:
         self.app = app
-        self.core = app[CORE]
+        self.core = core
+        self.acd = acd          # agent states (None when the ACD does not run)
         self.hub = hub
         self.audience = CallAudience()
         self.agents = AgentStates()
@@ -152,7 +154,7 @@ class HubService:
 
     async def start(self) -> None:
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
-        acd = self.core.acd
+        acd = self.acd
         if acd is not None:  # pushed as they change; the periodic look is a safety net
             acd.agent_listeners.append(self.agent_changed)
         self._tasks.append(asyncio.create_task(self._run_poll(), name="ws-agent-poll"))
@@ -181,7 +183,7 @@ class HubService:
 
     def poll_agents(self) -> None:
         """Publish the agent states that changed since the last look."""
-        acd = self.core.acd
+        acd = self.acd
         if acd is None:
             return
         views = []
@@ -284,7 +286,7 @@ class HubService:
         snap: dict[str, Any] = {"agent_state": None, "calls": []}
         if scope.agent_id is None:
             return snap
-        acd = self.core.acd
+        acd = self.acd
         if acd is not None:
             try:
                 v = acd.router.agent_state(scope.agent_id)
@@ -477,13 +479,13 @@ async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: 
 WS = web.AppKey("ws_hub", HubService)
 
 
-def setup_ws(app: web.Application) -> None:
+def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None) -> HubService:
     """``/ws`` and its hub. After ``setup_auth`` (it uses the API's pool) and
-    after ``setup_acd`` (the hub starts after the ACD, so it finds it and listens
-    for agent states). Where it subscribes to the bus does not matter: every
+    after ``setup_acd`` (the hub starts after the ACD, whose agent states it
+    listens for). Where it subscribes to the bus does not matter: every
     subscriber gets the same events in the same order (``cti.events.Bus``)."""
-    settings = app[CORE].settings
-    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max))
+    settings = core.settings
+    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max), core, acd)
     app[WS] = service
 
     async def on_shutdown(app: web.Application) -> None:
@@ -497,3 +499,4 @@ def setup_ws(app: web.Application) -> None:
                       roles=None, operation_id="websocket", status=101, content_type=None, tags=("events",),
                       description="Authenticated by the first message {\"type\": \"auth\", \"token\": ...}; "
                                   "agents get their own calls and state, supervisors and admins everything.")
+    return service

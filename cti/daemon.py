@@ -16,7 +16,7 @@ import asyncio
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import asyncpg
 import structlog
@@ -52,10 +52,11 @@ class Core:
     frames_in: int = 0
     model_errors: int = 0
     db_reconciled: int = 0
-    acd: Any = None                  # acd.routing_shell.AcdService when the ACD runs
     http_limits: Any = None          # cti.httpserver.Limits of the HTTP listener (its counters)
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
+    # /healthz sections a feature adds (the ACD's "acd"), set by the composition root
+    health_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
         """The one way a feature puts an event on a live call's timeline (the ACD's
@@ -70,6 +71,22 @@ class Core:
 
 
 CORE = web.AppKey("core", Core)
+
+
+class CoreServices(Protocol):
+    """What a feature may use of the core (``Core`` is the one implementation; unit
+    tests pass smaller ones). ``pool``, ``writer`` and ``ami`` are set once the
+    core has started (``cleanup_ctx``), before any feature starts."""
+
+    settings: Settings
+    model: CallModel
+    bus: Bus
+    pool: asyncpg.Pool | None
+    writer: Writer | None
+    ami: AmiClient | None
+    resync_hooks: list[Callable[[list[Any]], Awaitable[None]]]
+
+    def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None: ...
 
 
 # -- wiring: frames in, events out ---------------------------------------------
@@ -228,7 +245,7 @@ def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
                   "frames_in": core.frames_in, "errors": core.model_errors,
                   "ignored": core.model.ignored, "reconciled": core.db_reconciled},
         "bus": {"published": core.bus.published, "errors": core.bus.errors},
-        "acd": core.acd.health() if core.acd is not None else None,
+        **{name: part() for name, part in core.health_parts.items()},
     }
 
 

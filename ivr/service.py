@@ -49,6 +49,7 @@ from aiohttp import web
 
 from crm.customer_lookup import find_by_account, find_by_phone
 from crm.phones import normalise_e164
+from cti.daemon import CoreServices
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
@@ -405,7 +406,7 @@ class _StepEvents:
     RETRY_S = 0.05
     RETRIES = 60
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: CoreServices) -> None:
         self.core = core
         self.waiting: dict[str, list[Step]] = {}
         self.given_up = 0

@@ -52,6 +52,7 @@ import structlog
 from aiohttp import web
 
 from cti.errors import AmiError
+from cti.daemon import CoreServices
 from cti.events import CallEvent
 from recording import jobs
 from recording import recording_db as rec_db
@@ -123,7 +124,7 @@ class Live:
 
 @dataclass
 class RecordingService:
-    core: Any                                    # cti.daemon.Core
+    core: CoreServices
     config: RecordingConfig
     write_dir: str                               # as Asterisk sees it
     read_dir: Path                               # as we see it
@@ -571,11 +572,8 @@ class RecordingService:
 RECORDING = web.AppKey("recording", RecordingService)
 
 
-def setup_recording(app: web.Application) -> None:
+def setup_recording(app: web.Application, core: CoreServices) -> RecordingService:
     """Recording in the daemon (after the AMI client; before the API routes that use it)."""
-    from cti.daemon import CORE
-
-    core = app[CORE]
     s = core.settings
     config = load_config(s.recording_config)
     service = RecordingService(core, config, s.recording_dir, Path(s.recording_read_dir or s.recording_dir),
@@ -591,3 +589,4 @@ def setup_recording(app: web.Application) -> None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service

@@ -53,7 +53,7 @@ async def rec(asterisk, database, tmp_path, demo_ami, rec_dirs):
     inside, outside = rec_dirs
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD, recording_config=POLICY,
                                            recording_dir=inside, recording_read_dir=outside))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10,
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10,
                      what="the ACD announced itself to the dialplan")
     await add_user(database, "ada", "agent", "t1")
     await add_user(database, "ben", "agent", "t2")
