@@ -8,8 +8,8 @@ COPY crm ./crm
 COPY acd ./acd
 COPY ivr ./ivr
 COPY recording ./recording
-COPY api ./api
 COPY phone ./phone
+COPY api ./api
 COPY server ./server
 RUN pip install . && useradd --system --home /var/lib/cti cti && mkdir -p /var/lib/cti && chown cti /var/lib/cti
 USER cti

@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from acd.epoch import EPOCH_GLOBAL
 from cti.errors import AmiError
 
 log = structlog.get_logger(__name__)
@@ -55,3 +56,11 @@ def redirect(ami: Any, channel: str, context: str, exten: str) -> None:
             log.warning("redirect failed", channel=channel, context=context, error=str(exc))
 
     fut.add_done_callback(done)
+
+
+async def heartbeat_in_force(ami: Any) -> str:
+    """The heartbeat global the dialplan reads now: the one of the epoch Asterisk
+    holds (``CTI_ACD_HEARTBEAT_`` alone while it holds none). For tools and tests
+    that stand in for the ACD, or send callers to the fallback, without leading."""
+    reply = await ami.send("Getvar", {"Variable": EPOCH_GLOBAL}, shape="single")
+    return f"CTI_ACD_HEARTBEAT_{reply.response.headers.get('Value') or ''}"

@@ -10,9 +10,14 @@ agent rings; an unanswered Dial returns the caller to the wait, and the
 router decides again. Asterisk does the ringing, cancelling and bridging; we
 never hold a channel of our own, so there is nothing to clean up if we die.
 
-Liveness: we set the global ``CTI_ACD_HEARTBEAT`` every 2 s. New callers see
-a stale heartbeat and go to the app_queue fallback; waiting callers check it
-every 20 s and go there too.
+Liveness: we set the global ``CTI_ACD_HEARTBEAT_<epoch>`` every 2 s. New
+callers see a stale heartbeat and go to the app_queue fallback; waiting
+callers check it every 20 s and go there too.
+
+Fencing (docs/ha.md): every offer carries our leadership ``epoch``, which we
+raise in Asterisk through ``[cti-acd-epoch]`` (it only rises); the dialplan
+refuses an offer below the epoch in force and reads only that epoch's
+heartbeat (``acd/epoch.py``).
 
 The thin loop: bus event -> ``Router`` input (pure) -> decisions -> AMI
 actions written at once, in the order decided (``AmiClient.submit``: Asterisk
@@ -36,6 +41,7 @@ from acd.ami_actions import failure, redirect, setvar, submit
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AgentView
+from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, EPOCH_VARIABLE, heartbeat_variable, offer_value, parse_refusal
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.errors import AmiError, CtiError
 from cti.daemon import CoreServices
@@ -66,11 +72,20 @@ class AcdService(CallbackShell, Reconfiguring):
     calls: dict[str, Waiting] = field(default_factory=dict)
     offers_sent: int = 0
     offers_failed: int = 0
+    offers_refused: int = 0                     # by the dialplan: our epoch was below Asterisk's
     heartbeats: int = 0
+    # Our leadership epoch (docs/ha.md): 1 for a lone daemon; the lease's when
+    # leading a pair (``set_epoch``). Carried by every offer and the heartbeat.
+    epoch: int = 1
+    # The epoch Asterisk confirmed in force for us since the last (re)connect
+    # (None: not raised yet); ``fenced``: Asterisk holds a higher one.
+    epoch_in_force: int | None = None
+    fenced: bool = False
     adopted: int = 0
     # Hand waiting callers to app_queue on stop (False only to simulate a crash in tests).
     handover: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _beat: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False           # replies that come after stop() change nothing
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     carried: dict[str, str] = field(default_factory=dict)        # offers ringing at a reconfigure: call -> agent
@@ -86,6 +101,7 @@ class AcdService(CallbackShell, Reconfiguring):
     unreachable: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat
         self.router = acd_core.Router(self.config)
         self._queues = {q.id: q for q in self.config.queues}
 
@@ -133,7 +149,7 @@ class AcdService(CallbackShell, Reconfiguring):
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
-        sends = [ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")]
+        sends = [ami.send("Setvar", {"Variable": heartbeat_variable(self.epoch), "Value": "0"}, shape="single")]
         sends += [ami.send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
                                         "Priority": "1"}, shape="single")
                   for w in self.calls.values() if not w.answered and w.channel is not None and w.callback is None]
@@ -203,6 +219,32 @@ class AcdService(CallbackShell, Reconfiguring):
             for other in sorted(waiting.others):
                 self._apply(self.router.call_finished(cid, other, ev.at))
 
+    def on_ami_event(self, frame: Any) -> None:
+        """AMI listener: offers the dialplan refused (``CtiOfferRefused``), then
+        the callbacks' events (``CallbackShell``)."""
+        h = frame.headers
+        if h.get("Event") == "UserEvent" and h.get("UserEvent") == "CtiOfferRefused":
+            self._offer_refused(h)
+            return
+        super().on_ami_event(frame)
+
+    def _offer_refused(self, h: Any) -> None:
+        """An offer of ours arrived below the epoch in force: the caller is back
+        in the wait, nothing rang. Whoever leads now decides for the caller; here
+        the offer ends as failed (the agent's hold ends, not ready "unreachable",
+        so a fenced daemon does not offer in a loop)."""
+        refusal = parse_refusal(h)
+        waiting = self.calls.get(refusal.call_id)
+        if waiting is None or waiting.agent is None or waiting.agent != refusal.agent:
+            return
+        self.offers_refused += 1
+        log.error("acd offer refused: a higher epoch is in force", call_id=refusal.call_id, agent=refusal.agent,
+                  epoch=refusal.epoch, current=refusal.current)
+        if refusal.current is not None and refusal.current > self.epoch:
+            self.fenced, self.epoch_in_force = True, None
+        agent, waiting.agent = waiting.agent, None
+        self._offer_failed(refusal.call_id, agent, "failed", time.time())
+
     def _transferred_to(self, cid: str, waiting: Waiting, agent: str, at: float) -> None:
         """An answered call connected to another agent of ours (a transfer from the
         desktop names the target): that agent is on this call until their leg ends.
@@ -238,6 +280,10 @@ class AcdService(CallbackShell, Reconfiguring):
         start it stored. Agents found talking are on call (``_adopt_talking``), and
         they are taken first: a waiting caller adopted before them would be offered
         to an agent who only looks free (Asterisk lists channels in no order)."""
+        # A new connection may be a restarted Asterisk, which has forgotten the epoch.
+        self.epoch_in_force, self.fenced = None, False
+        self._beat.set()
+
         def talking(item: Any) -> bool:
             context = item.get("Context")
             # An agent leg in cti-acd-callback has answered (the customer may still ring).
@@ -472,7 +518,7 @@ class AcdService(CallbackShell, Reconfiguring):
     def _send_offer(self, d: Any, channel: str) -> None:
         """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
         before this returns: the caller's arrival costs one AMI round trip."""
-        value = f"{d.agent_id},{int(d.ring_timeout_s)},{d.device}"
+        value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, d.device)
         ami = self.core.ami
         both = asyncio.gather(
             submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
@@ -564,22 +610,77 @@ class AcdService(CallbackShell, Reconfiguring):
             except TimeoutError:
                 pass
 
+    # -- epoch and heartbeat ---------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lead with ``epoch`` from now on (the lease's, on a takeover): offers
+        carry it at once; the heartbeat loop raises it in Asterisk and beats for it
+        right away. Lowering it is allowed here (a test's deposed leader) but
+        Asterisk keeps the highest, so such offers are refused."""
+        heartbeat_variable(epoch)
+        if epoch != self.epoch:
+            log.info("acd epoch changed", old=self.epoch, new=epoch)
+        self.epoch, self.epoch_in_force, self.fenced = epoch, None, False
+        self._beat.set()
+
+    async def raise_epoch(self) -> bool:
+        """Raise Asterisk's epoch to ours through ``[cti-acd-epoch]`` (never by
+        Setvar: it could lower it). True when ours is the epoch in force; False
+        when a higher one is (we are fenced: every offer of ours is refused).
+        Raises AmiError when Asterisk could not be asked."""
+        epoch = self.epoch
+        try:
+            await self.core.ami.send("Originate", {"Channel": EPOCH_CHANNEL, "Application": "Hangup",
+                                                   "Timeout": "5000", "Variable": f"{EPOCH_VARIABLE}={epoch}"},
+                                     shape="single", timeout=10)
+            ok = True
+        except AmiError as exc:
+            # Unanswered: a higher epoch is in force (or the dialplan is missing):
+            # tell the two apart by asking.
+            reply = await self.core.ami.send("Getvar", {"Variable": EPOCH_GLOBAL}, shape="single")
+            current = reply.response.headers.get("Value") or ""
+            if not current.isdigit() or int(current) <= epoch:
+                raise AmiError(f"epoch {epoch} not raised (Asterisk has {current!r}): {exc}") from exc
+            ok = False
+        if epoch == self.epoch:
+            self.epoch_in_force, self.fenced = (epoch, False) if ok else (None, True)
+        if not ok:
+            log.error("acd fenced: Asterisk holds a higher epoch; our offers are refused", epoch=epoch)
+        return ok
+
     async def _run_heartbeat(self) -> None:
+        """Every 2 s (at once after ``set_epoch`` or a reconnect): raise our epoch
+        if Asterisk has not confirmed it since the last connect, then beat. The
+        heartbeat is written before the raise completes: nobody reads ours until
+        the epoch it names is in force, and then it is already fresh."""
         while True:
-            try:
-                if self.core.ami is not None and self.core.ami.connected:
-                    await self.core.ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT",
-                                                        "Value": str(int(time.time()))}, shape="single")
+            self._beat.clear()
+            ami = self.core.ami
+            if ami is not None and ami.connected:
+                beat = submit(ami, "Setvar", {"Variable": heartbeat_variable(self.epoch),
+                                              "Value": str(int(time.time()))})
+                if self.epoch_in_force != self.epoch and not self.fenced:
+                    try:
+                        await self.raise_epoch()
+                    except AmiError as exc:
+                        log.warning("acd epoch not raised", epoch=self.epoch, error=str(exc))
+                try:
+                    await beat
                     self.heartbeats += 1
-            except AmiError as exc:
-                log.warning("acd heartbeat not sent", error=str(exc))
-            await asyncio.sleep(HEARTBEAT_EVERY)
+                except AmiError as exc:
+                    log.warning("acd heartbeat not sent", error=str(exc))
+            try:
+                async with asyncio.timeout(HEARTBEAT_EVERY):
+                    await self._beat.wait()
+            except TimeoutError:
+                pass
 
     # -- introspection ---------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
         return {"waiting": len(self.calls), "offers_sent": self.offers_sent, "offers_failed": self.offers_failed,
-                "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback)}
+                "offers_refused": self.offers_refused, "epoch": self.epoch, "epoch_in_force": self.epoch_in_force,
+                "fenced": self.fenced, "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback)}
 
 
 ACD = web.AppKey("acd", AcdService)

@@ -95,7 +95,7 @@ def host_name(header: str | None) -> str | None:
     m = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+))(?::[0-9]{1,5})?", header.strip())
     if m is None:
         return None
-    return (m.group(1) or m.group(2)).lower().rstrip(".")
+    return (m.group(1) or m.group(2)).lower().rstrip(".") or None   # "." or ".." names nothing
 
 
 def allowed_hosts(settings: Any) -> frozenset[str]:

@@ -6,7 +6,7 @@ Same sandbox, same five simulated agents, same callers, one run:
    ``cti-fallback`` queue (strategy rrmemory, autofill=yes, the agents as
    static members).
 2. **our ACD**: the daemon as it runs in production, ``cti serve`` in its own
-   process (``bench.load.DaemonProcess``, an embedded or scratch PostgreSQL),
+   process (``bench.harness.DaemonProcess``, an embedded or scratch PostgreSQL),
    with ``bench/acd-bench.toml`` (one queue, the five agents, no wrap-up: the
    same work as app_queue does). ``--baseline-source DIR`` runs a second daemon
    from another checkout (e.g. ``git archive <commit>``) right after, on the
@@ -53,7 +53,9 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from bench.load import DaemonProcess, scratch_database  # noqa: E402
+from acd.ami_actions import heartbeat_in_force  # noqa: E402
+from bench.harness import DaemonProcess, scratch_database  # noqa: E402
+from bench.load_daemon import load_daemon_env, wait_agents  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
 from cti.demo import DEMO_USER, demo_secret, place_call, set_demo_times  # noqa: E402
 
@@ -152,16 +154,17 @@ async def scenario(ami: AmiClient, rec: Recorder, *, calls: int, gap: float, tag
 @contextlib.asynccontextmanager
 async def daemon_process(source: Path, log_level: str):
     """``cti serve`` from ``source`` on a scratch database; yields its log file once ready."""
-    async with scratch_database(None) as (dsn, _):
+    async with scratch_database(prefix="cti_load") as scratch:
         with tempfile.TemporaryDirectory(prefix="cti-acd-latency-") as tmp:
-            daemon = DaemonProcess(Path(tmp), dsn, agents=AGENTS, acd_config=BENCH_ACD, source=source,
-                                   log_level=log_level)
+            env = load_daemon_env(Path(tmp), scratch.dsn, AGENTS, acd_config=BENCH_ACD, log_level=log_level)
+            daemon = DaemonProcess(env, Path(tmp) / "daemon.log", source=source)
             try:
+                await daemon.start()
                 async with aiohttp.ClientSession() as http:
-                    await daemon.wait_ready(http, AGENTS)
-                yield Path(tmp) / "daemon.log"
+                    await wait_agents(daemon, http, AGENTS)
+                yield daemon.log_path
             finally:
-                daemon.stop()
+                await daemon.stop()
 
 
 @contextlib.asynccontextmanager
@@ -199,7 +202,7 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
     try:
         await set_demo_times(ami, ring=(0, 0), talk=(1, 1))
         if router == "app_queue":
-            await ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
+            await ami.send("Setvar", {"Variable": await heartbeat_in_force(ami), "Value": "0"}, shape="single")
             free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
             busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
         else:
@@ -217,7 +220,7 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
             out["timeline"] = steps
         return out
     finally:
-        await ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
+        await ami.send("Setvar", {"Variable": await heartbeat_in_force(ami), "Value": "0"}, shape="single")
         await set_demo_times(ami)
         await ami.stop()
 

@@ -35,9 +35,7 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from datetime import date
 from pathlib import Path
 from typing import Awaitable, Callable
@@ -47,11 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
+from bench.harness import scratch_database  # noqa: E402
+from cti.migrate import migrate  # noqa: E402
 from crm.customer_lookup import find_by_phone  # noqa: E402
 from crm.phones import normalise_e164  # noqa: E402
-from cti.migrate import migrate  # noqa: E402
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 MOD = 10 ** 8            # 8 subscriber digits after the prefix
 A, B = 7919 * 13, 12345  # affine bijection on [0, MOD): unique, scattered numbers
 
@@ -69,20 +67,6 @@ def present(number: str, rng: random.Random) -> str:
     national = "0" + number[3:]
     return rng.choice([number, "00" + number[1:], national, f"{national[:3]} {national[3:]}",
                        f"+49 ({number[3:5]}) {number[5:]}"])
-
-
-async def scratch_database(tmp: str) -> tuple[str, object]:
-    try:
-        conn = await asyncpg.connect(ADMIN, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-        from cti.embedded_pg import EmbeddedPostgres
-
-        server = EmbeddedPostgres(Path(tmp) / "pg")
-        return await server.start(), server
-    name = f"cti_bench_{uuid.uuid4().hex[:8]}"
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return ADMIN.rpartition("/")[0] + "/" + name, name
 
 
 async def load(conn: asyncpg.Connection, n: int, rng: random.Random) -> int:
@@ -146,57 +130,49 @@ async def main() -> None:
     args = p.parse_args()
     rng = random.Random(args.seed)
     results: list[tuple[str, list[float]]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        dsn, owner = await scratch_database(tmp)
+    async with scratch_database() as scratch:
+        dsn = scratch.dsn
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
         try:
-            await migrate(dsn)
-            conn = await asyncpg.connect(dsn)
+            t0 = time.perf_counter()
+            phones = await load(conn, args.customers, rng)
+            load_s = time.perf_counter() - t0
+            size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('customer_phones'))")
+
+            def through(db: asyncpg.Connection) -> Callable[[str], Awaitable[str | None]]:
+                async def lookup(raw: str) -> str | None:
+                    number = normalise_e164(raw, "49")
+                    found = await find_by_phone(db, number) if number else None
+                    return found.customer_id if found else None
+                return lookup
+
+            ours = through(conn)
+
+            async def like_scan(raw: str) -> str | None:
+                digits = "".join(c for c in raw if c.isdigit())[-9:]
+                return await conn.fetchval(
+                    """SELECT c.customer_id FROM customer_phones p JOIN customers c USING (customer_id)
+                        WHERE regexp_replace(p.phone, '[^0-9]', '', 'g') LIKE '%' || $1 LIMIT 1""", digits)
+
+            await measure(ours, callers(args.customers, 2000, rng))                     # warm-up
+            sample = callers(args.customers, args.lookups, rng)
+            results.append(("crm.customer_lookup: normalise_e164 + find_by_phone (primary-key index)",
+                            await measure(ours, sample)))
+            small = callers(args.customers, args.baseline_lookups, rng)
+            # A connection of its own: a plan cached on ours would keep using the index.
+            plain = await asyncpg.connect(dsn, server_settings={
+                "enable_indexscan": "off", "enable_bitmapscan": "off", "enable_indexonlyscan": "off"})
             try:
-                t0 = time.perf_counter()
-                phones = await load(conn, args.customers, rng)
-                load_s = time.perf_counter() - t0
-                size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('customer_phones'))")
-
-                def through(db: asyncpg.Connection) -> Callable[[str], Awaitable[str | None]]:
-                    async def lookup(raw: str) -> str | None:
-                        number = normalise_e164(raw, "49")
-                        found = await find_by_phone(db, number) if number else None
-                        return found.customer_id if found else None
-                    return lookup
-
-                ours = through(conn)
-
-                async def like_scan(raw: str) -> str | None:
-                    digits = "".join(c for c in raw if c.isdigit())[-9:]
-                    return await conn.fetchval(
-                        """SELECT c.customer_id FROM customer_phones p JOIN customers c USING (customer_id)
-                            WHERE regexp_replace(p.phone, '[^0-9]', '', 'g') LIKE '%' || $1 LIMIT 1""", digits)
-
-                await measure(ours, callers(args.customers, 2000, rng))                     # warm-up
-                sample = callers(args.customers, args.lookups, rng)
-                results.append(("crm.customer_lookup: normalise_e164 + find_by_phone (primary-key index)",
-                                await measure(ours, sample)))
-                small = callers(args.customers, args.baseline_lookups, rng)
-                # A connection of its own: a plan cached on ours would keep using the index.
-                plain = await asyncpg.connect(dsn, server_settings={
-                    "enable_indexscan": "off", "enable_bitmapscan": "off", "enable_indexonlyscan": "off"})
-                try:
-                    results.append(("baseline: same query, index scans off (sequential scan)",
-                                    await measure(through(plain), small)))
-                finally:
-                    await plain.close()
-                results.append(("baseline: normalise at query time, LIKE on last 9 digits",
-                                await measure(like_scan, small)))
-                version = await conn.fetchval("SHOW server_version")
+                results.append(("baseline: same query, index scans off (sequential scan)",
+                                await measure(through(plain), small)))
             finally:
-                await conn.close()
+                await plain.close()
+            results.append(("baseline: normalise at query time, LIKE on last 9 digits",
+                            await measure(like_scan, small)))
+            version = await conn.fetchval("SHOW server_version")
         finally:
-            if isinstance(owner, str):
-                admin = await asyncpg.connect(ADMIN)
-                await admin.execute(f'DROP DATABASE IF EXISTS "{owner}" WITH (FORCE)')
-                await admin.close()
-            else:
-                await owner.stop()  # type: ignore[attr-defined]
+            await conn.close()
     print(f"{date.today()}: Python {platform.python_version()}, PostgreSQL {version}, {os.cpu_count()} CPUs; "
           f"{args.customers:,} customers, {phones:,} numbers (customer_phones {size}), loaded with COPY in "
           f"{load_s:.1f} s; seed {args.seed}; one connection, lookups one after the other, half of them unknown "

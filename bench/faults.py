@@ -496,19 +496,6 @@ async def _storm_client(kind: str, url: str, port: int, key: str, rng: random.Ra
         return f"{kind}:{type(exc).__name__}"
 
 
-async def _metrics(url: str) -> dict[str, float]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
-        async with s.get(url + "/metrics") as r:
-            text = await r.text()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
-            name, _, value = line.partition(" ")
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-    return out
-
-
 async def websocket_storm(run: Run) -> None:
     from api import accounts
     from api.auth import digest, new_api_key
@@ -531,7 +518,7 @@ async def websocket_storm(run: Run) -> None:
     await asyncio.gather(*(_storm_client("good", url, port, key, rng) for _ in range(run.plan.storm_wave)))
     await asyncio.sleep(1)
     fds_before, kinds_before, rss_before = run.daemon.fd_count(), run.daemon.fd_kinds(), run.daemon.rss_kb()
-    m_before = await _metrics(url)
+    m_before = await run.daemon.metrics()
     kinds = ["good"] * 4 + ["forged"] * 2 + ["garbage", "silent", "mute", "cut"]
     tally: dict[str, int] = {}
     health_slowest = 0.0
@@ -558,7 +545,7 @@ async def websocket_storm(run: Run) -> None:
     await run.finish()
     await asyncio.sleep(2)
     fds_after, kinds_after, rss_after = run.daemon.fd_count(), run.daemon.fd_kinds(), run.daemon.rss_kb()
-    m_after = await _metrics(url)
+    m_after = await run.daemon.metrics()
     await probe.stop()
     ended_rows = [r["call_id"] for r in await run.db.fetch(
         "SELECT call_id FROM calls WHERE call_id LIKE $1 AND ended_at IS NOT NULL", run.traffic.prefix + "%")]

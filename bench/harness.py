@@ -1,34 +1,46 @@
 """A small harness for runs against the sandbox: the daemon as a real process, traffic, faults.
 
 - ``DaemonProcess``: ``cti serve`` as a subprocess, configured by ``CTI_*`` environment
-  variables, so it can be SIGKILLed like a real crash and started again on the same
-  database. ``wait_ready`` polls ``/healthz``; ``fd_count`` and ``rss_kb`` read ``/proc``.
+  variables (``daemon_env``), so it can be SIGKILLed like a real crash and started again on
+  the same database; optionally from another checkout or under a wrapper (a profiler).
+  ``wait_ready`` polls ``/healthz``; ``metrics`` reads ``/metrics``; ``fd_count`` and
+  ``rss_kb`` read ``/proc``.
+- ``free_port``: a TCP port free on loopback right now.
 - ``Traffic``: simulated callers (``cti.demo.place_call``) at a steady rate, each with a
   known id prefix; it remembers every call it placed and, from its own AMI connection,
   which of them Asterisk actually created (``Newchannel``). An Originate acknowledged just
   before Asterisk dies may never become a channel: such a call was never placed.
 - ``sandbox(...)``: ``scripts/asterisk-sandbox`` (``kill``, ``up``, ``cli ...``).
 - ``Database``: an embedded PostgreSQL of the run's own, which a scenario can stop and start.
+- ``scratch_database(...)``: a fresh database for one run, on a server that answers (dropped
+  afterwards) or else on an embedded one (removed afterwards).
 - ``integrity(...)``: ``bench.integrity.fetch_and_check`` over the run's placed calls.
 
-Used by bench/faults.py and tests/integration/test_fault_suite.py. Needs root (the
-sandbox) and the demo AMI user (asterisk-config/demo).
+Used by every benchmark that runs the daemon or needs a database (bench/faults.py,
+bench/load.py, bench/acd_latency.py, bench/hooks.py, bench/customer_lookup.py,
+bench/reports.py) and by tests/integration/test_fault_suite.py. The sandbox parts need
+root and the demo AMI user (asterisk-config/demo).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -39,6 +51,7 @@ from cti.demo import DEMO_USER, demo_secret, PlacedCall, place_call, set_demo_ti
 
 ROOT = Path(__file__).resolve().parents[1]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 class HarnessError(Exception):
@@ -88,6 +101,11 @@ class Database:
     async def stop(self) -> None:
         await self.server.stop()
 
+    @property
+    def postmaster(self) -> int:
+        """The server's pid (its CPU is part of a run's figures)."""
+        return int((self.server.pgdata / "postmaster.pid").read_text().split()[0])
+
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
@@ -96,14 +114,81 @@ class Database:
             await conn.close()
 
 
+@dataclass(frozen=True, slots=True)
+class Scratch:
+    """A database made for one run. ``postmaster``: the pid of its server when the
+    server is the run's own (embedded), None on a shared server."""
+
+    dsn: str
+    postmaster: int | None
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(url: str | None = None, *, prefix: str = "cti_bench",
+                           keep: bool = False) -> AsyncIterator[Scratch]:
+    """A fresh, empty database: on ``url``'s server (default ``PG_ADMIN``) when it answers,
+    dropped at the end unless ``keep``; else on an embedded server in a directory of
+    /var/tmp, stopped and removed at the end (``keep`` does not apply)."""
+    admin = url or PG_ADMIN
+    try:
+        conn = await asyncpg.connect(admin, timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        conn = None
+    if conn is not None:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        # Swap the database name, keeping any query (an embedded server's socket dir and port).
+        try:
+            yield Scratch(urlunsplit(urlsplit(admin)._replace(path=f"/{name}")), None)
+        finally:
+            if not keep:
+                conn = await asyncpg.connect(admin, timeout=10)
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                finally:
+                    await conn.close()
+        return
+    Path("/var/tmp").mkdir(exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="cti-bench-pg-", dir="/var/tmp"))
+    db = Database(base)
+    try:
+        yield Scratch(await db.start(), db.postmaster)
+    finally:
+        with contextlib.suppress(Exception):
+            await db.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
 # -- the daemon --------------------------------------------------------------------
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text to ``{'name{labels}': value}`` (labels as written)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.rpartition(" ")
+        with contextlib.suppress(ValueError):
+            out[name] = float(value)
+    return out
+
 
 @dataclass
 class DaemonProcess:
-    """``cti serve`` in a process of its own. ``env`` holds ``CTI_*`` settings."""
+    """``cti serve`` in a process of its own. ``env`` holds ``CTI_*`` settings (``daemon_env``).
+
+    ``source``: the checkout whose code runs (default: this one; another commit's for a
+    before/after in one run: ``bench/acd_latency.py --baseline-source``). ``wrapper``: a
+    script and its arguments the daemon runs under (``bench/cpuprofile.py``,
+    ``bench/memtrace.py``), as ``python WRAPPER... -m server.cli serve``."""
 
     env: dict[str, str]
     log_path: Path
+    source: Path = ROOT
+    wrapper: tuple[str, ...] = ()
     proc: asyncio.subprocess.Process | None = None
     starts: int = 0
 
@@ -127,16 +212,33 @@ class DaemonProcess:
             raise HarnessError("the daemon is already running")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CTI_") or k == "CTI_SANDBOX_ROOT"}
         env.update(self.env)
+        env["PYTHONPATH"] = str(self.source)
         log = open(self.log_path, "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "server.cli", "serve", cwd=str(ROOT), env=env,
+                sys.executable, *self.wrapper, "-m", "server.cli", "serve", cwd=str(self.source), env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True)
         finally:
             log.close()
         self.starts += 1
         return await self.wait_ready(timeout)
+
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the daemon (``SIGUSR1``: a profile window, bench/cpuprofile.py)."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(sig)
+
+    async def metrics(self, http: aiohttp.ClientSession | None = None) -> dict[str, float]:
+        """``/metrics`` as ``parse_metrics`` reads it; through ``http`` when given (a run's
+        session), else a session of its own with a 5 s timeout. Raises ``aiohttp.ClientError``
+        or ``OSError`` when the daemon does not answer."""
+        if http is not None:
+            async with http.get(self.url + "/metrics") as r:
+                return parse_metrics(await r.text())
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
+            async with s.get(self.url + "/metrics") as r:
+                return parse_metrics(await r.text())
 
     async def health(self) -> tuple[int, dict[str, Any]] | None:
         """``(status, body)`` of ``/healthz``, or None when it does not answer within 10 s."""
@@ -231,7 +333,8 @@ def daemon_env(dsn: str, state_dir: Path, **settings: Any) -> dict[str, str]:
     """The environment for ``cti serve``: ``CTI_<NAME>`` for each setting, with a free HTTP
     port and fast AMI reconnects unless given. The keepalive keeps its production interval: a
     crash of Asterisk closes the socket at once, and a 2 s keepalive would drop the connection
-    whenever the machine is briefly overloaded (a fault of its own)."""
+    whenever the machine is briefly overloaded (a fault of its own). A setting given as
+    None is left out (the daemon's default)."""
     from cti import sandbox as sandbox_secrets
 
     values: dict[str, Any] = {"database_url": dsn, "http_port": free_port(), "state_dir": state_dir,

@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,26 +31,12 @@ import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from api.dialplan_hooks import setup_hooks  # noqa: E402
+from bench.harness import scratch_database  # noqa: E402
 from cti.migrate import migrate  # noqa: E402
 from cti.config import load_settings  # noqa: E402
 from cti.daemon import CORE, Core  # noqa: E402
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SECRET = "bench-hook-secret"   # the hooks need one; the client sends it as the dialplan does
-
-
-async def database(tmp: str) -> tuple[str, object]:
-    try:
-        conn = await asyncpg.connect(ADMIN, timeout=3)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
-        from cti.embedded_pg import EmbeddedPostgres
-
-        server = EmbeddedPostgres(Path(tmp) / "pg")
-        return await server.start(), server
-    name = f"cti_bench_{uuid.uuid4().hex[:8]}"
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    return ADMIN.rpartition("/")[0] + "/" + name, name
 
 
 async def seed(dsn: str, n: int) -> None:
@@ -97,8 +82,8 @@ async def main() -> None:
     p.add_argument("--customers", type=int, default=10_000)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        dsn, owner = await database(tmp)
-        try:
+        async with scratch_database() as scratch:
+            dsn = scratch.dsn
             await migrate(dsn)
             await seed(dsn, args.customers)
             settings = load_settings(database_url=dsn, state_dir=tmp, log_level="warning", hook_secret=SECRET)
@@ -114,13 +99,6 @@ async def main() -> None:
             await load(url, 1.0, args.concurrency, args.customers)          # warm-up
             n, lat, errors = await load(url, args.seconds, args.concurrency, args.customers)
             await runner.cleanup()
-        finally:
-            if isinstance(owner, str):
-                conn = await asyncpg.connect(ADMIN)
-                await conn.execute(f'DROP DATABASE IF EXISTS "{owner}" WITH (FORCE)')
-                await conn.close()
-            else:
-                await owner.stop()  # type: ignore[attr-defined]
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.customers} customers, "
           f"concurrency {args.concurrency}, {args.seconds:g} s")
     print("| requests | errors | requests/s | p50 | p99 | max |")

@@ -22,7 +22,8 @@ on the same data in the same run:
     .venv/bin/python bench/reports.py [--calls 5000000] [--repeat 3]
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres); the scratch database is
-dropped at the end (also on error) unless ``--keep``.
+dropped at the end (also on error) unless ``--keep``. Where that server does not answer,
+an embedded one in a temporary directory (removed at the end, ``--keep`` or not).
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ import platform
 import statistics
 import sys
 import time
-import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -44,9 +44,9 @@ import asyncpg  # noqa: E402
 from acd import reports, rollups  # noqa: E402
 from acd.figures import StateChange, attach_wrapup, spans_from_changes  # noqa: E402
 from acd.wallboard import AgentLive, board, parse_board_config  # noqa: E402
+from bench.harness import scratch_database  # noqa: E402
 from cti.migrate import migrate  # noqa: E402
 
-ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 AGENTS, QUEUES = 200, 10
 UTC = timezone.utc
 
@@ -156,15 +156,11 @@ async def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
-    name = f"cti_bench_reports_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = ADMIN.rsplit("/", 1)[0] + f"/{name}"
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=365)
     now = end.timestamp()
-    try:
+    async with scratch_database(prefix="cti_bench_reports", keep=args.keep) as scratch:
+        dsn = scratch.dsn
         await migrate(dsn)
         conn = await asyncpg.connect(dsn, command_timeout=3600)
         seed_s = await seed(conn, args.calls, start)
@@ -231,11 +227,6 @@ async def main() -> None:
         print(f"wallboard, a day of {len(rows)} calls: {statistics.median(times) * 1000:.0f} ms per push from the "
               f"ledger (10 calls changed), {t_db * 1000:.0f} ms reading today from PostgreSQL")
         await conn.close()
-    finally:
-        if not args.keep:
-            admin = await asyncpg.connect(ADMIN)
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
 
 
 if __name__ == "__main__":

@@ -278,8 +278,8 @@ def feed(service: Any, item: CallInput | AgentInput) -> None:
         service.acd.router.views[c.agent_id] = view
         service.agent_changed(view)
     else:
-        service.on_call_event(CallEvent(item.kind, item.call_id, item.at, item.seq, CallView(**item.row),
-                                        item.data))
+        service.on_call_event(CallEvent.from_record(item.kind, item.call_id, item.at, item.seq, CallView(**item.row),
+                                                    item.data))
 
 
 def _ledger_calls(service: Any) -> int:

@@ -130,6 +130,8 @@ class CallEventRow(TableRow):
 
     @classmethod
     def from_event(cls, event: CallEvent) -> CallEventRow:
+        """Any event, as its public form (``kind`` and ``data``, as WebSocket and webhook
+        JSON give them); ``CallEvent.from_record`` turns a row back into the event."""
         return cls(call_id=event.call_id, seq=event.seq, at=_utc(event.at), kind=event.kind,
                    data=dict(event.data))
 

@@ -31,7 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from cti.amiproto import unescape_cid
-from cti.events import CallEvent, CallView
+from cti.events import (
+    Annotation, CallAbandoned, CallAgentLeft, CallAnswered, CallConnected, CallDequeued, CallEnded, CallEvent,
+    CallHeld, CallInbound, CallMerged, CallOfferEnded, CallOffered, CallOutbound, CallQueued, CallResumed,
+    CallStarted, CallStateChanged, CallTransferred, CallView,
+)
 
 Headers = Mapping[str, str]
 
@@ -41,10 +45,11 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 
 # Asterisk's pseudo-channel that runs the "failed" extension of an Originate
 # that could not be placed: it is not a caller.
-# Not calls: Asterisk's stand-in for a failed originate, and the Local channel
-# the phone service originates to have the dialplan reload res_pjsip
-# (phone/gateway.py, [cti-phone-reload]).
-_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-")
+# Not calls: Asterisk's stand-in for a failed originate, the Local channel the
+# phone service originates to have the dialplan reload res_pjsip
+# (phone/gateway.py, [cti-phone-reload]), and the one the ACD originates to
+# raise its epoch (acd/epoch.py, [cti-acd-epoch]).
+_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-", "Local/raise@cti-acd-epoch-")
 # An agent id as the ACD configuration allows it (acd/config.py).
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")
@@ -273,7 +278,7 @@ class CallModel:
         call.legs_seen += 1
         self.legs[uid] = call
         if started:
-            self._emit(call, "call.started", at, out, channel=channel)
+            self._emit(call, CallStarted, at, out, channel=channel)
         return call
 
     def _newchannel(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -304,7 +309,7 @@ class CallModel:
             # the call keeps living under its new id.
             new = Call(call_id=linkedid, started_at=old.started_at)
             self.calls[linkedid] = new
-            self._emit(new, "call.started", now, out, channel=leg.channel)
+            self._emit(new, CallStarted, now, out, channel=leg.channel)
         del old.legs[leg.uniqueid]
         new.legs[leg.uniqueid] = leg
         new.legs_seen += 1
@@ -331,7 +336,7 @@ class CallModel:
             leg.up = True
             if leg.uniqueid == call.call_id and call.answered_at is None:
                 call.answered_at = now
-                self._emit(call, "call.answered", now, out)
+                self._emit(call, CallAnswered, now, out)
             self._update_state(call, now, out)
 
     def _newcallerid(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -364,16 +369,15 @@ class CallModel:
             call.hangup_cause, call.hangup_cause_txt = leg.cause, leg.cause_txt
         offer = call.offers.pop(leg.uniqueid, None)
         if offer is not None:
-            self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1],
-                       status="HANGUP")
+            self._emit(call, CallOfferEnded, now, out, agent=offer[0], device=offer[1], status="HANGUP")
         left = call.agent_legs.pop(leg.uniqueid, None)
         if left is not None:
-            self._emit(call, "call.agent_left", now, out, agent=left, uniqueid=leg.uniqueid)
+            self._emit(call, CallAgentLeft, now, out, agent=left, uniqueid=leg.uniqueid)
         if leg.uniqueid == call.call_id and call.in_queue and not call.abandoned and not estimated:
             # The caller hung up while waiting (our ACD: app_queue says so itself).
             call.abandoned = True
             wait = now - call.queue_joined_at if call.queue_joined_at is not None else 0.0
-            self._emit(call, "call.abandoned", now, out, queue=call.queue, wait_s=round(wait, 3),
+            self._emit(call, CallAbandoned, now, out, queue=call.queue, wait_s=round(wait, 3),
                        position=None)
         if not call.legs:
             call.end_estimated = estimated
@@ -390,9 +394,9 @@ class CallModel:
         call.offers.clear()
         call.ended_at = now
         if merged_into is not None:
-            self._emit(call, "call.merged", now, out, into=merged_into)
+            self._emit(call, CallMerged, now, out, into=merged_into)
         self._update_state(call, now, out)
-        self._emit(call, "call.ended", now, out, cause=call.hangup_cause,
+        self._emit(call, CallEnded, now, out, cause=call.hangup_cause,
                    cause_txt=call.hangup_cause_txt, estimated=call.end_estimated)
         del self.calls[call.call_id]
 
@@ -455,7 +459,7 @@ class CallModel:
             elif call.dialler is not None:
                 agent = call.dialler   # the customer rings; the call is the dialling agent's
             call.offers[dest] = (agent, device)
-            self._emit(call, "call.offered", now, out, agent=agent, device=device, uniqueid=dest)
+            self._emit(call, CallOffered, now, out, agent=agent, device=device, uniqueid=dest)
             self._update_state(call, now, out)
 
     def _dial_end(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -476,13 +480,13 @@ class CallModel:
             if call.agent_answered_at is None or call.agent != offer[0]:
                 call.agent = offer[0]
                 call.agent_answered_at = now
-                self._emit(call, "call.connected", now, out, agent=offer[0], device=offer[1], uniqueid=dest)
+                self._emit(call, CallConnected, now, out, agent=offer[0], device=offer[1], uniqueid=dest)
             if call.in_queue:
                 call.in_queue = False
                 call.queue_left_at = now
-                self._emit(call, "call.dequeued", now, out, queue=call.queue)
+                self._emit(call, CallDequeued, now, out, queue=call.queue)
         else:
-            self._emit(call, "call.offer_ended", now, out, agent=offer[0], device=offer[1], status=status)
+            self._emit(call, CallOfferEnded, now, out, agent=offer[0], device=offer[1], status=status)
         self._update_state(call, now, out)
 
     def _agent_called(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -494,8 +498,8 @@ class CallModel:
         agent = h.get("MemberName") or h.get("Interface") or h.get("DestChannel", "")
         device = h.get("Interface") or h.get("DestChannel", "")
         call.offers[dest] = (agent, device)
-        self._emit(call, "call.offered", now, out, agent=agent, device=device, uniqueid=dest,
-                   queue=h.get("Queue"))
+        self._emit(call, CallOffered, now, out, agent=agent, device=device, uniqueid=dest,
+                   queue=h.get("Queue"), source="app_queue")
         self._update_state(call, now, out)
 
     def _agent_connect(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -507,7 +511,7 @@ class CallModel:
         if call.agent != agent or call.agent_answered_at is None:
             call.agent = agent
             call.agent_answered_at = call.agent_answered_at or now
-            self._emit(call, "call.connected", now, out, agent=agent, device=h.get("Interface"))
+            self._emit(call, CallConnected, now, out, agent=agent, device=h.get("Interface"), source="app_queue")
 
     def _queue_join(self, h: Headers, now: float, out: list[CallEvent]) -> None:
         found = self._leg(h, now, out)
@@ -518,7 +522,7 @@ class CallModel:
         call.in_queue = True
         call.queue_joined_at = now
         call.queue_left_at = None
-        self._emit(call, "call.queued", now, out, queue=call.queue, position=_to_int(h.get("Position")))
+        self._emit(call, CallQueued, now, out, queue=call.queue, position=_to_int(h.get("Position")))
         self._update_state(call, now, out)
 
     def _queue_leave(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -529,7 +533,7 @@ class CallModel:
         if call.in_queue:
             call.in_queue = False
             call.queue_left_at = now
-            self._emit(call, "call.dequeued", now, out, queue=h.get("Queue"))
+            self._emit(call, CallDequeued, now, out, queue=h.get("Queue"))
             self._update_state(call, now, out)
 
     def _queue_abandon(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -539,7 +543,7 @@ class CallModel:
         call, _ = found
         call.abandoned = True
         wait = now - call.queue_joined_at if call.queue_joined_at is not None else _to_float(h.get("HoldTime"), 0.0)
-        self._emit(call, "call.abandoned", now, out, queue=h.get("Queue"), wait_s=round(wait, 3),
+        self._emit(call, CallAbandoned, now, out, queue=h.get("Queue"), wait_s=round(wait, 3),
                    position=_to_int(h.get("Position")))
 
     # -- hold and transfer ---------------------------------------------------
@@ -570,8 +574,7 @@ class CallModel:
             return
         call, _ = found
         call.transferred = True
-        self._emit(call, "call.transferred", now, out, type=kind, target=target,
-                   result=h.get("Result"))
+        self._emit(call, CallTransferred, now, out, type=kind, target=target, result=h.get("Result"))
         self._update_state(call, now, out)
 
     def _blind_transfer(self, h: Headers, now: float, out: list[CallEvent]) -> None:
@@ -598,19 +601,19 @@ class CallModel:
                 call.dialler = agent
                 number = h.get("CtiNumber") or ""
                 call.exten = number if _NUMBER.fullmatch(number) else None
-                self._emit(call, "call.outbound", now, out, agent=agent, number=call.exten)
+                self._emit(call, CallOutbound, now, out, agent=agent, number=call.exten)
             return
         if kind == "CtiInbound":
             call.direction = "inbound"
             call.exten = h.get("DID") or h.get("Exten")
-            self._emit(call, "call.inbound", now, out, did=call.exten)
+            self._emit(call, CallInbound, now, out, did=call.exten)
             return
         # The caller waits for the daemon's ACD (dialplan context cti-acd-wait).
         call.queue = h.get("Queue") or None
         call.in_queue = True
         call.queue_joined_at = now
         call.queue_left_at = None
-        self._emit(call, "call.queued", now, out, queue=call.queue, acd=True, channel=leg.channel,
+        self._emit(call, CallQueued, now, out, queue=call.queue, acd=True, channel=leg.channel,
                    uniqueid=leg.uniqueid, skills=_unquote(h.get("Skills")) or None,
                    priority=_to_int(h.get("CtiPriority")), customer=h.get("Customer") or None)
 
@@ -643,9 +646,9 @@ class CallModel:
         if call.in_queue:
             call.in_queue = False
             call.queue_left_at = now
-            self._emit(call, "call.dequeued", now, out, queue=call.queue)
-        self._emit(call, "call.connected", now, out, agent=agent, device=device, uniqueid=call.agent_leg,
-                   estimated=True)
+            self._emit(call, CallDequeued, now, out, queue=call.queue)
+        self._emit(call, CallConnected, now, out, agent=agent, device=device, uniqueid=call.agent_leg,
+                   source="resync")
         return out
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
@@ -654,9 +657,8 @@ class CallModel:
         call = self.calls.get(call_id)
         if call is None:
             return None
-        out: list[CallEvent] = []
-        self._append(call, kind, at, out, data)
-        return out[0]
+        call.seq += 1
+        return Annotation(kind, call.call_id, at, call.seq, call.view(), data)
 
     # -- output --------------------------------------------------------------
 
@@ -664,24 +666,24 @@ class CallModel:
         new = derive_state(call, self.bridges)
         if new != call.state:
             old, call.state = call.state, new
-            self._append(call, "call.state", now, out, {"old": old, "new": new})
+            call.seq += 1
+            out.append(CallStateChanged(call.call_id, now, call.seq, call.view(), old, new))
             # Hold is a state, however it came about: music starting in a bridge
             # of two, or the second leg joining a holding bridge whose music
             # already plays (the desktop's hold). Reports time it between these.
             if new == HELD:
-                self._append(call, "call.held", now, out, {})
+                call.seq += 1
+                out.append(CallHeld(call.call_id, now, call.seq, call.view()))
             elif old == HELD and new != ENDED:
-                self._append(call, "call.resumed", now, out, {})
+                call.seq += 1
+                out.append(CallResumed(call.call_id, now, call.seq, call.view()))
 
-    def _emit(self, call: Call, kind: str, at: float, out: list[CallEvent], **data: Any) -> None:
+    def _emit(self, call: Call, event: type[CallEvent], at: float, out: list[CallEvent], **fields: Any) -> None:
         # Facts are reported with the state they lead to (a call.offered event
         # already says "offered"), so the state change is emitted first.
         self._update_state(call, at, out)
-        self._append(call, kind, at, out, data)
-
-    def _append(self, call: Call, kind: str, at: float, out: list[CallEvent], data: dict[str, Any]) -> None:
         call.seq += 1
-        out.append(CallEvent(kind, call.call_id, at, call.seq, call.view(), data))
+        out.append(event(call.call_id, at, call.seq, call.view(), **fields))
 
 
 def channel_prefix(device: str) -> str:

@@ -26,7 +26,7 @@ from cti.ami import AmiClient
 from cti.call_db import close_calls, open_calls
 from cti.calls import CallModel
 from cti.config import Settings
-from cti.events import Bus, CallEvent
+from cti.events import Bus, CallEvent, CallStateChanged
 from cti.migrate import migrate
 from cti.pg import close_pool, open_pool
 from cti.writer import Writer
@@ -105,7 +105,9 @@ def on_frame(core: Core, frame: Any) -> None:
 
 
 def log_subscriber(ev: CallEvent) -> None:
-    if ev.kind == "call.state":
+    """One info line per event, named by its kind, with its fields that are set; state
+    changes are left out (the state is on every line)."""
+    if isinstance(ev, CallStateChanged):
         return
     log.info(ev.kind, state=ev.call.state, **{k: v for k, v in ev.data.items() if v is not None})
 

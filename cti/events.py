@@ -1,42 +1,58 @@
 """Domain events and the in-process bus.
 
-A ``CallEvent`` is what the rest of the daemon sees of a call: the store turns
-it into rows, the API into screen-pops, the ACD into routing input. Each
-carries an immutable ``CallView``, the whole call as it is right after the
+A call event is what the rest of the daemon sees of a call: the store turns
+it into rows, the API into screen-pops, the ACD into routing input. Each kind
+is a small frozen dataclass (below), a ``CallEvent``: the fields every event
+has (``call_id``, ``at``, ``seq``, ``call``) and its own, named and typed, so a
+subscriber matches on the type (``isinstance``, ``match``) and reads fields.
+Each carries an immutable ``CallView``, the whole call as it is right after the
 event, so a subscriber never has to ask the model anything.
 
-Kinds (``CallEvent.kind``):
+Every event also has ``kind`` (a class attribute: the name clients see) and
+``data`` (its own fields as a mapping, built on first use and kept). ``kind``
+and ``data`` are the public JSON of the WebSocket messages and webhook bodies
+(tests/unit/test_event_json.py pins them) and the store's ``call_events`` rows.
 
-=================== ============================================================
-call.started        the first leg of a new call appeared (``data``: channel)
-call.answered       the caller's leg was answered (by the dialplan or a person)
-call.inbound        the dialplan marked it inbound (``data``: did)
-call.queued         the caller joined a queue (``data``: queue, position; from the daemon's
-                    ACD also acd, channel, uniqueid, skills, priority, customer)
-call.outbound       click-to-dial: the agent's device answered, the customer is dialled next
-                    (``data``: agent, number)
-call.offered        an agent's device started ringing (``data``: agent, device, uniqueid)
-call.offer_ended    that ringing ended without an answer (``data``: agent, status)
-call.connected      an agent answered (``data``: agent, device, uniqueid)
-call.agent_left     an answering agent's leg ended, each one of a transfer too (``data``: agent, uniqueid)
-call.dequeued       the caller left the queue (``data``: queue)
-call.abandoned      the caller hung up while queued (``data``: queue, wait_s, position)
-call.held           the call entered the held state (music in a bridge of two)
-call.resumed        it left the held state (not by ending)
-call.transferred    a blind or attended transfer (``data``: type, target)
-call.state          the derived state changed (``data``: old, new)
-call.merged         a bridge moved every leg of this call into another (``data``: into)
-call.ended          the last leg hung up (``data``: cause, cause_txt, estimated)
-acd.*               the ACD's decisions about the call (see acd/routing_shell.py); these and the
-                    other features' events (``recording.*``, ``call.ivr``) are numbered in the
-                    call's sequence and published through ``cti.daemon.Core.annotate``
-=================== ============================================================
+=================== ==================== ======================================================
+kind                type                 fields (``data``)
+=================== ==================== ======================================================
+call.started        CallStarted          the first leg of a new call appeared: channel
+call.answered       CallAnswered         the caller's leg was answered (by the dialplan or a person)
+call.inbound        CallInbound          the dialplan marked it inbound: did
+call.queued         CallQueued           the caller joined a queue: queue, position; the daemon's
+                                         ACD (``acd`` true) says queue, acd, channel, uniqueid,
+                                         skills, priority, customer instead
+call.outbound       CallOutbound         click-to-dial: the agent's device answered, the customer is
+                                         dialled next: agent, number
+call.offered        CallOffered          an agent's device started ringing: agent, device, uniqueid
+                                         (and queue when app_queue rang it)
+call.offer_ended    CallOfferEnded       that ringing ended without an answer: agent, device, status
+call.connected      CallConnected        an agent answered: agent, device, uniqueid (no uniqueid
+                                         from app_queue's AgentConnect; ``estimated`` true when
+                                         found talking after a resync)
+call.agent_left     CallAgentLeft        an answering agent's leg ended, each one of a transfer
+                                         too: agent, uniqueid
+call.dequeued       CallDequeued         the caller left the queue: queue
+call.abandoned      CallAbandoned        the caller hung up while queued: queue, wait_s, position
+call.held           CallHeld             the call entered the held state (music in a bridge of two)
+call.resumed        CallResumed          it left the held state (not by ending)
+call.transferred    CallTransferred      a blind or attended transfer: type, target, result
+call.state          CallStateChanged     the derived state changed: old, new
+call.merged         CallMerged           a bridge moved every leg of this call into another: into
+call.ended          CallEnded            the last leg hung up: cause, cause_txt, estimated
+acd.*               Annotation           the ACD's decisions about the call (see
+                                         acd/routing_shell.py); these and the other features'
+                                         events (``recording.*``, ``call.ivr``) are numbered in
+                                         the call's sequence and published through
+                                         ``cti.daemon.Core.annotate``; for now one generic type
+                                         whose ``kind`` and ``data`` are fields
+=================== ==================== ======================================================
 """
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, ClassVar, Literal, Mapping
 
 import structlog
 
@@ -78,14 +94,283 @@ _VIEW_FIELDS = tuple(f.name for f in fields(CallView))
 
 @dataclass(frozen=True, slots=True)
 class CallEvent:
-    """One thing that happened to a call. ``seq`` counts from 1 per call."""
+    """One thing that happened to call ``call_id`` at ``at``; ``seq`` counts from 1 per
+    call; ``call`` is the call right after it. The base of every event type below."""
 
-    kind: str
+    kind: ClassVar[str]
     call_id: str
     at: float
     seq: int
     call: CallView
-    data: Mapping[str, Any] = field(default_factory=dict)
+    # ``data``, once built (the model makes an event for every AMI event; only some
+    # paths, JSON and rows, need the mapping).
+    _data: Mapping[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The event's own fields as the public JSON names them (the same mapping on
+        every access: do not change it)."""
+        data = self._data
+        if data is None:
+            data = self._fields()
+            object.__setattr__(self, "_data", data)
+        return data
+
+    def _fields(self) -> dict[str, Any]:
+        return {}
+
+    @staticmethod
+    def from_record(kind: str, call_id: str, at: float, seq: int, call: CallView,
+                    data: Mapping[str, Any]) -> CallEvent:
+        """The event a stored or replayed ``(kind, data)`` stands for: the typed one
+        for a call kind, else an ``Annotation``. A field ``data`` lacks (a partial or
+        older record) takes its default, or None; keys no field names are dropped."""
+        cls = KINDS.get(kind)
+        if cls is None:
+            return Annotation(kind, call_id, at, seq, call, dict(data))
+        return cls._from_data(call_id, at, seq, call, data)
+
+    @classmethod
+    def _from_data(cls, call_id: str, at: float, seq: int, call: CallView, data: Mapping[str, Any]) -> CallEvent:
+        return cls(call_id, at, seq, call, **_record_fields(cls, data))
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted(CallEvent):
+    kind: ClassVar[str] = "call.started"
+    channel: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {"channel": self.channel}
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered(CallEvent):
+    kind: ClassVar[str] = "call.answered"
+
+
+@dataclass(frozen=True, slots=True)
+class CallInbound(CallEvent):
+    kind: ClassVar[str] = "call.inbound"
+    did: str | None
+
+    def _fields(self) -> dict[str, Any]:
+        return {"did": self.did}
+
+
+@dataclass(frozen=True, slots=True)
+class CallQueued(CallEvent):
+    """``acd``: the caller waits for the daemon's ACD (dialplan ``cti-acd-wait``), which
+    gives the rest but ``position``; else app_queue's ``QueueCallerJoin``, which gives
+    ``queue`` and ``position`` only."""
+
+    kind: ClassVar[str] = "call.queued"
+    queue: str | None
+    position: int | None = None
+    acd: bool = False
+    channel: str | None = None
+    uniqueid: str | None = None
+    skills: str | None = None
+    priority: int | None = None
+    customer: str | None = None
+
+    def _fields(self) -> dict[str, Any]:
+        if self.acd:
+            return {"queue": self.queue, "acd": True, "channel": self.channel, "uniqueid": self.uniqueid,
+                    "skills": self.skills, "priority": self.priority, "customer": self.customer}
+        return {"queue": self.queue, "position": self.position}
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutbound(CallEvent):
+    kind: ClassVar[str] = "call.outbound"
+    agent: str
+    number: str | None
+
+    def _fields(self) -> dict[str, Any]:
+        return {"agent": self.agent, "number": self.number}
+
+
+# Where the model learnt of an offer or an answer: a Dial it saw, app_queue's own
+# events (AgentCalled, AgentConnect), or a resync finding the agent already talking.
+Source = Literal["dial", "app_queue", "resync"]
+
+
+@dataclass(frozen=True, slots=True)
+class CallOffered(CallEvent):
+    """``queue`` is app_queue's when it rang the agent (``source`` ``app_queue``)."""
+
+    kind: ClassVar[str] = "call.offered"
+    agent: str
+    device: str
+    uniqueid: str
+    queue: str | None = None
+    source: Source = "dial"
+
+    def _fields(self) -> dict[str, Any]:
+        if self.source == "app_queue":
+            return {"agent": self.agent, "device": self.device, "uniqueid": self.uniqueid, "queue": self.queue}
+        return {"agent": self.agent, "device": self.device, "uniqueid": self.uniqueid}
+
+    @classmethod
+    def _from_data(cls, call_id: str, at: float, seq: int, call: CallView, data: Mapping[str, Any]) -> CallEvent:
+        return cls(call_id, at, seq, call, **_record_fields(cls, data),
+                   source="app_queue" if "queue" in data else "dial")
+
+
+@dataclass(frozen=True, slots=True)
+class CallOfferEnded(CallEvent):
+    kind: ClassVar[str] = "call.offer_ended"
+    agent: str
+    device: str
+    status: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {"agent": self.agent, "device": self.device, "status": self.status}
+
+
+@dataclass(frozen=True, slots=True)
+class CallConnected(CallEvent):
+    """``uniqueid``: the answering agent's leg (None from app_queue's AgentConnect,
+    which does not name it). ``estimated``: found talking after a resync, the answer
+    time is the moment found."""
+
+    kind: ClassVar[str] = "call.connected"
+    agent: str | None
+    device: str | None
+    uniqueid: str | None = None
+    source: Source = "dial"
+
+    @property
+    def estimated(self) -> bool:
+        return self.source == "resync"
+
+    def _fields(self) -> dict[str, Any]:
+        if self.source == "dial":
+            return {"agent": self.agent, "device": self.device, "uniqueid": self.uniqueid}
+        if self.source == "app_queue":
+            return {"agent": self.agent, "device": self.device}
+        return {"agent": self.agent, "device": self.device, "uniqueid": self.uniqueid, "estimated": True}
+
+    @classmethod
+    def _from_data(cls, call_id: str, at: float, seq: int, call: CallView, data: Mapping[str, Any]) -> CallEvent:
+        source: Source = "resync" if data.get("estimated") else "dial" if "uniqueid" in data else "app_queue"
+        return cls(call_id, at, seq, call, **_record_fields(cls, data), source=source)
+
+
+@dataclass(frozen=True, slots=True)
+class CallAgentLeft(CallEvent):
+    kind: ClassVar[str] = "call.agent_left"
+    agent: str
+    uniqueid: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {"agent": self.agent, "uniqueid": self.uniqueid}
+
+
+@dataclass(frozen=True, slots=True)
+class CallDequeued(CallEvent):
+    kind: ClassVar[str] = "call.dequeued"
+    queue: str | None
+
+    def _fields(self) -> dict[str, Any]:
+        return {"queue": self.queue}
+
+
+@dataclass(frozen=True, slots=True)
+class CallAbandoned(CallEvent):
+    """``wait_s``: seconds in the queue; ``position``: app_queue's (None from the daemon's ACD)."""
+
+    kind: ClassVar[str] = "call.abandoned"
+    queue: str | None
+    wait_s: float
+    position: int | None
+
+    def _fields(self) -> dict[str, Any]:
+        return {"queue": self.queue, "wait_s": self.wait_s, "position": self.position}
+
+
+@dataclass(frozen=True, slots=True)
+class CallHeld(CallEvent):
+    kind: ClassVar[str] = "call.held"
+
+
+@dataclass(frozen=True, slots=True)
+class CallResumed(CallEvent):
+    kind: ClassVar[str] = "call.resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class CallTransferred(CallEvent):
+    """``type``: ``blind`` (``target`` the extension) or ``attended`` (``target`` the
+    second transferer's channel); ``result``: Asterisk's."""
+
+    kind: ClassVar[str] = "call.transferred"
+    type: str
+    target: str | None
+    result: str | None
+
+    def _fields(self) -> dict[str, Any]:
+        return {"type": self.type, "target": self.target, "result": self.result}
+
+
+@dataclass(frozen=True, slots=True)
+class CallStateChanged(CallEvent):
+    kind: ClassVar[str] = "call.state"
+    old: str
+    new: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True, slots=True)
+class CallMerged(CallEvent):
+    kind: ClassVar[str] = "call.merged"
+    into: str
+
+    def _fields(self) -> dict[str, Any]:
+        return {"into": self.into}
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded(CallEvent):
+    """``cause``: the origin's hangup cause (Q.850); ``estimated``: it ended while the
+    daemon was disconnected, at a time it can only estimate."""
+
+    kind: ClassVar[str] = "call.ended"
+    cause: int | None
+    cause_txt: str | None
+    estimated: bool
+
+    def _fields(self) -> dict[str, Any]:
+        return {"cause": self.cause, "cause_txt": self.cause_txt, "estimated": self.estimated}
+
+
+@dataclass(frozen=True, slots=True)
+class Annotation(CallEvent):
+    """A feature's event about a live call (``acd.*``, ``recording.*``, ``call.ivr``):
+    ``kind`` and ``data`` as the feature gave them. ``Annotation(kind, call_id, at, seq,
+    call, data)``: ``kind`` comes first, where the base class declares it."""
+
+    kind: str  # type: ignore[misc]  # a field here, a class attribute on the call kinds
+    data: Mapping[str, Any] = field(default_factory=dict)  # type: ignore[assignment]
+
+
+def _record_fields(cls: type[CallEvent], data: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: data.get(name, default) for name, default in _OWN_FIELDS[cls]}
+
+
+# kind -> the type of every call event the model makes.
+KINDS: dict[str, type[CallEvent]] = {cls.kind: cls for cls in (
+    CallStarted, CallAnswered, CallInbound, CallQueued, CallOutbound, CallOffered, CallOfferEnded,
+    CallConnected, CallAgentLeft, CallDequeued, CallAbandoned, CallHeld, CallResumed, CallTransferred,
+    CallStateChanged, CallMerged, CallEnded)}
+
+# Each one's own fields as ``data`` names them, with their defaults (None if required).
+_OWN_FIELDS = {cls: tuple((f.name, None if f.default is MISSING else f.default) for f in fields(cls)
+                          if f.init and f.name not in ("call_id", "at", "seq", "call", "source"))
+               for cls in KINDS.values()}
 
 
 Subscriber = Callable[[CallEvent], None]

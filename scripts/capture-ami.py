@@ -109,7 +109,11 @@ async def callback(w, cw):
     # customer answers, one the agent never answers, one whose customer never
     # answers.
     now = int(time.time())
-    await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT", Value=str(now))
+    # Stand in for a daemon leading with epoch 1 (docs/ha.md): raise the epoch, beat for it.
+    await action(w, "Originate", ActionID="epoch", Channel="Local/raise@cti-acd-epoch/n", Application="Hangup",
+                 Async="true", Variable="CTI_NEW_EPOCH=1")
+    await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT_1", Value=str(now))
+    await asyncio.sleep(0.5)
     await action(w, "Setvar", Variable="DEMO_TALK_MIN", Value="2")
     await action(w, "Setvar", Variable="DEMO_TALK_MAX", Value="2")
     await action(w, "Originate", ActionID="orig-req", Channel="Local/p10@cti-demo-caller/n", Context="cti-callback",
@@ -127,7 +131,7 @@ async def callback(w, cw):
                      **{"Variable ": "CTI_AGENT=c1", "Variable  ": f"CTI_CALLBACK_DIAL=Local/{number}@cti-demo-callee/n",
                         "Variable   ": "CTI_CALLBACK_RING=3"})
     await asyncio.sleep(12)
-    await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT", Value="0")
+    await action(w, "Setvar", Variable="CTI_ACD_HEARTBEAT_1", Value="0")
 
 
 async def hold(w, cw, chunks):

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from acd.ami_actions import heartbeat_in_force
 from api.dialplan_hooks import setup_hooks
 from crm.customer_lookup import save_customer
 from cti.ami import AmiClient
@@ -380,8 +381,8 @@ async def _last_is(steps_coro: Any, menu_action: tuple[str, str]) -> Any:
 async def test_a_callback_request_reaches_the_daemon_with_the_number_and_queue(ivr: Ivr, demo_ami: AmiClient):
     # cti-callback files a request only while the ACD's heartbeat is fresh (it keeps
     # requests); this daemon runs no ACD, so the heartbeat is set by hand for the test.
-    await demo_ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": str(int(time.time()) + 120)},
-                        shape="single")
+    heartbeat = await heartbeat_in_force(demo_ami)
+    await demo_ami.send("Setvar", {"Variable": heartbeat, "Value": str(int(time.time()) + 120)}, shape="single")
     try:
         by_caller_id = await place_dtmf_call(demo_ami, digits="WW5", caller_num="+4930100021", did="6001")
         typed = await place_dtmf_call(demo_ami, digits="WW8W0W3W0W5W5W5W1W2#", caller_num="+4930100022",
@@ -392,7 +393,7 @@ async def test_a_callback_request_reaches_the_daemon_with_the_number_and_queue(i
         ev = await ivr.user_event("CtiCallbackRequest", typed.channel_id, timeout=40)
         assert (ev["Number"], ev["Queue"]) == ("03055512", "support")
     finally:
-        await demo_ami.send("Setvar", {"Variable": "CTI_ACD_HEARTBEAT", "Value": "0"}, shape="single")
+        await demo_ami.send("Setvar", {"Variable": heartbeat, "Value": "0"}, shape="single")
     steps = await eventually(lambda: ivr.steps(by_caller_id.channel_id), 10)
     assert steps[-1] == ("main", "callback", None, "+4930100021")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from bench.load import Mix, Options, run_load
+from bench.load_callers import Mix
+from bench.load_run import Options, run_load
 
 
 async def test_a_minute_of_load_loses_no_call_and_no_screen_pop(asterisk, pg_admin):
@@ -32,7 +33,7 @@ async def test_every_call_event_reaches_every_connected_supervisor(asterisk, pg_
     """The fan-out run's short version: 60 supervisors on lean clients in two processes,
     a few calls; every call event must reach all of them, nobody dropped as slow, and
     the baseline (one frame to as many sockets) must complete too."""
-    from bench.load import run_fanout
+    from bench.load_fanout import run_fanout
 
     opts = Options(rate=0.5, duration=15, agents=4, supervisors=0, ring=(0, 1), talk=(2, 4),
                    mix=Mix(ivr_share=0.3, abandon_share=0.0), database_url=pg_admin, settle_s=0, idle_s=0, seed=5)

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from acd.config import AcdConfig
 from acd.routing_shell import AcdService
 from cti.daemon import Core
-from cti.events import CallEvent, CallView
+from cti.events import CallEvent, CallQueued, CallView
 from tests.wireami import WireAmi
 
 CONFIG = AcdConfig.model_validate({
@@ -35,8 +35,7 @@ def _queued(call_id: str, at: float) -> CallEvent:
                     exten="s", started_at=at, answered_at=at, queue="bench", queue_joined_at=at, queue_left_at=None,
                     agent=None, agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
                     end_estimated=False, abandoned=False, legs=1)
-    return CallEvent("call.queued", call_id, at, 3, view,
-                     {"queue": "bench", "acd": True, "channel": CHANNEL, "uniqueid": call_id})
+    return CallQueued(call_id, at, 3, view, queue="bench", acd=True, channel=CHANNEL, uniqueid=call_id)
 
 
 async def test_an_arrival_with_an_agent_free_is_on_the_wire_when_its_event_has_been_delivered():
@@ -45,7 +44,7 @@ async def test_an_arrival_with_an_agent_free_is_on_the_wire_when_its_event_has_b
     # No turn of the loop yet: Setvar and Redirect were written while the event was delivered.
     written = [(a, h.get("Variable") or h.get("Context")) for a, h in service.core.ami.written]
     assert written == [("Setvar", "CTI_OFFER"), ("Redirect", "cti-acd-offer")]
-    assert service.core.ami.written[0][1]["Value"] == "a1,15,Local/agent1@cti-demo-agents/n"
+    assert service.core.ami.written[0][1]["Value"] == "1,a1,15,Local/agent1@cti-demo-agents/n"
     for fut in service.core.ami.replies:
         fut.set_result(SimpleNamespace(response=SimpleNamespace(headers={})))
     await asyncio.sleep(0)

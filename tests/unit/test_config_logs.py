@@ -12,7 +12,7 @@ from cti import logs
 from server.cli import main
 from cti.config import load_settings
 from cti.errors import ConfigError
-from cti.events import Bus, CallEvent, CallView
+from cti.events import Bus, CallEvent, CallStarted, CallView
 
 
 @pytest.fixture(autouse=True)
@@ -92,10 +92,10 @@ def test_json_logs_mask_secrets_end_to_end():
     assert line["secret"] == logs.MASK and line["username"] == "cti" and "hunter2" not in buf.getvalue()
 
 
-def _event(kind: str = "call.started") -> CallEvent:
+def _event() -> CallEvent:
     view = CallView("call-1", "ringing", "inbound", "+100", "A", "5000", 1.0, None, None, None, None,
                     None, None, None, None, None, False, False, 1)
-    return CallEvent(kind, "call-1", 1.0, 1, view, {})
+    return CallStarted("call-1", 1.0, 1, view, channel="PJSIP/trunk-00000001")
 
 
 def test_every_line_logged_while_handling_a_call_event_carries_its_call_id():

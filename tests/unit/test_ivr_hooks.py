@@ -7,7 +7,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from api.dialplan_hooks import POOL, host_name, lookup, route, setup_hooks
@@ -128,6 +128,8 @@ async def test_an_account_number_is_checked_before_any_lookup(tmp_path: Path):
         await c.close()
 
 
+@example(".")
+@example("..:80")
 @given(st.text(max_size=80))
 def test_any_host_header_is_read_without_raising_and_never_smuggles_a_name(header: str):
     """Fuzzed Host headers: a name comes out only from a plain name[:port] or [v6][:port]."""

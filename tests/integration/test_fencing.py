@@ -1,0 +1,125 @@
+"""Epoch fencing in the sandbox's dialplan (docs/ha.md, "Fencing in the dialplan"): the
+epoch in Asterisk only rises ([cti-acd-epoch]), and cti-acd-offer refuses an offer of a
+lower epoch: nothing rings, the caller waits on, UserEvent CtiOfferRefused says so."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, heartbeat_variable
+from cti.ami import AmiClient
+from cti.demo import place_call, set_demo_times
+from cti.errors import AmiError
+from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
+
+ACD_TEST = Path(__file__).with_name("acd-test.toml")
+AGENT1 = "Local/agent1@cti-demo-agents"
+
+
+async def _epoch(ami: AmiClient) -> str:
+    reply = await ami.send("Getvar", {"Variable": EPOCH_GLOBAL}, shape="single")
+    return reply.response.headers.get("Value") or ""
+
+
+@pytest.fixture
+async def fenced(asterisk, database, tmp_path, demo_ami):
+    """A daemon with the ACD, every agent not ready; the epoch Asterisk holds is put
+    back afterwards (by a plain Setvar, as an operator would: later tests' daemons
+    lead with epoch 1)."""
+    hangup_all()
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST))
+    acd = d.acd
+    await eventually(lambda: acd is not None and acd.epoch_in_force == 1 and acd.heartbeats > 0, timeout=10,
+                     what="the ACD raised epoch 1 and beat")
+    for a in ("a1", "a2", "a3", "a4", "a5"):
+        acd.agent_request(a, "set_not_ready", "test")
+    await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
+    events: list[dict[str, Any]] = []
+    demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
+    try:
+        yield d, events
+    finally:
+        await d.stop()
+        await set_demo_times(demo_ami)
+        await demo_ami.send("Setvar", {"Variable": EPOCH_GLOBAL, "Value": ""}, shape="single")
+
+
+def _user_events(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("Event") == "UserEvent" and e.get("UserEvent") == name]
+
+
+def _rang_agent1(events: list[dict[str, Any]], call_id: str) -> list[dict[str, Any]]:
+    return [e for e in events if e.get("Event") == "DialBegin" and e.get("Linkedid") == call_id
+            and e.get("DestChannel", "").startswith(AGENT1)]
+
+
+async def test_an_offer_below_the_epoch_in_force_is_refused_and_one_at_it_rings(fenced, demo_ami):
+    d, events = fenced
+    acd = d.acd
+    # Raised to 5 through the monotonic path.
+    acd.set_epoch(5)
+    await eventually(lambda: acd.epoch_in_force == 5, timeout=10, what="epoch 5 in force")
+    assert await _epoch(demo_ami) == "5"
+    p = await place_call(demo_ami, caller_num="+442000000501", caller_name="fenced 1", patience=120,
+                         context="cti-demo-direct", variables={"CTI_QUEUE": "sales"})
+    await eventually(lambda: p.channel_id in acd.calls, timeout=10, what="the caller waiting for the ACD")
+
+    # A deposed leader: this daemon's offers now carry 4. Its heartbeat (CTI_ACD_HEARTBEAT_4)
+    # is read by nobody; the new leader's is kept fresh here by hand.
+    acd.set_epoch(4)
+    await eventually(lambda: acd.fenced, timeout=10, what="the daemon told it is fenced")
+    assert await _epoch(demo_ami) == "5"
+    await demo_ami.send("Setvar", {"Variable": heartbeat_variable(5), "Value": str(int(time.time()) + 60)},
+                        shape="single")
+    acd.agent_request("a1", "set_ready")
+    refused = await eventually(lambda: _user_events(events, "CtiOfferRefused"), timeout=10,
+                               what="the offer of epoch 4 refused")
+    assert (refused[0]["Agent"], refused[0]["Epoch"], refused[0]["Current"]) == ("a1", "4", "5")
+    assert refused[0]["Linkedid"] == p.channel_id
+    await eventually(lambda: acd.offers_refused == 1, timeout=5, what="the daemon saw the refusal")
+    assert _rang_agent1(events, p.channel_id) == []
+    # The caller waits on (back in cti-acd-wait), still a waiting call of the router.
+    waiting = acd.calls[p.channel_id]
+    reply = await demo_ami.send("Getvar", {"Channel": waiting.channel, "Variable": "CONTEXT"}, shape="single")
+    assert reply.response.headers.get("Value") == "cti-acd-wait"
+    assert [w.call_id for w in acd.router.waiting_calls()] == [p.channel_id]
+    assert acd.router.agent_state("a1").reason == "unreachable"
+
+    # Leading with 5 again: the same caller is offered and agent1 rings.
+    acd.set_epoch(5)
+    await eventually(lambda: acd.epoch_in_force == 5 and not acd.fenced, timeout=10, what="epoch 5 ours again")
+    acd.agent_request("a1", "set_ready")
+    await eventually(lambda: _rang_agent1(events, p.channel_id), timeout=10, what="agent1 rung at epoch 5")
+    await eventually(lambda: acd.calls.get(p.channel_id) is None or acd.calls[p.channel_id].answered, timeout=10,
+                     what="the call answered")
+    assert len(_user_events(events, "CtiOfferRefused")) == 1
+
+
+async def test_a_late_raise_to_a_lower_epoch_leaves_the_higher_one(fenced, demo_ami):
+    d, events = fenced
+    acd = d.acd
+    acd.set_epoch(5)
+    await eventually(lambda: acd.epoch_in_force == 5, timeout=10, what="epoch 5 in force")
+    # A deposed leader's late raise, straight into the dialplan: unanswered, nothing lowered.
+    with pytest.raises(AmiError):
+        await demo_ami.send("Originate", {"Channel": EPOCH_CHANNEL, "Application": "Hangup", "Timeout": "5000",
+                                          "Variable": "CTI_NEW_EPOCH=4"}, shape="single", timeout=10)
+    assert await _epoch(demo_ami) == "5"
+    # The same through the daemon: it learns it is fenced.
+    acd.set_epoch(4)
+    assert await acd.raise_epoch() is False
+    assert acd.fenced and await _epoch(demo_ami) == "5"
+    # Junk is filtered to digits: "4)}" is 4, refused; an empty value changes nothing.
+    for junk in ("4)}", "", "x"):
+        with pytest.raises(AmiError):
+            await demo_ami.send("Originate", {"Channel": EPOCH_CHANNEL, "Application": "Hangup", "Timeout": "5000",
+                                              "Variable": f"CTI_NEW_EPOCH={junk}"}, shape="single", timeout=10)
+    assert await _epoch(demo_ami) == "5"
+    asked = [(e["Asked"], e["Current"]) for e in _user_events(events, "CtiAcdEpoch")]
+    assert ("4", "5") in asked and ("5", "5") in asked
+    # No call record for the raises' Local channels.
+    assert not [leg.channel for call in d.core.model.calls.values() for leg in call.legs.values()
+                if "cti-acd-epoch" in leg.channel]
