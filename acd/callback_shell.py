@@ -30,6 +30,9 @@ from acd.ami_actions import failure, submit
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import CallbackRequest, CallbackResult, LegHungUp, OriginateResult
 
+if TYPE_CHECKING:
+    from cti.daemon import CoreServices
+
 log = structlog.get_logger(__name__)
 
 # OriginateResponse Reason of an agent leg that did not answer -> the router's reason.
@@ -49,7 +52,7 @@ class CallbackShell:
     _leg_seq: int = 0
 
     if TYPE_CHECKING:  # what AcdService provides
-        core: Any
+        core: CoreServices
         calls: dict[str, Waiting]
         router: acd_core.Router
         carried: dict[str, str]

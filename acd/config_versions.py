@@ -22,6 +22,9 @@ from acd import core as acd_core
 from acd.held_calls import Entry, Waiting
 from cti.errors import CtiError
 
+if TYPE_CHECKING:
+    from cti.daemon import CoreServices
+
 log = structlog.get_logger(__name__)
 
 
@@ -75,41 +78,37 @@ def choose_config(file_doc: dict[str, Any], newest: ConfigVersion | None,
     return "file-recorded"
 
 
-async def config_in_force(core: Any, path: Any) -> tuple[acd_config.AcdConfig, int | None]:
+async def config_in_force(pool: asyncpg.Pool | None, path: Any) -> tuple[acd_config.AcdConfig, int | None]:
     """The routing configuration to start with, and its stored version.
 
     The file is read (and must be valid: a bad file stops the start, as
-    before). With a database, versions are kept in ``acd_config_versions``:
+    before). With a database (``pool``: none in unit tests), versions are kept in ``acd_config_versions``:
     see ``choose_config`` for which one starts. A stored version
     that no longer validates is skipped with an error in the log.
     """
     config = acd_config.load_config(path)
-    if core.dsn is None:
+    if pool is None:
         return config, None
     document = config.model_dump(mode="json")
     source = f"file:{path}"
-    pool = await asyncpg.create_pool(core.dsn, min_size=0, max_size=1, timeout=10)
-    try:
-        newest = await newest_versions(pool, limit=1)
-        from_file = await latest_from(pool, "file:")
-        choice = choose_config(document, newest[0] if newest else None, from_file)
-        if choice == "stored":
-            try:
-                stored = acd_config.parse_config(newest[0].document, f"stored version {newest[0].version}")
-                log.info("acd configuration: stored version in force", version=newest[0].version,
-                         source=newest[0].source)
-                return stored, newest[0].version
-            except CtiError as exc:
-                log.error("acd configuration: stored version invalid, file used", error=str(exc))
-                choice = "file"
-        if choice == "file":
-            version = await save_version(pool, document, source)
-            log.info("acd configuration: file recorded as a new version", version=version, path=str(path))
-            return config, version
-        assert from_file is not None
-        return config, from_file.version
-    finally:
-        await pool.close()
+    newest = await newest_versions(pool, limit=1)
+    from_file = await latest_from(pool, "file:")
+    choice = choose_config(document, newest[0] if newest else None, from_file)
+    if choice == "stored":
+        try:
+            stored = acd_config.parse_config(newest[0].document, f"stored version {newest[0].version}")
+            log.info("acd configuration: stored version in force", version=newest[0].version,
+                     source=newest[0].source)
+            return stored, newest[0].version
+        except CtiError as exc:
+            log.error("acd configuration: stored version invalid, file used", error=str(exc))
+            choice = "file"
+    if choice == "file":
+        version = await save_version(pool, document, source)
+        log.info("acd configuration: file recorded as a new version", version=version, path=str(path))
+        return config, version
+    assert from_file is not None
+    return config, from_file.version
 
 
 class Reconfiguring:
@@ -117,7 +116,7 @@ class Reconfiguring:
     versions, and a new configuration put in force on the running router."""
 
     if TYPE_CHECKING:  # what AcdService provides
-        core: Any
+        core: CoreServices
         config: acd_config.AcdConfig
         config_version: int | None
         router: acd_core.Router

@@ -46,9 +46,9 @@ from acd.events import AgentStateChanged
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import OfferRefused
 from cti.errors import AmiError, CtiError
+from cti.daemon import CoreServices
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
-from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ class AcdService(CallbackShell, Reconfiguring):
     new configuration in force (``Reconfiguring``, acd/config_versions.py) are its
     other two jobs, each in its own module; they share this object's state."""
 
-    core: Any                                   # cti.daemon.Core
+    core: CoreServices
     config: acd_config.AcdConfig
     router: acd_core.Router = field(init=False)
     calls: dict[str, Waiting] = field(default_factory=dict)
@@ -109,6 +109,12 @@ class AcdService(CallbackShell, Reconfiguring):
 
     # -- lifecycle -----------------------------------------------------------
 
+    def use_config(self, config: acd_config.AcdConfig, version: int | None) -> None:
+        """Before ``start``: the configuration in force (a stored version may be newer
+        than the file the service was built with)."""
+        self.config, self.config_version = config, version
+        self.__post_init__()
+
     async def start(self) -> None:
         now = time.time()
         writer = self.core.writer
@@ -120,10 +126,8 @@ class AcdService(CallbackShell, Reconfiguring):
         self.core.bus.subscribe(self.on_call_event)
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
-        if self.core.dsn is not None:
-            import asyncpg
-            self._pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
-                                                   command_timeout=10, reset=keep_session)
+        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
+            self._pool = self.core.pool
             self._start_saving()
         # The AMI client may have connected (and resynced) before we were here.
         # Callbacks are restored after: a callback whose agent is still on the
@@ -146,7 +150,6 @@ class AcdService(CallbackShell, Reconfiguring):
             unsubscribe()
         self._inputs = []
         await self._stop_saving()
-        await close_pool(self._pool)
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
@@ -683,21 +686,21 @@ class AcdService(CallbackShell, Reconfiguring):
 ACD = web.AppKey("acd", AcdService)
 
 
-def setup_acd(app: web.Application) -> None:
-    """Run the ACD in the daemon when ``acd_config`` is set (after the AMI client)."""
-    from cti.daemon import CORE
+def setup_acd(app: web.Application, core: CoreServices) -> AcdService | None:
+    """The ACD when ``acd_config`` is set (None otherwise: the dialplan routes every
+    call to app_queue). Built now from the file (a bad file stops the start); when
+    the app starts (after the core: it needs the pool and the AMI client), the
+    configuration in force is chosen (``config_in_force``) and the ACD starts."""
+    path = core.settings.acd_config
+    if path is None:
+        log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
+        return None
+    service = AcdService(core, acd_config.load_config(path))
+    app[ACD] = service
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        core = app[CORE]
-        path = core.settings.acd_config
-        if path is None:
-            log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
-            yield
-            return
-        config, version = await config_in_force(core, path)
-        service = AcdService(core, config)
-        service.config_version = version
-        app[ACD] = core.acd = service
+        config, version = await config_in_force(core.pool, path)
+        service.use_config(config, version)
         await service.start()
         log.info("acd started", agents=len(service.config.agents), queues=len(service.config.queues))
         try:
@@ -706,3 +709,4 @@ def setup_acd(app: web.Application) -> None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service

@@ -1,7 +1,7 @@
 """The API's database pool: ``db(app)`` and ``query(coro)``, made by ``setup_db``.
 
-One pool for the API's routes (``application_name`` ``cti-api``), opened and
-closed with the app (``cleanup_ctx``). Every call a route makes through it is
+The routes query the daemon's one pool (``Core.pool``, opened and closed by the
+core; ``setup_db`` hands it to them while the app runs). Every call a route makes through it is
 bounded by ``QUERY_TIMEOUT``; a database that is away or late is a 503
 ``unavailable``, never a hung request.
 """
@@ -16,7 +16,6 @@ from aiohttp import web
 
 from api.errors import ApiError
 from cti.daemon import CORE
-from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -54,27 +53,19 @@ async def query(coro: Any) -> Any:
 
 
 def setup_db(app: web.Application) -> ApiDb:
-    """The API's pool, opened with the app (after the core's database) and closed
-    with it. Idempotent: returns the one already set up."""
+    """The API's pool: the core's, from when the app has started until it stops.
+    Idempotent: returns the one already set up."""
     if API_DB in app:
         return app[API_DB]
     holder = ApiDb()
     app[API_DB] = holder
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        try:
-            holder.pool = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=10, timeout=5,
-                                                    command_timeout=QUERY_TIMEOUT,
-                                                    server_settings={"application_name": "cti-api"},
-                                                    reset=keep_session)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.error("api.no_database", error=type(exc).__name__)
-            holder.pool = None
+        holder.pool = app[CORE].pool     # the daemon's shared pool, opened and closed by the core
         try:
             yield
         finally:
-            pool, holder.pool = holder.pool, None
-            await close_pool(pool)
+            holder.pool = None
 
     app.cleanup_ctx.append(ctx)
     return holder

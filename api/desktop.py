@@ -29,6 +29,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from acd.routing_shell import ACD
 from api import screenpop
 from api.auth import Principal
 from api.db import db, query
@@ -378,7 +379,7 @@ async def resume(req: ApiRequest[None, None]) -> Done:
 
 
 def _target(req: ApiRequest[Any, Any], body: TargetBody) -> control.Target:
-    acd = req.app[CORE].acd
+    acd = req.app.get(ACD)
     if body.kind == "agent":
         if acd is None or body.value not in {a.id for a in acd.config.agents}:
             raise ApiError(404, "unknown_agent", f"no agent {body.value!r}")
@@ -437,7 +438,7 @@ async def dtmf(req: ApiRequest[DtmfBody, None]) -> Done:
 
 async def dial(req: ApiRequest[DialBody, None]) -> Done:
     who = req.principal
-    acd = req.app[CORE].acd
+    acd = req.app.get(ACD)
     if who is None or not who.agent_id:
         raise ApiError(403, "not_an_agent", "click-to-dial rings your own device: only agents with an agent id")
     if acd is None or who.agent_id not in {a.id for a in acd.config.agents}:
@@ -520,7 +521,7 @@ async def current(req: ApiRequest[None, None]) -> DeskNow:
     if not agent:
         return DeskNow()
     desk, core = _desktop(req), req.app[CORE]
-    acd = core.acd
+    acd = req.app.get(ACD)
     last = desk.answered.get(agent)
     state = None
     if acd is not None and agent in {a.id for a in acd.config.agents}:

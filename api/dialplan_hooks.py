@@ -48,7 +48,6 @@ from aiohttp import web
 from crm.customer_lookup import ACCOUNT, CustomerRecord, find_by_account, find_by_phone
 from crm.phones import normalise_e164
 from cti.errors import ConfigError
-from cti.pg import close_pool, keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -214,21 +213,13 @@ def setup_hooks(app: web.Application) -> None:
     app[POOL] = holder
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        # min_size=1 keeps a connection ready (a hook is on a caller's time);
-        # creation does not fail when the database is away: queries then answer 503.
-        try:
-            holder["pool"] = await asyncpg.create_pool(app[CORE].dsn, min_size=1, max_size=8, timeout=5,
-                                                       command_timeout=QUERY_TIMEOUT,
-                                                       server_settings={"application_name": "cti-hooks"},
-                                                       reset=keep_session)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            log.error("hooks.no_database", error=f"{type(exc).__name__}: {exc}")
-            holder["pool"] = None
+        # The daemon's shared pool (it keeps connections ready: a hook is on a
+        # caller's time); a database that is away makes the queries answer 503.
+        holder["pool"] = app[CORE].pool
         try:
             yield
         finally:
-            pool, holder["pool"] = holder["pool"], None
-            await close_pool(pool)
+            holder["pool"] = None
 
     app.cleanup_ctx.append(ctx)
     app.router.add_get("/hooks/lookup", lookup)

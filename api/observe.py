@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client.core import Metric
 
+from acd.routing_shell import ACD
 from api import prometheus as m
 from api.auth import STAFF, admits
 from api.errors import ApiError, forbidden, unauthenticated
@@ -69,7 +70,7 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         fams.append(m.counter("cti_store_rows_dropped_total", "Rows dropped: buffer full", w.dropped))
         fams.append(m.counter("cti_store_rows_rejected_total", "Rows PostgreSQL refused for good", w.rejected))
         fams.append(m.counter("cti_store_write_failures_total", "Write attempts that failed", w.failures))
-    acd = core.acd
+    acd = app.get(ACD)
     if acd is not None:
         stats = [acd.router.queue_stats(q.id, now) for q in acd.config.queues]
 

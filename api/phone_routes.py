@@ -91,7 +91,7 @@ def _agent(req: ApiRequest[Any, Any]) -> str:
     p = req.principal
     if req.over_agent is None and p is not None and p.role == "agent" and p.agent_id != agent_id:
         raise ApiError(403, "forbidden", "only the agent themselves may do this")
-    acd = req.app[PHONES].core.acd
+    acd = req.app[PHONES].acd
     if acd is None or agent_id not in {a.id for a in acd.config.agents}:
         raise ApiError(404, "unknown_agent", f"no agent {agent_id!r}")
     return agent_id

@@ -29,7 +29,7 @@ from api.wallboard_models import (
     ActionItem, ActionList, ActionReply, ActionsQuery, AgentActionBody, CallbackBody, MoveBody, Snapshot, SpyBody,
 )
 from api.wallboard_service import WALLBOARD, WallboardService
-from cti.daemon import run_with_app
+from cti.daemon import CoreServices, run_with_app
 from cti.errors import AmiError
 
 STATIC = Path(__file__).with_name("static") / "wallboard"
@@ -202,10 +202,10 @@ async def list_actions(req: ApiRequest[None, ActionsQuery]) -> ActionList:
 # -- wiring -------------------------------------------------------------------------------------
 
 
-def setup_wallboard(app: web.Application) -> None:
+def setup_wallboard(app: web.Application, core: CoreServices, acd: AcdService | None) -> WallboardService:
     """The wallboard service, its routes and pages. After ``setup_acd`` and ``setup_auth``;
     ``setup_ws`` may come before or after (the board is pushed through its hub)."""
-    service = WallboardService(app)
+    service = WallboardService(app, core, acd)
     app[WALLBOARD] = service
 
     run_with_app(app, service)
@@ -240,3 +240,4 @@ def setup_wallboard(app: web.Application) -> None:
     app.router.add_static("/wallboard/", STATIC, show_index=False, append_version=False)
     api.document("GET", "/wallboard/", summary="The wallboard, reports and staffing pages (static; log in there)",
                  roles=None, operation_id="wallboard_pages", content_type="text/html", tags=tags)
+    return service

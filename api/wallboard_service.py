@@ -52,9 +52,8 @@ from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.figures import StateChange, bucket_start, next_bucket
 from acd.routing_shell import AcdService
 from acd.wallboard import AgentLive, BoardConfig, alerts, colours_of, load_board_config
-from cti.daemon import CORE
+from cti.daemon import CoreServices
 from cti.events import CallEvent
-from cti.pg import keep_session
 
 log = structlog.get_logger(__name__)
 
@@ -84,9 +83,10 @@ def settle_filed(filed: dict[str, str], waiting: Mapping[str, Any], rows: Mappin
 class WallboardService:
     """The ledger, the push task and the rollup task (see the module doc)."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, core: CoreServices, acd: AcdService | None) -> None:
         self.app = app
-        self.core = app[CORE]
+        self.core = core
+        self.acd = acd          # routing figures, agent states (None when the ACD does not run)
         settings = self.core.settings
         self.tz = ZoneInfo(settings.timezone)
         self.push_s = settings.wallboard_push_s
@@ -113,10 +113,6 @@ class WallboardService:
     def day_start(self, value: float) -> None:
         self.ledger.day_start = value
 
-    @property
-    def acd(self) -> AcdService | None:
-        return self.core.acd
-
     def routing_defaults(self) -> dict[str, tuple[float, float]]:
         acd = self.acd
         return {} if acd is None else {q.id: (q.sl_seconds, q.sl_percent / 100) for q in acd.config.queues}
@@ -132,10 +128,7 @@ class WallboardService:
         self.ledger = BoardLedger(self.config)             # counted under this configuration from now on
         bus = self.core.bus
         self._unsubscribe = [bus.subscribe(self.on_call_event), bus.subscribe_to(AgentStateChanged, self.agent_changed)]
-        if self.core.dsn is not None:
-            import asyncpg
-            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
-                                                   command_timeout=REPORT_TIMEOUT, reset=keep_session)
+        self.pool = self.core.pool   # the daemon's shared pool (none in unit tests)
         from api.ws import WS
         if WS in self.app:
             self.app[WS].before_flush.append(self.join_flush)
@@ -152,11 +145,6 @@ class WallboardService:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), 5)
-            except asyncio.TimeoutError:
-                self.pool.terminate()
 
     async def seed(self, now: float) -> None:
         """Today's queued calls and agent states from PostgreSQL (and calls still waiting)."""

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from acd.decisions import AgentView
 from acd.events import AgentStateChanged
+from acd.routing_shell import AcdService
 from api import accounts
 from api.auth import STAFF, BadCredential, Credential, Principal, credential_from_text
 from api.db import db, query
@@ -52,7 +53,7 @@ from api.hub import AgentSnapshot, CallAudience, Connection, Hub, Resume, Scope,
 from api.prometheus import LagHistogram
 from api.registry import API
 from api.session_routes import principal_of
-from cti.daemon import CORE, run_with_app
+from cti.daemon import CoreServices, run_with_app
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -132,9 +133,10 @@ def scope_of(p: Principal) -> Scope:
 
 
 class HubService:
-    def __init__(self, app: web.Application, hub: Hub) -> None:
+    def __init__(self, app: web.Application, hub: Hub, core: CoreServices, acd: AcdService | None) -> None:
         self.app = app
-        self.core = app[CORE]
+        self.core = core
+        self.acd = acd          # agent states (None when the ACD does not run)
         self.hub = hub
         self.audience = CallAudience()
         self.links: dict[Connection, Link] = {}
@@ -272,7 +274,7 @@ class HubService:
         snap: dict[str, Any] = {"agent_state": None, "calls": []}
         if scope.agent_id is None:
             return snap
-        acd = self.core.acd
+        acd = self.acd
         if acd is not None:
             try:
                 v = acd.router.agent_state(scope.agent_id)
@@ -465,13 +467,13 @@ async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: 
 WS = web.AppKey("ws_hub", HubService)
 
 
-def setup_ws(app: web.Application) -> None:
+def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None) -> HubService:
     """``/ws`` and its hub. After ``setup_auth`` (it uses the API's pool) and
     after ``setup_acd`` (the hello's snapshot reads the ACD's agent state). Where
     it subscribes to the bus does not matter: every subscriber gets the same
     events in the same order (``cti.events.Bus``)."""
-    settings = app[CORE].settings
-    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max))
+    settings = core.settings
+    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max), core, acd)
     app[WS] = service
 
     async def on_shutdown(app: web.Application) -> None:
@@ -485,3 +487,4 @@ def setup_ws(app: web.Application) -> None:
                       roles=None, operation_id="websocket", status=101, content_type=None, tags=("events",),
                       description="Authenticated by the first message {\"type\": \"auth\", \"token\": ...}; "
                                   "agents get their own calls and state, supervisors and admins everything.")
+    return service

@@ -173,7 +173,7 @@ async def daemon_in_process():
     default console output, every level): the way the first figures were taken."""
     from aiohttp import web
 
-    from api.app import build
+    from server.root import build
     from cti.config import load_settings
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@ a busy machine a ``send`` that wakes another process and is preempted looks
 hundreds of microseconds long. With ``time.process_time`` as the timer, the
 figures add up to the process's CPU, which is what the load run compares.
 
-    python bench/cpuprofile.py OUT.prof -m cti.cli serve
+    python bench/cpuprofile.py OUT.prof -m server.cli serve
 
 With ``CTI_PROFILE_WINDOW=1`` profiling starts at the first SIGUSR1 and stops at
 the next (``bench/load.py --profile`` sends them around each measured step).

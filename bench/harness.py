@@ -183,7 +183,7 @@ class DaemonProcess:
     ``source``: the checkout whose code runs (default: this one; another commit's for a
     before/after in one run: ``bench/acd_latency.py --baseline-source``). ``wrapper``: a
     script and its arguments the daemon runs under (``bench/cpuprofile.py``,
-    ``bench/memtrace.py``), as ``python WRAPPER... -m cti.cli serve``."""
+    ``bench/memtrace.py``), as ``python WRAPPER... -m server.cli serve``."""
 
     env: dict[str, str]
     log_path: Path
@@ -216,7 +216,7 @@ class DaemonProcess:
         log = open(self.log_path, "ab")
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, *self.wrapper, "-m", "cti.cli", "serve", cwd=str(self.source), env=env,
+                sys.executable, *self.wrapper, "-m", "server.cli", "serve", cwd=str(self.source), env=env,
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True)
         finally:

@@ -3,7 +3,7 @@
 RSS says that memory grew; a comparison of two heap snapshots says where. A
 soak that ends "growing" is only useful with the second.
 
-    python bench/memtrace.py DIR EVERY_S FRAMES -m cti.cli serve
+    python bench/memtrace.py DIR EVERY_S FRAMES -m server.cli serve
     python bench/memtrace.py compare DIR [TOP]
 
 The first form writes ``DIR/snap-NNN.pickle`` every EVERY_S seconds (from a

@@ -266,7 +266,7 @@ def make_service(agents: list[str]) -> Any:
                            acd=acd, bus=None, dsn=None, model=None)
     app = web.Application()
     app[CORE] = core  # type: ignore[assignment]
-    return WallboardService(app)
+    return WallboardService(app, core, acd)  # type: ignore[arg-type]
 
 
 def feed(service: Any, item: CallInput | AgentInput) -> None:

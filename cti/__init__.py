@@ -19,9 +19,9 @@ Storage:
 
 The shell:
 - ``cti.daemon``: the core's part of the aiohttp app (database, writer, call model, AMI);
-  ``api.app`` mounts every feature on it.
+  ``server.root`` (above every package) mounts every feature on it.
 - ``cti.httpserver``, ``cti.connlimits``: the HTTP listener, its deadlines and connection cap.
-- ``cti.config``, ``cti.logs``, ``cti.errors``, ``cti.cli``.
+- ``cti.config``, ``cti.logs``, ``cti.errors`` (the ``cti`` command is ``server.cli``).
 
 Demo and tests: ``cti.demo`` and ``cti.demo_ivr`` (simulated callers), ``cti.sandbox`` (the
 sandbox's generated secrets).

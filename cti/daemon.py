@@ -1,12 +1,12 @@
 """The daemon: one process, one event loop; the aiohttp app owns every long-lived task.
 
 Start order (``cleanup_ctx``, stopped in reverse): database (embedded server
-when no URL is set; migrations), the batching writer, the call model and its
+when no URL is set; migrations; the pool every feature shares), the batching writer, the call model and its
 bus, the AMI client (its connect hook resyncs the model and closes in the
 database the calls that ended while we were away).
 
 The thin loop is: AMI frame -> ``CallModel.feed`` -> domain events -> bus ->
-subscribers: the writer and the log here, then those of the features ``api.app``
+subscribers: the writer and the log here, then those of the features ``server.root``
 mounts on this app (the ACD, recording, the wallboard, the event-lag metric, the
 WebSocket hub, the desktop, webhooks; docs/architecture.md lists them in order).
 The few other AMI events features act on follow on the same bus, typed
@@ -18,7 +18,7 @@ import asyncio
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import asyncpg
 import structlog
@@ -31,6 +31,7 @@ from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent, CallStateChanged
 from cti.migrate import migrate
+from cti.pg import close_pool, open_pool
 from cti.version import version
 from cti.writer import Writer
 
@@ -46,16 +47,20 @@ class Core:
     bus: Bus = field(default_factory=Bus)
     dsn: str | None = None
     writer: Writer | None = None
+    # The one pool every feature queries through (cti.pg.open_pool); the writer and
+    # the leadership lease keep connections of their own (docs/architecture.md).
+    pool: asyncpg.Pool | None = None
     ami: AmiClient | None = None
     embedded: Any = None
     reconcile_task: asyncio.Task[None] | None = None
     frames_in: int = 0
     model_errors: int = 0
     db_reconciled: int = 0
-    acd: Any = None                  # acd.routing_shell.AcdService when the ACD runs
     http_limits: Any = None          # cti.httpserver.Limits of the HTTP listener (its counters)
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
+    # /healthz sections a feature adds (the ACD's "acd"), set by the composition root
+    health_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
         """The one way a feature puts an event on a live call's timeline (the ACD's
@@ -70,6 +75,22 @@ class Core:
 
 
 CORE = web.AppKey("core", Core)
+
+
+class CoreServices(Protocol):
+    """What a feature may use of the core (``Core`` is the one implementation; unit
+    tests pass smaller ones). ``pool``, ``writer`` and ``ami`` are set once the
+    core has started (``cleanup_ctx``), before any feature starts."""
+
+    settings: Settings
+    model: CallModel
+    bus: Bus
+    pool: asyncpg.Pool | None
+    writer: Writer | None
+    ami: AmiClient | None
+    resync_hooks: list[Callable[[list[Any]], Awaitable[None]]]
+
+    def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None: ...
 
 
 # -- wiring: frames in, events out ---------------------------------------------
@@ -143,7 +164,7 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
     Covers a daemon restart (the model starts empty) as well as a reconnect.
     Retries while the database is away; every wait bounded.
     """
-    assert core.writer is not None and core.dsn is not None
+    assert core.writer is not None and core.pool is not None
     delay = 0.5
     when = datetime.fromtimestamp(ended_at, timezone.utc)
     while True:
@@ -152,13 +173,9 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
             # read a call as open that the writer is about to close.
             if not await core.writer.drain(timeout=10):
                 raise TimeoutError("the writer has not caught up")
-            conn = await asyncpg.connect(core.dsn, timeout=10)
-            try:
-                async with asyncio.timeout(30):
-                    stale = [c for c in await open_calls(conn) if c not in live]
-                    closed = await close_calls(conn, stale, when, "ended while the daemon was disconnected")
-            finally:
-                await conn.close()
+            async with asyncio.timeout(30), core.pool.acquire(timeout=10) as conn:
+                stale = [c for c in await open_calls(conn) if c not in live]
+                closed = await close_calls(conn, stale, when, "ended while the daemon was disconnected")
             core.db_reconciled += len(closed)
             if closed:
                 log.warning("closed calls that ended while away", count=len(closed))
@@ -186,6 +203,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     applied = await migrate(core.dsn)
     if applied:
         log.info("migrations applied", versions=applied)
+    core.pool = await open_pool(core.dsn)
     core.writer = Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
     await core.writer.start()
     core.bus.subscribe(core.writer.on_call_event)
@@ -195,6 +213,8 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await core.writer.stop(flush_timeout=10)
+        pool, core.pool = core.pool, None
+        await close_pool(pool)
         if core.embedded is not None:
             await core.embedded.stop()
 
@@ -242,7 +262,7 @@ def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
                   "frames_in": core.frames_in, "errors": core.model_errors,
                   "ignored": core.model.ignored, "reconciled": core.db_reconciled},
         "bus": {"published": core.bus.published, "errors": core.bus.errors},
-        "acd": core.acd.health() if core.acd is not None else None,
+        **{name: part() for name, part in core.health_parts.items()},
     }
     if versions:
         body["version"] = version()

@@ -1,4 +1,5 @@
-"""PostgreSQL helpers every feature shares: pool reset and close, and errors fit to show.
+"""PostgreSQL helpers every feature shares: the daemon's one pool (``open_pool``), its reset and
+close, and errors fit to show.
 
 A DSN may hold a password: ``secrets_of`` lists what must never be shown and
 ``scrub`` blanks it out of any text we log or expose; ``describe_error`` keeps a
@@ -12,6 +13,7 @@ from typing import Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
+import structlog
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 
@@ -75,6 +77,32 @@ async def keep_session(conn: "asyncpg.Connection") -> None:
     ``SET`` (only ``SET LOCAL``), no ``LISTEN``, no session advisory lock (the
     migration lock is taken on a connection of its own), no cursor outside a
     transaction. Code that needs session state takes a connection of its own."""
+
+
+# The daemon's one pool, shared by every feature (``Core.pool``). Its size is the sum
+# of what the features' own pools allowed before they shared one: the API 10, the
+# dialplan hooks 8, the IVR 4, the wallboard and reports 3, recording 3, the ACD 2,
+# phones 2. Two connections are kept open (the hooks and the API answer on a
+# caller's or a user's time). The statement bound is the longest a feature allows
+# (a report, 60 s); features with a tighter one keep it around their calls
+# (the API 2 s, the hooks 1 s, recording 5 s).
+POOL_MAX = 32
+POOL_MIN = 2
+POOL_COMMAND_TIMEOUT = 60.0
+
+
+async def open_pool(dsn: str, *, connect_timeout: float = 5.0) -> "asyncpg.Pool":
+    """The daemon's shared pool (``reset=keep_session``). Never fails for a database
+    that is away: the pool then starts empty and connects on first use, so each
+    feature answers as it does for an outage (503, a retry) and recovers with it."""
+    common = dict(max_size=POOL_MAX, timeout=connect_timeout, command_timeout=POOL_COMMAND_TIMEOUT,
+                  server_settings={"application_name": "cti"}, reset=keep_session)
+    try:
+        return await asyncpg.create_pool(dsn, min_size=POOL_MIN, **common)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        structlog.get_logger(__name__).error("database.pool_cold", error=describe_error(exc))
+        # min_size=0: no connection is made here (asyncpg connects on acquire).
+        return await asyncpg.create_pool(dsn, min_size=0, **common)
 
 
 async def close_pool(pool: "asyncpg.Pool | None", timeout: float = 5.0) -> None:

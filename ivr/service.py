@@ -50,7 +50,7 @@ from aiohttp import web
 from crm.customer_lookup import find_by_account, find_by_phone
 from crm.phones import normalise_e164
 from cti.ami_inputs import VoicemailLeft
-from cti.pg import close_pool, keep_session
+from cti.daemon import CoreServices
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
@@ -337,10 +337,8 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
         core = app[CORE]
         s = core.settings
         path = Path(menus_path or s.ivr_menus or EXAMPLE)
-        # min_size=0: no connection until the first lookup, so a database that is
-        # away at start does not stop the IVR.
-        pool = await asyncpg.create_pool(core.dsn, min_size=0, max_size=4, timeout=LOOKUP_TIMEOUT,
-                                         server_settings={"application_name": "cti-ivr"}, reset=keep_session)
+        # The daemon's shared pool: a database that is away at start does not stop the IVR.
+        pool = core.pool
         steps = StepWriter(pool)
 
         async def lookup(request: LookupCustomer) -> Customer | None:
@@ -375,7 +373,6 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
             await server.start()
         except BaseException:
             await steps.stop(0)
-            await pool.close()
             raise
         holder.service, holder.server, holder.steps = service, server, steps
         unsubscribe = core.bus.subscribe_to(VoicemailLeft, on_voicemail)
@@ -385,7 +382,6 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
             unsubscribe()
             await server.stop()
             await steps.stop()
-            await close_pool(pool)
 
     app.cleanup_ctx.append(ctx)
 
@@ -402,7 +398,7 @@ class _StepEvents:
     RETRY_S = 0.05
     RETRIES = 60
 
-    def __init__(self, core: Any) -> None:
+    def __init__(self, core: CoreServices) -> None:
         self.core = core
         self.waiting: dict[str, list[Step]] = {}
         self.given_up = 0

@@ -30,20 +30,23 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import structlog
 from aiohttp import web
 
 from cti.ami_inputs import ContactStatus
 from cti.errors import AmiError, CtiError
-from cti.pg import close_pool
 from phone import phone_db
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
     ha1, options_value, render_pjsip, webrtc_device_id,
 )
 from phone.phone_db import AgentPhone
+
+if TYPE_CHECKING:
+    from acd.routing_shell import AcdService
+    from cti.daemon import CoreServices
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +71,8 @@ class Credentials:
 
 @dataclass
 class PhoneService:
-    core: Any                                   # cti.daemon.Core
+    core: CoreServices
+    acd: AcdService | None = None               # seats agents at their devices, told reachability
     pool: Any = None
     devices: dict[str, Device] = field(default_factory=dict)
     agents: dict[str, AgentPhone] = field(default_factory=dict)
@@ -83,13 +87,12 @@ class PhoneService:
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        if self.core.dsn is not None:
-            import asyncpg
-            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=2, timeout=10,
-                                                  command_timeout=10)
-            self.devices = {d.device_id: d for d in await phone_db.devices(self.pool)}
-            self.agents = {a.agent_id: a for a in await phone_db.agents(self.pool)}
-        acd = self.core.acd
+        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
+            self.pool = self.core.pool
+            async with asyncio.timeout(10):
+                self.devices = {d.device_id: d for d in await phone_db.devices(self.pool)}
+                self.agents = {a.agent_id: a for a in await phone_db.agents(self.pool)}
+        acd = self.acd
         for a in self.agents.values():
             if acd is not None and a.device_id is not None:
                 acd.bind_device(a.agent_id, dial_string(a.device_id))
@@ -105,7 +108,6 @@ class PhoneService:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        await close_pool(self.pool)
 
     # -- Asterisk side ---------------------------------------------------------
 
@@ -141,7 +143,7 @@ class PhoneService:
     async def _contacts(self) -> list[ContactChange]:
         """Every contact of our devices and of the ACD's PJSIP devices, read one by one."""
         ids = set(self.devices)
-        acd = self.core.acd
+        acd = self.acd
         if acd is not None:
             ids |= {d for d in (device_of_dial(acd.device_of(a.id)) for a in acd.config.agents) if d}
         out: list[ContactChange] = []
@@ -199,7 +201,7 @@ class PhoneService:
 
     def _tell_acd(self) -> None:
         """Give the ACD every agent's reachability (a no-op where it did not change)."""
-        acd = self.core.acd
+        acd = self.acd
         if acd is None or not self.listed:
             return
         for agent in acd.config.agents:
@@ -242,7 +244,7 @@ class PhoneService:
         if device_id is not None and device_id not in self.devices:
             raise PhoneError(f"no device {device_id!r}")
         previous = await phone_db.bind(self._need_db(), agent_id, device_id)
-        acd = self.core.acd
+        acd = self.acd
         if previous is not None:
             self.agents[previous] = _with(self.agents.get(previous), previous, device_id=None)
             if acd is not None:
@@ -278,7 +280,7 @@ class PhoneService:
     def device_of(self, agent_id: str) -> str | None:
         """The dial string the agent's phone rings at now (what click-to-dial
         originates to), or None without the ACD or for an unknown agent."""
-        acd = self.core.acd
+        acd = self.acd
         try:
             return acd.device_of(agent_id) if acd is not None else None
         except CtiError:
@@ -307,13 +309,12 @@ def _with(a: AgentPhone | None, agent_id: str, **changes: Any) -> AgentPhone:
 PHONES = web.AppKey("phones", PhoneService)
 
 
-def setup_phones(app: web.Application) -> None:
+def setup_phones(app: web.Application, core: CoreServices, acd: AcdService | None) -> PhoneService:
     """Run the phone gateway in the daemon (after the ACD, so it can bind agents)."""
-    from cti.daemon import CORE
+    service = PhoneService(core, acd)
+    app[PHONES] = service
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        service = PhoneService(app[CORE])
-        app[PHONES] = service
         await service.start()
         try:
             yield
@@ -321,3 +322,4 @@ def setup_phones(app: web.Application) -> None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service

@@ -53,8 +53,8 @@ from aiohttp import web
 
 from cti.ami_inputs import RecordingReport
 from cti.errors import AmiError
+from cti.daemon import CoreServices
 from cti.events import CallEvent
-from cti.pg import close_pool
 from recording import jobs
 from recording import recording_db as rec_db
 from recording.config import load_config
@@ -125,7 +125,7 @@ class Live:
 
 @dataclass
 class RecordingService:
-    core: Any                                    # cti.daemon.Core
+    core: CoreServices
     config: RecordingConfig
     write_dir: str                               # as Asterisk sees it
     read_dir: Path                               # as we see it
@@ -148,10 +148,7 @@ class RecordingService:
             self.read_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             log.warning("recording directory not usable", read_dir=str(self.read_dir), error=str(exc))
-        if self.core.dsn is not None:
-            self.pool = await asyncpg.create_pool(self.core.dsn, min_size=0, max_size=3, timeout=10,
-                                                  command_timeout=DB_TIMEOUT,
-                                                  server_settings={"application_name": "cti-recording"})
+        self.pool = self.core.pool   # the daemon's shared pool (none in unit tests)
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         self._unsubscribe_reports = self.core.bus.subscribe_to(RecordingReport, self.on_report)
         self.core.resync_hooks.append(self.on_resync)
@@ -183,7 +180,6 @@ class RecordingService:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await close_pool(self.pool)
 
     def health(self) -> dict[str, Any]:
         return {"live": sum(1 for c in self.calls.values() if c.active is not None), "started": self.started,
@@ -575,11 +571,8 @@ class RecordingService:
 RECORDING = web.AppKey("recording", RecordingService)
 
 
-def setup_recording(app: web.Application) -> None:
+def setup_recording(app: web.Application, core: CoreServices) -> RecordingService:
     """Recording in the daemon (after the AMI client; before the API routes that use it)."""
-    from cti.daemon import CORE
-
-    core = app[CORE]
     s = core.settings
     config = load_config(s.recording_config)
     service = RecordingService(core, config, s.recording_dir, Path(s.recording_read_dir or s.recording_dir),
@@ -595,3 +588,4 @@ def setup_recording(app: web.Application) -> None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service

@@ -25,13 +25,14 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from acd.routing_shell import ACD, AcdService
 from cti import sandbox as sandbox_secrets
 from cti.ami import AmiClient
 from cti.config import Settings, load_settings
-from api.app import build as build_app
 from cti.daemon import CORE, Core
 from cti.demo import DEMO_USER, demo_secret
 from cti.httpserver import start_http
+from server.root import build as build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = ROOT / "scripts" / "asterisk-sandbox"
@@ -187,6 +188,11 @@ class Daemon:
     core: Core
     runner: web.AppRunner
     settings: Settings
+
+    @property
+    def acd(self) -> AcdService | None:
+        """The ACD the composition root built (None when it does not run)."""
+        return self.runner.app.get(ACD)
 
     async def stop(self, timeout: float = 60.0) -> None:
         """Stop the daemon; one that does not stop in time fails the test with every task's stack."""

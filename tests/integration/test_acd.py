@@ -22,7 +22,7 @@ LOOSEST = {q.id: (q.steps[-1].requirements if q.steps else q.requirements) for q
 async def acd(asterisk, database, tmp_path, demo_ami):
     hangup_all()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10,
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10,
                      what="the ACD announced itself to the dialplan")
     await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
     try:
@@ -34,7 +34,7 @@ async def acd(asterisk, database, tmp_path, demo_ami):
 
 def not_ready(d, *agents: str) -> None:
     for a in agents:
-        d.core.acd.agent_request(a, "set_not_ready", "test")
+        d.acd.agent_request(a, "set_not_ready", "test")
 
 
 async def call(demo_ami, queue: str, n: int, *, priority: int | None = None, patience: int = 120):
@@ -81,15 +81,15 @@ async def test_fifty_mixed_calls_each_answered_by_a_qualified_agent(acd, demo_am
         assert r["queue_joined_at"] <= r["agent_answered_at"] <= r["ended_at"]
     states = await fetch(database, "SELECT DISTINCT state FROM agent_states")
     assert {"available", "reserved", "on_call", "wrapup"} <= {s["state"] for s in states}
-    assert acd.core.acd.offers_failed == 0
+    assert acd.acd.offers_failed == 0
 
 
 async def test_higher_priority_caller_is_served_first(acd, demo_ami, database):
     not_ready(acd, "a1", "a2", "a3", "a4", "a5")
     low = [await call(demo_ami, "sales", n) for n in range(3)]
     high = await call(demo_ami, "vip", 9)
-    await eventually(lambda: len(acd.core.acd.calls) == 4, timeout=10, what="four callers waiting")
-    acd.core.acd.agent_request("a1", "set_ready")
+    await eventually(lambda: len(acd.acd.calls) == 4, timeout=10, what="four callers waiting")
+    acd.acd.agent_request("a1", "set_ready")
     rows = await ended_rows(database, [p.channel_id for p in low] + [high.channel_id], timeout=60)
     first = min(rows.values(), key=lambda r: r["agent_answered_at"])
     assert first["call_id"] == high.channel_id
@@ -102,7 +102,7 @@ async def test_higher_priority_caller_is_served_first(acd, demo_ami, database):
 
 async def test_agent_who_does_not_answer_goes_not_ready_and_call_is_offered_again(acd, demo_ami, database):
     not_ready(acd, "a2", "a3", "a4", "a5")
-    acd.core.acd.agent_request("lazy", "login")  # sales 10: the best proficiency, offered first
+    acd.acd.agent_request("lazy", "login")  # sales 10: the best proficiency, offered first
     p = await call(demo_ami, "sales", 1)
     rows = await ended_rows(database, [p.channel_id], timeout=40)
     assert rows[p.channel_id]["agent"] == "a1"
@@ -111,7 +111,7 @@ async def test_agent_who_does_not_answer_goes_not_ready_and_call_is_offered_agai
     assert [__import__("json").loads(e["data"])["agent"] for e in offers] == ["lazy", "a1"]
     missed = await fetch(database, "SELECT state, reason FROM agent_states WHERE agent_id = 'lazy' ORDER BY at")
     assert ("not_ready", "missed") in [(m["state"], m["reason"]) for m in missed]
-    assert acd.core.acd.router.agent_state("lazy").state == "not_ready"
+    assert acd.acd.router.agent_state("lazy").state == "not_ready"
 
 
 async def test_caller_who_hangs_up_while_waiting_is_recorded_as_abandoned(acd, demo_ami, database):
@@ -123,7 +123,7 @@ async def test_caller_who_hangs_up_while_waiting_is_recorded_as_abandoned(acd, d
     (ab,) = await fetch(database, "SELECT data FROM call_events WHERE call_id = $1 AND kind = 'call.abandoned'",
                         p.channel_id)
     assert 1.5 < __import__("json").loads(ab["data"])["wait_s"] < 3.5
-    assert acd.core.acd.calls == {}
+    assert acd.acd.calls == {}
 
 
 async def test_escalation_lets_a_long_waiting_call_reach_a_less_proficient_agent(acd, demo_ami, database):
@@ -142,9 +142,9 @@ async def test_escalation_lets_a_long_waiting_call_reach_a_less_proficient_agent
 async def test_daemon_stopping_hands_waiting_callers_to_the_fallback_queue(acd, demo_ami, database):
     not_ready(acd, "a1", "a2", "a3", "a4", "a5")
     p = await call(demo_ami, "sales", 1)
-    await eventually(lambda: p.channel_id in acd.core.acd.calls, timeout=10)
+    await eventually(lambda: p.channel_id in acd.acd.calls, timeout=10)
     model = acd.core.model
-    await acd.core.acd.stop()  # as at shutdown
+    await acd.acd.stop()  # as at shutdown
     await eventually(lambda: model.calls.get(p.channel_id) and model.calls[p.channel_id].queue == "cti-fallback",
                      timeout=10, what="the caller joined app_queue")
 
@@ -156,7 +156,7 @@ async def test_waiting_caller_hears_position_and_wait_then_is_served(asterisk, d
                           and announced.append(dict(f.headers)))
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=3))
     try:
-        await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
         await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
         not_ready(d, "a1", "a2", "a3", "a4", "a5")
         first = await call(demo_ami, "billing", 1)
@@ -167,7 +167,7 @@ async def test_waiting_caller_hears_position_and_wait_then_is_served(asterisk, d
         positions = {a["Uniqueid"]: a["Position"] for a in announced}
         assert sorted(positions[c] for c in (first.channel_id, second.channel_id)) == ["1", "2"]
         head = min((first.channel_id, second.channel_id), key=lambda c: positions[c])
-        d.core.acd.agent_request("a4", "set_ready")  # billing 8: takes both, in order
+        d.acd.agent_request("a4", "set_ready")  # billing 8: takes both, in order
         rows = await ended_rows(database, [first.channel_id, second.channel_id], timeout=40)
         assert all(r["agent"] == "a4" and not r["abandoned"] for r in rows.values())
         assert min(rows.values(), key=lambda r: r["agent_answered_at"])["call_id"] == head
@@ -181,20 +181,20 @@ async def test_restarted_daemon_adopts_callers_already_waiting(asterisk, databas
     hangup_all()
     settings = daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0)
     first = await start_daemon(settings)
-    await eventually(lambda: first.core.acd is not None and first.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: first.acd is not None and first.acd.heartbeats > 0, timeout=10)
     await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
     not_ready(first, "a1", "a2", "a3", "a4", "a5")
     callers = [await call(demo_ami, "billing", n, priority=3) for n in range(2)]
-    await eventually(lambda: len(first.core.acd.calls) == 2, timeout=10)
-    first.core.acd.handover = False  # as if it died: the callers stay in cti-acd-wait
+    await eventually(lambda: len(first.acd.calls) == 2, timeout=10)
+    first.acd.handover = False  # as if it died: the callers stay in cti-acd-wait
     await first.stop()
     second = await start_daemon(settings)  # agents log in afresh (auto_login)
     try:
-        await eventually(lambda: second.core.acd is not None and second.core.acd.adopted == 2, timeout=15,
+        await eventually(lambda: second.acd is not None and second.acd.adopted == 2, timeout=15,
                          what="the waiting callers adopted")
         rows = await ended_rows(database, [c.channel_id for c in callers], timeout=40)
         assert all(r["agent"] in ("a3", "a4") and not r["abandoned"] for r in rows.values())
-        queued = [w for w in second.core.acd.router.waiting_calls()]
+        queued = [w for w in second.acd.router.waiting_calls()]
         assert queued == []
     finally:
         await second.stop()
@@ -205,17 +205,17 @@ async def test_restarted_daemon_finds_agents_talking_and_wraps_them_up(asterisk,
     hangup_all()
     settings = daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0)
     first = await start_daemon(settings)
-    await eventually(lambda: first.core.acd is not None and first.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: first.acd is not None and first.acd.heartbeats > 0, timeout=10)
     await set_demo_times(demo_ami, ring=(0, 0), talk=(8, 8))
     not_ready(first, "a1", "a2", "a3", "a5")  # billing: only a4 (Dev) left
     talking = await call(demo_ami, "billing", 1)
-    await eventually(lambda: first.core.acd.router.agent_state("a4").state == "on_call", timeout=10,
+    await eventually(lambda: first.acd.router.agent_state("a4").state == "on_call", timeout=10,
                      what="a4 talking")
-    first.core.acd.handover = False  # as if it died mid-call
+    first.acd.handover = False  # as if it died mid-call
     await first.stop()
     second = await start_daemon(settings)  # a4 logs in afresh (auto_login) and is found talking
     try:
-        acd = second.core.acd
+        acd = second.acd
         await eventually(lambda: acd is not None and acd.router.agent_state("a4").state == "on_call", timeout=15,
                          what="the talking agent adopted")
         assert acd.router.agent_state("a4").call_id == talking.channel_id

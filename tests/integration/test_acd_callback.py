@@ -24,7 +24,7 @@ def settings(database: str, tmp_path: Path, **kw):
 
 async def started(database: str, tmp_path: Path, **kw):
     d = await start_daemon(settings(database, tmp_path, **kw))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10,
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10,
                      what="the ACD announced itself to the dialplan")
     return d
 
@@ -62,28 +62,28 @@ async def test_a_callback_keeps_its_place_across_a_restart_and_is_called_back_fi
     d = await started(database, tmp_path)  # nobody logged in: callers wait
     try:
         first = await caller(demo_ami, "+442071000001", press_1_after=3)
-        await eventually(lambda: first.channel_id in d.core.acd.calls, timeout=10, what="first caller waiting")
+        await eventually(lambda: first.channel_id in d.acd.calls, timeout=10, what="first caller waiting")
         second = await caller(demo_ami, "+442071000002", patience=90)
         cb = await eventually(lambda: fetch_callback(database, first.channel_id), timeout=20,
                               what="the callback request stored")
         assert (cb.number, cb.queue, cb.status, cb.attempts) == ("+442071000001", "care", "pending", 0)
         # The first caller hung up after the confirmation; the place is still theirs.
-        await eventually(lambda: d.core.acd.calls[first.channel_id].channel is None, timeout=15,
+        await eventually(lambda: d.acd.calls[first.channel_id].channel is None, timeout=15,
                          what="the first caller hung up")
-        waiting = d.core.acd.router.waiting_calls()
+        waiting = d.acd.router.waiting_calls()
         assert [(w.call_id, w.callback) for w in waiting] == [(first.channel_id, True), (second.channel_id, False)]
     finally:
         await d.stop()  # the second caller goes to the fallback queue; the callback is in the database
 
     d = await started(database, tmp_path)
     try:
-        await eventually(lambda: d.core.acd.callbacks_restored == 1, timeout=10, what="the callback restored")
+        await eventually(lambda: d.acd.callbacks_restored == 1, timeout=10, what="the callback restored")
         later = await caller(demo_ami, "+442071000003", patience=90)
-        await eventually(lambda: later.channel_id in d.core.acd.calls, timeout=10, what="a later caller waiting")
-        waiting = d.core.acd.router.waiting_calls()
+        await eventually(lambda: later.channel_id in d.acd.calls, timeout=10, what="a later caller waiting")
+        waiting = d.acd.router.waiting_calls()
         assert [(w.call_id, w.callback) for w in waiting] == [(first.channel_id, True), (later.channel_id, False)]
         assert waiting[0].arrived_at == pytest.approx(cb.since)
-        d.core.acd.agent_request("c1", "login")
+        d.acd.agent_request("c1", "login")
         done = await eventually(lambda: _status(database, first.channel_id, "connected"), timeout=30,
                                 what="the customer called back and connected")
         assert (done.agent_id, done.attempts, done.last_result) == ("c1", 1, "ANSWER")
@@ -118,13 +118,13 @@ async def test_a_customer_who_never_answers_is_tried_again_then_given_up(
     try:
         gone = await caller(demo_ami, "+9990001234", press_1_after=2)
         await eventually(lambda: fetch_callback(database, gone.channel_id), timeout=20, what="request stored")
-        d.core.acd.agent_request("c1", "login")
+        d.acd.agent_request("c1", "login")
         failed = await eventually(lambda: _status(database, gone.channel_id, "failed"), timeout=60,
                                   what="two tries, then given up")
         assert (failed.attempts, failed.last_result) == (2, "NOANSWER")
-        await eventually(lambda: d.core.acd.router.agent_state("c1").state == "available", timeout=10,
+        await eventually(lambda: d.acd.router.agent_state("c1").state == "available", timeout=10,
                          what="the agent free again")
-        assert gone.channel_id not in d.core.acd.calls
-        assert d.core.acd.router.waiting_calls() == []
+        assert gone.channel_id not in d.acd.calls
+        assert d.acd.router.waiting_calls() == []
     finally:
         await d.stop()

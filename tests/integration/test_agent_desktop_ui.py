@@ -241,7 +241,7 @@ async def test_the_pop_in_words_with_local_times_every_customer_call_live_ticket
     finally:
         await conn.close()
     await add_user(database, "ada", "agent", "a1")
-    d.core.acd.agent_request("a1", "set_not_ready", "test")
+    d.acd.agent_request("a1", "set_not_ready", "test")
     context = await browser.new_context(locale="de-DE", timezone_id="America/New_York")
     page = await context.new_page()
     try:

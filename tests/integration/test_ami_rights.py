@@ -91,7 +91,7 @@ async def recording_daemon(asterisk, database, tmp_path, demo_ami):
     outside = CHROOT / inside.lstrip("/")
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ROOT / "tests/integration/recording-acd.toml",
                                            recording_dir=inside, recording_read_dir=outside))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10, what="ACD up")
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10, what="ACD up")
     try:
         yield d, outside
     finally:

@@ -52,7 +52,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def cli(dsn: str, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CTI_DATABASE_URL": dsn, "CTI_LOG_FORMAT": "json"}
-    return subprocess.run([sys.executable, "-m", "cti.cli", "users", *args], input=stdin, text=True,
+    return subprocess.run([sys.executable, "-m", "server.cli", "users", *args], input=stdin, text=True,
                           capture_output=True, timeout=60, cwd=ROOT, env=env)
 
 
@@ -289,10 +289,10 @@ async def test_openapi_document_of_the_daemon_is_valid_and_complete(api_daemon, 
 async def acd_daemon(asterisk, database, tmp_path, demo_ami):
     hangup_all()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
     await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
     for agent in ("a2", "a3", "a4", "a5"):
-        d.core.acd.agent_request(agent, "set_not_ready", "test")
+        d.acd.agent_request(agent, "set_not_ready", "test")
     await add_user(database, "ada", "agent", "a1")
     await add_user(database, "ben", "agent", "a2")
     await add_user(database, "sam", "supervisor")

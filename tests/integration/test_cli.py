@@ -13,7 +13,7 @@ AMI = {"CTI_AMI_SECRET": sandbox.secret(sandbox.DAEMON)}
 
 def cti(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
-    return subprocess.run([sys.executable, "-m", "cti.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True,
                           timeout=120, env={**clean, **env})
 
 

@@ -27,7 +27,7 @@ async def started(database, tmp_path):
     # webhook_allow: the test's webhook receiver listens on loopback.
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0,
                                            webhook_allow="127.0.0.0/8"))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
     return d
 
 
@@ -50,7 +50,7 @@ async def test_an_agent_takes_a_call_from_the_page_screen_pop_hold_resume_hangup
     await conn.close()
     await add_user(database, "ada", "agent", "a1")
     await add_user(database, "ben", "agent", "a2")
-    d.core.acd.agent_request("a1", "set_not_ready", "test")
+    d.acd.agent_request("a1", "set_not_ready", "test")
     page = await browser.new_page()
     try:
         await page.goto(url(d, "/agent/"))
@@ -61,7 +61,7 @@ async def test_an_agent_takes_a_call_from_the_page_screen_pop_hold_resume_hangup
         await page.wait_for_selector("#state:has-text('not ready')")
         await page.get_by_role("button", name="Ready", exact=True).click()
         await page.wait_for_selector("#state:has-text('available')")
-        assert d.core.acd.router.agent_state("a1").state == "available"
+        assert d.acd.router.agent_state("a1").state == "available"
 
         # A caller known as Grace Hopper dials 5001 and presses 1 (sales) in the IVR.
         call = await place_dtmf_call(demo_ami, digits="WW1", caller_num="+4930555077", did="5001",
@@ -130,7 +130,7 @@ async def test_webhooks_reach_a_real_receiver_signed_retried_and_logged(asterisk
     runner, port = await http_receiver("/hook", receive)
     d = await started(database, tmp_path)
     d.runner.app[WEBHOOKS].backoff = lambda attempt: 0.1
-    d.core.acd.agent_request("a1", "set_not_ready", "test")
+    d.acd.agent_request("a1", "set_not_ready", "test")
     await add_user(database, "root", "admin")
     await add_user(database, "ada", "agent", "a1")
     try:
@@ -205,7 +205,7 @@ async def test_attended_transfer_to_another_agent_completed_and_blind_transfer_b
             # Ben's phone rings and answers (stay2) while the caller hears music.
             await eventually(lambda: d.core.model.calls[cid].agent == "a2", 20, what="Ben on the consult line")
             # The ACD counts both busy: Ben (logged out, found on the call) and Ada (still on the line).
-            acd = d.core.acd
+            acd = d.acd
             await eventually(lambda: acd.router.agent_state("a2").state == "on_call", 5, what="Ben counted busy")
             assert acd.router.agent_state("a1").state == "on_call"
             async with http.post(url(d, f"/api/calls/{cid}/transfer/complete"), headers=ben) as r:
@@ -228,11 +228,11 @@ async def test_attended_transfer_to_another_agent_completed_and_blind_transfer_b
             await eventually(lambda: acd.router.agent_state("a2").state == "logged_out", 5, what="Ben off the call")
 
             # Blind, back to the sales queue: the ACD routes the caller again (Ben, logged in now).
-            d.core.acd.agent_request("a1", "end_wrapup")
-            await eventually(lambda: d.core.acd.router.agent_state("a1").state == "available", 10)
+            d.acd.agent_request("a1", "end_wrapup")
+            await eventually(lambda: d.acd.router.agent_state("a1").state == "available", 10)
             call = await _connected(d, demo_ami, "Blind")
             cid = call.channel_id
-            d.core.acd.agent_request("a2", "login")
+            d.acd.agent_request("a2", "login")
             body = {"mode": "blind", "target": {"kind": "queue", "value": "sales"}}
             async with http.post(url(d, f"/api/calls/{cid}/transfer"), json=body, headers=ada) as r:
                 assert r.status == 200, await r.text()
@@ -250,7 +250,7 @@ async def test_click_to_dial_rings_the_agent_then_the_customer_and_only_that_age
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0,
                                            acd_callback_dial="Local/{number}@cti-demo-callee/n",
                                            acd_callback_caller_id='"Shop" <+4930999000>'))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
     await add_user(database, "ada", "agent", "a1")
     await add_user(database, "ben", "agent", "a2")
     await set_demo_times(demo_ami, talk=(30, 30))
@@ -259,7 +259,7 @@ async def test_click_to_dial_rings_the_agent_then_the_customer_and_only_that_age
             ada, ben = bearer(await login(http, d, "ada")), bearer(await login(http, d, "ben"))
             async with http.post(url(d, "/api/calls/dial"), json={"number": "+4930555111"}, headers=ada) as r:
                 assert r.status == 409 and (await r.json())["error_id"] == "agent_state"   # Ada is available
-            d.core.acd.agent_request("a1", "set_not_ready", "outbound")
+            d.acd.agent_request("a1", "set_not_ready", "outbound")
             async with http.post(url(d, "/api/calls/dial"), json={"number": "+4930555111\r\n"}, headers=ada) as r:
                 assert r.status == 422
             async with http.post(url(d, "/api/calls/dial"), json={"number": "+4930555111"}, headers=ada) as r:

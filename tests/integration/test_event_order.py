@@ -28,10 +28,10 @@ async def test_a_websocket_client_and_a_webhook_get_one_calls_events_in_seq_orde
                                            # the webhook receiver listens on loopback
                                            webhook_allow="127.0.0.0/8"))
     try:
-        await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
         await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
         for agent in ("a2", "a3", "a4", "a5"):
-            d.core.acd.agent_request(agent, "set_not_ready", "test")
+            d.acd.agent_request(agent, "set_not_ready", "test")
         await add_user(database, "root", "admin")
         await add_user(database, "sam", "supervisor")
         async with aiohttp.ClientSession() as http:

@@ -150,13 +150,13 @@ async def test_an_agent_who_answers_while_the_daemon_is_down_is_named_on_the_cal
     settings = daemon_settings(database, tmp_path, acd_config=acd, acd_announce_every=0)
     first = await start_daemon(settings)
     try:
-        await eventually(lambda: first.core.acd is not None and first.core.acd.heartbeats > 0, timeout=10)
+        await eventually(lambda: first.acd is not None and first.acd.heartbeats > 0, timeout=10)
         await set_demo_times(demo_ami, ring=(5, 5), talk=(8, 8))  # a4 answers after 5 s of ringing
         caller = await call(demo_ami, "billing", 7)
         await eventually(lambda: caller.channel_id in first.core.model.calls
                          and first.core.model.calls[caller.channel_id].state == "offered", timeout=15,
                          what="a4 ringing")
-        first.core.acd.handover = False  # as if it died while the agent's phone rang
+        first.acd.handover = False  # as if it died while the agent's phone rang
     finally:
         await first.stop()
     await eventually(lambda: _bridged(), timeout=15, what="a4 answered while the daemon was down")

@@ -31,7 +31,7 @@ async def fenced(asterisk, database, tmp_path, demo_ami):
     lead with epoch 1)."""
     hangup_all()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST))
-    acd = d.core.acd
+    acd = d.acd
     await eventually(lambda: acd is not None and acd.epoch_in_force == 1 and acd.heartbeats > 0, timeout=10,
                      what="the ACD raised epoch 1 and beat")
     for a in ("a1", "a2", "a3", "a4", "a5"):
@@ -58,7 +58,7 @@ def _rang_agent1(events: list[dict[str, Any]], call_id: str) -> list[dict[str, A
 
 async def test_an_offer_below_the_epoch_in_force_is_refused_and_one_at_it_rings(fenced, demo_ami):
     d, events = fenced
-    acd = d.core.acd
+    acd = d.acd
     # Raised to 5 through the monotonic path.
     acd.set_epoch(5)
     await eventually(lambda: acd.epoch_in_force == 5, timeout=10, what="epoch 5 in force")
@@ -100,7 +100,7 @@ async def test_an_offer_below_the_epoch_in_force_is_refused_and_one_at_it_rings(
 
 async def test_a_late_raise_to_a_lower_epoch_leaves_the_higher_one(fenced, demo_ami):
     d, events = fenced
-    acd = d.core.acd
+    acd = d.acd
     acd.set_epoch(5)
     await eventually(lambda: acd.epoch_in_force == 5, timeout=10, what="epoch 5 in force")
     # A deposed leader's late raise, straight into the dialplan: unanswered, nothing lowered.

@@ -44,10 +44,10 @@ HOSTILE_NUMBER = "+49'30;--\"111007 OR 1=1"
 async def hostile_daemon(asterisk, database, tmp_path, demo_ami):
     hangup_all()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
     await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
     for agent in ("a3", "a4", "a5"):
-        d.core.acd.agent_request(agent, "set_not_ready", "test")
+        d.acd.agent_request(agent, "set_not_ready", "test")
     await add_user(database, "ada", "agent", "a1")
     await add_user(database, "sam", "supervisor")
     try:
@@ -176,7 +176,7 @@ async def test_caller_data_never_becomes_an_originate_callback_or_dial(hostile_d
         ada = {"Authorization": f"Bearer {await login(http, d, 'ada')}"}
         async with http.post(url(d, "/api/calls/dial"), json={"number": "'; DROP TABLE calls;--"}, headers=ada) as r:
             assert r.status == 422 and (await r.json())["details"][0]["field"] == "body.number"
-    assert d.core.acd.callbacks_requested == 0
+    assert d.acd.callbacks_requested == 0
     conn = await asyncpg.connect(database)
     try:
         audit = await conn.fetchrow("SELECT result, details FROM supervisor_actions WHERE call_id = $1",

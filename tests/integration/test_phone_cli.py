@@ -14,7 +14,7 @@ ACD_PHONES = Path(__file__).with_name("acd-phones.toml")
 
 def cti(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
-    return subprocess.run([sys.executable, "-m", "cti.cli", *args], capture_output=True, text=True, input=stdin,
+    return subprocess.run([sys.executable, "-m", "server.cli", *args], capture_output=True, text=True, input=stdin,
                           timeout=120, env={**clean, **env})
 
 

@@ -53,7 +53,7 @@ async def rec(asterisk, database, tmp_path, demo_ami, rec_dirs):
     inside, outside = rec_dirs
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD, recording_config=POLICY,
                                            recording_dir=inside, recording_read_dir=outside))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10,
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10,
                      what="the ACD announced itself to the dialplan")
     await add_user(database, "ada", "agent", "t1")
     await add_user(database, "ben", "agent", "t2")
@@ -266,7 +266,7 @@ async def add_recording(conn, *, call_id: str, agent: str | None, queue: str | N
 def sweep_cli(dsn: str, read_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CTI_DATABASE_URL": dsn, "CTI_LOG_FORMAT": "json", "CTI_RECORDING_CONFIG": str(POLICY),
            "CTI_RECORDING_READ_DIR": str(read_dir)}
-    return subprocess.run([sys.executable, "-m", "cti.cli", "recordings", "sweep", *args], text=True,
+    return subprocess.run([sys.executable, "-m", "server.cli", "recordings", "sweep", *args], text=True,
                           capture_output=True, timeout=60, cwd=ROOT, env=env)
 
 

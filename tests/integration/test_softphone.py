@@ -55,7 +55,7 @@ def service(d):
 
 
 def agent(d, agent_id="p1"):
-    return d.core.acd.router.agent_state(agent_id)
+    return d.acd.router.agent_state(agent_id)
 
 
 async def test_baresip_is_offered_an_acd_call_auto_answers_and_carries_audio(phones, demo_ami, tmp_path):
@@ -102,9 +102,9 @@ async def test_baresip_is_offered_an_acd_call_auto_answers_and_carries_audio(pho
                          what="p1 unreachable after unregistering")
         second = await place_call(demo_ami, caller_num="+442000000002", caller_name="Nobody", patience=30,
                                   context="cti-demo-direct", variables={"CTI_QUEUE": "phones"})
-        await eventually(lambda: any(w.call_id == second.channel_id for w in d.core.acd.router.waiting_calls()),
+        await eventually(lambda: any(w.call_id == second.channel_id for w in d.acd.router.waiting_calls()),
                          timeout=10, what="the second call waits")
-        waiting = next(w for w in d.core.acd.router.waiting_calls() if w.call_id == second.channel_id)
+        waiting = next(w for w in d.acd.router.waiting_calls() if w.call_id == second.channel_id)
         assert waiting.offered_to is None and waiting.status == "waiting"
     finally:
         await phone.stop()

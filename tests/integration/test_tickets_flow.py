@@ -48,7 +48,7 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
                                            acd_callback_dial="Local/{number}@cti-demo-callee/n",
                                            acd_callback_caller_id='"Shop" <+4930999000>', ticket_notify="webhook",
                                            webhook_allow="127.0.0.0/8"))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
     conn = await asyncpg.connect(database)
     await save_customer(conn, "C-9", "Grace Hopper", [NUMBER], language="en")
     await add_address(conn, "C-9", Address(line1="Main St 1", city="Berlin", country="DE", region="north"),
@@ -57,7 +57,7 @@ async def test_a_ticket_from_the_screen_pop_through_dispatch_failed_visit_callba
     await add_user(database, "ada", "agent", "a1")
     await add_user(database, "sam", "supervisor")
     await add_user(database, "root", "admin")
-    d.core.acd.agent_request("a1", "set_not_ready", "test")
+    d.acd.agent_request("a1", "set_not_ready", "test")
     await set_demo_times(demo_ami, talk=(60, 60))
     page = await browser.new_page()
     http = aiohttp.ClientSession()

@@ -33,18 +33,18 @@ async def centre(asterisk, database, tmp_path, demo_ami):
     hangup_all()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
                                            wallboard_push_s=0.1, timezone="UTC"))
-    await eventually(lambda: d.core.acd is not None and d.core.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
     await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
     # Sam supervises the floor; his own phone is the device of the agent id on his user ("lazy",
     # never logged in), sat at a line that answers.
     await add_user(database, "sam", "supervisor", "lazy", team="floor")
-    d.core.acd.bind_device("lazy", "Local/s@cti-demo-hold/n")
+    d.acd.bind_device("lazy", "Local/s@cti-demo-hold/n")
     await add_user(database, "sue", "supervisor", team="elsewhere")
     await add_user(database, "ada", "agent", "a1", team="floor")
     for n, a in enumerate(AGENTS[1:]):
         await add_user(database, f"agent{n}", "agent", a, team="floor")
     for a in AGENTS:
-        d.core.acd.agent_request(a, "set_not_ready", "test")
+        d.acd.agent_request(a, "set_not_ready", "test")
     try:
         yield d
     finally:
@@ -121,7 +121,7 @@ def same(got: dict, want: dict) -> None:
 
 
 async def test_board_and_interval_report_equal_the_figures_computed_by_hand(centre, demo_ami, database, http):
-    d, acd = centre, centre.core.acd
+    d, acd = centre, centre.acd
     sup = bearer(await login(http, d, "sam"))
     # 1. A caller gives up after 2 s: nobody is ready.
     gone = await call(demo_ami, "billing", 1, patience=2)
@@ -223,7 +223,7 @@ async def test_board_and_interval_report_equal_the_figures_computed_by_hand(cent
 
 
 async def test_supervisor_actions_are_carried_out_and_audited(centre, demo_ami, database, http):
-    d, acd = centre, centre.core.acd
+    d, acd = centre, centre.acd
     sup = bearer(await login(http, d, "sam"))
     ada = bearer(await login(http, d, "ada"))
     waiting = await call(demo_ami, "billing", 11)
@@ -305,7 +305,7 @@ async def test_the_wallboard_page_updates_live_in_a_real_browser(centre, demo_am
     p = await call(demo_ami, "billing", 21)
     # A push follows each change at most wallboard_push_s later; the page shows it without a reload.
     await page.wait_for_selector("[data-queue=billing][data-fig=waiting][data-value='1']", timeout=5_000)
-    assert p.channel_id in d.core.acd.calls
+    assert p.channel_id in d.acd.calls
     await page.wait_for_selector(f"#waiting tr[data-call='{p.channel_id}']", timeout=5_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "wallboard.png"), full_page=True)

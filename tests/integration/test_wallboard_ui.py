@@ -42,7 +42,7 @@ async def test_an_agent_opening_the_wallboard_is_told_it_is_for_supervisors(cent
 
 
 async def test_rows_are_updated_in_place_and_the_row_under_the_pointer_stays(centre, demo_ami, browser, http):
-    d, acd = centre, centre.core.acd
+    d, acd = centre, centre.acd
     page, errors = await open_board(browser, d, "sam")
     await page.wait_for_selector("#status.live", timeout=10_000)
     first = await call(demo_ami, "billing", 31)
@@ -79,7 +79,7 @@ async def test_rows_are_updated_in_place_and_the_row_under_the_pointer_stays(cen
 
 async def test_the_board_names_callers_and_says_alerts_and_action_results_in_words(centre, demo_ami, browser,
                                                                                    database):
-    d, acd = centre, centre.core.acd
+    d, acd = centre, centre.acd
     page, errors = await open_board(browser, d, "sam")
     await page.wait_for_selector("#status.live", timeout=10_000)
     waiting = await call(demo_ami, "billing", 41)
@@ -132,7 +132,7 @@ PIXELS_OF = """([fig, rgb]) => {
 
 async def test_report_charts_have_a_time_axis_legends_in_colour_and_show_a_single_interval(centre, demo_ami,
                                                                                            browser, database):
-    d, acd = centre, centre.core.acd
+    d, acd = centre, centre.acd
     acd.agent_request("a3", "set_ready")
     answered = await call(demo_ami, "billing", 61)
     await ended(database, [answered.channel_id])
@@ -181,7 +181,7 @@ async def axe_violations(page) -> list:
 
 
 async def test_the_wallboard_pages_have_no_serious_accessibility_violations(centre, demo_ami, browser, database):
-    centre.core.acd.agent_request("a3", "set_ready")
+    centre.acd.agent_request("a3", "set_ready")
     answered = await call(demo_ami, "billing", 52)
     await ended(database, [answered.channel_id])
     page, errors = await open_board(browser, centre, "sam", bypass_csp=True)   # axe is injected inline

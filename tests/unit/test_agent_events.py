@@ -32,10 +32,9 @@ async def _running() -> tuple[AcdService, HubService, object]:
                 ami=WireAmi())
     acd = AcdService(core, AcdConfig.model_validate(CONFIG))
     acd._apply(acd.router.auto_login(time.time()))
-    core.acd = acd
     app = web.Application()
     app[CORE] = core
-    hub = HubService(app, Hub())
+    hub = HubService(app, Hub(), core, acd)
     await hub.start()
     boss = hub.hub.attach("user:3", Scope(everything=True), None, {}, 0).conn
     hub.hub.take(boss)

@@ -9,7 +9,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from cti import logs
-from cti.cli import main
+from server.cli import main
 from cti.config import load_settings
 from cti.errors import ConfigError
 from cti.events import Bus, CallEvent, CallStarted, CallView

@@ -18,6 +18,7 @@ import yaml
 from aiohttp import web
 
 from acd.decisions import AgentView, QueueStats
+from acd.routing_shell import ACD
 from api import prometheus as m
 from api.desktop import DESKTOP
 from api.observe import LAG, REGISTRY, setup_metrics
@@ -60,13 +61,13 @@ def minimal_app() -> web.Application:
         bus=SimpleNamespace(published=40, errors=0, subscribe=lambda fn: (lambda: None)),
         ami=SimpleNamespace(health=AmiHealth(True, True, now - 60, now - 1, 90, 0, 1, 0, 0, None, "11.0.0")),
         writer=SimpleNamespace(stats=WriterStats(5, 200, 0, 0, 0, True, None), buffer_max=100_000),
-        acd=SimpleNamespace(config=SimpleNamespace(queues=queues, agents=agents), router=router),
         http_limits=SimpleNamespace(cap=SimpleNamespace(count=3, refused={"127.0.0.1": 1}), heads_timed_out=0),
     )
     hub = SimpleNamespace(connections=1, streams={"s": 1}, published=7, delivered=7, dropped_slow=0, resyncs=0,
                           queue_depths=lambda: (0, 0))
     app = web.Application()
     app[CORE] = core
+    app[ACD] = SimpleNamespace(config=SimpleNamespace(queues=queues, agents=agents), router=router)
     app[API] = Api()
     setup_metrics(app)
     app[WS] = SimpleNamespace(hub=hub, direct_writes=3, flush_seconds=m.LagHistogram(), writer_wakes=0)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from cti import cli
+from server import cli
 from cti.config import config_file_problem, default_secret_problems, load_settings
 
 

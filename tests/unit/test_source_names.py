@@ -9,7 +9,7 @@ from pyflakes import messages
 from pyflakes.reporter import Reporter
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("cti", "crm", "acd", "api", "ivr", "recording", "phone", "bench", "scripts")
+PACKAGES = ("cti", "crm", "acd", "api", "ivr", "recording", "phone", "server", "bench", "scripts")
 FATAL = (messages.UndefinedName, messages.UndefinedLocal, messages.UndefinedExport)
 
 

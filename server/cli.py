@@ -148,8 +148,8 @@ def _refused_secrets(settings: Settings, config_file: str | None) -> list[str]:
 
 
 async def _serve(settings: Settings) -> int:
-    # The command is the composition root: the whole product (api.app) on the core.
-    from api.app import build
+    # The whole product: every feature on the core, wired by the composition root.
+    from server.root import build
     from cti.daemon import serve
 
     stop = asyncio.Event()

@@ -1,0 +1,71 @@
+"""The composition root: the whole daemon, the core (``cti.daemon``) with every feature on it.
+
+Every part is built here with what it uses passed in (the core as ``CoreServices``,
+the ACD as an ``AcdService`` or None); nothing else decides what runs. Each part
+adds its routes and long-lived tasks to one aiohttp app as a ``cleanup_ctx``:
+they start in the order ``build`` sets them up and stop in reverse, so a part
+always starts after what it uses and stops before it. Dependencies point inward:
+features use ``cti``; ``cti`` knows none of them, nor this module
+(tests/unit/test_layers.py). docs/architecture.md ("Composition root") draws it.
+"""
+from __future__ import annotations
+
+from aiohttp import web
+
+from acd.routing_shell import setup_acd
+from api.acd_routes import setup_acd_routes
+from api.customer_routes import setup_customer_routes
+from api.desktop import setup_desktop
+from api.dialplan_hooks import setup_hooks
+from api.engineer_routes import setup_engineer_routes
+from api.hygiene import setup_hygiene
+from api.observe import setup_metrics
+from api.phone_routes import setup_phone_routes
+from api.recording_routes import setup_recording_routes
+from api.session_routes import setup_auth
+from api.ticket_routes import setup_ticket_routes
+from api.wallboard_routes import setup_wallboard
+from api.webhook_service import setup_webhooks
+from api.ws import setup_ws
+from cti.config import Settings
+from cti.daemon import CORE, build_app
+from ivr.service import setup_ivr
+from phone.gateway import setup_phones
+from recording.recorder import setup_recording
+
+
+def build(settings: Settings) -> web.Application:
+    """The daemon for ``settings``, ready to serve (nothing runs until the app starts)."""
+    # 1. The core first: the database (embedded when no URL; migrations; the one
+    #    pool every feature queries through), the writer, the call model and its
+    #    bus, the AMI client. Everything below uses it.
+    app = build_app(settings)
+    core = app[CORE]
+    # 2. The Asterisk-facing features. The IVR and the dialplan hooks answer the
+    #    dialplan; they need only the core.
+    setup_ivr(app)
+    setup_hooks(app)
+    # 3. The ACD before everything that reads agents and queues from it: phones,
+    #    the hub, the wallboard, /metrics, the desktop, the ACD routes.
+    acd = setup_acd(app, core)
+    core.health_parts["acd"] = acd.health if acd is not None else (lambda: None)
+    setup_phones(app, core, acd)      # seats agents at their devices, reports reachability
+    setup_recording(app, core)
+    # 4. The API: the route registry (/openapi.json, /docs) and auth with the pool,
+    #    then the routes and services that use them.
+    setup_auth(app)
+    setup_hygiene(app)                # headers on every answer; /healthz's versions for staff only
+    setup_acd_routes(app)
+    setup_phone_routes(app)
+    setup_wallboard(app, core, acd)
+    setup_recording_routes(app)
+    setup_metrics(app)
+    setup_ws(app, core, acd)
+    setup_desktop(app)                # screen-pops go out on the hub: after it
+    setup_webhooks(app)
+    setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
+    setup_customer_routes(app)
+    setup_engineer_routes(app)
+    # Where each subscribes to the bus does not change what it sees, nor in which
+    # order: every subscriber gets every event in seq order (cti.events.Bus).
+    return app

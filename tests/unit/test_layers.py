@@ -1,0 +1,38 @@
+"""Dependencies point inward: ``cti/`` (the Asterisk side and the daemon's core) imports
+no feature package and not the composition root above them (docs/architecture.md)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server")
+
+
+def _imported(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``tree``, at any depth (lazy imports too)."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def reaching_up(source: str) -> list[tuple[int, str]]:
+    return [(line, name) for line, name in _imported(ast.parse(source))
+            if name.split(".")[0] in ABOVE_CTI]
+
+
+def test_cti_imports_no_feature_and_not_the_root():
+    files = sorted((ROOT / "cti").rglob("*.py"))
+    assert len(files) > 10
+    found = [f"{path.relative_to(ROOT)}:{line}: {name}"
+             for path in files for line, name in reaching_up(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_the_check_sees_a_lazy_import_inside_a_function():
+    assert reaching_up("def f():\n    from acd.core import Router\n") == [(2, "acd.core")]
+    assert reaching_up("import server.root as r\nimport cti.calls\n") == [(1, "server.root")]
