@@ -138,6 +138,8 @@ class Hub:
         self.delivered = 0            # event copies queued to connections
         self.dropped_slow = 0         # connections dropped for a full queue
         self.resyncs = 0
+        self.replay_events = 0        # events held in all streams' rings (each at most replay_max)
+        self.replay_bytes = 0         # their encoded size (ASCII JSON: a character is a byte)
 
     # -- streams -------------------------------------------------------------
 
@@ -175,6 +177,8 @@ class Hub:
         s.conns.clear()
         self._unindex(s)
         self.streams.pop(s.key, None)
+        self.replay_events -= len(s.ring)
+        self.replay_bytes -= sum(len(text) for _, text in s.ring)
 
     # -- connections ---------------------------------------------------------
 
@@ -252,7 +256,12 @@ class Hub:
         for s in targets:
             s.seq += 1
             text = _splice(s.seq, text_body)
+            if len(s.ring) == s.ring.maxlen:
+                self.replay_events -= 1
+                self.replay_bytes -= len(s.ring[0][1])
             s.ring.append((s.seq, text))
+            self.replay_events += 1
+            self.replay_bytes += len(text)
             for c in s.conns:
                 if c.drop is not None:
                     continue

@@ -102,6 +102,12 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
         queued, deepest = hub.queue_depths()
         fams.append(m.gauge("cti_ws_queued_messages", "Messages waiting in WebSocket send queues", queued))
         fams.append(m.gauge("cti_ws_queue_depth_max", "The deepest WebSocket send queue", deepest))
+        fams.append(m.gauge("cti_ws_replay_events", "Events kept in the streams' replay rings for resume (each "
+                                                    "ring at most cti_ws_replay_max)", hub.replay_events))
+        fams.append(m.gauge("cti_ws_replay_bytes", "The encoded size of the events kept for resume",
+                            hub.replay_bytes))
+        fams.append(m.gauge("cti_ws_replay_max", "Events a stream keeps for resume (ws_replay_max)",
+                            hub.replay_max))
     from api.desktop import DESKTOP  # optional: the desktop may not be mounted
 
     if DESKTOP in app:

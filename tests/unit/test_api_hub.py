@@ -145,6 +145,24 @@ def test_idle_streams_expire_and_a_resume_then_resyncs():
     assert h.attach("user:1", AGENT, Resume("e1", 0), {}, 161).resync is not None
 
 
+def test_the_replay_rings_size_is_counted_as_they_fill_wrap_and_expire():
+    h = hub(replay_max=3, stream_ttl=60)
+    staff = h.attach("user:1", ALL, None, {}, 0).conn
+    h.attach("user:2", AGENT, None, {}, 0)
+
+    def held() -> tuple[int, int]:
+        rings = [text for s in h.streams.values() for _, text in s.ring]
+        return len(rings), sum(len(t) for t in rings)
+
+    for i in range(5):
+        h.publish({"type": "x", "n": i * 1000}, frozenset({"a1"}) if i % 2 else frozenset())
+        assert (h.replay_events, h.replay_bytes) == held()
+    assert h.replay_events == 3 + 2
+    h.detach(staff, now=0)
+    h.expire(now=60)
+    assert (h.replay_events, h.replay_bytes) == held() == (2, held()[1])
+
+
 def test_encode_splices_the_seq_into_the_body():
     assert json.loads(encode(7, {"type": "t", "x": "a\"b\n"})) == {"seq": 7, "type": "t", "x": "a\"b\n"}
 
