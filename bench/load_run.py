@@ -197,6 +197,7 @@ class Sampler:
             "ws_queue_max": m.get("cti_ws_queue_depth_max", -1), "ws_connections": m.get("cti_ws_connections", -1),
             "live_calls": sum(v for k, v in m.items() if k.startswith("cti_calls{") and 'state="ended"' not in k),
             "store_buffered": m.get("cti_store_buffered_rows", -1),
+            "ws_replay_bytes": m.get("cti_ws_replay_bytes", -1),
             "asterisk_live_callers": len(self.bed.watch.live),
             "asterisk_rss_kb": rss_kb(self.asterisk)[0] if self.asterisk else -1,
             "pg_connections": await self.pg_connections(),
