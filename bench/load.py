@@ -116,6 +116,9 @@ def main() -> int:
     ap.add_argument("--memtrace", type=Path, help="run the daemon under tracemalloc (bench/memtrace.py), "
                                               "snapshots in this folder; the JSON says where the heap grew")
     ap.add_argument("--profile", type=Path, help="run the daemon under cProfile timed by CPU (bench/cpuprofile.py); its stats are written here")
+    ap.add_argument("--mallocstats", type=Path, help="note glibc's malloc figures every minute "
+                                                     "(bench/mallocstats.py) into this folder")
+    ap.add_argument("--malloc-trim", action="store_true", help="with --mallocstats: malloc_trim(0) after each")
     ap.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
                     help="more environment for the daemon's process (MALLOC_ARENA_MAX=2, LD_PRELOAD=...)")
     a = ap.parse_args()
@@ -136,7 +139,8 @@ def main() -> int:
                    soak_csv=a.csv if a.soak else None, profile=a.profile, memtrace=a.memtrace,
                    log_level=a.log_level, ws_replay_max=a.ws_replay_max,
                    extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors,
-                   daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day)
+                   daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day,
+                   mallocstats=a.mallocstats, malloc_trim=a.malloc_trim)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)

@@ -75,16 +75,21 @@ def load_daemon_env(workdir: Path, dsn: str, agents: int, *, acd_config: Path | 
                       ami_reconnect_max=None, **more)
 
 
-def daemon_wrapper(profile: Path | None, heap_dir: Path | None) -> tuple[str, ...]:
+def daemon_wrapper(profile: Path | None, heap_dir: Path | None, malloc_dir: Path | None = None,
+                   malloc_trim: bool = False) -> tuple[str, ...]:
     """What the daemon runs under: cProfile timed by CPU (``bench/cpuprofile.py``, stats to
     ``profile``), or tracemalloc with heap snapshots every 5 minutes, 8 frames deep
-    (``bench/memtrace.py``, into ``heap_dir``), or nothing. Raises ValueError for both."""
+    (``bench/memtrace.py``, into ``heap_dir``), or glibc's malloc figures every minute
+    (``bench/mallocstats.py``, into ``malloc_dir``; ``malloc_trim``: a trim after each), or
+    nothing. Raises ValueError for more than one."""
+    if sum(x is not None for x in (profile, heap_dir, malloc_dir)) > 1:
+        raise ValueError("--profile, --memtrace and --mallocstats are one run each")
     if heap_dir is not None:
-        if profile is not None:
-            raise ValueError("--profile and --memtrace are one run each")
         return (str(ROOT / "bench" / "memtrace.py"), str(heap_dir), "300", "8")
     if profile is not None:
         return (str(ROOT / "bench" / "cpuprofile.py"), str(profile))
+    if malloc_dir is not None:
+        return (str(ROOT / "bench" / "mallocstats.py"), str(malloc_dir), "60", *(("--trim",) if malloc_trim else ()))
     return ()
 
 

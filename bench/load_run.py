@@ -65,6 +65,8 @@ class Options:
     extra_supervisors: int = 0
     # More environment for the daemon's process (not CTI_ settings): MALLOC_ARENA_MAX, LD_PRELOAD...
     daemon_env: dict[str, str] = field(default_factory=dict)
+    mallocstats: Path | None = None   # glibc's malloc figures every minute (bench/mallocstats.py), here
+    malloc_trim: bool = False         # and malloc_trim(0) after each
     # A center's day beside the calls (bench/load_day.py): recordings, callbacks, tickets, webhooks.
     day: bool = False
 
@@ -96,7 +98,8 @@ class Bed:
                               **(day_settings(self.workdir) if self.opts.day else {}))
         env.update(self.opts.daemon_env)
         self.daemon = DaemonProcess(env, self.workdir / "daemon.log",
-                                    wrapper=daemon_wrapper(self.opts.profile, self.opts.memtrace))
+                                    wrapper=daemon_wrapper(self.opts.profile, self.opts.memtrace,
+                                                           self.opts.mallocstats, self.opts.malloc_trim))
         self._stack.push_async_callback(self.daemon.stop)
         await self.daemon.start()
         await wait_agents(self.daemon, self.http, self.agents)
