@@ -108,6 +108,9 @@ def collect(app: web.Application, now: float) -> list[m.Family]:
                             hub.replay_bytes))
         fams.append(m.gauge("cti_ws_replay_max", "Events a stream keeps for resume (ws_replay_max)",
                             hub.replay_max))
+        fams.append(m.gauge("cti_ws_replay_max_age_seconds", "The oldest event a stream keeps for resume, in "
+                                                            "seconds (ws_replay_max_age_s; 0: no age bound)",
+                            hub.replay_max_age))
     from api.desktop import DESKTOP  # optional: the desktop may not be mounted
 
     if DESKTOP in app:
