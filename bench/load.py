@@ -98,6 +98,9 @@ def main() -> int:
     ap.add_argument("--day", action="store_true",
                     help="a center's day in an hour (a soak): 8.3 calls/s, 200 agents, 5 supervisors, talk 4-12 s, "
                          "recordings, callbacks, tickets, webhooks (bench/load_day.py); each default can be overridden")
+    ap.add_argument("--warmup", type=float, help="a soak's growth is measured after this many seconds (default: "
+                                                 "the second half; with --day 1920: the wallboard's 31-minute "
+                                                 "window and a minute)")
     ap.add_argument("--callback-share", type=float, help="of the IVR's callers, those asking for a callback "
                                                          "(default 0, with --day 0.1)")
     ap.add_argument("--sample-every", type=float)
@@ -123,9 +126,9 @@ def main() -> int:
                     help="more environment for the daemon's process (MALLOC_ARENA_MAX=2, LD_PRELOAD=...)")
     a = ap.parse_args()
     defaults = (dict(rate=8.3, duration=3600.0, agents=200, supervisors=5, talk=(4, 12), sample_every=60.0,
-                     callback_share=0.1) if a.day else
+                     callback_share=0.1, warmup=1920.0) if a.day else
                 dict(rate=0.2 if a.fanout else 1.0, duration=60.0, supervisors=2, talk=(2, 6), sample_every=10.0,
-                     callback_share=0.0))
+                     callback_share=0.0, warmup=None))
     for k, v in defaults.items():
         if getattr(a, k) is None:
             setattr(a, k, v)
@@ -140,7 +143,7 @@ def main() -> int:
                    log_level=a.log_level, ws_replay_max=a.ws_replay_max,
                    extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors,
                    daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day,
-                   mallocstats=a.mallocstats, malloc_trim=a.malloc_trim)
+                   warmup_s=a.warmup, mallocstats=a.mallocstats, malloc_trim=a.malloc_trim)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)

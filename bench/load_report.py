@@ -50,7 +50,8 @@ def load_table(out: dict[str, Any]) -> str:
                      f"{d['webhooks_received']} webhook deliveries received ({d['webhook_bytes']:,} bytes)")
     if "soak" in out:
         v = out["soak"]
-        lines.append(f"\nSoak: {v['samples']} samples; growth over the second half: RSS "
+        since = v.get("measured_from_s") or 0.0
+        lines.append(f"\nSoak: {v['samples']} samples; growth from {since:.0f} s on: RSS "
                      f"{v['slopes']['rss_mb_per_h']} MB/h, tasks {v['slopes']['tasks_per_h']}/h, fds "
                      f"{v['slopes']['fds_per_h']}/h; verdict: {v['verdict']}")
     return "\n".join(lines)

@@ -65,6 +65,7 @@ class Options:
     extra_supervisors: int = 0
     # More environment for the daemon's process (not CTI_ settings): MALLOC_ARENA_MAX, LD_PRELOAD...
     daemon_env: dict[str, str] = field(default_factory=dict)
+    warmup_s: float | None = None     # a soak's slopes are of the samples after this (default: the second half)
     mallocstats: Path | None = None   # glibc's malloc figures every minute (bench/mallocstats.py), here
     malloc_trim: bool = False         # and malloc_trim(0) after each
     # A center's day beside the calls (bench/load_day.py): recordings, callbacks, tickets, webhooks.
@@ -331,7 +332,7 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
     if day_out is not None:
         out["day"] = day_out
     if soak:
-        out["soak"] = soak_verdict(sampler.rows)
+        out["soak"] = soak_verdict(sampler.rows, warmup_s=opts.warmup_s)
         if opts.soak_csv is not None:
             out["soak"]["csv"] = str(opts.soak_csv)
     if opts.memtrace is not None:
