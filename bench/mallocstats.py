@@ -11,12 +11,18 @@ Writes ``DIR/malloc.csv``: seconds since start, VmRSS (KiB), malloc's ``arena`` 
 its heaps, from the system), ``hblkhd`` (in mmapped blocks), ``uordblks`` (in use),
 ``fordblks`` (free in the heaps), ``keepcost`` (releasable at the top), Python's allocated
 blocks (``sys.getallocatedblocks``), and with ``--trim`` VmRSS after ``malloc_trim(0)``,
-called after each line (to measure what a periodic trim would give back).
+called after each line (to measure what a periodic trim would give back); then pymalloc's
+own arenas (``sys._debugmallocstats``, read through a moment's redirect of fd 2): bytes
+in arenas, in allocated blocks, and free in them (available blocks and unused pools), the
+small objects' side of the same question.
 """
 from __future__ import annotations
 
 import ctypes
+import os
+import re
 import runpy
+import tempfile
 import signal
 import sys
 import threading
@@ -37,12 +43,35 @@ def _rss_kb() -> int:
     return 0
 
 
+def _pymalloc() -> tuple[int, int, int]:
+    """(bytes in pymalloc arenas, in allocated blocks, free in available blocks and unused pools)."""
+    with tempfile.TemporaryFile() as tmp:
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+
+    def figure(pattern: str) -> int:
+        m = re.search(pattern + r"\s*=\s*([\d,]+)", text)
+        return int(m.group(1).replace(",", "")) if m else -1
+
+    unused = figure(r"unused pools \* \d+ bytes")
+    return (figure(r"arenas \* \d+ bytes/arena"), figure(r"# bytes in allocated blocks"),
+            figure(r"# bytes in available blocks") + max(0, unused))
+
+
 def _sample(out: Path, every: float, trim: bool, stop: threading.Event) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
     t0 = time.monotonic()
     with open(out / "malloc.csv", "a", buffering=1) as csv:
-        csv.write("t,rss_kb,arena,hblkhd,uordblks,fordblks,keepcost,py_blocks,rss_after_trim_kb\n")
+        csv.write("t,rss_kb,arena,hblkhd,uordblks,fordblks,keepcost,py_blocks,rss_after_trim_kb,"
+                  "pymalloc_arenas,pymalloc_used,pymalloc_free\n")
         while not stop.wait(every):
             m = libc.mallinfo2()
             rss = _rss_kb()
@@ -51,7 +80,7 @@ def _sample(out: Path, every: float, trim: bool, stop: threading.Event) -> None:
                 libc.malloc_trim(0)
                 after = str(_rss_kb())
             csv.write(f"{time.monotonic() - t0:.1f},{rss},{m.arena},{m.hblkhd},{m.uordblks},{m.fordblks},"
-                      f"{m.keepcost},{sys.getallocatedblocks()},{after}\n")
+                      f"{m.keepcost},{sys.getallocatedblocks()},{after},{','.join(map(str, _pymalloc()))}\n")
 
 
 def main() -> None:
