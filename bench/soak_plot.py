@@ -14,7 +14,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
-W, H, LEFT, RIGHT, TOP, BOTTOM = 760, 380, 60, 150, 30, 40
+W, H, LEFT, RIGHT, TOP, BOTTOM = 820, 380, 60, 210, 30, 40
 
 
 def series(path: Path, column: str) -> list[tuple[float, float]]:
@@ -26,8 +26,8 @@ def series(path: Path, column: str) -> list[tuple[float, float]]:
 
 def nice_step(span: float, ticks: int = 6) -> float:
     raw = span / ticks
-    for m in (1, 2, 5, 10):
-        for e in range(-3, 7):
+    for e in range(-3, 7):
+        for m in (1, 2, 5):
             if m * 10 ** e >= raw:
                 return m * 10 ** e
     return raw
