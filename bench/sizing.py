@@ -1,8 +1,8 @@
 """Memory per unit: how much the daemon's RSS grows per connected desktop, waiting call,
 configured agent, queue and open ticket (docs/sizing.md).
 
-    scripts/run-isolated sizing .venv/bin/python bench/sizing.py [--desktops 1000] [--waiting 300]
-        [--agents 1000] [--queues 200] [--tickets 20000]
+    scripts/run-isolated sizing .venv/bin/python bench/sizing.py [--desktops 500] [--waiting 100]
+        [--agents 1000] [--queues 200] [--tickets 5000]
 
 Four daemons on scratch databases, one after the other, each measured after its start-up
 work (the report roll-up 30 s in) has settled:
@@ -61,8 +61,9 @@ def routing(agents: int, extra_queues: int = 0, logged_in: bool = True) -> str:
     return text
 
 
-async def settled_rss(daemon: DaemonProcess, wait: float = 5.0) -> float:
+async def settled_rss(daemon: DaemonProcess, wait: float = 5.0, what: str = "") -> float:
     """The daemon's RSS in MB, the median of 5 reads ``wait`` s apart."""
+    print(f"# {time.strftime('%H:%M:%S')} measuring {what}", file=sys.stderr, flush=True)
     reads = []
     for _ in range(5):
         await asyncio.sleep(wait)
@@ -96,13 +97,13 @@ class Daemon:
 async def base_run(a: argparse.Namespace, http: aiohttp.ClientSession) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with Daemon(routing(BASE_AGENTS, logged_in=False)) as d:
-        rss0 = await settled_rss(d.daemon)
+        rss0 = await settled_rss(d.daemon, what="the base")
         out["base_mb"] = round(rss0, 1)
         # Idle desktops.
         tokens = await make_sessions(d.scratch.dsn, a.desktops, prefix="size", role="agent", agents=True)
         procs = ClientProcesses(d.daemon.url.replace("http", "ws") + "/ws", tokens, 2)
         connected = await procs.connected()
-        rss1 = await settled_rss(d.daemon)
+        rss1 = await settled_rss(d.daemon, what="with the desktops")
         out["desktops"] = {"n": connected, "mb": round(rss1 - rss0, 1),
                            "kb_per_unit": round((rss1 - rss0) * 1024 / connected, 1)}
         # Waiting callers (nobody logged in: they all wait).
@@ -121,7 +122,7 @@ async def base_run(a: argparse.Namespace, http: aiohttp.ClientSession) -> dict[s
                 if waiting >= a.waiting:
                     break
                 await asyncio.sleep(1)
-            rss2 = await settled_rss(d.daemon)
+            rss2 = await settled_rss(d.daemon, what="with the waiting calls")
             out["waiting_calls"] = {"n": a.waiting, "seen_waiting": waiting, "mb": round(rss2 - rss1, 1),
                                     "kb_per_unit": round((rss2 - rss1) * 1024 / a.waiting, 1)}
             # Open tickets, and the work lists read.
@@ -130,7 +131,7 @@ async def base_run(a: argparse.Namespace, http: aiohttp.ClientSession) -> dict[s
             for path in ("/api/tickets?state=open", "/api/tickets/overdue", "/api/tickets/callbacks") * 5:
                 async with http.get(d.daemon.url + path, headers={"Authorization": f"Bearer {token}"}) as r:
                     await r.read()
-            rss3 = await settled_rss(d.daemon)
+            rss3 = await settled_rss(d.daemon, what="with the tickets")
             out["open_tickets"] = {"n": a.tickets, "mb": round(rss3 - rss2, 1),
                                    "kb_per_unit": round((rss3 - rss2) * 1024 / max(1, a.tickets), 3)}
             # The callers go before the next daemon starts on the same Asterisk.
@@ -174,16 +175,16 @@ async def login_admin(dsn: str, http: aiohttp.ClientSession, base: str) -> str:
 
 async def config_run(agents: int, extra_queues: int) -> float:
     async with Daemon(routing(agents, extra_queues)) as d:
-        return await settled_rss(d.daemon)
+        return await settled_rss(d.daemon, what=f"{agents} agents, {extra_queues} more queues")
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--desktops", type=int, default=1000)
-    ap.add_argument("--waiting", type=int, default=300)
+    ap.add_argument("--desktops", type=int, default=500)
+    ap.add_argument("--waiting", type=int, default=100)
     ap.add_argument("--agents", type=int, default=1000)
     ap.add_argument("--queues", type=int, default=200)
-    ap.add_argument("--tickets", type=int, default=20000)
+    ap.add_argument("--tickets", type=int, default=5000)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     raise_fd_limit(a.desktops + 2000)
