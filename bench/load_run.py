@@ -204,7 +204,9 @@ class Sampler:
             "ws_replay_bytes": m.get("cti_ws_replay_bytes", -1),
             "asterisk_live_callers": len(self.bed.watch.live),
             "asterisk_rss_kb": rss_kb(self.asterisk)[0] if self.asterisk else -1,
-            "pg_connections": await self.pg_connections(),
+            # A connection each sample: only for a soak (a load run samples every second, and its
+            # PostgreSQL CPU is a figure of the run).
+            "pg_connections": await self.pg_connections() if self.csv is not None else -1,
             "calls_total": len(self.bed.watch.accepted),
         })
 
