@@ -6,7 +6,10 @@ Why it is shaped like this:
 
 - A **stream** belongs to one principal (a user, or an API key): every
   message for them is numbered there (``seq``, from 1, one more per event)
-  and kept in a bounded ring (``replay_max``). Each stream has an ``epoch``
+  and kept in a bounded ring (``replay_max`` events, none older than
+  ``replay_max_age`` seconds: a resume after longer than a stream lives
+  unread is a resync anyway, and a ring of hours of a busy agent's events is
+  memory no resume needs). Each stream has an ``epoch``
   (a random id) that changes when the stream is made anew (first connect,
   after it expired, after a daemon restart), so a ``seq`` is only meaningful
   with its epoch.
@@ -76,6 +79,7 @@ class Stream:
     seq: int = 0
     conns: set["Connection"] = field(default_factory=set)
     idle_since: float | None = None
+    marks: deque[tuple[float, int]] = field(default_factory=deque)   # (time, seq then), at each ``expire``
 
     @property
     def oldest(self) -> int:
@@ -125,8 +129,10 @@ class Hub:
     a slow client; ``now`` is epoch seconds, given by the shell."""
 
     def __init__(self, *, replay_max: int = 1000, queue_max: int = 500, stream_ttl: float = 900.0,
+                 replay_max_age: float = 0.0,
                  new_epoch: Callable[[], str] = lambda: secrets.token_hex(8)) -> None:
         self.replay_max = replay_max
+        self.replay_max_age = replay_max_age      # 0: no age bound
         self.queue_max = queue_max
         self.stream_ttl = stream_ttl
         self._new_epoch = new_epoch
@@ -138,6 +144,8 @@ class Hub:
         self.delivered = 0            # event copies queued to connections
         self.dropped_slow = 0         # connections dropped for a full queue
         self.resyncs = 0
+        self.replay_events = 0        # events held in all streams' rings (each at most replay_max)
+        self.replay_bytes = 0         # their encoded size (ASCII JSON: a character is a byte)
 
     # -- streams -------------------------------------------------------------
 
@@ -175,6 +183,8 @@ class Hub:
         s.conns.clear()
         self._unindex(s)
         self.streams.pop(s.key, None)
+        self.replay_events -= len(s.ring)
+        self.replay_bytes -= sum(len(text) for _, text in s.ring)
 
     # -- connections ---------------------------------------------------------
 
@@ -252,7 +262,12 @@ class Hub:
         for s in targets:
             s.seq += 1
             text = _splice(s.seq, text_body)
+            if len(s.ring) == s.ring.maxlen:
+                self.replay_events -= 1
+                self.replay_bytes -= len(s.ring[0][1])
             s.ring.append((s.seq, text))
+            self.replay_events += 1
+            self.replay_bytes += len(text)
             for c in s.conns:
                 if c.drop is not None:
                     continue
@@ -292,11 +307,23 @@ class Hub:
         return touched
 
     def expire(self, now: float) -> int:
-        """Forget streams nobody has read for ``stream_ttl`` seconds; returns how many."""
+        """Forget streams nobody has read for ``stream_ttl`` seconds; returns how many.
+        With ``replay_max_age``, also drop from each ring the events published before the
+        mark taken that long ago (the shell calls this every minute: the age bound is
+        kept to within that period)."""
         old = [s for s in self.streams.values()
                if not s.conns and s.idle_since is not None and now - s.idle_since >= self.stream_ttl]
         for s in old:
             self._remove(s, "expired")
+        if self.replay_max_age > 0:
+            for s in self.streams.values():
+                s.marks.append((now, s.seq))
+                upto = 0
+                while s.marks and now - s.marks[0][0] >= self.replay_max_age:
+                    upto = s.marks.popleft()[1]
+                while s.ring and s.ring[0][0] <= upto:
+                    self.replay_events -= 1
+                    self.replay_bytes -= len(s.ring.popleft()[1])
         return len(old)
 
     def streams_of(self, scope_agent: str) -> set[Stream]:

@@ -124,6 +124,15 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         queued, deepest = hub.queue_depths()
         fams.append(m.gauge("cti_ws_queued_messages", "Messages waiting in WebSocket send queues", queued))
         fams.append(m.gauge("cti_ws_queue_depth_max", "The deepest WebSocket send queue", deepest))
+        fams.append(m.gauge("cti_ws_replay_events", "Events kept in the streams' replay rings for resume (each "
+                                                    "ring at most cti_ws_replay_max)", hub.replay_events))
+        fams.append(m.gauge("cti_ws_replay_bytes", "The encoded size of the events kept for resume",
+                            hub.replay_bytes))
+        fams.append(m.gauge("cti_ws_replay_max", "Events a stream keeps for resume (ws_replay_max)",
+                            hub.replay_max))
+        fams.append(m.gauge("cti_ws_replay_max_age_seconds", "The oldest event a stream keeps for resume, in "
+                                                            "seconds (ws_replay_max_age_s; 0: no age bound)",
+                            hub.replay_max_age))
     from api.desktop import DESKTOP  # optional: the desktop may not be mounted
 
     if DESKTOP in app:

@@ -473,7 +473,8 @@ def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None) -
     it subscribes to the bus does not matter: every subscriber gets the same
     events in the same order (``cti.events.Bus``)."""
     settings = core.settings
-    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max), core, acd)
+    service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max,
+                                  replay_max_age=settings.ws_replay_max_age_s), core, acd)
     app[WS] = service
 
     async def on_shutdown(app: web.Application) -> None:

@@ -11,6 +11,7 @@ from /proc apart from this generator's, next to Asterisk's (the sandbox's pid).
     scripts/run-isolated load .venv/bin/python bench/load.py --rate 2 --duration 120
     scripts/run-isolated load .venv/bin/python bench/load.py --ramp 1,2,4,8 --duration 60
     scripts/run-isolated load .venv/bin/python bench/load.py --soak --duration 1800 --rate 1
+    scripts/run-isolated soak .venv/bin/python bench/load.py --day --csv day.csv --json day.json
     scripts/run-isolated load .venv/bin/python bench/load.py --fanout 2000 --duration 60
 
 (``scripts/run-isolated`` gives the run a private sandbox and network namespace;
@@ -82,11 +83,11 @@ def pair(text: str) -> tuple[int, int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rate", type=float, help="calls per second (Poisson; default 1, with --fanout 0.2)")
-    ap.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (per ramp step)")
+    ap.add_argument("--duration", type=float, help="seconds of traffic (per ramp step)")
     ap.add_argument("--agents", type=int, help="simulated agents (default: enough for the rate)")
-    ap.add_argument("--supervisors", type=int, default=2)
+    ap.add_argument("--supervisors", type=int)
     ap.add_argument("--ring", type=pair, default=(0, 1), help="agents ring MIN,MAX seconds")
-    ap.add_argument("--talk", type=pair, default=(2, 6), help="agents talk MIN,MAX seconds")
+    ap.add_argument("--talk", type=pair, help="agents talk MIN,MAX seconds")
     ap.add_argument("--ivr-share", type=float, default=0.3)
     ap.add_argument("--abandon-share", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=7)
@@ -94,7 +95,15 @@ def main() -> int:
                                            "else an embedded one)")
     ap.add_argument("--ramp", type=lambda s: [float(x) for x in s.split(",")], help="rates to step through")
     ap.add_argument("--soak", action="store_true")
-    ap.add_argument("--sample-every", type=float, default=10.0)
+    ap.add_argument("--day", action="store_true",
+                    help="a center's day in an hour (a soak): 8.3 calls/s, 200 agents, 5 supervisors, talk 4-12 s, "
+                         "recordings, callbacks, tickets, webhooks (bench/load_day.py); each default can be overridden")
+    ap.add_argument("--warmup", type=float, help="a soak's growth is measured after this many seconds (default: "
+                                                 "the second half; with --day 1920: the wallboard's 31-minute "
+                                                 "window and a minute)")
+    ap.add_argument("--callback-share", type=float, help="of the IVR's callers, those asking for a callback "
+                                                         "(default 0, with --day 0.1)")
+    ap.add_argument("--sample-every", type=float)
     ap.add_argument("--csv", type=Path, default=Path("soak.csv"))
     ap.add_argument("--fanout", type=int, help="connect this many supervisor clients and measure delivery")
     ap.add_argument("--fanout-processes", type=int, default=2)
@@ -110,17 +119,31 @@ def main() -> int:
     ap.add_argument("--memtrace", type=Path, help="run the daemon under tracemalloc (bench/memtrace.py), "
                                               "snapshots in this folder; the JSON says where the heap grew")
     ap.add_argument("--profile", type=Path, help="run the daemon under cProfile timed by CPU (bench/cpuprofile.py); its stats are written here")
+    ap.add_argument("--mallocstats", type=Path, help="note glibc's malloc figures every minute "
+                                                     "(bench/mallocstats.py) into this folder")
+    ap.add_argument("--malloc-trim", action="store_true", help="with --mallocstats: malloc_trim(0) after each")
+    ap.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="more environment for the daemon's process (MALLOC_ARENA_MAX=2, LD_PRELOAD=...)")
     a = ap.parse_args()
-    if a.rate is None:
-        a.rate = 0.2 if a.fanout else 1.0
+    defaults = (dict(rate=8.3, duration=3600.0, agents=200, supervisors=5, talk=(4, 12), sample_every=60.0,
+                     callback_share=0.1, warmup=1920.0) if a.day else
+                dict(rate=0.2 if a.fanout else 1.0, duration=60.0, supervisors=2, talk=(2, 6), sample_every=10.0,
+                     callback_share=0.0, warmup=None))
+    for k, v in defaults.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    a.soak = a.soak or a.day
     if not (0 <= a.ivr_share <= 1 and 0 <= a.abandon_share <= 1) or a.rate <= 0 or a.duration <= 0:
         ap.error("shares are between 0 and 1; rate and duration are positive")
     opts = Options(rate=a.rate, duration=a.duration, agents=a.agents, supervisors=a.supervisors, ring=a.ring,
-                   talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share), seed=a.seed,
+                   talk=a.talk, mix=Mix(ivr_share=a.ivr_share, abandon_share=a.abandon_share,
+                                                          callback_share=a.callback_share), seed=a.seed,
                    database_url=a.database_url, sample_every=a.sample_every,
                    soak_csv=a.csv if a.soak else None, profile=a.profile, memtrace=a.memtrace,
                    log_level=a.log_level, ws_replay_max=a.ws_replay_max,
-                   extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors)
+                   extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors,
+                   daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day,
+                   warmup_s=a.warmup, mallocstats=a.mallocstats, malloc_trim=a.malloc_trim)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)

@@ -23,6 +23,7 @@ class Mix:
     abandon_share: float = 0.1
     patience: tuple[int, int] = (120, 180)     # callers who wait for an agent
     abandon_patience: tuple[int, int] = (2, 6)  # callers who give up
+    callback_share: float = 0.0                 # of the IVR's callers, those asking to be called back (key 4)
 
 
 async def place_one(ami: AmiClient, rng: random.Random, mix: Mix, n: int) -> None:
@@ -32,6 +33,8 @@ async def place_one(ami: AmiClient, rng: random.Random, mix: Mix, n: int) -> Non
     name = f"Load {n}"
     if rng.random() < mix.ivr_share:
         key = rng.choice("123")
+        if mix.callback_share and rng.random() < mix.callback_share:
+            key = "4"
         await place_call(ami, caller_num=number, caller_name=name, did=IVR_DID, patience=patience,
                          variables={"__DIGITS": "W" + key}, caller_context="cti-demo-dtmf", id_prefix="lv")
     else:

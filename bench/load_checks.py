@@ -8,6 +8,7 @@ agent's desktop and none reached another agent.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
@@ -17,6 +18,9 @@ from bench.integrity import IntegrityReport, check, fetch_and_check
 from bench.load_callers import CALL_ID
 from bench.load_desktops import Pop, WsClient
 from bench.load_figures import pct
+
+
+CALLBACK_LEG = re.compile(r"-cb\d+$")
 
 
 def _agent_of(channel: str) -> str:
@@ -98,14 +102,18 @@ async def step_integrity(dsn: str, accepted: list[str], first: int, since: datet
     conn = await asyncpg.connect(dsn)
     try:
         if first == 0:
-            return await fetch_and_check(conn, ids, since=since, until=until)
-        # A later step of a ramp: the same window check, less the earlier steps' calls.
-        earlier = set(accepted[:first])
-        rows = await conn.fetch("SELECT * FROM calls WHERE started_at BETWEEN $1 AND $2 OR call_id = ANY($3)",
-                                since - timedelta(minutes=1), until + timedelta(minutes=1), ids)
-        return check(ids, [dict(r) for r in rows if r["call_id"] not in earlier])
+            report = await fetch_and_check(conn, ids, since=since, until=until)
+        else:
+            # A later step of a ramp: the same window check, less the earlier steps' calls.
+            earlier = set(accepted[:first])
+            rows = await conn.fetch("SELECT * FROM calls WHERE started_at BETWEEN $1 AND $2 OR call_id = ANY($3)",
+                                    since - timedelta(minutes=1), until + timedelta(minutes=1), ids)
+            report = check(ids, [dict(r) for r in rows if r["call_id"] not in earlier])
     finally:
         await conn.close()
+    # The daemon's callback legs (``<caller's id>-cb<n>``, ``--day``) are its own calls, not extra.
+    report.extra = [cid for cid in report.extra if not CALLBACK_LEG.search(cid)]
+    return report
 
 
 def screenpops(watch: Watch, ids: list[str], agents: list[WsClient], sups: list[WsClient],

@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -16,7 +17,7 @@ from bench.harness import ROOT, DaemonProcess, daemon_env
 from bench.load_callers import IVR_DID, QUEUES
 
 
-# The IVR the callers walk: one menu, a beep, a key per queue.
+# The IVR the callers walk: one menu, a beep, a key per queue; 4 asks to be called back.
 IVR_TOML = f"""
 [ivr]
 default_queue = "support"
@@ -34,6 +35,7 @@ invalid_prompt = "beep"
 "1" = {{ action = "queue", queue = "sales", skills = {{ sales = 1 }} }}
 "2" = {{ action = "queue", queue = "support", skills = {{ support = 1 }} }}
 "3" = {{ action = "queue", queue = "billing", skills = {{ billing = 1 }} }}
+"4" = {{ action = "callback", queue = "support", skills = {{ support = 1 }} }}
 """
 
 
@@ -54,9 +56,10 @@ def acd_toml(agents: int, ring_timeout_s: int = 15) -> str:
 
 def load_daemon_env(workdir: Path, dsn: str, agents: int, *, acd_config: Path | None = None,
                     ws_queue_max: int = 500, ws_replay_max: int = 1000, log_level: str = "info",
-                    profile_window: bool = False) -> dict[str, str]:
+                    profile_window: bool = False, **more: Any) -> dict[str, str]:
     """Writes the routing (``acd_toml(agents)``, unless ``acd_config`` names a file of its
-    own) and the IVR into ``workdir``; returns the daemon's environment (``daemon_env``)."""
+    own) and the IVR into ``workdir``; returns the daemon's environment (``daemon_env``),
+    ``more`` settings added."""
     if acd_config is None:
         acd_config = workdir / "acd.toml"
         acd_config.write_text(acd_toml(agents))
@@ -69,19 +72,24 @@ def load_daemon_env(workdir: Path, dsn: str, agents: int, *, acd_config: Path | 
                       # bench/cpuprofile.py profiles only between SIGUSR1s (the measured steps).
                       profile_window=1 if profile_window else None,
                       # The daemon's own reconnect back-off: a load run's AMI session does not drop.
-                      ami_reconnect_max=None)
+                      ami_reconnect_max=None, **more)
 
 
-def daemon_wrapper(profile: Path | None, heap_dir: Path | None) -> tuple[str, ...]:
+def daemon_wrapper(profile: Path | None, heap_dir: Path | None, malloc_dir: Path | None = None,
+                   malloc_trim: bool = False) -> tuple[str, ...]:
     """What the daemon runs under: cProfile timed by CPU (``bench/cpuprofile.py``, stats to
     ``profile``), or tracemalloc with heap snapshots every 5 minutes, 8 frames deep
-    (``bench/memtrace.py``, into ``heap_dir``), or nothing. Raises ValueError for both."""
+    (``bench/memtrace.py``, into ``heap_dir``), or glibc's malloc figures every minute
+    (``bench/mallocstats.py``, into ``malloc_dir``; ``malloc_trim``: a trim after each), or
+    nothing. Raises ValueError for more than one."""
+    if sum(x is not None for x in (profile, heap_dir, malloc_dir)) > 1:
+        raise ValueError("--profile, --memtrace and --mallocstats are one run each")
     if heap_dir is not None:
-        if profile is not None:
-            raise ValueError("--profile and --memtrace are one run each")
         return (str(ROOT / "bench" / "memtrace.py"), str(heap_dir), "300", "8")
     if profile is not None:
         return (str(ROOT / "bench" / "cpuprofile.py"), str(profile))
+    if malloc_dir is not None:
+        return (str(ROOT / "bench" / "mallocstats.py"), str(malloc_dir), "60", *(("--trim",) if malloc_trim else ()))
     return ()
 
 

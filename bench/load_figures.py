@@ -58,10 +58,10 @@ def slope_per_hour(points: list[tuple[float, float]]) -> float:
 
 
 def soak_verdict(rows: list[dict[str, float]], *, rss_mb_per_h: float = 8.0, tasks_per_h: float = 30.0,
-                 fds_per_h: float = 30.0) -> dict[str, Any]:
-    """Growth over the second half of the samples (the first half warms up): a
-    leak is a steady climb, so a slope above the bound is flagged."""
-    half = rows[len(rows) // 2:]
+                 fds_per_h: float = 30.0, warmup_s: float | None = None) -> dict[str, Any]:
+    """Growth over the samples after ``warmup_s`` (default: the second half; the rest
+    warms up): a leak is a steady climb, so a slope above the bound is flagged."""
+    half = rows[len(rows) // 2:] if warmup_s is None else [r for r in rows if r["t"] >= warmup_s]
     t0 = half[0]["t"] if half else 0.0
     slopes = {
         "rss_mb_per_h": slope_per_hour([(r["t"] - t0, r["rss_kb"] / 1024) for r in half]),
@@ -70,7 +70,7 @@ def soak_verdict(rows: list[dict[str, float]], *, rss_mb_per_h: float = 8.0, tas
     }
     bounds = {"rss_mb_per_h": rss_mb_per_h, "tasks_per_h": tasks_per_h, "fds_per_h": fds_per_h}
     growing = [k for k, v in slopes.items() if v > bounds[k]]
-    return {"samples": len(rows), "slopes": {k: round(v, 2) for k, v in slopes.items()}, "bounds": bounds,
+    return {"samples": len(rows), "measured_from_s": half[0]["t"] if half else None, "slopes": {k: round(v, 2) for k, v in slopes.items()}, "bounds": bounds,
             "verdict": "growing: " + ", ".join(growing) if growing else "stable"}
 
 

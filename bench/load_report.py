@@ -43,9 +43,15 @@ def load_table(out: dict[str, Any]) -> str:
                      f"reaching every one of those supervisors: {x['reached_every_supervisor']} of {x['call_events']}, "
                      f"delivery p50 {ms(x['delivery_p50_s'])} / p99 {ms(x['delivery_p99_s'])}, to the last of them "
                      f"p50 {ms(x['to_last_supervisor_p50_s'])} / p99 {ms(x['to_last_supervisor_p99_s'])}")
+    if "day" in out:
+        d = out["day"]
+        lines.append(f"\nThe day beside the calls: {d['recordings']} recordings, callbacks {d['callbacks']}, "
+                     f"{d['tickets_filed']} tickets filed ({d['ticket_errors']} refused, {d['open_tickets']} open), "
+                     f"{d['webhooks_received']} webhook deliveries received ({d['webhook_bytes']:,} bytes)")
     if "soak" in out:
         v = out["soak"]
-        lines.append(f"\nSoak: {v['samples']} samples; growth over the second half: RSS "
+        since = v.get("measured_from_s") or 0.0
+        lines.append(f"\nSoak: {v['samples']} samples; growth from {since:.0f} s on: RSS "
                      f"{v['slopes']['rss_mb_per_h']} MB/h, tasks {v['slopes']['tasks_per_h']}/h, fds "
                      f"{v['slopes']['fds_per_h']}/h; verdict: {v['verdict']}")
     return "\n".join(lines)

@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from bench import memtrace
 from bench.harness import DaemonProcess, scratch_database
 from bench.load_callers import Mix, traffic
 from bench.load_checks import Watch, screenpops, step_integrity
+from bench.load_day import Day, day_settings
 from bench.load_daemon import daemon_wrapper, load_daemon_env, wait_agents
 from bench.load_desktops import ExtraClients, WsClient, login, make_users
 from bench.load_figures import (Cpu, asterisk_pid, diff, hist_quantile, lag_buckets, open_fds, pct, raise_fd_limit,
@@ -61,6 +63,13 @@ class Options:
     # ``extra_supervisors`` of them see everything, the rest are idle agent desktops.
     extra_clients: int = 0
     extra_supervisors: int = 0
+    # More environment for the daemon's process (not CTI_ settings): MALLOC_ARENA_MAX, LD_PRELOAD...
+    daemon_env: dict[str, str] = field(default_factory=dict)
+    warmup_s: float | None = None     # a soak's slopes are of the samples after this (default: the second half)
+    mallocstats: Path | None = None   # glibc's malloc figures every minute (bench/mallocstats.py), here
+    malloc_trim: bool = False         # and malloc_trim(0) after each
+    # A center's day beside the calls (bench/load_day.py): recordings, callbacks, tickets, webhooks.
+    day: bool = False
 
     def agent_count(self, rate: float | None = None) -> int:
         if self.agents:
@@ -86,9 +95,12 @@ class Bed:
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
         self.started = time.monotonic()
         env = load_daemon_env(self.workdir, self.dsn, self.agents, ws_replay_max=self.opts.ws_replay_max,
-                              log_level=self.opts.log_level, profile_window=self.opts.profile is not None)
+                              log_level=self.opts.log_level, profile_window=self.opts.profile is not None,
+                              **(day_settings(self.workdir) if self.opts.day else {}))
+        env.update(self.opts.daemon_env)
         self.daemon = DaemonProcess(env, self.workdir / "daemon.log",
-                                    wrapper=daemon_wrapper(self.opts.profile, self.opts.memtrace))
+                                    wrapper=daemon_wrapper(self.opts.profile, self.opts.memtrace,
+                                                           self.opts.mallocstats, self.opts.malloc_trim))
         self._stack.push_async_callback(self.daemon.stop)
         await self.daemon.start()
         await wait_agents(self.daemon, self.http, self.agents)
@@ -158,11 +170,12 @@ class Bed:
 class Sampler:
     """Daemon RSS, fds, tasks, WebSocket queues every ``every`` s (CSV rows for a soak)."""
 
-    def __init__(self, bed: Bed, every: float) -> None:
-        self.bed, self.every = bed, every
+    def __init__(self, bed: Bed, every: float, csv: Path | None = None) -> None:
+        self.bed, self.every, self.csv = bed, every, csv
         self.rows: list[dict[str, float]] = []
         self.rss_peak = 0
         self.t0 = time.monotonic()
+        self.asterisk = asterisk_pid()
 
     async def run(self) -> None:
         while True:
@@ -170,6 +183,11 @@ class Sampler:
             await asyncio.sleep(self.every)
 
     async def sample(self) -> None:
+        await self._sample()
+        if self.csv is not None:   # as it goes: a long run can be read (and plotted) before it ends
+            write_csv(self.csv, self.rows)
+
+    async def _sample(self) -> None:
         pid = self.bed.daemon.pid
         rss, _ = rss_kb(pid)
         self.rss_peak = max(self.rss_peak, rss)
@@ -183,8 +201,26 @@ class Sampler:
             "ws_queue_max": m.get("cti_ws_queue_depth_max", -1), "ws_connections": m.get("cti_ws_connections", -1),
             "live_calls": sum(v for k, v in m.items() if k.startswith("cti_calls{") and 'state="ended"' not in k),
             "store_buffered": m.get("cti_store_buffered_rows", -1),
+            "ws_replay_bytes": m.get("cti_ws_replay_bytes", -1),
             "asterisk_live_callers": len(self.bed.watch.live),
+            "asterisk_rss_kb": rss_kb(self.asterisk)[0] if self.asterisk else -1,
+            # A connection each sample: only for a soak (a load run samples every second, and its
+            # PostgreSQL CPU is a figure of the run).
+            "pg_connections": await self.pg_connections() if self.csv is not None else -1,
+            "calls_total": len(self.bed.watch.accepted),
         })
+
+    async def pg_connections(self) -> int:
+        """Client backends connected to the run's database, less this one."""
+        try:
+            conn = await asyncpg.connect(self.bed.dsn, timeout=5)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            return -1
+        try:
+            return await conn.fetchval("SELECT count(*) - 1 FROM pg_stat_activity WHERE datname = current_database()"
+                                       " AND backend_type = 'client backend'")
+        finally:
+            await conn.close()
 
 
 async def measure_step(bed: Bed, agents: list[WsClient], sups: list[WsClient], rate: float, duration: float,
@@ -262,7 +298,10 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
         agents, sups = await bed.connect_clients()
         extra = (await ExtraClients.start(bed.dsn, bed.daemon.url, opts.extra_clients, opts.extra_supervisors)
                  if opts.extra_clients else None)
-        sampler = Sampler(bed, opts.sample_every if soak else 1.0)
+        day = Day(bed.dsn, bed.daemon.url, bed.http) if opts.day else None
+        if day is not None:
+            await day.start(agents)
+        sampler = Sampler(bed, opts.sample_every if soak else 1.0, opts.soak_csv if soak else None)
         sampling = asyncio.create_task(sampler.run())
         await asyncio.sleep(max(0.0, bed.started + opts.settle_s - time.monotonic()))
         idle0 = bed.cpu.read()
@@ -286,15 +325,17 @@ async def run_load(opts: Options, *, ramp: list[float] | None = None, soak: bool
             await asyncio.gather(sampling, return_exceptions=True)
         await sampler.sample()
         extra_out = await extra.stop() if extra is not None else None
+        day_out = await day.stop() if day is not None else None
     out: dict[str, Any] = {"mode": "ramp" if ramp else ("soak" if soak else "load"), "conditions": conditions(opts),
                            "agents": agents_n, "supervisors": opts.supervisors,
                            "idle_cpu_s_per_s": idle, "steps": steps}
     if extra_out is not None:
         out["extra_clients"] = extra_out
+    if day_out is not None:
+        out["day"] = day_out
     if soak:
-        out["soak"] = soak_verdict(sampler.rows)
+        out["soak"] = soak_verdict(sampler.rows, warmup_s=opts.warmup_s)
         if opts.soak_csv is not None:
-            write_csv(opts.soak_csv, sampler.rows)
             out["soak"]["csv"] = str(opts.soak_csv)
     if opts.memtrace is not None:
         out["memtrace"] = memtrace_summary(opts.memtrace)
@@ -341,4 +382,4 @@ def conditions(opts: Options) -> dict[str, Any]:
             "duration_s": opts.duration, "ring_s": list(opts.ring), "talk_s": list(opts.talk),
             "ivr_share": opts.mix.ivr_share, "abandon_share": opts.mix.abandon_share,
             "patience_s": list(opts.mix.patience), "abandon_patience_s": list(opts.mix.abandon_patience),
-            "seed": opts.seed, "daemon_log_level": opts.log_level}
+            "seed": opts.seed, "daemon_log_level": opts.log_level, "daemon_env": opts.daemon_env}

@@ -113,9 +113,11 @@ class Settings(BaseSettings):
     # and admins (a session or an API key), or anyone.
     session_ttl: float = Field(12 * 3600, ge=60, le=30 * 24 * 3600)
     metrics_access: Literal["loopback", "auth", "open"] = "loopback"
-    # WebSocket hub: events kept per user for a reconnecting client to catch up,
+    # WebSocket hub: events kept per user for a reconnecting client to catch up
+    # (at most this many, none older than this many seconds; 0: no age bound),
     # and events queued per connection before a slow client is dropped.
     ws_replay_max: int = Field(1000, ge=10, le=100_000)
+    ws_replay_max_age_s: float = Field(900.0, ge=0, le=7 * 86_400)
     ws_queue_max: int = Field(500, ge=10, le=100_000)
     # Wallboard and reports (docs/wallboard.md): the centre's time zone (local
     # intervals, "today"), the board's thresholds file (TOML; unset: defaults

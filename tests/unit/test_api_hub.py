@@ -145,6 +145,48 @@ def test_idle_streams_expire_and_a_resume_then_resyncs():
     assert h.attach("user:1", AGENT, Resume("e1", 0), {}, 161).resync is not None
 
 
+def test_the_replay_rings_size_is_counted_as_they_fill_wrap_and_expire():
+    h = hub(replay_max=3, stream_ttl=60)
+    staff = h.attach("user:1", ALL, None, {}, 0).conn
+    h.attach("user:2", AGENT, None, {}, 0)
+
+    def held() -> tuple[int, int]:
+        rings = [text for s in h.streams.values() for _, text in s.ring]
+        return len(rings), sum(len(t) for t in rings)
+
+    for i in range(5):
+        h.publish({"type": "x", "n": i * 1000}, frozenset({"a1"}) if i % 2 else frozenset())
+        assert (h.replay_events, h.replay_bytes) == held()
+    assert h.replay_events == 3 + 2
+    h.detach(staff, now=0)
+    h.expire(now=60)
+    assert (h.replay_events, h.replay_bytes) == held() == (2, held()[1])
+
+
+def test_the_replay_ring_keeps_no_event_older_than_its_age_bound():
+    h = hub(replay_max=100, replay_max_age=120)
+    conn = h.attach("user:1", ALL, None, {}, 0).conn
+    for i in range(3):
+        h.publish({"type": "x", "n": i})          # seq 1-3
+    h.expire(now=0)                               # mark: seq 3 at t=0
+    for i in range(2):
+        h.publish({"type": "x", "n": 3 + i})      # seq 4-5
+    h.expire(now=60)
+    assert [seq for seq, _ in h.streams["user:1"].ring] == [1, 2, 3, 4, 5]
+    h.expire(now=120)                             # what was published by t=0 is 120 s old
+    assert [seq for seq, _ in h.streams["user:1"].ring] == [4, 5]
+    assert (h.replay_events, h.replay_bytes) == (2, sum(len(t) for _, t in h.streams["user:1"].ring))
+    h.take(conn)
+    h.detach(conn, now=120)
+    # A client that had everything up to 3 resumes without a gap; one that had only 2 is told to resync.
+    ok = h.attach("user:1", ALL, Resume("e1", 3), {}, 121)
+    assert ok.resync is None and [m["seq"] for m in messages(h, ok.conn)][1:] == [4, 5]
+    assert h.attach("user:1", ALL, Resume("e1", 2), {}, 122).resync is not None
+    h.expire(now=300)                             # nothing new: the ring empties, a client up to date resumes
+    assert not h.streams["user:1"].ring
+    assert h.attach("user:1", ALL, Resume("e1", 5), {}, 301).resync is None
+
+
 def test_encode_splices_the_seq_into_the_body():
     assert json.loads(encode(7, {"type": "t", "x": "a\"b\n"})) == {"seq": 7, "type": "t", "x": "a\"b\n"}
 

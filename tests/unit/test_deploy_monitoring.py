@@ -64,7 +64,8 @@ def minimal_app() -> web.Application:
         http_limits=SimpleNamespace(cap=SimpleNamespace(count=3, refused={"127.0.0.1": 1}), heads_timed_out=0),
     )
     hub = SimpleNamespace(connections=1, streams={"s": 1}, published=7, delivered=7, dropped_slow=0, resyncs=0,
-                          queue_depths=lambda: (0, 0))
+                          queue_depths=lambda: (0, 0), replay_events=3, replay_bytes=2100, replay_max=1000,
+                          replay_max_age=900.0)
     app = web.Application()
     app[CORE] = core
     app[ACD] = SimpleNamespace(config=SimpleNamespace(queues=queues, agents=agents), router=router)
