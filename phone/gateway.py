@@ -30,12 +30,13 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
 from cti.ami_inputs import ContactStatus
+from cti.daemon import run_with_app
 from cti.errors import AmiError, CtiError
 from phone import phone_db
 from phone.model import (
@@ -313,13 +314,5 @@ def setup_phones(app: web.Application, core: CoreServices, acd: AcdService | Non
     """Run the phone gateway in the daemon (after the ACD, so it can bind agents)."""
     service = PhoneService(core, acd)
     app[PHONES] = service
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app.cleanup_ctx.append(ctx)
+    run_with_app(app, service)
     return service
