@@ -10,14 +10,9 @@ agent rings; an unanswered Dial returns the caller to the wait, and the
 router decides again. Asterisk does the ringing, cancelling and bridging; we
 never hold a channel of our own, so there is nothing to clean up if we die.
 
-Liveness: we set the global ``CTI_ACD_HEARTBEAT_<epoch>`` every 2 s. New
-callers see a stale heartbeat and go to the app_queue fallback; waiting
-callers check it every 20 s and go there too.
-
-Fencing (docs/ha.md): every offer carries our leadership ``epoch``, which we
-raise in Asterisk through ``[cti-acd-epoch]`` (it only rises); the dialplan
-refuses an offer below the epoch in force and reads only that epoch's
-heartbeat (``acd/epoch.py``).
+Liveness and fencing (docs/ha.md): every offer carries our leadership
+``epoch``; the heartbeat and raising the epoch in Asterisk are the
+``Heartbeat`` mixin's (acd/heartbeat.py).
 
 The thin loop: bus event -> ``Router`` input (pure) -> decisions -> AMI
 actions written at once, in the order decided (``AmiClient.submit``: Asterisk
@@ -38,21 +33,22 @@ from aiohttp import web
 from acd import config as acd_config
 from acd import core as acd_core
 from acd.ami_actions import failure, redirect, setvar, submit
+from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AgentView
-from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, EPOCH_VARIABLE, heartbeat_variable, offer_value, parse_refusal
+from acd.epoch import heartbeat_variable, offer_value
 from acd.events import AgentStateChanged
+from acd.heartbeat import Heartbeat
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import OfferRefused
-from cti.errors import AmiError, CtiError
+from cti.errors import CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_EVERY = 2.0
 # DialStatus of an unanswered offer -> the router's reason.
 _FAILED = {"NOANSWER": "noanswer", "BUSY": "busy", "CHANUNAVAIL": "failed", "CONGESTION": "failed"}
 
@@ -62,11 +58,13 @@ def _utc(ts: float) -> datetime:
 
 
 @dataclass
-class AcdService(CallbackShell, Reconfiguring):
+class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     """The ACD in the daemon: the router fed from the bus, its decisions carried out
-    on Asterisk. Callbacks (``CallbackShell``, acd/callback_shell.py) and putting a
-    new configuration in force (``Reconfiguring``, acd/config_versions.py) are its
-    other two jobs, each in its own module; they share this object's state."""
+    on Asterisk. Callbacks (``CallbackShell``, acd/callback_shell.py), putting a
+    new configuration in force (``Reconfiguring``, acd/config_versions.py), the
+    epoch and heartbeat (``Heartbeat``, acd/heartbeat.py) and taking over the calls
+    found after a (re)connect (``Adoption``, acd/adoption.py) are its other jobs,
+    each in its own module; they share this object's state."""
 
     core: CoreServices
     config: acd_config.AcdConfig
@@ -74,20 +72,9 @@ class AcdService(CallbackShell, Reconfiguring):
     calls: dict[str, Waiting] = field(default_factory=dict)
     offers_sent: int = 0
     offers_failed: int = 0
-    offers_refused: int = 0                     # by the dialplan: our epoch was below Asterisk's
-    heartbeats: int = 0
-    # Our leadership epoch (docs/ha.md): 1 for a lone daemon; the lease's when
-    # leading a pair (``set_epoch``). Carried by every offer and the heartbeat.
-    epoch: int = 1
-    # The epoch Asterisk confirmed in force for us since the last (re)connect
-    # (None: not raised yet); ``fenced``: Asterisk holds a higher one.
-    epoch_in_force: int | None = None
-    fenced: bool = False
-    adopted: int = 0
     # Hand waiting callers to app_queue on stop (False only to simulate a crash in tests).
     handover: bool = True
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
-    _beat: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False           # replies that come after stop() change nothing
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     carried: dict[str, str] = field(default_factory=dict)        # offers ringing at a reconfigure: call -> agent
@@ -223,23 +210,6 @@ class AcdService(CallbackShell, Reconfiguring):
             for other in sorted(waiting.others):
                 self._apply(self.router.call_finished(cid, other, ev.at))
 
-    def on_offer_refused(self, ev: OfferRefused) -> None:
-        """Bus subscriber (``cti.ami_inputs``): an offer of ours arrived below the epoch
-        in force: the caller is back in the wait, nothing rang. Whoever leads now
-        decides for the caller; here the offer ends as failed (the agent's hold ends,
-        not ready "unreachable", so a fenced daemon does not offer in a loop)."""
-        refusal = parse_refusal(ev)
-        waiting = self.calls.get(refusal.call_id)
-        if waiting is None or waiting.agent is None or waiting.agent != refusal.agent:
-            return
-        self.offers_refused += 1
-        log.error("acd offer refused: a higher epoch is in force", call_id=refusal.call_id, agent=refusal.agent,
-                  epoch=refusal.epoch, current=refusal.current)
-        if refusal.current is not None and refusal.current > self.epoch:
-            self.fenced, self.epoch_in_force = True, None
-        agent, waiting.agent = waiting.agent, None
-        self._offer_failed(refusal.call_id, agent, "failed", time.time())
-
     def _transferred_to(self, cid: str, waiting: Waiting, agent: str, at: float) -> None:
         """An answered call connected to another agent of ours (a transfer from the
         desktop names the target): that agent is on this call until their leg ends.
@@ -257,101 +227,6 @@ class AcdService(CallbackShell, Reconfiguring):
             self._apply(self.router.agent_on_call(agent, cid, queue, at, back_to_previous=True))
         except CtiError as exc:   # no queue to count the call in: the call goes on regardless
             log.warning("acd could not count a transfer target busy", call_id=cid, agent=agent, error=str(exc))
-
-    async def _adopt_now(self, restore: bool = False) -> None:
-        try:
-            await self.core.ami.wait_connected(timeout=60)
-            listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=30)
-            await self.adopt([f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"])
-        except CtiError as exc:
-            log.warning("acd could not look for waiting callers at start", error=str(exc))
-        if restore:
-            await self._restore_callbacks()
-
-    async def adopt(self, channels: list[Any]) -> None:
-        """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
-        (a daemon restart, or events missed while away), with what the dialplan
-        set on their channel: their place, steps and max wait count from the wait
-        start it stored. Agents found talking are on call (``_adopt_talking``), and
-        they are taken first: a waiting caller adopted before them would be offered
-        to an agent who only looks free (Asterisk lists channels in no order)."""
-        # A new connection may be a restarted Asterisk, which has forgotten the epoch.
-        self.epoch_in_force, self.fenced = None, False
-        self._beat.set()
-
-        def talking(item: Any) -> bool:
-            context = item.get("Context")
-            # An agent leg in cti-acd-callback has answered (the customer may still ring).
-            return (context == "cti-acd-offer" and bool(item.get("BridgeId"))) or context == "cti-acd-callback"
-
-        for item in channels:
-            if talking(item):
-                await self._adopt_talking(item)
-        for item in channels:
-            context = item.get("Context")
-            if talking(item) or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
-                continue
-            call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
-            if not call_id or not channel or call_id in self.calls:
-                continue
-            waiting = self.calls[call_id] = Waiting(channel=channel)  # claimed before we wait
-            values = await self._getvars(channel, "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER",
-                                         "CTI_WAIT_START")
-            try:
-                since = float(values["CTI_WAIT_START"])
-            except ValueError:
-                since = time.time()
-            try:
-                priority = int(values["CTI_PRIORITY"]) if values["CTI_PRIORITY"] else None
-            except ValueError:
-                priority = None
-            if self.calls.get(call_id) is not waiting:  # it left while we asked
-                continue
-            waiting.announced_at = since
-            self.adopted += 1
-            log.info("acd adopted a waiting caller", call_id=call_id, queue=values["CTI_QUEUE"])
-            queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
-            self._enter(call_id, Entry(queue, since, priority, parse_skills(values["CTI_SKILLS"]),
-                                       values["CTI_CUSTOMER"] or None), time.time())
-
-    async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
-        replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},
-                                                            shape="single") for n in names),
-                                       return_exceptions=True)
-        return {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
-                for n, r in zip(names, replies)}
-
-    async def _adopt_talking(self, item: Any) -> None:
-        """An agent talking on a call we connected before a restart: the agent
-        is on call until it ends, then wraps up (a caller connected to an agent
-        in ``cti-acd-offer``, or an agent's callback leg in ``cti-acd-callback``)."""
-        channel, uniqueid = item.get("Channel"), item.get("Uniqueid")
-        if not channel or not uniqueid:
-            return
-        callback = item.get("Context") == "cti-acd-callback"
-        values = await self._getvars(channel, "CTI_AGENT", "CTI_QUEUE", "CTI_CALLBACK")
-        agent = values["CTI_AGENT"]
-        call_id = values["CTI_CALLBACK"] if callback else (item.get("Linkedid") or uniqueid)
-        if not call_id or call_id in self.calls or agent not in {a.id for a in self.config.agents}:
-            return
-        queue = values["CTI_QUEUE"]
-        if queue not in self._queues:  # a callback leg does not carry it: any queue of the agent's
-            memberships = self.config.agent(agent).queues
-            queue = next(iter(memberships), self.core.settings.acd_default_queue)
-        waiting = self.calls[call_id] = Waiting(channel=None if callback else channel, agent=agent, answered=True)
-        if callback:
-            waiting.leg = uniqueid
-            self.legs[uniqueid] = call_id
-        device = self.devices.get(agent, self.config.agent(agent).device)
-        if not callback:
-            self.core.model.expect_agent(call_id, agent, device)
-        self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
-        if not callback:
-            # The call's record learns its agent too (one who answered while we were away
-            # is otherwise never named on it).
-            self.core.bus.publish(*self.core.model.agent_found(call_id, agent, device, time.time()))
-        self.adopted += 1
-        log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
 
     def agent_request(self, agent_id: str, what: str, reason: str = "") -> None:
         """An agent's own request (``login``, ``logout``, ``set_ready``,
@@ -607,71 +482,6 @@ class AcdService(CallbackShell, Reconfiguring):
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
-            except TimeoutError:
-                pass
-
-    # -- epoch and heartbeat ---------------------------------------------------
-
-    def set_epoch(self, epoch: int) -> None:
-        """Lead with ``epoch`` from now on (the lease's, on a takeover): offers
-        carry it at once; the heartbeat loop raises it in Asterisk and beats for it
-        right away. Lowering it is allowed here (a test's deposed leader) but
-        Asterisk keeps the highest, so such offers are refused."""
-        heartbeat_variable(epoch)
-        if epoch != self.epoch:
-            log.info("acd epoch changed", old=self.epoch, new=epoch)
-        self.epoch, self.epoch_in_force, self.fenced = epoch, None, False
-        self._beat.set()
-
-    async def raise_epoch(self) -> bool:
-        """Raise Asterisk's epoch to ours through ``[cti-acd-epoch]`` (never by
-        Setvar: it could lower it). True when ours is the epoch in force; False
-        when a higher one is (we are fenced: every offer of ours is refused).
-        Raises AmiError when Asterisk could not be asked."""
-        epoch = self.epoch
-        try:
-            await self.core.ami.send("Originate", {"Channel": EPOCH_CHANNEL, "Application": "Hangup",
-                                                   "Timeout": "5000", "Variable": f"{EPOCH_VARIABLE}={epoch}"},
-                                     shape="single", timeout=10)
-            ok = True
-        except AmiError as exc:
-            # Unanswered: a higher epoch is in force (or the dialplan is missing):
-            # tell the two apart by asking.
-            reply = await self.core.ami.send("Getvar", {"Variable": EPOCH_GLOBAL}, shape="single")
-            current = reply.response.headers.get("Value") or ""
-            if not current.isdigit() or int(current) <= epoch:
-                raise AmiError(f"epoch {epoch} not raised (Asterisk has {current!r}): {exc}") from exc
-            ok = False
-        if epoch == self.epoch:
-            self.epoch_in_force, self.fenced = (epoch, False) if ok else (None, True)
-        if not ok:
-            log.error("acd fenced: Asterisk holds a higher epoch; our offers are refused", epoch=epoch)
-        return ok
-
-    async def _run_heartbeat(self) -> None:
-        """Every 2 s (at once after ``set_epoch`` or a reconnect): raise our epoch
-        if Asterisk has not confirmed it since the last connect, then beat. The
-        heartbeat is written before the raise completes: nobody reads ours until
-        the epoch it names is in force, and then it is already fresh."""
-        while True:
-            self._beat.clear()
-            ami = self.core.ami
-            if ami is not None and ami.connected:
-                beat = submit(ami, "Setvar", {"Variable": heartbeat_variable(self.epoch),
-                                              "Value": str(int(time.time()))})
-                if self.epoch_in_force != self.epoch and not self.fenced:
-                    try:
-                        await self.raise_epoch()
-                    except AmiError as exc:
-                        log.warning("acd epoch not raised", epoch=self.epoch, error=str(exc))
-                try:
-                    await beat
-                    self.heartbeats += 1
-                except AmiError as exc:
-                    log.warning("acd heartbeat not sent", error=str(exc))
-            try:
-                async with asyncio.timeout(HEARTBEAT_EVERY):
-                    await self._beat.wait()
             except TimeoutError:
                 pass
 

@@ -1,0 +1,143 @@
+"""Adoption: after a (re)connect, or at start, the ACD takes over the calls
+Asterisk already holds in its dialplan (docs/acd.md, "Taking over after a restart"):
+callers waiting in ``cti-acd-wait``, with what the dialplan set on their
+channel, and agents found talking on calls we connected before.
+
+Mixed into ``AcdService`` (acd/routing_shell.py): it shares the service's
+calls and router, listed under ``TYPE_CHECKING`` below.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import structlog
+
+from acd import config as acd_config
+from acd import core as acd_core
+from acd.held_calls import Entry, Waiting, parse_skills
+from cti.errors import CtiError
+
+if TYPE_CHECKING:
+    from cti.daemon import CoreServices
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(kw_only=True)
+class Adoption:
+    """How many calls were adopted."""
+
+    adopted: int = 0
+
+    if TYPE_CHECKING:  # what AcdService provides
+        core: CoreServices
+        config: acd_config.AcdConfig
+        router: acd_core.Router
+        calls: dict[str, Waiting]
+        legs: dict[str, str]
+        devices: dict[str, str]
+        epoch_in_force: int | None
+        fenced: bool
+        _beat: asyncio.Event
+        _queues: dict[str, Any]
+        _enter: Callable[[str, Entry, float], None]
+        _call_input: Callable[[str, Callable[[], list[Any]]], None]
+        _restore_callbacks: Callable[[], Any]
+
+    async def _adopt_now(self, restore: bool = False) -> None:
+        try:
+            await self.core.ami.wait_connected(timeout=60)
+            listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=30)
+            await self.adopt([f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"])
+        except CtiError as exc:
+            log.warning("acd could not look for waiting callers at start", error=str(exc))
+        if restore:
+            await self._restore_callbacks()
+
+    async def adopt(self, channels: list[Any]) -> None:
+        """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
+        (a daemon restart, or events missed while away), with what the dialplan
+        set on their channel: their place, steps and max wait count from the wait
+        start it stored. Agents found talking are on call (``_adopt_talking``), and
+        they are taken first: a waiting caller adopted before them would be offered
+        to an agent who only looks free (Asterisk lists channels in no order)."""
+        # A new connection may be a restarted Asterisk, which has forgotten the epoch.
+        self.epoch_in_force, self.fenced = None, False
+        self._beat.set()
+
+        def talking(item: Any) -> bool:
+            context = item.get("Context")
+            # An agent leg in cti-acd-callback has answered (the customer may still ring).
+            return (context == "cti-acd-offer" and bool(item.get("BridgeId"))) or context == "cti-acd-callback"
+
+        for item in channels:
+            if talking(item):
+                await self._adopt_talking(item)
+        for item in channels:
+            context = item.get("Context")
+            if talking(item) or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
+                continue
+            call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
+            if not call_id or not channel or call_id in self.calls:
+                continue
+            waiting = self.calls[call_id] = Waiting(channel=channel)  # claimed before we wait
+            values = await self._getvars(channel, "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER",
+                                         "CTI_WAIT_START")
+            try:
+                since = float(values["CTI_WAIT_START"])
+            except ValueError:
+                since = time.time()
+            try:
+                priority = int(values["CTI_PRIORITY"]) if values["CTI_PRIORITY"] else None
+            except ValueError:
+                priority = None
+            if self.calls.get(call_id) is not waiting:  # it left while we asked
+                continue
+            waiting.announced_at = since
+            self.adopted += 1
+            log.info("acd adopted a waiting caller", call_id=call_id, queue=values["CTI_QUEUE"])
+            queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
+            self._enter(call_id, Entry(queue, since, priority, parse_skills(values["CTI_SKILLS"]),
+                                       values["CTI_CUSTOMER"] or None), time.time())
+
+    async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
+        replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},
+                                                            shape="single") for n in names),
+                                       return_exceptions=True)
+        return {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
+                for n, r in zip(names, replies)}
+
+    async def _adopt_talking(self, item: Any) -> None:
+        """An agent talking on a call we connected before a restart: the agent
+        is on call until it ends, then wraps up (a caller connected to an agent
+        in ``cti-acd-offer``, or an agent's callback leg in ``cti-acd-callback``)."""
+        channel, uniqueid = item.get("Channel"), item.get("Uniqueid")
+        if not channel or not uniqueid:
+            return
+        callback = item.get("Context") == "cti-acd-callback"
+        values = await self._getvars(channel, "CTI_AGENT", "CTI_QUEUE", "CTI_CALLBACK")
+        agent = values["CTI_AGENT"]
+        call_id = values["CTI_CALLBACK"] if callback else (item.get("Linkedid") or uniqueid)
+        if not call_id or call_id in self.calls or agent not in {a.id for a in self.config.agents}:
+            return
+        queue = values["CTI_QUEUE"]
+        if queue not in self._queues:  # a callback leg does not carry it: any queue of the agent's
+            memberships = self.config.agent(agent).queues
+            queue = next(iter(memberships), self.core.settings.acd_default_queue)
+        waiting = self.calls[call_id] = Waiting(channel=None if callback else channel, agent=agent, answered=True)
+        if callback:
+            waiting.leg = uniqueid
+            self.legs[uniqueid] = call_id
+        device = self.devices.get(agent, self.config.agent(agent).device)
+        if not callback:
+            self.core.model.expect_agent(call_id, agent, device)
+        self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
+        if not callback:
+            # The call's record learns its agent too (one who answered while we were away
+            # is otherwise never named on it).
+            self.core.bus.publish(*self.core.model.agent_found(call_id, agent, device, time.time()))
+        self.adopted += 1
+        log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
