@@ -133,7 +133,7 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         fams.append(m.gauge("cti_ws_replay_max_age_seconds", "The oldest event a stream keeps for resume, in "
                                                             "seconds (ws_replay_max_age_s; 0: no age bound)",
                             hub.replay_max_age))
-    from api.desktop import DESKTOP  # optional: the desktop may not be mounted
+    from api.desktop_state import DESKTOP  # optional: the desktop may not be mounted
 
     if DESKTOP in app:
         desk = app[DESKTOP]

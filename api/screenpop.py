@@ -10,7 +10,7 @@ pops to send: ``Pop(call_id, agent, phase)`` for the agents concerned, phases
 ``card`` assembles the message from the tracked context, the call view and
 what the shell looked up (the customer record, open tickets), and ``ivr_summary``
 turns the steps into the path, the choices and the data the caller entered.
-The shell (``api.desktop``) does the look-ups, bounded by timeouts, and
+The shell (``api.desktop_state``) does the look-ups, bounded by timeouts, and
 publishes the cards on the WebSocket hub to those agents.
 """
 from __future__ import annotations

@@ -20,7 +20,7 @@ from aiohttp import web
 from acd.decisions import AgentView, QueueStats
 from acd.routing_shell import ACD
 from api import prometheus as m
-from api.desktop import DESKTOP
+from api.desktop_state import DESKTOP
 from api.observe import LAG, REGISTRY, setup_metrics
 from api.registry import API, Api
 from api.ws import WS
