@@ -4,7 +4,8 @@ the shell. The records calls refer to (customers, tickets, engineers) are in ``c
 Asterisk and calls:
 - ``cti.amiproto``: AMI wire protocol, sans I/O (bytes in, frames out; actions to bytes).
 - ``cti.ami``: the asyncio AMI client: login, actions with a shape and a timeout,
-  reconnect with backoff, keepalive, resync hook.
+  reconnect with backoff, keepalive, resync hook; ``cti.ami_types``: what it hands out
+  and keeps (``Reply``, a pending action assembling it, ``AmiHealth``).
 - ``cti.calls``: the call model, pure: AMI frames in, calls and domain events out.
 - ``cti.events``: domain events and the in-process bus.
 - ``cti.control``: call control, pure: typed commands in, AMI actions out.

@@ -50,11 +50,11 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import structlog
 
+from cti.ami_types import AmiHealth, PendingAction, Reply
 from cti.amiproto import DEFAULT_MAX_FRAME_SIZE, AmiParser, Frame, encode_action
 from cti.errors import (
     AmiActionFailed,
@@ -66,7 +66,7 @@ from cti.errors import (
     AmiTimeout,
 )
 
-__all__ = ["AmiClient", "AmiHealth", "Reply", "Shape", "Listener", "OnConnected"]
+__all__ = ["AmiClient", "Shape", "Listener", "OnConnected"]
 
 log = structlog.get_logger(__name__)
 
@@ -74,47 +74,6 @@ Shape = Literal["single", "list"]
 Listener = Callable[[Frame], None]
 OnConnected = Callable[[], Awaitable[None]]
 HeaderValues = Mapping[str, str | Sequence[str]]
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What an action got back.
-
-    ``response``: the Response frame. ``events``: for a "list" action, every
-    event that carried its ActionID, in order, the closing ``...Complete``
-    event last; empty for a "single" action.
-    """
-
-    response: Frame
-    events: tuple[Frame, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class AmiHealth:
-    """A snapshot of the connection, for health endpoints and logs.
-
-    ``lost_at``: wall-clock time the last logged-in connection was lost (the
-    moment calls that vanish meanwhile ended at the latest), None if never.
-    ``since``, ``last_event_at``: wall-clock times (``time.time()``) of the last
-    connect/disconnect and of the last chunk that held an event.
-    ``reconnects``: successful logins after the first one. ``resyncs``: times
-    the ``on_connected`` hook completed. ``asterisk_version``: the version in
-    Asterisk's greeting (the AMI protocol version, e.g. ``11.0.0`` for
-    Asterisk 22).
-    """
-
-    connected: bool
-    logged_in: bool
-    since: float | None
-    last_event_at: float | None
-    events_received: int
-    reconnects: int
-    resyncs: int
-    handler_errors: int
-    frames_rejected: int
-    last_error: str | None
-    asterisk_version: str | None
-    lost_at: float | None = None
 
 
 class _LoginRefused(AmiError):
@@ -125,53 +84,6 @@ class _Dropped(AmiError):
     """Internal: we dropped the connection on purpose (hook failed, buffer full)."""
 
 
-class _Pending:
-    """One action waiting for its reply."""
-
-    __slots__ = ("action", "is_list", "future", "response", "events", "complete")
-
-    def __init__(self, action: str, is_list: bool, future: asyncio.Future[Reply]) -> None:
-        self.action = action
-        self.is_list = is_list
-        self.future = future
-        self.response: Frame | None = None
-        self.events: list[Frame] = []
-        self.complete = False
-
-    def add(self, frame: Frame) -> bool:
-        """Take one frame with our ActionID; True when the action is finished."""
-        fut = self.future
-        h = frame.headers
-        if "Event" not in h:
-            if self.response is not None:
-                return False  # a second Response for one ActionID: keep the first
-            self.response = frame
-            if h.get("Response", "").lower() == "error":
-                if not fut.done():
-                    fut.set_exception(AmiActionFailed(self.action, h.get("Message", "")))
-                return True
-            if not self.is_list:
-                if not fut.done():
-                    fut.set_result(Reply(frame))
-                return True
-        else:
-            self.events.append(frame)
-            marker = h.get("EventList")
-            if marker is not None:
-                marker = marker.lower()
-                if marker == "complete":
-                    self.complete = True
-                elif marker == "cancelled":
-                    if not fut.done():
-                        fut.set_exception(AmiActionFailed(self.action, "event list cancelled by Asterisk"))
-                    return True
-        if self.complete and self.response is not None:
-            if not fut.done():
-                fut.set_result(Reply(self.response, tuple(self.events)))
-            return True
-        return False
-
-
 class _Connection(asyncio.Protocol):
     """One TCP connection: its parser, its pending actions, its event buffer."""
 
@@ -179,7 +91,7 @@ class _Connection(asyncio.Protocol):
         self.client = client
         self.transport: asyncio.Transport | None = None
         self.parser = AmiParser(max_frame_size=client.max_frame_size, on_error=client._on_protocol_error)
-        self.pending: dict[str, _Pending] = {}
+        self.pending: dict[str, PendingAction] = {}
         self.lost: asyncio.Future[None] = loop.create_future()
         self.logged_in = False
         # Why we dropped it ourselves (keepalive, full buffer); None if Asterisk did.
@@ -451,7 +363,7 @@ class AmiClient:
             raise AmiNotConnected(f"{action}: the AMI connection is closing")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Reply] = loop.create_future()
-        conn.pending[action_id] = _Pending(action, is_list, fut)
+        conn.pending[action_id] = PendingAction(action, is_list, fut)
 
         def expire() -> None:
             if not fut.done():

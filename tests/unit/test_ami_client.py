@@ -8,7 +8,8 @@ from collections.abc import Callable
 import pytest
 from structlog.testing import capture_logs
 
-from cti.ami import AmiClient, Reply
+from cti.ami import AmiClient
+from cti.ami_types import Reply
 from cti.amiproto import Frame
 from tests.fakeami import SECRET, FakeAmi, event, frame
 from cti.errors import (

@@ -24,7 +24,7 @@ from api.desktop_state import DESKTOP
 from api.observe import LAG, REGISTRY, setup_metrics
 from api.registry import API, Api
 from api.ws import WS
-from cti.ami import AmiHealth
+from cti.ami_types import AmiHealth
 from cti.daemon import CORE
 from cti.writer import WriterStats
 
