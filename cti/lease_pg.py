@@ -175,7 +175,10 @@ class PgLeadership:
                 log.warning("lease.evicted", node=self.node_id, sessions=n)
                 return lease.on_evicted(self._clock())
             raise AssertionError(f"unknown lease request {req!r}")
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # InternalClientError: a session the server ended (pg_terminate_backend) can leave the
+        # protocol mid-operation ("another operation is in progress"): as lost as any other.
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                asyncpg.exceptions.InternalClientError) as exc:
             log.warning("lease.session_lost", node=self.node_id, request=type(req).__name__, error=repr(exc))
             await self._drop()
             return lease.on_connection_lost(self._clock())
