@@ -233,6 +233,7 @@ async def asterisk_killed(run: Run) -> None:
     live_before = h["model"]["calls"]
     killed_at = time.time()
     await asyncio.to_thread(sandbox, "kill")
+    dead_at = time.time()   # the kill has landed by now (the command may take a while to send it)
 
     async def noticed() -> bool:
         h = await run.health()
@@ -261,9 +262,9 @@ async def asterisk_killed(run: Run) -> None:
     late_estimates = [c for c, r in rows.items() if r["end_estimated"] and r["started_at"].timestamp() > killed_at + 1
                       and c not in after]
     # Every channel died with Asterisk: a call that began before the crash and was not
-    # estimated must have ended before it (0.5 s for the kill command to land).
+    # estimated must have ended before the kill landed (by dead_at; 0.5 s for timestamps).
     survived = [c for c, r in rows.items() if r["started_at"].timestamp() < killed_at and not r["end_estimated"]
-                and r["ended_at"] is not None and r["ended_at"].timestamp() > killed_at + 0.5]
+                and r["ended_at"] is not None and r["ended_at"].timestamp() > dead_at + 0.5]
     run.outcome.figures.update({"live calls when Asterisk was killed": live_before,
                                 "calls cut by the crash (closed, end_estimated)": len(cut),
                                 "calls placed after recovery": len(after)})
