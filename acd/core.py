@@ -256,6 +256,8 @@ class Router:
         self._logged_out: list[_Agent] = []
         self._emptied: list[Pool] = []
         self._recovered: list[_Queue] = []
+        # Asterisk cannot be told anything (link_lost): no offer is decided until link_restored.
+        self.link_down = False
 
     # -- agent inputs ----------------------------------------------------------
 
@@ -540,6 +542,54 @@ class Router:
         self._settle(now, out)
         return out
 
+    def offer_unsent(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
+        """The offer never left for Asterisk (no connection): nothing rang, and it is
+        no fault of the agent's. The agent is free again (or takes the break or the
+        logout it asked for meanwhile), the call waits again in its place. Give
+        ``link_lost`` first: while the link is down nothing is offered, so a dead
+        connection cannot run the waiting calls through every free agent."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        call = self._calls.get(call_id)
+        if call is None or call.status != RINGING or call.agent is not agent:
+            return self._ignore("offer_unsent", call_id, agent_id, "no such offer standing")
+        out: list[Decision] = []
+        agent.offer = None
+        call.agent = None
+        call.status = WAITING
+        call.pool.push_call(call)
+        self._go_idle(agent, f"offer of call {call_id} not sent", now, out)
+        if call.status != WAITING:      # the agent took it again at once (the link is up)
+            pass
+        elif self._past_max_wait(call, now):
+            self._max_wait(call, now, out)
+        else:
+            self._try_call(call, now, out)
+        self._settle(now, out)
+        return out
+
+    def link_lost(self, now: float) -> list[Decision]:
+        """Asterisk cannot be told anything (the AMI connection is down): from now
+        on no offer is decided; calls wait, agents keep their states, timers run."""
+        self._clock(now)
+        self.link_down = True
+        return []
+
+    def link_restored(self, now: float) -> list[Decision]:
+        """Asterisk can be told again: each available agent, longest idle first,
+        takes the best call it may (the *stable* invariant holds again)."""
+        now = self._clock(now)
+        if not self.link_down:
+            return []
+        self.link_down = False
+        out: list[Decision] = []
+        free = sorted((a for a in self._agents.values() if a.state == AVAILABLE), key=lambda a: (a.idle_since, a.ord))
+        for agent in free:
+            if agent.state == AVAILABLE:
+                self._match_agent(agent, now, out)
+        self._settle(now, out)
+        return out
+
     def call_finished(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent's leg of an answered call ended: wrap-up for the queue's ``wrapup_s``."""
         now = self._clock(now)
@@ -806,6 +856,8 @@ class Router:
 
     def _match_agent(self, agent: _Agent, now: float, out: list[Decision]) -> None:
         """An agent just became available: offer it the best call it may take, if any."""
+        if self.link_down:
+            return
         if agent.held:
             best = None
             for c in agent.held.values():
@@ -862,7 +914,9 @@ class Router:
     def _try_call(self, call: _Call, now: float, out: list[Decision]) -> None:
         """A waiting or held call: offer it now if it can be, else set its next timer."""
         self._apply_skips(call, now, out)
-        if call.status == HELD:
+        if self.link_down:
+            pass
+        elif call.status == HELD:
             agent = call.preferred
             if agent.state == AVAILABLE and qualifies(agent.skills, call.pool.reqs):
                 self._offer(call, agent, now, out,

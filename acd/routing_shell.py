@@ -42,7 +42,7 @@ from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import OfferRefused
-from cti.errors import CtiError
+from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
@@ -413,8 +413,27 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         log.warning("offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
         waiting = self.calls.get(d.call_id)
         if waiting is not None and waiting.agent == d.agent_id:
+            if isinstance(exc, AmiDisconnected):
+                # Written, fate unknown: it may ring. The offer stands (the router's ring
+                # guard ends it if nothing is heard); nothing more is offered until resync.
+                self._apply(self.router.link_lost(time.time()))
+                return
             waiting.agent = None
-            self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
+            self._offer_unplaced(d.call_id, d.agent_id, exc, time.time())
+
+    def _offer_unplaced(self, call_id: str, agent: str, exc: BaseException, now: float) -> None:
+        """An offer's AMI action failed. Nothing written for want of a connection is
+        no fault of the agent's: the agent is free again, the call waits in its
+        place, and nothing is offered until the connection is back (``adopt``, on
+        every reconnect, calls ``link_restored``); without that rule one dead
+        connection ran every waiting caller through every free agent, leaving them
+        all not ready "unreachable". Any other failure (Asterisk refused, no reply)
+        ends the offer as failed."""
+        if isinstance(exc, AmiNotConnected) and call_id not in self.carried:
+            self._apply(self.router.link_lost(now))
+            self._apply(self.router.offer_unsent(call_id, agent, now))
+        else:
+            self._offer_failed(call_id, agent, "failed", now)
 
     def _announcements(self, now: float) -> None:
         """Queue a position/wait announcement for callers due one."""
