@@ -1,7 +1,10 @@
 """Configuration: ``CTI_*`` environment variables over an optional TOML file.
 
 Precedence, highest first: keyword arguments, environment (``CTI_AMI_HOST``...),
-the TOML file named by ``CTI_CONFIG`` (or ``--config``), the defaults below.
+files in the directory named by ``CTI_SECRETS_DIR`` (one file per setting, named like its
+variable in lower case, ``cti_ami_secret``: compose secrets in ``/run/secrets``, systemd
+credentials in ``$CREDENTIALS_DIRECTORY``; surrounding whitespace dropped), the TOML file
+named by ``CTI_CONFIG`` (or ``--config``), the defaults below.
 Secrets are ``SecretStr``: they print as ``**********`` and never reach a log.
 """
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -232,6 +236,9 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        secrets_dir = os.environ.get("CTI_SECRETS_DIR")
+        if secrets_dir and Path(secrets_dir).is_dir():
+            sources.append(SecretsSettingsSource(settings_cls, secrets_dir=secrets_dir))
         path = os.environ.get("CTI_CONFIG")
         if path:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
