@@ -9,6 +9,7 @@ COPY acd ./acd
 COPY ivr ./ivr
 COPY recording ./recording
 COPY phone ./phone
+COPY kb ./kb
 COPY api ./api
 COPY server ./server
 RUN pip install . && useradd --system --home /var/lib/cti cti && mkdir -p /var/lib/cti && chown cti /var/lib/cti
