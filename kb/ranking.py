@@ -42,6 +42,17 @@ MAX_CANDIDATES = 60
 _WORD = re.compile(r"[^\W_]{2,40}", re.UNICODE)
 # Words that are operators in websearch_to_tsquery syntax; stop words are PostgreSQL's business.
 _OPERATORS = frozenset({"or", "and", "not"})
+# What agents write around the words that matter ("cust calls about ..., pls check"): in a
+# contact center every article is about a customer calling, so these words say nothing about
+# which one fits, and match articles that happen to use them ("Call forwarding"). Dropped from
+# the notes and ticket titles; PostgreSQL drops the language's ordinary stop words itself.
+NOTE_FILLER = {
+    "en": frozenset("""cust customer customers cx caller called calls call calling says said asks asked asking
+        wants wanted know about re pls please check checked urgent again 2nd second happy unhappy
+        yesterday today since also then help issue problem query""".split()),
+    "fr": frozenset("""client cliente clients appelle appel appels dit demande demandes veut savoir pour
+        urgent encore depuis hier aujourd content contente aussi problème souci""".split()),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,15 +129,16 @@ class Scored:
     parts: dict[str, float] = field(default_factory=dict)   # what each input and boost added
 
 
-def terms(text: str, limit: int = MAX_TERMS) -> list[str]:
-    """The distinct words of ``text``, lower case, in order of first use, at most ``limit``.
+def terms(text: str, limit: int = MAX_TERMS, drop: frozenset[str] = frozenset()) -> list[str]:
+    """The distinct words of ``text``, lower case, in order of first use, at most ``limit``,
+    without those in ``drop``.
 
     A word is two to forty letters or digits; punctuation, query operators and symbols go.
     """
     seen: dict[str, None] = {}
     for m in _WORD.finditer(text.lower()):
         word = m.group(0)
-        if word not in _OPERATORS and word not in seen:
+        if word not in _OPERATORS and word not in drop and word not in seen:
             seen[word] = None
             if len(seen) >= limit:
                 break
@@ -148,9 +160,10 @@ def build_queries(ctx: CallContext) -> dict[str, str]:
     ticket_text = " ".join(f"{_id_words(t.type)} {t.title}" for t in ctx.tickets)
     ivr_text = " ".join([*ctx.ivr_labels, *(_id_words(n) for n in ctx.ivr_path)])
     queue_text = " ".join(_id_words(x) for x in ([ctx.queue] if ctx.queue else []) + list(ctx.skills))
+    filler = NOTE_FILLER.get(ctx.language, frozenset())
     return {
-        "notes": any_of(terms(ctx.notes)),
-        "tickets": any_of(terms(ticket_text)),
+        "notes": any_of(terms(ctx.notes, drop=filler)),
+        "tickets": any_of(terms(ticket_text, drop=filler)),
         "ivr": any_of(terms(ivr_text)),
         "queue": any_of(terms(queue_text)),
     }

@@ -35,10 +35,16 @@ def test_each_input_makes_its_own_query_of_any_of_its_words():
                       ivr_labels=("Refunds",), tickets=(OpenTicket("delivery_issue", "Parcel lost"),),
                       notes="customer says the card was charged twice")
     q = build_queries(ctx)
-    assert q["notes"] == "customer or says or the or card or was or charged or twice"
-    assert q["tickets"] == "delivery or issue or parcel or lost"
+    assert q["notes"] == "the or card or was or charged or twice"
+    assert q["tickets"] == "delivery or parcel or lost"
     assert q["ivr"] == "refunds or main or billing"
     assert q["queue"] == "billing or refunds"
+
+
+def test_agents_filler_words_are_dropped_from_notes_in_the_call_language():
+    assert build_queries(CallContext(notes="cust calls about router pls check"))["notes"] == "router"
+    fr = CallContext(language="fr", notes="client appelle pour colis abîmé")
+    assert build_queries(fr)["notes"] == "colis or abîmé"
 
 
 def test_an_empty_input_makes_an_empty_query():
