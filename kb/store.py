@@ -367,36 +367,42 @@ async def search(pool: Any, text: str, *, language: str = "en", limit: int = 10)
             for r in rows]
 
 
-# Candidates: the best text matches of all inputs together, and the best of the articles
-# linked to the call's targets (which may match no word); the ranks per input of each.
+# Candidates, in two steps. First the articles the call's specific words pick (the notes and
+# the tickets' words; the IVR and queue words when there are none): the best text matches,
+# and the best of the articles linked to the call's targets (which may match no word). Only
+# then the rank of each input for those few: the IVR and queue words (billing, tech) match
+# thousands of articles and are not worth ranking all of them (bench/kb_suggest.py).
+# FOCUS is one of _FOCUS's expressions (constants, never input).
 _CANDIDATES = """
 WITH q AS (
     SELECT websearch_to_tsquery(kb_ts_config($1), $2) AS qn, websearch_to_tsquery(kb_ts_config($1), $3) AS qt,
-           websearch_to_tsquery(kb_ts_config($1), $4) AS qi, websearch_to_tsquery(kb_ts_config($1), $5) AS qq
-), ranked AS (
-    SELECT a.article_id, a.title, a.tags,
-           ts_rank(RANKW, a.search, q.qn, NORM) AS rn, ts_rank(RANKW, a.search, q.qt, NORM) AS rt,
-           ts_rank(RANKW, a.search, q.qi, NORM) AS ri, ts_rank(RANKW, a.search, q.qq, NORM) AS rq
-    FROM kb_articles a, q
-    WHERE a.language = $1 AND NOT a.archived AND a.search @@ (q.qn || q.qt || q.qi || q.qq)
-), linked AS (
-    SELECT DISTINCT l.article_id FROM kb_article_links l
-    JOIN unnest($6::text[], $7::text[]) AS t(kind, target) ON l.kind = t.kind AND l.target = t.target
-), picked AS (
-    (SELECT * FROM ranked ORDER BY $8 * rn + $9 * rt + $10 * ri + $11 * rq DESC LIMIT $12)
+           websearch_to_tsquery(kb_ts_config($1), $4) AS qi, websearch_to_tsquery(kb_ts_config($1), $5) AS qq,
+           $8::float4 AS wn, $9::float4 AS wt, $10::float4 AS wi, $11::float4 AS wq
+), focus AS (
+    (SELECT a.article_id FROM kb_articles a, q
+     WHERE a.language = $1 AND NOT a.archived AND a.search @@ FOCUSQ
+     ORDER BY FOCUS DESC LIMIT $12)
     UNION
-    (SELECT a.article_id, a.title, a.tags, coalesce(r.rn, 0), coalesce(r.rt, 0), coalesce(r.ri, 0),
-            coalesce(r.rq, 0)
-     FROM linked k JOIN kb_articles a USING (article_id) LEFT JOIN ranked r USING (article_id)
-     WHERE a.language = $1 AND NOT a.archived
-     ORDER BY $8 * coalesce(r.rn, 0) + $9 * coalesce(r.rt, 0) + $10 * coalesce(r.ri, 0)
-              + $11 * coalesce(r.rq, 0) DESC LIMIT $13)
+    (SELECT a.article_id FROM kb_articles a, q
+     WHERE a.article_id IN (SELECT l.article_id FROM kb_article_links l
+                            JOIN unnest($6::text[], $7::text[]) AS t(kind, target)
+                              ON l.kind = t.kind AND l.target = t.target)
+       AND a.language = $1 AND NOT a.archived
+     ORDER BY FOCUS DESC LIMIT $13)
 )
-SELECT p.*, coalesce(f.helped, 0) AS helped, coalesce(f.not_relevant, 0) AS not_relevant,
-       ARRAY(SELECT l.kind || ':' || l.target FROM kb_article_links l WHERE l.article_id = p.article_id) AS links
-FROM picked p LEFT JOIN kb_feedback_totals f USING (article_id)
+SELECT a.article_id, a.title, a.tags,
+       ts_rank(RANKW, a.search, q.qn, NORM) AS rn, ts_rank(RANKW, a.search, q.qt, NORM) AS rt,
+       ts_rank(RANKW, a.search, q.qi, NORM) AS ri, ts_rank(RANKW, a.search, q.qq, NORM) AS rq,
+       coalesce(f.helped, 0) AS helped, coalesce(f.not_relevant, 0) AS not_relevant,
+       ARRAY(SELECT l.kind || ':' || l.target FROM kb_article_links l WHERE l.article_id = a.article_id) AS links
+FROM focus JOIN kb_articles a USING (article_id) CROSS JOIN q LEFT JOIN kb_feedback_totals f USING (article_id)
 """
-
+_FOCUS = {
+    True: ("(q.qn || q.qt)",
+           "q.wn * ts_rank(RANKW, a.search, q.qn, NORM) + q.wt * ts_rank(RANKW, a.search, q.qt, NORM)"),
+    False: ("(q.qi || q.qq)",
+            "q.wi * ts_rank(RANKW, a.search, q.qi, NORM) + q.wq * ts_rank(RANKW, a.search, q.qq, NORM)"),
+}
 
 # ts_rank's weights for D, C, B, A (body C, tags B, title A) and its normalisation (1: divide
 # by 1 + the log of the article's length in words).
@@ -404,9 +410,10 @@ RANK_WEIGHTS = "{0.1, 0.4, 0.6, 1.0}"
 RANK_NORMALISATION = 1
 
 
-def _candidates_sql() -> str:
-    return (_CANDIDATES.replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]")
-            .replace("NORM", str(int(RANK_NORMALISATION))))
+def _candidates_sql(specific: bool) -> str:
+    match, order = _FOCUS[specific]
+    return (_CANDIDATES.replace("FOCUSQ", match).replace("FOCUS", order)
+            .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))
 
 
 async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = ranking.DEFAULT_WEIGHTS,
@@ -417,7 +424,7 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
     tg = ranking.targets(ctx)
     pairs = tg.pairs()
     rows = await pool.fetch(
-        _candidates_sql(), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
+        _candidates_sql(bool(queries["notes"] or queries["tickets"])), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
         candidates // 2)
     by_id = {r["article_id"]: r for r in rows}
