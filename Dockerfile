@@ -17,6 +17,7 @@ COPY acd ./acd
 COPY ivr ./ivr
 COPY recording ./recording
 COPY phone ./phone
+COPY kb ./kb
 COPY api ./api
 COPY server ./server
 # The daemon and its dependencies in a virtualenv that the run stage copies whole.

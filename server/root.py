@@ -19,6 +19,7 @@ from api.desktop import setup_desktop
 from api.dialplan_hooks import setup_hooks
 from api.engineer_routes import setup_engineer_routes
 from api.hygiene import setup_hygiene
+from api.kb_routes import setup_kb_routes
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.recording_routes import setup_recording_routes
@@ -66,6 +67,7 @@ def build(settings: Settings) -> web.Application:
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
     setup_engineer_routes(app)
+    setup_kb_routes(app)
     # Where each subscribes to the bus does not change what it sees, nor in which
     # order: every subscriber gets every event in seq order (cti.events.Bus).
     return app
