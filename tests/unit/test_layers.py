@@ -6,7 +6,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
+#: The dialer's pure cores (time passed in) and what they must not import: I/O or a clock.
+DIALER_CORES = ("leads",)
+IO_MODULES = ("asyncio", "asyncpg", "aiohttp", "socket", "time", "subprocess", "server", "api")
 
 
 def _imported(tree: ast.AST) -> list[tuple[int, str]]:
@@ -36,3 +39,13 @@ def test_cti_imports_no_feature_and_not_the_root():
 def test_the_check_sees_a_lazy_import_inside_a_function():
     assert reaching_up("def f():\n    from acd.core import Router\n") == [(2, "acd.core")]
     assert reaching_up("import server.root as r\nimport cti.calls\n") == [(1, "server.root")]
+
+
+def test_dialer_cores_import_no_io_and_nothing_above_them():
+    found = []
+    for name in DIALER_CORES:
+        path = ROOT / "dialer" / f"{name}.py"
+        assert path.is_file(), path
+        found += [f"dialer/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
+                  if mod.split(".")[0] in IO_MODULES]
+    assert found == []
