@@ -118,7 +118,8 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
     NOT_READY: frozenset({LOGGED_OUT, AVAILABLE, NOT_READY, ON_CALL}),
     RESERVED: frozenset({ON_CALL, AVAILABLE, NOT_READY, LOGGED_OUT}),
     ON_CALL: frozenset({WRAPUP, AVAILABLE, NOT_READY, LOGGED_OUT}),
-    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT, ON_CALL}),
+    # WRAPUP -> WRAPUP: the timer ran out, the disposition is still due.
+    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT, ON_CALL, WRAPUP}),
 }
 
 
@@ -145,6 +146,10 @@ class _Agent:
     pools: list[tuple[Pool, tuple[Tier, ...]]] = field(default_factory=list)
     held: dict[str, "_Call"] = field(default_factory=dict)  # calls waiting for this agent
     unreachable: bool = False                             # its device cannot ring (device_reachable)
+    wrapup_ends: float | None = None                      # in wrap-up: when its timer ends (None: none)
+    wrapup_max: float | None = None                       # the latest an extension may reach
+    wrapup_step: float = 0.0                              # one extension
+    owes: str | None = None                               # the call whose disposition is required
 
 
 @dataclass(slots=True, eq=False)
@@ -290,6 +295,37 @@ class Router:
         """The agent ends wrap-up early (a no-op outside wrap-up)."""
         return self._agent_request("end_wrapup", agent_id, now, "wrap-up ended by agent")
 
+    def extend_wrapup(self, agent_id: str, now: float) -> list[Decision]:
+        """The agent asks for more wrap-up time: its end moves by the queue's
+        ``wrapup_extend_s``, never past ``wrapup_max_s`` after the call. Changes no
+        state (the view's ``wrapup_ends_at``). Raises ``AgentStateError`` outside a
+        timed wrap-up, when the queue allows none, or at the longest."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        ends, latest = agent.wrapup_ends, agent.wrapup_max
+        if agent.state != WRAPUP or ends is None:
+            raise AgentStateError(f"agent {agent_id!r} is in no timed wrap-up: nothing to extend")
+        if latest is None or ends >= latest:
+            raise AgentStateError(f"agent {agent_id!r}: the queue allows no longer wrap-up")
+        agent.wrapup_ends = min(latest, max(ends, now) + agent.wrapup_step)
+        agent.timer_ver += 1
+        self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
+        return []
+
+    def disposition_saved(self, agent_id: str, call_id: str, now: float) -> list[Decision]:
+        """A disposition of ``call_id`` was saved by the agent: one the queue required
+        no longer holds the agent (in a wrap-up whose time is over: idle at once)."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        if agent.owes != call_id:
+            return self._ignore("disposition_saved", call_id, agent_id, "no disposition due for this call")
+        agent.owes = None
+        out: list[Decision] = []
+        if agent.state == WRAPUP and agent.wrapup_ends is None:
+            self._go_idle(agent, "disposition saved", now, out)
+        self._settle(now, out)
+        return out
+
     def _agent_request(self, what: str, agent_id: str, now: float, reason: str) -> list[Decision]:
         now = self._clock(now)
         agent = self._agent(agent_id)
@@ -299,6 +335,9 @@ class Router:
             return out
         if action == ERROR:
             raise AgentStateError(f"agent {agent_id!r} is {agent.state}: cannot {what}")
+        if agent.owes is not None and action in (AVAILABLE, IDLE) and not agent.pending_logout \
+                and agent.pending_not_ready is None:
+            raise AgentStateError(f"agent {agent_id!r}: save the disposition of call {agent.owes} first")
         if agent.unreachable and what == "set_ready":
             raise AgentStateError(f"agent {agent_id!r}: the device {agent.device} is unreachable")
         if action == PENDING:
@@ -345,8 +384,11 @@ class Router:
             elif agent.state in (RESERVED, ON_CALL) and not agent.pending_logout:
                 agent.pending_not_ready = UNREACHABLE
         elif agent.state == NOT_READY and agent.reason == UNREACHABLE:
-            self._set_state(agent, AVAILABLE, "device reachable", now, out)
-            self._match_agent(agent, now, out)
+            if agent.owes is not None:
+                self._set_state(agent, NOT_READY, f"disposition due for call {agent.owes}", now, out)
+            else:
+                self._set_state(agent, AVAILABLE, "device reachable", now, out)
+                self._match_agent(agent, now, out)
         elif agent.pending_not_ready == UNREACHABLE:
             agent.pending_not_ready = None
         self._settle(now, out)
@@ -601,13 +643,18 @@ class Router:
         q.talk_avg += HANDLE_ALPHA * (max(0.0, now - agent.answered_at) - q.talk_avg)
         agent.call_id = None
         agent.call_queue = None
+        if q.cfg.disposition_required:
+            agent.owes = call_id
         out: list[Decision] = []
         if agent.pending_logout or q.cfg.wrapup_s <= 0:
             self._go_idle(agent, f"call {call_id} ended", now, out)
         else:
             self._set_state(agent, WRAPUP, f"wrap-up after call {call_id}", now, out)
             agent.timer_ver += 1
-            self._push_timer(now + q.cfg.wrapup_s, _WRAPUP, agent, agent.timer_ver)
+            agent.wrapup_ends = now + q.cfg.wrapup_s
+            agent.wrapup_max = now + q.cfg.wrapup_max_s if q.cfg.wrapup_max_s is not None else None
+            agent.wrapup_step = q.cfg.wrapup_extend_s
+            self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
         self._settle(now, out)
         return out
 
@@ -686,8 +733,10 @@ class Router:
         pending = "logout" if a.pending_logout else a.pending_not_ready
         call = a.offer.id if a.offer is not None else a.call_id
         queue = a.offer.queue if a.offer is not None else a.call_queue
+        timed = a.state == WRAPUP and a.wrapup_ends is not None
         return AgentView(a.id, a.state, a.reason, a.since, call, pending, queue.id if queue else None,
-                         a.device, not a.unreachable)
+                         a.device, not a.unreachable, a.wrapup_ends if timed else None,
+                         a.wrapup_max if timed else None, a.owes)
 
     def waiting_calls(self) -> list[WaitingCall]:
         """Every call the router holds, in service order (priority, then arrival)."""
@@ -783,6 +832,9 @@ class Router:
         agent.state = new
         agent.reason = reason
         agent.since = now
+        agent.wrapup_ends = None   # a timed wrap-up sets it after entering
+        if new == LOGGED_OUT:
+            agent.owes = None      # a new session owes nothing
         if new == AVAILABLE and old != AVAILABLE:
             agent.idle_since = now
             for pool, tiers in agent.pools:
@@ -804,6 +856,8 @@ class Router:
             target, reason = NOT_READY, agent.pending_not_ready
         elif agent.unreachable:
             target, reason = NOT_READY, UNREACHABLE
+        elif agent.owes is not None:   # the queue wants the disposition first: wrap-up, untimed
+            target, reason = WRAPUP, f"disposition due for call {agent.owes}"
         else:
             target = AVAILABLE
         agent.pending_logout = False

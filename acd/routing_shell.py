@@ -237,6 +237,14 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._apply(method(agent_id, reason, now) if what == "set_not_ready" else method(agent_id, now))
         self._tell(agent_id, now)   # a request during a call changes no state, only what is pending
 
+    def disposition_saved(self, agent_id: str, call_id: str) -> None:
+        """The agent saved a disposition of ``call_id``: one its queue required no longer
+        holds the agent. Unknown agents (not in this configuration) are left alone."""
+        if agent_id in {a.id for a in self.config.agents}:
+            now = time.time()
+            self._apply(self.router.disposition_saved(agent_id, call_id, now))
+            self._tell(agent_id, now)
+
     def bind_device(self, agent_id: str, device: str | None) -> None:
         """The agent's offers and callbacks ring ``device`` (a dial string) from
         now on; None: the device of the configuration. Unknown agents are
