@@ -329,7 +329,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         agent states are logged and stored, call decisions join the call's timeline.
         Nothing at all when this node may not act (``may_act``): not leading."""
         if decisions and not self.may_act():
-            log.warning("acd not leading: decisions dropped", count=len(decisions))
+            # Running (a leader whose lease ran out): worth a warning; a standby's: expected.
+            (log.warning if self._tasks else log.debug)("acd not leading: decisions dropped", count=len(decisions))
             return
         for d in decisions:
             if isinstance(d, acd_core.Offer):

@@ -106,11 +106,14 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) ->
         leader, standby = nodes
         for n in range(kills):
             before = await _ha(leader, http)
+            queued = [r["call_id"] for r in await db.fetch(
+                "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'", traffic.prefix + "%")]
             killed_at, killed_mono = time.time(), time.monotonic()
             await leader.kill()
             ha = await _until(lambda: _leader(standby, http), 30, f"kill {n + 1}: the standby took over", every=0.05)
             takeover = time.monotonic() - killed_mono
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
+                              "waiting": queued,
                               "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"]})
             await leader.start()        # back as a standby (its node name again; a new epoch if it leads)
             leader, standby = standby, leader
@@ -135,6 +138,11 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) ->
             end = kills_out[i + 1]["killed_at"] if i + 1 < len(kills_out) else float("inf")
             first = next((a for a in at if k["killed_at"] < a < end), None)
             k["first_offer_s"] = None if first is None else round(first - k["killed_at"], 3)
+        waited = sorted({c for k in kills_out for c in k.pop("waiting")})
+        fates = {r["call_id"]: r for r in await db.fetch(
+            "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
+        answered = sum(1 for c in waited if fates.get(c) and fates[c]["agent_answered_at"] is not None)
+        abandoned = sum(1 for c in waited if fates.get(c) and fates[c]["abandoned"])
         takeovers = [k["takeover_s"] for k in kills_out]
         firsts = [k["first_offer_s"] for k in kills_out if k["first_offer_s"] is not None]
         epochs_rise = all(k["epoch_after"] > (k["epoch_before"] or 0) for k in kills_out)
@@ -147,6 +155,9 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) ->
             "first_offer_max_s": round(max(firsts), 2) if firsts else None,
             "kills_without_offer": len(kills_out) - len(firsts),
             "epochs_rose": epochs_rise, "channels_left": left,
+            # Callers the database held as waiting when a leader was killed (as last written):
+            # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
+            "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
             "calls_created": len(traffic.real_ids()), "integrity": report.summary(), "integrity_ok": report.ok,
             "integrity_detail": "" if report.ok else report.explain(),
             "double_booked": double[:5], "per_kill": kills_out,
@@ -168,13 +179,15 @@ async def _leader(d: DaemonProcess, http: aiohttp.ClientSession) -> dict[str, An
 def render(r: dict[str, Any]) -> str:
     s = r["integrity"]
     return "\n".join([
-        "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, closed | agent on two calls | epochs rose |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, "
+        "closed | agent on two calls | epochs rose | waiting at a kill: answered / hung up / total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {r['kills']} | {r['rate']}/s | {r['agents']} | {r['ttl_s']} s | {r['takeover_p50_s']} / "
         f"{r['takeover_p99_s']} / {r['takeover_max_s']} s | {r['first_offer_p50_s']} / {r['first_offer_p99_s']} / "
         f"{r['first_offer_max_s']} s | {r['calls_created']} | "
         f"{'yes' if r['integrity_ok'] else 'NO: missing %s open %s extra %s' % (s['missing'], s['open'], s['extra'])} | "
-        f"{len(r['double_booked'])} | {'yes' if r['epochs_rose'] else 'NO'} |",
+        f"{len(r['double_booked'])} | {'yes' if r['epochs_rose'] else 'NO'} | {r['of_them_answered']} / "
+        f"{r['of_them_abandoned']} / {r['waiting_at_kills']} |",
     ])
 
 
