@@ -1,6 +1,7 @@
 """Failover of an HA pair under load: the leader SIGKILLed again and again (docs/ha.md).
 
     python -m bench.failover --kills 10 [--rate 3] [--gap 12] [--json out.json]
+    python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
 
 Two ``cti serve`` processes (``ha_cluster``, bench/harness.py ``DaemonProcess``) on one
 embedded PostgreSQL of the run's own and the sandbox's Asterisk, with the routing of
@@ -15,6 +16,11 @@ kill. For each kill:
   ``call_events``; only a leader writes timelines, and the old one is dead);
 - the epoch rose.
 
+With ``--pause S`` the leader is not killed but stopped (SIGSTOP) for S seconds and then
+resumed (SIGCONT): the standby must take over meanwhile, and the resumed node must step down
+and exit with 75 having offered nothing (no ``CtiOfferRefused`` from the dialplan after it
+resumed: its gate kept its offers off the wire).
+
 After the last kill the traffic stops, every call ends, and ``bench.integrity`` checks every
 call Asterisk created: in the database once, closed, timestamps in order; no agent answered a
 call while still on another. Prints JSON and a markdown table for BENCHMARKS.md. Run as root
@@ -25,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import signal
 import sys
 import tempfile
 import time
@@ -44,7 +52,7 @@ ACD_CONFIG = Path(__file__).with_name("faults-acd.toml")
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (``p`` in 0..100) of a non-empty list."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
     return ordered[rank - 1]
 
 
@@ -77,7 +85,8 @@ async def double_booked(db: Database, prefix: str) -> list[str]:
             if p["agent"] == n["agent"] and p["ended_at"] is not None and n["agent_answered_at"] < p["ended_at"]]
 
 
-async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) -> dict[str, Any]:
+async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
+              pause: float | None = None) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -85,6 +94,9 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) ->
     dsn = await db.start()
     traffic = Traffic(rate=rate, prefix=f"fo{uuid.uuid4().hex[:8]}", patience=(20, 60))
     ami = await traffic.connect()
+    refused: list[float] = []
+    ami.add_listener(lambda f: refused.append(time.time()) if f.headers.get("Event") == "UserEvent"
+                     and f.headers.get("UserEvent") == "CtiOfferRefused" else None)
     await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
     nodes = []
     for name in ("n1", "n2"):
@@ -109,12 +121,28 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) ->
             queued = [r["call_id"] for r in await db.fetch(
                 "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'", traffic.prefix + "%")]
             killed_at, killed_mono = time.time(), time.monotonic()
-            await leader.kill()
+            if pause:
+                leader.send_signal(signal.SIGSTOP)
+            else:
+                await leader.kill()
             ha = await _until(lambda: _leader(standby, http), 30, f"kill {n + 1}: the standby took over", every=0.05)
             takeover = time.monotonic() - killed_mono
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
                               "waiting": queued,
                               "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"]})
+            if pause:
+                await asyncio.sleep(max(0.0, pause - (time.monotonic() - killed_mono)))
+                resumed_at = time.time()
+                leader.send_signal(signal.SIGCONT)
+                proc = leader.proc
+
+                async def exited() -> bool:
+                    return proc is not None and proc.returncode is not None
+
+                await _until(exited, 30, f"pause {n + 1}: the resumed leader exited", every=0.1)
+                kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
+                kills_out[-1]["exited_after_s"] = round(time.time() - resumed_at, 2)
+                kills_out[-1]["refused_after_resume"] = sum(1 for t in refused if t >= resumed_at)
             await leader.start()        # back as a standby (its node name again; a new epoch if it leads)
             leader, standby = standby, leader
             await asyncio.sleep(gap)
@@ -160,7 +188,9 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float) ->
             "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
             "calls_created": len(traffic.real_ids()), "integrity": report.summary(), "integrity_ok": report.ok,
             "integrity_detail": "" if report.ok else report.explain(),
-            "double_booked": double[:5], "per_kill": kills_out,
+            "double_booked": double[:5], "per_kill": kills_out, "pause_s": pause,
+            "offers_refused": len(refused),
+            "resumed_exits_75": None if not pause else all(k.get("exit_status") == 75 for k in kills_out),
         }
     finally:
         await http.close()
@@ -178,6 +208,13 @@ async def _leader(d: DaemonProcess, http: aiohttp.ClientSession) -> dict[str, An
 
 def render(r: dict[str, Any]) -> str:
     s = r["integrity"]
+    extra = []
+    if r.get("pause_s"):
+        exits = [k.get("exited_after_s") for k in r["per_kill"] if k.get("exited_after_s") is not None]
+        extra = [f"\nEach leader paused {r['pause_s']} s (SIGSTOP, then SIGCONT): resumed leaders exited with 75: "
+                 f"{'all' if r['resumed_exits_75'] else 'NOT ALL'}, "
+                 f"{max(exits) if exits else '-'} s after SIGCONT at most; offers refused by the dialplan after "
+                 f"a resume: {sum(k.get('refused_after_resume', 0) for k in r['per_kill'])}."]
     return "\n".join([
         "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, "
         "closed | agent on two calls | epochs rose | waiting at a kill: answered / hung up / total |",
@@ -188,7 +225,7 @@ def render(r: dict[str, Any]) -> str:
         f"{'yes' if r['integrity_ok'] else 'NO: missing %s open %s extra %s' % (s['missing'], s['open'], s['extra'])} | "
         f"{len(r['double_booked'])} | {'yes' if r['epochs_rose'] else 'NO'} | {r['of_them_answered']} / "
         f"{r['of_them_abandoned']} / {r['waiting_at_kills']} |",
-    ])
+    ] + extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,12 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=3.0, help="callers per second (default 3)")
     p.add_argument("--gap", type=float, default=12.0, help="seconds between kills (default 12)")
     p.add_argument("--ttl", type=float, default=3.0, help="the lease's ttl (default 3 s, the daemon's)")
+    p.add_argument("--pause", type=float, default=None,
+                   help="SIGSTOP the leader this many seconds, then SIGCONT, instead of SIGKILL")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args(argv)
     Path("/var/tmp").mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="cti-failover-", dir="/var/tmp"))
     workdir.chmod(0o755)
-    result = asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl))
+    result = asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause))
     text = json.dumps(result, indent=2, default=str)
     print(text)
     print(render(result))
@@ -210,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(text)
     ok = result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
+    if args.pause:
+        ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
     return 0 if ok else 1
 
 
