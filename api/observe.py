@@ -158,6 +158,10 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         fams.append(m.counter("cti_ha_takeovers_total", "Times this node took over the leadership", h["takeovers"]))
         if h["epoch"] is not None:
             fams.append(m.gauge("cti_ha_epoch", "The epoch this node leads (or led) with", h["epoch"]))
+        if h["leaderless_s"] is not None:
+            fams.append(m.gauge("cti_ha_leaderless_seconds", "Seconds the cluster has had no leader (at least), as this "
+                                "node sees it (the lease row's age past ha_renew_within; 0 while it leads)",
+                                h["leaderless_s"]))
         if h["heartbeat_age_s"] is not None:
             fams.append(m.gauge("cti_ha_lease_age_seconds", "Seconds since this node saw the lease row renewed "
                                 "(a standby takes over past ha_ttl)", h["heartbeat_age_s"]))

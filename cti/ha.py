@@ -46,6 +46,19 @@ def default_node() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"[:200]
 
 
+def leaderless_seconds(leading: bool, heartbeat_age: float | None, renew_within: float) -> float | None:
+    """How long the cluster has had no leader at least, as this node sees it: a leader
+    whose renewals stopped stepped down at the latest ``renew_within`` after sending
+    the last one (rule 1), and the row's age counts from when this node first saw that
+    renewal (no earlier than it was sent). 0 while this node leads; None before it has
+    read the row. Pure."""
+    if leading:
+        return 0.0
+    if heartbeat_age is None:
+        return None
+    return round(max(0.0, heartbeat_age - renew_within), 3)
+
+
 class HaNode:
     """One member of a cluster. ``core`` is the daemon's ``Core`` (its ``dsn``,
     ``ami`` and ``shutdown`` are read when the node starts)."""
@@ -82,6 +95,7 @@ class HaNode:
                 "holder": row.holder if row is not None else None,
                 "lease_epoch": row.epoch if row is not None else None,
                 "heartbeat_age_s": None if age is None else round(age, 3),
+                "leaderless_s": leaderless_seconds(self.role == "leader", age, self.config.renew_within),
                 "takeovers": self.takeovers, "asterisk_epoch": self.asterisk_epoch,
                 "leading_since": self.leading_since}
 

@@ -149,7 +149,7 @@ async def test_the_standby_takes_over_a_killed_leader_and_offers_the_waiting_cal
     assert not rows[second.channel_id]["abandoned"]
     metrics = await n2.metrics()
     assert metrics["cti_ha_leader"] == 1 and metrics["cti_ha_takeovers_total"] == 1
-    assert 0 <= metrics["cti_ha_lease_age_seconds"] < 3
+    assert 0 <= metrics["cti_ha_lease_age_seconds"] < 3 and metrics["cti_ha_leaderless_seconds"] == 0
     # The operator's view of the pair, from the database.
     status = subprocess.run([sys.executable, "-m", "server.cli", "status"], capture_output=True, text=True,
                             timeout=60, env={**os.environ, "CTI_DATABASE_URL": database,

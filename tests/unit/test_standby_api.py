@@ -42,3 +42,12 @@ def test_cti_status_lines_name_the_leader_and_mark_a_stale_heartbeat() -> None:
     assert east == "cluster east: leader n2, epoch 7, heartbeat 0.4s ago, leading for 62s"
     assert west.startswith("cluster west: leader w1, epoch 3, heartbeat 9.5s ago") and "STALE" in west
     assert "no HA cluster" in format_status([], ttl=3.0)[0]
+
+
+def test_seconds_without_a_leader_count_past_the_renewal_window() -> None:
+    from cti.ha import leaderless_seconds
+
+    assert leaderless_seconds(True, 10.0, 2.0) == 0.0
+    assert leaderless_seconds(False, None, 2.0) is None
+    assert leaderless_seconds(False, 0.4, 2.0) == 0.0        # a live leader renews well within
+    assert leaderless_seconds(False, 3.5, 2.0) == 1.5        # its lease ended 1.5 s ago at the latest
