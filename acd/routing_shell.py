@@ -88,6 +88,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     # configuration's router gets them too.
     devices: dict[str, str] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
+    # The gate before every routing action (cti.ha.HaNode.may_act in a pair: false on a
+    # standby and on a leader whose lease ran out, e.g. resumed after a pause).
+    may_act: Callable[[], bool] = lambda: True
 
     def __post_init__(self) -> None:
         heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat
@@ -331,7 +334,12 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
 
     def _apply(self, decisions: list[Any]) -> None:
         """Carry decisions out: offers become AMI actions (in order, on one task),
-        agent states are logged and stored, call decisions join the call's timeline."""
+        agent states are logged and stored, call decisions join the call's timeline.
+        Nothing at all when this node may not act (``may_act``): not leading."""
+        if decisions and not self.may_act():
+            # Running (a leader whose lease ran out): worth a warning; a standby's: expected.
+            (log.warning if self._tasks else log.debug)("acd not leading: decisions dropped", count=len(decisions))
+            return
         for d in decisions:
             if isinstance(d, acd_core.Offer):
                 waiting = self.calls.get(d.call_id)
@@ -446,7 +454,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     def _announcements(self, now: float) -> None:
         """Queue a position/wait announcement for callers due one."""
         every = self.core.settings.acd_announce_every
-        if every <= 0:
+        if every <= 0 or not self.may_act():
             return
         for w in self.router.waiting_calls():
             waiting = self.calls.get(w.call_id)
@@ -523,17 +531,25 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
 ACD = web.AppKey("acd", AcdService)
 
 
-def setup_acd(app: web.Application, core: CoreServices) -> AcdService | None:
+def setup_acd(app: web.Application, core: CoreServices, ha: Any = None) -> AcdService | None:
     """The ACD when ``acd_config`` is set (None otherwise: the dialplan routes every
     call to app_queue). Built now from the file (a bad file stops the start); when
     the app starts (after the core: it needs the pool and the AMI client), the
-    configuration in force is chosen (``config_in_force``) and the ACD starts."""
+    configuration in force is chosen (``config_in_force``) and the ACD starts.
+
+    ``ha`` (a ``cti.ha.HaNode``, in a pair): the ACD starts only when the node starts
+    leading, with the lease's epoch, and stops when it steps down or the app stops,
+    in both cases without handing waiting callers to app_queue (the next leader
+    adopts them; docs/ha.md)."""
     path = core.settings.acd_config
     if path is None:
         log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
         return None
     service = AcdService(core, acd_config.load_config(path))
     app[ACD] = service
+
+    if ha is not None:
+        return _setup_led(app, core, service, path, ha)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config, version = await config_in_force(core.pool, path)
@@ -546,4 +562,25 @@ def setup_acd(app: web.Application, core: CoreServices) -> AcdService | None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service
+
+
+def _setup_led(app: web.Application, core: CoreServices, service: AcdService, path: Any, ha: Any) -> AcdService:
+    from cti.ha import run_while_leading
+
+    service.may_act = ha.may_act
+    service.handover = False
+
+    async def lead(epoch: int) -> None:
+        service.set_epoch(epoch)
+        await service.start()
+        log.info("acd started: leading", epoch=epoch, agents=len(service.config.agents))
+
+    async def configure(app: web.Application) -> AsyncIterator[None]:
+        config, version = await config_in_force(core.pool, path)
+        service.use_config(config, version)     # read-only views on a standby see the configuration
+        yield
+
+    app.cleanup_ctx.append(configure)
+    run_while_leading(app, ha, lead, service.stop)
     return service

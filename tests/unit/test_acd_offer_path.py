@@ -98,3 +98,21 @@ async def test_an_announcement_decided_before_an_offer_is_written_before_it():
     service.agent_request("a1", "set_ready")
     contexts = [h.get("Context") for a, h in service.core.ami.written if a == "Redirect"]
     assert contexts == ["cti-acd-announce", "cti-acd-offer"]
+
+
+async def test_a_node_whose_lease_ran_out_writes_nothing_for_an_arrival():
+    """The HA gate (cti.ha.HaNode.may_act): decisions taken while not leading are dropped,
+    not written (a leader resumed after a pause, before its lease loop has run)."""
+    service = _service()
+    leading = [True]
+    service.may_act = lambda: leading[0]
+    leading[0] = False
+    service.on_call_event(_queued("c1", time.time()))
+    assert service.core.ami.written == []
+    service._announcements(time.time() + 3600)
+    assert service.core.ami.written == []
+    # The same arrival on a node that leads is on the wire at once (the gate is all that differed).
+    other = _service()
+    other.may_act = lambda: True
+    other.on_call_event(_queued("c1", time.time()))
+    assert [a for a, _ in other.core.ami.written] == ["Setvar", "Redirect"]
