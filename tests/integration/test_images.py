@@ -11,6 +11,7 @@ database's socket directory is bound in."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -79,13 +80,16 @@ async def test_the_daemon_from_its_images_root_follows_the_sandbox(images, aster
            "CTI_DATABASE_URL": inner_dsn, "CTI_HTTP_PORT": str(port), "CTI_AGI_PORT": str(free_port()),
            "CTI_STATE_DIR": "/var/lib/cti", "CTI_LOG_FORMAT": "json", "PATH": "/opt/cti/venv/bin:/usr/bin:/bin",
            "LD_PRELOAD": "/usr/local/lib/libjemalloc.so.2"}
+    # The daemon's environment inside the image's root: what the image sets, and this test's.
+    assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     root = run("podman", "image", "mount", f"localhost/cti:{TAG}").stdout.strip()
     script = (f"set -e; mount --make-rprivate /; "
               f"mount -t tmpfs tmpfs {root}/run; mkdir {root}/run/pg; mount --bind {socket_dir} {root}/run/pg; "
               f"mount -t tmpfs tmpfs {root}/var/lib/cti; mount -t tmpfs tmpfs {root}/tmp; "
-              f"exec chroot {root} /opt/cti/venv/bin/cti serve")
+              f"exec chroot {root} /usr/bin/env -i {assignments} /opt/cti/venv/bin/cti serve")
     log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen(["unshare", "-m", "/bin/sh", "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(["unshare", "-m", "/bin/sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
+                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     try:
         def healthy() -> bool:
             if proc.poll() is not None:
