@@ -311,6 +311,28 @@ def config_file_problem(path: str, mode: int, text: str) -> str | None:
             f"chmod 600 it (or 640 with the daemon's group)")
 
 
+def secret_file_problems(files: list[tuple[str, int]]) -> list[str]:
+    """For (path, permission bits) of the files in ``CTI_SECRETS_DIR``: one message per
+    file holding a secret that every user may read. Pure."""
+    names = {f"cti_{k}" for k in _SECRET_KEYS}
+    return [f"secret file {path!r} is readable by every user: chmod 600 it (or 640 with the daemon's group)"
+            for path, mode in files if Path(path).name.lower() in names and mode & 0o004]
+
+
+def secret_files() -> list[tuple[str, int]]:
+    """(path, mode) of each file in ``CTI_SECRETS_DIR`` (none when unset or absent)."""
+    d = os.environ.get("CTI_SECRETS_DIR")
+    if not d or not Path(d).is_dir():
+        return []
+    out = []
+    for p in sorted(Path(d).iterdir()):
+        try:
+            out.append((str(p), p.stat().st_mode))
+        except OSError:
+            continue
+    return out
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read the settings.
 

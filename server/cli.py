@@ -145,9 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _refused_secrets(settings: Settings, config_file: str | None) -> list[str]:
     """What keeps ``serve`` and ``check`` from starting: a known default or empty
     secret, a world-readable config file holding one (docs/security.md)."""
-    from cti.config import config_file_problem, default_secret_problems
+    from cti.config import config_file_problem, default_secret_problems, secret_file_problems, secret_files
 
-    problems = default_secret_problems(settings)
+    problems = default_secret_problems(settings) + secret_file_problems(secret_files())
     if config_file:
         try:
             mode = os.stat(config_file).st_mode
@@ -251,7 +251,10 @@ async def _check(settings: Settings, production: bool = False, config_file: str 
     if production:
         from cti.prodcheck import Facts, production_findings, render
 
-        facts = Facts(config_file=_config_file_facts(config_file), ami_dangerous_actions=dangerous,
+        from cti.config import secret_files
+
+        facts = Facts(config_file=_config_file_facts(config_file), secret_files=tuple(secret_files()),
+                      ami_dangerous_actions=dangerous,
                       pending_migrations=pending, sandbox_secrets=_sandbox_secrets())
         findings = production_findings(settings, facts)
         for line in render(findings):
