@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
 #: The dialer's pure cores (time passed in) and what they must not import: I/O or a clock.
-DIALER_CORES = ("leads", "windows")
+DIALER_CORES = ("leads", "windows", "pacing")
 IO_MODULES = ("asyncio", "asyncpg", "aiohttp", "socket", "time", "subprocess", "server", "api")
 
 
