@@ -36,6 +36,7 @@ logged time), abandonment over the 30 days and the worst day (days with at least
 answers), dials, live answers; ``--per-day`` adds the days.
 
     .venv/bin/python bench/dialer_sim.py [--days 30] [--agents 20] [--seed 1]
+    .venv/bin/python bench/dialer_sim.py --cost      (one decision's cost, by campaign size)
 """
 from __future__ import annotations
 
@@ -252,6 +253,19 @@ def total(days: list[dict], args) -> dict:
     }
 
 
+def decision_cost() -> dict:
+    """What one predictive decision costs, by campaign size (median of 7 runs of 5)."""
+    import statistics
+    import timeit
+    m, config, out = Measured(0.25, 12.0, 180.0), PacingConfig(), {}
+    for agents, free, in_flight in ((20, 2, 6), (200, 15, 60), (1000, 60, 300)):
+        state = DialState(free, agents - free, in_flight)
+        runs = timeit.repeat(lambda: decide(state, m, config, 10 ** 6), number=5, repeat=7)
+        out[f"{agents}_agents_ms"] = round(statistics.median(runs) / 5 * 1e3, 3)
+        out[f"{agents}_agents_launch"] = decide(state, m, config, 10 ** 6).launch
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--days", type=int, default=30)
@@ -263,7 +277,11 @@ def main() -> int:
     parser.add_argument("--adapt-step", type=float, default=0.05)
     parser.add_argument("--drop-limit", type=float, default=0.03)
     parser.add_argument("--per-day", action="store_true")
+    parser.add_argument("--cost", action="store_true", help="only time one decision at 20, 200, 1000 agents")
     args = parser.parse_args()
+    if args.cost:
+        print(json.dumps(decision_cost(), indent=1))
+        return 0
     # The calibrated share of AMD "machines" that are people (true value of this model).
     args.fp_share = args.live * AMD_FP / (args.live * AMD_FP + MACHINE)
 

@@ -172,3 +172,28 @@ def test_outbound_gets_the_agents_inbound_does_not_need():
     assert outbound_agents(8, INBOUND) == 8 - (5 - 1)
     assert outbound_agents(3, INBOUND) == 0
     assert outbound_agents(3, None) == 3
+
+
+def linear_decision(state: DialState, m: Measured, config: PacingConfig, headroom: int) -> int:
+    """The reference: try one more call at a time while the model allows it."""
+    agents = state.free + state.busy
+    lines = math.floor(config.max_lines_per_agent * agents)
+    limit = min(lines, state.free + headroom) - state.in_flight
+    target = max(0.0, config.target - m.false_positives_per_live)
+    q = 1.0 - math.exp(-(m.answer_delay_s + config.answer_wait_s) / m.handle_s)
+    y = pacing._shifted_binomial(state.free, state.busy, q)
+    n = max(0, state.free - state.in_flight)
+    while n < limit:
+        k = state.in_flight + n + 1
+        if pacing._expected_excess(pacing._binomial(k, m.live_rate), y) > target * k * m.live_rate:
+            break
+        n += 1
+    return max(0, min(n, limit))
+
+
+@settings(max_examples=400, deadline=None)
+@given(free=st.integers(0, 40), busy=st.integers(1, 120), in_flight=st.integers(0, 150), headroom=st.integers(0, 300),
+       p=st.floats(0.02, 0.95), delay=st.floats(1, 40), handle=st.floats(20, 900), target=st.floats(0, 0.03))
+def test_the_bisection_decides_as_trying_one_call_at_a_time(free, busy, in_flight, headroom, p, delay, handle, target):
+    state, m, config = DialState(free, busy, in_flight), Measured(p, delay, handle), PacingConfig(target=target)
+    assert decide(state, m, config, headroom).launch == linear_decision(state, m, config, headroom)
