@@ -15,6 +15,7 @@ from aiohttp import web
 from acd.routing_shell import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.customer_routes import setup_customer_routes
+from api.dialer_routes import setup_dialer_routes
 from api.desktop import setup_desktop
 from api.dialplan_hooks import setup_hooks
 from api.engineer_routes import setup_engineer_routes
@@ -81,6 +82,7 @@ def build(settings: Settings) -> web.Application:
     setup_webhooks(app)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
+    setup_dialer_routes(app)
     setup_engineer_routes(app)
     setup_kb_routes(app)
     # Where each subscribes to the bus does not change what it sees, nor in which
