@@ -39,7 +39,8 @@ log = structlog.get_logger(__name__)
 CONTROL_ROLES = frozenset({"agent", "supervisor", "admin"})
 STATIC = Path(__file__).parent / "static" / "agent"
 FAVICON = Path(__file__).parent / "static" / "favicon.ico"
-_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css",
+          "kb.js": "text/javascript"}
 _CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
