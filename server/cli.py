@@ -3,7 +3,12 @@
     cti serve          run the daemon (migrates the database first)
     cti migrate        apply database migrations and exit
     cti check          validate the configuration and reach Asterisk and PostgreSQL
+    cti check --production
+                       also refuse default or weak secrets, plain HTTP off loopback, an
+                       AMI user with system/command/config rights... (docs/deploy.md)
     cti calls          the latest calls in the database
+    cti status [--cluster NAME]
+                       the HA lease: leader, epoch, heartbeat age (docs/ha.md)
     cti demo-traffic   place simulated calls in the sandbox (demo only)
     cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
     cti customers import FILE.csv
@@ -48,9 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the daemon")
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("check", help="validate configuration and connectivity")
+    ck = sub.add_parser("check", help="validate configuration and connectivity")
+    ck.add_argument("--production", action="store_true",
+                    help="also refuse what a production deployment must not have (docs/deploy.md)")
     c = sub.add_parser("calls", help="the latest calls in the database")
     c.add_argument("--last", type=int, default=20, help="how many (default 20)")
+    st = sub.add_parser("status", help="the HA lease of each cluster: leader, epoch, heartbeat age")
+    st.add_argument("--cluster", help="only this cluster (default: ha_cluster, else all)")
     t = sub.add_parser("demo-traffic", help="place simulated calls in the sandbox")
     t.add_argument("--rate", type=float, default=0.5, help="calls per second (default 0.5)")
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
@@ -92,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cti: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_format, settings.log_level)
-    if args.command in ("serve", "check"):
+    production = args.command == "check" and args.production
+    if args.command in ("serve", "check") and not production:
         problems = _refused_secrets(settings, args.config or os.environ.get("CTI_CONFIG"))
         if problems:
             for problem in problems:
@@ -104,9 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "check":
-            return asyncio.run(_check(settings))
+            return asyncio.run(_check(settings, production, args.config or os.environ.get("CTI_CONFIG")))
         if args.command == "calls":
             return asyncio.run(_calls(settings, args.last))
+        if args.command == "status":
+            return asyncio.run(_status(settings, args.cluster or settings.ha_cluster))
         if args.command == "users":
             return asyncio.run(_users(settings, args))
         if args.command == "demo-traffic":
@@ -156,8 +168,8 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop, build)
-    return 0
+    # 75 after an HA step-down: the service manager starts it again as a standby.
+    return await serve(settings, stop, build)
 
 
 async def _dsn(settings: Settings):
@@ -188,12 +200,15 @@ async def _migrate(settings: Settings) -> int:
         await _release(server)
 
 
-async def _check(settings: Settings) -> int:
-    """Say clearly what works and what does not."""
+async def _check(settings: Settings, production: bool = False, config_file: str | None = None) -> int:
+    """Say clearly what works and what does not; with ``production``, also every
+    finding of ``cti.prodcheck`` (exit 2 when one refuses)."""
     from cti.migrate import migrations
     from cti.ami import AmiClient
 
     ok = True
+    dangerous: tuple[str, ...] | None = None
+    pending: tuple[str, ...] | None = None
     print("configuration: ok")
     ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user,
                     settings.ami_secret.get_secret_value(), action_timeout=settings.ami_action_timeout)
@@ -203,6 +218,10 @@ async def _check(settings: Settings) -> int:
         reply = await ami.send("CoreShowChannels", shape="list")
         print(f"asterisk: ok ({settings.ami_host}:{settings.ami_port}, version "
               f"{ami.health.asterisk_version}, {len(reply.events) - 1} channels up)")
+        if production:
+            from cti.prodcheck import dangerous_actions
+
+            dangerous = dangerous_actions((await ami.send("ListCommands", shape="single")).response.headers)
     except Exception as exc:
         ok = False
         print(f"asterisk: FAILED at {settings.ami_host}:{settings.ami_port} as {settings.ami_user!r}: "
@@ -217,7 +236,7 @@ async def _check(settings: Settings) -> int:
                 applied = set()
                 if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
                     applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                pending = [v for v, _ in migrations() if v not in applied]
+                pending = tuple(v for v, _ in migrations() if v not in applied)
                 version = await conn.fetchval("SHOW server_version")
             finally:
                 await conn.close()
@@ -229,7 +248,39 @@ async def _check(settings: Settings) -> int:
     except Exception as exc:
         ok = False
         print(f"database: FAILED: {type(exc).__name__}: {_without_secrets(str(exc), settings)}")
+    if production:
+        from cti.prodcheck import Facts, production_findings, render
+
+        facts = Facts(config_file=_config_file_facts(config_file), ami_dangerous_actions=dangerous,
+                      pending_migrations=pending, sandbox_secrets=_sandbox_secrets())
+        findings = production_findings(settings, facts)
+        for line in render(findings):
+            print(line)
+        refused = sum(f.level == "refuse" for f in findings)
+        print(f"production: {'REFUSED' if refused else 'ok'} ({refused} refused, "
+              f"{len(findings) - refused} warnings)")
+        if refused:
+            return 2
     return 0 if ok else 1
+
+
+def _config_file_facts(path: str | None) -> tuple[str, int, str] | None:
+    if not path:
+        return None
+    try:
+        return path, os.stat(path).st_mode, Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _sandbox_secrets() -> frozenset[str]:
+    """This machine's sandbox secrets (none when it has no sandbox), so production can refuse them."""
+    from cti import sandbox
+
+    try:
+        return frozenset(v for v in sandbox.parse(sandbox.path().read_text(encoding="utf-8")).values() if v)
+    except (OSError, UnicodeDecodeError):
+        return frozenset()
 
 
 def _without_secrets(text: str, settings: Settings) -> str:
@@ -243,6 +294,26 @@ def _without_secrets(text: str, settings: Settings) -> str:
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "**********")
     return text
+
+
+async def _status(settings: Settings, cluster: str | None) -> int:
+    from cti.lease_pg import format_status, lease_status
+
+    dsn, server = await _dsn(settings)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT to_regclass('leadership') IS NOT NULL"):
+                print("the database has no leadership table yet: run cti migrate")
+                return 1
+            rows = await lease_status(conn, cluster)
+        finally:
+            await conn.close()
+    finally:
+        await _release(server)
+    for line in format_status(rows, settings.ha_ttl):
+        print(line)
+    return 0 if rows else 1
 
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:

@@ -60,3 +60,18 @@ async def test_calls_lists_recorded_calls(asterisk, database):
     assert out.returncode == 0, out.stderr
     assert "Chloé Dubois <+331234>" in out.stdout and "Agent 3" in out.stdout and "42.0" in out.stdout
     assert "1 calls in the database" in out.stdout
+
+
+def test_check_production_reads_the_ami_users_rights_and_refuses_the_sandbox_secret(asterisk, database):
+    """Against the real sandbox: the daemon's user has no dangerous right (ListCommands), its secret is
+    the sandbox's own (refused, exit 2), and plain HTTP on every interface is refused with the fix."""
+    out = cti("check", "--production", CTI_DATABASE_URL=database, CTI_HTTP_HOST="0.0.0.0",
+              CTI_HOOK_SECRET=sandbox.secret(sandbox.HOOKS), **AMI)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text
+    assert "asterisk: ok" in text and "may run" not in text
+    assert "REFUSED: a secret in use is one of this machine's sandbox secrets" in text
+    assert "REFUSED: http_host (CTI_HTTP_HOST) 0.0.0.0 serves plain HTTP on every interface" in text
+    assert "production: REFUSED" in text
+    assert AMI["CTI_AMI_SECRET"] not in text and sandbox.secret(sandbox.HOOKS) not in text
+

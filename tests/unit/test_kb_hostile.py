@@ -59,3 +59,24 @@ def test_any_markdown_renders_only_harmless_html(md):
             assert name in ALLOWED_ATTRS and not name.startswith("on"), (tag, name)
             if name in ("href", "src"):
                 assert value is not None and SAFE_URL.match(value), (tag, name, value)
+
+
+def _nodes(tree):
+    for n in tree:
+        yield n
+        yield from _nodes(n.get("children", []))
+
+
+@settings(max_examples=300)
+@given(st.one_of(MARKDOWNISH, WORDY))
+def test_any_markdown_gives_a_tree_of_allowed_tags_attributes_and_safe_urls(md):
+    from kb.render import TREE_TAGS, to_tree
+    for n in _nodes(to_tree(md)):
+        if "text" in n:
+            assert set(n) == {"text"} and isinstance(n["text"], str)
+            continue
+        assert n["tag"] in TREE_TAGS
+        assert set(n["attrs"]) <= {"href", "src", "alt", "title", "start", "rel", "target"}
+        for k in ("href", "src"):
+            if k in n["attrs"]:
+                assert SAFE_URL.match(n["attrs"][k]), n

@@ -52,3 +52,17 @@ def test_a_world_readable_config_file_with_a_secret_is_refused(tmp_path, monkeyp
     conf.chmod(0o644)
     assert cli.main(["--config", str(conf), "check"]) == 2
     assert "readable by every user" in capsys.readouterr().err
+
+
+def test_secrets_come_from_files_in_cti_secrets_dir_below_the_environment(tmp_path, monkeypatch):
+    """compose secrets (/run/secrets) and systemd credentials: one file per setting, newline dropped."""
+    (tmp_path / "cti_ami_secret").write_text("k3P9-from-a-file\n")
+    (tmp_path / "cti_database_url").write_text("postgresql://cti:Zq81xv@db:5432/cti\n")
+    monkeypatch.setenv("CTI_SECRETS_DIR", str(tmp_path))
+    s = load_settings()
+    assert s.ami_secret.get_secret_value() == "k3P9-from-a-file"
+    assert s.database_url.get_secret_value() == "postgresql://cti:Zq81xv@db:5432/cti"
+    monkeypatch.setenv("CTI_AMI_SECRET", "k3P9-from-the-environment")
+    assert load_settings().ami_secret.get_secret_value() == "k3P9-from-the-environment"
+    monkeypatch.setenv("CTI_SECRETS_DIR", str(tmp_path / "absent"))
+    assert load_settings().database_url is None

@@ -76,14 +76,36 @@
   });
 
   // -- an article ---------------------------------------------------------------------------
+  const TAGS = new Set(["p", "h1", "h2", "h3", "h4", "h5", "h6", "em", "strong", "a", "img", "ul", "ol", "li", "code",
+                        "pre", "blockquote", "hr", "br", "table", "thead", "tbody", "tr", "th", "td", "s"]);
+  const ATTRS = { a: ["href", "title", "rel", "target"], img: ["src", "alt", "title"], ol: ["start"] };
+  // A URL with a scheme must be one of these (the server checked already; this page checks again).
+  const SAFE_URL = /^(https?:|mailto:|tel:)|^(?![a-z][a-z0-9+.-]*:)/i;
+  function build(nodes, parent) {
+    (Array.isArray(nodes) ? nodes : []).forEach((n) => {
+      if (!n || typeof n !== "object") return;
+      if (typeof n.text === "string") { parent.appendChild(document.createTextNode(n.text)); return; }
+      if (!TAGS.has(n.tag)) { build(n.children, parent); return; }
+      const el = document.createElement(n.tag);
+      (ATTRS[n.tag] || []).forEach((k) => {
+        const v = n.attrs && n.attrs[k];
+        if (typeof v !== "string") return;
+        if ((k === "href" || k === "src") && !SAFE_URL.test(v.trim()) && !(k === "src" && /^data:image\//i.test(v))) return;
+        el.setAttribute(k, v);
+      });
+      build(n.children, el);
+      parent.appendChild(el);
+    });
+  }
+
   async function openArticle(id) {
     try {
       const a = await api("GET", `/api/kb/articles/${encodeURIComponent(id)}`);
       openId = a.article_id;
       $("kb-article-title").textContent = a.title;
-      // The server's rendering: raw HTML escaped, unsafe links dropped (kb/render.py); the page's
-      // Content-Security-Policy runs no inline script besides.
-      $("kb-article-body").innerHTML = a.html;
+      // The article as nodes (kb/render.py to_tree), built with DOM calls: no HTML is parsed here.
+      $("kb-article-body").replaceChildren();
+      build(a.doc, $("kb-article-body"));
       $("kb-feedback-status").textContent = "";
       $("kb-helped").disabled = $("kb-not-relevant").disabled = !callId;
       $("kb-article").hidden = false;

@@ -1,0 +1,115 @@
+"""The images as built (scripts/build-images: a debootstrap base imported into podman, then
+`podman build --isolation chroot` of the daemon's and Asterisk's images), and the daemon
+started from its image's root against the sandbox's Asterisk and PostgreSQL: /healthz answers
+and a demo call is followed into the database.
+
+Slow (a base, two builds: minutes, more the first time): runs only with CTI_TEST_IMAGES=1 and
+podman installed, as root. Containers themselves cannot run on our machines (crun cannot set
+rlimits or cgroups there), so the daemon runs by chroot into `podman image mount`'s root, in a
+private mount namespace where the state directory and /run are scratch and the test
+database's socket directory is bound in."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+
+from cti import sandbox
+from cti.demo import place_call
+from cti.version import version
+from tests.integration.conftest import ROOT, eventually, free_port
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("podman") is None or os.environ.get("CTI_TEST_IMAGES") != "1" or os.geteuid() != 0,
+    reason="image builds take minutes: set CTI_TEST_IMAGES=1 (needs podman and root)")
+TAG = "test"
+
+
+def run(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def images() -> None:
+    out = run(str(ROOT / "scripts" / "build-images"), TAG, timeout=3600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-5000:]
+    assert f"ok: localhost/cti:{TAG} localhost/cti-asterisk:{TAG}" in out.stderr
+
+
+def in_image(image: str, *command: str) -> subprocess.CompletedProcess[str]:
+    root = run("podman", "image", "mount", image).stdout.strip()
+    assert root, f"podman image mount {image} gave no root"
+    try:
+        return run("chroot", root, *command)
+    finally:
+        run("podman", "image", "unmount", image)
+
+
+def test_the_daemons_image_has_the_program_its_packages_and_a_user_of_its_own(images):
+    out = in_image(f"localhost/cti:{TAG}", "/opt/cti/venv/bin/cti", "--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"cti {version()}", out.stdout + out.stderr
+    out = in_image(f"localhost/cti:{TAG}", "/usr/bin/id", "-u", "cti")
+    assert out.stdout.strip() == "10001"
+    # What podman records for the image: its user, the jemalloc preload, secrets from files.
+    inspect = run("podman", "image", "inspect", "--format", "{{.Config.User}} {{.Config.Env}}", f"localhost/cti:{TAG}")
+    assert inspect.stdout.startswith("cti ") and "CTI_SECRETS_DIR=/run/secrets" in inspect.stdout
+    assert "LD_PRELOAD=/usr/local/lib/libjemalloc.so.2" in inspect.stdout
+
+
+def test_the_asterisk_image_has_our_configuration_and_no_secret_or_demo(images):
+    image = f"localhost/cti-asterisk:{TAG}"
+    out = in_image(image, "/bin/sh", "-c", "asterisk -V; ls /etc/asterisk; cat /etc/asterisk/manager.conf")
+    assert out.returncode == 0 and out.stdout.startswith("Asterisk 2"), out.stdout + out.stderr
+    files = out.stdout.split()
+    assert "extensions.conf" in files and "demo" not in files and "secrets.conf" not in files
+    assert "\nsecret" not in out.stdout and "[cti]" in out.stdout
+
+
+async def test_the_daemon_from_its_images_root_follows_the_sandbox(images, asterisk, database, demo_ami, tmp_path):
+    dsn = urlsplit(database)
+    socket_dir = parse_qs(dsn.query)["host"][0]
+    inner_dsn = database.replace(socket_dir, "/run/pg")
+    port = free_port()
+    env = {"CTI_AMI_SECRET": sandbox.secret(sandbox.DAEMON), "CTI_HOOK_SECRET": sandbox.secret(sandbox.HOOKS),
+           "CTI_DATABASE_URL": inner_dsn, "CTI_HTTP_PORT": str(port), "CTI_AGI_PORT": str(free_port()),
+           "CTI_STATE_DIR": "/var/lib/cti", "CTI_LOG_FORMAT": "json", "PATH": "/opt/cti/venv/bin:/usr/bin:/bin",
+           "LD_PRELOAD": "/usr/local/lib/libjemalloc.so.2"}
+    root = run("podman", "image", "mount", f"localhost/cti:{TAG}").stdout.strip()
+    script = (f"set -e; mount --make-rprivate /; "
+              f"mount -t tmpfs tmpfs {root}/run; mkdir {root}/run/pg; mount --bind {socket_dir} {root}/run/pg; "
+              f"mount -t tmpfs tmpfs {root}/var/lib/cti; mount -t tmpfs tmpfs {root}/tmp; "
+              f"exec chroot {root} /opt/cti/venv/bin/cti serve")
+    log = (tmp_path / "daemon.log").open("w")
+    proc = subprocess.Popen(["unshare", "-m", "/bin/sh", "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                pytest.fail("the daemon exited: " + (tmp_path / "daemon.log").read_text()[-3000:])
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return r.status == 200
+        await eventually(healthy, timeout=90, interval=0.5, what="/healthz 200 from the image's daemon")
+        conn = await asyncpg.connect(database)
+        try:
+            placed = await place_call(demo_ami, caller_num="+442071234567", caller_name="Image Test", patience=5)
+
+            async def recorded() -> bool:
+                return await conn.fetchval("SELECT count(*) FROM calls WHERE call_id = $1", placed.channel_id) > 0
+            await eventually(recorded, timeout=60, interval=0.5,
+                             what="the demo call in the database, written by the image's daemon")
+        finally:
+            await conn.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        run("podman", "image", "unmount", f"localhost/cti:{TAG}")
+
