@@ -75,6 +75,22 @@ async def test_suggestions_pop_with_the_call_open_and_take_feedback_and_search_i
         assert row["article_id"] == ids["offers"] and row["agent"] == "a1" and row["helped"] is True
         assert row["call_id"] in d.core.model.calls          # the live call on the card
 
+        # What the call taught: an edit of the open article, proposed for a supervisor to approve.
+        await page.locator("#kb-propose summary").click()
+        await page.get_by_label("An edit of the open article").check()
+        assert await page.input_value("#kb-propose-headline") == "Sales: upgrade offers this month"
+        await page.get_by_label("What to write").fill("Offer the loyalty upgrade, then the family plan.")
+        await page.get_by_role("button", name="Send proposal").click()
+        await page.wait_for_selector("#kb-propose-status:has-text('Sent for approval')")
+        conn = await asyncpg.connect(database)
+        try:
+            p = await conn.fetchrow("SELECT * FROM kb_proposals")
+        finally:
+            await conn.close()
+        assert (p["kind"], p["article_id"], p["proposer"], p["agent_id"], p["state"]) == (
+            "edit", ids["offers"], "ada", "a1", "pending")
+        assert p["call_id"] == row["call_id"] and p["body"] == "Offer the loyalty upgrade, then the family plan."
+
         # Search from the keyboard alone: "/" focuses it, arrows choose, Enter opens, Escape clears.
         await page.locator("body").click(position={"x": 1, "y": 1})
         await page.keyboard.press("/")

@@ -6,7 +6,7 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  let callId = null, card = null, openId = null, notesTimer = null, searchTimer = null, asked = 0;
+  let callId = null, card = null, openId = null, opened = null, notesTimer = null, searchTimer = null, asked = 0;
   let results = [], active = -1;
 
   async function api(method, path, body) {
@@ -101,7 +101,7 @@
   async function openArticle(id) {
     try {
       const a = await api("GET", `/api/kb/articles/${encodeURIComponent(id)}`);
-      openId = a.article_id;
+      openId = a.article_id; opened = a;
       $("kb-article-title").textContent = a.title;
       // The article as nodes (kb/render.py to_tree), built with DOM calls: no HTML is parsed here.
       $("kb-article-body").replaceChildren();
@@ -123,7 +123,27 @@
   }
   $("kb-helped").addEventListener("click", () => feedback(true));
   $("kb-not-relevant").addEventListener("click", () => feedback(false));
-  $("kb-close").addEventListener("click", () => { $("kb-article").hidden = true; openId = null; });
+  $("kb-close").addEventListener("click", () => { $("kb-article").hidden = true; openId = null; opened = null; });
+
+  // -- proposals: what this call taught (a supervisor approves) ----------------------------------
+  $("kb-propose-edit").addEventListener("change", () => {
+    if ($("kb-propose-edit").checked && opened) {
+      $("kb-propose-headline").value = opened.title; $("kb-propose-text").value = opened.body;
+    }
+  });
+  $("kb-propose-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const edit = $("kb-propose-edit").checked && opened;
+    if ($("kb-propose-edit").checked && !opened) { $("kb-propose-status").textContent = "Open the article first."; return; }
+    const body = { kind: edit ? "edit" : "new", title: $("kb-propose-headline").value, body: $("kb-propose-text").value };
+    if (edit) body.article_id = opened.article_id;
+    if (callId) body.call_id = callId;
+    try {
+      const p = await api("POST", "/api/kb/proposals", body);
+      $("kb-propose-status").textContent = `Sent for approval (proposal ${p.proposal_id}).`;
+      $("kb-propose-form").reset();
+    } catch (err) { $("kb-propose-status").textContent = err.message; }
+  });
 
   // -- search, keyboard first --------------------------------------------------------------------
   function showResults() {
