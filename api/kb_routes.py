@@ -21,7 +21,7 @@ supervisors and admins write and decide.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import structlog
 from aiohttp import web
@@ -34,7 +34,7 @@ from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from kb import store
 from kb.ranking import CallContext, OpenTicket
-from kb.render import to_html
+from kb.render import to_html, to_tree
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +77,8 @@ class ArticleView(BaseModel):
     title: str
     body: str
     html: str = Field(description="the body rendered: raw HTML escaped, unsafe links dropped")
+    doc: list[dict[str, Any]] = Field(description="the same as nodes, {tag, attrs, children} or {text}, "
+                                                  "for pages that build it with DOM calls (kb.render.to_tree)")
     tags: list[str]
     language: str
     owner: str
@@ -245,7 +247,8 @@ def _tags(tags: list[str]) -> list[str]:
 
 
 def _article_view(a: store.Article) -> ArticleView:
-    return ArticleView(article_id=a.article_id, title=a.title, body=a.body, html=to_html(a.body), tags=a.tags,
+    return ArticleView(article_id=a.article_id, title=a.title, body=a.body, html=to_html(a.body),
+                       doc=to_tree(a.body), tags=a.tags,
                        language=a.language, owner=a.owner, review_at=a.review_at, version=a.version,
                        archived=a.archived, links=[LinkModel(kind=x.kind, target=x.target) for x in a.links],
                        created_at=a.created_at, updated_at=a.updated_at)

@@ -158,3 +158,22 @@ async def test_call_context_reads_queue_ivr_path_language_and_open_tickets(pool)
     assert ctx.notes == "remboursement"
     unknown = await store.call_context(pool, "nope")
     assert unknown.queue is None and unknown.ivr_path == () and unknown.language == "en"
+
+
+HOSTILE = ["'", "\"", "\\", "!", "&", "|", "<->", ":*", "(", ")", "a & (b | !c)", "foo:* <-> bar", "-", "--",
+           "or or or", "and", "not not", "\"unclosed phrase", "a'b'c", "日本語 テキスト", "🙂🙃", "x" * 500,
+           "%00", "$1", "'; SELECT pg_sleep(5); --", "\t\n\r", "ǅ", "ß ẞ", "ﬁ"]
+
+
+async def test_hostile_text_in_search_and_suggestions_is_just_words(pool):
+    import random
+    await article(pool, title="Refund a double charge", body="Charged twice.")
+    rng = random.Random(23)
+    alphabet = "ab &|!():*<->'\"\\-éß日🙂\t"
+    texts = HOSTILE + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(200)]
+    for text in texts:
+        for language in ("en", "fr", "zz"):
+            await store.search(pool, text, language=language)
+            await store.suggest(pool, CallContext(language=language, notes=text, ivr_path=(text[:64],),
+                                                  queue=text[:64] or None))
+    assert [h.title for h in await store.search(pool, "charge!")] == ["Refund a double charge"]

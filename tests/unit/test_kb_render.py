@@ -40,3 +40,16 @@ def test_markdown_is_rendered_and_links_open_without_the_opener():
 def test_attribute_quotes_in_a_link_cannot_break_out():
     html = to_html('[x](https://e.example/"onmouseover="alert(1))')
     assert 'onmouseover="alert' not in html
+
+
+def test_the_tree_holds_the_same_document_with_text_as_text():
+    from kb.render import to_tree
+    tree = to_tree("# Refunds\n\n- check the **charge**\n- [policy](https://example.com/p)\n\n<script>alert(1)</script>"
+                   "\n\n[x](javascript:alert(1))")
+    assert tree[0] == {"tag": "h1", "attrs": {}, "children": [{"text": "Refunds"}]}
+    items = tree[1]["children"]
+    assert items[0]["children"][1] == {"tag": "strong", "attrs": {}, "children": [{"text": "charge"}]}
+    assert items[1]["children"][0]["attrs"] == {"href": "https://example.com/p", "rel": "noopener noreferrer nofollow",
+                                                "target": "_blank"}
+    assert tree[2] == {"tag": "p", "attrs": {}, "children": [{"text": "<script>alert(1)</script>"}]}
+    assert tree[3] == {"tag": "p", "attrs": {}, "children": [{"text": "[x](javascript:alert(1))"}]}

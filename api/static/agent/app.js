@@ -198,6 +198,7 @@
       [when(r.started_at || r.linked_at), r.direction, r.state, r.agent].filter(Boolean).join(" · ")));
     if (c.answered_at) { answeredAt = c.answered_at; answered.add(msg.call_id); }
     call.phase = msg.phase;
+    document.dispatchEvent(new CustomEvent("cti:card", { detail: msg }));   // kb.js: suggestions
     $("btn-new-ticket").disabled = !c.customer;
     $("btn-card-customer").disabled = !c.customer;
     controls();
