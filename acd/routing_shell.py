@@ -113,6 +113,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                 writer.submit(AgentRow(agent_id=agent.id, name=agent.name, device=agent.device,
                                        updated_at=_utc(now)))
         self._apply(self.router.auto_login(now))
+        self.adopting = True        # arrivals wait for the first adoption (acd/adoption.py)
         self.core.bus.subscribe(self.on_call_event)
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
@@ -158,6 +159,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         kind, cid, data = ev.kind, ev.call_id, ev.data
         if kind == "call.queued":
             if not data.get("acd"):
+                return
+            if self.adopting:
+                self.held_arrivals.append(ev)
                 return
             log.debug("acd call entered", call_id=cid, entered_at=time.time())  # bench/acd_latency.py --timeline
             queue = data.get("queue") or self.core.settings.acd_default_queue
