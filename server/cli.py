@@ -5,6 +5,7 @@
     cti check          validate the configuration and reach Asterisk and PostgreSQL
     cti calls          the latest calls in the database
     cti demo-traffic   place simulated calls in the sandbox (demo only)
+    cti demo-seed      the demo's users and customers (demo only)
     cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
     cti customers import FILE.csv
                        import customers from CSV, reporting the rows it rejects
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     t.add_argument("--talk", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"),
                    help="agents' talk time in seconds")
+    sub.add_parser("demo-seed", help="the demo's users and customers (demo only; scripts/demo runs it)")
     # The API's accounts live in api/ (the command is a composition root, like serve).
     from api.users_cli import add_parser as add_users_parser
 
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_calls(settings, args.last))
         if args.command == "users":
             return asyncio.run(_users(settings, args))
+        if args.command == "demo-seed":
+            return asyncio.run(_demo_seed(settings))
         if args.command == "demo-traffic":
             return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
         if args.command == "customers":
@@ -253,6 +257,25 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await migrate(dsn)  # the first admin can be made on a fresh database
         return await users_cli.run(args, dsn)
+    finally:
+        await _release(server)
+
+
+async def _demo_seed(settings: Settings) -> int:
+    import asyncpg
+
+    from cti.migrate import migrate
+    from server.demo_seed import seed
+
+    dsn, server = await _dsn(settings)
+    try:
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            print("\n".join(await seed(conn)))
+        finally:
+            await conn.close()
+        return 0
     finally:
         await _release(server)
 
