@@ -256,9 +256,38 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
     dsn, server = await _dsn(settings)
     try:
         await migrate(dsn)  # the first admin can be made on a fresh database
+        agent_id = getattr(args, "agent_id", None)
+        if agent_id and settings.acd_config is not None:
+            known = await _known_agents(settings, dsn)
+            if agent_id not in known:
+                print(f"cti: {agent_id!r} is no agent of the ACD configuration ({settings.acd_config} or its "
+                      f"newest stored version); known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
+                return 1
         return await users_cli.run(args, dsn)
     finally:
         await _release(server)
+
+
+async def _known_agents(settings: Settings, dsn: str) -> set[str]:
+    """The agent ids of the ACD configuration file and of its newest stored version (read only)."""
+    import asyncpg
+
+    from acd.config import load_config, parse_config
+    from acd.config_versions import newest_versions
+
+    assert settings.acd_config is not None
+    known = {a.id for a in load_config(settings.acd_config).agents}
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        newest = await newest_versions(pool, limit=1)
+    finally:
+        await pool.close()
+    if newest:
+        try:
+            known |= {a.id for a in parse_config(newest[0].document).agents}
+        except ConfigError:
+            pass   # a stored version that no longer validates is not in force either
+    return known
 
 
 async def _demo_seed(settings: Settings) -> int:

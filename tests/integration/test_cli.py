@@ -60,3 +60,14 @@ async def test_calls_lists_recorded_calls(asterisk, database):
     assert out.returncode == 0, out.stderr
     assert "Chloé Dubois <+331234>" in out.stdout and "Agent 3" in out.stdout and "42.0" in out.stdout
     assert "1 calls in the database" in out.stdout
+
+
+def test_users_add_refuses_an_agent_id_the_acd_does_not_know(database):
+    from pathlib import Path
+
+    demo = str(Path(__file__).resolve().parents[2] / "acd" / "examples" / "demo.toml")
+    env = {"CTI_DATABASE_URL": database, "CTI_ACD_CONFIG": demo}
+    refused = cti("users", "add", "ada", "--role", "agent", "--agent-id", "a1", "--no-password", **env)
+    assert refused.returncode == 1 and "'a1' is no agent" in refused.stderr and "agent1" in refused.stderr
+    added = cti("users", "add", "ada", "--role", "agent", "--agent-id", "agent1", "--no-password", **env)
+    assert added.returncode == 0 and "agent agent1" in added.stdout, added.stderr
