@@ -170,6 +170,14 @@ async def _dsn(settings: Settings):
         return settings.database_url.get_secret_value(), None
     from cti import embedded_pg
 
+    # Say which database: a command run beside the demo's (./var, scripts/demo) would
+    # otherwise read an empty one of its own without a word.
+    where = settings.state_dir / "pg"
+    hint = ""
+    demo = Path.cwd() / "var" / "pg"
+    if demo.is_dir() and demo.resolve() != where.resolve():
+        hint = f" (the demo's is {demo}: set CTI_STATE_DIR={demo.parent})"
+    print(f"cti: database: the embedded PostgreSQL in {where}{hint}", file=sys.stderr)
     server = await embedded_pg.start_embedded(settings)
     return server.dsn, server
 
