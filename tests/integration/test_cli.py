@@ -108,3 +108,27 @@ def test_check_production_refuses_an_ami_user_that_may_run_cli_commands(asterisk
     finally:
         conf.unlink(missing_ok=True)
         cli("manager reload")
+
+
+def test_users_add_refuses_an_agent_id_the_acd_does_not_know(database):
+    from pathlib import Path
+
+    demo = str(Path(__file__).resolve().parents[2] / "acd" / "examples" / "demo.toml")
+    env = {"CTI_DATABASE_URL": database, "CTI_ACD_CONFIG": demo}
+    refused = cti("users", "add", "ada", "--role", "agent", "--agent-id", "a1", "--no-password", **env)
+    assert refused.returncode == 1 and "'a1' is no agent" in refused.stderr and "agent1" in refused.stderr
+    added = cti("users", "add", "ada", "--role", "agent", "--agent-id", "agent1", "--no-password", **env)
+    assert added.returncode == 0 and "agent agent1" in added.stdout, added.stderr
+
+
+def test_a_command_on_the_embedded_database_says_which_and_where_the_demos_is(tmp_path):
+    from pathlib import Path
+
+    (tmp_path / "var" / "pg").mkdir(parents=True)    # what scripts/demo leaves in a checkout
+    root = str(Path(__file__).resolve().parents[2])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    done = subprocess.run([sys.executable, "-m", "server.cli", "calls"], capture_output=True, text=True,
+                          timeout=180, cwd=tmp_path,
+                          env={**clean, "PYTHONPATH": root, "CTI_STATE_DIR": str(tmp_path / "elsewhere")})
+    assert f"database: the embedded PostgreSQL in {tmp_path / 'elsewhere' / 'pg'}" in done.stderr, done.stderr
+    assert f"set CTI_STATE_DIR={tmp_path / 'var'}" in done.stderr
