@@ -11,6 +11,7 @@ COPY recording ./recording
 COPY phone ./phone
 COPY api ./api
 COPY server ./server
+COPY emergency ./emergency
 RUN pip install . && useradd --system --home /var/lib/cti cti && mkdir -p /var/lib/cti && chown cti /var/lib/cti
 USER cti
 ENV CTI_STATE_DIR=/var/lib/cti CTI_LOG_FORMAT=json

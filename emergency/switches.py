@@ -60,7 +60,8 @@ _TARGET = {
     "voicemail": re.compile(r"^([A-Za-z0-9_.-]{1,64}(@[A-Za-z0-9_.-]{1,64})?)?$"),
 }
 # A prompt: a stock sound name or an absolute path without extension (as the IVR's).
-PROMPT = re.compile(r"^/?[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64}){0,8}$")
+# Each segment starts with no dot, so no "..": the dialplan reads it as a file name.
+PROMPT = re.compile(r"^/?[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,12}$")
 
 
 class SwitchError(ValueError):

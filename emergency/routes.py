@@ -1,0 +1,249 @@
+"""Emergency mode's HTTP side: the switches' API (supervisors and admins switch,
+confirmed and audited; everyone reads what is in force, for the banner), the
+report, the dialplan's hook for new calls, and the banner's script
+(docs/emergency.md)."""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from acd.routing_shell import ACD
+from api import audit
+from api.auth import EVERYONE, STAFF
+from api.db import db, query
+from api.errors import ApiError
+from api.registry import ApiRequest, setup_registry
+from cti.daemon import CORE
+from emergency import store
+from emergency.prompts import PromptError, speak
+from emergency.service import EmergencyService, public
+from emergency.switches import ACTIONS, SCOPES, SwitchError, hook_line
+
+log = structlog.get_logger(__name__)
+
+EMERGENCY = web.AppKey("emergency", EmergencyService)
+STATIC = Path(__file__).with_name("static")
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SwitchBody(Strict):
+    scope: Literal[SCOPES]  # type: ignore[valid-type]
+    value: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.:@+*#-]*$",
+                       description="node name, queue id, DID, number prefix or IVR branch; '' for scope all")
+    action: Literal[ACTIONS]  # type: ignore[valid-type]
+    target: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_.:@+-]*$",
+                        description="queue id (action queue), number (number), mailbox (voicemail)")
+    prompt: str = Field("", max_length=300, pattern=r"^[A-Za-z0-9_./-]*$",
+                        description="a sound Asterisk has (name or absolute path without extension)")
+    announcement: str = Field("", max_length=400, pattern=_TEXT, description="text spoken by espeak-ng")
+    reason: str = Field(min_length=1, max_length=200, pattern=_TEXT)
+    starts_at: datetime | None = Field(None, description="default: now")
+    ends_at: datetime | None = None
+    preset: str | None = Field(None, max_length=32, pattern=r"^[0-9]{1,8}$",
+                               description="digits the phone feature code names it by")
+    confirm: Literal[True] = Field(description="must be true: the page asked 'are you sure'")
+
+
+class EndBody(Strict):
+    reason: str = Field(min_length=1, max_length=200, pattern=_TEXT)
+    confirm: Literal[True]
+
+
+class SwitchItem(BaseModel):
+    id: int
+    scope: str
+    value: str
+    action: str
+    target: str
+    prompt: str
+    announcement: str
+    reason: str
+    preset: str | None
+    starts_at: datetime
+    ends_at: datetime | None
+    declared_at: datetime
+    declared_by: str
+    ended_at: datetime | None
+    ended_by: str | None
+    ended_reason: str | None
+
+
+class SwitchList(BaseModel):
+    switches: list[SwitchItem]
+
+
+class ActiveItem(BaseModel):
+    id: int
+    scope: str
+    value: str
+    action: str
+    target: str
+    reason: str
+    starts_at: float
+    ends_at: float | None
+
+
+class ActiveList(BaseModel):
+    active: list[ActiveItem]
+
+
+class ListQuery(Strict):
+    include_ended: bool = False
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class ReportQuery(Strict):
+    since: datetime
+    until: datetime
+
+
+class ReportItem(SwitchItem):
+    calls: int
+    outcomes: dict[str, int]
+
+
+class Report(BaseModel):
+    switches: list[ReportItem]
+
+
+def _service(req: ApiRequest[Any, Any]) -> EmergencyService:
+    return req.app[EMERGENCY]
+
+
+async def get_active(req: ApiRequest[None, None]) -> ActiveList:
+    return ActiveList(active=[ActiveItem(**public(s)) for s in _service(req).in_force])
+
+
+async def list_switches(req: ApiRequest[None, ListQuery]) -> SwitchList:
+    rows = await query(store.listing(db(req.app), include_ended=req.query.include_ended, limit=req.query.limit))
+    return SwitchList(switches=[SwitchItem(**store.as_dict(r)) for r in rows])
+
+
+async def switch_on(req: ApiRequest[SwitchBody, None]) -> SwitchItem:
+    b = req.body
+    p = req.principal
+    assert p is not None
+    details = b.model_dump(mode="json", exclude={"confirm"})
+    prompt = b.prompt
+    if b.announcement:
+        try:
+            prompt = await speak(b.announcement, req.app[CORE].settings.emergency_prompt_dir)
+        except PromptError as exc:
+            await audit.record(req.app, p, "emergency_on", details=details, result="failed", error=str(exc))
+            raise ApiError(422, "announcement_failed", str(exc)) from None
+    try:
+        row = await query(store.declare(
+            db(req.app), scope=b.scope, value=b.value, action=b.action, target=b.target, prompt=prompt,
+            reason=b.reason, by=p.name, announcement=b.announcement, preset=b.preset,
+            starts_at=b.starts_at.timestamp() if b.starts_at else None,
+            ends_at=b.ends_at.timestamp() if b.ends_at else None))
+    except SwitchError as exc:
+        await audit.record(req.app, p, "emergency_on", details=details, result="refused", error=str(exc))
+        raise ApiError(422, "invalid_switch", str(exc)) from None
+    service = _service(req)
+    try:
+        await service.refresh()       # in force now, not at the next poll
+    except Exception as exc:
+        log.warning("emergency refresh after a switch failed", error=str(exc))
+        service.wake()
+    await audit.record(req.app, p, "emergency_on", details={**details, "switch": row["id"], "prompt": prompt})
+    return SwitchItem(**store.as_dict(row))
+
+
+async def switch_off(req: ApiRequest[EndBody, None]) -> SwitchItem:
+    p = req.principal
+    assert p is not None
+    switch_id = int(req.match_info["id"])
+    row = await query(store.end(db(req.app), switch_id, by=p.name, reason=req.body.reason))
+    if row is None:
+        await audit.record(req.app, p, "emergency_off", details={"switch": switch_id}, result="refused",
+                           error="no such switch on")
+        raise ApiError(404, "not_found", f"no switch {switch_id} is on")
+    try:
+        await _service(req).refresh()
+    except Exception:
+        _service(req).wake()
+    await audit.record(req.app, p, "emergency_off", details={"switch": switch_id, "reason": req.body.reason})
+    return SwitchItem(**store.as_dict(row))
+
+
+async def get_report(req: ApiRequest[None, ReportQuery]) -> Report:
+    rows = await query(store.report(db(req.app), since=req.query.since.timestamp(),
+                                    until=req.query.until.timestamp()))
+    return Report(switches=[ReportItem(**r) for r in rows])
+
+
+async def hook(request: web.Request) -> web.Response:
+    """``GET /hooks/emergency?call=<linkedid>&queue=<queue>``: ``ok,id,action,target,prompt``
+    for a new call an emergency switch takes at the route step, else ``none``."""
+    from api.dialplan_hooks import HookError, _authorise, _error
+
+    try:
+        _authorise(request)
+        call_id = request.query.get("call", "")
+        queue = request.query.get("queue", "")
+        if not (0 < len(call_id) <= 100) or len(queue) > 64:
+            raise HookError(400, "invalid_call", "call: the call's id (1 to 100 characters); queue: at most 64")
+    except HookError as exc:
+        return _error(request, exc)
+    s = request.app[EMERGENCY].route_step(call_id, queue)
+    return web.Response(text=hook_line(s) + "\n", content_type="text/plain")
+
+
+def setup_emergency(app: web.Application) -> EmergencyService:
+    """The service and its routes. After ``setup_acd`` and ``setup_ws``."""
+    from api.ws import WS
+
+    core = app[CORE]
+    acd = app.get(ACD)
+    service = EmergencyService(core, acd)
+    app[EMERGENCY] = service
+    core.health_parts["emergency"] = service.health
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        hub = app.get(WS)
+        if hub is not None:
+            def push(body: dict[str, Any]) -> None:
+                agents = frozenset(a.id for a in acd.config.agents) if acd is not None else frozenset()
+                hub.push(body, agents)
+            service.push = push
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app.cleanup_ctx.append(ctx)
+    api = setup_registry(app)
+    tags = ("emergency",)
+    api.add("GET", "/api/emergency/active", get_active, summary="The emergency switches in force (the banner)",
+            description="Also pushed on /ws as 'emergency' messages whenever the set changes.",
+            roles=EVERYONE, response=ActiveList, tags=tags)
+    api.add("GET", "/api/emergency/switches", list_switches, summary="Emergency switches, newest first",
+            roles=STAFF, query=ListQuery, response=SwitchList, tags=tags)
+    api.add("POST", "/api/emergency/switches", switch_on, summary="Declare an emergency switch (confirm: true)",
+            description="In force at starts_at (default now): waiting callers in scope are moved per the action, "
+                        "new calls take the emergency path. Audited (who, when, reason).",
+            roles=STAFF, body=SwitchBody, response=SwitchItem, status=201, tags=tags)
+    api.add("POST", "/api/emergency/switches/{id:[0-9]+}/end", switch_off, summary="Switch an emergency off",
+            roles=STAFF, body=EndBody, response=SwitchItem, tags=tags)
+    api.add("GET", "/api/emergency/report", get_report,
+            summary="Switches on in a period, with the calls they reached and what happened to them",
+            roles=STAFF, query=ReportQuery, response=Report, tags=tags)
+    if core.settings.hooks:
+        app.router.add_get("/hooks/emergency", hook)
+
+    async def banner(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "banner.js", headers={"Cache-Control": "no-cache"})
+
+    app.router.add_get("/emergency/banner.js", banner)
+    return service
