@@ -183,7 +183,7 @@ async def get_report(req: ApiRequest[None, ReportQuery]) -> Report:
 
 
 async def hook(request: web.Request) -> web.Response:
-    """``GET /hooks/emergency?call=<linkedid>&queue=<queue>``: ``ok,id,action,target,prompt``
+    """``GET /hooks/emergency?call=<linkedid>&queue=<queue>&number=<caller>&did=<did>``: ``ok,id,action,target,prompt``
     for a new call an emergency switch takes at the route step, else ``none``."""
     from api.dialplan_hooks import HookError, _authorise, _error
 
@@ -191,11 +191,14 @@ async def hook(request: web.Request) -> web.Response:
         _authorise(request)
         call_id = request.query.get("call", "")
         queue = request.query.get("queue", "")
-        if not (0 < len(call_id) <= 100) or len(queue) > 64:
-            raise HookError(400, "invalid_call", "call: the call's id (1 to 100 characters); queue: at most 64")
+        number = request.query.get("number", "")
+        did = request.query.get("did", "")
+        if not (0 < len(call_id) <= 100) or max(len(queue), len(number), len(did)) > 64:
+            raise HookError(400, "invalid_call", "call: the call's id (1 to 100 characters); "
+                                                 "queue, number, did: at most 64")
     except HookError as exc:
         return _error(request, exc)
-    s = request.app[EMERGENCY].route_step(call_id, queue)
+    s = request.app[EMERGENCY].route_step(call_id, queue, number, did)
     return web.Response(text=hook_line(s) + "\n", content_type="text/plain")
 
 

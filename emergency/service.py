@@ -136,13 +136,15 @@ class EmergencyService:
                 self.push({"type": "emergency", "active": [public(s) for s in self.in_force]})
         return moved
 
-    def facts(self, call_id: str, queue: str | None = None) -> CallFacts:
+    def facts(self, call_id: str, queue: str | None = None, number: str = "", did: str = "") -> CallFacts:
+        """The call as followed on AMI; ``number`` and ``did`` (the dialplan's, at the
+        hook) stand in where the model has not heard them yet."""
         call = self.core.model.calls.get(call_id)
         if queue is None and self.acd is not None:
             w = self.acd.calls.get(call_id)
             queue = w.entry.queue if w is not None and w.entry is not None else None
-        return CallFacts(caller_num=(call.caller_num if call is not None else None) or "",
-                         did=(call.exten if call is not None else None) or "",
+        return CallFacts(caller_num=(call.caller_num if call is not None else None) or number,
+                         did=(call.exten if call is not None else None) or did,
                          queue=queue or (call.queue if call is not None else None) or "",
                          ivr_path=tuple(self.ivr_paths.get(call_id, ())), node=self.core.settings.node_name)
 
@@ -212,10 +214,10 @@ class EmergencyService:
         asyncio.gather(*sends).add_done_callback(done)
         return move
 
-    def route_step(self, call_id: str, queue: str) -> Switch | None:
+    def route_step(self, call_id: str, queue: str, number: str = "", did: str = "") -> Switch | None:
         """A new call at the route step (the dialplan hook): the switch that applies,
         recorded as taking the call, or None."""
-        s = choose(self.in_force, self.facts(call_id, queue or None), time.time())
+        s = choose(self.in_force, self.facts(call_id, queue or None, number, did), time.time())
         if s is not None:
             self.handled[call_id] = s.id
             self._record(s.id, call_id, "route", s.action, queue)
