@@ -30,7 +30,10 @@ async def speak(text: str, outdir: str, voice: str = "en", timeout: float = 30.0
     out = Path(outdir) / f"{name}.wav"
     if out.exists():
         return str(out.with_suffix(""))
-    Path(outdir).mkdir(parents=True, exist_ok=True)
+    try:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PromptError(f"announcement directory {outdir}: {exc.strerror}") from None
     raw = Path(outdir) / f".{name}.{os.getpid()}.espeak.wav"
     tmp = Path(outdir) / f".{name}.{os.getpid()}.wav"
     try:
@@ -48,6 +51,8 @@ async def speak(text: str, outdir: str, voice: str = "en", timeout: float = 30.0
         os.replace(tmp, out)
     except FileNotFoundError as exc:
         raise PromptError(f"{exc.filename}: not installed (apt-get install espeak-ng sox)") from None
+    except OSError as exc:
+        raise PromptError(f"announcement not written: {exc.strerror}") from None
     except TimeoutError:
         raise PromptError("speaking the announcement took too long") from None
     finally:

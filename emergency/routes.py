@@ -4,13 +4,15 @@ report, the dialplan's hook for new calls, and the banner's script
 (docs/emergency.md)."""
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
+import asyncpg
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from acd.routing_shell import ACD
 from api import audit
@@ -29,6 +31,15 @@ log = structlog.get_logger(__name__)
 EMERGENCY = web.AppKey("emergency", EmergencyService)
 STATIC = Path(__file__).with_name("static")
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
+ID_MAX = 2**63 - 1
+# Times a switch may name: a bound the database and every clock hold.
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+
+def _in_range(v: datetime | None) -> datetime | None:
+    if v is not None and not (_EARLIEST <= v < _LATEST):
+        raise ValueError("must be between 2000 and 2100, with a time zone")
+    return v
 
 
 class Strict(BaseModel):
@@ -46,11 +57,13 @@ class SwitchBody(Strict):
                         description="a sound Asterisk has (name or absolute path without extension)")
     announcement: str = Field("", max_length=400, pattern=_TEXT, description="text spoken by espeak-ng")
     reason: str = Field(min_length=1, max_length=200, pattern=_TEXT)
-    starts_at: datetime | None = Field(None, description="default: now")
-    ends_at: datetime | None = None
+    starts_at: AwareDatetime | None = Field(None, description="default: now")
+    ends_at: AwareDatetime | None = None
     preset: str | None = Field(None, max_length=32, pattern=r"^[0-9]{1,8}$",
                                description="digits the phone feature code names it by")
     confirm: Literal[True] = Field(description="must be true: the page asked 'are you sure'")
+
+    _times = field_validator("starts_at", "ends_at")(_in_range)
 
 
 class EndBody(Strict):
@@ -102,8 +115,10 @@ class ListQuery(Strict):
 
 
 class ReportQuery(Strict):
-    since: datetime
-    until: datetime
+    since: AwareDatetime
+    until: AwareDatetime
+
+    _times = field_validator("since", "until")(_in_range)
 
 
 class ReportItem(SwitchItem):
@@ -146,7 +161,7 @@ async def switch_on(req: ApiRequest[SwitchBody, None]) -> SwitchItem:
             reason=b.reason, by=p.name, announcement=b.announcement, preset=b.preset,
             starts_at=b.starts_at.timestamp() if b.starts_at else None,
             ends_at=b.ends_at.timestamp() if b.ends_at else None))
-    except SwitchError as exc:
+    except (SwitchError, asyncpg.CheckViolationError) as exc:   # the database's clock: an end already past
         await audit.record(req.app, p, "emergency_on", details=details, result="refused", error=str(exc))
         raise ApiError(422, "invalid_switch", str(exc)) from None
     service = _service(req)
@@ -163,6 +178,8 @@ async def switch_off(req: ApiRequest[EndBody, None]) -> SwitchItem:
     p = req.principal
     assert p is not None
     switch_id = int(req.match_info["id"])
+    if switch_id > ID_MAX:
+        raise ApiError(404, "not_found", f"no switch {switch_id} is on")
     row = await query(store.end(db(req.app), switch_id, by=p.name, reason=req.body.reason))
     if row is None:
         await audit.record(req.app, p, "emergency_off", details={"switch": switch_id}, result="refused",
@@ -200,6 +217,33 @@ async def hook(request: web.Request) -> web.Response:
         return _error(request, exc)
     s = request.app[EMERGENCY].route_step(call_id, queue, number, did)
     return web.Response(text=hook_line(s) + "\n", content_type="text/plain")
+
+
+async def feature_code(request: web.Request) -> web.Response:
+    """``POST /hooks/emergency/toggle`` (form: ``preset``, ``pin``, ``from``): the phone's
+    feature code. ``ok,on|off,<switch>`` or ``error,<wrong_pin|locked|disabled|no_preset|
+    invalid>,<message>``. The PIN travels in the body, never in a URL (access logs)."""
+    from api.dialplan_hooks import HookError, _authorise, _error, _line
+
+    try:
+        _authorise(request)
+        if (request.content_length or 0) > 1024:
+            raise HookError(413, "too_large", "at most 1 KiB")
+        form = await request.post()
+        preset, pin, caller = (str(form.get(k, "")) for k in ("preset", "pin", "from"))
+        if not re.fullmatch(r"[0-9]{1,8}", preset) or not re.fullmatch(r"[0-9]{1,16}", pin) \
+                or not re.fullmatch(r"\+?[0-9*#]{0,32}", caller):
+            raise HookError(400, "invalid", "preset: 1 to 8 digits; pin: 1 to 16 digits; from: a number")
+        result, state, switch_id = await request.app[EMERGENCY].toggle_preset(preset, pin, caller)
+    except HookError as exc:
+        return _error(request, exc)
+    except Exception as exc:       # the database away or slow: the phone hears a refusal
+        log.warning("emergency feature code failed", error=type(exc).__name__)
+        return web.Response(text=_line("error", "unavailable", "try again"), status=503, content_type="text/plain")
+    if result != "ok":
+        return web.Response(text=_line("error", result, result.replace("_", " ")), status=403,
+                            content_type="text/plain")
+    return web.Response(text=_line("ok", state, switch_id), content_type="text/plain")
 
 
 def setup_emergency(app: web.Application) -> EmergencyService:
@@ -244,6 +288,7 @@ def setup_emergency(app: web.Application) -> EmergencyService:
             roles=STAFF, query=ReportQuery, response=Report, tags=tags)
     if core.settings.hooks:
         app.router.add_get("/hooks/emergency", hook)
+        app.router.add_post("/hooks/emergency/toggle", feature_code)
 
     async def banner(request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "banner.js", headers={"Cache-Control": "no-cache"})

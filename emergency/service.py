@@ -32,6 +32,7 @@ import structlog
 from acd.ami_actions import failure, submit
 from acd.core import AcdInputError
 from emergency import store
+from emergency.pin import PinGuard
 from emergency.switches import CallFacts, Switch, WaitingPlan, active, choose, next_change, plan
 from cti.daemon import CoreServices
 
@@ -74,6 +75,7 @@ class EmergencyService:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _unsubscribe: Callable[[], None] | None = None
     _global_set: str | None = None
+    pin_guard: PinGuard = field(default_factory=PinGuard)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -224,6 +226,40 @@ class EmergencyService:
             self.core.annotate(call_id, "emergency.route", time.time(), switch=s.id, action=s.action,
                                target=s.target)
         return s
+
+    async def toggle_preset(self, preset: str, pin: str, caller: str) -> tuple[str, str, int | None]:
+        """The phone's feature code: ``(result, state, switch id)``. With the right PIN,
+        the open switch of ``preset`` is switched off, or, none being open, the
+        latest switch declared under it is declared again (same scope, action,
+        announcement, reason) from now. Results: ``ok`` (state ``on``/``off``),
+        ``wrong_pin``, ``locked``, ``disabled`` (no PIN configured), ``no_preset``."""
+        secret = self.core.settings.emergency_pin
+        result = self.pin_guard.check(pin, secret.get_secret_value() if secret is not None else None, time.time())
+        if result != "ok":
+            log.warning("emergency feature code refused", result=result, caller=caller, preset=preset)
+            return result, "", None
+        by = f"phone:{caller or 'unknown'}"
+        pool = self.core.pool
+        async with asyncio.timeout(2.0):
+            async with pool.acquire() as conn:
+                open_ids = [s.id for s in await store.open_switches(conn)]
+                template = await store.preset(conn, preset)
+                if template is None:
+                    return "no_preset", "", None
+                row = await conn.fetchrow("SELECT id FROM emergency_switches WHERE preset = $1 AND "
+                                          "id = ANY($2::bigint[]) ORDER BY id DESC LIMIT 1", preset, open_ids)
+                if row is not None:
+                    await store.end(conn, row["id"], by=by, reason="feature code")
+                    state, switch_id = "off", row["id"]
+                else:
+                    t = store.as_dict(template)
+                    new = await store.declare(conn, scope=t["scope"], value=t["value"], action=t["action"],
+                                              target=t["target"], prompt=t["prompt"], reason=t["reason"], by=by,
+                                              announcement=t["announcement"], preset=preset)
+                    state, switch_id = "on", new["id"]
+        log.info("emergency feature code", state=state, switch=switch_id, by=by)
+        await self.refresh()
+        return "ok", state, switch_id
 
     # -- inputs ----------------------------------------------------------------
 

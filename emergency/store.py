@@ -4,6 +4,7 @@ asyncpg connection or pool; the callers bound the time they wait."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -37,7 +38,7 @@ async def declare(conn: Any, *, scope: str, value: str, action: str, target: str
                   announcement: str = "", preset: str | None = None) -> Any:
     """Store a new switch (validated first: ``SwitchError``); returns its row.
     ``starts_at`` None: now, by the database's clock."""
-    check(scope, value, action, target, prompt, starts_at if starts_at is not None else 0.0, ends_at)
+    check(scope, value, action, target, prompt, starts_at if starts_at is not None else time.time(), ends_at)
     return await conn.fetchrow(
         f"INSERT INTO emergency_switches (scope, value, action, target, prompt, announcement, reason, preset, "
         f"starts_at, ends_at, declared_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE($9, now()), $10, $11) "

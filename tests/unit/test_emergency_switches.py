@@ -159,3 +159,22 @@ def test_the_active_set_changes_only_at_next_change(sws, now):
     later = (nxt - 0.5) if nxt is not None else 1000
     if later > now:
         assert {s.id for s in active(sws, later)} == before
+
+
+# -- the feature code's PIN ------------------------------------------------------------------
+
+def test_the_right_pin_passes_and_a_wrong_one_is_counted():
+    from emergency.pin import PinGuard
+    g = PinGuard()
+    assert g.check("1234", "1234", 0) == "ok"
+    assert g.check("9999", "1234", 1) == "wrong_pin"
+    assert g.check("1234", None, 2) == "disabled"
+
+
+def test_five_wrong_pins_lock_out_even_the_right_one_until_the_window_passes():
+    from emergency.pin import PinGuard
+    g = PinGuard(max_failures=5, window_s=600)
+    for t in range(5):
+        assert g.check("0000", "1234", t) == "wrong_pin"
+    assert g.check("1234", "1234", 10) == "locked"
+    assert g.check("1234", "1234", 600) == "ok"      # the first failure left the window
