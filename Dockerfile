@@ -20,6 +20,7 @@ COPY recording ./recording
 COPY phone ./phone
 COPY kb ./kb
 COPY dialer ./dialer
+COPY emergency ./emergency
 COPY api ./api
 COPY server ./server
 # The daemon and its dependencies in a virtualenv that the run stage copies whole.

@@ -301,6 +301,22 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._apply(out)
         return moved is not None
 
+    def divert(self, call_id: str, reason: str) -> str | None:
+        """Take a waiting caller out of routing for another path (an emergency switch):
+        the router forgets it (``Router.divert``) and so do we; the caller of the
+        returned channel is the sender's to redirect. None (nothing done) when the
+        call is not waiting here with someone on the line, or an agent rings."""
+        waiting = self.calls.get(call_id)
+        if (waiting is None or waiting.answered or waiting.agent is not None or waiting.channel is None
+                or waiting.callback is not None):
+            return None
+        out = self.router.divert(call_id, reason, time.time())
+        if not any(isinstance(d, acd_core.Dequeued) for d in out):
+            return None
+        del self.calls[call_id]
+        self._apply(out)
+        return waiting.channel
+
     def _enter(self, call_id: str, entry: Entry, now: float) -> None:
         """The call (already in ``self.calls``) waits in the router with ``entry``."""
         waiting = self.calls.get(call_id)

@@ -22,6 +22,8 @@
                        agents' phones: devices and their secrets
     cti recordings sweep|sample
                        retention sweep, QA sampling (docs/recording.md)
+    cti emergency on|off|list|report
+                       emergency switches (docs/emergency.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -92,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     from recording.cli import add_parser as add_recordings_parser
 
     add_recordings_parser(sub)
+    from emergency.cli import add_parser as add_emergency_parser
+
+    add_emergency_parser(sub)
     return p
 
 
@@ -135,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_phones(settings, args))
         if args.command == "recordings":
             return asyncio.run(_recordings(settings, args))
+        if args.command == "emergency":
+            return asyncio.run(_emergency(settings, args))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)
@@ -418,6 +425,18 @@ async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await migrate(dsn)
         return await recordings_cli.run(args, settings, dsn)
+    finally:
+        await _release(server)
+
+
+async def _emergency(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.migrate import migrate
+    from emergency import cli as emergency_cli
+
+    dsn, server = await _dsn(settings)
+    try:
+        await migrate(dsn)
+        return await emergency_cli.run(args, settings, dsn)
     finally:
         await _release(server)
 

@@ -34,6 +34,7 @@ from cti.config import Settings
 from cti.daemon import CORE, build_app, run_with_app
 from cti.ha import HA, HaNode
 from cti.leadership import LeaseConfig
+from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
@@ -78,6 +79,7 @@ def build(settings: Settings) -> web.Application:
     setup_recording_routes(app)
     setup_metrics(app)
     setup_ws(app, core, acd)
+    setup_emergency(app)              # moves the ACD's waiting callers; pushes on the hub: after both
     setup_desktop(app)                # screen-pops go out on the hub: after it
     setup_webhooks(app)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
