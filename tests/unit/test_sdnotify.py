@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from cti.config import load_settings
-from cti.daemon import serve
+from cti.daemon import CORE, Core, serve
 from cti.sdnotify import notify
 
 
@@ -60,8 +60,9 @@ async def test_serve_is_ready_only_once_it_answers_and_says_when_it_stops(listen
     async def healthz(_request):
         return web.json_response({"ok": True})
 
-    def build(_settings):
+    def build(settings):
         app = web.Application()
+        app[CORE] = Core(settings)      # serve reads the exit status a part may ask for from it
         app.router.add_get("/healthz", healthz)
         return app
 
