@@ -48,8 +48,8 @@ def pick_encoding(accept: str, available: Mapping[str, int]) -> str | None:
     admitted = set()
     for part in accept.lower().split(","):
         token, _, params = part.strip().partition(";")
-        q = re.search(r"q\s*=\s*([0-9.]+)", params)
-        if token and not (q and float(q.group(1) or 0) == 0):
+        q = re.search(r"q\s*=\s*([0-9]+(?:\.[0-9]*)?)", params)
+        if token and not (q and float(q.group(1)) == 0):
             admitted.add(token.strip())
     choices = [(size, enc) for enc, size in available.items() if enc in admitted]
     return min(choices)[1] if choices else None
@@ -114,7 +114,8 @@ class StaticFiles:
         ctype = TYPES.get(suffix, "application/octet-stream")
         common = {"ETag": entry.etag, "Last-Modified": formatdate(entry.modified, usegmt=True),
                   "Cache-Control": cache_control(name), "Vary": "Accept-Encoding", **(headers or {})}
-        if _not_modified(request, entry):
+        if not_modified(entry.etag, entry.modified, request.headers.get("If-None-Match"),
+                        request.headers.get("If-Modified-Since")):
             return web.Response(status=304, headers=common)
         enc = pick_encoding(request.headers.get("Accept-Encoding", ""),
                             {k: len(v) for k, v in entry.encoded.items()})
@@ -134,14 +135,16 @@ class StaticFiles:
         return serve
 
 
-def _not_modified(request: web.Request, entry: _Entry) -> bool:
-    tags = request.headers.get("If-None-Match")
-    if tags is not None:
-        return entry.etag in [t.strip().removeprefix("W/") for t in tags.split(",")] or tags.strip() == "*"
-    since = request.headers.get("If-Modified-Since")
-    if since:
+def not_modified(etag: str, modified: float, if_none_match: str | None, if_modified_since: str | None) -> bool:
+    """True when the request's validators say its copy is current (pure): ``If-None-Match``
+    wins over ``If-Modified-Since``; a date that cannot be read is no validator."""
+    if if_none_match is not None:
+        tags = [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
+        return etag in tags or if_none_match.strip() == "*"
+    if if_modified_since:
         try:
-            return int(entry.modified) <= parsedate_to_datetime(since).timestamp()
-        except (TypeError, ValueError):
+            when = parsedate_to_datetime(if_modified_since)
+            return int(modified) <= when.timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
             return False
     return False

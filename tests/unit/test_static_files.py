@@ -69,3 +69,32 @@ async def test_answers_are_compressed_tagged_and_revalidated(tmp_path):
                 assert r.status == 200 and await r.text() == "changed" and r.headers["ETag"] != etag
     finally:
         await runner.cleanup()
+
+
+# -- fuzz: request headers from anyone never break an answer --------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from api.static_files import not_modified  # noqa: E402
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=80), st.dictionaries(st.sampled_from(["br", "gzip", "deflate"]), st.integers(1, 99)))
+def test_any_accept_encoding_gives_an_offered_encoding_or_none(accept, sizes):
+    assert pick_encoding(accept, sizes) in (None, *sizes)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=60)), st.one_of(st.none(), st.text(max_size=60)))
+def test_any_validators_give_a_verdict_without_error(if_none_match, if_modified_since):
+    assert not_modified('"abc"', 1_700_000_000.0, if_none_match, if_modified_since) in (True, False)
+
+
+def test_validators_by_example():
+    assert not_modified('"abc"', 100.0, '"x", W/"abc"', None)
+    assert not not_modified('"abc"', 100.0, '"x"', "Thu, 01 Jan 2099 00:00:00 GMT")   # the tag decides
+    assert not_modified('"abc"', 100.0, None, "Thu, 01 Jan 1970 00:01:40 GMT")
+    assert not not_modified('"abc"', 100.0, None, "Thu, 01 Jan 1970 00:01:39 GMT")
+    assert not not_modified('"abc"', 100.0, None, "yesterday")
+    assert pick_encoding("br;q=1.2.3, gzip", {"br": 1, "gzip": 2}) == "br"
