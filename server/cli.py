@@ -16,6 +16,8 @@
                        agents' phones: devices and their secrets
     cti recordings sweep|sample
                        retention sweep, QA sampling (docs/recording.md)
+    cti dialer import|dnc ...
+                       campaign lead lists, the do-not-call list (docs/dialer.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -81,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     from recording.cli import add_parser as add_recordings_parser
 
     add_recordings_parser(sub)
+    from dialer.cli import add_parser as add_dialer_parser
+
+    add_dialer_parser(sub)
     return p
 
 
@@ -119,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_phones(settings, args))
         if args.command == "recordings":
             return asyncio.run(_recordings(settings, args))
+        if args.command == "dialer":
+            return asyncio.run(_dialer(settings, args))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)
@@ -284,6 +291,18 @@ async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await migrate(dsn)
         return await recordings_cli.run(args, settings, dsn)
+    finally:
+        await _release(server)
+
+
+async def _dialer(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.migrate import migrate
+    from dialer import cli as dialer_cli
+
+    dsn, server = await _dsn(settings)
+    try:
+        await migrate(dsn)
+        return await dialer_cli.run(args, dsn)
     finally:
         await _release(server)
 
