@@ -24,6 +24,8 @@
                        retention sweep, QA sampling (docs/recording.md)
     cti emergency on|off|list|report
                        emergency switches (docs/emergency.md)
+    cti dialer import|dnc ...
+                       campaign lead lists, the do-not-call list (docs/dialer.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -35,7 +37,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import asyncpg
@@ -97,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     from emergency.cli import add_parser as add_emergency_parser
 
     add_emergency_parser(sub)
+    from dialer.cli import add_parser as add_dialer_parser
+
+    add_dialer_parser(sub)
     return p
 
 
@@ -141,7 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "recordings":
             return asyncio.run(_recordings(settings, args))
         if args.command == "emergency":
-            return asyncio.run(_emergency(settings, args))
+            from emergency import cli as emergency_cli
+
+            return asyncio.run(_on_database(settings, lambda dsn: emergency_cli.run(args, settings, dsn)))
+        if args.command == "dialer":
+            from dialer import cli as dialer_cli
+
+            return asyncio.run(_on_database(settings, lambda dsn: dialer_cli.run(args, dsn)))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)
@@ -429,14 +440,14 @@ async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
         await _release(server)
 
 
-async def _emergency(settings: Settings, args: argparse.Namespace) -> int:
+async def _on_database(settings: Settings, run: Callable[[str], Awaitable[int]]) -> int:
+    """``run(dsn)`` on the migrated database (an embedded one is started and stopped around it)."""
     from cti.migrate import migrate
-    from emergency import cli as emergency_cli
 
     dsn, server = await _dsn(settings)
     try:
         await migrate(dsn)
-        return await emergency_cli.run(args, settings, dsn)
+        return await run(dsn)
     finally:
         await _release(server)
 

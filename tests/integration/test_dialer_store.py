@@ -14,6 +14,7 @@ from dialer import store
 from dialer.lead_import import parse_leads
 from dialer.leads import RetryRules, State
 from dialer.windows import CallingWindow, WindowChecker
+from tests.integration.test_cli import cti
 
 RULES = RetryRules()
 WINDOWS = WindowChecker(CallingWindow())
@@ -109,3 +110,23 @@ async def test_the_tables_refuse_what_the_law_refuses(conn):
         await store.create_campaign(conn, "too aggressive", abandon_cap=0.05)
     with pytest.raises(store.DialerStoreError):
         await store.add_dnc(conn, "call me maybe")
+
+
+async def test_the_cli_imports_a_list_with_its_report_and_keeps_the_do_not_call_list(conn, database, tmp_path):
+    cid = await store.create_campaign(conn, "by hand")
+    listing = tmp_path / "leads.csv"
+    listing.write_text("phone,name\n030 1234567,Ann\n+13175550100,Bob\nnope,Cy\n", encoding="utf-8")
+    done = cti("dialer", "import", str(cid), str(listing), "--country", "49", CTI_DATABASE_URL=database)
+    assert done.returncode == 1, done.stdout + done.stderr                 # one row rejected, the others added
+    assert "rejected line 4: phone: 'nope' is not a phone number" in done.stdout
+    assert f"added 2 leads to campaign {cid}, rejected 1 rows of 3" in done.stdout
+    assert await conn.fetchval("SELECT count(*) FROM dialer_leads WHERE campaign_id = $1", cid) == 2
+    missing = cti("dialer", "import", "424242", str(listing), CTI_DATABASE_URL=database)
+    assert missing.returncode == 2 and "no campaign 424242" in missing.stderr
+    added = cti("dialer", "dnc", "add", "+1 317 555 0100", "--reason", "asked", CTI_DATABASE_URL=database)
+    assert added.returncode == 0 and "+13175550100 is on the do-not-call list" in added.stdout
+    assert cti("dialer", "dnc", "check", "+13175550100", CTI_DATABASE_URL=database).returncode == 0
+    assert cti("dialer", "dnc", "remove", "+13175550100", CTI_DATABASE_URL=database).returncode == 0
+    assert cti("dialer", "dnc", "check", "+13175550100", CTI_DATABASE_URL=database).returncode == 1
+    bad = cti("dialer", "dnc", "add", "call me", CTI_DATABASE_URL=database)
+    assert bad.returncode == 2 and "not a phone number" in bad.stderr
