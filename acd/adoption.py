@@ -45,6 +45,7 @@ class Adoption:
         _queues: dict[str, Any]
         _enter: Callable[[str, Entry, float], None]
         _call_input: Callable[[str, Callable[[], list[Any]]], None]
+        _apply: Callable[[list[Any]], None]
         _restore_callbacks: Callable[[], Any]
 
     async def _adopt_now(self, restore: bool = False) -> None:
@@ -102,6 +103,8 @@ class Adoption:
             queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
             self._enter(call_id, Entry(queue, since, priority, parse_skills(values["CTI_SKILLS"]),
                                        values["CTI_CUSTOMER"] or None), time.time())
+        # Asterisk can be told again: offers held back while the connection was down go now.
+        self._apply(self.router.link_restored(time.time()))
 
     async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
         replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},

@@ -64,6 +64,7 @@ class CallbackShell:
         _apply: Callable[[list[Any]], None]
         _enter: Callable[[str, Entry, float], None]
         _offer_failed: Callable[[str, str, str, float], None]
+        _offer_unplaced: Callable[[str, str, BaseException, float], None]
         _annotate: Callable[..., None]
 
     def _start_saving(self) -> None:
@@ -177,7 +178,7 @@ class CallbackShell:
             if waiting.agent == d.agent_id:
                 waiting.agent = None
                 self._callback_missed(d.call_id, waiting)
-                self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
+                self._offer_unplaced(d.call_id, d.agent_id, exc, time.time())
 
         fut.add_done_callback(done)
 

@@ -108,6 +108,12 @@ class Queue(_Model):
     steps: list[Step] = Field(default_factory=list)
     ring_timeout_s: float = Field(15.0, gt=0, le=600)
     wrapup_s: float = Field(10.0, ge=0, le=3600)
+    # The agent may extend wrap-up by wrapup_extend_s at a time, up to wrapup_max_s in all
+    # (None: no extension).
+    wrapup_max_s: float | None = Field(None, gt=0, le=3600)
+    wrapup_extend_s: float = Field(30.0, gt=0, le=3600)
+    # The agent stays in wrap-up (or not ready) until a disposition of the call is saved.
+    disposition_required: bool = False
     selection: Selection = "longest_idle"
     borrow_from: list[Name] = Field(default_factory=list)
     # This queue lends its agents while its service level is at or above this
@@ -118,6 +124,12 @@ class Queue(_Model):
     callback: bool = False
     # Seed of the handle-time moving average used by estimated waits.
     expected_handle_s: float = Field(180.0, gt=0)
+
+    @model_validator(mode="after")
+    def _wrapup_max(self) -> "Queue":
+        if self.wrapup_max_s is not None and self.wrapup_max_s < self.wrapup_s:
+            raise ValueError("wrapup_max_s is the longest wrap-up: at least wrapup_s")
+        return self
 
     @model_validator(mode="after")
     def _max_wait_pair(self) -> "Queue":

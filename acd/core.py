@@ -118,7 +118,8 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
     NOT_READY: frozenset({LOGGED_OUT, AVAILABLE, NOT_READY, ON_CALL}),
     RESERVED: frozenset({ON_CALL, AVAILABLE, NOT_READY, LOGGED_OUT}),
     ON_CALL: frozenset({WRAPUP, AVAILABLE, NOT_READY, LOGGED_OUT}),
-    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT, ON_CALL}),
+    # WRAPUP -> WRAPUP: the timer ran out, the disposition is still due.
+    WRAPUP: frozenset({AVAILABLE, NOT_READY, LOGGED_OUT, ON_CALL, WRAPUP}),
 }
 
 
@@ -145,6 +146,10 @@ class _Agent:
     pools: list[tuple[Pool, tuple[Tier, ...]]] = field(default_factory=list)
     held: dict[str, "_Call"] = field(default_factory=dict)  # calls waiting for this agent
     unreachable: bool = False                             # its device cannot ring (device_reachable)
+    wrapup_ends: float | None = None                      # in wrap-up: when its timer ends (None: none)
+    wrapup_max: float | None = None                       # the latest an extension may reach
+    wrapup_step: float = 0.0                              # one extension
+    owes: str | None = None                               # the call whose disposition is required
 
 
 @dataclass(slots=True, eq=False)
@@ -256,6 +261,8 @@ class Router:
         self._logged_out: list[_Agent] = []
         self._emptied: list[Pool] = []
         self._recovered: list[_Queue] = []
+        # Asterisk cannot be told anything (link_lost): no offer is decided until link_restored.
+        self.link_down = False
 
     # -- agent inputs ----------------------------------------------------------
 
@@ -288,6 +295,37 @@ class Router:
         """The agent ends wrap-up early (a no-op outside wrap-up)."""
         return self._agent_request("end_wrapup", agent_id, now, "wrap-up ended by agent")
 
+    def extend_wrapup(self, agent_id: str, now: float) -> list[Decision]:
+        """The agent asks for more wrap-up time: its end moves by the queue's
+        ``wrapup_extend_s``, never past ``wrapup_max_s`` after the call. Changes no
+        state (the view's ``wrapup_ends_at``). Raises ``AgentStateError`` outside a
+        timed wrap-up, when the queue allows none, or at the longest."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        ends, latest = agent.wrapup_ends, agent.wrapup_max
+        if agent.state != WRAPUP or ends is None:
+            raise AgentStateError(f"agent {agent_id!r} is in no timed wrap-up: nothing to extend")
+        if latest is None or ends >= latest:
+            raise AgentStateError(f"agent {agent_id!r}: the queue allows no longer wrap-up")
+        agent.wrapup_ends = min(latest, max(ends, now) + agent.wrapup_step)
+        agent.timer_ver += 1
+        self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
+        return []
+
+    def disposition_saved(self, agent_id: str, call_id: str, now: float) -> list[Decision]:
+        """A disposition of ``call_id`` was saved by the agent: one the queue required
+        no longer holds the agent (in a wrap-up whose time is over: idle at once)."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        if agent.owes != call_id:
+            return self._ignore("disposition_saved", call_id, agent_id, "no disposition due for this call")
+        agent.owes = None
+        out: list[Decision] = []
+        if agent.state == WRAPUP and agent.wrapup_ends is None:
+            self._go_idle(agent, "disposition saved", now, out)
+        self._settle(now, out)
+        return out
+
     def _agent_request(self, what: str, agent_id: str, now: float, reason: str) -> list[Decision]:
         now = self._clock(now)
         agent = self._agent(agent_id)
@@ -297,6 +335,9 @@ class Router:
             return out
         if action == ERROR:
             raise AgentStateError(f"agent {agent_id!r} is {agent.state}: cannot {what}")
+        if agent.owes is not None and action in (AVAILABLE, IDLE) and not agent.pending_logout \
+                and agent.pending_not_ready is None:
+            raise AgentStateError(f"agent {agent_id!r}: save the disposition of call {agent.owes} first")
         if agent.unreachable and what == "set_ready":
             raise AgentStateError(f"agent {agent_id!r}: the device {agent.device} is unreachable")
         if action == PENDING:
@@ -343,8 +384,11 @@ class Router:
             elif agent.state in (RESERVED, ON_CALL) and not agent.pending_logout:
                 agent.pending_not_ready = UNREACHABLE
         elif agent.state == NOT_READY and agent.reason == UNREACHABLE:
-            self._set_state(agent, AVAILABLE, "device reachable", now, out)
-            self._match_agent(agent, now, out)
+            if agent.owes is not None:
+                self._set_state(agent, NOT_READY, f"disposition due for call {agent.owes}", now, out)
+            else:
+                self._set_state(agent, AVAILABLE, "device reachable", now, out)
+                self._match_agent(agent, now, out)
         elif agent.pending_not_ready == UNREACHABLE:
             agent.pending_not_ready = None
         self._settle(now, out)
@@ -540,6 +584,54 @@ class Router:
         self._settle(now, out)
         return out
 
+    def offer_unsent(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
+        """The offer never left for Asterisk (no connection): nothing rang, and it is
+        no fault of the agent's. The agent is free again (or takes the break or the
+        logout it asked for meanwhile), the call waits again in its place. Give
+        ``link_lost`` first: while the link is down nothing is offered, so a dead
+        connection cannot run the waiting calls through every free agent."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        call = self._calls.get(call_id)
+        if call is None or call.status != RINGING or call.agent is not agent:
+            return self._ignore("offer_unsent", call_id, agent_id, "no such offer standing")
+        out: list[Decision] = []
+        agent.offer = None
+        call.agent = None
+        call.status = WAITING
+        call.pool.push_call(call)
+        self._go_idle(agent, f"offer of call {call_id} not sent", now, out)
+        if call.status != WAITING:      # the agent took it again at once (the link is up)
+            pass
+        elif self._past_max_wait(call, now):
+            self._max_wait(call, now, out)
+        else:
+            self._try_call(call, now, out)
+        self._settle(now, out)
+        return out
+
+    def link_lost(self, now: float) -> list[Decision]:
+        """Asterisk cannot be told anything (the AMI connection is down): from now
+        on no offer is decided; calls wait, agents keep their states, timers run."""
+        self._clock(now)
+        self.link_down = True
+        return []
+
+    def link_restored(self, now: float) -> list[Decision]:
+        """Asterisk can be told again: each available agent, longest idle first,
+        takes the best call it may (the *stable* invariant holds again)."""
+        now = self._clock(now)
+        if not self.link_down:
+            return []
+        self.link_down = False
+        out: list[Decision] = []
+        free = sorted((a for a in self._agents.values() if a.state == AVAILABLE), key=lambda a: (a.idle_since, a.ord))
+        for agent in free:
+            if agent.state == AVAILABLE:
+                self._match_agent(agent, now, out)
+        self._settle(now, out)
+        return out
+
     def call_finished(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
         """The agent's leg of an answered call ended: wrap-up for the queue's ``wrapup_s``."""
         now = self._clock(now)
@@ -551,13 +643,18 @@ class Router:
         q.talk_avg += HANDLE_ALPHA * (max(0.0, now - agent.answered_at) - q.talk_avg)
         agent.call_id = None
         agent.call_queue = None
+        if q.cfg.disposition_required:
+            agent.owes = call_id
         out: list[Decision] = []
         if agent.pending_logout or q.cfg.wrapup_s <= 0:
             self._go_idle(agent, f"call {call_id} ended", now, out)
         else:
             self._set_state(agent, WRAPUP, f"wrap-up after call {call_id}", now, out)
             agent.timer_ver += 1
-            self._push_timer(now + q.cfg.wrapup_s, _WRAPUP, agent, agent.timer_ver)
+            agent.wrapup_ends = now + q.cfg.wrapup_s
+            agent.wrapup_max = now + q.cfg.wrapup_max_s if q.cfg.wrapup_max_s is not None else None
+            agent.wrapup_step = q.cfg.wrapup_extend_s
+            self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
         self._settle(now, out)
         return out
 
@@ -636,8 +733,10 @@ class Router:
         pending = "logout" if a.pending_logout else a.pending_not_ready
         call = a.offer.id if a.offer is not None else a.call_id
         queue = a.offer.queue if a.offer is not None else a.call_queue
+        timed = a.state == WRAPUP and a.wrapup_ends is not None
         return AgentView(a.id, a.state, a.reason, a.since, call, pending, queue.id if queue else None,
-                         a.device, not a.unreachable)
+                         a.device, not a.unreachable, a.wrapup_ends if timed else None,
+                         a.wrapup_max if timed else None, a.owes)
 
     def waiting_calls(self) -> list[WaitingCall]:
         """Every call the router holds, in service order (priority, then arrival)."""
@@ -733,6 +832,9 @@ class Router:
         agent.state = new
         agent.reason = reason
         agent.since = now
+        agent.wrapup_ends = None   # a timed wrap-up sets it after entering
+        if new == LOGGED_OUT:
+            agent.owes = None      # a new session owes nothing
         if new == AVAILABLE and old != AVAILABLE:
             agent.idle_since = now
             for pool, tiers in agent.pools:
@@ -754,6 +856,8 @@ class Router:
             target, reason = NOT_READY, agent.pending_not_ready
         elif agent.unreachable:
             target, reason = NOT_READY, UNREACHABLE
+        elif agent.owes is not None:   # the queue wants the disposition first: wrap-up, untimed
+            target, reason = WRAPUP, f"disposition due for call {agent.owes}"
         else:
             target = AVAILABLE
         agent.pending_logout = False
@@ -806,6 +910,8 @@ class Router:
 
     def _match_agent(self, agent: _Agent, now: float, out: list[Decision]) -> None:
         """An agent just became available: offer it the best call it may take, if any."""
+        if self.link_down:
+            return
         if agent.held:
             best = None
             for c in agent.held.values():
@@ -862,7 +968,9 @@ class Router:
     def _try_call(self, call: _Call, now: float, out: list[Decision]) -> None:
         """A waiting or held call: offer it now if it can be, else set its next timer."""
         self._apply_skips(call, now, out)
-        if call.status == HELD:
+        if self.link_down:
+            pass
+        elif call.status == HELD:
             agent = call.preferred
             if agent.state == AVAILABLE and qualifies(agent.skills, call.pool.reqs):
                 self._offer(call, agent, now, out,

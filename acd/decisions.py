@@ -139,6 +139,9 @@ class AgentView:
     queue_id: str | None = None     # the queue of that call
     device: str = ""                # the dial string its offers ring (set_device)
     reachable: bool = True          # False: its device cannot ring (not offered calls)
+    wrapup_ends_at: float | None = None   # in wrap-up with a timer: when it ends
+    wrapup_max_at: float | None = None    # the latest it can be extended to (None: no extension)
+    disposition_due: str | None = None    # the call whose disposition must be saved before available
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import OfferRefused
-from cti.errors import CtiError
+from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
@@ -88,6 +88,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     # configuration's router gets them too.
     devices: dict[str, str] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
+    # The gate before every routing action (cti.ha.HaNode.may_act in a pair: false on a
+    # standby and on a leader whose lease ran out, e.g. resumed after a pause).
+    may_act: Callable[[], bool] = lambda: True
 
     def __post_init__(self) -> None:
         heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat
@@ -237,6 +240,14 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._apply(method(agent_id, reason, now) if what == "set_not_ready" else method(agent_id, now))
         self._tell(agent_id, now)   # a request during a call changes no state, only what is pending
 
+    def disposition_saved(self, agent_id: str, call_id: str) -> None:
+        """The agent saved a disposition of ``call_id``: one its queue required no longer
+        holds the agent. Unknown agents (not in this configuration) are left alone."""
+        if agent_id in {a.id for a in self.config.agents}:
+            now = time.time()
+            self._apply(self.router.disposition_saved(agent_id, call_id, now))
+            self._tell(agent_id, now)
+
     def bind_device(self, agent_id: str, device: str | None) -> None:
         """The agent's offers and callbacks ring ``device`` (a dial string) from
         now on; None: the device of the configuration. Unknown agents are
@@ -323,7 +334,12 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
 
     def _apply(self, decisions: list[Any]) -> None:
         """Carry decisions out: offers become AMI actions (in order, on one task),
-        agent states are logged and stored, call decisions join the call's timeline."""
+        agent states are logged and stored, call decisions join the call's timeline.
+        Nothing at all when this node may not act (``may_act``): not leading."""
+        if decisions and not self.may_act():
+            # Running (a leader whose lease ran out): worth a warning; a standby's: expected.
+            (log.warning if self._tasks else log.debug)("acd not leading: decisions dropped", count=len(decisions))
+            return
         for d in decisions:
             if isinstance(d, acd_core.Offer):
                 waiting = self.calls.get(d.call_id)
@@ -413,13 +429,32 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         log.warning("offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
         waiting = self.calls.get(d.call_id)
         if waiting is not None and waiting.agent == d.agent_id:
+            if isinstance(exc, AmiDisconnected):
+                # Written, fate unknown: it may ring. The offer stands (the router's ring
+                # guard ends it if nothing is heard); nothing more is offered until resync.
+                self._apply(self.router.link_lost(time.time()))
+                return
             waiting.agent = None
-            self._offer_failed(d.call_id, d.agent_id, "failed", time.time())
+            self._offer_unplaced(d.call_id, d.agent_id, exc, time.time())
+
+    def _offer_unplaced(self, call_id: str, agent: str, exc: BaseException, now: float) -> None:
+        """An offer's AMI action failed. Nothing written for want of a connection is
+        no fault of the agent's: the agent is free again, the call waits in its
+        place, and nothing is offered until the connection is back (``adopt``, on
+        every reconnect, calls ``link_restored``); without that rule one dead
+        connection ran every waiting caller through every free agent, leaving them
+        all not ready "unreachable". Any other failure (Asterisk refused, no reply)
+        ends the offer as failed."""
+        if isinstance(exc, AmiNotConnected) and call_id not in self.carried:
+            self._apply(self.router.link_lost(now))
+            self._apply(self.router.offer_unsent(call_id, agent, now))
+        else:
+            self._offer_failed(call_id, agent, "failed", now)
 
     def _announcements(self, now: float) -> None:
         """Queue a position/wait announcement for callers due one."""
         every = self.core.settings.acd_announce_every
-        if every <= 0:
+        if every <= 0 or not self.may_act():
             return
         for w in self.router.waiting_calls():
             waiting = self.calls.get(w.call_id)
@@ -496,17 +531,25 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
 ACD = web.AppKey("acd", AcdService)
 
 
-def setup_acd(app: web.Application, core: CoreServices) -> AcdService | None:
+def setup_acd(app: web.Application, core: CoreServices, ha: Any = None) -> AcdService | None:
     """The ACD when ``acd_config`` is set (None otherwise: the dialplan routes every
     call to app_queue). Built now from the file (a bad file stops the start); when
     the app starts (after the core: it needs the pool and the AMI client), the
-    configuration in force is chosen (``config_in_force``) and the ACD starts."""
+    configuration in force is chosen (``config_in_force``) and the ACD starts.
+
+    ``ha`` (a ``cti.ha.HaNode``, in a pair): the ACD starts only when the node starts
+    leading, with the lease's epoch, and stops when it steps down or the app stops,
+    in both cases without handing waiting callers to app_queue (the next leader
+    adopts them; docs/ha.md)."""
     path = core.settings.acd_config
     if path is None:
         log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
         return None
     service = AcdService(core, acd_config.load_config(path))
     app[ACD] = service
+
+    if ha is not None:
+        return _setup_led(app, core, service, path, ha)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config, version = await config_in_force(core.pool, path)
@@ -519,4 +562,25 @@ def setup_acd(app: web.Application, core: CoreServices) -> AcdService | None:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+    return service
+
+
+def _setup_led(app: web.Application, core: CoreServices, service: AcdService, path: Any, ha: Any) -> AcdService:
+    from cti.ha import run_while_leading
+
+    service.may_act = ha.may_act
+    service.handover = False
+
+    async def lead(epoch: int) -> None:
+        service.set_epoch(epoch)
+        await service.start()
+        log.info("acd started: leading", epoch=epoch, agents=len(service.config.agents))
+
+    async def configure(app: web.Application) -> AsyncIterator[None]:
+        config, version = await config_in_force(core.pool, path)
+        service.use_config(config, version)     # read-only views on a standby see the configuration
+        yield
+
+    app.cleanup_ctx.append(configure)
+    run_while_leading(app, ha, lead, service.stop)
     return service

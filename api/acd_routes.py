@@ -54,6 +54,9 @@ class AgentItem(BaseModel):
     call_id: str | None
     queue_id: str | None
     pending: str | None
+    wrapup_ends_at: float | None = Field(None, description="in a timed wrap-up: when it ends (epoch seconds)")
+    wrapup_max_at: float | None = Field(None, description="the latest extend_wrapup can reach (None: none)")
+    disposition_due: str | None = Field(None, description="the call whose disposition the queue requires first")
 
 
 class WaitingItem(BaseModel):
@@ -89,12 +92,13 @@ class AcdState(BaseModel):
 
 
 class AgentStateBody(BaseModel):
-    action: Literal["login", "logout", "ready", "not_ready", "end_wrapup"]
+    action: Literal["login", "logout", "ready", "not_ready", "end_wrapup", "extend_wrapup"] = Field(
+        description="extend_wrapup: more wrap-up time, when the queue allows (wrapup_max_s)")
     reason: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9 _.-]*$")
 
 
 _ACTIONS = {"login": "login", "logout": "logout", "ready": "set_ready", "not_ready": "set_not_ready",
-            "end_wrapup": "end_wrapup"}
+            "end_wrapup": "end_wrapup", "extend_wrapup": "extend_wrapup"}
 
 
 def _service(req: ApiRequest[Any, Any]) -> AcdService:
@@ -134,7 +138,9 @@ async def get_state(req: ApiRequest[None, None]) -> AcdState:
     for a in s.config.agents:
         v = r.agent_state(a.id)
         agents.append(AgentItem(agent_id=a.id, name=a.name, state=v.state, reason=v.reason, since=v.since,
-                                call_id=v.call_id, queue_id=v.queue_id, pending=v.pending))
+                                call_id=v.call_id, queue_id=v.queue_id, pending=v.pending,
+                                wrapup_ends_at=v.wrapup_ends_at, wrapup_max_at=v.wrapup_max_at,
+                                disposition_due=v.disposition_due))
     waiting = [WaitingItem(call_id=w.call_id, queue_id=w.queue_id, status=w.status, priority=w.priority,
                            waited_s=round(now - w.arrived_at, 3), step=w.step, offered_to=w.offered_to,
                            callback=w.callback) for w in r.waiting_calls()]
@@ -187,7 +193,8 @@ async def set_agent_state(req: ApiRequest[AgentStateBody, None]) -> AgentItem:
                            details={**details, "to": _label(v)})
     name = s.config.agent(agent_id).name
     return AgentItem(agent_id=agent_id, name=name, state=v.state, reason=v.reason, since=v.since,
-                     call_id=v.call_id, queue_id=v.queue_id, pending=v.pending)
+                     call_id=v.call_id, queue_id=v.queue_id, pending=v.pending, wrapup_ends_at=v.wrapup_ends_at,
+                     wrapup_max_at=v.wrapup_max_at, disposition_due=v.disposition_due)
 
 
 def setup_acd_routes(app: web.Application) -> None:

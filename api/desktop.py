@@ -16,6 +16,7 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, AsyncIterator, Literal
 
 import structlog
@@ -39,8 +40,10 @@ log = structlog.get_logger(__name__)
 CONTROL_ROLES = frozenset({"agent", "supervisor", "admin"})
 STATIC = Path(__file__).parent / "static" / "agent"
 FAVICON = Path(__file__).parent / "static" / "favicon.ico"
-_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
-_CSP = ("default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css",
+          "softphone.js": "text/javascript"}
+# connect-src: this origin, and the browser phone's WebSocket (phone_ws_url).
+_CSP = ("default-src 'self'; connect-src 'self'{ws}; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
@@ -157,6 +160,10 @@ class AgentNow(BaseModel):
     call_id: str | None
     pending: str | None = Field(description="a state asked for during a call: not ready's reason, or logout")
     wrapup_ends_at: float | None = Field(description="in wrap-up: when the ACD ends it (epoch seconds)")
+    wrapup_max_at: float | None = Field(None, description="the latest an extension can reach (None: the queue "
+                                        "allows none)")
+    disposition_due: str | None = Field(None, description="the call whose disposition the queue requires before "
+                                        "the agent is available again")
 
 
 class WrapupNow(BaseModel):
@@ -308,6 +315,9 @@ async def save_disposition(req: ApiRequest[DispositionBody, None]) -> Dispositio
                notes = EXCLUDED.notes, updated_at = now()
            RETURNING call_id, disposition, notes, agent_id, updated_at""",
         call_id, who.id, who.agent_id, req.body.disposition, req.body.notes))
+    acd = req.app.get(ACD)
+    if acd is not None and who.agent_id:
+        acd.disposition_saved(who.agent_id, call_id)   # a queue may hold the agent until now
     return DispositionReply(**dict(row))
 
 
@@ -338,11 +348,9 @@ async def current(req: ApiRequest[None, None]) -> DeskNow:
     state = None
     if acd is not None and agent in {a.id for a in acd.config.agents}:
         v = acd.router.agent_state(agent)
-        ends = None
-        if v.state == "wrapup" and last is not None and last[1] in {q.id for q in acd.config.queues}:
-            ends = v.since + acd.config.queue(last[1]).wrapup_s
         state = AgentNow(state=v.state, reason=v.reason, since=v.since, call_id=v.call_id, pending=v.pending,
-                         wrapup_ends_at=ends)
+                         wrapup_ends_at=v.wrapup_ends_at, wrapup_max_at=v.wrapup_max_at,
+                         disposition_due=v.disposition_due)
     calls = core.model.calls
     ids = [state.call_id] if state is not None and state.call_id else []
     ids += [c for c, a in desk.outbound.items() if a == agent]
@@ -376,8 +384,13 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     if ctype is None:
         raise web.HTTPNotFound()
     return web.FileResponse(STATIC / name, headers={
-        "Content-Type": f"{ctype}; charset=utf-8", "Content-Security-Policy": _CSP,
+        "Content-Type": f"{ctype}; charset=utf-8", "Content-Security-Policy": _csp(request),
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+
+
+def _csp(request: web.Request) -> str:
+    u = urlsplit(request.app[CORE].settings.phone_ws_url)
+    return _CSP.format(ws=f" {u.scheme}://{u.netloc}" if u.scheme in ("ws", "wss") and u.netloc else "")
 
 
 async def favicon(request: web.Request) -> web.StreamResponse:

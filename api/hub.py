@@ -401,18 +401,24 @@ class AgentSnapshot:
     since: float
     call_id: str | None
     pending: str | None
+    wrapup_ends_at: float | None = None
+    wrapup_max_at: float | None = None
+    disposition_due: str | None = None
 
 
 def agent_update(v: AgentSnapshot, before: AgentSnapshot | None) -> dict[str, Any] | None:
     """The ``agent.state`` message for an agent now ``v`` that was ``before`` (None:
     not told yet), or None when neither its state, reason, call nor pending change
     differs (only its ``since``)."""
-    if before is not None and (before.state, before.reason, before.call_id, before.pending) == (
-            v.state, v.reason, v.call_id, v.pending):
+    if before is not None and (before.state, before.reason, before.call_id, before.pending,
+                               before.wrapup_ends_at, before.disposition_due) == (
+            v.state, v.reason, v.call_id, v.pending, v.wrapup_ends_at, v.disposition_due):
         return None
     return agent_message(v, before.state if before is not None else None)
 
 
 def agent_message(v: AgentSnapshot, previous: str | None) -> dict[str, Any]:
     return {"type": "agent.state", "agent_id": v.agent_id, "state": v.state, "previous": previous,
-            "reason": v.reason, "since": v.since, "call_id": v.call_id, "pending": v.pending}
+            "reason": v.reason, "since": v.since, "call_id": v.call_id, "pending": v.pending,
+            "wrapup_ends_at": v.wrapup_ends_at, "wrapup_max_at": v.wrapup_max_at,
+            "disposition_due": v.disposition_due}

@@ -32,6 +32,7 @@ from api.session_routes import principal_of
 from cti.calls import ENDED, HELD, IVR, OFFERED, QUEUED, RINGING, TALKING, TRANSFERRED
 from cti.daemon import CORE
 from cti.events import CallEvent
+from cti.ha import HA
 
 CALL_STATES = (RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED)
 AGENT_STATES = ("logged_out", "available", "reserved", "on_call", "wrapup", "not_ready")
@@ -149,6 +150,21 @@ def collect(app: web.Application, now: float) -> list[Metric]:
                               "per-address or the total cap", sum(limits.cap.refused.values())))
         fams.append(m.counter("cti_http_heads_timed_out_total", "Connections closed because a request head did not "
                               "arrive within the head deadline", limits.heads_timed_out))
+    ha = app.get(HA)
+    if ha is not None:
+        h = ha.health()
+        fams.append(m.gauge("cti_ha_leader", "1 while this node leads its HA cluster (docs/ha.md)",
+                            int(h["role"] == "leader")))
+        fams.append(m.counter("cti_ha_takeovers_total", "Times this node took over the leadership", h["takeovers"]))
+        if h["epoch"] is not None:
+            fams.append(m.gauge("cti_ha_epoch", "The epoch this node leads (or led) with", h["epoch"]))
+        if h["leaderless_s"] is not None:
+            fams.append(m.gauge("cti_ha_leaderless_seconds", "Seconds the cluster has had no leader (at least), as this "
+                                "node sees it (the lease row's age past ha_renew_within; 0 while it leads)",
+                                h["leaderless_s"]))
+        if h["heartbeat_age_s"] is not None:
+            fams.append(m.gauge("cti_ha_lease_age_seconds", "Seconds since this node saw the lease row renewed "
+                                "(a standby takes over past ha_ttl)", h["heartbeat_age_s"]))
     # Leaks show here first (the soak run samples it: docs/architecture.md, "Load and soak").
     fams.append(m.gauge("cti_asyncio_tasks", "asyncio tasks alive in the daemon's loop", len(asyncio.all_tasks())))
     return fams

@@ -58,6 +58,7 @@ class AgentPhoneView(BaseModel):
     reachable: bool
     auto_answer: bool
     zip_tone: bool
+    browser_phone: bool = Field(False, description="offers ring a browser phone (the agent desktop starts it)")
 
 
 class SeatBody(BaseModel):

@@ -42,6 +42,7 @@ from api.db import db, query
 from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE, run_with_app
+from cti.ha import HA, run_while_leading
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -379,7 +380,14 @@ def setup_webhooks(app: web.Application, **options: Any) -> None:
     api = setup_registry(app)
     service = app[WEBHOOKS] = WebhookService(app, **options)
 
-    run_with_app(app, service)
+    ha = app.get(HA)
+    if ha is None:
+        run_with_app(app, service)
+    else:   # in an HA pair only the leader delivers (docs/ha.md): one delivery per event
+        async def lead(epoch: int) -> None:
+            await service.start()
+
+        run_while_leading(app, ha, lead, service.stop)
     tags = ("webhooks",)
     api.add("POST", "/api/webhooks", create_subscription, summary="Subscribe a URL to call events",
             description="Payloads are signed: X-Cti-Signature: t=<epoch>,v1=<HMAC-SHA256(secret, t + '.' + body)>. "

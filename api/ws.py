@@ -114,7 +114,8 @@ class Link:
 
 
 def _snapshot(v: AgentView) -> AgentSnapshot:
-    return AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending)
+    return AgentSnapshot(v.agent_id, v.state, v.reason, v.since, v.call_id, v.pending, v.wrapup_ends_at,
+                         v.wrapup_max_at, v.disposition_due)
 
 
 def stream_key(p: Principal, scope: Scope) -> str:
@@ -279,7 +280,9 @@ class HubService:
             try:
                 v = acd.router.agent_state(scope.agent_id)
                 snap["agent_state"] = {"state": v.state, "reason": v.reason, "since": v.since,
-                                       "call_id": v.call_id, "pending": v.pending}
+                                       "call_id": v.call_id, "pending": v.pending,
+                                       "wrapup_ends_at": v.wrapup_ends_at, "wrapup_max_at": v.wrapup_max_at,
+                                       "disposition_due": v.disposition_due}
             except Exception:   # not an agent of the ACD configuration
                 snap["agent_state"] = None
         model = self.core.model

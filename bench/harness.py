@@ -250,7 +250,8 @@ class DaemonProcess:
             return None
 
     async def wait_ready(self, timeout: float = 90) -> dict[str, Any]:
-        """Until ``/healthz`` says ok, the model resynced and (with an ACD) it beat once."""
+        """Until ``/healthz`` says ok, the model resynced and (with an ACD) it beat once;
+        an HA standby (``ha.role``) is ready once resynced (its ACD waits to lead)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.returncode is not None:
@@ -259,7 +260,9 @@ class DaemonProcess:
             if got is not None:
                 status, body = got
                 acd = body.get("acd")
-                if status == 200 and body["ami"]["resyncs"] >= 1 and (acd is None or acd["heartbeats"] > 0):
+                standby = (body.get("ha") or {}).get("role") == "standby"
+                if status == 200 and body["ami"]["resyncs"] >= 1 and (acd is None or standby
+                                                                       or acd["heartbeats"] > 0):
                     return body
             await asyncio.sleep(0.2)
         raise HarnessError(f"the daemon was not ready within {timeout}s:\n{self.log_tail()}")

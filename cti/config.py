@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -162,6 +162,17 @@ class Settings(BaseSettings):
     # CIDRs or addresses, e.g. "10.20.0.0/16, 127.0.0.1"); empty: public addresses only.
     webhook_allow: Annotated[tuple[str, ...], NoDecode] = ()
 
+    # High availability (docs/ha.md): with ha_cluster set, this process contends for the
+    # leadership of that cluster in PostgreSQL and routes calls only while it leads; unset,
+    # it leads alone with epoch 1. ha_node names this process in the lease (default:
+    # host name and pid). Lease timing in seconds: ha_renew_every < ha_renew_within < ha_ttl.
+    ha_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+    ha_node: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}$")
+    ha_ttl: float = Field(3.0, gt=0, le=600)
+    ha_renew_within: float = Field(2.0, gt=0, le=600)
+    ha_renew_every: float = Field(0.5, gt=0, le=600)
+    ha_poll_every: float = Field(0.5, gt=0, le=60)
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:
@@ -218,6 +229,13 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"not a network or address: {item[:60]!r} (e.g. 127.0.0.0/8, 10.1.2.3)") from None
         return tuple(out)
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> Settings:
+        if not self.ha_renew_every < self.ha_renew_within < self.ha_ttl:
+            raise ValueError("ha timing needs ha_renew_every < ha_renew_within < ha_ttl "
+                             f"(got {self.ha_renew_every}, {self.ha_renew_within}, {self.ha_ttl})")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from cti import ami_inputs
 from cti.ami import AmiClient
-from cti.call_db import close_calls, open_calls
+from cti.call_db import CallRow, close_calls, open_calls
 from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent, CallStateChanged
@@ -61,6 +61,12 @@ class Core:
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
     # /healthz sections a feature adds (the ACD's "acd"), set by the composition root
     health_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    # Whether this process writes the calls' timelines (``call_events``): always, except
+    # on an HA standby (cti.ha), which upserts the call rows only (docs/ha.md).
+    timeline: bool = True
+    # Ends the process with an exit status (set by ``serve``; cti.ha after a step-down).
+    shutdown: Callable[[int], None] | None = None
+    exit_code: int = 0
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
         """The one way a feature puts an event on a live call's timeline (the ACD's
@@ -206,7 +212,17 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     core.pool = await open_pool(core.dsn)
     core.writer = Writer(core.dsn, buffer_max=s.db_buffer_max, batch_max=s.db_batch_max)
     await core.writer.start()
-    core.bus.subscribe(core.writer.on_call_event)
+    writer = core.writer
+
+    def store(ev: CallEvent) -> None:
+        # A call row is an idempotent upsert (every node of a pair may write it);
+        # the timeline only from the node that leads (docs/ha.md, "Who writes").
+        if core.timeline:
+            writer.on_call_event(ev)
+        else:
+            writer.submit(CallRow.from_view(ev.call))
+
+    core.bus.subscribe(store)
     if s.log_level in ("debug", "info"):   # one line per call event: not even built when not written
         core.bus.subscribe(log_subscriber)
     try:
@@ -307,19 +323,29 @@ def build_app(settings: Settings) -> web.Application:
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None,
-                build: Callable[[Settings], web.Application] = build_app) -> None:
-    """Run the daemon built by ``build`` until ``stop`` is set (or the task is cancelled)."""
+                build: Callable[[Settings], web.Application] = build_app) -> int:
+    """Run the daemon built by ``build`` until ``stop`` is set (or the task is cancelled),
+    or a part asks to end it (``Core.shutdown``). Returns the exit status asked for (0)."""
     from cti.httpserver import start_http
     app = build(settings)
+    stop = stop if stop is not None else asyncio.Event()
+    core = app[CORE]
+
+    def shutdown(code: int) -> None:
+        core.exit_code = code
+        stop.set()
+
+    core.shutdown = shutdown
     runner, _ = await start_http(app, settings)
     log.info("serving", http=f"http://{settings.http_host}:{settings.http_port}",
              ami=f"{settings.ami_host}:{settings.ami_port}")
     _notify("READY=1")       # systemd Type=notify: started once the listener serves (docs/deploy.md)
     try:
-        await (stop.wait() if stop is not None else asyncio.Event().wait())
+        await stop.wait()
     finally:
         _notify("STOPPING=1")
         await runner.cleanup()
+    return core.exit_code
 
 
 def _notify(message: str) -> None:

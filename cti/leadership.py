@@ -191,6 +191,17 @@ class Lease:
     def pending(self) -> Request | None:
         return self._pending
 
+    def observe_epoch(self, epoch: int) -> None:
+        """An epoch seen outside the row (the one Asterisk holds, ``CTI_ACD_EPOCH``):
+        a takeover sets an epoch above it too, so the row and Asterisk agree."""
+        if epoch > self.max_epoch:
+            self.max_epoch = epoch
+
+    def heartbeat_age(self, now: float) -> float | None:
+        """Seconds since this node last saw the row change (a renewal changes it):
+        the lease's age as this node knows it; None before the first read."""
+        return max(0.0, now - self.row_since) if self._read_once else None
+
     # -- time ----------------------------------------------------------------------
 
     def tick(self, now: float) -> list[Decision]:

@@ -193,3 +193,28 @@ class PgLeadership:
 
 def _row(r: Any) -> LeaseRow | None:
     return None if r is None else LeaseRow(r["holder"], r["epoch"], r["heartbeat_at"])
+
+
+_STATUS = ("SELECT cluster, holder, epoch, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,"
+           " extract(epoch FROM now() - taken_at)::float8 AS leading_for FROM leadership"
+           " WHERE $1::text IS NULL OR cluster = $1 ORDER BY cluster")
+
+
+async def lease_status(conn: Any, cluster: str | None = None) -> list[dict[str, Any]]:
+    """The lease rows (one cluster's, or all), with the heartbeat's age and how long the
+    holder has led, both by the database's own clock."""
+    return [dict(r) for r in await conn.fetch(_STATUS, cluster)]
+
+
+def format_status(rows: list[dict[str, Any]], ttl: float) -> list[str]:
+    """``cti status`` lines: one per cluster; a heartbeat older than ``ttl`` is marked
+    (its holder may be gone: a standby takes over). Pure."""
+    if not rows:
+        return ["no HA cluster has a lease in this database (a lone daemon leads with epoch 1)"]
+    out = []
+    for r in rows:
+        age = r["heartbeat_age"]
+        stale = "  STALE: past the ttl, a standby may take over" if age > ttl else ""
+        out.append(f"cluster {r['cluster']}: leader {r['holder']}, epoch {r['epoch']}, heartbeat {age:.1f}s ago, "
+                   f"leading for {r['leading_for']:.0f}s{stale}")
+    return out

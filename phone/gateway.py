@@ -291,9 +291,11 @@ class PhoneService:
         a = self.agents.get(agent_id) or AgentPhone(agent_id)
         dial = self.device_of(agent_id)
         device = device_of_dial(dial) if dial else None
+        known = self.devices.get(device) if device else None
         return {"agent_id": agent_id, "device": dial, "seat": a.device_id,
                 "reachable": True if device is None or not self.listed else self.reach.up(device),
-                "auto_answer": a.auto_answer, "zip_tone": a.zip_tone}
+                "auto_answer": a.auto_answer, "zip_tone": a.zip_tone,
+                "browser_phone": known is not None and known.kind == "webrtc"}
 
     def device_views(self) -> list[dict[str, Any]]:
         seated = {a.device_id: a.agent_id for a in self.agents.values() if a.device_id}

@@ -135,6 +135,9 @@ class RecordingService:
     finished: int = 0
     failures: int = 0
     pool: asyncpg.Pool | None = None
+    # Clear Asterisk's recording-at-answer global on stop (not after an HA step-down:
+    # the next leader has set it).
+    release_globals: bool = True
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _jobs: asyncio.Task[None] | None = None
     _unsubscribe: Any = None
@@ -164,7 +167,7 @@ class RecordingService:
         self._unsubscribe = self._unsubscribe_reports = None
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
-        if decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
+        if self.release_globals and decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
             # Nobody would keep the rows of recordings started at answer from now on.
             try:
                 await self.core.ami.send("Setvar", {"Variable": "CTI_REC_AT_ANSWER", "Value": ""}, shape="single",
@@ -571,13 +574,29 @@ class RecordingService:
 RECORDING = web.AppKey("recording", RecordingService)
 
 
-def setup_recording(app: web.Application, core: CoreServices) -> RecordingService:
-    """Recording in the daemon (after the AMI client; before the API routes that use it)."""
+def setup_recording(app: web.Application, core: CoreServices, ha: Any = None) -> RecordingService:
+    """Recording in the daemon (after the AMI client; before the API routes that use it).
+    ``ha`` (a ``cti.ha.HaNode``, in a pair): the policy runs only while this node leads,
+    and a step-down leaves Asterisk's recording globals to the next leader."""
     s = core.settings
     config = load_config(s.recording_config)
     service = RecordingService(core, config, s.recording_dir, Path(s.recording_read_dir or s.recording_dir),
                                s.recording_sweep_every)
     app[RECORDING] = service
+
+    if ha is not None:
+        from cti.ha import run_while_leading
+
+        async def lead(epoch: int) -> None:
+            service.release_globals = True
+            await service.start()
+
+        async def step_down() -> None:
+            service.release_globals = False
+            await service.stop()
+
+        run_while_leading(app, ha, lead, step_down)
+        return service
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await service.start()

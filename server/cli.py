@@ -7,6 +7,8 @@
                        also refuse default or weak secrets, plain HTTP off loopback, an
                        AMI user with system/command/config rights... (docs/deploy.md)
     cti calls          the latest calls in the database
+    cti status [--cluster NAME]
+                       the HA lease: leader, epoch, heartbeat age (docs/ha.md)
     cti demo-traffic   place simulated calls in the sandbox (demo only)
     cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
     cti customers import FILE.csv
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="also refuse what a production deployment must not have (docs/deploy.md)")
     c = sub.add_parser("calls", help="the latest calls in the database")
     c.add_argument("--last", type=int, default=20, help="how many (default 20)")
+    st = sub.add_parser("status", help="the HA lease of each cluster: leader, epoch, heartbeat age")
+    st.add_argument("--cluster", help="only this cluster (default: ha_cluster, else all)")
     t = sub.add_parser("demo-traffic", help="place simulated calls in the sandbox")
     t.add_argument("--rate", type=float, default=0.5, help="calls per second (default 0.5)")
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
@@ -113,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_check(settings, production, args.config or os.environ.get("CTI_CONFIG")))
         if args.command == "calls":
             return asyncio.run(_calls(settings, args.last))
+        if args.command == "status":
+            return asyncio.run(_status(settings, args.cluster or settings.ha_cluster))
         if args.command == "users":
             return asyncio.run(_users(settings, args))
         if args.command == "demo-traffic":
@@ -162,8 +168,8 @@ async def _serve(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await serve(settings, stop, build)
-    return 0
+    # 75 after an HA step-down: the service manager starts it again as a standby.
+    return await serve(settings, stop, build)
 
 
 async def _dsn(settings: Settings):
@@ -291,6 +297,26 @@ def _without_secrets(text: str, settings: Settings) -> str:
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "**********")
     return text
+
+
+async def _status(settings: Settings, cluster: str | None) -> int:
+    from cti.lease_pg import format_status, lease_status
+
+    dsn, server = await _dsn(settings)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT to_regclass('leadership') IS NOT NULL"):
+                print("the database has no leadership table yet: run cti migrate")
+                return 1
+            rows = await lease_status(conn, cluster)
+        finally:
+            await conn.close()
+    finally:
+        await _release(server)
+    for line in format_status(rows, settings.ha_ttl):
+        print(line)
+    return 0 if rows else 1
 
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:

@@ -19,16 +19,20 @@ from api.desktop import setup_desktop
 from api.dialplan_hooks import setup_hooks
 from api.engineer_routes import setup_engineer_routes
 from api.hygiene import setup_hygiene
+from api.kb_routes import setup_kb_routes
 from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.recording_routes import setup_recording_routes
 from api.session_routes import setup_auth
+from api.standby import standby_guard
 from api.ticket_routes import setup_ticket_routes
 from api.wallboard_routes import setup_wallboard
 from api.webhook_service import setup_webhooks
 from api.ws import setup_ws
 from cti.config import Settings
-from cti.daemon import CORE, build_app
+from cti.daemon import CORE, build_app, run_with_app
+from cti.ha import HA, HaNode
+from cti.leadership import LeaseConfig
 from ivr.service import setup_ivr
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
@@ -41,16 +45,28 @@ def build(settings: Settings) -> web.Application:
     #    bus, the AMI client. Everything below uses it.
     app = build_app(settings)
     core = app[CORE]
+    # High availability (docs/ha.md): with ha_cluster set, this process is one of a pair
+    # and starts as a standby; what acts on calls (the ACD, recording policy) runs only
+    # while it leads, the API is read-only meanwhile. Without it: a lone leader, epoch 1.
+    ha = None
+    if settings.ha_cluster:
+        ha = HaNode(core, settings.ha_cluster, settings.ha_node,
+                    LeaseConfig(ttl=settings.ha_ttl, renew_within=settings.ha_renew_within,
+                                renew_every=settings.ha_renew_every, poll_every=settings.ha_poll_every))
+        app[HA] = ha
+        core.timeline = False       # a standby upserts call rows; the leader writes timelines
+        core.health_parts["ha"] = ha.health
+        app.middlewares.append(standby_guard(ha))
     # 2. The Asterisk-facing features. The IVR and the dialplan hooks answer the
     #    dialplan; they need only the core.
     setup_ivr(app)
     setup_hooks(app)
     # 3. The ACD before everything that reads agents and queues from it: phones,
     #    the hub, the wallboard, /metrics, the desktop, the ACD routes.
-    acd = setup_acd(app, core)
+    acd = setup_acd(app, core, ha)
     core.health_parts["acd"] = acd.health if acd is not None else (lambda: None)
     setup_phones(app, core, acd)      # seats agents at their devices, reports reachability
-    setup_recording(app, core)
+    setup_recording(app, core, ha)
     # 4. The API: the route registry (/openapi.json, /docs) and auth with the pool,
     #    then the routes and services that use them.
     setup_auth(app)
@@ -66,6 +82,11 @@ def build(settings: Settings) -> web.Application:
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
     setup_engineer_routes(app)
+    setup_kb_routes(app)
     # Where each subscribes to the bus does not change what it sees, nor in which
     # order: every subscriber gets every event in seq order (cti.events.Bus).
+    # 5. The lease last: every part is up before this node may lead, and it is
+    #    released first when the app stops.
+    if ha is not None:
+        run_with_app(app, ha)
     return app

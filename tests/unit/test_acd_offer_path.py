@@ -11,6 +11,7 @@ from types import SimpleNamespace
 from acd.config import AcdConfig
 from acd.routing_shell import AcdService
 from cti.daemon import Core
+from cti.errors import AmiDisconnected
 from cti.events import CallEvent, CallQueued, CallView
 from tests.wireami import WireAmi
 
@@ -52,7 +53,7 @@ async def test_an_arrival_with_an_agent_free_is_on_the_wire_when_its_event_has_b
     assert (service.offers_sent, service.offers_failed) == (1, 0)
 
 
-async def test_an_offer_that_cannot_be_written_fails_after_the_decision_and_the_caller_waits_again():
+async def test_an_offer_that_cannot_be_written_leaves_the_agent_free_and_waits_for_the_connection():
     service = _service()
     service.core.ami.down = True
     service.on_call_event(_queued("c1", time.time()))
@@ -61,9 +62,32 @@ async def test_an_offer_that_cannot_be_written_fails_after_the_decision_and_the_
     await asyncio.sleep(0)
     assert service.offers_failed == 1
     assert service.calls["c1"].agent is None
+    # No connection is no fault of the agent's: free, not "unreachable", and not offered
+    # again and again while the connection is down.
     state = service.router.agent_state("a1")
-    assert (state.state, state.reason) == ("not_ready", "unreachable")
+    assert (state.state, state.reason) == ("available", "offer of call c1 not sent")
     assert [w.call_id for w in service.router.waiting_calls()] == ["c1"]
+    assert service.router.link_down
+    service.on_call_event(_queued("c2", time.time()))
+    await asyncio.sleep(0)
+    assert service.offers_failed == 1 and service.calls["c2"].agent is None
+    # Reconnected (adopt runs on every resync): the longest waiting caller is offered.
+    service.core.ami.down = False
+    await service.adopt([])
+    assert service.calls["c1"].agent == "a1"
+    assert [h.get("Value", "").split(",")[1] for a, h in service.core.ami.written if a == "Setvar"] == ["a1"]
+
+
+async def test_an_offer_lost_with_the_connection_may_ring_so_it_stands_until_the_ring_guard():
+    service = _service()
+    service.on_call_event(_queued("c1", time.time()))
+    service.core.ami.replies[1].set_exception(AmiDisconnected("Redirect: connection lost before the reply"))
+    service.core.ami.replies[0].set_exception(AmiDisconnected("Setvar: connection lost before the reply"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert service.calls["c1"].agent == "a1"
+    assert service.router.agent_state("a1").state == "reserved"
+    assert service.router.link_down
 
 
 async def test_an_announcement_decided_before_an_offer_is_written_before_it():
@@ -74,3 +98,21 @@ async def test_an_announcement_decided_before_an_offer_is_written_before_it():
     service.agent_request("a1", "set_ready")
     contexts = [h.get("Context") for a, h in service.core.ami.written if a == "Redirect"]
     assert contexts == ["cti-acd-announce", "cti-acd-offer"]
+
+
+async def test_a_node_whose_lease_ran_out_writes_nothing_for_an_arrival():
+    """The HA gate (cti.ha.HaNode.may_act): decisions taken while not leading are dropped,
+    not written (a leader resumed after a pause, before its lease loop has run)."""
+    service = _service()
+    leading = [True]
+    service.may_act = lambda: leading[0]
+    leading[0] = False
+    service.on_call_event(_queued("c1", time.time()))
+    assert service.core.ami.written == []
+    service._announcements(time.time() + 3600)
+    assert service.core.ami.written == []
+    # The same arrival on a node that leads is on the wire at once (the gate is all that differed).
+    other = _service()
+    other.may_act = lambda: True
+    other.on_call_event(_queued("c1", time.time()))
+    assert [a for a, _ in other.core.ami.written] == ["Setvar", "Redirect"]

@@ -13,7 +13,10 @@ standing offers, calls in and out) and checks:
 - a call waits for a ``skip_if_nobody`` step only while someone logged in
   could take it under its current requirements;
 - *stable*: no waiting call has an available agent who may take it now
-  (decisions are taken when things change, not on a later tick);
+  (decisions are taken when things change, not on a later tick), except while
+  the link to Asterisk is down (``link_lost``): then no offer is decided at
+  all, an offer that could not be sent frees its agent without blame, and
+  ``link_restored`` makes the centre stable again;
 - *no starvation*: ``drain`` ticks at every deadline until none is left; then
   nothing rings or is held, and no waiting call has an available agent who
   meets its requirements and is a member, whatever the delays were. Together
@@ -97,6 +100,8 @@ class RouterMachine(RuleBasedStateMachine):
     # -- inputs ---------------------------------------------------------------
 
     def apply(self, ds: list) -> None:
+        if self.r.link_down:
+            assert not any(isinstance(d, Offer) for d in ds), "an offer decided while the link is down"
         for d in ds:
             if isinstance(d, AgentState):
                 assert d.old == self.state[d.agent_id], d
@@ -285,6 +290,23 @@ class RouterMachine(RuleBasedStateMachine):
         a = self.ringing.pop(cid)
         self.apply(self.r.offer_failed(cid, a, reason, self.now))
 
+    @precondition(lambda self: self.ringing)
+    @rule(data=st.data())
+    def unsent(self, data) -> None:
+        """The offer could not be written (the AMI connection is down)."""
+        cid = data.draw(st.sampled_from(sorted(self.ringing)))
+        self.apply(self.r.link_lost(self.now))
+        a = self.ringing.pop(cid)
+        ds = self.r.offer_unsent(cid, a, self.now)
+        assert not any(isinstance(d, Offer) for d in ds), "an offer decided while the link is down"
+        self.apply(ds)
+        assert self.state[a] != "reserved" and self.r.agent_state(a).reason != "unreachable"
+
+    @precondition(lambda self: getattr(self, "r", None) is not None and self.r.link_down)
+    @rule()
+    def restore_link(self) -> None:
+        self.apply(self.r.link_restored(self.now))
+
     @precondition(lambda self: "on_call" in self.state.values())
     @rule(data=st.data())
     def finish(self, data) -> None:
@@ -319,7 +341,8 @@ class RouterMachine(RuleBasedStateMachine):
         assert self.r.next_deadline() is None, "timers never run out"
         calls = self.r.waiting_calls()
         assert all(c.status == "waiting" for c in calls), calls
-        self.check_no_match(ignore_delays=True)
+        if not self.r.link_down:
+            self.check_no_match(ignore_delays=True)
 
     # -- checks ---------------------------------------------------------------
 
@@ -369,7 +392,7 @@ class RouterMachine(RuleBasedStateMachine):
 
     @invariant()
     def stable(self) -> None:
-        if hasattr(self, "r"):
+        if hasattr(self, "r") and not self.r.link_down:   # nothing is offered while the link is down
             self.check_no_match(ignore_delays=False)
 
 

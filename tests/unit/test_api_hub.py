@@ -296,12 +296,16 @@ def test_call_audience_forgets_ended_calls():
 def test_an_agent_update_is_a_message_when_a_client_would_see_a_change():
     v1 = AgentSnapshot("a1", "available", "", 1.0, None, None)
     assert agent_update(v1, None) == {"type": "agent.state", "agent_id": "a1", "state": "available",
-                                      "previous": None, "reason": "", "since": 1.0, "call_id": None, "pending": None}
+                                      "previous": None, "reason": "", "since": 1.0, "call_id": None, "pending": None,
+                                      "wrapup_ends_at": None, "wrapup_max_at": None, "disposition_due": None}
     assert agent_update(AgentSnapshot("a1", "available", "", 5.0, None, None), v1) is None    # only since
     v2 = AgentSnapshot("a1", "reserved", "", 2.0, "c", None)
     assert agent_update(v2, v1)["previous"] == "available"
     on_break = AgentSnapshot("a1", "reserved", "", 2.0, "c", "lunch")
     assert agent_update(on_break, v2)["previous"] == "reserved"                               # only pending
+    wrap = AgentSnapshot("a1", "wrapup", "", 3.0, None, None, 13.0, 40.0)
+    longer = AgentSnapshot("a1", "wrapup", "", 3.0, None, None, 43.0, 40.0)
+    assert agent_update(longer, wrap)["wrapup_ends_at"] == 43.0                              # only extended
 
 
 def test_broadcast_reaches_staff_only_without_a_seq_and_is_not_replayed():

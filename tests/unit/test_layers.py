@@ -1,12 +1,19 @@
 """Dependencies point inward: ``cti/`` (the Asterisk side and the daemon's core) imports
-no feature package and not the composition root above them (docs/architecture.md)."""
+no feature package and not the composition root above them (docs/architecture.md); the
+knowledge base (``kb/``) uses ``cti`` only, and its ranking core no I/O at all."""
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer")
+# What kb/ may not import: the API and the root sit above it, the other features beside it.
+ABOVE_KB = ("acd", "ivr", "recording", "phone", "api", "crm", "server")
+IO_LIBRARIES = ("asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "time", "markdown_it")
+#: The dialer's pure cores (time passed in) and what they must not import: I/O or a clock.
+DIALER_CORES = ("leads", "windows")
+IO_MODULES = ("asyncio", "asyncpg", "aiohttp", "socket", "time", "subprocess", "server", "api")
 
 
 def _imported(tree: ast.AST) -> list[tuple[int, str]]:
@@ -36,3 +43,24 @@ def test_cti_imports_no_feature_and_not_the_root():
 def test_the_check_sees_a_lazy_import_inside_a_function():
     assert reaching_up("def f():\n    from acd.core import Router\n") == [(2, "acd.core")]
     assert reaching_up("import server.root as r\nimport cti.calls\n") == [(1, "server.root")]
+
+
+def test_kb_imports_only_cti_and_its_ranking_core_no_io():
+    found = []
+    for path in sorted((ROOT / "kb").rglob("*.py")):
+        for line, name in _imported(ast.parse(path.read_text(encoding="utf-8"))):
+            if name.split(".")[0] in ABOVE_KB:
+                found.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert found == []
+    core = _imported(ast.parse((ROOT / "kb" / "ranking.py").read_text(encoding="utf-8")))
+    assert [name for _, name in core if name.split(".")[0] in IO_LIBRARIES or name.startswith("kb.")] == []
+
+
+def test_dialer_cores_import_no_io_and_nothing_above_them():
+    found = []
+    for name in DIALER_CORES:
+        path = ROOT / "dialer" / f"{name}.py"
+        assert path.is_file(), path
+        found += [f"dialer/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
+                  if mod.split(".")[0] in IO_MODULES]
+    assert found == []

@@ -148,3 +148,44 @@ def test_a_result_nobody_asked_for_is_ignored() -> None:
     lease = Lease("a", CONFIG, 0.0)
     assert lease.on_lock(0.0, True) == []
     assert lease.role is Role.FOLLOWER
+
+
+def test_a_takeover_goes_above_the_epoch_asterisk_holds() -> None:
+    """An epoch seen outside the row (Asterisk's CTI_ACD_EPOCH) raises the takeover's floor;
+    a lower one changes nothing; the epoch handed back must be above it to lead."""
+    lease = Lease("b", CONFIG, 0.0)
+    lease.next_request(0.0)
+    lease.on_connected(0.0)
+    lease.next_request(0.0)
+    lease.on_lease_read(0.0, LeaseRow("a", 3, "hb"))
+    lease.observe_epoch(7)
+    lease.observe_epoch(5)
+    assert lease.next_request(0.0) == TryLock()
+    lease.on_lock(0.0, True)
+    t = CONFIG.ttl
+    assert lease.next_request(t) == TakeOver(LeaseRow("a", 3, "hb"), 7)
+    assert lease.on_took_over(t, LeaseRow("b", 8, "hb2")) == [StartLeading(8, t)]
+
+
+def test_an_epoch_handed_back_not_above_asterisks_does_not_lead() -> None:
+    lease = Lease("b", CONFIG, 0.0)
+    lease.next_request(0.0)
+    lease.on_connected(0.0)
+    lease.next_request(0.0)
+    lease.on_lease_read(0.0, None)
+    lease.next_request(0.0)
+    lease.on_lock(0.0, True)
+    lease.observe_epoch(4)
+    assert lease.next_request(CONFIG.ttl) == TakeOver(None, 4)
+    assert lease.on_took_over(CONFIG.ttl, LeaseRow("b", 4, "hb")) == []
+    assert lease.role is Role.STEPPED_DOWN
+
+
+def test_heartbeat_age_counts_from_when_the_row_last_changed() -> None:
+    lease = Lease("b", CONFIG, 0.0)
+    assert lease.heartbeat_age(1.0) is None
+    lease.next_request(0.0)
+    lease.on_connected(0.0)
+    lease.next_request(1.0)
+    lease.on_lease_read(1.0, LeaseRow("a", 1, "hb1"))
+    assert lease.heartbeat_age(2.5) == pytest.approx(1.5)

@@ -49,6 +49,8 @@
   async function logout(tellServer) {
     if (tellServer) { try { await api("POST", "/api/logout"); } catch (e) { /* ended anyway */ } }
     S.clear();
+    window.ctiSession = null;
+    window.dispatchEvent(new CustomEvent("cti:logout"));
     if (ws) { ws.onclose = null; ws.close(); ws = null; }
     me = null;
     $("main").hidden = true; $("logout").hidden = true; $("login-view").hidden = false;
@@ -60,6 +62,8 @@
     me = await api("GET", "/api/me");
     $("login-view").hidden = true; $("main").hidden = false; $("logout").hidden = false;
     $("who").textContent = `${me.display_name} (${me.agent_id || "no agent id"})`;
+    window.ctiSession = { me, token: S.getItem("token") };   // the phone (softphone.js) starts from it
+    window.dispatchEvent(new CustomEvent("cti:session", { detail: window.ctiSession }));
     connect();
     await restore();
     loadHistory();
@@ -127,7 +131,15 @@
     stateSince = s.since || Date.now() / 1000;
     if (s.state !== "wrapup") wrapupEndsAt = null;
     else if (s.wrapup_ends_at !== undefined) wrapupEndsAt = s.wrapup_ends_at;
-    else if (entering) restore();   // the ACD's end of wrap-up, and the call to wrap up
+    if (entering) restore();   // the call to wrap up (and the ACD's end of wrap-up)
+    // The queue lets the agent extend wrap-up up to wrapup_max_at; it may require a disposition.
+    const extendable = s.state === "wrapup" && s.wrapup_max_at != null && s.wrapup_ends_at != null;
+    $("btn-extend-wrapup").hidden = !extendable;
+    $("btn-extend-wrapup").disabled = !extendable || s.wrapup_ends_at >= s.wrapup_max_at;
+    const due = s.disposition_due;
+    $("wrapup-due").hidden = !due;
+    $("wrapup-due").textContent = due ? `This queue needs the disposition of call ${due} before you are available again.` : "";
+    $("btn-ready").title = due ? "Save the disposition first" : "";
     $("btn-ready").disabled = s.state === "available" && !s.pending;
     $("btn-end-wrapup").disabled = s.state !== "wrapup";
     $("btn-dial").disabled = !(s.state === "not_ready" || s.state === "logged_out");
@@ -144,6 +156,7 @@
   $("btn-ready").addEventListener("click", () => stateAction("ready"));
   $("btn-not-ready").addEventListener("click", () => stateAction("not_ready"));
   $("btn-end-wrapup").addEventListener("click", () => stateAction("end_wrapup"));
+  $("btn-extend-wrapup").addEventListener("click", () => stateAction("extend_wrapup"));
 
   // -- the screen-pop ---------------------------------------------------------------
   function li(list, text) { const el = document.createElement("li"); el.textContent = text; list.appendChild(el); }

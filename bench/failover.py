@@ -1,0 +1,258 @@
+"""Failover of an HA pair under load: the leader SIGKILLed again and again (docs/ha.md).
+
+    python -m bench.failover --kills 10 [--rate 3] [--gap 12] [--json out.json]
+    python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
+
+Two ``cti serve`` processes (``ha_cluster``, bench/harness.py ``DaemonProcess``) on one
+embedded PostgreSQL of the run's own and the sandbox's Asterisk, with the routing of
+bench/faults-acd.toml (sixteen simulated agents, two queues). Callers arrive at ``--rate``
+(Poisson) for the whole run. Every ``--gap`` seconds the leader is killed with SIGKILL; the
+standby must take over; the killed node is started again (a fresh standby) before the next
+kill. For each kill:
+
+- **takeover**: from the kill to the standby's ``/healthz`` saying ``leader`` (polled every
+  0.1 s);
+- **first offer**: from the kill to the new leader's first ``acd.offer`` (its timeline in
+  ``call_events``; only a leader writes timelines, and the old one is dead);
+- the epoch rose.
+
+With ``--pause S`` the leader is not killed but stopped (SIGSTOP) for S seconds and then
+resumed (SIGCONT): the standby must take over meanwhile, and the resumed node must step down
+and exit with 75 having offered nothing (no ``CtiOfferRefused`` from the dialplan after it
+resumed: its gate kept its offers off the wire).
+
+After the last kill the traffic stops, every call ends, and ``bench.integrity`` checks every
+call Asterisk created: in the database once, closed, timestamps in order; no agent answered a
+call while still on another. Prints JSON and a markdown table for BENCHMARKS.md. Run as root
+with the sandbox up, e.g. ``scripts/run-isolated ha .venv/bin/python -m bench.failover``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from acd.config import load_config
+from bench.harness import (Database, DaemonProcess, HarnessError, Traffic, daemon_env, demo_times, free_port,
+                           integrity, sandbox, wait_quiet)
+
+ACD_CONFIG = Path(__file__).with_name("faults-acd.toml")
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (``p`` in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(p / 100 * len(ordered))))
+    return ordered[rank - 1]
+
+
+async def _ha(d: DaemonProcess, http: aiohttp.ClientSession) -> dict[str, Any]:
+    try:
+        async with http.get(d.url + "/healthz") as r:
+            return (await r.json()).get("ha") or {}
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return {}
+
+
+async def _until(check: Any, timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await check()
+        if got:
+            return got
+        await asyncio.sleep(every)
+    raise HarnessError(f"not within {timeout}s: {what}")
+
+
+async def double_booked(db: Database, prefix: str) -> list[str]:
+    """Calls an agent answered while still on an earlier one (the ACD's agents only)."""
+    agents = [a.id for a in load_config(ACD_CONFIG).agents]
+    rows = await db.fetch(
+        "SELECT call_id, agent, agent_answered_at, ended_at FROM calls WHERE call_id LIKE $1"
+        " AND agent = ANY($2) AND agent_answered_at IS NOT NULL ORDER BY agent, agent_answered_at",
+        prefix + "%", agents)
+    return [f"{n['agent']}: {n['call_id']} during {p['call_id']}" for p, n in zip(rows, rows[1:])
+            if p["agent"] == n["agent"] and p["ended_at"] is not None and n["agent_answered_at"] < p["ended_at"]]
+
+
+async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
+              pause: float | None = None) -> dict[str, Any]:
+    await asyncio.to_thread(sandbox, "up")
+    await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
+    await wait_quiet(30)
+    db = Database(workdir / "db")
+    dsn = await db.start()
+    traffic = Traffic(rate=rate, prefix=f"fo{uuid.uuid4().hex[:8]}", patience=(20, 60))
+    ami = await traffic.connect()
+    refused: list[float] = []
+    ami.add_listener(lambda f: refused.append(time.time()) if f.headers.get("Event") == "UserEvent"
+                     and f.headers.get("UserEvent") == "CtiOfferRefused" else None)
+    await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
+    nodes = []
+    for name in ("n1", "n2"):
+        (workdir / name).mkdir(parents=True, exist_ok=True)
+        env = daemon_env(dsn, workdir / name, acd_config=ACD_CONFIG, ha_cluster="bench", ha_node=name,
+                         agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3,
+                         ha_renew_every=min(0.5, ttl / 6), log_level="warning")
+        nodes.append(DaemonProcess(env, workdir / f"{name}.log"))
+    kills_out: list[dict[str, Any]] = []
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+    try:
+        await nodes[0].start()
+        await _until(lambda: _leader(nodes[0], http), 30, "n1 leading")
+        await nodes[1].start()
+        await demo_times(traffic, ring=(0, 1), talk=(3, 8))
+        t0 = time.time()
+        traffic.start()
+        await asyncio.sleep(gap)
+        leader, standby = nodes
+        for n in range(kills):
+            before = await _ha(leader, http)
+            queued = [r["call_id"] for r in await db.fetch(
+                "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'", traffic.prefix + "%")]
+            killed_at, killed_mono = time.time(), time.monotonic()
+            if pause:
+                leader.send_signal(signal.SIGSTOP)
+            else:
+                await leader.kill()
+            ha = await _until(lambda: _leader(standby, http), 30, f"kill {n + 1}: the standby took over", every=0.05)
+            takeover = time.monotonic() - killed_mono
+            kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
+                              "waiting": queued,
+                              "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"]})
+            if pause:
+                await asyncio.sleep(max(0.0, pause - (time.monotonic() - killed_mono)))
+                resumed_at = time.time()
+                leader.send_signal(signal.SIGCONT)
+                proc = leader.proc
+
+                async def exited() -> bool:
+                    return proc is not None and proc.returncode is not None
+
+                await _until(exited, 30, f"pause {n + 1}: the resumed leader exited", every=0.1)
+                kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
+                kills_out[-1]["exited_after_s"] = round(time.time() - resumed_at, 2)
+                kills_out[-1]["refused_after_resume"] = sum(1 for t in refused if t >= resumed_at)
+            await leader.start()        # back as a standby (its node name again; a new epoch if it leads)
+            leader, standby = standby, leader
+            await asyncio.sleep(gap)
+        await traffic.stop()
+        left = await wait_quiet(60 + 8 + 30)
+
+        async def flushed() -> bool:
+            got = await leader.health()
+            return bool(got and got[1]["database"]["buffered"] == 0 and got[1]["model"]["calls"] == 0)
+
+        try:
+            await _until(flushed, 60, "the leader's model empty and writer flushed", every=0.5)
+        except HarnessError:
+            pass
+        await asyncio.sleep(2)
+        report = await integrity(dsn, traffic, t0, time.time())
+        double = await double_booked(db, traffic.prefix)
+        offers = await db.fetch("SELECT at FROM call_events WHERE kind = 'acd.offer' ORDER BY at")
+        at = [r["at"].timestamp() for r in offers]
+        for i, k in enumerate(kills_out):
+            end = kills_out[i + 1]["killed_at"] if i + 1 < len(kills_out) else float("inf")
+            first = next((a for a in at if k["killed_at"] < a < end), None)
+            k["first_offer_s"] = None if first is None else round(first - k["killed_at"], 3)
+        waited = sorted({c for k in kills_out for c in k.pop("waiting")})
+        fates = {r["call_id"]: r for r in await db.fetch(
+            "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
+        answered = sum(1 for c in waited if fates.get(c) and fates[c]["agent_answered_at"] is not None)
+        abandoned = sum(1 for c in waited if fates.get(c) and fates[c]["abandoned"])
+        takeovers = [k["takeover_s"] for k in kills_out]
+        firsts = [k["first_offer_s"] for k in kills_out if k["first_offer_s"] is not None]
+        epochs_rise = all(k["epoch_after"] > (k["epoch_before"] or 0) for k in kills_out)
+        return {
+            "kills": kills, "rate": rate, "gap_s": gap, "ttl_s": ttl, "agents": len(load_config(ACD_CONFIG).agents),
+            "takeover_p50_s": round(percentile(takeovers, 50), 2), "takeover_p99_s": round(percentile(takeovers, 99), 2),
+            "takeover_max_s": round(max(takeovers), 2),
+            "first_offer_p50_s": round(percentile(firsts, 50), 2) if firsts else None,
+            "first_offer_p99_s": round(percentile(firsts, 99), 2) if firsts else None,
+            "first_offer_max_s": round(max(firsts), 2) if firsts else None,
+            "kills_without_offer": len(kills_out) - len(firsts),
+            "epochs_rose": epochs_rise, "channels_left": left,
+            # Callers the database held as waiting when a leader was killed (as last written):
+            # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
+            "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
+            "calls_created": len(traffic.real_ids()), "integrity": report.summary(), "integrity_ok": report.ok,
+            "integrity_detail": "" if report.ok else report.explain(),
+            "double_booked": double[:5], "per_kill": kills_out, "pause_s": pause,
+            "offers_refused": len(refused),
+            "resumed_exits_75": None if not pause else all(k.get("exit_status") == 75 for k in kills_out),
+        }
+    finally:
+        await http.close()
+        await traffic.close()
+        for d in nodes:
+            await d.stop(timeout=20)
+        await db.stop()
+        await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
+
+
+async def _leader(d: DaemonProcess, http: aiohttp.ClientSession) -> dict[str, Any] | None:
+    ha = await _ha(d, http)
+    return ha if ha.get("role") == "leader" else None
+
+
+def render(r: dict[str, Any]) -> str:
+    s = r["integrity"]
+    extra = []
+    if r.get("pause_s"):
+        exits = [k.get("exited_after_s") for k in r["per_kill"] if k.get("exited_after_s") is not None]
+        extra = [f"\nEach leader paused {r['pause_s']} s (SIGSTOP, then SIGCONT): resumed leaders exited with 75: "
+                 f"{'all' if r['resumed_exits_75'] else 'NOT ALL'}, "
+                 f"{max(exits) if exits else '-'} s after SIGCONT at most; offers refused by the dialplan after "
+                 f"a resume: {sum(k.get('refused_after_resume', 0) for k in r['per_kill'])}."]
+    return "\n".join([
+        "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, "
+        "closed | agent on two calls | epochs rose | waiting at a kill: answered / hung up / total |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {r['kills']} | {r['rate']}/s | {r['agents']} | {r['ttl_s']} s | {r['takeover_p50_s']} / "
+        f"{r['takeover_p99_s']} / {r['takeover_max_s']} s | {r['first_offer_p50_s']} / {r['first_offer_p99_s']} / "
+        f"{r['first_offer_max_s']} s | {r['calls_created']} | "
+        f"{'yes' if r['integrity_ok'] else 'NO: missing %s open %s extra %s' % (s['missing'], s['open'], s['extra'])} | "
+        f"{len(r['double_booked'])} | {'yes' if r['epochs_rose'] else 'NO'} | {r['of_them_answered']} / "
+        f"{r['of_them_abandoned']} / {r['waiting_at_kills']} |",
+    ] + extra)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=10)
+    p.add_argument("--rate", type=float, default=3.0, help="callers per second (default 3)")
+    p.add_argument("--gap", type=float, default=12.0, help="seconds between kills (default 12)")
+    p.add_argument("--ttl", type=float, default=3.0, help="the lease's ttl (default 3 s, the daemon's)")
+    p.add_argument("--pause", type=float, default=None,
+                   help="SIGSTOP the leader this many seconds, then SIGCONT, instead of SIGKILL")
+    p.add_argument("--json", help="write the result here too")
+    args = p.parse_args(argv)
+    Path("/var/tmp").mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="cti-failover-", dir="/var/tmp"))
+    workdir.chmod(0o755)
+    result = asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause))
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    print(render(result))
+    print(f"(logs in {workdir})")
+    if args.json:
+        Path(args.json).write_text(text)
+    ok = result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
+    if args.pause:
+        ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Knowledge-base suggestions with 10,000 articles: latency p50/p99 and precision@3.
+
+Loads the labelled set (tests/fixtures/kb: 101 articles, 240 calls, each with its right
+article) and ``--articles`` minus 101 more, generated from a seed: articles about other
+products and plans written with the same contact-center words (refunds, orders, passwords,
+outages, SIMs...), linked to the same queues and IVR branches, so they compete with the
+right answers. Then asks the suggestions of every labelled call (``kb.store.suggest``: the
+queries, the candidates, the ranking) ``--passes`` times one after the other on one pool,
+and once more with ``--concurrency`` asks at a time, and reports the latency of each ask
+(p50, p99, max) and the precision@3 on the labelled calls with every article present
+(and with the agent's notes alone, for comparison).
+
+    .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23]
+
+PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
+database; else an embedded one.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from bench.harness import scratch_database  # noqa: E402
+from cti.migrate import migrate  # noqa: E402
+from kb import store  # noqa: E402
+from kb.ranking import precision_at  # noqa: E402
+from tests.integration import kb_labelled  # noqa: E402
+
+PRODUCTS = """smart home hub|solar panels|home insurance|gift cards|loyalty points|business fibre|prepaid mobile|
+family plan|tablet plan|smartwatch line|landline|home phone|cloud backup|antivirus|music streaming|
+game pass|energy contract|gas meter|electric car charger|security camera|alarm system|printer ink plan|
+laptop rental|phone insurance|device trade-in|refurbished phones|kids tablet|senior phone|hotspot|satellite tv|
+radio package|magazine subscription|business phones|call centre seats|domain names|web hosting|email pro|
+shared data|roaming pass|student plan|router rental|mesh wifi|fibre pro|tv box 4k|sports pass|cinema pass|
+travel esim|company cars|fleet tracking|parcel lockers""".replace("\n", "").split("|")
+
+ISSUES = [
+    ("refund after cancelling {p}", "Refund the {p} subscription after a cancellation; the refund reaches the card in a few working days."),
+    ("{p} bill explained", "Go through the {p} lines of the bill: monthly fee, usage, discounts and the prorata of the first month."),
+    ("{p} payment failed", "When the {p} payment is refused or the debit bounces, offer a card payment and check the bank details."),
+    ("order {p}", "Order {p} online or by phone; the order ships within two working days and is tracked by the courier."),
+    ("{p} delivery problem", "A {p} parcel late, damaged or missing: check the tracking, the proof of delivery and open a claim."),
+    ("return {p} equipment", "Return the {p} equipment with the prepaid label within 30 days, or a fee applies."),
+    ("{p} password and login", "Log in to the {p} portal with the account e-mail; a reset link is sent when the password is forgotten."),
+    ("{p} not working", "When {p} stops working, restart it, check the connection and the service status page for an outage."),
+    ("{p} outage", "During a {p} outage the incident number and the repair estimate are on the status page; compensation follows long outages."),
+    ("cancel {p}", "Cancel {p} with 30 days' notice; inside the minimum term an early termination fee may apply."),
+    ("upgrade {p}", "Upgrade {p} to a higher tier from the account; the new price applies from the next bill."),
+    ("{p} price change", "The {p} price changes once a year; customers are told 30 days ahead and may leave without fee."),
+    ("{p} set up", "Set up {p}: activate it in the app, then follow the steps for the SIM, the router or the box as needed."),
+    ("{p} security", "Suspicious activity on {p}: lock the account, reset the password and check recent orders with the fraud team."),
+    ("move {p} to a new address", "Moving house: {p} moves with the customer when available at the new address; book it ahead."),
+    ("{p} terms", "The {p} terms: minimum term, notice, fees, warranty, and how personal data is used."),
+]
+PLANS = ["", " (business)", " (prepaid)", " (legacy 2019)", " (student)", " (family)", " (premium)", " (basic)",
+         " (north region)", " (south region)", " (promo)", " (partner shop)", " (online only)"]
+QUEUES = ["billing", "tech", "accounts", "orders"]
+LEAVES = ["billing_refunds", "billing_payments", "billing_invoices", "tech_internet", "tech_mobile", "tech_tv",
+          "account_password", "account_details", "orders_tracking", "orders_problem", "orders_returns",
+          "retention_contract"]
+
+
+def filler(n: int, rng: random.Random) -> list[dict]:
+    """``n`` generated English articles: product x issue x plan, with a second sentence about
+    another product, half linked to a queue and a third to an IVR branch."""
+    out = []
+    combos = [(p, i, plan) for p in PRODUCTS for i in ISSUES for plan in PLANS]
+    rng.shuffle(combos)
+    for k in range(n):
+        p, (title, body), plan = combos[k % len(combos)]
+        extra = rng.choice(ISSUES)[1].format(p=rng.choice(PRODUCTS))
+        links = []
+        if rng.random() < 0.5:
+            links.append({"kind": "queue", "target": rng.choice(QUEUES)})
+        if rng.random() < 0.3:
+            links.append({"kind": "ivr", "target": rng.choice(LEAVES)})
+        out.append({"key": f"filler-{k}", "language": "en", "title": (title.format(p=p) + plan)[:1].upper()
+                    + (title.format(p=p) + plan)[1:], "tags": [p.split()[0], "generated"],
+                    "body": f"{body.format(p=p)}\n\n{extra}\n", "links": links})
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 1000) - 1]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--articles", type=int, default=10_000)
+    ap.add_argument("--passes", type=int, default=3)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=23)
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    labelled = kb_labelled.articles()
+    calls = kb_labelled.calls()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    async with scratch_database(prefix="cti_bench_kb") as scratch:
+        await migrate(scratch.dsn)
+        pool = await asyncpg.create_pool(scratch.dsn, min_size=args.concurrency, max_size=args.concurrency)
+        try:
+            t0 = time.perf_counter()
+            ids = await kb_labelled.load(pool)
+            extra = filler(max(args.articles - len(labelled), 0), rng)
+            async with pool.acquire() as conn:
+                await conn.copy_records_to_table(
+                    "kb_articles", columns=["title", "body", "tags", "language", "owner"],
+                    records=[(a["title"], a["body"], a["tags"], a["language"], "bench") for a in extra])
+                first = await conn.fetchval("SELECT min(article_id) FROM kb_articles WHERE owner = 'bench'")
+                await conn.copy_records_to_table(
+                    "kb_article_links", columns=["article_id", "kind", "target"],
+                    records=[(first + i, x["kind"], x["target"]) for i, a in enumerate(extra) for x in a["links"]])
+                await conn.execute("VACUUM ANALYZE kb_articles")
+                await conn.execute("VACUUM ANALYZE kb_article_links")
+                total = await conn.fetchval("SELECT count(*) FROM kb_articles")
+                version = await conn.fetchval("SHOW server_version")
+            load_s = time.perf_counter() - t0
+            contexts = [kb_labelled.context(c) for c in calls]
+            right = [ids[c["right"]] for c in calls]
+            for ctx in contexts[:20]:                       # warm the caches, as a running server is
+                await store.suggest(pool, ctx)
+            lat: list[float] = []
+            suggested: list[list[int]] = []
+            for n in range(args.passes):
+                for ctx in contexts:
+                    t = time.perf_counter()
+                    got = await store.suggest(pool, ctx)
+                    lat.append(time.perf_counter() - t)
+                    if n == 0:
+                        suggested.append([s.article_id for s in got])
+            notes_only = [[s.article_id for s in await store.suggest(pool, kb_labelled.context(c, only_notes=True))]
+                          for c in calls]
+            conc: list[float] = []
+            sem = asyncio.Semaphore(args.concurrency)
+
+            async def one(ctx):
+                async with sem:
+                    t = time.perf_counter()
+                    await store.suggest(pool, ctx)
+                    conc.append(time.perf_counter() - t)
+
+            t1 = time.perf_counter()
+            await asyncio.gather(*(one(c) for c in contexts))
+            conc_s = time.perf_counter() - t1
+        finally:
+            await pool.close()
+    result = {
+        "benchmark": "kb_suggest", "date": str(date.today()), "commit": commit, "articles": total,
+        "labelled_articles": len(labelled), "calls": len(calls), "python": platform.python_version(),
+        "postgresql": version, "cpus": os.cpu_count(), "load_s": round(load_s, 1),
+        "sequential": {"asks": len(lat), "p50_ms": round(pct(lat, 0.5) * 1000, 1),
+                       "p99_ms": round(pct(lat, 0.99) * 1000, 1), "max_ms": round(max(lat) * 1000, 1)},
+        "concurrent": {"asks": len(conc), "at_once": args.concurrency, "p50_ms": round(pct(conc, 0.5) * 1000, 1),
+                       "p99_ms": round(pct(conc, 0.99) * 1000, 1), "max_ms": round(max(conc) * 1000, 1),
+                       "asks_per_s": round(len(conc) / conc_s, 1)},
+        "precision_at_3": round(precision_at(suggested, right), 3),
+        "precision_at_3_notes_only": round(precision_at(notes_only, right), 3),
+    }
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,240 @@
+"""Which articles to suggest for a call: the queries to ask and how their answers combine (pure).
+
+A call says several things about what the caller needs, each weak alone:
+
+- the IVR path: the menu nodes the caller went through and the labels of their choices
+  ("billing" > "refunds");
+- the queue (and the skills) it waits in;
+- the customer's open tickets: their types and titles;
+- the agent's notes so far (the strongest words, when there are any).
+
+``build_queries`` turns each input into one full-text query (the words of that input, any
+of them: ``websearch_to_tsquery`` syntax, ``a or b or c``), and ``targets`` into the link
+targets an article may be tied to. The store asks PostgreSQL for candidates (articles that
+match any query or are linked to a target), each with its text rank per input, and
+``rank`` orders them:
+
+    score = (sum over inputs of weight * rank / best rank of that input among the candidates
+             + link boosts) * feedback factor
+
+Ranks are normalised per input so that a long query (notes) does not drown a short one
+(a queue name), and the store asks ``ts_rank`` to divide by the document's length (long
+articles otherwise win on word count alone). The feedback factor smooths the helped and
+not-relevant counts towards neutral (``feedback_factor``) so one mark moves little and
+many marks move more, within ``[1 - f, 1 + f]``.
+
+No I/O: inputs in, queries and orderings out (tests/unit/test_kb_ranking.py).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+# The inputs, in the order their ranks come back from the store.
+INPUTS = ("notes", "tickets", "ivr", "queue")
+
+#: At most this many distinct words per input go into its query (bounds the search's cost).
+MAX_TERMS = 32
+#: At most this many candidates are re-ranked here (the store orders them by a first score).
+MAX_CANDIDATES = 60
+
+_WORD = re.compile(r"[^\W_]{2,40}", re.UNICODE)
+# Words that are operators in websearch_to_tsquery syntax; stop words are PostgreSQL's business.
+_OPERATORS = frozenset({"or", "and", "not"})
+# What agents write around the words that matter ("cust calls about ..., pls check"): in a
+# contact center every article is about a customer calling, so these words say nothing about
+# which one fits, and match articles that happen to use them ("Call forwarding"). Dropped from
+# the notes and ticket titles; PostgreSQL drops the language's ordinary stop words itself.
+NOTE_FILLER = {
+    "en": frozenset("""cust customer customers cx caller called calls call calling says said asks asked asking
+        wants wanted know about re pls please check checked urgent again 2nd second happy unhappy
+        yesterday today since also then help issue problem query""".split()),
+    "fr": frozenset("""client cliente clients appelle appel appels dit demande demandes veut savoir pour
+        urgent encore depuis hier aujourd content contente aussi problème souci""".split()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each input and each kind of link counts (docs/knowledge.md, "Ranking")."""
+
+    notes: float = 1.0
+    tickets: float = 0.6
+    ivr: float = 0.5
+    queue: float = 0.25
+    link_queue: float = 0.15
+    link_skill: float = 0.1
+    link_ivr: float = 0.35          # for the deepest node of the path; its ancestors count less
+    link_ticket_type: float = 0.3
+    feedback: float = 0.3           # the factor's reach: within [1 - feedback, 1 + feedback]
+    feedback_prior: float = 2.0     # pseudo-marks (half helped, half not) that smooth the counts
+
+    def of_input(self, name: str) -> float:
+        return float(getattr(self, name))
+
+
+DEFAULT_WEIGHTS = Weights()
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTicket:
+    type: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What is known about a call when suggestions are asked for."""
+
+    language: str = "en"
+    queue: str | None = None
+    skills: tuple[str, ...] = ()
+    ivr_path: tuple[str, ...] = ()          # menu node ids, root first
+    ivr_labels: tuple[str, ...] = ()        # the words of the choices made (prompt labels)
+    tickets: tuple[OpenTicket, ...] = ()
+    notes: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """The link targets of a call: an article linked to one of them gets a boost."""
+
+    queues: tuple[str, ...] = ()
+    skills: tuple[str, ...] = ()
+    ivr: tuple[str, ...] = ()               # the path, root first (the deepest counts most)
+    ticket_types: tuple[str, ...] = ()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(kind, target) of every target, as ``kb_article_links`` holds them."""
+        return ([("queue", q) for q in self.queues] + [("skill", s) for s in self.skills]
+                + [("ivr", n) for n in self.ivr] + [("ticket_type", t) for t in self.ticket_types])
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An article the store found, with what the ranking needs of it."""
+
+    article_id: int
+    ranks: Mapping[str, float]                          # input name -> ts_rank (0 when no match)
+    links: frozenset[tuple[str, str]] = frozenset()     # its (kind, target) links
+    helped: int = 0
+    not_relevant: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    article_id: int
+    score: float
+    parts: dict[str, float] = field(default_factory=dict)   # what each input and boost added
+
+
+def terms(text: str, limit: int = MAX_TERMS, drop: frozenset[str] = frozenset()) -> list[str]:
+    """The distinct words of ``text``, lower case, in order of first use, at most ``limit``,
+    without those in ``drop``.
+
+    A word is two to forty letters or digits; punctuation, query operators and symbols go.
+    """
+    seen: dict[str, None] = {}
+    for m in _WORD.finditer(text.lower()):
+        word = m.group(0)
+        if word not in _OPERATORS and word not in drop and word not in seen:
+            seen[word] = None
+            if len(seen) >= limit:
+                break
+    return list(seen)
+
+
+def any_of(words: Iterable[str]) -> str:
+    """A ``websearch_to_tsquery`` text matching any of ``words`` ('' when none)."""
+    return " or ".join(words)
+
+
+def _id_words(identifier: str) -> str:
+    # Node, queue and skill ids are written billing_refunds, tech-support, Billing.Refunds.
+    return re.sub(r"[_.:+@-]+", " ", identifier)
+
+
+def build_queries(ctx: CallContext) -> dict[str, str]:
+    """One query per input (``INPUTS``): the words it holds, any of them; '' for an empty input."""
+    ticket_text = " ".join(f"{_id_words(t.type)} {t.title}" for t in ctx.tickets)
+    ivr_text = " ".join([*ctx.ivr_labels, *(_id_words(n) for n in ctx.ivr_path)])
+    queue_text = " ".join(_id_words(x) for x in ([ctx.queue] if ctx.queue else []) + list(ctx.skills))
+    filler = NOTE_FILLER.get(ctx.language, frozenset())
+    return {
+        "notes": any_of(terms(ctx.notes, drop=filler)),
+        "tickets": any_of(terms(ticket_text, drop=filler)),
+        "ivr": any_of(terms(ivr_text)),
+        "queue": any_of(terms(queue_text)),
+    }
+
+
+def targets(ctx: CallContext) -> Targets:
+    return Targets(queues=(ctx.queue,) if ctx.queue else (), skills=tuple(dict.fromkeys(ctx.skills)),
+                   ivr=tuple(dict.fromkeys(ctx.ivr_path)),
+                   ticket_types=tuple(dict.fromkeys(t.type for t in ctx.tickets)))
+
+
+def feedback_factor(helped: int, not_relevant: int, w: Weights = DEFAULT_WEIGHTS) -> float:
+    """The multiplier feedback gives an article: 1.0 without marks, towards ``1 + w.feedback``
+    when it helped every time, towards ``1 - w.feedback`` when it never did.
+
+    The share of "helped" is smoothed with ``w.feedback_prior`` pseudo-marks split evenly,
+    so one mark moves little and many marks move more.
+    """
+    helped, not_relevant = max(helped, 0), max(not_relevant, 0)
+    prior = w.feedback_prior
+    share = (helped + prior / 2) / (helped + not_relevant + prior) if helped + not_relevant + prior > 0 else 0.5
+    return 1.0 + w.feedback * (2.0 * share - 1.0)
+
+
+def link_boost(links: frozenset[tuple[str, str]], tg: Targets, w: Weights = DEFAULT_WEIGHTS) -> dict[str, float]:
+    """What an article's links to this call's targets add, by kind (absent: adds nothing)."""
+    out: dict[str, float] = {}
+    if any(("queue", q) in links for q in tg.queues):
+        out["link_queue"] = w.link_queue
+    if any(("skill", s) in links for s in tg.skills):
+        out["link_skill"] = w.link_skill
+    # The deepest node of the path the article is linked to: the leaf counts fully, each step
+    # towards the root half as much (the root menu says little).
+    depth = len(tg.ivr)
+    for i in range(depth - 1, -1, -1):
+        if ("ivr", tg.ivr[i]) in links:
+            out["link_ivr"] = w.link_ivr * 0.5 ** (depth - 1 - i)
+            break
+    if any(("ticket_type", t) in links for t in tg.ticket_types):
+        out["link_ticket_type"] = w.link_ticket_type
+    return out
+
+
+def rank(candidates: Iterable[Candidate], tg: Targets, w: Weights = DEFAULT_WEIGHTS,
+         limit: int = 3) -> list[Scored]:
+    """The best ``limit`` candidates, best first; ties go to the lower (older) article id."""
+    cands = list(candidates)
+    best = {name: max((c.ranks.get(name, 0.0) for c in cands), default=0.0) for name in INPUTS}
+    scored: list[Scored] = []
+    for c in cands:
+        parts: dict[str, float] = {}
+        for name in INPUTS:
+            r = c.ranks.get(name, 0.0)
+            if r > 0 and best[name] > 0:
+                parts[name] = w.of_input(name) * r / best[name]
+        parts.update(link_boost(c.links, tg, w))
+        base = sum(parts.values())
+        if base <= 0:
+            continue
+        factor = feedback_factor(c.helped, c.not_relevant, w)
+        if factor != 1.0:
+            parts["feedback_factor"] = factor
+        scored.append(Scored(c.article_id, base * factor, parts))
+    scored.sort(key=lambda s: (-s.score, s.article_id))
+    return scored[:limit]
+
+
+def precision_at(suggested: list[list[int]], right: list[int], k: int = 3) -> float:
+    """The share of calls whose right article is among their first ``k`` suggestions
+    (with one right article per call: the hit rate at k, what the knowledge base's target
+    calls precision@k). Raises ``ValueError`` when the lists differ in length or are empty."""
+    if len(suggested) != len(right) or not right:
+        raise ValueError("one list of suggestions per labelled call, at least one call")
+    return sum(1 for s, r in zip(suggested, right) if r in s[:k]) / len(right)

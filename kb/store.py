@@ -1,0 +1,459 @@
+"""The knowledge base in PostgreSQL (asyncpg): articles with versions and links, proposals,
+feedback, search, and the suggestions for a call (migration 0017, docs/knowledge.md).
+
+Every function takes a pool (or a connection) and returns plain dataclasses. Errors::
+
+    KbError
+     ├── NotFound      the article or proposal does not exist (or is archived, for edits)
+     ├── Conflict      an edit based on an older version; a proposal already decided
+     └── Invalid       a value the database would refuse (language, link kind, ...)
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Iterable, Sequence
+
+from kb import ranking
+from kb.ranking import CallContext, Candidate, OpenTicket, Scored, Weights
+
+LINK_KINDS = ("queue", "skill", "ivr", "ticket_type")
+_LANGUAGE = re.compile(r"^[a-z]{2}$")
+
+
+class KbError(Exception):
+    """Base of the knowledge base's errors."""
+
+
+class NotFound(KbError):
+    pass
+
+
+class Conflict(KbError):
+    pass
+
+
+class Invalid(KbError):
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    kind: str
+    target: str
+
+
+@dataclass(slots=True)
+class Article:
+    article_id: int
+    title: str
+    body: str
+    tags: list[str]
+    language: str
+    owner: str
+    review_at: date | None
+    archived: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    links: list[Link] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Version:
+    article_id: int
+    version: int
+    title: str
+    body: str
+    tags: list[str]
+    links: list[Link]
+    author: str
+    note: str | None
+    at: datetime
+
+
+@dataclass(slots=True)
+class Proposal:
+    proposal_id: int
+    kind: str
+    article_id: int | None
+    base_version: int | None
+    title: str
+    body: str
+    tags: list[str]
+    language: str
+    call_id: str | None
+    proposer: str
+    agent_id: str | None
+    state: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class Hit:
+    article_id: int
+    title: str
+    tags: list[str]
+    language: str
+    snippet: str
+    score: float
+
+
+@dataclass(slots=True)
+class Suggestion:
+    article_id: int
+    title: str
+    tags: list[str]
+    score: float
+    parts: dict[str, float]
+
+
+def _check(language: str, links: Iterable[Link]) -> None:
+    if not _LANGUAGE.match(language):
+        raise Invalid("language", "the language is a two-letter ISO 639-1 code, lower case")
+    for link in links:
+        if link.kind not in LINK_KINDS:
+            raise Invalid("links", f"a link's kind is one of {', '.join(LINK_KINDS)}")
+        if not 1 <= len(link.target) <= 64:
+            raise Invalid("links", "a link's target is 1 to 64 characters")
+
+
+def _links_json(links: Iterable[Link]) -> str:
+    return json.dumps([{"kind": x.kind, "target": x.target} for x in links])
+
+
+async def _links_of(conn: Any, ids: Sequence[int]) -> dict[int, list[Link]]:
+    rows = await conn.fetch("SELECT article_id, kind, target FROM kb_article_links WHERE article_id = ANY($1) "
+                            "ORDER BY kind, target", list(ids))
+    out: dict[int, list[Link]] = {i: [] for i in ids}
+    for r in rows:
+        out[r["article_id"]].append(Link(r["kind"], r["target"]))
+    return out
+
+
+_ARTICLE_COLS = ("article_id, title, body, tags, language, owner, review_at, archived, version, "
+                 "created_at, updated_at")
+
+
+def _article(row: Any, links: list[Link]) -> Article:
+    return Article(**{k: row[k] for k in _ARTICLE_COLS.split(", ")}, links=links)
+
+
+async def _set_links(conn: Any, article_id: int, links: list[Link]) -> None:
+    await conn.execute("DELETE FROM kb_article_links WHERE article_id = $1", article_id)
+    uniq = list(dict.fromkeys(links))
+    if uniq:
+        await conn.executemany("INSERT INTO kb_article_links (article_id, kind, target) VALUES ($1, $2, $3)",
+                               [(article_id, x.kind, x.target) for x in uniq])
+
+
+async def create_article(pool: Any, *, title: str, body: str, tags: list[str], language: str, owner: str,
+                         links: list[Link], review_at: date | None = None, author: str | None = None,
+                         note: str | None = None) -> Article:
+    """A new article (version 1). Raises ``Invalid``."""
+    _check(language, links)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            f"INSERT INTO kb_articles (title, body, tags, language, owner, review_at) VALUES ($1, $2, $3, $4, $5, $6) "
+            f"RETURNING {_ARTICLE_COLS}", title, body, tags, language, owner, review_at)
+        await _set_links(conn, row["article_id"], links)
+        await conn.execute(
+            "INSERT INTO kb_article_versions (article_id, version, title, body, tags, links, author, note) "
+            "VALUES ($1, 1, $2, $3, $4, $5::jsonb, $6, $7)",
+            row["article_id"], title, body, tags, _links_json(links), author or owner, note)
+        return _article(row, list(dict.fromkeys(links)))
+
+
+async def update_article(pool: Any, article_id: int, *, base_version: int | None, title: str, body: str,
+                         tags: list[str], links: list[Link], author: str, note: str | None = None,
+                         owner: str | None = None, review_at: date | None = None,
+                         language: str | None = None) -> Article:
+    """Save a new version. ``base_version``: the version the change started from (None: any);
+    raises ``Conflict`` when the article has moved on since, ``NotFound``, ``Invalid``."""
+    async with pool.acquire() as conn, conn.transaction():
+        cur = await conn.fetchrow("SELECT version, language, owner, review_at FROM kb_articles "
+                                  "WHERE article_id = $1 AND NOT archived FOR UPDATE", article_id)
+        if cur is None:
+            raise NotFound(f"no article {article_id}")
+        if base_version is not None and base_version != cur["version"]:
+            raise Conflict(f"article {article_id} is at version {cur['version']}, not {base_version}")
+        language = language or cur["language"]
+        _check(language, links)
+        version = cur["version"] + 1
+        row = await conn.fetchrow(
+            f"UPDATE kb_articles SET title = $2, body = $3, tags = $4, language = $5, owner = $6, review_at = $7, "
+            f"version = $8, updated_at = now() WHERE article_id = $1 RETURNING {_ARTICLE_COLS}",
+            article_id, title, body, tags, language, owner or cur["owner"],
+            review_at if review_at is not None else cur["review_at"], version)
+        await _set_links(conn, article_id, links)
+        await conn.execute(
+            "INSERT INTO kb_article_versions (article_id, version, title, body, tags, links, author, note) "
+            "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8)",
+            article_id, version, title, body, tags, _links_json(links), author, note)
+        return _article(row, list(dict.fromkeys(links)))
+
+
+async def archive_article(pool: Any, article_id: int) -> None:
+    """Take an article out of search and suggestions (its versions stay). Raises ``NotFound``."""
+    done = await pool.execute("UPDATE kb_articles SET archived = true, updated_at = now() "
+                              "WHERE article_id = $1 AND NOT archived", article_id)
+    if done.endswith(" 0"):
+        raise NotFound(f"no article {article_id}")
+
+
+async def get_article(pool: Any, article_id: int) -> Article:
+    """Raises ``NotFound``."""
+    row = await pool.fetchrow(f"SELECT {_ARTICLE_COLS} FROM kb_articles WHERE article_id = $1", article_id)
+    if row is None:
+        raise NotFound(f"no article {article_id}")
+    return _article(row, (await _links_of(pool, [article_id]))[article_id])
+
+
+async def list_articles(pool: Any, *, language: str | None = None, tag: str | None = None,
+                        due_for_review: bool = False, limit: int = 50, offset: int = 0) -> list[Article]:
+    """Live articles, the latest changed first."""
+    rows = await pool.fetch(
+        f"SELECT {_ARTICLE_COLS} FROM kb_articles WHERE NOT archived AND ($1::text IS NULL OR language = $1) "
+        f"AND ($2::text IS NULL OR $2 = ANY(tags)) AND (NOT $3 OR review_at <= current_date) "
+        f"ORDER BY updated_at DESC, article_id DESC LIMIT $4 OFFSET $5",
+        language, tag, due_for_review, limit, offset)
+    links = await _links_of(pool, [r["article_id"] for r in rows])
+    return [_article(r, links[r["article_id"]]) for r in rows]
+
+
+async def versions(pool: Any, article_id: int) -> list[Version]:
+    """Every version of an article, the latest first. Raises ``NotFound``."""
+    rows = await pool.fetch("SELECT * FROM kb_article_versions WHERE article_id = $1 ORDER BY version DESC",
+                            article_id)
+    if not rows:
+        raise NotFound(f"no article {article_id}")
+    return [Version(r["article_id"], r["version"], r["title"], r["body"], list(r["tags"]),
+                    [Link(x["kind"], x["target"]) for x in json.loads(r["links"])], r["author"], r["note"], r["at"])
+            for r in rows]
+
+
+# -- proposals ---------------------------------------------------------------------------------
+
+
+def _proposal(row: Any) -> Proposal:
+    return Proposal(**{k: (list(row[k]) if k == "tags" else row[k]) for k in Proposal.__slots__})
+
+
+async def propose(pool: Any, *, kind: str, article_id: int | None, title: str, body: str, tags: list[str],
+                  language: str, proposer: str, agent_id: str | None, call_id: str | None) -> Proposal:
+    """A pending proposal: a new article (``article_id`` None) or an edit of one.
+    Raises ``NotFound`` (the article of an edit), ``Invalid``."""
+    _check(language, [])
+    base = None
+    if kind == "edit":
+        if article_id is None:
+            raise Invalid("article_id", "an edit names the article it changes")
+        base = await pool.fetchval("SELECT version FROM kb_articles WHERE article_id = $1 AND NOT archived",
+                                   article_id)
+        if base is None:
+            raise NotFound(f"no article {article_id}")
+    elif kind != "new" or article_id is not None:
+        raise Invalid("kind", "a proposal is 'new' (without article_id) or 'edit' (with it)")
+    row = await pool.fetchrow(
+        "INSERT INTO kb_proposals (kind, article_id, base_version, title, body, tags, language, call_id, proposer, "
+        "agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+        kind, article_id, base, title, body, tags, language, call_id, proposer, agent_id)
+    return _proposal(row)
+
+
+async def list_proposals(pool: Any, *, state: str | None = "pending", limit: int = 100) -> list[Proposal]:
+    rows = await pool.fetch("SELECT * FROM kb_proposals WHERE ($1::text IS NULL OR state = $1) "
+                            "ORDER BY created_at, proposal_id LIMIT $2", state, limit)
+    return [_proposal(r) for r in rows]
+
+
+async def decide(pool: Any, proposal_id: int, *, approve: bool, by: str, note: str | None = None,
+                 links: list[Link] | None = None) -> tuple[Proposal, Article | None]:
+    """Approve (a new article, or a new version of the edited one; an edit made on an older
+    version than the article's is a ``Conflict``) or reject a pending proposal.
+    Returns the proposal and the article it made or changed. Raises ``NotFound``, ``Conflict``."""
+    async with pool.acquire() as conn, conn.transaction():
+        p = await conn.fetchrow("SELECT * FROM kb_proposals WHERE proposal_id = $1 FOR UPDATE", proposal_id)
+        if p is None:
+            raise NotFound(f"no proposal {proposal_id}")
+        if p["state"] != "pending":
+            raise Conflict(f"proposal {proposal_id} was already {p['state']}")
+        article: Article | None = None
+        article_id = p["article_id"]
+        if approve:
+            text = f"proposal {proposal_id} by {p['proposer']}" + (f": {note}" if note else "")
+            if p["kind"] == "new":
+                article = await create_article(_Single(conn), title=p["title"], body=p["body"], tags=list(p["tags"]),
+                                               language=p["language"], owner=by, links=links or [],
+                                               author=p["proposer"], note=text)
+                article_id = article.article_id
+            else:
+                current = await get_article(conn, article_id)
+                article = await update_article(
+                    _Single(conn), article_id, base_version=p["base_version"], title=p["title"], body=p["body"],
+                    tags=list(p["tags"]), links=links if links is not None else current.links,
+                    author=p["proposer"], note=text)
+        row = await conn.fetchrow(
+            "UPDATE kb_proposals SET state = $2, decided_by = $3, decided_at = now(), decision_note = $4, "
+            "article_id = $5 WHERE proposal_id = $1 RETURNING *",
+            proposal_id, "approved" if approve else "rejected", by, note, article_id)
+        return _proposal(row), article
+
+
+class _Single:
+    """One connection (inside a transaction) passed where a pool is expected."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def acquire(self) -> "_Single":
+        return self
+
+    async def __aenter__(self) -> Any:
+        return self.conn
+
+    async def __aexit__(self, *exc: Any) -> None:
+        return None
+
+
+# -- feedback ----------------------------------------------------------------------------------
+
+
+async def feedback(pool: Any, *, article_id: int, call_id: str, agent: str, helped: bool) -> tuple[int, int]:
+    """Record "helped" (True) or "not relevant" for an article on a call; a second mark by the
+    same agent on the same call replaces the first. Returns the article's (helped, not relevant)
+    totals. Raises ``NotFound``."""
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT 1 FROM kb_articles WHERE article_id = $1", article_id) is None:
+            raise NotFound(f"no article {article_id}")
+        await conn.execute("INSERT INTO kb_feedback_totals (article_id) VALUES ($1) ON CONFLICT DO NOTHING",
+                           article_id)
+        await conn.execute("SELECT 1 FROM kb_feedback_totals WHERE article_id = $1 FOR UPDATE", article_id)
+        old = await conn.fetchval("SELECT helped FROM kb_feedback WHERE article_id = $1 AND call_id = $2 "
+                                  "AND agent = $3", article_id, call_id, agent)
+        await conn.execute(
+            "INSERT INTO kb_feedback (article_id, call_id, agent, helped) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (article_id, call_id, agent) DO UPDATE SET helped = EXCLUDED.helped, at = now()",
+            article_id, call_id, agent, helped)
+        dh = (1 if helped else 0) - (1 if old is True else 0)
+        dn = (0 if helped else 1) - (1 if old is False else 0)
+        row = await conn.fetchrow(
+            "UPDATE kb_feedback_totals SET helped = helped + $2, not_relevant = not_relevant + $3 "
+            "WHERE article_id = $1 RETURNING helped, not_relevant", article_id, dh, dn)
+        return row["helped"], row["not_relevant"]
+
+
+# -- search and suggestions --------------------------------------------------------------------
+
+
+async def search(pool: Any, text: str, *, language: str = "en", limit: int = 10) -> list[Hit]:
+    """Articles matching ``text`` (web search syntax: words, "phrases", or, -word), best first;
+    ranks divided by the article's length so long articles do not win on size alone."""
+    _check(language, [])
+    rows = await pool.fetch(
+        "WITH q AS (SELECT websearch_to_tsquery(kb_ts_config($1), $2) AS q) "
+        "SELECT a.article_id, a.title, a.tags, a.language, ts_rank(a.search, q.q, 1) AS score, "
+        "ts_headline(kb_ts_config($1), a.body, q.q, 'StartSel=\"\", StopSel=\"\", MaxWords=30, MinWords=12') "
+        "AS snippet FROM kb_articles a, q WHERE a.language = $1 AND NOT a.archived AND a.search @@ q.q "
+        "ORDER BY score DESC, a.article_id LIMIT $3", language, text, limit)
+    return [Hit(r["article_id"], r["title"], list(r["tags"]), r["language"], r["snippet"], float(r["score"]))
+            for r in rows]
+
+
+# Candidates, in two steps. First the articles the call's specific words pick (the notes and
+# the tickets' words; the IVR and queue words when there are none): the best text matches,
+# and the best of the articles linked to the call's targets (which may match no word). Only
+# then the rank of each input for those few: the IVR and queue words (billing, tech) match
+# thousands of articles and are not worth ranking all of them (bench/kb_suggest.py).
+# FOCUS is one of _FOCUS's expressions (constants, never input).
+_CANDIDATES = """
+WITH q AS (
+    SELECT websearch_to_tsquery(kb_ts_config($1), $2) AS qn, websearch_to_tsquery(kb_ts_config($1), $3) AS qt,
+           websearch_to_tsquery(kb_ts_config($1), $4) AS qi, websearch_to_tsquery(kb_ts_config($1), $5) AS qq,
+           $8::float4 AS wn, $9::float4 AS wt, $10::float4 AS wi, $11::float4 AS wq
+), focus AS (
+    (SELECT a.article_id FROM kb_articles a, q
+     WHERE a.language = $1 AND NOT a.archived AND a.search @@ FOCUSQ
+     ORDER BY FOCUS DESC LIMIT $12)
+    UNION
+    (SELECT a.article_id FROM kb_articles a, q
+     WHERE a.article_id IN (SELECT l.article_id FROM kb_article_links l
+                            JOIN unnest($6::text[], $7::text[]) AS t(kind, target)
+                              ON l.kind = t.kind AND l.target = t.target)
+       AND a.language = $1 AND NOT a.archived
+     ORDER BY FOCUS DESC LIMIT $13)
+)
+SELECT a.article_id, a.title, a.tags,
+       ts_rank(RANKW, a.search, q.qn, NORM) AS rn, ts_rank(RANKW, a.search, q.qt, NORM) AS rt,
+       ts_rank(RANKW, a.search, q.qi, NORM) AS ri, ts_rank(RANKW, a.search, q.qq, NORM) AS rq,
+       coalesce(f.helped, 0) AS helped, coalesce(f.not_relevant, 0) AS not_relevant,
+       ARRAY(SELECT l.kind || ':' || l.target FROM kb_article_links l WHERE l.article_id = a.article_id) AS links
+FROM focus JOIN kb_articles a USING (article_id) CROSS JOIN q LEFT JOIN kb_feedback_totals f USING (article_id)
+"""
+_FOCUS = {
+    True: ("(q.qn || q.qt)",
+           "q.wn * ts_rank(RANKW, a.search, q.qn, NORM) + q.wt * ts_rank(RANKW, a.search, q.qt, NORM)"),
+    False: ("(q.qi || q.qq)",
+            "q.wi * ts_rank(RANKW, a.search, q.qi, NORM) + q.wq * ts_rank(RANKW, a.search, q.qq, NORM)"),
+}
+
+# ts_rank's weights for D, C, B, A (body C, tags B, title A) and its normalisation (1: divide
+# by 1 + the log of the article's length in words).
+RANK_WEIGHTS = "{0.1, 0.4, 0.6, 1.0}"
+RANK_NORMALISATION = 1
+
+
+def _candidates_sql(specific: bool) -> str:
+    match, order = _FOCUS[specific]
+    return (_CANDIDATES.replace("FOCUSQ", match).replace("FOCUS", order)
+            .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))
+
+
+async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = ranking.DEFAULT_WEIGHTS,
+                  candidates: int = ranking.MAX_CANDIDATES) -> list[Suggestion]:
+    """The best ``limit`` articles for a call (kb.ranking), best first."""
+    _check(ctx.language, [])
+    queries = ranking.build_queries(ctx)
+    tg = ranking.targets(ctx)
+    pairs = tg.pairs()
+    rows = await pool.fetch(
+        _candidates_sql(bool(queries["notes"] or queries["tickets"])), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
+        [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
+        candidates // 2)
+    by_id = {r["article_id"]: r for r in rows}
+    cands = [Candidate(r["article_id"], {"notes": r["rn"], "tickets": r["rt"], "ivr": r["ri"], "queue": r["rq"]},
+                       frozenset(tuple(x.split(":", 1)) for x in r["links"]), r["helped"], r["not_relevant"])
+             for r in rows]
+    best: list[Scored] = ranking.rank(cands, tg, w, limit)
+    return [Suggestion(s.article_id, by_id[s.article_id]["title"], list(by_id[s.article_id]["tags"]),
+                       round(s.score, 4), {k: round(v, 4) for k, v in s.parts.items()}) for s in best]
+
+
+async def call_context(pool: Any, call_id: str, *, notes: str = "", language: str | None = None) -> CallContext:
+    """What the database knows of a call: its queue, the menus its IVR path entered, its
+    customer's language and open tickets; with the agent's ``notes`` so far."""
+    row = await pool.fetchrow(
+        "SELECT c.queue, (SELECT array_agg(menu ORDER BY first) FROM (SELECT menu, min(seq) AS first "
+        "  FROM call_ivr_steps WHERE call_id = $1 GROUP BY menu) m) AS menus, "
+        " cc.customer_id, cu.language "
+        "FROM (SELECT $1::text AS call_id) k LEFT JOIN calls c ON c.call_id = k.call_id "
+        "LEFT JOIN LATERAL (SELECT customer_id FROM customer_calls WHERE call_id = $1 ORDER BY linked_at DESC "
+        "  LIMIT 1) cc ON true LEFT JOIN customers cu ON cu.customer_id = cc.customer_id", call_id)
+    tickets: list[OpenTicket] = []
+    if row["customer_id"] is not None:
+        trows = await pool.fetch("SELECT type, title FROM tickets WHERE customer_id = $1 "
+                                 "AND state NOT IN ('closed', 'cancelled') ORDER BY created_at DESC LIMIT 5",
+                                 row["customer_id"])
+        tickets = [OpenTicket(r["type"], r["title"]) for r in trows]
+    lang = language or row["language"] or "en"
+    if not _LANGUAGE.match(lang):
+        lang = "en"
+    return CallContext(language=lang, queue=row["queue"], ivr_path=tuple(row["menus"] or ()),
+                       tickets=tuple(tickets), notes=notes)

@@ -1,0 +1,123 @@
+"""The knowledge base's ranking core (kb/ranking.py): queries from a call's inputs, link
+boosts, smoothed feedback, and the combination."""
+from __future__ import annotations
+
+import pytest
+
+from kb.ranking import (
+    DEFAULT_WEIGHTS,
+    CallContext,
+    Candidate,
+    OpenTicket,
+    Targets,
+    Weights,
+    build_queries,
+    feedback_factor,
+    link_boost,
+    precision_at,
+    rank,
+    targets,
+    terms,
+)
+
+
+def test_terms_are_distinct_lower_words_without_operators_or_punctuation():
+    assert terms("Card charged TWICE -- twice! or (refund) a & b'; DROP") == [
+        "card", "charged", "twice", "refund", "drop"]
+
+
+def test_terms_are_bounded():
+    assert len(terms(" ".join(f"w{i}" for i in range(500)))) == 32
+
+
+def test_each_input_makes_its_own_query_of_any_of_its_words():
+    ctx = CallContext(queue="billing", skills=("refunds",), ivr_path=("main", "billing_refunds"),
+                      ivr_labels=("Refunds",), tickets=(OpenTicket("delivery_issue", "Parcel lost"),),
+                      notes="customer says the card was charged twice")
+    q = build_queries(ctx)
+    assert q["notes"] == "the or card or was or charged or twice"
+    assert q["tickets"] == "delivery or parcel or lost"
+    assert q["ivr"] == "refunds or main or billing"
+    assert q["queue"] == "billing or refunds"
+
+
+def test_agents_filler_words_are_dropped_from_notes_in_the_call_language():
+    assert build_queries(CallContext(notes="cust calls about router pls check"))["notes"] == "router"
+    fr = CallContext(language="fr", notes="client appelle pour colis abîmé")
+    assert build_queries(fr)["notes"] == "colis or abîmé"
+
+
+def test_an_empty_input_makes_an_empty_query():
+    assert build_queries(CallContext()) == {"notes": "", "tickets": "", "ivr": "", "queue": ""}
+
+
+def test_targets_hold_the_queue_skills_path_and_ticket_types_once_each():
+    ctx = CallContext(queue="q1", skills=("s", "s"), ivr_path=("main", "b"),
+                      tickets=(OpenTicket("t", "x"), OpenTicket("t", "y")))
+    assert targets(ctx) == Targets(queues=("q1",), skills=("s",), ivr=("main", "b"), ticket_types=("t",))
+    assert ("ivr", "b") in targets(ctx).pairs()
+
+
+def test_feedback_is_neutral_without_marks_and_smoothed_within_its_reach():
+    assert feedback_factor(0, 0) == 1.0
+    one = feedback_factor(1, 0)
+    many = feedback_factor(50, 0)
+    assert 1.0 < one < many < 1.0 + DEFAULT_WEIGHTS.feedback
+    assert 1.0 - DEFAULT_WEIGHTS.feedback < feedback_factor(0, 50) < feedback_factor(0, 1) < 1.0
+    assert feedback_factor(10, 10) == pytest.approx(1.0)
+
+
+def test_the_deepest_linked_ivr_node_counts_most():
+    tg = Targets(ivr=("main", "billing", "refunds"))
+    leaf = link_boost(frozenset({("ivr", "refunds")}), tg)["link_ivr"]
+    mid = link_boost(frozenset({("ivr", "billing")}), tg)["link_ivr"]
+    both = link_boost(frozenset({("ivr", "billing"), ("ivr", "refunds")}), tg)["link_ivr"]
+    assert leaf == DEFAULT_WEIGHTS.link_ivr and mid == leaf / 2 and both == leaf
+
+
+def test_links_to_other_targets_add_nothing():
+    assert link_boost(frozenset({("queue", "sales"), ("ivr", "x")}), Targets(queues=("billing",))) == {}
+
+
+def test_ranks_are_normalised_per_input_so_every_input_counts():
+    """A strong notes match alone loses to an article that matches tickets, IVR and queue well."""
+    a = Candidate(1, {"notes": 0.9})
+    b = Candidate(2, {"notes": 0.5, "tickets": 0.01, "ivr": 0.02, "queue": 0.01})
+    assert [s.article_id for s in rank([a, b], Targets())] == [2, 1]
+
+
+def test_a_link_to_the_call_queue_breaks_a_text_tie():
+    a = Candidate(1, {"notes": 0.4})
+    b = Candidate(2, {"notes": 0.4}, links=frozenset({("queue", "billing")}))
+    assert [s.article_id for s in rank([a, b], Targets(queues=("billing",)))] == [2, 1]
+
+
+def test_feedback_moves_an_article_up_or_down():
+    a = Candidate(1, {"notes": 0.40})
+    b = Candidate(2, {"notes": 0.38}, helped=20)
+    assert [s.article_id for s in rank([a, b], Targets())] == [2, 1]
+    c = Candidate(3, {"notes": 0.40}, not_relevant=20)
+    d = Candidate(4, {"notes": 0.38})
+    assert [s.article_id for s in rank([c, d], Targets())] == [4, 3]
+
+
+def test_candidates_with_nothing_for_this_call_are_left_out():
+    assert rank([Candidate(1, {}), Candidate(2, {"notes": 0.0}, helped=9)], Targets()) == []
+
+
+def test_at_most_limit_best_first_ties_to_the_older_article():
+    cands = [Candidate(i, {"notes": 0.1}) for i in (5, 3, 9, 1)]
+    assert [s.article_id for s in rank(cands, Targets(), limit=3)] == [1, 3, 5]
+
+
+def test_the_parts_say_what_each_input_added():
+    s = rank([Candidate(1, {"notes": 0.2, "ivr": 0.1}, links=frozenset({("queue", "q")}))],
+             Targets(queues=("q",)), Weights(notes=1.0, ivr=0.5, link_queue=0.15))[0]
+    assert s.parts == {"notes": 1.0, "ivr": 0.5, "link_queue": 0.15}
+    assert s.score == pytest.approx(1.65)
+
+
+def test_precision_at_3_counts_calls_whose_right_article_is_in_their_top_3():
+    assert precision_at([[1, 2, 3], [4, 5, 6], [7, 8, 9, 10]], [3, 9, 10]) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        precision_at([[1]], [])
