@@ -21,9 +21,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.auth import EVERYONE, Principal, needs_agent_team, over_agent
+from api.client_address import client_address, networks
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import API, ApiRequest, Instant, setup_registry
+from cti.daemon import CORE
 from recording import jobs
 from recording import recording_db as rec_store
 from recording.files import resolve
@@ -239,7 +241,8 @@ async def _audit(req: ApiRequest[Any, Any], rid: int, action: str, outcome: str)
     p = req.principal
     await query(rec_store.audit(db(req.app), rid, principal=_who(p), role=p.role if p else "-", action=action,
                                 byte_range=req.request.headers.get("Range", "")[:200] or None, outcome=outcome,
-                                remote=req.request.remote))
+                                remote=client_address(req.request.remote, req.request.headers.get("X-Forwarded-For"),
+                                                      networks(req.app[CORE].settings.http_trusted_proxies))))
 
 
 async def _visible(req: ApiRequest[Any, Any], action: str) -> Any:

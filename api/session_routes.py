@@ -32,6 +32,7 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, StringConstraints
 
 from api import accounts
+from api.client_address import client_address, networks
 from api.auth import EVERYONE, Passwords, Principal, BadCredential, credential_from_headers, digest, new_session_token
 from api.db import db, query, setup_db
 from api.errors import ApiError, unauthenticated
@@ -133,7 +134,9 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
     assert holder.passwords is not None
     password = req.body.password.get_secret_value()
     username = req.body.username
-    address = req.request.remote or "-"
+    request = req.request
+    address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                             networks(app[CORE].settings.http_trusted_proxies))
     wait = holder.throttle.attempt(username, address, time.monotonic())
     if wait > 0:
         log.info("login throttled", username=username, address=address, wait_s=round(wait, 1))

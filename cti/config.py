@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     http_idle_timeout: float = Field(30.0, ge=0.5, le=3600)
     http_client_max: int = Field(128, ge=0, le=1_000_000)
     http_max_connections: int = Field(0, ge=0, le=10_000_000)
+    # Reverse proxies whose X-Forwarded-For is believed (networks, e.g. 127.0.0.1/32 for a
+    # Caddy on this host): a request from one of them is from the last address in that
+    # header that is not itself a trusted proxy (docs/security.md, "Behind a proxy").
+    http_trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     agi_host: str = "127.0.0.1"
     agi_port: int = Field(4573, ge=0, le=65535)
 
@@ -227,7 +231,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an absolute path of letters, digits, / . _ - (no '..')")
         return v.rstrip("/") or "/"
 
-    @field_validator("webhook_allow", mode="before")
+    @field_validator("webhook_allow", "http_trusted_proxies", mode="before")
     @classmethod
     def _networks(cls, v: Any) -> tuple[str, ...]:
         import ipaddress

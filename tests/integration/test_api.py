@@ -176,6 +176,26 @@ async def test_a_stranger_failing_from_another_address_cannot_lock_the_owner_out
         assert (await login_status(owner, d, "ada", PASSWORD))[0] == 200      # ada's does not
 
 
+async def test_behind_a_trusted_proxy_the_throttle_keys_on_the_forwarded_address(api_daemon, http):
+    """The proxy (this host, 127.0.0.1) forwards a stranger and the owner: the stranger's
+    failures hold up the stranger only, and a header the stranger forges is not believed."""
+    d = api_daemon
+    core = d.core
+    core.settings = core.settings.model_copy(update={"http_trusted_proxies": ("127.0.0.1/32",)})
+
+    async def through_proxy(client: str, password: str, forged: str = "") -> int:
+        chain = f"{forged}, {client}" if forged else client
+        async with http.post(url(d, "/api/login"), json={"username": "ada", "password": password},
+                             headers={"X-Forwarded-For": chain}) as r:
+            await r.read()
+            return r.status
+
+    statuses = [await through_proxy("198.51.100.7", f"guess {n}", forged=f"203.0.113.{n}") for n in range(12)]
+    assert statuses[:6] == [401] * 6 and set(statuses[6:]) == {429}
+    assert await through_proxy("198.51.100.7", PASSWORD) == 429       # the stranger's address waits
+    assert await through_proxy("203.0.113.20", PASSWORD) == 200       # the owner, behind the same proxy, does not
+
+
 async def test_login_takes_only_a_json_body(api_daemon, http):
     """A form or a text/plain fetch from any web page would need no preflight."""
     body = json.dumps({"username": "ada", "password": PASSWORD})
