@@ -81,12 +81,12 @@ async def test_the_phone_panel_offers_the_browser_phone_and_seats_the_agent_at_i
         await page.get_by_role("button", name="Use the browser phone").click()
         await eventually(lambda: agent(d).device == "PJSIP/web-p1", timeout=10, what="seated at the browser phone")
         await page.wait_for_function(
-            "document.getElementById('ph-registration').textContent !== 'Off'", timeout=10_000)
+            "() => document.getElementById('ph-registration').textContent !== 'Off'", timeout=10_000)
         # After a reload the desktop knows its device is a browser phone and starts it by itself.
         await page.reload()
         await page.wait_for_selector("#ph-device:text-is('this browser')", timeout=10_000)
         await page.wait_for_function(
-            "document.getElementById('ph-registration').textContent !== 'Off'", timeout=10_000)
+            "() => document.getElementById('ph-registration').textContent !== 'Off'", timeout=10_000)
         assert errors == []
     finally:
         await page.close()
