@@ -18,8 +18,9 @@ match any query or are linked to a target), each with its text rank per input, a
              + link boosts) * feedback factor
 
 Ranks are normalised per input so that a long query (notes) does not drown a short one
-(a queue name), and the store asks ``ts_rank`` to divide by the document's length (long
-articles otherwise win on word count alone). The feedback factor smooths the helped and
+(a queue name). The notes and tickets rank by the rarity of the words an article holds
+(``idf_rank``: BM25's inverse document frequency, field weights, divided by the article's
+length, or long articles win on word count alone); the IVR and queue words by ``ts_rank``. The feedback factor smooths the helped and
 not-relevant counts towards neutral (``feedback_factor``) so one mark moves little and
 many marks move more, within ``[1 - f, 1 + f]``.
 
