@@ -6,8 +6,9 @@ ARG BASE=docker.io/library/debian:trixie-slim
 
 FROM ${BASE} AS build
 # Packages a local base already holds are not downloaded again.
-RUN dpkg -s python3 python3-venv ca-certificates >/dev/null 2>&1 || { apt-get update \
-      && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ARG APT_OPTS=
+RUN dpkg -s python3 python3-venv ca-certificates >/dev/null 2>&1 || { apt-get $APT_OPTS update \
+      && apt-get $APT_OPTS install -y --no-install-recommends python3 python3-venv ca-certificates \
       && rm -rf /var/lib/apt/lists/*; }
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE CHANGELOG.md MANIFEST.in ./
@@ -19,17 +20,23 @@ COPY recording ./recording
 COPY phone ./phone
 COPY kb ./kb
 COPY dialer ./dialer
+COPY emergency ./emergency
 COPY api ./api
 COPY server ./server
 # The daemon and its dependencies in a virtualenv that the run stage copies whole.
+# PIP_CERT: a CA bundle for pip where a proxy re-signs TLS (scripts/build-images passes
+# the host's in; the run stage never sees it).
+ARG PIP_CERT
+ARG PIP_INDEX_URL
 RUN python3 -m venv /opt/cti/venv \
     && /opt/cti/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \
     && /opt/cti/venv/bin/pip uninstall -y pip \
     && find /opt/cti/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE}
-RUN dpkg -s python3 libjemalloc2 ca-certificates >/dev/null 2>&1 || { apt-get update \
-      && apt-get install -y --no-install-recommends python3 libjemalloc2 ca-certificates \
+ARG APT_OPTS=
+RUN dpkg -s python3 libjemalloc2 ca-certificates >/dev/null 2>&1 || { apt-get $APT_OPTS update \
+      && apt-get $APT_OPTS install -y --no-install-recommends python3 libjemalloc2 ca-certificates \
       && rm -rf /var/lib/apt/lists/*; } \
     && ln -s "$(find /usr/lib -name libjemalloc.so.2 | head -1)" /usr/local/lib/libjemalloc.so.2 \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/cti --create-home --shell /usr/sbin/nologin cti \

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
@@ -28,9 +28,14 @@ log = structlog.get_logger(__name__)
 
 @dataclass(kw_only=True)
 class Adoption:
-    """How many calls were adopted."""
+    """How many calls were adopted; arrivals held back while the first adoption runs."""
 
     adopted: int = 0
+    # While the first listing is being adopted (at start, or a takeover in an HA pair),
+    # new callers' ``call.queued`` wait here: routed before the talking agents are
+    # adopted, they would be offered to an agent who only looks free. Replayed after.
+    adopting: bool = False
+    held_arrivals: list[Any] = field(default_factory=list)
 
     if TYPE_CHECKING:  # what AcdService provides
         core: CoreServices
@@ -47,6 +52,8 @@ class Adoption:
         _call_input: Callable[[str, Callable[[], list[Any]]], None]
         _apply: Callable[[list[Any]], None]
         _restore_callbacks: Callable[[], Any]
+        on_call_event: Callable[[Any], None]
+        _stopped: bool
 
     async def _adopt_now(self, restore: bool = False) -> None:
         try:
@@ -55,6 +62,8 @@ class Adoption:
             await self.adopt([f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"])
         except CtiError as exc:
             log.warning("acd could not look for waiting callers at start", error=str(exc))
+        finally:
+            self.release_arrivals()
         if restore:
             await self._restore_callbacks()
 
@@ -105,6 +114,16 @@ class Adoption:
                                        values["CTI_CUSTOMER"] or None), time.time())
         # Asterisk can be told again: offers held back while the connection was down go now.
         self._apply(self.router.link_restored(time.time()))
+
+    def release_arrivals(self) -> None:
+        """End the hold of the first adoption: the arrivals held meanwhile are routed now,
+        in their order (one adopted from the listing meanwhile is not entered twice)."""
+        self.adopting = False
+        held, self.held_arrivals = self.held_arrivals, []
+        if self._stopped:       # cancelled by stop(): nothing is routed any more
+            return
+        for ev in held:
+            self.on_call_event(ev)
 
     async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
         replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},

@@ -485,6 +485,23 @@ class Router:
         self._settle(now, out)
         return out
 
+    def divert(self, call_id: str, reason: str, now: float) -> list[Decision]:
+        """The call leaves the ACD unserved for another path (an emergency switch,
+        docs/emergency.md): counted like a maximum wait (timed out), dequeued with
+        ``reason``. Ignored while an agent rings for it (an agent has the call) or
+        when it is not here."""
+        now = self._clock(now)
+        call = self._calls.get(call_id)
+        if call is None or call.status == RINGING:
+            return self._ignore("divert", call_id, None,
+                                "call not waiting" if call is None else "an agent is ringing for it")
+        self._unplace(call)
+        self._outcome(call.queue, "timed_out")
+        out: list[Decision] = []
+        self._remove(call, reason, now, out)
+        self._settle(now, out)
+        return out
+
     def to_callback(self, call_id: str, now: float) -> list[Decision]:
         """The waiting caller hangs up to be called back, keeping their place:
         the call stays where it is (arrival, step, priority) but max wait no

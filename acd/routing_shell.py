@@ -113,6 +113,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                 writer.submit(AgentRow(agent_id=agent.id, name=agent.name, device=agent.device,
                                        updated_at=_utc(now)))
         self._apply(self.router.auto_login(now))
+        self.adopting = True        # arrivals wait for the first adoption (acd/adoption.py)
         self.core.bus.subscribe(self.on_call_event)
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
@@ -158,6 +159,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         kind, cid, data = ev.kind, ev.call_id, ev.data
         if kind == "call.queued":
             if not data.get("acd"):
+                return
+            if self.adopting:
+                self.held_arrivals.append(ev)
                 return
             log.debug("acd call entered", call_id=cid, entered_at=time.time())  # bench/acd_latency.py --timeline
             queue = data.get("queue") or self.core.settings.acd_default_queue
@@ -296,6 +300,22 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                 self._save(waiting.callback)
         self._apply(out)
         return moved is not None
+
+    def divert(self, call_id: str, reason: str) -> str | None:
+        """Take a waiting caller out of routing for another path (an emergency switch):
+        the router forgets it (``Router.divert``) and so do we; the caller of the
+        returned channel is the sender's to redirect. None (nothing done) when the
+        call is not waiting here with someone on the line, or an agent rings."""
+        waiting = self.calls.get(call_id)
+        if (waiting is None or waiting.answered or waiting.agent is not None or waiting.channel is None
+                or waiting.callback is not None):
+            return None
+        out = self.router.divert(call_id, reason, time.time())
+        if not any(isinstance(d, acd_core.Dequeued) for d in out):
+            return None
+        del self.calls[call_id]
+        self._apply(out)
+        return waiting.channel
 
     def _enter(self, call_id: str, entry: Entry, now: float) -> None:
         """The call (already in ``self.calls``) waits in the router with ``entry``."""

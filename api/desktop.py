@@ -29,6 +29,7 @@ from api.auth import Principal
 from api.db import db, query
 from api.desktop_state import DESKTOP, Desktop
 from api.errors import ApiError
+from api.static_files import StaticFiles
 from api.registry import ApiRequest, setup_registry
 from crm import ticket_store
 from cti import control
@@ -378,14 +379,14 @@ async def current(req: ApiRequest[None, None]) -> DeskNow:
 
 # -- the web client ----------------------------------------------------------------
 
+_STATIC_FILES = StaticFiles(STATIC, allowed=frozenset(_FILES))   # compressed, ETag, Cache-Control
+
+
 async def static_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info.get("name") or "index.html"
-    ctype = _FILES.get(name)
-    if ctype is None:
-        raise web.HTTPNotFound()
-    return web.FileResponse(STATIC / name, headers={
-        "Content-Type": f"{ctype}; charset=utf-8", "Content-Security-Policy": _csp(request),
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+    return await _STATIC_FILES.response(request, name, {
+        "Content-Security-Policy": _csp(request), "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer"})
 
 
 def _csp(request: web.Request) -> str:

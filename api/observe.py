@@ -153,7 +153,7 @@ def collect(app: web.Application, now: float) -> list[Metric]:
     ha = app.get(HA)
     if ha is not None:
         h = ha.health()
-        fams.append(m.gauge("cti_ha_leader", "1 while this node leads its HA cluster (docs/ha.md)",
+        fams.append(m.gauge("cti_leader", "1 while this node leads its HA cluster, 0 on a standby (docs/ha.md)",
                             int(h["role"] == "leader")))
         fams.append(m.counter("cti_ha_takeovers_total", "Times this node took over the leadership", h["takeovers"]))
         if h["epoch"] is not None:

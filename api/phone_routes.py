@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from api import audit
 from api.auth import ADMIN, EVERYONE, STAFF
 from api.errors import ApiError
+from api.static_files import StaticFiles
 from api.registry import ApiRequest, setup_registry
 from phone.model import DEVICE_ID, DeviceError
 from phone.gateway import PHONES, PhoneError, PhoneService
@@ -170,10 +171,6 @@ async def webrtc(req: ApiRequest[None, None]) -> WebrtcReply:
 STATIC = Path(__file__).parent / "static" / "phone"
 
 
-async def _phone_index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(STATIC / "index.html")
-
-
 def setup_phone_routes(app: web.Application) -> None:
     api = setup_registry(app)
     tags = ("phone",)
@@ -196,5 +193,6 @@ def setup_phone_routes(app: web.Application) -> None:
     api.add("POST", "/api/phone/agents/{agent_id}/webrtc", webrtc, summary="Credentials for the agent's browser "
             "phone", description="The agent themselves only. A new secret each time; the browser phone becomes "
             "the agent's seat.", roles=EVERYONE, response=WebrtcReply, tags=tags, agent_scope="self")
-    app.router.add_get("/phone/", _phone_index)
-    app.router.add_static("/phone/", STATIC, show_index=False)
+    files = StaticFiles(STATIC)   # compressed, ETag and Cache-Control (api/static_files.py)
+    app.router.add_get("/phone/", files.handler("index.html"))
+    app.router.add_get("/phone/{path:.+}", files.handler(key="path"))

@@ -25,6 +25,7 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from typing import Annotated, Any, Awaitable, Callable, Generic, TypeVar
 
 import structlog
@@ -32,9 +33,12 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ValidationError
 
 from api import openapi
+from api.static_files import StaticFiles
 from api.auth import AgentScope, Principal, admits, needs_agent_team, over_agent
 from api.errors import ApiError, ErrorDetail, forbidden, unauthenticated, validation_details
 from cti.version import version as package_version
+
+DOCS_STATIC = Path(__file__).parent / "static" / "docs"
 
 log = structlog.get_logger(__name__)
 
@@ -334,14 +338,24 @@ def setup_registry(app: web.Application) -> Api:
     async def openapi_json(request: web.Request) -> web.Response:
         return web.json_response(api.openapi())
 
-    async def docs(request: web.Request) -> web.Response:
+    async def reference(request: web.Request) -> web.Response:
         return web.Response(text=openapi.render_docs(api.openapi()), content_type="text/html",
                             headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
 
+    # /docs: Swagger UI, vendored (scripts/vendor-swagger-ui), over /openapi.json. Its own
+    # scripts only; it styles elements inline (style-src 'unsafe-inline') and draws icons as data: URLs.
+    files = StaticFiles(DOCS_STATIC)
+    page = {"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                                       "img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+                                       "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"}
     app.router.add_get("/openapi.json", openapi_json)
-    app.router.add_get("/docs", docs)
+    app.router.add_get("/docs", files.handler("index.html", headers=lambda request: page))
+    app.router.add_get("/docs/reference", reference)
+    app.router.add_get("/docs/{path:(vendor/)?[A-Za-z0-9_.-]+}", files.handler(key="path"))
     api.document("GET", "/openapi.json", summary="This API as an OpenAPI 3.1 document", roles=None,
                  operation_id="openapi", tags=("meta",))
-    api.document("GET", "/docs", summary="This API as a readable page", roles=None, operation_id="docs",
-                 content_type="text/html", tags=("meta",))
+    api.document("GET", "/docs", summary="This API in Swagger UI (search, try it out)", roles=None,
+                 operation_id="docs", content_type="text/html", tags=("meta",))
+    api.document("GET", "/docs/reference", summary="This API as one plain page (no JavaScript)", roles=None,
+                 operation_id="docs_reference", content_type="text/html", tags=("meta",))
     return api

@@ -25,7 +25,7 @@ from api.registry import Api, ApiRequest
 from api.wallboard_models import (
     ReportQuery, ReportReply, StaffingQuery, StaffingReply, TimelineQuery, TimelineReply,
 )
-from api.wallboard_service import REPORT_TIMEOUT, WALLBOARD, WallboardService
+from api.wallboard_service import REPORT_SLOT_WAIT, REPORT_TIMEOUT, REPORTS_AT_ONCE, WALLBOARD, WallboardService
 
 
 def _day_range(wb: WallboardService, first: date, last: date) -> tuple[float, float]:
@@ -37,12 +37,19 @@ def _day_range(wb: WallboardService, first: date, last: date) -> tuple[float, fl
 
 async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[str], agents: str | None = None):
     wb = req.app[WALLBOARD]
+    try:   # at most REPORTS_AT_ONCE hold a connection of the shared pool (the hooks need theirs)
+        async with asyncio.timeout(REPORT_SLOT_WAIT):
+            await wb.report_slots.acquire()
+    except TimeoutError:
+        raise ApiError(503, "unavailable", f"{REPORTS_AT_ONCE} reports are being computed; try again shortly") from None
     try:
         async with asyncio.timeout(REPORT_TIMEOUT):
             return await rollups.interval_counts(db(req.app), lo, hi, wb.config, queues, now=time.time(),
                                                  agents=agents)
     except TimeoutError:
         raise ApiError(503, "unavailable", f"the report took longer than {REPORT_TIMEOUT:g}s; ask for fewer days") from None
+    finally:
+        wb.report_slots.release()
 
 
 def _answer(req: ApiRequest[ReportQuery, Any], rows: list[dict[str, Any]], columns: list[str], sources: dict[str, int],

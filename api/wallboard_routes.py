@@ -23,6 +23,7 @@ from api import audit
 from api.auth import STAFF
 from api.db import db, query
 from api.errors import ApiError
+from api.static_files import StaticFiles
 from api.registry import ApiRequest, setup_registry
 from api.report_routes import add_report_routes
 from api.wallboard_models import (
@@ -232,12 +233,10 @@ def setup_wallboard(app: web.Application, core: CoreServices, acd: AcdService | 
             roles=STAFF, query=ActionsQuery, response=ActionList, tags=tags)
     add_report_routes(api)
 
-    async def index(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "index.html")
-
-    app.router.add_get("/wallboard", index)
-    app.router.add_get("/wallboard/", index)
-    app.router.add_static("/wallboard/", STATIC, show_index=False, append_version=False)
+    files = StaticFiles(STATIC)   # compressed, ETag and Cache-Control (api/static_files.py)
+    app.router.add_get("/wallboard", files.handler("index.html"))
+    app.router.add_get("/wallboard/", files.handler("index.html"))
+    app.router.add_get("/wallboard/{path:.+}", files.handler(key="path"))
     api.document("GET", "/wallboard/", summary="The wallboard, reports and staffing pages (static; log in there)",
                  roles=None, operation_id="wallboard_pages", content_type="text/html", tags=tags)
     return service

@@ -61,6 +61,10 @@ REFRESH_S = 5.0              # a board is pushed at least this often (rolling wi
 BUILD_SHARE = 0.05           # at most this share of the daemon's time goes to building boards
 ROLLUP_EVERY_S = 300.0       # settled intervals are rolled up this often
 REPORT_TIMEOUT = 60.0        # a report may read the calls of intervals not rolled up yet
+# The pool is the daemon's one (32 connections, shared with the dialplan hooks, the IVR and
+# every route): reports, which may hold a connection for a minute, get a few of them at most.
+REPORTS_AT_ONCE = 4
+REPORT_SLOT_WAIT = 5.0       # a report that finds every slot taken waits this long, then 503
 
 
 def settle_filed(filed: dict[str, str], waiting: Mapping[str, Any], rows: Mapping[str, Any]) -> dict[str, str]:
@@ -101,6 +105,7 @@ class WallboardService:
         self.last_push = 0.0                               # monotonic time of the last push
         self.build_s = 0.0
         self._dirty = asyncio.Event()
+        self.report_slots = asyncio.Semaphore(REPORTS_AT_ONCE)
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.pool: Any = None                              # for seeding and rollups (None without a database)

@@ -150,6 +150,17 @@ class Settings(BaseSettings):
     recording_read_dir: Path | None = None
     recording_sweep_every: float = Field(3600.0, ge=0, le=7 * 86_400)
 
+    # Emergency mode (docs/emergency.md): where spoken and uploaded announcements
+    # are written (a directory Asterisk can read: prompts are played by this path
+    # without extension), this daemon's node/site name for switches scoped to a
+    # node, how often the switches are read back from the database (seconds: the
+    # CLI's and other nodes' changes, scheduled starts), the phone feature code's PIN
+    # (unset: the feature code is refused).
+    emergency_prompt_dir: str = "/var/lib/cti/emergency"
+    node_name: str = Field("main", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    emergency_poll_s: float = Field(1.0, ge=0.1, le=60)
+    emergency_pin: SecretStr | None = None
+
     # Tickets (docs/tickets.md): the ticket types file (TOML; unset: the built-in
     # types), and how a dispatch notifies the engineer: `log` (a log line with
     # ids only) or `webhook` (a `ticket.dispatched` event to the webhook
@@ -208,7 +219,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an IANA time zone name, e.g. Europe/London") from None
         return v
 
-    @field_validator("recording_dir")
+    @field_validator("recording_dir", "emergency_prompt_dir")
     @classmethod
     def _recording_dir(cls, v: str) -> str:
         # Travels in MixMonitor's File header and its r()/t() options.
@@ -296,7 +307,7 @@ def default_secret_problems(settings: Settings) -> list[str]:
     return problems
 
 
-_SECRET_KEYS = ("ami_secret", "database_url", "hook_secret")
+_SECRET_KEYS = ("ami_secret", "database_url", "hook_secret", "emergency_pin")
 
 
 def config_file_problem(path: str, mode: int, text: str) -> str | None:
@@ -309,6 +320,28 @@ def config_file_problem(path: str, mode: int, text: str) -> str | None:
         return None
     return (f"config file {path!r} holds {', '.join(keys)} and is readable by every user: "
             f"chmod 600 it (or 640 with the daemon's group)")
+
+
+def secret_file_problems(files: list[tuple[str, int]]) -> list[str]:
+    """For (path, permission bits) of the files in ``CTI_SECRETS_DIR``: one message per
+    file holding a secret that every user may read. Pure."""
+    names = {f"cti_{k}" for k in _SECRET_KEYS}
+    return [f"secret file {path!r} is readable by every user: chmod 600 it (or 640 with the daemon's group)"
+            for path, mode in files if Path(path).name.lower() in names and mode & 0o004]
+
+
+def secret_files() -> list[tuple[str, int]]:
+    """(path, mode) of each file in ``CTI_SECRETS_DIR`` (none when unset or absent)."""
+    d = os.environ.get("CTI_SECRETS_DIR")
+    if not d or not Path(d).is_dir():
+        return []
+    out = []
+    for p in sorted(Path(d).iterdir()):
+        try:
+            out.append((str(p), p.stat().st_mode))
+        except OSError:
+            continue
+    return out
 
 
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:

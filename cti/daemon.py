@@ -339,8 +339,19 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     runner, _ = await start_http(app, settings)
     log.info("serving", http=f"http://{settings.http_host}:{settings.http_port}",
              ami=f"{settings.ami_host}:{settings.ami_port}")
+    _notify("READY=1")       # systemd Type=notify: started once the listener serves (docs/deploy.md)
     try:
         await stop.wait()
     finally:
+        _notify("STOPPING=1")
         await runner.cleanup()
     return core.exit_code
+
+
+def _notify(message: str) -> None:
+    from cti.sdnotify import notify
+
+    try:
+        notify(message)
+    except OSError as exc:
+        log.warning("systemd notification failed", message=message, error=str(exc))

@@ -92,14 +92,16 @@ async def run_traffic(ami: AmiClient, *, rate: float, duration: float | None = N
     placed = 0
     while end is None or loop.time() < end:
         n = rng.randrange(100_000, 999_999)
+        number, name = f"+4930{n}", rng.choice(_NAMES)
+        if rng.random() < 0.3:   # a known customer (scripts/demo made them): the pop finds them
+            number, name, _ = rng.choice(DEMO_CUSTOMERS)
         try:
             # Half the callers meet the IVR (DID 5000 routes them to support);
             # the other half arrive with a queue already chosen.
             if rng.random() < 0.5:
-                await place_call(ami, caller_num=f"+4930{n}", caller_name=rng.choice(_NAMES),
-                                 patience=rng.randint(*patience))
+                await place_call(ami, caller_num=number, caller_name=name, patience=rng.randint(*patience))
             else:
-                await place_call(ami, caller_num=f"+4930{n}", caller_name=rng.choice(_NAMES),
+                await place_call(ami, caller_num=number, caller_name=name,
                                  patience=rng.randint(*patience), context="cti-demo-direct",
                                  variables={"CTI_QUEUE": rng.choice(["sales", "sales", "billing", "vip"])})
             placed += 1
@@ -108,6 +110,10 @@ async def run_traffic(ami: AmiClient, *, rate: float, duration: float | None = N
         await asyncio.sleep(rng.expovariate(rate))
     return placed
 
+
+# The demo's customers (number, name, VIP), made by `cti demo-seed` and calling now and then.
+DEMO_CUSTOMERS = [("+493012340001", "Jürgen Müller", False), ("+493012340002", "Ana Souza", True),
+                  ("+493012340003", "Li Wei", False)]
 
 _NAMES = ["Jürgen Müller", "Ana Souza", "Chloé Dubois", "Søren Kierkegaard", "Li Wei",
           "O'Brien, Pat", "Zoë \"Z\" Adams", "Nguyễn Văn An", "Ольга Петрова", "محمد علي"]

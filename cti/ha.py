@@ -46,6 +46,20 @@ def default_node() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"[:200]
 
 
+def continue_numbering(model: Any, stored: dict[str, int]) -> int:
+    """Number each live call's next events after the highest ``seq`` already stored for
+    it (``stored``: call id -> max seq in ``call_events``), so the timeline a new leader
+    writes continues the old leader's instead of colliding with it (each process numbers
+    its own model's events). Returns how many calls were moved on. No I/O."""
+    moved = 0
+    for call_id, top in stored.items():
+        call = model.calls.get(call_id)
+        if call is not None and top > call.seq:
+            call.seq = top
+            moved += 1
+    return moved
+
+
 def leaderless_seconds(leading: bool, heartbeat_age: float | None, renew_within: float) -> float | None:
     """How long the cluster has had no leader at least, as this node sees it: a leader
     whose renewals stopped stepped down at the latest ``renew_within`` after sending
@@ -133,6 +147,7 @@ class HaNode:
         self.role, self.epoch = "leader", epoch
         self.takeovers += 1
         self.leading_since = time.time()
+        await self._continue_timelines()
         self.core.timeline = True
         log.warning("ha leading", node=self.node, epoch=epoch, asterisk_epoch=self.asterisk_epoch)
         for hook in list(self.on_lead):
@@ -140,6 +155,23 @@ class HaNode:
                 await hook(epoch)
             except Exception:
                 log.exception("ha: a feature failed to start leading", hook=getattr(hook, "__qualname__", repr(hook)))
+
+    async def _continue_timelines(self) -> None:
+        """Before writing timelines: carry on each live call's numbering from the database
+        (the old leader's rows), bounded; on failure the new rows may collide with old ones
+        (the first row of a seq stays) and this is logged."""
+        pool, live = self.core.pool, list(self.core.model.calls)
+        if pool is None or not live:
+            return
+        try:
+            async with asyncio.timeout(2):
+                rows = await pool.fetch("SELECT call_id, max(seq) AS top FROM call_events WHERE call_id = ANY($1)"
+                                        " GROUP BY call_id", live)
+        except Exception as exc:
+            log.warning("ha: live calls' timelines not continued", error=type(exc).__name__)
+            return
+        moved = continue_numbering(self.core.model, {r["call_id"]: r["top"] for r in rows})
+        log.info("ha: timelines continued", calls=len(live), moved=moved)
 
     async def _step_down(self, reason: str) -> None:
         self.role = "stepped-down"

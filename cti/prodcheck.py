@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Iterable, Literal, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from cti.config import KNOWN_DEFAULT_SECRETS, Settings, config_file_problem, default_secret_problems
+from cti.config import (
+    KNOWN_DEFAULT_SECRETS,
+    Settings,
+    config_file_problem,
+    default_secret_problems,
+    secret_file_problems,
+)
 
 # Write rights that turn an AMI login into a shell or a config editor (docs/security.md).
 DANGEROUS_RIGHTS = ("system", "command", "config", "all")
@@ -40,6 +46,7 @@ class Facts:
     """What the shell found beside the settings; None means "not known" (no finding).
 
     ``config_file``: (path, permission bits, text) of the TOML file, if any.
+    ``secret_files``: (path, permission bits) of the files in ``CTI_SECRETS_DIR``.
     ``ami_dangerous_actions``: the actions only a dangerous right admits that
     ``ListCommands`` listed for the daemon's AMI user (``dangerous_actions``).
     ``pending_migrations``: versions not yet applied.
@@ -47,6 +54,7 @@ class Facts:
     """
 
     config_file: tuple[str, int, str] | None = None
+    secret_files: tuple[tuple[str, int], ...] = ()
     ami_dangerous_actions: tuple[str, ...] | None = None
     pending_migrations: tuple[str, ...] | None = None
     sandbox_secrets: frozenset[str] = frozenset()
@@ -129,6 +137,8 @@ def production_findings(settings: Settings, facts: Facts = Facts()) -> list[Find
         problem = config_file_problem(*facts.config_file)
         if problem:
             refuse(problem)
+    for problem in secret_file_problems(list(facts.secret_files)):
+        refuse(problem)
 
     # AMI rights: what the login could do if its secret leaked or the daemon were subverted.
     if facts.ami_dangerous_actions:

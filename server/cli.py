@@ -10,6 +10,7 @@
     cti status [--cluster NAME]
                        the HA lease: leader, epoch, heartbeat age (docs/ha.md)
     cti demo-traffic   place simulated calls in the sandbox (demo only)
+    cti demo-seed      the demo's users and customers (demo only)
     cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
     cti customers import FILE.csv
                        import customers from CSV, reporting the rows it rejects
@@ -21,6 +22,8 @@
                        agents' phones: devices and their secrets
     cti recordings sweep|sample
                        retention sweep, QA sampling (docs/recording.md)
+    cti emergency on|off|list|report
+                       emergency switches (docs/emergency.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -65,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
     t.add_argument("--talk", type=int, nargs=2, default=(3, 8), metavar=("MIN", "MAX"),
                    help="agents' talk time in seconds")
+    sub.add_parser("demo-seed", help="the demo's users and customers (demo only; scripts/demo runs it)")
     # The API's accounts live in api/ (the command is a composition root, like serve).
     from api.users_cli import add_parser as add_users_parser
 
@@ -90,6 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     from recording.cli import add_parser as add_recordings_parser
 
     add_recordings_parser(sub)
+    from emergency.cli import add_parser as add_emergency_parser
+
+    add_emergency_parser(sub)
     return p
 
 
@@ -121,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_status(settings, args.cluster or settings.ha_cluster))
         if args.command == "users":
             return asyncio.run(_users(settings, args))
+        if args.command == "demo-seed":
+            return asyncio.run(_demo_seed(settings))
         if args.command == "demo-traffic":
             return asyncio.run(_traffic(settings, args.rate, args.duration, tuple(args.talk)))
         if args.command == "customers":
@@ -131,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_phones(settings, args))
         if args.command == "recordings":
             return asyncio.run(_recordings(settings, args))
+        if args.command == "emergency":
+            return asyncio.run(_emergency(settings, args))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)
@@ -145,9 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _refused_secrets(settings: Settings, config_file: str | None) -> list[str]:
     """What keeps ``serve`` and ``check`` from starting: a known default or empty
     secret, a world-readable config file holding one (docs/security.md)."""
-    from cti.config import config_file_problem, default_secret_problems
+    from cti.config import config_file_problem, default_secret_problems, secret_file_problems, secret_files
 
-    problems = default_secret_problems(settings)
+    problems = default_secret_problems(settings) + secret_file_problems(secret_files())
     if config_file:
         try:
             mode = os.stat(config_file).st_mode
@@ -178,6 +189,14 @@ async def _dsn(settings: Settings):
         return settings.database_url.get_secret_value(), None
     from cti import embedded_pg
 
+    # Say which database: a command run beside the demo's (./var, scripts/demo) would
+    # otherwise read an empty one of its own without a word.
+    where = settings.state_dir / "pg"
+    hint = ""
+    demo = Path.cwd() / "var" / "pg"
+    if demo.is_dir() and demo.resolve() != where.resolve():
+        hint = f" (the demo's is {demo}: set CTI_STATE_DIR={demo.parent})"
+    print(f"cti: database: the embedded PostgreSQL in {where}{hint}", file=sys.stderr)
     server = await embedded_pg.start_embedded(settings)
     return server.dsn, server
 
@@ -251,7 +270,10 @@ async def _check(settings: Settings, production: bool = False, config_file: str 
     if production:
         from cti.prodcheck import Facts, production_findings, render
 
-        facts = Facts(config_file=_config_file_facts(config_file), ami_dangerous_actions=dangerous,
+        from cti.config import secret_files
+
+        facts = Facts(config_file=_config_file_facts(config_file), secret_files=tuple(secret_files()),
+                      ami_dangerous_actions=dangerous,
                       pending_migrations=pending, sandbox_secrets=_sandbox_secrets())
         findings = production_findings(settings, facts)
         for line in render(findings):
@@ -323,7 +345,55 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
     dsn, server = await _dsn(settings)
     try:
         await migrate(dsn)  # the first admin can be made on a fresh database
+        agent_id = getattr(args, "agent_id", None)
+        if agent_id and settings.acd_config is not None:
+            known = await _known_agents(settings, dsn)
+            if agent_id not in known:
+                print(f"cti: {agent_id!r} is no agent of the ACD configuration ({settings.acd_config} or its "
+                      f"newest stored version); known: {', '.join(sorted(known)) or 'none'}", file=sys.stderr)
+                return 1
         return await users_cli.run(args, dsn)
+    finally:
+        await _release(server)
+
+
+async def _known_agents(settings: Settings, dsn: str) -> set[str]:
+    """The agent ids of the ACD configuration file and of its newest stored version (read only)."""
+    import asyncpg
+
+    from acd.config import load_config, parse_config
+    from acd.config_versions import newest_versions
+
+    assert settings.acd_config is not None
+    known = {a.id for a in load_config(settings.acd_config).agents}
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+    try:
+        newest = await newest_versions(pool, limit=1)
+    finally:
+        await pool.close()
+    if newest:
+        try:
+            known |= {a.id for a in parse_config(newest[0].document).agents}
+        except ConfigError:
+            pass   # a stored version that no longer validates is not in force either
+    return known
+
+
+async def _demo_seed(settings: Settings) -> int:
+    import asyncpg
+
+    from cti.migrate import migrate
+    from server.demo_seed import seed
+
+    dsn, server = await _dsn(settings)
+    try:
+        await migrate(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            print("\n".join(await seed(conn)))
+        finally:
+            await conn.close()
+        return 0
     finally:
         await _release(server)
 
@@ -355,6 +425,18 @@ async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
     try:
         await migrate(dsn)
         return await recordings_cli.run(args, settings, dsn)
+    finally:
+        await _release(server)
+
+
+async def _emergency(settings: Settings, args: argparse.Namespace) -> int:
+    from cti.migrate import migrate
+    from emergency import cli as emergency_cli
+
+    dsn, server = await _dsn(settings)
+    try:
+        await migrate(dsn)
+        return await emergency_cli.run(args, settings, dsn)
     finally:
         await _release(server)
 

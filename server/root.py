@@ -15,6 +15,7 @@ from aiohttp import web
 from acd.routing_shell import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.customer_routes import setup_customer_routes
+from api.dialer_routes import setup_dialer_routes
 from api.desktop import setup_desktop
 from api.dialplan_hooks import setup_hooks
 from api.engineer_routes import setup_engineer_routes
@@ -33,6 +34,7 @@ from cti.config import Settings
 from cti.daemon import CORE, build_app, run_with_app
 from cti.ha import HA, HaNode
 from cti.leadership import LeaseConfig
+from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
@@ -77,10 +79,12 @@ def build(settings: Settings) -> web.Application:
     setup_recording_routes(app)
     setup_metrics(app)
     setup_ws(app, core, acd)
+    setup_emergency(app)              # moves the ACD's waiting callers; pushes on the hub: after both
     setup_desktop(app)                # screen-pops go out on the hub: after it
     setup_webhooks(app)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
+    setup_dialer_routes(app)
     setup_engineer_routes(app)
     setup_kb_routes(app)
     # Where each subscribes to the bus does not change what it sees, nor in which

@@ -6,6 +6,9 @@ it cannot pass inside the network namespace of scripts/test-isolated. The others
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from cti.demo import place_call
 from tests.integration.conftest import eventually
 from tests.integration import test_softphone
@@ -45,6 +48,8 @@ async def test_the_desktop_rings_accepts_and_hangs_up_with_its_browser_phone(pho
         await page.wait_for_selector("#ph-call:text-is('Ringing')", timeout=20_000)
         assert (await page.title()).startswith("Ringing")
         assert await page.is_enabled("#ph-accept") and await page.is_enabled("#ph-reject")
+        if os.environ.get("CTI_SCREENSHOT_DIR"):   # docs/screenshots/agent-offer.png
+            await page.screenshot(path=str(Path(os.environ["CTI_SCREENSHOT_DIR"]) / "agent-offer.png"))
         await page.click("#ph-accept")
         await page.wait_for_selector("#ph-call:text-is('Talking')", timeout=20_000)
         await eventually(lambda: agent(d).state == "on_call", timeout=10, what="p1 on the call")

@@ -4,6 +4,7 @@ daemon, ACD, Asterisk sandbox and PostgreSQL. The rules themselves are the route
 (tests/unit/test_acd_wrapup.py); this shows the ACD enforces them behind the page."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
@@ -45,6 +46,8 @@ async def test_wrap_up_can_be_extended_and_ready_waits_for_the_required_disposit
         await page.get_by_role("button", name="More wrap-up time").click()
         await page.get_by_role("button", name="More wrap-up time").click()
         await page.wait_for_selector("#btn-extend-wrapup:disabled", timeout=5_000)   # at the longest
+        if os.environ.get("CTI_SCREENSHOT_DIR"):   # docs/screenshots/agent-wrapup.png
+            await page.screenshot(path=str(Path(os.environ["CTI_SCREENSHOT_DIR"]) / "agent-wrapup.png"))
         assert d.acd.router.agent_state("a1").wrapup_ends_at == view.wrapup_max_at
 
         # Ready is refused by the ACD (not only the page) while the disposition is due.

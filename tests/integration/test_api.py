@@ -278,8 +278,10 @@ async def test_openapi_document_of_the_daemon_is_valid_and_complete(api_daemon, 
     login_op = doc["paths"]["/api/login"]["post"]
     schema = doc["components"]["schemas"][login_op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]]
     assert set(schema["required"]) == {"username", "password"}
-    async with http.get(url(api_daemon, "/docs")) as r:
+    async with http.get(url(api_daemon, "/docs/reference")) as r:
         assert r.status == 200 and "/api/login" in await r.text()
+    async with http.get(url(api_daemon, "/docs")) as r:   # Swagger UI, over /openapi.json
+        assert r.status == 200 and "/docs/vendor/swagger-ui-bundle-" in await r.text()
 
 
 # -- WebSocket ---------------------------------------------------------------------

@@ -75,3 +75,60 @@ def test_check_production_reads_the_ami_users_rights_and_refuses_the_sandbox_sec
     assert "production: REFUSED" in text
     assert AMI["CTI_AMI_SECRET"] not in text and sandbox.secret(sandbox.HOOKS) not in text
 
+
+
+def test_check_production_refuses_an_ami_user_that_may_run_cli_commands(asterisk, database):
+    """A real AMI user with write=system,command (added to the sandbox for this test): Asterisk's
+    ListCommands shows it may run Command and more, and the check names them and refuses."""
+    import re
+    import secrets
+    import subprocess
+    from pathlib import Path
+
+    from tests.integration.conftest import SANDBOX
+
+    root = Path(os.environ.get("CTI_SANDBOX_ROOT") or "/var/cache/cti/asterisk-root")
+    conf = root / "etc/asterisk/manager.d/zz-test-command-user.conf"
+    secret = secrets.token_hex(16)
+    conf.write_text(f"[cti-cmdtest]\nsecret = {secret}\ndeny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+                    "read = system,call,reporting\nwrite = system,command,call,reporting\n")
+    conf.chmod(0o600)
+
+    def cli(command: str) -> None:
+        subprocess.run([str(SANDBOX), "cli", command], capture_output=True, text=True, timeout=30)
+    try:
+        cli("manager reload")
+        out = cti("check", "--production", CTI_DATABASE_URL=database, CTI_AMI_USER="cti-cmdtest",
+                  CTI_AMI_SECRET=secret, CTI_HOOKS="false")
+        text = out.stdout + out.stderr
+        assert "asterisk: ok" in text, text
+        line = next(line for line in text.splitlines() if "may run" in line)
+        assert line.startswith("REFUSED: AMI user 'cti-cmdtest' may run ") and re.search(r"\bCommand\b", line), line
+        assert out.returncode == 2 and secret not in text
+    finally:
+        conf.unlink(missing_ok=True)
+        cli("manager reload")
+
+
+def test_users_add_refuses_an_agent_id_the_acd_does_not_know(database):
+    from pathlib import Path
+
+    demo = str(Path(__file__).resolve().parents[2] / "acd" / "examples" / "demo.toml")
+    env = {"CTI_DATABASE_URL": database, "CTI_ACD_CONFIG": demo}
+    refused = cti("users", "add", "ada", "--role", "agent", "--agent-id", "a1", "--no-password", **env)
+    assert refused.returncode == 1 and "'a1' is no agent" in refused.stderr and "agent1" in refused.stderr
+    added = cti("users", "add", "ada", "--role", "agent", "--agent-id", "agent1", "--no-password", **env)
+    assert added.returncode == 0 and "agent agent1" in added.stdout, added.stderr
+
+
+def test_a_command_on_the_embedded_database_says_which_and_where_the_demos_is(tmp_path):
+    from pathlib import Path
+
+    (tmp_path / "var" / "pg").mkdir(parents=True)    # what scripts/demo leaves in a checkout
+    root = str(Path(__file__).resolve().parents[2])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CTI_")}
+    done = subprocess.run([sys.executable, "-m", "server.cli", "calls"], capture_output=True, text=True,
+                          timeout=180, cwd=tmp_path,
+                          env={**clean, "PYTHONPATH": root, "CTI_STATE_DIR": str(tmp_path / "elsewhere")})
+    assert f"database: the embedded PostgreSQL in {tmp_path / 'elsewhere' / 'pg'}" in done.stderr, done.stderr
+    assert f"set CTI_STATE_DIR={tmp_path / 'var'}" in done.stderr

@@ -77,3 +77,33 @@ async def test_strangers_learn_no_versions(daemon, http):
     writer.close()
     assert answer.split(" ")[1] == "400"
     assert "Server: open-cti\r\n" in answer and "aiohttp" not in answer and "Python" not in answer
+
+
+STATIC = {   # a file of each web client, and the Cache-Control it gets (api/static_files.py)
+    "/agent/app.js": "no-cache", "/agent/": "no-cache", "/wallboard/wallboard.js": "no-cache",
+    "/wallboard/vendor/uPlot-1.6.32.min.js": "public, max-age=31536000, immutable",
+    "/phone/phone.js": "no-cache", "/phone/vendor/jssip-3.13.8.min.js": "public, max-age=31536000, immutable",
+    "/docs": "no-cache", "/docs/vendor/swagger-ui-bundle-5.36.0.js": "public, max-age=31536000, immutable",
+}
+
+
+async def test_web_client_files_are_compressed_and_cached_by_their_rules(daemon):
+    async with aiohttp.ClientSession(auto_decompress=False) as http:
+        for path, cache in STATIC.items():
+            async with http.get(url(daemon, path), headers={"Accept-Encoding": "gzip, deflate, br"}) as r:
+                raw = await r.read()
+                assert r.status == 200, path
+                assert r.headers.get("Content-Encoding") == "br", path
+                assert r.headers.get("Cache-Control") == cache, path
+                assert r.headers.get("Vary") == "Accept-Encoding", path
+                etag, modified = r.headers["ETag"], r.headers["Last-Modified"]
+            async with http.get(url(daemon, path), headers={"Accept-Encoding": "identity"}) as plain:
+                assert len(raw) < len(await plain.read()) / 2, path     # text: brotli at least halves it
+            async with http.get(url(daemon, path), headers={"If-None-Match": etag}) as again:
+                assert again.status == 304 and await again.read() == b"", path
+            async with http.get(url(daemon, path), headers={"If-Modified-Since": modified}) as again:
+                assert again.status == 304, path
+        async with http.get(url(daemon, "/phone/vendor/jssip-3.13.8.min.js"),
+                            headers={"Accept-Encoding": "gzip"}) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            print("jssip bytes over the wire, gzip:", len(await r.read()))

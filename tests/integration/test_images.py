@@ -1,7 +1,7 @@
 """The images as built (scripts/build-images: a debootstrap base imported into podman, then
 `podman build --isolation chroot` of the daemon's and Asterisk's images), and the daemon
 started from its image's root against the sandbox's Asterisk and PostgreSQL: /healthz answers
-and a demo call is followed into the database.
+and a demo call is routed to a simulated agent by that daemon's ACD.
 
 Slow (a base, two builds: minutes, more the first time): runs only with CTI_TEST_IMAGES=1 and
 podman installed, as root. Containers themselves cannot run on our machines (crun cannot set
@@ -11,6 +11,7 @@ database's socket directory is bound in."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import urllib.request
@@ -20,9 +21,9 @@ import asyncpg
 import pytest
 
 from cti import sandbox
-from cti.demo import place_call
+from cti.demo import place_call, set_demo_times
 from cti.version import version
-from tests.integration.conftest import ROOT, eventually, free_port
+from tests.integration.conftest import ROOT, eventually, free_port, hangup_all
 
 pytestmark = pytest.mark.skipif(
     shutil.which("podman") is None or os.environ.get("CTI_TEST_IMAGES") != "1" or os.geteuid() != 0,
@@ -70,22 +71,33 @@ def test_the_asterisk_image_has_our_configuration_and_no_secret_or_demo(images):
     assert "\nsecret" not in out.stdout and "[cti]" in out.stdout
 
 
-async def test_the_daemon_from_its_images_root_follows_the_sandbox(images, asterisk, database, demo_ami, tmp_path):
+async def test_the_daemon_from_its_images_root_answers_healthz_and_routes_a_demo_call(
+        images, asterisk, database, demo_ami, tmp_path):
+    hangup_all()
+    # The demo's routing file as the image installed it (the simulated agents of the sandbox).
+    found = in_image(f"localhost/cti:{TAG}", "/opt/cti/venv/bin/python", "-c",
+                     "import acd, pathlib; print(pathlib.Path(acd.__file__).parent / 'examples' / 'demo.toml')")
+    acd_config = found.stdout.strip()
+    assert acd_config.endswith("demo.toml"), found.stderr
     dsn = urlsplit(database)
     socket_dir = parse_qs(dsn.query)["host"][0]
     inner_dsn = database.replace(socket_dir, "/run/pg")
     port = free_port()
     env = {"CTI_AMI_SECRET": sandbox.secret(sandbox.DAEMON), "CTI_HOOK_SECRET": sandbox.secret(sandbox.HOOKS),
            "CTI_DATABASE_URL": inner_dsn, "CTI_HTTP_PORT": str(port), "CTI_AGI_PORT": str(free_port()),
-           "CTI_STATE_DIR": "/var/lib/cti", "CTI_LOG_FORMAT": "json", "PATH": "/opt/cti/venv/bin:/usr/bin:/bin",
+           "CTI_STATE_DIR": "/var/lib/cti", "CTI_LOG_FORMAT": "json", "CTI_ACD_CONFIG": acd_config,
+           "CTI_ACD_ANNOUNCE_EVERY": "0", "PATH": "/opt/cti/venv/bin:/usr/bin:/bin",
            "LD_PRELOAD": "/usr/local/lib/libjemalloc.so.2"}
+    # The daemon's environment inside the image's root: what the image sets, and this test's.
+    assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     root = run("podman", "image", "mount", f"localhost/cti:{TAG}").stdout.strip()
     script = (f"set -e; mount --make-rprivate /; "
               f"mount -t tmpfs tmpfs {root}/run; mkdir {root}/run/pg; mount --bind {socket_dir} {root}/run/pg; "
               f"mount -t tmpfs tmpfs {root}/var/lib/cti; mount -t tmpfs tmpfs {root}/tmp; "
-              f"exec chroot {root} /opt/cti/venv/bin/cti serve")
+              f"exec chroot {root} /usr/bin/env -i {assignments} /opt/cti/venv/bin/cti serve")
     log = (tmp_path / "daemon.log").open("w")
-    proc = subprocess.Popen(["unshare", "-m", "/bin/sh", "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(["unshare", "-m", "/bin/sh", "-c", script], stdout=log, stderr=subprocess.STDOUT,
+                            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     try:
         def healthy() -> bool:
             if proc.poll() is not None:
@@ -94,14 +106,18 @@ async def test_the_daemon_from_its_images_root_follows_the_sandbox(images, aster
                 return r.status == 200
         await eventually(healthy, timeout=90, interval=0.5, what="/healthz 200 from the image's daemon")
         conn = await asyncpg.connect(database)
+        await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
         try:
-            placed = await place_call(demo_ami, caller_num="+442071234567", caller_name="Image Test", patience=5)
+            placed = await place_call(demo_ami, caller_num="+442071234567", caller_name="Image Test", patience=60,
+                                      context="cti-demo-direct", variables={"CTI_QUEUE": "sales"})
 
-            async def recorded() -> bool:
-                return await conn.fetchval("SELECT count(*) FROM calls WHERE call_id = $1", placed.channel_id) > 0
-            await eventually(recorded, timeout=60, interval=0.5,
-                             what="the demo call in the database, written by the image's daemon")
+            async def routed() -> str | None:
+                return await conn.fetchval("SELECT agent FROM calls WHERE call_id = $1", placed.channel_id)
+            agent = await eventually(routed, timeout=60, interval=0.5,
+                                     what="the demo call routed to an agent, in the database, by the image's daemon")
+            assert agent in ("agent1", "agent2"), agent      # the sales queue's agents in demo.toml
         finally:
+            await set_demo_times(demo_ami)
             await conn.close()
     finally:
         proc.terminate()

@@ -38,6 +38,9 @@ IN_THE_WHEEL = [
     "api/static/wallboard/reports.html",
     "api/static/phone/index.html",
     "api/static/phone/vendor/LICENSES.txt",
+    "api/static/agent/softphone.js",
+    "api/static/docs/index.html",
+    "api/static/docs/vendor/LICENSE.txt",
     "ivr/examples/demo.toml",
     "acd/examples/demo.toml",
 ]
@@ -83,7 +86,7 @@ def test_the_wheel_and_the_sdist_carry_the_pages_the_migrations_and_the_licences
     assert not missing, f"not in {wheel.name}: {missing}"
     assert any(n.startswith("api/static/phone/vendor/jssip-") for n in names)
     licences = {n.split("/licenses/", 1)[1] for n in names if "/licenses/" in n}
-    assert licences == {"LICENSE", "api/static/phone/vendor/LICENSES.txt"}
+    assert licences == {"LICENSE", "api/static/phone/vendor/LICENSES.txt", "api/static/docs/vendor/LICENSE.txt"}
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/METADATA")))
     assert b"License-Expression: Apache-2.0" in metadata
 

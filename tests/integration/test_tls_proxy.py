@@ -7,20 +7,25 @@ this test's directory, not installed anywhere), and the client trusts that CA al
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 import time
 import uuid
+from pathlib import Path
+from typing import Iterator
 
 import aiohttp
 import pytest
 
-from tests.integration.conftest import ROOT, daemon_settings, free_port, start_daemon
+from tests.integration.conftest import ROOT, daemon_settings, eventually, free_port, hangup_all, start_daemon
 from tests.integration.test_api import PASSWORD, add_user
+from tests.integration.test_softphone import ACD_PHONES, PJSIP_D, add_agent_user, cli
 
 CADDY = shutil.which("caddy")
 pytestmark = pytest.mark.skipif(CADDY is None, reason="caddy is not installed (apt install caddy)")
@@ -40,18 +45,15 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> Non
     raise AssertionError(f"caddy did not listen on {port} within {timeout}s")
 
 
-@pytest.fixture
-async def proxied(asterisk, database, tmp_path):
-    """A daemon on loopback, Caddy in front of it on free ports; yields (daemon, https port,
-    http port, an SSL context trusting only Caddy's local CA)."""
-    d = await start_daemon(daemon_settings(database, tmp_path / "state"))
-    await add_user(database, "ada", "agent", "a1")
-    https_port, http_port = free_port(), free_port()
+@contextlib.contextmanager
+def caddy(tmp_path: Path, https_port: int, http_port: int, daemon_port: int) -> Iterator[ssl.SSLContext]:
+    """deploy/Caddyfile, unchanged, run by Caddy on free ports in front of the daemon's port and
+    the sandbox Asterisk's HTTP server; yields an SSL context trusting only Caddy's local CA."""
     home = tmp_path / "caddy"
     home.mkdir()
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
            "XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(home / "config"),
-           "CTI_SITE": f"localhost:{https_port}", "CTI_HTTP": f"127.0.0.1:{d.settings.http_port}",
+           "CTI_SITE": f"localhost:{https_port}", "CTI_HTTP": f"127.0.0.1:{daemon_port}",
            "ASTERISK_HTTP": "127.0.0.1:8088", "CADDY_HTTPS_PORT": str(https_port),
            "CADDY_HTTP_PORT": str(http_port), "CADDY_ADMIN": "off"}
     log = (tmp_path / "caddy.log").open("wb")
@@ -60,12 +62,11 @@ async def proxied(asterisk, database, tmp_path):
     try:
         wait_for_port(https_port, proc)
         root = home / "data" / "caddy" / "pki" / "authorities" / "local" / "root.crt"
-        for _ in range(100):
-            if root.exists():
-                break
-            await asyncio.sleep(0.1)
-        context = ssl.create_default_context(cafile=str(root))
-        yield d, https_port, http_port, context
+        deadline = time.monotonic() + 10
+        while not root.exists():
+            assert time.monotonic() < deadline, "Caddy made no local CA"
+            time.sleep(0.1)
+        yield ssl.create_default_context(cafile=str(root))
     finally:
         proc.terminate()
         try:
@@ -74,6 +75,19 @@ async def proxied(asterisk, database, tmp_path):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+async def proxied(asterisk, database, tmp_path):
+    """A daemon on loopback, Caddy in front of it on free ports; yields (daemon, https port,
+    http port, an SSL context trusting only Caddy's local CA)."""
+    d = await start_daemon(daemon_settings(database, tmp_path / "state"))
+    await add_user(database, "ada", "agent", "a1")
+    https_port, http_port = free_port(), free_port()
+    try:
+        with caddy(tmp_path, https_port, http_port, d.settings.http_port) as context:
+            yield d, https_port, http_port, context
+    finally:
         await d.stop()
 
 
@@ -142,3 +156,48 @@ async def test_https_and_wss_through_the_caddyfile_reach_the_daemon_and_asterisk
     async with aiohttp.ClientSession() as untrusting:
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await untrusting.get(f"{base}/healthz")
+
+
+async def test_the_browser_phone_registers_over_wss_and_the_desktop_works_over_https(
+        asterisk, database, tmp_path, browser):
+    """The pages as an agent uses them through the proxy: the browser phone (served over https,
+    told CTI_PHONE_WS_URL=wss://SITE/sip) registers with Asterisk through Caddy, and the agent
+    desktop logs in and goes online over https and wss. Chromium does not know the local CA:
+    its context ignores certificate errors (the strict client above proves the TLS itself)."""
+    hangup_all()
+    https_port, http_port = free_port(), free_port()
+    conf = PJSIP_D / "cti-phones.conf"
+    d = await start_daemon(daemon_settings(database, tmp_path / "state", acd_config=ACD_PHONES,
+                                           phone_pjsip_conf=conf, phone_ws_url=f"wss://localhost:{https_port}/sip"))
+    try:
+        await add_agent_user(database, "pia", "p1", PASSWORD)
+        with caddy(tmp_path, https_port, http_port, d.settings.http_port):
+            context = await browser.new_context(ignore_https_errors=True)
+            phone = await context.new_page()
+            errors: list[str] = []
+            phone.on("pageerror", lambda e: errors.append(str(e)))
+            await phone.goto(f"https://localhost:{https_port}/phone/")
+            await phone.fill("input[name=username]", "pia")
+            await phone.fill("input[name=password]", PASSWORD)
+            await phone.click("button[type=submit]")
+            await phone.wait_for_selector("#registration:text-is('registered')", timeout=30_000)
+            assert await phone.inner_text("#error") == "", errors
+            # Asterisk has the browser's contact, reached from the proxy (127.0.0.1) over its WebSocket
+            # transport (the column is cut after "transport="), and it answers Asterisk's OPTIONS.
+            contacts = await eventually(lambda: "web-p1" in (out := cli("pjsip show contacts")) and out,
+                                        timeout=10, what="the browser phone's contact in Asterisk")
+            assert re.search(r"web-p1/sip:\S+@127\.0\.0\.1:\d+;transport=\S*\s+\S+\s+Avail", contacts), contacts
+            assert d.acd.router.agent_state("p1").device == "PJSIP/web-p1"
+
+            desk = await context.new_page()
+            await desk.goto(f"https://localhost:{https_port}/agent/")
+            await desk.get_by_label("Username").fill("pia")
+            await desk.get_by_label("Password").fill(PASSWORD)
+            await desk.get_by_role("button", name="Log in").click()
+            await desk.wait_for_selector("#link:has-text('online')", timeout=20_000)
+            assert errors == []
+            await context.close()
+    finally:
+        await d.stop()
+        conf.unlink(missing_ok=True)
+        cli("module reload res_pjsip.so")

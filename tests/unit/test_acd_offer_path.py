@@ -116,3 +116,16 @@ async def test_a_node_whose_lease_ran_out_writes_nothing_for_an_arrival():
     other.may_act = lambda: True
     other.on_call_event(_queued("c1", time.time()))
     assert [a for a, _ in other.core.ami.written] == ["Setvar", "Redirect"]
+
+
+async def test_an_arrival_during_the_first_adoption_waits_for_it_and_is_routed_once_after():
+    """At start (or a takeover) the talking agents are adopted before any caller is routed:
+    an arrival meanwhile is held, then routed in turn; one the adoption took is not entered twice."""
+    service = _service()
+    service.adopting = True
+    service.on_call_event(_queued("c1", time.time()))
+    assert service.core.ami.written == [] and "c1" not in service.calls
+    service.on_call_event(_queued("c1", time.time()))      # the same arrival seen twice (resync)
+    service.release_arrivals()
+    assert [a for a, _ in service.core.ami.written] == ["Setvar", "Redirect"]
+    assert service.calls["c1"].agent == "a1" and not service.adopting

@@ -7,12 +7,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency")
 # What kb/ may not import: the API and the root sit above it, the other features beside it.
 ABOVE_KB = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
 IO_LIBRARIES = ("asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "time", "markdown_it")
 #: The dialer's pure cores (time passed in) and what they must not import: I/O or a clock.
-DIALER_CORES = ("leads", "windows")
+DIALER_CORES = ("leads", "windows", "pacing")
 IO_MODULES = ("asyncio", "asyncpg", "aiohttp", "socket", "time", "subprocess", "server", "api")
 
 

@@ -132,3 +132,11 @@ def test_refusals_come_first_and_no_line_shows_a_secret():
     levels = [line.split(":")[0] for line in lines]
     assert levels == sorted(levels, key=lambda x: x != "REFUSED")
     assert not any("short1" in line or "Zq81xvTr0pLm55Kd" in line for line in lines)
+
+
+def test_a_world_readable_secret_file_is_refused_and_other_files_are_not_judged():
+    facts = Facts(secret_files=(("/run/secrets/cti_ami_secret", 0o100644), ("/run/secrets/cti_hook_secret", 0o100600),
+                                ("/run/secrets/cti_log_level", 0o100644)))
+    found = refused(production_findings(settings(), facts))
+    assert found == ["secret file '/run/secrets/cti_ami_secret' is readable by every user: "
+                     "chmod 600 it (or 640 with the daemon's group)"]

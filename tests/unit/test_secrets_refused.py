@@ -66,3 +66,13 @@ def test_secrets_come_from_files_in_cti_secrets_dir_below_the_environment(tmp_pa
     assert load_settings().ami_secret.get_secret_value() == "k3P9-from-the-environment"
     monkeypatch.setenv("CTI_SECRETS_DIR", str(tmp_path / "absent"))
     assert load_settings().database_url is None
+
+
+def test_serve_refuses_a_world_readable_secret_file(tmp_path, monkeypatch, capsys):
+    secret = tmp_path / "cti_ami_secret"
+    secret.write_text("k3P9-from-a-file\n")
+    secret.chmod(0o644)
+    monkeypatch.setenv("CTI_SECRETS_DIR", str(tmp_path))
+    assert cli.main(["serve"]) == 2          # before any connection is tried
+    err = capsys.readouterr().err
+    assert "cti_ami_secret' is readable by every user" in err and "k3P9" not in err

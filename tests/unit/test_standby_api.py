@@ -51,3 +51,20 @@ def test_seconds_without_a_leader_count_past_the_renewal_window() -> None:
     assert leaderless_seconds(False, None, 2.0) is None
     assert leaderless_seconds(False, 0.4, 2.0) == 0.0        # a live leader renews well within
     assert leaderless_seconds(False, 3.5, 2.0) == 1.5        # its lease ended 1.5 s ago at the latest
+
+
+def test_a_new_leader_numbers_a_live_calls_events_after_the_stored_timeline() -> None:
+    """The old leader stored seq 1..9 of c1 (its own numbering, its ACD's events among them);
+    this node's model had c1 at 6: its next event is 10, not a second 7."""
+    from cti.calls import CallModel
+    from cti.ha import continue_numbering
+
+    model = CallModel()
+    model.feed({"Event": "Newchannel", "Channel": "PJSIP/x-1", "Uniqueid": "c1", "Linkedid": "c1",
+                "CallerIDNum": "100", "CallerIDName": "x", "Exten": "s", "Context": "cti-inbound",
+                "ChannelState": "4"}, 1.0)
+    here = model.calls["c1"].seq
+    assert continue_numbering(model, {"c1": here + 8, "gone": 40}) == 1
+    ev = model.annotate("c1", "acd.offer", 2.0)
+    assert ev is not None and ev.seq == here + 9
+    assert continue_numbering(model, {"c1": 3}) == 0          # never backwards

@@ -48,6 +48,7 @@ def test_the_service_runs_unprivileged_and_hardened(service):
 
 def test_the_service_restarts_always_reads_secrets_from_a_file_and_bounds_memory(service):
     assert service["Restart"] == ["always"] and service["ExecStart"] == ["/opt/cti/venv/bin/cti serve"]
+    assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"]   # cti.sdnotify
     assert service["EnvironmentFile"] == ["/etc/cti/secrets.env"]
     env = dict(v.split("=", 1) for v in service["Environment"])
     assert not [k for k in env if "SECRET" in k or "DATABASE_URL" in k or "PASSWORD" in k]

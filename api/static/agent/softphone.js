@@ -104,6 +104,7 @@ async function startPhone() {
     await loadLibrary();
     await phone.checkMicrophone();   // a refusal is explained before the ACD rings this phone
     const creds = await api("POST", `/api/phone/agents/${encodeURIComponent(session.me.agent_id)}/webrtc`);
+    $("ph-device").textContent = "this browser";   // the browser phone is the seat now
     await phone.start(creds);
   } catch (err) {
     $("ph-error").textContent = err.message;

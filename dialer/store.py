@@ -1,0 +1,195 @@
+"""Campaigns, leads, attempts and the do-not-call list in PostgreSQL (migration 0016).
+The decisions are pure (``dialer.leads``, ``dialer.windows``, ``dialer.lead_import``);
+this module reads, locks and writes.
+
+``take_for_dialing`` is where the do-not-call list is checked: at dial time, in the same
+transaction that marks the lead ``dialing``, so a number added to the list after the
+import (or a second before the dial) is never called; such a lead goes to
+``do_not_call``. The calling window is checked there too, from the zones resolved at import.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Iterable
+
+import asyncpg
+
+from crm.customer_model import Rejected
+from crm.customer_store import Db, connection
+from crm.phones import normalise_e164
+from dialer.lead_import import LeadRow
+from dialer.leads import Answered, Dial, DoNotCall, Ended, Lead, Outcome, RetryRules, State, apply
+from dialer.windows import WindowChecker
+
+
+class DialerStoreError(ValueError):
+    """A request the store refuses (an unknown campaign, a malformed number)."""
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A lead taken for dialing: the lead as it now is (``dialing``) and its attempt's id."""
+    lead: Lead
+    attempt_id: int
+    zones: frozenset[str]
+
+
+async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id: str | None = None,
+                          queue: str | None = None, abandon_cap: float = 0.03) -> int:
+    """A new campaign's id. Raises ``asyncpg.UniqueViolationError`` for a name in use."""
+    async with connection(db) as conn:
+        return await conn.fetchval(
+            "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap) VALUES ($1, $2, $3, $4, $5)"
+            " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap)
+
+
+async def import_leads(db: Db, campaign_id: int, rows: Iterable[LeadRow],
+                       rejected: Iterable[Rejected] = ()) -> ImportReport:
+    """Add the rows (already checked by ``dialer.lead_import``) to the campaign in one
+    transaction; a number already in the campaign is rejected with its line. Returns the
+    count created and every rejection (``rejected`` first, merged by line)."""
+    rows = list(rows)
+    report = ImportReport(rejected=list(rejected))
+    async with connection(db) as conn:
+        async with conn.transaction():
+            if not 0 < campaign_id < 2 ** 63 or await conn.fetchval(
+                    "SELECT 1 FROM dialer_campaigns WHERE campaign_id = $1 FOR UPDATE", campaign_id) is None:
+                raise DialerStoreError(f"no campaign {campaign_id}")
+            present = {r["phone"] for r in await conn.fetch(
+                "SELECT phone FROM dialer_leads WHERE campaign_id = $1 AND phone = ANY($2::text[])",
+                campaign_id, [r.phone for r in rows])}
+            fresh = []
+            for r in rows:
+                if r.phone in present:
+                    report.rejected.append(Rejected(r.line, f"phone: {r.phone} is already in the campaign"))
+                else:
+                    fresh.append(r)
+            await conn.executemany(
+                "INSERT INTO dialer_leads (campaign_id, phone, name, customer_id, tz, zones, source_line)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [(campaign_id, r.phone, r.name, r.customer_id, r.tz, sorted(r.zones), r.line) for r in fresh])
+            report.created = len(fresh)
+    report.rejected.sort(key=lambda r: r.line)
+    return report
+
+
+def normalised(raw: str) -> str:
+    """``raw`` in E.164; ``DialerStoreError`` if it is not a number."""
+    phone = normalise_e164(raw)
+    if phone is None:
+        raise DialerStoreError(f"{raw[:40]!r} is not a phone number in E.164 (+ and digits)")
+    return phone
+
+
+_phone = normalised
+
+
+async def is_dnc(db: Db, raw_phone: str) -> bool:
+    async with connection(db) as conn:
+        return await conn.fetchval("SELECT EXISTS (SELECT 1 FROM dialer_dnc WHERE phone = $1)", _phone(raw_phone))
+
+
+async def list_campaigns(db: Db) -> list[dict]:
+    """Every campaign with its leads counted by state, by id."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            """SELECT c.campaign_id, c.name, c.mode, c.state, c.caller_id, c.queue, c.abandon_cap::float8 AS abandon_cap,
+                      coalesce((SELECT jsonb_object_agg(state, n) FROM
+                                (SELECT state, count(*) AS n FROM dialer_leads l
+                                 WHERE l.campaign_id = c.campaign_id GROUP BY state) s), '{}') AS leads
+               FROM dialer_campaigns c ORDER BY c.campaign_id""")
+    return [dict(r, leads=json.loads(r["leads"])) for r in rows]
+
+
+async def add_dnc(db: Db, raw_phone: str, *, reason: str | None = None, source: str = "manual",
+                  added_by: str | None = None) -> str:
+    """Put a number on the do-not-call list (again: keeps the first entry). Returns it in E.164."""
+    phone = _phone(raw_phone)
+    async with connection(db) as conn:
+        await conn.execute("INSERT INTO dialer_dnc (phone, reason, source, added_by) VALUES ($1, $2, $3, $4)"
+                           " ON CONFLICT (phone) DO NOTHING", phone, reason, source, added_by)
+    return phone
+
+
+async def remove_dnc(db: Db, raw_phone: str) -> bool:
+    """Take a number off the list; False if it was not on it."""
+    async with connection(db) as conn:
+        return await conn.execute("DELETE FROM dialer_dnc WHERE phone = $1", _phone(raw_phone)) == "DELETE 1"
+
+
+def _lead(r: asyncpg.Record) -> Lead:
+    return Lead(r["lead_id"], r["phone"], r["tz"], State(r["state"]), r["attempts"],
+                {Outcome(k): v for k, v in json.loads(r["outcomes"]).items()}, r["retry_at"], r["last_outcome"],
+                r["revision"])
+
+
+async def _write(conn: asyncpg.Connection, lead: Lead) -> None:
+    await conn.execute(
+        "UPDATE dialer_leads SET state = $2, attempts = $3, outcomes = $4::jsonb, retry_at = $5, last_outcome = $6,"
+        " revision = $7 WHERE lead_id = $1",
+        lead.lead_id, lead.state.value, lead.attempts, json.dumps({k.value: v for k, v in lead.outcomes.items()}),
+        lead.retry_at, lead.last_outcome, lead.revision)
+
+
+async def take_for_dialing(db: Db, campaign_id: int, now: datetime, limit: int, *, rules: RetryRules,
+                           windows: WindowChecker) -> list[Taken]:
+    """Up to ``limit`` leads dialable at ``now`` (new, or retry due), inside their calling
+    window, not on the do-not-call list: each marked ``dialing`` with a new attempt, in one
+    transaction (leads other sessions hold are skipped). A lead found on the list is moved
+    to ``do_not_call`` and never returned."""
+    taken: list[Taken] = []
+    async with connection(db) as conn:
+        async with conn.transaction():
+            rows = await conn.fetch(
+                """SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc
+                   FROM dialer_leads l
+                   WHERE l.campaign_id = $1 AND (l.state = 'new' OR (l.state = 'retry' AND l.retry_at <= $2))
+                   ORDER BY l.retry_at NULLS FIRST, l.lead_id
+                   LIMIT $3 FOR UPDATE OF l SKIP LOCKED""", campaign_id, now, max(limit * 4, limit + 50))
+            for r in rows:
+                lead = _lead(r)
+                if r["on_dnc"]:
+                    await _write(conn, apply(lead, DoNotCall(), rules, now))
+                    continue
+                if len(taken) >= limit:
+                    continue
+                zones = frozenset(r["zones"])
+                if not windows.check(zones, now).allowed:
+                    continue
+                lead = apply(lead, Dial(), rules, now)
+                await _write(conn, lead)
+                attempt = await conn.fetchval(
+                    "INSERT INTO dialer_attempts (lead_id, campaign_id, started_at) VALUES ($1, $2, $3)"
+                    " RETURNING attempt_id", lead.lead_id, campaign_id, now)
+                taken.append(Taken(lead, attempt, zones))
+    return taken
+
+
+async def record_outcome(db: Db, attempt_id: int, outcome: str, now: datetime, *, rules: RetryRules,
+                         rang: timedelta | None = None, call_id: str | None = None,
+                         amd_status: str | None = None, agent_id: str | None = None) -> Lead:
+    """Close an attempt with its ``outcome`` (``answered`` or an ``Outcome``) and move its
+    lead on (``dialer.leads.apply``). Returns the lead as written."""
+    async with connection(db) as conn:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT l.* FROM dialer_attempts a JOIN dialer_leads l USING (lead_id) WHERE a.attempt_id = $1"
+                " FOR UPDATE OF l", attempt_id)
+            if row is None:
+                raise DialerStoreError(f"no attempt {attempt_id}")
+            command = Answered() if outcome == "answered" else Ended(Outcome(outcome), rang)
+            lead = apply(_lead(row), command, rules, now)
+            await _write(conn, lead)
+            await conn.execute(
+                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, amd_status = $5, agent_id = $6"
+                " WHERE attempt_id = $1", attempt_id, now, lead.last_outcome if outcome != "answered" else "answered",
+                call_id, amd_status, agent_id)
+    return lead

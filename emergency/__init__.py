@@ -1,0 +1,1 @@
+"""Emergency mode (docs/emergency.md): switches that reroute new and waiting calls."""

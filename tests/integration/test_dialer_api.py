@@ -1,0 +1,77 @@
+"""Campaigns and the do-not-call list over the API, in the running daemon: a supervisor
+creates a campaign and imports a list (a line-numbered report), an agent records an
+opt-out, and who may do what."""
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import daemon_settings, start_daemon
+from tests.integration.test_api import add_user, bearer, login, url
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def api_daemon(asterisk, database, tmp_path):
+    d = await start_daemon(daemon_settings(database, tmp_path))
+    await add_user(database, "ada", "agent", "a1")
+    await add_user(database, "sam", "supervisor")
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+CSV = "phone,name\n+13175550100,Ann\n+13175550100,Ann twice\nnot a number,Bob\n+61212345678,Cy\n"
+
+
+async def test_a_supervisor_creates_a_campaign_and_imports_a_list_with_its_report(api_daemon, http):
+    d = api_daemon
+    sam = bearer(await login(http, d, "sam"))
+    ada = bearer(await login(http, d, "ada"))
+    body = {"name": "renewals", "mode": "predictive", "caller_id": "+13175550000", "abandon_cap": 0.02}
+    async with http.post(url(d, "/api/campaigns"), json=body, headers=ada) as r:
+        assert r.status == 403                                       # agents do not run campaigns
+    async with http.post(url(d, "/api/campaigns"), json=body, headers=sam) as r:
+        assert r.status == 201, await r.text()
+        cid = (await r.json())["campaign_id"]
+    async with http.post(url(d, "/api/campaigns"), json=body, headers=sam) as r:
+        assert r.status == 409 and (await r.json())["error_id"] == "name_taken"
+    async with http.post(url(d, "/api/campaigns"), json={**body, "name": "x", "abandon_cap": 0.05}, headers=sam) as r:
+        assert r.status == 422                                       # over the law's 3%
+    async with http.post(url(d, f"/api/campaigns/{cid}/leads"), json={"csv": CSV}, headers=sam) as r:
+        assert r.status == 200, await r.text()
+        report = await r.json()
+    assert report == {"created": 2, "rejected": [
+        {"line": 3, "reason": "phone: +13175550100 already on line 2"},
+        {"line": 4, "reason": "phone: 'not a number' is not a phone number"}]}
+    async with http.post(url(d, f"/api/campaigns/{cid}/leads"), json={"csv": "name\nAnn\n"}, headers=sam) as r:
+        assert r.status == 400 and (await r.json())["error_id"] == "bad_lead_file"
+    async with http.post(url(d, "/api/campaigns/424242/leads"), json={"csv": CSV}, headers=sam) as r:
+        assert r.status == 404
+    async with http.get(url(d, "/api/campaigns"), headers=sam) as r:
+        listed = (await r.json())["campaigns"]
+    assert [(c["name"], c["mode"], c["abandon_cap"], c["leads"]) for c in listed] == \
+        [("renewals", "predictive", 0.02, {"new": 2})]
+
+
+async def test_an_agent_records_an_opt_out_and_only_a_supervisor_takes_it_back(api_daemon, http):
+    d = api_daemon
+    sam = bearer(await login(http, d, "sam"))
+    ada = bearer(await login(http, d, "ada"))
+    async with http.put(url(d, "/api/dnc/+13175550100"), json={"reason": "asked on the call"}, headers=ada) as r:
+        assert r.status == 200 and await r.json() == {"phone": "+13175550100", "listed": True}
+    async with http.get(url(d, "/api/dnc/0013175550100"), headers=ada) as r:
+        assert (await r.json())["listed"] is True                    # the same number, written another way
+    async with http.delete(url(d, "/api/dnc/+13175550100"), headers=ada) as r:
+        assert r.status == 403
+    async with http.delete(url(d, "/api/dnc/+13175550100"), headers=sam) as r:
+        assert r.status == 200 and (await r.json())["listed"] is False
+    async with http.delete(url(d, "/api/dnc/+13175550100"), headers=sam) as r:
+        assert r.status == 404
+    async with http.put(url(d, "/api/dnc/call-me"), json={}, headers=ada) as r:
+        assert r.status == 400 and (await r.json())["error_id"] == "invalid_phone"
