@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 
 READ = CRM_ROLES
 TAGS = ("knowledge",)
+#: The lexeme counts the suggestions weigh rare words by (kb.store.LexemeStats), one per app.
+KB_STATS = web.AppKey("kb_stats", store.LexemeStats)
 
 Language = Field("en", pattern=r"^[a-z]{2}$", description="ISO 639-1 code; picks the text search configuration")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$"
@@ -361,7 +363,7 @@ async def suggestions(req: ApiRequest[SuggestBody, None]) -> SuggestReply:
                       skills=tuple(b.skills) or known.skills, ivr_path=tuple(b.ivr_path) or known.ivr_path,
                       tickets=tuple(OpenTicket(t.type, t.title) for t in b.tickets) or known.tickets,
                       notes=b.notes)
-    got = await query(store.suggest(pool, ctx, limit=b.limit))
+    got = await query(store.suggest(pool, ctx, limit=b.limit, stats=req.app[KB_STATS]))
     return SuggestReply(call_id=b.call_id, suggestions=[
         SuggestionView(article_id=s.article_id, title=s.title, tags=s.tags, score=s.score, why=s.parts) for s in got])
 
@@ -414,6 +416,7 @@ async def decide(req: ApiRequest[DecisionBody, None]) -> DecisionReply:
 def setup_kb_routes(app: web.Application) -> None:
     """The knowledge-base routes. After ``setup_auth`` (its pool)."""
     api = setup_registry(app)
+    app[KB_STATS] = store.LexemeStats()
     art = "/api/kb/articles/{article_id:[0-9]+}"
     api.add("GET", "/api/kb/articles", list_articles, summary="Knowledge base articles", roles=READ,
             query=ArticleQuery, response=ArticleList, tags=TAGS)

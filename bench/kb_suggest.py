@@ -10,7 +10,9 @@ and once more with ``--concurrency`` asks at a time, and reports the latency of 
 (p50, p99, max) and the precision@3 on the labelled calls with every article present
 (and with the agent's notes alone, for comparison).
 
-    .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23]
+    .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23] [--no-idf]
+
+``--no-idf`` ranks the notes and tickets by ``ts_rank`` alone (no ``kb.store.LexemeStats``).
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
 database; else an embedded one.
@@ -105,6 +107,7 @@ async def main() -> None:
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seed", type=int, default=23)
+    ap.add_argument("--no-idf", action="store_true", help="rank notes and tickets by ts_rank alone")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     labelled = kb_labelled.articles()
@@ -131,20 +134,22 @@ async def main() -> None:
                 total = await conn.fetchval("SELECT count(*) FROM kb_articles")
                 version = await conn.fetchval("SHOW server_version")
             load_s = time.perf_counter() - t0
+            stats = None if args.no_idf else store.LexemeStats()
             contexts = [kb_labelled.context(c) for c in calls]
             right = [ids[c["right"]] for c in calls]
             for ctx in contexts[:20]:                       # warm the caches, as a running server is
-                await store.suggest(pool, ctx)
+                await store.suggest(pool, ctx, stats=stats)
             lat: list[float] = []
             suggested: list[list[int]] = []
             for n in range(args.passes):
                 for ctx in contexts:
                     t = time.perf_counter()
-                    got = await store.suggest(pool, ctx)
+                    got = await store.suggest(pool, ctx, stats=stats)
                     lat.append(time.perf_counter() - t)
                     if n == 0:
                         suggested.append([s.article_id for s in got])
-            notes_only = [[s.article_id for s in await store.suggest(pool, kb_labelled.context(c, only_notes=True))]
+            notes_only = [[s.article_id for s in await store.suggest(pool, kb_labelled.context(c, only_notes=True),
+                                                                 stats=stats)]
                           for c in calls]
             conc: list[float] = []
             sem = asyncio.Semaphore(args.concurrency)
@@ -152,7 +157,7 @@ async def main() -> None:
             async def one(ctx):
                 async with sem:
                     t = time.perf_counter()
-                    await store.suggest(pool, ctx)
+                    await store.suggest(pool, ctx, stats=stats)
                     conc.append(time.perf_counter() - t)
 
             t1 = time.perf_counter()
@@ -161,7 +166,7 @@ async def main() -> None:
         finally:
             await pool.close()
     result = {
-        "benchmark": "kb_suggest", "date": str(date.today()), "commit": commit, "articles": total,
+        "benchmark": "kb_suggest", "idf": not args.no_idf, "date": str(date.today()), "commit": commit, "articles": total,
         "labelled_articles": len(labelled), "calls": len(calls), "python": platform.python_version(),
         "postgresql": version, "cpus": os.cpu_count(), "load_s": round(load_s, 1),
         "sequential": {"asks": len(lat), "p50_ms": round(pct(lat, 0.5) * 1000, 1),

@@ -18,8 +18,9 @@ match any query or are linked to a target), each with its text rank per input, a
              + link boosts) * feedback factor
 
 Ranks are normalised per input so that a long query (notes) does not drown a short one
-(a queue name), and the store asks ``ts_rank`` to divide by the document's length (long
-articles otherwise win on word count alone). The feedback factor smooths the helped and
+(a queue name). The notes and tickets rank by the rarity of the words an article holds
+(``idf_rank``: BM25's inverse document frequency, field weights, divided by the article's
+length, or long articles win on word count alone); the IVR and queue words by ``ts_rank``. The feedback factor smooths the helped and
 not-relevant counts towards neutral (``feedback_factor``) so one mark moves little and
 many marks move more, within ``[1 - f, 1 + f]``.
 
@@ -27,6 +28,7 @@ No I/O: inputs in, queries and orderings out (tests/unit/test_kb_ranking.py).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
@@ -229,6 +231,44 @@ def rank(candidates: Iterable[Candidate], tg: Targets, w: Weights = DEFAULT_WEIG
         scored.append(Scored(c.article_id, base * factor, parts))
     scored.sort(key=lambda s: (-s.score, s.article_id))
     return scored[:limit]
+
+
+# -- rarity: inverse document frequency -------------------------------------------------------------
+
+#: The weight of the best field that holds a word: title A, tags B, body C (as the store's ts_rank).
+FIELD_WEIGHTS = {"A": 1.0, "B": 0.6, "C": 0.4, "D": 0.1}
+#: The inputs whose rank counts rare words more (``idf_rank``); the IVR and queue words are few
+#: and common by nature, and keep ``ts_rank``.
+IDF_INPUTS = ("notes", "tickets")
+
+
+@dataclass(frozen=True, slots=True)
+class LexemeCounts:
+    """How many articles of a language there are, and how many hold each lexeme (``ts_stat``)."""
+
+    total: int
+    ndoc: Mapping[str, int]
+
+    def idf(self, lexeme: str) -> float:
+        """BM25's inverse document frequency: near 0 for a lexeme in every article, high for a
+        rare one (never negative)."""
+        n = min(max(self.ndoc.get(lexeme, 0), 0), self.total)
+        return math.log(1.0 + (self.total - n + 0.5) / (n + 0.5))
+
+
+def idf_rank(matched: Iterable[tuple[str, str]], length: int, counts: LexemeCounts) -> float:
+    """An article's rank for one input from the query's lexemes it holds: the sum over them of
+    their rarity times the weight of the best field holding them (``matched``: lexeme and the
+    field letters PostgreSQL gives, e.g. ``("refund", "AC")``), divided, like ts_rank's
+    normalisation 1, by 1 + the log of the article's length in lexemes.
+
+    ``ts_rank`` weighs a match on "bill" (in thousands of articles) like one on "pdf" (in
+    one); this does not (bench/kb_suggest.py, BENCHMARKS.md)."""
+    total = 0.0
+    for lexeme, letters in matched:
+        weight = max((FIELD_WEIGHTS.get(x, 0.0) for x in letters), default=0.0)
+        total += counts.idf(lexeme) * weight
+    return total / (1.0 + math.log(1.0 + max(length, 0)))
 
 
 def precision_at(suggested: list[list[int]], right: list[int], k: int = 3) -> float:

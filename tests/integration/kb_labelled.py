@@ -40,10 +40,11 @@ async def load(pool: Any, items: list[dict[str, Any]] | None = None) -> dict[str
     return ids
 
 
-async def precision(pool: Any, ids: dict[str, int], *, only_notes: bool = False) -> float:
+async def precision(pool: Any, ids: dict[str, int], *, only_notes: bool = False,
+                    stats: store.LexemeStats | None = None) -> float:
     suggested, right = [], []
     for c in calls():
-        got = await store.suggest(pool, context(c, only_notes=only_notes))
+        got = await store.suggest(pool, context(c, only_notes=only_notes), stats=stats)
         suggested.append([s.article_id for s in got])
         right.append(ids[c["right"]])
     return precision_at(suggested, right, 3)

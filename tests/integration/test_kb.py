@@ -29,10 +29,27 @@ async def test_the_labelled_set_gets_precision_at_3_of_at_least_0_7_and_beats_no
     and clearly more often than the agent's notes alone."""
     assert len(kb_labelled.articles()) >= 100 and len(kb_labelled.calls()) >= 200
     ids = await kb_labelled.load(pool)
-    together = await kb_labelled.precision(pool, ids)
-    notes_alone = await kb_labelled.precision(pool, ids, only_notes=True)
+    stats = store.LexemeStats()
+    together = await kb_labelled.precision(pool, ids, stats=stats)
+    notes_alone = await kb_labelled.precision(pool, ids, only_notes=True, stats=stats)
     assert together >= 0.7, (together, notes_alone)
     assert together >= notes_alone + 0.08, (together, notes_alone)
+    assert await kb_labelled.precision(pool, ids) >= 0.7           # ts_rank alone, without the rarity
+
+
+async def test_rare_words_count_more_and_the_counts_follow_new_articles(pool):
+    """Ten articles say "bill", one says "pdf": notes with both find the "pdf" one first with
+    the counts, and the counts see an article added after them."""
+    for n in range(10):
+        await article(pool, title=f"Bill explained {n}", body="The bill, line by line.")
+    pdf = await article(pool, title="Invoice copies", body="A copy as a PDF, and the bill.")
+    stats = store.LexemeStats()
+    stats.CHECK_EVERY = 0.0
+    got = await store.suggest(pool, CallContext(notes="old bill pdf"), stats=stats)
+    assert got[0].article_id == pdf.article_id
+    assert (await stats.counts(pool, "en")).ndoc["pdf"] == 1
+    await article(pool, title="PDF viewer", body="Open PDF files.")
+    assert (await stats.counts(pool, "en")).ndoc["pdf"] == 2 and (await stats.counts(pool, "en")).total == 12
 
 
 async def article(pool, title="Refund a double charge", body="Charged **twice**: refund the duplicate.",

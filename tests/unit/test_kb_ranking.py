@@ -8,11 +8,13 @@ from kb.ranking import (
     DEFAULT_WEIGHTS,
     CallContext,
     Candidate,
+    LexemeCounts,
     OpenTicket,
     Targets,
     Weights,
     build_queries,
     feedback_factor,
+    idf_rank,
     link_boost,
     precision_at,
     rank,
@@ -121,3 +123,14 @@ def test_precision_at_3_counts_calls_whose_right_article_is_in_their_top_3():
     assert precision_at([[1, 2, 3], [4, 5, 6], [7, 8, 9, 10]], [3, 9, 10]) == pytest.approx(1 / 3)
     with pytest.raises(ValueError):
         precision_at([[1]], [])
+
+
+def test_a_rare_word_counts_more_than_a_common_one_and_the_title_more_than_the_body():
+    counts = LexemeCounts(10_000, {"bill": 4_000, "pdf": 3})
+    assert counts.idf("pdf") > 5 * counts.idf("bill") > 0
+    assert counts.idf("never-seen") > counts.idf("pdf")
+    assert LexemeCounts(10, {"x": 99}).idf("x") > 0                # counts from a stale snapshot: never negative
+    assert idf_rank([("pdf", "C")], 20, counts) > idf_rank([("bill", "A")], 20, counts)
+    assert idf_rank([("pdf", "AC")], 20, counts) > idf_rank([("pdf", "C")], 20, counts)
+    assert idf_rank([("pdf", "C")], 20, counts) > idf_rank([("pdf", "C")], 2_000, counts)   # long articles
+    assert idf_rank([], 20, counts) == 0.0
