@@ -107,6 +107,12 @@ class ActiveItem(BaseModel):
 
 class ActiveList(BaseModel):
     active: list[ActiveItem]
+    version: int = Field(description="rises whenever the set changes; give it back as since= to wait")
+
+
+class ActiveQuery(Strict):
+    since: int | None = Field(None, ge=0, le=2**53, description="the version last seen")
+    wait: float = Field(0, ge=0, le=10, description="seconds to wait for a change from since (long poll)")
 
 
 class ListQuery(Strict):
@@ -134,8 +140,11 @@ def _service(req: ApiRequest[Any, Any]) -> EmergencyService:
     return req.app[EMERGENCY]
 
 
-async def get_active(req: ApiRequest[None, None]) -> ActiveList:
-    return ActiveList(active=[ActiveItem(**public(s)) for s in _service(req).in_force])
+async def get_active(req: ApiRequest[None, ActiveQuery]) -> ActiveList:
+    service = _service(req)
+    if req.query.since is not None:
+        await service.changed_since(req.query.since, req.query.wait)
+    return ActiveList(active=[ActiveItem(**public(s)) for s in service.in_force], version=service.version)
 
 
 async def list_switches(req: ApiRequest[None, ListQuery]) -> SwitchList:
@@ -270,11 +279,17 @@ def setup_emergency(app: web.Application) -> EmergencyService:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+
+    async def on_shutdown(app: web.Application) -> None:
+        service.release_waiters()
+
+    app.on_shutdown.append(on_shutdown)
     api = setup_registry(app)
     tags = ("emergency",)
     api.add("GET", "/api/emergency/active", get_active, summary="The emergency switches in force (the banner)",
-            description="Also pushed on /ws as 'emergency' messages whenever the set changes.",
-            roles=EVERYONE, response=ActiveList, tags=tags)
+            description="With since= (the version last seen) and wait= (at most 10 s) the answer waits for a "
+                        "change: the banner's long poll. Also pushed on /ws as 'emergency' messages.",
+            roles=EVERYONE, query=ActiveQuery, response=ActiveList, tags=tags)
     api.add("GET", "/api/emergency/switches", list_switches, summary="Emergency switches, newest first",
             roles=STAFF, query=ListQuery, response=SwitchList, tags=tags)
     api.add("POST", "/api/emergency/switches", switch_on, summary="Declare an emergency switch (confirm: true)",

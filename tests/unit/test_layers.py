@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "emergency")
 
 
 def _imported(tree: ast.AST) -> list[tuple[int, str]]:
