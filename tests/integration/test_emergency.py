@@ -293,3 +293,32 @@ async def test_a_scheduled_switch_moves_its_waiting_callers_at_its_start(setup, 
     late = at - start.timestamp()
     print(f"emergency: scheduled start to the caller's new path: {late:.3f} s")
     assert (ev["Action"], ev["Step"]) == ("voicemail", "wait") and 0 <= late < 2.0
+
+
+async def test_continue_plays_the_announcement_to_a_waiting_caller_who_keeps_their_place(setup, demo_ami):
+    """Action continue: the caller hears the announcement and goes back to the wait, still in
+    the router in the same place; an agent who becomes ready is offered them as usual."""
+    d, events, http, sup = setup
+    acd = d.acd
+    acd.agent_request("a1", "set_not_ready", "test")
+    first = await _sales_call(demo_ami, "+4420" + "4000001", "first")
+    await eventually(lambda: first.channel_id in {w.call_id for w in acd.router.waiting_calls()}, timeout=15,
+                     what="the first caller waiting")
+    p = await _sales_call(demo_ami, "+3399" + "4000002", "informed")
+    await eventually(lambda: p.channel_id in {w.call_id for w in acd.router.waiting_calls()}, timeout=15,
+                     what="the second caller waiting")
+    async with http.post(url(d, "/api/emergency/switches"), headers=sup, json={
+            "scope": "prefix", "value": "+3399", "action": "continue", "prompt": "beep", "reason": "known issue",
+            "confirm": True}) as r:
+        assert r.status == 201, await r.text()
+    found = await eventually(lambda: _emergency_events(events, p.channel_id), timeout=5, what="the announcement")
+    assert (found[0][1]["Action"], found[0][1]["Step"]) == ("continue", "wait")
+    assert _emergency_events(events, first.channel_id) == []
+    await asyncio.sleep(1.5)     # the beep played; back in the wait
+    assert [w.call_id for w in acd.router.waiting_calls()] == [first.channel_id, p.channel_id]
+    reply = await demo_ami.send("Getvar", {"Channel": acd.calls[p.channel_id].channel, "Variable": "CONTEXT"},
+                                shape="single")
+    assert reply.response.headers.get("Value") == "cti-acd-wait"
+    acd.agent_request("a1", "set_ready")
+    await eventually(lambda: acd.calls.get(first.channel_id) is not None and acd.calls[first.channel_id].answered,
+                     timeout=15, what="the first caller answered first")
