@@ -59,3 +59,52 @@ async def speak(text: str, outdir: str, voice: str = "en", timeout: float = 30.0
         for p in (raw, tmp):
             p.unlink(missing_ok=True)
     return str(out.with_suffix(""))
+
+
+WAV_MAX = 2 * 1024 * 1024          # 2 MiB: over two minutes at 8 kHz 16-bit mono
+
+
+def check_wav(data: bytes) -> str:
+    """Why ``data`` is not a WAV file Asterisk plays as it is (RIFF/WAVE, PCM 16-bit, mono,
+    8000 Hz, 0.2 s to 130 s), or "" when it is. Pure: no file is written."""
+    import io
+    import struct
+    import wave
+
+    if len(data) > WAV_MAX:
+        return f"at most {WAV_MAX} bytes"
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return "not a WAV file (RIFF/WAVE)"
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            rate, channels, width, frames = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+            if w.getcomptype() != "NONE":
+                return "must be PCM"
+            payload = len(w.readframes(frames))
+    except (wave.Error, EOFError, ValueError, struct.error) as exc:
+        return f"not a readable WAV file: {exc}"
+    if (rate, channels, width) != (8000, 1, 2):
+        return f"must be 8000 Hz, mono, 16-bit (this is {rate} Hz, {channels} channel(s), {8 * width}-bit)"
+    if payload != frames * 2 or not (0.2 <= frames / rate <= 130):
+        return "must hold 0.2 to 130 seconds of sound, all of it present"
+    return ""
+
+
+def store_wav(data: bytes, outdir: str) -> str:
+    """Write a checked WAV (``check_wav``) named by its digest; the prompt (path without extension).
+    Raises ``PromptError``."""
+    problem = check_wav(data)
+    if problem:
+        raise PromptError(f"wav: {problem}")
+    name = "em-wav-" + hashlib.sha256(data).hexdigest()[:20]
+    out = Path(outdir) / f"{name}.wav"
+    try:
+        Path(outdir).mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            tmp = Path(outdir) / f".{name}.{os.getpid()}.wav"
+            tmp.write_bytes(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, out)
+    except OSError as exc:
+        raise PromptError(f"announcement not written: {exc.strerror}") from None
+    return str(out.with_suffix(""))

@@ -4,6 +4,8 @@ report, the dialplan's hook for new calls, and the banner's script
 (docs/emergency.md)."""
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +24,7 @@ from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
 from cti.daemon import CORE
 from emergency import store
-from emergency.prompts import PromptError, speak
+from emergency.prompts import WAV_MAX, PromptError, speak, store_wav
 from emergency.service import EmergencyService, public
 from emergency.switches import ACTIONS, SCOPES, SwitchError, hook_line
 
@@ -107,6 +109,12 @@ class ActiveItem(BaseModel):
 
 class ActiveList(BaseModel):
     active: list[ActiveItem]
+    version: int = Field(description="rises whenever the set changes; give it back as since= to wait")
+
+
+class ActiveQuery(Strict):
+    since: int | None = Field(None, ge=0, le=2**53, description="the version last seen")
+    wait: float = Field(0, ge=0, le=10, description="seconds to wait for a change from since (long poll)")
 
 
 class ListQuery(Strict):
@@ -130,12 +138,24 @@ class Report(BaseModel):
     switches: list[ReportItem]
 
 
+class WavBody(Strict):
+    wav_base64: str = Field(min_length=8, max_length=(WAV_MAX * 4) // 3 + 8, pattern=r"^[A-Za-z0-9+/=\s]+$",
+                            description="a WAV file, base64: PCM 16-bit mono 8000 Hz, 0.2 to 130 s, at most 2 MiB")
+
+
+class WavReply(BaseModel):
+    prompt: str
+
+
 def _service(req: ApiRequest[Any, Any]) -> EmergencyService:
     return req.app[EMERGENCY]
 
 
-async def get_active(req: ApiRequest[None, None]) -> ActiveList:
-    return ActiveList(active=[ActiveItem(**public(s)) for s in _service(req).in_force])
+async def get_active(req: ApiRequest[None, ActiveQuery]) -> ActiveList:
+    service = _service(req)
+    if req.query.since is not None:
+        await service.changed_since(req.query.since, req.query.wait)
+    return ActiveList(active=[ActiveItem(**public(s)) for s in service.in_force], version=service.version)
 
 
 async def list_switches(req: ApiRequest[None, ListQuery]) -> SwitchList:
@@ -191,6 +211,23 @@ async def switch_off(req: ApiRequest[EndBody, None]) -> SwitchItem:
         _service(req).wake()
     await audit.record(req.app, p, "emergency_off", details={"switch": switch_id, "reason": req.body.reason})
     return SwitchItem(**store.as_dict(row))
+
+
+async def upload_wav(req: ApiRequest[WavBody, None]) -> WavReply:
+    """A recorded announcement: checked (``check_wav``) and kept by its digest; the
+    prompt it answers goes in a switch's ``prompt``."""
+    p = req.principal
+    assert p is not None
+    try:
+        data = base64.b64decode(req.body.wav_base64, validate=False)
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "invalid_wav", "wav_base64: not base64") from None
+    try:
+        prompt = store_wav(data, req.app[CORE].settings.emergency_prompt_dir)
+    except PromptError as exc:
+        raise ApiError(422, "invalid_wav", str(exc)) from None
+    await audit.record(req.app, p, "emergency_announcement", details={"prompt": prompt, "bytes": len(data)})
+    return WavReply(prompt=prompt)
 
 
 async def get_report(req: ApiRequest[None, ReportQuery]) -> Report:
@@ -270,11 +307,17 @@ def setup_emergency(app: web.Application) -> EmergencyService:
             await service.stop()
 
     app.cleanup_ctx.append(ctx)
+
+    async def on_shutdown(app: web.Application) -> None:
+        service.release_waiters()
+
+    app.on_shutdown.append(on_shutdown)
     api = setup_registry(app)
     tags = ("emergency",)
     api.add("GET", "/api/emergency/active", get_active, summary="The emergency switches in force (the banner)",
-            description="Also pushed on /ws as 'emergency' messages whenever the set changes.",
-            roles=EVERYONE, response=ActiveList, tags=tags)
+            description="With since= (the version last seen) and wait= (at most 10 s) the answer waits for a "
+                        "change: the banner's long poll. Also pushed on /ws as 'emergency' messages.",
+            roles=EVERYONE, query=ActiveQuery, response=ActiveList, tags=tags)
     api.add("GET", "/api/emergency/switches", list_switches, summary="Emergency switches, newest first",
             roles=STAFF, query=ListQuery, response=SwitchList, tags=tags)
     api.add("POST", "/api/emergency/switches", switch_on, summary="Declare an emergency switch (confirm: true)",
@@ -283,6 +326,10 @@ def setup_emergency(app: web.Application) -> EmergencyService:
             roles=STAFF, body=SwitchBody, response=SwitchItem, status=201, tags=tags)
     api.add("POST", "/api/emergency/switches/{id:[0-9]+}/end", switch_off, summary="Switch an emergency off",
             roles=STAFF, body=EndBody, response=SwitchItem, tags=tags)
+    api.add("POST", "/api/emergency/announcements", upload_wav, summary="Upload a recorded announcement (WAV)",
+            description="PCM 16-bit mono 8000 Hz, 0.2 to 130 s, at most 2 MiB, base64 in JSON. Answers the prompt "
+                        "to name in a switch. Audited.",
+            roles=STAFF, body=WavBody, response=WavReply, status=201, tags=tags, body_max=3 * 1024 * 1024)
     api.add("GET", "/api/emergency/report", get_report,
             summary="Switches on in a period, with the calls they reached and what happened to them",
             roles=STAFF, query=ReportQuery, response=Report, tags=tags)

@@ -76,6 +76,8 @@ class EmergencyService:
     _unsubscribe: Callable[[], None] | None = None
     _global_set: str | None = None
     pin_guard: PinGuard = field(default_factory=PinGuard)
+    version: int = 0                              # rises whenever the set in force changes
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -133,6 +135,9 @@ class EmergencyService:
             moved = self.sweep(now, ids - before)
         if ids != before:
             log.info("emergency switches in force", switches=sorted(ids), moved=len(moved))
+            self.version += 1
+            self._changed.set()             # wakes the banners waiting for a change
+            self._changed = asyncio.Event()
             self._set_global(force=True)
             if self.push is not None:
                 self.push({"type": "emergency", "active": [public(s) for s in self.in_force]})
@@ -286,6 +291,21 @@ class EmergencyService:
         s = choose(self.in_force, self.facts(call_id), now)
         if s is not None and self.handled.get(call_id) is None:
             self.move_waiting(call_id, s, now)
+
+    def release_waiters(self) -> None:
+        """Answer every long poll now (the app is shutting down: none holds it up)."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def changed_since(self, version: int, wait: float) -> None:
+        """Return once the set in force is newer than ``version``, or after ``wait`` s."""
+        if version != self.version or wait <= 0:
+            return
+        try:
+            async with asyncio.timeout(wait):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
 
     # -- I/O helpers -------------------------------------------------------------
 

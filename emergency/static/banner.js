@@ -1,12 +1,13 @@
 // The emergency banner (docs/emergency.md): one self-contained script included by
 // the agent desktop and the wallboard pages. While the page holds a session
 // token (sessionStorage "token" on /agent/, "cti.token" on the wallboard) it
-// reads GET /api/emergency/active every 1.5 s (an in-memory answer: no database
-// query) and shows a red bar naming each switch in force; none, no bar.
+// long-polls GET /api/emergency/active?since=<version>&wait=10 (the daemon
+// answers at once when the set changed, else after 10 s; an in-memory answer,
+// no database query) and shows a red bar naming each switch in force.
 "use strict";
 (() => {
-  const EVERY_MS = 1500;
-  let bar = null, last = "";
+  const RETRY_MS = 2000;
+  let bar = null, last = "", version = null;
   const token = () => sessionStorage.getItem("token") || sessionStorage.getItem("cti.token");
 
   function describe(s) {
@@ -34,15 +35,27 @@
 
   async function poll() {
     const t = token();
+    let again = RETRY_MS;
     if (t) {
       try {
-        const r = await fetch("/api/emergency/active", { headers: { Authorization: `Bearer ${t}` } });
-        if (r.ok) show((await r.json()).active || []);
-      } catch (e) { /* the daemon is away: keep what is shown */ }
-    } else {
+        const q = version === null ? "" : `?since=${version}&wait=10`;
+        const r = await fetch("/api/emergency/active" + q, { headers: { Authorization: `Bearer ${t}` } });
+        if (r.ok) {
+          const data = await r.json();
+          show(data.active || []);
+          if (data.version !== version) again = 0;   // asked again at once, now waiting for the next change
+          version = data.version;
+          if (q) again = 0;
+        } else {
+          version = null;
+        }
+      } catch (e) { version = null; /* the daemon is away: keep what is shown, try again */ }
+    } else {       // not logged in yet: look again soon (sessionStorage only, no request)
       show([]);
+      version = null;
+      again = 300;
     }
-    setTimeout(poll, EVERY_MS);
+    setTimeout(poll, again);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", poll);

@@ -5,12 +5,14 @@ the emergency path at the route step; switched off, new callers route as usual."
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
 import wave
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -250,3 +252,73 @@ async def test_an_announcement_by_text_is_spoken_into_a_file_asterisk_plays(setu
     with wave.open(prompt + ".wav") as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (8000, 1, 2)
         assert w.getnframes() > 8000          # over a second of speech
+
+
+async def test_a_recorded_announcement_is_uploaded_checked_and_named_in_a_switch(setup):
+    d, _, http, sup = setup
+    from tests.unit.test_emergency_wav import wav
+    good = base64.b64encode(wav(seconds=1.5)).decode()
+    async with http.post(url(d, "/api/emergency/announcements"), headers=sup, json={"wav_base64": good}) as r:
+        assert r.status == 201, await r.text()
+        prompt = (await r.json())["prompt"]
+    assert open(prompt + ".wav", "rb").read() == base64.b64decode(good)
+    bad = base64.b64encode(wav(rate=16000)).decode()
+    async with http.post(url(d, "/api/emergency/announcements"), headers=sup, json={"wav_base64": bad}) as r:
+        assert r.status == 422 and "8000 Hz" in await r.text()
+    async with http.post(url(d, "/api/emergency/switches"), headers=sup, json={
+            "scope": "did", "value": "5998", "action": "hangup", "prompt": prompt, "reason": "fire",
+            "confirm": True}) as r:
+        assert r.status == 201 and (await r.json())["prompt"] == prompt
+
+
+async def test_a_scheduled_switch_moves_its_waiting_callers_at_its_start(setup, demo_ami):
+    """Declared now to start in 3 s: nothing moves before; at the start the caller is moved
+    (the service wakes at the next scheduled change, not only at its 1 s read)."""
+    d, events, http, sup = setup
+    acd = d.acd
+    acd.agent_request("a1", "set_not_ready", "test")
+    p = await _sales_call(demo_ami, "+3312" + "3000001", "scheduled")
+    await eventually(lambda: p.channel_id in {w.call_id for w in acd.router.waiting_calls()}, timeout=15,
+                     what="the caller waiting")
+    start = datetime.now(timezone.utc) + timedelta(seconds=3)
+    async with http.post(url(d, "/api/emergency/switches"), headers=sup, json={
+            "scope": "prefix", "value": "+3312", "action": "voicemail", "reason": "planned works",
+            "starts_at": start.isoformat(), "ends_at": (start + timedelta(minutes=5)).isoformat(),
+            "confirm": True}) as r:
+        assert r.status == 201, await r.text()
+    assert _emergency_events(events, p.channel_id) == []
+    found = await eventually(lambda: _emergency_events(events, p.channel_id), timeout=10,
+                             what="the caller moved at the start")
+    at, ev = found[0]
+    late = at - start.timestamp()
+    print(f"emergency: scheduled start to the caller's new path: {late:.3f} s")
+    assert (ev["Action"], ev["Step"]) == ("voicemail", "wait") and 0 <= late < 2.0
+
+
+async def test_continue_plays_the_announcement_to_a_waiting_caller_who_keeps_their_place(setup, demo_ami):
+    """Action continue: the caller hears the announcement and goes back to the wait, still in
+    the router in the same place; an agent who becomes ready is offered them as usual."""
+    d, events, http, sup = setup
+    acd = d.acd
+    acd.agent_request("a1", "set_not_ready", "test")
+    first = await _sales_call(demo_ami, "+4420" + "4000001", "first")
+    await eventually(lambda: first.channel_id in {w.call_id for w in acd.router.waiting_calls()}, timeout=15,
+                     what="the first caller waiting")
+    p = await _sales_call(demo_ami, "+3399" + "4000002", "informed")
+    await eventually(lambda: p.channel_id in {w.call_id for w in acd.router.waiting_calls()}, timeout=15,
+                     what="the second caller waiting")
+    async with http.post(url(d, "/api/emergency/switches"), headers=sup, json={
+            "scope": "prefix", "value": "+3399", "action": "continue", "prompt": "beep", "reason": "known issue",
+            "confirm": True}) as r:
+        assert r.status == 201, await r.text()
+    found = await eventually(lambda: _emergency_events(events, p.channel_id), timeout=5, what="the announcement")
+    assert (found[0][1]["Action"], found[0][1]["Step"]) == ("continue", "wait")
+    assert _emergency_events(events, first.channel_id) == []
+    await asyncio.sleep(1.5)     # the beep played; back in the wait
+    assert [w.call_id for w in acd.router.waiting_calls()] == [first.channel_id, p.channel_id]
+    reply = await demo_ami.send("Getvar", {"Channel": acd.calls[p.channel_id].channel, "Variable": "CONTEXT"},
+                                shape="single")
+    assert reply.response.headers.get("Value") == "cti-acd-wait"
+    acd.agent_request("a1", "set_ready")
+    await eventually(lambda: acd.calls.get(first.channel_id) is not None and acd.calls[first.channel_id].answered,
+                     timeout=15, what="the first caller answered first")
