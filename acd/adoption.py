@@ -83,12 +83,19 @@ class Adoption:
             # An agent leg in cti-acd-callback has answered (the customer may still ring).
             return (context == "cti-acd-offer" and bool(item.get("BridgeId"))) or context == "cti-acd-callback"
 
-        for item in channels:
+        def ringing(item: Any) -> bool:
+            return item.get("Context") == "cti-acd-offer" and not item.get("BridgeId")
+
+        taken: set[int] = set()
+        for i, item in enumerate(channels):
             if talking(item):
                 await self._adopt_talking(item)
-        for item in channels:
+                taken.add(i)
+            elif ringing(item) and await self._adopt_talking(item, ringing=True):
+                taken.add(i)     # its agent is busy with it; unanswered, it comes back as an arrival
+        for i, item in enumerate(channels):
             context = item.get("Context")
-            if talking(item) or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
+            if i in taken or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
                 continue
             call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
             if not call_id or not channel or call_id in self.calls:
@@ -132,19 +139,23 @@ class Adoption:
         return {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
                 for n, r in zip(names, replies)}
 
-    async def _adopt_talking(self, item: Any) -> None:
+    async def _adopt_talking(self, item: Any, ringing: bool = False) -> bool:
         """An agent talking on a call we connected before a restart: the agent
         is on call until it ends, then wraps up (a caller connected to an agent
-        in ``cti-acd-offer``, or an agent's callback leg in ``cti-acd-callback``)."""
+        in ``cti-acd-offer``, or an agent's callback leg in ``cti-acd-callback``).
+        ``ringing``: a caller in ``cti-acd-offer`` whose Dial still rings the agent
+        the dialplan named (``CTI_AGENT``): that agent is busy with it too (offered
+        nothing else); if the ring goes unanswered the caller returns to the wait
+        and arrives again. Returns whether the call was taken."""
         channel, uniqueid = item.get("Channel"), item.get("Uniqueid")
         if not channel or not uniqueid:
-            return
+            return False
         callback = item.get("Context") == "cti-acd-callback"
         values = await self._getvars(channel, "CTI_AGENT", "CTI_QUEUE", "CTI_CALLBACK")
         agent = values["CTI_AGENT"]
         call_id = values["CTI_CALLBACK"] if callback else (item.get("Linkedid") or uniqueid)
         if not call_id or call_id in self.calls or agent not in {a.id for a in self.config.agents}:
-            return
+            return False
         queue = values["CTI_QUEUE"]
         if queue not in self._queues:  # a callback leg does not carry it: any queue of the agent's
             memberships = self.config.agent(agent).queues
@@ -157,9 +168,10 @@ class Adoption:
         if not callback:
             self.core.model.expect_agent(call_id, agent, device)
         self._call_input(call_id, lambda: self.router.agent_on_call(agent, call_id, queue, time.time()))
-        if not callback:
+        if not callback and not ringing:
             # The call's record learns its agent too (one who answered while we were away
             # is otherwise never named on it).
             self.core.bus.publish(*self.core.model.agent_found(call_id, agent, device, time.time()))
         self.adopted += 1
-        log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback)
+        log.info("acd adopted an agent on call", call_id=call_id, agent=agent, callback=callback, ringing=ringing)
+        return True

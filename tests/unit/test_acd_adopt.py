@@ -69,3 +69,29 @@ async def test_an_agent_found_talking_is_not_offered_a_caller_listed_before_its_
     assert offers == []          # the only agent is talking: the caller waits for them
     assert "w1" in service.calls and service.calls["w1"].agent is None
     assert service.core.model.calls["t1"].agent == "a4"
+
+
+RINGING = {"Channel": "Local/p90@cti-demo-caller-00000004;1", "Uniqueid": "r1", "Linkedid": "r1",
+           "Context": "cti-acd-offer", "Application": "Dial", "ChannelStateDesc": "Up", "Duration": "00:00:09"}
+
+
+async def test_an_agent_still_ringing_for_a_caller_is_not_offered_another_and_the_ringing_is_left_alone():
+    """A takeover (or restart) while the old leader's offer rings: the agent the dialplan named
+    (CTI_AGENT) is busy with that caller; the caller is not pulled out of the ringing."""
+    values = {**VALUES, RINGING["Channel"]: {"CTI_AGENT": "a4", "CTI_QUEUE": "billing"}}
+    service = _service(values)
+    listing = [WAITING, RINGING]
+    service.core.model.resync(listing, [], time.time())
+    await service.adopt(listing)
+    assert service.router.agent_state("a4").call_id == "r1"
+    redirects = [h["Channel"] for a, h in service.core.ami.sent if a == "Redirect"]
+    assert redirects == []       # neither the ringing caller nor the waiting one goes to a4
+    assert service.core.model.calls["r1"].agent is None      # not said answered: it only rings
+
+
+async def test_a_caller_in_the_offer_context_before_its_agent_is_named_waits_as_before():
+    service = _service(VALUES)             # no CTI_AGENT on it yet (Redirected, Dial not reached)
+    listing = [dict(RINGING)]
+    service.core.model.resync(listing, [], time.time())
+    await service.adopt(listing)
+    assert "r1" in service.calls and service.calls["r1"].agent == "a4"       # adopted waiting, offered a4
