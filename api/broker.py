@@ -132,9 +132,12 @@ class BrokerPublisher:
     # -- the publishing loop ------------------------------------------------
 
     async def _open(self) -> Any:
+        # The client retries the first connection too, for ever (max_reconnect_attempts=-1),
+        # and reconnects by itself; its errors are counted here and logged once per outage.
         nc = await self._connect(self._url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
                                  max_reconnect_attempts=-1, reconnect_time_wait=RETRY_MIN_S,
-                                 name=f"cti-publisher-{self.origin}")
+                                 name=f"cti-publisher-{self.origin}", error_cb=self._client_error,
+                                 disconnected_cb=self._client_disconnected)
         js = nc.jetstream()
         try:
             await ensure_stream(js, self.stream, self.cluster)
@@ -143,6 +146,15 @@ class BrokerPublisher:
             raise
         self._nc = nc
         return js
+
+    async def _client_error(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.connected or self.failures == 1:
+            log.warning("broker: %s: %s; holding events", type(exc).__name__, exc)
+        self.connected = False
+
+    async def _client_disconnected(self) -> None:
+        self.connected = False
 
     async def _run(self) -> None:
         delay = RETRY_MIN_S
