@@ -137,7 +137,8 @@ class BrokerPublisher:
         nc = await self._connect(self._url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
                                  max_reconnect_attempts=-1, reconnect_time_wait=RETRY_MIN_S,
                                  name=f"cti-publisher-{self.origin}", error_cb=self._client_error,
-                                 disconnected_cb=self._client_disconnected)
+                                 disconnected_cb=self._client_disconnected,
+                                 reconnected_cb=self._client_reconnected)
         js = nc.jetstream()
         try:
             await ensure_stream(js, self.stream, self.cluster)
@@ -155,6 +156,10 @@ class BrokerPublisher:
 
     async def _client_disconnected(self) -> None:
         self.connected = False
+
+    async def _client_reconnected(self) -> None:
+        self.connected = True
+        self._wake.set()
 
     async def _run(self) -> None:
         delay = RETRY_MIN_S
@@ -279,6 +284,8 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
     """Publish the app's bus to the broker while the app runs."""
     pub = app[BROKER] = BrokerPublisher(app[CORE].bus, url, cluster=cluster, stream=stream, buffer_max=buffer_max)
     app[BROKER_STATS] = pub.stats
+    # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
+    app[CORE].health_parts["broker"] = pub.stats
 
     async def ctx(app: web.Application) -> Any:
         await pub.start()

@@ -76,7 +76,7 @@ def collect(app: web.Application, now: float) -> list[Metric]:
     broker = app.get(BROKER_STATS)
     if broker is not None:
         b = broker()
-        fams.append(m.gauge("cti_broker_connected", "1 when the last publish to the broker succeeded", b["connected"]))
+        fams.append(m.gauge("cti_broker_connected", "1 while connected to the broker (the last connect or publish succeeded)", b["connected"]))
         fams.append(m.gauge("cti_broker_buffered_messages", "Events waiting for the broker", b["buffered"]))
         fams.append(m.gauge("cti_broker_buffer_capacity_messages", "Events held while the broker is away before "
                             "new ones are dropped (broker_buffer_max)", b["capacity"]))

@@ -150,6 +150,11 @@ async def test_a_broker_that_is_away_neither_blocks_nor_breaks_the_daemon(asteri
         async with aiohttp.ClientSession() as http:
             async with http.get(url(d, "/metrics")) as r:
                 metrics = await r.text()
+            async with http.get(url(d, "/healthz")) as r:
+                health = await r.json()
+        # Healthy all the same (the events are held), and the broker's part says why it waits.
+        assert r.status == 200 and health["ok"]
+        assert (health["broker"]["connected"], health["broker"]["buffered"]) == (0, 4)
         assert "cti_broker_connected 0.0" in metrics
         assert "cti_broker_buffered_messages 4.0" in metrics
         assert f"cti_broker_dropped_total {float(pub.outbox.dropped)}" in metrics
@@ -177,6 +182,29 @@ async def test_a_broker_that_is_away_neither_blocks_nor_breaks_the_daemon(asteri
         kinds = [x.body["type"] for x, _ in after if x.body.get("call_id") == second]
         assert kinds[0] == "call.started" and kinds[-1] == "call.ended"
         await feed.close()
+        await nc.close()
+        nc = None
+
+        # The broker restarts (its store kept) while a call goes on: the publisher's client
+        # reconnects by itself and nothing is lost, repeated or reordered.
+        last = after[-1][0]
+        server.terminate()
+        server.wait(10)
+        third = (await demo_ami_call(demo_ami, 3)).channel_id
+        await eventually(lambda: third in ended, 30, what="the third call over")
+        assert len(pub.outbox) > 0 and not pub.connected
+        server = _nats_server(port, tmp_path / "js")
+        await eventually(lambda: pub.connected and len(pub.outbox) == 0, 20, what="the held events published")
+        nc = await nats.connect(f"nats://127.0.0.1:{port}")
+        resumed = BrokerFeed(nc, cluster=cluster, stream=stream, after=last.stream_seq)
+        resumed.follower.last_bus[last.origin] = last.bus_seq
+        await resumed.open()
+        rest = await read_feed(resumed, lambda x: x.body.get("call_id") == third and x.body["type"] == "call.ended",
+                               20)
+        await resumed.close()
+        assert [v.kind for _, v in rest] == ["ok"] * len(rest)
+        assert [x.bus_seq for x, _ in rest] == list(range(last.bus_seq + 1, last.bus_seq + 1 + len(rest)))
+        assert pub.outbox.dropped == dropped
     finally:
         await d.stop()
         if nc is not None:
