@@ -40,7 +40,6 @@ from api.hub import _body_json
 
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
 _TOKEN = re.compile(r"^(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+$")
-_KIND = re.compile(r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+$")
 H_ID = "Nats-Msg-Id"
 H_ORIGIN = "Cti-Origin"
 H_BUS_SEQ = "Cti-Bus-Seq"
@@ -88,10 +87,9 @@ def stream_subjects(cluster: str) -> list[str]:
 
 
 def call_subject(cluster: str, kind: str) -> str:
-    """``cti.<cluster>.call.<kind>``; ``kind`` is a dotted lower-case name (``call.offered``)."""
-    if not _KIND.fullmatch(kind):
-        raise ValueError(f"not an event kind: {kind!r}")
-    return f"{prefix(cluster)}.call.{kind}"
+    """``cti.<cluster>.call.<kind>``: each dotted part of ``kind`` (``call.offered``) a token.
+    Raises ``ValueError`` for an empty part."""
+    return f"{prefix(cluster)}.call." + ".".join(token(part) for part in kind.split("."))
 
 
 def agent_subject(cluster: str, agent_id: str) -> str:

@@ -36,9 +36,11 @@ def test_a_token_cannot_change_a_subjects_shape():
     assert untoken(token("Agent 7 é.%")) == "Agent 7 é.%"
 
 
-def test_a_kind_must_be_a_dotted_name():
+def test_a_kinds_parts_are_tokens_and_none_may_be_empty():
+    assert call_subject("east", "call.>") == "cti.east.call.call.%3E"
+    assert call_subject("east", "effect") == "cti.east.call.effect"
     with pytest.raises(ValueError):
-        call_subject("east", "call.>")
+        call_subject("east", "call..x")
     with pytest.raises(ValueError):
         token("")
 
