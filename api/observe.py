@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 from prometheus_client.core import Metric
@@ -39,6 +39,8 @@ AGENT_STATES = ("logged_out", "available", "reserved", "on_call", "wrapup", "not
 
 LAG = web.AppKey("metrics_lag", m.LagHistogram)
 REGISTRY = web.AppKey("metrics_registry", m.CollectorRegistry)
+#: The event broker's publisher figures (api.broker), set only when broker_url is.
+BROKER_STATS: web.AppKey[Callable[[], dict[str, int]]] = web.AppKey("broker_stats")
 
 
 def collect(app: web.Application, now: float) -> list[Metric]:
@@ -71,6 +73,17 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         fams.append(m.counter("cti_store_rows_dropped_total", "Rows dropped: buffer full", w.dropped))
         fams.append(m.counter("cti_store_rows_rejected_total", "Rows PostgreSQL refused for good", w.rejected))
         fams.append(m.counter("cti_store_write_failures_total", "Write attempts that failed", w.failures))
+    broker = app.get(BROKER_STATS)
+    if broker is not None:
+        b = broker()
+        fams.append(m.gauge("cti_broker_connected", "1 while connected to the broker (the last connect or publish succeeded)", b["connected"]))
+        fams.append(m.gauge("cti_broker_buffered_messages", "Events waiting for the broker", b["buffered"]))
+        fams.append(m.gauge("cti_broker_buffer_capacity_messages", "Events held while the broker is away before "
+                            "new ones are dropped (broker_buffer_max)", b["capacity"]))
+        fams.append(m.counter("cti_broker_published_total", "Events the broker acknowledged", b["published"]))
+        fams.append(m.counter("cti_broker_dropped_total", "Events dropped: buffer full", b["dropped"]))
+        fams.append(m.counter("cti_broker_publish_failures_total", "Publish or connect attempts that failed",
+                              b["failures"]))
     acd = app.get(ACD)
     if acd is not None:
         stats = [acd.router.queue_stats(q.id, now) for q in acd.config.queues]

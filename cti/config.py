@@ -188,6 +188,17 @@ class Settings(BaseSettings):
     ha_renew_every: float = Field(0.5, gt=0, le=600)
     ha_poll_every: float = Field(0.5, gt=0, le=60)
 
+    # The event broker (docs/broker.md): with broker_url set (NATS with JetStream,
+    # "nats://host:4222"; it may carry credentials, so it is a secret), every call event,
+    # ACD decision and agent state goes to the stream broker_stream under subjects
+    # cti.<broker_cluster>.> (broker_cluster defaults to ha_cluster, else "main").
+    # Unset (the default): no broker, the in-process bus alone. broker_buffer_max: messages
+    # held while the broker is away; past it new ones are dropped and counted (/metrics).
+    broker_url: SecretStr | None = None
+    broker_stream: str = Field("CTI", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    broker_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+    broker_buffer_max: int = Field(10_000, ge=1, le=10_000_000)
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:

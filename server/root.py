@@ -87,6 +87,13 @@ def build(settings: Settings) -> web.Application:
     setup_dialer_routes(app)
     setup_engineer_routes(app)
     setup_kb_routes(app)
+    # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
+    # install needs none, and does not even import its client library.
+    if settings.broker_url is not None:
+        from api.broker import setup_broker
+        setup_broker(app, settings.broker_url.get_secret_value(),
+                     cluster=settings.broker_cluster or settings.ha_cluster or "main",
+                     stream=settings.broker_stream, buffer_max=settings.broker_buffer_max)
     # Where each subscribes to the bus does not change what it sees, nor in which
     # order: every subscriber gets every event in seq order (cti.events.Bus).
     # 5. The lease last: every part is up before this node may lead, and it is

@@ -21,7 +21,7 @@ from acd.decisions import AgentView, QueueStats
 from acd.routing_shell import ACD
 from api import prometheus as m
 from api.desktop_state import DESKTOP
-from api.observe import LAG, REGISTRY, setup_metrics
+from api.observe import BROKER_STATS, LAG, REGISTRY, setup_metrics
 from api.registry import API, Api
 from api.ws import WS
 from cti.ami_types import AmiHealth
@@ -76,6 +76,8 @@ def minimal_app() -> web.Application:
     app[LAG].observe(0.004)
     app[HA] = SimpleNamespace(health=lambda: {"role": "leader", "epoch": 4, "takeovers": 1, "heartbeat_age_s": 0.2,
                                               "leaderless_s": 0.0})
+    app[BROKER_STATS] = lambda: {"connected": 1, "buffered": 0, "capacity": 10_000, "published": 40, "dropped": 0,
+                                 "failures": 0, "last_stream_seq": 40}
     return app
 
 

@@ -1,0 +1,298 @@
+"""The broker's shell (docs/broker.md): bus events to a NATS JetStream stream, and back.
+
+``BrokerPublisher`` subscribes to the bus like the WebSocket hub does and turns
+each call event (ACD decisions included) and each agent state change into the
+hub's message body (``api.hub``), then an ``api.broker_core.Envelope`` held in
+an ``Outbox``. One task publishes the outbox in order, one message at a time,
+waiting for JetStream's acknowledgement before the next (so the stream holds the
+bus's order even across a retry; ``Nats-Msg-Id`` makes a retried message stored
+once). The bus never waits: the subscriber only encodes and appends.
+
+``BrokerFeed`` reads the stream from a given sequence with an ordered consumer
+(JetStream's own way to replay a stream in order: it re-creates itself from the
+last sequence it delivered after a gap or a reconnect) and hands back
+``Delivered`` messages checked by a ``Follower``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from typing import Any, Awaitable, Callable
+
+import nats
+from aiohttp import web
+from nats.errors import Error as NatsError
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+
+from acd.events import AgentStateChanged
+from api.broker_core import (
+    Delivered,
+    Follower,
+    Outbox,
+    Verdict,
+    agent_subject,
+    call_subject,
+    decode,
+    encode,
+    stream_subjects,
+)
+from api.hub import CallAudience, agent_update, call_message
+from api.observe import BROKER_STATS
+from api.ws import _snapshot
+from cti.daemon import CORE
+from cti.events import Bus, CallEvent
+
+log = logging.getLogger("cti.broker")
+
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 5.0
+PUBLISH_TIMEOUT_S = 2.0
+CONNECT_TIMEOUT_S = 2.0
+DUPLICATE_WINDOW_S = 120.0
+
+Connect = Callable[..., Awaitable[Any]]
+
+
+class BrokerPublisher:
+    """Every bus event of interest, in bus order, to the stream ``stream``."""
+
+    def __init__(self, bus: Bus, url: str, *, cluster: str, stream: str = "CTI", buffer_max: int = 10_000,
+                 connect: Connect = nats.connect) -> None:
+        self.bus = bus
+        self._url = url
+        self.cluster = cluster
+        self.stream = stream
+        self.outbox = Outbox(buffer_max)
+        self.origin = secrets.token_hex(6)      # this run; with bus_seq, each message's id
+        self.bus_seq = 0
+        self.audience = CallAudience()
+        self.connected = False
+        self.failures = 0
+        self.last_stream_seq = 0
+        self._connect = connect
+        self._nc: Any = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
+
+    # -- bus subscribers: encode and append, never wait ---------------------
+
+    def on_call_event(self, ev: CallEvent) -> None:
+        agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
+        body = call_message(ev.kind, ev.call_id, ev.seq, ev.at, ev.call, ev.data)
+        self._offer(call_subject(self.cluster, ev.kind), body, agents)
+
+    def agent_changed(self, ev: AgentStateChanged) -> None:
+        message = agent_update(_snapshot(ev.view), None if ev.previous is None else _snapshot(ev.previous))
+        if message is not None:
+            self._offer(agent_subject(self.cluster, ev.agent_id), message, frozenset({ev.agent_id}))
+
+    def _offer(self, subject: str, body: dict[str, Any], agents: frozenset[str]) -> None:
+        self.bus_seq += 1
+        try:
+            env = encode(subject, body, agents, self.origin, self.bus_seq)
+        except ValueError:
+            log.exception("broker: event not encodable, dropped")
+            self.outbox.dropped += 1
+            return
+        if self.outbox.offer(env):
+            self._wake.set()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self._unsubscribe = [self.bus.subscribe(self.on_call_event),
+                             self.bus.subscribe_to(AgentStateChanged, self.agent_changed)]
+        self._task = asyncio.create_task(self._run(), name="broker-publish")
+
+    async def stop(self, drain_s: float = 2.0) -> None:
+        """Stop taking events; give what is held ``drain_s`` to reach the broker; close."""
+        for u in self._unsubscribe:
+            u()
+        self._unsubscribe = []
+        if self._task is not None:
+            if len(self.outbox) and self.connected:
+                loop = asyncio.get_running_loop()
+                until = loop.time() + drain_s
+                while len(self.outbox) and self.connected and loop.time() < until:
+                    await asyncio.sleep(0.02)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._nc is not None:
+            try:
+                await self._nc.close()
+            except Exception:   # closing a connection that is already gone
+                pass
+            self._nc = None
+        self.connected = False
+
+    # -- the publishing loop ------------------------------------------------
+
+    async def _open(self) -> Any:
+        # The client retries the first connection too, for ever (max_reconnect_attempts=-1),
+        # and reconnects by itself; its errors are counted here and logged once per outage.
+        nc = await self._connect(self._url, connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
+                                 max_reconnect_attempts=-1, reconnect_time_wait=RETRY_MIN_S,
+                                 name=f"cti-publisher-{self.origin}", error_cb=self._client_error,
+                                 disconnected_cb=self._client_disconnected,
+                                 reconnected_cb=self._client_reconnected)
+        js = nc.jetstream()
+        try:
+            await ensure_stream(js, self.stream, self.cluster)
+        except BaseException:
+            await _close_quietly(nc)
+            raise
+        self._nc = nc
+        return js
+
+    async def _client_error(self, exc: Exception) -> None:
+        self.failures += 1
+        if self.connected or self.failures == 1:
+            log.warning("broker: %s: %s; holding events", type(exc).__name__, exc)
+        self.connected = False
+
+    async def _client_disconnected(self) -> None:
+        self.connected = False
+
+    async def _client_reconnected(self) -> None:
+        self.connected = True
+        self._wake.set()
+
+    async def _run(self) -> None:
+        delay = RETRY_MIN_S
+        js = None
+        while True:
+            try:
+                if js is None:
+                    js = await self._open()
+                    self.connected = True
+                    delay = RETRY_MIN_S
+                    log.info("broker: connected, stream %s", self.stream)
+                env = self.outbox.head()
+                if env is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                ack = await js.publish(env.subject, env.payload, timeout=PUBLISH_TIMEOUT_S,
+                                       stream=self.stream, headers=env.headers)
+                self.outbox.done()
+                self.last_stream_seq = ack.seq
+                self.connected = True
+                delay = RETRY_MIN_S
+            except asyncio.CancelledError:
+                raise
+            except (NatsError, OSError, asyncio.TimeoutError) as exc:
+                self.failures += 1
+                if self.connected:
+                    log.warning("broker: cannot publish (%s: %s); holding events", type(exc).__name__, exc)
+                self.connected = False
+                if self._nc is not None and self._nc.is_closed:
+                    js, self._nc = None, None       # closed for good: connect anew
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
+            except Exception:
+                self.failures += 1
+                log.exception("broker: publishing failed")
+                self.connected = False
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
+
+    def stats(self) -> dict[str, int]:
+        return {"connected": int(self.connected), "buffered": len(self.outbox), "capacity": self.outbox.limit,
+                "published": self.outbox.published, "dropped": self.outbox.dropped, "failures": self.failures,
+                "last_stream_seq": self.last_stream_seq}
+
+
+async def _close_quietly(nc: Any) -> None:
+    try:
+        await nc.close()
+    except Exception:
+        pass
+
+
+async def ensure_stream(js: Any, stream: str, cluster: str) -> None:
+    """The stream exists and stores the cluster's subjects (made on first use: file storage,
+    limits retention, ``Nats-Msg-Id`` de-duplication over ``DUPLICATE_WINDOW_S``)."""
+    try:
+        info = await js.stream_info(stream)
+    except NotFoundError:
+        await js.add_stream(js_api.StreamConfig(name=stream, subjects=stream_subjects(cluster),
+                                                storage=js_api.StorageType.FILE,
+                                                duplicate_window=DUPLICATE_WINDOW_S))
+        return
+    wanted = stream_subjects(cluster)[0]
+    if wanted not in (info.config.subjects or []):
+        cfg = info.config
+        cfg.subjects = [*(cfg.subjects or []), wanted]
+        await js.update_stream(cfg)
+
+
+class BrokerFeed:
+    """The cluster's messages from stream sequence ``after + 1`` on, in order."""
+
+    def __init__(self, nc: Any, *, cluster: str, stream: str = "CTI", after: int = 0,
+                 subject: str | None = None) -> None:
+        self.nc = nc
+        self.cluster = cluster
+        self.stream = stream
+        self.subject = subject or stream_subjects(cluster)[0]
+        self.follower = Follower(after)
+        self._after = after
+        self._sub: Any = None
+        self.rejected = 0
+
+    async def open(self) -> None:
+        js = self.nc.jetstream()
+        if self._after > 0:
+            config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                                           opt_start_seq=self._after + 1)
+        else:
+            config = js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.ALL)
+        self._sub = await js.subscribe(self.subject, stream=self.stream, ordered_consumer=True, config=config)
+
+    async def next(self, timeout: float) -> tuple[Delivered, Verdict]:
+        """The next message and what the follower made of it (a duplicate is skipped).
+        Raises ``asyncio.TimeoutError`` (nats' ``TimeoutError`` is one) when none comes."""
+        while True:
+            msg = await self._sub.next_msg(timeout=timeout)
+            try:
+                d = decode(msg.subject, msg.headers, msg.data, msg.metadata.sequence.stream)
+            except ValueError as exc:
+                self.rejected += 1
+                log.warning("broker: skipped a message that is not ours: %s", exc)
+                continue
+            verdict = self.follower.feed(d)
+            if verdict.kind != "duplicate":
+                return d, verdict
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:
+                pass
+            self._sub = None
+
+
+BROKER = web.AppKey("broker", BrokerPublisher)
+
+
+def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int) -> BrokerPublisher:
+    """Publish the app's bus to the broker while the app runs."""
+    pub = app[BROKER] = BrokerPublisher(app[CORE].bus, url, cluster=cluster, stream=stream, buffer_max=buffer_max)
+    app[BROKER_STATS] = pub.stats
+    # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
+    app[CORE].health_parts["broker"] = pub.stats
+
+    async def ctx(app: web.Application) -> Any:
+        await pub.start()
+        try:
+            yield
+        finally:
+            await pub.stop()
+
+    app.cleanup_ctx.append(ctx)
+    return pub
