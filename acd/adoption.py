@@ -117,9 +117,6 @@ class Adoption:
             self.adopted += 1
             log.info("acd adopted a waiting caller", call_id=call_id, queue=values["CTI_QUEUE"])
             queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
-            # The call's record learns it waits (a model started after the caller queued did
-            # not see it: a hang-up from here on must count as an abandon).
-            self.core.bus.publish(*self.core.model.waiting_found(call_id, queue, since, time.time()))
             self._enter(call_id, Entry(queue, since, priority, parse_skills(values["CTI_SKILLS"]),
                                        values["CTI_CUSTOMER"] or None), time.time())
         # Asterisk can be told again: offers held back while the connection was down go now.
