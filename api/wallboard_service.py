@@ -197,7 +197,7 @@ class WallboardService:
     def build(self, now: float) -> dict[str, Any]:
         """The board at ``now`` from the ledger (rebuilding the calls that changed,
         folding those settled)."""
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         acd = self.acd
         agents = []
         callbacks: dict[str, str] = {}
@@ -221,7 +221,9 @@ class WallboardService:
         for a in snap["agents"]:
             a.update(self.caller(a["call_id"]) if a["call_id"] else {"number": None, "caller_name": None})
         snap["timezone"] = str(self.tz)
-        self.build_s = time.perf_counter() - t0
+        # CPU time, not wall time: a build preempted by a busy machine (or paused by the
+        # collector) would otherwise stretch the next pushes by twenty times the pause.
+        self.build_s = time.thread_time() - t0
         return snap
 
     def caller(self, call_id: str) -> dict[str, str | None]:
@@ -265,8 +267,9 @@ class WallboardService:
 
     def interval(self) -> float:
         """Seconds between pushes: ``push_s``, or longer when a build is slow, so that
-        the board never takes more than ``BUILD_SHARE`` of the daemon's time."""
-        return max(self.push_s, self.build_s / BUILD_SHARE)
+        the board never takes more than ``BUILD_SHARE`` of the daemon's CPU time; never
+        longer than ``REFRESH_S``."""
+        return min(REFRESH_S, max(self.push_s, self.build_s / BUILD_SHARE))
 
     def _new_day(self, now: float) -> None:
         """At local midnight: forget yesterday's settled calls (those waiting stay)."""

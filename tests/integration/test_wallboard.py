@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from acd import rollups
-from api.wallboard_service import REPORTS_AT_ONCE, WALLBOARD
+from api.wallboard_service import BUILD_SHARE, REFRESH_S, REPORTS_AT_ONCE, WALLBOARD
 from cti.demo import place_call, set_demo_times
 from tests.integration.conftest import ROOT, daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.test_api import ACD_TEST, PASSWORD, add_user, bearer, login, url
@@ -229,9 +229,15 @@ async def test_board_and_interval_report_equal_the_figures_computed_by_hand(cent
     assert agents["a1"]["not_ready_by_reason"]["test"] > 0
     # The push interval: wallboard_push_s while boards build fast; stretched when a build is slow.
     wb = d.runner.app[WALLBOARD]
-    assert wb.pushes > 0 and wb.build_s < 0.005 and wb.interval() == 0.1
+    # (How fast a board builds is bench/wallboard.py's figure, not a test's: here only the rule.)
+    assert wb.pushes > 0 and wb.build_s > 0 and wb.push_s == 0.1
+    assert wb.interval() == min(REFRESH_S, max(0.1, wb.build_s / BUILD_SHARE))
+    wb.build_s = 0.001
+    assert wb.interval() == 0.1
     wb.build_s = 0.2
     assert wb.interval() == pytest.approx(4.0)
+    wb.build_s = 2.0               # never slower than the board's refresh
+    assert wb.interval() == REFRESH_S
 
 
 async def test_supervisor_actions_are_carried_out_and_audited(centre, demo_ami, database, http):

@@ -84,7 +84,7 @@ async def test_the_board_names_callers_and_says_alerts_and_action_results_in_wor
     await page.wait_for_selector("#status.live", timeout=10_000)
     waiting = await call(demo_ami, "billing", 41)
     row = page.locator(f"#waiting tr[data-call='{waiting.channel_id}']")
-    await row.wait_for(timeout=5_000)
+    await row.wait_for(timeout=10_000)
     caller = await row.locator("td").first.text_content()
     assert "Caller 41" in caller and "+44200000041" in caller and waiting.channel_id not in caller
     assert await row.locator("select").get_attribute("aria-label") == \
