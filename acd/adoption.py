@@ -17,7 +17,7 @@ import structlog
 
 from acd import config as acd_config
 from acd import core as acd_core
-from acd.held_calls import Entry, Waiting, parse_skills
+from acd.held_calls import Entry, Waiting, adopted_wait_start, parse_skills
 from cti.errors import CtiError
 
 if TYPE_CHECKING:
@@ -111,12 +111,16 @@ class Adoption:
                 priority = int(values["CTI_PRIORITY"]) if values["CTI_PRIORITY"] else None
             except ValueError:
                 priority = None
+            since = adopted_wait_start(since, await self._stored_join(call_id))
             if self.calls.get(call_id) is not waiting:  # it left while we asked
                 continue
             waiting.announced_at = since
             self.adopted += 1
             log.info("acd adopted a waiting caller", call_id=call_id, queue=values["CTI_QUEUE"])
             queue = values["CTI_QUEUE"] or self.core.settings.acd_default_queue
+            # The call's record learns it waits (a model started after the caller queued did
+            # not see it: a hang-up from here on must count as an abandon).
+            self.core.bus.publish(*self.core.model.waiting_found(call_id, queue, since, time.time()))
             self._enter(call_id, Entry(queue, since, priority, parse_skills(values["CTI_SKILLS"]),
                                        values["CTI_CUSTOMER"] or None), time.time())
         # Asterisk can be told again: offers held back while the connection was down go now.
@@ -131,6 +135,20 @@ class Adoption:
             return
         for ev in held:
             self.on_call_event(ev)
+
+    async def _stored_join(self, call_id: str) -> float | None:
+        """When this call's record says it joined its queue (None without a database,
+        or when it was never stored: a crash before the writer's next batch)."""
+        pool = self.core.pool
+        if pool is None:
+            return None
+        try:
+            at = await pool.fetchval("SELECT queue_joined_at FROM calls WHERE call_id = $1 AND ended_at IS NULL",
+                                     call_id)
+        except Exception as exc:   # the record is a refinement: adopt from the dialplan's value
+            log.warning("acd could not read a waiting caller's stored queue join", call_id=call_id, error=str(exc))
+            return None
+        return None if at is None else at.timestamp()
 
     async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
         replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},

@@ -23,6 +23,21 @@ def parse_skills(text: str | None) -> dict[str, int]:
     return out
 
 
+# The dialplan's wait start is whole seconds (``${EPOCH}``); the stored join is when the
+# daemon saw ``CtiAcdWait``, a moment later. A stored join this close after it is the same
+# entry; an older one is an earlier entry (a caller transferred back to a queue).
+SAME_ENTRY_S = 5.0
+
+
+def adopted_wait_start(since: float, stored: float | None) -> float:
+    """The wait start of a caller adopted after a restart: the one stored for this call
+    when it is the same queue entry (precise, and what the reports already hold, so
+    adopting rewrites nothing), else the dialplan's ``CTI_WAIT_START``."""
+    if stored is not None and since <= stored < since + SAME_ENTRY_S:
+        return stored
+    return since
+
+
 @dataclass(slots=True)
 class Waiting:
     """What the shell knows of a call the router holds."""

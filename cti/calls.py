@@ -624,6 +624,27 @@ class CallModel:
         if call is not None:
             call.expected = (agent, channel_prefix(device))
 
+    def waiting_found(self, call_id: str, queue: str | None, since: float, now: float) -> list[CallEvent]:
+        """After a resync: the caller waits for the ACD in its dialplan (found by the ACD's
+        adoption, which read the queue and the wait start the dialplan stored). A model
+        that started after the caller's ``CtiAcdWait`` (a restart, a standby taking over)
+        did not see it queue: the call is queued from ``since`` on, so hanging up from
+        here on is an abandon with its whole wait, as for a caller seen to queue. Nothing
+        for a call that already knows it waits, has an agent, or is gone; no
+        ``call.queued`` (it queued before, and the ACD has it already): only the state."""
+        call = self.calls.get(call_id)
+        out: list[CallEvent] = []
+        if call is None or call.in_queue or call.ended_at is not None or call.agent_answered_at is not None:
+            return out
+        call.in_queue = True
+        call.queue = queue or call.queue
+        if call.queue_joined_at is None:
+            call.queue_joined_at = min(since, now)
+            call.started_at = min(call.started_at, call.queue_joined_at)
+        call.queue_left_at = None
+        self._update_state(call, now, out)
+        return out
+
     def agent_found(self, call_id: str, agent: str, device: str, now: float) -> list[CallEvent]:
         """After a resync: ``agent`` was found talking with this call's caller (read
         from the caller's channel: an agent who answered while we were away, or

@@ -201,6 +201,32 @@ async def test_restarted_daemon_adopts_callers_already_waiting(asterisk, databas
         await set_demo_times(demo_ami)
 
 
+async def test_a_caller_adopted_after_a_restart_who_hangs_up_is_recorded_as_abandoned(
+        asterisk, database, tmp_path, demo_ami):
+    """The restarted daemon's call model never saw the caller queue (CtiAcdWait came before
+    it started); the ACD's adoption tells it, so the hang-up is an abandon with the whole wait."""
+    hangup_all()
+    settings = daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0)
+    first = await start_daemon(settings)
+    await eventually(lambda: first.acd is not None and first.acd.heartbeats > 0, timeout=10)
+    # Skills nobody has: the caller waits through both daemons until it gives up.
+    p = await place_call(demo_ami, caller_num="+442000000777", caller_name="gives up", patience=12,
+                         context="cti-demo-direct", variables={"CTI_QUEUE": "billing", "CTI_SKILLS": "french:10"})
+    await eventually(lambda: p.channel_id in first.acd.calls, timeout=10, what="the caller waiting")
+    first.acd.handover = False  # as if it died: the caller stays in cti-acd-wait
+    await first.stop()
+    second = await start_daemon(settings)
+    try:
+        await eventually(lambda: second.acd is not None and second.acd.adopted == 1, timeout=15,
+                         what="the waiting caller adopted")
+        rows = await ended_rows(database, [p.channel_id], timeout=30)
+        row = rows[p.channel_id]
+        assert row["abandoned"] and row["agent"] is None and row["queue"] == "billing"
+        assert (row["queue_left_at"] - row["queue_joined_at"]).total_seconds() >= 10   # the whole wait
+    finally:
+        await second.stop()
+
+
 async def test_restarted_daemon_finds_agents_talking_and_wraps_them_up(asterisk, database, tmp_path, demo_ami):
     hangup_all()
     settings = daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0)

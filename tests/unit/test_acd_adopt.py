@@ -95,3 +95,14 @@ async def test_a_caller_in_the_offer_context_before_its_agent_is_named_waits_as_
     service.core.model.resync(listing, [], time.time())
     await service.adopt(listing)
     assert "r1" in service.calls and service.calls["r1"].agent == "a4"       # adopted waiting, offered a4
+
+
+def test_an_adopted_caller_keeps_the_stored_join_of_the_same_entry_else_the_dialplans_wait_start():
+    """The stored join (when the daemon saw CtiAcdWait) is kept when it belongs to the entry the
+    dialplan's whole-second wait start names: adopting rewrites nothing the reports hold."""
+    from acd.held_calls import SAME_ENTRY_S, adopted_wait_start
+    assert adopted_wait_start(1000.0, 1000.734) == 1000.734      # the same entry, precise
+    assert adopted_wait_start(1000.0, None) == 1000.0            # never stored (a crash before a write)
+    assert adopted_wait_start(1000.0, 940.2) == 1000.0           # an earlier entry: transferred back
+    assert adopted_wait_start(1000.0, 1000.0 + SAME_ENTRY_S) == 1000.0
+    assert adopted_wait_start(1000.0, 999.9) == 1000.0

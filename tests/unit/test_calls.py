@@ -329,3 +329,39 @@ def test_the_phone_reload_local_channel_is_not_a_call():
     assert model.resync([{"Channel": "Local/pjsip@cti-phone-reload-0000002a;1", "Uniqueid": "r-1",
                           "Linkedid": "r-1", "ChannelStateDesc": "Up"}], [], 101.0) == []
     assert model.calls == {}
+
+
+def _acd_caller(uid: str, context: str = "cti-acd-wait") -> dict[str, str]:
+    """A caller waiting for the ACD, as CoreShowChannels lists it after a restart."""
+    return {"Event": "CoreShowChannel", "Channel": "Local/p300@cti-demo-caller-00000001;1",
+            "ChannelState": "6", "ChannelStateDesc": "Up", "CallerIDNum": "+4470000009",
+            "CallerIDName": "Waiting", "Context": context, "Exten": "s", "Priority": "4",
+            "Uniqueid": uid, "Linkedid": uid, "Application": "WaitExten", "ApplicationData": "3600,m(default)",
+            "Duration": "00:00:40", "BridgeId": ""}
+
+
+def test_a_caller_found_waiting_after_a_restart_who_hangs_up_is_an_abandon_with_the_whole_wait():
+    """A model started after the caller's CtiAcdWait (a restart, a standby taking over) learns
+    from the ACD's adoption that the caller waits; the hang-up is then an abandon, its wait
+    counted from the start the dialplan stored, not from the restart."""
+    model = CallModel()
+    model.resync([_acd_caller("c1")], [], 1000.0)
+    assert model.calls["c1"].state != "queued"          # nothing in the listing says it waits
+    out = model.waiting_found("c1", "sales", 960.0, 1001.0)
+    assert [e.data.get("new") for e in out if e.kind == "call.state"] == ["queued"]
+    assert model.calls["c1"].queue == "sales" and model.calls["c1"].queue_joined_at == 960.0
+    assert model.waiting_found("c1", "sales", 960.0, 1002.0) == []   # told once is enough
+    ended = model.feed({"Event": "Hangup", "Uniqueid": "c1", "Linkedid": "c1", "Cause": "16",
+                        "Timestamp": "1010.0", "Channel": "Local/p300@cti-demo-caller-00000001;1"}, 1010.0)
+    abandoned = of_kind(ended, "call.abandoned")
+    assert len(abandoned) == 1 and abandoned[0].data["queue"] == "sales" and abandoned[0].data["wait_s"] == 50.0
+    assert model.calls.get("c1") is None or model.calls["c1"].abandoned
+
+
+def test_waiting_found_leaves_a_call_with_an_agent_or_gone_alone():
+    model = CallModel()
+    model.resync([_acd_caller("c1")], [], 1000.0)
+    model.agent_found("c1", "a1", "Local/agent1@cti-demo-agents/n", 1000.5)
+    assert model.waiting_found("c1", "sales", 960.0, 1001.0) == []
+    assert model.calls["c1"].state != "queued"
+    assert model.waiting_found("gone", "sales", 960.0, 1001.0) == []
