@@ -71,8 +71,8 @@ _RELEASE = ("UPDATE leadership SET released = true,"
             " heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond')"
             " WHERE cluster = $1 AND holder = $2 AND epoch = $3 AND NOT released RETURNING epoch")
 # cti handover: asked of the holder in office (its holder and epoch, as the operator saw them).
-_ASK = ("UPDATE leadership SET handover_requested = true WHERE cluster = $1 AND holder = $2 AND epoch = $3"
-        " AND NOT released RETURNING epoch")
+ASK_HANDOVER = ("UPDATE leadership SET handover_requested = true"
+                " WHERE cluster = $1 AND holder = $2 AND epoch = $3 AND NOT released RETURNING epoch")
 _EVICT = ("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
           " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2 AND granted"
           " AND pid <> pg_backend_pid()")
@@ -239,7 +239,7 @@ def _row(r: Any) -> LeaseRow | None:
 async def request_handover(conn: Any, cluster: str, holder: str, epoch: int) -> bool:
     """``cti handover``: ask the leader ``holder`` of ``epoch`` to hand over (it sees the
     request in its next renewal). False when that is no longer the row in office."""
-    return await conn.fetchval(_ASK, cluster, holder, epoch) is not None
+    return await conn.fetchval(ASK_HANDOVER, cluster, holder, epoch) is not None
 
 
 _STATUS = ("SELECT cluster, holder, epoch, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,"
