@@ -42,7 +42,7 @@ class Heartbeat:
     """The epoch we lead with, what Asterisk confirmed of it, and the heartbeat's counters."""
 
     offers_refused: int = 0                     # by the dialplan: our epoch was below Asterisk's
-    actions_refused: int = 0                    # announcements, max waits, callbacks refused so
+    actions_refused: int = 0                    # our announcements, max waits, callbacks: refused likewise
     heartbeats: int = 0
     # Our leadership epoch (docs/ha.md): 1 for a lone daemon; the lease's when
     # leading a pair (``set_epoch``). Carried by every offer and the heartbeat.
