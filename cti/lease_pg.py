@@ -136,6 +136,10 @@ class PgLeadership:
             return False
         for d in decisions:
             log.warning("lease.step_down", node=self.node_id, epoch=d.epoch, reason="handover")
+            if self._on_decision is not None:
+                res = self._on_decision(d)
+                if asyncio.iscoroutine(res):
+                    await res
         self._released = asyncio.get_running_loop().create_future()
         self._wake.set()
         try:
