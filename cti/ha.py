@@ -18,7 +18,8 @@ decisions are applied here, one at a time and in order, on a task of their own
 
 - ``HandoverAsked`` (``cti handover``): a planned handover. The node stops acting
   at once (``may_act`` false), runs the ``on_step_down`` hooks while its lease still
-  renews (nobody else may lead yet, so no caller is offered twice), then releases the
+  renews (nobody else may lead yet, so no caller is offered twice), waits for its writer
+  to empty (timelines, agent states: the new leader reads them), then releases the
   lease (``PgLeadership.release``: the row marked released, the session dropped) so
   the standby takes over without waiting a ttl, and exits with 75 like a step-down.
 
@@ -213,10 +214,18 @@ class HaNode:
                 log.exception("ha: a feature failed to stop", hook=getattr(hook, "__qualname__", repr(hook)))
         self.core.timeline = False
         stopped = loop.time()
+        # What this leader decided is in the database before the standby leads: its
+        # timelines (the new leader numbers each live call's events after the stored
+        # ones), agent states and callbacks. Bounded: the lease must still be renewing.
+        writer = getattr(self.core, "writer", None)
+        drained = True
+        if writer is not None:
+            drained = await writer.drain(timeout=self.config.renew_within)
+        written = loop.time()
         released = self.lease is not None and await self.lease.release(timeout=self.config.renew_within)
         self.role = "stepped-down"
-        self.handover = {"stop_s": round(stopped - t0, 3), "release_s": round(loop.time() - stopped, 3),
-                         "released": released}
+        self.handover = {"stop_s": round(stopped - t0, 3), "drain_s": round(written - stopped, 3),
+                         "drained": drained, "release_s": round(loop.time() - written, 3), "released": released}
         log.warning("ha handed over: exiting to start again as a standby", node=self.node, epoch=self.epoch,
                     **self.handover)
         shutdown = getattr(self.core, "shutdown", None)
