@@ -240,7 +240,7 @@ def _handover_line(path: Path) -> dict[str, Any] | None:
                 got = json.loads(line)
             except ValueError:
                 continue
-            found = {k: got.get(k) for k in ("stop_s", "release_s", "released")}
+            found = {k: got.get(k) for k in ("stop_s", "drain_s", "drained", "release_s", "released")}
     return found
 
 
@@ -260,11 +260,13 @@ def render(r: dict[str, Any]) -> str:
                  f"a resume: {sum(k.get('refused_after_resume', 0) for k in r['per_kill'])}."]
     if r.get("handover"):
         stops = [k["old_leader"]["stop_s"] for k in r["per_kill"] if k.get("old_leader")]
+        drains = [k["old_leader"].get("drain_s") or 0 for k in r["per_kill"] if k.get("old_leader")]
         released = sum(1 for k in r["per_kill"] if (k.get("old_leader") or {}).get("released"))
         extra = [f"\nPlanned handovers (`cti handover`'s request): old leaders exited with 75: "
                  f"{'all' if r['handed_over_exits_75'] else 'NOT ALL'}; lease released by the old leader: "
                  f"{released} of {len(r['per_kill'])}; stopping its features took at most "
-                 f"{max(stops) if stops else '-'} s; callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
+                 f"{max(stops) if stops else '-'} s, emptying its writer at most {max(drains) if drains else '-'} s; "
+                 f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
     return "\n".join([
         "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, "
