@@ -124,3 +124,18 @@ async def test_a_refused_action_of_ours_is_counted_and_tells_us_we_are_fenced():
     service.on_action_refused(_action_refused("maxwait", "4", "5"))
     assert (service.actions_refused, service.fenced) == (1, True)
     assert service.health()["actions_refused"] == 1
+
+
+@given(headers=st.dictionaries(st.sampled_from(["Linkedid", "Uniqueid", "Channel", "Action", "Callback", "Epoch",
+                                                "Current"]), st.text(max_size=30)))
+def test_any_refusal_the_dialplan_or_a_forger_sends_is_read_without_error(headers):
+    """Fuzz: whatever the UserEvent holds, it is typed, its epochs are digits or None, and
+    the shell counts it only when it carries the shell's own epoch."""
+    ev = ami_inputs.parse({"Event": "UserEvent", "UserEvent": "CtiActionRefused", **headers})
+    assert isinstance(ev, ami_inputs.ActionRefused)
+    r = parse_action_refusal(ev)
+    assert r.epoch is None or (isinstance(r.epoch, int) and r.epoch >= 0)
+    service = _service()
+    service.set_epoch(3)
+    service.on_action_refused(ev)
+    assert service.actions_refused == (1 if r.epoch == 3 else 0)
