@@ -34,6 +34,12 @@ def failure(fut: asyncio.Future[Any]) -> BaseException | None:
     return fut.exception()
 
 
+def submit_all(ami: Any, actions: list[tuple[str, dict[str, Any]]]) -> asyncio.Future[Any]:
+    """Write ``actions`` now, in order (one AMI session runs them in that order);
+    one future for all their replies (failed if any failed)."""
+    return asyncio.gather(*(submit(ami, name, headers) for name, headers in actions))
+
+
 def setvar(ami: Any, channel: str, name: str, value: str) -> None:
     """Set a channel variable; a failure is logged."""
     fut = submit(ami, "Setvar", {"Channel": channel, "Variable": name, "Value": value})

@@ -27,6 +27,7 @@ from acd import callback_db
 from acd import callbacks as cbs
 from acd import core as acd_core
 from acd.ami_actions import failure, submit
+from acd.epoch import callback_variables
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import CallbackRequest, CallbackResult, LegHungUp, OriginateResult
 
@@ -58,6 +59,7 @@ class CallbackShell:
         carried: dict[str, str]
         offers_sent: int
         offers_failed: int
+        epoch: int
         _pool: Any
         _queues: dict[str, Any]
         _stopped: bool
@@ -162,7 +164,7 @@ class CallbackShell:
             "Channel": d.device, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1",
             "Timeout": str(int(d.ring_timeout_s * 1000)), "Async": "true",
             "CallerID": f'"Callback" <{cb.number}>', "ChannelId": leg, "OtherChannelId": f"{leg}-2",
-            "Variable": [f"{k}={v}" for k, v in variables.items()],
+            "Variable": callback_variables(self.epoch, variables),
         })
 
         def done(f: asyncio.Future[Any]) -> None:

@@ -13,18 +13,38 @@ highest epoch it was given in the global ``CTI_ACD_EPOCH``:
 - The heartbeat is per epoch: ``CTI_ACD_HEARTBEAT_<epoch>``; the dialplan reads
   the one of the epoch in force, so a deposed leader's heartbeat (or its 0 on
   stop) is read by nobody.
+- The ACD's other routing actions carry the epoch the same way, in the value the
+  dialplan acts on, and are refused below the epoch in force
+  (``UserEvent(CtiActionRefused, Action, Epoch, Current)``, the caller back in
+  the wait): ``CTI_ANNOUNCE = epoch,position,minutes`` (``cti-acd-announce``),
+  ``CTI_MAXWAIT = epoch,action`` (``cti-acd-maxwait``, which also refuses a value
+  naming another action than its extension), and the callback Originate's
+  ``CTI_CALLBACK_EPOCH`` (``cti-acd-callback``: checked when the agent answers,
+  before the customer is dialled). The epoch travels in the value written with
+  the Redirect, not in a variable of its own: a newer leader's Setvar landing
+  between a deposed leader's Setvar and Redirect then makes that Redirect carry
+  the newer leader's own value.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
-from cti.ami_inputs import OfferRefused
+from cti.ami_inputs import ActionRefused, OfferRefused
 
 EPOCH_GLOBAL = "CTI_ACD_EPOCH"
 EPOCH_VARIABLE = "CTI_NEW_EPOCH"
 EPOCH_CONTEXT = "cti-acd-epoch"
 # Originated to raise the epoch; the call model ignores channels named so (cti/calls.py).
 EPOCH_CHANNEL = f"Local/raise@{EPOCH_CONTEXT}/n"
+CALLBACK_EPOCH_VARIABLE = "CTI_CALLBACK_EPOCH"
+# An extension of cti-acd-maxwait (``_[a-z].``): a queue's on_max_wait other than
+# overflow (voicemail, callback; any other word plays goodbye and hangs up).
+MAXWAIT_ACTION = re.compile(r"[a-z][a-z]+")
+
+# One AMI action: (name, headers), written in order by the shell (``AmiClient.submit``).
+Action = tuple[str, dict[str, Any]]
 
 
 def epoch_digits(value: str | None) -> int | None:
@@ -81,6 +101,90 @@ def parse_refusal(ev: OfferRefused) -> Refusal:
     """The dialplan's refusal (typed at the edge, ``cti.ami_inputs``) with its epochs read."""
     return Refusal(channel=ev.channel, call_id=ev.call_id, agent=ev.agent, epoch=epoch_digits(ev.epoch),
                    current=epoch_digits(ev.current))
+
+
+# -- the other routing actions: built here, written by the shell --------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceValue:
+    epoch: int
+    position: int
+    minutes: int      # -1: unknown
+
+    def __str__(self) -> str:
+        """``CTI_ANNOUNCE`` as ``cti-acd-announce`` reads it."""
+        return f"{_checked(self.epoch)},{self.position},{self.minutes}"
+
+
+def parse_announce(value: str) -> AnnounceValue:
+    """``CTI_ANNOUNCE`` back as the dialplan cuts it (ValueError if malformed)."""
+    parts = value.split(",")
+    if len(parts) != 3:
+        raise ValueError(f"CTI_ANNOUNCE needs epoch,position,minutes: {value!r}")
+    epoch = epoch_digits(parts[0])
+    try:
+        position, minutes = int(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"CTI_ANNOUNCE position and minutes must be integers: {value!r}") from None
+    if epoch is None:
+        raise ValueError(f"CTI_ANNOUNCE epoch must be digits: {value!r}")
+    return AnnounceValue(epoch, position, minutes)
+
+
+def announce_actions(epoch: int, channel: str, position: int, minutes: int) -> list[Action]:
+    """A position/wait announcement: ``CTI_ANNOUNCE`` and the Redirect into
+    ``cti-acd-announce``, which refuses it below the epoch in force."""
+    value = str(AnnounceValue(epoch, position, minutes))
+    return [("Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE", "Value": value}),
+            ("Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s", "Priority": "1"})]
+
+
+def maxwait_value(epoch: int, action: str) -> str:
+    """``CTI_MAXWAIT`` as ``cti-acd-maxwait`` reads it: the epoch, then the action,
+    which must also be the extension the caller is redirected to."""
+    if not MAXWAIT_ACTION.fullmatch(action):
+        raise ValueError(f"no max-wait action {action!r}")
+    return f"{_checked(epoch)},{action}"
+
+
+def parse_maxwait(value: str) -> tuple[int, str]:
+    parts = value.split(",")
+    epoch = epoch_digits(parts[0]) if len(parts) == 2 else None
+    if epoch is None or not MAXWAIT_ACTION.fullmatch(parts[1]):
+        raise ValueError(f"CTI_MAXWAIT needs epoch,action: {value!r}")
+    return epoch, parts[1]
+
+
+def maxwait_actions(epoch: int, channel: str, action: str) -> list[Action]:
+    """The queue's maximum wait reached: ``CTI_MAXWAIT`` and the Redirect into
+    ``cti-acd-maxwait,<action>``; refused below the epoch in force, or when the
+    value names another action than the extension (a newer leader's value)."""
+    return [("Setvar", {"Channel": channel, "Variable": "CTI_MAXWAIT", "Value": maxwait_value(epoch, action)}),
+            ("Redirect", {"Channel": channel, "Context": "cti-acd-maxwait", "Exten": action, "Priority": "1"})]
+
+
+def callback_variables(epoch: int, variables: dict[str, str]) -> list[str]:
+    """The callback Originate's ``Variable`` header: the leg's variables and the
+    sender's epoch, which ``cti-acd-callback`` checks before dialling the customer."""
+    return [f"{k}={v}" for k, v in {**variables, CALLBACK_EPOCH_VARIABLE: str(_checked(epoch))}.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRefusal:
+    """``UserEvent(CtiActionRefused)``: a routing action (``announce``, ``maxwait``,
+    ``callback``) of ``epoch`` reached a channel while Asterisk held ``current``."""
+    action: str
+    call_id: str
+    channel: str
+    callback: str
+    epoch: int | None
+    current: int | None
+
+
+def parse_action_refusal(ev: ActionRefused) -> ActionRefusal:
+    return ActionRefusal(action=ev.action, call_id=ev.call_id, channel=ev.channel, callback=ev.callback,
+                         epoch=epoch_digits(ev.epoch), current=epoch_digits(ev.current))
 
 
 def _checked(epoch: int) -> int:

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Callable
 import structlog
 
 from acd.ami_actions import submit
-from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, EPOCH_VARIABLE, heartbeat_variable, parse_refusal
+from acd.epoch import (EPOCH_CHANNEL, EPOCH_GLOBAL, EPOCH_VARIABLE, heartbeat_variable, parse_action_refusal,
+                       parse_refusal)
 from acd.held_calls import Waiting
-from cti.ami_inputs import OfferRefused
+from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import AmiError
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Heartbeat:
     """The epoch we lead with, what Asterisk confirmed of it, and the heartbeat's counters."""
 
     offers_refused: int = 0                     # by the dialplan: our epoch was below Asterisk's
+    actions_refused: int = 0                    # our announcements, max waits, callbacks: refused likewise
     heartbeats: int = 0
     # Our leadership epoch (docs/ha.md): 1 for a lone daemon; the lease's when
     # leading a pair (``set_epoch``). Carried by every offer and the heartbeat.
@@ -72,6 +74,23 @@ class Heartbeat:
             self.fenced, self.epoch_in_force = True, None
         agent, waiting.agent = waiting.agent, None
         self._offer_failed(refusal.call_id, agent, "failed", time.time())
+
+    def on_action_refused(self, ev: ActionRefused) -> None:
+        """Bus subscriber: one of our other routing actions (an announcement, a max
+        wait, a callback leg) arrived below the epoch in force. The dialplan has
+        already put the caller back in the wait (a callback leg: hung up before the
+        customer was dialled); the leader in force decides for it. Here it is
+        counted and logged, and a higher epoch in force marks us fenced. Another
+        node's refusal (every node sees the UserEvent) is only counted by the node
+        whose epoch it carried."""
+        refusal = parse_action_refusal(ev)
+        if refusal.epoch != self.epoch:
+            return
+        self.actions_refused += 1
+        log.error("acd action refused: a higher epoch is in force", action=refusal.action, call_id=refusal.call_id,
+                  callback=refusal.callback or None, epoch=refusal.epoch, current=refusal.current)
+        if refusal.current is not None and refusal.current > self.epoch:
+            self.fenced, self.epoch_in_force = True, None
 
     def set_epoch(self, epoch: int) -> None:
         """Lead with ``epoch`` from now on (the lease's, on a takeover): offers

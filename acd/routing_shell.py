@@ -32,16 +32,16 @@ from aiohttp import web
 
 from acd import config as acd_config
 from acd import core as acd_core
-from acd.ami_actions import failure, redirect, setvar, submit
+from acd.ami_actions import failure, redirect, setvar, submit, submit_all
 from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AgentView
-from acd.epoch import heartbeat_variable, offer_value
+from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, offer_value
 from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.held_calls import Entry, Waiting, parse_skills
-from cti.ami_inputs import OfferRefused
+from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
@@ -115,7 +115,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._apply(self.router.auto_login(now))
         self.adopting = True        # arrivals wait for the first adoption (acd/adoption.py)
         self.core.bus.subscribe(self.on_call_event)
-        self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused), *self.subscribe_inputs()]
+        self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
+                        self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
         if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
             self._pool = self.core.pool
@@ -391,7 +392,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
                 if waiting is not None and waiting.channel is not None:
-                    redirect(self.core.ami, waiting.channel, "cti-acd-maxwait", d.action)
+                    self._send_maxwait(d.call_id, waiting.channel, d.action)
                 self._annotate(d.call_id, "acd.maxwait", queue=d.queue_id, action=d.action)
             elif isinstance(d, acd_core.AgentState):
                 log.info("agent state", agent=d.agent_id, old=d.old, new=d.new, reason=d.reason)
@@ -471,6 +472,18 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         else:
             self._offer_failed(call_id, agent, "failed", now)
 
+    def _send_maxwait(self, call_id: str, channel: str, action: str) -> None:
+        """The queue's maximum wait: ``CTI_MAXWAIT`` (with our epoch) and the Redirect
+        into ``cti-acd-maxwait,<action>``; a failure is logged."""
+        both = submit_all(self.core.ami, maxwait_actions(self.epoch, channel, action))
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = failure(f)
+            if exc is not None:
+                log.warning("max wait action not sent", call_id=call_id, action=action, error=str(exc))
+
+        both.add_done_callback(done)
+
     def _announcements(self, now: float) -> None:
         """Queue a position/wait announcement for callers due one."""
         every = self.core.settings.acd_announce_every
@@ -498,12 +511,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             return
         ewt = self.router.estimated_wait(call_id, now)
         minutes = -1 if ewt is None else max(1, round(ewt / 60))
-        channel = waiting.channel
-        ami = self.core.ami
-        both = asyncio.gather(
-            submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_ANNOUNCE", "Value": f"{position},{minutes}"}),
-            submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-announce", "Exten": "s",
-                                     "Priority": "1"}))
+        both = submit_all(self.core.ami, announce_actions(self.epoch, waiting.channel, position, minutes))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)
@@ -544,7 +552,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
 
     def health(self) -> dict[str, Any]:
         return {"waiting": len(self.calls), "offers_sent": self.offers_sent, "offers_failed": self.offers_failed,
-                "offers_refused": self.offers_refused, "epoch": self.epoch, "epoch_in_force": self.epoch_in_force,
+                "offers_refused": self.offers_refused,
+                "actions_refused": self.actions_refused, "epoch": self.epoch, "epoch_in_force": self.epoch_in_force,
                 "fenced": self.fenced, "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback)}
 
 

@@ -2,6 +2,7 @@
 
     python -m bench.failover --kills 10 [--rate 3] [--gap 12] [--json out.json]
     python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
+    python -m bench.failover --kills 10 --handover    # planned handovers (cti handover) instead
 
 Two ``cti serve`` processes (``ha_cluster``, bench/harness.py ``DaemonProcess``) on one
 embedded PostgreSQL of the run's own and the sandbox's Asterisk, with the routing of
@@ -20,6 +21,12 @@ With ``--pause S`` the leader is not killed but stopped (SIGSTOP) for S seconds 
 resumed (SIGCONT): the standby must take over meanwhile, and the resumed node must step down
 and exit with 75 having offered nothing (no ``CtiOfferRefused`` from the dialplan after it
 resumed: its gate kept its offers off the wire).
+
+With ``--handover`` each "kill" is a planned handover, as ``cti handover`` asks it (the
+lease row's ``handover_requested``): the leader stops acting, releases its lease and exits
+with 75; **takeover** is then from the request to the standby leading, and the callers
+waiting at the request must all be answered or hang up of their own patience, none sent to
+the app_queue fallback (``QueueCallerJoin``).
 
 After the last kill the traffic stops, every call ends, and ``bench.integrity`` checks every
 call Asterisk created: in the database once, closed, timestamps in order; no agent answered a
@@ -45,6 +52,7 @@ import aiohttp
 from acd.config import load_config
 from bench.harness import (Database, DaemonProcess, HarnessError, Traffic, daemon_env, demo_times, free_port,
                            integrity, sandbox, wait_quiet)
+from cti.lease_pg import ASK_HANDOVER
 
 ACD_CONFIG = Path(__file__).with_name("faults-acd.toml")
 
@@ -86,7 +94,7 @@ async def double_booked(db: Database, prefix: str) -> list[str]:
 
 
 async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
-              pause: float | None = None) -> dict[str, Any]:
+              pause: float | None = None, handover: bool = False) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -97,6 +105,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     refused: list[float] = []
     ami.add_listener(lambda f: refused.append(time.time()) if f.headers.get("Event") == "UserEvent"
                      and f.headers.get("UserEvent") == "CtiOfferRefused" else None)
+    fallback: list[float] = []
+    ami.add_listener(lambda f: fallback.append(time.time()) if f.headers.get("Event") == "QueueCallerJoin" else None)
     await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
     nodes = []
     for name in ("n1", "n2"):
@@ -123,6 +133,10 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             killed_at, killed_mono = time.time(), time.monotonic()
             if pause:
                 leader.send_signal(signal.SIGSTOP)
+            elif handover:
+                asked = await db.fetch(ASK_HANDOVER, "bench", before.get("node"), before.get("epoch"))
+                if not asked:
+                    raise HarnessError(f"handover {n + 1}: the leader's row was not the one asked")
             else:
                 await leader.kill()
             ha = await _until(lambda: _leader(standby, http), 30, f"kill {n + 1}: the standby took over", every=0.05)
@@ -130,6 +144,16 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
                               "waiting": queued,
                               "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"]})
+            if handover:
+                proc = leader.proc
+
+                async def handed_over() -> bool:
+                    return proc is not None and proc.returncode is not None
+
+                await _until(handed_over, 30, f"handover {n + 1}: the old leader exited", every=0.05)
+                kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
+                kills_out[-1]["exited_after_s"] = round(time.monotonic() - killed_mono, 3)
+                kills_out[-1]["old_leader"] = (await asyncio.to_thread(_handover_line, leader.log_path))
             if pause:
                 await asyncio.sleep(max(0.0, pause - (time.monotonic() - killed_mono)))
                 resumed_at = time.time()
@@ -191,6 +215,11 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             "double_booked": double[:5], "per_kill": kills_out, "pause_s": pause,
             "offers_refused": len(refused),
             "resumed_exits_75": None if not pause else all(k.get("exit_status") == 75 for k in kills_out),
+            "handover": handover,
+            "handed_over_exits_75": None if not handover else all(k.get("exit_status") == 75 for k in kills_out),
+            "sent_to_fallback": len(fallback),
+            "abandoned_total": (await db.fetch("SELECT count(*) AS n FROM calls WHERE call_id LIKE $1 AND abandoned",
+                                               traffic.prefix + "%"))[0]["n"],
         }
     finally:
         await http.close()
@@ -199,6 +228,20 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             await d.stop(timeout=20)
         await db.stop()
         await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
+
+
+def _handover_line(path: Path) -> dict[str, Any] | None:
+    """The old leader's own account of its handover (its last ``ha handed over`` log line):
+    how long stopping its features and releasing the lease took."""
+    found = None
+    for line in path.read_text(errors="replace").splitlines():
+        if "ha handed over" in line:
+            try:
+                got = json.loads(line)
+            except ValueError:
+                continue
+            found = {k: got.get(k) for k in ("stop_s", "drain_s", "drained", "release_s", "released")}
+    return found
 
 
 async def _leader(d: DaemonProcess, http: aiohttp.ClientSession) -> dict[str, Any] | None:
@@ -215,6 +258,16 @@ def render(r: dict[str, Any]) -> str:
                  f"{'all' if r['resumed_exits_75'] else 'NOT ALL'}, "
                  f"{max(exits) if exits else '-'} s after SIGCONT at most; offers refused by the dialplan after "
                  f"a resume: {sum(k.get('refused_after_resume', 0) for k in r['per_kill'])}."]
+    if r.get("handover"):
+        stops = [k["old_leader"]["stop_s"] for k in r["per_kill"] if k.get("old_leader")]
+        drains = [k["old_leader"].get("drain_s") or 0 for k in r["per_kill"] if k.get("old_leader")]
+        released = sum(1 for k in r["per_kill"] if (k.get("old_leader") or {}).get("released"))
+        extra = [f"\nPlanned handovers (`cti handover`'s request): old leaders exited with 75: "
+                 f"{'all' if r['handed_over_exits_75'] else 'NOT ALL'}; lease released by the old leader: "
+                 f"{released} of {len(r['per_kill'])}; stopping its features took at most "
+                 f"{max(stops) if stops else '-'} s, emptying its writer at most {max(drains) if drains else '-'} s; "
+                 f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
+                 f"calls abandoned in the whole run: {r['abandoned_total']}."]
     return "\n".join([
         "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, "
         "closed | agent on two calls | epochs rose | waiting at a kill: answered / hung up / total |",
@@ -236,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ttl", type=float, default=3.0, help="the lease's ttl (default 3 s, the daemon's)")
     p.add_argument("--pause", type=float, default=None,
                    help="SIGSTOP the leader this many seconds, then SIGCONT, instead of SIGKILL")
+    p.add_argument("--handover", action="store_true",
+                   help="a planned handover (cti handover's request) instead of SIGKILL")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args(argv)
     Path("/var/tmp").mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="cti-failover-", dir="/var/tmp"))
     workdir.chmod(0o755)
-    result = asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause))
+    result = asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause, args.handover))
     text = json.dumps(result, indent=2, default=str)
     print(text)
     print(render(result))
@@ -249,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(text)
     ok = result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
+    if args.handover:
+        ok = ok and result["handed_over_exits_75"] and not result["sent_to_fallback"]
     if args.pause:
         ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
     return 0 if ok else 1

@@ -12,6 +12,7 @@ Families (one parser each):
 
 =================================== ============================================
 ``UserEvent(CtiOfferRefused)``       ``OfferRefused``: the dialplan refused an offer of a lower epoch (acd)
+``UserEvent(CtiActionRefused)``      ``ActionRefused``: the dialplan refused another routing action of a lower epoch (acd)
 ``UserEvent(CtiCallbackRequest)``    ``CallbackRequest``: a caller asks to be called back (acd)
 ``UserEvent(CtiCallbackResult)``     ``CallbackResult``: how a callback's dial ended (acd)
 ``OriginateResponse``                ``OriginateResult``: an originated leg's outcome (acd callbacks)
@@ -36,6 +37,20 @@ class OfferRefused:
     call_id: str
     channel: str
     agent: str
+    epoch: str
+    current: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRefused:
+    """A routing action other than an offer (``action``: announce, maxwait, callback)
+    reached ``channel`` with epoch ``epoch`` while Asterisk held ``current`` (as the
+    dialplan wrote them); ``callback``: the callback's id, for a callback leg."""
+
+    call_id: str
+    channel: str
+    action: str
+    callback: str
     epoch: str
     current: str
 
@@ -106,8 +121,8 @@ class ContactStatus:
     status: str
 
 
-AmiInput = Union[OfferRefused, CallbackRequest, CallbackResult, OriginateResult, LegHungUp, RecordingReport, VoicemailLeft,
-                 ContactStatus]
+AmiInput = Union[OfferRefused, ActionRefused, CallbackRequest, CallbackResult, OriginateResult, LegHungUp,
+                 RecordingReport, VoicemailLeft, ContactStatus]
 
 
 def _call_id(h: Mapping[str, str]) -> str:
@@ -117,6 +132,11 @@ def _call_id(h: Mapping[str, str]) -> str:
 def _offer_refused(h: Mapping[str, str]) -> OfferRefused:
     return OfferRefused(_call_id(h), h.get("Channel") or "", h.get("Agent") or "", h.get("Epoch") or "",
                         h.get("Current") or "")
+
+
+def _action_refused(h: Mapping[str, str]) -> ActionRefused:
+    return ActionRefused(_call_id(h), h.get("Channel") or "", h.get("Action") or "", h.get("Callback") or "",
+                         h.get("Epoch") or "", h.get("Current") or "")
 
 
 def callback_request(h: Mapping[str, str]) -> CallbackRequest:
@@ -155,7 +175,8 @@ def _contact(h: Mapping[str, str]) -> ContactStatus | None:
 
 
 _USER_EVENTS: dict[str, Callable[[Mapping[str, str]], AmiInput | None]] = {
-    "CtiOfferRefused": _offer_refused, "CtiCallbackRequest": callback_request, "CtiCallbackResult": _callback_result,
+    "CtiOfferRefused": _offer_refused, "CtiActionRefused": _action_refused,
+    "CtiCallbackRequest": callback_request, "CtiCallbackResult": _callback_result,
     "CtiRecording": _recording, "CtiVoicemail": _voicemail,
 }
 _EVENTS: dict[str, Callable[[Mapping[str, str]], AmiInput | None]] = {

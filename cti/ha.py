@@ -16,6 +16,13 @@ decisions are applied here, one at a time and in order, on a task of their own
   ``EXIT_STEPPED_DOWN`` (75, EX_TEMPFAIL): its service manager starts it again,
   as a standby with an empty router (docs/ha.md, rule 5).
 
+- ``HandoverAsked`` (``cti handover``): a planned handover. The node stops acting
+  at once (``may_act`` false), runs the ``on_step_down`` hooks while its lease still
+  renews (nobody else may lead yet, so no caller is offered twice), waits for its writer
+  to empty (timelines, agent states: the new leader reads them), then releases the
+  lease (``PgLeadership.release``: the row marked released, the session dropped) so
+  the standby takes over without waiting a ttl, and exits with 75 like a step-down.
+
 ``may_act()`` is the gate features check before every routing action: a leader
 paused past its lease and resumed finds it false before its lease loop has even
 run again. Without ``ha_cluster`` there is no ``HaNode``; a lone daemon leads with
@@ -33,7 +40,7 @@ from typing import Any, Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from cti.leadership import Decision, LeaseConfig, StartLeading, StepDown
+from cti.leadership import Decision, HandoverAsked, LeaseConfig, StartLeading, StepDown
 from cti.lease_pg import PgLeadership
 
 log = structlog.get_logger("cti.ha")
@@ -83,10 +90,11 @@ class HaNode:
         self.cluster = cluster
         self.node = node or default_node()
         self.config = config or LeaseConfig()
-        self.role = "standby"            # standby | leader | stepped-down
+        self.role = "standby"            # standby | leader | handing-over | stepped-down
         self.epoch: int | None = None
         self.takeovers = 0
         self.leading_since: float | None = None      # wall clock, for /healthz
+        self.handover: dict[str, Any] | None = None   # the last planned handover's timings (s)
         self.asterisk_epoch: int | None = None
         self.on_lead: list[Callable[[int], Awaitable[None]]] = []
         self.on_step_down: list[Callable[[], Awaitable[None]]] = []
@@ -111,7 +119,8 @@ class HaNode:
                 "heartbeat_age_s": None if age is None else round(age, 3),
                 "leaderless_s": leaderless_seconds(self.role == "leader", age, self.config.renew_within),
                 "takeovers": self.takeovers, "asterisk_epoch": self.asterisk_epoch,
-                "leading_since": self.leading_since}
+                "leading_since": self.leading_since, "released": row.released if row is not None else None,
+                "handover": self.handover}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -141,6 +150,9 @@ class HaNode:
                 await self._lead(d.epoch)
             elif isinstance(d, StepDown) and self.role == "leader":
                 await self._step_down(d.reason)
+                return
+            elif isinstance(d, HandoverAsked) and self.role == "leader":
+                await self._hand_over()
                 return
 
     async def _lead(self, epoch: int) -> None:
@@ -184,6 +196,38 @@ class HaNode:
                     await hook()
             except Exception:
                 log.exception("ha: a feature failed to stop", hook=getattr(hook, "__qualname__", repr(hook)))
+        shutdown = getattr(self.core, "shutdown", None)
+        if shutdown is not None:
+            shutdown(EXIT_STEPPED_DOWN)
+
+    async def _hand_over(self) -> None:
+        """A planned handover: stop acting, then release the lease, then exit (75)."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        self.role = "handing-over"         # may_act is false from here on
+        log.warning("ha handing over: stopping, then releasing the lease", node=self.node, epoch=self.epoch)
+        for hook in list(self.on_step_down):
+            try:
+                async with asyncio.timeout(10):
+                    await hook()
+            except Exception:
+                log.exception("ha: a feature failed to stop", hook=getattr(hook, "__qualname__", repr(hook)))
+        self.core.timeline = False
+        stopped = loop.time()
+        # What this leader decided is in the database before the standby leads: its
+        # timelines (the new leader numbers each live call's events after the stored
+        # ones), agent states and callbacks. Bounded: the lease must still be renewing.
+        writer = getattr(self.core, "writer", None)
+        drained = True
+        if writer is not None:
+            drained = await writer.drain(timeout=self.config.renew_within)
+        written = loop.time()
+        released = self.lease is not None and await self.lease.release(timeout=self.config.renew_within)
+        self.role = "stepped-down"
+        self.handover = {"stop_s": round(stopped - t0, 3), "drain_s": round(written - stopped, 3),
+                         "drained": drained, "release_s": round(loop.time() - written, 3), "released": released}
+        log.warning("ha handed over: exiting to start again as a standby", node=self.node, epoch=self.epoch,
+                    **self.handover)
         shutdown = getattr(self.core, "shutdown", None)
         if shutdown is not None:
             shutdown(EXIT_STEPPED_DOWN)

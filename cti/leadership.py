@@ -35,6 +35,12 @@ Why it is shaped like this:
 - A leader that keeps its session but stops renewing (paused) keeps the lock; after
   ``ttl + 2 * poll_every`` of an unchanged row, a follower terminates the lock
   holder's session (``Evict``), which is safe by the same inequality.
+- A planned handover (``cti handover``): the renewal's reply says an operator asked
+  for one (``HandoverAsked``); the daemon stops acting, then ``release()`` steps the
+  leader down and marks the row *released* (``Release``, where holder and epoch are
+  still its own), then drops its session. A released row says its holder has
+  stopped: a candidate takes it at once, without waiting a ttl. The node that
+  released stays out of the contest for a ttl, so the standby gets the row.
 
 States (``Role``): FOLLOWER (no lock; maybe no session), CANDIDATE (holds the lock,
 waits for the ttl), LEADER, STEPPED_DOWN (was leader; must reconnect before
@@ -85,6 +91,7 @@ class LeaseRow:
     holder: str
     epoch: int
     heartbeat_at: Any
+    released: bool = False      # the holder stopped acting and handed the lease over
 
 
 # -- requests: what the shell runs next on its dedicated connection ------------------
@@ -128,7 +135,14 @@ class Evict:
     """Terminate the session that holds the lock (not ours). Answer: ``on_evicted``."""
 
 
-Request = Union[Connect, TryLock, ReadLease, TakeOver, Renew, Evict]
+@dataclass(frozen=True)
+class Release:
+    """Mark the row released (and a new heartbeat) where holder and ``epoch`` are still
+    ours; sent only after this node stepped down. Answer: ``on_released(done)``."""
+    epoch: int
+
+
+Request = Union[Connect, TryLock, ReadLease, TakeOver, Renew, Evict, Release]
 
 
 # -- decisions: what the rest of the daemon must do -------------------------------
@@ -150,7 +164,15 @@ class StepDown:
     reason: str
 
 
-Decision = Union[StartLeading, StepDown]
+@dataclass(frozen=True)
+class HandoverAsked:
+    """An operator asked the leader of ``epoch`` to hand over (``cti handover``): stop
+    acting, then ``Lease.release``. Told once per term."""
+    epoch: int
+    at: float
+
+
+Decision = Union[StartLeading, StepDown, HandoverAsked]
 
 
 class Lease:
@@ -170,6 +192,9 @@ class Lease:
         self._fresh = False             # a read of the row since the last poll cycle ended
         self._lock_busy = False         # the last TryLock found another session holding it
         self._pending: Request | None = None
+        self._release: int | None = None     # the epoch to mark released, once stepped down
+        self._hold_off = now                  # no contending before this (after a release)
+        self._handover_told = False
         self._sent_at = now
         self._next_at = now
         self._now = now
@@ -219,7 +244,30 @@ class Lease:
             self._pending, self._sent_at = req, now
         return req
 
+    def release(self, now: float) -> list[Decision]:
+        """Hand over (the daemon has stopped acting): step down now, then mark the row
+        released so a standby takes over at once, then drop the session and stay out of
+        the contest for a ttl. Nothing when not leading."""
+        now = self._clock(now)
+        if self.role is not Role.LEADER:
+            return []
+        connected = self.connected
+        out = self._step_down(now, "handover")
+        if connected:
+            self.connected, self._release = True, self.epoch
+        self._hold_off = now + self.config.ttl
+        return out
+
+    @property
+    def releasing(self) -> bool:
+        """A release asked and not answered yet."""
+        return self._release is not None
+
     def _choose(self, now: float) -> Request | None:
+        if self._release is not None:
+            if self.connected:
+                return Release(self._release)
+            self._release = None
         if not self.connected:
             return Connect()
         if self.role is Role.LEADER:
@@ -227,8 +275,12 @@ class Lease:
             return Renew(self.epoch, max(self.deadline - now, 0.0))
         if not self._fresh:
             return ReadLease()
+        if now < self._hold_off:
+            self._end_cycle(now)
+            self._next_at = min(self._next_at, self._hold_off)
+            return None
         if self.role is Role.CANDIDATE:
-            if now >= self.row_since + self.config.ttl:
+            if now >= self.row_since + self.config.ttl or (self.row is not None and self.row.released):
                 return TakeOver(self.row, self.max_epoch)
             self._end_cycle(now)
             self._next_at = min(self._next_at, self.row_since + self.config.ttl)   # on time
@@ -254,6 +306,7 @@ class Lease:
         error): the lock is gone or about to be, so a leader steps down at once."""
         now = self._clock(now)
         self._pending = None
+        self._release = None
         out = self._step_down(now, "connection lost") if self.role is Role.LEADER else []
         if self.role is Role.CANDIDATE:
             self.role = Role.FOLLOWER
@@ -305,6 +358,7 @@ class Lease:
         self.role = Role.LEADER
         self.deadline = self._sent_at + self.config.renew_within
         self._next_at = self._sent_at + self.config.renew_every
+        self._handover_told = False
         return [StartLeading(self.epoch, now)]
 
     def on_takeover_refused(self, now: float) -> list[Decision]:
@@ -315,7 +369,8 @@ class Lease:
         self._next_at = self._clock(now)
         return []
 
-    def on_renewed(self, now: float, heartbeat_at: Any) -> list[Decision]:
+    def on_renewed(self, now: float, heartbeat_at: Any, handover: bool = False) -> list[Decision]:
+        """``handover``: the row says an operator asked for a handover."""
         if not self._answer(Renew):
             return []
         now = self._clock(now)
@@ -325,7 +380,20 @@ class Lease:
         self.deadline = self._sent_at + self.config.renew_within
         self._next_at = self._sent_at + self.config.renew_every
         self._see(now, LeaseRow(self.node_id, self.epoch, heartbeat_at))
+        if handover and not self._handover_told:
+            self._handover_told = True
+            out.append(HandoverAsked(self.epoch, now))
         return out
+
+    def on_released(self, now: float, done: bool) -> list[Decision]:
+        """The release ran (``done``: the row was still ours and is now released); the
+        session goes next (a Connect), which frees the lock for the standby."""
+        if not self._answer(Release):
+            return []
+        self._release = None
+        self.connected = False
+        self._next_at = self._clock(now)
+        return []
 
     def on_renew_refused(self, now: float) -> list[Decision]:
         """No row with our holder and epoch: another node took over."""

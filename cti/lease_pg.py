@@ -10,12 +10,14 @@ with this session) runs the core's requests one at a time:
 - ``Renew``: ``heartbeat_at`` refreshed where holder and epoch are still ours, with
   a timeout no longer than what is left of the lease;
 - ``Evict``: ``pg_terminate_backend`` of the session holding the lock (it needs the
-  same role as that session, or ``pg_signal_backend``).
+  same role as that session, or ``pg_signal_backend``);
+- ``Release``: the row marked released where holder and epoch are still ours (a
+  planned handover, ``release()``); the renewal's reply carries ``handover_requested``
+  (``request_handover``, from ``cti handover``).
 
 Any failure on the session (closed socket, timeout, error) is the core's "connection
 lost": the session is closed, which releases the lock. Times are the event loop's
 monotonic clock; ``heartbeat_at`` is the database's ``now()``, never compared with it.
-Not wired into the daemon yet (docs/ha.md).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from cti.leadership import (
     LeaseConfig,
     LeaseRow,
     ReadLease,
+    Release,
     Renew,
     Request,
     StartLeading,
@@ -53,16 +56,23 @@ def lock_keys(cluster: str) -> tuple[int, int]:
     return LOCK_CLASS, zlib.crc32(cluster.encode()) & 0x7FFF_FFFF
 
 
-_READ = "SELECT holder, epoch, heartbeat_at FROM leadership WHERE cluster = $1"
+_READ = "SELECT holder, epoch, heartbeat_at, released FROM leadership WHERE cluster = $1"
 _INSERT = ("INSERT INTO leadership (cluster, holder, epoch) VALUES ($1, $2, $3 + 1)"
-           " ON CONFLICT (cluster) DO NOTHING RETURNING holder, epoch, heartbeat_at")
+           " ON CONFLICT (cluster) DO NOTHING RETURNING holder, epoch, heartbeat_at, released")
 _TAKE = ("UPDATE leadership SET holder = $2, epoch = greatest(epoch, $3) + 1,"
-         " heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond'), taken_at = now()"
-         " WHERE cluster = $1 AND holder = $4 AND epoch = $5 AND heartbeat_at = $6"
-         " RETURNING holder, epoch, heartbeat_at")
+         " heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond'), taken_at = now(),"
+         " released = false, handover_requested = false"
+         " WHERE cluster = $1 AND holder = $4 AND epoch = $5 AND heartbeat_at = $6 AND released = $7"
+         " RETURNING holder, epoch, heartbeat_at, released")
 # A renewal always changes the value (a standby compares values, not times).
 _RENEW = ("UPDATE leadership SET heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond')"
-          " WHERE cluster = $1 AND holder = $2 AND epoch = $3 RETURNING heartbeat_at")
+          " WHERE cluster = $1 AND holder = $2 AND epoch = $3 RETURNING heartbeat_at, handover_requested")
+_RELEASE = ("UPDATE leadership SET released = true,"
+            " heartbeat_at = greatest(now(), heartbeat_at + interval '1 microsecond')"
+            " WHERE cluster = $1 AND holder = $2 AND epoch = $3 AND NOT released RETURNING epoch")
+# cti handover: asked of the holder in office (its holder and epoch, as the operator saw them).
+ASK_HANDOVER = ("UPDATE leadership SET handover_requested = true"
+                " WHERE cluster = $1 AND holder = $2 AND epoch = $3 AND NOT released RETURNING epoch")
 _EVICT = ("SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
           " AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2 AND granted"
           " AND pid <> pg_backend_pid()")
@@ -86,6 +96,8 @@ class PgLeadership:
         self.lease = Lease(node_id, self.config, self._clock())
         self._on_decision = on_decision
         self._conn: Any = None
+        self._wake = asyncio.Event()
+        self._released: asyncio.Future[bool] | None = None
 
     # -- what the daemon asks ---------------------------------------------------
 
@@ -110,7 +122,30 @@ class PgLeadership:
             await self.step()
             delay = min(self.lease.next_deadline() - self._clock(), self.config.poll_every)
             if delay > 0:
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()
+
+    async def release(self, timeout: float) -> bool:
+        """Hand over (the caller has stopped acting): the core steps down at once, the
+        running loop marks the row released and drops the session. True when the row
+        was marked within ``timeout`` (False: not leading, the row was no longer ours,
+        or the database did not answer: the standby then waits a ttl as after a crash)."""
+        decisions = self.lease.release(self._clock())
+        if not self.lease.releasing:
+            return False
+        for d in decisions:
+            log.warning("lease.step_down", node=self.node_id, epoch=d.epoch, reason="handover")
+            if self._on_decision is not None:
+                res = self._on_decision(d)
+                if asyncio.iscoroutine(res):
+                    await res
+        self._released = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._released), timeout)
+        except TimeoutError:
+            return False
 
     async def step(self) -> list[Decision]:
         """Run the requests due now, feeding each result to the core; the decisions taken."""
@@ -159,17 +194,22 @@ class PgLeadership:
                 else:
                     e = req.expected
                     r = await conn.fetchrow(_TAKE, self.cluster, self.node_id, req.min_epoch,
-                                            e.holder, e.epoch, e.heartbeat_at, timeout=timeout)
+                                            e.holder, e.epoch, e.heartbeat_at, e.released, timeout=timeout)
                 row = _row(r)
                 if row is None:
                     return lease.on_takeover_refused(self._clock())
                 return lease.on_took_over(self._clock(), row)
             if isinstance(req, Renew):
-                hb = await conn.fetchval(_RENEW, self.cluster, self.node_id, req.epoch,
-                                         timeout=max(req.timeout, 0.001))
-                if hb is None:
+                r = await conn.fetchrow(_RENEW, self.cluster, self.node_id, req.epoch,
+                                        timeout=max(req.timeout, 0.001))
+                if r is None:
                     return lease.on_renew_refused(self._clock())
-                return lease.on_renewed(self._clock(), hb)
+                return lease.on_renewed(self._clock(), r["heartbeat_at"], bool(r["handover_requested"]))
+            if isinstance(req, Release):
+                done = await conn.fetchval(_RELEASE, self.cluster, self.node_id, req.epoch, timeout=timeout)
+                log.warning("lease.released", node=self.node_id, epoch=req.epoch, done=done is not None)
+                self._resolve_release(done is not None)
+                return lease.on_released(self._clock(), done is not None)
             if isinstance(req, Evict):
                 n = await conn.fetchval(_EVICT, *lock_keys(self.cluster), timeout=timeout)
                 log.warning("lease.evicted", node=self.node_id, sessions=n)
@@ -181,7 +221,12 @@ class PgLeadership:
                 asyncpg.exceptions.InternalClientError) as exc:
             log.warning("lease.session_lost", node=self.node_id, request=type(req).__name__, error=repr(exc))
             await self._drop()
+            self._resolve_release(False)
             return lease.on_connection_lost(self._clock())
+
+    def _resolve_release(self, done: bool) -> None:
+        if self._released is not None and not self._released.done():
+            self._released.set_result(done)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -192,11 +237,18 @@ class PgLeadership:
 
 
 def _row(r: Any) -> LeaseRow | None:
-    return None if r is None else LeaseRow(r["holder"], r["epoch"], r["heartbeat_at"])
+    return None if r is None else LeaseRow(r["holder"], r["epoch"], r["heartbeat_at"], bool(r["released"]))
+
+
+async def request_handover(conn: Any, cluster: str, holder: str, epoch: int) -> bool:
+    """``cti handover``: ask the leader ``holder`` of ``epoch`` to hand over (it sees the
+    request in its next renewal). False when that is no longer the row in office."""
+    return await conn.fetchval(ASK_HANDOVER, cluster, holder, epoch) is not None
 
 
 _STATUS = ("SELECT cluster, holder, epoch, extract(epoch FROM now() - heartbeat_at)::float8 AS heartbeat_age,"
-           " extract(epoch FROM now() - taken_at)::float8 AS leading_for FROM leadership"
+           " extract(epoch FROM now() - taken_at)::float8 AS leading_for, released, handover_requested"
+           " FROM leadership"
            " WHERE $1::text IS NULL OR cluster = $1 ORDER BY cluster")
 
 
@@ -215,6 +267,26 @@ def format_status(rows: list[dict[str, Any]], ttl: float) -> list[str]:
     for r in rows:
         age = r["heartbeat_age"]
         stale = "  STALE: past the ttl, a standby may take over" if age > ttl else ""
+        if r.get("released"):
+            stale = "  RELEASED: handed over, a standby takes over at once"
+        elif r.get("handover_requested"):
+            stale += "  (handover asked)"
         out.append(f"cluster {r['cluster']}: leader {r['holder']}, epoch {r['epoch']}, heartbeat {age:.1f}s ago, "
                    f"leading for {r['leading_for']:.0f}s{stale}")
     return out
+
+
+def handover_progress(asked: dict[str, Any], row: dict[str, Any] | None) -> tuple[str, str]:
+    """Where a handover asked of ``asked`` (holder, epoch) stands, from the row read
+    now: ``("done", text)`` once a higher epoch leads, ``("released", text)`` while
+    the old leader has let go and no one has taken over yet, else ``("asked", text)``.
+    Pure."""
+    if row is None:
+        return "asked", "the lease row is gone"
+    if row["epoch"] > asked["epoch"]:
+        same = "  (the same node: no other standby took it)" if row["holder"] == asked["holder"] else ""
+        return "done", (f"leadership moved from {asked['holder']} (epoch {asked['epoch']}) to {row['holder']} "
+                        f"(epoch {row['epoch']}){same}")
+    if row.get("released"):
+        return "released", f"{asked['holder']} released epoch {asked['epoch']}; waiting for a standby to take over"
+    return "asked", f"asked {asked['holder']} (epoch {asked['epoch']}) to hand over; it has not released yet"

@@ -9,6 +9,9 @@
     cti calls          the latest calls in the database
     cti status [--cluster NAME]
                        the HA lease: leader, epoch, heartbeat age (docs/ha.md)
+    cti handover [--cluster NAME] [--timeout S]
+                       planned switch-over: the leader stops, releases the lease, a
+                       standby takes over at once (docs/ha.md)
     cti demo-traffic   place simulated calls in the sandbox (demo only)
     cti demo-seed      the demo's users and customers (demo only)
     cti users ...      API users and API keys (docs/api.md; bootstrap the first admin)
@@ -36,6 +39,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
@@ -65,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--last", type=int, default=20, help="how many (default 20)")
     st = sub.add_parser("status", help="the HA lease of each cluster: leader, epoch, heartbeat age")
     st.add_argument("--cluster", help="only this cluster (default: ha_cluster, else all)")
+    ho = sub.add_parser("handover", help="planned switch-over: the HA leader hands over to a standby")
+    ho.add_argument("--cluster", help="the cluster (default: ha_cluster, else the only one)")
+    ho.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the new leader (default 30)")
     t = sub.add_parser("demo-traffic", help="place simulated calls in the sandbox")
     t.add_argument("--rate", type=float, default=0.5, help="calls per second (default 0.5)")
     t.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
@@ -131,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_calls(settings, args.last))
         if args.command == "status":
             return asyncio.run(_status(settings, args.cluster or settings.ha_cluster))
+        if args.command == "handover":
+            return asyncio.run(_handover(settings, args.cluster or settings.ha_cluster, args.timeout))
         if args.command == "users":
             return asyncio.run(_users(settings, args))
         if args.command == "demo-seed":
@@ -347,6 +356,50 @@ async def _status(settings: Settings, cluster: str | None) -> int:
     for line in format_status(rows, settings.ha_ttl):
         print(line)
     return 0 if rows else 1
+
+
+async def _handover(settings: Settings, cluster: str | None, timeout: float) -> int:
+    """Ask the leader to hand over, then wait for a higher epoch to lead. 0 once it does;
+    1 when nothing leads, the leader changed meanwhile, or no standby took over in time."""
+    from cti.lease_pg import handover_progress, request_handover
+
+    dsn, server = await _dsn(settings)
+    try:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            if not await conn.fetchval("SELECT to_regclass('leadership') IS NOT NULL"):
+                print("the database has no leadership table yet: run cti migrate")
+                return 1
+            if cluster is None:
+                names = [r["cluster"] for r in await conn.fetch("SELECT cluster FROM leadership")]
+                if len(names) != 1:
+                    print(f"name the cluster with --cluster (clusters: {', '.join(names) or 'none'})")
+                    return 1
+                cluster = names[0]
+            read = "SELECT holder, epoch, released FROM leadership WHERE cluster = $1"
+            row = await conn.fetchrow(read, cluster)
+            if row is None or row["released"]:
+                print(f"cluster {cluster}: {'no leader' if row is None else 'already released'}: nothing to hand over")
+                return 1
+            asked = dict(row)
+            if not await request_handover(conn, cluster, asked["holder"], asked["epoch"]):
+                print(f"cluster {cluster}: the leader changed while asking; run cti status and try again")
+                return 1
+            t0 = time.monotonic()
+            state, text = "asked", ""
+            while time.monotonic() - t0 < timeout:
+                now = await conn.fetchrow(read, cluster)
+                state, text = handover_progress(asked, None if now is None else dict(now))
+                if state == "done":
+                    print(f"cluster {cluster}: {text} in {time.monotonic() - t0:.2f}s")
+                    return 0
+                await asyncio.sleep(0.05)
+            print(f"cluster {cluster}: not handed over within {timeout:.0f}s: {text}")
+            return 1
+        finally:
+            await conn.close()
+    finally:
+        await _release(server)
 
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:

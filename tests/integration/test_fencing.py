@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, heartbeat_variable
+from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, callback_variables, heartbeat_variable
 from cti.ami import AmiClient
 from cti.demo import place_call, set_demo_times
 from cti.errors import AmiError
@@ -123,3 +123,92 @@ async def test_a_late_raise_to_a_lower_epoch_leaves_the_higher_one(fenced, demo_
     # No call record for the raises' Local channels.
     assert not [leg.channel for call in d.core.model.calls.values() for leg in call.legs.values()
                 if "cti-acd-epoch" in leg.channel]
+
+
+@pytest.fixture
+async def quiet(asterisk, database, tmp_path, demo_ami):
+    """As ``fenced``, without the ACD's own announcements (they are sent by hand here)."""
+    hangup_all()
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
+    acd = d.acd
+    await eventually(lambda: acd is not None and acd.epoch_in_force == 1 and acd.heartbeats > 0, timeout=10,
+                     what="the ACD raised epoch 1 and beat")
+    for a in ("a1", "a2", "a3", "a4", "a5"):
+        acd.agent_request(a, "set_not_ready", "test")
+    await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
+    events: list[dict[str, Any]] = []
+    demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
+    try:
+        yield d, events
+    finally:
+        await d.stop()
+        await set_demo_times(demo_ami)
+        await demo_ami.send("Setvar", {"Variable": EPOCH_GLOBAL, "Value": ""}, shape="single")
+
+
+async def _context(ami: AmiClient, channel: str) -> str | None:
+    reply = await ami.send("Getvar", {"Channel": channel, "Variable": "CONTEXT"}, shape="single")
+    return reply.response.headers.get("Value")
+
+
+async def test_a_deposed_leaders_announcement_max_wait_and_callback_are_refused_by_the_dialplan(quiet, demo_ami):
+    d, events = quiet
+    acd = d.acd
+    acd.set_epoch(5)
+    await eventually(lambda: acd.epoch_in_force == 5, timeout=10, what="epoch 5 in force")
+    p = await place_call(demo_ami, caller_num="+442000000511", caller_name="fenced 2", patience=120,
+                         context="cti-demo-direct", variables={"CTI_QUEUE": "sales"})
+    await eventually(lambda: p.channel_id in acd.calls, timeout=10, what="the caller waiting for the ACD")
+    channel = acd.calls[p.channel_id].channel
+    # Deposed: this daemon's actions now carry 4, while Asterisk holds 5.
+    acd.set_epoch(4)
+    await eventually(lambda: acd.fenced, timeout=10, what="the daemon told it is fenced")
+    await demo_ami.send("Setvar", {"Variable": heartbeat_variable(5), "Value": str(int(time.time()) + 120)},
+                        shape="single")
+
+    def refused(action: str) -> list[dict[str, Any]]:
+        return [e for e in _user_events(events, "CtiActionRefused") if e.get("Action") == action]
+
+    # An announcement of epoch 4: nothing played, the caller back in the wait.
+    acd._announce(p.channel_id)
+    (r,) = await eventually(lambda: refused("announce"), timeout=10, what="the announcement of epoch 4 refused")
+    assert (r["Epoch"], r["Current"], r["Linkedid"]) == ("4", "5", p.channel_id)
+    assert _user_events(events, "CtiAcdAnnounce") == []
+    await eventually(lambda: acd.actions_refused == 1, timeout=5, what="the daemon counted the refusal")
+
+    # A max-wait exit of epoch 4 ("hangup" would end the call): the caller waits on.
+    acd._send_maxwait(p.channel_id, channel, "hangup")
+    (r,) = await eventually(lambda: refused("maxwait"), timeout=10, what="the max wait of epoch 4 refused")
+    assert (r["Epoch"], r["Current"]) == ("4", "5")
+    assert _user_events(events, "CtiAcdMaxWait") == []
+    assert await _context(demo_ami, channel) == "cti-acd-wait"
+    assert p.channel_id in d.core.model.calls and d.core.model.calls[p.channel_id].ended_at is None
+
+    # A callback Originate of epoch 4: the agent's leg answers, the customer is not dialled,
+    # no CtiCallbackResult; one of epoch 5 dials the customer.
+    def callback(epoch: int, callback_id: str, number: str) -> dict[str, Any]:
+        return {"Channel": AGENT1, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1", "Timeout": "10000",
+                "Async": "true", "Variable": callback_variables(epoch, {
+                    "CTI_CALLBACK": callback_id, "CTI_AGENT": "a1", "CTI_CALLBACK_RING": "5",
+                    "CTI_CALLBACK_DIAL": f"Local/{number}@cti-outbound", "CTI_CALLBACK_CID": ""})}
+
+    def dialled(number: str) -> list[dict[str, Any]]:
+        return [e for e in events if e.get("Event") == "DialBegin"
+                and e.get("DestChannel", "").startswith(f"Local/{number}@cti-outbound")]
+
+    await demo_ami.send("Originate", callback(4, "cbstale", "+442000000777"), shape="single")
+    (r,) = await eventually(lambda: refused("callback"), timeout=15, what="the callback of epoch 4 refused")
+    assert (r["Callback"], r["Epoch"], r["Current"]) == ("cbstale", "4", "5")
+    await demo_ami.send("Originate", callback(5, "cbnow", "+442000000778"), shape="single")
+    await eventually(lambda: dialled("+442000000778"), timeout=15, what="the callback of epoch 5 dialled")
+    await eventually(lambda: [e for e in _user_events(events, "CtiCallbackResult") if e.get("Callback") == "cbnow"],
+                     timeout=15, what="the result of the callback of epoch 5")
+    assert dialled("+442000000777") == []
+    assert [e for e in _user_events(events, "CtiCallbackResult") if e.get("Callback") == "cbstale"] == []
+
+    # Epoch 5's own max wait passes (so the refusals above were the epoch's doing).
+    acd.set_epoch(5)
+    await eventually(lambda: acd.epoch_in_force == 5 and not acd.fenced, timeout=10, what="epoch 5 ours again")
+    acd._send_maxwait(p.channel_id, channel, "hangup")
+    (m,) = await eventually(lambda: _user_events(events, "CtiAcdMaxWait"), timeout=10, what="the max wait of 5")
+    assert m["Action"] == "hangup" and len(refused("maxwait")) == 1

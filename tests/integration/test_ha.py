@@ -190,3 +190,39 @@ async def test_a_leader_paused_past_its_lease_offers_nothing_and_steps_down(pair
     assert "acd not leading: decisions dropped" in resumed   # a1 freed during the pause: its router wanted to act
     assert '"acd.offer"' not in resumed
     assert (await _role(n2, "leader"))["epoch"] == ha["epoch"]
+
+
+async def test_a_planned_handover_moves_leadership_and_the_waiting_caller_is_offered_by_the_new_leader(
+        pair, demo_ami, database):
+    n1, n2, events = pair
+    epoch1 = (await _ha(n1))["epoch"]
+    await eventually(lambda: _epoch_in_force(demo_ami, epoch1), timeout=10, what="Asterisk holds n1's epoch")
+    first, second = await _busy_agent_and_a_waiting_caller(demo_ami, events, 21)
+    mark = len(events)
+
+    handover = subprocess.run([sys.executable, "-m", "server.cli", "handover", "--timeout", "20"],
+                              capture_output=True, text=True, timeout=90,
+                              env={**os.environ, "CTI_DATABASE_URL": database, "CTI_HA_CLUSTER": "it-pair"})
+    assert handover.returncode == 0, handover.stdout + handover.stderr
+    assert f"leadership moved from n1 (epoch {epoch1}) to n2" in handover.stdout
+    assert n1.proc is not None
+    await eventually(lambda: n1.proc.returncode is not None, timeout=20, what="the old leader exited")
+    assert n1.proc.returncode == EXIT_STEPPED_DOWN
+    log = n1.log_path.read_text(errors="replace")
+    assert "ha handing over" in log and '"released": true' in log
+    ha = await eventually(lambda: _role(n2, "leader"), timeout=10, what="n2 leading")
+    assert ha["epoch"] > epoch1 and ha["takeovers"] == 1
+    await eventually(lambda: _epoch_in_force(demo_ami, ha["epoch"]), timeout=10,
+                     what="Asterisk holds the new epoch")
+    # Nothing handed to app_queue: a1's call goes on, and the waiting caller is offered by n2.
+    await eventually(lambda: _dial_begins(events, second.channel_id, mark), timeout=30,
+                     what="the waiting caller offered to a1 by the new leader")
+    assert not [e for e in events[mark:] if e.get("Event") == "QueueCallerJoin"]
+    rows = await ended_rows(database, [first.channel_id, second.channel_id], timeout=40)
+    assert rows[first.channel_id]["agent"] == "a1" and rows[second.channel_id]["agent"] == "a1"
+    assert not rows[second.channel_id]["abandoned"]
+    status = subprocess.run([sys.executable, "-m", "server.cli", "status"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "CTI_DATABASE_URL": database,
+                                             "CTI_HA_CLUSTER": "it-pair"})
+    assert f"cluster it-pair: leader n2, epoch {ha['epoch']}, heartbeat" in status.stdout
+    assert "RELEASED" not in status.stdout

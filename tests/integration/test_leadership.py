@@ -12,8 +12,8 @@ from typing import AsyncIterator
 import asyncpg
 import pytest
 
-from cti.lease_pg import PgLeadership
-from cti.leadership import Decision, LeaseConfig, StartLeading, StepDown
+from cti.lease_pg import PgLeadership, request_handover
+from cti.leadership import Decision, HandoverAsked, LeaseConfig, StartLeading, StepDown
 from cti.migrate import migrate
 
 CONFIG = LeaseConfig(ttl=1.5, renew_within=1.0, renew_every=0.25, poll_every=0.25)
@@ -113,3 +113,49 @@ async def test_paused_leader_steps_down_on_resume_and_never_leads_with_its_old_e
     await drive([a, b], 3 * CONFIG.ttl)
     assert other.node.leading() and not leader.node.leading()
     assert [d.epoch for d in leader.started()] == [old_epoch]
+
+
+# A ttl long enough that only the release can explain a takeover within the drive's bound.
+SLOW = LeaseConfig(ttl=8.0, renew_within=4.0, renew_every=0.25, poll_every=0.25)
+
+
+async def test_a_handover_asked_in_the_row_is_told_and_the_release_lets_the_other_lead_without_a_ttl(
+        database: str) -> None:
+    await migrate(database)
+    dsn = database
+    a, b = Contender(dsn, "a"), Contender(dsn, "b")
+    for c, name in ((a, "a"), (b, "b")):
+        c.node = PgLeadership(dsn, "test-slow", name, SLOW, on_decision=c._record)
+    try:
+        await _hand_over(a, b, dsn)
+    finally:
+        await a.node.close()
+        await b.node.close()
+
+
+async def _hand_over(a: Contender, b: Contender, dsn: str) -> None:
+    await drive([a, b], SLOW.ttl + 5, until=lambda: a.node.leading() or b.node.leading())
+    leader, other = (a, b) if a.node.leading() else (b, a)
+    old_epoch = leader.node.epoch
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await request_handover(conn, "test-slow", leader.node.node_id, old_epoch)
+        assert not await request_handover(conn, "test-slow", other.node.node_id, old_epoch)   # not the holder
+        await drive([a, b], 5, until=lambda: any(isinstance(d, HandoverAsked) for _, d in leader.decisions))
+        assert leader.node.leading()
+        release = asyncio.create_task(leader.node.release(timeout=5))
+        await asyncio.sleep(0)
+        assert not leader.node.leading()                 # stepped down before the row is released
+        # Well under the ttl (8 s): only the released row lets the other lead this soon.
+        await drive([a, b], SLOW.ttl / 2, until=lambda: other.node.leading())
+        assert other.node.leading(), "the released row was not taken over at once"
+        assert await release is True
+        assert [d.reason for _, d in leader.stepped_down()] == ["handover"]
+        assert other.node.epoch == old_epoch + 1
+        row = await conn.fetchrow("SELECT holder, released, handover_requested FROM leadership"
+                                  " WHERE cluster = 'test-slow'")
+        assert (row["holder"], row["released"], row["handover_requested"]) == (other.node.node_id, False, False)
+    finally:
+        await conn.close()
+    await drive([a, b], 2.0)                             # the old leader stays out
+    assert other.node.leading() and not leader.node.leading() and len(leader.started()) == 1

@@ -8,10 +8,12 @@ import pytest
 from cti.leadership import (
     Connect,
     Evict,
+    HandoverAsked,
     Lease,
     LeaseConfig,
     LeaseRow,
     ReadLease,
+    Release,
     Renew,
     Role,
     StartLeading,
@@ -189,3 +191,70 @@ def test_heartbeat_age_counts_from_when_the_row_last_changed() -> None:
     lease.next_request(1.0)
     lease.on_lease_read(1.0, LeaseRow("a", 1, "hb1"))
     assert lease.heartbeat_age(2.5) == pytest.approx(1.5)
+
+
+# -- planned handover (cti handover) ------------------------------------------------
+
+
+def test_a_handover_request_is_told_once_and_the_release_steps_down_before_it_is_sent() -> None:
+    lease = leader_at()
+    t = CONFIG.ttl + CONFIG.renew_every
+    assert isinstance(lease.next_request(t), Renew)
+    assert lease.on_renewed(t, "hb2", handover=True) == [HandoverAsked(1, t)]
+    assert isinstance(lease.next_request(t + 0.5), Renew)
+    assert lease.on_renewed(t + 0.5, "hb3", handover=True) == []           # told once
+    assert lease.leading(t + 0.6)
+    assert lease.release(t + 0.6) == [StepDown(1, t + 0.6, "handover")]
+    assert not lease.leading(t + 0.6) and lease.releasing
+    assert lease.next_request(t + 0.6) == Release(1)                       # on the open session, then
+    lease.on_released(t + 0.7, True)
+    assert lease.next_request(t + 0.7) == Connect()                        # the session (and the lock) go
+    lease.on_connected(t + 0.8)
+    assert lease.next_request(t + 0.8) == ReadLease()
+    lease.on_lease_read(t + 0.8, LeaseRow("a", 1, "hb4", released=True))
+    # Out of the contest for a ttl, so the standby gets the row: reads, never tries the lock.
+    now, seen = t + 0.8, []
+    while now < t + 0.6 + CONFIG.ttl + 1.0:
+        req = lease.next_request(now)
+        seen.append((round(now, 1), req))
+        if req == ReadLease():
+            lease.on_lease_read(now, LeaseRow("a", 1, "hb4", released=True))
+        elif req == TryLock():
+            break
+        now += 0.1
+    assert [r for at, r in seen if r == TryLock()] == [TryLock()]
+    assert next(at for at, r in seen if r == TryLock()) >= round(t + 0.6 + CONFIG.ttl, 1)
+    assert lease.release(t + 5) == []                                      # not leading: nothing
+
+
+def test_a_candidate_takes_a_released_row_at_once() -> None:
+    lease = Lease("b", CONFIG, 0.0)
+    lease.next_request(0.0)
+    lease.on_connected(0.0)
+    assert lease.next_request(0.0) == ReadLease()
+    released = LeaseRow("a", 7, "hb9", released=True)
+    lease.on_lease_read(0.1, released)
+    assert lease.next_request(0.1) == TryLock()
+    lease.on_lock(0.1, True)
+    assert lease.next_request(0.1) == TakeOver(released, 7)                 # no ttl to wait
+    assert lease.on_took_over(0.2, LeaseRow("b", 8, "hb10")) == [StartLeading(8, 0.2)]
+
+
+def test_an_unreleased_row_still_waits_a_ttl() -> None:
+    lease = Lease("b", CONFIG, 0.0)
+    lease.next_request(0.0)
+    lease.on_connected(0.0)
+    lease.next_request(0.0)
+    lease.on_lease_read(0.1, LeaseRow("a", 7, "hb9"))
+    lease.next_request(0.1)
+    lease.on_lock(0.1, True)
+    assert lease.next_request(0.1) is None
+
+
+def test_a_release_on_a_lost_session_is_dropped_and_the_node_reconnects() -> None:
+    lease = leader_at()
+    lease.release(4.0)
+    assert lease.next_request(4.0) == Release(1)
+    lease.on_connection_lost(4.1)
+    assert not lease.releasing
+    assert lease.next_request(4.7) == Connect()

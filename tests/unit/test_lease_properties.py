@@ -21,10 +21,12 @@ from hypothesis import strategies as st
 from cti.leadership import (
     Connect,
     Evict,
+    HandoverAsked,
     Lease,
     LeaseConfig,
     LeaseRow,
     ReadLease,
+    Release,
     Renew,
     Request,
     StartLeading,
@@ -43,6 +45,7 @@ class Db:
     alive: set[int] = field(default_factory=set)
     sessions: int = 0
     beats: int = 0
+    handover: bool = False      # an operator's cti handover, until the next takeover
 
     def kill(self, sid: int | None) -> None:
         if sid is not None:
@@ -71,13 +74,20 @@ class Db:
                 return ("refused",)
             self.beats += 1
             self.row = LeaseRow(node.name, max(self.row.epoch if self.row else 0, req.min_epoch) + 1, self.beats)
+            self.handover = False
             return ("took", self.row)
         if isinstance(req, Renew):
             if self.row is None or (self.row.holder, self.row.epoch) != (node.name, req.epoch):
                 return ("refused",)
             self.beats += 1     # greatest(now(), heartbeat_at + 1 µs): always a new value
             self.row = replace(self.row, heartbeat_at=self.beats)
-            return ("renewed", self.beats)
+            return ("renewed", self.beats, self.handover)
+        if isinstance(req, Release):
+            if self.row is None or (self.row.holder, self.row.epoch) != (node.name, req.epoch):
+                return ("released", False)
+            self.beats += 1
+            self.row = replace(self.row, heartbeat_at=self.beats, released=True)
+            return ("released", True)
         if isinstance(req, Evict):
             if self.lock is not None and self.lock != sid:
                 self.kill(self.lock)
@@ -94,6 +104,7 @@ class Node:
     result: tuple | None = None
     ghosts: list[tuple[Request, int | None]] = field(default_factory=list)
     terms: list[list] = field(default_factory=list)     # [start, end or None, epoch]
+    asked: int = 0                                      # HandoverAsked told
 
 
 class Sim:
@@ -111,6 +122,9 @@ class Sim:
             elif isinstance(d, StepDown):
                 assert node.terms and node.terms[-1][1] is None
                 node.terms[-1][1] = d.at
+            elif isinstance(d, HandoverAsked):
+                assert node.terms and node.terms[-1][1] is None and node.terms[-1][2] == d.epoch
+                node.asked += 1
 
     def send(self, node: Node) -> None:
         self.record(node, node.lease.tick(self.now))
@@ -140,6 +154,7 @@ class Sim:
                                 else lease.on_renew_refused(now)),
             "renewed": lambda: lease.on_renewed(now, *args),
             "evicted": lambda: lease.on_evicted(now),
+            "released": lambda: lease.on_released(now, *args),
         }[kind]
         self.record(node, handler())
 
@@ -153,6 +168,13 @@ class Sim:
         if node.lease.leading(self.now):
             self.kills.append((node, self.now))
         self.db.kill(node.sid)
+
+    def release(self, node: Node) -> None:
+        """The daemon hands over (it has stopped acting): at any moment, asked or not."""
+        self.record(node, node.lease.release(self.now))
+
+    def ask(self, node: Node) -> None:
+        self.db.handover = True
 
     def step(self, node: Node) -> None:
         self.send(node)
@@ -180,7 +202,7 @@ class Sim:
 
 OPS = st.tuples(
     st.sampled_from(["wait", "wait", "step", "step", "step", "send", "execute", "deliver",
-                     "tick", "ghost", "kill"]),
+                     "tick", "ghost", "kill", "release", "ask"]),
     st.integers(0, 2),
     st.floats(0.0, 1.5),
 )
@@ -251,3 +273,47 @@ def test_the_simulation_reaches_takeovers() -> None:
         sim.step(other)
     assert other.lease.leading(sim.now) and other.lease.epoch == first[0][3] + 1
     check_safety(sim)
+
+
+def test_a_handover_moves_leadership_well_within_a_ttl_and_the_old_leader_stays_out() -> None:
+    sim = Sim(2)
+    a, b = sim.nodes
+    for _ in range(50):
+        sim.now += 0.1
+        sim.step(a)
+        sim.step(b)
+    (first,) = sim.terms()
+    leader, other = (a, b) if first[0] == "n0" else (b, a)
+    sim.ask(leader)
+    while not leader.asked:
+        sim.now += 0.1
+        sim.step(leader)
+    assert leader.asked == 1 and leader.lease.leading(sim.now)
+    released_at = sim.now
+    sim.release(leader)
+    assert not leader.lease.leading(sim.now) and leader.lease.releasing
+    while not other.lease.leading(sim.now):
+        sim.now += 0.05
+        sim.step(leader)
+        sim.step(other)
+        assert sim.now - released_at < 30
+    # No ttl to wait: one poll for the lock (the old session closes after its release), then the takeover.
+    assert sim.now - released_at < CONFIG.ttl / 2
+    assert other.lease.epoch == first[3] + 1 and sim.db.row is not None and not sim.db.row.released
+    assert not sim.db.handover          # the takeover ends the request
+    for _ in range(40):                 # the old leader stays a follower
+        sim.now += 0.1
+        sim.step(leader)
+        sim.step(other)
+    assert other.lease.leading(sim.now) and not leader.lease.leading(sim.now) and len(sim.terms()) == 2
+    check_safety(sim)
+
+
+def test_a_release_that_lands_after_a_takeover_changes_nothing() -> None:
+    """A release is ``WHERE holder and epoch are ours``: late (the leader was deposed
+    meanwhile) it leaves the new leader's row alone."""
+    db = Db(row=LeaseRow("n1", 8, 40))
+    node = Node("n0", Lease("n0", CONFIG, 0.0), sid=1)
+    db.alive.add(1)
+    assert db.execute(node, Release(7), 1) == ("released", False)
+    assert db.row == LeaseRow("n1", 8, 40)

@@ -68,3 +68,19 @@ def test_a_new_leader_numbers_a_live_calls_events_after_the_stored_timeline() ->
     ev = model.annotate("c1", "acd.offer", 2.0)
     assert ev is not None and ev.seq == here + 9
     assert continue_numbering(model, {"c1": 3}) == 0          # never backwards
+
+
+def test_cti_handover_follows_the_row_until_a_higher_epoch_leads() -> None:
+    from cti.lease_pg import format_status, handover_progress
+
+    asked = {"holder": "a", "epoch": 12}
+    assert handover_progress(asked, {"holder": "a", "epoch": 12, "released": False})[0] == "asked"
+    assert handover_progress(asked, {"holder": "a", "epoch": 12, "released": True})[0] == "released"
+    state, text = handover_progress(asked, {"holder": "b", "epoch": 13, "released": False})
+    assert state == "done" and "from a (epoch 12) to b (epoch 13)" in text and "same node" not in text
+    assert "same node" in handover_progress(asked, {"holder": "a", "epoch": 13, "released": False})[1]
+    assert handover_progress(asked, None)[0] == "asked"
+    row = {"cluster": "east", "holder": "a", "epoch": 12, "heartbeat_age": 0.2, "leading_for": 5.0}
+    assert "RELEASED" in format_status([{**row, "released": True}], ttl=3.0)[0]
+    assert "handover asked" in format_status([{**row, "handover_requested": True}], ttl=3.0)[0]
+    assert "RELEASED" not in format_status([row], ttl=3.0)[0]
