@@ -111,7 +111,11 @@ class Shadow:
 
     def stable(self) -> None:
         """No waiting task has an eligible member (checked after each whole input)."""
+        # Every task of a queue has the same candidates: one look per queue.
+        first: dict[str, str] = {}
         for tid, qid in self.waiting.items():
+            first.setdefault(qid, tid)
+        for qid, tid in first.items():
             ch = self.queues[qid].channel
             for a in self.members[qid]:
                 assert not self.eligible(a, ch), f"task {tid} waits in {qid} while {a} could take it"
