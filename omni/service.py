@@ -198,7 +198,7 @@ class OmniService:
             task = self.tasks[d.task_id] = task.assigned(d.agent_id, d.at)
             self.assigned += 1
             log.info("omni task assigned", task_id=d.task_id, agent=d.agent_id, reason=d.reason)
-            self._write(lambda p: store.set_assigned(p, d.task_id, d.agent_id, d.at))
+            self.write(lambda p: store.set_assigned(p, d.task_id, d.agent_id, d.at))
             self.push({"type": "task.offered", "task": _public(task), "load": d.load, "reason": d.reason},
                       frozenset({d.agent_id}))
             self._tell("offered", task)
@@ -208,12 +208,12 @@ class OmniService:
                 return
             self.closed += 1
             disposition = task.disposition or ""
-            self._write(lambda p: store.set_closed(p, d.task_id, d.at, disposition))
+            self.write(lambda p: store.set_closed(p, d.task_id, d.at, disposition))
             self.push({"type": "task.closed", "task": _public(task)}, frozenset({d.agent_id}))
             self._tell("closed", task)
         elif isinstance(d, TaskDequeued) and d.reason == "abandoned":
             task = self.tasks.pop(d.task_id, None)
-            self._write(lambda p: store.set_abandoned(p, d.task_id, d.at))
+            self.write(lambda p: store.set_abandoned(p, d.task_id, d.at))
             if task is not None:
                 self._tell("abandoned", task)
         elif isinstance(d, VoiceBlock):
@@ -229,7 +229,8 @@ class OmniService:
             except Exception:   # a channel's bug must not stop routing
                 log.exception("omni listener failed", what=what, task_id=task.task_id)
 
-    def _write(self, fn: Callable[[Any], Awaitable[Any]]) -> None:
+    def write(self, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        """Queue a database write behind the ones before it (none without a database)."""
         pool = self.core.pool
         if pool is not None and self._writer is not None:
             self._writes.put_nowait(lambda: fn(pool))

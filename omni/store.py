@@ -67,12 +67,12 @@ async def open_tasks(conn: Any) -> list[Task]:
     return [to_task(r) for r in rows]
 
 
-async def add_message(conn: Any, task_id: str, sender: str, body: str, agent_id: str | None = None) -> int:
-    """Append one chat message; returns its seq (1, 2, ... per task)."""
-    return await conn.fetchval(
-        "INSERT INTO chat_messages (task_id, seq, sender, agent_id, body) "
-        "SELECT $1, COALESCE(max(seq), 0) + 1, $2, $3, $4 FROM chat_messages WHERE task_id = $1 RETURNING seq",
-        task_id, sender, agent_id, body)
+async def add_message(conn: Any, task_id: str, seq: int, sender: str, body: str, at: float,
+                      agent_id: str | None = None) -> None:
+    """Store one chat message under the seq the chat gave it (a repeat is ignored)."""
+    await conn.execute(
+        "INSERT INTO chat_messages (task_id, seq, sender, agent_id, body, at) VALUES ($1, $2, $3, $4, $5, $6) "
+        "ON CONFLICT DO NOTHING", task_id, seq, sender, agent_id, body, _utc(at))
 
 
 async def messages(conn: Any, task_id: str, after: int = 0) -> list[dict[str, Any]]:
