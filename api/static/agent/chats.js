@@ -35,7 +35,8 @@
   }
 
   function label(c) {
-    c.tab.textContent = (c.task.customer_ref || c.task.task_id) + (c.unread ? ` (${c.unread} new)` : "");
+    c.tab.textContent = (c.name ? `${c.name} · ` : "") + (c.task.customer_ref || c.task.task_id) +
+      (c.unread ? ` (${c.unread} new)` : "");
     c.tab.classList.toggle("unread", c.unread > 0);
     c.tab.setAttribute("aria-selected", String(current === c.task.task_id));
   }
@@ -45,7 +46,7 @@
     try {
       const r = await api("GET", `/api/tasks/${encodeURIComponent(c.task.task_id)}/messages?after=${after}`);
       r.messages.forEach((m) => add(c, m, false));
-      if (r.customer) { c.task.customer_ref = r.customer; label(c); }
+      if (r.customer) { c.name = r.customer; label(c); }
     } catch (e) { /* the chat's messages come on /ws too */ }
   }
 
