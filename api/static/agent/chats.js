@@ -106,13 +106,14 @@
 
   $("chat-reply").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const text = $("chat-text"), body = text.value.trim();
-    if (!current || !body) return;
+    const text = $("chat-text"), body = text.value.trim(), id = current;
+    if (!id || !body) return;
     $("chat-error").textContent = "";
     try {
-      const m = await api("POST", `/api/tasks/${encodeURIComponent(current)}/messages`, { body });
+      const m = await api("POST", `/api/tasks/${encodeURIComponent(id)}/messages`, { body });
       text.value = "";
-      add(chats.get(current), m, false);
+      const c = chats.get(id);
+      if (c) add(c, m, false);
     } catch (err) { $("chat-error").textContent = err.message; }   // the text stays in the box
   });
   $("chat-text").addEventListener("input", () => {
@@ -126,10 +127,11 @@
   $("chat-close").addEventListener("submit", async (e) => {
     e.preventDefault();
     if (!current) return;
+    const id = current;     // task.closed on /ws may close the tab (and select another) before the reply
     $("chat-error").textContent = "";
     try {
-      await api("POST", `/api/tasks/${encodeURIComponent(current)}/close`, { disposition: $("chat-disposition").value });
-      closeTab(current);
+      await api("POST", `/api/tasks/${encodeURIComponent(id)}/close`, { disposition: $("chat-disposition").value });
+      closeTab(id);
     } catch (err) { $("chat-error").textContent = err.message; }
   });
 })();

@@ -27,17 +27,24 @@
   var box = el("section", {"class": "cti-chat", "aria-label": "Chat with us", "data-state": "form"});
   var head = el("h2", {"class": "cti-chat-head"}, "Chat with us");
   var form = el("form", {"class": "cti-chat-form"});
-  form.innerHTML = '<label>Name <input name="name" required maxlength="80" autocomplete="name"></label>' +
-    '<label>E-mail <input name="email" type="email" required maxlength="254" autocomplete="email"></label>' +
-    '<label>Your question <textarea name="question" required maxlength="1000" rows="3"></textarea></label>' +
-    '<button type="submit">Start chat</button>';
+  function field(label, tag, attrs) {
+    var l = el("label", {}, label + " "), input = el(tag, attrs);
+    l.appendChild(input); return l;
+  }
+  form.appendChild(field("Name", "input", {name: "name", required: "", maxlength: "80", autocomplete: "name"}));
+  form.appendChild(field("E-mail", "input", {name: "email", type: "email", required: "", maxlength: "254",
+                                            autocomplete: "email"}));
+  form.appendChild(field("Your question", "textarea", {name: "question", required: "", maxlength: "1000",
+                                                      rows: "3"}));
+  form.appendChild(el("button", {type: "submit"}, "Start chat"));
   var status = el("p", {"class": "cti-chat-status", "role": "status", "aria-live": "polite"});
   var log = el("ol", {"class": "cti-chat-log", "aria-live": "polite"});
   var typing = el("p", {"class": "cti-chat-typing", "hidden": ""}, "The agent is typing…");
   var send = el("form", {"class": "cti-chat-send", "hidden": ""});
-  send.innerHTML = '<label class="cti-chat-sr" for="cti-chat-text">Message</label>' +
-    '<textarea id="cti-chat-text" name="text" maxlength="2000" rows="2"></textarea>' +
-    '<button type="submit">Send</button> <button type="button" class="cti-chat-leave">End chat</button>';
+  send.appendChild(el("label", {"class": "cti-chat-sr", "for": "cti-chat-text"}, "Message"));
+  send.appendChild(el("textarea", {id: "cti-chat-text", name: "text", maxlength: "2000", rows: "2"}));
+  send.appendChild(el("button", {type: "submit"}, "Send"));
+  send.appendChild(el("button", {type: "button", "class": "cti-chat-leave"}, "End chat"));
   var error = el("p", {"class": "cti-chat-error", "role": "alert"});
   var download = el("a", {"class": "cti-chat-download", "hidden": "", "download": "chat-transcript.txt"},
                     "Download the transcript");
