@@ -167,3 +167,47 @@ def test_a_closed_chat_takes_no_more_messages():
     c = Chat("t" * 20, "chat-1", "Ada", "ada@example.org", status="closed")
     with pytest.raises(ChatError):
         c.add("customer", "hello", 1.0)
+
+
+async def test_an_oversized_frame_closes_that_socket_and_a_connection_flood_gets_429():
+    client, hub, desk, omni, chat = await _server()
+    try:
+        ws = await client.ws_connect("/chat/ws")
+        await ws.send_str("x" * (FRAME_MAX + 1))
+        msg = await ws.receive(timeout=5)
+        assert msg.type.name in ("CLOSE", "CLOSED", "CLOSING") and ws.close_code == 1009
+        statuses = []
+        for _ in range(25):
+            try:
+                w = await client.ws_connect("/chat/ws")
+                statuses.append(101)
+                await w.close()
+            except Exception as exc:     # aiohttp.WSServerHandshakeError
+                statuses.append(getattr(exc, "status", 0))
+        assert 429 in statuses and statuses.index(429) >= 15      # a burst first, then refused
+        assert not chat.chats                                      # nothing filed
+    finally:
+        await chat.stop()
+        await omni.stop()
+        await hub.stop()
+        await client.close()
+
+
+async def test_a_flood_of_messages_is_refused_with_a_reason_and_none_is_half_stored():
+    client, hub, desk, omni, chat = await _server()
+    try:
+        ws = await client.ws_connect("/chat/ws")
+        await ws.send_json({"type": "start", "name": "Eve", "email": "eve@example.org", "question": "q"})
+        await _until(ws, "started")
+        for i in range(20):
+            await ws.send_json({"type": "message", "body": f"m{i}"})
+        assert "too many messages" in (await _until(ws, "error"))["reason"]
+        c = next(iter(chat.chats.values()))
+        bodies = [m.body for m in c.messages[1:]]
+        assert bodies == [f"m{i}" for i in range(len(bodies))] and 5 <= len(bodies) < 20
+        await ws.close()
+    finally:
+        await chat.stop()
+        await omni.stop()
+        await hub.stop()
+        await client.close()
