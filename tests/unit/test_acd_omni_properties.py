@@ -240,3 +240,14 @@ def test_voice_capacity_zero_is_never_offered_calls() -> None:
     assert r.voice.agent_state("a3").voice_blocked
     r.voice_input("set_voice_blocked", "a3", False, T0)
     assert r.voice.agent_state("a3").voice_blocked
+
+
+def test_the_omnichannel_example_is_valid_and_routes_a_chat():
+    from pathlib import Path
+
+    from acd.config import load_config
+    cfg = load_config(Path(__file__).resolve().parents[2] / "acd" / "examples" / "omnichannel.toml")
+    r = OmniRouter(cfg)
+    r.voice_input("auto_login", T0)
+    ds = r.task_waiting("t", "webchat", T0)
+    assert [d.agent_id for d in ds if isinstance(d, TaskAssigned)]
