@@ -182,6 +182,28 @@ class TaskRouter:
             self._check_block(best[1], now, out)
         return out
 
+    def task_held(self, task_id: str, queue_id: str, agent_id: str, now: float, *,
+                  since: float | None = None) -> list[Decision]:
+        """The agent already holds the task (found open after a restart): it counts in the
+        agent's load from now on, even over capacity (a fact, not an offer: the agent then
+        takes no new task of the channel until under it). No decision but a ``VoiceBlock``.
+        Raises ``AcdInputError`` for an unknown agent or task queue."""
+        now = self._clock(now)
+        q = self._queue(queue_id)
+        agent = self._agent(agent_id)
+        if task_id in self._tasks:
+            return self._ignore("task_held", task_id, agent_id, "task already known")
+        began = now if since is None else min(since, now)
+        task = _Task(task_id, q, q.cfg.priority, began, next(self._seq), None, status=_ASSIGNED, agent=agent,
+                     assigned_at=now)
+        self._tasks[task_id] = task
+        agent.tasks.add(task_id)
+        agent.load[q.channel] += 1
+        q.open += 1
+        out: list[Decision] = []
+        self._check_block(agent, now, out)
+        return out
+
     def task_abandoned(self, task_id: str, now: float) -> list[Decision]:
         """The customer left before an agent had the task (ignored once assigned: the agent closes it)."""
         now = self._clock(now)

@@ -77,8 +77,17 @@ class OmniService:
         pool = self.core.pool
         if pool is not None:
             # Tasks still waiting when the daemon stopped wait again, keeping their place.
-            for t in await store.open_tasks(pool):
-                if t.status == "waiting" and t.queue in self.router.queue_ids():
+            # Tasks agents held count in their load again (first, so that a waiting one is not
+            # given to an agent already full); waiting ones wait again, keeping their place.
+            known = set(self.router.queue_ids())
+            agents = {a.id for a in self.acd.config.agents}
+            found = [t for t in await store.open_tasks(pool) if t.queue in known]
+            for t in found:
+                if t.status == "assigned" and t.agent_id in agents:
+                    self.tasks[t.task_id] = t
+                    self._handle(self.router.task_held(t.task_id, t.queue, t.agent_id, now, since=t.created_at))
+            for t in found:
+                if t.status == "waiting":
                     self.tasks[t.task_id] = t
                     self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
                                                           customer_ref=t.customer_ref))

@@ -251,3 +251,12 @@ def test_the_omnichannel_example_is_valid_and_routes_a_chat():
     r.voice_input("auto_login", T0)
     ds = r.task_waiting("t", "webchat", T0)
     assert [d.agent_id for d in ds if isinstance(d, TaskAssigned)]
+
+
+def test_a_task_held_after_a_restart_counts_in_the_load_and_blocks_voice():
+    r = _omni()
+    ds = r._pump(r.tasks.task_held("old", "c1", "a1", T0 + 1, since=T0 - 600))
+    assert [d.blocked for d in ds if isinstance(d, VoiceBlock)] == [True]
+    assert r.tasks.load("a1")["chat"] == 1 and r.voice.agent_state("a1").voice_blocked
+    assert r.tasks.position("old") == 0
+    assert [d.agent_id for d in r.task_closed("old", T0 + 2) if isinstance(d, VoiceBlock)] == ["a1"]
