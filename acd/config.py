@@ -43,6 +43,9 @@ from cti.errors import ConfigError
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]*$", max_length=64)]
 Level = Annotated[int, Field(ge=1, le=10)]
 Selection = Literal["longest_idle", "best_proficiency", "fewest_calls", "round_robin"]
+# Work item channels (docs/omnichannel.md). Voice is today's calls; the others are tasks.
+Channel = Literal["voice", "chat", "email", "message"]
+TASK_CHANNELS: tuple[str, ...] = ("chat", "email", "message")
 
 
 class _Model(BaseModel):
@@ -69,6 +72,28 @@ class Membership(_Model):
     delay_s: float = Field(0.0, ge=0, le=86_400)
 
 
+class Capacity(_Model):
+    """How much work of each channel an agent holds at once, and how channels combine
+    (docs/omnichannel.md). The default is voice only, one call: today's behaviour.
+
+    ``voice`` is 0 or 1 (0: never offered calls). ``voice_blocked_by``: while the
+    agent holds any task of these channels no call is offered to it.
+    ``while_on_voice``: the task channels still offered while the agent rings, talks
+    or wraps up a call (none by default: a call blocks new tasks).
+    """
+
+    voice: int = Field(1, ge=0, le=1)
+    chat: int = Field(0, ge=0, le=50)
+    email: int = Field(0, ge=0, le=50)
+    message: int = Field(0, ge=0, le=50)
+    voice_blocked_by: list[Literal["chat", "email", "message"]] = Field(default_factory=list)
+    while_on_voice: list[Literal["chat", "email", "message"]] = Field(default_factory=list)
+
+    def of(self, channel: str) -> int:
+        """The agent's limit in ``channel``."""
+        return int(getattr(self, channel))
+
+
 class Agent(_Model):
     id: Name
     name: str = Field(min_length=1, max_length=128)
@@ -77,6 +102,7 @@ class Agent(_Model):
     skills: dict[Name, Level] = Field(default_factory=dict)
     queues: dict[Name, Membership] = Field(default_factory=dict)
     auto_login: bool = False
+    capacity: Capacity = Field(default_factory=Capacity)
 
 
 class Step(_Model):
@@ -98,6 +124,10 @@ class Overflow(_Model):
 class Queue(_Model):
     id: Name
     name: str = Field("", max_length=128)
+    # The channel of the work it queues: voice (calls, acd.core.Router) or a task
+    # channel (acd.tasks.TaskRouter). Priority and service level are the queue's own,
+    # so they are per channel: a chat queue with sl_seconds 30, an e-mail one with 14400.
+    channel: Channel = "voice"
     requirements: list[Requirement] = Field(default_factory=list)
     priority: int = 0                      # higher is served first
     aging_weight: float = Field(1.0, gt=0, le=100)
@@ -173,6 +203,9 @@ def check_references(cfg: AcdConfig) -> list[str]:
         for qid in a.queues:
             if qid not in queues:
                 problems.append(f"agent {a.id!r}: member of unknown queue {qid!r}")
+            elif a.capacity.of(queues[qid].channel) == 0:
+                ch = queues[qid].channel
+                problems.append(f"agent {a.id!r}: member of {ch} queue {qid!r} with capacity.{ch} 0")
 
     for q in cfg.queues:
         where = f"queue {q.id!r}"
@@ -197,8 +230,14 @@ def check_references(cfg: AcdConfig) -> list[str]:
                 problems.append(f"{where}: cannot borrow from itself")
             elif lender not in queues:
                 problems.append(f"{where}: borrow_from names unknown queue {lender!r}")
+            elif queues[lender].channel != q.channel:
+                problems.append(f"{where}: borrows from {lender!r}, a queue of another channel")
         if isinstance(q.on_max_wait, Overflow) and q.on_max_wait.overflow not in queues:
             problems.append(f"{where}: on_max_wait overflows to unknown queue {q.on_max_wait.overflow!r}")
+        elif isinstance(q.on_max_wait, Overflow) and queues[q.on_max_wait.overflow].channel != q.channel:
+            problems.append(f"{where}: on_max_wait overflows to a queue of another channel")
+        if q.channel != "voice" and (q.steps or q.on_max_wait is not None or q.borrow_from):
+            problems.append(f"{where}: a {q.channel} queue has no steps, max wait or borrowing (yet)")
 
     # Overflow cycles: follow each chain; every queue has at most one target.
     reported: set[frozenset[str]] = set()

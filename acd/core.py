@@ -150,6 +150,8 @@ class _Agent:
     wrapup_max: float | None = None                       # the latest an extension may reach
     wrapup_step: float = 0.0                              # one extension
     owes: str | None = None                               # the call whose disposition is required
+    # Not offered calls while available (acd.tasks: its tasks block voice, or capacity.voice 0).
+    voice_blocked: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -223,7 +225,8 @@ class Router:
         self._skills = set(config.skills)
         self._agents: dict[str, _Agent] = {}
         for i, a in enumerate(config.agents):
-            self._agents[a.id] = _Agent(a.id, i, a.device, dict(a.skills))
+            self._agents[a.id] = _Agent(a.id, i, a.device, dict(a.skills),
+                                        voice_blocked=a.capacity.voice == 0)
         self._queues: dict[str, _Queue] = {q.id: _Queue(q) for q in config.queues}
         for q in self._queues.values():
             for lid in q.cfg.borrow_from:
@@ -364,6 +367,36 @@ class Router:
         self._settle(now, out)
         return out
 
+    def set_voice_blocked(self, agent_id: str, blocked: bool, now: float) -> list[Decision]:
+        """The agent may (not) be offered calls, whatever its state: its tasks of other
+        channels block voice (``acd.tasks``, docs/omnichannel.md). A blocked agent
+        stays ``available`` (it is, for the other channels) but no call is offered
+        to it; unblocked and available, it takes the best call it may at once. An
+        offer ringing now is not withdrawn. Unchanged for an agent whose
+        ``capacity.voice`` is 0 (never offered calls).
+        Raises ``AcdInputError`` for an unknown agent."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        blocked = bool(blocked) or self._voice_cap0(agent)
+        out: list[Decision] = []
+        if agent.voice_blocked == blocked:
+            return out
+        agent.voice_blocked = blocked
+        if agent.state == AVAILABLE:
+            if blocked:
+                agent.avail_ver += 1
+                for _, tiers in agent.pools:
+                    for t in tiers:
+                        t.live -= 1
+            else:
+                self._push_available(agent)
+                self._match_agent(agent, now, out)
+        self._settle(now, out)
+        return out
+
+    def _voice_cap0(self, agent: _Agent) -> bool:
+        return self.config.agents[agent.ord].capacity.voice == 0
+
     def set_device(self, agent_id: str, device: str) -> None:
         """The agent's offers ring ``device`` from now on (an offer ringing now
         goes on at the old one). Raises ``AcdInputError`` for an unknown agent."""
@@ -416,6 +449,8 @@ class Router:
         q = self._queues.get(queue_id)
         if q is None:
             raise AcdInputError(f"unknown queue {queue_id!r}")
+        if q.cfg.channel != "voice":
+            raise AcdInputError(f"queue {queue_id!r} queues {q.cfg.channel} tasks, not calls")
         if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
             raise AcdInputError(f"call {call_id!r}: priority must be an integer, not {priority!r}")
         extras: ReqSet = ()
@@ -753,7 +788,11 @@ class Router:
         timed = a.state == WRAPUP and a.wrapup_ends is not None
         return AgentView(a.id, a.state, a.reason, a.since, call, pending, queue.id if queue else None,
                          a.device, not a.unreachable, a.wrapup_ends if timed else None,
-                         a.wrapup_max if timed else None, a.owes)
+                         a.wrapup_max if timed else None, a.owes, a.voice_blocked)
+
+    def state_of(self, agent_id: str) -> str:
+        """The agent's state now (cheaper than ``agent_state``)."""
+        return self._agent(agent_id).state
 
     def waiting_calls(self) -> list[WaitingCall]:
         """Every call the router holds, in service order (priority, then arrival)."""
@@ -828,7 +867,7 @@ class Router:
         old = agent.state
         if new not in _TRANSITIONS[old]:
             raise AssertionError(f"agent {agent.id}: {old} -> {new} is not a transition")
-        if old == AVAILABLE and new != AVAILABLE:
+        if old == AVAILABLE and new != AVAILABLE and not agent.voice_blocked:
             agent.avail_ver += 1
             for _, tiers in agent.pools:
                 for t in tiers:
@@ -854,15 +893,19 @@ class Router:
             agent.owes = None      # a new session owes nothing
         if new == AVAILABLE and old != AVAILABLE:
             agent.idle_since = now
-            for pool, tiers in agent.pools:
-                key = self._key(pool, agent)
-                for t in tiers:
-                    t.push(key, agent)
+            if not agent.voice_blocked:
+                self._push_available(agent)
         if new == LOGGED_OUT:
             agent.timer_ver += 1
             if agent.held:
                 self._logged_out.append(agent)
         out.append(AgentState(agent.id, old, new, reason, now))
+
+    def _push_available(self, agent: _Agent) -> None:
+        for pool, tiers in agent.pools:
+            key = self._key(pool, agent)
+            for t in tiers:
+                t.push(key, agent)
 
     def _go_idle(self, agent: _Agent, reason: str, now: float, out: list[Decision], *,
                  match: bool = True) -> None:
@@ -927,7 +970,7 @@ class Router:
 
     def _match_agent(self, agent: _Agent, now: float, out: list[Decision]) -> None:
         """An agent just became available: offer it the best call it may take, if any."""
-        if self.link_down:
+        if self.link_down or agent.voice_blocked:
             return
         if agent.held:
             best = None
@@ -989,7 +1032,7 @@ class Router:
             pass
         elif call.status == HELD:
             agent = call.preferred
-            if agent.state == AVAILABLE and qualifies(agent.skills, call.pool.reqs):
+            if agent.state == AVAILABLE and not agent.voice_blocked and qualifies(agent.skills, call.pool.reqs):
                 self._offer(call, agent, now, out,
                             f"step {call.step} ({call.pool.label}); preferred agent ({call.preferred_why})")
                 return
@@ -1065,7 +1108,7 @@ class Router:
                     t.logged_in += 1
             if agent.state not in (LOGGED_OUT, NOT_READY):
                 pool.staffed += 1
-            if agent.state == AVAILABLE:
+            if agent.state == AVAILABLE and not agent.voice_blocked:
                 key = self._key(pool, agent)
                 for t in mine:
                     t.push(key, agent)

@@ -142,6 +142,7 @@ class AgentView:
     wrapup_ends_at: float | None = None   # in wrap-up with a timer: when it ends
     wrapup_max_at: float | None = None    # the latest it can be extended to (None: no extension)
     disposition_due: str | None = None    # the call whose disposition must be saved before available
+    voice_blocked: bool = False           # available for tasks, but offered no call (acd.tasks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +177,72 @@ class QueueStats:
     agents_eligible: int            # logged in, meeting the base requirements, members
     agents_available: int
     handle_time_s: float            # moving average of talk time, plus wrapup_s
+
+
+# -- tasks of the other channels (acd.tasks) ---------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class TaskAssigned:
+    """Task ``task_id`` (of ``channel``, waiting in ``queue_id``) is now the agent's:
+    its desktop shows it at once (no ringing: the assignment is the offer). The
+    agent holds it until ``task_closed``. ``load`` is the agent's count of open
+    tasks of the channel, this one included."""
+
+    task_id: str
+    agent_id: str
+    channel: str
+    queue_id: str
+    load: int
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDequeued:
+    """The task stopped waiting: ``reason`` is ``assigned`` or ``abandoned``. Every
+    task ``task_waiting`` accepted leaves its queue exactly once."""
+
+    task_id: str
+    queue_id: str
+    channel: str
+    reason: str
+    waited_s: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEnded:
+    """The agent closed task ``task_id``: its capacity in the channel is free again."""
+
+    task_id: str
+    agent_id: str
+    channel: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceBlock:
+    """Agent ``agent_id`` may (``blocked`` False) or may not be offered calls, by
+    its capacity rule (``voice_blocked_by``): the voice router's ``set_voice_blocked``."""
+
+    agent_id: str
+    blocked: bool
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQueueStats:
+    queue_id: str
+    channel: str
+    waiting: int
+    open: int                       # assigned, not yet closed
+    longest_wait_s: float
+    offered: int                    # tasks that left the queue: assigned or abandoned
+    answered: int                   # assigned
+    answered_within_sl: int
+    abandoned: int
+    service_level: float | None     # percent
+    sl_target: float
+    sl_seconds: float
+    agents_eligible: int            # members logged in and not on a break

@@ -91,10 +91,17 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     # The gate before every routing action (cti.ha.HaNode.may_act in a pair: false on a
     # standby and on a leader whose lease ran out, e.g. resumed after a pause).
     may_act: Callable[[], bool] = lambda: True
+    # Omnichannel (omni/service.py): told of every agent state change the router decides
+    # (agent id, when), and the agents whose tasks block calls (kept across configurations).
+    agent_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
+    voice_blocked: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat
         self.router = acd_core.Router(self.config)
+        known = {a.id for a in self.config.agents}
+        for agent_id in sorted(self.voice_blocked & known):
+            self.router.set_voice_blocked(agent_id, True, time.time())
         self._queues = {q.id: q for q in self.config.queues}
 
     # -- lifecycle -----------------------------------------------------------
@@ -253,6 +260,14 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             self._apply(self.router.disposition_saved(agent_id, call_id, now))
             self._tell(agent_id, now)
 
+    def set_voice_blocked(self, agent_id: str, blocked: bool) -> None:
+        """The agent's tasks (omni) block calls, or no longer do (``Router.set_voice_blocked``)."""
+        (self.voice_blocked.add if blocked else self.voice_blocked.discard)(agent_id)
+        try:
+            self._apply(self.router.set_voice_blocked(agent_id, blocked, time.time()))
+        except CtiError as exc:
+            log.warning("acd voice block refused", agent=agent_id, error=str(exc))
+
     def bind_device(self, agent_id: str, device: str | None) -> None:
         """The agent's offers and callbacks ring ``device`` (a dial string) from
         now on; None: the device of the configuration. Unknown agents are
@@ -400,6 +415,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                     self.core.writer.submit(AgentStateRow(agent_id=d.agent_id, at=_utc(d.at), state=d.new,
                                                           previous=d.old, reason=d.reason))
                 self._tell(d.agent_id, d.at)
+                for listener in self.agent_listeners:
+                    listener(d.agent_id, d.at)
             else:
                 name = type(d).__name__.lower()
                 fields = {k: getattr(d, k) for k in getattr(d, "__dataclass_fields__", {})

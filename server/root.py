@@ -36,6 +36,7 @@ from cti.ha import HA, HaNode
 from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
+from omni.routes import setup_omni
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
 
@@ -81,6 +82,7 @@ def build(settings: Settings) -> web.Application:
     setup_ws(app, core, acd)
     setup_emergency(app)              # moves the ACD's waiting callers; pushes on the hub: after both
     setup_desktop(app)                # screen-pops go out on the hub: after it
+    setup_omni(app)                   # tasks of chat, e-mail, message: the ACD's router, offers on the hub
     setup_webhooks(app)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)

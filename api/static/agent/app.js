@@ -114,6 +114,10 @@
     if (msg.type === "resync") { api("GET", "/api/me").catch(() => {}); loadHistory(); return; }
     if (msg.type === "error" || msg.type === "pong") return;
     if (typeof msg.seq === "number") S.setItem("seq", String(msg.seq));
+    if (msg.type.startsWith("task.") || msg.type.startsWith("chat.")) {   // chats.js: the agent's chats
+      document.dispatchEvent(new CustomEvent("cti:task", { detail: msg }));
+      return;
+    }
     if (msg.type === "agent.state" && me && msg.agent_id === me.agent_id) showState(msg);
     else if (msg.type === "screenpop" && me && msg.agent_id === me.agent_id) showCard(msg);
     else if (msg.type === "call.ended" && msg.call_id === callId) callEnded(msg.call_id);

@@ -1,0 +1,231 @@
+"""Omnichannel routes: an agent's open tasks, and closing one with a disposition
+(docs/api.md, "Tasks"). The service itself (``OMNI``) is the in-process entry point
+channels file tasks through (omni/service.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from acd.routing_shell import ACD
+from api.client_address import client_address, networks
+from api.errors import ApiError
+from api.registry import ApiRequest, setup_registry
+from api.static_files import StaticFiles
+from cti.daemon import CORE
+from omni.chat import BODY_MAX, Chat, ChatError
+from omni.chat_service import ChatService
+from omni.service import DISPOSITION_MAX, NotYourTask, OmniService, TaskError
+
+CHAT = web.AppKey("omni_chat", ChatService)
+_STATIC = StaticFiles(Path(__file__).resolve().parents[1] / "api" / "static" / "chat",
+                      allowed=frozenset({"widget.js", "widget.css", "index.html"}))
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; "
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'")
+
+OMNI = web.AppKey("omni", OmniService)
+AGENT_OR_STAFF = frozenset({"agent", "supervisor", "admin"})
+
+
+class TaskItem(BaseModel):
+    task_id: str
+    channel: str
+    queue: str
+    customer_ref: str
+    subject: str
+    ref: str
+    created_at: float
+    status: str
+    agent_id: str | None
+    assigned_at: float | None
+    closed_at: float | None
+    disposition: str | None
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskItem]
+
+
+class CloseBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disposition: str = Field(min_length=1, max_length=DISPOSITION_MAX, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")
+
+
+class SayBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=BODY_MAX)
+
+
+class TypingBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: bool
+
+
+class MessagesQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: int = Field(0, ge=0, le=1_000_000)
+
+
+class ChatLine(BaseModel):
+    seq: int
+    sender: str
+    body: str
+    at: float
+
+
+class ChatLines(BaseModel):
+    task_id: str
+    status: str
+    customer: str
+    messages: list[ChatLine]
+
+
+class Done(BaseModel):
+    ok: bool = True
+
+
+def _chat_of(req: ApiRequest[Any, Any], *, own: bool) -> Chat:
+    """The chat of the path's task, held by the asking agent (``own``) or any (staff)."""
+    chat = req.app[CHAT].by_task.get(req.match_info["task_id"])
+    if chat is None:
+        raise ApiError(404, "no_chat", "no web chat with this task id")
+    who = req.principal
+    staff = who is not None and who.role in ("supervisor", "admin")
+    if (own or not staff) and (who is None or not who.agent_id or chat.agent_id != who.agent_id):
+        raise ApiError(403, "not_your_task", "this chat is not assigned to you")
+    return chat
+
+
+async def say(req: ApiRequest[SayBody, None]) -> ChatLine:
+    chat = _chat_of(req, own=True)
+    try:
+        m = req.app[CHAT].say(chat, "agent", req.body.body, req.principal.agent_id if req.principal else None)
+    except ChatError as exc:
+        raise ApiError(409 if chat.status == "closed" else 422, "chat_refused", str(exc)) from None
+    return ChatLine(seq=m.seq, sender=m.sender, body=m.body, at=m.at)
+
+
+async def typing(req: ApiRequest[TypingBody, None]) -> Done:
+    req.app[CHAT].agent_typing(_chat_of(req, own=True), req.body.on)
+    return Done()
+
+
+async def chat_messages(req: ApiRequest[None, MessagesQuery]) -> ChatLines:
+    chat = _chat_of(req, own=False)
+    return ChatLines(task_id=chat.task_id, status=chat.status, customer=chat.name,
+                     messages=[ChatLine(seq=m.seq, sender=m.sender, body=m.body, at=m.at)
+                               for m in chat.after(req.query.after)])
+
+
+async def widget_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info.get("name") or "index.html"
+    return await _STATIC.response(request, name, {
+        "Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+        # The widget is embedded in other sites' pages: its script and style may be loaded from them.
+        "Cross-Origin-Resource-Policy": "cross-origin"})
+
+
+async def transcript(request: web.Request) -> web.StreamResponse:
+    token = request.match_info["token"]
+    text = await request.app[CHAT].transcript(token) if 16 <= len(token) <= 64 else None
+    if text is None:
+        raise web.HTTPNotFound(text="no such chat")
+    return web.Response(text=text, content_type="text/plain", charset="utf-8", headers={
+        "Content-Disposition": 'attachment; filename="chat-transcript.txt"', "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+
+
+def _service(req: ApiRequest[Any, Any]) -> OmniService:
+    return req.app[OMNI]
+
+
+def _item(t: Any) -> TaskItem:
+    return TaskItem(task_id=t.task_id, channel=t.channel, queue=t.queue, customer_ref=t.customer_ref,
+                    subject=t.subject, ref=t.ref, created_at=t.created_at, status=t.status, agent_id=t.agent_id,
+                    assigned_at=t.assigned_at, closed_at=t.closed_at, disposition=t.disposition)
+
+
+async def list_tasks(req: ApiRequest[None, None]) -> TaskList:
+    who = req.principal
+    agent = who.agent_id if who is not None and who.role == "agent" else None
+    if who is not None and who.role == "agent" and agent is None:
+        return TaskList(tasks=[])
+    return TaskList(tasks=[_item(t) for t in _service(req).tasks_of(agent)])
+
+
+async def close_task(req: ApiRequest[CloseBody, None]) -> TaskItem:
+    who = req.principal
+    if who is None or not who.agent_id:
+        raise ApiError(403, "not_an_agent", "only the agent holding a task closes it")
+    try:
+        return _item(_service(req).close_task(req.match_info["task_id"], who.agent_id, req.body.disposition))
+    except NotYourTask as exc:
+        raise ApiError(403, "not_your_task", str(exc)) from None
+    except TaskError as exc:
+        raise ApiError(404, "no_open_task", str(exc)) from None
+
+
+def setup_omni(app: web.Application) -> OmniService:
+    """The omnichannel service (``app[OMNI]``) and its routes. After ``setup_acd`` and
+    ``setup_ws`` (task offers go out on the hub)."""
+    from api.ws import WS
+
+    core = app[CORE]
+    acd = app.get(ACD)
+    service = OmniService(core, acd)
+    app[OMNI] = service
+    core.health_parts["omni"] = service.health
+
+    trusted = networks(core.settings.http_trusted_proxies)
+
+    def address_of(request: web.Request) -> str:
+        return client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
+
+    chat_queue = next((q.id for q in acd.config.queues if q.channel == "chat"), None) if acd is not None else None
+    chat = ChatService(service, chat_queue or "", address_of)
+    app[CHAT] = chat
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        hub = app.get(WS)
+        if hub is not None:
+            service.push = hub.push
+        await service.start()
+        await chat.start()
+        try:
+            yield
+        finally:
+            await chat.stop()
+            await service.stop()
+
+    app.cleanup_ctx.append(ctx)
+    api = setup_registry(app)
+    tags = ("tasks",)
+    api.add("GET", "/api/tasks", list_tasks, summary="Open tasks (chat, e-mail, message): an agent's own; "
+            "every one for supervisors and admins", roles=AGENT_OR_STAFF, response=TaskList, tags=tags)
+    api.add("POST", "/api/tasks/{task_id}/close", close_task, summary="Close the agent's own task with a disposition",
+            description="Frees the agent's slot in the task's channel; the best waiting task it may take "
+                        "follows at once (pushed as task.offered on /ws).",
+            roles=frozenset({"agent"}), body=CloseBody, response=TaskItem, tags=tags)
+    api.add("POST", "/api/tasks/{task_id}/messages", say, summary="Send a message in the agent's own web chat",
+            description="Stored (chat_messages) and sent to the customer's widget; numbered by the chat.",
+            roles=frozenset({"agent"}), body=SayBody, response=ChatLine, status=201, tags=tags)
+    api.add("POST", "/api/tasks/{task_id}/typing", typing, summary="The agent is (no longer) typing in its chat",
+            roles=frozenset({"agent"}), body=TypingBody, response=Done, tags=tags)
+    api.add("GET", "/api/tasks/{task_id}/messages", chat_messages,
+            summary="A web chat's messages after seq `after` (the agent's own; any for supervisors and admins)",
+            roles=AGENT_OR_STAFF, query=MessagesQuery, response=ChatLines, tags=tags)
+    if chat_queue is not None:
+        app.router.add_get("/chat/ws", chat.serve)
+        app.router.add_get("/chat/transcript/{token}", transcript)
+        app.router.add_get("/chat/", widget_file)
+        app.router.add_get("/chat/{name}", widget_file)
+        api.document("GET", "/chat/ws", summary="WebSocket: the customer's web chat (unauthenticated; see "
+                     "docs/omnichannel.md)", roles=None, operation_id="chat_websocket", status=101,
+                     content_type=None, tags=("chat",),
+                     description="First frame start {name, email, question} or resume {token, last_seq}; "
+                                 "rate-limited per client address; frames of at most 8 KiB.")
+        api.document("GET", "/chat/transcript/{token}", summary="A web chat's transcript (text/plain, download)",
+                      roles=None, operation_id="chat_transcript", content_type="text/plain", tags=("chat",))
+    return service

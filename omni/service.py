@@ -1,0 +1,265 @@
+"""The omnichannel service in the daemon: tasks filed by channels, routed by the ACD's
+task router, offered to agents' desktops over the WebSocket hub, stored in PostgreSQL.
+
+The entry point every channel uses (web chat today; e-mail and messaging later)::
+
+    omni = app[OMNI]
+    task_id = await omni.file_task("chat", "webchat", "ada@example.org", "Order 1234", "chat-session-id")
+
+It stores the task (idempotent per channel and ``ref``: filing the same
+conversation again returns the first task's id), enters it in the router, and
+when the router assigns it, pushes ``task.offered`` to the agent's desktop on
+``/ws`` (no Asterisk involved). ``close_task`` (the agent, with a disposition)
+frees the agent's slot. The capacity rule joins the voice router through the
+ACD service: its agent state changes come in (``AcdService.agent_listeners``),
+and a ``VoiceBlock`` goes out as ``AcdService.set_voice_blocked``.
+
+Database writes go through one ordered queue (assigned before closed); a
+database that fails loses no routing: the router keeps going and the write is
+logged (``omni.store_failed``).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import Any, Awaitable, Callable
+
+import structlog
+
+from acd.decisions import Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, VoiceBlock
+from acd.tasks import TaskRouter
+from omni import store
+from omni.tasks import Task, TaskError, new_task
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["OmniService", "TaskError", "NotYourTask"]
+
+DISPOSITION_MAX = 64
+
+
+class NotYourTask(TaskError):
+    """The task is not assigned to the agent who asks."""
+
+
+Listener = Callable[[str, Task], None]     # (what happened: offered / closed / abandoned, the task)
+
+
+class OmniService:
+    def __init__(self, core: Any, acd: Any, push: Callable[[dict[str, Any], frozenset[str]], None] | None = None
+                 ) -> None:
+        self.core = core
+        self.acd = acd                              # acd.routing_shell.AcdService, or None
+        self.push = push or (lambda body, agents: None)
+        self.router: TaskRouter | None = None
+        self.tasks: dict[str, Task] = {}            # open tasks (waiting or assigned)
+        self.listeners: list[Listener] = []         # channels told of their tasks' fate
+        self._todo: deque[list[Decision]] = deque()
+        self._busy = False
+        self._writes: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.filed = self.assigned = self.closed = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.acd is None:
+            log.info("omni disabled: no ACD to route tasks")
+            return
+        self.router = TaskRouter(self.acd.config)
+        self._writer = asyncio.create_task(self._write_loop(), name="omni-writes")
+        self.acd.agent_listeners.append(self._agent_changed)
+        now = time.time()
+        for a in self.acd.config.agents:
+            self._handle(self.router.agent_voice(a.id, self.acd.router.state_of(a.id), now))
+        pool = self.core.pool
+        if pool is not None:
+            # Tasks still waiting when the daemon stopped wait again, keeping their place.
+            # Tasks agents held count in their load again (first, so that a waiting one is not
+            # given to an agent already full); waiting ones wait again, keeping their place.
+            known = set(self.router.queue_ids())
+            agents = {a.id for a in self.acd.config.agents}
+            found = [t for t in await store.open_tasks(pool) if t.queue in known]
+            for t in found:
+                if t.status == "assigned" and t.agent_id in agents:
+                    self.tasks[t.task_id] = t
+                    self._handle(self.router.task_held(t.task_id, t.queue, t.agent_id, now, since=t.created_at))
+            for t in found:
+                if t.status == "waiting":
+                    self.tasks[t.task_id] = t
+                    self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
+                                                          customer_ref=t.customer_ref))
+
+    async def stop(self) -> None:
+        if self.acd is not None and self._agent_changed in self.acd.agent_listeners:
+            self.acd.agent_listeners.remove(self._agent_changed)
+        if self._writer is not None:
+            self._writes.put_nowait(None)
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Wait until every database write queued so far is done."""
+        done = asyncio.get_running_loop().create_future()
+        self._writes.put_nowait(lambda: _set(done))
+        await done
+
+    def health(self) -> dict[str, Any]:
+        return {"running": self.router is not None, "open": len(self.tasks), "filed": self.filed,
+                "assigned": self.assigned, "closed": self.closed}
+
+    # -- the entry point of every channel -----------------------------------------
+
+    async def file_task(self, channel: str, queue: str, customer_ref: str, subject: str, ref: str) -> str:
+        """File a work item of ``channel`` (chat, email, message) into ``queue``, a queue
+        of that channel in the ACD configuration. Returns the task id (the one already
+        filed when this channel filed ``ref`` before). Raises ``TaskError`` for a bad
+        field, an unknown queue or one of another channel, or when no ACD runs."""
+        router = self._router()
+        task = new_task(channel, queue, customer_ref, subject, ref, time.time())
+        cfg = next((q for q in self.acd.config.queues if q.id == queue), None)
+        if cfg is None or cfg.channel != channel:
+            raise TaskError(f"queue {queue!r} is no {channel} queue")
+        pool = self.core.pool
+        if pool is not None:
+            stored = await store.insert_task(pool, task)
+            if stored is None:
+                existing = await store.by_ref(pool, channel, task.ref)
+                assert existing is not None
+                return existing.task_id
+        else:
+            same = next((t for t in self.tasks.values() if t.channel == channel and t.ref == task.ref), None)
+            if same is not None:
+                return same.task_id
+        self.tasks[task.task_id] = task
+        self.filed += 1
+        log.info("omni task filed", task_id=task.task_id, channel=channel, queue=queue)
+        self._handle(router.task_waiting(task.task_id, queue, task.created_at, customer_ref=task.customer_ref))
+        return task.task_id
+
+    def close_task(self, task_id: str, agent_id: str, disposition: str) -> Task:
+        """The agent is done with its task. Returns the closed task. Raises ``TaskError``
+        (unknown or not assigned) or ``NotYourTask``."""
+        router = self._router()
+        if not isinstance(disposition, str) or not 0 < len(disposition.strip()) <= DISPOSITION_MAX:
+            raise TaskError(f"disposition: 1 to {DISPOSITION_MAX} characters")
+        task = self.tasks.get(task_id)
+        if task is None or task.status != "assigned":
+            raise TaskError(f"task {task_id!r} is not open with an agent")
+        if task.agent_id != agent_id:
+            raise NotYourTask(f"task {task_id!r} is not assigned to {agent_id!r}")
+        now = time.time()
+        closed = task.closed(now, disposition.strip())
+        self.tasks[task_id] = closed
+        self._handle(router.task_closed(task_id, now))
+        return closed
+
+    def abandon(self, task_id: str) -> bool:
+        """The customer left before an agent had the task: True when it was waiting."""
+        router = self._router()
+        return any(isinstance(d, TaskDequeued) for d in self._handle(router.task_abandoned(task_id, time.time())))
+
+    # -- queries ---------------------------------------------------------------------
+
+    def tasks_of(self, agent_id: str | None) -> list[Task]:
+        """Open tasks of the agent (every open task for None)."""
+        return [t for t in self.tasks.values() if agent_id is None or t.agent_id == agent_id]
+
+    def waiting_info(self, task_id: str) -> tuple[int | None, float | None]:
+        """(position in its queue, estimated seconds): (0, 0.0) once assigned, (None, None) unknown."""
+        if self.router is None:
+            return None, None
+        return self.router.position(task_id), self.router.estimated_wait(task_id)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _router(self) -> TaskRouter:
+        if self.router is None:
+            raise TaskError("tasks are not routed: no ACD runs")
+        return self.router
+
+    def _agent_changed(self, agent_id: str, at: float) -> None:
+        if self.router is not None:
+            self._handle(self.router.agent_voice(agent_id, self.acd.router.state_of(agent_id), at))
+
+    def _handle(self, decisions: list[Decision]) -> list[Decision]:
+        """Carry decisions out, in order; those caused meanwhile (a voice block lets a
+        call be offered, whose agent state comes back here) are queued behind."""
+        self._todo.append(decisions)
+        if self._busy:
+            return decisions
+        self._busy = True
+        try:
+            while self._todo:
+                for d in self._todo.popleft():
+                    self._one(d)
+        finally:
+            self._busy = False
+        return decisions
+
+    def _one(self, d: Decision) -> None:
+        if isinstance(d, TaskAssigned):
+            task = self.tasks.get(d.task_id)
+            if task is None:
+                return
+            task = self.tasks[d.task_id] = task.assigned(d.agent_id, d.at)
+            self.assigned += 1
+            log.info("omni task assigned", task_id=d.task_id, agent=d.agent_id, reason=d.reason)
+            self.write(lambda p: store.set_assigned(p, d.task_id, d.agent_id, d.at))
+            self.push({"type": "task.offered", "task": _public(task), "load": d.load, "reason": d.reason},
+                      frozenset({d.agent_id}))
+            self._tell("offered", task)
+        elif isinstance(d, TaskEnded):
+            task = self.tasks.pop(d.task_id, None)
+            if task is None:
+                return
+            self.closed += 1
+            disposition = task.disposition or ""
+            self.write(lambda p: store.set_closed(p, d.task_id, d.at, disposition))
+            self.push({"type": "task.closed", "task": _public(task)}, frozenset({d.agent_id}))
+            self._tell("closed", task)
+        elif isinstance(d, TaskDequeued) and d.reason == "abandoned":
+            task = self.tasks.pop(d.task_id, None)
+            self.write(lambda p: store.set_abandoned(p, d.task_id, d.at))
+            if task is not None:
+                self._tell("abandoned", task)
+        elif isinstance(d, VoiceBlock):
+            log.info("omni voice block", agent=d.agent_id, blocked=d.blocked, reason=d.reason)
+            self.acd.set_voice_blocked(d.agent_id, d.blocked)
+        elif isinstance(d, Ignored):
+            log.debug("omni ignored", input=d.input, task_id=d.call_id, reason=d.reason)
+
+    def _tell(self, what: str, task: Task) -> None:
+        for listener in self.listeners:
+            try:
+                listener(what, task)
+            except Exception:   # a channel's bug must not stop routing
+                log.exception("omni listener failed", what=what, task_id=task.task_id)
+
+    def write(self, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        """Queue a database write behind the ones before it (none without a database)."""
+        pool = self.core.pool
+        if pool is not None and self._writer is not None:
+            self._writes.put_nowait(lambda: fn(pool))
+
+    async def _write_loop(self) -> None:
+        while True:
+            job = await self._writes.get()
+            if job is None:
+                return
+            try:
+                async with asyncio.timeout(10):
+                    await job()
+            except Exception as exc:
+                log.warning("omni.store_failed", error=type(exc).__name__)
+
+
+async def _set(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _public(t: Task) -> dict[str, Any]:
+    return asdict(t)
