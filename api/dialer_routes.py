@@ -8,10 +8,14 @@ Routes (docs/dialer.md, "API")::
     GET    /api/dnc/{phone}                    is this number on the do-not-call list?
     PUT    /api/dnc/{phone}                    put it on (agents too: a person asked)
     DELETE /api/dnc/{phone}                    take it off (supervisors, admins)
+    POST   /api/campaigns/{id}/state           start (running), pause or stop a campaign
+    GET    /api/campaigns/{id}/attempts        every attempt: outcome, call id, AMD's word
+    POST   /api/campaigns/emergency-stop       pause every running campaign at once
 """
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import structlog
@@ -23,12 +27,16 @@ from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from cti.daemon import CORE
 from dialer import store
+from dialer.runner import CampaignRunner
 from dialer.lead_import import BadLeadFile, parse_leads
 
 log = structlog.get_logger(__name__)
 
 MANAGERS = frozenset({"supervisor"}) | ADMIN
+RUNNER = web.AppKey("dialer_runner", CampaignRunner)
+PROMPT = r"^/?[A-Za-z0-9_][A-Za-z0-9_-]{0,63}(\.?[A-Za-z0-9_-]{1,63})*(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,12}$"
 E164 = r"^\+[1-9][0-9]{1,14}$"
 CSV_MAX = 4 * 1024 * 1024
 
@@ -39,6 +47,15 @@ class CampaignBody(StrictBody):
     caller_id: str | None = Field(None, pattern=E164)
     queue: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$")
     abandon_cap: float = Field(0.03, ge=0.001, le=0.03, description="the abandonment rate neither window may pass")
+    machine_action: str = Field("retry", pattern=r"^(retry|voicemail)$",
+                                description="an answering machine: retried later, or a voicemail drop")
+    ring_s: int = Field(25, ge=15, le=120, description="ring this long before no answer (the law: 15 s at least)")
+    abandon_prompt: str | None = Field(None, max_length=200, pattern=PROMPT,
+                                       description="played to a person no agent took within 2 s: names the caller"
+                                                   " and a number to opt out")
+    voicemail_prompt: str | None = Field(None, max_length=200, pattern=PROMPT)
+    skills: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_:, -]*$",
+                               description="skills the agents need, as the ACD reads them (name:level,...)")
 
 
 class CampaignView(BaseModel):
@@ -50,6 +67,38 @@ class CampaignView(BaseModel):
     queue: str | None
     abandon_cap: float
     leads: dict[str, int] = Field(default_factory=dict, description="leads by state")
+
+
+class StateBody(StrictBody):
+    state: str = Field(pattern=r"^(running|paused|stopped)$")
+
+
+class StateView(BaseModel):
+    campaign_id: int
+    state: str
+
+
+class StopView(BaseModel):
+    paused: list[int] = Field(description="the campaigns paused")
+    at: float = Field(description="when the dialer stopped placing calls (epoch seconds)")
+
+
+class AttemptView(BaseModel):
+    attempt_id: int
+    lead_id: int
+    phone: str
+    started_at: str
+    ended_at: str | None
+    outcome: str | None
+    call_id: str | None
+    amd_status: str | None
+    amd_cause: str | None
+    rang_ms: int | None
+    agent_id: str | None
+
+
+class AttemptList(BaseModel):
+    attempts: list[AttemptView]
 
 
 class CampaignList(BaseModel):
@@ -97,7 +146,10 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
     b = req.body
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
-                                                queue=b.queue, abandon_cap=b.abandon_cap))
+                                                queue=b.queue, abandon_cap=b.abandon_cap,
+                                                machine_action=b.machine_action, ring_s=b.ring_s,
+                                                abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
+                                                skills=b.skills))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
     log.info("campaign created", campaign_id=cid, mode=b.mode, actor=actor_of(req))
@@ -143,6 +195,65 @@ async def dnc_remove(req: ApiRequest[None, None]) -> DncView:
     return DncView(phone=phone, listed=False)
 
 
+async def set_state(req: ApiRequest[StateBody, None]) -> StateView:
+    cid = int(req.match_info["campaign_id"])
+    if not await query(store.set_campaign_state(db(req.app), cid, req.body.state)):
+        raise ApiError(404, "no_campaign", f"no campaign {cid}")
+    log.info("campaign state", campaign_id=cid, state=req.body.state, actor=actor_of(req))
+    runner = req.app.get(RUNNER)
+    if runner is not None and req.body.state == "running":
+        runner.wake()
+    return StateView(campaign_id=cid, state=req.body.state)
+
+
+async def emergency_stop(req: ApiRequest[None, None]) -> StopView:
+    runner = req.app.get(RUNNER)
+    if runner is not None:
+        paused = await query(runner.pause_all())
+        at = runner.stopped_at or time.time()
+    else:
+        at = time.time()
+        paused = await query(store.pause_all(db(req.app)))
+    log.warning("campaigns emergency stop", paused=paused, actor=actor_of(req))
+    return StopView(paused=paused, at=at)
+
+
+async def list_attempts(req: ApiRequest[None, None]) -> AttemptList:
+    cid = int(req.match_info["campaign_id"])
+    rows = await query(store.attempts(db(req.app), cid))
+    return AttemptList(attempts=[AttemptView(**{**r, "started_at": r["started_at"].isoformat(),
+                                                "ended_at": r["ended_at"].isoformat() if r["ended_at"] else None})
+                                 for r in rows])
+
+
+def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool) -> CampaignRunner | None:
+    """The campaign runner (``dialer.runner``), when ``dialer_enabled`` and the ACD runs: it
+    places calls, so it is off unless asked. After the ACD and emergency mode (it hooks in)."""
+    if not enabled:
+        return None
+    if acd is None:
+        log.warning("dialer disabled: it needs the ACD (acd_config)")
+        return None
+    core = app[CORE]
+    runner = CampaignRunner(core, acd)
+    app[RUNNER] = runner
+    core.health_parts["dialer"] = runner.health
+    from emergency.routes import EMERGENCY
+    emergency = app.get(EMERGENCY)
+    if emergency is not None:
+        emergency.campaign_pause_hooks.append(runner.pause_all)
+
+    async def ctx(app: web.Application):
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+
+    app.cleanup_ctx.append(ctx)
+    return runner
+
+
 def setup_dialer_routes(app: web.Application) -> None:
     """The campaign and do-not-call routes. After ``setup_auth`` (its pool)."""
     api = setup_registry(app)
@@ -160,3 +271,11 @@ def setup_dialer_routes(app: web.Application) -> None:
             roles=CRM_ROLES, body=DncBody, response=DncView, tags=tags)
     api.add("DELETE", "/api/dnc/{phone}", dnc_remove, summary="Take a number off the do-not-call list",
             roles=MANAGERS, response=DncView, tags=tags)
+    api.add("POST", "/api/campaigns/{campaign_id:[0-9]+}/state", set_state,
+            summary="Start (running), pause or stop a campaign", roles=MANAGERS, body=StateBody,
+            response=StateView, tags=tags)
+    api.add("GET", "/api/campaigns/{campaign_id:[0-9]+}/attempts", list_attempts,
+            summary="A campaign's attempts: outcome, call id, AMD's word", roles=MANAGERS,
+            response=AttemptList, tags=tags)
+    api.add("POST", "/api/campaigns/emergency-stop", emergency_stop,
+            summary="Pause every running campaign at once", roles=MANAGERS, response=StopView, tags=tags)

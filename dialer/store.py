@@ -43,12 +43,58 @@ class Taken:
 
 
 async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id: str | None = None,
-                          queue: str | None = None, abandon_cap: float = 0.03) -> int:
+                          queue: str | None = None, abandon_cap: float = 0.03, machine_action: str = "retry",
+                          ring_s: int = 25, abandon_prompt: str | None = None, voicemail_prompt: str | None = None,
+                          skills: str | None = None) -> int:
     """A new campaign's id. Raises ``asyncpg.UniqueViolationError`` for a name in use."""
     async with connection(db) as conn:
         return await conn.fetchval(
-            "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap) VALUES ($1, $2, $3, $4, $5)"
-            " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap)
+            "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,"
+            " abandon_prompt, voicemail_prompt, skills) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,
+            abandon_prompt, voicemail_prompt, skills)
+
+
+CAMPAIGN_STATES = ("stopped", "running", "paused")
+
+
+async def running_campaigns(db: Db) -> list[dict]:
+    """The campaigns in state ``running``, with what the runner needs of them."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            "SELECT campaign_id, name, mode, caller_id, queue, abandon_cap::float8 AS abandon_cap, machine_action,"
+            " ring_s, abandon_prompt, voicemail_prompt, skills FROM dialer_campaigns WHERE state = 'running'"
+            " ORDER BY campaign_id")
+    return [dict(r) for r in rows]
+
+
+async def set_campaign_state(db: Db, campaign_id: int, state: str) -> bool:
+    """Start (``running``), pause or stop a campaign; False if there is no such campaign."""
+    if state not in CAMPAIGN_STATES:
+        raise DialerStoreError(f"state must be one of {', '.join(CAMPAIGN_STATES)}")
+    if not 0 < campaign_id < 2 ** 63:
+        return False
+    async with connection(db) as conn:
+        return await conn.execute("UPDATE dialer_campaigns SET state = $2 WHERE campaign_id = $1",
+                                  campaign_id, state) == "UPDATE 1"
+
+
+async def pause_all(db: Db) -> list[int]:
+    """The emergency stop: every running campaign paused, in one statement. Returns their ids."""
+    async with connection(db) as conn:
+        rows = await conn.fetch("UPDATE dialer_campaigns SET state = 'paused' WHERE state = 'running'"
+                                " RETURNING campaign_id")
+    return sorted(r["campaign_id"] for r in rows)
+
+
+async def attempts(db: Db, campaign_id: int) -> list[dict]:
+    """Every attempt of a campaign with its lead's number, oldest first."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            "SELECT a.attempt_id, a.lead_id, l.phone, a.started_at, a.ended_at, a.outcome, a.call_id, a.amd_status,"
+            " a.amd_cause, a.rang_ms, a.agent_id FROM dialer_attempts a JOIN dialer_leads l USING (lead_id)"
+            " WHERE a.campaign_id = $1 ORDER BY a.attempt_id", campaign_id)
+    return [dict(r) for r in rows]
 
 
 async def import_leads(db: Db, campaign_id: int, rows: Iterable[LeadRow],
@@ -175,7 +221,8 @@ async def take_for_dialing(db: Db, campaign_id: int, now: datetime, limit: int, 
 
 async def record_outcome(db: Db, attempt_id: int, outcome: str, now: datetime, *, rules: RetryRules,
                          rang: timedelta | None = None, call_id: str | None = None,
-                         amd_status: str | None = None, agent_id: str | None = None) -> Lead:
+                         amd_status: str | None = None, agent_id: str | None = None,
+                         amd_cause: str | None = None) -> Lead:
     """Close an attempt with its ``outcome`` (``answered`` or an ``Outcome``) and move its
     lead on (``dialer.leads.apply``). Returns the lead as written."""
     async with connection(db) as conn:
@@ -189,7 +236,8 @@ async def record_outcome(db: Db, attempt_id: int, outcome: str, now: datetime, *
             lead = apply(_lead(row), command, rules, now)
             await _write(conn, lead)
             await conn.execute(
-                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, amd_status = $5, agent_id = $6"
-                " WHERE attempt_id = $1", attempt_id, now, lead.last_outcome if outcome != "answered" else "answered",
-                call_id, amd_status, agent_id)
+                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, amd_status = $5, agent_id = $6,"
+                " amd_cause = $7, rang_ms = $8 WHERE attempt_id = $1", attempt_id, now,
+                lead.last_outcome if outcome != "answered" else "answered", call_id, amd_status, agent_id,
+                amd_cause, None if rang is None else int(rang.total_seconds() * 1000))
     return lead
