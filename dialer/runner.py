@@ -42,7 +42,7 @@ from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult
 from dialer import store
 from dialer.leads import MIN_RING, RetryRules, TransitionRefused
 from dialer.pacing import AbandonLedger, DialState, Measured, Mode, PacingConfig, decide
-from dialer.windows import WindowChecker
+from dialer.windows import CallingWindow, WindowChecker
 
 log = structlog.get_logger(__name__)
 
@@ -127,6 +127,23 @@ def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, m
     return decide(DialState(free, busy, in_flight), measured, cfg, headroom).launch
 
 
+def blended_queues(config: Any, queue: str) -> frozenset[str]:
+    """The other queues the agents of campaign queue ``queue`` serve (their inbound work)."""
+    out: set[str] = set()
+    for agent in getattr(config, "agents", ()):
+        if queue in agent.queues:
+            out |= set(agent.queues)
+    out.discard(queue)
+    return frozenset(out)
+
+
+def inbound_waiting(waiting: Any, queues: frozenset[str], ours: set[str]) -> int:
+    """Callers waiting (not ringing an agent, not a callback request, not a campaign call)
+    in ``queues``."""
+    return sum(1 for w in waiting if w.queue_id in queues and w.status != "ringing" and not w.callback
+               and w.call_id not in ours)
+
+
 def dial_string(template: str, number: str) -> str:
     """``template`` with ``{number}``: the number as stored (E.164: + and digits only)."""
     if not number.startswith("+") or not number[1:].isdigit():
@@ -141,7 +158,7 @@ def dial_string(template: str, number: str) -> str:
 class CampaignRunner:
     core: Any                                    # CoreServices
     acd: Any                                     # AcdService (None: nothing is dialed)
-    windows: WindowChecker = field(default_factory=WindowChecker)
+    windows: WindowChecker = field(default_factory=lambda: WindowChecker(CallingWindow()))
     rules: RetryRules = field(default_factory=RetryRules)
     measured: Measured = field(default_factory=lambda: Measured(0.25, 8.0, 180.0))
     calls: dict[str, Attempt] = field(default_factory=dict)        # leg -> attempt
@@ -216,13 +233,14 @@ class CampaignRunner:
     def _agents(self, queue: str | None) -> AgentsView | None:
         if queue is None:
             return None
+        router = self.acd.router
         try:
-            stats = self.acd.router.queue_stats(queue, time.time())
+            stats = router.queue_stats(queue, time.time())
         except Exception:        # an unknown queue: the campaign cannot dial
             return None
-        inbound = sum(1 for w in self.acd.router.waiting_calls()
-                      if w.queue_id != queue and w.status != "ringing" and not w.callback)
-        return AgentsView(stats.agents_available, stats.agents_eligible, inbound)
+        return AgentsView(stats.agents_available, stats.agents_eligible,
+                          inbound_waiting(router.waiting_calls(), blended_queues(self.acd.config, queue),
+                                          set(self.calls)))
 
     async def _campaign_tick(self, c: dict, now: datetime) -> int:
         cid = c["campaign_id"]
