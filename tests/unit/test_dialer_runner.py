@@ -212,7 +212,7 @@ def test_an_emergency_switch_covering_every_call_pauses_the_campaigns_and_a_narr
         async def hook():
             paused.append(1)
 
-        svc = EmergencyService(SimpleNamespace(settings=SimpleNamespace(node_name="main")))
+        svc = EmergencyService(SimpleNamespace(settings=SimpleNamespace(node_name="main"), ami=None))
         svc.campaign_pause_hooks.append(hook)
         narrow = Switch(1, "queue", "care", "hangup")
         svc.apply([narrow], 100.0)
