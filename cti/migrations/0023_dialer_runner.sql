@@ -16,3 +16,17 @@ ALTER TABLE dialer_campaigns
 ALTER TABLE dialer_attempts
     ADD COLUMN amd_cause text CHECK (length(amd_cause) <= 100),
     ADD COLUMN rang_ms   integer CHECK (rang_ms >= 0);
+
+-- Preview mode (the agent desktop): the campaign's script and survey shown to the agent,
+-- a lead held for the agent who is looking at it, what the agent recorded.
+ALTER TABLE dialer_campaigns
+    ADD COLUMN script text NOT NULL DEFAULT '' CHECK (length(script) <= 20000),
+    ADD COLUMN survey jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(survey) = 'array');
+
+ALTER TABLE dialer_leads
+    ADD COLUMN reserved_by    text CHECK (length(reserved_by) <= 64),
+    ADD COLUMN reserved_until timestamptz;
+
+ALTER TABLE dialer_attempts
+    ADD COLUMN disposition text CHECK (length(disposition) <= 64),
+    ADD COLUMN answers     jsonb;
