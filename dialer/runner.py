@@ -51,6 +51,8 @@ CONTEXT = "cti-dialer"
 #: have 2 s; the runner starts no call while an inbound caller waits (inbound first).
 PRIORITY = 9
 
+#: How long a call hung up before it was answered waits for its OriginateResponse.
+ORIGINATE_GRACE_S = 2.0
 # OriginateResponse Reason of a call nobody answered -> its outcome.
 _NOT_ANSWERED = {"5": "busy", "3": "no_answer", "8": "failed", "1": "failed", "0": "failed"}
 
@@ -339,7 +341,17 @@ class CampaignRunner:
 
     def _on_hangup(self, ev: LegHungUp) -> None:
         a = self.calls.get(ev.uniqueid)
-        if a is not None:
+        if a is None:
+            return
+        if a.answered_at is None and a.originate_reason is None:
+            # Never answered: the OriginateResponse says why (busy, no answer) and may come
+            # after the Hangup; wait for it a moment (a call lost otherwise is "failed").
+            asyncio.get_running_loop().call_later(ORIGINATE_GRACE_S, self._finish_unless_done, a)
+            return
+        self._finish(a)
+
+    def _finish_unless_done(self, a: Attempt) -> None:
+        if not a.recorded:
             self._finish(a)
 
     def _ledger(self, a: Attempt) -> AbandonLedger:

@@ -156,6 +156,22 @@ def test_a_connected_call_is_answered_at_once_and_not_written_again_at_its_end()
     assert r.written == [(7, "answered", "HUMAN", "a1")] and not r.calls
 
 
+def test_a_hangup_before_the_originate_response_waits_for_its_reason():
+    async def go():
+        r = runner()
+        r.calls["dialer-7-1"] = attempt()
+        r.core.bus.send(LegHungUp("dialer-7-1"))
+        assert r.written == []                      # not "failed" for want of the reason
+        r.core.bus.send(OriginateResult("dialer-7-1", False, "5"))
+        assert r.written == [(7, "busy", None, None)]
+        r.calls["dialer-8-2"] = lost = Attempt(8, 4, 1, "dialer-8-2", 1000.0, 20)
+        r.core.bus.send(LegHungUp("dialer-8-2"))
+        r._finish_unless_done(lost)                 # what the grace timer does
+        assert r.written[-1] == (8, "failed", None, None)
+
+    asyncio.run(go())
+
+
 def test_a_failed_originate_is_written_with_its_reason():
     r = runner()
     r.calls["dialer-7-1"] = attempt()
