@@ -8,14 +8,26 @@ Routes (docs/dialer.md, "API")::
     GET    /api/dnc/{phone}                    is this number on the do-not-call list?
     PUT    /api/dnc/{phone}                    put it on (agents too: a person asked)
     DELETE /api/dnc/{phone}                    take it off (supervisors, admins)
+    POST   /api/campaigns/{id}/state           start (running), pause or stop a campaign
+    GET    /api/campaigns/{id}/attempts        every attempt: outcome, call id, AMD's word
+    POST   /api/campaigns/emergency-stop       pause every running campaign at once
+    GET    /api/preview/campaigns              running preview campaigns (agents)
+    POST   /api/preview/next                   the next lead of one, held for the agent
+    POST   /api/preview/leads/{id}/dial        the agent dials it (DNC checked again): an attempt
+    POST   /api/preview/leads/{id}/skip        the agent passes, with a reason
+    POST   /api/preview/attempts/{id}/result   the outcome, disposition, survey answers
 """
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import datetime, timezone
 
 import asyncpg
 import structlog
 from aiohttp import web
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
@@ -23,12 +35,20 @@ from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from cti.daemon import CORE
 from dialer import store
+from dialer.leads import InvalidRule, RetryRules, TransitionRefused
+from dialer.runner import CampaignRunner
+from dialer.windows import CallingWindow, WindowChecker
 from dialer.lead_import import BadLeadFile, parse_leads
 
 log = structlog.get_logger(__name__)
 
 MANAGERS = frozenset({"supervisor"}) | ADMIN
+RUNNER = web.AppKey("dialer_runner", CampaignRunner)
+#: The calling window preview leads are checked against when no runner runs (the default one).
+PREVIEW_WINDOWS = web.AppKey("dialer_preview_windows", WindowChecker)
+PROMPT = r"^/?[A-Za-z0-9_][A-Za-z0-9_-]{0,63}(\.?[A-Za-z0-9_-]{1,63})*(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}){0,12}$"
 E164 = r"^\+[1-9][0-9]{1,14}$"
 CSV_MAX = 4 * 1024 * 1024
 
@@ -39,6 +59,17 @@ class CampaignBody(StrictBody):
     caller_id: str | None = Field(None, pattern=E164)
     queue: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$")
     abandon_cap: float = Field(0.03, ge=0.001, le=0.03, description="the abandonment rate neither window may pass")
+    machine_action: str = Field("retry", pattern=r"^(retry|voicemail)$",
+                                description="an answering machine: retried later, or a voicemail drop")
+    ring_s: int = Field(25, ge=15, le=120, description="ring this long before no answer (the law: 15 s at least)")
+    abandon_prompt: str | None = Field(None, max_length=200, pattern=PROMPT,
+                                       description="played to a person no agent took within 2 s: names the caller"
+                                                   " and a number to opt out")
+    voicemail_prompt: str | None = Field(None, max_length=200, pattern=PROMPT)
+    skills: str | None = Field(None, max_length=200, pattern=r"^[A-Za-z0-9_:, -]*$",
+                               description="skills the agents need, as the ACD reads them (name:level,...)")
+    script: str = Field("", max_length=20000, description="what the agent says, shown as text")
+    survey: list[Question] = Field(default_factory=list, max_length=50, description="questions the agent asks")
 
 
 class CampaignView(BaseModel):
@@ -50,6 +81,45 @@ class CampaignView(BaseModel):
     queue: str | None
     abandon_cap: float
     leads: dict[str, int] = Field(default_factory=dict, description="leads by state")
+
+
+class Question(StrictBody):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    text: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")
+    type: str = Field("text", pattern=r"^(text|choice|yes_no)$")
+    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=20)
+
+
+class StateBody(StrictBody):
+    state: str = Field(pattern=r"^(running|paused|stopped)$")
+
+
+class StateView(BaseModel):
+    campaign_id: int
+    state: str
+
+
+class StopView(BaseModel):
+    paused: list[int] = Field(description="the campaigns paused")
+    at: float = Field(description="when the dialer stopped placing calls (epoch seconds)")
+
+
+class AttemptView(BaseModel):
+    attempt_id: int
+    lead_id: int
+    phone: str
+    started_at: str
+    ended_at: str | None
+    outcome: str | None
+    call_id: str | None
+    amd_status: str | None
+    amd_cause: str | None
+    rang_ms: int | None
+    agent_id: str | None
+
+
+class AttemptList(BaseModel):
+    attempts: list[AttemptView]
 
 
 class CampaignList(BaseModel):
@@ -97,7 +167,11 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
     b = req.body
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
-                                                queue=b.queue, abandon_cap=b.abandon_cap))
+                                                queue=b.queue, abandon_cap=b.abandon_cap,
+                                                machine_action=b.machine_action, ring_s=b.ring_s,
+                                                abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
+                                                skills=b.skills, script=b.script,
+                                                survey=[q.model_dump() for q in b.survey]))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
     log.info("campaign created", campaign_id=cid, mode=b.mode, actor=actor_of(req))
@@ -143,9 +217,199 @@ async def dnc_remove(req: ApiRequest[None, None]) -> DncView:
     return DncView(phone=phone, listed=False)
 
 
+async def set_state(req: ApiRequest[StateBody, None]) -> StateView:
+    cid = int(req.match_info["campaign_id"])
+    if not await query(store.set_campaign_state(db(req.app), cid, req.body.state)):
+        raise ApiError(404, "no_campaign", f"no campaign {cid}")
+    log.info("campaign state", campaign_id=cid, state=req.body.state, actor=actor_of(req))
+    runner = req.app.get(RUNNER)
+    if runner is not None and req.body.state == "running":
+        runner.wake()
+    return StateView(campaign_id=cid, state=req.body.state)
+
+
+async def emergency_stop(req: ApiRequest[None, None]) -> StopView:
+    runner = req.app.get(RUNNER)
+    if runner is not None:
+        paused = await query(runner.pause_all())
+        at = runner.stopped_at or time.time()
+    else:
+        at = time.time()
+        paused = await query(store.pause_all(db(req.app)))
+    log.warning("campaigns emergency stop", paused=paused, actor=actor_of(req))
+    return StopView(paused=paused, at=at)
+
+
+async def list_attempts(req: ApiRequest[None, None]) -> AttemptList:
+    cid = int(req.match_info["campaign_id"])
+    rows = await query(store.attempts(db(req.app), cid))
+    return AttemptList(attempts=[AttemptView(**{**r, "started_at": r["started_at"].isoformat(),
+                                                "ended_at": r["ended_at"].isoformat() if r["ended_at"] else None})
+                                 for r in rows])
+
+
+# -- preview (agents) ------------------------------------------------------------------------
+
+AGENTS = frozenset({"agent"})
+
+
+class PreviewCampaign(BaseModel):
+    campaign_id: int
+    name: str
+
+
+class PreviewCampaigns(BaseModel):
+    campaigns: list[PreviewCampaign]
+
+
+class NextBody(StrictBody):
+    campaign_id: int = Field(ge=1, le=2 ** 63 - 1)
+
+
+class LeadCard(BaseModel):
+    lead_id: int
+    phone: str
+    name: str | None
+    customer_id: str | None
+    attempts: int
+    last_outcome: str | None
+    campaign_id: int
+    campaign: str
+    script: str
+    survey: list[dict]
+
+
+class PreviewDial(BaseModel):
+    attempt_id: int
+    phone: str
+
+
+class SkipBody(StrictBody):
+    reason: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class ResultBody(StrictBody):
+    outcome: str = Field(pattern=r"^(answered|busy|no_answer|machine|failed)$")
+    disposition: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    answers: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+                  Annotated[str, Field(max_length=500)]] = Field(default_factory=dict, max_length=50)
+    callback_at: datetime | None = Field(None, description="the person asked to be called back then (with a zone)")
+    opt_out: bool = Field(False, description="the person asked not to be called again: on the DNC list")
+    call_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the call the agent made")
+
+
+class LeadView(BaseModel):
+    lead_id: int
+    state: str
+    retry_at: str | None
+
+
+def _preview_error(exc: store.DialerStoreError) -> ApiError:
+    if isinstance(exc, store.OnDncList):
+        return ApiError(409, "on_dnc_list", str(exc))
+    if isinstance(exc, store.PreviewRefused):
+        return ApiError(409, "not_yours", str(exc))
+    return ApiError(404, "not_found", str(exc))
+
+
+def _windows(req: ApiRequest) -> WindowChecker:
+    runner = req.app.get(RUNNER)
+    return runner.windows if runner is not None else req.app[PREVIEW_WINDOWS]
+
+
+def _view(lead) -> LeadView:
+    return LeadView(lead_id=lead.lead_id, state=lead.state.value,
+                    retry_at=lead.retry_at.isoformat() if lead.retry_at else None)
+
+
+async def preview_campaigns(req: ApiRequest[None, None]) -> PreviewCampaigns:
+    rows = await query(store.preview_campaigns(db(req.app)))
+    return PreviewCampaigns(campaigns=[PreviewCampaign(**r) for r in rows])
+
+
+async def preview_next(req: ApiRequest[NextBody, None]) -> LeadCard:
+    try:
+        card = await query(store.take_preview(db(req.app), req.body.campaign_id, actor_of(req), _now(),
+                                              rules=RetryRules(), windows=_windows(req)))
+    except store.DialerStoreError as exc:
+        raise _preview_error(exc) from None
+    if card is None:
+        raise ApiError(404, "no_lead", "no lead may be called now in this campaign")
+    return LeadCard(**card)
+
+
+async def preview_dial(req: ApiRequest[None, None]) -> PreviewDial:
+    try:
+        attempt, phone = await query(store.preview_dial(db(req.app), int(req.match_info["lead_id"]), actor_of(req),
+                                                        _now(), rules=RetryRules()))
+    except store.DialerStoreError as exc:
+        raise _preview_error(exc) from None
+    log.info("preview lead dialed", attempt=attempt, actor=actor_of(req))
+    return PreviewDial(attempt_id=attempt, phone=phone)
+
+
+async def preview_skip(req: ApiRequest[SkipBody, None]) -> LeadView:
+    try:
+        lead = await query(store.preview_skip(db(req.app), int(req.match_info["lead_id"]), actor_of(req),
+                                              req.body.reason, _now(), rules=RetryRules()))
+    except store.DialerStoreError as exc:
+        raise _preview_error(exc) from None
+    return _view(lead)
+
+
+async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
+    b = req.body
+    if b.callback_at is not None and b.callback_at.tzinfo is None:
+        raise ApiError(400, "invalid_callback", "callback_at needs a time zone")
+    try:
+        lead = await query(store.preview_result(
+            db(req.app), int(req.match_info["attempt_id"]), actor_of(req), _now(), rules=RetryRules(),
+            outcome=b.outcome, disposition=b.disposition, answers=b.answers, callback_at=b.callback_at,
+            opt_out=b.opt_out, call_id=b.call_id))
+    except store.DialerStoreError as exc:
+        raise _preview_error(exc) from None
+    except (InvalidRule, TransitionRefused) as exc:
+        raise ApiError(400, "invalid_result", str(exc)) from None
+    log.info("preview result", outcome=b.outcome, lead_state=lead.state.value, actor=actor_of(req))
+    return _view(lead)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool) -> CampaignRunner | None:
+    """The campaign runner (``dialer.runner``), when ``dialer_enabled`` and the ACD runs: it
+    places calls, so it is off unless asked. After the ACD and emergency mode (it hooks in)."""
+    if not enabled:
+        return None
+    if acd is None:
+        log.warning("dialer disabled: it needs the ACD (acd_config)")
+        return None
+    core = app[CORE]
+    runner = CampaignRunner(core, acd)
+    app[RUNNER] = runner
+    core.health_parts["dialer"] = runner.health
+    from emergency.routes import EMERGENCY
+    emergency = app.get(EMERGENCY)
+    if emergency is not None:
+        emergency.campaign_pause_hooks.append(runner.pause_all)
+
+    async def ctx(app: web.Application):
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+
+    app.cleanup_ctx.append(ctx)
+    return runner
+
+
 def setup_dialer_routes(app: web.Application) -> None:
     """The campaign and do-not-call routes. After ``setup_auth`` (its pool)."""
     api = setup_registry(app)
+    app[PREVIEW_WINDOWS] = WindowChecker(CallingWindow())
     tags = ("campaigns",)
     api.add("GET", "/api/campaigns", list_campaigns, summary="Campaigns, with their leads by state",
             roles=MANAGERS, response=CampaignList, tags=tags)
@@ -160,3 +424,23 @@ def setup_dialer_routes(app: web.Application) -> None:
             roles=CRM_ROLES, body=DncBody, response=DncView, tags=tags)
     api.add("DELETE", "/api/dnc/{phone}", dnc_remove, summary="Take a number off the do-not-call list",
             roles=MANAGERS, response=DncView, tags=tags)
+    api.add("POST", "/api/campaigns/{campaign_id:[0-9]+}/state", set_state,
+            summary="Start (running), pause or stop a campaign", roles=MANAGERS, body=StateBody,
+            response=StateView, tags=tags)
+    api.add("GET", "/api/campaigns/{campaign_id:[0-9]+}/attempts", list_attempts,
+            summary="A campaign's attempts: outcome, call id, AMD's word", roles=MANAGERS,
+            response=AttemptList, tags=tags)
+    api.add("POST", "/api/campaigns/emergency-stop", emergency_stop,
+            summary="Pause every running campaign at once", roles=MANAGERS, response=StopView, tags=tags)
+    api.add("GET", "/api/preview/campaigns", preview_campaigns, summary="Running preview campaigns",
+            roles=AGENTS, response=PreviewCampaigns, tags=tags)
+    api.add("POST", "/api/preview/next", preview_next, summary="The next lead of a preview campaign, held for me",
+            roles=AGENTS, body=NextBody, response=LeadCard, tags=tags)
+    api.add("POST", "/api/preview/leads/{lead_id:[0-9]+}/dial", preview_dial,
+            summary="Dial the lead I hold (the DNC list checked again): an attempt", roles=AGENTS,
+            response=PreviewDial, tags=tags)
+    api.add("POST", "/api/preview/leads/{lead_id:[0-9]+}/skip", preview_skip, summary="Pass on the lead I hold",
+            roles=AGENTS, body=SkipBody, response=LeadView, tags=tags)
+    api.add("POST", "/api/preview/attempts/{attempt_id:[0-9]+}/result", preview_result,
+            summary="My attempt's outcome, disposition and survey answers", roles=AGENTS, body=ResultBody,
+            response=LeadView, tags=tags)

@@ -19,6 +19,7 @@ Families (one parser each):
 ``Hangup``                           ``LegHungUp``: a leg ended (acd callbacks: the legs it originated)
 ``UserEvent(CtiRecording)``          ``RecordingReport``: the dialplan started a recording (recording)
 ``UserEvent(CtiVoicemail)``          ``VoicemailLeft``: a caller went to voicemail (ivr)
+``UserEvent(CtiDialer)``             ``DialerStep``: a campaign call's step in ``cti-dialer`` (dialer)
 ``ContactStatus``                    ``ContactStatus``: a PJSIP contact's reachability (phone)
 =================================== ============================================
 """
@@ -113,6 +114,19 @@ class VoicemailLeft:
 
 
 @dataclass(frozen=True, slots=True)
+class DialerStep:
+    """A campaign call (leg ``uniqueid``, attempt ``attempt`` as the dialplan wrote it)
+    reached ``step`` (answered, amd, abandoned, abandon_played, voicemail) with
+    ``status`` and ``cause`` (AMD's, or Playback's)."""
+
+    uniqueid: str
+    attempt: str
+    step: str
+    status: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
 class ContactStatus:
     """A PJSIP contact of ``aor`` at ``uri`` is now ``status`` (e.g. Reachable, Unreachable)."""
 
@@ -122,7 +136,7 @@ class ContactStatus:
 
 
 AmiInput = Union[OfferRefused, ActionRefused, CallbackRequest, CallbackResult, OriginateResult, LegHungUp,
-                 RecordingReport, VoicemailLeft, ContactStatus]
+                 RecordingReport, VoicemailLeft, ContactStatus, DialerStep]
 
 
 def _call_id(h: Mapping[str, str]) -> str:
@@ -159,6 +173,12 @@ def _voicemail(h: Mapping[str, str]) -> VoicemailLeft | None:
     return VoicemailLeft(call_id, h.get("Mailbox") or "") if call_id else None
 
 
+def _dialer(h: Mapping[str, str]) -> DialerStep | None:
+    leg = h.get("Uniqueid")
+    return DialerStep(leg, h.get("Attempt") or "", h.get("Step") or "", h.get("Status") or "",
+                      h.get("Cause") or "") if leg else None
+
+
 def _originate(h: Mapping[str, str]) -> OriginateResult | None:
     leg = h.get("Uniqueid")
     return OriginateResult(leg, h.get("Response") == "Success", h.get("Reason") or "0") if leg else None
@@ -177,7 +197,7 @@ def _contact(h: Mapping[str, str]) -> ContactStatus | None:
 _USER_EVENTS: dict[str, Callable[[Mapping[str, str]], AmiInput | None]] = {
     "CtiOfferRefused": _offer_refused, "CtiActionRefused": _action_refused,
     "CtiCallbackRequest": callback_request, "CtiCallbackResult": _callback_result,
-    "CtiRecording": _recording, "CtiVoicemail": _voicemail,
+    "CtiRecording": _recording, "CtiVoicemail": _voicemail, "CtiDialer": _dialer,
 }
 _EVENTS: dict[str, Callable[[Mapping[str, str]], AmiInput | None]] = {
     "OriginateResponse": _originate, "Hangup": _hangup, "ContactStatus": _contact,

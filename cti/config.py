@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     # node, how often the switches are read back from the database (seconds: the
     # CLI's and other nodes' changes, scheduled starts), the phone feature code's PIN
     # (unset: the feature code is refused).
+    # The campaign runner (docs/dialer.md, "The runner"): on only when asked (it places
+    # calls). How a lead's number is dialled ({number}: E.164), how often running
+    # campaigns are looked at (an agent freeing or a call ending also wakes it).
+    dialer_enabled: bool = False
+    dialer_dial: str = "Local/{number}@cti-outbound"
+    dialer_tick_s: float = Field(1.0, ge=0.1, le=60)
     emergency_prompt_dir: str = "/var/lib/cti/emergency"
     node_name: str = Field("main", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     emergency_poll_s: float = Field(1.0, ge=0.1, le=60)
@@ -214,13 +220,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name!r} is not a host name or address")
         return [name.lower().rstrip(".") for name in v]
 
-    @field_validator("acd_callback_dial", "acd_callback_caller_id")
+    @field_validator("acd_callback_dial", "acd_callback_caller_id", "dialer_dial")
     @classmethod
     def _dialplan_value(cls, v: str, info: Any) -> str:
         # Travels in an Originate's Variable header: a comma would split it.
         if any(c in v for c in "\r\n\0,"):
             raise ValueError("must hold no CR, LF, NUL or comma")
-        if info.field_name == "acd_callback_dial" and v.count("{number}") != 1:
+        if info.field_name in ("acd_callback_dial", "dialer_dial") and v.count("{number}") != 1:
             raise ValueError("must contain {number} once")
         return v
 

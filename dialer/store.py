@@ -20,7 +20,8 @@ from crm.customer_model import Rejected
 from crm.customer_store import Db, connection
 from crm.phones import normalise_e164
 from dialer.lead_import import LeadRow
-from dialer.leads import Answered, Dial, DoNotCall, Ended, Lead, Outcome, RetryRules, State, apply
+from dialer.leads import (Answered, Callback, Complete, Dial, DoNotCall, Ended, Lead, OptOut, Outcome, RetryRules,
+                          Skip, State, apply)
 from dialer.windows import WindowChecker
 
 
@@ -43,12 +44,59 @@ class Taken:
 
 
 async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id: str | None = None,
-                          queue: str | None = None, abandon_cap: float = 0.03) -> int:
+                          queue: str | None = None, abandon_cap: float = 0.03, machine_action: str = "retry",
+                          ring_s: int = 25, abandon_prompt: str | None = None, voicemail_prompt: str | None = None,
+                          skills: str | None = None, script: str = "", survey: list | None = None) -> int:
     """A new campaign's id. Raises ``asyncpg.UniqueViolationError`` for a name in use."""
     async with connection(db) as conn:
         return await conn.fetchval(
-            "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap) VALUES ($1, $2, $3, $4, $5)"
-            " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap)
+            "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,"
+            " abandon_prompt, voicemail_prompt, skills, script, survey)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)"
+            " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,
+            abandon_prompt, voicemail_prompt, skills, script, json.dumps(survey or []))
+
+
+CAMPAIGN_STATES = ("stopped", "running", "paused")
+
+
+async def running_campaigns(db: Db) -> list[dict]:
+    """The campaigns in state ``running``, with what the runner needs of them."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            "SELECT campaign_id, name, mode, caller_id, queue, abandon_cap::float8 AS abandon_cap, machine_action,"
+            " ring_s, abandon_prompt, voicemail_prompt, skills FROM dialer_campaigns WHERE state = 'running'"
+            " ORDER BY campaign_id")
+    return [dict(r) for r in rows]
+
+
+async def set_campaign_state(db: Db, campaign_id: int, state: str) -> bool:
+    """Start (``running``), pause or stop a campaign; False if there is no such campaign."""
+    if state not in CAMPAIGN_STATES:
+        raise DialerStoreError(f"state must be one of {', '.join(CAMPAIGN_STATES)}")
+    if not 0 < campaign_id < 2 ** 63:
+        return False
+    async with connection(db) as conn:
+        return await conn.execute("UPDATE dialer_campaigns SET state = $2 WHERE campaign_id = $1",
+                                  campaign_id, state) == "UPDATE 1"
+
+
+async def pause_all(db: Db) -> list[int]:
+    """The emergency stop: every running campaign paused, in one statement. Returns their ids."""
+    async with connection(db) as conn:
+        rows = await conn.fetch("UPDATE dialer_campaigns SET state = 'paused' WHERE state = 'running'"
+                                " RETURNING campaign_id")
+    return sorted(r["campaign_id"] for r in rows)
+
+
+async def attempts(db: Db, campaign_id: int) -> list[dict]:
+    """Every attempt of a campaign with its lead's number, oldest first."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            "SELECT a.attempt_id, a.lead_id, l.phone, a.started_at, a.ended_at, a.outcome, a.call_id, a.amd_status,"
+            " a.amd_cause, a.rang_ms, a.agent_id FROM dialer_attempts a JOIN dialer_leads l USING (lead_id)"
+            " WHERE a.campaign_id = $1 ORDER BY a.attempt_id", campaign_id)
+    return [dict(r) for r in rows]
 
 
 async def import_leads(db: Db, campaign_id: int, rows: Iterable[LeadRow],
@@ -175,7 +223,8 @@ async def take_for_dialing(db: Db, campaign_id: int, now: datetime, limit: int, 
 
 async def record_outcome(db: Db, attempt_id: int, outcome: str, now: datetime, *, rules: RetryRules,
                          rang: timedelta | None = None, call_id: str | None = None,
-                         amd_status: str | None = None, agent_id: str | None = None) -> Lead:
+                         amd_status: str | None = None, agent_id: str | None = None,
+                         amd_cause: str | None = None) -> Lead:
     """Close an attempt with its ``outcome`` (``answered`` or an ``Outcome``) and move its
     lead on (``dialer.leads.apply``). Returns the lead as written."""
     async with connection(db) as conn:
@@ -189,7 +238,158 @@ async def record_outcome(db: Db, attempt_id: int, outcome: str, now: datetime, *
             lead = apply(_lead(row), command, rules, now)
             await _write(conn, lead)
             await conn.execute(
-                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, amd_status = $5, agent_id = $6"
-                " WHERE attempt_id = $1", attempt_id, now, lead.last_outcome if outcome != "answered" else "answered",
-                call_id, amd_status, agent_id)
+                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, amd_status = $5, agent_id = $6,"
+                " amd_cause = $7, rang_ms = $8 WHERE attempt_id = $1", attempt_id, now,
+                lead.last_outcome if outcome != "answered" else "answered", call_id, amd_status, agent_id,
+                amd_cause, None if rang is None else int(rang.total_seconds() * 1000))
     return lead
+
+
+# -- preview mode (the agent desktop) ------------------------------------------------------
+
+#: How long a lead shown to an agent stays theirs before another agent may be given it.
+PREVIEW_HOLD = timedelta(minutes=5)
+
+
+class PreviewRefused(DialerStoreError):
+    """The lead or attempt is not this agent's to act on now (409)."""
+
+
+class OnDncList(PreviewRefused):
+    """The number joined the do-not-call list: the lead is closed, nothing is dialed."""
+
+
+async def preview_campaigns(db: Db) -> list[dict]:
+    """The running preview campaigns, for agents to pick from."""
+    async with connection(db) as conn:
+        rows = await conn.fetch("SELECT campaign_id, name FROM dialer_campaigns WHERE state = 'running'"
+                                " AND mode = 'preview' ORDER BY campaign_id")
+    return [dict(r) for r in rows]
+
+
+def _card(r: asyncpg.Record, c: asyncpg.Record) -> dict:
+    return {"lead_id": r["lead_id"], "phone": r["phone"], "name": r["name"], "customer_id": r["customer_id"],
+            "attempts": r["attempts"], "last_outcome": r["last_outcome"], "campaign_id": c["campaign_id"],
+            "campaign": c["name"], "script": c["script"], "survey": json.loads(c["survey"])}
+
+
+async def take_preview(db: Db, campaign_id: int, agent: str, now: datetime, *, rules: RetryRules,
+                       windows: WindowChecker) -> dict | None:
+    """The next lead of a running preview campaign for ``agent``: due, inside its window, not
+    on the do-not-call list now (a listed one is closed on the way), held for the agent
+    ``PREVIEW_HOLD`` (the same lead again while the agent holds it). None: no lead now."""
+    async with connection(db) as conn:
+        async with conn.transaction():
+            c = await conn.fetchrow("SELECT campaign_id, name, mode, state, script, survey FROM dialer_campaigns"
+                                    " WHERE campaign_id = $1", campaign_id) if 0 < campaign_id < 2 ** 63 else None
+            if c is None:
+                raise DialerStoreError(f"no campaign {campaign_id}")
+            if c["mode"] != "preview" or c["state"] != "running":
+                raise PreviewRefused(f"campaign {campaign_id} is not a running preview campaign")
+            rows = await conn.fetch(
+                """SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc
+                   FROM dialer_leads l
+                   WHERE l.campaign_id = $1 AND (l.state = 'new' OR (l.state = 'retry' AND l.retry_at <= $2))
+                     AND (l.reserved_until IS NULL OR l.reserved_until <= $2 OR l.reserved_by = $3)
+                   ORDER BY (l.reserved_by = $3 AND l.reserved_until > $2) DESC NULLS LAST,
+                            l.retry_at NULLS FIRST, l.lead_id
+                   LIMIT 50 FOR UPDATE OF l SKIP LOCKED""", campaign_id, now, agent)
+            for r in rows:
+                if r["on_dnc"]:
+                    await _write(conn, apply(_lead(r), DoNotCall(), rules, now))
+                    continue
+                if not windows.check(frozenset(r["zones"]), now).allowed:
+                    continue
+                await conn.execute("UPDATE dialer_leads SET reserved_by = $2, reserved_until = $3 WHERE lead_id = $1",
+                                   r["lead_id"], agent, now + PREVIEW_HOLD)
+                return _card(r, c)
+    return None
+
+
+async def _held(conn: asyncpg.Connection, lead_id: int, agent: str, now: datetime) -> asyncpg.Record:
+    r = await conn.fetchrow(
+        "SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc FROM dialer_leads l"
+        " WHERE l.lead_id = $1 FOR UPDATE", lead_id) if 0 < lead_id < 2 ** 63 else None
+    if r is None:
+        raise DialerStoreError(f"no lead {lead_id}")
+    if r["reserved_by"] != agent or r["reserved_until"] is None or r["reserved_until"] <= now:
+        raise PreviewRefused(f"lead {lead_id} is not held for you: take the next lead first")
+    return r
+
+
+async def preview_dial(db: Db, lead_id: int, agent: str, now: datetime, *, rules: RetryRules) -> tuple[int, str]:
+    """The agent dials the lead they hold: the do-not-call list checked again, the lead
+    ``dialing`` with a new attempt (the agent's). Returns the attempt's id and the number."""
+    async with connection(db) as conn:
+        async with conn.transaction():
+            r = await _held(conn, lead_id, agent, now)
+            if r["on_dnc"]:
+                await _write(conn, apply(_lead(r), DoNotCall(), rules, now))
+                await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL"
+                                   " WHERE lead_id = $1", lead_id)
+                refused: PreviewRefused | None = OnDncList("the number is on the do-not-call list: not dialed")
+            else:
+                refused = None
+                lead = apply(_lead(r), Dial(), rules, now)
+                await _write(conn, lead)
+                attempt = await conn.fetchval(
+                    "INSERT INTO dialer_attempts (lead_id, campaign_id, started_at, agent_id) VALUES ($1, $2, $3, $4)"
+                    " RETURNING attempt_id", lead_id, r["campaign_id"], now, agent)
+    if refused is not None:
+        raise refused
+    return attempt, r["phone"]
+
+
+async def preview_skip(db: Db, lead_id: int, agent: str, reason: str, now: datetime, *, rules: RetryRules) -> Lead:
+    """The agent passes on the lead they hold, with a reason: it waits ``skip_delay``."""
+    async with connection(db) as conn:
+        async with conn.transaction():
+            r = await _held(conn, lead_id, agent, now)
+            lead = apply(_lead(r), Skip(reason), rules, now)
+            await _write(conn, lead)
+            await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL,"
+                               " last_outcome = $2 WHERE lead_id = $1", lead_id, "skipped: " + reason[:180])
+    return lead
+
+
+async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, rules: RetryRules, outcome: str,
+                         disposition: str | None = None, answers: dict | None = None,
+                         callback_at: datetime | None = None, opt_out: bool = False,
+                         call_id: str | None = None) -> Lead:
+    """What the agent recorded for their attempt: ``answered`` (then done with the
+    disposition, a callback at a time, or an opt-out that puts the number on the
+    do-not-call list) or how the dial ended (busy, no_answer, machine, failed)."""
+    async with connection(db) as conn:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started"
+                " FROM dialer_attempts a JOIN dialer_leads l USING (lead_id) WHERE a.attempt_id = $1"
+                " FOR UPDATE OF l, a", attempt_id) if 0 < attempt_id < 2 ** 63 else None
+            if row is None:
+                raise DialerStoreError(f"no attempt {attempt_id}")
+            if row["a_agent"] != agent or row["a_ended"] is not None:
+                raise PreviewRefused(f"attempt {attempt_id} is not yours to close, or is closed")
+            lead = _lead(row)
+            if outcome == "answered":
+                lead = apply(lead, Answered(), rules, now)
+                if opt_out:
+                    lead = apply(lead, OptOut(), rules, now)
+                    await conn.execute("INSERT INTO dialer_dnc (phone, reason, source, added_by) VALUES"
+                                       " ($1, 'opted out on a campaign call', 'opt_out', $2) ON CONFLICT DO NOTHING",
+                                       lead.phone, agent)
+                elif callback_at is not None:
+                    lead = apply(lead, Callback(callback_at), rules, now)
+                else:
+                    lead = apply(lead, Complete(disposition or "done"), rules, now)
+            else:
+                lead = apply(lead, Ended(Outcome(outcome), now - row["a_started"]), rules, now)
+            await _write(conn, lead)
+            await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL WHERE lead_id = $1",
+                               lead.lead_id)
+            recorded = "answered" if outcome == "answered" else lead.last_outcome
+            await conn.execute(
+                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, disposition = $5,"
+                " answers = $6::jsonb WHERE attempt_id = $1", attempt_id, now, recorded, call_id, disposition,
+                json.dumps(answers) if answers is not None else None)
+    return lead
+

@@ -76,6 +76,10 @@ class EmergencyService:
     _unsubscribe: Callable[[], None] | None = None
     _global_set: str | None = None
     pin_guard: PinGuard = field(default_factory=PinGuard)
+    # Called (each a coroutine function, no argument) when a switch covering every call
+    # (scope all, or this node) comes into force: the dialer's emergency stop, which
+    # pauses every campaign (docs/dialer.md, "Emergency stop").
+    campaign_pause_hooks: list[Callable[[], Any]] = field(default_factory=list)
     version: int = 0                              # rises whenever the set in force changes
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -133,6 +137,11 @@ class EmergencyService:
         moved: list[Move] = []
         if ids - before:
             moved = self.sweep(now, ids - before)
+            if self.campaign_pause_hooks and any(
+                    s.id not in before and (s.scope == "all" or (s.scope == "node"
+                                                                 and s.value == self.core.settings.node_name))
+                    for s in self.in_force):
+                self._pause_campaigns()
         if ids != before:
             log.info("emergency switches in force", switches=sorted(ids), moved=len(moved))
             self.version += 1
@@ -154,6 +163,17 @@ class EmergencyService:
                          did=(call.exten if call is not None else None) or did,
                          queue=queue or (call.queue if call is not None else None) or "",
                          ivr_path=tuple(self.ivr_paths.get(call_id, ())), node=self.core.settings.node_name)
+
+    def _pause_campaigns(self) -> None:
+        for hook in self.campaign_pause_hooks:
+            task = asyncio.get_running_loop().create_task(hook())
+
+            def done(t: asyncio.Task[Any]) -> None:
+                if not t.cancelled() and t.exception() is not None:
+                    log.error("campaigns not paused by the emergency", error=str(t.exception()))
+
+            task.add_done_callback(done)
+            self._tasks.append(task)
 
     def sweep(self, now: float, new: set[int] | None = None) -> list[Move]:
         """Move the ACD's waiting callers whose switch (by precedence) is one of ``new``

@@ -15,7 +15,7 @@ from aiohttp import web
 from acd.routing_shell import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.customer_routes import setup_customer_routes
-from api.dialer_routes import setup_dialer_routes
+from api.dialer_routes import setup_dialer_routes, setup_dialer_runner
 from api.desktop import setup_desktop
 from api.dialplan_hooks import setup_hooks
 from api.engineer_routes import setup_engineer_routes
@@ -87,6 +87,8 @@ def build(settings: Settings) -> web.Application:
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
     setup_dialer_routes(app)
+    # The campaign runner places calls: only when asked, with the ACD, on a lone node.
+    setup_dialer_runner(app, acd, enabled=settings.dialer_enabled and ha is None)
     setup_engineer_routes(app)
     setup_kb_routes(app)
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node

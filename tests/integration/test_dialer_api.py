@@ -75,3 +75,37 @@ async def test_an_agent_records_an_opt_out_and_only_a_supervisor_takes_it_back(a
         assert r.status == 404
     async with http.put(url(d, "/api/dnc/call-me"), json={}, headers=ada) as r:
         assert r.status == 400 and (await r.json())["error_id"] == "invalid_phone"
+
+
+async def test_a_supervisor_starts_pauses_and_emergency_stops_campaigns(api_daemon, http):
+    d = api_daemon
+    sam = bearer(await login(http, d, "sam"))
+    ada = bearer(await login(http, d, "ada"))
+    ids = []
+    for name in ("spring", "autumn"):
+        body = {"name": name, "mode": "progressive", "queue": "sales", "machine_action": "voicemail",
+                "ring_s": 20, "abandon_prompt": "/var/lib/cti/prompts/sorry", "voicemail_prompt": "vm-goodbye"}
+        async with http.post(url(d, "/api/campaigns"), json=body, headers=sam) as r:
+            assert r.status == 201, await r.text()
+            ids.append((await r.json())["campaign_id"])
+    async with http.post(url(d, "/api/campaigns"), json={**body, "name": "short", "ring_s": 10}, headers=sam) as r:
+        assert r.status == 422                                       # under the law's 15 s of ringing
+    async with http.post(url(d, "/api/campaigns"), json={**body, "name": "up", "abandon_prompt": "../etc/x"},
+                         headers=sam) as r:
+        assert r.status == 422
+    for cid in ids:
+        async with http.post(url(d, f"/api/campaigns/{cid}/state"), json={"state": "running"}, headers=sam) as r:
+            assert r.status == 200 and (await r.json()) == {"campaign_id": cid, "state": "running"}
+    async with http.post(url(d, f"/api/campaigns/{ids[0]}/state"), json={"state": "running"}, headers=ada) as r:
+        assert r.status == 403
+    async with http.post(url(d, "/api/campaigns/424242/state"), json={"state": "paused"}, headers=sam) as r:
+        assert r.status == 404 and (await r.json())["error_id"] == "no_campaign"
+    async with http.post(url(d, f"/api/campaigns/{ids[0]}/state"), json={"state": "gone"}, headers=sam) as r:
+        assert r.status == 422
+    async with http.post(url(d, "/api/campaigns/emergency-stop"), headers=sam) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["paused"] == ids
+    async with http.get(url(d, "/api/campaigns"), headers=sam) as r:
+        assert {c["state"] for c in (await r.json())["campaigns"]} == {"paused"}
+    async with http.get(url(d, f"/api/campaigns/{ids[0]}/attempts"), headers=sam) as r:
+        assert r.status == 200 and (await r.json()) == {"attempts": []}

@@ -1,0 +1,138 @@
+// Preview campaigns in the agent desktop (docs/dialer.md, "Preview on the desktop"): pick a
+// running preview campaign, take its next lead (held for this agent), read the lead card and
+// the script (shown as text), call (click-to-dial: the agent goes not ready first) or skip
+// with a reason, then record the survey answers and the outcome. Nothing is shared with app.js.
+"use strict";
+(() => {
+  const $ = (id) => document.getElementById(id);
+  let lead = null, attempt = null, callId = null;
+
+  async function api(method, path, body) {
+    const headers = { "Content-Type": "application/json" };
+    const token = sessionStorage.getItem("token");
+    if (token) headers.Authorization = `Bearer ${token}`;
+    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const data = r.status === 204 ? null : await r.json().catch(() => null);
+    if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
+    return data;
+  }
+  const error = (text) => { $("pv-error").textContent = text || ""; };
+  const status = (text) => { $("pv-status").textContent = text || ""; };
+
+  async function campaigns() {
+    error("");
+    try {
+      const reply = await api("GET", "/api/preview/campaigns");
+      const select = $("pv-campaign");
+      select.replaceChildren(...reply.campaigns.map((c) => {
+        const o = document.createElement("option");
+        o.value = String(c.campaign_id);
+        o.textContent = c.name;
+        return o;
+      }));
+      status(reply.campaigns.length ? "" : "No preview campaign is running.");
+    } catch (e) { error(e.message); }
+  }
+
+  function survey(questions) {
+    const box = $("pv-survey");
+    box.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Survey" }));
+    (questions || []).forEach((q) => {
+      if (!/^[a-z][a-z0-9_]{0,31}$/.test(q.id || "")) return;
+      const id = `pv-q-${q.id}`;
+      const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: String(q.text) });
+      let input;
+      if (q.type === "choice" || q.type === "yes_no") {
+        input = document.createElement("select");
+        const options = q.type === "yes_no" ? ["yes", "no"] : (q.options || []);
+        input.append(Object.assign(document.createElement("option"), { value: "", textContent: "—" }));
+        options.forEach((v) => input.append(Object.assign(document.createElement("option"),
+                                                          { value: String(v), textContent: String(v) })));
+      } else {
+        input = Object.assign(document.createElement("input"), { maxLength: 500 });
+      }
+      input.id = id;
+      input.dataset.question = q.id;
+      box.append(label, input);
+    });
+  }
+
+  function show(card) {
+    lead = card; attempt = null; callId = null;
+    $("pv-card").hidden = !card;
+    if (!card) return;
+    $("pv-name").textContent = card.name || "(no name)";
+    $("pv-phone").textContent = card.phone;
+    $("pv-attempts").textContent = String(card.attempts);
+    $("pv-script").textContent = card.script || "";
+    $("pv-result").reset();
+    survey(card.survey);
+    $("pv-call").disabled = false;
+    $("pv-skip").disabled = false;
+  }
+
+  async function next() {
+    error("");
+    const cid = Number($("pv-campaign").value);
+    if (!cid) { error("Pick a campaign first."); return; }
+    try {
+      show(await api("POST", "/api/preview/next", { campaign_id: cid }));
+      status(`Lead ${lead.lead_id} is yours for five minutes.`);
+    } catch (e) { show(null); error(e.message); }
+  }
+
+  async function call() {
+    if (!lead) return;
+    error("");
+    try {
+      const dialed = await api("POST", `/api/preview/leads/${lead.lead_id}/dial`);
+      attempt = dialed.attempt_id;
+      $("pv-call").disabled = true;
+      $("pv-skip").disabled = true;
+      status(`Calling ${dialed.phone}…`);
+      try {
+        callId = (await api("POST", "/api/calls/dial", { number: dialed.phone })).call_id;
+        status(`Call ${callId} placed to ${dialed.phone}.`);
+      } catch (e) { error(`The call was not placed: ${e.message}. Record what happened below.`); }
+    } catch (e) { error(e.message); }
+  }
+
+  async function skip() {
+    if (!lead) return;
+    const reason = $("pv-skip-reason").value.trim();
+    if (!reason) { error("Say why you skip this lead."); return; }
+    try {
+      await api("POST", `/api/preview/leads/${lead.lead_id}/skip`, { reason });
+      status("Lead skipped.");
+      show(null);
+    } catch (e) { error(e.message); }
+  }
+
+  async function save(ev) {
+    ev.preventDefault();
+    if (attempt === null) { error("Call the lead first (or skip it)."); return; }
+    const answers = {};
+    document.querySelectorAll("#pv-survey [data-question]").forEach((el) => {
+      if (el.value) answers[el.dataset.question] = el.value.slice(0, 500);
+    });
+    const body = { outcome: $("pv-outcome").value, answers, opt_out: $("pv-optout").checked };
+    const disposition = $("pv-disposition").value.trim();
+    if (disposition) body.disposition = disposition;
+    const at = $("pv-callback").value;
+    if (at) body.callback_at = new Date(at).toISOString();
+    if (callId) body.call_id = callId;
+    try {
+      const r = await api("POST", `/api/preview/attempts/${attempt}/result`, body);
+      status(`Saved: the lead is now ${r.state.replace(/_/g, " ")}.`);
+      show(null);
+    } catch (e) { error(e.message); }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("pv-refresh").addEventListener("click", campaigns);
+    $("pv-next").addEventListener("click", next);
+    $("pv-call").addEventListener("click", call);
+    $("pv-skip").addEventListener("click", skip);
+    $("pv-result").addEventListener("submit", save);
+  });
+})();

@@ -1,0 +1,399 @@
+"""The campaign runner: the imperative shell around the pure lead, window and pacing
+decisions (docs/dialer.md, "The runner").
+
+Every ``dialer_tick_s`` (and at once when a campaign call ends or a campaign is
+started), for each running campaign in progressive or predictive mode:
+
+1. ``launch_count`` (pure) says how many calls to start: the campaign's free agents
+   in the ACD (agents of its queue), none while an inbound caller waits for any other
+   queue (blending: inbound first), then ``dialer.pacing.decide`` with the campaign's
+   ``AbandonLedger`` headroom;
+2. ``store.take_for_dialing`` takes that many leads that are due, inside their calling
+   window, and not on the do-not-call list *now* (a listed number goes to ``do_not_call``
+   and is never dialed);
+3. each is an AMI ``Originate`` (asynchronous, ``Timeout`` = the campaign's ring time,
+   at least 15 s) of ``dialer_dial`` into the dialplan context ``cti-dialer``, which runs
+   ``AMD()`` and reports each step as ``UserEvent(CtiDialer)``.
+
+What becomes of a call (``Attempt``, pure ``final_outcome``): not answered: the
+``OriginateResponse`` reason (busy, no answer after the ring time, failed); answered:
+AMD's word; a person goes to the ACD as a caller of the campaign's queue with 2 s to be
+connected, else hears the campaign's abandonment message (``abandoned``); a machine gets
+the voicemail drop or is hung up on (``machine``); connected to an agent (the call
+model's ``call.connected``): ``answered``. The attempt is closed with its outcome, the
+call's id (the leg's), AMD's status and cause and how long it rang; the lead moves on by
+its campaign's retry rules (``store.record_outcome``).
+
+The emergency stop (``pause_all``) stops placing calls at once, in memory, then writes
+every running campaign ``paused``; calls in flight finish as they would.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import structlog
+
+from acd.ami_actions import failure, submit
+from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult
+from dialer import store
+from dialer.leads import MIN_RING, RetryRules, TransitionRefused
+from dialer.pacing import AbandonLedger, DialState, Measured, Mode, PacingConfig, decide
+from dialer.windows import CallingWindow, WindowChecker
+
+log = structlog.get_logger(__name__)
+
+CONTEXT = "cti-dialer"
+#: Outbound people wait at this priority in the ACD: above inbound callers, because they
+#: have 2 s; the runner starts no call while an inbound caller waits (inbound first).
+PRIORITY = 9
+
+#: How long a call hung up before it was answered waits for its OriginateResponse.
+ORIGINATE_GRACE_S = 2.0
+# OriginateResponse Reason of a call nobody answered -> its outcome.
+_NOT_ANSWERED = {"5": "busy", "3": "no_answer", "8": "failed", "1": "failed", "0": "failed"}
+
+
+# -- pure ------------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    """One campaign call, from its Originate to its end: what it has been through."""
+
+    attempt_id: int
+    lead_id: int
+    campaign_id: int
+    leg: str
+    started: float                         # epoch seconds
+    ring_s: int
+    answered_at: float | None = None       # the customer's side answered (cti-dialer ran)
+    amd_status: str | None = None
+    amd_cause: str | None = None
+    originate_reason: str | None = None    # set when the Originate failed
+    agent: str | None = None               # connected to this agent
+    abandoned: bool = False                # the abandonment message was started
+    voicemail: bool = False                # the voicemail drop was played
+    recorded: bool = False                 # the attempt's outcome is written
+
+    @property
+    def person(self) -> bool:
+        return self.amd_status in ("HUMAN", "NOTSURE")
+
+
+def final_outcome(a: Attempt) -> str:
+    """The outcome of an attempt that ended without an agent (``answered`` once one took it)."""
+    if a.agent is not None:
+        return "answered"
+    if a.answered_at is None:
+        return _NOT_ANSWERED.get(a.originate_reason or "0", "failed")
+    if a.amd_status == "MACHINE" or a.voicemail:
+        return "machine"
+    if a.amd_status is None or a.amd_status == "HANGUP":
+        # Hung up during AMD (or before it said anything): nobody was kept waiting.
+        return "failed"
+    # A person answered and no agent took them: abandoned (whether they heard the whole
+    # message or hung up before the 2 s were over: counted against us either way).
+    return "abandoned"
+
+
+def rang(a: Attempt, now: float) -> timedelta:
+    """How long the call rang: to the answer, or to its end."""
+    end = a.answered_at if a.answered_at is not None else now
+    return timedelta(seconds=max(0.0, end - a.started))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentsView:
+    """The campaign's agents in the ACD now: ``free`` (ready, idle), ``staffed`` (logged in,
+    members of its queue) and ``inbound_waiting`` (callers waiting in any other queue)."""
+    free: int
+    staffed: int
+    inbound_waiting: int
+
+
+def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, measured: Measured,
+                 config: PacingConfig) -> int:
+    """How many calls a campaign starts now. Preview starts none (the agent does); inbound
+    callers waiting anywhere take the blended agents first."""
+    if mode == "preview" or agents.inbound_waiting > 0:
+        return 0
+    free = max(0, agents.free)
+    busy = max(0, agents.staffed - free)
+    cfg = PacingConfig(mode=Mode(mode), cap=config.cap, target=min(config.target, config.cap),
+                       amd_false_positive_share=config.amd_false_positive_share,
+                       max_lines_per_agent=config.max_lines_per_agent)
+    return decide(DialState(free, busy, in_flight), measured, cfg, headroom).launch
+
+
+def blended_queues(config: Any, queue: str) -> frozenset[str]:
+    """The other queues the agents of campaign queue ``queue`` serve (their inbound work)."""
+    out: set[str] = set()
+    for agent in getattr(config, "agents", ()):
+        if queue in agent.queues:
+            out |= set(agent.queues)
+    out.discard(queue)
+    return frozenset(out)
+
+
+def inbound_waiting(waiting: Any, queues: frozenset[str], ours: set[str]) -> int:
+    """Callers waiting (not ringing an agent, not a callback request, not a campaign call)
+    in ``queues``."""
+    return sum(1 for w in waiting if w.queue_id in queues and w.status != "ringing" and not w.callback
+               and w.call_id not in ours)
+
+
+def dial_string(template: str, number: str) -> str:
+    """``template`` with ``{number}``: the number as stored (E.164: + and digits only)."""
+    if not number.startswith("+") or not number[1:].isdigit():
+        raise ValueError("not an E.164 number")
+    return template.replace("{number}", number)
+
+
+# -- the shell ---------------------------------------------------------------------------
+
+
+@dataclass
+class CampaignRunner:
+    core: Any                                    # CoreServices
+    acd: Any                                     # AcdService (None: nothing is dialed)
+    windows: WindowChecker = field(default_factory=lambda: WindowChecker(CallingWindow()))
+    rules: RetryRules = field(default_factory=RetryRules)
+    measured: Measured = field(default_factory=lambda: Measured(0.25, 8.0, 180.0))
+    calls: dict[str, Attempt] = field(default_factory=dict)        # leg -> attempt
+    ledgers: dict[int, AbandonLedger] = field(default_factory=dict)
+    placed: int = 0
+    stopped_at: float | None = None              # the last emergency stop (epoch seconds)
+    _halted: bool = False                        # set by the emergency stop until the next start
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
+    _seq: int = 0
+    _pending: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    async def start(self) -> None:
+        bus = self.core.bus
+        self._unsubscribe = [bus.subscribe(self._on_call_event), bus.subscribe_to(DialerStep, self._on_step),
+                             bus.subscribe_to(OriginateResult, self._on_originated),
+                             bus.subscribe_to(LegHungUp, self._on_hangup)]
+        self._task = asyncio.create_task(self._run(), name="dialer-runner")
+
+    async def stop(self) -> None:
+        for u in self._unsubscribe:
+            u()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._halted = False
+        self._wake.set()
+
+    async def pause_all(self) -> list[int]:
+        """The emergency stop: no call is placed from now (in memory, at once), then every
+        running campaign is written paused. Returns the campaigns paused."""
+        self._halted = True
+        self.stopped_at = time.time()
+        paused = await store.pause_all(self.core.pool)
+        log.warning("dialer emergency stop", campaigns=paused)
+        return paused
+
+    # -- the loop -------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        tick = self.core.settings.dialer_tick_s
+        while True:
+            try:
+                await self.tick(datetime.now(timezone.utc))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:          # the database away: try again next tick
+                log.warning("dialer tick failed", error=str(exc))
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(tick):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def tick(self, now: datetime) -> int:
+        """Place the calls the running campaigns may start at ``now``; returns how many."""
+        if self._halted or self.acd is None or self.core.ami is None or self.core.pool is None:
+            return 0
+        started = 0
+        for c in await store.running_campaigns(self.core.pool):
+            if self._halted:
+                break
+            started += await self._campaign_tick(c, now)
+        return started
+
+    def _agents(self, queue: str | None) -> AgentsView | None:
+        if queue is None:
+            return None
+        router = self.acd.router
+        try:
+            stats = router.queue_stats(queue, time.time())
+        except Exception:        # an unknown queue: the campaign cannot dial
+            return None
+        return AgentsView(stats.agents_available, stats.agents_eligible,
+                          inbound_waiting(router.waiting_calls(), blended_queues(self.acd.config, queue),
+                                          set(self.calls)))
+
+    async def _campaign_tick(self, c: dict, now: datetime) -> int:
+        cid = c["campaign_id"]
+        agents = self._agents(c["queue"])
+        if agents is None:
+            return 0
+        ledger = self.ledgers.get(cid)
+        config = PacingConfig(cap=float(c["abandon_cap"]), target=min(0.0175, float(c["abandon_cap"])))
+        if ledger is None:
+            ledger = self.ledgers[cid] = AbandonLedger(config)
+        in_flight = sum(1 for a in self.calls.values() if a.campaign_id == cid and a.agent is None)
+        n = launch_count(c["mode"], agents, in_flight, ledger.headroom(now), self.measured, config)
+        if n <= 0:
+            return 0
+        rules = RetryRules(machine_voicemail=c["machine_action"] == "voicemail",
+                           per_outcome=self.rules.per_outcome, max_attempts=self.rules.max_attempts,
+                           ring_timeout=timedelta(seconds=c["ring_s"]))
+        taken = await store.take_for_dialing(self.core.pool, cid, now, n, rules=rules, windows=self.windows)
+        for t in taken:
+            if self._halted:      # the emergency stop came while the leads were taken
+                await self._close(t.attempt_id, "failed", now, rules)
+                continue
+            self._originate(c, t.lead.phone, t.lead.lead_id, t.attempt_id)
+        return len(taken)
+
+    def _originate(self, c: dict, phone: str, lead_id: int, attempt_id: int) -> None:
+        self._seq += 1
+        leg = f"dialer-{attempt_id}-{self._seq}"
+        ring_s = max(int(MIN_RING.total_seconds()), int(c["ring_s"]))
+        a = self.calls[leg] = Attempt(attempt_id, lead_id, c["campaign_id"], leg, time.time(), ring_s)
+        variables = {
+            "CTI_DIALER_ATTEMPT": str(attempt_id), "CTI_DIALER_CAMPAIGN": str(c["campaign_id"]),
+            "CTI_QUEUE": c["queue"], "CTI_SKILLS": c["skills"] or "", "CTI_PRIORITY": str(PRIORITY),
+            "CTI_DIALER_MACHINE": c["machine_action"],
+            "CTI_DIALER_ABANDON_PROMPT": c["abandon_prompt"] or "",
+            "CTI_DIALER_VM_PROMPT": c["voicemail_prompt"] or "",
+        }
+        headers = {
+            "Channel": dial_string(self.core.settings.dialer_dial, phone), "Context": CONTEXT, "Exten": "s",
+            "Priority": "1", "Timeout": str(ring_s * 1000), "Async": "true", "ChannelId": leg,
+            "OtherChannelId": f"{leg}-2", "Variable": [f"{k}={v}" for k, v in variables.items()],
+        }
+        if c["caller_id"]:
+            headers["CallerID"] = f'"{c["name"][:40]}" <{c["caller_id"]}>'.replace(",", " ")
+        fut = submit(self.core.ami, "Originate", headers)
+        self.placed += 1
+        log.info("campaign call placed", campaign_id=c["campaign_id"], attempt=attempt_id, leg=leg)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = failure(f)
+            if exc is not None and not a.recorded:
+                log.warning("campaign call not placed", attempt=attempt_id, error=str(exc))
+                a.originate_reason = "0"
+                self._finish(a)
+
+        fut.add_done_callback(done)
+
+    # -- what Asterisk says ------------------------------------------------------------
+
+    def _on_originated(self, ev: OriginateResult) -> None:
+        a = self.calls.get(ev.uniqueid)
+        if a is None or ev.success:
+            return
+        a.originate_reason = ev.reason
+        self._finish(a)
+
+    def _on_step(self, ev: DialerStep) -> None:
+        a = self.calls.get(ev.uniqueid)
+        if a is None or ev.attempt != str(a.attempt_id):
+            return
+        if ev.step == "answered":
+            a.answered_at = time.time()
+        elif ev.step == "amd":
+            a.amd_status = ev.status.strip().upper()[:20] or None
+            a.amd_cause = ev.cause.strip()[:100] or None
+            self._ledger(a).record(datetime.now(timezone.utc), live=1 if a.person else 0,
+                                   machines=1 if a.amd_status == "MACHINE" else 0)
+        elif ev.step == "abandoned" and a.agent is None and not a.abandoned:
+            a.abandoned = True
+            self._ledger(a).record(datetime.now(timezone.utc), abandoned=1)
+            # Out of the router: nobody may be offered a call that is hearing goodbye.
+            if self.acd is not None:
+                self.acd.divert(a.leg, "campaign call abandoned")
+        elif ev.step == "voicemail":
+            a.voicemail = True
+
+    def _on_call_event(self, ev: Any) -> None:
+        if ev.kind != "call.connected":
+            return
+        a = self.calls.get(ev.call_id)
+        if a is None or a.agent is not None or a.abandoned:
+            return
+        a.agent = str(ev.data.get("agent") or "") or None
+        if a.agent is not None:
+            self._record(a, "answered")
+
+    def _on_hangup(self, ev: LegHungUp) -> None:
+        a = self.calls.get(ev.uniqueid)
+        if a is None:
+            return
+        if a.answered_at is None and a.originate_reason is None:
+            # Never answered: the OriginateResponse says why (busy, no answer) and may come
+            # after the Hangup; wait for it a moment (a call lost otherwise is "failed").
+            asyncio.get_running_loop().call_later(ORIGINATE_GRACE_S, self._finish_unless_done, a)
+            return
+        self._finish(a)
+
+    def _finish_unless_done(self, a: Attempt) -> None:
+        if not a.recorded:
+            self._finish(a)
+
+    def _ledger(self, a: Attempt) -> AbandonLedger:
+        ledger = self.ledgers.get(a.campaign_id)
+        if ledger is None:
+            ledger = self.ledgers[a.campaign_id] = AbandonLedger(PacingConfig())
+        return ledger
+
+    def _finish(self, a: Attempt) -> None:
+        """The call is over: its outcome written (once), its place freed, the loop woken."""
+        self.calls.pop(a.leg, None)
+        if not a.recorded:
+            self._record(a, final_outcome(a))
+        self._wake.set()
+
+    def _record(self, a: Attempt, outcome: str) -> None:
+        a.recorded = True
+        now = datetime.now(timezone.utc)
+        task = asyncio.get_running_loop().create_task(self._write(a, outcome, now, rang(a, time.time())))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write(self, a: Attempt, outcome: str, now: datetime, ring: timedelta) -> None:
+        rules = RetryRules(ring_timeout=timedelta(seconds=a.ring_s), per_outcome=self.rules.per_outcome,
+                           max_attempts=self.rules.max_attempts,
+                           machine_voicemail=a.voicemail)
+        try:
+            lead = await store.record_outcome(self.core.pool, a.attempt_id, outcome, now, rules=rules, rang=ring,
+                                              call_id=a.leg, amd_status=a.amd_status, agent_id=a.agent,
+                                              amd_cause=a.amd_cause)
+        except (TransitionRefused, store.DialerStoreError) as exc:
+            log.warning("campaign attempt not recorded", attempt=a.attempt_id, error=str(exc))
+            return
+        except Exception as exc:
+            log.error("campaign attempt not recorded", attempt=a.attempt_id, error=str(exc))
+            return
+        log.info("campaign attempt", attempt=a.attempt_id, outcome=outcome, lead_state=lead.state.value,
+                 amd=a.amd_status)
+
+    async def _close(self, attempt_id: int, outcome: str, now: datetime, rules: RetryRules) -> None:
+        await store.record_outcome(self.core.pool, attempt_id, outcome, now, rules=rules)
+
+    def health(self) -> dict[str, Any]:
+        return {"placed": self.placed, "in_flight": len(self.calls), "halted": self._halted,
+                "stopped_at": self.stopped_at}
