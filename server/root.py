@@ -36,6 +36,7 @@ from cti.ha import HA, HaNode
 from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
+from messaging.service import setup_messaging
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
 
@@ -87,6 +88,9 @@ def build(settings: Settings) -> web.Application:
     setup_dialer_routes(app)
     setup_engineer_routes(app)
     setup_kb_routes(app)
+    # Messaging and the web callback form (docs/messaging.md): the form files into the ACD.
+    # A new conversation waits ('waiting') until a task router is passed in as on_new.
+    setup_messaging(app)
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
     # install needs none, and does not even import its client library.
     if settings.broker_url is not None:
