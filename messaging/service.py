@@ -179,7 +179,7 @@ class MessagingService:
         self.throttle(self.inbound_limit, self.client(request))
         secret = self.settings.messaging_secret
         if secret is None:
-            raise ApiError(503, "unavailable", "messaging is not set up here (messaging_secret)")
+            raise ApiError(404, "not_enabled", "messaging is not enabled here (messaging_secret)")
         if request.content_type != "application/json":
             raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json",
                            headers={"Accept": "application/json"})
@@ -220,7 +220,7 @@ class MessagingService:
 
     async def reply(self, conversation_id: int, text: str, author: str) -> ReplyQueued:
         if not self.settings.messaging_outbound_url or self.settings.messaging_secret is None:
-            raise ApiError(503, "unavailable", "replies are not set up here (messaging_outbound_url, "
+            raise ApiError(404, "not_enabled", "replies are not enabled here (messaging_outbound_url, "
                                                "messaging_secret)")
         pool = db(self.app)
         conv = await query(store.conversation(pool, conversation_id))
