@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiohttp
@@ -125,6 +126,8 @@ async def test_a_new_conversation_goes_to_the_injected_task_filer(asterisk, data
     filed = []
 
     async def file_task(opened):
+        if opened.number == "+447911123458":
+            raise RuntimeError("the task router is away")
         filed.append(opened)
         return f"task-{opened.conversation_id}"
 
@@ -138,6 +141,12 @@ async def test_a_new_conversation_goes_to_the_injected_task_filer(asterisk, data
         rows = await fetch(database, "SELECT state, task_ref FROM message_conversations WHERE conversation_id = $1",
                            first["conversation_id"])
         assert [tuple(r) for r in rows] == [("queued", f"task-{first['conversation_id']}")]
+        # A filer that fails: the message is kept and the conversation waits.
+        status, other = await post_inbound(http, d, inbound(f"SM{uuid.uuid4().hex}", "+447911123458"))
+        assert status == 200 and other["stored"] and other["new_conversation"]
+        rows = await fetch(database, "SELECT state, task_ref FROM message_conversations WHERE conversation_id = $1",
+                           other["conversation_id"])
+        assert [tuple(r) for r in rows] == [("waiting", None)]
     finally:
         await d.stop()
 
@@ -210,6 +219,17 @@ async def test_a_web_callback_request_waits_in_its_queue_and_is_called_back(
         async with http.post(url(d, "/api/callback-requests"), json={**form, "number": "+44 909 8790000"}) as r:
             answer = await r.json()
             assert r.status == 422 and answer["details"][0]["field"] == "body.number", answer
+        # A preferred time: stored, held back until then, not waiting in the queue yet.
+        d.runner.app[MESSAGING].form_limit = core.RateLimit(rate=1.0, burst=10)
+        later = datetime.now(timezone.utc) + timedelta(hours=2)
+        async with http.post(url(d, "/api/callback-requests"),
+                             json={**form, "number": "+44 20 7946 0003", "preferred": later.isoformat()}) as r:
+            assert r.status == 202, await r.text()
+            held = await r.json()
+        stored = await eventually(lambda: fetch_callback(database, held["reference"]), timeout=10, what="stored")
+        assert stored.not_before == pytest.approx(later.timestamp()) and stored.status == "pending"
+        assert held["reference"] in d.acd.retries
+        assert [w.call_id for w in d.acd.router.waiting_calls()] == [filed["reference"]]
         d.acd.agent_request("c1", "login")
 
         async def connected():
