@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Literal, Protocol
 
 import aiohttp
+import asyncpg
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -40,6 +41,7 @@ from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from api.static_files import StaticFiles
 from api.webhook_service import deliver
+from crm.customer_lookup import find_by_phone
 from cti.config import Settings
 from cti.daemon import CORE, run_with_app
 from cti.ha import HA, run_while_leading
@@ -315,11 +317,29 @@ class MessagingService:
         if any(w.callback is not None and w.callback.number == wanted.number and w.callback.status in cbs.OPEN
                for w in acd.calls.values()):
             raise ApiError(409, "already_requested", "a callback to this number is already waiting")
+        customer_id = None
+        try:   # for the agent's screen-pop; a database that is away does not stop the request
+            found = await query(find_by_phone(db(self.app), wanted.number))
+            customer_id = found.customer_id if found is not None else None
+        except (ApiError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("web callback request: customer not looked up", error=str(exc))
         try:
-            cb = acd.request_callback(wanted.callback_id, wanted.number, queue, not_before=wanted.not_before)
+            try:
+                cb = acd.request_callback(wanted.callback_id, wanted.number, queue, not_before=wanted.not_before,
+                                          customer_id=customer_id)
+            except cbs.CallbackError:
+                if customer_id is None:
+                    raise
+                # A customer id the callback table cannot carry: file it without, rather than not at all.
+                cb = acd.request_callback(wanted.callback_id, wanted.number, queue, not_before=wanted.not_before)
         except (cbs.CallbackError, AcdInputError) as exc:
             log.error("web callback request not filed", error=str(exc))
             raise ApiError(503, "unavailable", "the callback could not be filed; please call us") from None
+        try:   # the ACD has it (and saves it); the name is a courtesy: a failure here loses no callback
+            await query(store.save_web_callback(db(self.app), cb.callback_id, wanted.name, cb.number,
+                                                cb.customer_id, cb.not_before))
+        except (ApiError, OSError, asyncpg.PostgresError) as exc:
+            log.warning("web callback request: name not stored", callback=cb.callback_id, error=str(exc))
         log.info("web callback requested", callback=cb.callback_id, queue=cb.queue)
         return CallbackFiled(reference=cb.callback_id, queue=cb.queue, number=cb.number,
                              not_before=None if cb.not_before is None else datetime.fromtimestamp(cb.not_before)

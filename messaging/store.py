@@ -103,3 +103,10 @@ async def pending(pool: asyncpg.Pool, limit: int = 1000) -> list[asyncpg.Record]
 async def save_delivery(pool: asyncpg.Pool, message_id: int, d: Delivery) -> None:
     await pool.execute("UPDATE messages SET delivery = $2, attempts = $3, next_attempt_at = $4, last_error = $5 "
                        "WHERE message_id = $1", message_id, d.state, d.attempts, _utc(d.next_at), d.error)
+
+
+async def save_web_callback(pool: asyncpg.Pool, callback_id: str, name: str, number: str,
+                            customer_id: str | None, not_before: float | None) -> None:
+    await pool.execute("INSERT INTO web_callback_requests (callback_id, name, number, customer_id, not_before) "
+                       "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (callback_id) DO NOTHING",
+                       callback_id, name, number, customer_id, _utc(not_before))

@@ -41,3 +41,14 @@ CREATE TABLE messages (
 CREATE UNIQUE INDEX messages_provider_idx ON messages (provider_id) WHERE direction = 'in';
 CREATE INDEX messages_conversation_idx ON messages (conversation_id, message_id);
 CREATE INDEX messages_pending_idx ON messages (message_id) WHERE delivery = 'pending';
+
+-- What the customer left on the web callback form, beside the ACD's callback row
+-- (callbacks.callback_id = 'web-...'): the name to greet them by, the preferred time.
+CREATE TABLE web_callback_requests (
+    callback_id  text PRIMARY KEY,
+    name         text NOT NULL,
+    number       text NOT NULL,
+    customer_id  text REFERENCES customers (customer_id) ON DELETE SET NULL,
+    not_before   timestamptz,
+    requested_at timestamptz NOT NULL DEFAULT now()
+);

@@ -203,6 +203,12 @@ async def test_a_web_callback_request_waits_in_its_queue_and_is_called_back(
                                            callback_form_queue="care", messaging_region="GB"))
     try:
         await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10, what="the ACD up")
+        customer = f"cust-{uuid.uuid4().hex[:8]}"
+        conn = await asyncpg.connect(database)
+        try:
+            await save_customer(conn, customer, "Ada Lovelace", ["+442079460002"])
+        finally:
+            await conn.close()
         async with http.get(url(d, "/callback/")) as r:
             assert r.status == 200 and "Call me back" in await r.text()
         form = {"name": "Ada", "number": "020 7946 0002", "preferred": "asap", "website": ""}
@@ -211,7 +217,10 @@ async def test_a_web_callback_request_waits_in_its_queue_and_is_called_back(
             filed = await r.json()
         assert (filed["queue"], filed["number"]) == ("care", "+442079460002")
         cb = await eventually(lambda: fetch_callback(database, filed["reference"]), timeout=10, what="stored")
-        assert (cb.queue, cb.number, cb.status) == ("care", "+442079460002", "pending")
+        assert (cb.queue, cb.number, cb.status, cb.customer_id) == ("care", "+442079460002", "pending", customer)
+        rows = await fetch(database, "SELECT name, number, customer_id FROM web_callback_requests "
+                           "WHERE callback_id = $1", filed["reference"])
+        assert [tuple(r) for r in rows] == [("Ada", "+442079460002", customer)]
         assert [(w.call_id, w.queue_id, w.callback) for w in d.acd.router.waiting_calls()] == [
             (filed["reference"], "care", True)]
         async with http.post(url(d, "/api/callback-requests"), json=form) as r:
