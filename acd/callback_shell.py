@@ -288,11 +288,15 @@ class CallbackShell:
         if found:
             log.info("callback requests restored", count=len(found))
 
-    def request_callback(self, call_id: str, number: str, queue: str, since: float | None = None) -> cbs.Callback:
+    def request_callback(self, call_id: str, number: str, queue: str, since: float | None = None, *,
+                         not_before: float | None = None, customer_id: str | None = None) -> cbs.Callback:
         """File a callback for a caller no longer on the line (a supervisor's call-back
-        button for an abandoned caller): it is stored and waits in ``queue`` like
-        any callback request, keeping the place ``since`` (the caller's first
-        arrival; now when None or older than a day). Its id is ``call_id``.
+        button for an abandoned caller, the web callback form): it is stored and waits
+        in ``queue`` like any callback request, keeping the place ``since`` (the
+        caller's first arrival; now when None or older than a day). Its id is
+        ``call_id``. ``not_before`` (a time to come: the customer's preferred time)
+        holds it back until then, its place taken at that time. ``customer_id``: the
+        customer it is for (routing by customer, the agent's screen-pop).
         Raises: ``CallbackError`` (bad number or queue) or ``AcdInputError`` (a
         request for this call is already open, or the queue is unknown)."""
         now = time.time()
@@ -300,11 +304,15 @@ class CallbackShell:
             raise acd_core.AcdInputError(f"unknown queue {queue!r}")
         if call_id in self.calls:
             raise acd_core.AcdInputError(f"call {call_id!r} is still waiting or already has a callback")
-        cb = cbs.parse_request(CallbackRequest(call_id, "", number, queue, "", "", "",
+        cb = cbs.parse_request(CallbackRequest(call_id, "", number, queue, "", "", customer_id or "",
                                                "" if since is None else repr(float(since))), now, queue)
         self.calls[call_id] = Waiting(channel=None, callback=cb)
         self.callbacks_requested += 1
-        self._enter_callback(cb, now)
+        if not_before is not None and not_before > now:
+            cb = self.calls[call_id].callback = replace(cb, since=not_before, not_before=not_before)
+            self.retries[call_id] = cb
+        else:
+            self._enter_callback(cb, now)
         self._save(cb)
-        log.info("callback filed by a supervisor", call_id=call_id, queue=queue)
+        log.info("callback filed", call_id=call_id, queue=queue)
         return cb

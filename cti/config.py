@@ -205,6 +205,23 @@ class Settings(BaseSettings):
     broker_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     broker_buffer_max: int = Field(10_000, ge=1, le=10_000_000)
 
+    # Messaging and the web callback form (docs/messaging.md). messaging_secret: the
+    # HMAC key shared with the SMS/messaging provider (unset: the inbound route answers
+    # 503); messaging_outbound_url: where agents' replies are POSTed (unset: no replies);
+    # messaging_region: the country (ISO 3166, e.g. GB) of numbers given without +;
+    # messaging_queue: the queue new conversations are filed to (default acd_default_queue);
+    # a reply is tried messaging_attempts times, messaging_retry_s * 2**n apart.
+    # callback_form_queue: the queue web callback requests wait in (unset: the form is
+    # off); callback_form_countries: ISO codes of the countries it calls (empty: any).
+    messaging_secret: SecretStr | None = None
+    messaging_outbound_url: str | None = Field(None, pattern=r"^https?://[^\s\x00-\x1f\"'<>]+$")
+    messaging_region: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    messaging_queue: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$")
+    messaging_attempts: int = Field(5, ge=1, le=50)
+    messaging_retry_s: float = Field(2.0, ge=0.01, le=3600)
+    callback_form_queue: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$")
+    callback_form_countries: Annotated[tuple[str, ...], NoDecode] = ()
+
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod
     def _no_control_chars(cls, v: str) -> str:
@@ -261,6 +278,16 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"not a network or address: {item[:60]!r} (e.g. 127.0.0.0/8, 10.1.2.3)") from None
         return tuple(out)
+
+    @field_validator("callback_form_countries", mode="before")
+    @classmethod
+    def _countries(cls, v: Any) -> tuple[str, ...]:
+        items = v.split(",") if isinstance(v, str) else list(v)
+        out = tuple(str(i).strip().upper() for i in items if str(i).strip())
+        for code in out:
+            if not re.fullmatch(r"[A-Z]{2}", code):
+                raise ValueError(f"not an ISO 3166 country code: {code[:10]!r} (e.g. GB, DE)")
+        return out
 
     @model_validator(mode="after")
     def _lease_timing(self) -> Settings:

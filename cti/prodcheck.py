@@ -120,6 +120,10 @@ def production_findings(settings: Settings, facts: Facts = Facts()) -> list[Find
     elif settings.hooks and hook.strip().lower() not in KNOWN_DEFAULT_SECRETS and _weak(hook):
         refuse(f"hook_secret (CTI_HOOK_SECRET) is weak (under {MIN_SECRET_LEN} characters): "
                "use e.g. `openssl rand -hex 24`")
+    msg_secret = settings.messaging_secret.get_secret_value() if settings.messaging_secret is not None else ""
+    if msg_secret and _weak(msg_secret):
+        refuse(f"messaging_secret (CTI_MESSAGING_SECRET) is weak (under {MIN_SECRET_LEN} characters or few "
+               "distinct ones): anyone who guesses it can write as any customer; use e.g. `openssl rand -hex 24`")
     if settings.ami_user in SANDBOX_USERS:
         refuse(f"ami_user (CTI_AMI_USER) {settings.ami_user!r} is a sandbox user (demo/load traffic): "
                "use the daemon's own user ('cti' in asterisk-config/manager.conf)")

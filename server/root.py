@@ -37,6 +37,7 @@ from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
 from omni.routes import setup_omni
+from messaging.service import setup_messaging
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
 
@@ -91,6 +92,9 @@ def build(settings: Settings) -> web.Application:
     setup_dialer_runner(app, acd, enabled=settings.dialer_enabled and ha is None)
     setup_engineer_routes(app)
     setup_kb_routes(app)
+    # Messaging and the web callback form (docs/messaging.md): the form files into the ACD.
+    # A new conversation waits ('waiting') until a task router is passed in as on_new.
+    setup_messaging(app)
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
     # install needs none, and does not even import its client library.
     if settings.broker_url is not None:

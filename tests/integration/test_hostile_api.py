@@ -46,7 +46,10 @@ async def http():
 
 @pytest.fixture
 async def daemon_with_users(asterisk, database, tmp_path):
-    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
+    # Messaging and the callback form on, so the fuzzer reaches past "not enabled" (docs/messaging.md).
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
+                                           messaging_secret="fuzz-secret", callback_form_queue="sales",
+                                           messaging_outbound_url="http://127.0.0.1:9/none"))
     for role in ROLES:
         await add_user(database, f"h-{role}", role, "a1" if role == "agent" else None)
     try:

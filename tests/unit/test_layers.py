@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency", "messaging")
 # What kb/ may not import: the API and the root sit above it, the other features beside it.
 ABOVE_KB = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
 IO_LIBRARIES = ("asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "time", "markdown_it")
@@ -63,4 +63,14 @@ def test_dialer_cores_import_no_io_and_nothing_above_them():
         assert path.is_file(), path
         found += [f"dialer/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
                   if mod.split(".")[0] in IO_MODULES]
+    assert found == []
+
+
+def test_messaging_cores_import_no_io_and_nothing_above_them():
+    """Signatures, the inbound shape, delivery states and the callback form's checks are pure."""
+    found = []
+    for name in ("core", "callback_form"):
+        path = ROOT / "messaging" / f"{name}.py"
+        found += [f"messaging/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
+                  if mod.split(".")[0] in IO_MODULES + ("acd", "crm")]
     assert found == []

@@ -56,6 +56,12 @@ def test_hooks_without_a_secret_or_with_a_weak_one_are_refused_and_off_hooks_nee
     assert not any("hook" in t for t in refused(production_findings(settings(hooks=False, hook_secret=None))))
 
 
+def test_a_weak_messaging_secret_is_refused_and_none_is_fine():
+    assert any("messaging_secret (CTI_MESSAGING_SECRET) is weak" in t
+               for t in refused(production_findings(settings(messaging_secret="abc123"))))
+    assert not any("messaging" in t for t in refused(production_findings(settings())))
+
+
 def test_a_default_database_password_is_refused():
     found = refused(production_findings(settings(database_url="postgresql://cti:postgres@127.0.0.1/cti")))
     assert any(t.startswith("database_url") for t in found)

@@ -1,0 +1,1 @@
+"""Messaging (SMS and messaging apps) and the web callback form: docs/messaging.md."""
