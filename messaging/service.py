@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Awaitable, Literal, Protocol
+from typing import Any, Awaitable, Callable, Literal, Protocol
 
 import aiohttp
 import asyncpg
@@ -77,6 +77,17 @@ class NewConversation(Protocol):
 async def keep_waiting(opened: ConversationOpened) -> str | None:
     """The default: no task is filed; the conversation waits for an agent to pick it."""
     return None
+
+
+def file_as_task(file_task: Callable[[str, str, str, str, str], Awaitable[str]]) -> NewConversation:
+    """A new conversation filed as a ``message`` task of its queue through ``file_task``
+    (``omni.service.OmniService.file_task``): the customer (or the number when unknown),
+    the first words as the subject, the conversation as the reference. A queue that is no
+    message queue of the ACD raises there, and the conversation stays 'waiting'."""
+    async def filer(opened: ConversationOpened) -> str | None:
+        return await file_task("message", opened.queue, opened.customer_id or opened.number,
+                               " ".join(opened.text.split())[:80], f"conversation-{opened.conversation_id}")
+    return filer
 
 
 # -- the API's models ------------------------------------------------------------------------

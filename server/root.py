@@ -37,7 +37,7 @@ from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
 from omni.routes import setup_omni
-from messaging.service import setup_messaging
+from messaging.service import file_as_task, setup_messaging
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
 
@@ -83,7 +83,7 @@ def build(settings: Settings) -> web.Application:
     setup_ws(app, core, acd)
     setup_emergency(app)              # moves the ACD's waiting callers; pushes on the hub: after both
     setup_desktop(app)                # screen-pops go out on the hub: after it
-    setup_omni(app)                   # tasks of chat, e-mail, message: the ACD's router, offers on the hub
+    omni = setup_omni(app)            # tasks of chat, e-mail, message: the ACD's router, offers on the hub
     setup_webhooks(app)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
@@ -92,9 +92,9 @@ def build(settings: Settings) -> web.Application:
     setup_dialer_runner(app, acd, enabled=settings.dialer_enabled and ha is None)
     setup_engineer_routes(app)
     setup_kb_routes(app)
-    # Messaging and the web callback form (docs/messaging.md): the form files into the ACD.
-    # A new conversation waits ('waiting') until a task router is passed in as on_new.
-    setup_messaging(app)
+    # Messaging and the web callback form (docs/messaging.md): the form files into the ACD;
+    # a new conversation becomes a message task of the ACD (omni), offered like a chat.
+    setup_messaging(app, on_new=file_as_task(omni.file_task))
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
     # install needs none, and does not even import its client library.
     if settings.broker_url is not None:

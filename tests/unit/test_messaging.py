@@ -293,3 +293,23 @@ def test_the_callback_form_is_rate_limited_per_address(harness):
     assert [s for s, _ in answers] == [422, 422, 422, 429]
     assert answers[0][1]["details"][0]["field"] == "body.number"
     assert "try again in" in answers[3][1]["message"]
+
+
+async def test_a_new_conversation_is_filed_as_a_message_task_of_its_queue():
+    from messaging.service import ConversationOpened, file_as_task
+    filed: list[tuple[str, ...]] = []
+
+    async def file_task(channel: str, queue: str, customer_ref: str, subject: str, ref: str) -> str:
+        filed.append((channel, queue, customer_ref, subject, ref))
+        return "message-1"
+
+    filer = file_as_task(file_task)
+    opened = ConversationOpened(conversation_id=7, number="+447700900123", our_number="+441234567890",
+                                customer_id=None, text="  my\\nrouter   is down " + "x" * 200, queue="sms")
+    assert await filer(opened) == "message-1"
+    channel, queue, customer, subject, ref = filed[0]
+    assert (channel, queue, customer, ref) == ("message", "sms", "+447700900123", "conversation-7")
+    assert subject.startswith("my\\nrouter is down x") and len(subject) == 80
+    await filer(ConversationOpened(conversation_id=8, number="+447700900123", our_number="+441234567890",
+                                   customer_id="c-42", text="hi", queue="sms"))
+    assert filed[1][2] == "c-42"              # the customer when the number is known
