@@ -22,6 +22,7 @@ COPY kb ./kb
 COPY dialer ./dialer
 COPY emergency ./emergency
 COPY messaging ./messaging
+COPY omni ./omni
 COPY api ./api
 COPY server ./server
 # The daemon and its dependencies in a virtualenv that the run stage copies whole.

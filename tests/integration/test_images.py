@@ -79,9 +79,11 @@ async def test_the_daemon_from_its_images_root_answers_healthz_and_routes_a_demo
                      "import acd, pathlib; print(pathlib.Path(acd.__file__).parent / 'examples' / 'demo.toml')")
     acd_config = found.stdout.strip()
     assert acd_config.endswith("demo.toml"), found.stderr
-    dsn = urlsplit(database)
-    socket_dir = parse_qs(dsn.query)["host"][0]
-    inner_dsn = database.replace(socket_dir, "/run/pg")
+    # An embedded server (the isolated runner) is reached by its socket directory, bound into
+    # the root; the machine's server (CI) over TCP, the same network inside the root.
+    socket_dir = (parse_qs(urlsplit(database).query).get("host") or [None])[0]
+    inner_dsn = database.replace(socket_dir, "/run/pg") if socket_dir else database
+    bind_pg = f"mkdir {{root}}/run/pg; mount --bind {socket_dir} {{root}}/run/pg; " if socket_dir else ""
     port = free_port()
     env = {"CTI_AMI_SECRET": sandbox.secret(sandbox.DAEMON), "CTI_HOOK_SECRET": sandbox.secret(sandbox.HOOKS),
            "CTI_DATABASE_URL": inner_dsn, "CTI_HTTP_PORT": str(port), "CTI_AGI_PORT": str(free_port()),
@@ -92,7 +94,7 @@ async def test_the_daemon_from_its_images_root_answers_healthz_and_routes_a_demo
     assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     root = run("podman", "image", "mount", f"localhost/cti:{TAG}").stdout.strip()
     script = (f"set -e; mount --make-rprivate /; "
-              f"mount -t tmpfs tmpfs {root}/run; mkdir {root}/run/pg; mount --bind {socket_dir} {root}/run/pg; "
+              f"mount -t tmpfs tmpfs {root}/run; " + bind_pg.format(root=root) +
               f"mount -t tmpfs tmpfs {root}/var/lib/cti; mount -t tmpfs tmpfs {root}/tmp; "
               f"exec chroot {root} /usr/bin/env -i {assignments} /opt/cti/venv/bin/cti serve")
     log = (tmp_path / "daemon.log").open("w")

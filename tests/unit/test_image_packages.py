@@ -20,6 +20,15 @@ def test_dockerfile_copies_every_installed_package() -> None:
         assert (ROOT / name / "__init__.py").is_file(), f"{name} is listed but is not a package"
 
 
+def test_every_package_of_the_source_tree_is_installed() -> None:
+    """A new top-level package (omni/, mail/, ...) left out of pyproject's list is missing from
+    the wheel and the image: the daemon dies at its first import there and nowhere else."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    installed = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    packages = {d.name for d in ROOT.iterdir() if (d / "__init__.py").is_file()} - {"tests", "bench", "scripts"}
+    assert packages <= installed, f"pyproject.toml's packages.find include lacks: {sorted(packages - installed)}"
+
+
 def test_the_images_take_their_base_as_an_argument_and_run_unprivileged() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     asterisk = (ROOT / "deploy" / "asterisk" / "Containerfile").read_text()
