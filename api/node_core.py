@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Mapping
 
-from api.hub import Attached, CallAudience, Connection, Hub, Resume, Scope, _splice
+from api.hub import Attached, CallAudience, Connection, Hub, Resume, Scope, _body_json, _splice
 
 
 class NodeHub(Hub):
@@ -115,6 +115,15 @@ class NodeHub(Hub):
         conn.queue.extend(replay)
         conn.limit = self.queue_max + len(replay) + 2
         return Attached(conn, resumed, len(replay), why)
+
+    def control(self, conn: Connection, body: Mapping[str, Any]) -> bool:
+        """As ``Hub.control``, but carrying the node's ``head``: every event up to it that
+        concerns ``conn`` is already queued before this message, so a client that stores it
+        may resume after it. An agent's desktop that pings keeps its ``seq`` near the head,
+        and can move to a node that started reading after its last own event."""
+        if conn.drop is None:
+            self._enqueue(conn, _splice(self.head, _body_json(body)))
+        return conn.drop is not None
 
     def expire(self, now: float) -> int:
         old = [s for s in self.streams.values()
