@@ -27,6 +27,7 @@ from aiohttp import web
 from nats.js import api as js_api
 
 from api.auth import Principal
+from api.errors import ApiError
 from api.broker import BrokerFeed, ensure_board
 from api.broker_core import board_stream, board_subject
 from api.hub import Scope
@@ -212,8 +213,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
             return web.Response(status=r.status, body=data, headers=out)
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         log.warning("node: forwarding failed", path=request.path, error=type(exc).__name__)
-        return web.json_response({"error": "leader_unreachable",
-                                  "message": "the leader did not answer; retry"}, status=502)
+        return ApiError(502, "leader_unreachable", "the leader did not answer; retry",
+                        headers={"Retry-After": "1"}).response()
 
 
 def setup_forward(app: web.Application, leader_url: str) -> None:
