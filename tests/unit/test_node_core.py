@@ -166,3 +166,21 @@ def test_chained_headers_name_the_predecessor_and_the_window_is_the_head():
     assert box.window(3) == envs[:3] and box.window(99) == envs
     assert chained(envs[0], None) == {H_ID: "o:1"}
     assert chained(envs[1], "o:1") == {H_ID: "o:2", H_EXPECTED_LAST_ID: "o:1"}
+
+
+@given(st.text(max_size=70), st.integers(-10**12, 10**12), st.integers(0, 50))
+def test_any_resume_a_client_sends_is_either_served_whole_or_a_resync(stream, last_seq, start):
+    """Fuzzed: the client's (stream, last_seq) never breaks the hub; a resume is served only
+    from what this node holds."""
+    hub = NodeHub(epoch=EPOCH, ring_max=20)
+    hub.begin(start)
+    feed(hub, [(i, frozenset({"a1"})) for i in range(start + 1, start + 31)])
+    for s in (stream, EPOCH):
+        att = hub.attach("k", Scope(agent_id="a1"), Resume(s, last_seq), {}, 0.0)
+        out = hub.take(att.conn)
+        assert (att.resync is None) == att.resumed
+        if att.resumed:
+            assert seqs(out[1:]) == list(range(last_seq + 1, start + 31))
+            assert last_seq >= hub.oldest - 1
+        else:
+            assert [json.loads(t)["type"] for t in out] == ["hello", "resync"]
