@@ -79,6 +79,7 @@ class BrokerPublisher:
         self._last_id: str | None = None    # the last message stored, in this run: the next one's predecessor
         self._board: bytes | None = None    # the latest wallboard not yet sent (a newer one replaces it)
         self.boards = 0
+        self.board_failures = 0
         self.origin = secrets.token_hex(6)      # this run; with bus_seq, each message's id
         self.bus_seq = 0
         self.audience = CallAudience()
@@ -204,10 +205,7 @@ class BrokerPublisher:
                     delay = RETRY_MIN_S
                     log.info("broker: connected, stream %s", self.stream)
                 if self._board is not None:
-                    board, self._board = self._board, None
-                    await js.publish(board_subject(self.cluster), board, timeout=PUBLISH_TIMEOUT_S,
-                                     stream=board_stream(self.stream))
-                    self.boards += 1
+                    await self._publish_board(js)
                 batch = self.outbox.window(self.window)
                 if not batch:
                     self._wake.clear()
@@ -235,6 +233,23 @@ class BrokerPublisher:
                 self.connected = False
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
+
+    async def _publish_board(self, js: Any) -> None:
+        """The latest board; one that fails is let go (the next replaces it) and never holds
+        up the events; the board stream is made again if it went missing."""
+        board, self._board = self._board, None
+        try:
+            await js.publish(board_subject(self.cluster), board, timeout=PUBLISH_TIMEOUT_S,
+                             stream=board_stream(self.stream))
+            self.boards += 1
+        except (NatsError, OSError, asyncio.TimeoutError) as exc:
+            self.board_failures += 1
+            if self.board_failures == 1 or self.connected:
+                log.warning("broker: a wallboard not published (%s); the next replaces it", type(exc).__name__)
+            try:
+                await ensure_board(js, board_stream(self.stream), self.cluster)
+            except (NatsError, OSError, asyncio.TimeoutError):
+                pass
 
     async def _publish_window(self, js: Any, batch: list[Any]) -> None:
         """Publish ``batch`` (the outbox's head, in order) with all acknowledgements awaited
@@ -301,12 +316,13 @@ async def ensure_stream(js: Any, stream: str, cluster: str, *, max_age_s: float 
 
 
 async def ensure_board(js: Any, name: str, cluster: str) -> None:
-    """The wallboard stream exists: in memory, the last board only (a board is a snapshot)."""
+    """The wallboard stream exists: the last board only (a board is a snapshot); on file, so
+    that a broker restart does not take the stream away from the nodes reading it."""
     try:
         await js.stream_info(name)
     except NotFoundError:
         await js.add_stream(js_api.StreamConfig(name=name, subjects=[board_subject(cluster)],
-                                                storage=js_api.StorageType.MEMORY, max_msgs_per_subject=1,
+                                                storage=js_api.StorageType.FILE, max_msgs_per_subject=1,
                                                 discard=js_api.DiscardPolicy.OLD))
 
 

@@ -26,7 +26,7 @@ from api.wallboard_service import WALLBOARD  # noqa: E402
 from cti.demo import set_demo_times  # noqa: E402
 from tests.integration.conftest import ROOT, daemon_settings, eventually, free_port, hangup_all, start_daemon  # noqa: E402
 from tests.integration.test_api import ACD_TEST, add_user, bearer, read_until, sales_call  # noqa: E402
-from tests.integration.test_broker import _answers, _nats_server  # noqa: E402
+from tests.integration.test_broker import _answers, _nats_server, demo_ami_call  # noqa: E402
 
 # Messages that carry a seq but are not events of the stream (no number of their own).
 CONTROL = {"hello", "resync", "pong", "error", "wallboard"}
@@ -132,6 +132,20 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
             boards = await read_until(sam2, lambda m: m["type"] == "wallboard", 15, [])
             assert boards[-1]["at"] <= d.runner.app[WALLBOARD].snapshot["at"]
             sam_more += boards
+
+            # The broker restarts (its store kept) while a second call goes on: the leader holds
+            # the events, the node's consumer picks up where it was, the supervisor on node 2
+            # gets the call whole, numbers still contiguous.
+            pub = d.runner.app[BROKER]
+            broker.terminate()
+            broker.wait(10)
+            cid2 = (await demo_ami_call(demo_ami, 33)).channel_id
+            await eventually(lambda: not pub.connected and len(pub.outbox) > 0, 20, what="events held by the leader")
+            broker = _nats_server(nport, tmp_path / "js")
+            more2 = await read_until(sam2, lambda m: m.get("call_id") == cid2 and m["type"] == "call.ended", 60, [])
+            sam_more += more2
+            kinds2 = [m["type"] for m in events(more2) if m.get("call_id") == cid2]
+            assert kinds2[0] == "call.started" and kinds2[-1] == "call.ended"
             async with http.get(f"http://127.0.0.1:{p2}/healthz") as r:
                 health = await r.json()
             assert health["node"]["boards"] >= 1 and health["node"]["gaps"] == 0
