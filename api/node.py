@@ -37,7 +37,7 @@ from api.ws import WS, AuthMessage, HubService
 log = structlog.get_logger(__name__)
 
 CATCH_UP_S = 3.0            # a resume ahead of this node waits this long for the node to read that far
-FORWARD_TIMEOUT_S = 15.0    # a forwarded request's whole exchange with the leader
+FORWARD_TIMEOUT_S = 15.0    # the leader's answer may pause this long (its head, or between chunks)
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself: not forwarded.
 _HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                   "transfer-encoding", "upgrade", "host", "content-length"})
@@ -204,15 +204,26 @@ async def forward(request: web.Request) -> web.StreamResponse:
     prior = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
     body = await request.read() if request.can_read_body else None
+    resp: web.StreamResponse | None = None
     try:
+        # Bounded waits for the connection and for each read, not for the whole answer: a
+        # recording or a CSV report streams through, chunk by chunk, never held whole here.
         async with request.app[SESSION].request(request.method, leader + request.rel_url.path_qs, headers=headers,
                                                 data=body, allow_redirects=False,
-                                                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as r:
-            data = await r.read()
-            out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP and k.lower() != "content-encoding"}
-            return web.Response(status=r.status, body=data, headers=out)
+                                                timeout=aiohttp.ClientTimeout(sock_connect=5.0,
+                                                                              sock_read=FORWARD_TIMEOUT_S)) as r:
+            # The body is passed on as the leader encoded it (no decompression), with its headers.
+            out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP or k.lower() == "content-length"}
+            resp = web.StreamResponse(status=r.status, reason=r.reason, headers=out)
+            await resp.prepare(request)
+            async for chunk in r.content.iter_chunked(64 * 1024):
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         log.warning("node: forwarding failed", path=request.path, error=type(exc).__name__)
+        if resp is not None:
+            raise       # the answer had begun: the client's connection is cut, as the leader's was
         return ApiError(502, "leader_unreachable", "the leader did not answer; retry",
                         headers={"Retry-After": "1"}).response()
 

@@ -47,3 +47,26 @@ async def test_a_leader_that_does_not_answer_is_a_502_with_a_reason():
     async with TestClient(TestServer(node)) as c:
         r = await c.get("/api/acd/state")
         assert r.status == 502 and (await r.json())["error_id"] == "leader_unreachable"
+
+
+async def test_a_large_answer_streams_through_as_the_leader_encoded_it():
+    blob = bytes(range(256)) * 8192          # 2 MiB, larger than a request body may be
+    gz = b"\x1f\x8b" + blob[:1000]            # not decompressed on the way: passed on as is
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=blob, content_type="audio/wav")
+
+    async def encoded(request: web.Request) -> web.Response:
+        return web.Response(body=gz, headers={"Content-Encoding": "gzip", "Content-Type": "text/csv"})
+
+    leader = web.Application()
+    leader.router.add_get("/big", big)
+    leader.router.add_get("/gz", encoded)
+    async with TestServer(leader) as ls:
+        node = web.Application()
+        setup_forward(node, str(ls.make_url("/")))
+        async with TestClient(TestServer(node)) as c:
+            r = await c.get("/big")
+            assert r.status == 200 and await r.read() == blob and r.headers["Content-Type"] == "audio/wav"
+            r = await c.get("/gz", auto_decompress=False)
+            assert r.headers["Content-Encoding"] == "gzip" and await r.read() == gz
