@@ -121,7 +121,8 @@ class NodeService:
         js = self.nc.jetstream()
         info = await _retry(lambda: js.stream_info(self.stream))
         hub = self.hubs.hub
-        after = max(0, info.state.last_seq - self.ring_max)
+        # From ring_max back, or from the stream's first message if it holds fewer (the rest aged out).
+        after = max(0, info.state.last_seq - self.ring_max, info.state.first_seq - 1)
         if hub.epoch != stream_epoch(self.stream, info.created):
             log.error("node: the stream's id changed since start; restart the node")
         hub.begin(after)
@@ -142,6 +143,10 @@ class NodeService:
                 self.gaps += 1
                 log.warning("node: gap in the broker's messages", kind=verdict.kind, missing=verdict.missing,
                             at=d.stream_seq)
+                if verdict.kind == "stream_gap":
+                    hub.lost_before(d.stream_seq)    # resumes from before it: resync
+                # A bus_gap (the leader dropped events before publishing) is in every node's
+                # stream alike: the numbers stay contiguous, the content has the hole.
             self.hubs.state.feed(d.body)
             self.hubs._deliver(hub.publish_at(d.stream_seq, d.body_json, d.agents))
             if d.stream_seq >= target:

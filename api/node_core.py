@@ -49,6 +49,14 @@ class NodeHub(Hub):
         """This node reads the broker from ``after + 1``: resumes before it are resyncs."""
         self.start = self.head = after
 
+    def lost_before(self, seq: int) -> None:
+        """Messages before ``seq`` are missing from what this node read (the stream lost
+        them: aged out, deleted): no resume may reach across the hole, so those from before
+        it get a resync."""
+        if seq - 1 > self.start:
+            self.start = seq - 1
+            self.ring.clear()
+
     @property
     def oldest(self) -> int:
         """The lowest sequence a resume can replay from (``head + 1`` when nothing is kept)."""

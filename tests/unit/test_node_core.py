@@ -184,3 +184,13 @@ def test_any_resume_a_client_sends_is_either_served_whole_or_a_resync(stream, la
             assert last_seq >= hub.oldest - 1
         else:
             assert [json.loads(t)["type"] for t in out] == ["hello", "resync"]
+
+
+def test_a_hole_in_the_stream_makes_resumes_from_before_it_resync():
+    hub = NodeHub(epoch=EPOCH)
+    feed(hub, [(1, frozenset()), (2, frozenset())])
+    hub.lost_before(6)                  # 3..5 aged out before this node read them
+    feed(hub, [(6, frozenset()), (7, frozenset())])
+    assert hub.attach("s1", EVERYTHING, Resume(EPOCH, 2), {}, 0.0).resync is not None
+    att = hub.attach("s2", EVERYTHING, Resume(EPOCH, 5), {}, 0.0)
+    assert att.resumed and seqs(hub.take(att.conn)[1:]) == [6, 7]
