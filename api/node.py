@@ -90,6 +90,12 @@ class NodeService:
         self.ready = asyncio.Event()
         self.gaps = 0
         self.boards = 0
+        self.resubscribed = 0
+        # Set on each reconnect of the client: the consumers are made again from where they
+        # were (not left to the client's own re-creation, which has open reports after a
+        # server restart; docs/broker.md).
+        self._reconnected = asyncio.Event()
+        self._board_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -113,7 +119,7 @@ class NodeService:
             try:
                 self.nc = await nats.connect(self.url, connect_timeout=2.0, allow_reconnect=True,
                                              max_reconnect_attempts=-1, reconnect_time_wait=0.2,
-                                             name="cti-api-node")
+                                             name="cti-api-node", reconnected_cb=self._on_reconnected)
             except Exception as exc:
                 log.warning("node: broker unreachable", error=type(exc).__name__, retry_in=delay)
                 await asyncio.sleep(delay)
@@ -135,8 +141,11 @@ class NodeService:
             self.ready.set()
         log.info("node: reading the stream", stream=self.stream, after=after, head=target)
         while True:
+            if self._reconnected.is_set():
+                self._reconnected.clear()
+                await self._resubscribe()
             try:
-                d, verdict = await self.feed.next(timeout=5.0)
+                d, verdict = await self.feed.next(timeout=1.0)
             except (asyncio.TimeoutError, nats.errors.TimeoutError):
                 continue
             if verdict.kind != "ok":
@@ -152,15 +161,42 @@ class NodeService:
             if d.stream_seq >= target:
                 self.ready.set()
 
+    async def _on_reconnected(self) -> None:
+        self._reconnected.set()
+        self._board_reconnected.set()
+
+    async def _resubscribe(self) -> None:
+        """A new ordered consumer from the last stream sequence read, the follower kept."""
+        old = self.feed
+        assert old is not None
+        feed = BrokerFeed(self.nc, cluster=self.cluster, stream=self.stream, after=old.follower.last_stream_seq)
+        feed.follower = old.follower
+        await old.close()
+        await _retry(feed.open)
+        self.feed = feed
+        self.resubscribed += 1
+        log.info("node: consumer made again after a reconnect", after=feed.follower.last_stream_seq)
+
     async def _run_board(self, js: Any) -> None:
         """Each wallboard the leader built, to this node's supervisors (no seq: a snapshot)."""
         name = board_stream(self.stream)
         await _retry(lambda: ensure_board(js, name, self.cluster))
-        sub = await js.subscribe(board_subject(self.cluster), stream=name, ordered_consumer=True,
-                                 config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.LAST))
+
+        async def subscribe() -> Any:
+            return await js.subscribe(board_subject(self.cluster), stream=name, ordered_consumer=True,
+                                      config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.LAST))
+
+        sub = await _retry(subscribe)
         while True:
+            if self._board_reconnected.is_set():
+                self._board_reconnected.clear()
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    pass
+                sub = await _retry(subscribe)      # the last board again, then each new one
             try:
-                msg = await sub.next_msg(timeout=30.0)
+                msg = await sub.next_msg(timeout=1.0)
             except (asyncio.TimeoutError, nats.errors.TimeoutError):
                 continue
             try:
@@ -178,7 +214,8 @@ class NodeService:
         hub = self.hubs.hub
         return {"connected": bool(self.nc is not None and self.nc.is_connected), "ready": self.ready.is_set(),
                 "stream": self.stream, "stream_id": hub.epoch, "head": hub.head, "oldest": hub.oldest,
-                "gaps": self.gaps, "boards": self.boards, "connections": hub.connections}
+                "gaps": self.gaps, "boards": self.boards, "resubscribed": self.resubscribed,
+                "connections": hub.connections}
 
 
 async def _retry(fn: Any) -> Any:

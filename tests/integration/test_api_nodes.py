@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -32,12 +33,14 @@ from tests.integration.test_broker import _answers, _nats_server, demo_ami_call 
 CONTROL = {"hello", "resync", "pong", "error", "wallboard"}
 
 
-def start_node(port: int, *, nats_url: str, leader: str, dsn: str, stream: str, cluster: str) -> subprocess.Popen:
+def start_node(port: int, *, nats_url: str, leader: str, dsn: str, stream: str, cluster: str,
+               log: Path) -> subprocess.Popen:
     env = {**os.environ, "CTI_HTTP_PORT": str(port), "CTI_BROKER_URL": nats_url, "CTI_NODE_LEADER_URL": leader,
            "CTI_DATABASE_URL": dsn, "CTI_BROKER_STREAM": stream, "CTI_BROKER_CLUSTER": cluster,
            "CTI_LOG_FORMAT": "json", "CTI_LOG_LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "server.cli", "api-node"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(log, "wb") as out:     # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "server.cli", "api-node"], cwd=ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 async def node_ready(http: aiohttp.ClientSession, port: int) -> bool:
@@ -80,7 +83,8 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
         leader = f"http://127.0.0.1:{d.settings.http_port}"
         p1, p2 = free_port(), free_port()
         for p in (p1, p2):
-            nodes.append(start_node(p, nats_url=nats_url, leader=leader, dsn=database, stream=stream, cluster=cluster))
+            nodes.append(start_node(p, nats_url=nats_url, leader=leader, dsn=database, stream=stream, cluster=cluster,
+                                    log=tmp_path / f"node-{p}.log"))
         async with aiohttp.ClientSession() as http:
             for p in (p1, p2):
                 await eventually(lambda p=p: node_ready(http, p), 30, what=f"API node on {p} ready")
@@ -149,6 +153,7 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
             async with http.get(f"http://127.0.0.1:{p2}/healthz") as r:
                 health = await r.json()
             assert health["node"]["boards"] >= 1 and health["node"]["gaps"] == 0
+            assert health["node"]["resubscribed"] >= 1      # its consumer made again after the restart
 
         # What the stream holds, read independently.
         nc = await nats.connect(nats_url)
@@ -180,6 +185,8 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
         kinds = [m["type"] for m in events(ada_more)]
         assert "call.ended" in kinds and kinds[-1] == "agent.state"
     finally:
+        for f in sorted(tmp_path.glob("node-*.log")):      # shown by pytest when the test fails
+            print(f"--- {f.name}:\n{f.read_text(errors='replace')[-4000:]}")
         for n in nodes:
             if n.poll() is None:
                 n.send_signal(signal.SIGTERM)
