@@ -148,6 +148,13 @@ class NodeService:
                 d, verdict = await self.feed.next(timeout=1.0)
             except (asyncio.TimeoutError, nats.errors.TimeoutError):
                 continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:     # the subscription broke: make it again, never stop reading
+                log.warning("node: reading the stream failed; consumer made again", error=type(exc).__name__)
+                self._reconnected.set()
+                await asyncio.sleep(0.5)
+                continue
             if verdict.kind != "ok":
                 self.gaps += 1
                 log.warning("node: gap in the broker's messages", kind=verdict.kind, missing=verdict.missing,
@@ -198,6 +205,13 @@ class NodeService:
             try:
                 msg = await sub.next_msg(timeout=1.0)
             except (asyncio.TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node: reading the wallboards failed; consumer made again", error=type(exc).__name__)
+                self._board_reconnected.set()
+                await asyncio.sleep(0.5)
                 continue
             try:
                 board = json.loads(msg.data)
