@@ -16,6 +16,7 @@ last sequence it delivered after a gap or a reconnect) and hands back
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 from typing import Any, Awaitable, Callable
@@ -28,19 +29,25 @@ from nats.js.errors import NotFoundError
 
 from acd.events import AgentStateChanged
 from api.broker_core import (
+    H_ID,
     Delivered,
     Follower,
     Outbox,
     Verdict,
     agent_subject,
+    board_stream,
+    board_subject,
     call_subject,
+    chained,
     decode,
     encode,
+    push_subject,
     stream_subjects,
 )
 from api.hub import CallAudience, agent_update, call_message
 from api.observe import BROKER_STATS
-from api.ws import _snapshot
+from api.wallboard_service import WALLBOARD
+from api.ws import WS, _snapshot
 from cti.daemon import CORE
 from cti.events import Bus, CallEvent
 
@@ -59,12 +66,20 @@ class BrokerPublisher:
     """Every bus event of interest, in bus order, to the stream ``stream``."""
 
     def __init__(self, bus: Bus, url: str, *, cluster: str, stream: str = "CTI", buffer_max: int = 10_000,
-                 connect: Connect = nats.connect) -> None:
+                 connect: Connect = nats.connect, window: int = 64, max_age_s: float = 86_400.0,
+                 max_bytes: int = 1 << 30) -> None:
         self.bus = bus
         self._url = url
         self.cluster = cluster
         self.stream = stream
         self.outbox = Outbox(buffer_max)
+        self.window = window            # publishes awaiting their acknowledgement at once
+        self.max_age_s = max_age_s
+        self.max_bytes = max_bytes
+        self._last_id: str | None = None    # the last message stored, in this run: the next one's predecessor
+        self._board: bytes | None = None    # the latest wallboard not yet sent (a newer one replaces it)
+        self.boards = 0
+        self.board_failures = 0
         self.origin = secrets.token_hex(6)      # this run; with bus_seq, each message's id
         self.bus_seq = 0
         self.audience = CallAudience()
@@ -88,6 +103,23 @@ class BrokerPublisher:
         message = agent_update(_snapshot(ev.view), None if ev.previous is None else _snapshot(ev.previous))
         if message is not None:
             self._offer(agent_subject(self.cluster, ev.agent_id), message, frozenset({ev.agent_id}))
+
+    def on_push(self, body: dict[str, Any], agents: frozenset[str]) -> None:
+        """A message another feature pushes to desktops (``HubService.push``: a screen-pop,
+        an emergency banner): in the stream, numbered like the events around it."""
+        kind = body.get("type")
+        if isinstance(kind, str) and kind:
+            self._offer(push_subject(self.cluster, kind), body, agents)
+
+    def offer_board(self, board: dict[str, Any]) -> None:
+        """The wallboard the leader just built, for every API node's supervisors. Only the
+        latest is kept (a board is a snapshot): sent before the next events, never queued."""
+        try:
+            self._board = json.dumps(board, separators=(",", ":"), default=str, allow_nan=False).encode()
+        except ValueError:
+            log.exception("broker: wallboard not encodable, skipped")
+            return
+        self._wake.set()
 
     def _offer(self, subject: str, body: dict[str, Any], agents: frozenset[str]) -> None:
         self.bus_seq += 1
@@ -141,7 +173,8 @@ class BrokerPublisher:
                                  reconnected_cb=self._client_reconnected)
         js = nc.jetstream()
         try:
-            await ensure_stream(js, self.stream, self.cluster)
+            await ensure_stream(js, self.stream, self.cluster, max_age_s=self.max_age_s, max_bytes=self.max_bytes)
+            await ensure_board(js, board_stream(self.stream), self.cluster)
         except BaseException:
             await _close_quietly(nc)
             raise
@@ -171,20 +204,21 @@ class BrokerPublisher:
                     self.connected = True
                     delay = RETRY_MIN_S
                     log.info("broker: connected, stream %s", self.stream)
-                env = self.outbox.head()
-                if env is None:
+                if self._board is not None:
+                    await self._publish_board(js)
+                batch = self.outbox.window(self.window)
+                if not batch:
                     self._wake.clear()
-                    await self._wake.wait()
+                    if self._board is None:
+                        await self._wake.wait()
                     continue
-                ack = await js.publish(env.subject, env.payload, timeout=PUBLISH_TIMEOUT_S,
-                                       stream=self.stream, headers=env.headers)
-                self.outbox.done()
-                self.last_stream_seq = ack.seq
+                await self._publish_window(js, batch)
                 self.connected = True
                 delay = RETRY_MIN_S
             except asyncio.CancelledError:
                 raise
             except (NatsError, OSError, asyncio.TimeoutError) as exc:
+                self._last_id = None        # the next round's first message claims no predecessor
                 self.failures += 1
                 if self.connected:
                     log.warning("broker: cannot publish (%s: %s); holding events", type(exc).__name__, exc)
@@ -200,10 +234,46 @@ class BrokerPublisher:
                 await asyncio.sleep(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
 
+    async def _publish_board(self, js: Any) -> None:
+        """The latest board; one that fails is let go (the next replaces it) and never holds
+        up the events; the board stream is made again if it went missing."""
+        board, self._board = self._board, None
+        try:
+            await js.publish(board_subject(self.cluster), board, timeout=PUBLISH_TIMEOUT_S,
+                             stream=board_stream(self.stream))
+            self.boards += 1
+        except (NatsError, OSError, asyncio.TimeoutError) as exc:
+            self.board_failures += 1
+            if self.board_failures == 1 or self.connected:
+                log.warning("broker: a wallboard not published (%s); the next replaces it", type(exc).__name__)
+            try:
+                await ensure_board(js, board_stream(self.stream), self.cluster)
+            except (NatsError, OSError, asyncio.TimeoutError):
+                pass
+
+    async def _publish_window(self, js: Any, batch: list[Any]) -> None:
+        """Publish ``batch`` (the outbox's head, in order) with all acknowledgements awaited
+        at once; each message names its predecessor (``chained``), so none can be stored
+        before it. The messages acknowledged in order leave the outbox; at the first
+        failure the rest stay, and the exception goes to the caller (retry from there)."""
+        tasks = []
+        previous = self._last_id
+        for env in batch:
+            tasks.append(asyncio.ensure_future(js.publish(env.subject, env.payload, timeout=PUBLISH_TIMEOUT_S,
+                                                          stream=self.stream, headers=chained(env, previous))))
+            previous = env.headers[H_ID]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for env, res in zip(batch, results):
+            if isinstance(res, BaseException):
+                raise res
+            self.outbox.done()
+            self.last_stream_seq = res.seq
+            self._last_id = env.headers[H_ID]
+
     def stats(self) -> dict[str, int]:
         return {"connected": int(self.connected), "buffered": len(self.outbox), "capacity": self.outbox.limit,
                 "published": self.outbox.published, "dropped": self.outbox.dropped, "failures": self.failures,
-                "last_stream_seq": self.last_stream_seq}
+                "last_stream_seq": self.last_stream_seq, "boards": self.boards}
 
 
 async def _close_quietly(nc: Any) -> None:
@@ -213,21 +283,47 @@ async def _close_quietly(nc: Any) -> None:
         pass
 
 
-async def ensure_stream(js: Any, stream: str, cluster: str) -> None:
+async def ensure_stream(js: Any, stream: str, cluster: str, *, max_age_s: float = 86_400.0,
+                        max_bytes: int = 1 << 30) -> Any:
     """The stream exists and stores the cluster's subjects (made on first use: file storage,
-    limits retention, ``Nats-Msg-Id`` de-duplication over ``DUPLICATE_WINDOW_S``)."""
+    limits retention, the oldest messages discarded past ``max_age_s`` or ``max_bytes``
+    (0: no such limit), ``Nats-Msg-Id`` de-duplication over ``DUPLICATE_WINDOW_S``).
+    An existing stream gets the cluster's subjects and these limits. Returns its info."""
+    age = max_age_s if max_age_s > 0 else None
+    size = max_bytes if max_bytes > 0 else -1
     try:
         info = await js.stream_info(stream)
     except NotFoundError:
         await js.add_stream(js_api.StreamConfig(name=stream, subjects=stream_subjects(cluster),
                                                 storage=js_api.StorageType.FILE,
-                                                duplicate_window=DUPLICATE_WINDOW_S))
-        return
+                                                duplicate_window=DUPLICATE_WINDOW_S,
+                                                max_age=age, max_bytes=size,
+                                                discard=js_api.DiscardPolicy.OLD))
+        return await js.stream_info(stream)
+    cfg = info.config
     wanted = stream_subjects(cluster)[0]
-    if wanted not in (info.config.subjects or []):
-        cfg = info.config
+    changed = False
+    if wanted not in (cfg.subjects or []):
         cfg.subjects = [*(cfg.subjects or []), wanted]
+        changed = True
+    if (cfg.max_age or 0) != (age or 0) or (cfg.max_bytes if cfg.max_bytes is not None else -1) != size:
+        cfg.max_age, cfg.max_bytes = age, size
+        changed = True
+    if changed:
         await js.update_stream(cfg)
+        info = await js.stream_info(stream)
+    return info
+
+
+async def ensure_board(js: Any, name: str, cluster: str) -> None:
+    """The wallboard stream exists: the last board only (a board is a snapshot); on file, so
+    that a broker restart does not take the stream away from the nodes reading it."""
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        await js.add_stream(js_api.StreamConfig(name=name, subjects=[board_subject(cluster)],
+                                                storage=js_api.StorageType.FILE, max_msgs_per_subject=1,
+                                                discard=js_api.DiscardPolicy.OLD))
 
 
 class BrokerFeed:
@@ -280,9 +376,16 @@ class BrokerFeed:
 BROKER = web.AppKey("broker", BrokerPublisher)
 
 
-def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int) -> BrokerPublisher:
-    """Publish the app's bus to the broker while the app runs."""
-    pub = app[BROKER] = BrokerPublisher(app[CORE].bus, url, cluster=cluster, stream=stream, buffer_max=buffer_max)
+def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int,
+                 window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30) -> BrokerPublisher:
+    """Publish the app's bus to the broker while the app runs, with what the hub pushes to
+    desktops and the wallboards the leader builds (after ``setup_ws`` and ``setup_wallboard``)."""
+    pub = app[BROKER] = BrokerPublisher(app[CORE].bus, url, cluster=cluster, stream=stream, buffer_max=buffer_max,
+                                        window=window, max_age_s=max_age_s, max_bytes=max_bytes)
+    if WS in app:
+        app[WS].push_listeners.append(pub.on_push)
+    if WALLBOARD in app:
+        app[WALLBOARD].listeners.append(pub.offer_board)
     app[BROKER_STATS] = pub.stats
     # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
     app[CORE].health_parts["broker"] = pub.stats

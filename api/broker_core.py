@@ -44,6 +44,7 @@ H_ID = "Nats-Msg-Id"
 H_ORIGIN = "Cti-Origin"
 H_BUS_SEQ = "Cti-Bus-Seq"
 H_AGENTS = "Cti-Agents"
+H_EXPECTED_LAST_ID = "Nats-Expected-Last-Msg-Id"
 MAX_PAYLOAD = 1 << 20
 
 
@@ -94,6 +95,34 @@ def call_subject(cluster: str, kind: str) -> str:
 
 def agent_subject(cluster: str, agent_id: str) -> str:
     return f"{prefix(cluster)}.agent.{token(agent_id)}"
+
+
+def push_subject(cluster: str, kind: str) -> str:
+    """``cti.<cluster>.push.<type>``: a message another feature pushes to agents'
+    desktops (a screen-pop, an emergency banner), numbered in the stream like an event."""
+    return f"{prefix(cluster)}.push.{token(kind)}"
+
+
+def board_stream(stream: str) -> str:
+    """The stream of the leader's wallboards (the last one only): ``<stream>_BOARD``."""
+    return f"{stream}_BOARD"
+
+
+def board_subject(cluster: str) -> str:
+    """Outside ``cti.<cluster>.>`` on purpose: a board is a snapshot, not an event, and
+    takes no number in the events' stream (whose sequence is the clients' ``seq``)."""
+    return f"ctiboard.{token(cluster)}"
+
+
+def chained(env: "Envelope", previous_id: str | None) -> dict[str, str]:
+    """``env``'s headers, with JetStream's ``Nats-Expected-Last-Msg-Id`` set to the message
+    published just before it (when known): with several publishes awaiting their
+    acknowledgements at once, the broker refuses one that would land out of order (its
+    predecessor lost on a reconnect), and the publisher sends again from the first
+    unacknowledged one (``Nats-Msg-Id`` makes those already stored count once)."""
+    if previous_id is None:
+        return env.headers
+    return {**env.headers, H_EXPECTED_LAST_ID: previous_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +210,10 @@ class Outbox:
     def head(self) -> Envelope | None:
         """The next message to publish (it stays until ``done``)."""
         return self._q[0] if self._q else None
+
+    def window(self, n: int) -> list[Envelope]:
+        """The next ``n`` messages at most, in order (they stay until ``done``)."""
+        return [self._q[i] for i in range(min(n, len(self._q)))]
 
     def done(self) -> None:
         """The head is stored by the broker."""

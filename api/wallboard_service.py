@@ -102,6 +102,8 @@ class WallboardService:
         self.colours: dict[str, dict[str, str | None]] = {}
         self.recent_alerts: list[dict[str, Any]] = []
         self.pushes = 0
+        # Called with each board built (the event broker sends it to the API nodes).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.last_push = 0.0                               # monotonic time of the last push
         self.build_s = 0.0
         self._dirty = asyncio.Event()
@@ -286,6 +288,8 @@ class WallboardService:
         snap["recent_alerts"] = self.recent_alerts
         self.snapshot = snap
         self.pushes += 1
+        for listener in self.listeners:
+            listener(snap)      # the event broker: built once here, fanned out by the API nodes
         from api.ws import WS
         if WS in self.app:
             hubs = self.app[WS]

@@ -151,6 +151,8 @@ class HubService:
         # Called at each flush before writing: a feature may queue a message to go in the
         # same writes (the wallboard joins its snapshot to a burst of events).
         self.before_flush: list[Callable[[], None]] = []
+        # Called with each pushed message (the event broker publishes them for API nodes).
+        self.push_listeners: list[Callable[[dict[str, Any], frozenset[str]], None]] = []
         self.revalidate_s = REVALIDATE_S
         self.direct_writes = 0      # writes made by the flush (each may carry several messages)
         self.writer_wakes = 0       # connections handed to their writer task
@@ -191,6 +193,8 @@ class HubService:
         """Publish a message of another feature (e.g. a screen-pop) to the streams of
         ``agents`` (and to supervisors and admins), numbered like every event."""
         self._deliver(self.hub.publish(body, agents))
+        for listener in self.push_listeners:
+            listener(body, agents)
 
     def _deliver(self, conns: list[Connection]) -> None:
         """Mark ``conns`` for the next flush (once per loop turn)."""

@@ -204,6 +204,19 @@ class Settings(BaseSettings):
     broker_stream: str = Field("CTI", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     broker_cluster: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
     broker_buffer_max: int = Field(10_000, ge=1, le=10_000_000)
+    # Stream limits the daemon sets on the stream it makes (and on an existing one that has
+    # other values): the oldest messages go first past either. A client resuming from before
+    # what the stream keeps gets a resync. 0: no limit of that kind.
+    broker_max_age_s: float = Field(86_400.0, ge=0, le=365 * 86_400)
+    broker_max_bytes: int = Field(1 << 30, ge=0, le=1 << 50)
+    # Publishes awaiting JetStream's acknowledgement at once (1: one at a time).
+    broker_window: int = Field(64, ge=1, le=10_000)
+
+    # An API node (`cti api-node`, docs/scale-out.md): the leader's HTTP base URL, to which
+    # it forwards every request that is not /ws (commands and reads, with the client's own
+    # credential), and how many of the broker's messages it keeps to replay on resume.
+    node_leader_url: str | None = Field(None, pattern=r"^https?://[^\s/?#]+/?$")
+    node_ring_max: int = Field(100_000, ge=10, le=10_000_000)
 
     # Messaging and the web callback form (docs/messaging.md). messaging_secret: the
     # HMAC key shared with the SMS/messaging provider (unset: the inbound route answers

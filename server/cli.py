@@ -1,6 +1,8 @@
 """The ``cti`` command.
 
     cti serve          run the daemon (migrates the database first)
+    cti api-node       an API node: /ws from the broker, the rest forwarded to the leader
+                       (docs/scale-out.md)
     cti migrate        apply database migrations and exit
     cti check          validate the configuration and reach Asterisk and PostgreSQL
     cti check --production
@@ -61,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the daemon")
+    sub.add_parser("api-node", help="an API node: /ws from the broker, the rest to the leader (docs/scale-out.md)")
     sub.add_parser("migrate", help="apply database migrations")
     ck = sub.add_parser("check", help="validate configuration and connectivity")
     ck.add_argument("--production", action="store_true",
@@ -130,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return asyncio.run(_serve(settings))
+        if args.command == "api-node":
+            return asyncio.run(_api_node(settings))
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "check":
@@ -188,6 +193,21 @@ def _refused_secrets(settings: Settings, config_file: str | None) -> list[str]:
         if problem:
             problems.append(problem)
     return problems
+
+
+async def _api_node(settings: Settings) -> int:
+    from server import api_node
+
+    try:
+        api_node.check(settings)
+    except api_node.NodeConfigError as exc:
+        print(f"cti: {exc}", file=sys.stderr)
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return await api_node.serve(settings, stop)
 
 
 async def _serve(settings: Settings) -> int:

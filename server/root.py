@@ -101,7 +101,9 @@ def build(settings: Settings) -> web.Application:
         from api.broker import setup_broker
         setup_broker(app, settings.broker_url.get_secret_value(),
                      cluster=settings.broker_cluster or settings.ha_cluster or "main",
-                     stream=settings.broker_stream, buffer_max=settings.broker_buffer_max)
+                     stream=settings.broker_stream, buffer_max=settings.broker_buffer_max,
+                     window=settings.broker_window, max_age_s=settings.broker_max_age_s,
+                     max_bytes=settings.broker_max_bytes)
     # Where each subscribes to the bus does not change what it sees, nor in which
     # order: every subscriber gets every event in seq order (cti.events.Bus).
     # 5. The lease last: every part is up before this node may lead, and it is
