@@ -242,12 +242,26 @@ FIELD_WEIGHTS = {"A": 1.0, "B": 0.6, "C": 0.4, "D": 0.1}
 IDF_INPUTS = ("notes", "tickets")
 
 
+#: BM25's saturation of repeated words (k1) and pull of the article's length (b): chosen on the
+#: even-numbered calls of the labelled set among 10,000 articles, checked on the odd ones
+#: (bench/kb_suggest.py, BENCHMARKS.md).
+BM25_K1 = 1.2
+BM25_B = 0.3
+#: A lexeme held by more than this share of the articles (and more than ``COMMON_FLOOR`` of
+#: them) picks no candidates by itself: "bill" would pick thousands, among which the right one
+#: is lost before it is ranked. It still counts in the ranking of those picked otherwise.
+COMMON_SHARE = 0.03
+COMMON_FLOOR = 50
+
+
 @dataclass(frozen=True, slots=True)
 class LexemeCounts:
-    """How many articles of a language there are, and how many hold each lexeme (``ts_stat``)."""
+    """How many articles of a language there are, how many hold each lexeme (``ts_stat``),
+    and their mean length in lexemes."""
 
     total: int
     ndoc: Mapping[str, int]
+    avg_length: float = 20.0
 
     def idf(self, lexeme: str) -> float:
         """BM25's inverse document frequency: near 0 for a lexeme in every article, high for a
@@ -255,20 +269,29 @@ class LexemeCounts:
         n = min(max(self.ndoc.get(lexeme, 0), 0), self.total)
         return math.log(1.0 + (self.total - n + 0.5) / (n + 0.5))
 
+    def common(self, share: float = COMMON_SHARE, floor: int = COMMON_FLOOR) -> list[str]:
+        """The lexemes too common to pick candidates (sorted)."""
+        limit = max(share * self.total, floor)
+        return sorted(w for w, n in self.ndoc.items() if n > limit)
 
-def idf_rank(matched: Iterable[tuple[str, str]], length: int, counts: LexemeCounts) -> float:
-    """An article's rank for one input from the query's lexemes it holds: the sum over them of
-    their rarity times the weight of the best field holding them (``matched``: lexeme and the
-    field letters PostgreSQL gives, e.g. ``("refund", "AC")``), divided, like ts_rank's
-    normalisation 1, by 1 + the log of the article's length in lexemes.
+
+def idf_rank(matched: Iterable[tuple[str, str]], length: int, counts: LexemeCounts,
+             k1: float = BM25_K1, b: float = BM25_B) -> float:
+    """An article's rank for one input, BM25 over its fields: for each of the query's lexemes
+    it holds (``matched``: the lexeme and the field letter of each occurrence, as PostgreSQL
+    gives them, e.g. ``("refund", "AC")``: once in the title, once in the body), the word's
+    rarity times its occurrences weighed by field (``FIELD_WEIGHTS``), saturated by ``k1``
+    and scaled by the article's length against the mean (``b``).
 
     ``ts_rank`` weighs a match on "bill" (in thousands of articles) like one on "pdf" (in
-    one); this does not (bench/kb_suggest.py, BENCHMARKS.md)."""
+    one), and a long article wins on word count; this does neither (bench/kb_suggest.py)."""
+    norm = k1 * (1.0 - b + b * max(length, 0) / max(counts.avg_length, 1.0))
     total = 0.0
     for lexeme, letters in matched:
-        weight = max((FIELD_WEIGHTS.get(x, 0.0) for x in letters), default=0.0)
-        total += counts.idf(lexeme) * weight
-    return total / (1.0 + math.log(1.0 + max(length, 0)))
+        tf = sum(FIELD_WEIGHTS.get(x, 0.0) for x in letters)
+        if tf > 0:
+            total += counts.idf(lexeme) * tf * (k1 + 1.0) / (tf + norm)
+    return total
 
 
 def precision_at(suggested: list[list[int]], right: list[int], k: int = 3) -> float:

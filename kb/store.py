@@ -369,8 +369,9 @@ async def search(pool: Any, text: str, *, language: str = "en", limit: int = 10)
 
 
 # Candidates, in two steps. First the articles the call's specific words pick (the notes and
-# the tickets' words; the IVR and queue words when there are none): the best text matches,
-# and the best of the articles linked to the call's targets (which may match no word). Only
+# the tickets' words, without those too common to pick anything ($14, ``LexemeCounts.common``:
+# "bill" in thousands of articles; the IVR and queue words when there are none): the best text
+# matches, and the best of the articles linked to the call's targets (which may match no word). Only
 # then the rank of each input for those few: the IVR and queue words (billing, tech) match
 # thousands of articles and are not worth ranking all of them (bench/kb_suggest.py).
 # FOCUS is one of _FOCUS's expressions (constants, never input).
@@ -381,8 +382,11 @@ WITH q AS (
            $8::float4 AS wn, $9::float4 AS wt, $10::float4 AS wi, $11::float4 AS wq,
            tsvector_to_array(to_tsvector(kb_ts_config($1), replace($2, ' or ', ' '))) AS ln,
            tsvector_to_array(to_tsvector(kb_ts_config($1), replace($3, ' or ', ' '))) AS lt
+), r AS (   -- the notes' and tickets' lexemes that are not too common to pick candidates
+    SELECT (SELECT string_agg(quote_literal(x), ' | ')
+            FROM unnest(q.ln || q.lt) x WHERE x <> ALL($14::text[]))::tsquery AS qr FROM q
 ), focus AS (
-    (SELECT a.article_id FROM kb_articles a, q
+    (SELECT a.article_id FROM kb_articles a, q, r
      WHERE a.language = $1 AND NOT a.archived AND a.search @@ FOCUSQ
      ORDER BY FOCUS DESC LIMIT $12)
     UNION
@@ -405,7 +409,7 @@ SELECT a.article_id, a.title, a.tags, length(a.search) AS len,
 FROM focus JOIN kb_articles a USING (article_id) CROSS JOIN q LEFT JOIN kb_feedback_totals f USING (article_id)
 """
 _FOCUS = {
-    True: ("(q.qn || q.qt)",
+    True: ("coalesce(r.qr, q.qn || q.qt)",
            "q.wn * ts_rank(RANKW, a.search, q.qn, NORM) + q.wt * ts_rank(RANKW, a.search, q.qt, NORM)"),
     False: ("(q.qi || q.qq)",
             "q.wi * ts_rank(RANKW, a.search, q.qi, NORM) + q.wq * ts_rank(RANKW, a.search, q.qq, NORM)"),
@@ -443,14 +447,16 @@ class LexemeStats:
         if known is not None and now - self._checked.get(language, -1e9) < self.CHECK_EVERY:
             return known[1]
         self._checked[language] = now
-        mark = tuple(await pool.fetchrow("SELECT count(*), max(updated_at) FROM kb_articles "
-                                         "WHERE language = $1 AND NOT archived", language))
+        row = await pool.fetchrow("SELECT count(*), max(updated_at), avg(length(search)) AS avg_length "
+                                  "FROM kb_articles WHERE language = $1 AND NOT archived", language)
+        mark = (row[0], row[1])
         if known is not None and known[0] == mark:
             return known[1]
         rows = await pool.fetch("SELECT word, ndoc FROM ts_stat(format("
                                 "'SELECT search FROM kb_articles WHERE language = %L AND NOT archived', $1::text))",
                                 language)
-        counts = ranking.LexemeCounts(int(mark[0]), {r["word"]: r["ndoc"] for r in rows})
+        counts = ranking.LexemeCounts(int(mark[0]), {r["word"]: r["ndoc"] for r in rows},
+                                      float(row["avg_length"] or 20.0))
         self._by_language[language] = (mark, counts)
         return counts
 
@@ -472,7 +478,7 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
     rows = await pool.fetch(
         _candidates_sql(bool(queries["notes"] or queries["tickets"])), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
-        candidates // 2)
+        candidates // 2, counts.common() if counts is not None else [])
     by_id = {r["article_id"]: r for r in rows}
     cands = []
     for r in rows:

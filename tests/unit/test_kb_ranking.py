@@ -134,3 +134,20 @@ def test_a_rare_word_counts_more_than_a_common_one_and_the_title_more_than_the_b
     assert idf_rank([("pdf", "AC")], 20, counts) > idf_rank([("pdf", "C")], 20, counts)
     assert idf_rank([("pdf", "C")], 20, counts) > idf_rank([("pdf", "C")], 2_000, counts)   # long articles
     assert idf_rank([], 20, counts) == 0.0
+
+
+def test_repeats_of_a_word_saturate_and_length_counts_against_the_mean():
+    counts = LexemeCounts(10_000, {"pdf": 3}, avg_length=30.0)
+    once, twice, many = (idf_rank([("pdf", "C" * n)], 30, counts) for n in (1, 2, 40))
+    assert once < twice < many < once * (1.2 + 1.0) / 0.4 + 1e-9   # BM25's bound: idf * (k1 + 1)
+    assert many - twice > 0 and (many - twice) < (twice - once) * 40  # saturating, not linear
+    # An article as long as the mean ranks as the same article would among longer ones.
+    assert idf_rank([("pdf", "C")], 30, counts) == pytest.approx(
+        idf_rank([("pdf", "C")], 60, LexemeCounts(10_000, {"pdf": 3}, avg_length=60.0)))
+
+
+def test_only_words_in_more_than_a_share_of_a_large_base_are_too_common_to_pick_candidates():
+    big = LexemeCounts(10_000, {"bill": 4_000, "order": 301, "pdf": 3, "refund": 300})
+    assert big.common() == ["bill", "order"]                           # over 3% of 10,000
+    small = LexemeCounts(101, {"bill": 40, "pdf": 1})
+    assert small.common() == []                                        # a small base: none (floor)
