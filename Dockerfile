@@ -21,6 +21,7 @@ COPY phone ./phone
 COPY kb ./kb
 COPY dialer ./dialer
 COPY emergency ./emergency
+COPY mail ./mail
 COPY api ./api
 COPY server ./server
 # The daemon and its dependencies in a virtualenv that the run stage copies whole.

@@ -36,6 +36,8 @@ from cti.ha import HA, HaNode
 from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
+from mail.routes import setup_mail_routes
+from mail.service import MailConfig, MailService, MarkWaiting
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
 
@@ -87,6 +89,16 @@ def build(settings: Settings) -> web.Application:
     setup_dialer_routes(app)
     setup_engineer_routes(app)
     setup_kb_routes(app)
+    # E-mail (docs/mail.md): the routes always (threads stay readable), the receiver only
+    # with mail_listen. New threads are filed through a FileTask; until the ACD files
+    # tasks of other channels, the default only marks them waiting.
+    mail = MailService(MailConfig(listen=settings.mail_listen, max_bytes=settings.mail_max_bytes,
+                                  smtp=settings.mail_smtp, sender=settings.mail_from,
+                                  sender_name=settings.mail_from_name, queue=settings.mail_queue,
+                                  hostname=(settings.mail_from or "cti@localhost").rpartition("@")[2]),
+                       pool=lambda: core.pool, file_task=MarkWaiting(lambda: core.pool))
+    setup_mail_routes(app, mail)
+    run_with_app(app, mail)
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
     # install needs none, and does not even import its client library.
     if settings.broker_url is not None:

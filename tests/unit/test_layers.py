@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency", "mail")
 # What kb/ may not import: the API and the root sit above it, the other features beside it.
 ABOVE_KB = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
 IO_LIBRARIES = ("asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "time", "markdown_it")
