@@ -231,3 +231,38 @@ async def test_hostile_mail_is_refused_with_a_reason_or_stored_safely(desk, data
 async def _two(http, d, token):
     got = await threads(http, d, token, "waiting")
     return got if len(got) == 2 else None
+
+
+async def test_the_desktop_lists_a_mail_shows_its_html_safely_and_sends_the_reply(desk, http, mailbox, browser):
+    """Headless Chromium: the agent sees the waiting thread, opens it (bold kept, the script,
+    handler and remote image gone, nothing run) and answers from the reply box."""
+    from tests.integration.test_agent_desktop_ui import logged_in
+
+    d, port, t = desk
+    m = EmailMessage()
+    m["From"] = "Grace <grace@example.org>"
+    m["To"] = "desk@center.test"
+    m["Subject"] = "Invoice question"
+    m["Message-ID"] = "<inv.1@example.org>"
+    m.set_content('<p>Why is it <b>twice</b>?<script>document.title="owned"</script>'
+                  '<img src="https://track.evil.test/p.gif" onerror="document.title=\'owned\'"></p>', subtype="html")
+    await asyncio.to_thread(send, port, m, "grace@example.org")
+    await eventually(lambda: threads(http, d, t["mail-agent"], "waiting"), timeout=10)
+
+    page = await browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    await logged_in(page, d, "mail-agent")
+    await page.locator("#mail-threads button", has_text="Invoice question").click()
+    await page.wait_for_selector("#mail-thread:not([hidden])")
+    assert await page.inner_text("#mail-messages .mail-body b") == "twice"
+    assert await page.locator("#mail-messages script, #mail-messages img").count() == 0
+    await page.get_by_label("Reply").fill("It was charged once; the second line is the refund.")
+    await page.get_by_role("button", name="Send reply").click()
+    await page.wait_for_selector("#mail-status:has-text('Reply sent.')")
+    await eventually(lambda: mailbox.got, timeout=10, what="the reply at the mailbox")
+    got = message_from_bytes(mailbox.got[0][2], policy=policy.default)
+    assert got["In-Reply-To"] == "<inv.1@example.org>" and mailbox.got[0][1] == ["grace@example.org"]
+    assert await page.title() != "owned"
+    assert not [u for u in requests if "evil.test" in u]
+    await page.close()
