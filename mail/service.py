@@ -135,6 +135,11 @@ class MailService:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
+    def health(self) -> dict[str, Any]:
+        """/healthz's "mail" part: where the receiver listens and what it has done."""
+        addr = self.address
+        return {"listening": f"{addr[0]}:{addr[1]}" if addr else None, **self.counts}
+
     async def start(self) -> None:
         if self.config.listen is None:
             return

@@ -99,6 +99,8 @@ def build(settings: Settings) -> web.Application:
                        pool=lambda: core.pool, file_task=MarkWaiting(lambda: core.pool))
     setup_mail_routes(app, mail)
     run_with_app(app, mail)
+    if settings.mail_listen is not None:
+        core.health_parts["mail"] = mail.health
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
     # install needs none, and does not even import its client library.
     if settings.broker_url is not None:

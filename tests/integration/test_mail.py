@@ -167,6 +167,10 @@ async def test_a_mail_becomes_a_waiting_thread_is_answered_and_the_reply_keeps_t
     await asyncio.to_thread(send, port, answer)
     s, v = await call(http, d, "GET", f"/api/mail/threads/{th['thread_id']}", t["mail-agent"])
     assert len(v["items"]) == 3
+    async with http.get(url(d, "/healthz")) as r:
+        health = (await r.json())["mail"]
+    assert health["listening"] == f"127.0.0.1:{port}"
+    assert health["stored"] == 2 and health["duplicate"] == 1 and health["sent"] == 1 and health["deferred"] == 0
 
 
 async def test_hostile_mail_is_refused_with_a_reason_or_stored_safely(desk, database, http):

@@ -164,3 +164,21 @@ def test_host_port_and_thread_refs():
     assert thread_ref("mail:12") == 12
     with pytest.raises(ValueError):
         thread_ref("chat:12")
+
+
+async def test_without_the_database_the_receiver_answers_451_so_the_sender_retries():
+    from mail.service import MailConfig, MailService, MarkWaiting
+
+    filed = []
+
+    async def file_task(channel, queue, customer_ref, subject, ref):
+        filed.append(ref)
+
+    service = MailService(MailConfig(listen=None, max_bytes=10_000, smtp=None, sender=None, sender_name=None,
+                                     queue="email", hostname="center.test"), pool=lambda: None, file_task=file_task)
+    reply = await service.receive(mail(), "ada@example.com")
+    assert reply.startswith("451 ") and "try again" in reply
+    assert service.counts["deferred"] == 1 and service.counts["stored"] == 0 and filed == []
+    assert service.health() == {"listening": None, **service.counts}
+    with pytest.raises(RuntimeError):
+        await MarkWaiting(lambda: None)("email", "email", None, "s", "mail:1")
