@@ -64,3 +64,14 @@ def test_dialer_cores_import_no_io_and_nothing_above_them():
         found += [f"dialer/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
                   if mod.split(".")[0] in IO_MODULES]
     assert found == []
+
+
+def test_mail_cores_import_no_io_and_nothing_above_them():
+    """mail.parse, mail.sanitize and mail.outbound are pure: no I/O library, no API, no store."""
+    found = []
+    for name in ("parse", "sanitize", "outbound"):
+        path = ROOT / "mail" / f"{name}.py"
+        found += [f"mail/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
+                  if mod.split(".")[0] in IO_MODULES + ("smtplib", "aiosmtpd", "crm")
+                  or mod in ("mail.store", "mail.service", "mail.routes")]
+    assert found == []
