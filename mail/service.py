@@ -164,7 +164,9 @@ class MailService:
 
     async def receive(self, raw: bytes, envelope_from: str) -> str:
         """Store one mail; the SMTP reply to give its sender."""
-        mail = parse_mail(raw)
+        # In a worker thread: a 10 MB mail takes about half a second to parse (bench/mail_ingest.py),
+        # which would stall the loop that follows the calls; the thread yields the GIL every 5 ms.
+        mail = await asyncio.to_thread(parse_mail, raw)
         if not mail.from_addr and ADDRESS.fullmatch(envelope_from or ""):
             mail = replace(mail, from_addr=envelope_from.lower())
         pool = self._pool()
