@@ -90,6 +90,12 @@ async def add_email(db: Db, customer_id: str, email: str, *, label: str | None =
     return address
 
 
+async def customer_emails(db: Db, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's e-mail addresses ({email, label}), in order."""
+    return [dict(r) for r in await db.fetch("SELECT email, label FROM customer_emails WHERE customer_id = $1 "
+                                            "ORDER BY email", customer_id)]
+
+
 async def customer_by_email(db: Db, email: str) -> str | None:
     """The customer an e-mail address belongs to (compared lower case), or None."""
     return await db.fetchval("SELECT customer_id FROM customer_emails WHERE email = $1", email.strip().lower())

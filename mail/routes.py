@@ -8,6 +8,8 @@ Routes::
     POST /api/mail/threads/{id}/reply            answer it by e-mail (In-Reply-To/References kept)
     POST /api/mail/threads/{id}/close            close it (a new mail from the customer reopens it)
     GET  /api/mail/attachments/{id}              an attachment's bytes, always as a download
+    GET  /api/customers/{id}/emails              a customer's e-mail addresses (threads find them by From)
+    POST /api/customers/{id}/emails              give a customer an address (moves it from another)
 
 Agents, supervisors and admins. An agent cannot take or answer a thread another agent
 holds (409 ``taken``); supervisors and admins can (a reassignment).
@@ -26,6 +28,8 @@ from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from crm.customer_model import InvalidCustomer
+from crm.customer_store import add_email, customer_emails
 from mail import store
 from mail.service import MailService, SendFailed
 
@@ -107,6 +111,21 @@ class ReplyResult(BaseModel):
     in_reply_to: str | None
     references: list[str]
     to: str
+
+
+class EmailBody(StrictBody):
+    email: str = Field(min_length=3, max_length=320, description="stored lower case; an address belongs to one customer")
+    label: str | None = Field(None, max_length=40)
+
+
+class EmailItem(BaseModel):
+    email: str
+    label: str | None
+
+
+class EmailList(BaseModel):
+    customer_id: str
+    emails: list[EmailItem]
 
 
 def _id(req: ApiRequest, name: str) -> int:
@@ -207,6 +226,28 @@ async def get_attachment(req: ApiRequest[None, None]) -> web.Response:
     })
 
 
+async def _customer(req: ApiRequest) -> str:
+    cid = req.match_info["customer_id"]
+    if not await query(db(req.app).fetchval("SELECT true FROM customers WHERE customer_id = $1", cid)):
+        raise ApiError(404, "unknown_customer", f"no customer {cid[:64]!r}")
+    return cid
+
+
+async def list_emails(req: ApiRequest[None, None]) -> EmailList:
+    cid = await _customer(req)
+    return EmailList(customer_id=cid, emails=[EmailItem(**e) for e in await query(customer_emails(db(req.app), cid))])
+
+
+async def add_customer_email(req: ApiRequest[EmailBody, None]) -> EmailList:
+    cid = await _customer(req)
+    try:
+        await query(add_email(db(req.app), cid, req.body.email, label=req.body.label))
+    except InvalidCustomer as exc:
+        raise ApiError(422, "invalid_body", str(exc)) from None
+    log.info("customer.email_added", customer_id=cid, actor=actor_of(req))
+    return await list_emails(req)
+
+
 def setup_mail_routes(app: web.Application, service: MailService) -> None:
     """The mail routes over ``service``. After ``setup_auth`` (its pool)."""
     api = setup_registry(app)
@@ -228,3 +269,10 @@ def setup_mail_routes(app: web.Application, service: MailService) -> None:
     api.add("GET", "/api/mail/attachments/{attachment_id:[0-9]+}", get_attachment,
             summary="An attachment of a mail (a download)", roles=CRM_ROLES, content_type="application/octet-stream",
             tags=TAGS)
+    emails = "/api/customers/{customer_id}/emails"
+    api.add("GET", emails, list_emails, summary="A customer's e-mail addresses", roles=CRM_ROLES,
+            response=EmailList, tags=("customers",))
+    api.add("POST", emails, add_customer_email, summary="Give a customer an e-mail address", roles=CRM_ROLES,
+            body=EmailBody, response=EmailList, tags=("customers",),
+            description="Mail from this address is threaded onto the customer (docs/mail.md). An address held "
+                        "by another customer moves to this one.")

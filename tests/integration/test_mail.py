@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from crm import customer_store, ticket_store
+from crm import ticket_store
 from tests.integration.conftest import daemon_settings, eventually, free_port, start_daemon
 from tests.integration.test_api import ACD_TEST, add_user, bearer, login, url
 
@@ -109,11 +109,16 @@ async def test_a_mail_becomes_a_waiting_thread_is_answered_and_the_reply_keeps_t
     conn = await asyncpg.connect(database)
     try:
         await conn.execute("INSERT INTO customers (customer_id, name) VALUES ('C-ADA', 'Ada Lovelace')")
-        await customer_store.add_email(conn, "C-ADA", "ada@example.com")
         ticket, _ = await ticket_store.create_ticket(conn, type="repair", customer_id="C-ADA", source="manual",
                                                      actor="test", title="Boiler")
     finally:
         await conn.close()
+    status, emails = await call(http, d, "POST", "/api/customers/C-ADA/emails", t["mail-agent"],
+                                {"email": "Ada@Example.com", "label": "home"})
+    assert status == 200 and emails["emails"] == [{"email": "ada@example.com", "label": "home"}]
+    assert (await call(http, d, "POST", "/api/customers/NOBODY/emails", t["mail-agent"], {"email": "a@b.c"}))[0] == 404
+    status, err = await call(http, d, "POST", "/api/customers/C-ADA/emails", t["mail-agent"], {"email": "not an address"})
+    assert status == 422 and err["error_id"] == "invalid_body"
     first = customer_mail(f"Boiler still broken [#{ticket.ticket_id}]", "It stopped again this morning.",
                           "<first.1@example.com>")
     await asyncio.to_thread(send, port, first)
