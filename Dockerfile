@@ -23,6 +23,7 @@ COPY dialer ./dialer
 COPY emergency ./emergency
 COPY messaging ./messaging
 COPY omni ./omni
+COPY mail ./mail
 COPY api ./api
 COPY server ./server
 # The daemon and its dependencies in a virtualenv that the run stage copies whole.

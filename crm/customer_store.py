@@ -76,6 +76,31 @@ async def add_note(db: Db, customer_id: str, author: str, body: str) -> int:
                              " RETURNING note_id", customer_id, author, body)
 
 
+async def add_email(db: Db, customer_id: str, email: str, *, label: str | None = None) -> str:
+    """Give the customer an e-mail address (stored lower case; one customer per address:
+    a known address moves to this customer). Returns it as stored. Raises
+    ``InvalidCustomer`` for what is not an address."""
+    address = email.strip().lower()
+    if not (3 <= len(address) <= 320) or address.count("@") != 1 or address.startswith("@") \
+            or any(c.isspace() or ord(c) < 32 for c in address):
+        raise InvalidCustomer("email", f"{email[:80]!r} is not an e-mail address")
+    await db.execute("INSERT INTO customer_emails (email, customer_id, label) VALUES ($1, $2, $3) "
+                     "ON CONFLICT (email) DO UPDATE SET customer_id = EXCLUDED.customer_id, label = EXCLUDED.label",
+                     address, customer_id, label)
+    return address
+
+
+async def customer_emails(db: Db, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's e-mail addresses ({email, label}), in order."""
+    return [dict(r) for r in await db.fetch("SELECT email, label FROM customer_emails WHERE customer_id = $1 "
+                                            "ORDER BY email", customer_id)]
+
+
+async def customer_by_email(db: Db, email: str) -> str | None:
+    """The customer an e-mail address belongs to (compared lower case), or None."""
+    return await db.fetchval("SELECT customer_id FROM customer_emails WHERE email = $1", email.strip().lower())
+
+
 async def link_call(db: Db, customer_id: str, call_id: str) -> None:
     """Record that call ``call_id`` concerns the customer (idempotent)."""
     await db.execute("INSERT INTO customer_calls (customer_id, call_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

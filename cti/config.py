@@ -194,6 +194,18 @@ class Settings(BaseSettings):
     ha_renew_every: float = Field(0.5, gt=0, le=600)
     ha_poll_every: float = Field(0.5, gt=0, le=60)
 
+    # E-mail as a channel (docs/mail.md): mail_listen is where the SMTP receiver listens
+    # ("127.0.0.1:2525"; unset, the default: no receiver); a mail over mail_max_bytes
+    # (the whole message, attachments included) is refused with a 552; new threads are
+    # filed to mail_queue. Replies go out through the relay mail_smtp ("host:port", no
+    # TLS or login: a local MTA) from mail_from (unset: replies are refused, 503).
+    mail_listen: str | None = None
+    mail_max_bytes: int = Field(10_000_000, ge=10_000, le=100_000_000)
+    mail_queue: str = Field("email", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+    mail_smtp: str | None = None
+    mail_from: str | None = Field(None, pattern=r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9.-]{1,253}$")
+    mail_from_name: str | None = Field(None, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")
+
     # The event broker (docs/broker.md): with broker_url set (NATS with JetStream,
     # "nats://host:4222"; it may carry credentials, so it is a secret), every call event,
     # ACD decision and agent state goes to the stream broker_stream under subjects
@@ -234,6 +246,16 @@ class Settings(BaseSettings):
     messaging_retry_s: float = Field(2.0, ge=0.01, le=3600)
     callback_form_queue: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$")
     callback_form_countries: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("mail_listen", "mail_smtp")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):([0-9]{1,5})", v)
+        if not m or not 0 < int(m.group(2)) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:2525")
+        return v
 
     @field_validator("ami_host", "ami_user", "http_host", "agi_host")
     @classmethod

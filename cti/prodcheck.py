@@ -169,6 +169,11 @@ def production_findings(settings: Settings, facts: Facts = Facts()) -> list[Find
     if ws.scheme == "ws" and _address_kind(ws.hostname or "") != "loopback":
         refuse(f"phone_ws_url (CTI_PHONE_WS_URL) {settings.phone_ws_url}: browsers only let phones use "
                "wss:// from an https page: use wss://HOST/ws through the TLS proxy")
+    if settings.mail_listen is not None:
+        mail_host = settings.mail_listen.rpartition(":")[0].strip("[]")
+        if _address_kind(mail_host) != "loopback":
+            warn(f"mail_listen (CTI_MAIL_LISTEN) {settings.mail_listen}: the mail receiver takes every recipient, "
+                 "with no TLS and no spam filtering: bind 127.0.0.1 behind the site's MTA (docs/mail.md)")
     if settings.metrics_access == "open":
         warn("metrics_access (CTI_METRICS_ACCESS) is open: anyone who reaches the port reads /metrics: "
              "use loopback or auth")

@@ -38,6 +38,8 @@ from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
 from omni.routes import setup_omni
 from messaging.service import file_as_task, setup_messaging
+from mail.routes import setup_mail_routes
+from mail.service import IntoAcd, MailConfig, MailService, MarkWaiting
 from phone.gateway import setup_phones
 from recording.recorder import setup_recording
 
@@ -95,6 +97,18 @@ def build(settings: Settings) -> web.Application:
     # Messaging and the web callback form (docs/messaging.md): the form files into the ACD;
     # a new conversation becomes a message task of the ACD (omni), offered like a chat.
     setup_messaging(app, on_new=file_as_task(omni.file_task))
+    # E-mail (docs/mail.md): the routes always (threads stay readable), the receiver only
+    # with mail_listen. A new thread is listed as waiting and filed as an e-mail task of the
+    # ACD (omni) when mail_queue is an email queue there.
+    mail = MailService(MailConfig(listen=settings.mail_listen, max_bytes=settings.mail_max_bytes,
+                                  smtp=settings.mail_smtp, sender=settings.mail_from,
+                                  sender_name=settings.mail_from_name, queue=settings.mail_queue,
+                                  hostname=(settings.mail_from or "cti@localhost").rpartition("@")[2]),
+                       pool=lambda: core.pool, file_task=IntoAcd(omni.file_task, MarkWaiting(lambda: core.pool)))
+    setup_mail_routes(app, mail)
+    run_with_app(app, mail)
+    if settings.mail_listen is not None:
+        core.health_parts["mail"] = mail.health
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
     # install needs none, and does not even import its client library.
     if settings.broker_url is not None:

@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency", "messaging", "omni")
+ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "dialer", "emergency", "messaging", "omni",
+             "mail")
 # What kb/ may not import: the API and the root sit above it, the other features beside it.
 ABOVE_KB = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
 IO_LIBRARIES = ("asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "time", "markdown_it")
@@ -73,4 +74,15 @@ def test_messaging_cores_import_no_io_and_nothing_above_them():
         path = ROOT / "messaging" / f"{name}.py"
         found += [f"messaging/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
                   if mod.split(".")[0] in IO_MODULES + ("acd", "crm")]
+    assert found == []
+
+
+def test_mail_cores_import_no_io_and_nothing_above_them():
+    """mail.parse, mail.sanitize and mail.outbound are pure: no I/O library, no API, no store."""
+    found = []
+    for name in ("parse", "sanitize", "outbound"):
+        path = ROOT / "mail" / f"{name}.py"
+        found += [f"mail/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
+                  if mod.split(".")[0] in IO_MODULES + ("smtplib", "aiosmtpd", "crm")
+                  or mod in ("mail.store", "mail.service", "mail.routes")]
     assert found == []

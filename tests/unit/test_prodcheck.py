@@ -146,3 +146,10 @@ def test_a_world_readable_secret_file_is_refused_and_other_files_are_not_judged(
     found = refused(production_findings(settings(), facts))
     assert found == ["secret file '/run/secrets/cti_ami_secret' is readable by every user: "
                      "chmod 600 it (or 640 with the daemon's group)"]
+
+
+def test_a_mail_receiver_off_loopback_is_warned():
+    assert not [w for w in warned(production_findings(settings(mail_listen="127.0.0.1:2525"), Facts()))
+                if "mail_listen" in w]
+    [w] = [w for w in warned(production_findings(settings(mail_listen="0.0.0.0:25"), Facts())) if "mail_listen" in w]
+    assert "bind 127.0.0.1 behind the site's MTA" in w
