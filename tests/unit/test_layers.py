@@ -86,3 +86,15 @@ def test_mail_cores_import_no_io_and_nothing_above_them():
                   if mod.split(".")[0] in IO_MODULES + ("smtplib", "aiosmtpd", "crm")
                   or mod in ("mail.store", "mail.service", "mail.routes")]
     assert found == []
+
+
+def test_every_test_file_has_a_name_of_its_own():
+    """pytest imports test files by their base name (tests/unit and tests/integration are not
+    packages): two files of one name fail the whole run at collection, but each alone passes."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        other = seen.setdefault(path.name, str(path.relative_to(ROOT)))
+        if other != str(path.relative_to(ROOT)):
+            clashes.append(f"{other} and {path.relative_to(ROOT)}")
+    assert clashes == []
