@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import asyncpg
 import structlog
@@ -101,6 +101,8 @@ class Desktop:
         self.consults: dict[str, tuple[str | None, str]] = {}
         # the last call each agent answered (call id, queue, caller): the wrap-up a reloaded page rebuilds
         self.answered: dict[str, tuple[str, str | None, str | None, str | None]] = {}
+        # The emergency switch covering a call (emergency/, set when it runs): on the pop.
+        self.incident_of: Callable[[str, str | None], dict[str, Any] | None] | None = None
         self.pops_sent = 0
         self.pops_dropped = 0
         self.lookups_late = 0
@@ -185,7 +187,15 @@ class Desktop:
             found = found[0] if isinstance(found[0], dict) else {"status": "error"}
         found = found or {"status": "error"}
         ivr = found.get("ivr_steps") if not ctx.ivr else None
-        message = screenpop.card(pop, ctx, view, time.time(), lookup=found, ivr_steps=ivr or None)
+        incident = None
+        if self.incident_of is not None:
+            try:
+                incident = self.incident_of(pop.call_id, ctx.queue)
+            except Exception as exc:   # the pop goes out without it
+                log.warning("screen-pop: the emergency switch not looked up", call_id=pop.call_id,
+                            error=type(exc).__name__)
+        message = screenpop.card(pop, ctx, view, time.time(), lookup=found, ivr_steps=ivr or None,
+                                 incident=incident)
         hub = self.app.get(WS)
         if hub is not None:
             hub.push(message, frozenset({pop.agent}))

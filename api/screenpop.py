@@ -131,12 +131,14 @@ def ivr_summary(steps: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def card(pop: Pop, ctx: Context | None, view: Any, now: float, *, lookup: Mapping[str, Any] | None = None,
-         ivr_steps: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+         ivr_steps: Iterable[Mapping[str, Any]] | None = None,
+         incident: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``screenpop`` WebSocket message for ``pop``. ``view`` is the call's
     ``CallView`` (a dataclass or its dict); ``lookup`` what the shell found:
     ``{"status": "found" | "not_found" | "no_number" | "timeout" | "error",
     "customer": ..., "recent_calls": [...], "open_tickets": [...]}``;
-    ``ivr_steps`` replaces the tracked steps (read back from the database)."""
+    ``ivr_steps`` replaces the tracked steps (read back from the database); ``incident``
+    is the emergency switch covering the call (docs/emergency.md), or None."""
     v = view if isinstance(view, Mapping) else (view.as_dict() if isinstance(view, CallView) else asdict(view))
     steps = list(ivr_steps) if ivr_steps is not None else (ctx.ivr if ctx is not None else [])
     offered_at = ctx.offered_at.get(pop.agent) if ctx is not None else None
@@ -168,5 +170,6 @@ def card(pop: Pop, ctx: Context | None, view: Any, now: float, *, lookup: Mappin
             "customer": found.get("customer"),
             "recent_calls": list(found.get("recent_calls") or []),
             "open_tickets": list(found.get("open_tickets") or []),
+            "incident": dict(incident) if incident is not None else None,
         },
     }

@@ -285,6 +285,7 @@ async def feature_code(request: web.Request) -> web.Response:
 
 def setup_emergency(app: web.Application) -> EmergencyService:
     """The service and its routes. After ``setup_acd`` and ``setup_ws``."""
+    from api.desktop_state import DESKTOP
     from api.ws import WS
 
     core = app[CORE]
@@ -300,6 +301,9 @@ def setup_emergency(app: web.Application) -> EmergencyService:
                 agents = frozenset(a.id for a in acd.config.agents) if acd is not None else frozenset()
                 hub.push(body, agents)
             service.push = push
+        desktop = app.get(DESKTOP)
+        if desktop is not None:          # screen-pops name the incident that covers their call
+            desktop.incident_of = service.incident
         await service.start()
         try:
             yield

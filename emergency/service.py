@@ -164,6 +164,12 @@ class EmergencyService:
                          queue=queue or (call.queue if call is not None else None) or "",
                          ivr_path=tuple(self.ivr_paths.get(call_id, ())), node=self.core.settings.node_name)
 
+    def incident(self, call_id: str, queue: str | None = None, now: float | None = None) -> dict[str, Any] | None:
+        """The switch in force that covers this call (as the banner shows it), for the
+        agent's screen-pop: what the caller was told, and why. None when none covers it."""
+        s = choose(self.switches, self.facts(call_id, queue), time.time() if now is None else now)
+        return None if s is None else public(s)
+
     def _pause_campaigns(self) -> None:
         for hook in self.campaign_pause_hooks:
             task = asyncio.get_running_loop().create_task(hook())

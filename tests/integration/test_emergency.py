@@ -322,3 +322,36 @@ async def test_continue_plays_the_announcement_to_a_waiting_caller_who_keeps_the
     acd.agent_request("a1", "set_ready")
     await eventually(lambda: acd.calls.get(first.channel_id) is not None and acd.calls[first.channel_id].answered,
                      timeout=15, what="the first caller answered first")
+
+
+async def test_the_screen_pop_of_a_caller_under_a_switch_names_the_incident(setup, demo_ami):
+    """Docs/emergency.md: the agent offered a caller whom a switch covers sees the switch (its
+    scope, action and reason) on the pop; a caller no switch covers gets none."""
+    d, events, http, sup = setup
+    acd = d.acd
+    acd.agent_request("a1", "set_not_ready", "test")
+    async with http.post(url(d, "/api/emergency/switches"), headers=sup, json={
+            "scope": "prefix", "value": "+3399", "action": "continue", "prompt": "beep", "reason": "known issue",
+            "confirm": True}) as r:
+        assert r.status == 201, await r.text()
+        switch_id = (await r.json())["id"]
+    ws = await http.ws_connect(url(d, "/ws"))
+    await ws.send_json({"type": "auth", "token": await login(http, d, "em-sup")})
+    informed = await _sales_call(demo_ami, "+3399" + "4000007", "informed")
+    plain = await _sales_call(demo_ami, "+4420" + "4000008", "plain")
+    await eventually(lambda: {informed.channel_id, plain.channel_id} <= {w.call_id for w in acd.router.waiting_calls()},
+                     timeout=20, what="both callers waiting")
+    pops: dict[str, dict[str, Any]] = {}
+    acd.agent_request("a1", "set_ready")
+    acd.agent_request("a2", "set_ready")
+    while set(pops) != {informed.channel_id, plain.channel_id}:
+        msg = await ws.receive(timeout=30)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        m = json.loads(msg.data)
+        if m["type"] == "screenpop" and m["call_id"] in (informed.channel_id, plain.channel_id):
+            pops.setdefault(m["call_id"], m["card"])
+    incident = pops[informed.channel_id]["incident"]
+    assert incident is not None and (incident["id"], incident["reason"], incident["action"]) == (
+        switch_id, "known issue", "continue")
+    assert pops[plain.channel_id]["incident"] is None
+    await ws.close()

@@ -74,3 +74,11 @@ def test_steps_read_back_from_the_database_replace_an_empty_path_and_a_missing_l
                ivr_steps=[{"menu": "main", "action": "option", "input": "1"}])
     assert msg["card"]["ivr"]["choices"] == ["main: 1"]
     assert msg["card"]["customer_lookup"] == "pending" and msg["card"]["wait_s"] == 90.0
+
+
+def test_the_card_names_the_emergency_switch_covering_the_call_and_none_otherwise():
+    switch = {"id": 4, "scope": "prefix", "value": "+3399", "action": "continue", "target": "",
+              "reason": "known issue", "starts_at": 100.0, "ends_at": None}
+    covered = card(Pop("c1", "a1", "offered"), None, VIEW, 200.0, incident=switch)["card"]
+    assert covered["incident"] == switch and covered["incident"] is not switch
+    assert card(Pop("c1", "a1", "offered"), None, VIEW, 200.0)["card"]["incident"] is None

@@ -188,6 +188,11 @@
     const cust = c.customer;
     setText("cust-name", cust ? cust.name : (c.caller.name || "Unknown caller"));
     $("vip").hidden = !(cust && cust.vip);
+    // The emergency switch that covers this call: what the caller was told, and why.
+    const inc = c.incident;
+    $("incident").hidden = !inc;
+    $("incident").textContent = inc ? `Emergency in force for this caller (${inc.scope}${inc.value ? " " + inc.value : ""}, ` +
+      `${inc.action}): ${inc.reason || "no reason given"}` : "";
     setText("caller-num", c.caller.number);
     setText("caller-name", c.caller.name);
     setText("phase", PHASE_WORDS[msg.phase] || msg.phase);
