@@ -51,7 +51,10 @@ from acd.events import AgentStateChanged
 from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.figures import StateChange, bucket_start, next_bucket
 from acd.routing_shell import AcdService
-from acd.wallboard import AgentLive, BoardConfig, alerts, colours_of, load_board_config
+from acd.decisions import TaskQueueStats
+from acd.wallboard import (
+    AgentLive, BoardConfig, TaskCounts, alerts, colours_of, load_board_config, task_counts, task_queue_rows,
+)
 from cti.daemon import CoreServices
 from cti.events import CallEvent
 
@@ -111,6 +114,10 @@ class WallboardService:
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.pool: Any = None                              # for seeding and rollups (None without a database)
+        # The task queues' figures now (omni.service.OmniService.queue_stats, set by
+        # setup_omni) and their counters at local midnight, the base of "today".
+        self.task_stats: Callable[[float], list[TaskQueueStats]] = lambda now: []
+        self.task_base: dict[str, TaskCounts] = {}
 
     @property
     def day_start(self) -> float:
@@ -126,7 +133,9 @@ class WallboardService:
 
     def queues(self) -> list[str]:
         acd = self.acd
-        return sorted({q.id for q in acd.config.queues} if acd is not None else set(self.config.queues))
+        # Voice queues: task queues (chat, e-mail, message) are the board's task_queues.
+        return sorted({q.id for q in acd.config.queues if q.channel == "voice"} if acd is not None
+                      else set(self.config.queues))
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -220,6 +229,8 @@ class WallboardService:
         # Names for the page: the queues' (their id when unnamed), the caller of each agent's call.
         names = {} if acd is None else {q.id: q.name for q in acd.config.queues}
         snap["queue_names"] = {q["queue"]: names.get(q["queue"]) or q["queue"] for q in snap["queues"]}
+        # Chat, e-mail and message queues, from the task router, beside the voice ones.
+        snap["task_queues"] = task_queue_rows(self.task_stats(now), self.task_base, names)
         for a in snap["agents"]:
             a.update(self.caller(a["call_id"]) if a["call_id"] else {"number": None, "caller_name": None})
         snap["timezone"] = str(self.tz)
@@ -276,6 +287,7 @@ class WallboardService:
     def _new_day(self, now: float) -> None:
         """At local midnight: forget yesterday's settled calls (those waiting stay)."""
         self.ledger.new_day(bucket_start(now, "day", self.tz))
+        self.task_base = task_counts(self.task_stats(now))
 
     def push(self, snap: dict[str, Any]) -> None:
         fired = alerts(self.colours, snap)
