@@ -133,9 +133,13 @@ class WallboardService:
 
     def queues(self) -> list[str]:
         acd = self.acd
-        # Voice queues: task queues (chat, e-mail, message) are the board's task_queues.
-        return sorted({q.id for q in acd.config.queues if q.channel == "voice"} if acd is not None
-                      else set(self.config.queues))
+        return sorted({q.id for q in acd.config.queues} if acd is not None else set(self.config.queues))
+
+    def voice_queues(self) -> list[str]:
+        """The queues of calls on the board: task queues (chat, e-mail, message) are its
+        ``task_queues``, from the task router."""
+        acd = self.acd
+        return self.queues() if acd is None else sorted(q.id for q in acd.config.queues if q.channel == "voice")
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class WallboardService:
                                         v.pending))
             self.filed = settle_filed(self.filed, acd.calls, self.ledger.rows)
             callbacks = dict(self.filed)
-        snap = self.ledger.board(now, agents, queues=self.queues(), callbacks=callbacks)
+        snap = self.ledger.board(now, agents, queues=self.voice_queues(), callbacks=callbacks)
         # The router's own list, for the move and priority buttons (callbacks included).
         snap["waiting_calls"] = [] if acd is None else [
             {"call_id": w.call_id, "queue": w.queue_id, "status": w.status, "priority": w.priority,
