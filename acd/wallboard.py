@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
-from acd.decisions import AGENT_STATES
+from acd.decisions import AGENT_STATES, TaskQueueStats
 from acd.figures import (
     ABANDONED, SL_VARIANTS, WAITING, AgentFigures, AgentSpan, MetricsError, QueueCall, QueueCounts, Rag,
     SlPolicy, agent_figures, agent_figures_from_seconds, bucket_start, count_calls, figures_from_counts, next_bucket,
@@ -41,7 +41,8 @@ from acd.figures import (
 __all__ = [
     "FIGURES", "QueueBoardConfig", "BoardConfig", "AgentLive", "DayTotals", "parse_board_config",
     "load_board_config", "board", "abandoned_line", "abandoned_order", "alerts", "colours_of", "report_rows",
-    "agent_report_rows", "split_agent_seconds", "csv_text", "ROLLUP_GRANULARITIES",
+    "agent_report_rows", "split_agent_seconds", "csv_text", "ROLLUP_GRANULARITIES", "task_counts",
+    "task_queue_rows",
 ]
 
 # Figures that may carry thresholds: name -> higher is better.
@@ -325,6 +326,40 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
         "agent_counts": counts,
         "occupancy_today": _r(af.occupancy, 4), "utilization_today": _r(af.utilization, 4),
     }
+
+
+TaskCounts = tuple[int, int, int, int]     # offered, answered, answered within the SL, abandoned
+
+
+def task_counts(stats: Iterable[TaskQueueStats]) -> dict[str, TaskCounts]:
+    """The task router's running counters per queue (kept at local midnight as the
+    base the day's figures are counted from)."""
+    return {s.queue_id: (s.offered, s.answered, s.answered_within_sl, s.abandoned) for s in stats}
+
+
+def task_queue_rows(stats: Iterable[TaskQueueStats], base: Mapping[str, TaskCounts],
+                    names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """The wallboard's rows for task queues (chat, e-mail, message), from the task
+    router's figures (``acd.tasks.TaskRouter.queue_stats``): waiting and longest
+    waiting now, and the day's offered, answered and abandoned, counted from ``base``
+    (the counters at local midnight, ``task_counts``). The router counts from its own
+    start: a counter below its base (the daemon started again, a takeover) counts from
+    zero. Ordered by channel, then queue id. Pure."""
+    names = names or {}
+    rows = []
+    for s in sorted(stats, key=lambda s: (s.channel, s.queue_id)):
+        now = (s.offered, s.answered, s.answered_within_sl, s.abandoned)
+        b = base.get(s.queue_id, (0, 0, 0, 0))
+        if any(n < o for n, o in zip(now, b)):
+            b = (0, 0, 0, 0)
+        offered, answered, within, abandoned = (n - o for n, o in zip(now, b))
+        rows.append({
+            "queue": s.queue_id, "name": names.get(s.queue_id) or s.queue_id, "channel": s.channel,
+            "waiting": s.waiting, "longest_waiting_s": _r(s.longest_wait_s if s.waiting else None), "open": s.open,
+            "today": {"offered": offered, "answered": answered, "abandoned": abandoned,
+                      "service_level": _r(within / offered if offered else None, 4)},
+            "sl_target": s.sl_target / 100, "sl_seconds": s.sl_seconds, "agents_eligible": s.agents_eligible})
+    return rows
 
 
 _RANK = {None: 0, "green": 0, "amber": 1, "red": 2}

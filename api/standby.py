@@ -25,14 +25,19 @@ def refuses(method: str, path: str, leading: bool) -> bool:
     return path.startswith("/api/") and path not in OPEN_ON_STANDBY
 
 
+def standby_error(ha: Any) -> ApiError:
+    """The answer of a node that does not lead: 503 ``standby`` naming the leader."""
+    holder = ha.health().get("holder")
+    return ApiError(503, "standby", f"this node does not lead; send commands to the leader ({holder})",
+                    headers={"Retry-After": "1"})
+
+
 def standby_guard(ha: Any) -> Callable[..., Awaitable[web.StreamResponse]]:
     @web.middleware
     async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                     ) -> web.StreamResponse:
         if refuses(request.method, request.path, ha.may_act()):
-            holder = ha.health().get("holder")
-            return ApiError(503, "standby", f"this node does not lead; send commands to the leader ({holder})",
-                            headers={"Retry-After": "1"}).response()
+            return standby_error(ha).response()
         return await handler(request)
 
     return guard

@@ -51,7 +51,10 @@ from acd.events import AgentStateChanged
 from acd.ledger import EVENT_KINDS, BoardLedger
 from acd.figures import StateChange, bucket_start, next_bucket
 from acd.routing_shell import AcdService
-from acd.wallboard import AgentLive, BoardConfig, alerts, colours_of, load_board_config
+from acd.decisions import TaskQueueStats
+from acd.wallboard import (
+    AgentLive, BoardConfig, TaskCounts, alerts, colours_of, load_board_config, task_counts, task_queue_rows,
+)
 from cti.daemon import CoreServices
 from cti.events import CallEvent
 
@@ -111,6 +114,10 @@ class WallboardService:
         self._tasks: list[asyncio.Task[None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self.pool: Any = None                              # for seeding and rollups (None without a database)
+        # The task queues' figures now (omni.service.OmniService.queue_stats, set by
+        # setup_omni) and their counters at local midnight, the base of "today".
+        self.task_stats: Callable[[float], list[TaskQueueStats]] = lambda now: []
+        self.task_base: dict[str, TaskCounts] = {}
 
     @property
     def day_start(self) -> float:
@@ -127,6 +134,12 @@ class WallboardService:
     def queues(self) -> list[str]:
         acd = self.acd
         return sorted({q.id for q in acd.config.queues} if acd is not None else set(self.config.queues))
+
+    def voice_queues(self) -> list[str]:
+        """The queues of calls on the board: task queues (chat, e-mail, message) are its
+        ``task_queues``, from the task router."""
+        acd = self.acd
+        return self.queues() if acd is None else sorted(q.id for q in acd.config.queues if q.channel == "voice")
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -211,7 +224,7 @@ class WallboardService:
                                         v.pending))
             self.filed = settle_filed(self.filed, acd.calls, self.ledger.rows)
             callbacks = dict(self.filed)
-        snap = self.ledger.board(now, agents, queues=self.queues(), callbacks=callbacks)
+        snap = self.ledger.board(now, agents, queues=self.voice_queues(), callbacks=callbacks)
         # The router's own list, for the move and priority buttons (callbacks included).
         snap["waiting_calls"] = [] if acd is None else [
             {"call_id": w.call_id, "queue": w.queue_id, "status": w.status, "priority": w.priority,
@@ -220,6 +233,8 @@ class WallboardService:
         # Names for the page: the queues' (their id when unnamed), the caller of each agent's call.
         names = {} if acd is None else {q.id: q.name for q in acd.config.queues}
         snap["queue_names"] = {q["queue"]: names.get(q["queue"]) or q["queue"] for q in snap["queues"]}
+        # Chat, e-mail and message queues, from the task router, beside the voice ones.
+        snap["task_queues"] = task_queue_rows(self.task_stats(now), self.task_base, names)
         for a in snap["agents"]:
             a.update(self.caller(a["call_id"]) if a["call_id"] else {"number": None, "caller_name": None})
         snap["timezone"] = str(self.tz)
@@ -276,6 +291,7 @@ class WallboardService:
     def _new_day(self, now: float) -> None:
         """At local midnight: forget yesterday's settled calls (those waiting stay)."""
         self.ledger.new_day(bucket_start(now, "day", self.tz))
+        self.task_base = task_counts(self.task_stats(now))
 
     def push(self, snap: dict[str, Any]) -> None:
         fired = alerts(self.colours, snap)

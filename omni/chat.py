@@ -34,6 +34,7 @@ FRAME_MAX = 8192
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{1,63}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_QUEUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$")   # acd.config.Name
 KINDS = ("start", "resume", "message", "typing", "leave")
 
 
@@ -55,8 +56,8 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True)
 class ClientMessage:
-    """One frame from the widget. ``kind`` start (name, email, body = the question),
-    resume (token, last_seq), message (body), typing (on), leave."""
+    """One frame from the widget. ``kind`` start (name, email, body = the question,
+    queue = the chat queue the widget asks for or None for the default), resume (token, last_seq), message (body), typing (on), leave."""
 
     kind: str
     name: str = ""
@@ -65,6 +66,7 @@ class ClientMessage:
     token: str = ""
     last_seq: int = 0
     on: bool = False
+    queue: str | None = None
 
 
 def clean_body(body: object, limit: int = BODY_MAX) -> str:
@@ -100,8 +102,11 @@ def parse_client(text: str | bytes) -> ClientMessage:
         email = data.get("email")
         if not isinstance(email, str) or not _EMAIL.match(email.strip()):
             raise ChatError("email: an e-mail address")
+        queue = data.get("queue")
+        if queue is not None and (not isinstance(queue, str) or not _QUEUE.fullmatch(queue)):
+            raise ChatError("queue: a queue id (letters, digits and . _ : @ + -, at most 64)")
         return ClientMessage("start", name=name.strip(), email=email.strip().lower(),
-                             body=clean_body(data.get("question"), 1000))
+                             body=clean_body(data.get("question"), 1000), queue=queue)
     if kind == "resume":
         token, last = data.get("token"), data.get("last_seq", 0)
         if not isinstance(token, str) or not _TOKEN.match(token):

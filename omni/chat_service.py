@@ -1,7 +1,8 @@
 """Web chat in the daemon: the customer's WebSocket (``/chat/ws``, unauthenticated,
 rate- and size-limited), the agent's side over the API and the hub, transcripts.
 
-A customer's ``start`` files a chat task (``OmniService.file_task``, the chat's
+A customer's ``start`` files a chat task into the chat queue it names (the widget's
+``data-queue``; one of the chat queues of the ACD configuration, the first by default) (``OmniService.file_task``, the chat's
 token as its ``ref``) and gets the token back: with it the widget resumes after a
 reconnect (``resume`` with the last ``seq`` it has: the messages after it come
 first, then live ones) and downloads the transcript (``/chat/transcript/{token}``).
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -35,9 +36,11 @@ MAX_CHATS = 5000            # chats kept in memory (closed ones dropped first)
 
 
 class ChatService:
-    def __init__(self, omni: OmniService, queue: str, address_of: Callable[[web.Request], str]) -> None:
+    def __init__(self, omni: OmniService, queue: str, address_of: Callable[[web.Request], str],
+                 queues: Callable[[], Sequence[str]] | None = None) -> None:
         self.omni = omni
-        self.queue = queue                          # the chat queue new chats go to
+        self.queue = queue                          # the chat queue new chats go to unless they name one
+        self.queues = queues or (lambda: [queue])   # the chat queues a widget may name
         self.address_of = address_of
         self.chats: dict[str, Chat] = {}            # token -> chat
         self.by_task: dict[str, Chat] = {}
@@ -62,6 +65,9 @@ class ChatService:
     # -- the customer's socket ----------------------------------------------------
 
     async def serve(self, request: web.Request) -> web.StreamResponse:
+        if not self.omni.may_act():
+            raise web.HTTPServiceUnavailable(text="this node does not lead: chats are served by the other one",
+                                             headers={"Retry-After": "1"})
         address = self.address_of(request)
         if not self.connects.allow(address, time.monotonic()):
             raise web.HTTPTooManyRequests(text="too many connections: wait a little", headers={"Retry-After": "10"})
@@ -109,7 +115,7 @@ class ChatService:
             if cm.kind == "start":
                 if not self.starts.allow(address, time.monotonic()):
                     raise ChatError("too many new chats from here: wait a minute")
-                chat = await self._start_chat(cm.name, cm.email, cm.body)
+                chat = await self._start_chat(cm.name, cm.email, cm.body, self.queue_for(cm.queue))
                 last = 0
             elif cm.kind == "resume":
                 chat = self.chats.get(cm.token)
@@ -132,9 +138,18 @@ class ChatService:
             await ws.send_json({"type": "closed", "transcript": f"/chat/transcript/{chat.token}"})
         return chat
 
-    async def _start_chat(self, name: str, email: str, question: str) -> Chat:
+    def queue_for(self, asked: str | None) -> str:
+        """The chat queue a start goes to: the one the widget names, which must be a chat
+        queue of the configuration, or the default. Raises ``ChatError``."""
+        if asked is None:
+            return self.queue
+        if asked not in self.queues():
+            raise ChatError(f"queue {asked!r} is no chat queue here")
+        return asked
+
+    async def _start_chat(self, name: str, email: str, question: str, queue: str | None = None) -> Chat:
         token = secrets.token_urlsafe(24)
-        task_id = await self.omni.file_task("chat", self.queue, email, question[:200], token)
+        task_id = await self.omni.file_task("chat", queue or self.queue, email, question[:200], token)
         chat = Chat(token, task_id, name, email)
         self.chats[token] = chat
         self.by_task[task_id] = chat

@@ -13,8 +13,10 @@ from acd.routing_shell import ACD
 from api.client_address import client_address, networks
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from api.standby import standby_error
 from api.static_files import StaticFiles
 from cti.daemon import CORE
+from cti.ha import HA, run_while_leading
 from omni.chat import BODY_MAX, Chat, ChatError
 from omni.chat_service import ChatService
 from omni.service import DISPOSITION_MAX, NotYourTask, OmniService, TaskError
@@ -86,8 +88,17 @@ class Done(BaseModel):
     ok: bool = True
 
 
+def _leading(app: web.Application) -> None:
+    """Tasks live on the node that leads: a standby answers 503 ``standby`` (its list of
+    tasks is empty, not the truth)."""
+    ha = app.get(HA)
+    if ha is not None and not app[OMNI].may_act():
+        raise standby_error(ha)
+
+
 def _chat_of(req: ApiRequest[Any, Any], *, own: bool) -> Chat:
     """The chat of the path's task, held by the asking agent (``own``) or any (staff)."""
+    _leading(req.app)
     chat = req.app[CHAT].by_task.get(req.match_info["task_id"])
     if chat is None:
         raise ApiError(404, "no_chat", "no web chat with this task id")
@@ -138,6 +149,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
 
 
 def _service(req: ApiRequest[Any, Any]) -> OmniService:
+    _leading(req.app)
     return req.app[OMNI]
 
 
@@ -150,9 +162,10 @@ def _item(t: Any) -> TaskItem:
 async def list_tasks(req: ApiRequest[None, None]) -> TaskList:
     who = req.principal
     agent = who.agent_id if who is not None and who.role == "agent" else None
+    service = _service(req)
     if who is not None and who.role == "agent" and agent is None:
         return TaskList(tasks=[])
-    return TaskList(tasks=[_item(t) for t in _service(req).tasks_of(agent)])
+    return TaskList(tasks=[_item(t) for t in service.tasks_of(agent)])
 
 
 async def close_task(req: ApiRequest[CloseBody, None]) -> TaskItem:
@@ -167,15 +180,32 @@ async def close_task(req: ApiRequest[CloseBody, None]) -> TaskItem:
         raise ApiError(404, "no_open_task", str(exc)) from None
 
 
+def chat_queues(acd: Any) -> list[str]:
+    """The ids of the chat queues of the ACD's configuration in force, in its order."""
+    return [] if acd is None else [q.id for q in acd.config.queues if q.channel == "chat"]
+
+
 def setup_omni(app: web.Application) -> OmniService:
     """The omnichannel service (``app[OMNI]``) and its routes. After ``setup_acd`` and
-    ``setup_ws`` (task offers go out on the hub)."""
+    ``setup_ws`` (task offers go out on the hub) and ``setup_wallboard`` (its task
+    queue figures come from here).
+
+    In a high-availability pair (``app[HA]``) the service and the chat's queue ticker
+    run only while this node leads, started after the ACD on each takeover (the
+    waiting and held tasks are read back from PostgreSQL), stopped on step-down; on a
+    standby the task routes and the chat socket answer 503."""
+    from api.wallboard_service import WALLBOARD
     from api.ws import WS
 
     core = app[CORE]
     acd = app.get(ACD)
+    ha = app.get(HA)
     service = OmniService(core, acd)
     app[OMNI] = service
+    if ha is not None:
+        service.may_act = ha.may_act
+    if WALLBOARD in app:
+        app[WALLBOARD].task_stats = service.queue_stats
     core.health_parts["omni"] = service.health
 
     trusted = networks(core.settings.http_trusted_proxies)
@@ -183,23 +213,34 @@ def setup_omni(app: web.Application) -> OmniService:
     def address_of(request: web.Request) -> str:
         return client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted)
 
-    chat_queue = next((q.id for q in acd.config.queues if q.channel == "chat"), None) if acd is not None else None
-    chat = ChatService(service, chat_queue or "", address_of)
+    chat_queue = next(iter(chat_queues(acd)), None)
+    chat = ChatService(service, chat_queue or "", address_of, queues=lambda: chat_queues(acd))
     app[CHAT] = chat
+
+    async def start(epoch: int = 0) -> None:
+        await service.start()
+        await chat.start()
+
+    async def stop() -> None:
+        await chat.stop()
+        await service.stop()
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         hub = app.get(WS)
         if hub is not None:
             service.push = hub.push
-        await service.start()
-        await chat.start()
+        if ha is None:
+            await start()
         try:
             yield
         finally:
-            await chat.stop()
-            await service.stop()
+            if ha is None:
+                await stop()
 
     app.cleanup_ctx.append(ctx)
+    if ha is not None:
+        # Registered after the ACD's: on a takeover the ACD runs before tasks are routed.
+        run_while_leading(app, ha, start, stop)
     api = setup_registry(app)
     tags = ("tasks",)
     api.add("GET", "/api/tasks", list_tasks, summary="Open tasks (chat, e-mail, message): an agent's own; "

@@ -14,6 +14,11 @@ frees the agent's slot. The capacity rule joins the voice router through the
 ACD service: its agent state changes come in (``AcdService.agent_listeners``),
 and a ``VoiceBlock`` goes out as ``AcdService.set_voice_blocked``.
 
+In a high-availability pair it runs only while this node leads (``omni.routes.setup_omni``
+wires it through ``cti.ha.run_while_leading`` after the ACD): ``may_act`` is the node's
+lease check, and a takeover's ``start`` restores the waiting and held tasks from
+PostgreSQL exactly as a restart does.
+
 Database writes go through one ordered queue (assigned before closed); a
 database that fails loses no routing: the router keeps going and the write is
 logged (``omni.store_failed``).
@@ -28,7 +33,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
-from acd.decisions import Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, VoiceBlock
+from acd.decisions import Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskQueueStats, VoiceBlock
 from acd.tasks import TaskRouter
 from omni import store
 from omni.tasks import Task, TaskError, new_task
@@ -61,6 +66,9 @@ class OmniService:
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.filed = self.assigned = self.closed = 0
+        self.restored = 0                           # tasks taken back from the database at the last start
+        # Whether this node may route tasks (an HA pair: ``HaNode.may_act``; alone: always).
+        self.may_act: Callable[[], bool] = lambda: True
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -82,6 +90,7 @@ class OmniService:
             known = set(self.router.queue_ids())
             agents = {a.id for a in self.acd.config.agents}
             found = [t for t in await store.open_tasks(pool) if t.queue in known]
+            self.restored = len(found)
             for t in found:
                 if t.status == "assigned" and t.agent_id in agents:
                     self.tasks[t.task_id] = t
@@ -99,6 +108,11 @@ class OmniService:
             self._writes.put_nowait(None)
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
+        # Stopped (an HA step-down): nothing is routed here until the next start, which
+        # reads the open tasks back from the database.
+        self.router = None
+        self.tasks.clear()
+        self._todo.clear()
 
     async def flush(self) -> None:
         """Wait until every database write queued so far is done."""
@@ -108,7 +122,7 @@ class OmniService:
 
     def health(self) -> dict[str, Any]:
         return {"running": self.router is not None, "open": len(self.tasks), "filed": self.filed,
-                "assigned": self.assigned, "closed": self.closed}
+                "assigned": self.assigned, "closed": self.closed, "restored": self.restored}
 
     # -- the entry point of every channel -----------------------------------------
 
@@ -173,10 +187,19 @@ class OmniService:
             return None, None
         return self.router.position(task_id), self.router.estimated_wait(task_id)
 
+    def queue_stats(self, now: float) -> list[TaskQueueStats]:
+        """Each task queue's figures now (none while not running: no ACD, or a standby)."""
+        router = self.router
+        if router is None:
+            return []
+        return [router.queue_stats(q, now) for q in router.queue_ids()]
+
     # -- internals ---------------------------------------------------------------------
 
     def _router(self) -> TaskRouter:
         if self.router is None:
+            if self.acd is not None and not self.may_act():
+                raise TaskError("tasks are not routed here: this node is a high-availability standby")
             raise TaskError("tasks are not routed: no ACD runs")
         return self.router
 

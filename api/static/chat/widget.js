@@ -1,5 +1,7 @@
 /* Web chat widget: <script src="https://cti.example.org/chat/widget.js" defer></script>
- * on any page adds a "Chat with us" box (docs/omnichannel.md). Text only. Talks to
+ * on any page adds a "Chat with us" box (docs/omnichannel.md). Text only. A
+ * data-queue="support" attribute on the script tag sends new chats to that chat queue
+ * (the server refuses one that is no chat queue; without it, the first chat queue). Talks to
  * /chat/ws on the server the script came from; keeps the chat token and the last
  * message number in sessionStorage, so a reload or a dropped connection resumes the
  * same chat without losing or repeating a message. */
@@ -7,6 +9,7 @@
   "use strict";
   var script = document.currentScript;
   var base = new URL(script ? script.src : location.href);
+  var queue = (script && script.getAttribute("data-queue")) || null;
   var wsUrl = (base.protocol === "https:" ? "wss://" : "ws://") + base.host + "/chat/ws";
   var KEY = "cti-chat:" + base.host;
   var saved = {};
@@ -92,7 +95,9 @@
     e.preventDefault(); error.textContent = "";
     var d = new FormData(form);
     show("chat");
-    connect({type: "start", name: d.get("name"), email: d.get("email"), question: d.get("question")});
+    var start = {type: "start", name: d.get("name"), email: d.get("email"), question: d.get("question")};
+    if (queue) start.queue = queue;
+    connect(start);
   });
   send.addEventListener("submit", function (e) {
     e.preventDefault();

@@ -113,6 +113,29 @@
       ` · abandoned ${q.today.abandoned} · timed out ${q.today.timed_out}`);
   }
 
+  // -- task queues (chat, e-mail, message: the task router's figures) -------------------
+  const CHANNELS = { chat: "Chat", email: "E-mail", message: "Message" };
+  const TASK_CELLS = ["channel", "queue", "waiting", "longest", "open", "offered", "answered", "abandoned", "sl"];
+
+  function makeTaskQueue(q) {
+    return el("tr", { "data-queue": q.queue, "data-channel": q.channel },
+      ...TASK_CELLS.map((c) => el("td", { class: c })));
+  }
+
+  function updateTaskQueue(row, q) {
+    const cell = (c) => row.querySelector(`td.${c}`);
+    setAttr(row, "data-channel", q.channel);
+    setText(cell("channel"), CHANNELS[q.channel] || q.channel);
+    setText(cell("queue"), q.name || q.queue);
+    setText(cell("waiting"), String(q.waiting));
+    setText(cell("longest"), secs(q.longest_waiting_s));
+    setText(cell("open"), String(q.open));
+    setText(cell("offered"), String(q.today.offered));
+    setText(cell("answered"), String(q.today.answered));
+    setText(cell("abandoned"), String(q.today.abandoned));
+    setText(cell("sl"), pct(q.today.service_level));
+  }
+
   // -- waiting calls ---------------------------------------------------------------------
   function makeWaiting(w) {
     const id = encodeURIComponent(w.call_id);
@@ -212,6 +235,9 @@
     if (!snap) return;
     const t = now();
     keyed(document.getElementById("queues"), snap.queues, (q) => q.queue, makeQueue, (r, q) => updateQueue(r, q, t));
+    const tasks = snap.task_queues || [];
+    document.getElementById("task-queues-box").hidden = tasks.length === 0;
+    keyed(document.querySelector("#task-queues tbody"), tasks, (q) => q.queue, makeTaskQueue, updateTaskQueue);
     keyed(document.querySelector("#waiting tbody"), snap.waiting_calls, (w) => w.call_id, makeWaiting, (r, w) => updateWaiting(r, w, t));
     keyed(document.querySelector("#abandoned tbody"), snap.abandoned, (a) => a.call_id, makeAbandoned, updateAbandoned);
     const counts = Object.entries(snap.agent_counts).filter(([, n]) => n).map(([s, n]) => `${n} ${stateWords(s)}`);
