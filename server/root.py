@@ -32,7 +32,7 @@ from api.webhook_service import setup_webhooks
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import CORE, build_app, run_with_app
-from cti.ha import HA, HaNode
+from cti.ha import HA, HaNode, run_while_leading
 from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
@@ -106,7 +106,14 @@ def build(settings: Settings) -> web.Application:
                                   hostname=(settings.mail_from or "cti@localhost").rpartition("@")[2]),
                        pool=lambda: core.pool, file_task=IntoAcd(omni.file_task, MarkWaiting(lambda: core.pool)))
     setup_mail_routes(app, mail)
-    run_with_app(app, mail)
+    if ha is None:
+        run_with_app(app, mail)
+    else:   # in an HA pair only the leader receives mail (its tasks are filed there); the site's
+        # mail server tries the next address of the pair when the standby refuses the connection
+        async def receive_mail(epoch: int) -> None:
+            await mail.start()
+
+        run_while_leading(app, ha, receive_mail, mail.stop)
     if settings.mail_listen is not None:
         core.health_parts["mail"] = mail.health
     # The event broker (docs/broker.md), only when broker_url is set: a fresh single-node
