@@ -260,7 +260,7 @@ def make_service(agents: list[str]) -> Any:
 
     acd = SimpleNamespace(
         config=SimpleNamespace(agents=[SimpleNamespace(id=a, name=a.upper()) for a in agents],
-                               queues=[SimpleNamespace(id=q, name=q, sl_seconds=20.0, sl_percent=80.0) for q in QUEUES]),
+                               queues=[SimpleNamespace(id=q, name=q, sl_seconds=20.0, sl_percent=80.0, channel="voice") for q in QUEUES]),
         router=_Router(agents), calls={})
     core = SimpleNamespace(settings=SimpleNamespace(timezone="UTC", wallboard_push_s=0.5, wallboard_config=None),
                            acd=acd, bus=None, dsn=None, model=None)

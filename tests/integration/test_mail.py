@@ -266,7 +266,7 @@ async def test_the_desktop_lists_a_mail_shows_its_html_safely_and_sends_the_repl
     await page.wait_for_selector("#mail-thread:not([hidden])")
     assert await page.inner_text("#mail-messages .mail-body b") == "twice"
     assert await page.locator("#mail-messages script, #mail-messages img").count() == 0
-    await page.get_by_label("Reply").fill("It was charged once; the second line is the refund.")
+    await page.get_by_label("Reply by e-mail").fill("It was charged once; the second line is the refund.")
     await page.get_by_role("button", name="Send reply").click()
     await page.wait_for_selector("#mail-status:has-text('Reply sent.')")
     await eventually(lambda: mailbox.got, timeout=10, what="the reply at the mailbox")

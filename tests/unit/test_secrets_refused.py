@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import structlog
 
 from server import cli
 from cti.config import config_file_problem, default_secret_problems, load_settings
@@ -14,6 +15,10 @@ def _clean_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("CTI_"):
             monkeypatch.delenv(name)
+    yield
+    # cli.main configured logging onto this test's captured stderr, closed once it ends: the
+    # next test to log at info would fail writing to it.
+    structlog.reset_defaults()
 
 
 @pytest.mark.parametrize("secret", ["", "cti-secret", "change-me", "CHANGE-ME", "cti-demo-secret"])
