@@ -15,7 +15,11 @@ Routes (docs/dialer.md, "API")::
     POST   /api/preview/next                   the next lead of one, held for the agent
     POST   /api/preview/leads/{id}/dial        the agent dials it (DNC checked again): an attempt
     POST   /api/preview/leads/{id}/skip        the agent passes, with a reason
-    POST   /api/preview/attempts/{id}/result   the outcome, disposition, survey answers
+    POST   /api/preview/attempts/{id}/result   the outcome, disposition, survey answers (a preview
+                                               dial, or a campaign call connected to the agent)
+
+A campaign call the runner connects to an agent is pushed to that agent's desktop as a
+``campaign.lead`` message (the lead card, script and survey, the attempt and the call).
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from api.ws import WS
 from cti.daemon import CORE
 from dialer import store
 from dialer.leads import InvalidRule, RetryRules, TransitionRefused
@@ -305,6 +310,10 @@ class LeadView(BaseModel):
 
 
 def _preview_error(exc: store.DialerStoreError) -> ApiError:
+    if isinstance(exc, store.NotYourCall):
+        return ApiError(403, "not_your_call", str(exc))
+    if isinstance(exc, store.ResultRecorded):
+        return ApiError(409, "result_recorded", str(exc))
     if isinstance(exc, store.OnDncList):
         return ApiError(409, "on_dnc_list", str(exc))
     if isinstance(exc, store.PreviewRefused):
@@ -365,7 +374,7 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
         lead = await query(store.preview_result(
             db(req.app), int(req.match_info["attempt_id"]), actor_of(req), _now(), rules=RetryRules(),
             outcome=b.outcome, disposition=b.disposition, answers=b.answers, callback_at=b.callback_at,
-            opt_out=b.opt_out, call_id=b.call_id))
+            opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     except (InvalidRule, TransitionRefused) as exc:
@@ -376,6 +385,12 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def campaign_lead_message(attempt_id: int, call_id: str, agent: str, card: dict) -> dict:
+    """The ``campaign.lead`` hub message: a campaign call connected to ``agent``."""
+    return {"type": "campaign.lead", "agent_id": agent, "attempt_id": attempt_id, "call_id": call_id,
+            "card": card}
 
 
 def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool) -> CampaignRunner | None:
@@ -389,6 +404,17 @@ def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bo
     core = app[CORE]
     runner = CampaignRunner(core, acd)
     app[RUNNER] = runner
+
+    async def card_to_agent(attempt_id: int, call_id: str, agent: str) -> None:
+        # The screen-pop of a campaign call: the lead card, script and survey, to the agent.
+        hub = app.get(WS)
+        if hub is None or core.pool is None:
+            return
+        card = await store.attempt_card(core.pool, attempt_id)
+        if card is not None:
+            hub.push(campaign_lead_message(attempt_id, call_id, agent, card), frozenset({agent}))
+
+    runner.on_connected.append(card_to_agent)
     core.health_parts["dialer"] = runner.health
     from emergency.routes import EMERGENCY
     emergency = app.get(EMERGENCY)
@@ -442,5 +468,6 @@ def setup_dialer_routes(app: web.Application) -> None:
     api.add("POST", "/api/preview/leads/{lead_id:[0-9]+}/skip", preview_skip, summary="Pass on the lead I hold",
             roles=AGENTS, body=SkipBody, response=LeadView, tags=tags)
     api.add("POST", "/api/preview/attempts/{attempt_id:[0-9]+}/result", preview_result,
-            summary="My attempt's outcome, disposition and survey answers", roles=AGENTS, body=ResultBody,
+            summary="My attempt's outcome, disposition and survey answers (a preview dial, or a campaign call"
+                    " connected to me; once)", roles=AGENTS, body=ResultBody,
             response=LeadView, tags=tags)
