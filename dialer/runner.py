@@ -408,11 +408,11 @@ class CampaignRunner:
         if not a.recorded:
             self._record(a, final_outcome(a))
         elif a.agent is not None:
-            self._spawn(self._hung_up(a, datetime.now(timezone.utc)))
+            self._record_hung_up(a)
         self._wake.set()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
+    def _record_hung_up(self, a: Attempt) -> None:
+        task = asyncio.get_running_loop().create_task(self._hung_up(a, datetime.now(timezone.utc)))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
