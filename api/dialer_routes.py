@@ -24,6 +24,7 @@ A campaign call the runner connects to an agent is pushed to that agent's deskto
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import datetime, timezone
 
@@ -393,6 +394,20 @@ def campaign_lead_message(attempt_id: int, call_id: str, agent: str, card: dict)
             "card": card}
 
 
+async def push_campaign_card(app: web.Application, attempt_id: int, call_id: str, agent: str) -> bool:
+    """The screen-pop of a campaign call connected to ``agent``: the lead card, script and
+    survey on the hub (``campaign.lead``). False when there is no hub, database or attempt."""
+    hub = app.get(WS)
+    pool = app[CORE].pool
+    if hub is None or pool is None:
+        return False
+    card = await store.attempt_card(pool, attempt_id)
+    if card is None:
+        return False
+    hub.push(campaign_lead_message(attempt_id, call_id, agent, card), frozenset({agent}))
+    return True
+
+
 def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool) -> CampaignRunner | None:
     """The campaign runner (``dialer.runner``), when ``dialer_enabled`` and the ACD runs: it
     places calls, so it is off unless asked. After the ACD and emergency mode (it hooks in)."""
@@ -405,16 +420,7 @@ def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bo
     runner = CampaignRunner(core, acd)
     app[RUNNER] = runner
 
-    async def card_to_agent(attempt_id: int, call_id: str, agent: str) -> None:
-        # The screen-pop of a campaign call: the lead card, script and survey, to the agent.
-        hub = app.get(WS)
-        if hub is None or core.pool is None:
-            return
-        card = await store.attempt_card(core.pool, attempt_id)
-        if card is not None:
-            hub.push(campaign_lead_message(attempt_id, call_id, agent, card), frozenset({agent}))
-
-    runner.on_connected.append(card_to_agent)
+    runner.on_connected.append(functools.partial(push_campaign_card, app))
     core.health_parts["dialer"] = runner.health
     from emergency.routes import EMERGENCY
     emergency = app.get(EMERGENCY)

@@ -193,7 +193,7 @@ class CampaignRunner:
     _seq: int = 0
     _pending: set[asyncio.Task[Any]] = field(default_factory=set)
     #: Called once a campaign call is connected and its attempt written: (attempt, call id, agent).
-    on_connected: list[Callable[[int, str, str], Awaitable[None]]] = field(default_factory=list)
+    on_connected: list[Callable[[int, str, str], Awaitable[Any]]] = field(default_factory=list)
     closed_no_result: int = 0
     _next_sweep: datetime | None = None
 
