@@ -15,11 +15,16 @@ Routes (docs/dialer.md, "API")::
     POST   /api/preview/next                   the next lead of one, held for the agent
     POST   /api/preview/leads/{id}/dial        the agent dials it (DNC checked again): an attempt
     POST   /api/preview/leads/{id}/skip        the agent passes, with a reason
-    POST   /api/preview/attempts/{id}/result   the outcome, disposition, survey answers
+    POST   /api/preview/attempts/{id}/result   the outcome, disposition, survey answers (a preview
+                                               dial, or a campaign call connected to the agent)
+
+A campaign call the runner connects to an agent is pushed to that agent's desktop as a
+``campaign.lead`` message (the lead card, script and survey, the attempt and the call).
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from datetime import datetime, timezone
 
@@ -35,6 +40,7 @@ from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from api.ws import WS
 from cti.daemon import CORE
 from dialer import store
 from dialer.leads import InvalidRule, RetryRules, TransitionRefused
@@ -305,6 +311,10 @@ class LeadView(BaseModel):
 
 
 def _preview_error(exc: store.DialerStoreError) -> ApiError:
+    if isinstance(exc, store.NotYourCall):
+        return ApiError(403, "not_your_call", str(exc))
+    if isinstance(exc, store.ResultRecorded):
+        return ApiError(409, "result_recorded", str(exc))
     if isinstance(exc, store.OnDncList):
         return ApiError(409, "on_dnc_list", str(exc))
     if isinstance(exc, store.PreviewRefused):
@@ -365,7 +375,7 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
         lead = await query(store.preview_result(
             db(req.app), int(req.match_info["attempt_id"]), actor_of(req), _now(), rules=RetryRules(),
             outcome=b.outcome, disposition=b.disposition, answers=b.answers, callback_at=b.callback_at,
-            opt_out=b.opt_out, call_id=b.call_id))
+            opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     except (InvalidRule, TransitionRefused) as exc:
@@ -376,6 +386,26 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def campaign_lead_message(attempt_id: int, call_id: str, agent: str, card: dict) -> dict:
+    """The ``campaign.lead`` hub message: a campaign call connected to ``agent``."""
+    return {"type": "campaign.lead", "agent_id": agent, "attempt_id": attempt_id, "call_id": call_id,
+            "card": card}
+
+
+async def push_campaign_card(app: web.Application, attempt_id: int, call_id: str, agent: str) -> bool:
+    """The screen-pop of a campaign call connected to ``agent``: the lead card, script and
+    survey on the hub (``campaign.lead``). False when there is no hub, database or attempt."""
+    hub = app.get(WS)
+    pool = app[CORE].pool
+    if hub is None or pool is None:
+        return False
+    card = await store.attempt_card(pool, attempt_id)
+    if card is None:
+        return False
+    hub.push(campaign_lead_message(attempt_id, call_id, agent, card), frozenset({agent}))
+    return True
 
 
 def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool) -> CampaignRunner | None:
@@ -389,6 +419,8 @@ def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bo
     core = app[CORE]
     runner = CampaignRunner(core, acd)
     app[RUNNER] = runner
+
+    runner.on_connected.append(functools.partial(push_campaign_card, app))
     core.health_parts["dialer"] = runner.health
     from emergency.routes import EMERGENCY
     emergency = app.get(EMERGENCY)
@@ -442,5 +474,6 @@ def setup_dialer_routes(app: web.Application) -> None:
     api.add("POST", "/api/preview/leads/{lead_id:[0-9]+}/skip", preview_skip, summary="Pass on the lead I hold",
             roles=AGENTS, body=SkipBody, response=LeadView, tags=tags)
     api.add("POST", "/api/preview/attempts/{attempt_id:[0-9]+}/result", preview_result,
-            summary="My attempt's outcome, disposition and survey answers", roles=AGENTS, body=ResultBody,
+            summary="My attempt's outcome, disposition and survey answers (a preview dial, or a campaign call"
+                    " connected to me; once)", roles=AGENTS, body=ResultBody,
             response=LeadView, tags=tags)

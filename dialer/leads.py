@@ -8,7 +8,8 @@ The cycle::
 
     new ──dial──▶ dialing ──answered──▶ answered ──complete──▶ done
                      │                      ├──callback (at T)──▶ retry at T
-                     │                      └──opt_out──▶ do_not_call
+                     │                      ├──opt_out──▶ do_not_call
+                     │                      └──no_result (no agent result in time)──▶ done
                      ├──busy / no_answer / machine / failed / abandoned──▶ retry at now + delay
                      │                                                     (or exhausted, or done
                      │                                                      for a machine that got
@@ -108,6 +109,7 @@ TRANSITIONS: Mapping[tuple[State, str], State | None] = {
     (State.ANSWERED, "complete"): State.DONE,
     (State.ANSWERED, "callback"): State.RETRY,
     (State.ANSWERED, "opt_out"): State.DO_NOT_CALL,
+    (State.ANSWERED, "no_result"): State.DONE,
     **{(s, "do_not_call"): State.DO_NOT_CALL for s in _LIVE + (State.DONE, State.EXHAUSTED)},
 }
 
@@ -238,7 +240,29 @@ class DoNotCall:
     name = "do_not_call"
 
 
-Command = Union[Dial, Skip, Answered, Ended, Complete, Callback, OptOut, DoNotCall]
+#: The outcome a lead is closed with when its agent recorded no result in time.
+NO_RESULT = "answered_no_result"
+
+
+@dataclass(frozen=True, slots=True)
+class NoResult:
+    """The call was answered and connected, and no result came from the agent in time: the
+    lead is closed (done, ``last_outcome`` ``answered_no_result``) rather than left answered."""
+    name = "no_result"
+
+
+Command = Union[Dial, Skip, Answered, Ended, Complete, Callback, OptOut, DoNotCall, NoResult]
+
+
+def agent_result(disposition: str | None, callback_at: datetime | None, opt_out: bool) -> Command:
+    """The command an agent's result of an answered call is: an opt-out first (the person
+    asked not to be called: it wins over anything else said), then a callback at a time,
+    else done with the disposition (``done`` when none was given)."""
+    if opt_out:
+        return OptOut()
+    if callback_at is not None:
+        return Callback(callback_at)
+    return Complete(disposition or "done")
 
 
 def dialable(lead: Lead, now: datetime) -> bool:
@@ -283,6 +307,8 @@ def apply(lead: Lead, command: Command, rules: RetryRules, now: datetime) -> Lea
         step["last_outcome"] = "callback"
     elif isinstance(command, OptOut):
         step["last_outcome"] = "opt_out"
+    elif isinstance(command, NoResult):
+        step["last_outcome"] = NO_RESULT
     return replace(lead, **step)
 
 

@@ -24,6 +24,12 @@ model's ``call.connected``): ``answered``. The attempt is closed with its outcom
 call's id (the leg's), AMD's status and cause and how long it rang; the lead moves on by
 its campaign's retry rules (``store.record_outcome``).
 
+A lead connected to an agent stays ``answered`` until the agent's result (the result
+route, ``store.preview_result``); the runner pushes the lead card to that agent's desktop
+(``on_connected``), writes when the connected call hung up, and every ``SWEEP_S`` closes
+the leads whose result has not come ``dialer_result_timeout_s`` after their call ended
+(pure ``stale_answered``; the lead goes ``done`` with ``answered_no_result``).
+
 The emergency stop (``pause_all``) stops placing calls at once, in memory, then writes
 every running campaign ``paused``; calls in flight finish as they would.
 """
@@ -33,7 +39,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import structlog
 
@@ -53,6 +59,8 @@ PRIORITY = 9
 
 #: How long a call hung up before it was answered waits for its OriginateResponse.
 ORIGINATE_GRACE_S = 2.0
+#: How often the leads left answered without a result are looked for (seconds).
+SWEEP_S = 30.0
 # OriginateResponse Reason of a call nobody answered -> its outcome.
 _NOT_ANSWERED = {"5": "busy", "3": "no_answer", "8": "failed", "1": "failed", "0": "failed"}
 
@@ -104,6 +112,17 @@ def rang(a: Attempt, now: float) -> timedelta:
     """How long the call rang: to the answer, or to its end."""
     end = a.answered_at if a.answered_at is not None else now
     return timedelta(seconds=max(0.0, end - a.started))
+
+
+def stale_answered(connected_at: datetime, hung_up_at: datetime | None, live: bool, now: datetime,
+                   after: timedelta) -> bool:
+    """True when an answered lead has waited long enough for its agent's result to be closed
+    without one: ``after`` past the end of its call. A call still live is never stale; one
+    whose end was not seen (the daemon restarted during it) counts from its connection."""
+    if live:
+        return False
+    end = hung_up_at if hung_up_at is not None else connected_at
+    return now - end >= after
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +192,10 @@ class CampaignRunner:
     _unsubscribe: list[Callable[[], None]] = field(default_factory=list)
     _seq: int = 0
     _pending: set[asyncio.Task[Any]] = field(default_factory=set)
+    #: Called once a campaign call is connected and its attempt written: (attempt, call id, agent).
+    on_connected: list[Callable[[int, str, str], Awaitable[Any]]] = field(default_factory=list)
+    closed_no_result: int = 0
+    _next_sweep: datetime | None = None
 
     async def start(self) -> None:
         bus = self.core.bus
@@ -223,6 +246,9 @@ class CampaignRunner:
 
     async def tick(self, now: datetime) -> int:
         """Place the calls the running campaigns may start at ``now``; returns how many."""
+        if self.core.pool is not None and (self._next_sweep is None or now >= self._next_sweep):
+            self._next_sweep = now + timedelta(seconds=SWEEP_S)
+            await self.sweep(now)
         if self._halted or self.acd is None or self.core.ami is None or self.core.pool is None:
             return 0
         started = 0
@@ -243,6 +269,22 @@ class CampaignRunner:
         return AgentsView(stats.agents_available, stats.agents_eligible,
                           inbound_waiting(router.waiting_calls(), blended_queues(self.acd.config, queue),
                                           set(self.calls)))
+
+    async def sweep(self, now: datetime) -> int:
+        """Close the leads left ``answered`` with no result ``dialer_result_timeout_s`` after
+        their call ended (``stale_answered``). Returns how many."""
+        after = timedelta(seconds=self.core.settings.dialer_result_timeout_s)
+        live = {a.attempt_id for a in self.calls.values() if a.agent is not None}
+        closed = 0
+        for r in await store.awaiting_result(self.core.pool, now - after):
+            if not stale_answered(r["connected_at"], r["hung_up_at"], r["attempt_id"] in live, now, after):
+                continue
+            lead = await store.close_no_result(self.core.pool, r["attempt_id"], now, rules=self.rules)
+            if lead is not None:
+                closed += 1
+                log.info("campaign lead closed without a result", attempt=r["attempt_id"], lead=lead.lead_id)
+        self.closed_no_result += closed
+        return closed
 
     async def _campaign_tick(self, c: dict, now: datetime) -> int:
         cid = c["campaign_id"]
@@ -365,12 +407,29 @@ class CampaignRunner:
         self.calls.pop(a.leg, None)
         if not a.recorded:
             self._record(a, final_outcome(a))
+        elif a.agent is not None:
+            self._record_hung_up(a)
         self._wake.set()
+
+    def _record_hung_up(self, a: Attempt) -> None:
+        task = asyncio.get_running_loop().create_task(self._hung_up(a, datetime.now(timezone.utc)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _hung_up(self, a: Attempt, now: datetime) -> None:
+        # After the attempt's own write (answered): the row it updates is then closed.
+        await asyncio.gather(*[t for t in self._pending if t.get_name() == f"dialer-write-{a.attempt_id}"],
+                             return_exceptions=True)
+        try:
+            await store.call_hung_up(self.core.pool, a.attempt_id, now)
+        except Exception as exc:
+            log.warning("campaign call end not written", attempt=a.attempt_id, error=str(exc))
 
     def _record(self, a: Attempt, outcome: str) -> None:
         a.recorded = True
         now = datetime.now(timezone.utc)
-        task = asyncio.get_running_loop().create_task(self._write(a, outcome, now, rang(a, time.time())))
+        task = asyncio.get_running_loop().create_task(self._write(a, outcome, now, rang(a, time.time())),
+                                                      name=f"dialer-write-{a.attempt_id}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -390,10 +449,16 @@ class CampaignRunner:
             return
         log.info("campaign attempt", attempt=a.attempt_id, outcome=outcome, lead_state=lead.state.value,
                  amd=a.amd_status)
+        if outcome == "answered" and a.agent is not None:
+            for hook in self.on_connected:
+                try:
+                    await hook(a.attempt_id, a.leg, a.agent)
+                except Exception as exc:      # the desktop's card is a convenience: the lead is written
+                    log.warning("campaign card not sent", attempt=a.attempt_id, error=str(exc))
 
     async def _close(self, attempt_id: int, outcome: str, now: datetime, rules: RetryRules) -> None:
         await store.record_outcome(self.core.pool, attempt_id, outcome, now, rules=rules)
 
     def health(self) -> dict[str, Any]:
         return {"placed": self.placed, "in_flight": len(self.calls), "halted": self._halted,
-                "stopped_at": self.stopped_at}
+                "stopped_at": self.stopped_at, "closed_no_result": self.closed_no_result}

@@ -20,8 +20,8 @@ from crm.customer_model import Rejected
 from crm.customer_store import Db, connection
 from crm.phones import normalise_e164
 from dialer.lead_import import LeadRow
-from dialer.leads import (Answered, Callback, Complete, Dial, DoNotCall, Ended, Lead, OptOut, Outcome, RetryRules,
-                          Skip, State, apply)
+from dialer.leads import (NO_RESULT, Answered, Dial, DoNotCall, Ended, InvalidRule, Lead, NoResult, Outcome,
+                          RetryRules, Skip, State, agent_result, apply)
 from dialer.windows import WindowChecker
 
 
@@ -352,44 +352,119 @@ async def preview_skip(db: Db, lead_id: int, agent: str, reason: str, now: datet
     return lead
 
 
+class NotYourCall(DialerStoreError):
+    """The attempt's call was connected to another agent (403)."""
+
+
+class ResultRecorded(PreviewRefused):
+    """The attempt's result is already recorded, or its lead has moved on (409)."""
+
+
 async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, rules: RetryRules, outcome: str,
                          disposition: str | None = None, answers: dict | None = None,
                          callback_at: datetime | None = None, opt_out: bool = False,
-                         call_id: str | None = None) -> Lead:
-    """What the agent recorded for their attempt: ``answered`` (then done with the
-    disposition, a callback at a time, or an opt-out that puts the number on the
-    do-not-call list) or how the dial ended (busy, no_answer, machine, failed)."""
+                         call_id: str | None = None, agent_id: str | None = None) -> Lead:
+    """What the agent recorded for an attempt: their own preview dial (``agent`` the user
+    who dialed it), or a campaign call the runner connected to them (``agent_id`` their ACD
+    agent id, or ``agent``). ``answered`` (then done with the disposition, a callback at a
+    time, or an opt-out that puts the number on the do-not-call list) or, for a preview
+    dial only, how the dial ended (busy, no_answer, machine, failed). Accepted once."""
     async with connection(db) as conn:
         async with conn.transaction():
             row = await conn.fetchrow(
-                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started"
+                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started,"
+                " a.outcome AS a_outcome, a.result_at AS a_result,"
+                " NOT EXISTS (SELECT 1 FROM dialer_attempts b WHERE b.lead_id = a.lead_id"
+                "             AND b.attempt_id > a.attempt_id) AS a_latest"
                 " FROM dialer_attempts a JOIN dialer_leads l USING (lead_id) WHERE a.attempt_id = $1"
                 " FOR UPDATE OF l, a", attempt_id) if 0 < attempt_id < 2 ** 63 else None
             if row is None:
                 raise DialerStoreError(f"no attempt {attempt_id}")
-            if row["a_agent"] != agent or row["a_ended"] is not None:
-                raise PreviewRefused(f"attempt {attempt_id} is not yours to close, or is closed")
             lead = _lead(row)
+            connected = row["a_ended"] is not None and row["a_outcome"] == "answered" and row["a_agent"] is not None
+            if connected:
+                # A call connected to an agent (by the runner, or a preview dial already closed).
+                if row["a_agent"] not in (agent, agent_id):
+                    raise NotYourCall(f"attempt {attempt_id}'s call was connected to another agent")
+                if row["a_result"] is not None or lead.state is not State.ANSWERED or not row["a_latest"]:
+                    raise ResultRecorded(f"attempt {attempt_id}'s result is already recorded")
+                if outcome != "answered":
+                    raise InvalidRule("outcome", "this call was answered and connected to you: 'answered'")
+            elif row["a_agent"] != agent or row["a_ended"] is not None:
+                raise PreviewRefused(f"attempt {attempt_id} is not yours to close, or is closed")
             if outcome == "answered":
-                lead = apply(lead, Answered(), rules, now)
+                if not connected:
+                    lead = apply(lead, Answered(), rules, now)
+                lead = apply(lead, agent_result(disposition, callback_at, opt_out), rules, now)
                 if opt_out:
-                    lead = apply(lead, OptOut(), rules, now)
                     await conn.execute("INSERT INTO dialer_dnc (phone, reason, source, added_by) VALUES"
                                        " ($1, 'opted out on a campaign call', 'opt_out', $2) ON CONFLICT DO NOTHING",
                                        lead.phone, agent)
-                elif callback_at is not None:
-                    lead = apply(lead, Callback(callback_at), rules, now)
-                else:
-                    lead = apply(lead, Complete(disposition or "done"), rules, now)
             else:
                 lead = apply(lead, Ended(Outcome(outcome), now - row["a_started"]), rules, now)
             await _write(conn, lead)
             await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL WHERE lead_id = $1",
                                lead.lead_id)
-            recorded = "answered" if outcome == "answered" else lead.last_outcome
-            await conn.execute(
-                "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, disposition = $5,"
-                " answers = $6::jsonb WHERE attempt_id = $1", attempt_id, now, recorded, call_id, disposition,
-                json.dumps(answers) if answers is not None else None)
+            answers_json = json.dumps(answers) if answers is not None else None
+            if connected:
+                await conn.execute(
+                    "UPDATE dialer_attempts SET result_at = $2, disposition = $3, answers = $4::jsonb,"
+                    " call_id = coalesce(call_id, $5) WHERE attempt_id = $1", attempt_id, now, disposition,
+                    answers_json, call_id)
+            else:
+                recorded = "answered" if outcome == "answered" else lead.last_outcome
+                await conn.execute(
+                    "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, disposition = $5,"
+                    " answers = $6::jsonb, result_at = $2 WHERE attempt_id = $1", attempt_id, now, recorded, call_id,
+                    disposition, answers_json)
     return lead
 
+
+async def attempt_card(db: Db, attempt_id: int) -> dict | None:
+    """The lead card (``_card``: the lead, the campaign's script and survey) of an attempt."""
+    async with connection(db) as conn:
+        r = await conn.fetchrow("SELECT l.* FROM dialer_attempts a JOIN dialer_leads l USING (lead_id)"
+                                " WHERE a.attempt_id = $1", attempt_id)
+        if r is None:
+            return None
+        c = await conn.fetchrow("SELECT campaign_id, name, script, survey FROM dialer_campaigns"
+                                " WHERE campaign_id = $1", r["campaign_id"])
+    return _card(r, c)
+
+
+async def call_hung_up(db: Db, attempt_id: int, now: datetime) -> None:
+    """The connected call of ``attempt_id`` ended at ``now`` (the "no result" clock starts)."""
+    async with connection(db) as conn:
+        await conn.execute("UPDATE dialer_attempts SET hung_up_at = $2 WHERE attempt_id = $1 AND hung_up_at IS NULL",
+                           attempt_id, now)
+
+
+async def awaiting_result(db: Db, before: datetime) -> list[dict]:
+    """Answered attempts with no result whose lead is still ``answered``, connected before
+    ``before``: attempt_id, connected_at (``ended_at``: the attempt closed when connected),
+    hung_up_at."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            "SELECT a.attempt_id, a.ended_at AS connected_at, a.hung_up_at FROM dialer_attempts a"
+            " JOIN dialer_leads l USING (lead_id)"
+            " WHERE a.outcome = 'answered' AND a.result_at IS NULL AND a.ended_at < $1 AND l.state = 'answered'"
+            " ORDER BY a.ended_at LIMIT 500", before)
+    return [dict(r) for r in rows]
+
+
+async def close_no_result(db: Db, attempt_id: int, now: datetime, *, rules: RetryRules) -> Lead | None:
+    """Close the lead of an answered attempt that got no result (``NoResult``: done,
+    ``answered_no_result``). None when a result came meanwhile (or the lead moved on)."""
+    async with connection(db) as conn:
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT l.*, a.result_at AS a_result, a.outcome AS a_outcome FROM dialer_attempts a"
+                " JOIN dialer_leads l USING (lead_id) WHERE a.attempt_id = $1 FOR UPDATE OF l, a", attempt_id)
+            if row is None or row["a_result"] is not None or row["a_outcome"] != "answered" \
+                    or row["state"] != State.ANSWERED.value:
+                return None
+            lead = apply(_lead(row), NoResult(), rules, now)
+            await _write(conn, lead)
+            await conn.execute("UPDATE dialer_attempts SET result_at = $2, disposition = $3 WHERE attempt_id = $1",
+                               attempt_id, now, NO_RESULT)
+    return lead

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 
 from dialer.leads import (
     MIN_RING, TERMINAL, TRANSITIONS, Answered, Callback, Complete, Dial, DoNotCall, Ended,
-    InvalidRule, Lead, OptOut, Outcome, RetryRule, RetryRules, Skip, State, TransitionRefused,
+    InvalidRule, Lead, NoResult, OptOut, Outcome, RetryRule, RetryRules, Skip, State, TransitionRefused,
     allowed_commands, apply, dialable,
 )
 
@@ -125,7 +125,7 @@ def test_a_retry_delay_under_a_minute_is_refused():
 # -- random sequences ---------------------------------------------------------------
 
 commands = st.one_of(
-    st.just(Dial()), st.just(Answered()), st.just(OptOut()), st.just(DoNotCall()),
+    st.just(Dial()), st.just(Answered()), st.just(OptOut()), st.just(DoNotCall()), st.just(NoResult()),
     st.builds(Skip, st.just("busy agent")),
     st.builds(Ended, st.sampled_from(list(Outcome)), st.sampled_from([None, timedelta(seconds=5), RING])),
     st.builds(Complete, st.just("sale")),

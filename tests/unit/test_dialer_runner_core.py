@@ -121,6 +121,9 @@ class Recorder(CampaignRunner):
         a.recorded = True
         self.written.append((a.attempt_id, outcome, a.amd_status, a.agent))
 
+    def _record_hung_up(self, a):        # the end of a connected call: the "no result" clock
+        self.written.append((a.attempt_id, "hung_up", a.amd_status, a.agent))
+
 
 def runner() -> Recorder:
     core = SimpleNamespace(bus=FakeBus(), settings=SimpleNamespace(dialer_tick_s=1.0), ami=None, pool=None)
@@ -153,7 +156,7 @@ def test_a_connected_call_is_answered_at_once_and_not_written_again_at_its_end()
     for fn in r.core.bus.plain:
         fn(SimpleNamespace(kind="call.connected", call_id="dialer-7-1", data={"agent": "a1"}))
     r.core.bus.send(LegHungUp("dialer-7-1"))
-    assert r.written == [(7, "answered", "HUMAN", "a1")] and not r.calls
+    assert r.written == [(7, "answered", "HUMAN", "a1"), (7, "hung_up", "HUMAN", "a1")] and not r.calls
 
 
 def test_a_hangup_before_the_originate_response_waits_for_its_reason():

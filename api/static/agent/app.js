@@ -118,6 +118,10 @@
       document.dispatchEvent(new CustomEvent("cti:task", { detail: msg }));
       return;
     }
+    if (msg.type === "campaign.lead") {   // preview.js: a campaign call connected to me
+      if (me && msg.agent_id === me.agent_id) document.dispatchEvent(new CustomEvent("cti:campaign", { detail: msg }));
+      return;
+    }
     if (msg.type === "agent.state" && me && msg.agent_id === me.agent_id) showState(msg);
     else if (msg.type === "screenpop" && me && msg.agent_id === me.agent_id) showCard(msg);
     else if (msg.type === "call.ended" && msg.call_id === callId) callEnded(msg.call_id);

@@ -1,7 +1,10 @@
 // Preview campaigns in the agent desktop (docs/dialer.md, "Preview on the desktop"): pick a
 // running preview campaign, take its next lead (held for this agent), read the lead card and
 // the script (shown as text), call (click-to-dial: the agent goes not ready first) or skip
-// with a reason, then record the survey answers and the outcome. Nothing is shared with app.js.
+// with a reason, then record the survey answers and the outcome. A campaign call the dialer
+// connected to this agent arrives from app.js as a "cti:campaign" event (the hub's
+// campaign.lead message): its lead card, script and survey are shown the same way, with
+// the attempt and the call already known (nothing to dial or skip), and the same form.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -71,6 +74,19 @@
     $("pv-skip").disabled = false;
   }
 
+  // A progressive or predictive call connected to me: the card of its lead, the result form.
+  function connected(msg) {
+    if (!msg || !msg.card || typeof msg.attempt_id !== "number") return;
+    show(msg.card);
+    attempt = msg.attempt_id;
+    callId = typeof msg.call_id === "string" ? msg.call_id : null;
+    $("pv-call").disabled = true;
+    $("pv-skip").disabled = true;
+    $("pv-outcome").value = "answered";
+    error("");
+    status(`Campaign call: ${msg.card.campaign}, lead ${msg.card.lead_id}. Record the outcome below.`);
+  }
+
   async function next() {
     error("");
     const cid = Number($("pv-campaign").value);
@@ -134,5 +150,6 @@
     $("pv-call").addEventListener("click", call);
     $("pv-skip").addEventListener("click", skip);
     $("pv-result").addEventListener("submit", save);
+    document.addEventListener("cti:campaign", (ev) => connected(ev.detail));
   });
 })();
