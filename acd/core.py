@@ -23,7 +23,9 @@ Why it is shaped like this (docs/acd.md has the whole model):
   then the queue's selection policy. A returning caller is held for the agent
   who last served them for ``preferred_agent_s``.
 - Agent states are a table (``_AGENT_REQUESTS``) of what an agent's own
-  request does in each state; the rest follows calls.
+  request does in each state; the rest follows calls. At start, ``resume``
+  puts a logged-out agent back in its stored state, with its stored start
+  (``acd.resume``: a restart or a takeover keeps breaks and logouts).
 - Devices: an agent's device (the dial string offers ring) can change at any
   time (``set_device``: hot-desking). A device reported unreachable
   (``device_reachable``) takes its agent out of routing: not ready with the
