@@ -50,15 +50,20 @@ from acd.rows import AgentRow, AgentStateRow
 
 log = structlog.get_logger(__name__)
 
-# Each agent's last row of the state log (acd.resume): one index probe per agent (the
-# primary key starts with agent_id, at). Rows of one agent at the same instant (one
-# input's chain, e.g. on_call -> wrapup -> available) have no order of their own: the
-# resting state is taken (logged out, then not ready, then available).
+# Each agent's last row of the state log (acd.resume), in one query: per agent, one
+# backward probe of the primary key (agent_id, at, state) for its latest rows (at most
+# six share an instant: one per state), never a sort of its whole history. Rows of one
+# agent at the same instant (one input's chain, e.g. on_call -> wrapup -> available)
+# have no order of their own: the resting state is taken (logged out, not ready, available).
 _LAST_STATES = """
-SELECT DISTINCT ON (agent_id) agent_id, at, state, reason FROM agent_states
-WHERE agent_id = ANY($1::text[])
-ORDER BY agent_id, at DESC,
-    CASE state WHEN 'logged_out' THEN 0 WHEN 'not_ready' THEN 1 WHEN 'available' THEN 2 ELSE 3 END
+SELECT DISTINCT ON (s.agent_id) s.agent_id, s.at, s.state, s.reason
+FROM unnest($1::text[]) AS a(agent_id)
+CROSS JOIN LATERAL (
+    SELECT agent_id, at, state, reason FROM agent_states
+    WHERE agent_id = a.agent_id ORDER BY at DESC LIMIT 6
+) s
+ORDER BY s.agent_id, s.at DESC,
+    CASE s.state WHEN 'logged_out' THEN 0 WHEN 'not_ready' THEN 1 WHEN 'available' THEN 2 ELSE 3 END
 """
 _STATES_TIMEOUT_S = 5.0
 

@@ -170,7 +170,7 @@ async def test_the_shell_starts_each_agent_in_its_stored_state_with_one_query():
     assert (views["a1"].state, views["a1"].reason, views["a1"].since) == (NOT_READY, "lunch", T0 - 600)
     assert views["a2"].state == LOGGED_OUT
     assert views["a3"].state == AVAILABLE
-    assert len(pool.queries) == 1 and "DISTINCT ON (agent_id)" in pool.queries[0][0]
+    assert len(pool.queries) == 1 and "DISTINCT ON (s.agent_id)" in pool.queries[0][0]
     assert pool.queries[0][1] == (["a1", "a2", "a3"],)
 
 
