@@ -23,7 +23,9 @@ Why it is shaped like this (docs/acd.md has the whole model):
   then the queue's selection policy. A returning caller is held for the agent
   who last served them for ``preferred_agent_s``.
 - Agent states are a table (``_AGENT_REQUESTS``) of what an agent's own
-  request does in each state; the rest follows calls.
+  request does in each state; the rest follows calls. At start, ``resume``
+  puts a logged-out agent back in its stored state, with its stored start
+  (``acd.resume``: a restart or a takeover keeps breaks and logouts).
 - Devices: an agent's device (the dial string offers ring) can change at any
   time (``set_device``: hot-desking). A device reported unreachable
   (``device_reachable``) takes its agent out of routing: not ready with the
@@ -276,6 +278,32 @@ class Router:
         for a in self.config.agents:
             if a.auto_login:
                 out += self.login(a.id, now)
+        return out
+
+    def resume(self, agent_id: str, state: str, reason: str, since: float, now: float) -> list[Decision]:
+        """At start: a logged-out agent takes the state it was in before a restart
+        (``acd.resume``): ``available`` or ``not_ready`` with ``reason``, in it since
+        ``since`` (at most ``now``), so its time in state goes on; the ``AgentState``
+        decision carries ``since`` as its time. ``logged_out`` changes nothing. An
+        agent whose device is unreachable is not ready ``unreachable`` from ``now``
+        instead of available. An agent already logged in gives ``Ignored``.
+        Raises ``AcdInputError`` for an unknown agent or another state."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        if state not in (LOGGED_OUT, AVAILABLE, NOT_READY):
+            raise AcdInputError(f"agent {agent_id!r}: cannot resume {state!r}")
+        if agent.state != LOGGED_OUT:
+            return self._ignore("resume", None, agent_id, f"agent is {agent.state}")
+        out: list[Decision] = []
+        if state == LOGGED_OUT:
+            return out
+        at = since if since == since and since <= now else now
+        if state == AVAILABLE and agent.unreachable:
+            state, reason, at = NOT_READY, UNREACHABLE, now
+        self._set_state(agent, state, reason or ("not ready" if state == NOT_READY else "login"), at, out)
+        if state == AVAILABLE:
+            self._match_agent(agent, now, out)
+        self._settle(now, out)
         return out
 
     def login(self, agent_id: str, now: float) -> list[Decision]:

@@ -36,10 +36,11 @@ from acd.ami_actions import failure, redirect, setvar, submit, submit_all
 from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
-from acd.decisions import AgentView
+from acd.decisions import AVAILABLE, LOGGED_OUT, NOT_READY, AgentView
 from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, offer_value
 from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
+from acd.resume import Stored, start_states
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
@@ -48,6 +49,23 @@ from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
 
 log = structlog.get_logger(__name__)
+
+# Each agent's last row of the state log (acd.resume), in one query: per agent, one
+# backward probe of the primary key (agent_id, at, state) for its latest rows (at most
+# six share an instant: one per state), never a sort of its whole history. Rows of one
+# agent at the same instant (one input's chain, e.g. on_call -> wrapup -> available)
+# have no order of their own: the resting state is taken (logged out, not ready, available).
+_LAST_STATES = """
+SELECT DISTINCT ON (s.agent_id) s.agent_id, s.at, s.state, s.reason
+FROM unnest($1::text[]) AS a(agent_id)
+CROSS JOIN LATERAL (
+    SELECT agent_id, at, state, reason FROM agent_states
+    WHERE agent_id = a.agent_id ORDER BY at DESC LIMIT 6
+) s
+ORDER BY s.agent_id, s.at DESC,
+    CASE s.state WHEN 'logged_out' THEN 0 WHEN 'not_ready' THEN 1 WHEN 'available' THEN 2 ELSE 3 END
+"""
+_STATES_TIMEOUT_S = 5.0
 
 # DialStatus of an unanswered offer -> the router's reason.
 _FAILED = {"NOANSWER": "noanswer", "BUSY": "busy", "CHANUNAVAIL": "failed", "CONGESTION": "failed"}
@@ -119,7 +137,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             if writer is not None:
                 writer.submit(AgentRow(agent_id=agent.id, name=agent.name, device=agent.device,
                                        updated_at=_utc(now)))
-        self._apply(self.router.auto_login(now))
+        self._apply(await self._start_states(now))
         self.adopting = True        # arrivals wait for the first adoption (acd/adoption.py)
         self.core.bus.subscribe(self.on_call_event)
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
@@ -134,6 +152,34 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._tasks.append(asyncio.create_task(self._adopt_now(restore=self._pool is not None), name="acd-adopt"))
         self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
+
+    async def _start_states(self, now: float) -> list[Any]:
+        """Every agent in the state it was in before this start (``acd.resume``, from
+        each agent's last row of the state log), before any call is adopted: agents
+        found talking are adopted on top of it. Without a database (or when it does
+        not answer in time) today's ``auto_login``."""
+        pool = self.core.pool
+        if pool is None:
+            return self.router.auto_login(now)
+        try:
+            async with asyncio.timeout(_STATES_TIMEOUT_S):
+                rows = await pool.fetch(_LAST_STATES, [a.id for a in self.config.agents])
+        except Exception as exc:   # TimeoutError too: the start goes on as before
+            log.warning("acd could not read the agents' stored states: auto_login instead", error=str(exc))
+            return self.router.auto_login(now)
+        stored = {r["agent_id"]: Stored(r["state"], r["reason"], r["at"].timestamp()) for r in rows}
+        out: list[Any] = []
+        for s in start_states(self.config, stored, now):
+            if s.state == LOGGED_OUT:
+                continue
+            if s.restored:
+                out += self.router.resume(s.agent_id, s.state, s.reason, s.since, now)
+            else:
+                out += self.router.login(s.agent_id, now)
+        log.info("acd agents resumed from the state log", stored=len(stored),
+                 available=sum(1 for d in out if isinstance(d, acd_core.AgentState) and d.new == AVAILABLE),
+                 not_ready=sum(1 for d in out if isinstance(d, acd_core.AgentState) and d.new == NOT_READY))
+        return out
 
     async def stop(self) -> None:
         """Hand over to the fallback path: new callers go to app_queue at once

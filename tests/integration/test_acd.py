@@ -188,10 +188,13 @@ async def test_restarted_daemon_adopts_callers_already_waiting(asterisk, databas
     await eventually(lambda: len(first.acd.calls) == 2, timeout=10)
     first.acd.handover = False  # as if it died: the callers stay in cti-acd-wait
     await first.stop()
-    second = await start_daemon(settings)  # agents log in afresh (auto_login)
+    second = await start_daemon(settings)  # the agents stay not ready, as stored (acd.resume)
     try:
         await eventually(lambda: second.acd is not None and second.acd.adopted == 2, timeout=15,
                          what="the waiting callers adopted")
+        assert {second.acd.router.agent_state(a).state for a in ("a1", "a2", "a3", "a4", "a5")} == {"not_ready"}
+        for agent in ("a3", "a4"):
+            second.acd.agent_request(agent, "set_ready")
         rows = await ended_rows(database, [c.channel_id for c in callers], timeout=40)
         assert all(r["agent"] in ("a3", "a4") and not r["abandoned"] for r in rows.values())
         queued = [w for w in second.acd.router.waiting_calls()]
@@ -239,7 +242,7 @@ async def test_restarted_daemon_finds_agents_talking_and_wraps_them_up(asterisk,
                      what="a4 talking")
     first.acd.handover = False  # as if it died mid-call
     await first.stop()
-    second = await start_daemon(settings)  # a4 logs in afresh (auto_login) and is found talking
+    second = await start_daemon(settings)  # a4 (stored on call) logs in again and is found talking
     try:
         acd = second.acd
         await eventually(lambda: acd is not None and acd.router.agent_state("a4").state == "on_call", timeout=15,

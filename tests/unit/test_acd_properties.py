@@ -93,6 +93,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.accepted: dict[str, dict] = {}      # call -> what it arrived with
         self.gone: set[str] = set()
         self.n = 0
+        self.resumed_since: float | None = None  # the stored time a resume's state change carries
         self.sl = {q: [0, 0] for q in QUEUES}    # offered, answered within sl_seconds
         for a in sorted(logged_in):
             self.go("login", a, self.now)
@@ -105,7 +106,7 @@ class RouterMachine(RuleBasedStateMachine):
         for d in ds:
             if isinstance(d, AgentState):
                 assert d.old == self.state[d.agent_id], d
-                assert d.at == self.now
+                assert d.at == self.now or d.at == self.resumed_since, d
                 self.state[d.agent_id] = d.new
             elif isinstance(d, Offer):
                 self.check_offer(d)
@@ -180,6 +181,26 @@ class RouterMachine(RuleBasedStateMachine):
             self.go("set_not_ready", a, reason, self.now)
         except AgentStateError:
             assert self.state[a] == "logged_out"
+
+    @rule(a=agent_ids, state=st.sampled_from(["available", "not_ready", "logged_out"]),
+          ago=st.sampled_from([0.0, 30.0, 600.0]))
+    def resume(self, a: str, state: str, ago: float) -> None:
+        """An agent's stored state at start (acd.resume): only a logged-out agent takes it,
+        in it since the stored time; any other is left alone."""
+        was = self.state[a]
+        self.resumed_since = self.now - ago
+        try:
+            ds = self.go("resume", a, state, "lunch", self.now - ago, self.now)
+        finally:
+            self.resumed_since = None
+        if was != "logged_out":
+            assert [type(d) for d in ds] == [Ignored] and self.state[a] == was
+        elif state == "logged_out":
+            assert ds == [] and self.state[a] == "logged_out"
+        else:
+            first = ds[0]
+            assert isinstance(first, AgentState) and (first.old, first.new, first.at) == \
+                ("logged_out", state, self.now - ago)
 
     @rule(a=agent_ids)
     def end_wrapup(self, a: str) -> None:
