@@ -136,7 +136,7 @@ async def test_a_reload_during_a_call_and_in_wrap_up_rebuilds_the_call_and_the_a
         assert await page.inner_text("#state") == "Wrap-up"
         assert 15 <= seconds(await page.inner_text("#state-timer")) < seconds(first)
         assert "Wrap-up time left" in await page.inner_text("#wrapup-countdown")
-        await page.get_by_label("Disposition").select_option("resolved")
+        await page.get_by_label("Disposition", exact=True).select_option("resolved")
         await page.get_by_role("button", name="Save wrap-up").click()
         await page.wait_for_selector("#wrapup-panel", state="hidden")
         await page.reload()
@@ -180,12 +180,12 @@ async def test_wrap_up_names_its_call_is_never_replaced_by_the_next_and_errors_s
         await page.wait_for_selector("#cust-name:text-is('Zoe')")
         assert (await page.inner_text("#call-error")).strip() == ""
 
-        await page.get_by_label("Disposition").select_option("resolved")
+        await page.get_by_label("Disposition", exact=True).select_option("resolved")
         await page.get_by_role("button", name="Save wrap-up").click()
         await page.wait_for_selector("#wrapup-call-label:has-text('Yolanda')")
         assert await page.input_value("#notes") == ""
         assert await page.is_hidden("#wrapup-more")
-        await page.get_by_label("Disposition").select_option("callback")
+        await page.get_by_label("Disposition", exact=True).select_option("callback")
         await page.get_by_role("button", name="Save wrap-up").click()
         await page.wait_for_selector("#wrapup-panel", state="hidden")
     finally:

@@ -54,7 +54,7 @@ async def test_wrap_up_can_be_extended_and_ready_waits_for_the_required_disposit
         await page.get_by_role("button", name="End wrap-up").click()
         await page.wait_for_selector("#state-error:has-text('disposition')")
         assert d.acd.router.agent_state("a1").state == "wrapup"
-        await page.get_by_label("Disposition").select_option("resolved")
+        await page.get_by_label("Disposition", exact=True).select_option("resolved")
         await page.get_by_role("button", name="Save wrap-up").click()
         await page.wait_for_selector("#wrapup-due", state="hidden", timeout=5_000)
         assert d.acd.router.agent_state("a1").disposition_due is None

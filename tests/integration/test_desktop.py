@@ -93,7 +93,7 @@ async def test_an_agent_takes_a_call_from_the_page_screen_pop_hold_resume_hangup
 
         # The wrap-up form opens with the focus on the disposition.
         await page.wait_for_selector("#wrapup-panel:not([hidden])")
-        await page.get_by_label("Disposition").select_option("resolved")
+        await page.get_by_label("Disposition", exact=True).select_option("resolved")
         await page.get_by_label("Notes").fill("Router reset; works again.")
         await page.get_by_role("button", name="Save wrap-up").click()
         await page.wait_for_selector("#wrapup-panel", state="hidden")
