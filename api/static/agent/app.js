@@ -31,6 +31,9 @@
     if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
     return data;
   }
+  // The desktop's other panels (kb.js, chats.js, preview.js, mail.js: loaded after this file)
+  // ask the API through this one function: the token, the errors' messages, a 401's logout.
+  window.ctiApi = api;
 
   // -- login --------------------------------------------------------------
   $("login-form").addEventListener("submit", async (e) => {

@@ -7,15 +7,7 @@
   const chats = new Map();    // task_id -> {task, lines: Map(seq -> line), unread, tab}
   let current = null, typingTimer = null, typingOn = false;
 
-  async function api(method, path, body) {
-    const headers = { "Content-Type": "application/json" };
-    const token = sessionStorage.getItem("token");
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = await r.json().catch(() => null);
-    if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
-    return data;
-  }
+  const api = (method, path, body) => window.ctiApi(method, path, body);   // app.js
 
   function open(task) {
     const me = window.ctiSession && window.ctiSession.me;

@@ -9,15 +9,7 @@
   let callId = null, card = null, openId = null, opened = null, notesTimer = null, searchTimer = null, asked = 0;
   let results = [], active = -1;
 
-  async function api(method, path, body) {
-    const headers = { "Content-Type": "application/json" };
-    const token = sessionStorage.getItem("token");
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = r.status === 204 ? null : await r.json().catch(() => null);
-    if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
-    return data;
-  }
+  const api = (method, path, body) => window.ctiApi(method, path, body);   // app.js
   const error = (text) => { $("kb-error").textContent = text || ""; };
 
   // -- suggestions ------------------------------------------------------------------------

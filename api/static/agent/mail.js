@@ -8,15 +8,7 @@
   const $ = (id) => document.getElementById(id);
   let openId = null, timer = null;
 
-  async function api(method, path, body) {
-    const headers = { "Content-Type": "application/json" };
-    const token = sessionStorage.getItem("token");
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = r.status === 204 ? null : await r.json().catch(() => null);
-    if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
-    return data;
-  }
+  const api = (method, path, body) => window.ctiApi(method, path, body);   // app.js
   const error = (text) => { $("mail-error").textContent = text || ""; };
   const el = (tag, text) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; return e; };
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "");

@@ -10,15 +10,7 @@
   const $ = (id) => document.getElementById(id);
   let lead = null, attempt = null, callId = null;
 
-  async function api(method, path, body) {
-    const headers = { "Content-Type": "application/json" };
-    const token = sessionStorage.getItem("token");
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    const data = r.status === 204 ? null : await r.json().catch(() => null);
-    if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
-    return data;
-  }
+  const api = (method, path, body) => window.ctiApi(method, path, body);   // app.js
   const error = (text) => { $("pv-error").textContent = text || ""; };
   const status = (text) => { $("pv-status").textContent = text || ""; };
 
