@@ -280,3 +280,35 @@ async def test_the_pop_in_words_with_local_times_every_customer_call_live_ticket
     finally:
         await context.close()
         await d.stop()
+
+
+async def test_an_idle_desktop_pings_and_keeps_the_seq_its_pong_carries(asterisk, database, tmp_path, browser):
+    """docs/scale-out.md: the pong carries the stream's latest seq; the page pings every 25 s and
+    keeps it, so an idle desktop moved to another API node resumes instead of resyncing."""
+    d = await started(database, tmp_path)
+    await add_user(database, "ada", "agent", "a1")
+    page = await browser.new_page()
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    try:
+        await page.clock.install()
+        await page.goto(url(d, "/agent/"))
+        await page.get_by_label("Username").fill("ada")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Log in").click()
+        await page.wait_for_selector("#link:has-text('online')")
+        assert not [f for f in sent if '"ping"' in f]
+        push_pop(d, "c-ping", "offered", "Idle Test", "+442000000099", answered=False)
+        await page.wait_for_selector("#card:not([hidden])")
+        latest = await page.evaluate("() => Number(sessionStorage.getItem('seq'))")
+        assert latest > 0
+        await page.evaluate("() => sessionStorage.setItem('seq', '0')")   # as if behind the stream
+        await page.clock.run_for(26_000)
+        await eventually(lambda: any('"ping"' in f for f in sent), timeout=10, what="a ping sent")
+
+        async def caught_up() -> bool:
+            return await page.evaluate("() => Number(sessionStorage.getItem('seq'))") == latest
+        await eventually(caught_up, timeout=10, what="the pong's seq kept")
+    finally:
+        await page.close()
+        await d.stop()

@@ -4,6 +4,8 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   const S = sessionStorage;   // per tab: token, stream, last seq
+  const PING_MS = 25000;
+  let pinger = null;
   let me = null, ws = null, backoff = 500, stateSince = null, callId = null, call = null, answeredAt = null;
   let agentState = null, wrapupEndsAt = null, callLive = false, transferPending = false;
   const answered = new Set();   // calls this page saw me answer (their end asks for a wrap-up)
@@ -55,6 +57,7 @@
     window.ctiSession = null;
     window.dispatchEvent(new CustomEvent("cti:logout"));
     if (ws) { ws.onclose = null; ws.close(); ws = null; }
+    clearInterval(pinger);
     me = null;
     $("main").hidden = true; $("logout").hidden = true; $("login-view").hidden = false;
     setText("who", ""); $("link").textContent = "offline";
@@ -98,6 +101,10 @@
       ws.send(JSON.stringify(auth));
     };
     ws.onmessage = (m) => handle(JSON.parse(m.data));
+    // A ping now and then: its pong carries the stream's latest seq, so an idle desktop's stored
+    // seq keeps up (an API node that never served it can resume it: docs/scale-out.md).
+    clearInterval(pinger);
+    pinger = setInterval(() => { if (ws && ws.readyState === WebSocket.OPEN) ws.send('{"type":"ping"}'); }, PING_MS);
     ws.onclose = (ev) => {
       $("link").textContent = "reconnecting…";
       if (ev.code === 4401) { logout(false); return; }
@@ -115,7 +122,11 @@
       return;
     }
     if (msg.type === "resync") { api("GET", "/api/me").catch(() => {}); loadHistory(); return; }
-    if (msg.type === "error" || msg.type === "pong") return;
+    if (msg.type === "pong") {
+      if (typeof msg.seq === "number" && msg.seq > Number(S.getItem("seq") || 0)) S.setItem("seq", String(msg.seq));
+      return;
+    }
+    if (msg.type === "error") return;
     if (typeof msg.seq === "number") S.setItem("seq", String(msg.seq));
     if (msg.type.startsWith("task.") || msg.type.startsWith("chat.")) {   // chats.js: the agent's chats
       document.dispatchEvent(new CustomEvent("cti:task", { detail: msg }));
