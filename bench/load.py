@@ -111,6 +111,9 @@ def main() -> int:
                     help="load runs: connect this many more WebSocket clients (lean, in 2 processes)")
     ap.add_argument("--extra-supervisors", type=int, default=0,
                     help="of the extra clients, how many are supervisors (the rest: idle agent desktops)")
+    ap.add_argument("--api-nodes", type=int, default=0,
+                    help="the daemon publishes to a NATS JetStream of the run's own and this many `cti api-node` "
+                         "processes serve the WebSockets (bench/load_nodes.py): the leader's CPU without the fan-out")
     ap.add_argument("--json", type=Path, help="also write the JSON here")
     ap.add_argument("--ws-replay-max", type=int, default=1000,
                     help="the daemon's ws_replay_max: a soak with a small one tells the replay rings' growth apart")
@@ -142,7 +145,7 @@ def main() -> int:
                    soak_csv=a.csv if a.soak else None, profile=a.profile, memtrace=a.memtrace,
                    log_level=a.log_level, ws_replay_max=a.ws_replay_max,
                    extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors,
-                   daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day,
+                   daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day, api_nodes=a.api_nodes,
                    warmup_s=a.warmup, mallocstats=a.mallocstats, malloc_trim=a.malloc_trim)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))

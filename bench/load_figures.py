@@ -12,7 +12,7 @@ import re
 import resource
 import statistics
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -134,8 +134,9 @@ def asterisk_pid() -> int | None:
 class Cpu:
     """CPU seconds of the daemon, Asterisk, PostgreSQL (server and backends) and this process."""
 
-    def __init__(self, daemon: int, asterisk: int | None, postmaster: int | None) -> None:
-        self.daemon, self.asterisk, self.postmaster = daemon, asterisk, postmaster
+    def __init__(self, daemon: int, asterisk: int | None, postmaster: int | None,
+                 more: Callable[[], dict[str, float]] | None = None) -> None:
+        self.daemon, self.asterisk, self.postmaster, self.more = daemon, asterisk, postmaster, more
         # Backends come and go: count each backend's CPU at its last sight.
         self._pg_seen: dict[int, float] = {}
 
@@ -152,7 +153,7 @@ class Cpu:
         me = resource.getrusage(resource.RUSAGE_SELF)
         return {"daemon": cpu_seconds(self.daemon),
                 "asterisk": cpu_seconds(self.asterisk) if self.asterisk else 0.0,
-                "postgres": self.pg(), "generator": me.ru_utime + me.ru_stime}
+                "postgres": self.pg(), "generator": me.ru_utime + me.ru_stime, **(self.more() if self.more else {})}
 
 
 def diff(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:

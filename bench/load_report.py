@@ -30,6 +30,12 @@ def load_table(out: dict[str, Any]) -> str:
             f"| {ms(r['agent_free_p50_s'])} / {ms(r['agent_free_p99_s'])} | <= {ms(lag['p50_le_s'])} / "
             f"<= {ms(lag['p99_le_s'])} | {cpu['daemon']:.1f} s | {cpu['asterisk']:.1f} s | {cpu['postgres']:.1f} s "
             f"| {per['daemon']:.1f} / {per['asterisk']:.1f} ms | {s['daemon_rss_peak_mb']:.0f} MB | {integ} |")
+    for s in out["steps"]:
+        per = s["cpu_ms_per_call"]
+        if "api_nodes" in per:
+            lines.append(f"\n{s['rate_asked']:g}/s, the WebSockets on API nodes: CPU per call leader {per['daemon']:.1f} ms, "
+                         f"API nodes {per['api_nodes']:.1f} ms (all of them), broker {per['broker']:.1f} ms, "
+                         f"Asterisk {per['asterisk']:.1f} ms")
     idle = out["idle_cpu_s_per_s"]
     if idle:
         lines.append(f"\nIdle (clients connected, no calls), CPU seconds per second: daemon {idle['daemon']}, "

@@ -31,6 +31,7 @@ from bench.load_daemon import daemon_wrapper, load_daemon_env, wait_agents
 from bench.load_desktops import ExtraClients, WsClient, login, make_users
 from bench.load_figures import (Cpu, asterisk_pid, diff, hist_quantile, lag_buckets, open_fds, pct, raise_fd_limit,
                                 rss_kb, slope_per_hour, soak_verdict)
+from bench.load_nodes import ApiNodes, Broker
 from cti import sandbox
 from cti.ami import AmiClient
 from cti.demo import set_demo_times
@@ -70,6 +71,9 @@ class Options:
     malloc_trim: bool = False         # and malloc_trim(0) after each
     # A center's day beside the calls (bench/load_day.py): recordings, callbacks, tickets, webhooks.
     day: bool = False
+    # The leader publishes to a broker of the run's own and this many API nodes serve the
+    # WebSockets (bench/load_nodes.py); 0: the daemon serves them itself.
+    api_nodes: int = 0
 
     def agent_count(self, rate: float | None = None) -> int:
         if self.agents:
@@ -97,6 +101,12 @@ class Bed:
         env = load_daemon_env(self.workdir, self.dsn, self.agents, ws_replay_max=self.opts.ws_replay_max,
                               log_level=self.opts.log_level, profile_window=self.opts.profile is not None,
                               **(day_settings(self.workdir) if self.opts.day else {}))
+        self.nodes: ApiNodes | None = None
+        if self.opts.api_nodes:
+            broker = Broker(self.workdir)
+            broker.start()
+            self._stack.callback(broker.stop)
+            env.update(broker.leader_env())
         env.update(self.opts.daemon_env)
         self.daemon = DaemonProcess(env, self.workdir / "daemon.log",
                                     wrapper=daemon_wrapper(self.opts.profile, self.opts.memtrace,
@@ -104,7 +114,12 @@ class Bed:
         self._stack.push_async_callback(self.daemon.stop)
         await self.daemon.start()
         await wait_agents(self.daemon, self.http, self.agents)
-        self.cpu = Cpu(self.daemon.pid, asterisk_pid(), scratch.postmaster)
+        if self.opts.api_nodes:
+            self.nodes = ApiNodes(self.opts.api_nodes, broker, self.daemon.url, self.dsn, self.workdir)
+            self._stack.callback(self.nodes.stop)
+            await self.nodes.start(self.http)
+        self.cpu = Cpu(self.daemon.pid, asterisk_pid(), scratch.postmaster,
+                       more=self.nodes.cpu if self.nodes is not None else None)
         self.watch = Watch(self.agents)
         # The generator's own AMI user reads only what Watch counts (asterisk-config/demo/manager-demo.conf).
         self.ami = AmiClient("127.0.0.1", 5038, LOAD_USER, sandbox.secret(sandbox.LOAD))
@@ -137,7 +152,8 @@ class Bed:
         agents = await asyncio.gather(*(one(f"load-agent{i}", f"agent{i}") for i in range(1, self.agents + 1)))
         sups = await asyncio.gather(*(one(f"load-sup{j}", None) for j in range(1, self.opts.supervisors + 1)))
         url = self.daemon.url.replace("http", "ws") + "/ws"
-        self.client_tasks = [asyncio.create_task(c.run(self.http, url)) for c in [*agents, *sups]]
+        self.client_tasks = [asyncio.create_task(c.run(self.http, self.nodes.ws_url(i) if self.nodes else url))
+                             for i, c in enumerate([*agents, *sups])]
         self._stack.push_async_callback(self._stop_clients)
         for c in [*agents, *sups]:
             await asyncio.wait_for(c.connected.wait(), 30)
