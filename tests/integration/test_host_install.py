@@ -49,7 +49,10 @@ from tests.integration.hostinstall import (
     install_block,
     namespace_script,
     parse_environment_file,
+    parse_unit,
+    section,
     service_environment,
+    shell_blocks,
     start_block,
     state_directory_path,
     systemd_run_service,
@@ -151,11 +154,25 @@ def test_systemd_of_the_clean_root_verifies_and_enables_the_unit(host):
     assert (host / "etc/systemd/system/multi-user.target.wants/cti.service").is_symlink()
 
 
-def test_debians_caddy_accepts_the_caddyfile_the_doc_installs(host):
-    out = as_root_in_root("/bin/sh", "-c", "cd /root/open-cti && cp deploy/Caddyfile /etc/caddy/Caddyfile && "
-                          "caddy validate --adapter caddyfile --config /etc/caddy/Caddyfile",
-                          env=("CTI_SITE=cti.example.com", "HOME=/var/lib/caddy", "XDG_DATA_HOME=/tmp/caddy"))
+def test_the_tls_block_installs_the_caddyfile_and_debians_caddy_accepts_it_with_the_drop_ins_site(host):
+    """docs/deploy.md's TLS block as written (apt finds Caddy already installed: no network;
+    systemctl in a chroot reloads and restarts nothing), then Caddy validates the file with the
+    environment the drop-in gives its service, and serves the site name the doc set."""
+    block = shell_blocks(section(DOC, "## TLS"))[0]
+    out = as_root_in_root("/bin/bash", "-e", "-c", "cd /root/open-cti\n" + block)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (host / "etc/caddy/Caddyfile").read_text() == (ROOT / "deploy" / "Caddyfile").read_text()
+    drop_in = parse_unit((host / "etc/systemd/system/caddy.service.d/cti.conf").read_text())
+    env = tuple(f"{k}={v}" for k, v in unit_service("[Service]\nExecStart=/x\n" + "\n".join(
+        f"Environment={v}" for v in drop_in["Service"]["Environment"])).environment)
+    assert "CTI_SITE=cti.example.com" in env
+    caddy_env = (*env, "HOME=/var/lib/caddy", "XDG_DATA_HOME=/tmp/caddy", "XDG_CONFIG_HOME=/tmp/caddy")
+    out = as_root_in_root("/usr/bin/caddy", "validate", "--adapter", "caddyfile", "--config", "/etc/caddy/Caddyfile",
+                          env=caddy_env)
     assert out.returncode == 0 and "Valid configuration" in out.stdout + out.stderr, out.stdout + out.stderr
+    out = as_root_in_root("/usr/bin/caddy", "adapt", "--adapter", "caddyfile", "--config", "/etc/caddy/Caddyfile",
+                          env=caddy_env)
+    assert out.returncode == 0 and '"cti.example.com"' in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]
 
 
 class TcpToUnix:
