@@ -128,3 +128,37 @@ def test_the_daemons_image_user_owns_the_secrets_the_doc_chowns():
     assert chowns and all(u == g == uid for u, g, _ in chowns)
     owned = {Path(p).name for _, _, paths in chowns for p in paths.split()}
     assert owned == set(SERVICES["cti"]["secrets"]), "the daemon's secrets, and only they, go to its user"
+
+
+def _compose_cli() -> list[str] | None:
+    import shutil
+    import subprocess
+
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True, timeout=30).returncode == 0:
+        return [docker, "compose"]
+    legacy = shutil.which("docker-compose")
+    return [legacy] if legacy else None
+
+
+def test_compose_itself_accepts_the_file_and_refuses_it_without_the_site_name(tmp_path):
+    """Where a compose program is installed (`docker compose`, or Debian's docker-compose), its
+    `config` (schema, interpolation; no engine needed) accepts the file once CTI_SITE is set."""
+    import os
+    import subprocess
+
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("no compose program here (apt install --no-install-recommends docker-compose)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CTI_", "COMPOSE_"))}
+    # A copy alone in its directory: an operator's .env in this checkout must not answer for it.
+    (tmp_path / "compose.yaml").write_text((ROOT / "compose.yaml").read_text())
+    run = [*cli, "-f", str(tmp_path / "compose.yaml"), "config"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
+    assert out.returncode != 0 and "set CTI_SITE" in out.stdout + out.stderr, out.stdout + out.stderr
+    out = subprocess.run(run, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env={**env, "CTI_SITE": "cti.example.com"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    resolved = yaml.safe_load(out.stdout)
+    assert set(resolved["services"]) == set(SERVICES)
+    assert resolved["services"]["cti"]["environment"]["CTI_PHONE_WS_URL"] == "wss://cti.example.com/sip"
