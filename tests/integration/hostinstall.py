@@ -382,20 +382,32 @@ def state_directory_path(service: Service) -> tuple[str, str | None]:
     return f"var/lib/{name}", None
 
 
+def dependencies_digest(pyproject: str) -> str:
+    """A digest of the project's run-time dependencies (what the install block's pip fetched):
+    a root made before they changed lacks one."""
+    import tomllib
+
+    deps = tomllib.loads(pyproject)["project"]["dependencies"]
+    return digest("\n".join(sorted(deps)))
+
+
 def main(argv: list[str]) -> int:
-    """``hostinstall.py install-block|start-block|digest DOC``: print a block (or the install
-    block's digest) of docs/deploy.md, for scripts/check-host-install."""
-    if len(argv) != 2 or argv[0] not in ("install-block", "start-block", "digest"):
-        print("usage: hostinstall.py install-block|start-block|digest docs/deploy.md", file=sys.stderr)
+    """``hostinstall.py install-block|start-block|digest DOC`` or ``deps-digest PYPROJECT``:
+    print a block of docs/deploy.md or a digest, for scripts/check-host-install."""
+    commands_ = ("install-block", "start-block", "digest", "deps-digest")
+    if len(argv) != 2 or argv[0] not in commands_:
+        print(f"usage: hostinstall.py {'|'.join(commands_)} FILE", file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as fh:
-        doc = fh.read()
+        text = fh.read()
     if argv[0] == "install-block":
-        print(install_block(doc), end="")
+        print(install_block(text), end="")
     elif argv[0] == "start-block":
-        print(start_block(doc), end="")
+        print(start_block(text), end="")
+    elif argv[0] == "digest":
+        print(digest(install_block(text)))
     else:
-        print(digest(install_block(doc)))
+        print(dependencies_digest(text))
     return 0
 
 
