@@ -344,7 +344,7 @@ def namespace_script(root: str, service: Service, binds: dict[str, str] | None =
     before the first start."""
     q = shlex.quote
     r = root.rstrip("/")
-    lines = ["set -e", "mount --make-rprivate /", f"mount --bind {q(r)} {q(r)}",
+    lines = ["set -e", "mount --make-rprivate /", f"mount --rbind {q(r)} {q(r)}",
              f"mount -t proc proc {q(r + '/proc')}", f"mount --bind /dev {q(r + '/dev')}",
              f"mount -t tmpfs -o mode=0755 tmpfs {q(r + '/run')}"]
     for host, inner in (binds or {}).items():
