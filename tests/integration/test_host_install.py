@@ -12,8 +12,8 @@ joins the secrets file, `cti check --production` runs as the doc's `systemd-run`
 capabilities, read-only root, private /tmp): READY=1 arrives on the notify socket, /healthz
 answers 200 with AMI logged in, jemalloc is loaded, and SIGTERM stops it with STOPPING=1.
 
-systemd itself cannot run here (no systemd as PID 1; cgroup v1, which the root's systemd 257
-no longer supports), so the system call filter, the other sandboxing and the memory limits
+systemd itself cannot run here (it is not PID 1, and the cgroups are v1 "hybrid", on which the
+root's systemd 257 refuses to boot), so the system call filter, the other sandboxing and the memory limits
 of the unit are not exercised: docs/deploy.md says so.
 
 Skips, saying why, without root or without that root, or when the doc's install block or the
