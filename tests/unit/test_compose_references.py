@@ -162,3 +162,32 @@ def test_compose_itself_accepts_the_file_and_refuses_it_without_the_site_name(tm
     resolved = yaml.safe_load(out.stdout)
     assert set(resolved["services"]) == set(SERVICES)
     assert resolved["services"]["cti"]["environment"]["CTI_PHONE_WS_URL"] == "wss://cti.example.com/sip"
+
+
+def test_the_docs_compose_commands_make_the_secrets_compose_reads(tmp_path):
+    """docs/deploy.md's compose block as written, but for `compose up` (no engine here): every
+    secret file compose.yaml names, readable by its owner only, the daemon's owned by the image's
+    user, the database URL holding PostgreSQL's password; `.env` names the site."""
+    import os
+    import stat
+    import subprocess
+    from urllib.parse import urlsplit
+
+    if os.geteuid() != 0:
+        pytest.skip("the doc's chown needs root")
+    block = re.search(r"```sh\n(.*?)```", DOC[DOC.index("## Compose"):], re.S).group(1)
+    lines = block.splitlines()
+    assert lines[-1].startswith("docker compose up"), "the block ends by starting the stack"
+    out = subprocess.run(["/bin/bash", "-e", "-c", "\n".join(lines[:-1])], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    daemon = set(SERVICES["cti"]["secrets"])
+    for name, secret in COMPOSE["secrets"].items():
+        path = tmp_path / secret["file"]
+        st = path.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o600, f"{name} is readable by others"
+        assert st.st_uid == (10001 if name in daemon else 0), f"{name} belongs to uid {st.st_uid}"
+    url = urlsplit((tmp_path / "secrets" / "cti_database_url").read_text())
+    assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/cti")
+    assert url.password == (tmp_path / "secrets" / "db_password").read_text().strip() and len(url.password) == 48
+    assert (tmp_path / ".env").read_text().strip() == "CTI_SITE=cti.example.com"
