@@ -382,6 +382,18 @@ def state_directory_path(service: Service) -> tuple[str, str | None]:
     return f"var/lib/{name}", None
 
 
+# Put first on PATH where the doc's commands run in the root: no systemd runs there, and
+# systemd 257's systemctl refuses daemon-reload without it ("System has not been booted with
+# systemd"), while it enables units offline and skips start/restart in a chroot by itself.
+SYSTEMCTL_STANDIN = """#!/bin/sh
+if [ "$1" = daemon-reload ]; then
+    echo "systemctl daemon-reload: no systemd runs here, nothing to reload (check-host-install)" >&2
+    exit 0
+fi
+exec /usr/bin/systemctl "$@"
+"""
+
+
 def dependencies_digest(pyproject: str) -> str:
     """A digest of the project's run-time dependencies (what the install block's pip fetched):
     a root made before they changed lacks one."""
@@ -395,6 +407,9 @@ def main(argv: list[str]) -> int:
     """``hostinstall.py install-block|start-block|digest DOC`` or ``deps-digest PYPROJECT``:
     print a block of docs/deploy.md or a digest, for scripts/check-host-install."""
     commands_ = ("install-block", "start-block", "digest", "deps-digest")
+    if argv == ["systemctl-standin"]:
+        print(SYSTEMCTL_STANDIN, end="")
+        return 0
     if len(argv) != 2 or argv[0] not in commands_:
         print(f"usage: hostinstall.py {'|'.join(commands_)} FILE", file=sys.stderr)
         return 2

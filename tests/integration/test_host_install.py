@@ -21,6 +21,7 @@ dependencies changed since the root was made (run the script again). CI runs the
 background (`--if-stale`: only when the root is missing or stale) and this test waits for it."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -42,6 +44,7 @@ from cti.version import version
 from tests.integration.conftest import ROOT, SANDBOX, free_port
 from tests.integration.hostinstall import (
     DYNAMIC_UID,
+    SYSTEMCTL_STANDIN,
     Service,
     command_starting,
     commands,
@@ -114,8 +117,21 @@ def in_root(*command: str, service: Service | None = None, timeout: float = 120,
                           capture_output=True, text=True, timeout=timeout, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
 
 
+@functools.cache
+def _standins() -> str:
+    """A directory with the systemctl stand-in (hostinstall.SYSTEMCTL_STANDIN: daemon-reload
+    needs a running systemd), put first on PATH in the root."""
+    d = Path(tempfile.mkdtemp(prefix="cti-host-install-bin-"))
+    (d / "systemctl").write_text(SYSTEMCTL_STANDIN)
+    (d / "systemctl").chmod(0o755)
+    d.chmod(0o755)
+    return str(d)
+
+
 def as_root_in_root(*command: str, env: tuple[str, ...] = (), **kw) -> subprocess.CompletedProcess[str]:
-    return in_root("/usr/bin/env", "-i", ROOT_PATH, "HOME=/root", "LANG=C.UTF-8", *env, *command, **kw)
+    """``command`` as root in the root, as an operator's shell would run it."""
+    return in_root("/usr/bin/env", "-i", "PATH=/run/cti-check-bin:" + ROOT_PATH.removeprefix("PATH="),
+                   "HOME=/root", "LANG=C.UTF-8", *env, *command, binds={_standins(): "cti-check-bin"}, **kw)
 
 
 @pytest.fixture(scope="module")
