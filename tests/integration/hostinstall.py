@@ -383,13 +383,21 @@ def state_directory_path(service: Service) -> tuple[str, str | None]:
 
 
 # Put first on PATH where the doc's commands run in the root: no systemd runs there, and
-# systemd 257's systemctl refuses daemon-reload without it ("System has not been booted with
-# systemd"), while it enables units offline and skips start/restart in a chroot by itself.
+# systemd 257's systemctl refuses daemon-reload, restart ("System has not been booted with
+# systemd") and `enable --now` ("--now cannot be used when systemd is not running") without it,
+# while it enables units offline by itself. The start is then the test's (the unit's ExecStart).
 SYSTEMCTL_STANDIN = """#!/bin/sh
-if [ "$1" = daemon-reload ]; then
-    echo "systemctl daemon-reload: no systemd runs here, nothing to reload (check-host-install)" >&2
-    exit 0
-fi
+case "$1" in
+    daemon-reload|start|stop|restart|reload|try-restart|reload-or-restart)
+        echo "systemctl $1: no systemd runs here, left out (check-host-install)" >&2
+        exit 0 ;;
+esac
+now=
+for a in "$@"; do
+    shift
+    if [ "$a" = --now ]; then now=1; else set -- "$@" "$a"; fi
+done
+[ -z "$now" ] || echo "systemctl: --now left out: no systemd runs here, the start is the test's" >&2
 exec /usr/bin/systemctl "$@"
 """
 
