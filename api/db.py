@@ -16,6 +16,7 @@ from aiohttp import web
 
 from api.errors import ApiError
 from cti.daemon import CORE
+from cti.pg import FeaturePool
 
 log = structlog.get_logger(__name__)
 
@@ -26,13 +27,13 @@ class ApiDb:
     """The API's pool (None until the app starts, or when the database was away then)."""
 
     def __init__(self) -> None:
-        self.pool: asyncpg.Pool | None = None
+        self.pool: FeaturePool | None = None
 
 
 API_DB = web.AppKey("api_db", ApiDb)
 
 
-def db(app: web.Application) -> asyncpg.Pool:
+def db(app: web.Application) -> FeaturePool:
     """The API's connection pool. Raises ``ApiError`` 503 when there is none."""
     pool = app[API_DB].pool
     if pool is None:
@@ -61,7 +62,7 @@ def setup_db(app: web.Application) -> ApiDb:
     app[API_DB] = holder
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        holder.pool = app[CORE].pool     # the daemon's shared pool, opened and closed by the core
+        holder.pool = app[CORE].db("api")     # the API's share of the daemon's pool (opened and closed by the core)
         try:
             yield
         finally:

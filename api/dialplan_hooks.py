@@ -215,7 +215,7 @@ def setup_hooks(app: web.Application) -> None:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # The daemon's shared pool (it keeps connections ready: a hook is on a
         # caller's time); a database that is away makes the queries answer 503.
-        holder["pool"] = app[CORE].pool
+        holder["pool"] = app[CORE].db("hooks")   # at most its share: a slow report cannot take them
         try:
             yield
         finally:

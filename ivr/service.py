@@ -338,7 +338,7 @@ def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
         s = core.settings
         path = Path(menus_path or s.ivr_menus or EXAMPLE)
         # The daemon's shared pool: a database that is away at start does not stop the IVR.
-        pool = core.pool
+        pool = core.db("ivr")
         steps = StepWriter(pool)
 
         async def lookup(request: LookupCustomer) -> Customer | None:
