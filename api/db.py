@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from api.errors import ApiError
-from cti.daemon import CORE
+from cti.daemon import CoreServices
 from cti.pg import FeaturePool
 
 log = structlog.get_logger(__name__)
@@ -53,8 +53,8 @@ async def query(coro: Any) -> Any:
         raise ApiError(503, "unavailable", "the database is unavailable") from None
 
 
-def setup_db(app: web.Application) -> ApiDb:
-    """The API's pool: the core's, from when the app has started until it stops.
+def setup_db(app: web.Application, core: CoreServices) -> ApiDb:
+    """The API's pool: its share of ``core``'s, from when the app has started until it stops.
     Idempotent: returns the one already set up."""
     if API_DB in app:
         return app[API_DB]
@@ -62,7 +62,7 @@ def setup_db(app: web.Application) -> ApiDb:
     app[API_DB] = holder
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        holder.pool = app[CORE].db("api")     # the API's share of the daemon's pool (opened and closed by the core)
+        holder.pool = core.db("api")     # the API's share of the daemon's pool (opened and closed by the core)
         try:
             yield
         finally:
