@@ -1,7 +1,8 @@
 """The API's database pool: ``db(app)`` and ``query(coro)``, made by ``setup_db``.
 
-The routes query the daemon's one pool (``Core.pool``, opened and closed by the
-core; ``setup_db`` hands it to them while the app runs). Every call a route makes through it is
+The routes query the API's share of the daemon's one pool (``Core.db("api")``: at most
+``db_feature_max["api"]`` connections at once; the pool is opened and closed by the core,
+``setup_db`` hands the share to them while the app runs). Every call a route makes through it is
 bounded by ``QUERY_TIMEOUT``; a database that is away or late is a 503
 ``unavailable``, never a hung request.
 """
