@@ -1,6 +1,6 @@
 """The IVR in the daemon: menus (reloadable), the FastAGI server, lookups, the IVR path.
 
-Wiring: ``setup_ivr(app)`` adds a ``cleanup_ctx`` that starts the FastAGI
+Wiring: ``setup_ivr(app, core)`` adds a ``cleanup_ctx`` that starts the FastAGI
 server on ``agi_host:agi_port`` (after the core's database and AMI) and stops
 it first at shutdown, cancelling every channel's session.
 
