@@ -13,6 +13,7 @@ from typing import Any, Union
 import asyncpg
 
 from api.auth import Credential, Principal
+from cti.pg import is_pool
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 
@@ -260,7 +261,7 @@ class _conn:
         self._ctx: Any = None
 
     async def __aenter__(self) -> asyncpg.Connection:
-        if isinstance(self._db, asyncpg.Pool):
+        if is_pool(self._db):
             self._ctx = self._db.acquire()
             return await self._ctx.__aenter__()
         return self._db

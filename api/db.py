@@ -1,7 +1,8 @@
 """The API's database pool: ``db(app)`` and ``query(coro)``, made by ``setup_db``.
 
-The routes query the daemon's one pool (``Core.pool``, opened and closed by the
-core; ``setup_db`` hands it to them while the app runs). Every call a route makes through it is
+The routes query the API's share of the daemon's one pool (``Core.db("api")``: at most
+``db_feature_max["api"]`` connections at once; the pool is opened and closed by the core,
+``setup_db`` hands the share to them while the app runs). Every call a route makes through it is
 bounded by ``QUERY_TIMEOUT``; a database that is away or late is a 503
 ``unavailable``, never a hung request.
 """
@@ -15,7 +16,8 @@ import structlog
 from aiohttp import web
 
 from api.errors import ApiError
-from cti.daemon import CORE
+from cti.daemon import CoreServices
+from cti.pg import FeaturePool
 
 log = structlog.get_logger(__name__)
 
@@ -26,13 +28,13 @@ class ApiDb:
     """The API's pool (None until the app starts, or when the database was away then)."""
 
     def __init__(self) -> None:
-        self.pool: asyncpg.Pool | None = None
+        self.pool: FeaturePool | None = None
 
 
 API_DB = web.AppKey("api_db", ApiDb)
 
 
-def db(app: web.Application) -> asyncpg.Pool:
+def db(app: web.Application) -> FeaturePool:
     """The API's connection pool. Raises ``ApiError`` 503 when there is none."""
     pool = app[API_DB].pool
     if pool is None:
@@ -52,8 +54,8 @@ async def query(coro: Any) -> Any:
         raise ApiError(503, "unavailable", "the database is unavailable") from None
 
 
-def setup_db(app: web.Application) -> ApiDb:
-    """The API's pool: the core's, from when the app has started until it stops.
+def setup_db(app: web.Application, core: CoreServices) -> ApiDb:
+    """The API's pool: its share of ``core``'s, from when the app has started until it stops.
     Idempotent: returns the one already set up."""
     if API_DB in app:
         return app[API_DB]
@@ -61,7 +63,7 @@ def setup_db(app: web.Application) -> ApiDb:
     app[API_DB] = holder
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        holder.pool = app[CORE].pool     # the daemon's shared pool, opened and closed by the core
+        holder.pool = core.db("api")     # the API's share of the daemon's pool (opened and closed by the core)
         try:
             yield
         finally:

@@ -33,7 +33,7 @@ from api.static_files import StaticFiles
 from api.registry import ApiRequest, setup_registry
 from crm import ticket_store
 from cti import control
-from cti.daemon import CORE
+from cti.daemon import CoreServices
 from cti.errors import AmiActionFailed, AmiError, AmiNotConnected
 
 log = structlog.get_logger(__name__)
@@ -61,7 +61,7 @@ async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = 
         acts = control.actions(cmd)
     except control.ControlError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
-    ami = req.app[CORE].ami
+    ami = _desktop(req).core.ami
     if ami is None:
         raise ApiError(503, "ami_unavailable", "not connected to Asterisk")
     refused = 0
@@ -215,7 +215,7 @@ async def transfer(req: ApiRequest[TransferBody, None]) -> Done:
     assert p.caller and p.agent_leg
     target = _target(req, req.body.target)
     if target.kind == "agent" and target.device:
-        req.app[CORE].model.expect_agent(p.call_id, target.value, target.device)
+        _desktop(req).core.model.expect_agent(p.call_id, target.value, target.device)
     if req.body.mode == "blind":
         return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target)))
     n = await _run(req, control.AttendedTransfer(p.agent_leg, target))
@@ -229,7 +229,7 @@ def _consult(req: ApiRequest[Any, Any]) -> tuple[str, str]:
     call_id = req.match_info["call_id"]
     found = _desktop(req).consults.get(call_id)
     who = req.principal
-    if found is None or call_id not in req.app[CORE].model.calls:
+    if found is None or call_id not in _desktop(req).core.model.calls:
         raise ApiError(409, "no_transfer", "no attended transfer under way on this call")
     staff = who is not None and who.role in ("supervisor", "admin")
     if not staff and (who is None or who.agent_id != found[0]):
@@ -267,7 +267,7 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     state = acd.router.agent_state(who.agent_id).state
     if state not in ("not_ready", "logged_out"):
         raise ApiError(409, "agent_state", f"go not ready first (you are {state}): the ACD could offer you a call")
-    s = req.app[CORE].settings
+    s = _desktop(req).core.settings
     ticket_id = req.body.ticket_id
     if ticket_id is not None and await query(ticket_store.get_ticket(db(req.app), ticket_id)) is None:
         raise ApiError(404, "unknown_ticket", f"no ticket {ticket_id}")
@@ -344,7 +344,8 @@ async def current(req: ApiRequest[None, None]) -> DeskNow:
     agent = who.agent_id
     if not agent:
         return DeskNow()
-    desk, core = _desktop(req), req.app[CORE]
+    desk = _desktop(req)
+    core = desk.core
     acd = req.app.get(ACD)
     last = desk.answered.get(agent)
     state = None
@@ -391,7 +392,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 
 
 def _csp(request: web.Request) -> str:
-    u = urlsplit(request.app[CORE].settings.phone_ws_url)
+    u = urlsplit(request.app[DESKTOP].core.settings.phone_ws_url)
     return _CSP.format(ws=f" {u.scheme}://{u.netloc}" if u.scheme in ("ws", "wss") and u.netloc else "")
 
 
@@ -404,11 +405,12 @@ async def agent_root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/agent/")
 
 
-def setup_desktop(app: web.Application) -> None:
-    """Screen-pops, call control, wrap-up and history routes, and the web client.
-    After ``setup_ws`` (screen-pops go out on its hub, after the event they follow)."""
+def setup_desktop(app: web.Application, core: CoreServices) -> None:
+    """Screen-pops, call control, wrap-up and history routes, and the web client, on ``core``
+    (its bus, model and AMI client). After ``setup_ws`` (screen-pops go out on its hub,
+    after the event they follow)."""
     api = setup_registry(app)
-    desk = app[DESKTOP] = Desktop(app)
+    desk = app[DESKTOP] = Desktop(app, core)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await desk.start()

@@ -30,7 +30,7 @@ from crm.customer_lookup import find_by_phone
 from crm.customer_store import customer_view
 from crm.phones import normalise_e164
 from cti import control
-from cti.daemon import CORE
+from cti.daemon import CoreServices
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -89,9 +89,9 @@ async def lookup_card_data(pool: asyncpg.Pool, call_id: str, caller_num: str | N
 class Desktop:
     """Screen-pops and what the desktop's routes share (``app[DESKTOP]``)."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, core: CoreServices) -> None:
         self.app = app
-        self.core = app[CORE]
+        self.core = core
         self.tracker = screenpop.Tracker()
         self._lookups: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._chains: dict[str, asyncio.Task[None]] = {}

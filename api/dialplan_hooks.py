@@ -39,7 +39,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
-from typing import Any, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import asyncpg
 import structlog
@@ -48,6 +49,10 @@ from aiohttp import web
 from crm.customer_lookup import ACCOUNT, CustomerRecord, find_by_account, find_by_phone
 from crm.phones import normalise_e164
 from cti.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cti.config import Settings
+    from cti.daemon import CoreServices
 
 log = structlog.get_logger(__name__)
 
@@ -59,7 +64,16 @@ VIP_PRIORITY = 10
 _QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 LOCAL_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
 
-POOL = web.AppKey("hooks_pool", dict)     # {"pool": asyncpg.Pool | None}
+@dataclass(slots=True)
+class HookState:
+    """What the handlers read (``app[HOOKS]``): the settings, and the hooks' share of the
+    daemon's pool while the app runs (None before and after, and with no database)."""
+
+    settings: "Settings"
+    pool: Any = None
+
+
+HOOKS = web.AppKey("hooks", HookState)
 
 
 class HookError(Exception):
@@ -104,9 +118,7 @@ def allowed_hosts(settings: Any) -> frozenset[str]:
 
 
 def _authorise(request: web.Request) -> None:
-    from cti.daemon import CORE
-
-    settings = request.app[CORE].settings
+    settings = request.app[HOOKS].settings
     if host_name(request.headers.get("Host")) not in allowed_hosts(settings):
         # Not the dialplan: a browser whose page rebound its own name to us.
         raise HookError(403, "wrong_host", "the Host header does not name this server")
@@ -141,7 +153,7 @@ def _number(request: web.Request) -> str:
 
 
 async def _find(request: web.Request, by: str, key: str) -> CustomerRecord | None:
-    pool = request.app[POOL].get("pool")
+    pool = request.app[HOOKS].pool
     if pool is None:
         raise HookError(503, "db_unavailable", "no database")
     try:
@@ -195,13 +207,11 @@ async def route(request: web.Request) -> web.Response:
                         content_type="text/plain")
 
 
-def setup_hooks(app: web.Application) -> None:
-    """Register ``/hooks/lookup`` and ``/hooks/route`` and their database pool
+def setup_hooks(app: web.Application, core: "CoreServices") -> None:
+    """Register ``/hooks/lookup`` and ``/hooks/route`` and their share of ``core``'s pool
     (a ``cleanup_ctx`` after the core's database). Nothing when the ``hooks``
     setting is false. Raises ``ConfigError`` when ``hook_secret`` is unset."""
-    from cti.daemon import CORE
-
-    settings = app[CORE].settings
+    settings = core.settings
     if not settings.hooks:
         log.info("hooks.disabled")
         return
@@ -209,17 +219,17 @@ def setup_hooks(app: web.Application) -> None:
         raise ConfigError("hook_secret (CTI_HOOK_SECRET) is unset: the dialplan hooks do not run without it "
                           "(give the dialplan the same value in its CTI_HOOK_SECRET global), "
                           "or set hooks = false (CTI_HOOKS=false)")
-    holder: dict[str, Any] = {"pool": None}
-    app[POOL] = holder
+    state = app[HOOKS] = HookState(settings)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        # The daemon's shared pool (it keeps connections ready: a hook is on a
-        # caller's time); a database that is away makes the queries answer 503.
-        holder["pool"] = app[CORE].pool
+        # Its share of the daemon's pool (which keeps connections ready: a hook is on a
+        # caller's time; no other feature can take the share); a database that is away
+        # makes the queries answer 503.
+        state.pool = core.db("hooks")
         try:
             yield
         finally:
-            holder["pool"] = None
+            state.pool = None
 
     app.cleanup_ctx.append(ctx)
     app.router.add_get("/hooks/lookup", lookup)

@@ -251,28 +251,53 @@ class Hub:
         connections that got something (to wake) or were just dropped (to close)."""
         if "type" not in body:
             raise ValueError("a message needs a type")
-        targets = set(self._everything)
+        if not self._everything and not any(a in self._by_agent for a in agents):
+            return []        # nobody wants it: not even encoded
+        return self._deliver(_body_json(body), agents)
+
+    def _number(self, s: Stream) -> int:
+        """The seq ``s`` gives the event being delivered: here one more than its last.
+        (``api.node_core.NodeHub`` numbers by the broker instead.)"""
+        s.seq += 1
+        return s.seq
+
+    def _keep(self, s: Stream, seq: int, text: str) -> None:
+        """Keep the event numbered ``seq`` in ``s``'s ring, for resumes."""
+        if len(s.ring) == s.ring.maxlen:
+            self.replay_events -= 1
+            self.replay_bytes -= len(s.ring[0][1])
+        s.ring.append((seq, text))
+        self.replay_events += 1
+        self.replay_bytes += len(text)
+
+    def targets(self, agents: frozenset[str]) -> set[Stream]:
+        """The streams that want an event concerning ``agents``: every stream that sees
+        everything, and those of the agents named."""
+        found = set(self._everything)
         for a in agents:
-            targets |= self._by_agent.get(a, set())
+            found |= self._by_agent.get(a, set())
+        return found
+
+    def _deliver(self, body_json: str, agents: frozenset[str]) -> list[Connection]:
+        """The one delivery step of both hubs (this one and ``NodeHub``, which differ only
+        in ``_number`` and ``_keep``): each target stream numbers the event, keeps it, and
+        queues it to its connections that are not dropped. Returns the connections touched."""
+        targets = self.targets(agents)
         if not targets:
             return []
         self.published += 1
-        text_body = _body_json(body)
         touched: list[Connection] = []
+        last, text = -1, ""
         for s in targets:
-            s.seq += 1
-            text = _splice(s.seq, text_body)
-            if len(s.ring) == s.ring.maxlen:
-                self.replay_events -= 1
-                self.replay_bytes -= len(s.ring[0][1])
-            s.ring.append((s.seq, text))
-            self.replay_events += 1
-            self.replay_bytes += len(text)
+            seq = self._number(s)
+            if seq != last:                # streams at the same seq share one string
+                last, text = seq, _splice(seq, body_json)
+            self._keep(s, seq, text)
             for c in s.conns:
                 if c.drop is not None:
                     continue
                 if self._enqueue(c, text):
-                    c.last_seq = s.seq
+                    c.last_seq = seq
                     self.delivered += 1
                 touched.append(c)
         return touched

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Mapping
 
-from api.hub import Attached, CallAudience, Connection, Hub, Resume, Scope, _body_json, _splice
+from api.hub import Attached, CallAudience, Connection, Hub, Resume, Scope, Stream, _body_json, _splice
 
 
 class NodeHub(Hub):
@@ -74,24 +74,14 @@ class NodeHub(Hub):
             raise ValueError("a message is a non-empty JSON object")
         self.head = seq
         self.ring.append((seq, agents, body_json))
-        targets = set(self._everything)
-        for a in agents:
-            targets |= self._by_agent.get(a, set())
-        if not targets:
-            return []
-        self.published += 1
-        text = _splice(seq, body_json)
-        touched: list[Connection] = []
-        for s in targets:
-            s.seq = seq
-            for c in s.conns:
-                if c.drop is not None:
-                    continue
-                if self._enqueue(c, text):
-                    c.last_seq = seq
-                    self.delivered += 1
-                touched.append(c)
-        return touched
+        return self._deliver(body_json, agents)
+
+    def _number(self, s: Stream) -> int:
+        s.seq = self.head          # the broker's sequence, the same in every stream
+        return s.seq
+
+    def _keep(self, s: Stream, seq: int, text: str) -> None:
+        pass                       # the node keeps one ring for all streams (``ring``)
 
     def attach(self, key: str, scope: Scope, resume: Resume | None, hello: Mapping[str, Any],
                now: float) -> Attached:

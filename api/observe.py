@@ -73,6 +73,13 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         fams.append(m.counter("cti_store_rows_dropped_total", "Rows dropped: buffer full", w.dropped))
         fams.append(m.counter("cti_store_rows_rejected_total", "Rows PostgreSQL refused for good", w.rejected))
         fams.append(m.counter("cti_store_write_failures_total", "Write attempts that failed", w.failures))
+    shares = sorted(core.shares.items())     # each feature's share of the pool (cti.pg.FeaturePool)
+    fams.append(m.gauge("cti_db_connections_in_use", "Connections of the shared pool a feature holds",
+                        {(("feature", f),): s.in_use for f, s in shares}, ("feature",)))
+    fams.append(m.gauge("cti_db_connections_max", "Connections of the shared pool a feature may hold at once "
+                        "(db_feature_max)", {(("feature", f),): s.limit for f, s in shares}, ("feature",)))
+    fams.append(m.gauge("cti_db_waiting", "Queries waiting for their feature's share of the pool",
+                        {(("feature", f),): s.waiting for f, s in shares}, ("feature",)))
     broker = app.get(BROKER_STATS)
     if broker is not None:
         b = broker()

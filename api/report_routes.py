@@ -37,14 +37,16 @@ def _day_range(wb: WallboardService, first: date, last: date) -> tuple[float, fl
 
 async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[str], agents: str | None = None):
     wb = req.app[WALLBOARD]
-    try:   # at most REPORTS_AT_ONCE hold a connection of the shared pool (the hooks need theirs)
+    if wb.pool is None:     # the reports' share of the shared pool (Core.db("reports"))
+        raise ApiError(503, "unavailable", "the database is unavailable")
+    try:   # at most REPORTS_AT_ONCE run at once, each holding a connection of the reports' share
         async with asyncio.timeout(REPORT_SLOT_WAIT):
             await wb.report_slots.acquire()
     except TimeoutError:
         raise ApiError(503, "unavailable", f"{REPORTS_AT_ONCE} reports are being computed; try again shortly") from None
     try:
         async with asyncio.timeout(REPORT_TIMEOUT):
-            return await rollups.interval_counts(db(req.app), lo, hi, wb.config, queues, now=time.time(),
+            return await rollups.interval_counts(wb.pool, lo, hi, wb.config, queues, now=time.time(),
                                                  agents=agents)
     except TimeoutError:
         raise ApiError(503, "unavailable", f"the report took longer than {REPORT_TIMEOUT:g}s; ask for fewer days") from None

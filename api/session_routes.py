@@ -38,7 +38,8 @@ from api.db import db, query, setup_db
 from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
 from api.throttle import HashQueue, LoginThrottle
-from cti.daemon import CORE
+from cti.config import Settings
+from cti.daemon import CoreServices
 
 log = structlog.get_logger(__name__)
 
@@ -90,9 +91,12 @@ class MeReply(BaseModel):
 
 
 class _Holder:
-    """The password hasher (made in ``cleanup_ctx``) and the login throttle."""
+    """The password hasher (made in ``cleanup_ctx``), the login throttle, and the settings
+    login reads (the proxies trusted for ``X-Forwarded-For``, a session's lifetime)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings) -> None:
+        self.trusted = networks(settings.http_trusted_proxies)
+        self.session_ttl = settings.session_ttl
         self.passwords: Passwords | None = None
         self.hashing = asyncio.Semaphore(HASH_CONCURRENCY)
         self.throttle = LoginThrottle()
@@ -136,7 +140,7 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
     username = req.body.username
     request = req.request
     address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                             networks(app[CORE].settings.http_trusted_proxies))
+                             holder.trusted)
     wait = holder.throttle.attempt(username, address, time.monotonic())
     if wait > 0:
         log.info("login throttled", username=username, address=address, wait_s=round(wait, 1))
@@ -174,7 +178,7 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
             holder.throttle.abandoned(username, address)
     token = new_session_token()
     expires = await query(accounts.create_session(db(app), user.user_id, digest(token),
-                                                  app[CORE].settings.session_ttl))
+                                                  holder.session_ttl))
     log.info("logged in", username=user.username, role=user.role, hashes_ahead=ahead)
     return LoginReply(token=token, expires_at=expires, user=_user_view(user))
 
@@ -196,12 +200,12 @@ async def me(req: ApiRequest[None, None]) -> MeReply:
                    agent_id=p.agent_id, team=p.team, expires_at=expires)
 
 
-def setup_auth(app: web.Application) -> None:
-    """The registry (``/openapi.json``, ``/docs``), the API's pool, authentication,
-    and the login routes. Call after ``build_app`` (the core's database first)."""
+def setup_auth(app: web.Application, core: CoreServices) -> None:
+    """The registry (``/openapi.json``, ``/docs``), the API's pool (``core``'s share),
+    authentication, and the login routes. Call after ``build_app`` (the core's database first)."""
     api = setup_registry(app)
-    setup_db(app)
-    holder = _Holder()
+    setup_db(app, core)
+    holder = _Holder(core.settings)
     app[AUTH] = holder
 
     async def authenticate(request: web.Request) -> Principal | None:

@@ -64,8 +64,8 @@ REFRESH_S = 5.0              # a board is pushed at least this often (rolling wi
 BUILD_SHARE = 0.05           # at most this share of the daemon's time goes to building boards
 ROLLUP_EVERY_S = 300.0       # settled intervals are rolled up this often
 REPORT_TIMEOUT = 60.0        # a report may read the calls of intervals not rolled up yet
-# The pool is the daemon's one (32 connections, shared with the dialplan hooks, the IVR and
-# every route): reports, which may hold a connection for a minute, get a few of them at most.
+# Reports, which may hold a connection for a minute, query through their own share of the
+# daemon's pool (``Core.db("reports")``: these and the rollup), and only so many at once.
 REPORTS_AT_ONCE = 4
 REPORT_SLOT_WAIT = 5.0       # a report that finds every slot taken waits this long, then 503
 
@@ -148,7 +148,7 @@ class WallboardService:
         self.ledger = BoardLedger(self.config)             # counted under this configuration from now on
         bus = self.core.bus
         self._unsubscribe = [bus.subscribe(self.on_call_event), bus.subscribe_to(AgentStateChanged, self.agent_changed)]
-        self.pool = self.core.pool   # the daemon's shared pool (none in unit tests)
+        self.pool = self.core.db("reports")   # its share of the daemon's pool (none in unit tests)
         from api.ws import WS
         if WS in self.app:
             self.app[WS].before_flush.append(self.join_flush)

@@ -41,8 +41,8 @@ from api.auth import ADMIN
 from api.db import db, query
 from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
-from cti.daemon import CORE, run_with_app
-from cti.ha import HA, run_while_leading
+from cti.daemon import CoreServices, run_with_app
+from cti.ha import HaNode, run_while_leading
 from cti.events import CallEvent
 
 log = structlog.get_logger(__name__)
@@ -64,9 +64,13 @@ class Subscription:
 
 
 class WebhookService:
-    def __init__(self, app: web.Application, *, backoff: Any = core.backoff, max_attempts: int = core.MAX_ATTEMPTS,
-                 clock: Any = time.time) -> None:
+    """Delivers the call events of ``daemon``'s bus to the subscriptions (``app[WEBHOOKS]``)."""
+
+    def __init__(self, app: web.Application, daemon: CoreServices, *, backoff: Any = core.backoff,
+                 max_attempts: int = core.MAX_ATTEMPTS, clock: Any = time.time) -> None:
         self.app = app
+        self.bus = daemon.bus
+        self.allow = core.parse_allow(daemon.settings.webhook_allow)     # where deliveries may go
         self.subs: dict[int, Subscription] = {}
         self.backoff = backoff
         self.max_attempts = max_attempts
@@ -76,8 +80,8 @@ class WebhookService:
         self._unsubscribe: Any = None
 
     async def start(self) -> None:
-        self.session = make_session(core.parse_allow(self.app[CORE].settings.webhook_allow))
-        self._unsubscribe = self.app[CORE].bus.subscribe(self.on_call_event)
+        self.session = make_session(self.allow)
+        self._unsubscribe = self.bus.subscribe(self.on_call_event)
         try:
             await self.reload()
         except Exception as exc:   # the database is away: no hooks until the next change or restart
@@ -342,7 +346,7 @@ def _sid(req: ApiRequest[Any, Any]) -> int:
 async def create_subscription(req: ApiRequest[SubscriptionBody, None]) -> SubscriptionCreated:
     secret = "whsec_" + secrets.token_urlsafe(32)
     b = req.body
-    problem = core.target_problem(b.url, core.parse_allow(req.app[CORE].settings.webhook_allow))
+    problem = core.target_problem(b.url, req.app[WEBHOOKS].allow)
     if problem is not None:
         raise ApiError(422, "invalid_body", f"url {problem}",
                        [ErrorDetail(field="body.url", message=f"url {problem}", type="value_error")])
@@ -375,12 +379,12 @@ async def list_deliveries(req: ApiRequest[None, DeliveryQuery]) -> DeliveryList:
     return DeliveryList(deliveries=[Delivery(**dict(r)) for r in rows])
 
 
-def setup_webhooks(app: web.Application, **options: Any) -> None:
-    """Webhook routes and delivery workers (after ``setup_auth``: they use its pool)."""
+def setup_webhooks(app: web.Application, daemon: CoreServices, ha: HaNode | None = None, **options: Any) -> None:
+    """Webhook routes and delivery workers for ``daemon``'s call events (after ``setup_auth``:
+    they use its pool); with ``ha``, only while this node leads."""
     api = setup_registry(app)
-    service = app[WEBHOOKS] = WebhookService(app, **options)
+    service = app[WEBHOOKS] = WebhookService(app, daemon, **options)
 
-    ha = app.get(HA)
     if ha is None:
         run_with_app(app, service)
     else:   # in an HA pair only the leader delivers (docs/ha.md): one delivery per event

@@ -30,7 +30,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,23 +39,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import free_port  # noqa: E402
+from bench.tables import percentiles  # noqa: E402
+
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
 
 
 # -- the clients (in worker processes) ------------------------------------------------
@@ -275,8 +266,7 @@ async def run(desktops: int, supervisors: int, rate: float, before: float, after
             "clients": len(tokens), "desktops": desktops, "supervisors": supervisors, "connect_s": round(connect_s, 2),
             "messages": n, "rate": rate, "stream_head": head,
             "resumed": sum(s["resumed"] is True for s in states), "bad": bad[:10], "bad_count": len(bad),
-            "kill_to_resumed_ms": {"p50": round(pct(moved, 50) * 1e3), "p99": round(pct(moved, 99) * 1e3),
-                                   "max": round(max(moved) * 1e3) if moved else None},
+            "kill_to_resumed_ms": percentiles(moved, scale=1e3),
             "cpu_us_per_message": {"leader_publisher": round(leader_cpu / n * 1e6, 1),
                                    "node1_before_kill": round(cpu_node1 / max(1, n_before) * 1e6, 1),
                                    "node2_whole_run": round(cpu_node2 / n * 1e6, 1)},

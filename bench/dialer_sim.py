@@ -45,11 +45,13 @@ import heapq
 import json
 import random
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.tables import median_time  # noqa: E402
 from dialer.pacing import AbandonLedger, DialState, Measured, Mode, PacingConfig, decide  # noqa: E402
 
 DAY_S = 8 * 3600
@@ -254,14 +256,12 @@ def total(days: list[dict], args) -> dict:
 
 
 def decision_cost() -> dict:
-    """What one predictive decision costs, by campaign size (median of 7 runs of 5)."""
-    import statistics
-    import timeit
+    """What one predictive decision costs, by campaign size (median of 7 runs of 5, wall clock)."""
     m, config, out = Measured(0.25, 12.0, 180.0), PacingConfig(), {}
     for agents, free, in_flight in ((20, 2, 6), (200, 15, 60), (1000, 60, 300)):
         state = DialState(free, agents - free, in_flight)
-        runs = timeit.repeat(lambda: decide(state, m, config, 10 ** 6), number=5, repeat=7)
-        out[f"{agents}_agents_ms"] = round(statistics.median(runs) / 5 * 1e3, 3)
+        s = median_time(lambda: decide(state, m, config, 10 ** 6), 7, number=5, clock=time.perf_counter)
+        out[f"{agents}_agents_ms"] = round(s * 1e3, 3)
         out[f"{agents}_agents_launch"] = decide(state, m, config, 10 ** 6).launch
     return out
 

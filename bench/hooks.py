@@ -35,6 +35,7 @@ from bench.harness import scratch_database  # noqa: E402
 from cti.migrate import migrate  # noqa: E402
 from cti.config import load_settings  # noqa: E402
 from cti.daemon import CORE, Core  # noqa: E402
+from cti.pg import close_pool, open_pool  # noqa: E402
 
 SECRET = "bench-hook-secret"   # the hooks need one; the client sends it as the dialplan does
 
@@ -88,8 +89,9 @@ async def main() -> None:
             await seed(dsn, args.customers)
             settings = load_settings(database_url=dsn, state_dir=tmp, log_level="warning", hook_secret=SECRET)
             app = web.Application()
-            app[CORE] = Core(settings, dsn=dsn)
-            setup_hooks(app)
+            core = app[CORE] = Core(settings, dsn=dsn)
+            core.pool = await open_pool(dsn)     # the daemon's shared pool (opened by its core there)
+            setup_hooks(app, core)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -99,6 +101,7 @@ async def main() -> None:
             await load(url, 1.0, args.concurrency, args.customers)          # warm-up
             n, lat, errors = await load(url, args.seconds, args.concurrency, args.customers)
             await runner.cleanup()
+            await close_pool(core.pool)
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.customers} customers, "
           f"concurrency {args.concurrency}, {args.seconds:g} s")
     print("| requests | errors | requests/s | p50 | p99 | max |")

@@ -24,7 +24,6 @@ import argparse
 import math
 import platform
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from acd.staffing import required_agents, required_agents_a  # noqa: E402
+from bench.tables import markdown_table, median_time  # noqa: E402
 
 TARGET, THRESHOLD = 0.8, 20.0
 
@@ -101,33 +101,30 @@ def main() -> None:
             sys.exit(f"answers differ at {c:.1f} calls, AHT {aht:.0f}: ours {n}, naive {m}")
     print(f"\n{len(plan):,} intervals ({args.queues} queues x {args.intervals}), agents up to {max(ours):,}, "
           f"{sum(ours):,} agent-intervals in all\n")
-    print("| Erlang C, 80% in 20 s | intervals done | overflowed | CPU time | per interval |")
-    print("|---|---:|---:|---:|---:|")
-    print(f"| textbook formula (baseline) | {done:,} | {overflow:,} | {naive_s:.2f} s (done only) | "
-          f"{naive_s / max(done, 1) * 1e3:.2f} ms |")
-    print(f"| ours (log Erlang B recursion) | {len(plan):,} | 0 | {ours_s:.2f} s | "
-          f"{ours_s / len(plan) * 1e3:.3f} ms |")
+    print(markdown_table(
+        ["Erlang C, 80% in 20 s", "intervals done", "overflowed", "CPU time", "per interval"],
+        [["textbook formula (baseline)", f"{done:,}", f"{overflow:,}", f"{naive_s:.2f} s (done only)",
+          f"{naive_s / max(done, 1) * 1e3:.2f} ms"],
+         ["ours (log Erlang B recursion)", f"{len(plan):,}", 0, f"{ours_s:.2f} s", f"{ours_s / len(plan) * 1e3:.3f} ms"]]))
 
     print("\nOne required-agents search (AHT 180 s, 15-minute interval), median of", args.repeat)
-    print("\n| erlangs | agents | textbook (baseline) | ours, Erlang C | ours, Erlang A (patience 120 s) | "
-          "Erlang A agents |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    rows = []
     for erlangs in (10, 50, 100, 150, 300, 600, 1000):
         calls = erlangs * 900 / 180
-
-        def timed(fn) -> float:
-            return statistics.median(cpu(fn)[0] for _ in range(args.repeat))
-
         n = required_agents(calls, 180, 900, sl_target=TARGET, sl_seconds=THRESHOLD).agents
-        ours_t = timed(lambda: required_agents(calls, 180, 900, sl_target=TARGET, sl_seconds=THRESHOLD))
+        ours_t = median_time(lambda: required_agents(calls, 180, 900, sl_target=TARGET, sl_seconds=THRESHOLD),
+                             args.repeat)
         try:
-            naive_t = f"{timed(lambda: naive_required(calls, 180, 900)) * 1e3:.2f} ms"
+            naive_t = f"{median_time(lambda: naive_required(calls, 180, 900), args.repeat) * 1e3:.2f} ms"
         except OverflowError:
             naive_t = "OverflowError"
         a_n = required_agents_a(calls, 180, 900, patience_s=120, sl_target=TARGET, sl_seconds=THRESHOLD).agents
-        a_t = timed(lambda: required_agents_a(calls, 180, 900, patience_s=120, sl_target=TARGET,
-                                              sl_seconds=THRESHOLD))
-        print(f"| {erlangs:,} | {n:,} | {naive_t} | {ours_t * 1e3:.3f} ms | {a_t * 1e3:.1f} ms | {a_n:,} |")
+        a_t = median_time(lambda: required_agents_a(calls, 180, 900, patience_s=120, sl_target=TARGET,
+                                                    sl_seconds=THRESHOLD), args.repeat)
+        rows.append([f"{erlangs:,}", f"{n:,}", naive_t, f"{ours_t * 1e3:.3f} ms", f"{a_t * 1e3:.1f} ms", f"{a_n:,}"])
+    print()
+    print(markdown_table(["erlangs", "agents", "textbook (baseline)", "ours, Erlang C",
+                          "ours, Erlang A (patience 120 s)", "Erlang A agents"], rows, left=0))
 
 
 if __name__ == "__main__":

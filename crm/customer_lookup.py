@@ -19,6 +19,7 @@ from typing import Iterable, Union
 import asyncpg
 
 from crm.phones import normalise_e164
+from cti.pg import is_pool
 
 __all__ = ["ACCOUNT", "CustomerRecord", "find_by_account", "find_by_phone", "save_customer"]
 
@@ -66,7 +67,7 @@ async def save_customer(db: Db, customer_id: str, name: str, phones: Iterable[st
             raise ValueError(f"{n!r} is not an E.164 number")
     if account_number is not None and not ACCOUNT.match(account_number):
         raise ValueError(f"{account_number!r} is not an account number (letters, digits, _ . -; at most 64)")
-    conn_ctx = db.acquire() if isinstance(db, asyncpg.Pool) else None
+    conn_ctx = db.acquire() if is_pool(db) else None
     conn = await conn_ctx.__aenter__() if conn_ctx is not None else db
     try:
         async with conn.transaction():

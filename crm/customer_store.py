@@ -18,6 +18,7 @@ from crm.customer_model import (
     Address, BadImportFile, CustomerRow, CustomerSnapshot, InvalidCustomer, MergePlan, MergeRefused, Rejected,
     ID, normalise_tag, plan_merge, read_csv, validate_rows,
 )
+from cti.pg import is_pool
 
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 
@@ -25,7 +26,7 @@ Db = Union[asyncpg.Pool, asyncpg.Connection]
 @contextlib.asynccontextmanager
 async def connection(db: Db) -> AsyncIterator[asyncpg.Connection]:
     """A connection: ``db`` itself, or one borrowed from the pool for the block."""
-    if isinstance(db, asyncpg.Pool):
+    if is_pool(db):
         async with db.acquire() as conn:
             yield conn
     else:

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     db_buffer_max: int = Field(100_000, ge=100)
     db_batch_max: int = Field(500, ge=1)
+    # How many of the shared pool's connections a feature may hold at once, over the
+    # defaults in cti.pg.FEATURE_MAX (api 10, hooks 8, ivr 4, reports 5, recording 3,
+    # phones 2): e.g. CTI_DB_FEATURE_MAX='{"reports": 2}' (docs/architecture.md).
+    db_feature_max: dict[str, int] = Field(default_factory=dict)
 
     # HTTP (API, dialplan hooks) and FastAGI
     http_host: str = "127.0.0.1"
@@ -265,6 +269,13 @@ class Settings(BaseSettings):
     def _no_control_chars(cls, v: str) -> str:
         if not v or any(c in v for c in "\r\n\0"):
             raise ValueError("must be non-empty and hold no CR, LF or NUL")
+        return v
+
+    @field_validator("db_feature_max")
+    @classmethod
+    def _feature_max(cls, v: dict[str, int]) -> dict[str, int]:
+        from cti.pg import feature_limits
+        feature_limits(v)             # raises ValueError naming the feature
         return v
 
     @field_validator("hook_hosts")

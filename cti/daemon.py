@@ -31,7 +31,7 @@ from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent, CallStateChanged
 from cti.migrate import migrate
-from cti.pg import close_pool, open_pool
+from cti.pg import FeaturePool, close_pool, feature_limits, open_pool
 from cti.version import version
 from cti.writer import Writer
 
@@ -50,6 +50,8 @@ class Core:
     # The one pool every feature queries through (cti.pg.open_pool); the writer and
     # the leadership lease keep connections of their own (docs/architecture.md).
     pool: asyncpg.Pool | None = None
+    # Each feature's share of it (``db``), made on first use.
+    shares: dict[str, FeaturePool] = field(default_factory=dict)
     ami: AmiClient | None = None
     embedded: Any = None
     reconcile_task: asyncio.Task[None] | None = None
@@ -79,6 +81,18 @@ class Core:
             self.bus.publish(ev)
         return ev
 
+    def db(self, feature: str) -> FeaturePool | None:
+        """``feature``'s share of the pool (one of ``cti.pg.FEATURE_MAX``'s names): the
+        pool's methods, with at most ``db_feature_max`` of its connections held at once;
+        None while there is no pool."""
+        if self.pool is None:
+            return None
+        share = self.shares.get(feature)
+        if share is None or share.pool is not self.pool:
+            limit = feature_limits(self.settings.db_feature_max)[feature]
+            share = self.shares[feature] = FeaturePool(feature, self.pool, limit)
+        return share
+
 
 CORE = web.AppKey("core", Core)
 
@@ -97,6 +111,8 @@ class CoreServices(Protocol):
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]]
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None: ...
+
+    def db(self, feature: str) -> FeaturePool | None: ...
 
 
 # -- wiring: frames in, events out ---------------------------------------------

@@ -1,5 +1,5 @@
 """PostgreSQL helpers every feature shares: the daemon's one pool (``open_pool``), its reset and
-close, and errors fit to show.
+close, each feature's share of it (``FeaturePool``), and errors fit to show.
 
 A DSN may hold a password: ``secrets_of`` lists what must never be shown and
 ``scrub`` blanks it out of any text we log or expose; ``describe_error`` keeps a
@@ -9,13 +9,13 @@ server error to its first line (its DETAIL may quote the row);
 from __future__ import annotations
 
 import asyncio
-from typing import Union
+from typing import Any, Mapping, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 import structlog
 
-Db = Union[asyncpg.Pool, asyncpg.Connection]
+Db = Union[asyncpg.Pool, "FeaturePool", asyncpg.Connection]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -114,3 +114,118 @@ async def close_pool(pool: "asyncpg.Pool | None", timeout: float = 5.0) -> None:
             await pool.close()
     except TimeoutError:
         pool.terminate()
+
+
+# -- each feature's share -------------------------------------------------------------
+
+# How many of the shared pool's connections a feature may hold at once (``db_feature_max``
+# overrides any of them). Each is well under the pool's size, so one feature at its cap (a
+# slow report, a burst of API calls) leaves the others most of the pool: the dialplan hooks
+# and the IVR answer on a caller's time. The sizes are those of the pools the features had
+# before they shared one, but the reports': REPORTS_AT_ONCE (api.wallboard_service) and the
+# wallboard's rollup. What is not named here (the core's own queries, the ACD, the features
+# that take ``Core.pool``) is bounded by its own work only.
+FEATURE_MAX: Mapping[str, int] = {"api": 10, "hooks": 8, "ivr": 4, "reports": 5, "recording": 3, "phones": 2}
+
+
+def feature_limits(overrides: Mapping[str, int]) -> dict[str, int]:
+    """``FEATURE_MAX`` with ``overrides`` over it. Raises ``ValueError`` naming a feature
+    that is not one or a limit outside 1..POOL_MAX."""
+    for name, n in overrides.items():
+        if name not in FEATURE_MAX:
+            raise ValueError(f"{name!r} is not a feature with a share of the pool "
+                             f"(one of {', '.join(sorted(FEATURE_MAX))})")
+        if not 1 <= n <= POOL_MAX:
+            raise ValueError(f"{name}: {n} connections is outside 1..{POOL_MAX}")
+    return {**FEATURE_MAX, **overrides}
+
+
+class FeaturePool:
+    """One feature's view of the shared pool: the pool's own methods (``acquire``, also
+    awaited and then ``release``d; ``fetch``, ``fetchrow``, ``fetchval``, ``execute``,
+    ``executemany``), with at most ``limit`` of its connections held at once. A caller
+    past the cap waits for one of the feature's own connections, never another's; an
+    ``acquire`` timeout covers that wait too. ``in_use`` and ``waiting`` are for
+    ``/metrics``."""
+
+    def __init__(self, feature: str, pool: Any, limit: int) -> None:
+        self.feature = feature
+        self.pool = pool
+        self.limit = limit
+        self.in_use = 0
+        self.waiting = 0
+        self._slots = asyncio.Semaphore(limit)
+
+    def acquire(self, *, timeout: float | None = None) -> "_Acquire":
+        return _Acquire(self, timeout)
+
+    async def _take(self, timeout: float | None) -> Any:
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self.waiting += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_use += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self.pool.acquire()
+        except BaseException:
+            self._give_back()
+            raise
+
+    def _give_back(self) -> None:
+        self.in_use -= 1
+        self._slots.release()
+
+    async def release(self, conn: Any) -> None:
+        try:
+            await self.pool.release(conn)
+        finally:
+            self._give_back()
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetch(query, *args, timeout=timeout, **kw)
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchrow(query, *args, timeout=timeout, **kw)
+
+    async def fetchval(self, query: str, *args: Any, column: int = 0, timeout: float | None = None) -> Any:
+        async with self.acquire() as conn:
+            return await conn.fetchval(query, *args, column=column, timeout=timeout)
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:
+        async with self.acquire() as conn:
+            return await conn.execute(query, *args, timeout=timeout)
+
+    async def executemany(self, command: str, args: Any, *, timeout: float | None = None) -> None:
+        async with self.acquire() as conn:
+            await conn.executemany(command, args, timeout=timeout)
+
+
+class _Acquire:
+    """``async with share.acquire() as conn`` or ``conn = await share.acquire()`` (then
+    ``await share.release(conn)``), as asyncpg's pool allows both."""
+
+    def __init__(self, share: FeaturePool, timeout: float | None) -> None:
+        self.share, self.timeout, self.conn = share, timeout, None
+
+    def __await__(self) -> Any:
+        return self.share._take(self.timeout).__await__()
+
+    async def __aenter__(self) -> Any:
+        self.conn = await self.share._take(self.timeout)
+        return self.conn
+
+    async def __aexit__(self, *exc: Any) -> None:
+        conn, self.conn = self.conn, None
+        await self.share.release(conn)
+
+
+def is_pool(db: Any) -> bool:
+    """Whether ``db`` lends connections (the pool, or a feature's share of it) rather than
+    being one."""
+    return isinstance(db, (asyncpg.Pool, FeaturePool))

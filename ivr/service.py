@@ -1,6 +1,6 @@
 """The IVR in the daemon: menus (reloadable), the FastAGI server, lookups, the IVR path.
 
-Wiring: ``setup_ivr(app)`` adds a ``cleanup_ctx`` that starts the FastAGI
+Wiring: ``setup_ivr(app, core)`` adds a ``cleanup_ctx`` that starts the FastAGI
 server on ``agi_host:agi_port`` (after the core's database and AMI) and stops
 it first at shutdown, cancelling every channel's session.
 
@@ -320,25 +320,22 @@ class IvrHolder:
 IVR = web.AppKey("ivr", IvrHolder)
 
 
-def setup_ivr(app: web.Application, *, menus_path: str | Path | None = None,
+def setup_ivr(app: web.Application, core: CoreServices, *, menus_path: str | Path | None = None,
               clock: Callable[[], float] = time.time) -> None:
-    """Run the IVR in the daemon: FastAGI server, menus, lookups, the IVR path.
+    """Run the IVR in the daemon on ``core``: FastAGI server, menus, lookups, the IVR path.
 
     Menus come from ``menus_path``, else the ``ivr_menus`` setting, else
     ``ivr/examples/demo.toml``. ``clock`` (epoch seconds) chooses the calendar
     state; tests pass a fixed one.
     """
-    from cti.daemon import CORE
-
     holder = IvrHolder()
     app[IVR] = holder
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        core = app[CORE]
         s = core.settings
         path = Path(menus_path or s.ivr_menus or EXAMPLE)
-        # The daemon's shared pool: a database that is away at start does not stop the IVR.
-        pool = core.pool
+        # Its share of the daemon's pool: a database that is away at start does not stop the IVR.
+        pool = core.db("ivr")
         steps = StepWriter(pool)
 
         async def lookup(request: LookupCustomer) -> Customer | None:

@@ -89,7 +89,7 @@ class PhoneService:
 
     async def start(self) -> None:
         if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
-            self.pool = self.core.pool
+            self.pool = self.core.db("phones")
             async with asyncio.timeout(10):
                 self.devices = {d.device_id: d for d in await phone_db.devices(self.pool)}
                 self.agents = {a.agent_id: a for a in await phone_db.agents(self.pool)}

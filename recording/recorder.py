@@ -151,7 +151,7 @@ class RecordingService:
             self.read_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             log.warning("recording directory not usable", read_dir=str(self.read_dir), error=str(exc))
-        self.pool = self.core.pool   # the daemon's shared pool (none in unit tests)
+        self.pool = self.core.db("recording")   # its share of the daemon's pool (none in unit tests)
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         self._unsubscribe_reports = self.core.bus.subscribe_to(RecordingReport, self.on_report)
         self.core.resync_hooks.append(self.on_resync)

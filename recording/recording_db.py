@@ -14,6 +14,7 @@ from typing import Any, Iterable, Union
 
 import asyncpg
 
+from cti.pg import is_pool
 Db = Union[asyncpg.Pool, asyncpg.Connection]
 
 
@@ -107,7 +108,7 @@ class _transaction:
         self.acquired = False
 
     async def __aenter__(self) -> asyncpg.Connection:
-        if isinstance(self.db, asyncpg.Pool):
+        if is_pool(self.db):
             self.conn = await self.db.acquire()
             self.acquired = True
         else:

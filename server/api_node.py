@@ -69,7 +69,7 @@ def build(settings: Settings, epoch: str) -> web.Application:
             await close_pool(pool)
 
     app.cleanup_ctx.append(pool_ctx)
-    setup_db(app)
+    setup_db(app, core)
     setup_node(app, settings.broker_url.get_secret_value(), cluster=cluster_of(settings),
                stream=settings.broker_stream, epoch=epoch, ring_max=settings.node_ring_max,
                queue_max=settings.ws_queue_max)

@@ -65,8 +65,8 @@ def build(settings: Settings) -> web.Application:
         app.middlewares.append(standby_guard(ha))
     # 2. The Asterisk-facing features. The IVR and the dialplan hooks answer the
     #    dialplan; they need only the core.
-    setup_ivr(app)
-    setup_hooks(app)
+    setup_ivr(app, core)
+    setup_hooks(app, core)
     # 3. The ACD before everything that reads agents and queues from it: phones,
     #    the hub, the wallboard, /metrics, the desktop, the ACD routes.
     acd = setup_acd(app, core, ha)
@@ -75,7 +75,7 @@ def build(settings: Settings) -> web.Application:
     setup_recording(app, core, ha)
     # 4. The API: the route registry (/openapi.json, /docs) and auth with the pool,
     #    then the routes and services that use them.
-    setup_auth(app)
+    setup_auth(app, core)
     setup_hygiene(app)                # headers on every answer; /healthz's versions for staff only
     setup_acd_routes(app)
     setup_phone_routes(app)
@@ -84,9 +84,9 @@ def build(settings: Settings) -> web.Application:
     setup_metrics(app)
     setup_ws(app, core, acd)
     setup_emergency(app)              # moves the ACD's waiting callers; pushes on the hub: after both
-    setup_desktop(app)                # screen-pops go out on the hub: after it
+    setup_desktop(app, core)          # screen-pops go out on the hub: after it
     omni = setup_omni(app)            # tasks of chat, e-mail, message: the ACD's router, offers on the hub
-    setup_webhooks(app)
+    setup_webhooks(app, core, ha)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
     setup_dialer_routes(app)

@@ -255,6 +255,45 @@ async def eventually(check: Callable[[], Any] | Callable[[], Awaitable[Any]], ti
         await asyncio.sleep(interval)
 
 
+@pytest.fixture
+async def fenced_daemon(asterisk: None, database: str, tmp_path: Path,
+                        demo_ami: AmiClient) -> AsyncIterator[Callable[..., Awaitable[tuple[Daemon, list[dict[str, Any]]]]]]:
+    """``await fenced_daemon(acd_config, **settings)``: a daemon with that ACD configuration,
+    once it has raised epoch 1 in Asterisk and beaten, with every agent logged in not ready, the demo
+    agents' ring and talk times short, and every AMI event the demo user sees recorded:
+    returns ``(daemon, events)``. Afterwards the daemon stops, the demo times and the epoch
+    Asterisk holds are put back (the epoch by a plain Setvar, as an operator would: later
+    tests' daemons lead with epoch 1)."""
+    from acd.epoch import EPOCH_GLOBAL
+    from cti.demo import set_demo_times
+    started: list[Daemon] = []
+
+    async def start(acd_config: Path, **settings: Any) -> tuple[Daemon, list[dict[str, Any]]]:
+        hangup_all()
+        d = await start_daemon(daemon_settings(database, tmp_path, acd_config=acd_config, **settings))
+        started.append(d)
+        acd = d.acd
+        await eventually(lambda: acd is not None and acd.epoch_in_force == 1 and acd.heartbeats > 0, timeout=10,
+                         what="the ACD raised epoch 1 and beat")
+        assert acd is not None
+        for agent in acd.config.agents:      # those logged in; a logged-out one stays out
+            if acd.router.agent_state(agent.id).state != "logged_out":
+                acd.agent_request(agent.id, "set_not_ready", "test")
+        await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
+        events: list[dict[str, Any]] = []
+        demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
+        return d, events
+
+    try:
+        yield start
+    finally:
+        for d in started:
+            await d.stop()
+        if started:
+            await set_demo_times(demo_ami)
+            await demo_ami.send("Setvar", {"Variable": EPOCH_GLOBAL, "Value": ""}, shape="single")
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 

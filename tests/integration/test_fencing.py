@@ -11,9 +11,9 @@ import pytest
 
 from acd.epoch import EPOCH_CHANNEL, EPOCH_GLOBAL, callback_variables, heartbeat_variable
 from cti.ami import AmiClient
-from cti.demo import place_call, set_demo_times
+from cti.demo import place_call
 from cti.errors import AmiError
-from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
+from tests.integration.conftest import eventually
 
 ACD_TEST = Path(__file__).with_name("acd-test.toml")
 AGENT1 = "Local/agent1@cti-demo-agents"
@@ -25,26 +25,9 @@ async def _epoch(ami: AmiClient) -> str:
 
 
 @pytest.fixture
-async def fenced(asterisk, database, tmp_path, demo_ami):
-    """A daemon with the ACD, every agent not ready; the epoch Asterisk holds is put
-    back afterwards (by a plain Setvar, as an operator would: later tests' daemons
-    lead with epoch 1)."""
-    hangup_all()
-    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST))
-    acd = d.acd
-    await eventually(lambda: acd is not None and acd.epoch_in_force == 1 and acd.heartbeats > 0, timeout=10,
-                     what="the ACD raised epoch 1 and beat")
-    for a in ("a1", "a2", "a3", "a4", "a5"):
-        acd.agent_request(a, "set_not_ready", "test")
-    await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
-    events: list[dict[str, Any]] = []
-    demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
-    try:
-        yield d, events
-    finally:
-        await d.stop()
-        await set_demo_times(demo_ami)
-        await demo_ami.send("Setvar", {"Variable": EPOCH_GLOBAL, "Value": ""}, shape="single")
+async def fenced(fenced_daemon):
+    """A daemon with the ACD, every agent not ready (``fenced_daemon``, tests/integration/conftest.py)."""
+    return await fenced_daemon(ACD_TEST)
 
 
 def _user_events(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
@@ -126,24 +109,9 @@ async def test_a_late_raise_to_a_lower_epoch_leaves_the_higher_one(fenced, demo_
 
 
 @pytest.fixture
-async def quiet(asterisk, database, tmp_path, demo_ami):
+async def quiet(fenced_daemon):
     """As ``fenced``, without the ACD's own announcements (they are sent by hand here)."""
-    hangup_all()
-    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
-    acd = d.acd
-    await eventually(lambda: acd is not None and acd.epoch_in_force == 1 and acd.heartbeats > 0, timeout=10,
-                     what="the ACD raised epoch 1 and beat")
-    for a in ("a1", "a2", "a3", "a4", "a5"):
-        acd.agent_request(a, "set_not_ready", "test")
-    await set_demo_times(demo_ami, ring=(0, 1), talk=(1, 2))
-    events: list[dict[str, Any]] = []
-    demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
-    try:
-        yield d, events
-    finally:
-        await d.stop()
-        await set_demo_times(demo_ami)
-        await demo_ami.send("Setvar", {"Variable": EPOCH_GLOBAL, "Value": ""}, shape="single")
+    return await fenced_daemon(ACD_TEST, acd_announce_every=0)
 
 
 async def _context(ami: AmiClient, channel: str) -> str | None:

@@ -22,7 +22,7 @@ from acd.ami_actions import heartbeat_in_force
 from api.dialplan_hooks import setup_hooks
 from crm.customer_lookup import save_customer
 from cti.ami import AmiClient
-from cti.daemon import Core, build_app
+from cti.daemon import CORE, Core, build_app
 from cti.demo_ivr import place_dtmf_call
 from ivr.service import IVR, IvrHolder, setup_ivr
 from tests.integration.conftest import daemon_settings, eventually, free_port, sandbox_hook_secret, start_daemon
@@ -142,8 +142,8 @@ async def ivr(asterisk: None, database: str, tmp_path: Path) -> AsyncIterator[Iv
     settings = daemon_settings(database, tmp_path, agi_port=4573, ivr_menus=menus)
     app = build_app(settings)
     box: list[Ivr] = []
-    setup_ivr(app, clock=lambda: box[0].now if box else OPEN)
-    setup_hooks(app)
+    setup_ivr(app, app[CORE], clock=lambda: box[0].now if box else OPEN)
+    setup_hooks(app, app[CORE])
     d = await start_daemon(settings, app)
     box.append(Ivr(d.core, app[IVR], d.runner, menus, database))
     try:

@@ -46,8 +46,8 @@ def _queue_stats(qid: str, now: float) -> QueueStats:
 
 
 def minimal_app() -> web.Application:
-    """An app with every part ``/metrics`` reads: the core, the AMI, the writer, the
-    ACD, the HTTP limits, the hub and the desktop, as plain objects."""
+    """An app with every part ``/metrics`` reads: the core (with a feature's share of its
+    pool), the AMI, the writer, the ACD, the HTTP limits, the hub and the desktop, as plain objects."""
     now = time.time()
     queues = [SimpleNamespace(id="sales"), SimpleNamespace(id="support")]
     agents = [SimpleNamespace(id="a1"), SimpleNamespace(id="a2")]
@@ -62,6 +62,7 @@ def minimal_app() -> web.Application:
         ami=SimpleNamespace(health=AmiHealth(True, True, now - 60, now - 1, 90, 0, 1, 0, 0, None, "11.0.0")),
         writer=SimpleNamespace(stats=WriterStats(5, 200, 0, 0, 0, True, None), buffer_max=100_000),
         http_limits=SimpleNamespace(cap=SimpleNamespace(count=3, refused={"127.0.0.1": 1}), heads_timed_out=0),
+        shares={"hooks": SimpleNamespace(in_use=1, limit=8, waiting=0)},
     )
     hub = SimpleNamespace(connections=1, streams={"s": 1}, published=7, delivered=7, dropped_slow=0, resyncs=0,
                           queue_depths=lambda: (0, 0), replay_events=3, replay_bytes=2100, replay_max=1000,

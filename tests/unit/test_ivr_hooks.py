@@ -10,10 +10,10 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from api.dialplan_hooks import POOL, host_name, lookup, route, setup_hooks
+from api.dialplan_hooks import HOOKS, HookState, host_name, lookup, route, setup_hooks
 from crm.phones import normalise_e164
 from cti.config import load_settings
-from cti.daemon import CORE, Core
+from cti.daemon import Core
 from cti.errors import ConfigError
 
 
@@ -24,8 +24,7 @@ OK = {"X-CTI-Hook-Secret": SECRET}
 async def client(tmp_path: Path, **settings: object) -> TestClient:
     settings.setdefault("hook_secret", SECRET)
     app = web.Application()
-    app[CORE] = Core(load_settings(state_dir=tmp_path, **settings))
-    app[POOL] = {"pool": None}
+    app[HOOKS] = HookState(load_settings(state_dir=tmp_path, **settings))
     app.router.add_get("/hooks/lookup", lookup)
     app.router.add_get("/hooks/route", route)
     c = TestClient(TestServer(app, host="127.0.0.1"), headers=OK)
@@ -82,12 +81,10 @@ def test_host_names_are_read_without_port_or_brackets():
 
 def test_the_hooks_do_not_start_without_a_secret(tmp_path: Path):
     app = web.Application()
-    app[CORE] = Core(load_settings(state_dir=tmp_path))
     with pytest.raises(ConfigError, match="hook_secret"):
-        setup_hooks(app)
+        setup_hooks(app, Core(load_settings(state_dir=tmp_path)))
     app = web.Application()
-    app[CORE] = Core(load_settings(state_dir=tmp_path, hooks=False))
-    setup_hooks(app)                    # off: nothing served, nothing required
+    setup_hooks(app, Core(load_settings(state_dir=tmp_path, hooks=False)))   # off: nothing served, nothing required
     assert not any(r.resource and r.resource.canonical.startswith("/hooks") for r in app.router.routes())
 
 

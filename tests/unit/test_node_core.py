@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.broker_core import Envelope, H_EXPECTED_LAST_ID, H_ID, Outbox, board_subject, chained, push_subject
-from api.hub import Resume, Scope
+from api.hub import Hub, Resume, Scope
 from api.node_core import NodeHub, NodeState
 
 EPOCH = "bstream"
@@ -123,6 +123,40 @@ def test_moving_between_nodes_at_any_point_loses_and_repeats_nothing(audiences, 
     assert att.resync is None
     got = seqs(first[1:-1]) + seqs(n2.take(att.conn)[1:])
     assert got == [s for s, a in msgs if scope.wants(a)]
+
+
+SCOPES = [EVERYTHING, Scope(agent_id="a1"), Scope(agent_id="a2"), Scope(agent_id="a3"), Scope()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(range(len(SCOPES))), max_size=8),
+       st.lists(st.tuples(st.sets(st.sampled_from(["a1", "a2", "a3", "a4"])), st.booleans()), max_size=30))
+def test_the_leaders_hub_and_a_nodes_hub_deliver_each_event_to_the_same_streams(scopes, events):
+    """One delivery step serves both numbering schemes: for any streams (some of whose readers
+    leave) and any audiences, an event reaches the same streams' readers on both hubs, and
+    both count the same copies."""
+    leader, node = Hub(), NodeHub(epoch=EPOCH)
+    conns = {}
+    for i, k in enumerate(scopes):
+        for hub in (leader, node):
+            conns[hub, i] = hub.attach(f"p{i}", SCOPES[k], None, {}, 0.0).conn
+            hub.take(conns[hub, i])
+    for seq, (agents, leave) in enumerate(events, start=1):
+        if leave and scopes:
+            i = seq % len(scopes)
+            for hub in (leader, node):
+                hub.detach(conns[hub, i], 0.0)
+        woke = {}
+        woke[leader] = leader.publish({"type": "call.progress", "n": seq}, frozenset(agents))
+        woke[node] = node.publish_at(seq, body(seq), frozenset(agents))
+        got = {hub: sorted(c.stream.key for c in woke[hub]) for hub in (leader, node)}
+        assert got[leader] == got[node]
+        assert got[leader] == sorted(f"p{i}" for i, k in enumerate(scopes)
+                                     if SCOPES[k].wants(frozenset(agents)) and conns[leader, i].stream.conns)
+        for hub in (leader, node):
+            for c in woke[hub]:
+                hub.take(c)
+    assert (leader.published, leader.delivered) == (node.published, node.delivered)
 
 
 def test_an_agent_whose_last_event_is_before_what_the_new_node_read_resyncs_unless_it_pinged():

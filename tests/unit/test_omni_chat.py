@@ -5,51 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import given
 
-from acd.config import AcdConfig
-from acd.routing_shell import AcdService
-from api.hub import Hub, Scope
-from api.ws import HubService
-from cti.calls import CallModel
-from cti.daemon import CORE, Core
-from cti.events import Bus
 from omni.chat import BODY_MAX, FRAME_MAX, Chat, ChatError, RateLimit, parse_client
 from omni.chat_service import ChatService
-from omni.service import OmniService
-from tests.wireami import WireAmi
-
-CONFIG = {"skills": [], "queues": [{"id": "billing"}, {"id": "webchat", "channel": "chat"}],
-          "agents": [{"id": "a4", "name": "Dev", "device": "Local/agent4@cti-demo-agents/n",
-                      "queues": {"billing": {}, "webchat": {}}, "auto_login": True,
-                      "capacity": {"chat": 2, "voice_blocked_by": ["chat"]}}]}
 
 
-async def _server():
-    core = Core(SimpleNamespace(acd_default_queue="billing"), model=CallModel(), bus=Bus(),  # type: ignore[arg-type]
-                ami=WireAmi())
-    acd = AcdService(core, AcdConfig.model_validate(CONFIG))
-    acd._apply(acd.router.auto_login(time.time()))
-    app = web.Application()
-    app[CORE] = core
-    hub = HubService(app, Hub(), core, acd)
-    await hub.start()
-    desk = hub.hub.attach("user:4", Scope(agent_id="a4"), None, {}, 0).conn
-    omni = OmniService(core, acd, hub.push)
-    await omni.start()
-    chat = ChatService(omni, "webchat", lambda r: r.remote or "?")
+@pytest.fixture
+async def chat_server(omni_running):
+    """``omni_running`` (tests/unit/conftest.py) with the customer's ``/chat/ws`` served by a
+    ``ChatService`` on its ``webchat`` queue: ``(client, hub, desk, omni, chat)``."""
+    o = omni_running
+    chat = ChatService(o.omni, "webchat", lambda r: r.remote or "?")
     await chat.start()
-    app.router.add_get("/chat/ws", chat.serve)
-    client = TestClient(TestServer(app, host="127.0.0.1"))
+    o.app.router.add_get("/chat/ws", chat.serve)
+    client = TestClient(TestServer(o.app, host="127.0.0.1"))
     await client.start_server()
-    return client, hub, desk, omni, chat
+    try:
+        yield client, o.hub, o.desk, o.omni, chat
+    finally:
+        await chat.stop()
+        await client.close()
 
 
 def _desk(hub, desk, kind):
@@ -63,80 +43,62 @@ async def _until(ws, kind):
             return f
 
 
-async def test_a_chat_from_start_to_transcript_with_a_reconnect_in_the_middle():
-    client, hub, desk, omni, chat = await _server()
-    try:
+async def test_a_chat_from_start_to_transcript_with_a_reconnect_in_the_middle(chat_server):
+    client, hub, desk, omni, chat = chat_server
+    ws = await client.ws_connect("/chat/ws")
+    await ws.send_json({"type": "start", "name": "Ada", "email": "Ada@Example.org", "question": "Where is it?"})
+    started = await _until(ws, "started")
+    assert (await _until(ws, "message"))["body"] == "Where is it?"
+    (offer,) = _desk(hub, desk, "task.offered")
+    tid = offer["task"]["task_id"]
+    assert tid == started["task_id"] and offer["task"]["customer_ref"] == "ada@example.org"
+    c = chat.by_task[tid]
+    chat.say(c, "agent", "Looking now", "a4")
+    assert (await _until(ws, "message"))["seq"] == 2
+    await ws.close()
+    chat.say(c, "agent", "It left today", "a4")          # sent while the customer is away
+    ws = await client.ws_connect("/chat/ws")
+    await ws.send_json({"type": "resume", "token": started["token"], "last_seq": 2})
+    await _until(ws, "started")
+    m = await _until(ws, "message")
+    assert (m["seq"], m["body"]) == (3, "It left today")
+    await ws.send_json({"type": "message", "body": "Thanks"})
+    await ws.send_json({"type": "typing", "on": True})
+    await ws.send_json({"type": "message", "body": "x" * (BODY_MAX + 1)})
+    assert "longer than" in (await _until(ws, "error"))["reason"]
+    for _ in range(50):
+        if len(c.messages) == 4:
+            break
+        await asyncio.sleep(0.02)
+    assert [m["body"] for m in _desk(hub, desk, "chat.message")][-1] == "Thanks"
+    omni.close_task(tid, "a4", "resolved")
+    closed = await _until(ws, "closed")
+    assert closed["transcript"] == f"/chat/transcript/{started['token']}"
+    text = await chat.transcript(started["token"])
+    assert "Ada: Where is it?" in text and "Agent: It left today" in text and "Ada: Thanks" in text
+    await ws.close()
+
+
+async def test_over_capacity_the_customer_is_told_its_place(chat_server):
+    client, hub, desk, omni, chat = chat_server
+    socks = []
+    for i in range(3):
         ws = await client.ws_connect("/chat/ws")
-        await ws.send_json({"type": "start", "name": "Ada", "email": "Ada@Example.org", "question": "Where is it?"})
-        started = await _until(ws, "started")
-        assert (await _until(ws, "message"))["body"] == "Where is it?"
-        (offer,) = _desk(hub, desk, "task.offered")
-        tid = offer["task"]["task_id"]
-        assert tid == started["task_id"] and offer["task"]["customer_ref"] == "ada@example.org"
-        c = chat.by_task[tid]
-        chat.say(c, "agent", "Looking now", "a4")
-        assert (await _until(ws, "message"))["seq"] == 2
+        await ws.send_json({"type": "start", "name": f"C{i}", "email": f"c{i}@example.org", "question": "hi"})
+        socks.append(ws)
+    q = await _until(socks[2], "queue")
+    assert q["position"] == 1 and q["wait_s"] is not None
+    for ws in socks:
         await ws.close()
-        chat.say(c, "agent", "It left today", "a4")          # sent while the customer is away
-        ws = await client.ws_connect("/chat/ws")
-        await ws.send_json({"type": "resume", "token": started["token"], "last_seq": 2})
-        await _until(ws, "started")
-        m = await _until(ws, "message")
-        assert (m["seq"], m["body"]) == (3, "It left today")
-        await ws.send_json({"type": "message", "body": "Thanks"})
-        await ws.send_json({"type": "typing", "on": True})
-        await ws.send_json({"type": "message", "body": "x" * (BODY_MAX + 1)})
-        assert "longer than" in (await _until(ws, "error"))["reason"]
-        for _ in range(50):
-            if len(c.messages) == 4:
-                break
-            await asyncio.sleep(0.02)
-        assert [m["body"] for m in _desk(hub, desk, "chat.message")][-1] == "Thanks"
-        omni.close_task(tid, "a4", "resolved")
-        closed = await _until(ws, "closed")
-        assert closed["transcript"] == f"/chat/transcript/{started['token']}"
-        text = await chat.transcript(started["token"])
-        assert "Ada: Where is it?" in text and "Agent: It left today" in text and "Ada: Thanks" in text
-        await ws.close()
-    finally:
-        await chat.stop()
-        await omni.stop()
-        await hub.stop()
-        await client.close()
 
 
-async def test_over_capacity_the_customer_is_told_its_place():
-    client, hub, desk, omni, chat = await _server()
-    try:
-        socks = []
-        for i in range(3):
-            ws = await client.ws_connect("/chat/ws")
-            await ws.send_json({"type": "start", "name": f"C{i}", "email": f"c{i}@example.org", "question": "hi"})
-            socks.append(ws)
-        q = await _until(socks[2], "queue")
-        assert q["position"] == 1 and q["wait_s"] is not None
-        for ws in socks:
-            await ws.close()
-    finally:
-        await chat.stop()
-        await omni.stop()
-        await hub.stop()
-        await client.close()
-
-
-async def test_a_bad_first_frame_is_refused_with_a_reason():
-    client, hub, desk, omni, chat = await _server()
-    try:
-        ws = await client.ws_connect("/chat/ws")
-        await ws.send_json({"type": "start", "name": "", "email": "nope", "question": "q"})
-        assert "name" in (await _until(ws, "error"))["reason"]
-        await ws.close()
-        assert not chat.chats
-    finally:
-        await chat.stop()
-        await omni.stop()
-        await hub.stop()
-        await client.close()
+async def test_a_bad_first_frame_is_refused_with_a_reason(chat_server):
+    client, hub, desk, omni, chat = chat_server
+    ws = await client.ws_connect("/chat/ws")
+    await ws.send_json({"type": "start", "name": "", "email": "nope", "question": "q"})
+    assert "name" in (await _until(ws, "error"))["reason"]
+    await ws.close()
+    assert not chat.chats
 
 
 @given(st.one_of(st.text(max_size=FRAME_MAX + 10), st.binary(max_size=50),
@@ -171,45 +133,33 @@ def test_a_closed_chat_takes_no_more_messages():
         c.add("customer", "hello", 1.0)
 
 
-async def test_an_oversized_frame_closes_that_socket_and_a_connection_flood_gets_429():
-    client, hub, desk, omni, chat = await _server()
-    try:
-        ws = await client.ws_connect("/chat/ws")
-        await ws.send_str("x" * (FRAME_MAX + 1))
-        msg = await ws.receive(timeout=5)
-        assert msg.type.name in ("CLOSE", "CLOSED", "CLOSING") and ws.close_code == 1009
-        statuses = []
-        for _ in range(25):
-            try:
-                w = await client.ws_connect("/chat/ws")
-                statuses.append(101)
-                await w.close()
-            except Exception as exc:     # aiohttp.WSServerHandshakeError
-                statuses.append(getattr(exc, "status", 0))
-        assert 429 in statuses and statuses.index(429) >= 15      # a burst first, then refused
-        assert not chat.chats                                      # nothing filed
-    finally:
-        await chat.stop()
-        await omni.stop()
-        await hub.stop()
-        await client.close()
+async def test_an_oversized_frame_closes_that_socket_and_a_connection_flood_gets_429(chat_server):
+    client, hub, desk, omni, chat = chat_server
+    ws = await client.ws_connect("/chat/ws")
+    await ws.send_str("x" * (FRAME_MAX + 1))
+    msg = await ws.receive(timeout=5)
+    assert msg.type.name in ("CLOSE", "CLOSED", "CLOSING") and ws.close_code == 1009
+    statuses = []
+    for _ in range(25):
+        try:
+            w = await client.ws_connect("/chat/ws")
+            statuses.append(101)
+            await w.close()
+        except Exception as exc:     # aiohttp.WSServerHandshakeError
+            statuses.append(getattr(exc, "status", 0))
+    assert 429 in statuses and statuses.index(429) >= 15      # a burst first, then refused
+    assert not chat.chats                                      # nothing filed
 
 
-async def test_a_flood_of_messages_is_refused_with_a_reason_and_none_is_half_stored():
-    client, hub, desk, omni, chat = await _server()
-    try:
-        ws = await client.ws_connect("/chat/ws")
-        await ws.send_json({"type": "start", "name": "Eve", "email": "eve@example.org", "question": "q"})
-        await _until(ws, "started")
-        for i in range(20):
-            await ws.send_json({"type": "message", "body": f"m{i}"})
-        assert "too many messages" in (await _until(ws, "error"))["reason"]
-        c = next(iter(chat.chats.values()))
-        bodies = [m.body for m in c.messages[1:]]
-        assert bodies == [f"m{i}" for i in range(len(bodies))] and 5 <= len(bodies) < 20
-        await ws.close()
-    finally:
-        await chat.stop()
-        await omni.stop()
-        await hub.stop()
-        await client.close()
+async def test_a_flood_of_messages_is_refused_with_a_reason_and_none_is_half_stored(chat_server):
+    client, hub, desk, omni, chat = chat_server
+    ws = await client.ws_connect("/chat/ws")
+    await ws.send_json({"type": "start", "name": "Eve", "email": "eve@example.org", "question": "q"})
+    await _until(ws, "started")
+    for i in range(20):
+        await ws.send_json({"type": "message", "body": f"m{i}"})
+    assert "too many messages" in (await _until(ws, "error"))["reason"]
+    c = next(iter(chat.chats.values()))
+    bodies = [m.body for m in c.messages[1:]]
+    assert bodies == [f"m{i}" for i in range(len(bodies))] and 5 <= len(bodies) < 20
+    await ws.close()

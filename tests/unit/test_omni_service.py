@@ -5,85 +5,48 @@ Plus the task model's validation, fuzzed."""
 from __future__ import annotations
 
 import json
-import time
-from types import SimpleNamespace
 
 import hypothesis.strategies as st
 import pytest
-from aiohttp import web
 from hypothesis import given
 
-from acd.config import AcdConfig
-from acd.routing_shell import AcdService
-from api.hub import Hub, Scope
-from api.ws import HubService
-from cti.calls import CallModel
-from cti.daemon import CORE, Core
-from cti.events import Bus
-from omni.service import NotYourTask, OmniService
+from omni.service import NotYourTask
 from omni.tasks import REF_MAX, SUBJECT_MAX, TaskError, new_task
-from tests.wireami import WireAmi
 
-CONFIG = {"skills": ["billing"], "queues": [{"id": "billing"}, {"id": "webchat", "channel": "chat"}],
-          "agents": [{"id": "a4", "name": "Dev", "device": "Local/agent4@cti-demo-agents/n",
-                      "skills": {"billing": 5}, "queues": {"billing": {}, "webchat": {}}, "auto_login": True,
-                      "capacity": {"chat": 2, "voice_blocked_by": ["chat"]}}]}
-
-
-async def _running():
-    core = Core(SimpleNamespace(acd_default_queue="billing"), model=CallModel(), bus=Bus(),  # type: ignore[arg-type]
-                ami=WireAmi())
-    acd = AcdService(core, AcdConfig.model_validate(CONFIG))
-    acd._apply(acd.router.auto_login(time.time()))
-    app = web.Application()
-    app[CORE] = core
-    hub = HubService(app, Hub(), core, acd)
-    await hub.start()
-    desk = hub.hub.attach("user:4", Scope(agent_id="a4"), None, {}, 0).conn
-    omni = OmniService(core, acd, hub.push)
-    await omni.start()
-    return acd, hub, omni, desk
+# The service runs on the ``omni_running`` fixture (tests/unit/conftest.py).
 
 
 def _of(hub, conn, kind):
     return [m for m in map(json.loads, hub.hub.take(conn)) if m["type"] == kind]
 
 
-async def test_a_filed_chat_is_offered_on_the_desktop_and_blocks_calls_until_closed():
-    acd, hub, omni, desk = await _running()
-    try:
-        tid = await omni.file_task("chat", "webchat", "ada@example.org", "Where is my order?", "s-1")
-        (m,) = _of(hub, desk, "task.offered")
-        assert (m["task"]["task_id"], m["task"]["agent_id"], m["load"]) == (tid, "a4", 1)
-        assert acd.router.agent_state("a4").voice_blocked
-        assert await omni.file_task("chat", "webchat", "ada@example.org", "again", "s-1") == tid   # same ref
-        t2 = await omni.file_task("chat", "webchat", "bob@example.org", "Hi", "s-2")
-        t3 = await omni.file_task("chat", "webchat", "cy@example.org", "Hi", "s-3")    # over capacity: waits
-        assert [x["task"]["task_id"] for x in _of(hub, desk, "task.offered")] == [t2]
-        assert omni.waiting_info(t3)[0] == 1
-        with pytest.raises(NotYourTask):
-            omni.close_task(tid, "a5", "done")
-        omni.close_task(tid, "a4", "solved")
-        assert [x["task"]["task_id"] for x in _of(hub, desk, "task.offered")] == [t3]
-        omni.close_task(t2, "a4", "solved")
-        omni.close_task(t3, "a4", "solved")
-        assert not acd.router.agent_state("a4").voice_blocked
-        assert omni.tasks_of("a4") == []
-    finally:
-        await omni.stop()
-        await hub.stop()
+async def test_a_filed_chat_is_offered_on_the_desktop_and_blocks_calls_until_closed(omni_running):
+    acd, hub, omni, desk = omni_running.acd, omni_running.hub, omni_running.omni, omni_running.desk
+    tid = await omni.file_task("chat", "webchat", "ada@example.org", "Where is my order?", "s-1")
+    (m,) = _of(hub, desk, "task.offered")
+    assert (m["task"]["task_id"], m["task"]["agent_id"], m["load"]) == (tid, "a4", 1)
+    assert acd.router.agent_state("a4").voice_blocked
+    assert await omni.file_task("chat", "webchat", "ada@example.org", "again", "s-1") == tid   # same ref
+    t2 = await omni.file_task("chat", "webchat", "bob@example.org", "Hi", "s-2")
+    t3 = await omni.file_task("chat", "webchat", "cy@example.org", "Hi", "s-3")    # over capacity: waits
+    assert [x["task"]["task_id"] for x in _of(hub, desk, "task.offered")] == [t2]
+    assert omni.waiting_info(t3)[0] == 1
+    with pytest.raises(NotYourTask):
+        omni.close_task(tid, "a5", "done")
+    omni.close_task(tid, "a4", "solved")
+    assert [x["task"]["task_id"] for x in _of(hub, desk, "task.offered")] == [t3]
+    omni.close_task(t2, "a4", "solved")
+    omni.close_task(t3, "a4", "solved")
+    assert not acd.router.agent_state("a4").voice_blocked
+    assert omni.tasks_of("a4") == []
 
 
-async def test_a_task_into_a_queue_of_another_channel_is_refused():
-    acd, hub, omni, desk = await _running()
-    try:
-        with pytest.raises(TaskError, match="no email queue"):
-            await omni.file_task("email", "webchat", "ada@example.org", "x", "m-1")
-        with pytest.raises(TaskError, match="no chat queue"):
-            await omni.file_task("chat", "billing", "ada@example.org", "x", "m-1")
-    finally:
-        await omni.stop()
-        await hub.stop()
+async def test_a_task_into_a_queue_of_another_channel_is_refused(omni_running):
+    omni = omni_running.omni
+    with pytest.raises(TaskError, match="no email queue"):
+        await omni.file_task("email", "webchat", "ada@example.org", "x", "m-1")
+    with pytest.raises(TaskError, match="no chat queue"):
+        await omni.file_task("chat", "billing", "ada@example.org", "x", "m-1")
 
 
 @given(channel=st.one_of(st.sampled_from(["chat", "email", "message", "voice"]), st.text(max_size=8)),
