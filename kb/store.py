@@ -410,12 +410,7 @@ WITH q AS (
      WHERE a.language = $1 AND NOT a.archived AND a.search @@ PICKQ
      ORDER BY PICK * OTHER DESC LIMIT $12)
     UNION
-    (SELECT a.article_id FROM kb_articles a, q, r
-     WHERE a.article_id IN (SELECT l.article_id FROM kb_article_links l
-                            JOIN unnest($6::text[], $7::text[]) AS t(kind, target)
-                              ON l.kind = t.kind AND l.target = t.target)
-       AND a.language = $1 AND NOT a.archived
-     ORDER BY LINKPICK PICK * OTHER DESC LIMIT $13)
+    LINKED
 )
 SELECT a.article_id, a.title, a.tags, length(a.search) AS len,
        ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') FROM unnest(a.search) u
@@ -455,15 +450,29 @@ RANK_WEIGHTS = "{0.1, 0.4, 0.6, 1.0}"
 RANK_NORMALISATION = 1
 
 
-# The links' worth ($24, ``ranking.target_weights``) of an article linked to the call's targets.
-_LINKS = ("(SELECT sum(t.w) FROM kb_article_links l JOIN unnest($6::text[], $7::text[], $24::float8[]) "
-          "AS t(kind, target, w) ON l.kind = t.kind AND l.target = t.target WHERE l.article_id = a.article_id) "
-          "* OTHER DESC, ")
+# The articles linked to the call's targets, by ``PICK``, ``ts_rank``'s pick.
+_LINKED_TS = """(SELECT a.article_id FROM kb_articles a, q, r
+     WHERE a.article_id IN (SELECT l.article_id FROM kb_article_links l
+                            JOIN unnest($6::text[], $7::text[]) AS t(kind, target)
+                              ON l.kind = t.kind AND l.target = t.target)
+       AND a.language = $1 AND NOT a.archived
+     ORDER BY PICK * OTHER DESC LIMIT $13)"""
+# The same by the worth of the links ($24, ``ranking.target_weights``: the IVR leaf more than the
+# queue), then ``PICK``: the strongest linked first, from the index alone, then the few
+# kept (four times as many as asked) weighed by their text (each weighing costs).
+_LINKED_STRONGEST = """(SELECT a.article_id
+     FROM (SELECT l.article_id, sum(t.w) AS lw FROM kb_article_links l
+           JOIN unnest($6::text[], $7::text[], $24::float8[]) AS t(kind, target, w)
+             ON l.kind = t.kind AND l.target = t.target
+           GROUP BY l.article_id ORDER BY lw DESC LIMIT 4 * $13) k
+     JOIN kb_articles a USING (article_id), q, r
+     WHERE a.language = $1 AND NOT a.archived
+     ORDER BY k.lw * OTHER DESC, PICK * OTHER DESC LIMIT $13)"""
 
 
 def _candidates_sql(pick: str, links_first: bool) -> str:
     match, order = _PICKS[pick]
-    return (_CANDIDATES.replace("PICKQ", match).replace("LINKPICK", _LINKS if links_first else "")
+    return (_CANDIDATES.replace("PICKQ", match).replace("LINKED", _LINKED_STRONGEST if links_first else _LINKED_TS)
             .replace("PICK", order).replace("OTHER", _OTHER)
             .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))
 
