@@ -6,7 +6,10 @@ A call says several things about what the caller needs, each weak alone:
   ("billing" > "refunds");
 - the queue (and the skills) it waits in;
 - the customer's open tickets: their types and titles;
-- the agent's notes so far (the strongest words, when there are any).
+- the agent's notes so far (the strongest words, when there are any), widened with their
+  synonyms (``kb_synonyms``, counted ``Weights.synonym`` of the words used);
+- the customer's products: an article about other products only counts less
+  (``product_factor``).
 
 ``build_queries`` turns each input into one full-text query (the words of that input, any
 of them: ``websearch_to_tsquery`` syntax, ``a or b or c``), and ``targets`` into the link
@@ -15,7 +18,7 @@ match any query or are linked to a target), each with its text rank per input, a
 ``rank`` orders them:
 
     score = (sum over inputs of weight * rank / best rank of that input among the candidates
-             + link boosts) * feedback factor
+             + link boosts) * feedback factor * products factor
 
 Ranks are normalised per input so that a long query (notes) does not drown a short one
 (a queue name). The notes and tickets rank by the rarity of the words an article holds
