@@ -408,7 +408,7 @@ WITH q AS (
 ), focus AS (
     (SELECT a.article_id FROM kb_articles a, q, r
      WHERE a.language = $1 AND NOT a.archived AND a.search @@ PICKQ
-     ORDER BY PICK * OTHER DESC LIMIT $12)
+     ORDER BY PICK * OTHER DESC, TIE LIMIT $12)
     UNION
     LINKED
 )
@@ -444,6 +444,10 @@ _PICKS = {
                 "q.wi * ts_rank(RANKW, a.search, q.qi, NORM) + q.wq * ts_rank(RANKW, a.search, q.qq, NORM)"),
 }
 
+# Equal scores at a LIMIT (generated near-duplicates, articles with the same links) are cut
+# in an order that depends on neither the plan nor the age of the articles: a hash of the id.
+_TIE = "hashint8(a.article_id)"
+
 # ts_rank's weights for D, C, B, A (body C, tags B, title A) and its normalisation (1: divide
 # by 1 + the log of the article's length in words).
 RANK_WEIGHTS = "{0.1, 0.4, 0.6, 1.0}"
@@ -456,24 +460,29 @@ _LINKED_TS = """(SELECT a.article_id FROM kb_articles a, q, r
                             JOIN unnest($6::text[], $7::text[]) AS t(kind, target)
                               ON l.kind = t.kind AND l.target = t.target)
        AND a.language = $1 AND NOT a.archived
-     ORDER BY PICK * OTHER DESC LIMIT $13)"""
+     ORDER BY PICK * OTHER DESC, TIE LIMIT $13)"""
 # The same by the worth of the links ($24, ``ranking.target_weights``: the IVR leaf more than the
-# queue), then ``PICK``: the strongest linked first, from the index alone, then the few
-# kept (four times as many as asked) weighed by their text (each weighing costs).
+# queue), then ``PICK``: the strongest linked first, ties (thousands of articles share a queue
+# link) by ``ts_rank`` (TSPICK), cheap enough for all of them; then the few kept (four times as
+# many as asked) weighed by their text's rarity (each weighing costs).
 _LINKED_STRONGEST = """(SELECT a.article_id
-     FROM (SELECT l.article_id, sum(t.w) AS lw FROM kb_article_links l
-           JOIN unnest($6::text[], $7::text[], $24::float8[]) AS t(kind, target, w)
-             ON l.kind = t.kind AND l.target = t.target
-           GROUP BY l.article_id ORDER BY lw DESC LIMIT 4 * $13) k
+     FROM (SELECT a.article_id, k.lw
+           FROM (SELECT l.article_id, sum(t.w) AS lw FROM kb_article_links l
+                 JOIN unnest($6::text[], $7::text[], $24::float8[]) AS t(kind, target, w)
+                   ON l.kind = t.kind AND l.target = t.target
+                 GROUP BY l.article_id) k
+           JOIN kb_articles a USING (article_id), q
+           WHERE a.language = $1 AND NOT a.archived
+           ORDER BY k.lw * OTHER DESC, TSPICK * OTHER DESC, TIE LIMIT 4 * $13) k
      JOIN kb_articles a USING (article_id), q, r
-     WHERE a.language = $1 AND NOT a.archived
-     ORDER BY k.lw * OTHER DESC, PICK * OTHER DESC LIMIT $13)"""
+     ORDER BY k.lw * OTHER DESC, PICK * OTHER DESC, TIE LIMIT $13)"""
 
 
 def _candidates_sql(pick: str, links_first: bool) -> str:
     match, order = _PICKS[pick]
+    cheap = _PICKS["general" if pick == "general" else "ts"][1]
     return (_CANDIDATES.replace("PICKQ", match).replace("LINKED", _LINKED_STRONGEST if links_first else _LINKED_TS)
-            .replace("PICK", order).replace("OTHER", _OTHER)
+            .replace("TSPICK", cheap).replace("PICK", order).replace("TIE", _TIE).replace("OTHER", _OTHER)
             .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))
 
 
