@@ -167,10 +167,15 @@ async def main() -> None:
                 await store.suggest(pool, ctx, stats=stats)
             variants = {}
             for name, known, opts in VARIANTS:
-                got = [[s.article_id for s in await store.suggest(
-                    pool, ctx if known else dataclasses.replace(ctx, products=()), stats=stats, **opts)]
-                    for ctx in contexts]
-                variants[name] = halves(got, right)
+                got, took = [], []
+                for ctx in contexts:
+                    t = time.perf_counter()
+                    found = await store.suggest(pool, ctx if known else dataclasses.replace(ctx, products=()),
+                                                stats=stats, **opts)
+                    took.append(time.perf_counter() - t)
+                    got.append([s.article_id for s in found])
+                variants[name] = {**halves(got, right), "p50_ms": round(pct(took, 0.5) * 1000, 1),
+                                  "p99_ms": round(pct(took, 0.99) * 1000, 1)}
             lat: list[float] = []
             suggested: list[list[int]] = []
             for n in range(args.passes):

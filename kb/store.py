@@ -406,9 +406,7 @@ WITH q AS (
 ), r AS (
     SELECT (SELECT string_agg(quote_literal(x), ' | ') FROM unnest($14::text[]) x)::tsquery AS qr
 ), focus AS (
-    (SELECT a.article_id FROM kb_articles a, q, r
-     WHERE a.language = $1 AND NOT a.archived AND a.search @@ PICKQ
-     ORDER BY PICK * OTHER DESC, TIE LIMIT $12)
+    MATCHED
     UNION
     LINKED
 )
@@ -444,6 +442,19 @@ _PICKS = {
                 "q.wi * ts_rank(RANKW, a.search, q.qi, NORM) + q.wq * ts_rank(RANKW, a.search, q.qq, NORM)"),
 }
 
+# The articles matching the call's words, by ``PICK``.
+_MATCHED = """(SELECT a.article_id FROM kb_articles a, q, r
+     WHERE a.language = $1 AND NOT a.archived AND a.search @@ PICKQ
+     ORDER BY PICK * OTHER DESC, TIE LIMIT $12)"""
+# The same when every word of the call is too common to pick (thousands of articles match):
+# the best 480 by ``ts_rank`` (TSPICK, cheap), then those by their rarity (each weighing costs).
+_MATCHED_COMMON = """(SELECT a.article_id
+     FROM (SELECT a.article_id FROM kb_articles a, q, r
+           WHERE a.language = $1 AND NOT a.archived AND a.search @@ PICKQ
+           ORDER BY TSPICK * OTHER DESC, TIE LIMIT 8 * $12) m
+     JOIN kb_articles a USING (article_id), q, r
+     ORDER BY PICK * OTHER DESC, TIE LIMIT $12)"""
+
 # Equal scores at a LIMIT (generated near-duplicates, articles with the same links) are cut
 # in an order that depends on neither the plan nor the age of the articles: a hash of the id.
 _TIE = "hashint8(a.article_id)"
@@ -478,10 +489,13 @@ _LINKED_STRONGEST = """(SELECT a.article_id
      ORDER BY k.lw * OTHER DESC, PICK * OTHER DESC, TIE LIMIT $13)"""
 
 
-def _candidates_sql(pick: str, links_first: bool) -> str:
+def _candidates_sql(pick: str, links_first: bool, common: bool = False) -> str:
+    """The candidates' query: ``pick`` one of ``_PICKS``; ``links_first``: the linked ones by
+    the worth of their links; ``common``: every word of the call is too common to pick."""
     match, order = _PICKS[pick]
     cheap = _PICKS["general" if pick == "general" else "ts"][1]
-    return (_CANDIDATES.replace("PICKQ", match).replace("LINKED", _LINKED_STRONGEST if links_first else _LINKED_TS)
+    return (_CANDIDATES.replace("MATCHED", _MATCHED_COMMON if common and pick == "idf" else _MATCHED)
+            .replace("PICKQ", match).replace("LINKED", _LINKED_STRONGEST if links_first else _LINKED_TS)
             .replace("TSPICK", cheap).replace("PICK", order).replace("TIE", _TIE).replace("OTHER", _OTHER)
             .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))
 
@@ -554,7 +568,7 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
         rare = [x for x in weights if not counts.is_common(x)]
         pick = ("idf" if idf_pick else "ts") if specific else "general"
     rows = await pool.fetch(
-        _candidates_sql(pick, idf_pick and counts is not None), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
+        _candidates_sql(pick, idf_pick and counts is not None, not rare), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
         candidates // 2, rare, list(weights.values()), ln, lt, le, list(tg.products), w.other_product,
         counts.avg_length if counts is not None else 20.0, ranking.BM25_B, list(weights),

@@ -29,7 +29,8 @@
                                  placeholder: "announcement, spoken (optional)" });
     const reason = el("input", { name: "reason", id: "em-reason", maxlength: "200", size: "30", required: "",
                                  placeholder: "reason (required, shown on the banner)" });
-    const form = el("form", { id: "em-form", class: "controls" },
+    // novalidate: the page says what is missing itself (the browser would block the submit silently).
+    const form = el("form", { id: "em-form", class: "controls", novalidate: "" },
                     field("Scope", scope), field("Value", value), field("Action", action), field("Target", target),
                     field("Say", spoken), field("Reason", reason), el("button", { id: "em-on" }, "Switch on…"));
     scope.addEventListener("change", () => { value.disabled = scope.value === "all"; if (value.disabled) value.value = ""; });
