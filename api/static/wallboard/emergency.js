@@ -57,7 +57,7 @@
                 form, confirmBox, out,
                 el("table", { id: "em-open" }, el("thead", {}, el("tr", {}, ...["switch", "scope", "action", "reason", "since", "end"]
                   .map((h) => el("th", {}, h)))), list)));
-    box.querySelector("details").addEventListener("toggle", refresh);
+    box.querySelector("details").addEventListener("toggle", () => refresh());
     document.getElementById("board").append(box);
   }
 
@@ -95,12 +95,16 @@
         }
         await refresh();
       } }, "Confirm: switch off"),
-      " ", el("button", { type: "button", onclick: refresh }, "Cancel"));
+      " ", el("button", { type: "button", onclick: () => refresh() }, "Cancel"));
     row.querySelector(".em-confirm-off").focus();
   }
 
-  async function refresh() {
+  // ``quiet``: the periodic refresh, which leaves the list alone while someone is ending a switch
+  // (a reason typed, a confirmation shown) rather than wipe what they typed.
+  async function refresh(quiet) {
     if (!box || !box.querySelector("details").open) return;
+    if (quiet === true && (list.querySelector(".em-confirm-off")
+        || [...list.querySelectorAll(".em-end-reason")].some((i) => i.value))) return;
     let data;
     try { data = await api("GET", "/api/emergency/switches"); } catch (e) { say(`Switches not read: ${e.message}.`, "failed"); return; }
     list.replaceChildren(...data.switches.map((s) => {
@@ -117,7 +121,7 @@
     if (!Cti.token() || !board || board.hidden) { setTimeout(start, 500); return; }
     try { await api("GET", "/api/emergency/switches?limit=1"); } catch (e) { return; }   // not for this login
     build();
-    setInterval(refresh, 15000);
+    setInterval(() => refresh(true), 15000);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
