@@ -10,7 +10,8 @@ FastAGI IVR (cti-inbound), a switch in force for each case.
   after the menu, which must have been walked to know the branch;
 - a switch for ``all`` calls while a ``queue`` switch is in force: the call is not taken
   before the menu (the queue switch may take precedence), and the route step chooses the
-  queue switch for a caller of that queue.
+  queue switch for a caller of that queue;
+- a ``prefix`` switch with ``number``: taken before the menu, sent to cti-outbound.
 """
 from __future__ import annotations
 
@@ -155,3 +156,22 @@ async def test_a_switch_for_all_calls_leaves_the_choice_to_the_route_step_while_
     assert (found[0][1]["Switch"], found[0][1]["Step"]) == (str(everyone["id"]), "route")
     await eventually(lambda: to_support.channel_id in {w.call_id for w in d.acd.router.waiting_calls()},
                      timeout=10, what="the support caller waiting after the announcement")
+
+
+async def test_a_prefix_switch_sends_its_callers_to_a_number_before_the_menu(setup, demo_ami, database):
+    """Action ``number``: the dialplan dials the target through cti-outbound (the sandbox has
+    no trunk there, so the call ends: the path taken is what is checked)."""
+    d, events, steps, http, sup = setup
+    switch = await _switch(http, d, sup, scope="prefix", value="+4930", action="number", target="+4930999000")
+    call = await _call(d, demo_ami, "WWWW1", "+4930555008")
+    other = await _call(d, demo_ami, "WWWW1", "+4420555009")
+    found = await eventually(lambda: _user_events(events, "CtiEmergency", call.channel_id), timeout=15,
+                             what="the caller of the prefix on the emergency path")
+    assert (found[0][1]["Action"], found[0][1]["Step"]) == ("number", "ivr")
+    await eventually(lambda: (c := d.core.model.calls.get(call.channel_id)) is None or c.ended_at is not None,
+                     timeout=15, what="the call ended at cti-outbound")
+    assert [ev for _, ev in steps if ev.call_id == call.channel_id] == []
+    await eventually(lambda: _user_events(events, "CtiRoute", other.channel_id), timeout=20, what="other routed")
+    assert _user_events(events, "CtiEmergency", other.channel_id) == []
+    assert await eventually(lambda: _recorded(database, switch["id"]), timeout=10) == [
+        (call.channel_id, "ivr", "number")]
