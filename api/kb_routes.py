@@ -443,8 +443,11 @@ async def get_synonyms(req: ApiRequest[None, SynonymQuery]) -> SynonymList:
 
 async def put_synonyms(req: ApiRequest[SynonymList, None]) -> SynonymList:
     b = req.body
-    groups = await query(store.set_synonyms(db(req.app), b.language, [
-        store.SynonymGroup(g.name, g.phrases) for g in b.groups], by=actor_of(req)))
+    try:
+        groups = await query(store.set_synonyms(db(req.app), b.language, [
+            store.SynonymGroup(g.name, g.phrases) for g in b.groups], by=actor_of(req)))
+    except store.KbError as exc:
+        raise _known(exc) from None
     log.info("kb synonyms replaced", language=b.language, groups=len(groups), actor=actor_of(req))
     return _synonym_list(b.language, groups)
 

@@ -634,9 +634,11 @@ async def synonyms(pool: Any, language: str) -> list[SynonymGroup]:
 
 async def set_synonyms(pool: Any, language: str, groups: list[SynonymGroup], *, by: str) -> list[SynonymGroup]:
     """Replace the language's synonym groups (a group of fewer than two distinct phrases
-    says nothing and is dropped). Returns them as stored."""
+    says nothing and is dropped). Returns them as stored. Raises ``Invalid``."""
     _check(language, [])
     rows = {(g.name, p.strip().lower()) for g in groups for p in g.phrases if p.strip()}
+    if any(len(p) > 60 for _, p in rows):      # lower case may be longer ("İ" is two characters)
+        raise Invalid("groups", "a phrase is at most 60 characters, in lower case")
     sizes: dict[str, int] = {}
     for name, _ in rows:
         sizes[name] = sizes.get(name, 0) + 1
