@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from cti.demo_ivr import place_dtmf_call
-from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, hangup_all, sandbox_hook_secret, start_daemon
 from tests.integration.test_api import ACD_TEST, add_user, bearer, login, url
 from tests.integration.test_ivr import MENUS
 
@@ -175,3 +175,17 @@ async def test_a_prefix_switch_sends_its_callers_to_a_number_before_the_menu(set
     assert _user_events(events, "CtiEmergency", other.channel_id) == []
     assert await eventually(lambda: _recorded(database, switch["id"]), timeout=10) == [
         (call.channel_id, "ivr", "number")]
+
+
+async def test_the_hook_answers_before_the_menu_only_for_a_switch_it_can_decide_then(setup):
+    d, events, steps, http, sup = setup
+    await _switch(http, d, sup, scope="queue", value="sales", action="hangup")
+    hook = f"http://127.0.0.1:{d.settings.http_port}/hooks/emergency"
+    secret = {"X-CTI-Hook-Secret": sandbox_hook_secret()}
+    args = {"call": "hook-1", "queue": "sales", "number": "+4420555010", "did": "6001"}
+    async with http.get(hook, params={**args, "step": "ivr"}, headers=secret) as r:
+        assert r.status == 200 and (await r.text()).strip() == "none"        # the queue is not known yet
+    async with http.get(hook, params={**args, "step": "route"}, headers=secret) as r:
+        assert r.status == 200 and (await r.text()).startswith("ok,")
+    async with http.get(hook, params={**args, "step": "later"}, headers=secret) as r:
+        assert r.status == 400
