@@ -82,8 +82,7 @@ async def test_a_supervisor_switches_an_emergency_on_and_off_from_the_wallboard(
                     return (await r.json())["switches"]
             assert await switches() == []                                 # nothing before the confirmation
             await board.click("#em-confirm-on")
-            await board.wait_for_function(
-                "document.getElementById('em-feedback').textContent.includes('is on')", timeout=5000)
+            await board.locator("#em-feedback", has_text="is on").wait_for(timeout=5000)   # the page's CSP: no eval
             [s] = await switches()
             assert (s["scope"], s["value"], s["action"], s["reason"], s["declared_by"]) == (
                 "queue", "sales", "voicemail", "flooded building", "boss")
@@ -94,8 +93,7 @@ async def test_a_supervisor_switches_an_emergency_on_and_off_from_the_wallboard(
             await row.locator(".em-end-reason").fill("water pumped out")
             await row.locator(".em-off").click()
             await row.locator(".em-confirm-off").click()
-            await board.wait_for_function(
-                "document.getElementById('em-feedback').textContent.includes('is off')", timeout=5000)
+            await board.locator("#em-feedback", has_text="is off").wait_for(timeout=5000)
             [ended] = await switches(include_ended=True)
             assert (ended["ended_by"], ended["ended_reason"]) == ("boss", "water pumped out")
             await board.wait_for_selector("#emergency-banner", state="detached", timeout=5000)

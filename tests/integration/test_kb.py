@@ -222,8 +222,8 @@ async def test_the_customer_products_lower_articles_about_other_products_only(po
 async def test_synonyms_widen_the_call_words_and_admins_replace_them(pool):
     """The seed's group (bill, invoice, statement) finds an article saying "invoice" for notes
     saying "statement", at the synonym's weight; without the group it finds nothing."""
-    inv = await article(pool, title="Copy of an invoice", body="Invoices as PDF in the online account.")
-    await article(pool, title="Unrelated", body="Nothing to see.")
+    inv = await article(pool, title="Copy of an invoice", body="Invoices as PDF in the online account.", tags=())
+    await article(pool, title="Unrelated", body="Nothing to see.", tags=())
     stats = store.LexemeStats()
     got = await store.suggest(pool, CallContext(notes="old statement"), stats=stats)
     assert [s.article_id for s in got] == [inv.article_id] and got[0].parts["notes"] > 0
