@@ -14,6 +14,8 @@ Routes::
     POST   /api/kb/proposals                    propose a new article or an edit (from a wrap-up)
     GET    /api/kb/proposals                    proposals by state (supervisors, admins)
     POST   /api/kb/proposals/{id}/decision      approve or reject (supervisors, admins)
+    GET    /api/kb/synonyms?language=           the synonym groups suggestions widen words with
+    PUT    /api/kb/synonyms                     replace a language's groups (supervisors, admins)
 
 Agents, supervisors and admins read, search, get suggestions, give feedback and propose;
 supervisors and admins write and decide.
@@ -54,7 +56,7 @@ TagText = Annotated[str, StringConstraints(min_length=1, max_length=40, pattern=
 
 
 class LinkModel(StrictBody):
-    kind: Literal["queue", "skill", "ivr", "ticket_type"]
+    kind: Literal["queue", "skill", "ivr", "ticket_type", "product"]
     target: TargetId
 
 
@@ -162,6 +164,8 @@ class SuggestBody(StrictBody):
     skills: list[TargetId] = Field(default_factory=list, max_length=20)
     ivr_path: list[TargetId] = Field(default_factory=list, max_length=30, description="IVR menu ids, root first")
     tickets: list[TicketHint] = Field(default_factory=list, max_length=10)
+    products: list[TargetId] = Field(default_factory=list, max_length=50,
+                                     description="the customer's products (default: customer_products of the call's customer)")
     limit: int = Field(3, ge=1, le=10)
 
 
@@ -233,6 +237,24 @@ class DecisionBody(StrictBody):
     approve: bool
     note: str | None = Field(None, max_length=500)
     links: list[LinkModel] | None = Field(None, max_length=50, description="the article's links (default: kept)")
+
+
+#: A synonym: words (any script), spaces, apostrophes and hyphens.
+Phrase = Annotated[str, StringConstraints(min_length=1, max_length=60, pattern=r"^[^\W_][\w' -]{0,59}$")]
+
+
+class SynonymGroupModel(StrictBody):
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[^\W_][\w.-]{0,39}$")
+    phrases: list[Phrase] = Field(min_length=2, max_length=20, description="words or phrases meaning the same")
+
+
+class SynonymQuery(StrictBody):
+    language: str = Language
+
+
+class SynonymList(StrictBody):
+    language: str = Language
+    groups: list[SynonymGroupModel] = Field(max_length=500)
 
 
 class DecisionReply(BaseModel):
@@ -362,7 +384,7 @@ async def suggestions(req: ApiRequest[SuggestBody, None]) -> SuggestReply:
     ctx = CallContext(language=b.language or known.language, queue=b.queue or known.queue,
                       skills=tuple(b.skills) or known.skills, ivr_path=tuple(b.ivr_path) or known.ivr_path,
                       tickets=tuple(OpenTicket(t.type, t.title) for t in b.tickets) or known.tickets,
-                      notes=b.notes)
+                      notes=b.notes, products=tuple(b.products) or known.products)
     got = await query(store.suggest(pool, ctx, limit=b.limit, stats=req.app[KB_STATS]))
     return SuggestReply(call_id=b.call_id, suggestions=[
         SuggestionView(article_id=s.article_id, title=s.title, tags=s.tags, score=s.score, why=s.parts) for s in got])
@@ -410,6 +432,26 @@ async def decide(req: ApiRequest[DecisionBody, None]) -> DecisionReply:
     return DecisionReply(proposal=_proposal_view(p), article=_article_view(a) if a is not None else None)
 
 
+def _synonym_list(language: str, groups: list[store.SynonymGroup]) -> SynonymList:
+    return SynonymList(language=language, groups=[SynonymGroupModel(name=g.name, phrases=g.phrases) for g in groups])
+
+
+async def get_synonyms(req: ApiRequest[None, SynonymQuery]) -> SynonymList:
+    language = req.query.language
+    return _synonym_list(language, await query(store.synonyms(db(req.app), language)))
+
+
+async def put_synonyms(req: ApiRequest[SynonymList, None]) -> SynonymList:
+    b = req.body
+    try:
+        groups = await query(store.set_synonyms(db(req.app), b.language, [
+            store.SynonymGroup(g.name, g.phrases) for g in b.groups], by=actor_of(req)))
+    except store.KbError as exc:
+        raise _known(exc) from None
+    log.info("kb synonyms replaced", language=b.language, groups=len(groups), actor=actor_of(req))
+    return _synonym_list(b.language, groups)
+
+
 # -- wiring ------------------------------------------------------------------------------------
 
 
@@ -443,3 +485,9 @@ def setup_kb_routes(app: web.Application) -> None:
             query=ProposalQuery, response=ProposalList, tags=TAGS)
     api.add("POST", "/api/kb/proposals/{proposal_id:[0-9]+}/decision", decide, summary="Approve or reject a proposal",
             roles=STAFF, body=DecisionBody, response=DecisionReply, tags=TAGS)
+    api.add("GET", "/api/kb/synonyms", get_synonyms, summary="The synonym groups of a language", roles=READ,
+            query=SynonymQuery, response=SynonymList, tags=TAGS)
+    api.add("PUT", "/api/kb/synonyms", put_synonyms, summary="Replace a language's synonym groups", roles=STAFF,
+            body=SynonymList, response=SynonymList, tags=TAGS,
+            description="The suggestions widen the call's words with the other phrases of each group one of "
+                        "whose phrases the call holds (docs/knowledge.md, \"Synonyms\").")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -77,16 +78,21 @@ LEAVES = ["billing_refunds", "billing_payments", "billing_invoices", "tech_inter
           "retention_contract"]
 
 
+def product_id(p: str) -> str:
+    return p.replace(" ", "-")
+
+
 def filler(n: int, rng: random.Random) -> list[dict]:
     """``n`` generated English articles: product x issue x plan, with a second sentence about
-    another product, half linked to a queue and a third to an IVR branch."""
+    another product, linked to their product, half linked to a queue and a third to an IVR
+    branch."""
     out = []
     combos = [(p, i, plan) for p in PRODUCTS for i in ISSUES for plan in PLANS]
     rng.shuffle(combos)
     for k in range(n):
         p, (title, body), plan = combos[k % len(combos)]
         extra = rng.choice(ISSUES)[1].format(p=rng.choice(PRODUCTS))
-        links = []
+        links = [{"kind": "product", "target": product_id(p)}]
         if rng.random() < 0.5:
             links.append({"kind": "queue", "target": rng.choice(QUEUES)})
         if rng.random() < 0.3:
@@ -95,6 +101,23 @@ def filler(n: int, rng: random.Random) -> list[dict]:
                     + (title.format(p=p) + plan)[1:], "tags": [p.split()[0], "generated"],
                     "body": f"{body.format(p=p)}\n\n{extra}\n", "links": links})
     return out
+
+
+# (name, the customer's products known, options of kb.store.suggest)
+VARIANTS = [
+    ("before", False, {"synonyms": False, "idf_pick": False}),
+    ("idf_pick", False, {"synonyms": False, "idf_pick": True}),
+    ("products", True, {"synonyms": False, "idf_pick": False}),
+    ("synonyms", False, {"synonyms": True, "idf_pick": False}),
+    ("all", True, {"synonyms": True, "idf_pick": True}),
+]
+
+
+def halves(suggested: list[list[int]], right: list[int]) -> dict[str, float]:
+    """precision@3 on the even-numbered calls (tuning), the odd ones (checking) and all."""
+    return {"even": round(precision_at(suggested[0::2], right[0::2]), 3),
+            "odd": round(precision_at(suggested[1::2], right[1::2]), 3),
+            "all": round(precision_at(suggested, right), 3)}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -107,11 +130,14 @@ async def main() -> None:
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--seed", type=int, default=23)
+    ap.add_argument("--products", type=int, default=2, help="generated products each caller's customer holds")
     ap.add_argument("--no-idf", action="store_true", help="rank notes and tickets by ts_rank alone")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     labelled = kb_labelled.articles()
     calls = kb_labelled.calls()
+    held = random.Random(args.seed + 1)
+    holds = [tuple(product_id(p) for p in held.sample(PRODUCTS, args.products)) for _ in calls]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     async with scratch_database(prefix="cti_bench_kb") as scratch:
@@ -135,10 +161,21 @@ async def main() -> None:
                 version = await conn.fetchval("SHOW server_version")
             load_s = time.perf_counter() - t0
             stats = None if args.no_idf else store.LexemeStats()
-            contexts = [kb_labelled.context(c) for c in calls]
+            contexts = [dataclasses.replace(kb_labelled.context(c), products=h) for c, h in zip(calls, holds)]
             right = [ids[c["right"]] for c in calls]
             for ctx in contexts[:20]:                       # warm the caches, as a running server is
                 await store.suggest(pool, ctx, stats=stats)
+            variants = {}
+            for name, known, opts in VARIANTS:
+                got, took = [], []
+                for ctx in contexts:
+                    t = time.perf_counter()
+                    found = await store.suggest(pool, ctx if known else dataclasses.replace(ctx, products=()),
+                                                stats=stats, **opts)
+                    took.append(time.perf_counter() - t)
+                    got.append([s.article_id for s in found])
+                variants[name] = {**halves(got, right), "p50_ms": round(pct(took, 0.5) * 1000, 1),
+                                  "p99_ms": round(pct(took, 0.99) * 1000, 1)}
             lat: list[float] = []
             suggested: list[list[int]] = []
             for n in range(args.passes):
@@ -174,7 +211,10 @@ async def main() -> None:
         "concurrent": {"asks": len(conc), "at_once": args.concurrency, "p50_ms": round(pct(conc, 0.5) * 1000, 1),
                        "p99_ms": round(pct(conc, 0.99) * 1000, 1), "max_ms": round(max(conc) * 1000, 1),
                        "asks_per_s": round(len(conc) / conc_s, 1)},
+        "products_held": args.products,
         "precision_at_3": round(precision_at(suggested, right), 3),
+        "precision_at_3_halves": halves(suggested, right),
+        "variants": variants,
         "precision_at_3_notes_only": round(precision_at(notes_only, right), 3),
     }
     print(json.dumps(result, indent=1))

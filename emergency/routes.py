@@ -237,8 +237,9 @@ async def get_report(req: ApiRequest[None, ReportQuery]) -> Report:
 
 
 async def hook(request: web.Request) -> web.Response:
-    """``GET /hooks/emergency?call=<linkedid>&queue=<queue>&number=<caller>&did=<did>``: ``ok,id,action,target,prompt``
-    for a new call an emergency switch takes at the route step, else ``none``."""
+    """``GET /hooks/emergency?call=<linkedid>&queue=<queue>&number=<caller>&did=<did>[&step=ivr|route]``:
+    ``ok,id,action,target,prompt`` for a new call an emergency switch takes at the IVR's entry
+    (``step=ivr``, before the menu) or at the route step (the default), else ``none``."""
     from api.dialplan_hooks import HookError, _authorise, _error
 
     try:
@@ -247,12 +248,16 @@ async def hook(request: web.Request) -> web.Response:
         queue = request.query.get("queue", "")
         number = request.query.get("number", "")
         did = request.query.get("did", "")
+        step = request.query.get("step", "route")
         if not (0 < len(call_id) <= 100) or max(len(queue), len(number), len(did)) > 64:
             raise HookError(400, "invalid_call", "call: the call's id (1 to 100 characters); "
                                                  "queue, number, did: at most 64")
+        if step not in ("ivr", "route"):
+            raise HookError(400, "invalid_step", "step: ivr or route")
     except HookError as exc:
         return _error(request, exc)
-    s = request.app[EMERGENCY].route_step(call_id, queue, number, did)
+    service = request.app[EMERGENCY]
+    s = service.ivr_entry(call_id, number, did) if step == "ivr" else service.route_step(call_id, queue, number, did)
     return web.Response(text=hook_line(s) + "\n", content_type="text/plain")
 
 

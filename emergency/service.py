@@ -33,7 +33,7 @@ from acd.ami_actions import failure, submit
 from acd.core import AcdInputError
 from emergency import store
 from emergency.pin import PinGuard
-from emergency.switches import CallFacts, Switch, WaitingPlan, active, choose, next_change, plan
+from emergency.switches import CallFacts, Switch, WaitingPlan, active, choose, choose_early, next_change, plan
 from cti.daemon import CoreServices
 
 log = structlog.get_logger(__name__)
@@ -246,6 +246,18 @@ class EmergencyService:
 
         asyncio.gather(*sends).add_done_callback(done)
         return move
+
+    def ivr_entry(self, call_id: str, number: str = "", did: str = "") -> Switch | None:
+        """A new call at the IVR's entry, before the menu (the dialplan hook, ``step=ivr``):
+        the switch that takes it there (``choose_early``), recorded, or None (the route
+        step decides, after the menu)."""
+        s = choose_early(self.in_force, self.facts(call_id, None, number, did), time.time())
+        if s is not None:
+            self.handled[call_id] = s.id
+            self._record(s.id, call_id, "ivr", s.action, "")
+            self.core.annotate(call_id, "emergency.ivr", time.time(), switch=s.id, action=s.action,
+                               target=s.target)
+        return s
 
     def route_step(self, call_id: str, queue: str, number: str = "", did: str = "") -> Switch | None:
         """A new call at the route step (the dialplan hook): the switch that applies,

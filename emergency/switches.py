@@ -21,7 +21,9 @@ off) unless ``ended_at`` (switched off by someone) came first.
 
 What happens to a call depends on where it is (``plan``):
 
-- ``new``: at the route step (before the ACD) it takes the switch's path.
+- ``new``: at the IVR's entry, before the menu, when the switch's scope is known
+  by then (``choose_early``: the caller's number, the DID, the node), else at the
+  route step (before the ACD), it takes the switch's path.
 - ``waiting``: waiting for an agent in the ACD, it is moved per the action
   (``WaitingPlan``): ``queue`` moves it in the router (and plays the
   announcement in the wait), ``continue`` plays the announcement and leaves it
@@ -161,6 +163,28 @@ def choose(switches: Iterable[Switch], call: CallFacts, now: float) -> Switch | 
         if s.active(now) and covers(s, call) and (best is None or s.rank > best.rank):
             best = s
     return best
+
+
+#: The scopes a new call's facts already hold at the IVR's entry, before the menu: the
+#: caller's number, the number dialled and the node; not yet the queue or the IVR branch.
+EARLY_SCOPES: tuple[str, ...] = ("all", "node", "did", "prefix")
+
+
+def choose_early(switches: Iterable[Switch], call: CallFacts, now: float) -> Switch | None:
+    """The switch that takes a new call at the IVR's entry (its announcement is heard
+    before the menu), or None: the call is then decided at the route step, after the
+    menu, as before. ``choose`` over the switches of ``EARLY_SCOPES`` (the call's queue and
+    IVR branch are ignored: not known yet); None too when the pick is scoped ``all`` or
+    ``node`` while a switch scoped to a queue or an IVR branch is in force, which may take
+    precedence once the menu has said where the call goes."""
+    switches = list(switches)
+    facts = CallFacts(caller_num=call.caller_num, did=call.did, node=call.node)
+    s = choose((x for x in switches if x.scope in EARLY_SCOPES), facts, now)
+    if s is None:
+        return None
+    if _RANK[s.scope] < _RANK["queue"] and any(x.scope in ("queue", "ivr") and x.active(now) for x in switches):
+        return None
+    return s
 
 
 def next_change(switches: Iterable[Switch], now: float) -> float | None:

@@ -6,7 +6,10 @@ A call says several things about what the caller needs, each weak alone:
   ("billing" > "refunds");
 - the queue (and the skills) it waits in;
 - the customer's open tickets: their types and titles;
-- the agent's notes so far (the strongest words, when there are any).
+- the agent's notes so far (the strongest words, when there are any), widened with their
+  synonyms (``kb_synonyms``, counted ``Weights.synonym`` of the words used);
+- the customer's products: an article about other products only counts less
+  (``product_factor``).
 
 ``build_queries`` turns each input into one full-text query (the words of that input, any
 of them: ``websearch_to_tsquery`` syntax, ``a or b or c``), and ``targets`` into the link
@@ -15,7 +18,7 @@ match any query or are linked to a target), each with its text rank per input, a
 ``rank`` orders them:
 
     score = (sum over inputs of weight * rank / best rank of that input among the candidates
-             + link boosts) * feedback factor
+             + link boosts) * feedback factor * products factor
 
 Ranks are normalised per input so that a long query (notes) does not drown a short one
 (a queue name). The notes and tickets rank by the rarity of the words an article holds
@@ -71,6 +74,12 @@ class Weights:
     link_ticket_type: float = 0.3
     feedback: float = 0.3           # the factor's reach: within [1 - feedback, 1 + feedback]
     feedback_prior: float = 2.0     # pseudo-marks (half helped, half not) that smooth the counts
+    # The article is about a product the customer holds: nothing by default. Holding a product
+    # says an article applies, not that it answers this call; 0.2 and 0.1 did worse on the
+    # tuning half among 10,000 articles (bench/kb_suggest.py, BENCHMARKS.md).
+    link_product: float = 0.0
+    other_product: float = 0.5      # factor: it is about products only, none of which the customer holds
+    synonym: float = 0.5            # a synonym's word counts this much of the word the call used
 
     def of_input(self, name: str) -> float:
         return float(getattr(self, name))
@@ -96,6 +105,7 @@ class CallContext:
     ivr_labels: tuple[str, ...] = ()        # the words of the choices made (prompt labels)
     tickets: tuple[OpenTicket, ...] = ()
     notes: str = ""
+    products: tuple[str, ...] = ()          # what the customer holds (empty: not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,7 @@ class Targets:
     skills: tuple[str, ...] = ()
     ivr: tuple[str, ...] = ()               # the path, root first (the deepest counts most)
     ticket_types: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()          # the customer's products (not used to pick candidates)
 
     def pairs(self) -> list[tuple[str, str]]:
         """(kind, target) of every target, as ``kb_article_links`` holds them."""
@@ -174,7 +185,8 @@ def build_queries(ctx: CallContext) -> dict[str, str]:
 def targets(ctx: CallContext) -> Targets:
     return Targets(queues=(ctx.queue,) if ctx.queue else (), skills=tuple(dict.fromkeys(ctx.skills)),
                    ivr=tuple(dict.fromkeys(ctx.ivr_path)),
-                   ticket_types=tuple(dict.fromkeys(t.type for t in ctx.tickets)))
+                   ticket_types=tuple(dict.fromkeys(t.type for t in ctx.tickets)),
+                   products=tuple(dict.fromkeys(ctx.products)))
 
 
 def feedback_factor(helped: int, not_relevant: int, w: Weights = DEFAULT_WEIGHTS) -> float:
@@ -206,7 +218,29 @@ def link_boost(links: frozenset[tuple[str, str]], tg: Targets, w: Weights = DEFA
             break
     if any(("ticket_type", t) in links for t in tg.ticket_types):
         out["link_ticket_type"] = w.link_ticket_type
+    if w.link_product and any(("product", p) in links for p in tg.products):
+        out["link_product"] = w.link_product
     return out
+
+
+def target_weights(tg: Targets, w: Weights = DEFAULT_WEIGHTS) -> list[float]:
+    """What a link to each of ``tg.pairs()`` is worth (as ``link_boost`` counts it), in the
+    same order: the candidates linked to the call's targets are picked strongest first."""
+    depth = len(tg.ivr)
+    return ([w.link_queue] * len(tg.queues) + [w.link_skill] * len(tg.skills)
+            + [w.link_ivr * 0.5 ** (depth - 1 - i) for i in range(depth)]
+            + [w.link_ticket_type] * len(tg.ticket_types))
+
+
+def product_factor(links: frozenset[tuple[str, str]], tg: Targets, w: Weights = DEFAULT_WEIGHTS) -> float:
+    """``w.other_product`` for an article linked to products none of which the customer
+    holds (when the customer's products are known), else 1.0: an article about no product
+    in particular, or about one the customer has, is left alone. A factor, not a filter:
+    a caller may well ask about a product they do not have yet."""
+    if not tg.products:
+        return 1.0
+    about = {t for k, t in links if k == "product"}
+    return w.other_product if about and about.isdisjoint(tg.products) else 1.0
 
 
 def rank(candidates: Iterable[Candidate], tg: Targets, w: Weights = DEFAULT_WEIGHTS,
@@ -228,6 +262,10 @@ def rank(candidates: Iterable[Candidate], tg: Targets, w: Weights = DEFAULT_WEIG
         factor = feedback_factor(c.helped, c.not_relevant, w)
         if factor != 1.0:
             parts["feedback_factor"] = factor
+        other = product_factor(c.links, tg, w)
+        if other != 1.0:
+            parts["other_product_factor"] = other
+            factor *= other
         scored.append(Scored(c.article_id, base * factor, parts))
     scored.sort(key=lambda s: (-s.score, s.article_id))
     return scored[:limit]
@@ -269,6 +307,10 @@ class LexemeCounts:
         n = min(max(self.ndoc.get(lexeme, 0), 0), self.total)
         return math.log(1.0 + (self.total - n + 0.5) / (n + 0.5))
 
+    def is_common(self, lexeme: str, share: float = COMMON_SHARE, floor: int = COMMON_FLOOR) -> bool:
+        """Whether the lexeme is too common to pick candidates (``common``)."""
+        return self.ndoc.get(lexeme, 0) > max(share * self.total, floor)
+
     def common(self, share: float = COMMON_SHARE, floor: int = COMMON_FLOOR) -> list[str]:
         """The lexemes too common to pick candidates (sorted)."""
         limit = max(share * self.total, floor)
@@ -292,6 +334,21 @@ def idf_rank(matched: Iterable[tuple[str, str]], length: int, counts: LexemeCoun
         if tf > 0:
             total += counts.idf(lexeme) * tf * (k1 + 1.0) / (tf + norm)
     return total
+
+
+def pick_weights(notes: Iterable[str], tickets: Iterable[str], related: Iterable[str], counts: LexemeCounts,
+                 w: Weights = DEFAULT_WEIGHTS) -> dict[str, float]:
+    """What each lexeme of the call weighs in the candidates' first pick: its rarity
+    (``LexemeCounts.idf``) times the weight of the input it came from (the notes', the
+    tickets'; a synonym's, ``related``, the notes' times ``w.synonym``), the highest when a
+    lexeme comes from several. The pick then orders the articles holding the call's rare words
+    by the same rarity the ranking uses, instead of ``ts_rank``, which weighs "bill" like
+    "pdf"."""
+    out: dict[str, float] = {}
+    for words, weight in ((notes, w.notes), (tickets, w.tickets), (related, w.notes * w.synonym)):
+        for x in words:
+            out[x] = max(out.get(x, 0.0), weight * counts.idf(x))
+    return out
 
 
 def precision_at(suggested: list[list[int]], right: list[int], k: int = 3) -> float:

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Iterable, Sequence
 
+from kb import queries as sql
 from kb import ranking
 from kb.ranking import CallContext, Candidate, OpenTicket, Scored, Weights
 
-LINK_KINDS = ("queue", "skill", "ivr", "ticket_type")
+LINK_KINDS = ("queue", "skill", "ivr", "ticket_type", "product")
 _LANGUAGE = re.compile(r"^[a-z]{2}$")
 
 
@@ -368,65 +369,6 @@ async def search(pool: Any, text: str, *, language: str = "en", limit: int = 10)
             for r in rows]
 
 
-# Candidates, in two steps. First the articles the call's specific words pick (the notes and
-# the tickets' words, without those too common to pick anything ($14, ``LexemeCounts.common``:
-# "bill" in thousands of articles; the IVR and queue words when there are none): the best text
-# matches, and the best of the articles linked to the call's targets (which may match no word). Only
-# then the rank of each input for those few: the IVR and queue words (billing, tech) match
-# thousands of articles and are not worth ranking all of them (bench/kb_suggest.py).
-# FOCUS is one of _FOCUS's expressions (constants, never input).
-_CANDIDATES = """
-WITH q AS (
-    SELECT websearch_to_tsquery(kb_ts_config($1), $2) AS qn, websearch_to_tsquery(kb_ts_config($1), $3) AS qt,
-           websearch_to_tsquery(kb_ts_config($1), $4) AS qi, websearch_to_tsquery(kb_ts_config($1), $5) AS qq,
-           $8::float4 AS wn, $9::float4 AS wt, $10::float4 AS wi, $11::float4 AS wq,
-           tsvector_to_array(to_tsvector(kb_ts_config($1), replace($2, ' or ', ' '))) AS ln,
-           tsvector_to_array(to_tsvector(kb_ts_config($1), replace($3, ' or ', ' '))) AS lt
-), r AS (   -- the notes' and tickets' lexemes that are not too common to pick candidates
-    SELECT (SELECT string_agg(quote_literal(x), ' | ')
-            FROM unnest(q.ln || q.lt) x WHERE x <> ALL($14::text[]))::tsquery AS qr FROM q
-), focus AS (
-    (SELECT a.article_id FROM kb_articles a, q, r
-     WHERE a.language = $1 AND NOT a.archived AND a.search @@ FOCUSQ
-     ORDER BY FOCUS DESC LIMIT $12)
-    UNION
-    (SELECT a.article_id FROM kb_articles a, q
-     WHERE a.article_id IN (SELECT l.article_id FROM kb_article_links l
-                            JOIN unnest($6::text[], $7::text[]) AS t(kind, target)
-                              ON l.kind = t.kind AND l.target = t.target)
-       AND a.language = $1 AND NOT a.archived
-     ORDER BY FOCUS DESC LIMIT $13)
-)
-SELECT a.article_id, a.title, a.tags, length(a.search) AS len,
-       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') FROM unnest(a.search) u
-             WHERE u.lexeme = ANY(q.ln)) AS mn,
-       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') FROM unnest(a.search) u
-             WHERE u.lexeme = ANY(q.lt)) AS mt,
-       ts_rank(RANKW, a.search, q.qn, NORM) AS rn, ts_rank(RANKW, a.search, q.qt, NORM) AS rt,
-       ts_rank(RANKW, a.search, q.qi, NORM) AS ri, ts_rank(RANKW, a.search, q.qq, NORM) AS rq,
-       coalesce(f.helped, 0) AS helped, coalesce(f.not_relevant, 0) AS not_relevant,
-       ARRAY(SELECT l.kind || ':' || l.target FROM kb_article_links l WHERE l.article_id = a.article_id) AS links
-FROM focus JOIN kb_articles a USING (article_id) CROSS JOIN q LEFT JOIN kb_feedback_totals f USING (article_id)
-"""
-_FOCUS = {
-    True: ("coalesce(r.qr, q.qn || q.qt)",
-           "q.wn * ts_rank(RANKW, a.search, q.qn, NORM) + q.wt * ts_rank(RANKW, a.search, q.qt, NORM)"),
-    False: ("(q.qi || q.qq)",
-            "q.wi * ts_rank(RANKW, a.search, q.qi, NORM) + q.wq * ts_rank(RANKW, a.search, q.qq, NORM)"),
-}
-
-# ts_rank's weights for D, C, B, A (body C, tags B, title A) and its normalisation (1: divide
-# by 1 + the log of the article's length in words).
-RANK_WEIGHTS = "{0.1, 0.4, 0.6, 1.0}"
-RANK_NORMALISATION = 1
-
-
-def _candidates_sql(specific: bool) -> str:
-    match, order = _FOCUS[specific]
-    return (_CANDIDATES.replace("FOCUSQ", match).replace("FOCUS", order)
-            .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))
-
-
 class LexemeStats:
     """How many live articles of each language hold each lexeme (``ts_stat``), for the ranking's
     rarity weights (``kb.ranking.idf_rank``). Read again when the articles of the language
@@ -466,25 +408,48 @@ def _matched(items: Sequence[str]) -> list[tuple[str, str]]:
 
 
 async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = ranking.DEFAULT_WEIGHTS,
-                  candidates: int = ranking.MAX_CANDIDATES, stats: LexemeStats | None = None) -> list[Suggestion]:
+                  candidates: int = ranking.MAX_CANDIDATES, stats: LexemeStats | None = None,
+                  synonyms: bool = True, idf_pick: bool = True) -> list[Suggestion]:
     """The best ``limit`` articles for a call (kb.ranking), best first. With ``stats``, the
-    notes and tickets rank by the rarity of the words matched (``kb.ranking.idf_rank``);
-    without, by ``ts_rank`` alone."""
+    notes and tickets rank by the rarity of the words matched (``kb.ranking.idf_rank``), and
+    (``idf_pick``) the candidates are picked by it too; without, by ``ts_rank`` alone.
+    ``synonyms``: the call's words are widened with those of ``kb_synonyms`` (each counts
+    ``w.synonym`` of a word the call used). The customer's products (``ctx.products``) lower
+    the articles about other products only (``ranking.product_factor``)."""
     _check(ctx.language, [])
     counts = await stats.counts(pool, ctx.language) if stats is not None else None
     queries = ranking.build_queries(ctx)
     tg = ranking.targets(ctx)
     pairs = tg.pairs()
+    ln: list[str] = []
+    lt: list[str] = []
+    le: list[str] = []
+    specific = bool(queries["notes"] or queries["tickets"])
+    if specific:
+        row = await pool.fetchrow(sql.LEXEMES, ctx.language, queries["notes"].replace(" or ", " "),
+                                  queries["tickets"].replace(" or ", " "), synonyms)
+        ln, lt, le = list(row["ln"]), list(row["lt"]), list(row["le"])
+    weights = ranking.pick_weights(ln, lt, le, counts, w) if counts is not None else {}
+    if counts is None:
+        rare = list(dict.fromkeys(ln + lt + le))
+        pick = "ts" if specific else "general"
+    else:
+        rare = [x for x in weights if not counts.is_common(x)]
+        pick = ("idf" if idf_pick else "ts") if specific else "general"
     rows = await pool.fetch(
-        _candidates_sql(bool(queries["notes"] or queries["tickets"])), ctx.language, queries["notes"], queries["tickets"], queries["ivr"], queries["queue"],
+        sql.candidates(pick, idf_pick and counts is not None, not rare), ctx.language, queries["notes"],
+        queries["tickets"], queries["ivr"], queries["queue"],
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
-        candidates // 2, counts.common() if counts is not None else [])
+        candidates // 2, rare, list(weights.values()), ln, lt, le, list(tg.products), w.other_product,
+        counts.avg_length if counts is not None else 20.0, ranking.BM25_B, list(weights),
+        ranking.target_weights(tg, w))
     by_id = {r["article_id"]: r for r in rows}
     cands = []
     for r in rows:
         ranks = {"notes": r["rn"], "tickets": r["rt"], "ivr": r["ri"], "queue": r["rq"]}
         if counts is not None:
-            ranks["notes"] = ranking.idf_rank(_matched(r["mn"]), r["len"], counts)
+            ranks["notes"] = (ranking.idf_rank(_matched(r["mn"]), r["len"], counts)
+                              + w.synonym * ranking.idf_rank(_matched(r["me"]), r["len"], counts))
             ranks["tickets"] = ranking.idf_rank(_matched(r["mt"]), r["len"], counts)
         cands.append(Candidate(r["article_id"], ranks, frozenset(tuple(x.split(":", 1)) for x in r["links"]),
                                r["helped"], r["not_relevant"]))
@@ -495,7 +460,7 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
 
 async def call_context(pool: Any, call_id: str, *, notes: str = "", language: str | None = None) -> CallContext:
     """What the database knows of a call: its queue, the menus its IVR path entered, its
-    customer's language and open tickets; with the agent's ``notes`` so far."""
+    customer's language, open tickets and products; with the agent's ``notes`` so far."""
     row = await pool.fetchrow(
         "SELECT c.queue, (SELECT array_agg(menu ORDER BY first) FROM (SELECT menu, min(seq) AS first "
         "  FROM call_ivr_steps WHERE call_id = $1 GROUP BY menu) m) AS menus, "
@@ -504,13 +469,51 @@ async def call_context(pool: Any, call_id: str, *, notes: str = "", language: st
         "LEFT JOIN LATERAL (SELECT customer_id FROM customer_calls WHERE call_id = $1 ORDER BY linked_at DESC "
         "  LIMIT 1) cc ON true LEFT JOIN customers cu ON cu.customer_id = cc.customer_id", call_id)
     tickets: list[OpenTicket] = []
+    products: list[str] = []
     if row["customer_id"] is not None:
         trows = await pool.fetch("SELECT type, title FROM tickets WHERE customer_id = $1 "
                                  "AND state NOT IN ('closed', 'cancelled') ORDER BY created_at DESC LIMIT 5",
                                  row["customer_id"])
         tickets = [OpenTicket(r["type"], r["title"]) for r in trows]
+        products = [r["product"] for r in await pool.fetch(
+            "SELECT product FROM customer_products WHERE customer_id = $1 ORDER BY product LIMIT 50",
+            row["customer_id"])]
     lang = language or row["language"] or "en"
     if not _LANGUAGE.match(lang):
         lang = "en"
     return CallContext(language=lang, queue=row["queue"], ivr_path=tuple(row["menus"] or ()),
-                       tickets=tuple(tickets), notes=notes)
+                       tickets=tuple(tickets), notes=notes, products=tuple(products))
+
+
+# -- synonyms ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SynonymGroup:
+    name: str
+    phrases: list[str]
+
+
+async def synonyms(pool: Any, language: str) -> list[SynonymGroup]:
+    """The synonym groups of a language, by name."""
+    _check(language, [])
+    rows = await pool.fetch("SELECT grp, array_agg(phrase ORDER BY phrase) AS phrases FROM kb_synonyms "
+                            "WHERE language = $1 GROUP BY grp ORDER BY grp", language)
+    return [SynonymGroup(r["grp"], list(r["phrases"])) for r in rows]
+
+
+async def set_synonyms(pool: Any, language: str, groups: list[SynonymGroup], *, by: str) -> list[SynonymGroup]:
+    """Replace the language's synonym groups (a group of fewer than two distinct phrases
+    says nothing and is dropped). Returns them as stored. Raises ``Invalid``."""
+    _check(language, [])
+    rows = {(g.name, p.strip().lower()) for g in groups for p in g.phrases if p.strip()}
+    if any(len(p) > 60 for _, p in rows):      # lower case may be longer ("İ" is two characters)
+        raise Invalid("groups", "a phrase is at most 60 characters, in lower case")
+    sizes: dict[str, int] = {}
+    for name, _ in rows:
+        sizes[name] = sizes.get(name, 0) + 1
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM kb_synonyms WHERE language = $1", language)
+        await conn.executemany("INSERT INTO kb_synonyms (language, grp, phrase, updated_by) VALUES ($1, $2, $3, $4)",
+                               [(language, n, p, by) for n, p in sorted(rows) if sizes[n] >= 2])
+    return await synonyms(pool, language)

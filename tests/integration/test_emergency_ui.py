@@ -50,3 +50,53 @@ async def test_the_banner_shows_a_switch_on_the_agent_desktop_within_2s_and_goes
         await page.close()
         await board.close()
         await d.stop()
+
+
+async def test_a_supervisor_switches_an_emergency_on_and_off_from_the_wallboard(asterisk, database, tmp_path, browser):
+    """The wallboard's control (api/static/wallboard/emergency.js): a reason is required, the
+    switch is declared only once confirmed, the page says what happened, the banner follows,
+    and switching off asks for a reason and a confirmation too; both audited by name."""
+    d = await started(database, tmp_path)
+    await add_user(database, "boss", "supervisor")
+    board = await browser.new_page()
+    try:
+        async with aiohttp.ClientSession() as http:
+            sup = bearer(await login(http, d, "boss"))
+            await board.goto(url(d, "/wallboard/"))
+            await board.evaluate("t => sessionStorage.setItem('cti.token', t)", sup["Authorization"][7:])
+            await board.reload()
+            await board.click("#em-details summary")
+            await board.select_option("#em-scope", "queue")
+            await board.fill("#em-value", "sales")
+            await board.select_option("#em-action", "voicemail")
+            await board.click("#em-on")                                   # no reason yet
+            assert "reason is required" in await board.inner_text("#em-feedback")
+            await board.fill("#em-reason", "flooded building")
+            await board.click("#em-on")
+            confirm = await board.inner_text("#em-confirm")
+            assert "queue sales" in confirm and "voicemail" in confirm
+
+            async def switches(include_ended=False):
+                async with http.get(url(d, f"/api/emergency/switches?include_ended={str(include_ended).lower()}"),
+                                    headers=sup) as r:
+                    return (await r.json())["switches"]
+            assert await switches() == []                                 # nothing before the confirmation
+            await board.click("#em-confirm-on")
+            await board.locator("#em-feedback", has_text="is on").wait_for(timeout=5000)   # the page's CSP: no eval
+            [s] = await switches()
+            assert (s["scope"], s["value"], s["action"], s["reason"], s["declared_by"]) == (
+                "queue", "sales", "voicemail", "flooded building", "boss")
+            await board.wait_for_selector("#emergency-banner", timeout=5000)
+            row = board.locator(f"#em-open tr[data-id='{s['id']}']")
+            await row.locator(".em-off").click()                          # no reason to end yet
+            assert "reason is required" in await board.inner_text("#em-feedback")
+            await row.locator(".em-end-reason").fill("water pumped out")
+            await row.locator(".em-off").click()
+            await row.locator(".em-confirm-off").click()
+            await board.locator("#em-feedback", has_text="is off").wait_for(timeout=5000)
+            [ended] = await switches(include_ended=True)
+            assert (ended["ended_by"], ended["ended_reason"]) == ("boss", "water pumped out")
+            await board.wait_for_selector("#emergency-banner", state="detached", timeout=5000)
+    finally:
+        await board.close()
+        await d.stop()

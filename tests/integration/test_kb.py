@@ -166,13 +166,14 @@ async def test_call_context_reads_queue_ivr_path_language_and_open_tickets(pool)
                         "('k1', 3, now(), 'billing_refunds', 'enter')")
         await c.execute("INSERT INTO customers (customer_id, name, language) VALUES ('cu1', 'Ann', 'fr')")
         await c.execute("INSERT INTO customer_calls (customer_id, call_id) VALUES ('cu1', 'k1')")
+        await c.execute("INSERT INTO customer_products (customer_id, product) VALUES ('cu1', 'tv'), ('cu1', 'fibre')")
         await c.execute("INSERT INTO tickets (type, customer_id, source, state, title, created_at, due_at, revision) "
                         "VALUES ('billing_dispute', 'cu1', 'call', 'open', 'Prélevé deux fois', now(), now(), 1), "
                         "('outage', 'cu1', 'call', 'closed', 'Old', now(), now(), 1)")
     ctx = await store.call_context(pool, "k1", notes="remboursement")
     assert ctx.queue == "billing" and ctx.ivr_path == ("main", "billing_refunds") and ctx.language == "fr"
     assert [(t.type, t.title) for t in ctx.tickets] == [("billing_dispute", "Prélevé deux fois")]
-    assert ctx.notes == "remboursement"
+    assert ctx.notes == "remboursement" and ctx.products == ("fibre", "tv")
     unknown = await store.call_context(pool, "nope")
     assert unknown.queue is None and unknown.ivr_path == () and unknown.language == "en"
 
@@ -186,11 +187,51 @@ async def test_hostile_text_in_search_and_suggestions_is_just_words(pool):
     import random
     await article(pool, title="Refund a double charge", body="Charged twice.")
     rng = random.Random(23)
+    stats = store.LexemeStats()
     alphabet = "ab &|!():*<->'\"\\-éß日🙂\t"
     texts = HOSTILE + ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 60))) for _ in range(200)]
     for text in texts:
         for language in ("en", "fr", "zz"):
             await store.search(pool, text, language=language)
-            await store.suggest(pool, CallContext(language=language, notes=text, ivr_path=(text[:64],),
-                                                  queue=text[:64] or None))
+            ctx = CallContext(language=language, notes=text, ivr_path=(text[:64],), queue=text[:64] or None,
+                              products=(text[:64],))
+            await store.suggest(pool, ctx)
+            await store.suggest(pool, ctx, stats=stats)
     assert [h.title for h in await store.search(pool, "charge!")] == ["Refund a double charge"]
+
+
+async def test_the_customer_products_lower_articles_about_other_products_only(pool):
+    """Two articles alike but for their product, one about no product: a customer holding the
+    TV sees the TV one and the general one before the other product's; unknown products
+    change nothing."""
+    solar = await article(pool, title="Refund after cancelling solar panels", body="Refund the subscription.",
+                          links=[("product", "solar-panels")])
+    tv = await article(pool, title="Refund after cancelling TV", body="Refund the subscription.",
+                       links=[("product", "tv")])
+    general = await article(pool, title="Refund after cancelling", body="Refund the subscription, any product.")
+    stats = store.LexemeStats()
+    notes = "refund after cancelling"
+    held = await store.suggest(pool, CallContext(notes=notes, products=("tv",)), stats=stats)
+    assert [s.article_id for s in held][-1] == solar.article_id
+    assert {s.article_id for s in held[:2]} == {tv.article_id, general.article_id}
+    assert held[-1].parts["other_product_factor"] == 0.5
+    unknown = await store.suggest(pool, CallContext(notes=notes), stats=stats)
+    assert all("other_product_factor" not in s.parts for s in unknown) and len(unknown) == 3
+
+
+async def test_synonyms_widen_the_call_words_and_admins_replace_them(pool):
+    """The seed's group (bill, invoice, statement) finds an article saying "invoice" for notes
+    saying "statement", at the synonym's weight; without the group it finds nothing."""
+    inv = await article(pool, title="Copy of an invoice", body="Invoices as PDF in the online account.", tags=())
+    await article(pool, title="Unrelated", body="Nothing to see.", tags=())
+    stats = store.LexemeStats()
+    got = await store.suggest(pool, CallContext(notes="old statement"), stats=stats)
+    assert [s.article_id for s in got] == [inv.article_id] and got[0].parts["notes"] > 0
+    assert await store.suggest(pool, CallContext(notes="old statement"), stats=stats, synonyms=False) == []
+    groups = await store.synonyms(pool, "en")
+    assert ["bill", "invoice", "statement"] in [g.phrases for g in groups]
+    kept = await store.set_synonyms(pool, "en", [store.SynonymGroup("parcel", ["Parcel", "package"]),
+                                                 store.SynonymGroup("alone", ["statement"])], by="sam")
+    assert [(g.name, g.phrases) for g in kept] == [("parcel", ["package", "parcel"])]   # one phrase says nothing
+    assert await store.suggest(pool, CallContext(notes="old statement"), stats=stats) == []
+    assert [g.name for g in await store.synonyms(pool, "fr")]                          # other languages kept

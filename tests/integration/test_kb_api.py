@@ -140,3 +140,33 @@ async def test_search_suggestions_and_feedback(kb, http, database):
     assert status == 404
     status, err = await call(http, d, "POST", "/api/kb/suggestions", t["k-agent"], {"ivr_path": ["bad id!"]})
     assert status == 422 and err["error_id"] == "invalid_body"
+
+
+async def test_supervisors_keep_the_synonyms_everyone_reads_them(kb, http):
+    d, t = kb
+    status, got = await call(http, d, "GET", "/api/kb/synonyms?language=en", t["k-agent"])
+    assert status == 200 and any(g["name"] == "bill" for g in got["groups"])
+    body = {"language": "en", "groups": [{"name": "parcel", "phrases": ["parcel", "package", "shipment"]}]}
+    assert (await call(http, d, "PUT", "/api/kb/synonyms", t["k-agent"], body))[0] == 403
+    status, got = await call(http, d, "PUT", "/api/kb/synonyms", t["k-sup"], body)
+    assert status == 200 and got["groups"] == [{"name": "parcel", "phrases": ["package", "parcel", "shipment"]}]
+    bad = {"language": "en", "groups": [{"name": "x", "phrases": ["<b>", "ok"]}]}
+    status, err = await call(http, d, "PUT", "/api/kb/synonyms", t["k-sup"], bad)
+    assert status == 422 and "phrases" in str(err)
+    assert (await call(http, d, "GET", "/api/kb/synonyms?language=en", t["k-agent"]))[1]["groups"] == got["groups"]
+
+
+async def test_suggestions_take_the_customer_products_and_articles_their_product_links(kb, http):
+    d, t = kb
+    ids = {}
+    for product in ("solar-panels", "tv"):
+        a = dict(ARTICLE, title=f"Refund a double charge ({product})", links=[{"kind": "product", "target": product}])
+        status, got = await call(http, d, "POST", "/api/kb/articles", t["k-sup"], a)
+        assert status == 201 and got["links"] == [{"kind": "product", "target": product}]
+        ids[product] = got["article_id"]
+    status, got = await call(http, d, "POST", "/api/kb/suggestions", t["k-agent"],
+                             {"notes": "charged twice refund", "products": ["tv"]})
+    assert status == 200 and [s["article_id"] for s in got["suggestions"]] == [ids["tv"], ids["solar-panels"]]
+    assert got["suggestions"][1]["why"]["other_product_factor"] == 0.5
+    status, err = await call(http, d, "POST", "/api/kb/suggestions", t["k-agent"], {"products": ["a b"]})
+    assert status == 422

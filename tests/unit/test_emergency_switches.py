@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from emergency.switches import (
-    ACTIONS, SCOPES, CallFacts, Switch, SwitchError, Untouched, WaitingPlan, active, check, choose, covers,
-    hook_line, next_change, plan,
+    ACTIONS, SCOPES, CallFacts, Switch, SwitchError, Untouched, WaitingPlan, active, check, choose, choose_early,
+    covers, hook_line, next_change, plan,
 )
 
 
@@ -159,6 +159,30 @@ def test_the_active_set_changes_only_at_next_change(sws, now):
     later = (nxt - 0.5) if nxt is not None else 1000
     if later > now:
         assert {s.id for s in active(sws, later)} == before
+
+
+@given(switches(), calls, st.integers(0, 220))
+def test_a_switch_taking_a_call_before_the_menu_is_the_one_the_route_step_would_choose(sws, call, now):
+    """Whatever queue and IVR branch the menu then gives the call (``call`` has some)."""
+    early = choose_early(sws, call, now)
+    if early is not None:
+        assert choose(sws, call, now) == early
+
+
+def test_before_the_menu_the_number_did_and_node_are_known_not_the_queue_or_branch():
+    facts = CallFacts(caller_num="+493012345", did="5000", node="n1")
+    assert choose_early([sw(1, "prefix", "+4930")], facts, 10).id == 1
+    assert choose_early([sw(1, "did", "5000")], facts, 10).id == 1
+    assert choose_early([sw(1, "queue", "support")], CALL, 10) is None
+    assert choose_early([sw(1, "ivr", "main")], CALL, 10) is None
+
+
+def test_a_broad_switch_waits_for_the_route_step_while_a_queue_or_branch_switch_is_in_force():
+    broad, queue = sw(1, declared_at=5), sw(2, "queue", "sales", declared_at=1)
+    assert choose_early([broad], CALL, 10) == broad
+    assert choose_early([broad, queue], CALL, 10) is None
+    assert choose_early([broad, sw(3, "queue", "sales", ended_at=5)], CALL, 10) == broad   # not in force
+    assert choose_early([sw(4, "prefix", "+49"), queue], CALL, 10).id == 4                 # outranks it anyway
 
 
 # -- the feature code's PIN ------------------------------------------------------------------

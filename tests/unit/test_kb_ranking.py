@@ -16,8 +16,11 @@ from kb.ranking import (
     feedback_factor,
     idf_rank,
     link_boost,
+    pick_weights,
     precision_at,
+    product_factor,
     rank,
+    target_weights,
     targets,
     terms,
 )
@@ -151,3 +154,52 @@ def test_only_words_in_more_than_a_share_of_a_large_base_are_too_common_to_pick_
     assert big.common() == ["bill", "order"]                           # over 3% of 10,000
     small = LexemeCounts(101, {"bill": 40, "pdf": 1})
     assert small.common() == []                                        # a small base: none (floor)
+
+
+def test_an_article_about_other_products_only_counts_less_when_the_customer_products_are_known():
+    tg = Targets(products=("tv", "mobile"))
+    other = frozenset({("product", "solar-panels")})
+    assert product_factor(other, tg) == DEFAULT_WEIGHTS.other_product < 1.0
+    assert product_factor(other | {("product", "tv")}, tg) == 1.0        # about one they hold too
+    assert product_factor(frozenset({("queue", "billing")}), tg) == 1.0  # about no product
+    assert product_factor(other, Targets()) == 1.0                       # products not known
+
+
+def test_rank_lowers_an_article_about_a_product_the_customer_does_not_hold():
+    tg = Targets(products=("tv",))
+    cands = [Candidate(1, {"notes": 1.0}, frozenset({("product", "solar-panels")})),
+             Candidate(2, {"notes": 0.8}, frozenset())]
+    best = rank(cands, tg)
+    assert [s.article_id for s in best] == [2, 1]
+    assert best[1].parts["other_product_factor"] == DEFAULT_WEIGHTS.other_product
+    assert [s.article_id for s in rank(cands, Targets())] == [1, 2]
+
+
+def test_a_product_link_lifts_only_when_its_weight_says_so():
+    tg = Targets(products=("tv",))
+    links = frozenset({("product", "tv")})
+    assert "link_product" not in link_boost(links, tg)                  # 0 by default
+    assert link_boost(links, tg, Weights(link_product=0.2))["link_product"] == 0.2
+
+
+def test_targets_carry_the_customer_products_but_do_not_pick_by_them():
+    tg = targets(CallContext(products=("tv", "tv", "mobile")))
+    assert tg.products == ("tv", "mobile") and tg.pairs() == []
+
+
+def test_target_weights_follow_the_pairs_and_the_link_boosts():
+    tg = Targets(queues=("billing",), skills=("refunds",), ivr=("main", "billing", "billing_refunds"),
+                 ticket_types=("billing_dispute",))
+    w = DEFAULT_WEIGHTS
+    assert len(target_weights(tg)) == len(tg.pairs())
+    assert target_weights(tg) == [w.link_queue, w.link_skill, w.link_ivr / 4, w.link_ivr / 2, w.link_ivr,
+                                  w.link_ticket_type]
+
+
+def test_pick_weights_are_rarity_times_the_input_weight_and_synonyms_count_less():
+    counts = LexemeCounts(1000, {"bill": 900, "pdf": 2, "invoic": 20})
+    got = pick_weights(["bill", "pdf"], ["pdf"], ["invoic"], counts)
+    assert got["pdf"] == pytest.approx(DEFAULT_WEIGHTS.notes * counts.idf("pdf"))      # the best input's
+    assert got["invoic"] == pytest.approx(DEFAULT_WEIGHTS.notes * DEFAULT_WEIGHTS.synonym * counts.idf("invoic"))
+    assert 0 < got["bill"] < got["pdf"]
+    assert counts.is_common("bill") and not counts.is_common("invoic")  # too common to pick, still weighed
