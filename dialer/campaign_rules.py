@@ -20,6 +20,7 @@ Exceptions: ``dialer.windows.InvalidWindow`` and ``dialer.leads.InvalidRule``, e
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -27,7 +28,7 @@ from typing import Any, Iterable, Mapping
 
 from dialer.leads import InvalidRule, Outcome, RetryRule, RetryRules
 from dialer.pacing import MONTH, AbandonLedger, Measured, PacingConfig
-from dialer.windows import CallingWindow, InvalidWindow
+from dialer.windows import CallingWindow, InvalidWindow, WindowChecker
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
@@ -193,3 +194,53 @@ def measured_from(totals: AttemptTotals, prior: Measured, *, amd_seconds: float 
     (``amd_seconds``: a person is handed over once AMD decides)."""
     return Measured.from_counts(totals.dials, totals.live, totals.answer_delay_s + amd_seconds * totals.live,
                                 totals.handled, totals.handle_s, prior=prior)
+
+
+class RulesCache:
+    """Window checkers and retry rules of campaigns as stored (JSON text), built once per
+    distinct value: a checker keeps its verdicts across ticks, and a campaign with no window
+    of its own shares ``default`` (with the zone map). ``base``: the rules of a campaign
+    with none of its own (the defaults), taking the campaign's ring time and machine action."""
+
+    def __init__(self, default: WindowChecker | None = None, base: RetryRules | None = None) -> None:
+        self.default = default or WindowChecker(CallingWindow())
+        self.base = base or RetryRules()
+        self._checkers: dict[str, WindowChecker] = {}
+        self._rules: dict[tuple[str | None, int, str], RetryRules] = {}
+
+    def windows(self, windows_json: str | None) -> WindowChecker:
+        """Raises ``InvalidWindow`` for an unusable stored value."""
+        if windows_json is None:
+            return self.default
+        checker = self._checkers.get(windows_json)
+        if checker is None:
+            checker = WindowChecker(window_from_json(json.loads(windows_json)), self.default.zones)
+            if len(self._checkers) > 1000:      # campaigns come and go: never grows without bound
+                self._checkers.clear()
+            self._checkers[windows_json] = checker
+        return checker
+
+    def rules(self, retry_json: str | None, ring_s: int, machine_action: str) -> RetryRules:
+        """Raises ``InvalidRule`` for an unusable stored value."""
+        key = (retry_json, int(ring_s), machine_action)
+        rules = self._rules.get(key)
+        if rules is None:
+            voicemail = machine_action == "voicemail"
+            if retry_json is None:
+                b = self.base
+                rules = RetryRules(per_outcome=b.per_outcome, max_attempts=b.max_attempts, skip_delay=b.skip_delay,
+                                   max_callback_ahead=b.max_callback_ahead, machine_voicemail=voicemail,
+                                   ring_timeout=timedelta(seconds=int(ring_s)))
+            else:
+                rules = rules_from_json(json.loads(retry_json), ring_s=int(ring_s), machine_voicemail=voicemail)
+            if len(self._rules) > 1000:
+                self._rules.clear()
+            self._rules[key] = rules
+        return rules
+
+    def of(self, campaign: Mapping[str, Any]) -> tuple[WindowChecker, RetryRules]:
+        """A campaign row's (``windows``, ``retry`` as JSON text, ``ring_s``, ``machine_action``)
+        window checker and rules."""
+        return (self.windows(campaign.get("windows")),
+                self.rules(campaign.get("retry"), campaign.get("ring_s") or 25,
+                           campaign.get("machine_action") or "retry"))

@@ -42,7 +42,6 @@ every running campaign ``paused``; calls in flight finish as they would.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,7 +52,7 @@ import structlog
 from acd.ami_actions import failure, submit
 from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult
 from dialer import campaign_store, store
-from dialer.campaign_rules import measured_from, rebuild_ledger, rules_from_json, window_from_json
+from dialer.campaign_rules import RulesCache, measured_from, rebuild_ledger
 from dialer.leads import MIN_RING, InvalidRule, RetryRules, TransitionRefused
 from dialer.pacing import MONTH, AbandonLedger, DialState, Measured, Mode, PacingConfig, decide
 from dialer.windows import CallingWindow, InvalidWindow, WindowChecker
@@ -204,8 +203,7 @@ class CampaignRunner:
     #: False on a high-availability standby (``HaNode.may_act``): nothing is placed.
     may_act: Callable[[], bool] = lambda: True
     rebuilt: int = 0                             # ledgers rebuilt from the stored attempts
-    _checkers: dict[str | None, WindowChecker] = field(default_factory=dict)
-    _rule_cache: dict[tuple[str | None, int, str], RetryRules] = field(default_factory=dict)
+    cache: RulesCache | None = None              # the campaigns' own windows and rules, built once each
     placed: int = 0
     stopped_at: float | None = None              # the last emergency stop (epoch seconds)
     _halted: bool = False                        # set by the emergency stop until the next start
@@ -296,33 +294,13 @@ class CampaignRunner:
             started += await self._campaign_tick(c, now, windows, rules)
         return started
 
-    def windows_for(self, windows_json: str | None) -> WindowChecker:
-        """The window checker of a campaign's ``windows`` JSON (one per distinct window, so
-        its verdicts are cached across ticks; the zone map shared)."""
-        checker = self._checkers.get(windows_json)
-        if checker is None:
-            if windows_json is None:
-                checker = self.windows
-            else:
-                checker = WindowChecker(window_from_json(json.loads(windows_json)), self.windows.zones)
-            self._checkers[windows_json] = checker
-        return checker
-
     def campaign_rules(self, c: dict) -> tuple[WindowChecker, RetryRules]:
-        """A running campaign's window checker and retry rules (its own, else the defaults).
-        Raises ``InvalidRule``, ``InvalidWindow`` when what is stored is unusable."""
-        key = (c.get("retry"), int(c["ring_s"]), c["machine_action"])
-        rules = self._rule_cache.get(key)
-        if rules is None:
-            retry = json.loads(key[0]) if key[0] is not None else None
-            if retry is None:        # the runner's own rules (the defaults), the campaign's ring time
-                rules = RetryRules(per_outcome=self.rules.per_outcome, max_attempts=self.rules.max_attempts,
-                                   skip_delay=self.rules.skip_delay, max_callback_ahead=self.rules.max_callback_ahead,
-                                   machine_voicemail=key[2] == "voicemail", ring_timeout=timedelta(seconds=key[1]))
-            else:
-                rules = rules_from_json(retry, ring_s=key[1], machine_voicemail=key[2] == "voicemail")
-            self._rule_cache[key] = rules
-        return self.windows_for(c.get("windows")), rules
+        """A running campaign's window checker and retry rules (its own, else the defaults:
+        ``self.windows``, ``self.rules``). Raises ``InvalidRule``, ``InvalidWindow`` when what
+        is stored is unusable."""
+        if self.cache is None or self.cache.default is not self.windows or self.cache.base is not self.rules:
+            self.cache = RulesCache(self.windows, self.rules)
+        return self.cache.of(c)
 
     async def _history(self, cid: int, config: PacingConfig, now: datetime) -> None:
         """The campaign's ledger (first time) and measured inputs (every ``MEASURE_S``) from
