@@ -94,6 +94,21 @@ async def attempt_totals(db: Db, campaign_id: int, since: datetime) -> AttemptTo
     return AttemptTotals(r["dials"], r["live"], r["answer_delay_s"], r["handled"], r["handle_s"])
 
 
+async def orphaned_attempts(db: Db, before: datetime) -> list[dict]:
+    """Runner attempts (no agent yet) still open, started before ``before``, whose lead is
+    still ``dialing``, with their campaign's rules (``windows``, ``retry`` as JSON text,
+    ``ring_s``, ``machine_action``)."""
+    async with connection(db) as conn:
+        rows = await conn.fetch(
+            """SELECT a.attempt_id, a.campaign_id, c.windows::text AS windows, c.retry::text AS retry, c.ring_s,
+                      c.machine_action
+               FROM dialer_attempts a JOIN dialer_leads l USING (lead_id)
+               JOIN dialer_campaigns c ON c.campaign_id = a.campaign_id
+               WHERE a.ended_at IS NULL AND a.agent_id IS NULL AND a.started_at < $1 AND l.state = 'dialing'
+               ORDER BY a.attempt_id LIMIT 500""", before)
+    return [dict(r) for r in rows]
+
+
 async def board(db: Db, today: datetime) -> list[dict]:
     """Every campaign with what the board shows of it: its state, mode, queue, cap, leads
     left (new, retry, dialing), and its attempts started since ``today``: dialed,
@@ -173,5 +188,5 @@ async def pending_result(db: Db, agent: str, agent_id: str | None) -> dict | Non
             "kind": "connected" if r["outcome"] == "answered" else "preview", "card": card}
 
 
-__all__ = ["DialerStoreError", "attempt_totals", "board", "get_rules", "ledger_history", "pending_result",
-           "results", "rules_of", "set_rules", "survey_ids"]
+__all__ = ["DialerStoreError", "attempt_totals", "board", "get_rules", "ledger_history", "orphaned_attempts",
+           "pending_result", "results", "rules_of", "set_rules", "survey_ids"]

@@ -72,6 +72,9 @@ SWEEP_S = 30.0
 #: and over how many days.
 MEASURE_S = 300.0
 MEASURE_SPAN = timedelta(days=7)
+#: A runner call still open this long after it started was placed by a process that is gone:
+#: no unconnected campaign call lasts this long (120 s of ringing at most, AMD, a message).
+ORPHAN_AFTER = timedelta(minutes=15)
 #: The pacing inputs before a campaign has figures of its own (blended with them, worth 50 calls).
 PRIOR = Measured(0.25, 8.0, 180.0)
 # OriginateResponse Reason of a call nobody answered -> its outcome.
@@ -203,6 +206,7 @@ class CampaignRunner:
     #: False on a high-availability standby (``HaNode.may_act``): nothing is placed.
     may_act: Callable[[], bool] = lambda: True
     rebuilt: int = 0                             # ledgers rebuilt from the stored attempts
+    orphans_closed: int = 0                      # attempts of a gone process closed as failed
     cache: RulesCache | None = None              # the campaigns' own windows and rules, built once each
     placed: int = 0
     stopped_at: float | None = None              # the last emergency stop (epoch seconds)
@@ -342,6 +346,32 @@ class CampaignRunner:
                 closed += 1
                 log.info("campaign lead closed without a result", attempt=r["attempt_id"], lead=lead.lead_id)
         self.closed_no_result += closed
+        await self.close_orphans(now)
+        return closed
+
+    async def close_orphans(self, now: datetime) -> int:
+        """Close as ``failed`` the runner's attempts still open ``ORPHAN_AFTER`` after they
+        started that this runner does not follow: calls of a process that ended (a restart,
+        a leader that died) whose end nobody saw. Their leads would stay ``dialing`` for ever.
+        Preview dials (an agent's) are not the runner's and are left. Returns how many."""
+        ours = {a.attempt_id for a in self.calls.values()}
+        closed = 0
+        for r in await campaign_store.orphaned_attempts(self.core.pool, now - ORPHAN_AFTER):
+            if r["attempt_id"] in ours:
+                continue
+            try:
+                _, rules = self.campaign_rules(r)
+            except (InvalidRule, InvalidWindow):
+                rules = self.rules
+            try:
+                await store.record_outcome(self.core.pool, r["attempt_id"], "failed", now, rules=rules)
+            except (TransitionRefused, store.DialerStoreError) as exc:
+                log.warning("orphaned campaign attempt not closed", attempt=r["attempt_id"], error=str(exc))
+                continue
+            closed += 1
+            log.warning("orphaned campaign attempt closed as failed", attempt=r["attempt_id"],
+                        campaign_id=r["campaign_id"])
+        self.orphans_closed += closed
         return closed
 
     async def _campaign_tick(self, c: dict, now: datetime, windows: WindowChecker, rules: RetryRules) -> int:
@@ -522,4 +552,5 @@ class CampaignRunner:
     def health(self) -> dict[str, Any]:
         return {"placed": self.placed, "in_flight": len(self.calls), "halted": self._halted,
                 "stopped_at": self.stopped_at, "closed_no_result": self.closed_no_result,
-                "running": self._task is not None, "ledgers_rebuilt": self.rebuilt}
+                "running": self._task is not None, "ledgers_rebuilt": self.rebuilt,
+                "orphans_closed": self.orphans_closed}

@@ -15,7 +15,7 @@ from cti.migrate import migrate
 from dialer import store
 from dialer.campaign_rules import window_to_json
 from dialer.lead_import import parse_leads
-from dialer.leads import Outcome
+from dialer.leads import Outcome, RetryRules
 from dialer.runner import Attempt, CampaignRunner
 from dialer.windows import CallingWindow
 
@@ -154,3 +154,26 @@ async def test_stored_rules_that_cannot_be_used_dial_nothing(pool):
     r = runner(pool)
     assert await r.tick(now) == 0 and r.originated == []
 
+
+
+async def test_a_call_a_gone_process_placed_is_closed_as_failed_and_its_lead_retried(pool):
+    """A restart (or a leader that died) leaves the runner's open attempts behind; an agent's
+    preview dial is not the runner's and stays open."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    cid = await _campaign(pool, "orphans", "progressive", ALWAYS, 3, retry={"failed": {"delay_min": 11}})
+    (gone, recent, preview) = await store.take_for_dialing(pool, cid, now - timedelta(minutes=20), 3,
+                                                           rules=RetryRules(), windows=runner(pool).windows)
+    await pool.execute("UPDATE dialer_attempts SET started_at = $2 WHERE attempt_id = $1", recent.attempt_id,
+                       now - timedelta(minutes=2))
+    await pool.execute("UPDATE dialer_attempts SET agent_id = 'ada' WHERE attempt_id = $1", preview.attempt_id)
+    await pool.execute("UPDATE dialer_campaigns SET state = 'paused' WHERE campaign_id = $1", cid)
+    r = runner(pool)
+    await r.tick(now)
+    assert r.orphans_closed == 1
+    rows = {x["attempt_id"]: x for x in await pool.fetch(
+        "SELECT a.attempt_id, a.outcome, l.state, l.retry_at FROM dialer_attempts a JOIN dialer_leads l"
+        " USING (lead_id) WHERE a.campaign_id = $1", cid)}
+    assert (rows[gone.attempt_id]["outcome"], rows[gone.attempt_id]["state"]) == ("failed", "retry")
+    assert rows[gone.attempt_id]["retry_at"] == now + timedelta(minutes=11)        # the campaign's own rule
+    assert (rows[recent.attempt_id]["outcome"], rows[recent.attempt_id]["state"]) == (None, "dialing")
+    assert (rows[preview.attempt_id]["outcome"], rows[preview.attempt_id]["state"]) == (None, "dialing")
