@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import aclosing
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
@@ -186,9 +187,11 @@ async def results_csv(req: ApiRequest[None, None]) -> web.StreamResponse:
                                        "Cache-Control": "no-store"})
     await resp.prepare(req.request)
     header = True
-    async for batch in campaign_store.results(pool, cid):
-        await resp.write(result_lines(batch, survey, header=header).encode())
-        header = False
+    # Closed at once if the client goes away mid-way: the cursor's connection back to the pool.
+    async with aclosing(campaign_store.results(pool, cid)) as batches:
+        async for batch in batches:
+            await resp.write(result_lines(batch, survey, header=header).encode())
+            header = False
     if header:
         await resp.write(result_lines([], survey, header=True).encode())
     await resp.write_eof()

@@ -17,6 +17,7 @@ import argparse
 import json
 import re
 import sys
+from contextlib import aclosing
 from typing import Any, TextIO
 
 import asyncpg
@@ -156,9 +157,10 @@ async def run(args: argparse.Namespace, dsn: str) -> int:
         try:
             out.write(result_lines([], survey, header=True))
             n = 0
-            async for batch in campaign_store.results(conn, args.id):
-                out.write(result_lines(batch, survey, header=False))
-                n += len(batch)
+            async with aclosing(campaign_store.results(conn, args.id)) as batches:
+                async for batch in batches:
+                    out.write(result_lines(batch, survey, header=False))
+                    n += len(batch)
         finally:
             if args.out:
                 out.close()
