@@ -230,3 +230,35 @@ def test_the_results_csv_has_one_column_per_survey_question_and_nothing_runs():
     assert r["answer.q1"] == "yes" and r["answer.q2"] == "'-1, \"quoted\"" and "answer.gone" not in r
     assert r["started_at"] == T0.isoformat() and r["ended_at"] == "" and r["rang_ms"] == "4000"
     assert result_lines(rows, [], header=False).count("\r\n") == 1
+
+
+# -- the parsers fuzzed: any JSON is either taken or refused naming a field, never a crash --------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-10 ** 6, 10 ** 6) | st.floats(allow_nan=False)
+                     | st.text(max_size=12) | st.sampled_from(["09:00", "24:00", "2026-12-25", "23:59", "00:00"]),
+                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(
+                         st.sampled_from(["hours", "closed_dates", "mon", "sun", "busy", "no_answer", "delay_min",
+                                          "max_times", "max_attempts", "skip_delay_min", "x"]), kids, max_size=4),
+                     max_leaves=12)
+
+
+@settings(deadline=None, max_examples=300)
+@given(_json)
+def test_any_json_is_a_window_or_a_refusal_naming_a_field(obj):
+    try:
+        w = window_from_json(obj)
+    except InvalidWindow as exc:
+        assert exc.field.startswith("windows")
+        return
+    assert window_from_json(window_to_json(w)) == w
+
+
+@settings(deadline=None, max_examples=300)
+@given(_json)
+def test_any_json_is_rules_or_a_refusal_naming_a_field(obj):
+    try:
+        r = rules_from_json(obj)
+    except InvalidRule as exc:
+        assert exc.field.startswith("retry")
+        return
+    assert rules_from_json(rules_to_json(r)) == r
