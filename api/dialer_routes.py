@@ -20,6 +20,10 @@ Routes (docs/dialer.md, "API")::
 
 A campaign call the runner connects to an agent is pushed to that agent's desktop as a
 ``campaign.lead`` message (the lead card, script and survey, the attempt and the call).
+
+A campaign's own window and rules, the board, the results export and the agent's pending
+result are in ``api.campaign_routes`` (set up from here); the preview routes dial by the
+campaign's own window and rules (``api.campaign_routes.policy``).
 """
 from __future__ import annotations
 
