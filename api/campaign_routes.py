@@ -101,6 +101,8 @@ class BoardRow(BaseModel):
     live_30d: int
     over_cap: bool
     agents: int | None = Field(description="agents logged in to its queue (null: no ACD on this node)")
+    in_flight: int | None = Field(description="its calls ringing or in AMD now (null: the runner is not on this node)")
+    connect_rate: float | None = Field(description="today's connected per dialed (null: nothing dialed yet)")
 
 
 class Board(BaseModel):
@@ -210,6 +212,12 @@ def _agents(app: web.Application, queue: str | None) -> int | None:
         return None
 
 
+def _in_flight(app: web.Application, campaign_id: int) -> int | None:
+    from api.dialer_routes import RUNNER
+    runner = app.get(RUNNER)
+    return None if runner is None else runner.in_flight(campaign_id)
+
+
 async def board(req: ApiRequest[None, None]) -> Board:
     pool = db(req.app)
     now = datetime.now(timezone.utc)
@@ -222,7 +230,7 @@ async def board(req: ApiRequest[None, None]) -> Board:
         config = PacingConfig(cap=float(c["abandon_cap"]))
         history = await query(campaign_store.ledger_history(pool, c["campaign_id"], now - MONTH))
         rates = rebuild_ledger(config, history, now).rates(now)
-        out.append(BoardRow(**board_row(c, rates, _agents(req.app, c["queue"]))))
+        out.append(BoardRow(**board_row(c, rates, _agents(req.app, c["queue"]), _in_flight(req.app, c["campaign_id"]))))
     return Board(at=now.timestamp(), day_start=today.isoformat(), campaigns=out)
 
 

@@ -51,15 +51,19 @@ def result_lines(rows: Iterable[Mapping[str, Any]], survey: Sequence[str], *, he
     return buf.getvalue()
 
 
-def board_row(campaign: Mapping[str, Any], rates: Mapping[str, Rates], agents: int | None) -> dict[str, Any]:
+def board_row(campaign: Mapping[str, Any], rates: Mapping[str, Rates], agents: int | None,
+              in_flight: int | None = None) -> dict[str, Any]:
     """A campaign's row on the board: ``campaign`` (``dialer.campaign_store.board``), its
-    abandonment ``rates`` (``{"24h", "30d"}``, AMD false positives estimated included) and
-    the agents logged in to its queue (None: not known here). ``over_cap``: a window's rate
-    is over the campaign's cap (the runner then dials progressively only)."""
+    abandonment ``rates`` (``{"24h", "30d"}``, AMD false positives estimated included), the
+    agents logged in to its queue and its calls ringing or in AMD now (None: not known on this
+    node). ``over_cap``: a window's rate is over the campaign's cap (the runner then dials
+    progressively only); ``connect_rate``: today's connected per dialed (None before a dial)."""
     cap = float(campaign["abandon_cap"])
     row = {k: campaign[k] for k in ("campaign_id", "name", "mode", "state", "queue", "dialed", "connected",
                                     "abandoned", "leads_left")}
-    row.update(abandon_cap=cap, agents=agents,
+    dialed = int(campaign["dialed"])
+    row.update(abandon_cap=cap, agents=agents, in_flight=in_flight,
+               connect_rate=round(int(campaign["connected"]) / dialed, 4) if dialed else None,
                abandon_24h=round(rates["24h"].rate, 5), abandon_30d=round(rates["30d"].rate, 5),
                live_24h=int(rates["24h"].live), live_30d=int(rates["30d"].live),
                over_cap=rates["24h"].rate > cap or rates["30d"].rate > cap)

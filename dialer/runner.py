@@ -549,6 +549,13 @@ class CampaignRunner:
     async def _close(self, attempt_id: int, outcome: str, now: datetime, rules: RetryRules) -> None:
         await store.record_outcome(self.core.pool, attempt_id, outcome, now, rules=rules)
 
+    def in_flight(self, campaign_id: int) -> int | None:
+        """The campaign's calls ringing or in AMD now (not yet connected); None when this
+        runner is not running (a standby)."""
+        if self._task is None:
+            return None
+        return sum(1 for a in self.calls.values() if a.campaign_id == campaign_id and a.agent is None)
+
     def health(self) -> dict[str, Any]:
         return {"placed": self.placed, "in_flight": len(self.calls), "halted": self._halted,
                 "stopped_at": self.stopped_at, "closed_no_result": self.closed_no_result,

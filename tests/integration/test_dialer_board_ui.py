@@ -114,9 +114,10 @@ async def test_the_campaign_board_shows_each_campaign_and_starts_and_pauses_it(a
         row = page.locator(f"#campaigns tr[data-campaign='{cid}']")
         await row.wait_for(timeout=10_000)
         cells = [c.strip() for c in await row.locator("td").all_inner_texts()]
-        assert cells[1:5] == ["stopped", "10", "6", "2"]
-        assert cells[5] == "25.0%" and cells[6] == "25.0%" and cells[7] == "2.0%"
-        assert cells[8] == "6"                                 # 2 new, 4 to retry
+        # name, state, dialed, connected, connect rate, in flight (no runner here), abandoned
+        assert cells[1:7] == ["stopped", "10", "6", "60.0%", "–", "2"]
+        assert cells[7:10] == ["25.0%", "25.0%", "2.0%"]       # 24 h, 30 days, the cap
+        assert cells[10] == "6"                                # leads left: 2 new, 4 to retry
         assert await row.locator("td.over").count() == 2         # both windows over the cap, marked
         assert await row.get_by_role("button", name="Pause renewals").is_disabled()
 
@@ -127,6 +128,14 @@ async def test_the_campaign_board_shows_each_campaign_and_starts_and_pauses_it(a
         assert await _state(pool, cid) == "running"
         await page.get_by_role("button", name="Pause renewals").click()
         await page.wait_for_selector("#campaigns-feedback:has-text('renewals: paused')")
+        assert await _state(pool, cid) == "paused"
+        await page.get_by_role("button", name="Stop renewals").click()
+        await page.wait_for_selector("#campaigns-feedback:has-text('renewals: stopped')")
+        assert await _state(pool, cid) == "stopped"
+        # Every running campaign paused at once.
+        assert await store.set_campaign_state(pool, cid, "running")
+        await page.get_by_role("button", name="Pause every campaign now").click()
+        await page.wait_for_selector("#campaigns-feedback:has-text('Paused every running campaign (1)')")
         assert await _state(pool, cid) == "paused"
         assert errors == []
         await page.context.close()

@@ -152,6 +152,7 @@ async def test_preview_by_the_campaigns_window_then_pending_export_and_board(api
     assert (c["campaign_id"], c["state"], c["dialed"], c["connected"], c["abandoned"], c["leads_left"]) == \
         (cid, "running", 1, 1, 0, 0)
     assert (c["abandon_24h"], c["abandon_cap"], c["over_cap"]) == (0.0, 0.03, False)
+    assert (c["connect_rate"], c["in_flight"]) == (1.0, None)          # no runner on this daemon
     async with http.get(url(d, "/api/campaigns/board"), headers=ada) as r:
         assert r.status == 403
 

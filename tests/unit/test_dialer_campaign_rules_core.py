@@ -210,6 +210,9 @@ def test_a_board_row_says_when_a_window_is_over_the_cap():
     row = board_row(campaign, over, None)
     assert row["over_cap"] is True and row["abandon_30d"] == 0.03 and row["agents"] is None
     assert row["dialed"] == 10 and row["abandon_cap"] == 0.02
+    assert row["connect_rate"] == 0.3 and row["in_flight"] is None
+    assert board_row({**campaign, "dialed": 0, "connected": 0}, under, 4, 3)["connect_rate"] is None
+    assert board_row(campaign, under, 4, 3)["in_flight"] == 3
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+4930123", "-2", "@SUM(A1)", "\tx", "\rx"])
