@@ -17,7 +17,7 @@ from dialer.campaign_rules import window_to_json
 from dialer.lead_import import parse_leads
 from dialer.leads import Outcome, RetryRules
 from dialer.runner import Attempt, CampaignRunner
-from dialer.windows import CallingWindow
+from dialer.windows import CallingWindow, WindowChecker
 
 ALWAYS = CallingWindow(hours={d: (time(0), time.max) for d in range(7)})
 
@@ -162,7 +162,7 @@ async def test_a_call_a_gone_process_placed_is_closed_as_failed_and_its_lead_ret
     now = datetime.now(timezone.utc).replace(microsecond=0)
     cid = await _campaign(pool, "orphans", "progressive", ALWAYS, 3, retry={"failed": {"delay_min": 11}})
     (gone, recent, preview) = await store.take_for_dialing(pool, cid, now - timedelta(minutes=20), 3,
-                                                           rules=RetryRules(), windows=runner(pool).windows)
+                                                           rules=RetryRules(), windows=WindowChecker(ALWAYS))
     await pool.execute("UPDATE dialer_attempts SET started_at = $2 WHERE attempt_id = $1", recent.attempt_id,
                        now - timedelta(minutes=2))
     await pool.execute("UPDATE dialer_attempts SET agent_id = 'ada' WHERE attempt_id = $1", preview.attempt_id)
