@@ -80,9 +80,12 @@ async def test_only_the_leader_runs_campaigns_and_a_new_leader_takes_them_up(pai
             got = await _part(d, "dialer")
             return got if got and all(got.get(k) == v for k, v in want.items()) else None
 
-        leader = await eventually(lambda: dialer(n1, running=True, orphans_closed=1), timeout=20,
-                                  what="n1's runner running, the orphan closed")
-        assert leader["ledgers_rebuilt"] >= 1
+
+        async def leading_runner() -> dict | None:
+            got = await dialer(n1, running=True, orphans_closed=1)
+            return got if got and got["ledgers_rebuilt"] >= 1 else None
+
+        await eventually(leading_runner, timeout=20, what="n1's runner running, the ledger rebuilt, the orphan closed")
         standby = await _part(n2, "dialer")
         assert (standby["running"], standby["orphans_closed"], standby["ledgers_rebuilt"]) == (False, 0, 0)
         assert await conn.fetchval("SELECT outcome FROM dialer_attempts WHERE attempt_id = $1", first) == "failed"
@@ -91,9 +94,13 @@ async def test_only_the_leader_runs_campaigns_and_a_new_leader_takes_them_up(pai
         second = await _orphan(conn, cid, "+442079460132")
         await n1.kill()
         await eventually(lambda: _leading(n2), timeout=20, what="n2 took over")
-        taken_up = await eventually(lambda: dialer(n2, running=True, orphans_closed=1), timeout=30,
-                                    what="n2's runner running, the dead leader's attempt closed")
-        assert taken_up["ledgers_rebuilt"] >= 1
+
+        async def taken_up() -> dict | None:
+            got = await dialer(n2, running=True, orphans_closed=1)
+            return got if got and got["ledgers_rebuilt"] >= 1 else None
+
+        # The sweep (the orphan) comes first in a tick, the campaigns (the ledger) after it.
+        await eventually(taken_up, timeout=30, what="n2's runner running, the ledger rebuilt, the orphan closed")
         assert await conn.fetchval("SELECT outcome FROM dialer_attempts WHERE attempt_id = $1", second) == "failed"
         assert await conn.fetchval("SELECT state FROM dialer_leads WHERE phone = '+442079460132'") == "retry"
     finally:
