@@ -20,6 +20,10 @@ Routes (docs/dialer.md, "API")::
 
 A campaign call the runner connects to an agent is pushed to that agent's desktop as a
 ``campaign.lead`` message (the lead card, script and survey, the attempt and the call).
+
+A campaign's own window and rules, the board, the results export and the agent's pending
+result are in ``api.campaign_routes`` (set up from here); the preview routes dial by the
+campaign's own window and rules (``api.campaign_routes.policy``).
 """
 from __future__ import annotations
 
@@ -36,14 +40,16 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
+from api.campaign_routes import RetryBody, WindowsBody, checked_rules, policy, setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
 from api.ws import WS
 from cti.daemon import CORE
+from cti.ha import HaNode, run_while_leading
 from dialer import store
-from dialer.leads import InvalidRule, RetryRules, TransitionRefused
+from dialer.leads import InvalidRule, TransitionRefused
 from dialer.runner import CampaignRunner
 from dialer.windows import CallingWindow, WindowChecker
 from dialer.lead_import import BadLeadFile, parse_leads
@@ -76,6 +82,9 @@ class CampaignBody(StrictBody):
                                description="skills the agents need, as the ACD reads them (name:level,...)")
     script: str = Field("", max_length=20000, description="what the agent says, shown as text")
     survey: list[Question] = Field(default_factory=list, max_length=50, description="questions the agent asks")
+    windows: WindowsBody | None = Field(None, description="its calling window (null: Monday to Saturday, 09:00 to"
+                                                          " 20:00 local); PUT /api/campaigns/{id}/rules changes it")
+    retry: RetryBody | None = Field(None, description="its retry rules (null: the defaults)")
 
 
 class CampaignView(BaseModel):
@@ -171,13 +180,17 @@ async def list_campaigns(req: ApiRequest[None, None]) -> CampaignList:
 
 async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
     b = req.body
+    windows, retry = checked_rules(b.windows and b.windows.model_dump(mode="json", exclude_none=True),
+                                   b.retry and b.retry.model_dump(mode="json", exclude_none=True),
+                                   ring_s=b.ring_s, machine_action=b.machine_action)
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
                                                 queue=b.queue, abandon_cap=b.abandon_cap,
                                                 machine_action=b.machine_action, ring_s=b.ring_s,
                                                 abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
                                                 skills=b.skills, script=b.script,
-                                                survey=[q.model_dump() for q in b.survey]))
+                                                survey=[q.model_dump() for q in b.survey], windows=windows,
+                                                retry=retry))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
     log.info("campaign created", campaign_id=cid, mode=b.mode, actor=actor_of(req))
@@ -322,11 +335,6 @@ def _preview_error(exc: store.DialerStoreError) -> ApiError:
     return ApiError(404, "not_found", str(exc))
 
 
-def _windows(req: ApiRequest) -> WindowChecker:
-    runner = req.app.get(RUNNER)
-    return runner.windows if runner is not None else req.app[PREVIEW_WINDOWS]
-
-
 def _view(lead) -> LeadView:
     return LeadView(lead_id=lead.lead_id, state=lead.state.value,
                     retry_at=lead.retry_at.isoformat() if lead.retry_at else None)
@@ -338,9 +346,10 @@ async def preview_campaigns(req: ApiRequest[None, None]) -> PreviewCampaigns:
 
 
 async def preview_next(req: ApiRequest[NextBody, None]) -> LeadCard:
+    windows, rules = await policy(req.app, campaign_id=req.body.campaign_id)
     try:
         card = await query(store.take_preview(db(req.app), req.body.campaign_id, actor_of(req), _now(),
-                                              rules=RetryRules(), windows=_windows(req)))
+                                              rules=rules, windows=windows))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     if card is None:
@@ -349,9 +358,10 @@ async def preview_next(req: ApiRequest[NextBody, None]) -> LeadCard:
 
 
 async def preview_dial(req: ApiRequest[None, None]) -> PreviewDial:
+    lead_id = int(req.match_info["lead_id"])
+    _, rules = await policy(req.app, lead_id=lead_id)
     try:
-        attempt, phone = await query(store.preview_dial(db(req.app), int(req.match_info["lead_id"]), actor_of(req),
-                                                        _now(), rules=RetryRules()))
+        attempt, phone = await query(store.preview_dial(db(req.app), lead_id, actor_of(req), _now(), rules=rules))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     log.info("preview lead dialed", attempt=attempt, actor=actor_of(req))
@@ -359,9 +369,11 @@ async def preview_dial(req: ApiRequest[None, None]) -> PreviewDial:
 
 
 async def preview_skip(req: ApiRequest[SkipBody, None]) -> LeadView:
+    lead_id = int(req.match_info["lead_id"])
+    _, rules = await policy(req.app, lead_id=lead_id)
     try:
-        lead = await query(store.preview_skip(db(req.app), int(req.match_info["lead_id"]), actor_of(req),
-                                              req.body.reason, _now(), rules=RetryRules()))
+        lead = await query(store.preview_skip(db(req.app), lead_id, actor_of(req), req.body.reason, _now(),
+                                              rules=rules))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     return _view(lead)
@@ -371,9 +383,11 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
     b = req.body
     if b.callback_at is not None and b.callback_at.tzinfo is None:
         raise ApiError(400, "invalid_callback", "callback_at needs a time zone")
+    attempt_id = int(req.match_info["attempt_id"])
+    _, rules = await policy(req.app, attempt_id=attempt_id)
     try:
         lead = await query(store.preview_result(
-            db(req.app), int(req.match_info["attempt_id"]), actor_of(req), _now(), rules=RetryRules(),
+            db(req.app), attempt_id, actor_of(req), _now(), rules=rules,
             outcome=b.outcome, disposition=b.disposition, answers=b.answers, callback_at=b.callback_at,
             opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None))
     except store.DialerStoreError as exc:
@@ -408,16 +422,22 @@ async def push_campaign_card(app: web.Application, attempt_id: int, call_id: str
     return True
 
 
-def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool) -> CampaignRunner | None:
+def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bool,
+                        ha: HaNode | None = None) -> CampaignRunner | None:
     """The campaign runner (``dialer.runner``), when ``dialer_enabled`` and the ACD runs: it
-    places calls, so it is off unless asked. After the ACD and emergency mode (it hooks in)."""
+    places calls, so it is off unless asked. After the ACD and emergency mode (it hooks in).
+
+    In a high-availability pair (``ha``) it runs only while this node leads: started on
+    each takeover after the ACD (its ledgers and figures rebuilt from the database), stopped
+    on step-down, and it places nothing while ``ha.may_act()`` is false."""
     if not enabled:
         return None
     if acd is None:
         log.warning("dialer disabled: it needs the ACD (acd_config)")
         return None
     core = app[CORE]
-    runner = CampaignRunner(core, acd)
+    runner = CampaignRunner(core, acd, windows=app[PREVIEW_WINDOWS]) if PREVIEW_WINDOWS in app \
+        else CampaignRunner(core, acd)
     app[RUNNER] = runner
 
     runner.on_connected.append(functools.partial(push_campaign_card, app))
@@ -426,6 +446,17 @@ def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bo
     emergency = app.get(EMERGENCY)
     if emergency is not None:
         emergency.campaign_pause_hooks.append(runner.pause_all)
+
+    if ha is not None:
+        runner.may_act = ha.may_act
+
+        async def lead(epoch: int) -> None:
+            await runner.start()
+            log.info("dialer started: leading", epoch=epoch)
+
+        # Registered after the ACD's: on a takeover the ACD runs before calls are placed.
+        run_while_leading(app, ha, lead, runner.stop)
+        return runner
 
     async def ctx(app: web.Application):
         await runner.start()
@@ -442,6 +473,7 @@ def setup_dialer_routes(app: web.Application) -> None:
     """The campaign and do-not-call routes. After ``setup_auth`` (its pool)."""
     api = setup_registry(app)
     app[PREVIEW_WINDOWS] = WindowChecker(CallingWindow())
+    setup_campaign_routes(app, app[PREVIEW_WINDOWS])
     tags = ("campaigns",)
     api.add("GET", "/api/campaigns", list_campaigns, summary="Campaigns, with their leads by state",
             roles=MANAGERS, response=CampaignList, tags=tags)

@@ -30,6 +30,12 @@ route, ``store.preview_result``); the runner pushes the lead card to that agent'
 the leads whose result has not come ``dialer_result_timeout_s`` after their call ended
 (pure ``stale_answered``; the lead goes ``done`` with ``answered_no_result``).
 
+Each campaign dials by its own calling window and retry rules (``dialer.campaign_rules``,
+stored with it; the defaults when it has none). Its abandonment ledger and measured pacing
+inputs (live share, answer delay, handle time) are rebuilt from its stored attempts when
+the runner first meets it after starting (a restart, a takeover in an HA pair: the runner
+runs only on the leader, ``may_act``), the measured inputs again every ``MEASURE_S``.
+
 The emergency stop (``pause_all``) stops placing calls at once, in memory, then writes
 every running campaign ``paused``; calls in flight finish as they would.
 """
@@ -45,10 +51,11 @@ import structlog
 
 from acd.ami_actions import failure, submit
 from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult
-from dialer import store
-from dialer.leads import MIN_RING, RetryRules, TransitionRefused
-from dialer.pacing import AbandonLedger, DialState, Measured, Mode, PacingConfig, decide
-from dialer.windows import CallingWindow, WindowChecker
+from dialer import campaign_store, store
+from dialer.campaign_rules import RulesCache, measured_from, rebuild_ledger
+from dialer.leads import MIN_RING, InvalidRule, RetryRules, TransitionRefused
+from dialer.pacing import MONTH, AbandonLedger, DialState, Measured, Mode, PacingConfig, decide
+from dialer.windows import CallingWindow, InvalidWindow, WindowChecker
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +68,15 @@ PRIORITY = 9
 ORIGINATE_GRACE_S = 2.0
 #: How often the leads left answered without a result are looked for (seconds).
 SWEEP_S = 30.0
+#: How often a campaign's measured pacing inputs are read again from its attempts (seconds),
+#: and over how many days.
+MEASURE_S = 300.0
+MEASURE_SPAN = timedelta(days=7)
+#: A runner call still open this long after it started was placed by a process that is gone:
+#: no unconnected campaign call lasts this long (120 s of ringing at most, AMD, a message).
+ORPHAN_AFTER = timedelta(minutes=15)
+#: The pacing inputs before a campaign has figures of its own (blended with them, worth 50 calls).
+PRIOR = Measured(0.25, 8.0, 180.0)
 # OriginateResponse Reason of a call nobody answered -> its outcome.
 _NOT_ANSWERED = {"5": "busy", "3": "no_answer", "8": "failed", "1": "failed", "0": "failed"}
 
@@ -86,6 +102,7 @@ class Attempt:
     abandoned: bool = False                # the abandonment message was started
     voicemail: bool = False                # the voicemail drop was played
     recorded: bool = False                 # the attempt's outcome is written
+    rules: RetryRules | None = None        # the campaign's rules when the call was placed
 
     @property
     def person(self) -> bool:
@@ -181,9 +198,16 @@ class CampaignRunner:
     acd: Any                                     # AcdService (None: nothing is dialed)
     windows: WindowChecker = field(default_factory=lambda: WindowChecker(CallingWindow()))
     rules: RetryRules = field(default_factory=RetryRules)
-    measured: Measured = field(default_factory=lambda: Measured(0.25, 8.0, 180.0))
+    measured: Measured = PRIOR
     calls: dict[str, Attempt] = field(default_factory=dict)        # leg -> attempt
     ledgers: dict[int, AbandonLedger] = field(default_factory=dict)
+    #: Per campaign: its measured pacing inputs and when to read them again.
+    measured_by: dict[int, tuple[Measured, datetime]] = field(default_factory=dict)
+    #: False on a high-availability standby (``HaNode.may_act``): nothing is placed.
+    may_act: Callable[[], bool] = lambda: True
+    rebuilt: int = 0                             # ledgers rebuilt from the stored attempts
+    orphans_closed: int = 0                      # attempts of a gone process closed as failed
+    cache: RulesCache | None = None              # the campaigns' own windows and rules, built once each
     placed: int = 0
     stopped_at: float | None = None              # the last emergency stop (epoch seconds)
     _halted: bool = False                        # set by the emergency stop until the next start
@@ -198,6 +222,12 @@ class CampaignRunner:
     _next_sweep: datetime | None = None
 
     async def start(self) -> None:
+        """Start following calls and placing them. Again after ``stop`` (a new takeover):
+        the ledgers and figures are rebuilt from the database, which the other node wrote."""
+        self.ledgers.clear()
+        self.measured_by.clear()
+        self._halted = False
+        self._next_sweep = None
         bus = self.core.bus
         self._unsubscribe = [bus.subscribe(self._on_call_event), bus.subscribe_to(DialerStep, self._on_step),
                              bus.subscribe_to(OriginateResult, self._on_originated),
@@ -207,9 +237,11 @@ class CampaignRunner:
     async def stop(self) -> None:
         for u in self._unsubscribe:
             u()
+        self._unsubscribe = []
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
@@ -246,17 +278,47 @@ class CampaignRunner:
 
     async def tick(self, now: datetime) -> int:
         """Place the calls the running campaigns may start at ``now``; returns how many."""
+        if not self.may_act():        # a standby (or a leader stepping down): nothing is written
+            return 0
         if self.core.pool is not None and (self._next_sweep is None or now >= self._next_sweep):
             self._next_sweep = now + timedelta(seconds=SWEEP_S)
             await self.sweep(now)
-        if self._halted or self.acd is None or self.core.ami is None or self.core.pool is None:
+        if self._halted or not self.may_act() or self.acd is None or self.core.ami is None \
+                or self.core.pool is None:
             return 0
         started = 0
         for c in await store.running_campaigns(self.core.pool):
-            if self._halted:
+            if self._halted or not self.may_act():
                 break
-            started += await self._campaign_tick(c, now)
+            try:
+                windows, rules = self.campaign_rules(c)
+            except (InvalidRule, InvalidWindow) as exc:     # written around the API: never dialed
+                log.warning("campaign rules unusable: not dialed", campaign_id=c["campaign_id"], error=str(exc))
+                continue
+            started += await self._campaign_tick(c, now, windows, rules)
         return started
+
+    def campaign_rules(self, c: dict) -> tuple[WindowChecker, RetryRules]:
+        """A running campaign's window checker and retry rules (its own, else the defaults:
+        ``self.windows``, ``self.rules``). Raises ``InvalidRule``, ``InvalidWindow`` when what
+        is stored is unusable."""
+        if self.cache is None or self.cache.default is not self.windows or self.cache.base is not self.rules:
+            self.cache = RulesCache(self.windows, self.rules)
+        return self.cache.of(c)
+
+    async def _history(self, cid: int, config: PacingConfig, now: datetime) -> None:
+        """The campaign's ledger (first time) and measured inputs (every ``MEASURE_S``) from
+        its stored attempts."""
+        if cid not in self.ledgers:
+            history = await campaign_store.ledger_history(self.core.pool, cid, now - MONTH)
+            self.ledgers[cid] = rebuild_ledger(config, history, now)
+            self.rebuilt += 1
+            log.info("campaign ledger rebuilt", campaign_id=cid, minutes=len(history),
+                     headroom=self.ledgers[cid].headroom(now))
+        kept = self.measured_by.get(cid)
+        if kept is None or now >= kept[1]:
+            totals = await campaign_store.attempt_totals(self.core.pool, cid, now - MEASURE_SPAN)
+            self.measured_by[cid] = (measured_from(totals, self.measured), now + timedelta(seconds=MEASURE_S))
 
     def _agents(self, queue: str | None) -> AgentsView | None:
         if queue is None:
@@ -284,37 +346,64 @@ class CampaignRunner:
                 closed += 1
                 log.info("campaign lead closed without a result", attempt=r["attempt_id"], lead=lead.lead_id)
         self.closed_no_result += closed
+        await self.close_orphans(now)
         return closed
 
-    async def _campaign_tick(self, c: dict, now: datetime) -> int:
+    async def close_orphans(self, now: datetime) -> int:
+        """Close as ``failed`` the runner's attempts still open ``ORPHAN_AFTER`` after they
+        started that this runner does not follow: calls of a process that ended (a restart,
+        a leader that died) whose end nobody saw. Their leads would stay ``dialing`` for ever.
+        Preview dials (an agent's) are not the runner's and are left. Returns how many."""
+        ours = {a.attempt_id for a in self.calls.values()}
+        closed = 0
+        for r in await campaign_store.orphaned_attempts(self.core.pool, now - ORPHAN_AFTER):
+            if r["attempt_id"] in ours:
+                continue
+            try:
+                _, rules = self.campaign_rules(r)
+            except (InvalidRule, InvalidWindow):
+                rules = self.rules
+            try:
+                await store.record_outcome(self.core.pool, r["attempt_id"], "failed", now, rules=rules)
+            except (TransitionRefused, store.DialerStoreError) as exc:
+                log.warning("orphaned campaign attempt not closed", attempt=r["attempt_id"], error=str(exc))
+                continue
+            closed += 1
+            log.warning("orphaned campaign attempt closed as failed", attempt=r["attempt_id"],
+                        campaign_id=r["campaign_id"])
+        self.orphans_closed += closed
+        return closed
+
+    async def _campaign_tick(self, c: dict, now: datetime, windows: WindowChecker, rules: RetryRules) -> int:
         cid = c["campaign_id"]
         agents = self._agents(c["queue"])
         if agents is None:
             return 0
-        ledger = self.ledgers.get(cid)
         config = PacingConfig(cap=float(c["abandon_cap"]), target=min(0.0175, float(c["abandon_cap"])))
+        if c["mode"] != "preview":
+            await self._history(cid, config, now)
+        ledger = self.ledgers.get(cid)
         if ledger is None:
-            ledger = self.ledgers[cid] = AbandonLedger(config)
+            return 0
+        ledger.config = config            # the cap as the campaign says now
+        measured = self.measured_by[cid][0] if cid in self.measured_by else self.measured
         in_flight = sum(1 for a in self.calls.values() if a.campaign_id == cid and a.agent is None)
-        n = launch_count(c["mode"], agents, in_flight, ledger.headroom(now), self.measured, config)
+        n = launch_count(c["mode"], agents, in_flight, ledger.headroom(now), measured, config)
         if n <= 0:
             return 0
-        rules = RetryRules(machine_voicemail=c["machine_action"] == "voicemail",
-                           per_outcome=self.rules.per_outcome, max_attempts=self.rules.max_attempts,
-                           ring_timeout=timedelta(seconds=c["ring_s"]))
-        taken = await store.take_for_dialing(self.core.pool, cid, now, n, rules=rules, windows=self.windows)
+        taken = await store.take_for_dialing(self.core.pool, cid, now, n, rules=rules, windows=windows)
         for t in taken:
-            if self._halted:      # the emergency stop came while the leads were taken
+            if self._halted or not self.may_act():   # stopped while the leads were taken
                 await self._close(t.attempt_id, "failed", now, rules)
                 continue
-            self._originate(c, t.lead.phone, t.lead.lead_id, t.attempt_id)
+            self._originate(c, t.lead.phone, t.lead.lead_id, t.attempt_id, rules)
         return len(taken)
 
-    def _originate(self, c: dict, phone: str, lead_id: int, attempt_id: int) -> None:
+    def _originate(self, c: dict, phone: str, lead_id: int, attempt_id: int, rules: RetryRules | None = None) -> None:
         self._seq += 1
         leg = f"dialer-{attempt_id}-{self._seq}"
         ring_s = max(int(MIN_RING.total_seconds()), int(c["ring_s"]))
-        a = self.calls[leg] = Attempt(attempt_id, lead_id, c["campaign_id"], leg, time.time(), ring_s)
+        a = self.calls[leg] = Attempt(attempt_id, lead_id, c["campaign_id"], leg, time.time(), ring_s, rules=rules)
         variables = {
             "CTI_DIALER_ATTEMPT": str(attempt_id), "CTI_DIALER_CAMPAIGN": str(c["campaign_id"]),
             "CTI_QUEUE": c["queue"], "CTI_SKILLS": c["skills"] or "", "CTI_PRIORITY": str(PRIORITY),
@@ -434,9 +523,10 @@ class CampaignRunner:
         task.add_done_callback(self._pending.discard)
 
     async def _write(self, a: Attempt, outcome: str, now: datetime, ring: timedelta) -> None:
-        rules = RetryRules(ring_timeout=timedelta(seconds=a.ring_s), per_outcome=self.rules.per_outcome,
-                           max_attempts=self.rules.max_attempts,
-                           machine_voicemail=a.voicemail)
+        base = a.rules or self.rules
+        rules = RetryRules(ring_timeout=timedelta(seconds=a.ring_s), per_outcome=base.per_outcome,
+                           max_attempts=base.max_attempts, skip_delay=base.skip_delay,
+                           max_callback_ahead=base.max_callback_ahead, machine_voicemail=a.voicemail)
         try:
             lead = await store.record_outcome(self.core.pool, a.attempt_id, outcome, now, rules=rules, rang=ring,
                                               call_id=a.leg, amd_status=a.amd_status, agent_id=a.agent,
@@ -459,6 +549,15 @@ class CampaignRunner:
     async def _close(self, attempt_id: int, outcome: str, now: datetime, rules: RetryRules) -> None:
         await store.record_outcome(self.core.pool, attempt_id, outcome, now, rules=rules)
 
+    def in_flight(self, campaign_id: int) -> int | None:
+        """The campaign's calls ringing or in AMD now (not yet connected); None when this
+        runner is not running (a standby)."""
+        if self._task is None:
+            return None
+        return sum(1 for a in self.calls.values() if a.campaign_id == campaign_id and a.agent is None)
+
     def health(self) -> dict[str, Any]:
         return {"placed": self.placed, "in_flight": len(self.calls), "halted": self._halted,
-                "stopped_at": self.stopped_at, "closed_no_result": self.closed_no_result}
+                "stopped_at": self.stopped_at, "closed_no_result": self.closed_no_result,
+                "running": self._task is not None, "ledgers_rebuilt": self.rebuilt,
+                "orphans_closed": self.orphans_closed}

@@ -31,6 +31,8 @@
                        emergency switches (docs/emergency.md)
     cti dialer import|dnc ...
                        campaign lead lists, the do-not-call list (docs/dialer.md)
+    cti campaigns list|create|start|pause|stop|rules|export ...
+                       outbound campaigns, their rules, their results as CSV (docs/dialer.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -112,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     from dialer.cli import add_parser as add_dialer_parser
 
     add_dialer_parser(sub)
+    from dialer.campaigns_cli import add_parser as add_campaigns_parser
+
+    add_campaigns_parser(sub)
     return p
 
 
@@ -167,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dialer import cli as dialer_cli
 
             return asyncio.run(_on_database(settings, lambda dsn: dialer_cli.run(args, dsn)))
+        if args.command == "campaigns":
+            from dialer import campaigns_cli
+
+            return asyncio.run(_on_database(settings, lambda dsn: campaigns_cli.run(args, dsn)))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)

@@ -90,8 +90,8 @@ def build(settings: Settings) -> web.Application:
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
     setup_dialer_routes(app)
-    # The campaign runner places calls: only when asked, with the ACD, on a lone node.
-    setup_dialer_runner(app, acd, enabled=settings.dialer_enabled and ha is None)
+    # The campaign runner places calls: only when asked, with the ACD; in a pair on the leader only.
+    setup_dialer_runner(app, acd, enabled=settings.dialer_enabled, ha=ha)
     setup_engineer_routes(app)
     setup_kb_routes(app)
     # Messaging and the web callback form (docs/messaging.md): the form files into the ACD;

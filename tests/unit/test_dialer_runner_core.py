@@ -247,3 +247,41 @@ def test_an_emergency_switch_covering_every_call_pauses_the_campaigns_and_a_narr
         assert paused == [1, 1]
 
     asyncio.run(go())
+
+
+@dataclass
+class FakeHa:
+    leading: bool = False
+    on_lead: list = field(default_factory=list)
+    on_step_down: list = field(default_factory=list)
+
+    def may_act(self) -> bool:
+        return self.leading
+
+
+def test_in_an_ha_pair_the_runner_runs_only_while_its_node_leads():
+    from aiohttp import web
+
+    from api.dialer_routes import RUNNER, setup_dialer_runner
+    from cti.daemon import CORE
+
+    async def go():
+        app = web.Application()
+        core = SimpleNamespace(bus=FakeBus(), settings=SimpleNamespace(dialer_tick_s=3600.0), ami=object(),
+                               pool=object(), health_parts={})
+        app[CORE] = core
+        ha = FakeHa()
+        acd = SimpleNamespace(router=None, config=SimpleNamespace(agents=[]))
+        runner = setup_dialer_runner(app, acd, enabled=True, ha=ha)
+        assert app[RUNNER] is runner and runner._task is None           # a standby: not started
+        assert await runner.tick(datetime.now(timezone.utc)) == 0        # nor placing anything (pool untouched)
+        assert len(ha.on_lead) == 1 and len(ha.on_step_down) == 1
+        ha.leading = True
+        runner.ledgers[1] = object()                                     # what an earlier term left
+        await ha.on_lead[0](7)
+        assert runner._task is not None and runner.ledgers == {}         # rebuilt from the database
+        ha.leading = False
+        await ha.on_step_down[0]()
+        assert runner._task is None and runner.health()["running"] is False
+
+    asyncio.run(go())

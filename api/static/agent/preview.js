@@ -5,6 +5,10 @@
 // connected to this agent arrives from app.js as a "cti:campaign" event (the hub's
 // campaign.lead message): its lead card, script and survey are shown the same way, with
 // the attempt and the call already known (nothing to dial or skip), and the same form.
+// On each session (a login, a reloaded page) the attempt awaiting this agent's result, if
+// any, is asked for (GET /api/preview/pending) and shown again: a connected campaign call,
+// or the agent's own preview dial, is never left without its outcome because the page
+// was reloaded.
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
@@ -79,6 +83,23 @@
     status(`Campaign call: ${msg.card.campaign}, lead ${msg.card.lead_id}. Record the outcome below.`);
   }
 
+  // After a reload: the attempt still waiting for my result, shown as it was.
+  async function restore(session) {
+    if (!session || !session.me || session.me.role !== "agent" || lead) return;
+    let reply;
+    try { reply = await api("GET", "/api/preview/pending"); } catch (e) { return; }
+    const p = reply && reply.pending;
+    if (!p || lead) return;
+    if (p.kind === "connected") { connected(p); return; }
+    show(p.card);
+    attempt = p.attempt_id;
+    callId = typeof p.call_id === "string" ? p.call_id : null;
+    $("pv-call").disabled = true;
+    $("pv-skip").disabled = true;
+    error("");
+    status(`Your call to lead ${p.card.lead_id} (${p.card.campaign}) waits for its outcome. Record it below.`);
+  }
+
   async function next() {
     error("");
     const cid = Number($("pv-campaign").value);
@@ -144,4 +165,7 @@
     $("pv-result").addEventListener("submit", save);
     document.addEventListener("cti:campaign", (ev) => connected(ev.detail));
   });
+  window.addEventListener("cti:session", (ev) => restore(ev.detail));
+  if (window.ctiSession) restore(window.ctiSession);     // the session began before this file ran
+  window.addEventListener("cti:logout", () => show(null));
 })();
