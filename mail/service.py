@@ -14,6 +14,7 @@ smtplib in a worker thread (bounded by ``SEND_TIMEOUT``), and keeps it (sent or 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import smtplib
 from dataclasses import dataclass, replace
@@ -74,14 +75,16 @@ class IntoAcd:
         await self._file(channel, queue, customer_ref or ref, " ".join(subject.split())[:200], ref)
 
 
+_MAIL_REF = re.compile(r"mail:([0-9]{1,19})(?:/[0-9]{1,19})?")
+
+
 def thread_ref(ref: str) -> int:
     """The thread id in a ``mail:<thread_id>`` ref (``mail:<thread_id>/<message>`` for a
     reopened thread: each reopening is a new task). Raises ``ValueError``."""
-    prefix, _, rest = ref.partition(":")
-    number, slash, message = rest.partition("/")
-    if prefix != "mail" or not number.isdigit() or (slash and not message.isdigit()):
+    m = _MAIL_REF.fullmatch(ref)
+    if m is None:
         raise ValueError(f"not a mail ref: {ref[:40]!r}")
-    return int(number)
+    return int(m[1])
 
 
 def task_ref(thread_id: int, message_pk: int | None = None) -> str:

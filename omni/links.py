@@ -15,6 +15,8 @@ ACD configuration (a supervisor without a desk) leaves routing: its task is ende
 """
 from __future__ import annotations
 
+import re
+
 import structlog
 
 from mail import store as mail_store
@@ -25,6 +27,8 @@ from omni.tasks import Task, TaskError
 
 log = structlog.get_logger(__name__)
 
+_CONVERSATION_REF = re.compile(r"conversation-([0-9]{1,19})")
+
 __all__ = ["MailTasks", "MessageTasks", "conversation_ref", "conversation_of"]
 
 
@@ -34,8 +38,8 @@ def conversation_ref(conversation_id: int) -> str:
 
 def conversation_of(ref: str) -> int | None:
     """The conversation id of a message task's ref, or None."""
-    prefix, _, number = ref.partition("-")
-    return int(number) if prefix == "conversation" and number.isdigit() else None
+    m = _CONVERSATION_REF.fullmatch(ref)
+    return int(m[1]) if m else None
 
 
 class _Link:
@@ -43,6 +47,7 @@ class _Link:
 
     def __init__(self, omni: OmniService) -> None:
         self.omni = omni
+        self._leaving: set[str] = set()
         omni.listeners.append(self._task_changed)
 
     def key(self, ref: str) -> int | None:
@@ -63,7 +68,11 @@ class _Link:
         try:
             self.omni.take(task.task_id, who)
         except TaskError:
-            self.omni.end_task(task.task_id, f"taken by {who}"[:64])
+            self._leaving.add(task.task_id)     # its end must not close the conversation now theirs
+            try:
+                self.omni.end_task(task.task_id, f"taken by {who}"[:64])
+            finally:
+                self._leaving.discard(task.task_id)
         log.info("omni conversation taken", channel=self.channel, key=key, task_id=task.task_id, who=who)
 
     def closed(self, key: int) -> None:
@@ -76,7 +85,7 @@ class _Link:
         if task.channel != self.channel:
             return
         key = self.key(task.ref)
-        if key is not None:
+        if key is not None and task.task_id not in self._leaving:
             self.changed(what, task, key)
 
     def changed(self, what: str, task: Task, key: int) -> None:

@@ -1,0 +1,67 @@
+"""Messaging in the agent desktop, in headless Chromium (docs/messaging.md): a customer's
+SMS becomes a message task offered to the agent, whose Messages panel lists the
+conversation; the agent reads it, inserts a canned reply, sends it (the provider gets it
+signed), and closes the conversation, which closes its task."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from messaging import core as messaging_core
+from tests.integration.conftest import daemon_settings, eventually, start_daemon
+from tests.integration.test_agent_desktop_ui import logged_in
+from tests.integration.test_api import add_user, bearer, login, url
+from tests.integration.test_messaging import Provider, fetch
+
+ACD = Path(__file__).with_name("omni-tasks-acd.toml")
+SECRET = "provider-shared-secret-for-the-desktop"
+
+
+async def test_an_agent_reads_and_answers_a_message_with_a_canned_reply(asterisk, database, tmp_path, browser):
+    async with Provider() as provider, aiohttp.ClientSession() as http:
+        d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD, acd_announce_every=0,
+                                               messaging_secret=SECRET, messaging_queue="sms",
+                                               messaging_outbound_url=provider.url))
+        await add_user(database, "ada", "agent", "a1")
+        await add_user(database, "sue", "supervisor")
+        desk = await browser.new_page()
+        try:
+            sue = bearer(await login(http, d, "sue"))
+            async with http.post(url(d, "/api/canned-replies"), headers=sue,
+                                 json={"queue": "sms", "title": "On its way", "body": "Your parcel is on its way."}) as r:
+                assert r.status == 201, await r.text()
+            await logged_in(desk, d, "ada")
+            raw = json.dumps({"message_id": f"SM{uuid.uuid4().hex}", "from": "+442079460001", "to": "+442079460999",
+                              "text": "Where is my parcel?", "timestamp": "2026-05-01T08:00:00Z"}).encode()
+            async with http.post(url(d, "/api/messaging/inbound"), data=raw,
+                                 headers=messaging_core.signed_headers(SECRET, int(time.time()), raw)) as r:
+                assert r.status == 200, await r.text()
+                cid = (await r.json())["conversation_id"]
+            # The offer reaches the desktop: the panel lists the conversation at once.
+            await desk.locator("#msg-conversations button", has_text="+442079460001").click(timeout=10000)
+            await desk.wait_for_selector("#msg-log li.msg-in:has-text('Where is my parcel?')")
+            # A canned reply goes in at the caret, the agent adds to it and sends.
+            await desk.locator("#msg-text").fill("Hello Carol. ")
+            await desk.locator("#msg-canned").select_option(label="On its way")
+            assert await desk.locator("#msg-text").input_value() == "Hello Carol. Your parcel is on its way."
+            await desk.locator("#msg-reply button[type=submit]").click()
+            await desk.wait_for_selector("#msg-log li.msg-out:has-text('Your parcel is on its way.')")
+            await eventually(lambda: provider.received, 10, what="the reply at the provider")
+            headers, body = provider.received[-1]
+            messaging_core.verify(SECRET, headers, body, time.time())
+            assert json.loads(body)["text"] == "Hello Carol. Your parcel is on its way."
+            # Closing the conversation closes its task and empties the panel.
+            await desk.get_by_role("button", name="Close conversation").click()
+            await desk.wait_for_selector("#msg-none:not([hidden])")
+            rows = await eventually(lambda: fetch(database, "SELECT status FROM tasks WHERE ref = $1 AND status = "
+                                                  "'closed'", f"conversation-{cid}"), 10, what="the task closed")
+            assert rows[0]["status"] == "closed"
+            rows = await fetch(database, "SELECT state FROM message_conversations WHERE conversation_id = $1", cid)
+            assert rows[0]["state"] == "closed"
+        finally:
+            await desk.close()
+            await d.stop()
