@@ -329,7 +329,11 @@ class OmniService:
 
     def _agent_changed(self, agent_id: str, at: float) -> None:
         if self.router is not None:
-            self._handle(self.router.agent_voice(agent_id, self.acd.router.state_of(agent_id), at))
+            try:
+                decisions = self.router.agent_voice(agent_id, self.acd.router.state_of(agent_id), at)
+            except AcdInputError:   # an agent a new configuration adds: the new task router has it
+                return
+            self._handle(decisions)
 
     def _handle(self, decisions: list[Decision]) -> list[Decision]:
         """Carry decisions out, in order; those caused meanwhile (a voice block lets a

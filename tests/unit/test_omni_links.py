@@ -180,8 +180,10 @@ async def test_a_new_configuration_reaches_the_task_router_with_open_tasks_and_f
         gone = await omni.file_task("email", "mail2", "b@example.org", "Two", "mail:2")     # a2
         old_router = omni.router
         new = json.loads(json.dumps(CONFIG))
-        new["agents"] = [a for a in new["agents"] if a["id"] == "a1"]          # a2 leaves
+        new["agents"] = [a for a in new["agents"] if a["id"] == "a1"]          # a2 leaves, a3 comes
         new["agents"][0]["capacity"]["email"] = 2
+        new["agents"].append({"id": "a3", "name": "Three", "device": "Local/3@x/n", "auto_login": True,
+                              "queues": {"billing": {}}})
         acd.reconfigure(AcdConfig.model_validate(new))
         assert omni.router is not old_router
         assert omni.tasks[held].agent_id == "a1"
