@@ -121,8 +121,9 @@ class OmniService:
         """Open tasks into a fresh router: those agents hold count in their load again
         (first, so that a waiting one is not given to an agent already full); waiting ones
         wait again, keeping their place. A task whose agent is no longer configured waits
-        again in its queue; one whose queue is gone waits in the first queue of its channel
-        (or stays out of routing, logged, when the configuration has none)."""
+        again in its queue; one whose queue is gone moves to the first queue of its channel
+        (held ones stay with their agent) or, when the configuration has none, stays out of
+        routing (logged)."""
         assert self.router is not None
         queues = self.router.queue_ids()
         by_channel = {}
@@ -138,7 +139,7 @@ class OmniService:
                 continue
             if queue != t.queue:
                 t = replace(t, queue=queue)
-                self.write(lambda p, t=t: store.set_waiting(p, t.task_id, t.queue))
+                self.write(lambda p, t=t: store.set_queue(p, t.task_id, t.queue))
             if t.status == "assigned" and t.agent_id not in agents:
                 t = replace(t, status="waiting", agent_id=None, assigned_at=None)
                 self.write(lambda p, t=t: store.set_waiting(p, t.task_id, t.queue))

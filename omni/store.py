@@ -62,6 +62,11 @@ async def set_waiting(conn: Any, task_id: str, queue: str) -> None:
                        "WHERE task_id = $1 AND status IN ('waiting', 'assigned')", task_id, queue)
 
 
+async def set_queue(conn: Any, task_id: str, queue: str) -> None:
+    """The task belongs to ``queue`` now (its queue left the configuration)."""
+    await conn.execute("UPDATE tasks SET queue_id = $2 WHERE task_id = $1", task_id, queue)
+
+
 async def day_counts(conn: Any, since: float, sl_seconds: dict[str, float]) -> dict[str, tuple[int, int, int, int]]:
     """Per queue, the tasks that left it since ``since``: (offered, answered, answered within
     the queue's ``sl_seconds``, abandoned), as ``TaskRouter.queue_stats`` counts them. A

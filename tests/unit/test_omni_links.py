@@ -8,8 +8,10 @@ import json
 import time
 from types import SimpleNamespace
 
+import hypothesis.strategies as st
 import pytest
 from aiohttp import web
+from hypothesis import given
 
 from acd.config import AcdConfig
 from acd.routing_shell import AcdService
@@ -194,3 +196,28 @@ async def test_a_new_configuration_reaches_the_task_router_with_open_tasks_and_f
     finally:
         await omni.stop()
         await hub.stop()
+
+
+async def test_a_task_whose_queue_is_gone_moves_to_its_channels_first_queue_and_keeps_its_agent():
+    acd, hub, omni, desks, flush = await _running()
+    try:
+        held = await omni.file_task("email", "mail2", "a@example.org", "One", "mail:1")      # a1 or a2
+        holder = omni.tasks[held].agent_id
+        new = json.loads(json.dumps(CONFIG))
+        new["queues"] = [q for q in new["queues"] if q["id"] != "mail2"]
+        for a in new["agents"]:
+            a["queues"].pop("mail2", None)
+        new["agents"][1]["capacity"]["email"] = 0
+        new["agents"][1]["queues"] = {"billing": {}}
+        acd.reconfigure(AcdConfig.model_validate(new))
+        assert (omni.tasks[held].queue, omni.tasks[held].agent_id) == ("mail", holder)
+    finally:
+        await omni.stop()
+        await hub.stop()
+
+
+@given(st.text(max_size=40))
+def test_conversation_refs_read_any_text(text):
+    n = conversation_of(text)
+    assert n is None or (text.startswith("conversation-") and int(text.removeprefix("conversation-")) == n)
+    assert conversation_of(conversation_ref(len(text))) == len(text)
