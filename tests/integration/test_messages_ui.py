@@ -1,9 +1,11 @@
-"""Messaging in the agent desktop, in headless Chromium (docs/messaging.md): a customer's
-SMS becomes a message task offered to the agent, whose Messages panel lists the
-conversation; the agent reads it, inserts a canned reply, sends it (the provider gets it
-signed), and closes the conversation, which closes its task."""
+"""Messaging and mail tasks in the agent desktop, in headless Chromium (docs/messaging.md,
+docs/mail.md): a customer's SMS becomes a message task offered to the agent, whose Messages
+panel lists the conversation; the agent reads it, inserts a canned reply, sends it (the
+provider gets it signed), and closes the conversation, which closes its task. A mail's task
+offered to the agent opens its thread in the E-mail panel; closing the thread closes the task."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -12,10 +14,11 @@ from pathlib import Path
 import aiohttp
 
 from messaging import core as messaging_core
-from tests.integration.conftest import daemon_settings, eventually, start_daemon
+from tests.integration.conftest import daemon_settings, eventually, free_port, start_daemon
 from tests.integration.test_agent_desktop_ui import logged_in
 from tests.integration.test_api import add_user, bearer, login, url
 from tests.integration.test_messaging import Provider, fetch
+from tests.integration.test_omni_conversations import send_mail
 
 ACD = Path(__file__).with_name("omni-tasks-acd.toml")
 SECRET = "provider-shared-secret-for-the-desktop"
@@ -65,3 +68,26 @@ async def test_an_agent_reads_and_answers_a_message_with_a_canned_reply(asterisk
         finally:
             await desk.close()
             await d.stop()
+
+
+async def test_a_mail_task_offered_to_the_agent_opens_its_thread_and_closing_it_closes_the_task(
+        asterisk, database, tmp_path, browser):
+    port = free_port()
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD, acd_announce_every=0,
+                                           mail_listen=f"127.0.0.1:{port}", mail_queue="mail"))
+    await add_user(database, "ada", "agent", "a1")
+    desk = await browser.new_page()
+    try:
+        await logged_in(desk, d, "ada")
+        await asyncio.to_thread(send_mail, port, "Invoice 12", "<ui1@example.org>")
+        # The task's offer opens the thread in the E-mail panel, already Ada's.
+        await desk.wait_for_selector("#mail-subject:has-text('Invoice 12')", timeout=10000)
+        await desk.wait_for_selector("#mail-meta:has-text('assigned (a1)')")
+        await desk.locator("#mail-close").click()
+        await desk.wait_for_selector("#mail-status:has-text('Closed.')")
+        rows = await eventually(lambda: fetch(database, "SELECT status FROM tasks WHERE channel = 'email' AND "
+                                              "status = 'closed'"), 10, what="the mail's task closed")
+        assert len(rows) == 1
+    finally:
+        await desk.close()
+        await d.stop()
