@@ -319,6 +319,12 @@ class TaskRouter:
             self._check_block(previous, now, out)
         return out
 
+    def new_day(self) -> None:
+        """The day's counters (offered, answered, within the service level, abandoned) of
+        every queue start again (the shell calls it at the site's midnight)."""
+        for q in self._queues.values():
+            q.offered = q.answered = q.within = q.abandoned = 0
+
     def seed_counts(self, queue_id: str, offered: int, answered: int, within: int, abandoned: int) -> None:
         """Add the day's figures routed before this router existed (a restart, a
         takeover, a new configuration) to the queue's counters."""

@@ -72,6 +72,7 @@ class OmniService:
         self._writer: asyncio.Task[None] | None = None
         self.filed = self.assigned = self.closed = 0
         self.restored = 0                           # tasks taken back from the database at the last start
+        self._day: float | None = None              # the start of the day the queue figures count
         # Whether this node may route tasks (an HA pair: ``HaNode.may_act``; alone: always).
         self.may_act: Callable[[], bool] = lambda: True
 
@@ -96,11 +97,12 @@ class OmniService:
             # The day's figures of the task queues count what an earlier process routed too.
             try:
                 async with asyncio.timeout(5):
-                    day = await store.day_counts(pool, _midnight(self.core, now), self._sl_seconds())
+                    counts = await store.day_counts(pool, _midnight(self.core, now), self._sl_seconds())
             except Exception as exc:
                 log.warning("omni day figures not read back", error=type(exc).__name__)
-                day = {}
-            self._seed(day)
+                counts = {}
+            self._seed(counts)
+        self._day = _midnight(self.core, now)
 
     def _voice_states(self, now: float) -> None:
         assert self.router is not None
@@ -313,10 +315,15 @@ class OmniService:
         return self.router.position(task_id), self.router.estimated_wait(task_id)
 
     def queue_stats(self, now: float) -> list[TaskQueueStats]:
-        """Each task queue's figures now (none while not running: no ACD, or a standby)."""
+        """Each task queue's figures now, those of the day since the site's midnight (none
+        while not running: no ACD, or a standby)."""
         router = self.router
         if router is None:
             return []
+        day = _midnight(self.core, now)
+        if self._day is not None and day > self._day:
+            router.new_day()
+        self._day = day
         return [router.queue_stats(q, now) for q in router.queue_ids()]
 
     # -- internals ---------------------------------------------------------------------

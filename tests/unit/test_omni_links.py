@@ -221,3 +221,16 @@ def test_conversation_refs_read_any_text(text):
     n = conversation_of(text)
     assert n is None or (text.startswith("conversation-") and int(text.removeprefix("conversation-")) == n)
     assert conversation_of(conversation_ref(len(text))) == len(text)
+
+
+async def test_the_task_figures_start_again_at_the_sites_midnight():
+    acd, hub, omni, desks, flush = await _running()
+    try:
+        await omni.file_task("email", "mail", "a@example.org", "One", "mail:1")
+        now = time.time()
+        assert {s.queue_id: s.answered for s in omni.queue_stats(now)}["mail"] == 1
+        tomorrow = {s.queue_id: s for s in omni.queue_stats(now + 86400)}["mail"]
+        assert (tomorrow.answered, tomorrow.offered, tomorrow.open) == (0, 0, 1)    # still held: open
+    finally:
+        await omni.stop()
+        await hub.stop()
