@@ -154,6 +154,11 @@ class OmniService:
             if t.status == "waiting":
                 self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
                                                       customer_ref=t.customer_ref))
+        # A block the call router still holds that the new task router does not (the agent's
+        # tasks left, or its rule changed) is lifted: the router only says what changes.
+        for agent_id in sorted(agents & set(self.acd.voice_blocked)):
+            if not self.router.voice_blocked(agent_id):
+                self.acd.set_voice_blocked(agent_id, False)
 
     def _reconfigured(self, config: Any, now: float) -> None:
         """A new ACD configuration is in force (``AcdService.reconfigure``): a fresh task

@@ -234,3 +234,17 @@ async def test_the_task_figures_start_again_at_the_sites_midnight():
     finally:
         await omni.stop()
         await hub.stop()
+
+
+async def test_a_new_configuration_without_the_blocking_rule_lifts_the_agents_call_block():
+    config = json.loads(json.dumps(CONFIG))
+    config["agents"][0]["capacity"]["voice_blocked_by"] = ["email"]
+    acd, hub, omni, desks, flush = await _running(config)
+    try:
+        await omni.file_task("email", "mail", "a@example.org", "One", "mail:1")       # a1: blocks its calls
+        assert acd.router.agent_state("a1").voice_blocked
+        acd.reconfigure(AcdConfig.model_validate(CONFIG))                             # no blocking rule now
+        assert not acd.router.agent_state("a1").voice_blocked and "a1" not in acd.voice_blocked
+    finally:
+        await omni.stop()
+        await hub.stop()
