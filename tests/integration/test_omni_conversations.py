@@ -85,6 +85,10 @@ async def thread_state(http, d, token, thread_id):
     return t["state"], t["assigned_to"]
 
 
+async def thread_is(http, d, token, thread_id, expected) -> bool:
+    return await thread_state(http, d, token, thread_id) == expected
+
+
 async def test_a_mail_thread_and_its_task_move_together(asterisk, database, tmp_path, http):
     port = free_port()
     d = await start_daemon(settings(database, tmp_path, mail_listen=f"127.0.0.1:{port}"))
@@ -96,7 +100,7 @@ async def test_a_mail_thread_and_its_task_move_together(asterisk, database, tmp_
         thread_id = int(task["ref"].removeprefix("mail:"))
         assert task["channel"] == "email" and task["queue"] == "mail"
         # The offer made the thread Ada's.
-        await eventually(lambda: thread_state(http, d, t["ada"], thread_id) == ("assigned", "a1"), 10)
+        await eventually(lambda: thread_is(http, d, t["ada"], thread_id, ("assigned", "a1")), 10)
         assert (await thread_state(http, d, t["ada"], thread_id)) == ("assigned", "a1")
         # Bob may not take what Ada holds.
         status, err = await call(http, d, "POST", f"/api/mail/threads/{thread_id}/take", t["bob"])
@@ -105,11 +109,11 @@ async def test_a_mail_thread_and_its_task_move_together(asterisk, database, tmp_
         status, moved = await call(http, d, "POST", f"/api/tasks/{task['task_id']}/transfer", t["ada"], {"agent": "a2"})
         assert status == 200 and moved["agent_id"] == "a2", moved
         assert await my_tasks(http, d, t["ada"]) == []
-        await eventually(lambda: thread_state(http, d, t["bob"], thread_id) == ("assigned", "a2"), 10)
+        await eventually(lambda: thread_is(http, d, t["bob"], thread_id, ("assigned", "a2")), 10)
         status, closed = await call(http, d, "POST", f"/api/tasks/{task['task_id']}/close", t["bob"],
                                     {"disposition": "answered"})
         assert status == 200 and closed["status"] == "closed"
-        await eventually(lambda: thread_state(http, d, t["bob"], thread_id) == ("closed", "a2"), 10)
+        await eventually(lambda: thread_is(http, d, t["bob"], thread_id, ("closed", "a2")), 10)
         # Carol answers: the thread reopens as a new task (a new ref), offered to Ada again.
         await asyncio.to_thread(send_mail, port, "Re: Invoice 12", "<m2@example.org>", In_Reply_To="<m1@example.org>")
         again = await eventually(lambda: my_tasks(http, d, t["ada"]), 10, what="the reopened thread's task")
@@ -289,7 +293,8 @@ async def test_a_chat_resumes_after_a_restart_and_the_task_router_follows(asteri
     # The daemon comes back (same database): Ada still holds the chat, the widget resumes by seq.
     d = await start_daemon(settings(database, tmp_path))
     try:
-        t = {u: bearer(await login(http, d, u)) for u in ("ada", "sue")}
+        await add_user(database, "ann", "admin")
+        t = {u: bearer(await login(http, d, u)) for u in ("ada", "sue", "ann")}
         omni = d.runner.app[OMNI]
         assert omni.restored == 1 and omni.tasks[task_id].agent_id == "a1"
         stats = {s.queue_id: s for s in omni.queue_stats(time.time())}
@@ -316,7 +321,7 @@ async def test_a_chat_resumes_after_a_restart_and_the_task_router_follows(asteri
             if a["id"] == "a1":
                 a["capacity"]["chat"] = 1
         old_router = omni.router
-        status, saved = await call(http, d, "PUT", "/api/acd/config", t["sue"], doc)
+        status, saved = await call(http, d, "PUT", "/api/acd/config", t["ann"], doc)
         assert status == 200, saved
         assert omni.router is not old_router and omni.tasks[task_id].agent_id == "a1"
         ws3, started3 = await chat_start(http, d, "Eve", "eve@example.org", "Hello")
