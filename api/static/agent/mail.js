@@ -113,8 +113,11 @@
     if (!t || t.channel !== "email") return;
     const m = /^mail:(\d+)(?:\/\d+)?$/.exec(t.ref || "");
     refresh();
-    if (m && e.detail.type === "task.offered") openThread(Number(m[1]));
-    else if (m && openId === Number(m[1])) openThread(openId);
+    if (m && e.detail.type === "task.offered") {
+      const id = Number(m[1]);
+      // The thread becomes mine just after the offer (the server writes it behind the task): look again.
+      openThread(id).then(() => setTimeout(() => { if (openId === id) openThread(id); }, 1000));
+    } else if (m && openId === Number(m[1])) openThread(openId);
   });
 
   // Start when the desktop shows (after a login), stop asking while it is hidden.
