@@ -73,6 +73,21 @@ class TransferBody(BaseModel):
         return self
 
 
+class TargetAgent(BaseModel):
+    agent_id: str
+    name: str
+    state: str = Field(description="the agent's voice state now (available, on_call, not_ready, logged_out...)")
+    load: int = Field(description="open tasks of the task's channel")
+    capacity: int = Field(description="the agent's capacity in the task's channel")
+
+
+class TransferTargets(BaseModel):
+    task_id: str
+    channel: str
+    queues: list[str] = Field(description="the other queues of the task's channel")
+    agents: list[TargetAgent] = Field(description="agents with capacity in the channel, but the one holding it")
+
+
 class SayBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     body: str = Field(min_length=1, max_length=BODY_MAX)
@@ -219,6 +234,21 @@ async def transfer_task(req: ApiRequest[TransferBody, None]) -> TaskItem:
     return _item(moved)
 
 
+async def transfer_targets(req: ApiRequest[None, None]) -> TransferTargets:
+    service = _service(req)
+    task = service.tasks.get(req.match_info["task_id"])
+    if task is None or service.router is None:
+        raise ApiError(404, "no_open_task", "no open task with this id")
+    acd = service.acd
+    ch = task.channel
+    return TransferTargets(
+        task_id=task.task_id, channel=ch,
+        queues=[q.id for q in acd.config.queues if q.channel == ch and q.id != task.queue],
+        agents=[TargetAgent(agent_id=a.id, name=a.name, state=acd.router.state_of(a.id),
+                            load=service.router.load(a.id)[ch], capacity=a.capacity.of(ch))
+                for a in acd.config.agents if a.capacity.of(ch) > 0 and a.id != task.agent_id])
+
+
 def task_queues(acd: Any) -> list[str]:
     """The ids of the task queues (chat, e-mail, message) of the configuration in force."""
     return [] if acd is None else [q.id for q in acd.config.queues if q.channel != "voice"]
@@ -299,6 +329,9 @@ def setup_omni(app: web.Application) -> OmniService:
                         "theirs at once, even over their capacity. The agent holding it, or a supervisor or "
                         "admin. task.released goes to the agent it leaves, task.offered to the next.",
             roles=AGENT_OR_STAFF, body=TransferBody, response=TaskItem, tags=tags)
+    api.add("GET", "/api/tasks/{task_id}/transfer-targets", transfer_targets,
+            summary="Where a task may be transferred: its channel's other queues, agents with capacity there",
+            roles=AGENT_OR_STAFF, response=TransferTargets, tags=tags)
     setup_canned(app, lambda: task_queues(app.get(ACD)))
     api.add("POST", "/api/tasks/{task_id}/messages", say, summary="Send a message in the agent's own web chat",
             description="Stored (chat_messages) and sent to the customer's widget; numbered by the chat.",

@@ -216,6 +216,9 @@ async def test_transfers_canned_replies_and_the_customers_conversations(asterisk
         row = (await eventually(lambda: fetch(database, "SELECT queue_id, agent_id, created_at FROM tasks "
                                               "WHERE task_id = $1 AND agent_id = 'a1'", task_id), 10))[0]
         assert (row["queue_id"], row["created_at"]) == ("webchat2", created)
+        status, where = await call(http, d, "GET", f"/api/tasks/{task_id}/transfer-targets", t["ada"])
+        assert status == 200 and where["queues"] == ["webchat"]
+        assert [(a["agent_id"], a["capacity"]) for a in where["agents"]] == [("a2", 2)]
         # Ada answers in the chat she got back.
         status, _ = await call(http, d, "POST", f"/api/tasks/{task_id}/messages", t["ada"], {"body": "Here again"})
         assert status == 201

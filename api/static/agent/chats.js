@@ -118,6 +118,9 @@
       api("POST", `/api/tasks/${encodeURIComponent(id)}/typing`, { on: false }).catch(() => {}); }, 3000);
   });
   if (window.ctiTaskKit) window.ctiTaskKit.canned.attach($("chat-canned"), $("chat-text"));
+  const targets = () => { if (current && window.ctiTaskKit) window.ctiTaskKit.targets(current, $("chat-transfer-kind").value, $("chat-transfer-targets")); };
+  $("chat-transfer-kind").addEventListener("change", targets);
+  $("chat-transfer-to").addEventListener("focus", targets);
   $("chat-transfer").addEventListener("submit", async (e) => {
     e.preventDefault();
     const id = current;

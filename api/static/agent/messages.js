@@ -83,6 +83,9 @@
       await refresh();
     } catch (err) { error(err.message); }
   });
+  const targets = () => { const t = tasks.get(openId); if (t && kit()) kit().targets(t.task_id, $("msg-transfer-kind").value, $("msg-transfer-targets")); };
+  $("msg-transfer-kind").addEventListener("change", targets);
+  $("msg-transfer-to").addEventListener("focus", targets);
   $("msg-transfer").addEventListener("submit", async (e) => {
     e.preventDefault();
     const task = tasks.get(openId);

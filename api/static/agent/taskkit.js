@@ -40,9 +40,22 @@
     });
   }
 
+  // The task's transfer targets as the choices of a <datalist> (queue ids, or agent ids named).
+  async function targets(taskId, kind, datalist) {
+    try {
+      const t = await api("GET", `/api/tasks/${encodeURIComponent(taskId)}/transfer-targets`);
+      datalist.replaceChildren(...(kind === "agent" ? t.agents.map((a) => [a.agent_id, `${a.name} · ${a.state} · ${a.load}/${a.capacity}`])
+        : t.queues.map((q) => [q, ""])).map(([value, label]) => {
+        const o = document.createElement("option");
+        o.value = value; if (label) o.label = label;
+        return o;
+      }));
+    } catch (e) { datalist.replaceChildren(); }
+  }
+
   // kind: "queue" or "agent"; resolves to the task as it is then.
   const transfer = (taskId, kind, to) =>
     api("POST", `/api/tasks/${encodeURIComponent(taskId)}/transfer`, { [kind]: to.trim() });
 
-  window.ctiTaskKit = { canned: { load, attach }, transfer };
+  window.ctiTaskKit = { canned: { load, attach }, transfer, targets };
 })();
