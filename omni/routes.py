@@ -213,15 +213,20 @@ async def close_task(req: ApiRequest[CloseBody, None]) -> TaskItem:
         raise ApiError(404, "no_open_task", str(exc)) from None
 
 
+def _may_transfer(req: ApiRequest[Any, Any], task: Any) -> None:
+    who = req.principal
+    staff = who is not None and who.role in ("supervisor", "admin")
+    if not staff and (who is None or not who.agent_id or task.agent_id != who.agent_id):
+        raise ApiError(403, "not_your_task", "only the agent holding a task (or a supervisor) transfers it")
+
+
 async def transfer_task(req: ApiRequest[TransferBody, None]) -> TaskItem:
     who = req.principal
     service = _service(req)
     task = service.tasks.get(req.match_info["task_id"])
     if task is None:
         raise ApiError(404, "no_open_task", "no open task with this id")
-    staff = who is not None and who.role in ("supervisor", "admin")
-    if not staff and (who is None or not who.agent_id or task.agent_id != who.agent_id):
-        raise ApiError(403, "not_your_task", "only the agent holding a task (or a supervisor) transfers it")
+    _may_transfer(req, task)
     b = req.body
     try:
         moved = service.transfer(task.task_id, b.queue) if b.queue is not None else service.take(task.task_id, b.agent)
@@ -239,6 +244,7 @@ async def transfer_targets(req: ApiRequest[None, None]) -> TransferTargets:
     task = service.tasks.get(req.match_info["task_id"])
     if task is None or service.router is None:
         raise ApiError(404, "no_open_task", "no open task with this id")
+    _may_transfer(req, task)
     acd = service.acd
     ch = task.channel
     return TransferTargets(
