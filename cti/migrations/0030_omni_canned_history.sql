@@ -16,3 +16,7 @@ CREATE UNIQUE INDEX canned_replies_title_idx ON canned_replies (coalesce(queue_i
 CREATE INDEX tasks_customer_ref_idx ON tasks (lower(customer_ref)) WHERE channel = 'chat';
 CREATE INDEX mail_threads_address_idx ON mail_threads (lower(address));
 CREATE INDEX message_conversations_number_idx ON message_conversations (number, last_at DESC);
+
+-- The task queues' day figures read back at a start (omni.store.day_counts).
+CREATE INDEX tasks_assigned_idx ON tasks (assigned_at) WHERE assigned_at IS NOT NULL;
+CREATE INDEX tasks_abandoned_idx ON tasks (closed_at) WHERE status = 'abandoned';
