@@ -1,7 +1,7 @@
 """Messaging and mail tasks in the agent desktop, in headless Chromium (docs/messaging.md,
 docs/mail.md): a customer's SMS becomes a message task offered to the agent, whose Messages
 panel lists the conversation; the agent reads it, inserts a canned reply, sends it (the
-provider gets it signed), and closes the conversation, which closes its task. A mail's task
+provider gets it signed), and closes the conversation, which closes its task; the customer's page lists it. A mail's task
 offered to the agent opens its thread in the E-mail panel; closing the thread closes the task."""
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 
 from messaging import core as messaging_core
 from tests.integration.conftest import daemon_settings, eventually, free_port, start_daemon
@@ -37,6 +38,12 @@ async def test_an_agent_reads_and_answers_a_message_with_a_canned_reply(asterisk
             async with http.post(url(d, "/api/canned-replies"), headers=sue,
                                  json={"queue": "sms", "title": "On its way", "body": "Your parcel is on its way."}) as r:
                 assert r.status == 201, await r.text()
+            conn = await asyncpg.connect(database)
+            try:
+                await conn.execute("INSERT INTO customers (customer_id, name) VALUES ('C-CAROL', 'Carol Ames')")
+                await conn.execute("INSERT INTO customer_phones (customer_id, phone) VALUES ('C-CAROL', '+442079460001')")
+            finally:
+                await conn.close()
             await logged_in(desk, d, "ada")
             raw = json.dumps({"message_id": f"SM{uuid.uuid4().hex}", "from": "+442079460001", "to": "+442079460999",
                               "text": "Where is my parcel?", "timestamp": "2026-05-01T08:00:00Z"}).encode()
@@ -65,6 +72,12 @@ async def test_an_agent_reads_and_answers_a_message_with_a_canned_reply(asterisk
             assert rows[0]["status"] == "closed"
             rows = await fetch(database, "SELECT state FROM message_conversations WHERE conversation_id = $1", cid)
             assert rows[0]["state"] == "closed"
+            # The customer's page lists the conversation.
+            await desk.locator("#cs-q").fill("C-CAROL")
+            await desk.get_by_role("button", name="Find").click()
+            await desk.get_by_role("button", name="Open C-CAROL").click()
+            await desk.wait_for_selector("#cp-conversations li:has-text('Where is my parcel?')")
+            assert "message" in await desk.inner_text("#cp-conversations")
         finally:
             await desk.close()
             await d.stop()
