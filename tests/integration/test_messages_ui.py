@@ -74,7 +74,7 @@ async def test_an_agent_reads_and_answers_a_message_with_a_canned_reply(asterisk
             assert rows[0]["state"] == "closed"
             # The customer's page lists the conversation.
             await desk.locator("#cs-q").fill("C-CAROL")
-            await desk.get_by_role("button", name="Find").click()
+            await desk.locator("#customer-search-form button[type=submit]").click()
             await desk.get_by_role("button", name="Open C-CAROL").click()
             await desk.wait_for_selector("#cp-conversations li:has-text('Where is my parcel?')")
             assert "message" in await desk.inner_text("#cp-conversations")
