@@ -89,7 +89,7 @@ class Customer:
         self.ws = await http.ws_connect(url, headers={"X-Forwarded-For": self.address}, heartbeat=None)
         await self.ws.send_json({"type": "start", "name": f"Customer {self.n}", "email": f"c{self.n}@example.org",
                                  "question": f"Question {self.n}"})
-        asyncio.create_task(self.read())
+        self.reader = asyncio.create_task(self.read())     # kept: a task only weakly held may be collected
 
     async def read(self) -> None:
         assert self.ws is not None
