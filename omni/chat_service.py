@@ -74,6 +74,7 @@ class ChatService:
     def _keep(self, chat: Chat) -> Chat:
         self.chats[chat.token] = chat
         self.by_task[chat.task_id] = chat
+        self._trim()
         return chat
 
     async def _load(self, token: str) -> Chat | None:
@@ -281,7 +282,11 @@ def _rebuilt(task: Task, messages: list[dict[str, Any]]) -> Chat:
     chat = Chat(task.ref, task.task_id, task.customer_ref, task.customer_ref, status=status,
                 agent_id=task.agent_id if status == "active" else None)
     for m in messages:
-        if m["seq"] == len(chat.messages) + 1:      # a gap (a write lost) must not renumber later ones
+        # A gap (a write lost before a crash) is filled, so that every later seq keeps its
+        # place and the numbering goes on after the last one stored.
+        while len(chat.messages) + 1 < m["seq"]:
+            chat.messages.append(ChatMessage(len(chat.messages) + 1, "system", "(a message was not kept)", m["at"]))
+        if m["seq"] == len(chat.messages) + 1:
             chat.messages.append(ChatMessage(m["seq"], m["sender"], m["body"], m["at"], m["agent_id"]))
     return chat
 

@@ -248,3 +248,18 @@ async def test_a_new_configuration_without_the_blocking_rule_lifts_the_agents_ca
     finally:
         await omni.stop()
         await hub.stop()
+
+
+def test_a_rebuilt_chat_keeps_every_seq_and_fills_a_lost_one():
+    from omni.chat_service import _rebuilt
+    from omni.tasks import new_task
+
+    task = new_task("chat", "webchat", "ada@example.org", "Hi", "tok-1234567890abcdef", 1.0).assigned("a1", 2.0)
+    rows = [{"seq": s, "sender": "customer", "body": f"m{s}", "at": float(s), "agent_id": None} for s in (1, 2, 4)]
+    chat = _rebuilt(task, rows)
+    assert (chat.status, chat.agent_id, chat.token) == ("active", "a1", "tok-1234567890abcdef")
+    assert [(m.seq, m.body) for m in chat.messages] == [(1, "m1"), (2, "m2"), (3, "(a message was not kept)"),
+                                                        (4, "m4")]
+    assert chat.add("agent", "next", 5.0).seq == 5 and [m.seq for m in chat.after(3)] == [4, 5]
+    closed = _rebuilt(task.closed(3.0, "done"), rows[:1])
+    assert closed.status == "closed" and closed.agent_id is None
