@@ -97,7 +97,7 @@ async def test_a_mail_task_offered_to_the_agent_opens_its_thread_and_closing_it_
         await desk.wait_for_selector("#mail-subject:has-text('Invoice 12')", timeout=10000)
         await desk.wait_for_selector("#mail-meta:has-text('assigned (a1)')")
         await desk.locator("#mail-close").click()
-        await desk.wait_for_selector("#mail-status:has-text('Closed.')")
+        await desk.wait_for_selector("#mail-meta:has-text('closed')")
         rows = await eventually(lambda: fetch(database, "SELECT status FROM tasks WHERE channel = 'email' AND "
                                               "status = 'closed'"), 10, what="the mail's task closed")
         assert len(rows) == 1
