@@ -124,6 +124,8 @@ class Reconfiguring:
         carried: dict[str, str]
         devices: dict[str, str]
         unreachable: set[str]
+        voice_blocked: set[str]
+        config_listeners: list[Callable[[acd_config.AcdConfig, float], None]]
         _pool: asyncpg.Pool | None
         _queues: dict[str, Any]
         told: dict[str, Any]
@@ -160,6 +162,8 @@ class Reconfiguring:
         queues = {q.id for q in config.queues}
         agents = {a.id: a for a in config.agents}
         for agent_id in agents:  # before anyone logs in: they log in at the device they sit at
+            if agent_id in self.voice_blocked:     # their tasks still block calls (omni)
+                new.set_voice_blocked(agent_id, True, now)
             if agent_id in self.devices:
                 new.set_device(agent_id, self.devices[agent_id])
             if agent_id in self.unreachable:
@@ -213,6 +217,11 @@ class Reconfiguring:
                 dropped += 1
             self._enter(w.call_id, entry, now)
             moved += 1
+        for listener in list(self.config_listeners):
+            try:
+                listener(config, now)
+            except Exception:       # a listener's bug must not undo the new configuration
+                log.exception("acd configuration listener failed")
         log.info("acd configuration in force", version=version, agents=len(config.agents),
                  queues=len(config.queues), calls_kept=moved, queue_gone=dropped, offers_carried=len(self.carried))
         return {"calls_kept": moved, "queue_gone": dropped, "offers_carried": len(self.carried)}

@@ -221,6 +221,18 @@ class TaskEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskReleased:
+    """Agent ``agent_id`` no longer holds task ``task_id`` (still open): it was
+    transferred to another queue or agent, or taken by another one. The slot is free."""
+
+    task_id: str
+    agent_id: str
+    channel: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class VoiceBlock:
     """Agent ``agent_id`` may (``blocked`` False) or may not be offered calls, by
     its capacity rule (``voice_blocked_by``): the voice router's ``set_voice_blocked``."""

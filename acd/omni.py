@@ -44,6 +44,12 @@ class OmniRouter:
     def task_closed(self, task_id: str, now: float) -> list[Decision]:
         return self._pump(self.tasks.task_closed(task_id, now))
 
+    def task_taken(self, task_id: str, agent_id: str, now: float, **kwargs: Any) -> list[Decision]:
+        return self._pump(self.tasks.task_taken(task_id, agent_id, now, **kwargs))
+
+    def task_transferred(self, task_id: str, queue_id: str, now: float) -> list[Decision]:
+        return self._pump(self.tasks.task_transferred(task_id, queue_id, now))
+
     def tick(self, now: float) -> list[Decision]:
         return self._pump(self.voice.tick(now))
 

@@ -22,7 +22,7 @@ from typing import Iterable
 
 from acd.config import TASK_CHANNELS, AcdConfig
 from acd.decisions import (
-    LOGGED_OUT, NOT_READY, AgentState, Offer, TaskAssigned, TaskDequeued, TaskEnded, VoiceBlock,
+    LOGGED_OUT, NOT_READY, AgentState, Offer, TaskAssigned, TaskDequeued, TaskEnded, TaskReleased, VoiceBlock,
 )
 from acd.index import merge_requirements, qualifies
 from acd.tasks import ON_VOICE
@@ -40,6 +40,7 @@ class Shadow:
     offers: int = 0
     assigned: int = 0
     per_agent: dict[str, int] = field(default_factory=dict)      # tasks assigned, all time
+    released: dict[str, str] = field(default_factory=dict)       # task -> the agent a transfer took it from
 
     def __post_init__(self) -> None:
         self.agents = {a.id: a for a in self.config.agents}
@@ -56,6 +57,11 @@ class Shadow:
     def accepted(self, task_id: str, queue_id: str) -> None:
         """``task_waiting`` accepted the task (call before applying its decisions)."""
         assert task_id not in self.waiting and task_id not in self.open, task_id
+        self.waiting[task_id] = queue_id
+
+    def transferred(self, task_id: str, queue_id: str) -> None:
+        """``task_transferred`` accepted the task into ``queue_id`` (call before applying
+        its decisions): it waits there, once its agent's ``TaskReleased`` is applied."""
         self.waiting[task_id] = queue_id
 
     def eligible(self, agent_id: str, channel: str) -> bool:
@@ -92,8 +98,10 @@ class Shadow:
                 assert self.eligible(a, ch), f"task to an ineligible agent: {d} state={self.state[a]} " \
                                              f"load={self.load[a]}"
                 mine = self.ratio(a, ch)
+                # A transfer goes to another agent than the one it came from when it can.
+                skip = self.released.pop(d.task_id, None)
                 for other in self.members[d.queue_id]:
-                    if other != a and self.eligible(other, ch):
+                    if other != a and other != skip and self.eligible(other, ch):
                         assert mine <= self.ratio(other, ch), f"unfair: {d}, {other} has {self.load[other]}"
                 self.load[a][ch] += 1
                 assert self.load[a][ch] == d.load, d
@@ -101,6 +109,12 @@ class Shadow:
                 self.open[d.task_id] = a
                 self.assigned += 1
                 self.per_agent[a] += 1
+            elif isinstance(d, TaskReleased):
+                assert self.open.get(d.task_id) == d.agent_id, d
+                self.open[d.task_id] = ""
+                self.released[d.task_id] = d.agent_id
+                self.load[d.agent_id][d.channel] -= 1
+                assert self.load[d.agent_id][d.channel] >= 0
             elif isinstance(d, TaskEnded):
                 assert self.open.pop(d.task_id) == d.agent_id, d
                 self.load[d.agent_id][d.channel] -= 1

@@ -113,6 +113,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     # (agent id, when), and the agents whose tasks block calls (kept across configurations).
     agent_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
     voice_blocked: set[str] = field(default_factory=set)
+    # Told of every new configuration put in force (``reconfigure``): (config, when).
+    config_listeners: list[Callable[[acd_config.AcdConfig, float], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat

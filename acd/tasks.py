@@ -23,6 +23,12 @@ docs/omnichannel.md). ``acd.omni.OmniRouter`` joins them into one pure router.
   task has an eligible agent (*stable*, as for calls), so the freed agent is
   the only one eligible and fairness holds at every assignment.
 - Service level per queue, so per channel: assigned within its ``sl_seconds``.
+- An agent may also *take* a task itself (``task_taken``: the mail panel's
+  Take), and a task may be *transferred* to another queue of its channel
+  (``task_transferred``, keeping its wait) or to an agent (``task_taken``).
+  An agent's own take counts like a held task, even over its capacity (the
+  agent chose it; the router then gives it nothing more of the channel until
+  it is under); the router's own assignments never exceed it.
 
 Costs: a new task scans the members of its queue; a freed agent looks at the
 head of each of its queues of that channel (a heap per queue).
@@ -42,7 +48,7 @@ from acd.config import Queue as QueueConfig
 from acd.core import AcdInputError
 from acd.decisions import (
     LOGGED_OUT, NOT_READY, ON_CALL, RESERVED, WRAPUP, Decision, Ignored, TaskAssigned,
-    TaskDequeued, TaskEnded, TaskQueueStats, VoiceBlock,
+    TaskDequeued, TaskEnded, TaskQueueStats, TaskReleased, VoiceBlock,
 )
 from acd.index import merge_requirements, qualifies
 
@@ -240,6 +246,94 @@ class TaskRouter:
         self._check_block(agent, now, out)
         return out
 
+    def task_taken(self, task_id: str, agent_id: str, now: float, *, reason: str = "taken") -> list[Decision]:
+        """``agent_id`` takes the task itself, or is given it (a transfer to an agent):
+        waiting, it leaves its queue; held by another agent, that agent's slot is
+        freed (``TaskReleased``, then it takes the best task it may). Counts even
+        over capacity (see the module docstring). Raises ``AcdInputError`` for an
+        unknown agent; an unknown or closed task, or one the agent holds, is ``Ignored``."""
+        now = self._clock(now)
+        agent = self._agent(agent_id)
+        task = self._tasks.get(task_id)
+        if task is None or task.status not in (_WAITING, _ASSIGNED):
+            return self._ignore("task_taken", task_id, agent_id, "task not open")
+        if task.agent is agent:
+            return self._ignore("task_taken", task_id, agent_id, "the agent holds it already")
+        out: list[Decision] = []
+        q = task.queue
+        previous = task.agent
+        if previous is None:
+            self._assign(task, agent, now, out, reason)
+        else:
+            self._release(task, now, out, f"{reason} by {agent_id}")
+            task.status, task.agent, task.assigned_at = _ASSIGNED, agent, now
+            agent.tasks.add(task.id)
+            agent.load[q.channel] += 1
+            agent.last_at = now
+            agent.assigned += 1
+            q.open += 1
+            out.append(TaskAssigned(task.id, agent.id, q.channel, q.id, agent.load[q.channel], reason, now))
+            self._match_agent(previous, now, out)
+            self._check_block(previous, now, out)
+        self._check_block(agent, now, out)
+        return out
+
+    def task_transferred(self, task_id: str, queue_id: str, now: float) -> list[Decision]:
+        """The task goes to wait in ``queue_id`` (a queue of the same channel), keeping
+        its wait (its place is by when it first arrived); its agent, if any, is freed.
+        Then routed as a new arrival (the least-loaded eligible member takes it).
+        Raises ``AcdInputError`` for an unknown queue or one of another channel; an
+        unknown or closed task is ``Ignored``."""
+        now = self._clock(now)
+        target = self._queue(queue_id)
+        task = self._tasks.get(task_id)
+        if task is None or task.status not in (_WAITING, _ASSIGNED):
+            return self._ignore("task_transferred", task_id, None, "task not open")
+        if target.channel != task.queue.channel:
+            raise AcdInputError(f"queue {queue_id!r} is a {target.channel} queue, the task is {task.queue.channel}")
+        out: list[Decision] = []
+        previous = task.agent
+        if previous is None:
+            if task.queue is target:
+                return self._ignore("task_transferred", task_id, None, "already waiting in this queue")
+            del task.queue.waiting[task.id]     # its stale heap entry is skipped (queue differs)
+        else:
+            self._release(task, now, out, f"transferred to {queue_id}")
+        task.queue, task.status, task.agent = target, _WAITING, None
+        task.prio = target.cfg.priority
+        task.seq = next(self._seq)
+        target.waiting[task.id] = task
+        heappush(target.heap, (-task.prio, task.arrived_at, task.seq, task))
+        best = None
+        for agent in target.members:
+            if agent is not previous and agent.may_take(target.channel):
+                k = self._fair_key(agent, target.channel)
+                if best is None or k < best[0]:
+                    best = (k, agent)
+        if best is not None:
+            self._assign(task, best[1], now, out, f"transferred: least loaded eligible agent "
+                         f"({best[1].load[target.channel]}/{best[1].cap.of(target.channel)} {target.channel})")
+            self._check_block(best[1], now, out)
+        if previous is not None:
+            self._match_agent(previous, now, out)
+            self._check_block(previous, now, out)
+        return out
+
+    def new_day(self) -> None:
+        """The day's counters (offered, answered, within the service level, abandoned) of
+        every queue start again (the shell calls it at the site's midnight)."""
+        for q in self._queues.values():
+            q.offered = q.answered = q.within = q.abandoned = 0
+
+    def seed_counts(self, queue_id: str, offered: int, answered: int, within: int, abandoned: int) -> None:
+        """Add the day's figures routed before this router existed (a restart, a
+        takeover, a new configuration) to the queue's counters."""
+        q = self._queue(queue_id)
+        q.offered += offered
+        q.answered += answered
+        q.within += within
+        q.abandoned += abandoned
+
     # -- queries -------------------------------------------------------------------
 
     def load(self, agent_id: str) -> dict[str, int]:
@@ -317,6 +411,17 @@ class TaskRouter:
         q.within += waited <= q.cfg.sl_seconds
         out.append(TaskDequeued(task.id, q.id, q.channel, "assigned", waited, now))
         out.append(TaskAssigned(task.id, agent.id, q.channel, q.id, agent.load[q.channel], reason, now))
+
+    def _release(self, task: _Task, now: float, out: list[Decision], reason: str) -> None:
+        """The task's agent no longer holds it (the task stays open)."""
+        agent = task.agent
+        assert agent is not None
+        q = task.queue
+        agent.tasks.discard(task.id)
+        agent.load[q.channel] -= 1
+        q.open -= 1
+        task.agent = None
+        out.append(TaskReleased(task.id, agent.id, q.channel, reason, now))
 
     def _check_block(self, agent: _Agent, now: float, out: list[Decision]) -> None:
         holding = [c for c in agent.cap.voice_blocked_by if agent.load[c]]

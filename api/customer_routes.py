@@ -13,6 +13,7 @@ page names only the recordings the asking user may hear (``recording.recording_d
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -23,6 +24,7 @@ from api.errors import ApiError
 from api.recording_routes import scope_of
 from api.registry import ApiRequest, setup_registry
 from crm import ticket_store
+from crm.conversations import customer_conversations
 from crm.customer_store import add_note, customer_recordings, customer_view, search_customers
 from recording import recording_db as rec_store
 
@@ -102,6 +104,16 @@ class CustomerRecording(BaseModel):
     state: str
 
 
+class CustomerConversation(BaseModel):
+    channel: Literal["chat", "email", "message"]
+    conversation: str = Field(description="a chat's task id, a mail thread's id, a messaging conversation's id")
+    subject: str = Field(description="as the customer wrote it (show it as text)")
+    state: str
+    agent: str | None
+    started_at: datetime
+    last_at: datetime
+
+
 class CustomerPage(BaseModel):
     customer_id: str
     name: str
@@ -116,6 +128,8 @@ class CustomerPage(BaseModel):
     calls: list[CustomerCall]
     tickets: list[CustomerTicket]
     recordings: list[CustomerRecording]
+    conversations: list[CustomerConversation] = Field(
+        default_factory=list, description="chats, mail threads and messaging conversations, newest first")
 
 
 class NoteBody(StrictBody):
@@ -164,7 +178,9 @@ async def customer_page(req: ApiRequest[None, None]) -> CustomerPage:
     seen = await query(rec_store.visible(pool, ids - {None}, scope_of(req.principal)))
     tickets = [{**t, "recording_ids": [i for i in t["recording_ids"] if recording_id(i) in seen]}
                for t in view["tickets"]]
-    return CustomerPage(**{**view, "tickets": tickets, "recordings": [r for r in recs if r["recording_id"] in seen]})
+    talks = await query(customer_conversations(pool, cid, limit=50))
+    return CustomerPage(**{**view, "tickets": tickets, "recordings": [r for r in recs if r["recording_id"] in seen],
+                           "conversations": talks})
 
 
 async def customer_note(req: ApiRequest[NoteBody, None]) -> NoteAdded:
@@ -197,6 +213,7 @@ def setup_customer_routes(app: web.Application) -> None:
             description="Never visited first; leaves out customers with a live site_visit ticket.")
     api.add("GET", "/api/customers/{customer_id}", customer_page, summary="The customer page", roles=roles,
             response=CustomerPage, tags=c,
-            description="Profile, numbers, addresses, tags, notes, recent calls, tickets, recordings.")
+            description="Profile, numbers, addresses, tags, notes, recent calls, tickets, recordings, and "
+                        "conversations (chats, mail threads, messaging) by the customer's addresses and numbers.")
     api.add("POST", "/api/customers/{customer_id}/notes", customer_note, summary="Add a note to a customer",
             roles=roles, body=NoteBody, response=NoteAdded, status=201, tags=c)

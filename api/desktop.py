@@ -43,7 +43,8 @@ STATIC = Path(__file__).parent / "static" / "agent"
 FAVICON = Path(__file__).parent / "static" / "favicon.ico"
 _FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css",
           "softphone.js": "text/javascript", "kb.js": "text/javascript", "chats.js": "text/javascript",
-          "preview.js": "text/javascript", "mail.js": "text/javascript"}
+          "preview.js": "text/javascript", "mail.js": "text/javascript", "messages.js": "text/javascript",
+          "taskkit.js": "text/javascript"}
 # connect-src: this origin, and the browser phone's WebSocket (phone_ws_url).
 _CSP = ("default-src 'self'; connect-src 'self'{ws}; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")

@@ -26,6 +26,7 @@ from api.db import db
 from api.errors import ApiError
 from api.ws import WS
 from crm import ticket_store
+from crm.conversations import customer_conversations
 from crm.customer_lookup import find_by_phone
 from crm.customer_store import customer_view
 from crm.phones import normalise_e164
@@ -77,10 +78,17 @@ async def lookup_card_data(pool: asyncpg.Pool, call_id: str, caller_num: str | N
         recent = [dict(r) for r in rows]
     except TimeoutError:
         log.info("recent calls by number: too slow, the linked calls only", customer_id=customer_id)
+    contacts: list[dict[str, Any]] = []
+    try:   # the customer's chats, mails and messages (bounded like the calls by number)
+        async with asyncio.timeout(RECENT_TIMEOUT):
+            contacts = await customer_conversations(pool, customer_id, limit=5)
+    except TimeoutError:
+        log.info("recent contacts: too slow, left out", customer_id=customer_id)
     out.update(status="found",
                customer={k: full[k] for k in ("customer_id", "name", "language", "vip", "phones", "addresses",
                                               "tags", "notes")},
                recent_calls=recent,
+               recent_contacts=contacts,
                open_tickets=[{"ticket_id": t.ticket_id, "type": t.type, "state": t.state, "title": t.title,
                               "created_at": t.created_at, "due_at": t.due_at} for t in tickets])
     return out

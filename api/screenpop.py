@@ -136,7 +136,8 @@ def card(pop: Pop, ctx: Context | None, view: Any, now: float, *, lookup: Mappin
     """The ``screenpop`` WebSocket message for ``pop``. ``view`` is the call's
     ``CallView`` (a dataclass or its dict); ``lookup`` what the shell found:
     ``{"status": "found" | "not_found" | "no_number" | "timeout" | "error",
-    "customer": ..., "recent_calls": [...], "open_tickets": [...]}``;
+    "customer": ..., "recent_calls": [...], "recent_contacts": [...], "open_tickets": [...]}``
+    (``recent_contacts``: the customer's latest chats, mails and messages, crm.conversations);
     ``ivr_steps`` replaces the tracked steps (read back from the database); ``incident``
     is the emergency switch covering the call (docs/emergency.md), or None."""
     v = view if isinstance(view, Mapping) else (view.as_dict() if isinstance(view, CallView) else asdict(view))
@@ -169,6 +170,7 @@ def card(pop: Pop, ctx: Context | None, view: Any, now: float, *, lookup: Mappin
             "customer_lookup": found.get("status"),
             "customer": found.get("customer"),
             "recent_calls": list(found.get("recent_calls") or []),
+            "recent_contacts": list(found.get("recent_contacts") or []),
             "open_tickets": list(found.get("open_tickets") or []),
             "incident": dict(incident) if incident is not None else None,
         },

@@ -180,6 +180,7 @@ async def take_thread(req: ApiRequest[None, None]) -> ThreadView:
         await query(store.take(db(req.app), thread_id, _me(req), force=req.principal.role in STAFF))
     except store.MailError as exc:
         raise _known(exc) from None
+    req.app[MAIL].tasks.taken(thread_id, _me(req))     # its task is mine too
     log.info("mail.taken", thread_id=thread_id, actor=actor_of(req))
     return await get_thread(req)
 
@@ -190,6 +191,7 @@ async def close_thread(req: ApiRequest[None, None]) -> None:
         await query(store.close(db(req.app), thread_id))
     except store.MailError as exc:
         raise _known(exc) from None
+    req.app[MAIL].tasks.closed(thread_id)              # and its task
     log.info("mail.closed", thread_id=thread_id, actor=actor_of(req))
 
 
@@ -203,6 +205,8 @@ async def reply(req: ApiRequest[ReplyBody, None]) -> ReplyResult:
         if t["state"] == "assigned" and t["assigned_to"] not in (None, me) and req.principal.role not in STAFF:
             raise store.MailError("taken", f"mail thread {thread_id} is assigned to {t['assigned_to']}")
         sent = await req.app[MAIL].reply(pool, thread_id, req.body.text, author=actor_of(req), assign_to=me)
+        if t["state"] in ("new", "waiting"):     # answering a waiting thread takes it, and its task
+            req.app[MAIL].tasks.taken(thread_id, me, steal=False)
     except store.MailError as exc:
         raise _known(exc) from None
     except SendFailed as exc:

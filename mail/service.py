@@ -14,6 +14,7 @@ smtplib in a worker thread (bounded by ``SEND_TIMEOUT``), and keeps it (sent or 
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import smtplib
 from dataclasses import dataclass, replace
@@ -74,12 +75,40 @@ class IntoAcd:
         await self._file(channel, queue, customer_ref or ref, " ".join(subject.split())[:200], ref)
 
 
+_MAIL_REF = re.compile(r"mail:([0-9]{1,19})(?:/[0-9]{1,19})?")
+
+
 def thread_ref(ref: str) -> int:
-    """The thread id in a ``mail:<thread_id>`` ref. Raises ``ValueError``."""
-    prefix, _, number = ref.partition(":")
-    if prefix != "mail" or not number.isdigit():
+    """The thread id in a ``mail:<thread_id>`` ref (``mail:<thread_id>/<message>`` for a
+    reopened thread: each reopening is a new task). Raises ``ValueError``."""
+    m = _MAIL_REF.fullmatch(ref)
+    if m is None:
         raise ValueError(f"not a mail ref: {ref[:40]!r}")
-    return int(number)
+    return int(m[1])
+
+
+def task_ref(thread_id: int, message_pk: int | None = None) -> str:
+    """The task ref of a new thread, or of a thread reopened by message ``message_pk``."""
+    return f"mail:{thread_id}" if message_pk is None else f"mail:{thread_id}/{message_pk}"
+
+
+class TaskLink(Protocol):
+    """Keeps a thread and its ACD task in step (``omni.links.MailTasks``): taking a
+    thread takes its task, closing it closes the task."""
+
+    def taken(self, thread_id: int, who: str, *, steal: bool = True) -> None: ...
+
+    def closed(self, thread_id: int) -> None: ...
+
+
+class NoTasks:
+    """No ACD tasks: threads alone."""
+
+    def taken(self, thread_id: int, who: str, *, steal: bool = True) -> None:
+        return None
+
+    def closed(self, thread_id: int) -> None:
+        return None
 
 
 def host_port(value: str) -> tuple[str, int]:
@@ -136,6 +165,7 @@ class MailService:
         self.config = config
         self._pool = pool
         self.file_task = file_task
+        self.tasks: TaskLink = NoTasks()      # the threads' ACD tasks (omni.links.MailTasks in the daemon)
         self._send = send
         self._server: asyncio.AbstractServer | None = None
         self.counts = {"stored": 0, "malformed": 0, "duplicate": 0, "deferred": 0, "file_failed": 0,
@@ -205,7 +235,7 @@ class MailService:
             try:
                 async with asyncio.timeout(STORE_TIMEOUT):
                     await self.file_task(CHANNEL, self.config.queue, stored.customer_id, stored.subject,
-                                         f"mail:{stored.thread_id}")
+                                         task_ref(stored.thread_id, stored.message_pk if stored.reopened else None))
             except Exception as exc:      # the thread stays 'new': listed, not lost
                 self.counts["file_failed"] += 1
                 log.warning("mail.file_task_failed", thread_id=stored.thread_id, error=type(exc).__name__)

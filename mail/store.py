@@ -40,6 +40,7 @@ class Stored:
     customer_id: str | None
     ticket_id: int | None
     subject: str
+    reopened: bool = False      # a closed thread the mail reopened (new_work too)
 
 
 def pick_thread(keys: Iterable[str], found: Mapping[str, int]) -> int | None:
@@ -75,6 +76,7 @@ async def store_inbound(db: Db, mail: ParsedMail, *, queue: str) -> Stored:
                                       "WHERE message_id = ANY($1::text[]) GROUP BY message_id", keys):
                 found[r["message_id"]] = r["thread_id"]
         thread_id = pick_thread(keys, found)
+        keys_were_new = thread_id is None
         new_work = False
         if thread_id is not None:
             t = await conn.fetchrow("SELECT state, customer_id, ticket_id, subject FROM mail_threads "
@@ -106,7 +108,8 @@ async def store_inbound(db: Db, mail: ParsedMail, *, queue: str) -> Stored:
             await conn.executemany(
                 "INSERT INTO mail_attachments (message_pk, filename, content_type, size, data) VALUES ($1, $2, $3, $4, $5)",
                 [(message_pk, a.filename, a.content_type, len(a.data), a.data) for a in mail.attachments])
-        return Stored(thread_id, message_pk, new_work, False, customer_id, ticket_id, subject)
+        return Stored(thread_id, message_pk, new_work, False, customer_id, ticket_id, subject,
+                      reopened=new_work and not keys_were_new)
 
 
 async def mark_waiting(db: Db, thread_id: int) -> None:
@@ -173,6 +176,20 @@ async def close(db: Db, thread_id: int) -> None:
                              "RETURNING thread_id", thread_id)
     if done is None:
         raise MailError("not_found", f"no mail thread {thread_id}")
+
+
+async def follow_task(db: Db, thread_id: int, agent_id: str | None) -> None:
+    """The thread's task went to ``agent_id`` (the ACD's offer: the thread is theirs), or
+    back to its queue (None: waiting, nobody's). A closed thread stays closed."""
+    await db.execute("UPDATE mail_threads SET state = CASE WHEN $2::text IS NULL THEN 'waiting' ELSE 'assigned' END, "
+                     "assigned_to = $2, updated_at = now() WHERE thread_id = $1 AND state <> 'closed'",
+                     thread_id, agent_id)
+
+
+async def close_quiet(db: Db, thread_id: int) -> None:
+    """Close the thread if it is not (its task was closed by the agent)."""
+    await db.execute("UPDATE mail_threads SET state = 'closed', updated_at = now() "
+                     "WHERE thread_id = $1 AND state <> 'closed'", thread_id)
 
 
 async def reply_context(db: Db, thread_id: int) -> tuple[dict[str, Any], ReplyTo]:

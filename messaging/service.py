@@ -90,6 +90,31 @@ def file_as_task(file_task: Callable[[str, str, str, str, str], Awaitable[str]])
     return filer
 
 
+class ConversationTasks(Protocol):
+    """A conversation and its ACD task kept in step (``omni.links.MessageTasks``): taking
+    (answering a waiting one) takes the task, closing closes it; ``mine``: the
+    conversations of an agent's open tasks."""
+
+    def taken(self, conversation_id: int, who: str, *, steal: bool = True) -> None: ...
+
+    def closed(self, conversation_id: int) -> None: ...
+
+    def mine(self, agent_id: str) -> list[int]: ...
+
+
+class NoTasks:
+    """No ACD tasks: conversations alone (nobody has any of their own)."""
+
+    def taken(self, conversation_id: int, who: str, *, steal: bool = True) -> None:
+        return None
+
+    def closed(self, conversation_id: int) -> None:
+        return None
+
+    def mine(self, agent_id: str) -> list[int]:
+        return []
+
+
 # -- the API's models ------------------------------------------------------------------------
 
 
@@ -141,6 +166,7 @@ class ConversationList(BaseModel):
 
 class ConversationsQuery(BaseModel):
     state: Literal["waiting", "queued", "open", "closed"] | None = None
+    mine: bool = Field(False, description="only the conversations of my open message tasks")
     limit: int = Field(50, ge=1, le=500)
 
 
@@ -162,6 +188,7 @@ class MessagingService:
         self.app = app
         self.settings = settings
         self.on_new = on_new
+        self.tasks: ConversationTasks = NoTasks()     # their ACD tasks (omni.links.MessageTasks in the daemon)
         self.inbound_limit = core.RateLimit(rate=20.0, burst=200)
         self.form_limit = core.RateLimit(rate=1 / 120, burst=3)     # per address: 3, then one per 2 min
         self.form_total = core.RateLimit(rate=1.0, burst=60)        # all addresses together
@@ -369,7 +396,14 @@ async def inbound_message(req: ApiRequest[None, None]) -> InboundReply:
 
 
 async def list_conversations(req: ApiRequest[None, ConversationsQuery]) -> ConversationList:
-    rows = await query(store.conversations(db(req.app), req.query.state, req.query.limit))
+    q = req.query
+    if q.mine:
+        agent = req.principal.agent_id if req.principal is not None else None
+        ids = _service(req).tasks.mine(agent) if agent else []
+        rows = await query(store.conversations_of(db(req.app), ids, q.limit)) if ids else []
+        rows = [r for r in rows if q.state is None or r["state"] == q.state]
+    else:
+        rows = await query(store.conversations(db(req.app), q.state, q.limit))
     return ConversationList(conversations=[ConversationView(**dict(r)) for r in rows])
 
 
@@ -394,7 +428,11 @@ async def get_conversation(req: ApiRequest[None, None]) -> ConversationDetail:
 
 async def post_reply(req: ApiRequest[ReplyBody, None]) -> ReplyQueued:
     assert req.principal is not None
-    return await _service(req).reply(_conversation_id(req), req.body.text, req.principal.name)
+    cid = _conversation_id(req)
+    queued = await _service(req).reply(cid, req.body.text, req.principal.name)
+    # Answering a conversation takes its task while it waits (never one another agent holds).
+    _service(req).tasks.taken(cid, req.principal.agent_id or req.principal.name, steal=False)
+    return queued
 
 
 async def close_conversation(req: ApiRequest[None, None]) -> None:
@@ -403,7 +441,7 @@ async def close_conversation(req: ApiRequest[None, None]) -> None:
     if await query(store.conversation(pool, cid)) is None:
         raise ApiError(404, "not_found", f"no conversation {cid}")
     await query(store.set_state(pool, cid, "closed"))
-
+    _service(req).tasks.closed(cid)
 
 async def callback_request(req: ApiRequest[form.CallbackFormBody, None]) -> CallbackFiled:
     return await _service(req).callback_request(req.request, req.body)

@@ -65,6 +65,18 @@ async def set_state(pool: asyncpg.Pool, conversation_id: int, state: str, task_r
                        conversation_id, state, task_ref)
 
 
+async def close_quiet(pool: asyncpg.Pool, conversation_id: int) -> None:
+    """Close the conversation if it is not (its task was closed by the agent)."""
+    await pool.execute("UPDATE message_conversations SET state = 'closed', closed_at = now() "
+                       "WHERE conversation_id = $1 AND state <> 'closed'", conversation_id)
+
+
+async def conversations_of(pool: asyncpg.Pool, ids: list[int], limit: int) -> list[asyncpg.Record]:
+    """The conversations ``ids`` (an agent's), latest first."""
+    return await pool.fetch("SELECT * FROM message_conversations WHERE conversation_id = ANY($1::bigint[]) "
+                            "ORDER BY last_at DESC LIMIT $2", ids, limit)
+
+
 async def conversation(pool: asyncpg.Pool, conversation_id: int) -> asyncpg.Record | None:
     return await pool.fetchrow("SELECT * FROM message_conversations WHERE conversation_id = $1", conversation_id)
 

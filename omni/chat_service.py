@@ -52,7 +52,42 @@ class ChatService:
         omni.listeners.append(self._task_changed)
 
     async def start(self) -> None:
+        """After ``OmniService.start``: the open chats are rebuilt from ``chat_messages``
+        (a restart, or a takeover: what this node held before may be stale), so a widget
+        resumes by ``seq`` and the agent answers as before."""
+        self.chats.clear()
+        self.by_task.clear()
+        pool = self.omni.core.pool
+        open_chats = [t for t in self.omni.tasks.values() if t.channel == "chat"]
+        if pool is not None and open_chats:
+            try:
+                async with asyncio.timeout(10):
+                    found = await store.messages_of(pool, [t.task_id for t in open_chats])
+            except Exception as exc:    # the widgets' resumes then read them one by one
+                log.warning("chats not rebuilt", error=type(exc).__name__)
+            else:
+                for t in open_chats:
+                    self._keep(_rebuilt(t, found.get(t.task_id, [])))
+                log.info("chats rebuilt", chats=len(open_chats))
         self._ticker = asyncio.create_task(self._tell_queue(), name="chat-queue")
+
+    def _keep(self, chat: Chat) -> Chat:
+        self.chats[chat.token] = chat
+        self.by_task[chat.task_id] = chat
+        self._trim()
+        return chat
+
+    async def _load(self, token: str) -> Chat | None:
+        """A chat no longer (or not yet) in memory, from the database: its messages, and
+        its state as the task router has it (closed when the task is not open)."""
+        pool = self.omni.core.pool
+        if pool is None:
+            return None
+        task = await store.by_ref(pool, "chat", token)
+        if task is None:
+            return None
+        task = self.omni.tasks.get(task.task_id, task)
+        return _rebuilt(task, await store.messages(pool, task.task_id))
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -119,8 +154,11 @@ class ChatService:
                 last = 0
             elif cm.kind == "resume":
                 chat = self.chats.get(cm.token)
-                if chat is None:
-                    raise ChatError("no such chat (it may have ended long ago): start a new one")
+                if chat is None:    # from before a restart or a takeover, or trimmed
+                    loaded = await self._load(cm.token)
+                    if loaded is None:
+                        raise ChatError("no such chat (it may have ended long ago): start a new one")
+                    chat = self.chats.get(cm.token) or self._keep(loaded)
                 last = cm.last_seq
             else:
                 raise ChatError("send a start or resume frame first")
@@ -190,6 +228,10 @@ class ChatService:
             self._to_customer(chat, {"type": "agent", "status": "active"})
             for m in chat.messages:     # the agent gets the conversation so far
                 self.omni.push(_agent_frame(chat, m), frozenset({task.agent_id or ""}))
+        elif what == "released" and chat.status == "active":    # a transfer: the next agent follows
+            self.say(chat, "system", "You are being transferred to another agent.")
+            chat.status, chat.agent_id = "waiting", None
+            self._to_customer(chat, self._queue_frame(chat))
         elif what in ("closed", "abandoned") and chat.status != "closed":
             chat.status = "closed"
             self.say(chat, "system", "The chat has ended." if what == "closed" else "You left the queue.")
@@ -224,24 +266,29 @@ class ChatService:
     async def transcript(self, token: str) -> str | None:
         """The transcript of the chat with this token (from the database when it is no
         longer in memory); None when there is no such chat."""
-        chat = self.chats.get(token)
-        if chat is not None:
-            return chat.transcript()
-        pool = self.omni.core.pool
-        if pool is None:
-            return None
-        task = await store.by_ref(pool, "chat", token)
-        if task is None:
-            return None
-        old = Chat(token, task.task_id, task.customer_ref, task.customer_ref, status=task.status)
-        for m in await store.messages(pool, task.task_id):
-            old.messages.append(ChatMessage(m["seq"], m["sender"], m["body"], m["at"], m["agent_id"]))
-        return old.transcript()
+        chat = self.chats.get(token) or await self._load(token)
+        return None if chat is None else chat.transcript()
 
     @staticmethod
     async def _error(ws: web.WebSocketResponse, reason: str) -> None:
         if not ws.closed:
             await ws.send_json({"type": "error", "reason": reason})
+
+
+def _rebuilt(task: Task, messages: list[dict[str, Any]]) -> Chat:
+    """A chat rebuilt from its task and stored messages (its seq numbering goes on). The
+    customer's name is not stored: their address stands for it."""
+    status = {"waiting": "waiting", "assigned": "active"}.get(task.status, "closed")
+    chat = Chat(task.ref, task.task_id, task.customer_ref, task.customer_ref, status=status,
+                agent_id=task.agent_id if status == "active" else None)
+    for m in messages:
+        # A gap (a write lost before a crash) is filled, so that every later seq keeps its
+        # place and the numbering goes on after the last one stored.
+        while len(chat.messages) + 1 < m["seq"]:
+            chat.messages.append(ChatMessage(len(chat.messages) + 1, "system", "(a message was not kept)", m["at"]))
+        if m["seq"] == len(chat.messages) + 1:
+            chat.messages.append(ChatMessage(m["seq"], m["sender"], m["body"], m["at"], m["agent_id"]))
+    return chat
 
 
 def _agent_frame(chat: Chat, m: ChatMessage) -> dict[str, Any]:

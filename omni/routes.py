@@ -6,20 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from acd.routing_shell import ACD
 from api.client_address import client_address, networks
-from api.errors import ApiError
+from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from api.standby import standby_error
 from api.static_files import StaticFiles
 from cti.daemon import CORE
 from cti.ha import HA, run_while_leading
 from omni.chat import BODY_MAX, Chat, ChatError
+from omni.canned import setup_canned
 from omni.chat_service import ChatService
 from omni.service import DISPOSITION_MAX, NotYourTask, OmniService, TaskError
+
+log = structlog.get_logger(__name__)
 
 CHAT = web.AppKey("omni_chat", ChatService)
 _STATIC = StaticFiles(Path(__file__).resolve().parents[1] / "api" / "static" / "chat",
@@ -53,6 +57,35 @@ class TaskList(BaseModel):
 class CloseBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     disposition: str = Field(min_length=1, max_length=DISPOSITION_MAX, pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$")
+
+
+class TransferBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queue: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$",
+                              description="a queue of the task's channel: it waits there, keeping its wait")
+    agent: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,63}$",
+                              description="an agent of the ACD configuration: theirs at once")
+
+    @model_validator(mode="after")
+    def _one(self) -> "TransferBody":
+        if (self.queue is None) == (self.agent is None):
+            raise ValueError("give a queue or an agent, not both")
+        return self
+
+
+class TargetAgent(BaseModel):
+    agent_id: str
+    name: str
+    state: str = Field(description="the agent's voice state now (available, on_call, not_ready, logged_out...)")
+    load: int = Field(description="open tasks of the task's channel")
+    capacity: int = Field(description="the agent's capacity in the task's channel")
+
+
+class TransferTargets(BaseModel):
+    task_id: str
+    channel: str
+    queues: list[str] = Field(description="the other queues of the task's channel")
+    agents: list[TargetAgent] = Field(description="agents with capacity in the channel, but the one holding it")
 
 
 class SayBody(BaseModel):
@@ -180,6 +213,53 @@ async def close_task(req: ApiRequest[CloseBody, None]) -> TaskItem:
         raise ApiError(404, "no_open_task", str(exc)) from None
 
 
+def _may_transfer(req: ApiRequest[Any, Any], task: Any) -> None:
+    who = req.principal
+    staff = who is not None and who.role in ("supervisor", "admin")
+    if not staff and (who is None or not who.agent_id or task.agent_id != who.agent_id):
+        raise ApiError(403, "not_your_task", "only the agent holding a task (or a supervisor) transfers it")
+
+
+async def transfer_task(req: ApiRequest[TransferBody, None]) -> TaskItem:
+    who = req.principal
+    service = _service(req)
+    task = service.tasks.get(req.match_info["task_id"])
+    if task is None:
+        raise ApiError(404, "no_open_task", "no open task with this id")
+    _may_transfer(req, task)
+    b = req.body
+    try:
+        moved = service.transfer(task.task_id, b.queue) if b.queue is not None else service.take(task.task_id, b.agent)
+    except TaskError as exc:
+        field = "body.queue" if b.queue is not None else "body.agent"
+        raise ApiError(422, "invalid_body", str(exc), [ErrorDetail(field=field, message=str(exc),
+                                                                   type="value_error")]) from None
+    log.info("omni task transferred", task_id=task.task_id, queue=b.queue, agent=b.agent,
+             actor=who.name if who else None)
+    return _item(moved)
+
+
+async def transfer_targets(req: ApiRequest[None, None]) -> TransferTargets:
+    service = _service(req)
+    task = service.tasks.get(req.match_info["task_id"])
+    if task is None or service.router is None:
+        raise ApiError(404, "no_open_task", "no open task with this id")
+    _may_transfer(req, task)
+    acd = service.acd
+    ch = task.channel
+    return TransferTargets(
+        task_id=task.task_id, channel=ch,
+        queues=[q.id for q in acd.config.queues if q.channel == ch and q.id != task.queue],
+        agents=[TargetAgent(agent_id=a.id, name=a.name, state=acd.router.state_of(a.id),
+                            load=service.router.load(a.id)[ch], capacity=a.capacity.of(ch))
+                for a in acd.config.agents if a.capacity.of(ch) > 0 and a.id != task.agent_id])
+
+
+def task_queues(acd: Any) -> list[str]:
+    """The ids of the task queues (chat, e-mail, message) of the configuration in force."""
+    return [] if acd is None else [q.id for q in acd.config.queues if q.channel != "voice"]
+
+
 def chat_queues(acd: Any) -> list[str]:
     """The ids of the chat queues of the ACD's configuration in force, in its order."""
     return [] if acd is None else [q.id for q in acd.config.queues if q.channel == "chat"]
@@ -249,6 +329,16 @@ def setup_omni(app: web.Application) -> OmniService:
             description="Frees the agent's slot in the task's channel; the best waiting task it may take "
                         "follows at once (pushed as task.offered on /ws).",
             roles=frozenset({"agent"}), body=CloseBody, response=TaskItem, tags=tags)
+    api.add("POST", "/api/tasks/{task_id}/transfer", transfer_task, summary="Transfer a task to a queue or an agent",
+            description="To a queue of its channel: it waits there keeping its wait (the router gives it to the "
+                        "least-loaded eligible member other than its agent when there is one); to an agent: "
+                        "theirs at once, even over their capacity. The agent holding it, or a supervisor or "
+                        "admin. task.released goes to the agent it leaves, task.offered to the next.",
+            roles=AGENT_OR_STAFF, body=TransferBody, response=TaskItem, tags=tags)
+    api.add("GET", "/api/tasks/{task_id}/transfer-targets", transfer_targets,
+            summary="Where a task may be transferred: its channel's other queues, agents with capacity there",
+            roles=AGENT_OR_STAFF, response=TransferTargets, tags=tags)
+    setup_canned(app, lambda: task_queues(app.get(ACD)))
     api.add("POST", "/api/tasks/{task_id}/messages", say, summary="Send a message in the agent's own web chat",
             description="Stored (chat_messages) and sent to the customer's widget; numbered by the chat.",
             roles=frozenset({"agent"}), body=SayBody, response=ChatLine, status=201, tags=tags)

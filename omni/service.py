@@ -28,12 +28,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any, Awaitable, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
-from acd.decisions import Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskQueueStats, VoiceBlock
+from acd.core import AcdInputError
+from acd.figures import bucket_start
+from acd.decisions import (
+    Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskQueueStats, TaskReleased, VoiceBlock,
+)
 from acd.tasks import TaskRouter
 from omni import store
 from omni.tasks import Task, TaskError, new_task
@@ -49,7 +54,7 @@ class NotYourTask(TaskError):
     """The task is not assigned to the agent who asks."""
 
 
-Listener = Callable[[str, Task], None]     # (what happened: offered / closed / abandoned, the task)
+Listener = Callable[[str, Task], None]     # (what happened: offered / closed / abandoned / released, the task)
 
 
 class OmniService:
@@ -67,6 +72,7 @@ class OmniService:
         self._writer: asyncio.Task[None] | None = None
         self.filed = self.assigned = self.closed = 0
         self.restored = 0                           # tasks taken back from the database at the last start
+        self._day: float | None = None              # the start of the day the queue figures count
         # Whether this node may route tasks (an HA pair: ``HaNode.may_act``; alone: always).
         self.may_act: Callable[[], bool] = lambda: True
 
@@ -79,31 +85,101 @@ class OmniService:
         self.router = TaskRouter(self.acd.config)
         self._writer = asyncio.create_task(self._write_loop(), name="omni-writes")
         self.acd.agent_listeners.append(self._agent_changed)
+        if self._reconfigured not in self.acd.config_listeners:
+            self.acd.config_listeners.append(self._reconfigured)
         now = time.time()
-        for a in self.acd.config.agents:
-            self._handle(self.router.agent_voice(a.id, self.acd.router.state_of(a.id), now))
+        self._voice_states(now)
         pool = self.core.pool
         if pool is not None:
-            # Tasks still waiting when the daemon stopped wait again, keeping their place.
-            # Tasks agents held count in their load again (first, so that a waiting one is not
-            # given to an agent already full); waiting ones wait again, keeping their place.
-            known = set(self.router.queue_ids())
-            agents = {a.id for a in self.acd.config.agents}
-            found = [t for t in await store.open_tasks(pool) if t.queue in known]
+            found = await store.open_tasks(pool)
             self.restored = len(found)
-            for t in found:
-                if t.status == "assigned" and t.agent_id in agents:
-                    self.tasks[t.task_id] = t
-                    self._handle(self.router.task_held(t.task_id, t.queue, t.agent_id, now, since=t.created_at))
-            for t in found:
-                if t.status == "waiting":
-                    self.tasks[t.task_id] = t
-                    self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
-                                                          customer_ref=t.customer_ref))
+            self._restore(found, now)
+            # The day's figures of the task queues count what an earlier process routed too.
+            try:
+                async with asyncio.timeout(5):
+                    counts = await store.day_counts(pool, _midnight(self.core, now), self._sl_seconds())
+            except Exception as exc:
+                log.warning("omni day figures not read back", error=type(exc).__name__)
+                counts = {}
+            self._seed(counts)
+        self._day = _midnight(self.core, now)
+
+    def _voice_states(self, now: float) -> None:
+        assert self.router is not None
+        for a in self.acd.config.agents:
+            self._handle(self.router.agent_voice(a.id, self.acd.router.state_of(a.id), now))
+
+    def _sl_seconds(self) -> dict[str, float]:
+        return {q.id: q.sl_seconds for q in self.acd.config.queues if q.channel != "voice"}
+
+    def _seed(self, counts: dict[str, tuple[int, int, int, int]]) -> None:
+        assert self.router is not None
+        known = set(self.router.queue_ids())
+        for qid, (offered, answered, within, abandoned) in counts.items():
+            if qid in known:
+                self.router.seed_counts(qid, offered, answered, within, abandoned)
+
+    def _restore(self, found: list[Task], now: float) -> None:
+        """Open tasks into a fresh router: those agents hold count in their load again
+        (first, so that a waiting one is not given to an agent already full); waiting ones
+        wait again, keeping their place. A task whose agent is no longer configured waits
+        again in its queue; one whose queue is gone moves to the first queue of its channel
+        (held ones stay with their agent) or, when the configuration has none, stays out of
+        routing (logged)."""
+        assert self.router is not None
+        queues = self.router.queue_ids()
+        by_channel = {}
+        for q in self.acd.config.queues:
+            if q.id in queues:
+                by_channel.setdefault(q.channel, q.id)
+        agents = {a.id for a in self.acd.config.agents}
+        placed: list[Task] = []
+        for t in found:
+            queue = t.queue if t.queue in queues else by_channel.get(t.channel)
+            if queue is None:
+                log.warning("omni task has no queue of its channel", task_id=t.task_id, queue=t.queue)
+                continue
+            if queue != t.queue:
+                t = replace(t, queue=queue)
+                self.write(lambda p, t=t: store.set_queue(p, t.task_id, t.queue))
+            if t.status == "assigned" and t.agent_id not in agents:
+                t = replace(t, status="waiting", agent_id=None, assigned_at=None)
+                self.write(lambda p, t=t: store.set_waiting(p, t.task_id, t.queue))
+            self.tasks[t.task_id] = t
+            placed.append(t)
+        for t in placed:
+            if t.status == "assigned":
+                self._handle(self.router.task_held(t.task_id, t.queue, t.agent_id or "", now, since=t.created_at))
+        for t in placed:
+            if t.status == "waiting":
+                self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
+                                                      customer_ref=t.customer_ref))
+        # A block the call router still holds that the new task router does not (the agent's
+        # tasks left, or its rule changed) is lifted: the router only says what changes.
+        for agent_id in sorted(agents & set(self.acd.voice_blocked)):
+            if not self.router.voice_blocked(agent_id):
+                self.acd.set_voice_blocked(agent_id, False)
+
+    def _reconfigured(self, config: Any, now: float) -> None:
+        """A new ACD configuration is in force (``AcdService.reconfigure``): a fresh task
+        router of it takes every open task (``_restore``) and the day's figures so far."""
+        if self.router is None:
+            return
+        old = self.router
+        counts = {q: _counts(old.queue_stats(q, now)) for q in old.queue_ids()}
+        found = sorted(self.tasks.values(), key=lambda t: (t.created_at, t.task_id))
+        self.tasks = {}
+        self.router = TaskRouter(config)
+        self._voice_states(now)
+        self._restore(found, now)
+        self._seed(counts)
+        log.info("omni configuration in force", tasks=len(self.tasks), queues=len(self.router.queue_ids()))
 
     async def stop(self) -> None:
         if self.acd is not None and self._agent_changed in self.acd.agent_listeners:
             self.acd.agent_listeners.remove(self._agent_changed)
+        if self.acd is not None and self._reconfigured in self.acd.config_listeners:
+            self.acd.config_listeners.remove(self._reconfigured)
         if self._writer is not None:
             self._writes.put_nowait(None)
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -175,6 +251,62 @@ class OmniService:
         router = self._router()
         return any(isinstance(d, TaskDequeued) for d in self._handle(router.task_abandoned(task_id, time.time())))
 
+    def end_task(self, task_id: str, disposition: str) -> Task | None:
+        """Close an open task whoever holds it (its channel closed the conversation: the
+        mail thread, the messaging conversation). A waiting one is closed too (taken out
+        of its queue, counted as abandoned). Returns the closed task, None when it was not
+        open. Raises ``TaskError`` when tasks are not routed here."""
+        router = self._router()
+        task = self.tasks.get(task_id)
+        if task is None:
+            return None
+        now = time.time()
+        if task.status == "waiting":
+            self._handle(router.task_abandoned(task_id, now))
+            return replace(task, status="abandoned", closed_at=now)
+        closed = self.tasks[task_id] = task.closed(now, disposition[:DISPOSITION_MAX])
+        self._handle(router.task_closed(task_id, now))
+        return closed
+
+    def take(self, task_id: str, agent_id: str) -> Task:
+        """The agent takes the task itself (or is given it: a transfer to an agent).
+        Returns the task as it is then. Raises ``TaskError`` (not open, unknown agent)."""
+        router = self._router()
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskError(f"task {task_id!r} is not open")
+        if task.agent_id == agent_id:
+            return task
+        try:
+            self._handle(router.task_taken(task_id, agent_id, time.time()))
+        except AcdInputError as exc:
+            raise TaskError(str(exc)) from None
+        return self.tasks[task_id]
+
+    def transfer(self, task_id: str, queue: str) -> Task:
+        """The task waits in ``queue`` (of its channel), keeping its wait; its agent is
+        freed. Returns the task as it is then (maybe already with another agent).
+        Raises ``TaskError`` (not open, unknown queue or one of another channel)."""
+        router = self._router()
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskError(f"task {task_id!r} is not open")
+        if task.status == "waiting" and task.queue == queue:
+            return task
+        try:
+            decisions = router.task_transferred(task_id, queue, time.time())
+        except AcdInputError as exc:
+            raise TaskError(str(exc)) from None
+        moved = self.tasks[task_id] = replace(self.tasks[task_id], queue=queue)
+        if moved.status == "waiting":
+            self.write(lambda p: store.set_waiting(p, task_id, queue))
+        self._handle(decisions)
+        return self.tasks[task_id]
+
+    def open_by_ref(self, channel: str, ref: str) -> Task | None:
+        """The open task of the channel's conversation ``ref``, if any."""
+        return next((t for t in self.tasks.values() if t.channel == channel and t.ref == ref), None)
+
     # -- queries ---------------------------------------------------------------------
 
     def tasks_of(self, agent_id: str | None) -> list[Task]:
@@ -188,10 +320,15 @@ class OmniService:
         return self.router.position(task_id), self.router.estimated_wait(task_id)
 
     def queue_stats(self, now: float) -> list[TaskQueueStats]:
-        """Each task queue's figures now (none while not running: no ACD, or a standby)."""
+        """Each task queue's figures now, those of the day since the site's midnight (none
+        while not running: no ACD, or a standby)."""
         router = self.router
         if router is None:
             return []
+        day = _midnight(self.core, now)
+        if self._day is not None and day > self._day:
+            router.new_day()
+        self._day = day
         return [router.queue_stats(q, now) for q in router.queue_ids()]
 
     # -- internals ---------------------------------------------------------------------
@@ -205,7 +342,11 @@ class OmniService:
 
     def _agent_changed(self, agent_id: str, at: float) -> None:
         if self.router is not None:
-            self._handle(self.router.agent_voice(agent_id, self.acd.router.state_of(agent_id), at))
+            try:
+                decisions = self.router.agent_voice(agent_id, self.acd.router.state_of(agent_id), at)
+            except AcdInputError:   # an agent a new configuration adds: the new task router has it
+                return
+            self._handle(decisions)
 
     def _handle(self, decisions: list[Decision]) -> list[Decision]:
         """Carry decisions out, in order; those caused meanwhile (a voice block lets a
@@ -234,6 +375,17 @@ class OmniService:
             self.push({"type": "task.offered", "task": _public(task), "load": d.load, "reason": d.reason},
                       frozenset({d.agent_id}))
             self._tell("offered", task)
+        elif isinstance(d, TaskReleased):
+            task = self.tasks.get(d.task_id)
+            if task is None:
+                return
+            task = self.tasks[d.task_id] = replace(task, status="waiting", agent_id=None, assigned_at=None)
+            queue = task.queue
+            log.info("omni task released", task_id=d.task_id, agent=d.agent_id, reason=d.reason)
+            self.write(lambda p: store.set_waiting(p, d.task_id, queue))
+            self.push({"type": "task.released", "task": _public(task), "reason": d.reason},
+                      frozenset({d.agent_id}))
+            self._tell("released", task)
         elif isinstance(d, TaskEnded):
             task = self.tasks.pop(d.task_id, None)
             if task is None:
@@ -282,6 +434,19 @@ class OmniService:
 async def _set(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _midnight(core: Any, now: float) -> float:
+    """The start of the day of ``now`` in the site's time zone (the wallboard's day)."""
+    try:
+        tz = ZoneInfo(getattr(core.settings, "timezone", None) or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    return bucket_start(now, "day", tz)
+
+
+def _counts(s: TaskQueueStats) -> tuple[int, int, int, int]:
+    return s.offered, s.answered, s.answered_within_sl, s.abandoned
 
 
 def _public(t: Task) -> dict[str, Any]:

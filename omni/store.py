@@ -55,6 +55,36 @@ async def set_closed(conn: Any, task_id: str, at: float, disposition: str) -> No
                        "WHERE task_id = $1 AND status = 'assigned'", task_id, _utc(at), disposition)
 
 
+async def set_waiting(conn: Any, task_id: str, queue: str) -> None:
+    """The task waits (again) in ``queue``: transferred, or its agent left the configuration.
+    ``created_at`` stays: the wait goes on from it after a restart."""
+    await conn.execute("UPDATE tasks SET status = 'waiting', queue_id = $2, agent_id = NULL, assigned_at = NULL "
+                       "WHERE task_id = $1 AND status IN ('waiting', 'assigned')", task_id, queue)
+
+
+async def set_queue(conn: Any, task_id: str, queue: str) -> None:
+    """The task belongs to ``queue`` now (its queue left the configuration)."""
+    await conn.execute("UPDATE tasks SET queue_id = $2 WHERE task_id = $1", task_id, queue)
+
+
+async def day_counts(conn: Any, since: float, sl_seconds: dict[str, float]) -> dict[str, tuple[int, int, int, int]]:
+    """Per queue, the tasks that left it since ``since``: (offered, answered, answered within
+    the queue's ``sl_seconds``, abandoned), as ``TaskRouter.queue_stats`` counts them. A
+    task counts in the queue it is in now (a transfer counted it in each before a restart)."""
+    rows = await conn.fetch(
+        "SELECT queue_id, count(*) FILTER (WHERE assigned_at IS NOT NULL) AS answered, "
+        "count(*) FILTER (WHERE status = 'abandoned') AS abandoned, "
+        "array_agg(extract(epoch FROM assigned_at - created_at)::float8) FILTER (WHERE assigned_at IS NOT NULL) "
+        "AS waits FROM tasks WHERE (assigned_at >= $1 OR (status = 'abandoned' AND closed_at >= $1)) "
+        "GROUP BY queue_id", _utc(since))
+    out: dict[str, tuple[int, int, int, int]] = {}
+    for r in rows:
+        limit = sl_seconds.get(r["queue_id"])
+        within = sum(1 for w in r["waits"] or () if limit is not None and w <= limit)
+        out[r["queue_id"]] = (r["answered"] + r["abandoned"], r["answered"], within, r["abandoned"])
+    return out
+
+
 async def set_abandoned(conn: Any, task_id: str, at: float) -> None:
     await conn.execute("UPDATE tasks SET status = 'abandoned', closed_at = $2 "
                        "WHERE task_id = $1 AND status = 'waiting'", task_id, _utc(at))
@@ -81,3 +111,14 @@ async def messages(conn: Any, task_id: str, after: int = 0) -> list[dict[str, An
                             "WHERE task_id = $1 AND seq > $2 ORDER BY seq", task_id, after)
     return [{"seq": r["seq"], "sender": r["sender"], "agent_id": r["agent_id"], "body": r["body"],
              "at": r["at"].timestamp()} for r in rows]
+
+
+async def messages_of(conn: Any, task_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The messages of several chats at once (a restart rebuilding its open chats), in order."""
+    rows = await conn.fetch("SELECT task_id, seq, sender, agent_id, body, at FROM chat_messages "
+                            "WHERE task_id = ANY($1::text[]) ORDER BY task_id, seq", task_ids)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault(r["task_id"], []).append({"seq": r["seq"], "sender": r["sender"], "agent_id": r["agent_id"],
+                                                 "body": r["body"], "at": r["at"].timestamp()})
+    return out

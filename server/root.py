@@ -36,6 +36,7 @@ from cti.ha import HA, HaNode, run_while_leading
 from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
+from omni.links import MailTasks, MessageTasks
 from omni.routes import setup_omni
 from messaging.service import file_as_task, setup_messaging
 from mail.routes import setup_mail_routes
@@ -96,7 +97,8 @@ def build(settings: Settings) -> web.Application:
     setup_kb_routes(app)
     # Messaging and the web callback form (docs/messaging.md): the form files into the ACD;
     # a new conversation becomes a message task of the ACD (omni), offered like a chat.
-    setup_messaging(app, on_new=file_as_task(omni.file_task))
+    messaging = setup_messaging(app, on_new=file_as_task(omni.file_task))
+    messaging.tasks = MessageTasks(omni)      # a conversation and its task kept in step
     # E-mail (docs/mail.md): the routes always (threads stay readable), the receiver only
     # with mail_listen. A new thread is listed as waiting and filed as an e-mail task of the
     # ACD (omni) when mail_queue is an email queue there.
@@ -105,6 +107,7 @@ def build(settings: Settings) -> web.Application:
                                   sender_name=settings.mail_from_name, queue=settings.mail_queue,
                                   hostname=(settings.mail_from or "cti@localhost").rpartition("@")[2]),
                        pool=lambda: core.pool, file_task=IntoAcd(omni.file_task, MarkWaiting(lambda: core.pool)))
+    mail.tasks = MailTasks(omni)              # a thread and its task kept in step (omni/links.py)
     setup_mail_routes(app, mail)
     if ha is None:
         run_with_app(app, mail)

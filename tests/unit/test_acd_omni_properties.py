@@ -45,6 +45,7 @@ CONFIG = parse_config({
 })
 AGENTS = sorted(a.id for a in CONFIG.agents)
 TASK_QUEUES = ["c1", "c2", "e1", "m1"]
+CONFIG_QUEUES = {q.id: q.channel for q in CONFIG.queues}
 
 
 class OmniMachine(RuleBasedStateMachine):
@@ -129,6 +130,18 @@ class OmniMachine(RuleBasedStateMachine):
     def close(self, data) -> None:
         tid = data.draw(st.sampled_from(sorted(t for t, a in self.shadow.open.items() if a)))
         self.feed(self.r.task_closed(tid, self.now))
+
+    @precondition(lambda self: self.shadow.waiting or any(self.shadow.open.values()))
+    @rule(data=st.data())
+    def transfer(self, data) -> None:
+        """A task moved to a queue of its channel (from its agent, or from its queue)."""
+        tid = data.draw(st.sampled_from(sorted(set(self.shadow.waiting) | {t for t, a in self.shadow.open.items() if a})))
+        ch = self.r.tasks._tasks[tid].queue.channel
+        q = data.draw(st.sampled_from([x for x in TASK_QUEUES if CONFIG_QUEUES[x] == ch]))
+        if self.shadow.waiting.get(tid) == q:
+            return
+        self.shadow.transferred(tid, q)
+        self.feed(self.r.task_transferred(tid, q, self.now))
 
     @precondition(lambda self: self.shadow.waiting)
     @rule(data=st.data())

@@ -5,12 +5,14 @@ from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+import hypothesis.strategies as st
 import pytest
+from hypothesis import given
 
 from mail.outbound import ReplyTo, build_reply, new_message_id, reply_subject, thread_headers
 from mail.parse import parse_mail
 from mail.sanitize import sanitize_html
-from mail.service import host_port, thread_ref
+from mail.service import host_port, task_ref, thread_ref
 from mail.store import pick_thread
 
 
@@ -162,8 +164,25 @@ def test_host_port_and_thread_refs():
         with pytest.raises(ValueError):
             host_port(bad)
     assert thread_ref("mail:12") == 12
-    with pytest.raises(ValueError):
-        thread_ref("chat:12")
+    assert thread_ref(task_ref(12, 40)) == 12 and task_ref(12) == "mail:12"     # a reopened thread's task
+    for bad in ("chat:12", "mail:12/", "mail:12/x", "mail:/3", "mail:1/2/3"):
+        with pytest.raises(ValueError):
+            thread_ref(bad)
+
+
+@given(st.text(max_size=40))
+def test_thread_ref_reads_any_text_or_says_why_not(text):
+    try:
+        n = thread_ref(text)
+    except ValueError as exc:
+        assert "not a mail ref" in str(exc)
+    else:
+        assert text.startswith("mail:") and str(n) in text
+
+
+@given(st.integers(0, 2**62), st.one_of(st.none(), st.integers(0, 2**62)))
+def test_task_refs_read_back(thread_id, message_pk):
+    assert thread_ref(task_ref(thread_id, message_pk)) == thread_id
 
 
 async def test_without_the_database_the_receiver_answers_451_so_the_sender_retries():

@@ -223,6 +223,8 @@
     $("recent").replaceChildren();
     (c.recent_calls || []).forEach((r) => li($("recent"),
       [when(r.started_at || r.linked_at), r.direction, r.state, r.agent].filter(Boolean).join(" · ")));
+    (c.recent_contacts || []).forEach((r) => li($("recent"),   // chats, mails, messages (crm/conversations.py)
+      [when(r.last_at), r.channel, r.subject, r.state, r.agent].filter(Boolean).join(" · ")));
     if (c.answered_at) { answeredAt = c.answered_at; answered.add(msg.call_id); }
     call.phase = msg.phase;
     document.dispatchEvent(new CustomEvent("cti:card", { detail: msg }));   // kb.js: suggestions
@@ -545,6 +547,9 @@
     c.calls.forEach((x) => item($("cp-calls"), `${when(x.started_at || x.linked_at)} · ${x.direction || ""} · ${x.agent || ""} · ${x.state || ""}`));
     c.recordings.forEach((r) => item($("cp-recordings"), `#${r.recording_id} · ${when(r.started_at)} · ${r.duration_s == null ? "" : clock(r.duration_s)}`));
     c.notes.forEach((n) => item($("cp-notes"), `${when(n.at)} · ${n.author}: ${n.body}`));
+    $("cp-conversations").replaceChildren();
+    (c.conversations || []).forEach((x) => item($("cp-conversations"),
+      [when(x.last_at), x.channel, x.subject, x.state, x.agent].filter(Boolean).join(" · ")));
     if (!document.getElementById("cp-new-ticket")) {
       const b = button("New ticket for this customer", () => newTicket(customerId, null)); b.id = "cp-new-ticket";
       $("cp-tickets").after(b);

@@ -1,5 +1,5 @@
 // The agent's web chats (docs/omnichannel.md): one tab per chat, an unread mark on the
-// others, reply, typing, close with a disposition. Fed by app.js's "cti:task" events
+// others, reply (with canned replies: taskkit.js), typing, transfer, close with a disposition. Fed by app.js's "cti:task" events
 // (task.offered, task.closed, chat.message, chat.typing from /ws); sends through the API.
 "use strict";
 (() => {
@@ -58,6 +58,7 @@
     c.unread = 0; label(c);
     $("chat-customer").textContent = `${c.task.customer_ref} — ${c.task.subject || ""}`;
     $("chat-typing").hidden = true;
+    if (window.ctiTaskKit) window.ctiTaskKit.canned.load($("chat-canned"), c.task.queue);   // taskkit.js
     render(c);
   }
 
@@ -82,7 +83,7 @@
   document.addEventListener("cti:task", (e) => {
     const msg = e.detail;
     if (msg.type === "task.offered") open(msg.task);
-    else if (msg.type === "task.closed") closeTab(msg.task.task_id);
+    else if (msg.type === "task.closed" || msg.type === "task.released") closeTab(msg.task.task_id);
     else if (msg.type === "chat.message") {
       const c = chats.get(msg.task_id);
       if (c) add(c, msg, true);
@@ -115,6 +116,21 @@
     clearTimeout(typingTimer);
     typingTimer = setTimeout(() => { typingOn = false;
       api("POST", `/api/tasks/${encodeURIComponent(id)}/typing`, { on: false }).catch(() => {}); }, 3000);
+  });
+  if (window.ctiTaskKit) window.ctiTaskKit.canned.attach($("chat-canned"), $("chat-text"));
+  const targets = () => { if (current && window.ctiTaskKit) window.ctiTaskKit.targets(current, $("chat-transfer-kind").value, $("chat-transfer-targets")); };
+  $("chat-transfer-kind").addEventListener("change", targets);
+  $("chat-transfer-to").addEventListener("focus", targets);
+  $("chat-transfer").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const id = current;
+    if (!id || !window.ctiTaskKit) return;
+    $("chat-error").textContent = "";
+    try {
+      const t = await window.ctiTaskKit.transfer(id, $("chat-transfer-kind").value, $("chat-transfer-to").value);
+      $("chat-transfer-to").value = "";
+      if (t.agent_id !== (window.ctiSession && window.ctiSession.me && window.ctiSession.me.agent_id)) closeTab(id);
+    } catch (err) { $("chat-error").textContent = err.message; }
   });
   $("chat-close").addEventListener("submit", async (e) => {
     e.preventDefault();

@@ -1,5 +1,6 @@
 // E-mail threads in the agent desktop (docs/mail.md): the open threads (waiting first, then mine),
-// one thread's messages, take, reply, close. The list is asked again every 15 s while logged in.
+// one thread's messages, take, reply, close. The list is asked again every 15 s while logged in, and
+// at once when a thread's task comes or goes on /ws (taking a thread takes its task; its offer opens it).
 // Bodies: the text/plain one as text; an HTML-only mail from the server's sanitised HTML, parsed
 // into an inert document and rebuilt here with DOM calls from a short list of tags (no URL but
 // http(s)/mailto links survives, and no image source: nothing remote loads).
@@ -105,6 +106,19 @@
     if (!$("mail-error").textContent) $("mail-reply-text").value = "";
   });
   $("mail-refresh").addEventListener("click", refresh);
+
+  // A mail thread's task offered to me opens that thread; its task leaving me refreshes the list.
+  document.addEventListener("cti:task", (e) => {
+    const t = e.detail.task;
+    if (!t || t.channel !== "email") return;
+    const m = /^mail:(\d+)(?:\/\d+)?$/.exec(t.ref || "");
+    refresh();
+    if (m && e.detail.type === "task.offered") {
+      const id = Number(m[1]);
+      // The thread becomes mine just after the offer (the server writes it behind the task): look again.
+      openThread(id).then(() => setTimeout(() => { if (openId === id) openThread(id); }, 1000));
+    } else if (m && openId === Number(m[1])) openThread(openId);
+  });
 
   // Start when the desktop shows (after a login), stop asking while it is hidden.
   new MutationObserver(() => {
