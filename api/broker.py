@@ -50,6 +50,7 @@ from api.wallboard_service import WALLBOARD
 from api.ws import WS, _snapshot
 from cti.daemon import CORE
 from cti.events import Bus, CallEvent
+from cti.ha import HaNode, run_while_leading
 
 log = logging.getLogger("cti.broker")
 
@@ -377,9 +378,13 @@ BROKER = web.AppKey("broker", BrokerPublisher)
 
 
 def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int,
-                 window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30) -> BrokerPublisher:
+                 window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30,
+                 ha: HaNode | None = None) -> BrokerPublisher:
     """Publish the app's bus to the broker while the app runs, with what the hub pushes to
-    desktops and the wallboards the leader builds (after ``setup_ws`` and ``setup_wallboard``)."""
+    desktops and the wallboards the leader builds (after ``setup_ws`` and ``setup_wallboard``).
+    In an HA pair (``ha``) only while this node leads: a standby reads the stream
+    (``api.follow``); a new leader's publisher continues the same stream, subscribed to the
+    bus before the ACD's first decision of its term (docs/ha.md, "Clients follow the leader")."""
     pub = app[BROKER] = BrokerPublisher(app[CORE].bus, url, cluster=cluster, stream=stream, buffer_max=buffer_max,
                                         window=window, max_age_s=max_age_s, max_bytes=max_bytes)
     if WS in app:
@@ -389,6 +394,13 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
     app[BROKER_STATS] = pub.stats
     # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
     app[CORE].health_parts["broker"] = pub.stats
+
+    if ha is not None:
+        async def lead(epoch: int) -> None:
+            await pub.start()
+
+        run_while_leading(app, ha, lead, pub.stop, first=True)
+        return pub
 
     async def ctx(app: web.Application) -> Any:
         await pub.start()

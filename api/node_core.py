@@ -39,7 +39,7 @@ class NodeHub(Hub):
                  stream_ttl: float = 900.0) -> None:
         if ring_max < 1:
             raise ValueError("a node keeps at least one message")
-        super().__init__(replay_max=1, queue_max=queue_max, stream_ttl=stream_ttl, new_epoch=lambda: epoch)
+        super().__init__(replay_max=1, queue_max=queue_max, stream_ttl=stream_ttl, new_epoch=lambda: self.epoch)
         self.epoch = epoch
         self.ring: deque[tuple[int, frozenset[str], str]] = deque(maxlen=ring_max)
         self.head = 0           # the stream sequence of the last message published here
