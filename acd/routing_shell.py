@@ -37,7 +37,7 @@ from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AVAILABLE, LOGGED_OUT, NOT_READY, AgentView
-from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, offer_value
+from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, move_actions, offer_value
 from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.resume import Stored, start_states
@@ -355,8 +355,11 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             if waiting.entry is not None:
                 waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
             if waiting.channel is not None and waiting.callback is None:
-                setvar(self.core.ami, waiting.channel, "CTI_QUEUE", moved.target)
-                setvar(self.core.ami, waiting.channel, "CTI_PRIORITY", str(moved.priority))
+                # Through the dialplan's epoch gate (acd/epoch.py), not plain Setvars.
+                moving = submit_all(self.core.ami, move_actions(self.epoch, waiting.channel, moved.target,
+                                                                moved.priority))
+                moving.add_done_callback(lambda f: failure(f) is None or log.warning(
+                    "acd move not written to the channel", call_id=call_id, error=str(failure(f))))
             elif waiting.callback is not None:
                 waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
                 self._save(waiting.callback)
