@@ -92,6 +92,11 @@ class BrokerPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        # An HA pair: whether this node's lease still holds (``setup_broker``). A deposed
+        # leader (paused, then resumed) neither takes new events nor publishes what it held:
+        # the new leader publishes the stream from the takeover on (docs/ha.md).
+        self.may_publish: Callable[[], bool] = lambda: True
+        self.fenced = 0
 
     # -- bus subscribers: encode and append, never wait ---------------------
 
@@ -123,6 +128,9 @@ class BrokerPublisher:
         self._wake.set()
 
     def _offer(self, subject: str, body: dict[str, Any], agents: frozenset[str]) -> None:
+        if not self.may_publish():
+            self.fenced += 1
+            return
         self.bus_seq += 1
         try:
             env = encode(subject, body, agents, self.origin, self.bus_seq)
@@ -149,7 +157,7 @@ class BrokerPublisher:
             if len(self.outbox) and self.connected:
                 loop = asyncio.get_running_loop()
                 until = loop.time() + drain_s
-                while len(self.outbox) and self.connected and loop.time() < until:
+                while len(self.outbox) and self.connected and loop.time() < until and self.may_publish():
                     await asyncio.sleep(0.02)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -208,6 +216,10 @@ class BrokerPublisher:
                 if self._board is not None:
                     await self._publish_board(js)
                 batch = self.outbox.window(self.window)
+                if batch and not self.may_publish():
+                    self.fenced += self.outbox.discard()
+                    log.warning("broker: this node no longer leads; held events dropped")
+                    batch = []
                 if not batch:
                     self._wake.clear()
                     if self._board is None:
@@ -274,7 +286,7 @@ class BrokerPublisher:
     def stats(self) -> dict[str, int]:
         return {"connected": int(self.connected), "buffered": len(self.outbox), "capacity": self.outbox.limit,
                 "published": self.outbox.published, "dropped": self.outbox.dropped, "failures": self.failures,
-                "last_stream_seq": self.last_stream_seq, "boards": self.boards}
+                "last_stream_seq": self.last_stream_seq, "boards": self.boards, "fenced": self.fenced}
 
 
 async def _close_quietly(nc: Any) -> None:
@@ -399,6 +411,7 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
         async def lead(epoch: int) -> None:
             await pub.start()
 
+        pub.may_publish = lambda: ha.lease is not None and ha.lease.leading()
         run_while_leading(app, ha, lead, pub.stop, first=True)
         return pub
 

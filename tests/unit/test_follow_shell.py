@@ -89,3 +89,20 @@ async def test_cors_answers_the_pairs_origins_only():
         assert r.headers["Access-Control-Allow-Origin"] == "http://10.0.0.1:8765"
         r = await c.get("/api/acd/state", headers={"Origin": "http://evil.example"})
         assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_a_deposed_leaders_publisher_takes_no_event_and_lets_held_ones_go():
+    """A leader paused past its lease and resumed must not add its stale events to the stream
+    the new leader publishes (api.broker.BrokerPublisher.may_publish, set by setup_broker)."""
+    from api.broker import BrokerPublisher
+    from cti.events import Bus
+
+    pub = BrokerPublisher(Bus(), "nats://127.0.0.1:9", cluster="east")
+    leading = True
+    pub.may_publish = lambda: leading
+    pub.on_push({"type": "screenpop", "agent_id": "a1"}, frozenset({"a1"}))
+    assert len(pub.outbox) == 1 and pub.bus_seq == 1
+    leading = False
+    pub.on_push({"type": "screenpop", "agent_id": "a1"}, frozenset({"a1"}))
+    assert len(pub.outbox) == 1 and pub.fenced == 1 and pub.bus_seq == 1    # not taken, not numbered
+    assert pub.outbox.discard() == 1 and len(pub.outbox) == 0
