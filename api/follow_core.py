@@ -101,3 +101,15 @@ def hello_part(peers: Peers, *, leading: bool, holder: str | None, broker: bool)
     return {"node": peers.me, "leading": leading, "leader": holder,
             "leader_url": None if leading else peers.leader_url(holder),
             "nodes": peers.others_first(), "shared_stream": broker}
+
+
+def connect_sources(urls: list[str] | tuple[str, ...]) -> str:
+    """The pair's nodes for a page's CSP ``connect-src`` (the desktop's): each origin for
+    the API and its ``ws``/``wss`` twin for ``/ws``, space-separated with a leading space
+    ("" without nodes)."""
+    out: list[str] = []
+    for url in urls:
+        origin = origin_of(url)
+        ws = "wss" + origin[5:] if origin.startswith("https") else "ws" + origin[4:]
+        out += [origin, ws]
+    return "".join(f" {o}" for o in dict.fromkeys(out))

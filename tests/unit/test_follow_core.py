@@ -121,3 +121,11 @@ def test_any_peers_text_parses_or_is_refused_with_a_value_error(text: str) -> No
 def test_peers_written_out_parse_back(nodes: dict) -> None:
     text = ",".join(f"{n}={s}://{h}:{p}" for n, (s, h, p) in nodes.items())
     assert parse_peers(text) == tuple((n, f"{s}://{h}:{p}") for n, (s, h, p) in nodes.items())
+
+
+def test_the_desktops_csp_may_connect_to_every_node_of_the_pair_over_http_and_websocket() -> None:
+    from api.follow_core import connect_sources
+
+    assert connect_sources([]) == ""
+    assert connect_sources(["http://10.0.0.1:8765", "https://cti-b.example:443"]) == (
+        " http://10.0.0.1:8765 ws://10.0.0.1:8765 https://cti-b.example wss://cti-b.example")
