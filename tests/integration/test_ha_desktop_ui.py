@@ -4,6 +4,7 @@ standby, it moves to the leader the hello names and commands it there (cross-ori
 when the leader is killed it comes back to the other node once that one leads."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bench.harness import DaemonProcess, daemon_env, free_port
@@ -62,8 +63,13 @@ async def test_the_desktop_moves_to_the_leader_and_back_to_the_survivor(asterisk
         # The leader dies: the desktop leaves it for the other node, and stays once that one leads.
         await n1.kill()
         await eventually(lambda: _role(n2, "leader"), timeout=20, what="n2 took over")
-        await page.wait_for_function("sessionStorage.getItem('base') === null", timeout=30000)
-        await page.wait_for_selector("#link:has-text('online')", timeout=15000)
+        async def on_n2() -> bool:
+            base = await page.evaluate("sessionStorage.getItem('base')")
+            return base is None and (await page.text_content("#link") or "").startswith("online")
+
+        await eventually(on_n2, timeout=40, what="the desktop online on n2, its page's own node")
+        await asyncio.sleep(1.0)
+        assert await on_n2()                            # and it stays there: n2 leads
         item = await page.evaluate("window.ctiApi('POST', '/api/acd/agents/a1/state', {action: 'ready'})")
         assert item["state"] == "available"       # n2 leads, and kept the state n1 stored
         hello_ha = await page.evaluate("JSON.parse(sessionStorage.getItem('nodes'))")
