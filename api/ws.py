@@ -475,6 +475,8 @@ async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: 
 
 
 WS = web.AppKey("ws_hub", HubService)
+# The hub whose /ws this node serves, when not ``WS``'s (an HA pair with a broker: api.follow).
+WS_SERVED = web.AppKey("ws_served", HubService)
 
 
 def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None, *, route: bool = True) -> HubService:
