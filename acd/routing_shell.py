@@ -355,16 +355,28 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             if waiting.entry is not None:
                 waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
             if waiting.channel is not None and waiting.callback is None:
-                # Through the dialplan's epoch gate (acd/epoch.py), not plain Setvars.
-                moving = submit_all(self.core.ami, move_actions(self.epoch, waiting.channel, moved.target,
-                                                                moved.priority))
-                moving.add_done_callback(lambda f: failure(f) is None or log.warning(
-                    "acd move not written to the channel", call_id=call_id, error=str(failure(f))))
+                self._write_move(call_id, waiting.channel, moved.target, moved.priority)
             elif waiting.callback is not None:
                 waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
                 self._save(waiting.callback)
         self._apply(out)
         return moved is not None
+
+    def _write_move(self, call_id: str, channel: str, queue: str, priority: int) -> None:
+        """The moved caller's ``CTI_QUEUE``/``CTI_PRIORITY``, through the dialplan's epoch
+        gate (``acd.epoch.move_actions``), not plain Setvars; a failure is logged."""
+        try:
+            actions = move_actions(self.epoch, channel, queue, priority)
+        except ValueError as exc:
+            log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
+            return
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = failure(f)
+            if exc is not None:
+                log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
+
+        submit_all(self.core.ami, actions).add_done_callback(done)
 
     def divert(self, call_id: str, reason: str) -> str | None:
         """Take a waiting caller out of routing for another path (an emergency switch):

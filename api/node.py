@@ -279,9 +279,8 @@ async def forward_to(request: web.Request, leader: str, session: aiohttp.ClientS
         # Bounded waits for the connection and for each read, not for the whole answer: a
         # recording or a CSV report streams through, chunk by chunk, never held whole here.
         async with session.request(request.method, leader + request.rel_url.path_qs, headers=headers,
-                                                data=body, allow_redirects=False,
-                                                timeout=aiohttp.ClientTimeout(sock_connect=5.0,
-                                                                              sock_read=FORWARD_TIMEOUT_S)) as r:
+                                   data=body, allow_redirects=False,
+                                   timeout=aiohttp.ClientTimeout(sock_connect=5.0, sock_read=FORWARD_TIMEOUT_S)) as r:
             # The body is passed on as the leader encoded it (no decompression), with its headers.
             out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP or k.lower() == "content-length"}
             resp = web.StreamResponse(status=r.status, reason=r.reason, headers=out)

@@ -232,8 +232,14 @@ class EmergencyService:
             return move
         # One value carrying the ACD's epoch, and the Redirect: cti-emergency-move refuses a
         # deposed leader's (docs/ha.md, "Fencing in the dialplan") before cti-emergency runs.
-        sends = [submit(self.core.ami, name, headers)
-                 for name, headers in emergency_actions(acd.epoch, channel, p.exten, s.id, s.target, s.prompt)]
+        try:
+            actions = emergency_actions(acd.epoch, channel, p.exten, s.id, s.target, s.prompt)
+        except ValueError as exc:
+            move.error = str(exc)
+            self._record(s.id, call_id, "waiting", "failed", str(exc)[:200])
+            log.warning("emergency redirect not sent", call_id=call_id, switch=s.id, error=str(exc))
+            return move
+        sends = [submit(self.core.ami, name, headers) for name, headers in actions]
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)
