@@ -16,6 +16,7 @@ last sequence it delivered after a gap or a reconnect) and hands back
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import secrets
@@ -47,7 +48,7 @@ from api.broker_core import (
 from api.hub import CallAudience, agent_update, call_message
 from api.observe import BROKER_STATS
 from api.wallboard_service import WALLBOARD
-from api.ws import WS, _snapshot
+from api.ws import STREAM_AUDIENCE, WS, _snapshot
 from cti.daemon import CORE
 from cti.events import Bus, CallEvent
 from cti.ha import HaNode, run_while_leading
@@ -409,6 +410,12 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
 
     if ha is not None:
         async def lead(epoch: int) -> None:
+            # Who each live call concerns, as the stream told it (api.follow reads it): the
+            # events of calls the old leader published (an adopted call's end) reach their
+            # agents as they would have under it.
+            source = app.get(STREAM_AUDIENCE)
+            if source is not None:
+                pub.audience = copy.deepcopy(source())
             await pub.start()
 
         pub.may_publish = lambda: ha.lease is not None and ha.lease.leading()
