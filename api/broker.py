@@ -20,7 +20,8 @@ import copy
 import json
 import logging
 import secrets
-from typing import Any, Awaitable, Callable
+from collections import deque
+from typing import Any, Awaitable, Callable, Container, Iterable
 
 import nats
 from aiohttp import web
@@ -48,7 +49,7 @@ from api.broker_core import (
 from api.hub import CallAudience, agent_update, call_message
 from api.observe import BROKER_STATS
 from api.wallboard_service import WALLBOARD
-from api.ws import STREAM_AUDIENCE, WS, _snapshot
+from api.ws import STREAM_STATE, WS, _snapshot
 from cti.daemon import CORE
 from cti.events import Bus, CallEvent
 from cti.ha import HaNode, run_while_leading
@@ -61,7 +62,15 @@ PUBLISH_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0
 DUPLICATE_WINDOW_S = 120.0
 
+ENDED_KEPT = 1_000       # calls' ends a standby keeps for a takeover
+
 Connect = Callable[..., Awaitable[Any]]
+
+
+def missed_ends(ended: Iterable[CallEvent], live: Container[str]) -> list[CallEvent]:
+    """The calls' ends (``call.ended`` events of this node's model, oldest first) for calls the
+    stream still shows as live (``live``): the old leader never published them. Pure."""
+    return [ev for ev in ended if ev.call_id in live]
 
 
 class BrokerPublisher:
@@ -98,8 +107,15 @@ class BrokerPublisher:
         # the new leader publishes the stream from the takeover on (docs/ha.md).
         self.may_publish: Callable[[], bool] = lambda: True
         self.fenced = 0
+        self.ended_while_standby: deque[CallEvent] = deque(maxlen=ENDED_KEPT)
 
     # -- bus subscribers: encode and append, never wait ---------------------
+
+    def note_ended(self, ev: CallEvent) -> None:
+        """While not publishing (an HA standby): keep the last calls' ends this node's model
+        saw, for a takeover (``missed_ends``)."""
+        if self._task is None and ev.kind == "call.ended":
+            self.ended_while_standby.append(ev)
 
     def on_call_event(self, ev: CallEvent) -> None:
         agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
@@ -412,11 +428,29 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
         async def lead(epoch: int) -> None:
             # Who each live call concerns, as the stream told it (api.follow reads it): the
             # events of calls the old leader published (an adopted call's end) reach their
-            # agents as they would have under it.
-            source = app.get(STREAM_AUDIENCE)
-            if source is not None:
-                pub.audience = copy.deepcopy(source())
+            # agents as they would have under it. Then the ends this node's model saw that the
+            # stream never told (the old leader died first): first in the new term.
+            source = app.get(STREAM_STATE)
+            state = source() if source is not None else None
+            if state is not None:
+                pub.audience = copy.deepcopy(state.audience)
             await pub.start()
+            if state is not None:
+                missed = missed_ends(pub.ended_while_standby, state.live)
+                for ev in missed:
+                    pub.on_call_event(ev)
+                if missed:
+                    log.info("broker: %d call ends the old leader did not publish, published", len(missed))
+            pub.ended_while_standby.clear()
+
+        async def watch(app: web.Application) -> Any:
+            off = app[CORE].bus.subscribe(pub.note_ended)
+            try:
+                yield
+            finally:
+                off()
+
+        app.cleanup_ctx.append(watch)
 
         pub.may_publish = lambda: ha.lease is not None and ha.lease.leading()
         run_while_leading(app, ha, lead, pub.stop, first=True)

@@ -131,7 +131,7 @@ def setup_follow_ws(app: web.Application, settings: Settings) -> Any:
     from api.broker import ensure_stream
     from api.node import NodeHubService, NodeService
     from api.node_core import NodeHub, NodeState
-    from api.ws import STREAM_AUDIENCE, WS_SERVED
+    from api.ws import STREAM_STATE, WS_SERVED
     from cti.daemon import CORE
     assert settings.broker_url is not None
     hub = NodeHub(epoch="", ring_max=settings.node_ring_max, queue_max=settings.ws_queue_max)
@@ -146,7 +146,7 @@ def setup_follow_ws(app: web.Application, settings: Settings) -> Any:
                        stream=settings.broker_stream, ring_max=settings.node_ring_max, make_stream=make_stream)
     app[FOLLOW_NODE] = node
     app[WS_SERVED] = hubs                               # /metrics counts this node's clients
-    app[STREAM_AUDIENCE] = lambda: hubs.state.audience  # a new leader's publisher starts from it
+    app[STREAM_STATE] = lambda: hubs.state              # a new leader's publisher starts from it
     app[CORE].health_parts["stream"] = node.health     # what this node's /ws has read
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:

@@ -477,9 +477,10 @@ async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: 
 WS = web.AppKey("ws_hub", HubService)
 # The hub whose /ws this node serves, when not ``WS``'s (an HA pair with a broker: api.follow).
 WS_SERVED = web.AppKey("ws_served", HubService)
-# The calls' audiences as the broker's stream told them (an HA pair with a broker): a new
-# leader's publisher starts from them (api.broker.setup_broker).
-STREAM_AUDIENCE = web.AppKey("stream_audience", Callable[[], CallAudience])
+# What the broker's stream told this node (an HA pair with a broker: ``api.node_core.NodeState``,
+# the calls' audiences and which calls are live): a new leader's publisher starts from it
+# (api.broker.setup_broker).
+STREAM_STATE = web.AppKey("stream_state", Callable[[], Any])
 
 
 def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None, *, route: bool = True) -> HubService:

@@ -106,3 +106,30 @@ def test_a_deposed_leaders_publisher_takes_no_event_and_lets_held_ones_go():
     pub.on_push({"type": "screenpop", "agent_id": "a1"}, frozenset({"a1"}))
     assert len(pub.outbox) == 1 and pub.fenced == 1 and pub.bus_seq == 1    # not taken, not numbered
     assert pub.outbox.discard() == 1 and len(pub.outbox) == 0
+
+
+def test_a_new_leader_publishes_only_the_ends_the_stream_never_told():
+    """The stream (NodeState.live) still shows c2 and c3 live: the old leader died before
+    publishing their ends; c1's end it published (not live any more): not sent twice."""
+    from types import SimpleNamespace as E
+
+    from api.broker import missed_ends
+    from api.node_core import NodeState
+
+    state = NodeState()
+    for kind, cid in (("call.started", "c1"), ("call.started", "c2"), ("call.started", "c3"), ("call.ended", "c1"),
+                      ("acd.offer", "c4")):
+        state.feed({"type": kind, "call_id": cid, "data": {}})
+    assert list(state.live) == ["c2", "c3"]          # an ACD decision alone makes no live call
+    ended = [E(kind="call.ended", call_id=c) for c in ("c1", "c3", "c2", "c9")]
+    assert [e.call_id for e in missed_ends(ended, state.live)] == ["c3", "c2"]      # in the model's order
+
+
+def test_the_live_calls_a_node_keeps_are_bounded():
+    from api.node_core import NodeState
+
+    state = NodeState()
+    state.LIVE_MAX = 3
+    for n in range(5):
+        state.feed({"type": "call.started", "call_id": f"c{n}", "data": {}})
+    assert list(state.live) == ["c2", "c3", "c4"]
