@@ -440,7 +440,7 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
                 for ev in missed:
                     pub.on_call_event(ev)
                 if missed:
-                    log.info("broker: %d call ends the old leader did not publish, published", len(missed))
+                    log.warning("broker: %d call ends the old leader did not publish, published", len(missed))
             pub.ended_while_standby.clear()
 
         async def watch(app: web.Application) -> Any:

@@ -23,7 +23,7 @@ nats = pytest.importorskip("nats", reason="nats-py is not installed (the 'broker
 
 from api.broker import BrokerFeed  # noqa: E402
 from bench.harness import DaemonProcess, daemon_env, free_port  # noqa: E402
-from cti.demo import set_demo_times  # noqa: E402
+from cti.demo import place_call, set_demo_times  # noqa: E402
 from tests.integration.conftest import eventually, hangup_all  # noqa: E402
 from tests.integration.test_api import add_user, bearer, read_until, sales_call  # noqa: E402
 from tests.integration.test_broker import _answers, _nats_server  # noqa: E402
@@ -126,6 +126,12 @@ async def test_clients_of_the_pair_keep_a_contiguous_seq_across_the_leaders_kill
             for name, ws in (("ada", ada), ("sam", sam), ("sue", sue)):
                 await read_until(ws, connected(first), 40, seen[name])
 
+            # A caller who gives up 2 s after calling: the leader dies at once, so the caller's
+            # end comes between the kill and the takeover (at least a ttl less one poll and one
+            # renewal: 2.5 s), seen by the standby's model only: the new leader publishes it.
+            gone = (await place_call(demo_ami, caller_num="+442000000443", caller_name="gone", patience=2,
+                                     context="cti-demo-direct", variables={"CTI_QUEUE": "sales"})).channel_id
+            await read_until(sam, lambda m: m.get("call_id") == gone, 10, seen["sam"])
             # The leader dies mid-call; the standby takes over; its publisher continues the stream.
             await n1.kill()
             last_sue = max(m["seq"] for m in seen["sue"])
@@ -137,6 +143,8 @@ async def test_clients_of_the_pair_keep_a_contiguous_seq_across_the_leaders_kill
             # The adopted call ends, told by the new leader; a second call is routed by it.
             for name, ws in (("ada", ada), ("sam", sam), ("sue", sue)):
                 await read_until(ws, ended(first), 40, seen[name])
+            if not any(ended(gone)(m) for m in seen["sam"]):       # published first in the new term
+                await read_until(sam, ended(gone), 20, seen["sam"])
             second = (await sales_call(demo_ami, 42)).channel_id
             for name, ws in (("ada", ada), ("sam", sam), ("sue", sue)):
                 await read_until(ws, connected(second), 40, seen[name])
@@ -160,6 +168,10 @@ async def test_clients_of_the_pair_keep_a_contiguous_seq_across_the_leaders_kill
         switch = min(s for s, x in by_seq.items() if x.origin == origins[1])
         assert all(x.origin == origins[0] for s, x in by_seq.items() if s < switch)
 
+        # The caller's end, which only the standby's model saw, published by the new leader, once.
+        gone_ends = [m["seq"] for m in seen["sam"] if m.get("call_id") == gone and m["type"] == "call.ended"]
+        assert len(gone_ends) == 1 and gone_ends[0] >= switch
+        assert "call ends the old leader did not publish" in n2.log_path.read_text(errors="replace")
         for name in ("sam", "sue"):       # supervisors: every message of the stream, once each, in order
             seqs = [m["seq"] for m in events(seen[name])]
             assert seqs == list(range(hellos[name]["seq"] + 1, seqs[-1] + 1)), name
