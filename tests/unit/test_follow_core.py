@@ -129,3 +129,11 @@ def test_the_desktops_csp_may_connect_to_every_node_of_the_pair_over_http_and_we
     assert connect_sources([]) == ""
     assert connect_sources(["http://10.0.0.1:8765", "https://cti-b.example:443"]) == (
         " http://10.0.0.1:8765 ws://10.0.0.1:8765 https://cti-b.example wss://cti-b.example")
+
+
+def test_the_wallboard_page_may_connect_to_the_pairs_nodes_and_no_other_page_gains_them() -> None:
+    from api.hygiene import page_csp
+
+    peers = " http://10.0.0.1:8765 ws://10.0.0.1:8765"
+    assert "connect-src 'self' http://10.0.0.1:8765 ws://10.0.0.1:8765;" in page_csp("/wallboard/", "", peers)
+    assert "connect-src 'self';" in page_csp("/docs/", "", peers)
