@@ -178,20 +178,21 @@ QUEUE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def move_value(epoch: int, queue: str, priority: int) -> str:
-    """``CTI_MOVE`` as ``cti-acd-move`` reads it: the epoch, the queue, the priority."""
+    """``CTI_MOVE`` as ``cti-acd-move`` reads it: the epoch, the queue, the priority, cut at
+    colons (an Originate's ``Variable`` header splits its values at commas)."""
     if not QUEUE_ID.fullmatch(queue):
         raise ValueError(f"not a queue id: {queue!r}")
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise ValueError(f"a priority is an integer, not {priority!r}")
-    return f"{_checked(epoch)},{queue},{priority}"
+    return f"{_checked(epoch)}:{queue}:{priority}"
 
 
 def parse_move(value: str) -> tuple[int, str, int]:
     """``CTI_MOVE`` back as the dialplan cuts it (ValueError if malformed)."""
-    parts = value.split(",")
+    parts = value.split(":")
     epoch = epoch_digits(parts[0]) if len(parts) == 3 else None
     if epoch is None or not QUEUE_ID.fullmatch(parts[1]) or not re.fullmatch(r"-?[0-9]+", parts[2]):
-        raise ValueError(f"CTI_MOVE needs epoch,queue,priority: {value!r}")
+        raise ValueError(f"CTI_MOVE needs epoch:queue:priority: {value!r}")
     return epoch, parts[1], int(parts[2])
 
 

@@ -53,8 +53,12 @@ async def test_the_desktop_moves_to_the_leader_and_back_to_the_survivor(asterisk
         await page.get_by_label("Password").fill(PASSWORD)
         await page.get_by_role("button", name="Log in").click()
         # The standby's hello names the leader: the desktop moves there (a resync: no shared stream).
-        await page.wait_for_function(f"sessionStorage.getItem('base') === '{n1.url}'", timeout=15000)
-        await page.wait_for_selector("#link:has-text('online')", timeout=15000)
+        # (Polled from here: the page's CSP forbids the eval wait_for_function uses.)
+        async def on_n1() -> bool:
+            base = await page.evaluate("sessionStorage.getItem('base')")
+            return base == n1.url and (await page.text_content("#link") or "").startswith("online")
+
+        await eventually(on_n1, timeout=15, what="the desktop online on the leader n1")
         # A command from the page goes to the leader, cross-origin.
         item = await page.evaluate("window.ctiApi('POST', '/api/acd/agents/a1/state', "
                                    "{action: 'not_ready', reason: 'break'})")

@@ -25,12 +25,13 @@ def test_a_move_is_an_originate_into_the_gate_with_the_value_cut_as_written(epoc
     assert (name, headers["Channel"], headers["Application"]) == ("Originate", MOVE_CHANNEL, "Hangup")
     variables = dict(v.split("=", 1) for v in headers["Variable"])
     value = variables["CTI_MOVE"]
-    # cti-acd-move: epoch field 1, queue 2, priority 3; the channel whose variables it sets.
-    assert (_cut(value, 1), _cut(value, 2), _cut(value, 3)) == (str(epoch), queue, str(priority))
+    # cti-acd-move: CUT at colons, epoch field 1, queue 2, priority 3; no comma (the Originate's
+    # Variable header splits at commas); the channel whose variables it sets.
+    assert "," not in value and value.split(":") == [str(epoch), queue, str(priority)]
     assert parse_move(value) == (epoch, queue, priority) and variables["CTI_MOVE_CHANNEL"] == CHANNEL
 
 
-@pytest.mark.parametrize("epoch, queue, priority", [(0, "q", 1), (3, "a,b", 1), (3, "", 1), (3, "q", "9"),
+@pytest.mark.parametrize("epoch, queue, priority", [(0, "q", 1), (3, "a,b", 1), (3, "a:b", 1), (3, "", 1), (3, "q", "9"),
                                                     (3, "q", True), (True, "q", 1)])
 def test_a_move_the_dialplan_could_misread_is_refused(epoch, queue, priority):
     with pytest.raises(ValueError):
@@ -43,7 +44,7 @@ def test_a_move_of_a_channel_name_that_would_break_the_header_is_refused(channel
         move_actions(3, channel, "q", 1)
 
 
-@pytest.mark.parametrize("bad", ["", "3,q", "x,q,1", "3,q,x", "3,a b,1", "3,q,1,2"])
+@pytest.mark.parametrize("bad", ["", "3:q", "x:q:1", "3:q:x", "3:a b:1", "3:q:1:2", "3,q,1"])
 def test_a_malformed_move_value_is_refused(bad):
     with pytest.raises(ValueError):
         parse_move(bad)
@@ -81,4 +82,4 @@ async def test_the_acd_moves_a_waiting_caller_through_the_gate_with_its_epoch():
     written = service.core.ami.written
     assert [a for a, _ in written] == ["Originate"]       # no plain Setvar of CTI_QUEUE/CTI_PRIORITY
     variables = dict(v.split("=", 1) for v in written[0][1]["Variable"])
-    assert variables == {"CTI_MOVE": "7,bench,9", "CTI_MOVE_CHANNEL": CHANNEL}
+    assert variables == {"CTI_MOVE": "7:bench:9", "CTI_MOVE_CHANNEL": CHANNEL}
