@@ -170,6 +170,79 @@ def callback_variables(epoch: int, variables: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in {**variables, CALLBACK_EPOCH_VARIABLE: str(_checked(epoch))}.items()]
 
 
+MOVE_CONTEXT = "cti-acd-move"
+# Originated per move (a gate: a Setvar alone reaches no dialplan that could refuse it);
+# the call model ignores channels named so (cti/calls.py).
+MOVE_CHANNEL = f"Local/move@{MOVE_CONTEXT}/n"
+QUEUE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def move_value(epoch: int, queue: str, priority: int) -> str:
+    """``CTI_MOVE`` as ``cti-acd-move`` reads it: the epoch, the queue, the priority, cut at
+    colons (an Originate's ``Variable`` header splits its values at commas)."""
+    if not QUEUE_ID.fullmatch(queue):
+        raise ValueError(f"not a queue id: {queue!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise ValueError(f"a priority is an integer, not {priority!r}")
+    return f"{_checked(epoch)}:{queue}:{priority}"
+
+
+def parse_move(value: str) -> tuple[int, str, int]:
+    """``CTI_MOVE`` back as the dialplan cuts it (ValueError if malformed)."""
+    parts = value.split(":")
+    epoch = epoch_digits(parts[0]) if len(parts) == 3 else None
+    if epoch is None or not QUEUE_ID.fullmatch(parts[1]) or not re.fullmatch(r"-?[0-9]+", parts[2]):
+        raise ValueError(f"CTI_MOVE needs epoch:queue:priority: {value!r}")
+    return epoch, parts[1], int(parts[2])
+
+
+def move_actions(epoch: int, channel: str, queue: str, priority: int) -> list[Action]:
+    """A supervisor's move of a waiting caller (``AcdService.move_call``): the channel's
+    ``CTI_QUEUE``/``CTI_PRIORITY`` (read by adoption after a takeover, and by the fallback)
+    are written by the dialplan, not by a Setvar: an Originate of ``MOVE_CHANNEL`` whose
+    ``cti-acd-move`` refuses ``CTI_MOVE`` below the epoch in force and otherwise sets them
+    on ``CTI_MOVE_CHANNEL`` with ``EXPORT()``. Rare (a supervisor's action): its two Local
+    channels are worth the fence."""
+    if not channel or any(c in channel for c in ",\r\n"):
+        raise ValueError(f"not a channel name: {channel!r}")
+    return [("Originate", {"Channel": MOVE_CHANNEL, "Application": "Hangup", "Timeout": "5000", "Async": "true",
+                           "Variable": [f"CTI_MOVE={move_value(epoch, queue, priority)}",
+                                        f"CTI_MOVE_CHANNEL={channel}"]})]
+
+
+EMERGENCY_MOVE_CONTEXT = "cti-emergency-move"
+_EMERGENCY_FIELD = re.compile(r"[A-Za-z0-9_.:@+/-]*")
+
+
+def emergency_value(epoch: int, action: str, switch: int, target: str, prompt: str) -> str:
+    """``CTI_EMERGENCY_MOVE`` as ``cti-emergency-move`` reads it: epoch, action (also the
+    extension), switch, target, prompt (no commas: the dialplan cuts at them)."""
+    if not MAXWAIT_ACTION.fullmatch(action):
+        raise ValueError(f"no emergency action {action!r}")
+    for name, v in (("target", target), ("prompt", prompt)):
+        if not _EMERGENCY_FIELD.fullmatch(v):
+            raise ValueError(f"an emergency {name} of letters, digits and _ . : @ + / - only: {v!r}")
+    return f"{_checked(epoch)},{action},{int(switch)},{target},{prompt}"
+
+
+def parse_emergency(value: str) -> tuple[int, str, int, str, str]:
+    parts = value.split(",")
+    epoch = epoch_digits(parts[0]) if len(parts) == 5 else None
+    if epoch is None or not MAXWAIT_ACTION.fullmatch(parts[1]) or not parts[2].isdigit():
+        raise ValueError(f"CTI_EMERGENCY_MOVE needs epoch,action,switch,target,prompt: {value!r}")
+    return epoch, parts[1], int(parts[2]), parts[3], parts[4]
+
+
+def emergency_actions(epoch: int, channel: str, action: str, switch: int, target: str, prompt: str) -> list[Action]:
+    """An emergency switch takes a waiting caller (``emergency.service``): one value and the
+    Redirect into ``cti-emergency-move,<action>``, which refuses it below the epoch in force
+    (or naming another action) and otherwise sets ``CTI_EMERGENCY_SWITCH``/``_TARGET``/
+    ``_PROMPT`` from it and goes on into ``cti-emergency,<action>``."""
+    value = emergency_value(epoch, action, switch, target, prompt)
+    return [("Setvar", {"Channel": channel, "Variable": "CTI_EMERGENCY_MOVE", "Value": value}),
+            ("Redirect", {"Channel": channel, "Context": EMERGENCY_MOVE_CONTEXT, "Exten": action, "Priority": "1"})]
+
+
 @dataclass(frozen=True, slots=True)
 class ActionRefusal:
     """``UserEvent(CtiActionRefused)``: a routing action (``announce``, ``maxwait``,

@@ -37,7 +37,7 @@ from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring, config_in_force
 from acd.decisions import AVAILABLE, LOGGED_OUT, NOT_READY, AgentView
-from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, offer_value
+from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, move_actions, offer_value
 from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.resume import Stored, start_states
@@ -357,13 +357,28 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             if waiting.entry is not None:
                 waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
             if waiting.channel is not None and waiting.callback is None:
-                setvar(self.core.ami, waiting.channel, "CTI_QUEUE", moved.target)
-                setvar(self.core.ami, waiting.channel, "CTI_PRIORITY", str(moved.priority))
+                self._write_move(call_id, waiting.channel, moved.target, moved.priority)
             elif waiting.callback is not None:
                 waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
                 self._save(waiting.callback)
         self._apply(out)
         return moved is not None
+
+    def _write_move(self, call_id: str, channel: str, queue: str, priority: int) -> None:
+        """The moved caller's ``CTI_QUEUE``/``CTI_PRIORITY``, through the dialplan's epoch
+        gate (``acd.epoch.move_actions``), not plain Setvars; a failure is logged."""
+        try:
+            actions = move_actions(self.epoch, channel, queue, priority)
+        except ValueError as exc:
+            log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
+            return
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = failure(f)
+            if exc is not None:
+                log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
+
+        submit_all(self.core.ami, actions).add_done_callback(done)
 
     def divert(self, call_id: str, reason: str) -> str | None:
         """Take a waiting caller out of routing for another path (an emergency switch):

@@ -16,10 +16,12 @@ last sequence it delivered after a gap or a reconnect) and hands back
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import secrets
-from typing import Any, Awaitable, Callable
+from collections import deque
+from typing import Any, Awaitable, Callable, Container, Iterable
 
 import nats
 from aiohttp import web
@@ -47,9 +49,10 @@ from api.broker_core import (
 from api.hub import CallAudience, agent_update, call_message
 from api.observe import BROKER_STATS
 from api.wallboard_service import WALLBOARD
-from api.ws import WS, _snapshot
+from api.ws import STREAM_STATE, WS, _snapshot
 from cti.daemon import CORE
 from cti.events import Bus, CallEvent
+from cti.ha import HaNode, run_while_leading
 
 log = logging.getLogger("cti.broker")
 
@@ -59,7 +62,15 @@ PUBLISH_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0
 DUPLICATE_WINDOW_S = 120.0
 
+ENDED_KEPT = 1_000       # calls' ends a standby keeps for a takeover
+
 Connect = Callable[..., Awaitable[Any]]
+
+
+def missed_ends(ended: Iterable[CallEvent], live: Container[str]) -> list[CallEvent]:
+    """The calls' ends (``call.ended`` events of this node's model, oldest first) for calls the
+    stream still shows as live (``live``): the old leader never published them. Pure."""
+    return [ev for ev in ended if ev.call_id in live]
 
 
 class BrokerPublisher:
@@ -91,8 +102,20 @@ class BrokerPublisher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: list[Callable[[], None]] = []
+        # An HA pair: whether this node's lease still holds (``setup_broker``). A deposed
+        # leader (paused, then resumed) neither takes new events nor publishes what it held:
+        # the new leader publishes the stream from the takeover on (docs/ha.md).
+        self.may_publish: Callable[[], bool] = lambda: True
+        self.fenced = 0
+        self.ended_while_standby: deque[CallEvent] = deque(maxlen=ENDED_KEPT)
 
     # -- bus subscribers: encode and append, never wait ---------------------
+
+    def note_ended(self, ev: CallEvent) -> None:
+        """While not publishing (an HA standby): keep the last calls' ends this node's model
+        saw, for a takeover (``missed_ends``)."""
+        if self._task is None and ev.kind == "call.ended":
+            self.ended_while_standby.append(ev)
 
     def on_call_event(self, ev: CallEvent) -> None:
         agents = self.audience.feed(ev.kind, ev.call_id, ev.data)
@@ -122,6 +145,9 @@ class BrokerPublisher:
         self._wake.set()
 
     def _offer(self, subject: str, body: dict[str, Any], agents: frozenset[str]) -> None:
+        if not self.may_publish():
+            self.fenced += 1
+            return
         self.bus_seq += 1
         try:
             env = encode(subject, body, agents, self.origin, self.bus_seq)
@@ -148,7 +174,7 @@ class BrokerPublisher:
             if len(self.outbox) and self.connected:
                 loop = asyncio.get_running_loop()
                 until = loop.time() + drain_s
-                while len(self.outbox) and self.connected and loop.time() < until:
+                while len(self.outbox) and self.connected and loop.time() < until and self.may_publish():
                     await asyncio.sleep(0.02)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -207,6 +233,10 @@ class BrokerPublisher:
                 if self._board is not None:
                     await self._publish_board(js)
                 batch = self.outbox.window(self.window)
+                if batch and not self.may_publish():
+                    self.fenced += self.outbox.discard()
+                    log.warning("broker: this node no longer leads; held events dropped")
+                    batch = []
                 if not batch:
                     self._wake.clear()
                     if self._board is None:
@@ -273,7 +303,7 @@ class BrokerPublisher:
     def stats(self) -> dict[str, int]:
         return {"connected": int(self.connected), "buffered": len(self.outbox), "capacity": self.outbox.limit,
                 "published": self.outbox.published, "dropped": self.outbox.dropped, "failures": self.failures,
-                "last_stream_seq": self.last_stream_seq, "boards": self.boards}
+                "last_stream_seq": self.last_stream_seq, "boards": self.boards, "fenced": self.fenced}
 
 
 async def _close_quietly(nc: Any) -> None:
@@ -377,9 +407,13 @@ BROKER = web.AppKey("broker", BrokerPublisher)
 
 
 def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int,
-                 window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30) -> BrokerPublisher:
+                 window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30,
+                 ha: HaNode | None = None) -> BrokerPublisher:
     """Publish the app's bus to the broker while the app runs, with what the hub pushes to
-    desktops and the wallboards the leader builds (after ``setup_ws`` and ``setup_wallboard``)."""
+    desktops and the wallboards the leader builds (after ``setup_ws`` and ``setup_wallboard``).
+    In an HA pair (``ha``) only while this node leads: a standby reads the stream
+    (``api.follow``); a new leader's publisher continues the same stream, subscribed to the
+    bus before the ACD's first decision of its term (docs/ha.md, "Clients follow the leader")."""
     pub = app[BROKER] = BrokerPublisher(app[CORE].bus, url, cluster=cluster, stream=stream, buffer_max=buffer_max,
                                         window=window, max_age_s=max_age_s, max_bytes=max_bytes)
     if WS in app:
@@ -389,6 +423,38 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
     app[BROKER_STATS] = pub.stats
     # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
     app[CORE].health_parts["broker"] = pub.stats
+
+    if ha is not None:
+        async def lead(epoch: int) -> None:
+            # Who each live call concerns, as the stream told it (api.follow reads it): the
+            # events of calls the old leader published (an adopted call's end) reach their
+            # agents as they would have under it. Then the ends this node's model saw that the
+            # stream never told (the old leader died first): first in the new term.
+            source = app.get(STREAM_STATE)
+            state = source() if source is not None else None
+            if state is not None:
+                pub.audience = copy.deepcopy(state.audience)
+            await pub.start()
+            if state is not None:
+                missed = missed_ends(pub.ended_while_standby, state.live)
+                for ev in missed:
+                    pub.on_call_event(ev)
+                if missed:
+                    log.warning("broker: %d call ends the old leader did not publish, published", len(missed))
+            pub.ended_while_standby.clear()
+
+        async def watch(app: web.Application) -> Any:
+            off = app[CORE].bus.subscribe(pub.note_ended)
+            try:
+                yield
+            finally:
+                off()
+
+        app.cleanup_ctx.append(watch)
+
+        pub.may_publish = lambda: ha.lease is not None and ha.lease.leading()
+        run_while_leading(app, ha, lead, pub.stop, first=True)
+        return pub
 
     async def ctx(app: web.Application) -> Any:
         await pub.start()

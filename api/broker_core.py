@@ -220,6 +220,12 @@ class Outbox:
         self._q.popleft()
         self.published += 1
 
+    def discard(self) -> int:
+        """Let every held message go (a deposed HA leader must not publish them); how many."""
+        n = len(self._q)
+        self._q.clear()
+        return n
+
 
 @dataclass(frozen=True, slots=True)
 class Verdict:

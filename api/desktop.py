@@ -29,6 +29,7 @@ from api.auth import Principal
 from api.db import db, query
 from api.desktop_state import DESKTOP, Desktop
 from api.errors import ApiError
+from api.follow_core import connect_sources
 from api.static_files import StaticFiles
 from api.registry import ApiRequest, setup_registry
 from crm import ticket_store
@@ -45,7 +46,7 @@ _FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "te
           "softphone.js": "text/javascript", "kb.js": "text/javascript", "chats.js": "text/javascript",
           "preview.js": "text/javascript", "mail.js": "text/javascript", "messages.js": "text/javascript",
           "taskkit.js": "text/javascript"}
-# connect-src: this origin, and the browser phone's WebSocket (phone_ws_url).
+# connect-src: this origin, the browser phone's WebSocket (phone_ws_url), an HA pair's nodes.
 _CSP = ("default-src 'self'; connect-src 'self'{ws}; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
@@ -393,8 +394,11 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 
 
 def _csp(request: web.Request) -> str:
-    u = urlsplit(request.app[DESKTOP].core.settings.phone_ws_url)
-    return _CSP.format(ws=f" {u.scheme}://{u.netloc}" if u.scheme in ("ws", "wss") and u.netloc else "")
+    settings = request.app[DESKTOP].core.settings
+    u = urlsplit(settings.phone_ws_url)
+    # An HA pair's nodes too: the desktop moves to another node when its own goes away (api.follow).
+    peers = connect_sources([url for _, url in settings.ha_peers])
+    return _CSP.format(ws=(f" {u.scheme}://{u.netloc}" if u.scheme in ("ws", "wss") and u.netloc else "") + peers)
 
 
 async def favicon(request: web.Request) -> web.StreamResponse:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from aiohttp import web, web_response
 
 from api.errors import ApiError
+from api.follow_core import connect_sources
 from api.registry import API
 from cti.daemon import CORE, HEALTH_DETAIL
 
@@ -35,22 +36,25 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
             "form-action 'none'")
 
 
-def page_csp(path: str, phone_ws_url: str) -> str:
-    """The Content-Security-Policy of an HTML page at ``path``."""
+def page_csp(path: str, phone_ws_url: str, peers: str = "") -> str:
+    """The Content-Security-Policy of an HTML page at ``path``; ``peers``: an HA pair's nodes
+    (``api.follow_core.connect_sources``), which the wallboard may move to."""
     connect = ""
     if path.startswith("/phone/"):
         u = urlsplit(phone_ws_url)
         connect = f" {u.scheme}://{u.netloc}"
+    elif path.startswith("/wallboard/"):
+        connect = peers
     return PAGE_CSP.format(connect=connect)
 
 
-def security_headers(path: str, content_type: str, headers: Any, phone_ws_url: str) -> None:
+def security_headers(path: str, content_type: str, headers: Any, phone_ws_url: str, peers: str = "") -> None:
     """Add the headers above to ``headers`` (a mutable mapping) of an answer to
     ``path`` with ``content_type``; what a route set itself stays."""
     headers["Server"] = SERVER
     headers.setdefault("X-Content-Type-Options", "nosniff")
     if content_type == "text/html":
-        headers.setdefault("Content-Security-Policy", page_csp(path, phone_ws_url))
+        headers.setdefault("Content-Security-Policy", page_csp(path, phone_ws_url, peers))
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "no-referrer")
     if path == "/api" or path.startswith("/api/"):
@@ -63,9 +67,11 @@ def setup_hygiene(app: web.Application) -> None:
     # take their Server header from this default: no version there either.
     web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
 
+    peers = connect_sources([url for _, url in app[CORE].settings.ha_peers])
+
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
         security_headers(request.path, response.content_type, response.headers,
-                         request.app[CORE].settings.phone_ws_url)
+                         request.app[CORE].settings.phone_ws_url, peers)
 
     async def staff(request: web.Request) -> bool:
         if API not in request.app:

@@ -78,8 +78,12 @@ class NodeHubService(HubService):
 class NodeService:
     """The broker's messages into the node's hub, and the leader's wallboard to supervisors."""
 
-    def __init__(self, hubs: NodeHubService, url: str, *, cluster: str, stream: str, ring_max: int) -> None:
+    def __init__(self, hubs: NodeHubService, url: str, *, cluster: str, stream: str, ring_max: int,
+                 make_stream: Any = None) -> None:
         self.hubs = hubs
+        # How the stream is found: read (an API node: ``cti api-node`` made it at start), or
+        # made when missing (an HA standby may start before any leader published).
+        self.make_stream = make_stream
         self.url = url
         self.cluster = cluster
         self.stream = stream
@@ -125,11 +129,14 @@ class NodeService:
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
         js = self.nc.jetstream()
-        info = await _retry(lambda: js.stream_info(self.stream))
+        make = self.make_stream
+        info = await _retry(lambda: make(js) if make is not None else js.stream_info(self.stream))
         hub = self.hubs.hub
         # From ring_max back, or from the stream's first message if it holds fewer (the rest aged out).
         after = max(0, info.state.last_seq - self.ring_max, info.state.first_seq - 1)
-        if hub.epoch != stream_epoch(self.stream, info.created):
+        if not hub.epoch:       # learnt here (an HA node): no client attaches before ``ready``
+            hub.epoch = stream_epoch(self.stream, info.created)
+        elif hub.epoch != stream_epoch(self.stream, info.created):
             log.error("node: the stream's id changed since start; restart the node")
         hub.begin(after)
         self.feed = BrokerFeed(self.nc, cluster=self.cluster, stream=self.stream, after=after)
@@ -254,8 +261,15 @@ SESSION = web.AppKey("node_session", aiohttp.ClientSession)
 async def forward(request: web.Request) -> web.StreamResponse:
     """The request, as the client sent it, to the leader; its answer, as the leader gave it.
     502 ``leader_unreachable`` when the leader does not answer in time."""
-    leader = request.app[LEADER]
+    return await forward_to(request, request.app[LEADER], request.app[SESSION])
+
+
+async def forward_to(request: web.Request, leader: str, session: aiohttp.ClientSession,
+                     extra: dict[str, str] | None = None) -> web.StreamResponse:
+    """``forward`` to the base URL ``leader`` through ``session``, with ``extra`` headers
+    added (an HA standby names itself: ``api.follow``)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+    headers.update(extra or {})
     peer = request.remote or ""
     prior = request.headers.get("X-Forwarded-For")
     headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
@@ -264,10 +278,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
     try:
         # Bounded waits for the connection and for each read, not for the whole answer: a
         # recording or a CSV report streams through, chunk by chunk, never held whole here.
-        async with request.app[SESSION].request(request.method, leader + request.rel_url.path_qs, headers=headers,
-                                                data=body, allow_redirects=False,
-                                                timeout=aiohttp.ClientTimeout(sock_connect=5.0,
-                                                                              sock_read=FORWARD_TIMEOUT_S)) as r:
+        async with session.request(request.method, leader + request.rel_url.path_qs, headers=headers,
+                                   data=body, allow_redirects=False,
+                                   timeout=aiohttp.ClientTimeout(sock_connect=5.0, sock_read=FORWARD_TIMEOUT_S)) as r:
             # The body is passed on as the leader encoded it (no decompression), with its headers.
             out = {k: v for k, v in r.headers.items() if k.lower() not in _HOP or k.lower() == "content-length"}
             resp = web.StreamResponse(status=r.status, reason=r.reason, headers=out)

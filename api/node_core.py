@@ -39,7 +39,7 @@ class NodeHub(Hub):
                  stream_ttl: float = 900.0) -> None:
         if ring_max < 1:
             raise ValueError("a node keeps at least one message")
-        super().__init__(replay_max=1, queue_max=queue_max, stream_ttl=stream_ttl, new_epoch=lambda: epoch)
+        super().__init__(replay_max=1, queue_max=queue_max, stream_ttl=stream_ttl, new_epoch=lambda: self.epoch)
         self.epoch = epoch
         self.ring: deque[tuple[int, frozenset[str], str]] = deque(maxlen=ring_max)
         self.head = 0           # the stream sequence of the last message published here
@@ -137,10 +137,15 @@ class NodeState:
     message showed them. Only what this node has read: an agent whose last change came
     before the node's first message has no state here (None) until the next one."""
 
+    LIVE_MAX = 100_000      # calls kept as live: a call whose end was never read is let go after these
+
     def __init__(self) -> None:
         self.audience = CallAudience()
         self.agents: dict[str, dict[str, Any]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
+        # Every call the stream shows as not ended (oldest first): an HA pair's new leader
+        # publishes the ends its own model saw that the old leader never published.
+        self.live: dict[str, None] = {}
 
     def feed(self, body: Mapping[str, Any]) -> None:
         kind = body.get("type")
@@ -153,6 +158,12 @@ class NodeState:
         data = body.get("data")
         if not isinstance(kind, str) or not isinstance(call_id, str) or not isinstance(data, dict):
             return
+        if kind == "call.ended":
+            self.live.pop(call_id, None)
+        elif kind.startswith("call.") and call_id not in self.live:
+            self.live[call_id] = None
+            if len(self.live) > self.LIVE_MAX:
+                del self.live[next(iter(self.live))]
         self.audience.feed(kind, call_id, data)
         if kind == "call.ended":
             self.calls.pop(call_id, None)

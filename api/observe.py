@@ -123,10 +123,10 @@ def collect(app: web.Application, now: float) -> list[Metric]:
             s = acd.router.agent_state(a.id).state
             agents[s] = agents.get(s, 0) + 1
         fams.append(m.gauge("cti_agents", "ACD agents by state", {(("state", s),): n for s, n in agents.items()}))
-    from api.ws import WS  # optional: the hub may not be mounted
+    from api.ws import WS, WS_SERVED  # optional: the hub may not be mounted
 
     if WS in app:
-        service = app[WS]
+        service = app.get(WS_SERVED) or app[WS]
         hub = service.hub
         fams.append(m.gauge("cti_ws_connections", "Open WebSocket connections", hub.connections))
         fams.append(m.gauge("cti_ws_streams", "WebSocket streams (one per agent user, one shared by staff; kept for "

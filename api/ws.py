@@ -153,6 +153,9 @@ class HubService:
         self.before_flush: list[Callable[[], None]] = []
         # Called with each pushed message (the event broker publishes them for API nodes).
         self.push_listeners: list[Callable[[dict[str, Any], frozenset[str]], None]] = []
+        # Parts a feature adds to every hello, computed when the client attaches (an HA pair
+        # tells desktops where the leader and the other nodes are: ``api.follow``).
+        self.hello_parts: dict[str, Callable[[], Any]] = {}
         self.revalidate_s = REVALIDATE_S
         self.direct_writes = 0      # writes made by the flush (each may carry several messages)
         self.writer_wakes = 0       # connections handed to their writer task
@@ -358,7 +361,7 @@ class HubService:
         resume = Resume(first.stream, first.last_seq) if first.stream and first.last_seq is not None else None
         hello = {"user": {"kind": p.kind, "id": p.id, "name": p.name, "role": p.role, "agent_id": p.agent_id},
                  "scope": {"everything": scope.everything, "agent_id": scope.agent_id},
-                 "snapshot": self._snapshot(p, scope)}
+                 "snapshot": self._snapshot(p, scope), **{k: f() for k, f in self.hello_parts.items()}}
         attached = self.hub.attach(stream_key(p, scope), scope, resume, hello, time.time())
         conn = attached.conn
         wake = asyncio.Event()
@@ -472,13 +475,21 @@ async def _refuse(ws: web.WebSocketResponse, code: int, error_id: str, message: 
 
 
 WS = web.AppKey("ws_hub", HubService)
+# The hub whose /ws this node serves, when not ``WS``'s (an HA pair with a broker: api.follow).
+WS_SERVED = web.AppKey("ws_served", HubService)
+# What the broker's stream told this node (an HA pair with a broker: ``api.node_core.NodeState``,
+# the calls' audiences and which calls are live): a new leader's publisher starts from it
+# (api.broker.setup_broker).
+STREAM_STATE = web.AppKey("stream_state", Callable[[], Any])
 
 
-def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None) -> HubService:
+def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None, *, route: bool = True) -> HubService:
     """``/ws`` and its hub. After ``setup_auth`` (it uses the API's pool) and
     after ``setup_acd`` (the hello's snapshot reads the ACD's agent state). Where
     it subscribes to the bus does not matter: every subscriber gets the same
-    events in the same order (``cti.events.Bus``)."""
+    events in the same order (``cti.events.Bus``). ``route`` False: the hub runs
+    (pushes, the wallboard, the broker's listeners) but ``/ws`` is another's (an HA
+    pair with a broker serves it from the stream: ``api.follow``)."""
     settings = core.settings
     service = HubService(app, Hub(replay_max=settings.ws_replay_max, queue_max=settings.ws_queue_max,
                                   replay_max_age=settings.ws_replay_max_age_s), core, acd)
@@ -490,7 +501,8 @@ def setup_ws(app: web.Application, core: CoreServices, acd: AcdService | None) -
 
     run_with_app(app, service)
     app.on_shutdown.append(on_shutdown)
-    app.router.add_get("/ws", service.serve)
+    if route:
+        app.router.add_get("/ws", service.serve)
     app[API].document("GET", "/ws", summary="WebSocket: live events (screen-pops, agent states); see docs/api.md",
                       roles=None, operation_id="websocket", status=101, content_type=None, tags=("events",),
                       description="Authenticated by the first message {\"type\": \"auth\", \"token\": ...}; "

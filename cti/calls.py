@@ -48,8 +48,10 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 # Not calls: Asterisk's stand-in for a failed originate, the Local channel the
 # phone service originates to have the dialplan reload res_pjsip
 # (phone/gateway.py, [cti-phone-reload]), and the one the ACD originates to
-# raise its epoch (acd/epoch.py, [cti-acd-epoch]).
-_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-", "Local/raise@cti-acd-epoch-")
+# raise its epoch (acd/epoch.py, [cti-acd-epoch]), or to move a waiting caller through the
+# epoch gate ([cti-acd-move]).
+_PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-", "Local/raise@cti-acd-epoch-",
+                    "Local/move@cti-acd-move-")
 # An agent id as the ACD configuration allows it (acd/config.py).
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")

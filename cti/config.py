@@ -27,6 +27,38 @@ from pydantic_settings import (
 
 from cti.errors import ConfigError
 
+_NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,199}")
+_BASE_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def parse_peers(v: Any) -> tuple[tuple[str, str], ...]:
+    """``ha_peers`` as ``((node, base URL), ...)``: from "a=http://h1:8765,b=http://h2:8765"
+    (or pairs, or a mapping). Each node once, each URL a scheme and host[:port] (no path: the
+    routes are the daemon's). Raises ValueError naming the bad item."""
+    if isinstance(v, str):
+        items: list[Any] = [i for i in v.split(",") if i.strip()]
+    elif isinstance(v, dict):
+        items = list(v.items())
+    else:
+        items = list(v)
+    out: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, str):
+            node, sep, url = item.strip().partition("=")
+            if not sep:
+                raise ValueError(f"a peer is node=url: {item[:60]!r} (e.g. a=http://10.0.0.1:8765)")
+        else:
+            node, url = (str(x) for x in item)
+        node, url = node.strip(), url.strip().rstrip("/")
+        if not _NODE.fullmatch(node):
+            raise ValueError(f"not a node name: {node[:60]!r}")
+        if not _BASE_URL.fullmatch(url):
+            raise ValueError(f"not a base URL (scheme://host[:port]): {url[:80]!r}")
+        if node in out:
+            raise ValueError(f"node {node!r} named twice")
+        out[node] = url
+    return tuple(out.items())
+
 
 def read_toml(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
     """The table in a TOML file. Raises ``ConfigError`` naming ``what`` and the file
@@ -200,6 +232,11 @@ class Settings(BaseSettings):
     ha_renew_within: float = Field(2.0, gt=0, le=600)
     ha_renew_every: float = Field(0.5, gt=0, le=600)
     ha_poll_every: float = Field(0.5, gt=0, le=60)
+    # Where clients reach each node of the pair (docs/ha.md, "Clients follow the leader"):
+    # "a=http://10.0.0.1:8765,b=http://10.0.0.2:8765", the same on every node. A standby
+    # forwards commands to the leader's address (with a broker) or names it in its 503;
+    # desktops try the others when theirs is away; CORS lets them call these origins.
+    ha_peers: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()
 
     # E-mail as a channel (docs/mail.md): mail_listen is where the SMTP receiver listens
     # ("127.0.0.1:2525"; unset, the default: no receiver); a mail over mail_max_bytes
@@ -327,6 +364,11 @@ class Settings(BaseSettings):
                 except ValueError:
                     raise ValueError(f"not a network or address: {item[:60]!r} (e.g. 127.0.0.0/8, 10.1.2.3)") from None
         return tuple(out)
+
+    @field_validator("ha_peers", mode="before")
+    @classmethod
+    def _peers(cls, v: Any) -> tuple[tuple[str, str], ...]:
+        return parse_peers(v)
 
     @field_validator("callback_form_countries", mode="before")
     @classmethod

@@ -253,9 +253,11 @@ HA = web.AppKey("ha", HaNode)
 
 
 def run_while_leading(app: Any, ha: HaNode, start: Callable[[int], Awaitable[None]],
-                      stop: Callable[[], Awaitable[None]]) -> None:
+                      stop: Callable[[], Awaitable[None]], *, first: bool = False) -> None:
     """A feature that acts on calls runs only while ``ha`` leads: ``start(epoch)``
-    on each takeover, ``stop()`` on step-down or when the app stops (once per start)."""
+    on each takeover, ``stop()`` on step-down or when the app stops (once per start).
+    ``first``: started before the features already registered (the broker's publisher
+    must be subscribed before the ACD's first decisions of the new term)."""
     started = False
 
     async def lead(epoch: int) -> None:
@@ -269,7 +271,10 @@ def run_while_leading(app: Any, ha: HaNode, start: Callable[[int], Awaitable[Non
             started = False
             await stop()
 
-    ha.on_lead.append(lead)
+    if first:
+        ha.on_lead.insert(0, lead)
+    else:
+        ha.on_lead.append(lead)
     ha.on_step_down.append(step_down)
 
     async def ctx(app: Any) -> Any:

@@ -8,8 +8,10 @@
   per its action at once (``plan``): out of the router (``AcdService.divert``)
   and Redirected into ``cti-emergency`` (announcement, then hang up, dial a
   number, or voicemail), or moved to another queue (``AcdService.move_call``),
-  or played the announcement in the wait. Setvars and Redirect are written
-  together on the ACD's AMI session (``submit``), like an offer: one round trip.
+  or played the announcement in the wait. The switch's value (``CTI_EMERGENCY_MOVE``,
+  with the ACD's epoch) and the Redirect into ``cti-emergency-move`` are written
+  together on the ACD's AMI session (``submit``), like an offer: one round trip; the
+  dialplan refuses them from a deposed leader (``acd.epoch.emergency_actions``).
   Callers ringing or talking to an agent are left alone.
 - New calls: the global ``CTI_EMERGENCY`` (how many switches are in force; 0
   when none) lets ``cti-route`` skip everything while nothing is on; when it is
@@ -31,6 +33,7 @@ import structlog
 
 from acd.ami_actions import failure, submit
 from acd.core import AcdInputError
+from acd.epoch import emergency_actions
 from emergency import store
 from emergency.pin import PinGuard
 from emergency.switches import CallFacts, Switch, WaitingPlan, active, choose, choose_early, next_change, plan
@@ -227,12 +230,16 @@ class EmergencyService:
             move.done_at = time.time()
             self._record(s.id, call_id, "waiting", s.action, f"moved to {p.move_to}" if p.move_to else "")
             return move
-        ami = self.core.ami
-        sends = [submit(ami, "Setvar", {"Channel": channel, "Variable": var, "Value": value})
-                 for var, value in (("CTI_EMERGENCY_SWITCH", str(s.id)), ("CTI_EMERGENCY_TARGET", s.target),
-                                    ("CTI_EMERGENCY_PROMPT", s.prompt))]
-        sends.append(submit(ami, "Redirect", {"Channel": channel, "Context": CONTEXT, "Exten": p.exten,
-                                              "Priority": "1"}))
+        # One value carrying the ACD's epoch, and the Redirect: cti-emergency-move refuses a
+        # deposed leader's (docs/ha.md, "Fencing in the dialplan") before cti-emergency runs.
+        try:
+            actions = emergency_actions(acd.epoch, channel, p.exten, s.id, s.target, s.prompt)
+        except ValueError as exc:
+            move.error = str(exc)
+            self._record(s.id, call_id, "waiting", "failed", str(exc)[:200])
+            log.warning("emergency redirect not sent", call_id=call_id, switch=s.id, error=str(exc))
+            return move
+        sends = [submit(self.core.ami, name, headers) for name, headers in actions]
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)

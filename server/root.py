@@ -25,10 +25,10 @@ from api.observe import setup_metrics
 from api.phone_routes import setup_phone_routes
 from api.recording_routes import setup_recording_routes
 from api.session_routes import setup_auth
-from api.standby import standby_guard
 from api.ticket_routes import setup_ticket_routes
 from api.wallboard_routes import setup_wallboard
 from api.webhook_service import setup_webhooks
+from api.follow import setup_follow, setup_follow_ws, tell_desktops
 from api.ws import setup_ws
 from cti.config import Settings
 from cti.daemon import CORE, build_app, run_with_app
@@ -63,7 +63,9 @@ def build(settings: Settings) -> web.Application:
         app[HA] = ha
         core.timeline = False       # a standby upserts call rows; the leader writes timelines
         core.health_parts["ha"] = ha.health
-        app.middlewares.append(standby_guard(ha))
+        # Clients follow the leader: a standby forwards the API to it (with a broker) or
+        # names it in a 503; CORS for the pair's origins (docs/ha.md, api/follow.py).
+        setup_follow(app, settings, ha)
     # 2. The Asterisk-facing features. The IVR and the dialplan hooks answer the
     #    dialplan; they need only the core.
     setup_ivr(app, core)
@@ -83,7 +85,13 @@ def build(settings: Settings) -> web.Application:
     setup_wallboard(app, core, acd)
     setup_recording_routes(app)
     setup_metrics(app)
-    setup_ws(app, core, acd)
+    # In a pair with a broker every node's /ws is the broker's stream (seq survives a takeover).
+    pair_stream = ha is not None and settings.broker_url is not None
+    setup_ws(app, core, acd, route=not pair_stream)
+    if pair_stream:
+        setup_follow_ws(app, settings)
+    if ha is not None:
+        tell_desktops(app, settings, ha)
     setup_emergency(app)              # moves the ACD's waiting callers; pushes on the hub: after both
     setup_desktop(app, core)          # screen-pops go out on the hub: after it
     omni = setup_omni(app)            # tasks of chat, e-mail, message: the ACD's router, offers on the hub
@@ -127,7 +135,7 @@ def build(settings: Settings) -> web.Application:
                      cluster=settings.broker_cluster or settings.ha_cluster or "main",
                      stream=settings.broker_stream, buffer_max=settings.broker_buffer_max,
                      window=settings.broker_window, max_age_s=settings.broker_max_age_s,
-                     max_bytes=settings.broker_max_bytes)
+                     max_bytes=settings.broker_max_bytes, ha=ha)
     # Where each subscribes to the bus does not change what it sees, nor in which
     # order: every subscriber gets every event in seq order (cti.events.Bus).
     # 5. The lease last: every part is up before this node may lead, and it is

@@ -3,7 +3,7 @@
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
-  const S = sessionStorage;   // per tab: token, stream, last seq
+  const S = sessionStorage;   // per tab: token, stream, last seq, the node in use and the pair's nodes
   const PING_MS = 25000;
   let pinger = null;
   let me = null, ws = null, backoff = 500, stateSince = null, callId = null, call = null, answeredAt = null;
@@ -23,12 +23,53 @@
     return `${m}:${String(s % 60).padStart(2, "0")}`;
   }
 
-  async function api(method, path, body) {
+  // -- an HA pair: the node in use, and moving to another (docs/ha.md, "Clients follow the leader") --
+  // base: "" (this page's own node) or another node's address. A node that refuses the connection
+  // is left for the next one the hello named; a standby that does not share the event stream
+  // (no broker) sends us to the leader it names.
+  const base = () => S.getItem("base") || "";
+  function nodes() {
+    let list = [];
+    try { list = JSON.parse(S.getItem("nodes") || "[]"); } catch (e) { list = []; }
+    const all = [location.origin, ...list.filter((u) => typeof u === "string")];
+    return all.filter((u, i) => all.indexOf(u) === i);
+  }
+  function useNode(url) {
+    const target = !url || url === location.origin ? "" : url;
+    if (target) S.setItem("base", target); else S.removeItem("base");
+  }
+  function following(from) {   // the node after `from` in the pair's list (null: no other node known)
+    const all = nodes();
+    if (all.length < 2) return null;
+    return all[(all.indexOf(from || location.origin) + 1) % all.length];
+  }
+  function moveTo(url) {    // use that node; the WebSocket follows at once
+    useNode(url);
+    if (ws && ws.ctiNode !== base()) {
+      backoff = 500;
+      const old = ws; ws = null; old.onclose = null; old.close(); connect();
+    }
+  }
+
+  async function api(method, path, body, retried) {
     const headers = { "Content-Type": "application/json" };
     const token = S.getItem("token");
     if (token) headers.Authorization = `Bearer ${token}`;
-    const r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const at = base();
+    let r;
+    try {
+      r = await fetch(at + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (err) {   // the node is away: once more on the next node of the pair
+      const next = retried ? null : following(at);
+      if (next) { if (base() === at) moveTo(next); return api(method, path, body, true); }
+      throw err;
+    }
     const data = r.status === 204 ? null : await r.json().catch(() => null);
+    const leader = r.headers.get("Cti-Leader-Url");
+    if (r.status === 503 && data && data.error_id === "standby" && leader && !retried) {
+      moveTo(leader);
+      return api(method, path, body, true);
+    }
     if (r.status === 401 && path !== "/api/login") { logout(false); }
     if (!r.ok) throw new Error((data && data.message) || `HTTP ${r.status}`);
     return data;
@@ -91,9 +132,14 @@
   // -- WebSocket with resume ---------------------------------------------------
   function connect() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    ws = new WebSocket(`${proto}//${location.host}/ws`);
+    const at = base();
+    const url = at ? at.replace(/^http/, "ws") + "/ws" : `${proto}//${location.host}/ws`;
+    let opened = false;
+    ws = new WebSocket(url);
+    ws.ctiNode = at;
     $("link").textContent = "connecting…";
     ws.onopen = () => {
+      opened = true;
       const auth = { type: "auth", token: S.getItem("token") };
       if (S.getItem("stream") && S.getItem("seq") !== null) {
         auth.stream = S.getItem("stream"); auth.last_seq = Number(S.getItem("seq"));
@@ -108,6 +154,10 @@
     ws.onclose = (ev) => {
       $("link").textContent = "reconnecting…";
       if (ev.code === 4401) { logout(false); return; }
+      // Refused (never opened: the node is down, or not ready): the next node of the pair;
+      // lost after opening: this node again first (a restart), then the next.
+      const next = opened ? null : following(at);
+      if (next && base() === at) useNode(next);
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 10000);
     };
@@ -118,10 +168,14 @@
       backoff = 500;
       S.setItem("stream", msg.stream); S.setItem("seq", String(msg.seq));
       $("link").textContent = msg.resumed ? "online (resumed)" : "online";
+      if (msg.ha) {   // a node of an HA pair: the others to try, and where the leader is
+        S.setItem("nodes", JSON.stringify(msg.ha.nodes || []));
+        if (!msg.ha.leading && !msg.ha.shared_stream && msg.ha.leader_url) { moveTo(msg.ha.leader_url); return; }
+      }
       if (msg.snapshot && msg.snapshot.agent_state) showState(msg.snapshot.agent_state);
       return;
     }
-    if (msg.type === "resync") { api("GET", "/api/me").catch(() => {}); loadHistory(); return; }
+    if (msg.type === "resync") { api("GET", "/api/me").catch(() => {}); restore(); loadHistory(); return; }
     if (msg.type === "pong") {
       if (typeof msg.seq === "number" && msg.seq > Number(S.getItem("seq") || 0)) S.setItem("seq", String(msg.seq));
       return;

@@ -245,18 +245,42 @@
     keyed(document.querySelector("#agents tbody"), snap.agents, (a) => a.agent_id, makeAgent, (r, a) => updateAgent(r, a, t));
   }
 
+  // An HA pair (docs/ha.md, "Clients follow the leader"): the nodes the hello named; a node
+  // that refuses the connection is left for the next; a standby that does not share the
+  // event stream (no broker) sends the board to the leader it names.
+  let nodes = [], node = "";
+  function wsUrl(base) {
+    return base ? base.replace(/^http/, "ws") + "/ws" : `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+  }
+  function following(from) {
+    const all = [location.origin, ...nodes].filter((u, i, a) => a.indexOf(u) === i);
+    return all.length < 2 ? null : all[(all.indexOf(from || location.origin) + 1) % all.length];
+  }
   function connect() {
     const status = document.getElementById("status");
-    ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-    ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: Cti.token() }));
+    const at = node;
+    let opened = false;
+    ws = new WebSocket(wsUrl(at));
+    ws.onopen = () => { opened = true; ws.send(JSON.stringify({ type: "auth", token: Cti.token() })); };
     ws.onmessage = (m) => {
       const msg = JSON.parse(m.data);
-      if (msg.type === "hello") { status.textContent = "live"; status.className = "status live"; retry = 1; }
+      if (msg.type === "hello") {
+        status.textContent = "live"; status.className = "status live"; retry = 1;
+        if (msg.ha) {
+          nodes = (msg.ha.nodes || []).filter((u) => typeof u === "string");
+          if (!msg.ha.leading && !msg.ha.shared_stream && msg.ha.leader_url) {
+            node = msg.ha.leader_url === location.origin ? "" : msg.ha.leader_url;
+            ws.close();
+          }
+        }
+      }
       else if (msg.type === "wallboard") take(msg);
     };
     ws.onclose = (e) => {
       status.textContent = "offline"; status.className = "status";
       if (e.code === 4401) return;
+      const next = opened ? null : following(at);
+      if (next && node === at) node = next === location.origin ? "" : next;
       setTimeout(connect, retry * 1000); retry = Math.min(retry * 2, 30);
     };
   }
