@@ -1,0 +1,180 @@
+"""What a standby's shadow router learns of the leader's decisions (docs/ha.md, "Warm standby").
+Pure: no I/O, no clock.
+
+The standby's ACD runs the same router, fed by its own call model, but following
+(``Router(following=True)``): it makes no offer of its own. What it cannot see in
+its own model is what the leader decided: an offer (the standby's model sees the
+caller's Dial to a device a moment later, but not whose decision it was), the
+ring guard giving up, a supervisor's move, a caller diverted, and every agent's
+own request (a break, a logout: sent to the leader's API). Those come from the
+leader's writes, as small records here:
+
+==================  ==========================================  ==========================
+record              from the leader's                           router input
+==================  ==========================================  ==========================
+``OfferSeen``       ``Offer``; ``acd.offer`` in ``call_events``  ``offer_observed``
+``OfferGone``       ``Withdrawn`` by the ring guard;             ``offer_ended(withdrawn)``
+                    ``acd.withdrawn`` with that reason
+``MaxWaitSeen``     ``MaxWait``; ``acd.maxwait``                 ``max_wait_observed``
+``MovedSeen``       ``Moved``; ``acd.moved``                     ``move_call``
+``DivertedSeen``    ``Dequeued`` for another path (emergency);   ``divert``
+                    ``acd.dequeued`` with that reason
+``StateSeen``       ``AgentState``; a row of ``agent_states``    ``agent_state_observed``
+==================  ==========================================  ==========================
+
+What the shadow decides the same way by itself is not followed: calls waiting,
+answered, abandoned, finished (its own model), escalation steps, wrap-up timers
+(its own clock). A maximum wait is followed although it is a matter of time: a
+leader's offer in the same instant stops it, and only the leader knows which came
+first. ``tests/unit/test_acd_follow_properties.py``: a
+router fed a random run of a leader's inputs and decisions this way ends in the
+leader's state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Union
+
+from acd.core import RING_GUARD, Router
+from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, MaxWait, Moved, Offer, Withdrawn
+
+__all__ = ["OfferSeen", "OfferGone", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen", "Observation",
+           "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED"]
+
+# Why a call leaves the router when the shadow decides it by itself.
+SELF_DECIDED = frozenset({"answered", "abandoned", "max_wait"})
+
+
+@dataclass(frozen=True, slots=True)
+class OfferSeen:
+    """The leader offered ``call_id`` to ``agent_id`` at ``at``."""
+
+    call_id: str
+    agent_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OfferGone:
+    """The leader's ring guard gave up on the offer of ``call_id`` to ``agent_id``."""
+
+    call_id: str
+    agent_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MaxWaitSeen:
+    """The leader ended ``call_id``'s stay in ``queue_id`` for its maximum wait."""
+
+    call_id: str
+    queue_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MovedSeen:
+    """A supervisor moved ``call_id`` to ``queue_id`` at the leader, where it now has
+    ``priority``: its own (``own_priority``, kept in any queue) or its queue's."""
+
+    call_id: str
+    queue_id: str
+    priority: int
+    at: float
+    own_priority: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DivertedSeen:
+    """The leader took ``call_id`` out of routing for another path (``reason``)."""
+
+    call_id: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StateSeen:
+    """The leader put ``agent_id`` in ``state`` with ``reason`` at ``at``."""
+
+    agent_id: str
+    state: str
+    reason: str
+    at: float
+
+
+Observation = Union[OfferSeen, OfferGone, MaxWaitSeen, MovedSeen, DivertedSeen, StateSeen]
+
+
+def from_decision(d: Decision, now: float) -> Observation | None:
+    """What the leader's decision ``d`` (taken at ``now``) tells a follower; None:
+    nothing the follower does not decide by itself."""
+    if isinstance(d, Offer):
+        return OfferSeen(d.call_id, d.agent_id, now)
+    if isinstance(d, AgentState):
+        return StateSeen(d.agent_id, d.new, d.reason, d.at)
+    if isinstance(d, Withdrawn):
+        return OfferGone(d.call_id, d.agent_id, d.at) if d.reason == RING_GUARD else None
+    if isinstance(d, MaxWait):
+        return MaxWaitSeen(d.call_id, d.queue_id, d.at)
+    if isinstance(d, Moved):
+        return MovedSeen(d.call_id, d.target, d.priority, d.at, d.own_priority)
+    if isinstance(d, Dequeued) and d.reason not in SELF_DECIDED:
+        return DivertedSeen(d.call_id, d.reason, d.at)
+    return None
+
+
+def from_annotation(call_id: str, kind: str, data: Mapping[str, Any], at: float) -> Observation | None:
+    """The same from a row of ``call_events`` (the leader's timeline: ``acd.offer``,
+    ``acd.withdrawn``, ``acd.maxwait``, ``acd.moved``, ``acd.dequeued``). None for other kinds and for
+    rows missing what is needed (nothing of them can be followed)."""
+    agent = data.get("agent")
+    if kind == "acd.offer" and isinstance(agent, str) and agent:
+        return OfferSeen(call_id, agent, at)
+    if kind == "acd.withdrawn" and isinstance(agent, str) and data.get("reason") == RING_GUARD:
+        return OfferGone(call_id, agent, at)
+    if kind == "acd.maxwait":
+        queue = data.get("queue") or data.get("queue_id")    # an overflow's row names it queue_id
+        return MaxWaitSeen(call_id, queue, at) if isinstance(queue, str) else None
+    if kind == "acd.moved":
+        target, priority = data.get("target"), data.get("priority")
+        if isinstance(target, str) and isinstance(priority, int) and not isinstance(priority, bool):
+            return MovedSeen(call_id, target, priority, at, data.get("own_priority") is not False)
+        return None
+    if kind == "acd.dequeued":
+        reason = data.get("reason")
+        if isinstance(reason, str) and reason not in SELF_DECIDED:
+            return DivertedSeen(call_id, reason, at)
+    return None
+
+
+def from_state_row(agent_id: str, state: str, reason: str | None, at: float) -> StateSeen | None:
+    """A row of ``agent_states``; None for a state the router does not know."""
+    if state not in AGENT_STATES:
+        return None
+    return StateSeen(agent_id, state, reason or "", at)
+
+
+def feed(router: Router, observations: Iterable[Observation]) -> list[Decision]:
+    """Give a following router what the leader decided, in order. Observations of
+    agents, queues or calls it does not know (another configuration) are skipped.
+    Returns the router's decisions (no offer: it follows)."""
+    out: list[Decision] = []
+    for o in observations:
+        try:
+            if isinstance(o, OfferSeen):
+                out += router.offer_observed(o.call_id, o.agent_id, o.at)
+            elif isinstance(o, OfferGone):
+                out += router.offer_ended(o.call_id, o.agent_id, "withdrawn", o.at)
+            elif isinstance(o, MaxWaitSeen):
+                out += router.max_wait_observed(o.call_id, o.queue_id, o.at)
+            elif isinstance(o, MovedSeen):
+                out += router.move_call(o.call_id, o.at, queue_id=o.queue_id,
+                                        priority=o.priority if o.own_priority else None)
+            elif isinstance(o, DivertedSeen):
+                out += router.divert(o.call_id, o.reason, o.at)
+            else:
+                out += router.agent_state_observed(o.agent_id, o.state, o.reason, o.at)
+        except ValueError:      # AcdInputError: not in this configuration
+            continue
+    return out
