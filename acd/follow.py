@@ -37,9 +37,11 @@ from typing import Any, Iterable, Mapping, Union
 
 from acd.core import RING_GUARD, Router
 from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, MaxWait, Moved, Offer, Withdrawn
+from cti.calls import channel_prefix
 
 __all__ = ["OfferSeen", "OfferGone", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen", "Observation",
-           "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED"]
+           "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED",
+           "agent_of_channel", "gone_calls"]
 
 # Why a call leaves the router when the shadow decides it by itself.
 SELF_DECIDED = frozenset({"answered", "abandoned", "max_wait"})
@@ -178,3 +180,26 @@ def feed(router: Router, observations: Iterable[Observation]) -> list[Decision]:
         except ValueError:      # AcdInputError: not in this configuration
             continue
     return out
+
+
+def agent_of_channel(name: Any, devices: Mapping[str, str]) -> str | None:
+    """The agent an offer rang, from what a standby's call model names it: the
+    channel the caller dialled (``PJSIP/a1-0000002a``: the agent whose device,
+    in ``devices`` agent -> dial string, makes it) or already the agent's id.
+    None for anything else (a device nobody of ours sits at)."""
+    if not isinstance(name, str) or not name:
+        return None
+    if name in devices:
+        return name
+    for agent, device in devices.items():
+        if device and name.startswith(channel_prefix(device)):
+            return agent
+    return None
+
+
+def gone_calls(channels_of: Mapping[str, str | None], listing: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The calls (call id -> the caller's channel; None: nobody on the line, e.g. a
+    callback request) whose channel is not in Asterisk's ``CoreShowChannels``
+    ``listing``: over while nobody was told, in their order."""
+    present = {item.get("Channel") for item in listing}
+    return [cid for cid, channel in channels_of.items() if channel is not None and channel not in present]

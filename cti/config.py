@@ -196,6 +196,9 @@ class Settings(BaseSettings):
     ha_renew_within: float = Field(2.0, gt=0, le=600)
     ha_renew_every: float = Field(0.5, gt=0, le=600)
     ha_poll_every: float = Field(0.5, gt=0, le=60)
+    # A standby's ACD shadows the leader's (its router follows the leader's decisions) and
+    # takes over from memory; false: it starts cold on a takeover, as after a restart.
+    ha_warm: bool = True
 
     # E-mail as a channel (docs/mail.md): mail_listen is where the SMTP receiver listens
     # ("127.0.0.1:2525"; unset, the default: no receiver); a mail over mail_max_bytes

@@ -1,0 +1,179 @@
+"""Shadow mode of the ACD shell (acd/shadow.py): a standby's service follows the leader
+from its own call events and the leader's rows, writes nothing, and takes over from
+memory after one listing of Asterisk's channels. A fake AMI records what is written:
+no Asterisk, no database."""
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from acd import follow
+from acd.config import AcdConfig
+from acd.routing_shell import AcdService
+from cti.daemon import Core
+from cti.events import CallAgentLeft, CallConnected, CallEnded, CallOffered, CallQueued, CallView
+from tests.wireami import WireAmi
+
+CONFIG = AcdConfig.model_validate({
+    "skills": ["any"],
+    "agents": [{"id": "a1", "name": "Ada", "device": "PJSIP/a1", "queues": {"q": {}}, "auto_login": True},
+               {"id": "a2", "name": "Bob", "device": "PJSIP/a2", "queues": {"q": {}}, "auto_login": True}],
+    "queues": [{"id": "q", "ring_timeout_s": 15, "wrapup_s": 30}],
+})
+
+
+class ListingAmi(WireAmi):
+    """Also answers ``CoreShowChannels`` with ``channels`` and ``Getvar`` with nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.channels: list[dict[str, str]] = []
+        self.sent: list[str] = []
+        self.connected = True
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        return None
+
+    async def send(self, action: str, headers: dict[str, Any] | None = None, *, shape: str = "single",
+                   timeout: float | None = None) -> Any:
+        self.sent.append(action)
+        if action == "CoreShowChannels":
+            return SimpleNamespace(events=[SimpleNamespace(headers={"Event": "CoreShowChannel", **c})
+                                           for c in self.channels])
+        return SimpleNamespace(response=SimpleNamespace(headers={"Value": ""}))
+
+
+def _view(call_id: str, at: float) -> CallView:
+    return CallView(call_id=call_id, state="queued", direction="inbound", caller_num="+100", caller_name="x",
+                    exten="s", started_at=at, answered_at=at, queue="q", queue_joined_at=at, queue_left_at=None,
+                    agent=None, agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
+                    end_estimated=False, abandoned=False, legs=1)
+
+
+def _chan(call_id: str) -> str:
+    return f"PJSIP/trunk-{call_id}"
+
+
+def queued(call_id: str, at: float) -> CallQueued:
+    return CallQueued(call_id, at, 1, _view(call_id, at), queue="q", acd=True, channel=_chan(call_id),
+                      uniqueid=call_id)
+
+
+def offered(call_id: str, at: float, channel: str) -> CallOffered:
+    return CallOffered(call_id, at, 2, _view(call_id, at), agent=channel, device=channel, uniqueid=channel)
+
+
+def _sr(service: AcdService, agent: str) -> tuple[str, str]:
+    view = service.router.agent_state(agent)
+    return view.state, view.reason
+
+
+async def _shadow() -> AcdService:
+    core = Core(SimpleNamespace(acd_default_queue="q", acd_announce_every=0), ami=ListingAmi())  # type: ignore[arg-type]
+    service = AcdService(core, CONFIG)
+    service.may_act = lambda: False
+    await service.start_shadow(0.5)
+    return service
+
+
+async def test_a_shadow_follows_an_offer_it_sees_ringing_and_writes_nothing():
+    service = await _shadow()
+    try:
+        t = time.time()
+        service.on_shadow_event(queued("c1", t))
+        assert [w.status for w in service.router.waiting_calls()] == ["waiting"]   # no offer of its own
+        # The leader's offer: the caller's Dial rings a2's phone (the model names the channel).
+        service.on_shadow_event(offered("c1", t + 0.01, "PJSIP/a2-0000002a"))
+        assert service.router.agent_state("a2").state == "reserved"
+        assert service.calls["c1"].agent == "a2"
+        service.on_shadow_event(CallConnected("c1", t + 2, 3, _view("c1", t), agent="PJSIP/a2-0000002a",
+                                              device="PJSIP/a2-0000002a"))
+        assert service.router.agent_state("a2").state == "on_call"
+        service.on_shadow_event(CallAgentLeft("c1", t + 9, 4, _view("c1", t), agent="PJSIP/a2-0000002a",
+                                              uniqueid="x"))
+        view = service.router.agent_state("a2")
+        assert (view.state, view.wrapup_ends_at) == ("wrapup", t + 9 + 30)   # its timer, kept in memory
+        assert service.core.ami.written == [] and service.core.ami.sent == []
+    finally:
+        await service.stop_shadow()
+
+
+async def test_the_leaders_rows_are_fed_once_in_time_order_and_late_offer_rows_are_history():
+    service = await _shadow()
+    try:
+        t = time.time()
+        service.on_shadow_event(queued("c1", t))
+        rows = [(t + 2, ("s", "a1", t + 2, "not_ready"), follow.StateSeen("a1", "not_ready", "lunch", t + 2)),
+                (t + 1, ("e", "c1", 5, "acd.offer"), follow.OfferSeen("c1", "a2", t + 1))]
+        assert service.feed_rows(rows, t + 3) == 2
+        assert service.feed_rows(rows, t + 3) == 0         # the overlap's rows again: nothing new
+        assert _sr(service, "a1") == ("not_ready", "lunch")
+        assert service.calls["c1"].agent == "a2"
+        # The ring ended unanswered (seen by this node's model); the leader's row of that
+        # offer read later must not reserve the agent again.
+        from cti.events import CallOfferEnded
+        service.on_shadow_event(CallOfferEnded("c1", t + 20, 5, _view("c1", t), agent="PJSIP/a2-0000002b",
+                                               device="PJSIP/a2-0000002b", status="NOANSWER"))
+        assert _sr(service, "a2") == ("not_ready", "missed")
+        late = [(t + 1, ("e", "c1", 6, "acd.offer"), follow.OfferSeen("c1", "a2", t + 1))]
+        assert service.feed_rows(late, t + 21) == 0
+        assert [w.status for w in service.router.waiting_calls()] == ["waiting"]
+    finally:
+        await service.stop_shadow()
+
+
+async def test_a_takeover_drops_what_asterisk_no_longer_has_adopts_what_it_lacks_and_offers_in_order():
+    service = await _shadow()
+    t = time.time()
+    for i, cid in enumerate(["c1", "c2", "c3"]):
+        service.on_shadow_event(queued(cid, t + i))
+    service.on_shadow_event(offered("c1", t + 3, "PJSIP/a1-00000001"))
+    service.on_shadow_event(CallConnected("c1", t + 4, 3, _view("c1", t), agent="PJSIP/a1-00000001",
+                                          device="PJSIP/a1-00000001"))
+    service.feed_rows([(t + 5, ("s", "a2", t + 5, "not_ready"), follow.StateSeen("a2", "not_ready", "break", t + 5)),
+                       (t + 6, ("s", "a2", t + 6, "available"), follow.StateSeen("a2", "available", "ready", t + 6))],
+                      t + 6)
+    ami = service.core.ami
+    # Asterisk still has c1 (talking) and c3; c2 hung up while the leader was dying.
+    ami.channels = [{"Channel": _chan("c1"), "Context": "cti-acd-offer", "BridgeId": "b1", "Linkedid": "c1",
+                     "Uniqueid": "c1"},
+                    {"Channel": _chan("c3"), "Context": "cti-acd-wait", "Linkedid": "c3", "Uniqueid": "c3"}]
+    service.may_act = lambda: True
+    try:
+        await service.take_over()
+        assert ami.sent == ["CoreShowChannels"]           # one round trip: no Getvar for what it holds
+        assert "c2" not in service.calls and service.takeover["dropped"] == 1
+        assert service.takeover["adopted"] == 0            # nothing lacked: no Getvar per caller
+        # a1 stays on its call from memory; a2 (back from its break) takes c3, the only one left.
+        assert service.router.agent_state("a1").state == "on_call"
+        offers = [h["Value"] for a, h in ami.written if a == "Setvar" and h.get("Variable") == "CTI_OFFER"]
+        assert [v.split(",")[1] for v in offers] == ["a2"]
+        assert service.calls["c3"].agent == "a2"
+        assert not service.router.following and not service.shadowing
+    finally:
+        await service.stop()
+        await service.stop_shadow()
+
+
+async def test_call_end_seen_by_the_shadow_frees_the_call():
+    service = await _shadow()
+    try:
+        t = time.time()
+        service.on_shadow_event(queued("c1", t))
+        service.on_shadow_event(CallEnded("c1", t + 1, 2, _view("c1", t), cause=16, cause_txt="x", estimated=False))
+        assert service.router.waiting_calls() == [] and "c1" not in service.calls
+    finally:
+        await service.stop_shadow()
+
+
+async def test_a_shadow_without_a_database_still_follows_its_own_model():
+    service = await _shadow()
+    try:
+        assert service._shadow_tasks == []        # no pool: nothing to read
+        assert [t.get_name() for t in service._tasks] == ["acd-timers"]
+        await asyncio.sleep(0)
+    finally:
+        await service.stop_shadow()
+    assert service._tasks == []
