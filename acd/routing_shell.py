@@ -620,7 +620,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         return {"waiting": len(self.calls), "offers_sent": self.offers_sent, "offers_failed": self.offers_failed,
                 "offers_refused": self.offers_refused,
                 "actions_refused": self.actions_refused, "epoch": self.epoch, "epoch_in_force": self.epoch_in_force,
-                "fenced": self.fenced, "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback)}
+                "fenced": self.fenced, "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback),
+                **self.shadow_health()}
 
 
 ACD = web.AppKey("acd", AcdService)

@@ -282,6 +282,17 @@ class Shadow:
             log.info("acd takeover: calls Asterisk no longer has dropped", calls=len(gone))
         return len(gone)
 
+    def shadow_health(self) -> dict[str, Any]:
+        """For ``/healthz``'s ``acd``: how many agents the router holds in each state,
+        whether it shadows the leader, how far behind its reading of the leader's
+        rows is, and the last takeover's figures."""
+        states: dict[str, int] = {}
+        for a in self.config.agents:
+            state = self.router.state_of(a.id)
+            states[state] = states.get(state, 0) + 1
+        return {"agents": states, "shadowing": self.shadowing, "followed": self.followed,
+                "follow_lag_s": self.follow_lag_s, "takeover": self.takeover}
+
     async def stop_shadow(self) -> None:
         """The app stops while still shadowing: the follower and the timers end."""
         for task in self._shadow_tasks + (self._tasks if self.shadowing else []):
