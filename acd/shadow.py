@@ -72,7 +72,7 @@ class Shadow:
 
     shadowing: bool = False
     followed: int = 0                   # observations fed to the router (from the database)
-    follow_lag_s: float | None = None   # now - the latest row's time, at the last read
+    latest_row_age_s: float | None = None   # at the last read: how old the newest row read was
     takeover: dict[str, Any] | None = None  # the last takeover's figures (health)
     _seen: dict[tuple[Any, ...], float] = field(default_factory=dict)  # row key -> its time
     _cursor: float = 0.0
@@ -126,6 +126,9 @@ class Shadow:
         agent = agent_of_channel(data.get("agent"), self._agent_devices()) if data.get("agent") else None
         if agent is not None and agent != data.get("agent"):
             ev = _Named(ev.kind, ev.call_id, ev.at, {**data, "agent": agent})
+            if ev.kind == "call.offered" and data.get("uniqueid"):
+                # The call's row names the agent who answers, as the leader's does.
+                self.core.model.name_offer(ev.call_id, str(data["uniqueid"]), agent)
         waiting = self.calls.get(ev.call_id)
         if self.shadowing and waiting is not None and waiting.callback is None and not waiting.answered:
             if ev.kind == "call.offered" and agent is not None:
@@ -182,7 +185,7 @@ class Shadow:
                 self._follow_shell(o)
         if top is not None:
             self._cursor = max(self._cursor, top - OVERLAP_S)
-            self.follow_lag_s = round(max(0.0, now - top), 3)
+            self.latest_row_age_s = round(max(0.0, now - top), 3)
         cut = self._cursor
         self._seen = {k: at for k, at in self._seen.items() if at >= cut}
         self.followed += len(observations)
@@ -284,14 +287,14 @@ class Shadow:
 
     def shadow_health(self) -> dict[str, Any]:
         """For ``/healthz``'s ``acd``: how many agents the router holds in each state,
-        whether it shadows the leader, how far behind its reading of the leader's
-        rows is, and the last takeover's figures."""
+        whether it shadows the leader, how many of the leader's rows it followed and
+        how old the newest was when read, and the last takeover's figures."""
         states: dict[str, int] = {}
         for a in self.config.agents:
             state = self.router.state_of(a.id)
             states[state] = states.get(state, 0) + 1
         return {"agents": states, "shadowing": self.shadowing, "followed": self.followed,
-                "follow_lag_s": self.follow_lag_s, "takeover": self.takeover}
+                "latest_row_age_s": self.latest_row_age_s, "takeover": self.takeover}
 
     async def stop_shadow(self) -> None:
         """The app stops while still shadowing: the follower and the timers end."""

@@ -9,6 +9,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from acd import follow
 from acd.config import AcdConfig
 from acd.routing_shell import AcdService
@@ -177,3 +179,46 @@ async def test_a_shadow_without_a_database_still_follows_its_own_model():
     finally:
         await service.stop_shadow()
     assert service._tasks == []
+
+
+class RowsPool:
+    """The two queries of ``follow_once``, answered from lists (asyncpg gives jsonb as text)."""
+
+    def __init__(self, states: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+        self.states, self.events, self.asked = states, events, []
+
+    async def fetch(self, sql: str, since: Any) -> list[dict[str, Any]]:
+        self.asked.append(since.timestamp())
+        return [r for r in (self.states if "agent_states" in sql else self.events) if r["at"] >= since]
+
+
+async def test_follow_once_reads_both_logs_from_the_cursor_and_keeps_an_overlap():
+    from datetime import datetime, timezone
+
+    from acd.core import RING_GUARD
+
+    service = await _shadow()
+    try:
+        t = time.time()
+        service.on_shadow_event(queued("c1", t))
+
+        def utc(x: float) -> datetime:
+            return datetime.fromtimestamp(x, timezone.utc)
+
+        pool = RowsPool(
+            [{"agent_id": "a1", "at": utc(t + 1), "state": "not_ready", "reason": "lunch"},
+             {"agent_id": "zz", "at": utc(t + 1), "state": "available", "reason": ""}],       # not ours: skipped
+            [{"call_id": "c1", "seq": 4, "at": utc(t + 2), "kind": "acd.offer", "data": '{"agent": "a2"}'},
+             {"call_id": "c1", "seq": 5, "at": utc(t + 30), "kind": "acd.withdrawn",
+              "data": '{"agent": "a2", "reason": "%s"}' % RING_GUARD},
+             {"call_id": "c1", "seq": 6, "at": utc(t + 31), "kind": "acd.offer", "data": "not json"}])
+        service.core.pool = pool
+        assert await service.follow_once() == 4
+        assert _sr(service, "a1") == ("not_ready", "lunch")
+        assert _sr(service, "a2") == ("not_ready", "missed")       # the leader's ring guard gave up
+        assert service.calls["c1"].agent is None
+        assert await service.follow_once() == 0                    # read again in the overlap: nothing new
+        assert pool.asked[-1] == pytest.approx(t + 31 - 5.0)       # from the newest row, less the overlap
+        assert service.shadow_health()["followed"] == 4
+    finally:
+        await service.stop_shadow()
