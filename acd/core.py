@@ -300,14 +300,16 @@ class Router:
     def resume(self, agent_id: str, state: str, reason: str, since: float, now: float) -> list[Decision]:
         """At start: a logged-out agent takes the state it was in before a restart
         (``acd.resume``): ``available`` or ``not_ready`` with ``reason``, in it since
-        ``since`` (at most ``now``), so its time in state goes on; the ``AgentState``
+        ``since`` (at most ``now``), so its time in state goes on (or ``wrapup``, for a
+        standby following a leader whose agent is in wrap-up: until ``since`` plus
+        the agent's longest queue wrap-up); the ``AgentState``
         decision carries ``since`` as its time. ``logged_out`` changes nothing. An
         agent whose device is unreachable is not ready ``unreachable`` from ``now``
         instead of available. An agent already logged in gives ``Ignored``.
         Raises ``AcdInputError`` for an unknown agent or another state."""
         now = self._clock(now)
         agent = self._agent(agent_id)
-        if state not in (LOGGED_OUT, AVAILABLE, NOT_READY):
+        if state not in (LOGGED_OUT, AVAILABLE, NOT_READY, WRAPUP):
             raise AcdInputError(f"agent {agent_id!r}: cannot resume {state!r}")
         if agent.state != LOGGED_OUT:
             return self._ignore("resume", None, agent_id, f"agent is {agent.state}")
@@ -315,6 +317,11 @@ class Router:
         if state == LOGGED_OUT:
             return out
         at = since if since == since and since <= now else now
+        if state == WRAPUP:
+            self._set_state(agent, WRAPUP, reason or "wrap-up", at, out, check=False)
+            self._timed_wrapup(agent, at)
+            self._settle(now, out)
+            return out
         if state == AVAILABLE and agent.unreachable:
             state, reason, at = NOT_READY, UNREACHABLE, now
         self._set_state(agent, state, reason or ("not ready" if state == NOT_READY else "login"), at, out)
@@ -872,13 +879,18 @@ class Router:
             agent.owes = None           # the leader frees nobody who owes a disposition
         self._set_state(agent, state, reason, since, out, check=False)
         if state == WRAPUP:
-            longest = max((self._queues[q].cfg.wrapup_s for q in self.config.agents[agent.ord].queues), default=0.0)
-            agent.timer_ver += 1
-            agent.wrapup_ends = since + longest
-            agent.wrapup_max, agent.wrapup_step = None, 0.0
-            self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
+            self._timed_wrapup(agent, since)
         self._settle(now, out)
         return out
+
+    def _timed_wrapup(self, agent: _Agent, since: float) -> None:
+        """A wrap-up whose call this router did not see: it ends the agent's longest
+        queue wrap-up after ``since`` (not extensible)."""
+        longest = max((self._queues[q].cfg.wrapup_s for q in self.config.agents[agent.ord].queues), default=0.0)
+        agent.timer_ver += 1
+        agent.wrapup_ends = since + longest
+        agent.wrapup_max, agent.wrapup_step = None, 0.0
+        self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
 
     def max_wait_observed(self, call_id: str, queue_id: str, now: float) -> list[Decision]:
         """The leader ended the call's stay in ``queue_id`` for its maximum wait: the

@@ -155,7 +155,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 
-    async def _start_states(self, now: float) -> list[Any]:
+    async def _start_states(self, now: float, *, keep_wrapup: bool = False) -> list[Any]:
         """Every agent in the state it was in before this start (``acd.resume``, from
         each agent's last row of the state log), before any call is adopted: agents
         found talking are adopted on top of it. Without a database (or when it does
@@ -171,7 +171,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
             return self.router.auto_login(now)
         stored = {r["agent_id"]: Stored(r["state"], r["reason"], r["at"].timestamp()) for r in rows}
         out: list[Any] = []
-        for s in start_states(self.config, stored, now):
+        for s in start_states(self.config, stored, now, keep_wrapup=keep_wrapup):
             if s.state == LOGGED_OUT:
                 continue
             if s.restored:

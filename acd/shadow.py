@@ -110,7 +110,9 @@ class Shadow:
         self.shadowing = True
         self.router.following = True
         self._cursor = now - OVERLAP_S
-        self._apply(await self._start_states(now))      # dropped: only the router's state counts
+        # Agents as the leader's state log has them (a wrap-up goes on: the leader's is real);
+        # the decisions are dropped: only the router's state counts.
+        self._apply(await self._start_states(now, keep_wrapup=True))
         self.core.bus.subscribe(self.on_shadow_event)
         self._tasks.append(asyncio.create_task(self._run_timers(), name="acd-timers"))
         if self.core.pool is not None:

@@ -170,3 +170,21 @@ def test_an_offers_channel_names_its_agent():
 def test_calls_asterisk_no_longer_lists_are_gone():
     listing = [{"Channel": "PJSIP/t-1"}, {"Channel": "PJSIP/t-3"}]
     assert follow.gone_calls({"c1": "PJSIP/t-1", "c2": "PJSIP/t-2", "cb": None, "c3": "PJSIP/t-3"}, listing) == ["c2"]
+
+
+def test_a_shadow_starts_a_stored_wrapup_as_a_wrapup_that_ends_on_time():
+    from acd.resume import Stored, start_states
+
+    stored = {"a1": Stored("wrapup", "wrap-up after call c0", T0 - 5), "a2": Stored("wrapup", "x", T0 - 50)}
+    cold = start_states(CONFIG, stored, T0)
+    assert [s.state for s in cold] == ["available", "available"]
+    warm = start_states(CONFIG, stored, T0, keep_wrapup=True)
+    assert [(s.state, s.since) for s in warm] == [("wrapup", T0 - 5), ("wrapup", T0 - 50)]
+    r = Router(CONFIG, following=True)
+    for s in warm:
+        r.resume(s.agent_id, s.state, s.reason, s.since, T0)
+    assert r.agent_state("a1").wrapup_ends_at == T0 + 15          # the queue's 20 s from the stored start
+    r.tick(T0)
+    assert [r.state_of(a) for a in ("a1", "a2")] == ["wrapup", "available"]   # a2's ended before the start
+    r.tick(T0 + 15)
+    assert r.state_of("a1") == "available"
