@@ -424,6 +424,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
             # Running (a leader whose lease ran out): worth a warning; a standby's: expected.
             (log.warning if self._tasks and not self.shadowing else log.debug)(
                 "acd not leading: decisions dropped", count=len(decisions))
+            self._wake.set()        # a shadow's router timers still run (acd/shadow.py)
             return
         for d in decisions:
             if isinstance(d, acd_core.Offer):
