@@ -33,9 +33,11 @@ Why it is shaped like this (docs/acd.md has the whole model):
   the end of a call lead there too, and ``set_ready`` is refused. When the
   device is back the agent is available again, unless it chose a break meanwhile.
 - Following (``following``, docs/ha.md "Warm standby"): a standby's router takes
-  the same call inputs from its own call model but makes no offer of its own;
-  the leader's decisions come in as inputs instead (``offer_observed``,
-  ``offer_ended``, ``agent_state_observed``), so it holds what the leader's
+  the same call inputs from its own call model but makes no offer of its own,
+  and no decision that depends on the order of the leader's offers (maximum
+  wait, the ring guard); the leader's decisions come in as
+  inputs instead (``offer_observed``, ``offer_ended``, ``agent_state_observed``,
+  ``escalation_observed``, ``max_wait_observed``), so it holds what the leader's
   holds. ``lead(now)`` ends following: ring guards are armed again and each
   available agent takes the best call it may, as after ``link_restored``.
 - Indexes (``acd.index``) make each decision cost a few heap tops per pool an
@@ -168,6 +170,9 @@ class _Agent:
     owes: str | None = None                               # the call whose disposition is required
     # Not offered calls while available (acd.tasks: its tasks block voice, or capacity.voice 0).
     voice_blocked: bool = False
+    # When its state last changed for a cause other than its wrap-up timer (following:
+    # a leader's row older than this, by more than FOLLOW_SKEW_S, is about an earlier state).
+    episode_at: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -802,23 +807,26 @@ class Router:
         (that call waits again in its place; that agent goes idle, without taking a
         call), and an agent held on a call here is taken off it. Ignored when the call
         is not here or the offer is already known.
-        Raises ``AcdInputError`` for an unknown agent."""
-        now = self._clock(now)
+        Raises ``AcdInputError`` for an unknown agent. (Here and in the other inputs
+        of the leader's decisions, a late observation keeps the leader's time.)"""
+        cur = self._clock(now)
         agent = self._agent(agent_id)
         call = self._calls.get(call_id)
         if call is None:
             return self._ignore("offer_observed", call_id, agent_id, "call not waiting")
-        if call.status == RINGING and call.agent is agent:
+        if call.status == RINGING and call.agent is agent and now <= agent.since:
             return self._ignore("offer_observed", call_id, agent_id, "offer already known")
         out: list[Decision] = []
-        if call.status == RINGING:
+        if call.status == RINGING and call.agent is agent:   # offered again (its end not seen yet)
+            self._drop_offer(call, now, out, idle=False)
+        elif call.status == RINGING:
             self._drop_offer(call, now, out, idle=True)
         if agent.offer is not None:
             self._drop_offer(agent.offer, now, out, idle=False)
         if agent.state == ON_CALL:      # its call ended at the leader before it ended here
             agent.call_id = agent.call_queue = None
         self._offer(call, agent, now, out, "offered by the leader", emit=False)
-        self._settle(now, out)
+        self._settle(cur, out)
         return out
 
     def offer_ended(self, call_id: str, agent_id: str, outcome: str, now: float) -> list[Decision]:
@@ -830,14 +838,15 @@ class Router:
             return self.offer_answered(call_id, agent_id, now)
         if outcome != "withdrawn":
             return self.offer_failed(call_id, agent_id, outcome, now)
-        now = self._clock(now)
+        cur = self._clock(now)
         agent = self._agent(agent_id)
         call = self._calls.get(call_id)
-        if call is None or call.status != RINGING or call.agent is not agent:
+        if call is None or call.status != RINGING or call.agent is not agent or now <= agent.since:
+            # (an offer made at or after the withdrawal is a new one: the leader offered again)
             return self._ignore("offer_ended", call_id, agent_id, "no such offer standing")
         out: list[Decision] = [Withdrawn(call_id, agent_id, "withdrawn by the leader", now)]
         self._fail_offer(call, agent, FAILURE_STATES["noanswer"], now, out)
-        self._settle(now, out)
+        self._settle(cur, out)
         return out
 
     def agent_state_observed(self, agent_id: str, state: str, reason: str, at: float) -> list[Decision]:
@@ -846,8 +855,9 @@ class Router:
         ``offer_observed`` and the call inputs: ignored here. Otherwise the agent takes
         ``state`` since ``at`` (unless this router holds a newer state: the agent
         reserved or on a call since after ``at``, or in another state since more than
-        ``FOLLOW_SKEW_S`` after it; within that the two nodes' times of one cause
-        differ, and the leader's word wins): what it asked for meanwhile is dropped (the leader
+        ``FOLLOW_SKEW_S`` after it, its own wrap-up timer's end counting from the
+        wrap-up's start: within that the two nodes' times of one cause differ, and
+        the leader's word wins): what it asked for meanwhile is dropped (the leader
         has decided it), an offer it holds here ends (the call waits again), a call it
         holds here is over (a wrap-up observed then is this router's own, with the
         queue's timer; one observed without a call gets the agent's longest wrap-up).
@@ -859,7 +869,10 @@ class Router:
         agent = self._agent(agent_id)
         if at != at or at < self._observed_at.get(agent_id, -math.inf):
             return self._ignore("agent_state_observed", None, agent_id, "older than a state already observed")
-        if at < agent.since - (0.0 if agent.state in (RESERVED, ON_CALL) else FOLLOW_SKEW_S):
+        # Reserved or on a call here: from an offer or an answer at least as new as the
+        # leader's decision (the Dial and the answer follow the decision).
+        busy = agent.state in (RESERVED, ON_CALL)
+        if (at <= agent.since) if busy else (at < agent.episode_at - FOLLOW_SKEW_S):
             return self._ignore("agent_state_observed", None, agent_id, "older than the state held here")
         self._observed_at[agent_id] = at
         if state in (RESERVED, ON_CALL):
@@ -868,7 +881,11 @@ class Router:
         out: list[Decision] = []
         if agent.state == ON_CALL and state == WRAPUP and agent.call_id is not None:
             out += self.call_finished(agent.call_id, agent_id, now)
-        if agent.state == state and (state != NOT_READY or agent.reason == reason):
+        if agent.state == state and (agent.reason, agent.since) == (reason, since):
+            return out
+        if agent.state == state and state != NOT_READY:
+            self._retime(agent, reason, since)     # the leader's time in the state (idle order)
+            self._settle(now, out)
             return out
         if agent.offer is not None:
             self._drop_offer(agent.offer, now, out, idle=False)
@@ -882,6 +899,19 @@ class Router:
             self._timed_wrapup(agent, since)
         self._settle(now, out)
         return out
+
+    def _retime(self, agent: _Agent, reason: str, since: float) -> None:
+        """The agent stays in its state, but in it since ``since`` (with ``reason``):
+        an available agent takes its place in the idle order again."""
+        agent.reason, agent.since, agent.episode_at = reason, since, since
+        if agent.state == AVAILABLE and agent.idle_since != since:
+            agent.idle_since = since
+            if not agent.voice_blocked:
+                agent.avail_ver += 1
+                for _, tiers in agent.pools:
+                    for t in tiers:
+                        t.live -= 1
+                self._push_available(agent)
 
     def _timed_wrapup(self, agent: _Agent, since: float) -> None:
         """A wrap-up whose call this router did not see: it ends the agent's longest
@@ -898,20 +928,50 @@ class Router:
         action dequeues the call). A following router decides no maximum wait of its
         own: a leader's offer decided in the same instant stops it there, and only the
         leader knows which came first. Ignored when the call is not waiting in
-        ``queue_id`` (an observation seen twice) or an agent rings for it."""
-        now = self._clock(now)
+        ``queue_id`` (an observation seen twice) or an agent rings for it, unless the
+        action is an overflow (seen late: the leader has since offered it in the target,
+        and the call moves there ringing)."""
+        cur = self._clock(now)
         call = self._calls.get(call_id)
-        if call is None or call.queue.id != queue_id or call.status == RINGING:
+        if call is None or call.queue.id != queue_id:
             return self._ignore("max_wait_observed", call_id, None, "call not waiting in that queue")
         out: list[Decision] = []
-        self._max_wait(call, now, out)
-        self._settle(now, out)
+        action = call.queue.cfg.on_max_wait
+        if call.status == RINGING and isinstance(action, Overflow):
+            # Seen late: the leader overflowed the call and offered it in the target since.
+            target = self._queues[action.overflow]
+            self._outcome(call.queue, "timed_out")
+            out.append(MaxWait(call.id, call.queue.id, "overflow", target.id, now))
+            self._enter_queue(call, target, now)
+            call.pool = self._pool_for(target, 0, call.extras)
+            self._schedule(call, now)
+        elif call.status == RINGING:
+            return self._ignore("max_wait_observed", call_id, None, "an agent is ringing for it")
+        else:
+            self._max_wait(call, now, out)
+        self._settle(cur, out)
+        return out
+
+    def escalation_observed(self, call_id: str, queue_id: str, step: int, now: float) -> list[Decision]:
+        """The leader put the call at escalation ``step`` of ``queue_id``: the same
+        requirements here. A following router takes its steps itself, as the leader
+        does (by time, and for want of agents logged in); this catches up on a step
+        the leader skipped because an agent left whose state this router had not read
+        yet. Ignored when the call is not in that queue or already at that step or past it."""
+        cur = self._clock(now)
+        call = self._calls.get(call_id)
+        if call is None or call.queue.id != queue_id or call.step >= step:
+            return self._ignore("escalation_observed", call_id, None, "call not below that step of that queue")
+        out: list[Decision] = []
+        while call.step < min(step, len(call.queue.cfg.steps)):
+            self._escalate(call, now, out, "escalated by the leader")
+        self._settle(cur, out)
         return out
 
     def lead(self, now: float) -> list[Decision]:
         """Stop following: from now on this router decides (a standby taking over).
-        Offers ringing get a ring guard from now; calls past their maximum wait take
-        their queue's action now; each available agent, longest idle first, takes the
+        Offers ringing get a ring guard from now; calls take the escalation steps and
+        the maximum wait now due; each available agent, longest idle first, takes the
         best call it may (the *stable* invariant holds again)."""
         now = self._clock(now)
         if not self.following:
@@ -919,12 +979,18 @@ class Router:
         self.following = False
         out: list[Decision] = []
         for call in sorted(self._calls.values(), key=lambda c: c.seq):
+            steps = call.queue.cfg.steps       # the steps due, by time and for want of agents
+            while call.step < len(steps) and call.entered_at + steps[call.step].after_s <= now:
+                self._escalate(call, now, out, f"waited {steps[call.step].after_s:g}s in {call.queue.id}")
             if call.status == RINGING:
                 self._push_timer(now + call.queue.cfg.ring_timeout_s + OFFER_GRACE_S, _RING, call, call.offer_ver)
-            elif self._past_max_wait(call, now):
+                self._schedule(call, now)
+                continue
+            self._apply_skips(call, now, out)
+            if self._past_max_wait(call, now):
                 self._max_wait(call, now, out)
             elif call.status != _GONE:
-                self._schedule(call, now)       # its maximum wait counts again
+                self._schedule(call, now)       # its steps and maximum wait count again
         free = sorted((a for a in self._agents.values() if a.state == AVAILABLE), key=lambda a: (a.idle_since, a.ord))
         for agent in free:
             if agent.state == AVAILABLE:
@@ -961,7 +1027,10 @@ class Router:
                     out.append(Withdrawn(obj.id, agent.id, RING_GUARD, now))
                     self._fail_offer(obj, agent, FAILURE_STATES["noanswer"], now, out)
             elif obj.state == WRAPUP and obj.timer_ver == ver:
+                episode = obj.episode_at
                 self._go_idle(obj, "wrap-up over", now, out)
+                if self.following:
+                    obj.episode_at = episode    # a timer of its own: what it knows is no newer
             self._settle(now, out)
         return out
 
@@ -1094,6 +1163,7 @@ class Router:
         agent.state = new
         agent.reason = reason
         agent.since = now
+        agent.episode_at = now
         agent.wrapup_ends = None   # a timed wrap-up sets it after entering
         if new == LOGGED_OUT:
             agent.owes = None      # a new session owes nothing

@@ -15,6 +15,7 @@ record              from the leader's                           router input
 ``OfferSeen``       ``Offer``; ``acd.offer`` in ``call_events``  ``offer_observed``
 ``OfferGone``       ``Withdrawn`` by the ring guard;             ``offer_ended(withdrawn)``
                     ``acd.withdrawn`` with that reason
+``EscalatedSeen``   ``Escalated``; ``acd.escalated``             ``escalation_observed``
 ``MaxWaitSeen``     ``MaxWait``; ``acd.maxwait``                 ``max_wait_observed``
 ``MovedSeen``       ``Moved``; ``acd.moved``                     ``move_call``
 ``DivertedSeen``    ``Dequeued`` for another path (emergency);   ``divert``
@@ -23,10 +24,15 @@ record              from the leader's                           router input
 ==================  ==========================================  ==========================
 
 What the shadow decides the same way by itself is not followed: calls waiting,
-answered, abandoned, finished (its own model), escalation steps, wrap-up timers
-(its own clock). A maximum wait is followed although it is a matter of time: a
-leader's offer in the same instant stops it, and only the leader knows which came
-first. ``tests/unit/test_acd_follow_properties.py``: a
+answered, abandoned, finished (its own model), escalation steps and wrap-up
+timers (its own clock; a step the leader skipped for want of agents, whose
+states the follower had not read yet, is caught up). A maximum wait is followed
+although it is a matter of time: a leader's offer in the same instant stops it,
+and only the leader knows which came first. What stays apart while the
+follower's reading lags: a step skipped for want of agents (or not) by the
+follower on an agent state it has not read yet (and a preferred agent's hold
+that depends on it); an abandon counted in the queue the caller was in before an
+overflow not read yet. ``tests/unit/test_acd_follow_properties.py``: a
 router fed a random run of a leader's inputs and decisions this way ends in the
 leader's state.
 """
@@ -36,12 +42,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
 from acd.core import RING_GUARD, Router
-from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, MaxWait, Moved, Offer, Withdrawn
+from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, Escalated, MaxWait, Moved, Offer, Withdrawn
 from cti.calls import channel_prefix
 
-__all__ = ["OfferSeen", "OfferGone", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen", "Observation",
+__all__ = ["OfferSeen", "OfferGone", "EscalatedSeen", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen", "Observation",
            "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED",
-           "agent_of_channel", "gone_calls"]
+           "agent_of_channel", "gone_calls", "latest_states"]
 
 # Why a call leaves the router when the shadow decides it by itself.
 SELF_DECIDED = frozenset({"answered", "abandoned", "max_wait"})
@@ -62,6 +68,16 @@ class OfferGone:
 
     call_id: str
     agent_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EscalatedSeen:
+    """The leader put ``call_id`` at escalation ``step`` of ``queue_id``."""
+
+    call_id: str
+    queue_id: str
+    step: int
     at: float
 
 
@@ -105,7 +121,7 @@ class StateSeen:
     at: float
 
 
-Observation = Union[OfferSeen, OfferGone, MaxWaitSeen, MovedSeen, DivertedSeen, StateSeen]
+Observation = Union[OfferSeen, OfferGone, EscalatedSeen, MaxWaitSeen, MovedSeen, DivertedSeen, StateSeen]
 
 
 def from_decision(d: Decision, now: float) -> Observation | None:
@@ -117,6 +133,8 @@ def from_decision(d: Decision, now: float) -> Observation | None:
         return StateSeen(d.agent_id, d.new, d.reason, d.at)
     if isinstance(d, Withdrawn):
         return OfferGone(d.call_id, d.agent_id, d.at) if d.reason == RING_GUARD else None
+    if isinstance(d, Escalated):
+        return EscalatedSeen(d.call_id, d.queue_id, d.step, d.at)
     if isinstance(d, MaxWait):
         return MaxWaitSeen(d.call_id, d.queue_id, d.at)
     if isinstance(d, Moved):
@@ -128,13 +146,18 @@ def from_decision(d: Decision, now: float) -> Observation | None:
 
 def from_annotation(call_id: str, kind: str, data: Mapping[str, Any], at: float) -> Observation | None:
     """The same from a row of ``call_events`` (the leader's timeline: ``acd.offer``,
-    ``acd.withdrawn``, ``acd.maxwait``, ``acd.moved``, ``acd.dequeued``). None for other kinds and for
+    ``acd.withdrawn``, ``acd.escalated``, ``acd.maxwait``, ``acd.moved``, ``acd.dequeued``). None for other kinds and for
     rows missing what is needed (nothing of them can be followed)."""
     agent = data.get("agent")
     if kind == "acd.offer" and isinstance(agent, str) and agent:
         return OfferSeen(call_id, agent, at)
     if kind == "acd.withdrawn" and isinstance(agent, str) and data.get("reason") == RING_GUARD:
         return OfferGone(call_id, agent, at)
+    if kind == "acd.escalated":
+        queue, step = data.get("queue_id"), data.get("step")
+        if isinstance(queue, str) and isinstance(step, int) and not isinstance(step, bool):
+            return EscalatedSeen(call_id, queue, step, at)
+        return None
     if kind == "acd.maxwait":
         queue = data.get("queue") or data.get("queue_id")    # an overflow's row names it queue_id
         return MaxWaitSeen(call_id, queue, at) if isinstance(queue, str) else None
@@ -157,17 +180,33 @@ def from_state_row(agent_id: str, state: str, reason: str | None, at: float) -> 
     return StateSeen(agent_id, state, reason or "", at)
 
 
+def latest_states(observations: Iterable[Observation]) -> list[Observation]:
+    """``observations`` (in order) without the agent states a later one of the same
+    agent supersedes: a state row is the agent's whole state, so only its newest
+    counts, and an older one fed to a follower that has since seen the agent's
+    calls from its own model would take it back in time."""
+    items = list(observations)
+    last: dict[str, int] = {}
+    for i, o in enumerate(items):
+        if isinstance(o, StateSeen):
+            last[o.agent_id] = i
+    return [o for i, o in enumerate(items) if not isinstance(o, StateSeen) or last[o.agent_id] == i]
+
+
 def feed(router: Router, observations: Iterable[Observation]) -> list[Decision]:
-    """Give a following router what the leader decided, in order. Observations of
-    agents, queues or calls it does not know (another configuration) are skipped.
-    Returns the router's decisions (no offer: it follows)."""
+    """Give a following router what the leader decided, in order (a batch: each
+    agent's newest state only, ``latest_states``). Observations of agents, queues
+    or calls it does not know (another configuration) are skipped. Returns the
+    router's decisions (no offer: it follows)."""
     out: list[Decision] = []
-    for o in observations:
+    for o in latest_states(observations):
         try:
             if isinstance(o, OfferSeen):
                 out += router.offer_observed(o.call_id, o.agent_id, o.at)
             elif isinstance(o, OfferGone):
                 out += router.offer_ended(o.call_id, o.agent_id, "withdrawn", o.at)
+            elif isinstance(o, EscalatedSeen):
+                out += router.escalation_observed(o.call_id, o.queue_id, o.step, o.at)
             elif isinstance(o, MaxWaitSeen):
                 out += router.max_wait_observed(o.call_id, o.queue_id, o.at)
             elif isinstance(o, MovedSeen):

@@ -10,8 +10,8 @@ finished), deciding no offer, and told the leader's decisions:
   leader's (the agent is the one whose device the channel belongs to);
 - from PostgreSQL every ``ha_poll_every``: the leader's agent state log
   (``agent_states``: breaks, logouts, logins) and its timeline's decisions
-  (``call_events``: ``acd.offer``, ``acd.withdrawn``, ``acd.maxwait``, ``acd.moved``,
-  ``acd.dequeued``), from the latest seen, with an overlap for rows flushed late.
+  (``call_events``: ``acd.offer``, ``acd.withdrawn``, ``acd.escalated``, ``acd.maxwait``,
+  ``acd.moved``, ``acd.dequeued``), from the latest seen, with an overlap for rows flushed late.
 
 ``may_act`` is false all along, so every decision the router takes is dropped
 (no AMI action, no row, nothing on the bus); neither the heartbeat, the epoch
@@ -57,7 +57,8 @@ SELECT agent_id, at, state, reason FROM agent_states WHERE at >= $1 ORDER BY at 
 """
 _DECISIONS = """
 SELECT call_id, seq, at, kind, data FROM call_events
-WHERE at >= $1 AND kind IN ('acd.offer', 'acd.withdrawn', 'acd.maxwait', 'acd.moved', 'acd.dequeued')
+WHERE at >= $1 AND kind IN ('acd.offer', 'acd.withdrawn', 'acd.escalated', 'acd.maxwait', 'acd.moved',
+                            'acd.dequeued')
 ORDER BY at LIMIT 5000
 """
 # Rows are read again this far back: the leader's writer flushes in batches, so a

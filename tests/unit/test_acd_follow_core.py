@@ -188,3 +188,45 @@ def test_a_shadow_starts_a_stored_wrapup_as_a_wrapup_that_ends_on_time():
     assert [r.state_of(a) for a in ("a1", "a2")] == ["wrapup", "available"]   # a2's ended before the start
     r.tick(T0 + 15)
     assert r.state_of("a1") == "available"
+
+
+def test_only_each_agents_newest_state_of_a_batch_is_fed():
+    batch = [follow.StateSeen("a1", "available", "login", 1.0), follow.OfferSeen("c1", "a1", 1.0),
+             follow.StateSeen("a1", "reserved", "offered call c1", 1.0), follow.StateSeen("a2", "not_ready", "x", 2.0)]
+    assert follow.latest_states(batch) == [batch[1], batch[2], batch[3]]
+
+
+def test_a_step_the_leader_skipped_is_caught_up_and_never_undone():
+    cfg = parse_config({
+        "skills": ["s"],
+        "agents": [{"id": "a1", "name": "A", "device": "PJSIP/a1", "skills": {"s": 2}, "queues": {"q": {}}}],
+        "queues": [{"id": "q", "requirements": [{"skill": "s", "min_level": 5}],
+                    "steps": [{"after_s": 30, "requirements": [{"skill": "s", "min_level": 1}]}]}],
+    })
+    r = Router(cfg, following=True)
+    r.call_waiting("c1", "q", T0)
+    assert [d.step for d in r.escalation_observed("c1", "q", 1, T0 + 1)] == [1]
+    assert isinstance(r.escalation_observed("c1", "q", 1, T0 + 2)[0], Ignored)
+    assert r.waiting_calls()[0].step == 1
+    assert follow.from_annotation("c1", "acd.escalated", {"queue_id": "q", "step": 1}, 5.0) \
+        == follow.EscalatedSeen("c1", "q", 1, 5.0)
+
+
+def test_a_withdrawal_read_after_the_leader_offered_the_call_again_is_history():
+    r = shadow()
+    r.call_waiting("c1", "q", T0)
+    r.offer_observed("c1", "a1", T0)
+    r.offer_observed("c1", "a1", T0 + 20)          # the leader's ring guard, then a new offer
+    assert r.agent_state("a1").since == T0 + 20
+    assert isinstance(r.offer_ended("c1", "a1", "withdrawn", T0 + 20)[0], Ignored)
+    assert r.agent_state("a1").state == "reserved"
+
+
+def test_the_same_state_observed_takes_the_leaders_time_and_idle_order():
+    r = shadow()
+    r.call_waiting("c1", "q", T0 + 1)
+    r.agent_state_observed("a1", "available", "ready", T0 + 0.5)
+    r.agent_state_observed("a2", "available", "ready", T0 - 0.5)    # idle longer at the leader
+    assert r.agent_state("a2").since == T0 - 0.5
+    offers = [d for d in r.lead(T0 + 2) if isinstance(d, Offer)]
+    assert [(o.call_id, o.agent_id) for o in offers] == [("c1", "a2")]
