@@ -92,6 +92,7 @@ class Shadow:
         _pool: Any
         _stopped: bool
         _apply: Callable[[list[Any]], None]
+        _wake: asyncio.Event
         _start_states: Callable[[float], Any]
         _run_timers: Callable[[], Any]
         _run_heartbeat: Callable[[], Any]
@@ -135,8 +136,10 @@ class Shadow:
         waiting = self.calls.get(ev.call_id)
         if self.shadowing and waiting is not None and waiting.callback is None and not waiting.answered:
             if ev.kind == "call.offered" and agent is not None:
-                self.router.offer_observed(ev.call_id, agent, ev.at)
                 waiting.agent = agent
+                # The leader's decision, carried out by the leader: nothing to do but hold it.
+                self.router.offer_observed(ev.call_id, agent, ev.at)
+                self._wake.set()
                 return
             if ev.kind == "call.offer_ended" and waiting.agent is not None:
                 self._offer_ends[ev.call_id] = ev.at
@@ -183,7 +186,10 @@ class Shadow:
             self._seen[key] = at
         observations = [o for _, _, o in fresh if o is not None and self._still_news(o)]
         if observations:
+            # The leader's decisions, carried out by the leader (its rows, its AMI actions):
+            # only held here, even while taking over.
             follow.feed(self.router, observations)
+            self._wake.set()
             for o in observations:
                 self._follow_shell(o)
         if top is not None:
