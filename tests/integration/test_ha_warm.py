@@ -14,7 +14,7 @@ import pytest
 from cti.demo import set_demo_times
 from tests.integration.conftest import eventually, hangup_all
 from tests.integration.test_acd import call, ended_rows
-from tests.integration.test_api import add_user, bearer
+from tests.integration.test_api import PASSWORD, add_user, bearer
 from tests.integration.test_ha import _answered, _epoch_in_force, _ha, _node, _role, _waiting
 
 AGENT = {"a1": "Local/agent1@cti-demo-agents", "a2": "Local/agent2@cti-demo-agents"}
@@ -27,6 +27,19 @@ ROUTING = 'skills = ["sales"]\n' + "".join(
 async def _acd(d) -> dict[str, Any]:
     got = await d.health()
     return {} if got is None else got[1].get("acd") or {}
+
+
+async def _login(http: aiohttp.ClientSession, d) -> dict[str, str]:
+    async with http.post(d.url + "/api/login", json={"username": "root", "password": PASSWORD}) as r:
+        assert r.status == 200, await r.text()
+        return bearer((await r.json())["token"])
+
+
+async def _agents(http: aiohttp.ClientSession, d, auth: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Each agent as the node's router holds it (the read API answers on a standby too)."""
+    async with http.get(d.url + "/api/acd/state", headers=auth) as r:
+        assert r.status == 200, await r.text()
+        return {a["agent_id"]: a for a in (await r.json())["agents"]}
 
 
 def _offers(events: list[dict[str, Any]], since: int = 0) -> list[tuple[str, str]]:
@@ -78,14 +91,20 @@ async def test_a_warm_standby_keeps_wrapup_and_break_and_offers_in_order(warm_pa
     epoch1 = (await _ha(n1))["epoch"]
     await eventually(lambda: _epoch_in_force(demo_ami, epoch1), timeout=10, what="Asterisk holds n1's epoch")
     # a2 takes a break at the leader (its API); the standby reads it from the state log.
-    await add_user(database, "sam", "supervisor")
-    async with aiohttp.ClientSession() as http:
-        async with http.post(n1.url + "/api/login", json={"username": "sam", "password": "correct horse battery"}) as r:
-            assert r.status == 200, await r.text()
-            sup = bearer((await r.json())["token"])
-        async with http.post(n1.url + "/api/acd/agents/a2/state", json={"action": "not_ready", "reason": "lunch"},
-                             headers=sup) as r:
-            assert r.status in (200, 204), await r.text()
+    await add_user(database, "root", "admin")
+    http = aiohttp.ClientSession()
+    try:
+        await _run(http, n1, n2, events, demo_ami, database, epoch1)
+    finally:
+        await http.close()
+
+
+async def _run(http, n1, n2, events, demo_ami, database, epoch1) -> None:
+    on_n1 = await _login(http, n1)
+    async with http.post(n1.url + "/api/acd/agents/a2/state", json={"action": "not_ready", "reason": "lunch"},
+                         headers=on_n1) as r:
+        assert r.status == 200, await r.text()
+    on_n2 = await _login(http, n2)
 
     # a1 answers a first caller; two more callers queue behind it, in order.
     first = await call(demo_ami, "sales", 41)
@@ -104,6 +123,9 @@ async def test_a_warm_standby_keeps_wrapup_and_break_and_offers_in_order(warm_pa
     shadow = await eventually(shadow_has_it, timeout=15, what="the shadow: a1 in wrap-up, a2 on a break, 2 waiting")
     assert shadow["followed"] >= 1 and shadow["offers_sent"] == 0
     assert _offers(events) == [(first.channel_id, "a1")]
+    before = await _agents(http, n2, on_n2)
+    assert (before["a2"]["state"], before["a2"]["reason"]) == ("not_ready", "lunch")
+    assert before["a1"]["state"] == "wrapup" and before["a1"]["wrapup_ends_at"] is not None
     mark = len(events)
 
     await n1.kill()
@@ -121,6 +143,10 @@ async def test_a_warm_standby_keeps_wrapup_and_break_and_offers_in_order(warm_pa
     assert (acd["takeover"]["dropped"], acd["takeover"]["adopted"], acd["takeover"]["waiting"]) == (0, 0, 2)
     assert not acd["shadowing"]
     assert _offers(events, mark) == []
+    after = await _agents(http, n2, on_n2)
+    assert after["a1"]["wrapup_ends_at"] == before["a1"]["wrapup_ends_at"]     # the same timer
+    assert (after["a2"]["state"], after["a2"]["reason"], after["a2"]["since"]) == \
+        (before["a2"]["state"], before["a2"]["reason"], before["a2"]["since"])
 
     # When a1's wrap-up ends, the caller who waited longest is offered first, to a1 only.
     await eventually(lambda: _offers(events, mark), timeout=40, what="the first offer of the new leader")
