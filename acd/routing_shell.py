@@ -133,6 +133,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         self.__post_init__()
 
     async def start(self) -> None:
+        started = asyncio.get_running_loop().time()
         now = time.time()
         writer = self.core.writer
         for agent in self.config.agents:
@@ -151,7 +152,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         # The AMI client may have connected (and resynced) before we were here.
         # Callbacks are restored after: a callback whose agent is still on the
         # line is adopted, not tried again.
-        self._tasks.append(asyncio.create_task(self._adopt_now(restore=self._pool is not None), name="acd-adopt"))
+        self._tasks.append(asyncio.create_task(self._cold_start(started, restore=self._pool is not None),
+                                               name="acd-adopt"))
         self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 

@@ -74,7 +74,7 @@ class Shadow:
     shadowing: bool = False
     followed: int = 0                   # observations fed to the router (from the database)
     latest_row_age_s: float | None = None   # at the last read: how old the newest row read was
-    takeover: dict[str, Any] | None = None  # the last takeover's figures (health)
+    takeover: dict[str, Any] | None = None  # the last takeover's (or start's) figures (health)
     _seen: dict[tuple[Any, ...], float] = field(default_factory=dict)  # row key -> its time
     _cursor: float = 0.0
     _offer_ends: dict[str, float] = field(default_factory=dict)   # call -> when its last offer ended here
@@ -98,6 +98,7 @@ class Shadow:
         _run_heartbeat: Callable[[], Any]
         _start_saving: Callable[[], None]
         _restore_callbacks: Callable[[], Any]
+        _adopt_now: Callable[..., Any]
         adopt: Callable[[list[Any]], Any]
         subscribe_inputs: Callable[[], list[Callable[[], None]]]
         on_call_event: Callable[[Any], None]
@@ -270,7 +271,7 @@ class Shadow:
             self._start_saving()
             self._tasks.append(asyncio.create_task(self._restore_callbacks(), name="acd-callbacks"))
         self._tasks.append(asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat"))
-        self.takeover = {"list_s": round(listed - t0, 3), "total_s": round(loop.time() - t0, 3),
+        self.takeover = {"cold": False, "list_s": round(listed - t0, 3), "total_s": round(loop.time() - t0, 3),
                          "dropped": dropped, "adopted": self.adopted - adopted_before,
                          "waiting": sum(1 for w in self.calls.values() if not w.answered)}
         log.warning("acd took over from the shadow", **self.takeover)
@@ -304,6 +305,18 @@ class Shadow:
             states[state] = states.get(state, 0) + 1
         return {"agents": states, "shadowing": self.shadowing, "followed": self.followed,
                 "latest_row_age_s": self.latest_row_age_s, "takeover": self.takeover}
+
+    async def _cold_start(self, started: float, restore: bool) -> None:
+        """A start from scratch (a restart, a cold takeover): adoption from Asterisk's
+        listing, then the callbacks; its figures in ``takeover`` as a warm one's are."""
+        adopted = self.adopted
+        await self._adopt_now(restore=False)
+        loop = asyncio.get_running_loop()
+        self.takeover = {"cold": True, "total_s": round(loop.time() - started, 3), "adopted": self.adopted - adopted,
+                         "waiting": sum(1 for w in self.calls.values() if not w.answered)}
+        log.info("acd started from scratch", **self.takeover)
+        if restore:
+            await self._restore_callbacks()
 
     async def stop_shadow(self) -> None:
         """The app stops while still shadowing: the follower and the timers end."""

@@ -18,6 +18,8 @@ kill. For each kill:
   ``call_events``; only a leader writes timelines, and the old one is dead);
 - the epoch rose;
 - **after takeover**: from the standby leading to that first offer (first offer - takeover);
+- **ACD work**: the new leader's own account of its ACD's start (``/healthz`` ``acd.takeover``
+  ``total_s``: a warm one's reconciliation, a cold one's stored states and adoption);
 - **agents' states** as the old leader's router held them just before the kill and as the new
   leader's holds them once its ACD has started (``/healthz`` ``acd.agents``: how many in each
   state), and how many agents changed state across it (half the sum of the differences: at
@@ -184,18 +186,18 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
 
             async def acd_started() -> dict[str, Any] | None:
                 got = await _acd(standby, http)
-                return got if got.get("epoch") == ha["epoch"] and (got.get("takeover") or not warm) \
-                    and got.get("heartbeats") else None
+                return got if got.get("epoch") == ha["epoch"] and got.get("takeover") else None
 
             try:
-                states_after = (await _until(acd_started, 10, f"kill {n + 1}: the new leader's ACD started",
-                                             every=0.05)).get("agents") or {}
+                started = await _until(acd_started, 10, f"kill {n + 1}: the new leader's ACD started", every=0.05)
             except HarnessError:
-                states_after = {}
+                started = {}
+            states_after = started.get("agents") or {}
+            work = (started.get("takeover") or {}).get("total_s")
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
                               "waiting": queued,
                               "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"],
-                              "agents_before": states_before, "agents_after": states_after,
+                              "agents_before": states_before, "agents_after": states_after, "acd_work_s": work,
                               "agents_changed": changed(states_before, states_after) if states_after else None})
             if handover:
                 proc = leader.proc
@@ -253,6 +255,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         firsts = [k["first_offer_s"] for k in kills_out if k["first_offer_s"] is not None]
         afters = [k["after_takeover_s"] for k in kills_out if k["after_takeover_s"] is not None]
         changes = [k["agents_changed"] for k in kills_out if k["agents_changed"] is not None]
+        works = [k["acd_work_s"] for k in kills_out if k["acd_work_s"] is not None]
         epochs_rise = all(k["epoch_after"] > (k["epoch_before"] or 0) for k in kills_out)
         return {
             "kills": kills, "rate": rate, "gap_s": gap, "ttl_s": ttl, "agents": len(load_config(ACD_CONFIG).agents),
@@ -265,6 +268,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             "warm": warm, "wrapup_s": wrapup,
             "after_takeover_p50_s": round(percentile(afters, 50), 3) if afters else None,
             "after_takeover_p99_s": round(percentile(afters, 99), 3) if afters else None,
+            "acd_work_p50_s": round(percentile(works, 50), 3) if works else None,
+            "acd_work_max_s": round(max(works), 3) if works else None,
             "agents_changed_total": sum(changes), "agents_changed_max": max(changes) if changes else None,
             "wrapup_before_total": sum(k["agents_before"].get("wrapup", 0) for k in kills_out),
             "wrapup_after_total": sum(k["agents_after"].get("wrapup", 0) for k in kills_out),
@@ -330,7 +335,9 @@ def render(r: dict[str, Any]) -> str:
                  f"{max(stops) if stops else '-'} s, emptying its writer at most {max(drains) if drains else '-'} s; "
                  f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
-    extra.append(f"\n{'Warm' if r.get('warm', True) else 'Cold'} standby: first offer after the takeover p50 "
+    extra.append(f"\n{'Warm' if r.get('warm', True) else 'Cold'} standby: the ACD's work to take over "
+                 f"(`/healthz` acd.takeover.total_s) p50 {r.get('acd_work_p50_s')} s, max {r.get('acd_work_max_s')} s; "
+                 f"first offer after the takeover p50 "
                  f"{r.get('after_takeover_p50_s')} s, p99 {r.get('after_takeover_p99_s')} s; agents in wrap-up "
                  f"before the kills / right after the takeovers: {r.get('wrapup_before_total')} / "
                  f"{r.get('wrapup_after_total')}; agents whose state changed across a takeover: "
