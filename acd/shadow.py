@@ -23,8 +23,8 @@ to reconcile (a call held here that Asterisk no longer has is dropped; a caller 
 a talking agent Asterisk has and the shadow lacks is adopted the old way,
 ``Adoption.adopt``), then ``Router.lead``: the router decides from here on and its
 first offers go out; then what a leader runs beside routing (heartbeat, callbacks,
-saving, refusals). Agents keep their states, wrap-up timers and places in the
-queue order from memory.
+saving, refusals; the heartbeat starts first). Agents keep their states, wrap-up
+timers and places in the queue order from memory.
 
 Mixed into ``AcdService`` (acd/routing_shell.py).
 """
@@ -235,6 +235,8 @@ class Shadow:
             task.cancel()
         await asyncio.gather(*self._shadow_tasks, return_exceptions=True)
         self._shadow_tasks = []
+        # The heartbeat (and the epoch raise) first: callers in the wait read it to stay.
+        self._tasks.append(asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat"))
         writer = self.core.writer
         now = time.time()
         for agent in self.config.agents:
@@ -270,7 +272,6 @@ class Shadow:
         if self._pool is not None:
             self._start_saving()
             self._tasks.append(asyncio.create_task(self._restore_callbacks(), name="acd-callbacks"))
-        self._tasks.append(asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat"))
         self.takeover = {"cold": False, "list_s": round(listed - t0, 3), "total_s": round(loop.time() - t0, 3),
                          "dropped": dropped, "adopted": self.adopted - adopted_before,
                          "waiting": sum(1 for w in self.calls.values() if not w.answered)}
