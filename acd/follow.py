@@ -31,8 +31,9 @@ although it is a matter of time: a leader's offer in the same instant stops it,
 and only the leader knows which came first. What stays apart while the
 follower's reading lags: a step skipped for want of agents (or not) by the
 follower on an agent state it has not read yet (and a preferred agent's hold
-that depends on it); an abandon counted in the queue the caller was in before an
-overflow not read yet. ``tests/unit/test_acd_follow_properties.py``: a
+that depends on it); an abandon, or an answer, counted in the queue the caller
+was in before an overflow not read yet (the answering agent's call then counts
+there too: its wrap-up is that queue's). ``tests/unit/test_acd_follow_properties.py``: a
 router fed a random run of a leader's inputs and decisions this way ends in the
 leader's state.
 """

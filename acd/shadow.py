@@ -59,7 +59,7 @@ _DECISIONS = """
 SELECT call_id, seq, at, kind, data FROM call_events
 WHERE at >= $1 AND kind IN ('acd.offer', 'acd.withdrawn', 'acd.escalated', 'acd.maxwait', 'acd.moved',
                             'acd.dequeued')
-ORDER BY at LIMIT 5000
+ORDER BY at, seq LIMIT 5000
 """
 # Rows are read again this far back: the leader's writer flushes in batches, so a
 # row may reach the database after one with a later time.

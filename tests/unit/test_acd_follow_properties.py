@@ -175,10 +175,11 @@ class LateFollowMachine(FollowMachine):
     (the standby's own model sees the caller's Dial), every other decision of the
     leader's reaches the follower late, in batches (its writer's flush, the next poll):
     at a ``flush``, and at the latest before time moves on (the lag is shorter than
-    ``FOLLOW_SKEW_S``) or a caller hangs up (an abandon seen before the leader's
-    overflow of the call that the follower has not read yet is counted in the queue
-    the caller left: a race of counters the lag bounds, not tested). Meanwhile the
-    call inputs reach the follower at once, in any order with the late rows. Whenever
+    ``FOLLOW_SKEW_S``), a caller hangs up or an offer ends (a ring lasts longer than
+    the lag; an abandon or an answer seen before the leader's overflow of the call is
+    read is counted in the queue the caller left: a race the lag bounds, not tested,
+    acd/follow.py). Meanwhile arrivals, hang-ups of agents, agents' requests and the
+    leader's offers reach the follower at once, in any order with the late rows. Whenever
     everything has been flushed, the same state. (A supervisor's move and a divert
     are left out: taken late they count from the time they were seen; and steps
     skipped for want of agents: the follower decides them on the agents' states it
@@ -219,6 +220,12 @@ class LateFollowMachine(FollowMachine):
     def abandon(self, data) -> None:
         self.flush()
         super().abandon(data)
+
+    @precondition(lambda self: self.ringing)
+    @rule(data=st.data(), outcome=st.sampled_from(["answered", "answered", "noanswer", "busy", "rejected"]))
+    def offer_ends(self, data, outcome: str) -> None:
+        self.flush()
+        super().offer_ends(data, outcome)
 
     @rule(dt=st.sampled_from([0.5, 1, 3, 6, 16, 40, 130]))
     def wait(self, dt: float) -> None:
