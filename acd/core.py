@@ -825,6 +825,8 @@ class Router:
             self._drop_offer(agent.offer, now, out, idle=False)
         if agent.state == ON_CALL:      # its call ended at the leader before it ended here
             agent.call_id = agent.call_queue = None
+        if agent.state not in (AVAILABLE, RESERVED):   # the leader offers only to a free agent
+            agent.pending_logout, agent.pending_not_ready, agent.owes = False, None, None
         self._offer(call, agent, now, out, "offered by the leader", emit=False)
         self._settle(cur, out)
         return out
