@@ -46,8 +46,8 @@ from acd.core import RING_GUARD, Router
 from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, Escalated, MaxWait, Moved, Offer, Withdrawn
 from cti.calls import channel_prefix
 
-__all__ = ["OfferSeen", "OfferGone", "EscalatedSeen", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen", "Observation",
-           "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED",
+__all__ = ["OfferSeen", "OfferGone", "EscalatedSeen", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen",
+           "Observation", "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED",
            "agent_of_channel", "gone_calls", "latest_states"]
 
 # Why a call leaves the router when the shadow decides it by itself.
@@ -147,8 +147,8 @@ def from_decision(d: Decision, now: float) -> Observation | None:
 
 def from_annotation(call_id: str, kind: str, data: Mapping[str, Any], at: float) -> Observation | None:
     """The same from a row of ``call_events`` (the leader's timeline: ``acd.offer``,
-    ``acd.withdrawn``, ``acd.escalated``, ``acd.maxwait``, ``acd.moved``, ``acd.dequeued``). None for other kinds and for
-    rows missing what is needed (nothing of them can be followed)."""
+    ``acd.withdrawn``, ``acd.escalated``, ``acd.maxwait``, ``acd.moved``, ``acd.dequeued``). None
+    for other kinds and for rows missing what is needed (nothing of them can be followed)."""
     agent = data.get("agent")
     if kind == "acd.offer" and isinstance(agent, str) and agent:
         return OfferSeen(call_id, agent, at)
