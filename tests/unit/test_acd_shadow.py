@@ -222,3 +222,79 @@ async def test_follow_once_reads_both_logs_from_the_cursor_and_keeps_an_overlap(
         assert service.shadow_health()["followed"] == 4
     finally:
         await service.stop_shadow()
+
+
+ROUTING = """skills = ["any"]
+[[agents]]
+id = "a1"
+name = "Ada"
+device = "PJSIP/a1"
+queues = { q = {} }
+auto_login = true
+
+[[queues]]
+id = "q"
+"""
+
+
+async def _wired(tmp_path, warm: bool):
+    """``setup_acd`` in a pair (a stand-in for ``cti.ha.HaNode``: its hooks and gate), the
+    app's start run by hand."""
+    from aiohttp import web
+
+    from acd.routing_shell import setup_acd
+    from cti.leadership import LeaseConfig
+
+    path = tmp_path / "acd.toml"
+    path.write_text(ROUTING)
+    settings = SimpleNamespace(acd_config=path, acd_default_queue="q", acd_announce_every=0, ha_warm=warm)
+    core = Core(settings, ami=ListingAmi())  # type: ignore[arg-type]
+    leading = [False]
+    ha = SimpleNamespace(may_act=lambda: leading[0], config=LeaseConfig(), on_lead=[], on_step_down=[])
+    app = web.Application()
+    service = setup_acd(app, core, ha)
+    contexts = [ctx(app) for ctx in app.cleanup_ctx]
+    for gen in contexts:
+        await gen.__anext__()
+    return service, ha, leading, contexts
+
+
+async def _unwire(contexts) -> None:
+    for gen in reversed(contexts):
+        try:
+            await gen.__anext__()
+        except StopAsyncIteration:
+            pass
+
+
+async def test_in_a_warm_pair_the_standby_shadows_and_the_takeover_is_from_memory(tmp_path):
+    service, ha, leading, contexts = await _wired(tmp_path, warm=True)
+    try:
+        assert service.shadowing and service.router.following
+        assert service.router.state_of("a1") == "available"      # auto_login, as the leader has it
+        leading[0] = True
+        await ha.on_lead[0](5)
+        assert service.epoch == 5 and not service.shadowing and not service.router.following
+        assert service.takeover is not None and service.takeover["cold"] is False
+        assert "CoreShowChannels" in service.core.ami.sent
+    finally:
+        await _unwire(contexts)
+    assert service._tasks == [] and service._shadow_tasks == []
+
+
+async def test_in_a_cold_pair_the_standby_waits_and_starts_as_after_a_restart(tmp_path):
+    service, ha, leading, contexts = await _wired(tmp_path, warm=False)
+    try:
+        assert not service.shadowing and service.router.state_of("a1") == "logged_out"
+        leading[0] = True
+        await ha.on_lead[0](6)
+        assert service.epoch == 6 and not service.router.following
+        await asyncio.wait_for(_until(lambda: service.takeover is not None), 5)
+        assert service.takeover["cold"] is True
+    finally:
+        await _unwire(contexts)
+
+
+async def _until(check) -> None:
+    while not check():
+        await asyncio.sleep(0.01)
