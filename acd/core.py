@@ -864,12 +864,14 @@ class Router:
         holds here is over (a wrap-up observed then is this router's own, with the
         queue's timer; one observed without a call gets the agent's longest wrap-up).
         An observation older than the last one applied for the agent is ignored.
-        Raises ``AcdInputError`` for an unknown agent or state."""
+        Raises ``AcdInputError`` for an unknown agent or state, or a time not finite."""
         if state not in AGENT_STATES:
             raise AcdInputError(f"agent {agent_id!r}: unknown state {state!r}")
+        if not math.isfinite(at):
+            raise AcdInputError(f"agent {agent_id!r}: observed at {at!r}")
         now = self._clock(at)
         agent = self._agent(agent_id)
-        if at != at or at < self._observed_at.get(agent_id, -math.inf):
+        if at < self._observed_at.get(agent_id, -math.inf):
             return self._ignore("agent_state_observed", None, agent_id, "older than a state already observed")
         # Reserved or on a call here: from an offer or an answer at least as new as the
         # leader's decision (the Dial and the answer follow the decision).

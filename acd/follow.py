@@ -39,6 +39,7 @@ leader's state.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
@@ -47,7 +48,7 @@ from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, Escalate
 from cti.calls import channel_prefix
 
 __all__ = ["OfferSeen", "OfferGone", "EscalatedSeen", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen",
-           "Observation", "from_decision", "from_annotation", "from_state_row", "feed", "SELF_DECIDED",
+           "Observation", "from_decision", "from_annotation", "from_message", "from_state_row", "feed", "SELF_DECIDED",
            "agent_of_channel", "gone_calls", "latest_states"]
 
 # Why a call leaves the router when the shadow decides it by itself.
@@ -172,6 +173,30 @@ def from_annotation(call_id: str, kind: str, data: Mapping[str, Any], at: float)
         if isinstance(reason, str) and reason not in SELF_DECIDED:
             return DivertedSeen(call_id, reason, at)
     return None
+
+
+def from_message(body: Mapping[str, Any]) -> Observation | None:
+    """The same from a message of the event broker's stream (docs/broker.md: the
+    WebSocket body, ``api.hub.call_message`` or ``api.hub.agent_message``): an
+    ``agent.state`` is a state row, an ``acd.*`` call message a timeline row. None for
+    anything else or anything malformed. (Not wired yet: the shadow reads PostgreSQL.)"""
+    kind, at = body.get("type"), body.get("at")
+    if kind == "agent.state":
+        agent, state, since = body.get("agent_id"), body.get("state"), body.get("since")
+        reason = body.get("reason")
+        if isinstance(agent, str) and isinstance(state, str) and _number(since) \
+                and (reason is None or isinstance(reason, str)):
+            return from_state_row(agent, state, reason, float(since))
+        return None
+    call_id, data = body.get("call_id"), body.get("data")
+    if isinstance(kind, str) and kind.startswith("acd.") and isinstance(call_id, str) and _number(at) \
+            and isinstance(data, Mapping):
+        return from_annotation(call_id, kind, data, float(at))
+    return None
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def from_state_row(agent_id: str, state: str, reason: str | None, at: float) -> StateSeen | None:

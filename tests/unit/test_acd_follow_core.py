@@ -2,6 +2,8 @@
 (acd/follow.py), one behaviour each; the property test is test_acd_follow_properties.py."""
 from __future__ import annotations
 
+import math
+
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given
@@ -230,3 +232,30 @@ def test_the_same_state_observed_takes_the_leaders_time_and_idle_order():
     assert r.agent_state("a2").since == T0 - 0.5
     offers = [d for d in r.lead(T0 + 2) if isinstance(d, Offer)]
     assert [(o.call_id, o.agent_id) for o in offers] == [("c1", "a2")]
+
+
+def test_broker_messages_become_observations():
+    from api.hub import AgentSnapshot, agent_message, call_message
+    from cti.events import CallView
+
+    view = CallView(call_id="c1", state="queued", direction="inbound", caller_num="1", caller_name="x", exten="s",
+                    started_at=1.0, answered_at=None, queue="q", queue_joined_at=1.0, queue_left_at=None, agent=None,
+                    agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
+                    end_estimated=False, abandoned=False, legs=1)
+    offer = call_message("acd.offer", "c1", 4, 5.0, view, {"agent": "a1", "queue": "q"})
+    assert follow.from_message(offer) == follow.OfferSeen("c1", "a1", 5.0)
+    state = agent_message(AgentSnapshot("a1", "not_ready", "lunch", 6.0, None, None), "available")
+    assert follow.from_message(state) == follow.StateSeen("a1", "not_ready", "lunch", 6.0)
+    assert follow.from_message(call_message("call.queued", "c1", 1, 1.0, view, {})) is None
+
+
+@given(st.dictionaries(st.sampled_from(["type", "agent_id", "state", "reason", "since", "call_id", "at", "data"]),
+                       st.one_of(st.none(), st.booleans(), st.floats(), st.text(max_size=8), st.sampled_from(
+                           ["agent.state", "acd.offer", "available", "a1"]),
+                           st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2))))
+def test_any_broker_message_becomes_an_observation_or_none(body):
+    """Whatever a message holds: no exception, and the router's clock stays finite."""
+    o = follow.from_message(body)
+    r = shadow()
+    follow.feed(r, [o] if o is not None else [])
+    assert all(math.isfinite(r.agent_state(a).since) for a in ("a1", "a2"))
