@@ -298,3 +298,101 @@ async def test_in_a_cold_pair_the_standby_waits_and_starts_as_after_a_restart(tm
 async def _until(check) -> None:
     while not check():
         await asyncio.sleep(0.01)
+
+
+class RowWriter:
+    """The leader's writer: keeps the agent state rows (``agent_states``)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    def submit(self, row: Any) -> None:
+        self.rows.append(row)
+
+
+def _frames(cid: str, t: float) -> dict[str, list[dict[str, str]]]:
+    """What Asterisk says of a caller ``cid`` waiting, offered to a1's phone, answered, and a1
+    hanging up (the leg names as the sandbox's)."""
+    caller, leg, dest = _chan(cid), f"PJSIP/a1-0000{cid}", f"{cid}-a1"
+    return {
+        "arrive": [{"Event": "Newchannel", "Channel": caller, "Uniqueid": cid, "Linkedid": cid, "ChannelState": "4",
+                    "ChannelStateDesc": "Ring", "CallerIDNum": "100", "Exten": "s", "Context": "cti-inbound"},
+                   {"Event": "UserEvent", "UserEvent": "CtiAcdWait", "Channel": caller, "Uniqueid": cid,
+                    "Linkedid": cid, "Queue": "q"}],
+        "ring": [{"Event": "Newchannel", "Channel": leg, "Uniqueid": dest, "Linkedid": cid, "ChannelState": "0",
+                  "ChannelStateDesc": "Down", "Exten": "s", "Context": "from-internal"},
+                 {"Event": "DialBegin", "Channel": caller, "Uniqueid": cid, "Linkedid": cid, "DestChannel": leg,
+                  "DestUniqueid": dest, "DestLinkedid": cid, "DialString": "a1"}],
+        "answer": [{"Event": "DialEnd", "Channel": caller, "Uniqueid": cid, "Linkedid": cid, "DestChannel": leg,
+                    "DestUniqueid": dest, "DestLinkedid": cid, "DialStatus": "ANSWER"}],
+        "agent_hangs_up": [{"Event": "Hangup", "Channel": leg, "Uniqueid": dest, "Linkedid": cid, "Cause": "16",
+                            "Cause-txt": "Normal Clearing"}],
+    }
+
+
+async def test_a_shadow_fed_the_same_asterisk_events_and_the_leaders_rows_holds_the_leaders_state():
+    """A leader and a standby, each with its own call model and bus, fed the same AMI
+    events (the leader's offer rings a1; a1 answers and hangs up; a2 takes a break at
+    the leader's API); the standby gets the leader's rows. The standby's router holds
+    what the leader's holds, and taking over it offers the next caller to a1 only once
+    the wrap-up the leader started has ended."""
+    from cti.calls import CallModel
+    from cti.events import Bus
+    from acd.rows import AgentStateRow
+
+    t = time.time()
+    writer = RowWriter()
+    leader = AcdService(Core(SimpleNamespace(acd_default_queue="q", acd_announce_every=0), model=CallModel(),
+                             bus=Bus(), ami=WireAmi(), writer=writer), CONFIG)  # type: ignore[arg-type]
+    leader.core.bus.subscribe(leader.on_call_event)
+    leader._apply(leader.router.auto_login(t))
+    standby = await _shadow()
+    timeline: list[Any] = []
+    leader.core.bus.subscribe(lambda ev: timeline.append(ev) if ev.kind.startswith("acd.") else None)
+
+    def both(frames: list[dict[str, str]], at: float) -> None:
+        for h in frames:
+            for node in (leader, standby):
+                node.core.bus.publish(*node.core.model.feed(h, at))
+
+    def rows() -> list[Any]:
+        out = [(r.at.timestamp(), ("s", r.agent_id, r.at.timestamp(), r.state),
+                follow.from_state_row(r.agent_id, r.state, r.reason, r.at.timestamp()))
+               for r in writer.rows if isinstance(r, AgentStateRow)]
+        return out + [(e.at, ("e", e.call_id, e.seq, e.kind), follow.from_annotation(e.call_id, e.kind, e.data, e.at))
+                      for e in timeline]
+
+    try:
+        c1 = _frames("c1", t)
+        both(c1["arrive"], t + 1)
+        assert [a for a, _ in leader.core.ami.written] == ["Setvar", "Redirect"]     # the leader offers c1 to a1
+        both(c1["ring"], t + 1.05)
+        assert standby.router.agent_state("a1").call_id == "c1"                     # seen at once, by the channel
+        both(c1["answer"], t + 3)
+        both(c1["agent_hangs_up"], t + 9)
+        leader.agent_request("a2", "set_not_ready", "lunch")
+        standby.feed_rows(rows(), t + 10)
+        for agent in ("a1", "a2"):
+            mine, theirs = standby.router.agent_state(agent), leader.router.agent_state(agent)
+            assert (mine.state, mine.reason, mine.wrapup_ends_at) == (theirs.state, theirs.reason, theirs.wrapup_ends_at)
+        assert standby.router.agent_state("a1").wrapup_ends_at == t + 9 + 30
+        assert standby.core.model.calls["c1"].agent == "a1"       # the standby's call row names the agent
+        assert standby.core.ami.written == []
+
+        c2 = _frames("c2", t)
+        both(c2["arrive"], t + 11)
+        assert [w.call_id for w in standby.router.waiting_calls()] == ["c2"]
+        standby.core.ami.channels = [{"Channel": _chan("c1"), "Context": "cti-acd-offer", "BridgeId": "b",
+                                      "Linkedid": "c1", "Uniqueid": "c1"},
+                                     {"Channel": _chan("c2"), "Context": "cti-acd-wait", "Linkedid": "c2",
+                                      "Uniqueid": "c2"}]
+        standby.may_act = lambda: True
+        await standby.take_over()
+        offers = lambda: [h["Value"] for a, h in standby.core.ami.written  # noqa: E731
+                          if a == "Setvar" and h.get("Variable") == "CTI_OFFER"]
+        assert offers() == []                                       # a1 wraps up, a2 is at lunch
+        standby._apply(standby.router.tick(t + 9 + 30))
+        assert [v.split(",")[1] for v in offers()] == ["a1"]
+    finally:
+        await standby.stop()
+        await standby.stop_shadow()
