@@ -32,6 +32,14 @@ Why it is shaped like this (docs/acd.md has the whole model):
   reason ``unreachable`` (at once, or when the current call ends); login and
   the end of a call lead there too, and ``set_ready`` is refused. When the
   device is back the agent is available again, unless it chose a break meanwhile.
+- Following (``following``, docs/ha.md "Warm standby"): a standby's router takes
+  the same call inputs from its own call model but makes no offer of its own,
+  and no decision that depends on the order of the leader's offers (maximum
+  wait, the ring guard); the leader's decisions come in as
+  inputs instead (``offer_observed``, ``offer_ended``, ``agent_state_observed``,
+  ``escalation_observed``, ``max_wait_observed``), so it holds what the leader's
+  holds. ``lead(now)`` ends following: ring guards are armed again and each
+  available agent takes the best call it may, as after ``link_restored``.
 - Indexes (``acd.index``) make each decision cost a few heap tops per pool an
   agent or call belongs to: never a scan of all agents or all calls.
 
@@ -55,7 +63,7 @@ from typing import Any
 from acd.config import AcdConfig, Overflow
 from acd.config import Queue as QueueConfig
 from acd.decisions import (
-    AVAILABLE, HELD, LOGGED_OUT, NOT_READY, ON_CALL, RESERVED, RINGING, WAITING, WRAPUP,
+    AGENT_STATES, AVAILABLE, HELD, LOGGED_OUT, NOT_READY, ON_CALL, RESERVED, RINGING, WAITING, WRAPUP,
     AgentState, AgentView, Decision, Dequeued, Escalated, Ignored, MaxWait, Moved, Offer, QueueStats,
     WaitingCall, Withdrawn,
 )
@@ -65,7 +73,7 @@ from cti.errors import CtiError
 __all__ = [
     "Router", "AcdInputError", "AgentStateError", "Decision", "Offer", "AgentState", "Escalated",
     "MaxWait", "Moved", "Withdrawn", "Dequeued", "Ignored", "AgentView", "WaitingCall", "QueueStats",
-    "OFFER_GRACE_S", "FAILURE_STATES", "UNREACHABLE",
+    "OFFER_GRACE_S", "FAILURE_STATES", "UNREACHABLE", "FOLLOW_SKEW_S", "RING_GUARD",
 ]
 
 # An offer nobody reports on is treated as unanswered this long after its ring timeout.
@@ -77,6 +85,14 @@ FAILURE_STATES = {"noanswer": "missed", "busy": "busy", "rejected": "rejected", 
 HANDLE_ALPHA = 0.2
 # Customers remembered for the preferred-agent rule (oldest forgotten first).
 MAX_CUSTOMERS = 100_000
+
+# Why the ring guard withdraws an offer (a follower tells it from the caller abandoning).
+RING_GUARD = "no answer reported within ring timeout"
+
+# Following the leader: the leader's time and this node's time of one cause (a call's
+# end) differ by the two nodes' event delivery and clocks; within this, a state the
+# leader logged is taken as no older than the one held here (agent_state_observed).
+FOLLOW_SKEW_S = 1.0
 
 # The not-ready reason of an agent whose device cannot ring.
 UNREACHABLE = "unreachable"
@@ -154,6 +170,9 @@ class _Agent:
     owes: str | None = None                               # the call whose disposition is required
     # Not offered calls while available (acd.tasks: its tasks block voice, or capacity.voice 0).
     voice_blocked: bool = False
+    # When its state last changed for a cause other than its wrap-up timer (following:
+    # a leader's row older than this, by more than FOLLOW_SKEW_S, is about an earlier state).
+    episode_at: float = 0.0
 
 
 @dataclass(slots=True, eq=False)
@@ -220,8 +239,11 @@ class Router:
     agent requests; nothing else.
     """
 
-    def __init__(self, config: AcdConfig) -> None:
+    def __init__(self, config: AcdConfig, *, following: bool = False) -> None:
         self.config = config
+        # A standby's shadow router: no offer of its own, no ring guard (``lead`` ends it).
+        self.following = following
+        self._observed_at: dict[str, float] = {}     # agent id -> the latest state observed
         self.ignored = 0
         self._now = -math.inf
         self._skills = set(config.skills)
@@ -283,14 +305,16 @@ class Router:
     def resume(self, agent_id: str, state: str, reason: str, since: float, now: float) -> list[Decision]:
         """At start: a logged-out agent takes the state it was in before a restart
         (``acd.resume``): ``available`` or ``not_ready`` with ``reason``, in it since
-        ``since`` (at most ``now``), so its time in state goes on; the ``AgentState``
+        ``since`` (at most ``now``), so its time in state goes on (or ``wrapup``, for a
+        standby following a leader whose agent is in wrap-up: until ``since`` plus
+        the agent's longest queue wrap-up); the ``AgentState``
         decision carries ``since`` as its time. ``logged_out`` changes nothing. An
         agent whose device is unreachable is not ready ``unreachable`` from ``now``
         instead of available. An agent already logged in gives ``Ignored``.
         Raises ``AcdInputError`` for an unknown agent or another state."""
         now = self._clock(now)
         agent = self._agent(agent_id)
-        if state not in (LOGGED_OUT, AVAILABLE, NOT_READY):
+        if state not in (LOGGED_OUT, AVAILABLE, NOT_READY, WRAPUP):
             raise AcdInputError(f"agent {agent_id!r}: cannot resume {state!r}")
         if agent.state != LOGGED_OUT:
             return self._ignore("resume", None, agent_id, f"agent is {agent.state}")
@@ -298,6 +322,11 @@ class Router:
         if state == LOGGED_OUT:
             return out
         at = since if since == since and since <= now else now
+        if state == WRAPUP:
+            self._set_state(agent, WRAPUP, reason or "wrap-up", at, out, check=False)
+            self._timed_wrapup(agent, at)
+            self._settle(now, out)
+            return out
         if state == AVAILABLE and agent.unreachable:
             state, reason, at = NOT_READY, UNREACHABLE, now
         self._set_state(agent, state, reason or ("not ready" if state == NOT_READY else "login"), at, out)
@@ -616,7 +645,7 @@ class Router:
             self._enter_queue(call, target, now)
         call.pool = self._pool_for(call.queue, call.step, call.extras)
         call.pool.push_call(call)
-        out.append(Moved(call.id, source.id, call.queue.id, call.prio, now))
+        out.append(Moved(call.id, source.id, call.queue.id, call.prio, now, call.prio_override is not None))
         self._try_call(call, now, out)
         self._settle(now, out)
         return out
@@ -768,6 +797,224 @@ class Router:
         self._settle(now, out)
         return out
 
+    # -- following the leader (a standby's shadow router; docs/ha.md "Warm standby") ------
+
+    def offer_observed(self, call_id: str, agent_id: str, now: float) -> list[Decision]:
+        """The leader offered ``call_id`` to ``agent_id`` at ``now``: here too the call
+        rings that agent (reserved), as if this router had decided it, but no ``Offer``
+        is returned. The leader's word wins over what this router holds: an offer of
+        the call to another agent, or of another call to this agent, ended unseen
+        (that call waits again in its place; that agent goes idle, without taking a
+        call), and an agent held on a call here is taken off it. Ignored when the call
+        is not here or the offer is already known.
+        Raises ``AcdInputError`` for an unknown agent. (Here and in the other inputs
+        of the leader's decisions, a late observation keeps the leader's time.)"""
+        cur = self._clock(now)
+        agent = self._agent(agent_id)
+        call = self._calls.get(call_id)
+        if call is None:
+            return self._ignore("offer_observed", call_id, agent_id, "call not waiting")
+        if call.status == RINGING and call.agent is agent and now <= agent.since:
+            return self._ignore("offer_observed", call_id, agent_id, "offer already known")
+        out: list[Decision] = []
+        if call.status == RINGING and call.agent is agent:   # offered again (its end not seen yet)
+            self._drop_offer(call, now, out, idle=False)
+        elif call.status == RINGING:
+            self._drop_offer(call, now, out, idle=True)
+        if agent.offer is not None:
+            self._drop_offer(agent.offer, now, out, idle=False)
+        if agent.state == ON_CALL:      # its call ended at the leader before it ended here
+            agent.call_id = agent.call_queue = None
+        if agent.state not in (AVAILABLE, RESERVED):   # the leader offers only to a free agent
+            agent.pending_logout, agent.pending_not_ready, agent.owes = False, None, None
+        self._offer(call, agent, now, out, "offered by the leader", emit=False)
+        self._settle(cur, out)
+        return out
+
+    def offer_ended(self, call_id: str, agent_id: str, outcome: str, now: float) -> list[Decision]:
+        """An offer followed here ended: ``answered`` (as ``offer_answered``), one of
+        ``FAILURE_STATES`` (as ``offer_failed``), or ``withdrawn``: the leader's ring
+        guard gave up on it (a ``Withdrawn``, then as unanswered). Ignored when no such
+        offer stands. Raises ``AcdInputError`` for an unknown agent or outcome."""
+        if outcome == "answered":
+            return self.offer_answered(call_id, agent_id, now)
+        if outcome != "withdrawn":
+            return self.offer_failed(call_id, agent_id, outcome, now)
+        cur = self._clock(now)
+        agent = self._agent(agent_id)
+        call = self._calls.get(call_id)
+        if call is None or call.status != RINGING or call.agent is not agent or now <= agent.since:
+            # (an offer made at or after the withdrawal is a new one: the leader offered again)
+            return self._ignore("offer_ended", call_id, agent_id, "no such offer standing")
+        out: list[Decision] = [Withdrawn(call_id, agent_id, "withdrawn by the leader", now)]
+        self._fail_offer(call, agent, FAILURE_STATES["noanswer"], now, out)
+        self._settle(cur, out)
+        return out
+
+    def agent_state_observed(self, agent_id: str, state: str, reason: str, at: float) -> list[Decision]:
+        """The leader put the agent in ``state`` (with ``reason``) at ``at`` (its state
+        log). What the leader decided from calls (reserved, on call) comes through
+        ``offer_observed`` and the call inputs: ignored here. Otherwise the agent takes
+        ``state`` since ``at`` (unless this router holds a newer state: the agent
+        reserved or on a call since after ``at``, or in another state since more than
+        ``FOLLOW_SKEW_S`` after it, its own wrap-up timer's end counting from the
+        wrap-up's start: within that the two nodes' times of one cause differ, and
+        the leader's word wins): what it asked for meanwhile is dropped (the leader
+        has decided it), an offer it holds here ends (the call waits again), a call it
+        holds here is over (a wrap-up observed then is this router's own, with the
+        queue's timer; one observed without a call gets the agent's longest wrap-up).
+        An observation older than the last one applied for the agent is ignored.
+        Raises ``AcdInputError`` for an unknown agent or state, or a time not finite."""
+        if state not in AGENT_STATES:
+            raise AcdInputError(f"agent {agent_id!r}: unknown state {state!r}")
+        if not math.isfinite(at):
+            raise AcdInputError(f"agent {agent_id!r}: observed at {at!r}")
+        now = self._clock(at)
+        agent = self._agent(agent_id)
+        if at < self._observed_at.get(agent_id, -math.inf):
+            return self._ignore("agent_state_observed", None, agent_id, "older than a state already observed")
+        # Reserved or on a call here: from an offer or an answer at least as new as the
+        # leader's decision (the Dial and the answer follow the decision).
+        busy = agent.state in (RESERVED, ON_CALL)
+        if (at <= agent.since) if busy else (at < agent.episode_at - FOLLOW_SKEW_S):
+            return self._ignore("agent_state_observed", None, agent_id, "older than the state held here")
+        self._observed_at[agent_id] = at
+        if state in (RESERVED, ON_CALL):
+            return self._ignore("agent_state_observed", None, agent_id, "followed through offers and calls")
+        since = min(at, now)
+        out: list[Decision] = []
+        if agent.state == ON_CALL and state == WRAPUP and agent.call_id is not None:
+            out += self.call_finished(agent.call_id, agent_id, now)
+        if agent.state == state and (agent.reason, agent.since) == (reason, since):
+            return out
+        if agent.state == state and state != NOT_READY:
+            self._retime(agent, reason, since)     # the leader's time in the state (idle order)
+            self._settle(now, out)
+            return out
+        if agent.offer is not None:
+            self._drop_offer(agent.offer, now, out, idle=False)
+        agent.call_id = agent.call_queue = None
+        agent.pending_logout = False
+        agent.pending_not_ready = None
+        if state == AVAILABLE:
+            agent.owes = None           # the leader frees nobody who owes a disposition
+        self._set_state(agent, state, reason, since, out, check=False)
+        if state == WRAPUP:
+            self._timed_wrapup(agent, since)
+        self._settle(now, out)
+        return out
+
+    def _retime(self, agent: _Agent, reason: str, since: float) -> None:
+        """The agent stays in its state, but in it since ``since`` (with ``reason``):
+        an available agent takes its place in the idle order again."""
+        agent.reason, agent.since, agent.episode_at = reason, since, since
+        if agent.state == AVAILABLE and agent.idle_since != since:
+            agent.idle_since = since
+            if not agent.voice_blocked:
+                agent.avail_ver += 1
+                for _, tiers in agent.pools:
+                    for t in tiers:
+                        t.live -= 1
+                self._push_available(agent)
+
+    def _timed_wrapup(self, agent: _Agent, since: float) -> None:
+        """A wrap-up whose call this router did not see: it ends the agent's longest
+        queue wrap-up after ``since`` (not extensible)."""
+        longest = max((self._queues[q].cfg.wrapup_s for q in self.config.agents[agent.ord].queues), default=0.0)
+        agent.timer_ver += 1
+        agent.wrapup_ends = since + longest
+        agent.wrapup_max, agent.wrapup_step = None, 0.0
+        self._push_timer(agent.wrapup_ends, _WRAPUP, agent, agent.timer_ver)
+
+    def max_wait_observed(self, call_id: str, queue_id: str, now: float) -> list[Decision]:
+        """The leader ended the call's stay in ``queue_id`` for its maximum wait: the
+        queue's ``on_max_wait`` here too (an overflow enters the target now; another
+        action dequeues the call). A following router decides no maximum wait of its
+        own: a leader's offer decided in the same instant stops it there, and only the
+        leader knows which came first. Ignored when the call is not waiting in
+        ``queue_id`` (an observation seen twice) or an agent rings for it, unless the
+        action is an overflow (seen late: the leader has since offered it in the target,
+        and the call moves there ringing)."""
+        cur = self._clock(now)
+        call = self._calls.get(call_id)
+        if call is None or call.queue.id != queue_id:
+            return self._ignore("max_wait_observed", call_id, None, "call not waiting in that queue")
+        out: list[Decision] = []
+        action = call.queue.cfg.on_max_wait
+        if call.status == RINGING and isinstance(action, Overflow):
+            # Seen late: the leader overflowed the call and offered it in the target since.
+            target = self._queues[action.overflow]
+            self._outcome(call.queue, "timed_out")
+            out.append(MaxWait(call.id, call.queue.id, "overflow", target.id, now))
+            self._enter_queue(call, target, now)
+            call.pool = self._pool_for(target, 0, call.extras)
+            self._schedule(call, now)
+        elif call.status == RINGING:
+            return self._ignore("max_wait_observed", call_id, None, "an agent is ringing for it")
+        else:
+            self._max_wait(call, now, out)
+        self._settle(cur, out)
+        return out
+
+    def escalation_observed(self, call_id: str, queue_id: str, step: int, now: float) -> list[Decision]:
+        """The leader put the call at escalation ``step`` of ``queue_id``: the same
+        requirements here. A following router takes its steps itself, as the leader
+        does (by time, and for want of agents logged in); this catches up on a step
+        the leader skipped because an agent left whose state this router had not read
+        yet. Ignored when the call is not in that queue or already at that step or past it."""
+        cur = self._clock(now)
+        call = self._calls.get(call_id)
+        if call is None or call.queue.id != queue_id or call.step >= step:
+            return self._ignore("escalation_observed", call_id, None, "call not below that step of that queue")
+        out: list[Decision] = []
+        while call.step < min(step, len(call.queue.cfg.steps)):
+            self._escalate(call, now, out, "escalated by the leader")
+        self._settle(cur, out)
+        return out
+
+    def lead(self, now: float) -> list[Decision]:
+        """Stop following: from now on this router decides (a standby taking over).
+        Offers ringing get a ring guard from now; calls take the escalation steps and
+        the maximum wait now due; each available agent, longest idle first, takes the
+        best call it may (the *stable* invariant holds again)."""
+        now = self._clock(now)
+        if not self.following:
+            return []
+        self.following = False
+        out: list[Decision] = []
+        for call in sorted(self._calls.values(), key=lambda c: c.seq):
+            steps = call.queue.cfg.steps       # the steps due, by time and for want of agents
+            while call.step < len(steps) and call.entered_at + steps[call.step].after_s <= now:
+                self._escalate(call, now, out, f"waited {steps[call.step].after_s:g}s in {call.queue.id}")
+            if call.status == RINGING:
+                self._push_timer(now + call.queue.cfg.ring_timeout_s + OFFER_GRACE_S, _RING, call, call.offer_ver)
+                self._schedule(call, now)
+                continue
+            self._apply_skips(call, now, out)
+            if self._past_max_wait(call, now):
+                self._max_wait(call, now, out)
+            elif call.status != _GONE:
+                self._schedule(call, now)       # its steps and maximum wait count again
+        free = sorted((a for a in self._agents.values() if a.state == AVAILABLE), key=lambda a: (a.idle_since, a.ord))
+        for agent in free:
+            if agent.state == AVAILABLE:
+                self._match_agent(agent, now, out)
+        self._settle(now, out)
+        return out
+
+    def _drop_offer(self, call: _Call, now: float, out: list[Decision], *, idle: bool) -> None:
+        """A followed offer ended unseen: the call waits again in its place; its agent
+        goes idle (``idle``) without taking a call."""
+        agent = call.agent
+        assert agent is not None
+        agent.offer = None
+        call.agent = None
+        call.status = WAITING
+        call.pool.push_call(call)
+        self._schedule(call, now)
+        if idle:
+            self._go_idle(agent, f"offer of {call.id} ended at the leader", now, out, match=False)
+
     def tick(self, now: float) -> list[Decision]:
         """Run every timer due at ``now``."""
         now = self._clock(now)
@@ -779,12 +1026,15 @@ class Router:
                 if obj.timer_ver == ver and obj.status != _GONE:
                     self._call_timer(obj, now, out)
             elif kind == _RING:
-                if obj.status == RINGING and obj.offer_ver == ver:
+                if obj.status == RINGING and obj.offer_ver == ver and not self.following:
                     agent = obj.agent
-                    out.append(Withdrawn(obj.id, agent.id, "no answer reported within ring timeout", now))
+                    out.append(Withdrawn(obj.id, agent.id, RING_GUARD, now))
                     self._fail_offer(obj, agent, FAILURE_STATES["noanswer"], now, out)
             elif obj.state == WRAPUP and obj.timer_ver == ver:
+                episode = obj.episode_at
                 self._go_idle(obj, "wrap-up over", now, out)
+                if self.following:
+                    obj.episode_at = episode    # a timer of its own: what it knows is no newer
             self._settle(now, out)
         return out
 
@@ -891,9 +1141,10 @@ class Router:
             raise AcdInputError(f"unknown agent {agent_id!r}")
         return agent
 
-    def _set_state(self, agent: _Agent, new: str, reason: str, now: float, out: list[Decision]) -> None:
+    def _set_state(self, agent: _Agent, new: str, reason: str, now: float, out: list[Decision], *,
+                   check: bool = True) -> None:
         old = agent.state
-        if new not in _TRANSITIONS[old]:
+        if check and new not in _TRANSITIONS[old]:
             raise AssertionError(f"agent {agent.id}: {old} -> {new} is not a transition")
         if old == AVAILABLE and new != AVAILABLE and not agent.voice_blocked:
             agent.avail_ver += 1
@@ -916,6 +1167,7 @@ class Router:
         agent.state = new
         agent.reason = reason
         agent.since = now
+        agent.episode_at = now
         agent.wrapup_ends = None   # a timed wrap-up sets it after entering
         if new == LOGGED_OUT:
             agent.owes = None      # a new session owes nothing
@@ -998,7 +1250,7 @@ class Router:
 
     def _match_agent(self, agent: _Agent, now: float, out: list[Decision]) -> None:
         """An agent just became available: offer it the best call it may take, if any."""
-        if self.link_down or agent.voice_blocked:
+        if self.link_down or agent.voice_blocked or self.following:
             return
         if agent.held:
             best = None
@@ -1056,7 +1308,7 @@ class Router:
     def _try_call(self, call: _Call, now: float, out: list[Decision]) -> None:
         """A waiting or held call: offer it now if it can be, else set its next timer."""
         self._apply_skips(call, now, out)
-        if self.link_down:
+        if self.link_down or self.following:
             pass
         elif call.status == HELD:
             agent = call.preferred
@@ -1084,20 +1336,22 @@ class Router:
             words.append("preferred agent window over")
         return "; ".join(words)
 
-    def _offer(self, call: _Call, agent: _Agent, now: float, out: list[Decision], reason: str) -> None:
+    def _offer(self, call: _Call, agent: _Agent, now: float, out: list[Decision], reason: str, *,
+               emit: bool = True) -> None:
         self._unplace(call)
         call.status = RINGING
         call.agent = agent
         call.preferred = None
         call.offer_ver += 1
         q = call.queue
-        self._set_state(agent, RESERVED, f"offered call {call.id}", now, out)
+        self._set_state(agent, RESERVED, f"offered call {call.id}", now, out, check=emit)
         agent.offer = call
         agent.rr[q.id] = next(self._turns)
         ring = q.cfg.ring_timeout_s
         self._push_timer(now + ring + OFFER_GRACE_S, _RING, call, call.offer_ver)
         self._schedule(call, now)
-        out.append(Offer(call.id, agent.id, agent.device, q.id, ring, call.step, reason))
+        if emit:
+            out.append(Offer(call.id, agent.id, agent.device, q.id, ring, call.step, reason))
 
     # -- internals: calls ------------------------------------------------------------------
 
@@ -1182,10 +1436,11 @@ class Router:
             self._release(call)
         self._try_call(call, now, out)
 
-    @staticmethod
-    def _past_max_wait(call: _Call, now: float) -> bool:
+    def _past_max_wait(self, call: _Call, now: float) -> bool:
+        """Whether the call's maximum wait has come (never while following: the
+        leader decides it, ``max_wait_observed``)."""
         limit = call.queue.cfg.max_wait_s
-        return limit is not None and not call.callback and call.entered_at + limit <= now
+        return limit is not None and not call.callback and not self.following and call.entered_at + limit <= now
 
     def _release(self, call: _Call) -> None:
         """A held call stops waiting for its preferred agent."""
@@ -1284,7 +1539,7 @@ class Router:
         if call.step < len(cfg.steps):
             t = call.entered_at + cfg.steps[call.step].after_s
         if call.status != RINGING:
-            if cfg.max_wait_s is not None and not call.callback:
+            if cfg.max_wait_s is not None and not call.callback and not self.following:
                 t = min(t, call.entered_at + cfg.max_wait_s)
             if call.status == HELD:
                 t = min(t, call.hold_until)

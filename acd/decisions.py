@@ -80,13 +80,15 @@ class Moved:
     """A supervisor moved the waiting call from ``queue_id`` to ``target`` (the same
     queue when only its priority changed) and/or gave it ``priority`` (None: the
     priority it had). A move to another queue is counted there like an overflow:
-    timed out in ``queue_id``, a new stay in ``target`` from ``at`` (arrival order kept)."""
+    timed out in ``queue_id``, a new stay in ``target`` from ``at`` (arrival order kept).
+    ``own_priority``: the priority is the call's own (kept in any queue), not its queue's."""
 
     call_id: str
     queue_id: str
     target: str
     priority: int
     at: float
+    own_priority: bool = False
 
 
 @dataclass(frozen=True, slots=True)

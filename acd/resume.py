@@ -24,7 +24,9 @@ wrapup                 adoption (acd/adoption.py) runs next and finds agents
                        call ended while no ACD ran is free. A wrap-up is not
                        resumed: its timer and any disposition due were the
                        previous process's (a required disposition can still be
-                       saved; it no longer blocks calls)
+                       saved; it no longer blocks calls). An HA standby's
+                       shadow (``keep_wrapup``) keeps a wrap-up, from its
+                       stored time: the leader's is real and goes on
 anything else          as with no row
 =====================  =========================================================
 
@@ -69,10 +71,13 @@ class StartState:
     restored: bool
 
 
-def start_states(config: AcdConfig, stored: Mapping[str, Stored], now: float) -> list[StartState]:
+def start_states(config: AcdConfig, stored: Mapping[str, Stored], now: float, *,
+                 keep_wrapup: bool = False) -> list[StartState]:
     """The state of every agent of ``config`` (in its order) at start, from each
     agent's last stored state (``stored``: agent id -> its last row; agents not in
-    the configuration are ignored). See the module docstring for the rules."""
+    the configuration are ignored). See the module docstring for the rules.
+    ``keep_wrapup``: a stored wrap-up stays a wrap-up, from its stored time (an HA
+    standby's shadow, acd/shadow.py: the leader's wrap-up is real and goes on)."""
     out: list[StartState] = []
     for agent in config.agents:
         last = stored.get(agent.id)
@@ -91,6 +96,8 @@ def start_states(config: AcdConfig, stored: Mapping[str, Stored], now: float) ->
             out.append(StartState(agent.id, AVAILABLE, "login (was unreachable before the restart)", now, True))
         elif last.state == AVAILABLE:
             out.append(StartState(agent.id, AVAILABLE, last.reason or "ready", since, True))
+        elif last.state == WRAPUP and keep_wrapup:
+            out.append(StartState(agent.id, WRAPUP, last.reason or "wrap-up", since, True))
         else:
             assert last.state in _BUSY
             out.append(StartState(agent.id, AVAILABLE, f"logged in again after a restart (was {last.state})",

@@ -41,6 +41,7 @@ from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, mov
 from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.resume import Stored, start_states
+from acd.shadow import Shadow
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
@@ -76,13 +77,14 @@ def _utc(ts: float) -> datetime:
 
 
 @dataclass
-class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
+class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
     """The ACD in the daemon: the router fed from the bus, its decisions carried out
     on Asterisk. Callbacks (``CallbackShell``, acd/callback_shell.py), putting a
     new configuration in force (``Reconfiguring``, acd/config_versions.py), the
-    epoch and heartbeat (``Heartbeat``, acd/heartbeat.py) and taking over the calls
-    found after a (re)connect (``Adoption``, acd/adoption.py) are its other jobs,
-    each in its own module; they share this object's state."""
+    epoch and heartbeat (``Heartbeat``, acd/heartbeat.py), taking over the calls
+    found after a (re)connect (``Adoption``, acd/adoption.py) and following the
+    leader on a standby (``Shadow``, acd/shadow.py) are its other jobs, each in its
+    own module; they share this object's state."""
 
     core: CoreServices
     config: acd_config.AcdConfig
@@ -133,6 +135,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self.__post_init__()
 
     async def start(self) -> None:
+        started = asyncio.get_running_loop().time()
         now = time.time()
         writer = self.core.writer
         for agent in self.config.agents:
@@ -151,11 +154,12 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         # The AMI client may have connected (and resynced) before we were here.
         # Callbacks are restored after: a callback whose agent is still on the
         # line is adopted, not tried again.
-        self._tasks.append(asyncio.create_task(self._adopt_now(restore=self._pool is not None), name="acd-adopt"))
+        self._tasks.append(asyncio.create_task(self._cold_start(started, restore=self._pool is not None),
+                                               name="acd-adopt"))
         self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
                        asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 
-    async def _start_states(self, now: float) -> list[Any]:
+    async def _start_states(self, now: float, *, keep_wrapup: bool = False) -> list[Any]:
         """Every agent in the state it was in before this start (``acd.resume``, from
         each agent's last row of the state log), before any call is adopted: agents
         found talking are adopted on top of it. Without a database (or when it does
@@ -171,7 +175,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             return self.router.auto_login(now)
         stored = {r["agent_id"]: Stored(r["state"], r["reason"], r["at"].timestamp()) for r in rows}
         out: list[Any] = []
-        for s in start_states(self.config, stored, now):
+        for s in start_states(self.config, stored, now, keep_wrapup=keep_wrapup):
             if s.state == LOGGED_OUT:
                 continue
             if s.restored:
@@ -232,7 +236,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                 del self.calls[cid]
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
-            if qcfg is not None and qcfg.callback:
+            if qcfg is not None and qcfg.callback and self.may_act():   # a shadow writes nothing
                 setvar(self.core.ami, data["channel"], "CTI_CALLBACK_OK", "1")
             self._enter(cid, Entry(queue, ev.at, data.get("priority"), parse_skills(data.get("skills")),
                                    data.get("customer")), ev.at)
@@ -437,7 +441,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         Nothing at all when this node may not act (``may_act``): not leading."""
         if decisions and not self.may_act():
             # Running (a leader whose lease ran out): worth a warning; a standby's: expected.
-            (log.warning if self._tasks else log.debug)("acd not leading: decisions dropped", count=len(decisions))
+            (log.warning if self._tasks and not self.shadowing else log.debug)(
+                "acd not leading: decisions dropped", count=len(decisions))
+            self._wake.set()        # a shadow's router timers still run (acd/shadow.py)
             return
         for d in decisions:
             if isinstance(d, acd_core.Offer):
@@ -634,7 +640,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         return {"waiting": len(self.calls), "offers_sent": self.offers_sent, "offers_failed": self.offers_failed,
                 "offers_refused": self.offers_refused,
                 "actions_refused": self.actions_refused, "epoch": self.epoch, "epoch_in_force": self.epoch_in_force,
-                "fenced": self.fenced, "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback)}
+                "fenced": self.fenced, "heartbeats": self.heartbeats, "callbacks_open": sum(1 for w in self.calls.values() if w.callback),
+                **self.shadow_health()}
 
 
 ACD = web.AppKey("acd", AcdService)
@@ -646,10 +653,12 @@ def setup_acd(app: web.Application, core: CoreServices, ha: Any = None) -> AcdSe
     the app starts (after the core: it needs the pool and the AMI client), the
     configuration in force is chosen (``config_in_force``) and the ACD starts.
 
-    ``ha`` (a ``cti.ha.HaNode``, in a pair): the ACD starts only when the node starts
-    leading, with the lease's epoch, and stops when it steps down or the app stops,
-    in both cases without handing waiting callers to app_queue (the next leader
-    adopts them; docs/ha.md)."""
+    ``ha`` (a ``cti.ha.HaNode``, in a pair): the ACD routes only while the node leads,
+    with the lease's epoch, and stops when it steps down or the app stops, in both
+    cases without handing waiting callers to app_queue (the next leader adopts them;
+    docs/ha.md). Meanwhile, with ``ha_warm`` (the default), it shadows the leader
+    (acd/shadow.py) and takes over from memory; without it, it starts cold as after
+    a restart."""
     path = core.settings.acd_config
     if path is None:
         log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
@@ -679,16 +688,25 @@ def _setup_led(app: web.Application, core: CoreServices, service: AcdService, pa
 
     service.may_act = ha.may_act
     service.handover = False
+    warm = core.settings.ha_warm
 
     async def lead(epoch: int) -> None:
         service.set_epoch(epoch)
-        await service.start()
-        log.info("acd started: leading", epoch=epoch, agents=len(service.config.agents))
+        if service.shadowing:
+            await service.take_over()       # from the shadow's memory (acd/shadow.py)
+        else:
+            await service.start()
+        log.info("acd started: leading", epoch=epoch, agents=len(service.config.agents), warm=warm)
 
     async def configure(app: web.Application) -> AsyncIterator[None]:
         config, version = await config_in_force(core.pool, path)
         service.use_config(config, version)     # read-only views on a standby see the configuration
-        yield
+        if warm:
+            await service.start_shadow(ha.config.poll_every)
+        try:
+            yield
+        finally:
+            await service.stop_shadow()
 
     app.cleanup_ctx.append(configure)
     run_while_leading(app, ha, lead, service.stop)

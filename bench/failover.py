@@ -3,6 +3,7 @@
     python -m bench.failover --kills 10 [--rate 3] [--gap 12] [--json out.json]
     python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
     python -m bench.failover --kills 10 --handover    # planned handovers (cti handover) instead
+    python -m bench.failover --kills 5 --compare --wrapup 15   # warm standby, then cold, one command
 
 Two ``cti serve`` processes (``ha_cluster``, bench/harness.py ``DaemonProcess``) on one
 embedded PostgreSQL of the run's own and the sandbox's Asterisk, with the routing of
@@ -15,7 +16,19 @@ kill. For each kill:
   0.1 s);
 - **first offer**: from the kill to the new leader's first ``acd.offer`` (its timeline in
   ``call_events``; only a leader writes timelines, and the old one is dead);
-- the epoch rose.
+- the epoch rose;
+- **after takeover**: from the standby leading to that first offer (first offer - takeover);
+- **ACD work**: the new leader's own account of its ACD's start (``/healthz`` ``acd.takeover``
+  ``total_s``: a warm one's reconciliation, a cold one's stored states and adoption);
+- **agents' states** as the old leader's router held them just before the kill and as the new
+  leader's holds them once its ACD has started (``/healthz`` ``acd.agents``: how many in each
+  state), and how many agents changed state across it (half the sum of the differences: at
+  least that many). A warm standby (``ha_warm``, the default: docs/ha.md "Warm standby")
+  keeps wrap-ups and breaks; a cold one (``--cold``) starts agents from the stored log.
+
+``--compare`` runs the whole bench twice in one command, warm standbys then cold ones, and
+prints both rows. ``--wrapup S`` gives the queues ``wrapup_s = S`` (the routing's is 1 s), so
+that agents are in wrap-up at a kill.
 
 With ``--pause S`` the leader is not killed but stopped (SIGSTOP) for S seconds and then
 resumed (SIGCONT): the standby must take over meanwhile, and the resumed node must step down
@@ -39,6 +52,7 @@ import argparse
 import asyncio
 import json
 import math
+import re
 import signal
 import sys
 import tempfile
@@ -93,8 +107,34 @@ async def double_booked(db: Database, prefix: str) -> list[str]:
             if p["agent"] == n["agent"] and p["ended_at"] is not None and n["agent_answered_at"] < p["ended_at"]]
 
 
+def acd_config(workdir: Path, wrapup: float | None) -> Path:
+    """The routing file: bench/faults-acd.toml, with every queue's ``wrapup_s`` set to
+    ``wrapup`` when given."""
+    if wrapup is None:
+        return ACD_CONFIG
+    text = re.sub(r"(?m)^wrapup_s = .*$", f"wrapup_s = {wrapup:g}", ACD_CONFIG.read_text())
+    path = workdir / "failover-acd.toml"
+    path.write_text(text)
+    return path
+
+
+async def _acd(d: DaemonProcess, http: aiohttp.ClientSession) -> dict[str, Any]:
+    try:
+        async with http.get(d.url + "/healthz") as r:
+            return (await r.json()).get("acd") or {}
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return {}
+
+
+def changed(before: dict[str, int], after: dict[str, int]) -> int:
+    """At least how many agents changed state between two counts by state."""
+    keys = set(before) | set(after)
+    return sum(abs(before.get(k, 0) - after.get(k, 0)) for k in keys) // 2
+
+
 async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
-              pause: float | None = None, handover: bool = False) -> dict[str, Any]:
+              pause: float | None = None, handover: bool = False, warm: bool = True,
+              wrapup: float | None = None) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -109,9 +149,10 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     ami.add_listener(lambda f: fallback.append(time.time()) if f.headers.get("Event") == "QueueCallerJoin" else None)
     await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
     nodes = []
+    routing = acd_config(workdir, wrapup)
     for name in ("n1", "n2"):
         (workdir / name).mkdir(parents=True, exist_ok=True)
-        env = daemon_env(dsn, workdir / name, acd_config=ACD_CONFIG, ha_cluster="bench", ha_node=name,
+        env = daemon_env(dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
                          agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3,
                          ha_renew_every=min(0.5, ttl / 6), log_level="warning")
         nodes.append(DaemonProcess(env, workdir / f"{name}.log"))
@@ -128,6 +169,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         leader, standby = nodes
         for n in range(kills):
             before = await _ha(leader, http)
+            states_before = (await _acd(leader, http)).get("agents") or {}
             queued = [r["call_id"] for r in await db.fetch(
                 "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'", traffic.prefix + "%")]
             killed_at, killed_mono = time.time(), time.monotonic()
@@ -141,9 +183,22 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
                 await leader.kill()
             ha = await _until(lambda: _leader(standby, http), 30, f"kill {n + 1}: the standby took over", every=0.05)
             takeover = time.monotonic() - killed_mono
+
+            async def acd_started() -> dict[str, Any] | None:
+                got = await _acd(standby, http)
+                return got if got.get("epoch") == ha["epoch"] and got.get("takeover") else None
+
+            try:
+                started = await _until(acd_started, 10, f"kill {n + 1}: the new leader's ACD started", every=0.05)
+            except HarnessError:
+                started = {}
+            states_after = started.get("agents") or {}
+            work = (started.get("takeover") or {}).get("total_s")
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
                               "waiting": queued,
-                              "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"]})
+                              "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"],
+                              "agents_before": states_before, "agents_after": states_after, "acd_work_s": work,
+                              "agents_changed": changed(states_before, states_after) if states_after else None})
             if handover:
                 proc = leader.proc
 
@@ -190,6 +245,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             end = kills_out[i + 1]["killed_at"] if i + 1 < len(kills_out) else float("inf")
             first = next((a for a in at if k["killed_at"] < a < end), None)
             k["first_offer_s"] = None if first is None else round(first - k["killed_at"], 3)
+            k["after_takeover_s"] = None if first is None else round(k["first_offer_s"] - k["takeover_s"], 3)
         waited = sorted({c for k in kills_out for c in k.pop("waiting")})
         fates = {r["call_id"]: r for r in await db.fetch(
             "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
@@ -197,6 +253,9 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         abandoned = sum(1 for c in waited if fates.get(c) and fates[c]["abandoned"])
         takeovers = [k["takeover_s"] for k in kills_out]
         firsts = [k["first_offer_s"] for k in kills_out if k["first_offer_s"] is not None]
+        afters = [k["after_takeover_s"] for k in kills_out if k["after_takeover_s"] is not None]
+        changes = [k["agents_changed"] for k in kills_out if k["agents_changed"] is not None]
+        works = [k["acd_work_s"] for k in kills_out if k["acd_work_s"] is not None]
         epochs_rise = all(k["epoch_after"] > (k["epoch_before"] or 0) for k in kills_out)
         return {
             "kills": kills, "rate": rate, "gap_s": gap, "ttl_s": ttl, "agents": len(load_config(ACD_CONFIG).agents),
@@ -206,6 +265,14 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             "first_offer_p99_s": round(percentile(firsts, 99), 2) if firsts else None,
             "first_offer_max_s": round(max(firsts), 2) if firsts else None,
             "kills_without_offer": len(kills_out) - len(firsts),
+            "warm": warm, "wrapup_s": wrapup,
+            "after_takeover_p50_s": round(percentile(afters, 50), 3) if afters else None,
+            "after_takeover_p99_s": round(percentile(afters, 99), 3) if afters else None,
+            "acd_work_p50_s": round(percentile(works, 50), 3) if works else None,
+            "acd_work_max_s": round(max(works), 3) if works else None,
+            "agents_changed_total": sum(changes), "agents_changed_max": max(changes) if changes else None,
+            "wrapup_before_total": sum(k["agents_before"].get("wrapup", 0) for k in kills_out),
+            "wrapup_after_total": sum(k["agents_after"].get("wrapup", 0) for k in kills_out),
             "epochs_rose": epochs_rise, "channels_left": left,
             # Callers the database held as waiting when a leader was killed (as last written):
             # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
@@ -268,6 +335,13 @@ def render(r: dict[str, Any]) -> str:
                  f"{max(stops) if stops else '-'} s, emptying its writer at most {max(drains) if drains else '-'} s; "
                  f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
+    extra.append(f"\n{'Warm' if r.get('warm', True) else 'Cold'} standby: the ACD's work to take over "
+                 f"(`/healthz` acd.takeover.total_s) p50 {r.get('acd_work_p50_s')} s, max {r.get('acd_work_max_s')} s; "
+                 f"first offer after the takeover p50 "
+                 f"{r.get('after_takeover_p50_s')} s, p99 {r.get('after_takeover_p99_s')} s; agents in wrap-up "
+                 f"before the kills / right after the takeovers: {r.get('wrapup_before_total')} / "
+                 f"{r.get('wrapup_after_total')}; agents whose state changed across a takeover: "
+                 f"{r.get('agents_changed_total')} in all, at most {r.get('agents_changed_max')} at once.")
     return "\n".join([
         "| kills | rate | agents | ttl | takeover p50 / p99 / max | first offer p50 / p99 / max | calls | in DB once, "
         "closed | agent on two calls | epochs rose | waiting at a kill: answered / hung up / total |",
@@ -291,23 +365,32 @@ def main(argv: list[str] | None = None) -> int:
                    help="SIGSTOP the leader this many seconds, then SIGCONT, instead of SIGKILL")
     p.add_argument("--handover", action="store_true",
                    help="a planned handover (cti handover's request) instead of SIGKILL")
+    p.add_argument("--cold", action="store_true", help="cold standbys (ha_warm false): adoption as after a restart")
+    p.add_argument("--compare", action="store_true", help="warm standbys, then cold ones, in one command")
+    p.add_argument("--wrapup", type=float, default=None, help="every queue's wrapup_s (default: the routing's 1 s)")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args(argv)
     Path("/var/tmp").mkdir(exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="cti-failover-", dir="/var/tmp"))
-    workdir.chmod(0o755)
-    result = asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause, args.handover))
-    text = json.dumps(result, indent=2, default=str)
+    results = []
+    for warm in ([True, False] if args.compare else [not args.cold]):
+        workdir = Path(tempfile.mkdtemp(prefix="cti-failover-", dir="/var/tmp"))
+        workdir.chmod(0o755)
+        results.append(asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause,
+                                       args.handover, warm=warm, wrapup=args.wrapup)))
+        print(f"(logs in {workdir})")
+    text = json.dumps(results if args.compare else results[0], indent=2, default=str)
     print(text)
-    print(render(result))
-    print(f"(logs in {workdir})")
+    for result in results:
+        print(render(result))
     if args.json:
         Path(args.json).write_text(text)
-    ok = result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
-    if args.handover:
-        ok = ok and result["handed_over_exits_75"] and not result["sent_to_fallback"]
-    if args.pause:
-        ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
+    ok = True
+    for result in results:
+        ok = ok and result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
+        if args.handover:
+            ok = ok and result["handed_over_exits_75"] and not result["sent_to_fallback"]
+        if args.pause:
+            ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
     return 0 if ok else 1
 
 

@@ -626,6 +626,15 @@ class CallModel:
         if call is not None:
             call.expected = (agent, channel_prefix(device))
 
+    def name_offer(self, call_id: str, uniqueid: str, agent: str) -> None:
+        """The device ringing on leg ``uniqueid`` of this call is agent ``agent``'s: its
+        answer and its leg's end name the agent, not the channel. For a model that had
+        no ``expect_agent`` for the Dial (an HA standby, whose ACD learns whose offer it
+        was from the channel: acd/shadow.py). Nothing if that offer is not ringing."""
+        call = self.calls.get(call_id)
+        if call is not None and uniqueid in call.offers:
+            call.offers[uniqueid] = (agent, call.offers[uniqueid][1])
+
     def waiting_found(self, call_id: str, queue: str | None, since: float, now: float) -> list[CallEvent]:
         """After a resync: the caller waits for the ACD in its dialplan (found by the ACD's
         adoption, which read the queue and the wait start the dialplan stored). A model

@@ -237,6 +237,9 @@ class Settings(BaseSettings):
     # forwards commands to the leader's address (with a broker) or names it in its 503;
     # desktops try the others when theirs is away; CORS lets them call these origins.
     ha_peers: Annotated[tuple[tuple[str, str], ...], NoDecode] = ()
+    # A standby's ACD shadows the leader's (its router follows the leader's decisions) and
+    # takes over from memory; false: it starts cold on a takeover, as after a restart.
+    ha_warm: bool = True
 
     # E-mail as a channel (docs/mail.md): mail_listen is where the SMTP receiver listens
     # ("127.0.0.1:2525"; unset, the default: no receiver); a mail over mail_max_bytes

@@ -802,7 +802,7 @@ def test_raising_a_calls_priority_puts_it_ahead_and_keeps_its_arrival():
     r.set_not_ready("a", "break", T0)
     r.call_waiting("c1", "q", T0 + 1)
     r.call_waiting("c2", "q", T0 + 2)
-    assert r.move_call("c2", T0 + 3, priority=7) == [Moved("c2", "q", "q", 7, T0 + 3)]
+    assert r.move_call("c2", T0 + 3, priority=7) == [Moved("c2", "q", "q", 7, T0 + 3, True)]
     assert r.position("c2") == 1 and r.position("c1") == 2
     assert [c.arrived_at for c in r.waiting_calls() if c.call_id == "c2"] == [T0 + 2]
     assert offers(r.set_ready("a", T0 + 4)) == [("c2", "a")]

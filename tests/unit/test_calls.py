@@ -365,3 +365,23 @@ def test_waiting_found_leaves_a_call_with_an_agent_or_gone_alone():
     assert model.waiting_found("c1", "sales", 960.0, 1001.0) == []
     assert model.calls["c1"].state != "queued"
     assert model.waiting_found("gone", "sales", 960.0, 1001.0) == []
+
+
+def test_an_offer_named_after_its_dial_began_names_the_answer_and_the_agents_leg():
+    """A standby learns whose offer a Dial was only from its channel (acd/shadow.py):
+    named then, the answer and the leg's end carry the agent, not the channel."""
+    model = CallModel()
+    out: list[CallEvent] = []
+    for f in frames("basic"):
+        if f.name is None:
+            continue
+        evs = model.feed(f.headers, 0.0)
+        out.extend(evs)
+        for e in evs:
+            if e.kind == "call.offered":
+                model.name_offer(e.call_id, e.data["uniqueid"], "a7")
+    assert of_kind(out, "call.offered") and of_kind(out, "call.offered")[0].data["agent"] != "a7"
+    # (the transcript's app_queue leg, which is not a Dial, names its member itself)
+    assert [e.data["agent"] for e in of_kind(out, "call.connected")][0] == "a7"
+    assert [e.data["agent"] for e in of_kind(out, "call.agent_left")][0] == "a7"
+    model.name_offer("no-such-call", "x", "a7")        # nothing to name: nothing happens
