@@ -1,0 +1,304 @@
+"""Several Asterisk nodes, pure: qualified ids, one call model fed by two nodes,
+a node's death, the trunk's far half, and when a node is dead (cti.nodes)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cti.calls import CallModel, channel_prefix
+from cti.config import Settings
+from cti.errors import ConfigError
+from cti.events import CallEvent
+from cti.nodes import (
+    NodeBack, NodeDead, NodeWatch, check_node_name, node_of_id, node_specs, qualified, qualify,
+)
+from tests.transcripts import events
+
+
+def _kinds(evs: list[CallEvent]) -> list[tuple[str, int]]:
+    return [(e.kind, e.seq) for e in evs]
+
+
+# -- ids ---------------------------------------------------------------------------
+
+def test_one_node_leaves_the_headers_as_they_are():
+    h = {"Event": "Newchannel", "Uniqueid": "cti-1.0", "Linkedid": "cti-1.0"}
+    assert qualify(None, h) is h
+
+
+def test_every_uniqueid_like_header_is_prefixed_with_the_node():
+    h = {"Event": "DialBegin", "Uniqueid": "cti-1.0", "Linkedid": "cti-1.0", "DestUniqueid": "cti-1.1",
+         "DestLinkedid": "cti-1.0", "BridgeUniqueid": "5f2e", "Channel": "PJSIP/1001-00000001", "Exten": "1.0"}
+    q = qualify("b", h)
+    assert q == {**h, "Uniqueid": "b-cti-1.0", "Linkedid": "b-cti-1.0", "DestUniqueid": "b-cti-1.1",
+                 "DestLinkedid": "b-cti-1.0", "BridgeUniqueid": "b-5f2e"}
+    assert h["Uniqueid"] == "cti-1.0"     # the frame's own headers are not changed
+
+
+def test_an_asterisk_whose_systemname_is_the_node_keeps_its_ids():
+    h = {"Event": "Hangup", "Uniqueid": "b-1795.3", "Linkedid": "b-1795.2", "DestUniqueid": ""}
+    assert qualify("b", h) is h
+    assert qualified("b", "b-1795.3") == "b-1795.3"
+    assert qualified("a", "b-1795.3") == "a-b-1795.3"
+
+
+@given(st.dictionaries(st.sampled_from(["Uniqueid", "Linkedid", "DestUniqueid", "Channel", "Queue"]),
+                       st.text(max_size=12)),
+       st.sampled_from(["a", "b", "node7"]))
+def test_qualifying_twice_changes_nothing_more_and_the_node_is_read_back(headers, node):
+    once = qualify(node, headers)
+    assert qualify(node, once) == once
+    for key in ("Uniqueid", "Linkedid", "DestUniqueid"):
+        if once.get(key):
+            assert node_of_id(once[key], ["a", "b", "node7"]) == node
+
+
+@given(st.text(max_size=40))
+def test_a_node_name_is_letters_and_digits_or_refused(name):
+    try:
+        assert check_node_name(name) == name
+    except ValueError as exc:
+        assert "letters and digits" in str(exc)
+    else:
+        assert name.isascii() and name.isalnum() and "-" not in name
+
+
+def test_the_single_node_settings_are_one_node_named_a(monkeypatch):
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    s = Settings(ami_host="10.0.0.5", ami_port=5039, ami_user="u", ami_secret="s3cret-s3cret")
+    (node,) = node_specs(s)
+    assert (node.name, node.host, node.port, node.user) == ("a", "10.0.0.5", 5039, "u")
+    assert "s3cret" not in repr(node)
+
+
+def test_several_nodes_from_the_environment_in_their_order(monkeypatch):
+    monkeypatch.setenv("CTI_AMI_NODES", '[{"name": "a", "host": "10.0.0.1", "secret": "x1y2z3w4"},'
+                                        ' {"name": "b", "host": "10.0.0.2", "port": 5039, "secret": "q9r8s7"}]')
+    nodes = node_specs(Settings())
+    assert [(n.name, n.host, n.port) for n in nodes] == [("a", "10.0.0.1", 5038), ("b", "10.0.0.2", 5039)]
+
+
+@pytest.mark.parametrize("nodes, field", [
+    ([{"name": "a-1"}], "ami_nodes.0.name"),
+    ([{"name": "a"}, {"name": "a"}], "ami_nodes"),
+    ([{"name": "a", "port": 0}], "ami_nodes.0.port"),
+    ([{"name": "a", "colour": "red"}], "ami_nodes.0.colour"),
+])
+def test_a_bad_node_list_is_refused_naming_the_field(nodes, field):
+    from cti.config import load_settings
+    with pytest.raises(ConfigError) as err:
+        load_settings(ami_nodes=nodes)
+    assert f"invalid setting {field}" in str(err.value)
+
+
+# -- one model, two nodes ------------------------------------------------------------
+
+def _feed_two(model: CallModel, name: str) -> tuple[list[CallEvent], list[CallEvent]]:
+    """The same transcript played on node a and node b at once, frame by frame."""
+    out = {"a": [], "b": []}
+    for f in events(name):
+        for node in ("a", "b"):
+            out[node].extend(model.feed(qualify(node, f.headers), 0.0, node))
+    return out["a"], out["b"]
+
+
+def _alone(name: str) -> list[CallEvent]:
+    model = CallModel()
+    out: list[CallEvent] = []
+    for f in events(name):
+        out.extend(model.feed(f.headers, 0.0))
+    return out
+
+
+@pytest.mark.parametrize("name", ["basic", "burst", "hold", "bridge"])
+def test_two_nodes_with_the_same_uniqueids_make_two_calls_each_as_if_alone(name):
+    model = CallModel()
+    on_a, on_b = _feed_two(model, name)
+    alone = _alone(name)
+    for node, got in (("a", on_a), ("b", on_b)):
+        assert [(e.kind, f"{node}-{e.call_id}", e.seq) for e in alone] == [(e.kind, e.call_id, e.seq) for e in got]
+        assert [e.call.state for e in alone] == [e.call.state for e in got]
+    assert not model.calls and not model.legs
+
+
+def test_each_call_knows_its_node_while_it_lives():
+    model = CallModel()
+    evs = events("basic")
+    queued = next(i for i, f in enumerate(evs) if f.headers.get("UserEvent") or f.name == "QueueCallerJoin")
+    for f in evs[:queued + 1]:
+        for node in ("a", "b"):
+            model.feed(qualify(node, f.headers), 0.0, node)
+    assert {c.call_id: c.node for c in model.calls.values()} == {
+        "a-cti-1795335442.0": "a", "b-cti-1795335442.0": "b"}
+    assert model.node_of("b-cti-1795335442.0") == "b"
+    assert all(leg.node == cid[0] for cid, c in model.calls.items() for leg in c.legs.values())
+
+
+def _before_resync() -> list:
+    evs = events("resync")
+    first = next(i for i, f in enumerate(evs) if f.headers.get("ActionID") == "resync-channels")
+    return [f for f in evs[:first] if "ActionID" not in f.headers]
+
+
+def test_a_nodes_resync_ends_only_its_own_vanished_calls():
+    model = CallModel()
+    for f in _before_resync():
+        for node in ("a", "b"):
+            model.feed(qualify(node, f.headers), 0.0, node)
+    assert len(model.calls) == 14
+    out = model.resync([], [], 99.0, node="a")
+    ended = [e for e in out if e.kind == "call.ended"]
+    assert len(ended) == 7 and all(e.call_id.startswith("a-") and e.data["estimated"] for e in ended)
+    assert len(model.calls) == 7 and all(c.node == "b" for c in model.calls.values())
+
+
+def test_a_dead_node_s_calls_end_by_estimate_and_the_others_live_on():
+    before = _before_resync()
+    rest = [f for f in events("resync") if "ActionID" not in f.headers][len(before):]
+    model = CallModel()
+    for f in before:
+        for node in ("a", "b"):
+            model.feed(qualify(node, f.headers), 0.0, node)
+    b_states = {cid: c.state for cid, c in model.calls.items() if c.node == "b"}
+    out = model.node_down("a", 1234.5)
+    assert out and all(e.call_id.startswith("a-") for e in out)
+    ended = [e for e in out if e.kind == "call.ended"]
+    assert len(ended) == 7
+    assert all(e.data["estimated"] and e.call.ended_at == 1234.5 for e in ended)
+    assert all(e.call.hangup_cause_txt == "Asterisk node a was lost" for e in ended)
+    assert {cid: c.state for cid, c in model.calls.items()} == b_states
+    # B goes on as if nothing happened: its calls end normally; A's events are of no call now.
+    later: list[CallEvent] = []
+    for f in rest:
+        later.extend(model.feed(qualify("b", f.headers), 0.0, "b"))
+    b_ended = [e for e in later if e.kind == "call.ended"]
+    assert len(b_ended) == 7 and not any(e.data["estimated"] for e in b_ended)
+    assert not model.calls and not model.legs
+
+
+def test_a_node_back_after_its_death_is_adopted_by_its_resync():
+    before = _before_resync()
+    listing = [f.headers for f in events("resync") if f.name == "CoreShowChannel"]
+    model = CallModel()
+    for f in before:
+        model.feed(qualify("a", f.headers), 0.0, "a")
+    model.node_down("a", 50.0)
+    assert not model.calls
+    out = model.resync([qualify("a", h) for h in listing], [], 60.0, node="a")
+    assert len([e for e in out if e.kind == "call.started"]) == len(model.calls) == 7
+    assert all(c.node == "a" and c.call_id.startswith("a-") for c in model.calls.values())
+
+
+# -- the inter-node trunk ------------------------------------------------------------
+
+def _ev(event: str, **h: str) -> dict[str, str]:
+    return {"Event": event, **h}
+
+
+def _trunk_call() -> list[tuple[str, dict[str, str]]]:
+    """A caller on node a offered through the trunk to agent1's phone on node b, answered,
+    then the caller hangs up (the frames each node sends, in the order they come)."""
+    a, b = "a-1.1", "b-9.4"
+    return [
+        ("a", _ev("Newchannel", Uniqueid=a, Linkedid=a, Channel="PJSIP/caller-00000001", CallerIDNum="5551234",
+                  Timestamp="100.0")),
+        ("a", _ev("Newstate", Uniqueid=a, Linkedid=a, ChannelStateDesc="Up", Timestamp="100.1")),
+        ("a", _ev("UserEvent", UserEvent="CtiAcdWait", Uniqueid=a, Linkedid=a, Queue="support",
+                  Timestamp="100.2")),
+        ("a", _ev("Newchannel", Uniqueid="a-1.2", Linkedid=a, Channel="PJSIP/cti-trunk-b-00000002",
+                  Timestamp="101.0")),
+        ("a", _ev("DialBegin", Uniqueid=a, Linkedid=a, DestUniqueid="a-1.2", DestLinkedid=a,
+                  DestChannel="PJSIP/cti-trunk-b-00000002", Timestamp="101.0")),
+        ("b", _ev("Newchannel", Uniqueid=b, Linkedid=b, Channel="PJSIP/cti-trunk-a-00000007", Timestamp="101.1")),
+        ("b", _ev("Newchannel", Uniqueid="b-9.5", Linkedid=b, Channel="PJSIP/1001-00000008", Timestamp="101.1")),
+        ("b", _ev("DialBegin", Uniqueid=b, Linkedid=b, DestUniqueid="b-9.5", DestLinkedid=b,
+                  DestChannel="PJSIP/1001-00000008", Timestamp="101.1")),
+        ("b", _ev("DialEnd", Uniqueid=b, Linkedid=b, DestUniqueid="b-9.5", DialStatus="ANSWER", Timestamp="104.0")),
+        ("b", _ev("BridgeEnter", Uniqueid=b, Linkedid=b, BridgeUniqueid="b-br1", Timestamp="104.0")),
+        ("b", _ev("BridgeEnter", Uniqueid="b-9.5", Linkedid=b, BridgeUniqueid="b-br1", Timestamp="104.0")),
+        ("a", _ev("DialEnd", Uniqueid=a, Linkedid=a, DestUniqueid="a-1.2", DialStatus="ANSWER", Timestamp="104.1")),
+        ("a", _ev("BridgeEnter", Uniqueid=a, Linkedid=a, BridgeUniqueid="a-br1", Timestamp="104.1")),
+        ("a", _ev("BridgeEnter", Uniqueid="a-1.2", Linkedid=a, BridgeUniqueid="a-br1", Timestamp="104.1")),
+        ("a", _ev("Hangup", Uniqueid=a, Linkedid=a, Cause="16", Timestamp="130.0")),
+        ("a", _ev("Hangup", Uniqueid="a-1.2", Linkedid=a, Cause="16", Timestamp="130.0")),
+        ("b", _ev("Hangup", Uniqueid=b, Linkedid=b, Cause="16", Timestamp="130.1")),
+        ("b", _ev("Hangup", Uniqueid="b-9.5", Linkedid=b, Cause="16", Timestamp="130.1")),
+    ]
+
+
+def test_a_caller_on_a_answered_through_the_trunk_on_b_is_one_call_of_a():
+    model = CallModel(trunk_prefix="PJSIP/cti-trunk-")
+    out: list[CallEvent] = []
+    for node, h in _trunk_call():
+        out.extend(model.feed(h, 0.0, node))
+        if h.get("UserEvent") == "CtiAcdWait":   # the ACD offers agent1, whose phone is on b
+            model.expect_agent("a-1.1", "agent1", "PJSIP/1001@cti-trunk-b")
+    assert {e.call_id for e in out} == {"a-1.1"}
+    kinds = [e.kind for e in out if e.kind != "call.state"]
+    assert kinds == ["call.started", "call.answered", "call.queued", "call.offered", "call.connected",
+                     "call.dequeued", "call.agent_left", "call.ended"]
+    offered = next(e for e in out if e.kind == "call.offered")
+    assert (offered.data["agent"], offered.data["device"]) == ("agent1", "PJSIP/cti-trunk-b-00000002")
+    assert next(e for e in out if e.kind == "call.connected").data["agent"] == "agent1"
+    assert not model.calls and not model.legs and not model.foreign
+    assert model.trunk_legs == 2
+
+
+def test_the_far_half_of_a_trunk_call_found_in_a_resync_is_no_call():
+    model = CallModel(trunk_prefix="PJSIP/cti-trunk-")
+    listing = [{"Uniqueid": "b-9.5", "Linkedid": "b-9.4", "Channel": "PJSIP/1001-00000008",
+                "ChannelStateDesc": "Up", "BridgeId": "b-br1"},
+               {"Uniqueid": "b-9.4", "Linkedid": "b-9.4", "Channel": "PJSIP/cti-trunk-a-00000007",
+                "ChannelStateDesc": "Up", "BridgeId": "b-br1"}]
+    assert model.resync(listing, [], 10.0, node="b") == []
+    assert not model.calls and model.foreign == {"b-9.4": "b"}
+    model.resync([], [], 11.0, node="b")
+    assert not model.foreign
+
+
+def test_a_trunk_channel_dialled_from_a_call_is_that_call_s_leg():
+    model = CallModel(trunk_prefix="PJSIP/cti-trunk-")
+    for node, h in _trunk_call()[:5]:
+        model.feed(h, 0.0, node)
+    assert set(model.calls["a-1.1"].legs) == {"a-1.1", "a-1.2"}
+
+
+@pytest.mark.parametrize("device, prefix", [
+    ("PJSIP/1001", "PJSIP/1001-"),
+    ("PJSIP/1001@cti-trunk-b", "PJSIP/cti-trunk-b-"),
+    ("Local/agent1@cti-demo-agents/n", "Local/agent1@cti-demo-agents-"),
+])
+def test_the_channels_a_dial_string_makes(device, prefix):
+    assert channel_prefix(device) == prefix
+
+
+# -- death and return ----------------------------------------------------------------
+
+def test_a_node_lost_longer_than_allowed_is_dead_once_since_it_was_lost():
+    w = NodeWatch(["a", "b"], 10.0, now=0.0)
+    assert w.connected("a", 1.0) == [] and w.connected("b", 1.0) == []
+    assert w.next_deadline() is None
+    w.lost("b", 20.0)
+    assert w.next_deadline() == 30.0
+    assert w.tick(29.9) == []
+    assert w.tick(30.0) == [NodeDead("b", 20.0)]
+    assert w.tick(100.0) == [] and w.state("b") == "dead" and w.state("a") == "up"
+    assert w.connected("b", 101.0) == [NodeBack("b", 101.0)]
+    assert w.connected("b", 102.0) == []
+
+
+def test_a_connection_back_within_the_grace_is_no_death():
+    w = NodeWatch(["a"], 10.0, now=0.0)
+    w.connected("a", 0.5)
+    w.lost("a", 5.0)
+    assert w.connected("a", 9.0) == []
+    assert w.tick(50.0) == [] and w.next_deadline() is None
+
+
+def test_a_node_never_reached_since_the_start_is_dead_too():
+    w = NodeWatch(["a", "b"], 10.0, now=100.0)
+    w.connected("a", 100.5)
+    assert w.next_deadline() == 110.0
+    assert w.tick(110.0) == [NodeDead("b", 100.0)]
+    assert w.connected("b", 200.0) == [NodeBack("b", 200.0)]
