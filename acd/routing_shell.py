@@ -113,6 +113,10 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     # (agent id, when), and the agents whose tasks block calls (kept across configurations).
     agent_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
     voice_blocked: set[str] = field(default_factory=set)
+    # Several Asterisk nodes (docs/scale-out.md): the dial string that rings a device from
+    # a call's node (set by the phone gateway: through the trunk when the phone is on
+    # another node). None: the device as it is.
+    route_device: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat
@@ -231,7 +235,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback:
-                setvar(self.core.ami, data["channel"], "CTI_CALLBACK_OK", "1")
+                setvar(self._ami(cid), data["channel"], "CTI_CALLBACK_OK", "1")
             self._enter(cid, Entry(queue, ev.at, data.get("priority"), parse_skills(data.get("skills")),
                                    data.get("customer")), ev.at)
             return
@@ -355,8 +359,8 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             if waiting.entry is not None:
                 waiting.entry = replace(waiting.entry, queue=moved.target, priority=moved.priority)
             if waiting.channel is not None and waiting.callback is None:
-                setvar(self.core.ami, waiting.channel, "CTI_QUEUE", moved.target)
-                setvar(self.core.ami, waiting.channel, "CTI_PRIORITY", str(moved.priority))
+                setvar(self._ami(call_id), waiting.channel, "CTI_QUEUE", moved.target)
+                setvar(self._ami(call_id), waiting.channel, "CTI_PRIORITY", str(moved.priority))
             elif waiting.callback is not None:
                 waiting.callback = replace(waiting.callback, queue=moved.target, priority=moved.priority)
                 self._save(waiting.callback)
@@ -433,8 +437,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                     self._originate_callback(d)
                     log.info("acd callback offered", call_id=d.call_id, agent=d.agent_id, reason=d.reason)
                     continue
-                self._send_offer(d, waiting.channel)
-                self.core.model.expect_agent(d.call_id, d.agent_id, d.device)
+                device = d.device if self.route_device is None else self.route_device(d.call_id, d.device)
+                self._send_offer(d, waiting.channel, device)
+                self.core.model.expect_agent(d.call_id, d.agent_id, device)
                 self._annotate(d.call_id, "acd.offer", agent=d.agent_id, device=d.device, queue=d.queue_id,
                                step=d.step, reason=d.reason)
             elif isinstance(d, acd_core.Ignored):
@@ -448,7 +453,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
                     if waiting.callback is not None:
                         self._callback_missed(d.call_id, waiting)
                     elif waiting.channel is not None:
-                        redirect(self.core.ami, waiting.channel, "cti-acd-wait", "back")
+                        redirect(self._ami(d.call_id), waiting.channel, "cti-acd-wait", "back")
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
@@ -490,11 +495,17 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
 
     # -- AMI actions: written when decided, replies seen to by callbacks -------
 
-    def _send_offer(self, d: Any, channel: str) -> None:
+    def _ami(self, call_id: str) -> Any:
+        """The AMI client of the caller's node (several Asterisk nodes), else the one."""
+        ami_for = getattr(self.core, "ami_for", None)
+        return ami_for(call_id) if ami_for is not None else self.core.ami
+
+    def _send_offer(self, d: Any, channel: str, device: str | None = None) -> None:
         """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
-        before this returns: the caller's arrival costs one AMI round trip."""
-        value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, d.device)
-        ami = self.core.ami
+        before this returns: the caller's arrival costs one AMI round trip. On the
+        caller's node (``device``: how the agent's phone is reached from there)."""
+        value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, device or d.device)
+        ami = self._ami(d.call_id)
         both = asyncio.gather(
             submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
             submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s", "Priority": "1"}))
@@ -538,7 +549,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
     def _send_maxwait(self, call_id: str, channel: str, action: str) -> None:
         """The queue's maximum wait: ``CTI_MAXWAIT`` (with our epoch) and the Redirect
         into ``cti-acd-maxwait,<action>``; a failure is logged."""
-        both = submit_all(self.core.ami, maxwait_actions(self.epoch, channel, action))
+        both = submit_all(self._ami(call_id), maxwait_actions(self.epoch, channel, action))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)
@@ -574,7 +585,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
             return
         ewt = self.router.estimated_wait(call_id, now)
         minutes = -1 if ewt is None else max(1, round(ewt / 60))
-        both = submit_all(self.core.ami, announce_actions(self.epoch, waiting.channel, position, minutes))
+        both = submit_all(self._ami(call_id), announce_actions(self.epoch, waiting.channel, position, minutes))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)

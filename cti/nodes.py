@@ -120,6 +120,26 @@ def node_of_id(call_id: str, nodes: Iterable[str]) -> str | None:
     return head if sep and head in set(nodes) else None
 
 
+# -- the inter-node trunk ----------------------------------------------------------
+
+TRUNK_ENDPOINT = "cti-trunk-"   # + the far node's name: the PJSIP endpoint on each node
+
+
+def route_device(device: str, caller_node: str | None, device_nodes: set[str | None]) -> str:
+    """The dial string that rings ``device`` (``PJSIP/<aor>``) from a call on
+    ``caller_node``, its phone being registered on ``device_nodes``: itself when the
+    phone is there (or nowhere known, or the call's node is unknown, or it is not a
+    plain PJSIP device), else ``PJSIP/<aor>@cti-trunk-<node>`` through the trunk to
+    the first of its nodes (the far node's dialplan rings the phone there)."""
+    if caller_node is None or caller_node in device_nodes or not device.startswith("PJSIP/"):
+        return device
+    aor = device[len("PJSIP/"):]
+    others = sorted(n for n in device_nodes if n is not None)
+    if not others or not aor or any(c in aor for c in "/@,&"):
+        return device
+    return f"PJSIP/{aor}@{TRUNK_ENDPOINT}{others[0]}"
+
+
 # -- death and return --------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -302,3 +302,112 @@ def test_a_node_never_reached_since_the_start_is_dead_too():
     assert w.next_deadline() == 110.0
     assert w.tick(110.0) == [NodeDead("b", 100.0)]
     assert w.connected("b", 200.0) == [NodeBack("b", 200.0)]
+
+
+# -- phones: a contact is a node's; the trunk when the phone is elsewhere ---------------
+
+def test_a_dead_node_takes_its_phones_contacts_and_no_other_node_s():
+    from phone.model import ContactChange, Reachability
+    r = Reachability()
+    r.feed(ContactChange("1001", "sip:1001@10.0.0.9:5060", True), "b")
+    r.feed(ContactChange("1002", "sip:1002@10.0.0.8:5060", True), "a")
+    r.feed(ContactChange("1003", "sip:1003@10.0.0.7:5060", True), "b")
+    r.feed(ContactChange("1003", "sip:1003@10.0.0.6:5060", True), "a")
+    assert r.nodes_of("1003") == {"a", "b"}
+    assert r.drop_node("b") == {"1001": False}
+    assert r.devices_up() == {"1002", "1003"} and r.nodes_of("1003") == {"a"}
+
+
+def test_a_node_s_listing_replaces_only_that_node_s_contacts():
+    from phone.model import ContactChange, Reachability
+    r = Reachability()
+    r.feed(ContactChange("1001", "sip:1001@x", True), "b")
+    r.feed(ContactChange("1002", "sip:1002@y", True), "a")
+    assert r.replace([ContactChange("1004", "sip:1004@z", True)], "b") == {"1001": False, "1004": True}
+    assert r.devices_up() == {"1002", "1004"} and r.nodes_of("1004") == {"b"}
+
+
+def test_a_contact_down_on_one_node_leaves_the_device_up_on_another():
+    from phone.model import ContactChange, Reachability
+    r = Reachability()
+    r.feed(ContactChange("1001", "sip:1001@x", True), "a")
+    r.feed(ContactChange("1001", "sip:1001@x", True), "b")
+    assert r.feed(ContactChange("1001", "sip:1001@x", False), "b") is None
+    assert r.up("1001") and r.nodes_of("1001") == {"a"}
+
+
+@pytest.mark.parametrize("device, caller, nodes, dial", [
+    ("PJSIP/1001", "a", {"a"}, "PJSIP/1001"),
+    ("PJSIP/1001", "a", {"b"}, "PJSIP/1001@cti-trunk-b"),
+    ("PJSIP/1001", "a", {"a", "b"}, "PJSIP/1001"),
+    ("PJSIP/1001", "a", {"c", "b"}, "PJSIP/1001@cti-trunk-b"),
+    ("PJSIP/1001", "a", set(), "PJSIP/1001"),
+    ("PJSIP/1001", None, {"b"}, "PJSIP/1001"),
+    ("Local/agent1@cti-demo-agents/n", "a", {"b"}, "Local/agent1@cti-demo-agents/n"),
+    ("PJSIP/1001@other", "a", {"b"}, "PJSIP/1001@other"),
+])
+def test_the_dial_string_from_the_caller_s_node(device, caller, nodes, dial):
+    from cti.nodes import route_device
+    assert route_device(device, caller, nodes) == dial
+
+
+# -- the shell's wiring, no I/O: a death reaches the model, the bus and the phones --------
+
+class _Acd:
+    """What the phone gateway tells the ACD (agent -> reachable), with one agent per phone."""
+
+    def __init__(self, devices: dict[str, str]) -> None:
+        from types import SimpleNamespace
+        self.devices = devices
+        self.config = SimpleNamespace(agents=[SimpleNamespace(id=a) for a in devices])
+        self.reachable: dict[str, bool] = {}
+        self.route_device = None
+
+    def device_of(self, agent_id: str) -> str:
+        return self.devices[agent_id]
+
+    def device_reachable(self, agent_id: str, reachable: bool) -> None:
+        self.reachable[agent_id] = reachable
+
+    def bind_device(self, agent_id: str, device: str | None) -> None:
+        pass
+
+
+async def test_a_node_s_death_ends_its_calls_and_makes_its_agents_unreachable(monkeypatch):
+    from cti.ami_inputs import ContactStatus
+    from cti.daemon import Core, _node_changes, on_frame
+    from phone.gateway import PhoneService
+    from types import SimpleNamespace
+
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    core = Core(Settings(ami_secret="x9y8z7w6v5"))
+    core.multi = True
+    core.nodes = {"a": SimpleNamespace(connected=False), "b": SimpleNamespace(connected=False)}
+    core.ami = core.nodes["a"]
+    acd = _Acd({"agent1": "PJSIP/1001", "agent2": "PJSIP/1002"})
+    phones = PhoneService(core, acd)
+    await phones.start()
+    assert acd.route_device == phones.route_device
+    for node, aor in (("b", "1001"), ("a", "1002")):
+        core.bus.publish(ContactStatus(aor, f"sip:{aor}@10.0.0.1", "Reachable", node))
+    phones.listed = True
+    phones._tell_acd()
+    assert acd.reachable == {"agent1": True, "agent2": True}
+    for f in _before_resync():
+        for node in ("a", "b"):
+            on_frame(core, SimpleNamespace(headers=f.headers), node)
+    a_calls = {cid for cid, c in core.model.calls.items() if c.node == "a"}
+    assert len(a_calls) == 7 and len(core.model.calls) == 14
+    seen: list = []
+    core.bus.subscribe(seen.append)
+    _node_changes(core, [NodeDead("b", 42.0)])
+    assert set(core.model.calls) == a_calls
+    assert len([e for e in seen if e.kind == "call.ended" and e.call_id.startswith("b-")]) == 7
+    assert acd.reachable == {"agent1": False, "agent2": True}
+    # From a caller on node a, agent1's phone (on b, when it is back) rings through the trunk.
+    core.bus.publish(ContactStatus("1001", "sip:1001@10.0.0.1", "Reachable", "b"))
+    assert acd.reachable["agent1"] is True
+    caller = next(iter(a_calls))
+    assert phones.route_device(caller, "PJSIP/1001") == "PJSIP/1001@cti-trunk-b"
+    assert phones.route_device(caller, "PJSIP/1002") == "PJSIP/1002"
+    await phones.stop()
