@@ -202,13 +202,17 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
-        sends = [ami.send("Setvar", {"Variable": heartbeat_variable(self.epoch), "Value": "0"}, shape="single")]
-        sends += [ami.send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
-                                        "Priority": "1"}, shape="single")
-                  for w in self.calls.values() if not w.answered and w.channel is not None and w.callback is None]
+        others = [a for a in (getattr(self.core, "nodes", None) or {}).values() if a is not ami and a.connected]
+        sends = [a.send("Setvar", {"Variable": heartbeat_variable(self.epoch), "Value": "0"}, shape="single")
+                 for a in (ami, *others)]
+        sends += [self._ami(cid).send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
+                                                   "Priority": "1"}, shape="single")
+                  for cid, w in self.calls.items()
+                  if not w.answered and w.channel is not None and w.callback is None]
         results = await asyncio.gather(*sends, return_exceptions=True)
         failed = [r for r in results if isinstance(r, Exception)]
-        log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1, failed=len(failed))
+        log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1 - len(others),
+                 failed=len(failed))
 
     # -- inputs --------------------------------------------------------------
 

@@ -53,15 +53,18 @@ def _desktop(req: ApiRequest[Any, Any]) -> Desktop:
     return req.app[DESKTOP]
 
 
-async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = False) -> int:
-    """Send ``cmd``'s actions in order; 503 without Asterisk, 409 when it refuses.
+async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = False,
+               call_id: str | None = None) -> int:
+    """Send ``cmd``'s actions in order (on the node of ``call_id``, with several Asterisk
+    nodes); 503 without Asterisk, 409 when it refuses.
     ``each``: the actions stand alone (hang-ups of several legs): one refused
     (a leg that just went) does not stop the others; 409 only if all are."""
     try:
         acts = control.actions(cmd)
     except control.ControlError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
-    ami = req.app[CORE].ami
+    core = req.app[CORE]
+    ami = core.ami_for(call_id) if call_id is not None else core.ami
     if ami is None:
         raise ApiError(503, "ami_unavailable", "not connected to Asterisk")
     refused = 0
@@ -184,19 +187,19 @@ class DeskNow(BaseModel):
 
 async def hangup(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "hangup")
-    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs), each=True))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs), each=True, call_id=p.call_id))
 
 
 async def hold(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "hold")
     assert p.caller and p.agent_leg
-    return Done(call_id=p.call_id, actions=await _run(req, control.Hold(p.call_id, p.caller, p.agent_leg)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hold(p.call_id, p.caller, p.agent_leg), call_id=p.call_id))
 
 
 async def resume(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "resume")
     assert p.caller and p.agent_leg
-    return Done(call_id=p.call_id, actions=await _run(req, control.Resume(p.caller, p.agent_leg)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Resume(p.caller, p.agent_leg), call_id=p.call_id))
 
 
 def _target(req: ApiRequest[Any, Any], body: TargetBody) -> control.Target:
@@ -217,8 +220,8 @@ async def transfer(req: ApiRequest[TransferBody, None]) -> Done:
     if target.kind == "agent" and target.device:
         req.app[CORE].model.expect_agent(p.call_id, target.value, target.device)
     if req.body.mode == "blind":
-        return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target)))
-    n = await _run(req, control.AttendedTransfer(p.agent_leg, target))
+        return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target), call_id=p.call_id))
+    n = await _run(req, control.AttendedTransfer(p.agent_leg, target), call_id=p.call_id)
     # Once the target answers the model names them the call's agent: the transfer stays the asker's.
     _desktop(req).consults[p.call_id] = (p.agent, p.agent_leg)
     return Done(call_id=p.call_id, actions=n)
@@ -239,14 +242,14 @@ def _consult(req: ApiRequest[Any, Any]) -> tuple[str, str]:
 
 async def complete_transfer(req: ApiRequest[None, None]) -> Done:
     call_id, leg = _consult(req)
-    n = await _run(req, control.Hangup((leg,)))   # the transferer leaving completes it
+    n = await _run(req, control.Hangup((leg,)), call_id=call_id)   # the transferer leaving completes it
     _desktop(req).consults.pop(call_id, None)
     return Done(call_id=call_id, actions=n)
 
 
 async def cancel_transfer(req: ApiRequest[None, None]) -> Done:
     call_id, leg = _consult(req)
-    n = await _run(req, control.CancelTransfer(leg))
+    n = await _run(req, control.CancelTransfer(leg), call_id=call_id)
     _desktop(req).consults.pop(call_id, None)
     return Done(call_id=call_id, actions=n)
 
@@ -254,7 +257,7 @@ async def cancel_transfer(req: ApiRequest[None, None]) -> Done:
 async def dtmf(req: ApiRequest[DtmfBody, None]) -> Done:
     p = _allowed(req, "dtmf")
     assert p.caller
-    return Done(call_id=p.call_id, actions=await _run(req, control.Dtmf(p.caller, req.body.digits)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Dtmf(p.caller, req.body.digits), call_id=p.call_id))
 
 
 async def dial(req: ApiRequest[DialBody, None]) -> Done:
