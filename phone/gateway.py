@@ -44,7 +44,7 @@ from aiohttp import web
 
 from cti.ami_inputs import ContactStatus
 from cti.daemon import run_with_app
-from cti.errors import AmiError, CtiError
+from cti.errors import AmiActionFailed, AmiError, CtiError
 from cti.nodes import NodeDead, route_device
 from phone import phone_db
 from phone.model import (
@@ -201,7 +201,11 @@ class PhoneService:
             ids |= {d for d in (device_of_dial(acd.device_of(a.id)) for a in acd.config.agents) if d}
         out: list[ContactChange] = []
         for aor in sorted(ids):
-            for contact in contacts_of(aor, await self._getvar(ami, f"PJSIP_AOR({aor},contact)")):
+            try:
+                listed = await self._getvar(ami, f"PJSIP_AOR({aor},contact)")
+            except AmiActionFailed:
+                continue        # no such AOR on this node (several nodes): no contact here
+            for contact in contacts_of(aor, listed):
                 uri = await self._getvar(ami, f"PJSIP_CONTACT({contact},uri)")
                 status = await self._getvar(ami, f"PJSIP_CONTACT({contact},status)")
                 change = contact_state(aor, uri, status)
