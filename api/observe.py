@@ -60,7 +60,7 @@ def collect(app: web.Application, now: float) -> list[Metric]:
                             max(0.0, now - ami.last_event_at)))
     if ami is not None:
         fams.append(m.counter("cti_ami_reconnects_total", "AMI reconnections", ami.reconnects))
-    if core.multi:
+    if getattr(core, "multi", False):
         # Several Asterisk nodes (docs/scale-out.md): each node's link, and whether it is dead.
         states = core.watch.states() if core.watch is not None else {}
         node = ("node",)
