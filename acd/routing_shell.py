@@ -43,6 +43,7 @@ from acd.heartbeat import Heartbeat
 from acd.resume import Stored, start_states
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import ActionRefused, OfferRefused
+from cti.nodes import NodeDead
 from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
@@ -147,6 +148,13 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
                         self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
+        # Several Asterisk nodes: an offer that could not be written to another node's
+        # connection held routing back (link_lost); that node's resync, or its death
+        # (its calls end), lets it go on. Bounded by ami_node_dead_after.
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None:
+            node_hooks.append(self.node_resynced)
+            self._inputs.append(self.core.bus.subscribe_to(NodeDead, self.on_node_dead))
         if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
             self._pool = self.core.pool
             self._start_saving()
@@ -195,6 +203,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._tasks = []
         if self.adopt in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.adopt)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None and self.node_resynced in node_hooks:
+            node_hooks.remove(self.node_resynced)
         for unsubscribe in self._inputs:
             unsubscribe()
         self._inputs = []
@@ -213,6 +224,19 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         failed = [r for r in results if isinstance(r, Exception)]
         log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1 - len(others),
                  failed=len(failed))
+
+    async def node_resynced(self, node: str, ami: Any) -> None:
+        """Another Asterisk node (re)connected: offers held back for want of it go now."""
+        self._link_back()
+
+    def on_node_dead(self, ev: NodeDead) -> None:
+        """Bus subscriber: a node died and its calls ended: routing goes on without it."""
+        self._link_back()
+
+    def _link_back(self) -> None:
+        if self._stopped or not self.router.link_down or self.core.ami is None or not self.core.ami.connected:
+            return
+        self._apply(self.router.link_restored(time.time()))
 
     # -- inputs --------------------------------------------------------------
 

@@ -411,3 +411,91 @@ async def test_a_node_s_death_ends_its_calls_and_makes_its_agents_unreachable(mo
     assert phones.route_device(caller, "PJSIP/1001") == "PJSIP/1001@cti-trunk-b"
     assert phones.route_device(caller, "PJSIP/1002") == "PJSIP/1002"
     await phones.stop()
+
+
+# -- the ACD with two nodes: each offer on its caller's node ---------------------------
+
+def _acd_two_nodes():
+    import time as _time
+
+    from acd.config import AcdConfig
+    from acd.routing_shell import AcdService
+    from cti.daemon import Core
+    from tests.wireami import WireAmi
+
+    config = AcdConfig.model_validate({
+        "skills": ["any"],
+        "agents": [{"id": "a1", "name": "Ada", "device": "PJSIP/1001", "queues": {"q": {}}, "auto_login": True}],
+        "queues": [{"id": "q", "ring_timeout_s": 15, "wrapup_s": 0}],
+    })
+    from types import SimpleNamespace
+    wa, wb = WireAmi(), WireAmi()
+    wa.connected = wb.connected = True
+    core = Core(SimpleNamespace(acd_default_queue="q", acd_announce_every=0), ami=wa)  # type: ignore[arg-type]
+    core.nodes, core.multi = {"a": wa, "b": wb}, True
+    service = AcdService(core, config)
+    service.route_device = lambda call_id, device: f"{device}@cti-trunk-a" if call_id.startswith("b-") else device
+    service._apply(service.router.auto_login(_time.time()))
+    return service, wa, wb
+
+
+def _queued_on(call_id: str):
+    import time as _time
+
+    from cti.events import CallQueued, CallView
+    at = _time.time()
+    view = CallView(call_id=call_id, state="queued", direction="inbound", caller_num="+100", caller_name="x",
+                    exten="s", started_at=at, answered_at=at, queue="q", queue_joined_at=at, queue_left_at=None,
+                    agent=None, agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
+                    end_estimated=False, abandoned=False, legs=1)
+    return CallQueued(call_id, at, 3, view, queue="q", acd=True, channel="PJSIP/caller-00000001",
+                      uniqueid=call_id)
+
+
+async def test_the_offer_goes_to_the_caller_s_node_with_the_dial_string_from_there():
+    service, wa, wb = _acd_two_nodes()
+    service.on_call_event(_queued_on("b-c1"))
+    assert wa.written == []
+    assert [a for a, _ in wb.written] == ["Setvar", "Redirect"]
+    assert wb.written[0][1]["Value"] == "1,a1,15,PJSIP/1001@cti-trunk-a"
+    assert service.core.model.calls == {}        # expect_agent on an unknown call is a no-op
+
+
+async def test_an_offer_to_a_node_away_holds_routing_until_that_node_is_back():
+    import asyncio
+
+    service, wa, wb = _acd_two_nodes()
+    wb.down = True
+    service.on_call_event(_queued_on("b-c1"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert service.router.link_down and service.calls["b-c1"].agent is None
+    wb.down = False
+    await service.node_resynced("b", wb)
+    assert not service.router.link_down
+    assert service.calls["b-c1"].agent == "a1" and [a for a, _ in wb.written] == ["Setvar", "Redirect"]
+    assert wa.written == []
+
+
+async def test_a_dead_node_lets_routing_go_on_for_the_other_nodes_callers():
+    import asyncio
+    import dataclasses
+
+    from cti.events import CallEnded
+
+    service, wa, wb = _acd_two_nodes()
+    wb.down = True
+    service.on_call_event(_queued_on("b-c1"))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert service.router.link_down
+    service.on_call_event(_queued_on("a-c2"))       # held back: nothing is offered meanwhile
+    assert wa.written == []
+    # Node b dies: its caller's call ends by estimate, then the death itself is told.
+    q = _queued_on("b-c1")
+    ended = dataclasses.replace(q.call, state="ended", ended_at=q.at, end_estimated=True)
+    service.on_call_event(CallEnded("b-c1", q.at, 4, ended, cause=None, cause_txt="Asterisk node b was lost",
+                                    estimated=True))
+    service.on_node_dead(NodeDead("b", 1.0))
+    assert not service.router.link_down
+    assert service.calls["a-c2"].agent == "a1" and [a for a, _ in wa.written] == ["Setvar", "Redirect"]
