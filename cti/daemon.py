@@ -216,6 +216,8 @@ async def resync(core: Core, name: str | None = None) -> None:
 
 
 def _start_reconcile(core: Core, node: str | None, ended_at: float) -> None:
+    if core.writer is None or core.pool is None:
+        return                  # no database (a shell test): nothing to reconcile
     key = node or ""
     task = core.reconcile_tasks.pop(key, None)
     if task is not None:

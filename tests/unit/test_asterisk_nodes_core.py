@@ -499,3 +499,79 @@ async def test_a_dead_node_lets_routing_go_on_for_the_other_nodes_callers():
     service.on_node_dead(NodeDead("b", 1.0))
     assert not service.router.link_down
     assert service.calls["a-c2"].agent == "a1" and [a for a, _ in wa.written] == ["Setvar", "Redirect"]
+
+
+# -- the daemon's shell on real sockets: two fake Asterisks, one dies and returns --------
+
+async def test_the_daemon_follows_two_nodes_closes_a_dead_one_s_calls_and_adopts_them_again():
+    import asyncio
+
+    from aiohttp import web
+
+    from cti.config import load_settings
+    from cti.daemon import CORE, Core, ami_ctx, health
+    from tests.fakeami import SECRET, FakeAmi, frame
+
+    listing = {"a": [], "b": []}
+    channel = [f.headers for f in events("resync") if f.name == "CoreShowChannel"][0]
+
+    def lister(node):
+        async def core_show_channels(peer, action):
+            aid = action["ActionID"]
+            peer.send(frame(("Response", "Success"), ("ActionID", aid), ("EventList", "start")),
+                      *[frame(*{**item, "ActionID": aid}.items()) for item in listing[node]],
+                      frame(("Event", "CoreShowChannelsComplete"), ("ActionID", aid), ("EventList", "Complete"),
+                            ("ListItems", str(len(listing[node])))))
+
+        async def queue_status(peer, action):
+            aid = action["ActionID"]
+            peer.send(frame(("Response", "Success"), ("ActionID", aid), ("EventList", "start")),
+                      frame(("Event", "QueueStatusComplete"), ("ActionID", aid), ("EventList", "Complete")))
+        return {"CoreShowChannels": core_show_channels, "QueueStatus": queue_status}
+
+    fakes = {"a": FakeAmi(), "b": FakeAmi()}
+    for name, fake in fakes.items():
+        fake.handlers.update(lister(name))
+        await fake.start()
+        listing[name] = [channel]
+    settings = load_settings(ami_nodes=[{"name": n, "host": "127.0.0.1", "port": f.port, "user": "cti",
+                                         "secret": SECRET} for n, f in fakes.items()],
+                             ami_node_dead_after=0.5, ami_reconnect_max=0.1, ami_ping_interval=5.0)
+    app = web.Application()
+    core = app[CORE] = Core(settings)
+    app.cleanup_ctx.append(ami_ctx)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    seen: list = []
+    core.bus.subscribe(seen.append)
+    dead: list = []
+    core.bus.subscribe_to(NodeDead, dead.append)
+    uid = channel["Linkedid"]
+
+    async def until(check, what):
+        for _ in range(100):
+            if check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(what)
+
+    try:
+        await until(lambda: set(core.model.calls) == {f"a-{uid}", f"b-{uid}"}, "both nodes' calls adopted")
+        assert core.model.node_of(f"b-{uid}") == "b" and core.ami is core.nodes["a"]
+        assert health(core)["nodes"]["b"]["state"] == "up"
+        # Node b's Asterisk goes away: dead after the grace; only its call ends, by estimate.
+        await fakes["b"].close()
+        await until(lambda: core.watch.state("b") == "dead", "node b dead")
+        assert set(core.model.calls) == {f"a-{uid}"} and [d.node for d in dead] == ["b"]
+        (ended,) = [e for e in seen if e.kind == "call.ended"]
+        assert ended.call_id == f"b-{uid}" and ended.data["estimated"]
+        assert ended.call.hangup_cause_txt == "Asterisk node b was lost"
+        assert health(core)["ami"]["logged_in"] and health(core)["nodes"]["b"]["state"] == "dead"
+        # It returns (the same port): followed again, its live call adopted again.
+        await fakes["b"].start(fakes["b"].port)
+        await until(lambda: core.watch.state("b") == "up" and f"b-{uid}" in core.model.calls, "node b back")
+        assert core.model.calls[f"b-{uid}"].node == "b"
+    finally:
+        await runner.cleanup()
+        for fake in fakes.values():
+            await fake.close()
