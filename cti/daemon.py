@@ -129,8 +129,16 @@ class CoreServices(Protocol):
     writer: Writer | None
     ami: AmiClient | None
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]]
+    # Several Asterisk nodes (docs/scale-out.md); features read them with getattr, so the
+    # smaller stand-ins of unit tests need not have them.
+    nodes: dict[str, AmiClient]
+    node_hooks: list[Callable[[str, AmiClient], Awaitable[None]]]
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None: ...
+
+    def ami_for(self, call_id: str) -> AmiClient | None: ...
+
+    def ami_node_of(self, call_id: str) -> str | None: ...
 
 
 # -- wiring: frames in, events out ---------------------------------------------
