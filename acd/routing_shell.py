@@ -148,9 +148,10 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
                         self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
-        # Several Asterisk nodes: an offer that could not be written to another node's
-        # connection held routing back (link_lost); that node's resync, or its death
-        # (its calls end), lets it go on. Bounded by ami_node_dead_after.
+        # Several Asterisk nodes: another node's resync adopts its callers (node_resynced);
+        # an offer that could not be written to a node away held routing back (link_lost):
+        # that node's resync, or its death (its calls end), lets it go on. Bounded by
+        # ami_node_dead_after.
         node_hooks = getattr(self.core, "node_hooks", None)
         if node_hooks is not None:
             node_hooks.append(self.node_resynced)
@@ -224,10 +225,6 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption):
         failed = [r for r in results if isinstance(r, Exception)]
         log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1 - len(others),
                  failed=len(failed))
-
-    async def node_resynced(self, node: str, ami: Any) -> None:
-        """Another Asterisk node (re)connected: offers held back for want of it go now."""
-        self._link_back()
 
     def on_node_dead(self, ev: NodeDead) -> None:
         """Bus subscriber: a node died and its calls ended: routing goes on without it."""

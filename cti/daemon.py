@@ -73,9 +73,10 @@ class Core:
     http_limits: Any = None          # cti.httpserver.Limits of the HTTP listener (its counters)
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
-    # async fn(node name, its AmiClient) run after every resync of a node other than the
-    # primary (the phones list that node's contacts)
-    node_hooks: list[Callable[[str, AmiClient], Awaitable[None]]] = field(default_factory=list)
+    # async fn(node name, its AmiClient, its CoreShowChannel items, ids qualified) run after
+    # every resync of a node other than the primary (the ACD adopts its callers, the
+    # phones list its contacts)
+    node_hooks: list[Callable[[str, AmiClient, list[Any]], Awaitable[None]]] = field(default_factory=list)
     # /healthz sections a feature adds (the ACD's "acd"), set by the composition root
     health_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
     # Whether this process writes the calls' timelines (``call_events``): always, except
@@ -132,7 +133,7 @@ class CoreServices(Protocol):
     # Several Asterisk nodes (docs/scale-out.md); features read them with getattr, so the
     # smaller stand-ins of unit tests need not have them.
     nodes: dict[str, AmiClient]
-    node_hooks: list[Callable[[str, AmiClient], Awaitable[None]]]
+    node_hooks: list[Callable[[str, AmiClient, list[Any]], Awaitable[None]]]
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None: ...
 
@@ -208,7 +209,7 @@ async def resync(core: Core, name: str | None = None) -> None:
         for node_hook in list(core.node_hooks):
             try:
                 async with asyncio.timeout(30):
-                    await node_hook(name, ami)
+                    await node_hook(name, ami, items)
             except Exception:
                 log.exception("node resync hook failed", node=name)
         _start_reconcile(core, node, ended_at)

@@ -156,7 +156,7 @@ class PhoneService:
         log.info("phone contacts listed", devices_up=sorted(self.reach.devices_up()))
         self._tell_acd()
 
-    async def on_node_resync(self, node: str, ami: Any) -> None:
+    async def on_node_resync(self, node: str, ami: Any, _channels: list[Any] | None = None) -> None:
         """After a node other than the primary (re)connected: its contacts again."""
         try:
             changes = await self._contacts(ami)

@@ -471,7 +471,7 @@ async def test_an_offer_to_a_node_away_holds_routing_until_that_node_is_back():
     await asyncio.sleep(0)
     assert service.router.link_down and service.calls["b-c1"].agent is None
     wb.down = False
-    await service.node_resynced("b", wb)
+    await service.node_resynced("b", wb, [])
     assert not service.router.link_down
     assert service.calls["b-c1"].agent == "a1" and [a for a, _ in wb.written] == ["Setvar", "Redirect"]
     assert wa.written == []
@@ -575,3 +575,25 @@ async def test_the_daemon_follows_two_nodes_closes_a_dead_one_s_calls_and_adopts
         await runner.cleanup()
         for fake in fakes.values():
             await fake.close()
+
+
+async def test_another_node_s_resync_adopts_its_waiting_caller_there_and_leaves_the_epoch_alone():
+    from types import SimpleNamespace
+
+    service, wa, wb = _acd_two_nodes()
+    asked: list[tuple[str, str]] = []
+    values = {"CTI_QUEUE": "q", "CTI_WAIT_START": "1000.0"}
+
+    async def send(action, headers=None, *, shape, timeout=None):
+        asked.append((headers["Channel"], headers["Variable"]))
+        return SimpleNamespace(response=SimpleNamespace(headers={"Value": values.get(headers["Variable"], "")}))
+
+    wb.send = send
+    service.epoch_in_force = 1
+    item = {"Event": "CoreShowChannel", "Channel": "PJSIP/caller-00000001", "Uniqueid": "b-9.1",
+            "Linkedid": "b-9.1", "Context": "cti-acd-wait"}
+    await service.node_resynced("b", wb, [item])
+    assert {c for c, _ in asked} == {"PJSIP/caller-00000001"} and ("PJSIP/caller-00000001", "CTI_QUEUE") in asked
+    assert service.calls["b-9.1"].agent == "a1"
+    assert [a for a, _ in wb.written] == ["Setvar", "Redirect"] and wa.written == []
+    assert service.epoch_in_force == 1
