@@ -274,7 +274,7 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     ticket_id = req.body.ticket_id
     if ticket_id is not None and await query(ticket_store.get_ticket(db(req.app), ticket_id)) is None:
         raise ApiError(404, "unknown_ticket", f"no ticket {ticket_id}")
-    call_id = f"dial-{uuid.uuid4().hex[:16]}"
+    call_id = req.app[CORE].primary_id(f"dial-{uuid.uuid4().hex[:16]}")    # placed on the primary node
     try:
         dial_to = control.dial_string(s.acd_callback_dial, req.body.number)
     except control.ControlError as exc:

@@ -38,7 +38,7 @@ from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent, CallStateChanged
 from cti.migrate import migrate
-from cti.nodes import NodeBack, NodeChange, NodeDead, NodeWatch, node_of_id, node_specs, qualify
+from cti.nodes import NodeBack, NodeChange, NodeDead, NodeWatch, node_of_id, node_specs, qualified, qualify
 from cti.pg import close_pool, open_pool
 from cti.version import version
 from cti.writer import Writer
@@ -98,6 +98,11 @@ class Core:
         if not self.multi:
             return None
         return self.model.node_of(call_id) or node_of_id(call_id, self.nodes)
+
+    def primary_id(self, uid: str) -> str:
+        """An id we choose for a channel originated on the primary node (``ChannelId``),
+        as its events will carry it: with several nodes, prefixed with the primary's name."""
+        return qualified(next(iter(self.nodes)), uid) if self.multi and self.nodes else uid
 
     def model_node(self, name: str) -> str | None:
         """The node name the model is fed with: None with one node (ids as Asterisk gives them)."""

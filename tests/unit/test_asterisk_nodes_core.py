@@ -597,3 +597,16 @@ async def test_another_node_s_resync_adopts_its_waiting_caller_there_and_leaves_
     assert service.calls["b-9.1"].agent == "a1"
     assert [a for a, _ in wb.written] == ["Setvar", "Redirect"] and wa.written == []
     assert service.epoch_in_force == 1
+
+
+def test_ids_we_choose_for_the_primary_s_originates_are_as_its_events_carry_them(monkeypatch):
+    from types import SimpleNamespace
+
+    from cti.daemon import Core
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    core = Core(Settings(ami_secret="x9y8z7w6v5"))
+    core.nodes = {"a": SimpleNamespace()}
+    assert core.primary_id("dial-1") == "dial-1"           # one node: as chosen
+    core.nodes, core.multi = {"a": SimpleNamespace(), "b": SimpleNamespace()}, True
+    assert core.primary_id("dial-1") == "a-dial-1" == qualified("a", "dial-1")
+    assert qualify("a", {"Uniqueid": core.primary_id("dial-1")})["Uniqueid"] == "a-dial-1"
