@@ -64,6 +64,7 @@ class Core:
     multi: bool = False                   # several nodes: ids qualified, deaths watched
     watch: NodeWatch | None = None
     watch_timer: asyncio.TimerHandle | None = None
+    systemnames: dict[str, str] = field(default_factory=dict)   # each node's, as it said
     embedded: Any = None
     reconcile_task: asyncio.Task[None] | None = None      # the last one started
     reconcile_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)   # per node
@@ -207,6 +208,7 @@ async def resync(core: Core, name: str | None = None) -> None:
     log.info("resynced", node=name, channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
              changes=len(events))
     if core.watch is not None and name is not None:
+        await _check_systemname(core, ami, name)
         _node_changes(core, core.watch.connected(name, time.time()))
     if ami is not core.ami:
         # The features act on the primary node: their hooks read its listing. Only
@@ -227,6 +229,22 @@ async def resync(core: Core, name: str | None = None) -> None:
         except Exception:
             log.exception("resync hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
     _start_reconcile(core, node, ended_at)
+
+
+async def _check_systemname(core: Core, ami: AmiClient, name: str) -> None:
+    """Several nodes: each Asterisk should have ``systemname = <node name>``, so that its
+    own ids (seen by the IVR's FastAGI, the dialplan hooks, its CDRs and recordings) are
+    the ones the model uses. The daemon prefixes ids itself either way; a mismatch is
+    logged and shown in /healthz (``nodes.<name>.systemname``)."""
+    try:
+        reply = await ami.send("Getvar", {"Variable": "SYSTEMNAME"}, shape="single", timeout=5)
+        found = reply.response.headers.get("Value") or ""
+    except Exception:
+        return
+    core.systemnames[name] = found
+    if found != name:
+        log.warning("asterisk node's systemname is not its name: set systemname in its asterisk.conf",
+                    node=name, systemname=found or None)
 
 
 def _start_reconcile(core: Core, node: str | None, ended_at: float) -> None:
@@ -434,7 +452,7 @@ def node_health(core: Core, versions: bool) -> dict[str, Any]:
         view = _plain(client.health)
         if isinstance(view, dict) and not versions:
             view.pop("asterisk_version", None)
-        out[name] = {"state": states.get(name), "ami": view}
+        out[name] = {"state": states.get(name), "systemname": core.systemnames.get(name), "ami": view}
     return out
 
 
