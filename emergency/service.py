@@ -227,7 +227,8 @@ class EmergencyService:
             move.done_at = time.time()
             self._record(s.id, call_id, "waiting", s.action, f"moved to {p.move_to}" if p.move_to else "")
             return move
-        ami = self.core.ami
+        ami_for = getattr(self.core, "ami_for", None)      # the caller's node (several nodes)
+        ami = ami_for(call_id) if ami_for is not None else self.core.ami
         sends = [submit(ami, "Setvar", {"Channel": channel, "Variable": var, "Value": value})
                  for var, value in (("CTI_EMERGENCY_SWITCH", str(s.id)), ("CTI_EMERGENCY_TARGET", s.target),
                                     ("CTI_EMERGENCY_PROMPT", s.prompt))]
@@ -345,6 +346,11 @@ class EmergencyService:
             return
         self._global_set = value
         fut = submit(ami, "Setvar", {"Variable": GLOBAL, "Value": value})
+        # Several Asterisk nodes: every other connected node's dialplan reads it too
+        # (best effort: a node that connects later gets it at the next change or poll).
+        for other in (getattr(self.core, "nodes", None) or {}).values():
+            if other is not ami and other.connected:
+                submit(other, "Setvar", {"Variable": GLOBAL, "Value": value})
 
         def done(f: asyncio.Future[Any]) -> None:
             if failure(f) is not None:
