@@ -13,8 +13,9 @@ with no I/O and no clock (time is passed in, as in ``acd.core``):
   (``Uniqueid``, ``Linkedid``: ``<systemname>-<epoch>.<n>``), so two nodes may both
   have a ``1795335442.7``. With several nodes every uniqueid-like header of a frame
   (any key ending in ``Uniqueid`` or ``Linkedid``: ``DestUniqueid``,
-  ``TransfererLinkedid``, ``BridgeUniqueid``...) is prefixed with ``<node>-`` before
-  the call model, the typed inputs and the features see it, unless it already starts
+  ``TransfererLinkedid``, ``BridgeUniqueid``..., and a listing's ``BridgeId``) is
+  prefixed with ``<node>-`` before the call model, the typed inputs and the features
+  see it, unless it already starts
   so: an Asterisk whose ``systemname`` is its node's name (the cluster's
   ``asterisk.conf``, scripts/asterisk-cluster) keeps its own ids, which then match
   its CDRs and logs. With one node nothing is rewritten: ids are as before.
@@ -87,7 +88,8 @@ def node_specs(settings: Any) -> list[NodeSpec]:
 # -- ids ---------------------------------------------------------------------------
 
 def _id_key(key: str) -> bool:
-    return key.endswith(("Uniqueid", "Linkedid"))
+    # CoreShowChannel names the bridge BridgeId; events name it BridgeUniqueid.
+    return key.endswith(("Uniqueid", "Linkedid")) or key == "BridgeId"
 
 
 def qualified(node: str, uid: str) -> str:

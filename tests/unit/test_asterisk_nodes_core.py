@@ -36,6 +36,27 @@ def test_every_uniqueid_like_header_is_prefixed_with_the_node():
     assert h["Uniqueid"] == "cti-1.0"     # the frame's own headers are not changed
 
 
+def test_a_listed_channel_s_bridge_is_qualified_as_the_events_name_it():
+    item = {"Event": "CoreShowChannel", "Uniqueid": "cti-1.0", "Linkedid": "cti-1.0", "BridgeId": "5f2e"}
+    enter = {"Event": "BridgeEnter", "Uniqueid": "cti-1.1", "Linkedid": "cti-1.0", "BridgeUniqueid": "5f2e"}
+    assert qualify("b", item)["BridgeId"] == qualify("b", enter)["BridgeUniqueid"] == "b-5f2e"
+
+
+def test_a_node_s_resync_then_live_bridge_events_agree_on_the_bridge():
+    """Resynced alone in a bridge, the caller is joined there by a new leg: talking."""
+    model = CallModel()
+    listing = [{"Uniqueid": "cti-1.0", "Linkedid": "cti-1.0", "Channel": "PJSIP/c-1", "ChannelStateDesc": "Up",
+                "BridgeId": "5f2e"}]
+    model.resync([qualify("b", h) for h in listing], [], 10.0, node="b")
+    assert model.calls["b-cti-1.0"].state != "talking"
+    for h in ({"Event": "Newchannel", "Uniqueid": "cti-1.1", "Linkedid": "cti-1.0", "Channel": "PJSIP/x-2",
+               "Timestamp": "11.0"},
+              {"Event": "BridgeEnter", "Uniqueid": "cti-1.1", "Linkedid": "cti-1.0", "BridgeUniqueid": "5f2e",
+               "Timestamp": "11.1"}):
+        model.feed(qualify("b", h), 0.0, "b")
+    assert model.calls["b-cti-1.0"].state == "talking"
+
+
 def test_an_asterisk_whose_systemname_is_the_node_keeps_its_ids():
     h = {"Event": "Hangup", "Uniqueid": "b-1795.3", "Linkedid": "b-1795.2", "DestUniqueid": ""}
     assert qualify("b", h) is h
