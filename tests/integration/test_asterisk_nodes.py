@@ -9,6 +9,7 @@ Runs only in a private sandbox (scripts/test-isolated: it adds a veth pair to th
 namespace it runs in)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import subprocess
@@ -139,7 +140,7 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
     await eventually(lambda: (c := d.core.model.calls.get(waiting)) is not None and c.state == "queued",
                      timeout=15, what="the caller waits on node a")
     seen.clear()
-    cluster("kill-b")
+    await asyncio.to_thread(cluster, "kill-b")     # the daemon runs on meanwhile
     await eventually(lambda: node_state(d, "b") == "dead", timeout=15, what="node b dead")
     await eventually(lambda: (agent(d, idle).state, agent(d, idle).reason) == ("not_ready", "unreachable"),
                      timeout=10, what=f"{idle} (idle on b) unreachable")
@@ -153,7 +154,7 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
                      timeout=15, what=f"{busy} unreachable once its call ended")
 
     # Node b returns: followed again, its phones register again, its agents are back.
-    cluster("start-b")
+    await asyncio.to_thread(cluster, "start-b")
     await eventually(lambda: node_state(d, "b") == "up", timeout=30, what="node b back")
     await eventually(lambda: agent(d, "nb1").state == agent(d, "nb2").state == "available", timeout=60,
                      what=f"b's agents back: {[p.output()[-400:] for p in phones]}")
