@@ -402,6 +402,7 @@ async def ami_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        core.watch = None       # stopping loses every connection: no death follows
         if core.watch_timer is not None:
             core.watch_timer.cancel()
             core.watch_timer = None
