@@ -35,6 +35,9 @@ from crm import ticket_store
 from cti import control
 from cti.daemon import CORE
 from cti.errors import AmiActionFailed, AmiError, AmiNotConnected
+from cti.nodes import qualified
+from phone.gateway import PHONES
+from phone.model import device_of_dial
 
 log = structlog.get_logger(__name__)
 
@@ -260,6 +263,18 @@ async def dtmf(req: ApiRequest[DtmfBody, None]) -> Done:
     return Done(call_id=p.call_id, actions=await _run(req, control.Dtmf(p.caller, req.body.digits), call_id=p.call_id))
 
 
+def _dial_id(req: ApiRequest[Any, Any], device: str, raw: str) -> str:
+    """The click-to-dial call's id, which also says where it is placed: with several
+    Asterisk nodes, on the node where the agent's phone is registered (the primary when
+    it is not known to be on one), named with that node's prefix as its events will be."""
+    core = req.app[CORE]
+    phones = req.app.get(PHONES)
+    aor = device_of_dial(device)
+    there = sorted(n for n in phones.reach.nodes_of(aor) if n in core.nodes) \
+        if core.multi and phones is not None and aor else []
+    return qualified(there[0], raw) if there else core.primary_id(raw)
+
+
 async def dial(req: ApiRequest[DialBody, None]) -> Done:
     who = req.principal
     acd = req.app.get(ACD)
@@ -274,7 +289,7 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     ticket_id = req.body.ticket_id
     if ticket_id is not None and await query(ticket_store.get_ticket(db(req.app), ticket_id)) is None:
         raise ApiError(404, "unknown_ticket", f"no ticket {ticket_id}")
-    call_id = req.app[CORE].primary_id(f"dial-{uuid.uuid4().hex[:16]}")    # placed on the primary node
+    call_id = _dial_id(req, acd.config.agent(who.agent_id).device, f"dial-{uuid.uuid4().hex[:16]}")
     try:
         dial_to = control.dial_string(s.acd_callback_dial, req.body.number)
     except control.ControlError as exc:
@@ -285,7 +300,7 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     cmd = control.ClickToDial(who.agent_id, acd.config.agent(who.agent_id).device, req.body.number, dial_to,
                               s.acd_callback_caller_id, s.acd_callback_ring_s, call_id)
     try:
-        n = await _run(req, cmd)
+        n = await _run(req, cmd, call_id=call_id)
     except ApiError:
         desk.outbound.pop(call_id, None)
         raise

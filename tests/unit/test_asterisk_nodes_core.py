@@ -631,3 +631,28 @@ def test_ids_we_choose_for_the_primary_s_originates_are_as_its_events_carry_them
     core.nodes, core.multi = {"a": SimpleNamespace(), "b": SimpleNamespace()}, True
     assert core.primary_id("dial-1") == "a-dial-1" == qualified("a", "dial-1")
     assert qualify("a", {"Uniqueid": core.primary_id("dial-1")})["Uniqueid"] == "a-dial-1"
+
+
+def test_click_to_dial_is_placed_on_the_node_where_the_agent_s_phone_is(monkeypatch):
+    from types import SimpleNamespace
+
+    from aiohttp import web
+
+    from api.desktop import _dial_id
+    from cti.daemon import CORE, Core
+    from phone.gateway import PHONES
+    from phone.model import ContactChange, Reachability
+
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    core = Core(Settings(ami_secret="x9y8z7w6v5"))
+    core.nodes, core.multi = {"a": SimpleNamespace(), "b": SimpleNamespace()}, True
+    reach = Reachability()
+    reach.feed(ContactChange("1001", "sip:1001@x", True), "b")
+    app = web.Application()
+    app[CORE], app[PHONES] = core, SimpleNamespace(reach=reach)
+    req = SimpleNamespace(app=app)
+    assert _dial_id(req, "PJSIP/1001", "dial-1") == "b-dial-1"
+    assert _dial_id(req, "PJSIP/1002", "dial-2") == "a-dial-2"        # not registered anywhere known
+    assert _dial_id(req, "Local/agent1@cti-demo-agents/n", "dial-3") == "a-dial-3"
+    core.multi = False
+    assert _dial_id(req, "PJSIP/1001", "dial-4") == "dial-4"           # one node: as chosen
