@@ -3,7 +3,7 @@ a node's death, the trunk's far half, and when a node is dead (cti.nodes)."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cti.calls import CallModel, channel_prefix
@@ -141,6 +141,26 @@ def test_two_nodes_with_the_same_uniqueids_make_two_calls_each_as_if_alone(name)
         assert [(e.kind, f"{node}-{e.call_id}", e.seq) for e in alone] == [(e.kind, e.call_id, e.seq) for e in got]
         assert [e.call.state for e in alone] == [e.call.state for e in got]
     assert not model.calls and not model.legs
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.booleans(), min_size=0, max_size=600), st.sampled_from(["basic", "hold", "abandon", "click"]),
+       st.sampled_from(["burst", "bridge", "callback"]))
+def test_any_interleaving_of_two_nodes_gives_each_node_s_calls_as_if_alone(picks, name_a, name_b):
+    """Node a plays one transcript and node b another, their frames interleaved in any
+    order: each node's events are exactly those of its transcript alone, ids prefixed."""
+    streams = {"a": list(events(name_a)), "b": list(events(name_b))}
+    model = CallModel()
+    got: dict[str, list[CallEvent]] = {"a": [], "b": []}
+    picks = iter(picks)
+    while streams["a"] or streams["b"]:
+        node = ("a" if next(picks, True) else "b") if streams["a"] and streams["b"] else \
+            ("a" if streams["a"] else "b")
+        f = streams[node].pop(0)
+        got[node].extend(model.feed(qualify(node, f.headers), 0.0, node))
+    for node, name in (("a", name_a), ("b", name_b)):
+        assert [(e.kind, f"{node}-{e.call_id}", e.seq, e.call.state) for e in _alone(name)] == \
+            [(e.kind, e.call_id, e.seq, e.call.state) for e in got[node]]
 
 
 def test_each_call_knows_its_node_while_it_lives():
