@@ -73,6 +73,12 @@ async def two_nodes(asterisk, database, tmp_path):
         cluster("down")
 
 
+def _raw(headers: dict[str, str]) -> bytes:
+    """An event frame as Asterisk writes it (a repeated key's values were joined by newlines)."""
+    lines = [f"{k}: {v}" for k, vs in headers.items() for v in vs.split("\n")]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
 def agent(d, agent_id):
     return d.acd.router.agent_state(agent_id)
 
@@ -96,6 +102,11 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
     d, phones = two_nodes
     seen: list[CallEvent] = []
     d.core.bus.subscribe(seen.append)
+    # What each node sent while the first two calls ran, as Asterisk wrote it: with
+    # CTI_CAPTURE_AMI=DIR, kept as transcripts (tests/fixtures/ami/trunk-a.ami, trunk-b.ami).
+    captured: dict[str, list[bytes]] = {"a": [], "b": []}
+    for name in captured:
+        d.core.nodes[name].add_listener(lambda f, name=name: captured[name].append(_raw(f.headers)))
     service = d.runner.app[PHONES]
     await eventually(lambda: d.core.nodes["b"].connected, timeout=30, what="node b followed")
     await eventually(lambda: service.reach.nodes_of("nb1") == {"b"} and service.reach.nodes_of("nb2") == {"b"},
@@ -120,6 +131,10 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
         assert [e.data["agent"] for e in seen if e.call_id == cid and e.kind == "call.connected"] == \
             [offers[0].data["agent"]]
     assert not [e for e in seen if e.call_id.startswith("b-")]
+    if os.environ.get("CTI_CAPTURE_AMI"):
+        for name, frames in captured.items():
+            Path(os.environ["CTI_CAPTURE_AMI"], f"trunk-{name}.ami").write_bytes(
+                b"Asterisk Call Manager/11.0.0\r\n" + b"".join(frames))
     assert await d.core.writer.drain(timeout=10)
     conn = await asyncpg.connect(database)
     try:
