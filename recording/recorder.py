@@ -328,7 +328,7 @@ class RecordingService:
             except Exception as exc:
                 log.warning("recording segment not read", error=str(exc))
         name = file_name(live.call_id, segment)
-        await self._dialplan_start(live.channel, f"{self.write_dir}/{name}", sides)
+        await self._dialplan_start(live.channel, f"{self.write_dir}/{name}", sides, live.call_id)
         await self._started(live, segment, name, sides, reason, by)
 
     async def _bridged(self, call_id: str) -> bool:
@@ -353,7 +353,7 @@ class RecordingService:
             waited = True
             await asyncio.sleep(0.05)
 
-    async def _dialplan_start(self, channel: str, path: str, sides: Sides) -> None:
+    async def _dialplan_start(self, channel: str, path: str, sides: Sides, call_id: str | None = None) -> None:
         """Have the dialplan start MixMonitor on ``channel`` into ``path``; wait for its answer.
         Raises ``ControlError`` (502) when Asterisk refuses or the dialplan does not answer."""
         waiting: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -361,7 +361,7 @@ class RecordingService:
         try:
             try:
                 for name, value in record_variables(path, sides).items():
-                    await self._ami("Setvar", {"Channel": channel, "Variable": name, "Value": value})
+                    await self._ami("Setvar", {"Channel": channel, "Variable": name, "Value": value}, call_id)
             except AmiError as exc:
                 self.failures += 1
                 raise ControlError(502, "asterisk_refused", f"recording start failed: {exc}") from None
@@ -373,7 +373,7 @@ class RecordingService:
                         try:
                             for digit in RECORD_CODE:
                                 await self._ami("PlayDTMF", {"Channel": channel, "Digit": digit,
-                                                             "Receive": "true", "Duration": "80"})
+                                                             "Receive": "true", "Duration": "80"}, call_id)
                         except AmiError as exc:
                             self.failures += 1
                             raise ControlError(502, "asterisk_refused", f"recording start failed: {exc}") from None
@@ -385,7 +385,7 @@ class RecordingService:
                 self.failures += 1
                 # A start that comes later must find nothing to start.
                 try:
-                    await self._ami("Setvar", {"Channel": channel, "Variable": "CTI_REC_FILE", "Value": ""})
+                    await self._ami("Setvar", {"Channel": channel, "Variable": "CTI_REC_FILE", "Value": ""}, call_id)
                 except (AmiError, ControlError):
                     pass
                 raise ControlError(502, "asterisk_refused",
@@ -423,13 +423,13 @@ class RecordingService:
         except RecordingStateError as exc:
             raise ControlError(409, "recording_state", str(exc)) from None
         if command == "pause":
-            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "1"})
+            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "1"}, live.call_id)
             at = time.time()                    # muted by now
         elif command == "resume":
             at = time.time()                    # still muted until this is carried out
-            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "0"})
+            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "0"}, live.call_id)
         else:
-            await self._send_or_fail("StopMixMonitor", {"Channel": live.channel})
+            await self._send_or_fail("StopMixMonitor", {"Channel": live.channel}, live.call_id)
             at = time.time()
         active.rec = new = rec.apply(command, at)
         rid = active.recording_id
@@ -451,9 +451,9 @@ class RecordingService:
             live.active = None
             self._spawn(self._finish(active, at))
 
-    async def _send_or_fail(self, action: str, headers: dict[str, str]) -> None:
+    async def _send_or_fail(self, action: str, headers: dict[str, str], call_id: str | None = None) -> None:
         try:
-            await self._ami(action, headers)
+            await self._ami(action, headers, call_id)
         except AmiError as exc:
             self.failures += 1
             raise ControlError(502, "asterisk_refused", f"{action} failed: {exc}") from None
@@ -537,8 +537,10 @@ class RecordingService:
 
     # -- helpers -------------------------------------------------------------------
 
-    async def _ami(self, action: str, headers: dict[str, str]) -> None:
-        ami = self.core.ami
+    async def _ami(self, action: str, headers: dict[str, str], call_id: str | None = None) -> None:
+        # On the call's node (several Asterisk nodes), else the one.
+        ami_for = getattr(self.core, "ami_for", None)
+        ami = ami_for(call_id) if ami_for is not None and call_id is not None else self.core.ami
         if ami is None:
             raise ControlError(503, "asterisk_unavailable", "no AMI connection")
         await ami.send(action, headers, shape="single", timeout=ACTION_TIMEOUT)
