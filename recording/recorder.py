@@ -155,6 +155,9 @@ class RecordingService:
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         self._unsubscribe_reports = self.core.bus.subscribe_to(RecordingReport, self.on_report)
         self.core.resync_hooks.append(self.on_resync)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None:
+            node_hooks.append(self.on_node_resync)
         if self.core.ami.connected:  # the first resync ran before we were here
             await self.on_resync([])
         if self.sweep_every > 0 and self.pool is not None:
@@ -167,6 +170,9 @@ class RecordingService:
         self._unsubscribe = self._unsubscribe_reports = None
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None and self.on_node_resync in node_hooks:
+            node_hooks.remove(self.on_node_resync)
         if self.release_globals and decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
             # Nobody would keep the rows of recordings started at answer from now on.
             try:
@@ -224,14 +230,21 @@ class RecordingService:
 
     async def on_resync(self, _items: list[Any]) -> None:
         """After every AMI (re)connect: tell the dialplan whether to record at the caller's answer."""
+        await self._put_globals(self.core.ami)
+
+    async def on_node_resync(self, node: str, ami: Any, _items: list[Any]) -> None:
+        """Several Asterisk nodes: another node (re)connected: its dialplan is told too."""
+        await self._put_globals(ami, node)
+
+    async def _put_globals(self, ami: Any, node: str | None = None) -> None:
         sides = decide(self.config, None, "call_answer")
         side = record_variables("", sides)["CTI_REC_SIDE"] if sides is not None else ""
         try:
             for name, value in (("CTI_REC_DIR", self.write_dir), ("CTI_REC_AT_ANSWER", side)):
-                await self.core.ami.send("Setvar", {"Variable": name, "Value": value}, shape="single",
-                                         timeout=ACTION_TIMEOUT)
+                await ami.send("Setvar", {"Variable": name, "Value": value}, shape="single",
+                               timeout=ACTION_TIMEOUT)
         except AmiError as exc:
-            log.warning("recording at answer not told to the dialplan", error=str(exc))
+            log.warning("recording at answer not told to the dialplan", node=node, error=str(exc))
 
     async def _adopt_answer_recording(self, call_id: str, channel: str, path: str) -> None:
         """A recording the dialplan started at the caller's answer: its row and state."""
