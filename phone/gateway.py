@@ -157,8 +157,11 @@ class PhoneService:
         self._tell_acd()
 
     async def on_node_resync(self, node: str, ami: Any, _channels: list[Any] | None = None) -> None:
-        """After a node other than the primary (re)connected: its contacts again."""
+        """After a node other than the primary (re)connected: the agents' phone options
+        and its contacts again."""
         try:
+            for a in self.agents.values():
+                await self._put_options(a, ami)
             changes = await self._contacts(ami)
         except AmiError as exc:
             log.warning("phones of a node not listed", node=node, error=str(exc))
@@ -251,10 +254,22 @@ class PhoneService:
             except AmiError as exc:  # the next (re)connect reloads again
                 log.warning("pjsip reload failed", error=str(exc))
 
-    async def _put_options(self, a: AgentPhone) -> None:
-        # A global (Setvar without a channel): an empty value clears it.
-        await self.core.ami.send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id,
-                                            "Value": options_value(a.auto_answer, a.zip_tone)}, shape="single")
+    async def _put_options(self, a: AgentPhone, ami: Any = None) -> None:
+        # A global (Setvar without a channel): an empty value clears it. On the primary
+        # (or ``ami``), and on every other node connected now (several Asterisk nodes:
+        # an offer rings from the caller's node; a node away gets them at its resync).
+        value = options_value(a.auto_answer, a.zip_tone)
+        await (ami or self.core.ami).send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id, "Value": value},
+                                          shape="single")
+        if ami is not None:
+            return
+        for other in (getattr(self.core, "nodes", None) or {}).values():
+            if other is not self.core.ami and getattr(self.core, "multi", False) and other.connected:
+                try:
+                    await other.send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id, "Value": value},
+                                     shape="single")
+                except AmiError as exc:
+                    log.warning("phone options not given to a node", agent=a.agent_id, error=str(exc))
 
     def _tell_acd(self) -> None:
         """Give the ACD every agent's reachability (a no-op where it did not change)."""
