@@ -51,23 +51,25 @@ def cli_b(command: str) -> str:
 @pytest.fixture
 async def two_nodes(asterisk, database, tmp_path):
     hangup_all()
-    cluster("up")
     secret = sandbox_secrets.secret(sandbox_secrets.DAEMON)
     settings = daemon_settings(
         database, tmp_path, acd_config=ACD_NODES, ami_node_dead_after=3.0,
         ami_nodes=[{"name": "a", "host": "127.0.0.1", "port": 5038, "user": "cti", "secret": secret},
                    {"name": "b", "host": f"{NET}.2", "port": 5038, "user": "cti", "secret": secret}])
-    d = await start_daemon(settings)
     phones = [Baresip(tmp_path / f"baresip-{dev}", dev, PHONE_SECRET, registrar=f"{NET}.2", listen=f"{NET}.3",
                       regint=10, interface="cti-va") for dev in ("nb1", "nb2")]
+    d = None
     try:
+        cluster("up")
+        d = await start_daemon(settings)
         for p in phones:
             await p.start()
         yield d, phones
     finally:
         for p in phones:
             await p.stop()
-        await d.stop()
+        if d is not None:
+            await d.stop()
         hangup_all()
         cli_b("channel request hangup all")
         cluster("down")
