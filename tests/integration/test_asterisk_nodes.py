@@ -3,7 +3,8 @@ namespaces joined by a veth pair and the inter-node PJSIP trunk (scripts/asteris
 one daemon following both. Callers on node a are answered by agents whose phones
 (baresip) are registered on node b, through the trunk: one call each in our records.
 Then node b's Asterisk is killed: b's agents go not ready "unreachable", node a's calls
-go on untouched; node b started again: it is followed again and its agents come back.
+(one across the trunk, one with an agent whose phone is on a, one waiting) go on
+untouched; node b started again: it is followed again and its agents come back.
 
 Runs only in a private sandbox (scripts/test-isolated: it adds a veth pair to the
 namespace it runs in)."""
@@ -39,7 +40,8 @@ pytestmark = pytest.mark.skipif(
 
 def cluster(*args: str) -> None:
     # A long media timeout on the trunk: a phone whose media went astray must not end the call.
-    env = {**os.environ, "CTI_CLUSTER_PHONES_B": "nb1 nb2", "CTI_CLUSTER_PHONE_SECRET": PHONE_SECRET,
+    env = {**os.environ, "CTI_CLUSTER_PHONES_B": "nb1 nb2", "CTI_CLUSTER_PHONES_A": "na1",
+           "CTI_CLUSTER_PHONE_SECRET": PHONE_SECRET,
            "CTI_CLUSTER_NET": NET, "CTI_CLUSTER_RTP_TIMEOUT": "300"}
     subprocess.run([str(CLUSTER), *args], check=True, timeout=300, env=env)
 
@@ -56,8 +58,8 @@ async def two_nodes(asterisk, database, tmp_path):
         database, tmp_path, acd_config=ACD_NODES, ami_node_dead_after=3.0,
         ami_nodes=[{"name": "a", "host": "127.0.0.1", "port": 5038, "user": "cti", "secret": secret},
                    {"name": "b", "host": f"{NET}.2", "port": 5038, "user": "cti", "secret": secret}])
-    phones = [Baresip(tmp_path / f"baresip-{dev}", dev, PHONE_SECRET, registrar=f"{NET}.2", listen=f"{NET}.3",
-                      regint=10, interface="cti-va") for dev in ("nb1", "nb2")]
+    phones = [Baresip(tmp_path / f"baresip-{dev}", dev, PHONE_SECRET, registrar=f"{NET}.{host}", listen=f"{NET}.3",
+                      regint=10, interface="cti-va") for dev, host in (("nb1", 2), ("nb2", 2), ("na1", 1))]
     d = None
     try:
         cluster("up")
@@ -94,9 +96,10 @@ async def _answered(d, demo_ami, number: str, queue: str = "remote") -> str:
                               context="cti-demo-direct", caller_context="cti-demo-talker",
                               variables={"CTI_QUEUE": queue})
     call_id = f"a-{placed.channel_id}"
-    if queue == "remote":
-        await eventually(lambda: (c := d.core.model.calls.get(call_id)) is not None and c.agent in ("nb1", "nb2")
-                         and c.state == "talking", timeout=30, what=f"{call_id} answered through the trunk")
+    agents = {"remote": ("nb1", "nb2"), "local": ("na1",)}.get(queue)
+    if agents:
+        await eventually(lambda: (c := d.core.model.calls.get(call_id)) is not None and c.agent in agents
+                         and c.state == "talking", timeout=30, what=f"{call_id} answered by one of {agents}")
     return call_id
 
 
@@ -113,8 +116,10 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
     await eventually(lambda: d.core.nodes["b"].connected, timeout=30, what="node b followed")
     await eventually(lambda: service.reach.nodes_of("nb1") == {"b"} and service.reach.nodes_of("nb2") == {"b"},
                      timeout=30, what=f"both phones registered on node b: {[p.output() for p in phones]}")
-    await eventually(lambda: agent(d, "nb1").state == agent(d, "nb2").state == "available", timeout=10,
-                     what="nb1 and nb2 available")
+    await eventually(lambda: service.reach.nodes_of("na1") == {"a"}, timeout=30,
+                     what=f"na1's phone registered on node a: {phones[2].output()}")
+    await eventually(lambda: agent(d, "nb1").state == agent(d, "nb2").state == agent(d, "na1").state == "available",
+                     timeout=10, what="nb1, nb2 and na1 available")
 
     # Two callers on a, each answered by one of b's agents through the trunk.
     first = await _answered(d, demo_ami, "+442000000101")
@@ -149,10 +154,13 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
     await eventually(lambda: agent(d, "nb1").state == agent(d, "nb2").state == "available", timeout=15,
                      what="both agents free again")
 
-    # A call talking across the trunk, and a caller waiting on a alone; then node b dies.
+    # A call talking across the trunk, one talking on a alone (na1's phone is on a), and a
+    # caller waiting on a; then node b dies.
     talking = await _answered(d, demo_ami, "+442000000103")
     busy = d.core.model.calls[talking].agent
     idle = "nb2" if busy == "nb1" else "nb1"
+    local = await _answered(d, demo_ami, "+442000000106", queue="local")
+    assert d.core.model.calls[local].agent == "na1"
     waiting = await _answered(d, demo_ami, "+442000000104", queue="nobody")
     await eventually(lambda: (c := d.core.model.calls.get(waiting)) is not None and c.state == "queued",
                      timeout=15, what="the caller waits on node a")
@@ -164,6 +172,8 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
     assert agent(d, busy).state == "on_call" and agent(d, busy).pending == "unreachable"
     # Node a's calls are untouched: nothing ended, the same states.
     assert d.core.model.calls[talking].state == "talking" and d.core.model.calls[waiting].state == "queued"
+    assert d.core.model.calls[local].state == "talking" and d.core.model.calls[local].agent == "na1"
+    assert (agent(d, "na1").state, agent(d, "na1").pending) == ("on_call", None)
     assert not [e for e in seen if e.kind == "call.ended"]
     assert node_state(d, "a") == "up" and d.core.ami.connected
     hangup_all()
