@@ -676,3 +676,40 @@ def test_click_to_dial_is_placed_on_the_node_where_the_agent_s_phone_is(monkeypa
     assert _dial_id(req, "Local/agent1@cti-demo-agents/n", "dial-3") == "a-dial-3"
     core.multi = False
     assert _dial_id(req, "PJSIP/1001", "dial-4") == "dial-4"           # one node: as chosen
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["connected", "lost", "tick"]), st.sampled_from(["a", "b"]),
+                          st.floats(min_value=0.0, max_value=8.0, allow_nan=False)), max_size=40))
+def test_the_watch_declares_a_death_exactly_when_a_node_was_away_long_enough(steps):
+    """Against a naive reference: a node is dead once it has been away (lost, or never
+    connected since the start) for dead_after; dead once per absence; back once after."""
+    dead_after, now = 5.0, 0.0
+    w = NodeWatch(["a", "b"], dead_after, now=now)
+    away_since = {"a": 0.0, "b": 0.0}          # None while up
+    dead = {"a": False, "b": False}
+    for what, node, dt in steps:
+        now += dt
+        # Whatever is due before this step is declared by a tick at its deadline (the shell's timer).
+        due = w.next_deadline()
+        expected_due = [n for n in ("a", "b") if away_since[n] is not None and not dead[n]]
+        assert (due is None) == (not expected_due)
+        if due is not None:
+            assert due == min(away_since[n] + dead_after for n in expected_due)
+        if what == "tick":
+            got = {c.node for c in w.tick(now) if isinstance(c, NodeDead)}
+            want = {n for n in expected_due if now >= away_since[n] + dead_after}
+            assert got == want
+            for n in want:
+                dead[n] = True
+        elif what == "lost":
+            w.lost(node, now)
+            if away_since[node] is None:
+                away_since[node] = now
+        else:
+            got = w.connected(node, now)
+            assert got == ([NodeBack(node, now)] if dead[node] else [])
+            away_since[node], dead[node] = None, False
+        for n in ("a", "b"):
+            want_state = {"dead"} if dead[n] else {"up"} if away_since[n] is None else {"starting", "down"}
+            assert w.state(n) in want_state
