@@ -713,3 +713,31 @@ def test_the_watch_declares_a_death_exactly_when_a_node_was_away_long_enough(ste
         for n in ("a", "b"):
             want_state = {"dead"} if dead[n] else {"up"} if away_since[n] is None else {"starting", "down"}
             assert w.state(n) in want_state
+
+
+# -- the trunk on captured transcripts (tests/fixtures/ami/trunk-a.ami, trunk-b.ami) ------
+
+def _merged(names: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """Both nodes' captured frames in Asterisk's time order (their Timestamps)."""
+    out = []
+    for node, name in names.items():
+        for i, f in enumerate(events(name)):
+            out.append((float(f.headers.get("Timestamp", "0") or 0), node, i, f.headers))
+    return [(node, h) for _, node, _, h in sorted(out, key=lambda x: (x[0], x[1], x[2]))]
+
+
+def test_callers_on_a_answered_through_the_trunk_on_b_are_a_s_calls_only():
+    """Captured from tests/integration/test_asterisk_nodes.py: two callers on node a, each
+    answered by a phone on node b through the trunk."""
+    model = CallModel(trunk_prefix="PJSIP/cti-trunk-")
+    out: list[CallEvent] = []
+    for node, h in _merged({"a": "trunk-a", "b": "trunk-b"}):
+        out.extend(model.feed(qualify(node, h), 0.0, node))
+    calls = {e.call_id for e in out}
+    assert calls and all(cid.startswith("a-") for cid in calls)
+    offered = [e for e in out if e.kind == "call.offered"]
+    assert offered and all(e.data["device"].startswith("PJSIP/cti-trunk-b-") for e in offered)
+    connected = {e.call_id for e in out if e.kind == "call.connected"}
+    ended = {e.call_id for e in out if e.kind == "call.ended"}
+    assert {e.call_id for e in offered} <= connected <= ended
+    assert model.trunk_legs >= 2 and not model.foreign and not model.calls
