@@ -19,6 +19,7 @@ from acd import config as acd_config
 from acd import core as acd_core
 from acd.held_calls import Entry, Waiting, adopted_wait_start, parse_skills
 from cti.errors import CtiError
+from cti.nodes import qualify
 
 if TYPE_CHECKING:
     from cti.daemon import CoreServices
@@ -58,8 +59,17 @@ class Adoption:
     async def _adopt_now(self, restore: bool = False) -> None:
         try:
             await self.core.ami.wait_connected(timeout=60)
-            listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=30)
-            await self.adopt([f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"])
+            # Every node connected now (several Asterisk nodes: ids qualified as the model's),
+            # the primary first; a node away is adopted by its own resync when it connects.
+            for node, ami in self._nodes_to_adopt():
+                try:
+                    listing = await ami.send("CoreShowChannels", shape="list", timeout=30)
+                except CtiError as exc:
+                    log.warning("acd could not look for waiting callers at start", node=node, error=str(exc))
+                    continue
+                await self.adopt([qualify(node, f.headers) for f in listing.events
+                                  if f.headers.get("Event") == "CoreShowChannel"],
+                                 ami=ami, primary=ami is self.core.ami)
         except CtiError as exc:
             log.warning("acd could not look for waiting callers at start", error=str(exc))
         finally:
@@ -67,16 +77,34 @@ class Adoption:
         if restore:
             await self._restore_callbacks()
 
-    async def adopt(self, channels: list[Any]) -> None:
+    def _nodes_to_adopt(self) -> list[tuple[str | None, Any]]:
+        """(the model's node name, its AMI client) of every connected node, primary first."""
+        if not getattr(self.core, "multi", False):
+            return [(None, self.core.ami)]
+        nodes = getattr(self.core, "nodes", {})
+        ordered = sorted(nodes.items(), key=lambda kv: kv[1] is not self.core.ami)
+        return [(name, ami) for name, ami in ordered if ami is self.core.ami or ami.connected]
+
+    async def node_resynced(self, node: str, ami: Any, channels: list[Any]) -> None:
+        """Another Asterisk node (re)connected (``Core.node_hooks``; ``channels``: its
+        listing, ids qualified): its waiting callers and talking agents are adopted,
+        and offers held back for want of it go now."""
+        await self.adopt(channels, ami=ami, primary=False)
+
+    async def adopt(self, channels: list[Any], ami: Any = None, primary: bool = True) -> None:
         """After a (re)connect: take over callers already waiting in ``cti-acd-wait``
         (a daemon restart, or events missed while away), with what the dialplan
         set on their channel: their place, steps and max wait count from the wait
         start it stored. Agents found talking are on call (``_adopt_talking``), and
         they are taken first: a waiting caller adopted before them would be offered
-        to an agent who only looks free (Asterisk lists channels in no order)."""
-        # A new connection may be a restarted Asterisk, which has forgotten the epoch.
-        self.epoch_in_force, self.fenced = None, False
-        self._beat.set()
+        to an agent who only looks free (Asterisk lists channels in no order).
+        ``ami``: the node the listing is from (default the primary); ``primary``: its
+        epoch and heartbeat are the ones confirmed again (another node's are raised
+        by the heartbeat loop on its own)."""
+        if primary:
+            # A new connection may be a restarted Asterisk, which has forgotten the epoch.
+            self.epoch_in_force, self.fenced = None, False
+            self._beat.set()
 
         def talking(item: Any) -> bool:
             context = item.get("Context")
@@ -89,9 +117,9 @@ class Adoption:
         taken: set[int] = set()
         for i, item in enumerate(channels):
             if talking(item):
-                await self._adopt_talking(item)
+                await self._adopt_talking(item, ami=ami)
                 taken.add(i)
-            elif ringing(item) and await self._adopt_talking(item, ringing=True):
+            elif ringing(item) and await self._adopt_talking(item, ringing=True, ami=ami):
                 taken.add(i)     # its agent is busy with it; unanswered, it comes back as an arrival
         for i, item in enumerate(channels):
             context = item.get("Context")
@@ -102,7 +130,7 @@ class Adoption:
                 continue
             waiting = self.calls[call_id] = Waiting(channel=channel)  # claimed before we wait
             values = await self._getvars(channel, "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER",
-                                         "CTI_WAIT_START")
+                                         "CTI_WAIT_START", ami=ami)
             try:
                 since = float(values["CTI_WAIT_START"])
             except ValueError:
@@ -150,14 +178,15 @@ class Adoption:
             return None
         return None if at is None else at.timestamp()
 
-    async def _getvars(self, channel: str, *names: str) -> dict[str, str]:
-        replies = await asyncio.gather(*(self.core.ami.send("Getvar", {"Channel": channel, "Variable": n},
-                                                            shape="single") for n in names),
+    async def _getvars(self, channel: str, *names: str, ami: Any = None) -> dict[str, str]:
+        ami = ami if ami is not None else self.core.ami
+        replies = await asyncio.gather(*(ami.send("Getvar", {"Channel": channel, "Variable": n},
+                                                  shape="single") for n in names),
                                        return_exceptions=True)
         return {n: (r.response.headers.get("Value") or "") if not isinstance(r, BaseException) else ""
                 for n, r in zip(names, replies)}
 
-    async def _adopt_talking(self, item: Any, ringing: bool = False) -> bool:
+    async def _adopt_talking(self, item: Any, ringing: bool = False, ami: Any = None) -> bool:
         """An agent talking on a call we connected before a restart: the agent
         is on call until it ends, then wraps up (a caller connected to an agent
         in ``cti-acd-offer``, or an agent's callback leg in ``cti-acd-callback``).
@@ -169,7 +198,7 @@ class Adoption:
         if not channel or not uniqueid:
             return False
         callback = item.get("Context") == "cti-acd-callback"
-        values = await self._getvars(channel, "CTI_AGENT", "CTI_QUEUE", "CTI_CALLBACK")
+        values = await self._getvars(channel, "CTI_AGENT", "CTI_QUEUE", "CTI_CALLBACK", ami=ami)
         agent = values["CTI_AGENT"]
         call_id = values["CTI_CALLBACK"] if callback else (item.get("Linkedid") or uniqueid)
         if not call_id or call_id in self.calls or agent not in {a.id for a in self.config.agents}:

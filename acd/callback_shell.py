@@ -68,6 +68,7 @@ class CallbackShell:
         _offer_failed: Callable[[str, str, str, float], None]
         _offer_unplaced: Callable[[str, str, BaseException, float], None]
         _annotate: Callable[..., None]
+        _ami: Callable[[str], Any]
 
     def _start_saving(self) -> None:
         """Callback states are saved from now on (with a database)."""
@@ -160,7 +161,9 @@ class CallbackShell:
             "CTI_CALLBACK_RING": str(settings.acd_callback_ring_s),
             "CTI_CALLBACK_CID": settings.acd_callback_caller_id,
         }
-        fut = submit(self.core.ami, "Originate", {
+        # On the node of the call (several Asterisk nodes): the leg's id starts with the
+        # call's, hence with that node's prefix, and its events are found by it.
+        fut = submit(self._ami(d.call_id), "Originate", {
             "Channel": d.device, "Context": "cti-acd-callback", "Exten": "s", "Priority": "1",
             "Timeout": str(int(d.ring_timeout_s * 1000)), "Async": "true",
             "CallerID": f'"Callback" <{cb.number}>', "ChannelId": leg, "OtherChannelId": f"{leg}-2",

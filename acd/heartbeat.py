@@ -10,6 +10,11 @@ Asterisk through ``[cti-acd-epoch]`` (it only rises); the dialplan refuses an
 offer below the epoch in force (``on_offer_refused``) and reads only that
 epoch's heartbeat. The values written and read are pure (``acd.epoch``).
 
+Several Asterisk nodes (docs/scale-out.md): the primary node's epoch is raised
+and confirmed as above; every other connected node gets the heartbeat too, and
+our epoch raised once per connection (``_beat_other_nodes``: its outcome is
+logged, not waited for), so callers on any node reach the ACD.
+
 Mixed into ``AcdService`` (acd/routing_shell.py): it shares the service's
 calls, listed under ``TYPE_CHECKING`` below.
 """
@@ -52,6 +57,8 @@ class Heartbeat:
     epoch_in_force: int | None = None
     fenced: bool = False
     _beat: asyncio.Event = field(default_factory=asyncio.Event)
+    # Other nodes: (epoch, connection's since) last raised there, by node name
+    _raised: dict[str, tuple[int, float | None]] = field(default_factory=dict)
 
     if TYPE_CHECKING:  # what AcdService provides
         core: CoreServices
@@ -128,6 +135,30 @@ class Heartbeat:
             log.error("acd fenced: Asterisk holds a higher epoch; our offers are refused", epoch=epoch)
         return ok
 
+    def _beat_other_nodes(self) -> None:
+        """The heartbeat on every other connected node, and our epoch raised there
+        once per connection; failures are logged (the next beat tries again)."""
+        nodes = getattr(self.core, "nodes", None) or {}
+        for name, ami in nodes.items():
+            if ami is self.core.ami or not ami.connected:
+                continue
+            futs = [submit(ami, "Setvar", {"Variable": heartbeat_variable(self.epoch),
+                                           "Value": str(int(time.time()))})]
+            mark = (self.epoch, ami.health.since)
+            if self._raised.get(name) != mark:
+                self._raised[name] = mark
+                futs.append(submit(ami, "Originate", {"Channel": EPOCH_CHANNEL, "Application": "Hangup",
+                                                      "Timeout": "5000",
+                                                      "Variable": f"{EPOCH_VARIABLE}={self.epoch}"}))
+
+            def done(f: asyncio.Future[object], name: str = name) -> None:
+                exc = f.exception() if not f.cancelled() else None
+                if exc is not None:
+                    log.warning("acd heartbeat not sent to a node", node=name, error=str(exc))
+
+            for fut in futs:
+                fut.add_done_callback(done)
+
     async def _run_heartbeat(self) -> None:
         """Every 2 s (at once after ``set_epoch`` or a reconnect): raise our epoch
         if Asterisk has not confirmed it since the last connect, then beat. The
@@ -149,6 +180,7 @@ class Heartbeat:
                     self.heartbeats += 1
                 except AmiError as exc:
                     log.warning("acd heartbeat not sent", error=str(exc))
+            self._beat_other_nodes()
             try:
                 async with asyncio.timeout(HEARTBEAT_EVERY):
                     await self._beat.wait()

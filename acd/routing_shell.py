@@ -44,6 +44,7 @@ from acd.resume import Stored, start_states
 from acd.shadow import Shadow
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import ActionRefused, OfferRefused
+from cti.nodes import NodeDead
 from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
@@ -117,6 +118,10 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
     voice_blocked: set[str] = field(default_factory=set)
     # Told of every new configuration put in force (``reconfigure``): (config, when).
     config_listeners: list[Callable[[acd_config.AcdConfig, float], None]] = field(default_factory=list)
+    # Several Asterisk nodes (docs/scale-out.md): the dial string that rings a device from
+    # a call's node (set by the phone gateway: through the trunk when the phone is on
+    # another node). None: the device as it is.
+    route_device: Callable[[str, str], str] | None = None
 
     def __post_init__(self) -> None:
         heartbeat_variable(self.epoch)      # a bad epoch fails here, not in the heartbeat
@@ -148,6 +153,14 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
                         self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
+        # Several Asterisk nodes: another node's resync adopts its callers (node_resynced);
+        # an offer that could not be written to a node away held routing back (link_lost):
+        # that node's resync, or its death (its calls end), lets it go on. Bounded by
+        # ami_node_dead_after.
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None:
+            node_hooks.append(self.node_resynced)
+            self._inputs.append(self.core.bus.subscribe_to(NodeDead, self.on_node_dead))
         if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
             self._pool = self.core.pool
             self._start_saving()
@@ -197,6 +210,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         self._tasks = []
         if self.adopt in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.adopt)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None and self.node_resynced in node_hooks:
+            node_hooks.remove(self.node_resynced)
         for unsubscribe in self._inputs:
             unsubscribe()
         self._inputs = []
@@ -204,13 +220,26 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         ami = self.core.ami
         if ami is None or not ami.connected or not self.handover:
             return
-        sends = [ami.send("Setvar", {"Variable": heartbeat_variable(self.epoch), "Value": "0"}, shape="single")]
-        sends += [ami.send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
-                                        "Priority": "1"}, shape="single")
-                  for w in self.calls.values() if not w.answered and w.channel is not None and w.callback is None]
+        others = [a for a in (getattr(self.core, "nodes", None) or {}).values() if a is not ami and a.connected]
+        sends = [a.send("Setvar", {"Variable": heartbeat_variable(self.epoch), "Value": "0"}, shape="single")
+                 for a in (ami, *others)]
+        sends += [self._ami(cid).send("Redirect", {"Channel": w.channel, "Context": "cti-fallback", "Exten": "s",
+                                                   "Priority": "1"}, shape="single")
+                  for cid, w in self.calls.items()
+                  if not w.answered and w.channel is not None and w.callback is None]
         results = await asyncio.gather(*sends, return_exceptions=True)
         failed = [r for r in results if isinstance(r, Exception)]
-        log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1, failed=len(failed))
+        log.info("acd stopped: callers handed to the fallback queue", callers=len(sends) - 1 - len(others),
+                 failed=len(failed))
+
+    def on_node_dead(self, ev: NodeDead) -> None:
+        """Bus subscriber: a node died and its calls ended: routing goes on without it."""
+        self._link_back()
+
+    def _link_back(self) -> None:
+        if self._stopped or not self.router.link_down or self.core.ami is None or not self.core.ami.connected:
+            return
+        self._apply(self.router.link_restored(time.time()))
 
     # -- inputs --------------------------------------------------------------
 
@@ -237,7 +266,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
             self.calls[cid] = Waiting(channel=data["channel"], announced_at=ev.at)
             qcfg = self._queues.get(queue)
             if qcfg is not None and qcfg.callback and self.may_act():   # a shadow writes nothing
-                setvar(self.core.ami, data["channel"], "CTI_CALLBACK_OK", "1")
+                setvar(self._ami(cid), data["channel"], "CTI_CALLBACK_OK", "1")
             self._enter(cid, Entry(queue, ev.at, data.get("priority"), parse_skills(data.get("skills")),
                                    data.get("customer")), ev.at)
             return
@@ -382,7 +411,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
             if exc is not None:
                 log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
 
-        submit_all(self.core.ami, actions).add_done_callback(done)
+        submit_all(self._ami(call_id), actions).add_done_callback(done)
 
     def divert(self, call_id: str, reason: str) -> str | None:
         """Take a waiting caller out of routing for another path (an emergency switch):
@@ -456,8 +485,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
                     self._originate_callback(d)
                     log.info("acd callback offered", call_id=d.call_id, agent=d.agent_id, reason=d.reason)
                     continue
-                self._send_offer(d, waiting.channel)
-                self.core.model.expect_agent(d.call_id, d.agent_id, d.device)
+                device = d.device if self.route_device is None else self.route_device(d.call_id, d.device)
+                self._send_offer(d, waiting.channel, device)
+                self.core.model.expect_agent(d.call_id, d.agent_id, device)
                 self._annotate(d.call_id, "acd.offer", agent=d.agent_id, device=d.device, queue=d.queue_id,
                                step=d.step, reason=d.reason)
             elif isinstance(d, acd_core.Ignored):
@@ -471,7 +501,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
                     if waiting.callback is not None:
                         self._callback_missed(d.call_id, waiting)
                     elif waiting.channel is not None:
-                        redirect(self.core.ami, waiting.channel, "cti-acd-wait", "back")
+                        redirect(self._ami(d.call_id), waiting.channel, "cti-acd-wait", "back")
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
@@ -513,11 +543,17 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
 
     # -- AMI actions: written when decided, replies seen to by callbacks -------
 
-    def _send_offer(self, d: Any, channel: str) -> None:
+    def _ami(self, call_id: str) -> Any:
+        """The AMI client of the caller's node (several Asterisk nodes), else the one."""
+        ami_for = getattr(self.core, "ami_for", None)
+        return ami_for(call_id) if ami_for is not None else self.core.ami
+
+    def _send_offer(self, d: Any, channel: str, device: str | None = None) -> None:
         """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
-        before this returns: the caller's arrival costs one AMI round trip."""
-        value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, d.device)
-        ami = self.core.ami
+        before this returns: the caller's arrival costs one AMI round trip. On the
+        caller's node (``device``: how the agent's phone is reached from there)."""
+        value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, device or d.device)
+        ami = self._ami(d.call_id)
         both = asyncio.gather(
             submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
             submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s", "Priority": "1"}))
@@ -561,7 +597,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
     def _send_maxwait(self, call_id: str, channel: str, action: str) -> None:
         """The queue's maximum wait: ``CTI_MAXWAIT`` (with our epoch) and the Redirect
         into ``cti-acd-maxwait,<action>``; a failure is logged."""
-        both = submit_all(self.core.ami, maxwait_actions(self.epoch, channel, action))
+        both = submit_all(self._ami(call_id), maxwait_actions(self.epoch, channel, action))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)
@@ -597,7 +633,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
             return
         ewt = self.router.estimated_wait(call_id, now)
         minutes = -1 if ewt is None else max(1, round(ewt / 60))
-        both = submit_all(self.core.ami, announce_actions(self.epoch, waiting.channel, position, minutes))
+        both = submit_all(self._ami(call_id), announce_actions(self.epoch, waiting.channel, position, minutes))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)

@@ -36,6 +36,9 @@ from crm import ticket_store
 from cti import control
 from cti.daemon import CoreServices
 from cti.errors import AmiActionFailed, AmiError, AmiNotConnected
+from cti.nodes import qualified
+from phone.gateway import PHONES
+from phone.model import device_of_dial
 
 log = structlog.get_logger(__name__)
 
@@ -55,15 +58,18 @@ def _desktop(req: ApiRequest[Any, Any]) -> Desktop:
     return req.app[DESKTOP]
 
 
-async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = False) -> int:
-    """Send ``cmd``'s actions in order; 503 without Asterisk, 409 when it refuses.
+async def _run(req: ApiRequest[Any, Any], cmd: control.Command, *, each: bool = False,
+               call_id: str | None = None) -> int:
+    """Send ``cmd``'s actions in order (on the node of ``call_id``, with several Asterisk
+    nodes); 503 without Asterisk, 409 when it refuses.
     ``each``: the actions stand alone (hang-ups of several legs): one refused
     (a leg that just went) does not stop the others; 409 only if all are."""
     try:
         acts = control.actions(cmd)
     except control.ControlError as exc:
         raise ApiError(422, "invalid_body", str(exc)) from None
-    ami = _desktop(req).core.ami
+    core = _desktop(req).core
+    ami = core.ami_for(call_id) if call_id is not None else core.ami
     if ami is None:
         raise ApiError(503, "ami_unavailable", "not connected to Asterisk")
     refused = 0
@@ -186,19 +192,19 @@ class DeskNow(BaseModel):
 
 async def hangup(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "hangup")
-    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs), each=True))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hangup(p.legs), each=True, call_id=p.call_id))
 
 
 async def hold(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "hold")
     assert p.caller and p.agent_leg
-    return Done(call_id=p.call_id, actions=await _run(req, control.Hold(p.call_id, p.caller, p.agent_leg)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Hold(p.call_id, p.caller, p.agent_leg), call_id=p.call_id))
 
 
 async def resume(req: ApiRequest[None, None]) -> Done:
     p = _allowed(req, "resume")
     assert p.caller and p.agent_leg
-    return Done(call_id=p.call_id, actions=await _run(req, control.Resume(p.caller, p.agent_leg)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Resume(p.caller, p.agent_leg), call_id=p.call_id))
 
 
 def _target(req: ApiRequest[Any, Any], body: TargetBody) -> control.Target:
@@ -219,8 +225,8 @@ async def transfer(req: ApiRequest[TransferBody, None]) -> Done:
     if target.kind == "agent" and target.device:
         _desktop(req).core.model.expect_agent(p.call_id, target.value, target.device)
     if req.body.mode == "blind":
-        return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target)))
-    n = await _run(req, control.AttendedTransfer(p.agent_leg, target))
+        return Done(call_id=p.call_id, actions=await _run(req, control.BlindTransfer(p.caller, p.agent_leg, target), call_id=p.call_id))
+    n = await _run(req, control.AttendedTransfer(p.agent_leg, target), call_id=p.call_id)
     # Once the target answers the model names them the call's agent: the transfer stays the asker's.
     _desktop(req).consults[p.call_id] = (p.agent, p.agent_leg)
     return Done(call_id=p.call_id, actions=n)
@@ -241,14 +247,14 @@ def _consult(req: ApiRequest[Any, Any]) -> tuple[str, str]:
 
 async def complete_transfer(req: ApiRequest[None, None]) -> Done:
     call_id, leg = _consult(req)
-    n = await _run(req, control.Hangup((leg,)))   # the transferer leaving completes it
+    n = await _run(req, control.Hangup((leg,)), call_id=call_id)   # the transferer leaving completes it
     _desktop(req).consults.pop(call_id, None)
     return Done(call_id=call_id, actions=n)
 
 
 async def cancel_transfer(req: ApiRequest[None, None]) -> Done:
     call_id, leg = _consult(req)
-    n = await _run(req, control.CancelTransfer(leg))
+    n = await _run(req, control.CancelTransfer(leg), call_id=call_id)
     _desktop(req).consults.pop(call_id, None)
     return Done(call_id=call_id, actions=n)
 
@@ -256,7 +262,19 @@ async def cancel_transfer(req: ApiRequest[None, None]) -> Done:
 async def dtmf(req: ApiRequest[DtmfBody, None]) -> Done:
     p = _allowed(req, "dtmf")
     assert p.caller
-    return Done(call_id=p.call_id, actions=await _run(req, control.Dtmf(p.caller, req.body.digits)))
+    return Done(call_id=p.call_id, actions=await _run(req, control.Dtmf(p.caller, req.body.digits), call_id=p.call_id))
+
+
+def _dial_id(req: ApiRequest[Any, Any], device: str, raw: str) -> str:
+    """The click-to-dial call's id, which also says where it is placed: with several
+    Asterisk nodes, on the node where the agent's phone is registered (the primary when
+    it is not known to be on one), named with that node's prefix as its events will be."""
+    core = _desktop(req).core
+    phones = req.app.get(PHONES)
+    aor = device_of_dial(device)
+    there = sorted(n for n in phones.reach.nodes_of(aor) if n in core.nodes) \
+        if core.multi and phones is not None and aor else []
+    return qualified(there[0], raw) if there else core.primary_id(raw)
 
 
 async def dial(req: ApiRequest[DialBody, None]) -> Done:
@@ -273,7 +291,7 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     ticket_id = req.body.ticket_id
     if ticket_id is not None and await query(ticket_store.get_ticket(db(req.app), ticket_id)) is None:
         raise ApiError(404, "unknown_ticket", f"no ticket {ticket_id}")
-    call_id = f"dial-{uuid.uuid4().hex[:16]}"
+    call_id = _dial_id(req, acd.config.agent(who.agent_id).device, f"dial-{uuid.uuid4().hex[:16]}")
     try:
         dial_to = control.dial_string(s.acd_callback_dial, req.body.number)
     except control.ControlError as exc:
@@ -284,7 +302,7 @@ async def dial(req: ApiRequest[DialBody, None]) -> Done:
     cmd = control.ClickToDial(who.agent_id, acd.config.agent(who.agent_id).device, req.body.number, dial_to,
                               s.acd_callback_caller_id, s.acd_callback_ring_s, call_id)
     try:
-        n = await _run(req, cmd)
+        n = await _run(req, cmd, call_id=call_id)
     except ApiError:
         desk.outbound.pop(call_id, None)
         raise

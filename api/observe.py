@@ -60,6 +60,15 @@ def collect(app: web.Application, now: float) -> list[Metric]:
                             max(0.0, now - ami.last_event_at)))
     if ami is not None:
         fams.append(m.counter("cti_ami_reconnects_total", "AMI reconnections", ami.reconnects))
+    if getattr(core, "multi", False):
+        # Several Asterisk nodes (docs/scale-out.md): each node's link, and whether it is dead.
+        states = core.watch.states() if core.watch is not None else {}
+        node = ("node",)
+        fams.append(m.gauge("cti_ami_node_connected", "1 when logged in to that Asterisk node",
+                            {(("node", n),): int(c.health.logged_in) for n, c in core.nodes.items()}, node))
+        fams.append(m.gauge("cti_ami_node_dead", "1 while that Asterisk node is dead (lost longer than "
+                            "ami_node_dead_after)", {(("node", n),): int(states.get(n) == "dead")
+                                                     for n in core.nodes}, node))
     fams.append(app[LAG].family("cti_event_lag_seconds",
                                 "Call event delay from Asterisk's event timestamp to the bus"))
     w = core.writer.stats if core.writer is not None else None

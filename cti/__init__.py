@@ -7,6 +7,8 @@ Asterisk and calls:
   reconnect with backoff, keepalive, resync hook; ``cti.ami_types``: what it hands out
   and keeps (``Reply``, a pending action assembling it, ``AmiHealth``).
 - ``cti.calls``: the call model, pure: AMI frames in, calls and domain events out.
+- ``cti.nodes``: several Asterisk nodes, pure: the node list, ids qualified by node, the
+  dial string through the inter-node trunk, when a node is dead (``NodeWatch``).
 - ``cti.events``: domain events and the in-process bus.
 - ``cti.control``: call control, pure: typed commands in, AMI actions out.
 

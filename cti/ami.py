@@ -172,6 +172,7 @@ class AmiClient:
 
         self._listeners: tuple[Listener, ...] = ()
         self._on_connected: OnConnected | None = None
+        self._lost_hook: Callable[[float], None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._conn: _Connection | None = None  # the current connection, logged in or not
         self._ready = False  # logged in and the hook done: live delivery
@@ -222,6 +223,11 @@ class AmiClient:
         if fn is not None and not inspect.iscoroutinefunction(fn):
             raise TypeError("on_connected must be an async function")
         self._on_connected = fn
+
+    def set_on_lost(self, fn: Callable[[float], None] | None) -> None:
+        """Call ``fn(lost_at)`` (a plain function, at once) when a logged-in connection
+        is lost: the daemon's watch of its nodes starts counting (``cti.nodes``)."""
+        self._lost_hook = fn
 
     async def start(self) -> None:
         """Start the supervisor task (connect, log in, stay connected). Returns at once."""
@@ -430,9 +436,15 @@ class AmiClient:
     def _on_lost(self, conn: _Connection) -> None:
         # Not ready from this instant: callers woken by AmiDisconnected must
         # not see the dead connection as live while the supervisor catches up.
-        if conn.logged_in:
+        was_in = conn.logged_in
+        if was_in:
             self._lost_at = time.time()
         conn.logged_in = False
+        if was_in and self._lost_hook is not None:
+            try:
+                self._lost_hook(self._lost_at or time.time())
+            except Exception:
+                log.exception("ami on_lost hook failed", host=self.host)
         if self._conn is conn and self._ready:
             self._ready = False
             self._notify()

@@ -128,11 +128,13 @@ class DialerStep:
 
 @dataclass(frozen=True, slots=True)
 class ContactStatus:
-    """A PJSIP contact of ``aor`` at ``uri`` is now ``status`` (e.g. Reachable, Unreachable)."""
+    """A PJSIP contact of ``aor`` at ``uri`` is now ``status`` (e.g. Reachable, Unreachable),
+    on Asterisk node ``node`` (set by the daemon with several nodes; None: the one node)."""
 
     aor: str
     uri: str
     status: str
+    node: str | None = None
 
 
 AmiInput = Union[OfferRefused, ActionRefused, CallbackRequest, CallbackResult, OriginateResult, LegHungUp,

@@ -19,6 +19,17 @@ Why it is shaped like this:
 - ``resync`` reconciles the model with a fresh ``CoreShowChannels`` (and
   ``QueueStatus``) listing after a reconnect: legs that vanished meanwhile are
   ended with an estimated time, legs we never saw are adopted.
+- Several Asterisk nodes (``cti.nodes``): each frame is fed with the node it came
+  from, its ids already qualified by the shell (``cti.nodes.qualify``), so ids never
+  clash; each leg and call knows its node (a call's is its origin's). A resync is
+  one node's: only that node's legs can vanish in it. ``node_down`` ends every leg
+  of a node that died, by estimate; the other nodes' calls are untouched.
+- The inter-node trunk: a caller on node A offered to an agent on node B is one
+  call, A's. A's leg dialled into the trunk (``PJSIP/cti-trunk-b-...``) is the
+  agent's leg of A's call, and what A reports (the offer, the answer, the hangup)
+  is the whole call. On B the trunk's channel *starts* a call (its Uniqueid is its
+  Linkedid) and everything linked to it is the far half of A's call: not a call of
+  its own, ignored (``trunk_prefix``; counted in ``trunk_legs``).
 
 Values from AMI are caller-controlled (names, numbers): they are kept as
 text, never interpreted, and must be sanitised by whoever sends them back to
@@ -75,12 +86,14 @@ class Leg:
     on_hold: bool = False
     cause: int | None = None
     cause_txt: str | None = None
+    node: str | None = None
 
 
 @dataclass(slots=True)
 class Call:
     call_id: str
     started_at: float
+    node: str | None = None       # the Asterisk node of its origin (None: one node, unnamed)
     legs: dict[str, Leg] = field(default_factory=dict)
     direction: str = "internal"
     caller_num: str | None = None
@@ -169,12 +182,18 @@ class CallModel:
     (counted in ``ignored``), a malformed number is treated as absent.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trunk_prefix: str | None = None) -> None:
         self.calls: dict[str, Call] = {}
         self.legs: dict[str, Call] = {}      # Uniqueid -> the call it belongs to
         self.bridges: dict[str, set[str]] = {}
         self.ignored = 0
         self.events_in = 0
+        # Channels of the inter-node trunk start so; a call one of them starts is
+        # the far half of another node's call: its Linkedid -> its node, ignored.
+        self.trunk_prefix = trunk_prefix or None
+        self.foreign: dict[str, str | None] = {}
+        self.trunk_legs = 0
+        self._node: str | None = None         # the node of the frame being fed
         self._handlers: dict[str, Callable[[Headers, float, list[CallEvent]], None]] = {
             "Newchannel": self._newchannel,
             "Newstate": self._newstate,
@@ -201,12 +220,14 @@ class CallModel:
 
     # -- input ---------------------------------------------------------------
 
-    def feed(self, headers: Headers, now: float) -> list[CallEvent]:
-        """Apply one AMI event (its headers). ``now`` is used when it has no Timestamp."""
+    def feed(self, headers: Headers, now: float, node: str | None = None) -> list[CallEvent]:
+        """Apply one AMI event (its headers) from ``node`` (None: the one node), its
+        ids qualified (``cti.nodes.qualify``). ``now`` is used when it has no Timestamp."""
         self.events_in += 1
         handler = self._handlers.get(headers.get("Event", ""))
         if handler is None:
             return []
+        self._node = node
         ts = headers.get("Timestamp")
         if ts is not None:
             try:
@@ -217,19 +238,35 @@ class CallModel:
         handler(headers, now, out)
         return out
 
-    def resync(self, channels: Iterable[Headers], queue_entries: Iterable[Headers], now: float) -> list[CallEvent]:
+    def resync(self, channels: Iterable[Headers], queue_entries: Iterable[Headers], now: float,
+               node: str | None = None) -> list[CallEvent]:
         """Reconcile with a fresh listing of live channels (``CoreShowChannel`` items)
-        and queue entries (``QueueEntry`` items) taken at ``now``."""
+        and queue entries (``QueueEntry`` items) taken at ``now`` on ``node`` (None:
+        the one node; ids qualified like ``feed``'s). Only that node's legs can vanish."""
         out: list[CallEvent] = []
-        live = {c["Uniqueid"]: c for c in channels
-                if c.get("Uniqueid") and not c.get("Channel", "").startswith(_PSEUDO_CHANNELS)}
+        self._node = node
+        live: dict[str, Headers] = {}
+        foreign = {k: n for k, n in self.foreign.items() if n != node}
+        channels = [c for c in channels if c.get("Uniqueid")]
+        for c in channels:           # the trunk's far halves first: a listing is in no order
+            linkedid = c.get("Linkedid") or c["Uniqueid"]
+            if self._is_trunk_origin(c["Uniqueid"], linkedid, c.get("Channel", "")):
+                foreign[linkedid] = node
+        self.foreign = foreign
+        for c in channels:
+            channel = c.get("Channel", "")
+            if channel.startswith(_PSEUDO_CHANNELS) or (c.get("Linkedid") or c["Uniqueid"]) in foreign:
+                continue
+            live[c["Uniqueid"]] = c
         # Legs that ended while we were away.
-        for uid in [u for u in self.legs if u not in live]:
+        for uid in [u for u, call in self.legs.items() if u not in live and call.legs[u].node == node]:
             call = self.legs[uid]
             leg = call.legs[uid]
             self._drop_leg(call, leg, now, out, estimated=True)
-        # Legs we have never seen, and the bridges everyone is in now.
-        self.bridges = {}
+        # Legs we have never seen, and the bridges everyone is in now (this node's
+        # bridges are listed again; the others' stay).
+        self.bridges = {b: members for b, members in self.bridges.items()
+                        if members and not any(self._leg_node(u) == node for u in members)}
         for uid, item in live.items():
             call = self.legs.get(uid)
             linkedid = item.get("Linkedid") or uid
@@ -259,24 +296,50 @@ class CallModel:
                 # estimates can put the join a second before the start. The call
                 # began no later than it joined the queue.
                 call.started_at = min(call.started_at, call.queue_joined_at)
-        for call in list(self.calls.values()):
+        for call in [c for c in self.calls.values() if c.node == node]:
             origin = call.legs.get(call.call_id)
             if origin is not None and origin.up and call.answered_at is None:
                 call.answered_at = origin.created_at  # best estimate: unknown while away
             self._update_state(call, now, out)
         return out
 
+    def node_down(self, node: str | None, at: float, reason: str | None = None) -> list[CallEvent]:
+        """Asterisk node ``node`` is dead (``cti.nodes.NodeDead``): every leg it had
+        ends at ``at``, by estimate, so do the calls left with none; the other
+        nodes' calls are untouched. Its resync, when it returns, adopts what lives."""
+        out: list[CallEvent] = []
+        why = reason or f"Asterisk node {node} was lost"
+        for uid in [u for u, call in self.legs.items() if call.legs[u].node == node]:
+            call = self.legs[uid]
+            self._drop_leg(call, call.legs[uid], at, out, estimated=True, reason=why)
+        self.bridges = {b: m for b, m in self.bridges.items() if m}
+        self.foreign = {k: n for k, n in self.foreign.items() if n != node}
+        return out
+
+    def node_of(self, call_id: str) -> str | None:
+        """The node of a live call (its origin's), or None (unknown, or one node)."""
+        call = self.calls.get(call_id)
+        return call.node if call is not None else None
+
     # -- channels ------------------------------------------------------------
+
+    def _leg_node(self, uid: str) -> str | None:
+        call = self.legs.get(uid)
+        return call.legs[uid].node if call is not None else self._node
+
+    def _is_trunk_origin(self, uid: str, linkedid: str, channel: str) -> bool:
+        """A trunk channel that starts a call: the far half of another node's call."""
+        return self.trunk_prefix is not None and uid == linkedid and channel.startswith(self.trunk_prefix)
 
     def _add_leg(self, uid: str, linkedid: str, channel: str, at: float, out: list[CallEvent]) -> Call:
         call = self.calls.get(linkedid)
         started = call is None
         if call is None:
-            call = self.calls[linkedid] = Call(call_id=linkedid, started_at=at)
+            call = self.calls[linkedid] = Call(call_id=linkedid, started_at=at, node=self._node)
         elif at < call.started_at:
             # A resync lists legs in no order: the call began with its oldest leg.
             call.started_at = at
-        call.legs[uid] = Leg(uid, linkedid, channel, at)
+        call.legs[uid] = Leg(uid, linkedid, channel, at, node=self._node)
         call.legs_seen += 1
         self.legs[uid] = call
         if started:
@@ -288,7 +351,12 @@ class CallModel:
         channel = h.get("Channel", "")
         if not uid or uid in self.legs or channel.startswith(_PSEUDO_CHANNELS):
             return
-        call = self._add_leg(uid, h.get("Linkedid") or uid, channel, now, out)
+        linkedid = h.get("Linkedid") or uid
+        if linkedid in self.foreign or self._is_trunk_origin(uid, linkedid, channel):
+            self.foreign[linkedid] = self._node
+            self.trunk_legs += 1
+            return
+        call = self._add_leg(uid, linkedid, channel, now, out)
         if uid == call.call_id:
             self._set_caller(call, h.get("CallerIDNum"), h.get("CallerIDName"))
 
@@ -296,6 +364,8 @@ class CallModel:
         """The call and leg an event is about, moving the leg if its Linkedid changed."""
         call = self.legs.get(h.get(prefix + "Uniqueid", ""))
         if call is None:
+            if self.foreign and h.get(prefix + "Uniqueid") in self.foreign and h.get("Event") == "Hangup":
+                del self.foreign[h[prefix + "Uniqueid"]]     # the trunk's far half is over
             self.ignored += 1
             return None
         leg = call.legs[h[prefix + "Uniqueid"]]
@@ -309,7 +379,7 @@ class CallModel:
         if new is None:
             # Regrouped under a Linkedid we have no call for (its origin is gone):
             # the call keeps living under its new id.
-            new = Call(call_id=linkedid, started_at=old.started_at)
+            new = Call(call_id=linkedid, started_at=old.started_at, node=old.node)
             self.calls[linkedid] = new
             self._emit(new, CallStarted, now, out, channel=leg.channel)
         del old.legs[leg.uniqueid]
@@ -360,7 +430,8 @@ class CallModel:
         leg.cause_txt = h.get("Cause-txt")
         self._drop_leg(call, leg, now, out, estimated=False)
 
-    def _drop_leg(self, call: Call, leg: Leg, now: float, out: list[CallEvent], *, estimated: bool) -> None:
+    def _drop_leg(self, call: Call, leg: Leg, now: float, out: list[CallEvent], *, estimated: bool,
+                  reason: str = "ended while the daemon was disconnected") -> None:
         del call.legs[leg.uniqueid]
         del self.legs[leg.uniqueid]
         if leg.bridge is not None:
@@ -384,7 +455,7 @@ class CallModel:
         if not call.legs:
             call.end_estimated = estimated
             if estimated:
-                call.hangup_cause_txt = "ended while the daemon was disconnected"
+                call.hangup_cause_txt = reason
             self._end(call, now, out)
         else:
             self._update_state(call, now, out)
@@ -720,10 +791,15 @@ class CallModel:
 
 def channel_prefix(device: str) -> str:
     """How the channels a dial string creates are named: ``PJSIP/1001`` makes
-    ``PJSIP/1001-0000002a``, ``Local/agent1@ctx/n`` makes ``Local/agent1@ctx-0000001b;1``."""
+    ``PJSIP/1001-0000002a``, ``Local/agent1@ctx/n`` makes ``Local/agent1@ctx-0000001b;1``,
+    ``PJSIP/1001@cti-trunk-b`` (1001 through the trunk endpoint) makes
+    ``PJSIP/cti-trunk-b-00000003``."""
     if device.startswith("Local/"):
         device = device.split("/", 2)
         device = "/".join(device[:2])
+    elif device.startswith("PJSIP/"):
+        target = device[len("PJSIP/"):].split("/", 1)[0]
+        device = "PJSIP/" + target.rpartition("@")[2]
     return device + "-"
 
 

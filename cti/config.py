@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -79,6 +79,31 @@ def default_state_dir() -> Path:
     return Path(base) / "cti"
 
 
+class AmiNode(BaseModel):
+    """One Asterisk node of ``ami_nodes`` (docs/scale-out.md, "Several Asterisk nodes")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    user: str = "cti"
+    secret: SecretStr = SecretStr("")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        from cti.nodes import check_node_name
+        return check_node_name(v)
+
+    @field_validator("host", "user")
+    @classmethod
+    def _no_control_chars(cls, v: str) -> str:
+        if re.search(r"[\x00-\x1f\x7f]", v):
+            raise ValueError("must not contain control characters")
+        return v
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CTI_", extra="forbid", frozen=True)
 
@@ -91,6 +116,17 @@ class Settings(BaseSettings):
     ami_action_timeout: float = Field(5.0, gt=0, le=300)
     ami_ping_interval: float = Field(10.0, gt=0, le=3600)
     ami_reconnect_max: float = Field(15.0, gt=0, le=600)
+    # Several Asterisk nodes (docs/scale-out.md): a list of {name, host, port, user,
+    # secret} (TOML array of tables, or JSON in CTI_AMI_NODES). Empty: one node, named
+    # ami_node_name, from the ami_* settings above. With several, a node whose AMI
+    # connection stays lost ami_node_dead_after seconds is dead: its calls end by
+    # estimate, the agents whose phones were on it are not ready "unreachable".
+    ami_nodes: tuple[AmiNode, ...] = ()
+    ami_node_name: str = "a"
+    ami_node_dead_after: float = Field(10.0, gt=0, le=3600)
+    # Channels of the inter-node PJSIP trunk start so (the endpoints are cti-trunk-<node>):
+    # one that starts a call on a node is the far half of a call of another node.
+    ami_trunk_prefix: str = "PJSIP/cti-trunk-"
 
     # PostgreSQL: a URL, or none for the embedded server in state_dir/pg
     database_url: SecretStr | None = None
@@ -318,6 +354,19 @@ class Settings(BaseSettings):
         feature_limits(v)             # raises ValueError naming the feature
         return v
 
+    @field_validator("ami_node_name")
+    @classmethod
+    def _node_name(cls, v: str) -> str:
+        from cti.nodes import check_node_name
+        return check_node_name(v)
+
+    @field_validator("ami_nodes")
+    @classmethod
+    def _nodes(cls, v: tuple[AmiNode, ...]) -> tuple[AmiNode, ...]:
+        from cti.nodes import check_nodes
+        check_nodes([n.name for n in v])
+        return v
+
     @field_validator("hook_hosts")
     @classmethod
     def _host_names(cls, v: list[str]) -> list[str]:
@@ -428,10 +477,15 @@ def default_secret_problems(settings: Settings) -> list[str]:
     """The settings whose secret is empty or a known default, each named with its
     variable, as messages; empty when there are none. Pure."""
     problems = []
-    if settings.ami_secret.get_secret_value().strip().lower() in KNOWN_DEFAULT_SECRETS:
+    if not settings.ami_nodes and settings.ami_secret.get_secret_value().strip().lower() in KNOWN_DEFAULT_SECRETS:
         what = "is not set" if not settings.ami_secret.get_secret_value() else "is a known default"
         problems.append(f"ami_secret (CTI_AMI_SECRET) {what}: set the AMI user's own random secret "
                         "(asterisk-config/manager.conf, docs/security.md)")
+    for node in settings.ami_nodes:
+        if node.secret.get_secret_value().strip().lower() in KNOWN_DEFAULT_SECRETS:
+            what = "is not set" if not node.secret.get_secret_value() else "is a known default"
+            problems.append(f"ami_nodes ({node.name}) secret {what}: set each node's AMI user's own random "
+                            "secret (docs/scale-out.md)")
     if settings.database_url is not None:
         from urllib.parse import urlsplit
 

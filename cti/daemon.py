@@ -5,6 +5,13 @@ when no URL is set; migrations; the pool every feature shares), the batching wri
 bus, the AMI client (its connect hook resyncs the model and closes in the
 database the calls that ended while we were away).
 
+Several Asterisk nodes (``ami_nodes``, docs/scale-out.md): one AMI client per node,
+each with its own resync; frames are fed with their node, ids qualified
+(``cti.nodes``); a node lost longer than ``ami_node_dead_after`` is dead (its calls
+end by estimate, ``NodeDead`` on the bus for the features), and is adopted again by
+its resync when it returns. ``Core.ami`` is the first node's client: the features
+act there unless they ask for a call's node (``Core.ami_for``).
+
 The thin loop is: AMI frame -> ``CallModel.feed`` -> domain events -> bus ->
 subscribers: the writer and the log here, then those of the features ``server.root``
 mounts on this app (the ACD, recording, the wallboard, the event-lag metric, the
@@ -17,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timezone
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, AsyncIterator, Awaitable, Callable, Protocol
 
 import asyncpg
@@ -31,6 +38,7 @@ from cti.calls import CallModel
 from cti.config import Settings
 from cti.events import Bus, CallEvent, CallStateChanged
 from cti.migrate import migrate
+from cti.nodes import NodeBack, NodeChange, NodeDead, NodeWatch, node_of_id, node_specs, qualified, qualify
 from cti.pg import FeaturePool, close_pool, feature_limits, open_pool
 from cti.version import version
 from cti.writer import Writer
@@ -52,15 +60,26 @@ class Core:
     pool: asyncpg.Pool | None = None
     # Each feature's share of it (``db``), made on first use.
     shares: dict[str, FeaturePool] = field(default_factory=dict)
-    ami: AmiClient | None = None
+    ami: AmiClient | None = None          # the first (primary) node's client
+    # Every node's client by name (one: {ami_node_name: ami}); several: docs/scale-out.md.
+    nodes: dict[str, AmiClient] = field(default_factory=dict)
+    multi: bool = False                   # several nodes: ids qualified, deaths watched
+    watch: NodeWatch | None = None
+    watch_timer: asyncio.TimerHandle | None = None
+    systemnames: dict[str, str] = field(default_factory=dict)   # each node's, as it said
     embedded: Any = None
-    reconcile_task: asyncio.Task[None] | None = None
+    reconcile_task: asyncio.Task[None] | None = None      # the last one started
+    reconcile_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)   # per node
     frames_in: int = 0
     model_errors: int = 0
     db_reconciled: int = 0
     http_limits: Any = None          # cti.httpserver.Limits of the HTTP listener (its counters)
     # async fn(CoreShowChannel items) run after every resync, in the connect hook
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]] = field(default_factory=list)
+    # async fn(node name, its AmiClient, its CoreShowChannel items, ids qualified) run after
+    # every resync of a node other than the primary (the ACD adopts its callers, the
+    # phones list its contacts)
+    node_hooks: list[Callable[[str, AmiClient, list[Any]], Awaitable[None]]] = field(default_factory=list)
     # /healthz sections a feature adds (the ACD's "acd"), set by the composition root
     health_parts: dict[str, Callable[[], Any]] = field(default_factory=dict)
     # Whether this process writes the calls' timelines (``call_events``): always, except
@@ -69,6 +88,28 @@ class Core:
     # Ends the process with an exit status (set by ``serve``; cti.ha after a step-down).
     shutdown: Callable[[int], None] | None = None
     exit_code: int = 0
+
+    def ami_for(self, call_id: str) -> AmiClient | None:
+        """The AMI client of the node a call is on (its origin's), else the primary's."""
+        node = self.model.node_of(call_id) if self.multi else None
+        if node is None and self.multi:
+            node = node_of_id(call_id, self.nodes)
+        return self.nodes.get(node, self.ami) if node is not None else self.ami
+
+    def ami_node_of(self, call_id: str) -> str | None:
+        """The node name of a call (several nodes), else None."""
+        if not self.multi:
+            return None
+        return self.model.node_of(call_id) or node_of_id(call_id, self.nodes)
+
+    def primary_id(self, uid: str) -> str:
+        """An id we choose for a channel originated on the primary node (``ChannelId``),
+        as its events will carry it: with several nodes, prefixed with the primary's name."""
+        return qualified(next(iter(self.nodes)), uid) if self.multi and self.nodes else uid
+
+    def model_node(self, name: str) -> str | None:
+        """The node name the model is fed with: None with one node (ids as Asterisk gives them)."""
+        return name if self.multi else None
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None:
         """The one way a feature puts an event on a live call's timeline (the ACD's
@@ -109,21 +150,30 @@ class CoreServices(Protocol):
     writer: Writer | None
     ami: AmiClient | None
     resync_hooks: list[Callable[[list[Any]], Awaitable[None]]]
+    # Several Asterisk nodes (docs/scale-out.md); features read them with getattr, so the
+    # smaller stand-ins of unit tests need not have them.
+    nodes: dict[str, AmiClient]
+    node_hooks: list[Callable[[str, AmiClient, list[Any]], Awaitable[None]]]
 
     def annotate(self, call_id: str, kind: str, at: float, /, **data: Any) -> CallEvent | None: ...
 
     def db(self, feature: str) -> FeaturePool | None: ...
 
+    def ami_for(self, call_id: str) -> AmiClient | None: ...
+
+    def ami_node_of(self, call_id: str) -> str | None: ...
+
 
 # -- wiring: frames in, events out ---------------------------------------------
 
-def on_frame(core: Core, frame: Any) -> None:
+def on_frame(core: Core, frame: Any, node: str | None = None) -> None:
     """AMI listener: feed the model, publish what it says, then the frame's typed
-    input for features if it is one (``cti.ami_inputs``). Never raises."""
+    input for features if it is one (``cti.ami_inputs``). ``node``: the node it came
+    from, with several (its ids are qualified first). Never raises."""
     core.frames_in += 1
-    headers = frame.headers
+    headers = frame.headers if node is None else qualify(node, frame.headers)
     try:
-        events = core.model.feed(headers, time.time())
+        events = core.model.feed(headers, time.time(), node)
     except Exception:
         core.model_errors += 1
         log.exception("call model rejected an event", event=headers.get("Event"))
@@ -138,6 +188,8 @@ def on_frame(core: Core, frame: Any) -> None:
         log.exception("AMI input not understood", event=headers.get("Event"))
         return
     if typed is not None:
+        if node is not None and hasattr(typed, "node"):
+            typed = replace(typed, node=node)
         core.bus.publish(typed)
 
 
@@ -151,22 +203,40 @@ def log_subscriber(ev: CallEvent) -> None:
 
 # -- resync --------------------------------------------------------------------
 
-async def resync(core: Core) -> None:
-    """On every (re)connect: rebuild the model from Asterisk, then the database."""
-    assert core.ami is not None
+async def resync(core: Core, name: str | None = None) -> None:
+    """On every (re)connect of node ``name`` (None: the primary): rebuild its part of
+    the model from its Asterisk, then the database."""
+    ami = core.nodes.get(name) if name is not None else core.ami
+    ami = ami if ami is not None else core.ami
+    assert ami is not None
+    node = core.model_node(name) if name is not None else None
     now = time.time()
-    channels = await core.ami.send("CoreShowChannels", shape="list", timeout=30)
-    queues = await core.ami.send("QueueStatus", shape="list", timeout=30)
-    items = [f.headers for f in channels.events if f.headers.get("Event") == "CoreShowChannel"]
-    entries = [f.headers for f in queues.events if f.headers.get("Event") == "QueueEntry"]
+    channels = await ami.send("CoreShowChannels", shape="list", timeout=30)
+    queues = await ami.send("QueueStatus", shape="list", timeout=30)
+    items = [qualify(node, f.headers) for f in channels.events if f.headers.get("Event") == "CoreShowChannel"]
+    entries = [qualify(node, f.headers) for f in queues.events if f.headers.get("Event") == "QueueEntry"]
     # Calls that vanished while we were away ended at the latest when we lost
     # Asterisk (a restart kills them then); the model marks them estimated.
-    lost_at = core.ami.health.lost_at
+    lost_at = ami.health.lost_at
     ended_at = lost_at if lost_at is not None and lost_at <= now else now
-    events = core.model.resync(items, entries, ended_at)
+    events = core.model.resync(items, entries, ended_at, node)
     core.bus.publish(*events)
-    log.info("resynced", channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
+    log.info("resynced", node=name, channels=len(items), queue_entries=len(entries), calls=len(core.model.calls),
              changes=len(events))
+    if core.watch is not None and name is not None:
+        await _check_systemname(core, ami, name)
+        _node_changes(core, core.watch.connected(name, time.time()))
+    if ami is not core.ami:
+        # The features act on the primary node: their hooks read its listing. Only
+        # this node's calls may be closed in the database.
+        for node_hook in list(core.node_hooks):
+            try:
+                async with asyncio.timeout(30):
+                    await node_hook(name, ami, items)
+            except Exception:
+                log.exception("node resync hook failed", node=name)
+        _start_reconcile(core, node, ended_at)
+        return
     # Features rebuild what they hold from the same listing (the ACD adopts waiting callers).
     for hook in list(core.resync_hooks):
         try:
@@ -174,14 +244,70 @@ async def resync(core: Core) -> None:
                 await hook(items)
         except Exception:
             log.exception("resync hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
-    if core.reconcile_task is not None:
-        core.reconcile_task.cancel()
+    _start_reconcile(core, node, ended_at)
+
+
+async def _check_systemname(core: Core, ami: AmiClient, name: str) -> None:
+    """Several nodes: each Asterisk should have ``systemname = <node name>``, so that its
+    own ids (seen by the IVR's FastAGI, the dialplan hooks, its CDRs and recordings) are
+    the ones the model uses. The daemon prefixes ids itself either way; a mismatch is
+    logged and shown in /healthz (``nodes.<name>.systemname``)."""
+    try:
+        reply = await ami.send("Getvar", {"Variable": "SYSTEMNAME"}, shape="single", timeout=5)
+        found = reply.response.headers.get("Value") or ""
+    except Exception:
+        return
+    core.systemnames[name] = found
+    if found != name:
+        log.warning("asterisk node's systemname is not its name: set systemname in its asterisk.conf",
+                    node=name, systemname=found or None)
+
+
+def _start_reconcile(core: Core, node: str | None, ended_at: float) -> None:
+    if core.writer is None or core.pool is None:
+        return                  # no database (a shell test): nothing to reconcile
+    key = node or ""
+    task = core.reconcile_tasks.pop(key, None)
+    if task is not None:
+        task.cancel()
     live = set(core.model.calls)
-    core.reconcile_task = asyncio.create_task(reconcile_db(core, live, ended_at))
+    task = asyncio.create_task(reconcile_db(core, live, ended_at, node))
+    core.reconcile_tasks[key] = task
+    core.reconcile_task = task
 
 
-async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
-    """Close in the database the calls it holds open that Asterisk no longer has.
+def _node_changes(core: Core, changes: list[NodeChange]) -> None:
+    """A node dead (its calls end by estimate; the features are told) or back."""
+    for change in changes:
+        if isinstance(change, NodeDead):
+            events = core.model.node_down(change.node, change.since)
+            log.error("asterisk node dead: its calls closed by estimate", node=change.node,
+                      lost_at=change.since, calls_closed=sum(1 for e in events if e.kind == "call.ended"))
+            core.bus.publish(*events)
+            core.bus.publish(change)
+        elif isinstance(change, NodeBack):
+            log.warning("asterisk node back", node=change.node)
+            core.bus.publish(change)
+    _arm_watch(core)
+
+
+def _arm_watch(core: Core) -> None:
+    """Wake when the next node away is due to be declared dead (the watch's deadline)."""
+    if core.watch_timer is not None:
+        core.watch_timer.cancel()
+        core.watch_timer = None
+    watch = core.watch
+    due = watch.next_deadline() if watch is not None else None
+    if due is None:
+        return
+    loop = asyncio.get_running_loop()
+    core.watch_timer = loop.call_later(max(0.0, due - time.time()) + 0.01,
+                                       lambda: _node_changes(core, watch.tick(time.time())))
+
+
+async def reconcile_db(core: Core, live: set[str], ended_at: float, node: str | None = None) -> None:
+    """Close in the database the calls it holds open that Asterisk no longer has
+    (with several nodes, only ``node``'s: the others answer for their own).
 
     Covers a daemon restart (the model starts empty) as well as a reconnect.
     Retries while the database is away; every wait bounded.
@@ -196,7 +322,8 @@ async def reconcile_db(core: Core, live: set[str], ended_at: float) -> None:
             if not await core.writer.drain(timeout=10):
                 raise TimeoutError("the writer has not caught up")
             async with asyncio.timeout(30), core.pool.acquire(timeout=10) as conn:
-                stale = [c for c in await open_calls(conn) if c not in live]
+                stale = [c for c in await open_calls(conn) if c not in live
+                         and (node is None or node_of_id(c, core.nodes) == node)]
                 closed = await close_calls(conn, stale, when, "ended while the daemon was disconnected")
             core.db_reconciled += len(closed)
             if closed:
@@ -251,25 +378,55 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
             await core.embedded.stop()
 
 
+def _node_client(core: Core, spec: Any) -> AmiClient:
+    """One node's AMI client: frames to the model with the node, resync on connect,
+    the watch told when it is lost."""
+    s = core.settings
+    client = AmiClient(spec.host, spec.port, spec.user, spec.secret.get_secret_value(),
+                       action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval,
+                       reconnect_max=s.ami_reconnect_max)
+    name = spec.name
+    node = core.model_node(name)
+    client.add_listener(lambda frame: on_frame(core, frame, node))
+
+    async def on_connected() -> None:
+        await resync(core, name)
+
+    def on_lost(at: float) -> None:
+        if core.watch is not None:
+            core.watch.lost(name, at)
+            _arm_watch(core)
+
+    client.set_on_connected(on_connected)
+    client.set_on_lost(on_lost)
+    return client
+
+
 async def ami_ctx(app: web.Application) -> AsyncIterator[None]:
     core = app[CORE]
     s = core.settings
-    core.ami = AmiClient(s.ami_host, s.ami_port, s.ami_user, s.ami_secret.get_secret_value(),
-                         action_timeout=s.ami_action_timeout, ping_interval=s.ami_ping_interval,
-                         reconnect_max=s.ami_reconnect_max)
-    core.ami.add_listener(lambda frame: on_frame(core, frame))
-    async def on_connected() -> None:
-        await resync(core)
-
-    core.ami.set_on_connected(on_connected)
-    await core.ami.start()
+    specs = node_specs(s)
+    core.multi = len(specs) > 1
+    if core.multi:
+        core.model.trunk_prefix = s.ami_trunk_prefix or None
+        core.watch = NodeWatch([n.name for n in specs], s.ami_node_dead_after, time.time())
+    core.nodes = {spec.name: _node_client(core, spec) for spec in specs}
+    core.ami = core.nodes[specs[0].name]
+    for client in core.nodes.values():
+        await client.start()
+    _arm_watch(core)
     try:
         yield
     finally:
-        await core.ami.stop()
-        if core.reconcile_task is not None:
-            core.reconcile_task.cancel()
-            await asyncio.gather(core.reconcile_task, return_exceptions=True)
+        core.watch = None       # stopping loses every connection: no death follows
+        if core.watch_timer is not None:
+            core.watch_timer.cancel()
+            core.watch_timer = None
+        await asyncio.gather(*(c.stop() for c in core.nodes.values()))
+        tasks = list(core.reconcile_tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 # async fn(request) -> whether the caller may see versions in /healthz (set by
@@ -289,6 +446,7 @@ def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
         # The writer connects lazily: it is healthy unless its last attempt failed.
         "ok": bool(ami and ami.logged_in and writer and (writer.connected or writer.last_error is None)),
         "ami": ami_view,
+        **({"nodes": node_health(core, versions)} if core.multi else {}),
         "database": _plain(writer),
         "model": {"calls": len(core.model.calls), "legs": len(core.model.legs),
                   "frames_in": core.frames_in, "errors": core.model_errors,
@@ -299,6 +457,20 @@ def health(core: Core, *, versions: bool = False) -> dict[str, Any]:
     if versions:
         body["version"] = version()
     return body
+
+
+def node_health(core: Core, versions: bool) -> dict[str, Any]:
+    """Each node's AMI health and state (``up``, ``down``, ``dead``, ``starting``); the
+    document's ``ok`` is the primary's (a dead other node is reported, not fatal:
+    the daemon serves the others)."""
+    states = core.watch.states() if core.watch is not None else {}
+    out: dict[str, Any] = {}
+    for name, client in core.nodes.items():
+        view = _plain(client.health)
+        if isinstance(view, dict) and not versions:
+            view.pop("asterisk_version", None)
+        out[name] = {"state": states.get(name), "systemname": core.systemnames.get(name), "ami": view}
+    return out
 
 
 def _plain(record: Any) -> Any:
@@ -354,7 +526,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None,
     core.shutdown = shutdown
     runner, _ = await start_http(app, settings)
     log.info("serving", http=f"http://{settings.http_host}:{settings.http_port}",
-             ami=f"{settings.ami_host}:{settings.ami_port}")
+             ami=[f"{n.name}={n.host}:{n.port}" for n in node_specs(settings)])
     _notify("READY=1")       # systemd Type=notify: started once the listener serves (docs/deploy.md)
     try:
         await stop.wait()

@@ -162,9 +162,13 @@ def production_findings(settings: Settings, facts: Facts = Facts()) -> list[Find
              "make sure only the TLS proxy can reach it (firewall), or bind 127.0.0.1")
     if _address_kind(settings.agi_host) != "loopback":
         refuse(f"agi_host (CTI_AGI_HOST) {settings.agi_host}: FastAGI has no authentication: bind 127.0.0.1")
-    if _address_kind(settings.ami_host) != "loopback":
+    if not settings.ami_nodes and _address_kind(settings.ami_host) != "loopback":
         warn(f"ami_host (CTI_AMI_HOST) {settings.ami_host}: AMI is plain text (secret, caller numbers) "
              "across the network: run the daemon on Asterisk's host, or tunnel it")
+    for node in settings.ami_nodes:
+        if _address_kind(node.host) != "loopback":
+            warn(f"ami_nodes ({node.name}) host {node.host}: AMI is plain text (secret, caller numbers) "
+                 "across the network: tunnel it (WireGuard, ssh), or keep the nodes on a private link")
     ws = urlsplit(settings.phone_ws_url)
     if ws.scheme == "ws" and _address_kind(ws.hostname or "") != "loopback":
         refuse(f"phone_ws_url (CTI_PHONE_WS_URL) {settings.phone_ws_url}: browsers only let phones use "

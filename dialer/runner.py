@@ -402,6 +402,9 @@ class CampaignRunner:
     def _originate(self, c: dict, phone: str, lead_id: int, attempt_id: int, rules: RetryRules | None = None) -> None:
         self._seq += 1
         leg = f"dialer-{attempt_id}-{self._seq}"
+        # Several Asterisk nodes: placed on the primary and named as its events will carry it.
+        primary_id = getattr(self.core, "primary_id", None)
+        leg = primary_id(leg) if primary_id is not None else leg
         ring_s = max(int(MIN_RING.total_seconds()), int(c["ring_s"]))
         a = self.calls[leg] = Attempt(attempt_id, lead_id, c["campaign_id"], leg, time.time(), ring_s, rules=rules)
         variables = {

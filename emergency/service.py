@@ -239,7 +239,9 @@ class EmergencyService:
             self._record(s.id, call_id, "waiting", "failed", str(exc)[:200])
             log.warning("emergency redirect not sent", call_id=call_id, switch=s.id, error=str(exc))
             return move
-        sends = [submit(self.core.ami, name, headers) for name, headers in actions]
+        ami_for = getattr(self.core, "ami_for", None)      # the caller's node (several nodes)
+        ami = ami_for(call_id) if ami_for is not None else self.core.ami
+        sends = [submit(ami, name, headers) for name, headers in actions]
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)
@@ -364,6 +366,11 @@ class EmergencyService:
             return
         self._global_set = value
         fut = submit(ami, "Setvar", {"Variable": GLOBAL, "Value": value})
+        # Several Asterisk nodes: every other connected node's dialplan reads it too
+        # (best effort: a node that connects later gets it at the next change or poll).
+        for other in (getattr(self.core, "nodes", None) or {}).values():
+            if other is not ami and other.connected:
+                submit(other, "Setvar", {"Variable": GLOBAL, "Value": value})
 
         def done(f: asyncio.Future[Any]) -> None:
             if failure(f) is not None:

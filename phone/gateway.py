@@ -22,6 +22,13 @@ What it does (docs/softphone.md has the why):
   device is ``PJSIP/<id>`` is told to the ACD as reachable or not
   (``AcdService.device_reachable``): an agent whose phone cannot ring is not
   ready with the reason ``unreachable`` and is offered nothing.
+- Several Asterisk nodes (docs/scale-out.md): a contact is a node's. Each
+  node's contacts are listed after its resync (``Core.node_hooks``); a dead node's
+  are dropped (``cti.nodes.NodeDead`` on the bus), so the agents whose phones
+  were there go not ready ``unreachable``, and come back as the node's listing
+  (or their phones' new registrations) shows them again. ``route_device`` gives
+  the ACD the dial string that reaches a phone from a caller's node: through the
+  trunk (``PJSIP/<aor>@cti-trunk-<node>``) when the phone is on another.
 """
 from __future__ import annotations
 
@@ -37,7 +44,8 @@ from aiohttp import web
 
 from cti.ami_inputs import ContactStatus
 from cti.daemon import run_with_app
-from cti.errors import AmiError, CtiError
+from cti.errors import AmiActionFailed, AmiError, CtiError
+from cti.nodes import NodeDead, route_device
 from phone import phone_db
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
@@ -84,6 +92,7 @@ class PhoneService:
     _generation: int = 0                        # changes asked for
     _reloaded: int = 0                          # changes Asterisk has read
     _unsubscribe: Any = None                    # from the contacts on the bus
+    _unsubscribe_dead: Any = None               # from the nodes' deaths on the bus
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -99,16 +108,26 @@ class PhoneService:
                 acd.bind_device(a.agent_id, dial_string(a.device_id))
         await asyncio.to_thread(self._write_conf)
         self._unsubscribe = self.core.bus.subscribe_to(ContactStatus, self.on_contact)
+        self._unsubscribe_dead = self.core.bus.subscribe_to(NodeDead, self.on_node_dead)
         self.core.resync_hooks.append(self.on_resync)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None:
+            node_hooks.append(self.on_node_resync)
+        if acd is not None and getattr(self.core, "multi", False):
+            acd.route_device = self.route_device
         if self.core.ami.connected:  # the first resync ran before we were here
             await self.on_resync([])
 
     async def stop(self) -> None:
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None and self.on_node_resync in node_hooks:
+            node_hooks.remove(self.on_node_resync)
+        for unsubscribe in (self._unsubscribe, self._unsubscribe_dead):
+            if unsubscribe is not None:
+                unsubscribe()
+        self._unsubscribe = self._unsubscribe_dead = None
 
     # -- Asterisk side ---------------------------------------------------------
 
@@ -117,7 +136,7 @@ class PhoneService:
         change = contact_state(ev.aor, ev.uri, ev.status)
         if change is None:
             return
-        now_up = self.reach.feed(change)
+        now_up = self.reach.feed(change, ev.node if ev.node is not None else self._primary_node())
         if now_up is not None:
             log.info("phone reachability", device=change.aor, reachable=now_up, uri=change.uri)
             self._tell_acd()
@@ -128,20 +147,56 @@ class PhoneService:
             await self._reload()
             for a in self.agents.values():
                 await self._put_options(a)
-            changes = await self._contacts()
+            changes = await self._contacts(self.core.ami)
         except AmiError as exc:
             log.warning("phones not synchronised with Asterisk", error=str(exc))
             return
-        self.reach.replace(changes)
+        self.reach.replace(changes, self._primary_node())
         self.listed = True
         log.info("phone contacts listed", devices_up=sorted(self.reach.devices_up()))
         self._tell_acd()
 
-    async def _getvar(self, name: str) -> str:
-        reply = await self.core.ami.send("Getvar", {"Variable": name}, shape="single", timeout=10)
+    async def on_node_resync(self, node: str, ami: Any, _channels: list[Any] | None = None) -> None:
+        """After a node other than the primary (re)connected: the agents' phone options
+        and its contacts again."""
+        try:
+            for a in self.agents.values():
+                await self._put_options(a, ami)
+            changes = await self._contacts(ami)
+        except AmiError as exc:
+            log.warning("phones of a node not listed", node=node, error=str(exc))
+            return
+        changed = self.reach.replace(changes, node)
+        self.listed = True
+        log.info("phone contacts listed", node=node, changed=changed)
+        self._tell_acd()
+
+    def on_node_dead(self, ev: NodeDead) -> None:
+        """Bus subscriber: a node died; the phones registered there cannot ring."""
+        down = self.reach.drop_node(ev.node)
+        log.warning("phones of a dead node unreachable", node=ev.node, devices=sorted(down))
+        self._tell_acd()
+
+    def _primary_node(self) -> str | None:
+        """The node name contacts of the primary node are kept under (None: one node)."""
+        nodes = getattr(self.core, "nodes", None)
+        if not nodes or not getattr(self.core, "multi", False):
+            return None
+        return next(iter(nodes))
+
+    def route_device(self, call_id: str, device: str) -> str:
+        """The dial string that rings ``device`` from the node of ``call_id`` (through
+        the trunk when the phone is registered on another node only)."""
+        node_of = getattr(self.core, "ami_node_of", None)
+        caller = node_of(call_id) if node_of is not None else None
+        aor = device_of_dial(device)
+        return route_device(device, caller, self.reach.nodes_of(aor) if aor else set())
+
+    async def _getvar(self, ami: Any, name: str) -> str:
+        reply = await ami.send("Getvar", {"Variable": name}, shape="single", timeout=10)
         return reply.response.headers.get("Value", "") or ""
 
-    async def _contacts(self) -> list[ContactChange]:
+    async def _contacts(self, ami: Any) -> list[ContactChange]:
         """Every contact of our devices and of the ACD's PJSIP devices, read one by one."""
         ids = set(self.devices)
         acd = self.acd
@@ -149,9 +204,13 @@ class PhoneService:
             ids |= {d for d in (device_of_dial(acd.device_of(a.id)) for a in acd.config.agents) if d}
         out: list[ContactChange] = []
         for aor in sorted(ids):
-            for contact in contacts_of(aor, await self._getvar(f"PJSIP_AOR({aor},contact)")):
-                uri = await self._getvar(f"PJSIP_CONTACT({contact},uri)")
-                status = await self._getvar(f"PJSIP_CONTACT({contact},status)")
+            try:
+                listed = await self._getvar(ami, f"PJSIP_AOR({aor},contact)")
+            except AmiActionFailed:
+                continue        # no such AOR on this node (several nodes): no contact here
+            for contact in contacts_of(aor, listed):
+                uri = await self._getvar(ami, f"PJSIP_CONTACT({contact},uri)")
+                status = await self._getvar(ami, f"PJSIP_CONTACT({contact},status)")
                 change = contact_state(aor, uri, status)
                 if change is not None:
                     out.append(change)
@@ -195,10 +254,22 @@ class PhoneService:
             except AmiError as exc:  # the next (re)connect reloads again
                 log.warning("pjsip reload failed", error=str(exc))
 
-    async def _put_options(self, a: AgentPhone) -> None:
-        # A global (Setvar without a channel): an empty value clears it.
-        await self.core.ami.send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id,
-                                            "Value": options_value(a.auto_answer, a.zip_tone)}, shape="single")
+    async def _put_options(self, a: AgentPhone, ami: Any = None) -> None:
+        # A global (Setvar without a channel): an empty value clears it. On the primary
+        # (or ``ami``), and on every other node connected now (several Asterisk nodes:
+        # an offer rings from the caller's node; a node away gets them at its resync).
+        value = options_value(a.auto_answer, a.zip_tone)
+        await (ami or self.core.ami).send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id, "Value": value},
+                                          shape="single")
+        if ami is not None:
+            return
+        for other in (getattr(self.core, "nodes", None) or {}).values():
+            if other is not self.core.ami and getattr(self.core, "multi", False) and other.connected:
+                try:
+                    await other.send("Setvar", {"Variable": OPTIONS_VAR + a.agent_id, "Value": value},
+                                     shape="single")
+                except AmiError as exc:
+                    log.warning("phone options not given to a node", agent=a.agent_id, error=str(exc))
 
     def _tell_acd(self) -> None:
         """Give the ACD every agent's reachability (a no-op where it did not change)."""

@@ -141,36 +141,53 @@ def contact_state(aor: str, uri: str, status: str) -> ContactChange | None:
 
 @dataclass
 class Reachability:
-    """Which devices can ring: a device is up while one of its contacts is."""
+    """Which devices can ring: a device is up while one of its contacts is. With
+    several Asterisk nodes a contact is a node's (``node``; None: the one node): a
+    phone is registered on a node, and a dead node's contacts go with it."""
 
-    _contacts: dict[str, dict[str, bool]] = field(default_factory=dict)
+    _contacts: dict[str, dict[tuple[str | None, str], bool]] = field(default_factory=dict)
 
     def up(self, device_id: str) -> bool:
         return any(self._contacts.get(device_id, {}).values())
 
-    def feed(self, change: ContactChange) -> bool | None:
+    def nodes_of(self, device_id: str) -> set[str | None]:
+        """The nodes where the device has a contact up (where it can be rung)."""
+        return {node for (node, _), up in self._contacts.get(device_id, {}).items() if up}
+
+    def feed(self, change: ContactChange, node: str | None = None) -> bool | None:
         """Take a change. Returns the device's new reachability when it changed, else None."""
         before = self.up(change.aor)
         contacts = self._contacts.setdefault(change.aor, {})
+        key = (node, change.uri)
         if change.up:
-            contacts[change.uri] = True
-        elif change.uri in contacts:
-            contacts[change.uri] = False
-            if not any(contacts.values()):
-                del self._contacts[change.aor]
+            contacts[key] = True
+        elif key in contacts:
+            contacts[key] = False
+        if not any(contacts.values()):
+            del self._contacts[change.aor]
         after = self.up(change.aor)
         return after if after != before else None
 
-    def replace(self, changes: Iterable[ContactChange]) -> dict[str, bool]:
-        """Start again from a full listing (after a (re)connect). Returns every
-        device whose reachability differs from before, with the new value."""
-        before = {aor for aor in self._contacts if self.up(aor)}
-        self._contacts = {}
+    def replace(self, changes: Iterable[ContactChange], node: str | None = None) -> dict[str, bool]:
+        """Start again from a full listing of ``node``'s contacts (after its (re)connect):
+        the other nodes' stay. Returns every device whose reachability differs from
+        before, with the new value."""
+        before = self.devices_up()
+        kept: dict[str, dict[tuple[str | None, str], bool]] = {}
+        for aor, contacts in self._contacts.items():
+            others = {k: v for k, v in contacts.items() if k[0] != node and v}
+            if others:
+                kept[aor] = others
+        self._contacts = kept
         for c in changes:
             if c.up:
-                self._contacts.setdefault(c.aor, {})[c.uri] = True
-        after = {aor for aor in self._contacts if self.up(aor)}
+                self._contacts.setdefault(c.aor, {})[(node, c.uri)] = True
+        after = self.devices_up()
         return {aor: aor in after for aor in before ^ after}
+
+    def drop_node(self, node: str | None) -> dict[str, bool]:
+        """Node ``node`` is dead: its contacts are gone. Returns the devices now down."""
+        return self.replace((), node)
 
     def devices_up(self) -> set[str]:
         return {aor for aor in self._contacts if self.up(aor)}

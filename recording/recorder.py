@@ -155,6 +155,9 @@ class RecordingService:
         self._unsubscribe = self.core.bus.subscribe(self.on_call_event)
         self._unsubscribe_reports = self.core.bus.subscribe_to(RecordingReport, self.on_report)
         self.core.resync_hooks.append(self.on_resync)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None:
+            node_hooks.append(self.on_node_resync)
         if self.core.ami.connected:  # the first resync ran before we were here
             await self.on_resync([])
         if self.sweep_every > 0 and self.pool is not None:
@@ -167,6 +170,9 @@ class RecordingService:
         self._unsubscribe = self._unsubscribe_reports = None
         if self.on_resync in self.core.resync_hooks:
             self.core.resync_hooks.remove(self.on_resync)
+        node_hooks = getattr(self.core, "node_hooks", None)
+        if node_hooks is not None and self.on_node_resync in node_hooks:
+            node_hooks.remove(self.on_node_resync)
         if self.release_globals and decide(self.config, None, "call_answer") is not None and self.core.ami.connected:
             # Nobody would keep the rows of recordings started at answer from now on.
             try:
@@ -224,14 +230,21 @@ class RecordingService:
 
     async def on_resync(self, _items: list[Any]) -> None:
         """After every AMI (re)connect: tell the dialplan whether to record at the caller's answer."""
+        await self._put_globals(self.core.ami)
+
+    async def on_node_resync(self, node: str, ami: Any, _items: list[Any]) -> None:
+        """Several Asterisk nodes: another node (re)connected: its dialplan is told too."""
+        await self._put_globals(ami, node)
+
+    async def _put_globals(self, ami: Any, node: str | None = None) -> None:
         sides = decide(self.config, None, "call_answer")
         side = record_variables("", sides)["CTI_REC_SIDE"] if sides is not None else ""
         try:
             for name, value in (("CTI_REC_DIR", self.write_dir), ("CTI_REC_AT_ANSWER", side)):
-                await self.core.ami.send("Setvar", {"Variable": name, "Value": value}, shape="single",
-                                         timeout=ACTION_TIMEOUT)
+                await ami.send("Setvar", {"Variable": name, "Value": value}, shape="single",
+                               timeout=ACTION_TIMEOUT)
         except AmiError as exc:
-            log.warning("recording at answer not told to the dialplan", error=str(exc))
+            log.warning("recording at answer not told to the dialplan", node=node, error=str(exc))
 
     async def _adopt_answer_recording(self, call_id: str, channel: str, path: str) -> None:
         """A recording the dialplan started at the caller's answer: its row and state."""
@@ -328,7 +341,7 @@ class RecordingService:
             except Exception as exc:
                 log.warning("recording segment not read", error=str(exc))
         name = file_name(live.call_id, segment)
-        await self._dialplan_start(live.channel, f"{self.write_dir}/{name}", sides)
+        await self._dialplan_start(live.channel, f"{self.write_dir}/{name}", sides, live.call_id)
         await self._started(live, segment, name, sides, reason, by)
 
     async def _bridged(self, call_id: str) -> bool:
@@ -353,7 +366,7 @@ class RecordingService:
             waited = True
             await asyncio.sleep(0.05)
 
-    async def _dialplan_start(self, channel: str, path: str, sides: Sides) -> None:
+    async def _dialplan_start(self, channel: str, path: str, sides: Sides, call_id: str | None = None) -> None:
         """Have the dialplan start MixMonitor on ``channel`` into ``path``; wait for its answer.
         Raises ``ControlError`` (502) when Asterisk refuses or the dialplan does not answer."""
         waiting: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -361,7 +374,7 @@ class RecordingService:
         try:
             try:
                 for name, value in record_variables(path, sides).items():
-                    await self._ami("Setvar", {"Channel": channel, "Variable": name, "Value": value})
+                    await self._ami("Setvar", {"Channel": channel, "Variable": name, "Value": value}, call_id)
             except AmiError as exc:
                 self.failures += 1
                 raise ControlError(502, "asterisk_refused", f"recording start failed: {exc}") from None
@@ -373,7 +386,7 @@ class RecordingService:
                         try:
                             for digit in RECORD_CODE:
                                 await self._ami("PlayDTMF", {"Channel": channel, "Digit": digit,
-                                                             "Receive": "true", "Duration": "80"})
+                                                             "Receive": "true", "Duration": "80"}, call_id)
                         except AmiError as exc:
                             self.failures += 1
                             raise ControlError(502, "asterisk_refused", f"recording start failed: {exc}") from None
@@ -385,7 +398,7 @@ class RecordingService:
                 self.failures += 1
                 # A start that comes later must find nothing to start.
                 try:
-                    await self._ami("Setvar", {"Channel": channel, "Variable": "CTI_REC_FILE", "Value": ""})
+                    await self._ami("Setvar", {"Channel": channel, "Variable": "CTI_REC_FILE", "Value": ""}, call_id)
                 except (AmiError, ControlError):
                     pass
                 raise ControlError(502, "asterisk_refused",
@@ -423,13 +436,13 @@ class RecordingService:
         except RecordingStateError as exc:
             raise ControlError(409, "recording_state", str(exc)) from None
         if command == "pause":
-            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "1"})
+            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "1"}, live.call_id)
             at = time.time()                    # muted by now
         elif command == "resume":
             at = time.time()                    # still muted until this is carried out
-            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "0"})
+            await self._send_or_fail("MixMonitorMute", {"Channel": live.channel, "Direction": "both", "State": "0"}, live.call_id)
         else:
-            await self._send_or_fail("StopMixMonitor", {"Channel": live.channel})
+            await self._send_or_fail("StopMixMonitor", {"Channel": live.channel}, live.call_id)
             at = time.time()
         active.rec = new = rec.apply(command, at)
         rid = active.recording_id
@@ -451,9 +464,9 @@ class RecordingService:
             live.active = None
             self._spawn(self._finish(active, at))
 
-    async def _send_or_fail(self, action: str, headers: dict[str, str]) -> None:
+    async def _send_or_fail(self, action: str, headers: dict[str, str], call_id: str | None = None) -> None:
         try:
-            await self._ami(action, headers)
+            await self._ami(action, headers, call_id)
         except AmiError as exc:
             self.failures += 1
             raise ControlError(502, "asterisk_refused", f"{action} failed: {exc}") from None
@@ -537,8 +550,10 @@ class RecordingService:
 
     # -- helpers -------------------------------------------------------------------
 
-    async def _ami(self, action: str, headers: dict[str, str]) -> None:
-        ami = self.core.ami
+    async def _ami(self, action: str, headers: dict[str, str], call_id: str | None = None) -> None:
+        # On the call's node (several Asterisk nodes), else the one.
+        ami_for = getattr(self.core, "ami_for", None)
+        ami = ami_for(call_id) if ami_for is not None and call_id is not None else self.core.ami
         if ami is None:
             raise ControlError(503, "asterisk_unavailable", "no AMI connection")
         await ami.send(action, headers, shape="single", timeout=ACTION_TIMEOUT)

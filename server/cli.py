@@ -278,24 +278,31 @@ async def _check(settings: Settings, production: bool = False, config_file: str 
     dangerous: tuple[str, ...] | None = None
     pending: tuple[str, ...] | None = None
     print("configuration: ok")
-    ami = AmiClient(settings.ami_host, settings.ami_port, settings.ami_user,
-                    settings.ami_secret.get_secret_value(), action_timeout=settings.ami_action_timeout)
-    await ami.start()
-    try:
-        await ami.wait_connected(timeout=10)
-        reply = await ami.send("CoreShowChannels", shape="list")
-        print(f"asterisk: ok ({settings.ami_host}:{settings.ami_port}, version "
-              f"{ami.health.asterisk_version}, {len(reply.events) - 1} channels up)")
-        if production:
-            from cti.prodcheck import dangerous_actions
+    from cti.nodes import node_specs
 
-            dangerous = dangerous_actions((await ami.send("ListCommands", shape="single")).response.headers)
-    except Exception as exc:
-        ok = False
-        print(f"asterisk: FAILED at {settings.ami_host}:{settings.ami_port} as {settings.ami_user!r}: "
-              f"{exc or type(exc).__name__}")
-    finally:
-        await ami.stop()
+    nodes = node_specs(settings)
+    for node in nodes:
+        # One line per Asterisk node (docs/scale-out.md), named when there are several.
+        name = f" {node.name}" if len(nodes) > 1 else ""
+        ami = AmiClient(node.host, node.port, node.user, node.secret.get_secret_value(),
+                        action_timeout=settings.ami_action_timeout)
+        await ami.start()
+        try:
+            await ami.wait_connected(timeout=10)
+            reply = await ami.send("CoreShowChannels", shape="list")
+            print(f"asterisk{name}: ok ({node.host}:{node.port}, version "
+                  f"{ami.health.asterisk_version}, {len(reply.events) - 1} channels up)")
+            if production:
+                from cti.prodcheck import dangerous_actions
+
+                found = dangerous_actions((await ami.send("ListCommands", shape="single")).response.headers)
+                dangerous = tuple(sorted(set(dangerous or ()) | set(found)))
+        except Exception as exc:
+            ok = False
+            print(f"asterisk{name}: FAILED at {node.host}:{node.port} as {node.user!r}: "
+                  f"{exc or type(exc).__name__}")
+        finally:
+            await ami.stop()
     try:
         dsn, server = await _dsn(settings)
         try:

@@ -49,8 +49,9 @@ class FakeAmi:
         self.peers: list[Peer] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+    async def start(self, port: int = 0) -> None:
+        """Listen on ``port`` (0: any free one; a port again: an Asterisk restarted)."""
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", port)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:

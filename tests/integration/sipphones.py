@@ -31,10 +31,15 @@ def tone_wav(path: Path, seconds: float = 30.0, rate: int = 8000, hz: float = 44
 
 
 class Baresip:
-    def __init__(self, workdir: Path, device: str, password: str) -> None:
+    def __init__(self, workdir: Path, device: str, password: str, *, registrar: str = "127.0.0.1",
+                 listen: str = "127.0.0.1", regint: int = 60, interface: str | None = None) -> None:
         self.dir = workdir
         self.device = device
         self.password = password
+        self.registrar = registrar          # the Asterisk node it registers to
+        self.listen = listen                # its own address (scripts/asterisk-cluster: $NET.3)
+        self.regint = regint
+        self.interface = interface          # where its media goes from (net_interface)
         self.sip_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
         self.log = workdir / "baresip.log"
@@ -44,7 +49,8 @@ class Baresip:
         wav = tone_wav(self.dir / "tone.wav")
         (self.dir / "config").write_text("\n".join([
             "poll_method epoll",
-            f"sip_listen 127.0.0.1:{self.sip_port}",
+            f"sip_listen {self.listen}:{self.sip_port}",
+            *([f"net_interface {self.interface}"] if self.interface else []),
             f"audio_source aufile,{wav}",
             "audio_player aubridge,phone-out",
             "audio_alert aubridge,phone-alert",
@@ -56,7 +62,7 @@ class Baresip:
             "",
         ]))
         (self.dir / "accounts").write_text(
-            f"<sip:{self.device}@127.0.0.1>;auth_pass={self.password};answermode=auto;regint=60;"
+            f"<sip:{self.device}@{self.registrar}>;auth_pass={self.password};answermode=auto;regint={self.regint};"
             "audio_codecs=PCMU\n")
         (self.dir / "contacts").write_text("")
 

@@ -60,6 +60,11 @@ def minimal_app() -> web.Application:
         frames_in=100,
         bus=SimpleNamespace(published=40, errors=0, subscribe=lambda fn: (lambda: None)),
         ami=SimpleNamespace(health=AmiHealth(True, True, now - 60, now - 1, 90, 0, 1, 0, 0, None, "11.0.0")),
+        # Two Asterisk nodes (docs/scale-out.md): b dead.
+        multi=True,
+        nodes={"a": SimpleNamespace(health=AmiHealth(True, True, now - 60, now - 1, 90, 0, 1, 0, 0, None, "11.0.0")),
+               "b": SimpleNamespace(health=AmiHealth(False, False, now - 5, now - 9, 9, 0, 1, 0, 0, "lost", None))},
+        watch=SimpleNamespace(states=lambda: {"a": "up", "b": "dead"}),
         writer=SimpleNamespace(stats=WriterStats(5, 200, 0, 0, 0, True, None), buffer_max=100_000),
         http_limits=SimpleNamespace(cap=SimpleNamespace(count=3, refused={"127.0.0.1": 1}), heads_timed_out=0),
         shares={"hooks": SimpleNamespace(in_use=1, limit=8, waiting=0)},
