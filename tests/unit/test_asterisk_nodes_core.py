@@ -659,7 +659,8 @@ def test_click_to_dial_is_placed_on_the_node_where_the_agent_s_phone_is(monkeypa
     from aiohttp import web
 
     from api.desktop import _dial_id
-    from cti.daemon import CORE, Core
+    from api.desktop_state import DESKTOP
+    from cti.daemon import Core
     from phone.gateway import PHONES
     from phone.model import ContactChange, Reachability
 
@@ -669,7 +670,7 @@ def test_click_to_dial_is_placed_on_the_node_where_the_agent_s_phone_is(monkeypa
     reach = Reachability()
     reach.feed(ContactChange("1001", "sip:1001@x", True), "b")
     app = web.Application()
-    app[CORE], app[PHONES] = core, SimpleNamespace(reach=reach)
+    app[DESKTOP], app[PHONES] = SimpleNamespace(core=core), SimpleNamespace(reach=reach)
     req = SimpleNamespace(app=app)
     assert _dial_id(req, "PJSIP/1001", "dial-1") == "b-dial-1"
     assert _dial_id(req, "PJSIP/1002", "dial-2") == "a-dial-2"        # not registered anywhere known
