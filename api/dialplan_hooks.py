@@ -66,11 +66,16 @@ LOCAL_NAMES = frozenset({"127.0.0.1", "::1", "localhost"})
 
 @dataclass(slots=True)
 class HookState:
-    """What the handlers read (``app[HOOKS]``): the settings, and the hooks' share of the
-    daemon's pool while the app runs (None before and after, and with no database)."""
+    """What the handlers read (``app[HOOKS]``): the core's settings (as they are at each
+    request), and the hooks' share of its pool while the app runs (None before and after,
+    and with no database)."""
 
-    settings: "Settings"
+    core: "CoreServices"
     pool: Any = None
+
+    @property
+    def settings(self) -> "Settings":
+        return self.core.settings
 
 
 HOOKS = web.AppKey("hooks", HookState)
@@ -219,7 +224,7 @@ def setup_hooks(app: web.Application, core: "CoreServices") -> None:
         raise ConfigError("hook_secret (CTI_HOOK_SECRET) is unset: the dialplan hooks do not run without it "
                           "(give the dialplan the same value in its CTI_HOOK_SECRET global), "
                           "or set hooks = false (CTI_HOOKS=false)")
-    state = app[HOOKS] = HookState(settings)
+    state = app[HOOKS] = HookState(core)
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         # Its share of the daemon's pool (which keeps connections ready: a hook is on a

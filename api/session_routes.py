@@ -38,7 +38,6 @@ from api.db import db, query, setup_db
 from api.errors import ApiError, unauthenticated
 from api.registry import ApiRequest, setup_registry
 from api.throttle import HashQueue, LoginThrottle
-from cti.config import Settings
 from cti.daemon import CoreServices
 
 log = structlog.get_logger(__name__)
@@ -91,12 +90,11 @@ class MeReply(BaseModel):
 
 
 class _Holder:
-    """The password hasher (made in ``cleanup_ctx``), the login throttle, and the settings
-    login reads (the proxies trusted for ``X-Forwarded-For``, a session's lifetime)."""
+    """The password hasher (made in ``cleanup_ctx``), the login throttle, and the core
+    whose settings login reads at each attempt (trusted proxies, a session's lifetime)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.trusted = networks(settings.http_trusted_proxies)
-        self.session_ttl = settings.session_ttl
+    def __init__(self, core: CoreServices) -> None:
+        self.core = core
         self.passwords: Passwords | None = None
         self.hashing = asyncio.Semaphore(HASH_CONCURRENCY)
         self.throttle = LoginThrottle()
@@ -140,7 +138,7 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
     username = req.body.username
     request = req.request
     address = client_address(request.remote, request.headers.get("X-Forwarded-For"),
-                             holder.trusted)
+                             networks(holder.core.settings.http_trusted_proxies))
     wait = holder.throttle.attempt(username, address, time.monotonic())
     if wait > 0:
         log.info("login throttled", username=username, address=address, wait_s=round(wait, 1))
@@ -178,7 +176,7 @@ async def login(req: ApiRequest[LoginBody, None]) -> LoginReply:
             holder.throttle.abandoned(username, address)
     token = new_session_token()
     expires = await query(accounts.create_session(db(app), user.user_id, digest(token),
-                                                  holder.session_ttl))
+                                                  holder.core.settings.session_ttl))
     log.info("logged in", username=user.username, role=user.role, hashes_ahead=ahead)
     return LoginReply(token=token, expires_at=expires, user=_user_view(user))
 
@@ -205,7 +203,7 @@ def setup_auth(app: web.Application, core: CoreServices) -> None:
     authentication, and the login routes. Call after ``build_app`` (the core's database first)."""
     api = setup_registry(app)
     setup_db(app, core)
-    holder = _Holder(core.settings)
+    holder = _Holder(core)
     app[AUTH] = holder
 
     async def authenticate(request: web.Request) -> Principal | None:

@@ -69,8 +69,7 @@ class WebhookService:
     def __init__(self, app: web.Application, daemon: CoreServices, *, backoff: Any = core.backoff,
                  max_attempts: int = core.MAX_ATTEMPTS, clock: Any = time.time) -> None:
         self.app = app
-        self.bus = daemon.bus
-        self.allow = core.parse_allow(daemon.settings.webhook_allow)     # where deliveries may go
+        self.daemon = daemon
         self.subs: dict[int, Subscription] = {}
         self.backoff = backoff
         self.max_attempts = max_attempts
@@ -79,9 +78,13 @@ class WebhookService:
         self.delivered = self.failed = self.dropped = 0
         self._unsubscribe: Any = None
 
+    def allow(self) -> Any:
+        """Where deliveries may go (``webhook_allow``), as the settings say now."""
+        return core.parse_allow(self.daemon.settings.webhook_allow)
+
     async def start(self) -> None:
-        self.session = make_session(self.allow)
-        self._unsubscribe = self.bus.subscribe(self.on_call_event)
+        self.session = make_session(self.allow())
+        self._unsubscribe = self.daemon.bus.subscribe(self.on_call_event)
         try:
             await self.reload()
         except Exception as exc:   # the database is away: no hooks until the next change or restart
@@ -346,7 +349,7 @@ def _sid(req: ApiRequest[Any, Any]) -> int:
 async def create_subscription(req: ApiRequest[SubscriptionBody, None]) -> SubscriptionCreated:
     secret = "whsec_" + secrets.token_urlsafe(32)
     b = req.body
-    problem = core.target_problem(b.url, req.app[WEBHOOKS].allow)
+    problem = core.target_problem(b.url, req.app[WEBHOOKS].allow())
     if problem is not None:
         raise ApiError(422, "invalid_body", f"url {problem}",
                        [ErrorDetail(field="body.url", message=f"url {problem}", type="value_error")])

@@ -24,7 +24,7 @@ OK = {"X-CTI-Hook-Secret": SECRET}
 async def client(tmp_path: Path, **settings: object) -> TestClient:
     settings.setdefault("hook_secret", SECRET)
     app = web.Application()
-    app[HOOKS] = HookState(load_settings(state_dir=tmp_path, **settings))
+    app[HOOKS] = HookState(Core(load_settings(state_dir=tmp_path, **settings)))
     app.router.add_get("/hooks/lookup", lookup)
     app.router.add_get("/hooks/route", route)
     c = TestClient(TestServer(app, host="127.0.0.1"), headers=OK)
