@@ -129,7 +129,7 @@ def setup_follow_ws(app: web.Application, settings: Settings) -> Any:
     """``/ws`` from the broker's stream on this node of the pair (with a broker; call
     ``setup_ws`` with ``route=False`` before). Returns the ``api.node.NodeService``."""
     from api.broker import ensure_stream
-    from api.node import NodeHubService, NodeService
+    from api.node import NodeHubService, NodeService, run_with_app
     from api.node_core import NodeHub, NodeState
     from api.ws import STREAM_STATE, WS_SERVED
     from cti.daemon import CORE
@@ -148,19 +148,7 @@ def setup_follow_ws(app: web.Application, settings: Settings) -> Any:
     app[WS_SERVED] = hubs                               # /metrics counts this node's clients
     app[STREAM_STATE] = lambda: hubs.state              # a new leader's publisher starts from it
     app[CORE].health_parts["stream"] = node.health     # what this node's /ws has read
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        await hubs.start()
-        await node.start()
-        try:
-            yield
-        finally:
-            await node.stop()
-            await hubs.stop()
-
-    async def on_shutdown(app: web.Application) -> None:
-        await asyncio.gather(*(ws.close(code=1001, message=b"server shutting down") for ws in list(hubs.sockets)),
-                             return_exceptions=True)
+    run_with_app(app, hubs, node)
 
     async def serve(request: web.Request) -> web.StreamResponse:
         # Not before the node has read what the stream held: a resume would be refused.
@@ -172,8 +160,6 @@ def setup_follow_ws(app: web.Application, settings: Settings) -> Any:
                                 headers={"Retry-After": "1"}).response()
         return await hubs.serve(request)
 
-    app.cleanup_ctx.append(ctx)
-    app.on_shutdown.append(on_shutdown)
     app.router.add_get("/ws", serve)
     return node
 

@@ -322,7 +322,21 @@ def setup_node(app: web.Application, url: str, *, cluster: str, stream: str, epo
     hub = NodeHub(epoch=epoch, ring_max=ring_max, queue_max=queue_max)
     hubs = app[WS] = NodeHubService(app, hub, NodeState())
     node = app[NODE] = NodeService(hubs, url, cluster=cluster, stream=stream, ring_max=ring_max)
+    run_with_app(app, hubs, node)
 
+    async def healthz(request: web.Request) -> web.Response:
+        body = {"ok": node.ready.is_set() and node.health()["connected"], "role": "api-node",
+                "node": node.health(), "at": time.time()}
+        return web.json_response(body, status=200 if body["ok"] else 503)
+
+    app.router.add_get("/ws", hubs.serve)
+    app.router.add_get("/healthz", healthz)
+    return node
+
+
+def run_with_app(app: web.Application, hubs: NodeHubService, node: NodeService) -> None:
+    """The hubs and the stream's reader start and stop with ``app``; at shutdown every
+    client's socket is closed with 1001 (an API node's, and a pair node's /ws: api.follow)."""
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         await hubs.start()
         await node.start()
@@ -336,13 +350,5 @@ def setup_node(app: web.Application, url: str, *, cluster: str, stream: str, epo
         await asyncio.gather(*(ws.close(code=1001, message=b"server shutting down") for ws in list(hubs.sockets)),
                              return_exceptions=True)
 
-    async def healthz(request: web.Request) -> web.Response:
-        body = {"ok": node.ready.is_set() and node.health()["connected"], "role": "api-node",
-                "node": node.health(), "at": time.time()}
-        return web.json_response(body, status=200 if body["ok"] else 503)
-
     app.cleanup_ctx.append(ctx)
     app.on_shutdown.append(on_shutdown)
-    app.router.add_get("/ws", hubs.serve)
-    app.router.add_get("/healthz", healthz)
-    return node
