@@ -25,27 +25,28 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import structlog
 from aiohttp import web
 
 from acd import config as acd_config
 from acd import core as acd_core
-from acd.ami_actions import failure, redirect, setvar, submit, submit_all
+from acd.ami_actions import redirect, setvar
 from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
-from acd.config_versions import Reconfiguring, config_in_force
+from acd.config_versions import Reconfiguring
 from acd.decisions import AVAILABLE, LOGGED_OUT, NOT_READY, AgentView
-from acd.epoch import announce_actions, heartbeat_variable, maxwait_actions, move_actions, offer_value
+from acd.epoch import heartbeat_variable
 from acd.events import AgentStateChanged
 from acd.heartbeat import Heartbeat
 from acd.resume import Stored, start_states
+from acd.sending import Sending
 from acd.shadow import Shadow
 from acd.held_calls import Entry, Waiting, parse_skills
 from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.nodes import NodeDead
-from cti.errors import AmiDisconnected, AmiNotConnected, CtiError
+from cti.errors import CtiError
 from cti.daemon import CoreServices
 from cti.events import CallEvent
 from acd.rows import AgentRow, AgentStateRow
@@ -78,7 +79,7 @@ def _utc(ts: float) -> datetime:
 
 
 @dataclass
-class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
+class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Sending):
     """The ACD in the daemon: the router fed from the bus, its decisions carried out
     on Asterisk. Callbacks (``CallbackShell``, acd/callback_shell.py), putting a
     new configuration in force (``Reconfiguring``, acd/config_versions.py), the
@@ -397,22 +398,6 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
         self._apply(out)
         return moved is not None
 
-    def _write_move(self, call_id: str, channel: str, queue: str, priority: int) -> None:
-        """The moved caller's ``CTI_QUEUE``/``CTI_PRIORITY``, through the dialplan's epoch
-        gate (``acd.epoch.move_actions``), not plain Setvars; a failure is logged."""
-        try:
-            actions = move_actions(self.epoch, channel, queue, priority)
-        except ValueError as exc:
-            log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
-            return
-
-        def done(f: asyncio.Future[Any]) -> None:
-            exc = failure(f)
-            if exc is not None:
-                log.warning("acd move not written to the channel", call_id=call_id, error=str(exc))
-
-        submit_all(self._ami(call_id), actions).add_done_callback(done)
-
     def divert(self, call_id: str, reason: str) -> str | None:
         """Take a waiting caller out of routing for another path (an emergency switch):
         the router forgets it (``Router.divert``) and so do we; the caller of the
@@ -541,109 +526,6 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
     def _annotate(self, call_id: str, kind: str, **data: Any) -> None:
         self.core.annotate(call_id, kind, time.time(), **data)
 
-    # -- AMI actions: written when decided, replies seen to by callbacks -------
-
-    def _ami(self, call_id: str) -> Any:
-        """The AMI client of the caller's node (several Asterisk nodes), else the one."""
-        ami_for = getattr(self.core, "ami_for", None)
-        return ami_for(call_id) if ami_for is not None else self.core.ami
-
-    def _send_offer(self, d: Any, channel: str, device: str | None = None) -> None:
-        """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
-        before this returns: the caller's arrival costs one AMI round trip. On the
-        caller's node (``device``: how the agent's phone is reached from there)."""
-        value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, device or d.device)
-        ami = self._ami(d.call_id)
-        both = asyncio.gather(
-            submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
-            submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s", "Priority": "1"}))
-        log.debug("acd offer written", call_id=d.call_id, agent=d.agent_id, written_at=time.time())
-        both.add_done_callback(lambda f: self._offer_done(d, f))
-
-    def _offer_done(self, d: Any, fut: asyncio.Future[Any]) -> None:
-        exc = failure(fut)
-        if self._stopped:
-            return
-        if exc is None:
-            self.offers_sent += 1
-            log.debug("acd offer replied", call_id=d.call_id, agent=d.agent_id, replied_at=time.time())
-            return
-        self.offers_failed += 1
-        log.warning("offer not placed", call_id=d.call_id, agent=d.agent_id, error=str(exc))
-        waiting = self.calls.get(d.call_id)
-        if waiting is not None and waiting.agent == d.agent_id:
-            if isinstance(exc, AmiDisconnected):
-                # Written, fate unknown: it may ring. The offer stands (the router's ring
-                # guard ends it if nothing is heard); nothing more is offered until resync.
-                self._apply(self.router.link_lost(time.time()))
-                return
-            waiting.agent = None
-            self._offer_unplaced(d.call_id, d.agent_id, exc, time.time())
-
-    def _offer_unplaced(self, call_id: str, agent: str, exc: BaseException, now: float) -> None:
-        """An offer's AMI action failed. Nothing written for want of a connection is
-        no fault of the agent's: the agent is free again, the call waits in its
-        place, and nothing is offered until the connection is back (``adopt``, on
-        every reconnect, calls ``link_restored``); without that rule one dead
-        connection ran every waiting caller through every free agent, leaving them
-        all not ready "unreachable". Any other failure (Asterisk refused, no reply)
-        ends the offer as failed."""
-        if isinstance(exc, AmiNotConnected) and call_id not in self.carried:
-            self._apply(self.router.link_lost(now))
-            self._apply(self.router.offer_unsent(call_id, agent, now))
-        else:
-            self._offer_failed(call_id, agent, "failed", now)
-
-    def _send_maxwait(self, call_id: str, channel: str, action: str) -> None:
-        """The queue's maximum wait: ``CTI_MAXWAIT`` (with our epoch) and the Redirect
-        into ``cti-acd-maxwait,<action>``; a failure is logged."""
-        both = submit_all(self._ami(call_id), maxwait_actions(self.epoch, channel, action))
-
-        def done(f: asyncio.Future[Any]) -> None:
-            exc = failure(f)
-            if exc is not None:
-                log.warning("max wait action not sent", call_id=call_id, action=action, error=str(exc))
-
-        both.add_done_callback(done)
-
-    def _announcements(self, now: float) -> None:
-        """Queue a position/wait announcement for callers due one."""
-        every = self.core.settings.acd_announce_every
-        if every <= 0 or not self.may_act():
-            return
-        for w in self.router.waiting_calls():
-            waiting = self.calls.get(w.call_id)
-            if (w.status != "waiting" or waiting is None or waiting.agent is not None
-                    or waiting.channel is None or waiting.callback is not None):
-                continue
-            if now - waiting.announced_at >= every:
-                waiting.announced_at = now
-                self._announce(w.call_id)
-
-    def _announce(self, call_id: str) -> None:
-        # Written now, so in wire order after any offer already decided: an
-        # announcement never pulls a caller out of an agent's ringing, and an
-        # offer decided after it redirects the caller out of the announcement.
-        waiting = self.calls.get(call_id)
-        if waiting is None or waiting.agent is not None or waiting.channel is None or waiting.callback is not None:
-            return
-        now = time.time()
-        position = self.router.position(call_id)
-        if not position:
-            return
-        ewt = self.router.estimated_wait(call_id, now)
-        minutes = -1 if ewt is None else max(1, round(ewt / 60))
-        both = submit_all(self._ami(call_id), announce_actions(self.epoch, waiting.channel, position, minutes))
-
-        def done(f: asyncio.Future[Any]) -> None:
-            exc = failure(f)
-            if exc is None:
-                self._annotate(call_id, "acd.announced", position=position, minutes=minutes)
-            else:
-                log.warning("announcement not played", call_id=call_id, error=str(exc))
-
-        both.add_done_callback(done)
-
     async def _run_timers(self) -> None:
         """Fire the router's timers when due, and announcements once a second.
         Woken early whenever an input changed the next deadline; a busy stream
@@ -681,69 +563,3 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow):
 
 
 ACD = web.AppKey("acd", AcdService)
-
-
-def setup_acd(app: web.Application, core: CoreServices, ha: Any = None) -> AcdService | None:
-    """The ACD when ``acd_config`` is set (None otherwise: the dialplan routes every
-    call to app_queue). Built now from the file (a bad file stops the start); when
-    the app starts (after the core: it needs the pool and the AMI client), the
-    configuration in force is chosen (``config_in_force``) and the ACD starts.
-
-    ``ha`` (a ``cti.ha.HaNode``, in a pair): the ACD routes only while the node leads,
-    with the lease's epoch, and stops when it steps down or the app stops, in both
-    cases without handing waiting callers to app_queue (the next leader adopts them;
-    docs/ha.md). Meanwhile, with ``ha_warm`` (the default), it shadows the leader
-    (acd/shadow.py) and takes over from memory; without it, it starts cold as after
-    a restart."""
-    path = core.settings.acd_config
-    if path is None:
-        log.info("acd disabled: no acd_config; the dialplan routes every call to app_queue")
-        return None
-    service = AcdService(core, acd_config.load_config(path))
-    app[ACD] = service
-
-    if ha is not None:
-        return _setup_led(app, core, service, path, ha)
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        config, version = await config_in_force(core.pool, path)
-        service.use_config(config, version)
-        await service.start()
-        log.info("acd started", agents=len(service.config.agents), queues=len(service.config.queues))
-        try:
-            yield
-        finally:
-            await service.stop()
-
-    app.cleanup_ctx.append(ctx)
-    return service
-
-
-def _setup_led(app: web.Application, core: CoreServices, service: AcdService, path: Any, ha: Any) -> AcdService:
-    from cti.ha import run_while_leading
-
-    service.may_act = ha.may_act
-    service.handover = False
-    warm = core.settings.ha_warm
-
-    async def lead(epoch: int) -> None:
-        service.set_epoch(epoch)
-        if service.shadowing:
-            await service.take_over()       # from the shadow's memory (acd/shadow.py)
-        else:
-            await service.start()
-        log.info("acd started: leading", epoch=epoch, agents=len(service.config.agents), warm=warm)
-
-    async def configure(app: web.Application) -> AsyncIterator[None]:
-        config, version = await config_in_force(core.pool, path)
-        service.use_config(config, version)     # read-only views on a standby see the configuration
-        if warm:
-            await service.start_shadow(ha.config.poll_every)
-        try:
-            yield
-        finally:
-            await service.stop_shadow()
-
-    app.cleanup_ctx.append(configure)
-    run_while_leading(app, ha, lead, service.stop)
-    return service

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from acd.routing_shell import setup_acd
+from acd.setup import setup_acd
 from api.acd_routes import setup_acd_routes
 from api.customer_routes import setup_customer_routes
 from api.dialer_routes import setup_dialer_routes, setup_dialer_runner

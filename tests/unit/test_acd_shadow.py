@@ -242,7 +242,7 @@ async def _wired(tmp_path, warm: bool):
     app's start run by hand."""
     from aiohttp import web
 
-    from acd.routing_shell import setup_acd
+    from acd.setup import setup_acd
     from cti.leadership import LeaseConfig
 
     path = tmp_path / "acd.toml"
