@@ -44,9 +44,7 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Awaitable, Callable, Sequence
-from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
@@ -55,6 +53,8 @@ from cti import logs
 from cti.config import Settings, load_settings
 from cti.errors import ConfigError, CtiError
 from cti.version import version
+from server.check import check, refused_secrets
+from server.database import open_database, release
 
 log = structlog.get_logger("cti")
 
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_format, settings.log_level)
     production = args.command == "check" and args.production
     if args.command in ("serve", "check") and not production:
-        problems = _refused_secrets(settings, args.config or os.environ.get("CTI_CONFIG"))
+        problems = refused_secrets(settings, args.config or os.environ.get("CTI_CONFIG"))
         if problems:
             for problem in problems:
                 print(f"cti: {problem}", file=sys.stderr)
@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
         if args.command == "check":
-            return asyncio.run(_check(settings, production, args.config or os.environ.get("CTI_CONFIG")))
+            return asyncio.run(check(settings, production, args.config or os.environ.get("CTI_CONFIG")))
         if args.command == "calls":
             return asyncio.run(_calls(settings, args.last))
         if args.command == "status":
@@ -187,23 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _refused_secrets(settings: Settings, config_file: str | None) -> list[str]:
-    """What keeps ``serve`` and ``check`` from starting: a known default or empty
-    secret, a world-readable config file holding one (docs/security.md)."""
-    from cti.config import config_file_problem, default_secret_problems, secret_file_problems, secret_files
-
-    problems = default_secret_problems(settings) + secret_file_problems(secret_files())
-    if config_file:
-        try:
-            mode = os.stat(config_file).st_mode
-            problem = config_file_problem(config_file, mode, Path(config_file).read_text(encoding="utf-8"))
-        except OSError:
-            problem = None       # load_settings already read it; a race is not ours to judge
-        if problem:
-            problems.append(problem)
-    return problems
-
-
 async def _api_node(settings: Settings) -> int:
     from server import api_node
 
@@ -232,152 +215,22 @@ async def _serve(settings: Settings) -> int:
     return await serve(settings, stop, build)
 
 
-async def _dsn(settings: Settings):
-    """The database DSN and, for the embedded server, the handle to stop it."""
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value(), None
-    from cti import embedded_pg
-
-    # Say which database: a command run beside the demo's (./var, scripts/demo) would
-    # otherwise read an empty one of its own without a word.
-    where = settings.state_dir / "pg"
-    hint = ""
-    demo = Path.cwd() / "var" / "pg"
-    if demo.is_dir() and demo.resolve() != where.resolve():
-        hint = f" (the demo's is {demo}: set CTI_STATE_DIR={demo.parent})"
-    print(f"cti: database: the embedded PostgreSQL in {where}{hint}", file=sys.stderr)
-    server = await embedded_pg.start_embedded(settings)
-    return server.dsn, server
-
-
-async def _release(server) -> None:
-    """Stop the embedded server we started; leave one a running daemon owns."""
-    if server is not None and not server.adopted:
-        await server.stop()
-
-
 async def _migrate(settings: Settings) -> int:
     from cti.migrate import migrate
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         applied = await migrate(dsn)
         print(f"migrations applied: {', '.join(applied) if applied else 'none (up to date)'}")
         return 0
     finally:
-        await _release(server)
-
-
-async def _check(settings: Settings, production: bool = False, config_file: str | None = None) -> int:
-    """Say clearly what works and what does not; with ``production``, also every
-    finding of ``cti.prodcheck`` (exit 2 when one refuses)."""
-    from cti.migrate import migrations
-    from cti.ami import AmiClient
-
-    ok = True
-    dangerous: tuple[str, ...] | None = None
-    pending: tuple[str, ...] | None = None
-    print("configuration: ok")
-    from cti.nodes import node_specs
-
-    nodes = node_specs(settings)
-    for node in nodes:
-        # One line per Asterisk node (docs/scale-out.md), named when there are several.
-        name = f" {node.name}" if len(nodes) > 1 else ""
-        ami = AmiClient(node.host, node.port, node.user, node.secret.get_secret_value(),
-                        action_timeout=settings.ami_action_timeout)
-        await ami.start()
-        try:
-            await ami.wait_connected(timeout=10)
-            reply = await ami.send("CoreShowChannels", shape="list")
-            print(f"asterisk{name}: ok ({node.host}:{node.port}, version "
-                  f"{ami.health.asterisk_version}, {len(reply.events) - 1} channels up)")
-            if production:
-                from cti.prodcheck import dangerous_actions
-
-                found = dangerous_actions((await ami.send("ListCommands", shape="single")).response.headers)
-                dangerous = tuple(sorted(set(dangerous or ()) | set(found)))
-        except Exception as exc:
-            ok = False
-            print(f"asterisk{name}: FAILED at {node.host}:{node.port} as {node.user!r}: "
-                  f"{exc or type(exc).__name__}")
-        finally:
-            await ami.stop()
-    try:
-        dsn, server = await _dsn(settings)
-        try:
-            conn = await asyncpg.connect(dsn, timeout=10)
-            try:
-                applied = set()
-                if await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
-                    applied = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                pending = tuple(v for v, _ in migrations() if v not in applied)
-                version = await conn.fetchval("SHOW server_version")
-            finally:
-                await conn.close()
-            where = "embedded" if server is not None else "configured URL"
-            print(f"database: ok ({where}, PostgreSQL {version}; "
-                  f"{len(pending)} migrations pending{': run cti migrate' if pending else ''})")
-        finally:
-            await _release(server)
-    except Exception as exc:
-        ok = False
-        print(f"database: FAILED: {type(exc).__name__}: {_without_secrets(str(exc), settings)}")
-    if production:
-        from cti.prodcheck import Facts, production_findings, render
-
-        from cti.config import secret_files
-
-        facts = Facts(config_file=_config_file_facts(config_file), secret_files=tuple(secret_files()),
-                      ami_dangerous_actions=dangerous,
-                      pending_migrations=pending, sandbox_secrets=_sandbox_secrets())
-        findings = production_findings(settings, facts)
-        for line in render(findings):
-            print(line)
-        refused = sum(f.level == "refuse" for f in findings)
-        print(f"production: {'REFUSED' if refused else 'ok'} ({refused} refused, "
-              f"{len(findings) - refused} warnings)")
-        if refused:
-            return 2
-    return 0 if ok else 1
-
-
-def _config_file_facts(path: str | None) -> tuple[str, int, str] | None:
-    if not path:
-        return None
-    try:
-        return path, os.stat(path).st_mode, Path(path).read_text(encoding="utf-8")
-    except OSError:
-        return None
-
-
-def _sandbox_secrets() -> frozenset[str]:
-    """This machine's sandbox secrets (none when it has no sandbox), so production can refuse them."""
-    from cti import sandbox
-
-    try:
-        return frozenset(v for v in sandbox.parse(sandbox.path().read_text(encoding="utf-8")).values() if v)
-    except (OSError, UnicodeDecodeError):
-        return frozenset()
-
-
-def _without_secrets(text: str, settings: Settings) -> str:
-    secrets = [settings.ami_secret.get_secret_value()]
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-        secrets.append(url)
-        password = urlsplit(url).password
-        if password:
-            secrets.append(password)
-    for secret in sorted(filter(None, secrets), key=len, reverse=True):
-        text = text.replace(secret, "**********")
-    return text
+        await release(server)
 
 
 async def _status(settings: Settings, cluster: str | None) -> int:
     from cti.lease_pg import format_status, lease_status
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
@@ -388,7 +241,7 @@ async def _status(settings: Settings, cluster: str | None) -> int:
         finally:
             await conn.close()
     finally:
-        await _release(server)
+        await release(server)
     for line in format_status(rows, settings.ha_ttl):
         print(line)
     return 0 if rows else 1
@@ -399,7 +252,7 @@ async def _handover(settings: Settings, cluster: str | None, timeout: float) -> 
     1 when nothing leads, the leader changed meanwhile, or no standby took over in time."""
     from cti.lease_pg import handover_progress, request_handover
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
@@ -435,14 +288,14 @@ async def _handover(settings: Settings, cluster: str | None, timeout: float) -> 
         finally:
             await conn.close()
     finally:
-        await _release(server)
+        await release(server)
 
 
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
     from api import users_cli
     from cti.migrate import migrate
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)  # the first admin can be made on a fresh database
         agent_id = getattr(args, "agent_id", None)
@@ -454,7 +307,7 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
                 return 1
         return await users_cli.run(args, dsn)
     finally:
-        await _release(server)
+        await release(server)
 
 
 async def _known_agents(settings: Settings, dsn: str) -> set[str]:
@@ -485,7 +338,7 @@ async def _demo_seed(settings: Settings) -> int:
     from cti.migrate import migrate
     from server.demo_seed import seed
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
@@ -495,14 +348,14 @@ async def _demo_seed(settings: Settings) -> int:
             await conn.close()
         return 0
     finally:
-        await _release(server)
+        await release(server)
 
 
 async def _phones(settings: Settings, args: argparse.Namespace) -> int:
     from cti.migrate import migrate
     from phone import cli as phone_cli
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)
         if args.command == "phones":
@@ -514,35 +367,35 @@ async def _phones(settings: Settings, args: argparse.Namespace) -> int:
             agents = [(a.id, a.device) for a in load_config(settings.acd_config).agents]
         return await phone_cli.run_pjsip(args, dsn, settings.phone_realm, agents)
     finally:
-        await _release(server)
+        await release(server)
 
 
 async def _recordings(settings: Settings, args: argparse.Namespace) -> int:
     from cti.migrate import migrate
     from recording import cli as recordings_cli
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)
         return await recordings_cli.run(args, settings, dsn)
     finally:
-        await _release(server)
+        await release(server)
 
 
 async def _on_database(settings: Settings, run: Callable[[str], Awaitable[int]]) -> int:
     """``run(dsn)`` on the migrated database (an embedded one is started and stopped around it)."""
     from cti.migrate import migrate
 
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)
         return await run(dsn)
     finally:
-        await _release(server)
+        await release(server)
 
 
 async def _calls(settings: Settings, last: int) -> int:
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
         try:
@@ -553,7 +406,7 @@ async def _calls(settings: Settings, last: int) -> int:
         finally:
             await conn.close()
     finally:
-        await _release(server)
+        await release(server)
     print(f"{'started (UTC)':19}  {'state':8}  {'caller':32}  {'agent':10}  {'secs':>6}  end")
     for r in reversed(rows):
         caller = f"{r['caller_name'] or ''} <{r['caller_num'] or '?'}>"
@@ -604,7 +457,7 @@ async def _customers_import(settings: Settings, args: argparse.Namespace) -> int
     except CustomerError as exc:
         print(f"cti: {args.file}: {exc}", file=sys.stderr)
         return 2
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn, timeout=10)
@@ -614,7 +467,7 @@ async def _customers_import(settings: Settings, args: argparse.Namespace) -> int
         finally:
             await conn.close()
     finally:
-        await _release(server)
+        await release(server)
     for r in report.rejected:
         print(f"rejected {r}")
     verb = "would import" if args.dry_run else "imported"
@@ -648,7 +501,7 @@ async def _tickets_import_list(settings: Settings, args: argparse.Namespace) -> 
         return 2
     ids = [line.split("#", 1)[0].strip() for line in text.splitlines()]
     ids = [i for i in ids if i]
-    dsn, server = await _dsn(settings)
+    dsn, server = await open_database(settings)
     try:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn, timeout=10)
@@ -661,7 +514,7 @@ async def _tickets_import_list(settings: Settings, args: argparse.Namespace) -> 
         finally:
             await conn.close()
     finally:
-        await _release(server)
+        await release(server)
     for cid in result.unknown:
         print(f"unknown customer {cid!r}")
     print(f"created {len(result.created)} {args.type} tickets, skipped {len(result.skipped_open)} already open,"
