@@ -11,12 +11,14 @@ from bench import memtrace
 ROOT = Path(__file__).resolve().parents[2]
 
 LEAKY = """
-import time
+import os, pathlib, time
 kept = []
 def leak():
     kept.append(bytearray(20_000))   # the line the comparison must name
-t_end = time.monotonic() + 1.6
-while time.monotonic() < t_end:
+# Until five snapshots are written (not for a fixed time: a loaded machine may
+# start the interpreter late and take fewer snapshots in a given second).
+snaps, t_end = pathlib.Path(os.environ["LEAKY_SNAPS"]), time.monotonic() + 25
+while time.monotonic() < t_end and len(list(snaps.glob("snap-*.pickle"))) < 5:
     leak()
     steady = [bytes(100) for _ in range(50)]   # allocated and freed every turn: no growth
     time.sleep(0.01)
@@ -26,9 +28,9 @@ while time.monotonic() < t_end:
 def test_a_growing_heap_is_traced_to_its_line(tmp_path: Path) -> None:
     (tmp_path / "leaky.py").write_text(LEAKY)
     out = tmp_path / "snaps"
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "LEAKY_SNAPS": str(out)}
     subprocess.run([sys.executable, str(ROOT / "bench" / "memtrace.py"), str(out), "0.3", "4", "-m", "leaky"],
-                   env=env, check=True, timeout=30)
+                   env=env, check=True, timeout=60)
     rows = (out / "traced.csv").read_text().splitlines()
     assert rows[0] == "t,traced,peak" and len(rows) >= 4
     traced = [int(r.split(",")[1]) for r in rows[1:]]
