@@ -47,7 +47,8 @@ def run(out: Path, every: float, frames: int, module: str, args: list[str]) -> N
     out.mkdir(parents=True, exist_ok=True)
     tracemalloc.start(frames)
     stop = threading.Event()
-    threading.Thread(target=_snapshots, args=(out, every, stop), daemon=True, name="memtrace").start()
+    snapper = threading.Thread(target=_snapshots, args=(out, every, stop), daemon=True, name="memtrace")
+    snapper.start()
     # SIGTERM ends the daemon through its own handler; if it is not installed yet, exit cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     sys.argv = [module, *args]
@@ -55,6 +56,9 @@ def run(out: Path, every: float, frames: int, module: str, args: list[str]) -> N
         runpy.run_module(module, run_name="__main__", alter_sys=True)
     finally:
         stop.set()
+        # A snapshot being written as the program ends gets its line in traced.csv too
+        # (compare counts the pickles; the CSV must name each of them).
+        snapper.join(timeout=30)
 
 
 def compare(out: Path, top: int = 12) -> dict[str, Any]:

@@ -4,13 +4,14 @@ caller who was waiting; a leader paused past its lease and resumed offers nothin
 to start again as a standby."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -81,30 +82,26 @@ async def _epoch_in_force(demo_ami, epoch: int) -> bool:
     return await _asterisk_epoch(demo_ami) == str(epoch)
 
 
-@pytest.fixture
-async def pair(asterisk, database, tmp_path, demo_ami):
-    """n1 leading, n2 its warm standby; one agent (a1) and one queue; every AMI event seen
-    by the demo user in ``events``. Asterisk's epoch is cleared afterwards (later tests'
-    lone daemons lead with epoch 1)."""
+@contextlib.asynccontextmanager
+async def running_pair(database: str, tmp_path: Path, demo_ami, routing_text: str, *, talk: int,
+                       standby_ready: Callable[[DaemonProcess], Awaitable[bool]], what: str):
+    """n1 leading, then n2 started and ``standby_ready``; every AMI event seen by the demo user
+    in ``events``. Asterisk's epoch is cleared before and after (later tests' lone daemons lead
+    with epoch 1); paused daemons are resumed before they are stopped."""
     tmp_path.chmod(0o755)
     hangup_all()
     await demo_ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
     routing = tmp_path / "acd.toml"
-    routing.write_text(ROUTING)
+    routing.write_text(routing_text)
     events: list[dict[str, Any]] = []
     demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
-    await set_demo_times(demo_ami, ring=(1, 1), talk=(8, 8))
+    await set_demo_times(demo_ami, ring=(1, 1), talk=(talk, talk))
     n1, n2 = _node(database, tmp_path, "n1", routing), _node(database, tmp_path, "n2", routing)
     try:
         await n1.start()
         await eventually(lambda: _role(n1, "leader"), timeout=20, what="n1 leading")
         await n2.start()
-
-        async def standing_by() -> bool:
-            ha = await _role(n2, "standby")
-            return ha is not None and ha["holder"] == "n1"
-
-        await eventually(standing_by, timeout=10, what="n2 a standby that has read n1's lease")
+        await eventually(lambda: standby_ready(n2), timeout=15, what=what)
         yield n1, n2, events
     finally:
         for d in (n1, n2):
@@ -114,6 +111,19 @@ async def pair(asterisk, database, tmp_path, demo_ami):
         hangup_all()
         await set_demo_times(demo_ami)
         await demo_ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
+
+
+@pytest.fixture
+async def pair(asterisk, database, tmp_path, demo_ami):
+    """n1 leading, n2 its warm standby; one agent (a1) and one queue; every AMI event seen
+    by the demo user in ``events``."""
+    async def standing_by(n2: DaemonProcess) -> bool:
+        ha = await _role(n2, "standby")
+        return ha is not None and ha["holder"] == "n1"
+
+    async with running_pair(database, tmp_path, demo_ami, ROUTING, talk=8, standby_ready=standing_by,
+                            what="n2 a standby that has read n1's lease") as nodes:
+        yield nodes
 
 
 async def _busy_agent_and_a_waiting_caller(demo_ami, events: list[dict[str, Any]], n: int):

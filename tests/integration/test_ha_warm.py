@@ -5,17 +5,15 @@ agents' states and the wrap-up from memory, offers the callers in their original
 offers no agent two calls."""
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 import aiohttp
 import pytest
 
-from cti.demo import set_demo_times
 from tests.integration.conftest import eventually, hangup_all
 from tests.integration.test_acd import call, ended_rows
 from tests.integration.test_api import PASSWORD, add_user, bearer
-from tests.integration.test_ha import _answered, _epoch_in_force, _ha, _node, _role, _waiting
+from tests.integration.test_ha import _answered, _epoch_in_force, _ha, _role, _waiting, running_pair
 
 AGENT = {"a1": "Local/agent1@cti-demo-agents", "a2": "Local/agent2@cti-demo-agents"}
 ROUTING = 'skills = ["sales"]\n' + "".join(
@@ -56,34 +54,13 @@ def _offers(events: list[dict[str, Any]], since: int = 0) -> list[tuple[str, str
 
 @pytest.fixture
 async def warm_pair(asterisk, database, tmp_path, demo_ami):
-    tmp_path.chmod(0o755)
-    hangup_all()
-    await demo_ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
-    routing = tmp_path / "acd.toml"
-    routing.write_text(ROUTING)
-    events: list[dict[str, Any]] = []
-    demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
-    await set_demo_times(demo_ami, ring=(1, 1), talk=(3, 3))
-    n1, n2 = _node(database, tmp_path, "n1", routing), _node(database, tmp_path, "n2", routing)
-    try:
-        await n1.start()
-        await eventually(lambda: _role(n1, "leader"), timeout=20, what="n1 leading")
-        await n2.start()
+    async def shadowing(n2) -> bool:
+        ha, acd = await _ha(n2), await _acd(n2)
+        return ha.get("role") == "standby" and ha.get("holder") == "n1" and acd.get("shadowing") is True
 
-        async def shadowing() -> bool:
-            ha, acd = await _ha(n2), await _acd(n2)
-            return ha.get("role") == "standby" and ha.get("holder") == "n1" and acd.get("shadowing") is True
-
-        await eventually(shadowing, timeout=15, what="n2 a standby shadowing n1's ACD")
-        yield n1, n2, events
-    finally:
-        for d in (n1, n2):
-            if d.proc is not None and d.proc.returncode is None:
-                d.send_signal(signal.SIGCONT)
-            await d.stop(timeout=20)
-        hangup_all()
-        await set_demo_times(demo_ami)
-        await demo_ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
+    async with running_pair(database, tmp_path, demo_ami, ROUTING, talk=3, standby_ready=shadowing,
+                            what="n2 a standby shadowing n1's ACD") as nodes:
+        yield nodes
 
 
 async def test_a_warm_standby_keeps_wrapup_and_break_and_offers_in_order(warm_pair, demo_ami, database):
