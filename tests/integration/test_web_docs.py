@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 async def test_the_api_page_lists_the_routes_in_a_real_browser(daemon, browser):
-    page = await browser.new_page()
+    # Tall: Swagger UI renders its list of operations virtually, only what the window shows.
+    page = await browser.new_page(viewport={"width": 1280, "height": 8000})
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("console", lambda m: m.type == "error" and problems.append(m.text))
