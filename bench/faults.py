@@ -69,6 +69,8 @@ class Plan:
 
 
 FULL = Plan()
+# The talk time of calls answered in the seconds before the daemon is killed (seconds).
+LONG_TALK = (25, 30)
 SHORT = Plan(rate=2.0, before_s=12, outage_s=15, after_s=10, storm_clients=300, storm_wave=50,
              talk=(3, 6), patience=(20, 40))
 
@@ -283,6 +285,10 @@ async def daemon_killed(run: Run) -> None:
     # Callers nobody may answer before they have waited 20 s (queue "late"): certain to be
     # waiting when the daemon dies, and due to an agent only after it is back.
     held = [await run.traffic.place("late", 240, name=f"Held {n}") for n in range(3)]
+    # Calls answered from now on talk well past the outage (the plan's talk times end most
+    # calls within a few seconds, and a slow restart could outlast them all): some agents are
+    # certain to be on call at the crash and still on it at the return, to be found and adopted.
+    await demo_times(run.traffic, ring=run.plan.ring, talk=LONG_TALK)
     await asyncio.sleep(8)
     held_ids = [p.id for p in held]
     states = {c: r["state"] for c, r in (await _rows(run, held_ids)).items()}
@@ -296,6 +302,7 @@ async def daemon_killed(run: Run) -> None:
     await asyncio.sleep(2)  # down for a moment; calls go on ending in Asterisk meanwhile
     restart = time.time()
     await run.daemon.start()
+    await demo_times(run.traffic, ring=run.plan.ring, talk=run.plan.talk)
     run.outcome.figures["down for"] = f"{time.time() - killed_at:.1f}s (restart took {time.time() - restart:.1f}s)"
     await asyncio.sleep(run.plan.after_s)
     await run.finish()

@@ -33,7 +33,8 @@ async def centre(asterisk, database, tmp_path, demo_ami):
     hangup_all()
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
                                            wallboard_push_s=0.1, timezone="UTC"))
-    await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
+    await eventually(lambda: d.acd is not None and d.acd.epoch_in_force == d.acd.epoch and d.acd.heartbeats > 0,
+                     timeout=10, what="the ACD's epoch in force in Asterisk and a heartbeat")
     await set_demo_times(demo_ami, ring=(0, 0), talk=(1, 1))
     # Sam supervises the floor; his own phone is the device of the agent id on his user ("lazy",
     # never logged in), sat at a line that answers.

@@ -48,10 +48,12 @@ async def test_rows_are_updated_in_place_and_the_row_under_the_pointer_stays(cen
     first = await call(demo_ami, "billing", 31)
     second = await call(demo_ami, "billing", 32)
     a, b = first.channel_id, second.channel_id
+    # Both rows, whichever arrives first (the two calls are originated at once: under load the
+    # second can reach the ACD, and the board, before the first).
     await page.wait_for_selector(f"#waiting tr[data-call='{b}']", timeout=5_000)
 
     # A focused "move to" list stays in the page (and focused) across updates.
-    select = await page.query_selector(f"#waiting tr[data-call='{a}'] select")
+    select = await page.wait_for_selector(f"#waiting tr[data-call='{a}'] select", timeout=5_000)
     await select.focus()
     await asyncio.sleep(1.6)
     assert await select.evaluate("e => e.isConnected && document.activeElement === e")
