@@ -91,7 +91,9 @@ class Database:
 
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(0o755)
-        self.server = EmbeddedPostgres(directory / "pg")
+        # A minute to become ready: the fault suite starts it again under load, and 30 s was
+        # once too short on a busy two-core machine.
+        self.server = EmbeddedPostgres(directory / "pg", start_timeout=60.0)
         self.dsn = ""
 
     async def start(self) -> str:
