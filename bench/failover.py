@@ -4,6 +4,7 @@
     python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
     python -m bench.failover --kills 10 --handover    # planned handovers (cti handover) instead
     python -m bench.failover --kills 5 --compare --wrapup 15   # warm standby, then cold, one command
+    python -m bench.failover --kills 20 --rate 8 --agents 50     # the issue's load
 
 Two ``cti serve`` processes (``ha_cluster``, bench/harness.py ``DaemonProcess``) on one
 embedded PostgreSQL of the run's own and the sandbox's Asterisk, with the routing of
@@ -96,9 +97,8 @@ async def _until(check: Any, timeout: float, what: str, every: float = 0.1) -> A
     raise HarnessError(f"not within {timeout}s: {what}")
 
 
-async def double_booked(db: Database, prefix: str) -> list[str]:
+async def double_booked(db: Database, prefix: str, agents: list[str]) -> list[str]:
     """Calls an agent answered while still on an earlier one (the ACD's agents only)."""
-    agents = [a.id for a in load_config(ACD_CONFIG).agents]
     rows = await db.fetch(
         "SELECT call_id, agent, agent_answered_at, ended_at FROM calls WHERE call_id LIKE $1"
         " AND agent = ANY($2) AND agent_answered_at IS NOT NULL ORDER BY agent, agent_answered_at",
@@ -107,14 +107,33 @@ async def double_booked(db: Database, prefix: str) -> list[str]:
             if p["agent"] == n["agent"] and p["ended_at"] is not None and n["agent_answered_at"] < p["ended_at"]]
 
 
-def acd_config(workdir: Path, wrapup: float | None) -> Path:
-    """The routing file: bench/faults-acd.toml, with every queue's ``wrapup_s`` set to
-    ``wrapup`` when given."""
-    if wrapup is None:
+def routing_text(wrapup: float | None = None, agents: int | None = None) -> str:
+    """bench/faults-acd.toml's text, with every queue's ``wrapup_s`` set to ``wrapup`` and
+    ``agents`` agents (``f01``.., ``Local/agent21@``.. onwards, each like the file's first)
+    when given (pure)."""
+    text = ACD_CONFIG.read_text()
+    if wrapup is not None:
+        text = re.sub(r"(?m)^wrapup_s = .*$", f"wrapup_s = {wrapup:g}", text)
+    if agents is not None:
+        if agents < 1:
+            raise ValueError(f"agents must be at least 1, not {agents}")
+        first = text.index("[[agents]]")
+        end = text.index("[[queues]]")
+        template = text[first:text.index("[[agents]]", first + 1)]
+        blocks = [re.sub(r'(?m)^device = "Local/agent\d+@', f'device = "Local/agent{20 + n}@',
+                         re.sub(r'(?m)^name = ".*"$', f'name = "Agent {n}"',
+                                re.sub(r'(?m)^id = ".*"$', f'id = "f{n:02d}"', template)))
+                  for n in range(1, agents + 1)]
+        text = text[:first] + "".join(blocks) + text[end:]
+    return text
+
+
+def acd_config(workdir: Path, wrapup: float | None, agents: int | None = None) -> Path:
+    """The routing file: bench/faults-acd.toml as it is, or ``routing_text`` of it."""
+    if wrapup is None and agents is None:
         return ACD_CONFIG
-    text = re.sub(r"(?m)^wrapup_s = .*$", f"wrapup_s = {wrapup:g}", ACD_CONFIG.read_text())
     path = workdir / "failover-acd.toml"
-    path.write_text(text)
+    path.write_text(routing_text(wrapup, agents))
     return path
 
 
@@ -134,7 +153,7 @@ def changed(before: dict[str, int], after: dict[str, int]) -> int:
 
 async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
               pause: float | None = None, handover: bool = False, warm: bool = True,
-              wrapup: float | None = None) -> dict[str, Any]:
+              wrapup: float | None = None, agents: int | None = None) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -149,7 +168,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     ami.add_listener(lambda f: fallback.append(time.time()) if f.headers.get("Event") == "QueueCallerJoin" else None)
     await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
     nodes = []
-    routing = acd_config(workdir, wrapup)
+    routing = acd_config(workdir, wrapup, agents)
+    agent_ids = [a.id for a in load_config(routing).agents]
     for name in ("n1", "n2"):
         (workdir / name).mkdir(parents=True, exist_ok=True)
         env = daemon_env(dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
@@ -238,7 +258,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             pass
         await asyncio.sleep(2)
         report = await integrity(dsn, traffic, t0, time.time())
-        double = await double_booked(db, traffic.prefix)
+        double = await double_booked(db, traffic.prefix, agent_ids)
         offers = await db.fetch("SELECT at FROM call_events WHERE kind = 'acd.offer' ORDER BY at")
         at = [r["at"].timestamp() for r in offers]
         for i, k in enumerate(kills_out):
@@ -258,7 +278,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         works = [k["acd_work_s"] for k in kills_out if k["acd_work_s"] is not None]
         epochs_rise = all(k["epoch_after"] > (k["epoch_before"] or 0) for k in kills_out)
         return {
-            "kills": kills, "rate": rate, "gap_s": gap, "ttl_s": ttl, "agents": len(load_config(ACD_CONFIG).agents),
+            "kills": kills, "rate": rate, "gap_s": gap, "ttl_s": ttl, "agents": len(agent_ids),
             "takeover_p50_s": round(percentile(takeovers, 50), 2), "takeover_p99_s": round(percentile(takeovers, 99), 2),
             "takeover_max_s": round(max(takeovers), 2),
             "first_offer_p50_s": round(percentile(firsts, 50), 2) if firsts else None,
@@ -368,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cold", action="store_true", help="cold standbys (ha_warm false): adoption as after a restart")
     p.add_argument("--compare", action="store_true", help="warm standbys, then cold ones, in one command")
     p.add_argument("--wrapup", type=float, default=None, help="every queue's wrapup_s (default: the routing's 1 s)")
+    p.add_argument("--agents", type=int, default=None, help="simulated agents (default: the routing's 16)")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args(argv)
     Path("/var/tmp").mkdir(exist_ok=True)
@@ -376,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tempfile.mkdtemp(prefix="cti-failover-", dir="/var/tmp"))
         workdir.chmod(0o755)
         results.append(asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause,
-                                       args.handover, warm=warm, wrapup=args.wrapup)))
+                                       args.handover, warm=warm, wrapup=args.wrapup,
+                                       agents=args.agents)))
         print(f"(logs in {workdir})")
     text = json.dumps(results if args.compare else results[0], indent=2, default=str)
     print(text)

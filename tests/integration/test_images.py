@@ -11,6 +11,7 @@ database's socket directory is bound in."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -82,6 +83,36 @@ def test_the_asterisk_image_has_our_configuration_and_no_secret_or_demo(images):
     files = out.stdout.split()
     assert "extensions.conf" in files and "demo" not in files and "secrets.conf" not in files
     assert "\nsecret" not in out.stdout and "[cti]" in out.stdout
+
+
+def test_asterisk_from_its_images_root_takes_what_the_entrypoint_writes(images, tmp_path):
+    """The image's entrypoint (its dash, mawk and openssl) adapts the configuration in a private
+    mount and network namespace, then the image's Asterisk starts on it: SIP on every address,
+    the public address on the transport, the published RTP range, the DTLS certificate made."""
+    image = f"localhost/cti-asterisk:{TAG}"
+    root = run("podman", "image", "mount", image).stdout.strip()
+    assert root, f"podman image mount {image} gave no root"
+    scratch = " ".join(f"mount -t tmpfs tmpfs {root}{d};" for d in (
+        "/tmp", "/run", "/var/log/asterisk", "/var/spool/asterisk", "/var/lib/asterisk"))
+    inner = ("mkdir -p /run/asterisk; chown asterisk:asterisk /run/asterisk; "
+             "/usr/local/sbin/cti-asterisk-entrypoint asterisk -U asterisk -G asterisk; "
+             "for i in $(seq 1 100); do asterisk -rx 'core waitfullybooted' >/dev/null 2>&1 && break; sleep 0.2; done; "
+             "asterisk -rx 'pjsip show transport transport-udp'; asterisk -rx 'rtp show settings'; "
+             "ls /etc/asterisk/keys; asterisk -rx 'core stop now' >/dev/null 2>&1 || true")
+    script = (f"set -e; mount --make-rprivate /; ip link set lo up; {scratch} "
+              f"cp -a {root}/etc/asterisk {root}/tmp/etc; mount --bind {root}/tmp/etc {root}/etc/asterisk; "
+              f"exec chroot {root} /usr/bin/env -i PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin "
+              f"CTI_PUBLIC_ADDRESS=203.0.113.7 /bin/sh -c {shlex.quote(inner)}")
+    try:
+        out = run("unshare", "-m", "-n", "/bin/sh", "-c", script, timeout=120)
+    finally:
+        run("podman", "image", "unmount", image)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    assert re.search(r"bind\s*:\s*0\.0\.0\.0:5060", text), text[-3000:]
+    assert re.search(r"external_media_address\s*:\s*203\.0\.113\.7", text), text[-3000:]
+    assert re.search(r"Port start:\s*10000", text) and re.search(r"Port end:\s*10199", text), text[-3000:]
+    assert "cti-dtls.crt" in text and "cti-dtls.key" in text, text[-3000:]
 
 
 async def test_the_daemon_from_its_images_root_answers_healthz_and_routes_a_demo_call(

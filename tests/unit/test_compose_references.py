@@ -74,6 +74,9 @@ def test_every_variable_a_service_is_given_is_one_its_program_reads():
     unknown = [k for k in SERVICES["cti"].get("environment", {})
                if k not in ("CTI_SECRETS_DIR", "CTI_CONFIG") and k.removeprefix("CTI_").lower() not in fields]
     assert unknown == [], f"the daemon has no setting for {unknown}"
+    entrypoint = (ROOT / "deploy" / "asterisk" / "entrypoint").read_text()
+    for key in SERVICES["asterisk"].get("environment", {}):
+        assert "${" + key in entrypoint, f"deploy/asterisk/entrypoint never reads {key}"
     caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
     for key in SERVICES["proxy"].get("environment", {}):
         assert "{$" + key in caddyfile, f"deploy/Caddyfile never reads {key}"
@@ -191,3 +194,14 @@ def test_the_docs_compose_commands_make_the_secrets_compose_reads(tmp_path):
     assert (url.hostname, url.port, url.path) == ("postgres", 5432, "/cti")
     assert url.password == (tmp_path / "secrets" / "db_password").read_text().strip() and len(url.password) == 48
     assert (tmp_path / ".env").read_text().strip() == "CTI_SITE=cti.example.com"
+
+
+def test_the_published_rtp_range_is_the_one_asterisk_is_given():
+    entrypoint = (ROOT / "deploy" / "asterisk" / "entrypoint").read_text()
+    default = re.search(r"rtp=\$\{CTI_RTP_PORTS:-(\d+-\d+)\}", entrypoint).group(1)
+    udp = [p for p in SERVICES["asterisk"]["ports"] if p.endswith("/udp") and "-" in p]
+    assert udp == [f"{default}:{default}/udp"]
+    assert "CTI_RTP_PORTS" not in (SERVICES["asterisk"].get("environment") or {}), \
+        "a range given here must be published here too"
+    exposed = re.search(r"^EXPOSE (.*)$", (ROOT / "deploy" / "asterisk" / "Containerfile").read_text(), re.M)
+    assert f"{default}/udp" in exposed.group(1).split()

@@ -42,7 +42,7 @@ def test_the_images_take_their_base_as_an_argument_and_run_unprivileged() -> Non
     assert "rm -rf /etc/asterisk/demo" in asterisk and '"-U", "asterisk"' in asterisk
 
 
-def test_compose_passes_secrets_as_files_and_publishes_only_sip_and_the_proxy() -> None:
+def test_compose_passes_secrets_as_files_and_publishes_only_sip_rtp_and_the_proxy() -> None:
     import yaml
 
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -55,5 +55,5 @@ def test_compose_passes_secrets_as_files_and_publishes_only_sip_and_the_proxy() 
     assert services["cti"]["environment"]["CTI_SECRETS_DIR"] == "/run/secrets"
     assert all(s["file"].startswith("./secrets/") for s in compose["secrets"].values())
     published = [p for s in services.values() for p in s.get("ports", [])]
-    assert sorted(published) == ["443:443", "5060:5060/udp", "80:80"]
+    assert sorted(published) == ["10000-10199:10000-10199/udp", "443:443", "5060:5060/udp", "80:80"]
     assert "secrets/" in (ROOT / ".gitignore").read_text().split()
