@@ -22,6 +22,7 @@ The few other AMI events features act on follow on the same bus, typed
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
@@ -193,12 +194,38 @@ def on_frame(core: Core, frame: Any, node: str | None = None) -> None:
         core.bus.publish(typed)
 
 
+# The call events logged at info: a call's start and its end (with what the call came to);
+# every other event at debug. The whole timeline is in PostgreSQL (call_events) and on the
+# WebSocket; a line per event at info cost the leader a tenth of its CPU under load
+# (BENCHMARKS.md, "Where the leader's CPU goes").
+INFO_KINDS = frozenset({"call.started", "call.ended"})
+
+
+def log_fields(ev: CallEvent) -> dict[str, Any]:
+    """The fields of ``ev``'s log line (pure): its own that are set, the call's state, and
+    for its end what the call came to (queue, agent, answered, abandoned, seconds)."""
+    out: dict[str, Any] = {"state": ev.call.state, **{k: v for k, v in ev.data.items() if v is not None}}
+    if ev.kind == "call.ended":
+        c = ev.call
+        out.update({k: v for k, v in (("direction", c.direction), ("queue", c.queue), ("agent", c.agent),
+                                       ("answered", c.answered_at is not None), ("abandoned", c.abandoned or None))
+                    if v is not None})
+        if c.ended_at is not None:
+            out["duration_s"] = round(c.ended_at - c.started_at, 1)
+        if c.queue_joined_at is not None and c.queue_left_at is not None:
+            out["waited_s"] = round(c.queue_left_at - c.queue_joined_at, 1)
+    return out
+
+
 def log_subscriber(ev: CallEvent) -> None:
-    """One info line per event, named by its kind, with its fields that are set; state
-    changes are left out (the state is on every line)."""
+    """A line per event, named by its kind: at info for a call's start and end, at debug
+    for the rest; state changes are left out (the state is on every line)."""
     if isinstance(ev, CallStateChanged):
         return
-    log.info(ev.kind, state=ev.call.state, **{k: v for k, v in ev.data.items() if v is not None})
+    if ev.kind in INFO_KINDS:
+        log.info(ev.kind, **log_fields(ev))
+    elif logging.getLogger().isEnabledFor(logging.DEBUG):   # cti.logs.configure sets both levels
+        log.debug(ev.kind, **log_fields(ev))
 
 
 # -- resync --------------------------------------------------------------------
