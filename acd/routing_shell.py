@@ -291,6 +291,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
                 self._offer_failed(cid, agent, reason, ev.at)
         elif kind == "call.agent_left" and waiting.agent is not None and data.get("agent") in (None, waiting.agent):
             agent, waiting.agent = waiting.agent, None
+            log.debug("acd agent freed", call_id=cid, agent=agent, freed_at=time.time())  # acd_latency --timeline
             self._apply(self.router.call_finished(cid, agent, ev.at))
         elif kind == "call.agent_left" and data.get("agent") in waiting.others:
             waiting.others.discard(data["agent"])

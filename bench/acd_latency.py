@@ -31,7 +31,9 @@ Scenarios per router:
 arrival it gives the steps (ms after the ``CtiAcdWait`` timestamp): this
 process's own AMI session receiving the UserEvent (the delivery), the ACD
 receiving ``call.queued``, Setvar + Redirect written, the Redirect's reply,
-``DialBegin``.
+``DialBegin``; and for each agent freed in the burst while callers waited, the
+same steps after the agent leg's ``Hangup`` (the ACD told the agent left instead
+of the arrival).
 
     scripts/run-isolated lat .venv/bin/python bench/acd_latency.py [--calls 200] [--json out.json]
 """
@@ -74,6 +76,7 @@ class Recorder:
         self.redirected: dict[str, float] = {}        # the caller's music stopped: our Redirect taken
         self.rings: list[tuple[float, str, str]] = []     # (t, agent, caller)
         self.freed: list[tuple[float, str]] = []          # (t, agent)
+        self.freed_received: list[float] = []             # our clock when each of those reached us
         self.busy: dict[str, int] = {}                    # agent -> legs up
 
     def __call__(self, frame) -> None:
@@ -100,6 +103,7 @@ class Recorder:
             agent = _agent(h["Channel"])
             self.busy[agent] = max(0, self.busy.get(agent, 0) - 1)
             self.freed.append((t, agent))
+            self.freed_received.append(time.time())
 
     def entry_to_ring(self, ids: list[str], *, free_only: bool = False) -> list[float]:
         return [self.ring[i] - self.entry[i] for i in ids if i in self.ring and i in self.entry
@@ -113,15 +117,21 @@ class Recorder:
 
     def free_to_ring(self, ids: set[str]) -> list[float]:
         """For each agent freed while callers of ``ids`` waited: time to its next ring."""
+        return [ring - t_free for t_free, _, ring, _ in self.freed_next(ids)]
+
+    def freed_next(self, ids: set[str]) -> list[tuple[float, float, float, str]]:
+        """For each agent freed while callers of ``ids`` waited: (freed at, that Hangup
+        received by us, the agent's next ring, the caller it rang for)."""
         out = []
-        for t_free, agent in self.freed:
+        for (t_free, agent), received in zip(self.freed, self.freed_received):
             waiting = [c for c in ids if c in self.entry and self.entry[c] < t_free
                        and self.ring.get(c, float("inf")) > t_free]
             if not waiting:
                 continue
-            nxt = [t for t, a, c in self.rings if a == agent and t >= t_free and c in ids]
+            nxt = [(t, c) for t, a, c in self.rings if a == agent and t >= t_free and c in ids]
             if nxt:
-                out.append(min(nxt) - t_free)
+                ring, caller = min(nxt)
+                out.append((t_free, received, ring, caller))
         return out
 
 
@@ -210,14 +220,16 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
             async with daemon as log_file:
                 free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
                 busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
-                steps = offer_steps(rec, free_ids, log_file.read_text()) if timeline and log_file else []
+                text = log_file.read_text() if timeline and log_file else ""
+                steps = offer_steps(rec, free_ids, text) if text else []
+                freed = freed_steps(rec, busy_ids, text) if text else []
         out: dict[str, Any] = {
             "free": rec.entry_to_ring(free_ids, free_only=True),
             "redirect": rec.entry_to_redirect(free_ids) if router != "app_queue" else [],
             "free_all": rec.entry_to_ring(free_ids),
             "busy_entry": rec.entry_to_ring(busy_ids), "busy_free": rec.free_to_ring(set(busy_ids))}
         if router != "app_queue" and timeline:
-            out["timeline"] = steps
+            out["timeline"], out["timeline_freed"] = steps, freed
         return out
     finally:
         await ami.send("Setvar", {"Variable": await heartbeat_in_force(ami), "Value": "0"}, shape="single")
@@ -228,11 +240,12 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
 STEPS = ("delivered", "acd", "written", "replied", "redirected", "dialbegin")
 
 
-def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, float]]:
-    """Per caller who found an agent free: each step in ms after the CtiAcdWait timestamp,
-    from the daemon's debug lines (``acd call entered``, ``acd offer written``, ``acd offer
-    replied``: epoch times on this host's clock) and Asterisk's timestamps."""
+def daemon_marks(log_text: str) -> tuple[dict[str, dict[str, float]], dict[str, list[float]]]:
+    """From the daemon's debug lines (epoch times on this host's clock): per caller its first
+    ``acd call entered``, ``acd offer written`` and ``acd offer replied``; per agent the
+    times of its ``acd agent freed``."""
     seen: dict[str, dict[str, float]] = {}
+    freed: dict[str, list[float]] = {}
     for line in log_text.splitlines():
         if '"acd ' not in line:
             continue
@@ -250,6 +263,15 @@ def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, 
             mine.setdefault("written", d["written_at"])
         elif event == "acd offer replied":
             mine.setdefault("replied", d["replied_at"])
+        elif event == "acd agent freed":
+            freed.setdefault(d["agent"], []).append(d["freed_at"])
+    return seen, freed
+
+
+def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, float]]:
+    """Per caller who found an agent free: each step in ms after the CtiAcdWait timestamp,
+    from the daemon's debug lines and Asterisk's timestamps."""
+    seen, _ = daemon_marks(log_text)
     out = []
     for cid in ids:
         mine, t0 = seen.get(cid, {}), rec.entry.get(cid)
@@ -262,6 +284,29 @@ def offer_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, 
     return out
 
 
+def freed_steps(rec: Recorder, ids: list[str], log_text: str) -> list[dict[str, float]]:
+    """Per agent freed while callers waited (the burst): each step in ms after the agent
+    leg's ``Hangup`` timestamp up to the next caller ringing that agent: the Hangup read by
+    our own AMI session, the ACD told the agent left (``acd agent freed``), that caller's
+    Setvar + Redirect written, the reply, the caller's music stopped, ``DialBegin``."""
+    seen, freed = daemon_marks(log_text)
+    out = []
+    for t_free, received, ring, caller in rec.freed_next(set(ids)):
+        agent = next((a for t, a, c in rec.rings if t == ring and c == caller), None)
+        row: dict[str, float] = {"delivered": received, "dialbegin": ring}
+        acd = [t for t in freed.get(agent or "", []) if t >= t_free]
+        if acd:
+            row["acd"] = min(acd)
+        mine = seen.get(caller, {})
+        for k in ("written", "replied"):
+            if k in mine and mine[k] >= t_free:
+                row[k] = mine[k]
+        if caller in rec.redirected and rec.redirected[caller] >= t_free:
+            row["redirected"] = rec.redirected[caller]
+        out.append({k: round((row[k] - t_free) * 1000, 3) for k in STEPS if k in row})
+    return out
+
+
 def row(name: str, values: list[float]) -> str:
     if not values:
         return f"| {name} | 0 | - | - | - |"
@@ -270,11 +315,13 @@ def row(name: str, values: list[float]) -> str:
             f"| {max(ms):.1f} ms |")
 
 
-def timeline_table(steps: list[dict[str, float]]) -> str:
-    lines = [f"Arrival path, {len(steps)} offers to a free agent: ms after the caller's CtiAcdWait timestamp",
-             "", "| step | p50 | p90 | p99 | max |", "|---|---:|---:|---:|---:|"]
-    names = {"delivered": "UserEvent read by a second AMI session (delivery)",
-             "acd": "ACD receives call.queued", "written": "Setvar + Redirect written",
+def timeline_table(steps: list[dict[str, float]], freed: bool = False) -> str:
+    title = (f"Agent-freed path, {len(steps)} agents freed while callers waited: ms after the agent leg's Hangup"
+             if freed else f"Arrival path, {len(steps)} offers to a free agent: ms after the caller's CtiAcdWait timestamp")
+    lines = [title, "", "| step | p50 | p90 | p99 | max |", "|---|---:|---:|---:|---:|"]
+    names = {"delivered": ("Hangup" if freed else "UserEvent") + " read by a second AMI session (delivery)",
+             "acd": "ACD told the agent left" if freed else "ACD receives call.queued",
+             "written": "Setvar + Redirect written",
              "replied": "Redirect's reply read", "redirected": "the wait's music stops: Redirect taken (Asterisk)",
              "dialbegin": "DialBegin to the agent (Asterisk)"}
     for k in STEPS:
@@ -351,12 +398,16 @@ async def main() -> None:
     if args.timeline and results.get("ours", {}).get("timeline"):
         print()
         print(timeline_table(results["ours"]["timeline"]))
+    if args.timeline and results.get("ours", {}).get("timeline_freed"):
+        print()
+        print(timeline_table(results["ours"]["timeline_freed"], freed=True))
     if args.json:
         out = summary(results)
         out["conditions"] = {"calls": args.calls, "burst": args.burst, "gap": args.gap, "routers": routers,
                              "loadavg": list(map(float, Path("/proc/loadavg").read_text().split()[:3]))}
         if args.timeline and results.get("ours", {}).get("timeline"):
             out["timeline"] = results["ours"]["timeline"]
+            out["timeline_freed"] = results["ours"].get("timeline_freed", [])
         args.json.write_text(json.dumps(out, indent=1))
 
 
