@@ -40,7 +40,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
-from api.campaign_routes import RetryBody, WindowsBody, checked_rules, policy, setup_campaign_routes
+from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, policy, \
+    setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
@@ -85,6 +86,8 @@ class CampaignBody(StrictBody):
     windows: WindowsBody | None = Field(None, description="its calling window (null: Monday to Saturday, 09:00 to"
                                                           " 20:00 local); PUT /api/campaigns/{id}/rules changes it")
     retry: RetryBody | None = Field(None, description="its retry rules (null: the defaults)")
+    reserve: ReserveBody | None = Field(None, description="its reserve for inbound when its agents also serve inbound"
+                                                          " queues (null: none beyond no call while a caller waits)")
 
 
 class CampaignView(BaseModel):
@@ -183,6 +186,7 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
     windows, retry = checked_rules(b.windows and b.windows.model_dump(mode="json", exclude_none=True),
                                    b.retry and b.retry.model_dump(mode="json", exclude_none=True),
                                    ring_s=b.ring_s, machine_action=b.machine_action)
+    reserve = checked_reserve(b.reserve and b.reserve.model_dump(mode="json"), "body.reserve")
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
                                                 queue=b.queue, abandon_cap=b.abandon_cap,
@@ -190,7 +194,7 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
                                                 abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
                                                 skills=b.skills, script=b.script,
                                                 survey=[q.model_dump() for q in b.survey], windows=windows,
-                                                retry=retry))
+                                                retry=retry, reserve=reserve))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
     log.info("campaign created", campaign_id=cid, mode=b.mode, actor=actor_of(req))

@@ -47,18 +47,21 @@ async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id
                           queue: str | None = None, abandon_cap: float = 0.03, machine_action: str = "retry",
                           ring_s: int = 25, abandon_prompt: str | None = None, voicemail_prompt: str | None = None,
                           skills: str | None = None, script: str = "", survey: list | None = None,
-                          windows: dict | None = None, retry: dict | None = None) -> int:
+                          windows: dict | None = None, retry: dict | None = None,
+                          reserve: dict | None = None) -> int:
     """A new campaign's id. ``windows`` and ``retry``: its calling window and retry rules
-    as JSON (``dialer.campaign_rules``, checked by the caller; None: the defaults). Raises
+    as JSON (``dialer.campaign_rules``), ``reserve`` its reserve for inbound
+    (``dialer.blending``), checked by the caller; None: the defaults. Raises
     ``asyncpg.UniqueViolationError`` for a name in use."""
     async with connection(db) as conn:
         return await conn.fetchval(
             "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,"
-            " abandon_prompt, voicemail_prompt, skills, script, survey, windows, retry)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb)"
+            " abandon_prompt, voicemail_prompt, skills, script, survey, windows, retry, reserve)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb)"
             " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,
             abandon_prompt, voicemail_prompt, skills, script, json.dumps(survey or []),
-            None if windows is None else json.dumps(windows), None if retry is None else json.dumps(retry))
+            None if windows is None else json.dumps(windows), None if retry is None else json.dumps(retry),
+            None if reserve is None else json.dumps(reserve))
 
 
 CAMPAIGN_STATES = ("stopped", "running", "paused")
@@ -70,8 +73,8 @@ async def running_campaigns(db: Db) -> list[dict]:
     async with connection(db) as conn:
         rows = await conn.fetch(
             "SELECT campaign_id, name, mode, caller_id, queue, abandon_cap::float8 AS abandon_cap, machine_action,"
-            " ring_s, abandon_prompt, voicemail_prompt, skills, windows::text AS windows, retry::text AS retry"
-            " FROM dialer_campaigns WHERE state = 'running' ORDER BY campaign_id")
+            " ring_s, abandon_prompt, voicemail_prompt, skills, windows::text AS windows, retry::text AS retry,"
+            " reserve::text AS reserve FROM dialer_campaigns WHERE state = 'running' ORDER BY campaign_id")
     return [dict(r) for r in rows]
 
 
