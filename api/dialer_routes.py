@@ -44,7 +44,7 @@ from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_res
     setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
-from api.errors import ApiError
+from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, setup_registry
 from api.ws import WS
 from cti.daemon import CORE
@@ -52,6 +52,7 @@ from cti.ha import HaNode, run_while_leading
 from dialer import store
 from dialer.leads import InvalidRule, TransitionRefused
 from dialer.runner import CampaignRunner
+from dialer.survey import InvalidSurvey, parse_survey, survey_to_json
 from dialer.windows import CallingWindow, WindowChecker
 from dialer.lead_import import BadLeadFile, parse_leads
 
@@ -106,6 +107,13 @@ class Question(StrictBody):
     text: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")
     type: str = Field("text", pattern=r"^(text|choice|yes_no)$")
     options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=20)
+    next: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
+                             description="the question after this one whatever the answer ('end' ends the survey);"
+                                         " absent: the following one")
+    branches: dict[Annotated[str, Field(min_length=1, max_length=100)],
+                   Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]] = Field(
+        default_factory=dict, max_length=20,
+        description="by answer (an option, yes or no), the question after this one ('end' ends the survey)")
 
 
 class StateBody(StrictBody):
@@ -169,6 +177,18 @@ class DncView(BaseModel):
     listed: bool
 
 
+def checked_survey(questions: list[dict], where: str = "body") -> list[dict]:
+    """A survey checked (``dialer.survey``: no dangling reference, no cycle, every question
+    reachable) and made canonical; 422 ``invalid_body`` naming the field."""
+    try:
+        return survey_to_json(parse_survey(questions))
+    except InvalidSurvey as exc:
+        field = f"{where}.{exc.field}"
+        message = str(exc).split(": ", 1)[-1]
+        raise ApiError(422, "invalid_body", f"{field}: {message}",
+                       [ErrorDetail(field=field, message=message, type="invalid_survey")]) from None
+
+
 def _phone(req: ApiRequest) -> str:
     try:
         return store.normalised(req.match_info["phone"])
@@ -187,13 +207,14 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
                                    b.retry and b.retry.model_dump(mode="json", exclude_none=True),
                                    ring_s=b.ring_s, machine_action=b.machine_action)
     reserve = checked_reserve(b.reserve and b.reserve.model_dump(mode="json"), "body.reserve")
+    survey = checked_survey([q.model_dump(exclude_none=True) for q in b.survey])
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
                                                 queue=b.queue, abandon_cap=b.abandon_cap,
                                                 machine_action=b.machine_action, ring_s=b.ring_s,
                                                 abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
                                                 skills=b.skills, script=b.script,
-                                                survey=[q.model_dump() for q in b.survey], windows=windows,
+                                                survey=survey, windows=windows,
                                                 retry=retry, reserve=reserve))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
