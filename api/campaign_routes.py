@@ -155,11 +155,15 @@ def checked_rules(windows: dict | None, retry: dict | None, *, ring_s: int, mach
         r = None if retry is None else rules_to_json(
             rules_from_json(retry, ring_s=ring_s, machine_voicemail=machine_action == "voicemail"))
     except (InvalidWindow, InvalidRule) as exc:
-        field = f"{where}.{exc.field}"
-        message = str(exc).split(": ", 1)[-1]
-        raise ApiError(422, "invalid_body", f"{field}: {message}",
-                       [ErrorDetail(field=field, message=message, type="invalid_rule")]) from None
+        raise invalid_field(where, exc, "invalid_rule") from None
     return w, r
+
+
+def invalid_field(where: str, exc: Exception, kind: str) -> ApiError:
+    """422 ``invalid_body`` for a pure parser's error ``exc`` naming its ``field`` under ``where``."""
+    field = f"{where}.{getattr(exc, 'field', '')}"
+    message = str(exc).split(": ", 1)[-1]
+    return ApiError(422, "invalid_body", f"{field}: {message}", [ErrorDetail(field=field, message=message, type=kind)])
 
 
 def checked_reserve(reserve: dict | None, where: str = "body") -> dict | None:
@@ -167,10 +171,7 @@ def checked_reserve(reserve: dict | None, where: str = "body") -> dict | None:
     try:
         return None if reserve is None else reserve_to_json(reserve_from_json(reserve))
     except InvalidReserve as exc:
-        field = f"{where}.{exc.field}"
-        message = str(exc).split(": ", 1)[-1]
-        raise ApiError(422, "invalid_body", f"{field}: {message}",
-                       [ErrorDetail(field=field, message=message, type="invalid_reserve")]) from None
+        raise invalid_field(where, exc, "invalid_reserve") from None
 
 
 async def get_reserve(req: ApiRequest[None, None]) -> ReserveView:
@@ -187,7 +188,7 @@ async def get_reserve(req: ApiRequest[None, None]) -> ReserveView:
 
 async def put_reserve(req: ApiRequest[ReserveSet, None]) -> ReserveView:
     cid = _cid(req)
-    r = checked_reserve(_dump(req.body.reserve), "body.reserve")
+    r = checked_reserve(_dump(req.body.reserve))
     if not await query(campaign_store.set_reserve(db(req.app), cid, r)):
         raise ApiError(404, "no_campaign", f"no campaign {cid}")
     log.info("campaign reserve set", campaign_id=cid, own_reserve=r is not None, actor=actor_of(req))

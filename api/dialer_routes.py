@@ -40,11 +40,11 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
-from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, policy, \
-    setup_campaign_routes
+from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, invalid_field, \
+    policy, setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
-from api.errors import ApiError, ErrorDetail
+from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
 from api.ws import WS
 from cti.daemon import CORE
@@ -183,10 +183,7 @@ def checked_survey(questions: list[dict], where: str = "body") -> list[dict]:
     try:
         return survey_to_json(parse_survey(questions))
     except InvalidSurvey as exc:
-        field = f"{where}.{exc.field}"
-        message = str(exc).split(": ", 1)[-1]
-        raise ApiError(422, "invalid_body", f"{field}: {message}",
-                       [ErrorDetail(field=field, message=message, type="invalid_survey")]) from None
+        raise invalid_field(where, exc, "invalid_survey") from None
 
 
 def _phone(req: ApiRequest) -> str:
@@ -206,7 +203,7 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
     windows, retry = checked_rules(b.windows and b.windows.model_dump(mode="json", exclude_none=True),
                                    b.retry and b.retry.model_dump(mode="json", exclude_none=True),
                                    ring_s=b.ring_s, machine_action=b.machine_action)
-    reserve = checked_reserve(b.reserve and b.reserve.model_dump(mode="json"), "body.reserve")
+    reserve = checked_reserve(b.reserve and b.reserve.model_dump(mode="json"))
     survey = checked_survey([q.model_dump(exclude_none=True) for q in b.survey])
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,

@@ -25,7 +25,8 @@ with a queue's count of callers ever entered (``offered + waiting + ringing`` of
 
 Exceptions (``cti.errors.CtiError``)::
 
-    InvalidReserve     a reserve setting out of range (``field`` names it: reserve.agents)
+    PacingError
+      InvalidReserve   a reserve setting out of range (``field`` names it: reserve.agents)
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from acd.staffing import StaffingError, required_agents
-from cti.errors import CtiError
+from dialer.pacing import PacingError
 
 MAX_RESERVE_AGENTS = 500
 MAX_ARRIVALS_MIN = 240
@@ -42,10 +43,8 @@ MAX_ARRIVALS_MIN = 240
 MIN_SPAN_S = 60.0
 
 
-class InvalidReserve(CtiError, ValueError):
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
+class InvalidReserve(PacingError):
+    """A reserve setting out of range; ``field`` names it (``reserve.agents``)."""
 
 
 @dataclass(frozen=True, slots=True)

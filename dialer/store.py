@@ -23,6 +23,7 @@ from dialer.lead_import import LeadRow
 from dialer.leads import (NO_RESULT, Answered, Dial, DoNotCall, Ended, InvalidRule, Lead, NoResult, Outcome,
                           RetryRules, Skip, State, agent_result, apply)
 from dialer.windows import WindowChecker
+from dialer.writeback import write_back
 
 
 class DialerStoreError(ValueError):
@@ -376,11 +377,12 @@ async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, 
     who dialed it), or a campaign call the runner connected to them (``agent_id`` their ACD
     agent id, or ``agent``). ``answered`` (then done with the disposition, a callback at a
     time, or an opt-out that puts the number on the do-not-call list) or, for a preview
-    dial only, how the dial ended (busy, no_answer, machine, failed). Accepted once."""
+    dial only, how the dial ended (busy, no_answer, machine, failed). Accepted once. The
+    result is written on the lead's customer record as well (``dialer.writeback``)."""
     async with connection(db) as conn:
         async with conn.transaction():
             row = await conn.fetchrow(
-                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started,"
+                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started, a.call_id AS a_call,"
                 " a.outcome AS a_outcome, a.result_at AS a_result,"
                 " NOT EXISTS (SELECT 1 FROM dialer_attempts b WHERE b.lead_id = a.lead_id"
                 "             AND b.attempt_id > a.attempt_id) AS a_latest"
@@ -425,6 +427,11 @@ async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, 
                     "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, disposition = $5,"
                     " answers = $6::jsonb, result_at = $2 WHERE attempt_id = $1", attempt_id, now, recorded, call_id,
                     disposition, answers_json)
+            # The customer's record gets the result too (dialer.writeback), or nothing does.
+            await write_back(conn, attempt_id, campaign_id=row["campaign_id"], customer_id=row["customer_id"],
+                             phone=lead.phone, author=agent, outcome=outcome, disposition=disposition,
+                             callback_at=callback_at, opt_out=opt_out, answers=answers,
+                             call_id=call_id or row["a_call"], lead_state=lead.state.value)
     return lead
 
 
