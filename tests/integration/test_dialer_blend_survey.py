@@ -4,6 +4,7 @@ in the sandbox keeping the blended agent for inbound while the reserve says so
 (docs/dialer.md, "Blending", "Surveys and branching", "Results on the customer record")."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timezone
 from pathlib import Path
 
@@ -11,11 +12,13 @@ import aiohttp
 import asyncpg
 import pytest
 
+from cti.migrate import migrate
 from dialer import campaign_store, store
 from dialer.lead_import import parse_leads
 from dialer.windows import CallingWindow, WindowChecker
 from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.test_api import add_user, bearer, login, url
+from tests.integration.test_cli import cti
 
 ALL_DAY = {"hours": {d: ["00:00", "24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
 CONFIG = Path(__file__).with_name("dialer-acd.toml")
@@ -213,3 +216,22 @@ async def test_the_runner_keeps_the_blended_agent_for_inbound_while_the_reserve_
     finally:
         await d.stop()
         hangup_all()
+
+
+async def test_the_reserve_from_the_command_line(database):
+    await migrate(database)
+    env = {"CTI_DATABASE_URL": database}
+    made = cti("campaigns", "create", "blended", "--mode", "progressive", "--queue", "blend", **env)
+    cid = int(made.stdout.split()[1])
+    shown = cti("campaigns", "reserve", str(cid), **env)
+    assert json.loads(shown.stdout) == {"reserve": {"agents": 0, "service_level": False, "arrivals_min": 15},
+                                        "own_reserve": False}
+    bad = cti("campaigns", "reserve", str(cid), "--agents", "501", **env)
+    assert bad.returncode == 2 and "--agents" in bad.stderr
+    assert (await campaign_store.get_reserve(database, cid)) == (True, None)          # nothing written
+    set_ = cti("campaigns", "reserve", str(cid), "--agents", "2", "--service-level", **env)
+    assert set_.returncode == 0, set_.stderr
+    assert (await campaign_store.get_reserve(database, cid))[1] == {"agents": 2, "service_level": True,
+                                                                    "arrivals_min": 15}
+    assert json.loads(cti("campaigns", "reserve", str(cid), "--none", **env).stdout)["own_reserve"] is False
+    assert cti("campaigns", "reserve", "424242", **env).returncode == 1
