@@ -416,20 +416,21 @@ async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, 
             await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL WHERE lead_id = $1",
                                lead.lead_id)
             answers_json = json.dumps(answers) if answers is not None else None
+            # What the attempt records: a "no answer" that rang under 15 s is a failure (dialer.leads).
+            recorded = "answered" if outcome == "answered" else lead.last_outcome
             if connected:
                 await conn.execute(
                     "UPDATE dialer_attempts SET result_at = $2, disposition = $3, answers = $4::jsonb,"
                     " call_id = coalesce(call_id, $5) WHERE attempt_id = $1", attempt_id, now, disposition,
                     answers_json, call_id)
             else:
-                recorded = "answered" if outcome == "answered" else lead.last_outcome
                 await conn.execute(
                     "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, disposition = $5,"
                     " answers = $6::jsonb, result_at = $2 WHERE attempt_id = $1", attempt_id, now, recorded, call_id,
                     disposition, answers_json)
             # The customer's record gets the result too (dialer.writeback), or nothing does.
             await write_back(conn, attempt_id, campaign_id=row["campaign_id"], customer_id=row["customer_id"],
-                             phone=lead.phone, author=agent, outcome=outcome, disposition=disposition,
+                             phone=lead.phone, author=agent, outcome=recorded or outcome, disposition=disposition,
                              callback_at=callback_at, opt_out=opt_out, answers=answers,
                              call_id=call_id or row["a_call"], lead_state=lead.state.value)
     return lead
