@@ -16,8 +16,9 @@ Inbound first, in two rules:
      campaign's; summed over the queues (an agent in two inbound queues is counted for both:
      the sum errs on inbound's side).
 
-When the reserve is not met (the free agents are no more than it), the campaign starts no
-call at all, not even predictively on agents expected to free: those agents are inbound's.
+When a reserve of one agent or more is not met (the free agents are no more than it), the
+campaign starts no call at all, not even predictively on agents expected to free: those
+agents are inbound's (``Reserve.holds_back``).
 
 The arrival rate comes from ``ArrivalLog`` (pure, time in): the shell feeds it each tick
 with a queue's count of callers ever entered (``offered + waiting + ringing`` of
@@ -109,8 +110,14 @@ class InboundQueue:
 class Reserve:
     outbound: int           # the free agents the campaign may use
     reserved: int           # the free agents kept for inbound (every one when a caller waits)
+    needed: int             # the agents the reserve asks to keep free (met when fewer than the free ones)
     reason: str             # no_inbound | caller_waiting | reserve
     calls_per_hour: float   # the inbound arrival rate measured (summed over the queues)
+
+    @property
+    def holds_back(self) -> bool:
+        """True when no call may start: a caller waits, or the reserve is not met."""
+        return self.reason == "caller_waiting" or (self.needed > 0 and self.outbound == 0)
 
 
 def calls_per_hour(q: InboundQueue, now: float, span_s: float) -> float:
@@ -138,15 +145,15 @@ def outbound_agents(now: float, free: int, inbound: Sequence[InboundQueue], conf
     """How many of the campaign's ``free`` agents outbound may use at ``now``."""
     free = max(0, free)
     if not inbound:
-        return Reserve(free, 0, "no_inbound", 0.0)
+        return Reserve(free, 0, 0, "no_inbound", 0.0)
     span = config.arrivals_min * 60.0
     rates = [calls_per_hour(q, now, span) for q in inbound]
     total = sum(rates)
     if any(q.waiting > 0 for q in inbound):
-        return Reserve(0, free, "caller_waiting", total)
+        return Reserve(0, free, free, "caller_waiting", total)
     need = sum(queue_need(q, r) for q, r in zip(inbound, rates)) if config.service_level else 0
     reserved = max(config.agents, need)
-    return Reserve(max(0, free - reserved), min(free, reserved), "reserve", total)
+    return Reserve(max(0, free - reserved), min(free, reserved), reserved, "reserve", total)
 
 
 class ArrivalLog:

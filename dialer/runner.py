@@ -164,7 +164,7 @@ def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, m
     if mode == "preview":
         return 0
     blend = outbound_agents(now, agents.free, agents.inbound, reserve)
-    if blend.reason != "no_inbound" and blend.outbound <= 0:
+    if blend.holds_back:
         return 0        # the free agents are inbound's: no call, not even on agents about to free
     free = blend.outbound
     busy = max(0, agents.staffed - max(0, agents.free))
@@ -315,7 +315,7 @@ class CampaignRunner:
             totals = await campaign_store.attempt_totals(self.core.pool, cid, now - MEASURE_SPAN)
             self.measured_by[cid] = (measured_from(totals, self.measured), now + timedelta(seconds=MEASURE_S))
 
-    def _agents(self, queue: str | None) -> AgentsView | None:
+    def _agents(self, queue: str | None, now: float) -> AgentsView | None:
         if queue is None:
             return None
         router = self.acd.router
@@ -324,8 +324,7 @@ class CampaignRunner:
         except Exception:        # an unknown queue: the campaign cannot dial
             return None
         return AgentsView(stats.agents_available, stats.agents_eligible,
-                          tuple(inbound_queues(router, self.acd.config, queue, set(self.calls), self.arrivals,
-                                               time.time())))
+                          tuple(inbound_queues(router, self.acd.config, queue, set(self.calls), self.arrivals, now)))
 
     async def sweep(self, now: datetime) -> int:
         """Close the leads left ``answered`` with no result ``dialer_result_timeout_s`` after
@@ -372,7 +371,7 @@ class CampaignRunner:
     async def _campaign_tick(self, c: dict, now: datetime, windows: WindowChecker, rules: RetryRules,
                              reserve: ReserveConfig = ReserveConfig()) -> int:
         cid = c["campaign_id"]
-        agents = self._agents(c["queue"])
+        agents = self._agents(c["queue"], now.timestamp())
         if agents is None:
             return 0
         config = PacingConfig(cap=float(c["abandon_cap"]), target=min(0.0175, float(c["abandon_cap"])))

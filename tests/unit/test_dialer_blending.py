@@ -31,12 +31,12 @@ SL = ReserveConfig(service_level=True)
 
 def test_no_inbound_queue_leaves_every_free_agent_to_outbound():
     r = outbound_agents(NOW, 6, [], ReserveConfig(agents=3, service_level=True))
-    assert (r.outbound, r.reserved, r.reason) == (6, 0, "no_inbound")
+    assert (r.outbound, r.reserved, r.reason, r.holds_back) == (6, 0, "no_inbound", False)
 
 
 def test_a_caller_waiting_takes_every_free_agent():
     r = outbound_agents(NOW, 6, [care(waiting=1)], ReserveConfig())
-    assert (r.outbound, r.reserved, r.reason) == (0, 6, "caller_waiting")
+    assert (r.outbound, r.reserved, r.reason, r.holds_back) == (0, 6, "caller_waiting", True)
 
 
 def test_the_default_reserve_keeps_nothing_while_nobody_waits():
@@ -45,7 +45,11 @@ def test_the_default_reserve_keeps_nothing_while_nobody_waits():
 
 def test_a_fixed_reserve_keeps_that_many_free_agents():
     assert outbound_agents(NOW, 6, [care()], ReserveConfig(agents=2)).outbound == 4
-    assert outbound_agents(NOW, 2, [care()], ReserveConfig(agents=2)).outbound == 0
+    kept = outbound_agents(NOW, 2, [care()], ReserveConfig(agents=2))
+    assert (kept.outbound, kept.reserved, kept.needed, kept.holds_back) == (0, 2, 2, True)
+    # Even with no free agent: a reserve not met stops the campaign (agents about to free are inbound's).
+    assert outbound_agents(NOW, 0, [care()], ReserveConfig(agents=1)).holds_back
+    assert not outbound_agents(NOW, 0, [care()], ReserveConfig()).holds_back
 
 
 def test_the_service_level_reserve_is_what_erlang_c_asks_less_the_agents_on_inbound_calls():
@@ -82,6 +86,13 @@ def test_the_rate_counts_only_the_window_and_since_the_queue_was_first_seen():
     assert calls_per_hour(young, NOW, 15 * 60) == pytest.approx(60)         # over a minute at least
     # An arrival after now (a clock step) is not counted.
     assert calls_per_hour(InboundQueue("care", 0, (NOW + 5,), NOW - 7200, 180, 80, 20), NOW, 900) == 0
+
+
+def test_with_no_reserve_a_blended_campaign_still_dials_on_agents_about_to_free():
+    # No free agent, nobody waiting, no reserve: predictive may count on busy agents freeing.
+    view = AgentsView(0, 100, (care(),))
+    assert launch_count("predictive", view, 0, 50, M, PacingConfig(), now=NOW, reserve=ReserveConfig()) > 0
+    assert launch_count("predictive", view, 0, 50, M, PacingConfig(), now=NOW, reserve=ReserveConfig(agents=1)) == 0
 
 
 def test_the_arrival_log_turns_entered_counts_into_instants():
@@ -133,17 +144,22 @@ reserves = st.builds(ReserveConfig, agents=st.integers(0, 30), service_level=st.
 @given(inbound=st.lists(queues, max_size=3), reserve=reserves, free=st.integers(0, 40), busy=st.integers(0, 60),
        in_flight=st.integers(0, 40), headroom=st.integers(0, 200), mode=st.sampled_from(["progressive", "predictive"]),
        now=st.floats(NOW - 1000, NOW + 1000))
-def test_no_call_is_started_while_the_reserve_is_not_met(inbound, reserve, free, busy, in_flight, headroom, mode,
+def test_no_call_is_started_while_a_caller_waits_or_the_reserve_is_not_met(inbound, reserve, free, busy, in_flight, headroom, mode,
                                                           now):
     r = outbound_agents(now, free, inbound, reserve)
     n = launch_count(mode, AgentsView(free, free + busy, tuple(inbound)), in_flight, headroom, M, PacingConfig(),
                      now=now, reserve=reserve)
     assert r.outbound + r.reserved == free and r.outbound >= 0
     if inbound:
-        if any(q.waiting for q in inbound) or free <= r.reserved or free <= reserve.agents:
-            assert n == 0
+        # A caller waiting, or a reserve of one agent or more holding every free agent: no call.
+        if any(q.waiting for q in inbound) or (r.needed > 0 and r.outbound == 0) \
+                or 0 < reserve.agents and free <= reserve.agents:
+            assert n == 0 and r.holds_back
         # What is kept is never less than the fixed reserve (when there are that many free).
         assert r.reserved >= min(free, reserve.agents)
+    if not inbound or (r.needed == 0 and r.reason != "caller_waiting"):
+        # Nothing kept for inbound: the campaign paces as if it did not blend.
+        assert n == launch_count(mode, AgentsView(free, free + busy), in_flight, headroom, M, PacingConfig())
     if mode == "progressive":
         assert in_flight + n <= max(in_flight, r.outbound)
 
