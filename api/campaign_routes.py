@@ -80,10 +80,12 @@ class RulesBody(StrictBody):
 
 
 class ReserveBody(StrictBody):
-    agents: int = Field(0, ge=0, le=500, description="free agents always kept for the inbound queues")
-    service_level: bool = Field(False, description="also keep what Erlang C says the inbound queues need for their"
-                                                   " service-level target at the arrival rate measured")
-    arrivals_min: int = Field(15, ge=1, le=240, description="the arrival rate is measured over this many minutes")
+    agents: int = Field(0, ge=0, le=500, strict=True, description="free agents always kept for the inbound queues")
+    service_level: bool = Field(False, strict=True,
+                                description="also keep what Erlang C says the inbound queues need for their"
+                                            " service-level target at the arrival rate measured")
+    arrivals_min: int = Field(15, ge=1, le=240, strict=True,
+                              description="the arrival rate is measured over this many minutes")
 
 
 class ReserveSet(StrictBody):
@@ -155,11 +157,11 @@ def checked_rules(windows: dict | None, retry: dict | None, *, ring_s: int, mach
         r = None if retry is None else rules_to_json(
             rules_from_json(retry, ring_s=ring_s, machine_voicemail=machine_action == "voicemail"))
     except (InvalidWindow, InvalidRule) as exc:
-        raise invalid_field(where, exc, "invalid_rule") from None
+        raise parser_error(where, exc, "invalid_rule") from None
     return w, r
 
 
-def invalid_field(where: str, exc: Exception, kind: str) -> ApiError:
+def parser_error(where: str, exc: Exception, kind: str) -> ApiError:
     """422 ``invalid_body`` for a pure parser's error ``exc`` naming its ``field`` under ``where``."""
     field = f"{where}.{getattr(exc, 'field', '')}"
     message = str(exc).split(": ", 1)[-1]
@@ -171,7 +173,7 @@ def checked_reserve(reserve: dict | None, where: str = "body") -> dict | None:
     try:
         return None if reserve is None else reserve_to_json(reserve_from_json(reserve))
     except InvalidReserve as exc:
-        raise invalid_field(where, exc, "invalid_reserve") from None
+        raise parser_error(where, exc, "invalid_reserve") from None
 
 
 async def get_reserve(req: ApiRequest[None, None]) -> ReserveView:

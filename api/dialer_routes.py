@@ -40,7 +40,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
-from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, invalid_field, \
+from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, parser_error, \
     policy, setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
@@ -183,7 +183,7 @@ def checked_survey(questions: list[dict], where: str = "body") -> list[dict]:
     try:
         return survey_to_json(parse_survey(questions))
     except InvalidSurvey as exc:
-        raise invalid_field(where, exc, "invalid_survey") from None
+        raise parser_error(where, exc, "invalid_survey") from None
 
 
 def _phone(req: ApiRequest) -> str:
