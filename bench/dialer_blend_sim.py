@@ -28,7 +28,6 @@ Asterisk, no database.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import random
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.dialer_sim import DAY_S, WRAP_S, Day  # noqa: E402
+from bench.dialer_sim import DAY_S, WRAP_S, Day, drive  # noqa: E402
 from dialer.blending import InboundQueue, ReserveConfig  # noqa: E402
 from dialer.pacing import AbandonLedger, Measured, Mode, PacingConfig  # noqa: E402
 from dialer.runner import AgentsView, launch_count  # noqa: E402
@@ -136,7 +135,6 @@ def run_day(args, seed: str, reserve: ReserveConfig | None, ledger: AbandonLedge
         n += 1
         day.push(t, "arrival", -n)
     base = datetime(2026, 12, 1, 9, tzinfo=timezone.utc) + timedelta(days=day_index)
-    next_tick = 0.0
 
     def act(now: float) -> None:
         if reserve is None:
@@ -151,26 +149,7 @@ def run_day(args, seed: str, reserve: ReserveConfig | None, ledger: AbandonLedge
             day.dial(now)
             mc["dials"] += 1
 
-    while True:
-        t_event = day.events[0][0] if day.events else float("inf")
-        if next_tick <= t_event and next_tick < DAY_S:
-            act(next_tick)
-            next_tick += 1.0
-            continue
-        if not day.events:
-            break
-        event = heapq.heappop(day.events)
-        kind = day.step(event, ledger, base + timedelta(seconds=event[0]))
-        if kind == "person":
-            mc["live"] += 1
-            mc["delay"] += day.last_delay
-        elif kind in ("machine", "fp"):
-            mc["machines"] += 1
-        elif kind == "agent_free":
-            mc["handled"] += 1
-            mc["handle"] += day.last_handle
-        if kind in ("agent_free", "inbound_free") and event[0] < DAY_S:
-            act(event[0])
+    drive(day, act, ledger, base, mc, frees=("agent_free", "inbound_free"))
     c, ib = day.counts, day.ib
     est_fp = args.fp_share * c["machines"]
     logged_h = args.agents * DAY_S / 3600

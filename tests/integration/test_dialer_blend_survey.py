@@ -8,19 +8,18 @@ import json
 from datetime import datetime, time, timezone
 from pathlib import Path
 
-import aiohttp
 import asyncpg
-import pytest
 
 from cti.migrate import migrate
 from dialer import campaign_store, store
 from dialer.lead_import import parse_leads
 from dialer.windows import CallingWindow, WindowChecker
 from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
-from tests.integration.test_api import add_user, bearer, login, url
+from tests.integration.test_api import bearer, login, url
 from tests.integration.test_cli import cti
+# The campaign API tests' fixtures (a daemon with an agent and a supervisor, a client session).
+from tests.integration.test_dialer_campaigns_api import ALL_DAY, _error, api_daemon, http  # noqa: F401
 
-ALL_DAY = {"hours": {d: ["00:00", "24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}}
 CONFIG = Path(__file__).with_name("dialer-acd.toml")
 SURVEY = [
     {"id": "happy", "text": "Happy with your router?", "type": "yes_no", "branches": {"no": "why"}},
@@ -28,28 +27,6 @@ SURVEY = [
     {"id": "why", "text": "What is wrong?"},
 ]
 KNOWN, BY_PHONE, STRANGER = "+442079460121", "+442079460122", "+442079460123"
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def api_daemon(asterisk, database, tmp_path):
-    d = await start_daemon(daemon_settings(database, tmp_path))
-    await add_user(database, "ada", "agent", "a1")
-    await add_user(database, "sam", "supervisor")
-    try:
-        yield d
-    finally:
-        await d.stop()
-
-
-async def _error(r) -> tuple[int, str, list[str]]:
-    body = await r.json()
-    return r.status, body["error_id"], [x["field"] for x in body.get("details", [])]
 
 
 async def test_a_campaigns_reserve_is_checked_and_stored(api_daemon, http, database):
