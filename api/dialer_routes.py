@@ -40,19 +40,19 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
-from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, parser_error, \
-    policy, setup_campaign_routes
+from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, policy, \
+    setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from api.survey_routes import Question, checked_survey, setup_survey_routes
 from api.ws import WS
 from cti.daemon import CORE
 from cti.ha import HaNode, run_while_leading
 from dialer import store
 from dialer.leads import InvalidRule, TransitionRefused
 from dialer.runner import CampaignRunner
-from dialer.survey import InvalidSurvey, parse_survey, survey_to_json
 from dialer.windows import CallingWindow, WindowChecker
 from dialer.lead_import import BadLeadFile, parse_leads
 
@@ -100,20 +100,6 @@ class CampaignView(BaseModel):
     queue: str | None
     abandon_cap: float
     leads: dict[str, int] = Field(default_factory=dict, description="leads by state")
-
-
-class Question(StrictBody):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    text: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")
-    type: str = Field("text", pattern=r"^(text|choice|yes_no)$")
-    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=20)
-    next: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$",
-                             description="the question after this one whatever the answer ('end' ends the survey);"
-                                         " absent: the following one")
-    branches: dict[Annotated[str, Field(min_length=1, max_length=100)],
-                   Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]] = Field(
-        default_factory=dict, max_length=20,
-        description="by answer (an option, yes or no), the question after this one ('end' ends the survey)")
 
 
 class StateBody(StrictBody):
@@ -177,15 +163,6 @@ class DncView(BaseModel):
     listed: bool
 
 
-def checked_survey(questions: list[dict], where: str = "body") -> list[dict]:
-    """A survey checked (``dialer.survey``: no dangling reference, no cycle, every question
-    reachable) and made canonical; 422 ``invalid_body`` naming the field."""
-    try:
-        return survey_to_json(parse_survey(questions))
-    except InvalidSurvey as exc:
-        raise parser_error(where, exc, "invalid_survey") from None
-
-
 def _phone(req: ApiRequest) -> str:
     try:
         return store.normalised(req.match_info["phone"])
@@ -204,7 +181,7 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
                                    b.retry and b.retry.model_dump(mode="json", exclude_none=True),
                                    ring_s=b.ring_s, machine_action=b.machine_action)
     reserve = checked_reserve(b.reserve and b.reserve.model_dump(mode="json"))
-    survey = checked_survey([q.model_dump(exclude_none=True) for q in b.survey])
+    survey = checked_survey(b.survey)
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
                                                 queue=b.queue, abandon_cap=b.abandon_cap,
@@ -496,6 +473,7 @@ def setup_dialer_routes(app: web.Application) -> None:
     api = setup_registry(app)
     app[PREVIEW_WINDOWS] = WindowChecker(CallingWindow())
     setup_campaign_routes(app, app[PREVIEW_WINDOWS])
+    setup_survey_routes(app)
     tags = ("campaigns",)
     api.add("GET", "/api/campaigns", list_campaigns, summary="Campaigns, with their leads by state",
             roles=MANAGERS, response=CampaignList, tags=tags)

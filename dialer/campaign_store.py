@@ -149,6 +149,24 @@ async def board(db: Db, today: datetime) -> list[dict]:
     return [dict(r) for r in rows]
 
 
+async def get_survey(db: Db, campaign_id: int) -> list | None:
+    """The campaign's stored survey (a list of questions); None if there is no such campaign."""
+    if not _id_ok(campaign_id):
+        return None
+    async with connection(db) as conn:
+        survey = await conn.fetchval("SELECT survey::text FROM dialer_campaigns WHERE campaign_id = $1", campaign_id)
+    return None if survey is None else json.loads(survey)
+
+
+async def set_survey(db: Db, campaign_id: int, survey: list) -> bool:
+    """Store the campaign's survey (checked by the caller). False if there is no such campaign."""
+    if not _id_ok(campaign_id):
+        return False
+    async with connection(db) as conn:
+        return await conn.execute("UPDATE dialer_campaigns SET survey = $2::jsonb WHERE campaign_id = $1",
+                                  campaign_id, json.dumps(survey)) == "UPDATE 1"
+
+
 async def survey_ids(db: Db, campaign_id: int) -> list[str] | None:
     """The ids of the campaign's survey questions, in order; None if there is no such campaign."""
     if not _id_ok(campaign_id):

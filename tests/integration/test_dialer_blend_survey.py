@@ -83,6 +83,26 @@ async def test_a_survey_is_checked_when_saved(api_daemon, http):
         assert all(c["name"] != "bad survey" for c in (await r.json())["campaigns"])     # nothing written
     async with http.post(url(d, "/api/campaigns"), json={"name": "branching", "survey": SURVEY}, headers=sam) as r:
         assert r.status == 201, await r.text()
+        cid = (await r.json())["campaign_id"]
+    survey = url(d, f"/api/campaigns/{cid}/survey")
+    async with http.get(survey, headers=sam) as r:
+        stored = (await r.json())["survey"]
+    assert [q["id"] for q in stored] == ["happy", "plan", "why"] and stored[0]["branches"] == {"no": "why"}
+    # Replaced later, checked the same way; a refusal writes nothing.
+    cycle = [{"id": "a", "text": "A?", "type": "yes_no", "branches": {"no": "b"}}, {"id": "b", "text": "B?", "next": "a"}]
+    async with http.put(survey, json={"survey": cycle}, headers=sam) as r:
+        assert await _error(r) == (422, "invalid_body", ["body.survey.1.next"])
+        assert "a cycle: a -> b -> a" in (await r.json())["message"]
+    async with http.get(survey, headers=sam) as r:
+        assert (await r.json())["survey"] == stored
+    flat = [{"id": "only", "text": "Anything else?"}]
+    async with http.put(survey, json={"survey": flat}, headers=sam) as r:
+        assert r.status == 200 and (await r.json())["survey"] == [{**flat[0], "type": "text", "options": []}]
+    async with http.put(url(d, "/api/campaigns/424242/survey"), json={"survey": flat}, headers=sam) as r:
+        assert await _error(r) == (404, "no_campaign", [])
+    ada = bearer(await login(http, d, "ada"))
+    async with http.get(survey, headers=ada) as r:
+        assert r.status == 403
 
 
 async def _customers(dsn: str) -> None:
