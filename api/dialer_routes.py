@@ -314,6 +314,8 @@ class ResultBody(StrictBody):
     callback_at: datetime | None = Field(None, description="the person asked to be called back then (with a zone)")
     opt_out: bool = Field(False, description="the person asked not to be called again: on the DNC list")
     call_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the call the agent made")
+    new_phone: str | None = Field(None, min_length=3, max_length=32,
+                                  description="a new number the person gave: added to their customer record")
 
 
 class LeadView(BaseModel):
@@ -383,12 +385,17 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
     if b.callback_at is not None and b.callback_at.tzinfo is None:
         raise ApiError(400, "invalid_callback", "callback_at needs a time zone")
     attempt_id = int(req.match_info["attempt_id"])
+    try:
+        new_phone = None if b.new_phone is None else store.normalised(b.new_phone)
+    except store.DialerStoreError as exc:
+        raise ApiError(400, "invalid_phone", f"new_phone: {exc}") from None
     _, rules = await policy(req.app, attempt_id=attempt_id)
     try:
         lead = await query(store.preview_result(
             db(req.app), attempt_id, actor_of(req), _now(), rules=rules,
             outcome=b.outcome, disposition=b.disposition, answers=b.answers, callback_at=b.callback_at,
-            opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None))
+            opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None,
+            new_phone=new_phone))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     except (InvalidRule, TransitionRefused) as exc:

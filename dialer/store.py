@@ -372,13 +372,15 @@ class ResultRecorded(PreviewRefused):
 async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, rules: RetryRules, outcome: str,
                          disposition: str | None = None, answers: dict | None = None,
                          callback_at: datetime | None = None, opt_out: bool = False,
-                         call_id: str | None = None, agent_id: str | None = None) -> Lead:
+                         call_id: str | None = None, agent_id: str | None = None,
+                         new_phone: str | None = None) -> Lead:
     """What the agent recorded for an attempt: their own preview dial (``agent`` the user
     who dialed it), or a campaign call the runner connected to them (``agent_id`` their ACD
     agent id, or ``agent``). ``answered`` (then done with the disposition, a callback at a
     time, or an opt-out that puts the number on the do-not-call list) or, for a preview
     dial only, how the dial ended (busy, no_answer, machine, failed). Accepted once. The
-    result is written on the lead's customer record as well (``dialer.writeback``)."""
+    result is written on the lead's customer record as well (``dialer.writeback``; with
+    ``new_phone``, E.164, a number the person gave)."""
     async with connection(db) as conn:
         async with conn.transaction():
             row = await conn.fetchrow(
@@ -432,7 +434,7 @@ async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, 
             await write_back(conn, attempt_id, campaign_id=row["campaign_id"], customer_id=row["customer_id"],
                              phone=lead.phone, author=agent, outcome=recorded or outcome, disposition=disposition,
                              callback_at=callback_at, opt_out=opt_out, answers=answers,
-                             call_id=call_id or row["a_call"], lead_state=lead.state.value)
+                             call_id=call_id or row["a_call"], lead_state=lead.state.value, new_phone=new_phone)
     return lead
 
 

@@ -89,7 +89,8 @@ async def test_a_survey_is_checked_when_saved(api_daemon, http):
         stored = (await r.json())["survey"]
     assert [q["id"] for q in stored] == ["happy", "plan", "why"] and stored[0]["branches"] == {"no": "why"}
     # Replaced later, checked the same way; a refusal writes nothing.
-    cycle = [{"id": "a", "text": "A?", "type": "yes_no", "branches": {"no": "b"}}, {"id": "b", "text": "B?", "next": "a"}]
+    cycle = [{"id": "a", "text": "A?", "type": "yes_no", "branches": {"no": "b"}},
+             {"id": "b", "text": "B?", "next": "a"}]
     async with http.put(survey, json={"survey": cycle}, headers=sam) as r:
         assert await _error(r) == (422, "invalid_body", ["body.survey.1.next"])
         assert "a cycle: a -> b -> a" in (await r.json())["message"]
@@ -141,44 +142,56 @@ async def test_results_land_on_the_customer_record(api_daemon, http, database):
     async with http.post(url(d, f"/api/campaigns/{cid}/state"), json={"state": "running"}, headers=sam) as r:
         assert r.status == 200
 
-    results = {}
-    for result in ({"outcome": "answered", "disposition": "sale", "call_id": "dial-77",
-                    "answers": {"happy": "no", "why": "drops at night\nFAKE LINE", "plan": "fibre"}},
-                   {"outcome": "no_answer"},
-                   {"outcome": "answered", "disposition": "completed", "answers": {"happy": "yes"}}):
-        phone, attempt = await _work(http, d, ada, cid, result)
-        results[phone] = (attempt, result)
+    # Leads come in import order. Mary (c-known by her lead's customer_id): a new number that is
+    # not one is refused, nothing recorded; then her result, with a new number.
+    async with http.post(url(d, "/api/preview/next"), json={"campaign_id": cid}, headers=ada) as r:
+        first = await r.json()
+    assert first["phone"] == KNOWN
+    async with http.post(url(d, f"/api/preview/leads/{first['lead_id']}/dial"), headers=ada) as r:
+        mary = (await r.json())["attempt_id"]
+    async with http.post(url(d, f"/api/preview/attempts/{mary}/result"), headers=ada,
+                         json={"outcome": "answered", "new_phone": "call me maybe"}) as r:
+        assert await _error(r) == (400, "invalid_phone", [])
+    async with http.post(url(d, f"/api/preview/attempts/{mary}/result"), headers=ada,
+                         json={"outcome": "answered", "disposition": "sale", "call_id": "dial-77",
+                               "new_phone": "+44 20 7946 0999",
+                               "answers": {"happy": "no", "why": "drops at night\nFAKE LINE", "plan": "fibre"}}) as r:
+        assert r.status == 200, await r.text()
+    # John (c-phone, by his number) gives Mary's new number: not his to take.
+    phone, john = await _work(http, d, ada, cid, {"outcome": "answered", "disposition": "completed",
+                                                  "answers": {"happy": "yes"}, "new_phone": "+442079460999"})
+    assert phone == BY_PHONE
+    # Nobody's number: a failed dial (a "no answer" reported under 15 s after the dial).
+    phone, stranger = await _work(http, d, ada, cid, {"outcome": "no_answer"})
+    assert phone == STRANGER
 
     conn = await asyncpg.connect(database)
     try:
         notes = {r["customer_id"]: r for r in await conn.fetch("SELECT * FROM customer_notes")}
         attempts = {r["attempt_id"]: r for r in await conn.fetch(
             "SELECT * FROM dialer_attempts WHERE campaign_id = $1", cid)}
-        links = await conn.fetch("SELECT customer_id, call_id FROM customer_calls")
+        links = [tuple(r) for r in await conn.fetch("SELECT customer_id, call_id FROM customer_calls")]
+        phones = {r["phone"]: (r["customer_id"], r["label"]) for r in await conn.fetch("SELECT * FROM customer_phones")}
     finally:
         await conn.close()
-    by_customer = {"c-known": KNOWN, "c-phone": BY_PHONE}
-    assert set(notes) == set(by_customer), "a lead matching no customer wrote a note"
-    for customer, phone in by_customer.items():
-        attempt, result = results[phone]
-        note = notes[customer]
-        assert attempts[attempt]["customer_note_id"] == note["note_id"] and note["author"] == "ada"
-        if result["outcome"] == "answered" and result.get("call_id"):
-            assert note["body"].splitlines() == [
-                "Campaign 'Router survey': answered, disposition sale (lead now done).", "Survey:",
-                "- Happy with your router? no", "- What is wrong? drops at night FAKE LINE"]
-        elif result["outcome"] == "answered":
-            assert note["body"].startswith("Campaign 'Router survey': answered, disposition completed")
-            assert "- Happy with your router? yes" in note["body"]
-        else:       # a "no answer" reported a moment after the dial rang under 15 s: a failure
-            assert note["body"] == "Campaign 'Router survey': failed (lead now retry)."
-    assert [(r["customer_id"], r["call_id"]) for r in links] == [
-        (c, "dial-77") for c, phone in by_customer.items() if results[phone][1].get("call_id")]
-    stranger_attempt = results[STRANGER][0]
-    assert attempts[stranger_attempt]["customer_note_id"] is None and attempts[stranger_attempt]["result_at"]
+    assert set(notes) == {"c-known", "c-phone"}, "a lead matching no customer wrote a note"
+    assert notes["c-known"]["body"].splitlines() == [
+        "Campaign 'Router survey': answered, disposition sale (lead now done).",
+        "New number given: +442079460999, added to the record.", "Survey:",
+        "- Happy with your router? no", "- What is wrong? drops at night FAKE LINE"]
+    assert notes["c-phone"]["body"].splitlines() == [
+        "Campaign 'Router survey': answered, disposition completed (lead now done).",
+        "New number given: +442079460999, not added: it is another customer's number.", "Survey:",
+        "- Happy with your router? yes"]
+    for customer, attempt in (("c-known", mary), ("c-phone", john)):
+        assert attempts[attempt]["customer_note_id"] == notes[customer]["note_id"]
+        assert notes[customer]["author"] == "ada"
+    assert phones == {BY_PHONE: ("c-phone", None), "+442079460999": ("c-known", "campaign")}
+    assert links == [("c-known", "dial-77")]
+    assert attempts[stranger]["customer_note_id"] is None and attempts[stranger]["outcome"] == "failed"
 
     # The customer page shows it.
-    for customer in by_customer:
+    for customer in ("c-known", "c-phone"):
         async with http.get(url(d, f"/api/customers/{customer}"), headers=ada) as r:
             page = await r.json()
         assert [n["body"] for n in page["notes"]] == [notes[customer]["body"]]

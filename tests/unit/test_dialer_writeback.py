@@ -56,3 +56,10 @@ def test_a_long_survey_is_cut_to_what_a_note_holds():
     survey = [{"id": f"q{i}", "text": "Q" * 300} for i in range(50)]
     text = note(survey=survey, answers={f"q{i}": "A" * 500 for i in range(50)})
     assert len(text) == NOTE_MAX and text.endswith("…")
+
+
+def test_a_new_number_is_said_with_what_became_of_it():
+    assert "New number given: +442079460999, added to the record." in note(new_phone="+442079460999")
+    assert "already on the record." in note(new_phone="+442079460999", phone_status="already")
+    assert "not added: it is another customer's number." in note(new_phone="+442079460999", phone_status="other")
+    assert "New number" not in note()

@@ -183,6 +183,8 @@
     const at = $("pv-callback").value;
     if (at) body.callback_at = new Date(at).toISOString();
     if (callId) body.call_id = callId;
+    const newPhone = $("pv-newphone").value.trim();
+    if (newPhone) body.new_phone = newPhone;      // added to the customer's record
     try {
       const r = await api("POST", `/api/preview/attempts/${attempt}/result`, body);
       status(`Saved: the lead is now ${r.state.replace(/_/g, " ")}.`);
