@@ -6,6 +6,8 @@ Routes::
 
     GET  /api/campaigns/{id}/rules          the campaign's calling window and retry rules
     PUT  /api/campaigns/{id}/rules          set them (null: the defaults); 422 names a bad field
+    GET  /api/campaigns/{id}/reserve        the campaign's reserve of agents for inbound (blending)
+    PUT  /api/campaigns/{id}/reserve        set it (null: none beyond "no call while a caller waits")
     GET  /api/campaigns/{id}/results.csv    every attempt with its lead and result, as CSV
     GET  /api/campaigns/board               each campaign today, its abandonment against its cap
     GET  /api/preview/pending               the attempt awaiting my result (a reloaded desktop)
@@ -29,6 +31,7 @@ from api.errors import ApiError, ErrorDetail
 from api.registry import ApiRequest, Day, setup_registry
 from cti.daemon import CORE
 from dialer import campaign_store
+from dialer.blending import InvalidReserve, reserve_from_json, reserve_to_json
 from dialer.board import board_row, result_lines
 from dialer.campaign_rules import RulesCache, rebuild_ledger, rules_from_json, rules_to_json, window_from_json, \
     window_to_json
@@ -74,6 +77,25 @@ class RetryBody(StrictBody):
 class RulesBody(StrictBody):
     windows: WindowsBody | None = Field(None, description="null: Monday to Saturday, 09:00 to 20:00 local")
     retry: RetryBody | None = Field(None, description="null: the default rules; an outcome left out keeps its default")
+
+
+class ReserveBody(StrictBody):
+    agents: int = Field(0, ge=0, le=500, strict=True, description="free agents always kept for the inbound queues")
+    service_level: bool = Field(False, strict=True,
+                                description="also keep what Erlang C says the inbound queues need for their"
+                                            " service-level target at the arrival rate measured")
+    arrivals_min: int = Field(15, ge=1, le=240, strict=True,
+                              description="the arrival rate is measured over this many minutes")
+
+
+class ReserveSet(StrictBody):
+    reserve: ReserveBody | None = Field(description="null: no reserve beyond no call while an inbound caller waits")
+
+
+class ReserveView(BaseModel):
+    campaign_id: int
+    reserve: dict[str, Any] = Field(description="the reserve in force (agents, service_level, arrivals_min)")
+    own_reserve: bool = Field(description="the campaign has a reserve of its own")
 
 
 class RulesView(BaseModel):
@@ -135,11 +157,44 @@ def checked_rules(windows: dict | None, retry: dict | None, *, ring_s: int, mach
         r = None if retry is None else rules_to_json(
             rules_from_json(retry, ring_s=ring_s, machine_voicemail=machine_action == "voicemail"))
     except (InvalidWindow, InvalidRule) as exc:
-        field = f"{where}.{exc.field}"
-        message = str(exc).split(": ", 1)[-1]
-        raise ApiError(422, "invalid_body", f"{field}: {message}",
-                       [ErrorDetail(field=field, message=message, type="invalid_rule")]) from None
+        raise parser_error(where, exc, "invalid_rule") from None
     return w, r
+
+
+def parser_error(where: str, exc: Exception, kind: str) -> ApiError:
+    """422 ``invalid_body`` for a pure parser's error ``exc`` naming its ``field`` under ``where``."""
+    field = f"{where}.{getattr(exc, 'field', '')}"
+    message = str(exc).split(": ", 1)[-1]
+    return ApiError(422, "invalid_body", f"{field}: {message}", [ErrorDetail(field=field, message=message, type=kind)])
+
+
+def checked_reserve(reserve: dict | None, where: str = "body") -> dict | None:
+    """A reserve body (None: none) checked and made canonical; 422 ``invalid_body`` naming the field."""
+    try:
+        return None if reserve is None else reserve_to_json(reserve_from_json(reserve))
+    except InvalidReserve as exc:
+        raise parser_error(where, exc, "invalid_reserve") from None
+
+
+async def get_reserve(req: ApiRequest[None, None]) -> ReserveView:
+    cid = _cid(req)
+    found, stored = await query(campaign_store.get_reserve(db(req.app), cid))
+    if not found:
+        raise ApiError(404, "no_campaign", f"no campaign {cid}")
+    try:
+        return ReserveView(campaign_id=cid, reserve=reserve_to_json(reserve_from_json(stored)),
+                           own_reserve=stored is not None)
+    except InvalidReserve as exc:      # written around the API
+        raise ApiError(409, "unusable_rules", f"the stored reserve cannot be used: {exc}; set it again") from None
+
+
+async def put_reserve(req: ApiRequest[ReserveSet, None]) -> ReserveView:
+    cid = _cid(req)
+    r = checked_reserve(_dump(req.body.reserve))
+    if not await query(campaign_store.set_reserve(db(req.app), cid, r)):
+        raise ApiError(404, "no_campaign", f"no campaign {cid}")
+    log.info("campaign reserve set", campaign_id=cid, own_reserve=r is not None, actor=actor_of(req))
+    return ReserveView(campaign_id=cid, reserve=reserve_to_json(reserve_from_json(r)), own_reserve=r is not None)
 
 
 def _dump(model: BaseModel | None) -> dict | None:
@@ -281,6 +336,14 @@ def setup_campaign_routes(app: web.Application, windows: WindowChecker) -> None:
             description="Every field is checked; a bad one is refused with 422 invalid_body naming it "
                         "(body.windows.hours.mon, body.retry.busy.delay_min). The runner dials by them from its "
                         "next tick.")
+    api.add("GET", "/api/campaigns/{campaign_id:[0-9]+}/reserve", get_reserve,
+            summary="A campaign's reserve of agents for the inbound queues they also serve (blending)",
+            roles=MANAGERS, response=ReserveView, tags=tags)
+    api.add("PUT", "/api/campaigns/{campaign_id:[0-9]+}/reserve", put_reserve,
+            summary="Set a campaign's reserve for inbound (null: none beyond no call while an inbound caller waits)",
+            roles=MANAGERS, body=ReserveSet, response=ReserveView, tags=tags,
+            description="A bad field is refused with 422 invalid_body naming it (body.reserve.agents). The runner "
+                        "dials by it from its next tick.")
     api.add("GET", "/api/campaigns/{campaign_id:[0-9]+}/results.csv", results_csv,
             summary="A campaign's attempts with their lead and result, as CSV (one column per survey question)",
             roles=MANAGERS, tags=tags, content_type="text/csv",

@@ -40,11 +40,13 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from api.auth import ADMIN
-from api.campaign_routes import RetryBody, WindowsBody, checked_rules, policy, setup_campaign_routes
+from api.campaign_routes import ReserveBody, RetryBody, WindowsBody, checked_reserve, checked_rules, policy, \
+    setup_campaign_routes
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError
 from api.registry import ApiRequest, setup_registry
+from api.survey_routes import Question, checked_survey, setup_survey_routes
 from api.ws import WS
 from cti.daemon import CORE
 from cti.ha import HaNode, run_while_leading
@@ -85,6 +87,8 @@ class CampaignBody(StrictBody):
     windows: WindowsBody | None = Field(None, description="its calling window (null: Monday to Saturday, 09:00 to"
                                                           " 20:00 local); PUT /api/campaigns/{id}/rules changes it")
     retry: RetryBody | None = Field(None, description="its retry rules (null: the defaults)")
+    reserve: ReserveBody | None = Field(None, description="its reserve for inbound when its agents also serve inbound"
+                                                          " queues (null: none beyond no call while a caller waits)")
 
 
 class CampaignView(BaseModel):
@@ -96,13 +100,6 @@ class CampaignView(BaseModel):
     queue: str | None
     abandon_cap: float
     leads: dict[str, int] = Field(default_factory=dict, description="leads by state")
-
-
-class Question(StrictBody):
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
-    text: str = Field(min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$")
-    type: str = Field("text", pattern=r"^(text|choice|yes_no)$")
-    options: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=20)
 
 
 class StateBody(StrictBody):
@@ -183,14 +180,16 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
     windows, retry = checked_rules(b.windows and b.windows.model_dump(mode="json", exclude_none=True),
                                    b.retry and b.retry.model_dump(mode="json", exclude_none=True),
                                    ring_s=b.ring_s, machine_action=b.machine_action)
+    reserve = checked_reserve(b.reserve and b.reserve.model_dump(mode="json"))
+    survey = checked_survey(b.survey)
     try:
         cid = await query(store.create_campaign(db(req.app), b.name, mode=b.mode, caller_id=b.caller_id,
                                                 queue=b.queue, abandon_cap=b.abandon_cap,
                                                 machine_action=b.machine_action, ring_s=b.ring_s,
                                                 abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
                                                 skills=b.skills, script=b.script,
-                                                survey=[q.model_dump() for q in b.survey], windows=windows,
-                                                retry=retry))
+                                                survey=survey, windows=windows,
+                                                retry=retry, reserve=reserve))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
     log.info("campaign created", campaign_id=cid, mode=b.mode, actor=actor_of(req))
@@ -315,6 +314,8 @@ class ResultBody(StrictBody):
     callback_at: datetime | None = Field(None, description="the person asked to be called back then (with a zone)")
     opt_out: bool = Field(False, description="the person asked not to be called again: on the DNC list")
     call_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the call the agent made")
+    new_phone: str | None = Field(None, min_length=3, max_length=32,
+                                  description="a new number the person gave: added to their customer record")
 
 
 class LeadView(BaseModel):
@@ -384,12 +385,17 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
     if b.callback_at is not None and b.callback_at.tzinfo is None:
         raise ApiError(400, "invalid_callback", "callback_at needs a time zone")
     attempt_id = int(req.match_info["attempt_id"])
+    try:
+        new_phone = None if b.new_phone is None else store.normalised(b.new_phone)
+    except store.DialerStoreError as exc:
+        raise ApiError(400, "invalid_phone", f"new_phone: {exc}") from None
     _, rules = await policy(req.app, attempt_id=attempt_id)
     try:
         lead = await query(store.preview_result(
             db(req.app), attempt_id, actor_of(req), _now(), rules=rules,
             outcome=b.outcome, disposition=b.disposition, answers=b.answers, callback_at=b.callback_at,
-            opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None))
+            opt_out=b.opt_out, call_id=b.call_id, agent_id=req.principal.agent_id if req.principal else None,
+            new_phone=new_phone))
     except store.DialerStoreError as exc:
         raise _preview_error(exc) from None
     except (InvalidRule, TransitionRefused) as exc:
@@ -474,6 +480,7 @@ def setup_dialer_routes(app: web.Application) -> None:
     api = setup_registry(app)
     app[PREVIEW_WINDOWS] = WindowChecker(CallingWindow())
     setup_campaign_routes(app, app[PREVIEW_WINDOWS])
+    setup_survey_routes(app)
     tags = ("campaigns",)
     api.add("GET", "/api/campaigns", list_campaigns, summary="Campaigns, with their leads by state",
             roles=MANAGERS, response=CampaignList, tags=tags)

@@ -164,7 +164,6 @@ def run_ours(args, rng: random.Random, day_index: int, ledger: AbandonLedger, co
              measured_counts: dict) -> dict:
     day = Day(rng, args.agents, args.live, args.aht)
     base = datetime(2026, 12, 1, 9, tzinfo=timezone.utc) + timedelta(days=day_index)
-    next_tick = 0.0
 
     def act(now: float) -> None:
         at = base + timedelta(seconds=now)
@@ -176,6 +175,14 @@ def run_ours(args, rng: random.Random, day_index: int, ledger: AbandonLedger, co
             day.dial(now)
             mc["dials"] += 1
 
+    drive(day, act, ledger, base, measured_counts)
+    return summary(day, args)
+
+
+def drive(day: Day, act, ledger: AbandonLedger, base: datetime, mc: dict, frees=("agent_free",)) -> None:
+    """Run ``day`` to its end: ``act(now)`` every second and whenever an agent frees (an event of
+    ``frees``), the campaign's measured counts ``mc`` fed as its calls go."""
+    next_tick = 0.0
     while True:
         t_event = day.events[0][0] if day.events else float("inf")
         if next_tick <= t_event and next_tick < DAY_S:
@@ -185,19 +192,17 @@ def run_ours(args, rng: random.Random, day_index: int, ledger: AbandonLedger, co
         if not day.events:
             break
         event = heapq.heappop(day.events)
-        at = base + timedelta(seconds=event[0])
-        kind = day.step(event, ledger, at)
+        kind = day.step(event, ledger, base + timedelta(seconds=event[0]))
         if kind == "person":
-            measured_counts["live"] += 1
-            measured_counts["delay"] += day.last_delay
-        if kind in ("machine", "fp"):
-            measured_counts["machines"] += 1
-        if kind == "agent_free":
-            measured_counts["handled"] += 1
-            measured_counts["handle"] += day.last_handle
-            if event[0] < DAY_S:
-                act(event[0])
-    return summary(day, args)
+            mc["live"] += 1
+            mc["delay"] += day.last_delay
+        elif kind in ("machine", "fp"):
+            mc["machines"] += 1
+        elif kind == "agent_free":
+            mc["handled"] += 1
+            mc["handle"] += day.last_handle
+        if kind in frees and event[0] < DAY_S:
+            act(event[0])
 
 
 def run_baseline(args, rng: random.Random) -> dict:

@@ -1,5 +1,5 @@
-"""A campaign's settings, history and results in PostgreSQL (migrations 0016 to 0029): its
-calling window and retry rules, what its stored attempts say (the abandonment ledger
+"""A campaign's settings, history and results in PostgreSQL (migrations 0016 to 0032): its
+calling window, retry rules and inbound reserve, what its stored attempts say (the abandonment ledger
 rebuilt, the measured pacing inputs), the supervisors' board, the results export, and
 the attempt awaiting an agent's result. The decisions are pure (``dialer.campaign_rules``,
 ``dialer.board``); this module reads and writes.
@@ -44,6 +44,26 @@ async def set_rules(db: Db, campaign_id: int, windows: dict | None, retry: dict 
             "UPDATE dialer_campaigns SET windows = $2::jsonb, retry = $3::jsonb WHERE campaign_id = $1", campaign_id,
             None if windows is None else json.dumps(windows), None if retry is None else json.dumps(retry)
         ) == "UPDATE 1"
+
+
+async def get_reserve(db: Db, campaign_id: int) -> tuple[bool, dict | None]:
+    """(the campaign exists, its stored ``reserve`` JSON: None for none of its own)."""
+    if not _id_ok(campaign_id):
+        return False, None
+    async with connection(db) as conn:
+        r = await conn.fetchrow("SELECT reserve::text AS reserve FROM dialer_campaigns WHERE campaign_id = $1",
+                                campaign_id)
+    return (False, None) if r is None else (True, _json(r["reserve"]))
+
+
+async def set_reserve(db: Db, campaign_id: int, reserve: dict | None) -> bool:
+    """Store the campaign's reserve for inbound (checked by the caller; None: none of its own).
+    False if there is no such campaign."""
+    if not _id_ok(campaign_id):
+        return False
+    async with connection(db) as conn:
+        return await conn.execute("UPDATE dialer_campaigns SET reserve = $2::jsonb WHERE campaign_id = $1",
+                                  campaign_id, None if reserve is None else json.dumps(reserve)) == "UPDATE 1"
 
 
 async def rules_of(db: Db, *, lead_id: int | None = None, attempt_id: int | None = None) -> dict | None:
@@ -127,6 +147,24 @@ async def board(db: Db, today: datetime) -> list[dict]:
                    FROM dialer_attempts WHERE campaign_id = c.campaign_id AND started_at >= $1) a ON true
                ORDER BY c.campaign_id LIMIT 200""", today)
     return [dict(r) for r in rows]
+
+
+async def get_survey(db: Db, campaign_id: int) -> list | None:
+    """The campaign's stored survey (a list of questions); None if there is no such campaign."""
+    if not _id_ok(campaign_id):
+        return None
+    async with connection(db) as conn:
+        survey = await conn.fetchval("SELECT survey::text FROM dialer_campaigns WHERE campaign_id = $1", campaign_id)
+    return None if survey is None else json.loads(survey)
+
+
+async def set_survey(db: Db, campaign_id: int, survey: list) -> bool:
+    """Store the campaign's survey (checked by the caller). False if there is no such campaign."""
+    if not _id_ok(campaign_id):
+        return False
+    async with connection(db) as conn:
+        return await conn.execute("UPDATE dialer_campaigns SET survey = $2::jsonb WHERE campaign_id = $1",
+                                  campaign_id, json.dumps(survey)) == "UPDATE 1"
 
 
 async def survey_ids(db: Db, campaign_id: int) -> list[str] | None:

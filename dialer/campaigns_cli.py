@@ -6,6 +6,8 @@
     cti campaigns start|pause|stop ID
     cti campaigns rules ID [--set FILE.json]     print (or set) its calling window and retry rules
     cti campaigns export ID [--out FILE.csv]     its attempts and results as CSV (stdout by default)
+    cti campaigns reserve ID [--agents N] [--service-level] [--arrivals-min M] [--none]
+                                                 print (or set) its reserve of agents for inbound
 
 A rules file is JSON ``{"windows": {...}, "retry": {...}}`` as the API takes it (either
 may be null or left out: the defaults). Exit 0 done, 1 no such campaign, 2 bad input
@@ -23,6 +25,7 @@ from typing import Any, TextIO
 import asyncpg
 
 from dialer import campaign_store, store
+from dialer.blending import InvalidReserve, reserve_from_json, reserve_to_json
 from dialer.board import result_lines
 from dialer.campaign_rules import rules_from_json, rules_to_json, window_from_json, window_to_json
 from dialer.leads import InvalidRule
@@ -50,6 +53,14 @@ def add_parser(sub: Any) -> None:
     r = cs.add_parser("rules", help="print a campaign's window and retry rules, or --set them from a file")
     r.add_argument("id", type=int)
     r.add_argument("--set", metavar="FILE", help='JSON {"windows": ..., "retry": ...} (null: the defaults)')
+    v = cs.add_parser("reserve", help="print a campaign's reserve of agents for inbound, or set it (docs/dialer.md,"
+                                      " \"Blending\"): the options given, the others' defaults")
+    v.add_argument("id", type=int)
+    v.add_argument("--agents", type=int, help="free agents always kept for the inbound queues (0 to 500)")
+    v.add_argument("--service-level", action="store_true",
+                   help="also keep what Erlang C says the inbound queues need for their service level")
+    v.add_argument("--arrivals-min", type=int, help="the arrival rate is measured over this many minutes (1 to 240)")
+    v.add_argument("--none", action="store_true", help="no reserve of its own")
     e = cs.add_parser("export", help="a campaign's attempts and results as CSV")
     e.add_argument("id", type=int)
     e.add_argument("--out", metavar="FILE", help="write here (default: standard output)")
@@ -79,6 +90,25 @@ def read_rules(path: str, *, ring_s: int, machine_action: str) -> tuple[dict | N
         raise BadInput(f"{path}: {exc}") from None
 
 
+def reserve_of(args: argparse.Namespace) -> tuple[bool, dict | None]:
+    """(whether ``cti campaigns reserve`` sets something, the reserve to store: None for none).
+    Raises ``BadInput`` naming the option."""
+    given = {k: v for k, v in (("agents", args.agents), ("arrivals_min", args.arrivals_min)) if v is not None}
+    if args.service_level:
+        given["service_level"] = True
+    if args.none:
+        if given:
+            raise BadInput("--none: alone (no reserve of its own)")
+        return True, None
+    if not given:
+        return False, None
+    try:
+        return True, reserve_to_json(reserve_from_json(given))
+    except InvalidReserve as exc:
+        raise BadInput("--" + exc.field.split(".")[-1].replace("_", "-") + ": " + str(exc).split(": ", 1)[-1]) \
+            from None
+
+
 def _print_list(rows: list[dict], out: TextIO) -> None:
     print(f"{'id':>5}  {'name':<30} {'mode':<12} {'state':<8} {'queue':<12} leads", file=out)
     for c in rows:
@@ -101,6 +131,8 @@ async def run(args: argparse.Namespace, dsn: str) -> int:
                 raise BadInput("name: 1 to 100 characters")
             windows, retry = (read_rules(args.rules, ring_s=args.ring, machine_action=args.machine)
                               if args.rules else (None, None))
+        if cmd == "reserve":
+            setting, reserve = reserve_of(args)
     except BadInput as exc:
         print(f"cti: {exc}", file=sys.stderr)
         return 2
@@ -146,6 +178,17 @@ async def run(args: argparse.Namespace, dsn: str) -> int:
             print(json.dumps({"windows": window_to_json(window_from_json(stored["windows"])),
                               "retry": rules_to_json(rules_from_json(stored["retry"], ring_s=stored["ring_s"])),
                               "own_windows": stored["windows"] is not None, "own_retry": stored["retry"] is not None},
+                             indent=2))
+            return 0
+        if cmd == "reserve":
+            found, stored = await campaign_store.get_reserve(conn, args.id)
+            if not found:
+                print(f"cti: no campaign {args.id}", file=sys.stderr)
+                return 1
+            if setting:
+                await campaign_store.set_reserve(conn, args.id, reserve)
+                stored = reserve
+            print(json.dumps({"reserve": reserve_to_json(reserve_from_json(stored)), "own_reserve": stored is not None},
                              indent=2))
             return 0
         # export

@@ -29,10 +29,8 @@ answered by a person and abandoned; calls are started only while
 for the 24-hour and for the 30-day window alike (``AbandonLedger.headroom``). So a
 campaign with no history dials progressively until its live answers pay for an excess.
 
-Blending (``outbound_agents``): inbound first. While an inbound caller waits, or the
-inbound service level measured over the last interval is under its target, the
-campaign gets no agent; otherwise it gets the free agents beyond those Erlang C says the
-inbound queue needs for its target at its current traffic.
+Blending (how many free agents a campaign that shares them with inbound may count on)
+is ``dialer.blending``.
 
 Exceptions (all ``cti.errors.CtiError``)::
 
@@ -46,7 +44,6 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from acd.staffing import required_agents
 from cti.errors import CtiError
 
 #: The law's ceiling on the abandonment rate (FTC TSR, Ofcom): a campaign may set less.
@@ -352,37 +349,3 @@ class AbandonLedger:
             e = math.floor((cap * live - abandoned) / (1 - cap) + 1e-9)
             room = e if room is None else min(room, e)
         return max(0, room)
-
-
-# -- blending ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InboundView:
-    """The inbound queue the campaign's agents also serve: callers ``waiting`` now, its
-    arrival rate (calls per hour), handle time, service-level target (``sl_target`` of
-    calls answered within ``sl_seconds``), the level measured over the last interval
-    (None: no call yet), and the agents ``busy`` on inbound calls now."""
-    waiting: int
-    calls_per_hour: float
-    handle_s: float
-    sl_target: float
-    sl_seconds: float
-    sl_measured: float | None
-    busy: int
-
-
-def outbound_agents(free: int, inbound: InboundView | None) -> int:
-    """How many of the ``free`` blended agents the campaign may use now: inbound first."""
-    if inbound is None:
-        return free
-    if inbound.waiting > 0:
-        return 0
-    if inbound.sl_measured is not None and inbound.sl_measured < inbound.sl_target:
-        return 0
-    if inbound.calls_per_hour <= 0:
-        return free
-    needed = required_agents(inbound.calls_per_hour, inbound.handle_s, 3600.0,
-                             sl_target=inbound.sl_target, sl_seconds=inbound.sl_seconds)
-    reserve = max(0, needed.agents - inbound.busy)
-    return max(0, free - reserve)

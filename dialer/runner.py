@@ -5,8 +5,9 @@ Every ``dialer_tick_s`` (and at once when a campaign call ends or a campaign is
 started), for each running campaign in progressive or predictive mode:
 
 1. ``launch_count`` (pure) says how many calls to start: the campaign's free agents
-   in the ACD (agents of its queue), none while an inbound caller waits for any other
-   queue (blending: inbound first), then ``dialer.pacing.decide`` with the campaign's
+   in the ACD (agents of its queue), less those the inbound queues they also serve keep
+   (``dialer.blending``: none while an inbound caller waits, none while the campaign's
+   reserve for inbound is not met), then ``dialer.pacing.decide`` with the campaign's
    ``AbandonLedger`` headroom;
 2. ``store.take_for_dialing`` takes that many leads that are due, inside their calling
    window, and not on the do-not-call list *now* (a listed number goes to ``do_not_call``
@@ -42,6 +43,7 @@ every running campaign ``paused``; calls in flight finish as they would.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -52,6 +54,8 @@ import structlog
 from acd.ami_actions import failure, submit
 from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult
 from dialer import campaign_store, store
+from dialer.blending import ArrivalLog, InboundQueue, InvalidReserve, ReserveConfig, inbound_queues, outbound_agents, \
+    reserve_from_json
 from dialer.campaign_rules import RulesCache, measured_from, rebuild_ledger
 from dialer.leads import MIN_RING, InvalidRule, RetryRules, TransitionRefused
 from dialer.pacing import MONTH, AbandonLedger, DialState, Measured, Mode, PacingConfig, decide
@@ -145,41 +149,29 @@ def stale_answered(connected_at: datetime, hung_up_at: datetime | None, live: bo
 @dataclass(frozen=True, slots=True)
 class AgentsView:
     """The campaign's agents in the ACD now: ``free`` (ready, idle), ``staffed`` (logged in,
-    members of its queue) and ``inbound_waiting`` (callers waiting in any other queue)."""
+    members of its queue) and the ``inbound`` queues they also serve (``dialer.blending``)."""
     free: int
     staffed: int
-    inbound_waiting: int
+    inbound: tuple[InboundQueue, ...] = ()
 
 
 def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, measured: Measured,
-                 config: PacingConfig) -> int:
-    """How many calls a campaign starts now. Preview starts none (the agent does); inbound
-    callers waiting anywhere take the blended agents first."""
-    if mode == "preview" or agents.inbound_waiting > 0:
+                 config: PacingConfig, *, now: float = 0.0, reserve: ReserveConfig = ReserveConfig()) -> int:
+    """How many calls a campaign starts at ``now`` (epoch seconds). Preview starts none (the
+    agent does); the inbound queues its agents serve take them first (``outbound_agents``:
+    none while an inbound caller waits, none while the campaign's reserve for inbound is not
+    met, else the free agents beyond it)."""
+    if mode == "preview":
         return 0
-    free = max(0, agents.free)
-    busy = max(0, agents.staffed - free)
+    blend = outbound_agents(now, agents.free, agents.inbound, reserve)
+    if blend.holds_back:
+        return 0        # the free agents are inbound's: no call, not even on agents about to free
+    free = blend.outbound
+    busy = max(0, agents.staffed - max(0, agents.free))
     cfg = PacingConfig(mode=Mode(mode), cap=config.cap, target=min(config.target, config.cap),
                        amd_false_positive_share=config.amd_false_positive_share,
                        max_lines_per_agent=config.max_lines_per_agent)
     return decide(DialState(free, busy, in_flight), measured, cfg, headroom).launch
-
-
-def blended_queues(config: Any, queue: str) -> frozenset[str]:
-    """The other queues the agents of campaign queue ``queue`` serve (their inbound work)."""
-    out: set[str] = set()
-    for agent in getattr(config, "agents", ()):
-        if queue in agent.queues:
-            out |= set(agent.queues)
-    out.discard(queue)
-    return frozenset(out)
-
-
-def inbound_waiting(waiting: Any, queues: frozenset[str], ours: set[str]) -> int:
-    """Callers waiting (not ringing an agent, not a callback request, not a campaign call)
-    in ``queues``."""
-    return sum(1 for w in waiting if w.queue_id in queues and w.status != "ringing" and not w.callback
-               and w.call_id not in ours)
 
 
 def dial_string(template: str, number: str) -> str:
@@ -220,6 +212,8 @@ class CampaignRunner:
     on_connected: list[Callable[[int, str, str], Awaitable[Any]]] = field(default_factory=list)
     closed_no_result: int = 0
     _next_sweep: datetime | None = None
+    #: The inbound queues' recent arrivals (blending's reserve measures their rate).
+    arrivals: ArrivalLog = field(default_factory=ArrivalLog)
 
     async def start(self) -> None:
         """Start following calls and placing them. Again after ``stop`` (a new takeover):
@@ -292,10 +286,11 @@ class CampaignRunner:
                 break
             try:
                 windows, rules = self.campaign_rules(c)
-            except (InvalidRule, InvalidWindow) as exc:     # written around the API: never dialed
+                reserve = reserve_from_json(json.loads(c["reserve"])) if c.get("reserve") else ReserveConfig()
+            except (InvalidRule, InvalidWindow, InvalidReserve) as exc:     # written around the API: never dialed
                 log.warning("campaign rules unusable: not dialed", campaign_id=c["campaign_id"], error=str(exc))
                 continue
-            started += await self._campaign_tick(c, now, windows, rules)
+            started += await self._campaign_tick(c, now, windows, rules, reserve)
         return started
 
     def campaign_rules(self, c: dict) -> tuple[WindowChecker, RetryRules]:
@@ -320,7 +315,7 @@ class CampaignRunner:
             totals = await campaign_store.attempt_totals(self.core.pool, cid, now - MEASURE_SPAN)
             self.measured_by[cid] = (measured_from(totals, self.measured), now + timedelta(seconds=MEASURE_S))
 
-    def _agents(self, queue: str | None) -> AgentsView | None:
+    def _agents(self, queue: str | None, now: float) -> AgentsView | None:
         if queue is None:
             return None
         router = self.acd.router
@@ -329,8 +324,7 @@ class CampaignRunner:
         except Exception:        # an unknown queue: the campaign cannot dial
             return None
         return AgentsView(stats.agents_available, stats.agents_eligible,
-                          inbound_waiting(router.waiting_calls(), blended_queues(self.acd.config, queue),
-                                          set(self.calls)))
+                          tuple(inbound_queues(router, self.acd.config, queue, set(self.calls), self.arrivals, now)))
 
     async def sweep(self, now: datetime) -> int:
         """Close the leads left ``answered`` with no result ``dialer_result_timeout_s`` after
@@ -374,9 +368,10 @@ class CampaignRunner:
         self.orphans_closed += closed
         return closed
 
-    async def _campaign_tick(self, c: dict, now: datetime, windows: WindowChecker, rules: RetryRules) -> int:
+    async def _campaign_tick(self, c: dict, now: datetime, windows: WindowChecker, rules: RetryRules,
+                             reserve: ReserveConfig = ReserveConfig()) -> int:
         cid = c["campaign_id"]
-        agents = self._agents(c["queue"])
+        agents = self._agents(c["queue"], now.timestamp())
         if agents is None:
             return 0
         config = PacingConfig(cap=float(c["abandon_cap"]), target=min(0.0175, float(c["abandon_cap"])))
@@ -388,7 +383,8 @@ class CampaignRunner:
         ledger.config = config            # the cap as the campaign says now
         measured = self.measured_by[cid][0] if cid in self.measured_by else self.measured
         in_flight = sum(1 for a in self.calls.values() if a.campaign_id == cid and a.agent is None)
-        n = launch_count(c["mode"], agents, in_flight, ledger.headroom(now), measured, config)
+        n = launch_count(c["mode"], agents, in_flight, ledger.headroom(now), measured, config, now=now.timestamp(),
+                         reserve=reserve)
         if n <= 0:
             return 0
         taken = await store.take_for_dialing(self.core.pool, cid, now, n, rules=rules, windows=windows)

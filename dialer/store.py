@@ -23,6 +23,7 @@ from dialer.lead_import import LeadRow
 from dialer.leads import (NO_RESULT, Answered, Dial, DoNotCall, Ended, InvalidRule, Lead, NoResult, Outcome,
                           RetryRules, Skip, State, agent_result, apply)
 from dialer.windows import WindowChecker
+from dialer.writeback import write_back
 
 
 class DialerStoreError(ValueError):
@@ -47,18 +48,21 @@ async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id
                           queue: str | None = None, abandon_cap: float = 0.03, machine_action: str = "retry",
                           ring_s: int = 25, abandon_prompt: str | None = None, voicemail_prompt: str | None = None,
                           skills: str | None = None, script: str = "", survey: list | None = None,
-                          windows: dict | None = None, retry: dict | None = None) -> int:
+                          windows: dict | None = None, retry: dict | None = None,
+                          reserve: dict | None = None) -> int:
     """A new campaign's id. ``windows`` and ``retry``: its calling window and retry rules
-    as JSON (``dialer.campaign_rules``, checked by the caller; None: the defaults). Raises
+    as JSON (``dialer.campaign_rules``), ``reserve`` its reserve for inbound
+    (``dialer.blending``), checked by the caller; None: the defaults. Raises
     ``asyncpg.UniqueViolationError`` for a name in use."""
     async with connection(db) as conn:
         return await conn.fetchval(
             "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,"
-            " abandon_prompt, voicemail_prompt, skills, script, survey, windows, retry)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb)"
+            " abandon_prompt, voicemail_prompt, skills, script, survey, windows, retry, reserve)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb)"
             " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,
             abandon_prompt, voicemail_prompt, skills, script, json.dumps(survey or []),
-            None if windows is None else json.dumps(windows), None if retry is None else json.dumps(retry))
+            None if windows is None else json.dumps(windows), None if retry is None else json.dumps(retry),
+            None if reserve is None else json.dumps(reserve))
 
 
 CAMPAIGN_STATES = ("stopped", "running", "paused")
@@ -70,8 +74,8 @@ async def running_campaigns(db: Db) -> list[dict]:
     async with connection(db) as conn:
         rows = await conn.fetch(
             "SELECT campaign_id, name, mode, caller_id, queue, abandon_cap::float8 AS abandon_cap, machine_action,"
-            " ring_s, abandon_prompt, voicemail_prompt, skills, windows::text AS windows, retry::text AS retry"
-            " FROM dialer_campaigns WHERE state = 'running' ORDER BY campaign_id")
+            " ring_s, abandon_prompt, voicemail_prompt, skills, windows::text AS windows, retry::text AS retry,"
+            " reserve::text AS reserve FROM dialer_campaigns WHERE state = 'running' ORDER BY campaign_id")
     return [dict(r) for r in rows]
 
 
@@ -368,16 +372,19 @@ class ResultRecorded(PreviewRefused):
 async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, rules: RetryRules, outcome: str,
                          disposition: str | None = None, answers: dict | None = None,
                          callback_at: datetime | None = None, opt_out: bool = False,
-                         call_id: str | None = None, agent_id: str | None = None) -> Lead:
+                         call_id: str | None = None, agent_id: str | None = None,
+                         new_phone: str | None = None) -> Lead:
     """What the agent recorded for an attempt: their own preview dial (``agent`` the user
     who dialed it), or a campaign call the runner connected to them (``agent_id`` their ACD
     agent id, or ``agent``). ``answered`` (then done with the disposition, a callback at a
     time, or an opt-out that puts the number on the do-not-call list) or, for a preview
-    dial only, how the dial ended (busy, no_answer, machine, failed). Accepted once."""
+    dial only, how the dial ended (busy, no_answer, machine, failed). Accepted once. The
+    result is written on the lead's customer record as well (``dialer.writeback``; with
+    ``new_phone``, E.164, a number the person gave)."""
     async with connection(db) as conn:
         async with conn.transaction():
             row = await conn.fetchrow(
-                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started,"
+                "SELECT l.*, a.agent_id AS a_agent, a.ended_at AS a_ended, a.started_at AS a_started, a.call_id AS a_call,"
                 " a.outcome AS a_outcome, a.result_at AS a_result,"
                 " NOT EXISTS (SELECT 1 FROM dialer_attempts b WHERE b.lead_id = a.lead_id"
                 "             AND b.attempt_id > a.attempt_id) AS a_latest"
@@ -411,17 +418,23 @@ async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, 
             await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL WHERE lead_id = $1",
                                lead.lead_id)
             answers_json = json.dumps(answers) if answers is not None else None
+            # What the attempt records: a "no answer" that rang under 15 s is a failure (dialer.leads).
+            recorded = "answered" if outcome == "answered" else lead.last_outcome
             if connected:
                 await conn.execute(
                     "UPDATE dialer_attempts SET result_at = $2, disposition = $3, answers = $4::jsonb,"
                     " call_id = coalesce(call_id, $5) WHERE attempt_id = $1", attempt_id, now, disposition,
                     answers_json, call_id)
             else:
-                recorded = "answered" if outcome == "answered" else lead.last_outcome
                 await conn.execute(
                     "UPDATE dialer_attempts SET ended_at = $2, outcome = $3, call_id = $4, disposition = $5,"
                     " answers = $6::jsonb, result_at = $2 WHERE attempt_id = $1", attempt_id, now, recorded, call_id,
                     disposition, answers_json)
+            # The customer's record gets the result too (dialer.writeback), or nothing does.
+            await write_back(conn, attempt_id, campaign_id=row["campaign_id"], customer_id=row["customer_id"],
+                             phone=lead.phone, author=agent, outcome=recorded or outcome, disposition=disposition,
+                             callback_at=callback_at, opt_out=opt_out, answers=answers,
+                             call_id=call_id or row["a_call"], lead_state=lead.state.value, new_phone=new_phone)
     return lead
 
 

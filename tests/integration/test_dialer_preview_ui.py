@@ -1,8 +1,9 @@
 """Preview mode in the agent desktop, in headless Chromium against the real daemon, ACD,
 Asterisk sandbox and PostgreSQL (docs/dialer.md, "Preview on the desktop"): an agent takes
 a preview lead, reads its card and script, skips one lead with a reason, calls the next
-(click-to-dial reaches the simulated customer), fills the survey and saves the outcome;
-the attempt holds the call, the disposition and the answers, and the lead is done."""
+(click-to-dial reaches the simulated customer), fills the survey (its questions shown as the
+answers branch) and saves the outcome; the attempt holds the call, the disposition and the
+answers on the path taken, the lead is done, and the customer's record has the result."""
 from __future__ import annotations
 
 import json
@@ -20,9 +21,12 @@ from tests.integration.test_api import add_user
 from tests.integration.test_desktop import DESKTOP_ACD
 
 SCRIPT = "Hello, this is Example Surveys. <b>Do you have two minutes?</b>"
-SURVEY = [{"id": "satisfied", "text": "Are you satisfied with your router?", "type": "yes_no", "options": []},
+# Branching (docs/dialer.md, "Surveys and branching"): "no" asks why, then the comment; "yes" the plan.
+SURVEY = [{"id": "satisfied", "text": "Are you satisfied with your router?", "type": "yes_no", "options": [],
+           "branches": {"no": "why"}},
           {"id": "plan", "text": "Which plan do you have?", "type": "choice", "options": ["basic", "fibre"]},
-          {"id": "comment", "text": "Anything to add?", "type": "text", "options": []}]
+          {"id": "comment", "text": "Anything to add?", "type": "text", "options": [], "next": "end"},
+          {"id": "why", "text": "What is wrong with it?", "type": "text", "options": [], "next": "comment"}]
 
 
 async def test_an_agent_works_a_preview_lead_through_script_survey_and_outcome(
@@ -37,6 +41,8 @@ async def test_an_agent_works_a_preview_lead_through_script_survey_and_outcome(
     try:
         await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
         cid = await store.create_campaign(pool, "router survey", mode="preview", script=SCRIPT, survey=SURVEY)
+        await pool.execute("INSERT INTO customers (customer_id, name) VALUES ('c-mary', 'Mary Major')")
+        await pool.execute("INSERT INTO customer_phones (phone, customer_id) VALUES ('+442079460112', 'c-mary')")
         valid, _ = parse_leads("phone,name\n+442079460111,Skip Me\n+442079460112,Mary Major\n")
         assert (await store.import_leads(pool, cid, valid)).created == 2
         assert await store.set_campaign_state(pool, cid, "running")
@@ -63,7 +69,14 @@ async def test_an_agent_works_a_preview_lead_through_script_survey_and_outcome(
         await page.get_by_role("button", name="Call", exact=True).click()
         await page.wait_for_selector("#pv-status:has-text('placed to +442079460112')", timeout=10_000)
 
+        # Only the first question until it is answered: its answer says what follows.
+        for hidden in ("#pv-q-plan", "#pv-q-comment", "#pv-q-why"):
+            assert not await page.is_visible(hidden), hidden
+        await page.get_by_label("Are you satisfied with your router?").select_option("no")
+        await page.get_by_label("What is wrong with it?").fill("the agent changes this answer away")
+        assert await page.is_visible("#pv-q-comment") and not await page.is_visible("#pv-q-plan")
         await page.get_by_label("Are you satisfied with your router?").select_option("yes")
+        assert not await page.is_visible("#pv-q-why")                  # off the path: hidden, not sent
         await page.get_by_label("Which plan do you have?").select_option("fibre")
         await page.get_by_label("Anything to add?").fill("faster upload please")
         await page.get_by_label("Call outcome").select_option("answered")
@@ -83,6 +96,18 @@ async def test_an_agent_works_a_preview_lead_through_script_survey_and_outcome(
         assert (att["outcome"], att["agent_id"], att["disposition"]) == ("answered", "ada", "completed")
         assert att["call_id"] and att["call_id"].startswith("dial-")
         assert json.loads(att["answers"]) == {"satisfied": "yes", "plan": "fibre", "comment": "faster upload please"}
+        # The result on the customer record: a note by the agent, the call linked.
+        conn = await asyncpg.connect(database)
+        try:
+            (note,) = await conn.fetch("SELECT * FROM customer_notes WHERE customer_id = 'c-mary'")
+            linked = await conn.fetchval("SELECT call_id FROM customer_calls WHERE customer_id = 'c-mary'")
+        finally:
+            await conn.close()
+        assert note["author"] == "ada" and note["body"].splitlines() == [
+            "Campaign 'router survey': answered, disposition completed (lead now done).", "Survey:",
+            "- Are you satisfied with your router? yes", "- Which plan do you have? fibre",
+            "- Anything to add? faster upload please"]
+        assert linked == att["call_id"]
     finally:
         await page.close()
         await pool.close()

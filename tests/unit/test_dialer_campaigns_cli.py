@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from dialer.campaigns_cli import BadInput, read_rules
+from dialer.campaigns_cli import BadInput, read_rules, reserve_of
 from server.cli import _parser
 
 
@@ -44,3 +44,17 @@ def test_a_bad_rules_file_is_refused_naming_the_field(tmp_path, content, named):
     with pytest.raises(BadInput) as e:
         read_rules(str(f), ring_s=25, machine_action="retry")
     assert named in str(e.value)
+
+
+def test_a_reserve_is_set_by_its_options_and_checked():
+    p = _parser()
+    args = lambda *a: p.parse_args(["campaigns", "reserve", "7", *a])  # noqa: E731
+    assert reserve_of(args()) == (False, None)                             # print only
+    assert reserve_of(args("--none")) == (True, None)
+    assert reserve_of(args("--agents", "2", "--service-level")) == (
+        True, {"agents": 2, "service_level": True, "arrivals_min": 15})
+    for bad, named in ((("--agents", "501"), "--agents"), (("--arrivals-min", "0"), "--arrivals-min"),
+                       (("--none", "--agents", "1"), "--none")):
+        with pytest.raises(BadInput) as e:
+            reserve_of(args(*bad))
+        assert str(e.value).startswith(named), str(e.value)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 
 from dialer import pacing
 from dialer.pacing import (
-    AbandonLedger, DialState, InboundView, Measured, Mode, PacingConfig, PacingError, decide, outbound_agents,
+    AbandonLedger, DialState, Measured, Mode, PacingConfig, PacingError, decide,
 )
 
 T0 = datetime(2026, 12, 7, 9, tzinfo=timezone.utc)
@@ -151,27 +151,6 @@ def test_measured_figures_start_from_the_prior_and_follow_the_counts():
     m = Measured.from_counts(10_000, 2_500, 2_500 * 12.0, 2_000, 2_000 * 180.0, false_positives=25)
     assert m.live_rate == pytest.approx(0.25, abs=0.002) and m.handle_s == pytest.approx(180, abs=2)
     assert m.false_positives_per_live == pytest.approx(25 / 2525)
-
-
-# -- blending ------------------------------------------------------------------------------
-
-INBOUND = InboundView(waiting=0, calls_per_hour=60, handle_s=180, sl_target=0.8, sl_seconds=20,
-                      sl_measured=0.9, busy=1)
-
-
-def test_an_inbound_caller_waiting_takes_every_free_agent():
-    assert outbound_agents(5, InboundView(1, 60, 180, 0.8, 20, 0.9, 1)) == 0
-
-
-def test_inbound_under_its_service_level_stops_outbound():
-    assert outbound_agents(5, InboundView(0, 60, 180, 0.8, 20, 0.7, 1)) == 0
-
-
-def test_outbound_gets_the_agents_inbound_does_not_need():
-    # 60 calls/h of 180 s: 3 erlangs; Erlang C needs 5 agents for 80% in 20 s; 1 is busy on one.
-    assert outbound_agents(8, INBOUND) == 8 - (5 - 1)
-    assert outbound_agents(3, INBOUND) == 0
-    assert outbound_agents(3, None) == 3
 
 
 def linear_decision(state: DialState, m: Measured, config: PacingConfig, headroom: int) -> int:

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult, parse
 from dialer.pacing import Measured, PacingConfig
-from dialer.runner import (AgentsView, Attempt, CampaignRunner, blended_queues, dial_string, final_outcome,
-                           inbound_waiting, launch_count, rang)
+from dialer.blending import InboundQueue, blended_queues, inbound_waiting
+from dialer.runner import AgentsView, Attempt, CampaignRunner, dial_string, final_outcome, launch_count, rang
 
 M = Measured(0.25, 8.0, 180.0)
 
@@ -49,22 +49,24 @@ def test_the_ring_time_runs_to_the_answer_or_to_the_end():
 
 def test_preview_and_waiting_inbound_callers_start_nothing():
     cfg = PacingConfig()
-    assert launch_count("preview", AgentsView(5, 5, 0), 0, 10, M, cfg) == 0
-    assert launch_count("progressive", AgentsView(5, 5, 1), 0, 10, M, cfg) == 0
-    assert launch_count("predictive", AgentsView(5, 5, 2), 0, 10, M, cfg) == 0
+    assert launch_count("preview", AgentsView(5, 5), 0, 10, M, cfg) == 0
+    waiting = InboundQueue("care", 1, (), 0.0, 180.0, 80.0, 20.0)
+    assert launch_count("progressive", AgentsView(5, 5, (waiting,)), 0, 10, M, cfg) == 0
+    assert launch_count("predictive", AgentsView(5, 5, (waiting,)), 0, 10, M, cfg) == 0
+    assert launch_count("progressive", AgentsView(5, 5), 0, 10, M, cfg) == 5
 
 
 @given(free=st.integers(0, 30), staffed_extra=st.integers(0, 30), in_flight=st.integers(0, 40),
        headroom=st.integers(0, 50))
 def test_progressive_never_has_more_calls_in_flight_than_free_agents(free, staffed_extra, in_flight, headroom):
-    n = launch_count("progressive", AgentsView(free, free + staffed_extra, 0), in_flight, headroom, M, PacingConfig())
+    n = launch_count("progressive", AgentsView(free, free + staffed_extra), in_flight, headroom, M, PacingConfig())
     assert n >= 0 and (n == 0 or in_flight + n <= free)
 
 
 @given(free=st.integers(0, 30), busy=st.integers(0, 30), in_flight=st.integers(0, 40))
 def test_predictive_without_history_dials_no_more_than_progressive(free, busy, in_flight):
     # No live answers yet: the caps' headroom is 0, so no call beyond the free agents.
-    n = launch_count("predictive", AgentsView(free, free + busy, 0), in_flight, 0, M, PacingConfig())
+    n = launch_count("predictive", AgentsView(free, free + busy), in_flight, 0, M, PacingConfig())
     assert n == max(0, free - in_flight)
 
 

@@ -33,11 +33,37 @@
     } catch (e) { error(e.message); }
   }
 
-  function survey(questions) {
+  // The survey's questions; only those on the path the answers take are shown
+  // (docs/dialer.md, "Surveys and branching"): a question's branches by answer, else its
+  // next, else the following one; "end" ends it. The server checked it when it was saved.
+  let questions = [];
+
+  function after(q, i, answer) {
+    let target = answer ? (q.branches || {})[answer] : undefined;
+    if (target === undefined) target = q.next;
+    if (target === undefined || target === null) return i + 1 < questions.length ? questions[i + 1].id : null;
+    return target === "end" ? null : target;
+  }
+
+  function branch() {
+    const index = new Map(questions.map((q, i) => [q.id, i]));
+    const shown = new Set();
+    let id = questions.length ? questions[0].id : null;
+    while (id !== null && index.has(id) && !shown.has(id)) {
+      shown.add(id);
+      const i = index.get(id), q = questions[i], el = $(`pv-q-${id}`);
+      const answer = el ? el.value : "";
+      if (!answer && Object.keys(q.branches || {}).length) break;   // its answer says what follows
+      id = after(q, i, answer);
+    }
+    document.querySelectorAll("#pv-survey [data-box]").forEach((b) => { b.hidden = !shown.has(b.dataset.box); });
+  }
+
+  function survey(list) {
     const box = $("pv-survey");
     box.replaceChildren(Object.assign(document.createElement("legend"), { textContent: "Survey" }));
-    (questions || []).forEach((q) => {
-      if (!/^[a-z][a-z0-9_]{0,31}$/.test(q.id || "")) return;
+    questions = (list || []).filter((q) => /^[a-z][a-z0-9_]{0,31}$/.test(q.id || ""));
+    questions.forEach((q) => {
       const id = `pv-q-${q.id}`;
       const label = Object.assign(document.createElement("label"), { htmlFor: id, textContent: String(q.text) });
       let input;
@@ -52,8 +78,14 @@
       }
       input.id = id;
       input.dataset.question = q.id;
-      box.append(label, input);
+      input.addEventListener("change", branch);
+      input.addEventListener("input", branch);
+      const row = document.createElement("div");
+      row.dataset.box = q.id;
+      row.append(label, input);
+      box.append(row);
     });
+    branch();
   }
 
   function show(card) {
@@ -141,7 +173,8 @@
     ev.preventDefault();
     if (attempt === null) { error("Call the lead first (or skip it)."); return; }
     const answers = {};
-    document.querySelectorAll("#pv-survey [data-question]").forEach((el) => {
+    // Only the questions on the path the answers took: one the branching skipped is not sent.
+    document.querySelectorAll("#pv-survey [data-box]:not([hidden]) [data-question]").forEach((el) => {
       if (el.value) answers[el.dataset.question] = el.value.slice(0, 500);
     });
     const body = { outcome: $("pv-outcome").value, answers, opt_out: $("pv-optout").checked };
@@ -150,6 +183,8 @@
     const at = $("pv-callback").value;
     if (at) body.callback_at = new Date(at).toISOString();
     if (callId) body.call_id = callId;
+    const newPhone = $("pv-newphone").value.trim();
+    if (newPhone) body.new_phone = newPhone;      // added to the customer's record
     try {
       const r = await api("POST", `/api/preview/attempts/${attempt}/result`, body);
       status(`Saved: the lead is now ${r.state.replace(/_/g, " ")}.`);
