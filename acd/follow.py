@@ -49,7 +49,7 @@ from cti.calls import channel_prefix
 
 __all__ = ["OfferSeen", "OfferGone", "EscalatedSeen", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen",
            "Observation", "from_decision", "from_annotation", "from_message", "from_state_row", "feed", "SELF_DECIDED",
-           "agent_of_channel", "gone_calls", "latest_states"]
+           "agent_of_channel", "gone_calls", "latest_states", "NodeReconcile", "reconcile_nodes"]
 
 # Why a call leaves the router when the shadow decides it by itself.
 SELF_DECIDED = frozenset({"answered", "abandoned", "max_wait"})
@@ -268,3 +268,37 @@ def gone_calls(channels_of: Mapping[str, str | None], listing: Iterable[Mapping[
     ``listing``: over while nobody was told, in their order."""
     present = {item.get("Channel") for item in listing}
     return [cid for cid, channel in channels_of.items() if channel is not None and channel not in present]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReconcile:
+    """What a takeover does with one Asterisk node's ``CoreShowChannels`` listing:
+    ``gone``, the calls held here on that node that it no longer lists (in their
+    order); ``adopt``, the listing's items the shadow lacks (a caller or a talking
+    agent it never saw) and every agent's callback leg, to adopt the old way."""
+
+    node: str | None
+    gone: tuple[str, ...]
+    adopt: tuple[Mapping[str, Any], ...]
+
+
+def reconcile_nodes(held: Mapping[str, tuple[str | None, str | None]],
+                    listings: Mapping[str | None, Iterable[Mapping[str, Any]]]) -> list[NodeReconcile]:
+    """A takeover's reconciliation, node by node (several Asterisk nodes, ``ami_nodes``).
+
+    ``held``: call id -> (the call's node, the caller's channel; None: nobody on the
+    line, e.g. a callback request). ``listings``: node -> its listing, its ids already
+    qualified as the call model's (``cti.nodes.qualify``); one node is ``None``.
+    Channel names are per node (two nodes may both have ``PJSIP/trunk-00000001``), so a
+    call is gone only when *its own* node's listing lacks its channel, and a node not
+    listed (not connected, its listing failed) loses nothing here: its resync, or its
+    death (``NodeDead``), answers for its calls. Returns one ``NodeReconcile`` per
+    listing, in the listings' order."""
+    out: list[NodeReconcile] = []
+    for node, listing in listings.items():
+        items = list(listing)
+        mine = {cid: channel for cid, (call_node, channel) in held.items() if call_node == node}
+        adopt = tuple(item for item in items if item.get("Context") == "cti-acd-callback"
+                      or (item.get("Linkedid") or item.get("Uniqueid")) not in held)
+        out.append(NodeReconcile(node, tuple(gone_calls(mine, items)), adopt))
+    return out

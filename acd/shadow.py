@@ -41,11 +41,12 @@ import structlog
 
 from acd import core as acd_core
 from acd import follow
-from acd.follow import agent_of_channel, gone_calls
+from acd.follow import agent_of_channel, reconcile_nodes
 from acd.held_calls import Waiting
 from acd.rows import AgentRow
 from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import CtiError
+from cti.nodes import qualify
 
 if TYPE_CHECKING:
     from cti.daemon import CoreServices
@@ -99,7 +100,8 @@ class Shadow:
         _start_saving: Callable[[], None]
         _restore_callbacks: Callable[[], Any]
         _adopt_now: Callable[..., Any]
-        adopt: Callable[[list[Any]], Any]
+        _nodes_to_adopt: Callable[[], list[tuple[str | None, Any]]]
+        adopt: Callable[..., Any]
         subscribe_inputs: Callable[[], list[Callable[[], None]]]
         on_call_event: Callable[[Any], None]
         on_offer_refused: Callable[[Any], None]
@@ -254,14 +256,21 @@ class Shadow:
         adopted_before = self.adopted
         try:
             await self.core.ami.wait_connected(timeout=10)
-            listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=10)
-            channels = [f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"]
+            # Every connected Asterisk node, listed at once (several nodes: ids qualified
+            # as the model's); the primary first.
+            nodes = self._nodes_to_adopt()
+            listings = await asyncio.gather(*(self._list_node(name, ami) for name, ami in nodes))
             listed = loop.time()
-            dropped = self._drop_gone(channels, time.time())
-            # What the shadow lacks, the old way (no offer yet: the router still follows);
-            # what it holds is not asked about again (no Getvar for it).
-            await self.adopt([c for c in channels if c.get("Context") == "cti-acd-callback"
-                              or (c.get("Linkedid") or c.get("Uniqueid")) not in self.calls])
+            amis = {name: ami for name, ami in nodes}
+            held = {cid: (self._node_of(cid), None if w.callback is not None else w.channel)
+                    for cid, w in self.calls.items()}
+            for rec in reconcile_nodes(held, {name: items for (name, _), items in zip(nodes, listings)
+                                              if items is not None}):
+                dropped += self._drop_gone(rec.gone, time.time())
+                # What the shadow lacks, the old way (no offer yet: the router still follows);
+                # what it holds is not asked about again (no Getvar for it).
+                ami = amis[rec.node]
+                await self.adopt(list(rec.adopt), ami=ami, primary=ami is self.core.ami)
         except CtiError as exc:
             log.warning("acd takeover: Asterisk's channels not listed", error=str(exc))
         self.shadowing = False
@@ -277,13 +286,28 @@ class Shadow:
                          "waiting": sum(1 for w in self.calls.values() if not w.answered)}
         log.warning("acd took over from the shadow", **self.takeover)
 
-    def _drop_gone(self, channels: list[Any], now: float) -> int:
-        """Calls the shadow holds that Asterisk no longer has: ended, as the model
+    async def _list_node(self, node: str | None, ami: Any) -> list[Any] | None:
+        """One node's ``CoreShowChannels``, ids qualified (None: not listed; that node's
+        calls are left to its resync)."""
+        try:
+            listing = await ami.send("CoreShowChannels", shape="list", timeout=10)
+        except CtiError as exc:
+            log.warning("acd takeover: a node's channels not listed", node=node, error=str(exc))
+            return None
+        return [qualify(node, f.headers) for f in listing.events if f.headers.get("Event") == "CoreShowChannel"]
+
+    def _node_of(self, call_id: str) -> str | None:
+        """The Asterisk node of a call held here (None with one node)."""
+        node_of = getattr(self.core, "ami_node_of", None)
+        return node_of(call_id) if node_of is not None else None
+
+    def _drop_gone(self, gone: tuple[str, ...], now: float) -> int:
+        """Calls the shadow holds that their node no longer has: ended, as the model
         would have said (the caller abandoned, the agent's call finished)."""
-        gone = gone_calls({cid: None if w.callback is not None else w.channel for cid, w in self.calls.items()},
-                          channels)
         for cid in gone:
-            waiting = self.calls.pop(cid)
+            waiting = self.calls.pop(cid, None)
+            if waiting is None:
+                continue
             out: list[Any] = []
             if not waiting.answered:
                 out += self.router.call_abandoned(cid, now)
