@@ -183,12 +183,20 @@ async def test_a_shadow_without_a_database_still_follows_its_own_model():
 
 
 class RowsPool:
-    """The two queries of ``follow_once``, answered from lists (asyncpg gives jsonb as text)."""
+    """The queries of ``follow_once``, answered from lists (asyncpg gives jsonb as text):
+    the two logs, the callback requests changed since, the configuration versions."""
 
-    def __init__(self, states: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    def __init__(self, states: list[dict[str, Any]], events: list[dict[str, Any]],
+                 callbacks: list[dict[str, Any]] | None = None, versions: list[dict[str, Any]] | None = None) -> None:
         self.states, self.events, self.asked = states, events, []
+        self.callbacks, self.versions = callbacks or [], versions or []
 
     async def fetch(self, sql: str, since: Any) -> list[dict[str, Any]]:
+        if "acd_config_versions" in sql:
+            found = [v for v in self.versions if v["version"] > since and v["source"].startswith("api:")]
+            return sorted(found, key=lambda v: -v["version"])[:1]
+        if "FROM callbacks" in sql:
+            return [r for r in self.callbacks if r["updated_at"] >= since]
         self.asked.append(since.timestamp())
         return [r for r in (self.states if "agent_states" in sql else self.events) if r["at"] >= since]
 
