@@ -24,6 +24,10 @@ highest epoch it was given in the global ``CTI_ACD_EPOCH``:
   the Redirect, not in a variable of its own: a newer leader's Setvar landing
   between a deposed leader's Setvar and Redirect then makes that Redirect carry
   the newer leader's own value.
+- In an HA pair no routing Redirect is sent as such (``gated``): each is an
+  Originate of ``GATE_CHANNEL`` whose ``[cti-acd-gate]`` compares the epoch under
+  the epoch's lock and only then runs ``ChannelRedirect``: a deposed leader's late
+  Redirect moves nobody (a Redirect moves a channel before any dialplan runs).
 """
 from __future__ import annotations
 
@@ -241,6 +245,67 @@ def emergency_actions(epoch: int, channel: str, action: str, switch: int, target
     value = emergency_value(epoch, action, switch, target, prompt)
     return [("Setvar", {"Channel": channel, "Variable": "CTI_EMERGENCY_MOVE", "Value": value}),
             ("Redirect", {"Channel": channel, "Context": EMERGENCY_MOVE_CONTEXT, "Exten": action, "Priority": "1"})]
+
+
+# -- the gate before the Redirect (an HA pair) ------------------------------------
+
+GATE_CONTEXT = "cti-acd-gate"
+# Originated instead of a Redirect (a Redirect moves the channel before any dialplan runs,
+# so only a gate before it can refuse it); the call model ignores channels named so.
+GATE_CHANNEL = f"Local/redirect@{GATE_CONTEXT}/n"
+# Where the ACD's routing Redirects go; the gate moves a caller nowhere else.
+GATED_CONTEXT = re.compile(r"cti-acd-(offer|announce|wait|maxwait)|cti-emergency-move")
+GATED_EXTEN = re.compile(r"[a-z]+")
+
+
+def gate_value(epoch: int, context: str, exten: str) -> str:
+    """``CTI_GATE`` as ``cti-acd-gate`` reads it: the epoch, the context, the extension,
+    cut at colons (an Originate's ``Variable`` header splits its values at commas)."""
+    if not GATED_CONTEXT.fullmatch(context):
+        raise ValueError(f"not a context the gate moves callers to: {context!r}")
+    if not GATED_EXTEN.fullmatch(exten):
+        raise ValueError(f"not an extension the gate moves callers to: {exten!r}")
+    return f"{_checked(epoch)}:{context}:{exten}"
+
+
+def parse_gate(value: str) -> tuple[int, str, str]:
+    """``CTI_GATE`` back as the dialplan cuts it (ValueError if malformed, or naming a
+    context or extension the gate refuses)."""
+    parts = value.split(":")
+    epoch = epoch_digits(parts[0]) if len(parts) == 3 else None
+    if epoch is None or not GATED_CONTEXT.fullmatch(parts[1]) or not GATED_EXTEN.fullmatch(parts[2]):
+        raise ValueError(f"CTI_GATE needs epoch:context:exten of a routing action: {value!r}")
+    return epoch, parts[1], parts[2]
+
+
+def gate_action(epoch: int, channel: str, context: str, exten: str) -> Action:
+    """The Redirect of ``channel`` into ``context,exten,1`` through the gate: an Originate
+    of ``GATE_CHANNEL`` whose ``cti-acd-gate`` compares the epoch with the one in force
+    under the epoch's lock and only then runs ``ChannelRedirect`` (refused:
+    ``UserEvent(CtiActionRefused, Action: redirect)``, the caller not moved, the Originate
+    fails unanswered)."""
+    if not channel or any(c in channel for c in ",\r\n"):
+        raise ValueError(f"not a channel name: {channel!r}")
+    return ("Originate", {"Channel": GATE_CHANNEL, "Application": "Hangup", "Timeout": "5000", "Async": "true",
+                          "Variable": [f"CTI_GATE={gate_value(epoch, context, exten)}",
+                                       f"CTI_GATE_CHANNEL={channel}"]})
+
+
+def gated(epoch: int, actions: list[Action]) -> list[Action]:
+    """``actions`` with each Redirect into a routing context replaced by its gate
+    (``gate_action``); the values written before it (Setvar) stay as they are, in order."""
+    out: list[Action] = []
+    for name, headers in actions:
+        if name == "Redirect" and GATED_CONTEXT.fullmatch(str(headers.get("Context", ""))):
+            out.append(gate_action(epoch, headers["Channel"], headers["Context"], headers["Exten"]))
+        else:
+            out.append((name, headers))
+    return out
+
+
+def redirect_action(channel: str, context: str, exten: str) -> Action:
+    """A plain Redirect into ``context,exten,1`` (a lone daemon's; ``gated`` in a pair)."""
+    return ("Redirect", {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"})
 
 
 @dataclass(frozen=True, slots=True)

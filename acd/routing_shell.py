@@ -32,7 +32,7 @@ from aiohttp import web
 
 from acd import config as acd_config
 from acd import core as acd_core
-from acd.ami_actions import redirect, setvar
+from acd.ami_actions import setvar
 from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring
@@ -113,6 +113,9 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
     # The gate before every routing action (cti.ha.HaNode.may_act in a pair: false on a
     # standby and on a leader whose lease ran out, e.g. resumed after a pause).
     may_act: Callable[[], bool] = lambda: True
+    # In a pair, the routing Redirects go through the dialplan's epoch gate (``acd.epoch.gated``:
+    # an Originate per Redirect), so that a deposed leader's late one moves nobody.
+    gate_redirects: bool = False
     # Omnichannel (omni/service.py): told of every agent state change the router decides
     # (agent id, when), and the agents whose tasks block calls (kept across configurations).
     agent_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
@@ -486,7 +489,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
                     if waiting.callback is not None:
                         self._callback_missed(d.call_id, waiting)
                     elif waiting.channel is not None:
-                        redirect(self._ami(d.call_id), waiting.channel, "cti-acd-wait", "back")
+                        self._redirect(d.call_id, waiting.channel, "cti-acd-wait", "back")
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)
