@@ -221,3 +221,19 @@ async def test_at_the_takeover_a_followed_callback_offer_is_settled_from_its_age
     finally:
         await service.stop()
         await service.stop_shadow()
+
+
+async def test_a_scheduled_callback_of_the_leader_waits_for_its_time_in_the_shadow_and_then_its_place():
+    service = await _shadow()
+    t = time.time()
+    try:
+        service.on_shadow_event(queued("c1", t))
+        later = replace(cb(), since=t + 600, not_before=t + 600)         # the customer's preferred time
+        service.follow_callback(later, t, t)
+        assert service.retries["cb1"] == later and "cb1" in service.calls
+        assert [w.call_id for w in service.router.waiting_calls()] == ["c1"]
+        service._retry_callbacks(t + 601)                                  # the shadow's own timer
+        assert [w.call_id for w in service.router.waiting_calls()] == ["c1", "cb1"]
+        assert "cb1" not in service.retries and service.core.ami.written == []
+    finally:
+        await service.stop_shadow()
