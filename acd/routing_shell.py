@@ -22,10 +22,11 @@ reply); replies are seen to by callbacks. Timers by ``Router.next_deadline``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import structlog
 from aiohttp import web
@@ -116,6 +117,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
     # In a pair, the routing Redirects go through the dialplan's epoch gate (``acd.epoch.gated``:
     # an Originate per Redirect), so that a deposed leader's late one moves nobody.
     gate_redirects: bool = False
+    gate_seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))   # the gate's order
     # Omnichannel (omni/service.py): told of every agent state change the router decides
     # (agent id, when), and the agents whose tasks block calls (kept across configurations).
     agent_listeners: list[Callable[[str, float], None]] = field(default_factory=list)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 
@@ -47,6 +47,7 @@ class Sending:
         _annotate: Callable[..., None]
         may_act: Callable[[], bool]
         gate_redirects: bool
+        gate_seq: Iterator[int]
 
     def _ami(self, call_id: str) -> Any:
         """The AMI client of the caller's node (several Asterisk nodes), else the one."""
@@ -56,7 +57,7 @@ class Sending:
     def _gate(self, actions: list[Action]) -> list[Action]:
         """In a pair, the routing Redirects through the dialplan's epoch gate
         (``gate_redirects``; ``acd.epoch.gated``), else as they are."""
-        return gated(self.epoch, actions) if self.gate_redirects else actions
+        return gated(self.epoch, actions, self.gate_seq) if self.gate_redirects else actions
 
     def _redirect(self, call_id: str, channel: str, context: str, exten: str) -> None:
         """Send the caller to ``context,exten,1`` (through the gate in a pair); a failure is logged."""

@@ -235,7 +235,7 @@ class EmergencyService:
         try:
             actions = emergency_actions(acd.epoch, channel, p.exten, s.id, s.target, s.prompt)
             if getattr(acd, "gate_redirects", False):     # an HA pair: through the dialplan's gate
-                actions = gated(acd.epoch, actions)
+                actions = gated(acd.epoch, actions, acd.gate_seq)
         except ValueError as exc:
             move.error = str(exc)
             self._record(s.id, call_id, "waiting", "failed", str(exc)[:200])

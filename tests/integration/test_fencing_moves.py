@@ -6,6 +6,7 @@ the wait; in a pair every routing Redirect goes through [cti-acd-gate], which mo
 for a deposed leader. In the sandbox's dialplan, as tests/integration/test_fencing.py does."""
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -112,8 +113,9 @@ async def test_a_deposed_leaders_late_redirect_through_the_gate_does_not_pull_a_
     # A deposed leader (epoch 4) sends its late actions as a pair's leader writes them: the
     # return to the wait after a withdrawn offer, and a "hangup" maximum wait. Neither moves
     # the caller: refused at the gate, before any Redirect.
-    for name, headers in [*gated(4, [redirect_action(channel, "cti-acd-wait", "back")]),
-                          *gated(4, maxwait_actions(4, channel, "hangup"))]:
+    stale = itertools.count(10**6)         # its own count, far ahead of the leader's: the epoch decides
+    for name, headers in [*gated(4, [redirect_action(channel, "cti-acd-wait", "back")], stale),
+                          *gated(4, maxwait_actions(4, channel, "hangup"), stale)]:
         await demo_ami.send(name, headers, shape="single")
     refused = await eventually(lambda: len(_refused(events, "redirect")) == 2 and _refused(events, "redirect"),
                                timeout=10, what="both gated redirects of epoch 4 refused")
@@ -123,13 +125,21 @@ async def test_a_deposed_leaders_late_redirect_through_the_gate_does_not_pull_a_
     assert d.core.model.calls[p.channel_id].ended_at is None
     assert len(_rang_agent1(events, p.channel_id)) == 1                    # the ring was not interrupted
 
-    # The leader of 5's own "hangup" maximum wait through the gate moves it: the call ends.
-    for name, headers in gated(5, maxwait_actions(5, channel, "hangup")):
+    # The leader of 5's own "hangup" maximum wait through the gate moves it: the call ends. (Its
+    # number follows the leader's own: an older one is refused as out of order.)
+    late = gated(5, maxwait_actions(5, channel, "hangup"), itertools.count(1))
+    for name, headers in late:
+        await demo_ami.send(name, headers, shape="single")
+    refused = await eventually(lambda: len(_refused(events, "redirect")) == 3 and _refused(events, "redirect"),
+                               timeout=10, what="an action of 5 older than the last one that moved the caller")
+    assert (refused[2]["Epoch"], refused[2]["Seq"]) == ("5", "1")
+    assert await _context(demo_ami, channel) == "cti-acd-offer"
+    for name, headers in gated(5, maxwait_actions(5, channel, "hangup"), acd.gate_seq):
         await demo_ami.send(name, headers, shape="single")
     await eventually(lambda: d.core.model.calls.get(p.channel_id) is None
                      or d.core.model.calls[p.channel_id].ended_at is not None, timeout=10,
                      what="the caller moved by epoch 5 and hung up")
-    assert len(_refused(events, "redirect")) == 2 and _refused(events, "maxwait") == []
+    assert len(_refused(events, "redirect")) == 3 and _refused(events, "maxwait") == []
     # No call record for the gate's Local channels.
     assert not [leg.channel for call in d.core.model.calls.values() for leg in call.legs.values()
                 if "cti-acd-gate" in leg.channel]

@@ -4,6 +4,7 @@ into the dialplan's gate, which moves the caller only when the sender's epoch is
 the values as the dialplan cuts them, malformed ones refused, the shell writing them."""
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from pathlib import Path
@@ -24,15 +25,16 @@ contexts = st.sampled_from(["cti-acd-offer", "cti-acd-announce", "cti-acd-wait",
 extens = st.from_regex(r"[a-z]{1,20}", fullmatch=True)
 
 
-@given(epoch=epochs, context=contexts, exten=extens)
-def test_a_gated_redirect_is_an_originate_into_the_gate_with_the_value_cut_as_written(epoch, context, exten):
-    name, headers = gate_action(epoch, CHANNEL, context, exten)
+@given(epoch=epochs, seq=st.integers(1, 2**62), context=contexts, exten=extens)
+def test_a_gated_redirect_is_an_originate_into_the_gate_with_the_value_cut_as_written(epoch, seq, context, exten):
+    name, headers = gate_action(epoch, seq, CHANNEL, context, exten)
     assert (name, headers["Channel"], headers["Application"]) == ("Originate", GATE_CHANNEL, "Hangup")
     variables = dict(v.split("=", 1) for v in headers["Variable"])
-    # [cti-acd-gate]: CUT at colons, epoch field 1, context 2, extension 3; no comma (the
-    # Originate's Variable header splits at commas); the channel it moves.
-    assert "," not in variables["CTI_GATE"] and variables["CTI_GATE"].split(":") == [str(epoch), context, exten]
-    assert parse_gate(variables["CTI_GATE"]) == (epoch, context, exten)
+    # [cti-acd-gate]: CUT at colons, epoch field 1, seq 2, context 3, extension 4; no comma
+    # (the Originate's Variable header splits at commas); the channel it moves.
+    assert "," not in variables["CTI_GATE"]
+    assert variables["CTI_GATE"].split(":") == [str(epoch), str(seq), context, exten]
+    assert parse_gate(variables["CTI_GATE"]) == (epoch, seq, context, exten)
     assert variables["CTI_GATE_CHANNEL"] == CHANNEL
 
 
@@ -42,11 +44,18 @@ def test_a_gated_redirect_is_an_originate_into_the_gate_with_the_value_cut_as_wr
     (3, "cti-acd-wait", "Back")])
 def test_a_gate_value_the_dialplan_could_misread_or_would_refuse_is_refused(epoch, context, exten):
     with pytest.raises(ValueError):
-        gate_value(epoch, context, exten)
+        gate_value(epoch, 1, context, exten)
 
 
-@pytest.mark.parametrize("bad", ["", "3:cti-acd-offer", "x:cti-acd-offer:s", "3:cti-hold:caller",
-                                 "3:cti-acd-offer:s:1", "3,cti-acd-offer,s", "3:cti-acd-wait:back2"])
+@pytest.mark.parametrize("seq", [0, -1, True, "3", 1.0])
+def test_a_gate_sequence_number_is_a_positive_integer(seq):
+    with pytest.raises(ValueError):
+        gate_value(3, seq, "cti-acd-offer", "s")
+
+
+@pytest.mark.parametrize("bad", ["", "3:1:cti-acd-offer", "x:1:cti-acd-offer:s", "3:1:cti-hold:caller",
+                                 "3:cti-acd-offer:s", "3:x:cti-acd-offer:s", "3:1:cti-acd-offer:s:1",
+                                 "3,1,cti-acd-offer,s", "3:1:cti-acd-wait:back2"])
 def test_a_malformed_gate_value_is_refused(bad):
     with pytest.raises(ValueError):
         parse_gate(bad)
@@ -55,16 +64,20 @@ def test_a_malformed_gate_value_is_refused(bad):
 @pytest.mark.parametrize("channel", ["", "PJSIP/a,b", "PJSIP/a\r\nAction: Hangup"])
 def test_a_gate_for_a_channel_name_that_would_break_the_header_is_refused(channel):
     with pytest.raises(ValueError):
-        gate_action(3, channel, "cti-acd-offer", "s")
+        gate_action(3, 1, channel, "cti-acd-offer", "s")
 
 
-def test_gating_replaces_only_routing_redirects_and_keeps_the_values_before_them():
+def test_gating_replaces_only_routing_redirects_numbered_in_writing_order_and_keeps_the_values():
     actions = [*maxwait_actions(4, CHANNEL, "voicemail"),
-               ("Redirect", {"Channel": CHANNEL, "Context": "cti-hold", "Exten": "caller", "Priority": "1"})]
-    out = gated(4, actions)
+               ("Redirect", {"Channel": CHANNEL, "Context": "cti-hold", "Exten": "caller", "Priority": "1"}),
+               redirect_action(CHANNEL, "cti-acd-wait", "back")]
+    seqs = itertools.count(7)
+    out = gated(4, actions, seqs)
     assert out[0] == actions[0]                                          # CTI_MAXWAIT's Setvar, first
-    assert out[1] == gate_action(4, CHANNEL, "cti-acd-maxwait", "voicemail")
+    assert out[1] == gate_action(4, 7, CHANNEL, "cti-acd-maxwait", "voicemail")
     assert out[2] == actions[2]                                          # not a routing action: as it was
+    assert out[3] == gate_action(4, 8, CHANNEL, "cti-acd-wait", "back")
+    assert next(seqs) == 9                                               # the next write goes on from there
 
 
 def test_the_dialplan_gate_moves_callers_only_into_the_contexts_the_daemon_gates():
@@ -73,9 +86,32 @@ def test_the_dialplan_gate_moves_callers_only_into_the_contexts_the_daemon_gates
     section = section[:section.index("\n\n")]
     pattern = re.search(r'REGEX\("\^\((.+?)\)\$" \$\{CTI_GATE_TO\}', section)
     assert pattern is not None and pattern.group(1) == GATED_CONTEXT.pattern
-    # Compared and moved under the epoch's lock, the same as the raise's.
-    assert section.index("LOCK(cti-acd-epoch)") < section.index("ChannelRedirect") < section.index("UNLOCK")
+    # Compared and moved under the epoch's lock, the same as the raise's; the channel's last
+    # mover read and written under it too, before the move.
+    assert section.index("LOCK(cti-acd-epoch)") < section.index("SHARED(CTI_GATE_LAST,") \
+        < section.index("Set(SHARED(CTI_GATE_LAST,") < section.index("ChannelRedirect") < section.index("UNLOCK")
     assert "Action: redirect" in section
+
+
+def _gate_allows(last: str, value: str, in_force: int) -> bool:
+    """[cti-acd-gate]'s decision, as its lines compute it (for the order rule's unit test)."""
+    epoch, seq, _, _ = parse_gate(value)
+    last_epoch, _, last_seq = last.partition(":")
+    le, ls = int("0" + last_epoch), int("0" + last_seq)
+    return not (epoch < in_force or epoch < le or (epoch == le and seq <= ls))
+
+
+@given(epoch=st.integers(1, 20), seqs=st.permutations(list(range(1, 7))))
+def test_actions_reaching_the_gate_out_of_order_move_the_caller_only_forward(epoch, seqs):
+    """Gates written 1..6 and reaching the dialplan in any order: the caller ends where the
+    last written one sends it, and no older one moves it after a newer one did."""
+    last, moved = "", []
+    for seq in seqs:
+        value = gate_value(epoch, seq, "cti-acd-wait", "back")
+        if _gate_allows(last, value, epoch):
+            last = f"{epoch}:{seq}"
+            moved.append(seq)
+    assert moved == sorted(moved) and (6 in moved)
 
 
 def test_the_call_model_ignores_the_gates_local_channels():
@@ -98,7 +134,7 @@ async def test_a_pair_writes_its_offer_through_the_gate_and_a_lone_daemon_redire
     assert [a for a, _ in written] == ["Setvar", "Originate"]           # no Redirect at all
     assert written[0][1]["Value"].startswith("6,a1,")
     variables = dict(v.split("=", 1) for v in written[1][1]["Variable"])
-    assert variables == {"CTI_GATE": "6:cti-acd-offer:s", "CTI_GATE_CHANNEL": CHANNEL}
+    assert variables == {"CTI_GATE": "6:1:cti-acd-offer:s", "CTI_GATE_CHANNEL": CHANNEL}
 
 
 async def test_a_pair_sends_a_withdrawn_callers_return_to_the_wait_through_the_gate():
@@ -111,5 +147,5 @@ async def test_a_pair_sends_a_withdrawn_callers_return_to_the_wait_through_the_g
     pair._apply(pair.router.tick(time.time() + 3600))        # the ring guard gives up on the offer
     assert pair.calls["c1"].agent != agent or agent is None
     gates = [dict(v.split("=", 1) for v in h["Variable"]) for a, h in pair.core.ami.written if a == "Originate"]
-    assert {"CTI_GATE": "6:cti-acd-wait:back", "CTI_GATE_CHANNEL": CHANNEL} in gates
+    assert {"CTI_GATE": "6:2:cti-acd-wait:back", "CTI_GATE_CHANNEL": CHANNEL} in gates   # after the offer's 1
     assert "Redirect" not in [a for a, _ in pair.core.ami.written]
