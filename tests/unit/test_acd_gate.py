@@ -149,3 +149,15 @@ async def test_a_pair_sends_a_withdrawn_callers_return_to_the_wait_through_the_g
     gates = [dict(v.split("=", 1) for v in h["Variable"]) for a, h in pair.core.ami.written if a == "Originate"]
     assert {"CTI_GATE": "6:2:cti-acd-wait:back", "CTI_GATE_CHANNEL": CHANNEL} in gates   # after the offer's 1
     assert "Redirect" not in [a for a, _ in pair.core.ami.written]
+
+
+def test_a_redirect_overtaken_by_a_later_one_of_ours_is_not_counted_as_fenced():
+    from cti.ami_inputs import ActionRefused
+
+    pair = _service()
+    pair.set_epoch(6)
+    fields = dict(call_id="c1", channel=CHANNEL, callback="", epoch="6")
+    pair.on_action_refused(ActionRefused(action="redirect", current="6", **fields))
+    assert pair.actions_refused == 0 and not pair.fenced
+    pair.on_action_refused(ActionRefused(action="redirect", current="7", **fields))
+    assert pair.actions_refused == 1 and pair.fenced
