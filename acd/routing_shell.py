@@ -156,6 +156,21 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
         self._apply(await self._start_states(now))
         self.adopting = True        # arrivals wait for the first adoption (acd/adoption.py)
         self.core.bus.subscribe(self.on_call_event)
+        self._listen_as_leader()
+        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
+            self._pool = self.core.pool
+            self._start_saving()
+        # The AMI client may have connected (and resynced) before we were here.
+        # Callbacks are restored after: a callback whose agent is still on the
+        # line is adopted, not tried again.
+        self._tasks.append(asyncio.create_task(self._cold_start(started, restore=self._pool is not None),
+                                               name="acd-adopt"))
+        self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
+                       asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
+
+    def _listen_as_leader(self) -> None:
+        """What a routing ACD listens to beside the call events (at start, or at a warm
+        takeover): refusals, the callback inputs, every resync of Asterisk's channels."""
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
                         self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
@@ -167,16 +182,6 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
         if node_hooks is not None:
             node_hooks.append(self.node_resynced)
             self._inputs.append(self.core.bus.subscribe_to(NodeDead, self.on_node_dead))
-        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
-            self._pool = self.core.pool
-            self._start_saving()
-        # The AMI client may have connected (and resynced) before we were here.
-        # Callbacks are restored after: a callback whose agent is still on the
-        # line is adopted, not tried again.
-        self._tasks.append(asyncio.create_task(self._cold_start(started, restore=self._pool is not None),
-                                               name="acd-adopt"))
-        self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
-                       asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 
     async def _start_states(self, now: float, *, keep_wrapup: bool = False) -> list[Any]:
         """Every agent in the state it was in before this start (``acd.resume``, from

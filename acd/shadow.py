@@ -47,7 +47,6 @@ from acd.callbacks import Callback
 from acd.follow import agent_of_channel, reconcile_nodes
 from acd.held_calls import Waiting
 from acd.rows import AgentRow
-from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import CtiError
 from cti.nodes import qualify
 
@@ -121,6 +120,7 @@ class Shadow:
         on_call_event: Callable[[Any], None]
         on_offer_refused: Callable[[Any], None]
         on_action_refused: Callable[[Any], None]
+        _listen_as_leader: Callable[[], None]
 
     # -- shadow ---------------------------------------------------------------------
 
@@ -403,9 +403,8 @@ class Shadow:
             log.warning("acd takeover: Asterisk's channels not listed", error=str(exc))
         self.shadowing = False
         self._apply(self.router.lead(time.time()))
-        self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
-                        self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
-        self.core.resync_hooks.append(self.adopt)
+        # Refusals, callbacks, every resync (several nodes: each node's, and their deaths).
+        self._listen_as_leader()
         if self._pool is not None:
             self._start_saving()
             self._tasks.append(asyncio.create_task(self._restore_callbacks(), name="acd-callbacks"))

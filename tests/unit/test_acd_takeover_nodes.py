@@ -94,6 +94,8 @@ async def test_a_takeover_lists_every_connected_node_and_reconciles_each_with_it
         assert "b-3" in service.calls and service.takeover["adopted"] == 1
         assert "Getvar" in b.sent and "Getvar" not in a.sent   # asked on its own node only
         assert service.router.agent_state("a1").state == "on_call"
+        # Leading now: a node's later resync adopts its callers, a node's death is heard.
+        assert service.node_resynced in core.node_hooks and service.adopt in core.resync_hooks
     finally:
         await service.stop()
         await service.stop_shadow()
