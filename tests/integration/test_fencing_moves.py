@@ -12,7 +12,7 @@ from typing import Any
 
 from acd.epoch import emergency_actions, gated, heartbeat_variable, maxwait_actions, redirect_action
 from cti.ami import AmiClient
-from cti.demo import place_call
+from cti.demo import place_call, set_demo_times
 from tests.integration.conftest import eventually
 from tests.integration import test_fencing
 from tests.integration.test_fencing import _context, _rang_agent1, _user_events
@@ -105,7 +105,8 @@ async def test_a_deposed_leaders_late_redirect_through_the_gate_does_not_pull_a_
     await eventually(lambda: p.channel_id in acd.calls, timeout=10, what="the caller waiting for the ACD")
     channel = acd.calls[p.channel_id].channel
     assert channel is not None
-    # The leader of 5 offers through the gate: agent1 rings.
+    # The leader of 5 offers through the gate: agent1 rings, answers and talks for a minute.
+    await set_demo_times(demo_ami, ring=(1, 1), talk=(60, 60))
     acd.agent_request("a1", "set_ready")
     await eventually(lambda: _rang_agent1(events, p.channel_id), timeout=10, what="agent1 rung through the gate")
     assert await _context(demo_ami, channel) == "cti-acd-offer"
