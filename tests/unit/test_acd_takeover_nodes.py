@@ -100,3 +100,34 @@ async def test_a_takeover_lists_every_connected_node_and_reconciles_each_with_it
         await service.stop()
         await service.stop_shadow()
 
+
+
+class FailingAmi(ListingAmi):
+    """A node whose listing fails at the takeover."""
+
+    async def send(self, action, headers=None, *, shape="single", timeout=None):
+        if action == "CoreShowChannels":
+            from cti.errors import AmiError
+            raise AmiError("no reply")
+        return await super().send(action, headers, shape=shape, timeout=timeout)
+
+
+async def test_a_node_whose_listing_fails_keeps_its_calls_and_the_others_are_reconciled():
+    a, b = ListingAmi(), FailingAmi()
+    core = Core(SimpleNamespace(acd_default_queue="q", acd_announce_every=0), ami=a)  # type: ignore[arg-type]
+    core.multi, core.nodes = True, {"a": a, "b": b}
+    service = AcdService(core, CONFIG)
+    service.may_act = lambda: False
+    await service.start_shadow(0.5)
+    t = time.time()
+    for i, cid in enumerate(["a-1", "a-2", "b-1"]):
+        service.on_shadow_event(queued(cid, t + i))
+    a.channels = [{"Channel": "PJSIP/trunk-a-2", "Context": "cti-acd-wait", "Linkedid": "2", "Uniqueid": "2"}]
+    service.may_act = lambda: True
+    try:
+        await service.take_over()
+        assert "a-1" not in service.calls and "a-2" in service.calls and "b-1" in service.calls
+        assert service.takeover["dropped"] == 1 and not service.shadowing
+    finally:
+        await service.stop()
+        await service.stop_shadow()
