@@ -286,6 +286,8 @@ class Shadow:
                         self.retries[cid] = cb
                 elif step.kind == "offered" and step.agent is not None:
                     self._forget_leg(waiting)
+                    if self.retries.pop(cid, None) is not None:   # its time came at the leader first
+                        self._enter_callback(cb, now)
                     waiting.callback, waiting.agent = cb, step.agent
                     if cb.last_leg:     # the agent's leg: the takeover finds it (``_callback_legs``)
                         waiting.leg, self.legs[cb.last_leg] = cb.last_leg, cid

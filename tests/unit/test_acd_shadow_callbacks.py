@@ -237,3 +237,17 @@ async def test_a_scheduled_callback_of_the_leader_waits_for_its_time_in_the_shad
         assert "cb1" not in service.retries and service.core.ami.written == []
     finally:
         await service.stop_shadow()
+
+
+async def test_a_scheduled_callback_offered_by_the_leader_before_the_shadows_timer_is_reserved_all_the_same():
+    service = await _shadow()
+    t = time.time()
+    try:
+        later = replace(cb(), since=t + 1, not_before=t + 1)
+        service.follow_callback(later, t, t)
+        assert "cb1" in service.retries
+        service.follow_callback(replace(later, status=DIALING, agent_id="a2", last_leg="cb1-cb1"), t + 1.2, t + 1.2)
+        assert "cb1" not in service.retries and _sr(service, "a2")[0] == "reserved"
+        assert [w.offered_to for w in service.router.waiting_calls()] == ["a2"]
+    finally:
+        await service.stop_shadow()
