@@ -52,18 +52,6 @@ def setvar(ami: Any, channel: str, name: str, value: str) -> None:
     fut.add_done_callback(done)
 
 
-def redirect(ami: Any, channel: str, context: str, exten: str) -> None:
-    """Send the channel to ``context,exten,1``; a failure is logged."""
-    fut = submit(ami, "Redirect", {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"})
-
-    def done(f: asyncio.Future[Any]) -> None:
-        exc = failure(f)
-        if exc is not None:
-            log.warning("redirect failed", channel=channel, context=context, error=str(exc))
-
-    fut.add_done_callback(done)
-
-
 async def heartbeat_in_force(ami: Any) -> str:
     """The heartbeat global the dialplan reads now: the one of the epoch Asterisk
     holds (``CTI_ACD_HEARTBEAT_`` alone while it holds none). For tools and tests

@@ -44,6 +44,17 @@ _UPSERT = (
 )
 
 
+# The leader's changes since a time, for a standby's shadow (acd/shadow.py); the index of
+# migration 0035 serves it.
+CHANGED_SINCE = (f"SELECT {', '.join(_COLUMNS)}, updated_at FROM callbacks WHERE updated_at >= $1 "
+                 "ORDER BY updated_at LIMIT 5000")
+
+
+def callback_of(rec: Any) -> Callback:
+    """A row of ``callbacks`` (``asyncpg.Record`` or a mapping) as a ``Callback``."""
+    return _callback(rec)
+
+
 async def load_open(pool: asyncpg.Pool, timeout: float = 10.0) -> list[Callback]:
     """Callback requests still to be carried out, oldest wait first."""
     async with pool.acquire(timeout=timeout) as conn:

@@ -158,7 +158,9 @@ class Reconfiguring:
         The service-level counters of the live board start again.
         """
         now = time.time()
-        old, new = self.router, acd_core.Router(config)
+        # A standby's shadow router stays a follower (acd/shadow.py follows the leader's versions).
+        old = self.router
+        new = acd_core.Router(config, following=old.following)
         queues = {q.id for q in config.queues}
         agents = {a.id: a for a in config.agents}
         for agent_id in agents:  # before anyone logs in: they log in at the device they sit at

@@ -24,12 +24,17 @@ highest epoch it was given in the global ``CTI_ACD_EPOCH``:
   the Redirect, not in a variable of its own: a newer leader's Setvar landing
   between a deposed leader's Setvar and Redirect then makes that Redirect carry
   the newer leader's own value.
+- In an HA pair no routing Redirect is sent as such (``gated``): each is an
+  Originate of ``GATE_CHANNEL`` whose ``[cti-acd-gate]`` compares the epoch (and the
+  order of the sender's actions on that channel) under the epoch's lock and only then
+  runs ``ChannelRedirect``: a deposed leader's late Redirect moves nobody (a Redirect
+  moves a channel before any dialplan runs).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from cti.ami_inputs import ActionRefused, OfferRefused
 
@@ -241,6 +246,74 @@ def emergency_actions(epoch: int, channel: str, action: str, switch: int, target
     value = emergency_value(epoch, action, switch, target, prompt)
     return [("Setvar", {"Channel": channel, "Variable": "CTI_EMERGENCY_MOVE", "Value": value}),
             ("Redirect", {"Channel": channel, "Context": EMERGENCY_MOVE_CONTEXT, "Exten": action, "Priority": "1"})]
+
+
+# -- the gate before the Redirect (an HA pair) ------------------------------------
+
+GATE_CONTEXT = "cti-acd-gate"
+# Originated instead of a Redirect (a Redirect moves the channel before any dialplan runs,
+# so only a gate before it can refuse it); the call model ignores channels named so.
+GATE_CHANNEL = f"Local/redirect@{GATE_CONTEXT}/n"
+# Where the ACD's routing Redirects go; the gate moves a caller nowhere else.
+GATED_CONTEXT = re.compile(r"cti-acd-(offer|announce|wait|maxwait)|cti-emergency-move")
+GATED_EXTEN = re.compile(r"[a-z]+")
+
+
+def gate_value(epoch: int, seq: int, context: str, exten: str) -> str:
+    """``CTI_GATE`` as ``cti-acd-gate`` reads it: the epoch, the sender's sequence number
+    of the action, the context, the extension, cut at colons (an Originate's ``Variable``
+    header splits its values at commas)."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ValueError(f"a gate's sequence number is a positive integer, not {seq!r}")
+    if not GATED_CONTEXT.fullmatch(context):
+        raise ValueError(f"not a context the gate moves callers to: {context!r}")
+    if not GATED_EXTEN.fullmatch(exten):
+        raise ValueError(f"not an extension the gate moves callers to: {exten!r}")
+    return f"{_checked(epoch)}:{seq}:{context}:{exten}"
+
+
+def parse_gate(value: str) -> tuple[int, int, str, str]:
+    """``CTI_GATE`` back as the dialplan cuts it (ValueError if malformed, or naming a
+    context or extension the gate refuses)."""
+    parts = value.split(":")
+    epoch = epoch_digits(parts[0]) if len(parts) == 4 else None
+    if epoch is None or not parts[1].isdigit() or not GATED_CONTEXT.fullmatch(parts[2]) \
+            or not GATED_EXTEN.fullmatch(parts[3]):
+        raise ValueError(f"CTI_GATE needs epoch:seq:context:exten of a routing action: {value!r}")
+    return epoch, int(parts[1]), parts[2], parts[3]
+
+
+def gate_action(epoch: int, seq: int, channel: str, context: str, exten: str) -> Action:
+    """The Redirect of ``channel`` into ``context,exten,1`` through the gate: an Originate
+    of ``GATE_CHANNEL`` whose ``cti-acd-gate``, under the epoch's lock, refuses it below
+    the epoch in force, or when the channel was last moved by a later action (a higher
+    epoch, or the same epoch and a higher ``seq``: each Originate runs on a thread of its
+    own, so two written in order may reach the dialplan in the other order), and
+    otherwise runs ``ChannelRedirect`` (refused: ``UserEvent(CtiActionRefused, Action:
+    redirect)``, the caller not moved, the Originate fails unanswered)."""
+    if not channel or any(c in channel for c in ",\r\n"):
+        raise ValueError(f"not a channel name: {channel!r}")
+    return ("Originate", {"Channel": GATE_CHANNEL, "Application": "Hangup", "Timeout": "5000", "Async": "true",
+                          "Variable": [f"CTI_GATE={gate_value(epoch, seq, context, exten)}",
+                                       f"CTI_GATE_CHANNEL={channel}"]})
+
+
+def gated(epoch: int, actions: list[Action], seqs: Iterator[int]) -> list[Action]:
+    """``actions`` with each Redirect into a routing context replaced by its gate
+    (``gate_action``, numbered from ``seqs``, the sender's one increasing count in the
+    order it writes); the values written before it (Setvar) stay as they are, in order."""
+    out: list[Action] = []
+    for name, headers in actions:
+        if name == "Redirect" and GATED_CONTEXT.fullmatch(str(headers.get("Context", ""))):
+            out.append(gate_action(epoch, next(seqs), headers["Channel"], headers["Context"], headers["Exten"]))
+        else:
+            out.append((name, headers))
+    return out
+
+
+def redirect_action(channel: str, context: str, exten: str) -> Action:
+    """A plain Redirect into ``context,exten,1`` (a lone daemon's; ``gated`` in a pair)."""
+    return ("Redirect", {"Channel": channel, "Context": context, "Exten": exten, "Priority": "1"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,13 +43,15 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
+from acd.callbacks import CANCELLED, DIALING, PENDING, Callback
 from acd.core import RING_GUARD, Router
 from acd.decisions import AGENT_STATES, AgentState, Decision, Dequeued, Escalated, MaxWait, Moved, Offer, Withdrawn
 from cti.calls import channel_prefix
 
 __all__ = ["OfferSeen", "OfferGone", "EscalatedSeen", "MaxWaitSeen", "MovedSeen", "DivertedSeen", "StateSeen",
            "Observation", "from_decision", "from_annotation", "from_message", "from_state_row", "feed", "SELF_DECIDED",
-           "agent_of_channel", "gone_calls", "latest_states"]
+           "agent_of_channel", "gone_calls", "latest_states", "NodeReconcile", "reconcile_nodes",
+           "HeldCallback", "CallbackStep", "callback_steps", "config_to_follow"]
 
 # Why a call leaves the router when the shadow decides it by itself.
 SELF_DECIDED = frozenset({"answered", "abandoned", "max_wait"})
@@ -268,3 +270,125 @@ def gone_calls(channels_of: Mapping[str, str | None], listing: Iterable[Mapping[
     ``listing``: over while nobody was told, in their order."""
     present = {item.get("Channel") for item in listing}
     return [cid for cid, channel in channels_of.items() if channel is not None and channel not in present]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReconcile:
+    """What a takeover does with one Asterisk node's ``CoreShowChannels`` listing:
+    ``gone``, the calls held here on that node that it no longer lists (in their
+    order); ``adopt``, the listing's items the shadow lacks (a caller or a talking
+    agent it never saw) and every agent's callback leg, to adopt the old way."""
+
+    node: str | None
+    gone: tuple[str, ...]
+    adopt: tuple[Mapping[str, Any], ...]
+
+
+def reconcile_nodes(held: Mapping[str, tuple[str | None, str | None]],
+                    listings: Mapping[str | None, Iterable[Mapping[str, Any]]]) -> list[NodeReconcile]:
+    """A takeover's reconciliation, node by node (several Asterisk nodes, ``ami_nodes``).
+
+    ``held``: call id -> (the call's node, the caller's channel; None: nobody on the
+    line, e.g. a callback request). ``listings``: node -> its listing, its ids already
+    qualified as the call model's (``cti.nodes.qualify``); one node is ``None``.
+    Channel names are per node (two nodes may both have ``PJSIP/trunk-00000001``), so a
+    call is gone only when *its own* node's listing lacks its channel, and a node not
+    listed (not connected, its listing failed) loses nothing here: its resync, or its
+    death (``NodeDead``), answers for its calls. Returns one ``NodeReconcile`` per
+    listing, in the listings' order."""
+    out: list[NodeReconcile] = []
+    for node, listing in listings.items():
+        items = list(listing)
+        mine = {cid: channel for cid, (call_node, channel) in held.items() if call_node == node}
+        adopt = tuple(item for item in items if item.get("Context") == "cti-acd-callback"
+                      or (item.get("Linkedid") or item.get("Uniqueid")) not in held)
+        out.append(NodeReconcile(node, tuple(gone_calls(mine, items)), adopt))
+    return out
+
+
+# -- callbacks and configurations ---------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class HeldCallback:
+    """What the shadow holds of a call id a callback row names: ``caller`` (a caller
+    waiting, no callback yet), ``waiting`` (a callback request waiting, in the router
+    or for its ``not_before``), ``ringing`` (offered to ``agent``), ``answered`` (the
+    agent took it); ``attempts``: the customer tries the shadow knows of."""
+
+    kind: str
+    agent: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackStep:
+    """One thing the shadow does for a callback row: ``enter`` (wait now, in its place),
+    ``later`` (wait for its ``not_before``), ``convert`` (the waiting caller's request
+    takes the caller's place), ``update`` (the leader's record replaces the shadow's),
+    ``offered`` (the leader offered it to ``agent``), ``missed`` (``agent`` did not take
+    it: it waits again), ``answered`` (``agent`` took it: the agent is on the call,
+    the request leaves the router), ``leave`` (it no longer waits at the leader)."""
+
+    kind: str
+    agent: str | None = None
+
+
+def callback_steps(row: Callback, held: HeldCallback | None, now: float) -> list[CallbackStep]:
+    """What a follower does with the leader's current row of a callback request (the
+    ``callbacks`` table holds each request's latest state only), given what it holds
+    (``held``; None: nothing of that id). The leader's path, row by row: ``pending``
+    (waiting, maybe until ``not_before``), ``dialing`` (offered to ``agent_id``: the
+    agent's phone rings, then the customer is dialled), then ``connected`` or
+    ``failed`` after the customer's try, or ``pending`` again: with as many attempts
+    as before the agent missed it, with one more after a try that failed (the agent
+    had taken it). A row the follower has already caught up with gives nothing."""
+    wait = CallbackStep("later") if row.not_before is not None and row.not_before > now else CallbackStep("enter")
+    kind = None if held is None else held.kind
+    took = held is not None and row.attempts > held.attempts      # the agent took it meanwhile
+    if row.status == PENDING:
+        if kind is None:
+            return [wait]
+        if kind == "caller":
+            return [CallbackStep("convert")]
+        if kind == "waiting":
+            return [CallbackStep("update")]
+        if kind == "ringing":
+            assert held is not None
+            if took:
+                return [CallbackStep("answered", held.agent), wait]
+            return [CallbackStep("missed", held.agent)]
+        return [wait] if took else []          # answered: the try failed, it waits to try again
+    if row.status == DIALING:
+        if not row.agent_id or kind == "answered":
+            return []
+        if kind == "ringing":
+            assert held is not None
+            if not took and held.agent == row.agent_id:
+                return []                      # known already
+            # Offered again (to another agent, or the same after a try that failed).
+            first = [CallbackStep("answered", held.agent)] if took else []
+        else:
+            first = [CallbackStep("convert")] if kind == "caller" else [wait] if kind is None else []
+        return [*first, CallbackStep("offered", row.agent_id)]
+    # connected, failed, cancelled: no longer waiting.
+    if kind is None:
+        return []
+    if kind == "answered":
+        return [CallbackStep("leave")]
+    if row.status != CANCELLED and row.agent_id:
+        offered = [] if kind == "ringing" and held and held.agent == row.agent_id else \
+            [CallbackStep("offered", row.agent_id)]
+        return [*offered, CallbackStep("answered", row.agent_id), CallbackStep("leave")]
+    return [CallbackStep("leave")]
+
+
+def config_to_follow(current: int | None, versions: Iterable[tuple[int, str]]) -> int | None:
+    """The configuration version a follower puts in force, from the stored versions
+    newer than its own (``versions``: number, source), or None (none to follow). Only
+    versions saved through the API (source ``api:...``) count: the API saves a
+    version on the node that leads and puts it in force there at once (a standby
+    forwards it), while a ``file:...`` version is recorded by whichever node starts
+    with a changed file, which the leader does not run."""
+    newest = max((v for v, source in versions if source.startswith("api:") and (current is None or v > current)),
+                 default=None)
+    return newest

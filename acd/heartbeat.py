@@ -93,6 +93,11 @@ class Heartbeat:
         refusal = parse_action_refusal(ev)
         if refusal.epoch != self.epoch:
             return
+        if refusal.action == "redirect" and (refusal.current is None or refusal.current <= self.epoch):
+            # Our own epoch in force: the gate refused a Redirect that a later one of ours had
+            # overtaken (acd.epoch.gate_action); the caller is where the later one sent it.
+            log.info("acd gated redirect overtaken by a later one: not moved", call_id=refusal.call_id)
+            return
         self.actions_refused += 1
         log.error("acd action refused: a higher epoch is in force", action=refusal.action, call_id=refusal.call_id,
                   callback=refusal.callback or None, epoch=refusal.epoch, current=refusal.current)

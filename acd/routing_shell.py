@@ -22,17 +22,18 @@ reply); replies are seen to by callbacks. Timers by ``Router.next_deadline``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import structlog
 from aiohttp import web
 
 from acd import config as acd_config
 from acd import core as acd_core
-from acd.ami_actions import redirect, setvar
+from acd.ami_actions import setvar
 from acd.adoption import Adoption
 from acd.callback_shell import CallbackShell
 from acd.config_versions import Reconfiguring
@@ -113,6 +114,10 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
     # The gate before every routing action (cti.ha.HaNode.may_act in a pair: false on a
     # standby and on a leader whose lease ran out, e.g. resumed after a pause).
     may_act: Callable[[], bool] = lambda: True
+    # In a pair, the routing Redirects go through the dialplan's epoch gate (``acd.epoch.gated``:
+    # an Originate per Redirect), so that a deposed leader's late one moves nobody.
+    gate_redirects: bool = False
+    gate_seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))   # the gate's order
     # Omnichannel (omni/service.py): told of every agent state change the router decides
     # (agent id, when), and the agents whose tasks block calls (kept across configurations).
     agent_listeners: list[Callable[[str, float], None]] = field(default_factory=list)
@@ -151,6 +156,21 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
         self._apply(await self._start_states(now))
         self.adopting = True        # arrivals wait for the first adoption (acd/adoption.py)
         self.core.bus.subscribe(self.on_call_event)
+        self._listen_as_leader()
+        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
+            self._pool = self.core.pool
+            self._start_saving()
+        # The AMI client may have connected (and resynced) before we were here.
+        # Callbacks are restored after: a callback whose agent is still on the
+        # line is adopted, not tried again.
+        self._tasks.append(asyncio.create_task(self._cold_start(started, restore=self._pool is not None),
+                                               name="acd-adopt"))
+        self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
+                       asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
+
+    def _listen_as_leader(self) -> None:
+        """What a routing ACD listens to beside the call events (at start, or at a warm
+        takeover): refusals, the callback inputs, every resync of Asterisk's channels."""
         self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
                         self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
         self.core.resync_hooks.append(self.adopt)
@@ -162,16 +182,6 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
         if node_hooks is not None:
             node_hooks.append(self.node_resynced)
             self._inputs.append(self.core.bus.subscribe_to(NodeDead, self.on_node_dead))
-        if self.core.pool is not None:   # the daemon's shared pool (none in unit tests)
-            self._pool = self.core.pool
-            self._start_saving()
-        # The AMI client may have connected (and resynced) before we were here.
-        # Callbacks are restored after: a callback whose agent is still on the
-        # line is adopted, not tried again.
-        self._tasks.append(asyncio.create_task(self._cold_start(started, restore=self._pool is not None),
-                                               name="acd-adopt"))
-        self._tasks += [asyncio.create_task(self._run_timers(), name="acd-timers"),
-                       asyncio.create_task(self._run_heartbeat(), name="acd-heartbeat")]
 
     async def _start_states(self, now: float, *, keep_wrapup: bool = False) -> list[Any]:
         """Every agent in the state it was in before this start (``acd.resume``, from
@@ -487,7 +497,7 @@ class AcdService(CallbackShell, Reconfiguring, Heartbeat, Adoption, Shadow, Send
                     if waiting.callback is not None:
                         self._callback_missed(d.call_id, waiting)
                     elif waiting.channel is not None:
-                        redirect(self._ami(d.call_id), waiting.channel, "cti-acd-wait", "back")
+                        self._redirect(d.call_id, waiting.channel, "cti-acd-wait", "back")
                 self._annotate(d.call_id, "acd.withdrawn", agent=d.agent_id, reason=d.reason)
             elif isinstance(d, acd_core.MaxWait) and d.action != "overflow":
                 waiting = self.calls.get(d.call_id)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import structlog
 
-from acd.ami_actions import failure, submit, submit_all
-from acd.epoch import announce_actions, maxwait_actions, move_actions, offer_value
+from acd.ami_actions import failure, submit_all
+from acd.epoch import Action, announce_actions, gated, maxwait_actions, move_actions, offer_value, redirect_action
 from acd.held_calls import Waiting
 from cti.errors import AmiDisconnected, AmiNotConnected
 
@@ -46,21 +46,39 @@ class Sending:
         _offer_failed: Callable[[str, str, str, float], None]
         _annotate: Callable[..., None]
         may_act: Callable[[], bool]
+        gate_redirects: bool
+        gate_seq: Iterator[int]
 
     def _ami(self, call_id: str) -> Any:
         """The AMI client of the caller's node (several Asterisk nodes), else the one."""
         ami_for = getattr(self.core, "ami_for", None)
         return ami_for(call_id) if ami_for is not None else self.core.ami
 
+    def _gate(self, actions: list[Action]) -> list[Action]:
+        """In a pair, the routing Redirects through the dialplan's epoch gate
+        (``gate_redirects``; ``acd.epoch.gated``), else as they are."""
+        return gated(self.epoch, actions, self.gate_seq) if self.gate_redirects else actions
+
+    def _redirect(self, call_id: str, channel: str, context: str, exten: str) -> None:
+        """Send the caller to ``context,exten,1`` (through the gate in a pair); a failure is logged."""
+        fut = submit_all(self._ami(call_id), self._gate([redirect_action(channel, context, exten)]))
+
+        def done(f: asyncio.Future[Any]) -> None:
+            exc = failure(f)
+            if exc is not None:
+                log.warning("redirect failed", call_id=call_id, context=context, error=str(exc))
+
+        fut.add_done_callback(done)
+
     def _send_offer(self, d: Any, channel: str, device: str | None = None) -> None:
-        """``CTI_OFFER`` and the Redirect into ``cti-acd-offer``, both on the wire
-        before this returns: the caller's arrival costs one AMI round trip. On the
-        caller's node (``device``: how the agent's phone is reached from there)."""
+        """``CTI_OFFER`` and the Redirect into ``cti-acd-offer`` (through the gate in a
+        pair), both on the wire before this returns: the caller's arrival costs one AMI
+        round trip. On the caller's node (``device``: how the agent's phone is reached
+        from there)."""
         value = offer_value(self.epoch, d.agent_id, d.ring_timeout_s, device or d.device)
-        ami = self._ami(d.call_id)
-        both = asyncio.gather(
-            submit(ami, "Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
-            submit(ami, "Redirect", {"Channel": channel, "Context": "cti-acd-offer", "Exten": "s", "Priority": "1"}))
+        both = submit_all(self._ami(d.call_id), self._gate([
+            ("Setvar", {"Channel": channel, "Variable": "CTI_OFFER", "Value": value}),
+            redirect_action(channel, "cti-acd-offer", "s")]))
         log.debug("acd offer written", call_id=d.call_id, agent=d.agent_id, written_at=time.time())
         both.add_done_callback(lambda f: self._offer_done(d, f))
 
@@ -101,7 +119,7 @@ class Sending:
     def _send_maxwait(self, call_id: str, channel: str, action: str) -> None:
         """The queue's maximum wait: ``CTI_MAXWAIT`` (with our epoch) and the Redirect
         into ``cti-acd-maxwait,<action>``; a failure is logged."""
-        both = submit_all(self._ami(call_id), maxwait_actions(self.epoch, channel, action))
+        both = submit_all(self._ami(call_id), self._gate(maxwait_actions(self.epoch, channel, action)))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)
@@ -137,7 +155,8 @@ class Sending:
             return
         ewt = self.router.estimated_wait(call_id, now)
         minutes = -1 if ewt is None else max(1, round(ewt / 60))
-        both = submit_all(self._ami(call_id), announce_actions(self.epoch, waiting.channel, position, minutes))
+        both = submit_all(self._ami(call_id), self._gate(announce_actions(self.epoch, waiting.channel, position,
+                                                                            minutes)))
 
         def done(f: asyncio.Future[Any]) -> None:
             exc = failure(f)

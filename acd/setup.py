@@ -57,6 +57,7 @@ def _setup_led(app: web.Application, core: CoreServices, service: AcdService, pa
 
     service.may_act = ha.may_act
     service.handover = False
+    service.gate_redirects = True       # a deposed leader's late Redirect moves nobody (docs/ha.md)
     warm = core.settings.ha_warm
 
     async def lead(epoch: int) -> None:

@@ -39,13 +39,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
 
+from acd import callback_db
+from acd import config as acd_config
 from acd import core as acd_core
 from acd import follow
-from acd.follow import agent_of_channel, gone_calls
+from acd.callbacks import Callback
+from acd.follow import agent_of_channel, reconcile_nodes
 from acd.held_calls import Waiting
 from acd.rows import AgentRow
-from cti.ami_inputs import ActionRefused, OfferRefused
 from cti.errors import CtiError
+from cti.nodes import qualify
 
 if TYPE_CHECKING:
     from cti.daemon import CoreServices
@@ -54,6 +57,10 @@ log = structlog.get_logger(__name__)
 
 _STATES = """
 SELECT agent_id, at, state, reason FROM agent_states WHERE at >= $1 ORDER BY at LIMIT 5000
+"""
+_VERSIONS = """
+SELECT version, source, document::text AS document FROM acd_config_versions
+WHERE version > $1 AND starts_with(source, 'api:') ORDER BY version DESC LIMIT 1
 """
 _DECISIONS = """
 SELECT call_id, seq, at, kind, data FROM call_events
@@ -98,12 +105,22 @@ class Shadow:
         _run_heartbeat: Callable[[], Any]
         _start_saving: Callable[[], None]
         _restore_callbacks: Callable[[], Any]
+        _enter_callback: Callable[[Callback, float], None]
+        retries: dict[str, Callback]
+        _queues: dict[str, Any]
+        config_version: int | None
+        reconfigure: Callable[..., Any]
+        legs: dict[str, str]
+        _leg_ended: Callable[[str], None]
+        _leg_originated: Callable[[str, bool, str], None]
         _adopt_now: Callable[..., Any]
-        adopt: Callable[[list[Any]], Any]
+        _nodes_to_adopt: Callable[[], list[tuple[str | None, Any]]]
+        adopt: Callable[..., Any]
         subscribe_inputs: Callable[[], list[Callable[[], None]]]
         on_call_event: Callable[[Any], None]
         on_offer_refused: Callable[[Any], None]
         on_action_refused: Callable[[Any], None]
+        _listen_as_leader: Callable[[], None]
 
     # -- shadow ---------------------------------------------------------------------
 
@@ -166,6 +183,7 @@ class Shadow:
         async with asyncio.timeout(_READ_TIMEOUT_S):
             states = await self.core.pool.fetch(_STATES, since)
             decisions = await self.core.pool.fetch(_DECISIONS, since)
+            callbacks = await self.core.pool.fetch(callback_db.CHANGED_SINCE, since)
         rows: list[tuple[float, tuple[Any, ...], Any]] = []
         for r in states:
             at = r["at"].timestamp()
@@ -176,7 +194,33 @@ class Shadow:
             data = r["data"] if isinstance(r["data"], dict) else _json(r["data"])
             rows.append((at, ("e", r["call_id"], r["seq"], r["kind"]),
                          follow.from_annotation(r["call_id"], r["kind"], data, at)))
-        return self.feed_rows(rows, time.time())
+        for r in callbacks:
+            at = r["updated_at"].timestamp()
+            rows.append((at, ("c", r["callback_id"], at), callback_db.callback_of(r)))
+        fed = self.feed_rows(rows, time.time())
+        await self.follow_config()
+        return fed
+
+    async def follow_config(self) -> bool:
+        """A configuration version the leader put in force since (saved through its API):
+        put in force here too, as the leader did (``reconfigure``). Returns whether one was."""
+        async with asyncio.timeout(_READ_TIMEOUT_S):
+            found = await self.core.pool.fetch(_VERSIONS, self.config_version or 0)
+        version = follow.config_to_follow(self.config_version, [(r["version"], r["source"]) for r in found])
+        if version is None:
+            return False
+        document = next(r["document"] for r in found if r["version"] == version)
+        try:
+            config = acd_config.parse_config(document if isinstance(document, dict) else _json(document),
+                                             f"stored version {version}")
+        except CtiError as exc:     # the leader refused it too (the API validates): not followed
+            log.error("acd shadow: the leader's configuration version does not validate", version=version,
+                      error=str(exc))
+            self.config_version = version
+            return False
+        self.reconfigure(config, version)
+        log.info("acd shadow follows the leader's configuration", version=version)
+        return True
 
     def feed_rows(self, rows: list[tuple[float, tuple[Any, ...], Any]], now: float) -> int:
         """Feed the observations of ``rows`` (time, key, observation or None) not fed
@@ -185,7 +229,8 @@ class Shadow:
         top = max((r[0] for r in rows), default=None)
         for at, key, _ in fresh:
             self._seen[key] = at
-        observations = [o for _, _, o in fresh if o is not None and self._still_news(o)]
+        observations = [o for _, _, o in fresh if o is not None and not isinstance(o, Callback)
+                        and self._still_news(o)]
         if observations:
             # The leader's decisions, carried out by the leader (its rows, its AMI actions):
             # only held here, even while taking over.
@@ -193,13 +238,99 @@ class Shadow:
             self._wake.set()
             for o in observations:
                 self._follow_shell(o)
+        requests = [(at, o) for at, _, o in fresh if isinstance(o, Callback)]
+        for at, cb in requests:
+            self.follow_callback(cb, at, now)
         if top is not None:
             self._cursor = max(self._cursor, top - OVERLAP_S)
             self.latest_row_age_s = round(max(0.0, now - top), 3)
         cut = self._cursor
         self._seen = {k: at for k, at in self._seen.items() if at >= cut}
-        self.followed += len(observations)
-        return len(observations)
+        self.followed += len(observations) + len(requests)
+        return len(observations) + len(requests)
+
+    def follow_callback(self, cb: Callback, at: float, now: float) -> None:
+        """The leader's row of a callback request (its latest state, changed at ``at``):
+        the shadow holds it as the leader does (``follow.callback_steps``), so that a
+        takeover offers it in its place with the callers held here (its ``not_before``
+        kept), and an agent it rings is reserved here too. The router's decisions are
+        the leader's, carried out by the leader: only held here."""
+        cid = cb.callback_id
+        if cb.queue not in self._queues:
+            cb = replace(cb, queue=self.core.settings.acd_default_queue)
+        waiting = self.calls.get(cid)
+        for step in follow.callback_steps(cb, _held(waiting), now):
+            waiting = self.calls.get(cid)
+            try:
+                if step.kind in ("enter", "later"):
+                    if waiting is None:
+                        waiting = self.calls[cid] = Waiting(channel=None)
+                    waiting.callback, waiting.agent, waiting.answered = cb, None, False
+                    if step.kind == "later":
+                        self.retries[cid] = cb
+                    else:
+                        self._enter_callback(cb, now)
+                elif waiting is None:
+                    continue
+                elif step.kind == "convert":
+                    view = next((w for w in self.router.waiting_calls() if w.call_id == cid), None)
+                    if view is not None:
+                        cb = replace(cb, since=view.arrived_at, queue=view.queue_id)
+                        if waiting.entry is not None:
+                            waiting.entry = replace(waiting.entry, since=view.arrived_at, callback=True)
+                        self.router.to_callback(cid, now)
+                    waiting.callback = cb
+                elif step.kind == "update":
+                    waiting.callback = cb
+                    if cid in self.retries:
+                        self.retries[cid] = cb
+                elif step.kind == "offered" and step.agent is not None:
+                    self._forget_leg(waiting)
+                    if self.retries.pop(cid, None) is not None:   # its time came at the leader first
+                        self._enter_callback(cb, now)
+                    waiting.callback, waiting.agent = cb, step.agent
+                    if cb.last_leg:     # the agent's leg: the takeover finds it (``_callback_legs``)
+                        waiting.leg, self.legs[cb.last_leg] = cb.last_leg, cid
+                    self.router.offer_observed(cid, step.agent, at)
+                elif step.kind == "missed" and step.agent is not None:
+                    self._forget_leg(waiting)
+                    waiting.callback, waiting.agent = cb, None
+                    self.router.offer_ended(cid, step.agent, "noanswer", at)
+                elif step.kind == "answered" and step.agent is not None:
+                    self._forget_leg(waiting)
+                    waiting.callback, waiting.agent = cb, None
+                    self.router.offer_ended(cid, step.agent, "answered", at)
+                elif step.kind == "leave":
+                    self._forget_leg(waiting)
+                    if any(w.call_id == cid for w in self.router.waiting_calls()):
+                        self.router.divert(cid, "callback cancelled", at)
+                    self.retries.pop(cid, None)
+                    del self.calls[cid]
+            except ValueError:      # AcdInputError: an agent or queue not in this configuration
+                continue
+        self._wake.set()
+
+    def _forget_leg(self, waiting: Waiting) -> None:
+        if waiting.leg is not None:
+            self.legs.pop(waiting.leg, None)
+            waiting.leg = None
+
+    def _callback_legs(self, listings: dict[str | None, list[Any]]) -> None:
+        """At the takeover: a callback the leader offered (ringing here, its agent leg
+        known from its row) is settled from its node's listing, as the leader would on
+        the leg's events: answered (the leg is in ``cti-acd-callback``: the agent is on
+        it, the customer being dialled), still ringing (its ``OriginateResponse`` comes
+        to this node now), or gone unanswered (missed: it waits again)."""
+        for cid, waiting in list(self.calls.items()):
+            leg = waiting.leg
+            node = self._node_of(cid)
+            if waiting.callback is None or leg is None or waiting.answered or node not in listings:
+                continue
+            item = next((i for i in listings[node] if i.get("Uniqueid") == leg), None)
+            if item is None:
+                self._leg_ended(leg)
+            elif item.get("Context") == "cti-acd-callback":
+                self._leg_originated(leg, True, "")
 
     def _still_news(self, o: Any) -> bool:
         """An offer row whose end this node's model has already seen is history."""
@@ -254,21 +385,28 @@ class Shadow:
         adopted_before = self.adopted
         try:
             await self.core.ami.wait_connected(timeout=10)
-            listing = await self.core.ami.send("CoreShowChannels", shape="list", timeout=10)
-            channels = [f.headers for f in listing.events if f.headers.get("Event") == "CoreShowChannel"]
+            # Every connected Asterisk node, listed at once (several nodes: ids qualified
+            # as the model's); the primary first.
+            nodes = self._nodes_to_adopt()
+            listings = await asyncio.gather(*(self._list_node(name, ami) for name, ami in nodes))
             listed = loop.time()
-            dropped = self._drop_gone(channels, time.time())
-            # What the shadow lacks, the old way (no offer yet: the router still follows);
-            # what it holds is not asked about again (no Getvar for it).
-            await self.adopt([c for c in channels if c.get("Context") == "cti-acd-callback"
-                              or (c.get("Linkedid") or c.get("Uniqueid")) not in self.calls])
+            amis = {name: ami for name, ami in nodes}
+            held = {cid: (self._node_of(cid), None if w.callback is not None else w.channel)
+                    for cid, w in self.calls.items()}
+            listed_nodes = {name: items for (name, _), items in zip(nodes, listings) if items is not None}
+            self._callback_legs(listed_nodes)
+            for rec in reconcile_nodes(held, listed_nodes):
+                dropped += self._drop_gone(rec.gone, time.time())
+                # What the shadow lacks, the old way (no offer yet: the router still follows);
+                # what it holds is not asked about again (no Getvar for it).
+                ami = amis[rec.node]
+                await self.adopt(list(rec.adopt), ami=ami, primary=ami is self.core.ami)
         except CtiError as exc:
             log.warning("acd takeover: Asterisk's channels not listed", error=str(exc))
         self.shadowing = False
         self._apply(self.router.lead(time.time()))
-        self._inputs = [self.core.bus.subscribe_to(OfferRefused, self.on_offer_refused),
-                        self.core.bus.subscribe_to(ActionRefused, self.on_action_refused), *self.subscribe_inputs()]
-        self.core.resync_hooks.append(self.adopt)
+        # Refusals, callbacks, every resync (several nodes: each node's, and their deaths).
+        self._listen_as_leader()
         if self._pool is not None:
             self._start_saving()
             self._tasks.append(asyncio.create_task(self._restore_callbacks(), name="acd-callbacks"))
@@ -277,13 +415,28 @@ class Shadow:
                          "waiting": sum(1 for w in self.calls.values() if not w.answered)}
         log.warning("acd took over from the shadow", **self.takeover)
 
-    def _drop_gone(self, channels: list[Any], now: float) -> int:
-        """Calls the shadow holds that Asterisk no longer has: ended, as the model
+    async def _list_node(self, node: str | None, ami: Any) -> list[Any] | None:
+        """One node's ``CoreShowChannels``, ids qualified (None: not listed; that node's
+        calls are left to its resync)."""
+        try:
+            listing = await ami.send("CoreShowChannels", shape="list", timeout=10)
+        except CtiError as exc:
+            log.warning("acd takeover: a node's channels not listed", node=node, error=str(exc))
+            return None
+        return [qualify(node, f.headers) for f in listing.events if f.headers.get("Event") == "CoreShowChannel"]
+
+    def _node_of(self, call_id: str) -> str | None:
+        """The Asterisk node of a call held here (None with one node)."""
+        node_of = getattr(self.core, "ami_node_of", None)
+        return node_of(call_id) if node_of is not None else None
+
+    def _drop_gone(self, gone: tuple[str, ...], now: float) -> int:
+        """Calls the shadow holds that their node no longer has: ended, as the model
         would have said (the caller abandoned, the agent's call finished)."""
-        gone = gone_calls({cid: None if w.callback is not None else w.channel for cid, w in self.calls.items()},
-                          channels)
         for cid in gone:
-            waiting = self.calls.pop(cid)
+            waiting = self.calls.pop(cid, None)
+            if waiting is None:
+                continue
             out: list[Any] = []
             if not waiting.answered:
                 out += self.router.call_abandoned(cid, now)
@@ -327,6 +480,21 @@ class Shadow:
         self._shadow_tasks = []
         if self.shadowing:
             self._tasks = []
+
+
+def _held(waiting: Waiting | None) -> follow.HeldCallback | None:
+    """What the shadow holds of a call a callback row names (``follow.callback_steps``)."""
+    if waiting is None:
+        return None
+    cb = waiting.callback
+    attempts = cb.attempts if cb is not None else 0
+    if cb is None:
+        return follow.HeldCallback("answered" if waiting.answered else "caller")
+    if waiting.answered:
+        return follow.HeldCallback("answered", waiting.agent, attempts)
+    if waiting.agent is not None:
+        return follow.HeldCallback("ringing", waiting.agent, attempts)
+    return follow.HeldCallback("waiting", None, attempts)
 
 
 @dataclass(frozen=True, slots=True)

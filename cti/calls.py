@@ -60,9 +60,9 @@ RINGING, IVR, QUEUED, OFFERED, TALKING, HELD, TRANSFERRED, ENDED = (
 # phone service originates to have the dialplan reload res_pjsip
 # (phone/gateway.py, [cti-phone-reload]), and the one the ACD originates to
 # raise its epoch (acd/epoch.py, [cti-acd-epoch]), or to move a waiting caller through the
-# epoch gate ([cti-acd-move]).
+# epoch gate ([cti-acd-move]), or to redirect one through it in an HA pair ([cti-acd-gate]).
 _PSEUDO_CHANNELS = ("OutgoingSpoolFailed", "Local/pjsip@cti-phone-reload-", "Local/raise@cti-acd-epoch-",
-                    "Local/move@cti-acd-move-")
+                    "Local/move@cti-acd-move-", "Local/redirect@cti-acd-gate-")
 # An agent id as the ACD configuration allows it (acd/config.py).
 _IDENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _NUMBER = re.compile(r"\+?[0-9]{2,20}")

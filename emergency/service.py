@@ -33,7 +33,7 @@ import structlog
 
 from acd.ami_actions import failure, submit
 from acd.core import AcdInputError
-from acd.epoch import emergency_actions
+from acd.epoch import emergency_actions, gated
 from emergency import store
 from emergency.pin import PinGuard
 from emergency.switches import CallFacts, Switch, WaitingPlan, active, choose, choose_early, next_change, plan
@@ -234,6 +234,8 @@ class EmergencyService:
         # deposed leader's (docs/ha.md, "Fencing in the dialplan") before cti-emergency runs.
         try:
             actions = emergency_actions(acd.epoch, channel, p.exten, s.id, s.target, s.prompt)
+            if getattr(acd, "gate_redirects", False):     # an HA pair: through the dialplan's gate
+                actions = gated(acd.epoch, actions, acd.gate_seq)
         except ValueError as exc:
             move.error = str(exc)
             self._record(s.id, call_id, "waiting", "failed", str(exc)[:200])

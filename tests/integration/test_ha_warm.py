@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import eventually, hangup_all
-from tests.integration.test_acd import call, ended_rows
+from tests.integration.test_acd import call, ended_rows, fetch
 from tests.integration.test_api import PASSWORD, add_user, bearer
 from tests.integration.test_ha import _answered, _epoch_in_force, _ha, _role, _waiting, running_pair
 
@@ -134,3 +134,65 @@ async def _run(http, n1, n2, events, demo_ami, database, epoch1) -> None:
     rows = await ended_rows(database, [first.channel_id, second.channel_id, third.channel_id], timeout=40)
     assert rows[first.channel_id]["agent"] == "a1" and rows[second.channel_id]["agent"] == "a1"
     assert rows[third.channel_id]["agent"] is None
+
+
+async def test_a_warm_standby_keeps_the_leaders_new_configuration_and_callback_across_a_kill(warm_pair, demo_ami,
+                                                                                              database):
+    """The leader puts a new configuration version in force and files a callback for an
+    abandoned caller; the standby's shadow holds both before the kill (its own read API);
+    the new leader runs that version and offers the callback."""
+    n1, n2, events = warm_pair
+    await add_user(database, "root", "admin")
+    async with aiohttp.ClientSession() as http:
+        on_n1, on_n2 = await _login(http, n1), await _login(http, n2)
+        for agent in ("a1", "a2"):
+            async with http.post(n1.url + f"/api/acd/agents/{agent}/state", json={"action": "not_ready",
+                                                                                  "reason": "meeting"},
+                                 headers=on_n1) as r:
+                assert r.status == 200, await r.text()
+        # A caller gives up while nobody is ready: abandoned.
+        gone = await call(demo_ami, "sales", 61, patience=2)
+        await eventually(lambda: _waiting(events, gone.channel_id), timeout=15, what="the caller waiting")
+        abandoned = await eventually(lambda: fetch(database, "SELECT 1 FROM calls WHERE call_id = $1 AND abandoned",
+                                                   gone.channel_id), timeout=20, what="the call stored abandoned")
+        assert abandoned
+
+        # A new configuration version at the leader (a longer wrap-up).
+        async with http.get(n1.url + "/api/acd/config", headers=on_n1) as r:
+            assert r.status == 200, await r.text()
+            document = (await r.json())["document"]
+        document["queues"][0]["wrapup_s"] = 41
+        async with http.put(n1.url + "/api/acd/config", json=document, headers=on_n1) as r:
+            assert r.status == 200, await r.text()
+            version = (await r.json())["version"]
+        # The supervisor's call-back for the abandoned caller, at the leader.
+        async with http.post(n1.url + "/api/supervisor/callbacks", json={"call_id": gone.channel_id},
+                             headers=on_n1) as r:
+            assert r.status == 201, await r.text()
+
+        async def shadow_holds_both() -> dict[str, Any] | None:
+            async with http.get(n2.url + "/api/acd/state", headers=on_n2) as r:
+                state = await r.json() if r.status == 200 else {}
+            waiting = {w["call_id"]: w for w in state.get("waiting", [])}
+            ok = state.get("config_version") == version and waiting.get(gone.channel_id, {}).get("callback")
+            return state if ok else None
+
+        await eventually(shadow_holds_both, timeout=15, what="the standby's shadow: the new version and the callback")
+        async with http.get(n2.url + "/api/acd/config", headers=on_n2) as r:
+            assert (await r.json())["document"]["queues"][0]["wrapup_s"] == 41
+
+        await n1.kill()
+        await eventually(lambda: _role(n2, "leader"), timeout=20, what="n2 took over")
+        async with http.get(n2.url + "/api/acd/config", headers=on_n2) as r:
+            got = await r.json()
+            assert got["version"] == version and got["document"]["queues"][0]["wrapup_s"] == 41
+        # a1 ready at the new leader: the callback it held is offered to a1.
+        async def ready() -> bool:
+            async with http.post(n2.url + "/api/acd/agents/a1/state", json={"action": "ready"}, headers=on_n2) as r:
+                return r.status == 200
+
+        await eventually(ready, timeout=10, what="a1 ready at n2")
+        rows = await eventually(lambda: fetch(database, "SELECT status, agent_id, attempts FROM callbacks "
+                                                        "WHERE callback_id = $1 AND agent_id = 'a1'", gone.channel_id),
+                                timeout=20, what="the callback offered to a1 by the new leader")
+        assert rows[0]["status"] in ("dialing", "connected", "failed", "pending")

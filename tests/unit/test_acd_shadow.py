@@ -145,7 +145,8 @@ async def test_a_takeover_drops_what_asterisk_no_longer_has_adopts_what_it_lacks
     service.may_act = lambda: True
     try:
         await service.take_over()
-        assert ami.sent == ["CoreShowChannels"]           # one round trip: no Getvar for what it holds
+        # One round trip (beside the heartbeat's epoch raise): no Getvar for what it holds.
+        assert [a for a in ami.sent if a != "Originate"] == ["CoreShowChannels"]
         assert "c2" not in service.calls and service.takeover["dropped"] == 1
         assert service.takeover["adopted"] == 0            # nothing lacked: no Getvar per caller
         # a1 stays on its call from memory; a2 (back from its break) takes c3, the only one left.
@@ -182,12 +183,20 @@ async def test_a_shadow_without_a_database_still_follows_its_own_model():
 
 
 class RowsPool:
-    """The two queries of ``follow_once``, answered from lists (asyncpg gives jsonb as text)."""
+    """The queries of ``follow_once``, answered from lists (asyncpg gives jsonb as text):
+    the two logs, the callback requests changed since, the configuration versions."""
 
-    def __init__(self, states: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+    def __init__(self, states: list[dict[str, Any]], events: list[dict[str, Any]],
+                 callbacks: list[dict[str, Any]] | None = None, versions: list[dict[str, Any]] | None = None) -> None:
         self.states, self.events, self.asked = states, events, []
+        self.callbacks, self.versions = callbacks or [], versions or []
 
     async def fetch(self, sql: str, since: Any) -> list[dict[str, Any]]:
+        if "acd_config_versions" in sql:
+            found = [v for v in self.versions if v["version"] > since and v["source"].startswith("api:")]
+            return sorted(found, key=lambda v: -v["version"])[:1]
+        if "FROM callbacks" in sql:
+            return [r for r in self.callbacks if r["updated_at"] >= since]
         self.asked.append(since.timestamp())
         return [r for r in (self.states if "agent_states" in sql else self.events) if r["at"] >= since]
 
