@@ -18,8 +18,11 @@ and once more with ``--concurrency`` asks at a time, and reports the latency of 
 tickets) on the calls of the tuning half (``even``) or of its first quarter (``quarter``: calls
 0 mod 4, the rest of the tuning half, calls 2 mod 4, to check a choice on), the synonyms
 proposed from those marks (``kb.learn_store``) are all approved, as a KB admin who approved
-every one would; the feedback counts are not touched. ``--hide-checking`` prints no figure of
-the checking half (odd calls): for runs that choose something.
+every one would; the feedback counts are not touched. ``--marks shown``: only on the calls whose
+right article was among the 3 suggested before (an agent marks what the pop showed), instead of
+every one (``all``: the agent found it, suggested or searched). ``before_learning`` is the
+precision@3 with every input before the marks, in the same run. ``--hide-checking`` prints no
+figure of the checking half (odd calls): for runs that choose something.
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
 database; else an embedded one.
@@ -134,10 +137,15 @@ def halves(suggested: list[list[int]], right: list[int]) -> dict[str, float]:
     return out
 
 
-async def learn_from(pool, calls: list[dict], right: list[int], step: int, stats) -> list[str]:
+async def learn_from(pool, calls: list[dict], right: list[int], step: int, stats,
+                     shown: list[list[int]] | None = None) -> list[str]:
     """Agents mark the right article helpful on calls 0, step, 2 step ... (with their notes and
-    tickets); every synonym proposed from those marks is approved. Returns the approved pairs."""
-    for c, r in list(zip(calls, right))[0::step]:
+    tickets; with ``shown``, only where it was among a call's suggestions); every synonym proposed
+    from those marks is approved. Returns the approved pairs."""
+    for i in range(0, len(calls), step):
+        c, r = calls[i], right[i]
+        if shown is not None and r not in shown[i][:3]:
+            continue
         await learn_store.record_words(pool, article_id=r, call_id=c["call"], agent="bench", source="helped",
                                        notes=c["notes"], ticket_titles=[t["title"] for t in c["tickets"]],
                                        stats=stats or store.LexemeStats())
@@ -162,6 +170,8 @@ async def main() -> None:
     ap.add_argument("--no-idf", action="store_true", help="rank notes and tickets by ts_rank alone")
     ap.add_argument("--learn", choices=("none", "quarter", "even"), default="none",
                     help="synonyms learned from Helped marks on the tuning half (or its first quarter)")
+    ap.add_argument("--marks", choices=("all", "shown"), default="all",
+                    help="mark every learning call's right article, or only those the suggestions showed")
     ap.add_argument("--hide-checking", action="store_true", help="print no figure of the checking half")
     args = ap.parse_args()
     global HIDE_CHECKING
@@ -196,7 +206,9 @@ async def main() -> None:
             stats = None if args.no_idf else store.LexemeStats()
             contexts = [dataclasses.replace(kb_labelled.context(c), products=h) for c, h in zip(calls, holds)]
             right = [ids[c["right"]] for c in calls]
-            learned = (await learn_from(pool, calls, right, {"quarter": 4, "even": 2}[args.learn], stats)
+            before = [[s.article_id for s in await store.suggest(pool, ctx, stats=stats)] for ctx in contexts]
+            learned = (await learn_from(pool, calls, right, {"quarter": 4, "even": 2}[args.learn], stats,
+                                        before if args.marks == "shown" else None)
                        if args.learn != "none" else [])
             for ctx in contexts[:20]:                       # warm the caches, as a running server is
                 await store.suggest(pool, ctx, stats=stats)
@@ -247,7 +259,8 @@ async def main() -> None:
                        "p99_ms": round(pct(conc, 0.99) * 1000, 1), "max_ms": round(max(conc) * 1000, 1),
                        "asks_per_s": round(len(conc) / conc_s, 1)},
         "products_held": args.products,
-        "learn": args.learn, "learned_synonyms": learned,
+        "learn": args.learn, "marks": args.marks, "before_learning": halves(before, right),
+        "learned_synonyms": learned,
         **({} if HIDE_CHECKING else {"precision_at_3": round(precision_at(suggested, right), 3)}),
         "precision_at_3_halves": halves(suggested, right),
         "variants": variants,
