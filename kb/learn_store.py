@@ -105,6 +105,8 @@ async def record_words(pool: Any, *, article_id: int, call_id: str, agent: str, 
         language = art["language"]
         words = learn.call_words(language, notes, ticket_titles)
         missing = learn.missing_words(await _lexemes(conn, language, words), art["lx"])
+        before = await conn.fetchval("SELECT words FROM kb_call_words WHERE article_id = $1 AND call_id = $2 "
+                                     "AND agent = $3 AND source = $4", article_id, call_id, agent, source)
         if missing:
             await conn.execute(
                 "INSERT INTO kb_call_words (article_id, call_id, agent, source, language, words) "
@@ -113,31 +115,39 @@ async def record_words(pool: Any, *, article_id: int, call_id: str, agent: str, 
         else:
             await conn.execute("DELETE FROM kb_call_words WHERE article_id = $1 AND call_id = $2 AND agent = $3 "
                                "AND source = $4", article_id, call_id, agent, source)
-    await refresh_proposals(pool, language, stats or LexemeStats())
+    # The pairs of this mark's words, and of those a replaced mark of it had.
+    await refresh_proposals(pool, language, stats or LexemeStats(), words=sorted({*missing, *(before or [])}))
     return missing
 
 
 async def forget_words(pool: Any, *, article_id: int, call_id: str, agent: str,
                        stats: LexemeStats | None = None) -> None:
     """A "Helped" mark changed to "not relevant": its evidence goes, and the proposals follow."""
-    language = await pool.fetchval(
+    row = await pool.fetchrow(
         "DELETE FROM kb_call_words WHERE article_id = $1 AND call_id = $2 AND agent = $3 AND source = 'helped' "
-        "RETURNING language", article_id, call_id, agent)
-    if language is not None:
-        await refresh_proposals(pool, language, stats or LexemeStats())
+        "RETURNING language, words", article_id, call_id, agent)
+    if row is not None:
+        await refresh_proposals(pool, row["language"], stats or LexemeStats(), words=list(row["words"]))
 
 
-async def refresh_proposals(pool: Any, language: str, stats: LexemeStats) -> int:
-    """Propose again from all the evidence of a language (``kb.learn.proposals``): new pairs
-    become pending proposals, pending ones get their counts, pending ones no longer supported
-    go; decided ones stay as they are. Returns the number pending."""
+async def refresh_proposals(pool: Any, language: str, stats: LexemeStats, *,
+                            words: Sequence[str] | None = None) -> int:
+    """Propose again from the evidence of a language (``kb.learn.proposals``): new pairs become
+    pending proposals, pending ones get their counts, pending ones no longer supported go;
+    decided ones stay as they are. ``words``: only the pairs of these words (those of the mark
+    that changed; the evidence holding them, read through its index), else every pair.
+    Returns the number of pairs found pending."""
+    if words is not None and not words:
+        return 0
     counts = await stats.counts(pool, language)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kb_synonym_proposals:' || $1))", language)
         rows = await conn.fetch("SELECT w.call_id, w.article_id, w.words, a.title FROM kb_call_words w "
-                                "JOIN kb_articles a USING (article_id) WHERE w.language = $1 AND NOT a.archived",
-                                language)
-        evidence = [learn.Evidence(r["call_id"], r["article_id"], tuple(r["words"])) for r in rows]
+                                "JOIN kb_articles a USING (article_id) WHERE w.language = $1 AND NOT a.archived "
+                                "AND ($2::text[] IS NULL OR w.words && $2)", language, words)
+        only = set(words) if words is not None else None
+        evidence = [learn.Evidence(r["call_id"], r["article_id"],
+                                   tuple(w for w in r["words"] if only is None or w in only)) for r in rows]
         titles = {r["article_id"]: r["title"] for r in rows}
         title_words = {i: learn.call_words(language, t) for i, t in titles.items()}
         every = sorted({w for e in evidence for w in e.words} | {w for ws in title_words.values() for w in ws})
@@ -151,8 +161,9 @@ async def refresh_proposals(pool: Any, language: str, stats: LexemeStats) -> int
             "SELECT array_agg(phrase) AS phrases FROM kb_synonyms WHERE language = $1 GROUP BY grp", language)]
         found = learn.proposals(evidence, anchors, word_articles, decided=decided, groups=groups)
         await conn.execute("DELETE FROM kb_synonym_proposals WHERE language = $1 AND state = 'pending' "
+                           "AND ($4::text[] IS NULL OR word = ANY($4)) "
                            "AND (word, anchor) NOT IN (SELECT * FROM unnest($2::text[], $3::text[]))",
-                           language, [p.word for p in found], [p.anchor for p in found])
+                           language, [p.word for p in found], [p.anchor for p in found], words)
         await conn.executemany(
             "INSERT INTO kb_synonym_proposals (language, word, anchor, article_id, calls) VALUES ($1, $2, $3, $4, $5) "
             "ON CONFLICT (language, word, anchor) DO UPDATE SET article_id = EXCLUDED.article_id, "

@@ -26,6 +26,8 @@ CREATE TABLE kb_call_words (
     at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (article_id, call_id, agent, source)
 );
+-- A mark's words find the other marks holding them (kb.learn_store.refresh_proposals).
+CREATE INDEX kb_call_words_words_idx ON kb_call_words USING gin (words);
 
 -- Synonyms proposed to KB admins: a caller's word the knowledge base lacks and the word of the
 -- article it led to. Approving adds them to kb_synonyms (never done without a person's decision);
