@@ -20,8 +20,9 @@ tickets) on the calls of the tuning half (``even``) or of its first quarter (``q
 proposed from those marks (``kb.learn_store``) are all approved, as a KB admin who approved
 every one would; the feedback counts are not touched. ``--marks shown``: only on the calls whose
 right article was among the 3 suggested before (an agent marks what the pop showed), instead of
-every one (``all``: the agent found it, suggested or searched). ``before_learning`` is the
-precision@3 with every input before the marks, in the same run. ``--hide-checking`` prints no
+every one (``all``: the agent found it, suggested or searched); ``both``: the shown ones first,
+measured (``after_shown``), then the others. ``before_learning`` is the precision@3 with every
+input before the marks, in the same run. ``--hide-checking`` prints no
 figure of the checking half (odd calls): for runs that choose something.
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
@@ -170,7 +171,7 @@ async def main() -> None:
     ap.add_argument("--no-idf", action="store_true", help="rank notes and tickets by ts_rank alone")
     ap.add_argument("--learn", choices=("none", "quarter", "even"), default="none",
                     help="synonyms learned from Helped marks on the tuning half (or its first quarter)")
-    ap.add_argument("--marks", choices=("all", "shown"), default="all",
+    ap.add_argument("--marks", choices=("all", "shown", "both"), default="all",
                     help="mark every learning call's right article, or only those the suggestions showed")
     ap.add_argument("--hide-checking", action="store_true", help="print no figure of the checking half")
     args = ap.parse_args()
@@ -207,9 +208,16 @@ async def main() -> None:
             contexts = [dataclasses.replace(kb_labelled.context(c), products=h) for c, h in zip(calls, holds)]
             right = [ids[c["right"]] for c in calls]
             before = [[s.article_id for s in await store.suggest(pool, ctx, stats=stats)] for ctx in contexts]
-            learned = (await learn_from(pool, calls, right, {"quarter": 4, "even": 2}[args.learn], stats,
-                                        before if args.marks == "shown" else None)
-                       if args.learn != "none" else [])
+            step = {"quarter": 4, "even": 2, "none": 0}[args.learn]
+            learned: list[str] = []
+            after_shown = None
+            if step and args.marks in ("shown", "both"):
+                learned += await learn_from(pool, calls, right, step, stats, before)
+                after_shown = halves([[s.article_id for s in await store.suggest(pool, ctx, stats=stats)]
+                                      for ctx in contexts], right)
+            if step and args.marks in ("all", "both"):
+                # Every learning call marked (those already marked are marked again, unchanged).
+                learned += await learn_from(pool, calls, right, step, stats)
             for ctx in contexts[:20]:                       # warm the caches, as a running server is
                 await store.suggest(pool, ctx, stats=stats)
             variants = {}
@@ -260,6 +268,7 @@ async def main() -> None:
                        "asks_per_s": round(len(conc) / conc_s, 1)},
         "products_held": args.products,
         "learn": args.learn, "marks": args.marks, "before_learning": halves(before, right),
+        "after_shown": after_shown,
         "learned_synonyms": learned,
         **({} if HIDE_CHECKING else {"precision_at_3": round(precision_at(suggested, right), 3)}),
         "precision_at_3_halves": halves(suggested, right),
