@@ -125,3 +125,11 @@ def test_the_pure_modules_do_no_io():
         mods = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
                [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         assert not [m for m in mods if m and m.split(".")[0] in ("asyncio", "asyncpg", "aiohttp", "time", "os")], name
+
+
+def test_the_cti_command_has_kb_fill_products():
+    from server.cli import _parser
+
+    args = _parser().parse_args(["kb", "fill-products", "--customer", "C1", "--customer", "C2"])
+    assert (args.command, args.kb_command, args.customer) == ("kb", "fill-products", ["C1", "C2"])
+    assert _parser().parse_args(["kb", "fill-products"]).customer is None
