@@ -160,5 +160,19 @@ async def test_helped_marks_over_the_api_learn_products_and_propose_synonyms(ast
         assert status == 200
         status, got = await ask(http, d, "GET", "/api/kb/synonyms/proposals", t["l-sup"])
         assert got["proposals"] == []
+        # An article proposed from a call, with the call's notes: once approved, their words it lacks.
+        status, p = await ask(http, d, "POST", "/api/kb/proposals", t["l-agent"], {
+            "kind": "new", "title": "Picture freezes on the decoder", "body": "Restart the decoder.",
+            "call_id": "learn.2", "notes": "screen goes pixelated every evening"})
+        assert status == 201 and p["notes"] == "screen goes pixelated every evening"
+        status, got = await ask(http, d, "GET", "/api/kb/synonyms/proposals", t["l-sup"])
+        assert got["proposals"] == []                                  # pending, not approved yet
+        status, done = await ask(http, d, "POST", f"/api/kb/proposals/{p['proposal_id']}/decision", t["l-sup"],
+                                 {"approve": True})
+        assert status == 200
+        status, got = await ask(http, d, "GET", "/api/kb/synonyms/proposals", t["l-sup"])
+        words = {x["word"]: x for x in got["proposals"]}
+        assert words["pixelated"]["article_id"] == done["article"]["article_id"]
+        assert words["pixelated"]["anchor"] == "picture"
     finally:
         await d.stop()
