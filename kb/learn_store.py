@@ -141,7 +141,7 @@ async def refresh_proposals(pool: Any, language: str, stats: LexemeStats, *,
         return 0
     counts = await stats.counts(pool, language)
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kb_synonym_proposals:' || $1))", language)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('kb_synonym_proposals:' || $1::text))", language)
         rows = await conn.fetch("SELECT w.call_id, w.article_id, w.words, a.title FROM kb_call_words w "
                                 "JOIN kb_articles a USING (article_id) WHERE w.language = $1 AND NOT a.archived "
                                 "AND ($2::text[] IS NULL OR w.words && $2)", language, words)
