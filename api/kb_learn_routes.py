@@ -70,13 +70,13 @@ def _view(p: learn_store.SynonymProposal) -> SynonymProposalView:
     return SynonymProposalView(**{k: getattr(p, k) for k in learn_store.SynonymProposal.__slots__})
 
 
-async def list_proposals(req: ApiRequest[None, SynonymProposalQuery]) -> SynonymProposalList:
+async def list_synonym_proposals(req: ApiRequest[None, SynonymProposalQuery]) -> SynonymProposalList:
     q = req.query
     rows = await query(learn_store.synonym_proposals(db(req.app), state=q.state, language=q.language, limit=q.limit))
     return SynonymProposalList(proposals=[_view(p) for p in rows])
 
 
-async def decide(req: ApiRequest[SynonymDecision, None]) -> SynonymProposalView:
+async def decide_synonym_proposal(req: ApiRequest[SynonymDecision, None]) -> SynonymProposalView:
     value = int(req.match_info["proposal_id"])
     if value > 2**62:
         raise ApiError(404, "not_found", "no such synonym proposal")
@@ -135,11 +135,11 @@ async def after_approval(app: web.Application, stats: store.LexemeStats, p: stor
 def setup_kb_learn_routes(app: web.Application) -> None:
     """The synonym proposals' routes (``setup_kb_routes`` calls it)."""
     api = setup_registry(app)
-    api.add("GET", "/api/kb/synonyms/proposals", list_proposals, summary="Synonyms proposed from agents' marks",
+    api.add("GET", "/api/kb/synonyms/proposals", list_synonym_proposals, summary="Synonyms proposed from agents' marks",
             roles=STAFF, query=SynonymProposalQuery, response=SynonymProposalList, tags=TAGS,
             description="A caller's word no article holds, paired with the word of the article agents marked "
                         "helpful on those calls (docs/knowledge.md, \"Synonyms learned from agents\").")
-    api.add("POST", "/api/kb/synonyms/proposals/{proposal_id:[0-9]+}/decision", decide,
+    api.add("POST", "/api/kb/synonyms/proposals/{proposal_id:[0-9]+}/decision", decide_synonym_proposal,
             summary="Approve or reject a proposed synonym", roles=STAFF, body=SynonymDecision,
             response=SynonymProposalView, tags=TAGS,
             description="Approving adds the word to the synonym group holding the article's word (or a new "

@@ -80,3 +80,16 @@ def test_any_text_gives_at_most_32_distinct_plain_words(notes, titles):
     got = call_words("en", notes, titles)
     assert len(got) == len(set(got)) <= 32
     assert all(w == w.lower() and w.isalnum() and not w.isdigit() for w in got)
+
+
+def test_the_proposals_routes_register_beside_the_kb_routes_for_kb_admins_only():
+    from aiohttp import web
+
+    from api.kb_routes import setup_kb_routes
+    from api.registry import API
+
+    app = web.Application()
+    setup_kb_routes(app)
+    roles = {(r.method, r.path): r.roles for r in app[API].routes}
+    assert roles[("GET", "/api/kb/synonyms/proposals")] == {"supervisor", "admin"}
+    assert roles[("POST", "/api/kb/synonyms/proposals/{proposal_id:[0-9]+}/decision")] == {"supervisor", "admin"}
