@@ -16,6 +16,7 @@ Routes::
     POST   /api/kb/proposals/{id}/decision      approve or reject (supervisors, admins)
     GET    /api/kb/synonyms?language=           the synonym groups suggestions widen words with
     PUT    /api/kb/synonyms                     replace a language's groups (supervisors, admins)
+    GET    /api/kb/synonyms/proposals, POST .../{id}/decision   synonyms learned (api/kb_learn_routes.py)
 
 Agents, supervisors and admins read, search, get suggestions, give feedback and propose;
 supervisors and admins write and decide.
@@ -33,6 +34,7 @@ from api.auth import STAFF
 from api.crm_common import CRM_ROLES, StrictBody, actor_of
 from api.db import db, query
 from api.errors import ApiError, ErrorDetail
+from api.kb_learn_routes import after_approval, after_mark, setup_kb_learn_routes
 from api.registry import ApiRequest, setup_registry
 from kb import store
 from kb.ranking import CallContext, OpenTicket
@@ -186,6 +188,8 @@ class FeedbackBody(StrictBody):
     article_id: int = Field(ge=1, le=2**62)
     call_id: TargetId
     helped: bool = Field(description="true: it helped; false: not relevant")
+    notes: str = Field("", max_length=4000, description="the agent's notes on the call: their words the article "
+                                                        "lacks feed the synonyms proposed to KB admins")
 
 
 class FeedbackReply(BaseModel):
@@ -202,6 +206,8 @@ class ProposalBody(StrictBody):
     tags: list[TagText] = Field(default_factory=list, max_length=30)
     language: str = Language
     call_id: TargetId | None = None
+    notes: str | None = Field(None, max_length=4000, description="the agent's notes on the call (for the "
+                                                                 "synonyms proposed once it is approved)")
 
 
 class ProposalView(BaseModel):
@@ -222,6 +228,7 @@ class ProposalView(BaseModel):
     decided_at: datetime | None
     decision_note: str | None
     created_at: datetime
+    notes: str | None = None
 
 
 class ProposalList(BaseModel):
@@ -399,6 +406,8 @@ async def feedback(req: ApiRequest[FeedbackBody, None]) -> FeedbackReply:
                                                           agent=who, helped=b.helped))
     except store.KbError as exc:
         raise _known(exc) from None
+    await after_mark(req.app, req.app[KB_STATS], article_id=b.article_id, call_id=b.call_id, agent=who,
+                     helped=b.helped, notes=b.notes)
     return FeedbackReply(article_id=b.article_id, helped=helped, not_relevant=not_relevant)
 
 
@@ -408,7 +417,7 @@ async def propose(req: ApiRequest[ProposalBody, None]) -> ProposalView:
     try:
         p = await query(store.propose(db(req.app), kind=b.kind, article_id=b.article_id, title=b.title, body=b.body,
                                       tags=_tags(b.tags), language=b.language, proposer=actor_of(req),
-                                      agent_id=req.principal.agent_id, call_id=b.call_id))
+                                      agent_id=req.principal.agent_id, call_id=b.call_id, notes=b.notes))
     except store.KbError as exc:
         raise _known(exc) from None
     log.info("kb proposal made", proposal_id=p.proposal_id, kind=p.kind, article_id=p.article_id, actor=actor_of(req))
@@ -429,6 +438,8 @@ async def decide(req: ApiRequest[DecisionBody, None]) -> DecisionReply:
         raise _known(exc) from None
     log.info("kb proposal decided", proposal_id=p.proposal_id, state=p.state, article_id=p.article_id,
              actor=actor_of(req))
+    if p.state == "approved":
+        await after_approval(req.app, req.app[KB_STATS], p)
     return DecisionReply(proposal=_proposal_view(p), article=_article_view(a) if a is not None else None)
 
 
@@ -491,3 +502,4 @@ def setup_kb_routes(app: web.Application) -> None:
             body=SynonymList, response=SynonymList, tags=TAGS,
             description="The suggestions widen the call's words with the other phrases of each group one of "
                         "whose phrases the call holds (docs/knowledge.md, \"Synonyms\").")
+    setup_kb_learn_routes(app)

@@ -11,8 +11,19 @@ and once more with ``--concurrency`` asks at a time, and reports the latency of 
 (and with the agent's notes alone, for comparison).
 
     .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23] [--no-idf]
+                                         [--learn none|quarter|even] [--hide-checking]
 
 ``--no-idf`` ranks the notes and tickets by ``ts_rank`` alone (no ``kb.store.LexemeStats``).
+``--learn``: before measuring, agents mark the right article "Helped" (with the call's notes and
+tickets) on the calls of the tuning half (``even``) or of its first quarter (``quarter``: calls
+0 mod 4, the rest of the tuning half, calls 2 mod 4, to check a choice on), the synonyms
+proposed from those marks (``kb.learn_store``) are all approved, as a KB admin who approved
+every one would; the feedback counts are not touched. ``--marks shown``: only on the calls whose
+right article was among the 3 suggested before (an agent marks what the pop showed), instead of
+every one (``all``: the agent found it, suggested or searched); ``both``: the shown ones first,
+measured (``after_shown``), then the others. ``before_learning`` is the precision@3 with every
+input before the marks, in the same run. ``--hide-checking`` prints no
+figure of the checking half (odd calls): for runs that choose something.
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
 database; else an embedded one.
@@ -40,7 +51,7 @@ import asyncpg  # noqa: E402
 
 from bench.harness import scratch_database  # noqa: E402
 from cti.migrate import migrate  # noqa: E402
-from kb import store  # noqa: E402
+from kb import learn_store, store  # noqa: E402
 from kb.ranking import precision_at  # noqa: E402
 from tests.integration import kb_labelled  # noqa: E402
 
@@ -113,11 +124,37 @@ VARIANTS = [
 ]
 
 
+HIDE_CHECKING = False
+
+
 def halves(suggested: list[list[int]], right: list[int]) -> dict[str, float]:
-    """precision@3 on the even-numbered calls (tuning), the odd ones (checking) and all."""
-    return {"even": round(precision_at(suggested[0::2], right[0::2]), 3),
-            "odd": round(precision_at(suggested[1::2], right[1::2]), 3),
-            "all": round(precision_at(suggested, right), 3)}
+    """precision@3 on the even-numbered calls (tuning; ``q2``: those 2 mod 4, not learned from
+    with ``--learn quarter``), the odd ones (checking) and all."""
+    out = {"even": round(precision_at(suggested[0::2], right[0::2]), 3),
+           "q2": round(precision_at(suggested[2::4], right[2::4]), 3)}
+    if not HIDE_CHECKING:
+        out |= {"odd": round(precision_at(suggested[1::2], right[1::2]), 3),
+                "all": round(precision_at(suggested, right), 3)}
+    return out
+
+
+async def learn_from(pool, calls: list[dict], right: list[int], step: int, stats,
+                     shown: list[list[int]] | None = None) -> list[str]:
+    """Agents mark the right article helpful on calls 0, step, 2 step ... (with their notes and
+    tickets; with ``shown``, only where it was among a call's suggestions); every synonym proposed
+    from those marks is approved. Returns the approved pairs."""
+    for i in range(0, len(calls), step):
+        c, r = calls[i], right[i]
+        if shown is not None and r not in shown[i][:3]:
+            continue
+        await learn_store.record_words(pool, article_id=r, call_id=c["call"], agent="bench", source="helped",
+                                       notes=c["notes"], ticket_titles=[t["title"] for t in c["tickets"]],
+                                       stats=stats or store.LexemeStats())
+    approved = []
+    for p in await learn_store.synonym_proposals(pool, limit=500):
+        d = await learn_store.decide_synonym(pool, p.proposal_id, approve=True, by="bench")
+        approved.append(f"{d.language}:{d.word}={d.anchor}({d.calls})")
+    return approved
 
 
 def pct(values: list[float], q: float) -> float:
@@ -132,7 +169,14 @@ async def main() -> None:
     ap.add_argument("--seed", type=int, default=23)
     ap.add_argument("--products", type=int, default=2, help="generated products each caller's customer holds")
     ap.add_argument("--no-idf", action="store_true", help="rank notes and tickets by ts_rank alone")
+    ap.add_argument("--learn", choices=("none", "quarter", "even"), default="none",
+                    help="synonyms learned from Helped marks on the tuning half (or its first quarter)")
+    ap.add_argument("--marks", choices=("all", "shown", "both"), default="all",
+                    help="mark every learning call's right article, or only those the suggestions showed")
+    ap.add_argument("--hide-checking", action="store_true", help="print no figure of the checking half")
     args = ap.parse_args()
+    global HIDE_CHECKING
+    HIDE_CHECKING = args.hide_checking
     rng = random.Random(args.seed)
     labelled = kb_labelled.articles()
     calls = kb_labelled.calls()
@@ -163,6 +207,17 @@ async def main() -> None:
             stats = None if args.no_idf else store.LexemeStats()
             contexts = [dataclasses.replace(kb_labelled.context(c), products=h) for c, h in zip(calls, holds)]
             right = [ids[c["right"]] for c in calls]
+            before = [[s.article_id for s in await store.suggest(pool, ctx, stats=stats)] for ctx in contexts]
+            step = {"quarter": 4, "even": 2, "none": 0}[args.learn]
+            learned: list[str] = []
+            after_shown = None
+            if step and args.marks in ("shown", "both"):
+                learned += await learn_from(pool, calls, right, step, stats, before)
+                after_shown = halves([[s.article_id for s in await store.suggest(pool, ctx, stats=stats)]
+                                      for ctx in contexts], right)
+            if step and args.marks in ("all", "both"):
+                # Every learning call marked (those already marked are marked again, unchanged).
+                learned += await learn_from(pool, calls, right, step, stats)
             for ctx in contexts[:20]:                       # warm the caches, as a running server is
                 await store.suggest(pool, ctx, stats=stats)
             variants = {}
@@ -212,10 +267,14 @@ async def main() -> None:
                        "p99_ms": round(pct(conc, 0.99) * 1000, 1), "max_ms": round(max(conc) * 1000, 1),
                        "asks_per_s": round(len(conc) / conc_s, 1)},
         "products_held": args.products,
-        "precision_at_3": round(precision_at(suggested, right), 3),
+        "learn": args.learn, "marks": args.marks, "before_learning": halves(before, right),
+        "after_shown": after_shown,
+        "learned_synonyms": learned,
+        **({} if HIDE_CHECKING else {"precision_at_3": round(precision_at(suggested, right), 3)}),
         "precision_at_3_halves": halves(suggested, right),
         "variants": variants,
-        "precision_at_3_notes_only": round(precision_at(notes_only, right), 3),
+        "precision_at_3_notes_only": halves(notes_only, right) if HIDE_CHECKING
+        else round(precision_at(notes_only, right), 3),
     }
     print(json.dumps(result, indent=1))
 

@@ -7,13 +7,15 @@ reads and writes them; ``cti customers import FILE.csv`` is the command.
 CSV columns (header names are case-insensitive; only ``name`` and ``phones`` are
 required; docs/customers.md has the details)::
 
-    customer_id, name, phones, language, vip, tags, address, postcode, city, country, region, note
+    customer_id, name, phones, language, vip, tags, address, postcode, city, country, region, note, products
 
 - ``phones``: one or more numbers separated by ``;`` or ``,``; each is
   normalised to E.164 with ``crm.phones.normalise_e164`` (a national number
   needs ``country_code``). A row with no valid number, or with any invalid one,
   is rejected: a half-imported row is worse than a rejected one.
 - ``tags``: separated by ``;`` or ``,``, kept in lower case (``VIP`` -> ``vip``).
+- ``products``: the products the customer holds, separated by ``;`` or ``,``, in the form
+  articles are linked to (``kb.products.normalise``: "Solar Panels" -> ``solar-panels``).
 - A rejection names the CSV line of the row (the header is line 1) and the
   column at fault; the other rows are imported.
 
@@ -34,6 +36,7 @@ from typing import Any, Iterable, Mapping
 
 from crm.phones import normalise_e164
 from cti.errors import CtiError
+from kb.products import InvalidProduct, split_cell
 
 
 class CustomerError(CtiError):
@@ -63,7 +66,7 @@ _TRUE = {"1", "yes", "y", "true", "vip", "x"}
 _FALSE = {"", "0", "no", "n", "false"}
 
 COLUMNS = ("customer_id", "name", "phones", "language", "vip", "tags", "address", "postcode", "city",
-           "country", "region", "note")
+           "country", "region", "note", "products")
 REQUIRED = ("name", "phones")
 
 
@@ -122,6 +125,7 @@ class CustomerRow:
     tags: frozenset[str] = frozenset()
     address: Address | None = None
     note: str | None = None
+    products: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +201,12 @@ def validate_row(line: int, row: Mapping[str, str | None], *, country_code: str 
                  city=_plain("city", row.get("city"), limit=100), country=country, region=region)
     address = Address(**parts) if any(parts.values()) else None
     note = _plain("note", row.get("note"), limit=2000)
+    try:
+        held = tuple(split_cell(row.get("products")))
+    except InvalidProduct as exc:
+        raise InvalidCustomer("products", str(exc)) from None
     return CustomerRow(line=line, customer_id=cid, name=name, phones=tuple(phones), language=language,
-                       vip=vip_text in _TRUE, tags=tags, address=address, note=note)
+                       vip=vip_text in _TRUE, tags=tags, address=address, note=note, products=held)
 
 
 def validate_rows(rows: Iterable[tuple[int, Mapping[str, str | None]]], *, country_code: str | None = None,

@@ -296,6 +296,13 @@ async def import_customers(db: Db, rows: Iterable[tuple[int, dict[str, str | Non
                         cid, a.line1, a.postcode, a.city, a.country, a.region)
             await conn.executemany("INSERT INTO customer_notes (customer_id, author, body) VALUES ($1, $2, $3)",
                                    [(cid, actor, r.note) for cid, r in accepted if r.note])
+            # The products held (docs/knowledge.md): added like tags; the import's word wins over
+            # what was only inferred (tickets, tags, feedback), never over the CRM's own.
+            await conn.executemany(
+                "INSERT INTO customer_products (customer_id, product, source) VALUES ($1, $2, 'import') "
+                "ON CONFLICT (customer_id, product) DO UPDATE SET source = 'import' "
+                "WHERE customer_products.source IN ('tag', 'ticket', 'feedback')",
+                [(cid, p) for cid, r in accepted for p in r.products])
             report.created = sum(cid not in existing for cid, _ in accepted)
             report.updated = len(accepted) - report.created
         except BaseException:

@@ -96,6 +96,7 @@ class Proposal:
     decided_at: datetime | None
     decision_note: str | None
     created_at: datetime
+    notes: str | None = None        # the agent's notes on the call it came from (for kb.learn)
 
 
 @dataclass(slots=True)
@@ -249,7 +250,8 @@ def _proposal(row: Any) -> Proposal:
 
 
 async def propose(pool: Any, *, kind: str, article_id: int | None, title: str, body: str, tags: list[str],
-                  language: str, proposer: str, agent_id: str | None, call_id: str | None) -> Proposal:
+                  language: str, proposer: str, agent_id: str | None, call_id: str | None,
+                  notes: str | None = None) -> Proposal:
     """A pending proposal: a new article (``article_id`` None) or an edit of one.
     Raises ``NotFound`` (the article of an edit), ``Invalid``."""
     _check(language, [])
@@ -265,8 +267,8 @@ async def propose(pool: Any, *, kind: str, article_id: int | None, title: str, b
         raise Invalid("kind", "a proposal is 'new' (without article_id) or 'edit' (with it)")
     row = await pool.fetchrow(
         "INSERT INTO kb_proposals (kind, article_id, base_version, title, body, tags, language, call_id, proposer, "
-        "agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
-        kind, article_id, base, title, body, tags, language, call_id, proposer, agent_id)
+        "agent_id, notes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *",
+        kind, article_id, base, title, body, tags, language, call_id, proposer, agent_id, notes)
     return _proposal(row)
 
 

@@ -33,6 +33,8 @@
                        campaign lead lists, the do-not-call list (docs/dialer.md)
     cti campaigns list|create|start|pause|stop|rules|export ...
                        outbound campaigns, their rules, their results as CSV (docs/dialer.md)
+    cti kb fill-products [--customer ID]
+                       the customers' products from tickets and product: tags (docs/knowledge.md)
 
 Exit codes: 0 fine, 1 a check failed or the daemon failed, 2 invalid configuration.
 """
@@ -117,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
     from dialer.campaigns_cli import add_parser as add_campaigns_parser
 
     add_campaigns_parser(sub)
+    from kb.cli import add_parser as add_kb_parser
+
+    add_kb_parser(sub)
     return p
 
 
@@ -176,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dialer import campaigns_cli
 
             return asyncio.run(_on_database(settings, lambda dsn: campaigns_cli.run(args, dsn)))
+        if args.command == "kb":
+            from kb import cli as kb_cli
+
+            return asyncio.run(_on_database(settings, lambda dsn: kb_cli.run(args, dsn)))
     except KeyboardInterrupt:
         return 0
     except ConfigError as exc:      # found while starting (e.g. the hooks without their secret)

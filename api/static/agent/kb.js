@@ -109,7 +109,9 @@
   async function feedback(helped) {
     if (!openId || !callId) return;
     try {
-      const r = await api("POST", "/api/kb/feedback", { article_id: openId, call_id: callId, helped });
+      // The notes go along: their words the article lacks feed the synonyms proposed to KB admins.
+      const r = await api("POST", "/api/kb/feedback", { article_id: openId, call_id: callId, helped,
+                                                       notes: $("kb-notes").value.slice(0, 4000) });
       $("kb-feedback-status").textContent = helped ? `Marked helpful (${r.helped} so far).` : "Marked not relevant.";
     } catch (err) { error(err.message); }
   }
@@ -129,7 +131,7 @@
     if ($("kb-propose-edit").checked && !opened) { $("kb-propose-status").textContent = "Open the article first."; return; }
     const body = { kind: edit ? "edit" : "new", title: $("kb-propose-headline").value, body: $("kb-propose-text").value };
     if (edit) body.article_id = opened.article_id;
-    if (callId) body.call_id = callId;
+    if (callId) { body.call_id = callId; body.notes = $("kb-notes").value.slice(0, 4000); }
     try {
       const p = await api("POST", "/api/kb/proposals", body);
       $("kb-propose-status").textContent = `Sent for approval (proposal ${p.proposal_id}).`;
