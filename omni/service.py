@@ -37,7 +37,8 @@ import structlog
 from acd.core import AcdInputError
 from acd.figures import bucket_start
 from acd.decisions import (
-    Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskQueueStats, TaskReleased, VoiceBlock,
+    Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskOverflowed, TaskQueueStats, TaskReleased,
+    VoiceBlock,
 )
 from acd.tasks import TaskRouter
 from omni import store
@@ -54,7 +55,8 @@ class NotYourTask(TaskError):
     """The task is not assigned to the agent who asks."""
 
 
-Listener = Callable[[str, Task], None]     # (what happened: offered / closed / abandoned / released, the task)
+# (what happened: offered / closed / abandoned / released / overflowed, the task)
+Listener = Callable[[str, Task], None]
 
 
 class OmniService:
@@ -70,6 +72,8 @@ class OmniService:
         self._busy = False
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._timers: asyncio.Task[None] | None = None     # the router's maximum waits
+        self._wake = asyncio.Event()                        # an input: the next deadline may be sooner
         self.filed = self.assigned = self.closed = 0
         self.restored = 0                           # tasks taken back from the database at the last start
         self._day: float | None = None              # the start of the day the queue figures count
@@ -103,6 +107,7 @@ class OmniService:
                 counts = {}
             self._seed(counts)
         self._day = _midnight(self.core, now)
+        self._timers = asyncio.create_task(self._run_timers(), name="omni-timers")
 
     def _voice_states(self, now: float) -> None:
         assert self.router is not None
@@ -180,6 +185,10 @@ class OmniService:
             self.acd.agent_listeners.remove(self._agent_changed)
         if self.acd is not None and self._reconfigured in self.acd.config_listeners:
             self.acd.config_listeners.remove(self._reconfigured)
+        if self._timers is not None:
+            self._timers.cancel()
+            await asyncio.gather(self._timers, return_exceptions=True)
+            self._timers = None
         if self._writer is not None:
             self._writes.put_nowait(None)
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -361,7 +370,28 @@ class OmniService:
                     self._one(d)
         finally:
             self._busy = False
+            self._wake.set()
         return decisions
+
+    async def _run_timers(self) -> None:
+        """Sleep until the router's next deadline (a maximum wait), or until an input may
+        have brought it nearer; then ``tick``."""
+        while True:
+            self._wake.clear()
+            router = self.router
+            deadline = router.next_deadline() if router is not None else None
+            try:
+                async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.time())):
+                    await self._wake.wait()
+                continue
+            except TimeoutError:
+                pass
+            if self.router is not None:
+                try:
+                    self._handle(self.router.tick(time.time()))
+                except Exception:   # a bug must not stop the timers: the next input wakes them again
+                    log.exception("omni timers failed")
+                    await asyncio.sleep(1)
 
     def _one(self, d: Decision) -> None:
         if isinstance(d, TaskAssigned):
@@ -375,6 +405,15 @@ class OmniService:
             self.push({"type": "task.offered", "task": _public(task), "load": d.load, "reason": d.reason},
                       frozenset({d.agent_id}))
             self._tell("offered", task)
+        elif isinstance(d, TaskOverflowed):
+            task = self.tasks.get(d.task_id)
+            if task is None:
+                return
+            task = self.tasks[d.task_id] = replace(task, queue=d.target)
+            log.info("omni task overflowed", task_id=d.task_id, queue=d.queue_id, target=d.target,
+                     waited_s=round(d.waited_s, 1))
+            self.write(lambda p: store.set_queue(p, d.task_id, d.target))
+            self._tell("overflowed", task)
         elif isinstance(d, TaskReleased):
             task = self.tasks.get(d.task_id)
             if task is None:
