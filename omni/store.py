@@ -85,6 +85,13 @@ async def day_counts(conn: Any, since: float, sl_seconds: dict[str, float]) -> d
     return out
 
 
+async def tasks_between(conn: Any, start: float, end: float, limit: int = 200_000) -> list[Task]:
+    """Tasks filed in [start, end), oldest first, at most ``limit`` (the channel report)."""
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM tasks WHERE created_at >= $1 AND created_at < $2 "
+                            f"ORDER BY created_at LIMIT $3", _utc(start), _utc(end), limit)
+    return [to_task(r) for r in rows]
+
+
 async def set_abandoned(conn: Any, task_id: str, at: float) -> None:
     await conn.execute("UPDATE tasks SET status = 'abandoned', closed_at = $2 "
                        "WHERE task_id = $1 AND status = 'waiting'", task_id, _utc(at))

@@ -1,7 +1,7 @@
 """A task queue's maximum wait end to end (docs/omnichannel.md, "Maximum wait"): a real
 daemon and PostgreSQL; a customer's chat into a chat queue nobody staffs overflows after
 its maximum wait to the wider queue, whose agent gets it on the desktop; the customer's
-widget sees the agent; the task's new queue is stored; the wallboard's row counts it."""
+widget sees the agent; the task's new queue is stored; the queues' figures count it."""
 from __future__ import annotations
 
 import time

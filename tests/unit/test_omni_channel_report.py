@@ -1,0 +1,85 @@
+"""Figures per channel (omni.channel_report, pure): a call's queue stays are one contact,
+a task is one; offered, answered, abandoned, the answer wait's p50/p90 and handle time
+per channel; the counts add up whatever the records."""
+from __future__ import annotations
+
+import hypothesis.strategies as st
+import pytest
+from hypothesis import given
+
+from acd.figures import QueueCall
+from omni.channel_report import CHANNEL_COLUMNS, Contact, channel_rows, from_task, nearest_rank, voice_contacts
+from omni.tasks import Task
+
+T0 = 1_800_000_000.0
+
+
+def _task(status, created=T0, assigned=None, closed=None, channel="chat"):
+    return Task("t", channel, "q", "ada@example.org", "s", "r", created, status, None, assigned, closed)
+
+
+def test_an_overflowed_call_is_one_contact_waiting_from_its_first_queue():
+    calls = [QueueCall(call_id="c1", queue="sales", arrived_at=T0, outcome="timed_out", left_at=T0 + 30),
+             QueueCall(call_id="c1", queue="overflow", arrived_at=T0 + 30, outcome="answered", left_at=T0 + 40,
+                       agent="a1", talk_s=100, hold_s=10, wrapup_s=5),
+             QueueCall(call_id="c2", queue="sales", arrived_at=T0, outcome="abandoned", left_at=T0 + 7)]
+    got = sorted(voice_contacts(calls), key=lambda c: c.outcome)
+    assert got == [Contact("voice", "abandoned", 7.0), Contact("voice", "answered", 40.0, 115.0)]
+
+
+def test_a_task_answered_closed_abandoned_or_waiting():
+    assert from_task(_task("closed", assigned=T0 + 12, closed=T0 + 312)) == Contact("chat", "answered", 12.0, 300.0)
+    assert from_task(_task("assigned", assigned=T0 + 3)) == Contact("chat", "answered", 3.0, None)
+    assert from_task(_task("abandoned", closed=T0 + 45)) == Contact("chat", "abandoned", 45.0)
+    assert from_task(_task("closed", closed=T0 + 60)).outcome == "abandoned"      # closed by its channel, unanswered
+    assert from_task(_task("waiting")) == Contact("chat", "waiting", None)
+
+
+def test_rows_per_channel_in_order_with_zeros_for_a_quiet_channel():
+    contacts = [Contact("chat", "answered", w, 100.0) for w in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)]
+    contacts += [Contact("chat", "abandoned", 50.0), Contact("voice", "timed_out", 60.0),
+                 Contact("email", "waiting", None), Contact("email", "answered", 3600.0, None)]
+    rows = channel_rows(contacts)
+    assert [r["channel"] for r in rows] == ["voice", "chat", "email", "message"]
+    voice, chat, email, message = rows
+    assert (chat["offered"], chat["answered"], chat["abandoned"]) == (11, 10, 1)
+    assert (chat["wait_p50_s"], chat["wait_p90_s"], chat["aht_s"], chat["handled"]) == (5.0, 9.0, 100.0, 10)
+    assert (voice["offered"], voice["timed_out"], voice["wait_p50_s"]) == (1, 1, None)
+    assert (email["waiting"], email["wait_p50_s"], email["aht_s"]) == (1, 3600.0, None)
+    assert message == {"channel": "message", "offered": 0, "answered": 0, "abandoned": 0, "timed_out": 0,
+                       "waiting": 0, "wait_p50_s": None, "wait_p90_s": None, "aht_s": None, "handled": 0}
+    assert list(message) == CHANNEL_COLUMNS
+
+
+def test_an_unknown_outcome_is_refused():
+    with pytest.raises(ValueError, match="outcome"):
+        Contact("chat", "lost", 1.0)
+
+
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=50), st.floats(0.01, 1.0))
+def test_nearest_rank_is_the_smallest_value_with_q_of_them_at_or_below(values, q):
+    got = nearest_rank(values, q)
+    assert got in values
+    assert sum(v <= got for v in values) >= q * len(values) - 1e-9
+    assert all(sum(v <= x for v in values) < q * len(values) - 1e-9 for x in values if x < got)
+
+
+contact = st.builds(
+    lambda ch, outcome, wait, handle: Contact(ch, outcome, None if outcome == "waiting" else wait,
+                                              handle if outcome == "answered" else None),
+    st.sampled_from(["voice", "chat", "email", "message", "sms"]),
+    st.sampled_from(["answered", "abandoned", "timed_out", "waiting"]),
+    st.floats(0, 1e5, allow_nan=False), st.one_of(st.none(), st.floats(0, 1e5, allow_nan=False)))
+
+
+@given(st.lists(contact, max_size=60))
+def test_the_counts_add_up_and_the_percentiles_are_ordered(contacts):
+    rows = channel_rows(contacts)
+    assert sum(r["offered"] for r in rows) == len(contacts)
+    for r in rows:
+        assert r["offered"] == r["answered"] + r["abandoned"] + r["timed_out"] + r["waiting"]
+        assert r["handled"] <= r["answered"]
+        assert (r["wait_p50_s"] is None) == (r["answered"] == 0)
+        if r["wait_p50_s"] is not None:
+            assert r["wait_p50_s"] <= r["wait_p90_s"]
+    assert [r["channel"] for r in rows][:4] == ["voice", "chat", "email", "message"]
