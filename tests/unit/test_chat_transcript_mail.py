@@ -15,6 +15,7 @@ from mail.service import MailConfig, MailService
 from mail.transcript import transcript_message
 from omni.chat import ChatError, parse_client
 from omni.chat_service import ChatService
+from tests.unit.test_omni_chat import _until
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 START = {"type": "start", "name": "Ada", "email": "ada@example.org", "question": "Where is it?"}
@@ -95,13 +96,6 @@ async def mailing_chat(omni_running):
     finally:
         await chat.stop()
         await client.close()
-
-
-async def _until(ws, kind):
-    while True:
-        f = await ws.receive_json(timeout=5)
-        if f["type"] == kind:
-            return f
 
 
 async def test_a_chat_closed_by_its_agent_is_mailed_when_the_customer_asked(mailing_chat):
