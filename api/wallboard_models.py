@@ -130,6 +130,8 @@ class ChannelReportQuery(Strict):
 
     @model_validator(mode="after")
     def _range(self) -> "ChannelReportQuery":
+        if self.end >= date.max:
+            raise ValueError("end: a day before 9999-12-31")
         if self.end < self.start:
             raise ValueError("end is before start")
         if (self.end - self.start).days > 62:

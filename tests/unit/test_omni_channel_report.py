@@ -83,3 +83,22 @@ def test_the_counts_add_up_and_the_percentiles_are_ordered(contacts):
         if r["wait_p50_s"] is not None:
             assert r["wait_p50_s"] <= r["wait_p90_s"]
     assert [r["channel"] for r in rows][:4] == ["voice", "chat", "email", "message"]
+
+
+@given(st.dates(), st.dates(), st.sampled_from(["json", "csv", "xml"]))
+def test_the_report_s_query_is_a_short_range_of_days_that_can_be_bounded(start, end, fmt):
+    """Fuzzed: a query the route can turn into a time range (end + 1 day exists), or a
+    validation error naming why."""
+    from datetime import date, timedelta
+
+    from pydantic import ValidationError
+
+    from api.wallboard_models import ChannelReportQuery
+
+    try:
+        q = ChannelReportQuery.model_validate({"start": start.isoformat(), "end": end.isoformat(), "format": fmt})
+    except ValidationError as exc:
+        assert exc.errors()
+        return
+    assert q.start <= q.end and (q.end - q.start).days <= 62 and q.format in ("json", "csv")
+    assert q.end + timedelta(days=1) <= date.max
