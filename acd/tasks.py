@@ -49,8 +49,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from itertools import count
 
-from acd.config import TASK_CHANNELS, AcdConfig, Capacity
-from acd.config import Overflow
+from acd.config import TASK_CHANNELS, AcdConfig, Capacity, Overflow
 from acd.config import Queue as QueueConfig
 from acd.core import AcdInputError
 from acd.decisions import (
