@@ -166,9 +166,12 @@ class TaskRouter:
         return out
 
     def task_waiting(self, task_id: str, queue_id: str, now: float, *, priority: int | None = None,
-                     customer_ref: str | None = None, since: float | None = None) -> list[Decision]:
+                     customer_ref: str | None = None, since: float | None = None,
+                     entered: float | None = None) -> list[Decision]:
         """A task starts waiting in ``queue_id`` (a queue of a task channel); ``since``
-        (at most ``now``) when it began, for one taken over after a restart.
+        (at most ``now``) when it began, for one taken over after a restart (its place),
+        and ``entered`` when it entered this queue if later (a transfer or an overflow
+        before the restart: the maximum wait counts from it; default ``since``).
         Raises ``AcdInputError`` for an unknown or voice queue or a bad priority."""
         now = self._clock(now)
         q = self._queues.get(queue_id)
@@ -179,8 +182,9 @@ class TaskRouter:
         if task_id in self._tasks:
             return self._ignore("task_waiting", task_id, None, "task already known")
         began = now if since is None or since != since else min(since, now)
+        entered_at = began if entered is None or entered != entered else min(max(entered, began), now)
         task = _Task(task_id, q, q.cfg.priority if priority is None else priority, began, next(self._seq),
-                     customer_ref, entered_at=began)
+                     customer_ref, entered_at=entered_at)
         self._tasks[task_id] = task
         out: list[Decision] = []
         self._arrive(task, q, now, out, None, "")

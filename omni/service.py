@@ -158,7 +158,7 @@ class OmniService:
         for t in placed:
             if t.status == "waiting":
                 self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
-                                                      customer_ref=t.customer_ref))
+                                                      entered=t.queued_at, customer_ref=t.customer_ref))
         # A block the call router still holds that the new task router does not (the agent's
         # tasks left, or its rule changed) is lifted: the router only says what changes.
         for agent_id in sorted(agents & set(self.acd.voice_blocked)):
@@ -302,13 +302,14 @@ class OmniService:
             raise TaskError(f"task {task_id!r} is not open")
         if task.status == "waiting" and task.queue == queue:
             return task
+        now = time.time()
         try:
-            decisions = router.task_transferred(task_id, queue, time.time())
+            decisions = router.task_transferred(task_id, queue, now)
         except AcdInputError as exc:
             raise TaskError(str(exc)) from None
-        moved = self.tasks[task_id] = replace(self.tasks[task_id], queue=queue)
+        moved = self.tasks[task_id] = replace(self.tasks[task_id], queue=queue, queued_at=now)
         if moved.status == "waiting":
-            self.write(lambda p: store.set_waiting(p, task_id, queue))
+            self.write(lambda p: store.set_waiting(p, task_id, queue, now))
         self._handle(decisions)
         return self.tasks[task_id]
 
@@ -409,19 +410,20 @@ class OmniService:
             task = self.tasks.get(d.task_id)
             if task is None:
                 return
-            task = self.tasks[d.task_id] = replace(task, queue=d.target)
+            task = self.tasks[d.task_id] = replace(task, queue=d.target, queued_at=d.at)
             log.info("omni task overflowed", task_id=d.task_id, queue=d.queue_id, target=d.target,
                      waited_s=round(d.waited_s, 1))
-            self.write(lambda p: store.set_queue(p, d.task_id, d.target))
+            self.write(lambda p: store.set_queue(p, d.task_id, d.target, d.at))
             self._tell("overflowed", task)
         elif isinstance(d, TaskReleased):
             task = self.tasks.get(d.task_id)
             if task is None:
                 return
-            task = self.tasks[d.task_id] = replace(task, status="waiting", agent_id=None, assigned_at=None)
+            task = self.tasks[d.task_id] = replace(task, status="waiting", agent_id=None, assigned_at=None,
+                                                   queued_at=d.at)
             queue = task.queue
             log.info("omni task released", task_id=d.task_id, agent=d.agent_id, reason=d.reason)
-            self.write(lambda p: store.set_waiting(p, d.task_id, queue))
+            self.write(lambda p: store.set_waiting(p, d.task_id, queue, d.at))
             self.push({"type": "task.released", "task": _public(task), "reason": d.reason},
                       frozenset({d.agent_id}))
             self._tell("released", task)

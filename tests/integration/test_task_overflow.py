@@ -70,10 +70,12 @@ async def test_a_chat_nobody_takes_in_time_overflows_to_the_wider_queue(asterisk
         await d.runner.app[OMNI].flush()
         conn = await asyncpg.connect(database)
         try:
-            row = await conn.fetchrow("SELECT queue_id, status, agent_id FROM tasks WHERE task_id = $1", task_id)
+            row = await conn.fetchrow("SELECT queue_id, status, agent_id, created_at, queued_at FROM tasks "
+                                      "WHERE task_id = $1", task_id)
         finally:
             await conn.close()
         assert (row["queue_id"], row["status"], row["agent_id"]) == ("wide", "assigned", "a1")
+        assert row["queued_at"] > row["created_at"]         # the overflow's time, kept for a restart
         stats = {s.queue_id: s for s in d.runner.app[OMNI].queue_stats(time.time())}
         assert (stats["vip"].overflowed, stats["vip"].answered) == (1, 0)
         assert stats["wide"].answered == 1

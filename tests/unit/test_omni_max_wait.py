@@ -188,3 +188,37 @@ async def test_the_service_overflows_a_waiting_chat_by_its_own_timer(acd_hub):
     finally:
         await omni.stop()
     assert omni._timers is None
+
+
+def test_a_task_taken_back_after_a_restart_keeps_its_clock_in_the_queue_it_was_moved_to():
+    """Its place by when it was filed (since), its maximum wait from when it entered (entered)."""
+    r = _router()
+    r.task_waiting("old", "c2", T0 + 100, since=T0, entered=T0 + 90)
+    assert r.next_deadline() == T0 + 110
+    r.task_waiting("fresh", "c2", T0 + 100, since=T0 + 50)
+    assert r.waiting("c2") == ["old", "fresh"]
+    r.task_waiting("unmoved", "c1", T0 + 100, since=T0 + 95)     # entered: since
+    # fresh's wait in c2 ends at T0 + 70, unmoved's in c1 at T0 + 105, old's at T0 + 110
+    assert [d.task_id for d in r.tick(T0 + 105) if isinstance(d, TaskOverflowed)] == ["fresh", "unmoved"]
+    assert r.next_deadline() == T0 + 110
+
+
+async def test_a_transfer_is_remembered_so_a_new_configuration_keeps_the_maximum_wait_s_clock(acd_hub):
+    o = await acd_hub({"skills": [], "queues": [
+        {"id": "billing"},
+        {"id": "quiet", "channel": "chat"},
+        {"id": "first", "channel": "chat", "max_wait_s": 3600, "on_max_wait": {"overflow": "quiet"}}],
+        "agents": [{"id": "a4", "name": "Dev", "device": "Local/agent4@cti-demo-agents/n",
+                    "queues": {"billing": {}}, "auto_login": True}]})
+    omni = OmniService(o.core, o.acd, o.hub.push)
+    await omni.start()
+    try:
+        tid = await omni.file_task("chat", "quiet", "ada@example.org", "Hello", "s-1")
+        moved = omni.transfer(tid, "first")
+        assert moved.queued_at is not None and moved.queued_at >= moved.created_at
+        assert omni.router.next_deadline() == moved.queued_at + 3600
+        omni._reconfigured(o.acd.config, moved.queued_at + 1)          # a new router takes it back
+        assert omni.router.next_deadline() == moved.queued_at + 3600
+        assert omni.router.waiting("first") == [tid]
+    finally:
+        await omni.stop()
