@@ -126,6 +126,8 @@ class StaffingReply(BaseModel):
 class ChannelReportQuery(Strict):
     start: Day = Field(description="first local day")
     end: Day = Field(description="last local day (included)")
+    granularity: Literal["15min", "30min", "60min", "day", "week"] | None = Field(
+        None, description="per interval (by arrival) when given; else the range's totals")
     format: Literal["json", "csv"] = "json"
 
     @model_validator(mode="after")
@@ -143,5 +145,7 @@ class ChannelReportReply(BaseModel):
     timezone: str
     start: date
     end: date
+    granularity: str | None = None
     rows: list[dict[str, Any]] = Field(description="one per channel: voice, chat, email, message "
-                                                   "(omni.channel_report.CHANNEL_COLUMNS)")
+                                                   "(omni.channel_report.CHANNEL_COLUMNS), per interval "
+                                                   "(start, local_start) with a granularity")

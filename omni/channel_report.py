@@ -16,12 +16,16 @@ is over: talk + hold + wrap-up for a call; from assignment to close for a task, 
 time the agent held it, maybe beside others) and ``handled`` (how many that mean
 is over). Calls abandoned within a few seconds are counted as abandoned here (the
 queue report leaves short abandons out of offered).
+
+With an interval (``bucket``: a contact's arrival to its interval's start,
+``acd.figures.bucket_start`` on the site's clock), the rows are per interval that had
+contacts, then per channel, each with its ``start``.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from acd.figures import ABANDONED, ANSWERED, OUTCOMES, TIMED_OUT, WAITING, QueueCall, group_by
 from omni.tasks import Task
@@ -36,12 +40,13 @@ CHANNEL_COLUMNS = ["channel", "offered", "answered", "abandoned", "timed_out", "
 @dataclass(frozen=True, slots=True)
 class Contact:
     """One contact: its ``channel``, how it ended (``acd.figures.OUTCOMES``), its wait
-    (None while waiting) and handle time (None unless answered and over)."""
+    (None while waiting), handle time (None unless answered and over) and arrival."""
 
     channel: str
     outcome: str
     wait_s: float | None
     handle_s: float | None = None
+    arrived_at: float = 0.0
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -56,7 +61,8 @@ def voice_contacts(calls: Iterable[QueueCall]) -> list[Contact]:
         stays = sorted(stays, key=lambda c: c.arrived_at)
         first, last = stays[0], stays[-1]
         wait = None if last.left_at is None else max(0.0, last.left_at - first.arrived_at)
-        out.append(Contact("voice", last.outcome, wait, last.handle_s if last.outcome == ANSWERED else None))
+        out.append(Contact("voice", last.outcome, wait, last.handle_s if last.outcome == ANSWERED else None,
+                           first.arrived_at))
     return out
 
 
@@ -66,13 +72,11 @@ def from_task(t: Task) -> Contact:
     if t.assigned_at is not None:
         handle = t.closed_at - t.assigned_at if t.status == "closed" and t.closed_at is not None else None
         return Contact(t.channel, ANSWERED, max(0.0, t.assigned_at - t.created_at),
-                       None if handle is None else max(0.0, handle))
-    if t.status == "abandoned":
+                       None if handle is None else max(0.0, handle), t.created_at)
+    if t.status in ("abandoned", "closed"):     # closed unanswered: its channel closed the conversation
         left = t.closed_at if t.closed_at is not None else t.created_at
-        return Contact(t.channel, ABANDONED, max(0.0, left - t.created_at))
-    if t.status == "closed":        # closed without an agent (its channel closed the conversation)
-        return Contact(t.channel, ABANDONED, max(0.0, (t.closed_at or t.created_at) - t.created_at))
-    return Contact(t.channel, WAITING, None)
+        return Contact(t.channel, ABANDONED, max(0.0, left - t.created_at), None, t.created_at)
+    return Contact(t.channel, WAITING, None, None, t.created_at)
 
 
 def nearest_rank(values: Sequence[float], q: float) -> float | None:
@@ -84,9 +88,15 @@ def nearest_rank(values: Sequence[float], q: float) -> float | None:
     return v[max(0, math.ceil(q * len(v)) - 1)]
 
 
-def channel_rows(contacts: Iterable[Contact], channels: Sequence[str] = CHANNELS) -> list[dict[str, object]]:
+def channel_rows(contacts: Iterable[Contact], channels: Sequence[str] = CHANNELS, *,
+                 bucket: Callable[[float], float] | None = None) -> list[dict[str, object]]:
     """One row per channel of ``channels`` (in that order, zeros when none came), then
-    any other channel met, by name. Seconds rounded to 0.1."""
+    any other channel met, by name. Seconds rounded to 0.1. With ``bucket``, those rows
+    for each interval that had contacts, in time order, each with its ``start``."""
+    if bucket is not None:
+        return [{"start": start, **row}
+                for start, cs in sorted(group_by(contacts, lambda c: bucket(c.arrived_at)).items())
+                for row in channel_rows(cs, channels)]
     by = group_by(contacts, lambda c: c.channel)
     rows = []
     for ch in [*channels, *sorted(set(by) - set(channels))]:

@@ -49,6 +49,13 @@ async def test_the_channel_report_counts_chats_answered_and_abandoned(asterisk, 
             assert r.status == 200 and r.content_type == "text/csv"
             lines = (await r.text()).splitlines()
         assert lines[0].startswith("channel,offered,answered,abandoned") and lines[2].startswith("chat,4,3,1")
+        # Per interval: the same contacts, split by the hour they came in.
+        status, body = await call(http, d, "GET", f"/api/reports/channels?start={day}&end={day}&granularity=60min",
+                                  t["sue"])
+        assert status == 200 and body["granularity"] == "60min", body
+        chat_rows = [r for r in body["rows"] if r["channel"] == "chat"]
+        assert sum(r["offered"] for r in chat_rows) == 4 and sum(r["abandoned"] for r in chat_rows) == 1
+        assert all(r["local_start"].startswith(day) for r in body["rows"])
         status, err = await call(http, d, "GET", f"/api/reports/channels?start={day}&end=2000-01-01", t["sue"])
         assert status == 422, err
         status, _ = await call(http, d, "GET", f"/api/reports/channels?start={day}&end={day}", t["ada"])

@@ -24,15 +24,16 @@ def test_an_overflowed_call_is_one_contact_waiting_from_its_first_queue():
                        agent="a1", talk_s=100, hold_s=10, wrapup_s=5),
              QueueCall(call_id="c2", queue="sales", arrived_at=T0, outcome="abandoned", left_at=T0 + 7)]
     got = sorted(voice_contacts(calls), key=lambda c: c.outcome)
-    assert got == [Contact("voice", "abandoned", 7.0), Contact("voice", "answered", 40.0, 115.0)]
+    assert got == [Contact("voice", "abandoned", 7.0, None, T0), Contact("voice", "answered", 40.0, 115.0, T0)]
 
 
 def test_a_task_answered_closed_abandoned_or_waiting():
-    assert from_task(_task("closed", assigned=T0 + 12, closed=T0 + 312)) == Contact("chat", "answered", 12.0, 300.0)
-    assert from_task(_task("assigned", assigned=T0 + 3)) == Contact("chat", "answered", 3.0, None)
-    assert from_task(_task("abandoned", closed=T0 + 45)) == Contact("chat", "abandoned", 45.0)
+    assert from_task(_task("closed", assigned=T0 + 12, closed=T0 + 312)) == \
+        Contact("chat", "answered", 12.0, 300.0, T0)
+    assert from_task(_task("assigned", assigned=T0 + 3)) == Contact("chat", "answered", 3.0, None, T0)
+    assert from_task(_task("abandoned", closed=T0 + 45)) == Contact("chat", "abandoned", 45.0, None, T0)
     assert from_task(_task("closed", closed=T0 + 60)).outcome == "abandoned"      # closed by its channel, unanswered
-    assert from_task(_task("waiting")) == Contact("chat", "waiting", None)
+    assert from_task(_task("waiting")) == Contact("chat", "waiting", None, None, T0)
 
 
 def test_rows_per_channel_in_order_with_zeros_for_a_quiet_channel():
@@ -49,6 +50,17 @@ def test_rows_per_channel_in_order_with_zeros_for_a_quiet_channel():
     assert message == {"channel": "message", "offered": 0, "answered": 0, "abandoned": 0, "timed_out": 0,
                        "waiting": 0, "wait_p50_s": None, "wait_p90_s": None, "aht_s": None, "handled": 0}
     assert list(message) == CHANNEL_COLUMNS
+
+
+def test_rows_per_interval_in_time_order_each_with_every_channel():
+    contacts = [Contact("chat", "answered", 4.0, 60.0, T0 + 10), Contact("voice", "abandoned", 9.0, None, T0 + 3700),
+                Contact("chat", "answered", 6.0, None, T0 + 20)]
+    rows = channel_rows(contacts, bucket=lambda t: t - (t - T0) % 3600)
+    assert [(r["start"], r["channel"], r["offered"]) for r in rows] == [
+        (T0, "voice", 0), (T0, "chat", 2), (T0, "email", 0), (T0, "message", 0),
+        (T0 + 3600, "voice", 1), (T0 + 3600, "chat", 0), (T0 + 3600, "email", 0), (T0 + 3600, "message", 0)]
+    assert rows[1]["wait_p50_s"] == 4.0 and rows[1]["wait_p90_s"] == 6.0
+    assert channel_rows([], bucket=lambda t: t) == []
 
 
 def test_an_unknown_outcome_is_refused():

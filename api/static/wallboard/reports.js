@@ -10,9 +10,9 @@
 
   function params() {
     const f = new FormData(form);
-    if (f.get("kind") === "channels") return ["channels", new URLSearchParams({ start: f.get("start"), end: f.get("end") })];
     const p = new URLSearchParams({ start: f.get("start"), end: f.get("end"), granularity: f.get("granularity") });
     const who = f.get("who").trim();
+    if (f.get("kind") === "channels") return ["channels", p];      // every channel: no queue or agent
     if (who) p.set(f.get("kind") === "queues" ? "queue" : "agent", who);
     return [f.get("kind"), p];
   }
@@ -30,7 +30,8 @@
       : `${data.timezone}; every call and task of the days, by channel`;
     const rows = data.rows;
     const cols = kind === "channels"
-      ? [["channel", (r) => r.channel], ["offered", (r) => r.offered], ["answered", (r) => r.answered],
+      ? [["interval", (r) => r.local_start.replace("T", " ").slice(0, 16)], ["channel", (r) => r.channel],
+         ["offered", (r) => r.offered], ["answered", (r) => r.answered],
          ["abandoned", (r) => r.abandoned], ["timed out", (r) => r.timed_out], ["waiting", (r) => r.waiting],
          ["wait p50", (r) => secs(r.wait_p50_s)], ["wait p90", (r) => secs(r.wait_p90_s)], ["AHT", (r) => secs(r.aht_s)]]
       : kind === "queues"
