@@ -1,6 +1,6 @@
 """A web chat's transcript as an e-mail to its customer, pure: the message to send.
 
-The customer asks for it in the widget ("E-mail me the transcript": the ``start``
+The customer asks for it in the widget ("Send me a copy of the chat": the ``start``
 frame's ``transcript``); it goes out through the same relay as mail replies
 (``MailService.send_transcript``) when an agent closes the chat. It is a message of
 its own, not a reply: no thread, no In-Reply-To; its Message-ID names the chat's task.

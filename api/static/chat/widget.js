@@ -41,7 +41,7 @@
                                                       rows: "3"}));
   var copy = el("label", {"class": "cti-chat-copy"});
   copy.appendChild(el("input", {type: "checkbox", name: "transcript"}));
-  copy.appendChild(document.createTextNode(" E-mail me the transcript"));
+  copy.appendChild(document.createTextNode(" Send me a copy of the chat"));
   form.appendChild(copy);
   form.appendChild(el("button", {type: "submit"}, "Start chat"));
   var status = el("p", {"class": "cti-chat-status", "role": "status", "aria-live": "polite"});
