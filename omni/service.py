@@ -76,6 +76,7 @@ class OmniService:
         self._wake = asyncio.Event()                        # an input: the next deadline may be sooner
         self.filed = self.assigned = self.closed = 0
         self.restored = 0                           # tasks taken back from the database at the last start
+        self.started = False                        # start done: the open tasks taken back (health's running)
         self._day: float | None = None              # the start of the day the queue figures count
         # Whether this node may route tasks (an HA pair: ``HaNode.may_act``; alone: always).
         self.may_act: Callable[[], bool] = lambda: True
@@ -108,6 +109,7 @@ class OmniService:
             self._seed(counts)
         self._day = _midnight(self.core, now)
         self._timers = asyncio.create_task(self._run_timers(), name="omni-timers")
+        self.started = True
 
     def _voice_states(self, now: float) -> None:
         assert self.router is not None
@@ -181,6 +183,7 @@ class OmniService:
         log.info("omni configuration in force", tasks=len(self.tasks), queues=len(self.router.queue_ids()))
 
     async def stop(self) -> None:
+        self.started = False
         if self.acd is not None and self._agent_changed in self.acd.agent_listeners:
             self.acd.agent_listeners.remove(self._agent_changed)
         if self.acd is not None and self._reconfigured in self.acd.config_listeners:
@@ -206,7 +209,9 @@ class OmniService:
         await done
 
     def health(self) -> dict[str, Any]:
-        return {"running": self.router is not None, "open": len(self.tasks), "filed": self.filed,
+        # Running once the open tasks are taken back (not while a start reads them: a takeover's
+        # health then said running with nothing restored yet).
+        return {"running": self.router is not None and self.started, "open": len(self.tasks), "filed": self.filed,
                 "assigned": self.assigned, "closed": self.closed, "restored": self.restored}
 
     # -- the entry point of every channel -----------------------------------------
