@@ -236,8 +236,11 @@ def check_references(cfg: AcdConfig) -> list[str]:
             problems.append(f"{where}: on_max_wait overflows to unknown queue {q.on_max_wait.overflow!r}")
         elif isinstance(q.on_max_wait, Overflow) and queues[q.on_max_wait.overflow].channel != q.channel:
             problems.append(f"{where}: on_max_wait overflows to a queue of another channel")
-        if q.channel != "voice" and (q.steps or q.on_max_wait is not None or q.borrow_from):
-            problems.append(f"{where}: a {q.channel} queue has no steps, max wait or borrowing (yet)")
+        if q.channel != "voice" and (q.steps or q.borrow_from):
+            problems.append(f"{where}: a {q.channel} queue has no steps or borrowing (yet)")
+        if q.channel != "voice" and q.on_max_wait is not None and not isinstance(q.on_max_wait, Overflow):
+            problems.append(f"{where}: a {q.channel} queue's on_max_wait is an overflow to another "
+                            f"{q.channel} queue ({q.on_max_wait} is for calls)")
 
     # Overflow cycles: follow each chain; every queue has at most one target.
     reported: set[frozenset[str]] = set()

@@ -213,6 +213,20 @@ class TaskDequeued:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskOverflowed:
+    """Task ``task_id`` waited its queue's ``max_wait_s`` in ``queue_id`` (from its entry
+    there) and now waits in ``target`` (``on_max_wait``'s overflow), keeping its place by
+    first arrival; a ``TaskAssigned`` follows when a member of the target may take it."""
+
+    task_id: str
+    queue_id: str
+    target: str
+    channel: str
+    waited_s: float                 # in queue_id
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class TaskEnded:
     """The agent closed task ``task_id``: its capacity in the channel is free again."""
 
@@ -260,3 +274,4 @@ class TaskQueueStats:
     sl_target: float
     sl_seconds: float
     agents_eligible: int            # members logged in and not on a break
+    overflowed: int = 0             # left unanswered for on_max_wait's queue (counted in offered)

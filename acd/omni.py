@@ -51,7 +51,14 @@ class OmniRouter:
         return self._pump(self.tasks.task_transferred(task_id, queue_id, now))
 
     def tick(self, now: float) -> list[Decision]:
-        return self._pump(self.voice.tick(now))
+        """Both routers' timers due at ``now``: the calls' first, then the tasks' maximum waits."""
+        out = self._pump(self.voice.tick(now))
+        return out + self._pump(self.tasks.tick(now))
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next be called (None: no timer pending in either router)."""
+        due = [t for t in (self.voice.next_deadline(), self.tasks.next_deadline()) if t is not None]
+        return min(due, default=None)
 
     def _pump(self, first: list[Decision]) -> list[Decision]:
         out: list[Decision] = []

@@ -11,7 +11,9 @@ its capacity invariants (the property tests and bench/omni_assign.py use it).
   channel is not in ``while_on_voice``;
 - *fairness*: a task goes to an agent more loaded (open tasks of the channel /
   capacity) than another eligible member of its queue at that moment;
-- a task leaves its queue twice, or one never accepted does.
+- a task leaves its queue twice, or one never accepted does;
+- a task overflows from a queue it is not waiting in, or to one that is not its
+  queue's ``on_max_wait`` target, or before its maximum wait there is over.
 
 ``stable(router)`` checks, after an input, that no waiting task has an eligible agent.
 """
@@ -22,7 +24,8 @@ from typing import Iterable
 
 from acd.config import TASK_CHANNELS, AcdConfig
 from acd.decisions import (
-    LOGGED_OUT, NOT_READY, AgentState, Offer, TaskAssigned, TaskDequeued, TaskEnded, TaskReleased, VoiceBlock,
+    LOGGED_OUT, NOT_READY, AgentState, Offer, TaskAssigned, TaskDequeued, TaskEnded, TaskOverflowed, TaskReleased,
+    VoiceBlock,
 )
 from acd.index import merge_requirements, qualifies
 from acd.tasks import ON_VOICE
@@ -119,6 +122,12 @@ class Shadow:
                 assert self.open.pop(d.task_id) == d.agent_id, d
                 self.load[d.agent_id][d.channel] -= 1
                 assert self.load[d.agent_id][d.channel] >= 0
+            elif isinstance(d, TaskOverflowed):
+                assert self.waiting.get(d.task_id) == d.queue_id, f"overflow of a task not waiting there: {d}"
+                q = self.queues[d.queue_id]
+                assert q.max_wait_s is not None and d.waited_s >= q.max_wait_s, f"overflow too soon: {d}"
+                assert getattr(q.on_max_wait, "overflow", None) == d.target, f"overflow to another queue: {d}"
+                self.waiting[d.task_id] = d.target
             elif isinstance(d, VoiceBlock):
                 assert d.blocked == any(self.load[d.agent_id][c]
                                         for c in self.agents[d.agent_id].capacity.voice_blocked_by), d

@@ -23,6 +23,12 @@ docs/omnichannel.md). ``acd.omni.OmniRouter`` joins them into one pure router.
   task has an eligible agent (*stable*, as for calls), so the freed agent is
   the only one eligible and fairness holds at every assignment.
 - Service level per queue, so per channel: assigned within its ``sl_seconds``.
+- Maximum wait: a queue's ``max_wait_s`` with ``on_max_wait = { overflow = "q" }``
+  (a queue of the same channel): a task waiting that long since it entered the
+  queue moves to ``q`` (``TaskOverflowed``), keeping its place by first arrival,
+  and is routed there as a new arrival; ``q``'s own maximum wait then counts from
+  the overflow. The router says when it next needs ``tick(now)``
+  (``next_deadline()``); the shell sleeps until then.
 - An agent may also *take* a task itself (``task_taken``: the mail panel's
   Take), and a task may be *transferred* to another queue of its channel
   (``task_transferred``, keeping its wait) or to an agent (``task_taken``).
@@ -43,12 +49,12 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from itertools import count
 
-from acd.config import TASK_CHANNELS, AcdConfig, Capacity
+from acd.config import TASK_CHANNELS, AcdConfig, Capacity, Overflow
 from acd.config import Queue as QueueConfig
 from acd.core import AcdInputError
 from acd.decisions import (
     LOGGED_OUT, NOT_READY, ON_CALL, RESERVED, WRAPUP, Decision, Ignored, TaskAssigned,
-    TaskDequeued, TaskEnded, TaskQueueStats, TaskReleased, VoiceBlock,
+    TaskDequeued, TaskEnded, TaskOverflowed, TaskQueueStats, TaskReleased, VoiceBlock,
 )
 from acd.index import merge_requirements, qualifies
 
@@ -97,11 +103,12 @@ class _Task:
     status: str = _WAITING
     agent: _Agent | None = None
     assigned_at: float = 0.0
+    entered_at: float = 0.0         # entry in its queue now: the maximum wait counts from it
 
 
 class _Queue:
     __slots__ = ("cfg", "id", "channel", "reqs", "members", "heap", "waiting", "offered", "answered",
-                 "within", "abandoned", "handle_avg", "open")
+                 "within", "abandoned", "overflowed", "handle_avg", "open", "overflow_to")
 
     def __init__(self, cfg: QueueConfig) -> None:
         self.cfg = cfg
@@ -111,9 +118,10 @@ class _Queue:
         self.members: list[_Agent] = []         # qualified members only
         self.heap: list[tuple[int, float, int, _Task]] = []   # (-prio, arrived, seq, task), lazy
         self.waiting: dict[str, _Task] = {}
-        self.offered = self.answered = self.within = self.abandoned = 0
+        self.offered = self.answered = self.within = self.abandoned = self.overflowed = 0
         self.handle_avg = cfg.expected_handle_s
         self.open = 0
+        self.overflow_to: str | None = cfg.on_max_wait.overflow if isinstance(cfg.on_max_wait, Overflow) else None
 
     def head(self) -> _Task | None:
         heap = self.heap
@@ -143,6 +151,7 @@ class TaskRouter:
                     q.members.append(agent)
                     agent.queues.append(q)
         self._tasks: dict[str, _Task] = {}
+        self._timers: list[tuple[float, int, _Task]] = []     # (max wait's end, seq, task), lazy
 
     # -- inputs ------------------------------------------------------------------
 
@@ -157,9 +166,12 @@ class TaskRouter:
         return out
 
     def task_waiting(self, task_id: str, queue_id: str, now: float, *, priority: int | None = None,
-                     customer_ref: str | None = None, since: float | None = None) -> list[Decision]:
+                     customer_ref: str | None = None, since: float | None = None,
+                     entered: float | None = None) -> list[Decision]:
         """A task starts waiting in ``queue_id`` (a queue of a task channel); ``since``
-        (at most ``now``) when it began, for one taken over after a restart.
+        (at most ``now``) when it began, for one taken over after a restart (its place),
+        and ``entered`` when it entered this queue if later (a transfer or an overflow
+        before the restart: the maximum wait counts from it; default ``since``).
         Raises ``AcdInputError`` for an unknown or voice queue or a bad priority."""
         now = self._clock(now)
         q = self._queues.get(queue_id)
@@ -170,22 +182,12 @@ class TaskRouter:
         if task_id in self._tasks:
             return self._ignore("task_waiting", task_id, None, "task already known")
         began = now if since is None or since != since else min(since, now)
+        entered_at = began if entered is None or entered != entered else min(max(entered, began), now)
         task = _Task(task_id, q, q.cfg.priority if priority is None else priority, began, next(self._seq),
-                     customer_ref)
+                     customer_ref, entered_at=entered_at)
         self._tasks[task_id] = task
-        q.waiting[task_id] = task
-        heappush(q.heap, (-task.prio, began, task.seq, task))
         out: list[Decision] = []
-        best = None
-        for agent in q.members:
-            if agent.may_take(q.channel):
-                k = self._fair_key(agent, q.channel)
-                if best is None or k < best[0]:
-                    best = (k, agent)
-        if best is not None:
-            self._assign(task, best[1], now, out, "least loaded eligible agent "
-                         f"({best[1].load[q.channel]}/{best[1].cap.of(q.channel)} {q.channel})")
-            self._check_block(best[1], now, out)
+        self._arrive(task, q, now, out, None, "")
         return out
 
     def task_held(self, task_id: str, queue_id: str, agent_id: str, now: float, *,
@@ -299,31 +301,48 @@ class TaskRouter:
             del task.queue.waiting[task.id]     # its stale heap entry is skipped (queue differs)
         else:
             self._release(task, now, out, f"transferred to {queue_id}")
-        task.queue, task.status, task.agent = target, _WAITING, None
+        task.status, task.agent = _WAITING, None
         task.prio = target.cfg.priority
-        task.seq = next(self._seq)
-        target.waiting[task.id] = task
-        heappush(target.heap, (-task.prio, task.arrived_at, task.seq, task))
-        best = None
-        for agent in target.members:
-            if agent is not previous and agent.may_take(target.channel):
-                k = self._fair_key(agent, target.channel)
-                if best is None or k < best[0]:
-                    best = (k, agent)
-        if best is not None:
-            self._assign(task, best[1], now, out, f"transferred: least loaded eligible agent "
-                         f"({best[1].load[target.channel]}/{best[1].cap.of(target.channel)} {target.channel})")
-            self._check_block(best[1], now, out)
+        task.entered_at = now
+        self._arrive(task, target, now, out, previous, "transferred: ")
         if previous is not None:
             self._match_agent(previous, now, out)
             self._check_block(previous, now, out)
         return out
 
+    def tick(self, now: float) -> list[Decision]:
+        """Every maximum wait come by ``now``: the task overflows (``TaskOverflowed``) and
+        is routed in its target queue as a new arrival (maybe a ``TaskAssigned``)."""
+        now = self._clock(now)
+        out: list[Decision] = []
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            due, _, task = heappop(timers)
+            if self._due(task) != due:
+                continue
+            q = task.queue
+            target = self._queues[q.overflow_to or ""]
+            del q.waiting[task.id]          # its heap entry is skipped (queue differs)
+            q.offered += 1
+            q.overflowed += 1
+            out.append(TaskOverflowed(task.id, q.id, target.id, q.channel, max(0.0, now - task.entered_at), now))
+            task.prio = target.cfg.priority
+            task.entered_at = now
+            self._arrive(task, target, now, out, None, f"overflow from {q.id}: ")
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` must next be called: the first maximum wait to come (None: none)."""
+        timers = self._timers
+        while timers and self._due(timers[0][2]) != timers[0][0]:
+            heappop(timers)
+        return timers[0][0] if timers else None
+
     def new_day(self) -> None:
         """The day's counters (offered, answered, within the service level, abandoned) of
         every queue start again (the shell calls it at the site's midnight)."""
         for q in self._queues.values():
-            q.offered = q.answered = q.within = q.abandoned = 0
+            q.offered = q.answered = q.within = q.abandoned = q.overflowed = 0
 
     def seed_counts(self, queue_id: str, offered: int, answered: int, within: int, abandoned: int) -> None:
         """Add the day's figures routed before this router existed (a restart, a
@@ -383,7 +402,7 @@ class TaskRouter:
         eligible = sum(1 for a in q.members if a.state not in (LOGGED_OUT, NOT_READY))
         return TaskQueueStats(q.id, q.channel, len(q.waiting), q.open, max(0.0, now - oldest), q.offered,
                               q.answered, q.within, q.abandoned, sl, q.cfg.sl_percent, q.cfg.sl_seconds,
-                              eligible)
+                              eligible, q.overflowed)
 
     def queue_ids(self) -> list[str]:
         return list(self._queues)
@@ -393,6 +412,38 @@ class TaskRouter:
     @staticmethod
     def _fair_key(agent: _Agent, channel: str) -> tuple:
         return (agent.load[channel] / agent.cap.of(channel), agent.open_total(), agent.last_at, agent.ord)
+
+    def _arrive(self, task: _Task, q: _Queue, now: float, out: list[Decision], other_than: _Agent | None,
+                why: str) -> None:
+        """The task waits in ``q`` from now (a new one, a transfer, an overflow): the
+        least-loaded eligible member (not ``other_than``) takes it, else its maximum
+        wait, if any, is armed."""
+        task.queue = q
+        task.seq = next(self._seq)
+        q.waiting[task.id] = task
+        heappush(q.heap, (-task.prio, task.arrived_at, task.seq, task))
+        best = None
+        for agent in q.members:
+            if agent is not other_than and agent.may_take(q.channel):
+                k = self._fair_key(agent, q.channel)
+                if best is None or k < best[0]:
+                    best = (k, agent)
+        if best is not None:
+            self._assign(task, best[1], now, out, f"{why}least loaded eligible agent "
+                         f"({best[1].load[q.channel]}/{best[1].cap.of(q.channel)} {q.channel})")
+            self._check_block(best[1], now, out)
+            return
+        due = self._due(task)
+        if due is not None:
+            heappush(self._timers, (due, task.seq, task))
+
+    @staticmethod
+    def _due(task: _Task) -> float | None:
+        """When the waiting task's maximum wait in its queue ends (None: not waiting, or none)."""
+        q = task.queue
+        if task.status != _WAITING or q.overflow_to is None or q.cfg.max_wait_s is None:
+            return None
+        return task.entered_at + q.cfg.max_wait_s
 
     def _assign(self, task: _Task, agent: _Agent, now: float, out: list[Decision], reason: str) -> None:
         q = task.queue

@@ -328,35 +328,37 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
     }
 
 
-TaskCounts = tuple[int, int, int, int]     # offered, answered, answered within the SL, abandoned
+# offered, answered, answered within the SL, abandoned, overflowed (on_max_wait)
+TaskCounts = tuple[int, ...]
 
 
 def task_counts(stats: Iterable[TaskQueueStats]) -> dict[str, TaskCounts]:
     """The task router's running counters per queue (kept at local midnight as the
     base the day's figures are counted from)."""
-    return {s.queue_id: (s.offered, s.answered, s.answered_within_sl, s.abandoned) for s in stats}
+    return {s.queue_id: (s.offered, s.answered, s.answered_within_sl, s.abandoned, s.overflowed) for s in stats}
 
 
 def task_queue_rows(stats: Iterable[TaskQueueStats], base: Mapping[str, TaskCounts],
                     names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """The wallboard's rows for task queues (chat, e-mail, message), from the task
     router's figures (``acd.tasks.TaskRouter.queue_stats``): waiting and longest
-    waiting now, and the day's offered, answered and abandoned, counted from ``base``
+    waiting now, and the day's offered, answered, abandoned and overflowed (to the
+    queue's ``on_max_wait``), counted from ``base``
     (the counters at local midnight, ``task_counts``). The router counts from its own
     start: a counter below its base (the daemon started again, a takeover) counts from
     zero. Ordered by channel, then queue id. Pure."""
     names = names or {}
     rows = []
     for s in sorted(stats, key=lambda s: (s.channel, s.queue_id)):
-        now = (s.offered, s.answered, s.answered_within_sl, s.abandoned)
-        b = base.get(s.queue_id, (0, 0, 0, 0))
+        now = (s.offered, s.answered, s.answered_within_sl, s.abandoned, s.overflowed)
+        b = (tuple(base.get(s.queue_id, ())) + (0,) * 5)[:5]
         if any(n < o for n, o in zip(now, b)):
-            b = (0, 0, 0, 0)
-        offered, answered, within, abandoned = (n - o for n, o in zip(now, b))
+            b = (0,) * 5
+        offered, answered, within, abandoned, overflowed = (n - o for n, o in zip(now, b))
         rows.append({
             "queue": s.queue_id, "name": names.get(s.queue_id) or s.queue_id, "channel": s.channel,
             "waiting": s.waiting, "longest_waiting_s": _r(s.longest_wait_s if s.waiting else None), "open": s.open,
-            "today": {"offered": offered, "answered": answered, "abandoned": abandoned,
+            "today": {"offered": offered, "answered": answered, "abandoned": abandoned, "overflowed": overflowed,
                       "service_level": _r(within / offered if offered else None, 4)},
             "sl_target": s.sl_target / 100, "sl_seconds": s.sl_seconds, "agents_eligible": s.agents_eligible})
     return rows

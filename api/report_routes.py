@@ -8,9 +8,10 @@ configuration (``WallboardService.config``: thresholds per queue) and timezone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, AsyncIterator
 
 from aiohttp import web
 
@@ -23,9 +24,12 @@ from api.db import db, query
 from api.errors import ApiError
 from api.registry import Api, ApiRequest
 from api.wallboard_models import (
-    ReportQuery, ReportReply, StaffingQuery, StaffingReply, TimelineQuery, TimelineReply,
+    ChannelReportQuery, ChannelReportReply, ReportQuery, ReportReply, StaffingQuery, StaffingReply, TimelineQuery,
+    TimelineReply,
 )
 from api.wallboard_service import REPORT_SLOT_WAIT, REPORT_TIMEOUT, REPORTS_AT_ONCE, WALLBOARD, WallboardService
+from omni import store as task_store
+from omni.channel_report import CHANNEL_COLUMNS, channel_rows, from_task, voice_contacts
 
 
 def _day_range(wb: WallboardService, first: date, last: date) -> tuple[float, float]:
@@ -35,8 +39,10 @@ def _day_range(wb: WallboardService, first: date, last: date) -> tuple[float, fl
     return bucket_start(lo, "day", wb.tz), bucket_start(hi, "day", wb.tz)
 
 
-async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[str], agents: str | None = None):
-    wb = req.app[WALLBOARD]
+@contextlib.asynccontextmanager
+async def _report_slot(wb: WallboardService) -> AsyncIterator[Any]:
+    """One of the REPORTS_AT_ONCE report slots, and REPORT_TIMEOUT for the work inside;
+    yields the reports' pool. Raises ``ApiError`` 503 (no database, no slot, too long)."""
     if wb.pool is None:     # the reports' share of the shared pool (Core.db("reports"))
         raise ApiError(503, "unavailable", "the database is unavailable")
     try:   # at most REPORTS_AT_ONCE run at once, each holding a connection of the reports' share
@@ -46,12 +52,17 @@ async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[
         raise ApiError(503, "unavailable", f"{REPORTS_AT_ONCE} reports are being computed; try again shortly") from None
     try:
         async with asyncio.timeout(REPORT_TIMEOUT):
-            return await rollups.interval_counts(wb.pool, lo, hi, wb.config, queues, now=time.time(),
-                                                 agents=agents)
+            yield wb.pool
     except TimeoutError:
         raise ApiError(503, "unavailable", f"the report took longer than {REPORT_TIMEOUT:g}s; ask for fewer days") from None
     finally:
         wb.report_slots.release()
+
+
+async def _counts(req: ApiRequest[Any, Any], lo: float, hi: float, queues: list[str], agents: str | None = None):
+    wb = req.app[WALLBOARD]
+    async with _report_slot(wb) as pool:
+        return await rollups.interval_counts(pool, lo, hi, wb.config, queues, now=time.time(), agents=agents)
 
 
 def _answer(req: ApiRequest[ReportQuery, Any], rows: list[dict[str, Any]], columns: list[str], sources: dict[str, int],
@@ -154,6 +165,33 @@ async def staffing(req: ApiRequest[None, StaffingQuery]) -> StaffingReply:
     return StaffingReply(queue=q.queue, day=q.day, policy=policy.label, rows=rows)
 
 
+async def channel_report(req: ApiRequest[None, ChannelReportQuery]) -> Any:
+    """Every channel's contacts of the days (calls by their first queue entry, tasks by
+    when they were filed): offered, answered, abandoned, the answer wait's p50 and p90,
+    handle time (omni.channel_report); per interval with a granularity."""
+    wb = req.app[WALLBOARD]
+    q = req.query
+    lo, hi = _day_range(wb, q.start, q.end)
+    now = time.time()
+    async with _report_slot(wb) as pool:
+        calls = await reports.queue_calls(pool, datetime.fromtimestamp(lo, wb.tz), datetime.fromtimestamp(hi, wb.tz),
+                                          now=datetime.fromtimestamp(now, wb.tz))
+        tasks = await task_store.tasks_between(pool, lo, hi)
+    g = q.granularity
+    contacts = [*voice_contacts(calls), *map(from_task, tasks)]
+    rows = channel_rows(contacts, bucket=None if g is None else lambda t: bucket_start(t, g, wb.tz))
+    columns = CHANNEL_COLUMNS
+    if g is not None:
+        for r in rows:
+            r["local_start"] = datetime.fromtimestamp(r["start"], wb.tz).isoformat()
+        columns = ["local_start", *CHANNEL_COLUMNS]
+    if q.format == "csv":
+        name = f"channels-{q.start}-{q.end}" + (f"-{g}" if g else "")
+        return web.Response(text=csv_text(rows, columns), content_type="text/csv", charset="utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return ChannelReportReply(timezone=str(wb.tz), start=q.start, end=q.end, granularity=g, rows=rows)
+
+
 def _slots(lo: float, hi: float, granularity: str, tz: Any) -> list[tuple[float, float]]:
     out, b = [], bucket_start(lo, granularity, tz)
     while b < hi:
@@ -173,6 +211,9 @@ def add_report_routes(api: Api) -> None:
             roles=STAFF, query=ReportQuery, response=ReportReply, tags=rtags, also=("text/csv",))
     api.add("GET", "/api/reports/agents/{agent_id}/timeline", agent_timeline, summary="An agent's states over a day",
             roles=STAFF, query=TimelineQuery, response=TimelineReply, tags=rtags)
+    api.add("GET", "/api/reports/channels", channel_report, summary="Figures per channel (voice, chat, e-mail, "
+            "message) over days (JSON or CSV)", roles=STAFF, query=ChannelReportQuery, response=ChannelReportReply,
+            tags=rtags, also=("text/csv",))
     api.add("GET", "/api/reports/staffing", staffing, summary="Forecast and required agents per interval",
             roles=STAFF, query=StaffingQuery, response=StaffingReply, tags=rtags)
 

@@ -121,3 +121,31 @@ class StaffingReply(BaseModel):
     day: date
     policy: str
     rows: list[dict[str, Any]]
+
+
+class ChannelReportQuery(Strict):
+    start: Day = Field(description="first local day")
+    end: Day = Field(description="last local day (included)")
+    granularity: Literal["15min", "30min", "60min", "day", "week"] | None = Field(
+        None, description="per interval (by arrival) when given; else the range's totals")
+    format: Literal["json", "csv"] = "json"
+
+    @model_validator(mode="after")
+    def _range(self) -> "ChannelReportQuery":
+        if self.end >= date.max:
+            raise ValueError("end: a day before 9999-12-31")
+        if self.end < self.start:
+            raise ValueError("end is before start")
+        if (self.end - self.start).days > 62:
+            raise ValueError("at most 62 days at a time (the report reads every contact)")
+        return self
+
+
+class ChannelReportReply(BaseModel):
+    timezone: str
+    start: date
+    end: date
+    granularity: str | None = None
+    rows: list[dict[str, Any]] = Field(description="one per channel: voice, chat, email, message "
+                                                   "(omni.channel_report.CHANNEL_COLUMNS), per interval "
+                                                   "(start, local_start) with a granularity")

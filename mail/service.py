@@ -10,6 +10,8 @@ the mail and tries again; nothing is lost and the receiver goes on.
 
 Outbound: ``reply`` builds the answer (``mail.outbound``, pure), sends it with stdlib
 smtplib in a worker thread (bounded by ``SEND_TIMEOUT``), and keeps it (sent or failed).
+``send_transcript`` sends a web chat's transcript to its customer the same way (not kept
+as a mail: the chat's messages are its record).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import structlog
 from mail import store
 from mail.outbound import build_reply, new_message_id, reply_subject, thread_headers
 from mail.parse import ADDRESS, parse_mail
+from mail.transcript import transcript_message
 
 log = structlog.get_logger(__name__)
 
@@ -169,7 +172,7 @@ class MailService:
         self._send = send
         self._server: asyncio.AbstractServer | None = None
         self.counts = {"stored": 0, "malformed": 0, "duplicate": 0, "deferred": 0, "file_failed": 0,
-                       "sent": 0, "send_failed": 0}
+                       "sent": 0, "send_failed": 0, "transcripts_sent": 0, "transcripts_failed": 0}
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -278,3 +281,30 @@ class MailService:
         log.info("mail.sent", thread_id=thread_id, message=pk)
         return {"message_pk": pk, "message_id": message_id, "in_reply_to": in_reply_to, "references": list(refs),
                 "to": answered.from_addr}
+
+    @property
+    def can_send(self) -> bool:
+        """Whether mail goes out (``mail_smtp`` and ``mail_from`` set)."""
+        return self.config.smtp is not None and self.config.sender is not None
+
+    async def send_transcript(self, to: str, task_id: str, text: str) -> bool:
+        """Send a chat's transcript to its customer through the relay. True when the relay
+        took it; False when mail does not go out here, the address is refused or the relay
+        fails (logged by task, never by address)."""
+        if not self.can_send:
+            return False
+        assert self.config.smtp is not None and self.config.sender is not None
+        try:
+            msg = transcript_message(to=to, sender=self.config.sender, sender_name=self.config.sender_name,
+                                     task_id=task_id, text=text, token=secrets.token_hex(12),
+                                     now=datetime.now(timezone.utc))
+            host, port = host_port(self.config.smtp)
+            async with asyncio.timeout(SEND_TIMEOUT + 5):
+                await asyncio.to_thread(self._send, host, port, msg)
+        except (ValueError, smtplib.SMTPException, OSError, TimeoutError) as exc:
+            self.counts["transcripts_failed"] += 1
+            log.warning("mail.transcript_failed", task_id=task_id, error=type(exc).__name__)
+            return False
+        self.counts["transcripts_sent"] += 1
+        log.info("mail.transcript_sent", task_id=task_id)
+        return True

@@ -57,7 +57,9 @@ class ChatMessage:
 @dataclass(frozen=True, slots=True)
 class ClientMessage:
     """One frame from the widget. ``kind`` start (name, email, body = the question,
-    queue = the chat queue the widget asks for or None for the default), resume (token, last_seq), message (body), typing (on), leave."""
+    queue = the chat queue the widget asks for or None for the default, transcript = the
+    customer asks for the transcript by e-mail at the end), resume (token, last_seq),
+    message (body), typing (on), leave."""
 
     kind: str
     name: str = ""
@@ -67,6 +69,7 @@ class ClientMessage:
     last_seq: int = 0
     on: bool = False
     queue: str | None = None
+    transcript: bool = False
 
 
 def clean_body(body: object, limit: int = BODY_MAX) -> str:
@@ -105,8 +108,11 @@ def parse_client(text: str | bytes) -> ClientMessage:
         queue = data.get("queue")
         if queue is not None and (not isinstance(queue, str) or not _QUEUE.fullmatch(queue)):
             raise ChatError("queue: a queue id (letters, digits and . _ : @ + -, at most 64)")
+        transcript = data.get("transcript", False)
+        if not isinstance(transcript, bool):
+            raise ChatError("transcript: true or false (e-mail the transcript at the end)")
         return ClientMessage("start", name=name.strip(), email=email.strip().lower(),
-                             body=clean_body(data.get("question"), 1000), queue=queue)
+                             body=clean_body(data.get("question"), 1000), queue=queue, transcript=transcript)
     if kind == "resume":
         token, last = data.get("token"), data.get("last_seq", 0)
         if not isinstance(token, str) or not _TOKEN.match(token):
@@ -137,6 +143,7 @@ class Chat:
     agent_id: str | None = None
     messages: list[ChatMessage] = field(default_factory=list)
     max_messages: int = 1000
+    mail_transcript: bool = False       # the customer asked for the transcript by e-mail
 
     def add(self, sender: str, body: str, now: float, agent_id: str | None = None) -> ChatMessage:
         """Append a message (``body`` checked). Raises ``ChatError`` when closed or full."""

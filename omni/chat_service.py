@@ -11,14 +11,17 @@ While the chat waits, the widget is told its place and the estimated wait
 router gives it sees ``task.offered`` on /ws and then ``chat.message`` and
 ``chat.typing``; it answers through ``POST /api/tasks/{task_id}/messages``.
 Messages are numbered by the chat (``omni.chat.Chat``) and stored in
-``chat_messages`` in that order.
+``chat_messages`` in that order. When an agent closes a chat whose customer asked for
+it (``start``'s ``transcript``), the transcript goes to their address through
+``mail_transcript`` (``MailService.send_transcript``, wired by the composition root
+when mail goes out; None: never), and the ``closed`` frame says so (``mail``).
 """
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -49,6 +52,9 @@ class ChatService:
         self.starts = RateLimit(rate=0.05, burst=5)         # new chats per client address
         self.sends = RateLimit(rate=1.0, burst=8)           # messages per chat
         self._ticker: asyncio.Task[None] | None = None
+        # (address, task id, transcript) -> whether the relay took it
+        self.mail_transcript: Callable[[str, str, str], Awaitable[bool]] | None = None
+        self._mailing: set[asyncio.Future[bool]] = set()
         omni.listeners.append(self._task_changed)
 
     async def start(self) -> None:
@@ -96,6 +102,7 @@ class ChatService:
         for conns in list(self.sockets.values()):
             for ws in list(conns):
                 await ws.close(code=1001, message=b"server shutting down")
+        await asyncio.gather(*self._mailing, return_exceptions=True)    # each bounded by the send timeout
 
     # -- the customer's socket ----------------------------------------------------
 
@@ -150,7 +157,8 @@ class ChatService:
             if cm.kind == "start":
                 if not self.starts.allow(address, time.monotonic()):
                     raise ChatError("too many new chats from here: wait a minute")
-                chat = await self._start_chat(cm.name, cm.email, cm.body, self.queue_for(cm.queue))
+                chat = await self._start_chat(cm.name, cm.email, cm.body, self.queue_for(cm.queue),
+                                              transcript=cm.transcript)
                 last = 0
             elif cm.kind == "resume":
                 chat = self.chats.get(cm.token)
@@ -185,10 +193,11 @@ class ChatService:
             raise ChatError(f"queue {asked!r} is no chat queue here")
         return asked
 
-    async def _start_chat(self, name: str, email: str, question: str, queue: str | None = None) -> Chat:
+    async def _start_chat(self, name: str, email: str, question: str, queue: str | None = None, *,
+                          transcript: bool = False) -> Chat:
         token = secrets.token_urlsafe(24)
         task_id = await self.omni.file_task("chat", queue or self.queue, email, question[:200], token)
-        chat = Chat(token, task_id, name, email)
+        chat = Chat(token, task_id, name, email, mail_transcript=transcript)
         self.chats[token] = chat
         self.by_task[task_id] = chat
         self._trim()
@@ -233,9 +242,20 @@ class ChatService:
             chat.status, chat.agent_id = "waiting", None
             self._to_customer(chat, self._queue_frame(chat))
         elif what in ("closed", "abandoned") and chat.status != "closed":
+            # Only a chat an agent had and closed is mailed: a typed address alone sends nothing.
+            mail = what == "closed" and chat.status == "active" and chat.mail_transcript \
+                and self.mail_transcript is not None
             chat.status = "closed"
             self.say(chat, "system", "The chat has ended." if what == "closed" else "You left the queue.")
-            self._to_customer(chat, {"type": "closed", "transcript": f"/chat/transcript/{chat.token}"})
+            if mail:
+                self._send_transcript(chat)
+            self._to_customer(chat, {"type": "closed", "transcript": f"/chat/transcript/{chat.token}", "mail": mail})
+
+    def _send_transcript(self, chat: Chat) -> None:
+        assert self.mail_transcript is not None
+        job = asyncio.ensure_future(self.mail_transcript(chat.email, chat.task_id, chat.transcript()))
+        self._mailing.add(job)
+        job.add_done_callback(self._mailing.discard)
 
     def _to_customer(self, chat: Chat, body: dict[str, Any]) -> None:
         for ws in list(self.sockets.get(chat.token, ())):

@@ -48,6 +48,7 @@ class TaskItem(BaseModel):
     assigned_at: float | None
     closed_at: float | None
     disposition: str | None
+    queued_at: float | None = None      # when a transfer or an overflow moved it to its queue
 
 
 class TaskList(BaseModel):

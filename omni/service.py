@@ -37,7 +37,8 @@ import structlog
 from acd.core import AcdInputError
 from acd.figures import bucket_start
 from acd.decisions import (
-    Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskQueueStats, TaskReleased, VoiceBlock,
+    Decision, Ignored, TaskAssigned, TaskDequeued, TaskEnded, TaskOverflowed, TaskQueueStats, TaskReleased,
+    VoiceBlock,
 )
 from acd.tasks import TaskRouter
 from omni import store
@@ -54,7 +55,8 @@ class NotYourTask(TaskError):
     """The task is not assigned to the agent who asks."""
 
 
-Listener = Callable[[str, Task], None]     # (what happened: offered / closed / abandoned / released, the task)
+# (what happened: offered / closed / abandoned / released / overflowed, the task)
+Listener = Callable[[str, Task], None]
 
 
 class OmniService:
@@ -70,8 +72,11 @@ class OmniService:
         self._busy = False
         self._writes: asyncio.Queue[Callable[[], Awaitable[Any]] | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self._timers: asyncio.Task[None] | None = None     # the router's maximum waits
+        self._wake = asyncio.Event()                        # an input: the next deadline may be sooner
         self.filed = self.assigned = self.closed = 0
         self.restored = 0                           # tasks taken back from the database at the last start
+        self.started = False                        # start done: the open tasks taken back (health's running)
         self._day: float | None = None              # the start of the day the queue figures count
         # Whether this node may route tasks (an HA pair: ``HaNode.may_act``; alone: always).
         self.may_act: Callable[[], bool] = lambda: True
@@ -103,6 +108,8 @@ class OmniService:
                 counts = {}
             self._seed(counts)
         self._day = _midnight(self.core, now)
+        self._timers = asyncio.create_task(self._run_timers(), name="omni-timers")
+        self.started = True
 
     def _voice_states(self, now: float) -> None:
         assert self.router is not None
@@ -153,7 +160,7 @@ class OmniService:
         for t in placed:
             if t.status == "waiting":
                 self._handle(self.router.task_waiting(t.task_id, t.queue, now, since=t.created_at,
-                                                      customer_ref=t.customer_ref))
+                                                      entered=t.queued_at, customer_ref=t.customer_ref))
         # A block the call router still holds that the new task router does not (the agent's
         # tasks left, or its rule changed) is lifted: the router only says what changes.
         for agent_id in sorted(agents & set(self.acd.voice_blocked)):
@@ -176,10 +183,15 @@ class OmniService:
         log.info("omni configuration in force", tasks=len(self.tasks), queues=len(self.router.queue_ids()))
 
     async def stop(self) -> None:
+        self.started = False
         if self.acd is not None and self._agent_changed in self.acd.agent_listeners:
             self.acd.agent_listeners.remove(self._agent_changed)
         if self.acd is not None and self._reconfigured in self.acd.config_listeners:
             self.acd.config_listeners.remove(self._reconfigured)
+        if self._timers is not None:
+            self._timers.cancel()
+            await asyncio.gather(self._timers, return_exceptions=True)
+            self._timers = None
         if self._writer is not None:
             self._writes.put_nowait(None)
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -197,7 +209,9 @@ class OmniService:
         await done
 
     def health(self) -> dict[str, Any]:
-        return {"running": self.router is not None, "open": len(self.tasks), "filed": self.filed,
+        # Running once the open tasks are taken back (not while a start reads them: a takeover's
+        # health then said running with nothing restored yet).
+        return {"running": self.router is not None and self.started, "open": len(self.tasks), "filed": self.filed,
                 "assigned": self.assigned, "closed": self.closed, "restored": self.restored}
 
     # -- the entry point of every channel -----------------------------------------
@@ -293,13 +307,14 @@ class OmniService:
             raise TaskError(f"task {task_id!r} is not open")
         if task.status == "waiting" and task.queue == queue:
             return task
+        now = time.time()
         try:
-            decisions = router.task_transferred(task_id, queue, time.time())
+            decisions = router.task_transferred(task_id, queue, now)
         except AcdInputError as exc:
             raise TaskError(str(exc)) from None
-        moved = self.tasks[task_id] = replace(self.tasks[task_id], queue=queue)
+        moved = self.tasks[task_id] = replace(self.tasks[task_id], queue=queue, queued_at=now)
         if moved.status == "waiting":
-            self.write(lambda p: store.set_waiting(p, task_id, queue))
+            self.write(lambda p: store.set_waiting(p, task_id, queue, now))
         self._handle(decisions)
         return self.tasks[task_id]
 
@@ -361,7 +376,28 @@ class OmniService:
                     self._one(d)
         finally:
             self._busy = False
+            self._wake.set()
         return decisions
+
+    async def _run_timers(self) -> None:
+        """Sleep until the router's next deadline (a maximum wait), or until an input may
+        have brought it nearer; then ``tick``."""
+        while True:
+            self._wake.clear()
+            router = self.router
+            deadline = router.next_deadline() if router is not None else None
+            try:
+                async with asyncio.timeout(None if deadline is None else max(0.0, deadline - time.time())):
+                    await self._wake.wait()
+                continue
+            except TimeoutError:
+                pass
+            if self.router is not None:
+                try:
+                    self._handle(self.router.tick(time.time()))
+                except Exception:   # a bug must not stop the timers: the next input wakes them again
+                    log.exception("omni timers failed")
+                    await asyncio.sleep(1)
 
     def _one(self, d: Decision) -> None:
         if isinstance(d, TaskAssigned):
@@ -375,14 +411,24 @@ class OmniService:
             self.push({"type": "task.offered", "task": _public(task), "load": d.load, "reason": d.reason},
                       frozenset({d.agent_id}))
             self._tell("offered", task)
+        elif isinstance(d, TaskOverflowed):
+            task = self.tasks.get(d.task_id)
+            if task is None:
+                return
+            task = self.tasks[d.task_id] = replace(task, queue=d.target, queued_at=d.at)
+            log.info("omni task overflowed", task_id=d.task_id, queue=d.queue_id, target=d.target,
+                     waited_s=round(d.waited_s, 1))
+            self.write(lambda p: store.set_queue(p, d.task_id, d.target, d.at))
+            self._tell("overflowed", task)
         elif isinstance(d, TaskReleased):
             task = self.tasks.get(d.task_id)
             if task is None:
                 return
-            task = self.tasks[d.task_id] = replace(task, status="waiting", agent_id=None, assigned_at=None)
+            task = self.tasks[d.task_id] = replace(task, status="waiting", agent_id=None, assigned_at=None,
+                                                   queued_at=d.at)
             queue = task.queue
             log.info("omni task released", task_id=d.task_id, agent=d.agent_id, reason=d.reason)
-            self.write(lambda p: store.set_waiting(p, d.task_id, queue))
+            self.write(lambda p: store.set_waiting(p, d.task_id, queue, d.at))
             self.push({"type": "task.released", "task": _public(task), "reason": d.reason},
                       frozenset({d.agent_id}))
             self._tell("released", task)

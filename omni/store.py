@@ -8,7 +8,7 @@ from typing import Any
 from omni.tasks import Task
 
 _COLUMNS = ("task_id, channel, queue_id, customer_ref, subject, ref, status, agent_id, created_at, assigned_at, "
-            "closed_at, disposition")
+            "closed_at, disposition, queued_at")
 
 
 def _utc(v: float | None) -> datetime | None:
@@ -22,7 +22,7 @@ def _ts(v: datetime | None) -> float | None:
 def to_task(r: Any) -> Task:
     return Task(r["task_id"], r["channel"], r["queue_id"], r["customer_ref"], r["subject"], r["ref"],
                 r["created_at"].timestamp(), r["status"], r["agent_id"], _ts(r["assigned_at"]),
-                _ts(r["closed_at"]), r["disposition"])
+                _ts(r["closed_at"]), r["disposition"], _ts(r["queued_at"]))
 
 
 async def insert_task(conn: Any, t: Task) -> Task | None:
@@ -55,16 +55,20 @@ async def set_closed(conn: Any, task_id: str, at: float, disposition: str) -> No
                        "WHERE task_id = $1 AND status = 'assigned'", task_id, _utc(at), disposition)
 
 
-async def set_waiting(conn: Any, task_id: str, queue: str) -> None:
-    """The task waits (again) in ``queue``: transferred, or its agent left the configuration.
-    ``created_at`` stays: the wait goes on from it after a restart."""
-    await conn.execute("UPDATE tasks SET status = 'waiting', queue_id = $2, agent_id = NULL, assigned_at = NULL "
-                       "WHERE task_id = $1 AND status IN ('waiting', 'assigned')", task_id, queue)
+async def set_waiting(conn: Any, task_id: str, queue: str, queued_at: float | None = None) -> None:
+    """The task waits (again) in ``queue``: transferred (``queued_at``: when), or its agent
+    left the configuration (``queued_at`` None: kept). ``created_at`` stays: its place goes
+    on from it after a restart."""
+    await conn.execute("UPDATE tasks SET status = 'waiting', queue_id = $2, agent_id = NULL, assigned_at = NULL, "
+                       "queued_at = coalesce($3, queued_at) "
+                       "WHERE task_id = $1 AND status IN ('waiting', 'assigned')", task_id, queue, _utc(queued_at))
 
 
-async def set_queue(conn: Any, task_id: str, queue: str) -> None:
-    """The task belongs to ``queue`` now (its queue left the configuration)."""
-    await conn.execute("UPDATE tasks SET queue_id = $2 WHERE task_id = $1", task_id, queue)
+async def set_queue(conn: Any, task_id: str, queue: str, queued_at: float | None = None) -> None:
+    """The task belongs to ``queue`` now: its queue left the configuration (``queued_at``
+    None: kept), or a maximum wait overflowed it (``queued_at``: when)."""
+    await conn.execute("UPDATE tasks SET queue_id = $2, queued_at = coalesce($3, queued_at) WHERE task_id = $1",
+                       task_id, queue, _utc(queued_at))
 
 
 async def day_counts(conn: Any, since: float, sl_seconds: dict[str, float]) -> dict[str, tuple[int, int, int, int]]:
@@ -83,6 +87,13 @@ async def day_counts(conn: Any, since: float, sl_seconds: dict[str, float]) -> d
         within = sum(1 for w in r["waits"] or () if limit is not None and w <= limit)
         out[r["queue_id"]] = (r["answered"] + r["abandoned"], r["answered"], within, r["abandoned"])
     return out
+
+
+async def tasks_between(conn: Any, start: float, end: float, limit: int = 200_000) -> list[Task]:
+    """Tasks filed in [start, end), oldest first, at most ``limit`` (the channel report)."""
+    rows = await conn.fetch(f"SELECT {_COLUMNS} FROM tasks WHERE created_at >= $1 AND created_at < $2 "
+                            f"ORDER BY created_at LIMIT $3", _utc(start), _utc(end), limit)
+    return [to_task(r) for r in rows]
 
 
 async def set_abandoned(conn: Any, task_id: str, at: float) -> None:

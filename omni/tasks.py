@@ -51,6 +51,9 @@ class Task:
     assigned_at: float | None = None
     closed_at: float | None = None
     disposition: str | None = None
+    # when it entered the queue it waits in now, if a transfer or an overflow moved it
+    # (None: created_at); a queue's maximum wait counts from it
+    queued_at: float | None = None
 
     def assigned(self, agent_id: str, at: float) -> "Task":
         return replace(self, status="assigned", agent_id=agent_id, assigned_at=at)

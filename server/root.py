@@ -37,7 +37,7 @@ from cti.leadership import LeaseConfig
 from emergency.routes import setup_emergency
 from ivr.service import setup_ivr
 from omni.links import MailTasks, MessageTasks
-from omni.routes import setup_omni
+from omni.routes import CHAT, setup_omni
 from messaging.service import file_as_task, setup_messaging
 from mail.routes import setup_mail_routes
 from mail.service import IntoAcd, MailConfig, MailService, MarkWaiting
@@ -116,6 +116,8 @@ def build(settings: Settings) -> web.Application:
                                   hostname=(settings.mail_from or "cti@localhost").rpartition("@")[2]),
                        pool=lambda: core.pool, file_task=IntoAcd(omni.file_task, MarkWaiting(lambda: core.pool)))
     mail.tasks = MailTasks(omni)              # a thread and its task kept in step (omni/links.py)
+    if mail.can_send:                         # a chat's transcript to its customer, when asked
+        app[CHAT].mail_transcript = mail.send_transcript
     setup_mail_routes(app, mail)
     if ha is None:
         run_with_app(app, mail)

@@ -160,6 +160,15 @@ async def test_report_charts_have_a_time_axis_legends_in_colour_and_show_a_singl
     assert await swatch.evaluate("s => getComputedStyle(s).backgroundColor") == "rgb(239, 143, 143)"
     tl_handle = await tl.element_handle()
     assert await page.evaluate(PIXELS_OF, [tl_handle, [239, 143, 143]]) > 10
+
+    # The figures per channel and hour: the answered call is a voice contact; each hour has a
+    # row for every channel.
+    await page.select_option("select[name=kind]", "channels")
+    await page.click("#ask button")
+    await page.locator("#rows tbody tr", has_text="voice").first.wait_for(timeout=10_000)
+    rows = await page.eval_on_selector_all("#rows tbody tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+    assert [r[1] for r in rows[:4]] == ["voice", "chat", "email", "message"], rows
+    assert sum(int(r[3]) for r in rows if r[1] == "voice") >= 1, rows        # answered
     assert errors == []
 
 

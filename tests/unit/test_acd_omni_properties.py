@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from acd.config import parse_config
 from acd.core import AcdInputError, AgentStateError, Offer, Router
-from acd.decisions import TaskAssigned, VoiceBlock
+from acd.decisions import TaskAssigned, TaskOverflowed, VoiceBlock
 from acd.omni import OmniRouter
 from acd.omni_check import Shadow
 from cti.errors import ConfigError
@@ -49,10 +49,14 @@ CONFIG_QUEUES = {q.id: q.channel for q in CONFIG.queues}
 
 
 class OmniMachine(RuleBasedStateMachine):
+    config = CONFIG
+
     @initialize(logged_in=st.sets(st.sampled_from(AGENTS)))
     def start(self, logged_in: set[str]) -> None:
-        self.r = OmniRouter(CONFIG)
-        self.shadow = Shadow(CONFIG)
+        self.r = OmniRouter(self.config)
+        self.shadow = Shadow(self.config)
+        self.max_wait = {q.id: q.max_wait_s for q in self.config.queues if q.max_wait_s is not None}
+        self.entered: dict[str, float] = {}      # waiting task -> entry in its queue
         self.now = T0
         self.n = 0
         self.ringing: dict[str, str] = {}
@@ -65,6 +69,12 @@ class OmniMachine(RuleBasedStateMachine):
         for d in ds:
             if isinstance(d, Offer):
                 self.ringing[d.call_id] = d.agent_id
+            elif isinstance(d, TaskOverflowed):
+                self.entered[d.task_id] = d.at
+        # No waiting task is left past its queue's maximum wait (a tick overflows it).
+        for tid, qid in self.shadow.waiting.items():
+            if qid in self.max_wait and tid in self.entered:
+                assert self.entered[tid] + self.max_wait[qid] > self.now, (tid, qid)
         self.shadow.stable()
         self.shadow.check_router(self.r)
 
@@ -123,6 +133,7 @@ class OmniMachine(RuleBasedStateMachine):
             self.n += 1
             tid = f"task{self.n}"
             self.shadow.accepted(tid, q)
+            self.entered[tid] = self.now
             self.feed(self.r.task_waiting(tid, q, self.now, priority=prio))
 
     @precondition(lambda self: any(self.shadow.open.values()))
@@ -141,6 +152,7 @@ class OmniMachine(RuleBasedStateMachine):
         if self.shadow.waiting.get(tid) == q:
             return
         self.shadow.transferred(tid, q)
+        self.entered[tid] = self.now
         self.feed(self.r.task_transferred(tid, q, self.now))
 
     @precondition(lambda self: self.shadow.waiting)
@@ -164,6 +176,25 @@ class OmniMachine(RuleBasedStateMachine):
 OmniMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=60, deadline=None,
                                          suppress_health_check=[HealthCheck.too_slow])
 TestOmniInvariants = OmniMachine.TestCase
+
+
+def _with_max_waits(cfg: dict) -> dict:
+    """CONFIG with a maximum wait: a chat waiting 10 s in c1 overflows to c2."""
+    queues = [dict(q) for q in cfg["queues"]]
+    for q in queues:
+        if q["id"] == "c1":
+            q.update(max_wait_s=10, on_max_wait={"overflow": "c2"})
+    return {**cfg, "queues": queues}
+
+
+class OmniMaxWaitMachine(OmniMachine):
+    """The same inputs where a chat queue overflows to another after its maximum wait."""
+
+    config = parse_config(_with_max_waits(CONFIG.model_dump(exclude_defaults=True)))
+
+
+OmniMaxWaitMachine.TestCase.settings = OmniMachine.TestCase.settings
+TestOmniMaxWaitInvariants = OmniMaxWaitMachine.TestCase
 
 
 # -- the rules, one by one -------------------------------------------------------------

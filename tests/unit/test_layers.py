@@ -78,9 +78,10 @@ def test_messaging_cores_import_no_io_and_nothing_above_them():
 
 
 def test_mail_cores_import_no_io_and_nothing_above_them():
-    """mail.parse, mail.sanitize and mail.outbound are pure: no I/O library, no API, no store."""
+    """mail.parse, mail.sanitize, mail.outbound and mail.transcript are pure: no I/O library,
+    no API, no store."""
     found = []
-    for name in ("parse", "sanitize", "outbound"):
+    for name in ("parse", "sanitize", "outbound", "transcript"):
         path = ROOT / "mail" / f"{name}.py"
         found += [f"mail/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
                   if mod.split(".")[0] in IO_MODULES + ("smtplib", "aiosmtpd", "crm")
@@ -98,3 +99,15 @@ def test_every_test_file_has_a_name_of_its_own():
         if other != str(path.relative_to(ROOT)):
             clashes.append(f"{other} and {path.relative_to(ROOT)}")
     assert clashes == []
+
+
+def test_the_omni_cores_import_no_io_and_nothing_above_them():
+    """The chat's core and the channel report's aggregation are pure: no I/O library, no API,
+    no store, no service."""
+    found = []
+    for name in ("chat", "channel_report", "tasks"):
+        path = ROOT / "omni" / f"{name}.py"
+        found += [f"omni/{name}.py:{line}: {mod}" for line, mod in _imported(ast.parse(path.read_text()))
+                  if mod.split(".")[0] in IO_MODULES + ("api", "crm", "server")
+                  or mod in ("omni.store", "omni.service", "omni.chat_service", "omni.routes")]
+    assert found == []

@@ -103,7 +103,7 @@ async def test_a_bad_first_frame_is_refused_with_a_reason(chat_server):
 
 @given(st.one_of(st.text(max_size=FRAME_MAX + 10), st.binary(max_size=50),
                  st.dictionaries(st.sampled_from(["type", "name", "email", "question", "token", "last_seq", "body",
-                                                  "on", "queue"]),
+                                                  "on", "queue", "transcript"]),
                                  st.one_of(st.text(max_size=40), st.integers(), st.booleans(), st.none(),
                                            st.sampled_from(["start", "resume", "message", "typing", "leave"])))
                  .map(json.dumps)))
@@ -116,6 +116,7 @@ def test_any_frame_parses_or_is_refused_with_a_reason(frame):
     assert m.kind in ("start", "resume", "message", "typing", "leave")
     if m.kind in ("message", "start"):
         assert 0 < len(m.body) <= BODY_MAX
+    assert not m.transcript or m.kind == "start"
     if m.queue is not None:     # a queue id as the ACD configuration spells them
         assert m.kind == "start" and 0 < len(m.queue) <= 64 and m.queue.isprintable() and " " not in m.queue
 

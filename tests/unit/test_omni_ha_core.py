@@ -84,7 +84,7 @@ def _row(task_id: str, status: str, agent: str | None, created: float) -> dict[s
     at = datetime.fromtimestamp(created, timezone.utc)
     return {"task_id": task_id, "channel": "chat", "queue_id": "webchat", "customer_ref": f"{task_id}@example.org",
             "subject": "Hi", "ref": f"ref-{task_id}", "status": status, "agent_id": agent, "created_at": at,
-            "assigned_at": at if agent else None, "closed_at": None, "disposition": None}
+            "assigned_at": at if agent else None, "closed_at": None, "disposition": None, "queued_at": None}
 
 
 async def _pair_node(rows: list[dict[str, Any]]):

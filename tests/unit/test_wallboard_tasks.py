@@ -48,10 +48,19 @@ def test_rows_name_the_channel_and_count_the_day_from_midnight():
     chat, mail, sms = rows
     assert chat["name"] == "Web chat" and mail["name"] == "mail"
     assert (chat["waiting"], chat["longest_waiting_s"]) == (2, 41.26)
-    assert chat["today"] == {"offered": 6, "answered": 5, "abandoned": 1, "service_level": round(4 / 6, 4)}
+    assert chat["today"] == {"offered": 6, "answered": 5, "abandoned": 1, "overflowed": 0,
+                             "service_level": round(4 / 6, 4)}
     assert mail["today"]["service_level"] == 1.0 and sms["today"]["service_level"] is None
     assert sms["longest_waiting_s"] is None                  # nobody waits: no longest wait
     assert chat["sl_target"] == 0.8
+
+
+def test_tasks_overflowed_to_another_queue_count_from_midnight_too():
+    stats = [TaskQueueStats("webchat", "chat", 0, 0, 0.0, 7, 4, 4, 0, None, 80.0, 30.0, 1, overflowed=3)]
+    (row,) = task_queue_rows(stats, {"webchat": (2, 1, 1, 0, 1)})
+    assert row["today"]["overflowed"] == 2 and row["today"]["offered"] == 5
+    (row,) = task_queue_rows(stats, {"webchat": (2, 1, 1, 0)})     # a base kept before overflows counted
+    assert row["today"]["overflowed"] == 3
 
 
 def test_counters_below_their_base_count_from_zero():

@@ -39,6 +39,10 @@
                                             autocomplete: "email"}));
   form.appendChild(field("Your question", "textarea", {name: "question", required: "", maxlength: "1000",
                                                       rows: "3"}));
+  var copy = el("label", {"class": "cti-chat-copy"});
+  copy.appendChild(el("input", {type: "checkbox", name: "transcript"}));
+  copy.appendChild(document.createTextNode(" Send me a copy of the chat"));
+  form.appendChild(copy);
   form.appendChild(el("button", {type: "submit"}, "Start chat"));
   var status = el("p", {"class": "cti-chat-status", "role": "status", "aria-live": "polite"});
   var log = el("ol", {"class": "cti-chat-log", "aria-live": "polite"});
@@ -77,7 +81,8 @@
     else if (f.type === "typing") typing.hidden = !f.on;
     else if (f.type === "error") error.textContent = f.reason;
     else if (f.type === "closed") { closed = true; show("closed"); typing.hidden = true;
-      status.textContent = "The chat has ended."; download.href = new URL(f.transcript, base).href;
+      status.textContent = "The chat has ended." + (f.mail ? " A copy is on its way to your e-mail." : "");
+      download.href = new URL(f.transcript, base).href;
       download.hidden = false; }
   }
   function connect(first) {
@@ -95,7 +100,8 @@
     e.preventDefault(); error.textContent = "";
     var d = new FormData(form);
     show("chat");
-    var start = {type: "start", name: d.get("name"), email: d.get("email"), question: d.get("question")};
+    var start = {type: "start", name: d.get("name"), email: d.get("email"), question: d.get("question"),
+                 transcript: d.get("transcript") === "on"};
     if (queue) start.queue = queue;
     connect(start);
   });

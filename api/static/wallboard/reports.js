@@ -1,4 +1,5 @@
-// Interval reports: the table, charts of offered/answered with service level, CSV export, an agent timeline.
+// Interval reports: the table, charts of offered/answered with service level, CSV export, an agent timeline;
+// the figures per channel (voice, chat, e-mail, message) over the days.
 "use strict";
 (() => {
   const { api, el, pct, secs } = Cti;
@@ -11,6 +12,7 @@
     const f = new FormData(form);
     const p = new URLSearchParams({ start: f.get("start"), end: f.get("end"), granularity: f.get("granularity") });
     const who = f.get("who").trim();
+    if (f.get("kind") === "channels") return ["channels", p];      // every channel: no queue or agent
     if (who) p.set(f.get("kind") === "queues" ? "queue" : "agent", who);
     return [f.get("kind"), p];
   }
@@ -23,10 +25,16 @@
     let data;
     try { data = await api("GET", `/api/reports/${kind}?${p}`); } catch (e) { document.getElementById("error").textContent = e.message; return; }
     zone = data.timezone;
-    document.getElementById("sources").textContent =
-      `${data.timezone}; 15-minute intervals from rollups: ${data.intervals.rollup}, read from the calls: ${data.intervals.raw}`;
+    document.getElementById("sources").textContent = data.intervals
+      ? `${data.timezone}; 15-minute intervals from rollups: ${data.intervals.rollup}, read from the calls: ${data.intervals.raw}`
+      : `${data.timezone}; every call and task of the days, by channel`;
     const rows = data.rows;
-    const cols = kind === "queues"
+    const cols = kind === "channels"
+      ? [["interval", (r) => r.local_start.replace("T", " ").slice(0, 16)], ["channel", (r) => r.channel],
+         ["offered", (r) => r.offered], ["answered", (r) => r.answered],
+         ["abandoned", (r) => r.abandoned], ["timed out", (r) => r.timed_out], ["waiting", (r) => r.waiting],
+         ["wait p50", (r) => secs(r.wait_p50_s)], ["wait p90", (r) => secs(r.wait_p90_s)], ["AHT", (r) => secs(r.aht_s)]]
+      : kind === "queues"
       ? [["queue", (r) => r.queue], ["interval", (r) => r.local_start.replace("T", " ").slice(0, 16)], ["offered", (r) => r.offered],
          ["answered", (r) => r.answered], ["abandoned", (r) => r.abandoned], ["timed out", (r) => r.timed_out],
          ["SL", (r) => pct(r.service_level)], ["ASA", (r) => secs(r.asa_s)], ["AHT", (r) => secs(r.aht_s)],
@@ -40,7 +48,7 @@
     const charts = document.getElementById("charts");
     charts.replaceChildren();
     const groups = {};
-    for (const r of rows) (groups[r.queue ?? r.agent] ??= []).push(r);
+    if (kind !== "channels") for (const r of rows) (groups[r.queue ?? r.agent] ??= []).push(r);
     const step = { "15min": 900, "30min": 1800, "60min": 3600, day: 86400, week: 604800 }[p.get("granularity")] || 3600;
     const opt = { tz: data.timezone, step };
     for (const [name, rs] of Object.entries(groups).slice(0, 8)) {

@@ -115,7 +115,7 @@
 
   // -- task queues (chat, e-mail, message: the task router's figures) -------------------
   const CHANNELS = { chat: "Chat", email: "E-mail", message: "Message" };
-  const TASK_CELLS = ["channel", "queue", "waiting", "longest", "open", "offered", "answered", "abandoned", "sl"];
+  const TASK_CELLS = ["channel", "queue", "waiting", "longest", "open", "offered", "answered", "abandoned", "overflowed", "sl"];
 
   function makeTaskQueue(q) {
     return el("tr", { "data-queue": q.queue, "data-channel": q.channel },
@@ -133,6 +133,7 @@
     setText(cell("offered"), String(q.today.offered));
     setText(cell("answered"), String(q.today.answered));
     setText(cell("abandoned"), String(q.today.abandoned));
+    setText(cell("overflowed"), String(q.today.overflowed ?? 0));
     setText(cell("sl"), pct(q.today.service_level));
   }
 
