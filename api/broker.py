@@ -30,6 +30,8 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from acd.events import AgentStateChanged
+from acd.routing_shell import ACD
+from api.acd_routes import acd_state
 from api.broker_core import (
     H_ID,
     Delivered,
@@ -47,6 +49,7 @@ from api.broker_core import (
     stream_subjects,
 )
 from api.hub import CallAudience, agent_update, call_message
+from api.node_reads import ACD_KEY
 from api.observe import BROKER_STATS
 from api.wallboard_service import WALLBOARD
 from api.ws import STREAM_STATE, WS, _snapshot
@@ -406,6 +409,15 @@ class BrokerFeed:
 BROKER = web.AppKey("broker", BrokerPublisher)
 
 
+def with_acd_state(app: web.Application, board: dict[str, Any]) -> dict[str, Any]:
+    """The board as published: with the routing picture of the same instant (``acd_state``,
+    what ``GET /api/acd/state`` answers), which API nodes serve (``api.node_reads``)."""
+    acd = app.get(ACD)
+    if acd is None:
+        return board
+    return {**board, ACD_KEY: acd_state(acd, board["at"]).model_dump(mode="json")}
+
+
 def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int,
                  window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30,
                  ha: HaNode | None = None) -> BrokerPublisher:
@@ -419,7 +431,7 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
     if WS in app:
         app[WS].push_listeners.append(pub.on_push)
     if WALLBOARD in app:
-        app[WALLBOARD].listeners.append(pub.offer_board)
+        app[WALLBOARD].listeners.append(lambda board: pub.offer_board(with_acd_state(app, board)))
     app[BROKER_STATS] = pub.stats
     # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
     app[CORE].health_parts["broker"] = pub.stats
