@@ -89,6 +89,8 @@ class AmiNode(BaseModel):
     port: int = Field(5038, ge=1, le=65535)
     user: str = "cti"
     secret: SecretStr = SecretStr("")
+    # The file of the phones' PJSIP sections this node's Asterisk reads (default: phone_pjsip_conf).
+    phone_pjsip_conf: str | None = None
 
     @field_validator("name")
     @classmethod
