@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import pytest
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed (the 'broker' extra)")
@@ -31,6 +30,7 @@ from api.wallboard_service import WALLBOARD  # noqa: E402
 from cti.demo import set_demo_times  # noqa: E402
 from tests.integration.conftest import ROOT, daemon_settings, eventually, free_port, hangup_all, start_daemon  # noqa: E402
 from tests.integration.test_api import ACD_TEST, add_user, bearer, login, read_until, sales_call  # noqa: E402
+from tests.integration.test_api_matrix import expired_session  # noqa: E402
 from tests.integration.test_broker import _answers, _nats_server, demo_ami_call  # noqa: E402
 
 # Messages that carry a seq but are not events of the stream (no number of their own).
@@ -58,6 +58,22 @@ async def node_ws(http, port: int, token: str, **resume):
     return ws
 
 
+async def leader_on_broker(database: str, tmp_path: Path, nport: int, stream: str, cluster: str):
+    """A leader daemon (the sandbox Asterisk, ``ACD_TEST``) publishing to the nats-server on
+    ``nport`` once it listens; returned when its ACD runs and its publisher is connected."""
+    await eventually(lambda: _answers("127.0.0.1", nport), 10, what="nats-server listening")
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
+                                           broker_url=f"nats://127.0.0.1:{nport}", broker_stream=stream,
+                                           broker_cluster=cluster))
+    try:
+        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
+        await eventually(lambda: d.runner.app[BROKER].connected, 10, what="the publisher connected")
+    except BaseException:
+        await d.stop()
+        raise
+    return d
+
+
 def events(seen: list[dict]) -> list[dict]:
     return [m for m in seen if m["type"] not in CONTROL]
 
@@ -74,11 +90,7 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
     nodes: list[subprocess.Popen] = []
     d = None
     try:
-        await eventually(lambda: _answers("127.0.0.1", nport), 10, what="nats-server listening")
-        d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
-                                               broker_url=nats_url, broker_stream=stream, broker_cluster=cluster))
-        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
-        await eventually(lambda: d.runner.app[BROKER].connected, 10, what="the publisher connected")
+        d = await leader_on_broker(database, tmp_path, nport, stream, cluster)
         await set_demo_times(demo_ami, ring=(0, 1), talk=(4, 5))
         for agent in ("a2", "a3", "a4", "a5"):
             d.acd.agent_request(agent, "set_not_ready", "test")
@@ -230,16 +242,11 @@ async def test_an_api_node_answers_the_polled_reads_from_the_leaders_boards_with
     node = None
     d = None
     try:
-        await eventually(lambda: _answers("127.0.0.1", nport), 10, what="nats-server listening")
-        d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
-                                               broker_url=nats_url, broker_stream=stream, broker_cluster=cluster))
-        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
-        await eventually(lambda: d.runner.app[BROKER].connected, 10, what="the publisher connected")
+        d = await leader_on_broker(database, tmp_path, nport, stream, cluster)
         for agent in ("a1", "a2", "a3", "a4", "a5"):
             d.acd.agent_request(agent, "set_not_ready", "test")      # a caller waits
         for role in ROLES:
             await add_user(database, f"r-{role}", role, "a1" if role == "agent" else None)
-        await add_user(database, "r-expired", "admin")
         p = free_port()
         base = f"http://127.0.0.1:{p}"
         node = start_node(p, nats_url=nats_url, leader=f"http://127.0.0.1:{d.settings.http_port}", dsn=database,
@@ -247,13 +254,7 @@ async def test_an_api_node_answers_the_polled_reads_from_the_leaders_boards_with
         async with aiohttp.ClientSession() as http:
             await eventually(lambda: node_ready(http, p), 30, what="the API node ready")
             tokens = {role: bearer(await login(http, d, f"r-{role}")) for role in ROLES}
-            expired = bearer(await login(http, d, "r-expired"))
-            conn = await asyncpg.connect(database)
-            try:
-                await conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = "
-                                   "(SELECT user_id FROM users WHERE username = 'r-expired')")
-            finally:
-                await conn.close()
+            expired = await expired_session(http, d, database, "r-expired")
             placed = await sales_call(demo_ami, 41)
             cid = placed.channel_id
             await eventually(lambda: cid in {w.call_id for w in d.acd.router.waiting_calls()}, 20,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cti.config import Settings
 from cti.nodes import NodeSpec, node_of_id, provision_targets, session_node
+from tests.unit.test_ivr_service import GOOD
 
 ADDR = {"a": {"127.0.0.1", "10.77.0.1"}, "b": {"10.77.0.2"}, "c": {"10.77.0.2"}}
 
@@ -76,16 +77,6 @@ def test_a_node_s_own_file_is_a_setting_of_the_node(monkeypatch):
 
 # -- the IVR: a session of node b ------------------------------------------------------------
 
-MENUS = """
-[entries.default]
-menu = "main"
-
-[menus.main]
-prompts = ["welcome"]
-
-[menus.main.options]
-"1" = { action = "queue", queue = "sales" }
-"""
 
 
 TWO = {"a": {"127.0.0.1"}, "b": {"10.77.0.2"}}
@@ -122,7 +113,7 @@ async def test_an_ivr_session_of_node_b_walks_b_s_call_under_the_model_s_ids(tmp
     from ivr.service import IvrService, leg_is_live
 
     path = tmp_path / "menus.toml"
-    path.write_text(MENUS)
+    path.write_text(GOOD)
     model = _b_model()
     checked: list[tuple[str, str]] = []
     reported: list[tuple[str, str]] = []
@@ -150,7 +141,7 @@ async def test_with_one_node_an_ivr_session_s_ids_are_as_asterisk_gives_them(tmp
     from ivr.service import IvrService
 
     path = tmp_path / "menus.toml"
-    path.write_text(MENUS)
+    path.write_text(GOOD)
     reported: list[str] = []
     service = IvrService(path, clock=lambda: 100.0, on_steps=lambda call_id, steps: reported.append(call_id))
     await service.handle(_Session(None))  # type: ignore[arg-type]
@@ -222,3 +213,45 @@ async def test_a_failed_reload_on_one_node_does_not_keep_the_others_from_theirs(
     with pytest.raises(AmiError):
         await phones._reload()
     assert (_reloads(a), _reloads(b), _reloads(c)) == (1, 1, 1)
+
+
+# -- a recording is read from its call's node -------------------------------------------------
+
+def test_a_recording_is_read_from_the_directory_of_its_call_s_node(tmp_path):
+    from recording.files import RecordingDirs, resolve
+    from recording.policy import file_name
+
+    dirs = RecordingDirs(tmp_path / "common", {"b": tmp_path / "b"})
+    for d in ("common", "b"):
+        (tmp_path / d).mkdir()
+    assert resolve(dirs, file_name("b-1795335442.7")) == (tmp_path / "b" / "b-1795335442.7.wav").resolve()
+    assert resolve(dirs, file_name("b-1795335442.7", 2)).parent == (tmp_path / "b").resolve()
+    assert resolve(dirs, file_name("a-1795335442.7")).parent == (tmp_path / "common").resolve()   # a: no own
+    assert resolve(dirs, file_name("1795335442.7")).parent == (tmp_path / "common").resolve()     # one node
+    assert resolve(dirs, "bb-1.wav").parent == (tmp_path / "common").resolve()       # not a node's prefix
+    with pytest.raises(ValueError):
+        resolve(dirs, "b-../../etc/passwd")
+
+
+def test_node_recording_directories_come_only_with_several_nodes(monkeypatch):
+    from recording.files import recording_dirs
+
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    one = Settings(ami_secret="x9y8z7w6v5", recording_dir="/var/spool/rec", recording_read_dir="/srv/rec")
+    assert recording_dirs(one).default == Path("/srv/rec") and recording_dirs(one).nodes == {}
+    two = Settings(ami_secret="x9y8z7w6v5", recording_dir="/var/spool/rec",
+                   ami_nodes=[{"name": "a", "secret": "x9y8z7w6v5"},
+                              {"name": "b", "secret": "x9y8z7w6v5", "recording_read_dir": "/mnt/b-rec"}])
+    dirs = recording_dirs(two)
+    assert dirs.default == Path("/var/spool/rec") and dirs.nodes == {"b": Path("/mnt/b-rec")}
+
+
+@pytest.mark.parametrize("field", ["phone_pjsip_conf", "recording_read_dir"])
+@pytest.mark.parametrize("value", ["relative/path", "/with\nnewline"])
+def test_a_node_s_paths_are_absolute(monkeypatch, field, value):
+    from pydantic import ValidationError
+
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    with pytest.raises(ValidationError, match=field):
+        Settings(ami_secret="x9y8z7w6v5", ami_nodes=[{"name": "a", "secret": "x9y8z7w6v5"},
+                                                     {"name": "b", "secret": "x9y8z7w6v5", field: value}])
