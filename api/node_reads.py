@@ -45,9 +45,9 @@ class NodeReads:
         board = {k: v for k, v in published.items() if k != ACD_KEY}
         at = board.get("at")
         acd = published.get(ACD_KEY)
-        self.board = board
         self.acd = None
         self.at = at if _is_time(at) else None
+        self.board = board if self.at is not None else None     # not the leader's: the leader answers
         if acd is None:
             return board
         if self.at is None or not _acd_shaped(acd):

@@ -41,11 +41,16 @@ def setup_node_reads(app: web.Application, authenticate: Authenticate, fallback:
 
     async def get_wallboard(req: ApiRequest[None, None]) -> Any:
         reads = node(req).reads
-        if reads.board is None:
-            reads.forwarded += 1
-            return await fallback(req.request)
-        reads.served += 1
-        return Snapshot(**reads.board)
+        if reads.board is not None:
+            try:
+                board = Snapshot(**reads.board)
+            except ValidationError:
+                log.warning("node: the leader's wallboard does not validate; forwarded")
+            else:
+                reads.served += 1
+                return board
+        reads.forwarded += 1
+        return await fallback(req.request)
 
     async def get_state(req: ApiRequest[None, None]) -> Any:
         reads = node(req).reads

@@ -88,10 +88,11 @@ def test_a_picture_not_of_the_leaders_shape_is_refused_and_the_older_one_dropped
     assert ACD_KEY not in board and reads.acd_state(T0 + 2) is None and reads.refused == 1
 
 
-def test_a_board_without_a_time_keeps_no_picture():
+def test_a_board_without_a_time_is_kept_for_nothing():
     reads = NodeReads()
+    reads.take({**BOARD, ACD_KEY: PICTURE})
     reads.take({**BOARD, "at": "soon", ACD_KEY: PICTURE})
-    assert reads.acd_state(T0) is None and reads.refused == 1
+    assert reads.acd_state(T0) is None and reads.board is None and reads.refused == 1
 
 
 _json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
@@ -200,11 +201,14 @@ async def test_the_reads_come_from_the_board_and_the_leader_answers_while_there_
         assert forwarded == ["/api/wallboard", "/api/acd/state"] and reads.served == 3
 
 
-async def test_a_picture_that_does_not_validate_is_the_leaders_to_answer():
+async def test_a_board_or_picture_that_does_not_validate_is_the_leaders_to_answer():
     reads = NodeReads()
-    reads.take({**BOARD, ACD_KEY: {**PICTURE, "agents": [{"agent_id": "a4"}]}})    # shaped, but not an AgentItem
+    # Shaped, but not an AgentItem; a board whose type is no text.
+    reads.take({**BOARD, "type": 7, ACD_KEY: {**PICTURE, "agents": [{"agent_id": "a4"}]}})
     forwarded: list[str] = []
     async with TestClient(TestServer(_app(reads, forwarded))) as client:
-        status, body, _ = await _get(client, "/api/acd/state", "supervisor")
-    assert (status, body, forwarded) == (200, {"from": "leader"}, ["/api/acd/state"])
+        for path in ("/api/acd/state", "/api/wallboard"):
+            status, body, _ = await _get(client, path, "supervisor")
+            assert (status, body) == (200, {"from": "leader"})
+    assert forwarded == ["/api/acd/state", "/api/wallboard"] and reads.served == 0
 
