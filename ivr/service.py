@@ -399,11 +399,12 @@ def setup_ivr(app: web.Application, core: CoreServices, *, menus_path: str | Pat
 async def _nodes_by_address(core: CoreServices) -> NodeOf | None:
     """Several Asterisk nodes: whose sessions come from which addresses (each node's AMI
     host, resolved once here; ``cti.nodes.session_node``). None with one node."""
-    if not getattr(core, "multi", False):
+    specs = node_specs(core.settings)
+    if len(specs) < 2:
         return None
     loop = asyncio.get_running_loop()
     addresses: dict[str, set[str]] = {}
-    for spec in node_specs(core.settings):
+    for spec in specs:
         found = {spec.host}
         try:
             found |= {str(info[4][0]) for info in await loop.getaddrinfo(spec.host, None)}
