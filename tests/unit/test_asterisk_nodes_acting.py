@@ -255,3 +255,18 @@ def test_a_node_s_paths_are_absolute(monkeypatch, field, value):
     with pytest.raises(ValidationError, match=field):
         Settings(ami_secret="x9y8z7w6v5", ami_nodes=[{"name": "a", "secret": "x9y8z7w6v5"},
                                                      {"name": "b", "secret": "x9y8z7w6v5", field: value}])
+
+
+async def test_the_ivr_knows_the_nodes_by_their_hosts_and_with_one_node_asks_nothing(monkeypatch):
+    from ivr.service import _nodes_by_address
+
+    monkeypatch.delenv("CTI_AMI_NODES", raising=False)
+    one = SimpleNamespace(settings=Settings(ami_secret="x9y8z7w6v5"))
+    assert await _nodes_by_address(one) is None        # type: ignore[arg-type]
+    two = SimpleNamespace(settings=Settings(ami_secret="x9y8z7w6v5", ami_nodes=[
+        {"name": "a", "host": "127.0.0.1", "secret": "x9y8z7w6v5"},
+        {"name": "b", "host": "10.77.0.2", "secret": "x9y8z7w6v5"}]))
+    node_of = await _nodes_by_address(two)             # type: ignore[arg-type]
+    assert node_of is not None
+    assert (node_of("10.77.0.2", "1733.1"), node_of("127.0.0.1", "1733.1"), node_of("10.77.0.9", "1733.1")) == \
+        ("b", "a", None)
