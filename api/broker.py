@@ -66,6 +66,7 @@ CONNECT_TIMEOUT_S = 2.0
 DUPLICATE_WINDOW_S = 120.0
 
 ENDED_KEPT = 1_000       # calls' ends a standby keeps for a takeover
+BOARD_MAX = 900_000      # a board's bytes at most with the routing picture (NATS' max_payload: 1 MiB)
 
 Connect = Callable[..., Awaitable[Any]]
 
@@ -94,6 +95,7 @@ class BrokerPublisher:
         self._board: bytes | None = None    # the latest wallboard not yet sent (a newer one replaces it)
         self.boards = 0
         self.board_failures = 0
+        self.pictures_dropped = 0       # boards published without the routing picture (too big)
         self.origin = secrets.token_hex(6)      # this run; with bus_seq, each message's id
         self.bus_seq = 0
         self.audience = CallAudience()
@@ -141,10 +143,20 @@ class BrokerPublisher:
         """The wallboard the leader just built, for every API node's supervisors. Only the
         latest is kept (a board is a snapshot): sent before the next events, never queued."""
         try:
-            self._board = json.dumps(board, separators=(",", ":"), default=str, allow_nan=False).encode()
+            data = json.dumps(board, separators=(",", ":"), default=str, allow_nan=False).encode()
+            if len(data) > BOARD_MAX and ACD_KEY in board:
+                # Past the broker's message size: the board alone (the nodes forward the
+                # routing picture's reads to the leader meanwhile).
+                self.pictures_dropped += 1
+                if self.pictures_dropped == 1:
+                    log.warning("broker: the routing picture makes the board %d bytes; published without it",
+                                len(data))
+                data = json.dumps({k: v for k, v in board.items() if k != ACD_KEY}, separators=(",", ":"),
+                                  default=str, allow_nan=False).encode()
         except ValueError:
             log.exception("broker: wallboard not encodable, skipped")
             return
+        self._board = data
         self._wake.set()
 
     def _offer(self, subject: str, body: dict[str, Any], agents: frozenset[str]) -> None:
@@ -306,7 +318,8 @@ class BrokerPublisher:
     def stats(self) -> dict[str, int]:
         return {"connected": int(self.connected), "buffered": len(self.outbox), "capacity": self.outbox.limit,
                 "published": self.outbox.published, "dropped": self.outbox.dropped, "failures": self.failures,
-                "last_stream_seq": self.last_stream_seq, "boards": self.boards, "fenced": self.fenced}
+                "last_stream_seq": self.last_stream_seq, "boards": self.boards, "fenced": self.fenced,
+                "pictures_dropped": self.pictures_dropped}
 
 
 async def _close_quietly(nc: Any) -> None:

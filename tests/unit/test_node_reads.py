@@ -212,3 +212,17 @@ async def test_a_board_or_picture_that_does_not_validate_is_the_leaders_to_answe
             assert (status, body) == (200, {"from": "leader"})
     assert forwarded == ["/api/acd/state", "/api/wallboard"] and reads.served == 0
 
+
+
+def test_a_board_too_big_with_its_picture_is_published_without_it():
+    import json
+
+    from api.broker import BOARD_MAX, BrokerPublisher
+    from cti.events import Bus
+
+    pub = BrokerPublisher(Bus(), "nats://127.0.0.1:9", cluster="east")
+    pub.offer_board({**BOARD, ACD_KEY: PICTURE})
+    assert json.loads(pub._board) == {**BOARD, ACD_KEY: PICTURE} and pub.pictures_dropped == 0
+    big = {**PICTURE, "agents": PICTURE["agents"] * (BOARD_MAX // 50)}
+    pub.offer_board({**BOARD, ACD_KEY: big})
+    assert json.loads(pub._board) == BOARD and pub.stats()["pictures_dropped"] == 1
