@@ -95,13 +95,21 @@ def test_a_board_without_a_time_is_kept_for_nothing():
     assert reads.acd_state(T0) is None and reads.board is None and reads.refused == 1
 
 
-_json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3))
+
+
+_json = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5), _nested,
                      max_leaves=12)
+# The leader's picture with one of its waits or lists replaced by anything.
+_near = st.builds(lambda key, value: {**PICTURE, key: value} if key in PICTURE else
+                  {**PICTURE, "waiting": [{**PICTURE["waiting"][0], "waited_s": value}]},
+                  st.sampled_from(["agents", "waiting", "queues", "waited_s"]), _json)
 
 
 @settings(max_examples=300, deadline=None)
-@given(published=st.dictionaries(st.sampled_from(["type", "at", ACD_KEY, "queues", "x"]), _json, max_size=5),
+@given(published=st.dictionaries(st.sampled_from(["type", "at", ACD_KEY, "queues", "x"]), _json, max_size=5)
+       | st.builds(lambda picture, at: {**BOARD, "at": at, ACD_KEY: picture}, _near, _json | st.just(T0)),
        now=st.floats(min_value=0, max_value=4e9))
 def test_whatever_the_broker_hands_a_node_it_never_raises_and_serves_only_the_leaders_shape(published, now):
     reads = NodeReads()
