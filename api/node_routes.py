@@ -1,4 +1,9 @@
-"""The reads an API node serves itself (``api.node_reads``); the rest is forwarded.
+"""The reads an API node serves itself; the rest is forwarded.
+
+From the leader's boards on the broker (``api.node_reads``): ``GET /api/wallboard``,
+``GET /api/acd/state``; from the credential: ``GET /api/me``; from the shared
+PostgreSQL, with the leader's own handlers and declarations: ``GET /api/agent/calls``
+(every desktop after each call) and ``GET /api/mail/threads`` (every desktop every 15 s).
 
 Declared through a route registry of the node's own (``app[API]``: the same wrapper,
 so the same authentication, roles and JSON errors as on the leader, with the same
@@ -17,9 +22,11 @@ from pydantic import ValidationError
 from api.acd_routes import AcdState
 from api.auth import EVERYONE, STAFF, Principal
 from api.node import NODE, NodeService
-from api.registry import API, Api, ApiRequest
+from api.desktop import HISTORY, history
+from api.registry import API, Api, ApiRequest, Handler
 from api.session_routes import MeReply, me
 from api.wallboard_models import Snapshot
+from mail.routes import LIST_THREADS, list_threads
 
 log = structlog.get_logger(__name__)
 
@@ -29,9 +36,9 @@ Authenticate = Callable[[web.Request], Awaitable[Principal | None]]
 
 def setup_node_reads(app: web.Application, authenticate: Authenticate, fallback: Fallback,
                      clock: Callable[[], float] = time.time) -> Api:
-    """``GET /api/wallboard``, ``GET /api/acd/state`` and ``GET /api/me`` answered on this node
-    (``app[NODE]``'s board; ``authenticate`` the credential), each handed to ``fallback``
-    (the leader) while the node has nothing to answer with. Before ``setup_forward``."""
+    """The reads of the module doc answered on this node (``app[NODE]``'s board; ``authenticate``
+    the credential; the app's database), the board's handed to ``fallback`` (the leader) while
+    the node has nothing to answer with. Before ``setup_forward``."""
     api = app[API] = Api(description="The reads an API node answers itself (docs/scale-out.md)")
     api.app = app
     api.authenticate = authenticate
@@ -77,4 +84,16 @@ def setup_node_reads(app: web.Application, authenticate: Authenticate, fallback:
             "of its last wallboard, aged to now", roles=STAFF, response=AcdState, tags=("acd",))
     api.add("GET", "/api/me", get_me, summary="Who the credential stands for", roles=EVERYONE, response=MeReply,
             tags=("auth",), operation_id="me")
+
+    # Reads of the shared database, the same query wherever it runs: the leader's handlers.
+    def served(handler: Handler) -> Handler:
+        async def serve(req: ApiRequest[Any, Any]) -> Any:
+            node(req).reads.served += 1
+            return await handler(req)
+
+        serve.__name__ = handler.__name__
+        return serve
+
+    api.add("GET", "/api/agent/calls", served(history), **HISTORY)
+    api.add("GET", "/api/mail/threads", served(list_threads), **LIST_THREADS)
     return api

@@ -2,8 +2,8 @@
 
 No AMI connection, no ACD, no call model, no writer: the node reads the leader's
 events from the broker (``api.node``) and serves ``/ws`` from them; it opens the
-shared PostgreSQL only to authenticate clients (and re-check their credentials);
-it answers the reads desktops and wallboards ask most from what it reads
+shared PostgreSQL to authenticate clients (and re-check their credentials) and for
+two reads; it answers the reads desktops and wallboards ask most itself
 (``api.node_routes``); every other request goes to the leader (``node_leader_url``).
 """
 from __future__ import annotations

@@ -274,8 +274,9 @@ async def test_an_api_node_answers_the_polled_reads_from_the_leaders_boards_with
             # The matrix: each route the node answers itself, with the leader's roles.
             leader_roles = {(r.method, r.path): r.roles for r in d.runner.app[API].routes}
             routes = node_routes()
-            assert {r.path for r in routes} == {"/api/wallboard", "/api/acd/state", "/api/me"}
-            asked = 0
+            assert {r.path for r in routes} == {"/api/wallboard", "/api/acd/state", "/api/me", "/api/agent/calls",
+                                                "/api/mail/threads"}
+            answered = 0
             for route in routes:
                 assert route.roles == leader_roles[(route.method, route.path)], route.path
                 for headers, what in (({}, "no credential"), (expired, "an expired session")):
@@ -286,12 +287,21 @@ async def test_an_api_node_answers_the_polled_reads_from_the_leaders_boards_with
                         body = await r.json()
                         want = 200 if role in route.roles else 403
                         assert r.status == want, f"{route.path} as {role}: {r.status} {body}"
-                        asked += 1
+                        answered += r.status == 200
                         if route.path == "/api/me" and r.status == 200:
                             assert body["name"] == f"r-{role}" and body["role"] == role
             after = await reads()
             assert after["forwarded"] == before["forwarded"]                 # none went to the leader
-            assert after["served"] - before["served"] == asked - 2 * 2      # the 403s are the wrapper's
+            assert after["served"] - before["served"] == answered           # the 401s and 403s are the wrapper's
+
+            # The database's reads: the node's answer is the leader's.
+            for path, role in (("/api/agent/calls?limit=5", "agent"), ("/api/mail/threads?state=open", "supervisor")):
+                bodies = []
+                for where in (base, f"http://127.0.0.1:{d.settings.http_port}"):
+                    async with http.get(where + path, headers=tokens[role]) as r:
+                        assert r.status == 200, await r.text()
+                        bodies.append(await r.json())
+                assert bodies[0] == bodies[1], path
 
             # The node's picture and the leader's: the same caller waiting, the same agents' states.
             async with http.get(f"{base}/api/acd/state", headers=tokens["admin"]) as r:
