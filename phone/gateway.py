@@ -37,6 +37,7 @@ What it does (docs/softphone.md has the why):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -229,15 +230,26 @@ class PhoneService:
         return provision_targets(node_specs(self.core.settings), self.core.settings.phone_pjsip_conf)
 
     def _write_conf(self) -> None:
+        """Every file, each whole or not at all; one that cannot be written (a node's mount
+        away) does not keep the others from theirs: its error is raised after them."""
         text = render_pjsip(self.devices.values(), self.core.settings.phone_realm)
+        failed: OSError | None = None
         for name in sorted(set(self._targets().values())):
             path = Path(name)
             tmp = path.with_name(f".{path.name}.tmp")
-            # The digests let a phone register: readable by the owner only.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
+            try:
+                # The digests let a phone register: readable by the owner only.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("phones' file not written", path=name, error=str(exc))
+                failed = failed or exc
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+        if failed is not None:
+            raise failed
 
     def _ami_of(self, node: str) -> Any:
         nodes = getattr(self.core, "nodes", None) or {}
