@@ -241,3 +241,60 @@ def test_a_board_too_big_with_its_picture_is_published_without_it():
     big = {**PICTURE, "agents": PICTURE["agents"] * (BOARD_MAX // 50)}
     pub.offer_board({**BOARD, ACD_KEY: big})
     assert json.loads(pub._board) == BOARD and pub.stats()["pictures_dropped"] == 1
+
+
+def _waiting_acd(offsets: list[float], ready: bool, now: float) -> Any:
+    """An ACD of two agents in queue q, its callers having waited ``offsets`` seconds at
+    ``now``; with ``ready`` one agent is ready, so the first caller rings."""
+    from acd.config import AcdConfig
+    from acd.routing_shell import AcdService
+    from cti.daemon import Core
+    from cti.events import CallQueued, CallView
+    from tests.wireami import WireAmi
+
+    config = AcdConfig.model_validate({
+        "skills": ["any"], "queues": [{"id": "q", "ring_timeout_s": 600}, {"id": "idle"}],
+        "agents": [{"id": a, "name": a, "device": f"PJSIP/{a}", "queues": {"q": {}}, "auto_login": True}
+                   for a in ("x1", "x2")]})
+    ami = WireAmi()
+    ami.connected = True
+    core = Core(SimpleNamespace(acd_default_queue="q", acd_announce_every=0), ami=ami)  # type: ignore[arg-type]
+    service = AcdService(core, config)
+    service._apply(service.router.auto_login(now))
+    service.agent_request("x2", "set_not_ready", "test")
+    if not ready:
+        service.agent_request("x1", "set_not_ready", "test")
+    for n, offset in enumerate(sorted(offsets, reverse=True)):
+        at = now - offset
+        view = CallView(call_id=f"c{n}", state="queued", direction="inbound", caller_num="+100", caller_name="x",
+                        exten="s", started_at=at, answered_at=at, queue="q", queue_joined_at=at, queue_left_at=None,
+                        agent=None, agent_answered_at=None, ended_at=None, hangup_cause=None, hangup_cause_txt=None,
+                        end_estimated=False, abandoned=False, legs=1)
+        service.on_call_event(CallQueued(f"c{n}", at, 3, view, queue="q", acd=True, channel=f"PJSIP/c-{n}",
+                                         uniqueid=f"c{n}"))
+    return service
+
+
+@settings(max_examples=25, deadline=None)
+@given(offsets=st.lists(st.integers(0, 600_000).map(lambda ms: ms / 1000), max_size=5), ready=st.booleans(),
+       age=st.integers(0, 120_000).map(lambda ms: ms / 1000))
+def test_whatever_waits_and_rings_a_node_s_aged_picture_is_the_leader_s_answer_then(offsets, ready, age):
+    """The leader's picture published at T, aged by a node to T + age, is what the leader
+    itself answers at T + age when nothing happened in between (waits to the rounding)."""
+    import asyncio
+
+    async def check() -> None:
+        service = _waiting_acd(offsets, ready, T0)
+        reads = NodeReads()
+        app = web.Application()
+        app[ACD] = service
+        reads.take(with_acd_state(app, {**BOARD}))
+        picture, _ = reads.acd_state(T0 + age)
+        leader = acd_state(service, T0 + age).model_dump(mode="json")
+        waits = [(w.pop("waited_s"), v.pop("waited_s")) for w, v in zip(picture["waiting"], leader["waiting"])]
+        longest = [(q.pop("longest_wait_s"), v.pop("longest_wait_s")) for q, v in zip(picture["queues"], leader["queues"])]
+        assert picture == leader
+        assert all(abs(a - b) <= 0.0015 for a, b in waits + longest), (waits, longest)
+        assert not ready or not offsets or any(w["status"] == "ringing" for w in leader["waiting"])
+
+    asyncio.run(check())
