@@ -131,8 +131,12 @@ async def list_versions(req: ApiRequest[None, None]) -> VersionList:
 
 
 async def get_state(req: ApiRequest[None, None]) -> AcdState:
-    s = _service(req)
-    now = time.time()
+    return acd_state(_service(req), time.time())
+
+
+def acd_state(s: AcdService, now: float) -> AcdState:
+    """The routing picture at ``now``: what ``GET /api/acd/state`` answers (the leader also
+    publishes it with each wallboard, for the API nodes: ``api.node_reads``)."""
     r = s.router
     agents = []
     for a in s.config.agents:

@@ -30,6 +30,8 @@ from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 
 from acd.events import AgentStateChanged
+from acd.routing_shell import ACD
+from api.acd_routes import acd_state
 from api.broker_core import (
     H_ID,
     Delivered,
@@ -47,6 +49,7 @@ from api.broker_core import (
     stream_subjects,
 )
 from api.hub import CallAudience, agent_update, call_message
+from api.node_reads import ACD_KEY
 from api.observe import BROKER_STATS
 from api.wallboard_service import WALLBOARD
 from api.ws import STREAM_STATE, WS, _snapshot
@@ -63,6 +66,7 @@ CONNECT_TIMEOUT_S = 2.0
 DUPLICATE_WINDOW_S = 120.0
 
 ENDED_KEPT = 1_000       # calls' ends a standby keeps for a takeover
+BOARD_MAX = 900_000      # a board's bytes at most with the routing picture (NATS' max_payload: 1 MiB)
 
 Connect = Callable[..., Awaitable[Any]]
 
@@ -91,6 +95,7 @@ class BrokerPublisher:
         self._board: bytes | None = None    # the latest wallboard not yet sent (a newer one replaces it)
         self.boards = 0
         self.board_failures = 0
+        self.pictures_dropped = 0       # boards published without the routing picture (too big)
         self.origin = secrets.token_hex(6)      # this run; with bus_seq, each message's id
         self.bus_seq = 0
         self.audience = CallAudience()
@@ -138,10 +143,20 @@ class BrokerPublisher:
         """The wallboard the leader just built, for every API node's supervisors. Only the
         latest is kept (a board is a snapshot): sent before the next events, never queued."""
         try:
-            self._board = json.dumps(board, separators=(",", ":"), default=str, allow_nan=False).encode()
+            data = json.dumps(board, separators=(",", ":"), default=str, allow_nan=False).encode()
+            if len(data) > BOARD_MAX and ACD_KEY in board:
+                # Past the broker's message size: the board alone (the nodes forward the
+                # routing picture's reads to the leader meanwhile).
+                self.pictures_dropped += 1
+                if self.pictures_dropped == 1:
+                    log.warning("broker: the routing picture makes the board %d bytes; published without it",
+                                len(data))
+                data = json.dumps({k: v for k, v in board.items() if k != ACD_KEY}, separators=(",", ":"),
+                                  default=str, allow_nan=False).encode()
         except ValueError:
             log.exception("broker: wallboard not encodable, skipped")
             return
+        self._board = data
         self._wake.set()
 
     def _offer(self, subject: str, body: dict[str, Any], agents: frozenset[str]) -> None:
@@ -303,7 +318,8 @@ class BrokerPublisher:
     def stats(self) -> dict[str, int]:
         return {"connected": int(self.connected), "buffered": len(self.outbox), "capacity": self.outbox.limit,
                 "published": self.outbox.published, "dropped": self.outbox.dropped, "failures": self.failures,
-                "last_stream_seq": self.last_stream_seq, "boards": self.boards, "fenced": self.fenced}
+                "last_stream_seq": self.last_stream_seq, "boards": self.boards, "fenced": self.fenced,
+                "pictures_dropped": self.pictures_dropped}
 
 
 async def _close_quietly(nc: Any) -> None:
@@ -406,6 +422,15 @@ class BrokerFeed:
 BROKER = web.AppKey("broker", BrokerPublisher)
 
 
+def with_acd_state(app: web.Application, board: dict[str, Any]) -> dict[str, Any]:
+    """The board as published: with the routing picture of the same instant (``acd_state``,
+    what ``GET /api/acd/state`` answers), which API nodes serve (``api.node_reads``)."""
+    acd = app.get(ACD)
+    if acd is None:
+        return board
+    return {**board, ACD_KEY: acd_state(acd, board["at"]).model_dump(mode="json")}
+
+
 def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int,
                  window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30,
                  ha: HaNode | None = None) -> BrokerPublisher:
@@ -419,7 +444,7 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
     if WS in app:
         app[WS].push_listeners.append(pub.on_push)
     if WALLBOARD in app:
-        app[WALLBOARD].listeners.append(pub.offer_board)
+        app[WALLBOARD].listeners.append(lambda board: pub.offer_board(with_acd_state(app, board)))
     app[BROKER_STATS] = pub.stats
     # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
     app[CORE].health_parts["broker"] = pub.stats

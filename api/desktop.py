@@ -428,6 +428,11 @@ async def agent_root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/agent/")
 
 
+# Declared once, for the leader and for an API node, which answers it too (api.node_routes).
+HISTORY: dict[str, Any] = dict(summary="My recent calls with their wrap-up", roles=frozenset({"agent"}),
+                               query=HistoryQuery, response=History, tags=("calls",))
+
+
 def setup_desktop(app: web.Application, core: CoreServices) -> None:
     """Screen-pops, call control, wrap-up and history routes, and the web client, on ``core``
     (its bus, model and AMI client). After ``setup_ws`` (screen-pops go out on its hub,
@@ -467,8 +472,7 @@ def setup_desktop(app: web.Application, core: CoreServices) -> None:
     api.add("PUT", "/api/calls/{call_id}/disposition", save_disposition, summary="Store the wrap-up of a call",
             description="One disposition and notes per call and user; a second PUT replaces it.",
             roles=roles, body=DispositionBody, response=DispositionReply, tags=tags)
-    api.add("GET", "/api/agent/calls", history, summary="My recent calls with their wrap-up",
-            roles=frozenset({"agent"}), query=HistoryQuery, response=History, tags=tags)
+    api.add("GET", "/api/agent/calls", history, **HISTORY)
     api.add("GET", "/api/agent/current", current, summary="My current call, wrap-up and pending state",
             description="What the desktop rebuilds after a reload: the agent's state (with a pending not ready "
                         "or logout, and when wrap-up ends), the call they are on or offered (its screen-pop "

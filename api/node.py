@@ -32,6 +32,7 @@ from api.broker import BrokerFeed, ensure_board
 from api.broker_core import board_stream, board_subject
 from api.hub import Scope
 from api.node_core import NodeHub, NodeState
+from api.node_reads import NodeReads
 from api.ws import WS, AuthMessage, HubService
 
 log = structlog.get_logger(__name__)
@@ -91,6 +92,7 @@ class NodeService:
         self.nc: Any = None
         self.feed: BrokerFeed | None = None
         self.board: dict[str, Any] | None = None
+        self.reads = NodeReads()
         self.ready = asyncio.Event()
         self.gaps = 0
         self.boards = 0
@@ -227,6 +229,7 @@ class NodeService:
                 continue
             if not isinstance(board, dict) or board.get("type") != "wallboard":
                 continue
+            board = self.reads.take(board)      # the routing picture kept apart (api.node_reads)
             self.board = board
             self.boards += 1
             self.hubs._deliver(self.hubs.hub.broadcast(board))
@@ -236,7 +239,9 @@ class NodeService:
         return {"connected": bool(self.nc is not None and self.nc.is_connected), "ready": self.ready.is_set(),
                 "stream": self.stream, "stream_id": hub.epoch, "head": hub.head, "oldest": hub.oldest,
                 "gaps": self.gaps, "boards": self.boards, "resubscribed": self.resubscribed,
-                "connections": hub.connections}
+                "connections": hub.connections,
+                "reads": {"served": self.reads.served, "forwarded": self.reads.forwarded,
+                          "board_at": self.reads.at, "pictures_refused": self.reads.refused}}
 
 
 async def _retry(fn: Any) -> Any:

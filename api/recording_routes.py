@@ -272,7 +272,8 @@ async def get_audio(req: ApiRequest[None, AudioQuery]) -> web.StreamResponse:
         await _audit(req, rid, action, "gone")
         raise ApiError(410, "deleted", f"recording {rid} was deleted on {row['deleted_at']:%Y-%m-%d} (retention)")
     try:
-        path = resolve(_service(req).read_dir, row["file_name"])
+        service = _service(req)
+        path = resolve(service.dirs or service.read_dir, row["file_name"])
     except ValueError:
         await _audit(req, rid, action, "refused")
         raise ApiError(500, "internal", "the stored file name is not usable (logged)") from None

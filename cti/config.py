@@ -89,6 +89,11 @@ class AmiNode(BaseModel):
     port: int = Field(5038, ge=1, le=65535)
     user: str = "cti"
     secret: SecretStr = SecretStr("")
+    # The file of the phones' PJSIP sections this node's Asterisk reads (default: phone_pjsip_conf).
+    phone_pjsip_conf: str | None = None
+    # Where the daemon reads this node's recording files (its recording_dir as this host
+    # sees it: a mount); default: recording_read_dir (docs/scale-out.md).
+    recording_read_dir: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -101,6 +106,13 @@ class AmiNode(BaseModel):
     def _no_control_chars(cls, v: str) -> str:
         if re.search(r"[\x00-\x1f\x7f]", v):
             raise ValueError("must not contain control characters")
+        return v
+
+    @field_validator("phone_pjsip_conf", "recording_read_dir")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or re.search(r"[\x00-\x1f\x7f]", v)):
+            raise ValueError("an absolute path, without control characters")
         return v
 
 

@@ -34,6 +34,7 @@ with no I/O and no clock (time is passed in, as in ``acd.core``):
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -53,6 +54,7 @@ class NodeSpec:
     port: int
     user: str
     secret: Any
+    phone_pjsip_conf: str | None = None     # the phones' file this node reads (None: ``phone_pjsip_conf``)
 
     def __repr__(self) -> str:
         return f"NodeSpec({self.name!r}, {self.host}:{self.port}, user={self.user!r})"
@@ -82,7 +84,7 @@ def node_specs(settings: Any) -> list[NodeSpec]:
     if not nodes:
         return [NodeSpec(settings.ami_node_name, settings.ami_host, settings.ami_port, settings.ami_user,
                          settings.ami_secret)]
-    return [NodeSpec(n.name, n.host, n.port, n.user, n.secret) for n in nodes]
+    return [NodeSpec(n.name, n.host, n.port, n.user, n.secret, n.phone_pjsip_conf) for n in nodes]
 
 
 # -- ids ---------------------------------------------------------------------------
@@ -120,6 +122,52 @@ def node_of_id(call_id: str, nodes: Iterable[str]) -> str | None:
     is a node's name), or None."""
     head, sep, _ = call_id.partition("-")
     return head if sep and head in set(nodes) else None
+
+
+# -- what acts on which node: the IVR's sessions, the phones' files ------------------
+
+def _ip(text: str | None) -> str | None:
+    """An address as one spelling (``::ffff:10.0.0.2`` is ``10.0.0.2``), else the text."""
+    if not text:
+        return None
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return text.lower()
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def session_node(peer: str | None, call_id: str, addresses: Mapping[str, Iterable[str]]) -> str | None:
+    """The node a FastAGI session (or any connection an Asterisk node opens to us) speaks
+    for: the node ``call_id`` names when the connection comes from one of that node's
+    ``addresses`` (its AMI host's), else the only node at the connection's address
+    ``peer``. None when no node is at ``peer``, when the node ``call_id`` names is
+    elsewhere, or when several nodes share ``peer`` and the id names none of them (an
+    Asterisk without its ``systemname``: its ids do not say whose they are)."""
+    ip = _ip(peer)
+    if ip is None:
+        return None
+    at = {n for n, addrs in addresses.items() if ip in {_ip(a) for a in addrs}}
+    named = node_of_id(call_id, addresses)
+    if named is not None:
+        return named if named in at else None
+    return next(iter(at)) if len(at) == 1 else None
+
+
+def provision_targets(specs: Sequence[NodeSpec], default: Any) -> dict[str, str]:
+    """Which file of the phones' PJSIP sections each node reads (node -> path): the
+    node's own ``phone_pjsip_conf``, else ``default`` (one file every node reads: a
+    shared directory, or nodes on one host). A node with neither is not provisioned by
+    the daemon. Every device goes to every file: a phone may register on any node,
+    and which one is known only once it has."""
+    out = {}
+    for n in specs:
+        path = n.phone_pjsip_conf or default
+        if path:
+            out[n.name] = str(path)
+    return out
 
 
 # -- the inter-node trunk ----------------------------------------------------------

@@ -160,8 +160,15 @@ def production_findings(settings: Settings, facts: Facts = Facts()) -> list[Find
     elif kind in ("private", "name"):
         warn(f"http_host (CTI_HTTP_HOST) {settings.http_host} is plain HTTP off this host: "
              "make sure only the TLS proxy can reach it (firewall), or bind 127.0.0.1")
-    if _address_kind(settings.agi_host) != "loopback":
-        refuse(f"agi_host (CTI_AGI_HOST) {settings.agi_host}: FastAGI has no authentication: bind 127.0.0.1")
+    agi = _address_kind(settings.agi_host)
+    if len(settings.ami_nodes) > 1 and agi in ("private", "any"):
+        # Several Asterisk nodes: the others reach the IVR across their link; a session is
+        # served only from a node's own address, for a live leg of that node's call.
+        warn(f"agi_host (CTI_AGI_HOST) {settings.agi_host}: FastAGI has no authentication: sessions are "
+             "taken only from the Asterisk nodes' addresses; keep the port closed to anything else (firewall)")
+    elif agi != "loopback":
+        refuse(f"agi_host (CTI_AGI_HOST) {settings.agi_host}: FastAGI has no authentication: bind 127.0.0.1"
+               + (" (with several ami_nodes: a private address)" if len(settings.ami_nodes) > 1 else ""))
     if not settings.ami_nodes and _address_kind(settings.ami_host) != "loopback":
         warn(f"ami_host (CTI_AMI_HOST) {settings.ami_host}: AMI is plain text (secret, caller numbers) "
              "across the network: run the daemon on Asterisk's host, or tunnel it")

@@ -137,6 +137,12 @@ class AgiSession:
     def script(self) -> str:
         return self.env.get("agi_network_script", "")
 
+    @property
+    def peer(self) -> str | None:
+        """The address the connection comes from (the Asterisk node's), None if unknown."""
+        name = self.writer.get_extra_info("peername")
+        return str(name[0]) if isinstance(name, (tuple, list)) and name else None
+
     def arg(self, n: int) -> str:
         """``AGI(agi://host/script,a,b)``: ``arg(1)`` is ``a`` ("" when absent)."""
         return self.env.get(f"agi_arg_{n}", "")

@@ -51,6 +51,7 @@ from crm.customer_lookup import find_by_account, find_by_phone
 from crm.phones import normalise_e164
 from cti.ami_inputs import VoicemailLeft
 from cti.daemon import CoreServices
+from cti.nodes import node_specs, qualified, session_node
 from ivr.agi import AgiError, AgiHangup, AgiServer, AgiSession
 from ivr.interpreter import CallInfo, Command, Customer, Finished, LookupCustomer, Step, Walker
 from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
@@ -58,6 +59,7 @@ from ivr.menus import EXAMPLE, MenuError, MenuSet, load_menus
 log = structlog.get_logger(__name__)
 
 Lookup = Callable[[LookupCustomer], Awaitable[Customer | None]]
+NodeOf = Callable[[str | None, str], str | None]
 # (call id, uniqueid, channel) -> whether that channel is a live leg of that call
 Verify = Callable[[str, str, str], Awaitable[bool]]
 LOOKUP_TIMEOUT = 2.0
@@ -102,15 +104,19 @@ class IvrService:
 
     def __init__(self, menus_path: str | Path, *, clock: Callable[[], float] = time.time,
                  lookup: Lookup | None = None, on_steps: Callable[[str, list[Step]], None] | None = None,
-                 verify: Verify | None = None) -> None:
+                 verify: Verify | None = None, node_of: NodeOf | None = None) -> None:
         """``verify(call id, uniqueid, channel)``: whether a session speaks for a
         live leg of that call (None: every session is believed; tests only).
+        ``node_of(peer address, call id)``: several Asterisk nodes: the node a session
+        speaks for (its ids are qualified with it, as the call model's), None for a
+        peer that is no node's (refused); None (one node): ids as Asterisk gives them.
         Raises ``MenuError`` when the menu file is invalid."""
         self.path = Path(menus_path)
         self.clock = clock
         self.lookup = lookup
         self.on_steps = on_steps
         self.verify = verify
+        self.node_of = node_of
         self.refused = 0
         self._legs: set[str] = set()        # uniqueids with a session running
         self._mtime = self._stat()
@@ -153,14 +159,20 @@ class IvrService:
         env = session.env
         uniqueid = env.get("agi_uniqueid", "")
         call_id = session.arg(1) or uniqueid or "unknown"
+        node = None if self.node_of is None else self.node_of(session.peer, call_id)
+        if node is not None:          # several nodes: the ids as the call model knows them
+            call_id, uniqueid = qualified(node, call_id), qualified(node, uniqueid)
         busy = bool(uniqueid) and uniqueid in self._legs
-        if busy or (self.verify is not None
-                    and not await self.verify(call_id, uniqueid, env.get("agi_channel", ""))):
-            # Not a channel of a call we follow (or one already walking): nothing is
-            # written or shown. The claimed ids and the caller's data stay out of the log.
+        stranger = self.node_of is not None and node is None
+        if stranger or busy or (self.verify is not None
+                                and not await self.verify(call_id, uniqueid, env.get("agi_channel", ""))):
+            # Not a channel of a call we follow (or one already walking, or a peer that is
+            # no Asterisk node of ours): nothing is written or shown. The claimed ids and
+            # the caller's data stay out of the log.
             self.refused += 1
             log.warning("ivr.agi_unknown_channel",
-                        reason="a session already runs for this channel" if busy
+                        reason="not from an Asterisk node's address" if stranger
+                        else "a session already runs for this channel" if busy
                         else "not a live leg of the call it names")
             try:
                 await session.command('SET VARIABLE CTI_IVR_ERROR "unknown channel"', timeout=5)
@@ -363,7 +375,8 @@ def setup_ivr(app: web.Application, core: CoreServices, *, menus_path: str | Pat
         async def verify(call_id: str, uniqueid: str, channel: str) -> bool:
             return await wait_for_leg(core.model, call_id, uniqueid, channel)
 
-        service = IvrService(path, clock=clock, lookup=lookup, on_steps=on_steps, verify=verify)
+        service = IvrService(path, clock=clock, lookup=lookup, on_steps=on_steps, verify=verify,
+                             node_of=await _nodes_by_address(core))
         server = AgiServer(s.agi_host, s.agi_port, {"ivr": service.handle})
         steps.start()
         try:
@@ -381,6 +394,25 @@ def setup_ivr(app: web.Application, core: CoreServices, *, menus_path: str | Pat
             await steps.stop()
 
     app.cleanup_ctx.append(ctx)
+
+
+async def _nodes_by_address(core: CoreServices) -> NodeOf | None:
+    """Several Asterisk nodes: whose sessions come from which addresses (each node's AMI
+    host, resolved once here; ``cti.nodes.session_node``). None with one node."""
+    specs = node_specs(core.settings)
+    if len(specs) < 2:
+        return None
+    loop = asyncio.get_running_loop()
+    addresses: dict[str, set[str]] = {}
+    for spec in specs:
+        found = {spec.host}
+        try:
+            found |= {str(info[4][0]) for info in await loop.getaddrinfo(spec.host, None)}
+        except OSError as exc:
+            log.warning("ivr: a node's host not resolved; its sessions must come from it as written",
+                        node=spec.name, error=str(exc))
+        addresses[spec.name] = found
+    return lambda peer, call_id: session_node(peer, call_id, addresses)
 
 
 class _StepEvents:

@@ -17,7 +17,7 @@ holds (409 ``taken``); supervisors and admins can (a reassignment).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 from aiohttp import web
@@ -252,13 +252,17 @@ async def add_customer_email(req: ApiRequest[EmailBody, None]) -> EmailList:
     return await list_emails(req)
 
 
+# Declared once, for the leader and for an API node, which answers it too (api.node_routes).
+LIST_THREADS: dict[str, Any] = dict(summary="Mail threads by state", roles=CRM_ROLES, query=ThreadQuery,
+                                    response=ThreadList, tags=TAGS)
+
+
 def setup_mail_routes(app: web.Application, service: MailService) -> None:
     """The mail routes over ``service``. After ``setup_auth`` (its pool)."""
     api = setup_registry(app)
     app[MAIL] = service
     one = "/api/mail/threads/{thread_id:[0-9]+}"
-    api.add("GET", "/api/mail/threads", list_threads, summary="Mail threads by state", roles=CRM_ROLES,
-            query=ThreadQuery, response=ThreadList, tags=TAGS)
+    api.add("GET", "/api/mail/threads", list_threads, **LIST_THREADS)
     api.add("GET", one, get_thread, summary="A mail thread with its messages (HTML sanitised)", roles=CRM_ROLES,
             response=ThreadView, tags=TAGS)
     api.add("POST", one + "/take", take_thread, summary="Take a mail thread", roles=CRM_ROLES,

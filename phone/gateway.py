@@ -22,7 +22,11 @@ What it does (docs/softphone.md has the why):
   device is ``PJSIP/<id>`` is told to the ACD as reachable or not
   (``AcdService.device_reachable``): an agent whose phone cannot ring is not
   ready with the reason ``unreachable`` and is offered nothing.
-- Several Asterisk nodes (docs/scale-out.md): a contact is a node's. Each
+- Several Asterisk nodes (docs/scale-out.md): every device is written to each
+  node's file (its ``phone_pjsip_conf`` in ``ami_nodes``, else the shared one:
+  ``cti.nodes.provision_targets``) and ``res_pjsip`` reloaded on each node
+  connected (a node away at its resync), since a phone may register on any
+  node and which one is known only once it has. A contact is a node's. Each
   node's contacts are listed after its resync (``Core.node_hooks``); a dead node's
   are dropped (``cti.nodes.NodeDead`` on the bus), so the agents whose phones
   were there go not ready ``unreachable``, and come back as the node's listing
@@ -33,6 +37,7 @@ What it does (docs/softphone.md has the why):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -45,7 +50,7 @@ from aiohttp import web
 from cti.ami_inputs import ContactStatus
 from cti.daemon import run_with_app
 from cti.errors import AmiActionFailed, AmiError, CtiError
-from cti.nodes import NodeDead, route_device
+from cti.nodes import NodeDead, node_specs, provision_targets, route_device
 from phone import phone_db
 from phone.model import (
     ContactChange, Device, Reachability, check_device_id, contact_state, contacts_of, device_of_dial, dial_string,
@@ -142,9 +147,9 @@ class PhoneService:
             self._tell_acd()
 
     async def on_resync(self, _items: list[Any]) -> None:
-        """After every AMI (re)connect: configuration, options and contacts again."""
+        """After every AMI (re)connect of the primary: configuration, options and contacts again."""
         try:
-            await self._reload()
+            await self._reload(only=node_specs(self.core.settings)[0].name)
             for a in self.agents.values():
                 await self._put_options(a)
             changes = await self._contacts(self.core.ami)
@@ -159,6 +164,10 @@ class PhoneService:
     async def on_node_resync(self, node: str, ami: Any, _channels: list[Any] | None = None) -> None:
         """After a node other than the primary (re)connected: the agents' phone options
         and its contacts again."""
+        try:
+            await self._reload(only=node)         # its phones' file (when it has one), read again
+        except AmiError:
+            pass                                  # logged; its contacts are listed all the same
         try:
             for a in self.agents.values():
                 await self._put_options(a, ami)
@@ -216,27 +225,56 @@ class PhoneService:
                     out.append(change)
         return out
 
-    def _write_conf(self) -> None:
-        path = self.core.settings.phone_pjsip_conf
-        if path is None:
-            return
-        text = render_pjsip(self.devices.values(), self.core.settings.phone_realm)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        # The digests let a phone register: readable by the owner only.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+    def _targets(self) -> dict[str, str]:
+        """Each provisioned node's file (``cti.nodes.provision_targets``)."""
+        return provision_targets(node_specs(self.core.settings), self.core.settings.phone_pjsip_conf)
 
-    async def _reload(self) -> None:
-        if self.core.settings.phone_pjsip_conf is None or not self.core.ami.connected:
-            return
-        # The dialplan reloads res_pjsip and answers once it is done (a failed reload
-        # hangs up unanswered: the Originate fails).
-        await self.core.ami.send("Originate", {"Channel": RELOAD_CHANNEL, "Application": "Hangup",
-                                               "Timeout": "15000"}, shape="single", timeout=20)
-        self.reloads += 1
+    def _write_conf(self) -> None:
+        """Every file, each whole or not at all; one that cannot be written (a node's mount
+        away) does not keep the others from theirs: its error is raised after them."""
+        text = render_pjsip(self.devices.values(), self.core.settings.phone_realm)
+        failed: OSError | None = None
+        for name in sorted(set(self._targets().values())):
+            path = Path(name)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                # The digests let a phone register: readable by the owner only.
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(text)
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("phones' file not written", path=name, error=str(exc))
+                failed = failed or exc
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
+        if failed is not None:
+            raise failed
+
+    def _ami_of(self, node: str) -> Any:
+        nodes = getattr(self.core, "nodes", None) or {}
+        return nodes.get(node) or (self.core.ami if node == node_specs(self.core.settings)[0].name else None)
+
+    async def _reload(self, only: str | None = None) -> None:
+        """``res_pjsip`` reloaded on each provisioned node connected now (or on ``only``);
+        a node away reloads at its resync. Raises the first node's ``AmiError`` after
+        trying them all."""
+        failed: AmiError | None = None
+        for node in self._targets():
+            ami = self._ami_of(node)
+            if (only is not None and node != only) or ami is None or not ami.connected:
+                continue
+            # The dialplan reloads res_pjsip and answers once it is done (a failed reload
+            # hangs up unanswered: the Originate fails).
+            try:
+                await ami.send("Originate", {"Channel": RELOAD_CHANNEL, "Application": "Hangup",
+                                             "Timeout": "15000"}, shape="single", timeout=20)
+                self.reloads += 1
+            except AmiError as exc:
+                log.warning("pjsip reload failed on a node", node=node, error=str(exc))
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
     async def _provision(self) -> None:
         """Write the devices' sections and have Asterisk read them. Changes that come

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import random
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,6 +19,7 @@ import asyncpg
 from cti.config import Settings
 from recording import jobs
 from recording.config import load_config
+from recording.files import recording_dirs
 
 
 def add_parser(sub: Any) -> None:
@@ -41,7 +41,7 @@ def _when(text: str) -> datetime:
 
 async def run(args: argparse.Namespace, settings: Settings, dsn: str) -> int:
     config = load_config(settings.recording_config)
-    read_dir = Path(settings.recording_read_dir or settings.recording_dir)
+    read_dir = recording_dirs(settings)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, timeout=10, command_timeout=60)
     try:
         if args.recordings_command == "sample":

@@ -24,7 +24,7 @@ import asyncpg
 import structlog
 
 from recording import recording_db as rec_db
-from recording.files import resolve
+from recording.files import RecordingDirs, resolve
 from recording.policy import RecordingConfig, expired, retention_days, sample as pick_sample
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,7 @@ class SampleReport:
     picked: int
 
 
-async def sweep(pool: Any, config: RecordingConfig, read_dir: Path, now: datetime,
+async def sweep(pool: Any, config: RecordingConfig, read_dir: Path | RecordingDirs, now: datetime,
                 dry_run: bool = False) -> SweepReport:
     """Delete the recordings whose retention is over at ``now``; report each one."""
     shortest = min([retention_days(config, None)] + [retention_days(config, q) for q in config.queues])

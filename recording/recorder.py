@@ -58,7 +58,7 @@ from cti.events import CallEvent
 from recording import jobs
 from recording import recording_db as rec_db
 from recording.config import load_config
-from recording.files import resolve, sha256
+from recording.files import RecordingDirs, recording_dirs, resolve, sha256
 from recording.policy import (
     STOPPED,
     Command,
@@ -130,6 +130,7 @@ class RecordingService:
     write_dir: str                               # as Asterisk sees it
     read_dir: Path                               # as we see it
     sweep_every: float = 0.0
+    dirs: RecordingDirs | None = None            # several nodes: each one's (default: read_dir)
     calls: dict[str, Live] = field(default_factory=dict)
     started: int = 0
     finished: int = 0
@@ -489,7 +490,7 @@ class RecordingService:
         rec, rid = active.rec, active.recording_id
         if rid is not None:
             await self._safe_db(rec_db.set_state, rid, STOPPED, _utc(rec.stopped_at or at))
-        path = resolve(self.read_dir, rec.file_name)
+        path = resolve(self.dirs or self.read_dir, rec.file_name)
         found = await self._wait_closed(path)
         lead = None
         if found is None:
@@ -540,7 +541,8 @@ class RecordingService:
             try:
                 async with asyncio.timeout(300):
                     sampled = await jobs.sample(self.pool, self.config, rng)
-                    report = await jobs.sweep(self.pool, self.config, self.read_dir, datetime.now(timezone.utc))
+                    report = await jobs.sweep(self.pool, self.config, self.dirs or self.read_dir,
+                                                  datetime.now(timezone.utc))
                 log.info("recording jobs", sampled=sampled.picked, considered=sampled.considered,
                          **report.summary())
             except asyncio.CancelledError:
@@ -595,8 +597,8 @@ def setup_recording(app: web.Application, core: CoreServices, ha: Any = None) ->
     and a step-down leaves Asterisk's recording globals to the next leader."""
     s = core.settings
     config = load_config(s.recording_config)
-    service = RecordingService(core, config, s.recording_dir, Path(s.recording_read_dir or s.recording_dir),
-                               s.recording_sweep_every)
+    dirs = recording_dirs(s)
+    service = RecordingService(core, config, s.recording_dir, dirs.default, s.recording_sweep_every, dirs=dirs)
     app[RECORDING] = service
 
     if ha is not None:

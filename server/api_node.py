@@ -2,8 +2,9 @@
 
 No AMI connection, no ACD, no call model, no writer: the node reads the leader's
 events from the broker (``api.node``) and serves ``/ws`` from them; it opens the
-shared PostgreSQL only to authenticate WebSocket clients (and re-check their
-credentials); every other request goes to the leader (``node_leader_url``).
+shared PostgreSQL to authenticate clients (and re-check their credentials) and for
+two reads; it answers the reads desktops and wallboards ask most itself
+(``api.node_routes``); every other request goes to the leader (``node_leader_url``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from aiohttp import web
 
 from api.broker import ensure_stream
 from api.db import setup_db
-from api.node import setup_forward, setup_node, stream_epoch
+from api.node import forward, setup_forward, setup_node, stream_epoch
+from api.node_routes import setup_node_reads
+from api.session_routes import principal_of
 from cti.config import Settings
 from cti.daemon import CORE, Core
 from cti.pg import close_pool, open_pool
@@ -73,6 +76,8 @@ def build(settings: Settings, epoch: str) -> web.Application:
     setup_node(app, settings.broker_url.get_secret_value(), cluster=cluster_of(settings),
                stream=settings.broker_stream, epoch=epoch, ring_max=settings.node_ring_max,
                queue_max=settings.ws_queue_max)
+    # The reads served here (api.node_reads), the leader's answer while there is no board yet.
+    setup_node_reads(app, lambda request: principal_of(request.app, request.headers), forward)
     setup_forward(app, settings.node_leader_url)      # last: it takes every other path
     return app
 

@@ -40,20 +40,26 @@ async def ask(http, d, method: str, path: str, headers: dict) -> tuple[int, str]
         return r.status, await r.text()
 
 
+async def expired_session(http, d, database: str, username: str) -> dict[str, str]:
+    """The headers of a session of a new admin ``username`` that has just expired."""
+    await add_user(database, username, "admin")
+    headers = bearer(await login(http, d, username))
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = "
+                           "(SELECT user_id FROM users WHERE username = $1)", username)
+    finally:
+        await conn.close()
+    return headers
+
+
 async def test_every_route_admits_exactly_the_roles_it_names(asterisk, database, tmp_path, http):
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0))
     try:
         for role in ROLES:
             await add_user(database, f"m-{role}", role, "a1" if role == "agent" else None)
         tokens = {role: bearer(await login(http, d, f"m-{role}")) for role in ROLES}
-        await add_user(database, "m-expired", "admin")
-        expired = bearer(await login(http, d, "m-expired"))
-        conn = await asyncpg.connect(database)
-        try:
-            await conn.execute("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = "
-                               "(SELECT user_id FROM users WHERE username = 'm-expired')")
-        finally:
-            await conn.close()
+        expired = await expired_session(http, d, database, "m-expired")
         # Served by the registry's wrapper: JSON answers, and the CSV exports (documented as text/csv).
         routes = [r for r in d.runner.app[API].routes
                   if r.content_type in (None, "text/csv") and (r.method, r.path) not in SKIP]

@@ -22,11 +22,15 @@ import pytest
 
 nats = pytest.importorskip("nats", reason="nats-py is not installed (the 'broker' extra)")
 
+from api.auth import ROLES  # noqa: E402
 from api.broker import BROKER, BrokerFeed  # noqa: E402
+from api.node_routes import setup_node_reads  # noqa: E402
+from api.registry import API  # noqa: E402
 from api.wallboard_service import WALLBOARD  # noqa: E402
 from cti.demo import set_demo_times  # noqa: E402
 from tests.integration.conftest import ROOT, daemon_settings, eventually, free_port, hangup_all, start_daemon  # noqa: E402
-from tests.integration.test_api import ACD_TEST, add_user, bearer, read_until, sales_call  # noqa: E402
+from tests.integration.test_api import ACD_TEST, add_user, bearer, login, read_until, sales_call  # noqa: E402
+from tests.integration.test_api_matrix import expired_session  # noqa: E402
 from tests.integration.test_broker import _answers, _nats_server, demo_ami_call  # noqa: E402
 
 # Messages that carry a seq but are not events of the stream (no number of their own).
@@ -54,6 +58,22 @@ async def node_ws(http, port: int, token: str, **resume):
     return ws
 
 
+async def leader_on_broker(database: str, tmp_path: Path, nport: int, stream: str, cluster: str):
+    """A leader daemon (the sandbox Asterisk, ``ACD_TEST``) publishing to the nats-server on
+    ``nport`` once it listens; returned when its ACD runs and its publisher is connected."""
+    await eventually(lambda: _answers("127.0.0.1", nport), 10, what="nats-server listening")
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
+                                           broker_url=f"nats://127.0.0.1:{nport}", broker_stream=stream,
+                                           broker_cluster=cluster))
+    try:
+        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
+        await eventually(lambda: d.runner.app[BROKER].connected, 10, what="the publisher connected")
+    except BaseException:
+        await d.stop()
+        raise
+    return d
+
+
 def events(seen: list[dict]) -> list[dict]:
     return [m for m in seen if m["type"] not in CONTROL]
 
@@ -70,11 +90,7 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
     nodes: list[subprocess.Popen] = []
     d = None
     try:
-        await eventually(lambda: _answers("127.0.0.1", nport), 10, what="nats-server listening")
-        d = await start_daemon(daemon_settings(database, tmp_path, acd_config=ACD_TEST, acd_announce_every=0,
-                                               broker_url=nats_url, broker_stream=stream, broker_cluster=cluster))
-        await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10)
-        await eventually(lambda: d.runner.app[BROKER].connected, 10, what="the publisher connected")
+        d = await leader_on_broker(database, tmp_path, nport, stream, cluster)
         await set_demo_times(demo_ami, ring=(0, 1), talk=(4, 5))
         for agent in ("a2", "a3", "a4", "a5"):
             d.acd.agent_request(agent, "set_not_ready", "test")
@@ -96,7 +112,7 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
                     assert r.status == 200, await r.text()
                     tokens[name] = (await r.json())["token"]
             async with http.get(f"http://127.0.0.1:{p1}/api/acd/state") as r:
-                assert r.status == 401                         # no credential: the leader refuses, as it would
+                assert r.status == 401                         # no credential: refused, as the leader would
             ada1, sam1 = await node_ws(http, p1, tokens["ada"]), await node_ws(http, p1, tokens["sam"])
             ada_seen: list[dict] = []
             sam_seen: list[dict] = []
@@ -196,5 +212,134 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
                     n.kill()
         if d is not None:
             await d.stop()
+        broker.terminate()
+        broker.wait(10)
+
+
+def node_routes() -> list:
+    """The routes an API node answers itself (as ``cti api-node`` declares them)."""
+    from aiohttp import web
+
+    async def nowhere(request):      # never called: the declarations only
+        raise AssertionError
+
+    return setup_node_reads(web.Application(), nowhere, nowhere).routes
+
+
+async def test_an_api_node_answers_the_polled_reads_from_the_leaders_boards_with_the_leaders_roles(
+        asterisk, database, tmp_path, demo_ami):
+    """GET /api/wallboard, /api/acd/state and /api/me on a node: the authorization matrix of
+    each (the leader's roles for the same route), the answers from the board the leader
+    published (none forwarded once the node has one), a caller waiting there as on the
+    leader, and an agent's change (a write, forwarded) in the node's next picture."""
+    if shutil.which("nats-server") is None:
+        pytest.skip("no nats-server binary")
+    hangup_all()
+    nport = free_port()
+    broker = _nats_server(nport, tmp_path / "js")
+    nats_url = f"nats://127.0.0.1:{nport}"
+    stream, cluster = "CTI_READS", "west"
+    node = None
+    d = None
+    try:
+        d = await leader_on_broker(database, tmp_path, nport, stream, cluster)
+        for agent in ("a1", "a2", "a3", "a4", "a5"):
+            d.acd.agent_request(agent, "set_not_ready", "test")      # a caller waits
+        for role in ROLES:
+            await add_user(database, f"r-{role}", role, "a1" if role == "agent" else None)
+        p = free_port()
+        base = f"http://127.0.0.1:{p}"
+        node = start_node(p, nats_url=nats_url, leader=f"http://127.0.0.1:{d.settings.http_port}", dsn=database,
+                          stream=stream, cluster=cluster, log=tmp_path / f"node-{p}.log")
+        async with aiohttp.ClientSession() as http:
+            await eventually(lambda: node_ready(http, p), 30, what="the API node ready")
+            tokens = {role: bearer(await login(http, d, f"r-{role}")) for role in ROLES}
+            expired = await expired_session(http, d, database, "r-expired")
+            placed = await sales_call(demo_ami, 41)
+            cid = placed.channel_id
+            await eventually(lambda: cid in {w.call_id for w in d.acd.router.waiting_calls()}, 20,
+                             what="the caller waiting")
+
+            async def reads() -> dict:
+                async with http.get(f"{base}/healthz") as r:
+                    return (await r.json())["node"]["reads"]
+
+            async def picture_has_caller() -> bool:
+                async with http.get(f"{base}/api/acd/state", headers=tokens["supervisor"]) as r:
+                    return r.status == 200 and cid in {w["call_id"] for w in (await r.json())["waiting"]}
+
+            await eventually(picture_has_caller, 15, what="the caller in the node's picture")
+            before = await reads()
+
+            # The matrix: each route the node answers itself, with the leader's roles.
+            leader_roles = {(r.method, r.path): r.roles for r in d.runner.app[API].routes}
+            routes = node_routes()
+            assert {r.path for r in routes} == {"/api/wallboard", "/api/acd/state", "/api/me", "/api/agent/calls",
+                                                "/api/mail/threads"}
+            answered = 0
+            for route in routes:
+                assert route.roles == leader_roles[(route.method, route.path)], route.path
+                for headers, what in (({}, "no credential"), (expired, "an expired session")):
+                    async with http.get(base + route.path, headers=headers) as r:
+                        assert r.status == 401, f"{route.path} with {what}: {r.status}"
+                for role in ROLES:
+                    async with http.get(base + route.path, headers=tokens[role]) as r:
+                        body = await r.json()
+                        want = 200 if role in route.roles else 403
+                        assert r.status == want, f"{route.path} as {role}: {r.status} {body}"
+                        answered += r.status == 200
+                        if route.path == "/api/me" and r.status == 200:
+                            assert body["name"] == f"r-{role}" and body["role"] == role
+            after = await reads()
+            assert after["forwarded"] == before["forwarded"]                 # none went to the leader
+            assert after["served"] - before["served"] == answered           # the 401s and 403s are the wrapper's
+
+            # The database's reads: the node's answer is the leader's.
+            for path, role in (("/api/agent/calls?limit=5", "agent"), ("/api/mail/threads?state=open", "supervisor")):
+                bodies = []
+                for where in (base, f"http://127.0.0.1:{d.settings.http_port}"):
+                    async with http.get(where + path, headers=tokens[role]) as r:
+                        assert r.status == 200, await r.text()
+                        bodies.append(await r.json())
+                assert bodies[0] == bodies[1], path
+
+            # The node's picture and the leader's: the same caller waiting, the same agents' states.
+            async with http.get(f"{base}/api/acd/state", headers=tokens["admin"]) as r:
+                on_node = await r.json()
+                assert int(r.headers["Age"]) >= 0
+            async with http.get(f"http://127.0.0.1:{d.settings.http_port}/api/acd/state",
+                                headers=tokens["admin"]) as r:
+                on_leader = await r.json()
+            assert [w["call_id"] for w in on_node["waiting"]] == [w["call_id"] for w in on_leader["waiting"]]
+            assert {a["agent_id"]: a["state"] for a in on_node["agents"]} == \
+                {a["agent_id"]: a["state"] for a in on_leader["agents"]}
+            async with http.get(f"{base}/api/wallboard", headers=tokens["supervisor"]) as r:
+                board = await r.json()
+            assert board["type"] == "wallboard" and "acd_state" not in board
+            assert board["at"] <= d.runner.app[WALLBOARD].snapshot["at"]
+
+            # A write through the node goes to the leader; its effect comes back in a board.
+            async with http.post(f"{base}/api/acd/agents/a2/state", headers=tokens["admin"],
+                                 json={"action": "ready"}) as r:
+                assert r.status == 200, await r.text()
+
+            async def a2_not_not_ready() -> bool:
+                async with http.get(f"{base}/api/acd/state", headers=tokens["supervisor"]) as r:
+                    state = {a["agent_id"]: a["state"] for a in (await r.json())["agents"]}
+                return state["a2"] != "not_ready"
+
+            await eventually(a2_not_not_ready, 15, what="a2's change in the node's picture")
+    finally:
+        for f in sorted(tmp_path.glob("node-*.log")):
+            print(f"--- {f.name}:\n{f.read_text(errors='replace')[-4000:]}")
+        if node is not None and node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+            try:
+                node.wait(10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+        if d is not None:
+            await d.stop()
+        hangup_all()
         broker.terminate()
         broker.wait(10)

@@ -11,6 +11,7 @@ namespace it runs in)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import subprocess
@@ -21,7 +22,9 @@ import pytest
 
 from cti import sandbox as sandbox_secrets
 from cti.demo import place_call
+from cti.ami_inputs import ContactStatus
 from cti.events import CallEvent
+from ivr.service import IVR
 from phone.gateway import PHONES
 from tests.integration.conftest import daemon_settings, eventually, hangup_all, start_daemon
 from tests.integration.sipphones import BARESIP, Baresip
@@ -50,14 +53,16 @@ def cli_b(command: str) -> str:
     return subprocess.run([str(CLUSTER), "cli-b", command], capture_output=True, text=True, timeout=30).stdout
 
 
-@pytest.fixture
-async def two_nodes(asterisk, database, tmp_path):
+@contextlib.asynccontextmanager
+async def running_cluster(database, tmp_path, b_node: dict | None = None, **overrides):
+    """Both nodes up, the daemon following them, the three test phones registering."""
     hangup_all()
     secret = sandbox_secrets.secret(sandbox_secrets.DAEMON)
     settings = daemon_settings(
         database, tmp_path, acd_config=ACD_NODES, ami_node_dead_after=3.0,
         ami_nodes=[{"name": "a", "host": "127.0.0.1", "port": 5038, "user": "cti", "secret": secret},
-                   {"name": "b", "host": f"{NET}.2", "port": 5038, "user": "cti", "secret": secret}])
+                   {"name": "b", "host": f"{NET}.2", "port": 5038, "user": "cti", "secret": secret, **(b_node or {})}],
+        **overrides)
     phones = [Baresip(tmp_path / f"baresip-{dev}", dev, PHONE_SECRET, registrar=f"{NET}.{host}", listen=f"{NET}.3",
                       regint=10, interface="cti-va") for dev, host in (("nb1", 2), ("nb2", 2), ("na1", 1))]
     d = None
@@ -75,6 +80,12 @@ async def two_nodes(asterisk, database, tmp_path):
         hangup_all()
         cli_b("channel request hangup all")
         cluster("down")
+
+
+@pytest.fixture
+async def two_nodes(asterisk, database, tmp_path):
+    async with running_cluster(database, tmp_path) as running:
+        yield running
 
 
 def _raw(headers: dict[str, str]) -> bytes:
@@ -188,3 +199,57 @@ async def test_callers_on_a_answered_on_b_one_call_each_then_b_dies_and_comes_ba
     again = await _answered(d, demo_ami, "+442000000105")
     assert d.core.model.calls[again].agent in ("nb1", "nb2")
     hangup_all()
+
+
+def _pjsip_d(root: str) -> Path:
+    return Path(root) / "etc/asterisk/pjsip.d"
+
+
+async def test_node_b_s_ivr_sessions_and_phones_are_served_there(asterisk, database, tmp_path):
+    """A caller entering on node b walks the IVR over FastAGI across the link, under the
+    model's id for b's call; a phone the daemon provisions is written to each node's file
+    and reloaded on both: it registers on node b with its new credentials."""
+    root_a = os.environ["CTI_SANDBOX_ROOT"]
+    conf_a, conf_b = _pjsip_d(root_a) / "cti-phones.conf", _pjsip_d(root_a + "-b") / "cti-phones.conf"
+    try:
+        async with running_cluster(database, tmp_path, b_node={"phone_pjsip_conf": str(conf_b)},
+                                   agi_host="0.0.0.0", phone_pjsip_conf=conf_a) as (d, _):
+            seen: list[CallEvent] = []
+            d.core.bus.subscribe(seen.append)
+            await eventually(lambda: d.core.nodes["b"].connected, timeout=30, what="node b followed")
+            service = d.runner.app[PHONES]
+            await eventually(lambda: service.listed, timeout=30, what="contacts listed")
+
+            # The IVR on node b: its session comes from b's address with b's raw ids.
+            placed = await place_call(d.core.nodes["b"], caller_num="+442000000201", caller_name="On B",
+                                      did="5000", patience=60, context="cti-inbound")
+            call_id = f"b-{placed.channel_id}"
+            await eventually(lambda: any(e.call_id == call_id and e.kind == "call.ivr" for e in seen), timeout=30,
+                             what=f"an IVR step of {call_id}")
+            ivr = d.runner.app[IVR].service
+            assert ivr is not None and ivr.refused == 0
+            assert not [e for e in seen if e.kind == "call.ivr" and e.call_id != call_id]
+
+            # A phone provisioned by the daemon registers on node b with its new credentials (its
+            # contact created there). Whether b can then ring it is the test bed's: a provisioned
+            # device has no transport of its own, and b's default one is on loopback (the
+            # static test phones name the trunk's), so b's qualify finds it unreachable.
+            contacts: list[ContactStatus] = []
+            d.core.bus.subscribe_to(ContactStatus, contacts.append)
+            password = await service.add_device("nb3", "sip", label="on b")
+            assert "[nb3]" in conf_a.read_text() and "[nb3]" in conf_b.read_text()
+            phone = Baresip(tmp_path / "baresip-nb3", "nb3", password, registrar=f"{NET}.2", listen=f"{NET}.3",
+                            regint=10, interface="cti-va")
+            await phone.start()
+            try:
+                # Any contact of nb3's on b: only a registration there makes one.
+                await eventually(lambda: any(c.aor == "nb3" and c.node == "b" for c in contacts), timeout=30,
+                                 what=f"nb3 registered on node b: {phone.output()[-400:]}")
+                assert not [c for c in contacts if c.aor == "nb3" and c.node != "b"]
+            finally:
+                await phone.stop()
+            hangup_all()
+            cli_b("channel request hangup all")
+    finally:
+        conf_a.unlink(missing_ok=True)
+        conf_b.unlink(missing_ok=True)

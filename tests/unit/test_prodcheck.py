@@ -108,6 +108,16 @@ def test_fastagi_off_loopback_and_browser_phones_on_plain_ws_are_refused():
     assert [t.split(" ")[0] for t in found] == ["agi_host", "phone_ws_url"]
 
 
+@pytest.mark.parametrize("host,level", [("10.77.0.1", "warn"), ("0.0.0.0", "warn"), ("1.2.3.4", "refuse"),
+                                        ("127.0.0.1", None)])
+def test_with_several_asterisk_nodes_fastagi_on_a_private_address_is_warned_not_refused(host, level):
+    nodes = [{"name": n, "host": "127.0.0.1", "secret": GOOD_AMI} for n in ("a", "b")]
+    found = [f for f in production_findings(settings(agi_host=host, ami_nodes=nodes)) if f.text.startswith("agi_host")]
+    assert [f.level for f in found] == ([level] if level else [])
+    if level == "warn":
+        assert "nodes' addresses" in found[0].text
+
+
 def test_debug_logging_open_metrics_and_internal_webhooks_are_warned():
     found = warned(production_findings(settings(log_level="debug", metrics_access="open",
                                                 webhook_allow="10.0.0.0/8, 93.184.216.34")))
