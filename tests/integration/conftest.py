@@ -174,6 +174,19 @@ def sandbox_hook_secret() -> str:
     return sandbox_secrets.secret(sandbox_secrets.HOOKS)
 
 
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test database, migrated (the stores take a pool or a connection)."""
+    from cti.migrate import migrate
+
+    await migrate(database)
+    p = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
 def daemon_settings(dsn: str, tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = dict(database_url=dsn, http_port=free_port(), state_dir=tmp_path,
                                   ami_reconnect_max=1.0, ami_ping_interval=2.0, log_format="json",

@@ -27,15 +27,6 @@ SURVEY = [{"id": "happy", "text": "Are you happy with the service?", "type": "ye
 
 
 @pytest.fixture
-async def db(database: str):
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-@pytest.fixture
 async def http():
     async with aiohttp.ClientSession() as s:
         yield s
@@ -57,7 +48,7 @@ async def _connected_and_hung_up(dsn: str, cid: int) -> list[asyncpg.Record] | N
 
 
 async def test_an_agent_posts_the_result_of_a_progressive_call_and_a_forgotten_one_is_closed(
-        asterisk, database, db, tmp_path, demo_ami, http):
+        asterisk, database, pool, tmp_path, demo_ami, http):
     hangup_all()
     await demo_ami.send("Setvar", {"Variable": "DEMO_CUSTOMER_TALK", "Value": "4"}, shape="single")
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=CONFIG, acd_announce_every=0,
@@ -65,11 +56,11 @@ async def test_an_agent_posts_the_result_of_a_progressive_call_and_a_forgotten_o
                                            dialer_dial="Local/{number}@cti-demo-customer/n"))
     for agent, user in USERS.items():
         await add_user(database, user, "agent", agent)
-    cid = await store.create_campaign(db, "results", mode="progressive", queue="survey",
+    cid = await store.create_campaign(pool, "results", mode="progressive", queue="survey",
                                       caller_id="+442079460000", ring_s=15, script="Good morning, this is Example.",
                                       survey=SURVEY)
     valid, rejected = parse_leads(f"phone\n{FIRST}\n{SECOND}\n")
-    assert not rejected and (await store.import_leads(db, cid, valid)).created == 2
+    assert not rejected and (await store.import_leads(pool, cid, valid)).created == 2
 
     from api.dialer_routes import RUNNER
     runner = d.runner.app[RUNNER]
@@ -78,11 +69,11 @@ async def test_an_agent_posts_the_result_of_a_progressive_call_and_a_forgotten_o
     d.runner.app[WS].push_listeners.append(lambda body, agents: pushed.append((body, agents)))
     try:
         await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10, what="the ACD is up")
-        assert await store.set_campaign_state(db, cid, "running")
+        assert await store.set_campaign_state(pool, cid, "running")
         runner.wake()
         rows = await eventually(lambda: _connected_and_hung_up(database, cid), timeout=60,
                                 what="both calls connected to agents and ended")
-        assert await store.set_campaign_state(db, cid, "paused")
+        assert await store.set_campaign_state(pool, cid, "paused")
         first, second = sorted(rows, key=lambda r: r["phone"])
         assert first["phone"] == FIRST and first["agent_id"] in USERS and second["agent_id"] in USERS
         leads = {r["phone"]: r for r in await _fetch(database, "SELECT * FROM dialer_leads WHERE campaign_id = $1",

@@ -9,7 +9,6 @@ from datetime import datetime, time, timezone
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from cti.migrate import migrate
 from dialer import campaign_store, store
@@ -30,17 +29,7 @@ SURVEY = [
 KNOWN, BY_PHONE, STRANGER = "+442079460121", "+442079460122", "+442079460123"
 
 
-@pytest.fixture
-async def db(database: str):
-    """A pool on the test database (the stores take a pool or a connection)."""
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-async def test_a_campaigns_reserve_is_checked_and_stored(api_daemon, http, db):
+async def test_a_campaigns_reserve_is_checked_and_stored(api_daemon, http, pool):
     d = api_daemon
     sam = bearer(await login(http, d, "sam"))
     ada = bearer(await login(http, d, "ada"))
@@ -69,7 +58,7 @@ async def test_a_campaigns_reserve_is_checked_and_stored(api_daemon, http, db):
     async with http.put(reserve, json={"reserve": {"service_level": True, "arrivals_min": 30}}, headers=sam) as r:
         assert r.status == 200, await r.text()
         assert (await r.json())["reserve"] == {"agents": 0, "service_level": True, "arrivals_min": 30}
-    assert (await campaign_store.get_reserve(db, cid))[1] == {"agents": 0, "service_level": True,
+    assert (await campaign_store.get_reserve(pool, cid))[1] == {"agents": 0, "service_level": True,
                                                                     "arrivals_min": 30}
     async with http.put(reserve, json={"reserve": None}, headers=sam) as r:
         assert (await r.json())["own_reserve"] is False
@@ -209,7 +198,7 @@ async def test_results_land_on_the_customer_record(api_daemon, http, database):
 
 
 async def test_the_runner_keeps_the_blended_agent_for_inbound_while_the_reserve_says_so(
-        asterisk, database, db, tmp_path, demo_ami):
+        asterisk, database, pool, tmp_path, demo_ami):
     hangup_all()
     await demo_ami.send("Setvar", {"Variable": "DEMO_CUSTOMER_TALK", "Value": "3"}, shape="single")
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=CONFIG, acd_announce_every=0,
@@ -223,24 +212,24 @@ async def test_the_runner_keeps_the_blended_agent_for_inbound_while_the_reserve_
         await eventually(lambda: d.acd.router.queue_stats("blend", 0).agents_available == 1, timeout=10,
                          what="Bea ready")
         # Bea, the one agent of "blend", also serves "care": a reserve of one agent keeps her for it.
-        cid = await store.create_campaign(db, "kept", mode="progressive", queue="blend",
+        cid = await store.create_campaign(pool, "kept", mode="progressive", queue="blend",
                                           caller_id="+442079460000", ring_s=15, reserve={"agents": 1})
         valid, _ = parse_leads("phone\n+442079460104\n")
-        assert (await store.import_leads(db, cid, valid)).created == 1
-        assert await store.set_campaign_state(db, cid, "running")
+        assert (await store.import_leads(pool, cid, valid)).created == 1
+        assert await store.set_campaign_state(pool, cid, "running")
         assert await runner.tick(datetime.now(timezone.utc)) == 0
-        assert await store.attempts(db, cid) == []
+        assert await store.attempts(pool, cid) == []
         # Her reserve lifted: the runner calls.
-        assert await campaign_store.set_reserve(db, cid, None)
+        assert await campaign_store.set_reserve(pool, cid, None)
         runner.wake()
-        rows = await eventually(lambda: store.attempts(db, cid), timeout=20, what="the lead dialed")
+        rows = await eventually(lambda: store.attempts(pool, cid), timeout=20, what="the lead dialed")
         assert [r["phone"] for r in rows] == ["+442079460104"]
     finally:
         await d.stop()
         hangup_all()
 
 
-async def test_the_reserve_from_the_command_line(database, db):
+async def test_the_reserve_from_the_command_line(database, pool):
     await migrate(database)
     env = {"CTI_DATABASE_URL": database}
     made = cti("campaigns", "create", "blended", "--mode", "progressive", "--queue", "blend", **env)
@@ -250,10 +239,10 @@ async def test_the_reserve_from_the_command_line(database, db):
                                         "own_reserve": False}
     bad = cti("campaigns", "reserve", str(cid), "--agents", "501", **env)
     assert bad.returncode == 2 and "--agents" in bad.stderr
-    assert (await campaign_store.get_reserve(db, cid)) == (True, None)          # nothing written
+    assert (await campaign_store.get_reserve(pool, cid)) == (True, None)          # nothing written
     set_ = cti("campaigns", "reserve", str(cid), "--agents", "2", "--service-level", **env)
     assert set_.returncode == 0, set_.stderr
-    assert (await campaign_store.get_reserve(db, cid))[1] == {"agents": 2, "service_level": True,
+    assert (await campaign_store.get_reserve(pool, cid))[1] == {"agents": 2, "service_level": True,
                                                                     "arrivals_min": 15}
     assert json.loads(cti("campaigns", "reserve", str(cid), "--none", **env).stdout)["own_reserve"] is False
     assert cti("campaigns", "reserve", "424242", **env).returncode == 1

@@ -8,10 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from types import SimpleNamespace
 
-import asyncpg
-import pytest
 
-from cti.migrate import migrate
 from dialer import store
 from dialer.campaign_rules import window_to_json
 from dialer.lead_import import parse_leads
@@ -65,16 +62,6 @@ def runner(pool) -> Placing:
                            settings=SimpleNamespace(dialer_tick_s=1.0, dialer_result_timeout_s=1800.0))
     acd = SimpleNamespace(router=Router(free=2, eligible=4), config=SimpleNamespace(agents=[]))
     return Placing(core, acd)
-
-
-@pytest.fixture
-async def pool(database: str):
-    await migrate(database)
-    p = await asyncpg.create_pool(database, min_size=1, max_size=3)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def _campaign(pool, name: str, mode: str, window: CallingWindow, n: int, **kw) -> int:

@@ -81,27 +81,18 @@ async def prompts() -> dict[str, str]:
     return {k: PROMPTS + "/" + Path(v).name for k, v in made.items()}
 
 
-@pytest.fixture
-async def db(database: str):
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
-async def test_a_campaign_day_in_the_sandbox(asterisk, database, db, tmp_path, demo_ami, prompts):
+async def test_a_campaign_day_in_the_sandbox(asterisk, database, pool, tmp_path, demo_ami, prompts):
     hangup_all()
     for name, value in (("DEMO_CUSTOMER_TALK", "5"), ("DEMO_MACHINE_GREETING", prompts["machine"])):
         await demo_ami.send("Setvar", {"Variable": name, "Value": value}, shape="single")
     d = await start_daemon(daemon_settings(database, tmp_path, acd_config=CONFIG, acd_announce_every=0,
                                            dialer_enabled=True, dialer_tick_s=0.5,
                                            dialer_dial="Local/{number}@cti-demo-customer/n"))
-    survey = await _campaign(db, "survey", "survey", [HUMAN, NO_ANSWER, BUSY, ON_DNC, MACHINE])
-    lonely = await _campaign(db, "lonely", "lonely", [LONELY], abandon_prompt=prompts["abandon"])
-    blend = await _campaign(db, "blend", "blend", [BLEND_1, BLEND_2])
+    survey = await _campaign(pool, "survey", "survey", [HUMAN, NO_ANSWER, BUSY, ON_DNC, MACHINE])
+    lonely = await _campaign(pool, "lonely", "lonely", [LONELY], abandon_prompt=prompts["abandon"])
+    blend = await _campaign(pool, "blend", "blend", [BLEND_1, BLEND_2])
     # On the list after the import: the check is at dial time.
-    await store.add_dnc(db, ON_DNC, reason="asked us not to call")
+    await store.add_dnc(pool, ON_DNC, reason="asked us not to call")
 
     steps: list[DialerStep] = []
     d.core.bus.subscribe_to(DialerStep, steps.append)
@@ -111,7 +102,7 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, db, tmp_path, d
     try:
         await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10, what="the ACD is up")
         for cid in (survey, lonely, blend):
-            assert await store.set_campaign_state(db, cid, "running")
+            assert await store.set_campaign_state(pool, cid, "running")
         runner.wake()
 
         # The blended agent's first outbound call connects; an inbound caller then waits for her.
@@ -119,7 +110,7 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, db, tmp_path, d
         inbound = await place_call(demo_ami, caller_num="+442071230000", caller_name="Inbound", patience=14,
                                    context="cti-demo-direct", variables={"CTI_QUEUE": "care"})
 
-        rows = await eventually(lambda: _ended(db, survey, 4), timeout=45, what="the survey's calls ended")
+        rows = await eventually(lambda: _ended(pool, survey, 4), timeout=45, what="the survey's calls ended")
         by_phone = {r["phone"]: r for r in rows}
         assert set(by_phone) == {HUMAN, NO_ANSWER, BUSY, MACHINE}, "the number on the DNC list was dialed"
         assert by_phone[HUMAN]["outcome"] == "answered" and by_phone[HUMAN]["agent_id"] in ("s1", "s2", "s3")
@@ -138,7 +129,7 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, db, tmp_path, d
             assert leads[phone]["retry_at"] - by_phone[phone]["ended_at"] == delay, phone
 
         # The person nobody took heard the abandonment message; retried in an hour.
-        (row,) = await eventually(lambda: _ended(db, lonely, 1), timeout=30, what="the lonely call ended")
+        (row,) = await eventually(lambda: _ended(pool, lonely, 1), timeout=30, what="the lonely call ended")
         assert row["outcome"] == "abandoned" and row["amd_status"] == "HUMAN" and row["agent_id"] is None
         played = [s for s in steps if s.uniqueid == row["call_id"] and s.step == "abandon_played"]
         assert [s.status for s in played] == ["SUCCESS"]
@@ -146,16 +137,16 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, db, tmp_path, d
         assert (lead["state"], lead["retry_at"] - row["ended_at"]) == ("retry", timedelta(hours=1))
 
         # Bea: outbound, then the inbound caller who waited, then the next outbound call.
-        calls = await eventually(lambda: _ended(db, blend, 2), timeout=45, what="both blend calls made")
+        calls = await eventually(lambda: _ended(pool, blend, 2), timeout=45, what="both blend calls made")
         order = await eventually(lambda: _three(database), timeout=10, what="Bea's third call")
         assert order == [f"answered call {calls[0]['call_id']}", f"answered call {inbound.channel_id}",
                          f"answered call {calls[1]['call_id']}"], (first, order)
 
         # The emergency stop: every running campaign paused at once.
-        assert await store.set_campaign_state(db, survey, "running")
+        assert await store.set_campaign_state(pool, survey, "running")
         paused = await runner.pause_all()
         assert survey in paused
-        states = {c["campaign_id"]: c["state"] for c in await store.list_campaigns(db)}
+        states = {c["campaign_id"]: c["state"] for c in await store.list_campaigns(pool)}
         assert all(s != "running" for s in states.values()), states
         assert await runner.tick(datetime.now(timezone.utc)) == 0
     finally:

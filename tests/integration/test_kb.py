@@ -2,25 +2,11 @@
 proposals, feedback in the ranking, and language-aware search (kb/store.py)."""
 from __future__ import annotations
 
-from typing import AsyncIterator
-
-import asyncpg
 import pytest
 
-from cti.migrate import migrate
 from kb import store
 from kb.ranking import CallContext
 from tests.integration import kb_labelled
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate(database)
-    p = await asyncpg.create_pool(database, min_size=1, max_size=4)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def test_the_labelled_set_gets_precision_at_3_of_at_least_0_7_and_beats_notes_alone(pool):
