@@ -10,7 +10,7 @@ reports ``UserEvent(CtiDialer) Step: amd`` with ``AMDSTATUS`` and ``AMDCAUSE``, 
 a campaign call. ``summarise`` (pure) counts the verdicts.
 
 Run through the integration tests (it needs the sandbox):
-``/work/wt/itest NAME tests/integration/test_amd_bench.py`` (writes
+``CTI_BENCH_RESULTS=1 scripts/test-isolated amd tests/integration/test_amd_bench.py`` (writes
 ``bench/results/amd-<date>-<commit>.json``).
 
 Figures (docs/dialer.md, "AMD"; BENCHMARKS.md):
