@@ -74,6 +74,22 @@ async def leader_on_broker(database: str, tmp_path: Path, nport: int, stream: st
     return d
 
 
+def show_node_logs(tmp_path: Path) -> None:
+    """The nodes' logs, printed (pytest shows them when the test fails)."""
+    for f in sorted(tmp_path.glob("node-*.log")):
+        print(f"--- {f.name}:\n{f.read_text(errors='replace')[-4000:]}")
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s, if it still runs."""
+    if node.poll() is None:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
 def events(seen: list[dict]) -> list[dict]:
     return [m for m in seen if m["type"] not in CONTROL]
 
@@ -201,15 +217,9 @@ async def test_desktops_move_from_a_killed_api_node_to_another_and_resume_withou
         kinds = [m["type"] for m in events(ada_more)]
         assert "call.ended" in kinds and kinds[-1] == "agent.state"
     finally:
-        for f in sorted(tmp_path.glob("node-*.log")):      # shown by pytest when the test fails
-            print(f"--- {f.name}:\n{f.read_text(errors='replace')[-4000:]}")
+        show_node_logs(tmp_path)
         for n in nodes:
-            if n.poll() is None:
-                n.send_signal(signal.SIGTERM)
-                try:
-                    n.wait(10)
-                except subprocess.TimeoutExpired:
-                    n.kill()
+            stop_node(n)
         if d is not None:
             await d.stop()
         broker.terminate()
@@ -330,14 +340,9 @@ async def test_an_api_node_answers_the_polled_reads_from_the_leaders_boards_with
 
             await eventually(a2_not_not_ready, 15, what="a2's change in the node's picture")
     finally:
-        for f in sorted(tmp_path.glob("node-*.log")):
-            print(f"--- {f.name}:\n{f.read_text(errors='replace')[-4000:]}")
-        if node is not None and node.poll() is None:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(10)
-            except subprocess.TimeoutExpired:
-                node.kill()
+        show_node_logs(tmp_path)
+        if node is not None:
+            stop_node(node)
         if d is not None:
             await d.stop()
         hangup_all()
