@@ -14,7 +14,6 @@ from kb import learn_store, store
 from kb.ranking import CallContext
 from tests.integration.conftest import daemon_settings, start_daemon
 from tests.integration.test_api import ACD_TEST, add_user, bearer, login, url
-from tests.integration.test_kb import pool  # noqa: F401  (the fixture: a migrated database's pool)
 
 
 async def article(pool, title, body, *products, language="en"):
