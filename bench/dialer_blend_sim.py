@@ -18,12 +18,19 @@ Scenarios, on the same seeds:
 - ``service level``: the reserve Erlang C asks for the queue's target at the arrival rate
   measured over 15 minutes.
 
+Each scenario with a campaign runs under both pacing rules (``--rule both``, the default):
+``before``, inbound arrivals during the ring not counted (``PacingConfig.inbound_quantile``
+None, the rule up to issue 21's blend fix), and ``inbound``, counted (the arrivals' upper
+quantile ``--quantile`` taken out of the sure free agents, their law in the model).
+
 Printed (JSON), per scenario: inbound service level (answered within 20 s / offered), mean
 wait of the answered, inbound abandoned share; the campaign's talk minutes per agent hour,
-dials, live answers, abandonment rate (the law's count); the agents' occupancy. Pure: no
+dials, live answers, abandonment rate (the law's count) over the run and on its worst day (of
+the days with 100 live answers or more), the days over 3%; the agents' occupancy. Pure: no
 Asterisk, no database.
 
     .venv/bin/python bench/dialer_blend_sim.py [--inbound 120] [--agents 20] [--seed 1] [--days 5]
+        [--rule both|before|inbound] [--quantile 0.99]
 """
 from __future__ import annotations
 
@@ -159,14 +166,20 @@ def run_day(args, seed: str, reserve: ReserveConfig | None, ledger: AbandonLedge
             "outbound_talk_min": day.outbound_talk / 60, "logged_h": logged_h, "handle_s": day.handle_total}
 
 
-def scenario(args, name: str, reserve: ReserveConfig | None) -> dict:
-    config = PacingConfig(mode=Mode.PREDICTIVE, target=0.0175, amd_false_positive_share=args.fp_share)
+def scenario(args, name: str, reserve: ReserveConfig | None, rule: str) -> dict:
+    config = PacingConfig(mode=Mode.PREDICTIVE, target=0.0175, amd_false_positive_share=args.fp_share,
+                          inbound_quantile=None if rule == "before" else args.quantile)
     ledger = AbandonLedger(config)
     mc = dict(dials=0, live=0, delay=0.0, handled=0, handle=0.0, machines=0)
     days = [run_day(args, f"{args.seed}-{i}", reserve, ledger, config, mc, i) for i in range(args.days)]
     s = {k: sum(d[k] for d in days) for k in days[0]}
+    # The law's count per day, for the days with 100 live answers or more.
+    eligible = [d["abandoned_out"] / d["live"] for d in days if d["live"] >= 100]
     return {
-        "scenario": name,
+        "scenario": name, "rule": rule if reserve is not None else None,
+        "outbound_worst_day": round(max(eligible), 4) if eligible else None,
+        "outbound_days_over_3pct": sum(1 for r in eligible if r > 0.03),
+        "outbound_days_counted": len(eligible),
         "inbound_service_level": round(s["within"] / s["offered"], 4) if s["offered"] else None,
         "inbound_mean_wait_s": round(s["wait_total"] / s["answered"], 2) if s["answered"] else None,
         "inbound_abandoned": round(s["abandoned_in"] / s["offered"], 4) if s["offered"] else None,
@@ -187,14 +200,24 @@ def main() -> int:
     parser.add_argument("--aht", type=float, default=180.0)
     parser.add_argument("--reserve-agents", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rule", choices=("both", "before", "inbound"), default="both",
+                        help="the pacing rule: before (inbound arrivals during the ring not counted), inbound "
+                             "(counted: PacingConfig.inbound_quantile), or both side by side")
+    parser.add_argument("--quantile", type=float, default=PacingConfig().inbound_quantile,
+                        help="the inbound rule's upper quantile")
     args = parser.parse_args()
     args.fp_share = args.live * 0.005 / (args.live * 0.005 + 0.12)
-    runs = [("inbound only", None), ("waiting only", ReserveConfig()),
+    rules = ("before", "inbound") if args.rule == "both" else (args.rule,)
+    runs = [("inbound only", None, None)] + [
+        (name, r, rule) for name, r in (
+            ("waiting only", ReserveConfig()),
             (f"reserve {args.reserve_agents} agents", ReserveConfig(agents=args.reserve_agents)),
-            ("service level", ReserveConfig(service_level=True, arrivals_min=15))]
+            ("service level", ReserveConfig(service_level=True, arrivals_min=15)))
+        for rule in rules]
     print(json.dumps({"days": args.days, "agents": args.agents, "inbound_per_hour": args.inbound,
                       "patience_s": args.patience, "seed": args.seed, "target": f"{SL_PERCENT:.0f}% in {SL_S:.0f} s",
-                      "scenarios": [scenario(args, name, r) for name, r in runs]}, indent=1))
+                      "quantile": args.quantile,
+                      "scenarios": [scenario(args, name, r, rule) for name, r, rule in runs]}, indent=1))
     return 0
 
 

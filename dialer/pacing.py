@@ -29,6 +29,17 @@ answered by a person and abandoned; calls are started only while
 for the 24-hour and for the 30-day window alike (``AbandonLedger.headroom``). So a
 campaign with no history dials progressively until its live answers pay for an excess.
 
+**Inbound on the same agents** (a blended campaign): an inbound caller who arrives while a
+campaign call rings takes a free agent that call was counted on. ``DialState`` carries the
+inbound arrival rate ``r`` of the queues the agents also serve and ``s``, the free agents kept
+for inbound (its reserve: arrivals take those first). Over the horizon ``H`` the arrivals are
+``N ~ Poisson(r H)``; the agents they take from the campaign ``D = max(0, N - s)``. The model
+counts ``Z = max(0, Y - D)`` agents for its people (``E[max(0, X - Z)]``), and the hard guard
+counts only ``max(0, F - m)`` free agents as sure, ``m`` the ``inbound_quantile`` (99%) upper
+quantile of ``D``: the calls beyond them are excess the headroom must pay for, whatever mode.
+Without inbound (``r = 0``, or ``inbound_quantile`` None: the rule before, kept for the
+benchmark's side by side) the decision is exactly as above.
+
 Blending (how many free agents a campaign that shares them with inbound may count on)
 is ``dialer.blending``.
 
@@ -50,6 +61,8 @@ from cti.errors import CtiError
 LEGAL_CAP = 0.03
 DAY = timedelta(hours=24)
 MONTH = timedelta(days=30)
+#: The highest inbound quantile a campaign may ask for (the Poisson law is cut at 1e-12).
+MAX_QUANTILE = 0.999999
 
 
 class PacingError(CtiError, ValueError):
@@ -80,6 +93,10 @@ class PacingConfig:
     max_lines_per_agent: float = 4.0
     answer_wait_s: float = 2.0
     roll_guard: timedelta = timedelta(hours=1)
+    #: The upper quantile of the inbound arrivals over the horizon the hard guard takes as
+    #: taking free agents; None: inbound arrivals during the ring are not counted at all (the
+    #: rule before, for the benchmark's side by side only).
+    inbound_quantile: float | None = 0.99
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", _enum(Mode, self.mode, "mode"))
@@ -95,6 +112,9 @@ class PacingConfig:
             raise PacingError("answer_wait_s", "must be between 0 and 2 s (the law's wait)")
         if not timedelta(0) <= self.roll_guard <= timedelta(hours=12):
             raise PacingError("roll_guard", "must be between 0 and 12 hours")
+        if self.inbound_quantile is not None and not (
+                isinstance(self.inbound_quantile, (int, float)) and 0.5 <= self.inbound_quantile <= MAX_QUANTILE):
+            raise PacingError("inbound_quantile", f"must be None or between 0.5 and {MAX_QUANTILE}")
 
 
 def _enum(kind, value, name):
@@ -141,15 +161,22 @@ class Measured:
 @dataclass(frozen=True, slots=True)
 class DialState:
     """The campaign now: agents ``free`` for it (after blending), ``busy`` on its calls
-    (talking or wrapping up), and its calls ``in_flight`` (started, not yet answered or ended)."""
+    (talking or wrapping up), and its calls ``in_flight`` (started, not yet answered or ended).
+    Blended: ``inbound_per_s``, the arrival rate of the inbound queues its agents also serve,
+    and ``inbound_spare``, the free agents kept for inbound beyond ``free`` (its reserve),
+    which inbound arrivals take before the campaign's."""
     free: int
     busy: int
     in_flight: int
+    inbound_per_s: float = 0.0
+    inbound_spare: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("free", "busy", "in_flight"):
+        for name in ("free", "busy", "in_flight", "inbound_spare"):
             if getattr(self, name) < 0:
                 raise PacingError(name, "must not be negative")
+        if not (math.isfinite(self.inbound_per_s) and self.inbound_per_s >= 0):
+            raise PacingError("inbound_per_s", "must be a finite rate, not negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,25 +196,35 @@ def decide(state: DialState, measured: Measured, config: PacingConfig, headroom:
         return Decision(0, "preview", 0.0, 0.0, headroom)
     if agents == 0:
         return Decision(0, "no_agents", 0.0, 0.0, headroom)
-    progressive = max(0, state.free - state.in_flight)
-    if config.mode is Mode.PROGRESSIVE:
-        return Decision(progressive, "progressive", 0.0, (state.in_flight + progressive) * measured.live_rate, headroom)
-    lines = math.floor(config.max_lines_per_agent * agents)
-    limit = min(lines, state.free + max(0, headroom)) - state.in_flight
     p = measured.live_rate
+    horizon = measured.answer_delay_s + config.answer_wait_s
+    d_pmf = inbound_takers(state, horizon, config)
+    if len(d_pmf) == 1 and config.mode is Mode.PROGRESSIVE:
+        progressive = max(0, state.free - state.in_flight)        # no inbound: as it always was
+        return Decision(progressive, "progressive", 0.0, (state.in_flight + progressive) * p, headroom)
+    # The free agents sure to be there (inbound's upper quantile taken out), and the most calls
+    # the caps allow in flight: the sure ones, plus the excess the headroom pays for.
+    sure = max(0, state.free - quantile(d_pmf, config.inbound_quantile or 1.0))
+    room = sure + max(0, headroom)
+    if config.mode is Mode.PROGRESSIVE:
+        limit = min(state.free, room) - state.in_flight           # one call per free agent at most
+    else:
+        limit = min(math.floor(config.max_lines_per_agent * agents), room) - state.in_flight
     target = max(0.0, config.target - measured.false_positives_per_live)
-    q = 1.0 - math.exp(-(measured.answer_delay_s + config.answer_wait_s) / measured.handle_s)
-    y_pmf = _shifted_binomial(state.free, state.busy, q)
+    q = 1.0 - math.exp(-horizon / measured.handle_s)
+    z_pmf = _less(_shifted_binomial(state.free, state.busy, q), d_pmf)
 
     def within(n: int) -> bool:
         k = state.in_flight + n
-        return _expected_excess(_binomial(k, p), y_pmf) <= target * k * p
+        return _expected_excess(_binomial(k, p), z_pmf) <= target * k * p
 
-    # One more call adds p x P(X >= Y) to the expected excess, a share that only grows with
-    # the calls: the excess is convex in n and the target line straight, so the n within
-    # the target form one interval, and its end is found by bisection (log n evaluations,
-    # the same answer as trying n one by one: tests/unit/test_dialer_pacing.py).
-    n = progressive
+    # At least a call per sure free agent not already covered (abandoned only if inbound takes
+    # more than its upper quantile; none at all without inbound). One more call adds
+    # p x P(X >= Z) to the expected excess, a share that only grows with the calls: the excess
+    # is convex in n and the target line straight, so the n within the target form one interval
+    # from 0, and its end is found by bisection (log n evaluations, the same answer as trying n
+    # one by one: tests/unit/test_dialer_pacing.py).
+    n = max(0, sure - state.in_flight)
     if n < limit and within(n + 1):
         lo, hi = n + 1, limit
         while lo < hi:
@@ -198,12 +235,80 @@ def decide(state: DialState, measured: Measured, config: PacingConfig, headroom:
                 hi = mid - 1
         n = lo
     n = max(0, min(n, limit))
-    if n < limit:
+    if config.mode is Mode.PROGRESSIVE:
+        reason = "progressive"
+    elif n < limit:
         reason = "model"
     else:
-        reason = "guard" if state.free + max(0, headroom) < lines else "lines"
+        reason = "guard" if room < math.floor(config.max_lines_per_agent * agents) else "lines"
     k = state.in_flight + n
-    return Decision(n, reason, _expected_excess(_binomial(k, p), y_pmf), k * p, headroom)
+    return Decision(n, reason, _expected_excess(_binomial(k, p), z_pmf), k * p, headroom)
+
+
+# -- inbound arrivals during the ring ---------------------------------------------------
+
+
+def inbound_takers(state: DialState, horizon_s: float, config: PacingConfig) -> list[float]:
+    """P(D = j): the law of the free agents counted as the campaign's that inbound arrivals take
+    within ``horizon_s``: ``D = max(0, N - spare)``, ``N ~ Poisson(rate x horizon)``. Values at
+    or above every agent the campaign has (``free + busy``) are gathered on that one (beyond
+    it nothing changes: no agent is left). ``[1.0]`` (none) without inbound, or with
+    ``inbound_quantile`` None."""
+    if config.inbound_quantile is None or state.inbound_per_s <= 0:
+        return [1.0]
+    top = state.free + state.busy
+    n_pmf = _poisson(state.inbound_per_s * horizon_s, top + state.inbound_spare)
+    spare = state.inbound_spare
+    out = [sum(n_pmf[:spare + 1])] + n_pmf[spare + 1:]
+    while len(out) > 1 and out[-1] == 0.0:
+        out.pop()
+    return out
+
+
+def quantile(pmf: list[float], level: float) -> int:
+    """The smallest ``m`` with P(value <= m) >= ``level`` (the last value when float sums fall
+    short of it)."""
+    total = 0.0
+    for m, v in enumerate(pmf):
+        total += v
+        if total >= level - 1e-12:
+            return m
+    return len(pmf) - 1
+
+
+def _poisson(mean: float, top: int, tail: float = 1e-12) -> list[float]:
+    """P(N = i) for i up to ``top`` (the mass beyond it gathered on ``top``), N ~ Poisson(mean),
+    in logs (no underflow for a large mean); cut where less than ``tail`` is left."""
+    if mean <= 0 or top <= 0:
+        return [1.0]
+    log_mean = math.log(mean)
+    log_p = -mean
+    pmf: list[float] = []
+    total = 0.0
+    for i in range(top):
+        if i:
+            log_p += log_mean - math.log(i)
+        v = math.exp(log_p)
+        pmf.append(v)
+        total += v
+        if i > mean and 1.0 - total < tail:
+            return pmf
+    pmf.append(max(0.0, 1.0 - total))
+    return pmf
+
+
+def _less(y_pmf: list[float], d_pmf: list[float]) -> list[float]:
+    """P(Z = j) for Z = max(0, Y - D), Y and D independent."""
+    if len(d_pmf) == 1:
+        return y_pmf
+    z = [0.0] * len(y_pmf)
+    for y, py in enumerate(y_pmf):
+        if py == 0.0:
+            continue
+        for d, pd in enumerate(d_pmf[:y + 1]):
+            z[y - d] += py * pd
+        z[0] += py * sum(d_pmf[y + 1:])
+    return z
 
 
 # -- the binomial pieces ----------------------------------------------------------------

@@ -160,7 +160,9 @@ def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, m
     """How many calls a campaign starts at ``now`` (epoch seconds). Preview starts none (the
     agent does); the inbound queues its agents serve take them first (``outbound_agents``:
     none while an inbound caller waits, none while the campaign's reserve for inbound is not
-    met, else the free agents beyond it)."""
+    met, else the free agents beyond it), and the inbound callers expected to arrive while
+    its calls ring take free agents it may not count on (``dialer.pacing``, "Inbound on the
+    same agents")."""
     if mode == "preview":
         return 0
     blend = outbound_agents(now, agents.free, agents.inbound, reserve)
@@ -170,8 +172,11 @@ def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, m
     busy = max(0, agents.staffed - max(0, agents.free))
     cfg = PacingConfig(mode=Mode(mode), cap=config.cap, target=min(config.target, config.cap),
                        amd_false_positive_share=config.amd_false_positive_share,
-                       max_lines_per_agent=config.max_lines_per_agent)
-    return decide(DialState(free, busy, in_flight), measured, cfg, headroom).launch
+                       max_lines_per_agent=config.max_lines_per_agent, inbound_quantile=config.inbound_quantile)
+    # Inbound callers arriving while the calls ring take free agents (its reserve's first).
+    state = DialState(free, busy, in_flight, inbound_per_s=blend.calls_per_hour / 3600.0,
+                      inbound_spare=blend.reserved)
+    return decide(state, measured, cfg, headroom).launch
 
 
 def dial_string(template: str, number: str) -> str:
