@@ -282,7 +282,8 @@ async def board(req: ApiRequest[None, None]) -> Board:
     rows = await query(campaign_store.board(pool, today))
     out = []
     for c in rows:
-        config = PacingConfig(cap=float(c["abandon_cap"]))
+        config = PacingConfig(cap=float(c["abandon_cap"]),
+                              amd_false_positive_share=req.app[CORE].settings.dialer_amd_false_positive_share)
         history = await query(campaign_store.ledger_history(pool, c["campaign_id"], now - MONTH))
         rates = rebuild_ledger(config, history, now).rates(now)
         out.append(BoardRow(**board_row(c, rates, _agents(req.app, c["queue"]), _in_flight(req.app, c["campaign_id"]))))

@@ -248,11 +248,14 @@ class Settings(BaseSettings):
     # calls). How a lead's number is dialled ({number}: E.164), how often running
     # campaigns are looked at (an agent freeing or a call ending also wakes it), how long
     # after a connected call ended its lead waits for the agent's result before the runner
-    # closes it as answered_no_result.
+    # closes it as answered_no_result. The share of AMD's "machine" verdicts that were
+    # people (calibrated: bench/amd_greetings.py on your own greetings; 0: none counted),
+    # counted as live answers abandoned in every campaign's rates and fed to its pacing.
     dialer_enabled: bool = False
     dialer_dial: str = "Local/{number}@cti-outbound"
     dialer_tick_s: float = Field(1.0, ge=0.1, le=60)
     dialer_result_timeout_s: float = Field(1800.0, ge=60, le=7 * 86400)
+    dialer_amd_false_positive_share: float = Field(0.0, ge=0.0, le=0.9)
     emergency_prompt_dir: str = "/var/lib/cti/emergency"
     node_name: str = Field("main", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     emergency_poll_s: float = Field(1.0, ge=0.1, le=60)

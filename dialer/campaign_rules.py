@@ -186,14 +186,18 @@ class AttemptTotals:
     answer_delay_s: float = 0.0
     handled: int = 0
     handle_s: float = 0.0
+    machines: int = 0
 
 
-def measured_from(totals: AttemptTotals, prior: Measured, *, amd_seconds: float = 2.5) -> Measured:
+def measured_from(totals: AttemptTotals, prior: Measured, *, amd_seconds: float = 2.5,
+                  amd_false_positive_share: float = 0.0) -> Measured:
     """The pacing inputs measured from ``totals``, blended with ``prior`` (worth 50 calls,
     ``Measured.from_counts``). A live answer's delay is its ring plus AMD's listening
-    (``amd_seconds``: a person is handed over once AMD decides)."""
+    (``amd_seconds``: a person is handed over once AMD decides). The AMD false positives
+    estimated: ``amd_false_positive_share`` (calibrated) of the calls AMD called machines."""
     return Measured.from_counts(totals.dials, totals.live, totals.answer_delay_s + amd_seconds * totals.live,
-                                totals.handled, totals.handle_s, prior=prior)
+                                totals.handled, totals.handle_s, amd_false_positive_share * totals.machines,
+                                prior=prior)
 
 
 class RulesCache:

@@ -96,7 +96,7 @@ async def ledger_history(db: Db, campaign_id: int, since: datetime) -> list[Minu
 async def attempt_totals(db: Db, campaign_id: int, since: datetime) -> AttemptTotals:
     """The campaign's runner calls (``dialer-`` call ids) closed after ``since`` in totals:
     dials, live answers and their ring time, connected calls with a result and the time
-    from connection to result."""
+    from connection to result, the calls AMD called machines."""
     async with connection(db) as conn:
         r = await conn.fetchrow(
             """SELECT count(*) AS dials,
@@ -108,10 +108,11 @@ async def attempt_totals(db: Db, campaign_id: int, since: datetime) -> AttemptTo
                       coalesce(sum(extract(epoch FROM result_at - ended_at))
                                FILTER (WHERE outcome = 'answered' AND result_at IS NOT NULL
                                        AND disposition IS DISTINCT FROM 'answered_no_result'), 0)::float8
-                          AS handle_s
+                          AS handle_s,
+                      count(*) FILTER (WHERE amd_status = 'MACHINE') AS machines
                FROM dialer_attempts
                WHERE campaign_id = $1 AND ended_at > $2 AND call_id LIKE 'dialer-%'""", campaign_id, since)
-    return AttemptTotals(r["dials"], r["live"], r["answer_delay_s"], r["handled"], r["handle_s"])
+    return AttemptTotals(r["dials"], r["live"], r["answer_delay_s"], r["handled"], r["handle_s"], r["machines"])
 
 
 async def orphaned_attempts(db: Db, before: datetime) -> list[dict]:

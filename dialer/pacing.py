@@ -5,7 +5,9 @@ Modes:
 
 - **preview**: the dialer starts nothing; the agent starts the call (or skips the lead).
 - **progressive**: one call per free agent: calls in flight never exceed free agents,
-  so nobody who answers waits for an agent (abandonment only through AMD mistakes).
+  so nobody who answers waits for an agent (abandonment only through AMD mistakes, and,
+  blended, inbound callers taking an agent during the ring: then no more calls than the
+  guard and the model below allow).
 - **predictive**: more calls than free agents, so that agents freeing during the ring
   find a person. The model, per decision, over the horizon ``H`` (a live answer's mean
   delay plus the 2 s it may wait for an agent):

@@ -318,7 +318,12 @@ class CampaignRunner:
         kept = self.measured_by.get(cid)
         if kept is None or now >= kept[1]:
             totals = await campaign_store.attempt_totals(self.core.pool, cid, now - MEASURE_SPAN)
-            self.measured_by[cid] = (measured_from(totals, self.measured), now + timedelta(seconds=MEASURE_S))
+            measured = measured_from(totals, self.measured, amd_false_positive_share=self._fp_share())
+            self.measured_by[cid] = (measured, now + timedelta(seconds=MEASURE_S))
+
+    def _fp_share(self) -> float:
+        """The calibrated share of AMD's machine verdicts that were people (a setting)."""
+        return float(getattr(self.core.settings, "dialer_amd_false_positive_share", 0.0))
 
     def _agents(self, queue: str | None, now: float) -> AgentsView | None:
         if queue is None:
@@ -379,7 +384,8 @@ class CampaignRunner:
         agents = self._agents(c["queue"], now.timestamp())
         if agents is None:
             return 0
-        config = PacingConfig(cap=float(c["abandon_cap"]), target=min(0.0175, float(c["abandon_cap"])))
+        config = PacingConfig(cap=float(c["abandon_cap"]), target=min(0.0175, float(c["abandon_cap"])),
+                              amd_false_positive_share=self._fp_share())
         if c["mode"] != "preview":
             await self._history(cid, config, now)
         ledger = self.ledgers.get(cid)
@@ -492,7 +498,8 @@ class CampaignRunner:
     def _ledger(self, a: Attempt) -> AbandonLedger:
         ledger = self.ledgers.get(a.campaign_id)
         if ledger is None:
-            ledger = self.ledgers[a.campaign_id] = AbandonLedger(PacingConfig())
+            config = PacingConfig(amd_false_positive_share=self._fp_share())
+            ledger = self.ledgers[a.campaign_id] = AbandonLedger(config)
         return ledger
 
     def _finish(self, a: Attempt) -> None:

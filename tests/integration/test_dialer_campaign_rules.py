@@ -1,13 +1,15 @@
 """A campaign's own window and retry rules, and its abandonment ledger across a restart,
 with the real PostgreSQL: the runner dials a campaign by its own window (none when it is
 shut) and retries by its own rules; a new runner (a restart, a takeover) rebuilds the
-ledger from the stored attempts and has the headroom they paid for, not zero."""
+ledger from the stored attempts and has the headroom they paid for, not zero; the calibrated
+AMD share counts the stored machine verdicts in its rates and pacing."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from types import SimpleNamespace
 
+import pytest
 
 from dialer import store
 from dialer.campaign_rules import window_to_json
@@ -121,6 +123,29 @@ async def test_a_restarted_runner_rebuilds_its_ledger_and_dials_by_the_campaigns
     assert second.ledgers[pred].rates(later) == first.ledgers[pred].rates(later)
     # Its measured inputs are the campaign's own, blended with the prior: 400 people of 401 dials.
     assert second.measured_by[pred][0].live_rate > first.measured.live_rate
+
+
+async def test_the_calibrated_amd_share_counts_the_stored_machines_in_rates_and_pacing(pool):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    cid = await _campaign(pool, "calibrated", "predictive", ALWAYS, 10)
+    await _history(pool, cid, now - timedelta(hours=3), live=200, abandoned=1)
+    lead = await pool.fetchval("SELECT min(lead_id) FROM dialer_leads WHERE campaign_id = $1", cid)
+    await pool.execute(
+        "INSERT INTO dialer_attempts (lead_id, campaign_id, started_at, ended_at, outcome, amd_status, call_id,"
+        " rang_ms) SELECT $1, $2, $3, $3, 'machine', 'MACHINE', 'dialer-m-' || g, 9000"
+        " FROM generate_series(1, 100) g", lead, cid, now - timedelta(hours=3))
+    r = runner(pool)
+    r.core.settings.dialer_amd_false_positive_share = 0.05
+    await r.tick(now)
+    # 5% of the 100 machine verdicts were people: 5 hung up on, live answers and abandoned both.
+    rates = r.ledgers[cid].rates(now)["24h"]
+    assert (rates.live, rates.abandoned) == (pytest.approx(205), pytest.approx(6))
+    assert r.measured_by[cid][0].false_positives_per_live == pytest.approx(5 / 205)
+    # Not calibrated (the default): none counted.
+    plain = runner(pool)
+    await plain.tick(now + timedelta(seconds=1))
+    assert plain.ledgers[cid].rates(now + timedelta(seconds=1))["24h"].abandoned == 1
+    assert plain.measured_by[cid][0].false_positives_per_live == 0.0
 
 
 async def test_a_history_over_the_cap_keeps_a_restarted_runner_progressive(pool):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
+from time import time as time_now
 
 import asyncpg
 import pytest
@@ -90,7 +91,11 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, pool, tmp_path,
                                            dialer_dial="Local/{number}@cti-demo-customer/n"))
     survey = await _campaign(pool, "survey", "survey", [HUMAN, NO_ANSWER, BUSY, ON_DNC, MACHINE])
     lonely = await _campaign(pool, "lonely", "lonely", [LONELY], abandon_prompt=prompts["abandon"])
-    blend = await _campaign(pool, "blend", "blend", [BLEND_1, BLEND_2])
+    # Bea is the one agent of "blend" and also takes "care": pacing calls on her only while an
+    # inbound caller is unlikely to take her during the ring (dialer.pacing, "Inbound on the same
+    # agents"). Her campaign measures inbound over 4 hours, and "care" has been quiet that long:
+    # the one inbound call below is 0.25 an hour, not 60 (over the first minute).
+    blend = await _campaign(pool, "blend", "blend", [BLEND_1, BLEND_2], reserve={"arrivals_min": 240})
     # On the list after the import: the check is at dial time.
     await store.add_dnc(pool, ON_DNC, reason="asked us not to call")
 
@@ -99,6 +104,7 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, pool, tmp_path,
     from api.dialer_routes import RUNNER
     runner = d.runner.app[RUNNER]
     runner.windows = WindowChecker(ALWAYS)       # the test runs at any hour of the day
+    runner.arrivals.observe("care", 0, time_now() - 4 * 3600)
     try:
         await eventually(lambda: d.acd is not None and d.acd.heartbeats > 0, timeout=10, what="the ACD is up")
         for cid in (survey, lonely, blend):

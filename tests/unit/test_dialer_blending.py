@@ -95,6 +95,22 @@ def test_with_no_reserve_a_blended_campaign_still_dials_on_agents_about_to_free(
     assert launch_count("predictive", view, 0, 50, M, PacingConfig(), now=NOW, reserve=ReserveConfig(agents=1)) == 0
 
 
+def test_the_runner_counts_the_measured_inbound_arrivals_as_taking_agents_during_the_ring():
+    # One free blended agent, no history (headroom 0), nobody waiting: at 60 inbound calls an hour
+    # one may take her while the call rings, so no call; the rule before called.
+    view = AgentsView(1, 1, (care(per_hour=60),))
+    assert launch_count("progressive", view, 0, 0, M, PacingConfig(), now=NOW) == 0
+    assert launch_count("progressive", view, 0, 0, M, PacingConfig(inbound_quantile=None), now=NOW) == 1
+    # A quiet queue (no arrival in the window): she is the campaign's.
+    assert launch_count("progressive", AgentsView(1, 1, (care(per_hour=0),)), 0, 0, M, PacingConfig(), now=NOW) == 1
+    # Six free agents at 300 an hour: the reserve of 4 takes the arrivals first, so the campaign
+    # counts on its 2 (6 less the reserve) without losing any to inbound.
+    busy = AgentsView(6, 20, (care(per_hour=300),))
+    assert launch_count("progressive", busy, 0, 0, M, PacingConfig(), now=NOW) == 2
+    assert launch_count("progressive", busy, 0, 0, M, PacingConfig(), now=NOW, reserve=ReserveConfig(agents=4)) == 2
+    assert launch_count("progressive", busy, 0, 0, M, PacingConfig(inbound_quantile=None), now=NOW) == 6
+
+
 def test_the_arrival_log_turns_entered_counts_into_instants():
     log = ArrivalLog(keep_s=600)
     log.observe("care", 40, NOW)             # the first count only sets the mark

@@ -197,6 +197,16 @@ def test_measured_inputs_start_at_the_prior_and_move_to_the_campaigns_own():
     # 10 s ringing + 2.5 s of AMD per live answer, blended with the prior's 8 s worth 50 calls
     assert lots.answer_delay_s == pytest.approx((500 * 12.5 + 50 * 8.0) / 550)
     assert lots.handle_s == pytest.approx((450 * 300.0 + 50 * 180.0) / 500)
+    assert lots.false_positives_per_live == 0.0                  # no calibrated share: none counted
+
+
+def test_the_calibrated_amd_share_of_the_measured_machines_lowers_the_models_aim():
+    totals = AttemptTotals(dials=5000, live=1250, answer_delay_s=1250 * 10.0, handled=1200, handle_s=1200 * 180.0,
+                           machines=600)
+    m = measured_from(totals, Measured(0.25, 8.0, 180.0), amd_false_positive_share=0.05)
+    # 5% of 600 machine verdicts were people: 30 hung up on, per 1,280 live answers (theirs included).
+    assert m.false_positives_per_live == pytest.approx(30 / 1280)
+    assert measured_from(totals, Measured(0.25, 8.0, 180.0)).false_positives_per_live == 0.0
 
 
 # -- the board and the export ------------------------------------------------------------------
