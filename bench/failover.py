@@ -67,6 +67,9 @@ import aiohttp
 from acd.config import load_config
 from bench.harness import (Database, DaemonProcess, HarnessError, Traffic, daemon_env, demo_times, free_port,
                            integrity, sandbox, wait_quiet)
+from bench.failover_checks import answering_offer, order_violations
+from bench.failover_desktops import Broker, Desktop, caught_up, connect_all, make_sessions, read_stream
+from bench.failover_desktops import report as desktops_report
 from cti.lease_pg import ASK_HANDOVER
 
 ACD_CONFIG = Path(__file__).with_name("faults-acd.toml")
@@ -153,7 +156,8 @@ def changed(before: dict[str, int], after: dict[str, int]) -> int:
 
 async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
               pause: float | None = None, handover: bool = False, warm: bool = True,
-              wrapup: float | None = None, agents: int | None = None) -> dict[str, Any]:
+              wrapup: float | None = None, agents: int | None = None, desktops: bool = True,
+              supervisors: int = 2) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -170,18 +174,39 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     nodes = []
     routing = acd_config(workdir, wrapup, agents)
     agent_ids = [a.id for a in load_config(routing).agents]
+    broker = Broker(workdir) if desktops else None
+    ports = {"n1": free_port(), "n2": free_port()}
+    # With desktops: the events go through a broker of the run's own, both nodes serve its
+    # stream on /ws (docs/ha.md "Clients follow the leader"), and each knows the other's address.
+    shared: dict[str, Any] = {}
+    if broker is not None:
+        shared = {**broker.settings(), "ha_peers": ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in ports.items()),
+                  "http_client_max": 0}
     for name in ("n1", "n2"):
         (workdir / name).mkdir(parents=True, exist_ok=True)
         env = daemon_env(dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
-                         agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3,
-                         ha_renew_every=min(0.5, ttl / 6), log_level="warning")
+                         agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3, http_port=ports[name],
+                         ha_renew_every=min(0.5, ttl / 6), log_level="warning", **shared)
         nodes.append(DaemonProcess(env, workdir / f"{name}.log"))
     kills_out: list[dict[str, Any]] = []
+    clients: list[Desktop] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+    ws_http = aiohttp.ClientSession()
     try:
+        if broker is not None:
+            await broker.start()
         await nodes[0].start()
         await _until(lambda: _leader(nodes[0], http), 30, "n1 leading")
         await nodes[1].start()
+        if broker is not None:
+            for d in nodes:
+                await _until(lambda d=d: _stream_ready(d, http), 30, f"{d.url}: /ws read the stream")
+            people = await make_sessions(dsn, agent_ids, supervisors)
+            urls = [d.url.replace("http", "ws") + "/ws" for d in nodes]
+            # Half on each node: the leader's move at its kill, the standby's stay.
+            clients = [Desktop(name, agent_id, token, urls, at=i % 2)
+                       for i, (name, agent_id, token) in enumerate(people)]
+            await connect_all(clients, ws_http)
         await demo_times(traffic, ring=(0, 1), talk=(3, 8))
         t0 = time.time()
         traffic.start()
@@ -190,8 +215,12 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         for n in range(kills):
             before = await _ha(leader, http)
             states_before = (await _acd(leader, http)).get("agents") or {}
+            # Their order: the ACD's, as this routing makes it (one priority, every agent in both
+            # queues, aging weight 1): arrival, whatever the queue.
             queued = [r["call_id"] for r in await db.fetch(
-                "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'", traffic.prefix + "%")]
+                "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'"
+                " ORDER BY queue_joined_at, call_id", traffic.prefix + "%")]
+            on_leader = sum(1 for c in clients if c.urls[c.at].startswith(leader.url.replace("http", "ws")))
             killed_at, killed_mono = time.time(), time.monotonic()
             if pause:
                 leader.send_signal(signal.SIGSTOP)
@@ -215,7 +244,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             states_after = started.get("agents") or {}
             work = (started.get("takeover") or {}).get("total_s")
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
-                              "waiting": queued,
+                              "waiting": queued, "desktops_on_leader": on_leader,
                               "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"],
                               "agents_before": states_before, "agents_after": states_after, "acd_work_s": work,
                               "agents_changed": changed(states_before, states_after) if states_after else None})
@@ -258,6 +287,11 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             pass
         await asyncio.sleep(2)
         report = await integrity(dsn, traffic, t0, time.time())
+        desk: dict[str, Any] | None = None
+        if broker is not None:
+            stream = await read_stream(broker.url)
+            await caught_up(clients, stream, 20)
+            desk = desktops_report(clients, stream, traffic.real_ids())
         double = await double_booked(db, traffic.prefix, agent_ids)
         offers = await db.fetch("SELECT at FROM call_events WHERE kind = 'acd.offer' ORDER BY at")
         at = [r["at"].timestamp() for r in offers]
@@ -266,9 +300,16 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             first = next((a for a in at if k["killed_at"] < a < end), None)
             k["first_offer_s"] = None if first is None else round(first - k["killed_at"], 3)
             k["after_takeover_s"] = None if first is None else round(k["first_offer_s"] - k["takeover_s"], 3)
-        waited = sorted({c for k in kills_out for c in k.pop("waiting")})
+        orders = [k.pop("waiting") for k in kills_out]
+        waited = sorted({c for order in orders for c in order})
         fates = {r["call_id"]: r for r in await db.fetch(
             "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
+        offered: dict[str, list[float]] = {}
+        for r in await db.fetch("SELECT call_id, at FROM call_events WHERE kind = 'acd.offer' AND call_id = ANY($1)",
+                                waited):
+            offered.setdefault(r["call_id"], []).append(r["at"].timestamp())
+        for k, order in zip(kills_out, orders):
+            k.update(waiting_order(order, k["killed_at"], fates, offered))
         answered = sum(1 for c in waited if fates.get(c) and fates[c]["agent_answered_at"] is not None)
         abandoned = sum(1 for c in waited if fates.get(c) and fates[c]["abandoned"])
         takeovers = [k["takeover_s"] for k in kills_out]
@@ -297,6 +338,14 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             # Callers the database held as waiting when a leader was killed (as last written):
             # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
             "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
+            # Their order (waiting_order): answered in the order they waited, by the offer taken.
+            "order_compared": sum(k["order_compared"] for k in kills_out),
+            "order_violations": sum(k["order_violations"] for k in kills_out),
+            "order_overtaken": sum(k["order_overtaken"] for k in kills_out),
+            "order_by_answer_time_violations": sum(k["order_by_answer_time_violations"] for k in kills_out),
+            "order_offered_before_kill": sum(k["order_offered_before_kill"] for k in kills_out),
+            "order_not_answered": sum(k["order_not_answered"] for k in kills_out),
+            "desktops": desk, "supervisors": supervisors if desk else 0,
             "calls_created": len(traffic.real_ids()), "integrity": report.summary(), "integrity_ok": report.ok,
             "integrity_detail": "" if report.ok else report.explain(),
             "double_booked": double[:5], "per_kill": kills_out, "pause_s": pause,
@@ -309,12 +358,52 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
                                                traffic.prefix + "%"))[0]["n"],
         }
     finally:
+        for c in clients:
+            await c.stop()
+        await ws_http.close()
         await http.close()
         await traffic.close()
         for d in nodes:
             await d.stop(timeout=20)
+        if broker is not None:
+            broker.stop()
         await db.stop()
         await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
+
+
+def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
+                  offered: dict[str, list[float]]) -> dict[str, Any]:
+    """The callers waiting at one kill (``order``: the ACD's order then) against the offers
+    their agents answered afterwards (``answering_offer``); callers whose answered offer came
+    before the kill (the database's row lagged the router) or who were never answered are left
+    out and counted. Also the plain answer times' order, which the simulated agents' ring of
+    0 or 1 s shuffles by itself."""
+    offer_at: dict[str, float | None] = {}
+    answer_at: dict[str, float | None] = {}
+    before = 0
+    for c in order:
+        row = fates.get(c)
+        answered = row["agent_answered_at"].timestamp() if row and row["agent_answered_at"] is not None else None
+        taken = answering_offer(offered.get(c, []), answered)
+        if taken is not None and taken < killed_at:
+            before += 1
+            continue
+        offer_at[c], answer_at[c] = taken, answered
+    kept = [c for c in order if c in offer_at]
+    by_offer = order_violations(kept, offer_at)
+    by_answer = order_violations(kept, answer_at)
+    return {"order_compared": by_offer.compared, "order_violations": len(by_offer.violations),
+            "order_overtaken": len(by_offer.overtaken), "order_examples": by_offer.violations[:3],
+            "order_by_answer_time_violations": len(by_answer.violations),
+            "order_offered_before_kill": before, "order_not_answered": len(by_offer.unserved)}
+
+
+async def _stream_ready(d: DaemonProcess, http: aiohttp.ClientSession) -> bool:
+    try:
+        async with http.get(d.url + "/healthz") as r:
+            return bool(((await r.json()).get("stream") or {}).get("ready"))
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return False
 
 
 def _handover_line(path: Path) -> dict[str, Any] | None:
@@ -355,6 +444,21 @@ def render(r: dict[str, Any]) -> str:
                  f"{max(stops) if stops else '-'} s, emptying its writer at most {max(drains) if drains else '-'} s; "
                  f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
+    extra.append(f"\nCallers waiting at a kill, answered afterwards: {r['order_compared']} compared in the order they "
+                 f"waited (by the offer their agent answered): {r['order_violations']} pairs served the other way "
+                 f"round ({r['order_overtaken']} callers overtaken); by the answer's own time (the simulated ring of "
+                 f"0 or 1 s shuffles it): {r['order_by_answer_time_violations']} pairs; left out: "
+                 f"{r['order_offered_before_kill']} already offered at the kill, {r['order_not_answered']} never "
+                 f"answered.")
+    d = r.get("desktops")
+    if d:
+        extra.append(f"\nDesktops ({d['desktops'] - d['supervisors']} agents, {d['supervisors']} supervisors, through "
+                     f"the run's broker): `seq` contiguous for {d['contiguous']} of {d['desktops']}; messages "
+                     f"expected / received {d['messages_expected']} / {d['messages_received']}; missing "
+                     f"{d['missing']}, repeated {d['repeated']}, out of order {d['out_of_order']}, not theirs "
+                     f"{d['unexpected']}; reconnects {d['reconnects']} (resumed {d['resumed']}, resync "
+                     f"{d['resyncs']}); calls whose end a supervisor never received: "
+                     f"{d['calls_whose_end_a_supervisor_missed']}.")
     extra.append(f"\n{'Warm' if r.get('warm', True) else 'Cold'} standby: the ACD's work to take over "
                  f"(`/healthz` acd.takeover.total_s) p50 {r.get('acd_work_p50_s')} s, max {r.get('acd_work_max_s')} s; "
                  f"first offer after the takeover p50 "
@@ -389,6 +493,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compare", action="store_true", help="warm standbys, then cold ones, in one command")
     p.add_argument("--wrapup", type=float, default=None, help="every queue's wrapup_s (default: the routing's 1 s)")
     p.add_argument("--agents", type=int, default=None, help="simulated agents (default: the routing's 16)")
+    p.add_argument("--desktops", action=argparse.BooleanOptionalAction, default=True,
+                   help="a desktop per agent and --supervisors supervisors through a broker of the run's own "
+                        "(nats-server), their seq checked across the kills (default: on)")
+    p.add_argument("--supervisors", type=int, default=2, help="supervisors' clients with --desktops (default 2)")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args(argv)
     Path("/var/tmp").mkdir(exist_ok=True)
@@ -398,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir.chmod(0o755)
         results.append(asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause,
                                        args.handover, warm=warm, wrapup=args.wrapup,
-                                       agents=args.agents)))
+                                       agents=args.agents, desktops=args.desktops,
+                                       supervisors=args.supervisors)))
         print(f"(logs in {workdir})")
     text = json.dumps(results if args.compare else results[0], indent=2, default=str)
     print(text)
@@ -409,6 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for result in results:
         ok = ok and result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
+        ok = ok and not result["order_violations"] and (not result["desktops"]
+                                                        or not result["desktops"]["not_contiguous"])
         if args.handover:
             ok = ok and result["handed_over_exits_75"] and not result["sent_to_fallback"]
         if args.pause:
