@@ -345,6 +345,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             "order_by_answer_time_violations": sum(k["order_by_answer_time_violations"] for k in kills_out),
             "order_offered_before_kill": sum(k["order_offered_before_kill"] for k in kills_out),
             "order_not_answered": sum(k["order_not_answered"] for k in kills_out),
+            "order_offer_not_recorded": sum(k["order_offer_not_recorded"] for k in kills_out),
             "desktops": desk, "supervisors": supervisors if desk else 0,
             "calls_created": len(traffic.real_ids()), "integrity": report.summary(), "integrity_ok": report.ok,
             "integrity_detail": "" if report.ok else report.explain(),
@@ -381,12 +382,18 @@ def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
     offer_at: dict[str, float | None] = {}
     answer_at: dict[str, float | None] = {}
     before = 0
+    unrecorded: list[float] = []
     for c in order:
         row = fates.get(c)
         answered = row["agent_answered_at"].timestamp() if row and row["agent_answered_at"] is not None else None
         taken = answering_offer(offered.get(c, []), answered)
         if taken is not None and taken < killed_at:
             before += 1
+            continue
+        if answered is not None and taken is None:
+            # Answered, but no offer on its timeline before the answer: the old leader's last
+            # rows, lost with it (docs/ha.md, "Not built yet"); how long after the kill.
+            unrecorded.append(round(answered - killed_at, 3))
             continue
         offer_at[c], answer_at[c] = taken, answered
     kept = [c for c in order if c in offer_at]
@@ -395,7 +402,8 @@ def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
     return {"order_compared": by_offer.compared, "order_violations": len(by_offer.violations),
             "order_overtaken": len(by_offer.overtaken), "order_examples": by_offer.violations[:3],
             "order_by_answer_time_violations": len(by_answer.violations),
-            "order_offered_before_kill": before, "order_not_answered": len(by_offer.unserved)}
+            "order_offered_before_kill": before, "order_not_answered": len(by_offer.unserved),
+            "order_offer_not_recorded": len(unrecorded), "order_offer_not_recorded_answered_after_s": unrecorded[:10]}
 
 
 async def _stream_ready(d: DaemonProcess, http: aiohttp.ClientSession) -> bool:
@@ -449,7 +457,8 @@ def render(r: dict[str, Any]) -> str:
                  f"round ({r['order_overtaken']} callers overtaken); by the answer's own time (the simulated ring of "
                  f"0 or 1 s shuffles it): {r['order_by_answer_time_violations']} pairs; left out: "
                  f"{r['order_offered_before_kill']} already offered at the kill, {r['order_not_answered']} never "
-                 f"answered.")
+                 f"answered, {r.get('order_offer_not_recorded', 0)} answered with no offer on their timeline "
+                 f"(the old leader's last rows).")
     d = r.get("desktops")
     if d:
         extra.append(f"\nDesktops ({d['desktops'] - d['supervisors']} agents, {d['supervisors']} supervisors, through "
