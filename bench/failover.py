@@ -3,6 +3,7 @@
     python -m bench.failover --kills 10 [--rate 3] [--gap 12] [--json out.json]
     python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
     python -m bench.failover --kills 10 --handover    # planned handovers (cti handover) instead
+    python -m bench.failover --kills 5 --pgcut 12     # the leader's path to PostgreSQL cut 12 s instead
     python -m bench.failover --kills 5 --compare --wrapup 15   # warm standby, then cold, one command
     python -m bench.failover --kills 20 --rate 8 --agents 50     # the issue's load
 
@@ -36,6 +37,13 @@ resumed (SIGCONT): the standby must take over meanwhile, and the resumed node mu
 and exit with 75 having offered nothing (no ``CtiOfferRefused`` from the dialplan after it
 resumed: its gate kept its offers off the wire).
 
+With ``--pgcut S`` each node reaches PostgreSQL through a path of its own (``bench/pgcut.py``:
+a loopback TCP link to the embedded server's socket) and the leader is not killed but its
+path is cut for S seconds (nothing passes either way, no reset), then restored: the leader
+must step down and exit with 75, the standby take over (evicting the cut-off session), and no
+call be lost; offers refused by the dialplan after the cut are counted (the old leader's late
+actions).
+
 With ``--handover`` each "kill" is a planned handover, as ``cti handover`` asks it (the
 lease row's ``handover_requested``): the leader stops acting, releases its lease and exits
 with 75; **takeover** is then from the request to the standby leading, and the callers
@@ -67,6 +75,7 @@ import aiohttp
 from acd.config import load_config
 from bench.harness import (Database, DaemonProcess, HarnessError, Traffic, daemon_env, demo_times, free_port,
                            integrity, sandbox, wait_quiet)
+from bench.pgcut import Link
 from bench.failover_checks import answering_offer, order_violations
 from bench.failover_desktops import Broker, Desktop, caught_up, connect_all, make_sessions, read_stream
 from bench.failover_desktops import report as desktops_report
@@ -157,7 +166,7 @@ def changed(before: dict[str, int], after: dict[str, int]) -> int:
 async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
               pause: float | None = None, handover: bool = False, warm: bool = True,
               wrapup: float | None = None, agents: int | None = None, desktops: bool = True,
-              supervisors: int = 2) -> dict[str, Any]:
+              supervisors: int = 2, pgcut: float | None = None) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -167,7 +176,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     ami = await traffic.connect()
     refused: list[float] = []
     ami.add_listener(lambda f: refused.append(time.time()) if f.headers.get("Event") == "UserEvent"
-                     and f.headers.get("UserEvent") == "CtiOfferRefused" else None)
+                     and f.headers.get("UserEvent") in ("CtiOfferRefused", "CtiActionRefused") else None)
     fallback: list[float] = []
     ami.add_listener(lambda f: fallback.append(time.time()) if f.headers.get("Event") == "QueueCallerJoin" else None)
     await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
@@ -182,12 +191,22 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     if broker is not None:
         shared = {**broker.settings(), "ha_peers": ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in ports.items()),
                   "http_client_max": 0}
+    links: dict[str, Link] = {}
     for name in ("n1", "n2"):
         (workdir / name).mkdir(parents=True, exist_ok=True)
-        env = daemon_env(dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
+        node_dsn = dsn
+        if pgcut:
+            links[name] = Link(dsn)
+            await links[name].start()
+            node_dsn = links[name].dsn
+        env = daemon_env(node_dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
                          agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3, http_port=ports[name],
                          ha_renew_every=min(0.5, ttl / 6), log_level="warning", **shared)
         nodes.append(DaemonProcess(env, workdir / f"{name}.log"))
+
+    def link_of(d: DaemonProcess) -> Link:
+        return links[d.env["CTI_HA_NODE"]]
+
     kills_out: list[dict[str, Any]] = []
     clients: list[Desktop] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
@@ -224,6 +243,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             killed_at, killed_mono = time.time(), time.monotonic()
             if pause:
                 leader.send_signal(signal.SIGSTOP)
+            elif pgcut:
+                link_of(leader).cut()
             elif handover:
                 asked = await db.fetch(ASK_HANDOVER, "bench", before.get("node"), before.get("epoch"))
                 if not asked:
@@ -271,6 +292,23 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
                 kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
                 kills_out[-1]["exited_after_s"] = round(time.time() - resumed_at, 2)
                 kills_out[-1]["refused_after_resume"] = sum(1 for t in refused if t >= resumed_at)
+            if pgcut:
+                await asyncio.sleep(max(0.0, pgcut - (time.monotonic() - killed_mono)))
+                restored_at = time.time()
+                link_of(leader).restore()
+                proc = leader.proc
+
+                async def stepped_down() -> bool:
+                    return proc is not None and proc.returncode is not None
+
+                try:
+                    await _until(stepped_down, 30, f"cut {n + 1}: the cut-off leader exited", every=0.1)
+                except HarnessError:
+                    await leader.kill()
+                kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
+                kills_out[-1]["exit_note"] = await asyncio.to_thread(_step_down_line, leader.log_path)
+                kills_out[-1]["refused_after_cut"] = sum(1 for t in refused if t >= killed_at)
+                kills_out[-1]["restored_after_s"] = round(restored_at - killed_at, 2)
             await leader.start()        # back as a standby (its node name again; a new epoch if it leads)
             leader, standby = standby, leader
             await asyncio.sleep(gap)
@@ -352,7 +390,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             "double_booked": double[:5], "per_kill": kills_out, "pause_s": pause,
             "offers_refused": len(refused),
             "resumed_exits_75": None if not pause else all(k.get("exit_status") == 75 for k in kills_out),
-            "handover": handover,
+            "handover": handover, "pgcut_s": pgcut,
+            "cut_exits_75": None if not pgcut else all(k.get("exit_status") == 75 for k in kills_out),
             "handed_over_exits_75": None if not handover else all(k.get("exit_status") == 75 for k in kills_out),
             "sent_to_fallback": len(fallback),
             "abandoned_total": (await db.fetch("SELECT count(*) AS n FROM calls WHERE call_id LIKE $1 AND abandoned",
@@ -368,6 +407,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             await d.stop(timeout=20)
         if broker is not None:
             broker.stop()
+        for link in links.values():
+            await link.stop()
         await db.stop()
         await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
 
@@ -414,6 +455,18 @@ async def _stream_ready(d: DaemonProcess, http: aiohttp.ClientSession) -> bool:
         return False
 
 
+def _step_down_line(path: Path) -> str | None:
+    """The node's last log line about leadership ending (``ha ...`` with ``step`` in it)."""
+    found = None
+    for line in path.read_text(errors="replace").splitlines():
+        if '"ha ' in line and "step" in line:
+            try:
+                found = json.loads(line).get("event")
+            except ValueError:
+                continue
+    return found
+
+
 def _handover_line(path: Path) -> dict[str, Any] | None:
     """The old leader's own account of its handover (its last ``ha handed over`` log line):
     how long stopping its features and releasing the lease took."""
@@ -442,6 +495,10 @@ def render(r: dict[str, Any]) -> str:
                  f"{'all' if r['resumed_exits_75'] else 'NOT ALL'}, "
                  f"{max(exits) if exits else '-'} s after SIGCONT at most; offers refused by the dialplan after "
                  f"a resume: {sum(k.get('refused_after_resume', 0) for k in r['per_kill'])}."]
+    if r.get("pgcut_s"):
+        extra = [f"\nEach leader's path to PostgreSQL cut {r['pgcut_s']} s, then restored: cut-off leaders exited "
+                 f"with 75: {'all' if r['cut_exits_75'] else 'NOT ALL'}; actions refused by the dialplan after a cut: "
+                 f"{sum(k.get('refused_after_cut', 0) for k in r['per_kill'])}."]
     if r.get("handover"):
         stops = [k["old_leader"]["stop_s"] for k in r["per_kill"] if k.get("old_leader")]
         drains = [k["old_leader"].get("drain_s") or 0 for k in r["per_kill"] if k.get("old_leader")]
@@ -498,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="SIGSTOP the leader this many seconds, then SIGCONT, instead of SIGKILL")
     p.add_argument("--handover", action="store_true",
                    help="a planned handover (cti handover's request) instead of SIGKILL")
+    p.add_argument("--pgcut", type=float, default=None,
+                   help="cut the leader's path to PostgreSQL this many seconds, then restore it, instead of SIGKILL")
     p.add_argument("--cold", action="store_true", help="cold standbys (ha_warm false): adoption as after a restart")
     p.add_argument("--compare", action="store_true", help="warm standbys, then cold ones, in one command")
     p.add_argument("--wrapup", type=float, default=None, help="every queue's wrapup_s (default: the routing's 1 s)")
@@ -516,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause,
                                        args.handover, warm=warm, wrapup=args.wrapup,
                                        agents=args.agents, desktops=args.desktops,
-                                       supervisors=args.supervisors)))
+                                       supervisors=args.supervisors, pgcut=args.pgcut)))
         print(f"(logs in {workdir})")
     text = json.dumps(results if args.compare else results[0], indent=2, default=str)
     print(text)
@@ -531,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         or not result["desktops"]["not_contiguous"])
         if args.handover:
             ok = ok and result["handed_over_exits_75"] and not result["sent_to_fallback"]
+        if args.pgcut:
+            ok = ok and result["cut_exits_75"]
         if args.pause:
             ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
     return 0 if ok else 1
