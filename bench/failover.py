@@ -50,9 +50,27 @@ with 75; **takeover** is then from the request to the standby leading, and the c
 waiting at the request must all be answered or hang up of their own patience, none sent to
 the app_queue fallback (``QueueCallerJoin``).
 
+**Desktops** (on by default, ``--no-desktops`` to leave them out): the pair publishes
+through a ``nats-server`` of the run's own (docs/ha.md "Clients follow the leader"), and an
+agent desktop per simulated agent plus ``--supervisors`` supervisors stay connected for the
+whole run, half on each node (``bench/failover_desktops.py``). A client whose node is killed
+moves to the other one with its ``stream`` and ``last_seq``. After the run the stream is read
+back and each client's ``seq`` compared with the messages meant for it from its first hello
+(``bench/failover_checks.py``): contiguous means each once, in order; a resume's replay
+fills a gap, a ``resync`` leaves it (reported as missing).
+
+**The waiting callers' order**: at each kill the callers the database holds as waiting, in
+the ACD's order for this routing (one priority, every agent in both queues: arrival); after
+the run, for each of them the offer its agent answered; a pair served the other way round is
+a violation (``order_violations``). Callers answered with no offer on their timeline (the
+old leader's last rows, lost with it), answered before the kill (the row lagged) or never
+answered are counted apart. The plain answer times' order is shown too (the simulated ring
+of 0 or 1 s reorders it by itself).
+
 After the last kill the traffic stops, every call ends, and ``bench.integrity`` checks every
 call Asterisk created: in the database once, closed, timestamps in order; no agent answered a
-call while still on another. Prints JSON and a markdown table for BENCHMARKS.md. Run as root
+call while still on another. The exit status is 1 when that fails, a desktop's ``seq`` is not
+contiguous or a waiting caller was overtaken. Prints JSON and a markdown table for BENCHMARKS.md. Run as root
 with the sandbox up, e.g. ``scripts/run-isolated ha .venv/bin/python -m bench.failover``.
 """
 from __future__ import annotations
@@ -294,15 +312,17 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
                 kills_out[-1]["refused_after_resume"] = sum(1 for t in refused if t >= resumed_at)
             if pgcut:
                 await asyncio.sleep(max(0.0, pgcut - (time.monotonic() - killed_mono)))
-                restored_at = time.time()
-                link_of(leader).restore()
                 proc = leader.proc
+                kills_out[-1]["exited_before_restore"] = proc is not None and proc.returncode is not None
+                restored_at, restored_mono = time.time(), time.monotonic()
+                link_of(leader).restore()
 
                 async def stepped_down() -> bool:
                     return proc is not None and proc.returncode is not None
 
                 try:
                     await _until(stepped_down, 30, f"cut {n + 1}: the cut-off leader exited", every=0.1)
+                    kills_out[-1]["exited_after_restore_s"] = round(time.monotonic() - restored_mono, 2)
                 except HarnessError:
                     await leader.kill()
                 kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None

@@ -1,5 +1,6 @@
-"""A daemon's own path to PostgreSQL, which a bench can cut and restore: a TCP listener on
-loopback that forwards each connection to the embedded server's Unix socket.
+"""A daemon's own path to PostgreSQL, which a bench or a test can cut and restore: a TCP
+listener on loopback that forwards each connection to the server (an embedded server's Unix
+socket, or a TCP address).
 
 ``cut()`` is a network partition as the daemon sees it: nothing more is read or written in
 either direction (bytes already sent wait, as TCP retransmits them), new connections are
@@ -12,32 +13,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from bench.harness import free_port
 
 
-def socket_path(dsn: str) -> Path:
-    """The Unix socket a ``postgresql://user@/db?host=DIR&port=N`` DSN names. Raises
-    ValueError for a DSN that names no socket directory."""
-    q = parse_qs(urlsplit(dsn).query)
-    if not q.get("host") or not q["host"][0].startswith("/"):
-        raise ValueError("the DSN names no socket directory (host=/...)")
-    return Path(q["host"][0]) / f".s.PGSQL.{q.get('port', ['5432'])[0]}"
+def upstream(dsn: str) -> tuple[str, int] | Path:
+    """Where the server listens, as the DSN says: the Unix socket of ``host=/DIR&port=N``
+    (an embedded server), or ``(host, port)`` of a TCP address. Raises ValueError for a DSN
+    that names neither."""
+    u = urlsplit(dsn)
+    q = parse_qs(u.query)
+    port = q.get("port", [str(u.port or 5432)])[0]
+    if q.get("host") and q["host"][0].startswith("/"):
+        return Path(q["host"][0]) / f".s.PGSQL.{port}"
+    if u.hostname:
+        return (u.hostname, int(port))
+    raise ValueError("the DSN names no server (host=/socket-dir or host:port)")
 
 
 def via(dsn: str, port: int) -> str:
-    """``dsn`` through a loopback TCP port instead of the socket (the same user and database)."""
+    """``dsn`` through a loopback TCP port instead (the same credentials, database and other
+    parameters)."""
     u = urlsplit(dsn)
-    user = u.netloc.split("@", 1)[0] if "@" in u.netloc else ""
-    return urlunsplit((u.scheme, f"{user}@127.0.0.1:{port}", u.path, "", ""))
+    user = u.netloc.rsplit("@", 1)[0] + "@" if "@" in u.netloc else ""
+    query = urlencode([(k, v) for k, vs in parse_qs(u.query).items() if k not in ("host", "port") for v in vs])
+    return urlunsplit((u.scheme, f"{user}127.0.0.1:{port}", u.path, query, ""))
 
 
 class Link:
     """The cuttable path (see the module doc)."""
 
     def __init__(self, dsn: str) -> None:
-        self.socket = socket_path(dsn)
+        self.upstream = upstream(dsn)
         self.port = free_port()
         self.dsn = via(dsn, self.port)
         self.open = asyncio.Event()
@@ -59,7 +67,10 @@ class Link:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await self.open.wait()
         try:
-            up_r, up_w = await asyncio.open_unix_connection(str(self.socket))
+            if isinstance(self.upstream, Path):
+                up_r, up_w = await asyncio.open_unix_connection(str(self.upstream))
+            else:
+                up_r, up_w = await asyncio.open_connection(*self.upstream)
         except OSError:
             writer.close()
             return

@@ -8,24 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from bench.pgcut import Link, socket_path, via
+from bench.pgcut import Link, upstream, via
 
 DSN = "postgresql://postgres@/cti?host=/var/tmp/x/run&port=5433"
 
 
-def test_the_socket_the_dsn_names():
-    assert socket_path(DSN) == Path("/var/tmp/x/run/.s.PGSQL.5433")
-    assert socket_path("postgresql://postgres@/cti?host=/s") == Path("/s/.s.PGSQL.5432")
+def test_the_server_the_dsn_names():
+    assert upstream(DSN) == Path("/var/tmp/x/run/.s.PGSQL.5433")
+    assert upstream("postgresql://postgres@/cti?host=/s") == Path("/s/.s.PGSQL.5432")
+    assert upstream("postgresql://postgres:pw@10.0.0.5:5433/cti") == ("10.0.0.5", 5433)
+    assert upstream("postgresql://postgres@db.example/cti") == ("db.example", 5432)
 
 
-@pytest.mark.parametrize("dsn", ["postgresql://postgres@127.0.0.1:5432/cti", "postgresql://postgres@/cti?port=1"])
-def test_a_dsn_without_a_socket_directory_is_refused(dsn):
-    with pytest.raises(ValueError, match="socket directory"):
-        socket_path(dsn)
+@pytest.mark.parametrize("dsn", ["postgresql://postgres@/cti", "postgresql://postgres@/cti?port=1", "junk"])
+def test_a_dsn_naming_no_server_is_refused(dsn):
+    with pytest.raises(ValueError, match="names no server"):
+        upstream(dsn)
 
 
-def test_the_same_user_and_database_through_the_port():
+def test_the_same_credentials_database_and_parameters_through_the_port():
     assert via(DSN, 40001) == "postgresql://postgres@127.0.0.1:40001/cti"
+    assert (via("postgresql://u:p%40ss@10.0.0.5:5433/cti?sslmode=disable", 40002)
+            == "postgresql://u:p%40ss@127.0.0.1:40002/cti?sslmode=disable")
 
 
 async def _echo_server(path: Path) -> asyncio.AbstractServer:
