@@ -61,8 +61,8 @@ fills a gap, a ``resync`` leaves it (reported as missing).
 
 **The waiting callers' order**: at each kill the callers the database holds as waiting, in
 the ACD's order for this routing (one priority, every agent in both queues: arrival); after
-the run, for each of them the offer its agent answered; a pair served the other way round is
-a violation (``order_violations``). Callers answered with no offer on their timeline (the
+the run, for each of them the ring its agent answered (``call.offered``); a pair served the
+other way round is a violation (``order_violations``). Callers answered with no ring on their timeline (the
 old leader's last rows, lost with it), answered before the kill (the row lagged) or never
 answered are counted apart. The plain answer times' order is shown too (the simulated ring
 of 0 or 1 s reorders it by itself).
@@ -363,7 +363,10 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         fates = {r["call_id"]: r for r in await db.fetch(
             "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
         offered: dict[str, list[float]] = {}
-        for r in await db.fetch("SELECT call_id, at FROM call_events WHERE kind = 'acd.offer' AND call_id = ANY($1)",
+        # The ring each answered (``call.offered``: the agent's channel ringing, from Asterisk's
+        # events; ``acd.offer`` is stamped after the Redirect's reply, which with a ring of 0 s
+        # can come after the answer).
+        for r in await db.fetch("SELECT call_id, at FROM call_events WHERE kind = 'call.offered' AND call_id = ANY($1)",
                                 waited):
             offered.setdefault(r["call_id"], []).append(r["at"].timestamp())
         for k, order in zip(kills_out, orders):
@@ -396,7 +399,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             # Callers the database held as waiting when a leader was killed (as last written):
             # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
             "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
-            # Their order (waiting_order): answered in the order they waited, by the offer taken.
+            # Their order (waiting_order): answered in the order they waited, by the ring taken.
             "order_compared": sum(k["order_compared"] for k in kills_out),
             "order_violations": sum(k["order_violations"] for k in kills_out),
             "order_overtaken": sum(k["order_overtaken"] for k in kills_out),
@@ -435,8 +438,8 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
 
 def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
                   offered: dict[str, list[float]]) -> dict[str, Any]:
-    """The callers waiting at one kill (``order``: the ACD's order then) against the offers
-    their agents answered afterwards (``answering_offer``); callers whose answered offer came
+    """The callers waiting at one kill (``order``: the ACD's order then) against the rings
+    their agents answered afterwards (``answering_offer`` of ``call.offered``); callers whose answered ring came
     before the kill (the database's row lagged the router) or who were never answered are left
     out and counted. Also the plain answer times' order, which the simulated agents' ring of
     0 or 1 s shuffles by itself."""
@@ -452,7 +455,7 @@ def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
             before += 1
             continue
         if answered is not None and taken is None:
-            # Answered, but no offer on its timeline before the answer: the old leader's last
+            # Answered, but no ring on its timeline before the answer: the old leader's last
             # rows, lost with it (docs/ha.md, "Not built yet"); how long after the kill.
             unrecorded.append(round(answered - killed_at, 3))
             continue
@@ -530,11 +533,11 @@ def render(r: dict[str, Any]) -> str:
                  f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
     extra.append(f"\nCallers waiting at a kill, answered afterwards: {r['order_compared']} compared in the order they "
-                 f"waited (by the offer their agent answered): {r['order_violations']} pairs served the other way "
+                 f"waited (by the ring their agent answered): {r['order_violations']} pairs served the other way "
                  f"round ({r['order_overtaken']} callers overtaken); by the answer's own time (the simulated ring of "
                  f"0 or 1 s shuffles it): {r['order_by_answer_time_violations']} pairs; left out: "
                  f"{r['order_offered_before_kill']} already offered at the kill, {r['order_not_answered']} never "
-                 f"answered, {r.get('order_offer_not_recorded', 0)} answered with no offer on their timeline "
+                 f"answered, {r.get('order_offer_not_recorded', 0)} answered with no ring on their timeline "
                  f"(the old leader's last rows).")
     d = r.get("desktops")
     if d:
