@@ -61,11 +61,12 @@ fills a gap, a ``resync`` leaves it (reported as missing).
 
 **The waiting callers' order**: at each kill the callers the database holds as waiting, in
 the ACD's order for this routing (one priority, every agent in both queues: arrival); after
-the run, for each of them the ring its agent answered (``call.offered``); a pair served the
-other way round is a violation (``order_violations``). Callers answered with no ring on their timeline (the
+the run, for each of them the ACD's offer its agent answered (``acd.offer`` naming that agent);
+a pair served the other way round is a violation (``order_violations``). Callers answered with
+no offer on their timeline (the
 old leader's last rows, lost with it), answered before the kill (the row lagged) or never
-answered are counted apart. The plain answer times' order is shown too (the simulated ring
-of 0 or 1 s reorders it by itself).
+answered are counted apart. The order of the rings and of the answers is shown too (a pair's
+gated offers of one batch ring in any order; the simulated ring of 0 or 1 s reorders answers).
 
 After the last kill the traffic stops, every call ends, and ``bench.integrity`` checks every
 call Asterisk created: in the database once, closed, timestamps in order; no agent answered a
@@ -361,16 +362,15 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         orders = [k.pop("waiting") for k in kills_out]
         waited = sorted({c for order in orders for c in order})
         fates = {r["call_id"]: r for r in await db.fetch(
-            "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
-        offered: dict[str, list[float]] = {}
-        # The ring each answered (``call.offered``: the agent's channel ringing, from Asterisk's
-        # events; ``acd.offer`` is stamped after the Redirect's reply, which with a ring of 0 s
-        # can come after the answer).
-        for r in await db.fetch("SELECT call_id, at FROM call_events WHERE kind = 'call.offered' AND call_id = ANY($1)",
-                                waited):
-            offered.setdefault(r["call_id"], []).append(r["at"].timestamp())
+            "SELECT call_id, agent, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
+        offered: dict[str, list[tuple[float, str]]] = {}
+        rang: dict[str, list[tuple[float, str]]] = {}
+        for r in await db.fetch("SELECT call_id, at, kind, data->>'agent' AS agent FROM call_events"
+                                " WHERE kind IN ('acd.offer', 'call.offered') AND call_id = ANY($1)", waited):
+            (offered if r["kind"] == "acd.offer" else rang).setdefault(r["call_id"], []).append(
+                (r["at"].timestamp(), r["agent"] or ""))
         for k, order in zip(kills_out, orders):
-            k.update(waiting_order(order, k["killed_at"], fates, offered))
+            k.update(waiting_order(order, k["killed_at"], fates, offered, rang))
         answered = sum(1 for c in waited if fates.get(c) and fates[c]["agent_answered_at"] is not None)
         abandoned = sum(1 for c in waited if fates.get(c) and fates[c]["abandoned"])
         takeovers = [k["takeover_s"] for k in kills_out]
@@ -399,10 +399,11 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             # Callers the database held as waiting when a leader was killed (as last written):
             # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
             "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
-            # Their order (waiting_order): answered in the order they waited, by the ring taken.
+            # Their order (waiting_order): answered in the order they waited, by the offer taken.
             "order_compared": sum(k["order_compared"] for k in kills_out),
             "order_violations": sum(k["order_violations"] for k in kills_out),
             "order_overtaken": sum(k["order_overtaken"] for k in kills_out),
+            "order_by_ring_violations": sum(k["order_by_ring_violations"] for k in kills_out),
             "order_by_answer_time_violations": sum(k["order_by_answer_time_violations"] for k in kills_out),
             "order_offered_before_kill": sum(k["order_offered_before_kill"] for k in kills_out),
             "order_not_answered": sum(k["order_not_answered"] for k in kills_out),
@@ -437,35 +438,41 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
 
 
 def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
-                  offered: dict[str, list[float]]) -> dict[str, Any]:
-    """The callers waiting at one kill (``order``: the ACD's order then) against the rings
-    their agents answered afterwards (``answering_offer`` of ``call.offered``); callers whose answered ring came
-    before the kill (the database's row lagged the router) or who were never answered are left
-    out and counted. Also the plain answer times' order, which the simulated agents' ring of
-    0 or 1 s shuffles by itself."""
+                  offered: dict[str, list[tuple[float, str]]],
+                  rang: dict[str, list[tuple[float, str]]]) -> dict[str, Any]:
+    """The callers waiting at one kill (``order``: the ACD's order then) against when the ACD
+    offered each to the agent who answered it (``answering_offer`` of its ``acd.offer``
+    events); callers whose answered offer came before the kill (the database's row lagged the
+    router), answered with no offer on their timeline (the old leader's last rows, lost with
+    it) or never answered are left out and counted. Also the order of the rings answered
+    (``call.offered``, Asterisk's: a pair's gate runs each offer's Originate on a thread of its
+    own, so one batch of offers rings in any order) and of the answers (the simulated ring of
+    0 or 1 s shuffles them)."""
     offer_at: dict[str, float | None] = {}
+    ring_at: dict[str, float | None] = {}
     answer_at: dict[str, float | None] = {}
     before = 0
     unrecorded: list[float] = []
     for c in order:
         row = fates.get(c)
-        answered = row["agent_answered_at"].timestamp() if row and row["agent_answered_at"] is not None else None
-        taken = answering_offer(offered.get(c, []), answered)
+        agent = row["agent"] if row and row["agent_answered_at"] is not None else None
+        taken = answering_offer(offered.get(c, []), agent)
         if taken is not None and taken < killed_at:
             before += 1
             continue
-        if answered is not None and taken is None:
-            # Answered, but no ring on its timeline before the answer: the old leader's last
-            # rows, lost with it (docs/ha.md, "Not built yet"); how long after the kill.
-            unrecorded.append(round(answered - killed_at, 3))
+        answered = row["agent_answered_at"].timestamp() if agent is not None else None
+        if agent is not None and taken is None:
+            unrecorded.append(round(answered - killed_at, 3))        # type: ignore[operator]
             continue
         offer_at[c], answer_at[c] = taken, answered
+        rings = [t for t, _ in rang.get(c, []) if answered is not None and t <= answered]
+        ring_at[c] = max(rings) if rings else None
     kept = [c for c in order if c in offer_at]
     by_offer = order_violations(kept, offer_at)
-    by_answer = order_violations(kept, answer_at)
     return {"order_compared": by_offer.compared, "order_violations": len(by_offer.violations),
             "order_overtaken": len(by_offer.overtaken), "order_examples": by_offer.violations[:3],
-            "order_by_answer_time_violations": len(by_answer.violations),
+            "order_by_ring_violations": len(order_violations(kept, ring_at).violations),
+            "order_by_answer_time_violations": len(order_violations(kept, answer_at).violations),
             "order_offered_before_kill": before, "order_not_answered": len(by_offer.unserved),
             "order_offer_not_recorded": len(unrecorded), "order_offer_not_recorded_answered_after_s": unrecorded[:10]}
 
@@ -533,11 +540,13 @@ def render(r: dict[str, Any]) -> str:
                  f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
     extra.append(f"\nCallers waiting at a kill, answered afterwards: {r['order_compared']} compared in the order they "
-                 f"waited (by the ring their agent answered): {r['order_violations']} pairs served the other way "
-                 f"round ({r['order_overtaken']} callers overtaken); by the answer's own time (the simulated ring of "
-                 f"0 or 1 s shuffles it): {r['order_by_answer_time_violations']} pairs; left out: "
+                 f"waited (by the offer their agent answered): {r['order_violations']} pairs served the other way "
+                 f"round ({r['order_overtaken']} callers overtaken); by the ring answered (a batch of gated "
+                 f"offers rings in any order): {r.get('order_by_ring_violations')} pairs; by the answer's own time "
+                 f"(the simulated ring of 0 or 1 s shuffles it): {r['order_by_answer_time_violations']} pairs; "
+                 f"left out: "
                  f"{r['order_offered_before_kill']} already offered at the kill, {r['order_not_answered']} never "
-                 f"answered, {r.get('order_offer_not_recorded', 0)} answered with no ring on their timeline "
+                 f"answered, {r.get('order_offer_not_recorded', 0)} answered with no offer on their timeline "
                  f"(the old leader's last rows).")
     d = r.get("desktops")
     if d:

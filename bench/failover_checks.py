@@ -114,10 +114,12 @@ def order_violations(order: Sequence[str], served: Mapping[str, float | None]) -
     return OrderCheck(compared=len(timed), unserved=unserved, violations=violations)
 
 
-def answering_offer(offers: Sequence[float], answered_at: float | None) -> float | None:
-    """When the ACD made the offer an agent answered: the last of the call's offers at or
-    before the answer (None when nobody answered, or no offer came before the answer)."""
-    if answered_at is None:
+def answering_offer(offers: Sequence[tuple[float, str]], agent: str | None) -> float | None:
+    """When the ACD made the offer the caller's agent answered: the last of the call's offers
+    ``(at, agent)`` naming ``agent`` (None when nobody answered, or no offer names them).
+    Matched by agent, not by time: an offer is stamped once written, which may be after an
+    instant answer."""
+    if agent is None:
         return None
-    before = [t for t in offers if t <= answered_at]
-    return max(before) if before else None
+    mine = [t for t, a in offers if a == agent]
+    return max(mine) if mine else None

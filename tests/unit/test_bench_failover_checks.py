@@ -96,8 +96,9 @@ def test_a_caller_twice_in_the_order_is_refused():
         order_violations(["c1", "c1"], {"c1": 1.0})
 
 
-def test_the_answered_offer_is_the_last_before_the_answer():
-    assert answering_offer([1.0, 4.0, 9.0], 5.0) == 4.0      # a first offer unanswered, the second taken
-    assert answering_offer([4.0], 4.0) == 4.0
-    assert answering_offer([1.0], None) is None
-    assert answering_offer([6.0], 5.0) is None and answering_offer([], 5.0) is None
+def test_the_answered_offer_is_the_last_naming_the_agent_who_answered():
+    offers = [(1.0, "a1"), (4.0, "a2"), (9.0, "a1")]
+    assert answering_offer(offers, "a2") == 4.0          # offered to a1 first, not answered; then a2
+    assert answering_offer(offers, "a1") == 9.0          # offered to a1 twice: the later one
+    assert answering_offer(offers, None) is None         # nobody answered
+    assert answering_offer(offers, "a3") is None and answering_offer([], "a1") is None
