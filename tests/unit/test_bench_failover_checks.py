@@ -3,6 +3,8 @@ waiting callers' order against when each was served, on small hand-made sequence
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bench.failover_checks import answering_offer, expected_seqs, gaps, order_violations, seq_check
 
@@ -102,3 +104,25 @@ def test_the_answered_offer_is_the_last_naming_the_agent_who_answered():
     assert answering_offer(offers, "a1") == 9.0          # offered to a1 twice: the later one
     assert answering_offer(offers, None) is None         # nobody answered
     assert answering_offer(offers, "a3") is None and answering_offer([], "a1") is None
+
+
+@given(st.lists(st.integers(1, 500), unique=True).map(sorted), st.data())
+def test_dropping_or_repeating_any_message_is_found(expected, data):
+    assert seq_check(expected, expected).contiguous
+    if expected:
+        i = data.draw(st.integers(0, len(expected) - 1))
+        dropped = seq_check(expected[:i] + expected[i + 1:], expected)
+        assert dropped.missing == [expected[i]] and not dropped.contiguous
+        again = seq_check(expected[:i + 1] + expected[i:], expected)
+        assert again.repeated == [expected[i]] and not again.contiguous
+
+
+@given(st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=12))
+def test_served_in_time_order_is_never_a_violation_and_reversed_is_every_pair(times):
+    order = [f"c{i}" for i in range(len(times))]
+    ascending = dict(zip(order, sorted(times)))
+    assert order_violations(order, ascending).in_order
+    distinct = sorted(set(times), reverse=True)
+    names = order[:len(distinct)]
+    got = order_violations(names, dict(zip(names, distinct)))
+    assert len(got.violations) == len(distinct) * (len(distinct) - 1) // 2
