@@ -196,12 +196,15 @@ async def read_stream(url: str) -> list[tuple[int, frozenset[str]]]:
 
 async def caught_up(desktops: list[Desktop], stream: list[tuple[int, frozenset[str]]], timeout: float) -> None:
     """Until each client has received the last message meant for it (or ``timeout``)."""
+    head = stream[-1][0] if stream else 0
+    last_meant = {}
+    for d in desktops:
+        want = expected_seqs(stream, d.agent_id, d.first or 0, head)
+        if want:
+            last_meant[d.name] = want[-1]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        behind = [d for d in desktops
-                  if (exp := expected_seqs(stream, d.agent_id, d.first or 0, stream[-1][0] if stream else 0))
-                  and (d.last or 0) < exp[-1]]
-        if not behind:
+        if all((d.last or 0) >= last_meant[d.name] for d in desktops if d.name in last_meant):
             return
         await asyncio.sleep(0.5)
 
