@@ -23,9 +23,10 @@ def parse_skills(text: str | None) -> dict[str, int]:
     return out
 
 
-# The dialplan's wait start is whole seconds (``${EPOCH}``); the stored join is when the
-# daemon saw ``CtiAcdWait``, a moment later. A stored join this close after it is the same
-# entry; an older one is an earlier entry (a caller transferred back to a queue).
+# The dialplan's wait start is to the millisecond (``STRFTIME(,,%s.%3q)``; whole seconds,
+# ``${EPOCH}``, before); the stored join is when the daemon saw ``CtiAcdWait``, a moment
+# later. A stored join this close after it is the same entry; an older one is an earlier
+# entry (a caller transferred back to a queue).
 SAME_ENTRY_S = 5.0
 
 

@@ -14,6 +14,11 @@ Same sandbox, same five simulated agents, same callers, one run:
    the daemon inside this process instead, sharing its event loop and its
    console logging (how this bench ran until the figures of issue 26: kept to
    show what that cost).
+3. **pair** (``--routers ours,pair``): the same daemon as a leader with a standby
+   (``ha_cluster``, docs/ha.md), on one database: the leader sends every routing
+   Redirect through the dialplan's gate (``[cti-acd-gate]``: an Originate of two Local
+   channels that checks the epoch, then ``ChannelRedirect``), a lone daemon a plain
+   Redirect. Beside ``ours`` in one run, that is the gate's cost per offer.
 
 Every time is taken from Asterisk's own event timestamps (``timestampevents``):
 queue entry is ``QueueCallerJoin`` (app_queue) or ``UserEvent CtiAcdWait``
@@ -56,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 
 from acd.ami_actions import heartbeat_in_force  # noqa: E402
-from bench.harness import DaemonProcess, scratch_database  # noqa: E402
+from bench.harness import DaemonProcess, HarnessError, free_port, scratch_database  # noqa: E402
 from bench.load_daemon import load_daemon_env, wait_agents  # noqa: E402
 from cti.ami import AmiClient  # noqa: E402
 from cti.demo import DEMO_USER, demo_secret, place_call, set_demo_times  # noqa: E402
@@ -178,6 +183,51 @@ async def daemon_process(source: Path, log_level: str):
 
 
 @contextlib.asynccontextmanager
+async def daemon_pair(source: Path, log_level: str):
+    """A leader and a standby (``ha_cluster``) from ``source`` on one scratch database; yields
+    the leader's log file once it leads with its agents available and the standby is ready.
+    Asterisk's ``CTI_ACD_EPOCH`` is cleared before and after (a lone daemon started later
+    would be fenced by the pair's epoch, docs/ha.md)."""
+    ami = AmiClient("127.0.0.1", 5038, DEMO_USER, demo_secret())
+    await ami.start()
+    await ami.wait_connected(15)
+    await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
+    nodes: list[DaemonProcess] = []
+    try:
+        async with scratch_database(prefix="cti_load") as scratch:
+            with tempfile.TemporaryDirectory(prefix="cti-acd-latency-pair-") as tmp:
+                for name in ("n1", "n2"):
+                    work = Path(tmp) / name
+                    work.mkdir()
+                    env = load_daemon_env(work, scratch.dsn, AGENTS, acd_config=BENCH_ACD, log_level=log_level,
+                                          ha_cluster="latency", ha_node=name, agi_port=free_port())
+                    nodes.append(DaemonProcess(env, Path(tmp) / f"{name}.log", source=source))
+                try:
+                    leader, standby = nodes
+                    await leader.start()
+                    async with aiohttp.ClientSession() as http:
+                        for _ in range(300):
+                            got = await leader.health()
+                            if got and (got[1].get("ha") or {}).get("role") == "leader":
+                                break
+                            await asyncio.sleep(0.1)
+                        else:
+                            raise HarnessError("n1 did not lead within 30 s")
+                        await standby.start()
+                        got = await standby.health()
+                        if not got or (got[1].get("ha") or {}).get("role") != "standby":
+                            raise HarnessError(f"n2 is not a standby: {got}")
+                        await wait_agents(leader, http, AGENTS)
+                    yield leader.log_path
+                finally:
+                    for d in reversed(nodes):
+                        await d.stop()
+    finally:
+        await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
+        await ami.stop()
+
+
+@contextlib.asynccontextmanager
 async def daemon_in_process():
     """The daemon in this process and loop, logging as this bench always did (structlog's
     default console output, every level): the way the first figures were taken."""
@@ -202,7 +252,7 @@ async def daemon_in_process():
 
 
 async def run_router(router: str, calls: int, burst: int, gap: float, *, source: Path = ROOT,
-                     in_process: bool = False, timeline: bool = False) -> dict[str, Any]:
+                     in_process: bool = False, timeline: bool = False, pair: bool = False) -> dict[str, Any]:
     ami = AmiClient("127.0.0.1", 5038, DEMO_USER, demo_secret())
     rec = Recorder()
     ami.add_listener(rec)
@@ -216,7 +266,9 @@ async def run_router(router: str, calls: int, burst: int, gap: float, *, source:
             free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
             busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
         else:
-            daemon = daemon_in_process() if in_process else daemon_process(source, "debug" if timeline else "info")
+            level = "debug" if timeline else "info"
+            daemon = (daemon_in_process() if in_process else daemon_pair(source, level) if pair
+                      else daemon_process(source, level))
             async with daemon as log_file:
                 free_ids = await scenario(ami, rec, calls=calls, gap=gap, tag="free")
                 busy_ids = await scenario(ami, rec, calls=burst, gap=0.0, tag="busy")
@@ -355,7 +407,8 @@ async def main() -> None:
     ap.add_argument("--burst", type=int, default=40)
     ap.add_argument("--gap", type=float, default=0.3, help="seconds between callers of the free scenario")
     ap.add_argument("--routers", default="app_queue,ours",
-                    help="which to run, in order: app_queue, ours, baseline (--baseline-source), in-process")
+                    help="which to run, in order: app_queue, ours, baseline (--baseline-source), in-process, "
+                         "pair (a leader and a standby: the gate in force)")
     ap.add_argument("--baseline-source", type=Path, help="a checkout whose daemon is the baseline ('baseline')")
     ap.add_argument("--in-process", action="store_true", help="shorthand: also run 'in-process' after 'ours'")
     ap.add_argument("--timeline", action="store_true", help="the steps of each offer (our daemon at debug)")
@@ -378,6 +431,9 @@ async def main() -> None:
         elif router == "baseline":
             results[label] = await run_router("ours", args.calls, args.burst, args.gap,
                                               source=args.baseline_source.resolve())
+        elif router == "pair":
+            results[label] = await run_router("ours", args.calls, args.burst, args.gap, pair=True,
+                                              timeline=args.timeline)
         elif router == "in-process":
             results[label] = await run_router("ours", args.calls, args.burst, args.gap, in_process=True)
         else:
@@ -395,12 +451,13 @@ async def main() -> None:
             if router.startswith("app_queue") and key == "redirect":
                 continue
             print(row(f"{label}: {router}", results[router][key]))
-    if args.timeline and results.get("ours", {}).get("timeline"):
-        print()
-        print(timeline_table(results["ours"]["timeline"]))
-    if args.timeline and results.get("ours", {}).get("timeline_freed"):
-        print()
-        print(timeline_table(results["ours"]["timeline_freed"], freed=True))
+    for label in labels:
+        if args.timeline and results[label].get("timeline"):
+            print(f"\n{label}:")
+            print(timeline_table(results[label]["timeline"]))
+        if args.timeline and results[label].get("timeline_freed"):
+            print(f"\n{label}:")
+            print(timeline_table(results[label]["timeline_freed"], freed=True))
     if args.json:
         out = summary(results)
         out["conditions"] = {"calls": args.calls, "burst": args.burst, "gap": args.gap, "routers": routers,
@@ -408,6 +465,9 @@ async def main() -> None:
         if args.timeline and results.get("ours", {}).get("timeline"):
             out["timeline"] = results["ours"]["timeline"]
             out["timeline_freed"] = results["ours"].get("timeline_freed", [])
+        if args.timeline and results.get("pair", {}).get("timeline"):
+            out["timeline_pair"] = results["pair"]["timeline"]
+            out["timeline_freed_pair"] = results["pair"].get("timeline_freed", [])
         args.json.write_text(json.dumps(out, indent=1))
 
 

@@ -3,6 +3,7 @@
     python -m bench.failover --kills 10 [--rate 3] [--gap 12] [--json out.json]
     python -m bench.failover --kills 5 --pause 20     # SIGSTOP 20 s, then SIGCONT, instead
     python -m bench.failover --kills 10 --handover    # planned handovers (cti handover) instead
+    python -m bench.failover --kills 5 --pgcut 12     # the leader's path to PostgreSQL cut 12 s instead
     python -m bench.failover --kills 5 --compare --wrapup 15   # warm standby, then cold, one command
     python -m bench.failover --kills 20 --rate 8 --agents 50     # the issue's load
 
@@ -36,15 +37,41 @@ resumed (SIGCONT): the standby must take over meanwhile, and the resumed node mu
 and exit with 75 having offered nothing (no ``CtiOfferRefused`` from the dialplan after it
 resumed: its gate kept its offers off the wire).
 
+With ``--pgcut S`` each node reaches PostgreSQL through a path of its own (``bench/pgcut.py``:
+a loopback TCP link to the embedded server's socket) and the leader is not killed but its
+path is cut for S seconds (nothing passes either way, no reset), then restored: the leader
+must step down and exit with 75, the standby take over (evicting the cut-off session), and no
+call be lost; offers refused by the dialplan after the cut are counted (the old leader's late
+actions).
+
 With ``--handover`` each "kill" is a planned handover, as ``cti handover`` asks it (the
 lease row's ``handover_requested``): the leader stops acting, releases its lease and exits
 with 75; **takeover** is then from the request to the standby leading, and the callers
 waiting at the request must all be answered or hang up of their own patience, none sent to
 the app_queue fallback (``QueueCallerJoin``).
 
+**Desktops** (on by default, ``--no-desktops`` to leave them out): the pair publishes
+through a ``nats-server`` of the run's own (docs/ha.md "Clients follow the leader"), and an
+agent desktop per simulated agent plus ``--supervisors`` supervisors stay connected for the
+whole run, half on each node (``bench/failover_desktops.py``). A client whose node is killed
+moves to the other one with its ``stream`` and ``last_seq``. After the run the stream is read
+back and each client's ``seq`` compared with the messages meant for it from its first hello
+(``bench/failover_checks.py``): contiguous means each once, in order; a resume's replay
+fills a gap, a ``resync`` leaves it (reported as missing).
+
+**The waiting callers' order**: at each kill the callers the database holds as waiting, in
+the ACD's order for this routing (one priority, every agent in both queues: arrival); after
+the run, for each of them the ACD's offer its agent answered (``acd.offer`` naming that agent);
+a pair served the other way round is a violation (``order_violations``). Callers answered with
+no offer on their timeline (the
+old leader's last rows, lost with it), answered before the kill (the row lagged) or never
+answered are counted apart. The order of the rings and of the answers is shown too (a pair's
+gated offers of one batch ring in any order; the simulated ring of 0 or 1 s reorders answers).
+
 After the last kill the traffic stops, every call ends, and ``bench.integrity`` checks every
 call Asterisk created: in the database once, closed, timestamps in order; no agent answered a
-call while still on another. Prints JSON and a markdown table for BENCHMARKS.md. Run as root
+call while still on another. The exit status is 1 when that fails, a desktop's ``seq`` is not
+contiguous or a waiting caller was overtaken. Prints JSON and a markdown table for BENCHMARKS.md. Run as root
 with the sandbox up, e.g. ``scripts/run-isolated ha .venv/bin/python -m bench.failover``.
 """
 from __future__ import annotations
@@ -67,6 +94,10 @@ import aiohttp
 from acd.config import load_config
 from bench.harness import (Database, DaemonProcess, HarnessError, Traffic, daemon_env, demo_times, free_port,
                            integrity, sandbox, wait_quiet)
+from bench.pgcut import Link
+from bench.failover_checks import answering_offer, order_violations
+from bench.failover_desktops import Broker, Desktop, caught_up, connect_all, make_sessions, read_stream
+from bench.failover_desktops import report as desktops_report
 from cti.lease_pg import ASK_HANDOVER
 
 ACD_CONFIG = Path(__file__).with_name("faults-acd.toml")
@@ -153,7 +184,8 @@ def changed(before: dict[str, int], after: dict[str, int]) -> int:
 
 async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
               pause: float | None = None, handover: bool = False, warm: bool = True,
-              wrapup: float | None = None, agents: int | None = None) -> dict[str, Any]:
+              wrapup: float | None = None, agents: int | None = None, desktops: bool = True,
+              supervisors: int = 2, pgcut: float | None = None) -> dict[str, Any]:
     await asyncio.to_thread(sandbox, "up")
     await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
     await wait_quiet(30)
@@ -163,25 +195,56 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
     ami = await traffic.connect()
     refused: list[float] = []
     ami.add_listener(lambda f: refused.append(time.time()) if f.headers.get("Event") == "UserEvent"
-                     and f.headers.get("UserEvent") == "CtiOfferRefused" else None)
+                     and f.headers.get("UserEvent") in ("CtiOfferRefused", "CtiActionRefused") else None)
     fallback: list[float] = []
     ami.add_listener(lambda f: fallback.append(time.time()) if f.headers.get("Event") == "QueueCallerJoin" else None)
     await ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
     nodes = []
     routing = acd_config(workdir, wrapup, agents)
     agent_ids = [a.id for a in load_config(routing).agents]
+    broker = Broker(workdir) if desktops else None
+    ports = {"n1": free_port(), "n2": free_port()}
+    # With desktops: the events go through a broker of the run's own, both nodes serve its
+    # stream on /ws (docs/ha.md "Clients follow the leader"), and each knows the other's address.
+    shared: dict[str, Any] = {}
+    if broker is not None:
+        shared = {**broker.settings(), "ha_peers": ",".join(f"{n}=http://127.0.0.1:{p}" for n, p in ports.items()),
+                  "http_client_max": 0}
+    links: dict[str, Link] = {}
     for name in ("n1", "n2"):
         (workdir / name).mkdir(parents=True, exist_ok=True)
-        env = daemon_env(dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
-                         agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3,
-                         ha_renew_every=min(0.5, ttl / 6), log_level="warning")
+        node_dsn = dsn
+        if pgcut:
+            links[name] = Link(dsn)
+            await links[name].start()
+            node_dsn = links[name].dsn
+        env = daemon_env(node_dsn, workdir / name, acd_config=routing, ha_cluster="bench", ha_node=name, ha_warm=warm,
+                         agi_port=free_port(), ha_ttl=ttl, ha_renew_within=ttl * 2 / 3, http_port=ports[name],
+                         ha_renew_every=min(0.5, ttl / 6), log_level="warning", **shared)
         nodes.append(DaemonProcess(env, workdir / f"{name}.log"))
+
+    def link_of(d: DaemonProcess) -> Link:
+        return links[d.env["CTI_HA_NODE"]]
+
     kills_out: list[dict[str, Any]] = []
+    clients: list[Desktop] = []
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
+    ws_http = aiohttp.ClientSession()
     try:
+        if broker is not None:
+            await broker.start()
         await nodes[0].start()
         await _until(lambda: _leader(nodes[0], http), 30, "n1 leading")
         await nodes[1].start()
+        if broker is not None:
+            for d in nodes:
+                await _until(lambda d=d: _stream_ready(d, http), 30, f"{d.url}: /ws read the stream")
+            people = await make_sessions(dsn, agent_ids, supervisors)
+            urls = [d.url.replace("http", "ws") + "/ws" for d in nodes]
+            # Half on each node: the leader's move at its kill, the standby's stay.
+            clients = [Desktop(name, agent_id, token, urls, at=i % 2)
+                       for i, (name, agent_id, token) in enumerate(people)]
+            await connect_all(clients, ws_http)
         await demo_times(traffic, ring=(0, 1), talk=(3, 8))
         t0 = time.time()
         traffic.start()
@@ -190,11 +253,17 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
         for n in range(kills):
             before = await _ha(leader, http)
             states_before = (await _acd(leader, http)).get("agents") or {}
+            # Their order: the ACD's, as this routing makes it (one priority, every agent in both
+            # queues, aging weight 1): arrival, whatever the queue.
             queued = [r["call_id"] for r in await db.fetch(
-                "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'", traffic.prefix + "%")]
+                "SELECT call_id FROM calls WHERE call_id LIKE $1 AND state = 'queued'"
+                " ORDER BY queue_joined_at, call_id", traffic.prefix + "%")]
+            on_leader = sum(1 for c in clients if c.urls[c.at].startswith(leader.url.replace("http", "ws")))
             killed_at, killed_mono = time.time(), time.monotonic()
             if pause:
                 leader.send_signal(signal.SIGSTOP)
+            elif pgcut:
+                link_of(leader).cut()
             elif handover:
                 asked = await db.fetch(ASK_HANDOVER, "bench", before.get("node"), before.get("epoch"))
                 if not asked:
@@ -215,7 +284,7 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             states_after = started.get("agents") or {}
             work = (started.get("takeover") or {}).get("total_s")
             kills_out.append({"kill": n + 1, "killed_at": killed_at, "takeover_s": round(takeover, 3),
-                              "waiting": queued,
+                              "waiting": queued, "desktops_on_leader": on_leader,
                               "epoch_before": before.get("epoch"), "epoch_after": ha["epoch"],
                               "agents_before": states_before, "agents_after": states_after, "acd_work_s": work,
                               "agents_changed": changed(states_before, states_after) if states_after else None})
@@ -242,6 +311,25 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
                 kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
                 kills_out[-1]["exited_after_s"] = round(time.time() - resumed_at, 2)
                 kills_out[-1]["refused_after_resume"] = sum(1 for t in refused if t >= resumed_at)
+            if pgcut:
+                await asyncio.sleep(max(0.0, pgcut - (time.monotonic() - killed_mono)))
+                proc = leader.proc
+                kills_out[-1]["exited_before_restore"] = proc is not None and proc.returncode is not None
+                restored_at, restored_mono = time.time(), time.monotonic()
+                link_of(leader).restore()
+
+                async def stepped_down() -> bool:
+                    return proc is not None and proc.returncode is not None
+
+                try:
+                    await _until(stepped_down, 30, f"cut {n + 1}: the cut-off leader exited", every=0.1)
+                    kills_out[-1]["exited_after_restore_s"] = round(time.monotonic() - restored_mono, 2)
+                except HarnessError:
+                    await leader.kill()
+                kills_out[-1]["exit_status"] = proc.returncode if proc is not None else None
+                kills_out[-1]["exit_note"] = await asyncio.to_thread(_step_down_line, leader.log_path)
+                kills_out[-1]["refused_after_cut"] = sum(1 for t in refused if t >= killed_at)
+                kills_out[-1]["restored_after_s"] = round(restored_at - killed_at, 2)
             await leader.start()        # back as a standby (its node name again; a new epoch if it leads)
             leader, standby = standby, leader
             await asyncio.sleep(gap)
@@ -258,6 +346,11 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             pass
         await asyncio.sleep(2)
         report = await integrity(dsn, traffic, t0, time.time())
+        desk: dict[str, Any] | None = None
+        if broker is not None:
+            stream = await read_stream(broker.url)
+            await caught_up(clients, stream, 20)
+            desk = desktops_report(clients, stream, traffic.real_ids())
         double = await double_booked(db, traffic.prefix, agent_ids)
         offers = await db.fetch("SELECT at FROM call_events WHERE kind = 'acd.offer' ORDER BY at")
         at = [r["at"].timestamp() for r in offers]
@@ -266,9 +359,18 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             first = next((a for a in at if k["killed_at"] < a < end), None)
             k["first_offer_s"] = None if first is None else round(first - k["killed_at"], 3)
             k["after_takeover_s"] = None if first is None else round(k["first_offer_s"] - k["takeover_s"], 3)
-        waited = sorted({c for k in kills_out for c in k.pop("waiting")})
+        orders = [k.pop("waiting") for k in kills_out]
+        waited = sorted({c for order in orders for c in order})
         fates = {r["call_id"]: r for r in await db.fetch(
-            "SELECT call_id, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
+            "SELECT call_id, agent, agent_answered_at, abandoned FROM calls WHERE call_id = ANY($1)", waited)}
+        offered: dict[str, list[tuple[float, str]]] = {}
+        rang: dict[str, list[tuple[float, str]]] = {}
+        for r in await db.fetch("SELECT call_id, at, kind, data->>'agent' AS agent FROM call_events"
+                                " WHERE kind IN ('acd.offer', 'call.offered') AND call_id = ANY($1)", waited):
+            (offered if r["kind"] == "acd.offer" else rang).setdefault(r["call_id"], []).append(
+                (r["at"].timestamp(), r["agent"] or ""))
+        for k, order in zip(kills_out, orders):
+            k.update(waiting_order(order, k["killed_at"], fates, offered, rang))
         answered = sum(1 for c in waited if fates.get(c) and fates[c]["agent_answered_at"] is not None)
         abandoned = sum(1 for c in waited if fates.get(c) and fates[c]["abandoned"])
         takeovers = [k["takeover_s"] for k in kills_out]
@@ -297,24 +399,102 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             # Callers the database held as waiting when a leader was killed (as last written):
             # answered by an agent afterwards, or hung up (patience 20-60 s), or neither.
             "waiting_at_kills": len(waited), "of_them_answered": answered, "of_them_abandoned": abandoned,
+            # Their order (waiting_order): answered in the order they waited, by the offer taken.
+            "order_compared": sum(k["order_compared"] for k in kills_out),
+            "order_violations": sum(k["order_violations"] for k in kills_out),
+            "order_overtaken": sum(k["order_overtaken"] for k in kills_out),
+            "order_by_ring_violations": sum(k["order_by_ring_violations"] for k in kills_out),
+            "order_by_answer_time_violations": sum(k["order_by_answer_time_violations"] for k in kills_out),
+            "order_offered_before_kill": sum(k["order_offered_before_kill"] for k in kills_out),
+            "order_not_answered": sum(k["order_not_answered"] for k in kills_out),
+            "order_offer_not_recorded": sum(k["order_offer_not_recorded"] for k in kills_out),
+            "desktops": desk, "supervisors": supervisors if desk else 0,
             "calls_created": len(traffic.real_ids()), "integrity": report.summary(), "integrity_ok": report.ok,
             "integrity_detail": "" if report.ok else report.explain(),
             "double_booked": double[:5], "per_kill": kills_out, "pause_s": pause,
             "offers_refused": len(refused),
             "resumed_exits_75": None if not pause else all(k.get("exit_status") == 75 for k in kills_out),
-            "handover": handover,
+            "handover": handover, "pgcut_s": pgcut,
+            "cut_exits_75": None if not pgcut else all(k.get("exit_status") == 75 for k in kills_out),
             "handed_over_exits_75": None if not handover else all(k.get("exit_status") == 75 for k in kills_out),
             "sent_to_fallback": len(fallback),
             "abandoned_total": (await db.fetch("SELECT count(*) AS n FROM calls WHERE call_id LIKE $1 AND abandoned",
                                                traffic.prefix + "%"))[0]["n"],
         }
     finally:
+        for c in clients:
+            await c.stop()
+        await ws_http.close()
         await http.close()
         await traffic.close()
         for d in nodes:
             await d.stop(timeout=20)
+        if broker is not None:
+            broker.stop()
+        for link in links.values():
+            await link.stop()
         await db.stop()
         await asyncio.to_thread(sandbox, "cli", "channel request hangup all")
+
+
+def waiting_order(order: list[str], killed_at: float, fates: dict[str, Any],
+                  offered: dict[str, list[tuple[float, str]]],
+                  rang: dict[str, list[tuple[float, str]]]) -> dict[str, Any]:
+    """The callers waiting at one kill (``order``: the ACD's order then) against when the ACD
+    offered each to the agent who answered it (``answering_offer`` of its ``acd.offer``
+    events); callers whose answered offer came before the kill (the database's row lagged the
+    router), answered with no offer on their timeline (the old leader's last rows, lost with
+    it) or never answered are left out and counted. Also the order of the rings answered
+    (``call.offered``, Asterisk's: a pair's gate runs each offer's Originate on a thread of its
+    own, so one batch of offers rings in any order) and of the answers (the simulated ring of
+    0 or 1 s shuffles them)."""
+    offer_at: dict[str, float | None] = {}
+    ring_at: dict[str, float | None] = {}
+    answer_at: dict[str, float | None] = {}
+    before = 0
+    unrecorded: list[float] = []
+    for c in order:
+        row = fates.get(c)
+        agent = row["agent"] if row and row["agent_answered_at"] is not None else None
+        taken = answering_offer(offered.get(c, []), agent)
+        if taken is not None and taken < killed_at:
+            before += 1
+            continue
+        answered = row["agent_answered_at"].timestamp() if agent is not None else None
+        if agent is not None and taken is None:
+            unrecorded.append(round(answered - killed_at, 3))        # type: ignore[operator]
+            continue
+        offer_at[c], answer_at[c] = taken, answered
+        rings = [t for t, _ in rang.get(c, []) if answered is not None and t <= answered]
+        ring_at[c] = max(rings) if rings else None
+    kept = [c for c in order if c in offer_at]
+    by_offer = order_violations(kept, offer_at)
+    return {"order_compared": by_offer.compared, "order_violations": len(by_offer.violations),
+            "order_overtaken": len(by_offer.overtaken), "order_examples": by_offer.violations[:3],
+            "order_by_ring_violations": len(order_violations(kept, ring_at).violations),
+            "order_by_answer_time_violations": len(order_violations(kept, answer_at).violations),
+            "order_offered_before_kill": before, "order_not_answered": len(by_offer.unserved),
+            "order_offer_not_recorded": len(unrecorded), "order_offer_not_recorded_answered_after_s": unrecorded[:10]}
+
+
+async def _stream_ready(d: DaemonProcess, http: aiohttp.ClientSession) -> bool:
+    try:
+        async with http.get(d.url + "/healthz") as r:
+            return bool(((await r.json()).get("stream") or {}).get("ready"))
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+        return False
+
+
+def _step_down_line(path: Path) -> str | None:
+    """The node's last log line about leadership ending (``ha ...`` with ``step`` in it)."""
+    found = None
+    for line in path.read_text(errors="replace").splitlines():
+        if '"ha ' in line and "step" in line:
+            try:
+                found = json.loads(line).get("event")
+            except ValueError:
+                continue
+    return found
 
 
 def _handover_line(path: Path) -> dict[str, Any] | None:
@@ -345,6 +525,10 @@ def render(r: dict[str, Any]) -> str:
                  f"{'all' if r['resumed_exits_75'] else 'NOT ALL'}, "
                  f"{max(exits) if exits else '-'} s after SIGCONT at most; offers refused by the dialplan after "
                  f"a resume: {sum(k.get('refused_after_resume', 0) for k in r['per_kill'])}."]
+    if r.get("pgcut_s"):
+        extra = [f"\nEach leader's path to PostgreSQL cut {r['pgcut_s']} s, then restored: cut-off leaders exited "
+                 f"with 75: {'all' if r['cut_exits_75'] else 'NOT ALL'}; actions refused by the dialplan after a cut: "
+                 f"{sum(k.get('refused_after_cut', 0) for k in r['per_kill'])}."]
     if r.get("handover"):
         stops = [k["old_leader"]["stop_s"] for k in r["per_kill"] if k.get("old_leader")]
         drains = [k["old_leader"].get("drain_s") or 0 for k in r["per_kill"] if k.get("old_leader")]
@@ -355,6 +539,24 @@ def render(r: dict[str, Any]) -> str:
                  f"{max(stops) if stops else '-'} s, emptying its writer at most {max(drains) if drains else '-'} s; "
                  f"callers sent to the app_queue fallback: {r['sent_to_fallback']}; "
                  f"calls abandoned in the whole run: {r['abandoned_total']}."]
+    extra.append(f"\nCallers waiting at a kill, answered afterwards: {r['order_compared']} compared in the order they "
+                 f"waited (by the offer their agent answered): {r['order_violations']} pairs served the other way "
+                 f"round ({r['order_overtaken']} callers overtaken); by the ring answered (a batch of gated "
+                 f"offers rings in any order): {r.get('order_by_ring_violations')} pairs; by the answer's own time "
+                 f"(the simulated ring of 0 or 1 s shuffles it): {r['order_by_answer_time_violations']} pairs; "
+                 f"left out: "
+                 f"{r['order_offered_before_kill']} already offered at the kill, {r['order_not_answered']} never "
+                 f"answered, {r.get('order_offer_not_recorded', 0)} answered with no offer on their timeline "
+                 f"(the old leader's last rows).")
+    d = r.get("desktops")
+    if d:
+        extra.append(f"\nDesktops ({d['desktops'] - d['supervisors']} agents, {d['supervisors']} supervisors, through "
+                     f"the run's broker): `seq` contiguous for {d['contiguous']} of {d['desktops']}; messages "
+                     f"expected / received {d['messages_expected']} / {d['messages_received']}; missing "
+                     f"{d['missing']}, repeated {d['repeated']}, out of order {d['out_of_order']}, not theirs "
+                     f"{d['unexpected']}; reconnects {d['reconnects']} (resumed {d['resumed']}, resync "
+                     f"{d['resyncs']}); calls whose end a supervisor never received: "
+                     f"{d['calls_whose_end_a_supervisor_missed']}.")
     extra.append(f"\n{'Warm' if r.get('warm', True) else 'Cold'} standby: the ACD's work to take over "
                  f"(`/healthz` acd.takeover.total_s) p50 {r.get('acd_work_p50_s')} s, max {r.get('acd_work_max_s')} s; "
                  f"first offer after the takeover p50 "
@@ -385,10 +587,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="SIGSTOP the leader this many seconds, then SIGCONT, instead of SIGKILL")
     p.add_argument("--handover", action="store_true",
                    help="a planned handover (cti handover's request) instead of SIGKILL")
+    p.add_argument("--pgcut", type=float, default=None,
+                   help="cut the leader's path to PostgreSQL this many seconds, then restore it, instead of SIGKILL")
     p.add_argument("--cold", action="store_true", help="cold standbys (ha_warm false): adoption as after a restart")
     p.add_argument("--compare", action="store_true", help="warm standbys, then cold ones, in one command")
     p.add_argument("--wrapup", type=float, default=None, help="every queue's wrapup_s (default: the routing's 1 s)")
     p.add_argument("--agents", type=int, default=None, help="simulated agents (default: the routing's 16)")
+    p.add_argument("--desktops", action=argparse.BooleanOptionalAction, default=True,
+                   help="a desktop per agent and --supervisors supervisors through a broker of the run's own "
+                        "(nats-server), their seq checked across the kills (default: on)")
+    p.add_argument("--supervisors", type=int, default=2, help="supervisors' clients with --desktops (default 2)")
     p.add_argument("--json", help="write the result here too")
     args = p.parse_args(argv)
     Path("/var/tmp").mkdir(exist_ok=True)
@@ -398,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir.chmod(0o755)
         results.append(asyncio.run(run(args.kills, args.rate, args.gap, workdir, args.ttl, args.pause,
                                        args.handover, warm=warm, wrapup=args.wrapup,
-                                       agents=args.agents)))
+                                       agents=args.agents, desktops=args.desktops,
+                                       supervisors=args.supervisors, pgcut=args.pgcut)))
         print(f"(logs in {workdir})")
     text = json.dumps(results if args.compare else results[0], indent=2, default=str)
     print(text)
@@ -409,8 +618,12 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     for result in results:
         ok = ok and result["integrity_ok"] and not result["double_booked"] and result["epochs_rose"]
+        ok = ok and not result["order_violations"] and (not result["desktops"]
+                                                        or not result["desktops"]["not_contiguous"])
         if args.handover:
             ok = ok and result["handed_over_exits_75"] and not result["sent_to_fallback"]
+        if args.pgcut:
+            ok = ok and result["cut_exits_75"]
         if args.pause:
             ok = ok and result["resumed_exits_75"] and not any(k["refused_after_resume"] for k in result["per_kill"])
     return 0 if ok else 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import asyncpg
@@ -264,3 +265,23 @@ async def test_restarted_daemon_finds_agents_talking_and_wraps_them_up(asterisk,
     finally:
         await second.stop()
         await set_demo_times(demo_ami)
+
+
+async def test_the_wait_start_the_dialplan_keeps_is_to_the_millisecond(acd, demo_ami, database):
+    """``CTI_WAIT_START`` (what an adoption orders callers by when the record has no join
+    yet) is epoch seconds with milliseconds, at or before the join the daemon stored."""
+    p = await place_call(demo_ami, caller_num="+442000000778", caller_name="waits", patience=10,
+                         context="cti-demo-direct", variables={"CTI_QUEUE": "billing", "CTI_SKILLS": "french:10"})
+    await eventually(lambda: p.channel_id in acd.acd.calls, timeout=10, what="the caller waiting")
+    reply = await demo_ami.send("Getvar", {"Channel": acd.acd.calls[p.channel_id].channel,
+                                           "Variable": "CTI_WAIT_START"}, shape="single")
+    value = reply.response.headers.get("Value") or ""
+    assert re.fullmatch(r"\d{10}\.\d{3}", value), value
+
+    async def joined():
+        rows = await fetch(database, "SELECT queue_joined_at FROM calls WHERE call_id = $1", p.channel_id)
+        return rows[0]["queue_joined_at"] if rows and rows[0]["queue_joined_at"] else None
+
+    stored = await eventually(joined, timeout=10, what="the queue join stored")
+    assert float(value) <= stored.timestamp()
+    hangup_all()

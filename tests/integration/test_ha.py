@@ -1,10 +1,12 @@
 """A pair of real daemons (``cti serve`` processes, ``ha_cluster`` set) on one Asterisk and one
 PostgreSQL (docs/ha.md): the standby takes over a leader killed with SIGKILL and offers the
 caller who was waiting; a leader paused past its lease and resumed offers nothing and exits
-to start again as a standby."""
+to start again as a standby; a leader whose own path to PostgreSQL is cut (``bench/pgcut.py``)
+steps down before the standby takes over, and nothing is lost."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ import aiohttp
 import pytest
 
 from bench.harness import DaemonProcess, daemon_env, free_port
+from bench.pgcut import Link
 from cti.demo import set_demo_times
 from cti.ha import EXIT_STEPPED_DOWN
 from tests.integration.conftest import eventually, hangup_all
@@ -84,10 +87,12 @@ async def _epoch_in_force(demo_ami, epoch: int) -> bool:
 
 @contextlib.asynccontextmanager
 async def running_pair(database: str, tmp_path: Path, demo_ami, routing_text: str, *, talk: int,
-                       standby_ready: Callable[[DaemonProcess], Awaitable[bool]], what: str):
+                       standby_ready: Callable[[DaemonProcess], Awaitable[bool]], what: str,
+                       n1_database: str | None = None):
     """n1 leading, then n2 started and ``standby_ready``; every AMI event seen by the demo user
     in ``events``. Asterisk's epoch is cleared before and after (later tests' lone daemons lead
-    with epoch 1); paused daemons are resumed before they are stopped."""
+    with epoch 1); paused daemons are resumed before they are stopped. ``n1_database``: n1's
+    own DSN for the same database (a path that can be cut)."""
     tmp_path.chmod(0o755)
     hangup_all()
     await demo_ami.send("Setvar", {"Variable": "CTI_ACD_EPOCH", "Value": ""}, shape="single")
@@ -96,7 +101,7 @@ async def running_pair(database: str, tmp_path: Path, demo_ami, routing_text: st
     events: list[dict[str, Any]] = []
     demo_ami.add_listener(lambda frame: events.append(dict(frame.headers)))
     await set_demo_times(demo_ami, ring=(1, 1), talk=(talk, talk))
-    n1, n2 = _node(database, tmp_path, "n1", routing), _node(database, tmp_path, "n2", routing)
+    n1, n2 = _node(n1_database or database, tmp_path, "n1", routing), _node(database, tmp_path, "n2", routing)
     try:
         await n1.start()
         await eventually(lambda: _role(n1, "leader"), timeout=20, what="n1 leading")
@@ -236,3 +241,55 @@ async def test_a_planned_handover_moves_leadership_and_the_waiting_caller_is_off
                                              "CTI_HA_CLUSTER": "it-pair"})
     assert f"cluster it-pair: leader n2, epoch {ha['epoch']}, heartbeat" in status.stdout
     assert "RELEASED" not in status.stdout
+
+
+async def test_a_leader_cut_off_from_postgresql_steps_down_and_the_standby_takes_over(asterisk, database, tmp_path,
+                                                                                     demo_ami):
+    """Only n1's path to the database is cut (nothing passes, no reset: a partition). n1 steps
+    down by itself before n2 takes over (rule 3), n2 evicts the silent session and offers the
+    waiting caller; after the restore n1 exits to start again as a standby; both calls are in
+    the database, ended, answered by a1, and n1's late rows changed nothing."""
+    link = Link(database)
+    await link.start()
+
+    async def standing_by(n2: DaemonProcess) -> bool:
+        ha = await _role(n2, "standby")
+        return ha is not None and ha["holder"] == "n1"
+
+    try:
+        async with running_pair(database, tmp_path, demo_ami, ROUTING, talk=8, standby_ready=standing_by,
+                                what="n2 a standby that has read n1's lease", n1_database=link.dsn) as pair:
+            n1, n2, events = pair
+            epoch1 = (await _ha(n1))["epoch"]
+            await eventually(lambda: _epoch_in_force(demo_ami, epoch1), timeout=10, what="Asterisk holds n1's epoch")
+            first, second = await _busy_agent_and_a_waiting_caller(demo_ami, events, 31)
+            mark = len(events)
+
+            link.cut()
+            ha = await eventually(lambda: _role(n2, "leader"), timeout=20, what="n2 took over the cut-off leader")
+            assert ha["epoch"] > epoch1 and ha["takeovers"] == 1
+            await eventually(lambda: _dial_begins(events, second.channel_id, mark), timeout=30,
+                             what="the waiting caller offered to a1 by the new leader")
+            # n1 stepped down by itself, strictly before n2 led (the same host's clock).
+            down = [json.loads(line) for line in n1.log_path.read_text(errors="replace").splitlines()
+                    if '"lease.step_down"' in line]
+            led = [json.loads(line) for line in n2.log_path.read_text(errors="replace").splitlines()
+                   if '"ha leading"' in line]
+            assert down and led and down[0]["epoch"] == epoch1
+            assert down[0]["timestamp"] < led[-1]["timestamp"]
+            assert "lease.evicted" in n2.log_path.read_text(errors="replace")   # its session was still there
+
+            link.restore()
+            assert n1.proc is not None
+            await eventually(lambda: n1.proc.returncode is not None, timeout=30, what="the old leader exited")
+            assert n1.proc.returncode == EXIT_STEPPED_DOWN
+            rows = await ended_rows(database, [first.channel_id, second.channel_id], timeout=40)
+            assert rows[first.channel_id]["agent"] == "a1" and rows[second.channel_id]["agent"] == "a1"
+            assert not rows[second.channel_id]["abandoned"]
+            assert len(_dial_begins(events, second.channel_id)) == 1
+            refused = [e for e in events[mark:] if e.get("Event") == "UserEvent"
+                       and e.get("UserEvent") in ("CtiOfferRefused", "CtiActionRefused")]
+            assert refused == []
+            assert (await _role(n2, "leader"))["epoch"] == ha["epoch"]
+    finally:
+        await link.stop()
