@@ -16,7 +16,7 @@ Checked for every client (the run fails otherwise): the ``hello`` on node 2 says
 stream's last. Measured: from the kill to each client's resumed hello (p50/p99/max); the
 CPU per message of the publisher's process (the leader's share) and of each node.
 
-    /work/main/.venv/bin/python bench/api_nodes.py [--desktops 500] [--supervisors 10] [--rate 100]
+    .venv/bin/python bench/api_nodes.py [--desktops 500] [--supervisors 10] [--rate 100]
                                                    [--before 10] [--after 10] [--workers 2]
 """
 from __future__ import annotations
