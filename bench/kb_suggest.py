@@ -11,7 +11,7 @@ and once more with ``--concurrency`` asks at a time, and reports the latency of 
 (and with the agent's notes alone, for comparison).
 
     .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23] [--no-idf]
-                                         [--learn none|quarter|even] [--hide-checking]
+                                         [--learn none|quarter|even] [--hide-checking] [--sweep FILE] [--show-misses]
 
 ``--no-idf`` ranks the notes and tickets by ``ts_rank`` alone (no ``kb.store.LexemeStats``).
 ``--learn``: before measuring, agents mark the right article "Helped" (with the call's notes and
@@ -24,6 +24,10 @@ every one (``all``: the agent found it, suggested or searched); ``both``: the sh
 measured (``after_shown``), then the others. ``before_learning`` is the precision@3 with every
 input before the marks, in the same run. ``--hide-checking`` prints no
 figure of the checking half (odd calls): for runs that choose something.
+``--sweep FILE`` (a JSON object, each name to ``kb.ranking.Weights`` fields and optionally
+``candidates``) asks the tuning half only with each setting and prints its precision@3 (and on
+the calls 2 mod 4); ``--show-misses`` prints the tuning half's misses (the right article, where
+it stood, the top 3). Both print nothing of the checking half.
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
 database; else an embedded one.
