@@ -149,7 +149,7 @@ async def test_helped_marks_over_the_api_learn_products_and_propose_synonyms(ast
         assert {"name": done["grp"], "phrases": ["roof", "solar"]} in syn["groups"]
         # The evidence comes with each proposal: the call, who marked it, the words its article lacked.
         [ex] = words["storm"]["examples"]
-        assert (ex["call_id"], ex["agent"], ex["source"]) == ("learn.1", "l-agent", "helped")
+        assert (ex["call_id"], ex["agent"], ex["source"]) == ("learn.1", "a1", "helped")   # the agent id
         assert {"roof", "storm"} <= set(ex["words"])
         # Taken back: the word leaves the group (a group of one goes), the pair is not proposed again.
         back = f"/api/kb/synonyms/proposals/{done['proposal_id']}/withdraw"
