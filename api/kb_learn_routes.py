@@ -5,6 +5,9 @@ Routes::
 
     GET    /api/kb/synonyms/proposals                  synonyms proposed from "Helped" marks (KB admins)
     POST   /api/kb/synonyms/proposals/{id}/decision    approve (joins the synonyms) or reject
+    POST   /api/kb/synonyms/proposals/{id}/withdraw    take an approved one back (leaves the synonyms)
+
+The page for KB admins is ``/wallboard/synonyms.html`` (api/static/wallboard/synonyms.js).
 
 And the learning behind ``POST /api/kb/feedback`` and a proposal's approval (``after_mark``,
 ``after_approval``): the call's words the article lacks are kept as evidence, and the
@@ -37,6 +40,14 @@ LEARN_TIMEOUT = 5.0
 _FAILURES = (store.KbError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+class SynonymExample(BaseModel):
+    call_id: str
+    agent: str
+    source: str = Field(description="helped: a mark; proposal: an approved article proposed from the call")
+    words: list[str] = Field(description="the call's words the article did not hold")
+    at: datetime
+
+
 class SynonymProposalView(BaseModel):
     proposal_id: int
     language: str
@@ -50,6 +61,7 @@ class SynonymProposalView(BaseModel):
     decided_by: str | None
     decided_at: datetime | None
     created_at: datetime
+    examples: list[SynonymExample] = Field(description="the latest calls behind it (at most 3)")
 
 
 class SynonymProposalList(BaseModel):
@@ -76,10 +88,15 @@ async def list_synonym_proposals(req: ApiRequest[None, SynonymProposalQuery]) ->
     return SynonymProposalList(proposals=[_view(p) for p in rows])
 
 
-async def decide_synonym_proposal(req: ApiRequest[SynonymDecision, None]) -> SynonymProposalView:
+def _proposal_id(req: web.Request) -> int:
     value = int(req.match_info["proposal_id"])
     if value > 2**62:
         raise ApiError(404, "not_found", "no such synonym proposal")
+    return value
+
+
+async def decide_synonym_proposal(req: ApiRequest[SynonymDecision, None]) -> SynonymProposalView:
+    value = _proposal_id(req)
     try:
         p = await query(learn_store.decide_synonym(db(req.app), value, approve=req.body.approve, by=actor_of(req)))
     except store.NotFound as exc:
@@ -88,6 +105,18 @@ async def decide_synonym_proposal(req: ApiRequest[SynonymDecision, None]) -> Syn
         raise ApiError(409, "kb_conflict", str(exc)) from None
     log.info("kb synonym proposal decided", proposal_id=p.proposal_id, state=p.state, group=p.grp,
              actor=actor_of(req))
+    return _view(p)
+
+
+async def withdraw_synonym_proposal(req: ApiRequest[None, None]) -> SynonymProposalView:
+    value = _proposal_id(req)
+    try:
+        p = await query(learn_store.withdraw_synonym(db(req.app), value, by=actor_of(req)))
+    except store.NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from None
+    except store.Conflict as exc:
+        raise ApiError(409, "kb_conflict", str(exc)) from None
+    log.info("kb synonym withdrawn", proposal_id=p.proposal_id, word=p.word, anchor=p.anchor, actor=actor_of(req))
     return _view(p)
 
 
@@ -144,3 +173,7 @@ def setup_kb_learn_routes(app: web.Application) -> None:
             response=SynonymProposalView, tags=TAGS,
             description="Approving adds the word to the synonym group holding the article's word (or a new "
                         "group), as PUT /api/kb/synonyms would; a decided proposal is not proposed again.")
+    api.add("POST", "/api/kb/synonyms/proposals/{proposal_id:[0-9]+}/withdraw", withdraw_synonym_proposal,
+            summary="Take an approved synonym back", roles=STAFF, response=SynonymProposalView, tags=TAGS,
+            description="The word leaves the synonym group it joined (a group left with one phrase goes) and the "
+                        "proposal becomes rejected, so it is not proposed again; 409 when it is not approved.")

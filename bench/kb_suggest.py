@@ -11,7 +11,7 @@ and once more with ``--concurrency`` asks at a time, and reports the latency of 
 (and with the agent's notes alone, for comparison).
 
     .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23] [--no-idf]
-                                         [--learn none|quarter|even] [--hide-checking]
+                                         [--learn none|quarter|even] [--hide-checking] [--sweep FILE] [--show-misses]
 
 ``--no-idf`` ranks the notes and tickets by ``ts_rank`` alone (no ``kb.store.LexemeStats``).
 ``--learn``: before measuring, agents mark the right article "Helped" (with the call's notes and
@@ -24,6 +24,10 @@ every one (``all``: the agent found it, suggested or searched); ``both``: the sh
 measured (``after_shown``), then the others. ``before_learning`` is the precision@3 with every
 input before the marks, in the same run. ``--hide-checking`` prints no
 figure of the checking half (odd calls): for runs that choose something.
+``--sweep FILE`` (a JSON object, each name to ``kb.ranking.Weights`` fields and optionally
+``candidates``) asks the tuning half only with each setting and prints its precision@3 (and on
+the calls 2 mod 4); ``--show-misses`` prints the tuning half's misses (the right article, where
+it stood, the top 3). Both print nothing of the checking half.
 
 PostgreSQL: the server on 127.0.0.1:5432 (user postgres) when it answers, in a throw-away
 database; else an embedded one.
@@ -51,7 +55,7 @@ import asyncpg  # noqa: E402
 
 from bench.harness import scratch_database  # noqa: E402
 from cti.migrate import migrate  # noqa: E402
-from kb import learn_store, store  # noqa: E402
+from kb import learn_store, ranking, store  # noqa: E402
 from kb.ranking import precision_at  # noqa: E402
 from tests.integration import kb_labelled  # noqa: E402
 
@@ -121,6 +125,8 @@ VARIANTS = [
     ("products", True, {"synonyms": False, "idf_pick": False}),
     ("synonyms", False, {"synonyms": True, "idf_pick": False}),
     ("all", True, {"synonyms": True, "idf_pick": True}),
+    # The ranking of a0fe3c0 / d638edb (BM25's b 0.3), to compare with in the same run.
+    ("all_b0.3", True, {"synonyms": True, "idf_pick": True, "w": ranking.Weights(bm25_b=0.3)}),
 ]
 
 
@@ -174,9 +180,13 @@ async def main() -> None:
     ap.add_argument("--marks", choices=("all", "shown", "both"), default="all",
                     help="mark every learning call's right article, or only those the suggestions showed")
     ap.add_argument("--hide-checking", action="store_true", help="print no figure of the checking half")
+    ap.add_argument("--sweep", type=Path, help="a JSON object {name: {Weights field: value, 'candidates': n}}: "
+                    "each tried on the tuning half only (implies --hide-checking)")
+    ap.add_argument("--show-misses", action="store_true", help="print the tuning half's misses (implies --hide-checking)")
     args = ap.parse_args()
     global HIDE_CHECKING
-    HIDE_CHECKING = args.hide_checking
+    HIDE_CHECKING = args.hide_checking or args.sweep is not None or args.show_misses
+    sweep = json.loads(args.sweep.read_text()) if args.sweep else {}
     rng = random.Random(args.seed)
     labelled = kb_labelled.articles()
     calls = kb_labelled.calls()
@@ -207,6 +217,36 @@ async def main() -> None:
             stats = None if args.no_idf else store.LexemeStats()
             contexts = [dataclasses.replace(kb_labelled.context(c), products=h) for c, h in zip(calls, holds)]
             right = [ids[c["right"]] for c in calls]
+            tried = {}
+            for name, over in sweep.items():
+                over = dict(over)
+                n_cand = int(over.pop("candidates", ranking.MAX_CANDIDATES))
+                wt = dataclasses.replace(ranking.DEFAULT_WEIGHTS, **over)
+                got, took = [], []
+                for ctx in contexts[0::2]:                  # the tuning half only
+                    t = time.perf_counter()
+                    got.append([s.article_id for s in await store.suggest(pool, ctx, stats=stats, w=wt,
+                                                                          candidates=n_cand)])
+                    took.append(time.perf_counter() - t)
+                tried[name] = {"even": round(precision_at(got, right[0::2]), 3),
+                               "q2": round(precision_at(got[1::2], right[2::4]), 3),
+                               "p99_ms": round(pct(took, 0.99) * 1000, 1)}
+                print(name, tried[name], file=sys.stderr, flush=True)
+            if args.show_misses:                            # the tuning half only: what went wrong
+                titles = {r["article_id"]: r["title"] for r in await pool.fetch(
+                    "SELECT article_id, title FROM kb_articles")}
+                for i in range(0, len(calls), 2):
+                    got = await store.suggest(pool, contexts[i], stats=stats, limit=10)
+                    ids10 = [s.article_id for s in got]
+                    if right[i] not in ids10[:3]:
+                        c = calls[i]
+                        print(json.dumps({"call": i, "notes": c["notes"], "tickets": [t["title"] for t in c["tickets"]],
+                                          "ivr": c["ivr_path"], "queue": c["queue"], "right": titles[right[i]],
+                                          "at": ids10.index(right[i]) + 1 if right[i] in ids10 else None,
+                                          "top": [titles[x] for x in ids10[:3]]}, ensure_ascii=False), file=sys.stderr)
+            if sweep or args.show_misses:
+                print(json.dumps({"commit": commit, "articles": total, "sweep": tried}, indent=1))
+                return
             before = [[s.article_id for s in await store.suggest(pool, ctx, stats=stats)] for ctx in contexts]
             step = {"quarter": 4, "even": 2, "none": 0}[args.learn]
             learned: list[str] = []

@@ -6,7 +6,8 @@ Errors are ``kb.store``'s: ``NotFound`` (no such proposal), ``Conflict`` (alread
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Iterable, Sequence
 
@@ -186,15 +187,24 @@ class SynonymProposal:
     decided_by: str | None
     decided_at: datetime | None
     created_at: datetime
+    examples: list[dict[str, Any]] = field(default_factory=list)   # the latest calls behind it
 
+
+#: At most this many of the calls behind a proposal come with it (``examples``).
+EXAMPLES = 3
 
 _PROPOSAL = ("SELECT p.proposal_id, p.language, p.word, p.anchor, p.article_id, a.title AS article_title, p.calls, "
-             "p.state, p.grp, p.decided_by, p.decided_at, p.created_at "
+             "p.state, p.grp, p.decided_by, p.decided_at, p.created_at, "
+             "ARRAY(SELECT json_build_object('call_id', w.call_id, 'agent', w.agent, 'source', w.source, "
+             "  'words', w.words, 'at', w.at)::text FROM kb_call_words w WHERE w.article_id = p.article_id "
+             f"  AND w.language = p.language AND p.word = ANY(w.words) ORDER BY w.at DESC, w.call_id LIMIT {EXAMPLES}"
+             ") AS examples "
              "FROM kb_synonym_proposals p JOIN kb_articles a USING (article_id) ")
 
 
 def _proposal(r: Any) -> SynonymProposal:
-    return SynonymProposal(**{k: r[k] for k in SynonymProposal.__slots__})
+    return SynonymProposal(**{k: r[k] for k in SynonymProposal.__slots__ if k != "examples"},
+                           examples=[json.loads(x) for x in r["examples"]])
 
 
 async def synonym_proposals(pool: Any, *, state: str = "pending", language: str | None = None,
@@ -229,4 +239,26 @@ async def decide_synonym(pool: Any, proposal_id: int, *, approve: bool, by: str)
         await conn.execute("UPDATE kb_synonym_proposals SET state = $2, grp = $3, decided_by = $4, "
                            "decided_at = now(), updated_at = now() WHERE proposal_id = $1",
                            proposal_id, "approved" if approve else "rejected", name, by)
+        return _proposal(await conn.fetchrow(_PROPOSAL + "WHERE p.proposal_id = $1", proposal_id))
+
+
+async def withdraw_synonym(pool: Any, proposal_id: int, *, by: str) -> SynonymProposal:
+    """Take an approved proposal back: its word leaves the synonym group it joined (a group
+    left with one phrase says nothing and goes), and the proposal becomes rejected, by ``by``,
+    so it is not proposed again. Raises ``NotFound``, ``Conflict`` (not approved)."""
+    async with pool.acquire() as conn, conn.transaction():
+        p = await conn.fetchrow("SELECT * FROM kb_synonym_proposals WHERE proposal_id = $1 FOR UPDATE", proposal_id)
+        if p is None:
+            raise NotFound(f"no synonym proposal {proposal_id}")
+        if p["state"] != "approved":
+            raise Conflict(f"synonym proposal {proposal_id} is {p['state']}, not approved")
+        await conn.execute("SELECT 1 FROM kb_synonyms WHERE language = $1 FOR UPDATE", p["language"])
+        if p["grp"] is not None:
+            await conn.execute("DELETE FROM kb_synonyms WHERE language = $1 AND grp = $2 AND phrase = $3",
+                               p["language"], p["grp"], p["word"])
+            await conn.execute("DELETE FROM kb_synonyms WHERE language = $1 AND grp = $2 "
+                               "AND (SELECT count(*) FROM kb_synonyms k WHERE k.language = $1 AND k.grp = $2) < 2",
+                               p["language"], p["grp"])
+        await conn.execute("UPDATE kb_synonym_proposals SET state = 'rejected', decided_by = $2, decided_at = now(), "
+                           "updated_at = now() WHERE proposal_id = $1", proposal_id, by)
         return _proposal(await conn.fetchrow(_PROPOSAL + "WHERE p.proposal_id = $1", proposal_id))

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 # The call's words as lexemes, in the call's language, and their synonyms (``kb_synonyms``):
 # every lexeme of a group one of whose phrases the notes or tickets hold (all of the phrase's
-# lexemes), less those the call already has. $4 false: no synonyms.
+# lexemes), less those the call already has. $4 false: no synonyms. ``pn`` and ``pt``: each
+# lexeme of the notes and tickets with its position (for ``ranking.query_pairs``).
 LEXEMES = """
 WITH q AS (SELECT tsvector_to_array(to_tsvector(kb_ts_config($1), $2)) AS ln,
                   tsvector_to_array(to_tsvector(kb_ts_config($1), $3)) AS lt)
 SELECT q.ln, q.lt,
+       ARRAY(SELECT u.lexeme || ':' || x FROM unnest(to_tsvector(kb_ts_config($1), $2)) u, unnest(u.positions) x
+             ORDER BY x) AS pn,
+       ARRAY(SELECT u.lexeme || ':' || x FROM unnest(to_tsvector(kb_ts_config($1), $3)) u, unnest(u.positions) x
+             ORDER BY x) AS pt,
        CASE WHEN $4 THEN ARRAY(
            SELECT DISTINCT x FROM kb_synonyms k, unnest(k.lexemes) x
            WHERE k.language = $1 AND x <> ALL (q.ln || q.lt)
@@ -42,7 +47,7 @@ WITH q AS (
            $8::float4 AS wn, $9::float4 AS wt, $10::float4 AS wi, $11::float4 AS wq,
            $16::text[] AS ln, $17::text[] AS lt, $18::text[] AS le,
            $15::float8[] AS pw, $21::float8 AS avg_len, $22::float8 AS b,   -- typed here: not every pick uses them
-           $23::text[] AS px, $24::float8[] AS lw
+           $23::text[] AS px, $24::float8[] AS lw, $25::float8[] AS fw
 ), r AS (
     SELECT (SELECT string_agg(quote_literal(x), ' | ') FROM unnest($14::text[]) x)::tsquery AS qr
 ), focus AS (
@@ -51,12 +56,12 @@ WITH q AS (
     LINKED
 )
 SELECT a.article_id, a.title, a.tags, length(a.search) AS len,
-       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') FROM unnest(a.search) u
-             WHERE u.lexeme = ANY(q.ln)) AS mn,
-       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') FROM unnest(a.search) u
-             WHERE u.lexeme = ANY(q.lt)) AS mt,
-       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') FROM unnest(a.search) u
-             WHERE u.lexeme = ANY(q.le)) AS me,
+       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') || ':' || array_to_string(u.positions, ',')
+             FROM unnest(a.search) u WHERE u.lexeme = ANY(q.ln)) AS mn,
+       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') || ':' || array_to_string(u.positions, ',')
+             FROM unnest(a.search) u WHERE u.lexeme = ANY(q.lt)) AS mt,
+       ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') || ':' || array_to_string(u.positions, ',')
+             FROM unnest(a.search) u WHERE u.lexeme = ANY(q.le)) AS me,
        ts_rank(RANKW, a.search, q.qn, NORM) AS rn, ts_rank(RANKW, a.search, q.qt, NORM) AS rt,
        ts_rank(RANKW, a.search, q.qi, NORM) AS ri, ts_rank(RANKW, a.search, q.qq, NORM) AS rq,
        coalesce(f.helped, 0) AS helped, coalesce(f.not_relevant, 0) AS not_relevant,
@@ -65,9 +70,9 @@ FROM focus JOIN kb_articles a USING (article_id) CROSS JOIN q LEFT JOIN kb_feedb
 """
 _TS_NOTES = "q.wn * ts_rank(RANKW, a.search, q.qn, NORM) + q.wt * ts_rank(RANKW, a.search, q.qt, NORM)"
 # The rarity of the pick's lexemes an article holds, each by its best field (title, tags, body
-# as FIELD_WEIGHTS), over the article's length against the mean ($21; BM25's b, $22).
-_IDF_PICK = ("((SELECT coalesce(sum(p.w * CASE WHEN 'A' = ANY(u.weights) THEN 1.0 WHEN 'B' = ANY(u.weights) "
-             "THEN 0.6 ELSE 0.4 END), 0) FROM unnest(a.search) u "
+# as ``Weights.fields``, $25), over the article's length against the mean ($21; BM25's b, $22).
+_IDF_PICK = ("((SELECT coalesce(sum(p.w * CASE WHEN 'A' = ANY(u.weights) THEN q.fw[1] WHEN 'B' = ANY(u.weights) "
+             "THEN q.fw[2] ELSE q.fw[3] END), 0) FROM unnest(a.search) u "
              "JOIN unnest(q.px, q.pw) AS p(lx, w) ON p.lx = u.lexeme) "
              "/ (1 - $22::float8 + $22::float8 * length(a.search) / $21::float8))")
 _OTHER = ("(CASE WHEN cardinality($19::text[]) > 0 AND EXISTS (SELECT 1 FROM kb_article_links l "

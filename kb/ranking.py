@@ -80,9 +80,28 @@ class Weights:
     link_product: float = 0.0
     other_product: float = 0.5      # factor: it is about products only, none of which the customer holds
     synonym: float = 0.5            # a synonym's word counts this much of the word the call used
+    # BM25 over the fields (``idf_rank``): saturation of repeated words, pull of the length
+    # against the mean (0: none, 1: proportional), and the weight of each field.
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.4             # 0.3 before; 0.4 and 0.5 each took 2 more tuning calls of 120
+    field_title: float = 1.0
+    field_tags: float = 0.6
+    field_body: float = 0.4
+    # Two words of the call next to each other (at most one stop word between) found next to
+    # each other in the article ("money back", "log in"): their mean rarity times this, by the
+    # field holding them, added to the input's rank (``pair_rank``). 0: words only.
+    pairs: float = 0.0
+    # Coordination: an input's rank times the share of its words' rarity the article holds, to
+    # this power (``coverage``): an article holding most of what the agent wrote beats one
+    # holding one rare word of it. 0: off.
+    coverage: float = 0.0
 
     def of_input(self, name: str) -> float:
         return float(getattr(self, name))
+
+    def fields(self) -> dict[str, float]:
+        """The weight of each field letter of ``kb_articles.search`` (title A, tags B, body C)."""
+        return {"A": self.field_title, "B": self.field_tags, "C": self.field_body, "D": 0.1 * self.field_body}
 
 
 DEFAULT_WEIGHTS = Weights()
@@ -284,7 +303,7 @@ IDF_INPUTS = ("notes", "tickets")
 #: even-numbered calls of the labelled set among 10,000 articles, checked on the odd ones
 #: (bench/kb_suggest.py, BENCHMARKS.md).
 BM25_K1 = 1.2
-BM25_B = 0.3
+BM25_B = 0.4
 #: A lexeme held by more than this share of the articles (and more than ``COMMON_FLOOR`` of
 #: them) picks no candidates by itself: "bill" would pick thousands, among which the right one
 #: is lost before it is ranked. It still counts in the ranking of those picked otherwise.
@@ -318,7 +337,7 @@ class LexemeCounts:
 
 
 def idf_rank(matched: Iterable[tuple[str, str]], length: int, counts: LexemeCounts,
-             k1: float = BM25_K1, b: float = BM25_B) -> float:
+             k1: float = BM25_K1, b: float = BM25_B, fields: Mapping[str, float] | None = None) -> float:
     """An article's rank for one input, BM25 over its fields: for each of the query's lexemes
     it holds (``matched``: the lexeme and the field letter of each occurrence, as PostgreSQL
     gives them, e.g. ``("refund", "AC")``: once in the title, once in the body), the word's
@@ -327,13 +346,52 @@ def idf_rank(matched: Iterable[tuple[str, str]], length: int, counts: LexemeCoun
 
     ``ts_rank`` weighs a match on "bill" (in thousands of articles) like one on "pdf" (in
     one), and a long article wins on word count; this does neither (bench/kb_suggest.py)."""
+    fw = FIELD_WEIGHTS if fields is None else fields
     norm = k1 * (1.0 - b + b * max(length, 0) / max(counts.avg_length, 1.0))
     total = 0.0
     for lexeme, letters in matched:
-        tf = sum(FIELD_WEIGHTS.get(x, 0.0) for x in letters)
+        tf = sum(fw.get(x, 0.0) for x in letters)
         if tf > 0:
             total += counts.idf(lexeme) * tf * (k1 + 1.0) / (tf + norm)
     return total
+
+
+def query_pairs(ordered: Iterable[tuple[str, int]], gap: int = 2) -> list[tuple[str, str]]:
+    """The pairs of distinct lexemes next to each other in the call's text (``ordered``: each
+    lexeme with its position, as ``to_tsvector`` numbers them; ``gap`` 2 lets one stop word sit
+    between: "card through door"), each once, in order of first use."""
+    seq = sorted(ordered, key=lambda x: x[1])
+    out: dict[tuple[str, str], None] = {}
+    for (a, pa), (b, pb) in zip(seq, seq[1:]):
+        if a != b and 0 < pb - pa <= gap:
+            out[(a, b)] = None
+    return list(out)
+
+
+def pair_rank(pairs: Iterable[tuple[str, str]], positions: Mapping[str, Iterable[tuple[int, str]]],
+              counts: LexemeCounts, fields: Mapping[str, float] | None = None, gap: int = 2) -> float:
+    """What the call's pairs of words (``query_pairs``) found together in an article add: for
+    each pair whose two lexemes stand at most ``gap`` apart in the article, in either order
+    (``positions``: each lexeme's (position, field letter) occurrences), their mean rarity
+    times the weight of the best field holding them together. Each pair counts once: a pair
+    is evidence of the topic, not of length."""
+    fw = FIELD_WEIGHTS if fields is None else fields
+    total = 0.0
+    for a, b in pairs:
+        pa, pb = list(positions.get(a, ())), list(positions.get(b, ()))
+        best = max((min(fw.get(fa, 0.0), fw.get(fb, 0.0)) for xa, fa in pa for xb, fb in pb
+                    if 0 < abs(xa - xb) <= gap), default=0.0)
+        if best > 0:
+            total += best * (counts.idf(a) + counts.idf(b)) / 2.0
+    return total
+
+
+def coverage(matched: Iterable[str], query: Iterable[str], counts: LexemeCounts) -> float:
+    """The share of the query's lexemes' rarity (``LexemeCounts.idf``) that an article holds
+    (``matched``): 1.0 when it holds all of them, 0.0 when none (or the query is empty)."""
+    q = set(query)
+    total = sum(counts.idf(x) for x in q)
+    return sum(counts.idf(x) for x in set(matched) & q) / total if total > 0 else 0.0
 
 
 def pick_weights(notes: Iterable[str], tickets: Iterable[str], related: Iterable[str], counts: LexemeCounts,

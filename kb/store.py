@@ -405,8 +405,22 @@ class LexemeStats:
         return counts
 
 
-def _matched(items: Sequence[str]) -> list[tuple[str, str]]:
-    return [tuple(x.rsplit(":", 1)) for x in items]      # type: ignore[misc]
+def _matched(items: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``lexeme:weights:positions`` (as the candidates' query gives them) split in three."""
+    return [tuple(x.rsplit(":", 2)) for x in items]      # type: ignore[misc]
+
+
+def _letters(matched: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+    return [(m[0], m[1]) for m in matched]
+
+
+def _positions(matched: Sequence[tuple[str, str, str]]) -> dict[str, list[tuple[int, str]]]:
+    """Each lexeme's occurrences: (position, field letter); positions and letters come aligned."""
+    return {lx: list(zip((int(p) for p in pos.split(",") if p), letters)) for lx, letters, pos in matched}
+
+
+def _ordered(items: Sequence[str]) -> list[tuple[str, int]]:
+    return [(x.rsplit(":", 1)[0], int(x.rsplit(":", 1)[1])) for x in items]
 
 
 async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = ranking.DEFAULT_WEIGHTS,
@@ -426,11 +440,15 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
     ln: list[str] = []
     lt: list[str] = []
     le: list[str] = []
+    pn: list[tuple[str, str]] = []
+    pt: list[tuple[str, str]] = []
     specific = bool(queries["notes"] or queries["tickets"])
     if specific:
         row = await pool.fetchrow(sql.LEXEMES, ctx.language, queries["notes"].replace(" or ", " "),
                                   queries["tickets"].replace(" or ", " "), synonyms)
         ln, lt, le = list(row["ln"]), list(row["lt"]), list(row["le"])
+        if w.pairs:
+            pn, pt = (ranking.query_pairs(_ordered(row["pn"])), ranking.query_pairs(_ordered(row["pt"])))
     weights = ranking.pick_weights(ln, lt, le, counts, w) if counts is not None else {}
     if counts is None:
         rare = list(dict.fromkeys(ln + lt + le))
@@ -438,21 +456,31 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
     else:
         rare = [x for x in weights if not counts.is_common(x)]
         pick = ("idf" if idf_pick else "ts") if specific else "general"
+    fields = w.fields()
     rows = await pool.fetch(
         sql.candidates(pick, idf_pick and counts is not None, not rare), ctx.language, queries["notes"],
         queries["tickets"], queries["ivr"], queries["queue"],
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
         candidates // 2, rare, list(weights.values()), ln, lt, le, list(tg.products), w.other_product,
-        counts.avg_length if counts is not None else 20.0, ranking.BM25_B, list(weights),
-        ranking.target_weights(tg, w))
+        counts.avg_length if counts is not None else 20.0, w.bm25_b, list(weights),
+        ranking.target_weights(tg, w), [fields["A"], fields["B"], fields["C"]])
     by_id = {r["article_id"]: r for r in rows}
     cands = []
     for r in rows:
         ranks = {"notes": r["rn"], "tickets": r["rt"], "ivr": r["ri"], "queue": r["rq"]}
         if counts is not None:
-            ranks["notes"] = (ranking.idf_rank(_matched(r["mn"]), r["len"], counts)
-                              + w.synonym * ranking.idf_rank(_matched(r["me"]), r["len"], counts))
-            ranks["tickets"] = ranking.idf_rank(_matched(r["mt"]), r["len"], counts)
+            mn, mt, me = _matched(r["mn"]), _matched(r["mt"]), _matched(r["me"])
+            bm = {"k1": w.bm25_k1, "b": w.bm25_b, "fields": fields}
+            ranks["notes"] = (ranking.idf_rank(_letters(mn), r["len"], counts, **bm)
+                              + w.synonym * ranking.idf_rank(_letters(me), r["len"], counts, **bm))
+            ranks["tickets"] = ranking.idf_rank(_letters(mt), r["len"], counts, **bm)
+            if pn:
+                ranks["notes"] += w.pairs * ranking.pair_rank(pn, _positions(mn), counts, fields)
+            if pt:
+                ranks["tickets"] += w.pairs * ranking.pair_rank(pt, _positions(mt), counts, fields)
+            if w.coverage:
+                ranks["notes"] *= ranking.coverage([m[0] for m in mn], ln, counts) ** w.coverage
+                ranks["tickets"] *= ranking.coverage([m[0] for m in mt], lt, counts) ** w.coverage
         cands.append(Candidate(r["article_id"], ranks, frozenset(tuple(x.split(":", 1)) for x in r["links"]),
                                r["helped"], r["not_relevant"]))
     best: list[Scored] = ranking.rank(cands, tg, w, limit)

@@ -147,6 +147,26 @@ async def test_helped_marks_over_the_api_learn_products_and_propose_synonyms(ast
         assert status == 404
         status, syn = await ask(http, d, "GET", "/api/kb/synonyms?language=en", t["l-agent"])
         assert {"name": done["grp"], "phrases": ["roof", "solar"]} in syn["groups"]
+        # The evidence comes with each proposal: the call, who marked it, the words its article lacked.
+        [ex] = words["storm"]["examples"]
+        assert (ex["call_id"], ex["agent"], ex["source"]) == ("learn.1", "a1", "helped")   # the agent id
+        assert {"roof", "storm"} <= set(ex["words"])
+        # Taken back: the word leaves the group (a group of one goes), the pair is not proposed again.
+        back = f"/api/kb/synonyms/proposals/{done['proposal_id']}/withdraw"
+        assert (await ask(http, d, "POST", back, t["l-agent"]))[0] == 403
+        status, gone = await ask(http, d, "POST", back, t["l-sup"])
+        assert status == 200 and gone["state"] == "rejected" and gone["decided_by"] == "l-sup"
+        status, syn = await ask(http, d, "GET", "/api/kb/synonyms?language=en", t["l-agent"])
+        assert all("roof" not in g["phrases"] for g in syn["groups"])
+        assert all(g["name"] != done["grp"] for g in syn["groups"])
+        status, err = await ask(http, d, "POST", back, t["l-sup"])
+        assert status == 409 and err["error_id"] == "kb_conflict"
+        status, err = await ask(http, d, "POST", f"/api/kb/synonyms/proposals/{words['storm']['proposal_id']}/withdraw",
+                                t["l-sup"])
+        assert status == 409                                            # pending: nothing to take back
+        assert (await ask(http, d, "POST", "/api/kb/synonyms/proposals/999999/withdraw", t["l-sup"]))[0] == 404
+        status, got = await ask(http, d, "GET", "/api/kb/synonyms/proposals?state=rejected", t["l-sup"])
+        assert [p["word"] for p in got["proposals"]] == ["roof"]
         conn = await asyncpg.connect(database)
         try:
             rows = await conn.fetch("SELECT product, source FROM customer_products WHERE customer_id = 'LC1'")

@@ -93,3 +93,4 @@ def test_the_proposals_routes_register_beside_the_kb_routes_for_kb_admins_only()
     roles = {(r.method, r.path): r.roles for r in app[API].routes}
     assert roles[("GET", "/api/kb/synonyms/proposals")] == {"supervisor", "admin"}
     assert roles[("POST", "/api/kb/synonyms/proposals/{proposal_id:[0-9]+}/decision")] == {"supervisor", "admin"}
+    assert roles[("POST", "/api/kb/synonyms/proposals/{proposal_id:[0-9]+}/withdraw")] == {"supervisor", "admin"}

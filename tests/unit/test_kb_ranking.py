@@ -13,12 +13,15 @@ from kb.ranking import (
     Targets,
     Weights,
     build_queries,
+    coverage,
     feedback_factor,
     idf_rank,
     link_boost,
+    pair_rank,
     pick_weights,
     precision_at,
     product_factor,
+    query_pairs,
     rank,
     target_weights,
     targets,
@@ -203,3 +206,41 @@ def test_pick_weights_are_rarity_times_the_input_weight_and_synonyms_count_less(
     assert got["invoic"] == pytest.approx(DEFAULT_WEIGHTS.notes * DEFAULT_WEIGHTS.synonym * counts.idf("invoic"))
     assert 0 < got["bill"] < got["pdf"]
     assert counts.is_common("bill") and not counts.is_common("invoic")  # too common to pick, still weighed
+
+
+def test_field_weights_and_bm25_parameters_come_from_the_weights():
+    counts = LexemeCounts(10_000, {"pdf": 3}, avg_length=30.0)
+    w = Weights(field_title=2.0, field_body=0.2)
+    assert w.fields()["A"] == 2.0 and w.fields()["C"] == 0.2
+    assert idf_rank([("pdf", "A")], 30, counts, fields=w.fields()) > idf_rank([("pdf", "A")], 30, counts)
+    # b 0: the length does not count at all; b 1: fully.
+    assert idf_rank([("pdf", "C")], 300, counts, b=0.0) == pytest.approx(idf_rank([("pdf", "C")], 30, counts, b=0.0))
+    assert idf_rank([("pdf", "C")], 300, counts, b=1.0) < idf_rank([("pdf", "C")], 300, counts, b=0.3)
+
+
+def test_query_pairs_are_neighbouring_lexemes_allowing_one_stop_word_between():
+    # "money back" (1, 2), "card through door" (card 4, door 6: "through" is a stop word), "late" far away.
+    got = query_pairs([("back", 2), ("money", 1), ("card", 4), ("door", 6), ("late", 10)])
+    assert got == [("money", "back"), ("back", "card"), ("card", "door")]
+    assert query_pairs([("refund", 1), ("refund", 2)]) == []            # a word with itself is no pair
+    assert query_pairs([]) == []
+
+
+def test_a_pair_found_together_counts_once_by_its_best_field_and_apart_not_at_all():
+    counts = LexemeCounts(1_000, {"money": 10, "back": 100})
+    together = {"money": [(1, "A"), (20, "C")], "back": [(2, "A"), (21, "C")]}
+    apart = {"money": [(1, "A")], "back": [(9, "C")]}
+    mean_idf = (counts.idf("money") + counts.idf("back")) / 2
+    assert pair_rank([("money", "back")], together, counts) == pytest.approx(1.0 * mean_idf)
+    assert pair_rank([("money", "back")], {"money": [(21, "C")], "back": [(20, "C")]}, counts) == pytest.approx(
+        0.4 * mean_idf)                                                   # either order, the body's weight
+    assert pair_rank([("money", "back")], apart, counts) == 0.0
+    assert pair_rank([("money", "back")], {"money": [(1, "A")]}, counts) == 0.0
+
+
+def test_coverage_is_the_share_of_the_query_rarity_an_article_holds():
+    counts = LexemeCounts(1_000, {"pdf": 1, "bill": 500})
+    assert coverage(["pdf", "bill"], ["pdf", "bill"], counts) == pytest.approx(1.0)
+    assert coverage([], ["pdf"], counts) == 0.0 and coverage(["pdf"], [], counts) == 0.0
+    assert 0.5 < coverage(["pdf"], ["pdf", "bill"], counts) < 1.0 and coverage(["bill"], ["pdf", "bill"], counts) < 0.5
+    assert coverage(["pdf", "other"], ["pdf", "bill"], counts) == coverage(["pdf"], ["pdf", "bill"], counts)
