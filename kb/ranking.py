@@ -83,7 +83,7 @@ class Weights:
     # BM25 over the fields (``idf_rank``): saturation of repeated words, pull of the length
     # against the mean (0: none, 1: proportional), and the weight of each field.
     bm25_k1: float = 1.2
-    bm25_b: float = 0.4             # 0.3 before; 0.4 and 0.5 each took 2 more tuning calls of 120
+    bm25_b: float = 0.3             # 0.4 and 0.5 took 2 more tuning calls of 120: noise (BENCHMARKS.md)
     field_title: float = 1.0
     field_tags: float = 0.6
     field_body: float = 0.4
@@ -303,7 +303,7 @@ IDF_INPUTS = ("notes", "tickets")
 #: even-numbered calls of the labelled set among 10,000 articles, checked on the odd ones
 #: (bench/kb_suggest.py, BENCHMARKS.md).
 BM25_K1 = 1.2
-BM25_B = 0.4
+BM25_B = 0.3
 #: A lexeme held by more than this share of the articles (and more than ``COMMON_FLOOR`` of
 #: them) picks no candidates by itself: "bill" would pick thousands, among which the right one
 #: is lost before it is ranked. It still counts in the ranking of those picked otherwise.
