@@ -70,8 +70,8 @@ from acd import reports
 from acd.decisions import AGENT_STATES
 from acd.board_sums import StaySums
 from acd.figures import (
-    ABANDONED, ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange, attach_wrapup,
-    count_calls, spans_from_changes,
+    ABANDONED, ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange, agent_figures,
+    attach_wrapup, count_calls, spans_from_changes,
 )
 from acd.reports import build_queue_calls, epoch_seconds
 from acd.wallboard import WINDOWS, AgentLive, BoardConfig, DayTotals, abandoned_line, abandoned_order, assemble
@@ -109,6 +109,8 @@ class BoardLedger:
         self._stale: set[str] = set()                     # calls changed since their stays were built
         self._changes: dict[str, list[StateChange]] = {}  # agent -> its changes held, in time order
         self._spans: dict[str, list[AgentSpan]] = {}      # agent -> the spans of those (rebuilt on change)
+        # agent -> ((its span version, day start), seconds per state of its closed spans that day)
+        self._closed: dict[str, tuple[tuple[int, float], dict[str, float]]] = {}
         self._version: dict[str, int] = defaultdict(int)  # agent -> count of changes to its spans
         # call id -> (its agents' span versions, its stays with wrap-up attached, whether final)
         self._wrapped: dict[str, tuple[tuple[tuple[str, int], ...], list[QueueCall], bool]] = {}
@@ -197,13 +199,12 @@ class BoardLedger:
         and ``callbacks`` are passed on as they are."""
         self._refresh(now)
         self._fold(now)
-        spans = self.spans()                              # less what was folded of them
         parts = {q: self._sums.parts(q, now=now, day_start=self.day_start, windows=WINDOWS)
                  for q in self._sums.queues()}
         day_start = self.day_start
         lines = [line for held in self._lines.values() for line in held if line["arrived_at"] >= day_start]
         return assemble(parts, lines, agents, self.config, now=now, day_start=day_start, queues=queues,
-                        callbacks=callbacks, agent_spans=spans, totals=self.totals())
+                        callbacks=callbacks, agent_seconds=self._agent_seconds(now), totals=self.totals())
 
     def calls(self, now: float) -> list[QueueCall]:
         """The stays of the calls held, their wrap-ups attached (what the board counts)."""
@@ -303,6 +304,37 @@ class BoardLedger:
         if spans is None:
             spans = self._spans[agent] = spans_from_changes(self._changes.get(agent, ()))
         return spans
+
+    def _agent_seconds(self, now: float) -> dict[str, float]:
+        """Seconds per state of the spans held (less what was folded of them) inside
+        [day_start, now), as ``agent_figures`` counts them: each agent's closed spans
+        counted once while they and the day's start stay (they ended by ``now``), its
+        open span at each board."""
+        day_start = self.day_start
+        end = max(day_start, now)
+        out = dict.fromkeys(AGENT_STATES, 0.0)
+        for agent in self._changes:
+            spans = self._agent_spans(agent)
+            if not spans:
+                continue
+            last = spans[-1]
+            closed = spans[:-1] if last.end is None else spans
+            key = (self._version[agent], day_start)
+            hit = self._closed.get(agent)
+            if hit is not None and hit[0] == key and (not closed or closed[-1].end <= end):
+                secs = hit[1]
+            else:
+                secs = agent_figures(closed, day_start, end).seconds
+                if not closed or closed[-1].end <= end:   # none reaches past now: it is final
+                    self._closed[agent] = (key, secs)
+            for state, v in secs.items():
+                if v:
+                    out[state] += v
+            if last.end is None:
+                v = last.seconds(day_start, end)
+                if v > 0:
+                    out[last.state] += v
+        return out
 
     def spans(self) -> list[AgentSpan]:
         """The spans of the changes held: by agent, then time (``spans_from_changes``)."""

@@ -284,19 +284,21 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
                 line = abandoned_line(c, policy, callers.get(c.call_id, (None, None)))
                 if line is not None:
                     abandoned.append(line)
+    seconds = agent_figures(agent_spans, day_start, max(day_start, now)).seconds
     return assemble(parts, abandoned, agents, config, now=now, day_start=day_start, queues=queues,
-                    callbacks=callbacks, agent_spans=agent_spans, totals=totals)
+                    callbacks=callbacks, agent_seconds=seconds, totals=totals)
 
 
 def assemble(parts: Mapping[str, QueueParts], abandoned: Iterable[Mapping[str, Any]], agents: Iterable[AgentLive],
              config: BoardConfig, *, now: float, day_start: float, queues: Sequence[str] = (),
-             callbacks: Mapping[str, str] | None = None, agent_spans: Iterable[AgentSpan] = (),
+             callbacks: Mapping[str, str] | None = None, agent_seconds: Mapping[str, float] | None = None,
              totals: DayTotals | None = None) -> dict[str, Any]:
     """The snapshot of ``board`` from its queues' counts already made (``parts``: per
     queue with stays, its counts today and in each of ``WINDOWS``, and its stays
-    waiting; ``acd.board_sums`` keeps them as calls change) and the abandoned
-    callers' lines of today's stays (``abandoned_line``); ``totals`` and the rest as
-    for ``board``."""
+    waiting; ``acd.board_sums`` keeps them as calls change), the abandoned callers'
+    lines of today's stays (``abandoned_line``) and the agents' seconds per state
+    today (of the spans held: ``agent_figures(...).seconds``); ``totals`` and the
+    rest as for ``board``."""
     callbacks = callbacks or {}
     folded = totals.queues if totals is not None else {}
     empty = QueueParts(QueueCounts(), {name: QueueCounts() for name in WINDOWS}, 0, None)
@@ -333,9 +335,10 @@ def assemble(parts: Mapping[str, QueueParts], abandoned: Iterable[Mapping[str, A
     counts = dict.fromkeys(AGENT_STATES, 0)
     for a in agent_list:
         counts[a.state] = counts.get(a.state, 0) + 1
-    af: AgentFigures = agent_figures(agent_spans, day_start, max(day_start, now))
+    seconds = {k: (agent_seconds or {}).get(k, 0.0) for k in AGENT_STATES}
     if totals is not None and totals.agent_seconds:
-        af = agent_figures_from_seconds({k: v + totals.agent_seconds.get(k, 0.0) for k, v in af.seconds.items()})
+        seconds = {k: v + totals.agent_seconds.get(k, 0.0) for k, v in seconds.items()}
+    af: AgentFigures = agent_figures_from_seconds(seconds)
     return {
         "type": "wallboard", "at": now, "day_start": day_start,
         "queues": out_queues,
