@@ -195,6 +195,10 @@ class WallboardService:
         if self.ledger.call(cid, view.as_dict(), event):
             self._dirty.set()
 
+    def mark_dirty(self) -> None:
+        """Another board is wanted (within ``interval``), as after a change."""
+        self._dirty.set()
+
     def callback_filed(self, call_id: str, status: str) -> None:
         """A supervisor filed a call-back for ``call_id``: shown on the next board."""
         self.filed[call_id] = status
