@@ -45,13 +45,20 @@ first), and a span's seconds are final once it ended before now, so nothing
 else holds a change back. A call held whose wrap-up is final already keeps its
 stays as attached and bounds no cut.
 
-Work per board: the calls changed since the last one are rebuilt, and a call's
-wrap-up is attached again only when its agent's spans changed and it is not
-final; the board itself runs over the calls held. So memory and work per board
-follow the calls of the last half hour (and those still waiting or talking), not
-the hour of the day: BENCHMARKS.md, "Wallboard over a long day". Figures are
-those of the unfolded calls, up to the order of float additions (the last bits,
-under the board's rounding).
+Work per board: what changed since the last one, not the calls held. The calls
+changed are rebuilt, and a call's wrap-up is attached again only when its agent's
+spans changed and it is not final; each call's stays, as attached, are counted
+into per-queue blocks of arrival (``acd.board_sums.StaySums``), so a board adds
+up a few dozen blocks per queue and counts the stays waiting and those of the
+blocks across a window's ends; the abandoned callers' lines are kept per call;
+the calls to fold are found in a heap by the time they settle, the agents' cuts
+from the calls still open only; an agent's closed spans are counted into today's
+seconds once. So memory follows the calls of the last half hour (and those still
+waiting or talking), and the work per board follows the changes, the blocks and
+the agents (BENCHMARKS.md, "Wallboard over a long day"). Figures are those of
+the unfolded calls, up to the order of float additions (the last bits, under the
+board's rounding): the same board as the rebuild over every call, on random
+days (tests/unit/test_wallboard_incremental.py).
 
 Limits: a state change stamped before its agent's latest one (the router stamps
 changes as they happen) changes no wrap-up already final, nor what was folded;
