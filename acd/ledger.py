@@ -77,7 +77,7 @@ from acd import reports
 from acd.decisions import AGENT_STATES
 from acd.board_sums import StaySums
 from acd.figures import (
-    ABANDONED, ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange, agent_figures,
+    ABANDONED, ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange,
     attach_wrapup, count_calls, spans_from_changes,
 )
 from acd.reports import build_queue_calls, epoch_seconds
@@ -116,8 +116,9 @@ class BoardLedger:
         self._stale: set[str] = set()                     # calls changed since their stays were built
         self._changes: dict[str, list[StateChange]] = {}  # agent -> its changes held, in time order
         self._spans: dict[str, list[AgentSpan]] = {}      # agent -> the spans of those (rebuilt on change)
-        # agent -> ((its span version, day start), seconds per state of its closed spans that day)
-        self._closed: dict[str, tuple[tuple[int, float], dict[str, float]]] = {}
+        # agent -> (day start, its first closed spans counted, their seconds per state that day),
+        # kept while only changes after them come (``_touch``)
+        self._closed: dict[str, tuple[float, int, dict[str, float]]] = {}
         self._version: dict[str, int] = defaultdict(int)  # agent -> count of changes to its spans
         # call id -> (its agents' span versions, its stays with wrap-up attached, whether final)
         self._wrapped: dict[str, tuple[tuple[tuple[str, int], ...], list[QueueCall], bool]] = {}
@@ -188,14 +189,19 @@ class BoardLedger:
                 return False
         if not held or change.at >= held[-1].at:
             held.append(change)
+            self._touch(change.agent_id, appended=True)
         else:
             insort(held, change, key=_at)               # after the changes of the same time
-        self._touch(change.agent_id)
+            self._touch(change.agent_id)
         return True
 
-    def _touch(self, agent: str) -> None:
+    def _touch(self, agent: str, *, appended: bool = False) -> None:
+        """The agent's changes held changed: only a change after the others (``appended``)
+        leaves the seconds of its closed spans counted as they are."""
         self._spans.pop(agent, None)
         self._version[agent] += 1
+        if not appended:
+            self._closed.pop(agent, None)
 
     # -- the board -----------------------------------------------------------------------
 
@@ -315,8 +321,8 @@ class BoardLedger:
     def _agent_seconds(self, now: float) -> dict[str, float]:
         """Seconds per state of the spans held (less what was folded of them) inside
         [day_start, now), as ``agent_figures`` counts them: each agent's closed spans
-        counted once while they and the day's start stay (they ended by ``now``), its
-        open span at each board."""
+        counted once, in order, while only changes after them came (``_touch``); its
+        open span (and any closed after ``now``) at each board."""
         day_start = self.day_start
         end = max(day_start, now)
         out = dict.fromkeys(AGENT_STATES, 0.0)
@@ -324,23 +330,21 @@ class BoardLedger:
             spans = self._agent_spans(agent)
             if not spans:
                 continue
-            last = spans[-1]
-            closed = spans[:-1] if last.end is None else spans
-            key = (self._version[agent], day_start)
             hit = self._closed.get(agent)
-            if hit is not None and hit[0] == key and (not closed or closed[-1].end <= end):
-                secs = hit[1]
-            else:
-                secs = agent_figures(closed, day_start, end).seconds
-                if not closed or closed[-1].end <= end:   # none reaches past now: it is final
-                    self._closed[agent] = (key, secs)
-            for state, v in secs.items():
-                if v:
-                    out[state] += v
-            if last.end is None:
-                v = last.seconds(day_start, end)
+            n, secs = (hit[1], hit[2]) if hit is not None and hit[0] == day_start else (0, {})
+            closed = len(spans) - 1                       # the last one is open (spans_from_changes)
+            while n < closed and spans[n].end <= end:     # ended by now: its seconds are final
+                v = spans[n].seconds(day_start, end)
                 if v > 0:
-                    out[last.state] += v
+                    secs[spans[n].state] = secs.get(spans[n].state, 0.0) + v
+                n += 1
+            self._closed[agent] = (day_start, n, secs)
+            for state, v in secs.items():
+                out[state] += v
+            for span in spans[n:]:                        # the open one, and any ending after now
+                v = span.seconds(day_start, end)
+                if v > 0:
+                    out[span.state] += v
         return out
 
     def spans(self) -> list[AgentSpan]:
