@@ -45,13 +45,20 @@ first), and a span's seconds are final once it ended before now, so nothing
 else holds a change back. A call held whose wrap-up is final already keeps its
 stays as attached and bounds no cut.
 
-Work per board: the calls changed since the last one are rebuilt, and a call's
-wrap-up is attached again only when its agent's spans changed and it is not
-final; the board itself runs over the calls held. So memory and work per board
-follow the calls of the last half hour (and those still waiting or talking), not
-the hour of the day: BENCHMARKS.md, "Wallboard over a long day". Figures are
-those of the unfolded calls, up to the order of float additions (the last bits,
-under the board's rounding).
+Work per board: what changed since the last one, not the calls held. The calls
+changed are rebuilt, and a call's wrap-up is attached again only when its agent's
+spans changed and it is not final; each call's stays, as attached, are counted
+into per-queue blocks of arrival (``acd.board_sums.StaySums``), so a board adds
+up a few dozen blocks per queue and counts the stays waiting and those of the
+blocks across a window's ends; the abandoned callers' lines are kept per call;
+the calls to fold are found in a heap by the time they settle, the agents' cuts
+from the calls still open only; an agent's closed spans are counted into today's
+seconds once. So memory follows the calls of the last half hour (and those still
+waiting or talking), and the work per board follows the changes, the blocks and
+the agents (BENCHMARKS.md, "Wallboard over a long day"). Figures are those of
+the unfolded calls, up to the order of float additions (the last bits, under the
+board's rounding): the same board as the rebuild over every call, on random
+days (tests/unit/test_wallboard_incremental.py).
 
 Limits: a state change stamped before its agent's latest one (the router stamps
 changes as they happen) changes no wrap-up already final, nor what was folded;
@@ -60,19 +67,21 @@ refused (``call`` returns False): the call was folded, or belongs to a past day.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from bisect import bisect_left, insort
 from collections import defaultdict
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from acd import reports
 from acd.decisions import AGENT_STATES
+from acd.board_sums import StaySums
 from acd.figures import (
-    ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange, attach_wrapup,
-    count_calls, spans_from_changes,
+    ABANDONED, ANSWERED, WAITING, WRAPUP_TOLERANCE_S, AgentSpan, QueueCall, QueueCounts, StateChange,
+    attach_wrapup, count_calls, spans_from_changes,
 )
 from acd.reports import build_queue_calls, epoch_seconds
-from acd.wallboard import WINDOWS, AgentLive, BoardConfig, DayTotals, abandoned_line, abandoned_order, board
+from acd.wallboard import WINDOWS, AgentLive, BoardConfig, DayTotals, abandoned_line, abandoned_order, assemble
 
 __all__ = ["BoardLedger", "EVENT_KINDS", "FOLD_AFTER_S", "CHANGES_KEPT_S"]
 
@@ -107,9 +116,21 @@ class BoardLedger:
         self._stale: set[str] = set()                     # calls changed since their stays were built
         self._changes: dict[str, list[StateChange]] = {}  # agent -> its changes held, in time order
         self._spans: dict[str, list[AgentSpan]] = {}      # agent -> the spans of those (rebuilt on change)
+        # agent -> (day start, its first closed spans counted, their seconds per state that day),
+        # kept while only changes after them come (``_touch``)
+        self._closed: dict[str, tuple[float, int, dict[str, float]]] = {}
         self._version: dict[str, int] = defaultdict(int)  # agent -> count of changes to its spans
         # call id -> (its agents' span versions, its stays with wrap-up attached, whether final)
         self._wrapped: dict[str, tuple[tuple[tuple[str, int], ...], list[QueueCall], bool]] = {}
+        # What the board reads, kept as calls change (module doc, "Work per board"):
+        self._sums = StaySums(lambda q: self.config.of(q).policy)   # the stays as attached, counted
+        self._lines: dict[str, list[dict[str, Any]]] = {}  # call id -> its stays' abandoned callers' lines
+        self._recheck: set[str] = set()                   # calls to attach and count again
+        self._unsettled: set[str] = set()                 # calls whose wrap-up may still change
+        # call id -> what it bounds of the agents' cuts: (agent, talk end) pairs, its queue entry
+        self._open: dict[str, tuple[tuple[tuple[str, float], ...], float | None]] = {}
+        self._settle: list[tuple[float, str]] = []        # (when it may fold, call id): a heap
+        self._settle_at: dict[str, float] = {}            # call id -> its entry in the heap now
         self._clear_totals()
 
     def _clear_totals(self) -> None:
@@ -168,56 +189,117 @@ class BoardLedger:
                 return False
         if not held or change.at >= held[-1].at:
             held.append(change)
+            self._touch(change.agent_id, appended=True)
         else:
             insort(held, change, key=_at)               # after the changes of the same time
-        self._touch(change.agent_id)
+            self._touch(change.agent_id)
         return True
 
-    def _touch(self, agent: str) -> None:
+    def _touch(self, agent: str, *, appended: bool = False) -> None:
+        """The agent's changes held changed: only a change after the others (``appended``)
+        leaves the seconds of its closed spans counted as they are."""
         self._spans.pop(agent, None)
         self._version[agent] += 1
+        if not appended:
+            self._closed.pop(agent, None)
 
     # -- the board -----------------------------------------------------------------------
 
     def board(self, now: float, agents: Iterable[AgentLive] = (), *, queues: Sequence[str] = (),
               callbacks: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The board at ``now`` (``acd.wallboard.board``), after folding what has
-        settled. ``agents`` and ``callbacks`` are passed on as they are."""
-        calls = self.calls(now)
-        folded = self._fold(now, calls)
-        if folded:
-            calls = [c for c in calls if c.call_id not in folded]
-        spans = self.spans()                              # less what was folded of them
-        return board(calls, agents, self.config, now=now, day_start=self.day_start, queues=queues,
-                     callers=_Callers(self.rows), callbacks=callbacks, agent_spans=spans, totals=self.totals())
+        """The board at ``now`` (``acd.wallboard.board``'s, from counts kept as calls
+        change: ``acd.wallboard.assemble``), after folding what has settled. ``agents``
+        and ``callbacks`` are passed on as they are."""
+        self._refresh(now)
+        self._fold(now)
+        parts = {q: self._sums.parts(q, now=now, day_start=self.day_start, windows=WINDOWS)
+                 for q in self._sums.queues()}
+        day_start = self.day_start
+        lines = [line for held in self._lines.values() for line in held if line["arrived_at"] >= day_start]
+        return assemble(parts, lines, agents, self.config, now=now, day_start=day_start, queues=queues,
+                        callbacks=callbacks, agent_seconds=self._agent_seconds(now), totals=self.totals())
 
     def calls(self, now: float) -> list[QueueCall]:
-        """The stays of the calls held, their wrap-ups attached. Only the calls changed
-        since the last time are rebuilt (at ``now``), and a wrap-up is attached again
-        only when its call or its agent's spans changed, and while it is not final."""
+        """The stays of the calls held, their wrap-ups attached (what the board counts)."""
+        self._refresh(now)
+        return list(self._sums.all_stays())
+
+    def _refresh(self, now: float) -> None:
+        """Bring the calls changed since the last time up to date: their stays rebuilt
+        (at ``now``), their wrap-ups attached, counted (``StaySums``) and classed for
+        folding. A wrap-up is attached again only when its call or its agent's spans
+        changed, and while it is not final."""
+        recheck = self._recheck
         for cid in self._stale:
             row = self.rows.get(cid)
             self._built[cid] = build_queue_calls([row], self.events.get(cid, []), now=now) if row else []
             self._wrapped.pop(cid, None)
+            recheck.add(cid)
         self._stale = set()
-        out: list[QueueCall] = []
-        for cid, stays in self._built.items():
+        for cid in self._unsettled:
+            if cid in recheck:
+                continue
             hit = self._wrapped.get(cid)
-            if hit is not None and hit[2]:
-                out.extend(hit[1])
-                continue
-            # attach_wrapup reads only the spans of the agent of an answered stay whose talk is known.
-            agents = sorted({c.agent for c in stays if c.outcome == ANSWERED and c.agent is not None
-                             and c.talk_s is not None})
-            if not agents:
-                out.extend(stays)
-                continue
+            if hit is None or any(self._version[a] != v for a, v in hit[0]):
+                recheck.add(cid)
+        for cid in recheck:
+            if cid in self._built:
+                self._count(cid)
+        recheck.clear()
+
+    def _count(self, cid: str) -> None:
+        """One call's stays as the board counts them, and what they say for folding."""
+        stays = self._built[cid]
+        # attach_wrapup reads only the spans of the agent of an answered stay whose talk is known.
+        agents = sorted({c.agent for c in stays if c.outcome == ANSWERED and c.agent is not None
+                         and c.talk_s is not None})
+        if agents:
             key = tuple((a, self._version[a]) for a in agents)
-            if hit is None or hit[0] != key:
+            hit = self._wrapped.get(cid)
+            if hit is None or (not hit[2] and hit[0] != key):
                 wrapped = attach_wrapup(stays, [s for a in agents for s in self._agent_spans(a)])
                 hit = self._wrapped[cid] = (key, wrapped, all(self._final(c) for c in wrapped))
-            out.extend(hit[1])
-        return out
+            counted, final = hit[1], hit[2]
+        else:
+            counted, final = stays, True
+        if final:
+            self._unsettled.discard(cid)
+        else:
+            self._unsettled.add(cid)
+        self._sums.set(cid, counted)
+        row = self.rows[cid]
+        lines = [line for c in counted if c.outcome == ABANDONED
+                 for line in [abandoned_line(c, self.config.of(c.queue).policy,
+                                             (row.get("caller_num"), row.get("caller_name")))]
+                 if line is not None]
+        if lines:
+            self._lines[cid] = lines
+        else:
+            self._lines.pop(cid, None)
+        # Folding (see _fold): a call ended whose wrap-up is final reads no span any more,
+        # and folds once it ended and its stays arrived before the horizon (none waiting).
+        ended = epoch_seconds(row.get("ended_at"))
+        if ended is not None and final:
+            self._open.pop(cid, None)
+            if all(c.outcome != WAITING for c in stays):
+                at = max([ended] + [c.arrived_at for c in stays])
+                if self._settle_at.get(cid) != at:
+                    self._settle_at[cid] = at
+                    heapq.heappush(self._settle, (at, cid))
+            else:
+                self._settle_at.pop(cid, None)
+            return
+        self._settle_at.pop(cid, None)
+        # What of its agents' spans it may still read.
+        pairs = []
+        answered = False
+        for c in stays:
+            if c.outcome == ANSWERED:
+                answered = True
+                if c.agent is not None and c.left_at is not None and (c.talk_s is None or not final):
+                    pairs.append((c.agent, c.left_at if c.talk_s is None else c.left_at + c.talk_s + c.hold_s))
+        joined = epoch_seconds(row.get("queue_joined_at")) if not answered and ended is None else None
+        self._open[cid] = (tuple(pairs), joined)
 
     def _final(self, c: QueueCall) -> bool:
         """Whether ``c``'s wrap-up, as attached, is final: over (or none), and its agent
@@ -236,6 +318,35 @@ class BoardLedger:
             spans = self._spans[agent] = spans_from_changes(self._changes.get(agent, ()))
         return spans
 
+    def _agent_seconds(self, now: float) -> dict[str, float]:
+        """Seconds per state of the spans held (less what was folded of them) inside
+        [day_start, now), as ``agent_figures`` counts them: each agent's closed spans
+        counted once, in order, while only changes after them came (``_touch``); its
+        open span (and any closed after ``now``) at each board."""
+        day_start = self.day_start
+        end = max(day_start, now)
+        out = dict.fromkeys(AGENT_STATES, 0.0)
+        for agent in self._changes:
+            spans = self._agent_spans(agent)
+            if not spans:
+                continue
+            hit = self._closed.get(agent)
+            n, secs = (hit[1], hit[2]) if hit is not None and hit[0] == day_start else (0, {})
+            closed = len(spans) - 1                       # the last one is open (spans_from_changes)
+            while n < closed and spans[n].end <= end:     # ended by now: its seconds are final
+                v = spans[n].seconds(day_start, end)
+                if v > 0:
+                    secs[spans[n].state] = secs.get(spans[n].state, 0.0) + v
+                n += 1
+            self._closed[agent] = (day_start, n, secs)
+            for state, v in secs.items():
+                out[state] += v
+            for span in spans[n:]:                        # the open one, and any ending after now
+                v = span.seconds(day_start, end)
+                if v > 0:
+                    out[span.state] += v
+        return out
+
     def spans(self) -> list[AgentSpan]:
         """The spans of the changes held: by agent, then time (``spans_from_changes``)."""
         out: list[AgentSpan] = []
@@ -249,39 +360,34 @@ class BoardLedger:
 
     # -- folding ---------------------------------------------------------------------------
 
-    def _fold(self, now: float, calls: Sequence[QueueCall]) -> set[str]:
+    def _fold(self, now: float) -> set[str]:
         """Fold the calls settled at ``now`` and the agents' spans no call held needs
-        (module doc). ``calls``: ``calls(now)``, just made. Returns the call ids folded."""
+        (module doc), after ``_refresh``. Returns the call ids folded."""
         horizon = now - FOLD_AFTER_S
         self.horizon = max(self.horizon, horizon)
         folded: list[str] = []
+        settle, settle_at = self._settle, self._settle_at
+        while settle and settle[0][0] <= horizon:
+            at, cid = heapq.heappop(settle)
+            if settle_at.get(cid) == at:              # not an entry made stale by a later change
+                del settle_at[cid]
+                folded.append(cid)
         cut_all = now - CHANGES_KEPT_S
         cut: dict[str, float] = {}
-        for cid, row in self.rows.items():
-            stays = self._built.get(cid, ())               # as attached, but for the wrap-up
-            ended = epoch_seconds(row.get("ended_at"))
-            hit = self._wrapped.get(cid)
-            final = hit is None or hit[2]                 # no wrap-up to attach, or attached for good
-            if ended is not None and final:               # its talk is known: it reads no span any more
-                if ended <= horizon and all(c.outcome != WAITING and c.arrived_at <= horizon for c in stays):
-                    folded.append(cid)
-                continue
-            # What of its agents' spans it may still read.
-            answered = False
-            for c in stays:
-                if c.outcome == ANSWERED:
-                    answered = True
-                    if c.agent is not None and c.left_at is not None and (c.talk_s is None or not final):
-                        talk_end = c.left_at if c.talk_s is None else c.left_at + c.talk_s + c.hold_s
-                        cut[c.agent] = min(cut.get(c.agent, math.inf), talk_end)
-            if not answered and ended is None:
-                joined = epoch_seconds(row.get("queue_joined_at"))
-                if joined is not None:
-                    cut_all = min(cut_all, joined)
+        for pairs, joined in self._open.values():
+            for agent, talk_end in pairs:
+                if talk_end < cut.get(agent, math.inf):
+                    cut[agent] = talk_end
+            if joined is not None and joined < cut_all:
+                cut_all = joined
         if folded:
             self._fold_calls(folded, now)
         for agent, held in self._changes.items():
+            if len(held) < 2:
+                continue                                  # its last change: the state it is in
             before = min(cut_all, cut.get(agent, math.inf)) - WRAPUP_TOLERANCE_S
+            if held[1].at >= before:
+                continue                                  # none to fold (the bisect below would say 0)
             if self._fold_changes(held, bisect_left(held, before, key=_at) - 1):
                 self._touch(agent)
         return set(folded)
@@ -292,10 +398,15 @@ class BoardLedger:
         for cid in folded:
             row = self.rows.pop(cid)
             self.events.pop(cid, None)
-            built = self._built.pop(cid, [])
-            hit = self._wrapped.pop(cid, None)
+            self._built.pop(cid, None)
+            self._wrapped.pop(cid, None)
             self._stale.discard(cid)
-            for c in hit[1] if hit is not None else built:
+            self._unsettled.discard(cid)
+            self._open.pop(cid, None)
+            self._lines.pop(cid, None)
+            counted = self._sums.stays(cid)
+            self._sums.remove(cid)
+            for c in counted:
                 per_queue[c.queue].append(c)
                 if c.arrived_at >= self.day_start:
                     line = abandoned_line(c, self.config.of(c.queue).policy,
@@ -337,6 +448,13 @@ class BoardLedger:
         self.events = {k: v for k, v in self.events.items() if k in keep}
         self._built = {k: v for k, v in self._built.items() if k in keep}
         self._wrapped.clear()
+        self._sums = StaySums(lambda q: self.config.of(q).policy)
+        self._lines.clear()
+        self._unsettled.clear()
+        self._open.clear()
+        self._settle.clear()
+        self._settle_at.clear()
+        self._recheck = set(self._built)                  # counted again at the next board
         self._changes = {a: held[-1:] for a, held in self._changes.items() if held}
         for agent in self._changes:
             self._touch(agent)
@@ -349,21 +467,3 @@ class BoardLedger:
                 "stays": sum(len(v) for v in self._built.values()),
                 "changes": sum(len(v) for v in self._changes.values()),
                 "folded_calls": self.folded_calls, "folded_changes": self.folded_changes}
-
-
-class _Callers(Mapping[str, tuple[Any, Any]]):
-    """Call id -> (number, name) of the calls held, read when asked (the board asks
-    for its abandoned callers only)."""
-
-    def __init__(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
-        self._rows = rows
-
-    def __getitem__(self, call_id: str) -> tuple[Any, Any]:
-        row = self._rows[call_id]
-        return row.get("caller_num"), row.get("caller_name")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)

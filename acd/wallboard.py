@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
+from acd.board_sums import QueueParts
 from acd.decisions import AGENT_STATES, TaskQueueStats
 from acd.figures import (
     ABANDONED, SL_VARIANTS, WAITING, AgentFigures, AgentSpan, MetricsError, QueueCall, QueueCounts, Rag,
@@ -40,7 +41,7 @@ from acd.figures import (
 
 __all__ = [
     "FIGURES", "QueueBoardConfig", "BoardConfig", "AgentLive", "DayTotals", "parse_board_config",
-    "load_board_config", "board", "abandoned_line", "abandoned_order", "alerts", "colours_of", "report_rows",
+    "load_board_config", "board", "assemble", "abandoned_line", "abandoned_order", "alerts", "colours_of", "report_rows",
     "agent_report_rows", "split_agent_seconds", "csv_text", "ROLLUP_GRANULARITIES", "task_counts",
     "task_queue_rows",
 ]
@@ -203,9 +204,7 @@ def _r(v: float | None, digits: int = 3) -> float | None:
     return None if v is None else round(v, digits)
 
 
-def _figures(calls: Sequence[QueueCall], policy: SlPolicy, now: float, more: QueueCounts | None = None
-             ) -> dict[str, Any]:
-    counts = count_calls(calls, policy, now=now)
+def _figures(counts: QueueCounts, policy: SlPolicy, more: QueueCounts | None = None) -> dict[str, Any]:
     f = figures_from_counts(counts + more if more is not None else counts, policy)
     return {"arrived": f.arrived, "offered": f.offered, "answered": f.answered, "abandoned": f.abandoned,
             "timed_out": f.timed_out, "short_abandoned": f.short_abandoned, "waiting": f.waiting,
@@ -265,30 +264,58 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
     rolling window: ``acd.ledger``), added to the day figures.
     """
     callers = callers or {}
-    callbacks = callbacks or {}
-    folded = totals.queues if totals is not None else {}
-    by_queue: dict[str, list[QueueCall]] = {q: [] for q in queues}
-    for q in folded:
-        by_queue.setdefault(q, [])
+    by_queue: dict[str, list[QueueCall]] = {}
     for c in calls:
         by_queue.setdefault(c.queue, []).append(c)
-    out_queues = []
+    parts: dict[str, QueueParts] = {}
     abandoned: list[dict[str, Any]] = []
     for qid in sorted(by_queue):
         qcalls = by_queue[qid]
-        cfg = config.of(qid)
+        policy = config.of(qid).policy
         today = [c for c in qcalls if c.arrived_at >= day_start]
         waiting = [c for c in qcalls if c.outcome == WAITING]
+        parts[qid] = QueueParts(
+            count_calls(today, policy, now=now),
+            {name: count_calls([c for c in qcalls if now - window < c.arrived_at <= now], policy, now=now)
+             for name, window in WINDOWS.items()},
+            len(waiting), max((now - c.arrived_at for c in waiting), default=None))
+        for c in today:
+            if c.outcome == ABANDONED:
+                line = abandoned_line(c, policy, callers.get(c.call_id, (None, None)))
+                if line is not None:
+                    abandoned.append(line)
+    seconds = agent_figures(agent_spans, day_start, max(day_start, now)).seconds
+    return assemble(parts, abandoned, agents, config, now=now, day_start=day_start, queues=queues,
+                    callbacks=callbacks, agent_seconds=seconds, totals=totals)
+
+
+def assemble(parts: Mapping[str, QueueParts], abandoned: Iterable[Mapping[str, Any]], agents: Iterable[AgentLive],
+             config: BoardConfig, *, now: float, day_start: float, queues: Sequence[str] = (),
+             callbacks: Mapping[str, str] | None = None, agent_seconds: Mapping[str, float] | None = None,
+             totals: DayTotals | None = None) -> dict[str, Any]:
+    """The snapshot of ``board`` from its queues' counts already made (``parts``: per
+    queue with stays, its counts today and in each of ``WINDOWS``, and its stays
+    waiting; ``acd.board_sums`` keeps them as calls change), the abandoned callers'
+    lines of today's stays (``abandoned_line``) and the agents' seconds per state
+    today (of the spans held: ``agent_figures(...).seconds``); ``totals`` and the
+    rest as for ``board``."""
+    callbacks = callbacks or {}
+    folded = totals.queues if totals is not None else {}
+    empty = QueueParts(QueueCounts(), {name: QueueCounts() for name in WINDOWS}, 0, None)
+    out_queues = []
+    for qid in sorted(set(queues) | set(folded) | set(parts)):
+        p = parts.get(qid, empty)
+        cfg = config.of(qid)
         entry: dict[str, Any] = {
             "queue": qid, "policy": cfg.policy.label, "variant": cfg.policy.variant,
             "variant_name": SL_VARIANTS[cfg.policy.variant], "target": cfg.policy.target,
             "threshold_s": cfg.policy.threshold_s,
-            "waiting": len(waiting),
-            "longest_waiting_s": _r(max((now - c.arrived_at for c in waiting), default=None)),
-            "today": _figures(today, cfg.policy, now, folded.get(qid)),
+            "waiting": p.waiting,
+            "longest_waiting_s": _r(p.longest_waiting_s),
+            "today": _figures(p.today, cfg.policy, folded.get(qid)),
         }
-        for name, window in WINDOWS.items():
-            entry[name] = _figures([c for c in qcalls if now - window < c.arrived_at <= now], cfg.policy, now)
+        for name in WINDOWS:
+            entry[name] = _figures(p.windows[name], cfg.policy)
         values = {"service_level": entry["today"]["service_level"],
                   "service_level_15": entry["last_15"]["service_level"],
                   "service_level_30": entry["last_30"]["service_level"],
@@ -299,25 +326,23 @@ def board(calls: Iterable[QueueCall], agents: Iterable[AgentLive], config: Board
         entry["thresholds"] = {k: {"amber": r.amber, "red": r.red, "higher_is_better": r.higher_is_better}
                                for k, r in cfg.rag.items()}
         out_queues.append(entry)
-        for c in today:
-            line = abandoned_line(c, cfg.policy, callers.get(c.call_id, (None, None)))
-            if line is not None:
-                abandoned.append(line)
+    lines = list(abandoned)
     if totals is not None:
-        abandoned += totals.abandoned
-    abandoned.sort(key=abandoned_order)
-    abandoned = [{**a, "callback": callbacks.get(a["call_id"])} for a in abandoned[:config.abandoned_listed]]
+        lines += totals.abandoned
+    lines.sort(key=abandoned_order)
+    lines = [{**a, "callback": callbacks.get(a["call_id"])} for a in lines[:config.abandoned_listed]]
     agent_list = sorted(agents, key=lambda a: (_STATE_ORDER.get(a.state, 9), a.since, a.agent_id))
     counts = dict.fromkeys(AGENT_STATES, 0)
     for a in agent_list:
         counts[a.state] = counts.get(a.state, 0) + 1
-    af: AgentFigures = agent_figures(agent_spans, day_start, max(day_start, now))
+    seconds = {k: (agent_seconds or {}).get(k, 0.0) for k in AGENT_STATES}
     if totals is not None and totals.agent_seconds:
-        af = agent_figures_from_seconds({k: v + totals.agent_seconds.get(k, 0.0) for k, v in af.seconds.items()})
+        seconds = {k: v + totals.agent_seconds.get(k, 0.0) for k, v in seconds.items()}
+    af: AgentFigures = agent_figures_from_seconds(seconds)
     return {
         "type": "wallboard", "at": now, "day_start": day_start,
         "queues": out_queues,
-        "abandoned": abandoned,
+        "abandoned": lines,
         "agents": [{"agent_id": a.agent_id, "name": a.name, "state": a.state, "reason": a.reason,
                     "since": a.since,
                     # None: never changed state since the daemon started (no "since")

@@ -49,7 +49,7 @@ from api.broker_core import (
     stream_subjects,
 )
 from api.hub import CallAudience, agent_update, call_message
-from api.node_reads import ACD_KEY
+from api.node_reads import ACD_AT_KEY, ACD_KEY
 from api.observe import BROKER_STATS
 from api.wallboard_service import WALLBOARD
 from api.ws import STREAM_STATE, WS, _snapshot
@@ -151,7 +151,7 @@ class BrokerPublisher:
                 if self.pictures_dropped == 1:
                     log.warning("broker: the routing picture makes the board %d bytes; published without it",
                                 len(data))
-                data = json.dumps({k: v for k, v in board.items() if k != ACD_KEY}, separators=(",", ":"),
+                data = json.dumps({k: v for k, v in board.items() if k not in (ACD_KEY, ACD_AT_KEY)}, separators=(",", ":"),
                                   default=str, allow_nan=False).encode()
         except ValueError:
             log.exception("broker: wallboard not encodable, skipped")
@@ -431,6 +431,41 @@ def with_acd_state(app: web.Application, board: dict[str, Any]) -> dict[str, Any
     return {**board, ACD_KEY: acd_state(acd, board["at"]).model_dump(mode="json")}
 
 
+# The routing picture goes with the boards made at most this often (seconds of the boards' time).
+PICTURE_EVERY_S = 2.0
+
+
+class Pictures:
+    """The boards as published, with a routing picture made at most every ``every_s``
+    (of the boards' ``at``): a board sooner after the last picture carries that one,
+    with the time it was made (``acd_state_at``: the nodes age it from then), and
+    ``owed`` is called so that another board follows once a new picture is due: no
+    picture stays behind its agents' and callers' changes by more than ``every_s`` and
+    a push. ``make(at)``: the picture at ``at`` (None: none, as without an ACD).
+    Pure (time is the board's)."""
+
+    def __init__(self, make: Callable[[float], dict[str, Any] | None], owed: Callable[[], None],
+                 every_s: float = PICTURE_EVERY_S) -> None:
+        self.make = make
+        self.owed = owed
+        self.every_s = every_s
+        self.at: float | None = None
+        self.picture: dict[str, Any] | None = None
+        self.made = 0
+
+    def __call__(self, board: dict[str, Any]) -> dict[str, Any]:
+        at = board["at"]
+        if self.at is None or not 0 <= at - self.at < self.every_s:
+            self.picture, self.at = self.make(at), at
+            self.made += 1
+        if self.picture is None:
+            return board
+        if self.at == at:
+            return {**board, ACD_KEY: self.picture}
+        self.owed()
+        return {**board, ACD_KEY: self.picture, ACD_AT_KEY: self.at}
+
+
 def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, buffer_max: int,
                  window: int = 64, max_age_s: float = 86_400.0, max_bytes: int = 1 << 30,
                  ha: HaNode | None = None) -> BrokerPublisher:
@@ -444,7 +479,14 @@ def setup_broker(app: web.Application, url: str, *, cluster: str, stream: str, b
     if WS in app:
         app[WS].push_listeners.append(pub.on_push)
     if WALLBOARD in app:
-        app[WALLBOARD].listeners.append(lambda board: pub.offer_board(with_acd_state(app, board)))
+        wallboard = app[WALLBOARD]
+
+        def picture(at: float) -> dict[str, Any] | None:
+            acd = app.get(ACD)
+            return None if acd is None else acd_state(acd, at).model_dump(mode="json")
+
+        pictures = Pictures(picture, wallboard.mark_dirty)
+        wallboard.listeners.append(lambda board: pub.offer_board(pictures(board)))
     app[BROKER_STATS] = pub.stats
     # On /healthz for operators; a broker away does not make the daemon unhealthy (it holds events).
     app[CORE].health_parts["broker"] = pub.stats

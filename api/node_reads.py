@@ -9,7 +9,9 @@ it reads, not forwarded to the leader (docs/scale-out.md, "Reads served by a nod
   as its own ``GET /api/acd/state`` answers) made at the same instant as that board
   and carried in it (``acd_state``). The node ages it to the asking time: a waiting
   call's ``waited_s`` and a queue's ``longest_wait_s`` (when it has calls waiting or
-  ringing) grow by the board's age, nothing else changes. Every node serves the same picture, one instant of the leader's: the
+  ringing) grow by the picture's age, nothing else changes. The leader makes the
+  picture at most every ``api.broker.PICTURE_EVERY_S`` and sends the last one with the
+  boards between (``acd_state_at``: when it was made). Every node serves the same picture, one instant of the leader's: the
   figures of one answer agree with each other, and supervisors on different nodes see
   the same ones; it is at most a board behind (``wallboard_push_s`` after a change,
   ``Age`` header in seconds);
@@ -24,6 +26,7 @@ import math
 from typing import Any, Mapping
 
 ACD_KEY = "acd_state"      # the leader's routing picture, inside the board it publishes
+ACD_AT_KEY = "acd_state_at"  # when the picture was made, when before the board (none: with the board)
 
 
 class NodeReads:
@@ -32,7 +35,8 @@ class NodeReads:
     def __init__(self) -> None:
         self.board: dict[str, Any] | None = None     # what supervisors get: the board without ``acd_state``
         self.acd: dict[str, Any] | None = None
-        self.at: float | None = None                 # the leader's time when it built them
+        self.at: float | None = None                 # the leader's time when it built the board
+        self.acd_at: float | None = None             # ... and the picture (the board's or before)
         self.refused = 0                             # boards whose routing picture was not usable
         self.served = 0                              # reads answered here (the shell counts)
         self.forwarded = 0                           # reads forwarded for want of a board or picture
@@ -42,7 +46,7 @@ class NodeReads:
         the routing picture). A picture that is not one (not the leader's shape) is
         dropped, counted, and the previous one is dropped too: an older picture beside a
         newer board would disagree with it."""
-        board = {k: v for k, v in published.items() if k != ACD_KEY}
+        board = {k: v for k, v in published.items() if k not in (ACD_KEY, ACD_AT_KEY)}
         at = board.get("at")
         acd = published.get(ACD_KEY)
         self.acd = None
@@ -50,19 +54,21 @@ class NodeReads:
         self.board = board if self.at is not None else None     # not the leader's: the leader answers
         if acd is None:
             return board
-        if self.at is None or not _acd_shaped(acd):
+        made = published.get(ACD_AT_KEY, at)
+        if self.at is None or not _is_time(made) or made > self.at or not _acd_shaped(acd):
             self.refused += 1
             return board
         self.acd = acd
+        self.acd_at = made
         return board
 
     def acd_state(self, now: float) -> tuple[dict[str, Any], float] | None:
         """The routing picture as of ``now`` and its age in seconds; None without one.
         Only the waits move with time (see the module doc); a clock behind the board's
         counts as no age."""
-        if self.acd is None or self.at is None:
+        if self.acd is None or self.acd_at is None:
             return None
-        age = max(0.0, now - self.at)
+        age = max(0.0, now - self.acd_at)
         acd = self.acd
         out = {**acd,
                "waiting": [{**w, "waited_s": round(w["waited_s"] + age, 3)} for w in acd["waiting"]],

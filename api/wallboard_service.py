@@ -10,9 +10,12 @@ as the model last showed it (a ``CallView``: the same fields as its ``calls``
 row) and its events of the kinds the reports read, and the agents' state
 changes of today. A board is ``acd.reports.build_queue_calls`` over that ledger
 (only the calls that changed are rebuilt), ``attach_wrapup`` with the agents'
-state changes, and ``acd.wallboard.board``: the functions the interval reports
-use on rows read from PostgreSQL, so the board and the report of the same calls
-agree by construction. At start (and at local midnight) the ledger is seeded
+state changes, and the counts of ``acd.figures`` kept per queue and block of
+arrival as calls change (``acd.board_sums``), put together as
+``acd.wallboard.board`` does: the functions the interval reports use on rows
+read from PostgreSQL, so the board and the report of the same calls agree by
+construction, and a board costs what changed since the last one, not the calls
+of the last half hour. At start (and at local midnight) the ledger is seeded
 from PostgreSQL. Reading the database on a short interval instead was measured
 (BENCHMARKS.md, "Wallboard"): it costs a day's calls per refresh and trails the
 store writer's batching.
@@ -194,6 +197,10 @@ class WallboardService:
             if ev.kind in EVENT_KINDS else None
         if self.ledger.call(cid, view.as_dict(), event):
             self._dirty.set()
+
+    def mark_dirty(self) -> None:
+        """Another board is wanted (within ``interval``), as after a change."""
+        self._dirty.set()
 
     def callback_filed(self, call_id: str, status: str) -> None:
         """A supervisor filed a call-back for ``call_id``: shown on the next board."""

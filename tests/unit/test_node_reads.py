@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from acd.routing_shell import ACD
 from api.acd_routes import acd_state
 from api.auth import ROLES, STAFF, Principal
-from api.broker import with_acd_state
+from api.broker import Pictures, with_acd_state
 from api.db import API_DB
 from api.desktop import HISTORY
 from api.errors import unauthenticated
 from api.node import NODE
-from api.node_reads import ACD_KEY, NodeReads
+from api.node_reads import ACD_AT_KEY, ACD_KEY, NodeReads
 from api.node_routes import setup_node_reads
 from api.registry import API
 from mail.routes import LIST_THREADS
@@ -60,6 +60,37 @@ def test_the_picture_is_aged_to_the_asking_time_only_in_its_waits():
     assert [q["longest_wait_s"] for q in picture["queues"]] == [19.75, 0.0, 10.25]
     assert picture["agents"] == PICTURE["agents"] and picture["config_version"] == 3
     assert PICTURE["waiting"][0]["waited_s"] == 12.5          # what was read is not changed
+
+
+def test_the_leader_makes_the_picture_at_most_every_few_seconds_and_asks_for_a_board_after():
+    made: list[float] = []
+    owed: list[float] = []
+    pictures = Pictures(lambda at: made.append(at) or {**PICTURE, "made": at}, lambda: owed.append(1), every_s=2.0)
+    first = pictures({**BOARD, "at": T0})
+    assert first[ACD_KEY]["made"] == T0 and ACD_AT_KEY not in first and made == [T0] and not owed
+    # Boards sooner carry that picture, with when it was made, and another board is asked for.
+    again = pictures({**BOARD, "at": T0 + 0.5})
+    assert again[ACD_KEY]["made"] == T0 and again[ACD_AT_KEY] == T0 and again["at"] == T0 + 0.5
+    pictures({**BOARD, "at": T0 + 1.75})
+    assert made == [T0] and len(owed) == 2
+    # Once due, a new one; a board's clock stepped back makes one too.
+    assert pictures({**BOARD, "at": T0 + 2})[ACD_KEY]["made"] == T0 + 2
+    assert pictures({**BOARD, "at": T0 + 1})[ACD_KEY]["made"] == T0 + 1
+    assert made == [T0, T0 + 2, T0 + 1] and len(owed) == 2
+    # Without an ACD: the board alone, every time.
+    none = Pictures(lambda at: None, lambda: owed.append(1))
+    assert none({**BOARD, "at": T0}) == {**BOARD, "at": T0} and none({**BOARD, "at": T0 + 1}) == {**BOARD, "at": T0 + 1}
+
+
+def test_a_picture_made_before_its_board_is_aged_from_when_it_was_made():
+    reads = NodeReads()
+    board = reads.take({**BOARD, "at": T0 + 1.5, ACD_KEY: PICTURE, ACD_AT_KEY: T0})
+    assert board == {**BOARD, "at": T0 + 1.5}                  # supervisors get neither key
+    picture, age = reads.acd_state(T0 + 2)
+    assert age == 2.0 and picture["waiting"][0]["waited_s"] == 14.5
+    # One said to be made after its board is not the leader's: refused, the read forwarded.
+    reads.take({**BOARD, "at": T0 + 3, ACD_KEY: PICTURE, ACD_AT_KEY: T0 + 4})
+    assert reads.acd_state(T0 + 5) is None and reads.refused == 1
 
 
 def test_a_clock_behind_the_leaders_gives_no_age():
@@ -111,13 +142,13 @@ _near = st.builds(lambda key, value: {**PICTURE, key: value} if key in PICTURE e
 
 
 @settings(max_examples=300, deadline=None)
-@given(published=st.dictionaries(st.sampled_from(["type", "at", ACD_KEY, "queues", "x"]), _json, max_size=5)
+@given(published=st.dictionaries(st.sampled_from(["type", "at", ACD_KEY, ACD_AT_KEY, "queues", "x"]), _json, max_size=6)
        | st.builds(lambda picture, at: {**BOARD, "at": at, ACD_KEY: picture}, _near, _json | st.just(T0)),
        now=st.floats(min_value=0, max_value=4e9))
 def test_whatever_the_broker_hands_a_node_it_never_raises_and_serves_only_the_leaders_shape(published, now):
     reads = NodeReads()
     board = reads.take(published)
-    assert ACD_KEY not in board
+    assert ACD_KEY not in board and ACD_AT_KEY not in board
     found = reads.acd_state(now)
     if found is not None:
         picture, age = found
