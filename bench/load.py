@@ -125,6 +125,7 @@ def main() -> int:
     ap.add_argument("--mallocstats", type=Path, help="note glibc's malloc figures every minute "
                                                      "(bench/mallocstats.py) into this folder")
     ap.add_argument("--malloc-trim", action="store_true", help="with --mallocstats: malloc_trim(0) after each")
+    ap.add_argument("--daemon-log", type=Path, help="keep the daemon's log here after the run")
     ap.add_argument("--daemon-env", action="append", default=[], metavar="NAME=VALUE",
                     help="more environment for the daemon's process (MALLOC_ARENA_MAX=2, LD_PRELOAD=...)")
     a = ap.parse_args()
@@ -146,7 +147,8 @@ def main() -> int:
                    log_level=a.log_level, ws_replay_max=a.ws_replay_max,
                    extra_clients=a.extra_clients, extra_supervisors=a.extra_supervisors,
                    daemon_env=dict(kv.split("=", 1) for kv in a.daemon_env), day=a.day, api_nodes=a.api_nodes,
-                   warmup_s=a.warmup, mallocstats=a.mallocstats, malloc_trim=a.malloc_trim)
+                   warmup_s=a.warmup, mallocstats=a.mallocstats, malloc_trim=a.malloc_trim,
+                   daemon_log=a.daemon_log)
     if a.fanout:
         out = asyncio.run(run_fanout(opts, a.fanout, a.fanout_processes))
         table = fanout_table(out)

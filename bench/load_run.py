@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import sys
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -69,6 +70,7 @@ class Options:
     warmup_s: float | None = None     # a soak's slopes are of the samples after this (default: the second half)
     mallocstats: Path | None = None   # glibc's malloc figures every minute (bench/mallocstats.py), here
     malloc_trim: bool = False         # and malloc_trim(0) after each
+    daemon_log: Path | None = None    # keep the daemon's log here (it is written in the run's scratch directory)
     # A center's day beside the calls (bench/load_day.py): recordings, callbacks, tickets, webhooks.
     day: bool = False
     # The leader publishes to a broker of the run's own and this many API nodes serve the
@@ -80,6 +82,11 @@ class Options:
             return self.agents
         hold = (sum(self.ring) + sum(self.talk)) / 2 + 1
         return max(4, math.ceil((rate or self.rate) * hold * 1.5) + 2)
+
+
+def _keep(log: Path, to: Path) -> None:
+    if log.exists():
+        shutil.copyfile(log, to)
 
 
 class Bed:
@@ -94,6 +101,8 @@ class Bed:
         scratch = await self._stack.enter_async_context(scratch_database(self.opts.database_url, prefix="cti_load"))
         self.dsn = scratch.dsn
         self.workdir = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="cti-load-")))
+        if self.opts.daemon_log is not None:   # copied before the scratch directory goes
+            self._stack.callback(_keep, self.workdir / "daemon.log", self.opts.daemon_log)
         # No pool limit: every WebSocket client holds a connection for the whole run.
         self.http = await self._stack.enter_async_context(
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)))
