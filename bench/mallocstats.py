@@ -15,6 +15,16 @@ called after each line (to measure what a periodic trim would give back); then p
 own arenas (``sys._debugmallocstats``, read through a moment's redirect of fd 2): bytes
 in arenas, in allocated blocks, and free in them (available blocks and unused pools), the
 small objects' side of the same question.
+
+Under jemalloc (``LD_PRELOAD=.../libjemalloc.so.2``) glibc's ``mallinfo2`` says nothing; the
+same lines then also carry jemalloc's own figures (read through ``mallctl`` after an
+``epoch`` refresh): ``stats.allocated`` (bytes the program holds through malloc: every C
+extension's and Python's large objects), ``stats.active`` (pages those sit on),
+``stats.resident`` (what jemalloc keeps in RAM: active, its dirty pages not yet purged, its
+metadata) and ``stats.retained`` (virtual memory kept unmapped, not RSS). When ``allocated``
+is level and ``resident`` climbs, the allocator keeps pages; when ``allocated`` climbs,
+something holds more; RSS minus ``resident`` minus pymalloc's arenas is the rest (code,
+thread stacks, mappings outside malloc). Empty columns when jemalloc is not loaded.
 """
 from __future__ import annotations
 
@@ -65,13 +75,46 @@ def _pymalloc() -> tuple[int, int, int]:
             figure(r"# bytes in available blocks") + max(0, unused))
 
 
+JEMALLOC_STATS = ("allocated", "active", "resident", "mapped", "retained")
+
+
+class _Jemalloc:
+    """jemalloc's statistics, when it is the process's malloc (``LD_PRELOAD``); else ``None`` figures."""
+
+    def __init__(self) -> None:
+        try:
+            self._mallctl = ctypes.CDLL(None).mallctl
+        except (AttributeError, OSError):
+            self._mallctl = None
+            return
+        self._mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
+                                  ctypes.c_void_p, ctypes.c_size_t]
+        self._mallctl.restype = ctypes.c_int
+
+    def figures(self) -> tuple[int | None, ...]:
+        if self._mallctl is None:
+            return tuple(None for _ in JEMALLOC_STATS)
+        epoch = ctypes.c_uint64(1)
+        size = ctypes.c_size_t(ctypes.sizeof(epoch))
+        self._mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), ctypes.sizeof(epoch))
+        out: list[int | None] = []
+        for name in JEMALLOC_STATS:
+            value = ctypes.c_size_t(0)
+            size = ctypes.c_size_t(ctypes.sizeof(value))
+            rc = self._mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, 0)
+            out.append(value.value if rc == 0 else None)
+        return tuple(out)
+
+
 def _sample(out: Path, every: float, trim: bool, stop: threading.Event) -> None:
     libc = ctypes.CDLL("libc.so.6")
     libc.mallinfo2.restype = _Mallinfo2
+    jemalloc = _Jemalloc()
     t0 = time.monotonic()
     with open(out / "malloc.csv", "a", buffering=1) as csv:
         csv.write("t,rss_kb,arena,hblkhd,uordblks,fordblks,keepcost,py_blocks,rss_after_trim_kb,"
-                  "pymalloc_arenas,pymalloc_used,pymalloc_free\n")
+                  "pymalloc_arenas,pymalloc_used,pymalloc_free,"
+                  + ",".join(f"je_{name}" for name in JEMALLOC_STATS) + "\n")
         while not stop.wait(every):
             m = libc.mallinfo2()
             rss = _rss_kb()
@@ -80,7 +123,8 @@ def _sample(out: Path, every: float, trim: bool, stop: threading.Event) -> None:
                 libc.malloc_trim(0)
                 after = str(_rss_kb())
             csv.write(f"{time.monotonic() - t0:.1f},{rss},{m.arena},{m.hblkhd},{m.uordblks},{m.fordblks},"
-                      f"{m.keepcost},{sys.getallocatedblocks()},{after},{','.join(map(str, _pymalloc()))}\n")
+                      f"{m.keepcost},{sys.getallocatedblocks()},{after},{','.join(map(str, _pymalloc()))},"
+                      + ",".join("" if v is None else str(v) for v in jemalloc.figures()) + "\n")
 
 
 def main() -> None:
