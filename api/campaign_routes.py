@@ -125,6 +125,17 @@ class BoardRow(BaseModel):
     agents: int | None = Field(description="agents logged in to its queue (null: no ACD on this node)")
     in_flight: int | None = Field(description="its calls ringing or in AMD now (null: the runner is not on this node)")
     connect_rate: float | None = Field(description="today's connected per dialed (null: nothing dialed yet)")
+    dial_level: float | None = Field(None, description="at the runner's last tick: its calls ringing or in AMD per "
+                                                       "agent free for it (1 progressive, above predictive; null: no "
+                                                       "agent free, or not paced on this node)")
+    pacing_reason: str | None = Field(None, description="why the last tick started what it did: preview, progressive, "
+                                                        "model, guard, lines, no_agents, inbound (its free agents "
+                                                        "were inbound's)")
+    free_for_campaign: int | None = Field(None, description="agents free for it at the last tick, after inbound's")
+    measured_live_rate: float | None = Field(None, description="people answering per dial, as pacing measures it")
+    measured_answer_delay_s: float | None = Field(None, description="seconds from dial to a person's answer, measured")
+    measured_handle_s: float | None = Field(None, description="talk and wrap-up seconds per connected call, measured")
+    paced_at: float | None = Field(None, description="when the runner last paced it (epoch seconds)")
 
 
 class Board(BaseModel):
@@ -273,6 +284,12 @@ def _in_flight(app: web.Application, campaign_id: int) -> int | None:
     return None if runner is None else runner.in_flight(campaign_id)
 
 
+def _pacing(app: web.Application, campaign_id: int) -> dict[str, Any] | None:
+    from api.dialer_routes import RUNNER
+    runner = app.get(RUNNER)
+    return None if runner is None else runner.pacing(campaign_id)
+
+
 async def board(req: ApiRequest[None, None]) -> Board:
     pool = db(req.app)
     now = datetime.now(timezone.utc)
@@ -286,7 +303,8 @@ async def board(req: ApiRequest[None, None]) -> Board:
                               amd_false_positive_share=req.app[CORE].settings.dialer_amd_false_positive_share)
         history = await query(campaign_store.ledger_history(pool, c["campaign_id"], now - MONTH))
         rates = rebuild_ledger(config, history, now).rates(now)
-        out.append(BoardRow(**board_row(c, rates, _agents(req.app, c["queue"]), _in_flight(req.app, c["campaign_id"]))))
+        out.append(BoardRow(**board_row(c, rates, _agents(req.app, c["queue"]), _in_flight(req.app, c["campaign_id"]),
+                                        _pacing(req.app, c["campaign_id"]))))
     return Board(at=now.timestamp(), day_start=today.isoformat(), campaigns=out)
 
 

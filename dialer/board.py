@@ -51,12 +51,18 @@ def result_lines(rows: Iterable[Mapping[str, Any]], survey: Sequence[str], *, he
     return buf.getvalue()
 
 
+PACING_FIELDS = ("dial_level", "pacing_reason", "free_for_campaign", "measured_live_rate",
+                 "measured_answer_delay_s", "measured_handle_s", "paced_at")
+
+
 def board_row(campaign: Mapping[str, Any], rates: Mapping[str, Rates], agents: int | None,
-              in_flight: int | None = None) -> dict[str, Any]:
+              in_flight: int | None = None, pacing: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """A campaign's row on the board: ``campaign`` (``dialer.campaign_store.board``), its
     abandonment ``rates`` (``{"24h", "30d"}``, AMD false positives estimated included), the
     agents logged in to its queue and its calls ringing or in AMD now (None: not known on this
-    node). ``over_cap``: a window's rate is over the campaign's cap (the runner then dials
+    node), and the runner's last ``pacing`` (``dialer.runner.Pacing.view``: the dial level,
+    why, the measured inputs; None: not paced on this node, every field then None).
+    ``over_cap``: a window's rate is over the campaign's cap (the runner then dials
     progressively only); ``connect_rate``: today's connected per dialed (None before a dial)."""
     cap = float(campaign["abandon_cap"])
     row = {k: campaign[k] for k in ("campaign_id", "name", "mode", "state", "queue", "dialed", "connected",
@@ -67,4 +73,5 @@ def board_row(campaign: Mapping[str, Any], rates: Mapping[str, Rates], agents: i
                abandon_24h=round(rates["24h"].rate, 5), abandon_30d=round(rates["30d"].rate, 5),
                live_24h=int(rates["24h"].live), live_30d=int(rates["30d"].live),
                over_cap=rates["24h"].rate > cap or rates["30d"].rate > cap)
+    row.update({k: (pacing or {}).get(k) for k in PACING_FIELDS})
     return row

@@ -155,19 +155,46 @@ class AgentsView:
     inbound: tuple[InboundQueue, ...] = ()
 
 
-def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, measured: Measured,
-                 config: PacingConfig, *, now: float = 0.0, reserve: ReserveConfig = ReserveConfig()) -> int:
-    """How many calls a campaign starts at ``now`` (epoch seconds). Preview starts none (the
-    agent does); the inbound queues its agents serve take them first (``outbound_agents``:
-    none while an inbound caller waits, none while the campaign's reserve for inbound is not
-    met, else the free agents beyond it), and the inbound callers expected to arrive while
-    its calls ring take free agents it may not count on (``dialer.pacing``, "Inbound on the
-    same agents")."""
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """A campaign's pacing at one tick, as the board shows it: the calls started (``launch``)
+    and why (``dialer.pacing.Decision.reason``, or ``inbound`` when the free agents were
+    inbound's), the agents ``free`` for it after blending, its calls ``in_flight`` before the
+    decision, and the measured inputs it used. ``dial_level``: the calls it then has ringing
+    or in AMD per agent free for it (1.0 is progressive; above is predictive; None when no
+    agent is free for it)."""
+    launch: int
+    reason: str
+    free: int
+    in_flight: int
+    measured: Measured
+    at: float
+
+    @property
+    def dial_level(self) -> float | None:
+        return round((self.in_flight + self.launch) / self.free, 3) if self.free > 0 else None
+
+    def view(self) -> dict[str, Any]:
+        return {"dial_level": self.dial_level, "pacing_reason": self.reason, "free_for_campaign": self.free,
+                "measured_live_rate": round(self.measured.live_rate, 4),
+                "measured_answer_delay_s": round(self.measured.answer_delay_s, 2),
+                "measured_handle_s": round(self.measured.handle_s, 1), "paced_at": self.at}
+
+
+def pace(mode: str, agents: AgentsView, in_flight: int, headroom: int, measured: Measured,
+         config: PacingConfig, *, now: float = 0.0, reserve: ReserveConfig = ReserveConfig()) -> Pacing:
+    """How many calls a campaign starts at ``now`` (epoch seconds), and why. Preview starts
+    none (the agent does); the inbound queues its agents serve take them first
+    (``outbound_agents``: none while an inbound caller waits, none while the campaign's
+    reserve for inbound is not met, else the free agents beyond it), and the inbound callers
+    expected to arrive while its calls ring take free agents it may not count on
+    (``dialer.pacing``, "Inbound on the same agents")."""
     if mode == "preview":
-        return 0
+        return Pacing(0, "preview", max(0, agents.free), in_flight, measured, now)
     blend = outbound_agents(now, agents.free, agents.inbound, reserve)
     if blend.holds_back:
-        return 0        # the free agents are inbound's: no call, not even on agents about to free
+        # The free agents are inbound's: no call, not even on agents about to free.
+        return Pacing(0, "inbound", 0, in_flight, measured, now)
     free = blend.outbound
     busy = max(0, agents.staffed - max(0, agents.free))
     cfg = PacingConfig(mode=Mode(mode), cap=config.cap, target=min(config.target, config.cap),
@@ -176,7 +203,14 @@ def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, m
     # Inbound callers arriving while the calls ring take free agents (its reserve's first).
     state = DialState(free, busy, in_flight, inbound_per_s=blend.calls_per_hour / 3600.0,
                       inbound_spare=blend.reserved)
-    return decide(state, measured, cfg, headroom).launch
+    decision = decide(state, measured, cfg, headroom)
+    return Pacing(decision.launch, decision.reason, free, in_flight, measured, now)
+
+
+def launch_count(mode: str, agents: AgentsView, in_flight: int, headroom: int, measured: Measured,
+                 config: PacingConfig, *, now: float = 0.0, reserve: ReserveConfig = ReserveConfig()) -> int:
+    """How many calls a campaign starts at ``now``: ``pace(...).launch``."""
+    return pace(mode, agents, in_flight, headroom, measured, config, now=now, reserve=reserve).launch
 
 
 def dial_string(template: str, number: str) -> str:
@@ -200,6 +234,7 @@ class CampaignRunner:
     ledgers: dict[int, AbandonLedger] = field(default_factory=dict)
     #: Per campaign: its measured pacing inputs and when to read them again.
     measured_by: dict[int, tuple[Measured, datetime]] = field(default_factory=dict)
+    paced: dict[int, Pacing] = field(default_factory=dict)     # campaign -> its last pacing
     #: False on a high-availability standby (``HaNode.may_act``): nothing is placed.
     may_act: Callable[[], bool] = lambda: True
     rebuilt: int = 0                             # ledgers rebuilt from the stored attempts
@@ -225,6 +260,7 @@ class CampaignRunner:
         the ledgers and figures are rebuilt from the database, which the other node wrote."""
         self.ledgers.clear()
         self.measured_by.clear()
+        self.paced.clear()
         self._halted = False
         self._next_sweep = None
         bus = self.core.bus
@@ -394,8 +430,10 @@ class CampaignRunner:
         ledger.config = config            # the cap as the campaign says now
         measured = self.measured_by[cid][0] if cid in self.measured_by else self.measured
         in_flight = sum(1 for a in self.calls.values() if a.campaign_id == cid and a.agent is None)
-        n = launch_count(c["mode"], agents, in_flight, ledger.headroom(now), measured, config, now=now.timestamp(),
-                         reserve=reserve)
+        paced = pace(c["mode"], agents, in_flight, ledger.headroom(now), measured, config, now=now.timestamp(),
+                     reserve=reserve)
+        self.paced[cid] = paced
+        n = paced.launch
         if n <= 0:
             return 0
         taken = await store.take_for_dialing(self.core.pool, cid, now, n, rules=rules, windows=windows)
@@ -559,6 +597,14 @@ class CampaignRunner:
 
     async def _close(self, attempt_id: int, outcome: str, now: datetime, rules: RetryRules) -> None:
         await store.record_outcome(self.core.pool, attempt_id, outcome, now, rules=rules)
+
+    def pacing(self, campaign_id: int) -> dict[str, Any] | None:
+        """The campaign's last pacing (``Pacing.view``); None when this runner is not running
+        (a standby) or has not paced it since it started."""
+        if self._task is None:
+            return None
+        paced = self.paced.get(campaign_id)
+        return None if paced is None else paced.view()
 
     def in_flight(self, campaign_id: int) -> int | None:
         """The campaign's calls ringing or in AMD now (not yet connected); None when this

@@ -114,10 +114,11 @@ async def test_the_campaign_board_shows_each_campaign_and_starts_and_pauses_it(a
         row = page.locator(f"#campaigns tr[data-campaign='{cid}']")
         await row.wait_for(timeout=10_000)
         cells = [c.strip() for c in await row.locator("td").all_inner_texts()]
-        # name, state, dialed, connected, connect rate, in flight (no runner here), abandoned
-        assert cells[1:7] == ["stopped", "10", "6", "60.0%", "–", "2"]
-        assert cells[7:10] == ["25.0%", "25.0%", "2.0%"]       # 24 h, 30 days, the cap
-        assert cells[10] == "6"                                # leads left: 2 new, 4 to retry
+        # name, state, dialed, connected, connect rate, in flight and dial level (no runner
+        # here), abandoned
+        assert cells[1:8] == ["stopped", "10", "6", "60.0%", "–", "–", "2"]
+        assert cells[8:11] == ["25.0%", "25.0%", "2.0%"]       # 24 h, 30 days, the cap
+        assert cells[11] == "6"                                # leads left: 2 new, 4 to retry
         assert await row.locator("td.over").count() == 2         # both windows over the cap, marked
         assert await row.get_by_role("button", name="Pause renewals").is_disabled()
 

@@ -111,6 +111,13 @@ async def test_a_campaign_day_in_the_sandbox(asterisk, database, pool, tmp_path,
             assert await store.set_campaign_state(pool, cid, "running")
         runner.wake()
 
+        # The board's pacing: the survey's campaign paced with its agents free (progressive: one
+        # call per free agent at most); it says why and what it measured.
+        paced = await eventually(lambda: (v := runner.pacing(survey)) and v["dial_level"] is not None and v,
+                                 timeout=10, what="the survey paced with an agent free")
+        assert paced["pacing_reason"] in ("progressive", "guard", "model") and paced["free_for_campaign"] >= 1
+        assert 0 <= paced["dial_level"] <= 1.0
+        assert 0 < paced["measured_live_rate"] <= 1 and paced["measured_handle_s"] > 0
         # The blended agent's first outbound call connects; an inbound caller then waits for her.
         first = await eventually(lambda: _on_calls(database, "b1"), timeout=20, what="Bea on her first call")
         inbound = await place_call(demo_ami, caller_num="+442071230000", caller_name="Inbound", patience=14,

@@ -223,6 +223,12 @@ def test_a_board_row_says_when_a_window_is_over_the_cap():
     assert row["connect_rate"] == 0.3 and row["in_flight"] is None
     assert board_row({**campaign, "dialed": 0, "connected": 0}, under, 4, 3)["connect_rate"] is None
     assert board_row(campaign, under, 4, 3)["in_flight"] == 3
+    assert row["dial_level"] is None and row["pacing_reason"] is None       # not paced on this node
+    paced = board_row(campaign, under, 4, 3, {"dial_level": 1.75, "pacing_reason": "model", "free_for_campaign": 4,
+                                              "measured_live_rate": 0.25, "measured_answer_delay_s": 8.0,
+                                              "measured_handle_s": 180.0, "paced_at": 1.0, "other": "left out"})
+    assert paced["dial_level"] == 1.75 and paced["pacing_reason"] == "model" and paced["measured_handle_s"] == 180.0
+    assert "other" not in paced
 
 
 @pytest.mark.parametrize("text", ["=1+1", "+4930123", "-2", "@SUM(A1)", "\tx", "\rx"])

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from cti.ami_inputs import DialerStep, LegHungUp, OriginateResult, parse
 from dialer.pacing import Measured, PacingConfig
 from dialer.blending import InboundQueue, blended_queues, inbound_waiting
-from dialer.runner import AgentsView, Attempt, CampaignRunner, dial_string, final_outcome, launch_count, rang
+from dialer.runner import AgentsView, Attempt, CampaignRunner, dial_string, final_outcome, launch_count, pace, rang
 
 M = Measured(0.25, 8.0, 180.0)
 
@@ -68,6 +68,34 @@ def test_predictive_without_history_dials_no_more_than_progressive(free, busy, i
     # No live answers yet: the caps' headroom is 0, so no call beyond the free agents.
     n = launch_count("predictive", AgentsView(free, free + busy), in_flight, 0, M, PacingConfig())
     assert n == max(0, free - in_flight)
+
+
+def test_the_pacing_says_its_dial_level_and_why():
+    cfg = PacingConfig()
+    waiting = InboundQueue("care", 1, (), 0.0, 180.0, 80.0, 20.0)
+    held = pace("predictive", AgentsView(5, 5, (waiting,)), 2, 10, M, cfg, now=100.0)
+    assert (held.launch, held.reason, held.free, held.dial_level) == (0, "inbound", 0, None)
+    progressive = pace("progressive", AgentsView(4, 6), 1, 10, M, cfg, now=100.0)
+    assert progressive.launch == 3 and progressive.reason == "progressive"
+    assert progressive.dial_level == 1.0                     # 1 in flight + 3 started, 4 free
+    view = progressive.view()
+    assert view["pacing_reason"] == "progressive" and view["free_for_campaign"] == 4 and view["paced_at"] == 100.0
+    assert view["measured_live_rate"] == round(M.live_rate, 4)
+    assert pace("preview", AgentsView(3, 3), 0, 10, M, cfg).dial_level == 0.0
+    assert pace("predictive", AgentsView(0, 3), 0, 10, M, cfg).dial_level is None
+
+
+@given(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30), st.integers(0, 40),
+       st.sampled_from(["progressive", "predictive"]))
+def test_the_dial_level_is_the_calls_per_free_agent_after_the_decision(free, extra, in_flight, headroom, mode):
+    p = pace(mode, AgentsView(free, free + extra), in_flight, headroom, M, PacingConfig())
+    assert p.launch == launch_count(mode, AgentsView(free, free + extra), in_flight, headroom, M, PacingConfig())
+    if free == 0:
+        assert p.dial_level is None
+    else:
+        assert p.dial_level == round((in_flight + p.launch) / free, 3)
+        if mode == "progressive":
+            assert p.launch == 0 or p.dial_level <= 1.0
 
 
 def test_blending_counts_waiting_inbound_callers_of_the_campaign_agents_other_queues_only():

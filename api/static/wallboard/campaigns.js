@@ -1,6 +1,7 @@
 // The campaign board on the wallboard (docs/dialer.md, "The campaign board"): each outbound
 // campaign's state, today's dialed, connected and abandoned calls, its abandonment over
-// 24 hours and 30 days against its cap, leads left, agents on its queue, calls in flight;
+// 24 hours and 30 days against its cap, leads left, agents on its queue, calls in flight,
+// the dial level at the runner's last tick (why, and its measured inputs, on hover);
 // start, pause and stop each, and pause every campaign at once (the emergency stop).
 // Polled from GET /api/campaigns/board every few seconds while the board is shown; the
 // section stays hidden when there is no campaign.
@@ -30,6 +31,18 @@
     return cell;
   }
 
+  // The dial level at the runner's last tick, with why and what it measured on hover.
+  function dialLevel(c) {
+    const text = c.dial_level === null || c.dial_level === undefined ? "–" : c.dial_level.toFixed(2);
+    const cell = el("td", { class: "dial-level" }, text);
+    if (c.pacing_reason) {
+      cell.title = `${c.pacing_reason}; ${c.free_for_campaign} free for it; measured: ` +
+        `${pct(c.measured_live_rate)} answered by a person, ${c.measured_answer_delay_s} s to answer, ` +
+        `${c.measured_handle_s} s handled`;
+    }
+    return cell;
+  }
+
   function row(c) {
     const start = el("button", { type: "button", "data-action": "start", onclick: () => setState(c, "running") }, "Start");
     const pause = el("button", { type: "button", "data-action": "pause", onclick: () => setState(c, "paused") }, "Pause");
@@ -44,7 +57,7 @@
       el("td", {}, c.name, el("span", { class: "muted" }, ` ${c.mode}`)),
       el("td", { class: `cstate ${c.state}` }, c.state),
       el("td", {}, String(c.dialed)), el("td", {}, String(c.connected)), el("td", {}, pct(c.connect_rate)),
-      el("td", {}, c.in_flight === null ? "–" : String(c.in_flight)), el("td", {}, String(c.abandoned)),
+      el("td", {}, c.in_flight === null ? "–" : String(c.in_flight)), dialLevel(c), el("td", {}, String(c.abandoned)),
       rate(c.abandon_24h, c.abandon_cap), rate(c.abandon_30d, c.abandon_cap),
       el("td", {}, pct(c.abandon_cap)), el("td", {}, String(c.leads_left)),
       el("td", {}, c.agents === null ? "–" : String(c.agents)),
