@@ -3,6 +3,7 @@ start and finish share, and how the writer keeps it while PostgreSQL is away.
 The statement itself runs against PostgreSQL in tests/integration/test_recording_outage.py."""
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,7 +26,7 @@ def test_the_row_is_a_snapshot_keyed_by_its_file_name_with_the_statements_argume
     assert row.key() == "1765098000.42.wav"
     args = row.args()
     assert len(args) == len(RecordingRow.columns) == 18
-    assert max(int(n) for n in __import__("re").findall(r"\$(\d+)", RecordingRow.statement)) == 18
+    assert max(int(n) for n in re.findall(r"\$(\d+)", RecordingRow.statement)) == 18
     assert args[RecordingRow.columns.index("agents")] == ["a1"]          # a list: asyncpg's text[]
     assert args[RecordingRow.columns.index("file_name")] == "1765098000.42.wav"
     assert args[RecordingRow.columns.index("state")] == "recording"
