@@ -5,7 +5,8 @@ registry, ``REGISTRY``): the call model (calls by state), the ACD when it runs
 (waiting and ringing calls per queue, the router's per-queue counts, agents by
 state), the AMI client (connected, age of the last event, and a histogram of
 call-event lag), the store writer (buffer depth and capacity, rows written,
-dropped, rejected) and the WebSocket hub.
+dropped, rejected), recording (starts, and its rows waiting in the store writer)
+and the WebSocket hub.
 
 Who may read it (``metrics_access``): ``loopback`` (default: clients on
 127.0.0.0/8 or ::1 only; note that behind a reverse proxy on the same host
@@ -163,6 +164,17 @@ def collect(app: web.Application, now: float) -> list[Metric]:
         fams.append(m.gauge("cti_ws_replay_max_age_seconds", "The oldest event a stream keeps for resume, in "
                                                             "seconds (ws_replay_max_age_s; 0: no age bound)",
                             hub.replay_max_age))
+    from recording.recorder import RECORDING  # optional: recording may not be mounted
+
+    if RECORDING in app:
+        rec = app[RECORDING]
+        fams.append(m.counter("cti_recordings_started_total", "Recordings started", rec.started))
+        fams.append(m.counter("cti_recordings_start_failures_total", "Recording starts (and control commands) "
+                              "Asterisk refused or did not answer", rec.failures))
+        fams.append(m.counter("cti_recording_rows_deferred_total", "Recording rows the database did not take at "
+                              "the start: left to the store writer, which retries them", rec.deferred))
+        fams.append(m.gauge("cti_recording_rows_pending", "Recording rows waiting in the store writer's buffer "
+                            "(part of cti_store_buffered_rows)", rec.rows_pending()))
     from api.desktop_state import DESKTOP  # optional: the desktop may not be mounted
 
     if DESKTOP in app:

@@ -209,6 +209,13 @@ class Writer:
             connected=self._connected, last_error=self._last_error,
         )
 
+    def pending(self, table: str) -> int:
+        """Rows of ``table`` waiting (in flight included): a walk over the buffer, for
+        a scrape, not the hot path."""
+        return (sum(1 for row in self._snapshots.values() if row.table == table)
+                + sum(1 for row in self._events if row.table == table)
+                + sum(1 for row, _ in self._inflight if row.table == table))
+
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:

@@ -59,8 +59,8 @@ from recording import jobs
 from recording import recording_db as rec_db
 from recording.config import load_config
 from recording.files import RecordingDirs, recording_dirs, resolve, sha256
+from recording.rows import RecordingRow
 from recording.policy import (
-    STOPPED,
     Command,
     Recording,
     RecordingConfig,
@@ -80,6 +80,7 @@ log = structlog.get_logger(__name__)
 
 FINISH_TIMEOUT = 15.0       # how long we wait for Asterisk to close a file after the call
 DB_TIMEOUT = 5.0
+SEGMENT_TIMEOUT = 1.0       # the segment look-up before a start (the start waits for it)
 ACTION_TIMEOUT = 5.0
 START_TIMEOUT = 5.0         # how long the dialplan may take to say it started a recording
 BRIDGE_SETTLE = 0.1         # after a channel joins its bridge, before the feature code is played
@@ -106,6 +107,8 @@ class Active:
 
     rec: Recording
     recording_id: int | None
+    # The row as we know it, for the store's writer (``recording.rows``): None without a database.
+    row: RecordingRow | None = None
 
 
 @dataclass(slots=True)
@@ -135,11 +138,13 @@ class RecordingService:
     started: int = 0
     finished: int = 0
     failures: int = 0
+    deferred: int = 0        # starts whose row the database did not take at once (the writer has it)
     pool: asyncpg.Pool | None = None
     # Clear Asterisk's recording-at-answer global on stop (not after an HA step-down:
     # the next leader has set it).
     release_globals: bool = True
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _loose: set[asyncio.Future[Any]] = field(default_factory=set)    # timed-out queries, unwinding
     _jobs: asyncio.Task[None] | None = None
     _unsubscribe: Any = None
     _unsubscribe_reports: Any = None
@@ -190,10 +195,18 @@ class RecordingService:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for t in list(self._loose):
+            t.cancel()
 
     def health(self) -> dict[str, Any]:
         return {"live": sum(1 for c in self.calls.values() if c.active is not None), "started": self.started,
-                "finished": self.finished, "failures": self.failures}
+                "finished": self.finished, "failures": self.failures, "rows_deferred": self.deferred,
+                "rows_pending": self.rows_pending()}
+
+    def rows_pending(self) -> int:
+        """Recording rows waiting in the store's writer (in flight included)."""
+        writer = self.core.writer
+        return writer.pending(RecordingRow.table) if writer is not None else 0
 
     # -- inputs --------------------------------------------------------------
 
@@ -205,8 +218,12 @@ class RecordingService:
             agent = ev.data.get("agent")
             if isinstance(agent, str) and agent:
                 live.agent = agent
-                if live.active is not None and live.active.recording_id is not None:
-                    self._spawn(self._db(rec_db.add_agent, live.active.recording_id, agent))
+                active = live.active
+                if active is not None and active.recording_id is not None:
+                    self._spawn(self._safe_db(rec_db.add_agent, active.recording_id, agent))
+                if active is not None and active.row is not None:
+                    # Kept in the row too: a row still waiting in the writer, or the finish, carries it.
+                    active.row = active.row.with_agent(agent)
             # An agent found talking after a restart answered earlier: a recording the
             # policy wanted then is already running in Asterisk (MixMonitor outlives us).
             if not ev.data.get("estimated"):
@@ -337,13 +354,27 @@ class RecordingService:
             raise ControlError(409, "not_connected", "a recording starts once the caller is connected to an agent")
         segment = live.segments + 1
         if self.pool is not None:
+            # Bounded tighter than a write: the start waits for it, and a call's first
+            # seconds go unrecorded while it does. Without an answer, the files on disk
+            # say which segments a previous process made.
             try:
-                segment = max(segment, await self._db(rec_db.next_segment, live.call_id))
+                segment = max(segment, await self._db(rec_db.next_segment, live.call_id, timeout=SEGMENT_TIMEOUT))
             except Exception as exc:
-                log.warning("recording segment not read", error=str(exc))
+                log.warning("recording segment not read", error=str(exc) or type(exc).__name__)
+                segment = await asyncio.to_thread(self._free_segment, live.call_id, segment)
         name = file_name(live.call_id, segment)
         await self._dialplan_start(live.channel, f"{self.write_dir}/{name}", sides, live.call_id)
         await self._started(live, segment, name, sides, reason, by)
+
+    def _free_segment(self, call_id: str, segment: int) -> int:
+        """The first segment from ``segment`` on whose file is not on disk (in a thread)."""
+        while True:
+            try:
+                if not resolve(self.dirs or self.read_dir, file_name(call_id, segment)).exists():
+                    return segment
+            except (OSError, ValueError):
+                return segment
+            segment += 1
 
     async def _bridged(self, call_id: str) -> bool:
         """Whether the call's origin leg is (or, within ``START_TIMEOUT``, comes to be)
@@ -416,17 +447,29 @@ class RecordingService:
         now = time.time()
         live.segments = segment
         rid = None
+        row = None
         if self.pool is not None:
+            row = RecordingRow(call_id=live.call_id, segment=segment, agent=live.agent,
+                               agents=(live.agent,) if live.agent else (), queue=live.queue,
+                               caller_num=live.caller_num, sides=sides, reason=reason, started_by=by,
+                               file_name=name, started_at=_utc(now))
             try:
+                # At once when the database answers in time: the id goes on the timeline and the API.
                 rid = await self._db(rec_db.insert_recording, call_id=live.call_id, segment=segment,
                                      agent=live.agent, queue=live.queue, caller_num=live.caller_num, sides=sides,
                                      reason=reason, started_by=by, file_name=name, started_at=_utc(now))
             except Exception as exc:
-                log.error("recording row not written", file=name, error=str(exc))
-        live.active = Active(Recording(live.call_id, name, sides, now), rid)
+                # Else the store's writer keeps the row until the database takes it (an
+                # upsert by file name: an insert that did commit after all is not doubled).
+                rid = None
+                self.deferred += 1
+                self._submit(row)
+                log.warning("recording row deferred", file=name, error=str(exc) or type(exc).__name__)
+        live.active = Active(Recording(live.call_id, name, sides, now), rid, row)
         self.started += 1
         log.info("recording started", file=name, sides=sides, reason=reason, by=by, recording_id=rid)
-        self._annotate(live.call_id, "recording.started", recording_id=rid, sides=sides, reason=reason, by=by)
+        self._annotate(live.call_id, "recording.started", recording_id=rid, file=name, sides=sides, reason=reason,
+                       by=by)
 
     async def _change(self, live: Live, command: Command, by: str) -> None:
         active = live.active
@@ -446,7 +489,7 @@ class RecordingService:
             await self._send_or_fail("StopMixMonitor", {"Channel": live.channel}, live.call_id)
             at = time.time()
         active.rec = new = rec.apply(command, at)
-        rid = active.recording_id
+        rid = await self._recording_id(active)
         log.info(f"recording {command}", file=rec.file_name, by=by, recording_id=rid)
         if rid is not None:
             n = len(new.pauses)
@@ -478,7 +521,7 @@ class RecordingService:
         async with live.lock:
             active, live.active = live.active, None
         if active is not None:
-            if active.rec.pauses and active.rec.pauses[-1].end is None and active.recording_id is not None:
+            if active.rec.pauses and active.rec.pauses[-1].end is None and await self._recording_id(active) is not None:
                 # Paused until the end: the pause ends with the call.
                 n = len(active.rec.pauses)
                 await self._safe_db(rec_db.end_pause, active.recording_id, n, _utc(at),
@@ -488,8 +531,8 @@ class RecordingService:
 
     async def _finish(self, active: Active, at: float) -> None:
         rec, rid = active.rec, active.recording_id
-        if rid is not None:
-            await self._safe_db(rec_db.set_state, rid, STOPPED, _utc(rec.stopped_at or at))
+        if active.row is not None:
+            self._submit(active.row.stopping(_utc(rec.stopped_at or at)))
         path = resolve(self.dirs or self.read_dir, rec.file_name)
         found = await self._wait_closed(path)
         lead = None
@@ -507,10 +550,13 @@ class RecordingService:
         self.finished += 1
         log.info("recording finished", file=rec.file_name, state=state, duration_s=duration, size=size,
                  audio_lead_s=lead, recording_id=rid)
-        if rid is not None:
-            await self._safe_db(rec_db.finish, rid, state=state, stopped_at=_utc(rec.stopped_at or at),
-                                duration_s=duration, size_bytes=size, sha256=digest, error=error,
-                                audio_lead_s=lead)
+        if active.row is not None:
+            # Through the writer, whatever became of the start's row: retried until the
+            # database takes it, and the same snapshot (key) as the start, so it cannot
+            # overtake it; it inserts the whole row if the start's never landed.
+            self._submit(active.row.finished(state=state, stopped_at=_utc(rec.stopped_at or at),
+                                             duration_s=duration, size_bytes=size, sha256=digest, error=error,
+                                             audio_lead_s=lead))
 
     async def _wait_closed(self, path: Path) -> tuple[WavInfo, int, bool] | None:
         """Wait (bounded) until Asterisk has closed ``path``: its WAV header holds the
@@ -560,10 +606,41 @@ class RecordingService:
             raise ControlError(503, "asterisk_unavailable", "no AMI connection")
         await ami.send(action, headers, shape="single", timeout=ACTION_TIMEOUT)
 
-    async def _db(self, fn: Any, *args: Any, **kw: Any) -> Any:
+    async def _db(self, fn: Any, *args: Any, timeout: float = DB_TIMEOUT, **kw: Any) -> Any:
+        """``fn(pool, ...)``, answered within ``timeout`` or ``TimeoutError``. The query
+        runs in a task of its own, cancelled at the deadline but not waited for: on a path to
+        PostgreSQL that is cut (no reset), a cancelled query's connection is given back only
+        once the path returns, and a call's recording must not wait for that."""
         assert self.pool is not None
-        async with asyncio.timeout(DB_TIMEOUT):
-            return await fn(self.pool, *args, **kw)
+        task = asyncio.ensure_future(fn(self.pool, *args, **kw))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            self._loose.add(task)
+            task.add_done_callback(self._loose.discard)
+            raise TimeoutError(f"the database did not answer within {timeout:g} s")
+        return task.result()
+
+    def _submit(self, row: RecordingRow) -> None:
+        writer = self.core.writer
+        if writer is None:
+            log.error("recording row not written: no store writer", file=row.file_name, state=row.state)
+            return
+        writer.submit(row)
+
+    async def _recording_id(self, active: Active) -> int | None:
+        """The recording's id: known since the start, or (its row deferred) looked up by
+        file name once the writer has written it. None while it is not in the database."""
+        if active.recording_id is None and active.row is not None and self.pool is not None:
+            try:
+                active.recording_id = await self._db(rec_db.id_of, active.row.file_name)
+            except Exception as exc:
+                log.warning("recording id not read", file=active.row.file_name, error=str(exc))
+        return active.recording_id
 
     async def _safe_db(self, fn: Any, *args: Any, **kw: Any) -> None:
         if self.pool is None:

@@ -59,6 +59,11 @@ async def insert_recording(db: Db, *, call_id: str, segment: int, agent: str | N
         call_id, segment, agent, queue, caller_num, sides, reason, started_by, file_name, started_at)
 
 
+async def id_of(db: Db, file_name: str) -> int | None:
+    """The id of the recording in ``file_name`` (a bare name), or None: no row (yet)."""
+    return await db.fetchval("SELECT recording_id FROM recordings WHERE file_name = $1", file_name)
+
+
 async def set_state(db: Db, recording_id: int, state: str, stopped_at: datetime | None = None) -> None:
     await db.execute("UPDATE recordings SET state = $2, stopped_at = coalesce($3, stopped_at) "
                      "WHERE recording_id = $1 AND state IN ('recording', 'paused', 'stopped')",

@@ -28,6 +28,7 @@ from cti.ami_types import AmiHealth
 from cti.daemon import CORE
 from cti.ha import HA
 from cti.writer import WriterStats
+from recording.recorder import RECORDING
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "cti-dashboard.json"
@@ -79,6 +80,7 @@ def minimal_app() -> web.Application:
     setup_metrics(app)
     app[WS] = SimpleNamespace(hub=hub, direct_writes=3, flush_seconds=m.LagHistogram(), writer_wakes=0)
     app[DESKTOP] = SimpleNamespace(pops_sent=1, pops_dropped=0, lookups_late=0)
+    app[RECORDING] = SimpleNamespace(started=5, failures=0, deferred=1, rows_pending=lambda: 1)
     app[LAG].observe(0.004)
     app[HA] = SimpleNamespace(health=lambda: {"role": "leader", "epoch": 4, "takeovers": 1, "heartbeat_age_s": 0.2,
                                               "leaderless_s": 0.0})
