@@ -22,7 +22,7 @@ from crm.phones import normalise_e164
 from dialer.lead_import import LeadRow
 from dialer.leads import (NO_RESULT, Answered, Dial, DoNotCall, Ended, InvalidRule, Lead, NoResult, Outcome,
                           RetryRules, Skip, State, Withdraw, agent_result, apply)
-from dialer.live_lists import is_live
+from dialer.live_lists import is_live, parse_source
 from dialer.live_store import OFF_LIST, ticket_write_back
 from dialer.windows import WindowChecker
 from dialer.writeback import write_back
@@ -60,8 +60,9 @@ async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id
     as JSON (``dialer.campaign_rules``), ``reserve`` its reserve for inbound
     (``dialer.blending``), checked by the caller; None: the defaults. ``source``: ``csv`` (leads
     imported) or a live list (``dialer.live_lists.SOURCES``; ``dialer.live_store.sync_campaign``
-    fills it). Raises
+    fills it; ``dialer.live_lists.InvalidSource`` for another). Raises
     ``asyncpg.UniqueViolationError`` for a name in use."""
+    source = parse_source(source)
     async with connection(db) as conn:
         return await conn.fetchval(
             "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,"

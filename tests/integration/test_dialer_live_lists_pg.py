@@ -18,6 +18,7 @@ from crm.tickets import Cancel, Confirm, Dispatch, Unsatisfied, VisitFailed, Vis
 from dialer import live_store, store
 from dialer.campaign_rules import window_from_json
 from dialer.leads import RetryRules, State
+from dialer.live_lists import InvalidSource
 from dialer.windows import WindowChecker
 from tests.integration.conftest import daemon_settings, start_daemon
 from tests.integration.test_api import add_user, bearer, login, url
@@ -169,8 +170,10 @@ async def test_a_csv_campaign_is_not_synced_and_a_live_one_takes_no_import(pool)
         await live_store.sync_campaign(pool, 999999, now())
     with pytest.raises(store.LiveSource):
         await store.import_leads(pool, live, [])
-    with pytest.raises(asyncpg.CheckViolationError):
+    with pytest.raises(InvalidSource):
         await store.create_campaign(pool, "Bad", source="tickets")
+    with pytest.raises(asyncpg.CheckViolationError):        # the table refuses one written around the store
+        await pool.execute("UPDATE dialer_campaigns SET source = 'tickets' WHERE campaign_id = $1", live)
 
 
 @pytest.fixture
@@ -232,4 +235,40 @@ async def test_over_the_api_a_live_campaign_follows_a_ticket_change_at_once(aste
         proc = await asyncio.to_thread(cti, "campaigns", "sync", str(csv_id), CTI_DATABASE_URL=database)
         assert proc.returncode == 2 and "CSV import" in proc.stderr, proc.stderr
     finally:
+        await d.stop()
+
+
+async def test_the_desktops_lead_card_shows_the_ticket_and_opens_it(asterisk, database, tmp_path, browser):
+    from datetime import time
+
+    from api.dialer_routes import PREVIEW_WINDOWS
+    from dialer.windows import CallingWindow
+    from tests.integration.test_agent_desktop_ui import logged_in
+    from tests.integration.test_desktop import DESKTOP_ACD
+
+    d = await start_daemon(daemon_settings(database, tmp_path, acd_config=DESKTOP_ACD, acd_announce_every=0))
+    d.runner.app[PREVIEW_WINDOWS].__init__(CallingWindow(hours={k: (time(0), time.max) for k in range(7)}))
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    page = await browser.new_page()
+    try:
+        await save_customer(pool, "C-7", "Mary Major", ["+442079460112"])
+        tid = await visited(pool, "C-7")
+        cid = await store.create_campaign(pool, "Confirm visits", mode="preview", source="tickets_callback")
+        await live_store.sync_campaign(pool, cid, now())
+        assert await store.set_campaign_state(pool, cid, "running")
+        await add_user(database, "ada", "agent", "a1")
+        await logged_in(page, d, "ada")
+        await page.get_by_role("button", name="Refresh campaigns").click()
+        await page.wait_for_selector("#pv-campaign option:has-text('Confirm visits')", state="attached")
+        await page.get_by_role("button", name="Next lead").click()
+        await page.wait_for_selector("#pv-name:text-is('Mary Major')")
+        text = await page.inner_text("#pv-ticket")
+        assert f"#{tid} repair: Repair (awaiting the confirmation callback; visits 1)" in text
+        await page.get_by_role("button", name=f"Open ticket #{tid}").click()
+        await page.wait_for_selector("#ticket-panel:not([hidden])")
+        assert await page.inner_text("#ticket-title") == f"Ticket #{tid}: Repair"
+        assert (await page.inner_text("#tk-state")).startswith("awaiting callback")
+    finally:
+        await page.close()
+        await pool.close()
         await d.stop()
