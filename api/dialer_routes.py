@@ -5,6 +5,7 @@ Routes (docs/dialer.md, "API")::
     GET    /api/campaigns                      campaigns with their leads counted by state
     POST   /api/campaigns                      create a campaign (supervisors, admins)
     POST   /api/campaigns/{id}/leads           import a CSV list: a line-numbered report
+    POST   /api/campaigns/{id}/sync            bring a live list's leads in step with the tickets now
     GET    /api/dnc/{phone}                    is this number on the do-not-call list?
     PUT    /api/dnc/{phone}                    put it on (agents too: a person asked)
     DELETE /api/dnc/{phone}                    take it off (supervisors, admins)
@@ -50,7 +51,9 @@ from api.survey_routes import Question, checked_survey, setup_survey_routes
 from api.ws import WS
 from cti.daemon import CORE
 from cti.ha import HaNode, run_while_leading
-from dialer import store
+from dialer import live_store, store
+from dialer.live_lists import is_live
+from dialer.live_sync import LiveListSync
 from dialer.leads import InvalidRule, TransitionRefused
 from dialer.runner import CampaignRunner
 from dialer.windows import CallingWindow, WindowChecker
@@ -89,6 +92,10 @@ class CampaignBody(StrictBody):
     retry: RetryBody | None = Field(None, description="its retry rules (null: the defaults)")
     reserve: ReserveBody | None = Field(None, description="its reserve for inbound when its agents also serve inbound"
                                                           " queues (null: none beyond no call while a caller waits)")
+    source: str = Field("csv", pattern=r"^(csv|tickets_callback|tickets_visit)$",
+                        description="where its leads come from: csv (imported lists), or a live list kept in step"
+                                    " with the tickets: tickets_callback (awaiting the confirmation callback),"
+                                    " tickets_visit (a visit to arrange again)")
 
 
 class CampaignView(BaseModel):
@@ -99,6 +106,7 @@ class CampaignView(BaseModel):
     caller_id: str | None
     queue: str | None
     abandon_cap: float
+    source: str = "csv"
     leads: dict[str, int] = Field(default_factory=dict, description="leads by state")
 
 
@@ -189,12 +197,40 @@ async def create_campaign(req: ApiRequest[CampaignBody, None]) -> CampaignView:
                                                 abandon_prompt=b.abandon_prompt, voicemail_prompt=b.voicemail_prompt,
                                                 skills=b.skills, script=b.script,
                                                 survey=survey, windows=windows,
-                                                retry=retry, reserve=reserve))
+                                                retry=retry, reserve=reserve, source=b.source))
     except asyncpg.UniqueViolationError:
         raise ApiError(409, "name_taken", f"a campaign is already called {b.name!r}") from None
-    log.info("campaign created", campaign_id=cid, mode=b.mode, actor=actor_of(req))
+    log.info("campaign created", campaign_id=cid, mode=b.mode, source=b.source, actor=actor_of(req))
+    leads: dict[str, int] = {}
+    if is_live(b.source):       # its list's tickets are its leads from the start
+        report = await query(live_store.sync_campaign(db(req.app), cid, _now()))
+        leads = {"new": len(report.added)} if report.added else {}
     return CampaignView(campaign_id=cid, name=b.name, mode=b.mode, state="stopped", caller_id=b.caller_id,
-                        queue=b.queue, abandon_cap=b.abandon_cap)
+                        queue=b.queue, abandon_cap=b.abandon_cap, source=b.source, leads=leads)
+
+
+class SyncView(BaseModel):
+    campaign_id: int
+    source: str
+    on_list: int = Field(description="tickets on the list now")
+    added: list[int] = Field(description="leads created (tickets that entered the list)")
+    withdrawn: list[int] = Field(description="leads withdrawn before they were dialed (tickets that left it)")
+    no_phone: list[int] = Field(description="tickets on the list whose customer has no number: no lead")
+    no_zone: list[int] = Field(description="tickets whose customer's number maps to no time zone: no lead")
+
+
+async def sync_campaign(req: ApiRequest[None, None]) -> SyncView:
+    cid = int(req.match_info["campaign_id"])
+    try:
+        report = await query(live_store.sync_campaign(db(req.app), cid, _now()))
+    except live_store.NotLive as exc:
+        if str(exc).startswith("no campaign"):
+            raise ApiError(404, "no_campaign", str(exc)) from None
+        raise ApiError(409, "not_live", str(exc)) from None
+    log.info("live list synced on request", campaign_id=cid, added=len(report.added),
+             withdrawn=len(report.withdrawn), actor=actor_of(req))
+    return SyncView(campaign_id=cid, source=report.source, on_list=report.on_list, added=report.added,
+                    withdrawn=report.withdrawn, no_phone=report.no_phone, no_zone=report.no_zone)
 
 
 async def import_leads(req: ApiRequest[LeadsBody, None]) -> ImportView:
@@ -206,6 +242,8 @@ async def import_leads(req: ApiRequest[LeadsBody, None]) -> ImportView:
         raise ApiError(400, "bad_lead_file", str(exc)) from None
     try:
         report = await query(store.import_leads(db(req.app), cid, valid, rejected))
+    except store.LiveSource as exc:
+        raise ApiError(409, "live_source", str(exc)) from None
     except store.DialerStoreError as exc:
         raise ApiError(404, "no_campaign", str(exc)) from None
     log.info("leads imported", campaign_id=cid, created=report.created, rejected=len(report.rejected),
@@ -240,6 +278,10 @@ async def set_state(req: ApiRequest[StateBody, None]) -> StateView:
     if not await query(store.set_campaign_state(db(req.app), cid, req.body.state)):
         raise ApiError(404, "no_campaign", f"no campaign {cid}")
     log.info("campaign state", campaign_id=cid, state=req.body.state, actor=actor_of(req))
+    if req.body.state == "running":
+        sync = req.app.get(LIVE_SYNC)
+        if sync is not None:
+            sync.kick()         # a live list is brought in step before its first calls
     runner = req.app.get(RUNNER)
     if runner is not None and req.body.state == "running":
         runner.wake()
@@ -284,6 +326,16 @@ class NextBody(StrictBody):
     campaign_id: int = Field(ge=1, le=2 ** 63 - 1)
 
 
+class TicketBrief(BaseModel):
+    ticket_id: int
+    type: str
+    title: str
+    state: str
+    visits: int
+    callback_attempts: int
+    engineer: str | None
+
+
 class LeadCard(BaseModel):
     lead_id: int
     phone: str
@@ -295,6 +347,7 @@ class LeadCard(BaseModel):
     campaign: str
     script: str
     survey: list[dict]
+    ticket: TicketBrief | None = Field(None, description="a live list's lead: the ticket it calls about")
 
 
 class PreviewDial(BaseModel):
@@ -331,6 +384,8 @@ def _preview_error(exc: store.DialerStoreError) -> ApiError:
         return ApiError(409, "result_recorded", str(exc))
     if isinstance(exc, store.OnDncList):
         return ApiError(409, "on_dnc_list", str(exc))
+    if isinstance(exc, store.TicketLeftList):
+        return ApiError(409, "ticket_left_list", str(exc))
     if isinstance(exc, store.PreviewRefused):
         return ApiError(409, "not_yours", str(exc))
     return ApiError(404, "not_found", str(exc))
@@ -401,6 +456,9 @@ async def preview_result(req: ApiRequest[ResultBody, None]) -> LeadView:
     except (InvalidRule, TransitionRefused) as exc:
         raise ApiError(400, "invalid_result", str(exc)) from None
     log.info("preview result", outcome=b.outcome, lead_state=lead.state.value, actor=actor_of(req))
+    sync = req.app.get(LIVE_SYNC)
+    if sync is not None:
+        sync.kick()             # a result may move a ticket onto another live list
     return _view(lead)
 
 
@@ -475,9 +533,38 @@ def setup_dialer_runner(app: web.Application, acd: object | None, *, enabled: bo
     return runner
 
 
-def setup_dialer_routes(app: web.Application) -> None:
-    """The campaign and do-not-call routes. After ``setup_auth`` (its pool)."""
+LIVE_SYNC = web.AppKey("dialer_live_sync", LiveListSync)
+
+
+def setup_live_sync(app: web.Application, ha: HaNode | None) -> LiveListSync:
+    """The live lists' background sync (``dialer.live_sync``): with the app, or in an HA pair
+    while this node leads; kicked by every ticket transition made through the API."""
+    from api.ticket_routes import TICKET_CHANGED
+    core = app[CORE]
+    sync = LiveListSync(lambda: core.pool)
+    if TICKET_CHANGED in app:
+        app[TICKET_CHANGED].append(sync.kick)
+    core.health_parts["live_lists"] = sync.health
+    if ha is not None:
+        run_while_leading(app, ha, sync.start, sync.stop)
+    else:
+        async def ctx(app: web.Application):
+            await sync.start()
+            try:
+                yield
+            finally:
+                await sync.stop()
+
+        app.cleanup_ctx.append(ctx)
+    return sync
+
+
+def setup_dialer_routes(app: web.Application, *, ha: HaNode | None = None) -> None:
+    """The campaign and do-not-call routes, and the live lists kept in step with the tickets
+    (``dialer.live_sync``: in an HA pair on the leader only). After ``setup_auth`` (its pool)
+    and ``setup_ticket_routes`` (a ticket's change kicks the sync)."""
     api = setup_registry(app)
+    app[LIVE_SYNC] = setup_live_sync(app, ha)
     app[PREVIEW_WINDOWS] = WindowChecker(CallingWindow())
     setup_campaign_routes(app, app[PREVIEW_WINDOWS])
     setup_survey_routes(app)
@@ -489,6 +576,9 @@ def setup_dialer_routes(app: web.Application) -> None:
     api.add("POST", "/api/campaigns/{campaign_id:[0-9]+}/leads", import_leads,
             summary="Import a lead list (CSV): a line-numbered report", roles=MANAGERS, body=LeadsBody,
             response=ImportView, tags=tags, body_max=CSV_MAX + 4096)
+    api.add("POST", "/api/campaigns/{campaign_id:[0-9]+}/sync", sync_campaign,
+            summary="Bring a live list's leads in step with the tickets now (idempotent)", roles=MANAGERS,
+            response=SyncView, tags=tags)
     api.add("GET", "/api/dnc/{phone}", dnc_status, summary="Is a number on the do-not-call list?",
             roles=CRM_ROLES, response=DncView, tags=tags)
     api.add("PUT", "/api/dnc/{phone}", dnc_add, summary="Put a number on the do-not-call list",

@@ -308,6 +308,9 @@ class WebhookSender:
 
 
 NOTIFIER = web.AppKey("ticket_notifier", TicketNotifier)
+#: Called with ``(ticket, audit entry)`` after a transition made through the API has committed
+#: (the dialer's live lists kick their sync: docs/dialer.md, "Live lists"). A hook must not block.
+TICKET_CHANGED = web.AppKey("ticket_changed", list)
 
 
 # -- ticket handlers -------------------------------------------------------------------------
@@ -397,6 +400,8 @@ async def transition(req: ApiRequest[TransitionBody, None]) -> TicketDetail:
     log.info("ticket transition", ticket_id=ticket_id, command=entry.command, from_state=entry.from_state.value
              if entry.from_state else None, to_state=entry.to_state.value, actor=entry.actor)
     req.app[NOTIFIER].after(after, entry)
+    for hook in req.app.get(TICKET_CHANGED, ()):
+        hook(after, entry)
     return await _detail(req, ticket_id)
 
 
@@ -457,6 +462,7 @@ def setup_ticket_routes(app: web.Application, *, sender: Sender | None = None) -
         sender = WebhookSender(app) if settings.ticket_notify == "webhook" else LogSender()
     notifier = app[NOTIFIER] = TicketNotifier(lambda: db(app), sender)
     run_with_app(app, notifier)
+    app[TICKET_CHANGED] = []
     api = setup_registry(app)
     roles = CRM_ROLES
     t = ("tickets",)

@@ -3,7 +3,9 @@
     cti campaigns list
     cti campaigns create NAME [--mode M] [--queue Q] [--caller-id +E164] [--cap 0.03]
                          [--ring SECONDS] [--machine retry|voicemail] [--rules FILE.json]
+                         [--source csv|tickets_callback|tickets_visit]
     cti campaigns start|pause|stop ID
+    cti campaigns sync ID                        bring a live list's leads in step with the tickets now
     cti campaigns rules ID [--set FILE.json]     print (or set) its calling window and retry rules
     cti campaigns export ID [--out FILE.csv]     its attempts and results as CSV (stdout by default)
     cti campaigns reserve ID [--agents N] [--service-level] [--arrivals-min M] [--none]
@@ -20,11 +22,13 @@ import json
 import re
 import sys
 from contextlib import aclosing
+from datetime import datetime, timezone
 from typing import Any, TextIO
 
 import asyncpg
 
-from dialer import campaign_store, store
+from dialer import campaign_store, live_store, store
+from dialer.live_lists import SOURCES, is_live
 from dialer.blending import InvalidReserve, reserve_from_json, reserve_to_json
 from dialer.board import result_lines
 from dialer.campaign_rules import rules_from_json, rules_to_json, window_from_json, window_to_json
@@ -48,6 +52,12 @@ def add_parser(sub: Any) -> None:
     n.add_argument("--ring", type=int, default=25, help="seconds to ring before no answer (15 to 120)")
     n.add_argument("--machine", choices=("retry", "voicemail"), default="retry")
     n.add_argument("--rules", metavar="FILE", help='JSON {"windows": ..., "retry": ...}')
+    n.add_argument("--source", choices=SOURCES, default="csv",
+                   help="where its leads come from: csv (imported lists, the default) or a live list of tickets:"
+                        " tickets_callback (awaiting the confirmation callback), tickets_visit (a visit to"
+                        " arrange again)")
+    cs.add_parser("sync", help="bring a live list's leads in step with the tickets now (idempotent)") \
+        .add_argument("id", type=int)
     for verb, what in (("start", "start dialing (running)"), ("pause", "pause"), ("stop", "stop")):
         cs.add_parser(verb, help=what).add_argument("id", type=int)
     r = cs.add_parser("rules", help="print a campaign's window and retry rules, or --set them from a file")
@@ -109,6 +119,14 @@ def reserve_of(args: argparse.Namespace) -> tuple[bool, dict | None]:
             from None
 
 
+def _print_sync(r: live_store.SyncReport, out: TextIO) -> None:
+    print(f"campaign {r.campaign_id} ({r.source}): {r.on_list} tickets on the list, {len(r.added)} leads added,"
+          f" {len(r.withdrawn)} withdrawn", file=out)
+    for what, ids in (("no number", r.no_phone), ("no time zone for the number", r.no_zone)):
+        if ids:
+            print(f"# {what}: tickets {', '.join(map(str, ids))}", file=out)
+
+
 def _print_list(rows: list[dict], out: TextIO) -> None:
     print(f"{'id':>5}  {'name':<30} {'mode':<12} {'state':<8} {'queue':<12} leads", file=out)
     for c in rows:
@@ -146,7 +164,7 @@ async def run(args: argparse.Namespace, dsn: str) -> int:
                 cid = await store.create_campaign(conn, args.name, mode=args.mode, caller_id=args.caller_id,
                                                   queue=args.queue, abandon_cap=args.cap,
                                                   machine_action=args.machine, ring_s=args.ring,
-                                                  windows=windows, retry=retry)
+                                                  windows=windows, retry=retry, source=args.source)
             except asyncpg.UniqueViolationError:
                 print(f"cti: a campaign is already called {args.name!r}", file=sys.stderr)
                 return 2
@@ -154,6 +172,16 @@ async def run(args: argparse.Namespace, dsn: str) -> int:
                 print(f"cti: refused: {exc.constraint_name or exc}", file=sys.stderr)
                 return 2
             print(f"campaign {cid} created ({args.mode}, stopped)")
+            if is_live(args.source):
+                _print_sync(await live_store.sync_campaign(conn, cid, datetime.now(timezone.utc)), sys.stdout)
+            return 0
+        if cmd == "sync":
+            try:
+                report = await live_store.sync_campaign(conn, args.id, datetime.now(timezone.utc))
+            except live_store.NotLive as exc:
+                print(f"cti: {exc}", file=sys.stderr)
+                return 1 if str(exc).startswith("no campaign") else 2
+            _print_sync(report, sys.stdout)
             return 0
         if cmd in STATES:
             if not await store.set_campaign_state(conn, args.id, STATES[cmd]):

@@ -16,6 +16,7 @@ The cycle::
                      │                                                      a voicemail drop)
     retry ──dial (once now >= retry_at)──▶ dialing
     new, retry ──skip (preview: the agent passes)──▶ retry at now + skip delay (no attempt spent)
+    new, retry ──withdraw (its ticket left a live list)──▶ done, ``withdrawn`` (never dialed again)
     (any state but do_not_call) ──do_not_call──▶ do_not_call            (terminal)
 
 Why it is shaped like this:
@@ -104,6 +105,8 @@ TRANSITIONS: Mapping[tuple[State, str], State | None] = {
     (State.RETRY, "dial"): State.DIALING,
     (State.NEW, "skip"): State.RETRY,
     (State.RETRY, "skip"): State.RETRY,
+    (State.NEW, "withdraw"): State.DONE,
+    (State.RETRY, "withdraw"): State.DONE,
     (State.DIALING, "answered"): State.ANSWERED,
     (State.DIALING, "outcome"): None,           # retry, exhausted or done: _after_outcome
     (State.ANSWERED, "complete"): State.DONE,
@@ -251,7 +254,19 @@ class NoResult:
     name = "no_result"
 
 
-Command = Union[Dial, Skip, Answered, Ended, Complete, Callback, OptOut, DoNotCall, NoResult]
+#: The outcome a lead is closed with when its ticket left the live list it came from.
+WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    """The lead's ticket left the live list it came from (closed, called back, visit re-planned)
+    before the lead was dialed: done, ``last_outcome`` ``withdrawn``. A lead being dialed or on
+    a call is not withdrawn: its result decides."""
+    name = "withdraw"
+
+
+Command = Union[Dial, Skip, Answered, Ended, Complete, Callback, OptOut, DoNotCall, NoResult, Withdraw]
 
 
 def agent_result(disposition: str | None, callback_at: datetime | None, opt_out: bool) -> Command:
@@ -309,6 +324,8 @@ def apply(lead: Lead, command: Command, rules: RetryRules, now: datetime) -> Lea
         step["last_outcome"] = "opt_out"
     elif isinstance(command, NoResult):
         step["last_outcome"] = NO_RESULT
+    elif isinstance(command, Withdraw):
+        step["last_outcome"] = WITHDRAWN
     return replace(lead, **step)
 
 

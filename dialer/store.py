@@ -21,13 +21,19 @@ from crm.customer_store import Db, connection
 from crm.phones import normalise_e164
 from dialer.lead_import import LeadRow
 from dialer.leads import (NO_RESULT, Answered, Dial, DoNotCall, Ended, InvalidRule, Lead, NoResult, Outcome,
-                          RetryRules, Skip, State, agent_result, apply)
+                          RetryRules, Skip, State, Withdraw, agent_result, apply)
+from dialer.live_lists import is_live, parse_source
+from dialer.live_store import OFF_LIST, ticket_write_back
 from dialer.windows import WindowChecker
 from dialer.writeback import write_back
 
 
 class DialerStoreError(ValueError):
     """A request the store refuses (an unknown campaign, a malformed number)."""
+
+
+class LiveSource(DialerStoreError):
+    """The campaign's leads come from a live list (the tickets), not from an import (409)."""
 
 
 @dataclass
@@ -49,20 +55,23 @@ async def create_campaign(db: Db, name: str, *, mode: str = "preview", caller_id
                           ring_s: int = 25, abandon_prompt: str | None = None, voicemail_prompt: str | None = None,
                           skills: str | None = None, script: str = "", survey: list | None = None,
                           windows: dict | None = None, retry: dict | None = None,
-                          reserve: dict | None = None) -> int:
+                          reserve: dict | None = None, source: str = "csv") -> int:
     """A new campaign's id. ``windows`` and ``retry``: its calling window and retry rules
     as JSON (``dialer.campaign_rules``), ``reserve`` its reserve for inbound
-    (``dialer.blending``), checked by the caller; None: the defaults. Raises
+    (``dialer.blending``), checked by the caller; None: the defaults. ``source``: ``csv`` (leads
+    imported) or a live list (``dialer.live_lists.SOURCES``; ``dialer.live_store.sync_campaign``
+    fills it; ``dialer.live_lists.InvalidSource`` for another). Raises
     ``asyncpg.UniqueViolationError`` for a name in use."""
+    source = parse_source(source)
     async with connection(db) as conn:
         return await conn.fetchval(
             "INSERT INTO dialer_campaigns (name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,"
-            " abandon_prompt, voicemail_prompt, skills, script, survey, windows, retry, reserve)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb)"
-            " RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,
+            " abandon_prompt, voicemail_prompt, skills, script, survey, windows, retry, reserve, source)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13::jsonb, $14::jsonb, $15::jsonb,"
+            " $16) RETURNING campaign_id", name, mode, caller_id, queue, abandon_cap, machine_action, ring_s,
             abandon_prompt, voicemail_prompt, skills, script, json.dumps(survey or []),
             None if windows is None else json.dumps(windows), None if retry is None else json.dumps(retry),
-            None if reserve is None else json.dumps(reserve))
+            None if reserve is None else json.dumps(reserve), source)
 
 
 CAMPAIGN_STATES = ("stopped", "running", "paused")
@@ -117,9 +126,13 @@ async def import_leads(db: Db, campaign_id: int, rows: Iterable[LeadRow],
     report = ImportReport(rejected=list(rejected))
     async with connection(db) as conn:
         async with conn.transaction():
-            if not 0 < campaign_id < 2 ** 63 or await conn.fetchval(
-                    "SELECT 1 FROM dialer_campaigns WHERE campaign_id = $1 FOR UPDATE", campaign_id) is None:
+            source = await conn.fetchval("SELECT source FROM dialer_campaigns WHERE campaign_id = $1 FOR UPDATE",
+                                         campaign_id) if 0 < campaign_id < 2 ** 63 else None
+            if source is None:
                 raise DialerStoreError(f"no campaign {campaign_id}")
+            if is_live(source):
+                raise LiveSource(f"campaign {campaign_id}'s leads come from its live list ({source}): nothing is"
+                                 " imported into it")
             present = {r["phone"] for r in await conn.fetch(
                 "SELECT phone FROM dialer_leads WHERE campaign_id = $1 AND phone = ANY($2::text[])",
                 campaign_id, [r.phone for r in rows])}
@@ -159,6 +172,7 @@ async def list_campaigns(db: Db) -> list[dict]:
     async with connection(db) as conn:
         rows = await conn.fetch(
             """SELECT c.campaign_id, c.name, c.mode, c.state, c.caller_id, c.queue, c.abandon_cap::float8 AS abandon_cap,
+                      c.source,
                       coalesce((SELECT jsonb_object_agg(state, n) FROM
                                 (SELECT state, count(*) AS n FROM dialer_leads l
                                  WHERE l.campaign_id = c.campaign_id GROUP BY state) s), '{}') AS leads
@@ -206,13 +220,17 @@ async def take_for_dialing(db: Db, campaign_id: int, now: datetime, limit: int, 
     async with connection(db) as conn:
         async with conn.transaction():
             rows = await conn.fetch(
-                """SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc
+                f"""SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc,
+                          {OFF_LIST} AS off_list
                    FROM dialer_leads l
                    WHERE l.campaign_id = $1 AND (l.state = 'new' OR (l.state = 'retry' AND l.retry_at <= $2))
                    ORDER BY l.retry_at NULLS FIRST, l.lead_id
                    LIMIT $3 FOR UPDATE OF l SKIP LOCKED""", campaign_id, now, max(limit * 4, limit + 50))
             for r in rows:
                 lead = _lead(r)
+                if r["off_list"]:           # its ticket left the live list since the last sync
+                    await _write(conn, apply(lead, Withdraw(), rules, now))
+                    continue
                 if r["on_dnc"]:
                     await _write(conn, apply(lead, DoNotCall(), rules, now))
                     continue
@@ -268,6 +286,10 @@ class OnDncList(PreviewRefused):
     """The number joined the do-not-call list: the lead is closed, nothing is dialed."""
 
 
+class TicketLeftList(PreviewRefused):
+    """The lead's ticket left its live list: the lead is withdrawn, nothing is dialed."""
+
+
 async def preview_campaigns(db: Db) -> list[dict]:
     """The running preview campaigns, for agents to pick from."""
     async with connection(db) as conn:
@@ -276,10 +298,19 @@ async def preview_campaigns(db: Db) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def _card(r: asyncpg.Record, c: asyncpg.Record) -> dict:
+def _card(r: asyncpg.Record, c: asyncpg.Record, ticket: dict | None = None) -> dict:
     return {"lead_id": r["lead_id"], "phone": r["phone"], "name": r["name"], "customer_id": r["customer_id"],
             "attempts": r["attempts"], "last_outcome": r["last_outcome"], "campaign_id": c["campaign_id"],
-            "campaign": c["name"], "script": c["script"], "survey": json.loads(c["survey"])}
+            "campaign": c["name"], "script": c["script"], "survey": json.loads(c["survey"]), "ticket": ticket}
+
+
+async def ticket_brief(conn: asyncpg.Connection, ticket_id: int | None) -> dict | None:
+    """What a lead card shows of the lead's ticket (a live list's lead), or None."""
+    if ticket_id is None:
+        return None
+    t = await conn.fetchrow("SELECT ticket_id, type, title, state, visits, callback_attempts, engineer"
+                            " FROM tickets WHERE ticket_id = $1", ticket_id)
+    return dict(t) if t is not None else None
 
 
 async def take_preview(db: Db, campaign_id: int, agent: str, now: datetime, *, rules: RetryRules,
@@ -296,7 +327,8 @@ async def take_preview(db: Db, campaign_id: int, agent: str, now: datetime, *, r
             if c["mode"] != "preview" or c["state"] != "running":
                 raise PreviewRefused(f"campaign {campaign_id} is not a running preview campaign")
             rows = await conn.fetch(
-                """SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc
+                f"""SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc,
+                          {OFF_LIST} AS off_list
                    FROM dialer_leads l
                    WHERE l.campaign_id = $1 AND (l.state = 'new' OR (l.state = 'retry' AND l.retry_at <= $2))
                      AND (l.reserved_until IS NULL OR l.reserved_until <= $2 OR l.reserved_by = $3)
@@ -304,6 +336,11 @@ async def take_preview(db: Db, campaign_id: int, agent: str, now: datetime, *, r
                             l.retry_at NULLS FIRST, l.lead_id
                    LIMIT 50 FOR UPDATE OF l SKIP LOCKED""", campaign_id, now, agent)
             for r in rows:
+                if r["off_list"]:           # its ticket left the live list since the last sync
+                    await _write(conn, apply(_lead(r), Withdraw(), rules, now))
+                    await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL"
+                                       " WHERE lead_id = $1", r["lead_id"])
+                    continue
                 if r["on_dnc"]:
                     await _write(conn, apply(_lead(r), DoNotCall(), rules, now))
                     continue
@@ -311,13 +348,14 @@ async def take_preview(db: Db, campaign_id: int, agent: str, now: datetime, *, r
                     continue
                 await conn.execute("UPDATE dialer_leads SET reserved_by = $2, reserved_until = $3 WHERE lead_id = $1",
                                    r["lead_id"], agent, now + PREVIEW_HOLD)
-                return _card(r, c)
+                return _card(r, c, await ticket_brief(conn, r["ticket_id"]))
     return None
 
 
 async def _held(conn: asyncpg.Connection, lead_id: int, agent: str, now: datetime) -> asyncpg.Record:
     r = await conn.fetchrow(
-        "SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc FROM dialer_leads l"
+        "SELECT l.*, EXISTS (SELECT 1 FROM dialer_dnc d WHERE d.phone = l.phone) AS on_dnc,"
+        f" {OFF_LIST} AS off_list FROM dialer_leads l"
         " WHERE l.lead_id = $1 FOR UPDATE", lead_id) if 0 < lead_id < 2 ** 63 else None
     if r is None:
         raise DialerStoreError(f"no lead {lead_id}")
@@ -332,11 +370,17 @@ async def preview_dial(db: Db, lead_id: int, agent: str, now: datetime, *, rules
     async with connection(db) as conn:
         async with conn.transaction():
             r = await _held(conn, lead_id, agent, now)
-            if r["on_dnc"]:
+            if r["off_list"]:
+                await _write(conn, apply(_lead(r), Withdraw(), rules, now))
+                await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL"
+                                   " WHERE lead_id = $1", lead_id)
+                refused: PreviewRefused | None = TicketLeftList(
+                    f"lead {lead_id}'s ticket {r['ticket_id']} left the campaign's list: withdrawn, not dialed")
+            elif r["on_dnc"]:
                 await _write(conn, apply(_lead(r), DoNotCall(), rules, now))
                 await conn.execute("UPDATE dialer_leads SET reserved_by = NULL, reserved_until = NULL"
                                    " WHERE lead_id = $1", lead_id)
-                refused: PreviewRefused | None = OnDncList("the number is on the do-not-call list: not dialed")
+                refused = OnDncList("the number is on the do-not-call list: not dialed")
             else:
                 refused = None
                 lead = apply(_lead(r), Dial(), rules, now)
@@ -435,6 +479,14 @@ async def preview_result(db: Db, attempt_id: int, agent: str, now: datetime, *, 
                              phone=lead.phone, author=agent, outcome=recorded or outcome, disposition=disposition,
                              callback_at=callback_at, opt_out=opt_out, answers=answers,
                              call_id=call_id or row["a_call"], lead_state=lead.state.value, new_phone=new_phone)
+            # A live list's lead: its ticket gets the result too (dialer.live_store), or nothing does.
+            if row["ticket_id"] is not None:
+                c = await conn.fetchrow("SELECT name, source FROM dialer_campaigns WHERE campaign_id = $1",
+                                        row["campaign_id"])
+                await ticket_write_back(conn, ticket_id=row["ticket_id"], entry=row["ticket_entry"],
+                                        source=c["source"], outcome=recorded or outcome, disposition=disposition,
+                                        actor=agent, campaign=c["name"], attempt_id=attempt_id,
+                                        call_id=call_id or row["a_call"], now=now)
     return lead
 
 
@@ -447,7 +499,7 @@ async def attempt_card(db: Db, attempt_id: int) -> dict | None:
             return None
         c = await conn.fetchrow("SELECT campaign_id, name, script, survey FROM dialer_campaigns"
                                 " WHERE campaign_id = $1", r["campaign_id"])
-    return _card(r, c)
+        return _card(r, c, await ticket_brief(conn, r["ticket_id"]))
 
 
 async def call_hung_up(db: Db, attempt_id: int, now: datetime) -> None:

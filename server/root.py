@@ -98,7 +98,7 @@ def build(settings: Settings) -> web.Application:
     setup_webhooks(app, core, ha)
     setup_ticket_routes(app)          # dispatch notifications may go out as webhooks: after them
     setup_customer_routes(app)
-    setup_dialer_routes(app)
+    setup_dialer_routes(app, ha=ha)    # live lists follow the tickets: after the ticket routes
     # The campaign runner places calls: only when asked, with the ACD; in a pair on the leader only.
     setup_dialer_runner(app, acd, enabled=settings.dialer_enabled, ha=ha)
     setup_engineer_routes(app)

@@ -20,6 +20,11 @@ def test_every_campaign_command_parses():
     assert p.parse_args(["campaigns", "rules", "7", "--set", "r.json"]).set == "r.json"
     with pytest.raises(SystemExit):
         p.parse_args(["campaigns", "create", "x", "--mode", "blaster"])
+    assert a.source == "csv"
+    assert p.parse_args(["campaigns", "create", "CB", "--source", "tickets_callback"]).source == "tickets_callback"
+    assert p.parse_args(["campaigns", "sync", "7"]).id == 7
+    with pytest.raises(SystemExit):
+        p.parse_args(["campaigns", "create", "x", "--source", "tickets"])
 
 
 def test_a_rules_file_is_made_canonical(tmp_path):

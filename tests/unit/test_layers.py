@@ -13,7 +13,7 @@ ABOVE_CTI = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "kb", "
 ABOVE_KB = ("acd", "ivr", "recording", "phone", "api", "crm", "server", "dialer")
 IO_LIBRARIES = ("asyncio", "asyncpg", "aiohttp", "socket", "subprocess", "os", "time", "markdown_it")
 #: The dialer's pure cores (time passed in) and what they must not import: I/O or a clock.
-DIALER_CORES = ("leads", "windows", "pacing", "campaign_rules", "board", "blending", "survey")
+DIALER_CORES = ("leads", "windows", "pacing", "campaign_rules", "board", "blending", "survey", "live_lists")
 IO_MODULES = ("asyncio", "asyncpg", "aiohttp", "socket", "time", "subprocess", "server", "api")
 
 

@@ -433,6 +433,11 @@
     try { showTicket(await api("GET", `/api/tickets/${id}`)); }
     catch (err) { $("wl-error").textContent = err.message; }
   }
+  // preview.js: the ticket a live list's lead calls about.
+  document.addEventListener("cti:open-ticket", (ev) => {
+    const id = ev.detail && ev.detail.ticket_id;
+    if (Number.isInteger(id) && id > 0) openTicket(id);
+  });
 
   function showTicket(d) {
     const t = d.ticket;

@@ -88,6 +88,25 @@
     branch();
   }
 
+  // A live list's lead calls about a ticket: its number, type, title and state, and a button
+  // that opens it in the ticket view (app.js listens for "cti:open-ticket").
+  const STATES = { awaiting_callback: "awaiting the confirmation callback", to_redispatch: "visit to arrange again" };
+  function ticket(t) {
+    const dd = $("pv-ticket");
+    const has = !!(t && typeof t.ticket_id === "number");
+    dd.hidden = !has; $("pv-ticket-term").hidden = !has;
+    dd.replaceChildren();
+    if (!has) return;
+    const what = `#${t.ticket_id} ${t.type}: ${t.title} (${STATES[t.state] || t.state}; visits ${t.visits}` +
+      (t.callback_attempts ? `, callbacks not answered ${t.callback_attempts}` : "") + ") ";
+    const open = document.createElement("button");
+    open.type = "button";
+    open.textContent = `Open ticket #${t.ticket_id}`;
+    open.addEventListener("click", () =>
+      document.dispatchEvent(new CustomEvent("cti:open-ticket", { detail: { ticket_id: t.ticket_id } })));
+    dd.append(document.createTextNode(what), open);
+  }
+
   function show(card) {
     lead = card; attempt = null; callId = null;
     $("pv-card").hidden = !card;
@@ -95,6 +114,7 @@
     $("pv-name").textContent = card.name || "(no name)";
     $("pv-phone").textContent = card.phone;
     $("pv-attempts").textContent = String(card.attempts);
+    ticket(card.ticket);
     $("pv-script").textContent = card.script || "";
     $("pv-result").reset();
     survey(card.survey);
