@@ -4,7 +4,7 @@
 synonyms; ``candidates`` builds the query that picks the candidates and reads what the ranking
 needs of each (docs/knowledge.md, "Ranking"). The placeholders (MATCHED, LINKED, PICKQ, TSPICK,
 PICK, TIE, OTHER, RANKW, NORM) are replaced by constants of this module, never by input; every
-value travels as a parameter ($1 to $24).
+value travels as a parameter ($1 to $26).
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ FROM q
 # match no word: those with the strongest links first, as ``ranking.link_boost`` weighs them,
 # $24). Only then the rank of each input for those few: the IVR and queue words
 # (billing, tech) match thousands of articles and are not worth ranking all of them
-# (bench/kb_suggest.py). An article about products none of which the customer holds ($19;
+# (bench/kb_suggest.py). Then the articles the call's words were taught to by agents' marks
+# ($26, ``ranking.learned_pick``: their text may hold none of them). An article about products none of which the customer holds ($19;
 # empty: not known) counts $20 of its score in the pick, as in the ranking.
 _CANDIDATES = """
 WITH q AS (
@@ -54,6 +55,9 @@ WITH q AS (
     MATCHED
     UNION
     LINKED
+    UNION
+    (SELECT a.article_id FROM kb_articles a
+     WHERE a.article_id = ANY($26::bigint[]) AND a.language = $1 AND NOT a.archived)
 )
 SELECT a.article_id, a.title, a.tags, length(a.search) AS len,
        ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') || ':' || array_to_string(u.positions, ',')

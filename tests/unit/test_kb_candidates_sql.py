@@ -17,8 +17,8 @@ def test_every_variant_of_the_candidates_query_is_whole(pick, links_first, commo
     sql = candidates(pick, links_first, common)
     left = [p for p in PLACEHOLDERS if re.search(rf"\b{p}\b", sql)]
     assert not left, left
-    # $1 to $25, each at least once (PostgreSQL must be able to type every parameter).
-    assert {int(n) for n in re.findall(r"\$(\d+)", sql)} == set(range(1, 26))
+    # $1 to $26, each at least once (PostgreSQL must be able to type every parameter).
+    assert {int(n) for n in re.findall(r"\$(\d+)", sql)} == set(range(1, 27))
     assert sql.count("(") == sql.count(")")
 
 
