@@ -129,6 +129,9 @@ VARIANTS = [
     ("all_b0.3", True, {"synonyms": True, "idf_pick": True, "w": ranking.Weights(bm25_b=0.3)}),
     # With the words agents' marks taught the articles (``kb.store.LearnedWords``; nothing
     # without ``--learn``).
+    # Without this round's title pick and open tickets put elsewhere (the ranking of 0a3149c).
+    ("all_no_title_route", True, {"synonyms": True, "idf_pick": True,
+                                  "w": ranking.Weights(title_pick=0.0, ticket_route=0.0)}),
     ("all_learned", True, {"synonyms": True, "idf_pick": True, "learned": "LEARNED"}),
 ]
 LEARNED = store.LearnedWords()

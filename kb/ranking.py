@@ -105,6 +105,14 @@ class Weights:
     # tuning half, marks on the calls 0 mod 4, checked on the calls 2 mod 4: any word (1.0)
     # took those from 0.783 to 0.767 (0.5) or 0.733 (1.0); gaps only kept 0.783 (BENCHMARKS.md).
     learned_max_share: float = 0.0
+    # The share of the candidates (``MAX_CANDIDATES``) picked among the articles whose title
+    # holds one of the call's words too common to pick by themselves (``LexemeCounts.common``).
+    # 0: none.
+    title_pick: float = 0.5
+    # An open ticket whose type the knowledge base's links never put with the call's route
+    # (``tickets_elsewhere``) is left out when this is on (1): a customer's older ticket about
+    # something else. 0: every open ticket counts.
+    ticket_route: float = 1.0
 
     def of_input(self, name: str) -> float:
         return float(getattr(self, name))
@@ -216,6 +224,23 @@ def targets(ctx: CallContext) -> Targets:
                    ivr=tuple(dict.fromkeys(ctx.ivr_path)),
                    ticket_types=tuple(dict.fromkeys(t.type for t in ctx.tickets)),
                    products=tuple(dict.fromkeys(ctx.products)))
+
+
+def tickets_elsewhere(tickets: Iterable[OpenTicket], route: Iterable[tuple[str, str]],
+                      linked: Mapping[str, Iterable[tuple[str, str]]]) -> list[OpenTicket]:
+    """The open tickets that look about something else than this call: their type is linked
+    to articles (``linked``: each ticket type -> the other (kind, target) links of the
+    articles linked to it), the call's route (``route``: those of its queue, skills and IVR
+    nodes, as ``Targets.pairs`` gives them, that some article is linked to) is not empty, and
+    no article of the ticket's type is linked to any of it. A type no article is linked to,
+    or a route no article is linked to, says nothing: such tickets stay."""
+    known = set(route)
+    out = []
+    for t in tickets:
+        with_type = set(linked.get(t.type, ()))
+        if with_type and known and known.isdisjoint(with_type):
+            out.append(t)
+    return out
 
 
 def feedback_factor(helped: int, not_relevant: int, w: Weights = DEFAULT_WEIGHTS) -> float:

@@ -10,6 +10,7 @@ Every function takes a pool (or a connection) and returns plain dataclasses. Err
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -455,6 +456,30 @@ def _ordered(items: Sequence[str]) -> list[tuple[str, int]]:
     return [(x.rsplit(":", 1)[0], int(x.rsplit(":", 1)[1])) for x in items]
 
 
+async def _without_tickets_elsewhere(pool: Any, ctx: CallContext) -> CallContext:
+    """``ctx`` less the open tickets the links put elsewhere (``ranking.tickets_elsewhere``)."""
+    route = [p for p in ranking.targets(ctx).pairs() if p[0] != "ticket_type"]
+    types = list(dict.fromkeys(t.type for t in ctx.tickets))
+    rows = await pool.fetch(
+        "SELECT NULL::text AS src, l.kind, l.target FROM kb_article_links l "
+        "JOIN unnest($1::text[], $2::text[]) AS t(kind, target) ON l.kind = t.kind AND l.target = t.target "
+        "JOIN kb_articles a ON a.article_id = l.article_id AND a.language = $4 AND NOT a.archived "
+        "UNION SELECT lt.target, lo.kind, lo.target FROM kb_article_links lt "
+        "JOIN kb_article_links lo ON lo.article_id = lt.article_id AND lo.kind <> 'ticket_type' "
+        "JOIN kb_articles a ON a.article_id = lt.article_id AND a.language = $4 AND NOT a.archived "
+        "WHERE lt.kind = 'ticket_type' AND lt.target = ANY($3::text[])",
+        [k for k, _ in route], [t for _, t in route], types, ctx.language)
+    known = [(r["kind"], r["target"]) for r in rows if r["src"] is None]
+    linked: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        if r["src"] is not None:
+            linked.setdefault(r["src"], []).append((r["kind"], r["target"]))
+    away = ranking.tickets_elsewhere(ctx.tickets, known, linked)
+    if not away:
+        return ctx
+    return dataclasses.replace(ctx, tickets=tuple(t for t in ctx.tickets if t not in away))
+
+
 async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = ranking.DEFAULT_WEIGHTS,
                   candidates: int = ranking.MAX_CANDIDATES, stats: LexemeStats | None = None,
                   synonyms: bool = True, idf_pick: bool = True,
@@ -469,6 +494,8 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
     (``ranking.learned_rank``, weighed ``w.learned``)."""
     _check(ctx.language, [])
     counts = await stats.counts(pool, ctx.language) if stats is not None else None
+    if ctx.tickets and w.ticket_route:
+        ctx = await _without_tickets_elsewhere(pool, ctx)
     queries = ranking.build_queries(ctx)
     tg = ranking.targets(ctx)
     pairs = tg.pairs()
@@ -503,7 +530,9 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
         candidates // 2, rare, list(weights.values()), ln, lt, le, list(tg.products), w.other_product,
         counts.avg_length if counts is not None else 20.0, w.bm25_b, list(weights),
-        ranking.target_weights(tg, w), [fields["A"], fields["B"], fields["C"]], taught)
+        ranking.target_weights(tg, w), [fields["A"], fields["B"], fields["C"]], taught,
+        [x for x in weights if counts.is_common(x)] if counts is not None and w.title_pick > 0 else [],
+        int(w.title_pick * candidates))
     by_id = {r["article_id"]: r for r in rows}
     cands = []
     for r in rows:

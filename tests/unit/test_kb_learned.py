@@ -8,12 +8,14 @@ import pytest
 
 from kb.ranking import (
     NO_EVIDENCE,
+    OpenTicket,
     LexemeCounts,
     Weights,
     evidence_from,
     learned_pick,
     learned_query,
     learned_rank,
+    tickets_elsewhere,
 )
 
 
@@ -75,3 +77,17 @@ def test_learned_pick_orders_by_rank_then_id_and_stops_at_the_limit():
 def test_learned_query_keeps_the_stronger_input_of_a_lexeme():
     w = Weights(notes=1.0, tickets=0.6)
     assert learned_query(["border", "late"], ["late", "parcel"], w) == {"border": 1.0, "late": 1.0, "parcel": 0.6}
+
+
+def test_a_ticket_whose_type_the_links_never_put_with_the_route_is_elsewhere():
+    billing = OpenTicket("billing_dispute", "price went up")
+    tech = OpenTicket("mobile_fault", "no signal")
+    unknown = OpenTicket("odd_type", "whatever")
+    linked = {"billing_dispute": [("queue", "billing"), ("ivr", "billing_invoices")],
+              "mobile_fault": [("queue", "tech"), ("ivr", "tech_mobile")]}
+    route = [("queue", "tech"), ("ivr", "tech_email")]
+    assert tickets_elsewhere([billing, tech, unknown], route, linked) == [billing]
+    # A route no article is linked to says nothing: every ticket stays.
+    assert tickets_elsewhere([billing, tech], [], linked) == []
+    # The IVR leaf alone is enough to agree.
+    assert tickets_elsewhere([billing], [("ivr", "billing_invoices")], linked) == []
