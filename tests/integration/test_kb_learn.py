@@ -127,6 +127,25 @@ async def test_words_a_helped_mark_taught_an_article_find_it_while_no_article_ho
     assert (await learned.evidence(pool, "en")).by_article == {}
 
 
+async def test_a_title_holding_a_too_common_word_makes_a_candidate(pool):
+    late = (await store.create_article(pool, title="Late payment fee", body="A fee when a bill is settled after "
+                                       "its due date.", tags=[], language="en", owner="t", links=[])).article_id
+    await store.create_article(pool, title="Paid twice", body="Refund the second payment.", tags=[], language="en",
+                               owner="t", links=[])
+    # 60 articles holding "late" in their body: too common to pick by itself.
+    for i in range(60):
+        await store.create_article(pool, title=f"Parcel {i} delivery problem", body="A parcel late or damaged.",
+                                   tags=[], language="en", owner="t", links=[])
+    stats = store.LexemeStats()
+    counts = await stats.counts(pool, "en")
+    assert counts.is_common("late") and not counts.is_common("paid")
+    ctx = CallContext(language="en", notes="paid late")
+    without = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, limit=60)]
+    picked = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, w=Weights(title_pick=0.5),
+                                                         limit=60)]
+    assert late not in without and late in picked[:2]
+
+
 async def test_an_open_ticket_the_links_put_elsewhere_does_not_steer_the_suggestions(pool):
     bill = (await store.create_article(pool, title="Price increase explained", body="Prices rise once a year.",
                                        tags=[], language="en", owner="t",
@@ -137,13 +156,14 @@ async def test_an_open_ticket_the_links_put_elsewhere_does_not_steer_the_suggest
                                        links=[store.Link("queue", "tech")])).article_id
     stats = store.LexemeStats()
     ctx = CallContext(language="en", queue="tech", tickets=(OpenTicket("billing_dispute", "price went up"),))
-    got = [s.article_id for s in await store.suggest(pool, ctx, stats=stats)]
+    on = Weights(ticket_route=1.0)
+    got = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, w=on)]
     assert got == [mail]
-    kept = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, w=Weights(ticket_route=0.0))]
+    kept = [s.article_id for s in await store.suggest(pool, ctx, stats=stats)]      # off by default
     assert kept[0] == bill
     # On a billing call the same ticket counts.
     on_billing = dataclasses.replace(ctx, queue="billing")
-    assert [s.article_id for s in await store.suggest(pool, on_billing, stats=stats)][0] == bill
+    assert [s.article_id for s in await store.suggest(pool, on_billing, stats=stats, w=on)][0] == bill
 
 
 # -- over the API ----------------------------------------------------------------------------------
