@@ -11,7 +11,8 @@ and once more with ``--concurrency`` asks at a time, and reports the latency of 
 (and with the agent's notes alone, for comparison).
 
     .venv/bin/python bench/kb_suggest.py [--articles 10000] [--passes 3] [--concurrency 8] [--seed 23] [--no-idf]
-                                         [--learn none|quarter|even] [--hide-checking] [--sweep FILE] [--show-misses]
+                                         [--learn none|quarter|even] [--approve all|none] [--wrong-marks]
+                                         [--hide-checking] [--sweep FILE] [--show-misses]
 
 ``--no-idf`` ranks the notes and tickets by ``ts_rank`` alone (no ``kb.store.LexemeStats``).
 ``--learn``: before measuring, agents mark the right article "Helped" (with the call's notes and
@@ -22,7 +23,12 @@ every one would; the feedback counts are not touched. ``--marks shown``: only on
 right article was among the 3 suggested before (an agent marks what the pop showed), instead of
 every one (``all``: the agent found it, suggested or searched); ``both``: the shown ones first,
 measured (``after_shown``), then the others. ``before_learning`` is the precision@3 with every
-input before the marks, in the same run. ``--hide-checking`` prints no
+input before the marks, in the same run. ``--approve none``: no
+synonym proposal approved (the marks' words count only as words taught to their article).
+``--wrong-marks``: a control, each mark's words recorded on another labelled article (a fixed
+derangement). The asks (the passes, the 8 at once, ``all_learned``) use the words the marks
+taught their articles (``kb.store.LearnedWords``; nothing to use without ``--learn``); the other
+variants do not. ``--hide-checking`` prints no
 figure of the checking half (odd calls): for runs that choose something.
 ``--sweep FILE`` (a JSON object, each name to ``kb.ranking.Weights`` fields and optionally
 ``candidates``) asks the tuning half only with each setting and prints its precision@3 (and on
