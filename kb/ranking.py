@@ -10,6 +10,8 @@ A call says several things about what the caller needs, each weak alone:
   synonyms (``kb_synonyms``, counted ``Weights.synonym`` of the words used);
 - the customer's products: an article about other products only counts less
   (``product_factor``).
+- optionally, the words earlier calls' "Helped" marks taught an article (``learned_rank``,
+  words no article's text holds, counted as a field of that article).
 
 ``build_queries`` turns each input into one full-text query (the words of that input, any
 of them: ``websearch_to_tsquery`` syntax, ``a or b or c``), and ``targets`` into the link
