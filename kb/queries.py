@@ -2,9 +2,9 @@
 
 ``LEXEMES`` turns the call's notes and tickets into lexemes of its language and finds their
 synonyms; ``candidates`` builds the query that picks the candidates and reads what the ranking
-needs of each (docs/knowledge.md, "Ranking"). The placeholders (MATCHED, LINKED, PICKQ, TSPICK,
+needs of each (docs/knowledge.md, "Ranking"). The placeholders (MATCHED, LINKED, TITLED, PICKQ, TSPICK,
 PICK, TIE, OTHER, RANKW, NORM) are replaced by constants of this module, never by input; every
-value travels as a parameter ($1 to $24).
+value travels as a parameter ($1 to $28).
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ FROM q
 # match no word: those with the strongest links first, as ``ranking.link_boost`` weighs them,
 # $24). Only then the rank of each input for those few: the IVR and queue words
 # (billing, tech) match thousands of articles and are not worth ranking all of them
-# (bench/kb_suggest.py). An article about products none of which the customer holds ($19;
+# (bench/kb_suggest.py). Then the articles the call's words were taught to by agents' marks
+# ($26, ``ranking.learned_pick``: their text may hold none of them). An article about products none of which the customer holds ($19;
 # empty: not known) counts $20 of its score in the pick, as in the ranking.
 _CANDIDATES = """
 WITH q AS (
@@ -49,11 +50,17 @@ WITH q AS (
            $15::float8[] AS pw, $21::float8 AS avg_len, $22::float8 AS b,   -- typed here: not every pick uses them
            $23::text[] AS px, $24::float8[] AS lw, $25::float8[] AS fw
 ), r AS (
-    SELECT (SELECT string_agg(quote_literal(x), ' | ') FROM unnest($14::text[]) x)::tsquery AS qr
+    SELECT (SELECT string_agg(quote_literal(x), ' | ') FROM unnest($14::text[]) x)::tsquery AS qr,
+           (SELECT string_agg(quote_literal(x) || ':A', ' | ') FROM unnest($27::text[]) x)::tsquery AS qa
 ), focus AS (
     MATCHED
     UNION
     LINKED
+    UNION
+    (SELECT a.article_id FROM kb_articles a
+     WHERE a.article_id = ANY($26::bigint[]) AND a.language = $1 AND NOT a.archived)
+    UNION
+    TITLED
 )
 SELECT a.article_id, a.title, a.tags, length(a.search) AS len,
        ARRAY(SELECT u.lexeme || ':' || array_to_string(u.weights, '') || ':' || array_to_string(u.positions, ',')
@@ -100,6 +107,17 @@ _MATCHED_COMMON = """(SELECT a.article_id
      JOIN kb_articles a USING (article_id), q, r
      ORDER BY PICK * OTHER DESC, TIE LIMIT $12)"""
 
+# The articles whose title holds one of the call's words too common to pick by themselves ($27:
+# "late" is in hundreds of bodies, in few titles; "Late payment fee"): the best 8 times $28
+# by ``ts_rank`` of the title matches (cheap), then the $28 best of those by ``PICK``. None when
+# $27 is empty (qa is NULL).
+_TITLED = """(SELECT a.article_id
+     FROM (SELECT a.article_id FROM kb_articles a, q, r
+           WHERE r.qa IS NOT NULL AND a.language = $1 AND NOT a.archived AND a.search @@ r.qa
+           ORDER BY ts_rank(RANKW, a.search, r.qa, NORM) * OTHER DESC, TIE LIMIT 8 * $28) m
+     JOIN kb_articles a USING (article_id), q, r
+     ORDER BY PICK * OTHER DESC, TIE LIMIT $28)"""
+
 # Equal scores at a LIMIT (generated near-duplicates, articles with the same links) are cut
 # in an order that depends on neither the plan nor the age of the articles: a hash of the id.
 _TIE = "hashint8(a.article_id)"
@@ -140,6 +158,6 @@ def candidates(pick: str, links_first: bool, common: bool = False) -> str:
     match, order = PICKS[pick]
     cheap = PICKS["general" if pick == "general" else "ts"][1]
     return (_CANDIDATES.replace("MATCHED", _MATCHED_COMMON if common and pick == "idf" else _MATCHED)
-            .replace("PICKQ", match).replace("LINKED", _LINKED_STRONGEST if links_first else _LINKED_TS)
+            .replace("TITLED", _TITLED).replace("PICKQ", match).replace("LINKED", _LINKED_STRONGEST if links_first else _LINKED_TS)
             .replace("TSPICK", cheap).replace("PICK", order).replace("TIE", _TIE).replace("OTHER", _OTHER)
             .replace("RANKW", f"'{RANK_WEIGHTS}'::float4[]").replace("NORM", str(int(RANK_NORMALISATION))))

@@ -10,6 +10,8 @@ A call says several things about what the caller needs, each weak alone:
   synonyms (``kb_synonyms``, counted ``Weights.synonym`` of the words used);
 - the customer's products: an article about other products only counts less
   (``product_factor``).
+- optionally, the words earlier calls' "Helped" marks taught an article (``learned_rank``,
+  words no article's text holds, counted as a field of that article).
 
 ``build_queries`` turns each input into one full-text query (the words of that input, any
 of them: ``websearch_to_tsquery`` syntax, ``a or b or c``), and ``targets`` into the link
@@ -95,6 +97,25 @@ class Weights:
     # this power (``coverage``): an article holding most of what the agent wrote beats one
     # holding one rare word of it. 0: off.
     coverage: float = 0.0
+    # The words of earlier calls where agents marked the article "Helped" and that the article
+    # does not hold (``kb_call_words``), matched by this call's notes and tickets, as a field
+    # of the article weighing this much (``learned_rank``; title 1.0, body 0.4): the caller's
+    # "border" on the customs article. 0: not used.
+    learned: float = 0.5
+    # A taught word counts only when at most this share of the articles' text holds it (1.0:
+    # any; 0.0: only the words no article holds, the knowledge base's gaps). Chosen on the
+    # tuning half, marks on the calls 0 mod 4, checked on the calls 2 mod 4: any word (1.0)
+    # took those from 0.783 to 0.767 (0.5) or 0.733 (1.0); gaps only kept 0.783 (BENCHMARKS.md).
+    learned_max_share: float = 0.0
+    # The share of the candidates (``MAX_CANDIDATES``) picked among the articles whose title
+    # holds one of the call's words too common to pick by themselves (``LexemeCounts.common``).
+    # 0: none. Off: with ``ticket_route`` it took the tuning half from 0.775 to 0.808 and left
+    # the checking half at 0.650 (BENCHMARKS.md).
+    title_pick: float = 0.0
+    # An open ticket whose type the knowledge base's links never put with the call's route
+    # (``tickets_elsewhere``) is left out when this is on (1): a customer's older ticket about
+    # something else. 0: every open ticket counts. Off, as ``title_pick``.
+    ticket_route: float = 0.0
 
     def of_input(self, name: str) -> float:
         return float(getattr(self, name))
@@ -206,6 +227,23 @@ def targets(ctx: CallContext) -> Targets:
                    ivr=tuple(dict.fromkeys(ctx.ivr_path)),
                    ticket_types=tuple(dict.fromkeys(t.type for t in ctx.tickets)),
                    products=tuple(dict.fromkeys(ctx.products)))
+
+
+def tickets_elsewhere(tickets: Iterable[OpenTicket], route: Iterable[tuple[str, str]],
+                      linked: Mapping[str, Iterable[tuple[str, str]]]) -> list[OpenTicket]:
+    """The open tickets that look about something else than this call: their type is linked
+    to articles (``linked``: each ticket type -> the other (kind, target) links of the
+    articles linked to it), the call's route (``route``: those of its queue, skills and IVR
+    nodes, as ``Targets.pairs`` gives them, that some article is linked to) is not empty, and
+    no article of the ticket's type is linked to any of it. A type no article is linked to,
+    or a route no article is linked to, says nothing: such tickets stay."""
+    known = set(route)
+    out = []
+    for t in tickets:
+        with_type = set(linked.get(t.type, ()))
+        if with_type and known and known.isdisjoint(with_type):
+            out.append(t)
+    return out
 
 
 def feedback_factor(helped: int, not_relevant: int, w: Weights = DEFAULT_WEIGHTS) -> float:
@@ -406,6 +444,98 @@ def pick_weights(notes: Iterable[str], tickets: Iterable[str], related: Iterable
     for words, weight in ((notes, w.notes), (tickets, w.tickets), (related, w.notes * w.synonym)):
         for x in words:
             out[x] = max(out.get(x, 0.0), weight * counts.idf(x))
+    return out
+
+
+# -- words learned from agents' marks (article-side expansion) -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What agents' "Helped" marks (and approved proposals) taught of each article: for each
+    article, the lexemes of the calls' words it does not hold, with the number of marks that
+    said each (``kb_call_words``, ``evidence_from``)."""
+
+    by_article: Mapping[int, Mapping[str, int]]
+    postings: Mapping[str, tuple[int, ...]]     # lexeme -> the articles taught it, in id order
+
+    @property
+    def total(self) -> int:
+        return len(self.by_article)
+
+    def idf(self, lexeme: str) -> float:
+        """BM25's rarity among the articles taught anything: a word every marked call says
+        ("bill", an agent's habit) weighs near 0, one taught to a single article the most."""
+        n = min(len(self.postings.get(lexeme, ())), self.total)
+        return math.log(1.0 + (self.total - n + 0.5) / (n + 0.5))
+
+    def share(self, lexeme: str) -> float:
+        """``idf`` against that of a word taught to no article: 1.0 for a word taught to
+        one article among many, towards 0 for one taught to all of them."""
+        top = math.log(1.0 + (self.total + 0.5) / 0.5)
+        return self.idf(lexeme) / top if self.total else 0.0
+
+
+NO_EVIDENCE = Evidence({}, {})
+
+
+def evidence_from(marks: Iterable[tuple[int, Iterable[str]]]) -> Evidence:
+    """The evidence of ``marks``: (article id, the lexemes of one mark's words), one per mark;
+    a lexeme said twice in one mark counts once."""
+    by: dict[int, dict[str, int]] = {}
+    for article_id, lexemes in marks:
+        held = by.setdefault(article_id, {})
+        for x in set(lexemes):
+            held[x] = held.get(x, 0) + 1
+    postings: dict[str, list[int]] = {}
+    for article_id in sorted(by):
+        for x in by[article_id]:
+            postings.setdefault(x, []).append(article_id)
+    return Evidence(by, {x: tuple(a) for x, a in postings.items()})
+
+
+def learned_rank(article_id: int, lexemes: Iterable[str], ev: Evidence, counts: LexemeCounts,
+                 k1: float = BM25_K1, max_share: float = 1.0) -> float:
+    """What the words an article was taught (``Evidence``) add to its rank for one input, in
+    ``idf_rank``'s units, as a field of the article: for each of the input's lexemes taught to
+    it, the word's rarity among the articles' text (``LexemeCounts.idf``: "border", in no
+    article, counts the most; "late", in many, little) times its rarity among the taught
+    articles (``Evidence.share``: a word taught to most of them, an agent's habit, little),
+    times the marks that said it, saturated as BM25 does (one mark counts 1, many at most
+    ``k1 + 1``). A word more than ``max_share`` of the articles' text holds counts nothing."""
+    held = ev.by_article.get(article_id)
+    if not held:
+        return 0.0
+    total = 0.0
+    for x in set(lexemes):
+        m = held.get(x, 0)
+        if m > 0 and counts.ndoc.get(x, 0) <= max_share * counts.total:
+            total += counts.idf(x) * ev.share(x) * m * (k1 + 1.0) / (m + k1)
+    return total
+
+
+def learned_pick(query: Mapping[str, float], ev: Evidence, counts: LexemeCounts, limit: int,
+                 max_share: float = 1.0) -> list[int]:
+    """The ``limit`` articles the call's lexemes (``query``: lexeme -> the weight of the input
+    it came from) were most taught to (``learned_rank``, each input by its weight), best
+    first, ties to the lower id: candidates whose text may hold none of the call's words."""
+    if limit <= 0 or not query:
+        return []
+    found = {a for x in query for a in ev.postings.get(x, ())}
+    scored = [(sum(wt * learned_rank(a, [x], ev, counts, max_share=max_share) for x, wt in query.items()), a)
+              for a in found]
+    scored = [(s, a) for s, a in scored if s > 0]
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return [a for _, a in scored[:limit]]
+
+
+def learned_query(notes: Iterable[str], tickets: Iterable[str], w: Weights = DEFAULT_WEIGHTS) -> dict[str, float]:
+    """The call's lexemes and the weight of the input each came from (the notes', the
+    tickets'; the higher when both)."""
+    out: dict[str, float] = {}
+    for words, weight in ((notes, w.notes), (tickets, w.tickets)):
+        for x in words:
+            out[x] = max(out.get(x, 0.0), weight)
     return out
 
 

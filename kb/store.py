@@ -10,6 +10,7 @@ Every function takes a pool (or a connection) and returns plain dataclasses. Err
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -405,6 +406,38 @@ class LexemeStats:
         return counts
 
 
+class LearnedWords:
+    """The words agents' "Helped" marks and approved proposals taught each live article of a
+    language (``kb_call_words``, as lexemes: ``ranking.Evidence``), for the suggestions'
+    ``learned`` input. Read again when the marks changed (their count or latest one, looked at
+    every ``CHECK_EVERY`` seconds at most)."""
+
+    CHECK_EVERY = 2.0
+
+    def __init__(self) -> None:
+        self._by_language: dict[str, tuple[tuple[Any, ...], ranking.Evidence]] = {}
+        self._checked: dict[str, float] = {}
+
+    async def evidence(self, pool: Any, language: str) -> ranking.Evidence:
+        _check(language, [])
+        known = self._by_language.get(language)
+        now = time.monotonic()
+        if known is not None and now - self._checked.get(language, -1e9) < self.CHECK_EVERY:
+            return known[1]
+        self._checked[language] = now
+        row = await pool.fetchrow("SELECT count(*), max(at) FROM kb_call_words WHERE language = $1", language)
+        mark = (row[0], row[1])
+        if known is not None and known[0] == mark:
+            return known[1]
+        rows = await pool.fetch(
+            "SELECT w.article_id, tsvector_to_array(to_tsvector(kb_ts_config($1), array_to_string(w.words, ' '))) "
+            "AS lx FROM kb_call_words w JOIN kb_articles a USING (article_id) "
+            "WHERE w.language = $1 AND a.language = $1 AND NOT a.archived", language)
+        ev = ranking.evidence_from((r["article_id"], r["lx"]) for r in rows)
+        self._by_language[language] = (mark, ev)
+        return ev
+
+
 def _matched(items: Sequence[str]) -> list[tuple[str, str, str]]:
     """``lexeme:weights:positions`` (as the candidates' query gives them) split in three."""
     return [tuple(x.rsplit(":", 2)) for x in items]      # type: ignore[misc]
@@ -423,17 +456,46 @@ def _ordered(items: Sequence[str]) -> list[tuple[str, int]]:
     return [(x.rsplit(":", 1)[0], int(x.rsplit(":", 1)[1])) for x in items]
 
 
+async def _without_tickets_elsewhere(pool: Any, ctx: CallContext) -> CallContext:
+    """``ctx`` less the open tickets the links put elsewhere (``ranking.tickets_elsewhere``)."""
+    route = [p for p in ranking.targets(ctx).pairs() if p[0] != "ticket_type"]
+    types = list(dict.fromkeys(t.type for t in ctx.tickets))
+    rows = await pool.fetch(
+        "SELECT NULL::text AS src, l.kind, l.target FROM kb_article_links l "
+        "JOIN unnest($1::text[], $2::text[]) AS t(kind, target) ON l.kind = t.kind AND l.target = t.target "
+        "JOIN kb_articles a ON a.article_id = l.article_id AND a.language = $4 AND NOT a.archived "
+        "UNION SELECT lt.target, lo.kind, lo.target FROM kb_article_links lt "
+        "JOIN kb_article_links lo ON lo.article_id = lt.article_id AND lo.kind <> 'ticket_type' "
+        "JOIN kb_articles a ON a.article_id = lt.article_id AND a.language = $4 AND NOT a.archived "
+        "WHERE lt.kind = 'ticket_type' AND lt.target = ANY($3::text[])",
+        [k for k, _ in route], [t for _, t in route], types, ctx.language)
+    known = [(r["kind"], r["target"]) for r in rows if r["src"] is None]
+    linked: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        if r["src"] is not None:
+            linked.setdefault(r["src"], []).append((r["kind"], r["target"]))
+    away = ranking.tickets_elsewhere(ctx.tickets, known, linked)
+    if not away:
+        return ctx
+    return dataclasses.replace(ctx, tickets=tuple(t for t in ctx.tickets if t not in away))
+
+
 async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = ranking.DEFAULT_WEIGHTS,
                   candidates: int = ranking.MAX_CANDIDATES, stats: LexemeStats | None = None,
-                  synonyms: bool = True, idf_pick: bool = True) -> list[Suggestion]:
+                  synonyms: bool = True, idf_pick: bool = True,
+                  learned: LearnedWords | None = None) -> list[Suggestion]:
     """The best ``limit`` articles for a call (kb.ranking), best first. With ``stats``, the
     notes and tickets rank by the rarity of the words matched (``kb.ranking.idf_rank``), and
     (``idf_pick``) the candidates are picked by it too; without, by ``ts_rank`` alone.
     ``synonyms``: the call's words are widened with those of ``kb_synonyms`` (each counts
     ``w.synonym`` of a word the call used). The customer's products (``ctx.products``) lower
-    the articles about other products only (``ranking.product_factor``)."""
+    the articles about other products only (``ranking.product_factor``). With ``learned``, the
+    words agents' marks taught the articles (``LearnedWords``) pick candidates and rank them
+    (``ranking.learned_rank``, weighed ``w.learned``)."""
     _check(ctx.language, [])
     counts = await stats.counts(pool, ctx.language) if stats is not None else None
+    if ctx.tickets and w.ticket_route:
+        ctx = await _without_tickets_elsewhere(pool, ctx)
     queries = ranking.build_queries(ctx)
     tg = ranking.targets(ctx)
     pairs = tg.pairs()
@@ -456,6 +518,11 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
     else:
         rare = [x for x in weights if not counts.is_common(x)]
         pick = ("idf" if idf_pick else "ts") if specific else "general"
+    ev = (await learned.evidence(pool, ctx.language)
+          if learned is not None and w.learned > 0 and counts is not None else None)
+    taught = (ranking.learned_pick(ranking.learned_query(ln, lt, w), ev, counts, candidates // 2,
+                                  w.learned_max_share)
+              if ev is not None and counts is not None else [])
     fields = w.fields()
     rows = await pool.fetch(
         sql.candidates(pick, idf_pick and counts is not None, not rare), ctx.language, queries["notes"],
@@ -463,7 +530,9 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
         [k for k, _ in pairs], [t for _, t in pairs], w.notes, w.tickets, w.ivr, w.queue, candidates,
         candidates // 2, rare, list(weights.values()), ln, lt, le, list(tg.products), w.other_product,
         counts.avg_length if counts is not None else 20.0, w.bm25_b, list(weights),
-        ranking.target_weights(tg, w), [fields["A"], fields["B"], fields["C"]])
+        ranking.target_weights(tg, w), [fields["A"], fields["B"], fields["C"]], taught,
+        [x for x in weights if counts.is_common(x)] if counts is not None and w.title_pick > 0 else [],
+        int(w.title_pick * candidates))
     by_id = {r["article_id"]: r for r in rows}
     cands = []
     for r in rows:
@@ -481,6 +550,11 @@ async def suggest(pool: Any, ctx: CallContext, *, limit: int = 3, w: Weights = r
             if w.coverage:
                 ranks["notes"] *= ranking.coverage([m[0] for m in mn], ln, counts) ** w.coverage
                 ranks["tickets"] *= ranking.coverage([m[0] for m in mt], lt, counts) ** w.coverage
+        if ev is not None and counts is not None:
+            ranks["notes"] += w.learned * ranking.learned_rank(r["article_id"], ln, ev, counts, w.bm25_k1,
+                                                                  w.learned_max_share)
+            ranks["tickets"] += w.learned * ranking.learned_rank(r["article_id"], lt, ev, counts, w.bm25_k1,
+                                                                    w.learned_max_share)
         cands.append(Candidate(r["article_id"], ranks, frozenset(tuple(x.split(":", 1)) for x in r["links"]),
                                r["helped"], r["not_relevant"]))
     best: list[Scored] = ranking.rank(cands, tg, w, limit)

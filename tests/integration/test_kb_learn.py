@@ -4,6 +4,8 @@ source), and synonyms proposed from "Helped" marks that only a KB admin's approv
 (kb/learn_store.py, api/kb_learn_routes.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import aiohttp
 import asyncpg
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from crm.customer_model import read_csv
 from crm.customer_store import import_customers
 from kb import learn_store, store
-from kb.ranking import CallContext
+from kb.ranking import CallContext, OpenTicket, Weights
 from tests.integration.conftest import daemon_settings, start_daemon
 from tests.integration.test_api import ACD_TEST, add_user, bearer, login, url
 
@@ -93,6 +95,75 @@ async def test_a_helped_mark_proposes_a_synonym_applied_only_when_approved(pool)
     assert [(p.word, p.calls) for p in await learn_store.synonym_proposals(pool)] == [("stuck", 1)]
     await learn_store.forget_words(pool, article_id=customs, call_id="c1", agent="a1", stats=stats)
     assert await learn_store.synonym_proposals(pool) == []
+
+
+async def test_words_a_helped_mark_taught_an_article_find_it_while_no_article_holds_them(pool):
+    customs = await article(pool, "Customs charges and import duty", "A parcel from abroad pays duty before delivery.")
+    track = await article(pool, "Track a parcel", "The courier's tracking page shows where the parcel is.")
+    stats, learned = store.LexemeStats(), store.LearnedWords()
+    stats.CHECK_EVERY = learned.CHECK_EVERY = 0.0
+    ctx = CallContext(language="en", notes="stuck at the border")
+    assert await store.suggest(pool, ctx, stats=stats, learned=learned) == []
+    await learn_store.record_words(pool, article_id=customs, call_id="c1", agent="a1", source="helped",
+                                   notes="cust says parcel stuck at border", stats=stats)
+    ev = await learned.evidence(pool, "en")
+    assert ev.by_article == {customs: {"stuck": 1, "border": 1}}
+    # Without the learned words (or with their weight at 0) nothing changes; with them the
+    # customs article is found by the caller's words alone, no synonym approved.
+    assert await store.suggest(pool, ctx, stats=stats) == []
+    assert await store.suggest(pool, ctx, stats=stats, learned=learned, w=Weights(learned=0.0)) == []
+    got = await store.suggest(pool, ctx, stats=stats, learned=learned)
+    assert [s.article_id for s in got] == [customs] and got[0].parts["notes"] > 0
+    # A word some article's text holds is no longer a gap: it counts only by that text.
+    await store.update_article(pool, track, base_version=None, title="Track a parcel",
+                               body="The courier's tracking page shows where the parcel is, even at the border.",
+                               tags=[], links=[], author="t")
+    border = CallContext(language="en", notes="at the border")
+    assert [s.article_id for s in await store.suggest(pool, border, stats=stats, learned=learned)] == [track]
+    # "stuck" still is one.
+    assert [s.article_id for s in await store.suggest(pool, ctx, stats=stats, learned=learned)] == [track, customs]
+    # The mark withdrawn, its words go.
+    await learn_store.forget_words(pool, article_id=customs, call_id="c1", agent="a1", stats=stats)
+    assert (await learned.evidence(pool, "en")).by_article == {}
+
+
+async def test_a_title_holding_a_too_common_word_makes_a_candidate(pool):
+    late = (await store.create_article(pool, title="Late payment fee", body="A fee when a bill is settled after "
+                                       "its due date.", tags=[], language="en", owner="t", links=[])).article_id
+    await store.create_article(pool, title="Paid twice", body="Refund the second payment.", tags=[], language="en",
+                               owner="t", links=[])
+    # 60 articles holding "late" in their body: too common to pick by itself.
+    for i in range(60):
+        await store.create_article(pool, title=f"Parcel {i} delivery problem", body="A parcel late or damaged.",
+                                   tags=[], language="en", owner="t", links=[])
+    stats = store.LexemeStats()
+    counts = await stats.counts(pool, "en")
+    assert counts.is_common("late") and not counts.is_common("paid")
+    ctx = CallContext(language="en", notes="paid late")
+    without = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, limit=60)]
+    picked = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, w=Weights(title_pick=0.5),
+                                                         limit=60)]
+    assert late not in without and late in picked[:2]
+
+
+async def test_an_open_ticket_the_links_put_elsewhere_does_not_steer_the_suggestions(pool):
+    bill = (await store.create_article(pool, title="Price increase explained", body="Prices rise once a year.",
+                                       tags=[], language="en", owner="t",
+                                       links=[store.Link("queue", "billing"),
+                                              store.Link("ticket_type", "billing_dispute")])).article_id
+    mail = (await store.create_article(pool, title="Email not sending", body="Check the mail server settings.",
+                                       tags=[], language="en", owner="t",
+                                       links=[store.Link("queue", "tech")])).article_id
+    stats = store.LexemeStats()
+    ctx = CallContext(language="en", queue="tech", tickets=(OpenTicket("billing_dispute", "price went up"),))
+    on = Weights(ticket_route=1.0)
+    got = [s.article_id for s in await store.suggest(pool, ctx, stats=stats, w=on)]
+    assert got == [mail]
+    kept = [s.article_id for s in await store.suggest(pool, ctx, stats=stats)]      # off by default
+    assert kept[0] == bill
+    # On a billing call the same ticket counts.
+    on_billing = dataclasses.replace(ctx, queue="billing")
+    assert [s.article_id for s in await store.suggest(pool, on_billing, stats=stats, w=on)][0] == bill
 
 
 # -- over the API ----------------------------------------------------------------------------------

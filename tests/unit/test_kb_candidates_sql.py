@@ -9,7 +9,7 @@ import pytest
 
 from kb.queries import PICKS, candidates
 
-PLACEHOLDERS = ("MATCHED", "LINKED", "PICKQ", "TSPICK", "PICK", "TIE", "OTHER", "RANKW", "NORM")
+PLACEHOLDERS = ("MATCHED", "LINKED", "TITLED", "PICKQ", "TSPICK", "PICK", "TIE", "OTHER", "RANKW", "NORM")
 
 
 @pytest.mark.parametrize("pick,links_first,common", list(itertools.product(PICKS, (False, True), (False, True))))
@@ -17,8 +17,8 @@ def test_every_variant_of_the_candidates_query_is_whole(pick, links_first, commo
     sql = candidates(pick, links_first, common)
     left = [p for p in PLACEHOLDERS if re.search(rf"\b{p}\b", sql)]
     assert not left, left
-    # $1 to $25, each at least once (PostgreSQL must be able to type every parameter).
-    assert {int(n) for n in re.findall(r"\$(\d+)", sql)} == set(range(1, 26))
+    # $1 to $28, each at least once (PostgreSQL must be able to type every parameter).
+    assert {int(n) for n in re.findall(r"\$(\d+)", sql)} == set(range(1, 29))
     assert sql.count("(") == sql.count(")")
 
 
