@@ -64,7 +64,13 @@ class OmniRouter:
         out: list[Decision] = []
         todo = deque([first])
         while todo:
-            for d in todo.popleft():
+            batch = todo.popleft()
+            # Every agent this input changed is known to the task router before it matches
+            # any (the voice router's state now, as below).
+            for d in batch:
+                if isinstance(d, AgentState):
+                    self.tasks.note_voice(d.agent_id, self.voice.state_of(d.agent_id))
+            for d in batch:
                 out.append(d)
                 if isinstance(d, AgentState):
                     # The state now, not d.new: an agent made available and offered a call

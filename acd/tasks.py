@@ -155,6 +155,14 @@ class TaskRouter:
 
     # -- inputs ------------------------------------------------------------------
 
+    def note_voice(self, agent_id: str, state: str) -> None:
+        """The agent's voice state is now ``state``, known before any task is matched: when
+        several agents change in one input (wrap-ups ending at the same tick), each is
+        noted first, so the first one freed does not fill up while the others look busy."""
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            agent.state = state
+
     def agent_voice(self, agent_id: str, state: str, now: float) -> list[Decision]:
         """The agent's voice state is now ``state`` (the voice router's ``AgentState.new``)."""
         now = self._clock(now)
@@ -498,7 +506,21 @@ class TaskRouter:
             if best is None:
                 return
             task = best[1]
-            self._assign(task, agent, now, out, f"agent free in {task.queue.channel}: priority {task.prio}, "
+            # Another member freed at the same instant and less loaded takes it instead
+            # (the agent keeps it when their loads are equal): least loaded first, as when a
+            # task arrives.
+            ch = task.queue.channel
+            mine = self._fair_key(agent, ch)
+            fairer = min(((self._fair_key(a, ch), a) for a in task.queue.members
+                          if a is not agent and a.may_take(ch)), default=None, key=lambda x: x[0])
+            if fairer is not None and fairer[0][0] < mine[0]:
+                other = fairer[1]
+                self._assign(task, other, now, out, f"agent free in {ch}: priority {task.prio}, "
+                             f"waited {now - task.arrived_at:.1f}s; least loaded of those free "
+                             f"({other.load[ch]}/{other.cap.of(ch)} {ch})")
+                self._check_block(other, now, out)
+                continue
+            self._assign(task, agent, now, out, f"agent free in {ch}: priority {task.prio}, "
                          f"waited {now - task.arrived_at:.1f}s")
 
     def _agent(self, agent_id: str) -> _Agent:

@@ -304,3 +304,22 @@ def test_a_task_held_after_a_restart_counts_in_the_load_and_blocks_voice():
     assert r.tasks.load("a1")["chat"] == 1 and r.voice.agent_state("a1").voice_blocked
     assert r.tasks.position("old") == 0
     assert [d.agent_id for d in r.task_closed("old", T0 + 2) if isinstance(d, VoiceBlock)] == ["a1"]
+
+
+def test_agents_freed_at_the_same_tick_share_the_waiting_tasks() -> None:
+    """Two wrap-ups end at one tick with two chats waiting: one each, not both to the first
+    agent the tick frees (found by the max-wait machine above)."""
+    r = OmniRouter(OmniMaxWaitMachine.config)
+    for a in ("a1", "a2"):
+        r.voice_input("login", a, T0)
+    offers = [d for c in ("call1", "call2") for d in r.voice_input("call_waiting", c, "v1", T0)
+              if isinstance(d, Offer)]
+    assert sorted(o.agent_id for o in offers) == ["a1", "a2"]
+    for o in offers:
+        r.voice_input("offer_answered", o.call_id, o.agent_id, T0)
+    r.voice_input("call_finished", r.voice.agent_state("a1").call_id, "a1", T0)
+    waiting = [d for t in ("t1", "t2") for d in r.task_waiting(t, "c1", T0) if isinstance(d, TaskAssigned)]
+    assert waiting == []                            # a1 wraps up, a2 talks: nobody takes chat
+    r.voice_input("call_finished", r.voice.agent_state("a2").call_id, "a2", T0)
+    assigned = [d for d in r.tick(T0 + 4.0) if isinstance(d, TaskAssigned)]
+    assert sorted(d.agent_id for d in assigned) == ["a1", "a2"]
