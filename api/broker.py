@@ -385,6 +385,9 @@ class BrokerFeed:
         self._after = after
         self._sub: Any = None
         self.rejected = 0
+        # The highest stream sequence the broker said it holds when it sent the last message
+        # read (its sequence plus its pending count): a lower bound of the stream's end.
+        self.stream_last = after
 
     async def open(self) -> None:
         js = self.nc.jetstream()
@@ -401,7 +404,9 @@ class BrokerFeed:
         while True:
             msg = await self._sub.next_msg(timeout=timeout)
             try:
-                d = decode(msg.subject, msg.headers, msg.data, msg.metadata.sequence.stream)
+                meta = msg.metadata
+                self.stream_last = max(self.stream_last, meta.sequence.stream + max(0, meta.num_pending or 0))
+                d = decode(msg.subject, msg.headers, msg.data, meta.sequence.stream)
             except ValueError as exc:
                 self.rejected += 1
                 log.warning("broker: skipped a message that is not ours: %s", exc)

@@ -95,6 +95,8 @@ class Connection:
     queue: deque[str] = field(default_factory=deque)
     last_seq: int = 0               # the seq of the last event queued to it
     drop: str | None = None         # set: the shell must close it ("slow", "replaced")
+    floor: int = 0                  # events numbered at or below it are not queued (the client has
+                                    # them: a resume ahead of an API node, ``api.node_core``)
 
     def __repr__(self) -> str:
         return f"Connection({self.id}, {self.stream.key!r}, queued={len(self.queue)}, drop={self.drop})"
@@ -294,7 +296,7 @@ class Hub:
                 last, text = seq, _splice(seq, body_json)
             self._keep(s, seq, text)
             for c in s.conns:
-                if c.drop is not None:
+                if c.drop is not None or seq <= c.floor:
                     continue
                 if self._enqueue(c, text):
                     c.last_seq = seq

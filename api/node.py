@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal
 
 import aiohttp
 import nats
@@ -30,14 +30,15 @@ from api.auth import Principal
 from api.errors import ApiError
 from api.broker import BrokerFeed, ensure_board
 from api.broker_core import board_stream, board_subject
-from api.hub import Scope
-from api.node_core import NodeHub, NodeState
+from api.hub import Resume, Scope
+from api.node_core import NodeHub, NodeState, plan_resume
 from api.node_reads import NodeReads
 from api.ws import WS, AuthMessage, HubService
 
 log = structlog.get_logger(__name__)
 
-CATCH_UP_S = 3.0            # a resume ahead of this node waits this long for the node to read that far
+CATCH_UP_S = 1.0            # a resume ahead of this node waits this long for the node to read that far
+ASK_TIMEOUT_S = 2.0         # the broker's answer to "what is the stream's last sequence"
 FORWARD_TIMEOUT_S = 15.0    # the leader's answer may pause this long (its head, or between chunks)
 # Hop-by-hop headers (RFC 9110 7.6.1) and those aiohttp sets itself: not forwarded.
 _HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -56,6 +57,9 @@ class NodeHubService(HubService):
         super().__init__(app, hub, None, None)   # type: ignore[arg-type]
         self.hub: NodeHub = hub
         self.state = state
+        self.catch_up_s = CATCH_UP_S
+        # The broker stream's last sequence, asked (None: no answer); set by ``NodeService``.
+        self.ask_stream_last: Callable[[], Awaitable[int | None]] | None = None
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run_expire(), name="ws-expire"))
@@ -66,14 +70,29 @@ class NodeHubService(HubService):
 
     async def _run(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, p: Principal,
                    first: AuthMessage) -> None:
-        # A client coming from another node may be ahead of this one by the messages in
-        # flight: wait (bounded) until this node has read as far, then resume from the ring.
+        # A client coming from another node may be ahead of this one (the messages in flight,
+        # or a node that restarted a moment ago, or a slow one): wait, bounded, until this node
+        # has read as far (then an ordinary replay, with a current snapshot); past the bound
+        # the hub resumes it with a floor (api.node_core.plan_resume), after checking with the
+        # broker that its position is in the stream.
+        stream_last: int | None | Literal["known"] = "known"
         if first.stream == self.hub.epoch and first.last_seq is not None and first.last_seq > self.hub.head:
+            resume = Resume(first.stream, first.last_seq)
             loop = asyncio.get_running_loop()
-            until = loop.time() + CATCH_UP_S
-            while first.last_seq > self.hub.head and loop.time() < until:
+            began = loop.time()
+            while True:
+                hub = self.hub
+                plan = plan_resume(resume, epoch=hub.epoch, head=hub.head, start=hub.start, oldest=hub.oldest,
+                                   stream_last=None, waited_s=loop.time() - began, wait_s=self.catch_up_s)
+                if plan.kind != "wait":
+                    break
                 await asyncio.sleep(0.02)
-        await super()._run(ws, transport, p, first)
+            if first.last_seq > self.hub.stream_last and self.ask_stream_last is not None:
+                stream_last = await self.ask_stream_last()
+                if stream_last is not None:
+                    self.hub.stream_last = max(self.hub.stream_last, stream_last)
+                    stream_last = "known"
+        await super()._run(ws, transport, p, first, stream_last=stream_last)
 
 
 class NodeService:
@@ -103,6 +122,20 @@ class NodeService:
         self._reconnected = asyncio.Event()
         self._board_reconnected = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        hubs.ask_stream_last = self.stream_last
+
+    async def stream_last(self) -> int | None:
+        """The broker stream's last sequence now (None: not connected, or no answer in time)."""
+        if self.nc is None or not self.nc.is_connected:
+            return None
+        try:
+            info = await asyncio.wait_for(self.nc.jetstream().stream_info(self.stream), ASK_TIMEOUT_S)
+            return int(info.state.last_seq)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("node: the stream's last sequence not known", error=type(exc).__name__)
+            return None
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run(), name="node-feed"))
@@ -174,6 +207,7 @@ class NodeService:
                 # stream alike: the numbers stay contiguous, the content has the hole.
             self.hubs.state.feed(d.body)
             self.hubs._deliver(hub.publish_at(d.stream_seq, d.body_json, d.agents))
+            hub.stream_last = max(hub.stream_last, self.feed.stream_last)
             if d.stream_seq >= target:
                 self.ready.set()
 
@@ -238,6 +272,7 @@ class NodeService:
         hub = self.hubs.hub
         return {"connected": bool(self.nc is not None and self.nc.is_connected), "ready": self.ready.is_set(),
                 "stream": self.stream, "stream_id": hub.epoch, "head": hub.head, "oldest": hub.oldest,
+                "stream_last": hub.stream_last, "resumed_ahead": hub.resumed_ahead,
                 "gaps": self.gaps, "boards": self.boards, "resubscribed": self.resubscribed,
                 "connections": hub.connections,
                 "reads": {"served": self.reads.served, "forwarded": self.reads.forwarded,

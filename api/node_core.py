@@ -19,6 +19,17 @@ number, and hold the same stream id:
   their audiences. A stream made on this node for a principal who was served
   elsewhere is filled from it on resume. A resume further back than the ring
   (or from before what this node read) is a ``resync``, as on the leader's hub.
+- **A resume ahead of the node** (the client had messages from a node further on in
+  the stream than this one has read: this node restarted a moment ago, or is
+  slow) is a resume too, never a ``resync``: ``plan_resume`` (pure, time an input)
+  waits a bounded moment for the node to read that far (then it is an ordinary
+  replay, with a current snapshot); past the bound, the connection's ``floor`` is
+  the client's ``last_seq`` and the node sends, as it reads them, only the
+  messages after it: the client has the others (no repeat) and nothing after it is
+  skipped (no gap). Only a ``last_seq`` beyond what the broker holds (checked with
+  the broker) is refused as "ahead of the stream". A resync there would make the
+  node stream from its own position, so the client would get again, under the same
+  numbers, what it already had (BENCHMARKS.md, the 20-kill failover run).
 
 ``NodeState`` keeps what the hello's snapshot needs (an agent's last state, the
 calls it is in), from the same messages.
@@ -26,9 +37,52 @@ calls it is in), from the same messages.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Mapping
 
 from api.hub import Attached, CallAudience, Connection, Hub, Resume, Scope, Stream, _body_json, _splice
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    """What a node does with a client's first message (``plan_resume``).
+
+    ``fresh``: no resume asked; ``replay``: the missed messages from the ring; ``wait``:
+    the node has not read up to ``last_seq`` yet, ask again later; ``ahead``: resumed,
+    the messages up to ``last_seq`` not sent again (the connection's ``floor``), those
+    after it as the node reads them; ``resync``: ``reason`` says why."""
+
+    kind: Literal["fresh", "replay", "wait", "ahead", "resync"]
+    reason: str | None = None
+
+
+def plan_resume(resume: Resume | None, *, epoch: str, head: int, start: int, oldest: int,
+                stream_last: int | None, waited_s: float, wait_s: float) -> ResumePlan:
+    """The decision for a client resuming on a node (pure; see the module doc).
+
+    ``head``: the last sequence this node has read; ``start``: it read from ``start + 1``;
+    ``oldest``: the lowest sequence its ring holds (``head + 1`` when empty);
+    ``stream_last``: the broker stream's last sequence as the node knows it (at least
+    ``head``; None when the broker could not be asked); ``waited_s``: how long this
+    client has waited for the node to catch up, ``wait_s`` the bound."""
+    if resume is None:
+        return ResumePlan("fresh")
+    if resume.epoch != epoch:
+        return ResumePlan("resync", "unknown stream (new session, expired, or the broker stream was made anew)")
+    last = resume.last_seq
+    if last < 0:
+        return ResumePlan("resync", "last_seq is not a stream position")
+    if last <= head:
+        floor = max(oldest - 1, start)
+        if last < floor:
+            return ResumePlan("resync", f"missed {floor - last} more events than are kept")
+        return ResumePlan("replay")
+    # Ahead of what this node has read.
+    if stream_last is not None and last > max(stream_last, head):
+        return ResumePlan("resync", "last_seq is ahead of the stream")
+    if waited_s < wait_s:
+        return ResumePlan("wait")
+    return ResumePlan("ahead")
 
 
 class NodeHub(Hub):
@@ -44,6 +98,10 @@ class NodeHub(Hub):
         self.ring: deque[tuple[int, frozenset[str], str]] = deque(maxlen=ring_max)
         self.head = 0           # the stream sequence of the last message published here
         self.start = 0          # the sequence this node read from, minus one: nothing before it is known
+        # The highest sequence the broker is known to hold (at least ``head``): from each
+        # message's pending count, or asked (``NodeHubService``). A resume beyond it is refused.
+        self.stream_last = 0
+        self.resumed_ahead = 0  # resumes served with a floor (the client ahead of this node)
 
     def begin(self, after: int) -> None:
         """This node reads the broker from ``after + 1``: resumes before it are resyncs."""
@@ -73,6 +131,7 @@ class NodeHub(Hub):
         if not body_json.startswith("{") or body_json == "{}":
             raise ValueError("a message is a non-empty JSON object")
         self.head = seq
+        self.stream_last = max(self.stream_last, seq)
         self.ring.append((seq, agents, body_json))
         return self._deliver(body_json, agents)
 
@@ -84,27 +143,33 @@ class NodeHub(Hub):
         pass                       # the node keeps one ring for all streams (``ring``)
 
     def attach(self, key: str, scope: Scope, resume: Resume | None, hello: Mapping[str, Any],
-               now: float) -> Attached:
+               now: float, *, stream_last: int | None | Literal["known"] = "known") -> Attached:
         """As ``Hub.attach``, the missed events taken from the node's ring. A fresh
-        connection's hello carries ``head``: the events after it will come."""
+        connection's hello carries ``head``: the events after it will come. A resume ahead
+        of ``head`` (the shell has waited its bound: ``plan_resume``) is served with a
+        floor, its hello without a snapshot (older than what the client holds), unless
+        ``last_seq`` is beyond ``stream_last`` (default: ``self.stream_last``; None: the
+        broker could not be asked, and the client's position in this stream is taken)."""
         s = self._stream(key, scope)
         conn = Connection(next(self._ids), s, self.queue_max, last_seq=self.head)
         s.conns.add(conn)
         s.idle_since = None
+        plan = plan_resume(resume, epoch=self.epoch, head=self.head, start=self.start, oldest=self.oldest,
+                           stream_last=self.stream_last if stream_last == "known" else stream_last,
+                           waited_s=1.0, wait_s=0.0)
         replay: list[str] = []
-        why: str | None = None
+        why = plan.reason
         hello_seq = self.head
-        if resume is not None:
-            if resume.epoch != self.epoch:
-                why = "unknown stream (new session, expired, or the broker stream was made anew)"
-            elif resume.last_seq > self.head or resume.last_seq < 0:
-                why = "last_seq is ahead of the stream"
-            elif resume.last_seq < max(self.oldest - 1, self.start):
-                why = f"missed {max(self.oldest - 1, self.start) - resume.last_seq} more events than are kept"
-            else:
-                hello_seq = resume.last_seq
-                replay = [_splice(seq, text) for seq, agents, text in self.ring
-                          if seq > resume.last_seq and scope.wants(agents)]
+        if plan.kind == "replay":
+            assert resume is not None
+            hello_seq = resume.last_seq
+            replay = [_splice(seq, text) for seq, agents, text in self.ring
+                      if seq > resume.last_seq and scope.wants(agents)]
+        elif plan.kind == "ahead":
+            assert resume is not None
+            hello_seq = conn.floor = conn.last_seq = resume.last_seq
+            hello = {**hello, "snapshot": None}
+            self.resumed_ahead += 1
         resumed = resume is not None and why is None
         self._control(conn, {**hello, "type": "hello", "stream": self.epoch, "resumed": resumed}, seq=hello_seq)
         if why is not None:
@@ -120,7 +185,8 @@ class NodeHub(Hub):
         may resume after it. An agent's desktop that pings keeps its ``seq`` near the head,
         and can move to a node that started reading after its last own event."""
         if conn.drop is None:
-            self._enqueue(conn, _splice(self.head, _body_json(body)))
+            # A connection resumed ahead of this node: its own position until the node passes it.
+            self._enqueue(conn, _splice(max(self.head, conn.floor), _body_json(body)))
         return conn.drop is not None
 
     def expire(self, now: float) -> int:

@@ -356,13 +356,13 @@ class HubService:
         return principal
 
     async def _run(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, p: Principal,
-                   first: AuthMessage) -> None:
+                   first: AuthMessage, **attach: Any) -> None:
         scope = scope_of(p)
         resume = Resume(first.stream, first.last_seq) if first.stream and first.last_seq is not None else None
         hello = {"user": {"kind": p.kind, "id": p.id, "name": p.name, "role": p.role, "agent_id": p.agent_id},
                  "scope": {"everything": scope.everything, "agent_id": scope.agent_id},
                  "snapshot": self._snapshot(p, scope), **{k: f() for k, f in self.hello_parts.items()}}
-        attached = self.hub.attach(stream_key(p, scope), scope, resume, hello, time.time())
+        attached = self.hub.attach(stream_key(p, scope), scope, resume, hello, time.time(), **attach)
         conn = attached.conn
         wake = asyncio.Event()
         link = self.links[conn] = Link(ws, transport, wake, p)

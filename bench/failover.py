@@ -351,6 +351,12 @@ async def run(kills: int, rate: float, gap: float, workdir: Path, ttl: float,
             stream = await read_stream(broker.url)
             await caught_up(clients, stream, 20)
             desk = desktops_report(clients, stream, traffic.real_ids())
+            # Where each node's /ws stood at the end (a client behind its node's reading shows here).
+            nodes_end = {}
+            for d in (leader, standby):
+                got = await d.health()
+                nodes_end[d.log_path.stem] = None if got is None else got[1].get("stream")
+            desk["nodes_at_end"] = nodes_end
         double = await double_booked(db, traffic.prefix, agent_ids)
         offers = await db.fetch("SELECT at FROM call_events WHERE kind = 'acd.offer' ORDER BY at")
         at = [r["at"].timestamp() for r in offers]

@@ -217,6 +217,7 @@ def report(desktops: list[Desktop], stream: list[tuple[int, frozenset[str]]],
     for d in desktops:
         checks[d.name] = seq_check(d.received, expected_seqs(stream, d.agent_id, d.first or 0, head))
     broken = {n: c for n, c in checks.items() if not c.contiguous}
+    by_name = {d.name: d for d in desktops}
     supervisors = [d for d in desktops if d.agent_id is None]
     unseen_ends = [c for c in call_ids if supervisors and not all(c in s.ended for s in supervisors)]
     return {
@@ -234,6 +235,8 @@ def report(desktops: list[Desktop], stream: list[tuple[int, frozenset[str]]],
         "resync_reasons": sorted({r for d in desktops for r in d.resyncs})[:5],
         "calls_whose_end_a_supervisor_missed": len(unseen_ends),
         "detail": {n: {"missing": gaps(c.missing)[:10], "repeated": c.repeated[:10],
-                       "out_of_order": c.out_of_order[:10], "unexpected": c.unexpected[:10]}
+                       "out_of_order": c.out_of_order[:10], "unexpected": c.unexpected[:10],
+                       "missing_total": len(c.missing), "last_received": by_name[n].last,
+                       "hellos": by_name[n].hellos[-12:], "resyncs": by_name[n].resyncs[-3:]}
                    for n, c in list(broken.items())[:10]},
     }
