@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+# Waiting callers whose channel variables are asked at once when adopting (each asks five
+# Getvars together): a long queue is read in a few round trips, not one caller at a time.
+ADOPT_AT_ONCE = 16
+
 
 @dataclass(kw_only=True)
 class Adoption:
@@ -121,6 +125,10 @@ class Adoption:
                 taken.add(i)
             elif ringing(item) and await self._adopt_talking(item, ringing=True, ami=ami):
                 taken.add(i)     # its agent is busy with it; unanswered, it comes back as an arrival
+        # The waiting callers' variables are asked all at once (ADOPT_AT_ONCE in flight: a
+        # takeover behind a long queue asked one caller after another, about 28 ms each),
+        # their stored joins in one query; then they enter in the listing's order.
+        pending: list[tuple[str, Waiting]] = []
         for i, item in enumerate(channels):
             context = item.get("Context")
             if i in taken or context not in ("cti-acd-wait", "cti-acd-announce", "cti-acd-offer"):
@@ -128,9 +136,18 @@ class Adoption:
             call_id, channel = item.get("Linkedid") or item.get("Uniqueid"), item.get("Channel")
             if not call_id or not channel or call_id in self.calls:
                 continue
-            waiting = self.calls[call_id] = Waiting(channel=channel)  # claimed before we wait
-            values = await self._getvars(channel, "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER",
-                                         "CTI_WAIT_START", ami=ami)
+            pending.append((call_id, Waiting(channel=channel)))
+            self.calls[call_id] = pending[-1][1]          # claimed before we wait
+        gate = asyncio.Semaphore(ADOPT_AT_ONCE)
+
+        async def ask(channel: str) -> dict[str, str]:
+            async with gate:
+                return await self._getvars(channel, "CTI_QUEUE", "CTI_SKILLS", "CTI_PRIORITY", "CTI_CUSTOMER",
+                                           "CTI_WAIT_START", ami=ami)
+
+        found = await asyncio.gather(*(ask(w.channel) for _, w in pending))
+        joins = await self._stored_joins([call_id for call_id, _ in pending]) if pending else {}
+        for (call_id, waiting), values in zip(pending, found):
             try:
                 since = float(values["CTI_WAIT_START"])
             except ValueError:
@@ -139,7 +156,7 @@ class Adoption:
                 priority = int(values["CTI_PRIORITY"]) if values["CTI_PRIORITY"] else None
             except ValueError:
                 priority = None
-            since = adopted_wait_start(since, await self._stored_join(call_id))
+            since = adopted_wait_start(since, joins.get(call_id))
             if self.calls.get(call_id) is not waiting:  # it left while we asked
                 continue
             waiting.announced_at = since
@@ -164,19 +181,20 @@ class Adoption:
         for ev in held:
             self.on_call_event(ev)
 
-    async def _stored_join(self, call_id: str) -> float | None:
-        """When this call's record says it joined its queue (None without a database,
-        or when it was never stored: a crash before the writer's next batch)."""
+    async def _stored_joins(self, call_ids: list[str]) -> dict[str, float]:
+        """When these calls' records say they joined their queue, by call id (none without
+        a database, or for a call never stored: a crash before the writer's next batch)."""
         pool = self.core.pool
         if pool is None:
-            return None
+            return {}
         try:
-            at = await pool.fetchval("SELECT queue_joined_at FROM calls WHERE call_id = $1 AND ended_at IS NULL",
-                                     call_id)
+            rows = await pool.fetch("SELECT call_id, queue_joined_at FROM calls WHERE call_id = ANY($1::text[]) "
+                                    "AND ended_at IS NULL AND queue_joined_at IS NOT NULL", call_ids)
         except Exception as exc:   # the record is a refinement: adopt from the dialplan's value
-            log.warning("acd could not read a waiting caller's stored queue join", call_id=call_id, error=str(exc))
-            return None
-        return None if at is None else at.timestamp()
+            log.warning("acd could not read waiting callers' stored queue joins", calls=len(call_ids),
+                        error=str(exc))
+            return {}
+        return {r["call_id"]: r["queue_joined_at"].timestamp() for r in rows}
 
     async def _getvars(self, channel: str, *names: str, ami: Any = None) -> dict[str, str]:
         ami = ami if ami is not None else self.core.ami
