@@ -372,70 +372,78 @@ async def search(pool: Any, text: str, *, language: str = "en", limit: int = 10)
             for r in rows]
 
 
-class LexemeStats:
+class _MarkedCache:
+    """A value per language read from PostgreSQL again only when its mark (a count and a
+    latest change, looked at every ``CHECK_EVERY`` seconds at most) has changed."""
+
+    #: The mark is looked at most this often (seconds).
+    CHECK_EVERY = 2.0
+
+    def __init__(self) -> None:
+        self._by_language: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._checked: dict[str, float] = {}
+
+    async def _get(self, pool: Any, language: str) -> Any:
+        _check(language, [])
+        known = self._by_language.get(language)
+        now = time.monotonic()
+        if known is not None and now - self._checked.get(language, -1e9) < self.CHECK_EVERY:
+            return known[1]
+        self._checked[language] = now
+        row = await self._mark(pool, language)
+        mark = (row[0], row[1])
+        if known is not None and known[0] == mark:
+            return known[1]
+        value = await self._load(pool, language, row)
+        self._by_language[language] = (mark, value)
+        return value
+
+    async def _mark(self, pool: Any, language: str) -> Any:
+        raise NotImplementedError
+
+    async def _load(self, pool: Any, language: str, mark_row: Any) -> Any:
+        raise NotImplementedError
+
+
+class LexemeStats(_MarkedCache):
     """How many live articles of each language hold each lexeme (``ts_stat``), for the ranking's
     rarity weights (``kb.ranking.idf_rank``). Read again when the articles of the language
     changed (their count or latest change, looked at every ``CHECK_EVERY`` seconds at most):
     the full count (about 0.1 s for 10,000 articles) only after a change."""
 
-    #: The articles' mark (count, latest change) is looked at most this often (seconds).
-    CHECK_EVERY = 2.0
-
-    def __init__(self) -> None:
-        self._by_language: dict[str, tuple[tuple[Any, ...], ranking.LexemeCounts]] = {}
-        self._checked: dict[str, float] = {}
-
     async def counts(self, pool: Any, language: str) -> ranking.LexemeCounts:
-        _check(language, [])
-        known = self._by_language.get(language)
-        now = time.monotonic()
-        if known is not None and now - self._checked.get(language, -1e9) < self.CHECK_EVERY:
-            return known[1]
-        self._checked[language] = now
-        row = await pool.fetchrow("SELECT count(*), max(updated_at), avg(length(search)) AS avg_length "
-                                  "FROM kb_articles WHERE language = $1 AND NOT archived", language)
-        mark = (row[0], row[1])
-        if known is not None and known[0] == mark:
-            return known[1]
+        return await self._get(pool, language)
+
+    async def _mark(self, pool: Any, language: str) -> Any:
+        return await pool.fetchrow("SELECT count(*), max(updated_at), avg(length(search)) AS avg_length "
+                                   "FROM kb_articles WHERE language = $1 AND NOT archived", language)
+
+    async def _load(self, pool: Any, language: str, mark_row: Any) -> ranking.LexemeCounts:
         rows = await pool.fetch("SELECT word, ndoc FROM ts_stat(format("
                                 "'SELECT search FROM kb_articles WHERE language = %L AND NOT archived', $1::text))",
                                 language)
-        counts = ranking.LexemeCounts(int(mark[0]), {r["word"]: r["ndoc"] for r in rows},
-                                      float(row["avg_length"] or 20.0))
-        self._by_language[language] = (mark, counts)
-        return counts
+        return ranking.LexemeCounts(int(mark_row[0]), {r["word"]: r["ndoc"] for r in rows},
+                                    float(mark_row["avg_length"] or 20.0))
 
 
-class LearnedWords:
+class LearnedWords(_MarkedCache):
     """The words agents' "Helped" marks and approved proposals taught each live article of a
     language (``kb_call_words``, as lexemes: ``ranking.Evidence``), for the suggestions'
     ``learned`` input. Read again when the marks changed (their count or latest one, looked at
     every ``CHECK_EVERY`` seconds at most)."""
 
-    CHECK_EVERY = 2.0
-
-    def __init__(self) -> None:
-        self._by_language: dict[str, tuple[tuple[Any, ...], ranking.Evidence]] = {}
-        self._checked: dict[str, float] = {}
-
     async def evidence(self, pool: Any, language: str) -> ranking.Evidence:
-        _check(language, [])
-        known = self._by_language.get(language)
-        now = time.monotonic()
-        if known is not None and now - self._checked.get(language, -1e9) < self.CHECK_EVERY:
-            return known[1]
-        self._checked[language] = now
-        row = await pool.fetchrow("SELECT count(*), max(at) FROM kb_call_words WHERE language = $1", language)
-        mark = (row[0], row[1])
-        if known is not None and known[0] == mark:
-            return known[1]
+        return await self._get(pool, language)
+
+    async def _mark(self, pool: Any, language: str) -> Any:
+        return await pool.fetchrow("SELECT count(*), max(at) FROM kb_call_words WHERE language = $1", language)
+
+    async def _load(self, pool: Any, language: str, mark_row: Any) -> ranking.Evidence:
         rows = await pool.fetch(
             "SELECT w.article_id, tsvector_to_array(to_tsvector(kb_ts_config($1), array_to_string(w.words, ' '))) "
             "AS lx FROM kb_call_words w JOIN kb_articles a USING (article_id) "
             "WHERE w.language = $1 AND a.language = $1 AND NOT a.archived", language)
-        ev = ranking.evidence_from((r["article_id"], r["lx"]) for r in rows)
-        self._by_language[language] = (mark, ev)
-        return ev
+        return ranking.evidence_from((r["article_id"], r["lx"]) for r in rows)
 
 
 def _matched(items: Sequence[str]) -> list[tuple[str, str, str]]:
